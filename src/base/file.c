@@ -1,0 +1,188 @@
+/*
+ * file.c - whole-file helpers: read-only mmap, bounded read, crash-safe replace, mkdir -p,
+ * secure zeroing.
+ *
+ * file_write_atomic follows the classic recipe: write a temporary in the same directory, fsync
+ * it, rename it over the target (atomic on POSIX file systems), then fsync the directory so the
+ * rename itself survives a power cut. A crash at any point leaves the old or the new content.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "llmos/base.h"
+
+llmos_err file_map(const char *path, llmos_map *out)
+{
+    out->data = NULL;
+    out->size = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return llmos_fail(errno == ENOENT ? LLMOS_ERR_NOT_FOUND : LLMOS_ERR_IO,
+                          "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        return llmos_fail(LLMOS_ERR_IO, "%s: cannot stat: %s", path, strerror(e));
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return llmos_fail(LLMOS_ERR_INVALID, "%s: not a regular file", path);
+    }
+    if (st.st_size == 0) {
+        close(fd);
+        out->data = (const uint8_t *)"";
+        return LLMOS_OK;
+    }
+    void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    int e = errno;
+    close(fd);
+    if (p == MAP_FAILED)
+        return llmos_fail(LLMOS_ERR_IO, "%s: cannot map %lld bytes: %s", path,
+                          (long long)st.st_size, strerror(e));
+    out->data = p;
+    out->size = (size_t)st.st_size;
+    return LLMOS_OK;
+}
+
+void file_unmap(llmos_map *m)
+{
+    if (!m)
+        return;
+    if (m->data && m->size)
+        munmap((void *)m->data, m->size);
+    m->data = NULL;
+    m->size = 0;
+}
+
+llmos_err file_read_all(const char *path, size_t max_bytes, llmos_buf *out)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return llmos_fail(errno == ENOENT ? LLMOS_ERR_NOT_FOUND : LLMOS_ERR_IO,
+                          "%s: cannot open: %s", path, strerror(errno));
+    size_t total = 0;
+    char chunk[65536];
+    llmos_err err = LLMOS_OK;
+    for (;;) {
+        size_t n = fread(chunk, 1, sizeof chunk, f);
+        if (n == 0) {
+            if (ferror(f))
+                err = llmos_fail(LLMOS_ERR_IO, "%s: read failed: %s", path, strerror(errno));
+            break;
+        }
+        if (n > max_bytes - total) {
+            err = llmos_fail(LLMOS_ERR_LIMIT, "%s: larger than the limit of %zu bytes", path,
+                             max_bytes);
+            break;
+        }
+        total += n;
+        if ((err = buf_append(out, chunk, n)) != LLMOS_OK)
+            break;
+    }
+    fclose(f);
+    return err;
+}
+
+static llmos_err fsync_dir_of(const char *path)
+{
+    char *copy = strdup(path);
+    if (!copy)
+        return llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
+    const char *dir = dirname(copy);
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    llmos_err err = LLMOS_OK;
+    if (fd < 0 || fsync(fd) != 0)
+        err = llmos_fail(LLMOS_ERR_IO, "%s: cannot sync directory: %s", dir, strerror(errno));
+    if (fd >= 0)
+        close(fd);
+    free(copy);
+    return err;
+}
+
+llmos_err file_write_atomic(const char *path, const void *data, size_t n, unsigned mode)
+{
+    size_t plen = strlen(path);
+    char *tmp = malloc(plen + 32);
+    if (!tmp)
+        return llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
+    snprintf(tmp, plen + 32, "%s.tmp.%ld", path, (long)getpid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, (mode_t)mode);
+    if (fd < 0) {
+        llmos_err err = llmos_fail(LLMOS_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
+        free(tmp);
+        return err;
+    }
+    const unsigned char *p = data;
+    size_t left = n;
+    llmos_err err = LLMOS_OK;
+    while (left > 0) {
+        ssize_t w = write(fd, p, left);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            err = llmos_fail(LLMOS_ERR_IO, "%s: write failed: %s", tmp, strerror(errno));
+            break;
+        }
+        p += w;
+        left -= (size_t)w;
+    }
+    if (!err && fsync(fd) != 0)
+        err = llmos_fail(LLMOS_ERR_IO, "%s: fsync failed: %s", tmp, strerror(errno));
+    if (close(fd) != 0 && !err)
+        err = llmos_fail(LLMOS_ERR_IO, "%s: close failed: %s", tmp, strerror(errno));
+    if (!err && rename(tmp, path) != 0)
+        err = llmos_fail(LLMOS_ERR_IO, "%s: cannot replace: %s", path, strerror(errno));
+    if (err)
+        unlink(tmp);
+    else
+        err = fsync_dir_of(path);
+    free(tmp);
+    return err;
+}
+
+llmos_err file_mkdirs(const char *path, unsigned mode)
+{
+    if (!path || !*path)
+        return llmos_fail(LLMOS_ERR_INVALID, "file_mkdirs: empty path");
+    char *p = strdup(path);
+    if (!p)
+        return llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
+    llmos_err err = LLMOS_OK;
+    for (char *s = p + 1;; s++) {
+        if (*s == '/' || *s == '\0') {
+            char saved = *s;
+            *s = '\0';
+            if (mkdir(p, (mode_t)mode) != 0 && errno != EEXIST) {
+                err = llmos_fail(LLMOS_ERR_IO, "%s: cannot create directory: %s", p,
+                                 strerror(errno));
+                break;
+            }
+            *s = saved;
+            if (saved == '\0')
+                break;
+        }
+    }
+    if (!err) {
+        struct stat st;
+        if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+            err = llmos_fail(LLMOS_ERR_IO, "%s: exists and is not a directory", path);
+    }
+    free(p);
+    return err;
+}
+
+void secure_zero(void *p, size_t n)
+{
+    if (p && n)
+        sodium_memzero(p, n);
+}

@@ -1,0 +1,52 @@
+/*
+ * cli.h - what the subcommands of the llmos program share.
+ *
+ * Every subcommand is one entry in the table in commands.c: a name, a one-line summary for
+ * `llmos --help`, the full help text for `llmos help NAME` / `llmos NAME --help`, and a run
+ * function. To add a command, write cmd_<name>.c with its run function, declare it below and
+ * add one line to the table.
+ *
+ * Exit codes (documented in `llmos --help`): 0 success, 1 the operation failed, 2 the command
+ * line was wrong, 130 interrupted.
+ */
+#ifndef LLMOS_CLI_H
+#define LLMOS_CLI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "llmos/base.h"
+
+enum { CLI_OK = 0, CLI_FAILED = 1, CLI_USAGE = 2, CLI_INTERRUPTED = 130 };
+
+typedef struct cli_command {
+    const char *name;
+    const char *summary; /* one line, no final period */
+    const char *help;    /* full text: usage line, description, options */
+    int (*run)(int argc, char **argv); /* argv[0] is the command name */
+} cli_command;
+
+extern const cli_command cli_commands[];
+extern const size_t cli_n_commands;
+
+const cli_command *cli_find(const char *name);
+/* The command name nearest to `name` by edit distance, or NULL if nothing is close. */
+const char *cli_closest(const char *name);
+/* True when argv[1..] holds -h or --help (before a "--"). */
+bool cli_wants_help(int argc, char **argv);
+void cli_print_help(const cli_command *c);
+/* Print "llmos CMD: <msg>" and a pointer to the help; returns CLI_USAGE. */
+int cli_usage_error(const char *cmd, const char *fmt, ...) LLMOS_PRINTF(2, 3);
+/* Print "llmos: error: <detail message>"; returns CLI_FAILED. */
+int cli_report(llmos_err err);
+/* Where user data lives: $LLMOS_HOME, else $XDG_DATA_HOME/llmos, else ~/.local/share/llmos.
+ * Returns a static string. */
+const char *cli_home(void);
+
+/* the commands */
+int cmd_help(int argc, char **argv);
+int cmd_version(int argc, char **argv);
+int cmd_doctor(int argc, char **argv);
+int cmd_shell(int argc, char **argv);
+
+#endif

@@ -1,0 +1,138 @@
+/*
+ * commands.c - the one table of llmos subcommands, and the helpers they share.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+const cli_command cli_commands[] = {
+    {"help", "Show help for llmos or for one command",
+     "usage: llmos help [COMMAND]\n\n"
+     "With no COMMAND, list all commands. With COMMAND, show its full help\n"
+     "(the same as `llmos COMMAND --help`).\n",
+     cmd_help},
+    {"version", "Print version, build type, compiler and CPU features",
+     "usage: llmos version\n\n"
+     "Print the llmos version, how it was built (build type, compiler) and the CPU\n"
+     "features detected at run time that the inference kernels can use.\n",
+     cmd_version},
+    {"doctor", "Check the installation and say what to fix",
+     "usage: llmos doctor\n\n"
+     "Check that the libraries llmos needs work, which CPU features are usable,\n"
+     "where user data lives ($LLMOS_HOME, default ~/.local/share/llmos) and how much\n"
+     "disk is free there. Each problem is printed with what to do about it.\n"
+     "Exit status 0 when everything is usable, 1 when something must be fixed.\n",
+     cmd_doctor},
+    {"shell", "Start the interactive llmos shell (the default)",
+     "usage: llmos [shell]\n\n"
+     "Start llmos's interactive shell. Until a model backend is configured it\n"
+     "prints the banner, the doctor report and this help.\n",
+     cmd_shell},
+};
+const size_t cli_n_commands = LLMOS_ARRAY_LEN(cli_commands);
+
+const cli_command *cli_find(const char *name)
+{
+    for (size_t i = 0; i < cli_n_commands; i++)
+        if (strcmp(cli_commands[i].name, name) == 0)
+            return &cli_commands[i];
+    return NULL;
+}
+
+/* Levenshtein distance, capped inputs (command names are short). */
+static size_t edit_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 63 || lb > 63)
+        return 64;
+    size_t row[64];
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t up = row[j];
+            size_t best = diag + (a[i - 1] != b[j - 1]);
+            if (row[j] + 1 < best)
+                best = row[j] + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[lb];
+}
+
+const char *cli_closest(const char *name)
+{
+    const char *best = NULL;
+    size_t best_d = (size_t)-1;
+    for (size_t i = 0; i < cli_n_commands; i++) {
+        size_t d = edit_distance(name, cli_commands[i].name);
+        if (d < best_d) {
+            best_d = d;
+            best = cli_commands[i].name;
+        }
+    }
+    /* close enough: at most a third of the name wrong, or a prefix */
+    size_t len = strlen(name);
+    if (best && (best_d <= 1 + len / 3 || (len >= 2 && strncmp(best, name, len) == 0)))
+        return best;
+    return NULL;
+}
+
+bool cli_wants_help(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--") == 0)
+            return false;
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0)
+            return true;
+    }
+    return false;
+}
+
+void cli_print_help(const cli_command *c)
+{
+    printf("llmos %s - %s\n\n%s", c->name, c->summary, c->help);
+}
+
+int cli_usage_error(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "llmos %s: ", cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nTry 'llmos help %s' for usage.\n", cmd);
+    return CLI_USAGE;
+}
+
+int cli_report(llmos_err err)
+{
+    (void)err;
+    fprintf(stderr, "llmos: error: %s\n", llmos_errmsg());
+    return CLI_FAILED;
+}
+
+const char *cli_home(void)
+{
+    static char path[4096];
+    const char *env = getenv("LLMOS_HOME");
+    if (env && *env) {
+        snprintf(path, sizeof path, "%s", env);
+        return path;
+    }
+    const char *xdg = getenv("XDG_DATA_HOME");
+    if (xdg && *xdg) {
+        snprintf(path, sizeof path, "%s/llmos", xdg);
+        return path;
+    }
+    const char *home = getenv("HOME");
+    snprintf(path, sizeof path, "%s/.local/share/llmos", home && *home ? home : ".");
+    return path;
+}
