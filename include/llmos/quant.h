@@ -4,8 +4,9 @@
  * The type numbers are GGUF's (the ggml_type enum that GGUF tensor infos store), so a tensor's
  * type from a file indexes this table directly. Every type has a traits entry: block geometry,
  * a dequantizer, a quantizer, and a dot product against activations in the type's
- * `vec_dot_type` (F32 for F32, F16 for F16, BF16 for BF16, Q8_0 for the legacy quants, Q8_K for
- * the K-quants: activations are quantized on the fly to 8 bits as the formats intend).
+ * `vec_dot_type` (F32 for F32, F16 for F16, BF16 for BF16, Q8_0 for Q4_0/Q5_0/Q8_0, Q8_1 for
+ * Q4_1/Q5_1, Q8_K for the K-quants: activations are quantized on the fly to 8 bits as the
+ * formats intend). Block layouts are documented in docs/formats.md.
  *
  * This is the seam between the model code and the kernels: the forward pass only ever asks
  * quant_traits_of(type) for a vec_dot and a from_float, so adding a type is adding kernels.
@@ -56,7 +57,7 @@ typedef enum ggml_type {
 
 /* dst[0..n) = dequantized src (n a multiple of block_size). */
 typedef void (*quant_to_float_fn)(const void *src, float *dst, size_t n);
-/* dst = quantized src[0..n) (n a multiple of block_size); the reference quantizer. */
+/* dst = quantized src[0..n) (n a multiple of block_size). */
 typedef void (*quant_from_float_fn)(const float *src, void *dst, size_t n);
 /* *s = dot(x, y) over n elements, x in this type, y in vec_dot_type. */
 typedef void (*quant_vec_dot_fn)(size_t n, float *s, const void *x, const void *y);
@@ -71,11 +72,35 @@ typedef struct quant_traits {
     quant_from_float_fn from_float;
     quant_vec_dot_fn vec_dot; /* best kernel for this CPU */
     quant_vec_dot_fn vec_dot_ref; /* the scalar reference */
+    /* The scalar reference quantizer. `from_float` may be a SIMD version (for the activation
+     * types Q8_0 and Q8_K, which are quantized every token); it writes the same bytes. */
+    quant_from_float_fn from_float_ref;
 } quant_traits;
 
 /* Traits of a type; NULL for a number that is not a ggml type. Names and sizes are filled in
  * for every known type, kernels only where `supported`. */
 const quant_traits *quant_traits_of(ggml_type type);
+
+/* The kernel set chosen for this CPU: "avx512" (AVX-512 VNNI for Q4_0, Q8_0, Q4_K, Q6_K, F16,
+ * and BF16 where AVX512-BF16 exists; AVX2 for the rest), "avx2" (AVX2+FMA+F16C) or "scalar".
+ * LLMOS_QUANT_ISA=ref|avx2|avx512 in the environment caps the choice (read once). */
+const char *quant_isa_name(void);
+
+/*
+ * Matrix times a batch of vectors, for prompt processing: for i < n_rows and t < n_tok,
+ *   out[t * out_stride + i] = dot(row i of w, activation row t)
+ * where row i of w starts at (const char *)w + i * w_stride and is k elements of `type`, and
+ * activation row t starts at (const char *)act + t * act_stride and is k elements already
+ * quantized to the type's vec_dot_type (with its from_float). The result equals calling
+ * vec_dot per pair up to float summation order, but weight blocks are decoded once for four
+ * tokens where the type has such a kernel (Q8_0, Q4_0, Q4_K, Q6_K), and rows are taken in
+ * tiles that stay in cache while the tokens pass over them. To use threads, give each thread
+ * its own range of rows. Fails with LLMOS_ERR_UNSUPPORTED for a type without kernels and
+ * LLMOS_ERR_INVALID when k is not a multiple of the block size or out_stride < n_rows.
+ */
+LLMOS_NODISCARD llmos_err quant_gemm(ggml_type type, size_t k, size_t n_rows, const void *w,
+                                     size_t w_stride, size_t n_tok, const void *act,
+                                     size_t act_stride, float *out, size_t out_stride);
 
 /* Name of a type ("F16"), or "?" for an unknown number. */
 const char *ggml_type_name(ggml_type type);

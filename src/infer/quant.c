@@ -4,11 +4,15 @@
  * Block geometry for every GGUF type is listed here (from ggml's type_traits: elements per
  * block and bytes per block), so that files holding any type can be sized and validated even
  * where llmos has no kernel for it. The quantized block formats and their kernels live in
- * quant_*.c and register through quant_traits_of().
+ * quant_ref.c (scalar references), quant_avx2.c and quant_avx512.c; quant_traits_of() picks
+ * the best set for the CPU once (pthread_once) and quant_gemm() runs matrix tiles.
  */
 #include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "infer/quant_internal.h"
 #include "llmos/quant.h"
 
 /* ---- half precision ---------------------------------------------------------------------- */
@@ -101,7 +105,7 @@ static void f32_from_float(const float *src, void *dst, size_t n)
     memcpy(dst, src, n * sizeof(float));
 }
 
-static void f32_vec_dot(size_t n, float *s, const void *x, const void *y)
+static void f32_vec_dot_ref(size_t n, float *s, const void *x, const void *y)
 {
     const float *a = x, *b = y;
     double sum = 0;
@@ -124,7 +128,7 @@ static void f16_from_float(const float *src, void *dst, size_t n)
         h[i] = fp32_to_fp16(src[i]);
 }
 
-static void f16_vec_dot(size_t n, float *s, const void *x, const void *y)
+void f16_vec_dot_ref(size_t n, float *s, const void *x, const void *y)
 {
     const uint16_t *a = x, *b = y;
     double sum = 0;
@@ -147,7 +151,7 @@ static void bf16_from_float(const float *src, void *dst, size_t n)
         h[i] = fp32_to_bf16(src[i]);
 }
 
-static void bf16_vec_dot(size_t n, float *s, const void *x, const void *y)
+void bf16_vec_dot_ref(size_t n, float *s, const void *x, const void *y)
 {
     const uint16_t *a = x, *b = y;
     double sum = 0;
@@ -159,26 +163,33 @@ static void bf16_vec_dot(size_t n, float *s, const void *x, const void *y)
 /* ---- the table --------------------------------------------------------------------------- */
 
 #define GEOM(t, nm, bs, ts) [t] = {.name = nm, .block_size = bs, .type_size = ts}
+#define FLOAT(t, nm, ts, p)                                                                      \
+    [t] = {nm, 1, ts, true, t, p##_to_float, p##_from_float, p##_vec_dot_ref, p##_vec_dot_ref, \
+           p##_from_float}
+/* A block type with its reference kernels; quant_select() upgrades vec_dot/from_float. */
+#define BLOCK(t, nm, bs, ts, p, dot_type)                                                        \
+    [t] = {nm, bs, ts, true, dot_type, p##_to_float, p##_from_float_ref, p##_vec_dot_ref,       \
+           p##_vec_dot_ref, p##_from_float_ref}
 
+/* Sizes from ggml's type_traits (ggml.c); the pairing of weight types with activation types
+ * (vec_dot_type) is ggml's: Q4_1 and Q5_1 need Q8_1 for its precomputed d*sum term, the
+ * K-quants need Q8_K for its 16-element sums. */
 static quant_traits traits[GGML_TYPE_COUNT] = {
-    [GGML_TYPE_F32] = {"F32", 1, 4, true, GGML_TYPE_F32, f32_to_float, f32_from_float,
-                       f32_vec_dot, f32_vec_dot},
-    [GGML_TYPE_F16] = {"F16", 1, 2, true, GGML_TYPE_F16, f16_to_float, f16_from_float,
-                       f16_vec_dot, f16_vec_dot},
-    [GGML_TYPE_BF16] = {"BF16", 1, 2, true, GGML_TYPE_BF16, bf16_to_float, bf16_from_float,
-                        bf16_vec_dot, bf16_vec_dot},
-    GEOM(GGML_TYPE_Q4_0, "Q4_0", 32, 18),
-    GEOM(GGML_TYPE_Q4_1, "Q4_1", 32, 20),
-    GEOM(GGML_TYPE_Q5_0, "Q5_0", 32, 22),
-    GEOM(GGML_TYPE_Q5_1, "Q5_1", 32, 24),
-    GEOM(GGML_TYPE_Q8_0, "Q8_0", 32, 34),
-    GEOM(GGML_TYPE_Q8_1, "Q8_1", 32, 36),
-    GEOM(GGML_TYPE_Q2_K, "Q2_K", 256, 84),
-    GEOM(GGML_TYPE_Q3_K, "Q3_K", 256, 110),
-    GEOM(GGML_TYPE_Q4_K, "Q4_K", 256, 144),
-    GEOM(GGML_TYPE_Q5_K, "Q5_K", 256, 176),
-    GEOM(GGML_TYPE_Q6_K, "Q6_K", 256, 210),
-    GEOM(GGML_TYPE_Q8_K, "Q8_K", 256, 292),
+    FLOAT(GGML_TYPE_F32, "F32", 4, f32),
+    FLOAT(GGML_TYPE_F16, "F16", 2, f16),
+    FLOAT(GGML_TYPE_BF16, "BF16", 2, bf16),
+    BLOCK(GGML_TYPE_Q4_0, "Q4_0", 32, 18, q4_0, GGML_TYPE_Q8_0),
+    BLOCK(GGML_TYPE_Q4_1, "Q4_1", 32, 20, q4_1, GGML_TYPE_Q8_1),
+    BLOCK(GGML_TYPE_Q5_0, "Q5_0", 32, 22, q5_0, GGML_TYPE_Q8_0),
+    BLOCK(GGML_TYPE_Q5_1, "Q5_1", 32, 24, q5_1, GGML_TYPE_Q8_1),
+    BLOCK(GGML_TYPE_Q8_0, "Q8_0", 32, 34, q8_0, GGML_TYPE_Q8_0),
+    BLOCK(GGML_TYPE_Q8_1, "Q8_1", 32, 36, q8_1, GGML_TYPE_Q8_1),
+    BLOCK(GGML_TYPE_Q2_K, "Q2_K", 256, 84, q2_K, GGML_TYPE_Q8_K),
+    BLOCK(GGML_TYPE_Q3_K, "Q3_K", 256, 110, q3_K, GGML_TYPE_Q8_K),
+    BLOCK(GGML_TYPE_Q4_K, "Q4_K", 256, 144, q4_K, GGML_TYPE_Q8_K),
+    BLOCK(GGML_TYPE_Q5_K, "Q5_K", 256, 176, q5_K, GGML_TYPE_Q8_K),
+    BLOCK(GGML_TYPE_Q6_K, "Q6_K", 256, 210, q6_K, GGML_TYPE_Q8_K),
+    BLOCK(GGML_TYPE_Q8_K, "Q8_K", 256, 292, q8_K, GGML_TYPE_Q8_K),
     GEOM(GGML_TYPE_IQ2_XXS, "IQ2_XXS", 256, 66),
     GEOM(GGML_TYPE_IQ2_XS, "IQ2_XS", 256, 74),
     GEOM(GGML_TYPE_IQ3_XXS, "IQ3_XXS", 256, 98),
@@ -195,11 +206,138 @@ static quant_traits traits[GGML_TYPE_COUNT] = {
     GEOM(GGML_TYPE_IQ1_M, "IQ1_M", 256, 56),
 };
 
+/* Multi-token kernels for quant_gemm, where a type has one (else vec_dot per token). */
+static quant_vec_dot4_fn dot4[GGML_TYPE_COUNT];
+
+static pthread_once_t select_once = PTHREAD_ONCE_INIT;
+static quant_isa selected_isa = QUANT_ISA_REF;
+
+/* Parse LLMOS_QUANT_ISA (ref|avx2|avx512): a cap on the kernel set, for benchmarks and for
+ * ruling out a kernel when hunting a bug. Unset or unknown: no cap. */
+static quant_isa isa_cap(void)
+{
+    const char *e = getenv("LLMOS_QUANT_ISA");
+    if (!e)
+        return QUANT_ISA_AVX512;
+    if (strcmp(e, "ref") == 0)
+        return QUANT_ISA_REF;
+    if (strcmp(e, "avx2") == 0)
+        return QUANT_ISA_AVX2;
+    return QUANT_ISA_AVX512;
+}
+
+/* Choose the best kernels for this CPU, once. Each level needs every feature its functions'
+ * target attributes name. */
+static void quant_select(void)
+{
+#if defined(__x86_64__)
+    const llmos_cpu *cpu = cpu_features();
+    quant_isa cap = isa_cap();
+    bool avx2 = cap >= QUANT_ISA_AVX2 && cpu->avx2 && cpu->fma && cpu->f16c;
+    bool vnni = cap >= QUANT_ISA_AVX512 && avx2 && cpu->avx512f && cpu->avx512bw &&
+                cpu->avx512vl && cpu->avx512vnni;
+    if (avx2) {
+        selected_isa = QUANT_ISA_AVX2;
+        traits[GGML_TYPE_Q4_0].vec_dot = q4_0_vec_dot_avx2;
+        traits[GGML_TYPE_Q4_1].vec_dot = q4_1_vec_dot_avx2;
+        traits[GGML_TYPE_Q5_0].vec_dot = q5_0_vec_dot_avx2;
+        traits[GGML_TYPE_Q5_1].vec_dot = q5_1_vec_dot_avx2;
+        traits[GGML_TYPE_Q8_0].vec_dot = q8_0_vec_dot_avx2;
+        traits[GGML_TYPE_Q2_K].vec_dot = q2_K_vec_dot_avx2;
+        traits[GGML_TYPE_Q3_K].vec_dot = q3_K_vec_dot_avx2;
+        traits[GGML_TYPE_Q4_K].vec_dot = q4_K_vec_dot_avx2;
+        traits[GGML_TYPE_Q5_K].vec_dot = q5_K_vec_dot_avx2;
+        traits[GGML_TYPE_Q6_K].vec_dot = q6_K_vec_dot_avx2;
+        traits[GGML_TYPE_F16].vec_dot = f16_vec_dot_avx2;
+        traits[GGML_TYPE_BF16].vec_dot = bf16_vec_dot_avx2;
+        traits[GGML_TYPE_Q8_0].from_float = q8_0_from_float_avx2;
+        traits[GGML_TYPE_Q8_K].from_float = q8_K_from_float_avx2;
+        dot4[GGML_TYPE_Q8_0] = q8_0_vec_dot4_avx2;
+        dot4[GGML_TYPE_Q4_0] = q4_0_vec_dot4_avx2;
+        dot4[GGML_TYPE_Q4_K] = q4_K_vec_dot4_avx2;
+        dot4[GGML_TYPE_Q6_K] = q6_K_vec_dot4_avx2;
+    }
+    if (vnni) {
+        selected_isa = QUANT_ISA_AVX512;
+        traits[GGML_TYPE_Q4_0].vec_dot = q4_0_vec_dot_avx512;
+        traits[GGML_TYPE_Q8_0].vec_dot = q8_0_vec_dot_avx512;
+        traits[GGML_TYPE_Q4_K].vec_dot = q4_K_vec_dot_avx512;
+        traits[GGML_TYPE_Q6_K].vec_dot = q6_K_vec_dot_avx512;
+        traits[GGML_TYPE_F16].vec_dot = f16_vec_dot_avx512;
+        if (cpu->avx512bf16)
+            traits[GGML_TYPE_BF16].vec_dot = bf16_vec_dot_avx512;
+    }
+#endif
+}
+
 const quant_traits *quant_traits_of(ggml_type type)
 {
+    pthread_once(&select_once, quant_select);
     if ((unsigned)type >= GGML_TYPE_COUNT || !traits[type].name)
         return NULL;
     return &traits[type];
+}
+
+const char *quant_isa_name(void)
+{
+    pthread_once(&select_once, quant_select);
+    switch (selected_isa) {
+    case QUANT_ISA_AVX512:
+        return "avx512";
+    case QUANT_ISA_AVX2:
+        return "avx2";
+    default:
+        return "scalar";
+    }
+}
+
+/* ---- matrix-matrix ----------------------------------------------------------------------- */
+
+/* Rows per tile: 16 rows of a 4096-wide Q4_K matrix are 37 KiB, which stay in L2 while every
+ * token of the batch passes over them. */
+#define GEMM_ROW_TILE 16
+
+llmos_err quant_gemm(ggml_type type, size_t k, size_t n_rows, const void *w, size_t w_stride,
+                     size_t n_tok, const void *act, size_t act_stride, float *out,
+                     size_t out_stride)
+{
+    const quant_traits *t = quant_traits_of(type);
+    if (!t || !t->supported)
+        return llmos_fail(LLMOS_ERR_UNSUPPORTED,
+                          "quant_gemm: tensor type %d (%s) has no kernels in llmos", (int)type,
+                          ggml_type_name(type));
+    if (k % t->block_size != 0)
+        return llmos_fail(LLMOS_ERR_INVALID,
+                          "quant_gemm: row length %zu is not a multiple of the %s block size %zu",
+                          k, t->name, t->block_size);
+    if (n_rows == 0 || n_tok == 0)
+        return LLMOS_OK;
+    if (!w || !act || !out)
+        return llmos_fail(LLMOS_ERR_INVALID, "quant_gemm: NULL weights, activations or output");
+    if (n_tok > 1 && out_stride < n_rows)
+        return llmos_fail(LLMOS_ERR_INVALID,
+                          "quant_gemm: output stride %zu is shorter than the %zu rows", out_stride,
+                          n_rows);
+    const uint8_t *wb = w, *ab = act;
+    quant_vec_dot4_fn d4 = dot4[type];
+    for (size_t r0 = 0; r0 < n_rows; r0 += GEMM_ROW_TILE) {
+        size_t r1 = r0 + GEMM_ROW_TILE < n_rows ? r0 + GEMM_ROW_TILE : n_rows;
+        size_t tk = 0;
+        if (d4) {
+            for (; tk + 4 <= n_tok; tk += 4) {
+                for (size_t r = r0; r < r1; r++) {
+                    float s[4];
+                    d4(k, s, wb + r * w_stride, ab + tk * act_stride, act_stride);
+                    for (int q = 0; q < 4; q++)
+                        out[(tk + (size_t)q) * out_stride + r] = s[q];
+                }
+            }
+        }
+        for (; tk < n_tok; tk++)
+            for (size_t r = r0; r < r1; r++)
+                t->vec_dot(k, &out[tk * out_stride + r], wb + r * w_stride, ab + tk * act_stride);
+    }
+    return LLMOS_OK;
 }
 
 const char *ggml_type_name(ggml_type type)
