@@ -168,6 +168,7 @@ struct gguf_file {
     llmos_arena *arena; /* keys, tensor names, scalar strings */
     size_t n_kv;
     const char **keys;
+    uint64_t *key_off; /* where each pair begins, for messages */
     gguf_val *vals;
     size_t n_vals, cap_vals;
     uint64_t *str_off; /* file offset of each string-array element's length field */
@@ -337,7 +338,8 @@ static llmos_err add_vals(gguf_file *f, uint64_t n, size_t *first)
     if (err)
         return err;
     *first = f->n_vals;
-    memset(f->vals + f->n_vals, 0, (size_t)n * sizeof *f->vals);
+    if (n)
+        memset(f->vals + f->n_vals, 0, (size_t)n * sizeof *f->vals);
     f->n_vals += (size_t)n;
     return LLMOS_OK;
 }
@@ -460,7 +462,8 @@ static llmos_err parse_kvs(cursor *c, uint64_t n_kv)
     assert(first == 0);
     f->n_kv = (size_t)n_kv;
     f->keys = arena_calloc(f->arena, f->n_kv ? f->n_kv : 1, sizeof *f->keys);
-    if (!f->keys)
+    f->key_off = arena_calloc(f->arena, f->n_kv ? f->n_kv : 1, sizeof *f->key_off);
+    if (!f->keys || !f->key_off)
         return llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
     if ((err = set_init(&f->key_set, f->n_kv)))
         return err;
@@ -482,8 +485,9 @@ static llmos_err parse_kvs(cursor *c, uint64_t n_kv)
         int64_t dup = set_find(&f->key_set, f->keys, key, &slot);
         if (dup >= 0)
             return fail_at(c, at, LLMOS_ERR_FORMAT, "duplicate key (also key %lld at offset %llu)",
-                           (long long)dup, (ull)f->vals[dup].offset);
+                           (long long)dup, (ull)f->key_off[dup]);
         f->keys[i] = key;
+        f->key_off[i] = at;
         f->key_set.slots[slot] = i + 1;
         uint64_t tat = c->pos;
         uint32_t type;
