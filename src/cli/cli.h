@@ -48,5 +48,7 @@ int cmd_help(int argc, char **argv);
 int cmd_version(int argc, char **argv);
 int cmd_doctor(int argc, char **argv);
 int cmd_shell(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_model(int argc, char **argv);
 
 #endif

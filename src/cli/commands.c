@@ -30,6 +30,22 @@ const cli_command cli_commands[] = {
      "Start llmos's interactive shell. Until a model backend is configured it\n"
      "prints the banner, the doctor report and this help.\n",
      cmd_shell},
+    {"tokenize", "Show the tokens a model's tokenizer makes of a text",
+     "usage: llmos tokenize --model FILE [--ids] [--special] [--add-special] TEXT\n\n"
+     "Tokenize TEXT (or standard input when TEXT is -) with the vocabulary of the GGUF\n"
+     "model FILE and print one token per line as  id<TAB>'piece'  (the bytes the token\n"
+     "stands for; non-printable bytes escaped as \\xNN).\n\n"
+     "  --ids          print only the ids, space-separated, on one line\n"
+     "  --special      text that spells a special token (\"<|im_start|>\") becomes that\n"
+     "                 token; without it such text is tokenized as plain characters\n"
+     "  --add-special  add BOS/EOS as the model's metadata asks\n",
+     cmd_tokenize},
+    {"model", "Inspect and make GGUF model files",
+     "usage: llmos model SUBCOMMAND [ARGS...]\n\n"
+     "Subcommands:\n"
+     "  info FILE [--json]   show a model's metadata, hyperparameters, tokenizer and tensors\n\n"
+     "Run 'llmos model help SUBCOMMAND' for the options of one subcommand.\n",
+     cmd_model},
 };
 const size_t cli_n_commands = LLMOS_ARRAY_LEN(cli_commands);
 
