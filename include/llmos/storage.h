@@ -1,0 +1,238 @@
+/*
+ * llmos/storage.h - the encrypted per-user store: keys, recall/archival/core memory, settings
+ * and audit records in one SQLite database behind an encrypting VFS.
+ *
+ * A store is a directory holding two files:
+ *   store.db   the SQLite database (WAL mode); every page of it, of store.db-wal and of any
+ *              journal is sealed with XChaCha20-Poly1305 under the store's data key
+ *   store.key  the data key, wrapped by a key derived from the user's passphrase (Argon2id)
+ * docs/storage.md describes both formats, the schema and the threat model.
+ *
+ * Keys:     keys_*   create, unlock and rewrap the key file (usable on their own)
+ * Store:    store_*  open/close, messages (FTS5 recall search), archival memories (embedding
+ *                    search), core memory blocks, settings, audit records
+ *
+ * Threads: a store handle is used by one thread at a time. Several processes may open the same
+ * store (SQLite locking); writers wait up to 5 s for each other.
+ */
+#ifndef LLMOS_STORAGE_H
+#define LLMOS_STORAGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "llmos/base.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- keys --------------------------------------------------------------------------------- */
+
+/* Argon2id cost parameters (crypto_pwhash, ALG_ARGON2ID13). */
+typedef struct keys_kdf {
+    uint64_t opslimit; /* passes */
+    size_t memlimit;   /* bytes */
+} keys_kdf;
+
+/* The default for new stores: libsodium's MODERATE (3 passes, 256 MiB; about 1 s). */
+keys_kdf keys_kdf_default(void);
+/* By name: "moderate" (default), "interactive" (2 passes, 64 MiB), "sensitive" (4 passes,
+ * 1 GiB), or "test-weak" (1 pass, 8 KiB: for tests only, offers no protection against guessing).
+ * LLMOS_ERR_INVALID for another name. */
+LLMOS_NODISCARD llmos_err keys_kdf_parse(const char *name, keys_kdf *out);
+/* The KDF the environment asks for: LLMOS_KDF=<name> as for keys_kdf_parse, else the default.
+ * An unknown name is an error. */
+LLMOS_NODISCARD llmos_err keys_kdf_from_env(keys_kdf *out);
+
+/* The unlocked key material of a store. data_key lives in locked memory (sodium_malloc) and
+ * is wiped by keys_free. */
+typedef struct keys_unlocked {
+    uint8_t *data_key; /* 32 bytes */
+    uint8_t db_id[16]; /* random id of the database, bound into every page */
+    keys_kdf kdf;      /* the parameters the key file uses */
+} keys_unlocked;
+
+/* Create a key file at `path` (must not exist: LLMOS_ERR_EXISTS) with a fresh random data key
+ * and database id, wrapped under `passphrase` with `kdf`. Written atomically, mode 0600. On
+ * success *out (may be NULL) receives the unlocked keys; free with keys_free. */
+LLMOS_NODISCARD llmos_err keys_create(const char *path, const char *passphrase, keys_kdf kdf,
+                                      keys_unlocked **out);
+/* Unwrap the data key of the key file at `path`. A wrong passphrase (or an altered key file)
+ * is LLMOS_ERR_AUTH; a malformed file LLMOS_ERR_FORMAT; a missing one LLMOS_ERR_NOT_FOUND. */
+LLMOS_NODISCARD llmos_err keys_unlock(const char *path, const char *passphrase,
+                                      keys_unlocked **out);
+/* Rewrap the same data key under `new_passphrase` with `kdf` (the data is not rewritten).
+ * The old passphrase must be right (LLMOS_ERR_AUTH otherwise). Atomic: a crash leaves the old
+ * or the new key file. */
+LLMOS_NODISCARD llmos_err keys_change_passphrase(const char *path, const char *old_passphrase,
+                                                 const char *new_passphrase, keys_kdf kdf);
+void keys_free(keys_unlocked *k);
+
+/* ---- embedders ---------------------------------------------------------------------------- */
+
+/* Something that turns text into a vector of `dim` floats (archival memory). The engine's
+ * embedding model will be one; store_test_embedder() is a deterministic stand-in. */
+typedef struct store_embedder {
+    const char *name; /* stored with the vectors: a store refuses to mix embedders */
+    uint32_t dim;
+    llmos_err (*embed)(void *ctx, const char *text, float *out); /* out: dim floats */
+    void *ctx;
+} store_embedder;
+
+/* The TEST embedder "test-hash-v1": each lower-cased word (and each pair of neighbouring
+ * words) is hashed to a signed slot of a 256-dimensional vector, which is then normalised.
+ * Texts sharing words are near; it knows nothing of meaning. For tests and for the command
+ * line until the engine provides a real model. */
+const store_embedder *store_test_embedder(void);
+
+/* ---- the store ---------------------------------------------------------------------------- */
+
+typedef struct store store;
+
+typedef struct store_options {
+    keys_kdf kdf;                    /* for a new store; zero means keys_kdf_default() */
+    bool no_create;                  /* fail with LLMOS_ERR_NOT_FOUND instead of creating */
+    const store_embedder *embedder;  /* for archival memory; NULL: archival add/search fail */
+} store_options;
+
+/* Open (or create) the store in directory `dir` (created with mode 0700), unlocking it with
+ * `passphrase`. `opt` may be NULL for defaults. Migrates the schema to the current version.
+ * Wrong passphrase: LLMOS_ERR_AUTH. A tampered database: LLMOS_ERR_CRYPTO naming file and page.
+ * Close with store_close. */
+LLMOS_NODISCARD llmos_err store_open(const char *dir, const char *passphrase,
+                                     const store_options *opt, store **out);
+/* Close the store (checkpointing the WAL) and wipe its keys. NULL is a no-op. */
+void store_close(store *s);
+/* Rewrap the store's data key under a new passphrase (see keys_change_passphrase). */
+LLMOS_NODISCARD llmos_err store_change_passphrase(store *s, const char *old_passphrase,
+                                                  const char *new_passphrase, keys_kdf kdf);
+/* The schema version the store is at (PRAGMA user_version). */
+int store_schema_version(store *s);
+/* Paths of the database and key file (owned by the store). */
+const char *store_db_path(const store *s);
+const char *store_key_path(const store *s);
+
+/* Explicit transactions, so that several writes commit together. Writes outside them commit
+ * one by one. */
+LLMOS_NODISCARD llmos_err store_begin(store *s);
+LLMOS_NODISCARD llmos_err store_commit(store *s);
+LLMOS_NODISCARD llmos_err store_rollback(store *s);
+
+/* Check the whole store: SQLite's PRAGMA integrity_check, then every page of the database file
+ * opened with the key. LLMOS_ERR_CRYPTO (naming the page) or LLMOS_ERR_FORMAT on a problem. */
+LLMOS_NODISCARD llmos_err store_verify(store *s);
+
+typedef struct store_stats {
+    int64_t messages, archival, core_blocks, settings, audit_records;
+    int64_t db_bytes, wal_bytes; /* sizes of the files on disk */
+    int64_t page_count, page_size;
+    int schema_version;
+    bool vector_index;           /* an HNSW index is in use for archival search */
+} store_stats;
+LLMOS_NODISCARD llmos_err store_get_stats(store *s, store_stats *out);
+
+/* ---- recall memory: messages ---------------------------------------------------------------- */
+
+typedef struct store_message {
+    int64_t id;
+    char *conversation; /* process or conversation id */
+    char *role;         /* "user", "assistant", "system", "tool", ... */
+    char *content;
+    int64_t created_at; /* Unix time, seconds */
+    double score;       /* search: BM25 relevance (higher is better); 0 otherwise */
+} store_message;
+
+/* Append a message. created_at 0 means now. *id (may be NULL) receives its id. */
+LLMOS_NODISCARD llmos_err store_message_add(store *s, const char *conversation, const char *role,
+                                            const char *content, int64_t created_at,
+                                            int64_t *id);
+
+typedef struct store_search_opts {
+    const char *conversation; /* only this conversation; NULL = all */
+    int64_t since, until;     /* created_at range, inclusive; 0 = open */
+    size_t limit;             /* most results; 0 = 10 */
+} store_search_opts;
+
+/* Full-text search of messages (FTS5, ranked by BM25). The query is plain words: each word is
+ * matched as a term (no FTS5 syntax is interpreted), messages with more and rarer matching
+ * words rank higher. An empty query lists the newest messages. `opts` may be NULL. The caller
+ * frees the array with store_messages_free. */
+LLMOS_NODISCARD llmos_err store_message_search(store *s, const char *query,
+                                               const store_search_opts *opts,
+                                               store_message **out, size_t *n);
+void store_messages_free(store_message *m, size_t n);
+
+/* ---- archival memory ---------------------------------------------------------------------- */
+
+typedef struct store_archival {
+    int64_t id;
+    char *text;
+    char *metadata; /* JSON object text, "{}" when none */
+    int64_t created_at, updated_at;
+    double score;   /* search: cosine similarity to the query (higher is better) */
+} store_archival;
+
+/* Store a passage with its embedding (computed with the store's embedder) and metadata (a JSON
+ * object as text, or NULL). *id (may be NULL) receives its id. */
+LLMOS_NODISCARD llmos_err store_archival_add(store *s, const char *text, const char *metadata,
+                                             int64_t *id);
+/* Fetch one passage; LLMOS_ERR_NOT_FOUND when absent. Clear *out with store_archival_clear. */
+LLMOS_NODISCARD llmos_err store_archival_get(store *s, int64_t id, store_archival *out);
+LLMOS_NODISCARD llmos_err store_archival_delete(store *s, int64_t id);
+/* The k passages nearest to `query` by embedding (cosine similarity), best first. Uses the
+ * HNSW index once the collection is large, exact search below that. Free with
+ * store_archivals_free. */
+LLMOS_NODISCARD llmos_err store_archival_search(store *s, const char *query, size_t k,
+                                                store_archival **out, size_t *n);
+void store_archival_clear(store_archival *a);
+void store_archivals_free(store_archival *a, size_t n);
+
+/* ---- core memory blocks ------------------------------------------------------------------- */
+
+/* Set block `label` to `value`, at most `limit` bytes (limit 0 keeps the block's current limit,
+ * or 2000 for a new block). A value over the limit is LLMOS_ERR_LIMIT. */
+LLMOS_NODISCARD llmos_err store_core_set(store *s, const char *label, const char *value,
+                                         size_t limit);
+/* *value (malloc'd, caller frees) and *limit (may be NULL) of block `label`;
+ * LLMOS_ERR_NOT_FOUND when absent. */
+LLMOS_NODISCARD llmos_err store_core_get(store *s, const char *label, char **value,
+                                         size_t *limit);
+
+/* ---- settings ------------------------------------------------------------------------------- */
+
+LLMOS_NODISCARD llmos_err store_setting_set(store *s, const char *key, const char *value);
+/* *value malloc'd (caller frees); LLMOS_ERR_NOT_FOUND when absent. */
+LLMOS_NODISCARD llmos_err store_setting_get(store *s, const char *key, char **value);
+
+/* ---- audit records ------------------------------------------------------------------------ */
+
+/* One audit record. The hash chain (what prev_hash and hash cover) is the kernel's business;
+ * the store keeps the bytes. */
+typedef struct store_audit_record {
+    int64_t seq;          /* assigned by store_audit_append, increasing from 1 */
+    int64_t time;         /* Unix time, seconds (0 on append = now) */
+    const char *kind;
+    const char *payload;  /* JSON text */
+    const uint8_t *prev_hash;
+    size_t prev_hash_len;
+    const uint8_t *hash;
+    size_t hash_len;
+} store_audit_record;
+
+/* Append a record; *seq (may be NULL) receives its sequence number. */
+LLMOS_NODISCARD llmos_err store_audit_append(store *s, const store_audit_record *rec,
+                                             int64_t *seq);
+/* Call fn for each record with seq >= from_seq, in order; fn returns false to stop. The record's
+ * pointers are valid during the call only. */
+LLMOS_NODISCARD llmos_err store_audit_iterate(store *s, int64_t from_seq,
+                                              bool (*fn)(const store_audit_record *rec,
+                                                         void *ctx),
+                                              void *ctx);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,299 @@
+/*
+ * archival.c - archival memory: passages with embeddings, found by nearest-neighbour search.
+ *
+ * Each passage is a row of the archival table with its embedding as a BLOB of little-endian
+ * float32 (unit length, so cosine similarity is a dot product) and the name of the embedder
+ * that made it; a store never compares vectors of different embedders. Search embeds the query
+ * and compares it with every stored vector (exact search).
+ *
+ * Also here: the deterministic TEST embedder (store_test_embedder), a bag of hashed words.
+ */
+#include <assert.h>
+#include <ctype.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "storage/store_internal.h"
+
+/* ---- the TEST embedder ------------------------------------------------------------------ */
+
+#define TEST_EMB_DIM 256
+
+static uint64_t fnv1a(const unsigned char *p, size_t n, uint64_t h)
+{
+    for (size_t i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ull; /* FNV-1a 64-bit prime */
+    }
+    return h;
+}
+
+static void add_hashed(float *out, uint64_t h, float w)
+{
+    out[h % TEST_EMB_DIM] += ((h >> 63) ? -w : w);
+}
+
+static llmos_err test_embed(void *ctx, const char *text, float *out)
+{
+    (void)ctx;
+    memset(out, 0, TEST_EMB_DIM * sizeof *out);
+    unsigned char word[64], prev[64];
+    size_t prev_len = 0;
+    const unsigned char *p = (const unsigned char *)text;
+    while (*p) {
+        while (*p && !(isalnum(*p) || *p >= 0x80))
+            p++;
+        size_t len = 0;
+        while (*p && (isalnum(*p) || *p >= 0x80)) {
+            if (len < sizeof word)
+                word[len++] = (unsigned char)tolower(*p);
+            p++;
+        }
+        if (len == 0)
+            break;
+        uint64_t h = fnv1a(word, len, 0xcbf29ce484222325ull); /* FNV offset basis */
+        add_hashed(out, h, 1.0f);
+        if (prev_len) {
+            uint64_t hb = fnv1a(prev, prev_len, 0xcbf29ce484222325ull);
+            hb = fnv1a((const unsigned char *)" ", 1, hb);
+            add_hashed(out, fnv1a(word, len, hb), 0.5f);
+        }
+        memcpy(prev, word, len);
+        prev_len = len;
+    }
+    return LLMOS_OK;
+}
+
+static const store_embedder test_embedder = {"test-hash-v1", TEST_EMB_DIM, test_embed, NULL};
+
+const store_embedder *store_test_embedder(void) { return &test_embedder; }
+
+/* Embed with the store's embedder and scale to unit length (zero stays zero). */
+static llmos_err embed_unit(store *s, const char *text, float **out)
+{
+    *out = NULL;
+    if (!s->emb)
+        return llmos_fail(LLMOS_ERR_INVALID,
+                          "this store was opened without an embedder; archival memory needs one");
+    float *v = calloc(s->emb->dim, sizeof *v);
+    if (!v)
+        return llmos_fail(LLMOS_ERR_NOMEM, "no memory for an embedding");
+    llmos_err err = s->emb->embed(s->emb->ctx, text, v);
+    if (err) {
+        free(v);
+        return llmos_fail_context(err, "embedding with %s: ", s->emb->name);
+    }
+    double norm = 0;
+    for (uint32_t i = 0; i < s->emb->dim; i++) {
+        if (!isfinite(v[i])) {
+            free(v);
+            return llmos_fail(LLMOS_ERR_INVALID, "embedder %s returned a non-finite value at %u",
+                              s->emb->name, i);
+        }
+        norm += (double)v[i] * v[i];
+    }
+    if (norm > 0) {
+        float inv = (float)(1.0 / sqrt(norm));
+        for (uint32_t i = 0; i < s->emb->dim; i++)
+            v[i] *= inv;
+    }
+    *out = v;
+    return LLMOS_OK;
+}
+
+/* ---- vector index hooks (exact search for now) ------------------------------------------ */
+
+llmos_err store_vindex_open(store *s)
+{
+    s->vindex = NULL;
+    return LLMOS_OK;
+}
+
+void store_vindex_close(store *s) { s->vindex = NULL; }
+
+bool store_vindex_active(store *s) { return s->vindex != NULL; }
+
+/* ---- passages ----------------------------------------------------------------------------- */
+
+llmos_err store_archival_add(store *s, const char *text, const char *metadata, int64_t *id)
+{
+    if (!text)
+        return llmos_fail(LLMOS_ERR_INVALID, "an archival passage needs text");
+    float *v = NULL;
+    llmos_err err = embed_unit(s, text, &v);
+    if (err)
+        return err;
+    sqlite3_stmt *st = NULL;
+    err = store_prepare(s,
+                        "INSERT INTO archival(text, embedding, embedder, metadata, created_at,"
+                        " updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+                        &st);
+    if (!err) {
+        int64_t now = store_now();
+        sqlite3_bind_text(st, 1, text, -1, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 2, v, (int)(s->emb->dim * sizeof *v), SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, s->emb->name, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 4, metadata ? metadata : "{}", -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 5, now);
+        int rc = sqlite3_step(st);
+        if (rc != SQLITE_DONE) {
+            if ((rc & 0xff) == SQLITE_CONSTRAINT)
+                err = llmos_fail(LLMOS_ERR_INVALID,
+                                 "archival metadata must be a JSON object as text: %s",
+                                 metadata ? metadata : "");
+            else
+                err = store_db_fail(s, rc, "adding an archival passage");
+        }
+        sqlite3_finalize(st);
+    }
+    if (!err && id)
+        *id = sqlite3_last_insert_rowid(s->db);
+    free(v);
+    return err;
+}
+
+static llmos_err fetch_row(store *s, int64_t id, store_archival *out)
+{
+    memset(out, 0, sizeof *out);
+    sqlite3_stmt *st = NULL;
+    llmos_err err = store_prepare(
+        s, "SELECT text, metadata, created_at, updated_at FROM archival WHERE id = ?1", &st);
+    if (err)
+        return err;
+    sqlite3_bind_int64(st, 1, id);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        out->id = id;
+        out->text = strdup((const char *)sqlite3_column_text(st, 0));
+        out->metadata = strdup((const char *)sqlite3_column_text(st, 1));
+        out->created_at = sqlite3_column_int64(st, 2);
+        out->updated_at = sqlite3_column_int64(st, 3);
+        if (!out->text || !out->metadata) {
+            store_archival_clear(out);
+            err = llmos_fail(LLMOS_ERR_NOMEM, "no memory for an archival passage");
+        }
+    } else if (rc == SQLITE_DONE) {
+        err = llmos_fail(LLMOS_ERR_NOT_FOUND, "no archival passage with id %lld", (long long)id);
+    } else {
+        err = store_db_fail(s, rc, "reading an archival passage");
+    }
+    sqlite3_finalize(st);
+    return err;
+}
+
+llmos_err store_archival_get(store *s, int64_t id, store_archival *out)
+{
+    return fetch_row(s, id, out);
+}
+
+llmos_err store_archival_delete(store *s, int64_t id)
+{
+    sqlite3_stmt *st = NULL;
+    llmos_err err = store_prepare(s, "DELETE FROM archival WHERE id = ?1", &st);
+    if (err)
+        return err;
+    sqlite3_bind_int64(st, 1, id);
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE)
+        return store_db_fail(s, rc, "deleting an archival passage");
+    if (sqlite3_changes(s->db) == 0)
+        return llmos_fail(LLMOS_ERR_NOT_FOUND, "no archival passage with id %lld", (long long)id);
+    return LLMOS_OK;
+}
+
+typedef struct scored {
+    int64_t id;
+    double score;
+} scored;
+
+/* Keep the k best of a stream in best[0..*n), sorted by descending score. */
+static void keep_best(scored *best, size_t k, size_t *n, int64_t id, double score)
+{
+    if (*n == k && (k == 0 || score <= best[k - 1].score))
+        return;
+    size_t i = *n < k ? (*n)++ : k - 1;
+    while (i > 0 && best[i - 1].score < score) {
+        best[i] = best[i - 1];
+        i--;
+    }
+    best[i] = (scored){id, score};
+}
+
+llmos_err store_archival_search(store *s, const char *query, size_t k, store_archival **out,
+                                size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    if (k == 0)
+        return LLMOS_OK;
+    float *q = NULL;
+    llmos_err err = embed_unit(s, query ? query : "", &q);
+    if (err)
+        return err;
+    scored *best = calloc(k, sizeof *best);
+    if (!best) {
+        free(q);
+        return llmos_fail(LLMOS_ERR_NOMEM, "no memory for search results");
+    }
+    size_t nb = 0;
+    sqlite3_stmt *st = NULL;
+    err = store_prepare(s, "SELECT id, embedding FROM archival WHERE embedder = ?1", &st);
+    if (!err) {
+        sqlite3_bind_text(st, 1, s->emb->name, -1, SQLITE_STATIC);
+        int rc;
+        size_t want = s->emb->dim * sizeof(float);
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+            const float *v = sqlite3_column_blob(st, 1);
+            if ((size_t)sqlite3_column_bytes(st, 1) != want || !v)
+                continue; /* another dimension under the same name: not comparable */
+            double dot = 0;
+            for (uint32_t i = 0; i < s->emb->dim; i++)
+                dot += (double)q[i] * v[i];
+            keep_best(best, k, &nb, sqlite3_column_int64(st, 0), dot);
+        }
+        if (rc != SQLITE_DONE)
+            err = store_db_fail(s, rc, "searching archival memory");
+        sqlite3_finalize(st);
+    }
+    free(q);
+    store_archival *res = NULL;
+    if (!err && nb > 0) {
+        res = calloc(nb, sizeof *res);
+        if (!res)
+            err = llmos_fail(LLMOS_ERR_NOMEM, "no memory for search results");
+    }
+    size_t got = 0;
+    for (size_t i = 0; !err && i < nb; i++) {
+        err = fetch_row(s, best[i].id, &res[got]);
+        if (!err)
+            res[got++].score = best[i].score;
+    }
+    free(best);
+    if (err) {
+        store_archivals_free(res, got);
+        return err;
+    }
+    *out = res;
+    *n = got;
+    return LLMOS_OK;
+}
+
+void store_archival_clear(store_archival *a)
+{
+    if (!a)
+        return;
+    free(a->text);
+    free(a->metadata);
+    memset(a, 0, sizeof *a);
+}
+
+void store_archivals_free(store_archival *a, size_t n)
+{
+    if (!a)
+        return;
+    for (size_t i = 0; i < n; i++)
+        store_archival_clear(&a[i]);
+    free(a);
+}

@@ -1,0 +1,31 @@
+/*
+ * storage/store_internal.h - what store.c and archival.c share (private to src/storage/).
+ */
+#ifndef LLMOS_STORAGE_STORE_INTERNAL_H
+#define LLMOS_STORAGE_STORE_INTERNAL_H
+
+#include <sqlite3.h>
+
+#include "llmos/storage.h"
+
+struct store {
+    sqlite3 *db;
+    char *dir, *db_path, *key_path;
+    uint64_t token;                /* the VFS key token of this store */
+    const store_embedder *emb;     /* may be NULL */
+    void *vindex;                  /* archival vector index (archival.c), or NULL */
+};
+
+/* Turn an SQLite result code into an llmos_err with a message; when the VFS refused a page,
+ * its message (file and page) is used. */
+llmos_err store_db_fail(store *s, int rc, const char *what);
+LLMOS_NODISCARD llmos_err store_exec(store *s, const char *sql, const char *what);
+LLMOS_NODISCARD llmos_err store_prepare(store *s, const char *sql, sqlite3_stmt **st);
+int64_t store_now(void);
+
+/* The archival vector index (archival.c): loaded at open, saved at close. */
+LLMOS_NODISCARD llmos_err store_vindex_open(store *s);
+void store_vindex_close(store *s);
+bool store_vindex_active(store *s);
+
+#endif
