@@ -1,0 +1,246 @@
+/*
+ * bench/quant.c - how fast the vec_dot kernels stream weights, next to the machine's memory
+ * bandwidth measured in the same run.
+ *
+ * Token generation is a matrix-vector product per weight matrix: every weight byte is read
+ * once per token, so the figure that matters is GB/s of weight bytes, and the ceiling is the
+ * memory bandwidth. For each type a matrix of k = 4096 columns and (by default) 1 GiB, far
+ * beyond the last-level cache, is multiplied by one activation vector (quantized once to the
+ * type's vec_dot_type), with 1 and 2 threads from the llmos pool, and with the scalar
+ * reference on one thread. The baseline is a STREAM-style triad a[i] = b[i] + s*c[i] over
+ * three arrays of the same size, counted as 24 bytes per element.
+ *
+ * A second table times quant_gemm (64 tokens at once) against 64 separate vec_dot passes on
+ * a matrix that fits in cache, the case of prompt processing.
+ *
+ * usage: quant [--mib N] [--threads N]   (LLMOS_QUANT_ISA=ref|avx2 caps the kernels)
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "llmos/base.h"
+#include "llmos/quant.h"
+
+#define K_COLS 4096
+
+/* ---- memory bandwidth baseline ------------------------------------------------------------ */
+
+typedef struct triad_job {
+    double *a, *b, *c;
+    double s;
+} triad_job;
+
+static void triad_range(void *ctx, size_t begin, size_t end, int worker)
+{
+    (void)worker;
+    triad_job *j = ctx;
+    for (size_t i = begin; i < end; i++)
+        j->a[i] = j->b[i] + j->s * j->c[i];
+}
+
+/* Best of 5 triads over n doubles, in GB/s. */
+static double triad_gbs(llmos_pool *pool, double *a, double *b, double *c, size_t n)
+{
+    triad_job j = {a, b, c, 3.0};
+    double best = 0;
+    for (int rep = 0; rep < 5; rep++) {
+        double t0 = time_now();
+        pool_parallel_for(pool, n, 4096, triad_range, &j);
+        double dt = time_now() - t0;
+        double gbs = 24.0 * (double)n / dt / 1e9;
+        best = gbs > best ? gbs : best;
+    }
+    return best;
+}
+
+/* ---- matrix-vector ------------------------------------------------------------------------ */
+
+typedef struct mv_job {
+    quant_vec_dot_fn dot;
+    const uint8_t *w;
+    size_t row_bytes;
+    const void *x;
+    float *y;
+} mv_job;
+
+static void mv_range(void *ctx, size_t begin, size_t end, int worker)
+{
+    (void)worker;
+    mv_job *j = ctx;
+    for (size_t r = begin; r < end; r++)
+        j->dot(K_COLS, &j->y[r], j->w + r * j->row_bytes, j->x);
+}
+
+/* GB/s of weight bytes: best of `reps` passes over all rows. */
+static double mv_gbs(llmos_pool *pool, mv_job *j, size_t rows, int reps)
+{
+    double best = 0;
+    for (int rep = 0; rep < reps; rep++) {
+        double t0 = time_now();
+        pool_parallel_for(pool, rows, 16, mv_range, j);
+        double dt = time_now() - t0;
+        double gbs = (double)(rows * j->row_bytes) / dt / 1e9;
+        best = gbs > best ? gbs : best;
+    }
+    return best;
+}
+
+static const ggml_type types[] = {
+    GGML_TYPE_F32,  GGML_TYPE_F16,  GGML_TYPE_BF16, GGML_TYPE_Q8_0, GGML_TYPE_Q4_0,
+    GGML_TYPE_Q4_1, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1, GGML_TYPE_Q2_K, GGML_TYPE_Q3_K,
+    GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K,
+};
+
+/* Fill `bytes` of w with rows of `type`: quantize 64 rows of random data and repeat them
+ * (quantizing a whole GiB with the reference K-quant searches would take minutes). */
+static void fill_matrix(ggml_type type, uint8_t *w, size_t rows, size_t row_bytes, float *tmp)
+{
+    const quant_traits *t = quant_traits_of(type);
+    size_t seed_rows = rows < 64 ? rows : 64;
+    for (size_t r = 0; r < seed_rows; r++) {
+        for (size_t i = 0; i < K_COLS; i++)
+            tmp[i] = (float)((double)rand() / RAND_MAX - 0.5);
+        t->from_float_ref(tmp, w + r * row_bytes, K_COLS);
+    }
+    for (size_t r = seed_rows; r < rows; r++)
+        memcpy(w + r * row_bytes, w + (r % seed_rows) * row_bytes, row_bytes);
+}
+
+static int usage(void)
+{
+    fprintf(stderr, "usage: quant [--mib N] [--threads N]\n");
+    return 2;
+}
+
+int main(int argc, char **argv)
+{
+    size_t mib = 1024;
+    int threads = 2;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--mib") == 0 && i + 1 < argc)
+            mib = (size_t)strtoul(argv[++i], NULL, 10);
+        else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc)
+            threads = atoi(argv[++i]);
+        else
+            return usage();
+    }
+    if (mib < 16 || threads < 2)
+        return usage();
+    size_t bytes = mib << 20;
+
+    const llmos_cpu *cpu = cpu_features();
+    char feats[256];
+    cpu_features_string(cpu, feats, sizeof feats);
+    printf("cpu: %s (%d CPUs)\nfeatures: %s\nkernels: %s\n", cpu->brand, cpu->n_cpus, feats,
+           quant_isa_name());
+
+    llmos_pool *p1 = NULL, *pn = NULL;
+    if (pool_new(1, &p1) != LLMOS_OK || pool_new(threads, &pn) != LLMOS_OK) {
+        fprintf(stderr, "quant: %s\n", llmos_errmsg());
+        return 1;
+    }
+
+    /* baseline: triad over three arrays of `bytes` each */
+    size_t n = bytes / sizeof(double);
+    double *a = malloc(bytes), *b = malloc(bytes), *c = malloc(bytes);
+    if (!a || !b || !c) {
+        fprintf(stderr, "quant: cannot allocate 3 x %zu MiB for the triad\n", mib);
+        return 1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        a[i] = 0;
+        b[i] = (double)i;
+        c[i] = 1.0 / (double)(i + 1);
+    }
+    double bw1 = triad_gbs(p1, a, b, c, n);
+    double bwn = triad_gbs(pn, a, b, c, n);
+    free(a);
+    free(b);
+    free(c);
+    printf("memory bandwidth (triad, 3 x %zu MiB): %.1f GB/s on 1 thread, %.1f GB/s on %d\n\n",
+           mib, bw1, bwn, threads);
+
+    uint8_t *w = malloc(bytes);
+    float *tmp = malloc(K_COLS * sizeof *tmp);
+    float *y = malloc((bytes / 64) * sizeof *y);
+    void *xq = malloc(K_COLS * 4);
+    if (!w || !tmp || !y || !xq) {
+        fprintf(stderr, "quant: cannot allocate the %zu MiB matrix\n", mib);
+        return 1;
+    }
+    printf("vec_dot, %zu MiB matrix of %d columns, GB/s of weight bytes (%% of triad)\n", mib,
+           K_COLS);
+    printf("%-6s %9s %14s %16s %14s\n", "type", "bits/w", "1 thread", "threads", "scalar ref");
+    for (size_t ti = 0; ti < LLMOS_ARRAY_LEN(types); ti++) {
+        const quant_traits *t = quant_traits_of(types[ti]);
+        const quant_traits *v = quant_traits_of(t->vec_dot_type);
+        size_t row_bytes = K_COLS / t->block_size * t->type_size;
+        size_t rows = bytes / row_bytes;
+        fill_matrix(types[ti], w, rows, row_bytes, tmp);
+        for (size_t i = 0; i < K_COLS; i++)
+            tmp[i] = (float)((double)rand() / RAND_MAX - 0.5);
+        v->from_float(tmp, xq, K_COLS);
+        mv_job j = {t->vec_dot, w, row_bytes, xq, y};
+        double g1 = mv_gbs(p1, &j, rows, 3);
+        double gn = mv_gbs(pn, &j, rows, 3);
+        j.dot = t->vec_dot_ref;
+        double gr = mv_gbs(p1, &j, rows, 1);
+        char c1[32], cn[32];
+        snprintf(c1, sizeof c1, "%.1f (%3.0f%%)", g1, 100 * g1 / bw1);
+        snprintf(cn, sizeof cn, "%.1f (%3.0f%%)", gn, 100 * gn / bwn);
+        printf("%-6s %9.3f %14s %16s %14.2f\n", t->name, 8.0 * (double)t->type_size / (double)t->block_size,
+               c1, cn, gr);
+        fflush(stdout);
+    }
+
+    /* prompt processing: 64 tokens against 1024 rows (in cache), one thread */
+    enum { TOK = 64, ROWS = 1024 };
+    printf("\nquant_gemm vs vec_dot per token: %d tokens x %d rows x %d columns, 1 thread\n", TOK,
+           ROWS, K_COLS);
+    printf("%-6s %12s %12s %8s\n", "type", "vec_dot ms", "gemm ms", "speedup");
+    static const ggml_type gemm_types[] = {GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_Q4_K,
+                                           GGML_TYPE_Q6_K, GGML_TYPE_Q5_K};
+    float *out = malloc((size_t)TOK * ROWS * sizeof *out);
+    uint8_t *act = malloc((size_t)TOK * K_COLS * 2);
+    for (size_t ti = 0; out && act && ti < LLMOS_ARRAY_LEN(gemm_types); ti++) {
+        const quant_traits *t = quant_traits_of(gemm_types[ti]);
+        const quant_traits *v = quant_traits_of(t->vec_dot_type);
+        size_t row_bytes = K_COLS / t->block_size * t->type_size;
+        size_t act_bytes = K_COLS / v->block_size * v->type_size;
+        fill_matrix(gemm_types[ti], w, ROWS, row_bytes, tmp);
+        for (int s = 0; s < TOK; s++) {
+            for (size_t i = 0; i < K_COLS; i++)
+                tmp[i] = (float)((double)rand() / RAND_MAX - 0.5);
+            v->from_float(tmp, act + (size_t)s * act_bytes, K_COLS);
+        }
+        double best_dot = 1e9, best_gemm = 1e9;
+        for (int rep = 0; rep < 3; rep++) {
+            double t0 = time_now();
+            for (int s = 0; s < TOK; s++)
+                for (int r = 0; r < ROWS; r++)
+                    t->vec_dot(K_COLS, &out[(size_t)s * ROWS + (size_t)r], w + (size_t)r * row_bytes,
+                               act + (size_t)s * act_bytes);
+            double t1 = time_now();
+            if (quant_gemm(gemm_types[ti], K_COLS, ROWS, w, row_bytes, TOK, act, act_bytes, out,
+                           ROWS) != LLMOS_OK) {
+                fprintf(stderr, "quant: %s\n", llmos_errmsg());
+                return 1;
+            }
+            double t2 = time_now();
+            best_dot = t1 - t0 < best_dot ? t1 - t0 : best_dot;
+            best_gemm = t2 - t1 < best_gemm ? t2 - t1 : best_gemm;
+        }
+        printf("%-6s %12.1f %12.1f %7.2fx\n", t->name, best_dot * 1e3, best_gemm * 1e3,
+               best_dot / best_gemm);
+    }
+    free(out);
+    free(act);
+    free(w);
+    free(tmp);
+    free(y);
+    free(xq);
+    pool_free(p1);
+    pool_free(pn);
+    return 0;
+}
