@@ -80,7 +80,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     sink += gguf_get_u32(f, "general.alignment", 0);
     sink += (uint64_t)gguf_get_i64(f, "tokenizer.ggml.bos_token_id", 0);
-    sink += (uint64_t)gguf_get_f32(f, "llama.rope.freq_base", 0);
+    sink += gguf_get_f32(f, "llama.rope.freq_base", 0) > 1.0f;
     const char *arch = gguf_architecture(f);
     if (arch)
         sink += strlen(arch) + (uint64_t)gguf_find_arch_key(f, "block_count");
