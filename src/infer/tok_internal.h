@@ -74,6 +74,7 @@ struct tokenizer {
 
     int32_t bos, eos, eot, eom, pad, unk;
     bool add_bos, add_eos, add_space_prefix;
+    bool spm_split_words; /* SPM: no token holds "X▁" (X not ▁), so words merge apart */
     bool ignore_merges; /* Llama 3: a pre-token that is a whole token is taken as is */
     int32_t byte_token[256]; /* SPM byte fallback <0xNN>, or -1 */
     int32_t gpt2_byte_token[256]; /* BPE: the token of each single byte's character, or -1 */

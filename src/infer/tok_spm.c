@@ -68,6 +68,69 @@ static llmos_err spm_emit(const tokenizer *t, const char *s, size_t n, tok_ids *
     return LLMOS_OK;
 }
 
+/* Where the segment starting at `start` ends: at the next U+2581 that follows a character
+ * other than U+2581. When no token contains "X▁" with X not ▁ (checked at load and true of
+ * SentencePiece vocabularies trained with whitespace splitting), no token can span such a
+ * point, so no merge crosses it and the segments can be merged independently. */
+static size_t spm_segment_end(const char *s, size_t n, size_t start)
+{
+    bool prev_space = false;
+    for (size_t i = start; i < n;) {
+        bool space = i + 3 <= n && memcmp(s + i, spm_space, 3) == 0;
+        if (space && i > start && !prev_space)
+            return i;
+        prev_space = space;
+        i += space ? 3 : 1;
+    }
+    return n;
+}
+
+/* Merge esc[off .. off + n) and emit its tokens. */
+static llmos_err spm_merge(spm_state *st, size_t off, size_t n, tok_ids *out)
+{
+    const char *esc = st->text;
+    tok_symbol *sym = st->sym;
+    llmos_err err = LLMOS_OK;
+    st->heap.n = 0;
+    /* one symbol per character; an ill-formed byte is a symbol of its own */
+    int32_t n_sym = 0;
+    for (size_t i = off; i < off + n;) {
+        uint32_t cp;
+        size_t k = utf8_decode(esc + i, off + n - i, &cp);
+        if (k == 0)
+            k = 1;
+        sym[n_sym] = (tok_symbol){n_sym - 1, n_sym + 1, (uint32_t)i, (uint32_t)k};
+        n_sym++;
+        i += k;
+    }
+    if (n_sym == 0)
+        return LLMOS_OK;
+    sym[n_sym - 1].next = -1;
+
+    for (int32_t i = 1; i < n_sym && !err; i++)
+        err = spm_try_bigram(st, i - 1, i);
+
+    tok_bigram b;
+    while (!err && tok_heap_pop(&st->heap, &b)) {
+        tok_symbol *l = &sym[b.left], *r = &sym[b.right];
+        /* stale: one side was merged away or grew since this candidate was made */
+        if (l->len == 0 || r->len == 0 || l->len + r->len != b.size)
+            continue;
+        l->len += r->len;
+        r->len = 0;
+        l->next = r->next;
+        if (r->next >= 0)
+            sym[r->next].prev = b.left;
+        err = spm_try_bigram(st, l->prev, b.left);
+        if (!err)
+            err = spm_try_bigram(st, b.left, l->next);
+    }
+
+    for (int32_t i = 0; i >= 0 && !err; i = sym[i].next)
+        err = spm_emit(st->t, esc + sym[i].off, sym[i].len, out);
+    return err;
+}
+
 llmos_err tok_spm_encode(const tokenizer *t, const char *text, size_t len, bool prefix,
                          tok_ids *out)
 {
@@ -101,40 +164,13 @@ llmos_err tok_spm_encode(const tokenizer *t, const char *text, size_t len, bool 
     }
     assert(p == elen);
 
-    /* one symbol per character; an ill-formed byte is a symbol of its own */
-    int32_t n_sym = 0;
-    for (size_t i = 0; i < elen;) {
-        uint32_t cp;
-        size_t k = utf8_decode(esc + i, elen - i, &cp);
-        if (k == 0)
-            k = 1;
-        sym[n_sym] = (tok_symbol){n_sym - 1, n_sym + 1, (uint32_t)i, (uint32_t)k};
-        n_sym++;
-        i += k;
+    /* Merge segment by segment when the vocabulary allows it (see spm_segment_end); the
+     * result is the same as merging the whole text at once, with small heaps. */
+    for (size_t seg = 0; seg < elen && !err;) {
+        size_t seg_end = t->spm_split_words ? spm_segment_end(esc, elen, seg) : elen;
+        err = spm_merge(&st, seg, seg_end - seg, out);
+        seg = seg_end;
     }
-    sym[n_sym - 1].next = -1;
-
-    for (int32_t i = 1; i < n_sym && !err; i++)
-        err = spm_try_bigram(&st, i - 1, i);
-
-    tok_bigram b;
-    while (!err && tok_heap_pop(&st.heap, &b)) {
-        tok_symbol *l = &sym[b.left], *r = &sym[b.right];
-        /* stale: one side was merged away or grew since this candidate was made */
-        if (l->len == 0 || r->len == 0 || l->len + r->len != b.size)
-            continue;
-        l->len += r->len;
-        r->len = 0;
-        l->next = r->next;
-        if (r->next >= 0)
-            sym[r->next].prev = b.left;
-        err = spm_try_bigram(&st, l->prev, b.left);
-        if (!err)
-            err = spm_try_bigram(&st, b.left, l->next);
-    }
-
-    for (int32_t i = 0; i >= 0 && !err; i = sym[i].next)
-        err = spm_emit(t, esc + sym[i].off, sym[i].len, out);
 done:
     free(st.heap.v);
     free(esc);

@@ -402,6 +402,25 @@ static void find_byte_tokens(tokenizer *t)
     }
 }
 
+/* True when no token contains U+2581 right after another character than U+2581: then no
+ * merge can cross the start of a word, and tok_spm.c may merge word by word. */
+static bool spm_words_independent(const tokenizer *t)
+{
+    for (size_t id = 0; id < t->n_tokens; id++) {
+        const char *s = t->text + t->off[id];
+        size_t n = t->len[id];
+        const char *p = s;
+        while (n >= 3 && (p = memmem(p, n - (size_t)(p - s), "\xe2\x96\x81", 3)) != NULL) {
+            if (p > s && !(p - s >= 3 && memcmp(p - 3, "\xe2\x96\x81", 3) == 0))
+                return false;
+            p += 3;
+            if ((size_t)(p - s) >= n)
+                break;
+        }
+    }
+    return true;
+}
+
 llmos_err tok_new(const tok_spec *s, tokenizer **out)
 {
     *out = NULL;
@@ -449,6 +468,8 @@ llmos_err tok_new(const tok_spec *s, tokenizer **out)
         return err;
     }
     find_byte_tokens(t);
+    if (t->model == TOK_MODEL_SPM)
+        t->spm_split_words = spm_words_independent(t);
     if (t->eos >= 0)
         t->eog[t->eos] = true;
     if (t->eot >= 0)
