@@ -82,7 +82,7 @@ typedef struct store_embedder {
 } store_embedder;
 
 /* The TEST embedder "test-hash-v1": each lower-cased word (and each pair of neighbouring
- * words) is hashed to a signed slot of a 256-dimensional vector, which is then normalised.
+ * words) is hashed to a signed slot of a 512-dimensional vector, which is then normalised.
  * Texts sharing words are near; it knows nothing of meaning. For tests and for the command
  * line until the engine provides a real model. */
 const store_embedder *store_test_embedder(void);

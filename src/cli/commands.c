@@ -46,6 +46,21 @@ const cli_command cli_commands[] = {
      "  info FILE [--json]   show a model's metadata, hyperparameters, tokenizer and tensors\n\n"
      "Run 'llmos model help SUBCOMMAND' for the options of one subcommand.\n",
      cmd_model},
+    {"memory", "Add to and search your encrypted memory store",
+     "usage: llmos memory add TEXT...\n"
+     "       llmos memory search QUERY... [-k N]\n"
+     "       llmos memory stats\n\n"
+     "Your memories live in an encrypted store in $LLMOS_HOME/store (every page\n"
+     "sealed with XChaCha20-Poly1305 under a key protected by your passphrase).\n"
+     "The passphrase is asked on the terminal (twice when the store is created),\n"
+     "or taken from LLMOS_PASSPHRASE. LLMOS_KDF=moderate|interactive|sensitive\n"
+     "sets the Argon2id strength of a new store (default moderate: ~1 s, 256 MiB).\n\n"
+     "  add TEXT      remember TEXT (archival memory)\n"
+     "  search QUERY  the memories nearest to QUERY; -k N how many (default 5)\n"
+     "  stats         counts, sizes and schema version\n\n"
+     "Until a model provides embeddings, a TEST embedder (word hashing) is used:\n"
+     "it finds shared words, not meaning.\n",
+     cmd_memory},
 };
 const size_t cli_n_commands = LLMOS_ARRAY_LEN(cli_commands);
 

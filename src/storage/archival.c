@@ -18,7 +18,7 @@
 
 /* ---- the TEST embedder ------------------------------------------------------------------ */
 
-#define TEST_EMB_DIM 256
+#define TEST_EMB_DIM 512
 
 static uint64_t fnv1a(const unsigned char *p, size_t n, uint64_t h)
 {

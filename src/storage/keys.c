@@ -268,6 +268,8 @@ static llmos_err read_keyfile(const char *path, keyfile *kf)
         err = llmos_fail(LLMOS_ERR_UNSUPPORTED,
                          "%s: key file version %lld; this llmos reads version %d", path,
                          (long long)version, KEYS_VERSION);
+    else if (!*kdf)
+        err = llmos_fail(LLMOS_ERR_FORMAT, "%s: member \"kdf\" is missing", path);
     else if (strcmp(kdf, "argon2id13") != 0)
         err = llmos_fail(LLMOS_ERR_UNSUPPORTED, "%s: key derivation \"%s\" unknown (expected "
                          "\"argon2id13\")", path, kdf);

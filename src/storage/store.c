@@ -319,6 +319,8 @@ llmos_err store_open(const char *dir, const char *passphrase, const store_option
         sqlite3_finalize(st);
     }
     if (!err)
+        chmod(s->db_path, 0600); /* the directory is 0700 already; belt and braces */
+    if (!err)
         err = migrate(s);
     if (!err)
         err = store_vindex_open(s);

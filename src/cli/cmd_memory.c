@@ -1,0 +1,229 @@
+/*
+ * cmd_memory.c - `llmos memory`: add to, search and describe the user's encrypted store.
+ *
+ *   llmos memory add TEXT...          store TEXT as an archival memory
+ *   llmos memory search QUERY [-k N]  the N memories nearest to QUERY (default 5)
+ *   llmos memory stats                counts and sizes
+ *
+ * The store lives in <llmos home>/store (see cli_home). The passphrase comes from
+ * LLMOS_PASSPHRASE (for scripts) or from a prompt on the terminal without echo; the first use
+ * creates the store and asks twice. LLMOS_KDF picks the Argon2id strength of a new store.
+ * Until the engine provides an embedding model, memories are embedded with the deterministic
+ * TEST embedder (word hashing), which finds shared words, not meaning.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "cli/cli.h"
+#include "llmos/storage.h"
+
+#define PASS_MAX 1024
+
+/* Read one line from /dev/tty with echo off into buf (sodium_malloc'd by the caller). */
+static llmos_err prompt_secret(const char *prompt, char *buf, size_t size)
+{
+    int fd = open("/dev/tty", O_RDWR | O_CLOEXEC);
+    if (fd < 0)
+        return llmos_fail(LLMOS_ERR_INVALID,
+                          "no terminal to ask for the passphrase; set LLMOS_PASSPHRASE");
+    struct termios old, quiet;
+    bool have_tc = tcgetattr(fd, &old) == 0;
+    if (have_tc) {
+        quiet = old;
+        quiet.c_lflag &= ~(tcflag_t)(ECHO | ECHONL);
+        quiet.c_lflag |= ICANON;
+        tcsetattr(fd, TCSAFLUSH, &quiet);
+    }
+    if (write(fd, prompt, strlen(prompt)) < 0) {
+        /* nothing to do: the read below still works */
+    }
+    size_t n = 0;
+    char c;
+    ssize_t r;
+    while ((r = read(fd, &c, 1)) == 1 && c != '\n' && c != '\r') {
+        if (n + 1 < size)
+            buf[n++] = c;
+    }
+    buf[n] = 0;
+    if (have_tc)
+        tcsetattr(fd, TCSAFLUSH, &old);
+    if (write(fd, "\n", 1) < 0) {
+        /* ignore */
+    }
+    close(fd);
+    if (r < 0)
+        return llmos_fail(LLMOS_ERR_IO, "reading the passphrase: %s", strerror(errno));
+    return LLMOS_OK;
+}
+
+/* The store directory: <home>/store, with home created mode 0700. */
+static llmos_err store_dir(char *out, size_t size)
+{
+    const char *home = cli_home();
+    llmos_err err = file_mkdirs(home, 0700);
+    if (err)
+        return err;
+    snprintf(out, size, "%s/store", home);
+    return LLMOS_OK;
+}
+
+/* Open the user's store, asking for the passphrase as needed. */
+static llmos_err open_user_store(store **out)
+{
+    char dir[4200], keyfile[4300];
+    llmos_err err = store_dir(dir, sizeof dir);
+    if (err)
+        return err;
+    snprintf(keyfile, sizeof keyfile, "%s/store.key", dir);
+    bool exists = access(keyfile, F_OK) == 0;
+    store_options opt = {.embedder = store_test_embedder()};
+    err = keys_kdf_from_env(&opt.kdf);
+    if (err)
+        return err;
+
+    if (sodium_init() < 0)
+        return llmos_fail(LLMOS_ERR_CRYPTO, "libsodium failed to initialise");
+    char *pass = sodium_malloc(PASS_MAX);
+    char *again = sodium_malloc(PASS_MAX);
+    if (!pass || !again) {
+        sodium_free(pass);
+        sodium_free(again);
+        return llmos_fail(LLMOS_ERR_NOMEM, "no locked memory for the passphrase");
+    }
+    const char *env = getenv("LLMOS_PASSPHRASE");
+    if (env) {
+        snprintf(pass, PASS_MAX, "%s", env);
+    } else if (exists) {
+        err = prompt_secret("Passphrase for your llmos store: ", pass, PASS_MAX);
+    } else {
+        fprintf(stderr, "Creating your encrypted llmos store in %s.\n", dir);
+        err = prompt_secret("New passphrase: ", pass, PASS_MAX);
+        if (!err)
+            err = prompt_secret("Same passphrase again: ", again, PASS_MAX);
+        if (!err && strcmp(pass, again) != 0)
+            err = llmos_fail(LLMOS_ERR_INVALID, "the two passphrases differ; nothing created");
+    }
+    if (!err && !*pass)
+        err = llmos_fail(LLMOS_ERR_INVALID, "an empty passphrase is not allowed");
+    if (!err)
+        err = store_open(dir, pass, &opt, out);
+    sodium_free(pass);
+    sodium_free(again);
+    return err;
+}
+
+static int memory_add(int argc, char **argv)
+{
+    if (argc < 3)
+        return cli_usage_error("memory", "add needs the TEXT to remember");
+    llmos_buf text = {0};
+    for (int i = 2; i < argc; i++) {
+        if ((i > 2 && buf_putc(&text, ' ')) || buf_puts(&text, argv[i])) {
+            buf_free(&text);
+            return cli_report(LLMOS_ERR_NOMEM);
+        }
+    }
+    store *s = NULL;
+    llmos_err err = open_user_store(&s);
+    int64_t id = 0;
+    if (!err)
+        err = store_archival_add(s, text.data, NULL, &id);
+    buf_free(&text);
+    store_close(s);
+    if (err)
+        return cli_report(err);
+    printf("remembered as #%lld\n", (long long)id);
+    return CLI_OK;
+}
+
+static int memory_search(int argc, char **argv)
+{
+    long k = 5;
+    llmos_buf query = {0};
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "-k") == 0) {
+            char *end = NULL;
+            if (i + 1 >= argc || (k = strtol(argv[i + 1], &end, 10)) <= 0 || *end || k > 1000) {
+                buf_free(&query);
+                return cli_usage_error("memory", "-k needs a number from 1 to 1000");
+            }
+            i++;
+            continue;
+        }
+        if ((query.len && buf_putc(&query, ' ')) || buf_puts(&query, argv[i])) {
+            buf_free(&query);
+            return cli_report(LLMOS_ERR_NOMEM);
+        }
+    }
+    if (query.len == 0) {
+        buf_free(&query);
+        return cli_usage_error("memory", "search needs a QUERY");
+    }
+    store *s = NULL;
+    store_archival *hits = NULL;
+    size_t n = 0;
+    llmos_err err = open_user_store(&s);
+    if (!err)
+        err = store_archival_search(s, query.data, (size_t)k, &hits, &n);
+    buf_free(&query);
+    store_close(s);
+    if (err)
+        return cli_report(err);
+    if (n == 0)
+        printf("no memories yet\n");
+    for (size_t i = 0; i < n; i++)
+        printf("%zu. #%lld (%.3f) %s\n", i + 1, (long long)hits[i].id, hits[i].score,
+               hits[i].text);
+    store_archivals_free(hits, n);
+    return CLI_OK;
+}
+
+static int memory_stats(void)
+{
+    store *s = NULL;
+    store_stats st;
+    llmos_err err = open_user_store(&s);
+    if (!err)
+        err = store_get_stats(s, &st);
+    if (!err) {
+        printf("store:            %s\n", store_db_path(s));
+        printf("schema version:   %d\n", st.schema_version);
+        printf("archival:         %lld memories\n", (long long)st.archival);
+        printf("messages:         %lld\n", (long long)st.messages);
+        printf("core blocks:      %lld\n", (long long)st.core_blocks);
+        printf("audit records:    %lld\n", (long long)st.audit_records);
+        printf("pages:            %lld x %lld bytes (encrypted)\n", (long long)st.page_count,
+               (long long)st.page_size);
+        printf("file sizes:       %lld bytes database, %lld bytes WAL\n",
+               (long long)st.db_bytes, (long long)st.wal_bytes);
+        printf("vector search:    %s\n", st.vector_index ? "HNSW index" : "exact");
+        printf("embedder:         %s (a TEST embedder: matches words, not meaning)\n",
+               store_test_embedder()->name);
+    }
+    store_close(s);
+    return err ? cli_report(err) : CLI_OK;
+}
+
+int cmd_memory(int argc, char **argv)
+{
+    if (argc < 2)
+        return cli_usage_error("memory", "say what to do: add, search or stats");
+    if (strcmp(argv[1], "add") == 0)
+        return memory_add(argc, argv);
+    if (strcmp(argv[1], "search") == 0)
+        return memory_search(argc, argv);
+    if (strcmp(argv[1], "stats") == 0) {
+        if (argc > 2)
+            return cli_usage_error("memory", "stats takes no arguments");
+        return memory_stats();
+    }
+    return cli_usage_error("memory", "unknown action '%s' (add, search or stats)", argv[1]);
+}
