@@ -1320,7 +1320,7 @@ static node *parse_postfix(jctx *c, node *x)
             x = y;
         } else if (tok_is_op(t, "(")) {
             next(c);
-            node *y = mk(c, E_CALL, t->off);
+            node *y = mk(c, E_CALL, x->off); /* errors point at the callee */
             y->a = x;
             parse_args(c, y);
             x = y;
@@ -1393,7 +1393,7 @@ static node *parse_filters(jctx *c, node *x)
             x = y;
         } else if (tok_is_op(t, "(")) {
             next(c);
-            node *y = mk(c, E_CALL, t->off);
+            node *y = mk(c, E_CALL, x->off); /* errors point at the callee */
             y->a = x;
             parse_args(c, y);
             x = y;
@@ -2283,19 +2283,14 @@ static jv arith(jctx *c, size_t off, int op, jv a, jv b)
         }
     case OP_POW:
         if (ints && y >= 0) {
-            int64_t acc = 1;
-            for (int64_t i = 0; i < y; i++) {
-                if (acc == 0 || acc == 1 || (x == 1) || (x == 0))
-                    break;
+            if (x == 0 || x == 1)
+                return jv_int(y == 0 ? 1 : x);
+            if (x == -1)
+                return jv_int(y % 2 ? -1 : 1);
+            int64_t acc = 1; /* |x| >= 2 overflows within 63 rounds */
+            for (int64_t i = 0; i < y; i++)
                 if (__builtin_mul_overflow(acc, x, &acc))
                     jx_fail(c, off, LLMOS_ERR_FORMAT, "integer overflow in **");
-            }
-            if (x == 0)
-                acc = y == 0 ? 1 : 0;
-            else if (x == 1)
-                acc = 1;
-            else if (x == -1)
-                acc = (y % 2) ? -1 : 1;
             return jv_int(acc);
         }
         return jv_float(pow(fx, fy));
