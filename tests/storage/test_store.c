@@ -1,0 +1,460 @@
+/*
+ * test_store.c - the store API (messages with FTS5 recall search, archival memory, core
+ * memory, settings, audit records, passphrase change, schema) and `llmos memory`.
+ */
+#include <dirent.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "llmos/storage.h"
+
+static char dir[64];
+
+static void rm_tree(const char *d)
+{
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", d);
+    assert_int_equal(system(cmd), 0);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(dir, sizeof dir, "/tmp/llmos-test-store-XXXXXX");
+    return mkdtemp(dir) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    rm_tree(dir);
+    return 0;
+}
+
+static store_options opts(void)
+{
+    store_options o = {.embedder = store_test_embedder()};
+    assert_int_equal(keys_kdf_parse("test-weak", &o.kdf), LLMOS_OK);
+    return o;
+}
+
+static store *open_ok(const char *sub, const char *pass)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/%s", dir, sub);
+    store_options o = opts();
+    store *s = NULL;
+    llmos_err err = store_open(path, pass, &o, &s);
+    if (err)
+        fail_msg("store_open: %s", llmos_errmsg());
+    return s;
+}
+
+static bool file_has(const char *path, const char *needle)
+{
+    FILE *fp = fopen(path, "rb");
+    if (!fp)
+        return false;
+    fseek(fp, 0, SEEK_END);
+    long n = ftell(fp);
+    fseek(fp, 0, SEEK_SET);
+    char *buf = malloc((size_t)n + 1);
+    size_t got = fread(buf, 1, (size_t)n, fp);
+    fclose(fp);
+    bool found = memmem(buf, got, needle, strlen(needle)) != NULL;
+    free(buf);
+    return found;
+}
+
+/* Scan every file under d for needle; counts files. */
+static bool any_file_has(const char *d, const char *needle, int *files)
+{
+    DIR *dd = opendir(d);
+    assert_non_null(dd);
+    struct dirent *e;
+    bool found = false;
+    while ((e = readdir(dd))) {
+        if (e->d_name[0] == '.')
+            continue;
+        char p[600];
+        snprintf(p, sizeof p, "%s/%s", d, e->d_name);
+        (*files)++;
+        found |= file_has(p, needle);
+    }
+    closedir(dd);
+    return found;
+}
+
+static void test_open_create_reopen(void **state)
+{
+    (void)state;
+    store *s = open_ok("u1", "pw one");
+    assert_int_equal(store_schema_version(s), 2);
+    char sub[128];
+    snprintf(sub, sizeof sub, "%s/u1", dir);
+    struct stat st;
+    assert_int_equal(stat(sub, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0700);
+    assert_int_equal(store_setting_set(s, "theme", "dark"), LLMOS_OK);
+    store_close(s);
+    store_close(NULL);
+
+    /* wrong passphrase: AUTH with a clear message */
+    store_options o = opts();
+    store *bad = NULL;
+    assert_int_equal(store_open(sub, "pw two", &o, &bad), LLMOS_ERR_AUTH);
+    assert_null(bad);
+    assert_non_null(strstr(llmos_errmsg(), "wrong passphrase"));
+    /* no_create on an empty place */
+    o.no_create = true;
+    char other[128];
+    snprintf(other, sizeof other, "%s/nobody", dir);
+    assert_int_equal(store_open(other, "x", &o, &bad), LLMOS_ERR_NOT_FOUND);
+
+    s = open_ok("u1", "pw one");
+    char *v = NULL;
+    assert_int_equal(store_setting_get(s, "theme", &v), LLMOS_OK);
+    assert_string_equal(v, "dark");
+    free(v);
+    assert_int_equal(store_setting_get(s, "nope", &v), LLMOS_ERR_NOT_FOUND);
+    assert_int_equal(store_setting_set(s, "theme", "light"), LLMOS_OK);
+    assert_int_equal(store_setting_get(s, "theme", &v), LLMOS_OK);
+    assert_string_equal(v, "light");
+    free(v);
+    store_close(s);
+}
+
+static void test_messages_search(void **state)
+{
+    (void)state;
+    store *s = open_ok("m", "pw");
+    int64_t id = 0;
+    assert_int_equal(store_message_add(s, "c1", "user", "I like green tea in the morning", 1000,
+                                       &id),
+                     LLMOS_OK);
+    assert_true(id > 0);
+    assert_int_equal(store_message_add(s, "c1", "assistant", "Green tea has less caffeine", 2000,
+                                       NULL),
+                     LLMOS_OK);
+    assert_int_equal(store_message_add(s, "c2", "user", "Coffee or tea? tea tea tea", 3000, NULL),
+                     LLMOS_OK);
+    assert_int_equal(store_message_add(s, "c2", "user", "The weather is nice", 4000, NULL),
+                     LLMOS_OK);
+
+    store_message *m = NULL;
+    size_t n = 0;
+    assert_int_equal(store_message_search(s, "green tea", NULL, &m, &n), LLMOS_OK);
+    assert_int_equal(n, 3);
+    /* both words beat one word (BM25) */
+    assert_non_null(strstr(m[0].content, "reen tea"));
+    assert_non_null(strstr(m[1].content, "reen tea"));
+    assert_string_equal(m[2].content, "Coffee or tea? tea tea tea");
+    assert_true(m[0].score >= m[1].score && m[1].score > m[2].score && m[2].score > 0);
+    store_messages_free(m, n);
+
+    /* conversation and date filters, limit */
+    store_search_opts o = {.conversation = "c2"};
+    assert_int_equal(store_message_search(s, "tea", &o, &m, &n), LLMOS_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(m[0].role, "user");
+    assert_int_equal(m[0].created_at, 3000);
+    store_messages_free(m, n);
+    o = (store_search_opts){.since = 1500, .until = 3500};
+    assert_int_equal(store_message_search(s, "tea", &o, &m, &n), LLMOS_OK);
+    assert_int_equal(n, 2);
+    store_messages_free(m, n);
+    o = (store_search_opts){.limit = 1};
+    assert_int_equal(store_message_search(s, "tea", &o, &m, &n), LLMOS_OK);
+    assert_int_equal(n, 1);
+    store_messages_free(m, n);
+
+    /* FTS5 syntax in the query is just text, never an error */
+    assert_int_equal(store_message_search(s, "tea\" OR (NEAR AND * -", NULL, &m, &n), LLMOS_OK);
+    assert_int_equal(n, 3);
+    store_messages_free(m, n);
+    assert_int_equal(store_message_search(s, "?!", NULL, &m, &n), LLMOS_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(store_message_search(s, "volcano", NULL, &m, &n), LLMOS_OK);
+    assert_int_equal(n, 0);
+    /* empty query: newest first */
+    assert_int_equal(store_message_search(s, "", NULL, &m, &n), LLMOS_OK);
+    assert_int_equal(n, 4);
+    assert_string_equal(m[0].content, "The weather is nice");
+    store_messages_free(m, n);
+    assert_int_equal(store_message_add(s, NULL, "user", "x", 0, NULL), LLMOS_ERR_INVALID);
+    store_close(s);
+}
+
+static void test_archival(void **state)
+{
+    (void)state;
+    store *s = open_ok("a", "pw");
+    int64_t cat = 0, rust = 0, tom = 0;
+    assert_int_equal(store_archival_add(s, "The cat sat on the mat", "{\"src\":\"book\"}", &cat),
+                     LLMOS_OK);
+    assert_int_equal(store_archival_add(s, "Rust and C are systems programming languages", NULL,
+                                        &rust),
+                     LLMOS_OK);
+    assert_int_equal(store_archival_add(s, "My cat is called Tom and he likes the mat", NULL, &tom),
+                     LLMOS_OK);
+    assert_int_equal(store_archival_add(s, "bad", "not json", NULL), LLMOS_ERR_INVALID);
+
+    store_archival *hits = NULL;
+    size_t n = 0;
+    assert_int_equal(store_archival_search(s, "programming languages", 2, &hits, &n), LLMOS_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(hits[0].id, rust);
+    assert_true(hits[0].score > hits[1].score);
+    store_archivals_free(hits, n);
+    assert_int_equal(store_archival_search(s, "cat on the mat", 3, &hits, &n), LLMOS_OK);
+    assert_int_equal(n, 3);
+    assert_int_equal(hits[0].id, cat);
+    assert_int_equal(hits[1].id, tom);
+    assert_string_equal(hits[0].metadata, "{\"src\":\"book\"}");
+    store_archivals_free(hits, n);
+
+    store_archival a;
+    assert_int_equal(store_archival_get(s, tom, &a), LLMOS_OK);
+    assert_string_equal(a.text, "My cat is called Tom and he likes the mat");
+    assert_string_equal(a.metadata, "{}");
+    assert_true(a.created_at > 0 && a.updated_at == a.created_at);
+    store_archival_clear(&a);
+    assert_int_equal(store_archival_delete(s, cat), LLMOS_OK);
+    assert_int_equal(store_archival_delete(s, cat), LLMOS_ERR_NOT_FOUND);
+    assert_int_equal(store_archival_get(s, cat, &a), LLMOS_ERR_NOT_FOUND);
+    assert_int_equal(store_archival_search(s, "cat on the mat", 3, &hits, &n), LLMOS_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(hits[0].id, tom);
+    store_archivals_free(hits, n);
+
+    /* the TEST embedder is deterministic and unit length */
+    const store_embedder *e = store_test_embedder();
+    float *v1 = calloc(e->dim, sizeof *v1), *v2 = calloc(e->dim, sizeof *v2);
+    assert_int_equal(e->embed(e->ctx, "Hello world", v1), LLMOS_OK);
+    assert_int_equal(e->embed(e->ctx, "hello, WORLD!", v2), LLMOS_OK);
+    assert_memory_equal(v1, v2, e->dim * sizeof *v1);
+    free(v1);
+    free(v2);
+    store_close(s);
+
+    /* without an embedder, archival memory says what is missing */
+    char sub[128];
+    snprintf(sub, sizeof sub, "%s/a", dir);
+    store_options o = opts();
+    o.embedder = NULL;
+    assert_int_equal(store_open(sub, "pw", &o, &s), LLMOS_OK);
+    assert_int_equal(store_archival_add(s, "x", NULL, NULL), LLMOS_ERR_INVALID);
+    assert_non_null(strstr(llmos_errmsg(), "embedder"));
+    store_close(s);
+}
+
+static void test_core_memory(void **state)
+{
+    (void)state;
+    store *s = open_ok("c", "pw");
+    char *v = NULL;
+    size_t limit = 0;
+    assert_int_equal(store_core_get(s, "persona", &v, &limit), LLMOS_ERR_NOT_FOUND);
+    assert_int_equal(store_core_set(s, "persona", "I am helpful.", 0), LLMOS_OK);
+    assert_int_equal(store_core_get(s, "persona", &v, &limit), LLMOS_OK);
+    assert_string_equal(v, "I am helpful.");
+    assert_int_equal(limit, 2000);
+    free(v);
+    assert_int_equal(store_core_set(s, "human", "Name: Ada", 20), LLMOS_OK);
+    assert_int_equal(store_core_set(s, "human", "Name: Ada. Likes: maths and tea", 0),
+                     LLMOS_ERR_LIMIT);
+    assert_non_null(strstr(llmos_errmsg(), "limit of 20"));
+    assert_int_equal(store_core_get(s, "human", &v, &limit), LLMOS_OK);
+    assert_string_equal(v, "Name: Ada"); /* unchanged */
+    assert_int_equal(limit, 20);
+    free(v);
+    store_close(s);
+}
+
+typedef struct audit_seen {
+    int n;
+    int64_t last_seq;
+    bool chained;
+} audit_seen;
+
+static bool on_audit(const store_audit_record *r, void *ctx)
+{
+    audit_seen *a = ctx;
+    a->n++;
+    if (a->last_seq && r->seq != a->last_seq + 1)
+        a->chained = false;
+    a->last_seq = r->seq;
+    if (r->seq == 2 && !(r->prev_hash_len == 4 && memcmp(r->prev_hash, "\1\2\3\4", 4) == 0))
+        a->chained = false;
+    return r->seq < 3;
+}
+
+static void test_audit(void **state)
+{
+    (void)state;
+    store *s = open_ok("au", "pw");
+    int64_t seq = 0;
+    store_audit_record r = {.kind = "syscall", .payload = "{\"tool\":\"calc\"}",
+                            .hash = (const uint8_t *)"\1\2\3\4", .hash_len = 4};
+    assert_int_equal(store_audit_append(s, &r, &seq), LLMOS_OK);
+    assert_int_equal(seq, 1);
+    r.prev_hash = (const uint8_t *)"\1\2\3\4";
+    r.prev_hash_len = 4;
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(store_audit_append(s, &r, &seq), LLMOS_OK);
+    assert_int_equal(seq, 4);
+    r.payload = "not json";
+    assert_int_equal(store_audit_append(s, &r, NULL), LLMOS_ERR_INVALID);
+    audit_seen a = {.chained = true};
+    assert_int_equal(store_audit_iterate(s, 1, on_audit, &a), LLMOS_OK);
+    assert_int_equal(a.n, 3); /* stopped by the callback */
+    assert_true(a.chained);
+    a = (audit_seen){.chained = true};
+    assert_int_equal(store_audit_iterate(s, 3, on_audit, &a), LLMOS_OK);
+    assert_int_equal(a.n, 1); /* starts at 3, where the callback stops */
+    assert_int_equal(a.last_seq, 3);
+    store_close(s);
+}
+
+static void test_change_passphrase_keeps_data(void **state)
+{
+    (void)state;
+    store *s = open_ok("p", "first");
+    assert_int_equal(store_message_add(s, "c", "user", "remember the milk", 0, NULL), LLMOS_OK);
+    char dbp[160];
+    snprintf(dbp, sizeof dbp, "%s", store_db_path(s));
+    store_close(s);
+    struct stat before, after;
+    assert_int_equal(stat(dbp, &before), 0);
+    s = open_ok("p", "first");
+    keys_kdf weak = opts().kdf;
+    assert_int_equal(store_change_passphrase(s, "wrong", "second", weak), LLMOS_ERR_AUTH);
+    assert_int_equal(store_change_passphrase(s, "first", "second", weak), LLMOS_OK);
+    store_close(s);
+    assert_int_equal(stat(dbp, &after), 0);
+    store_options o = opts();
+    char sub[128];
+    snprintf(sub, sizeof sub, "%s/p", dir);
+    assert_int_equal(store_open(sub, "first", &o, &s), LLMOS_ERR_AUTH);
+    s = open_ok("p", "second");
+    store_message *m = NULL;
+    size_t n = 0;
+    assert_int_equal(store_message_search(s, "milk", NULL, &m, &n), LLMOS_OK);
+    assert_int_equal(n, 1);
+    store_messages_free(m, n);
+    store_close(s);
+}
+
+static void test_nothing_readable_on_disk(void **state)
+{
+    (void)state;
+    static const char canary[] = "zebra-canary-7731";
+    store *s = open_ok("d", "pw");
+    char text[300];
+    for (int i = 0; i < 200; i++) {
+        snprintf(text, sizeof text, "%s message %d with enough words to fill pages", canary, i);
+        assert_int_equal(store_message_add(s, "conv", "user", text, 0, NULL), LLMOS_OK);
+    }
+    assert_int_equal(store_archival_add(s, canary, "{\"k\":\"zebra-canary-7731\"}", NULL),
+                     LLMOS_OK);
+    assert_int_equal(store_core_set(s, "human", canary, 0), LLMOS_OK);
+    assert_int_equal(store_setting_set(s, canary, canary), LLMOS_OK);
+    char sub[128];
+    snprintf(sub, sizeof sub, "%s/d", dir);
+    int files = 0;
+    /* open: store.db, -wal, -shm and the key file */
+    assert_false(any_file_has(sub, canary, &files));
+    assert_true(files >= 4);
+    assert_false(any_file_has(sub, "SQLite format 3", &files));
+    store_stats st;
+    assert_int_equal(store_get_stats(s, &st), LLMOS_OK);
+    assert_int_equal(st.messages, 200);
+    assert_int_equal(st.archival, 1);
+    assert_true(st.wal_bytes > 0);
+    assert_int_equal(st.page_size, 4096);
+    assert_int_equal(store_verify(s), LLMOS_OK);
+    store_close(s);
+    files = 0;
+    assert_false(any_file_has(sub, canary, &files));
+}
+
+/* Run the llmos program with a shell command line; returns its exit status, output in out. */
+static int run_cli(const char *args, char *out, size_t size)
+{
+    const char *bin = getenv("LLMOS_BIN");
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "'%s' %s 2>&1", bin, args);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t n = fread(out, 1, size - 1, p);
+    out[n] = 0;
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void test_cli_memory(void **state)
+{
+    (void)state;
+    if (!getenv("LLMOS_BIN"))
+        skip();
+    char home[128], out[8192];
+    snprintf(home, sizeof home, "%s/home", dir);
+    setenv("LLMOS_HOME", home, 1);
+    setenv("LLMOS_PASSPHRASE", "cli secret", 1);
+    setenv("LLMOS_KDF", "test-weak", 1);
+    assert_int_equal(run_cli("memory add the quick brown fox jumps", out, sizeof out), 0);
+    assert_non_null(strstr(out, "remembered as #1"));
+    assert_int_equal(run_cli("memory add 'compilers turn C into machine code'", out, sizeof out),
+                     0);
+    assert_int_equal(run_cli("memory add lazy dogs sleep all day", out, sizeof out), 0);
+    assert_int_equal(run_cli("memory search brown fox -k 1", out, sizeof out), 0);
+    assert_non_null(strstr(out, "1. #1 "));
+    assert_non_null(strstr(out, "quick brown fox"));
+    assert_null(strstr(out, "2. "));
+    assert_int_equal(run_cli("memory search machine code", out, sizeof out), 0);
+    assert_non_null(strstr(out, "1. #2 "));
+    assert_int_equal(run_cli("memory stats", out, sizeof out), 0);
+    assert_non_null(strstr(out, "3 memories"));
+    assert_non_null(strstr(out, "schema version:   2"));
+    struct stat st;
+    assert_int_equal(stat(home, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0700);
+    /* errors: usage 2, wrong passphrase 1 with the reason */
+    assert_int_equal(run_cli("memory search -k 0 x", out, sizeof out), 2);
+    assert_int_equal(run_cli("memory frobnicate", out, sizeof out), 2);
+    assert_int_equal(run_cli("memory", out, sizeof out), 2);
+    setenv("LLMOS_PASSPHRASE", "not it", 1);
+    assert_int_equal(run_cli("memory stats", out, sizeof out), 1);
+    assert_non_null(strstr(out, "wrong passphrase"));
+    setenv("LLMOS_KDF", "bogus", 1);
+    assert_int_equal(run_cli("memory stats", out, sizeof out), 1);
+    assert_non_null(strstr(out, "LLMOS_KDF"));
+    unsetenv("LLMOS_KDF");
+    unsetenv("LLMOS_PASSPHRASE");
+    unsetenv("LLMOS_HOME");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_open_create_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_messages_search, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_archival, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_core_memory, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_audit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_change_passphrase_keeps_data, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_nothing_readable_on_disk, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cli_memory, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
