@@ -39,12 +39,20 @@ static const model_subcommand subcommands[] = {
 
 /* ---- helpers ------------------------------------------------------------------------------ */
 
-/* Print s[0..n) with control bytes and quotes escaped, at most `max` bytes of it. */
+/* Print s[0..n) with control bytes, quotes and bytes that are not UTF-8 escaped, at most
+ * about `max` bytes of it. Outside bytes never reach the terminal raw. */
 static void print_escaped(FILE *out, const char *s, size_t n, size_t max)
 {
     for (size_t i = 0; i < n && i < max; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c == '\n')
+        uint32_t cp;
+        size_t len = c >= 0x80 ? utf8_decode(s + i, n - i, &cp) : 0;
+        if (len > 1) {
+            fwrite(s + i, 1, len, out);
+            i += len - 1;
+        } else if (c >= 0x80)
+            fprintf(out, "\\x%02x", c);
+        else if (c == '\n')
             fputs("\\n", out);
         else if (c == '\t')
             fputs("\\t", out);
@@ -221,16 +229,29 @@ static void print_shape(const gguf_tensor *t, char *out, size_t size)
 
 /* ---- info as text ------------------------------------------------------------------------- */
 
+/* A string value escaped, or "-", and a newline. */
+static void print_str(const gguf_file *f, const char *key)
+{
+    size_t len;
+    const char *s = gguf_val_str(f, gguf_find_key(f, key), &len);
+    if (s)
+        print_escaped(stdout, s, len, 200);
+    else
+        printf("-");
+    printf("\n");
+}
+
 static void info_text(const gguf_file *f)
 {
-    const char *arch = gguf_architecture(f);
     char h1[32], h2[32];
     human_bytes(gguf_size(f), h1, sizeof h1);
     printf("file:          %s (%s)\n", gguf_name(f), h1);
     printf("GGUF version:  %u, alignment %u, tensor data at offset %" PRIu64 "\n",
            gguf_version(f), gguf_alignment(f), gguf_data_offset(f));
-    printf("architecture:  %s\n", arch ? arch : "-");
-    printf("name:          %s\n", gguf_get_str(f, "general.name", "-"));
+    printf("architecture:  ");
+    print_str(f, "general.architecture");
+    printf("name:          ");
+    print_str(f, "general.name");
 
     printf("\nhyperparameters:\n");
     for (size_t k = 0; k < LLMOS_ARRAY_LEN(hparams); k++) {
@@ -252,8 +273,10 @@ static void info_text(const gguf_file *f)
         printf("  %-34s -\n", "vocab size");
 
     printf("\ntokenizer:\n");
-    printf("  model          %s\n", gguf_get_str(f, "tokenizer.ggml.model", "-"));
-    printf("  pre            %s\n", gguf_get_str(f, "tokenizer.ggml.pre", "-"));
+    printf("  model          ");
+    print_str(f, "tokenizer.ggml.model");
+    printf("  pre            ");
+    print_str(f, "tokenizer.ggml.pre");
     printf("  tokens         %" PRIu64 "\n",
            gguf_arr_len(f, gguf_find_key(f, "tokenizer.ggml.tokens")));
     printf("  merges         %" PRIu64 "\n",
