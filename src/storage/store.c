@@ -364,8 +364,12 @@ llmos_err store_rollback(store *s) { return store_exec(s, "ROLLBACK", "rollback"
 
 llmos_err store_verify(store *s)
 {
+    /* our own check first: it reads every page of the file and names the first bad one */
+    llmos_err err = vfs_verify_file(s->token, s->db_path, NULL);
+    if (err)
+        return err;
     sqlite3_stmt *st = NULL;
-    llmos_err err = store_prepare(s, "PRAGMA integrity_check", &st);
+    err = store_prepare(s, "PRAGMA integrity_check", &st);
     if (err)
         return err;
     int rc = sqlite3_step(st);
@@ -373,14 +377,15 @@ llmos_err store_verify(store *s)
         err = store_db_fail(s, rc, "integrity check");
     } else {
         const char *res = (const char *)sqlite3_column_text(st, 0);
-        if (!res || strcmp(res, "ok") != 0)
+        llmos_err v = vfs_take_error(); /* integrity_check reports read errors as rows */
+        if (v != LLMOS_OK)
+            err = llmos_fail_context(v, "integrity check: ");
+        else if (!res || strcmp(res, "ok") != 0)
             err = llmos_fail(LLMOS_ERR_FORMAT, "%s: integrity check failed: %s", s->db_path,
                              res ? res : "(no result)");
     }
     sqlite3_finalize(st);
-    if (err)
-        return err;
-    return vfs_verify_file(s->token, s->db_path, NULL);
+    return err;
 }
 
 static int64_t count_rows(store *s, const char *sql)
