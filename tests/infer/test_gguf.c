@@ -832,6 +832,39 @@ static void test_stories260k(void **state)
     gguf_close(f);
 }
 
+/* Cuts of the real model: every offset through the header and tensor infos, then every
+ * 997th byte of the data. All fail cleanly with the offset in the message. */
+static void test_stories260k_truncated(void **state)
+{
+    (void)state;
+    const char *dir = testdata();
+    if (!dir) {
+        print_message("LLMOS_TESTDATA not set or absent: skipping\n");
+        skip();
+    }
+    char path[1024];
+    snprintf(path, sizeof path, "%s/models/stories260K.gguf", dir);
+    llmos_buf b = {0};
+    OK(file_read_all(path, 1 << 24, &b));
+    gguf_file *f;
+    OK(gguf_open_memory(b.data, b.len, "s.gguf", &f));
+    size_t header_end = (size_t)gguf_data_offset(f);
+    gguf_close(f);
+    uint8_t *copy = malloc(b.len);
+    for (size_t n = 0; n < b.len; n += n < header_end ? 1 : 997) {
+        /* the cut copy ends exactly at the end of its allocation, so ASan sees overreads */
+        uint8_t *p = copy + (b.len - n);
+        memcpy(p, b.data, n);
+        llmos_err err = gguf_open_memory(p, n, "s.gguf", &f);
+        if (err != LLMOS_ERR_FORMAT)
+            fail_msg("cut at %zu: error %d: %s", n, err, llmos_errmsg());
+        if (!strstr(llmos_errmsg(), "s.gguf: offset "))
+            fail_msg("cut at %zu: %s", n, llmos_errmsg());
+    }
+    free(copy);
+    buf_free(&b);
+}
+
 static void test_vocab_files(void **state)
 {
     (void)state;
@@ -901,6 +934,7 @@ int main(void)
         cmocka_unit_test(test_bad_metadata),
         cmocka_unit_test(test_bad_tensors),
         cmocka_unit_test(test_stories260k),
+        cmocka_unit_test(test_stories260k_truncated),
         cmocka_unit_test(test_vocab_files),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
