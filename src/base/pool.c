@@ -93,7 +93,9 @@ static void *worker_main(void *arg)
 {
     pool_worker *w = arg;
     llmos_pool *p = w->pool;
-    uint_fast64_t seen = atomic_load_explicit(&p->generation, memory_order_acquire);
+    /* Generation 0 is the pool's state before any job. Reading the counter here instead would
+     * lose a job published before this thread first ran. */
+    uint_fast64_t seen = 0;
     for (;;) {
         /* spin, then sleep, until a new generation or stop */
         uint_fast64_t g;
