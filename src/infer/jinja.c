@@ -353,10 +353,13 @@ static bool truthy(jv v)
 static bool is_num(jv v) { return v.t == JV_INT || v.t == JV_FLOAT || v.t == JV_BOOL; }
 static double num_f(jv v)
 {
-    return v.t == JV_FLOAT ? v.u.f : v.t == JV_INT ? (double)v.u.i : (double)v.u.b;
+    return v.t == JV_FLOAT ? v.u.f : v.t == JV_INT ? (double)v.u.i : v.t == JV_BOOL ? v.u.b : 0.0;
 }
 static bool is_intlike(jv v) { return v.t == JV_INT || v.t == JV_BOOL; }
-static int64_t num_i(jv v) { return v.t == JV_INT ? v.u.i : (int64_t)v.u.b; }
+static int64_t num_i(jv v)
+{
+    return v.t == JV_INT ? v.u.i : v.t == JV_BOOL ? (int64_t)v.u.b : 0;
+}
 
 static _Noreturn void fail_undefined(jctx *c, size_t off, jv v)
 {
