@@ -105,7 +105,7 @@ static void f32_from_float(const float *src, void *dst, size_t n)
     memcpy(dst, src, n * sizeof(float));
 }
 
-static void f32_vec_dot_ref(size_t n, float *s, const void *x, const void *y)
+void f32_vec_dot_ref(size_t n, float *s, const void *x, const void *y)
 {
     const float *a = x, *b = y;
     double sum = 0;
@@ -248,6 +248,7 @@ static void quant_select(void)
         traits[GGML_TYPE_Q4_K].vec_dot = q4_K_vec_dot_avx2;
         traits[GGML_TYPE_Q5_K].vec_dot = q5_K_vec_dot_avx2;
         traits[GGML_TYPE_Q6_K].vec_dot = q6_K_vec_dot_avx2;
+        traits[GGML_TYPE_F32].vec_dot = f32_vec_dot_avx2;
         traits[GGML_TYPE_F16].vec_dot = f16_vec_dot_avx2;
         traits[GGML_TYPE_BF16].vec_dot = bf16_vec_dot_avx2;
         traits[GGML_TYPE_Q8_0].from_float = q8_0_from_float_avx2;

@@ -117,11 +117,10 @@ VNNI void q4_K_vec_dot_avx512(size_t n, float *s, const void *x, const void *y)
     const __m512i m4 = _mm512_set1_epi8(0xF), zero = _mm512_setzero_si512();
     for (size_t i = 0; i < n / QK_K; i++) {
         uint8_t sc[8], m[8];
+        quant_k4_scales_all(a[i].scales, sc, m);
         int summ = 0;
-        for (int j = 0; j < 8; j++) {
-            quant_k4_scale_min(j, a[i].scales, &sc[j], &m[j]);
+        for (int j = 0; j < 8; j++)
             summ += m[j] * (b[i].bsums[2 * j] + b[i].bsums[2 * j + 1]);
-        }
         __m512i sumi = zero;
         for (int c = 0; c < 4; c++) {
             /* low nibbles of qs[32c..32c+32) are sub-block 2c, high nibbles sub-block 2c+1:

@@ -18,6 +18,7 @@
 #include <assert.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "llmos/quant.h"
 
@@ -162,6 +163,35 @@ static inline int quant_q3k_scale(int i, const uint8_t *s)
     return lo | (hi << 4);
 }
 
+/* All eight scales and mins of a Q4_K/Q5_K block at once, four bytes at a time (the same
+ * packing as quant_k4_scale_min; the SIMD kernels use this, x86 is little-endian). */
+static inline void quant_k4_scales_all(const uint8_t *q, uint8_t sc[8], uint8_t m[8])
+{
+    uint32_t w[3], lo, hi;
+    memcpy(w, q, 12);
+    memcpy(sc, &(uint32_t){w[0] & 0x3F3F3F3Fu}, 4);
+    memcpy(m, &(uint32_t){w[1] & 0x3F3F3F3Fu}, 4);
+    lo = (w[2] & 0x0F0F0F0Fu) | (((w[0] >> 6) & 0x03030303u) << 4);
+    hi = ((w[2] >> 4) & 0x0F0F0F0Fu) | (((w[1] >> 6) & 0x03030303u) << 4);
+    memcpy(sc + 4, &lo, 4);
+    memcpy(m + 4, &hi, 4);
+}
+
+/* All sixteen Q3_K scales at once, as signed values (stored - 32); see quant_q3k_scale. */
+static inline void quant_q3k_scales_all(const uint8_t *s, int8_t out[16])
+{
+    uint32_t w[3], v[4];
+    memcpy(w, s, 12);
+    v[0] = (w[0] & 0x0F0F0F0Fu) | ((w[2] & 0x03030303u) << 4);
+    v[1] = (w[1] & 0x0F0F0F0Fu) | (((w[2] >> 2) & 0x03030303u) << 4);
+    v[2] = ((w[0] >> 4) & 0x0F0F0F0Fu) | (((w[2] >> 4) & 0x03030303u) << 4);
+    v[3] = ((w[1] >> 4) & 0x0F0F0F0Fu) | (((w[2] >> 6) & 0x03030303u) << 4);
+    uint8_t u[16];
+    memcpy(u, v, 16);
+    for (int i = 0; i < 16; i++)
+        out[i] = (int8_t)(u[i] - 32);
+}
+
 /* ---- scalar references (quant_ref.c) ----------------------------------------------------- */
 
 #define QUANT_DECLARE_REF(t)                                                                    \
@@ -183,6 +213,7 @@ QUANT_DECLARE_REF(q6_K)
 QUANT_DECLARE_REF(q8_K)
 
 /* The float kernels of quant.c, for the tests. */
+void f32_vec_dot_ref(size_t n, float *s, const void *x, const void *y);
 void f16_vec_dot_ref(size_t n, float *s, const void *x, const void *y);
 void bf16_vec_dot_ref(size_t n, float *s, const void *x, const void *y);
 
@@ -200,6 +231,7 @@ QUANT_DECLARE_DOT(q3_K, avx2)
 QUANT_DECLARE_DOT(q4_K, avx2)
 QUANT_DECLARE_DOT(q5_K, avx2)
 QUANT_DECLARE_DOT(q6_K, avx2)
+QUANT_DECLARE_DOT(f32, avx2)
 QUANT_DECLARE_DOT(f16, avx2)
 QUANT_DECLARE_DOT(bf16, avx2)
 /* Bit-identical to the references (same arithmetic, same round-to-nearest-even). */

@@ -385,6 +385,29 @@ static void test_table(void **state)
     }
 }
 
+/* The word-at-a-time scale decoders of the SIMD kernels agree with the per-scale ones. */
+static void test_scale_unpacking(void **state)
+{
+    (void)state;
+    for (int rep = 0; rep < 2000; rep++) {
+        uint8_t q[12];
+        for (int i = 0; i < 12; i++)
+            q[i] = (uint8_t)rnd32();
+        uint8_t sc[8], m[8];
+        quant_k4_scales_all(q, sc, m);
+        for (int j = 0; j < 8; j++) {
+            uint8_t s1, m1;
+            quant_k4_scale_min(j, q, &s1, &m1);
+            assert_int_equal(sc[j], s1);
+            assert_int_equal(m[j], m1);
+        }
+        int8_t s3[16];
+        quant_q3k_scales_all(q, s3);
+        for (int j = 0; j < 16; j++)
+            assert_int_equal(s3[j], quant_q3k_scale(j, q) - 32);
+    }
+}
+
 /* ---- 2. quantizers ----------------------------------------------------------------------- */
 
 /* Relative RMS error bounds of quantize -> dequantize on N(0,1) data, a little above what
@@ -585,6 +608,7 @@ static const dot_case dot_cases[] = {
     DC(Q3_K, q3_K_vec_dot_avx2, 1),  DC(Q4_K, q4_K_vec_dot_avx2, 1),
     DC(Q5_K, q5_K_vec_dot_avx2, 1),  DC(Q6_K, q6_K_vec_dot_avx2, 1),
     DC(F16, f16_vec_dot_avx2, 1),    DC(BF16, bf16_vec_dot_avx2, 1),
+    DC(F32, f32_vec_dot_avx2, 1),
     DC(Q4_0, q4_0_vec_dot_avx512, 2), DC(Q8_0, q8_0_vec_dot_avx512, 2),
     DC(Q4_K, q4_K_vec_dot_avx512, 2), DC(Q6_K, q6_K_vec_dot_avx512, 2),
     DC(F16, f16_vec_dot_avx512, 3),  DC(BF16, bf16_vec_dot_avx512, 4),
@@ -818,6 +842,7 @@ int main(void)
         cmocka_unit_test(test_layout_q8_K),
         cmocka_unit_test(test_layout_floats),
         cmocka_unit_test(test_table),
+        cmocka_unit_test(test_scale_unpacking),
         cmocka_unit_test(test_quantize_error),
         cmocka_unit_test(test_quantize_half_step),
         cmocka_unit_test(test_simd_quantizers_bit_exact),
