@@ -507,7 +507,15 @@ llmos_err vdb_new(uint32_t dim, vdb_metric metric, const vdb_params *params, vdb
     idx->entry = VDB_NONE;
     idx->max_level = -1;
     idx->rng = p.seed;
-    pthread_rwlock_init(&idx->rw, NULL);
+    /* glibc's default rwlock prefers readers, so a steady stream of searches would starve a
+     * writer forever; ask for writer preference (a GNU extension) where it exists */
+    pthread_rwlockattr_t ra;
+    pthread_rwlockattr_init(&ra);
+#if defined(__GLIBC__)
+    pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+#endif
+    pthread_rwlock_init(&idx->rw, &ra);
+    pthread_rwlockattr_destroy(&ra);
     pthread_mutex_init(&idx->glock, NULL);
     pthread_mutex_init(&idx->slock, NULL);
     e = grow_to(idx, 64);
