@@ -301,7 +301,9 @@ static void test_for(void **state)
     CHECK("{% for i in range(2) %}{% for j in range(2) %}{{ loop.index }}{% endfor %}"
           "{{ loop.index }}|{% endfor %}",
           NULL, "121|122|");
-    CHECK("{{ range(3) }}|{{ range(1, 10, 3) }}|{{ range(3, 0, -1) }}|{{ range(0) }}", NULL,
+    CHECK("{{ range(3)|list }}|{{ range(1, 10, 3)|list }}|{{ range(3, 0, -1)|list }}|"
+          "{{ range(0)|list }}",
+          NULL,
           "[0, 1, 2]|[1, 4, 7]|[3, 2, 1]|[]");
     CHECK("{% for x in [1, 2] %}{{ loop.cycle('odd', 'even') }}{% endfor %}", NULL, "oddeven");
     FAILS("{% for a, b in [1] %}{% endfor %}", NULL, LLMOS_ERR_FORMAT,
