@@ -47,9 +47,11 @@ typedef struct vdb_params {
     uint32_t ef_construction; /* candidate list size while inserting; larger = better graph */
     uint64_t seed;            /* seed of the level generator (same inserts -> same graph) */
     uint32_t exact_below;     /* vdb_search answers by brute force while count < this (0: never) */
+    bool flat;                /* keep vectors only, no graph: every search is exact (a baseline,
+                                 or a collection that stays small) */
 } vdb_params;
 
-/* M=16, ef_construction=200, seed=0x5eed, exact_below=1024. */
+/* M=16, ef_construction=200, seed=0x5eed, exact_below=1024, flat=false. */
 vdb_params vdb_params_default(void);
 
 /* One search result: the caller's id and its distance to the query (see vdb_metric). */

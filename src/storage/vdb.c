@@ -786,7 +786,7 @@ static llmos_err insert_one(vdb *idx, vdb_scratch *s, uint64_t id, const float *
         assert(idx->n_slots < idx->cap);
         slot = (uint32_t)idx->n_slots++;
     }
-    int level = draw_level(idx);
+    int level = idx->params.flat ? 0 : draw_level(idx);
     if (level > 0) {
         uint32_t *up = calloc((size_t)level * (1 + idx->M), sizeof(uint32_t));
         if (!up) {
@@ -813,6 +813,10 @@ static llmos_err insert_one(vdb *idx, vdb_scratch *s, uint64_t id, const float *
     if (ep == VDB_NONE) {
         idx->entry = slot;
         idx->max_level = level;
+        pthread_mutex_unlock(&idx->glock);
+        return LLMOS_OK;
+    }
+    if (idx->params.flat) {
         pthread_mutex_unlock(&idx->glock);
         return LLMOS_OK;
     }
@@ -1036,7 +1040,7 @@ llmos_err vdb_delete(vdb *idx, uint64_t id)
     int level = idx->levels[slot];
     llmos_err e = LLMOS_OK;
     uint32_t gone_nb[2 * VDB_MAX_M];
-    for (int l = 0; l <= level && !e; l++) {
+    for (int l = 0; l <= level && !e && !idx->params.flat; l++) {
         const uint32_t *gl = links_at(idx, slot, l);
         uint32_t gone_n = gl[0];
         memcpy(gone_nb, gl + 1, gone_n * sizeof(uint32_t));
@@ -1179,7 +1183,7 @@ llmos_err vdb_search(vdb *idx, const float *query, size_t k, size_t ef, vdb_filt
     size_t nh = 0;
     if (idx->count == 0) {
         nh = 0;
-    } else if (idx->count < idx->params.exact_below) {
+    } else if (idx->params.flat || idx->count < idx->params.exact_below) {
         nh = exact_locked(idx, s, q, k, filter, ctx, hits);
     } else {
         uint32_t cur = idx->entry;
@@ -1265,7 +1269,10 @@ llmos_err vdb_get(vdb *idx, uint64_t id, float *out)
  *    40     8  count
  *    48     4  entry node (0xFFFFFFFF when count is 0)
  *    52     4  max level (0xFFFFFFFF when count is 0)
- *    56        ids:     count x u64
+ *    56     4  flags: bit 0 = flat (no graph: every node on level 0 with no links);
+ *              other bits must be 0
+ *    60     4  reserved, 0
+ *    64        ids:     count x u64
  *              levels:  count x u8
  *              vectors: count x dim x f32
  *              links:   for node 0..count-1, for layer 0..level: u32 n, then n x u32 node
@@ -1273,7 +1280,7 @@ llmos_err vdb_get(vdb *idx, uint64_t id, float *out)
  */
 #define VDB_MAGIC "LLMOSVDB"
 #define VDB_VERSION 1u
-#define VDB_HEADER 56u
+#define VDB_HEADER 64u
 #define VDB_HASH 32u
 
 static void put_u32(uint8_t *p, uint32_t v)
@@ -1367,6 +1374,8 @@ llmos_err vdb_save(vdb *idx, llmos_buf *out)
     put_u64(p + 40, count);
     put_u32(p + 48, count ? num[idx->entry] : VDB_NONE);
     put_u32(p + 52, count ? (uint32_t)idx->max_level : VDB_NONE);
+    put_u32(p + 56, idx->params.flat ? 1u : 0u);
+    put_u32(p + 60, 0);
     uint8_t *ids = p + VDB_HEADER, *levels = ids + 8 * count, *vecs = levels + count;
     uint8_t *links = vecs + count * (size_t)idx->dim * 4;
     k = 0;
@@ -1426,7 +1435,11 @@ llmos_err vdb_load(const void *bytes, size_t len, vdb **out)
 
     vdb_params prm = {.M = get_u32(p + 20), .ef_construction = get_u32(p + 24),
                       .exact_below = get_u32(p + 28), .seed = get_u64(p + 32)};
-    uint32_t metric = get_u32(p + 12), dim = get_u32(p + 16);
+    uint32_t metric = get_u32(p + 12), dim = get_u32(p + 16), flags = get_u32(p + 56);
+    if ((flags & ~1u) != 0 || get_u32(p + 60) != 0)
+        return llmos_fail(LLMOS_ERR_FORMAT, "vdb_load: offset 56: flags 0x%x / reserved 0x%x "
+                          "hold unknown bits", flags, get_u32(p + 60));
+    prm.flat = (flags & 1u) != 0;
     if (metric > VDB_COSINE)
         return llmos_fail(LLMOS_ERR_FORMAT, "vdb_load: offset 12: metric %u is not 0, 1 or 2",
                           metric);
@@ -1460,7 +1473,7 @@ llmos_err vdb_load(const void *bytes, size_t len, vdb **out)
     size_t off_ids = VDB_HEADER, off_lv = off_ids + 8 * count;
     for (uint32_t i = 0; i < count; i++) {
         uint64_t id = get_u64(ids + 8 * (size_t)i);
-        if (levels[i] > max_level)
+        if (levels[i] > max_level || (prm.flat && levels[i] > 0))
             return LOAD_FAIL("vdb_load: offset %zu: node %u has level %u above the max level %u",
                              off_lv + i, i, levels[i], max_level);
         if (map_find(idx, id) != VDB_NONE)
@@ -1494,7 +1507,7 @@ llmos_err vdb_load(const void *bytes, size_t len, vdb **out)
                 return LOAD_FAIL("vdb_load: offset %zu: links of node %u layer %d run past the "
                                  "end", off, i, l);
             uint32_t n = get_u32(lp);
-            if (n > cap_at(idx, l) || (size_t)n * 4 > body - off - 4)
+            if ((idx->params.flat && n > 0) || n > cap_at(idx, l) || (size_t)n * 4 > body - off - 4)
                 return LOAD_FAIL("vdb_load: offset %zu: node %u layer %d has %u links (at most "
                                  "%u, and they must fit in the data)", off, i, l, n,
                                  cap_at(idx, l));

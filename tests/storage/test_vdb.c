@@ -215,6 +215,33 @@ static void test_small_collection_is_exact(void **state)
     free(v);
 }
 
+/* A flat index keeps no graph: answers are exact, and it saves and loads as flat. */
+static void test_flat_index(void **state)
+{
+    (void)state;
+    const uint32_t dim = 16;
+    float *v = make_vectors(1600, dim, 6);
+    vdb_params p = vdb_params_default();
+    p.flat = true;
+    p.exact_below = 0;
+    vdb *idx = NULL;
+    assert_int_equal(vdb_new(dim, VDB_L2, &p, &idx), LLMOS_OK);
+    for (size_t i = 0; i < 1500; i++)
+        assert_int_equal(vdb_insert(idx, i, v + i * dim), LLMOS_OK);
+    assert_int_equal(vdb_delete(idx, 7), LLMOS_OK);
+    assert_true(recall(idx, v + 1500 * dim, 50, 10, 10, NULL, NULL) == 1.0);
+    llmos_buf b = {0};
+    assert_int_equal(vdb_save(idx, &b), LLMOS_OK);
+    vdb *back = NULL;
+    assert_int_equal(vdb_load(b.data, b.len, &back), LLMOS_OK);
+    assert_int_equal(vdb_count(back), 1499);
+    assert_true(recall(back, v + 1500 * dim, 50, 10, 10, NULL, NULL) == 1.0);
+    vdb_free(back);
+    vdb_free(idx);
+    buf_free(&b);
+    free(v);
+}
+
 /* ---- errors ------------------------------------------------------------------------------ */
 
 static void test_bad_arguments(void **state)
@@ -450,11 +477,11 @@ static void test_corrupt_images_rejected(void **state)
     rehash(p, len);
     expect_reject(p, len, LLMOS_ERR_FORMAT, "entry");
     memcpy(p, good.data, len);
-    memcpy(p + 56 + 8, p + 56, 8); /* id of node 1 = id of node 0 */
+    memcpy(p + 64 + 8, p + 64, 8); /* id of node 1 = id of node 0 */
     rehash(p, len);
     expect_reject(p, len, LLMOS_ERR_FORMAT, "appears twice");
     /* first link of node 0 layer 0 -> out of range node */
-    size_t links = 56 + 200 * (8 + 1 + dim * 4);
+    size_t links = 64 + 200 * (8 + 1 + dim * 4);
     memcpy(p, good.data, len);
     assert_true(p[links] > 0);
     p[links + 4] = 0xff, p[links + 5] = 0xff;
@@ -468,7 +495,7 @@ static void test_corrupt_images_rejected(void **state)
     /* NaN in a vector */
     memcpy(p, good.data, len);
     float nanf_v = NAN;
-    memcpy(p + 56 + 200 * 9, &nanf_v, 4);
+    memcpy(p + 64 + 200 * 9, &nanf_v, 4);
     rehash(p, len);
     expect_reject(p, len, LLMOS_ERR_FORMAT, "not finite");
 
@@ -643,6 +670,7 @@ int main(void)
         cmocka_unit_test(test_recall_ip),
         cmocka_unit_test(test_recall_cosine),
         cmocka_unit_test(test_small_collection_is_exact),
+        cmocka_unit_test(test_flat_index),
         cmocka_unit_test(test_bad_arguments),
         cmocka_unit_test(test_filter),
         cmocka_unit_test(test_delete_repairs),
