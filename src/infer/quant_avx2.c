@@ -96,11 +96,14 @@ static inline AVX2 __m256i fifth_bits32(const uint8_t *qh)
     return _mm256_and_si256(v, _mm256_set1_epi8(0x10));
 }
 
-/* A pair of int16 scales: lanes 0-7 (elements 0-15 of a 32-element vector) get s0, lanes 8-15
- * get s1. */
-static inline AVX2 __m256i scale_pair(int s0, int s1)
+/* From 16 int16 sub-block scales (one per lane), the pair for sub-blocks g and g+1 (g even)
+ * as scale_pair makes it: both are in dword g/2; spread it, then split its halves. */
+static inline AVX2 __m256i scale_pair16(__m256i sc16, int g)
 {
-    return _mm256_set_m128i(_mm_set1_epi16((short)s1), _mm_set1_epi16((short)s0));
+    const __m256i split = _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2,
+                                           3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3);
+    __m256i t = _mm256_permutevar8x32_epi32(sc16, _mm256_set1_epi32(g / 2));
+    return _mm256_shuffle_epi8(t, split);
 }
 
 static inline AVX2 __m256i load256(const void *p)
@@ -108,36 +111,80 @@ static inline AVX2 __m256i load256(const void *p)
     return _mm256_loadu_si256((const __m256i *)p);
 }
 
-/* ---- legacy 32-blocks -------------------------------------------------------------------- */
+/* ---- legacy 32-blocks ----------------------------------------------------------------------- */
+
+/* One block's term, added to acc: d_x d_y * (integer dot of the block). The loops below keep
+ * four accumulators so that the FMA latency chain does not bound the speed. */
+static inline AVX2 __m256 q4_0_term(const block_q4_0 *a, const block_q8_0 *b, __m256 acc)
+{
+    __m256i qx = _mm256_sub_epi8(nibbles32(a->qs), _mm256_set1_epi8(8));
+    __m256 p = _mm256_cvtepi32_ps(dot_s8s8(qx, load256(b->qs)));
+    return _mm256_fmadd_ps(_mm256_set1_ps(h2f(a->d) * h2f(b->d)), p, acc);
+}
+
+static inline AVX2 __m256 q4_1_term(const block_q4_1 *a, const block_q8_1 *b, __m256 acc)
+{
+    __m256 p = _mm256_cvtepi32_ps(dot_u8s8(nibbles32(a->qs), load256(b->qs)));
+    return _mm256_fmadd_ps(_mm256_set1_ps(h2f(a->d) * h2f(b->d)), p, acc);
+}
+
+static inline AVX2 __m256 q5_0_term(const block_q5_0 *a, const block_q8_0 *b, __m256 acc)
+{
+    __m256i qx = _mm256_or_si256(nibbles32(a->qs), fifth_bits32(a->qh));
+    qx = _mm256_sub_epi8(qx, _mm256_set1_epi8(16));
+    __m256 p = _mm256_cvtepi32_ps(dot_s8s8(qx, load256(b->qs)));
+    return _mm256_fmadd_ps(_mm256_set1_ps(h2f(a->d) * h2f(b->d)), p, acc);
+}
+
+static inline AVX2 __m256 q5_1_term(const block_q5_1 *a, const block_q8_1 *b, __m256 acc)
+{
+    __m256i qx = _mm256_or_si256(nibbles32(a->qs), fifth_bits32(a->qh));
+    __m256 p = _mm256_cvtepi32_ps(dot_u8s8(qx, load256(b->qs)));
+    return _mm256_fmadd_ps(_mm256_set1_ps(h2f(a->d) * h2f(b->d)), p, acc);
+}
+
+static inline AVX2 __m256 q8_0_term(const block_q8_0 *a, const block_q8_0 *b, __m256 acc)
+{
+    __m256 p = _mm256_cvtepi32_ps(dot_s8s8(load256(a->qs), load256(b->qs)));
+    return _mm256_fmadd_ps(_mm256_set1_ps(h2f(a->d) * h2f(b->d)), p, acc);
+}
+
+/* The loop shared by the 32-block dots: four accumulators, then the remaining blocks. */
+#define DOT32_LOOP(term, a, b, nb, result)                                                       \
+    do {                                                                                          \
+        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();                           \
+        __m256 acc2 = _mm256_setzero_ps(), acc3 = _mm256_setzero_ps();                           \
+        size_t i_ = 0;                                                                            \
+        for (; i_ + 4 <= (nb); i_ += 4) {                                                         \
+            acc0 = term(&(a)[i_], &(b)[i_], acc0);                                                \
+            acc1 = term(&(a)[i_ + 1], &(b)[i_ + 1], acc1);                                        \
+            acc2 = term(&(a)[i_ + 2], &(b)[i_ + 2], acc2);                                        \
+            acc3 = term(&(a)[i_ + 3], &(b)[i_ + 3], acc3);                                        \
+        }                                                                                         \
+        for (; i_ < (nb); i_++)                                                                   \
+            acc0 = term(&(a)[i_], &(b)[i_], acc0);                                                \
+        (result) = hsum_ps(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3))); \
+    } while (0)
 
 AVX2 void q4_0_vec_dot_avx2(size_t n, float *s, const void *x, const void *y)
 {
     assert(n % QK4_0 == 0);
     const block_q4_0 *a = x;
     const block_q8_0 *b = y;
-    __m256 acc = _mm256_setzero_ps();
-    const __m256i off = _mm256_set1_epi8(8);
-    for (size_t i = 0; i < n / QK4_0; i++) {
-        __m256i qx = _mm256_sub_epi8(nibbles32(a[i].qs), off);
-        __m256 p = _mm256_cvtepi32_ps(dot_s8s8(qx, load256(b[i].qs)));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(a[i].d) * h2f(b[i].d)), p, acc);
-    }
-    *s = hsum_ps(acc);
+    DOT32_LOOP(q4_0_term, a, b, n / QK4_0, *s);
 }
 
+/* The min term m_x * s_y is summed separately in float. */
 AVX2 void q4_1_vec_dot_avx2(size_t n, float *s, const void *x, const void *y)
 {
     assert(n % QK4_1 == 0);
     const block_q4_1 *a = x;
     const block_q8_1 *b = y;
-    __m256 acc = _mm256_setzero_ps();
-    float summ = 0;
-    for (size_t i = 0; i < n / QK4_1; i++) {
-        __m256 p = _mm256_cvtepi32_ps(dot_u8s8(nibbles32(a[i].qs), load256(b[i].qs)));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(a[i].d) * h2f(b[i].d)), p, acc);
+    float sum, summ = 0;
+    DOT32_LOOP(q4_1_term, a, b, n / QK4_1, sum);
+    for (size_t i = 0; i < n / QK4_1; i++)
         summ += h2f(a[i].m) * h2f(b[i].s);
-    }
-    *s = hsum_ps(acc) + summ;
+    *s = sum + summ;
 }
 
 AVX2 void q5_0_vec_dot_avx2(size_t n, float *s, const void *x, const void *y)
@@ -145,15 +192,7 @@ AVX2 void q5_0_vec_dot_avx2(size_t n, float *s, const void *x, const void *y)
     assert(n % QK5_0 == 0);
     const block_q5_0 *a = x;
     const block_q8_0 *b = y;
-    __m256 acc = _mm256_setzero_ps();
-    const __m256i off = _mm256_set1_epi8(16);
-    for (size_t i = 0; i < n / QK5_0; i++) {
-        __m256i qx = _mm256_or_si256(nibbles32(a[i].qs), fifth_bits32(a[i].qh));
-        qx = _mm256_sub_epi8(qx, off);
-        __m256 p = _mm256_cvtepi32_ps(dot_s8s8(qx, load256(b[i].qs)));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(a[i].d) * h2f(b[i].d)), p, acc);
-    }
-    *s = hsum_ps(acc);
+    DOT32_LOOP(q5_0_term, a, b, n / QK5_0, *s);
 }
 
 AVX2 void q5_1_vec_dot_avx2(size_t n, float *s, const void *x, const void *y)
@@ -161,64 +200,55 @@ AVX2 void q5_1_vec_dot_avx2(size_t n, float *s, const void *x, const void *y)
     assert(n % QK5_1 == 0);
     const block_q5_1 *a = x;
     const block_q8_1 *b = y;
-    __m256 acc = _mm256_setzero_ps();
-    float summ = 0;
-    for (size_t i = 0; i < n / QK5_1; i++) {
-        __m256i qx = _mm256_or_si256(nibbles32(a[i].qs), fifth_bits32(a[i].qh));
-        __m256 p = _mm256_cvtepi32_ps(dot_u8s8(qx, load256(b[i].qs)));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(a[i].d) * h2f(b[i].d)), p, acc);
+    float sum, summ = 0;
+    DOT32_LOOP(q5_1_term, a, b, n / QK5_1, sum);
+    for (size_t i = 0; i < n / QK5_1; i++)
         summ += h2f(a[i].m) * h2f(b[i].s);
-    }
-    *s = hsum_ps(acc) + summ;
+    *s = sum + summ;
 }
 
 AVX2 void q8_0_vec_dot_avx2(size_t n, float *s, const void *x, const void *y)
 {
     assert(n % QK8_0 == 0);
     const block_q8_0 *a = x, *b = y;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    size_t nb = n / QK8_0, i = 0;
-    for (; i + 2 <= nb; i += 2) {
-        __m256 p0 = _mm256_cvtepi32_ps(dot_s8s8(load256(a[i].qs), load256(b[i].qs)));
-        __m256 p1 = _mm256_cvtepi32_ps(dot_s8s8(load256(a[i + 1].qs), load256(b[i + 1].qs)));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(a[i].d) * h2f(b[i].d)), p0, acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(a[i + 1].d) * h2f(b[i + 1].d)), p1, acc1);
-    }
-    for (; i < nb; i++) {
-        __m256 p0 = _mm256_cvtepi32_ps(dot_s8s8(load256(a[i].qs), load256(b[i].qs)));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(a[i].d) * h2f(b[i].d)), p0, acc0);
-    }
-    *s = hsum_ps(_mm256_add_ps(acc0, acc1));
+    DOT32_LOOP(q8_0_term, a, b, n / QK8_0, *s);
 }
 
 /* ---- K-quants ---------------------------------------------------------------------------- */
+
+/* The sub-block offsets of Q3_K (q - 4) and Q6_K (q - 32) are taken out once per block with
+ * the activation sums: sum_g sc_g sum (q - c) y = sum_g sc_g sum q y - c sum_g sc_g bsums_g. */
+static inline AVX2 __m256i bsums_times(const block_q8_K *b, __m256i sc16)
+{
+    return _mm256_madd_epi16(load256(b->bsums), sc16);
+}
 
 AVX2 void q2_K_vec_dot_avx2(size_t n, float *s, const void *x, const void *y)
 {
     assert(n % QK_K == 0);
     const block_q2_K *a = x;
     const block_q8_K *b = y;
-    __m256 acc = _mm256_setzero_ps();
-    float summs = 0;
+    __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
     const __m256i m3 = _mm256_set1_epi8(3);
+    const __m128i m4 = _mm_set1_epi8(0xF);
     for (size_t i = 0; i < n / QK_K; i++) {
-        int summ = 0;
-        for (int g = 0; g < 16; g++)
-            summ += (a[i].scales[g] >> 4) * b[i].bsums[g];
+        __m128i raw = _mm_loadu_si128((const __m128i *)a[i].scales);
+        __m256i sc16 = _mm256_cvtepu8_epi16(_mm_and_si128(raw, m4));
+        __m256i mn16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), m4));
         __m256i sumi = _mm256_setzero_si256();
         for (int h = 0; h < 2; h++) {
             __m256i q = load256(a[i].qs + 32 * h);
             for (int j = 0; j < 4; j++) {
                 __m256i u = _mm256_and_si256(_mm256_srli_epi16(q, 2 * j), m3);
                 __m256i p = _mm256_maddubs_epi16(u, load256(b[i].qs + 128 * h + 32 * j));
-                const uint8_t *sc = a[i].scales + 8 * h + 2 * j;
-                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, scale_pair(sc[0] & 0xF, sc[1] & 0xF)));
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, scale_pair16(sc16, 8 * h + 2 * j)));
             }
         }
         acc = _mm256_fmadd_ps(_mm256_set1_ps(b[i].d * h2f(a[i].d)), _mm256_cvtepi32_ps(sumi), acc);
-        summs += b[i].d * h2f(a[i].dmin) * (float)summ;
+        accm = _mm256_fmadd_ps(_mm256_set1_ps(b[i].d * h2f(a[i].dmin)),
+                               _mm256_cvtepi32_ps(bsums_times(&b[i], mn16)), accm);
     }
-    *s = hsum_ps(acc) - summs;
+    *s = hsum_ps(_mm256_sub_ps(acc, accm));
 }
 
 AVX2 void q3_K_vec_dot_avx2(size_t n, float *s, const void *x, const void *y)
@@ -227,10 +257,11 @@ AVX2 void q3_K_vec_dot_avx2(size_t n, float *s, const void *x, const void *y)
     const block_q3_K *a = x;
     const block_q8_K *b = y;
     __m256 acc = _mm256_setzero_ps();
-    const __m256i m3 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1), four = _mm256_set1_epi8(4);
+    const __m256i m3 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
     for (size_t i = 0; i < n / QK_K; i++) {
         int8_t sc[16];
         quant_q3k_scales_all(a[i].scales, sc);
+        __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)sc));
         __m256i hm = load256(a[i].hmask);
         __m256i sumi = _mm256_setzero_si256();
         for (int h = 0; h < 2; h++) {
@@ -240,14 +271,26 @@ AVX2 void q3_K_vec_dot_avx2(size_t n, float *s, const void *x, const void *y)
                 __m256i lo = _mm256_and_si256(_mm256_srli_epi16(q, 2 * j), m3);
                 __m256i hb = _mm256_and_si256(_mm256_srli_epi16(hm, 4 * h + j), one);
                 __m256i u = _mm256_or_si256(lo, _mm256_slli_epi16(hb, 2));
-                __m256i yv = load256(b[i].qs + 128 * h + 32 * j);
-                __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(u, yv), _mm256_maddubs_epi16(four, yv));
-                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, scale_pair(sc[8 * h + 2 * j], sc[8 * h + 2 * j + 1])));
+                __m256i p = _mm256_maddubs_epi16(u, load256(b[i].qs + 128 * h + 32 * j));
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, scale_pair16(sc16, 8 * h + 2 * j)));
             }
         }
+        sumi = _mm256_sub_epi32(sumi, _mm256_slli_epi32(bsums_times(&b[i], sc16), 2));
         acc = _mm256_fmadd_ps(_mm256_set1_ps(b[i].d * h2f(a[i].d)), _mm256_cvtepi32_ps(sumi), acc);
     }
     *s = hsum_ps(acc);
+}
+
+/* sum_j m_j (bsums[2j] + bsums[2j+1]) of a Q4_K/Q5_K block as 8 int32 lanes: each lane pairs
+ * two 16-element sums with the same 6-bit min. */
+static inline AVX2 __m256i k4_mins_dot(const uint8_t m[8], const block_q8_K *b)
+{
+    __m128i m8;
+    uint64_t w;
+    memcpy(&w, m, 8);
+    m8 = _mm_cvtsi64_si128((long long)w);
+    __m256i m32 = _mm256_cvtepu8_epi32(m8);
+    return _mm256_madd_epi16(load256(b->bsums), _mm256_or_si256(m32, _mm256_slli_epi32(m32, 16)));
 }
 
 /* The integer part of a Q4_K block against a Q8_K block: sum_s sc_s * sum(q * y). */
@@ -274,18 +317,16 @@ AVX2 void q4_K_vec_dot_avx2(size_t n, float *s, const void *x, const void *y)
     const block_q4_K *a = x;
     const block_q8_K *b = y;
     __m256 acc = _mm256_setzero_ps();
-    float summs = 0;
+    __m256 accm = _mm256_setzero_ps();
     for (size_t i = 0; i < n / QK_K; i++) {
         uint8_t sc[8], m[8];
         quant_k4_scales_all(a[i].scales, sc, m);
-        int summ = 0;
-        for (int j = 0; j < 8; j++)
-            summ += m[j] * (b[i].bsums[2 * j] + b[i].bsums[2 * j + 1]);
+        accm = _mm256_fmadd_ps(_mm256_set1_ps(b[i].d * h2f(a[i].dmin)),
+                               _mm256_cvtepi32_ps(k4_mins_dot(m, &b[i])), accm);
         __m256i sumi = q4k_block_sumi(&a[i], b[i].qs, sc);
         acc = _mm256_fmadd_ps(_mm256_set1_ps(b[i].d * h2f(a[i].d)), _mm256_cvtepi32_ps(sumi), acc);
-        summs += b[i].d * h2f(a[i].dmin) * (float)summ;
     }
-    *s = hsum_ps(acc) - summs;
+    *s = hsum_ps(_mm256_sub_ps(acc, accm));
 }
 
 AVX2 void q5_K_vec_dot_avx2(size_t n, float *s, const void *x, const void *y)
@@ -294,14 +335,13 @@ AVX2 void q5_K_vec_dot_avx2(size_t n, float *s, const void *x, const void *y)
     const block_q5_K *a = x;
     const block_q8_K *b = y;
     __m256 acc = _mm256_setzero_ps();
-    float summs = 0;
+    __m256 accm = _mm256_setzero_ps();
     const __m256i m4 = _mm256_set1_epi8(0xF), one = _mm256_set1_epi8(1);
     for (size_t i = 0; i < n / QK_K; i++) {
         uint8_t sc[8], m[8];
         quant_k4_scales_all(a[i].scales, sc, m);
-        int summ = 0;
-        for (int j = 0; j < 8; j++)
-            summ += m[j] * (b[i].bsums[2 * j] + b[i].bsums[2 * j + 1]);
+        accm = _mm256_fmadd_ps(_mm256_set1_ps(b[i].d * h2f(a[i].dmin)),
+                               _mm256_cvtepi32_ps(k4_mins_dot(m, &b[i])), accm);
         __m256i qh = load256(a[i].qh);
         __m256i sumi = _mm256_setzero_si256();
         for (int c = 0; c < 4; c++) {
@@ -318,9 +358,8 @@ AVX2 void q5_K_vec_dot_avx2(size_t n, float *s, const void *x, const void *y)
             sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p0, p1));
         }
         acc = _mm256_fmadd_ps(_mm256_set1_ps(b[i].d * h2f(a[i].d)), _mm256_cvtepi32_ps(sumi), acc);
-        summs += b[i].d * h2f(a[i].dmin) * (float)summ;
     }
-    *s = hsum_ps(acc) - summs;
+    *s = hsum_ps(_mm256_sub_ps(acc, accm));
 }
 
 /* The four 32-element vectors of 6-bit quants (0..63, not yet minus 32) of half h of a Q6_K
@@ -345,19 +384,18 @@ AVX2 void q6_K_vec_dot_avx2(size_t n, float *s, const void *x, const void *y)
     const block_q6_K *a = x;
     const block_q8_K *b = y;
     __m256 acc = _mm256_setzero_ps();
-    const __m256i m32 = _mm256_set1_epi8(32);
     for (size_t i = 0; i < n / QK_K; i++) {
+        __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)a[i].scales));
         __m256i sumi = _mm256_setzero_si256();
         for (int h = 0; h < 2; h++) {
             __m256i q[4];
             q6k_unpack(&a[i], h, q);
             for (int k = 0; k < 4; k++) {
-                __m256i yv = load256(b[i].qs + 128 * h + 32 * k);
-                __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q[k], yv), _mm256_maddubs_epi16(m32, yv));
-                const int8_t *sc = a[i].scales + 8 * h + 2 * k;
-                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, scale_pair(sc[0], sc[1])));
+                __m256i p = _mm256_maddubs_epi16(q[k], load256(b[i].qs + 128 * h + 32 * k));
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, scale_pair16(sc16, 8 * h + 2 * k)));
             }
         }
+        sumi = _mm256_sub_epi32(sumi, _mm256_slli_epi32(bsums_times(&b[i], sc16), 5));
         acc = _mm256_fmadd_ps(_mm256_set1_ps(b[i].d * h2f(a[i].d)), _mm256_cvtepi32_ps(sumi), acc);
     }
     *s = hsum_ps(acc);
@@ -563,7 +601,7 @@ AVX2 void q4_K_vec_dot4_avx2(size_t n, float s[4], const void *x, const void *y,
     for (int t = 0; t < 4; t++)
         b[t] = (const block_q8_K *)((const uint8_t *)y + (size_t)t * y_stride);
     __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    float summs[4] = {0, 0, 0, 0};
+    __m256 accm[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     const __m256i m4 = _mm256_set1_epi8(0xF);
     for (size_t i = 0; i < n / QK_K; i++) {
         uint8_t sc[8], m[8];
@@ -583,15 +621,13 @@ AVX2 void q4_K_vec_dot4_avx2(size_t n, float s[4], const void *x, const void *y,
         }
         float dx = h2f(a[i].d), mx = h2f(a[i].dmin);
         for (int t = 0; t < 4; t++) {
-            int summ = 0;
-            for (int j = 0; j < 8; j++)
-                summ += m[j] * (b[t][i].bsums[2 * j] + b[t][i].bsums[2 * j + 1]);
             acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(b[t][i].d * dx), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
-            summs[t] += b[t][i].d * mx * (float)summ;
+            accm[t] = _mm256_fmadd_ps(_mm256_set1_ps(b[t][i].d * mx),
+                                      _mm256_cvtepi32_ps(k4_mins_dot(m, b[t] + i)), accm[t]);
         }
     }
     for (int t = 0; t < 4; t++)
-        s[t] = hsum_ps(acc[t]) - summs[t];
+        s[t] = hsum_ps(_mm256_sub_ps(acc[t], accm[t]));
 }
 
 AVX2 void q6_K_vec_dot4_avx2(size_t n, float s[4], const void *x, const void *y, size_t y_stride)
@@ -602,19 +638,19 @@ AVX2 void q6_K_vec_dot4_avx2(size_t n, float s[4], const void *x, const void *y,
     for (int t = 0; t < 4; t++)
         b[t] = (const block_q8_K *)((const uint8_t *)y + (size_t)t * y_stride);
     __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    const __m256i m32 = _mm256_set1_epi8(32);
     for (size_t i = 0; i < n / QK_K; i++) {
-        __m256i sumi[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(),
-                           _mm256_setzero_si256()};
+        __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)a[i].scales));
+        __m256i sumi[4];
+        for (int t = 0; t < 4; t++)
+            sumi[t] = _mm256_sub_epi32(_mm256_setzero_si256(),
+                                       _mm256_slli_epi32(bsums_times(b[t] + i, sc16), 5));
         for (int h = 0; h < 2; h++) {
             __m256i q[4];
             q6k_unpack(&a[i], h, q);
             for (int k = 0; k < 4; k++) {
-                const int8_t *sc = a[i].scales + 8 * h + 2 * k;
-                __m256i scv = scale_pair(sc[0], sc[1]);
+                __m256i scv = scale_pair16(sc16, 8 * h + 2 * k);
                 for (int t = 0; t < 4; t++) {
-                    __m256i yv = load256(b[t][i].qs + 128 * h + 32 * k);
-                    __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q[k], yv), _mm256_maddubs_epi16(m32, yv));
+                    __m256i p = _mm256_maddubs_epi16(q[k], load256(b[t][i].qs + 128 * h + 32 * k));
                     sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(p, scv));
                 }
             }

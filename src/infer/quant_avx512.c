@@ -55,25 +55,46 @@ static inline VNNI float h2f512(uint16_t h)
     return _cvtsh_ss(h);
 }
 
+/* Two Q4_0 blocks against two Q8_0 blocks: 16 int32 lanes of sum (q-8) y, 8 per block, scaled
+ * by each block's d_x d_y and added to acc. */
+static inline VNNI __m512 q4_0_pair(const block_q4_0 *a, const block_q8_0 *b, __m512 acc)
+{
+    const __m512i zero = _mm512_setzero_si512();
+    __m512i u = _mm512_inserti64x4(_mm512_castsi256_si512(nibbles32_512(a[0].qs)), nibbles32_512(a[1].qs), 1);
+    __m512i yv = load2x256(b[0].qs, b[1].qs);
+    __m512i dot = _mm512_dpbusd_epi32(zero, u, yv);
+    __m512i off = _mm512_dpbusd_epi32(zero, _mm512_set1_epi8(8), yv);
+    __m512 p = _mm512_cvtepi32_ps(_mm512_sub_epi32(dot, off));
+    __m512 d = halves_ps(h2f512(a[0].d) * h2f512(b[0].d), h2f512(a[1].d) * h2f512(b[1].d));
+    return _mm512_fmadd_ps(d, p, acc);
+}
+
+/* Two Q8_0 blocks: |x| * (y with the sign of x). */
+static inline VNNI __m512 q8_0_pair(const block_q8_0 *a, const block_q8_0 *b, __m512 acc)
+{
+    const __m512i zero = _mm512_setzero_si512();
+    __m512i xv = load2x256(a[0].qs, a[1].qs);
+    __m512i yv = load2x256(b[0].qs, b[1].qs);
+    __m512i sy = _mm512_mask_sub_epi8(yv, _mm512_movepi8_mask(xv), zero, yv);
+    __m512i dot = _mm512_dpbusd_epi32(zero, _mm512_abs_epi8(xv), sy);
+    __m512 d = halves_ps(h2f512(a[0].d) * h2f512(b[0].d), h2f512(a[1].d) * h2f512(b[1].d));
+    return _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(dot), acc);
+}
+
 VNNI void q4_0_vec_dot_avx512(size_t n, float *s, const void *x, const void *y)
 {
     assert(n % QK4_0 == 0);
     const block_q4_0 *a = x;
     const block_q8_0 *b = y;
     size_t nb = n / QK4_0, i = 0;
-    __m512 acc = _mm512_setzero_ps();
-    const __m512i eight = _mm512_set1_epi8(8);
-    for (; i + 2 <= nb; i += 2) {
-        __m512i u = _mm512_inserti64x4(_mm512_castsi256_si512(nibbles32_512(a[i].qs)),
-                                       nibbles32_512(a[i + 1].qs), 1);
-        __m512i yv = load2x256(b[i].qs, b[i + 1].qs);
-        __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, yv);
-        __m512i off = _mm512_dpbusd_epi32(_mm512_setzero_si512(), eight, yv);
-        __m512 p = _mm512_cvtepi32_ps(_mm512_sub_epi32(dot, off));
-        __m512 d = halves_ps(h2f512(a[i].d) * h2f512(b[i].d), h2f512(a[i + 1].d) * h2f512(b[i + 1].d));
-        acc = _mm512_fmadd_ps(d, p, acc);
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    for (; i + 4 <= nb; i += 4) {
+        acc0 = q4_0_pair(a + i, b + i, acc0);
+        acc1 = q4_0_pair(a + i + 2, b + i + 2, acc1);
     }
-    float sum = _mm512_reduce_add_ps(acc);
+    for (; i + 2 <= nb; i += 2)
+        acc0 = q4_0_pair(a + i, b + i, acc0);
+    float sum = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
     if (i < nb) {
         float rest;
         q4_0_vec_dot_avx2((nb - i) * QK4_0, &rest, a + i, b + i);
@@ -87,18 +108,14 @@ VNNI void q8_0_vec_dot_avx512(size_t n, float *s, const void *x, const void *y)
     assert(n % QK8_0 == 0);
     const block_q8_0 *a = x, *b = y;
     size_t nb = n / QK8_0, i = 0;
-    __m512 acc = _mm512_setzero_ps();
-    const __m512i zero = _mm512_setzero_si512();
-    for (; i + 2 <= nb; i += 2) {
-        __m512i xv = load2x256(a[i].qs, a[i + 1].qs);
-        __m512i yv = load2x256(b[i].qs, b[i + 1].qs);
-        /* |x| * (y with the sign of x) */
-        __m512i sy = _mm512_mask_sub_epi8(yv, _mm512_movepi8_mask(xv), zero, yv);
-        __m512i dot = _mm512_dpbusd_epi32(zero, _mm512_abs_epi8(xv), sy);
-        __m512 d = halves_ps(h2f512(a[i].d) * h2f512(b[i].d), h2f512(a[i + 1].d) * h2f512(b[i + 1].d));
-        acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(dot), acc);
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    for (; i + 4 <= nb; i += 4) {
+        acc0 = q8_0_pair(a + i, b + i, acc0);
+        acc1 = q8_0_pair(a + i + 2, b + i + 2, acc1);
     }
-    float sum = _mm512_reduce_add_ps(acc);
+    for (; i + 2 <= nb; i += 2)
+        acc0 = q8_0_pair(a + i, b + i, acc0);
+    float sum = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
     if (i < nb) {
         float rest;
         q8_0_vec_dot_avx2((nb - i) * QK8_0, &rest, a + i, b + i);
@@ -113,14 +130,18 @@ VNNI void q4_K_vec_dot_avx512(size_t n, float *s, const void *x, const void *y)
     const block_q4_K *a = x;
     const block_q8_K *b = y;
     __m512 acc = _mm512_setzero_ps();
-    float summs = 0;
+    __m256 accm = _mm256_setzero_ps();
     const __m512i m4 = _mm512_set1_epi8(0xF), zero = _mm512_setzero_si512();
     for (size_t i = 0; i < n / QK_K; i++) {
         uint8_t sc[8], m[8];
         quant_k4_scales_all(a[i].scales, sc, m);
-        int summ = 0;
-        for (int j = 0; j < 8; j++)
-            summ += m[j] * (b[i].bsums[2 * j] + b[i].bsums[2 * j + 1]);
+        /* min terms: m_j (bsums[2j] + bsums[2j+1]) in 8 int32 lanes */
+        uint64_t mw;
+        memcpy(&mw, m, 8);
+        __m256i m32 = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)mw));
+        __m256i mins = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)b[i].bsums),
+                                         _mm256_or_si256(m32, _mm256_slli_epi32(m32, 16)));
+        accm = _mm256_fmadd_ps(_mm256_set1_ps(b[i].d * h2f512(a[i].dmin)), _mm256_cvtepi32_ps(mins), accm);
         __m512i sumi = zero;
         for (int c = 0; c < 4; c++) {
             /* low nibbles of qs[32c..32c+32) are sub-block 2c, high nibbles sub-block 2c+1:
@@ -134,9 +155,11 @@ VNNI void q4_K_vec_dot_avx512(size_t n, float *s, const void *x, const void *y)
             sumi = _mm512_add_epi32(sumi, _mm512_mullo_epi32(dot, scv));
         }
         acc = _mm512_fmadd_ps(_mm512_set1_ps(b[i].d * h2f512(a[i].d)), _mm512_cvtepi32_ps(sumi), acc);
-        summs += b[i].d * h2f512(a[i].dmin) * (float)summ;
     }
-    *s = _mm512_reduce_add_ps(acc) - summs;
+    __m256 m8 = _mm256_add_ps(accm, _mm256_permute2f128_ps(accm, accm, 1));
+    m8 = _mm256_hadd_ps(m8, m8);
+    m8 = _mm256_hadd_ps(m8, m8);
+    *s = _mm512_reduce_add_ps(acc) - _mm256_cvtss_f32(m8);
 }
 
 VNNI void q6_K_vec_dot_avx512(size_t n, float *s, const void *x, const void *y)
