@@ -1,0 +1,162 @@
+/*
+ * llmos/infer.h - the local inference engine: load a model, evaluate tokens, sample, generate.
+ *
+ * Three layers, each usable on its own:
+ *
+ *   model       weights of a GGUF file (architectures "llama" and "qwen2"), read in place
+ *               from the memory map, and a context per sequence: the KV cache plus the
+ *               scratch of the forward pass. model_eval appends tokens to a context (a
+ *               whole prompt at once is evaluated as a batch) and returns the logits of the
+ *               last one.
+ *   sampler     turns logits into a token: penalties, top-k, top-p, min-p, temperature and a
+ *               seeded random draw (greedy when the temperature is 0).
+ *   generation  the loop that ties them together with a tokenizer: prompt in, streamed text
+ *               out, stop tokens and stop strings, timings.
+ *
+ * Threads: a context borrows an llmos_pool for its kernels; one context is used by one thread
+ * at a time; several contexts may share one model (the model is read-only after loading).
+ */
+#ifndef LLMOS_INFER_H
+#define LLMOS_INFER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "llmos/base.h"
+#include "llmos/gguf.h"
+#include "llmos/quant.h"
+
+/* ---- model ------------------------------------------------------------------------------- */
+
+typedef enum model_arch {
+    MODEL_ARCH_LLAMA, /* Llama 1/2/3, TinyLlama, Mistral, SmolLM2, llama2.c models */
+    MODEL_ARCH_QWEN2  /* Qwen2 / Qwen2.5: q/k/v biases, NEOX rope, often tied output */
+} model_arch;
+
+/* Hyperparameters, read from "<arch>.*" metadata and the tensor shapes. */
+typedef struct model_hparams {
+    model_arch arch;
+    const char *arch_name;  /* "llama", "qwen2" */
+    uint32_t n_vocab;       /* rows of token_embd.weight */
+    uint32_t n_embd;        /* <arch>.embedding_length */
+    uint32_t n_layer;       /* <arch>.block_count */
+    uint32_t n_head;        /* <arch>.attention.head_count */
+    uint32_t n_head_kv;     /* <arch>.attention.head_count_kv (default n_head) */
+    uint32_t head_dim;      /* n_embd / n_head */
+    uint32_t n_ff;          /* <arch>.feed_forward_length */
+    uint32_t n_ctx_train;   /* <arch>.context_length */
+    uint32_t rope_dim;      /* <arch>.rope.dimension_count (default head_dim) */
+    float rope_freq_base;   /* <arch>.rope.freq_base (default 10000) */
+    float rms_eps;          /* <arch>.attention.layer_norm_rms_epsilon (default 1e-5) */
+    bool tied_output;       /* no output.weight: the output projection is token_embd */
+    bool qkv_bias;          /* attn_q/k/v have .bias tensors */
+    ggml_type weight_type;  /* type of blk.0.attn_q.weight (for display) */
+    uint64_t n_params;      /* elements in all tensors */
+} model_hparams;
+
+typedef struct llmos_model llmos_model;
+
+/* Load the model in the GGUF file at `path`. Tensors stay in the file's memory map (nothing
+ * is copied). Fails with LLMOS_ERR_UNSUPPORTED for other architectures or tensor types
+ * without kernels, LLMOS_ERR_FORMAT for missing or misshapen tensors and metadata (the
+ * message names the tensor or key, expected vs found). The caller frees *out with
+ * model_free. */
+LLMOS_NODISCARD llmos_err model_load(const char *path, llmos_model **out);
+
+/* The same over an already opened file; the model takes ownership of `f` (also on failure). */
+LLMOS_NODISCARD llmos_err model_load_gguf(gguf_file *f, llmos_model **out);
+
+/* model_free(NULL) does nothing. Contexts must be freed first. */
+void model_free(llmos_model *m);
+
+const model_hparams *model_hparams_of(const llmos_model *m);
+
+/* The GGUF file behind the model (for the tokenizer and the chat template); owned by m. */
+const gguf_file *model_gguf(const llmos_model *m);
+
+/* ---- context (KV cache) ------------------------------------------------------------------ */
+
+typedef struct llmos_model_ctx llmos_model_ctx;
+
+typedef struct model_ctx_params {
+    uint32_t n_ctx;    /* positions the KV cache holds; 0 = the model's context length */
+    uint32_t n_batch;  /* tokens per forward pass when a prompt is evaluated; 0 = 64 */
+    ggml_type kv_type; /* GGML_TYPE_F32 or GGML_TYPE_F16 */
+    llmos_pool *pool;  /* borrowed; NULL = run on the calling thread */
+} model_ctx_params;
+
+/* Defaults: n_ctx from the model, n_batch 64, F32 KV cache, no pool. */
+model_ctx_params model_ctx_default_params(void);
+
+/* A new empty context for `m` (which must outlive it). LLMOS_ERR_LIMIT when n_ctx exceeds
+ * the model's training context; LLMOS_ERR_NOMEM when the cache does not fit. */
+LLMOS_NODISCARD llmos_err model_ctx_new(const llmos_model *m, const model_ctx_params *p,
+                                        llmos_model_ctx **out);
+void model_ctx_free(llmos_model_ctx *c);
+
+/* Run the model over tokens[0..n) at positions pos .. pos+n-1 (pos = model_ctx_pos before the
+ * call), adding them to the KV cache, in batches of n_batch tokens. On success *logits (may
+ * be NULL) points at n_vocab logits for the last token, valid until the next call on c.
+ * Fails with LLMOS_ERR_LIMIT ("context length N exceeded") when pos + n > n_ctx and with
+ * LLMOS_ERR_INVALID for a token id outside the vocabulary; the context is unchanged then. */
+LLMOS_NODISCARD llmos_err model_eval(llmos_model_ctx *c, const int32_t *tokens, size_t n,
+                                     const float **logits);
+
+/* Positions filled in the KV cache. */
+size_t model_ctx_pos(const llmos_model_ctx *c);
+/* Capacity of the KV cache in positions. */
+size_t model_ctx_size(const llmos_model_ctx *c);
+/* Forget positions pos.. (keep the first pos): rewinds the sequence. pos <= model_ctx_pos. */
+void model_ctx_truncate(llmos_model_ctx *c, size_t pos);
+const llmos_model *model_ctx_model(const llmos_model_ctx *c);
+
+/* ---- sampler ----------------------------------------------------------------------------- */
+
+/* How a token is drawn from logits. The chain, in order: repetition, frequency and presence
+ * penalties over the last penalty_last_n accepted tokens; then, when temperature <= 0, the
+ * arg-max (the lowest id wins a tie); otherwise top-k, top-p and min-p filters on the
+ * softmax at temperature 1, then the temperature on the survivors and a draw. */
+typedef struct sampler_params {
+    float temperature;       /* <= 0: greedy */
+    int32_t top_k;           /* keep the k most likely tokens; <= 0: all */
+    float top_p;             /* keep the smallest set whose mass reaches p; >= 1: off */
+    float min_p;             /* drop tokens below min_p * p(most likely); <= 0: off */
+    float repeat_penalty;    /* logit / r if positive, * r if negative (CTRL); 1: off */
+    float frequency_penalty; /* minus f * count in the window; 0: off */
+    float presence_penalty;  /* minus p once if present in the window; 0: off */
+    int32_t penalty_last_n;  /* window of accepted tokens the penalties look at */
+    uint64_t seed;           /* the same seed and inputs give the same tokens */
+} sampler_params;
+
+/* temperature 0.8, top_k 40, top_p 0.95, min_p 0.05, no penalties (window 64), seed 0. */
+sampler_params sampler_default_params(void);
+
+typedef struct llmos_sampler llmos_sampler;
+
+/* A sampler for a vocabulary of n_vocab. LLMOS_ERR_INVALID for out-of-range parameters
+ * (negative temperature is read as 0; top_p, min_p outside [0,1], penalties < 0). */
+LLMOS_NODISCARD llmos_err sampler_new(const sampler_params *p, uint32_t n_vocab,
+                                      llmos_sampler **out);
+void sampler_free(llmos_sampler *s);
+
+/* Choose the next token from logits[0..n_vocab); logits are left as they were. The chosen
+ * token is NOT added to the penalty window: call sampler_accept (so that prompt tokens can be
+ * accepted too). */
+int32_t sampler_sample(llmos_sampler *s, const float *logits);
+/* Add a token to the penalty window. */
+void sampler_accept(llmos_sampler *s, int32_t token);
+/* Empty the penalty window and reseed the generator with the parameters' seed. */
+void sampler_reset(llmos_sampler *s);
+
+/* The PRNG behind the draw: PCG32 (O'Neill 2014, "PCG: A Family of Simple Fast
+ * Space-Efficient Statistically Good Algorithms", pcg32 XSH RR 64/32). Exposed for tests. */
+typedef struct sampler_rng {
+    uint64_t state, inc;
+} sampler_rng;
+void sampler_rng_seed(sampler_rng *r, uint64_t seed);
+uint32_t sampler_rng_u32(sampler_rng *r);
+/* Uniform in [0, 1) with 24 bits. */
+float sampler_rng_float(sampler_rng *r);
+
+#endif

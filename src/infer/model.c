@@ -1,0 +1,543 @@
+/*
+ * model.c - the transformer: loading llama/qwen2 weights from GGUF, the KV cache, forward().
+ *
+ * Sections, top to bottom: the model (hyperparameters and weights, read in place from the
+ * GGUF memory map), the context (KV cache and activation buffers of one sequence), and the
+ * forward pass, which reads like the math and leaves every loop to ops.c.
+ *
+ * Architectures (tensor and key names as llama.cpp's converter writes them, see ggml's
+ * docs/gguf.md "Standardized key-value pairs" and llama.cpp's llama-arch.cpp):
+ *   llama  pre-norm decoder; RMSNorm; rotary embedding on adjacent pairs ("NORM"; the
+ *          converter permutes the Q and K rows of Hugging Face checkpoints so that this layout
+ *          applies); grouped-query attention; SwiGLU FFN; untied output unless output.weight
+ *          is absent (the llama2.c models share it with token_embd).
+ *   qwen2  the same plus biases on Q, K and V, rotary on halves ("NEOX"), and a tied output
+ *          when output.weight is absent (Qwen2.5-0.5B).
+ *
+ * Batching: model_eval takes up to n_batch tokens per forward pass, so the weights of each
+ * matmul are read from memory once per batch instead of once per token.
+ */
+#include <assert.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "infer/ops.h"
+#include "llmos/infer.h"
+
+/* ---- the model --------------------------------------------------------------------------- */
+
+typedef struct layer {
+    float *attn_norm, *ffn_norm;             /* [n_embd] */
+    ops_matrix wq, wk, wv, wo;               /* attention projections */
+    float *bq, *bk, *bv;                     /* qwen2 biases, else NULL */
+    ops_matrix ffn_gate, ffn_up, ffn_down;   /* SwiGLU */
+} layer;
+
+struct llmos_model {
+    gguf_file *file;
+    model_hparams hp;
+    ops_rope_mode rope_mode;
+    ops_matrix tok_embd; /* [n_vocab] rows of n_embd */
+    ops_matrix output;   /* [n_vocab] rows of n_embd; == tok_embd when tied */
+    float *output_norm;
+    layer *layers;
+    float *vectors; /* one allocation behind every norm weight and bias (F32 copies) */
+    size_t vectors_used, vectors_cap;
+};
+
+/* Reading helpers: each names the tensor or key and what was expected on failure. */
+
+static llmos_err arch_u32(const gguf_file *f, const char *arch, const char *suffix,
+                          bool required, uint32_t def, uint32_t *out)
+{
+    char key[128];
+    snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    if (required)
+        return gguf_require_u32(f, key, out);
+    *out = gguf_get_u32(f, key, def);
+    return LLMOS_OK;
+}
+
+static float arch_f32(const gguf_file *f, const char *arch, const char *suffix, float def)
+{
+    char key[128];
+    snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    return gguf_get_f32(f, key, def);
+}
+
+static llmos_err get_matrix(llmos_model *m, const char *name, size_t n_in, size_t n_out,
+                            ops_matrix *out)
+{
+    const gguf_tensor *t = gguf_find_tensor(m->file, name);
+    if (!t)
+        return llmos_fail(LLMOS_ERR_FORMAT, "%s: tensor '%s' is missing", gguf_name(m->file),
+                          name);
+    if (t->n_dims != 2 || t->ne[0] != n_in || t->ne[1] != n_out)
+        return llmos_fail(LLMOS_ERR_FORMAT,
+                          "%s: tensor '%s' has shape [%" PRIu64 ", %" PRIu64 ", %" PRIu64
+                          "] (%u dims), expected [%zu, %zu]",
+                          gguf_name(m->file), name, t->ne[0], t->ne[1], t->ne[2], t->n_dims,
+                          n_in, n_out);
+    if (!ops_matrix_init(out, t->data, t->type, n_in, n_out))
+        return llmos_fail(LLMOS_ERR_UNSUPPORTED,
+                          "%s: tensor '%s' has type %s, which this build cannot compute with "
+                          "(convert the model to F16, BF16 or a supported quantization)",
+                          gguf_name(m->file), name, ggml_type_name(t->type));
+    return LLMOS_OK;
+}
+
+/* A 1-D tensor of n elements, converted to F32 into the model's vector block. A missing
+ * optional tensor leaves *out NULL. */
+static llmos_err get_vector(llmos_model *m, const char *name, size_t n, bool required,
+                            float **out)
+{
+    *out = NULL;
+    const gguf_tensor *t = gguf_find_tensor(m->file, name);
+    if (!t) {
+        if (!required)
+            return LLMOS_OK;
+        return llmos_fail(LLMOS_ERR_FORMAT, "%s: tensor '%s' is missing", gguf_name(m->file),
+                          name);
+    }
+    if (t->n_elements != n || t->ne[0] != n)
+        return llmos_fail(LLMOS_ERR_FORMAT,
+                          "%s: tensor '%s' has %" PRIu64 " elements (ne[0] = %" PRIu64
+                          "), expected a vector of %zu",
+                          gguf_name(m->file), name, t->n_elements, t->ne[0], n);
+    const quant_traits *tr = quant_traits_of(t->type);
+    if (!tr || !tr->to_float)
+        return llmos_fail(LLMOS_ERR_UNSUPPORTED, "%s: tensor '%s' has type %s, not readable",
+                          gguf_name(m->file), name, ggml_type_name(t->type));
+    assert(m->vectors_used + n <= m->vectors_cap);
+    *out = m->vectors + m->vectors_used;
+    m->vectors_used += n;
+    tr->to_float(t->data, *out, n);
+    return LLMOS_OK;
+}
+
+static llmos_err load_hparams(llmos_model *m)
+{
+    const gguf_file *f = m->file;
+    model_hparams *hp = &m->hp;
+    const char *arch = gguf_architecture(f);
+    if (!arch)
+        return llmos_fail(LLMOS_ERR_FORMAT, "%s: key 'general.architecture' is missing",
+                          gguf_name(f));
+    if (strcmp(arch, "llama") == 0) {
+        hp->arch = MODEL_ARCH_LLAMA;
+        hp->arch_name = "llama";
+        m->rope_mode = OPS_ROPE_NORM;
+    } else if (strcmp(arch, "qwen2") == 0) {
+        hp->arch = MODEL_ARCH_QWEN2;
+        hp->arch_name = "qwen2";
+        m->rope_mode = OPS_ROPE_NEOX;
+    } else {
+        return llmos_fail(LLMOS_ERR_UNSUPPORTED,
+                          "%s: architecture '%s' is not supported (llmos runs 'llama' and "
+                          "'qwen2' models)",
+                          gguf_name(f), arch);
+    }
+    llmos_err err;
+    if ((err = arch_u32(f, arch, "block_count", true, 0, &hp->n_layer)) ||
+        (err = arch_u32(f, arch, "embedding_length", true, 0, &hp->n_embd)) ||
+        (err = arch_u32(f, arch, "feed_forward_length", true, 0, &hp->n_ff)) ||
+        (err = arch_u32(f, arch, "attention.head_count", true, 0, &hp->n_head)) ||
+        (err = arch_u32(f, arch, "context_length", true, 0, &hp->n_ctx_train)))
+        return err;
+    if (hp->n_layer == 0 || hp->n_embd == 0 || hp->n_ff == 0 || hp->n_head == 0 ||
+        hp->n_ctx_train == 0)
+        return llmos_fail(LLMOS_ERR_FORMAT,
+                          "%s: a hyperparameter is zero (layers %u, embedding %u, ffn %u, heads "
+                          "%u, context %u)",
+                          gguf_name(f), hp->n_layer, hp->n_embd, hp->n_ff, hp->n_head,
+                          hp->n_ctx_train);
+    (void)arch_u32(f, arch, "attention.head_count_kv", false, hp->n_head, &hp->n_head_kv);
+    if (hp->n_head_kv == 0 || hp->n_head % hp->n_head_kv != 0)
+        return llmos_fail(LLMOS_ERR_FORMAT,
+                          "%s: %u attention heads cannot be shared by %u key/value heads (need "
+                          "a divisor)",
+                          gguf_name(f), hp->n_head, hp->n_head_kv);
+    (void)arch_u32(f, arch, "attention.key_length", false, hp->n_embd / hp->n_head,
+                   &hp->head_dim);
+    if (hp->head_dim == 0 || hp->head_dim % 2 != 0)
+        return llmos_fail(LLMOS_ERR_FORMAT, "%s: head size %u must be even and non-zero",
+                          gguf_name(f), hp->head_dim);
+    (void)arch_u32(f, arch, "rope.dimension_count", false, hp->head_dim, &hp->rope_dim);
+    if (hp->rope_dim == 0 || hp->rope_dim % 2 != 0 || hp->rope_dim > hp->head_dim)
+        return llmos_fail(LLMOS_ERR_FORMAT,
+                          "%s: rope.dimension_count %u must be even and at most the head size %u",
+                          gguf_name(f), hp->rope_dim, hp->head_dim);
+    hp->rope_freq_base = arch_f32(f, arch, "rope.freq_base", 10000.0f);
+    hp->rms_eps = arch_f32(f, arch, "attention.layer_norm_rms_epsilon", 1e-5f);
+    if (!(hp->rope_freq_base > 0) || !(hp->rms_eps >= 0))
+        return llmos_fail(LLMOS_ERR_FORMAT, "%s: rope.freq_base %g or rms epsilon %g invalid",
+                          gguf_name(f), (double)hp->rope_freq_base, (double)hp->rms_eps);
+    return LLMOS_OK;
+}
+
+static llmos_err load_weights(llmos_model *m)
+{
+    model_hparams *hp = &m->hp;
+    size_t d = hp->n_embd, q_dim = (size_t)hp->n_head * hp->head_dim;
+    size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim, ff = hp->n_ff;
+
+    const gguf_tensor *emb = gguf_find_tensor(m->file, "token_embd.weight");
+    if (!emb)
+        return llmos_fail(LLMOS_ERR_FORMAT, "%s: tensor 'token_embd.weight' is missing",
+                          gguf_name(m->file));
+    if (emb->ne[1] == 0 || emb->ne[1] > INT32_MAX)
+        return llmos_fail(LLMOS_ERR_FORMAT, "%s: token_embd.weight has %" PRIu64 " rows",
+                          gguf_name(m->file), emb->ne[1]);
+    hp->n_vocab = (uint32_t)emb->ne[1];
+
+    /* norm weights and biases, copied to F32: 2 per layer + output norm + 3 biases */
+    m->vectors_cap = (size_t)hp->n_layer * (2 * d + q_dim + 2 * kv_dim) + d;
+    m->vectors = calloc(m->vectors_cap, sizeof(float));
+    m->layers = calloc(hp->n_layer, sizeof *m->layers);
+    if (!m->vectors || !m->layers)
+        return llmos_fail(LLMOS_ERR_NOMEM, "%s: out of memory for the model's tables",
+                          gguf_name(m->file));
+
+    llmos_err err;
+    if ((err = get_matrix(m, "token_embd.weight", d, hp->n_vocab, &m->tok_embd)))
+        return err;
+    if ((err = get_vector(m, "output_norm.weight", d, true, &m->output_norm)))
+        return err;
+    hp->tied_output = gguf_find_tensor(m->file, "output.weight") == NULL;
+    if (hp->tied_output)
+        m->output = m->tok_embd;
+    else if ((err = get_matrix(m, "output.weight", d, hp->n_vocab, &m->output)))
+        return err;
+
+    for (uint32_t i = 0; i < hp->n_layer; i++) {
+        layer *L = &m->layers[i];
+        char name[96];
+#define TENSOR(suffix) (snprintf(name, sizeof name, "blk.%u.%s", i, suffix), name)
+        if ((err = get_vector(m, TENSOR("attn_norm.weight"), d, true, &L->attn_norm)) ||
+            (err = get_vector(m, TENSOR("ffn_norm.weight"), d, true, &L->ffn_norm)) ||
+            (err = get_matrix(m, TENSOR("attn_q.weight"), d, q_dim, &L->wq)) ||
+            (err = get_matrix(m, TENSOR("attn_k.weight"), d, kv_dim, &L->wk)) ||
+            (err = get_matrix(m, TENSOR("attn_v.weight"), d, kv_dim, &L->wv)) ||
+            (err = get_matrix(m, TENSOR("attn_output.weight"), q_dim, d, &L->wo)) ||
+            (err = get_matrix(m, TENSOR("ffn_gate.weight"), d, ff, &L->ffn_gate)) ||
+            (err = get_matrix(m, TENSOR("ffn_up.weight"), d, ff, &L->ffn_up)) ||
+            (err = get_matrix(m, TENSOR("ffn_down.weight"), ff, d, &L->ffn_down)))
+            return err;
+        bool bias_required = hp->arch == MODEL_ARCH_QWEN2;
+        if ((err = get_vector(m, TENSOR("attn_q.bias"), q_dim, bias_required, &L->bq)) ||
+            (err = get_vector(m, TENSOR("attn_k.bias"), kv_dim, bias_required, &L->bk)) ||
+            (err = get_vector(m, TENSOR("attn_v.bias"), kv_dim, bias_required, &L->bv)))
+            return err;
+#undef TENSOR
+        if (i == 0) {
+            hp->weight_type = L->wq.type;
+            hp->qkv_bias = L->bq != NULL;
+        }
+    }
+    for (size_t i = 0; i < gguf_n_tensors(m->file); i++)
+        hp->n_params += gguf_tensor_at(m->file, i)->n_elements;
+    return LLMOS_OK;
+}
+
+llmos_err model_load_gguf(gguf_file *f, llmos_model **out)
+{
+    *out = NULL;
+    llmos_model *m = calloc(1, sizeof *m);
+    if (!m) {
+        gguf_close(f);
+        return llmos_fail(LLMOS_ERR_NOMEM, "out of memory loading a model");
+    }
+    m->file = f;
+    llmos_err err = load_hparams(m);
+    if (!err)
+        err = load_weights(m);
+    if (err) {
+        model_free(m);
+        return err;
+    }
+    *out = m;
+    return LLMOS_OK;
+}
+
+llmos_err model_load(const char *path, llmos_model **out)
+{
+    *out = NULL;
+    gguf_file *f = NULL;
+    llmos_err err = gguf_open(path, &f);
+    if (err)
+        return err;
+    return model_load_gguf(f, out);
+}
+
+void model_free(llmos_model *m)
+{
+    if (!m)
+        return;
+    free(m->layers);
+    free(m->vectors);
+    gguf_close(m->file);
+    free(m);
+}
+
+const model_hparams *model_hparams_of(const llmos_model *m) { return &m->hp; }
+
+const gguf_file *model_gguf(const llmos_model *m) { return m->file; }
+
+/* ---- the context ------------------------------------------------------------------------- */
+
+struct llmos_model_ctx {
+    const llmos_model *m;
+    model_ctx_params p;
+    size_t n_ctx, pos;
+    size_t kv_row_bytes; /* one position of one layer: n_head_kv * head_dim in kv_type */
+    uint8_t *k_cache, *v_cache; /* [n_layer][n_ctx] rows */
+
+    /* activations of one batch, [n_batch][width] */
+    float *x, *xb, *q, *k, *v, *att, *hb, *hb2;
+    float *logits; /* [n_vocab] */
+    void *mm_scratch;
+    uint8_t *att_scratch;
+    size_t att_scratch_per_worker;
+};
+
+model_ctx_params model_ctx_default_params(void)
+{
+    return (model_ctx_params){.n_ctx = 0, .n_batch = 64, .kv_type = GGML_TYPE_F32, .pool = NULL};
+}
+
+static size_t max_size(size_t a, size_t b) { return a > b ? a : b; }
+
+llmos_err model_ctx_new(const llmos_model *m, const model_ctx_params *p, llmos_model_ctx **out)
+{
+    *out = NULL;
+    const model_hparams *hp = &m->hp;
+    model_ctx_params params = *p;
+    if (params.n_ctx == 0)
+        params.n_ctx = hp->n_ctx_train;
+    if (params.n_batch == 0)
+        params.n_batch = 64;
+    if (params.n_ctx > hp->n_ctx_train)
+        return llmos_fail(LLMOS_ERR_LIMIT,
+                          "context of %u positions asked for, but the model's context length "
+                          "(%s.context_length) is %u",
+                          params.n_ctx, hp->arch_name, hp->n_ctx_train);
+    if (params.kv_type != GGML_TYPE_F32 && params.kv_type != GGML_TYPE_F16)
+        return llmos_fail(LLMOS_ERR_UNSUPPORTED, "KV cache type %s: use F32 or F16",
+                          ggml_type_name(params.kv_type));
+    if (params.n_batch > params.n_ctx)
+        params.n_batch = params.n_ctx;
+
+    llmos_model_ctx *c = calloc(1, sizeof *c);
+    if (!c)
+        return llmos_fail(LLMOS_ERR_NOMEM, "out of memory for a model context");
+    c->m = m;
+    c->p = params;
+    c->n_ctx = params.n_ctx;
+    size_t d = hp->n_embd, q_dim = (size_t)hp->n_head * hp->head_dim;
+    size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim, ff = hp->n_ff, nb = params.n_batch;
+    uint64_t row = 0;
+    (void)ggml_row_size(params.kv_type, kv_dim, &row);
+    c->kv_row_bytes = (size_t)row;
+    size_t cache_bytes = (size_t)hp->n_layer * c->n_ctx * c->kv_row_bytes;
+    c->k_cache = malloc(cache_bytes);
+    c->v_cache = malloc(cache_bytes);
+
+    c->x = calloc(nb * d, sizeof(float));
+    c->xb = calloc(nb * max_size(d, q_dim), sizeof(float));
+    c->q = calloc(nb * q_dim, sizeof(float));
+    c->k = calloc(nb * kv_dim, sizeof(float));
+    c->v = calloc(nb * kv_dim, sizeof(float));
+    c->att = calloc(nb * q_dim, sizeof(float));
+    c->hb = calloc(nb * ff, sizeof(float));
+    c->hb2 = calloc(nb * ff, sizeof(float));
+    c->logits = calloc(hp->n_vocab, sizeof(float));
+
+    /* the largest activation scratch any matmul of this model needs for a batch */
+    size_t mm = 0;
+    const layer *L0 = &m->layers[0];
+    const ops_matrix *mats[] = {&L0->wq, &L0->wk, &L0->wv, &L0->wo, &L0->ffn_gate,
+                                &L0->ffn_up, &L0->ffn_down, &m->output};
+    for (size_t i = 0; i < LLMOS_ARRAY_LEN(mats); i++)
+        mm = max_size(mm, ops_matmul_scratch(mats[i]->type, mats[i]->n_in, nb));
+    for (uint32_t l = 1; l < hp->n_layer; l++) { /* layers may mix types (e.g. Q4_K_M) */
+        const layer *L = &m->layers[l];
+        const ops_matrix *lm[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->ffn_gate, &L->ffn_up,
+                                  &L->ffn_down};
+        for (size_t i = 0; i < LLMOS_ARRAY_LEN(lm); i++)
+            mm = max_size(mm, ops_matmul_scratch(lm[i]->type, lm[i]->n_in, nb));
+    }
+    c->mm_scratch = mm ? malloc(mm) : NULL;
+
+    int workers = params.pool ? pool_threads(params.pool) : 1;
+    c->att_scratch_per_worker = ops_attention_scratch(params.kv_type, hp->head_dim, c->n_ctx);
+    c->att_scratch = aligned_alloc(64, c->att_scratch_per_worker * (size_t)workers);
+
+    if (!c->k_cache || !c->v_cache || !c->x || !c->xb || !c->q || !c->k || !c->v || !c->att ||
+        !c->hb || !c->hb2 || !c->logits || (mm && !c->mm_scratch) || !c->att_scratch) {
+        model_ctx_free(c);
+        return llmos_fail(LLMOS_ERR_NOMEM,
+                          "out of memory for a context of %zu positions (KV cache %.1f MiB in "
+                          "%s): ask for a smaller context",
+                          (size_t)params.n_ctx, 2.0 * (double)cache_bytes / 1048576.0,
+                          ggml_type_name(params.kv_type));
+    }
+    *out = c;
+    return LLMOS_OK;
+}
+
+void model_ctx_free(llmos_model_ctx *c)
+{
+    if (!c)
+        return;
+    free(c->k_cache);
+    free(c->v_cache);
+    free(c->x);
+    free(c->xb);
+    free(c->q);
+    free(c->k);
+    free(c->v);
+    free(c->att);
+    free(c->hb);
+    free(c->hb2);
+    free(c->logits);
+    free(c->mm_scratch);
+    free(c->att_scratch);
+    free(c);
+}
+
+size_t model_ctx_pos(const llmos_model_ctx *c) { return c->pos; }
+size_t model_ctx_size(const llmos_model_ctx *c) { return c->n_ctx; }
+const llmos_model *model_ctx_model(const llmos_model_ctx *c) { return c->m; }
+
+void model_ctx_truncate(llmos_model_ctx *c, size_t pos)
+{
+    assert(pos <= c->pos);
+    if (pos < c->pos)
+        c->pos = pos;
+}
+
+/* ---- the forward pass -------------------------------------------------------------------- */
+
+/* Row `pos` of layer l's key or value cache. */
+static uint8_t *kv_row(const llmos_model_ctx *c, uint8_t *cache, size_t l, size_t pos)
+{
+    return cache + (l * c->n_ctx + pos) * c->kv_row_bytes;
+}
+
+/* Store the batch's keys and values (F32, [n][kv_dim]) at positions pos0.. of layer l. */
+static void kv_store(llmos_model_ctx *c, size_t l, size_t pos0, size_t n)
+{
+    const model_hparams *hp = &c->m->hp;
+    size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim;
+    const quant_traits *tr = quant_traits_of(c->p.kv_type);
+    for (size_t t = 0; t < n; t++) {
+        tr->from_float(c->k + t * kv_dim, kv_row(c, c->k_cache, l, pos0 + t), kv_dim);
+        tr->from_float(c->v + t * kv_dim, kv_row(c, c->v_cache, l, pos0 + t), kv_dim);
+    }
+}
+
+/* One pass over tokens[0..n) at positions pos0..pos0+n-1: fills the KV cache at those
+ * positions and c->logits for the last token. Vaswani et al. 2017 with the Llama changes
+ * (Touvron et al. 2023): pre-normalisation with RMSNorm, rotary embeddings, SwiGLU. */
+static void forward(llmos_model_ctx *c, const int32_t *tokens, size_t n, size_t pos0)
+{
+    const llmos_model *m = c->m;
+    const model_hparams *hp = &m->hp;
+    llmos_pool *pool = c->p.pool;
+    size_t d = hp->n_embd, q_dim = (size_t)hp->n_head * hp->head_dim;
+    size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim, ff = hp->n_ff;
+    float *x = c->x, *xb = c->xb, *q = c->q, *k = c->k, *v = c->v, *att = c->att;
+    float *hb = c->hb, *hb2 = c->hb2;
+    void *scr = c->mm_scratch;
+
+    /* token embeddings */
+    for (size_t t = 0; t < n; t++)
+        ops_get_row(&m->tok_embd, (size_t)tokens[t], x + t * d);
+
+    for (size_t l = 0; l < hp->n_layer; l++) {
+        const layer *L = &m->layers[l];
+
+        /* attention: xb = rmsnorm(x); q, k, v = W xb (+ b); rotate q, k; cache k, v */
+        ops_rmsnorm(xb, x, L->attn_norm, d, n, hp->rms_eps);
+        ops_matmul(pool, q, &L->wq, xb, n, scr);
+        ops_matmul(pool, k, &L->wk, xb, n, scr);
+        ops_matmul(pool, v, &L->wv, xb, n, scr);
+        if (L->bq) {
+            ops_add_rows(q, L->bq, q_dim, n);
+            ops_add_rows(k, L->bk, kv_dim, n);
+            ops_add_rows(v, L->bv, kv_dim, n);
+        }
+        for (size_t t = 0; t < n; t++) {
+            ops_rope(q + t * q_dim, hp->n_head, hp->head_dim, hp->rope_dim, pos0 + t,
+                     hp->rope_freq_base, m->rope_mode);
+            ops_rope(k + t * kv_dim, hp->n_head_kv, hp->head_dim, hp->rope_dim, pos0 + t,
+                     hp->rope_freq_base, m->rope_mode);
+        }
+        kv_store(c, l, pos0, n);
+
+        /* att = softmax(q k^T / sqrt(head_dim)) v over the cache, causally */
+        ops_attention_args a = {.out = att,
+                                .q = q,
+                                .k = kv_row(c, c->k_cache, l, 0),
+                                .v = kv_row(c, c->v_cache, l, 0),
+                                .kv_type = c->p.kv_type,
+                                .kv_stride = c->kv_row_bytes,
+                                .n_tok = n,
+                                .pos0 = pos0,
+                                .n_heads = hp->n_head,
+                                .n_kv_heads = hp->n_head_kv,
+                                .head_dim = hp->head_dim,
+                                .scale = 1.0f / sqrtf((float)hp->head_dim),
+                                .scratch = c->att_scratch,
+                                .scratch_per_worker = c->att_scratch_per_worker};
+        ops_attention(pool, &a);
+
+        /* x = x + Wo att */
+        ops_matmul(pool, xb, &L->wo, att, n, scr);
+        ops_add(x, xb, n * d);
+
+        /* x = x + down(silu(gate xb) * up xb), xb = rmsnorm(x) */
+        ops_rmsnorm(xb, x, L->ffn_norm, d, n, hp->rms_eps);
+        ops_matmul(pool, hb, &L->ffn_gate, xb, n, scr);
+        ops_matmul(pool, hb2, &L->ffn_up, xb, n, scr);
+        ops_silu_mul(hb, hb2, n * ff);
+        ops_matmul(pool, xb, &L->ffn_down, hb, n, scr);
+        ops_add(x, xb, n * d);
+    }
+
+    /* logits of the last token only: output(rmsnorm(x)) */
+    ops_rmsnorm(xb, x + (n - 1) * d, m->output_norm, d, 1, hp->rms_eps);
+    ops_matmul(pool, c->logits, &m->output, xb, 1, scr);
+}
+
+llmos_err model_eval(llmos_model_ctx *c, const int32_t *tokens, size_t n, const float **logits)
+{
+    if (logits)
+        *logits = NULL;
+    if (n == 0)
+        return llmos_fail(LLMOS_ERR_INVALID, "model_eval: no tokens to evaluate");
+    if (n > c->n_ctx - c->pos)
+        return llmos_fail(LLMOS_ERR_LIMIT,
+                          "context length %zu exceeded: %zu positions are used and %zu more "
+                          "tokens were given (start a new context, shorten the prompt, or use a "
+                          "larger context up to the model's %u)",
+                          c->n_ctx, c->pos, n, c->m->hp.n_ctx_train);
+    for (size_t i = 0; i < n; i++)
+        if (tokens[i] < 0 || (uint32_t)tokens[i] >= c->m->hp.n_vocab)
+            return llmos_fail(LLMOS_ERR_INVALID,
+                              "token %zu of %zu has id %" PRId32
+                              ", outside the vocabulary of %u tokens",
+                              i, n, tokens[i], c->m->hp.n_vocab);
+    for (size_t done = 0; done < n;) {
+        size_t nb = n - done < c->p.n_batch ? n - done : c->p.n_batch;
+        forward(c, tokens + done, nb, c->pos);
+        c->pos += nb;
+        done += nb;
+    }
+    if (logits)
+        *logits = c->logits;
+    return LLMOS_OK;
+}

@@ -1,0 +1,254 @@
+/*
+ * ops.c - the neural-network operations of the forward pass: matmul through the kernel
+ * table, RMSNorm, RoPE, softmax, SwiGLU, residual adds and causal attention over a KV cache.
+ *
+ * The arithmetic of the dot products lives in quant.h's kernels (scalar reference plus SIMD
+ * chosen at run time); this file decides what is dotted with what and which thread does it.
+ * Elementwise ops are cheap next to the matmuls and run on the calling thread.
+ */
+#include <assert.h>
+#include <math.h>
+#include <string.h>
+
+#include "infer/ops.h"
+
+/* ---- matmul ------------------------------------------------------------------------------ */
+
+bool ops_matrix_init(ops_matrix *m, const void *data, ggml_type type, size_t n_in, size_t n_out)
+{
+    const quant_traits *tr = quant_traits_of(type);
+    uint64_t row = 0;
+    if (!tr || !tr->supported || !tr->vec_dot || !ggml_row_size(type, n_in, &row))
+        return false;
+    const quant_traits *vt = quant_traits_of(tr->vec_dot_type);
+    if (!vt || !vt->from_float || n_in % vt->block_size != 0)
+        return false;
+    m->data = data;
+    m->type = type;
+    m->n_in = n_in;
+    m->n_out = n_out;
+    m->row_bytes = (size_t)row;
+    return true;
+}
+
+/* Bytes of one activation row of n_in elements once converted for a weight of `type`. */
+static size_t act_row_bytes(ggml_type type, size_t n_in)
+{
+    const quant_traits *tr = quant_traits_of(type);
+    uint64_t bytes = 0;
+    if (!tr || !ggml_row_size(tr->vec_dot_type, n_in, &bytes))
+        return 0;
+    return (size_t)bytes;
+}
+
+size_t ops_matmul_scratch(ggml_type type, size_t n_in, size_t n_tok)
+{
+    const quant_traits *tr = quant_traits_of(type);
+    if (!tr || tr->vec_dot_type == GGML_TYPE_F32)
+        return 0;
+    return act_row_bytes(type, n_in) * n_tok;
+}
+
+typedef struct matmul_job {
+    float *y;
+    const ops_matrix *w;
+    const uint8_t *act; /* n_tok rows of act_stride bytes in vec_dot_type */
+    size_t act_stride;
+    size_t n_tok;
+    quant_vec_dot_fn dot;
+} matmul_job;
+
+/* Rows [begin, end) of W against every token: each weight row is read once from memory and
+ * reused for all tokens of the batch while it is in cache. */
+static void matmul_rows(void *ctx, size_t begin, size_t end, int worker)
+{
+    (void)worker;
+    const matmul_job *j = ctx;
+    const ops_matrix *w = j->w;
+    const uint8_t *base = w->data;
+    for (size_t r = begin; r < end; r++) {
+        const void *row = base + r * w->row_bytes;
+        for (size_t t = 0; t < j->n_tok; t++)
+            j->dot(w->n_in, &j->y[t * w->n_out + r], row, j->act + t * j->act_stride);
+    }
+}
+
+void ops_matmul(llmos_pool *pool, float *y, const ops_matrix *w, const float *x, size_t n_tok,
+                void *scratch)
+{
+    const quant_traits *tr = quant_traits_of(w->type);
+    assert(tr && tr->supported && tr->vec_dot);
+    matmul_job j = {.y = y, .w = w, .n_tok = n_tok, .dot = tr->vec_dot};
+    if (tr->vec_dot_type == GGML_TYPE_F32) {
+        j.act = (const uint8_t *)x;
+        j.act_stride = w->n_in * sizeof(float);
+    } else {
+        /* quantize each token's activations once, as the kernel's format requires */
+        const quant_traits *vt = quant_traits_of(tr->vec_dot_type);
+        assert(vt && vt->from_float && scratch);
+        j.act_stride = act_row_bytes(w->type, w->n_in);
+        for (size_t t = 0; t < n_tok; t++)
+            vt->from_float(x + t * w->n_in, (uint8_t *)scratch + t * j.act_stride, w->n_in);
+        j.act = scratch;
+    }
+    pool_parallel_for(pool, w->n_out, OPS_ROW_GRAIN, matmul_rows, &j);
+}
+
+void ops_get_row(const ops_matrix *w, size_t row, float *out)
+{
+    const quant_traits *tr = quant_traits_of(w->type);
+    assert(tr && tr->to_float && row < w->n_out);
+    tr->to_float((const uint8_t *)w->data + row * w->row_bytes, out, w->n_in);
+}
+
+/* ---- elementwise ------------------------------------------------------------------------- */
+
+void ops_rmsnorm(float *y, const float *x, const float *weight, size_t n, size_t n_tok,
+                 float eps)
+{
+    /* RMSNorm (Zhang & Sennrich 2019): y = x / sqrt(mean(x^2) + eps) * g */
+    for (size_t t = 0; t < n_tok; t++) {
+        const float *xr = x + t * n;
+        float *yr = y + t * n;
+        double ss = 0;
+        for (size_t i = 0; i < n; i++)
+            ss += (double)xr[i] * xr[i];
+        float inv = (float)(1.0 / sqrt(ss / (double)n + eps));
+        for (size_t i = 0; i < n; i++)
+            yr[i] = xr[i] * inv * weight[i];
+    }
+}
+
+void ops_add_rows(float *x, const float *b, size_t n, size_t n_tok)
+{
+    for (size_t t = 0; t < n_tok; t++)
+        ops_add(x + t * n, b, n);
+}
+
+void ops_add(float *dst, const float *src, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        dst[i] += src[i];
+}
+
+void ops_softmax(float *x, size_t n)
+{
+    assert(n > 0);
+    float max = x[0];
+    for (size_t i = 1; i < n; i++)
+        if (x[i] > max)
+            max = x[i];
+    double sum = 0;
+    for (size_t i = 0; i < n; i++) {
+        x[i] = expf(x[i] - max);
+        sum += x[i];
+    }
+    float inv = (float)(1.0 / sum);
+    for (size_t i = 0; i < n; i++)
+        x[i] *= inv;
+}
+
+void ops_silu_mul(float *gate, const float *up, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        float g = gate[i];
+        gate[i] = g / (1.0f + expf(-g)) * up[i];
+    }
+}
+
+void ops_rope(float *x, size_t n_heads, size_t head_dim, size_t rope_dim, size_t pos,
+              float freq_base, ops_rope_mode mode)
+{
+    assert(rope_dim <= head_dim && rope_dim % 2 == 0);
+    size_t half = rope_dim / 2;
+    for (size_t i = 0; i < half; i++) {
+        /* theta_i = pos * base^(-2i/d); computed in double so the angle is exact enough at
+         * long positions */
+        double theta = (double)pos * pow((double)freq_base, -2.0 * (double)i / (double)rope_dim);
+        float c = (float)cos(theta), s = (float)sin(theta);
+        for (size_t h = 0; h < n_heads; h++) {
+            float *v = x + h * head_dim;
+            size_t a = mode == OPS_ROPE_NORM ? 2 * i : i;
+            size_t b = mode == OPS_ROPE_NORM ? 2 * i + 1 : i + half;
+            float x0 = v[a], x1 = v[b];
+            v[a] = x0 * c - x1 * s;
+            v[b] = x0 * s + x1 * c;
+        }
+    }
+}
+
+/* ---- attention --------------------------------------------------------------------------- */
+
+/* Per-worker scratch: scores for every cached position, the query converted for the cache's
+ * dot product, and one value row in F32. Rounded to whole cache lines. */
+static size_t round64(size_t n) { return (n + 63) & ~(size_t)63; }
+
+size_t ops_attention_scratch(ggml_type kv_type, size_t head_dim, size_t n_ctx)
+{
+    (void)kv_type;
+    return round64(n_ctx * sizeof(float)) + round64(head_dim * sizeof(float)) * 2;
+}
+
+static void attention_items(void *ctx, size_t begin, size_t end, int worker)
+{
+    const ops_attention_args *a = ctx;
+    const quant_traits *kt = quant_traits_of(a->kv_type);
+    const quant_traits *qt = quant_traits_of(kt->vec_dot_type);
+    size_t elt = kt->type_size; /* F32/F16/BF16: one element per block */
+    size_t group = a->n_heads / a->n_kv_heads;
+    size_t q_dim = a->n_heads * a->head_dim;
+
+    uint8_t *scratch = (uint8_t *)a->scratch + (size_t)worker * a->scratch_per_worker;
+    float *att = (float *)scratch;
+    size_t n_ctx = a->pos0 + a->n_tok;
+    void *qconv = scratch + round64(n_ctx * sizeof(float));
+    float *vrow = (float *)(scratch + round64(n_ctx * sizeof(float)) +
+                            round64(a->head_dim * sizeof(float)));
+
+    for (size_t item = begin; item < end; item++) {
+        size_t t = item / a->n_heads, h = item % a->n_heads, g = h / group;
+        const float *q = a->q + t * q_dim + h * a->head_dim;
+        float *out = a->out + t * q_dim + h * a->head_dim;
+        size_t n_keys = a->pos0 + t + 1; /* causal: this token and everything before it */
+        size_t head_off = g * a->head_dim * elt;
+
+        const void *qd = q;
+        if (kt->vec_dot_type != GGML_TYPE_F32) {
+            qt->from_float(q, qconv, a->head_dim);
+            qd = qconv;
+        }
+        for (size_t j = 0; j < n_keys; j++) {
+            const uint8_t *k = (const uint8_t *)a->k + j * a->kv_stride + head_off;
+            float s;
+            kt->vec_dot(a->head_dim, &s, k, qd);
+            att[j] = s * a->scale;
+        }
+        ops_softmax(att, n_keys);
+
+        memset(out, 0, a->head_dim * sizeof(float));
+        for (size_t j = 0; j < n_keys; j++) {
+            const uint8_t *v = (const uint8_t *)a->v + j * a->kv_stride + head_off;
+            const float *vf = (const float *)v;
+            if (a->kv_type != GGML_TYPE_F32) {
+                kt->to_float(v, vrow, a->head_dim);
+                vf = vrow;
+            }
+            float p = att[j];
+            for (size_t d = 0; d < a->head_dim; d++)
+                out[d] += p * vf[d];
+        }
+    }
+}
+
+void ops_attention(llmos_pool *pool, const ops_attention_args *a)
+{
+    assert(a->n_kv_heads > 0 && a->n_heads % a->n_kv_heads == 0);
+    assert(a->scratch_per_worker >=
+           ops_attention_scratch(a->kv_type, a->head_dim, a->pos0 + a->n_tok));
+    const quant_traits *kt = quant_traits_of(a->kv_type);
+    assert(kt && kt->block_size == 1 && kt->vec_dot);
+    (void)kt;
+    /* each item writes head_dim floats; group items so a chunk covers a cache line */
+    size_t grain = a->head_dim >= 16 ? 1 : 16 / a->head_dim;
+    pool_parallel_for(pool, a->n_tok * a->n_heads, grain, attention_items, (void *)a);
+}
