@@ -1,0 +1,77 @@
+/*
+ * backend.c - the dispatchers of the backend interface and the request/response helpers.
+ *
+ * The implementations live in backend_local.c (the engine in this process) and remote.c (an
+ * OpenAI-compatible server); this file only routes calls through the ops table and owns the
+ * shapes every backend shares.
+ */
+#include <stdlib.h>
+
+#include "llmos/backend.h"
+
+llm_request llm_request_default(void)
+{
+    llm_request r = {0};
+    r.sampling = sampler_default_params();
+    return r;
+}
+
+void llm_response_free(llm_response *r)
+{
+    if (!r)
+        return;
+    free(r->content);
+    for (size_t i = 0; i < r->n_tool_calls; i++) {
+        free(r->tool_calls[i].id);
+        free(r->tool_calls[i].name);
+        free(r->tool_calls[i].arguments);
+    }
+    free(r->tool_calls);
+    *r = (llm_response){0};
+}
+
+llmos_err llm_chat(llm_backend *b, const llm_request *req, llm_stream_fn stream, void *stream_ctx,
+                   llm_response *resp)
+{
+    *resp = (llm_response){0};
+    if (!b || !b->ops->chat)
+        return llmos_fail(LLMOS_ERR_INVALID, "llm_chat: no backend");
+    if (!req || (!req->messages && !req->prompt))
+        return llmos_fail(LLMOS_ERR_INVALID, "llm_chat: the request has neither messages nor a prompt");
+    return b->ops->chat(b, req, stream, stream_ctx, resp);
+}
+
+llmos_err llm_embed(llm_backend *b, const char *text, size_t len, float **vec, size_t *dim)
+{
+    *vec = NULL;
+    *dim = 0;
+    if (!b || !b->ops->embed)
+        return llmos_fail(LLMOS_ERR_UNSUPPORTED, "%s backend cannot compute embeddings",
+                          b ? b->ops->kind : "no");
+    return b->ops->embed(b, text, len, vec, dim);
+}
+
+llmos_err llm_count_tokens(llm_backend *b, const char *text, size_t len, size_t *n)
+{
+    if (!b || !b->ops->count_tokens) {
+        *n = len / 4 + 1; /* the usual rough estimate: about four bytes per token */
+        return LLMOS_OK;
+    }
+    return b->ops->count_tokens(b, text, len, n);
+}
+
+size_t llm_context_size(llm_backend *b)
+{
+    return b && b->ops->context_size ? b->ops->context_size(b) : 0;
+}
+
+const char *llm_model_name(llm_backend *b)
+{
+    return b && b->ops->model_name ? b->ops->model_name(b) : "none";
+}
+
+void llm_backend_free(llm_backend *b)
+{
+    if (b && b->ops->free)
+        b->ops->free(b);
+}
