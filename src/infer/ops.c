@@ -58,19 +58,26 @@ typedef struct matmul_job {
     quant_vec_dot_fn dot;
 } matmul_job;
 
-/* Rows [begin, end) of W against every token: each weight row is read once from memory and
- * reused for all tokens of the batch while it is in cache. */
+/* Rows [begin, end) of W against every token. One token: a dot product per row. A batch:
+ * quant_gemm, which keeps tiles of rows in cache while the tokens pass over them (and decodes
+ * quantized blocks once for several tokens), so the weights are read from memory once per
+ * batch rather than once per token. */
 static void matmul_rows(void *ctx, size_t begin, size_t end, int worker)
 {
     (void)worker;
     const matmul_job *j = ctx;
     const ops_matrix *w = j->w;
     const uint8_t *base = w->data;
-    for (size_t r = begin; r < end; r++) {
-        const void *row = base + r * w->row_bytes;
-        for (size_t t = 0; t < j->n_tok; t++)
-            j->dot(w->n_in, &j->y[t * w->n_out + r], row, j->act + t * j->act_stride);
+    if (j->n_tok == 1) {
+        for (size_t r = begin; r < end; r++)
+            j->dot(w->n_in, &j->y[r], base + r * w->row_bytes, j->act);
+        return;
     }
+    llmos_err err = quant_gemm(w->type, w->n_in, end - begin, base + begin * w->row_bytes,
+                               w->row_bytes, j->n_tok, j->act, j->act_stride, j->y + begin,
+                               w->n_out);
+    assert(err == LLMOS_OK); /* the type and shape were checked by ops_matrix_init */
+    (void)err;
 }
 
 void ops_matmul(llmos_pool *pool, float *y, const ops_matrix *w, const float *x, size_t n_tok,
