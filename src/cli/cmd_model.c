@@ -67,6 +67,20 @@ static void print_escaped(FILE *out, const char *s, size_t n, size_t max)
         fputs("...", out);
 }
 
+/* A NUL-terminated name from the file, escaped as above, padded to `width`, then a space. */
+static void print_name(const char *s, int width)
+{
+    char *e = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&e, &len);
+    if (m) {
+        print_escaped(m, s, strlen(s), 200);
+        fclose(m);
+    }
+    printf("%-*s ", width, e ? e : "?");
+    free(e);
+}
+
 /* A JSON string of outside bytes: as is when valid UTF-8 without NULs, else with every byte
  * that is not printable ASCII written as \xNN. */
 static json_t *json_bytes(const char *s, size_t n)
@@ -328,7 +342,8 @@ static void info_text(const gguf_file *f)
 
     printf("\nmetadata (%zu keys):\n", gguf_n_kv(f));
     for (size_t k = 0; k < gguf_n_kv(f); k++) {
-        printf("  %-40s ", gguf_key(f, k));
+        printf("  ");
+        print_name(gguf_key(f, k), 40);
         print_value(f, (int64_t)k);
         printf("\n");
     }
@@ -340,8 +355,9 @@ static void info_text(const gguf_file *f)
         const gguf_tensor *t = gguf_tensor_at(f, k);
         char shape[96];
         print_shape(t, shape, sizeof shape);
-        printf("  %-40s %-8s %-24s %12" PRIu64 "\n", t->name, ggml_type_name(t->type), shape,
-               t->size);
+        printf("  ");
+        print_name(t->name, 40);
+        printf("%-8s %-24s %12" PRIu64 "\n", ggml_type_name(t->type), shape, t->size);
     }
 }
 

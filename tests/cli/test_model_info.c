@@ -202,6 +202,7 @@ static void test_written_file(void **state)
     static float v[256];
     uint64_t ne1[1] = {256};
     OK(gguf_add_tensor(w, "output_norm.weight", GGML_TYPE_F32, 1, ne1, v));
+    OK(gguf_add_tensor(w, "odd\nname", GGML_TYPE_F32, 1, ne1, v));
     char path[300];
     snprintf(path, sizeof path, "%s/odd.gguf", tmpdir);
     OK(gguf_writer_write(w, path));
@@ -216,7 +217,8 @@ static void test_written_file(void **state)
     assert_contains(&out, "  rope.freq_base                     1e+06\n");
     assert_contains(&out, "  vocab size                         3\n");
     assert_contains(&out, "  Q4_K         1 tensors           1024 params");
-    assert_contains(&out, "parameters:    1.28K (1280)");
+    assert_contains(&out, "parameters:    1.54K (1536)");
+    assert_contains(&out, "  odd\\nname                                F32      [256]");
     assert_contains(&out, "[256, 4]");
 
     assert_int_equal(run(&out, &err, "model info --json '%s'", path), 0);
