@@ -133,10 +133,11 @@ LLMOS_NODISCARD llmos_err tok_token_bytes(const tokenizer *t, int32_t id, llmos_
  * tokens ("<|im_start|>") by name. */
 int32_t tok_find(const tokenizer *t, const char *text, size_t len);
 
-/* Decode a whole id sequence into `out` (appended), the same bytes a tok_decoder would
- * produce: control tokens skipped unless `special`, and for SPM vocabularies with
- * add_space_prefix the space in front of the first piece removed. Invalid UTF-8 that the
- * tokens spell is passed through. */
+/* Decode a whole id sequence into `out` (appended): the tokens' bytes back to back, control
+ * tokens skipped unless `special`, and for SPM vocabularies with add_space_prefix the space
+ * in front of the first piece removed. Bytes are passed through exactly, so
+ * tok_decode(tok_encode(x)) == x for byte-level BPE (even for invalid UTF-8); use a
+ * tok_decoder for text that must be valid UTF-8. LLMOS_ERR_INVALID for an id out of range. */
 LLMOS_NODISCARD llmos_err tok_decode(const tokenizer *t, const int32_t *ids, size_t n,
                                      bool special, llmos_buf *out);
 
