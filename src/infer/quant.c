@@ -212,6 +212,7 @@ static quant_vec_dot4_fn dot4[GGML_TYPE_COUNT];
 static pthread_once_t select_once = PTHREAD_ONCE_INIT;
 static quant_isa selected_isa = QUANT_ISA_REF;
 
+#if defined(__x86_64__)
 /* Parse LLMOS_QUANT_ISA (ref|avx2|avx512): a cap on the kernel set, for benchmarks and for
  * ruling out a kernel when hunting a bug. Unset or unknown: no cap. */
 static quant_isa isa_cap(void)
@@ -225,6 +226,8 @@ static quant_isa isa_cap(void)
         return QUANT_ISA_AVX2;
     return QUANT_ISA_AVX512;
 }
+
+#endif
 
 /* Choose the best kernels for this CPU, once. Each level needs every feature its functions'
  * target attributes name. */

@@ -259,9 +259,10 @@ AVX2 void q3_K_vec_dot_avx2(size_t n, float *s, const void *x, const void *y)
     __m256 acc = _mm256_setzero_ps();
     const __m256i m3 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
     for (size_t i = 0; i < n / QK_K; i++) {
-        int8_t sc[16];
-        quant_q3k_scales_all(a[i].scales, sc);
-        __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)sc));
+        uint32_t v[4];
+        quant_q3k_scale_words(a[i].scales, v);
+        __m128i sc8 = _mm_sub_epi8(_mm_setr_epi32((int)v[0], (int)v[1], (int)v[2], (int)v[3]), _mm_set1_epi8(32));
+        __m256i sc16 = _mm256_cvtepi8_epi16(sc8);
         __m256i hm = load256(a[i].hmask);
         __m256i sumi = _mm256_setzero_si256();
         for (int h = 0; h < 2; h++) {
@@ -282,13 +283,10 @@ AVX2 void q3_K_vec_dot_avx2(size_t n, float *s, const void *x, const void *y)
 }
 
 /* sum_j m_j (bsums[2j] + bsums[2j+1]) of a Q4_K/Q5_K block as 8 int32 lanes: each lane pairs
- * two 16-element sums with the same 6-bit min. */
-static inline AVX2 __m256i k4_mins_dot(const uint8_t m[8], const block_q8_K *b)
+ * two 16-element sums with the same 6-bit min. w: quant_k4_scale_words. */
+static inline AVX2 __m256i k4_mins_dot(const uint32_t w[4], const block_q8_K *b)
 {
-    __m128i m8;
-    uint64_t w;
-    memcpy(&w, m, 8);
-    m8 = _mm_cvtsi64_si128((long long)w);
+    __m128i m8 = _mm_cvtsi64_si128((long long)((uint64_t)w[3] << 32 | w[2]));
     __m256i m32 = _mm256_cvtepu8_epi32(m8);
     return _mm256_madd_epi16(load256(b->bsums), _mm256_or_si256(m32, _mm256_slli_epi32(m32, 16)));
 }
@@ -319,10 +317,12 @@ AVX2 void q4_K_vec_dot_avx2(size_t n, float *s, const void *x, const void *y)
     __m256 acc = _mm256_setzero_ps();
     __m256 accm = _mm256_setzero_ps();
     for (size_t i = 0; i < n / QK_K; i++) {
-        uint8_t sc[8], m[8];
-        quant_k4_scales_all(a[i].scales, sc, m);
+        uint32_t w[4];
+        uint8_t sc[8];
+        quant_k4_scale_words(a[i].scales, w);
+        memcpy(sc, w, 8);
         accm = _mm256_fmadd_ps(_mm256_set1_ps(b[i].d * h2f(a[i].dmin)),
-                               _mm256_cvtepi32_ps(k4_mins_dot(m, &b[i])), accm);
+                               _mm256_cvtepi32_ps(k4_mins_dot(w, &b[i])), accm);
         __m256i sumi = q4k_block_sumi(&a[i], b[i].qs, sc);
         acc = _mm256_fmadd_ps(_mm256_set1_ps(b[i].d * h2f(a[i].d)), _mm256_cvtepi32_ps(sumi), acc);
     }
@@ -338,10 +338,12 @@ AVX2 void q5_K_vec_dot_avx2(size_t n, float *s, const void *x, const void *y)
     __m256 accm = _mm256_setzero_ps();
     const __m256i m4 = _mm256_set1_epi8(0xF), one = _mm256_set1_epi8(1);
     for (size_t i = 0; i < n / QK_K; i++) {
-        uint8_t sc[8], m[8];
-        quant_k4_scales_all(a[i].scales, sc, m);
+        uint32_t w[4];
+        uint8_t sc[8];
+        quant_k4_scale_words(a[i].scales, w);
+        memcpy(sc, w, 8);
         accm = _mm256_fmadd_ps(_mm256_set1_ps(b[i].d * h2f(a[i].dmin)),
-                               _mm256_cvtepi32_ps(k4_mins_dot(m, &b[i])), accm);
+                               _mm256_cvtepi32_ps(k4_mins_dot(w, &b[i])), accm);
         __m256i qh = load256(a[i].qh);
         __m256i sumi = _mm256_setzero_si256();
         for (int c = 0; c < 4; c++) {
@@ -604,15 +606,18 @@ AVX2 void q4_K_vec_dot4_avx2(size_t n, float s[4], const void *x, const void *y,
     __m256 accm[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     const __m256i m4 = _mm256_set1_epi8(0xF);
     for (size_t i = 0; i < n / QK_K; i++) {
-        uint8_t sc[8], m[8];
-        quant_k4_scales_all(a[i].scales, sc, m);
+        uint32_t w[4];
+        uint8_t sc[8];
+        quant_k4_scale_words(a[i].scales, w);
+        memcpy(sc, w, 8);
         __m256i sumi[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(),
                            _mm256_setzero_si256()};
         for (int c = 0; c < 4; c++) {
             __m256i q = load256(a[i].qs + 32 * c);
             __m256i lo = _mm256_and_si256(q, m4);
             __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
-            __m256i s0 = _mm256_set1_epi16(sc[2 * c]), s1 = _mm256_set1_epi16(sc[2 * c + 1]);
+            __m256i s0 = _mm256_set1_epi16(sc[2 * c]);
+            __m256i s1 = _mm256_set1_epi16(sc[2 * c + 1]);
             for (int t = 0; t < 4; t++) {
                 __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, load256(b[t][i].qs + 64 * c)), s0);
                 __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, load256(b[t][i].qs + 64 * c + 32)), s1);
@@ -623,7 +628,7 @@ AVX2 void q4_K_vec_dot4_avx2(size_t n, float s[4], const void *x, const void *y,
         for (int t = 0; t < 4; t++) {
             acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(b[t][i].d * dx), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
             accm[t] = _mm256_fmadd_ps(_mm256_set1_ps(b[t][i].d * mx),
-                                      _mm256_cvtepi32_ps(k4_mins_dot(m, b[t] + i)), accm[t]);
+                                      _mm256_cvtepi32_ps(k4_mins_dot(w, b[t] + i)), accm[t]);
         }
     }
     for (int t = 0; t < 4; t++)

@@ -133,12 +133,12 @@ VNNI void q4_K_vec_dot_avx512(size_t n, float *s, const void *x, const void *y)
     __m256 accm = _mm256_setzero_ps();
     const __m512i m4 = _mm512_set1_epi8(0xF), zero = _mm512_setzero_si512();
     for (size_t i = 0; i < n / QK_K; i++) {
-        uint8_t sc[8], m[8];
-        quant_k4_scales_all(a[i].scales, sc, m);
+        uint32_t w[4];
+        uint8_t sc[8];
+        quant_k4_scale_words(a[i].scales, w);
+        memcpy(sc, w, 8);
         /* min terms: m_j (bsums[2j] + bsums[2j+1]) in 8 int32 lanes */
-        uint64_t mw;
-        memcpy(&mw, m, 8);
-        __m256i m32 = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)mw));
+        __m256i m32 = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)((uint64_t)w[3] << 32 | w[2])));
         __m256i mins = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)b[i].bsums),
                                          _mm256_or_si256(m32, _mm256_slli_epi32(m32, 16)));
         accm = _mm256_fmadd_ps(_mm256_set1_ps(b[i].d * h2f512(a[i].dmin)), _mm256_cvtepi32_ps(mins), accm);

@@ -163,29 +163,45 @@ static inline int quant_q3k_scale(int i, const uint8_t *s)
     return lo | (hi << 4);
 }
 
-/* All eight scales and mins of a Q4_K/Q5_K block at once, four bytes at a time (the same
- * packing as quant_k4_scale_min; the SIMD kernels use this, x86 is little-endian). */
-static inline void quant_k4_scales_all(const uint8_t *q, uint8_t sc[8], uint8_t m[8])
+/* The eight scales and mins of a Q4_K/Q5_K block as four little-endian words of four bytes
+ * (the same packing as quant_k4_scale_min, decoded four at a time; the SIMD kernels keep the
+ * words in registers): w[0] = scales 0-3, w[1] = scales 4-7, w[2] = mins 0-3, w[3] = mins 4-7. */
+static inline void quant_k4_scale_words(const uint8_t *q, uint32_t w[4])
 {
-    uint32_t w[3], lo, hi;
-    memcpy(w, q, 12);
-    memcpy(sc, &(uint32_t){w[0] & 0x3F3F3F3Fu}, 4);
-    memcpy(m, &(uint32_t){w[1] & 0x3F3F3F3Fu}, 4);
-    lo = (w[2] & 0x0F0F0F0Fu) | (((w[0] >> 6) & 0x03030303u) << 4);
-    hi = ((w[2] >> 4) & 0x0F0F0F0Fu) | (((w[1] >> 6) & 0x03030303u) << 4);
-    memcpy(sc + 4, &lo, 4);
-    memcpy(m + 4, &hi, 4);
+    uint32_t r[3];
+    memcpy(r, q, 12);
+    w[0] = r[0] & 0x3F3F3F3Fu;
+    w[1] = (r[2] & 0x0F0F0F0Fu) | (((r[0] >> 6) & 0x03030303u) << 4);
+    w[2] = r[1] & 0x3F3F3F3Fu;
+    w[3] = ((r[2] >> 4) & 0x0F0F0F0Fu) | (((r[1] >> 6) & 0x03030303u) << 4);
 }
 
-/* All sixteen Q3_K scales at once, as signed values (stored - 32); see quant_q3k_scale. */
-static inline void quant_q3k_scales_all(const uint8_t *s, int8_t out[16])
+/* The same as bytes. */
+static inline void quant_k4_scales_all(const uint8_t *q, uint8_t sc[8], uint8_t m[8])
 {
-    uint32_t w[3], v[4];
+    uint32_t w[4];
+    quant_k4_scale_words(q, w);
+    memcpy(sc, w, 8);
+    memcpy(m, w + 2, 8);
+}
+
+/* The sixteen stored Q3_K scales (value + 32) as four words: v[k] holds scales 4k..4k+3; see
+ * quant_q3k_scale for the packing. */
+static inline void quant_q3k_scale_words(const uint8_t *s, uint32_t v[4])
+{
+    uint32_t w[3];
     memcpy(w, s, 12);
     v[0] = (w[0] & 0x0F0F0F0Fu) | ((w[2] & 0x03030303u) << 4);
     v[1] = (w[1] & 0x0F0F0F0Fu) | (((w[2] >> 2) & 0x03030303u) << 4);
     v[2] = ((w[0] >> 4) & 0x0F0F0F0Fu) | (((w[2] >> 4) & 0x03030303u) << 4);
     v[3] = ((w[1] >> 4) & 0x0F0F0F0Fu) | (((w[2] >> 6) & 0x03030303u) << 4);
+}
+
+/* All sixteen Q3_K scales as signed values (stored - 32). */
+static inline void quant_q3k_scales_all(const uint8_t *s, int8_t out[16])
+{
+    uint32_t v[4];
+    quant_q3k_scale_words(s, v);
     uint8_t u[16];
     memcpy(u, v, 16);
     for (int i = 0; i < 16; i++)
