@@ -384,12 +384,22 @@ static llmos_err parse_array_body(cursor *c, size_t id, uint32_t et, uint64_t n,
             return err;
         f->vals[id].first = f->n_str;
         for (uint64_t i = 0; i < n; i++) {
-            uint64_t off, len;
             f->str_off[f->n_str++] = c->pos;
+            /* the common case inline (vocabularies hold 100k+ strings); rd_str words errors */
+            uint64_t len;
+            if (left(c) >= 8) {
+                memcpy(&len, f->data + c->pos, 8);
+                if (len <= left(c) - 8) {
+                    c->pos += 8 + len;
+                    continue;
+                }
+            }
             char field[48];
             snprintf(field, sizeof field, "string element %llu", (ull)i);
-            if ((err = rd_str(c, field, &off, &len)) != LLMOS_OK)
-                return err;
+            uint64_t off;
+            err = rd_str(c, field, &off, &len);
+            assert(err);
+            return err;
         }
         return LLMOS_OK;
     }
