@@ -268,6 +268,10 @@ static void quant_select(void)
         traits[GGML_TYPE_Q4_K].vec_dot = q4_K_vec_dot_avx512;
         traits[GGML_TYPE_Q6_K].vec_dot = q6_K_vec_dot_avx512;
         traits[GGML_TYPE_F16].vec_dot = f16_vec_dot_avx512;
+        dot4[GGML_TYPE_Q8_0] = q8_0_vec_dot4_avx512;
+        dot4[GGML_TYPE_Q4_0] = q4_0_vec_dot4_avx512;
+        dot4[GGML_TYPE_Q4_K] = q4_K_vec_dot4_avx512;
+        dot4[GGML_TYPE_Q6_K] = q6_K_vec_dot4_avx512;
         if (cpu->avx512bf16)
             traits[GGML_TYPE_BF16].vec_dot = bf16_vec_dot_avx512;
     }

@@ -276,6 +276,10 @@ void q8_0_vec_dot4_avx2(size_t n, float s[4], const void *x, const void *y, size
 void q4_0_vec_dot4_avx2(size_t n, float s[4], const void *x, const void *y, size_t y_stride);
 void q4_K_vec_dot4_avx2(size_t n, float s[4], const void *x, const void *y, size_t y_stride);
 void q6_K_vec_dot4_avx2(size_t n, float s[4], const void *x, const void *y, size_t y_stride);
+void q8_0_vec_dot4_avx512(size_t n, float s[4], const void *x, const void *y, size_t y_stride);
+void q4_0_vec_dot4_avx512(size_t n, float s[4], const void *x, const void *y, size_t y_stride);
+void q4_K_vec_dot4_avx512(size_t n, float s[4], const void *x, const void *y, size_t y_stride);
+void q6_K_vec_dot4_avx512(size_t n, float s[4], const void *x, const void *y, size_t y_stride);
 
 /* Which kernel set quant.c selected (for tests and benchmarks). */
 typedef enum quant_isa { QUANT_ISA_REF, QUANT_ISA_AVX2, QUANT_ISA_AVX512 } quant_isa;

@@ -642,6 +642,23 @@ static double make_pair(ggml_type type, size_t n, void *x, void *y, bool realist
     return mag;
 }
 
+/* sum |x_i y_i| of the dequantized vectors, the scale of the tolerances. */
+static double abs_dot(ggml_type type, size_t n, const void *x, const void *y)
+{
+    const quant_traits *t = quant_traits_of(type);
+    const quant_traits *v = quant_traits_of(t->vec_dot_type);
+    float *f = malloc(n * sizeof *f), *g = malloc(n * sizeof *g);
+    assert_true(f && g);
+    t->to_float(x, f, n);
+    v->to_float(y, g, n);
+    double s = 0;
+    for (size_t i = 0; i < n; i++)
+        s += fabs((double)f[i] * g[i]);
+    free(f);
+    free(g);
+    return s;
+}
+
 static double dequant_dot(ggml_type type, size_t n, const void *x, const void *y)
 {
     const quant_traits *t = quant_traits_of(type);
@@ -749,6 +766,70 @@ static void test_table_dots_match_reference(void **state)
     free(y);
 }
 
+/* Every four-token kernel this CPU can run against four reference dots. */
+static void test_dot4_kernels(void **state)
+{
+    (void)state;
+#if defined(__x86_64__)
+    static const struct {
+        ggml_type type;
+        quant_vec_dot4_fn fn;
+        const char *name;
+        int need;
+    } cases[] = {
+        {GGML_TYPE_Q8_0, q8_0_vec_dot4_avx2, "q8_0_vec_dot4_avx2", 1},
+        {GGML_TYPE_Q4_0, q4_0_vec_dot4_avx2, "q4_0_vec_dot4_avx2", 1},
+        {GGML_TYPE_Q4_K, q4_K_vec_dot4_avx2, "q4_K_vec_dot4_avx2", 1},
+        {GGML_TYPE_Q6_K, q6_K_vec_dot4_avx2, "q6_K_vec_dot4_avx2", 1},
+        {GGML_TYPE_Q8_0, q8_0_vec_dot4_avx512, "q8_0_vec_dot4_avx512", 2},
+        {GGML_TYPE_Q4_0, q4_0_vec_dot4_avx512, "q4_0_vec_dot4_avx512", 2},
+        {GGML_TYPE_Q4_K, q4_K_vec_dot4_avx512, "q4_K_vec_dot4_avx512", 2},
+        {GGML_TYPE_Q6_K, q6_K_vec_dot4_avx512, "q6_K_vec_dot4_avx512", 2},
+    };
+    int ran = 0;
+    for (size_t c = 0; c < LLMOS_ARRAY_LEN(cases); c++) {
+        if (!can_run(cases[c].need))
+            continue;
+        const quant_traits *t = quant_traits_of(cases[c].type);
+        const quant_traits *v = quant_traits_of(t->vec_dot_type);
+        for (size_t nb = 1; nb <= 9; nb++) {
+            size_t n = nb * t->block_size;
+            size_t y_stride = nb * v->type_size + 8; /* rows not packed */
+            uint8_t *x = malloc(nb * t->type_size), *y = malloc(4 * y_stride);
+            assert_true(x && y);
+            double mag[4];
+            mag[0] = make_pair(cases[c].type, n, x, y, nb % 2 == 0);
+            float *f = malloc(n * sizeof *f);
+            assert_non_null(f);
+            for (int r = 1; r < 4; r++) {
+                for (size_t i = 0; i < n; i++)
+                    f[i] = rnd_gauss();
+                v->from_float_ref(f, y + r * y_stride, n);
+                mag[r] = abs_dot(cases[c].type, n, x, y + r * y_stride);
+            }
+            free(f);
+            float got[4];
+            cases[c].fn(n, got, x, y, y_stride);
+            for (int r = 0; r < 4; r++) {
+                float want;
+                t->vec_dot_ref(n, &want, x, y + r * y_stride);
+                double tol = 1e-5 * mag[r];
+                if (!(fabs((double)got[r] - want) <= tol))
+                    fail_msg("%s n=%zu row %d: %.9g, reference %.9g", cases[c].name, n, r,
+                             (double)got[r], (double)want);
+            }
+            free(x);
+            free(y);
+            ran++;
+        }
+    }
+    if (ran == 0)
+        skip();
+#else
+    skip();
+#endif
+}
+
 /* ---- 4. quant_gemm ----------------------------------------------------------------------- */
 
 static void test_gemm_matches_vec_dot(void **state)
@@ -849,6 +930,7 @@ int main(void)
         cmocka_unit_test(test_ref_dot_matches_dequantized),
         cmocka_unit_test(test_simd_dots_match_reference),
         cmocka_unit_test(test_table_dots_match_reference),
+        cmocka_unit_test(test_dot4_kernels),
         cmocka_unit_test(test_gemm_matches_vec_dot),
         cmocka_unit_test(test_gemm_errors),
     };
