@@ -59,7 +59,10 @@ typedef enum ggml_type {
 typedef void (*quant_to_float_fn)(const void *src, float *dst, size_t n);
 /* dst = quantized src[0..n) (n a multiple of block_size). */
 typedef void (*quant_from_float_fn)(const float *src, void *dst, size_t n);
-/* *s = dot(x, y) over n elements, x in this type, y in vec_dot_type. */
+/* *s = dot(x, y) over n elements, x in this type, y in vec_dot_type. SIMD kernels equal the
+ * scalar reference up to float summation order (integer parts are exact); the AVX512-BF16
+ * kernel also flushes denormal bf16 products to zero. Kernels hold no state: call them from
+ * any number of threads. */
 typedef void (*quant_vec_dot_fn)(size_t n, float *s, const void *x, const void *y);
 
 typedef struct quant_traits {
@@ -81,8 +84,9 @@ typedef struct quant_traits {
  * for every known type, kernels only where `supported`. */
 const quant_traits *quant_traits_of(ggml_type type);
 
-/* The kernel set chosen for this CPU: "avx512" (AVX-512 VNNI for Q4_0, Q8_0, Q4_K, Q6_K, F16,
- * and BF16 where AVX512-BF16 exists; AVX2 for the rest), "avx2" (AVX2+FMA+F16C) or "scalar".
+/* The kernel set chosen for this CPU: "avx512" (AVX-512 VNNI for Q4_0, Q8_0, Q4_K, Q6_K,
+ * AVX-512 for F16, AVX512-BF16 for BF16 where present, AVX2 for the rest), "avx2"
+ * (AVX2+FMA+F16C for every type) or "scalar".
  * LLMOS_QUANT_ISA=ref|avx2|avx512 in the environment caps the choice (read once). */
 const char *quant_isa_name(void);
 
