@@ -26,6 +26,7 @@
 #include "llmos/base.h"
 #include "llmos/gguf.h"
 #include "llmos/quant.h"
+#include "llmos/tokenizer.h"
 
 /* ---- model ------------------------------------------------------------------------------- */
 
@@ -158,5 +159,55 @@ void sampler_rng_seed(sampler_rng *r, uint64_t seed);
 uint32_t sampler_rng_u32(sampler_rng *r);
 /* Uniform in [0, 1) with 24 bits. */
 float sampler_rng_float(sampler_rng *r);
+
+/* ---- generation ------------------------------------------------------------------------- */
+
+/* Why a generation ended. */
+typedef enum gen_stop {
+    GEN_STOP_LENGTH,   /* n_predict tokens were generated */
+    GEN_STOP_EOG,      /* the model produced an end-of-generation token (tok_is_eog) */
+    GEN_STOP_TOKEN,    /* one of the caller's stop tokens */
+    GEN_STOP_STRING,   /* one of the stop strings appeared in the text */
+    GEN_STOP_CONTEXT,  /* the context (KV cache) is full */
+    GEN_STOP_CALLBACK  /* the emit callback asked to stop */
+} gen_stop;
+
+/* Short name of a stop reason ("length", "eog", ...). */
+const char *gen_stop_name(gen_stop reason);
+
+typedef struct gen_params {
+    uint32_t n_predict;              /* the most tokens to generate */
+    sampler_params sampling;
+    const int32_t *stop_tokens;      /* ids that end the generation (besides EOG); not shown */
+    size_t n_stop_tokens;
+    const char *const *stop_strings; /* texts that end the generation; not shown */
+    size_t n_stop_strings;
+    bool ignore_eog;                 /* keep going past EOG tokens */
+} gen_params;
+
+/* n_predict 128, sampler_default_params(), no stop tokens or strings. */
+gen_params gen_default_params(void);
+
+typedef struct gen_stats {
+    size_t n_prompt, n_generated; /* n_generated counts sampled tokens, stop tokens excluded */
+    double prompt_seconds;        /* evaluating the prompt */
+    double gen_seconds;           /* sampling and evaluating the generated tokens */
+    gen_stop stop;
+} gen_stats;
+
+/* Called for every generated token with the text that became final with it (complete UTF-8,
+ * and none of a stop string; may be empty when the text is held back), or with text NULL
+ * when there is no tokenizer. At the end, held-back text is passed with token -1. Return
+ * false to stop. */
+typedef bool (*gen_emit_fn)(void *user, int32_t token, const char *text, size_t len);
+
+/* Evaluate prompt[0..n_prompt) in c (appended to what c holds), then sample and evaluate up
+ * to p->n_predict tokens, streaming them to `emit`. `tok` may be NULL (ids only: no EOG and
+ * no stop strings). Fails with the model's error (LLMOS_ERR_LIMIT when the prompt does not
+ * fit the context); running out of context during generation is a normal stop
+ * (GEN_STOP_CONTEXT). *stats (may be NULL) is filled on success. */
+LLMOS_NODISCARD llmos_err gen_run(llmos_model_ctx *c, const tokenizer *tok,
+                                  const int32_t *prompt, size_t n_prompt, const gen_params *p,
+                                  gen_emit_fn emit, void *user, gen_stats *stats);
 
 #endif

@@ -365,7 +365,8 @@ static _Noreturn void fail_undefined(jctx *c, size_t off, jv v)
 {
     if (v.u.s.s)
         jx_fail(c, off, LLMOS_ERR_FORMAT, "'%s' is undefined", v.u.s.s);
-    jx_fail(c, off, LLMOS_ERR_FORMAT, "value is undefined");
+    jx_fail(c, off, LLMOS_ERR_FORMAT,
+            "value is undefined (a missing key or an index out of range) and cannot be used here");
 }
 
 /* ---- UTF-8 code point helpers (Python strings count code points) --------------------------- */
@@ -2737,8 +2738,8 @@ static jv apply_filter(jctx *c, size_t off, const char *name, jv v, const args *
     }
     if (IS("sort")) {
         jlist *l = iter_items(c, off, v), *r = list_new(c, l->n);
-        memcpy(r->v, l->v, l->n * sizeof(jv));
-        r->n = l->n;
+        for (size_t i = 0; i < l->n; i++)
+            r->v[r->n++] = l->v[i];
         sort_list(c, off, r, arg(a, 2, "attribute"), truthy(arg(a, 0, "reverse")), false);
         return jv_list(r);
     }

@@ -12,6 +12,10 @@
 
 #include "infer/ops.h"
 
+/* Jobs smaller than this many multiply-adds run on the calling thread: handing them to the
+ * pool's workers costs more (microseconds when they spin, much more when they sleep). */
+#define OPS_MIN_PARALLEL_WORK 65536.0
+
 /* ---- matmul ------------------------------------------------------------------------------ */
 
 bool ops_matrix_init(ops_matrix *m, const void *data, ggml_type type, size_t n_in, size_t n_out)
@@ -98,6 +102,9 @@ void ops_matmul(llmos_pool *pool, float *y, const ops_matrix *w, const float *x,
             vt->from_float(x + t * w->n_in, (uint8_t *)scratch + t * j.act_stride, w->n_in);
         j.act = scratch;
     }
+    /* below ~64K multiply-adds a job costs less than waking the workers */
+    if ((double)w->n_out * (double)w->n_in * (double)n_tok < OPS_MIN_PARALLEL_WORK)
+        pool = NULL;
     pool_parallel_for(pool, w->n_out, OPS_ROW_GRAIN, matmul_rows, &j);
 }
 
@@ -257,5 +264,9 @@ void ops_attention(llmos_pool *pool, const ops_attention_args *a)
     (void)kt;
     /* each item writes head_dim floats; group items so a chunk covers a cache line */
     size_t grain = a->head_dim >= 16 ? 1 : 16 / a->head_dim;
+    double work = (double)a->n_tok * (double)a->n_heads * (double)a->head_dim *
+                  (double)(a->pos0 + a->n_tok);
+    if (work < OPS_MIN_PARALLEL_WORK)
+        pool = NULL;
     pool_parallel_for(pool, a->n_tok * a->n_heads, grain, attention_items, (void *)a);
 }

@@ -215,6 +215,7 @@ static void test_filters(void **state)
     CHECK("{{ [3, 1, 2]|sort }}|{{ [3, 1, 2]|sort(reverse=true) }}|{{ msgs|sort(attribute='n')|"
           "map(attribute='n')|list }}|{{ [1, 2, 1]|unique|list }}|{{ [1, 2]|reverse|list }}",
           ctx, "[1, 2, 3]|[3, 2, 1]|[1, 2, 3]|[1, 2]|[2, 1]");
+    CHECK("{{ []|sort }}|{{ q|sort }}|{{ []|reverse|list }}|{{ []|unique|list }}", NULL, "[]|[]|[]|[]");
     CHECK("{{ [1, 2, 3]|sum }}|{{ [4, 2, 9]|min }}|{{ [4, 2, 9]|max }}|{{ -2|abs }}|"
           "{{ 2.567|round(2) }}|{{ 'a\\nb'|indent(2) }}|{{ '<&>'|e }}",
           NULL, "6|2|9|2|2.57|a\n  b|&lt;&amp;&gt;");
@@ -389,6 +390,8 @@ static void test_errors(void **state)
     FAILS("{{ a.b.c }}", NULL, LLMOS_ERR_FORMAT, "'a' is undefined");
     FAILS("{{ m.x.y }}", "{\"m\": {}}", LLMOS_ERR_FORMAT, "'x' is undefined");
     FAILS("{{ nosuch() }}", NULL, LLMOS_ERR_FORMAT, "'nosuch' is undefined");
+    FAILS("{{ messages[0]['role'] }}", "{\"messages\": []}", LLMOS_ERR_FORMAT,
+          "template line 1, column 15: value is undefined (a missing key or an index out of range)");
     FAILS("{{ 'a' + 1 }}", NULL, LLMOS_ERR_FORMAT,
           "unsupported operand types for +: 'str' and 'int'");
     FAILS("{{ 1 / 0 }}", NULL, LLMOS_ERR_FORMAT, "division by zero");

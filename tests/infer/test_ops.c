@@ -45,7 +45,7 @@ static void *make_weight(ggml_type type, const float *w, size_t n, float *deq)
 
 static void check_matmul(ggml_type type)
 {
-    enum { N_IN = 96, N_OUT = 37, N_TOK = 5 };
+    enum { N_IN = 256, N_OUT = 77, N_TOK = 5 }; /* large enough to be split across threads */
     float w[N_IN * N_OUT], deq[N_IN * N_OUT], x[N_TOK * N_IN];
     fill(w, N_IN * N_OUT);
     fill(x, N_TOK * N_IN);
@@ -231,7 +231,7 @@ static void ref_attention(const float *q, const float *k, const float *v, size_t
 
 static void check_attention(ggml_type kv_type, double tol)
 {
-    enum { NH = 4, NKV = 2, HD = 8, NT = 6, QD = NH * HD, KVD = NKV * HD };
+    enum { NH = 4, NKV = 2, HD = 32, NT = 40, QD = NH * HD, KVD = NKV * HD }; /* threaded size */
     float q[NT * QD], k[NT * KVD], v[NT * KVD];
     fill(q, NT * QD);
     fill(k, NT * KVD);
