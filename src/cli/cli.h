@@ -50,6 +50,7 @@ int cmd_doctor(int argc, char **argv);
 int cmd_shell(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_model(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
 int cmd_memory(int argc, char **argv);
 
 #endif

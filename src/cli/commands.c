@@ -40,6 +40,26 @@ const cli_command cli_commands[] = {
      "                 token; without it such text is tokenized as plain characters\n"
      "  --add-special  add BOS/EOS as the model's metadata asks\n",
      cmd_tokenize},
+    {"generate", "Run a local model on a prompt and stream the text it writes",
+     "usage: llmos generate --model FILE --prompt TEXT [-n N] [--temp T] [--seed S]\n"
+     "                      [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R]\n"
+     "                      [-t THREADS] [--ids]\n\n"
+     "Load the GGUF model FILE (architectures llama and qwen2), tokenize TEXT (BOS\n"
+     "added as the model asks; special tokens are not parsed from TEXT), and print\n"
+     "the continuation as it is generated. Timings (prompt and generation tokens/s)\n"
+     "go to standard error. Generation stops after N tokens, at an end-of-generation\n"
+     "token, or when the model's context is full.\n\n"
+     "  -n N                 tokens to generate (default 128)\n"
+     "  --temp T             temperature; 0 = greedy (default 0.8)\n"
+     "  --seed S             random seed; the same seed gives the same text (default:\n"
+     "                       random, printed at the end)\n"
+     "  --top-k K            sample among the K most likely tokens (default 40; 0 = all)\n"
+     "  --top-p P            ... the smallest set with probability >= P (default 0.95)\n"
+     "  --min-p P            ... tokens at least P times the most likely (default 0.05)\n"
+     "  --repeat-penalty R   penalise the last 64 tokens (default 1 = off)\n"
+     "  -t THREADS           threads (default: LLMOS_THREADS or all CPUs)\n"
+     "  --ids                TEXT is token ids (\"1 461 401\") and ids are printed\n",
+     cmd_generate},
     {"model", "Inspect and make GGUF model files",
      "usage: llmos model SUBCOMMAND [ARGS...]\n\n"
      "Subcommands:\n"
