@@ -42,12 +42,17 @@ static inline VNNI __m512 halves_ps(float a, float b)
     return _mm512_mask_blend_ps((__mmask16)0xFF00, _mm512_set1_ps(a), _mm512_set1_ps(b));
 }
 
-/* The 32 nibbles of a legacy block in element order, in 256 bits. */
-static inline VNNI __m256i nibbles32_512(const uint8_t *qs)
+/* The nibbles of two consecutive Q4_0 blocks in element order (block i in the low 256 bits):
+ * split both 16-byte quant arrays into low and high nibbles at once, then put each block's
+ * low-nibble lane before its high-nibble lane. */
+static inline VNNI __m512i nibbles64_512(const uint8_t *qs0, const uint8_t *qs1)
 {
-    __m128i q = _mm_loadu_si128((const __m128i *)qs);
-    __m128i m4 = _mm_set1_epi8(0xF);
-    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m4), _mm_and_si128(q, m4));
+    __m256i q = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)qs0)),
+                                        _mm_loadu_si128((const __m128i *)qs1), 1);
+    __m512i z = _mm512_broadcast_i64x4(q);
+    z = _mm512_mask_srli_epi16(z, (__mmask32)0xFFFF0000u, z, 4);
+    z = _mm512_and_si512(z, _mm512_set1_epi8(0xF)); /* 128-bit lanes: lo0 lo1 hi0 hi1 */
+    return _mm512_shuffle_i64x2(z, z, _MM_SHUFFLE(3, 1, 2, 0)); /* lo0 hi0 lo1 hi1 */
 }
 
 static inline VNNI float h2f512(uint16_t h)
@@ -60,7 +65,7 @@ static inline VNNI float h2f512(uint16_t h)
 static inline VNNI __m512 q4_0_pair(const block_q4_0 *a, const block_q8_0 *b, __m512 acc)
 {
     const __m512i zero = _mm512_setzero_si512();
-    __m512i u = _mm512_inserti64x4(_mm512_castsi256_si512(nibbles32_512(a[0].qs)), nibbles32_512(a[1].qs), 1);
+    __m512i u = nibbles64_512(a[0].qs, a[1].qs);
     __m512i yv = load2x256(b[0].qs, b[1].qs);
     __m512i dot = _mm512_dpbusd_epi32(zero, u, yv);
     __m512i off = _mm512_dpbusd_epi32(zero, _mm512_set1_epi8(8), yv);
@@ -289,7 +294,7 @@ VNNI void q4_0_vec_dot4_avx512(size_t n, float s[4], const void *x, const void *
     const __m512i zero = _mm512_setzero_si512(), eight = _mm512_set1_epi8(8);
     __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
     for (; i + 2 <= nb; i += 2) {
-        __m512i u = _mm512_inserti64x4(_mm512_castsi256_si512(nibbles32_512(a[i].qs)), nibbles32_512(a[i + 1].qs), 1);
+        __m512i u = nibbles64_512(a[i].qs, a[i + 1].qs);
         float d0 = h2f512(a[i].d), d1 = h2f512(a[i + 1].d);
         #pragma GCC unroll 4
         for (int t = 0; t < 4; t++) {
