@@ -2089,6 +2089,8 @@ static size_t slice_indices(jctx *c, size_t off, size_t n, jv vstart, jv vstop, 
     int64_t step = slice_bound(c, off, vstep, 1);
     if (step == 0)
         jx_fail(c, off, LLMOS_ERR_FORMAT, "slice step cannot be zero");
+    if (step < -INT64_MAX)
+        step = -INT64_MAX; /* same slice for any length we can hold; keeps -step defined */
     int64_t len = (int64_t)n;
     int64_t start, stop;
     if (step > 0) {
@@ -2179,6 +2181,8 @@ static jv repeat(jctx *c, size_t off, jv seq, int64_t times)
     if (times <= 0)
         return seq.t == JV_STR ? jv_strn("", 0) : jv_list(list_new(c, 0));
     size_t unit = seq.t == JV_STR ? seq.u.s.n : seq.u.l->n;
+    if (unit == 0)
+        return seq;
     if (unit && (uint64_t)times > c->opt.max_output / unit)
         jx_fail(c, off, LLMOS_ERR_LIMIT, "repetition result too large (limit max_output)");
     size_t total = unit * (size_t)times;
@@ -3078,17 +3082,20 @@ static jv call_builtin(jctx *c, size_t off, int fn, const args *a)
         }
         if (stepv == 0)
             jx_fail(c, off, LLMOS_ERR_FORMAT, "range() step must not be zero");
-        /* count without overflow */
-        double count = stepv > 0 ? ceil(((double)stop - (double)start) / (double)stepv)
-                                 : ceil(((double)start - (double)stop) / (double)-stepv);
-        if (count < 0)
-            count = 0;
-        if (count > (double)c->opt.max_iterations)
-            jx_fail(c, off, LLMOS_ERR_LIMIT, "range() of %.0f items exceeds max_iterations (%zu)",
-                    count, c->opt.max_iterations);
+        /* count in unsigned arithmetic, where stop - start cannot overflow */
+        uint64_t count = 0;
+        if (stepv > 0 && start < stop)
+            count = ((uint64_t)stop - (uint64_t)start - 1) / (uint64_t)stepv + 1;
+        else if (stepv < 0 && start > stop)
+            count = ((uint64_t)start - (uint64_t)stop - 1) / (0 - (uint64_t)stepv) + 1;
+        if (count > c->opt.max_iterations)
+            jx_fail(c, off, LLMOS_ERR_LIMIT,
+                    "range() of %llu items exceeds max_iterations (%zu)",
+                    (unsigned long long)count, c->opt.max_iterations);
         jlist *l = list_new(c, (size_t)count);
-        for (size_t i = 0; i < (size_t)count; i++)
-            l->v[l->n++] = jv_int(start + (int64_t)i * stepv);
+        uint64_t val = (uint64_t)start; /* every value lies between start and stop */
+        for (size_t i = 0; i < (size_t)count; i++, val += (uint64_t)stepv)
+            l->v[l->n++] = jv_int((int64_t)val);
         return jv_list(l);
     }
     case FN_NAMESPACE:

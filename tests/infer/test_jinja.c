@@ -398,6 +398,10 @@ static void test_errors(void **state)
     FAILS("{{ 9223372036854775807 + 1 }}", NULL, LLMOS_ERR_FORMAT, "integer overflow");
     FAILS("{{ 1 < 'a' }}", NULL, LLMOS_ERR_FORMAT, "cannot compare int with str");
     FAILS("{{ [1][::0] }}", NULL, LLMOS_ERR_FORMAT, "slice step cannot be zero");
+    CHECK("{{ range(-9223372036854775807, 9223372036854775807, 9223372036854775807)|list }}|"
+          "{{ [1, 2, 3][::-9223372036854775807 - 1] }}|{{ '' * 1000000000000000000 }}|"
+          "{{ ([] * 1000000000000000000)|length }}",
+          NULL, "[-9223372036854775807, 0]|[3]||0");
     FAILS("{% include 'x.html' %}", NULL, LLMOS_ERR_UNSUPPORTED, "'include' statements");
     FAILS("{% for x in y recursive %}{% endfor %}", NULL, LLMOS_ERR_UNSUPPORTED, "recursive");
 
