@@ -107,7 +107,9 @@ LLMOS_NODISCARD llmos_err tok_encode(const tokenizer *t, const char *text, size_
 /* Number of tokens in the vocabulary (valid ids are 0 .. n-1). */
 size_t tok_n_vocab(const tokenizer *t);
 tok_model tok_get_model(const tokenizer *t);
-/* Special ids, -1 when the vocabulary has none. */
+/* Special ids, -1 when the vocabulary has none. tok_eot is tokenizer.ggml.eot_token_id, or
+ * when that is absent the vocabulary's end-of-turn control token other than EOS
+ * ("<|eot_id|>", "<|im_end|>", "<|end|>", ... in that order of preference). */
 int32_t tok_bos(const tokenizer *t);
 int32_t tok_eos(const tokenizer *t);
 int32_t tok_eot(const tokenizer *t);

@@ -11,8 +11,8 @@
  *   2. Each piece's bytes are written as characters through the GPT-2 byte<->unicode table.
  *   3. Inside a piece, adjacent symbols are merged by merge rank (lowest first, ties
  *      leftmost), starting from single characters.
- *   4. Each final symbol is its token; should one not be in the vocabulary, its bytes are
- *      looked up one by one.
+ *   4. Each final symbol is its token; should one not be in the vocabulary, its characters
+ *      are looked up one by one (and dropped if missing).
  *
  * Regexes are PCRE2 with UTF, UCP (so \s \d \w and \p{..} are Unicode-aware, as in the
  * reference tokenizers) and MATCH_INVALID_UTF, so input that is not valid UTF-8 is still
@@ -324,11 +324,20 @@ static llmos_err bpe_word(bpe_state *st, const char *word, size_t n, tok_ids *ou
             err = tok_ids_push(out, id);
             continue;
         }
-        /* not a token (a merge whose result the vocabulary lacks): its bytes one by one */
-        for (size_t j = 0; j < len && !err; j++) {
-            id = tok_lookup(t, s + j, 1);
+        /* Not a token (a merge whose result the vocabulary lacks, or a character it has no
+         * token for): its characters one by one. The reference looks up single bytes, which
+         * finds the same tokens for ASCII and nothing for the others; characters missing
+         * from the vocabulary are dropped there and here (Falcon has no token for the byte
+         * 0xFF, which valid UTF-8 never holds). */
+        for (size_t j = 0; j < len && !err;) {
+            uint32_t cp;
+            size_t k = utf8_decode(s + j, len - j, &cp);
+            if (k == 0)
+                k = 1;
+            id = tok_lookup(t, s + j, k);
             if (id >= 0)
                 err = tok_ids_push(out, id);
+            j += k;
         }
     }
     return err;

@@ -236,8 +236,9 @@ static llmos_err check_special(const tokenizer *t, const char *name, int32_t id)
 /* Texts of control tokens that end a turn in the chat templates of the supported families
  * (the same list llama.cpp's vocabulary loader uses to find end-of-generation tokens). */
 static const char *const eog_texts[] = {
-    "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>",
-    "<|eom_id|>", "<EOT>",      "_<EOT>",  "<|end_of_text|>",
+    "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|eom_id|>",
+    "<EOT>", "_<EOT>", "<|end_of_text|>",
+    "<\xef\xbd\x9c" "end\xe2\x96\x81" "of\xe2\x96\x81" "sentence\xef\xbd\x9c>", /* DeepSeek */
 };
 
 /* Sort key of a special token: first byte ascending, then longest first, then id. */
@@ -480,6 +481,10 @@ llmos_err tok_new(const tok_spec *s, tokenizer **out)
             t->eog[id] = true;
             if (strcmp(eog_texts[i], "<|eom_id|>") == 0)
                 t->eom = id;
+            /* without tokenizer.ggml.eot_token_id, the first end-of-turn token in the list
+             * order that is not EOS is the EOT (Qwen: EOS <|endoftext|>, EOT <|im_end|>) */
+            else if (t->eot < 0 && id != t->eos)
+                t->eot = id;
         }
     }
     *out = t;

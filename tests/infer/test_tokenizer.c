@@ -616,6 +616,7 @@ static void real_vocab_metadata(void **s)
     assert_int_equal(tok_get_model(t), TOK_MODEL_BPE);
     int32_t eot = tok_find(t, "<|eot_id|>", 10);
     assert_true(tok_is_eog(t, eot));
+    assert_int_equal(tok_eot(t), eot);
     assert_true(tok_is_eog(t, tok_eos(t)));
     ASSERT_ENC(t, "Hello", TOK_ADD_SPECIAL, 128000, 9906);
     tok_free(t);
@@ -624,6 +625,8 @@ static void real_vocab_metadata(void **s)
     assert_non_null(t);
     assert_int_equal(tok_n_vocab(t), 151936);
     assert_true(tok_is_eog(t, tok_find(t, "<|im_end|>", 10)));
+    assert_int_equal(tok_eos(t), 151643);
+    assert_int_equal(tok_eot(t), 151645); /* <|im_end|>, found by name */
     ASSERT_ENC(t, "Hello world", TOK_ADD_SPECIAL, 9707, 1879); /* add_bos is false */
     tok_free(t);
 
