@@ -51,6 +51,7 @@ int cmd_shell(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_model(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
+int cmd_model_random(int argc, char **argv); /* llmos model make-random */
 int cmd_memory(int argc, char **argv);
 
 #endif

@@ -35,6 +35,25 @@ static const model_subcommand subcommands[] = {
      "while it is read; a damaged file is reported with the byte offset of the damage.\n\n"
      "  --json   print one JSON object instead of text\n",
      model_info},
+    {"make-random",
+     "usage: llmos model make-random [--arch llama|qwen2]\n"
+     "                               (--shape NAME | --dims D,L,H,KV,FFN[,CTX])\n"
+     "                               --vocab-from FILE [--type f32|f16|bf16] [--seed S]\n"
+     "                               [--tied] OUT\n\n"
+     "Write OUT, a model with random weights (normal, std 0.02; norm weights 1) of a real\n"
+     "model's shape, with the tokenizer metadata copied from the GGUF FILE (a model or a\n"
+     "vocabulary-only file). For measuring speed and memory without a trained model.\n"
+     "Tensors are generated while the file is written; the same seed gives the same file.\n\n"
+     "  --shape NAME   tinyllama-1.1b (llama: dim 2048, 22 layers, 32/4 heads, ffn 5632,\n"
+     "                 vocab 32000, ctx 2048) or qwen2.5-0.5b (qwen2: dim 896, 24 layers,\n"
+     "                 14/2 heads, ffn 4864, vocab 151936, ctx 32768, tied output)\n"
+     "  --dims ...     dimension, layers, heads, key/value heads, FFN size, context\n"
+     "                 (default 2048); the vocabulary size is FILE's token count\n"
+     "  --arch A       llama or qwen2 (q/k/v biases, NEOX rope); default from the shape\n"
+     "  --type T       type of the weight matrices (default f16); norms and biases are F32\n"
+     "  --tied         no output.weight: the output shares the token embedding\n"
+     "  --seed S       random seed (default 1)\n",
+     cmd_model_random},
 };
 
 /* ---- helpers ------------------------------------------------------------------------------ */

@@ -63,7 +63,8 @@ const cli_command cli_commands[] = {
     {"model", "Inspect and make GGUF model files",
      "usage: llmos model SUBCOMMAND [ARGS...]\n\n"
      "Subcommands:\n"
-     "  info FILE [--json]   show a model's metadata, hyperparameters, tokenizer and tensors\n\n"
+     "  info FILE [--json]   show a model's metadata, hyperparameters, tokenizer and tensors\n"
+     "  make-random ... OUT  write a random-weight model of a real shape (for benchmarks)\n\n"
      "Run 'llmos model help SUBCOMMAND' for the options of one subcommand.\n",
      cmd_model},
     {"memory", "Add to and search your encrypted memory store",
