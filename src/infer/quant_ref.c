@@ -25,9 +25,15 @@
 #define F16(h) fp16_to_fp32(h)
 
 /* Round to nearest, ties to even (the default rounding mode), as an int. The SIMD quantizers
- * round the same way so that they produce the same bytes. */
+ * round the same way so that they produce the same bytes. Every caller clamps the result to a
+ * few bits, so out-of-range values only need to stay out of range: they are limited to
+ * +-2^20 first, and NaN (a diverged activation) becomes 0, so that no input is undefined
+ * behaviour. */
 static inline int quant_round(float x)
 {
+    if (!(x == x))
+        return 0;
+    x = x > 1048576.0f ? 1048576.0f : x < -1048576.0f ? -1048576.0f : x;
     return (int)nearbyintf(x);
 }
 

@@ -504,6 +504,12 @@ static void test_quantize_half_step(void **state)
     }
 }
 
+static bool can_run_avx2(void)
+{
+    const llmos_cpu *c = cpu_features();
+    return c->avx2 && c->fma && c->f16c;
+}
+
 static void test_simd_quantizers_bit_exact(void **state)
 {
     (void)state;
@@ -545,6 +551,40 @@ static void test_simd_quantizers_bit_exact(void **state)
 #else
     skip();
 #endif
+}
+
+/* Extreme activations (huge, tiny, infinite, NaN) quantize without crashing; finite ones give
+ * the same bytes from the SIMD and the reference quantizers. */
+static void test_quantize_extremes(void **state)
+{
+    (void)state;
+    float x[512];
+    uint8_t a[2 * 292], b[2 * 292];
+    for (int i = 0; i < 512; i++)
+        x[i] = (i % 3 ? 1e30f : -3e-40f) * (i % 2 ? 1 : -1);
+    for (size_t k = 0; k < LLMOS_ARRAY_LEN(block_types); k++) {
+        const quant_traits *t = quant_traits_of(block_types[k]);
+        t->from_float_ref(x, a, 256);
+        float y[256];
+        t->to_float(a, y, 256);
+    }
+#if defined(__x86_64__)
+    if (can_run_avx2()) {
+        q8_0_from_float_ref(x, a, 512);
+        q8_0_from_float_avx2(x, b, 512);
+        assert_memory_equal(a, b, 512 / 32 * 34);
+        q8_K_from_float_ref(x, a, 512);
+        q8_K_from_float_avx2(x, b, 512);
+        assert_memory_equal(a, b, 2 * 292);
+    }
+#endif
+    x[5] = INFINITY;
+    x[300] = NAN;
+    for (size_t k = 0; k < LLMOS_ARRAY_LEN(block_types); k++) {
+        const quant_traits *t = quant_traits_of(block_types[k]);
+        t->from_float_ref(x, a, 256);
+        t->from_float(x + 256, b, 256);
+    }
 }
 
 /* ---- 3. dot products --------------------------------------------------------------------- */
@@ -927,6 +967,7 @@ int main(void)
         cmocka_unit_test(test_quantize_error),
         cmocka_unit_test(test_quantize_half_step),
         cmocka_unit_test(test_simd_quantizers_bit_exact),
+        cmocka_unit_test(test_quantize_extremes),
         cmocka_unit_test(test_ref_dot_matches_dequantized),
         cmocka_unit_test(test_simd_dots_match_reference),
         cmocka_unit_test(test_table_dots_match_reference),
