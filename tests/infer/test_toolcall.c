@@ -1,0 +1,291 @@
+/*
+ * test_toolcall.c - tool calls: parsing each family's format (good, several, sloppy, broken),
+ * the grammars built from a tools array (what they accept and refuse in auto, required and
+ * named modes), and argument validation.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "llmos/grammar.h"
+#include "llmos/json.h"
+#include "llmos/toolcall.h"
+
+static const char *TOOLS =
+    "[{\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"description\":\"Weather\","
+    "\"parameters\":{\"type\":\"object\",\"properties\":{\"city\":{\"type\":\"string\"},"
+    "\"unit\":{\"enum\":[\"c\",\"f\"]}},\"required\":[\"city\"]}}},"
+    "{\"type\":\"function\",\"function\":{\"name\":\"add\",\"parameters\":{\"type\":\"object\","
+    "\"properties\":{\"a\":{\"type\":\"integer\"},\"b\":{\"type\":\"integer\"}},"
+    "\"required\":[\"a\",\"b\"]}}},"
+    "{\"type\":\"function\",\"function\":{\"name\":\"now\"}}]";
+
+static json_t *tools_json(void)
+{
+    json_t *v = NULL;
+    assert_int_equal(json_parse_text(TOOLS, strlen(TOOLS), "tools", 0, &v), LLMOS_OK);
+    return v;
+}
+
+static toolcall_result parse(toolcall_family f, const char *text)
+{
+    toolcall_result r;
+    if (toolcall_parse(f, text, strlen(text), &r) != LLMOS_OK)
+        fail_msg("toolcall_parse(%s, %s): %s", toolcall_family_name(f), text, llmos_errmsg());
+    assert_non_null(r.content);
+    return r;
+}
+
+static void parse_bad(toolcall_family f, const char *text, const char *want)
+{
+    toolcall_result r;
+    assert_int_equal(toolcall_parse(f, text, strlen(text), &r), LLMOS_ERR_FORMAT);
+    if (!strstr(llmos_errmsg(), want))
+        fail_msg("%s: message \"%s\" lacks \"%s\"", text, llmos_errmsg(), want);
+    toolcall_result_free(&r);
+}
+
+static void test_family_names(void **state)
+{
+    (void)state;
+    toolcall_family f;
+    assert_true(toolcall_family_parse("qwen", &f));
+    assert_int_equal(f, TOOLCALL_HERMES);
+    assert_true(toolcall_family_parse("llama3", &f));
+    assert_int_equal(f, TOOLCALL_LLAMA3);
+    assert_true(toolcall_family_parse("mistral", &f));
+    assert_string_equal(toolcall_family_name(f), "mistral");
+    assert_false(toolcall_family_parse("gpt", &f));
+}
+
+static void test_parse_hermes(void **state)
+{
+    (void)state;
+    toolcall_result r = parse(TOOLCALL_HERMES,
+                              "Let me check.\n<tool_call>\n{\"name\": \"get_weather\", "
+                              "\"arguments\": {\"city\": \"Paris\"}}\n</tool_call>\n"
+                              "<tool_call>\n{\"name\": \"add\", \"arguments\": \"{\\\"a\\\": 1, "
+                              "\\\"b\\\": 2}\"}\n</tool_call>");
+    assert_string_equal(r.content, "Let me check.");
+    assert_int_equal(r.n_calls, 2);
+    assert_string_equal(r.calls[0].name, "get_weather");
+    assert_string_equal(r.calls[0].arguments, "{\"city\":\"Paris\"}");
+    assert_null(r.calls[0].id);
+    assert_string_equal(r.calls[1].name, "add");
+    assert_string_equal(r.calls[1].arguments, "{\"a\":1,\"b\":2}"); /* string arguments parsed */
+    toolcall_result_free(&r);
+
+    r = parse(TOOLCALL_HERMES, "<tool_call>{\"name\":\"now\"}"); /* no close, no arguments */
+    assert_int_equal(r.n_calls, 1);
+    assert_string_equal(r.calls[0].arguments, "{}");
+    assert_string_equal(r.content, "");
+    toolcall_result_free(&r);
+
+    r = parse(TOOLCALL_HERMES, "  Just text, {\"name\": \"x\"}  ");
+    assert_int_equal(r.n_calls, 0);
+    assert_string_equal(r.content, "Just text, {\"name\": \"x\"}");
+    toolcall_result_free(&r);
+
+    parse_bad(TOOLCALL_HERMES, "<tool_call>{\"name\": \"a\", \"arguments\": {</tool_call>",
+              "tool call 1: invalid JSON");
+    parse_bad(TOOLCALL_HERMES, "<tool_call>{\"arguments\": {}}</tool_call>", "missing \"name\"");
+    parse_bad(TOOLCALL_HERMES, "<tool_call>{\"name\": \"a\", \"arguments\": [1]}</tool_call>",
+              "\"arguments\" must be an object");
+    parse_bad(TOOLCALL_HERMES, "<tool_call>{\"name\": \"a\"} junk</tool_call>",
+              "unexpected text at byte 25");
+    parse_bad(TOOLCALL_HERMES, "<tool_call>{\"name\":\"a\"}</tool_call><tool_call></tool_call>",
+              "tool call 2 (byte 35): empty <tool_call>");
+    parse_bad(TOOLCALL_HERMES, "<tool_call>[1]</tool_call>", "expected a JSON object");
+}
+
+static void test_parse_llama3(void **state)
+{
+    (void)state;
+    toolcall_result r = parse(TOOLCALL_LLAMA3, "{\"name\": \"add\", \"parameters\": {\"a\": 1, "
+                                               "\"b\": 2}}");
+    assert_int_equal(r.n_calls, 1);
+    assert_string_equal(r.calls[0].name, "add");
+    assert_string_equal(r.calls[0].arguments, "{\"a\":1,\"b\":2}");
+    assert_string_equal(r.content, "");
+    toolcall_result_free(&r);
+
+    r = parse(TOOLCALL_LLAMA3, "<|python_tag|>{\"name\": \"now\", \"parameters\": {}}; "
+                               "{\"name\": \"add\", \"arguments\": {\"a\": 3, \"b\": 4}}");
+    assert_int_equal(r.n_calls, 2);
+    assert_string_equal(r.calls[1].arguments, "{\"a\":3,\"b\":4}");
+    toolcall_result_free(&r);
+
+    /* JSON that is not a call, and plain text, are content */
+    r = parse(TOOLCALL_LLAMA3, "{\"answer\": 42}");
+    assert_int_equal(r.n_calls, 0);
+    assert_string_equal(r.content, "{\"answer\": 42}");
+    toolcall_result_free(&r);
+    r = parse(TOOLCALL_LLAMA3, "The answer is 42.");
+    assert_int_equal(r.n_calls, 0);
+    toolcall_result_free(&r);
+
+    parse_bad(TOOLCALL_LLAMA3, "<|python_tag|>{\"name\": \"add\", \"parameters\": {",
+              "tool call 1: invalid JSON");
+    parse_bad(TOOLCALL_LLAMA3, "{\"name\": \"add\", \"parameters\": {}} and more",
+              "unexpected text at byte 34");
+    parse_bad(TOOLCALL_LLAMA3, "<|python_tag|>{\"parameters\": {}}", "missing \"name\"");
+}
+
+static void test_parse_mistral(void **state)
+{
+    (void)state;
+    toolcall_result r = parse(TOOLCALL_MISTRAL,
+                              "[TOOL_CALLS] [{\"name\": \"get_weather\", \"arguments\": {\"city\": "
+                              "\"Oslo\"}, \"id\": \"abc123XYZ\"}, {\"name\": \"now\", "
+                              "\"arguments\": {}}]");
+    assert_int_equal(r.n_calls, 2);
+    assert_string_equal(r.calls[0].id, "abc123XYZ");
+    assert_string_equal(r.calls[0].arguments, "{\"city\":\"Oslo\"}");
+    assert_null(r.calls[1].id);
+    toolcall_result_free(&r);
+
+    r = parse(TOOLCALL_MISTRAL, "Sure.[TOOL_CALLS]add[ARGS]{\"a\": 1, \"b\": 2}"
+                                "[TOOL_CALLS]get_weather[CALL_ID]k9[ARGS]{\"city\": \"Rome\"}");
+    assert_string_equal(r.content, "Sure.");
+    assert_int_equal(r.n_calls, 2);
+    assert_string_equal(r.calls[0].name, "add");
+    assert_string_equal(r.calls[0].arguments, "{\"a\":1,\"b\":2}");
+    assert_string_equal(r.calls[1].name, "get_weather");
+    assert_string_equal(r.calls[1].id, "k9");
+    toolcall_result_free(&r);
+
+    r = parse(TOOLCALL_MISTRAL, "No tools needed.");
+    assert_int_equal(r.n_calls, 0);
+    assert_string_equal(r.content, "No tools needed.");
+    toolcall_result_free(&r);
+
+    parse_bad(TOOLCALL_MISTRAL, "[TOOL_CALLS][]", "non-empty array");
+    parse_bad(TOOLCALL_MISTRAL, "[TOOL_CALLS][{\"name\":\"a\"}] x", "unexpected text");
+    parse_bad(TOOLCALL_MISTRAL, "[TOOL_CALLS]add{\"a\":1}", "expected [{...}] or name[ARGS]");
+    parse_bad(TOOLCALL_MISTRAL, "[TOOL_CALLS]a b[ARGS]{}", "is not a function name");
+    parse_bad(TOOLCALL_MISTRAL, "[TOOL_CALLS]add[ARGS]{\"a\":", "invalid JSON");
+}
+
+/* ---- grammars ---------------------------------------------------------------------------- */
+
+static grammar *tool_grammar(toolcall_family f, toolcall_mode mode, const char *only)
+{
+    json_t *tools = tools_json();
+    llmos_buf b = {0};
+    if (toolcall_grammar(tools, f, mode, only, &b) != LLMOS_OK)
+        fail_msg("toolcall_grammar: %s", llmos_errmsg());
+    grammar *g = NULL;
+    if (grammar_parse(b.data, b.len, NULL, &g) != LLMOS_OK)
+        fail_msg("tool grammar does not parse: %s\n%s", llmos_errmsg(), b.data);
+    buf_free(&b);
+    json_decref(tools);
+    return g;
+}
+
+static void expect(grammar *g, const char *s, bool want)
+{
+    if (grammar_matches(g, s, strlen(s)) != want)
+        fail_msg("\"%s\" should %s", s, want ? "match" : "not match");
+}
+
+static void test_grammars(void **state)
+{
+    (void)state;
+    grammar *g = tool_grammar(TOOLCALL_HERMES, TOOLCALL_AUTO, NULL);
+    expect(g, "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n"
+              "</tool_call>", true);
+    expect(g, "<tool_call>{\"name\":\"add\",\"arguments\":{\"a\":1,\"b\":2}}</tool_call>\n"
+              "<tool_call>{\"name\":\"now\",\"arguments\":{}}</tool_call>", true);
+    expect(g, "Hello there!", true);
+    expect(g, "", true);
+    expect(g, "<tool_call>{\"name\":\"add\",\"arguments\":{\"a\":1}}</tool_call>", false);
+    expect(g, "<tool_call>{\"name\":\"sub\",\"arguments\":{}}</tool_call>", false);
+    expect(g, "<tool_call>{\"name\":\"get_weather\",\"arguments\":{\"city\":\"x\","
+              "\"unit\":\"k\"}}</tool_call>", false);
+    expect(g, "<b>bold</b>", false); /* a reply starting with '<' must be a call */
+    grammar_free(g);
+
+    g = tool_grammar(TOOLCALL_HERMES, TOOLCALL_REQUIRED, NULL);
+    expect(g, "Hello there!", false);
+    expect(g, "", false);
+    expect(g, "<tool_call>{\"name\":\"now\",\"arguments\":{}}</tool_call>", true);
+    grammar_free(g);
+
+    g = tool_grammar(TOOLCALL_LLAMA3, TOOLCALL_REQUIRED, "add");
+    expect(g, "{\"name\": \"add\", \"parameters\": {\"a\": 1, \"b\": -2}}", true);
+    expect(g, "<|python_tag|>{\"name\": \"add\", \"parameters\": {\"a\": 1, \"b\": 2}}", true);
+    expect(g, "{\"name\": \"now\", \"parameters\": {}}", false); /* only "add" */
+    expect(g, "{\"name\": \"add\", \"arguments\": {\"a\": 1, \"b\": 2}}", false);
+    grammar_free(g);
+
+    g = tool_grammar(TOOLCALL_MISTRAL, TOOLCALL_AUTO, NULL);
+    expect(g, "[TOOL_CALLS][{\"name\": \"now\", \"arguments\": {}}, {\"name\": \"add\", "
+              "\"arguments\": {\"a\": 1, \"b\": 2}}]", true);
+    expect(g, "Plain answer.", true);
+    expect(g, "[TOOL_CALLS][]", false);
+    expect(g, "[1, 2]", false);
+    grammar_free(g);
+
+    /* errors */
+    json_t *tools = tools_json();
+    llmos_buf b = {0};
+    assert_int_equal(toolcall_grammar(tools, TOOLCALL_HERMES, TOOLCALL_REQUIRED, "nope", &b),
+                     LLMOS_ERR_NOT_FOUND);
+    assert_non_null(strstr(llmos_errmsg(), "'nope'"));
+    json_t *empty = json_array();
+    assert_int_equal(toolcall_grammar(empty, TOOLCALL_HERMES, TOOLCALL_AUTO, NULL, &b),
+                     LLMOS_ERR_INVALID);
+    json_t *bad = NULL;
+    const char *bad_text = "[{\"type\":\"function\",\"function\":{\"name\":\"f\",\"parameters\":"
+                           "{\"type\":\"tuple\"}}}]";
+    assert_int_equal(json_parse_text(bad_text, strlen(bad_text), "t", 0, &bad), LLMOS_OK);
+    assert_int_equal(toolcall_grammar(bad, TOOLCALL_HERMES, TOOLCALL_AUTO, NULL, &b),
+                     LLMOS_ERR_UNSUPPORTED);
+    assert_non_null(strstr(llmos_errmsg(), "tools[0] (f) parameters"));
+    json_decref(bad);
+    json_decref(empty);
+    json_decref(tools);
+    buf_free(&b);
+}
+
+static void test_validate(void **state)
+{
+    (void)state;
+    json_t *tools = tools_json();
+    toolcall c = {"get_weather", "{\"city\": \"Oslo\", \"unit\": \"c\"}", NULL};
+    assert_int_equal(toolcall_validate(tools, &c), LLMOS_OK);
+    c.arguments = "{\"city\": 5}";
+    assert_int_equal(toolcall_validate(tools, &c), LLMOS_ERR_INVALID);
+    assert_non_null(strstr(llmos_errmsg(), "tool 'get_weather' arguments: $.city: expected "
+                                           "string, found integer"));
+    c.arguments = "{\"unit\": \"c\"}";
+    assert_int_equal(toolcall_validate(tools, &c), LLMOS_ERR_INVALID);
+    assert_non_null(strstr(llmos_errmsg(), "missing required property 'city'"));
+    c.arguments = "{\"city\": \"x\", \"when\": 1}";
+    assert_int_equal(toolcall_validate(tools, &c), LLMOS_ERR_INVALID);
+    assert_non_null(strstr(llmos_errmsg(), "unknown property 'when'"));
+    c.arguments = "{not json";
+    assert_int_equal(toolcall_validate(tools, &c), LLMOS_ERR_INVALID);
+    c = (toolcall){"delete_everything", "{}", NULL};
+    assert_int_equal(toolcall_validate(tools, &c), LLMOS_ERR_NOT_FOUND);
+    assert_non_null(strstr(llmos_errmsg(), "(get_weather, add, now)"));
+    c = (toolcall){"now", "{}", NULL};
+    assert_int_equal(toolcall_validate(tools, &c), LLMOS_OK);
+    json_decref(tools);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_family_names), cmocka_unit_test(test_parse_hermes),
+        cmocka_unit_test(test_parse_llama3), cmocka_unit_test(test_parse_mistral),
+        cmocka_unit_test(test_grammars),     cmocka_unit_test(test_validate),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
