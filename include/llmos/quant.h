@@ -97,7 +97,7 @@ const char *quant_isa_name(void);
  * activation row t starts at (const char *)act + t * act_stride and is k elements already
  * quantized to the type's vec_dot_type (with its from_float). The result equals calling
  * vec_dot per pair up to float summation order, but weight blocks are decoded once for four
- * tokens where the type has such a kernel (Q8_0, Q4_0, Q4_K, Q6_K), and rows are taken in
+ * tokens where the type has such a kernel (Q8_0, Q4_0, Q4_K, Q5_K, Q6_K), and rows are taken in
  * tiles that stay in cache while the tokens pass over them. To use threads, give each thread
  * its own range of rows. Fails with LLMOS_ERR_UNSUPPORTED for a type without kernels and
  * LLMOS_ERR_INVALID when k is not a multiple of the block size or out_stride < n_rows.

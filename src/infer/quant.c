@@ -259,6 +259,7 @@ static void quant_select(void)
         dot4[GGML_TYPE_Q8_0] = q8_0_vec_dot4_avx2;
         dot4[GGML_TYPE_Q4_0] = q4_0_vec_dot4_avx2;
         dot4[GGML_TYPE_Q4_K] = q4_K_vec_dot4_avx2;
+        dot4[GGML_TYPE_Q5_K] = q5_K_vec_dot4_avx2;
         dot4[GGML_TYPE_Q6_K] = q6_K_vec_dot4_avx2;
     }
     if (vnni) {

@@ -661,6 +661,54 @@ AVX2 void q4_K_vec_dot4_avx2(size_t n, float s[4], const void *x, const void *y,
         s[t] = hsum_ps(_mm256_sub_ps(acc[t], accm[t]));
 }
 
+AVX2 void q5_K_vec_dot4_avx2(size_t n, float s[4], const void *x, const void *y, size_t y_stride)
+{
+    assert(n % QK_K == 0);
+    const block_q5_K *a = x;
+    const block_q8_K *b[4];
+    #pragma GCC unroll 4
+    for (int t = 0; t < 4; t++)
+        b[t] = (const block_q8_K *)((const uint8_t *)y + (size_t)t * y_stride);
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    __m256 accm[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    const __m256i m4 = _mm256_set1_epi8(0xF), one = _mm256_set1_epi8(1);
+    for (size_t i = 0; i < n / QK_K; i++) {
+        uint32_t w[4];
+        uint8_t sc[8];
+        quant_k4_scale_words(a[i].scales, w);
+        memcpy(sc, w, 8);
+        __m256i qh = load256(a[i].qh);
+        __m256i sumi[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(),
+                           _mm256_setzero_si256()};
+        #pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) {
+            __m256i q = load256(a[i].qs + 32 * c);
+            __m256i h0 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c), one), 4);
+            __m256i h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c + 1), one), 4);
+            __m256i lo = _mm256_or_si256(_mm256_and_si256(q, m4), h0);
+            __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), h1);
+            __m256i s0 = _mm256_set1_epi16(sc[2 * c]);
+            __m256i s1 = _mm256_set1_epi16(sc[2 * c + 1]);
+            #pragma GCC unroll 4
+            for (int t = 0; t < 4; t++) {
+                __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, load256(b[t][i].qs + 64 * c)), s0);
+                __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, load256(b[t][i].qs + 64 * c + 32)), s1);
+                sumi[t] = _mm256_add_epi32(sumi[t], _mm256_add_epi32(p0, p1));
+            }
+        }
+        float dx = h2f(a[i].d), mx = h2f(a[i].dmin);
+        #pragma GCC unroll 4
+        for (int t = 0; t < 4; t++) {
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(b[t][i].d * dx), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+            accm[t] = _mm256_fmadd_ps(_mm256_set1_ps(b[t][i].d * mx),
+                                      _mm256_cvtepi32_ps(k4_mins_dot(w, b[t] + i)), accm[t]);
+        }
+    }
+    #pragma GCC unroll 4
+    for (int t = 0; t < 4; t++)
+        s[t] = hsum_ps(_mm256_sub_ps(acc[t], accm[t]));
+}
+
 AVX2 void q6_K_vec_dot4_avx2(size_t n, float s[4], const void *x, const void *y, size_t y_stride)
 {
     assert(n % QK_K == 0);

@@ -275,6 +275,7 @@ typedef void (*quant_vec_dot4_fn)(size_t n, float s[4], const void *x, const voi
 void q8_0_vec_dot4_avx2(size_t n, float s[4], const void *x, const void *y, size_t y_stride);
 void q4_0_vec_dot4_avx2(size_t n, float s[4], const void *x, const void *y, size_t y_stride);
 void q4_K_vec_dot4_avx2(size_t n, float s[4], const void *x, const void *y, size_t y_stride);
+void q5_K_vec_dot4_avx2(size_t n, float s[4], const void *x, const void *y, size_t y_stride);
 void q6_K_vec_dot4_avx2(size_t n, float s[4], const void *x, const void *y, size_t y_stride);
 void q8_0_vec_dot4_avx512(size_t n, float s[4], const void *x, const void *y, size_t y_stride);
 void q4_0_vec_dot4_avx512(size_t n, float s[4], const void *x, const void *y, size_t y_stride);

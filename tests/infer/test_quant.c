@@ -820,6 +820,7 @@ static void test_dot4_kernels(void **state)
         {GGML_TYPE_Q8_0, q8_0_vec_dot4_avx2, "q8_0_vec_dot4_avx2", 1},
         {GGML_TYPE_Q4_0, q4_0_vec_dot4_avx2, "q4_0_vec_dot4_avx2", 1},
         {GGML_TYPE_Q4_K, q4_K_vec_dot4_avx2, "q4_K_vec_dot4_avx2", 1},
+        {GGML_TYPE_Q5_K, q5_K_vec_dot4_avx2, "q5_K_vec_dot4_avx2", 1},
         {GGML_TYPE_Q6_K, q6_K_vec_dot4_avx2, "q6_K_vec_dot4_avx2", 1},
         {GGML_TYPE_Q8_0, q8_0_vec_dot4_avx512, "q8_0_vec_dot4_avx512", 2},
         {GGML_TYPE_Q4_0, q4_0_vec_dot4_avx512, "q4_0_vec_dot4_avx512", 2},
