@@ -7,8 +7,9 @@
  * memory bandwidth. For each type a matrix of k = 4096 columns and (by default) 1 GiB, far
  * beyond the last-level cache, is multiplied by one activation vector (quantized once to the
  * type's vec_dot_type), with 1 and 2 threads from the llmos pool, and with the scalar
- * reference on one thread (over the first 64 MiB only: it is compute-bound). The baseline is a STREAM-style triad a[i] = b[i] + s*c[i] over
- * three arrays of the same size, counted as 24 bytes per element.
+ * reference on one thread (over the first 64 MiB only: it is compute-bound). The baseline is a
+ * STREAM-style triad a[i] = b[i] + s*c[i] over three arrays of the same size, counted as 24 bytes
+ * per element.
  *
  * A second table times quant_gemm (64 tokens at once) against 64 separate vec_dot passes on
  * a matrix that fits in cache, the case of prompt processing.
@@ -158,8 +159,8 @@ int main(int argc, char **argv)
     free(a);
     free(b);
     free(c);
-    printf("memory bandwidth (triad, 3 x %zu MiB): %.1f GB/s on 1 thread, %.1f GB/s on %d\n\n",
-           mib, bw1, bwn, threads);
+    printf("memory bandwidth (triad, 3 x %zu MiB): %.1f GB/s on 1 thread, %.1f GB/s on %d\n\n", mib,
+           bw1, bwn, threads);
 
     uint8_t *w = malloc(bytes);
     float *tmp = malloc(K_COLS * sizeof *tmp);
@@ -192,8 +193,8 @@ int main(int argc, char **argv)
         char c1[32], cn[32];
         snprintf(c1, sizeof c1, "%.1f (%3.0f%%)", g1, 100 * g1 / bw1);
         snprintf(cn, sizeof cn, "%.1f (%3.0f%%)", gn, 100 * gn / bwn);
-        printf("%-6s %9.3f %14s %16s %14.2f\n", t->name, 8.0 * (double)t->type_size / (double)t->block_size,
-               c1, cn, gr);
+        printf("%-6s %9.3f %14s %16s %14.2f\n", t->name,
+               8.0 * (double)t->type_size / (double)t->block_size, c1, cn, gr);
         fflush(stdout);
     }
 
@@ -222,8 +223,8 @@ int main(int argc, char **argv)
             double t0 = time_now();
             for (int s = 0; s < TOK; s++)
                 for (int r = 0; r < ROWS; r++)
-                    t->vec_dot(K_COLS, &out[(size_t)s * ROWS + (size_t)r], w + (size_t)r * row_bytes,
-                               act + (size_t)s * act_bytes);
+                    t->vec_dot(K_COLS, &out[(size_t)s * ROWS + (size_t)r],
+                               w + (size_t)r * row_bytes, act + (size_t)s * act_bytes);
             double t1 = time_now();
             if (quant_gemm(gemm_types[ti], K_COLS, ROWS, w, row_bytes, TOK, act, act_bytes, out,
                            ROWS) != LLMOS_OK) {

@@ -73,7 +73,7 @@ typedef struct quant_traits {
     ggml_type vec_dot_type; /* format the activations must be in for vec_dot */
     quant_to_float_fn to_float;
     quant_from_float_fn from_float;
-    quant_vec_dot_fn vec_dot; /* best kernel for this CPU */
+    quant_vec_dot_fn vec_dot;     /* best kernel for this CPU */
     quant_vec_dot_fn vec_dot_ref; /* the scalar reference */
     /* The scalar reference quantizer. `from_float` may be a SIMD version (for the activation
      * types Q8_0 and Q8_K, which are quantized every token); it writes the same bytes. */

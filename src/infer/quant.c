@@ -163,13 +163,18 @@ void bf16_vec_dot_ref(size_t n, float *s, const void *x, const void *y)
 /* ---- the table --------------------------------------------------------------------------- */
 
 #define GEOM(t, nm, bs, ts) [t] = {.name = nm, .block_size = bs, .type_size = ts}
-#define FLOAT(t, nm, ts, p)                                                                      \
-    [t] = {nm, 1, ts, true, t, p##_to_float, p##_from_float, p##_vec_dot_ref, p##_vec_dot_ref, \
-           p##_from_float}
+/* clang-format off */
+#define FLOAT(t, nm, ts, p)                                                                        \
+    [t] = {.name = nm, .block_size = 1, .type_size = ts, .supported = true, .vec_dot_type = t,  \
+           .to_float = p##_to_float, .from_float = p##_from_float, .vec_dot = p##_vec_dot_ref,  \
+           .vec_dot_ref = p##_vec_dot_ref, .from_float_ref = p##_from_float}
 /* A block type with its reference kernels; quant_select() upgrades vec_dot/from_float. */
-#define BLOCK(t, nm, bs, ts, p, dot_type)                                                        \
-    [t] = {nm, bs, ts, true, dot_type, p##_to_float, p##_from_float_ref, p##_vec_dot_ref,       \
-           p##_vec_dot_ref, p##_from_float_ref}
+#define BLOCK(t, nm, bs, ts, p, dot_type)                                                          \
+    [t] = {.name = nm, .block_size = bs, .type_size = ts, .supported = true,                     \
+           .vec_dot_type = dot_type, .to_float = p##_to_float, .from_float = p##_from_float_ref, \
+           .vec_dot = p##_vec_dot_ref, .vec_dot_ref = p##_vec_dot_ref,                           \
+           .from_float_ref = p##_from_float_ref}
+/* clang-format on */
 
 /* Sizes from ggml's type_traits (ggml.c); the pairing of weight types with activation types
  * (vec_dot_type) is ggml's: Q4_1 and Q5_1 need Q8_1 for its precomputed d*sum term, the
@@ -237,8 +242,8 @@ static void quant_select(void)
     const llmos_cpu *cpu = cpu_features();
     quant_isa cap = isa_cap();
     bool avx2 = cap >= QUANT_ISA_AVX2 && cpu->avx2 && cpu->fma && cpu->f16c;
-    bool vnni = cap >= QUANT_ISA_AVX512 && avx2 && cpu->avx512f && cpu->avx512bw &&
-                cpu->avx512vl && cpu->avx512vnni;
+    bool vnni = cap >= QUANT_ISA_AVX512 && avx2 && cpu->avx512f && cpu->avx512bw && cpu->avx512vl &&
+                cpu->avx512vnni;
     if (avx2) {
         selected_isa = QUANT_ISA_AVX2;
         traits[GGML_TYPE_Q4_0].vec_dot = q4_0_vec_dot_avx2;
@@ -291,12 +296,9 @@ const char *quant_isa_name(void)
 {
     pthread_once(&select_once, quant_select);
     switch (selected_isa) {
-    case QUANT_ISA_AVX512:
-        return "avx512";
-    case QUANT_ISA_AVX2:
-        return "avx2";
-    default:
-        return "scalar";
+    case QUANT_ISA_AVX512: return "avx512";
+    case QUANT_ISA_AVX2: return "avx2";
+    default: return "scalar";
     }
 }
 

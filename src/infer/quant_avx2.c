@@ -88,8 +88,8 @@ static inline AVX2 __m256i fifth_bits32(const uint8_t *qh)
     __m256i v = _mm256_set1_epi32((int)bits);
     /* byte j takes byte j/8 of the word (shuffles stay within 128-bit lanes; each lane holds
      * the whole word) */
-    const __m256i spread = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2,
-                                            2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+    const __m256i spread = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2,
+                                            2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
     v = _mm256_shuffle_epi8(v, spread);
     const __m256i bit = _mm256_set1_epi64x(0x8040201008040201LL);
     v = _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
@@ -150,20 +150,20 @@ static inline AVX2 __m256 q8_0_term(const block_q8_0 *a, const block_q8_0 *b, __
 }
 
 /* The loop shared by the 32-block dots: four accumulators, then the remaining blocks. */
-#define DOT32_LOOP(term, a, b, nb, result)                                                       \
-    do {                                                                                          \
-        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();                           \
-        __m256 acc2 = _mm256_setzero_ps(), acc3 = _mm256_setzero_ps();                           \
-        size_t i_ = 0;                                                                            \
-        for (; i_ + 4 <= (nb); i_ += 4) {                                                         \
-            acc0 = term(&(a)[i_], &(b)[i_], acc0);                                                \
-            acc1 = term(&(a)[i_ + 1], &(b)[i_ + 1], acc1);                                        \
-            acc2 = term(&(a)[i_ + 2], &(b)[i_ + 2], acc2);                                        \
-            acc3 = term(&(a)[i_ + 3], &(b)[i_ + 3], acc3);                                        \
-        }                                                                                         \
-        for (; i_ < (nb); i_++)                                                                   \
-            acc0 = term(&(a)[i_], &(b)[i_], acc0);                                                \
-        (result) = hsum_ps(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3))); \
+#define DOT32_LOOP(term, a, b, nb, result)                                                         \
+    do {                                                                                           \
+        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();                             \
+        __m256 acc2 = _mm256_setzero_ps(), acc3 = _mm256_setzero_ps();                             \
+        size_t i_ = 0;                                                                             \
+        for (; i_ + 4 <= (nb); i_ += 4) {                                                          \
+            acc0 = term(&(a)[i_], &(b)[i_], acc0);                                                 \
+            acc1 = term(&(a)[i_ + 1], &(b)[i_ + 1], acc1);                                         \
+            acc2 = term(&(a)[i_ + 2], &(b)[i_ + 2], acc2);                                         \
+            acc3 = term(&(a)[i_ + 3], &(b)[i_ + 3], acc3);                                         \
+        }                                                                                          \
+        for (; i_ < (nb); i_++)                                                                    \
+            acc0 = term(&(a)[i_], &(b)[i_], acc0);                                                 \
+        (result) = hsum_ps(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));   \
     } while (0)
 
 AVX2 void q4_0_vec_dot_avx2(size_t n, float *s, const void *x, const void *y)
@@ -236,14 +236,15 @@ AVX2 void q2_K_vec_dot_avx2(size_t n, float *s, const void *x, const void *y)
         __m256i sc16 = _mm256_cvtepu8_epi16(_mm_and_si128(raw, m4));
         __m256i mn16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), m4));
         __m256i sumi = _mm256_setzero_si256();
-        #pragma GCC unroll 2
+#pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
             __m256i q = load256(a[i].qs + 32 * h);
-            #pragma GCC unroll 4
+#pragma GCC unroll 4
             for (int j = 0; j < 4; j++) {
                 __m256i u = _mm256_and_si256(_mm256_srli_epi16(q, 2 * j), m3);
                 __m256i p = _mm256_maddubs_epi16(u, load256(b[i].qs + 128 * h + 32 * j));
-                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, scale_pair16(sc16, 8 * h + 2 * j)));
+                sumi =
+                    _mm256_add_epi32(sumi, _mm256_madd_epi16(p, scale_pair16(sc16, 8 * h + 2 * j)));
             }
         }
         acc = _mm256_fmadd_ps(_mm256_set1_ps(b[i].d * h2f(a[i].d)), _mm256_cvtepi32_ps(sumi), acc);
@@ -263,21 +264,23 @@ AVX2 void q3_K_vec_dot_avx2(size_t n, float *s, const void *x, const void *y)
     for (size_t i = 0; i < n / QK_K; i++) {
         uint32_t v[4];
         quant_q3k_scale_words(a[i].scales, v);
-        __m128i sc8 = _mm_sub_epi8(_mm_setr_epi32((int)v[0], (int)v[1], (int)v[2], (int)v[3]), _mm_set1_epi8(32));
+        __m128i sc8 = _mm_sub_epi8(_mm_setr_epi32((int)v[0], (int)v[1], (int)v[2], (int)v[3]),
+                                   _mm_set1_epi8(32));
         __m256i sc16 = _mm256_cvtepi8_epi16(sc8);
         __m256i hm = load256(a[i].hmask);
         __m256i sumi = _mm256_setzero_si256();
-        #pragma GCC unroll 2
+#pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
             __m256i q = load256(a[i].qs + 32 * h);
-            #pragma GCC unroll 4
+#pragma GCC unroll 4
             for (int j = 0; j < 4; j++) {
                 /* 3-bit value + 4 = low two bits | third bit << 2, in 0..7 */
                 __m256i lo = _mm256_and_si256(_mm256_srli_epi16(q, 2 * j), m3);
                 __m256i hb = _mm256_and_si256(_mm256_srli_epi16(hm, 4 * h + j), one);
                 __m256i u = _mm256_or_si256(lo, _mm256_slli_epi16(hb, 2));
                 __m256i p = _mm256_maddubs_epi16(u, load256(b[i].qs + 128 * h + 32 * j));
-                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, scale_pair16(sc16, 8 * h + 2 * j)));
+                sumi =
+                    _mm256_add_epi32(sumi, _mm256_madd_epi16(p, scale_pair16(sc16, 8 * h + 2 * j)));
             }
         }
         sumi = _mm256_sub_epi32(sumi, _mm256_slli_epi32(bsums_times(&b[i], sc16), 2));
@@ -300,7 +303,7 @@ static inline AVX2 __m256i q4k_block_sumi(const block_q4_K *a, const int8_t *yq,
 {
     const __m256i m4 = _mm256_set1_epi8(0xF);
     __m256i sumi = _mm256_setzero_si256();
-    #pragma GCC unroll 4
+#pragma GCC unroll 4
     for (int c = 0; c < 4; c++) {
         __m256i q = load256(a->qs + 32 * c);
         __m256i lo = _mm256_and_si256(q, m4);
@@ -351,12 +354,13 @@ AVX2 void q5_K_vec_dot_avx2(size_t n, float *s, const void *x, const void *y)
                                _mm256_cvtepi32_ps(k4_mins_dot(w, &b[i])), accm);
         __m256i qh = load256(a[i].qh);
         __m256i sumi = _mm256_setzero_si256();
-        #pragma GCC unroll 4
+#pragma GCC unroll 4
         for (int c = 0; c < 4; c++) {
             __m256i q = load256(a[i].qs + 32 * c);
             /* fifth bit of sub-block 2c is bit 2c of qh[l], of sub-block 2c+1 bit 2c+1 */
             __m256i h0 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c), one), 4);
-            __m256i h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c + 1), one), 4);
+            __m256i h1 =
+                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c + 1), one), 4);
             __m256i lo = _mm256_or_si256(_mm256_and_si256(q, m4), h0);
             __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), h1);
             __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, load256(b[i].qs + 64 * c)),
@@ -377,11 +381,10 @@ static inline AVX2 void q6k_unpack(const block_q6_K *a, int h, __m256i q[4])
     const __m256i m4 = _mm256_set1_epi8(0xF), m3 = _mm256_set1_epi8(3);
     __m256i ql0 = load256(a->ql + 64 * h), ql1 = load256(a->ql + 64 * h + 32);
     __m256i qh = load256(a->qh + 32 * h);
-    #pragma GCC unroll 4
+#pragma GCC unroll 4
     for (int k = 0; k < 4; k++) {
-        __m256i lo = _mm256_and_si256(k < 2 ? (k == 0 ? ql0 : ql1)
-                                            : _mm256_srli_epi16(k == 2 ? ql0 : ql1, 4),
-                                      m4);
+        __m256i lo = _mm256_and_si256(
+            k < 2 ? (k == 0 ? ql0 : ql1) : _mm256_srli_epi16(k == 2 ? ql0 : ql1, 4), m4);
         __m256i hi = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * k), m3);
         q[k] = _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4));
     }
@@ -396,14 +399,15 @@ AVX2 void q6_K_vec_dot_avx2(size_t n, float *s, const void *x, const void *y)
     for (size_t i = 0; i < n / QK_K; i++) {
         __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)a[i].scales));
         __m256i sumi = _mm256_setzero_si256();
-        #pragma GCC unroll 2
+#pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
             __m256i q[4];
             q6k_unpack(&a[i], h, q);
-            #pragma GCC unroll 4
+#pragma GCC unroll 4
             for (int k = 0; k < 4; k++) {
                 __m256i p = _mm256_maddubs_epi16(q[k], load256(b[i].qs + 128 * h + 32 * k));
-                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, scale_pair16(sc16, 8 * h + 2 * k)));
+                sumi =
+                    _mm256_add_epi32(sumi, _mm256_madd_epi16(p, scale_pair16(sc16, 8 * h + 2 * k)));
             }
         }
         sumi = _mm256_sub_epi32(sumi, _mm256_slli_epi32(bsums_times(&b[i], sc16), 5));
@@ -412,22 +416,26 @@ AVX2 void q6_K_vec_dot_avx2(size_t n, float *s, const void *x, const void *y)
     *s = hsum_ps(acc);
 }
 
-/* ---- F32, F16 and BF16 ------------------------------------------------------------------------ */
+/* ---- F32, F16 and BF16 ------------------------------------------------------------------------
+ */
 
 /* Float sums in 32 lanes instead of the reference's double: the difference is float
  * summation error, relative 1e-6 or so at the lengths of model rows. */
 AVX2 void f32_vec_dot_avx2(size_t n, float *s, const void *x, const void *y)
 {
     const float *a = x, *b = y;
-    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                     _mm256_setzero_ps()};
     size_t i = 0;
     for (; i + 32 <= n; i += 32)
-        #pragma GCC unroll 4
+#pragma GCC unroll 4
         for (int k = 0; k < 4; k++)
-            acc[k] = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8 * k), _mm256_loadu_ps(b + i + 8 * k), acc[k]);
+            acc[k] = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8 * k), _mm256_loadu_ps(b + i + 8 * k),
+                                     acc[k]);
     for (; i + 8 <= n; i += 8)
         acc[0] = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc[0]);
-    float sum = hsum_ps(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+    float sum =
+        hsum_ps(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
     for (; i < n; i++)
         sum += a[i] * b[i];
     *s = sum;
@@ -438,10 +446,11 @@ AVX2 void f32_vec_dot_avx2(size_t n, float *s, const void *x, const void *y)
 AVX2 void f16_vec_dot_avx2(size_t n, float *s, const void *x, const void *y)
 {
     const uint16_t *a = x, *b = y;
-    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                     _mm256_setzero_ps()};
     size_t i = 0;
     for (; i + 32 <= n; i += 32) {
-        #pragma GCC unroll 4
+#pragma GCC unroll 4
         for (int k = 0; k < 4; k++) {
             __m256 va = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(a + i + 8 * k)));
             __m256 vb = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b + i + 8 * k)));
@@ -453,7 +462,8 @@ AVX2 void f16_vec_dot_avx2(size_t n, float *s, const void *x, const void *y)
         __m256 vb = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b + i)));
         acc[0] = _mm256_fmadd_ps(va, vb, acc[0]);
     }
-    float sum = hsum_ps(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+    float sum =
+        hsum_ps(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
     for (; i < n; i++)
         sum += fp16_to_fp32(a[i]) * fp16_to_fp32(b[i]);
     *s = sum;
@@ -469,15 +479,17 @@ static inline AVX2 __m256 bf16x8(const uint16_t *p)
 AVX2 void bf16_vec_dot_avx2(size_t n, float *s, const void *x, const void *y)
 {
     const uint16_t *a = x, *b = y;
-    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                     _mm256_setzero_ps()};
     size_t i = 0;
     for (; i + 32 <= n; i += 32)
-        #pragma GCC unroll 4
+#pragma GCC unroll 4
         for (int k = 0; k < 4; k++)
             acc[k] = _mm256_fmadd_ps(bf16x8(a + i + 8 * k), bf16x8(b + i + 8 * k), acc[k]);
     for (; i + 8 <= n; i += 8)
         acc[0] = _mm256_fmadd_ps(bf16x8(a + i), bf16x8(b + i), acc[0]);
-    float sum = hsum_ps(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+    float sum =
+        hsum_ps(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
     for (; i < n; i++)
         sum += bf16_to_fp32(a[i]) * bf16_to_fp32(b[i]);
     *s = sum;
@@ -489,11 +501,13 @@ AVX2 void bf16_vec_dot_avx2(size_t n, float *s, const void *x, const void *y)
  * lie in [-128, 127]. i32 receives the four int32 vectors (for the Q8_K sums). */
 static inline AVX2 void pack32(const __m256 v[4], int8_t *out, __m256i i32[4])
 {
-    #pragma GCC unroll 4
+#pragma GCC unroll 4
     for (int k = 0; k < 4; k++)
-        i32[k] = _mm256_cvtps_epi32(_mm256_round_ps(v[k], _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+        i32[k] = _mm256_cvtps_epi32(
+            _mm256_round_ps(v[k], _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
     /* packs work within 128-bit lanes; the permute puts the 4-byte groups back in order */
-    __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i32[0], i32[1]), _mm256_packs_epi32(i32[2], i32[3]));
+    __m256i p =
+        _mm256_packs_epi16(_mm256_packs_epi32(i32[0], i32[1]), _mm256_packs_epi32(i32[2], i32[3]));
     p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
     _mm256_storeu_si256((__m256i *)out, p);
 }
@@ -505,7 +519,7 @@ AVX2 void q8_0_from_float_avx2(const float *src, void *dst, size_t n)
     const __m256 sign = _mm256_set1_ps(-0.0f);
     for (size_t i = 0; i < n / QK8_0; i++, src += QK8_0) {
         __m256 v[4], vmax = _mm256_setzero_ps();
-        #pragma GCC unroll 4
+#pragma GCC unroll 4
         for (int k = 0; k < 4; k++) {
             v[k] = _mm256_loadu_ps(src + 8 * k);
             vmax = _mm256_max_ps(vmax, _mm256_andnot_ps(sign, v[k]));
@@ -515,7 +529,7 @@ AVX2 void q8_0_from_float_avx2(const float *src, void *dst, size_t n)
         float id = d != 0 ? 1.0f / d : 0;
         b[i].d = fp32_to_fp16(d);
         __m256 mul = _mm256_set1_ps(id);
-        #pragma GCC unroll 4
+#pragma GCC unroll 4
         for (int k = 0; k < 4; k++)
             v[k] = _mm256_mul_ps(v[k], mul);
         __m256i i32[4];
@@ -570,22 +584,23 @@ AVX2 void q8_0_vec_dot4_avx2(size_t n, float s[4], const void *x, const void *y,
     assert(n % QK8_0 == 0);
     const block_q8_0 *a = x;
     const block_q8_0 *b[4];
-    #pragma GCC unroll 4
+#pragma GCC unroll 4
     for (int t = 0; t < 4; t++)
         b[t] = (const block_q8_0 *)((const uint8_t *)y + (size_t)t * y_stride);
-    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                     _mm256_setzero_ps()};
     for (size_t i = 0; i < n / QK8_0; i++) {
         __m256i qx = load256(a[i].qs);
         __m256i ax = _mm256_sign_epi8(qx, qx);
         float dx = h2f(a[i].d);
-        #pragma GCC unroll 4
+#pragma GCC unroll 4
         for (int t = 0; t < 4; t++) {
             __m256i sy = _mm256_sign_epi8(load256(b[t][i].qs), qx);
             __m256 p = _mm256_cvtepi32_ps(dot_u8s8(ax, sy));
             acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dx * h2f(b[t][i].d)), p, acc[t]);
         }
     }
-    #pragma GCC unroll 4
+#pragma GCC unroll 4
     for (int t = 0; t < 4; t++)
         s[t] = hsum_ps(acc[t]);
 }
@@ -595,23 +610,24 @@ AVX2 void q4_0_vec_dot4_avx2(size_t n, float s[4], const void *x, const void *y,
     assert(n % QK4_0 == 0);
     const block_q4_0 *a = x;
     const block_q8_0 *b[4];
-    #pragma GCC unroll 4
+#pragma GCC unroll 4
     for (int t = 0; t < 4; t++)
         b[t] = (const block_q8_0 *)((const uint8_t *)y + (size_t)t * y_stride);
-    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                     _mm256_setzero_ps()};
     const __m256i off = _mm256_set1_epi8(8);
     for (size_t i = 0; i < n / QK4_0; i++) {
         __m256i qx = _mm256_sub_epi8(nibbles32(a[i].qs), off);
         __m256i ax = _mm256_sign_epi8(qx, qx);
         float dx = h2f(a[i].d);
-        #pragma GCC unroll 4
+#pragma GCC unroll 4
         for (int t = 0; t < 4; t++) {
             __m256i sy = _mm256_sign_epi8(load256(b[t][i].qs), qx);
             __m256 p = _mm256_cvtepi32_ps(dot_u8s8(ax, sy));
             acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dx * h2f(b[t][i].d)), p, acc[t]);
         }
     }
-    #pragma GCC unroll 4
+#pragma GCC unroll 4
     for (int t = 0; t < 4; t++)
         s[t] = hsum_ps(acc[t]);
 }
@@ -621,11 +637,13 @@ AVX2 void q4_K_vec_dot4_avx2(size_t n, float s[4], const void *x, const void *y,
     assert(n % QK_K == 0);
     const block_q4_K *a = x;
     const block_q8_K *b[4];
-    #pragma GCC unroll 4
+#pragma GCC unroll 4
     for (int t = 0; t < 4; t++)
         b[t] = (const block_q8_K *)((const uint8_t *)y + (size_t)t * y_stride);
-    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    __m256 accm[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                     _mm256_setzero_ps()};
+    __m256 accm[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                      _mm256_setzero_ps()};
     const __m256i m4 = _mm256_set1_epi8(0xF);
     for (size_t i = 0; i < n / QK_K; i++) {
         uint32_t w[4];
@@ -634,29 +652,32 @@ AVX2 void q4_K_vec_dot4_avx2(size_t n, float s[4], const void *x, const void *y,
         memcpy(sc, w, 8);
         __m256i sumi[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(),
                            _mm256_setzero_si256()};
-        #pragma GCC unroll 4
+#pragma GCC unroll 4
         for (int c = 0; c < 4; c++) {
             __m256i q = load256(a[i].qs + 32 * c);
             __m256i lo = _mm256_and_si256(q, m4);
             __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
             __m256i s0 = _mm256_set1_epi16(sc[2 * c]);
             __m256i s1 = _mm256_set1_epi16(sc[2 * c + 1]);
-            #pragma GCC unroll 4
+#pragma GCC unroll 4
             for (int t = 0; t < 4; t++) {
-                __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, load256(b[t][i].qs + 64 * c)), s0);
-                __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, load256(b[t][i].qs + 64 * c + 32)), s1);
+                __m256i p0 =
+                    _mm256_madd_epi16(_mm256_maddubs_epi16(lo, load256(b[t][i].qs + 64 * c)), s0);
+                __m256i p1 = _mm256_madd_epi16(
+                    _mm256_maddubs_epi16(hi, load256(b[t][i].qs + 64 * c + 32)), s1);
                 sumi[t] = _mm256_add_epi32(sumi[t], _mm256_add_epi32(p0, p1));
             }
         }
         float dx = h2f(a[i].d), mx = h2f(a[i].dmin);
-        #pragma GCC unroll 4
+#pragma GCC unroll 4
         for (int t = 0; t < 4; t++) {
-            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(b[t][i].d * dx), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(b[t][i].d * dx), _mm256_cvtepi32_ps(sumi[t]),
+                                     acc[t]);
             accm[t] = _mm256_fmadd_ps(_mm256_set1_ps(b[t][i].d * mx),
                                       _mm256_cvtepi32_ps(k4_mins_dot(w, b[t] + i)), accm[t]);
         }
     }
-    #pragma GCC unroll 4
+#pragma GCC unroll 4
     for (int t = 0; t < 4; t++)
         s[t] = hsum_ps(_mm256_sub_ps(acc[t], accm[t]));
 }
@@ -666,11 +687,13 @@ AVX2 void q5_K_vec_dot4_avx2(size_t n, float s[4], const void *x, const void *y,
     assert(n % QK_K == 0);
     const block_q5_K *a = x;
     const block_q8_K *b[4];
-    #pragma GCC unroll 4
+#pragma GCC unroll 4
     for (int t = 0; t < 4; t++)
         b[t] = (const block_q8_K *)((const uint8_t *)y + (size_t)t * y_stride);
-    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    __m256 accm[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                     _mm256_setzero_ps()};
+    __m256 accm[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                      _mm256_setzero_ps()};
     const __m256i m4 = _mm256_set1_epi8(0xF), one = _mm256_set1_epi8(1);
     for (size_t i = 0; i < n / QK_K; i++) {
         uint32_t w[4];
@@ -680,31 +703,35 @@ AVX2 void q5_K_vec_dot4_avx2(size_t n, float s[4], const void *x, const void *y,
         __m256i qh = load256(a[i].qh);
         __m256i sumi[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(),
                            _mm256_setzero_si256()};
-        #pragma GCC unroll 4
+#pragma GCC unroll 4
         for (int c = 0; c < 4; c++) {
             __m256i q = load256(a[i].qs + 32 * c);
             __m256i h0 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c), one), 4);
-            __m256i h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c + 1), one), 4);
+            __m256i h1 =
+                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c + 1), one), 4);
             __m256i lo = _mm256_or_si256(_mm256_and_si256(q, m4), h0);
             __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), h1);
             __m256i s0 = _mm256_set1_epi16(sc[2 * c]);
             __m256i s1 = _mm256_set1_epi16(sc[2 * c + 1]);
-            #pragma GCC unroll 4
+#pragma GCC unroll 4
             for (int t = 0; t < 4; t++) {
-                __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, load256(b[t][i].qs + 64 * c)), s0);
-                __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, load256(b[t][i].qs + 64 * c + 32)), s1);
+                __m256i p0 =
+                    _mm256_madd_epi16(_mm256_maddubs_epi16(lo, load256(b[t][i].qs + 64 * c)), s0);
+                __m256i p1 = _mm256_madd_epi16(
+                    _mm256_maddubs_epi16(hi, load256(b[t][i].qs + 64 * c + 32)), s1);
                 sumi[t] = _mm256_add_epi32(sumi[t], _mm256_add_epi32(p0, p1));
             }
         }
         float dx = h2f(a[i].d), mx = h2f(a[i].dmin);
-        #pragma GCC unroll 4
+#pragma GCC unroll 4
         for (int t = 0; t < 4; t++) {
-            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(b[t][i].d * dx), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(b[t][i].d * dx), _mm256_cvtepi32_ps(sumi[t]),
+                                     acc[t]);
             accm[t] = _mm256_fmadd_ps(_mm256_set1_ps(b[t][i].d * mx),
                                       _mm256_cvtepi32_ps(k4_mins_dot(w, b[t] + i)), accm[t]);
         }
     }
-    #pragma GCC unroll 4
+#pragma GCC unroll 4
     for (int t = 0; t < 4; t++)
         s[t] = hsum_ps(_mm256_sub_ps(acc[t], accm[t]));
 }
@@ -714,25 +741,26 @@ AVX2 void q6_K_vec_dot4_avx2(size_t n, float s[4], const void *x, const void *y,
     assert(n % QK_K == 0);
     const block_q6_K *a = x;
     const block_q8_K *b[4];
-    #pragma GCC unroll 4
+#pragma GCC unroll 4
     for (int t = 0; t < 4; t++)
         b[t] = (const block_q8_K *)((const uint8_t *)y + (size_t)t * y_stride);
-    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                     _mm256_setzero_ps()};
     for (size_t i = 0; i < n / QK_K; i++) {
         __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)a[i].scales));
         __m256i sumi[4];
-        #pragma GCC unroll 4
+#pragma GCC unroll 4
         for (int t = 0; t < 4; t++)
             sumi[t] = _mm256_sub_epi32(_mm256_setzero_si256(),
                                        _mm256_slli_epi32(bsums_times(b[t] + i, sc16), 5));
-        #pragma GCC unroll 2
+#pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
             __m256i q[4];
             q6k_unpack(&a[i], h, q);
-            #pragma GCC unroll 4
+#pragma GCC unroll 4
             for (int k = 0; k < 4; k++) {
                 __m256i scv = scale_pair16(sc16, 8 * h + 2 * k);
-                #pragma GCC unroll 4
+#pragma GCC unroll 4
                 for (int t = 0; t < 4; t++) {
                     __m256i p = _mm256_maddubs_epi16(q[k], load256(b[t][i].qs + 128 * h + 32 * k));
                     sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(p, scv));
@@ -740,11 +768,12 @@ AVX2 void q6_K_vec_dot4_avx2(size_t n, float s[4], const void *x, const void *y,
             }
         }
         float dx = h2f(a[i].d);
-        #pragma GCC unroll 4
+#pragma GCC unroll 4
         for (int t = 0; t < 4; t++)
-            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(b[t][i].d * dx), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(b[t][i].d * dx), _mm256_cvtepi32_ps(sumi[t]),
+                                     acc[t]);
     }
-    #pragma GCC unroll 4
+#pragma GCC unroll 4
     for (int t = 0; t < 4; t++)
         s[t] = hsum_ps(acc[t]);
 }

@@ -26,8 +26,8 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 
-#define VNNI __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
-#define AVX512F16 __attribute__((target("avx2,fma,f16c,avx512f")))
+#define VNNI       __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
+#define AVX512F16  __attribute__((target("avx2,fma,f16c,avx512f")))
 #define AVX512BF16 __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512bf16")))
 
 static inline VNNI __m512i load2x256(const void *lo, const void *hi)
@@ -47,11 +47,12 @@ static inline VNNI __m512 halves_ps(float a, float b)
  * low-nibble lane before its high-nibble lane. */
 static inline VNNI __m512i nibbles64_512(const uint8_t *qs0, const uint8_t *qs1)
 {
-    __m256i q = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)qs0)),
-                                        _mm_loadu_si128((const __m128i *)qs1), 1);
+    __m256i q =
+        _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)qs0)),
+                                _mm_loadu_si128((const __m128i *)qs1), 1);
     __m512i z = _mm512_broadcast_i64x4(q);
     z = _mm512_mask_srli_epi16(z, (__mmask32)0xFFFF0000u, z, 4);
-    z = _mm512_and_si512(z, _mm512_set1_epi8(0xF)); /* 128-bit lanes: lo0 lo1 hi0 hi1 */
+    z = _mm512_and_si512(z, _mm512_set1_epi8(0xF));             /* 128-bit lanes: lo0 lo1 hi0 hi1 */
     return _mm512_shuffle_i64x2(z, z, _MM_SHUFFLE(3, 1, 2, 0)); /* lo0 hi0 lo1 hi1 */
 }
 
@@ -143,16 +144,19 @@ VNNI void q4_K_vec_dot_avx512(size_t n, float *s, const void *x, const void *y)
         quant_k4_scale_words(a[i].scales, w);
         memcpy(sc, w, 8);
         /* min terms: m_j (bsums[2j] + bsums[2j+1]) in 8 int32 lanes */
-        __m256i m32 = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)((uint64_t)w[3] << 32 | w[2])));
+        __m256i m32 =
+            _mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)((uint64_t)w[3] << 32 | w[2])));
         __m256i mins = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)b[i].bsums),
                                          _mm256_or_si256(m32, _mm256_slli_epi32(m32, 16)));
-        accm = _mm256_fmadd_ps(_mm256_set1_ps(b[i].d * h2f512(a[i].dmin)), _mm256_cvtepi32_ps(mins), accm);
+        accm = _mm256_fmadd_ps(_mm256_set1_ps(b[i].d * h2f512(a[i].dmin)), _mm256_cvtepi32_ps(mins),
+                               accm);
         __m512i sumi = zero;
-        #pragma GCC unroll 4
+#pragma GCC unroll 4
         for (int c = 0; c < 4; c++) {
             /* low nibbles of qs[32c..32c+32) are sub-block 2c, high nibbles sub-block 2c+1:
              * put both copies side by side and shift the upper one */
-            __m512i q = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(a[i].qs + 32 * c)));
+            __m512i q =
+                _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(a[i].qs + 32 * c)));
             q = _mm512_mask_srli_epi16(q, (__mmask32)0xFFFF0000u, q, 4);
             __m512i u = _mm512_and_si512(q, m4);
             __m512i dot = _mm512_dpbusd_epi32(zero, u, _mm512_loadu_si512(b[i].qs + 64 * c));
@@ -160,7 +164,8 @@ VNNI void q4_K_vec_dot_avx512(size_t n, float *s, const void *x, const void *y)
                                                   _mm512_set1_epi32(sc[2 * c + 1]));
             sumi = _mm512_add_epi32(sumi, _mm512_mullo_epi32(dot, scv));
         }
-        acc = _mm512_fmadd_ps(_mm512_set1_ps(b[i].d * h2f512(a[i].d)), _mm512_cvtepi32_ps(sumi), acc);
+        acc =
+            _mm512_fmadd_ps(_mm512_set1_ps(b[i].d * h2f512(a[i].d)), _mm512_cvtepi32_ps(sumi), acc);
     }
     __m256 m8 = _mm256_add_ps(accm, _mm256_permute2f128_ps(accm, accm, 1));
     m8 = _mm256_hadd_ps(m8, m8);
@@ -182,29 +187,33 @@ VNNI void q6_K_vec_dot_avx512(size_t n, float *s, const void *x, const void *y)
     for (size_t i = 0; i < n / QK_K; i++) {
         __m512i sc32 = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)a[i].scales));
         __m512i sumi = zero;
-        #pragma GCC unroll 2
+#pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
             /* ql[64h..64h+64): low nibbles are elements 0-63 of this half, high 64-127 */
             __m512i ql = _mm512_loadu_si512(a[i].ql + 64 * h);
-            __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(a[i].qh + 32 * h)));
+            __m512i qh =
+                _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(a[i].qh + 32 * h)));
             /* elements 32k + l take bits 2k..2k+1 of qh[l]: shift the upper copy 2 further */
             __m512i qh01 = _mm512_mask_srli_epi16(qh, (__mmask32)0xFFFF0000u, qh, 2);
             __m512i qh23 = _mm512_srli_epi16(qh01, 4);
             __m512i u[2];
-            u[0] = _mm512_or_si512(_mm512_and_si512(ql, m4), _mm512_slli_epi16(_mm512_and_si512(qh01, m3), 4));
+            u[0] = _mm512_or_si512(_mm512_and_si512(ql, m4),
+                                   _mm512_slli_epi16(_mm512_and_si512(qh01, m3), 4));
             u[1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
                                    _mm512_slli_epi16(_mm512_and_si512(qh23, m3), 4));
-            #pragma GCC unroll 2
+#pragma GCC unroll 2
             for (int v = 0; v < 2; v++) {
                 __m512i yv = _mm512_loadu_si512(b[i].qs + 128 * h + 64 * v);
                 __m512i dot = _mm512_sub_epi32(_mm512_dpbusd_epi32(zero, u[v], yv),
                                                _mm512_dpbusd_epi32(zero, m32, yv));
                 int first = 8 * h + 4 * v; /* first sub-block of these 64 elements */
-                __m512i scv = _mm512_permutexvar_epi32(_mm512_add_epi32(rep4, _mm512_set1_epi32(first)), sc32);
+                __m512i scv = _mm512_permutexvar_epi32(
+                    _mm512_add_epi32(rep4, _mm512_set1_epi32(first)), sc32);
                 sumi = _mm512_add_epi32(sumi, _mm512_mullo_epi32(dot, scv));
             }
         }
-        acc = _mm512_fmadd_ps(_mm512_set1_ps(b[i].d * h2f512(a[i].d)), _mm512_cvtepi32_ps(sumi), acc);
+        acc =
+            _mm512_fmadd_ps(_mm512_set1_ps(b[i].d * h2f512(a[i].d)), _mm512_cvtepi32_ps(sumi), acc);
     }
     *s = _mm512_reduce_add_ps(acc);
 }
@@ -218,7 +227,8 @@ AVX512F16 void f16_vec_dot_avx512(size_t n, float *s, const void *x, const void 
         acc0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(a + i))),
                                _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(b + i))), acc0);
         acc1 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(a + i + 16))),
-                               _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(b + i + 16))), acc1);
+                               _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(b + i + 16))),
+                               acc1);
     }
     float sum = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
     for (; i < n; i++)
@@ -232,12 +242,14 @@ AVX512BF16 void bf16_vec_dot_avx512(size_t n, float *s, const void *x, const voi
     __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
     size_t i = 0;
     for (; i + 64 <= n; i += 64) {
-        acc0 = _mm512_dpbf16_ps(acc0, (__m512bh)_mm512_loadu_si512(a + i), (__m512bh)_mm512_loadu_si512(b + i));
+        acc0 = _mm512_dpbf16_ps(acc0, (__m512bh)_mm512_loadu_si512(a + i),
+                                (__m512bh)_mm512_loadu_si512(b + i));
         acc1 = _mm512_dpbf16_ps(acc1, (__m512bh)_mm512_loadu_si512(a + i + 32),
                                 (__m512bh)_mm512_loadu_si512(b + i + 32));
     }
     for (; i + 32 <= n; i += 32)
-        acc0 = _mm512_dpbf16_ps(acc0, (__m512bh)_mm512_loadu_si512(a + i), (__m512bh)_mm512_loadu_si512(b + i));
+        acc0 = _mm512_dpbf16_ps(acc0, (__m512bh)_mm512_loadu_si512(a + i),
+                                (__m512bh)_mm512_loadu_si512(b + i));
     float sum = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
     for (; i < n; i++)
         sum += bf16_to_fp32(a[i]) * bf16_to_fp32(b[i]);
@@ -248,10 +260,10 @@ AVX512BF16 void bf16_vec_dot_avx512(size_t n, float *s, const void *x, const voi
 
 /* As the vec_dots above, with each weight block decoded once and used for four activation
  * rows (y + t * y_stride bytes). */
-#define ROWS4(type, y, stride, b)                                                                \
-    const type *b[4];                                                                            \
-    for (int t_ = 0; t_ < 4; t_++)                                                               \
-        b[t_] = (const type *)((const uint8_t *)(y) + (size_t)t_ * (stride))
+#define ROWS4(type, y, stride, b)                                                                  \
+    const type *b[4];                                                                              \
+    for (int t_ = 0; t_ < 4; t_++)                                                                 \
+    b[t_] = (const type *)((const uint8_t *)(y) + (size_t)t_ * (stride))
 
 VNNI void q8_0_vec_dot4_avx512(size_t n, float s[4], const void *x, const void *y, size_t y_stride)
 {
@@ -260,13 +272,14 @@ VNNI void q8_0_vec_dot4_avx512(size_t n, float s[4], const void *x, const void *
     ROWS4(block_q8_0, y, y_stride, b);
     size_t nb = n / QK8_0, i = 0;
     const __m512i zero = _mm512_setzero_si512();
-    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
+                     _mm512_setzero_ps()};
     for (; i + 2 <= nb; i += 2) {
         __m512i xv = load2x256(a[i].qs, a[i + 1].qs);
         __m512i ax = _mm512_abs_epi8(xv);
         __mmask64 neg = _mm512_movepi8_mask(xv);
         float d0 = h2f512(a[i].d), d1 = h2f512(a[i + 1].d);
-        #pragma GCC unroll 4
+#pragma GCC unroll 4
         for (int t = 0; t < 4; t++) {
             __m512i yv = load2x256(b[t][i].qs, b[t][i + 1].qs);
             __m512i dot = _mm512_dpbusd_epi32(zero, ax, _mm512_mask_sub_epi8(yv, neg, zero, yv));
@@ -274,7 +287,7 @@ VNNI void q8_0_vec_dot4_avx512(size_t n, float s[4], const void *x, const void *
             acc[t] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(dot), acc[t]);
         }
     }
-    #pragma GCC unroll 4
+#pragma GCC unroll 4
     for (int t = 0; t < 4; t++) {
         s[t] = _mm512_reduce_add_ps(acc[t]);
         if (i < nb) {
@@ -292,19 +305,21 @@ VNNI void q4_0_vec_dot4_avx512(size_t n, float s[4], const void *x, const void *
     ROWS4(block_q8_0, y, y_stride, b);
     size_t nb = n / QK4_0, i = 0;
     const __m512i zero = _mm512_setzero_si512(), eight = _mm512_set1_epi8(8);
-    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
+                     _mm512_setzero_ps()};
     for (; i + 2 <= nb; i += 2) {
         __m512i u = nibbles64_512(a[i].qs, a[i + 1].qs);
         float d0 = h2f512(a[i].d), d1 = h2f512(a[i + 1].d);
-        #pragma GCC unroll 4
+#pragma GCC unroll 4
         for (int t = 0; t < 4; t++) {
             __m512i yv = load2x256(b[t][i].qs, b[t][i + 1].qs);
-            __m512i dot = _mm512_sub_epi32(_mm512_dpbusd_epi32(zero, u, yv), _mm512_dpbusd_epi32(zero, eight, yv));
+            __m512i dot = _mm512_sub_epi32(_mm512_dpbusd_epi32(zero, u, yv),
+                                           _mm512_dpbusd_epi32(zero, eight, yv));
             __m512 d = halves_ps(d0 * h2f512(b[t][i].d), d1 * h2f512(b[t][i + 1].d));
             acc[t] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(dot), acc[t]);
         }
     }
-    #pragma GCC unroll 4
+#pragma GCC unroll 4
     for (int t = 0; t < 4; t++) {
         s[t] = _mm512_reduce_add_ps(acc[t]);
         if (i < nb) {
@@ -329,38 +344,45 @@ VNNI void q4_K_vec_dot4_avx512(size_t n, float s[4], const void *x, const void *
     const block_q4_K *a = x;
     ROWS4(block_q8_K, y, y_stride, b);
     const __m512i m4 = _mm512_set1_epi8(0xF), zero = _mm512_setzero_si512();
-    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
-    __m256 accm[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
+                     _mm512_setzero_ps()};
+    __m256 accm[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                      _mm256_setzero_ps()};
     for (size_t i = 0; i < n / QK_K; i++) {
         uint32_t w[4];
         uint8_t sc[8];
         quant_k4_scale_words(a[i].scales, w);
         memcpy(sc, w, 8);
-        __m256i m32 = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)((uint64_t)w[3] << 32 | w[2])));
+        __m256i m32 =
+            _mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)((uint64_t)w[3] << 32 | w[2])));
         __m256i mpair = _mm256_or_si256(m32, _mm256_slli_epi32(m32, 16));
         __m512i sumi[4] = {zero, zero, zero, zero};
-        #pragma GCC unroll 4
+#pragma GCC unroll 4
         for (int c = 0; c < 4; c++) {
-            __m512i q = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(a[i].qs + 32 * c)));
+            __m512i q =
+                _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(a[i].qs + 32 * c)));
             q = _mm512_mask_srli_epi16(q, (__mmask32)0xFFFF0000u, q, 4);
             __m512i u = _mm512_and_si512(q, m4);
             __m512i scv = _mm512_mask_blend_epi32((__mmask16)0xFF00, _mm512_set1_epi32(sc[2 * c]),
                                                   _mm512_set1_epi32(sc[2 * c + 1]));
-            #pragma GCC unroll 4
+#pragma GCC unroll 4
             for (int t = 0; t < 4; t++) {
                 __m512i dot = _mm512_dpbusd_epi32(zero, u, _mm512_loadu_si512(b[t][i].qs + 64 * c));
                 sumi[t] = _mm512_add_epi32(sumi[t], _mm512_mullo_epi32(dot, scv));
             }
         }
         float dx = h2f512(a[i].d), mx = h2f512(a[i].dmin);
-        #pragma GCC unroll 4
+#pragma GCC unroll 4
         for (int t = 0; t < 4; t++) {
-            acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(b[t][i].d * dx), _mm512_cvtepi32_ps(sumi[t]), acc[t]);
-            __m256i mins = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)b[t][i].bsums), mpair);
-            accm[t] = _mm256_fmadd_ps(_mm256_set1_ps(b[t][i].d * mx), _mm256_cvtepi32_ps(mins), accm[t]);
+            acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(b[t][i].d * dx), _mm512_cvtepi32_ps(sumi[t]),
+                                     acc[t]);
+            __m256i mins =
+                _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)b[t][i].bsums), mpair);
+            accm[t] =
+                _mm256_fmadd_ps(_mm256_set1_ps(b[t][i].d * mx), _mm256_cvtepi32_ps(mins), accm[t]);
         }
     }
-    #pragma GCC unroll 4
+#pragma GCC unroll 4
     for (int t = 0; t < 4; t++)
         s[t] = _mm512_reduce_add_ps(acc[t]) - hsum256_ps(accm[t]);
 }
@@ -373,24 +395,28 @@ VNNI void q6_K_vec_dot4_avx512(size_t n, float s[4], const void *x, const void *
     const __m512i m4 = _mm512_set1_epi8(0xF), m3 = _mm512_set1_epi8(3), m32 = _mm512_set1_epi8(32);
     const __m512i zero = _mm512_setzero_si512();
     const __m512i rep4 = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
-    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
+                     _mm512_setzero_ps()};
     for (size_t i = 0; i < n / QK_K; i++) {
         __m512i sc32 = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)a[i].scales));
         __m512i sumi[4] = {zero, zero, zero, zero};
-        #pragma GCC unroll 2
+#pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
             __m512i ql = _mm512_loadu_si512(a[i].ql + 64 * h);
-            __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(a[i].qh + 32 * h)));
+            __m512i qh =
+                _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(a[i].qh + 32 * h)));
             __m512i qh01 = _mm512_mask_srli_epi16(qh, (__mmask32)0xFFFF0000u, qh, 2);
             __m512i qh23 = _mm512_srli_epi16(qh01, 4);
             __m512i u[2];
-            u[0] = _mm512_or_si512(_mm512_and_si512(ql, m4), _mm512_slli_epi16(_mm512_and_si512(qh01, m3), 4));
+            u[0] = _mm512_or_si512(_mm512_and_si512(ql, m4),
+                                   _mm512_slli_epi16(_mm512_and_si512(qh01, m3), 4));
             u[1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
                                    _mm512_slli_epi16(_mm512_and_si512(qh23, m3), 4));
-            #pragma GCC unroll 2
+#pragma GCC unroll 2
             for (int v = 0; v < 2; v++) {
-                __m512i scv = _mm512_permutexvar_epi32(_mm512_add_epi32(rep4, _mm512_set1_epi32(8 * h + 4 * v)), sc32);
-                #pragma GCC unroll 4
+                __m512i scv = _mm512_permutexvar_epi32(
+                    _mm512_add_epi32(rep4, _mm512_set1_epi32(8 * h + 4 * v)), sc32);
+#pragma GCC unroll 4
                 for (int t = 0; t < 4; t++) {
                     __m512i yv = _mm512_loadu_si512(b[t][i].qs + 128 * h + 64 * v);
                     __m512i dot = _mm512_sub_epi32(_mm512_dpbusd_epi32(zero, u[v], yv),
@@ -400,11 +426,12 @@ VNNI void q6_K_vec_dot4_avx512(size_t n, float s[4], const void *x, const void *
             }
         }
         float dx = h2f512(a[i].d);
-        #pragma GCC unroll 4
+#pragma GCC unroll 4
         for (int t = 0; t < 4; t++)
-            acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(b[t][i].d * dx), _mm512_cvtepi32_ps(sumi[t]), acc[t]);
+            acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(b[t][i].d * dx), _mm512_cvtepi32_ps(sumi[t]),
+                                     acc[t]);
     }
-    #pragma GCC unroll 4
+#pragma GCC unroll 4
     for (int t = 0; t < 4; t++)
         s[t] = _mm512_reduce_add_ps(acc[t]);
 }

@@ -22,13 +22,13 @@
 
 #include "llmos/quant.h"
 
-#define QK4_0 32
-#define QK4_1 32
-#define QK5_0 32
-#define QK5_1 32
-#define QK8_0 32
-#define QK8_1 32
-#define QK_K 256
+#define QK4_0        32
+#define QK4_1        32
+#define QK5_0        32
+#define QK5_1        32
+#define QK8_0        32
+#define QK8_1        32
+#define QK_K         256
 #define K_SCALE_SIZE 12
 
 /* ---- legacy blocks of 32 (ggml-common.h) ------------------------------------------------- */
@@ -210,9 +210,9 @@ static inline void quant_q3k_scales_all(const uint8_t *s, int8_t out[16])
 
 /* ---- scalar references (quant_ref.c) ----------------------------------------------------- */
 
-#define QUANT_DECLARE_REF(t)                                                                    \
-    void t##_to_float(const void *src, float *dst, size_t n);                                  \
-    void t##_from_float_ref(const float *src, void *dst, size_t n);                            \
+#define QUANT_DECLARE_REF(t)                                                                       \
+    void t##_to_float(const void *src, float *dst, size_t n);                                      \
+    void t##_from_float_ref(const float *src, void *dst, size_t n);                                \
     void t##_vec_dot_ref(size_t n, float *s, const void *x, const void *y);
 
 QUANT_DECLARE_REF(q4_0)
@@ -235,7 +235,8 @@ void bf16_vec_dot_ref(size_t n, float *s, const void *x, const void *y);
 
 /* ---- AVX2 + FMA + F16C (quant_avx2.c) ---------------------------------------------------- */
 
-#define QUANT_DECLARE_DOT(t, isa) void t##_vec_dot_##isa(size_t n, float *s, const void *x, const void *y);
+#define QUANT_DECLARE_DOT(t, isa)                                                                  \
+    void t##_vec_dot_##isa(size_t n, float *s, const void *x, const void *y);
 
 QUANT_DECLARE_DOT(q4_0, avx2)
 QUANT_DECLARE_DOT(q4_1, avx2)

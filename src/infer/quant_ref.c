@@ -391,8 +391,8 @@ void q8_1_vec_dot_ref(size_t n, float *s, const void *x, const void *y)
  * scale and offset. Keeps the candidate with the smallest weighted squared error (or absolute
  * error when use_abs). Returns the scale; *the_min receives mn (>= 0); L the levels.
  */
-static float fit_affine(int n, int nmax, const float *x, const float *w, uint8_t *L,
-                        float *the_min, float rmin, float rdelta, int nstep, bool use_abs)
+static float fit_affine(int n, int nmax, const float *x, const float *w, uint8_t *L, float *the_min,
+                        float rmin, float rdelta, int nstep, bool use_abs)
 {
     float lo = x[0], hi = x[0], sum_w = 0, sum_x = 0;
     for (int i = 0; i < n; i++) {
@@ -544,8 +544,8 @@ void q2_K_from_float_ref(const float *src, void *dst, size_t n)
         for (int j = 0; j < 16; j++) {
             for (int l = 0; l < 16; l++)
                 w[l] = fabsf(src[16 * j + l]);
-            scales[j] = fit_affine(16, 3, src + 16 * j, w, L + 16 * j, &mins[j], -0.5f, 0.1f,
-                                   15, true);
+            scales[j] =
+                fit_affine(16, 3, src + 16 * j, w, L + 16 * j, &mins[j], -0.5f, 0.1f, 15, true);
         }
         uint8_t qsc[16], qmin[16];
         float d = quantize_sub_scales(scales, 16, 15, qsc);
@@ -558,8 +558,8 @@ void q2_K_from_float_ref(const float *src, void *dst, size_t n)
             b[i].scales[j] = (uint8_t)(qsc[j] | (qmin[j] << 4));
             float dl = d * qsc[j], ml = dmin * qmin[j];
             for (int l = 0; l < 16; l++)
-                L[16 * j + l] = dl == 0 ? 0
-                                        : (uint8_t)clampi(quant_round((src[16 * j + l] + ml) / dl), 0, 3);
+                L[16 * j + l] =
+                    dl == 0 ? 0 : (uint8_t)clampi(quant_round((src[16 * j + l] + ml) / dl), 0, 3);
         }
         memset(b[i].qs, 0, sizeof b[i].qs);
         for (int e = 0; e < QK_K; e++)
@@ -604,7 +604,8 @@ void q3_K_to_float(const void *src, float *dst, size_t n)
     for (size_t i = 0; i < n / QK_K; i++, dst += QK_K) {
         float d = F16(b[i].d);
         for (int e = 0; e < QK_K; e++)
-            dst[e] = d * (float)(quant_q3k_scale(e / 16, b[i].scales) - 32) * (float)q3k_get(&b[i], e);
+            dst[e] =
+                d * (float)(quant_q3k_scale(e / 16, b[i].scales) - 32) * (float)q3k_get(&b[i], e);
     }
 }
 
@@ -642,8 +643,8 @@ void q3_K_from_float_ref(const float *src, void *dst, size_t n)
         for (int j = 0; j < 16; j++) {
             float dl = d * (float)(quant_q3k_scale(j, b[i].scales) - 32);
             for (int l = 0; l < 16; l++)
-                L[16 * j + l] = dl == 0 ? 4
-                                        : (uint8_t)(clampi(quant_round(src[16 * j + l] / dl), -4, 3) + 4);
+                L[16 * j + l] =
+                    dl == 0 ? 4 : (uint8_t)(clampi(quant_round(src[16 * j + l] / dl), -4, 3) + 4);
         }
         memset(b[i].hmask, 0, sizeof b[i].hmask);
         memset(b[i].qs, 0, sizeof b[i].qs);
@@ -898,8 +899,9 @@ void q6_K_from_float_ref(const float *src, void *dst, size_t n)
         for (int j = 0; j < 16; j++) {
             float dl = d * (float)b[i].scales[j];
             for (int l = 0; l < 16; l++)
-                L[16 * j + l] = dl == 0 ? 32
-                                        : (uint8_t)(clampi(quant_round(src[16 * j + l] / dl), -32, 31) + 32);
+                L[16 * j + l] =
+                    dl == 0 ? 32
+                            : (uint8_t)(clampi(quant_round(src[16 * j + l] / dl), -32, 31) + 32);
         }
         memset(b[i].ql, 0, sizeof b[i].ql);
         memset(b[i].qh, 0, sizeof b[i].qh);

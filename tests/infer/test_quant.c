@@ -83,12 +83,12 @@ static void check_block(ggml_type type, const uint8_t *block, const float *expec
 
 /* fp16 constants used below */
 #define H_0_125 0x3000
-#define H_0_25 0x3400
-#define H_0_5 0x3800
-#define H_1 0x3C00
-#define H_2 0x4000
-#define H_M1 0xBC00
-#define H_M2 0xC000
+#define H_0_25  0x3400
+#define H_0_5   0x3800
+#define H_1     0x3C00
+#define H_2     0x4000
+#define H_M1    0xBC00
+#define H_M2    0xC000
 
 /* ---- 1. layouts, by hand ----------------------------------------------------------------- */
 
@@ -100,8 +100,8 @@ static void test_layout_q4_0(void **state)
     uint8_t b[18];
     memset(b, 0x88, sizeof b); /* every nibble 8: value 0 */
     put16(b, 0, H_0_5);
-    b[2 + 0] = 0xF0; /* e0 = (0-8)*0.5 = -4, e16 = (15-8)*0.5 = 3.5 */
-    b[2 + 1] = 0x19; /* e1 = (9-8)*0.5 = 0.5, e17 = (1-8)*0.5 = -3.5 */
+    b[2 + 0] = 0xF0;  /* e0 = (0-8)*0.5 = -4, e16 = (15-8)*0.5 = 3.5 */
+    b[2 + 1] = 0x19;  /* e1 = (9-8)*0.5 = 0.5, e17 = (1-8)*0.5 = -3.5 */
     b[2 + 15] = 0x78; /* e15 = 0, e31 = (7-8)*0.5 = -0.5 */
     float e[32] = {[0] = -4.0f, [1] = 0.5f, [16] = 3.5f, [17] = -3.5f, [31] = -0.5f};
     check_block(GGML_TYPE_Q4_0, b, e);
@@ -160,8 +160,8 @@ static void test_layout_q8_0(void **state)
     /* 0-1 d, 2-33 int8 qs; value q*d */
     uint8_t b[34] = {0};
     put16(b, 0, H_0_125);
-    b[2 + 0] = 127;  /* 127/8 = 15.875 */
-    b[2 + 5] = 0x80; /* -128/8 = -16 */
+    b[2 + 0] = 127;   /* 127/8 = 15.875 */
+    b[2 + 5] = 0x80;  /* -128/8 = -16 */
     b[2 + 31] = 0xFD; /* -3/8 = -0.375 */
     float e[32] = {[0] = 15.875f, [5] = -16.0f, [31] = -0.375f};
     check_block(GGML_TYPE_Q8_0, b, e);
@@ -189,10 +189,10 @@ static void test_layout_q2_K(void **state)
     uint8_t b[84] = {0};
     put16(b, 80, H_1);
     put16(b, 82, H_0_5);
-    b[0] = 0x21;  /* sub-block 0: scale 1, min 2: q - 1 */
-    b[2] = 0x03;  /* sub-block 2: scale 3, min 0 */
-    b[4] = 0x15;  /* sub-block 4: scale 5, min 1: 5q - 0.5 */
-    b[15] = 0xF2; /* sub-block 15: scale 2, min 15: 2q - 7.5 */
+    b[0] = 0x21;       /* sub-block 0: scale 1, min 2: q - 1 */
+    b[2] = 0x03;       /* sub-block 2: scale 3, min 0 */
+    b[4] = 0x15;       /* sub-block 4: scale 5, min 1: 5q - 0.5 */
+    b[15] = 0xF2;      /* sub-block 15: scale 2, min 15: 2q - 7.5 */
     b[16 + 0] = 0xE4;  /* q(e0)=0 -> -1, q(e32)=1 -> 3, q(e64)=2 -> 9.5, q(e96)=3 (scale 0) */
     b[16 + 48] = 0xC0; /* e240 = 128+96+16: q = 3 -> 6 - 7.5 = -1.5 */
     float e[256] = {0};
@@ -298,11 +298,11 @@ static void test_layout_q6_K(void **state)
     memset(b + 128, 0xAA, 64); /* high bits 2, low 0: q = 32, value 0 */
     b[192 + 0] = 3;
     b[192 + 13] = 0xFE; /* -2 */
-    b[0] = 0x0F;         /* e0 low 15 */
-    b[128 + 0] = 0xAB;   /* e0 high 3: q = 63 -> 0.5*3*31 = 46.5 */
-    b[128 + 1] = 0xA8;   /* e1 high 0, low 0: q = 0 -> 0.5*3*-32 = -48 */
-    b[82] = 0x50;        /* e210 = 128+64+18: high nibble of ql[64+18] = 5 */
-    b[128 + 50] = 0x9A;  /* qh[32+18] bits 4-5 = 1: q = 21 -> 0.5*-2*-11 = 11 */
+    b[0] = 0x0F;        /* e0 low 15 */
+    b[128 + 0] = 0xAB;  /* e0 high 3: q = 63 -> 0.5*3*31 = 46.5 */
+    b[128 + 1] = 0xA8;  /* e1 high 0, low 0: q = 0 -> 0.5*3*-32 = -48 */
+    b[82] = 0x50;       /* e210 = 128+64+18: high nibble of ql[64+18] = 5 */
+    b[128 + 50] = 0x9A; /* qh[32+18] bits 4-5 = 1: q = 21 -> 0.5*-2*-11 = 11 */
     float e[256] = {[0] = 46.5f, [1] = -48.0f, [210] = 11.0f};
     check_block(GGML_TYPE_Q6_K, b, e);
 }
@@ -335,9 +335,8 @@ static void test_layout_floats(void **state)
 /* ---- the table --------------------------------------------------------------------------- */
 
 static const ggml_type block_types[] = {
-    GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1, GGML_TYPE_Q8_0,
-    GGML_TYPE_Q8_1, GGML_TYPE_Q2_K, GGML_TYPE_Q3_K, GGML_TYPE_Q4_K, GGML_TYPE_Q5_K,
-    GGML_TYPE_Q6_K, GGML_TYPE_Q8_K,
+    GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1, GGML_TYPE_Q8_0, GGML_TYPE_Q8_1,
+    GGML_TYPE_Q2_K, GGML_TYPE_Q3_K, GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K, GGML_TYPE_Q8_K,
 };
 
 static void test_table(void **state)
@@ -603,17 +602,31 @@ static void random_weights(ggml_type type, void *dst, size_t n)
         uint16_t m = fp32_to_fp16((rnd_uniform() - 0.5f) * 0.02f);
         switch (type) {
         case GGML_TYPE_Q4_0: ((block_q4_0 *)dst)[i].d = d; break;
-        case GGML_TYPE_Q4_1: ((block_q4_1 *)dst)[i].d = d; ((block_q4_1 *)dst)[i].m = m; break;
+        case GGML_TYPE_Q4_1:
+            ((block_q4_1 *)dst)[i].d = d;
+            ((block_q4_1 *)dst)[i].m = m;
+            break;
         case GGML_TYPE_Q5_0: ((block_q5_0 *)dst)[i].d = d; break;
-        case GGML_TYPE_Q5_1: ((block_q5_1 *)dst)[i].d = d; ((block_q5_1 *)dst)[i].m = m; break;
+        case GGML_TYPE_Q5_1:
+            ((block_q5_1 *)dst)[i].d = d;
+            ((block_q5_1 *)dst)[i].m = m;
+            break;
         case GGML_TYPE_Q8_0: ((block_q8_0 *)dst)[i].d = d; break;
-        case GGML_TYPE_Q2_K: ((block_q2_K *)dst)[i].d = d; ((block_q2_K *)dst)[i].dmin = d; break;
+        case GGML_TYPE_Q2_K:
+            ((block_q2_K *)dst)[i].d = d;
+            ((block_q2_K *)dst)[i].dmin = d;
+            break;
         case GGML_TYPE_Q3_K: ((block_q3_K *)dst)[i].d = d; break;
-        case GGML_TYPE_Q4_K: ((block_q4_K *)dst)[i].d = d; ((block_q4_K *)dst)[i].dmin = d; break;
-        case GGML_TYPE_Q5_K: ((block_q5_K *)dst)[i].d = d; ((block_q5_K *)dst)[i].dmin = d; break;
+        case GGML_TYPE_Q4_K:
+            ((block_q4_K *)dst)[i].d = d;
+            ((block_q4_K *)dst)[i].dmin = d;
+            break;
+        case GGML_TYPE_Q5_K:
+            ((block_q5_K *)dst)[i].d = d;
+            ((block_q5_K *)dst)[i].dmin = d;
+            break;
         case GGML_TYPE_Q6_K: ((block_q6_K *)dst)[i].d = d; break;
-        default:
-            fail_msg("random_weights: no case for %s", t->name);
+        default: fail_msg("random_weights: no case for %s", t->name);
         }
     }
 }
@@ -640,18 +653,21 @@ static bool can_run(int need)
 }
 
 #if defined(__x86_64__)
-#define DC(t, f, need) {GGML_TYPE_##t, f, #f, need}
+#define DC(t, f, need)                                                                             \
+    {                                                                                              \
+        GGML_TYPE_##t, f, #f, need                                                                 \
+    }
 static const dot_case dot_cases[] = {
-    DC(Q4_0, q4_0_vec_dot_avx2, 1),  DC(Q4_1, q4_1_vec_dot_avx2, 1),
-    DC(Q5_0, q5_0_vec_dot_avx2, 1),  DC(Q5_1, q5_1_vec_dot_avx2, 1),
-    DC(Q8_0, q8_0_vec_dot_avx2, 1),  DC(Q2_K, q2_K_vec_dot_avx2, 1),
-    DC(Q3_K, q3_K_vec_dot_avx2, 1),  DC(Q4_K, q4_K_vec_dot_avx2, 1),
-    DC(Q5_K, q5_K_vec_dot_avx2, 1),  DC(Q6_K, q6_K_vec_dot_avx2, 1),
-    DC(F16, f16_vec_dot_avx2, 1),    DC(BF16, bf16_vec_dot_avx2, 1),
-    DC(F32, f32_vec_dot_avx2, 1),
-    DC(Q4_0, q4_0_vec_dot_avx512, 2), DC(Q8_0, q8_0_vec_dot_avx512, 2),
-    DC(Q4_K, q4_K_vec_dot_avx512, 2), DC(Q6_K, q6_K_vec_dot_avx512, 2),
-    DC(F16, f16_vec_dot_avx512, 3),  DC(BF16, bf16_vec_dot_avx512, 4),
+    DC(Q4_0, q4_0_vec_dot_avx2, 1),   DC(Q4_1, q4_1_vec_dot_avx2, 1),
+    DC(Q5_0, q5_0_vec_dot_avx2, 1),   DC(Q5_1, q5_1_vec_dot_avx2, 1),
+    DC(Q8_0, q8_0_vec_dot_avx2, 1),   DC(Q2_K, q2_K_vec_dot_avx2, 1),
+    DC(Q3_K, q3_K_vec_dot_avx2, 1),   DC(Q4_K, q4_K_vec_dot_avx2, 1),
+    DC(Q5_K, q5_K_vec_dot_avx2, 1),   DC(Q6_K, q6_K_vec_dot_avx2, 1),
+    DC(F16, f16_vec_dot_avx2, 1),     DC(BF16, bf16_vec_dot_avx2, 1),
+    DC(F32, f32_vec_dot_avx2, 1),     DC(Q4_0, q4_0_vec_dot_avx512, 2),
+    DC(Q8_0, q8_0_vec_dot_avx512, 2), DC(Q4_K, q4_K_vec_dot_avx512, 2),
+    DC(Q6_K, q6_K_vec_dot_avx512, 2), DC(F16, f16_vec_dot_avx512, 3),
+    DC(BF16, bf16_vec_dot_avx512, 4),
 };
 #endif
 
@@ -722,11 +738,10 @@ static const size_t block_counts[] = {1, 2, 3, 4, 5, 7, 8, 15, 16, 17, 31, 33, 6
 static void test_ref_dot_matches_dequantized(void **state)
 {
     (void)state;
-    static const ggml_type types[] = {GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_0,
-                                      GGML_TYPE_Q5_1, GGML_TYPE_Q8_0, GGML_TYPE_Q8_1,
-                                      GGML_TYPE_Q2_K, GGML_TYPE_Q3_K, GGML_TYPE_Q4_K,
-                                      GGML_TYPE_Q5_K, GGML_TYPE_Q6_K, GGML_TYPE_Q8_K,
-                                      GGML_TYPE_F16,  GGML_TYPE_BF16, GGML_TYPE_F32};
+    static const ggml_type types[] = {
+        GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1, GGML_TYPE_Q8_0,
+        GGML_TYPE_Q8_1, GGML_TYPE_Q2_K, GGML_TYPE_Q3_K, GGML_TYPE_Q4_K, GGML_TYPE_Q5_K,
+        GGML_TYPE_Q6_K, GGML_TYPE_Q8_K, GGML_TYPE_F16,  GGML_TYPE_BF16, GGML_TYPE_F32};
     void *x = malloc(64 * 292), *y = malloc(64 * 292);
     assert_true(x && y);
     for (size_t k = 0; k < LLMOS_ARRAY_LEN(types); k++) {
@@ -738,7 +753,8 @@ static void test_ref_dot_matches_dequantized(void **state)
             float got;
             t->vec_dot_ref(n, &got, x, y);
             double want = dequant_dot(types[k], n, x, y);
-            double tol = (types[k] == GGML_TYPE_Q4_1 || types[k] == GGML_TYPE_Q5_1 ? 1e-3 : 1e-5) * mag;
+            double tol =
+                (types[k] == GGML_TYPE_Q4_1 || types[k] == GGML_TYPE_Q5_1 ? 1e-3 : 1e-5) * mag;
             if (!(fabs(got - want) <= tol))
                 fail_msg("%s: vec_dot_ref %.9g, dequantized dot %.9g (tolerance %.3g)", t->name,
                          (double)got, want, tol);
@@ -903,9 +919,9 @@ static void test_gemm_matches_vec_dot(void **state)
             }
             for (size_t i = 0; i < n_tok * out_stride; i++)
                 out[i] = -12345.0f;
-            assert_int_equal(quant_gemm(types[ti], k, rows, w, w_stride, n_tok, act, a_stride, out,
-                                        out_stride),
-                             LLMOS_OK);
+            assert_int_equal(
+                quant_gemm(types[ti], k, rows, w, w_stride, n_tok, act, a_stride, out, out_stride),
+                LLMOS_OK);
             for (size_t s = 0; s < n_tok; s++) {
                 for (size_t r = 0; r < rows; r++) {
                     float want;
@@ -939,8 +955,7 @@ static void test_gemm_errors(void **state)
     assert_int_equal(quant_gemm(GGML_TYPE_Q4_K, 100, 1, w, 144, 1, a, 292, out, 1),
                      LLMOS_ERR_INVALID);
     assert_non_null(strstr(llmos_errmsg(), "block size 256"));
-    assert_int_equal(quant_gemm(GGML_TYPE_Q4_K, 256, 2, w, 0, 2, a, 0, out, 1),
-                     LLMOS_ERR_INVALID);
+    assert_int_equal(quant_gemm(GGML_TYPE_Q4_K, 256, 2, w, 0, 2, a, 0, out, 1), LLMOS_ERR_INVALID);
     assert_int_equal(quant_gemm((ggml_type)77, 256, 1, w, 0, 1, a, 0, out, 1),
                      LLMOS_ERR_UNSUPPORTED);
     /* nothing to do is fine */
