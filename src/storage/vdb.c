@@ -669,6 +669,9 @@ static void search_layer(vdb *idx, vdb_scratch *s, const float *q, uint32_t ep, 
                 }
             }
         }
+        /* the next node to expand: fetch its link list while the heap work goes on */
+        if (cand->n > 0)
+            __builtin_prefetch(links_at(idx, cand->a[0].i, level));
     }
 }
 
@@ -1403,7 +1406,13 @@ llmos_err vdb_save(vdb *idx, llmos_buf *out)
     return LLMOS_OK;
 }
 
-#define LOAD_FAIL(...) (vdb_free(idx), llmos_fail(LLMOS_ERR_FORMAT, __VA_ARGS__))
+/* Free the half-built index after the message (whose arguments may read it) is recorded. */
+static llmos_err load_abort(vdb *idx, llmos_err e)
+{
+    vdb_free(idx);
+    return e;
+}
+#define LOAD_FAIL(...) load_abort(idx, llmos_fail(LLMOS_ERR_FORMAT, __VA_ARGS__))
 
 llmos_err vdb_load(const void *bytes, size_t len, vdb **out)
 {
