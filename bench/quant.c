@@ -11,8 +11,9 @@
  * STREAM-style triad a[i] = b[i] + s*c[i] over three arrays of the same size, counted as 24 bytes
  * per element.
  *
- * A second table times quant_gemm (64 tokens at once) against 64 separate vec_dot passes on
- * a matrix that fits in cache, the case of prompt processing.
+ * A second table gives the compute ceiling of each kernel (a few rows that stay in cache), a
+ * third times quant_gemm (64 tokens at once) against 64 separate vec_dot passes on a matrix
+ * that fits in cache, the case of prompt processing.
  *
  * usage: quant [--mib N] [--threads N]   (LLMOS_QUANT_ISA=ref|avx2 caps the kernels)
  */
@@ -198,6 +199,23 @@ int main(int argc, char **argv)
         fflush(stdout);
     }
 
+    /* compute ceiling: 64 rows that stay in L2, best of 200 passes (robust to a busy machine) */
+    printf("\nvec_dot in cache (64 rows of %d, best of 200 passes), 1 thread\n", K_COLS);
+    printf("%-6s %14s %18s\n", "type", "GB/s weights", "ns per 256 values");
+    for (size_t ti = 0; ti < LLMOS_ARRAY_LEN(types); ti++) {
+        const quant_traits *t = quant_traits_of(types[ti]);
+        const quant_traits *v = quant_traits_of(t->vec_dot_type);
+        size_t row_bytes = K_COLS / t->block_size * t->type_size;
+        fill_matrix(types[ti], w, 64, row_bytes, tmp);
+        for (size_t i = 0; i < K_COLS; i++)
+            tmp[i] = (float)((double)rand() / RAND_MAX - 0.5);
+        v->from_float(tmp, xq, K_COLS);
+        mv_job j = {t->vec_dot, w, row_bytes, xq, y};
+        double g = mv_gbs(NULL, &j, 64, 200);
+        printf("%-6s %14.1f %18.2f\n", t->name, g,
+               (double)row_bytes / g * 256.0 / K_COLS); /* bytes / (GB/s) = ns */
+    }
+
     /* prompt processing: 64 tokens against 1024 rows (in cache), one thread */
     enum { TOK = 64, ROWS = 1024 };
     printf("\nquant_gemm vs vec_dot per token: %d tokens x %d rows x %d columns, 1 thread\n", TOK,
@@ -219,7 +237,7 @@ int main(int argc, char **argv)
             v->from_float(tmp, act + (size_t)s * act_bytes, K_COLS);
         }
         double best_dot = 1e9, best_gemm = 1e9;
-        for (int rep = 0; rep < 3; rep++) {
+        for (int rep = 0; rep < 5; rep++) {
             double t0 = time_now();
             for (int s = 0; s < TOK; s++)
                 for (int r = 0; r < ROWS; r++)

@@ -8,7 +8,8 @@
  *    expected bound, and the SIMD activation quantizers write the same bytes as the reference.
  * 3. Dot products: the reference vec_dot equals the dot of the dequantized vectors; every SIMD
  *    kernel this CPU can run equals the reference on random blocks of many lengths.
- * 4. quant_gemm equals vec_dot per pair, and rejects what it cannot do.
+ * 4. The four-token kernels equal four reference dots; quant_gemm equals vec_dot per pair and
+ *    rejects what it cannot do.
  *
  * Tolerance of SIMD vs reference: the integer part of every kernel is exact, so the results
  * differ only in the order of float additions (and the float rounding of per-block scale
