@@ -72,6 +72,13 @@ bool grammar_matches(grammar *g, const char *s, size_t n);
 /* Number of rules after rewriting (groups and repetitions become rules); for tests. */
 size_t grammar_n_rules(const grammar *g);
 
+/* Forget the memoised states, transitions and masks (keeping the current state), so that the
+ * next mask is computed from scratch. For benchmarks and tests; never needed otherwise (the
+ * caches are bounded and rebuilt automatically). */
+LLMOS_NODISCARD llmos_err grammar_clear_caches(grammar *g);
+/* Number of matcher states memoised so far (the lazily built DFA's size). */
+size_t grammar_n_states(const grammar *g);
+
 /* ---- vocabularies and masks ----------------------------------------------------------------- */
 
 /* Index the tokens of `t` for masking: every token's bytes (tok_token_bytes; control tokens by

@@ -78,6 +78,8 @@ typedef struct gstate {
     uint32_t cp;       /* partial character: bits so far */
     uint8_t need;      /* continuation bytes still missing (0 = none) */
     uint8_t len;       /* total length of the partial character */
+    uint8_t loops;     /* byte classes (byte_class) all of whose bytes lead back here */
+    bool loops_known;
     int32_t *next;     /* 256 transitions: -2 unknown, -1 dead, else a state id */
 } gstate;
 
@@ -1099,6 +1101,8 @@ static int32_t state_intern(grammar *g, const uint32_t *ids, size_t n, uint32_t 
     st->need = need;
     st->len = len;
     st->next = NULL;
+    st->loops = 0;
+    st->loops_known = false;
     memcpy(g->stk + g->n_stk, ids, n * sizeof *ids);
     g->n_stk += n;
     g->state_hash[k] = id;
@@ -1265,11 +1269,9 @@ static llmos_err init_matcher(grammar *g)
     return LLMOS_OK;
 }
 
-/* When the caches have grown past their limits, rebuild them with only the current state. */
-static llmos_err maybe_compact(grammar *g)
+/* Drop all nodes, states, transitions and masks, keeping only the current state. */
+static llmos_err rebuild(grammar *g)
 {
-    if (g->n_nodes < GRAMMAR_MAX_NODES && g->n_states < GRAMMAR_MAX_STATES)
-        return LLMOS_OK;
     const gstate st = g->states[g->cur];
     /* Save each stack of the current state as its positions, top first. */
     size_t total = 0;
@@ -1316,6 +1318,18 @@ static llmos_err maybe_compact(grammar *g)
     free(lens);
     return err;
 }
+
+/* When the caches have grown past their limits, rebuild them with only the current state. */
+static llmos_err maybe_compact(grammar *g)
+{
+    if (g->n_nodes < GRAMMAR_MAX_NODES && g->n_states < GRAMMAR_MAX_STATES)
+        return LLMOS_OK;
+    return rebuild(g);
+}
+
+llmos_err grammar_clear_caches(grammar *g) { return rebuild(g); }
+
+size_t grammar_n_states(const grammar *g) { return g->n_states; }
 
 /* ---- public: grammars ----------------------------------------------------------------------- */
 
@@ -1492,14 +1506,41 @@ struct grammar_vocab {
     uint32_t *node_end;  /* index past the node's subtree */
     int32_t *node_tok;   /* first token ending here, -1 none */
     int32_t *tok_next;   /* next token with the same bytes, -1 none */
+    int32_t *order;      /* tokens in trie order: a subtree's tokens are contiguous */
+    uint32_t *node_tok_lo; /* n_nodes + 1: subtree of i holds order[lo[i] .. lo[end[i]]) */
+    uint8_t *node_below; /* byte classes of the bytes below node i in its subtree */
+    uint8_t *node_dirty; /* some token's bytes below node i are not UTF-8 (truncation allowed) */
     size_t max_depth;
 };
 
-static const grammar_vocab *sort_vocab; /* qsort has no context argument in C17 */
-
-static int cmp_tok(const void *a, const void *b)
+/* Byte classes for skipping subtrees: a state that loops on every byte of the classes found
+ * below a trie node allows that whole subtree. UTF-8 bytes never loop (they open or continue
+ * a partial character), so they get classes of their own. */
+static unsigned byte_class(uint8_t b)
 {
-    const grammar_vocab *v = sort_vocab;
+    if (b >= 0x80)
+        return b >= 0xC0 ? 6 : 5;
+    if (b < 0x20 || b == 0x7F)
+        return 4;
+    if (b == '"')
+        return 2;
+    if (b == '\\')
+        return 3;
+    if ((b >= 'a' && b <= 'z') || (b >= 'A' && b <= 'Z') || (b >= '0' && b <= '9') || b == ' ')
+        return 0;
+    return 1;
+}
+
+/* Is s[d..n) well-formed UTF-8, allowing the last character to be cut short? */
+static bool utf8_ok_from(const char *s, size_t n, size_t d)
+{
+    size_t m = utf8_valid_prefix(s + d, n - d);
+    return m == n - d || utf8_incomplete_tail(s + d, n - d) == n - d - m;
+}
+
+static int cmp_tok(const void *a, const void *b, void *ctx)
+{
+    const grammar_vocab *v = ctx;
     int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
     size_t lx = v->off[x + 1] - v->off[x], ly = v->off[y + 1] - v->off[y];
     int c = memcmp(v->bytes + v->off[x], v->bytes + v->off[y], lx < ly ? lx : ly);
@@ -1533,21 +1574,23 @@ static llmos_err vocab_build_trie(grammar_vocab *v)
         order[m++] = (int32_t)i;
         total += len;
     }
-    sort_vocab = v;
-    qsort(order, m, sizeof *order, cmp_tok);
-    sort_vocab = NULL;
+    qsort_r(order, m, sizeof *order, cmp_tok, v);
     /* nodes <= total bytes */
     v->node_byte = malloc(total + 1);
     v->node_depth = malloc((total + 1) * sizeof *v->node_depth);
     v->node_end = malloc((total + 1) * sizeof *v->node_end);
     v->node_tok = malloc((total + 1) * sizeof *v->node_tok);
+    v->node_tok_lo = malloc((total + 2) * sizeof *v->node_tok_lo);
+    v->node_below = calloc(total + 1, 1);
+    v->node_dirty = calloc(total + 1, 1);
     size_t maxlen = 0;
     for (size_t k = 0; k < m; k++) {
         size_t len = v->off[order[k] + 1] - v->off[order[k]];
         maxlen = len > maxlen ? len : maxlen;
     }
     uint32_t *path = malloc((maxlen + 2) * sizeof *path); /* node at each depth on the path */
-    if (!v->node_byte || !v->node_depth || !v->node_end || !v->node_tok || !path) {
+    if (!v->node_byte || !v->node_depth || !v->node_end || !v->node_tok || !path ||
+        !v->node_tok_lo || !v->node_below || !v->node_dirty) {
         free(order);
         free(path);
         return llmos_fail(LLMOS_ERR_NOMEM, "grammar vocabulary: out of memory");
@@ -1572,9 +1615,13 @@ static llmos_err vocab_build_trie(grammar_vocab *v)
             v->node_byte[nn] = (uint8_t)s[d];
             v->node_depth[nn] = (uint16_t)(d + 1);
             v->node_tok[nn] = -1;
+            v->node_tok_lo[nn] = (uint32_t)k;
             path[path_len++] = (uint32_t)nn;
             nn++;
         }
+        for (size_t d = 1; d < len; d++)
+            if (!utf8_ok_from(s, len, d))
+                v->node_dirty[path[d - 1]] = 1;
         uint32_t at = path[len - 1];
         if (v->node_tok[at] < 0) {
             v->node_tok[at] = t;
@@ -1589,9 +1636,14 @@ static llmos_err vocab_build_trie(grammar_vocab *v)
     }
     while (path_len > 0)
         v->node_end[path[--path_len]] = (uint32_t)nn;
+    v->node_tok_lo[nn] = (uint32_t)m;
     v->n_nodes = nn;
     v->max_depth = maxlen;
-    free(order);
+    /* classes below each node, children before parents */
+    for (size_t i = nn; i-- > 0;)
+        for (size_t c = i + 1; c < v->node_end[i]; c = v->node_end[c])
+            v->node_below[i] |= (uint8_t)(v->node_below[c] | (1u << byte_class(v->node_byte[c])));
+    v->order = order;
     free(path);
     return LLMOS_OK;
 }
@@ -1608,6 +1660,10 @@ void grammar_vocab_free(grammar_vocab *v)
     free(v->node_end);
     free(v->node_tok);
     free(v->tok_next);
+    free(v->order);
+    free(v->node_tok_lo);
+    free(v->node_below);
+    free(v->node_dirty);
     free(v);
 }
 
@@ -1689,6 +1745,64 @@ llmos_err grammar_vocab_new(const tokenizer *t, grammar_vocab **out)
 
 static bool is_eog(const grammar_vocab *v, size_t i) { return (v->eog[i / 8] >> (i % 8)) & 1; }
 
+/* Does every code point >= U+0080 lead from s back to s? The result of advance_cp depends only
+ * on which top sets hold the code point, so one code point per interval between the sets'
+ * range boundaries decides it. */
+static bool loops_non_ascii(grammar *g, int32_t s)
+{
+    if (g->states[s].need != 0)
+        return false;
+    uint32_t cand[64];
+    size_t nc = 0;
+    cand[nc++] = 0x80;
+    cand[nc++] = 0xE000; /* after the surrogates */
+    const gstate st = g->states[s];
+    for (uint32_t k = 0; k < st.n; k++) {
+        uint32_t id = g->stk[st.off + k];
+        if (!id)
+            continue;
+        const gset *set = &g->sets[g->elems[g->nodes[id].pos].arg];
+        for (uint32_t r = 0; r < set->n; r++) {
+            uint32_t b[2] = {g->ranges[set->off + 2 * r], g->ranges[set->off + 2 * r + 1] + 1};
+            for (int j = 0; j < 2; j++) {
+                if (b[j] < 0x80 || b[j] > 0x10FFFF || (b[j] >= 0xD800 && b[j] <= 0xDFFF))
+                    continue;
+                if (nc == LLMOS_ARRAY_LEN(cand))
+                    return false; /* too many boundaries to bother */
+                cand[nc++] = b[j];
+            }
+        }
+    }
+    for (size_t k = 0; k < nc; k++) {
+        g->overflow = false;
+        if (advance_cp(g, s, cand[k]) != s)
+            return false;
+    }
+    return true;
+}
+
+/* The byte classes on which state s loops (every byte of the class leads back to s); both
+ * UTF-8 classes when every non-ASCII character does. */
+static uint8_t state_loops(grammar *g, int32_t s)
+{
+    if (g->states[s].loops_known)
+        return g->states[s].loops;
+    uint8_t loops = 0;
+    for (unsigned c = 0; c < 5; c++) {
+        bool all = true;
+        for (unsigned b = 0; b < 128 && all; b++)
+            if (byte_class((uint8_t)b) == c && step(g, s, (uint8_t)b) != s)
+                all = false;
+        if (all)
+            loops |= (uint8_t)(1u << c);
+    }
+    if (loops_non_ascii(g, s))
+        loops |= (1u << 5) | (1u << 6);
+    g->states[s].loops = loops; /* index again: step may have moved the states */
+    g->states[s].loops_known = true;
+    return loops;
+}
+
 /* Walk the trie from state `from`; set allowed bits. Returns the count. */
 static size_t walk(grammar *g, const grammar_vocab *v, int32_t from, uint8_t *bits)
 {
@@ -1707,9 +1821,24 @@ static size_t walk(grammar *g, const grammar_vocab *v, int32_t from, uint8_t *bi
             continue;
         }
         st[d] = s;
+        size_t own = 0;
         for (int32_t t = v->node_tok[i]; t >= 0; t = v->tok_next[t]) {
             bits[t / 8] |= (uint8_t)(1u << (t % 8));
-            count++;
+            own++;
+        }
+        count += own;
+        size_t end = v->node_end[i];
+        /* a state that loops on every byte below: the whole subtree is allowed */
+        uint8_t below = v->node_below[i];
+        if (end - i > 8 && (below & 0x60 ? !v->node_dirty[i] : true) &&
+            (below & ~state_loops(g, s)) == 0) {
+            for (size_t k = v->node_tok_lo[i] + own; k < v->node_tok_lo[end]; k++) {
+                int32_t t = v->order[k];
+                bits[t / 8] |= (uint8_t)(1u << (t % 8));
+                count++;
+            }
+            i = end;
+            continue;
         }
         i++;
     }
