@@ -374,6 +374,15 @@ static void test_phi35(void **state)
                   " {\"role\": \"assistant\", \"content\": \"Hi there.\"}]",
                   NULL, false, "<s>", "<|endoftext|>", NULL, NULL,
                   "<|user|>\nHello!<|end|>\n<|assistant|>\nHi there.<|end|>\n<|endoftext|>");
+    /* Phi-3.5's template has no tool support: tool definitions and tool results are left out,
+     * an assistant message that only calls a tool becomes an empty turn */
+    expect_render(t, CONV_TOOLS, TOOLS_WEATHER, true, "<s>", "<|endoftext|>", NULL, NULL,
+                  "<|system|>\nYou are a weather bot.<|end|>\n"
+                  "<|user|>\nWeather in Paris?<|end|>\n"
+                  "<|assistant|>\n<|end|>\n"
+                  "<|assistant|>\nIt is 22 degrees.<|end|>\n"
+                  "<|user|>\nThanks!<|end|>\n"
+                  "<|assistant|>\n");
     free(t);
 }
 
@@ -398,10 +407,53 @@ static void test_gemma2(void **state)
     expect_fail(t,
                 "[{\"role\": \"assistant\", \"content\": \"a\"}]", NULL, LLMOS_ERR_INVALID,
                 "Conversation roles must alternate user/assistant/user/assistant/...");
+    /* no tool role either: a tool result breaks the alternation check */
+    expect_fail(t,
+                "[{\"role\": \"user\", \"content\": \"Weather?\"},"
+                " {\"role\": \"assistant\", \"content\": \"\", \"tool_calls\": [{\"function\":"
+                " {\"name\": \"get_weather\", \"arguments\": {}}}]},"
+                " {\"role\": \"tool\", \"content\": \"22\"}]",
+                TOOLS_WEATHER, LLMOS_ERR_INVALID, "Conversation roles must alternate");
     free(t);
 }
 
 /* ---- Hermes 3 tool use --------------------------------------------------------------------- */
+
+/* Hermes's system block after the tool list */
+#define HERMES_AFTER_TOOLS                                                                         \
+    " </tools>"                                                                                    \
+    "Use the following pydantic model json schema for each tool call you will make: "              \
+    "{\"properties\": {\"name\": {\"title\": \"Name\", \"type\": \"string\"}, \"arguments\": "    \
+    "{\"title\": \"Arguments\", \"type\": \"object\"}}, \"required\": [\"name\", "               \
+    "\"arguments\"], \"title\": \"FunctionCall\", \"type\": \"object\"}}\n"                         \
+    "For each function call return a json object with function name and arguments within "        \
+    "<tool_call></tool_call> XML tags as follows:\n"                                               \
+    "<tool_call>\n"                                                                                \
+    "{\"name\": <function-name>, \"arguments\": <args-dict>}\n"                                    \
+    "</tool_call><|im_end|>\n"
+
+#define HERMES_BEFORE_TOOLS                                                                        \
+    "<|begin_of_text|><|im_start|>system\n"                                                        \
+    "You are a function calling AI model. You are provided with function signatures within "       \
+    "<tools></tools> XML tags. You may call one or more functions to assist with the user "        \
+    "query. Don't make assumptions about what values to plug into functions. Here are the "        \
+    "available tools: <tools> "
+
+static void test_hermes3_plain(void **state)
+{
+    (void)state;
+    NEED_TEMPLATE(t, "NousResearch-Hermes-3-Llama-3.1-8B-tool_use.jinja");
+    /* No tools: the tool list is empty (an undefined `tools` iterates as empty); the caller's
+     * system message follows the template's own system block. */
+    expect_render(t, CONV_SIMPLE, NULL, true, "<|begin_of_text|>", "<|im_end|>", NULL, NULL,
+                  HERMES_BEFORE_TOOLS HERMES_AFTER_TOOLS
+                  "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+                  "<|im_start|>user\nHello!<|im_end|>\n"
+                  "<|im_start|>assistant\nHi there.<|im_end|>\n"
+                  "<|im_start|>user\nWhat is 2+2?<|im_end|>\n"
+                  "<|im_start|>assistant\n");
+    free(t);
+}
 
 static void test_hermes3_tools(void **state)
 {
@@ -425,27 +477,14 @@ static void test_hermes3_tools(void **state)
         " {\"role\": \"assistant\", \"content\": \"It is 22 degrees.\"}]";
     expect_render(
         t, conv, tools, true, "<|begin_of_text|>", "<|im_end|>", NULL, NULL,
-        "<|begin_of_text|><|im_start|>system\n"
-        "You are a function calling AI model. You are provided with function signatures within "
-        "<tools></tools> XML tags. You may call one or more functions to assist with the user "
-        "query. Don't make assumptions about what values to plug into functions. Here are the "
-        "available tools: <tools> "
+        HERMES_BEFORE_TOOLS
         "{\"type\": \"function\", \"function\": {\"name\": \"get_weather\", \"description\": "
         "\"get_weather(city: str, unit: Union[str,float]) - Get the weather\n\n"
         "    Args:\n"
         "        city(str): The city        unit(Union[str,float]): Unit\", "
         "\"parameters\": {\"type\": \"object\", \"properties\": {\"city\": {\"type\": "
         "\"string\", \"description\": \"The city\"}, \"unit\": {\"type\": [\"string\", "
-        "\"number\"], \"description\": \" Unit \"}}, \"required\": [\"city\"]}} </tools>"
-        "Use the following pydantic model json schema for each tool call you will make: "
-        "{\"properties\": {\"name\": {\"title\": \"Name\", \"type\": \"string\"}, \"arguments\": "
-        "{\"title\": \"Arguments\", \"type\": \"object\"}}, \"required\": [\"name\", "
-        "\"arguments\"], \"title\": \"FunctionCall\", \"type\": \"object\"}}\n"
-        "For each function call return a json object with function name and arguments within "
-        "<tool_call></tool_call> XML tags as follows:\n"
-        "<tool_call>\n"
-        "{\"name\": <function-name>, \"arguments\": <args-dict>}\n"
-        "</tool_call><|im_end|>\n"
+        "\"number\"], \"description\": \" Unit \"}}, \"required\": [\"city\"]}}" HERMES_AFTER_TOOLS
         "<|im_start|>user\nWeather in Paris?<|im_end|>\n"
         "<|im_start|>assistant\n<tool_call>\n"
         "{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\", \"unit\": "
@@ -493,7 +532,8 @@ static void test_deepseek_r1(void **state)
                   "<｜User｜>What is 2+2?"
                   "<｜Assistant｜><think>\n");
     /* A tool call (content null, arguments a JSON string the template concatenates) and its
-     * result; the answer after tool output is written as is. */
+     * result; the answer after tool output is written as is. The template does not print
+     * tool definitions, so passing them changes nothing. */
     expect_render(t,
                   "[{\"role\": \"user\", \"content\": \"Weather in Paris?\"},"
                   " {\"role\": \"assistant\", \"content\": null, \"tool_calls\": [{\"type\":"
@@ -502,7 +542,7 @@ static void test_deepseek_r1(void **state)
                   " {\"role\": \"tool\", \"content\": \"{\\\"temp\\\": 22}\"},"
                   " {\"role\": \"assistant\", \"content\": \"It is 22 degrees.\"},"
                   " {\"role\": \"user\", \"content\": \"Thanks!\"}]",
-                  NULL, true, "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", NULL, NULL,
+                  TOOLS_WEATHER, true, "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", NULL, NULL,
                   "<｜begin▁of▁sentence｜>"
                   "<｜User｜>Weather in Paris?"
                   "<｜Assistant｜><｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function"
@@ -582,6 +622,7 @@ int main(void)
         cmocka_unit_test(test_llama31_plain),   cmocka_unit_test(test_llama31_tools),
         cmocka_unit_test(test_llama32),         cmocka_unit_test(test_mistral_nemo),
         cmocka_unit_test(test_phi35),           cmocka_unit_test(test_gemma2),
+        cmocka_unit_test(test_hermes3_plain),
         cmocka_unit_test(test_hermes3_tools),   cmocka_unit_test(test_hermes3_runaway),
         cmocka_unit_test(test_deepseek_r1),     cmocka_unit_test(test_fallback_chatml),
         cmocka_unit_test(test_bad_arguments),
