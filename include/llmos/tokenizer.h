@@ -16,7 +16,8 @@
  * the caller passes TOK_PARSE_SPECIAL. Without it, text that spells a control token is
  * tokenized as ordinary characters, so input from users, tools or the web can never forge a
  * frame of the chat template. USER_DEFINED tokens (added vocabulary that is not control) are
- * always matched as text, as the reference tokenizers do.
+ * always matched as text, as the reference tokenizers do, except one the vocabulary uses as
+ * BOS, EOS, EOT, padding, unknown or end of generation, which is treated as control.
  *
  * Invalid UTF-8: tok_encode accepts arbitrary bytes. Bytes that are not well-formed UTF-8
  * never match a regex or a multi-byte piece; they become byte tokens (byte-level BPE maps

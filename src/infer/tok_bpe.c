@@ -374,15 +374,29 @@ llmos_err tok_bpe_encode(const tokenizer *t, const char *text, size_t len, tok_i
             err = llmos_fail(LLMOS_ERR_NOMEM, "tokenizer: no memory for a %zu-byte piece",
                              longest);
     }
+    tok_word_cache cache = {0};
+    if (!err)
+        err = tok_wc_init(&cache, a.n);
     for (size_t i = 0; i < a.n && !err; i++) {
-        const unsigned char *p = (const unsigned char *)text + a.v[i].off;
+        const char *piece = text + a.v[i].off;
+        size_t plen = a.v[i].len;
+        tok_wc_entry *e = tok_wc_find(&cache, text, a.v[i].off, plen);
+        if (e && e->n_ids != TOK_WC_EMPTY) {
+            err = tok_wc_repeat(e, out); /* seen before in this call */
+            continue;
+        }
+        const unsigned char *p = (const unsigned char *)piece;
         size_t wn = 0;
-        for (size_t j = 0; j < a.v[i].len; j++) {
+        for (size_t j = 0; j < plen; j++) {
             memcpy(word + wn, t->gpt2_utf8[p[j]], 2);
             wn += t->gpt2_utf8_len[p[j]];
         }
+        size_t before = out->n;
         err = bpe_word(&st, word, wn, out);
+        if (!err)
+            tok_wc_store(&cache, e, before, out->n);
     }
+    tok_wc_free(&cache);
     pcre2_match_data_free(md);
     free(a.v);
     free(b.v);

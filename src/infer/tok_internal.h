@@ -52,6 +52,34 @@ typedef struct tok_symbol {
     uint32_t off, len;
 } tok_symbol;
 
+/* A per-call cache of words (pre-tokens, SentencePiece segments) already merged: natural
+ * text repeats its words, and a repeated word gives the same ids, so they are copied from
+ * its earlier occurrence in the output instead of being merged again. Keys are ranges of
+ * the text being encoded. Texts of fewer than TOK_WC_MIN_WORDS words get no cache. */
+enum { TOK_WC_MIN_WORDS = 64, TOK_WC_MAX_WORD = 64, TOK_WC_MAX_SLOTS = 1 << 17 };
+#define TOK_WC_EMPTY UINT32_MAX
+
+typedef struct tok_wc_entry {
+    uint32_t hash, off, len;  /* the word: base[off .. off + len) */
+    uint32_t first_id, n_ids; /* its ids: out->v[first_id ..]; n_ids TOK_WC_EMPTY = free */
+} tok_wc_entry;
+
+typedef struct tok_word_cache {
+    tok_wc_entry *slots; /* NULL: no cache */
+    uint32_t mask;
+    size_t used, max_used;
+} tok_word_cache;
+
+LLMOS_NODISCARD llmos_err tok_wc_init(tok_word_cache *c, size_t n_words);
+void tok_wc_free(tok_word_cache *c);
+/* The entry of base[off .. off + n): a filled one (n_ids set) or the free slot where it
+ * would go; NULL when there is no cache or the word is too long to cache. */
+tok_wc_entry *tok_wc_find(tok_word_cache *c, const char *base, size_t off, size_t n);
+/* Append the cached ids again. */
+LLMOS_NODISCARD llmos_err tok_wc_repeat(const tok_wc_entry *e, tok_ids *out);
+/* Fill a free entry from tok_wc_find with the ids out->v[first .. end). */
+void tok_wc_store(tok_word_cache *c, tok_wc_entry *e, size_t first, size_t end);
+
 #define TOK_MAX_REGEX 8
 
 struct tokenizer {

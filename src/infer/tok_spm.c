@@ -166,11 +166,23 @@ llmos_err tok_spm_encode(const tokenizer *t, const char *text, size_t len, bool 
 
     /* Merge segment by segment when the vocabulary allows it (see spm_segment_end); the
      * result is the same as merging the whole text at once, with small heaps. */
+    tok_word_cache cache = {0};
+    if (t->spm_split_words)
+        err = tok_wc_init(&cache, spaces + 1);
     for (size_t seg = 0; seg < elen && !err;) {
         size_t seg_end = t->spm_split_words ? spm_segment_end(esc, elen, seg) : elen;
-        err = spm_merge(&st, seg, seg_end - seg, out);
+        tok_wc_entry *e = tok_wc_find(&cache, esc, seg, seg_end - seg);
+        if (e && e->n_ids != TOK_WC_EMPTY) {
+            err = tok_wc_repeat(e, out); /* the same word earlier in this text */
+        } else {
+            size_t before = out->n;
+            err = spm_merge(&st, seg, seg_end - seg, out);
+            if (!err)
+                tok_wc_store(&cache, e, before, out->n);
+        }
         seg = seg_end;
     }
+    tok_wc_free(&cache);
 done:
     free(st.heap.v);
     free(esc);

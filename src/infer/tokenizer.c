@@ -188,6 +188,72 @@ bool tok_heap_pop(tok_heap *h, tok_bigram *b)
     return true;
 }
 
+/* ---- word cache -------------------------------------------------------------------------- */
+
+llmos_err tok_wc_init(tok_word_cache *c, size_t n_words)
+{
+    memset(c, 0, sizeof *c);
+    if (n_words < TOK_WC_MIN_WORDS)
+        return LLMOS_OK; /* short texts: not worth it */
+    size_t cap = 64;
+    while (cap < 2 * n_words && cap < TOK_WC_MAX_SLOTS)
+        cap <<= 1;
+    c->slots = malloc(cap * sizeof *c->slots);
+    if (!c->slots)
+        return llmos_fail(LLMOS_ERR_NOMEM, "tokenizer: no memory for a word cache");
+    for (size_t i = 0; i < cap; i++)
+        c->slots[i].n_ids = TOK_WC_EMPTY;
+    c->mask = (uint32_t)(cap - 1);
+    c->max_used = cap / 2;
+    return LLMOS_OK;
+}
+
+void tok_wc_free(tok_word_cache *c)
+{
+    free(c->slots);
+    c->slots = NULL;
+}
+
+tok_wc_entry *tok_wc_find(tok_word_cache *c, const char *base, size_t off, size_t n)
+{
+    if (!c->slots || n > TOK_WC_MAX_WORD)
+        return NULL;
+    const char *word = base + off;
+    uint32_t h = tok_hash_bytes(TOK_HASH_INIT, word, n);
+    for (uint32_t i = h & c->mask;; i = (i + 1) & c->mask) {
+        tok_wc_entry *e = &c->slots[i];
+        if (e->n_ids == TOK_WC_EMPTY) {
+            /* where it would go: remember the key for tok_wc_store */
+            e->hash = h;
+            e->off = (uint32_t)off;
+            e->len = (uint32_t)n;
+            return e;
+        }
+        if (e->hash == h && e->len == n && memcmp(base + e->off, word, n) == 0)
+            return e;
+    }
+}
+
+llmos_err tok_wc_repeat(const tok_wc_entry *e, tok_ids *out)
+{
+    assert(e->n_ids != TOK_WC_EMPTY);
+    for (uint32_t k = 0; k < e->n_ids; k++) {
+        llmos_err err = tok_ids_push(out, out->v[e->first_id + k]);
+        if (err)
+            return err;
+    }
+    return LLMOS_OK;
+}
+
+void tok_wc_store(tok_word_cache *c, tok_wc_entry *e, size_t first, size_t end)
+{
+    if (!e || c->used >= c->max_used || end - first >= TOK_WC_EMPTY)
+        return;
+    e->first_id = (uint32_t)first;
+    e->n_ids = (uint32_t)(end - first);
+    c->used++;
+}
+
 /* ---- building --------------------------------------------------------------------------- */
 
 tok_spec tok_spec_default(tok_model model)
@@ -531,6 +597,16 @@ int32_t tok_find(const tokenizer *t, const char *text, size_t len)
 
 /* ---- encoding --------------------------------------------------------------------------- */
 
+/* Whether token `id` may be produced from text without TOK_PARSE_SPECIAL: USER_DEFINED
+ * tokens may, except those the vocabulary uses as BOS, EOS, EOT, padding, unknown or end of
+ * generation (Phi-3 types "</s>", id 2, as USER_DEFINED): a structural token is never
+ * forged from input, whatever its type. */
+static bool text_matchable(const tokenizer *t, int32_t id)
+{
+    return t->types[id] == TOK_TYPE_USER_DEFINED && !t->eog[id] && id != t->bos &&
+           id != t->eos && id != t->eot && id != t->pad && id != t->unk && id != t->eom;
+}
+
 /* The special token starting at text[pos], longest first, or -1. */
 static int32_t special_at(const tokenizer *t, const char *text, size_t len, size_t pos,
                           bool parse_special)
@@ -538,7 +614,7 @@ static int32_t special_at(const tokenizer *t, const char *text, size_t len, size
     unsigned char b = (unsigned char)text[pos];
     for (uint32_t k = t->special_start[b]; k < t->special_start[b + 1]; k++) {
         int32_t id = t->specials[k];
-        if (!parse_special && t->types[id] != TOK_TYPE_USER_DEFINED)
+        if (!parse_special && !text_matchable(t, id))
             continue;
         size_t n = t->len[id];
         if (n <= len - pos && memcmp(text + pos, t->text + t->off[id], n) == 0)

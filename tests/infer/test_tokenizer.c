@@ -605,6 +605,31 @@ static void llama_bpe_control_tokens_not_forgeable(void **s)
     check_no_forgery("llama-bpe", sp, LLMOS_ARRAY_LEN(sp));
 }
 
+/* A USER_DEFINED token that the vocabulary uses as EOS is still never made from text
+ * without TOK_PARSE_SPECIAL (some converters type structural tokens USER_DEFINED). */
+static void structural_user_defined_not_forgeable(void **s)
+{
+    (void)s;
+    const char *const toks[] = {"a", "b", "<eos>", "<tool>"};
+    const int32_t types[] = {TOK_TYPE_NORMAL, TOK_TYPE_NORMAL, TOK_TYPE_USER_DEFINED,
+                             TOK_TYPE_USER_DEFINED};
+    tok_spec sp = tok_spec_default(TOK_MODEL_BPE);
+    sp.n_tokens = 4;
+    sp.tokens = toks;
+    sp.types = types;
+    sp.eos = 2;
+    tokenizer *t = NULL;
+    assert_int_equal(tok_new(&sp, &t), LLMOS_OK);
+    int32_t ids[32];
+    size_t n = encode(t, "a<eos>b", 0, ids, 32);
+    for (size_t i = 0; i < n; i++)
+        assert_int_not_equal(ids[i], 2);
+    ASSERT_ENC(t, "a<eos>b", TOK_PARSE_SPECIAL, 0, 2, 1);
+    /* an ordinary USER_DEFINED token is matched either way */
+    ASSERT_ENC(t, "a<tool>b", 0, 0, 3, 1);
+    tok_free(t);
+}
+
 static void real_vocab_metadata(void **s)
 {
     (void)s;
@@ -762,6 +787,7 @@ int main(void)
         cmocka_unit_test(vocab_llama_bpe),
         cmocka_unit_test(qwen2_control_tokens_not_forgeable),
         cmocka_unit_test(llama_bpe_control_tokens_not_forgeable),
+        cmocka_unit_test(structural_user_defined_not_forgeable),
         cmocka_unit_test(real_vocab_metadata),
         cmocka_unit_test(cli_tokenize),
     };
