@@ -18,7 +18,8 @@ static const char fuzz_messages[] =
     "[{\"role\": \"system\", \"content\": \"sys\"},"
     " {\"role\": \"user\", \"content\": \"hi \\u00e9\"},"
     " {\"role\": \"assistant\", \"content\": null, \"tool_calls\": [{\"id\": \"call12345\","
-    "  \"type\": \"function\", \"function\": {\"name\": \"f\", \"arguments\": {\"a\": [1, 2.5]}}}]},"
+    "  \"type\": \"function\", \"function\": {\"name\": \"f\", \"arguments\": {\"a\": [1, "
+    "2.5]}}}]},"
     " {\"role\": \"tool\", \"tool_call_id\": \"call12345\", \"content\": \"{\\\"r\\\": 1}\"},"
     " {\"role\": \"assistant\", \"content\": \"<think>x</think>done\"}]";
 

@@ -68,10 +68,9 @@ LLMOS_NODISCARD llmos_err jinja_render(const char *tmpl, size_t len, const json_
  * Messages are passed to the template unchanged: a template that concatenates
  * tool_call.function.arguments expects a string there, one that applies |tojson expects an
  * object. Errors as for jinja_render; LLMOS_ERR_INVALID also for arguments of the wrong type. */
-LLMOS_NODISCARD llmos_err chat_render(const char *tmpl, const json_t *messages,
-                                      const json_t *tools, bool add_generation_prompt,
-                                      const char *bos_token, const char *eos_token,
-                                      const json_t *extra, llmos_buf *out);
+LLMOS_NODISCARD llmos_err chat_render(const char *tmpl, const json_t *messages, const json_t *tools,
+                                      bool add_generation_prompt, const char *bos_token,
+                                      const char *eos_token, const json_t *extra, llmos_buf *out);
 
 /* chat_render with explicit limits and clock (`opts` may be NULL). */
 LLMOS_NODISCARD llmos_err chat_render_opts(const char *tmpl, const json_t *messages,

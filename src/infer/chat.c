@@ -43,9 +43,8 @@ const char *chat_template_for(const char *model_template, const char **used_name
 }
 
 llmos_err chat_render_opts(const char *tmpl, const json_t *messages, const json_t *tools,
-                           bool add_generation_prompt, const char *bos_token,
-                           const char *eos_token, const json_t *extra,
-                           const jinja_options *opts, llmos_buf *out)
+                           bool add_generation_prompt, const char *bos_token, const char *eos_token,
+                           const json_t *extra, const jinja_options *opts, llmos_buf *out)
 {
     if (!tmpl || !out)
         return llmos_fail(LLMOS_ERR_INVALID, "chat_render: template and output are required");

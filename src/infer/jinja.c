@@ -41,21 +41,31 @@
 
 #include "llmos/chat.h"
 
-#define JX_DEF_OUTPUT ((size_t)4 << 20)
-#define JX_DEF_ITER ((size_t)1000000)
-#define JX_DEF_STEPS ((size_t)20000000)
-#define JX_DEF_DEPTH ((size_t)64)
-#define JX_DEF_MEMORY ((size_t)256 << 20)
-#define JX_MAX_NEST 200     /* nesting of template syntax (parser recursion) */
+#define JX_DEF_OUTPUT     ((size_t)4 << 20)
+#define JX_DEF_ITER       ((size_t)1000000)
+#define JX_DEF_STEPS      ((size_t)20000000)
+#define JX_DEF_DEPTH      ((size_t)64)
+#define JX_DEF_MEMORY     ((size_t)256 << 20)
+#define JX_MAX_NEST       200 /* nesting of template syntax (parser recursion) */
 #define JX_MAX_JSON_DEPTH 128
-#define JX_MAX_EVAL_DEPTH 1000 /* eval/exec recursion (left-deep a+b+c+... chains too) */
-#define JX_HERE SIZE_MAX       /* "at the construct being evaluated" for jx_fail */
+#define JX_MAX_EVAL_DEPTH 1000     /* eval/exec recursion (left-deep a+b+c+... chains too) */
+#define JX_HERE           SIZE_MAX /* "at the construct being evaluated" for jx_fail */
 
 /* ==== values ================================================================================ */
 
 typedef enum jv_type {
-    JV_UNDEF, JV_NONE, JV_BOOL, JV_INT, JV_FLOAT, JV_STR, JV_LIST, JV_DICT, JV_NS,
-    JV_MACRO, JV_FUNC, JV_LOOP
+    JV_UNDEF,
+    JV_NONE,
+    JV_BOOL,
+    JV_INT,
+    JV_FLOAT,
+    JV_STR,
+    JV_LIST,
+    JV_DICT,
+    JV_NS,
+    JV_MACRO,
+    JV_FUNC,
+    JV_LOOP
 } jv_type;
 
 typedef struct jlist jlist;
@@ -74,9 +84,9 @@ typedef struct jv {
             size_t n;
         } s;
         jlist *l;
-        jdict *d;         /* JV_DICT and JV_NS (a namespace is a mutable dict) */
-        const node *m;    /* JV_MACRO: its definition */
-        int fn;           /* JV_FUNC: a builtin */
+        jdict *d;      /* JV_DICT and JV_NS (a namespace is a mutable dict) */
+        const node *m; /* JV_MACRO: its definition */
+        int fn;        /* JV_FUNC: a builtin */
         jloop *loop;
     } u;
 } jv;
@@ -103,30 +113,69 @@ enum { FN_RANGE, FN_NAMESPACE, FN_RAISE, FN_STRFTIME, FN_DICT };
 
 typedef enum node_kind {
     /* expressions */
-    E_LIT, E_NAME, E_LIST, E_DICT, E_ATTR, E_INDEX, E_SLICE, E_CALL, E_FILTER, E_TEST, E_NOT,
-    E_NEG, E_POS, E_BIN, E_AND, E_OR, E_COND, E_KW,
+    E_LIT,
+    E_NAME,
+    E_LIST,
+    E_DICT,
+    E_ATTR,
+    E_INDEX,
+    E_SLICE,
+    E_CALL,
+    E_FILTER,
+    E_TEST,
+    E_NOT,
+    E_NEG,
+    E_POS,
+    E_BIN,
+    E_AND,
+    E_OR,
+    E_COND,
+    E_KW,
     /* statements */
-    S_BLOCK, S_TEXT, S_OUT, S_IF, S_FOR, S_SET, S_SETBLOCK, S_MACRO, S_BREAK, S_CONTINUE
+    S_BLOCK,
+    S_TEXT,
+    S_OUT,
+    S_IF,
+    S_FOR,
+    S_SET,
+    S_SETBLOCK,
+    S_MACRO,
+    S_BREAK,
+    S_CONTINUE
 } node_kind;
 
 typedef enum bin_op {
-    OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_FLOORDIV, OP_MOD, OP_POW, OP_CONCAT, OP_EQ, OP_NE,
-    OP_LT, OP_LE, OP_GT, OP_GE, OP_IN, OP_NOTIN
+    OP_ADD,
+    OP_SUB,
+    OP_MUL,
+    OP_DIV,
+    OP_FLOORDIV,
+    OP_MOD,
+    OP_POW,
+    OP_CONCAT,
+    OP_EQ,
+    OP_NE,
+    OP_LT,
+    OP_LE,
+    OP_GT,
+    OP_GE,
+    OP_IN,
+    OP_NOTIN
 } bin_op;
 
 /* One node type for the whole tree; each kind uses the fields its comment in the parser
  * names. `off` is the byte offset in the (normalised) template for error messages. */
 struct node {
     node_kind kind;
-    int op;           /* E_BIN: bin_op; E_TEST: 1 = negated */
+    int op; /* E_BIN: bin_op; E_TEST: 1 = negated */
     size_t off;
     const char *name; /* names of variables, attributes, filters, tests, macros, kwargs */
     size_t name_len;
-    jv val;           /* E_LIT */
+    jv val; /* E_LIT */
     node *a, *b, *c, *d;
-    node **list;      /* children: block statements, call args, list items, if conditions */
+    node **list; /* children: block statements, call args, list items, if conditions */
     size_t n;
-    node **list2;     /* kwargs (E_KW nodes), if bodies, macro defaults */
+    node **list2; /* kwargs (E_KW nodes), if bodies, macro defaults */
     size_t n2;
     const char **names; /* for targets, macro parameters */
     size_t n_names;
@@ -135,8 +184,17 @@ struct node {
 /* ==== tokens ================================================================================ */
 
 typedef enum tok_type {
-    T_TEXT, T_VAR_BEGIN, T_VAR_END, T_BLOCK_BEGIN, T_BLOCK_END, T_NAME, T_STRING, T_INT,
-    T_FLOAT, T_OP, T_EOF
+    T_TEXT,
+    T_VAR_BEGIN,
+    T_VAR_END,
+    T_BLOCK_BEGIN,
+    T_BLOCK_END,
+    T_NAME,
+    T_STRING,
+    T_INT,
+    T_FLOAT,
+    T_OP,
+    T_EOF
 } tok_type;
 
 typedef struct token {
@@ -170,13 +228,13 @@ typedef struct jctx {
     int nest;
 
     scope *root;
-    llmos_buf *out;     /* where output goes now */
-    llmos_buf **bufs;   /* capture buffers open (macro calls, block set) - freed on error */
+    llmos_buf *out;   /* where output goes now */
+    llmos_buf **bufs; /* capture buffers open (macro calls, block set) - freed on error */
     size_t n_bufs, cap_bufs;
     size_t steps, iterations, depth;
-    size_t cur;         /* offset of the construct being evaluated, for errors without one */
-    int eval_depth;     /* recursion of eval/exec, bounded to protect the C stack */
-    size_t out_total;   /* bytes written to the final output */
+    size_t cur;       /* offset of the construct being evaluated, for errors without one */
+    int eval_depth;   /* recursion of eval/exec, bounded to protect the C stack */
+    size_t out_total; /* bytes written to the final output */
     llmos_buf *final_out;
 } jctx;
 
@@ -246,10 +304,22 @@ static jv jv_undef(const char *name)
     v.u.s.s = name;
     return v;
 }
-static jv jv_none(void) { return (jv){.t = JV_NONE}; }
-static jv jv_bool(bool b) { return (jv){.t = JV_BOOL, .u.b = b}; }
-static jv jv_int(int64_t i) { return (jv){.t = JV_INT, .u.i = i}; }
-static jv jv_float(double f) { return (jv){.t = JV_FLOAT, .u.f = f}; }
+static jv jv_none(void)
+{
+    return (jv){.t = JV_NONE};
+}
+static jv jv_bool(bool b)
+{
+    return (jv){.t = JV_BOOL, .u.b = b};
+}
+static jv jv_int(int64_t i)
+{
+    return (jv){.t = JV_INT, .u.i = i};
+}
+static jv jv_float(double f)
+{
+    return (jv){.t = JV_FLOAT, .u.f = f};
+}
 static jv jv_strn(const char *s, size_t n)
 {
     jv v = {.t = JV_STR};
@@ -282,8 +352,14 @@ static void list_push(jctx *c, jlist *l, jv v)
     l->v[l->n++] = v;
 }
 
-static jv jv_list(jlist *l) { return (jv){.t = JV_LIST, .u.l = l}; }
-static jv jv_dict(jdict *d) { return (jv){.t = JV_DICT, .u.d = d}; }
+static jv jv_list(jlist *l)
+{
+    return (jv){.t = JV_LIST, .u.l = l};
+}
+static jv jv_dict(jdict *d)
+{
+    return (jv){.t = JV_DICT, .u.d = d};
+}
 
 static bool str_eq(jv a, const char *s, size_t n)
 {
@@ -350,12 +426,18 @@ static bool truthy(jv v)
     }
 }
 
-static bool is_num(jv v) { return v.t == JV_INT || v.t == JV_FLOAT || v.t == JV_BOOL; }
+static bool is_num(jv v)
+{
+    return v.t == JV_INT || v.t == JV_FLOAT || v.t == JV_BOOL;
+}
 static double num_f(jv v)
 {
     return v.t == JV_FLOAT ? v.u.f : v.t == JV_INT ? (double)v.u.i : v.t == JV_BOOL ? v.u.b : 0.0;
 }
-static bool is_intlike(jv v) { return v.t == JV_INT || v.t == JV_BOOL; }
+static bool is_intlike(jv v)
+{
+    return v.t == JV_INT || v.t == JV_BOOL;
+}
 static int64_t num_i(jv v)
 {
     return v.t == JV_INT ? v.u.i : v.t == JV_BOOL ? (int64_t)v.u.b : 0;
@@ -415,7 +497,10 @@ static void sb_add(jctx *c, llmos_buf *b, const char *s, size_t n)
     if (buf_append(b, s, n) != LLMOS_OK)
         jx_fail(c, JX_HERE, LLMOS_ERR_NOMEM, "out of memory rendering template");
 }
-static void sb_puts(jctx *c, llmos_buf *b, const char *s) { sb_add(c, b, s, strlen(s)); }
+static void sb_puts(jctx *c, llmos_buf *b, const char *s)
+{
+    sb_add(c, b, s, strlen(s));
+}
 
 /* Open a scratch buffer that is freed even if rendering fails. */
 static llmos_buf *scratch_open(jctx *c)
@@ -954,7 +1039,8 @@ static void lex(jctx *c)
     while (p < n) {
         /* next tag start */
         size_t i = p;
-        while (i + 1 < n && !(s[i] == '{' && (s[i + 1] == '{' || s[i + 1] == '%' || s[i + 1] == '#')))
+        while (i + 1 < n &&
+               !(s[i] == '{' && (s[i + 1] == '{' || s[i + 1] == '%' || s[i + 1] == '#')))
             i++;
         if (i + 1 >= n)
             i = n;
@@ -1002,7 +1088,10 @@ static void lex(jctx *c)
 
 /* ==== parser ================================================================================ */
 
-static token *peek(jctx *c) { return &c->toks[c->pos]; }
+static token *peek(jctx *c)
+{
+    return &c->toks[c->pos];
+}
 static token *peek_at(jctx *c, size_t k)
 {
     size_t i = c->pos + k < c->n_toks ? c->pos + k : c->n_toks - 1;
@@ -1075,7 +1164,10 @@ static node *mk(jctx *c, node_kind k, size_t off)
     return x;
 }
 
-static const char *tok_cstr(jctx *c, const token *t) { return arena_strndup(c->arena, t->s, t->n); }
+static const char *tok_cstr(jctx *c, const token *t)
+{
+    return arena_strndup(c->arena, t->s, t->n);
+}
 
 typedef struct nvec {
     node **v;
@@ -1098,16 +1190,18 @@ static node *parse_or(jctx *c);
 static node *parse_unary(jctx *c, bool with_filter);
 
 static const char *const known_filters[] = {
-    "trim", "tojson", "length", "count", "upper", "lower", "title", "capitalize", "default",
-    "d", "join", "first", "last", "list", "items", "string", "int", "float", "replace", "safe",
-    "selectattr", "rejectattr", "select", "reject", "map", "dictsort", "reverse", "sort",
-    "unique", "abs", "round", "sum", "min", "max", "indent", "e", "escape", "wordcount",
-    "center", "truncate", "striptags", "batch", "bool"};
+    "trim",      "tojson",   "length",  "count", "upper",      "lower",      "title",  "capitalize",
+    "default",   "d",        "join",    "first", "last",       "list",       "items",  "string",
+    "int",       "float",    "replace", "safe",  "selectattr", "rejectattr", "select", "reject",
+    "map",       "dictsort", "reverse", "sort",  "unique",     "abs",        "round",  "sum",
+    "min",       "max",      "indent",  "e",     "escape",     "wordcount",  "center", "truncate",
+    "striptags", "batch",    "bool"};
 static const char *const known_tests[] = {
-    "defined", "undefined", "none", "string", "number", "integer", "float", "boolean",
-    "true", "false", "mapping", "iterable", "sequence", "callable", "odd", "even",
-    "divisibleby", "equalto", "eq", "==", "ne", "!=", "lt", "<", "le", "<=", "gt", ">", "ge",
-    ">=", "in", "sameas", "lower", "upper"};
+    "defined", "undefined", "none",        "string",  "number",   "integer",  "float",
+    "boolean", "true",      "false",       "mapping", "iterable", "sequence", "callable",
+    "odd",     "even",      "divisibleby", "equalto", "eq",       "==",       "ne",
+    "!=",      "lt",        "<",           "le",      "<=",       "gt",       ">",
+    "ge",      ">=",        "in",          "sameas",  "lower",    "upper"};
 
 static bool name_in(const char *name, size_t n, const char *const *set, size_t count)
 {
@@ -1138,8 +1232,7 @@ static void parse_args(jctx *c, node *x)
             nvec_push(c, &kws, kw);
         } else {
             if (kws.n)
-                jx_fail(c, t->off, LLMOS_ERR_FORMAT,
-                        "positional argument after keyword argument");
+                jx_fail(c, t->off, LLMOS_ERR_FORMAT, "positional argument after keyword argument");
             nvec_push(c, &args, parse_expr(c));
         }
     }
@@ -1373,9 +1466,9 @@ static node *parse_filters(jctx *c, node *x)
                 y->op = 1;
             }
             token *f = peek(c);
-            if (f->t == T_NAME || (f->t == T_OP && (tok_is_op(f, "==") || tok_is_op(f, "!=") ||
-                                                     tok_is_op(f, "<") || tok_is_op(f, "<=") ||
-                                                     tok_is_op(f, ">") || tok_is_op(f, ">="))))
+            if (f->t == T_NAME ||
+                (f->t == T_OP && (tok_is_op(f, "==") || tok_is_op(f, "!=") || tok_is_op(f, "<") ||
+                                  tok_is_op(f, "<=") || tok_is_op(f, ">") || tok_is_op(f, ">="))))
                 next(c);
             else
                 jx_fail(c, f->off, LLMOS_ERR_FORMAT, "expected a test name after 'is', found %s",
@@ -1489,12 +1582,12 @@ static node *parse_compare(jctx *c)
     node *x = parse_math1(c);
     for (;;) {
         token *t = peek(c);
-        int op = tok_is_op(t, "==")   ? OP_EQ
-                 : tok_is_op(t, "!=") ? OP_NE
-                 : tok_is_op(t, "<")  ? OP_LT
-                 : tok_is_op(t, "<=") ? OP_LE
-                 : tok_is_op(t, ">")  ? OP_GT
-                 : tok_is_op(t, ">=") ? OP_GE
+        int op = tok_is_op(t, "==")     ? OP_EQ
+                 : tok_is_op(t, "!=")   ? OP_NE
+                 : tok_is_op(t, "<")    ? OP_LT
+                 : tok_is_op(t, "<=")   ? OP_LE
+                 : tok_is_op(t, ">")    ? OP_GT
+                 : tok_is_op(t, ">=")   ? OP_GE
                  : tok_is_name(t, "in") ? OP_IN
                                         : -1;
         if (op < 0 && tok_is_name(t, "not") && tok_is_name(peek_at(c, 1), "in")) {
@@ -1570,7 +1663,10 @@ static node *parse_expr(jctx *c)
 static node *parse_body(jctx *c, const char *const *ends, size_t n_ends);
 
 /* After a body: the '{%' name that ended it (consumed); returns the name token. */
-static token *parse_end_tag(jctx *c) { return expect_name(c, "a statement name"); }
+static token *parse_end_tag(jctx *c)
+{
+    return expect_name(c, "a statement name");
+}
 
 static node *parse_if(jctx *c, size_t off)
 {
@@ -1629,8 +1725,7 @@ static node *parse_for(jctx *c, size_t off)
     x->n_names = nn;
     token *t = peek(c);
     if (!tok_is_name(t, "in"))
-        jx_fail(c, t->off, LLMOS_ERR_FORMAT, "expected 'in' in for loop, found %s",
-                tok_desc(c, t));
+        jx_fail(c, t->off, LLMOS_ERR_FORMAT, "expected 'in' in for loop, found %s", tok_desc(c, t));
     next(c);
     x->a = parse_or(c); /* no inline if here: 'if' starts the loop filter */
     if (tok_is_name(peek(c), "if")) {
@@ -1665,8 +1760,9 @@ static node *parse_set(jctx *c, size_t off)
         x->a = mk(c, E_LIT, a->off);
         x->a->val = jv_strn(tok_cstr(c, a), a->n); /* namespace attribute */
     }
-    if (tok_is_op(peek(c), ",")) 
-        jx_fail(c, peek(c)->off, LLMOS_ERR_UNSUPPORTED, "set with several targets is not supported");
+    if (tok_is_op(peek(c), ","))
+        jx_fail(c, peek(c)->off, LLMOS_ERR_UNSUPPORTED,
+                "set with several targets is not supported");
     if (tok_is_op(peek(c), "=")) {
         next(c);
         x->b = parse_expr(c);
@@ -1758,12 +1854,12 @@ static node *parse_statement(jctx *c)
         return x;
     }
     static const char *const unsupported[] = {"extends", "include", "import", "from", "block",
-                                              "call", "filter", "with", "raw", "autoescape"};
+                                              "call",    "filter",  "with",   "raw",  "autoescape"};
     if (name_in(t->s, t->n, unsupported, LLMOS_ARRAY_LEN(unsupported)))
-        jx_fail(c, off, LLMOS_ERR_UNSUPPORTED, "'%.*s' statements are not supported",
-                (int)t->n, t->s);
-    static const char *const ends[] = {"elif", "else", "endif", "endfor", "endset",
-                                       "endmacro", "endgeneration"};
+        jx_fail(c, off, LLMOS_ERR_UNSUPPORTED, "'%.*s' statements are not supported", (int)t->n,
+                t->s);
+    static const char *const ends[] = {"elif",   "else",     "endif",        "endfor",
+                                       "endset", "endmacro", "endgeneration"};
     if (name_in(t->s, t->n, ends, LLMOS_ARRAY_LEN(ends)))
         jx_fail(c, off, LLMOS_ERR_FORMAT, "unexpected '%.*s' (no open block it could close)",
                 (int)t->n, t->s);
@@ -1782,8 +1878,8 @@ static node *parse_body(jctx *c, const char *const *ends, size_t n_ends)
         token *t = peek(c);
         if (t->t == T_EOF) {
             if (n_ends)
-                jx_fail(c, t->off, LLMOS_ERR_FORMAT, "unexpected end of template: missing '{%% %s %%}'",
-                        ends[n_ends - 1]);
+                jx_fail(c, t->off, LLMOS_ERR_FORMAT,
+                        "unexpected end of template: missing '{%% %s %%}'", ends[n_ends - 1]);
             break;
         }
         if (t->t == T_TEXT) {
@@ -1936,8 +2032,7 @@ static bool contains(jctx *c, size_t off, jv hay, jv needle)
                 return true;
         return false;
     case JV_DICT:
-    case JV_NS:
-        return needle.t == JV_STR && dict_find(hay.u.d, needle.u.s.s, needle.u.s.n) != NULL;
+    case JV_NS: return needle.t == JV_STR && dict_find(hay.u.d, needle.u.s.s, needle.u.s.n) != NULL;
     case JV_UNDEF: return false;
     default:
         jx_fail(c, off, LLMOS_ERR_FORMAT, "argument of type %s is not iterable", type_name(hay));
@@ -1965,8 +2060,7 @@ static jlist *iter_items(jctx *c, size_t off, jv v)
         return l;
     }
     case JV_UNDEF: return list_new(c, 0);
-    default:
-        jx_fail(c, off, LLMOS_ERR_FORMAT, "'%s' object is not iterable", type_name(v));
+    default: jx_fail(c, off, LLMOS_ERR_FORMAT, "'%s' object is not iterable", type_name(v));
     }
 }
 
@@ -2077,8 +2171,7 @@ static int64_t slice_bound(jctx *c, size_t off, jv v, int64_t def)
     if (v.t == JV_UNDEF || v.t == JV_NONE)
         return def;
     if (!is_intlike(v))
-        jx_fail(c, off, LLMOS_ERR_FORMAT, "slice indices must be integers, not %s",
-                type_name(v));
+        jx_fail(c, off, LLMOS_ERR_FORMAT, "slice indices must be integers, not %s", type_name(v));
     return num_i(v);
 }
 
@@ -2199,8 +2292,8 @@ static jv repeat(jctx *c, size_t off, jv seq, int64_t times)
     return jv_list(l);
 }
 
-static const char *const op_names[] = {"+", "-", "*", "/", "//", "%", "**", "~", "==", "!=",
-                                       "<", "<=", ">", ">=", "in", "not in"};
+static const char *const op_names[] = {"+",  "-",  "*", "/",  "//", "%",  "**", "~",
+                                       "==", "!=", "<", "<=", ">",  ">=", "in", "not in"};
 
 static _Noreturn void fail_operands(jctx *c, size_t off, int op, jv a, jv b)
 {
@@ -2351,7 +2444,10 @@ static jv need_str(jctx *c, size_t off, jv v, const char *what)
     return v;
 }
 
-static bool py_space(char ch) { return is_ws(ch) || ch == '\x1c' || ch == '\x1d' || ch == '\x1e' || ch == '\x1f'; }
+static bool py_space(char ch)
+{
+    return is_ws(ch) || ch == '\x1c' || ch == '\x1d' || ch == '\x1e' || ch == '\x1f';
+}
 
 /* strip(chars): which = 1 left, 2 right, 3 both */
 static jv str_strip(jctx *c, size_t off, jv s, jv chars, int which)
@@ -2469,9 +2565,8 @@ static jv str_split(jctx *c, size_t off, jv s, jv sep, jv maxv)
     if (sep.u.s.n == 0)
         jx_fail(c, off, LLMOS_ERR_FORMAT, "split: empty separator");
     for (;;) {
-        const char *hit = (max < 0 || (int64_t)l->n < max)
-                              ? memmem(p + i, n - i, sep.u.s.s, sep.u.s.n)
-                              : NULL;
+        const char *hit =
+            (max < 0 || (int64_t)l->n < max) ? memmem(p + i, n - i, sep.u.s.s, sep.u.s.n) : NULL;
         if (!hit) {
             list_push(c, l, jv_strn(p + i, n - i));
             break;
@@ -2630,8 +2725,7 @@ static int64_t length_of(jctx *c, size_t off, jv v)
     case JV_DICT:
     case JV_NS: return (int64_t)v.u.d->n;
     case JV_UNDEF: return 0;
-    default:
-        jx_fail(c, off, LLMOS_ERR_FORMAT, "object of type '%s' has no len()", type_name(v));
+    default: jx_fail(c, off, LLMOS_ERR_FORMAT, "object of type '%s' has no len()", type_name(v));
     }
 }
 
@@ -2821,8 +2915,8 @@ static jv apply_filter(jctx *c, size_t off, const char *name, jv v, const args *
             if (acc.t == JV_UNDEF)
                 acc = jv_int(0);
             for (size_t i = 0; i < l->n; i++) {
-                jv x = attr.t == JV_STR ? get_attr(c, off, l->v[i], attr.u.s.s, attr.u.s.n)
-                                        : l->v[i];
+                jv x =
+                    attr.t == JV_STR ? get_attr(c, off, l->v[i], attr.u.s.s, attr.u.s.n) : l->v[i];
                 acc = arith(c, off, OP_ADD, acc, x);
             }
             return acc;
@@ -2854,8 +2948,7 @@ static jv apply_filter(jctx *c, size_t off, const char *name, jv v, const args *
     if (IS("replace"))
         return str_replace(c, off, s, arg(a, 0, "old"), arg(a, 1, "new"), arg(a, 2, "count"));
     if (IS("indent"))
-        return filter_indent(c, off, s, arg(a, 0, "width"), arg(a, 1, "first"),
-                             arg(a, 2, "blank"));
+        return filter_indent(c, off, s, arg(a, 0, "width"), arg(a, 1, "first"), arg(a, 2, "blank"));
     if (IS("wordcount"))
         return jv_int((int64_t)str_split(c, off, s, jv_undef(NULL), jv_undef(NULL)).u.l->n);
     if (IS("e") || IS("escape")) {
@@ -3089,8 +3182,7 @@ static jv call_builtin(jctx *c, size_t off, int fn, const args *a)
         else if (stepv < 0 && start > stop)
             count = ((uint64_t)start - (uint64_t)stop - 1) / (0 - (uint64_t)stepv) + 1;
         if (count > c->opt.max_iterations)
-            jx_fail(c, off, LLMOS_ERR_LIMIT,
-                    "range() of %llu items exceeds max_iterations (%zu)",
+            jx_fail(c, off, LLMOS_ERR_LIMIT, "range() of %llu items exceeds max_iterations (%zu)",
                     (unsigned long long)count, c->opt.max_iterations);
         jlist *l = list_new(c, (size_t)count);
         uint64_t val = (uint64_t)start; /* every value lies between start and stop */
@@ -3199,8 +3291,8 @@ static jv eval_call(jctx *c, scope *sc, const node *x)
             return call_macro(c, x->off, f.u.m, &a);
         if (f.t == JV_FUNC)
             return call_builtin(c, x->off, f.u.fn, &a);
-        jx_fail(c, callee->off, LLMOS_ERR_FORMAT, "'%s' object has no method '%s'",
-                type_name(obj), callee->name);
+        jx_fail(c, callee->off, LLMOS_ERR_FORMAT, "'%s' object has no method '%s'", type_name(obj),
+                callee->name);
     }
     jv f = eval(c, sc, callee);
     eval_args(c, sc, x, &a);
@@ -3357,8 +3449,8 @@ static void exec_for(jctx *c, scope *sc, const node *x)
             scope_set(c, ls, x->names[0], it_);                                                    \
         } else {                                                                                   \
             if (it_.t != JV_LIST || it_.u.l->n != x->n_names)                                      \
-                jx_fail(c, x->off, LLMOS_ERR_FORMAT,                                               \
-                        "cannot unpack %s into %zu loop variables", type_name(it_), x->n_names);   \
+                jx_fail(c, x->off, LLMOS_ERR_FORMAT, "cannot unpack %s into %zu loop variables",   \
+                        type_name(it_), x->n_names);                                               \
             for (size_t k_ = 0; k_ < x->n_names; k_++)                                             \
                 scope_set(c, ls, x->names[k_], it_.u.l->v[k_]);                                    \
         }                                                                                          \
@@ -3383,8 +3475,7 @@ static void exec_for(jctx *c, scope *sc, const node *x)
     for (size_t i = 0; i < items->n; i++) {
         if (++c->iterations > c->opt.max_iterations)
             jx_fail(c, x->off, LLMOS_ERR_LIMIT,
-                    "more than %zu loop iterations (limit max_iterations)",
-                    c->opt.max_iterations);
+                    "more than %zu loop iterations (limit max_iterations)", c->opt.max_iterations);
         lp->i = i;
         BIND(items->v[i]);
         scope_set(c, ls, "loop", (jv){.t = JV_LOOP, .u.loop = lp});

@@ -77,8 +77,8 @@ static void expect_render(const char *tmpl, const char *messages, const char *to
 }
 
 /* Render expecting failure `code` with `needle` in the message. */
-static void expect_fail(const char *tmpl, const char *messages, const char *tools,
-                        llmos_err code, const char *needle)
+static void expect_fail(const char *tmpl, const char *messages, const char *tools, llmos_err code,
+                        const char *needle)
 {
     json_t *m = js(messages), *t = tools ? js(tools) : NULL;
     llmos_buf out = {0};
@@ -103,10 +103,9 @@ static const char *const CONV_SIMPLE =
     " {\"role\": \"assistant\", \"content\": \"Hi there.\"},"
     " {\"role\": \"user\", \"content\": \"What is 2+2?\"}]";
 
-static const char *const CONV_NOSYS =
-    "[{\"role\": \"user\", \"content\": \"Hello!\"},"
-    " {\"role\": \"assistant\", \"content\": \"Hi there.\"},"
-    " {\"role\": \"user\", \"content\": \"What is 2+2?\"}]";
+static const char *const CONV_NOSYS = "[{\"role\": \"user\", \"content\": \"Hello!\"},"
+                                      " {\"role\": \"assistant\", \"content\": \"Hi there.\"},"
+                                      " {\"role\": \"user\", \"content\": \"What is 2+2?\"}]";
 
 static const char *const TOOLS_WEATHER =
     "[{\"type\": \"function\", \"function\": {\"name\": \"get_weather\","
@@ -247,8 +246,7 @@ static void test_llama31_tools(void **state)
 {
     (void)state;
     NEED_TEMPLATE(t, "meta-llama-Llama-3.1-8B-Instruct.jinja");
-    expect_render(t, CONV_TOOLS, TOOLS_WEATHER, true, "<|begin_of_text|>", "<|eot_id|>", NULL,
-                  NULL,
+    expect_render(t, CONV_TOOLS, TOOLS_WEATHER, true, "<|begin_of_text|>", "<|eot_id|>", NULL, NULL,
                   "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n"
                   "Environment: ipython\n"
                   "Cutting Knowledge Date: December 2023\n"
@@ -258,8 +256,10 @@ static void test_llama31_tools(void **state)
                   "[{\"role\": \"user\", \"content\": \"Hi\"},"
                   " {\"role\": \"assistant\", \"tool_calls\": [{\"function\": {\"name\":"
                   " \"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}}]}]",
-                  TOOLS_WEATHER, false, "", "", "{\"tools_in_user_message\": false,"
-                  " \"builtin_tools\": [\"brave_search\", \"code_interpreter\"]}", NULL,
+                  TOOLS_WEATHER, false, "", "",
+                  "{\"tools_in_user_message\": false,"
+                  " \"builtin_tools\": [\"brave_search\", \"code_interpreter\"]}",
+                  NULL,
                   "<|start_header_id|>system<|end_header_id|>\n\n"
                   "Environment: ipython\n"
                   "Tools: brave_search\n\n"
@@ -305,8 +305,8 @@ static void test_llama32(void **state)
                   "<|start_header_id|>assistant<|end_header_id|>\n\nHi there.<|eot_id|>"
                   "<|start_header_id|>user<|end_header_id|>\n\nWhat is 2+2?<|eot_id|>");
     /* tools but no user message to carry them */
-    expect_fail(t, "[{\"role\": \"system\", \"content\": \"x\"}]", TOOLS_WEATHER,
-                LLMOS_ERR_INVALID, "Cannot put tools in the first user message");
+    expect_fail(t, "[{\"role\": \"system\", \"content\": \"x\"}]", TOOLS_WEATHER, LLMOS_ERR_INVALID,
+                "Cannot put tools in the first user message");
     free(t);
 }
 
@@ -350,7 +350,8 @@ static void test_mistral_nemo(void **state)
                 "[{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"assistant\","
                 " \"tool_calls\": [{\"id\": \"short\", \"function\": {\"name\": \"f\","
                 " \"arguments\": {}}}]}]",
-                NULL, LLMOS_ERR_INVALID, "Tool call IDs should be alphanumeric strings with length 9!");
+                NULL, LLMOS_ERR_INVALID,
+                "Tool call IDs should be alphanumeric strings with length 9!");
     free(t);
 }
 
@@ -404,8 +405,7 @@ static void test_gemma2(void **state)
     /* Gemma has no system role: the template raises, and the message says so */
     expect_fail(t, CONV_SIMPLE, NULL, LLMOS_ERR_INVALID, "System role not supported");
     expect_fail(t, CONV_SIMPLE, NULL, LLMOS_ERR_INVALID, "template line 1");
-    expect_fail(t,
-                "[{\"role\": \"assistant\", \"content\": \"a\"}]", NULL, LLMOS_ERR_INVALID,
+    expect_fail(t, "[{\"role\": \"assistant\", \"content\": \"a\"}]", NULL, LLMOS_ERR_INVALID,
                 "Conversation roles must alternate user/assistant/user/assistant/...");
     /* no tool role either: a tool result breaks the alternation check */
     expect_fail(t,
@@ -423,10 +423,10 @@ static void test_gemma2(void **state)
 #define HERMES_AFTER_TOOLS                                                                         \
     " </tools>"                                                                                    \
     "Use the following pydantic model json schema for each tool call you will make: "              \
-    "{\"properties\": {\"name\": {\"title\": \"Name\", \"type\": \"string\"}, \"arguments\": "    \
-    "{\"title\": \"Arguments\", \"type\": \"object\"}}, \"required\": [\"name\", "               \
-    "\"arguments\"], \"title\": \"FunctionCall\", \"type\": \"object\"}}\n"                         \
-    "For each function call return a json object with function name and arguments within "        \
+    "{\"properties\": {\"name\": {\"title\": \"Name\", \"type\": \"string\"}, \"arguments\": "     \
+    "{\"title\": \"Arguments\", \"type\": \"object\"}}, \"required\": [\"name\", "                 \
+    "\"arguments\"], \"title\": \"FunctionCall\", \"type\": \"object\"}}\n"                        \
+    "For each function call return a json object with function name and arguments within "         \
     "<tool_call></tool_call> XML tags as follows:\n"                                               \
     "<tool_call>\n"                                                                                \
     "{\"name\": <function-name>, \"arguments\": <args-dict>}\n"                                    \
@@ -542,7 +542,8 @@ static void test_deepseek_r1(void **state)
                   " {\"role\": \"tool\", \"content\": \"{\\\"temp\\\": 22}\"},"
                   " {\"role\": \"assistant\", \"content\": \"It is 22 degrees.\"},"
                   " {\"role\": \"user\", \"content\": \"Thanks!\"}]",
-                  TOOLS_WEATHER, true, "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", NULL, NULL,
+                  TOOLS_WEATHER, true, "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", NULL,
+                  NULL,
                   "<｜begin▁of▁sentence｜>"
                   "<｜User｜>Weather in Paris?"
                   "<｜Assistant｜><｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function"
@@ -592,14 +593,11 @@ static void test_bad_arguments(void **state)
     (void)state;
     llmos_buf out = {0};
     json_t *obj = js("{}"), *arr = js("[]");
-    assert_int_equal(chat_render("x", obj, NULL, false, NULL, NULL, NULL, &out),
-                     LLMOS_ERR_INVALID);
+    assert_int_equal(chat_render("x", obj, NULL, false, NULL, NULL, NULL, &out), LLMOS_ERR_INVALID);
     assert_non_null(strstr(llmos_errmsg(), "messages must be a JSON array"));
-    assert_int_equal(chat_render("x", arr, obj, false, NULL, NULL, NULL, &out),
-                     LLMOS_ERR_INVALID);
+    assert_int_equal(chat_render("x", arr, obj, false, NULL, NULL, NULL, &out), LLMOS_ERR_INVALID);
     assert_non_null(strstr(llmos_errmsg(), "tools"));
-    assert_int_equal(chat_render("x", arr, NULL, false, NULL, NULL, arr, &out),
-                     LLMOS_ERR_INVALID);
+    assert_int_equal(chat_render("x", arr, NULL, false, NULL, NULL, arr, &out), LLMOS_ERR_INVALID);
     assert_int_equal(chat_render(NULL, arr, NULL, false, NULL, NULL, NULL, &out),
                      LLMOS_ERR_INVALID);
     /* tools absent vs. given; bos/eos NULL are empty; named parameters beat extra members */
@@ -622,10 +620,9 @@ int main(void)
         cmocka_unit_test(test_llama31_plain),   cmocka_unit_test(test_llama31_tools),
         cmocka_unit_test(test_llama32),         cmocka_unit_test(test_mistral_nemo),
         cmocka_unit_test(test_phi35),           cmocka_unit_test(test_gemma2),
-        cmocka_unit_test(test_hermes3_plain),
-        cmocka_unit_test(test_hermes3_tools),   cmocka_unit_test(test_hermes3_runaway),
-        cmocka_unit_test(test_deepseek_r1),     cmocka_unit_test(test_fallback_chatml),
-        cmocka_unit_test(test_bad_arguments),
+        cmocka_unit_test(test_hermes3_plain),   cmocka_unit_test(test_hermes3_tools),
+        cmocka_unit_test(test_hermes3_runaway), cmocka_unit_test(test_deepseek_r1),
+        cmocka_unit_test(test_fallback_chatml), cmocka_unit_test(test_bad_arguments),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

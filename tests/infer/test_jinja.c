@@ -80,7 +80,7 @@ static void test_whitespace(void **state)
     CHECK("a\n  {%+ if true %}b{% endif %}", NULL, "a\n  b");
     CHECK("{% if true +%}\nx{% endif %}", NULL, "\nx");
     CHECK("a {% if true %}b{% endif %}", NULL, "a b"); /* not at a line start: kept */
-    CHECK("{{ 'x' }}\ny", NULL, "x\ny");                /* not after {{ }} */
+    CHECK("{{ 'x' }}\ny", NULL, "x\ny");               /* not after {{ }} */
     CHECK("{%- if true -%}  \n x \n {%- endif %}", NULL, "x");
     /* comments, with the same whitespace rules as blocks */
     CHECK("a{# note #}b", NULL, "ab");
@@ -146,8 +146,8 @@ static void test_operators(void **state)
           "x|d||True");
     CHECK("{{ 'a' in 'cat' }}|{{ 2 not in [1, 3] }}|{{ 'k' in {'k': 1} }}|{{ 'b' < 'a' }}", NULL,
           "True|True|True|False");
-    CHECK("{{ 1 == 1.0 }}|{{ [1, {'a': 2}] == [1, {'a': 2}] }}|{{ 'a' != 'a' }}|{{ 3 >= 3 }}",
-          NULL, "True|True|False|True");
+    CHECK("{{ 1 == 1.0 }}|{{ [1, {'a': 2}] == [1, {'a': 2}] }}|{{ 'a' != 'a' }}|{{ 3 >= 3 }}", NULL,
+          "True|True|False|True");
     CHECK("{{ 'y' if x else 'n' }}|{{ 'y' if not x else 'n' }}|{{ 'only' if false }}", NULL,
           "n|y|");
     /* filters bind tighter than + and `not` looser than comparison */
@@ -187,16 +187,16 @@ static void test_filters(void **state)
         " {\"role\": \"user\", \"n\": 3}], \"d\": {\"b\": 1, \"a\": [true, null, \"\\u00e9\\n\"]}}";
     CHECK("[{{ '  x y \\n'|trim }}]|{{ 'xxhixx'|trim('x') }}|{{ [1,2]|length }}|{{ 'ab'|count }}",
           NULL, "[x y]|hi|2|2");
-    CHECK("{{ 'aBc'|upper }}|{{ 'aBc'|lower }}|{{ 'hello wORLD'|title }}|{{ 'hello World'|capitalize }}",
+    CHECK("{{ 'aBc'|upper }}|{{ 'aBc'|lower }}|{{ 'hello wORLD'|title }}|{{ 'hello "
+          "World'|capitalize }}",
           NULL, "ABC|abc|Hello World|Hello world");
     CHECK("{{ q|default('dflt') }}|{{ ''|default('e') }}|{{ ''|default('e', true) }}|{{ q|d }}",
           NULL, "dflt||e|");
     CHECK("{{ [1, 'a']|join(', ') }}|{{ msgs|join('-', attribute='role') }}|{{ 'abc'|join('.') }}",
           ctx, "1, a|user-bot-user|a.b.c");
-    CHECK("{{ [3, 4]|first }}|{{ [3, 4]|last }}|{{ 'xyz'|first }}|{{ []|first }}", NULL,
-          "3|4|x|");
-    CHECK("{{ 'ab'|list }}|{{ d|list }}|{% for k, v in d|items %}{{ k }}={{ v }};{% endfor %}",
-          ctx, "['a', 'b']|['b', 'a']|b=1;a=[True, None, '\xc3\xa9\\n'];");
+    CHECK("{{ [3, 4]|first }}|{{ [3, 4]|last }}|{{ 'xyz'|first }}|{{ []|first }}", NULL, "3|4|x|");
+    CHECK("{{ 'ab'|list }}|{{ d|list }}|{% for k, v in d|items %}{{ k }}={{ v }};{% endfor %}", ctx,
+          "['a', 'b']|['b', 'a']|b=1;a=[True, None, '\xc3\xa9\\n'];");
     CHECK("{{ 5|string ~ 1 }}|{{ '42'|int + 1 }}|{{ '4.7'|int }}|{{ 'x'|int }}|{{ 'x'|int(7) }}"
           "|{{ 3.9|int }}|{{ '2.5'|float }}",
           NULL, "51|43|4|0|7|3|2.5");
@@ -215,7 +215,8 @@ static void test_filters(void **state)
     CHECK("{{ [3, 1, 2]|sort }}|{{ [3, 1, 2]|sort(reverse=true) }}|{{ msgs|sort(attribute='n')|"
           "map(attribute='n')|list }}|{{ [1, 2, 1]|unique|list }}|{{ [1, 2]|reverse|list }}",
           ctx, "[1, 2, 3]|[3, 2, 1]|[1, 2, 3]|[1, 2]|[2, 1]");
-    CHECK("{{ []|sort }}|{{ q|sort }}|{{ []|reverse|list }}|{{ []|unique|list }}", NULL, "[]|[]|[]|[]");
+    CHECK("{{ []|sort }}|{{ q|sort }}|{{ []|reverse|list }}|{{ []|unique|list }}", NULL,
+          "[]|[]|[]|[]");
     CHECK("{{ [1, 2, 3]|sum }}|{{ [4, 2, 9]|min }}|{{ [4, 2, 9]|max }}|{{ -2|abs }}|"
           "{{ 2.567|round(2) }}|{{ 'a\\nb'|indent(2) }}|{{ '<&>'|e }}",
           NULL, "6|2|9|2|2.57|a\n  b|&lt;&amp;&gt;");
@@ -226,7 +227,8 @@ static void test_tojson(void **state)
     (void)state;
     const char *ctx = "{\"d\": {\"b\": 1, \"a\": [true, null, \"\\u00e9\\n\\\"\", 1.5, {}, []]}}";
     /* Hugging Face's tojson: keys unsorted, ", " and ": ", non-ASCII kept */
-    CHECK("{{ d|tojson }}", ctx, "{\"b\": 1, \"a\": [true, null, \"\xc3\xa9\\n\\\"\", 1.5, {}, []]}");
+    CHECK("{{ d|tojson }}", ctx,
+          "{\"b\": 1, \"a\": [true, null, \"\xc3\xa9\\n\\\"\", 1.5, {}, []]}");
     CHECK("{{ d|tojson(indent=2) }}", ctx,
           "{\n  \"b\": 1,\n  \"a\": [\n    true,\n    null,\n    \"\xc3\xa9\\n\\\"\",\n    1.5,\n"
           "    {},\n    []\n  ]\n}");
@@ -256,7 +258,8 @@ static void test_methods(void **state)
           "'b']) }}|{{ 'abcb'.find('b') }}|{{ 'abcb'.count('b') }}",
           NULL, "1 and x|ba|a, b|1|2");
     const char *ctx = "{\"d\": {\"k\": \"v\", \"n\": 1}}";
-    CHECK("{% for k, v in d.items() %}{{ k }}={{ v }};{% endfor %}|{{ d.keys()|list }}|{{ d.values()|list }}"
+    CHECK("{% for k, v in d.items() %}{{ k }}={{ v }};{% endfor %}|{{ d.keys()|list }}|{{ "
+          "d.values()|list }}"
           "|{{ d.get('k') }}|{{ d.get('q') }}|{{ d.get('q', 'z') }}",
           ctx, "k=v;n=1;|['k', 'n']|['v', 1]|v|None|z");
     FAILS("{{ 'x'.nosuch() }}", NULL, LLMOS_ERR_FORMAT, "'str' object has no method 'nosuch'");
@@ -281,9 +284,10 @@ static void test_if(void **state)
 static void test_for(void **state)
 {
     (void)state;
-    CHECK("{% for x in ['a', 'b', 'c'] %}{{ loop.index }}{{ loop.index0 }}{{ loop.revindex }}"
-          "{{ loop.revindex0 }}{{ loop.first }}{{ loop.last }}{{ loop.length }}{{ x }};{% endfor %}",
-          NULL, "1032TrueFalse3a;2121FalseFalse3b;3210FalseTrue3c;");
+    CHECK(
+        "{% for x in ['a', 'b', 'c'] %}{{ loop.index }}{{ loop.index0 }}{{ loop.revindex }}"
+        "{{ loop.revindex0 }}{{ loop.first }}{{ loop.last }}{{ loop.length }}{{ x }};{% endfor %}",
+        NULL, "1032TrueFalse3a;2121FalseFalse3b;3210FalseTrue3c;");
     CHECK("{% for x in [1, 2, 3] %}{{ loop.previtem }}<{{ x }}>{{ loop.nextitem }}|{% endfor %}",
           NULL, "<1>2|1<2>3|2<3>|");
     CHECK("{% for x in [] %}x{% else %}empty{% endfor %}", NULL, "empty");
@@ -304,8 +308,7 @@ static void test_for(void **state)
           NULL, "121|122|");
     CHECK("{{ range(3)|list }}|{{ range(1, 10, 3)|list }}|{{ range(3, 0, -1)|list }}|"
           "{{ range(0)|list }}",
-          NULL,
-          "[0, 1, 2]|[1, 4, 7]|[3, 2, 1]|[]");
+          NULL, "[0, 1, 2]|[1, 4, 7]|[3, 2, 1]|[]");
     CHECK("{% for x in [1, 2] %}{{ loop.cycle('odd', 'even') }}{% endfor %}", NULL, "oddeven");
     FAILS("{% for a, b in [1] %}{% endfor %}", NULL, LLMOS_ERR_FORMAT,
           "cannot unpack int into 2 loop variables");
@@ -327,8 +330,8 @@ static void test_set_and_scope(void **state)
     CHECK("{% set ns = namespace() %}{% set ns.found = true %}{{ ns.found }}", NULL, "True");
     CHECK("{% set b %}block {{ 1 + 1 }}{% endset %}[{{ b }}]", NULL, "[block 2]");
     /* variables passed in can be shadowed */
-    CHECK("{% set messages = messages[1:] %}{{ messages|length }}",
-          "{\"messages\": [1, 2, 3]}", "2");
+    CHECK("{% set messages = messages[1:] %}{{ messages|length }}", "{\"messages\": [1, 2, 3]}",
+          "2");
     FAILS("{% set x = 1 %}{% set x.y = 2 %}", NULL, LLMOS_ERR_FORMAT, "not a namespace()");
 }
 
@@ -378,9 +381,9 @@ static void test_errors(void **state)
     assert_string_equal(llmos_errmsg(), "template line 2, column 8: unknown filter 'foo'");
     assert_int_equal(render("{% if x is frob %}{% endif %}", NULL, NULL, &out), LLMOS_ERR_FORMAT);
     assert_string_equal(llmos_errmsg(), "template line 1, column 12: unknown test 'frob'");
-    FAILS("a\nb\n{% if x %}never closed", NULL, LLMOS_ERR_FORMAT,
-          "missing '{% endif %}'");
-    FAILS("{{ x ", NULL, LLMOS_ERR_FORMAT, "template line 1, column 1: unclosed tag: expected '}}'");
+    FAILS("a\nb\n{% if x %}never closed", NULL, LLMOS_ERR_FORMAT, "missing '{% endif %}'");
+    FAILS("{{ x ", NULL, LLMOS_ERR_FORMAT,
+          "template line 1, column 1: unclosed tag: expected '}}'");
     FAILS("{# open", NULL, LLMOS_ERR_FORMAT, "unclosed comment");
     FAILS("{% frobnicate %}", NULL, LLMOS_ERR_FORMAT, "unknown statement 'frobnicate'");
     FAILS("{% endfor %}", NULL, LLMOS_ERR_FORMAT, "unexpected 'endfor'");
@@ -390,8 +393,9 @@ static void test_errors(void **state)
     FAILS("{{ a.b.c }}", NULL, LLMOS_ERR_FORMAT, "'a' is undefined");
     FAILS("{{ m.x.y }}", "{\"m\": {}}", LLMOS_ERR_FORMAT, "'x' is undefined");
     FAILS("{{ nosuch() }}", NULL, LLMOS_ERR_FORMAT, "'nosuch' is undefined");
-    FAILS("{{ messages[0]['role'] }}", "{\"messages\": []}", LLMOS_ERR_FORMAT,
-          "template line 1, column 15: value is undefined (a missing key or an index out of range)");
+    FAILS(
+        "{{ messages[0]['role'] }}", "{\"messages\": []}", LLMOS_ERR_FORMAT,
+        "template line 1, column 15: value is undefined (a missing key or an index out of range)");
     FAILS("{{ 'a' + 1 }}", NULL, LLMOS_ERR_FORMAT,
           "unsupported operand types for +: 'str' and 'int'");
     FAILS("{{ 1 / 0 }}", NULL, LLMOS_ERR_FORMAT, "division by zero");
@@ -473,13 +477,20 @@ static void test_limits(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_whitespace),    cmocka_unit_test(test_literals),
-        cmocka_unit_test(test_access),        cmocka_unit_test(test_operators),
-        cmocka_unit_test(test_tests),         cmocka_unit_test(test_filters),
-        cmocka_unit_test(test_tojson),        cmocka_unit_test(test_methods),
-        cmocka_unit_test(test_if),            cmocka_unit_test(test_for),
-        cmocka_unit_test(test_set_and_scope), cmocka_unit_test(test_macros),
-        cmocka_unit_test(test_globals),       cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_whitespace),
+        cmocka_unit_test(test_literals),
+        cmocka_unit_test(test_access),
+        cmocka_unit_test(test_operators),
+        cmocka_unit_test(test_tests),
+        cmocka_unit_test(test_filters),
+        cmocka_unit_test(test_tojson),
+        cmocka_unit_test(test_methods),
+        cmocka_unit_test(test_if),
+        cmocka_unit_test(test_for),
+        cmocka_unit_test(test_set_and_scope),
+        cmocka_unit_test(test_macros),
+        cmocka_unit_test(test_globals),
+        cmocka_unit_test(test_errors),
         cmocka_unit_test(test_limits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
