@@ -95,6 +95,9 @@ typedef struct store_options {
     keys_kdf kdf;                    /* for a new store; zero means keys_kdf_default() */
     bool no_create;                  /* fail with LLMOS_ERR_NOT_FOUND instead of creating */
     const store_embedder *embedder;  /* for archival memory; NULL: archival add/search fail */
+    int wal_autocheckpoint;          /* WAL pages before an automatic checkpoint; 0 = 1000 */
+    bool no_fsync;                   /* tests only: never fsync (PRAGMA synchronous=OFF); still
+                                        safe when a process dies, not when the power fails */
 } store_options;
 
 /* Open (or create) the store in directory `dir` (created with mode 0700), unlocking it with

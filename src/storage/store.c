@@ -318,6 +318,13 @@ llmos_err store_open(const char *dir, const char *passphrase, const store_option
                              s->db_path, sqlite3_column_text(st, 0));
         sqlite3_finalize(st);
     }
+    if (!err && opt->no_fsync)
+        err = store_exec(s, "PRAGMA synchronous = OFF", "configuring the database");
+    if (!err && opt->wal_autocheckpoint > 0) {
+        char sql[64];
+        snprintf(sql, sizeof sql, "PRAGMA wal_autocheckpoint = %d", opt->wal_autocheckpoint);
+        err = store_exec(s, sql, "configuring checkpoints");
+    }
     if (!err)
         chmod(s->db_path, 0600); /* the directory is 0700 already; belt and braces */
     if (!err)

@@ -35,8 +35,11 @@
  * Torn WAL frames: after a crash the last frames of the WAL may be half written. SQLite finds
  * the end of the valid log by the frame checksums while it rebuilds the WAL index, reading each
  * whole frame (header + page) in one call. When such a read meets a page that fails
- * authentication we hand SQLite zeros, its checksum then fails and it treats the frame as the
- * end of the log, exactly as it would without encryption. A single page read (SQLite fetching
+ * authentication we hand SQLite random bytes, its checksum then fails and it treats the frame as
+ * the end of the log, exactly as it would without encryption. (Zeros would not do: the
+ * checksum of a new, empty page matches zeros, and SQLite would accept a torn frame.) When two
+ * authenticated commit frames of the same WAL generation follow the bad frame, it cannot have
+ * been torn by a crash, and the read is an error (wal_later_commits). A single page read (SQLite fetching
  * a page it believes committed) that fails authentication is always an error.
  */
 #include <assert.h>
@@ -533,10 +536,12 @@ static int wal_read_page(vfs_file *f, uint32_t frame, uint8_t *out, bool whole_f
     if (vfs_page_open(f->key, ad, f->buf, out, f->psz))
         return SQLITE_OK;
     if (whole_frame && !wal_later_commits(f, frame)) {
-        /* zeros make SQLite's frame checksum fail: the log ends before this frame */
+        /* Random bytes make SQLite's frame checksum fail, so the log ends before this frame.
+         * Not zeros: a page whose plaintext was all zeros (a new empty page) has a checksum
+         * that zeros would match, and SQLite would accept a frame we cannot read back. */
         LOG_INFO("storage", "%s: WAL frame %u (page %u) does not authenticate; treating it as "
                  "the torn end of the log", f->path, frame, pgno);
-        memset(out, 0, f->psz);
+        randombytes_buf(out, f->psz);
         return SQLITE_OK;
     }
     vfs_fail(LLMOS_ERR_CRYPTO,
@@ -656,8 +661,9 @@ static int journal_read(vfs_file *f, uint8_t *p, int n, sqlite3_int64 off)
     uint8_t ad[VFS_AD_BYTES];
     vfs_page_ad(ad, VFS_KIND_JOURNAL, f->db_id, pgno, (uint64_t)off, NULL);
     if (!vfs_page_open(f->key, ad, f->buf, p, f->psz)) {
-        /* zeros: the record's checksum fails and SQLite ends the playback there, as for a
-         * record torn by a crash */
+        /* random bytes: the record's checksum fails and SQLite ends the playback there, as
+         * for a record torn by a crash (zeros could match the checksum of an empty page) */
+        randombytes_buf(p, f->psz);
         LOG_WARN("storage", "%s: journal record for page %u at offset %lld does not "
                  "authenticate; treating it as torn", f->path, pgno, (long long)off);
     }
