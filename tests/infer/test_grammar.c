@@ -434,6 +434,47 @@ static void test_mask_qwen2(void **state)
     assert_true(at_value < n / 20);
     assert_true(at_value > 10);
 
+    /* exhaustive: at a few states, every token's verdict equals brute force (this checks
+     * the subtree skipping of the walk against plain byte-by-byte matching) */
+    const char *states[] = {"{\"a\": \"", "{\"a\": \"\xe4", "{\"a\": [1, 2", "", "{\"a\": \"x\\"};
+    llmos_buf tb = {0};
+    for (size_t k = 0; k < LLMOS_ARRAY_LEN(states); k++) {
+        grammar_reset(g);
+        assert_int_equal(grammar_accept_bytes(g, states[k], strlen(states[k])), LLMOS_OK);
+        size_t count = grammar_allowed(g, v, bits, n), brute = 0;
+        for (size_t id = 0; id < n; id++) {
+            bool want = false;
+            if (tok_is_eog(t, (int32_t)id)) {
+                want = grammar_accepting(g);
+            } else {
+                buf_clear(&tb);
+                assert_int_equal(tok_token_bytes(t, (int32_t)id, &tb), LLMOS_OK);
+                grammar_reset(check);
+                want = tb.len > 0 &&
+                       grammar_accept_bytes(check, states[k], strlen(states[k])) == LLMOS_OK &&
+                       grammar_accept_bytes(check, tb.data, tb.len) == LLMOS_OK;
+            }
+            bool got = (bits[id / 8] >> (id % 8)) & 1;
+            if (want != got)
+                fail_msg("state \"%s\", token %zu ('%s'): mask %d, brute force %d", states[k],
+                         id, tb.data ? tb.data : "", got, want);
+            brute += want;
+        }
+        assert_int_equal(count, brute);
+    }
+    buf_free(&tb);
+
+    /* a Hermes tool-call grammar: the added token <tool_call> is allowed by its text */
+    const char *tool_g = "root ::= \"<tool_call>\" [ \\n]? \"{\" [^}]* \"}\"\n";
+    grammar *tg = parse_ok(tool_g);
+    int32_t tc = tok_find(t, "<tool_call>", 11);
+    if (tc >= 0) {
+        grammar_allowed(tg, v, bits, n);
+        assert_true((bits[tc / 8] >> (tc % 8)) & 1);
+        assert_int_equal(grammar_accept(tg, v, tc), LLMOS_OK);
+    }
+    grammar_free(tg);
+
     buf_free(&prefix);
     free(bits);
     free(logits);
