@@ -193,8 +193,17 @@ static llmos_err load_weights(llmos_model *m)
                           gguf_name(m->file), emb->ne[1]);
     hp->n_vocab = (uint32_t)emb->ne[1];
 
-    /* norm weights and biases, copied to F32: 2 per layer + output norm + 3 biases */
-    m->vectors_cap = (size_t)hp->n_layer * (2 * d + q_dim + 2 * kv_dim) + d;
+    /* norm weights and biases, copied to F32: 2 per layer + output norm + 3 biases (the
+     * sizes come from the file: check the arithmetic) */
+    size_t per_layer = 0;
+    if (__builtin_mul_overflow(hp->n_head, (size_t)hp->head_dim, &q_dim) ||
+        __builtin_mul_overflow(hp->n_head_kv, (size_t)hp->head_dim, &kv_dim) ||
+        __builtin_add_overflow(2 * d, q_dim, &per_layer) ||
+        __builtin_add_overflow(per_layer, 2 * kv_dim, &per_layer) ||
+        __builtin_mul_overflow(per_layer, (size_t)hp->n_layer, &m->vectors_cap) ||
+        __builtin_add_overflow(m->vectors_cap, d, &m->vectors_cap))
+        return llmos_fail(LLMOS_ERR_LIMIT, "%s: the hyperparameters give sizes that overflow",
+                          gguf_name(m->file));
     m->vectors = calloc(m->vectors_cap, sizeof(float));
     m->layers = calloc(hp->n_layer, sizeof *m->layers);
     if (!m->vectors || !m->layers)
@@ -341,7 +350,9 @@ llmos_err model_ctx_new(const llmos_model *m, const model_ctx_params *p, llmos_m
     uint64_t row = 0;
     (void)ggml_row_size(params.kv_type, kv_dim, &row);
     c->kv_row_bytes = (size_t)row;
-    size_t cache_bytes = (size_t)hp->n_layer * c->n_ctx * c->kv_row_bytes;
+    size_t cache_bytes = 0;
+    if (__builtin_mul_overflow((size_t)hp->n_layer * c->n_ctx, c->kv_row_bytes, &cache_bytes))
+        cache_bytes = SIZE_MAX; /* malloc fails below with a clear message */
     c->k_cache = malloc(cache_bytes);
     c->v_cache = malloc(cache_bytes);
 
