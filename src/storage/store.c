@@ -366,8 +366,19 @@ const char *store_db_path(const store *s) { return s->db_path; }
 const char *store_key_path(const store *s) { return s->key_path; }
 
 llmos_err store_begin(store *s) { return store_exec(s, "BEGIN IMMEDIATE", "begin"); }
-llmos_err store_commit(store *s) { return store_exec(s, "COMMIT", "commit"); }
-llmos_err store_rollback(store *s) { return store_exec(s, "ROLLBACK", "rollback"); }
+llmos_err store_commit(store *s)
+{
+    if (sqlite3_get_autocommit(s->db))
+        return llmos_fail(LLMOS_ERR_INVALID, "store_commit: no transaction is open");
+    return store_exec(s, "COMMIT", "commit");
+}
+
+llmos_err store_rollback(store *s)
+{
+    if (sqlite3_get_autocommit(s->db))
+        return llmos_fail(LLMOS_ERR_INVALID, "store_rollback: no transaction is open");
+    return store_exec(s, "ROLLBACK", "rollback");
+}
 
 llmos_err store_verify(store *s)
 {

@@ -361,10 +361,13 @@ static void test_nothing_readable_on_disk(void **state)
     static const char canary[] = "zebra-canary-7731";
     store *s = open_ok("d", "pw");
     char text[300];
+    assert_int_equal(store_begin(s), LLMOS_OK);
     for (int i = 0; i < 200; i++) {
         snprintf(text, sizeof text, "%s message %d with enough words to fill pages", canary, i);
         assert_int_equal(store_message_add(s, "conv", "user", text, 0, NULL), LLMOS_OK);
     }
+    assert_int_equal(store_commit(s), LLMOS_OK);
+    assert_int_equal(store_commit(s), LLMOS_ERR_INVALID); /* no transaction open */
     assert_int_equal(store_archival_add(s, canary, "{\"k\":\"zebra-canary-7731\"}", NULL),
                      LLMOS_OK);
     assert_int_equal(store_core_set(s, "human", canary, 0), LLMOS_OK);

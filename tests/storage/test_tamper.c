@@ -41,10 +41,12 @@ static store *open_store(llmos_err *err)
 static void fill(store *s, int n, const char *tag)
 {
     char text[200];
+    assert_int_equal(store_begin(s), LLMOS_OK); /* one commit: fast */
     for (int i = 0; i < n; i++) {
         snprintf(text, sizeof text, "%s message number %d about apples and pears", tag, i);
         assert_int_equal(store_message_add(s, "c", "user", text, 0, NULL), LLMOS_OK);
     }
+    assert_int_equal(store_commit(s), LLMOS_OK);
 }
 
 static int setup(void **state)
