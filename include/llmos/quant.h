@@ -97,10 +97,11 @@ const char *quant_isa_name(void);
  * activation row t starts at (const char *)act + t * act_stride and is k elements already
  * quantized to the type's vec_dot_type (with its from_float). The result equals calling
  * vec_dot per pair up to float summation order, but weight blocks are decoded once for four
- * tokens where the type has such a kernel (Q8_0, Q4_0, Q4_K, Q5_K, Q6_K), and rows are taken in
- * tiles that stay in cache while the tokens pass over them. To use threads, give each thread
- * its own range of rows. Fails with LLMOS_ERR_UNSUPPORTED for a type without kernels and
- * LLMOS_ERR_INVALID when k is not a multiple of the block size or out_stride < n_rows.
+ * tokens where the type has such a kernel (Q8_0, Q4_0, Q4_K, Q5_K, Q6_K), and tokens are taken
+ * in tiles of 32 whose activations stay in cache while the weight rows pass over them. To use
+ * threads, give each thread its own range of rows. Fails with LLMOS_ERR_UNSUPPORTED for a type
+ * without kernels and LLMOS_ERR_INVALID when k is not a multiple of the block size or out_stride <
+ * n_rows.
  */
 LLMOS_NODISCARD llmos_err quant_gemm(ggml_type type, size_t k, size_t n_rows, const void *w,
                                      size_t w_stride, size_t n_tok, const void *act,

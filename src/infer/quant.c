@@ -304,9 +304,11 @@ const char *quant_isa_name(void)
 
 /* ---- matrix-matrix ----------------------------------------------------------------------- */
 
-/* Rows per tile: 16 rows of a 4096-wide Q4_K matrix are 37 KiB, which stay in L2 while every
- * token of the batch passes over them. */
-#define GEMM_ROW_TILE 16
+/* Tokens per tile: the activations of 32 tokens of a 4096-wide row are 150 KiB (Q8_K), which
+ * stay in L2 while every weight row passes over them; each weight row is read once per tile
+ * and stays in L1 for the tile's calls. (A tile of rows instead would re-read all activations
+ * from L3 for every few rows.) */
+#define GEMM_TOK_TILE 32
 
 llmos_err quant_gemm(ggml_type type, size_t k, size_t n_rows, const void *w, size_t w_stride,
                      size_t n_tok, const void *act, size_t act_stride, float *out,
@@ -331,22 +333,22 @@ llmos_err quant_gemm(ggml_type type, size_t k, size_t n_rows, const void *w, siz
                           n_rows);
     const uint8_t *wb = w, *ab = act;
     quant_vec_dot4_fn d4 = dot4[type];
-    for (size_t r0 = 0; r0 < n_rows; r0 += GEMM_ROW_TILE) {
-        size_t r1 = r0 + GEMM_ROW_TILE < n_rows ? r0 + GEMM_ROW_TILE : n_rows;
-        size_t tk = 0;
-        if (d4) {
-            for (; tk + 4 <= n_tok; tk += 4) {
-                for (size_t r = r0; r < r1; r++) {
+    for (size_t t0 = 0; t0 < n_tok; t0 += GEMM_TOK_TILE) {
+        size_t t1 = t0 + GEMM_TOK_TILE < n_tok ? t0 + GEMM_TOK_TILE : n_tok;
+        for (size_t r = 0; r < n_rows; r++) {
+            const uint8_t *row = wb + r * w_stride;
+            size_t tk = t0;
+            if (d4) {
+                for (; tk + 4 <= t1; tk += 4) {
                     float s[4];
-                    d4(k, s, wb + r * w_stride, ab + tk * act_stride, act_stride);
-                    for (int q = 0; q < 4; q++)
-                        out[(tk + (size_t)q) * out_stride + r] = s[q];
+                    d4(k, s, row, ab + tk * act_stride, act_stride);
+                    for (size_t q = 0; q < 4; q++)
+                        out[(tk + q) * out_stride + r] = s[q];
                 }
             }
+            for (; tk < t1; tk++)
+                t->vec_dot(k, &out[tk * out_stride + r], row, ab + tk * act_stride);
         }
-        for (; tk < n_tok; tk++)
-            for (size_t r = r0; r < r1; r++)
-                t->vec_dot(k, &out[tk * out_stride + r], wb + r * w_stride, ab + tk * act_stride);
     }
     return LLMOS_OK;
 }

@@ -902,7 +902,9 @@ static void test_gemm_matches_vec_dot(void **state)
         const quant_traits *v = quant_traits_of(t->vec_dot_type);
         size_t w_stride = k / t->block_size * t->type_size + pad;
         size_t a_stride = k / v->block_size * v->type_size + pad;
-        for (size_t n_tok = 1; n_tok <= 9; n_tok++) {
+        static const size_t tok_counts[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 37, 70};
+        for (size_t nt = 0; nt < LLMOS_ARRAY_LEN(tok_counts); nt++) {
+            size_t n_tok = tok_counts[nt]; /* 37, 70: several tiles of 32 tokens */
             uint8_t *w = calloc(rows, w_stride), *act = calloc(n_tok, a_stride);
             size_t out_stride = rows + 3;
             float *out = malloc(n_tok * out_stride * sizeof *out);
