@@ -700,16 +700,28 @@ static jv to_str(jctx *c, jv v)
     return scratch_close(c, b);
 }
 
-/* json.dumps(v, ensure_ascii=False, indent=indent, sort_keys=False) as Hugging Face's tojson
- * does it: separators ", " and ": " without indent, "," and ": " with it. */
-static void json_str(jctx *c, llmos_buf *b, const char *s, size_t n)
+/* How tojson writes: Python's json.dumps(v, ensure_ascii, indent, separators, sort_keys) with
+ * Hugging Face's defaults (ensure_ascii=False, sort_keys=False; separators ", " and ": ", or
+ * "," and ": " with an indent). */
+typedef struct json_style {
+    int indent;           /* -1 = all on one line */
+    const char *item_sep; /* between items */
+    size_t item_sep_len;
+    const char *key_sep; /* between key and value */
+    size_t key_sep_len;
+    bool ascii;     /* escape non-ASCII as \uXXXX (surrogate pairs above U+FFFF) */
+    bool sort_keys; /* objects in key order, at every level */
+} json_style;
+
+static void json_str(jctx *c, llmos_buf *b, const char *s, size_t n, bool ascii)
 {
     sb_puts(c, b, "\"");
     size_t run = 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)s[i];
         const char *e = NULL;
-        char u[8];
+        char u[16];
+        size_t skip = 1;
         switch (ch) {
         case '"': e = "\\\""; break;
         case '\\': e = "\\\\"; break;
@@ -722,11 +734,26 @@ static void json_str(jctx *c, llmos_buf *b, const char *s, size_t n)
             if (ch < 0x20) {
                 snprintf(u, sizeof u, "\\u%04x", ch);
                 e = u;
+            } else if (ch >= 0x80 && ascii) {
+                uint32_t cp;
+                size_t k = utf8_decode(s + i, n - i, &cp);
+                if (k) { /* malformed bytes pass through unchanged */
+                    if (cp >= 0x10000) {
+                        cp -= 0x10000;
+                        snprintf(u, sizeof u, "\\u%04x\\u%04x", 0xD800 + (cp >> 10),
+                                 0xDC00 + (cp & 0x3FF));
+                    } else {
+                        snprintf(u, sizeof u, "\\u%04x", cp);
+                    }
+                    e = u;
+                    skip = k;
+                }
             }
         }
         if (e) {
             sb_add(c, b, s + run, i - run);
             sb_puts(c, b, e);
+            i += skip - 1;
             run = i + 1;
         }
     }
@@ -741,7 +768,10 @@ static void json_newline(jctx *c, llmos_buf *b, int indent, int level)
         sb_puts(c, b, " ");
 }
 
-static void to_json(jctx *c, size_t off, llmos_buf *b, jv v, int indent, int level)
+static void sort_list(jctx *c, size_t off, jlist *l, jv attribute, bool reverse, bool by_value);
+static jv dict_items(jctx *c, jdict *d);
+
+static void to_json(jctx *c, size_t off, llmos_buf *b, jv v, const json_style *st, int level)
 {
     char tmp[48];
     if (level > JX_MAX_JSON_DEPTH)
@@ -763,7 +793,7 @@ static void to_json(jctx *c, size_t off, llmos_buf *b, jv v, int indent, int lev
             sb_puts(c, b, tmp);
         }
         break;
-    case JV_STR: json_str(c, b, v.u.s.s, v.u.s.n); break;
+    case JV_STR: json_str(c, b, v.u.s.s, v.u.s.n, st->ascii); break;
     case JV_LIST:
         if (v.u.l->n == 0) {
             sb_puts(c, b, "[]");
@@ -772,35 +802,40 @@ static void to_json(jctx *c, size_t off, llmos_buf *b, jv v, int indent, int lev
         sb_puts(c, b, "[");
         for (size_t i = 0; i < v.u.l->n; i++) {
             if (i)
-                sb_puts(c, b, indent >= 0 ? "," : ", ");
-            if (indent >= 0)
-                json_newline(c, b, indent, level + 1);
-            to_json(c, off, b, v.u.l->v[i], indent, level + 1);
+                sb_add(c, b, st->item_sep, st->item_sep_len);
+            if (st->indent >= 0)
+                json_newline(c, b, st->indent, level + 1);
+            to_json(c, off, b, v.u.l->v[i], st, level + 1);
         }
-        if (indent >= 0)
-            json_newline(c, b, indent, level);
+        if (st->indent >= 0)
+            json_newline(c, b, st->indent, level);
         sb_puts(c, b, "]");
         break;
     case JV_DICT:
-    case JV_NS:
+    case JV_NS: {
         if (v.u.d->n == 0) {
             sb_puts(c, b, "{}");
             break;
         }
+        jlist *items = dict_items(c, v.u.d).u.l;
+        if (st->sort_keys)
+            sort_list(c, off, items, jv_undef(NULL), false, false);
         sb_puts(c, b, "{");
-        for (size_t i = 0; i < v.u.d->n; i++) {
+        for (size_t i = 0; i < items->n; i++) {
+            jv key = items->v[i].u.l->v[0];
             if (i)
-                sb_puts(c, b, indent >= 0 ? "," : ", ");
-            if (indent >= 0)
-                json_newline(c, b, indent, level + 1);
-            json_str(c, b, v.u.d->k[i].u.s.s, v.u.d->k[i].u.s.n);
-            sb_puts(c, b, ": ");
-            to_json(c, off, b, v.u.d->v[i], indent, level + 1);
+                sb_add(c, b, st->item_sep, st->item_sep_len);
+            if (st->indent >= 0)
+                json_newline(c, b, st->indent, level + 1);
+            json_str(c, b, key.u.s.s, key.u.s.n, st->ascii);
+            sb_add(c, b, st->key_sep, st->key_sep_len);
+            to_json(c, off, b, items->v[i].u.l->v[1], st, level + 1);
         }
-        if (indent >= 0)
-            json_newline(c, b, indent, level);
+        if (st->indent >= 0)
+            json_newline(c, b, st->indent, level);
         sb_puts(c, b, "}");
         break;
+    }
     default:
         jx_fail(c, off, LLMOS_ERR_FORMAT, "tojson: object of type %s is not JSON serializable",
                 type_name(v));
@@ -1195,7 +1230,7 @@ static const char *const known_filters[] = {
     "int",       "float",    "replace", "safe",  "selectattr", "rejectattr", "select", "reject",
     "map",       "dictsort", "reverse", "sort",  "unique",     "abs",        "round",  "sum",
     "min",       "max",      "indent",  "e",     "escape",     "wordcount",  "center", "truncate",
-    "striptags", "batch",    "bool"};
+    "striptags", "batch",    "bool", "format"};
 static const char *const known_tests[] = {
     "defined", "undefined", "none",        "string",  "number",   "integer",  "float",
     "boolean", "true",      "false",       "mapping", "iterable", "sequence", "callable",
@@ -2292,6 +2327,111 @@ static jv repeat(jctx *c, size_t off, jv seq, int64_t times)
     return jv_list(l);
 }
 
+/* Python's printf-style formatting: fmt % args and the format filter. Conversions s r d i f
+ * e g x X c and %%, with the flags - + 0 and space, a width and a precision. */
+static jv percent_format(jctx *c, size_t off, jv fmt, const jv *args, size_t n_args)
+{
+    llmos_buf *b = scratch_open(c);
+    size_t used = 0;
+    const char *s = fmt.u.s.s;
+    size_t n = fmt.u.s.n;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] != '%') {
+            sb_add(c, b, s + i, 1);
+            continue;
+        }
+        char spec[32] = "%";
+        size_t k = 1, j = i + 1;
+        while (j < n && strchr("-+ 0#", s[j]) && s[j] && k < 8)
+            spec[k++] = s[j++];
+        for (int d = 0; j < n && isdigit((unsigned char)s[j]) && d < 3; d++) /* width <= 999 */
+            spec[k++] = s[j++];
+        if (j < n && s[j] == '.') {
+            spec[k++] = s[j++];
+            for (int d = 0; j < n && isdigit((unsigned char)s[j]) && d < 3; d++)
+                spec[k++] = s[j++];
+        }
+        if (j >= n || (j < n && isdigit((unsigned char)s[j])))
+            jx_fail(c, off, LLMOS_ERR_FORMAT,
+                    "format: incomplete format spec, or width/precision over 999");
+        char conv = s[j];
+        i = j;
+        if (conv == '%') {
+            sb_puts(c, b, "%");
+            continue;
+        }
+        if (!strchr("srdifeEgGxXc", conv) || !conv)
+            jx_fail(c, off, LLMOS_ERR_UNSUPPORTED, "format: conversion '%%%c' is not supported",
+                    isprint((unsigned char)conv) ? conv : '?');
+        if (used >= n_args)
+            jx_fail(c, off, LLMOS_ERR_FORMAT, "not enough arguments for format string");
+        jv v = args[used++];
+        char out[1200]; /* width and precision are at most 999 */
+        if (conv == 's' || conv == 'r') {
+            llmos_buf *t = scratch_open(c);
+            to_str_buf(c, t, v, conv == 'r', 0);
+            jv str = scratch_close(c, t);
+            /* width/precision by hand: they count characters, and text may hold NULs */
+            int width = 0, prec = -1;
+            bool left = strchr(spec, '-') != NULL;
+            const char *w = spec + 1;
+            while (*w && strchr("-+ 0#", *w))
+                w++;
+            width = atoi(w);
+            const char *dot = strchr(spec, '.');
+            if (dot)
+                prec = atoi(dot + 1);
+            size_t cps = cp_count(str.u.s.s, str.u.s.n), len = str.u.s.n;
+            if (prec >= 0 && (size_t)prec < cps) {
+                size_t cnt;
+                size_t *offs = cp_offsets(c, str.u.s.s, str.u.s.n, &cnt);
+                len = offs[prec];
+                cps = (size_t)prec;
+            }
+            size_t pad = (size_t)width > cps ? (size_t)width - cps : 0;
+            for (size_t p = 0; !left && p < pad; p++)
+                sb_puts(c, b, " ");
+            sb_add(c, b, str.u.s.s, len);
+            for (size_t p = 0; left && p < pad; p++)
+                sb_puts(c, b, " ");
+            continue;
+        }
+        if (!is_num(v))
+            jx_fail(c, off, LLMOS_ERR_FORMAT, "format: %%%c needs a number, not %s", conv,
+                    type_name(v));
+        if (strchr("dixXc", conv)) {
+            int64_t x = is_intlike(v) ? num_i(v) : 0;
+            if (v.t == JV_FLOAT) {
+                if (!(v.u.f > -9.2e18 && v.u.f < 9.2e18))
+                    jx_fail(c, off, LLMOS_ERR_FORMAT, "format: number out of range");
+                x = (int64_t)v.u.f;
+            }
+            if (conv == 'c') {
+                char u[4];
+                size_t un = x >= 0 && x <= 0x10FFFF ? utf8_encode((uint32_t)x, u) : 0;
+                if (!un)
+                    jx_fail(c, off, LLMOS_ERR_FORMAT, "format: %%c argument out of range");
+                sb_add(c, b, u, un);
+                continue;
+            }
+            strcpy(spec + k, conv == 'i' ? "lld" : conv == 'd' ? "lld" : conv == 'x' ? "llx" : "llX");
+            if (x < 0 && (conv == 'x' || conv == 'X')) { /* Python writes -ff, C would wrap */
+                sb_puts(c, b, "-");
+                x = x == INT64_MIN ? INT64_MAX : -x;
+            }
+            snprintf(out, sizeof out, spec, (long long)x);
+        } else {
+            spec[k] = conv;
+            spec[k + 1] = 0;
+            snprintf(out, sizeof out, spec, num_f(v));
+        }
+        sb_puts(c, b, out);
+    }
+    if (used < n_args)
+        jx_fail(c, off, LLMOS_ERR_FORMAT, "not all arguments converted during string formatting");
+    return scratch_close(c, b);
+}
+
 static const char *const op_names[] = {"+",  "-",  "*", "/",  "//", "%",  "**", "~",
                                        "==", "!=", "<", "<=", ">",  ">=", "in", "not in"};
 
@@ -2328,6 +2468,13 @@ static jv arith(jctx *c, size_t off, int op, jv a, jv b)
             return repeat(c, off, b, num_i(a));
         break;
     case OP_CONCAT: return str_concat(c, to_str(c, a), to_str(c, b));
+    case OP_MOD:
+        if (a.t == JV_STR) { /* a list stands for Python's tuple of arguments */
+            if (b.t == JV_LIST)
+                return percent_format(c, off, a, b.u.l->v, b.u.l->n);
+            return percent_format(c, off, a, &b, 1);
+        }
+        break;
     default: break;
     }
     if (!is_num(a) || !is_num(b))
@@ -2775,22 +2922,29 @@ static jv apply_filter(jctx *c, size_t off, const char *name, jv v, const args *
         return jv_int(length_of(c, off, v));
     if (IS("tojson")) {
         jv ind = arg(a, 0, "indent");
-        int indent = -1;
+        json_style st = {.indent = -1, .ascii = truthy(arg(a, 99, "ensure_ascii")),
+                         .sort_keys = truthy(arg(a, 99, "sort_keys"))};
         if (is_intlike(ind)) {
             if (num_i(ind) < 0 || num_i(ind) > 64)
                 jx_fail(c, off, LLMOS_ERR_FORMAT, "tojson: indent out of range");
-            indent = (int)num_i(ind);
+            st.indent = (int)num_i(ind);
+        }
+        st.item_sep = st.indent >= 0 ? "," : ", ";
+        st.key_sep = ": ";
+        jv seps = arg(a, 99, "separators");
+        if (seps.t == JV_LIST) {
+            if (seps.u.l->n != 2 || seps.u.l->v[0].t != JV_STR || seps.u.l->v[1].t != JV_STR)
+                jx_fail(c, off, LLMOS_ERR_FORMAT, "tojson: separators must be two strings");
+            st.item_sep = seps.u.l->v[0].u.s.s;
+            st.key_sep = seps.u.l->v[1].u.s.s;
+            st.item_sep_len = seps.u.l->v[0].u.s.n;
+            st.key_sep_len = seps.u.l->v[1].u.s.n;
+        } else {
+            st.item_sep_len = strlen(st.item_sep);
+            st.key_sep_len = strlen(st.key_sep);
         }
         llmos_buf *b = scratch_open(c);
-        if (truthy(arg(a, 99, "sort_keys")) && (v.t == JV_DICT)) {
-            jlist *items = dict_items(c, v.u.d).u.l;
-            sort_list(c, off, items, jv_undef(NULL), false, false);
-            jdict *d = jx_alloc(c, sizeof *d);
-            for (size_t i = 0; i < items->n; i++)
-                dict_set(c, d, items->v[i].u.l->v[0], items->v[i].u.l->v[1]);
-            v = jv_dict(d);
-        }
-        to_json(c, off, b, v, indent, 0);
+        to_json(c, off, b, v, &st, 0);
         return scratch_close(c, b);
     }
     if (IS("string"))
@@ -2947,6 +3101,8 @@ static jv apply_filter(jctx *c, size_t off, const char *name, jv v, const args *
         return str_case(c, s, 4);
     if (IS("replace"))
         return str_replace(c, off, s, arg(a, 0, "old"), arg(a, 1, "new"), arg(a, 2, "count"));
+    if (IS("format"))
+        return percent_format(c, off, s, a->pos, a->n);
     if (IS("indent"))
         return filter_indent(c, off, s, arg(a, 0, "width"), arg(a, 1, "first"), arg(a, 2, "blank"));
     if (IS("wordcount"))
