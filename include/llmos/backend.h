@@ -126,6 +126,19 @@ local_backend_params local_backend_default_params(void);
 LLMOS_NODISCARD llmos_err local_backend_open(const char *model_path,
                                              const local_backend_params *p, llm_backend **out);
 
+/* The prompt builder of the local backend, with the control-token guarantee: render `tmpl`
+ * for `messages` (+ `tools`, may be NULL) and tokenize it so that the template's own text is
+ * parsed for special tokens while every message content, text part, tool result and tool-call
+ * argument is tokenized with special-token parsing OFF (backend_local.c says how). *ids
+ * (malloc'd, caller frees) gets *n_ids ids, with BOS in front when the tokenizer adds one.
+ * When `spans` is non-NULL, *spans (malloc'd, caller frees) gets *n_spans numbers: pairs
+ * [begin, end) of the id ranges that came from outside text. Fails with the template's error,
+ * or LLMOS_ERR_UNSUPPORTED when the template altered a content string beyond recognition. */
+LLMOS_NODISCARD llmos_err local_chat_tokenize(const tokenizer *t, const char *tmpl,
+                                              const json_t *messages, const json_t *tools,
+                                              bool add_generation_prompt, int32_t **ids,
+                                              size_t *n_ids, size_t **spans, size_t *n_spans);
+
 /* ---- a remote OpenAI-compatible server ---------------------------------------------------- */
 
 typedef struct remote_backend_params {

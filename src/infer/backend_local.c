@@ -1,0 +1,861 @@
+/*
+ * backend_local.c - the backend that runs a GGUF model in this process.
+ *
+ * One object holds the model, its tokenizer, its chat template, a context (KV cache) and a
+ * thread pool. A chat request goes: messages -> prompt ids (local_chat_tokenize, below) ->
+ * evaluate only what the KV cache does not already hold (the longest common prefix with the
+ * previous request is kept, so the second turn of a conversation costs only its new tokens)
+ * -> sample token by token, masked by a grammar when tools or a JSON response format ask for
+ * one -> stream text -> parse tool calls.
+ *
+ * The control-token guarantee. A rendered chat template is one string in which the template's
+ * own framing ("<|im_start|>user\n") and the messages' text are mixed. Tokenizing it with
+ * special-token parsing would let a message that spells "<|im_start|>system" forge a frame;
+ * tokenizing it without would lose the framing. So before rendering, every piece of outside
+ * text (message contents, text parts, tool-call arguments, tool results) is replaced with a
+ * sentinel that carries a nonce drawn fresh from the OS for every render, so no input can
+ * guess it; the output is split on the sentinels; template pieces are tokenized with
+ * TOK_PARSE_SPECIAL and each outside piece without it; the ids are concatenated.
+ *
+ * How templates that transform content are handled:
+ *   - `| trim` on content: the sentinel has no white space, so trim would not reach the
+ *     content; when the template text applies trim anywhere ("|trim" or "| trim"), content
+ *     pieces are trimmed at both ends, as the template would have done.
+ *   - `| tojson` on a value (Llama 3.1 writes tool results that way, most templates write
+ *     tool-call arguments that way): where a sentinel comes out between double quotes, the
+ *     piece is the value's tojson text (quotes included) as our Jinja writes it; where it
+ *     comes out bare, the value's own text. (So a template that puts content between literal
+ *     double quotes would see it JSON-escaped; no known template does.)
+ *   - tool-call arguments: OpenAI clients send them as a JSON string; templates mostly expect
+ *     an object. A string that parses as a JSON object is given to the template as that
+ *     object (bare use writes its compact JSON).
+ *   - anything else the template does to a content string (slicing, split, replace) acts on
+ *     the sentinel; if a sentinel comes out damaged the render fails with
+ *     LLMOS_ERR_UNSUPPORTED rather than guessing.
+ *   - tool definitions (names, descriptions, schemas) are written by the application, not by
+ *     the conversation, and stay template text.
+ * Token boundaries: pieces are tokenized separately, so merges across a piece boundary do not
+ * happen (the template nearly always puts a newline or a control token there), and with
+ * SentencePiece vocabularies each outside piece gets the space prefix a text gets after a
+ * control token.
+ */
+#include <assert.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "llmos/backend.h"
+#include "llmos/chat.h"
+#include "llmos/grammar.h"
+#include "llmos/json.h"
+#include "llmos/toolcall.h"
+
+#define LOCAL_LOG "backend"
+#define LOCAL_MAX_CTX 8192u
+
+/* ---- prompt building ------------------------------------------------------------------------ */
+
+/* One piece of outside text that a sentinel stands for. */
+typedef struct lc_piece {
+    const char *text; /* the outside text (owned when `own`) */
+    size_t len;
+    char *quoted; /* tojson text of the value, owned */
+    bool own;
+    bool args; /* a tool call's arguments */
+} lc_piece;
+
+typedef struct lc_pieces {
+    lc_piece *v;
+    size_t n, cap;
+    char nonce[33];
+} lc_pieces;
+
+static void lc_pieces_free(lc_pieces *p)
+{
+    for (size_t i = 0; i < p->n; i++) {
+        if (p->v[i].own)
+            free((char *)p->v[i].text);
+        free(p->v[i].quoted);
+    }
+    free(p->v);
+}
+
+/* The value's text as Hugging Face's tojson writes it, rendered by our own Jinja so that it
+ * matches what the template would have produced byte for byte. */
+static llmos_err lc_tojson(const json_t *v, char **out)
+{
+    static const char tmpl[] = "{{ v | tojson }}";
+    json_t *ctx = json_pack("{sO}", "v", (json_t *)v);
+    if (!ctx)
+        return llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
+    llmos_buf b = {0};
+    llmos_err err = jinja_render(tmpl, sizeof tmpl - 1, ctx, NULL, &b);
+    json_decref(ctx);
+    if (err) {
+        buf_free(&b);
+        return err;
+    }
+    *out = buf_detach(&b, NULL);
+    return *out ? LLMOS_OK : llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
+}
+
+/* Record `value` as outside text and put its sentinel in obj[key]. */
+static llmos_err lc_replace(lc_pieces *p, json_t *obj, const char *key, bool args)
+{
+    json_t *v = json_object_get(obj, key);
+    lc_piece pc = {0};
+    json_t *parsed = NULL;
+    if (json_is_string(v)) {
+        /* a copy: the sentinel replaces (and frees) this string in the message copy */
+        pc.len = json_string_length(v);
+        pc.text = malloc(pc.len + 1);
+        if (!pc.text)
+            return llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
+        memcpy((char *)pc.text, json_string_value(v), pc.len + 1);
+        pc.own = true;
+        if (args) { /* an OpenAI arguments string: the template wants the object */
+            json_error_t je;
+            parsed = json_loadb(pc.text, pc.len, JSON_REJECT_DUPLICATES, &je);
+            if (parsed && !json_is_object(parsed)) {
+                json_decref(parsed);
+                parsed = NULL;
+            }
+        }
+    } else if (args && (json_is_object(v) || json_is_array(v))) {
+        parsed = json_incref(v);
+    } else {
+        return LLMOS_OK; /* null, numbers: nothing from outside to protect */
+    }
+    pc.args = args;
+    llmos_err err = lc_tojson(parsed ? parsed : v, &pc.quoted);
+    if (!err && parsed) { /* bare use of an object: its JSON text */
+        if (pc.own)
+            free((char *)pc.text);
+        pc.text = json_dumps(parsed, JSON_COMPACT);
+        pc.own = true;
+        pc.len = pc.text ? strlen(pc.text) : 0;
+    }
+    json_decref(parsed);
+    if (err) {
+        if (pc.own)
+            free((char *)pc.text);
+        return err;
+    }
+    if (!pc.text) {
+        free(pc.quoted);
+        return llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
+    }
+    if (p->n == p->cap) {
+        size_t cap = p->cap ? p->cap * 2 : 16;
+        lc_piece *nv = realloc(p->v, cap * sizeof *nv);
+        if (!nv) {
+            if (pc.own)
+                free((char *)pc.text);
+            free(pc.quoted);
+            return llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
+        }
+        p->v = nv;
+        p->cap = cap;
+    }
+    p->v[p->n] = pc;
+    char s[80];
+    snprintf(s, sizeof s, "@@llmos%s#%zu@@", p->nonce, p->n);
+    p->n++;
+    if (json_object_set_new(obj, key, json_string(s)) != 0)
+        return llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
+    return LLMOS_OK;
+}
+
+/* Replace every outside text in a copy of the messages with sentinels. */
+static llmos_err lc_sentinelize(json_t *msgs, lc_pieces *p)
+{
+    size_t i, j;
+    json_t *m, *part, *call;
+    llmos_err err;
+    json_array_foreach(msgs, i, m) {
+        if (!json_is_object(m))
+            return llmos_fail(LLMOS_ERR_INVALID, "messages[%zu] is not an object", i);
+        json_t *content = json_object_get(m, "content");
+        if (json_is_string(content)) {
+            if ((err = lc_replace(p, m, "content", false)))
+                return err;
+        } else if (json_is_array(content)) {
+            json_array_foreach(content, j, part) {
+                if (json_is_object(part) && (err = lc_replace(p, part, "text", false)))
+                    return err;
+            }
+        }
+        json_array_foreach(json_object_get(m, "tool_calls"), j, call) {
+            json_t *fn = json_object_get(call, "function");
+            json_t *holder = json_is_object(fn) ? fn : call;
+            if (json_is_object(holder) && (err = lc_replace(p, holder, "arguments", true)))
+                return err;
+        }
+    }
+    return LLMOS_OK;
+}
+
+static bool lc_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+typedef struct lc_ids {
+    int32_t *v;
+    size_t n, cap;
+} lc_ids;
+
+static llmos_err lc_push(lc_ids *d, const tokenizer *t, const char *s, size_t len,
+                         unsigned flags)
+{
+    if (len == 0)
+        return LLMOS_OK;
+    int32_t *ids = NULL;
+    size_t n = 0;
+    llmos_err err = tok_encode(t, s, len, flags, &ids, &n);
+    if (err)
+        return err;
+    if (d->n + n > d->cap) {
+        size_t cap = d->cap ? d->cap : 256;
+        while (cap < d->n + n)
+            cap *= 2;
+        int32_t *nv = realloc(d->v, cap * sizeof *nv);
+        if (!nv) {
+            free(ids);
+            return llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
+        }
+        d->v = nv;
+        d->cap = cap;
+    }
+    memcpy(d->v + d->n, ids, n * sizeof *ids);
+    d->n += n;
+    free(ids);
+    return LLMOS_OK;
+}
+
+static llmos_err lc_span(size_t **spans, size_t *n_spans, size_t *cap, size_t b, size_t e)
+{
+    if (!spans || b == e)
+        return LLMOS_OK;
+    if (*n_spans + 2 > *cap) {
+        size_t nc = *cap ? *cap * 2 : 32;
+        size_t *nv = realloc(*spans, nc * sizeof *nv);
+        if (!nv)
+            return llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
+        *spans = nv;
+        *cap = nc;
+    }
+    (*spans)[(*n_spans)++] = b;
+    (*spans)[(*n_spans)++] = e;
+    return LLMOS_OK;
+}
+
+/* Tokenize template text s[b..e) with special tokens parsed. A nonce inside it means a
+ * sentinel was cut apart by the template: refuse rather than guess where content lies. */
+static llmos_err lc_template_piece(lc_ids *ids, const tokenizer *t, const char *s, size_t b,
+                                   size_t e, const char *nonce)
+{
+    const char *h = memmem(s + b, e - b, nonce, strlen(nonce));
+    if (h)
+        return llmos_fail(LLMOS_ERR_UNSUPPORTED,
+                          "chat template: a message's content came out of the template altered "
+                          "(offset %zu of the prompt); llmos cannot tell the template's text "
+                          "from the message's there, so it refuses to build the prompt",
+                          (size_t)(h - s));
+    return lc_push(ids, t, s + b, e - b, TOK_PARSE_SPECIAL);
+}
+
+/* Split the rendered text on the sentinels and tokenize each side with its own rule. */
+static llmos_err lc_split(const tokenizer *t, const char *tmpl, const char *s, size_t len,
+                          const lc_pieces *p, lc_ids *ids, size_t **spans, size_t *n_spans)
+{
+    char mark[48];
+    int ml = snprintf(mark, sizeof mark, "@@llmos%s#", p->nonce);
+    bool trims = strstr(tmpl, "|trim") || strstr(tmpl, "| trim");
+    size_t cap = 0, start = 0, pos = 0;
+    llmos_err err = LLMOS_OK;
+    while (!err && pos < len) {
+        const char *hit = memmem(s + pos, len - pos, mark, (size_t)ml);
+        if (!hit)
+            break;
+        size_t at = (size_t)(hit - s), k = at + (size_t)ml, idx = 0;
+        bool digits = false;
+        while (k < len && s[k] >= '0' && s[k] <= '9' && idx < p->n) {
+            idx = idx * 10 + (size_t)(s[k++] - '0');
+            digits = true;
+        }
+        if (!digits || idx >= p->n || k + 2 > len || s[k] != '@' || s[k + 1] != '@')
+            return llmos_fail(LLMOS_ERR_UNSUPPORTED,
+                              "chat template: a message's content came out of the template "
+                              "altered (offset %zu of the prompt); llmos cannot tell the "
+                              "template's text from the message's, so it refuses to build "
+                              "the prompt",
+                              at);
+        size_t end = k + 2;
+        const lc_piece *pc = &p->v[idx];
+        const char *text = pc->text;
+        size_t tl = pc->len;
+        if (at > start && s[at - 1] == '"' && end < len && s[end] == '"') {
+            at--; /* the template wrote it through tojson: use the value's tojson text */
+            end++;
+            text = pc->quoted;
+            tl = strlen(pc->quoted);
+        }
+        if (!pc->args && trims) {
+            while (tl > 0 && lc_space(text[0]))
+                text++, tl--;
+            while (tl > 0 && lc_space(text[tl - 1]))
+                tl--;
+        }
+        if ((err = lc_template_piece(ids, t, s, start, at, p->nonce)))
+            break;
+        size_t b = ids->n;
+        if ((err = lc_push(ids, t, text, tl, 0)))
+            break;
+        err = lc_span(spans, n_spans, &cap, b, ids->n);
+        start = pos = end;
+    }
+    if (!err)
+        err = lc_template_piece(ids, t, s, start, len, p->nonce);
+    return err;
+}
+
+/* The text of a special token as a C string ("" when the vocabulary has none); malloc'd. */
+static char *lc_special_text(const tokenizer *t, int32_t id)
+{
+    size_t len = 0;
+    const char *p = id >= 0 ? tok_piece(t, id, &len) : NULL;
+    return p ? strndup(p, len) : strdup("");
+}
+
+llmos_err local_chat_tokenize(const tokenizer *t, const char *tmpl, const json_t *messages,
+                              const json_t *tools, bool add_generation_prompt, int32_t **ids,
+                              size_t *n_ids, size_t **spans, size_t *n_spans)
+{
+    *ids = NULL;
+    *n_ids = 0;
+    if (spans) {
+        *spans = NULL;
+        *n_spans = 0;
+    }
+    if (!t || !tmpl || !json_is_array(messages))
+        return llmos_fail(LLMOS_ERR_INVALID,
+                          "local_chat_tokenize: a tokenizer, a template and a messages array "
+                          "are required");
+    lc_pieces p = {0};
+    uint8_t rnd[16];
+    if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd)
+        return llmos_fail(LLMOS_ERR_IO, "local_chat_tokenize: the OS gave no random bytes");
+    for (size_t i = 0; i < sizeof rnd; i++)
+        snprintf(p.nonce + 2 * i, 3, "%02x", rnd[i]);
+
+    json_t *copy = json_deep_copy(messages);
+    llmos_buf out = {0};
+    lc_ids d = {0};
+    llmos_err err = copy ? LLMOS_OK : llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
+    if (!err)
+        err = lc_sentinelize(copy, &p);
+    char *bos = lc_special_text(t, tok_bos(t)), *eos = lc_special_text(t, tok_eos(t));
+    if (!err && (!bos || !eos))
+        err = llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
+    if (!err)
+        err = chat_render(tmpl, copy, tools, add_generation_prompt, bos, eos, NULL, &out);
+    free(bos);
+    free(eos);
+    if (!err)
+        err = lc_split(t, tmpl, out.data ? out.data : "", out.len, &p, &d, spans, n_spans);
+    /* A model that wants BOS gets it once, whether or not its template writes bos_token. */
+    if (!err && tok_bos(t) >= 0) {
+        int32_t *probe = NULL;
+        size_t np = 0;
+        if (!tok_encode(t, "", 0, TOK_ADD_SPECIAL, &probe, &np) && np >= 1 &&
+            probe[0] == tok_bos(t) && (d.n == 0 || d.v[0] != tok_bos(t))) {
+            int32_t *nv = realloc(d.v, (d.n + 1) * sizeof *nv);
+            if (!nv) {
+                err = llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
+            } else {
+                memmove(nv + 1, nv, d.n * sizeof *nv);
+                nv[0] = tok_bos(t);
+                d.v = nv;
+                d.n++;
+                for (size_t i = 0; spans && i < *n_spans; i++)
+                    (*spans)[i]++;
+            }
+        }
+        free(probe);
+    }
+    if (!err && !d.v && !(d.v = malloc(sizeof *d.v)))
+        err = llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
+    json_decref(copy);
+    buf_free(&out);
+    lc_pieces_free(&p);
+    if (err) {
+        free(d.v);
+        if (spans) {
+            free(*spans);
+            *spans = NULL;
+            *n_spans = 0;
+        }
+        return err;
+    }
+    *ids = d.v;
+    *n_ids = d.n;
+    return LLMOS_OK;
+}
+
+/* ---- the backend ------------------------------------------------------------------------- */
+
+typedef struct local_backend {
+    llm_backend base;
+    llmos_model *model;
+    tokenizer *tok;
+    llmos_pool *pool;
+    llmos_model_ctx *ctx;
+    char *tmpl;
+    char *name;
+    toolcall_family family;
+    grammar_vocab *gv; /* built on the first constrained request */
+    int32_t *seq;      /* the tokens the KV cache holds, model_ctx_pos(ctx) of them */
+    size_t seq_cap;
+    float *scratch; /* n_vocab logits to mask */
+} local_backend;
+
+/* Evaluate ids[0..n) after what the cache holds and remember them. */
+static llmos_err lb_eval(local_backend *lb, const int32_t *ids, size_t n, const float **logits)
+{
+    size_t pos = model_ctx_pos(lb->ctx);
+    if (pos + n > lb->seq_cap) {
+        size_t cap = lb->seq_cap ? lb->seq_cap : 1024;
+        while (cap < pos + n)
+            cap *= 2;
+        int32_t *nv = realloc(lb->seq, cap * sizeof *nv);
+        if (!nv)
+            return llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
+        lb->seq = nv;
+        lb->seq_cap = cap;
+    }
+    llmos_err err = model_eval(lb->ctx, ids, n, logits);
+    if (err)
+        return err;
+    memcpy(lb->seq + pos, ids, n * sizeof *ids);
+    return LLMOS_OK;
+}
+
+/* Which tool-call format the model's template speaks. */
+static toolcall_family lb_family(const char *tmpl)
+{
+    if (strstr(tmpl, "[TOOL_CALLS]"))
+        return TOOLCALL_MISTRAL;
+    if (strstr(tmpl, "<tool_call>"))
+        return TOOLCALL_HERMES;
+    if (strstr(tmpl, "<|python_tag|>") || strstr(tmpl, "ipython"))
+        return TOOLCALL_LLAMA3;
+    return TOOLCALL_HERMES;
+}
+
+/* Stop strings: earliest occurrence in s[0..n), or n. */
+static size_t lb_find_stop(const char *s, size_t n, const llm_request *r)
+{
+    size_t best = n;
+    for (size_t i = 0; i < r->n_stop; i++) {
+        size_t sl = strlen(r->stop[i]);
+        if (sl == 0 || sl > n)
+            continue;
+        const char *h = memmem(s, n, r->stop[i], sl);
+        if (h && (size_t)(h - s) < best)
+            best = (size_t)(h - s);
+    }
+    return best;
+}
+
+/* Longest suffix of s[0..n) that is a proper prefix of some stop string (held back). */
+static size_t lb_stop_tail(const char *s, size_t n, const llm_request *r)
+{
+    size_t keep = 0;
+    for (size_t i = 0; i < r->n_stop; i++) {
+        size_t sl = strlen(r->stop[i]);
+        for (size_t k = sl > 0 ? sl - 1 : 0; k > keep; k--)
+            if (k <= n && memcmp(s + n - k, r->stop[i], k) == 0) {
+                keep = k;
+                break;
+            }
+    }
+    return keep;
+}
+
+/* The grammar a request asks for, or NULL (no constraint). */
+static llmos_err lb_grammar_for(local_backend *lb, const llm_request *req, bool *tools_on,
+                                grammar **out)
+{
+    *out = NULL;
+    *tools_on = false;
+    llmos_buf g = {0};
+    llmos_err err = LLMOS_OK;
+    const char *tc = req->tool_choice;
+    bool have_tools = json_is_array(req->tools) && json_array_size(req->tools) > 0;
+    if (have_tools && !(tc && strcmp(tc, "none") == 0)) {
+        *tools_on = true;
+        toolcall_mode mode = TOOLCALL_AUTO;
+        const char *only = NULL;
+        if (tc && strcmp(tc, "required") == 0)
+            mode = TOOLCALL_REQUIRED;
+        else if (tc && strcmp(tc, "auto") != 0) {
+            mode = TOOLCALL_REQUIRED;
+            only = tc;
+        }
+        err = toolcall_grammar(req->tools, lb->family, mode, only, &g);
+    } else if (req->response_format) {
+        const char *type = json_get_string(req->response_format, "type", "text");
+        if (strcmp(type, "json_object") == 0) {
+            err = json_grammar_generic(&g);
+        } else if (strcmp(type, "json_schema") == 0) {
+            json_t *js = json_get_object(req->response_format, "json_schema");
+            json_t *schema = json_get_object(js, "schema");
+            if (!schema)
+                err = llmos_fail(LLMOS_ERR_INVALID, "response_format json_schema has no "
+                                                    "json_schema.schema object");
+            else
+                err = json_schema_to_grammar(schema, NULL, &g);
+        } else if (strcmp(type, "text") != 0) {
+            err = llmos_fail(LLMOS_ERR_INVALID,
+                             "response_format type '%s' is unknown (text, json_object or "
+                             "json_schema)",
+                             type);
+        }
+    }
+    if (!err && g.len > 0) {
+        err = grammar_parse(g.data, g.len, NULL, out);
+        if (!err && !lb->gv && (err = grammar_vocab_new(lb->tok, &lb->gv))) {
+            grammar_free(*out);
+            *out = NULL;
+        }
+    }
+    buf_free(&g);
+    return err;
+}
+
+static char *lb_call_id(void)
+{
+    uint8_t r[12];
+    char *s = malloc(5 + 2 * sizeof r + 1);
+    if (!s)
+        return NULL;
+    if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r)
+        memset(r, 0, sizeof r);
+    memcpy(s, "call_", 5);
+    for (size_t i = 0; i < sizeof r; i++)
+        snprintf(s + 5 + 2 * i, 3, "%02x", r[i]);
+    return s;
+}
+
+static llmos_err lb_chat(llm_backend *b, const llm_request *req, llm_stream_fn stream,
+                         void *stream_ctx, llm_response *resp)
+{
+    local_backend *lb = (local_backend *)b;
+    const model_hparams *hp = model_hparams_of(lb->model);
+    int32_t *prompt = NULL;
+    size_t n_prompt = 0;
+    grammar *gr = NULL;
+    bool tools_on = false;
+    llmos_sampler *smp = NULL;
+    tok_decoder dec = {0};
+    llmos_buf text = {0}; /* everything generated (for the response and tool parsing) */
+    size_t shown = 0;     /* bytes of `text` passed to the stream callback */
+    llmos_err err;
+
+    if (req->prompt)
+        err = tok_encode(lb->tok, req->prompt, strlen(req->prompt), TOK_ADD_SPECIAL, &prompt,
+                         &n_prompt);
+    else
+        err = local_chat_tokenize(lb->tok, lb->tmpl, req->messages,
+                                  req->tool_choice && strcmp(req->tool_choice, "none") == 0
+                                      ? NULL
+                                      : req->tools,
+                                  true, &prompt, &n_prompt, NULL, NULL);
+    if (err)
+        goto done;
+    if (n_prompt == 0) {
+        err = llmos_fail(LLMOS_ERR_INVALID, "local backend: the prompt gives no tokens");
+        goto done;
+    }
+    size_t n_ctx = model_ctx_size(lb->ctx);
+    if (n_prompt >= n_ctx) {
+        err = llmos_fail(LLMOS_ERR_LIMIT,
+                         "local backend: the prompt has %zu tokens but the context holds %zu; "
+                         "shorten the conversation or open the backend with a larger n_ctx",
+                         n_prompt, n_ctx);
+        goto done;
+    }
+    if (!req->prompt && (err = lb_grammar_for(lb, req, &tools_on, &gr)))
+        goto done;
+    if ((err = sampler_new(&req->sampling, hp->n_vocab, &smp)))
+        goto done;
+
+    /* Keep the part of the KV cache this prompt shares; always evaluate at least one token so
+     * that there are logits to sample from. */
+    size_t have = model_ctx_pos(lb->ctx), common = 0;
+    while (common < have && common < n_prompt && lb->seq[common] == prompt[common])
+        common++;
+    if (common == n_prompt)
+        common--;
+    model_ctx_truncate(lb->ctx, common);
+    LOG_DEBUG(LOCAL_LOG, "prompt %zu tokens, %zu reused from the KV cache", n_prompt, common);
+
+    const float *logits = NULL;
+    double t0 = time_now();
+    if ((err = lb_eval(lb, prompt + common, n_prompt - common, &logits))) {
+        model_ctx_truncate(lb->ctx, 0);
+        goto done;
+    }
+    resp->prompt_seconds = time_now() - t0;
+    resp->prompt_tokens = (uint32_t)n_prompt;
+    for (size_t i = 0; i < n_prompt; i++)
+        sampler_accept(smp, prompt[i]);
+
+    /* With tools the reply is parsed at the end, so special tokens are kept in the text and
+     * nothing is streamed before the parse (a tool call must not reach the user as text). */
+    tok_decoder_init(&dec, lb->tok, tools_on, false);
+    const char *finish = "length";
+    size_t complete = 0; /* length of the longest text the grammar accepts as a whole */
+    size_t limit = req->max_tokens > 0 ? (size_t)req->max_tokens : SIZE_MAX;
+    t0 = time_now();
+    for (size_t i = 0; i < limit; i++) {
+        if (req->cancel && atomic_load(req->cancel)) {
+            finish = "cancelled";
+            break;
+        }
+        const float *lg = logits;
+        if (gr) {
+            memcpy(lb->scratch, logits, hp->n_vocab * sizeof *lb->scratch);
+            if ((err = grammar_mask(gr, lb->gv, lb->scratch, hp->n_vocab)))
+                goto done;
+            lg = lb->scratch;
+        }
+        int32_t id = sampler_sample(smp, lg);
+        sampler_accept(smp, id);
+        if (tok_is_eog(lb->tok, id)) {
+            finish = "stop";
+            break;
+        }
+        if (gr && (err = grammar_accept(gr, lb->gv, id)))
+            goto done;
+        resp->completion_tokens++;
+        if ((err = tok_decoder_feed(&dec, id, &text)))
+            goto done;
+        if (gr && grammar_accepting(gr))
+            complete = text.len;
+        size_t cut = lb_find_stop(text.data ? text.data : "", text.len, req);
+        if (cut < text.len) {
+            text.len = cut;
+            text.data[cut] = 0;
+            finish = "stop";
+            break;
+        }
+        if (stream && !tools_on) {
+            size_t ready = text.len - lb_stop_tail(text.data, text.len, req);
+            ready -= utf8_incomplete_tail(text.data, ready); /* never split a character */
+            if (ready > shown) {
+                if (!stream(stream_ctx, text.data + shown, ready - shown)) {
+                    shown = ready;
+                    finish = "cancelled";
+                    break;
+                }
+                shown = ready;
+            }
+        }
+        if (gr && grammar_done(gr)) {
+            finish = "stop";
+            break;
+        }
+        if (i + 1 == limit)
+            break;
+        if (model_ctx_pos(lb->ctx) == n_ctx) {
+            finish = "length";
+            break;
+        }
+        if ((err = lb_eval(lb, &id, 1, &logits))) {
+            model_ctx_truncate(lb->ctx, 0);
+            goto done;
+        }
+    }
+    resp->gen_seconds = time_now() - t0;
+    if (strcmp(finish, "cancelled") != 0) {
+        size_t before = text.len;
+        if ((err = tok_decoder_flush(&dec, &text)))
+            goto done;
+        if (text.len > before) {
+            size_t cut = lb_find_stop(text.data, text.len, req);
+            if (cut < text.len) {
+                text.len = cut;
+                text.data[cut] = 0;
+                finish = "stop";
+            }
+        }
+    }
+
+    if (tools_on) {
+        /* cut short in the middle of a further call: keep the calls that were complete */
+        if (gr && !grammar_accepting(gr) && complete > 0) {
+            text.len = complete;
+            text.data[complete] = 0;
+        }
+        toolcall_result tr = {0};
+        err = toolcall_parse(lb->family, text.data ? text.data : "", text.len, &tr);
+        if (!err && tr.n_calls > 0) {
+            resp->tool_calls = calloc(tr.n_calls, sizeof *resp->tool_calls);
+            if (!resp->tool_calls)
+                err = llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
+            for (size_t i = 0; !err && i < tr.n_calls; i++) {
+                llm_tool_call *c = &resp->tool_calls[i];
+                resp->n_tool_calls++;
+                c->id = tr.calls[i].id ? strdup(tr.calls[i].id) : lb_call_id();
+                c->name = strdup(tr.calls[i].name);
+                c->arguments = strdup(tr.calls[i].arguments);
+                if (!c->id || !c->name || !c->arguments)
+                    err = llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
+            }
+            if (strcmp(finish, "cancelled") != 0)
+                finish = "tool_calls";
+        }
+        if (!err) {
+            buf_clear(&text);
+            err = buf_puts(&text, tr.content);
+        }
+        toolcall_result_free(&tr);
+        if (err)
+            goto done;
+        if (stream && text.len > 0 && strcmp(finish, "cancelled") != 0)
+            (void)stream(stream_ctx, text.data, text.len);
+        shown = text.len;
+    } else if (stream && text.len > shown && strcmp(finish, "cancelled") != 0) {
+        (void)stream(stream_ctx, text.data + shown, text.len - shown);
+        shown = text.len;
+    }
+    resp->finish_reason = finish;
+    resp->content = buf_detach(&text, NULL);
+    if (!resp->content)
+        err = llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
+done:
+    if (err) {
+        llm_response_free(resp);
+    }
+    tok_decoder_free(&dec);
+    buf_free(&text);
+    sampler_free(smp);
+    grammar_free(gr);
+    free(prompt);
+    return err;
+}
+
+static llmos_err lb_count_tokens(llm_backend *b, const char *text, size_t len, size_t *n)
+{
+    local_backend *lb = (local_backend *)b;
+    int32_t *ids = NULL;
+    llmos_err err = tok_encode(lb->tok, text, len, 0, &ids, n);
+    free(ids);
+    return err;
+}
+
+static llmos_err lb_embed(llm_backend *b, const char *text, size_t len, float **vec, size_t *dim)
+{
+    (void)b, (void)text, (void)len, (void)vec, (void)dim;
+    return llmos_fail(LLMOS_ERR_UNSUPPORTED,
+                      "local backend: embeddings need the model's hidden states, which the "
+                      "engine (infer.h) does not expose yet; use a remote backend for "
+                      "embeddings");
+}
+
+static size_t lb_context_size(llm_backend *b)
+{
+    return model_ctx_size(((local_backend *)b)->ctx);
+}
+
+static const char *lb_model_name(llm_backend *b) { return ((local_backend *)b)->name; }
+
+static void lb_free(llm_backend *b)
+{
+    local_backend *lb = (local_backend *)b;
+    if (!lb)
+        return;
+    grammar_vocab_free(lb->gv);
+    model_ctx_free(lb->ctx);
+    pool_free(lb->pool);
+    tok_free(lb->tok);
+    model_free(lb->model);
+    free(lb->tmpl);
+    free(lb->name);
+    free(lb->seq);
+    free(lb->scratch);
+    free(lb);
+}
+
+static const llm_backend_ops local_ops = {
+    .kind = "local",
+    .chat = lb_chat,
+    .embed = lb_embed,
+    .count_tokens = lb_count_tokens,
+    .context_size = lb_context_size,
+    .model_name = lb_model_name,
+    .free = lb_free,
+};
+
+local_backend_params local_backend_default_params(void)
+{
+    return (local_backend_params){0};
+}
+
+llmos_err local_backend_open(const char *model_path, const local_backend_params *p,
+                             llm_backend **out)
+{
+    *out = NULL;
+    local_backend_params dp = local_backend_default_params();
+    if (!p)
+        p = &dp;
+    local_backend *lb = calloc(1, sizeof *lb);
+    if (!lb)
+        return llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
+    lb->base.ops = &local_ops;
+    llmos_err err = model_load(model_path, &lb->model);
+    if (!err)
+        err = tok_load_gguf(model_gguf(lb->model), model_path, &lb->tok);
+    if (err)
+        goto fail;
+    const model_hparams *hp = model_hparams_of(lb->model);
+    const gguf_file *f = model_gguf(lb->model);
+    const char *used = NULL;
+    const char *tmpl = p->chat_template
+                           ? p->chat_template
+                           : chat_template_for(gguf_get_str(f, "tokenizer.chat_template", NULL),
+                                               &used);
+    if (used && strcmp(used, CHAT_FALLBACK_NAME) == 0)
+        LOG_WARN(LOCAL_LOG, "%s has no tokenizer.chat_template; using the %s template",
+                 model_path, CHAT_FALLBACK_NAME);
+    lb->tmpl = strdup(tmpl);
+    const char *name = gguf_get_str(f, "general.name", NULL);
+    if (!name) {
+        const char *slash = strrchr(model_path, '/');
+        name = slash ? slash + 1 : model_path;
+    }
+    lb->name = strdup(name);
+    lb->scratch = malloc((size_t)hp->n_vocab * sizeof *lb->scratch);
+    if (!lb->tmpl || !lb->name || !lb->scratch) {
+        err = llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    lb->family = lb_family(lb->tmpl);
+    if ((err = pool_new(p->n_threads, &lb->pool)))
+        goto fail;
+    model_ctx_params cp = model_ctx_default_params();
+    uint32_t n_ctx = p->n_ctx ? p->n_ctx : hp->n_ctx_train;
+    if (!p->n_ctx && n_ctx > LOCAL_MAX_CTX)
+        n_ctx = LOCAL_MAX_CTX;
+    cp.n_ctx = n_ctx;
+    cp.n_batch = 256;
+    cp.pool = lb->pool;
+    if ((err = model_ctx_new(lb->model, &cp, &lb->ctx)))
+        goto fail;
+    *out = &lb->base;
+    return LLMOS_OK;
+fail:
+    lb_free(&lb->base);
+    return llmos_fail_context(err, "opening %s as a local backend: ", model_path);
+}
