@@ -266,6 +266,38 @@ static void test_ambiguity_and_nesting(void **state)
     grammar_free(g);
 }
 
+/* Many distinct states (each nesting depth is one): the caches pass their limits and are
+ * rebuilt from the current state, which must not change what is accepted. */
+static void test_cache_rebuild(void **state)
+{
+    (void)state;
+    grammar *g = parse_ok("root ::= v\nv ::= \"[\" v? \"]\"\n");
+    const char *pieces[] = {"[", "]", "[[", "]]"};
+    size_t lens[] = {1, 1, 2, 2};
+    grammar_vocab *v = NULL;
+    assert_int_equal(grammar_vocab_from_pieces(4, pieces, lens, NULL, &v), LLMOS_OK);
+    const int depth = 20000;
+    for (int k = 0; k < depth; k++) {
+        assert_int_equal(grammar_accept_bytes(g, "[", 1), LLMOS_OK);
+        if (k % 4999 == 0) {
+            uint8_t bits[1] = {0};
+            assert_int_equal(grammar_allowed(g, v, bits, 4), k == 0 ? 3 : 4); /* "]]" needs depth 2 */
+        }
+    }
+    assert_true(grammar_n_states(g) < 20000); /* rebuilt on the way */
+    assert_false(grammar_accepting(g));
+    for (int k = 0; k < depth; k++) {
+        assert_int_equal(grammar_accept_bytes(g, "]", 1), LLMOS_OK);
+        assert_true(grammar_accepting(g) == (k == depth - 1));
+    }
+    assert_true(grammar_done(g));
+    assert_int_equal(grammar_accept_bytes(g, "]", 1), LLMOS_ERR_INVALID);
+    assert_int_equal(grammar_clear_caches(g), LLMOS_OK);
+    assert_true(grammar_done(g));
+    grammar_vocab_free(v);
+    grammar_free(g);
+}
+
 /* ---- masks on a tiny vocabulary --------------------------------------------------------------- */
 
 /* Allowed by brute force: a token is allowed iff its bytes are accepted from the state. */
@@ -493,6 +525,7 @@ int main(void)
         cmocka_unit_test(test_json_strings),
         cmocka_unit_test(test_unicode_classes),
         cmocka_unit_test(test_ambiguity_and_nesting),
+        cmocka_unit_test(test_cache_rebuild),
         cmocka_unit_test(test_mask_tiny),
         cmocka_unit_test(test_mask_qwen2),
     };
