@@ -11,9 +11,11 @@
 #include <assert.h>
 #include <ctype.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "llmos/vdb.h"
 #include "storage/store_internal.h"
 
 /* ---- the TEST embedder ------------------------------------------------------------------ */
@@ -102,17 +104,200 @@ static llmos_err embed_unit(store *s, const char *text, float **out)
     return LLMOS_OK;
 }
 
-/* ---- vector index hooks (exact search for now) ------------------------------------------ */
+/* ---- the HNSW index ------------------------------------------------------------------------
+ *
+ * One vdb (cosine metric) over the archival rows of the store's embedder, keyed by row id. It
+ * is saved (vdb_save) into the vector_index table when the store closes after a change, and
+ * loaded at open when its signature still matches the rows: count, sum and maximum of their
+ * ids. A mismatch (another process wrote, a transaction was rolled back, a crash came before
+ * the save) rebuilds the index from the stored embeddings. vdb answers exactly (brute force)
+ * while the collection is small (vdb_params.exact_below), by graph search beyond.
+ */
+
+typedef struct vindex {
+    vdb *idx;
+    char sig[96]; /* signature of the rows the index holds */
+    bool dirty;   /* changed since loaded or saved */
+} vindex;
+
+#define VINDEX_NAME "archival"
+
+/* The signature of the archival rows of the store's embedder, into sig. */
+static llmos_err rows_signature(store *s, char sig[96])
+{
+    sqlite3_stmt *st = NULL;
+    llmos_err err = store_prepare(s,
+                                  "SELECT count(*), total(id), coalesce(max(id), 0) FROM archival"
+                                  " WHERE embedder = ?1",
+                                  &st);
+    if (err)
+        return err;
+    sqlite3_bind_text(st, 1, s->emb->name, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        snprintf(sig, 96, "%lld:%.0f:%lld", (long long)sqlite3_column_int64(st, 0),
+                 sqlite3_column_double(st, 1), (long long)sqlite3_column_int64(st, 2));
+    else
+        err = store_db_fail(s, rc, "reading the archival signature");
+    sqlite3_finalize(st);
+    return err;
+}
+
+static bool nonzero(const float *v, uint32_t dim)
+{
+    for (uint32_t i = 0; i < dim; i++)
+        if (v[i] != 0)
+            return true;
+    return false;
+}
+
+/* Build vi->idx afresh from the stored embeddings. */
+static llmos_err vindex_build(store *s, vindex *vi)
+{
+    vdb_free(vi->idx);
+    vi->idx = NULL;
+    llmos_err err = rows_signature(s, vi->sig);
+    if (!err) {
+        vdb_params params = vdb_params_default();
+        params.ef_construction = 100; /* lighter than the default 200: faster rebuilds */
+        err = vdb_new(s->emb->dim, VDB_COSINE, &params, &vi->idx);
+    }
+    sqlite3_stmt *st = NULL;
+    if (!err)
+        err = store_prepare(s, "SELECT id, embedding FROM archival WHERE embedder = ?1", &st);
+    if (err)
+        return err;
+    sqlite3_bind_text(st, 1, s->emb->name, -1, SQLITE_STATIC);
+    size_t want = s->emb->dim * sizeof(float);
+    int rc;
+    while (!err && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const float *v = sqlite3_column_blob(st, 1);
+        if ((size_t)sqlite3_column_bytes(st, 1) == want && v && nonzero(v, s->emb->dim))
+            err = vdb_insert(vi->idx, (uint64_t)sqlite3_column_int64(st, 0), v);
+    }
+    if (!err && rc != SQLITE_DONE)
+        err = store_db_fail(s, rc, "reading embeddings for the vector index");
+    sqlite3_finalize(st);
+    vi->dirty = true;
+    return err;
+}
+
+/* Load the saved index if it matches the rows; true on success. */
+static bool vindex_load(store *s, vindex *vi)
+{
+    sqlite3_stmt *st = NULL;
+    if (store_prepare(s,
+                      "SELECT embedder, dim, signature, data FROM vector_index WHERE name = ?1",
+                      &st))
+        return false;
+    sqlite3_bind_text(st, 1, VINDEX_NAME, -1, SQLITE_STATIC);
+    bool ok = false;
+    if (sqlite3_step(st) == SQLITE_ROW &&
+        strcmp((const char *)sqlite3_column_text(st, 0), s->emb->name) == 0 &&
+        sqlite3_column_int64(st, 1) == s->emb->dim &&
+        strcmp((const char *)sqlite3_column_text(st, 2), vi->sig) == 0) {
+        vdb *idx = NULL;
+        llmos_err err = vdb_load(sqlite3_column_blob(st, 3), (size_t)sqlite3_column_bytes(st, 3),
+                                 &idx);
+        if (!err && vdb_dim(idx) == s->emb->dim) {
+            vi->idx = idx;
+            ok = true;
+        } else {
+            LOG_WARN("storage", "%s: saved vector index unusable (%s); rebuilding it",
+                     s->db_path, err ? llmos_errmsg() : "dimension differs");
+            vdb_free(idx);
+        }
+    }
+    sqlite3_finalize(st);
+    return ok;
+}
 
 llmos_err store_vindex_open(store *s)
 {
     s->vindex = NULL;
+    if (!s->emb)
+        return LLMOS_OK;
+    vindex *vi = calloc(1, sizeof *vi);
+    if (!vi)
+        return llmos_fail(LLMOS_ERR_NOMEM, "no memory for the vector index");
+    llmos_err err = rows_signature(s, vi->sig);
+    if (!err && !vindex_load(s, vi))
+        err = vindex_build(s, vi);
+    if (err) {
+        vdb_free(vi->idx);
+        free(vi);
+        return llmos_fail_context(err, "opening the archival vector index: ");
+    }
+    s->vindex = vi;
     return LLMOS_OK;
 }
 
-void store_vindex_close(store *s) { s->vindex = NULL; }
+/* Save the index into the database when it changed. */
+static llmos_err vindex_save(store *s, vindex *vi)
+{
+    llmos_buf data = {0};
+    llmos_err err = vdb_save(vi->idx, &data);
+    sqlite3_stmt *st = NULL;
+    if (!err)
+        err = store_prepare(s,
+                            "INSERT OR REPLACE INTO vector_index(name, embedder, dim, count,"
+                            " signature, data, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                            &st);
+    if (!err) {
+        sqlite3_bind_text(st, 1, VINDEX_NAME, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, s->emb->name, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, s->emb->dim);
+        sqlite3_bind_int64(st, 4, (sqlite3_int64)vdb_count(vi->idx));
+        sqlite3_bind_text(st, 5, vi->sig, -1, SQLITE_STATIC);
+        sqlite3_bind_blob64(st, 6, data.data, data.len, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 7, store_now());
+        int rc = sqlite3_step(st);
+        if (rc != SQLITE_DONE)
+            err = store_db_fail(s, rc, "saving the vector index");
+        sqlite3_finalize(st);
+    }
+    buf_free(&data);
+    if (!err)
+        vi->dirty = false;
+    return err;
+}
+
+void store_vindex_close(store *s)
+{
+    vindex *vi = s->vindex;
+    if (!vi)
+        return;
+    if (vi->dirty && s->db && sqlite3_get_autocommit(s->db)) {
+        /* only when the index matches what is committed */
+        char sig[96];
+        if (rows_signature(s, sig) == LLMOS_OK && strcmp(sig, vi->sig) == 0 &&
+            vindex_save(s, vi) != LLMOS_OK)
+            LOG_WARN("storage", "%s: %s (the index will be rebuilt at the next open)",
+                     s->db_path, llmos_errmsg());
+    }
+    vdb_free(vi->idx);
+    free(vi);
+    s->vindex = NULL;
+}
 
 bool store_vindex_active(store *s) { return s->vindex != NULL; }
+
+/* After a row was added or deleted by this handle: the index follows, and so does its
+ * signature. Any failure just makes the next search rebuild. */
+static void vindex_note(store *s, int64_t id, const float *v, bool added)
+{
+    vindex *vi = s->vindex;
+    if (!vi)
+        return;
+    llmos_err err = LLMOS_OK;
+    if (added && v && nonzero(v, s->emb->dim))
+        err = vdb_insert(vi->idx, (uint64_t)id, v);
+    else if (!added && vdb_contains(vi->idx, (uint64_t)id))
+        err = vdb_delete(vi->idx, (uint64_t)id);
+    if (err || rows_signature(s, vi->sig))
+        vi->sig[0] = 0; /* never matches: rebuild */
+    vi->dirty = true;
+}
 
 /* ---- passages ----------------------------------------------------------------------------- */
 
@@ -147,8 +332,12 @@ llmos_err store_archival_add(store *s, const char *text, const char *metadata, i
         }
         sqlite3_finalize(st);
     }
-    if (!err && id)
-        *id = sqlite3_last_insert_rowid(s->db);
+    if (!err) {
+        int64_t rowid = sqlite3_last_insert_rowid(s->db);
+        vindex_note(s, rowid, v, true);
+        if (id)
+            *id = rowid;
+    }
     free(v);
     return err;
 }
@@ -200,6 +389,7 @@ llmos_err store_archival_delete(store *s, int64_t id)
         return store_db_fail(s, rc, "deleting an archival passage");
     if (sqlite3_changes(s->db) == 0)
         return llmos_fail(LLMOS_ERR_NOT_FOUND, "no archival passage with id %lld", (long long)id);
+    vindex_note(s, id, NULL, false);
     return LLMOS_OK;
 }
 
@@ -207,6 +397,29 @@ typedef struct scored {
     int64_t id;
     double score;
 } scored;
+
+/* The k nearest by the HNSW index (rebuilt first if the rows changed behind it). */
+static llmos_err vindex_search(store *s, const float *q, size_t k, scored *best, size_t *nb)
+{
+    vindex *vi = s->vindex;
+    char sig[96];
+    llmos_err err = rows_signature(s, sig);
+    if (!err && strcmp(sig, vi->sig) != 0) {
+        LOG_INFO("storage", "%s: archival rows changed; rebuilding the vector index", s->db_path);
+        err = vindex_build(s, vi);
+    }
+    vdb_hit *hits = err ? NULL : calloc(k, sizeof *hits);
+    if (!err && !hits)
+        err = llmos_fail(LLMOS_ERR_NOMEM, "no memory for search results");
+    size_t nh = 0;
+    if (!err)
+        err = vdb_search(vi->idx, q, k, 0, NULL, NULL, hits, &nh);
+    for (size_t i = 0; !err && i < nh; i++)
+        best[i] = (scored){(int64_t)hits[i].id, 1.0 - hits[i].distance};
+    *nb = err ? 0 : nh;
+    free(hits);
+    return err;
+}
 
 /* Keep the k best of a stream in best[0..*n), sorted by descending score. */
 static void keep_best(scored *best, size_t k, size_t *n, int64_t id, double score)
@@ -239,8 +452,10 @@ llmos_err store_archival_search(store *s, const char *query, size_t k, store_arc
     }
     size_t nb = 0;
     sqlite3_stmt *st = NULL;
-    err = store_prepare(s, "SELECT id, embedding FROM archival WHERE embedder = ?1", &st);
-    if (!err) {
+    if (s->vindex && nonzero(q, s->emb->dim)) {
+        err = vindex_search(s, q, k, best, &nb);
+    } else if (!(err = store_prepare(s, "SELECT id, embedding FROM archival WHERE embedder = ?1",
+                                     &st))) {
         sqlite3_bind_text(st, 1, s->emb->name, -1, SQLITE_STATIC);
         int rc;
         size_t want = s->emb->dim * sizeof(float);

@@ -88,6 +88,7 @@ static const char *const migrations[] = {
     "  embedder TEXT NOT NULL,"
     "  dim INTEGER NOT NULL,"
     "  count INTEGER NOT NULL,"
+    "  signature TEXT NOT NULL,"
     "  data BLOB NOT NULL,"
     "  updated_at INTEGER NOT NULL);",
 };

@@ -258,6 +258,59 @@ static void test_archival(void **state)
     store_close(s);
 }
 
+/* Enough passages for vdb to leave brute force (exact_below = 1024) and search its graph; the
+ * index is saved at close, loaded at open, and follows adds, deletes and rollbacks. */
+static void test_archival_index(void **state)
+{
+    (void)state;
+    store *s = open_ok("ix", "pw");
+    char text[200];
+    int64_t id_of_777 = 0;
+    assert_int_equal(store_begin(s), LLMOS_OK);
+    for (int i = 0; i < 1100; i++) {
+        snprintf(text, sizeof text, "passage %d about topic%d and subject%d with word%d", i,
+                 i % 37, i % 101, i);
+        int64_t id = 0;
+        assert_int_equal(store_archival_add(s, text, NULL, &id), LLMOS_OK);
+        if (i == 777)
+            id_of_777 = id;
+    }
+    assert_int_equal(store_commit(s), LLMOS_OK);
+    store_stats st;
+    assert_int_equal(store_get_stats(s, &st), LLMOS_OK);
+    assert_true(st.vector_index);
+    store_archival *hits = NULL;
+    size_t n = 0;
+    const char *q = "passage 777 about topic0 and subject70 with word777";
+    assert_int_equal(store_archival_search(s, q, 5, &hits, &n), LLMOS_OK);
+    assert_int_equal(n, 5);
+    assert_int_equal(hits[0].id, id_of_777);
+    assert_true(hits[0].score > 0.99);
+    store_archivals_free(hits, n);
+    store_close(s);
+
+    s = open_ok("ix", "pw"); /* loads the saved index */
+    assert_int_equal(store_archival_search(s, q, 3, &hits, &n), LLMOS_OK);
+    assert_int_equal(n, 3);
+    assert_int_equal(hits[0].id, id_of_777);
+    store_archivals_free(hits, n);
+    assert_int_equal(store_archival_delete(s, id_of_777), LLMOS_OK);
+    assert_int_equal(store_archival_search(s, q, 3, &hits, &n), LLMOS_OK);
+    assert_int_equal(n, 3);
+    assert_int_not_equal(hits[0].id, id_of_777);
+    assert_true(hits[0].score < 0.99);
+    store_archivals_free(hits, n);
+    /* a rolled-back add must not leave a ghost in the index */
+    assert_int_equal(store_begin(s), LLMOS_OK);
+    assert_int_equal(store_archival_add(s, "ghost passage zzz", NULL, NULL), LLMOS_OK);
+    assert_int_equal(store_rollback(s), LLMOS_OK);
+    assert_int_equal(store_archival_search(s, "ghost passage zzz", 2, &hits, &n), LLMOS_OK);
+    assert_int_equal(n, 2);
+    assert_null(strstr(hits[0].text, "ghost"));
+    store_archivals_free(hits, n);
+    store_close(s);
+}
+
 static void test_core_memory(void **state)
 {
     (void)state;
@@ -453,6 +506,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_open_create_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_messages_search, setup, teardown),
         cmocka_unit_test_setup_teardown(test_archival, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_archival_index, setup, teardown),
         cmocka_unit_test_setup_teardown(test_core_memory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_change_passphrase_keeps_data, setup, teardown),
