@@ -225,6 +225,8 @@ static llmos_err split_by(const pcre2_code *re, pcre2_match_data *md, const char
         size_t n = in->v[k].len, pos = 0, gap = 0;
         while (pos < n) {
             int rc = pcre2_match(re, (PCRE2_SPTR)s, n, pos, 0, md, NULL);
+            if (rc == PCRE2_ERROR_JIT_STACKLIMIT) /* the interpreter keeps its state on the heap */
+                rc = pcre2_match(re, (PCRE2_SPTR)s, n, pos, PCRE2_NO_JIT, md, NULL);
             if (rc == PCRE2_ERROR_NOMATCH)
                 break;
             if (rc < 0) {

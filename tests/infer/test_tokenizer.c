@@ -630,6 +630,55 @@ static void structural_user_defined_not_forgeable(void **s)
     tok_free(t);
 }
 
+/* One tokenizer shared by several threads encoding at once gives each the same ids. */
+typedef struct par_ctx {
+    const tokenizer *t;
+    const char *text;
+    size_t len;
+    const int32_t *want;
+    size_t n_want;
+    int bad; /* written by workers: count of mismatches */
+} par_ctx;
+
+static void par_encode(void *ctx, size_t begin, size_t end, int worker)
+{
+    (void)worker;
+    par_ctx *c = ctx;
+    for (size_t i = begin; i < end; i++) {
+        int32_t *ids = NULL;
+        size_t n = 0;
+        if (tok_encode(c->t, c->text, c->len, 0, &ids, &n) != LLMOS_OK || n != c->n_want ||
+            memcmp(ids, c->want, n * sizeof *ids) != 0)
+            __atomic_add_fetch(&c->bad, 1, __ATOMIC_RELAXED);
+        free(ids);
+    }
+}
+
+static void concurrent_encodes_agree(void **s)
+{
+    (void)s;
+    tokenizer *t = load_vocab("qwen2", NULL);
+    if (!t)
+        skip();
+    llmos_buf text;
+    buf_init(&text);
+    for (int i = 0; i < 200; i++)
+        assert_int_equal(buf_printf(&text, "Line %d: \xe4\xbd\xa0\xe5\xa5\xbd, world!  \n\t"
+                                    "don't stop 12345 \xf0\x9f\xa6\x99 ", i), LLMOS_OK);
+    int32_t *want = NULL;
+    size_t n_want = 0;
+    assert_int_equal(tok_encode(t, text.data, text.len, 0, &want, &n_want), LLMOS_OK);
+    llmos_pool *pool = NULL;
+    assert_int_equal(pool_new(4, &pool), LLMOS_OK);
+    par_ctx c = {t, text.data, text.len, want, n_want, 0};
+    pool_parallel_for(pool, 16, 1, par_encode, &c);
+    assert_int_equal(c.bad, 0);
+    pool_free(pool);
+    free(want);
+    buf_free(&text);
+    tok_free(t);
+}
+
 static void real_vocab_metadata(void **s)
 {
     (void)s;
@@ -788,6 +837,7 @@ int main(void)
         cmocka_unit_test(qwen2_control_tokens_not_forgeable),
         cmocka_unit_test(llama_bpe_control_tokens_not_forgeable),
         cmocka_unit_test(structural_user_defined_not_forgeable),
+        cmocka_unit_test(concurrent_encodes_agree),
         cmocka_unit_test(real_vocab_metadata),
         cmocka_unit_test(cli_tokenize),
     };
