@@ -18,7 +18,7 @@
  * Errors name the template line and column and the construct:
  *   "template line 12, column 8: unknown filter 'foo'".
  * A template's own raise_exception("...") fails with LLMOS_ERR_INVALID and a message that
- * carries the template's text: "template line 1, column 80: raise_exception: System role not
+ * carries the template's text: "template line 1, column 59: raise_exception: System role not
  * supported".
  */
 #ifndef LLMOS_CHAT_H
