@@ -404,7 +404,8 @@ static void test_gemma2(void **state)
                   "<bos><start_of_turn>user\nspaced out<end_of_turn>\n");
     /* Gemma has no system role: the template raises, and the message says so */
     expect_fail(t, CONV_SIMPLE, NULL, LLMOS_ERR_INVALID, "System role not supported");
-    expect_fail(t, CONV_SIMPLE, NULL, LLMOS_ERR_INVALID, "template line 1");
+    expect_fail(t, CONV_SIMPLE, NULL, LLMOS_ERR_INVALID,
+                "template line 1, column 59: raise_exception: System role not supported");
     expect_fail(t, "[{\"role\": \"assistant\", \"content\": \"a\"}]", NULL, LLMOS_ERR_INVALID,
                 "Conversation roles must alternate user/assistant/user/assistant/...");
     /* no tool role either: a tool result breaks the alternation check */
