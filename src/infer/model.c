@@ -193,18 +193,22 @@ static llmos_err load_weights(llmos_model *m)
                           gguf_name(m->file), emb->ne[1]);
     hp->n_vocab = (uint32_t)emb->ne[1];
 
-    /* norm weights and biases, copied to F32: 2 per layer + output norm + 3 biases (the
-     * sizes come from the file: check the arithmetic) */
-    size_t per_layer = 0;
-    if (__builtin_mul_overflow(hp->n_head, (size_t)hp->head_dim, &q_dim) ||
-        __builtin_mul_overflow(hp->n_head_kv, (size_t)hp->head_dim, &kv_dim) ||
-        __builtin_add_overflow(2 * d, q_dim, &per_layer) ||
-        __builtin_add_overflow(per_layer, 2 * kv_dim, &per_layer) ||
-        __builtin_mul_overflow(per_layer, (size_t)hp->n_layer, &m->vectors_cap) ||
-        __builtin_add_overflow(m->vectors_cap, d, &m->vectors_cap))
-        return llmos_fail(LLMOS_ERR_LIMIT, "%s: the hyperparameters give sizes that overflow",
-                          gguf_name(m->file));
-    m->vectors = calloc(m->vectors_cap, sizeof(float));
+    /* Sizes below come from the file's metadata; bound them by what the file holds before
+     * allocating. Every layer has at least 9 tensors. The norm weights and biases copied to
+     * F32 are whole one-dimensional tensors, so their total is at most the elements of all
+     * such tensors. */
+    size_t n_tensors = gguf_n_tensors(m->file);
+    if (hp->n_layer > n_tensors / 9)
+        return llmos_fail(LLMOS_ERR_FORMAT,
+                          "%s: %s.block_count is %u but the file has only %zu tensors (each "
+                          "layer has at least 9)",
+                          gguf_name(m->file), hp->arch_name, hp->n_layer, n_tensors);
+    for (size_t i = 0; i < n_tensors; i++) {
+        const gguf_tensor *t = gguf_tensor_at(m->file, i);
+        if (t->n_elements == t->ne[0])
+            m->vectors_cap += (size_t)t->n_elements;
+    }
+    m->vectors = calloc(m->vectors_cap + 1, sizeof(float));
     m->layers = calloc(hp->n_layer, sizeof *m->layers);
     if (!m->vectors || !m->layers)
         return llmos_fail(LLMOS_ERR_NOMEM, "%s: out of memory for the model's tables",
