@@ -4,17 +4,21 @@
  * A thin user of llmos/infer.h: load the model and its tokenizer, tokenize the prompt (user
  * text: special tokens are NOT parsed from it), run gen_run with a callback that writes each
  * piece of text to stdout as soon as it is final, and report timings on stderr.
+ * With --api URL --api-model NAME the prompt goes to a remote OpenAI-compatible server through
+ * the remote backend instead (generate_remote).
  */
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "llmos/backend.h"
 #include "llmos/infer.h"
 
 static volatile sig_atomic_t interrupted;
@@ -97,6 +101,81 @@ static llmos_err parse_ids(const char *s, int32_t **out, size_t *n)
     return LLMOS_OK;
 }
 
+/* ---- --api: the same command over a remote OpenAI-compatible server (backend.h) ---------- */
+
+static atomic_bool api_cancel;
+
+static void api_on_sigint(int sig)
+{
+    (void)sig;
+    interrupted = 1;
+    atomic_store(&api_cancel, true);
+}
+
+static bool api_emit(void *user, const char *text, size_t len)
+{
+    (void)user;
+    fwrite(text, 1, len, stdout);
+    fflush(stdout);
+    return !interrupted;
+}
+
+/* `llmos generate --api URL --api-model NAME`: the prompt goes as one user message to
+ * {URL}/chat/completions and the answer is streamed. The API key comes from the environment
+ * (LLMOS_API_KEY, or the variable --api-key-env names), never from the command line, where
+ * other users of the machine could read it in the process list. */
+static int generate_remote(const char *url, const char *model, const char *key_env,
+                           const char *model_path, const char *prompt, bool ids,
+                           const gen_params *gp)
+{
+    if (!url || !model)
+        return cli_usage_error("generate", "--api URL and --api-model NAME go together");
+    if (model_path)
+        return cli_usage_error("generate", "give either --model FILE or --api URL, not both");
+    if (ids)
+        return cli_usage_error("generate", "--ids works only with a local --model");
+    if (!prompt)
+        return cli_usage_error("generate", "--prompt TEXT is required");
+    const char *key = getenv(key_env ? key_env : "LLMOS_API_KEY");
+    if (key_env && (!key || !key[0]))
+        return cli_usage_error("generate", "--api-key-env %s: that environment variable is not "
+                               "set", key_env);
+    remote_backend_params rp = remote_backend_default_params();
+    rp.api_key = key && key[0] ? key : NULL;
+    llm_backend *b = NULL;
+    llmos_err err = remote_backend_open(url, model, &rp, &b);
+    if (err)
+        return cli_report(err);
+    json_t *msgs = json_pack("[{ss ss}]", "role", "user", "content", prompt);
+    if (!msgs) {
+        llm_backend_free(b);
+        return cli_report(llmos_fail(LLMOS_ERR_INVALID, "the prompt is not valid UTF-8"));
+    }
+    llm_request rq = llm_request_default();
+    rq.messages = msgs;
+    rq.max_tokens = (int32_t)(gp->n_predict > INT32_MAX ? INT32_MAX : gp->n_predict);
+    rq.sampling = gp->sampling;
+    rq.cancel = &api_cancel;
+    llm_response r = {0};
+    void (*old)(int) = signal(SIGINT, api_on_sigint);
+    err = llm_chat(b, &rq, api_emit, NULL, &r);
+    signal(SIGINT, old);
+    printf("\n");
+    fflush(stdout);
+    if (!err)
+        fprintf(stderr,
+                "llmos generate: %s at %s: prompt %u tokens; generated %u tokens in %.3f s; "
+                "stop: %s\n",
+                model, url, r.prompt_tokens, r.completion_tokens, r.gen_seconds,
+                r.finish_reason);
+    llm_response_free(&r);
+    json_decref(msgs);
+    llm_backend_free(b);
+    if (err)
+        return cli_report(err);
+    return interrupted ? CLI_INTERRUPTED : CLI_OK;
+}
+
 int cmd_generate(int argc, char **argv)
 {
     const char *model_path = NULL, *prompt = NULL;
@@ -104,6 +183,7 @@ int cmd_generate(int argc, char **argv)
     sampler_params *sp = &gp.sampling;
     bool ids = false, seed_given = false;
     int threads = 0;
+    const char *api_url = NULL, *api_model = NULL, *api_key_env = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -164,10 +244,18 @@ int cmd_generate(int argc, char **argv)
                 return cli_usage_error("generate", "-t takes a thread count (1..256), not "
                                        "'%s'", v);
             threads = (int)u;
+        } else if (strcmp(a, "--api") == 0) { /* remote backend (see generate_remote) */
+            api_url = v;
+        } else if (strcmp(a, "--api-model") == 0) {
+            api_model = v;
+        } else if (strcmp(a, "--api-key-env") == 0) {
+            api_key_env = v;
         } else {
             return cli_usage_error("generate", "unknown option '%s'", a);
         }
     }
+    if (api_url || api_model || api_key_env)
+        return generate_remote(api_url, api_model, api_key_env, model_path, prompt, ids, &gp);
     if (!model_path)
         return cli_usage_error("generate", "--model FILE is required");
     if (!prompt)

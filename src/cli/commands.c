@@ -58,7 +58,12 @@ const cli_command cli_commands[] = {
      "  --min-p P            ... tokens at least P times the most likely (default 0.05)\n"
      "  --repeat-penalty R   penalise the last 64 tokens (default 1 = off)\n"
      "  -t THREADS           threads (default: LLMOS_THREADS or all CPUs)\n"
-     "  --ids                TEXT is token ids (\"1 461 401\") and ids are printed\n",
+     "  --ids                TEXT is token ids (\"1 461 401\") and ids are printed\n"
+     "  --api URL            instead of --model: send TEXT as a user message to the\n"
+     "                       OpenAI-compatible server at URL (e.g. http://host:8080/v1)\n"
+     "  --api-model NAME     the server's model name (required with --api)\n"
+     "  --api-key-env VAR    read the API key from $VAR (default: LLMOS_API_KEY); keys\n"
+     "                       are never taken on the command line, which others can see\n",
      cmd_generate},
     {"model", "Inspect and make GGUF model files",
      "usage: llmos model SUBCOMMAND [ARGS...]\n\n"

@@ -648,6 +648,61 @@ static void test_connection_refused(void **state)
     assert_non_null(strstr(llmos_errmsg(), "/models"));
 }
 
+/* `llmos generate --api`: the key from the environment, the prompt as a user message, the
+ * answer streamed to stdout; usage errors for missing pieces. */
+static void test_cli_generate_api(void **state)
+{
+    (void)state;
+    if (!getenv("LLMOS_BIN")) {
+        print_message("skipped: LLMOS_BIN is not set\n");
+        skip();
+    }
+    static const char *const chunks[] = {
+        "data: {\"choices\":[{\"delta\":{\"content\":\"Hello \"}}]}\n\n",
+        "data: {\"choices\":[{\"delta\":{\"content\":\"from afar\"},\"finish_reason\":"
+        "\"stop\"}],\"usage\":{\"prompt_tokens\":4,\"completion_tokens\":3}}\n\n",
+        "data: [DONE]\n\n",
+        NULL};
+    fake_reply script[] = {models_ok, {200, NULL, NULL, chunks, 0, 0}, models_ok};
+    fake_openai *f = fake_start(script, 3);
+    char url[128];
+    fake_url(f, url, sizeof url);
+    llmos_buf out = {0}, err = {0};
+    int rc = tu_run_llmos(&out, &err,
+                          "MY_KEY=sk-cli-7 generate --api '%s' --api-model m1 --api-key-env "
+                          "MY_KEY --prompt 'Say hi' -n 5 --temp 0",
+                          url);
+    assert_int_equal(rc, 0);
+    assert_string_equal(out.data, "Hello from afar\n");
+    assert_non_null(strstr(err.data, "generated 3 tokens"));
+    assert_non_null(strstr(f->requests[1], "Authorization: Bearer sk-cli-7\r\n"));
+    json_t *body = fake_body(f, 1);
+    assert_int_equal(json_get_int(body, "max_tokens", 0), 5);
+    assert_string_equal(json_get_string(json_array_get(json_object_get(body, "messages"), 0),
+                                        "content", ""),
+                        "Say hi");
+    json_decref(body);
+
+    buf_clear(&err);
+    rc = tu_run_llmos(NULL, &err, "generate --api '%s' --api-model nope --prompt x", url);
+    assert_int_equal(rc, 1);
+    assert_non_null(strstr(err.data, "'m1', 'm2'"));
+    buf_clear(&err);
+    rc = tu_run_llmos(NULL, &err, "generate --api '%s' --prompt x", url);
+    assert_int_equal(rc, 2);
+    assert_non_null(strstr(err.data, "--api-model"));
+    buf_clear(&err);
+    rc = tu_run_llmos(NULL, &err,
+                      "generate --api '%s' --api-model m1 --api-key-env LLMOS_NO_SUCH_VAR_X "
+                      "--prompt x",
+                      url);
+    assert_int_equal(rc, 2);
+    assert_non_null(strstr(err.data, "LLMOS_NO_SUCH_VAR_X"));
+    buf_free(&out);
+    buf_free(&err);
+    fake_stop(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -662,6 +717,7 @@ int main(void)
         cmocka_unit_test(test_cancel),
         cmocka_unit_test(test_embed),
         cmocka_unit_test(test_connection_refused),
+        cmocka_unit_test(test_cli_generate_api),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
