@@ -32,6 +32,7 @@
  */
 #include <assert.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,7 +86,7 @@ typedef struct gstate {
 
 typedef struct gmask {
     int32_t state;
-    const grammar_vocab *vocab;
+    uint64_t vocab; /* serial number of the vocabulary (addresses may be reused) */
     uint8_t *bits;
     size_t n_allowed;
 } gmask;
@@ -1243,7 +1244,7 @@ static void free_matcher(grammar *g)
     g->n_nodes = g->cap_nodes = g->node_hash_cap = 0;
     for (unsigned k = 0; k < GRAMMAR_MASK_CACHE; k++) {
         free(g->masks[k].bits);
-        g->masks[k] = (gmask){-1, NULL, NULL, 0};
+        g->masks[k] = (gmask){-1, 0, NULL, 0};
     }
 }
 
@@ -1495,6 +1496,7 @@ bool grammar_matches(grammar *g, const char *s, size_t n)
 /* ---- vocabularies ---------------------------------------------------------------------------- */
 
 struct grammar_vocab {
+    uint64_t serial; /* unique per vocabulary made in this process */
     size_t n_tokens;
     char *bytes;      /* all tokens' bytes */
     size_t *off;      /* token i is bytes[off[i] .. off[i+1]) */
@@ -1681,6 +1683,8 @@ llmos_err grammar_vocab_from_pieces(size_t n, const char *const *pieces, const s
     for (size_t i = 0; i < n; i++)
         total += lens[i];
     if (v) {
+        static _Atomic uint64_t serials;
+        v->serial = atomic_fetch_add(&serials, 1) + 1;
         v->n_tokens = n;
         v->bytes = malloc(total + 1);
         v->off = malloc((n + 1) * sizeof *v->off);
@@ -1853,12 +1857,12 @@ static const gmask *current_mask(grammar *g, const grammar_vocab *v)
     if (maybe_compact(g) != LLMOS_OK)
         return NULL;
     for (unsigned k = 0; k < GRAMMAR_MASK_CACHE; k++)
-        if (g->masks[k].state == g->cur && g->masks[k].vocab == v && g->masks[k].bits)
+        if (g->masks[k].state == g->cur && g->masks[k].vocab == v->serial && g->masks[k].bits)
             return &g->masks[k];
     gmask *m = &g->masks[g->mask_next];
     g->mask_next = (g->mask_next + 1) % GRAMMAR_MASK_CACHE;
     size_t nbytes = (v->n_tokens + 7) / 8;
-    if (!m->bits || m->vocab != v) {
+    if (!m->bits || m->vocab != v->serial) {
         free(m->bits);
         m->bits = malloc(nbytes);
         if (!m->bits) {
@@ -1867,7 +1871,7 @@ static const gmask *current_mask(grammar *g, const grammar_vocab *v)
         }
     }
     memset(m->bits, 0, nbytes);
-    m->vocab = v;
+    m->vocab = v->serial;
     m->state = g->cur;
     m->n_allowed = walk(g, v, g->cur, m->bits);
     if (state_accepting(g, g->cur))
