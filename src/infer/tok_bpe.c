@@ -140,6 +140,8 @@ static bool name_in_list(const char *list, const char *name)
     }
 }
 
+static llmos_err build_pairs(tokenizer *t);
+
 llmos_err tok_bpe_init(tokenizer *t, const char *pre)
 {
     const pre_def *def = NULL;
@@ -179,11 +181,98 @@ llmos_err tok_bpe_init(tokenizer *t, const char *pre)
         (void)pcre2_jit_compile(re, PCRE2_JIT_COMPLETE);
         t->regex[t->n_regex++] = re;
     }
+    return build_pairs(t);
+}
+
+static uint32_t pair_hash(uint64_t key)
+{
+    /* Fibonacci hashing: the high bits of key * 2^64/phi */
+    return (uint32_t)((key * 0x9E3779B97F4A7C15ull) >> 32);
+}
+
+static uint64_t pair_key(int32_t l, int32_t r)
+{
+    return ((uint64_t)(uint32_t)l << 32) | (uint32_t)r;
+}
+
+/* The rank of merging tokens l and r (and the token it makes in *result), or -1. */
+static int32_t pair_rank(const tokenizer *t, int32_t l, int32_t r, int32_t *result)
+{
+    uint64_t key = pair_key(l, r);
+    for (uint32_t i = pair_hash(key) & t->pairs_mask;; i = (i + 1) & t->pairs_mask) {
+        const tok_pair *p = &t->pairs[i];
+        if (p->rank < 0)
+            return -1;
+        if (p->key == key) {
+            *result = p->result;
+            return p->rank;
+        }
+    }
+}
+
+/* Build t->pairs when every merge joins two tokens into a token (true of the vocabularies
+ * in use); otherwise leave it NULL and merge by text. */
+static llmos_err build_pairs(tokenizer *t)
+{
+    if (t->n_merges == 0 || t->n_merges > (1u << 29))
+        return LLMOS_OK;
+    size_t cap = 16;
+    while (cap < t->n_merges + t->n_merges / 2)
+        cap <<= 1;
+    tok_pair *pairs = malloc(cap * sizeof *pairs);
+    char *joined = NULL;
+    size_t joined_cap = 0;
+    if (!pairs)
+        return llmos_fail(LLMOS_ERR_NOMEM, "tokenizer: no memory for %zu merges", t->n_merges);
+    for (size_t i = 0; i < cap; i++)
+        pairs[i].rank = -1;
+    uint32_t mask = (uint32_t)(cap - 1);
+    bool ok = true;
+    for (size_t r = 0; r < t->n_merges && ok; r++) {
+        const char *m = t->mtext + t->moff[r];
+        size_t ln = t->msplit[r], rn = t->mlen[r] - ln - 1;
+        int32_t l = tok_lookup(t, m, ln), rt = tok_lookup(t, m + ln + 1, rn);
+        if (ln + rn > joined_cap) {
+            joined_cap = 2 * (ln + rn);
+            char *j = realloc(joined, joined_cap);
+            if (!j) {
+                free(joined);
+                free(pairs);
+                return llmos_fail(LLMOS_ERR_NOMEM, "tokenizer: no memory");
+            }
+            joined = j;
+        }
+        memcpy(joined, m, ln);
+        memcpy(joined + ln, m + ln + 1, rn);
+        int32_t res = tok_lookup(t, joined, ln + rn);
+        if (l < 0 || rt < 0 || res < 0) {
+            ok = false;
+            break;
+        }
+        uint64_t key = pair_key(l, rt);
+        for (uint32_t i = pair_hash(key) & mask;; i = (i + 1) & mask) {
+            if (pairs[i].rank < 0) {
+                pairs[i] = (tok_pair){key, (int32_t)r, res};
+                break;
+            }
+            if (pairs[i].key == key)
+                break; /* an earlier merge of the same pair ranks first */
+        }
+    }
+    free(joined);
+    if (!ok) {
+        free(pairs);
+        return LLMOS_OK;
+    }
+    t->pairs = pairs;
+    t->pairs_mask = mask;
     return LLMOS_OK;
 }
 
 void tok_bpe_free(tokenizer *t)
 {
+    free(t->pairs);
+    t->pairs = NULL;
     for (size_t i = 0; i < t->n_regex; i++)
         pcre2_code_free(t->regex[i]);
     t->n_regex = 0;
@@ -260,8 +349,63 @@ typedef struct bpe_state {
     const tokenizer *t;
     const char *word; /* the byte-mapped piece */
     tok_symbol *sym;
+    int32_t *ids;     /* merging by ids: each symbol's token */
     tok_heap heap;
 } bpe_state;
+
+static llmos_err bpe_try_pair(bpe_state *st, int32_t left, int32_t right)
+{
+    if (left < 0 || right < 0)
+        return LLMOS_OK;
+    int32_t result;
+    int32_t rank = pair_rank(st->t, st->ids[left], st->ids[right], &result);
+    if (rank < 0)
+        return LLMOS_OK;
+    tok_bigram b = {(double)rank, left, right, st->sym[left].len + st->sym[right].len, result};
+    return tok_heap_push(&st->heap, b);
+}
+
+/* Merge the raw piece p[0..n) by token ids: symbol i starts as the token of byte i, a merge
+ * replaces the left symbol's token by the merged one. The same merges in the same order as
+ * merging by text, since every symbol text is then a token (build_pairs checked it). Returns
+ * false (nothing written) when some byte has no token; the caller then merges by text. */
+static bool bpe_word_ids(bpe_state *st, const unsigned char *p, size_t n, tok_ids *out,
+                         llmos_err *err)
+{
+    const tokenizer *t = st->t;
+    *err = LLMOS_OK;
+    for (size_t i = 0; i < n; i++) {
+        int32_t id = t->gpt2_byte_token[p[i]];
+        if (id < 0)
+            return false;
+        st->ids[i] = id;
+        st->sym[i] = (tok_symbol){(int32_t)i - 1, (int32_t)i + 1, (uint32_t)i, 1};
+    }
+    if (n == 0)
+        return true;
+    st->sym[n - 1].next = -1;
+    st->heap.n = 0;
+    for (size_t i = 1; i < n && !*err; i++)
+        *err = bpe_try_pair(st, (int32_t)i - 1, (int32_t)i);
+    tok_bigram b;
+    while (!*err && tok_heap_pop(&st->heap, &b)) {
+        tok_symbol *l = &st->sym[b.left], *r = &st->sym[b.right];
+        if (l->len == 0 || r->len == 0 || l->len + r->len != b.size)
+            continue; /* stale candidate */
+        l->len += r->len;
+        r->len = 0;
+        st->ids[b.left] = b.id;
+        l->next = r->next;
+        if (r->next >= 0)
+            st->sym[r->next].prev = b.left;
+        *err = bpe_try_pair(st, l->prev, b.left);
+        if (!*err)
+            *err = bpe_try_pair(st, b.left, l->next);
+    }
+    for (int32_t i = 0; i >= 0 && !*err; i = st->sym[i].next)
+        *err = tok_ids_push(out, st->ids[i]);
+    return true;
+}
 
 static llmos_err bpe_try_bigram(bpe_state *st, int32_t left, int32_t right)
 {
@@ -272,12 +416,14 @@ static llmos_err bpe_try_bigram(bpe_state *st, int32_t left, int32_t right)
         tok_merge_rank(st->t, st->word + l->off, l->len, st->word + r->off, r->len);
     if (rank < 0)
         return LLMOS_OK;
-    tok_bigram b = {(double)rank, left, right, l->len + r->len};
+    tok_bigram b = {(double)rank, left, right, l->len + r->len, -1};
     return tok_heap_push(&st->heap, b);
 }
 
-/* Merge one byte-mapped piece word[0..n) and append its tokens. */
-static llmos_err bpe_word(bpe_state *st, const char *word, size_t n, tok_ids *out)
+/* Merge one piece: raw[0..raw_n) as bytes, word[0..n) as byte characters; append its
+ * tokens. */
+static llmos_err bpe_word(bpe_state *st, const unsigned char *raw, size_t raw_n,
+                          const char *word, size_t n, tok_ids *out)
 {
     const tokenizer *t = st->t;
     if (t->ignore_merges) {
@@ -285,6 +431,9 @@ static llmos_err bpe_word(bpe_state *st, const char *word, size_t n, tok_ids *ou
         if (id >= 0)
             return tok_ids_push(out, id);
     }
+    llmos_err err = LLMOS_OK;
+    if (t->pairs && bpe_word_ids(st, raw, raw_n, out, &err))
+        return err;
     st->word = word;
     st->heap.n = 0;
     int32_t n_sym = 0;
@@ -301,7 +450,6 @@ static llmos_err bpe_word(bpe_state *st, const char *word, size_t n, tok_ids *ou
     if (n_sym == 0)
         return LLMOS_OK;
     st->sym[n_sym - 1].next = -1;
-    llmos_err err = LLMOS_OK;
     for (int32_t i = 1; i < n_sym && !err; i++)
         err = bpe_try_bigram(st, i - 1, i);
     tok_bigram b;
@@ -350,7 +498,7 @@ llmos_err tok_bpe_encode(const tokenizer *t, const char *text, size_t len, tok_i
     span_list a = {0}, b = {0};
     pcre2_match_data *md = NULL;
     char *word = NULL;
-    bpe_state st = {t, NULL, NULL, {0}};
+    bpe_state st = {t, NULL, NULL, NULL, {0}};
     llmos_err err = span_push(&a, 0, len);
     if (!err && t->n_regex) {
         md = pcre2_match_data_create(4, NULL);
@@ -372,7 +520,8 @@ llmos_err tok_bpe_encode(const tokenizer *t, const char *text, size_t len, tok_i
         /* a mapped byte is at most 2 bytes of UTF-8 (code points below U+0144) */
         word = malloc(2 * longest + 1);
         st.sym = malloc((2 * longest + 1) * sizeof *st.sym);
-        if (!word || !st.sym)
+        st.ids = malloc((longest + 1) * sizeof *st.ids);
+        if (!word || !st.sym || !st.ids)
             err = llmos_fail(LLMOS_ERR_NOMEM, "tokenizer: no memory for a %zu-byte piece",
                              longest);
     }
@@ -394,7 +543,7 @@ llmos_err tok_bpe_encode(const tokenizer *t, const char *text, size_t len, tok_i
             wn += t->gpt2_utf8_len[p[j]];
         }
         size_t before = out->n;
-        err = bpe_word(&st, word, wn, out);
+        err = bpe_word(&st, p, plen, word, wn, out);
         if (!err)
             tok_wc_store(&cache, e, before, out->n);
     }
@@ -404,6 +553,7 @@ llmos_err tok_bpe_encode(const tokenizer *t, const char *text, size_t len, tok_i
     free(b.v);
     free(word);
     free(st.sym);
+    free(st.ids);
     free(st.heap.v);
     return err;
 }

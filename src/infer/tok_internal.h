@@ -34,7 +34,15 @@ typedef struct tok_bigram {
     double key;
     int32_t left, right; /* symbol indices */
     uint32_t size;       /* bytes of both symbols when the bigram was made */
+    int32_t id;          /* BPE by ids: the token the merge makes */
 } tok_bigram;
+
+/* BPE merges by token ids: (left id, right id) -> rank and the id of the merged token.
+ * rank -1 marks a free slot. */
+typedef struct tok_pair {
+    uint64_t key;
+    int32_t rank, result;
+} tok_pair;
 
 typedef struct tok_heap {
     tok_bigram *v;
@@ -99,6 +107,10 @@ struct tokenizer {
     char *mtext;
     uint32_t *moff, *mlen, *msplit;
     tok_htab merges;   /* (left, right) -> rank; the first (best) wins for duplicates */
+    /* the same by ids, when every merge's parts and result are tokens (then every symbol
+     * is a token and merging can work on ids alone; see tok_bpe.c) */
+    tok_pair *pairs;
+    uint32_t pairs_mask;
 
     int32_t bos, eos, eot, eom, pad, unk;
     bool add_bos, add_eos, add_space_prefix;

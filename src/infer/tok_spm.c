@@ -38,7 +38,7 @@ static llmos_err spm_try_bigram(spm_state *st, int32_t left, int32_t right)
     int32_t id = tok_lookup(st->t, st->text + l->off, size);
     if (id < 0)
         return LLMOS_OK;
-    tok_bigram b = {-(double)st->t->scores[id], left, right, size};
+    tok_bigram b = {-(double)st->t->scores[id], left, right, size, id};
     return tok_heap_push(&st->heap, b);
 }
 

@@ -22,6 +22,7 @@
 
 #include <cmocka.h>
 
+#include "infer/tok_internal.h" /* white-box: merging by ids vs by text */
 #include "llmos/gguf.h"
 #include "llmos/tokenizer.h"
 
@@ -530,6 +531,19 @@ static void check_vocab(const char *name)
         double dt = time_now() - t0;
         print_message("%-15s load %.3f s, encode %.1f MB/s (%zu bytes -> %zu tokens)\n", name,
                       load_s, (double)big.len / 1e6 / (dt > 0 ? dt : 1e-9), big.len, n);
+        if (t->pairs) {
+            /* merging by token ids must give exactly what merging by text gives */
+            tok_pair *pairs = t->pairs;
+            t->pairs = NULL;
+            int32_t *by_text = NULL;
+            size_t n_text = 0;
+            llmos_err err = tok_encode(t, big.data, big.len, 0, &by_text, &n_text);
+            t->pairs = pairs;
+            assert_int_equal(err, LLMOS_OK);
+            assert_int_equal(n_text, n);
+            assert_memory_equal(by_text, ids, n * sizeof *ids);
+            free(by_text);
+        }
         free(ids);
         buf_free(&big);
     }
