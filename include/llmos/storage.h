@@ -161,7 +161,7 @@ typedef struct store_search_opts {
 /* Full-text search of messages (FTS5, ranked by BM25). The query is plain words: each word is
  * matched as a term (no FTS5 syntax is interpreted), messages with more and rarer matching
  * words rank higher. An empty query lists the newest messages. `opts` may be NULL. The caller
- * frees the array with store_messages_free. */
+ * frees the array with store_messages_free (*out is NULL when nothing matched). */
 LLMOS_NODISCARD llmos_err store_message_search(store *s, const char *query,
                                                const store_search_opts *opts,
                                                store_message **out, size_t *n);

@@ -560,6 +560,10 @@ llmos_err store_message_search(store *s, const char *query, const store_search_o
         store_messages_free(res, cnt);
         return err;
     }
+    if (cnt == 0) {
+        free(res);
+        res = NULL;
+    }
     *out = res;
     *n = cnt;
     return LLMOS_OK;

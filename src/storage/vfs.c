@@ -677,13 +677,18 @@ static int journal_write(vfs_file *f, const uint8_t *p, int n, sqlite3_int64 off
         f->pgno_off = off;
         return real_write(f, p, n, off);
     }
-    if ((uint32_t)n == f->psz && off >= 4 && f->pgno_off == off - 4) {
+    /* A journal header (at most one sector, which can be P bytes) starts with the journal
+     * magic d9 d5 05 f9 20 a1 63 d7 (file format section 4.4); no database page starts so
+     * (b-tree pages start with a flag byte, others with a page number below 2^30). */
+    static const uint8_t journal_magic[8] = {0xd9, 0xd5, 0x05, 0xf9, 0x20, 0xa1, 0x63, 0xd7};
+    bool header = n >= 8 && memcmp(p, journal_magic, 8) == 0;
+    if (!header && (uint32_t)n == f->psz && off >= 4 && f->pgno_off == off - 4) {
         uint32_t pgno = get_be32(f->pgno_bytes);
         uint8_t ad[VFS_AD_BYTES];
         vfs_page_ad(ad, VFS_KIND_JOURNAL, f->db_id, pgno, (uint64_t)off, NULL);
         return seal_and_write(f, p, ad, off, pgno);
     }
-    if ((uint32_t)n >= f->psz && off >= 4) {
+    if (!header && (uint32_t)n >= f->psz && off >= 4) {
         vfs_fail(LLMOS_ERR_INTERNAL, "%s: unexpected journal write of %d bytes at offset %lld",
                  f->path, n, (long long)off);
         return SQLITE_IOERR_WRITE;

@@ -156,20 +156,27 @@ static void test_kill_rounds(void **state)
             child(r, fds[1]);
         }
         close(fds[1]);
-        /* one round in eight is killed while opening (perhaps during WAL recovery); the others
-         * from 0 to 8 ms after the store is open, amid commits and checkpoints */
-        int32_t t;
+        /* One round in eight is killed while opening (perhaps during WAL recovery). The others
+         * wait until the child has acknowledged 0 to 10 transactions, then up to 2 ms more, so
+         * the kill lands at a random point of a commit or checkpoint however fast the build. */
+        int32_t acked = 0, t;
         bool during_open = rand() % 8 == 0;
-        if (!during_open && read(fds[0], &t, sizeof t) != sizeof t)
-            fail_msg("round %d: the child died before opening the store", r);
-        struct timespec ts = {0, (long)(rand() % (during_open ? 3000 : 8000)) * 1000};
+        int target = rand() % 11;
+        if (!during_open) {
+            if (read(fds[0], &t, sizeof t) != sizeof t || t != 0)
+                fail_msg("round %d: the child died before opening the store", r);
+            while (acked < target && read(fds[0], &t, sizeof t) == sizeof t) {
+                assert_int_equal(t, acked + 1);
+                acked = t;
+            }
+        }
+        struct timespec ts = {0, (long)(rand() % (during_open ? 3000 : 2000)) * 1000};
         nanosleep(&ts, NULL);
         kill(pid, SIGKILL);
         int st = 0;
         assert_int_equal(waitpid(pid, &st, 0), pid);
         if (WIFEXITED(st))
             fail_msg("round %d: the child failed by itself with status %d", r, WEXITSTATUS(st));
-        int32_t acked = 0;
         ssize_t got;
         while ((got = read(fds[0], &t, sizeof t)) == sizeof t) {
             if (t == 0)
