@@ -1,0 +1,132 @@
+/*
+ * llmos/server.h - `llmos serve`: an OpenAI-compatible HTTP server in front of one backend.
+ *
+ * Two parts:
+ *   - openai_api.c turns request bodies into llm_requests (openai_request_parse, a pure
+ *     function that is fuzzed) and backend answers into the OpenAI JSON shapes
+ *     (chat.completion, chat.completion.chunk, text_completion, embeddings, models, errors);
+ *   - http_server.c serves them over HTTP with libmicrohttpd: routes, API-key check, body
+ *     limit, a bounded FIFO queue in front of the backend (one generation at a time), SSE
+ *     streaming, and cancellation of a generation whose client went away.
+ *
+ * Every error a client can cause is answered in the OpenAI error shape
+ *   {"error": {"message": "...", "type": "...", "param": "..."|null, "code": "..."|null}}
+ * with a message that names the field and says what was wrong. docs/api.md has the details.
+ */
+#ifndef LLMOS_SERVER_H
+#define LLMOS_SERVER_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "llmos/backend.h"
+#include "llmos/base.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- request parsing and response shapes (openai_api.c) --------------------------------- */
+
+typedef enum openai_endpoint {
+    OPENAI_CHAT,       /* POST /v1/chat/completions */
+    OPENAI_COMPLETION, /* POST /v1/completions */
+    OPENAI_EMBEDDING   /* POST /v1/embeddings */
+} openai_endpoint;
+
+enum { OPENAI_MAX_STOP = 16, OPENAI_MAX_INPUTS = 2048 };
+
+/* A parsed request body. `req` points into `body`, which the request owns. */
+typedef struct openai_request {
+    openai_endpoint endpoint;
+    json_t *body;            /* the parsed JSON body (owned) */
+    llm_request req;         /* what goes to the backend (chat and completion) */
+    const char *model;       /* the "model" member, NULL when absent */
+    bool stream;             /* "stream": true */
+    bool include_usage;      /* "stream_options": {"include_usage": true} */
+    bool has_seed;           /* "seed" was given (else the server picks one) */
+    bool max_tokens_capped;  /* max_tokens was larger than the context and was lowered */
+    const char *stop[OPENAI_MAX_STOP];
+    const char **inputs;     /* embeddings: the texts (malloc'd array of borrowed strings) */
+    size_t n_inputs;
+    char error_param[64];    /* on failure: the member that was wrong ("" = the body) */
+} openai_request;
+
+/* Parse the body of a request to `ep`. `n_ctx` is the backend's context size: max_tokens
+ * (or max_completion_tokens) above it is lowered to it. Checks every member llmos uses for
+ * type and range (unknown members are ignored, as OpenAI's servers do). On failure returns
+ * LLMOS_ERR_FORMAT (not JSON) or LLMOS_ERR_INVALID / LLMOS_ERR_UNSUPPORTED (a member is
+ * wrong), sets the detail message, puts the member's name in out->error_param, and leaves
+ * nothing to free. On success the caller frees with openai_request_free. Pure: no I/O, no
+ * global state besides the thread's error message. */
+LLMOS_NODISCARD llmos_err openai_request_parse(openai_endpoint ep, const char *body, size_t len,
+                                               size_t n_ctx, openai_request *out);
+void openai_request_free(openai_request *r);
+
+/* {"error": {"message", "type", "param", "code"}} (param and code may be NULL -> null). */
+json_t *openai_error_json(const char *message, const char *type, const char *param,
+                          const char *code);
+/* The finish reason as OpenAI clients know it ("cancelled" and unknown ones become "stop"). */
+const char *openai_finish_reason(const char *backend_reason);
+/* A whole answer: chat.completion (OPENAI_CHAT) or text_completion (OPENAI_COMPLETION). */
+json_t *openai_response_json(openai_endpoint ep, const char *id, int64_t created,
+                             const char *model, const llm_response *r);
+/* One streamed chunk. `content` may be NULL (no text in this chunk); `role` adds
+ * "role":"assistant" to a chat delta; `finish` NULL = null. For OPENAI_COMPLETION the chunk
+ * is a text_completion with "text". */
+json_t *openai_chunk_json(openai_endpoint ep, const char *id, int64_t created,
+                          const char *model, bool role, const char *content, size_t len,
+                          const char *finish);
+/* The chat chunk that carries the tool calls of a finished answer (delta.tool_calls with
+ * their index). */
+json_t *openai_tool_calls_chunk_json(const char *id, int64_t created, const char *model,
+                                     const llm_response *r);
+/* {"prompt_tokens", "completion_tokens", "total_tokens"}. */
+json_t *openai_usage_json(uint32_t prompt_tokens, uint32_t completion_tokens);
+/* The final usage chunk of a stream (choices: [], usage). */
+json_t *openai_usage_chunk_json(openai_endpoint ep, const char *id, int64_t created,
+                                const char *model, const llm_response *r);
+/* GET /v1/models. */
+json_t *openai_models_json(const char *model, int64_t created);
+
+/* ---- the HTTP server (http_server.c) ---------------------------------------------------- */
+
+typedef struct http_server_params {
+    const char *host;        /* address to bind; NULL = "127.0.0.1" */
+    uint16_t port;           /* 0 = an ephemeral port (see http_server_port) */
+    const char *api_key;     /* NULL = no authentication; copied */
+    size_t max_body;         /* request body limit in bytes; 0 = 1 MiB (larger: 413) */
+    size_t max_queue;        /* requests that may wait for the backend; 0 = 16 (more: 503) */
+    const char *model_name;  /* the id clients use; NULL = llm_model_name(backend) */
+    unsigned max_connections; /* 0 = 64 */
+} http_server_params;
+
+http_server_params http_server_default_params(void);
+
+typedef struct http_server http_server;
+
+/* Start serving `backend` (borrowed: it must outlive the server) on a thread of
+ * libmicrohttpd's. Fails with LLMOS_ERR_IO when the address cannot be bound. */
+LLMOS_NODISCARD llmos_err http_server_start(llm_backend *backend, const http_server_params *p,
+                                            http_server **out);
+/* The port actually bound (useful with port 0). */
+uint16_t http_server_port(const http_server *s);
+/* Counters for tests and logs. */
+typedef struct http_server_stats {
+    uint64_t requests;       /* HTTP requests answered */
+    uint64_t generations;    /* backend calls made */
+    uint64_t cancelled;      /* generations cancelled because the client went away */
+    uint64_t rejected_busy;  /* 503s because the queue was full */
+    size_t queued;           /* requests waiting now */
+} http_server_stats;
+http_server_stats http_server_get_stats(http_server *s);
+/* Stop accepting, cancel running generations, wait for them, free. NULL-safe. */
+void http_server_stop(http_server *s);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
