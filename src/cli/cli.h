@@ -53,5 +53,6 @@ int cmd_model(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_model_random(int argc, char **argv); /* llmos model make-random */
 int cmd_memory(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 #endif

@@ -87,6 +87,26 @@ const cli_command cli_commands[] = {
      "Until a model provides embeddings, a TEST embedder (word hashing) is used:\n"
      "it finds shared words, not meaning.\n",
      cmd_memory},
+    {"serve", "Serve a model over the OpenAI-compatible HTTP API",
+     "usage: llmos serve --model FILE [--host H] [--port P] [--api-key-file FILE]\n"
+     "                   [--ctx N] [-t THREADS] [--name ID] [--queue N] [--max-body BYTES]\n"
+     "       llmos serve --api URL --api-model NAME [...]   (proxy a remote server)\n\n"
+     "Serve GET /health, GET /v1/models, POST /v1/chat/completions (streaming with\n"
+     "server-sent events, tools, response_format), POST /v1/completions and\n"
+     "POST /v1/embeddings, so that any OpenAI client can use the model. One request\n"
+     "runs at a time; others wait in a FIFO queue (full: HTTP 503). Stop with Ctrl-C.\n\n"
+     "  --host H            address to listen on (default 127.0.0.1, this machine only)\n"
+     "  --port P            port (default 8080; 0 = any free port, printed at start)\n"
+     "  --api-key-file FILE require 'Authorization: Bearer KEY', KEY the file's first line\n"
+     "  --api-key KEY       the same with the key on the command line (others can see it)\n"
+     "  --ctx N             context size in tokens (default: the model's, at most 8192)\n"
+     "  -t THREADS          threads (default: LLMOS_THREADS or all CPUs)\n"
+     "  --name ID           the model id clients use (default: the model's name)\n"
+     "  --queue N           requests that may wait (default 16)\n"
+     "  --max-body BYTES    request body limit (default 1048576; larger: HTTP 413)\n"
+     "  --api URL           serve a remote OpenAI-compatible server instead (its key\n"
+     "                      from LLMOS_API_KEY); --api-model NAME its model\n",
+     cmd_serve},
 };
 const size_t cli_n_commands = LLMOS_ARRAY_LEN(cli_commands);
 
