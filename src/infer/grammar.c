@@ -901,7 +901,8 @@ static bool node_hash_grow(grammar *g)
 static uint32_t node_intern(grammar *g, uint32_t pos, uint32_t parent)
 {
     assert(!is_alt_end(g, pos));
-    if (2 * (g->n_nodes + 1) > g->node_hash_cap && !node_hash_grow(g)) {
+    if (g->n_nodes >= 4 * GRAMMAR_MAX_NODES ||
+        (2 * (g->n_nodes + 1) > g->node_hash_cap && !node_hash_grow(g))) {
         g->overflow = true;
         return 0;
     }
@@ -1080,6 +1081,11 @@ static bool state_hash_grow(grammar *g)
 static int32_t state_intern(grammar *g, const uint32_t *ids, size_t n, uint32_t cp, uint8_t need,
                             uint8_t len)
 {
+    if (g->n_states >= 4 * GRAMMAR_MAX_STATES) {
+        /* limits are enforced between calls; this caps one long call (a hard stop) */
+        g->overflow = true;
+        return -1;
+    }
     if (2 * (g->n_states + 1) > g->state_hash_cap && !state_hash_grow(g))
         return -1;
     size_t mask = g->state_hash_cap - 1;
@@ -1461,9 +1467,10 @@ static llmos_err run_bytes(grammar *g, int32_t from, const char *s, size_t n, in
         int32_t next = step(g, cur, (uint8_t)s[k]);
         if (next < 0) {
             if (g->overflow)
-                return llmos_fail(LLMOS_ERR_LIMIT, "grammar: more than %u parses alive at "
-                                  "once at byte %zu (or out of memory); the grammar is too "
-                                  "ambiguous", GRAMMAR_MAX_STACKS, k);
+                return llmos_fail(LLMOS_ERR_LIMIT, "grammar: at byte %zu: more than %u parses "
+                                  "alive at once (the grammar is too ambiguous), or more than "
+                                  "%u new states in one call (feed the text in pieces), or out "
+                                  "of memory", k, GRAMMAR_MAX_STACKS, 4 * GRAMMAR_MAX_STATES);
             unsigned char c = (unsigned char)s[k];
             return llmos_fail(LLMOS_ERR_INVALID,
                               "grammar: byte %zu (0x%02X '%c') cannot continue the text here",

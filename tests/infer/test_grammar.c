@@ -6,8 +6,9 @@
  * and column (syntax, undefined rules, left recursion). Matching: sentences in and out of a
  * grammar, UTF-8 classes split across bytes. Masks: with a tiny vocabulary the allowed set is
  * checked token by token against brute force (a token is allowed iff the state after its
- * bytes is alive); with Qwen2's 151,936 tokens, a JSON document's own tokenization must be
- * allowed at every step and every allowed token must keep the text a viable prefix.
+ * bytes is alive); with Qwen2's 151,936 tokens and Llama 3's 128,256, a JSON document's own
+ * tokenization must be allowed at every step, every allowed token must keep the text a viable
+ * prefix, and at a few states every token's verdict must equal brute force.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -294,6 +295,18 @@ static void test_cache_rebuild(void **state)
     assert_int_equal(grammar_accept_bytes(g, "]", 1), LLMOS_ERR_INVALID);
     assert_int_equal(grammar_clear_caches(g), LLMOS_OK);
     assert_true(grammar_done(g));
+    /* one call that would need more than the hard cap of new states stops cleanly */
+    size_t big = 70000;
+    char *open = malloc(big);
+    assert_non_null(open);
+    memset(open, '[', big);
+    grammar_reset(g);
+    assert_int_equal(grammar_accept_bytes(g, open, big), LLMOS_ERR_LIMIT);
+    assert_non_null(strstr(llmos_errmsg(), "feed the text in pieces"));
+    assert_false(grammar_accepting(g)); /* state kept: the start */
+    assert_int_equal(grammar_accept_bytes(g, "[]", 2), LLMOS_OK);
+    assert_true(grammar_done(g));
+    free(open);
     grammar_vocab_free(v);
     grammar_free(g);
 }
@@ -382,11 +395,10 @@ static const char *DOC =
     "  \"units\": \"celsius\", \"note\": \"\xe5\x8c\x97\xe4\xba\xac \xf0\x9f\x98\x80\", "
     "\"ok\": true, \"x\": -1.5e3, \"empty\": {}}}";
 
-static void test_mask_qwen2(void **state)
+static void mask_real(const char *rel)
 {
-    (void)state;
     char path[1024];
-    if (!tu_testdata_path(path, sizeof path, "vocab/ggml-vocab-qwen2.gguf")) {
+    if (!tu_testdata_path(path, sizeof path, rel)) {
         skip();
         return;
     }
@@ -517,6 +529,18 @@ static void test_mask_qwen2(void **state)
     tok_free(t);
 }
 
+static void test_mask_qwen2(void **state)
+{
+    (void)state;
+    mask_real("vocab/ggml-vocab-qwen2.gguf");
+}
+
+static void test_mask_llama3(void **state)
+{
+    (void)state;
+    mask_real("vocab/ggml-vocab-llama-bpe.gguf");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -528,6 +552,7 @@ int main(void)
         cmocka_unit_test(test_cache_rebuild),
         cmocka_unit_test(test_mask_tiny),
         cmocka_unit_test(test_mask_qwen2),
+        cmocka_unit_test(test_mask_llama3),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
