@@ -156,6 +156,14 @@ LLMOS_NODISCARD llmos_err remote_backend_open(const char *base_url, const char *
                                               const remote_backend_params *p,
                                               llm_backend **out);
 
+/* Read a whole chat-completions server-sent-events body as the remote backend reads a stream
+ * (for tests and fuzzing): deltas go to `stream` (may be NULL) and are assembled into *resp
+ * (caller frees with llm_response_free). LLMOS_ERR_FORMAT for a malformed event, naming it;
+ * LLMOS_ERR_NETWORK for a body that ends without [DONE] or a finish_reason. */
+LLMOS_NODISCARD llmos_err remote_parse_stream(const char *body, size_t len,
+                                              llm_stream_fn stream, void *stream_ctx,
+                                              llm_response *resp);
+
 #ifdef __cplusplus
 }
 #endif

@@ -52,7 +52,7 @@
 #include "llmos/json.h"
 #include "llmos/toolcall.h"
 
-#define LOCAL_LOG "backend"
+#define LOCAL_LOG     "backend"
 #define LOCAL_MAX_CTX 8192u
 
 /* ---- prompt building ------------------------------------------------------------------------ */
@@ -174,7 +174,8 @@ static llmos_err lc_sentinelize(json_t *msgs, lc_pieces *p)
     size_t i, j;
     json_t *m, *part, *call;
     llmos_err err;
-    json_array_foreach(msgs, i, m) {
+    json_array_foreach(msgs, i, m)
+    {
         if (!json_is_object(m))
             return llmos_fail(LLMOS_ERR_INVALID, "messages[%zu] is not an object", i);
         json_t *content = json_object_get(m, "content");
@@ -182,12 +183,14 @@ static llmos_err lc_sentinelize(json_t *msgs, lc_pieces *p)
             if ((err = lc_replace(p, m, "content", false)))
                 return err;
         } else if (json_is_array(content)) {
-            json_array_foreach(content, j, part) {
+            json_array_foreach(content, j, part)
+            {
                 if (json_is_object(part) && (err = lc_replace(p, part, "text", false)))
                     return err;
             }
         }
-        json_array_foreach(json_object_get(m, "tool_calls"), j, call) {
+        json_array_foreach(json_object_get(m, "tool_calls"), j, call)
+        {
             json_t *fn = json_object_get(call, "function");
             json_t *holder = json_is_object(fn) ? fn : call;
             if (json_is_object(holder) && (err = lc_replace(p, holder, "arguments", true)))
@@ -197,15 +200,17 @@ static llmos_err lc_sentinelize(json_t *msgs, lc_pieces *p)
     return LLMOS_OK;
 }
 
-static bool lc_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+static bool lc_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
 
 typedef struct lc_ids {
     int32_t *v;
     size_t n, cap;
 } lc_ids;
 
-static llmos_err lc_push(lc_ids *d, const tokenizer *t, const char *s, size_t len,
-                         unsigned flags)
+static llmos_err lc_push(lc_ids *d, const tokenizer *t, const char *s, size_t len, unsigned flags)
 {
     if (len == 0)
         return LLMOS_OK;
@@ -566,11 +571,10 @@ static llmos_err lb_chat(llm_backend *b, const llm_request *req, llm_stream_fn s
         err = tok_encode(lb->tok, req->prompt, strlen(req->prompt), TOK_ADD_SPECIAL, &prompt,
                          &n_prompt);
     else
-        err = local_chat_tokenize(lb->tok, lb->tmpl, req->messages,
-                                  req->tool_choice && strcmp(req->tool_choice, "none") == 0
-                                      ? NULL
-                                      : req->tools,
-                                  true, &prompt, &n_prompt, NULL, NULL);
+        err = local_chat_tokenize(
+            lb->tok, lb->tmpl, req->messages,
+            req->tool_choice && strcmp(req->tool_choice, "none") == 0 ? NULL : req->tools, true,
+            &prompt, &n_prompt, NULL, NULL);
     if (err)
         goto done;
     if (n_prompt == 0) {
@@ -769,7 +773,10 @@ static size_t lb_context_size(llm_backend *b)
     return model_ctx_size(((local_backend *)b)->ctx);
 }
 
-static const char *lb_model_name(llm_backend *b) { return ((local_backend *)b)->name; }
+static const char *lb_model_name(llm_backend *b)
+{
+    return ((local_backend *)b)->name;
+}
 
 static void lb_free(llm_backend *b)
 {
@@ -822,13 +829,13 @@ llmos_err local_backend_open(const char *model_path, const local_backend_params 
     const model_hparams *hp = model_hparams_of(lb->model);
     const gguf_file *f = model_gguf(lb->model);
     const char *used = NULL;
-    const char *tmpl = p->chat_template
-                           ? p->chat_template
-                           : chat_template_for(gguf_get_str(f, "tokenizer.chat_template", NULL),
-                                               &used);
+    const char *tmpl =
+        p->chat_template
+            ? p->chat_template
+            : chat_template_for(gguf_get_str(f, "tokenizer.chat_template", NULL), &used);
     if (used && strcmp(used, CHAT_FALLBACK_NAME) == 0)
-        LOG_WARN(LOCAL_LOG, "%s has no tokenizer.chat_template; using the %s template",
-                 model_path, CHAT_FALLBACK_NAME);
+        LOG_WARN(LOCAL_LOG, "%s has no tokenizer.chat_template; using the %s template", model_path,
+                 CHAT_FALLBACK_NAME);
     lb->tmpl = strdup(tmpl);
     const char *name = gguf_get_str(f, "general.name", NULL);
     if (!name) {

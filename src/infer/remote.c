@@ -37,9 +37,9 @@
 #include "llmos/backend.h"
 #include "llmos/json.h"
 
-#define REMOTE_LOG "remote"
-#define REMOTE_MAX_BODY (64u << 20) /* bytes of a non-streamed answer we accept */
-#define REMOTE_MAX_BACKOFF 30.0     /* seconds between two tries, at most */
+#define REMOTE_LOG             "remote"
+#define REMOTE_MAX_BODY        (64u << 20) /* bytes of a non-streamed answer we accept */
+#define REMOTE_MAX_BACKOFF     30.0        /* seconds between two tries, at most */
 #define REMOTE_MAX_RETRY_AFTER 120.0
 
 typedef struct remote_backend {
@@ -52,7 +52,10 @@ typedef struct remote_backend {
 
 static pthread_once_t rm_once = PTHREAD_ONCE_INIT;
 static CURLcode rm_init_code;
-static void rm_global_init(void) { rm_init_code = curl_global_init(CURL_GLOBAL_DEFAULT); }
+static void rm_global_init(void)
+{
+    rm_init_code = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
 
 /* ---- one transfer ---------------------------------------------------------------------------- */
 
@@ -107,8 +110,8 @@ static void rm_xfer_reset(rm_xfer *x)
     void *sc = x->stream_ctx;
     bool sse = x->sse, completions = x->completions;
     rm_xfer_free(x);
-    *x = (rm_xfer){.req = req, .stream = stream, .stream_ctx = sc, .sse = sse,
-                   .completions = completions};
+    *x = (rm_xfer){
+        .req = req, .stream = stream, .stream_ctx = sc, .sse = sse, .completions = completions};
 }
 
 static void rm_usage(rm_xfer *x, const json_t *root)
@@ -116,8 +119,7 @@ static void rm_usage(rm_xfer *x, const json_t *root)
     json_t *u = json_get_object(root, "usage");
     if (u) {
         x->prompt_tokens = (uint32_t)json_get_int(u, "prompt_tokens", x->prompt_tokens);
-        x->completion_tokens = (uint32_t)json_get_int(u, "completion_tokens",
-                                                      x->completion_tokens);
+        x->completion_tokens = (uint32_t)json_get_int(u, "completion_tokens", x->completion_tokens);
     }
 }
 
@@ -144,8 +146,7 @@ static llmos_err rm_event(rm_xfer *x, const char *data, size_t len)
     if (e) {
         const char *msg = json_is_string(e) ? json_string_value(e)
                                             : json_get_string(e, "message", "(no message)");
-        err = llmos_fail(LLMOS_ERR_NETWORK, "the server reported an error in the stream: %s",
-                         msg);
+        err = llmos_fail(LLMOS_ERR_NETWORK, "the server reported an error in the stream: %s", msg);
         json_decref(root);
         return err;
     }
@@ -168,14 +169,17 @@ static llmos_err rm_event(rm_xfer *x, const char *data, size_t len)
     }
     size_t i;
     json_t *tc;
-    json_array_foreach(json_object_get(delta, "tool_calls"), i, tc) {
+    json_array_foreach(json_object_get(delta, "tool_calls"), i, tc)
+    {
         json_int_t idx = json_integer_value(json_object_get(tc, "index"));
         if (!json_is_integer(json_object_get(tc, "index")))
             idx = (json_int_t)i;
         if (idx < 0 || idx > 255) {
             json_decref(root);
-            return llmos_fail(LLMOS_ERR_FORMAT, "stream event: tool call index %lld is out "
-                                                "of range (0..255)", (long long)idx);
+            return llmos_fail(LLMOS_ERR_FORMAT,
+                              "stream event: tool call index %lld is out "
+                              "of range (0..255)",
+                              (long long)idx);
         }
         if ((size_t)idx >= x->n_calls) {
             rm_call *nv = realloc(x->calls, ((size_t)idx + 1) * sizeof *nv);
@@ -287,8 +291,7 @@ static size_t rm_on_header(char *data, size_t size, size_t nmemb, void *user)
     return n;
 }
 
-static int rm_on_progress(void *user, curl_off_t dt, curl_off_t dn, curl_off_t ut,
-                          curl_off_t un)
+static int rm_on_progress(void *user, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
 {
     (void)dt, (void)dn, (void)ut, (void)un;
     rm_xfer *x = user;
@@ -305,8 +308,8 @@ static void rm_error_message(const llmos_buf *body, char *out, size_t size)
     out[0] = 0;
     if (body->len && !json_parse_text(body->data, body->len, "error body", 0, &root)) {
         json_t *e = json_object_get(root, "error");
-        const char *msg = json_is_string(e) ? json_string_value(e)
-                                            : json_get_string(e, "message", NULL);
+        const char *msg =
+            json_is_string(e) ? json_string_value(e) : json_get_string(e, "message", NULL);
         if (!msg)
             msg = json_get_string(root, "message", NULL);
         if (msg)
@@ -352,8 +355,7 @@ static llmos_err rm_perform(remote_backend *rb, const char *path, const char *bo
 {
     char url[2048];
     if (snprintf(url, sizeof url, "%s%s", rb->base_url, path) >= (int)sizeof url)
-        return llmos_fail(LLMOS_ERR_LIMIT, "remote: the URL is longer than %zu bytes",
-                          sizeof url);
+        return llmos_fail(LLMOS_ERR_LIMIT, "remote: the URL is longer than %zu bytes", sizeof url);
     struct curl_slist *hdrs = NULL;
     hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
     if (hdrs && x->sse)
@@ -422,8 +424,7 @@ static llmos_err rm_perform(remote_backend *rb, const char *path, const char *bo
                              : x->status == 429                   ? LLMOS_ERR_BUSY
                              : x->status >= 500                   ? LLMOS_ERR_NETWORK
                                                                   : LLMOS_ERR_INVALID;
-            err = llmos_fail(code, "remote %s%s: HTTP %ld: %s", rb->base_url, path, x->status,
-                             msg);
+            err = llmos_fail(code, "remote %s%s: HTTP %ld: %s", rb->base_url, path, x->status, msg);
             retryable = x->status == 429 || x->status >= 500;
         } else {
             err = LLMOS_OK;
@@ -431,9 +432,9 @@ static llmos_err rm_perform(remote_backend *rb, const char *path, const char *bo
         }
         if (!retryable || x->streamed || attempt + 1 == tries)
             break;
-        double wait = x->retry_after > 0 ? x->retry_after
-                                         : fmin(REMOTE_MAX_BACKOFF, 0.5 * ldexp(1.0, attempt)) *
-                                               rm_jitter();
+        double wait = x->retry_after > 0
+                          ? x->retry_after
+                          : fmin(REMOTE_MAX_BACKOFF, 0.5 * ldexp(1.0, attempt)) * rm_jitter();
         if (wait > REMOTE_MAX_RETRY_AFTER)
             wait = REMOTE_MAX_RETRY_AFTER;
         LOG_INFO(REMOTE_LOG, "%s; try %d of %d in %.2f s", llmos_errmsg(), attempt + 2, tries,
@@ -454,8 +455,7 @@ static llmos_err rm_perform(remote_backend *rb, const char *path, const char *bo
 
 /* ---- chat -------------------------------------------------------------------------------- */
 
-static llmos_err rm_build_body(remote_backend *rb, const llm_request *req, bool stream,
-                               char **out)
+static llmos_err rm_build_body(remote_backend *rb, const llm_request *req, bool stream, char **out)
 {
     json_t *b = json_object();
     if (!b)
@@ -489,13 +489,13 @@ static llmos_err rm_build_body(remote_backend *rb, const llm_request *req, bool 
     if (req->tools && json_array_size(req->tools) > 0) {
         bad |= json_object_set(b, "tools", (json_t *)req->tools);
         const char *tc = req->tool_choice;
-        if (tc && (strcmp(tc, "auto") == 0 || strcmp(tc, "none") == 0 ||
-                   strcmp(tc, "required") == 0))
+        if (tc &&
+            (strcmp(tc, "auto") == 0 || strcmp(tc, "none") == 0 || strcmp(tc, "required") == 0))
             bad |= json_object_set_new(b, "tool_choice", json_string(tc));
         else if (tc)
-            bad |= json_object_set_new(b, "tool_choice",
-                                       json_pack("{ss s{ss}}", "type", "function", "function",
-                                                 "name", tc));
+            bad |= json_object_set_new(
+                b, "tool_choice",
+                json_pack("{ss s{ss}}", "type", "function", "function", "name", tc));
     }
     if (req->response_format)
         bad |= json_object_set(b, "response_format", (json_t *)req->response_format);
@@ -508,8 +508,7 @@ static llmos_err rm_build_body(remote_backend *rb, const llm_request *req, bool 
 static llmos_err rm_parse_answer(rm_xfer *x, const char *what)
 {
     json_t *root = NULL;
-    llmos_err err = json_parse_text(x->body.data ? x->body.data : "", x->body.len, what, 0,
-                                    &root);
+    llmos_err err = json_parse_text(x->body.data ? x->body.data : "", x->body.len, what, 0, &root);
     if (err)
         return err;
     json_t *ch = json_array_get(json_object_get(root, "choices"), 0);
@@ -530,7 +529,8 @@ static llmos_err rm_parse_answer(rm_xfer *x, const char *what)
         x->calls = calloc(json_array_size(calls), sizeof *x->calls);
         if (!x->calls)
             err = llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
-        json_array_foreach(calls, i, tc) {
+        json_array_foreach(calls, i, tc)
+        {
             if (err)
                 break;
             rm_call *c = &x->calls[x->n_calls++];
@@ -555,6 +555,65 @@ static char *rm_take(llmos_buf *b)
     return s;
 }
 
+/* Turn a finished transfer into the response: the end of a stream is checked (a stream
+ * without [DONE] or a finish reason was cut), a plain body is parsed. `where` names the
+ * endpoint in messages. On failure *resp is left empty. */
+static llmos_err rm_finish(rm_xfer *x, const char *where, llm_response *resp)
+{
+    llmos_err err = LLMOS_OK;
+    if (!x->cancelled && !x->sse) {
+        char what[2100];
+        snprintf(what, sizeof what, "%s: answer", where);
+        err = rm_parse_answer(x, what);
+    } else if (!x->cancelled) {
+        if (x->line.len > 0 && !(err = rm_sse_line(x, x->line.data, x->line.len)))
+            buf_clear(&x->line);
+        if (!err && x->event.len > 0)
+            err = rm_event(x, x->event.data, x->event.len);
+        if (!err && !x->done && !x->finish[0])
+            err = llmos_fail(LLMOS_ERR_NETWORK,
+                             "%s: the stream ended without [DONE] or a finish_reason "
+                             "(connection cut?)",
+                             where);
+        else if (err)
+            err = llmos_fail_context(err, "%s: ", where);
+    }
+    if (err)
+        return err;
+    resp->prompt_tokens = x->prompt_tokens;
+    resp->completion_tokens = x->completion_tokens;
+    if (x->cancelled)
+        resp->finish_reason = "cancelled";
+    else if (strcmp(x->finish, "length") == 0)
+        resp->finish_reason = "length";
+    else if (strcmp(x->finish, "tool_calls") == 0 || x->n_calls > 0)
+        resp->finish_reason = "tool_calls";
+    else
+        resp->finish_reason = "stop";
+    resp->content = rm_take(&x->content);
+    if (!resp->content)
+        err = llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
+    if (!err && x->n_calls > 0 && !x->cancelled) {
+        resp->tool_calls = calloc(x->n_calls, sizeof *resp->tool_calls);
+        if (!resp->tool_calls)
+            err = llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
+        for (size_t i = 0; !err && i < x->n_calls; i++) {
+            llm_tool_call *c = &resp->tool_calls[resp->n_tool_calls++];
+            c->id = rm_take(&x->calls[i].id);
+            c->name = rm_take(&x->calls[i].name);
+            c->arguments = rm_take(&x->calls[i].args);
+            if (!c->id || !c->name || !c->arguments)
+                err = llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
+            else if (!c->name[0])
+                err = llmos_fail(LLMOS_ERR_FORMAT, "%s: tool call %zu has no function name", where,
+                                 i);
+        }
+    }
+    if (err)
+        llm_response_free(resp);
+    return err;
+}
+
 static llmos_err rm_chat(llm_backend *b, const llm_request *req, llm_stream_fn stream,
                          void *stream_ctx, llm_response *resp)
 {
@@ -564,63 +623,37 @@ static llmos_err rm_chat(llm_backend *b, const llm_request *req, llm_stream_fn s
     llmos_err err = rm_build_body(rb, req, stream != NULL, &body);
     if (err)
         return err;
-    rm_xfer x = {.req = req, .stream = stream, .stream_ctx = stream_ctx, .sse = stream != NULL,
+    rm_xfer x = {.req = req,
+                 .stream = stream,
+                 .stream_ctx = stream_ctx,
+                 .sse = stream != NULL,
                  .completions = req->prompt != NULL};
     double t0 = time_now();
     err = rm_perform(rb, path, body, &x);
     free(body);
-    if (!err && !x.cancelled && !x.sse) {
-        char what[2100];
-        snprintf(what, sizeof what, "remote %s%s: answer", rb->base_url, path);
-        err = rm_parse_answer(&x, what);
-    } else if (!err && !x.cancelled && x.sse) {
-        if (x.line.len > 0 && !(err = rm_sse_line(&x, x.line.data, x.line.len)))
-            buf_clear(&x.line);
-        if (!err && x.event.len > 0)
-            err = rm_event(&x, x.event.data, x.event.len);
-        if (!err && !x.done && !x.finish[0])
-            err = llmos_fail(LLMOS_ERR_NETWORK,
-                             "remote %s%s: the stream ended without [DONE] or a "
-                             "finish_reason (connection cut?)",
-                             rb->base_url, path);
-        else if (err)
-            err = llmos_fail_context(err, "remote %s%s: ", rb->base_url, path);
-    }
     if (!err) {
+        char where[2100];
+        snprintf(where, sizeof where, "remote %s%s", rb->base_url, path);
+        err = rm_finish(&x, where, resp);
         resp->gen_seconds = time_now() - t0;
-        resp->prompt_tokens = x.prompt_tokens;
-        resp->completion_tokens = x.completion_tokens;
-        if (x.cancelled)
-            resp->finish_reason = "cancelled";
-        else if (strcmp(x.finish, "length") == 0)
-            resp->finish_reason = "length";
-        else if (strcmp(x.finish, "tool_calls") == 0 || x.n_calls > 0)
-            resp->finish_reason = "tool_calls";
-        else
-            resp->finish_reason = "stop";
-        resp->content = rm_take(&x.content);
-        if (!resp->content)
-            err = llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
-        if (!err && x.n_calls > 0 && !x.cancelled) {
-            resp->tool_calls = calloc(x.n_calls, sizeof *resp->tool_calls);
-            if (!resp->tool_calls)
-                err = llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
-            for (size_t i = 0; !err && i < x.n_calls; i++) {
-                llm_tool_call *c = &resp->tool_calls[resp->n_tool_calls++];
-                c->id = rm_take(&x.calls[i].id);
-                c->name = rm_take(&x.calls[i].name);
-                c->arguments = rm_take(&x.calls[i].args);
-                if (!c->id || !c->name || !c->arguments)
-                    err = llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
-                else if (!c->name[0])
-                    err = llmos_fail(LLMOS_ERR_FORMAT,
-                                     "remote %s%s: tool call %zu has no function name",
-                                     rb->base_url, path, i);
-            }
-        }
-        if (err)
-            llm_response_free(resp);
     }
+    rm_xfer_free(&x);
+    return err;
+}
+
+llmos_err remote_parse_stream(const char *body, size_t len, llm_stream_fn stream, void *stream_ctx,
+                              llm_response *resp)
+{
+    *resp = (llm_response){0};
+    rm_xfer x = {.stream = stream, .stream_ctx = stream_ctx, .sse = true, .status = 200};
+    size_t taken = rm_on_write((char *)body, 1, len, &x);
+    llmos_err err = LLMOS_OK;
+    if (x.perr)
+        err = llmos_fail_context(x.perr, "stream: ");
+    else if (taken == len || x.cancelled)
+        err = rm_finish(&x, "stream", resp);
+    else
+        err = llmos_fail(LLMOS_ERR_NOMEM, "stream: out of memory");
     rm_xfer_free(&x);
     return err;
 }
@@ -679,9 +712,15 @@ static llmos_err rm_embed(llm_backend *b, const char *text, size_t len, float **
     return err;
 }
 
-static size_t rm_context_size(llm_backend *b) { return ((remote_backend *)b)->p.context_size; }
+static size_t rm_context_size(llm_backend *b)
+{
+    return ((remote_backend *)b)->p.context_size;
+}
 
-static const char *rm_model_name(llm_backend *b) { return ((remote_backend *)b)->model; }
+static const char *rm_model_name(llm_backend *b)
+{
+    return ((remote_backend *)b)->model;
+}
 
 static void rm_free(llm_backend *b)
 {
@@ -709,8 +748,8 @@ static const llm_backend_ops remote_ops = {
 
 remote_backend_params remote_backend_default_params(void)
 {
-    return (remote_backend_params){.timeout_s = 600, .connect_timeout_s = 10, .max_retries = 3,
-                                   .context_size = 8192};
+    return (remote_backend_params){
+        .timeout_s = 600, .connect_timeout_s = 10, .max_retries = 3, .context_size = 8192};
 }
 
 /* GET /models and check that `model` is among data[].id. A server without the endpoint (404)
@@ -727,8 +766,8 @@ static llmos_err rm_check_model(remote_backend *rb)
     }
     json_t *root = NULL;
     if (!err)
-        err = json_parse_text(x.body.data ? x.body.data : "", x.body.len,
-                              "remote models list", 0, &root);
+        err = json_parse_text(x.body.data ? x.body.data : "", x.body.len, "remote models list", 0,
+                              &root);
     json_t *data = json_object_get(root, "data");
     if (!err && !json_is_array(data))
         err = llmos_fail(LLMOS_ERR_FORMAT, "remote %s/models: no \"data\" array in the answer",
@@ -738,7 +777,8 @@ static llmos_err rm_check_model(remote_backend *rb)
         size_t i;
         json_t *m;
         bool found = false;
-        json_array_foreach(data, i, m) {
+        json_array_foreach(data, i, m)
+        {
             const char *id = json_get_string(m, "id", NULL);
             if (!id)
                 continue;
@@ -753,8 +793,8 @@ static llmos_err rm_check_model(remote_backend *rb)
         }
         if (!found)
             err = llmos_fail(LLMOS_ERR_NOT_FOUND,
-                             "remote %s: the server has no model '%s'; it offers %s",
-                             rb->base_url, rb->model, names.len ? names.data : "none");
+                             "remote %s: the server has no model '%s'; it offers %s", rb->base_url,
+                             rb->model, names.len ? names.data : "none");
         buf_free(&names);
     }
     json_decref(root);

@@ -28,12 +28,12 @@ static const char evil_llama[] =
 
 static json_t *evil_conversation(const char *e)
 {
-    json_t *m = json_pack(
-        "[{ss ss} {ss ss} {ss sn s[{ss ss s{ss ss}}]} {ss ss ss} {ss ss}]", "role", "system",
-        "content", "You are a helpful assistant.", "role", "user", "content", e, "role",
-        "assistant", "content", "tool_calls", "id", "call_1", "type", "function", "function",
-        "name", "lookup", "arguments", "{\"q\": \"x\"}", "role", "tool", "tool_call_id",
-        "call_1", "content", e, "role", "user", "content", e);
+    json_t *m =
+        json_pack("[{ss ss} {ss ss} {ss sn s[{ss ss s{ss ss}}]} {ss ss ss} {ss ss}]", "role",
+                  "system", "content", "You are a helpful assistant.", "role", "user", "content", e,
+                  "role", "assistant", "content", "tool_calls", "id", "call_1", "type", "function",
+                  "function", "name", "lookup", "arguments", "{\"q\": \"x\"}", "role", "tool",
+                  "tool_call_id", "call_1", "content", e, "role", "user", "content", e);
     assert_non_null(m);
     return m;
 }
@@ -104,8 +104,8 @@ static void check_guard(const tokenizer *t, const char *tmpl, json_t *msgs, cons
     char *bos = strndup(bp, bl), *eos = strndup(ep, el);
     /* the reference render gets the arguments as the object the backend passes */
     json_t *ref = json_deep_copy(msgs);
-    json_t *fn = json_object_get(json_array_get(json_object_get(json_array_get(ref, 2),
-                                                                "tool_calls"), 0), "function");
+    json_t *fn = json_object_get(
+        json_array_get(json_object_get(json_array_get(ref, 2), "tool_calls"), 0), "function");
     json_object_set_new(fn, "arguments", json_pack("{ss}", "q", "x"));
     assert_int_equal(chat_render(tmpl, ref, NULL, true, bos, eos, NULL, &r), LLMOS_OK);
     json_decref(ref);
@@ -139,8 +139,7 @@ static void test_guard_qwen2_chatml(void **state)
     }
     json_t *msgs = evil_conversation(evil);
     /* 5 messages + the generation prompt open a turn; 5 close one */
-    check_guard(t, chat_template_for(NULL, NULL), msgs, "<|im_start|>", 6, "<|im_end|>", 5,
-                true);
+    check_guard(t, chat_template_for(NULL, NULL), msgs, "<|im_start|>", 6, "<|im_end|>", 5, true);
     json_decref(msgs);
     tok_free(t);
 }
@@ -231,7 +230,8 @@ static int make_model(void **state)
 {
     (void)state;
     char vocab[4096];
-    if (!tu_testdata_path(vocab, sizeof vocab, "vocab/ggml-vocab-qwen2.gguf") || !getenv("LLMOS_BIN"))
+    if (!tu_testdata_path(vocab, sizeof vocab, "vocab/ggml-vocab-qwen2.gguf") ||
+        !getenv("LLMOS_BIN"))
         return 0;
     if (!tu_mkdtemp("backend-local", model_dir, sizeof model_dir))
         return -1;
@@ -283,8 +283,8 @@ static bool on_text(void *ctx, const char *text, size_t len)
 
 static json_t *convo(void)
 {
-    return json_pack("[{ss ss} {ss ss}]", "role", "system", "content", "Be brief.", "role",
-                     "user", "content", "Tell me a story about a cat.");
+    return json_pack("[{ss ss} {ss ss}]", "role", "system", "content", "Be brief.", "role", "user",
+                     "content", "Tell me a story about a cat.");
 }
 
 static void test_chat_basic_and_reuse(void **state)
@@ -435,11 +435,11 @@ static void test_chat_constrained(void **state)
     llm_response_free(&r);
     rq.response_format = NULL;
 
-    json_t *tools = json_pack(
-        "[{ss s{ss ss s{ss s{s{ss s[s]}} s[s] sb}}}]", "type", "function", "function", "name",
-        "get_weather", "description", "Weather of a city", "parameters", "type", "object",
-        "properties", "city", "type", "string", "enum", "Paris", "required", "city",
-        "additionalProperties", 0);
+    json_t *tools =
+        json_pack("[{ss s{ss ss s{ss s{s{ss s[s]}} s[s] sb}}}]", "type", "function", "function",
+                  "name", "get_weather", "description", "Weather of a city", "parameters", "type",
+                  "object", "properties", "city", "type", "string", "enum", "Paris", "required",
+                  "city", "additionalProperties", 0);
     rq.tools = tools;
     rq.tool_choice = "get_weather";
     rq.max_tokens = 60;
@@ -511,14 +511,10 @@ static void test_misc(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_guard_qwen2_chatml),
-        cmocka_unit_test(test_guard_qwen25_template),
-        cmocka_unit_test(test_guard_llama3),
-        cmocka_unit_test(test_guard_altered_content),
-        cmocka_unit_test(test_chat_basic_and_reuse),
-        cmocka_unit_test(test_chat_stop_and_cancel),
-        cmocka_unit_test(test_chat_constrained),
-        cmocka_unit_test(test_misc),
+        cmocka_unit_test(test_guard_qwen2_chatml),   cmocka_unit_test(test_guard_qwen25_template),
+        cmocka_unit_test(test_guard_llama3),         cmocka_unit_test(test_guard_altered_content),
+        cmocka_unit_test(test_chat_basic_and_reuse), cmocka_unit_test(test_chat_stop_and_cancel),
+        cmocka_unit_test(test_chat_constrained),     cmocka_unit_test(test_misc),
     };
     return cmocka_run_group_tests(tests, make_model, remove_model);
 }

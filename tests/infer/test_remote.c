@@ -109,10 +109,10 @@ static void fake_serve_one(fake_openai *f, int fd)
     const fake_reply *r = &f->script[idx < f->n_script ? idx : f->n_script - 1];
     fake_sleep_ms(f, r->delay_ms);
     char head[1024];
-    int hl = snprintf(head, sizeof head,
-                      "HTTP/1.1 %d X\r\nContent-Type: %s\r\nConnection: close\r\n%s", r->status,
-                      r->chunks ? "text/event-stream" : "application/json",
-                      r->headers ? r->headers : "");
+    int hl =
+        snprintf(head, sizeof head, "HTTP/1.1 %d X\r\nContent-Type: %s\r\nConnection: close\r\n%s",
+                 r->status, r->chunks ? "text/event-stream" : "application/json",
+                 r->headers ? r->headers : "");
     if (r->body)
         hl += snprintf(head + hl, sizeof head - (size_t)hl, "Content-Length: %zu\r\n",
                        strlen(r->body));
@@ -332,8 +332,8 @@ static void test_chat_request_and_answer(void **state)
     body = fake_body(f, 2);
     assert_true(json_equal(json_object_get(body, "tools"), tools));
     assert_string_equal(
-        json_get_string(json_get_object(json_get_object(body, "tool_choice"), "function"),
-                        "name", ""),
+        json_get_string(json_get_object(json_get_object(body, "tool_choice"), "function"), "name",
+                        ""),
         "get_weather");
     json_decref(body);
 
@@ -349,7 +349,8 @@ static void test_stream_and_tool_deltas(void **state)
     (void)state;
     static const char *const text_chunks[] = {
         ": keep-alive comment\n\n",
-        "data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"Hel\"}}]}\n\n",
+        "data: "
+        "{\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"Hel\"}}]}\n\n",
         "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"lo \xc3", /* split mid-event */
         "\xa9t\xc3\xa9\"}}]}\r\n\r\n",
         "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"length\"}]}\n\n",
@@ -558,14 +559,13 @@ static void test_malformed(void **state)
 static void test_cancel(void **state)
 {
     (void)state;
-    static const char *const slow[] = {
-        "data: {\"choices\":[{\"delta\":{\"content\":\"1\"}}]}\n\n",
-        "data: {\"choices\":[{\"delta\":{\"content\":\"2\"}}]}\n\n",
-        "data: {\"choices\":[{\"delta\":{\"content\":\"3\"}}]}\n\n",
-        "data: {\"choices\":[{\"delta\":{\"content\":\"4\"}}]}\n\n",
-        "data: {\"choices\":[{\"delta\":{\"content\":\"5\"}}]}\n\n",
-        "data: [DONE]\n\n",
-        NULL};
+    static const char *const slow[] = {"data: {\"choices\":[{\"delta\":{\"content\":\"1\"}}]}\n\n",
+                                       "data: {\"choices\":[{\"delta\":{\"content\":\"2\"}}]}\n\n",
+                                       "data: {\"choices\":[{\"delta\":{\"content\":\"3\"}}]}\n\n",
+                                       "data: {\"choices\":[{\"delta\":{\"content\":\"4\"}}]}\n\n",
+                                       "data: {\"choices\":[{\"delta\":{\"content\":\"5\"}}]}\n\n",
+                                       "data: [DONE]\n\n",
+                                       NULL};
     fake_reply script[] = {models_ok, {200, NULL, NULL, slow, 300, 0}};
     fake_openai *f = fake_start(script, 2);
     remote_backend_params p = fast_params();
@@ -598,8 +598,9 @@ static void test_embed(void **state)
     (void)state;
     fake_reply script[] = {
         models_ok,
-        {200, NULL, "{\"object\":\"list\",\"data\":[{\"object\":\"embedding\",\"index\":0,"
-                    "\"embedding\":[3,4.0,0]}]}",
+        {200, NULL,
+         "{\"object\":\"list\",\"data\":[{\"object\":\"embedding\",\"index\":0,"
+         "\"embedding\":[3,4.0,0]}]}",
          NULL, 0, 0},
         {200, NULL, "{\"data\":[{\"embedding\":[1,\"x\"]}]}", NULL, 0, 0},
         {404, NULL, "{\"error\":{\"message\":\"embeddings are not enabled\"}}", NULL, 0, 0},
@@ -661,8 +662,7 @@ static void test_cli_generate_api(void **state)
         "data: {\"choices\":[{\"delta\":{\"content\":\"Hello \"}}]}\n\n",
         "data: {\"choices\":[{\"delta\":{\"content\":\"from afar\"},\"finish_reason\":"
         "\"stop\"}],\"usage\":{\"prompt_tokens\":4,\"completion_tokens\":3}}\n\n",
-        "data: [DONE]\n\n",
-        NULL};
+        "data: [DONE]\n\n", NULL};
     fake_reply script[] = {models_ok, {200, NULL, NULL, chunks, 0, 0}, models_ok};
     fake_openai *f = fake_start(script, 3);
     char url[128];
@@ -678,9 +678,9 @@ static void test_cli_generate_api(void **state)
     assert_non_null(strstr(f->requests[1], "Authorization: Bearer sk-cli-7\r\n"));
     json_t *body = fake_body(f, 1);
     assert_int_equal(json_get_int(body, "max_tokens", 0), 5);
-    assert_string_equal(json_get_string(json_array_get(json_object_get(body, "messages"), 0),
-                                        "content", ""),
-                        "Say hi");
+    assert_string_equal(
+        json_get_string(json_array_get(json_object_get(body, "messages"), 0), "content", ""),
+        "Say hi");
     json_decref(body);
 
     buf_clear(&err);
