@@ -802,6 +802,16 @@ static void hs_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     *con_cls = NULL;
 }
 
+/* libmicrohttpd's own messages (a client that hung up, ...) go to the debug log. */
+static void hs_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    msg[strcspn(msg, "\n")] = 0;
+    LOG_DEBUG(HS_COMPONENT, "libmicrohttpd: %s", msg);
+}
+
 /* ---- start and stop ----------------------------------------------------------------------- */
 
 http_server_params http_server_default_params(void)
@@ -869,7 +879,8 @@ llmos_err http_server_start(llm_backend *backend, const http_server_params *p, h
     unsigned max_conn = p->max_connections ? p->max_connections : d.max_connections;
     s->daemon = MHD_start_daemon(flags, p->port, NULL, NULL, hs_access, s, MHD_OPTION_SOCK_ADDR,
                                  ai->ai_addr, MHD_OPTION_CONNECTION_LIMIT, max_conn,
-                                 MHD_OPTION_NOTIFY_COMPLETED, hs_completed, s, MHD_OPTION_END);
+                                 MHD_OPTION_NOTIFY_COMPLETED, hs_completed, s,
+                                 MHD_OPTION_EXTERNAL_LOGGER, hs_mhd_log, NULL, MHD_OPTION_END);
     freeaddrinfo(ai);
     if (!s->daemon) {
         int e = errno;
