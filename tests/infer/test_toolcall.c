@@ -15,7 +15,9 @@
 
 #include "llmos/grammar.h"
 #include "llmos/json.h"
+#include "llmos/tokenizer.h"
 #include "llmos/toolcall.h"
+#include "testutil.h"
 
 static const char *TOOLS =
     "[{\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"description\":\"Weather\","
@@ -280,12 +282,82 @@ static void test_validate(void **state)
     json_decref(tools);
 }
 
+/* Generation simulated with the real Qwen2 tokenizer: a Hermes reply's own tokens are allowed
+ * at every step by the tool grammar, the end token only at the end, and the parsed calls
+ * validate. A wrong argument type is refused at the token that introduces it. */
+static void test_grammar_walk_qwen2(void **state)
+{
+    (void)state;
+    char path[1024];
+    if (!tu_testdata_path(path, sizeof path, "vocab/ggml-vocab-qwen2.gguf")) {
+        skip();
+        return;
+    }
+    tokenizer *t = NULL;
+    assert_int_equal(tok_load_file(path, &t), LLMOS_OK);
+    grammar_vocab *v = NULL;
+    assert_int_equal(grammar_vocab_new(t, &v), LLMOS_OK);
+    grammar *g = tool_grammar(TOOLCALL_HERMES, TOOLCALL_AUTO, NULL);
+    const char *reply = "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": "
+                        "\"S\xc3\xa3o Paulo\", \"unit\": \"c\"}}\n</tool_call>\n<tool_call>\n"
+                        "{\"name\": \"add\", \"arguments\": {\"a\": 12, \"b\": -7}}\n</tool_call>";
+    int32_t *ids = NULL;
+    size_t n_ids = 0;
+    assert_int_equal(tok_encode(t, reply, strlen(reply), TOK_PARSE_SPECIAL, &ids, &n_ids),
+                     LLMOS_OK);
+    size_t n = grammar_vocab_size(v);
+    uint8_t *bits = malloc((n + 7) / 8);
+    assert_non_null(bits);
+    int32_t eos = tok_find(t, "<|im_end|>", 10);
+    assert_true(eos >= 0 && tok_is_eog(t, eos));
+    for (size_t k = 0; k <= n_ids; k++) {
+        assert_true(grammar_allowed(g, v, bits, n) > 0);
+        bool eos_ok = (bits[eos / 8] >> (eos % 8)) & 1;
+        assert_true(eos_ok == grammar_accepting(g));
+        if (k == 1 || k == n_ids - 1)
+            assert_false(eos_ok); /* inside a call */
+        if (k == n_ids)
+            assert_true(eos_ok);
+        if (k == n_ids)
+            break;
+        if (!((bits[ids[k] / 8] >> (ids[k] % 8)) & 1))
+            fail_msg("token %zu (id %d) of the reply is masked out", k, ids[k]);
+        assert_int_equal(grammar_accept(g, v, ids[k]), LLMOS_OK);
+    }
+    toolcall_result r;
+    assert_int_equal(toolcall_parse(TOOLCALL_HERMES, reply, strlen(reply), &r), LLMOS_OK);
+    assert_int_equal(r.n_calls, 2);
+    json_t *tools = tools_json();
+    for (size_t k = 0; k < r.n_calls; k++)
+        assert_int_equal(toolcall_validate(tools, &r.calls[k]), LLMOS_OK);
+    toolcall_result_free(&r);
+
+    /* a string where the schema wants an integer: the quote is refused */
+    grammar_reset(g);
+    const char *bad = "<tool_call>\n{\"name\": \"add\", \"arguments\": {\"a\": ";
+    assert_int_equal(grammar_accept_bytes(g, bad, strlen(bad)), LLMOS_OK);
+    int32_t quote = tok_find(t, "\"", 1);
+    assert_true(quote >= 0);
+    grammar_allowed(g, v, bits, n);
+    assert_false((bits[quote / 8] >> (quote % 8)) & 1);
+    int32_t one = tok_find(t, "1", 1);
+    assert_true((bits[one / 8] >> (one % 8)) & 1);
+
+    json_decref(tools);
+    free(bits);
+    free(ids);
+    grammar_free(g);
+    grammar_vocab_free(v);
+    tok_free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_family_names), cmocka_unit_test(test_parse_hermes),
         cmocka_unit_test(test_parse_llama3), cmocka_unit_test(test_parse_mistral),
         cmocka_unit_test(test_grammars),     cmocka_unit_test(test_validate),
+        cmocka_unit_test(test_grammar_walk_qwen2),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
