@@ -50,7 +50,7 @@ asan: deps
 
 fuzz: deps
 	CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DLLMOS_FUZZ=ON
-	cmake --build build-fuzz -j $(JOBS)
+	cmake --build build-fuzz -j $(JOBS) --target fuzz_all
 	@set -e; for f in build-fuzz/fuzz_*; do \
 	  name=$$(basename $$f); short=$${name#fuzz_}; \
 	  mkdir -p build-fuzz/corpus/$$short; \
