@@ -32,8 +32,9 @@
  *   - anything else the template does to a content string (slicing, split, replace) acts on
  *     the sentinel; if a sentinel comes out damaged the render fails with
  *     LLMOS_ERR_UNSUPPORTED rather than guessing.
- *   - tool definitions (names, descriptions, schemas) are written by the application, not by
- *     the conversation, and stay template text.
+ *   - tool definitions: every "description" (of a function or of a parameter, at any depth)
+ *     is outside text too, since tools may be described by an outside server; names, types
+ *     and schema keywords stay template text (templates test them).
  * Token boundaries: pieces are tokenized separately, so merges across a piece boundary do not
  * happen (the template nearly always puts a newline or a control token there), and with
  * SentencePiece vocabularies each outside piece gets the space prefix a text gets after a
@@ -200,6 +201,36 @@ static llmos_err lc_sentinelize(json_t *msgs, lc_pieces *p)
     return LLMOS_OK;
 }
 
+/* Tool definitions may come from outside too (an MCP server describes its own tools): every
+ * "description" string, at any depth, becomes a sentinel. Names, types and schema keywords
+ * stay, since templates test them. */
+static llmos_err lc_sentinelize_tools(json_t *v, lc_pieces *p)
+{
+    llmos_err err = LLMOS_OK;
+    if (json_is_object(v)) {
+        const char *key;
+        json_t *child;
+        json_object_foreach(v, key, child)
+        {
+            if (strcmp(key, "description") == 0 && json_is_string(child))
+                err = lc_replace(p, v, key, false);
+            else
+                err = lc_sentinelize_tools(child, p);
+            if (err)
+                return err;
+        }
+    } else if (json_is_array(v)) {
+        size_t i;
+        json_t *child;
+        json_array_foreach(v, i, child)
+        {
+            if ((err = lc_sentinelize_tools(child, p)))
+                return err;
+        }
+    }
+    return err;
+}
+
 static bool lc_space(char c)
 {
     return c == ' ' || c == '\t' || c == '\n' || c == '\r';
@@ -359,11 +390,16 @@ llmos_err local_chat_tokenize(const tokenizer *t, const char *tmpl, const json_t
     llmos_err err = copy ? LLMOS_OK : llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
     if (!err)
         err = lc_sentinelize(copy, &p);
+    json_t *tools_copy = json_is_array(tools) ? json_deep_copy(tools) : NULL;
+    if (!err && json_is_array(tools) && !tools_copy)
+        err = llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
+    if (!err && tools_copy)
+        err = lc_sentinelize_tools(tools_copy, &p);
     char *bos = lc_special_text(t, tok_bos(t)), *eos = lc_special_text(t, tok_eos(t));
     if (!err && (!bos || !eos))
         err = llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
     if (!err)
-        err = chat_render(tmpl, copy, tools, add_generation_prompt, bos, eos, NULL, &out);
+        err = chat_render(tmpl, copy, tools_copy, add_generation_prompt, bos, eos, NULL, &out);
     free(bos);
     free(eos);
     if (!err)
@@ -391,6 +427,7 @@ llmos_err local_chat_tokenize(const tokenizer *t, const char *tmpl, const json_t
     if (!err && !d.v && !(d.v = malloc(sizeof *d.v)))
         err = llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
     json_decref(copy);
+    json_decref(tools_copy);
     buf_free(&out);
     lc_pieces_free(&p);
     if (err) {
