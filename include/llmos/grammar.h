@@ -16,13 +16,17 @@
  * grammar cannot continue is skipped whole. A token is allowed iff the grammar can consume all
  * its bytes; an end-of-generation token iff the grammar is in an accepting state.
  *
- * How a sampler uses it, once per generated token:
+ * How a sampler uses it, once per generated token (model logits are const: mask a copy):
  *
- *     grammar_mask(g, v, logits, n_vocab);      // disallowed logits become -INFINITY
- *     id = sampler_sample(s, logits);
+ *     memcpy(work, logits, n_vocab * sizeof *work);
+ *     grammar_mask(g, v, work, n_vocab);        // disallowed logits become -INFINITY
+ *     id = sampler_sample(s, work);
  *     if (tok_is_eog(t, id)) stop;               // only offered when grammar_accepting(g)
  *     grammar_accept(g, v, id);                  // advance; fails if id was not allowed
  *     if (grammar_done(g)) stop;                 // nothing but the end can follow
+ *
+ * Penalties and filters that run after the mask never revive a -INFINITY logit, so the order
+ * within the sampler's chain does not matter as long as the mask comes before the draw.
  *
  * Threads: a grammar_vocab is immutable and may be shared; a grammar (which holds the
  * matcher's state and caches) is used by one thread at a time.
