@@ -25,8 +25,9 @@
  *     grammar_accept(g, v, id);                  // advance; fails if id was not allowed
  *     if (grammar_done(g)) stop;                 // nothing but the end can follow
  *
- * Penalties and filters that run after the mask never revive a -INFINITY logit, so the order
- * within the sampler's chain does not matter as long as the mask comes before the draw.
+ * The mask must come before top-k, top-p and min-p (as above, where sampler_sample runs its
+ * whole chain on the masked copy): filtering first could keep only tokens the grammar refuses.
+ * Penalties never revive a -INFINITY logit.
  *
  * Threads: a grammar_vocab is immutable and may be shared; a grammar (which holds the
  * matcher's state and caches) is used by one thread at a time.
