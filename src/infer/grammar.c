@@ -1508,6 +1508,8 @@ struct grammar_vocab {
     char *bytes;      /* all tokens' bytes */
     size_t *off;      /* token i is bytes[off[i] .. off[i+1]) */
     uint8_t *eog;     /* bitset */
+    int32_t *eog_ids; /* the same as a list */
+    size_t n_eog;
     /* trie in preorder */
     size_t n_nodes;
     uint8_t *node_byte;
@@ -1664,6 +1666,7 @@ void grammar_vocab_free(grammar_vocab *v)
     free(v->bytes);
     free(v->off);
     free(v->eog);
+    free(v->eog_ids);
     free(v->node_byte);
     free(v->node_depth);
     free(v->node_end);
@@ -1711,6 +1714,16 @@ llmos_err grammar_vocab_from_pieces(size_t n, const char *const *pieces, const s
             v->eog[i / 8] |= (uint8_t)(1u << (i % 8));
     }
     v->off[n] = w;
+    for (size_t i = 0; i < n; i++)
+        v->n_eog += is_eog && is_eog[i];
+    v->eog_ids = malloc((v->n_eog + 1) * sizeof *v->eog_ids);
+    if (!v->eog_ids) {
+        grammar_vocab_free(v);
+        return llmos_fail(LLMOS_ERR_NOMEM, "grammar vocabulary: out of memory");
+    }
+    for (size_t i = 0, k = 0; i < n; i++)
+        if (is_eog && is_eog[i])
+            v->eog_ids[k++] = (int32_t)i;
     llmos_err err = vocab_build_trie(v);
     if (err) {
         grammar_vocab_free(v);
@@ -1882,11 +1895,11 @@ static const gmask *current_mask(grammar *g, const grammar_vocab *v)
     m->state = g->cur;
     m->n_allowed = walk(g, v, g->cur, m->bits);
     if (state_accepting(g, g->cur))
-        for (size_t i = 0; i < v->n_tokens; i++)
-            if (is_eog(v, i)) {
-                m->bits[i / 8] |= (uint8_t)(1u << (i % 8));
-                m->n_allowed++;
-            }
+        for (size_t k = 0; k < v->n_eog; k++) {
+            int32_t i = v->eog_ids[k];
+            m->bits[i / 8] |= (uint8_t)(1u << (i % 8));
+            m->n_allowed++;
+        }
     return m;
 }
 
