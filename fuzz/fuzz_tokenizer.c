@@ -10,7 +10,8 @@
  * Properties checked (abort on violation):
  *   - encode accepts every input (the built-in vocabularies can represent every byte);
  *   - every id is in range;
- *   - byte-level BPE: decoding with special tokens rendered gives the input back exactly;
+ *   - byte-level BPE (built-in, or a real vocabulary with a token for every byte): decoding
+ *     with special tokens rendered gives the input back exactly;
  *     SentencePiece: the same when no special token was produced and the text holds no
  *     U+2581 (which SentencePiece uses for spaces, so it decodes as a space);
  *   - the streaming decoder only ever appends valid UTF-8, and for valid UTF-8 input its
@@ -27,6 +28,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static tokenizer *spm_vocab, *bpe_vocab[5], *real_vocab;
 static bool initialised;
+static bool real_all_bytes; /* the real vocabulary is byte-level BPE with all 256 bytes */
 
 static const char *const bpe_pres[5] = {"gpt-2", "llama-bpe", "qwen2", "deepseek-llm", "falcon"};
 
@@ -73,12 +75,15 @@ static tokenizer *build_spm(void)
     return t;
 }
 
-static tokenizer *build_bpe(const char *pre)
+/* by_text: include a merge whose result is not a token, which makes the tokenizer merge by
+ * text instead of by token ids */
+static tokenizer *build_bpe(const char *pre, bool by_text)
 {
     static const char *const extra[] = {"he", "ll", "hell", "hello", "\xc4\xa0h", "\xc4\xa0hello",
                                         "<|im_start|>", "<|im_end|>"};
-    static const char *const merges[] = {"h e", "l l", "he ll", "hell o", "\xc4\xa0 h",
-                                         "\xc4\xa0h ello", "\xc4\xa0 hello"};
+    static const char *const merges[] = {"h e",    "l l",           "he ll",
+                                         "hell o", "\xc4\xa0 h",     "\xc4\xa0 hello",
+                                         "\xc4\xa0h ello" /* "Ġhello" via "ello": no token */};
     enum { N = 256 + sizeof extra / sizeof extra[0] };
     static char chars[256][4];
     const char *tokens[N];
@@ -106,7 +111,7 @@ static tokenizer *build_bpe(const char *pre)
     s.tokens = tokens;
     s.token_lens = lens;
     s.types = types;
-    s.n_merges = sizeof merges / sizeof merges[0];
+    s.n_merges = sizeof merges / sizeof merges[0] - (by_text ? 0 : 1);
     s.merges = merges;
     s.bos = N - 2;
     s.eos = N - 1;
@@ -122,11 +127,23 @@ static void init(void)
     initialised = true;
     spm_vocab = build_spm();
     for (int i = 0; i < 5; i++)
-        bpe_vocab[i] = build_bpe(bpe_pres[i]);
+        bpe_vocab[i] = build_bpe(bpe_pres[i], i % 2 == 1);
     const char *path = getenv("LLMOS_FUZZ_VOCAB");
     if (path && *path && tok_load_file(path, &real_vocab) != LLMOS_OK) {
         fprintf(stderr, "fuzz_tokenizer: LLMOS_FUZZ_VOCAB: %s\n", llmos_errmsg());
         abort();
+    }
+    if (real_vocab && tok_get_model(real_vocab) == TOK_MODEL_BPE) {
+        /* every byte has a token: then encoding is lossless and must round-trip */
+        real_all_bytes = true;
+        for (int b = 0; b < 256; b++) {
+            int32_t *ids = NULL;
+            size_t n = 0;
+            char c = (char)b;
+            if (tok_encode(real_vocab, &c, 1, 0, &ids, &n) != LLMOS_OK || n == 0)
+                real_all_bytes = false;
+            free(ids);
+        }
     }
 }
 
@@ -179,8 +196,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     /* SentencePiece writes spaces as U+2581, so a typed U+2581 decodes as a space */
     bool typed_2581 = memmem(text, len, "\xe2\x96\x81", 3) != NULL;
-    bool must_round_trip = t != real_vocab && (tok_get_model(t) == TOK_MODEL_BPE ||
-                                               (!any_special && !typed_2581));
+    bool must_round_trip = (t != real_vocab || real_all_bytes) &&
+                           (tok_get_model(t) == TOK_MODEL_BPE || (!any_special && !typed_2581));
     if (must_round_trip &&
         (whole.len != len || (len && memcmp(whole.data, text, len) != 0)))
         abort();
