@@ -118,10 +118,11 @@ const char *store_db_path(const store *s);
 const char *store_key_path(const store *s);
 
 /* Explicit transactions, so that several writes commit together. Writes outside them commit
- * one by one. */
+ * one by one. store_rollback's result may be ignored (it is usually called on an error path,
+ * and SQLite rolls back by itself when a rollback fails). */
 LLMOS_NODISCARD llmos_err store_begin(store *s);
 LLMOS_NODISCARD llmos_err store_commit(store *s);
-LLMOS_NODISCARD llmos_err store_rollback(store *s);
+llmos_err store_rollback(store *s);
 
 /* Check the whole store: SQLite's PRAGMA integrity_check, then every page of the database file
  * opened with the key. LLMOS_ERR_CRYPTO (naming the page) or LLMOS_ERR_FORMAT on a problem. */
