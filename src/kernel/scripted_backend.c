@@ -1,0 +1,153 @@
+/*
+ * scripted_backend.c - scripted_test_backend, a TEST DOUBLE of llm_backend.
+ *
+ * It answers chat requests from a prepared script instead of a model, so that tests drive the
+ * agent loop deterministically (tool-call chains, bad arguments, denials, budgets), and it
+ * records every byte it is sent, so that tests can prove by instrumentation what reached a
+ * model's context. It is not a model and is never used outside tests.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "llmos/json.h"
+#include "llmos/kernel.h"
+
+typedef struct scripted {
+    llm_backend base;
+    json_t **steps;
+    size_t n_steps, next;
+    bool repeat;
+    llmos_buf sent;
+    size_t calls;
+} scripted;
+
+static llmos_err sc_chat(llm_backend *b, const llm_request *req, llm_stream_fn stream,
+                         void *stream_ctx, llm_response *resp)
+{
+    scripted *s = (scripted *)b;
+    memset(resp, 0, sizeof *resp);
+    /* Record the request byte for byte: messages, tools, raw prompt. */
+    if (req->messages && json_to_buf(req->messages, JSON_COMPACT, &s->sent))
+        return LLMOS_ERR_NOMEM;
+    if (req->tools && json_to_buf(req->tools, JSON_COMPACT, &s->sent))
+        return LLMOS_ERR_NOMEM;
+    if (req->prompt && buf_puts(&s->sent, req->prompt))
+        return LLMOS_ERR_NOMEM;
+    if (buf_putc(&s->sent, '\n'))
+        return LLMOS_ERR_NOMEM;
+    s->calls++;
+    if (s->next >= s->n_steps && !(s->repeat && s->n_steps))
+        return llmos_fail(LLMOS_ERR_LIMIT, "scripted_test_backend: the script's %zu steps are "
+                                           "used up", s->n_steps);
+    const json_t *st = s->steps[s->next < s->n_steps ? s->next : s->n_steps - 1];
+    if (s->next < s->n_steps)
+        s->next++;
+    const char *content = json_get_string(st, "content", "");
+    resp->content = strdup(content);
+    json_t *calls = json_get_array(st, "tool_calls");
+    size_t n = json_array_size(calls);
+    if (n) {
+        resp->tool_calls = calloc(n, sizeof *resp->tool_calls);
+        if (!resp->tool_calls)
+            return LLMOS_ERR_NOMEM;
+        resp->n_tool_calls = n;
+        for (size_t i = 0; i < n; i++) {
+            json_t *c = json_array_get(calls, i);
+            char id[32];
+            snprintf(id, sizeof id, "call_%zu_%zu", s->calls, i);
+            resp->tool_calls[i].id = strdup(id);
+            resp->tool_calls[i].name = strdup(json_get_string(c, "name", ""));
+            json_t *a = json_object_get(c, "arguments");
+            if (json_is_string(a)) {
+                resp->tool_calls[i].arguments = strdup(json_string_value(a));
+            } else if (!a) {
+                resp->tool_calls[i].arguments = strdup("{}");
+            } else {
+                llmos_buf ab = {0};
+                if (json_to_buf(a, JSON_COMPACT, &ab))
+                    return LLMOS_ERR_NOMEM;
+                resp->tool_calls[i].arguments = buf_detach(&ab, NULL);
+            }
+        }
+    }
+    resp->finish_reason = n ? "tool_calls" : "stop";
+    resp->completion_tokens = (uint32_t)json_get_int(st, "tokens", 1);
+    if (stream && *content)
+        stream(stream_ctx, content, strlen(content));
+    return resp->content ? LLMOS_OK : LLMOS_ERR_NOMEM;
+}
+
+static llmos_err sc_embed(llm_backend *b, const char *text, size_t len, float **vec, size_t *dim)
+{
+    (void)b, (void)text, (void)len, (void)vec, (void)dim;
+    return llmos_fail(LLMOS_ERR_UNSUPPORTED, "scripted_test_backend cannot embed");
+}
+
+static llmos_err sc_count(llm_backend *b, const char *text, size_t len, size_t *n)
+{
+    (void)b, (void)text;
+    *n = (len + 3) / 4;
+    return LLMOS_OK;
+}
+
+static size_t sc_ctx(llm_backend *b)
+{
+    (void)b;
+    return 8192;
+}
+
+static const char *sc_name(llm_backend *b)
+{
+    (void)b;
+    return "scripted-test";
+}
+
+static void sc_free(llm_backend *b)
+{
+    scripted *s = (scripted *)b;
+    if (!s)
+        return;
+    for (size_t i = 0; i < s->n_steps; i++)
+        json_decref(s->steps[i]);
+    free(s->steps);
+    buf_free(&s->sent);
+    free(s);
+}
+
+static const llm_backend_ops sc_ops = {"scripted_test_backend", sc_chat, sc_embed, sc_count,
+                                       sc_ctx, sc_name, sc_free};
+
+llmos_err scripted_test_backend_new(const char *const *steps, size_t n_steps, bool repeat,
+                                    llm_backend **out)
+{
+    *out = NULL;
+    scripted *s = calloc(1, sizeof *s);
+    if (!s || !(s->steps = calloc(n_steps + 1, sizeof *s->steps))) {
+        free(s);
+        return llmos_fail(LLMOS_ERR_NOMEM, "scripted_test_backend: no memory");
+    }
+    s->base.ops = &sc_ops;
+    s->repeat = repeat;
+    for (size_t i = 0; i < n_steps; i++) {
+        llmos_err err = json_parse_text(steps[i], strlen(steps[i]), "script step", 0,
+                                        &s->steps[i]);
+        if (err) {
+            sc_free(&s->base);
+            return llmos_fail_context(err, "step %zu: ", i);
+        }
+        s->n_steps++;
+    }
+    *out = &s->base;
+    return LLMOS_OK;
+}
+
+const char *scripted_test_backend_sent(llm_backend *b, size_t *len)
+{
+    scripted *s = (scripted *)b;
+    if (len)
+        *len = s->sent.len;
+    return s->sent.data ? s->sent.data : "";
+}
+
+size_t scripted_test_backend_calls(llm_backend *b) { return ((scripted *)b)->calls; }
