@@ -38,22 +38,22 @@ typedef enum model_arch {
 /* Hyperparameters, read from "<arch>.*" metadata and the tensor shapes. */
 typedef struct model_hparams {
     model_arch arch;
-    const char *arch_name;  /* "llama", "qwen2" */
-    uint32_t n_vocab;       /* rows of token_embd.weight */
-    uint32_t n_embd;        /* <arch>.embedding_length */
-    uint32_t n_layer;       /* <arch>.block_count */
-    uint32_t n_head;        /* <arch>.attention.head_count */
-    uint32_t n_head_kv;     /* <arch>.attention.head_count_kv (default n_head) */
-    uint32_t head_dim;      /* n_embd / n_head */
-    uint32_t n_ff;          /* <arch>.feed_forward_length */
-    uint32_t n_ctx_train;   /* <arch>.context_length */
-    uint32_t rope_dim;      /* <arch>.rope.dimension_count (default head_dim) */
-    float rope_freq_base;   /* <arch>.rope.freq_base (default 10000) */
-    float rms_eps;          /* <arch>.attention.layer_norm_rms_epsilon (default 1e-5) */
-    bool tied_output;       /* no output.weight: the output projection is token_embd */
-    bool qkv_bias;          /* attn_q/k/v have .bias tensors */
-    ggml_type weight_type;  /* type of blk.0.attn_q.weight (for display) */
-    uint64_t n_params;      /* elements in all tensors */
+    const char *arch_name; /* "llama", "qwen2" */
+    uint32_t n_vocab;      /* rows of token_embd.weight */
+    uint32_t n_embd;       /* <arch>.embedding_length */
+    uint32_t n_layer;      /* <arch>.block_count */
+    uint32_t n_head;       /* <arch>.attention.head_count */
+    uint32_t n_head_kv;    /* <arch>.attention.head_count_kv (default n_head) */
+    uint32_t head_dim;     /* n_embd / n_head */
+    uint32_t n_ff;         /* <arch>.feed_forward_length */
+    uint32_t n_ctx_train;  /* <arch>.context_length */
+    uint32_t rope_dim;     /* <arch>.rope.dimension_count (default head_dim) */
+    float rope_freq_base;  /* <arch>.rope.freq_base (default 10000) */
+    float rms_eps;         /* <arch>.attention.layer_norm_rms_epsilon (default 1e-5) */
+    bool tied_output;      /* no output.weight: the output projection is token_embd */
+    bool qkv_bias;         /* attn_q/k/v have .bias tensors */
+    ggml_type weight_type; /* type of blk.0.attn_q.weight (for display) */
+    uint64_t n_params;     /* elements in all tensors */
 } model_hparams;
 
 typedef struct llmos_model llmos_model;
@@ -164,25 +164,25 @@ float sampler_rng_float(sampler_rng *r);
 
 /* Why a generation ended. */
 typedef enum gen_stop {
-    GEN_STOP_LENGTH,   /* n_predict tokens were generated */
-    GEN_STOP_EOG,      /* the model produced an end-of-generation token (tok_is_eog) */
-    GEN_STOP_TOKEN,    /* one of the caller's stop tokens */
-    GEN_STOP_STRING,   /* one of the stop strings appeared in the text */
-    GEN_STOP_CONTEXT,  /* the context (KV cache) is full */
-    GEN_STOP_CALLBACK  /* the emit callback asked to stop */
+    GEN_STOP_LENGTH,  /* n_predict tokens were generated */
+    GEN_STOP_EOG,     /* the model produced an end-of-generation token (tok_is_eog) */
+    GEN_STOP_TOKEN,   /* one of the caller's stop tokens */
+    GEN_STOP_STRING,  /* one of the stop strings appeared in the text */
+    GEN_STOP_CONTEXT, /* the context (KV cache) is full */
+    GEN_STOP_CALLBACK /* the emit callback asked to stop */
 } gen_stop;
 
 /* Short name of a stop reason ("length", "eog", ...). */
 const char *gen_stop_name(gen_stop reason);
 
 typedef struct gen_params {
-    uint32_t n_predict;              /* the most tokens to generate */
+    uint32_t n_predict; /* the most tokens to generate */
     sampler_params sampling;
-    const int32_t *stop_tokens;      /* ids that end the generation (besides EOG); not shown */
+    const int32_t *stop_tokens; /* ids that end the generation (besides EOG); not shown */
     size_t n_stop_tokens;
     const char *const *stop_strings; /* texts that end the generation; not shown */
     size_t n_stop_strings;
-    bool ignore_eog;                 /* keep going past EOG tokens */
+    bool ignore_eog; /* keep going past EOG tokens */
 } gen_params;
 
 /* n_predict 128, sampler_default_params(), no stop tokens or strings. */
@@ -206,8 +206,8 @@ typedef bool (*gen_emit_fn)(void *user, int32_t token, const char *text, size_t 
  * no stop strings). Fails with the model's error (LLMOS_ERR_LIMIT when the prompt does not
  * fit the context); running out of context during generation is a normal stop
  * (GEN_STOP_CONTEXT). *stats (may be NULL) is filled on success. */
-LLMOS_NODISCARD llmos_err gen_run(llmos_model_ctx *c, const tokenizer *tok,
-                                  const int32_t *prompt, size_t n_prompt, const gen_params *p,
-                                  gen_emit_fn emit, void *user, gen_stats *stats);
+LLMOS_NODISCARD llmos_err gen_run(llmos_model_ctx *c, const tokenizer *tok, const int32_t *prompt,
+                                  size_t n_prompt, const gen_params *p, gen_emit_fn emit,
+                                  void *user, gen_stats *stats);
 
 #endif

@@ -138,8 +138,10 @@ static int generate_remote(const char *url, const char *model, const char *key_e
         return cli_usage_error("generate", "--prompt TEXT is required");
     const char *key = getenv(key_env ? key_env : "LLMOS_API_KEY");
     if (key_env && (!key || !key[0]))
-        return cli_usage_error("generate", "--api-key-env %s: that environment variable is not "
-                               "set", key_env);
+        return cli_usage_error("generate",
+                               "--api-key-env %s: that environment variable is not "
+                               "set",
+                               key_env);
     remote_backend_params rp = remote_backend_default_params();
     rp.api_key = key && key[0] ? key : NULL;
     llm_backend *b = NULL;
@@ -166,8 +168,7 @@ static int generate_remote(const char *url, const char *model, const char *key_e
         fprintf(stderr,
                 "llmos generate: %s at %s: prompt %u tokens; generated %u tokens in %.3f s; "
                 "stop: %s\n",
-                model, url, r.prompt_tokens, r.completion_tokens, r.gen_seconds,
-                r.finish_reason);
+                model, url, r.prompt_tokens, r.completion_tokens, r.gen_seconds, r.finish_reason);
     llm_response_free(&r);
     json_decref(msgs);
     llm_backend_free(b);
@@ -194,8 +195,10 @@ int cmd_generate(int argc, char **argv)
             continue;
         }
         if (a[0] != '-' || a[1] == '\0')
-            return cli_usage_error("generate", "unexpected argument '%s' (quote the prompt and "
-                                   "give it with --prompt)", a);
+            return cli_usage_error("generate",
+                                   "unexpected argument '%s' (quote the prompt and "
+                                   "give it with --prompt)",
+                                   a);
         if (!v)
             return cli_usage_error("generate", "%s needs a value", a);
         i++;
@@ -205,44 +208,57 @@ int cmd_generate(int argc, char **argv)
             prompt = v;
         else if (strcmp(a, "-n") == 0 || strcmp(a, "--n-predict") == 0) {
             if (!parse_u64(v, 1000000, &u))
-                return cli_usage_error("generate", "-n takes a token count (0..1000000), not "
-                                       "'%s'", v);
+                return cli_usage_error("generate",
+                                       "-n takes a token count (0..1000000), not "
+                                       "'%s'",
+                                       v);
             gp.n_predict = (uint32_t)u;
         } else if (strcmp(a, "--temp") == 0) {
             if (!parse_double(v, 0, 100, &d))
-                return cli_usage_error("generate", "--temp takes a number in [0, 100], not "
-                                       "'%s'", v);
+                return cli_usage_error("generate",
+                                       "--temp takes a number in [0, 100], not "
+                                       "'%s'",
+                                       v);
             sp->temperature = (float)d;
         } else if (strcmp(a, "--seed") == 0) {
             if (!parse_u64(v, UINT64_MAX, &u))
-                return cli_usage_error("generate", "--seed takes a non-negative integer, not "
-                                       "'%s'", v);
+                return cli_usage_error("generate",
+                                       "--seed takes a non-negative integer, not "
+                                       "'%s'",
+                                       v);
             sp->seed = u;
             seed_given = true;
         } else if (strcmp(a, "--top-k") == 0) {
             if (!parse_u64(v, INT32_MAX, &u))
-                return cli_usage_error("generate", "--top-k takes a count (0 = off), not '%s'",
-                                       v);
+                return cli_usage_error("generate", "--top-k takes a count (0 = off), not '%s'", v);
             sp->top_k = (int32_t)u;
         } else if (strcmp(a, "--top-p") == 0) {
             if (!parse_double(v, 0, 1, &d))
-                return cli_usage_error("generate", "--top-p takes a number in [0, 1], not "
-                                       "'%s'", v);
+                return cli_usage_error("generate",
+                                       "--top-p takes a number in [0, 1], not "
+                                       "'%s'",
+                                       v);
             sp->top_p = (float)d;
         } else if (strcmp(a, "--min-p") == 0) {
             if (!parse_double(v, 0, 1, &d))
-                return cli_usage_error("generate", "--min-p takes a number in [0, 1], not "
-                                       "'%s'", v);
+                return cli_usage_error("generate",
+                                       "--min-p takes a number in [0, 1], not "
+                                       "'%s'",
+                                       v);
             sp->min_p = (float)d;
         } else if (strcmp(a, "--repeat-penalty") == 0) {
             if (!parse_double(v, 0.01, 100, &d))
-                return cli_usage_error("generate", "--repeat-penalty takes a number in "
-                                       "[0.01, 100] (1 = off), not '%s'", v);
+                return cli_usage_error("generate",
+                                       "--repeat-penalty takes a number in "
+                                       "[0.01, 100] (1 = off), not '%s'",
+                                       v);
             sp->repeat_penalty = (float)d;
         } else if (strcmp(a, "-t") == 0 || strcmp(a, "--threads") == 0) {
             if (!parse_u64(v, 256, &u) || u == 0)
-                return cli_usage_error("generate", "-t takes a thread count (1..256), not "
-                                       "'%s'", v);
+                return cli_usage_error("generate",
+                                       "-t takes a thread count (1..256), not "
+                                       "'%s'",
+                                       v);
             threads = (int)u;
         } else if (strcmp(a, "--api") == 0) { /* remote backend (see generate_remote) */
             api_url = v;
@@ -273,9 +289,9 @@ int cmd_generate(int argc, char **argv)
     if (!err && !ids)
         err = tok_load_gguf(model_gguf(m), model_path, &tok);
     if (!err)
-        err = ids ? parse_ids(prompt, &prompt_ids, &n_prompt)
-                  : tok_encode(tok, prompt, strlen(prompt), TOK_ADD_SPECIAL, &prompt_ids,
-                               &n_prompt);
+        err =
+            ids ? parse_ids(prompt, &prompt_ids, &n_prompt)
+                : tok_encode(tok, prompt, strlen(prompt), TOK_ADD_SPECIAL, &prompt_ids, &n_prompt);
     if (!err && n_prompt == 0)
         err = llmos_fail(LLMOS_ERR_INVALID, "the prompt gives no tokens");
     if (!err)
@@ -314,8 +330,9 @@ int cmd_generate(int argc, char **argv)
                 st.gen_seconds > 0 ? (double)st.n_generated / st.gen_seconds : 0.0,
                 pool_threads(pool), sp->seed, gen_stop_name(st.stop));
         if (st.stop == GEN_STOP_CONTEXT)
-            fprintf(stderr, "llmos generate: stopped at the model's context length (%zu "
-                            "positions)\n",
+            fprintf(stderr,
+                    "llmos generate: stopped at the model's context length (%zu "
+                    "positions)\n",
                     model_ctx_size(c));
     }
     free(prompt_ids);

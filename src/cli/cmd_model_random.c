@@ -159,8 +159,7 @@ int cmd_model_random(int argc, char **argv)
             errno = 0;
             seed = strtoull(v, &end, 10);
             if (errno || *end || *v == '-')
-                return cli_usage_error("model make-random", "--seed takes an integer, not '%s'",
-                                       v);
+                return cli_usage_error("model make-random", "--seed takes an integer, not '%s'", v);
         } else
             return cli_usage_error("model make-random", "unknown option '%s'", a);
     }
@@ -193,8 +192,7 @@ int cmd_model_random(int argc, char **argv)
     if (arch)
         sh.arch = arch;
     if (strcmp(sh.arch, "llama") != 0 && strcmp(sh.arch, "qwen2") != 0)
-        return cli_usage_error("model make-random", "--arch is llama or qwen2, not '%s'",
-                               sh.arch);
+        return cli_usage_error("model make-random", "--arch is llama or qwen2, not '%s'", sh.arch);
     if (tied_flag)
         sh.tied = true;
     if (sh.dim % sh.heads != 0 || sh.heads % sh.kv_heads != 0 || (sh.dim / sh.heads) % 2)
@@ -221,8 +219,8 @@ int cmd_model_random(int argc, char **argv)
         return cli_report(err);
     uint64_t n_tokens = gguf_arr_len(vf, gguf_find_key(vf, "tokenizer.ggml.tokens"));
     if (n_tokens == 0 || n_tokens > INT32_MAX) {
-        err = llmos_fail(LLMOS_ERR_FORMAT, "%s: no tokenizer.ggml.tokens array to copy",
-                         vocab_path);
+        err =
+            llmos_fail(LLMOS_ERR_FORMAT, "%s: no tokenizer.ggml.tokens array to copy", vocab_path);
         goto done;
     }
     if (sh.vocab == 0)
@@ -267,15 +265,15 @@ int cmd_model_random(int argc, char **argv)
         err = llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
         goto done;
     }
-#define PLAN(nm, n0, n1, ty, one)                                                                \
-    do {                                                                                         \
-        tensor_plan *t_ = &plan[np++];                                                           \
-        snprintf(t_->name, sizeof t_->name, "%s", nm);                                           \
-        t_->ne[0] = (n0);                                                                        \
-        t_->ne[1] = (n1);                                                                        \
-        t_->n_dims = (n1) > 1 ? 2 : 1;                                                           \
-        t_->type = (ty);                                                                         \
-        t_->ones = (one);                                                                        \
+#define PLAN(nm, n0, n1, ty, one)                                                                  \
+    do {                                                                                           \
+        tensor_plan *t_ = &plan[np++];                                                             \
+        snprintf(t_->name, sizeof t_->name, "%s", nm);                                             \
+        t_->ne[0] = (n0);                                                                          \
+        t_->ne[1] = (n1);                                                                          \
+        t_->n_dims = (n1) > 1 ? 2 : 1;                                                             \
+        t_->type = (ty);                                                                           \
+        t_->ones = (one);                                                                          \
     } while (0)
     PLAN("token_embd.weight", sh.dim, sh.vocab, type, false);
     for (uint32_t l = 0; l < sh.layers; l++) {

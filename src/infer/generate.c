@@ -69,9 +69,8 @@ static bool is_stop_token(const gen_params *p, int32_t id)
     return false;
 }
 
-llmos_err gen_run(llmos_model_ctx *c, const tokenizer *tok, const int32_t *prompt,
-                  size_t n_prompt, const gen_params *p, gen_emit_fn emit, void *user,
-                  gen_stats *stats)
+llmos_err gen_run(llmos_model_ctx *c, const tokenizer *tok, const int32_t *prompt, size_t n_prompt,
+                  const gen_params *p, gen_emit_fn emit, void *user, gen_stats *stats)
 {
     const model_hparams *hp = model_hparams_of(model_ctx_model(c));
     gen_stats st = {.n_prompt = n_prompt, .stop = GEN_STOP_LENGTH};

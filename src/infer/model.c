@@ -30,10 +30,10 @@
 /* ---- the model --------------------------------------------------------------------------- */
 
 typedef struct layer {
-    float *attn_norm, *ffn_norm;             /* [n_embd] */
-    ops_matrix wq, wk, wv, wo;               /* attention projections */
-    float *bq, *bk, *bv;                     /* qwen2 biases, else NULL */
-    ops_matrix ffn_gate, ffn_up, ffn_down;   /* SwiGLU */
+    float *attn_norm, *ffn_norm;           /* [n_embd] */
+    ops_matrix wq, wk, wv, wo;             /* attention projections */
+    float *bq, *bk, *bv;                   /* qwen2 biases, else NULL */
+    ops_matrix ffn_gate, ffn_up, ffn_down; /* SwiGLU */
 } layer;
 
 struct llmos_model {
@@ -50,8 +50,8 @@ struct llmos_model {
 
 /* Reading helpers: each names the tensor or key and what was expected on failure. */
 
-static llmos_err arch_u32(const gguf_file *f, const char *arch, const char *suffix,
-                          bool required, uint32_t def, uint32_t *out)
+static llmos_err arch_u32(const gguf_file *f, const char *arch, const char *suffix, bool required,
+                          uint32_t def, uint32_t *out)
 {
     char key[128];
     snprintf(key, sizeof key, "%s.%s", arch, suffix);
@@ -73,14 +73,13 @@ static llmos_err get_matrix(llmos_model *m, const char *name, size_t n_in, size_
 {
     const gguf_tensor *t = gguf_find_tensor(m->file, name);
     if (!t)
-        return llmos_fail(LLMOS_ERR_FORMAT, "%s: tensor '%s' is missing", gguf_name(m->file),
-                          name);
+        return llmos_fail(LLMOS_ERR_FORMAT, "%s: tensor '%s' is missing", gguf_name(m->file), name);
     if (t->n_dims != 2 || t->ne[0] != n_in || t->ne[1] != n_out)
         return llmos_fail(LLMOS_ERR_FORMAT,
                           "%s: tensor '%s' has shape [%" PRIu64 ", %" PRIu64 ", %" PRIu64
                           "] (%u dims), expected [%zu, %zu]",
-                          gguf_name(m->file), name, t->ne[0], t->ne[1], t->ne[2], t->n_dims,
-                          n_in, n_out);
+                          gguf_name(m->file), name, t->ne[0], t->ne[1], t->ne[2], t->n_dims, n_in,
+                          n_out);
     if (!ops_matrix_init(out, t->data, t->type, n_in, n_out))
         return llmos_fail(LLMOS_ERR_UNSUPPORTED,
                           "%s: tensor '%s' has type %s, which this build cannot compute with "
@@ -91,16 +90,14 @@ static llmos_err get_matrix(llmos_model *m, const char *name, size_t n_in, size_
 
 /* A 1-D tensor of n elements, converted to F32 into the model's vector block. A missing
  * optional tensor leaves *out NULL. */
-static llmos_err get_vector(llmos_model *m, const char *name, size_t n, bool required,
-                            float **out)
+static llmos_err get_vector(llmos_model *m, const char *name, size_t n, bool required, float **out)
 {
     *out = NULL;
     const gguf_tensor *t = gguf_find_tensor(m->file, name);
     if (!t) {
         if (!required)
             return LLMOS_OK;
-        return llmos_fail(LLMOS_ERR_FORMAT, "%s: tensor '%s' is missing", gguf_name(m->file),
-                          name);
+        return llmos_fail(LLMOS_ERR_FORMAT, "%s: tensor '%s' is missing", gguf_name(m->file), name);
     }
     if (t->n_elements != n || t->ne[0] != n)
         return llmos_fail(LLMOS_ERR_FORMAT,
@@ -160,8 +157,7 @@ static llmos_err load_hparams(llmos_model *m)
                           "%s: %u attention heads cannot be shared by %u key/value heads (need "
                           "a divisor)",
                           gguf_name(f), hp->n_head, hp->n_head_kv);
-    (void)arch_u32(f, arch, "attention.key_length", false, hp->n_embd / hp->n_head,
-                   &hp->head_dim);
+    (void)arch_u32(f, arch, "attention.key_length", false, hp->n_embd / hp->n_head, &hp->head_dim);
     if (hp->head_dim == 0 || hp->head_dim % 2 != 0)
         return llmos_fail(LLMOS_ERR_FORMAT, "%s: head size %u must be even and non-zero",
                           gguf_name(f), hp->head_dim);
@@ -295,9 +291,15 @@ void model_free(llmos_model *m)
     free(m);
 }
 
-const model_hparams *model_hparams_of(const llmos_model *m) { return &m->hp; }
+const model_hparams *model_hparams_of(const llmos_model *m)
+{
+    return &m->hp;
+}
 
-const gguf_file *model_gguf(const llmos_model *m) { return m->file; }
+const gguf_file *model_gguf(const llmos_model *m)
+{
+    return m->file;
+}
 
 /* ---- the context ------------------------------------------------------------------------- */
 
@@ -305,7 +307,7 @@ struct llmos_model_ctx {
     const llmos_model *m;
     model_ctx_params p;
     size_t n_ctx, pos;
-    size_t kv_row_bytes; /* one position of one layer: n_head_kv * head_dim in kv_type */
+    size_t kv_row_bytes;        /* one position of one layer: n_head_kv * head_dim in kv_type */
     uint8_t *k_cache, *v_cache; /* [n_layer][n_ctx] rows */
 
     /* activations of one batch, [n_batch][width] */
@@ -321,7 +323,10 @@ model_ctx_params model_ctx_default_params(void)
     return (model_ctx_params){.n_ctx = 0, .n_batch = 64, .kv_type = GGML_TYPE_F32, .pool = NULL};
 }
 
-static size_t max_size(size_t a, size_t b) { return a > b ? a : b; }
+static size_t max_size(size_t a, size_t b)
+{
+    return a > b ? a : b;
+}
 
 llmos_err model_ctx_new(const llmos_model *m, const model_ctx_params *p, llmos_model_ctx **out)
 {
@@ -373,14 +378,14 @@ llmos_err model_ctx_new(const llmos_model *m, const model_ctx_params *p, llmos_m
     /* the largest activation scratch any matmul of this model needs for a batch */
     size_t mm = 0;
     const layer *L0 = &m->layers[0];
-    const ops_matrix *mats[] = {&L0->wq, &L0->wk, &L0->wv, &L0->wo, &L0->ffn_gate,
-                                &L0->ffn_up, &L0->ffn_down, &m->output};
+    const ops_matrix *mats[] = {&L0->wq,       &L0->wk,     &L0->wv,       &L0->wo,
+                                &L0->ffn_gate, &L0->ffn_up, &L0->ffn_down, &m->output};
     for (size_t i = 0; i < LLMOS_ARRAY_LEN(mats); i++)
         mm = max_size(mm, ops_matmul_scratch(mats[i]->type, mats[i]->n_in, nb));
     for (uint32_t l = 1; l < hp->n_layer; l++) { /* layers may mix types (e.g. Q4_K_M) */
         const layer *L = &m->layers[l];
-        const ops_matrix *lm[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->ffn_gate, &L->ffn_up,
-                                  &L->ffn_down};
+        const ops_matrix *lm[] = {&L->wq,       &L->wk,     &L->wv,      &L->wo,
+                                  &L->ffn_gate, &L->ffn_up, &L->ffn_down};
         for (size_t i = 0; i < LLMOS_ARRAY_LEN(lm); i++)
             mm = max_size(mm, ops_matmul_scratch(lm[i]->type, lm[i]->n_in, nb));
     }
@@ -423,9 +428,18 @@ void model_ctx_free(llmos_model_ctx *c)
     free(c);
 }
 
-size_t model_ctx_pos(const llmos_model_ctx *c) { return c->pos; }
-size_t model_ctx_size(const llmos_model_ctx *c) { return c->n_ctx; }
-const llmos_model *model_ctx_model(const llmos_model_ctx *c) { return c->m; }
+size_t model_ctx_pos(const llmos_model_ctx *c)
+{
+    return c->pos;
+}
+size_t model_ctx_size(const llmos_model_ctx *c)
+{
+    return c->n_ctx;
+}
+const llmos_model *model_ctx_model(const llmos_model_ctx *c)
+{
+    return c->m;
+}
 
 void model_ctx_truncate(llmos_model_ctx *c, size_t pos)
 {

@@ -77,9 +77,9 @@ static void matmul_rows(void *ctx, size_t begin, size_t end, int worker)
             j->dot(w->n_in, &j->y[r], base + r * w->row_bytes, j->act);
         return;
     }
-    llmos_err err = quant_gemm(w->type, w->n_in, end - begin, base + begin * w->row_bytes,
-                               w->row_bytes, j->n_tok, j->act, j->act_stride, j->y + begin,
-                               w->n_out);
+    llmos_err err =
+        quant_gemm(w->type, w->n_in, end - begin, base + begin * w->row_bytes, w->row_bytes,
+                   j->n_tok, j->act, j->act_stride, j->y + begin, w->n_out);
     assert(err == LLMOS_OK); /* the type and shape were checked by ops_matrix_init */
     (void)err;
 }
@@ -117,8 +117,7 @@ void ops_get_row(const ops_matrix *w, size_t row, float *out)
 
 /* ---- elementwise ------------------------------------------------------------------------- */
 
-void ops_rmsnorm(float *y, const float *x, const float *weight, size_t n, size_t n_tok,
-                 float eps)
+void ops_rmsnorm(float *y, const float *x, const float *weight, size_t n, size_t n_tok, float eps)
 {
     /* RMSNorm (Zhang & Sennrich 2019): y = x / sqrt(mean(x^2) + eps) * g */
     for (size_t t = 0; t < n_tok; t++) {
@@ -195,7 +194,10 @@ void ops_rope(float *x, size_t n_heads, size_t head_dim, size_t rope_dim, size_t
 
 /* Per-worker scratch: scores for every cached position, the query converted for the cache's
  * dot product, and one value row in F32. Rounded to whole cache lines. */
-static size_t round64(size_t n) { return (n + 63) & ~(size_t)63; }
+static size_t round64(size_t n)
+{
+    return (n + 63) & ~(size_t)63;
+}
 
 size_t ops_attention_scratch(ggml_type kv_type, size_t head_dim, size_t n_ctx)
 {
@@ -216,8 +218,8 @@ static void attention_items(void *ctx, size_t begin, size_t end, int worker)
     float *att = (float *)scratch;
     size_t n_ctx = a->pos0 + a->n_tok;
     void *qconv = scratch + round64(n_ctx * sizeof(float));
-    float *vrow = (float *)(scratch + round64(n_ctx * sizeof(float)) +
-                            round64(a->head_dim * sizeof(float)));
+    float *vrow =
+        (float *)(scratch + round64(n_ctx * sizeof(float)) + round64(a->head_dim * sizeof(float)));
 
     for (size_t item = begin; item < end; item++) {
         size_t t = item / a->n_heads, h = item % a->n_heads, g = h / group;
@@ -264,8 +266,8 @@ void ops_attention(llmos_pool *pool, const ops_attention_args *a)
     (void)kt;
     /* each item writes head_dim floats; group items so a chunk covers a cache line */
     size_t grain = a->head_dim >= 16 ? 1 : 16 / a->head_dim;
-    double work = (double)a->n_tok * (double)a->n_heads * (double)a->head_dim *
-                  (double)(a->pos0 + a->n_tok);
+    double work =
+        (double)a->n_tok * (double)a->n_heads * (double)a->head_dim * (double)(a->pos0 + a->n_tok);
     if (work < OPS_MIN_PARALLEL_WORK)
         pool = NULL;
     pool_parallel_for(pool, a->n_tok * a->n_heads, grain, attention_items, (void *)a);

@@ -49,8 +49,7 @@ void ops_matmul(llmos_pool *pool, float *y, const ops_matrix *w, const float *x,
 void ops_get_row(const ops_matrix *w, size_t row, float *out);
 
 /* y[t] = x[t] / sqrt(mean(x[t]^2) + eps) * weight, each row of n elements. y may equal x. */
-void ops_rmsnorm(float *y, const float *x, const float *weight, size_t n, size_t n_tok,
-                 float eps);
+void ops_rmsnorm(float *y, const float *x, const float *weight, size_t n, size_t n_tok, float eps);
 
 /* x[t][i] += b[i] for each of n_tok rows of n (a bias, or a residual when n_tok = 1). */
 void ops_add_rows(float *x, const float *b, size_t n, size_t n_tok);

@@ -84,9 +84,8 @@ llmos_err sampler_new(const sampler_params *p, uint32_t n_vocab, llmos_sampler *
     if (n_vocab == 0)
         return llmos_fail(LLMOS_ERR_INVALID, "sampler: the vocabulary is empty");
     if (!(p->top_p >= 0 && p->top_p <= 1) || !(p->min_p >= 0 && p->min_p <= 1))
-        return llmos_fail(LLMOS_ERR_INVALID,
-                          "sampler: top_p %g and min_p %g must lie in [0, 1]", (double)p->top_p,
-                          (double)p->min_p);
+        return llmos_fail(LLMOS_ERR_INVALID, "sampler: top_p %g and min_p %g must lie in [0, 1]",
+                          (double)p->top_p, (double)p->min_p);
     if (!(p->repeat_penalty > 0) || !(p->frequency_penalty >= 0) || !(p->presence_penalty >= 0) ||
         p->penalty_last_n < 0)
         return llmos_fail(LLMOS_ERR_INVALID,
@@ -173,7 +172,10 @@ static int cand_cmp(const void *a, const void *b)
     return (x->id > y->id) - (x->id < y->id);
 }
 
-static bool cand_before(const cand *x, const cand *y) { return cand_cmp(x, y) < 0; }
+static bool cand_before(const cand *x, const cand *y)
+{
+    return cand_cmp(x, y) < 0;
+}
 
 /* Move the k best of c[0..n) to the front, sorted: a min-heap of the best k seen so far
  * (worst at the root), O(n log k). */

@@ -17,11 +17,11 @@
 #include "llmos/infer.h"
 #include "testutil.h"
 
-static const int32_t greedy[64] = {
-    461, 461, 401, 401, 401, 461, 378, 455, 473, 456, 435, 299, 362, 409, 283, 264,
-    283, 452, 288, 13,  431, 431, 431, 431, 431, 431, 431, 431, 431, 431, 431, 431,
-    431, 293, 430, 417, 363, 416, 315, 342, 418, 424, 400, 442, 402, 303, 266, 299,
-    374, 466, 396, 303, 271, 362, 390, 469, 306, 469, 423, 314, 347, 305, 356, 333};
+static const int32_t greedy[64] = {461, 461, 401, 401, 401, 461, 378, 455, 473, 456, 435, 299, 362,
+                                   409, 283, 264, 283, 452, 288, 13,  431, 431, 431, 431, 431, 431,
+                                   431, 431, 431, 431, 431, 431, 431, 293, 430, 417, 363, 416, 315,
+                                   342, 418, 424, 400, 442, 402, 303, 266, 299, 374, 466, 396, 303,
+                                   271, 362, 390, 469, 306, 469, 423, 314, 347, 305, 356, 333};
 
 static char model_path[4096];
 
@@ -240,8 +240,8 @@ static void test_cli(void **state)
     for (int i = 0; i < 600; i++)
         strcat(ids, "5 ");
     buf_clear(&err);
-    rc = tu_run_llmos(NULL, &err, "generate --model '%s' --ids --prompt '%s' -n 1", model_path,
-                      ids);
+    rc =
+        tu_run_llmos(NULL, &err, "generate --model '%s' --ids --prompt '%s' -n 1", model_path, ids);
     free(ids);
     assert_int_equal(rc, 1);
     assert_non_null(strstr(err.data, "context length is 512"));
@@ -255,12 +255,76 @@ static void test_cli(void **state)
     buf_free(&err);
 }
 
+/* `llmos model make-random`: a qwen2 model of given dims with the vocabulary copied, the same
+ * file for the same seed, loadable and runnable; bad arguments are usage errors. */
+static void test_make_random(void **state)
+{
+    need(state);
+    char dir[4096], a[4200], b[4200], c[4200];
+    assert_true(tu_mkdtemp("make-random", dir, sizeof dir));
+    snprintf(a, sizeof a, "%s/a.gguf", dir);
+    snprintf(b, sizeof b, "%s/b.gguf", dir);
+    snprintf(c, sizeof c, "%s/c.gguf", dir);
+    const char *args = "--arch qwen2 --dims 32,2,4,2,48,64 --type bf16 --tied";
+    assert_int_equal(tu_run_llmos(NULL, NULL,
+                                  "model make-random %s --vocab-from '%s' --seed 7 '%s'", args,
+                                  model_path, a),
+                     0);
+    assert_int_equal(tu_run_llmos(NULL, NULL,
+                                  "model make-random %s --vocab-from '%s' --seed 7 '%s'", args,
+                                  model_path, b),
+                     0);
+    assert_int_equal(tu_run_llmos(NULL, NULL,
+                                  "model make-random %s --vocab-from '%s' --seed 8 '%s'", args,
+                                  model_path, c),
+                     0);
+    llmos_buf fa = {0}, fb = {0}, fc = {0};
+    assert_int_equal(file_read_all(a, 1 << 24, &fa), LLMOS_OK);
+    assert_int_equal(file_read_all(b, 1 << 24, &fb), LLMOS_OK);
+    assert_int_equal(file_read_all(c, 1 << 24, &fc), LLMOS_OK);
+    assert_int_equal(fa.len, fb.len);
+    assert_memory_equal(fa.data, fb.data, fa.len);
+    assert_int_equal(fa.len, fc.len);
+    assert_memory_not_equal(fa.data, fc.data, fa.len);
+
+    llmos_model *m = NULL;
+    assert_int_equal(model_load(a, &m), LLMOS_OK);
+    const model_hparams *hp = model_hparams_of(m);
+    assert_int_equal(hp->arch, MODEL_ARCH_QWEN2);
+    assert_int_equal(hp->n_layer, 2);
+    assert_int_equal(hp->n_vocab, 512); /* the vocabulary file's size */
+    assert_int_equal(hp->n_ctx_train, 64);
+    assert_true(hp->tied_output && hp->qkv_bias);
+    assert_int_equal(hp->weight_type, GGML_TYPE_BF16);
+    tokenizer *t = NULL;
+    assert_int_equal(tok_load_gguf(model_gguf(m), a, &t), LLMOS_OK);
+    assert_int_equal(tok_n_vocab(t), 512);
+    tok_free(t);
+    model_free(m);
+
+    llmos_buf out = {0}, err = {0};
+    assert_int_equal(
+        tu_run_llmos(&out, NULL, "generate --model '%s' --prompt 'Once' -n 5 --seed 1", a), 0);
+    assert_int_equal(tu_run_llmos(&out, &err,
+                                  "model make-random --shape nope --vocab-from '%s' '%s'",
+                                  model_path, c),
+                     2);
+    assert_non_null(strstr(err.data, "unknown shape 'nope'"));
+    buf_free(&out);
+    buf_free(&err);
+    buf_free(&fa);
+    buf_free(&fb);
+    buf_free(&fc);
+    tu_rmrf(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_greedy_ids),        cmocka_unit_test(test_text_and_stop_token),
-        cmocka_unit_test(test_stop_strings),      cmocka_unit_test(test_callback_and_context),
-        cmocka_unit_test(test_seeded_sampling),   cmocka_unit_test(test_cli),
+        cmocka_unit_test(test_greedy_ids),      cmocka_unit_test(test_text_and_stop_token),
+        cmocka_unit_test(test_stop_strings),    cmocka_unit_test(test_callback_and_context),
+        cmocka_unit_test(test_seeded_sampling), cmocka_unit_test(test_cli),
+        cmocka_unit_test(test_make_random),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -220,10 +220,10 @@ static void test_stories_logits(void **state)
     for (int s = 0; s < 3; s++) {
         const int32_t *toks = ref.seq[s];
         size_t n = ref.seq_len[s];
-        eval_seq(m, toks, n, n, 64, NULL, batched, N_VOCAB);   /* whole prompt, batches of 64 */
-        eval_seq(m, toks, n, 1, 64, NULL, seq, N_VOCAB);       /* one token per call */
-        eval_seq(m, toks, n, 7, 5, NULL, small, N_VOCAB);      /* odd pieces and batches */
-        eval_seq(m, toks, n, n, 64, pool, threaded, N_VOCAB);  /* two threads */
+        eval_seq(m, toks, n, n, 64, NULL, batched, N_VOCAB);  /* whole prompt, batches of 64 */
+        eval_seq(m, toks, n, 1, 64, NULL, seq, N_VOCAB);      /* one token per call */
+        eval_seq(m, toks, n, 7, 5, NULL, small, N_VOCAB);     /* odd pieces and batches */
+        eval_seq(m, toks, n, n, 64, pool, threaded, N_VOCAB); /* two threads */
         double d_ref = max_abs_diff(batched, ref.logits[s], N_VOCAB);
         double d_seq = max_abs_diff(batched, seq, N_VOCAB);
         double d_small = max_abs_diff(batched, small, N_VOCAB);
@@ -475,12 +475,12 @@ static void write_tiny(const tiny_model *t, const char *arch, uint32_t n_layers,
     assert_int_equal(gguf_set_f32(w, KEY("attention.layer_norm_rms_epsilon"), 1e-6f), LLMOS_OK);
 #undef KEY
     uint64_t ne[2];
-#define ADD(name, data, n0, n1)                                                                  \
-    do {                                                                                         \
-        ne[0] = (n0);                                                                            \
-        ne[1] = (n1);                                                                            \
-        assert_int_equal(gguf_add_tensor(w, name, GGML_TYPE_F32, (n1) > 1 ? 2 : 1, ne, data),    \
-                         LLMOS_OK);                                                              \
+#define ADD(name, data, n0, n1)                                                                    \
+    do {                                                                                           \
+        ne[0] = (n0);                                                                              \
+        ne[1] = (n1);                                                                              \
+        assert_int_equal(gguf_add_tensor(w, name, GGML_TYPE_F32, (n1) > 1 ? 2 : 1, ne, data),      \
+                         LLMOS_OK);                                                                \
     } while (0)
     ADD("token_embd.weight", t->emb, QD, QV);
     ADD("output_norm.weight", t->norm, QD, 1);
@@ -651,8 +651,7 @@ static void test_load_errors(void **state)
     assert_int_equal(gguf_set_u32(w, "llama.block_count", 2), LLMOS_OK);
     for (size_t i = 0; i < gguf_n_tensors(f); i++) {
         const gguf_tensor *x = gguf_tensor_at(f, i);
-        assert_int_equal(gguf_add_tensor(w, x->name, x->type, x->n_dims, x->ne, x->data),
-                         LLMOS_OK);
+        assert_int_equal(gguf_add_tensor(w, x->name, x->type, x->n_dims, x->ne, x->data), LLMOS_OK);
     }
     char path2[4300];
     snprintf(path2, sizeof path2, "%s/bad2.gguf", tmpdir);

@@ -250,10 +250,20 @@ static void check_attention(ggml_type kv_type, double tol)
     float out[NT * QD], out_seq[NT * QD];
 
     /* the whole sequence as one causal batch, threaded */
-    ops_attention_args a = {.out = out, .q = q, .k = kc, .v = vc, .kv_type = kv_type,
-                            .kv_stride = row, .n_tok = NT, .pos0 = 0, .n_heads = NH,
-                            .n_kv_heads = NKV, .head_dim = HD, .scale = 1 / sqrtf(HD),
-                            .scratch = scratch, .scratch_per_worker = per};
+    ops_attention_args a = {.out = out,
+                            .q = q,
+                            .k = kc,
+                            .v = vc,
+                            .kv_type = kv_type,
+                            .kv_stride = row,
+                            .n_tok = NT,
+                            .pos0 = 0,
+                            .n_heads = NH,
+                            .n_kv_heads = NKV,
+                            .head_dim = HD,
+                            .scale = 1 / sqrtf(HD),
+                            .scratch = scratch,
+                            .scratch_per_worker = per};
     ops_attention(pool, &a);
     /* token by token, unthreaded */
     for (size_t t = 0; t < NT; t++) {
@@ -297,11 +307,11 @@ static void test_attention_f16(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_matmul_f32),        cmocka_unit_test(test_matmul_f16),
-        cmocka_unit_test(test_matmul_bf16),       cmocka_unit_test(test_matrix_init_rejects),
-        cmocka_unit_test(test_get_row),           cmocka_unit_test(test_rmsnorm),
-        cmocka_unit_test(test_rope_norm),         cmocka_unit_test(test_rope_neox_partial),
-        cmocka_unit_test(test_softmax_silu_add),  cmocka_unit_test(test_attention_f32),
+        cmocka_unit_test(test_matmul_f32),       cmocka_unit_test(test_matmul_f16),
+        cmocka_unit_test(test_matmul_bf16),      cmocka_unit_test(test_matrix_init_rejects),
+        cmocka_unit_test(test_get_row),          cmocka_unit_test(test_rmsnorm),
+        cmocka_unit_test(test_rope_norm),        cmocka_unit_test(test_rope_neox_partial),
+        cmocka_unit_test(test_softmax_silu_add), cmocka_unit_test(test_attention_f32),
         cmocka_unit_test(test_attention_f16),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
