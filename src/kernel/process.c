@@ -284,9 +284,10 @@ llmos_err kproc_kill(store *s, audit *a, int64_t pid)
         return err;
     kproc_state st;
     if (!state_parse(json_get_string(j, "state", ""), &st) || kproc_state_final(st)) {
+        err = llmos_fail(LLMOS_ERR_INVALID, "process %" PRId64 " has already ended (%s)", pid,
+                         json_get_string(j, "state", "?"));
         json_decref(j);
-        return llmos_fail(LLMOS_ERR_INVALID, "process %" PRId64 " has already ended (%s)", pid,
-                          json_get_string(j, "state", "?"));
+        return err;
     }
     json_object_set_new(j, "state", json_string(kproc_state_name(KPROC_KILLED)));
     json_object_set_new(j, "reason", json_string("killed by the user"));
