@@ -239,13 +239,16 @@ static void hs_queue_unlink(http_server *s, hs_waiter *w)
 static llmos_err hs_queue_wait(http_server *s, hs_waiter *w, atomic_bool *cancel, int fd)
 {
     pthread_mutex_lock(&s->mu);
-    while (s->busy || s->head != w) {
+    for (;;) {
+        /* checked before taking the backend too: a stopping server starts nothing new */
         if (s->stopping || atomic_load(cancel) || !hs_peer_alive(fd)) {
             hs_queue_unlink(s, w);
             pthread_mutex_unlock(&s->mu);
             atomic_store(cancel, true);
             return llmos_fail(LLMOS_ERR_CANCELLED, "the request was cancelled while queued");
         }
+        if (!s->busy && s->head == w)
+            break;
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_nsec += 100 * 1000 * 1000;

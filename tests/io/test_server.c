@@ -703,6 +703,54 @@ static void test_disconnect_cancels(void **state)
     stop(f);
 }
 
+typedef struct stream_arg {
+    uint16_t port;
+    size_t got;
+} stream_arg;
+
+static void *stream_thread(void *p)
+{
+    stream_arg *a = p;
+    http_reply r = {.abort_after = (size_t)1 << 30}; /* tolerate the server going away */
+    post(a->port, "/v1/chat/completions",
+         "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"stream\":true}", NULL, &r);
+    a->got = r.body.len;
+    reply_free(&r);
+    return NULL;
+}
+
+/* Stopping the server while a stream runs and another request waits cancels both and
+ * returns promptly. */
+static void test_stop_during_stream(void **state)
+{
+    (void)state;
+    static const char *many[500];
+    for (size_t i = 0; i < 500; i++)
+        many[i] = "tok ";
+    fixture *f = start(NULL, 0, 10); /* 5 s per request if never cancelled */
+    f->backend.pieces = many;
+    f->backend.n_pieces = 500;
+    stream_arg a = {.port = f->port}, b = {.port = f->port};
+    pthread_t ta, tb;
+    assert_int_equal(pthread_create(&ta, NULL, stream_thread, &a), 0);
+    for (int i = 0; i < 200 && atomic_load(&f->backend.calls) == 0; i++)
+        sleep_ms(5);
+    assert_int_equal(pthread_create(&tb, NULL, stream_thread, &b), 0);
+    for (int i = 0; i < 200 && http_server_get_stats(f->srv).queued == 0; i++)
+        sleep_ms(5);
+    assert_int_equal(http_server_get_stats(f->srv).queued, 1);
+    sleep_ms(100); /* the first stream has sent some pieces */
+    double t0 = time_now();
+    http_server_stop(f->srv);
+    assert_true(time_now() - t0 < 2.0);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    assert_true(atomic_load(&f->backend.saw_cancel));
+    assert_int_equal(atomic_load(&f->backend.calls), 1); /* the queued one never ran */
+    assert_true(a.got > 0);
+    free(f);
+}
+
 static void test_parser(void **state)
 {
     (void)state;
@@ -845,6 +893,7 @@ int main(void)
         cmocka_unit_test(test_concurrent_requests_queue),
         cmocka_unit_test(test_full_queue_is_503),
         cmocka_unit_test(test_disconnect_cancels),
+        cmocka_unit_test(test_stop_during_stream),
         cmocka_unit_test(test_real_model),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
