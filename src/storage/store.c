@@ -536,13 +536,22 @@ llmos_err store_message_search(store *s, const char *query, const store_search_o
     sqlite3_bind_int64(st, 3, o.since);
     sqlite3_bind_int64(st, 4, o.until);
     sqlite3_bind_int64(st, 5, (sqlite3_int64)o.limit);
-    store_message *res = calloc(o.limit, sizeof *res);
-    size_t cnt = 0;
+    store_message *res = NULL;
+    size_t cnt = 0, cap = 0;
     int rc = SQLITE_OK;
-    if (!res)
-        err = llmos_fail(LLMOS_ERR_NOMEM, "no memory for search results");
     while (!err && (rc = sqlite3_step(st)) == SQLITE_ROW && cnt < o.limit) {
+        if (cnt == cap) { /* grow as rows come: a large limit costs nothing up front */
+            size_t ncap = cap ? 2 * cap : 16;
+            store_message *nres = realloc(res, ncap * sizeof *nres);
+            if (!nres) {
+                err = llmos_fail(LLMOS_ERR_NOMEM, "no memory for search results");
+                break;
+            }
+            res = nres;
+            cap = ncap;
+        }
         store_message *m = &res[cnt++];
+        memset(m, 0, sizeof *m);
         m->id = sqlite3_column_int64(st, 0);
         m->conversation = dup_col(st, 1);
         m->role = dup_col(st, 2);
