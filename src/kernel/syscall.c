@@ -224,6 +224,16 @@ llmos_err kernel_syscall(kernel *k, kproc *p, const llm_tool_call *call, llmos_b
         }
         *is_error = true;
     }
+    if (trusted && (!utf8_valid(out.data ? out.data : "", out.len) ||
+                    (out.len && memchr(out.data, 0, out.len)))) {
+        buf_clear(&out);
+        *is_error = true;
+        if (buf_printf(&out, "error: tool '%s' returned bytes that are not UTF-8 text", t->name)) {
+            buf_free(&out);
+            err = llmos_fail(LLMOS_ERR_NOMEM, "no memory");
+            goto done;
+        }
+    }
     if (trusted) {
         err = buf_append(result, out.data ? out.data : "", out.len) ? LLMOS_ERR_NOMEM : LLMOS_OK;
     } else {

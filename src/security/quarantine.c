@@ -65,16 +65,30 @@ untrusted_text *untrusted_new(const char *text, size_t len, const char *source)
     untrusted_text *u = calloc(1, sizeof *u);
     if (!u)
         return NULL;
-    u->text = malloc(len + 1);
+    /* Outside bytes may be anything; kept as well-formed UTF-8 without NUL (each bad byte and
+     * each NUL becomes U+FFFD, 3 bytes), so that they survive JSON and the store. */
+    u->text = malloc(3 * len + 1);
     u->source = strdup(source ? source : "unknown");
     if (!u->text || !u->source) {
         untrusted_free(u);
         return NULL;
     }
-    if (len)
-        memcpy(u->text, text, len);
-    u->text[len] = 0;
-    u->len = len;
+    size_t o = 0;
+    for (size_t i = 0; i < len;) {
+        uint32_t cp;
+        size_t n = utf8_decode(text + i, len - i, &cp);
+        if (n == 0 || cp == 0) {
+            memcpy(u->text + o, "\xEF\xBF\xBD", 3);
+            o += 3;
+            i += 1;
+        } else {
+            memcpy(u->text + o, text + i, n);
+            o += n;
+            i += n;
+        }
+    }
+    u->text[o] = 0;
+    u->len = o;
     return u;
 }
 
