@@ -27,15 +27,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     openai_request rq;
     llmos_err err = openai_request_parse(ep, (const char *)data + 1, size - 1, n_ctx, &rq);
     if (err) {
-        if (rq.body || rq.inputs || strnlen(rq.error_param, sizeof rq.error_param) ==
-                                        sizeof rq.error_param)
+        if (rq.body || rq.inputs ||
+            strnlen(rq.error_param, sizeof rq.error_param) == sizeof rq.error_param)
             abort();
         return 0;
     }
     if (!json_is_object(rq.body))
         abort();
-    if (ep == OPENAI_CHAT && (!json_is_array(rq.req.messages) ||
-                              json_array_size(rq.req.messages) == 0 || rq.req.prompt))
+    if (ep == OPENAI_CHAT &&
+        (!json_is_array(rq.req.messages) || json_array_size(rq.req.messages) == 0 || rq.req.prompt))
         abort();
     if (ep == OPENAI_COMPLETION && !rq.req.prompt)
         abort();

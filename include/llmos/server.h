@@ -41,17 +41,17 @@ enum { OPENAI_MAX_STOP = 16, OPENAI_MAX_INPUTS = 2048 };
 /* A parsed request body. `req` points into `body`, which the request owns. */
 typedef struct openai_request {
     openai_endpoint endpoint;
-    json_t *body;            /* the parsed JSON body (owned) */
-    llm_request req;         /* what goes to the backend (chat and completion) */
-    const char *model;       /* the "model" member, NULL when absent */
-    bool stream;             /* "stream": true */
-    bool include_usage;      /* "stream_options": {"include_usage": true} */
-    bool has_seed;           /* "seed" was given (else the server picks one) */
-    bool max_tokens_capped;  /* max_tokens was larger than the context and was lowered */
+    json_t *body;           /* the parsed JSON body (owned) */
+    llm_request req;        /* what goes to the backend (chat and completion) */
+    const char *model;      /* the "model" member, NULL when absent */
+    bool stream;            /* "stream": true */
+    bool include_usage;     /* "stream_options": {"include_usage": true} */
+    bool has_seed;          /* "seed" was given (else the server picks one) */
+    bool max_tokens_capped; /* max_tokens was larger than the context and was lowered */
     const char *stop[OPENAI_MAX_STOP];
-    const char **inputs;     /* embeddings: the texts (malloc'd array of borrowed strings) */
+    const char **inputs; /* embeddings: the texts (malloc'd array of borrowed strings) */
     size_t n_inputs;
-    char error_param[64];    /* on failure: the member that was wrong ("" = the body) */
+    char error_param[64]; /* on failure: the member that was wrong ("" = the body) */
 } openai_request;
 
 /* Parse the body of a request to `ep`. `n_ctx` is the backend's context size: max_tokens
@@ -71,14 +71,13 @@ json_t *openai_error_json(const char *message, const char *type, const char *par
 /* The finish reason as OpenAI clients know it ("cancelled" and unknown ones become "stop"). */
 const char *openai_finish_reason(const char *backend_reason);
 /* A whole answer: chat.completion (OPENAI_CHAT) or text_completion (OPENAI_COMPLETION). */
-json_t *openai_response_json(openai_endpoint ep, const char *id, int64_t created,
-                             const char *model, const llm_response *r);
+json_t *openai_response_json(openai_endpoint ep, const char *id, int64_t created, const char *model,
+                             const llm_response *r);
 /* One streamed chunk. `content` may be NULL (no text in this chunk); `role` adds
  * "role":"assistant" to a chat delta; `finish` NULL = null. For OPENAI_COMPLETION the chunk
  * is a text_completion with "text". */
-json_t *openai_chunk_json(openai_endpoint ep, const char *id, int64_t created,
-                          const char *model, bool role, const char *content, size_t len,
-                          const char *finish);
+json_t *openai_chunk_json(openai_endpoint ep, const char *id, int64_t created, const char *model,
+                          bool role, const char *content, size_t len, const char *finish);
 /* The chat chunk that carries the tool calls of a finished answer (delta.tool_calls with
  * their index). */
 json_t *openai_tool_calls_chunk_json(const char *id, int64_t created, const char *model,
@@ -94,12 +93,12 @@ json_t *openai_models_json(const char *model, int64_t created);
 /* ---- the HTTP server (http_server.c) ---------------------------------------------------- */
 
 typedef struct http_server_params {
-    const char *host;        /* address to bind; NULL = "127.0.0.1" */
-    uint16_t port;           /* 0 = an ephemeral port (see http_server_port) */
-    const char *api_key;     /* NULL = no authentication; copied */
-    size_t max_body;         /* request body limit in bytes; 0 = 1 MiB (larger: 413) */
-    size_t max_queue;        /* requests that may wait for the backend; 0 = 16 (more: 503) */
-    const char *model_name;  /* the id clients use; NULL = llm_model_name(backend) */
+    const char *host;         /* address to bind; NULL = "127.0.0.1" */
+    uint16_t port;            /* 0 = an ephemeral port (see http_server_port) */
+    const char *api_key;      /* NULL = no authentication; copied */
+    size_t max_body;          /* request body limit in bytes; 0 = 1 MiB (larger: 413) */
+    size_t max_queue;         /* requests that may wait for the backend; 0 = 16 (more: 503) */
+    const char *model_name;   /* the id clients use; NULL = llm_model_name(backend) */
     unsigned max_connections; /* 0 = 64 */
 } http_server_params;
 
@@ -115,11 +114,11 @@ LLMOS_NODISCARD llmos_err http_server_start(llm_backend *backend, const http_ser
 uint16_t http_server_port(const http_server *s);
 /* Counters for tests and logs. */
 typedef struct http_server_stats {
-    uint64_t requests;       /* HTTP requests answered */
-    uint64_t generations;    /* backend calls made */
-    uint64_t cancelled;      /* generations cancelled because the client went away */
-    uint64_t rejected_busy;  /* 503s because the queue was full */
-    size_t queued;           /* requests waiting now */
+    uint64_t requests;      /* HTTP requests answered */
+    uint64_t generations;   /* backend calls made */
+    uint64_t cancelled;     /* generations cancelled because the client went away */
+    uint64_t rejected_busy; /* 503s because the queue was full */
+    size_t queued;          /* requests waiting now */
 } http_server_stats;
 http_server_stats http_server_get_stats(http_server *s);
 /* Stop accepting, cancel running generations, wait for them, free. NULL-safe. */

@@ -18,10 +18,12 @@
 
 static volatile sig_atomic_t serve_signal;
 
-static void serve_on_signal(int sig) { serve_signal = sig; }
+static void serve_on_signal(int sig)
+{
+    serve_signal = sig;
+}
 
-static bool serve_parse_ulong(const char *s, unsigned long lo, unsigned long hi,
-                              unsigned long *out)
+static bool serve_parse_ulong(const char *s, unsigned long lo, unsigned long hi, unsigned long *out)
 {
     char *end;
     errno = 0;
@@ -177,9 +179,8 @@ int cmd_serve(int argc, char **argv)
 
     bool v6 = strchr(host, ':') != NULL;
     printf("llmos serve: %s (context %zu tokens) listening on http://%s%s%s:%u/v1%s\n",
-           name ? name : llm_model_name(b), llm_context_size(b), v6 ? "[" : "", host,
-           v6 ? "]" : "", (unsigned)http_server_port(srv),
-           has_key ? " (API key required)" : "");
+           name ? name : llm_model_name(b), llm_context_size(b), v6 ? "[" : "", host, v6 ? "]" : "",
+           (unsigned)http_server_port(srv), has_key ? " (API key required)" : "");
     fflush(stdout);
     while (!serve_signal)
         pause();

@@ -99,8 +99,8 @@ static void hs_make_id(http_server *s, const char *prefix, char *out, size_t siz
     unsigned char rnd[8];
     randombytes_buf(rnd, sizeof rnd);
     uint64_t n = atomic_fetch_add(&s->id_counter, 1);
-    snprintf(out, size, "%s%02x%02x%02x%02x%02x%02x%02x%02x%06llx", prefix, rnd[0], rnd[1],
-             rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7], (unsigned long long)(n & 0xffffff));
+    snprintf(out, size, "%s%02x%02x%02x%02x%02x%02x%02x%02x%06llx", prefix, rnd[0], rnd[1], rnd[2],
+             rnd[3], rnd[4], rnd[5], rnd[6], rnd[7], (unsigned long long)(n & 0xffffff));
 }
 
 /* Queue a JSON response (takes ownership of v). */
@@ -122,8 +122,7 @@ static enum MHD_Result hs_send_json(struct MHD_Connection *c, unsigned status, j
     json_decref(v);
     size_t len;
     char *data = buf_detach(&out, &len);
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
+    struct MHD_Response *r = MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
     if (!r) {
         free(data);
         return MHD_NO;
@@ -136,9 +135,8 @@ static enum MHD_Result hs_send_json(struct MHD_Connection *c, unsigned status, j
     return ret;
 }
 
-static enum MHD_Result hs_send_error(struct MHD_Connection *c, unsigned status,
-                                     const char *type, const char *param, const char *code,
-                                     const char *message)
+static enum MHD_Result hs_send_error(struct MHD_Connection *c, unsigned status, const char *type,
+                                     const char *param, const char *code, const char *message)
 {
     return hs_send_json(c, status, openai_error_json(message, type, param, code));
 }
@@ -181,9 +179,7 @@ static void hs_classify(llmos_err err, unsigned *status, const char **type, cons
         *status = 499;
         *code = "cancelled";
         break;
-    default:
-        *status = 500;
-        break;
+    default: *status = 500; break;
     }
 }
 
@@ -476,8 +472,7 @@ static void hs_stream_free(void *cls)
 }
 
 /* Start a streamed answer; takes rq (already in the queue through `w`... see below). */
-static enum MHD_Result hs_start_stream(http_server *s, struct MHD_Connection *c,
-                                       openai_request *rq)
+static enum MHD_Result hs_start_stream(http_server *s, struct MHD_Connection *c, openai_request *rq)
 {
     hs_stream *st = calloc(1, sizeof *st);
     if (!st) {
@@ -496,8 +491,8 @@ static enum MHD_Result hs_start_stream(http_server *s, struct MHD_Connection *c,
 
     llmos_err err = hs_queue_join(s, &st->waiter);
     if (err) {
-        enum MHD_Result r = hs_send_error(c, 503, "server_error", NULL, "server_busy",
-                                          llmos_errmsg());
+        enum MHD_Result r =
+            hs_send_error(c, 503, "server_error", NULL, "server_busy", llmos_errmsg());
         hs_stream_free(st);
         return r;
     }
@@ -510,9 +505,8 @@ static enum MHD_Result hs_start_stream(http_server *s, struct MHD_Connection *c,
                              "could not start a thread for the stream");
     }
     st->thread_started = true;
-    struct MHD_Response *r =
-        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, hs_stream_read, st,
-                                          hs_stream_free);
+    struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096,
+                                                               hs_stream_read, st, hs_stream_free);
     if (!r) {
         hs_stream_free(st);
         return MHD_NO;
@@ -528,13 +522,12 @@ static enum MHD_Result hs_start_stream(http_server *s, struct MHD_Connection *c,
 
 static const char *hs_endpoint_path(openai_endpoint ep)
 {
-    return ep == OPENAI_CHAT ? "/v1/chat/completions"
+    return ep == OPENAI_CHAT         ? "/v1/chat/completions"
            : ep == OPENAI_COMPLETION ? "/v1/completions"
                                      : "/v1/embeddings";
 }
 
-static enum MHD_Result hs_embeddings(http_server *s, struct MHD_Connection *c,
-                                     openai_request *rq)
+static enum MHD_Result hs_embeddings(http_server *s, struct MHD_Connection *c, openai_request *rq)
 {
     hs_waiter w;
     atomic_bool cancel;
@@ -558,8 +551,8 @@ static enum MHD_Result hs_embeddings(http_server *s, struct MHD_Connection *c,
             json_t *arr = json_array();
             for (size_t k = 0; k < dim; k++)
                 json_array_append_new(arr, json_real(vec[k]));
-            json_array_append_new(data, json_pack("{s:s, s:I, s:o}", "object", "embedding",
-                                                  "index", (json_int_t)i, "embedding", arr));
+            json_array_append_new(data, json_pack("{s:s, s:I, s:o}", "object", "embedding", "index",
+                                                  (json_int_t)i, "embedding", arr));
         }
         free(vec);
     }
@@ -575,9 +568,9 @@ static enum MHD_Result hs_embeddings(http_server *s, struct MHD_Connection *c,
         return hs_send_error(c, status, type, NULL, code, msg);
     }
     return hs_send_json(c, 200,
-                        json_pack("{s:s, s:o, s:s, s:{s:I, s:I}}", "object", "list", "data",
-                                  data, "model", s->model, "usage", "prompt_tokens",
-                                  (json_int_t)tokens, "total_tokens", (json_int_t)tokens));
+                        json_pack("{s:s, s:o, s:s, s:{s:I, s:I}}", "object", "list", "data", data,
+                                  "model", s->model, "usage", "prompt_tokens", (json_int_t)tokens,
+                                  "total_tokens", (json_int_t)tokens));
 }
 
 static enum MHD_Result hs_generation(http_server *s, struct MHD_Connection *c, openai_endpoint ep,
@@ -589,7 +582,7 @@ static enum MHD_Result hs_generation(http_server *s, struct MHD_Connection *c, o
         char msg[1200];
         snprintf(msg, sizeof msg, "%s %s: %s", "POST", hs_endpoint_path(ep), llmos_errmsg());
         return hs_send_error(c, 400, "invalid_request_error", rq.error_param,
-                             err == LLMOS_ERR_FORMAT ? "invalid_json"
+                             err == LLMOS_ERR_FORMAT        ? "invalid_json"
                              : err == LLMOS_ERR_UNSUPPORTED ? "unsupported_parameter"
                                                             : "invalid_value",
                              msg);
@@ -677,10 +670,9 @@ static enum MHD_Result hs_precheck(http_server *s, struct MHD_Connection *c, con
         unsigned long long n = strtoull(cl, NULL, 10);
         if (n > s->max_body) {
             char msg[1024];
-            snprintf(msg, sizeof msg,
-                     "The request body is %llu bytes; the limit is %zu bytes", n, s->max_body);
-            return hs_send_error(c, 413, "invalid_request_error", NULL, "request_too_large",
-                                 msg);
+            snprintf(msg, sizeof msg, "The request body is %llu bytes; the limit is %zu bytes", n,
+                     s->max_body);
+            return hs_send_error(c, 413, "invalid_request_error", NULL, "request_too_large", msg);
         }
     }
     *handled = false;
@@ -723,10 +715,11 @@ static enum MHD_Result hs_route(http_server *s, struct MHD_Connection *c, const 
         const char *id = url + 11;
         if (strcmp(id, s->model) != 0) {
             char msg[1024];
-            snprintf(msg, sizeof msg, "The model '%.200s' does not exist here; this server "
-                     "serves '%.200s'", id, s->model);
-            return hs_send_error(c, 404, "invalid_request_error", "model", "model_not_found",
-                                 msg);
+            snprintf(msg, sizeof msg,
+                     "The model '%.200s' does not exist here; this server "
+                     "serves '%.200s'",
+                     id, s->model);
+            return hs_send_error(c, 404, "invalid_request_error", "model", "model_not_found", msg);
         }
         return hs_send_json(c, 200,
                             json_pack("{s:s, s:s, s:I, s:s}", "id", s->model, "object", "model",
@@ -738,8 +731,9 @@ static enum MHD_Result hs_route(http_server *s, struct MHD_Connection *c, const 
         size_t q = s->n_waiting;
         bool busy = s->busy;
         pthread_mutex_unlock(&s->mu);
-        return hs_send_json(c, 200, json_pack("{s:s, s:s, s:b, s:I}", "status", "ok", "model",
-                                              s->model, "busy", busy, "queued", (json_int_t)q));
+        return hs_send_json(c, 200,
+                            json_pack("{s:s, s:s, s:b, s:I}", "status", "ok", "model", s->model,
+                                      "busy", busy, "queued", (json_int_t)q));
     }
     case 1: return hs_send_json(c, 200, openai_models_json(s->model, s->started));
     case 2: return hs_generation(s, c, OPENAI_CHAT, body, len);
@@ -749,9 +743,8 @@ static enum MHD_Result hs_route(http_server *s, struct MHD_Connection *c, const 
 }
 
 static enum MHD_Result hs_access(void *cls, struct MHD_Connection *c, const char *url,
-                                 const char *method, const char *version,
-                                 const char *upload_data, size_t *upload_data_size,
-                                 void **con_cls)
+                                 const char *method, const char *version, const char *upload_data,
+                                 size_t *upload_data_size, void **con_cls)
 {
     (void)version;
     http_server *s = cls;
@@ -875,8 +868,8 @@ llmos_err http_server_start(llm_backend *backend, const http_server_params *p, h
         return llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
     }
 
-    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-                     MHD_USE_ERROR_LOG;
+    unsigned flags =
+        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
     if (ai->ai_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     unsigned max_conn = p->max_connections ? p->max_connections : d.max_connections;
@@ -899,7 +892,10 @@ llmos_err http_server_start(llm_backend *backend, const http_server_params *p, h
     return LLMOS_OK;
 }
 
-uint16_t http_server_port(const http_server *s) { return s ? s->port : 0; }
+uint16_t http_server_port(const http_server *s)
+{
+    return s ? s->port : 0;
+}
 
 http_server_stats http_server_get_stats(http_server *s)
 {

@@ -60,8 +60,8 @@ static llmos_err get_range(openai_request *out, const char *key, double lo, doub
                    json_kind(v));
     double d = json_number_value(v);
     if (!(d >= lo && d <= hi))
-        return bad(out, LLMOS_ERR_INVALID, key, "'%s' must be between %g and %g, found %g", key,
-                   lo, hi, d);
+        return bad(out, LLMOS_ERR_INVALID, key, "'%s' must be between %g and %g, found %g", key, lo,
+                   hi, d);
     *present = true;
     *val = d;
     return LLMOS_OK;
@@ -91,8 +91,8 @@ static llmos_err parse_messages(openai_request *out)
         snprintf(param, sizeof param, "messages[%zu].role", i);
         if (!json_is_string(role))
             return bad(out, LLMOS_ERR_INVALID, param,
-                       "'%s' must be a string (system, user, assistant or tool), found %s",
-                       param, role ? json_kind(role) : "nothing");
+                       "'%s' must be a string (system, user, assistant or tool), found %s", param,
+                       role ? json_kind(role) : "nothing");
         const char *r = json_string_value(role);
         if (strcmp(r, "system") && strcmp(r, "user") && strcmp(r, "assistant") &&
             strcmp(r, "tool") && strcmp(r, "developer"))
@@ -104,8 +104,8 @@ static llmos_err parse_messages(openai_request *out)
         if (content && !json_is_string(content) && !json_is_null(content) &&
             !json_is_array(content))
             return bad(out, LLMOS_ERR_INVALID, param,
-                       "'%s' must be a string, an array of content parts or null, found %s",
-                       param, json_kind(content));
+                       "'%s' must be a string, an array of content parts or null, found %s", param,
+                       json_kind(content));
         if (json_is_array(content)) {
             size_t j;
             json_t *part;
@@ -146,8 +146,8 @@ static llmos_err parse_tools(openai_request *out)
                 return bad(out, LLMOS_ERR_INVALID, param,
                            "'%s' must be {\"type\": \"function\", \"function\": {...}}", param);
             if (!json_is_string(json_object_get(fn, "name")))
-                return bad(out, LLMOS_ERR_INVALID, param,
-                           "'%s.function.name' must be a string", param);
+                return bad(out, LLMOS_ERR_INVALID, param, "'%s.function.name' must be a string",
+                           param);
             json_t *params = json_object_get(fn, "parameters");
             if (params && !json_is_object(params))
                 return bad(out, LLMOS_ERR_INVALID, param,
@@ -244,8 +244,8 @@ static llmos_err parse_stop(openai_request *out)
         json_array_foreach(stop, i, s)
         {
             if (!json_is_string(s))
-                return bad(out, LLMOS_ERR_INVALID, "stop",
-                           "'stop[%zu]' must be a string, found %s", i, json_kind(s));
+                return bad(out, LLMOS_ERR_INVALID, "stop", "'stop[%zu]' must be a string, found %s",
+                           i, json_kind(s));
             out->stop[i] = json_string_value(s);
         }
         out->req.n_stop = json_array_size(stop);
@@ -272,8 +272,8 @@ static llmos_err parse_generation(openai_request *out, size_t n_ctx)
     json_t *mt = json_object_get(body, mt_key);
     if (mt && !json_is_null(mt)) {
         if (!json_is_integer(mt))
-            return bad(out, LLMOS_ERR_INVALID, mt_key, "'%s' must be an integer, found %s",
-                       mt_key, json_kind(mt));
+            return bad(out, LLMOS_ERR_INVALID, mt_key, "'%s' must be an integer, found %s", mt_key,
+                       json_kind(mt));
         json_int_t v = json_integer_value(mt);
         if (v < 1)
             return bad(out, LLMOS_ERR_INVALID, mt_key, "'%s' must be at least 1, found %lld",
@@ -348,8 +348,7 @@ static llmos_err parse_prompt(openai_request *out)
         return bad(out, LLMOS_ERR_INVALID, "prompt", "'prompt' is required: a string");
     if (!json_is_string(p))
         return bad(out, LLMOS_ERR_INVALID, "prompt",
-                   "'prompt' must be a string (or an array of one string), found %s",
-                   json_kind(p));
+                   "'prompt' must be a string (or an array of one string), found %s", json_kind(p));
     out->req.prompt = json_string_value(p);
     return LLMOS_OK;
 }
@@ -428,9 +427,7 @@ llmos_err openai_request_parse(openai_endpoint ep, const char *body, size_t len,
         if ((err = parse_input(out)))
             goto fail;
         break;
-    default:
-        err = bad(out, LLMOS_ERR_INTERNAL, "", "unknown endpoint %d", (int)ep);
-        goto fail;
+    default: err = bad(out, LLMOS_ERR_INTERNAL, "", "unknown endpoint %d", (int)ep); goto fail;
     }
     return LLMOS_OK;
 fail:;
@@ -455,8 +452,8 @@ void openai_request_free(openai_request *r)
 json_t *openai_error_json(const char *message, const char *type, const char *param,
                           const char *code)
 {
-    return json_pack("{s:{s:s, s:s, s:o, s:o}}", "error", "message", message ? message : "",
-                     "type", type ? type : "invalid_request_error", "param",
+    return json_pack("{s:{s:s, s:s, s:o, s:o}}", "error", "message", message ? message : "", "type",
+                     type ? type : "invalid_request_error", "param",
                      param && *param ? json_string(param) : json_null(), "code",
                      code ? json_string(code) : json_null());
 }
@@ -480,8 +477,8 @@ static json_t *tool_calls_json(const llm_response *r, bool with_index)
     json_t *calls = json_array();
     for (size_t i = 0; calls && i < r->n_tool_calls; i++) {
         const llm_tool_call *c = &r->tool_calls[i];
-        json_t *call = json_pack("{s:s, s:s, s:{s:s, s:s}}", "id", c->id ? c->id : "",
-                                 "type", "function", "function", "name", c->name ? c->name : "",
+        json_t *call = json_pack("{s:s, s:s, s:{s:s, s:s}}", "id", c->id ? c->id : "", "type",
+                                 "function", "function", "name", c->name ? c->name : "",
                                  "arguments", c->arguments ? c->arguments : "{}");
         if (call && with_index)
             json_object_set_new(call, "index", json_integer((json_int_t)i));
@@ -490,8 +487,8 @@ static json_t *tool_calls_json(const llm_response *r, bool with_index)
     return calls;
 }
 
-json_t *openai_response_json(openai_endpoint ep, const char *id, int64_t created,
-                             const char *model, const llm_response *r)
+json_t *openai_response_json(openai_endpoint ep, const char *id, int64_t created, const char *model,
+                             const llm_response *r)
 {
     const char *content = r->content ? r->content : "";
     json_t *choice;
@@ -515,9 +512,8 @@ json_t *openai_response_json(openai_endpoint ep, const char *id, int64_t created
                      openai_usage_json(r->prompt_tokens, r->completion_tokens));
 }
 
-json_t *openai_chunk_json(openai_endpoint ep, const char *id, int64_t created,
-                          const char *model, bool role, const char *content, size_t len,
-                          const char *finish)
+json_t *openai_chunk_json(openai_endpoint ep, const char *id, int64_t created, const char *model,
+                          bool role, const char *content, size_t len, const char *finish)
 {
     json_t *choice;
     if (ep == OPENAI_COMPLETION) {

@@ -38,9 +38,9 @@ typedef struct scripted_test_backend {
     llm_backend base;
     const char *const *pieces; /* the answer, one piece per token */
     size_t n_pieces;
-    int delay_ms;              /* pause before each piece */
+    int delay_ms; /* pause before each piece */
     bool can_embed;
-    bool tool_call;            /* answer with a tool call when tools are offered */
+    bool tool_call; /* answer with a tool call when tools are offered */
     atomic_int in_flight, max_in_flight, calls;
     atomic_bool saw_cancel;
     int32_t last_max_tokens;
@@ -53,8 +53,8 @@ static void sleep_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
-static llmos_err stb_chat(llm_backend *b, const llm_request *req, llm_stream_fn stream,
-                          void *ctx, llm_response *resp)
+static llmos_err stb_chat(llm_backend *b, const llm_request *req, llm_stream_fn stream, void *ctx,
+                          llm_response *resp)
 {
     scripted_test_backend *t = (scripted_test_backend *)b;
     int now = atomic_fetch_add(&t->in_flight, 1) + 1;
@@ -105,8 +105,7 @@ static llmos_err stb_chat(llm_backend *b, const llm_request *req, llm_stream_fn 
     return LLMOS_OK;
 }
 
-static llmos_err stb_embed(llm_backend *b, const char *text, size_t len, float **vec,
-                           size_t *dim)
+static llmos_err stb_embed(llm_backend *b, const char *text, size_t len, float **vec, size_t *dim)
 {
     scripted_test_backend *t = (scripted_test_backend *)b;
     (void)text;
@@ -138,10 +137,13 @@ static const char *stb_name(llm_backend *b)
     return "scripted";
 }
 
-static void stb_free(llm_backend *b) { (void)b; }
+static void stb_free(llm_backend *b)
+{
+    (void)b;
+}
 
-static const llm_backend_ops stb_ops = {"scripted_test_backend", stb_chat, stb_embed, stb_count,
-                                        stb_ctx, stb_name, stb_free};
+static const llm_backend_ops stb_ops = {
+    "scripted_test_backend", stb_chat, stb_embed, stb_count, stb_ctx, stb_name, stb_free};
 
 static const char *const hello_pieces[] = {"Hello", ",", " world", "!"};
 
@@ -159,7 +161,7 @@ static void stb_init(scripted_test_backend *t)
 typedef struct http_reply {
     long status;
     llmos_buf body;
-    json_t *json; /* parsed body when it is JSON */
+    json_t *json;       /* parsed body when it is JSON */
     size_t abort_after; /* stop reading (disconnect) after this many bytes; 0 = never */
 } http_reply;
 
@@ -213,8 +215,7 @@ static void reply_free(http_reply *r)
     memset(r, 0, sizeof *r);
 }
 
-static void post(uint16_t port, const char *path, const char *body, const char *key,
-                 http_reply *r)
+static void post(uint16_t port, const char *path, const char *body, const char *key, http_reply *r)
 {
     http(port, "POST", path, body, strlen(body), key, r);
 }
@@ -344,8 +345,7 @@ static void test_chat(void **state)
     assert_int_equal(f->backend.last_max_tokens, 2);
     ch = json_array_get(json_get_array(r.json, "choices"), 0);
     assert_string_equal(json_get_string(ch, "finish_reason", ""), "length");
-    assert_string_equal(json_get_string(json_get_object(ch, "message"), "content", ""),
-                        "Hello,");
+    assert_string_equal(json_get_string(json_get_object(ch, "message"), "content", ""), "Hello,");
     reply_free(&r);
 
     /* max_completion_tokens above the context is capped to it */
@@ -536,16 +536,16 @@ static void test_malformed(void **state)
          &r);
     assert_error(&r, 400, "temperature", NULL, "must be a number, found a string");
     reply_free(&r);
-    post(f->port, chat, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"top_p\":3}",
-         NULL, &r);
+    post(f->port, chat, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"top_p\":3}", NULL,
+         &r);
     assert_error(&r, 400, "top_p", NULL, "between 0 and 1");
     reply_free(&r);
     post(f->port, chat, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"max_tokens\":0}",
          NULL, &r);
     assert_error(&r, 400, "max_tokens", NULL, "at least 1");
     reply_free(&r);
-    post(f->port, chat, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"stop\":[1]}",
-         NULL, &r);
+    post(f->port, chat, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"stop\":[1]}", NULL,
+         &r);
     assert_error(&r, 400, "stop", NULL, "'stop[0]' must be a string");
     reply_free(&r);
     post(f->port, chat,
@@ -554,8 +554,8 @@ static void test_malformed(void **state)
          NULL, &r);
     assert_error(&r, 400, "response_format", NULL, "yaml");
     reply_free(&r);
-    post(f->port, chat, "{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}",
-         NULL, &r);
+    post(f->port, chat,
+         "{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}", NULL, &r);
     assert_error(&r, 404, "model", "model_not_found", "'gpt-4o' does not exist");
     reply_free(&r);
     http(f->port, "GET", "/v1/nothing", NULL, 0, NULL, &r);
@@ -778,8 +778,7 @@ static void test_parser(void **state)
 
     b = "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tool_choice\":\"g\","
         "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}]}";
-    assert_int_equal(openai_request_parse(OPENAI_CHAT, b, strlen(b), 512, &rq),
-                     LLMOS_ERR_INVALID);
+    assert_int_equal(openai_request_parse(OPENAI_CHAT, b, strlen(b), 512, &rq), LLMOS_ERR_INVALID);
     assert_string_equal(rq.error_param, "tool_choice");
     assert_non_null(strstr(llmos_errmsg(), "'g'"));
     openai_request_free(&rq); /* nothing to free, but safe */
@@ -863,8 +862,8 @@ static void test_real_model(void **state)
     buf_free(&text);
     reply_free(&r);
 
-    post(port, "/v1/completions", "{\"prompt\":\"Once\",\"max_tokens\":5,\"temperature\":0}",
-         NULL, &r);
+    post(port, "/v1/completions", "{\"prompt\":\"Once\",\"max_tokens\":5,\"temperature\":0}", NULL,
+         &r);
     assert_int_equal(r.status, 200);
     assert_int_equal(json_get_int(json_get_object(r.json, "usage"), "completion_tokens", 0), 5);
     reply_free(&r);
