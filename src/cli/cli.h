@@ -52,7 +52,12 @@ int cmd_tokenize(int argc, char **argv);
 int cmd_model(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_model_random(int argc, char **argv); /* llmos model make-random */
+int cmd_model_quantize(int argc, char **argv); /* llmos model quantize */
+int cmd_bench(int argc, char **argv);
 int cmd_memory(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
+int cmd_ps(int argc, char **argv);
+int cmd_kill(int argc, char **argv);
+int cmd_audit(int argc, char **argv);
 
 #endif

@@ -54,6 +54,16 @@ static const model_subcommand subcommands[] = {
      "  --tied         no output.weight: the output shares the token embedding\n"
      "  --seed S       random seed (default 1)\n",
      cmd_model_random},
+    {"quantize",
+     "usage: llmos model quantize [-t THREADS] IN OUT TYPE\n\n"
+     "Write OUT, the F32/F16/BF16 model IN with its matrices converted to TYPE: Q4_0 Q4_1\n"
+     "Q5_0 Q5_1 Q8_0 Q2_K Q3_K Q4_K Q5_K Q6_K F16 BF16 F32, or the mixtures Q3_K_M Q4_K_M\n"
+     "Q5_K_M (more bits for attn_v, ffn_down and the output matrix, as llama.cpp does).\n"
+     "output.weight is Q6_K for quantized types but Q8_0; norms and biases stay F32; rows\n"
+     "not a multiple of 256 fall back to a 32-block type. Metadata is copied and\n"
+     "general.file_type set. One progress line per tensor goes to standard error.\n\n"
+     "  -t THREADS   threads (default: LLMOS_THREADS or all CPUs)\n",
+     cmd_model_quantize},
 };
 
 /* ---- helpers ------------------------------------------------------------------------------ */

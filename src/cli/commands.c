@@ -69,7 +69,8 @@ const cli_command cli_commands[] = {
      "usage: llmos model SUBCOMMAND [ARGS...]\n\n"
      "Subcommands:\n"
      "  info FILE [--json]   show a model's metadata, hyperparameters, tokenizer and tensors\n"
-     "  make-random ... OUT  write a random-weight model of a real shape (for benchmarks)\n\n"
+     "  make-random ... OUT  write a random-weight model of a real shape (for benchmarks)\n"
+     "  quantize IN OUT TYPE write a copy with quantized weights (Q4_0 ... Q4_K_M)\n\n"
      "Run 'llmos model help SUBCOMMAND' for the options of one subcommand.\n",
      cmd_model},
     {"memory", "Add to and search your encrypted memory store",
@@ -107,6 +108,41 @@ const cli_command cli_commands[] = {
      "  --api URL           serve a remote OpenAI-compatible server instead (its key\n"
      "                      from LLMOS_API_KEY); --api-model NAME its model\n",
      cmd_serve},
+    {"bench", "Measure a model's prompt and generation speed (tokens/s)",
+     "usage: llmos bench --model FILE [-p N] [-n N] [-t THREADS] [-r REPS] [--json]\n\n"
+     "Like llama-bench: time prompt processing (ppN: one batch of N random valid tokens\n"
+     "on an empty cache) and generation (tgN: N tokens one at a time after a 4-token\n"
+     "prompt), each REPS times after one untimed warm-up, and print tokens/s as\n"
+     "mean +- standard deviation with the model's size and type.\n\n"
+     "  -p N         prompt tokens (default 512; 0 = skip)\n"
+     "  -n N         generated tokens (default 128; 0 = skip)\n"
+     "  -t THREADS   threads (default: LLMOS_THREADS or all CPUs)\n"
+     "  -r REPS      repetitions (default 5)\n"
+     "  --json       one JSON object per line and test instead of the table\n",
+     cmd_bench},
+    {"ps", "List agent processes: state, principal, model, capabilities, budgets",
+     "usage: llmos ps [--json]\n\n"
+     "List the processes (agent runs) kept in your encrypted store: pid, state\n"
+     "(running, waiting, done, killed, failed, out-of-tokens, out-of-calls,\n"
+     "out-of-time), principal, model, capabilities and tokens / tool calls used out\n"
+     "of their budgets. The passphrase comes from LLMOS_PASSPHRASE or a prompt.\n\n"
+     "  --json   one JSON array instead of the table\n",
+     cmd_ps},
+    {"kill", "Stop an agent process",
+     "usage: llmos kill PID\n\n"
+     "Mark process PID killed (audited); a loop running it stops before its next\n"
+     "step. A process that has already ended cannot be killed.\n",
+     cmd_kill},
+    {"audit", "Show or verify the hash-chained audit log",
+     "usage: llmos audit [--from SEQ] [--json]\n"
+     "       llmos audit verify\n\n"
+     "Every system call, policy decision, model load and login is an append-only\n"
+     "record holding the BLAKE2b hash of the one before. 'verify' checks the chain\n"
+     "and names the first edited, removed or reordered record (exit 1 when the log\n"
+     "was tampered with).\n\n"
+     "  --from SEQ  start at record SEQ\n"
+     "  --json      a JSON array instead of the table\n",
+     cmd_audit},
 };
 const size_t cli_n_commands = LLMOS_ARRAY_LEN(cli_commands);
 

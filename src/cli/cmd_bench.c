@@ -1,0 +1,201 @@
+/*
+ * cmd_bench.c - `llmos bench`: a model's prompt-processing and generation speed.
+ *
+ * Measures what llama-bench measures, so the figures compare directly:
+ *   ppN  one batch of N tokens evaluated on an empty KV cache (prompt processing);
+ *   tgN  N tokens evaluated one at a time (generation), after a 4-token prompt that is not
+ *        timed.
+ * Tokens are random but valid ids (a fixed seed), so no tokenizer is needed and the work is
+ * the same as for text. Each test runs once untimed (warm-up: page-in of the mapping, caches)
+ * and then REPS times; tokens/s is reported as mean and sample standard deviation.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli/cli.h"
+#include "llmos/infer.h"
+#include "llmos/json.h"
+
+typedef struct bench_result {
+    double mean, sd;
+} bench_result;
+
+static llmos_err run_pp(llmos_model_ctx *c, const int32_t *toks, size_t n, double *sec)
+{
+    model_ctx_truncate(c, 0);
+    double t0 = time_now();
+    llmos_err err = model_eval(c, toks, n, NULL);
+    *sec = time_now() - t0;
+    return err;
+}
+
+static llmos_err run_tg(llmos_model_ctx *c, const int32_t *toks, size_t n, double *sec)
+{
+    model_ctx_truncate(c, 0);
+    llmos_err err = model_eval(c, toks, 4, NULL);
+    double t0 = time_now();
+    for (size_t i = 0; i < n && !err; i++)
+        err = model_eval(c, &toks[4 + i], 1, NULL);
+    *sec = time_now() - t0;
+    return err;
+}
+
+typedef llmos_err (*bench_fn)(llmos_model_ctx *c, const int32_t *toks, size_t n, double *sec);
+
+/* Warm-up once, then reps timed runs: tokens/s mean and sample standard deviation. */
+static llmos_err measure(bench_fn fn, llmos_model_ctx *c, const int32_t *toks, size_t n,
+                         int reps, bench_result *out)
+{
+    double sec, sum = 0, sum2 = 0;
+    llmos_err err = fn(c, toks, n, &sec);
+    for (int r = 0; r < reps && !err; r++) {
+        err = fn(c, toks, n, &sec);
+        double tps = (double)n / (sec > 0 ? sec : 1e-9);
+        sum += tps;
+        sum2 += tps * tps;
+    }
+    out->mean = sum / reps;
+    double var = reps > 1 ? (sum2 - sum * sum / reps) / (reps - 1) : 0;
+    out->sd = var > 0 ? sqrt(var) : 0;
+    return err;
+}
+
+static bool parse_int(const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = s ? strtol(s, &end, 10) : 0;
+    if (!s || errno || *end || end == s || v < lo || v > hi)
+        return false;
+    *out = v;
+    return true;
+}
+
+static void print_json(const char *model, const char *type, uint64_t size, const char *test,
+                       int threads, int reps, const bench_result *r)
+{
+    json_t *j = json_pack("{s:s, s:s, s:I, s:s, s:i, s:i, s:f, s:f}", "model", model, "type",
+                          type, "size_bytes", (json_int_t)size, "test", test, "threads",
+                          threads, "reps", reps, "tokens_per_s", r->mean, "tokens_per_s_sd",
+                          r->sd);
+    llmos_buf b = {0};
+    if (j && json_to_buf(j, 0, &b) == LLMOS_OK)
+        printf("%.*s\n", (int)b.len, (const char *)b.data);
+    buf_free(&b);
+    json_decref(j);
+}
+
+int cmd_bench(int argc, char **argv)
+{
+    const char *path = NULL;
+    long n_pp = 512, n_tg = 128, threads = 0, reps = 5;
+    bool as_json = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "--json") == 0) {
+            as_json = true;
+            continue;
+        }
+        bool ok = true;
+        if (strcmp(a, "--model") == 0 || strcmp(a, "-m") == 0)
+            ok = (path = v) != NULL;
+        else if (strcmp(a, "-p") == 0)
+            ok = parse_int(v, 0, 1 << 16, &n_pp);
+        else if (strcmp(a, "-n") == 0)
+            ok = parse_int(v, 0, 1 << 16, &n_tg);
+        else if (strcmp(a, "-t") == 0)
+            ok = parse_int(v, 1, 1024, &threads);
+        else if (strcmp(a, "-r") == 0)
+            ok = parse_int(v, 1, 1000, &reps);
+        else
+            return cli_usage_error("bench", "unknown option '%s'", a);
+        if (!ok)
+            return cli_usage_error("bench", "%s needs a %s", a,
+                                   strcmp(a, "--model") == 0 || strcmp(a, "-m") == 0
+                                       ? "FILE"
+                                       : "non-negative integer in range");
+        i++;
+    }
+    if (!path)
+        return cli_usage_error("bench", "missing --model FILE");
+    if (n_pp == 0 && n_tg == 0)
+        return cli_usage_error("bench", "nothing to measure (-p 0 and -n 0)");
+
+    llmos_model *m = NULL;
+    llmos_pool *pool = NULL;
+    llmos_model_ctx *c = NULL;
+    int32_t *toks = NULL;
+    llmos_err err = model_load(path, &m);
+    if (!err)
+        err = pool_new((int)threads, &pool);
+    if (err)
+        goto done;
+    const model_hparams *hp = model_hparams_of(m);
+    size_t need = (size_t)(n_pp > n_tg + 4 ? n_pp : n_tg + 4);
+    model_ctx_params cp = model_ctx_default_params();
+    cp.n_ctx = (uint32_t)(need < hp->n_ctx_train ? need : hp->n_ctx_train);
+    cp.n_batch = (uint32_t)(n_pp > 0 ? n_pp : 64);
+    cp.pool = pool;
+    if (need > cp.n_ctx) {
+        err = llmos_fail(LLMOS_ERR_LIMIT, "%s: %zu positions asked, the model's context is %u",
+                         path, need, hp->n_ctx_train);
+        goto done;
+    }
+    if ((err = model_ctx_new(m, &cp, &c)))
+        goto done;
+    toks = malloc(need * sizeof *toks);
+    if (!toks) {
+        err = llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    sampler_rng rng;
+    sampler_rng_seed(&rng, 42);
+    for (size_t i = 0; i < need; i++)
+        toks[i] = (int32_t)(sampler_rng_u32(&rng) % hp->n_vocab);
+
+    struct stat st;
+    uint64_t size = stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+    const char *name = gguf_get_str(model_gguf(m), "general.name", path);
+    const char *type = ggml_type_name(hp->weight_type);
+    int nt = pool_threads(pool);
+    if (!as_json) {
+        printf("| %-28s | %9s | %8s | %7s | %6s | %18s |\n", "model", "size", "params", "threads",
+               "test", "t/s");
+        printf("| %.28s | %.9s | %.8s | %.7s | %.6s | %.18s |\n",
+               "-----------------------------------", "----------", "---------", "--------",
+               "-------", "-------------------");
+    }
+    for (int k = 0; k < 2 && !err; k++) {
+        long n = k == 0 ? n_pp : n_tg;
+        if (n == 0)
+            continue;
+        char test[32];
+        snprintf(test, sizeof test, "%s%ld", k == 0 ? "pp" : "tg", n);
+        bench_result r;
+        err = measure(k == 0 ? run_pp : run_tg, c, toks, (size_t)n, (int)reps, &r);
+        if (err)
+            break;
+        if (as_json) {
+            print_json(name, type, size, test, nt, (int)reps, &r);
+        } else {
+            char label[64], sz[16], params[16];
+            snprintf(label, sizeof label, "%s %s", hp->arch_name, type);
+            snprintf(sz, sizeof sz, "%.2f GiB", (double)size / (1u << 30));
+            snprintf(params, sizeof params, "%.2f B", (double)hp->n_params / 1e9);
+            printf("| %-28s | %9s | %8s | %7d | %6s | %8.2f ± %6.2f |\n", label, sz, params, nt,
+                   test, r.mean, r.sd);
+        }
+        fflush(stdout);
+    }
+done:
+    free(toks);
+    model_ctx_free(c);
+    pool_free(pool);
+    model_free(m);
+    return err ? cli_report(err) : CLI_OK;
+}
