@@ -186,11 +186,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                        ty == TOK_TYPE_UNKNOWN;
     }
 
-    /* whole decode, control tokens rendered, an added BOS excluded from the comparison (the
-     * built-in vocabularies do not add EOS) */
+    /* whole decode, control tokens rendered, an added BOS / EOS excluded from the
+     * comparison */
     size_t first = 0, last = n;
-    if ((flags & TOK_ADD_SPECIAL) && n > 0 && ids[0] == tok_bos(t) && tok_bos(t) >= 0)
+    if ((flags & TOK_ADD_SPECIAL) && tok_adds_bos(t)) {
+        if (n == 0 || ids[0] != tok_bos(t))
+            abort();
         first = 1;
+    }
+    if ((flags & TOK_ADD_SPECIAL) && tok_adds_eos(t)) {
+        if (last <= first || ids[last - 1] != tok_eos(t))
+            abort();
+        last--;
+    }
     llmos_buf whole = {0};
     if (tok_decode(t, ids + first, last - first, true, &whole) != LLMOS_OK)
         abort();

@@ -115,6 +115,10 @@ int32_t tok_bos(const tokenizer *t);
 int32_t tok_eos(const tokenizer *t);
 int32_t tok_eot(const tokenizer *t);
 int32_t tok_pad(const tokenizer *t);
+/* Whether TOK_ADD_SPECIAL adds BOS at the start / EOS at the end (tokenizer.ggml.add_bos_token
+ * and add_eos_token, and there is such a token). */
+bool tok_adds_bos(const tokenizer *t);
+bool tok_adds_eos(const tokenizer *t);
 /* True for tokens that end a generation: EOS, EOT, and control tokens the chat templates use
  * as end of turn ("<|im_end|>", "<|eot_id|>", "<|end|>", "<|endoftext|>", "<end_of_turn>",
  * "<|eom_id|>", ...). */

@@ -565,6 +565,8 @@ int32_t tok_bos(const tokenizer *t) { return t->bos; }
 int32_t tok_eos(const tokenizer *t) { return t->eos; }
 int32_t tok_eot(const tokenizer *t) { return t->eot; }
 int32_t tok_pad(const tokenizer *t) { return t->pad; }
+bool tok_adds_bos(const tokenizer *t) { return t->add_bos && t->bos >= 0; }
+bool tok_adds_eos(const tokenizer *t) { return t->add_eos && t->eos >= 0; }
 
 static bool valid_id(const tokenizer *t, int32_t id)
 {

@@ -701,6 +701,8 @@ static void real_vocab_metadata(void **s)
         skip();
     assert_int_equal(tok_n_vocab(t), 128256);
     assert_int_equal(tok_bos(t), 128000);
+    assert_true(tok_adds_bos(t));
+    assert_false(tok_adds_eos(t));
     assert_int_equal(tok_get_model(t), TOK_MODEL_BPE);
     int32_t eot = tok_find(t, "<|eot_id|>", 10);
     assert_true(tok_is_eog(t, eot));
@@ -715,6 +717,7 @@ static void real_vocab_metadata(void **s)
     assert_true(tok_is_eog(t, tok_find(t, "<|im_end|>", 10)));
     assert_int_equal(tok_eos(t), 151643);
     assert_int_equal(tok_eot(t), 151645); /* <|im_end|>, found by name */
+    assert_false(tok_adds_bos(t));
     ASSERT_ENC(t, "Hello world", TOK_ADD_SPECIAL, 9707, 1879); /* add_bos is false */
     tok_free(t);
 
