@@ -1,0 +1,151 @@
+/*
+ * cmd_audit.c - `llmos audit`: show the audit log of the user's store, and verify its hash
+ * chain.
+ *
+ *   llmos audit [--from SEQ] [--json]   the records: seq, time, kind, payload
+ *   llmos audit verify                  check the chain; exit 1 naming the first bad record
+ *
+ * The passphrase comes from LLMOS_PASSPHRASE or a prompt on the terminal (no echo).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "cli/cli.h"
+#include "llmos/security.h"
+
+#define PASS_MAX 1024
+
+static llmos_err audit_prompt(const char *prompt, char *buf, size_t size)
+{
+    int fd = open("/dev/tty", O_RDWR | O_CLOEXEC);
+    if (fd < 0)
+        return llmos_fail(LLMOS_ERR_INVALID,
+                          "no terminal to ask for the passphrase; set LLMOS_PASSPHRASE");
+    struct termios old, quiet;
+    bool have_tc = tcgetattr(fd, &old) == 0;
+    if (have_tc) {
+        quiet = old;
+        quiet.c_lflag &= ~(tcflag_t)(ECHO | ECHONL);
+        tcsetattr(fd, TCSAFLUSH, &quiet);
+    }
+    if (write(fd, prompt, strlen(prompt)) < 0) {
+        /* the read below still works */
+    }
+    size_t n = 0;
+    char c;
+    ssize_t r;
+    while ((r = read(fd, &c, 1)) == 1 && c != '\n' && c != '\r')
+        if (n + 1 < size)
+            buf[n++] = c;
+    buf[n] = 0;
+    if (have_tc)
+        tcsetattr(fd, TCSAFLUSH, &old);
+    if (write(fd, "\n", 1) < 0) {
+        /* ignore */
+    }
+    close(fd);
+    return r < 0 ? llmos_fail(LLMOS_ERR_IO, "reading the passphrase: %s", strerror(errno))
+                 : LLMOS_OK;
+}
+
+static llmos_err audit_open_store(store **out)
+{
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/store", cli_home());
+    if (sodium_init() < 0)
+        return llmos_fail(LLMOS_ERR_CRYPTO, "libsodium failed to initialise");
+    char *pass = sodium_malloc(PASS_MAX);
+    if (!pass)
+        return llmos_fail(LLMOS_ERR_NOMEM, "no locked memory for the passphrase");
+    llmos_err err = LLMOS_OK;
+    const char *env = getenv("LLMOS_PASSPHRASE");
+    if (env)
+        snprintf(pass, PASS_MAX, "%s", env);
+    else
+        err = audit_prompt("Passphrase for your llmos store: ", pass, PASS_MAX);
+    store_options opt = {.no_create = true};
+    if (!err)
+        err = store_open(dir, pass, &opt, out);
+    sodium_free(pass);
+    if (err == LLMOS_ERR_NOT_FOUND)
+        return llmos_fail(err, "there is no llmos store in %s yet, so no audit log", dir);
+    return err;
+}
+
+typedef struct show_ctx {
+    bool json;
+    int64_t count;
+} show_ctx;
+
+static bool show_one(const store_audit_record *r, void *ctx)
+{
+    show_ctx *c = ctx;
+    if (c->json) {
+        printf("%s{\"seq\":%" PRId64 ",\"time\":%" PRId64 ",\"kind\":\"%s\",\"payload\":%s}",
+               c->count ? ",\n " : "", r->seq, r->time, r->kind, r->payload);
+    } else {
+        time_t t = (time_t)r->time;
+        struct tm tm;
+        char when[32] = "?";
+        if (gmtime_r(&t, &tm))
+            strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
+        printf("%6" PRId64 "  %s  %-10s  %s\n", r->seq, when, r->kind, r->payload);
+    }
+    c->count++;
+    return true;
+}
+
+int cmd_audit(int argc, char **argv)
+{
+    bool verify = false, as_json = false;
+    int64_t from = 1;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "verify") == 0 && i == 1)
+            verify = true;
+        else if (strcmp(argv[i], "--json") == 0)
+            as_json = true;
+        else if (strcmp(argv[i], "--from") == 0 && i + 1 < argc) {
+            char *end = NULL;
+            from = strtoll(argv[++i], &end, 10);
+            if (!end || *end || from < 1)
+                return cli_usage_error("audit", "--from needs a record number >= 1");
+        } else
+            return cli_usage_error("audit", "unknown argument '%s'", argv[i]);
+    }
+    store *s = NULL;
+    llmos_err err = audit_open_store(&s);
+    if (err)
+        return cli_report(err);
+    if (verify) {
+        audit_verdict v;
+        err = audit_verify(s, &v);
+        store_close(s);
+        if (err)
+            return cli_report(err);
+        if (v.ok) {
+            printf("audit log intact: %" PRId64 " records, hash chain verified\n", v.records);
+            return CLI_OK;
+        }
+        printf("audit log TAMPERED: first bad record %" PRId64 ": %s\n", v.bad_seq, v.reason);
+        return CLI_FAILED;
+    }
+    show_ctx c = {.json = as_json};
+    if (as_json)
+        printf("[");
+    else
+        printf("%6s  %-19s  %-10s  %s\n", "SEQ", "TIME (UTC)", "KIND", "PAYLOAD");
+    err = store_audit_iterate(s, from, show_one, &c);
+    if (as_json)
+        printf("]\n");
+    store_close(s);
+    return err ? cli_report(err) : CLI_OK;
+}

@@ -1,0 +1,175 @@
+/*
+ * cmd_ps.c - `llmos ps` and `llmos kill PID`: the processes (agent runs) kept in the user's
+ * encrypted store.
+ *
+ *   llmos ps [--json]   pid, state, principal, model, capabilities, budgets used / given
+ *   llmos kill PID      mark a process killed; a loop running it stops before its next step
+ *
+ * The passphrase comes from LLMOS_PASSPHRASE or a prompt on the terminal (no echo). The store
+ * must exist (processes are made by the kernel, not here).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "cli/cli.h"
+#include "llmos/kernel.h"
+
+#define PASS_MAX 1024
+
+static llmos_err ps_prompt(const char *prompt, char *buf, size_t size)
+{
+    int fd = open("/dev/tty", O_RDWR | O_CLOEXEC);
+    if (fd < 0)
+        return llmos_fail(LLMOS_ERR_INVALID,
+                          "no terminal to ask for the passphrase; set LLMOS_PASSPHRASE");
+    struct termios old, quiet;
+    bool have_tc = tcgetattr(fd, &old) == 0;
+    if (have_tc) {
+        quiet = old;
+        quiet.c_lflag &= ~(tcflag_t)(ECHO | ECHONL);
+        tcsetattr(fd, TCSAFLUSH, &quiet);
+    }
+    if (write(fd, prompt, strlen(prompt)) < 0) {
+        /* the read below still works */
+    }
+    size_t n = 0;
+    char c;
+    ssize_t r;
+    while ((r = read(fd, &c, 1)) == 1 && c != '\n' && c != '\r')
+        if (n + 1 < size)
+            buf[n++] = c;
+    buf[n] = 0;
+    if (have_tc)
+        tcsetattr(fd, TCSAFLUSH, &old);
+    if (write(fd, "\n", 1) < 0) {
+        /* ignore */
+    }
+    close(fd);
+    return r < 0 ? llmos_fail(LLMOS_ERR_IO, "reading the passphrase: %s", strerror(errno))
+                 : LLMOS_OK;
+}
+
+static llmos_err ps_open_store(store **out)
+{
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/store", cli_home());
+    if (sodium_init() < 0)
+        return llmos_fail(LLMOS_ERR_CRYPTO, "libsodium failed to initialise");
+    char *pass = sodium_malloc(PASS_MAX);
+    if (!pass)
+        return llmos_fail(LLMOS_ERR_NOMEM, "no locked memory for the passphrase");
+    llmos_err err = LLMOS_OK;
+    const char *env = getenv("LLMOS_PASSPHRASE");
+    if (env)
+        snprintf(pass, PASS_MAX, "%s", env);
+    else
+        err = ps_prompt("Passphrase for your llmos store: ", pass, PASS_MAX);
+    store_options opt = {.no_create = true};
+    if (!err)
+        err = store_open(dir, pass, &opt, out);
+    sodium_free(pass);
+    if (err == LLMOS_ERR_NOT_FOUND)
+        return llmos_fail(err, "there is no llmos store in %s yet, so no processes", dir);
+    return err;
+}
+
+int cmd_ps(int argc, char **argv)
+{
+    bool as_json = false;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0)
+            as_json = true;
+        else
+            return cli_usage_error("ps", "unknown argument '%s'", argv[i]);
+    }
+    store *s = NULL;
+    llmos_err err = ps_open_store(&s);
+    if (err)
+        return cli_report(err);
+    kproc_info *list = NULL;
+    size_t n = 0;
+    err = kproc_list(s, &list, &n);
+    store_close(s);
+    if (err)
+        return cli_report(err);
+    if (as_json) {
+        printf("[");
+        for (size_t i = 0; i < n; i++) {
+            char caps[96];
+            kcap_format(list[i].caps, caps, sizeof caps);
+            json_t *j = json_pack(
+                "{s:I, s:s, s:s, s:s, s:s, s:s, s:{s:I, s:I, s:f}, s:{s:I, s:I, s:f}}", "pid",
+                (json_int_t)list[i].pid, "state", kproc_state_name(list[i].state), "principal",
+                list[i].principal, "model", list[i].model, "caps", caps, "reason",
+                list[i].reason, "used", "tokens", (json_int_t)list[i].used.tokens, "tool_calls",
+                (json_int_t)list[i].used.tool_calls, "wall_s", list[i].used.wall_s, "budget",
+                "tokens", (json_int_t)list[i].budget.tokens, "tool_calls",
+                (json_int_t)list[i].budget.tool_calls, "wall_s", list[i].budget.wall_s);
+            char *t = j ? json_dumps(j, JSON_COMPACT) : NULL;
+            printf("%s%s", i ? ",\n " : "", t ? t : "null");
+            free(t);
+            json_decref(j);
+        }
+        printf("]\n");
+        free(list);
+        return CLI_OK;
+    }
+    if (!n) {
+        printf("no processes\n");
+        return CLI_OK;
+    }
+    printf("%6s  %-13s  %-10s  %-20s  %-24s  %-16s  %s\n", "PID", "STATE", "PRINCIPAL", "MODEL",
+           "CAPS", "TOKENS", "CALLS");
+    for (size_t i = 0; i < n; i++) {
+        const kproc_info *p = &list[i];
+        char caps[96], tok[40], calls[40];
+        kcap_format(p->caps, caps, sizeof caps);
+        if (p->budget.tokens)
+            snprintf(tok, sizeof tok, "%" PRId64 "/%" PRId64, p->used.tokens, p->budget.tokens);
+        else
+            snprintf(tok, sizeof tok, "%" PRId64, p->used.tokens);
+        if (p->budget.tool_calls)
+            snprintf(calls, sizeof calls, "%" PRId64 "/%" PRId64, p->used.tool_calls,
+                     p->budget.tool_calls);
+        else
+            snprintf(calls, sizeof calls, "%" PRId64, p->used.tool_calls);
+        printf("%6" PRId64 "  %-13s  %-10.10s  %-20.20s  %-24.24s  %-16s  %s\n", p->pid,
+               kproc_state_name(p->state), p->principal, p->model, caps, tok, calls);
+    }
+    free(list);
+    return CLI_OK;
+}
+
+int cmd_kill(int argc, char **argv)
+{
+    if (argc != 2)
+        return cli_usage_error("kill", "expected one PID");
+    char *end = NULL;
+    errno = 0;
+    long long pid = strtoll(argv[1], &end, 10);
+    if (errno || !end || *end || pid <= 0)
+        return cli_usage_error("kill", "'%s' is not a process id (a positive number)", argv[1]);
+    store *s = NULL;
+    llmos_err err = ps_open_store(&s);
+    if (err)
+        return cli_report(err);
+    audit *a = NULL;
+    err = audit_open(s, &a);
+    if (!err)
+        err = kproc_kill(s, a, (int64_t)pid);
+    audit_free(a);
+    store_close(s);
+    if (err)
+        return cli_report(err);
+    printf("process %lld killed\n", pid);
+    return CLI_OK;
+}
