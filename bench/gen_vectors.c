@@ -12,7 +12,7 @@
  * Data look like embeddings rather than uniform noise: each point lies near a low-dimensional
  * patch around one of many topic centres (centre + A_c z with z in R^16, plus small isotropic
  * noise). Kind "l2" keeps them raw (for L2); kind "ip" normalises them to unit length (for
- * inner product). Queries are not copies of base points: each mixes two topics (mostly one)
+ * inner product) and puts the topic centres closer together. Queries are not copies of base points: each mixes two topics (mostly one)
  * and has its own noise. Ground truth is computed by brute force with T threads.
  */
 #include <math.h>
@@ -194,7 +194,9 @@ int main(int argc, char **argv)
         return 1;
     }
     uint64_t s = seed;
-    float spread = 1.0f, patch = 0.35f / sqrtf(LATENT), noise = 0.12f;
+    /* for ip the topics sit closer together (relative to their patches): with unit vectors and
+     * far-apart topics, queries mixing two topics have neighbours the graph can barely reach */
+    float spread = ip ? 0.5f : 1.0f, patch = 0.35f / sqrtf(LATENT), noise = 0.12f;
     for (size_t i = 0; i < (size_t)m.n_topics * dim; i++)
         m.centre[i] = spread * gauss(&s);
     for (size_t i = 0; i < (size_t)m.n_topics * dim * LATENT; i++)
