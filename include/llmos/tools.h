@@ -1,0 +1,57 @@
+/*
+ * llmos/tools.h - built-in tool engines the kernel offers to models: the exact calculator.
+ *
+ * The calculator evaluates one arithmetic expression. Integers and rationals are exact (GMP):
+ * decimal literals are exact fractions, so 0.1 + 0.2 is exactly 3/10. Irrational functions
+ * (sqrt, exp, ln, sin, ...) are computed with MPFR at CALC_PRECISION_BITS bits and printed to
+ * CALC_REAL_DIGITS significant digits, correctly rounded, trailing zeros trimmed.
+ *
+ * Syntax: numbers (123, 1.5, 2e-3, 0xff), + - * / ^ (also **; right associative), // (floor
+ * division), % (modulo, sign of the divisor), postfix ! (factorial), unary minus, parentheses,
+ * constants pi and e, and functions: sqrt cbrt exp ln log (1 or 2 args: log(x, base)) log2
+ * log10 sin cos tan asin acos atan atan2 sinh cosh tanh asinh acosh atanh pow abs floor ceil
+ * round gcd lcm mod factorial binomial (alias choose) min max.
+ *
+ * Results: an integer prints as its digits; a fraction as "p/q = d" when its decimal is exact
+ * and short, else "p/q ≈ d" with 10 significant digits; an irrational value as its decimal.
+ *
+ * Limits, checked before computing: input at most CALC_MAX_INPUT bytes, nesting at most
+ * CALC_MAX_DEPTH, every exact value at most CALC_MAX_DIGITS decimal digits (numerator and
+ * denominator each), so 10^10^10 or 100000! fail at once with "result too large".
+ */
+#ifndef LLMOS_TOOLS_H
+#define LLMOS_TOOLS_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "llmos/base.h"
+
+#define CALC_PRECISION_BITS 256
+#define CALC_REAL_DIGITS 50
+#define CALC_MAX_INPUT 4096
+#define CALC_MAX_DEPTH 64
+#define CALC_MAX_DIGITS 10000
+
+/* Evaluate the NUL-terminated expression `expr` and append the result text to `out`.
+ * Errors (nothing appended): LLMOS_ERR_INVALID for syntax errors, unknown names, division by
+ * zero and domain errors, LLMOS_ERR_LIMIT for a too long or deep input or a too large result;
+ * the detail message says what and at which column (1-based), e.g.
+ * "unexpected ')' at column 7". */
+LLMOS_NODISCARD llmos_err calc_eval(const char *expr, llmos_buf *out);
+
+/* The same for expr[0..len) (need not be NUL-terminated; a NUL byte inside is an error). */
+LLMOS_NODISCARD llmos_err calc_eval_n(const char *expr, size_t len, llmos_buf *out);
+
+/* JSON Schema of the tool's arguments:
+ * {"type":"object","properties":{"expression":{"type":"string"}},"required":["expression"]} */
+const char *calc_tool_schema(void);
+
+/* One-line description of the tool for the model. */
+const char *calc_tool_description(void);
+
+/* The tool adapter: args is the arguments object; its "expression" is evaluated into out.
+ * LLMOS_ERR_INVALID when "expression" is missing or not a string. */
+LLMOS_NODISCARD llmos_err calc_tool_run(const json_t *args, llmos_buf *out);
+
+#endif
