@@ -328,6 +328,17 @@ static size_t max_size(size_t a, size_t b)
     return a > b ? a : b;
 }
 
+/* n zeroed floats on a 64-byte boundary, so that the threads of a matmul, which write whole
+ * 16-float chunks of a row, never share a cache line. NULL when out of memory. */
+static float *floats64(size_t n)
+{
+    size_t bytes = (n * sizeof(float) + 63) & ~(size_t)63;
+    float *p = aligned_alloc(64, bytes ? bytes : 64);
+    if (p)
+        memset(p, 0, bytes);
+    return p;
+}
+
 llmos_err model_ctx_new(const llmos_model *m, const model_ctx_params *p, llmos_model_ctx **out)
 {
     *out = NULL;
@@ -365,15 +376,15 @@ llmos_err model_ctx_new(const llmos_model *m, const model_ctx_params *p, llmos_m
     c->k_cache = malloc(cache_bytes);
     c->v_cache = malloc(cache_bytes);
 
-    c->x = calloc(nb * d, sizeof(float));
-    c->xb = calloc(nb * max_size(d, q_dim), sizeof(float));
-    c->q = calloc(nb * q_dim, sizeof(float));
-    c->k = calloc(nb * kv_dim, sizeof(float));
-    c->v = calloc(nb * kv_dim, sizeof(float));
-    c->att = calloc(nb * q_dim, sizeof(float));
-    c->hb = calloc(nb * ff, sizeof(float));
-    c->hb2 = calloc(nb * ff, sizeof(float));
-    c->logits = calloc(hp->n_vocab, sizeof(float));
+    c->x = floats64(nb * d);
+    c->xb = floats64(nb * max_size(d, q_dim));
+    c->q = floats64(nb * q_dim);
+    c->k = floats64(nb * kv_dim);
+    c->v = floats64(nb * kv_dim);
+    c->att = floats64(nb * q_dim);
+    c->hb = floats64(nb * ff);
+    c->hb2 = floats64(nb * ff);
+    c->logits = floats64(hp->n_vocab);
 
     /* the largest activation scratch any matmul of this model needs for a batch */
     size_t mm = 0;
