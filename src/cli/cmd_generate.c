@@ -32,6 +32,7 @@ static void on_sigint(int sig)
 typedef struct gen_out {
     bool ids;       /* print ids instead of text */
     size_t n_shown; /* tokens printed so far (for the separator in --ids mode) */
+    bool printed;   /* anything written to stdout */
 } gen_out;
 
 static bool emit(void *user, int32_t token, const char *text, size_t len)
@@ -40,8 +41,10 @@ static bool emit(void *user, int32_t token, const char *text, size_t len)
     if (o->ids) {
         if (token >= 0)
             printf("%s%" PRId32, o->n_shown++ ? " " : "", token);
+        o->printed |= token >= 0;
     } else if (text && len) {
         fwrite(text, 1, len, stdout);
+        o->printed = true;
     }
     fflush(stdout);
     return !interrupted;
@@ -317,7 +320,8 @@ int cmd_generate(int argc, char **argv)
         void (*old)(int) = signal(SIGINT, on_sigint);
         err = gen_run(c, tok, prompt_ids, n_prompt, &gp, emit, &out, &st);
         signal(SIGINT, old);
-        printf("\n");
+        if (!err || out.printed)
+            printf("\n"); /* end the generated line */
         fflush(stdout);
     }
     if (!err) {
