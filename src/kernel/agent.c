@@ -260,6 +260,7 @@ llmos_err kernel_run(kernel *k, int64_t pid, kproc_state *final)
             break;
         }
         p->info.used.tokens += (int64_t)resp.prompt_tokens + resp.completion_tokens;
+        p->info.used.wall_s = wall_before + (time_now() - start);
         /* The model's own words: it saw only trusted text, so they are trusted (USER: written
          * for the user). */
         trusted_text said = trusted_user(resp.content ? resp.content : "");

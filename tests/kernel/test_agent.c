@@ -488,6 +488,41 @@ static void test_caps_parse(void **state)
     assert_non_null(strstr(llmos_errmsg(), "unknown capability 'root'"));
 }
 
+/* The calculator (another part's engine) registered in the built-in table when built in. */
+static void test_calculator_tool(void **state)
+{
+    (void)state;
+    size_t n = 0;
+    const ktool *t = ktool_builtin(&n);
+    bool have = false;
+    for (size_t i = 0; i < n; i++)
+        have |= strcmp(t[i].name, "calculator") == 0;
+#if defined(__has_include)
+#if __has_include("llmos/tools.h")
+    assert_true(have);
+#endif
+#endif
+    if (!have)
+        skip(); /* the calculator engine is not in this build */
+    const char *steps[] = {
+        "{\"tool_calls\": [{\"name\": \"calculator\", \"arguments\": "
+        "{\"expression\": \"2+3*4\"}}, {\"name\": \"calculator\", \"arguments\": "
+        "{\"expression\": \"1/0\"}}]}",
+        "{\"content\": \"14\"}"};
+    start(steps, 2, false, NULL, 0);
+    int64_t pid;
+    assert_int_equal(kernel_spawn(F.k, "2+3*4?", KCAP_COMPUTE, (kbudget){0}, &pid), LLMOS_OK);
+    kproc_state st;
+    assert_int_equal(kernel_run(F.k, pid, &st), LLMOS_OK);
+    assert_int_equal(st, KPROC_DONE);
+    json_t *ctx = NULL;
+    assert_int_equal(kernel_context(F.k, pid, &ctx), LLMOS_OK);
+    assert_string_equal(tool_result(ctx, 0), "14");
+    assert_non_null(strstr(tool_result(ctx, 1), "error: tool 'calculator' failed"));
+    json_decref(ctx);
+    stop();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -503,6 +538,7 @@ int main(void)
         cmocka_unit_test(test_backend_failure),
         cmocka_unit_test(test_persist_resume_and_kill),
         cmocka_unit_test(test_caps_parse),
+        cmocka_unit_test(test_calculator_tool),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
