@@ -114,17 +114,37 @@ static llmos_err embed_unit(store *s, const char *text, float **out)
  * while the collection is small (vdb_params.exact_below), by graph search beyond.
  */
 
+/* The signature of a set of archival rows: count, sum and maximum of their ids. */
+typedef struct vsig {
+    int64_t count, max;
+    double sum;
+    bool valid; /* false: unknown, never matches */
+} vsig;
+
 typedef struct vindex {
     vdb *idx;
-    char sig[96]; /* signature of the rows the index holds */
-    bool dirty;   /* changed since loaded or saved */
+    vsig sig;   /* signature of the rows the index holds */
+    bool dirty; /* changed since loaded or saved */
 } vindex;
+
+static bool sig_equal(const vsig *a, const vsig *b)
+{
+    return a->valid && b->valid && a->count == b->count && a->max == b->max && a->sum == b->sum;
+}
+
+/* Text form stored in vector_index.signature. */
+static void sig_text(const vsig *g, char out[96])
+{
+    snprintf(out, 96, "%lld:%.0f:%lld", (long long)g->count, g->sum, (long long)g->max);
+}
 
 #define VINDEX_NAME "archival"
 
-/* The signature of the archival rows of the store's embedder, into sig. */
-static llmos_err rows_signature(store *s, char sig[96])
+/* The signature of the archival rows of the store's embedder (a scan of the
+ * archival_by_embedder index). */
+static llmos_err rows_signature(store *s, vsig *sig)
 {
+    sig->valid = false;
     sqlite3_stmt *st = NULL;
     llmos_err err = store_prepare(s,
                                   "SELECT count(*), total(id), coalesce(max(id), 0) FROM archival"
@@ -135,8 +155,8 @@ static llmos_err rows_signature(store *s, char sig[96])
     sqlite3_bind_text(st, 1, s->emb->name, -1, SQLITE_STATIC);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW)
-        snprintf(sig, 96, "%lld:%.0f:%lld", (long long)sqlite3_column_int64(st, 0),
-                 sqlite3_column_double(st, 1), (long long)sqlite3_column_int64(st, 2));
+        *sig = (vsig){sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 2),
+                      sqlite3_column_double(st, 1), true};
     else
         err = store_db_fail(s, rc, "reading the archival signature");
     sqlite3_finalize(st);
@@ -156,7 +176,7 @@ static llmos_err vindex_build(store *s, vindex *vi)
 {
     vdb_free(vi->idx);
     vi->idx = NULL;
-    llmos_err err = rows_signature(s, vi->sig);
+    llmos_err err = rows_signature(s, &vi->sig);
     if (!err) {
         vdb_params params = vdb_params_default();
         params.ef_construction = 100; /* lighter than the default 200: faster rebuilds */
@@ -192,10 +212,12 @@ static bool vindex_load(store *s, vindex *vi)
         return false;
     sqlite3_bind_text(st, 1, VINDEX_NAME, -1, SQLITE_STATIC);
     bool ok = false;
+    char sig[96];
+    sig_text(&vi->sig, sig);
     if (sqlite3_step(st) == SQLITE_ROW &&
         strcmp((const char *)sqlite3_column_text(st, 0), s->emb->name) == 0 &&
         sqlite3_column_int64(st, 1) == s->emb->dim &&
-        strcmp((const char *)sqlite3_column_text(st, 2), vi->sig) == 0) {
+        strcmp((const char *)sqlite3_column_text(st, 2), sig) == 0) {
         vdb *idx = NULL;
         llmos_err err = vdb_load(sqlite3_column_blob(st, 3), (size_t)sqlite3_column_bytes(st, 3),
                                  &idx);
@@ -220,7 +242,7 @@ llmos_err store_vindex_open(store *s)
     vindex *vi = calloc(1, sizeof *vi);
     if (!vi)
         return llmos_fail(LLMOS_ERR_NOMEM, "no memory for the vector index");
-    llmos_err err = rows_signature(s, vi->sig);
+    llmos_err err = rows_signature(s, &vi->sig);
     if (!err && !vindex_load(s, vi))
         err = vindex_build(s, vi);
     if (err) {
@@ -247,8 +269,10 @@ static llmos_err vindex_save(store *s, vindex *vi)
         sqlite3_bind_text(st, 1, VINDEX_NAME, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, s->emb->name, -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 3, s->emb->dim);
+        char sig[96];
+        sig_text(&vi->sig, sig);
         sqlite3_bind_int64(st, 4, (sqlite3_int64)vdb_count(vi->idx));
-        sqlite3_bind_text(st, 5, vi->sig, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 5, sig, -1, SQLITE_TRANSIENT);
         sqlite3_bind_blob64(st, 6, data.data, data.len, SQLITE_STATIC);
         sqlite3_bind_int64(st, 7, store_now());
         int rc = sqlite3_step(st);
@@ -269,8 +293,8 @@ void store_vindex_close(store *s)
         return;
     if (vi->dirty && s->db && sqlite3_get_autocommit(s->db)) {
         /* only when the index matches what is committed */
-        char sig[96];
-        if (rows_signature(s, sig) == LLMOS_OK && strcmp(sig, vi->sig) == 0 &&
+        vsig sig;
+        if (rows_signature(s, &sig) == LLMOS_OK && sig_equal(&sig, &vi->sig) &&
             vindex_save(s, vi) != LLMOS_OK)
             LOG_WARN("storage", "%s: %s (the index will be rebuilt at the next open)",
                      s->db_path, llmos_errmsg());
@@ -294,8 +318,20 @@ static void vindex_note(store *s, int64_t id, const float *v, bool added)
         err = vdb_insert(vi->idx, (uint64_t)id, v);
     else if (!added && vdb_contains(vi->idx, (uint64_t)id))
         err = vdb_delete(vi->idx, (uint64_t)id);
-    if (err || rows_signature(s, vi->sig))
-        vi->sig[0] = 0; /* never matches: rebuild */
+    vsig *g = &vi->sig;
+    if (added) {
+        g->count++;
+        g->sum += (double)id;
+        if (id > g->max)
+            g->max = id;
+    } else {
+        g->count--;
+        g->sum -= (double)id;
+        if (id == g->max && rows_signature(s, g))
+            g->valid = false;
+    }
+    if (err)
+        g->valid = false; /* never matches: the next search rebuilds */
     vi->dirty = true;
 }
 
@@ -402,9 +438,9 @@ typedef struct scored {
 static llmos_err vindex_search(store *s, const float *q, size_t k, scored *best, size_t *nb)
 {
     vindex *vi = s->vindex;
-    char sig[96];
-    llmos_err err = rows_signature(s, sig);
-    if (!err && strcmp(sig, vi->sig) != 0) {
+    vsig sig;
+    llmos_err err = rows_signature(s, &sig);
+    if (!err && !sig_equal(&sig, &vi->sig)) {
         LOG_INFO("storage", "%s: archival rows changed; rebuilding the vector index", s->db_path);
         err = vindex_build(s, vi);
     }

@@ -82,7 +82,9 @@ static const char *const migrations[] = {
     "  payload TEXT NOT NULL CHECK (json_valid(payload)),"
     "  prev_hash BLOB,"
     "  hash BLOB);",
-    /* 1 -> 2: persisted vector indexes (HNSW images from vdb_save) */
+    /* 1 -> 2: persisted vector indexes (HNSW images from vdb_save), and an index that makes
+     * the archival signature (count, sum, max of ids per embedder) cheap */
+    "CREATE INDEX archival_by_embedder ON archival(embedder, id);"
     "CREATE TABLE vector_index("
     "  name TEXT PRIMARY KEY,"
     "  embedder TEXT NOT NULL,"
