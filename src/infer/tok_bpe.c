@@ -20,7 +20,6 @@
  * turns into ordinary byte tokens.
  */
 #include <assert.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -154,7 +153,6 @@ llmos_err tok_bpe_init(tokenizer *t, const char *pre)
                           "known: llama-bpe, qwen2, gpt-2, mpt, starcoder, refact, falcon, "
                           "deepseek-llm, deepseek-coder, default and their aliases",
                           pre);
-    snprintf(t->pre_name, sizeof t->pre_name, "%s", pre);
     for (unsigned b = 0; b < 256; b++) {
         char enc[4];
         size_t n = utf8_encode(tok_gpt2_byte_to_cp((uint8_t)b), enc);

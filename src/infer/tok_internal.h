@@ -1,9 +1,10 @@
 /*
  * tok_internal.h - what the tokenizer's source files share (not a public header).
  *
- * tokenizer.c owns the struct, the hash tables, special-token handling and decoding;
- * tok_spm.c holds the SentencePiece-style merge by score; tok_bpe.c the pre-tokenizer
- * regexes and the byte-level merge by rank.
+ * tokenizer.c owns the struct, the hash tables, the bigram heap, the word cache,
+ * special-token handling and decoding; tok_spm.c holds the SentencePiece-style merge by
+ * score; tok_bpe.c the pre-tokenizer regexes and the byte-level merge by rank; tok_gguf.c
+ * reads the vocabulary from GGUF metadata.
  */
 #ifndef LLMOS_TOK_INTERNAL_H
 #define LLMOS_TOK_INTERNAL_H
@@ -128,7 +129,6 @@ struct tokenizer {
     uint32_t special_start[257];
 
     /* pre-tokenizer (BPE only) */
-    char pre_name[32];
     size_t n_regex;
     pcre2_code *regex[TOK_MAX_REGEX];
 };
