@@ -30,11 +30,11 @@
 /* ---- capabilities ------------------------------------------------------------------------- */
 /* A process may only make system calls whose capability is in its set. */
 typedef enum kcap {
-    KCAP_COMPUTE = 1u << 0, /* pure computation (calculator) */
-    KCAP_MESSAGE = 1u << 1, /* send a message to the user or someone else */
-    KCAP_READ = 1u << 2,    /* read outside content (web, mail, files): untrusted output */
+    KCAP_COMPUTE = 1u << 0,    /* pure computation (calculator) */
+    KCAP_MESSAGE = 1u << 1,    /* send a message to the user or someone else */
+    KCAP_READ = 1u << 2,       /* read outside content (web, mail, files): untrusted output */
     KCAP_QUARANTINE = 1u << 3, /* ask the quarantined model about a handle */
-    KCAP_EXEC = 1u << 4,    /* run commands */
+    KCAP_EXEC = 1u << 4,       /* run commands */
 } kcap;
 #define KCAP_ALL 0x1Fu
 
@@ -75,8 +75,8 @@ typedef struct ktool {
     uint32_t capability;    /* one KCAP_ bit */
     bool output_trusted;    /* true: origin TOOL; false: UNTRUSTED (quarantined as a handle) */
     ktool_fn run;
-    bool takes_handles;     /* true: arguments are passed as written, handles unresolved
-                               (ask_quarantined); false: handles are substituted first */
+    bool takes_handles; /* true: arguments are passed as written, handles unresolved
+                           (ask_quarantined); false: handles are substituted first */
 } ktool;
 
 /* The built-in table: calculator (when its engine is built in), send_message, ask_quarantined. */
@@ -85,10 +85,10 @@ const ktool *ktool_builtin(size_t *n);
 /* ---- processes ---------------------------------------------------------------------------- */
 typedef enum kproc_state {
     KPROC_RUNNING,
-    KPROC_WAITING,      /* created or paused between runs */
-    KPROC_DONE,         /* the model answered without a tool call */
-    KPROC_KILLED,       /* llmos kill */
-    KPROC_FAILED,       /* the backend or the store failed */
+    KPROC_WAITING,       /* created or paused between runs */
+    KPROC_DONE,          /* the model answered without a tool call */
+    KPROC_KILLED,        /* llmos kill */
+    KPROC_FAILED,        /* the backend or the store failed */
     KPROC_OUT_OF_TOKENS, /* token budget spent */
     KPROC_OUT_OF_CALLS,  /* tool-call budget spent */
     KPROC_OUT_OF_TIME,   /* wall-time budget spent */
@@ -115,21 +115,20 @@ typedef struct kproc_info {
 } kproc_info;
 
 /* ---- the kernel --------------------------------------------------------------------------- */
-typedef void (*kernel_message_fn)(void *ctx, int64_t pid, const char *recipient,
-                                  const char *text);
+typedef void (*kernel_message_fn)(void *ctx, int64_t pid, const char *recipient, const char *text);
 
 typedef struct kernel_config {
-    store *st;                 /* the user's store (borrowed; required) */
-    llm_backend *privileged;   /* the model that calls tools (borrowed; required) */
-    llm_backend *quarantined;  /* the model that reads untrusted content (borrowed; may be
-                                  NULL: ask_quarantined then fails with a clear error) */
-    const policy *flow;        /* NULL = policy_default */
-    const char *principal;     /* who is logged in; NULL = "user" */
-    const ktool *extra_tools;  /* more tools (tests, plug-ins), n_extra_tools of them */
+    store *st;                /* the user's store (borrowed; required) */
+    llm_backend *privileged;  /* the model that calls tools (borrowed; required) */
+    llm_backend *quarantined; /* the model that reads untrusted content (borrowed; may be
+                                 NULL: ask_quarantined then fails with a clear error) */
+    const policy *flow;       /* NULL = policy_default */
+    const char *principal;    /* who is logged in; NULL = "user" */
+    const ktool *extra_tools; /* more tools (tests, plug-ins), n_extra_tools of them */
     size_t n_extra_tools;
     kernel_message_fn on_message; /* where send_message delivers; NULL = stdout */
     void *message_ctx;
-    const char *system_prompt; /* NULL = a short built-in one */
+    const char *system_prompt;   /* NULL = a short built-in one */
     int32_t max_tokens_per_turn; /* 0 = 512 */
 } kernel_config;
 

@@ -154,9 +154,9 @@ LLMOS_NODISCARD llmos_err audit_canonical(int64_t seq, int64_t time, const char 
 
 typedef struct audit_verdict {
     bool ok;
-    int64_t records;   /* records checked */
-    int64_t bad_seq;   /* the first bad record (or where one is missing); 0 when ok */
-    char reason[256];  /* what is wrong with it */
+    int64_t records;  /* records checked */
+    int64_t bad_seq;  /* the first bad record (or where one is missing); 0 when ok */
+    char reason[256]; /* what is wrong with it */
 } audit_verdict;
 
 /* Check the whole chain of store s: sequence numbers without gaps from 1, each prev_hash equal

@@ -109,8 +109,8 @@ int cmd_ps(int argc, char **argv)
             json_t *j = json_pack(
                 "{s:I, s:s, s:s, s:s, s:s, s:s, s:{s:I, s:I, s:f}, s:{s:I, s:I, s:f}}", "pid",
                 (json_int_t)list[i].pid, "state", kproc_state_name(list[i].state), "principal",
-                list[i].principal, "model", list[i].model, "caps", caps, "reason",
-                list[i].reason, "used", "tokens", (json_int_t)list[i].used.tokens, "tool_calls",
+                list[i].principal, "model", list[i].model, "caps", caps, "reason", list[i].reason,
+                "used", "tokens", (json_int_t)list[i].used.tokens, "tool_calls",
                 (json_int_t)list[i].used.tool_calls, "wall_s", list[i].used.wall_s, "budget",
                 "tokens", (json_int_t)list[i].budget.tokens, "tool_calls",
                 (json_int_t)list[i].budget.tool_calls, "wall_s", list[i].budget.wall_s);

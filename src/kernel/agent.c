@@ -44,7 +44,10 @@ void kernel_deliver(kernel *k, int64_t pid, const char *recipient, const char *t
         printf("[message from process %" PRId64 " to %s]\n%s\n", pid, recipient, text);
 }
 
-audit *kernel_audit(kernel *k) { return k ? k->log : NULL; }
+audit *kernel_audit(kernel *k)
+{
+    return k ? k->log : NULL;
+}
 
 void kernel_free(kernel *k)
 {
@@ -98,13 +101,13 @@ llmos_err kernel_new(const kernel_config *cfg, kernel **out)
     if (!err)
         err = kernel_audit_rec(k, "model.load",
                                json_pack("{s:s, s:s, s:s}", "role", "privileged", "model",
-                                         llm_model_name(cfg->privileged),
-                                         "kind", cfg->privileged->ops->kind));
+                                         llm_model_name(cfg->privileged), "kind",
+                                         cfg->privileged->ops->kind));
     if (!err && cfg->quarantined)
         err = kernel_audit_rec(k, "model.load",
                                json_pack("{s:s, s:s, s:s}", "role", "quarantined", "model",
-                                         llm_model_name(cfg->quarantined),
-                                         "kind", cfg->quarantined->ops->kind));
+                                         llm_model_name(cfg->quarantined), "kind",
+                                         cfg->quarantined->ops->kind));
     if (err) {
         kernel_free(k);
         return err;
@@ -134,9 +137,9 @@ llmos_err kernel_spawn(kernel *k, const char *user_message, uint32_t caps, kbudg
         p->info.budget = budget;
         p->info.state = KPROC_WAITING;
         p->info.created_at = (int64_t)time(NULL);
-        err = kctx_append(&p->ctx, "system",
-                          trusted_system(k->cfg.system_prompt ? k->cfg.system_prompt
-                                                              : default_system_prompt));
+        err = kctx_append(
+            &p->ctx, "system",
+            trusted_system(k->cfg.system_prompt ? k->cfg.system_prompt : default_system_prompt));
     }
     if (!err)
         err = kctx_append(&p->ctx, "user", trusted_user(user_message));
@@ -145,13 +148,12 @@ llmos_err kernel_spawn(kernel *k, const char *user_message, uint32_t caps, kbudg
     if (!err) {
         char capstr[96];
         kcap_format(caps, capstr, sizeof capstr);
-        err = kernel_audit_rec(k, "process",
-                               json_pack("{s:I, s:s, s:s, s:s, s:I, s:I, s:f}", "pid",
-                                         (json_int_t)p->info.pid, "event", "spawn", "principal",
-                                         k->principal, "caps", capstr, "budget_tokens",
-                                         (json_int_t)budget.tokens, "budget_tool_calls",
-                                         (json_int_t)budget.tool_calls, "budget_wall_s",
-                                         budget.wall_s));
+        err = kernel_audit_rec(
+            k, "process",
+            json_pack("{s:I, s:s, s:s, s:s, s:I, s:I, s:f}", "pid", (json_int_t)p->info.pid,
+                      "event", "spawn", "principal", k->principal, "caps", capstr, "budget_tokens",
+                      (json_int_t)budget.tokens, "budget_tool_calls", (json_int_t)budget.tool_calls,
+                      "budget_wall_s", budget.wall_s));
     }
     if (!err && pid)
         *pid = p->info.pid;
@@ -194,8 +196,8 @@ static llmos_err finish(kernel *k, kproc *p, kproc_state state, const char *fmt,
     llmos_err aerr = kernel_audit_rec(
         k, "process",
         json_pack("{s:I, s:s, s:s, s:s, s:I, s:I, s:f}", "pid", (json_int_t)p->info.pid, "event",
-                  "end", "state", kproc_state_name(state), "reason", p->info.reason,
-                  "tokens_used", (json_int_t)p->info.used.tokens, "tool_calls_used",
+                  "end", "state", kproc_state_name(state), "reason", p->info.reason, "tokens_used",
+                  (json_int_t)p->info.used.tokens, "tool_calls_used",
                   (json_int_t)p->info.used.tool_calls, "wall_s_used", p->info.used.wall_s));
     return err ? err : aerr;
 }

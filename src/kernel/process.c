@@ -66,16 +66,19 @@ void kcap_format(uint32_t caps, char *out, size_t size)
         snprintf(out, size, "-");
 }
 
-static const char *const state_names[] = {"running", "waiting", "done", "killed",
-                                          "failed", "out-of-tokens", "out-of-calls",
-                                          "out-of-time"};
+static const char *const state_names[] = {"running",      "waiting",    "done",
+                                          "killed",       "failed",     "out-of-tokens",
+                                          "out-of-calls", "out-of-time"};
 
 const char *kproc_state_name(kproc_state s)
 {
     return (unsigned)s < LLMOS_ARRAY_LEN(state_names) ? state_names[s] : "?";
 }
 
-bool kproc_state_final(kproc_state s) { return s != KPROC_RUNNING && s != KPROC_WAITING; }
+bool kproc_state_final(kproc_state s)
+{
+    return s != KPROC_RUNNING && s != KPROC_WAITING;
+}
 
 static bool state_parse(const char *name, kproc_state *out)
 {
@@ -196,13 +199,12 @@ llmos_err kproc_save(store *s, const kproc *p)
     const kproc_info *in = &p->info;
     json_t *j = json_pack("{s:I, s:s, s:s, s:I, s:o, s:o, s:s, s:s, s:I, s:O, s:o}", "pid",
                           (json_int_t)in->pid, "principal", in->principal, "model", in->model,
-                          "caps", (json_int_t)in->caps, "budget", budget_json(&in->budget),
-                          "used", budget_json(&in->used), "state", kproc_state_name(in->state),
-                          "reason", in->reason, "created_at", (json_int_t)in->created_at,
-                          "messages", p->ctx.messages, "quarantine", q);
+                          "caps", (json_int_t)in->caps, "budget", budget_json(&in->budget), "used",
+                          budget_json(&in->used), "state", kproc_state_name(in->state), "reason",
+                          in->reason, "created_at", (json_int_t)in->created_at, "messages",
+                          p->ctx.messages, "quarantine", q);
     if (!j)
-        return llmos_fail(LLMOS_ERR_FORMAT, "process %" PRId64 " could not be serialised",
-                          in->pid);
+        return llmos_fail(LLMOS_ERR_FORMAT, "process %" PRId64 " could not be serialised", in->pid);
     llmos_buf b = {0};
     err = json_to_buf(j, JSON_COMPACT, &b);
     json_decref(j);
@@ -355,16 +357,16 @@ llmos_err kctx_append_calls(kctx *c, trusted_text content, const llm_tool_call *
         return llmos_fail(LLMOS_ERR_INTERNAL, "untrusted text offered to the privileged context");
     json_t *arr = json_array();
     for (size_t i = 0; i < n; i++) {
-        json_t *tc = json_pack("{s:s, s:s, s:{s:s, s:s}}", "id", calls[i].id ? calls[i].id : "",
-                               "type", "function", "function", "name",
-                               calls[i].name ? calls[i].name : "", "arguments",
-                               calls[i].arguments ? calls[i].arguments : "{}");
+        json_t *tc =
+            json_pack("{s:s, s:s, s:{s:s, s:s}}", "id", calls[i].id ? calls[i].id : "", "type",
+                      "function", "function", "name", calls[i].name ? calls[i].name : "",
+                      "arguments", calls[i].arguments ? calls[i].arguments : "{}");
         if (!tc) {
             json_decref(arr);
             return llmos_fail(LLMOS_ERR_FORMAT, "context: tool call %zu is not UTF-8 text", i);
         }
         json_array_append_new(arr, tc);
     }
-    return kctx_push(c, json_pack("{s:s, s:s, s:o}", "role", "assistant", "content",
-                                  content.text, "tool_calls", arr));
+    return kctx_push(c, json_pack("{s:s, s:s, s:o}", "role", "assistant", "content", content.text,
+                                  "tool_calls", arr));
 }

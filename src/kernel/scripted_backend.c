@@ -38,8 +38,10 @@ static llmos_err sc_chat(llm_backend *b, const llm_request *req, llm_stream_fn s
         return LLMOS_ERR_NOMEM;
     s->calls++;
     if (s->next >= s->n_steps && !(s->repeat && s->n_steps))
-        return llmos_fail(LLMOS_ERR_LIMIT, "scripted_test_backend: the script's %zu steps are "
-                                           "used up", s->n_steps);
+        return llmos_fail(LLMOS_ERR_LIMIT,
+                          "scripted_test_backend: the script's %zu steps are "
+                          "used up",
+                          s->n_steps);
     const json_t *st = s->steps[s->next < s->n_steps ? s->next : s->n_steps - 1];
     if (s->next < s->n_steps)
         s->next++;
@@ -115,8 +117,8 @@ static void sc_free(llm_backend *b)
     free(s);
 }
 
-static const llm_backend_ops sc_ops = {"scripted_test_backend", sc_chat, sc_embed, sc_count,
-                                       sc_ctx, sc_name, sc_free};
+static const llm_backend_ops sc_ops = {
+    "scripted_test_backend", sc_chat, sc_embed, sc_count, sc_ctx, sc_name, sc_free};
 
 llmos_err scripted_test_backend_new(const char *const *steps, size_t n_steps, bool repeat,
                                     llm_backend **out)
@@ -130,8 +132,7 @@ llmos_err scripted_test_backend_new(const char *const *steps, size_t n_steps, bo
     s->base.ops = &sc_ops;
     s->repeat = repeat;
     for (size_t i = 0; i < n_steps; i++) {
-        llmos_err err = json_parse_text(steps[i], strlen(steps[i]), "script step", 0,
-                                        &s->steps[i]);
+        llmos_err err = json_parse_text(steps[i], strlen(steps[i]), "script step", 0, &s->steps[i]);
         if (err) {
             sc_free(&s->base);
             return llmos_fail_context(err, "step %zu: ", i);
@@ -150,4 +151,7 @@ const char *scripted_test_backend_sent(llm_backend *b, size_t *len)
     return s->sent.data ? s->sent.data : "";
 }
 
-size_t scripted_test_backend_calls(llm_backend *b) { return ((scripted *)b)->calls; }
+size_t scripted_test_backend_calls(llm_backend *b)
+{
+    return ((scripted *)b)->calls;
+}

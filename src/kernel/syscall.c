@@ -108,8 +108,8 @@ static void audit_call(kernel *k, const kproc *p, const llm_tool_call *call, con
 {
     json_t *rec = json_pack("{s:I, s:s, s:s, s:s, s:s, s:s}", "pid", (json_int_t)p->info.pid,
                             "tool", call->name ? call->name : "", "arguments",
-                            call->arguments ? call->arguments : "", "decision", decision,
-                            "detail", detail ? detail : "", "origin", origin ? origin : "");
+                            call->arguments ? call->arguments : "", "decision", decision, "detail",
+                            detail ? detail : "", "origin", origin ? origin : "");
     if (!rec) /* arguments not valid UTF-8: record without them */
         rec = json_pack("{s:I, s:s, s:s}", "pid", (json_int_t)p->info.pid, "decision", decision,
                         "detail", "arguments were not UTF-8 text");
@@ -157,9 +157,9 @@ llmos_err kernel_syscall(kernel *k, kproc *p, const llm_tool_call *call, llmos_b
     }
     /* Arguments: JSON object, valid against the tool's schema (as the model wrote them). */
     json_t *args = NULL, *schema = NULL, *real = NULL, *members = NULL;
-    llmos_err err = json_parse_text(call->arguments ? call->arguments : "",
-                                    call->arguments ? strlen(call->arguments) : 0, "arguments",
-                                    64, &args);
+    llmos_err err =
+        json_parse_text(call->arguments ? call->arguments : "",
+                        call->arguments ? strlen(call->arguments) : 0, "arguments", 64, &args);
     if (!err && !json_is_object(args))
         err = llmos_fail(LLMOS_ERR_INVALID, "arguments: expected a JSON object");
     if (!err) {

@@ -40,8 +40,7 @@ llmos_err audit_canonical(int64_t seq, int64_t time_s, const char *kind, const c
 }
 
 static llmos_err record_hash(const uint8_t prev[AUDIT_HASH_BYTES], int64_t seq, int64_t time_s,
-                             const char *kind, const char *payload,
-                             uint8_t out[AUDIT_HASH_BYTES])
+                             const char *kind, const char *payload, uint8_t out[AUDIT_HASH_BYTES])
 {
     llmos_buf b = {0};
     if (buf_append(&b, prev, AUDIT_HASH_BYTES)) {
@@ -123,7 +122,10 @@ llmos_err audit_open(store *s, audit **out)
     return LLMOS_OK;
 }
 
-void audit_free(audit *a) { free(a); }
+void audit_free(audit *a)
+{
+    free(a);
+}
 
 llmos_err audit_append(audit *a, const char *kind, const json_t *payload)
 {

@@ -56,9 +56,18 @@ static trusted_text make_trusted(llmos_origin o, const char *text)
     return t;
 }
 
-trusted_text trusted_system(const char *text) { return make_trusted(ORIGIN_SYSTEM, text); }
-trusted_text trusted_user(const char *text) { return make_trusted(ORIGIN_USER, text); }
-trusted_text trusted_tool(const char *text) { return make_trusted(ORIGIN_TOOL, text); }
+trusted_text trusted_system(const char *text)
+{
+    return make_trusted(ORIGIN_SYSTEM, text);
+}
+trusted_text trusted_user(const char *text)
+{
+    return make_trusted(ORIGIN_USER, text);
+}
+trusted_text trusted_tool(const char *text)
+{
+    return make_trusted(ORIGIN_TOOL, text);
+}
 
 untrusted_text *untrusted_new(const char *text, size_t len, const char *source)
 {
@@ -101,9 +110,15 @@ void untrusted_free(untrusted_text *u)
     free(u);
 }
 
-size_t untrusted_len(const untrusted_text *u) { return u ? u->len : 0; }
+size_t untrusted_len(const untrusted_text *u)
+{
+    return u ? u->len : 0;
+}
 
-quarantine *quarantine_new(void) { return calloc(1, sizeof(quarantine)); }
+quarantine *quarantine_new(void)
+{
+    return calloc(1, sizeof(quarantine));
+}
 
 void quarantine_free(quarantine *q)
 {
@@ -115,7 +130,10 @@ void quarantine_free(quarantine *q)
     free(q);
 }
 
-size_t quarantine_count(const quarantine *q) { return q ? q->n : 0; }
+size_t quarantine_count(const quarantine *q)
+{
+    return q ? q->n : 0;
+}
 
 llmos_err quarantine_put(quarantine *q, untrusted_text *u, trusted_text *handle)
 {
@@ -223,8 +241,7 @@ static llmos_err subst_value(const quarantine *q, const json_t *in, llmos_origin
         if (!err) {
             *out = json_stringn(b.data ? b.data : "", b.len);
             if (!*out)
-                err = llmos_fail(LLMOS_ERR_FORMAT,
-                                 "a substituted value is not valid UTF-8 text");
+                err = llmos_fail(LLMOS_ERR_FORMAT, "a substituted value is not valid UTF-8 text");
         }
         buf_free(&b);
         return err;
@@ -321,8 +338,8 @@ llmos_err quarantine_ask(quarantine *q, llm_backend *quarantined, const char *ha
     const qvar *v = handle[0] == '$' ? handle_at(q, handle, &hl) : NULL;
     if (!v || v == (const qvar *)q || handle[hl] != 0)
         return llmos_fail(LLMOS_ERR_NOT_FOUND,
-                          "'%s' is not a handle of this process (it has $VAR1..$VAR%zu)",
-                          handle, q->n);
+                          "'%s' is not a handle of this process (it has $VAR1..$VAR%zu)", handle,
+                          q->n);
     /* The quarantined model's own context: a system prompt, then question and data as the
      * user turn. It gets no tools, so whatever the data says it can only produce text. */
     llmos_buf user = {0};
@@ -331,9 +348,9 @@ llmos_err quarantine_ask(quarantine *q, llm_backend *quarantined, const char *ha
         buf_free(&user);
         return llmos_fail(LLMOS_ERR_NOMEM, "quarantine_ask: no memory");
     }
-    json_t *msgs = json_pack("[{s:s, s:s}, {s:s, s:s%}]", "role", "system", "content",
-                             quarantine_system_prompt, "role", "user", "content", user.data,
-                             user.len);
+    json_t *msgs =
+        json_pack("[{s:s, s:s}, {s:s, s:s%}]", "role", "system", "content",
+                  quarantine_system_prompt, "role", "user", "content", user.data, user.len);
     buf_free(&user);
     if (!msgs)
         return llmos_fail(LLMOS_ERR_FORMAT, "the untrusted value is not valid UTF-8 text");
@@ -361,8 +378,8 @@ llmos_err quarantine_to_json(const quarantine *q, json_t **out)
 {
     json_t *arr = json_array();
     for (size_t i = 0; q && i < q->n; i++) {
-        json_t *e = json_pack("{s:s%, s:s}", "value", q->vars[i].value->text,
-                              q->vars[i].value->len, "source", q->vars[i].value->source);
+        json_t *e = json_pack("{s:s%, s:s}", "value", q->vars[i].value->text, q->vars[i].value->len,
+                              "source", q->vars[i].value->source);
         if (!e) {
             json_decref(arr);
             return llmos_fail(LLMOS_ERR_FORMAT, "quarantine: $VAR%zu is not UTF-8 text", i + 1);
@@ -387,8 +404,7 @@ llmos_err quarantine_from_json(const json_t *j, quarantine **out)
         json_t *val = json_object_get(e, "value");
         if (!json_is_string(val)) {
             quarantine_free(q);
-            return llmos_fail(LLMOS_ERR_FORMAT, "saved quarantine: vars[%zu].value is missing",
-                              i);
+            return llmos_fail(LLMOS_ERR_FORMAT, "saved quarantine: vars[%zu].value is missing", i);
         }
         untrusted_text *u = untrusted_new(json_string_value(val), json_string_length(val),
                                           json_get_string(e, "source", "unknown"));

@@ -58,7 +58,7 @@ static llmos_err echo_run(kernel *k, kproc *p, const json_t *args, llmos_buf *ou
 {
     (void)k, (void)p;
     return buf_printf(out, "echo:%s", json_get_string(args, "text", "")) ? LLMOS_ERR_NOMEM
-                                                                          : LLMOS_OK;
+                                                                         : LLMOS_OK;
 }
 
 static const ktool extra[] = {
@@ -147,8 +147,8 @@ static bool count_rec(const store_audit_record *r, void *ctx)
         c->process_end++;
         const char *s = strstr(r->payload, "\"state\":\"");
         if (s)
-            snprintf(c->last_end_state, sizeof c->last_end_state, "%.*s",
-                     (int)strcspn(s + 9, "\""), s + 9);
+            snprintf(c->last_end_state, sizeof c->last_end_state, "%.*s", (int)strcspn(s + 9, "\""),
+                     s + 9);
     }
     return true;
 }
@@ -227,11 +227,10 @@ static void test_tool_chain(void **state)
 static void test_bad_arguments_and_unknown_tool(void **state)
 {
     (void)state;
-    const char *steps[] = {
-        "{\"tool_calls\": [{\"name\": \"echo\", \"arguments\": {\"txt\": 5}},"
-        "                  {\"name\": \"echo\", \"arguments\": \"{not json\"},"
-        "                  {\"name\": \"rm_rf\", \"arguments\": {}}]}",
-        "{\"content\": \"sorry\"}"};
+    const char *steps[] = {"{\"tool_calls\": [{\"name\": \"echo\", \"arguments\": {\"txt\": 5}},"
+                           "                  {\"name\": \"echo\", \"arguments\": \"{not json\"},"
+                           "                  {\"name\": \"rm_rf\", \"arguments\": {}}]}",
+                           "{\"content\": \"sorry\"}"};
     start(steps, 2, false, NULL, 0);
     int64_t pid;
     assert_int_equal(kernel_spawn(F.k, "go", KCAP_ALL, (kbudget){0}, &pid), LLMOS_OK);
@@ -348,8 +347,7 @@ static void test_budget_tokens(void **state)
                            "{\"text\": \"x\"}}], \"tokens\": 40}"};
     start(steps, 1, true, NULL, 0);
     int64_t pid;
-    assert_int_equal(kernel_spawn(F.k, "loop", KCAP_ALL, (kbudget){.tokens = 100}, &pid),
-                     LLMOS_OK);
+    assert_int_equal(kernel_spawn(F.k, "loop", KCAP_ALL, (kbudget){.tokens = 100}, &pid), LLMOS_OK);
     kproc_state st;
     assert_int_equal(kernel_run(F.k, pid, &st), LLMOS_OK);
     assert_int_equal(st, KPROC_OUT_OF_TOKENS);
@@ -437,8 +435,8 @@ static void test_persist_resume_and_kill(void **state)
     kernel_free(F.k);
     store_close(F.st);
     open_store();
-    kernel_config c = {.st = F.st, .privileged = F.priv, .on_message = on_message,
-                       .message_ctx = &F};
+    kernel_config c = {
+        .st = F.st, .privileged = F.priv, .on_message = on_message, .message_ctx = &F};
     assert_int_equal(kernel_new(&c, &F.k), LLMOS_OK);
     kproc_info *list = NULL;
     size_t n = 0;

@@ -51,8 +51,8 @@ static void test_stories260k_loop(void **state)
     o.no_fsync = true;
     store *st = NULL;
     assert_int_equal(store_open(dir, "pw", &o, &st), LLMOS_OK);
-    kernel_config c = {.st = st, .privileged = b, .max_tokens_per_turn = 12,
-                       .system_prompt = "Once upon a time"};
+    kernel_config c = {
+        .st = st, .privileged = b, .max_tokens_per_turn = 12, .system_prompt = "Once upon a time"};
     kernel *k = NULL;
     assert_int_equal(kernel_new(&c, &k), LLMOS_OK);
     /* Budgets: 3 model turns' worth of generated tokens at most, a few seconds. */

@@ -95,9 +95,9 @@ static void test_ps_kill_audit(void **state)
 
     /* Tamper: edit record 2 directly in SQLite. */
     st = open_store();
-    assert_int_equal(sqlite3_exec(st->db, "UPDATE audit SET payload = '{}' WHERE seq = 2", NULL,
-                                  NULL, NULL),
-                     SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(st->db, "UPDATE audit SET payload = '{}' WHERE seq = 2", NULL, NULL, NULL),
+        SQLITE_OK);
     store_close(st);
     assert_int_equal(run(&out, &err, "audit verify"), 1);
     assert_non_null(strstr(out.data, "first bad record 2"));

@@ -164,7 +164,11 @@ static void test_canonical_bytes(void **state)
     (void)state;
     llmos_buf b = {0};
     assert_int_equal(audit_canonical(7, 1700000000, "login", "{\"a\":1}", &b), LLMOS_OK);
-    const char want[] = "llmos-audit-v1\0" "7\0" "1700000000\0" "login\0" "{\"a\":1}";
+    const char want[] = "llmos-audit-v1\0"
+                        "7\0"
+                        "1700000000\0"
+                        "login\0"
+                        "{\"a\":1}";
     assert_int_equal(b.len, sizeof want - 1);
     assert_memory_equal(b.data, want, b.len);
     buf_free(&b);
@@ -191,10 +195,14 @@ static void test_bad_append(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_clean_chain_and_reopen), cmocka_unit_test(test_edited_payload),
-        cmocka_unit_test(test_edited_kind_and_time),   cmocka_unit_test(test_removed_record),
-        cmocka_unit_test(test_reordered_records),      cmocka_unit_test(test_truncated_end),
-        cmocka_unit_test(test_forged_hash),            cmocka_unit_test(test_canonical_bytes),
+        cmocka_unit_test(test_clean_chain_and_reopen),
+        cmocka_unit_test(test_edited_payload),
+        cmocka_unit_test(test_edited_kind_and_time),
+        cmocka_unit_test(test_removed_record),
+        cmocka_unit_test(test_reordered_records),
+        cmocka_unit_test(test_truncated_end),
+        cmocka_unit_test(test_forged_hash),
+        cmocka_unit_test(test_canonical_bytes),
         cmocka_unit_test(test_bad_append),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

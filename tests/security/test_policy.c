@@ -30,8 +30,8 @@ static void test_default(void **state)
     (void)state;
     policy *p = NULL;
     assert_int_equal(policy_default(&p), LLMOS_OK);
-    assert_int_equal(check(p, "send_message", "{\"recipient\":[\"user\"],\"text\":[\"untrusted\"]}"),
-                     LLMOS_OK);
+    assert_int_equal(
+        check(p, "send_message", "{\"recipient\":[\"user\"],\"text\":[\"untrusted\"]}"), LLMOS_OK);
     assert_int_equal(check(p, "send_message", "{\"recipient\":[\"user\",\"untrusted\"]}"),
                      LLMOS_ERR_DENIED);
     assert_non_null(strstr(llmos_errmsg(), "origin 'untrusted' may not flow into argument "
@@ -48,10 +48,9 @@ static void test_default(void **state)
 static void test_custom_rules(void **state)
 {
     (void)state;
-    const char *text =
-        "{\"rules\": [{\"tool\": \"calculator\", \"argument\": \"expression\", "
-        "\"allow\": [\"user\"]}, {\"tool\": \"*\", \"argument\": \"url\", "
-        "\"allow\": [\"user\", \"system\"]}], \"default\": [\"system\", \"user\"]}";
+    const char *text = "{\"rules\": [{\"tool\": \"calculator\", \"argument\": \"expression\", "
+                       "\"allow\": [\"user\"]}, {\"tool\": \"*\", \"argument\": \"url\", "
+                       "\"allow\": [\"user\", \"system\"]}], \"default\": [\"system\", \"user\"]}";
     policy *p = NULL;
     assert_int_equal(policy_parse(text, strlen(text), "test", &p), LLMOS_OK);
     assert_int_equal(check(p, "calculator", "{\"expression\":[\"tool\"]}"), LLMOS_ERR_DENIED);
@@ -92,8 +91,7 @@ static void test_load(void **state)
     policy *p = NULL;
     /* No file: the built-in default. */
     assert_int_equal(policy_load(dir, &p), LLMOS_OK);
-    assert_int_equal(check(p, "send_message", "{\"recipient\":[\"untrusted\"]}"),
-                     LLMOS_ERR_DENIED);
+    assert_int_equal(check(p, "send_message", "{\"recipient\":[\"untrusted\"]}"), LLMOS_ERR_DENIED);
     policy_free(p);
     snprintf(path, sizeof path, "%s/policy.json", dir);
     const char *text = "{\"rules\": [], \"default\": [\"user\"]}";
