@@ -109,7 +109,8 @@ static llmos_err embed_unit(store *s, const char *text, float **out)
  * One vdb (cosine metric) over the archival rows of the store's embedder, keyed by row id. It
  * is saved (vdb_save) into the vector_index table when the store closes after a change, and
  * loaded at open when its signature still matches the rows: count, sum and maximum of their
- * ids. A mismatch (another process wrote, a transaction was rolled back, a crash came before
+ * ids. Ids are never reused (AUTOINCREMENT), so any add moves the maximum and any delete the
+ * count: no sequence of changes leaves the signature as it was. A mismatch (another process wrote, a transaction was rolled back, a crash came before
  * the save) rebuilds the index from the stored embeddings. vdb answers exactly (brute force)
  * while the collection is small (vdb_params.exact_below), by graph search beyond.
  */

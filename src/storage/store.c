@@ -63,7 +63,7 @@ static const char *const migrations[] = {
     "    VALUES ('delete', old.id, old.content);"
     "  INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content); END;"
     "CREATE TABLE archival("
-    "  id INTEGER PRIMARY KEY,"
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT," /* ids never reused: see archival.c */
     "  text TEXT NOT NULL,"
     "  embedding BLOB,"
     "  embedder TEXT,"
