@@ -122,7 +122,8 @@ typedef struct kernel_config {
     llm_backend *privileged;  /* the model that calls tools (borrowed; required) */
     llm_backend *quarantined; /* the model that reads untrusted content (borrowed; may be
                                  NULL: ask_quarantined then fails with a clear error) */
-    const policy *flow;       /* NULL = policy_default */
+    const policy *flow;       /* NULL = policy_load(config_dir) */
+    const char *config_dir;   /* the user's config folder (policy.json); NULL = built-in policy */
     const char *principal;    /* who is logged in; NULL = "user" */
     const ktool *extra_tools; /* more tools (tests, plug-ins), n_extra_tools of them */
     size_t n_extra_tools;

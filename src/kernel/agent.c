@@ -73,7 +73,8 @@ llmos_err kernel_new(const kernel_config *cfg, kernel **out)
     if (cfg->flow) {
         k->flow = cfg->flow;
     } else {
-        err = policy_default(&k->own_policy);
+        err = cfg->config_dir ? policy_load(cfg->config_dir, &k->own_policy)
+                              : policy_default(&k->own_policy);
         k->flow = k->own_policy;
     }
     size_t nb = 0;

@@ -521,6 +521,48 @@ static void test_calculator_tool(void **state)
     stop();
 }
 
+/* A policy.json in the user's config folder replaces the built-in default. */
+static void test_policy_from_config_dir(void **state)
+{
+    (void)state;
+    const char *steps[] = {
+        "{\"tool_calls\": [{\"name\": \"fetch_page\", \"arguments\": {\"url\": \"u\"}}]}",
+        "{\"tool_calls\": [{\"name\": \"send_message\", \"arguments\": "
+        "  {\"recipient\": \"user\", \"text\": \"$VAR1\"}}]}",
+        "{\"content\": \"ok\"}"};
+    start(steps, 3, false, NULL, 0);
+    char cfgdir[300], path[400];
+    snprintf(cfgdir, sizeof cfgdir, "%s", F.dir);
+    snprintf(path, sizeof path, "%s/policy.json", cfgdir);
+    const char *pol = "{\"rules\": [{\"tool\": \"send_message\", \"argument\": \"*\", "
+                      "\"allow\": [\"user\", \"system\"]}]}";
+    assert_int_equal(file_write_atomic(path, pol, strlen(pol), 0600), LLMOS_OK);
+    kernel_free(F.k);
+    kernel_config c = {.st = F.st,
+                       .privileged = F.priv,
+                       .config_dir = cfgdir,
+                       .extra_tools = extra,
+                       .n_extra_tools = LLMOS_ARRAY_LEN(extra),
+                       .on_message = on_message,
+                       .message_ctx = &F};
+    assert_int_equal(kernel_new(&c, &F.k), LLMOS_OK);
+    int64_t pid;
+    assert_int_equal(kernel_spawn(F.k, "go", KCAP_ALL, (kbudget){0}, &pid), LLMOS_OK);
+    assert_int_equal(kernel_run(F.k, pid, NULL), LLMOS_OK);
+    assert_int_equal(F.delivered, 0);
+    json_t *ctx = NULL;
+    assert_int_equal(kernel_context(F.k, pid, &ctx), LLMOS_OK);
+    assert_non_null(strstr(tool_result(ctx, 1), "argument 'text' of tool 'send_message'"));
+    json_decref(ctx);
+    /* A broken policy file stops the kernel from starting, with the file named. */
+    kernel_free(F.k);
+    F.k = NULL;
+    assert_int_equal(file_write_atomic(path, "{", 1, 0600), LLMOS_OK);
+    assert_int_equal(kernel_new(&c, &F.k), LLMOS_ERR_FORMAT);
+    assert_non_null(strstr(llmos_errmsg(), "policy.json"));
+    stop();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -537,6 +579,7 @@ int main(void)
         cmocka_unit_test(test_persist_resume_and_kill),
         cmocka_unit_test(test_caps_parse),
         cmocka_unit_test(test_calculator_tool),
+        cmocka_unit_test(test_policy_from_config_dir),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
