@@ -132,7 +132,10 @@ int cmd_ps(int argc, char **argv)
     for (size_t i = 0; i < n; i++) {
         const kproc_info *p = &list[i];
         char caps[96], tok[40], calls[40];
-        kcap_format(p->caps, caps, sizeof caps);
+        if (p->caps == KCAP_ALL)
+            snprintf(caps, sizeof caps, "all");
+        else
+            kcap_format(p->caps, caps, sizeof caps);
         if (p->budget.tokens)
             snprintf(tok, sizeof tok, "%" PRId64 "/%" PRId64, p->used.tokens, p->budget.tokens);
         else

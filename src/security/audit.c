@@ -81,18 +81,10 @@ static bool take_last(const store_audit_record *r, void *ctx)
     return true;
 }
 
-llmos_err audit_open(store *s, audit **out)
+/* Read the chain's head (last seq and hash) from the store: the setting says where it is, so
+ * only the last record is read. */
+static llmos_err find_head(store *s, int64_t *seq, uint8_t hash[AUDIT_HASH_BYTES])
 {
-    *out = NULL;
-    if (!s)
-        return llmos_fail(LLMOS_ERR_INVALID, "audit_open: no store");
-    if (sodium_init() < 0)
-        return llmos_fail(LLMOS_ERR_CRYPTO, "libsodium failed to initialise");
-    audit *a = calloc(1, sizeof *a);
-    if (!a)
-        return llmos_fail(LLMOS_ERR_NOMEM, "audit: no memory");
-    a->st = s;
-    /* Find the head: the setting says where it is, so only the last record is read. */
     int64_t from = 1;
     char *head = NULL;
     if (store_setting_get(s, AUDIT_HEAD_KEY, &head) == LLMOS_OK) {
@@ -106,18 +98,33 @@ llmos_err audit_open(store *s, audit **out)
     llmos_err err = store_audit_iterate(s, from, take_last, &l);
     if (!err && l.seq == 0 && from > 1)
         err = store_audit_iterate(s, 1, take_last, &l); /* head setting ahead of the table */
+    if (err)
+        return err;
+    if (l.bad)
+        return llmos_fail(LLMOS_ERR_FORMAT,
+                          "audit record %" PRId64 " has no valid hash; run 'llmos audit verify'",
+                          l.seq);
+    *seq = l.seq;
+    memcpy(hash, l.hash, AUDIT_HASH_BYTES);
+    return LLMOS_OK;
+}
+
+llmos_err audit_open(store *s, audit **out)
+{
+    *out = NULL;
+    if (!s)
+        return llmos_fail(LLMOS_ERR_INVALID, "audit_open: no store");
+    if (sodium_init() < 0)
+        return llmos_fail(LLMOS_ERR_CRYPTO, "libsodium failed to initialise");
+    audit *a = calloc(1, sizeof *a);
+    if (!a)
+        return llmos_fail(LLMOS_ERR_NOMEM, "audit: no memory");
+    a->st = s;
+    llmos_err err = find_head(s, &a->last_seq, a->last_hash);
     if (err) {
         free(a);
         return err;
     }
-    if (l.bad) {
-        free(a);
-        return llmos_fail(LLMOS_ERR_FORMAT,
-                          "audit record %" PRId64 " has no valid hash; run 'llmos audit verify'",
-                          l.seq);
-    }
-    a->last_seq = l.seq;
-    memcpy(a->last_hash, l.hash, AUDIT_HASH_BYTES);
     *out = a;
     return LLMOS_OK;
 }
@@ -137,29 +144,32 @@ llmos_err audit_append(audit *a, const char *kind, const json_t *payload)
         buf_free(&text);
         return err;
     }
-    int64_t seq = a->last_seq + 1;
-    int64_t now = (int64_t)time(NULL);
-    uint8_t h[AUDIT_HASH_BYTES];
-    err = record_hash(a->last_hash, seq, now, kind, text.data, h);
+    /* Other llmos processes may append to the same store, so the head is read again inside
+     * the transaction (BEGIN IMMEDIATE: no other writer until commit). */
+    int64_t seq = 0, got = 0, now = (int64_t)time(NULL);
+    uint8_t prev[AUDIT_HASH_BYTES], h[AUDIT_HASH_BYTES];
+    err = store_begin(a->st);
     if (err) {
         buf_free(&text);
         return err;
     }
+    err = find_head(a->st, &seq, prev);
+    seq++;
+    if (!err)
+        err = record_hash(prev, seq, now, kind, text.data, h);
     store_audit_record rec = {.time = now,
                               .kind = kind,
                               .payload = text.data,
-                              .prev_hash = a->last_hash,
+                              .prev_hash = prev,
                               .prev_hash_len = AUDIT_HASH_BYTES,
                               .hash = h,
                               .hash_len = AUDIT_HASH_BYTES};
-    int64_t got = 0;
-    err = store_begin(a->st);
     if (!err)
         err = store_audit_append(a->st, &rec, &got);
     if (!err && got != seq)
         err = llmos_fail(LLMOS_ERR_INTERNAL,
                          "audit: the store gave sequence %" PRId64 ", the chain expected %" PRId64
-                         " (another writer?); run 'llmos audit verify'",
+                         "; run 'llmos audit verify'",
                          got, seq);
     if (!err) {
         char headv[32 + 2 * AUDIT_HASH_BYTES];

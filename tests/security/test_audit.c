@@ -192,6 +192,28 @@ static void test_bad_append(void **state)
     finish(s);
 }
 
+/* Two audit objects on one store (two llmos processes) interleave without breaking the chain. */
+static void test_two_writers(void **state)
+{
+    (void)state;
+    store *s = five_records();
+    audit *a = NULL, *b = NULL;
+    assert_int_equal(audit_open(s, &a), LLMOS_OK);
+    assert_int_equal(audit_open(s, &b), LLMOS_OK);
+    for (int i = 0; i < 4; i++) {
+        json_t *p = json_pack("{s:i}", "i", i);
+        assert_int_equal(audit_append(i % 2 ? a : b, "syscall", p), LLMOS_OK);
+        json_decref(p);
+    }
+    audit_free(a);
+    audit_free(b);
+    audit_verdict v;
+    assert_int_equal(audit_verify(s, &v), LLMOS_OK);
+    assert_true(v.ok);
+    assert_int_equal(v.records, 9);
+    finish(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -204,6 +226,7 @@ int main(void)
         cmocka_unit_test(test_forged_hash),
         cmocka_unit_test(test_canonical_bytes),
         cmocka_unit_test(test_bad_append),
+        cmocka_unit_test(test_two_writers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
