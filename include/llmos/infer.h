@@ -112,6 +112,26 @@ size_t model_ctx_size(const llmos_model_ctx *c);
 void model_ctx_truncate(llmos_model_ctx *c, size_t pos);
 const llmos_model *model_ctx_model(const llmos_model_ctx *c);
 
+/* ---- embeddings (embed.c) ---------------------------------------------------------------- */
+
+/* The final hidden state of token t of the LAST forward pass, after the output norm (the
+ * vector the output projection reads): n_embd floats into out. A forward pass is one batch,
+ * so after model_eval(c, tokens, n, ...) with n <= the context's n_batch, t < n is token t of
+ * that call. t must be below n_batch (asserted). */
+void model_ctx_hidden(const llmos_model_ctx *c, size_t t, float *out);
+
+/* An embedding of tokens[0..n): the mean over positions of the final hidden state after the
+ * output norm (before the output projection), scaled to unit length (L2), into out[0..dim),
+ * dim == n_embd. It runs in a context of its own (sized to n) that is freed before returning,
+ * so no chat context is disturbed. p (may be NULL for defaults) gives n_batch and the pool;
+ * its n_ctx and kv_type are ignored. The result does not depend on n_batch beyond float
+ * rounding of the kernels. A decoder LLM is not a trained embedder: the vectors group texts
+ * that share words and topic, modestly (docs/inference.md, "Embeddings").
+ * Fails with LLMOS_ERR_INVALID for n == 0, dim != n_embd or a token outside the vocabulary,
+ * LLMOS_ERR_LIMIT when n exceeds the model's training context (truncate first). */
+LLMOS_NODISCARD llmos_err model_embed(const llmos_model *m, const model_ctx_params *p,
+                                      const int32_t *tokens, size_t n, float *out, size_t dim);
+
 /* ---- sampler ----------------------------------------------------------------------------- */
 
 /* How a token is drawn from logits. The chain, in order: repetition, frequency and presence

@@ -581,3 +581,11 @@ llmos_err model_eval(llmos_model_ctx *c, const int32_t *tokens, size_t n, const 
         *logits = c->logits;
     return LLMOS_OK;
 }
+
+/* For embeddings (embed.c): row t of the last forward pass after the output norm. */
+void model_ctx_hidden(const llmos_model_ctx *c, size_t t, float *out)
+{
+    const model_hparams *hp = &c->m->hp;
+    assert(t < c->p.n_batch);
+    ops_rmsnorm(out, c->x + t * hp->n_embd, c->m->output_norm, hp->n_embd, 1, hp->rms_eps);
+}

@@ -1,0 +1,84 @@
+/*
+ * embed.c - text embeddings from the decoder model: mean-pooled final hidden states.
+ *
+ * model_embed runs the tokens through the model in a context of its own, batch by batch, and
+ * after each forward pass reads the final hidden state of every token of the batch after the
+ * output norm (model_ctx_hidden, the vector the output projection would read). The mean over
+ * all positions, scaled to unit length, is the embedding. The sum is kept in double so that
+ * the order of the batches does not change the result beyond the kernels' own rounding.
+ *
+ * A decoder LLM is not trained to embed: mean pooling its states groups texts that share words
+ * and topic, but far less sharply than a dedicated embedding model (see docs/inference.md).
+ */
+#include <assert.h>
+#include <math.h>
+#include <stdlib.h>
+
+#include "llmos/infer.h"
+
+llmos_err model_embed(const llmos_model *m, const model_ctx_params *p, const int32_t *tokens,
+                      size_t n, float *out, size_t dim)
+{
+    const model_hparams *hp = model_hparams_of(m);
+    if (dim != hp->n_embd)
+        return llmos_fail(LLMOS_ERR_INVALID,
+                          "model_embed: the output has room for %zu floats, the model's "
+                          "embedding length is %u",
+                          dim, hp->n_embd);
+    if (n == 0)
+        return llmos_fail(LLMOS_ERR_INVALID, "model_embed: no tokens to embed");
+    if (n > hp->n_ctx_train)
+        return llmos_fail(LLMOS_ERR_LIMIT,
+                          "model_embed: %zu tokens exceed the model's context length of %u "
+                          "(truncate the text first)",
+                          n, hp->n_ctx_train);
+
+    model_ctx_params cp = p ? *p : model_ctx_default_params();
+    cp.n_ctx = (uint32_t)n;
+    cp.kv_type = GGML_TYPE_F32;
+    if (cp.n_batch == 0)
+        cp.n_batch = 64;
+    size_t batch = cp.n_batch < n ? cp.n_batch : n; /* model_ctx_new clamps n_batch to n_ctx */
+
+    llmos_model_ctx *c = NULL;
+    llmos_err err = model_ctx_new(m, &cp, &c);
+    if (err)
+        return llmos_fail_context(err, "model_embed: ");
+    double *sum = calloc(dim, sizeof *sum);
+    float *h = malloc(dim * sizeof *h);
+    if (!sum || !h) {
+        err = llmos_fail(LLMOS_ERR_NOMEM, "model_embed: out of memory");
+        goto done;
+    }
+    for (size_t done = 0; done < n;) {
+        size_t nb = n - done < batch ? n - done : batch;
+        if ((err = model_eval(c, tokens + done, nb, NULL)))
+            goto done;
+        for (size_t t = 0; t < nb; t++) {
+            model_ctx_hidden(c, t, h);
+            for (size_t i = 0; i < dim; i++)
+                sum[i] += h[i];
+        }
+        done += nb;
+    }
+    double norm = 0;
+    for (size_t i = 0; i < dim; i++) {
+        sum[i] /= (double)n;
+        norm += sum[i] * sum[i];
+    }
+    norm = sqrt(norm);
+    if (!(norm > 0) || !isfinite(norm)) {
+        err = llmos_fail(LLMOS_ERR_INVALID,
+                         "model_embed: the mean hidden state has norm %g; cannot normalise it "
+                         "(is the model's output norm zero?)",
+                         norm);
+        goto done;
+    }
+    for (size_t i = 0; i < dim; i++)
+        out[i] = (float)(sum[i] / norm);
+done:
+    free(h);
+    free(sum);
+    model_ctx_free(c);
+    return err;
+}
