@@ -26,9 +26,22 @@ const cli_command cli_commands[] = {
      "Exit status 0 when everything is usable, 1 when something must be fixed.\n",
      cmd_doctor},
     {"shell", "Start the interactive llmos shell (the default)",
-     "usage: llmos [shell]\n\n"
-     "Start llmos's interactive shell. Until a model backend is configured it\n"
-     "prints the banner, the doctor report and this help.\n",
+     "usage: llmos [shell] [--model FILE | --api URL --api-model NAME] [--system TEXT]\n"
+     "                     [-n N] [--temp T] [--seed S] [-t THREADS] [--ctx N]\n\n"
+     "Chat with a model: type a message, the answer streams back; the conversation is\n"
+     "kept between turns. Commands start with / (/help lists them, /quit leaves).\n"
+     "Ctrl-C stops an answer (at the prompt it clears the line); Ctrl-D quits. On a\n"
+     "terminal lines are edited with history ($LLMOS_HOME/history, mode 0600); from a\n"
+     "pipe, lines are read from standard input. Without a model (no --model, --api or\n"
+     "$LLMOS_MODEL) it prints the doctor report and how to get a model, and exits 0.\n\n"
+     "  --model FILE         a local GGUF model (default: $LLMOS_MODEL)\n"
+     "  --api URL            an OpenAI-compatible server, e.g. http://host:8080/v1\n"
+     "  --api-model NAME     the server's model name (required with --api)\n"
+     "  --api-key-env VAR    read the API key from $VAR (default: LLMOS_API_KEY)\n"
+     "  --system TEXT        a system message at the start of the conversation\n"
+     "  -n N                 the most tokens per answer (default 512)\n"
+     "  --temp T, --seed S   sampling temperature (default 0.8) and seed\n"
+     "  -t THREADS, --ctx N  threads and context size of a local model\n",
      cmd_shell},
     {"tokenize", "Show the tokens a model's tokenizer makes of a text",
      "usage: llmos tokenize --model FILE [--ids] [--special] [--add-special] TEXT\n\n"
