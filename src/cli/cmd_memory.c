@@ -189,7 +189,7 @@ static int memory_search(int argc, char **argv)
 static int memory_stats(void)
 {
     store *s = NULL;
-    store_stats st;
+    store_stats st = {0};
     llmos_err err = open_user_store(&s);
     if (!err)
         err = store_get_stats(s, &st);

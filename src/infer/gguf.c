@@ -1230,8 +1230,9 @@ static llmos_err set_value(gguf_writer *w, const char *key, gguf_type type, cons
         free(copy);
         return err;
     }
+    /* the writer owns k and copy from here on (freed by gguf_writer_free) */
     w->kvs[w->n_kv++] = (wkv){k, type, copy, n};
-    return LLMOS_OK;
+    return LLMOS_OK; // cppcheck-suppress memleak
 }
 
 llmos_err gguf_set_u8(gguf_writer *w, const char *key, uint8_t v)
