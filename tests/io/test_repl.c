@@ -1,0 +1,326 @@
+/*
+ * test_repl.c - the llmos shell: chat turns over a scripted backend (streamed answer, the
+ * conversation kept and resent), slash commands and suggestions, backend errors, Ctrl-C
+ * cancelling a long answer without leaving, and the program itself: no model -> guidance and
+ * exit 0 without reading stdin; stories260K driven through a stdin pipe.
+ */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "llmos/kernel.h"
+#include "llmos/repl.h"
+#include "testutil.h"
+
+/* Everything written to f so far, as a malloc'd string. */
+static char *slurp(FILE *f)
+{
+    fflush(f);
+    long n = ftell(f);
+    assert_true(n >= 0);
+    char *s = malloc((size_t)n + 1);
+    assert_non_null(s);
+    rewind(f);
+    size_t got = fread(s, 1, (size_t)n, f);
+    s[got] = 0;
+    return s;
+}
+
+static repl *make_repl(llm_backend *b, FILE *out)
+{
+    repl_options o = repl_default_options();
+    o.backend = b;
+    o.out = out;
+    repl *r = NULL;
+    assert_int_equal(repl_new(&o, &r), LLMOS_OK);
+    return r;
+}
+
+static void test_chat_turns_keep_the_conversation(void **state)
+{
+    (void)state;
+    const char *steps[] = {"{\"content\": \"Paris is the capital.\"}",
+                           "{\"content\": \"About 2 million people.\"}"};
+    llm_backend *b = NULL;
+    assert_int_equal(scripted_test_backend_new(steps, 2, false, &b), LLMOS_OK);
+    FILE *out = tmpfile();
+    repl *r = make_repl(b, out);
+    bool quit = true;
+    assert_int_equal(repl_line(r, "What is the capital of France?", &quit), LLMOS_OK);
+    assert_false(quit);
+    assert_int_equal(repl_line(r, "  How many live there?\n", &quit), LLMOS_OK);
+    char *text = slurp(out);
+    assert_non_null(strstr(text, "Paris is the capital.\n"));
+    assert_non_null(strstr(text, "About 2 million people.\n"));
+    free(text);
+    /* the second request carried the first question and answer */
+    size_t len = 0;
+    const char *sent = scripted_test_backend_sent(b, &len);
+    const char *second = strstr(sent, "How many live there?");
+    assert_non_null(second);
+    const char *first_q = strstr(sent, "What is the capital of France?");
+    assert_non_null(first_q);
+    assert_non_null(strstr(first_q + 1, "Paris is the capital."));
+    const json_t *m = repl_messages(r);
+    assert_int_equal(json_array_size(m), 4);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(m, 2), "content")),
+                        "How many live there?");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(m, 3), "role")),
+                        "assistant");
+    /* blank lines send nothing */
+    assert_int_equal(repl_line(r, "   ", &quit), LLMOS_OK);
+    assert_int_equal(scripted_test_backend_calls(b), 2);
+    repl_free(r);
+    fclose(out);
+    llm_backend_free(b);
+}
+
+static void test_slash_commands(void **state)
+{
+    (void)state;
+    const char *steps[] = {"{\"content\": \"hi\"}"};
+    llm_backend *b = NULL;
+    assert_int_equal(scripted_test_backend_new(steps, 1, true, &b), LLMOS_OK);
+    FILE *out = tmpfile();
+    repl *r = make_repl(b, out);
+    bool quit = false;
+    assert_int_equal(repl_line(r, "/help", &quit), LLMOS_OK);
+    assert_false(quit);
+    assert_int_equal(repl_line(r, "/hlep", &quit), LLMOS_OK);
+    assert_int_equal(repl_line(r, "/tools", &quit), LLMOS_OK);
+    assert_int_equal(repl_line(r, "/model", &quit), LLMOS_OK);
+    assert_int_equal(repl_line(r, "/frobnicate", &quit), LLMOS_OK);
+    assert_int_equal(repl_line(r, "hello", &quit), LLMOS_OK);
+    assert_int_equal(json_array_size(repl_messages(r)), 2);
+    assert_int_equal(repl_line(r, "/clear", &quit), LLMOS_OK);
+    assert_int_equal(json_array_size(repl_messages(r)), 0);
+    assert_int_equal(scripted_test_backend_calls(b), 1); /* commands never reach the model */
+    char *text = slurp(out);
+    assert_non_null(strstr(text, "/quit"));
+    assert_non_null(strstr(text, "/tools"));
+    assert_non_null(strstr(text, "unknown command /hlep. Did you mean /help?"));
+    assert_non_null(strstr(text, "unknown command /frobnicate. Type /help"));
+    assert_non_null(strstr(text, "send_message"));
+    assert_non_null(strstr(text, "conversation cleared"));
+    free(text);
+    assert_int_equal(repl_line(r, "/quit", &quit), LLMOS_OK);
+    assert_true(quit);
+    repl_free(r);
+    fclose(out);
+    llm_backend_free(b);
+}
+
+static void test_backend_error_keeps_going(void **state)
+{
+    (void)state;
+    const char *steps[] = {"{\"content\": \"one\"}"};
+    llm_backend *b = NULL;
+    assert_int_equal(scripted_test_backend_new(steps, 1, false, &b), LLMOS_OK);
+    FILE *out = tmpfile();
+    repl *r = make_repl(b, out);
+    bool quit = false;
+    assert_int_equal(repl_line(r, "first", &quit), LLMOS_OK);
+    assert_int_equal(repl_line(r, "second", &quit), LLMOS_OK); /* the script has run out */
+    char *text = slurp(out);
+    assert_non_null(strstr(text, "error: "));
+    free(text);
+    /* the failed question was dropped: user, assistant only */
+    assert_int_equal(json_array_size(repl_messages(r)), 2);
+    assert_int_equal(repl_line(r, "bad \xff utf-8", &quit), LLMOS_OK);
+    assert_int_equal(json_array_size(repl_messages(r)), 2);
+    repl_free(r);
+    fclose(out);
+    llm_backend_free(b);
+}
+
+/* ---- a slow backend for Ctrl-C: streams until cancelled, raising SIGINT itself ---------- */
+
+typedef struct slow_backend {
+    llm_backend base;
+    int calls;
+} slow_backend;
+
+static llmos_err slow_chat(llm_backend *b, const llm_request *req, llm_stream_fn stream,
+                           void *ctx, llm_response *resp)
+{
+    slow_backend *s = (slow_backend *)b;
+    s->calls++;
+    memset(resp, 0, sizeof *resp);
+    resp->finish_reason = "length";
+    for (int i = 0; i < 10000; i++) { /* at most 10 s */
+        if (req->cancel && atomic_load(req->cancel)) {
+            resp->finish_reason = "cancelled";
+            break;
+        }
+        if (i == 5)
+            raise(SIGINT); /* the user presses Ctrl-C during the answer */
+        if (stream && !stream(ctx, "x", 1)) {
+            resp->finish_reason = "cancelled";
+            break;
+        }
+        usleep(1000);
+    }
+    resp->content = strdup("xxxxx");
+    return LLMOS_OK;
+}
+
+static const char *slow_name(llm_backend *b)
+{
+    (void)b;
+    return "slow-test";
+}
+
+static size_t slow_ctx(llm_backend *b)
+{
+    (void)b;
+    return 4096;
+}
+
+static void slow_free(llm_backend *b) { (void)b; }
+
+static const llm_backend_ops slow_ops = {
+    "slow-test", slow_chat, NULL, NULL, slow_ctx, slow_name, slow_free,
+};
+
+static void test_ctrl_c_cancels_and_returns_to_prompt(void **state)
+{
+    (void)state;
+    slow_backend sb = {{&slow_ops}, 0};
+    FILE *in = tmpfile();
+    fputs("tell me a long story\nand another one\n/quit\nnever read\n", in);
+    rewind(in);
+    FILE *out = tmpfile();
+    repl_options o = repl_default_options();
+    o.backend = &sb.base;
+    o.in = in;
+    o.out = out;
+    o.handle_sigint = true;
+    repl *r = NULL;
+    assert_int_equal(repl_new(&o, &r), LLMOS_OK);
+    double t0 = time_now();
+    assert_int_equal(repl_run(r), LLMOS_OK); /* still alive after two Ctrl-C */
+    assert_true(time_now() - t0 < 5.0);
+    assert_int_equal(sb.calls, 2); /* both questions answered (cut short); /quit stopped it */
+    char *text = slurp(out);
+    const char *c1 = strstr(text, "[cancelled]");
+    assert_non_null(c1);
+    assert_non_null(strstr(c1 + 1, "[cancelled]"));
+    free(text);
+    assert_int_equal(json_array_size(repl_messages(r)), 4);
+    repl_free(r);
+    /* the handler was removed: SIGINT is back to its default */
+    struct sigaction now;
+    sigaction(SIGINT, NULL, &now);
+    assert_true(now.sa_handler == SIG_DFL);
+    fclose(in);
+    fclose(out);
+}
+
+/* ---- the program ------------------------------------------------------------------------- */
+
+/* Run `sh -c "timeout 60 LLMOS_BIN ARGS"` (ARGS may redirect stdin, which tu_run_llmos does
+ * not allow); stdout into *out; returns the exit status or -1. */
+static int run_shell(llmos_buf *out, const char *fmt, ...) LLMOS_PRINTF(2, 3);
+
+static int run_shell(llmos_buf *out, const char *fmt, ...)
+{
+    const char *bin = getenv("LLMOS_BIN");
+    if (!bin)
+        return -1;
+    char args[4096], cmd[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof cmd, "timeout 60 '%s' %s 2>/dev/null", bin, args);
+    FILE *p = popen(cmd, "r");
+    if (!p)
+        return -1;
+    buf_clear(out);
+    char chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, p)) > 0)
+        assert_int_equal(buf_append(out, chunk, n), LLMOS_OK);
+    if (!out->data)
+        assert_int_equal(buf_puts(out, ""), LLMOS_OK);
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void test_no_model_prints_guidance(void **state)
+{
+    (void)state;
+    char dir[256];
+    assert_true(tu_mkdtemp("repl", dir, sizeof dir));
+    llmos_buf out = {0};
+    /* stdin is a pipe that never ends: the shell must not read it without a model */
+    setenv("LLMOS_HOME", dir, 1);
+    unsetenv("LLMOS_MODEL");
+    int rc = run_shell(&out, "< /dev/zero");
+    assert_int_equal(rc, 0);
+    assert_non_null(strstr(out.data, "llmos --model "));
+    assert_non_null(strstr(out.data, "Qwen2.5-0.5B-Instruct"));
+    assert_non_null(strstr(out.data, "--api http://"));
+    assert_non_null(strstr(out.data, "llmos model make-random"));
+    buf_free(&out);
+    assert_int_equal(tu_run_llmos(&out, NULL, "--api http://127.0.0.1:1/v1"), 2);
+    assert_int_equal(tu_run_llmos(&out, NULL, "shell --bogus"), 2);
+    buf_free(&out);
+    tu_rmrf(dir);
+}
+
+static void test_stories260k_through_a_pipe(void **state)
+{
+    (void)state;
+    char model[1024];
+    if (!tu_testdata_path(model, sizeof model, "models/stories260K.gguf")) {
+        skip(); /* LLMOS_TESTDATA is absent: no model to drive */
+        return;
+    }
+    char dir[256];
+    assert_true(tu_mkdtemp("repl", dir, sizeof dir));
+    char input[512];
+    snprintf(input, sizeof input, "%s/in.txt", dir);
+    const char *lines = "Once upon a time\n/hepl\n/model\n/quit\n";
+    assert_int_equal(file_write_atomic(input, lines, strlen(lines), 0600), LLMOS_OK);
+    llmos_buf out = {0};
+    setenv("LLMOS_HOME", dir, 1);
+    int rc = run_shell(&out, "--model '%s' -n 16 --temp 0 < '%s'", model, input);
+    assert_int_equal(rc, 0);
+    assert_non_null(strstr(out.data, "Model: stories260K"));
+    /* an answer came between the first prompt and the next */
+    const char *p1 = strstr(out.data, "> ");
+    assert_non_null(p1);
+    const char *p2 = strstr(p1 + 2, "\n> ");
+    if (!p2)
+        fprintf(stderr, "shell output:\n%s\n", out.data);
+    assert_non_null(p2);
+    assert_true(p2 - p1 > 3);
+    assert_non_null(strstr(out.data, "Did you mean /help?"));
+    assert_non_null(strstr(out.data, "model: stories260K (local backend"));
+    buf_free(&out);
+    tu_rmrf(dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_chat_turns_keep_the_conversation),
+        cmocka_unit_test(test_slash_commands),
+        cmocka_unit_test(test_backend_error_keeps_going),
+        cmocka_unit_test(test_ctrl_c_cancels_and_returns_to_prompt),
+        cmocka_unit_test(test_no_model_prints_guidance),
+        cmocka_unit_test(test_stories260k_through_a_pipe),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
