@@ -33,6 +33,16 @@ static llmos_err ask_quarantined_run(kernel *k, kproc *p, const json_t *args, ll
     trusted_text h;
     llmos_err err = quarantine_ask(p->q, k->cfg.quarantined, json_get_string(args, "handle", ""),
                                    json_get_string(args, "question", ""), 256, &h);
+    /* This tool's result goes to the privileged model as trusted text, and the quarantined
+     * backend's own error message could quote the untrusted data it was sent (a server echoing
+     * the request): only llmos's own messages (bad handle, no model) are passed on. */
+    if (err && err != LLMOS_ERR_NOT_FOUND && err != LLMOS_ERR_UNSUPPORTED) {
+        LOG_DEBUG("kernel", "quarantined model failed: %s", llmos_errmsg());
+        return llmos_fail(err,
+                          "the quarantined model failed (%s); details are withheld since they "
+                          "may quote untrusted data",
+                          llmos_strerror(err));
+    }
     if (err)
         return err;
     if (buf_printf(out, "the quarantined model's answer is stored as %s", h.text))

@@ -563,6 +563,31 @@ static void test_policy_from_config_dir(void **state)
     stop();
 }
 
+/* A failing quarantined model: its error text (which may echo the data) is not passed on. */
+static void test_quarantined_failure_withheld(void **state)
+{
+    (void)state;
+    const char *steps[] = {
+        "{\"tool_calls\": [{\"name\": \"fetch_page\", \"arguments\": {\"url\": \"u\"}}]}",
+        "{\"tool_calls\": [{\"name\": \"ask_quarantined\", \"arguments\": "
+        "  {\"handle\": \"$VAR1\", \"question\": \"q\"}},"
+        "  {\"name\": \"ask_quarantined\", \"arguments\": "
+        "  {\"handle\": \"$VAR5\", \"question\": \"q\"}}]}",
+        "{\"content\": \"ok\"}"};
+    /* An empty script: the quarantined model fails at once. */
+    start(steps, 3, false, steps, 0);
+    int64_t pid;
+    assert_int_equal(kernel_spawn(F.k, "go", KCAP_ALL, (kbudget){0}, &pid), LLMOS_OK);
+    assert_int_equal(kernel_run(F.k, pid, NULL), LLMOS_OK);
+    json_t *ctx = NULL;
+    assert_int_equal(kernel_context(F.k, pid, &ctx), LLMOS_OK);
+    assert_non_null(strstr(tool_result(ctx, 1), "details are withheld"));
+    assert_null(strstr(tool_result(ctx, 1), "script"));
+    assert_non_null(strstr(tool_result(ctx, 2), "'$VAR5' is not a handle"));
+    json_decref(ctx);
+    stop();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -580,6 +605,7 @@ int main(void)
         cmocka_unit_test(test_caps_parse),
         cmocka_unit_test(test_calculator_tool),
         cmocka_unit_test(test_policy_from_config_dir),
+        cmocka_unit_test(test_quarantined_failure_withheld),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
