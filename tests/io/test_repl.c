@@ -13,6 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <pty.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -312,6 +315,84 @@ static void test_stories260k_through_a_pipe(void **state)
     tu_rmrf(dir);
 }
 
+/* ---- a real terminal: libedit, Ctrl-C at the prompt and during an answer, history -------- */
+
+/* Read from fd for `seconds` (or until `until` appears) and append to *acc. */
+static void pty_read(int fd, llmos_buf *acc, double seconds, const char *until)
+{
+    double end = time_now() + seconds;
+    while (time_now() < end) {
+        if (until && acc->data && strstr(acc->data, until))
+            return;
+        struct pollfd pfd = {fd, POLLIN, 0};
+        if (poll(&pfd, 1, 50) <= 0)
+            continue;
+        char chunk[4096];
+        ssize_t n = read(fd, chunk, sizeof chunk);
+        if (n <= 0)
+            return;
+        assert_int_equal(buf_append(acc, chunk, (size_t)n), LLMOS_OK);
+    }
+}
+
+static void test_terminal_ctrl_c_and_history(void **state)
+{
+    (void)state;
+    char model[1024];
+    const char *bin = getenv("LLMOS_BIN");
+    if (!bin || !tu_testdata_path(model, sizeof model, "models/stories260K.gguf")) {
+        skip(); /* needs the built program and LLMOS_TESTDATA's stories260K */
+        return;
+    }
+    char dir[256];
+    assert_true(tu_mkdtemp("repl", dir, sizeof dir));
+    int fd = -1;
+    pid_t pid = forkpty(&fd, NULL, NULL, NULL);
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        setenv("LLMOS_HOME", dir, 1);
+        execl(bin, "llmos", "--model", model, "-n", "100000", "--temp", "0.8", (char *)NULL);
+        _exit(127);
+    }
+    llmos_buf acc = {0};
+    pty_read(fd, &acc, 20, "llmos> ");
+    assert_non_null(strstr(acc.data, "llmos> "));
+    /* Ctrl-C at the prompt drops the half-typed line and prompts again */
+    buf_clear(&acc);
+    assert_int_equal(write(fd, "half typed\x03", 11), 11);
+    pty_read(fd, &acc, 5, "llmos> ");
+    assert_non_null(strstr(acc.data, "llmos> "));
+    /* a long answer, cancelled by Ctrl-C: the shell stays */
+    buf_clear(&acc);
+    assert_int_equal(write(fd, "Once upon a time\r", 17), 17);
+    double give_up = time_now() + 10;
+    while (acc.len < 48 && time_now() < give_up) /* the echo, then the answer begins */
+        pty_read(fd, &acc, 0.02, NULL);
+    assert_int_equal(write(fd, "\x03", 1), 1);
+    pty_read(fd, &acc, 10, "[cancelled]");
+    assert_non_null(strstr(acc.data, "[cancelled]"));
+    pty_read(fd, &acc, 5, "llmos> ");
+    assert_int_equal(write(fd, "/quit\r", 6), 6);
+    pty_read(fd, &acc, 5, NULL);
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    close(fd);
+    buf_free(&acc);
+    /* the history file is private and holds what was typed */
+    char hist[512];
+    snprintf(hist, sizeof hist, "%s/history", dir);
+    struct stat sb;
+    assert_int_equal(stat(hist, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0600);
+    llmos_buf h = {0};
+    assert_int_equal(file_read_all(hist, 1 << 20, &h), LLMOS_OK);
+    assert_non_null(strstr(h.data, "/quit"));
+    buf_free(&h);
+    tu_rmrf(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -321,6 +402,7 @@ int main(void)
         cmocka_unit_test(test_ctrl_c_cancels_and_returns_to_prompt),
         cmocka_unit_test(test_no_model_prints_guidance),
         cmocka_unit_test(test_stories260k_through_a_pipe),
+        cmocka_unit_test(test_terminal_ctrl_c_and_history),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
