@@ -796,14 +796,57 @@ static llmos_err lb_count_tokens(llm_backend *b, const char *text, size_t len, s
     return err;
 }
 
+/* ---- embeddings (tag embed; see embed.c) ---------------------------------------------------- */
+
+/* The text as plain text (special-token parsing off, BOS as the tokenizer says), truncated to
+ * the backend's context with a warning, embedded by model_embed in a context of its own (the
+ * chat's KV cache is left as it was). */
 static llmos_err lb_embed(llm_backend *b, const char *text, size_t len, float **vec, size_t *dim)
 {
-    (void)b, (void)text, (void)len, (void)vec, (void)dim;
-    return llmos_fail(LLMOS_ERR_UNSUPPORTED,
-                      "local backend: embeddings need the model's hidden states, which the "
-                      "engine (infer.h) does not expose yet; use a remote backend for "
-                      "embeddings");
+    local_backend *lb = (local_backend *)b;
+    *vec = NULL;
+    *dim = 0;
+    int32_t *ids = NULL;
+    size_t n = 0;
+    llmos_err err = tok_encode(lb->tok, text, len, TOK_ADD_SPECIAL, &ids, &n);
+    if (err)
+        return llmos_fail_context(err, "local backend embed: ");
+    if (tok_adds_eos(lb->tok) && n > 0 && ids[n - 1] == tok_eos(lb->tok))
+        n--; /* only BOS is wanted: an appended EOS is not part of the text */
+    if (n == 0) {
+        free(ids);
+        return llmos_fail(LLMOS_ERR_INVALID, "local backend embed: the text gives no tokens to "
+                                             "embed (pass a non-empty text)");
+    }
+    size_t limit = model_ctx_size(lb->ctx);
+    if (n > limit) {
+        LOG_WARN(LOCAL_LOG,
+                 "embed: the text is %zu tokens, more than the context of %zu; only the first "
+                 "%zu are embedded",
+                 n, limit, limit);
+        n = limit;
+    }
+    size_t d = model_hparams_of(lb->model)->n_embd;
+    float *v = malloc(d * sizeof *v);
+    if (!v) {
+        free(ids);
+        return llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
+    }
+    model_ctx_params cp = model_ctx_default_params();
+    cp.n_batch = 256;
+    cp.pool = lb->pool;
+    err = model_embed(lb->model, &cp, ids, n, v, d);
+    free(ids);
+    if (err) {
+        free(v);
+        return err;
+    }
+    *vec = v;
+    *dim = d;
+    return LLMOS_OK;
 }
+
+/* ---- end of embeddings ------------------------------------------------------------------------ */
 
 static size_t lb_context_size(llm_backend *b)
 {
