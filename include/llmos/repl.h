@@ -1,8 +1,8 @@
 /*
  * llmos/repl.h - the llmos shell: a read-eval-print loop that chats with a model.
  *
- * Each line is either a slash command (/help, /quit, /tools, /model, /clear, /ps, /memory,
- * /audit) or a message to the model; the answer is streamed as it is generated and the
+ * Each line is either a slash command (/help, /quit, /tools, /calc, /model, /clear, /ps,
+ * /memory, /audit) or a message to the model; the answer is streamed as it is generated and the
  * conversation is kept as OpenAI-shaped messages JSON, so the next turn sees it. Ctrl-C during
  * an answer cancels the generation and returns to the prompt; at the prompt it clears the line;
  * Ctrl-D (end of input) quits.

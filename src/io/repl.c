@@ -19,6 +19,7 @@
 
 #include "llmos/kernel.h"
 #include "llmos/repl.h"
+#include "llmos/tools.h"
 
 #define REPL_MAX_LINE 65536
 
@@ -171,6 +172,17 @@ static void cmd_audit(repl *r, const char *args, bool *quit)
                        "system call; this shell makes none, so there is nothing to show.\n");
 }
 
+static void cmd_calc(repl *r, const char *args, bool *quit)
+{
+    (void)quit;
+    llmos_buf b = {0};
+    if (calc_eval(args, &b) == LLMOS_OK)
+        fprintf(out_of(r), "%s\n", b.data);
+    else
+        fprintf(out_of(r), "error: %s\n", llmos_errmsg());
+    buf_free(&b);
+}
+
 static const repl_command repl_commands[] = {
     {"help", "list these commands", cmd_help},
     {"quit", "leave the shell (also /exit, or Ctrl-D)", cmd_quit},
@@ -178,6 +190,7 @@ static const repl_command repl_commands[] = {
     {"clear", "forget the conversation and start a new one", cmd_clear},
     {"model", "which model answers, its context size and settings", cmd_model},
     {"tools", "the tools models may call", cmd_tools},
+    {"calc", "EXPR: evaluate exactly with the calculator tool (/calc 2^100)", cmd_calc},
     {"ps", "agent processes", cmd_ps},
     {"memory", "how to reach your encrypted memory", cmd_memory},
     {"audit", "the audit log of system calls", cmd_audit},

@@ -103,6 +103,8 @@ static void test_slash_commands(void **state)
     assert_int_equal(repl_line(r, "/tools", &quit), LLMOS_OK);
     assert_int_equal(repl_line(r, "/model", &quit), LLMOS_OK);
     assert_int_equal(repl_line(r, "/frobnicate", &quit), LLMOS_OK);
+    assert_int_equal(repl_line(r, "/calc 0.1 + 0.2", &quit), LLMOS_OK);
+    assert_int_equal(repl_line(r, "/calc 1/0", &quit), LLMOS_OK);
     assert_int_equal(repl_line(r, "hello", &quit), LLMOS_OK);
     assert_int_equal(json_array_size(repl_messages(r)), 2);
     assert_int_equal(repl_line(r, "/clear", &quit), LLMOS_OK);
@@ -115,6 +117,8 @@ static void test_slash_commands(void **state)
     assert_non_null(strstr(text, "unknown command /frobnicate. Type /help"));
     assert_non_null(strstr(text, "send_message"));
     assert_non_null(strstr(text, "conversation cleared"));
+    assert_non_null(strstr(text, "3/10 = 0.3\n"));
+    assert_non_null(strstr(text, "error: division by zero at column 2"));
     free(text);
     assert_int_equal(repl_line(r, "/quit", &quit), LLMOS_OK);
     assert_true(quit);
