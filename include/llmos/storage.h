@@ -72,8 +72,9 @@ void keys_free(keys_unlocked *k);
 
 /* ---- embedders ---------------------------------------------------------------------------- */
 
-/* Something that turns text into a vector of `dim` floats (archival memory). The engine's
- * embedding model will be one; store_test_embedder() is a deterministic stand-in. */
+/* Something that turns text into a vector of `dim` floats (archival memory). `llmos memory
+ * --model` makes one over the engine (model_embed via the local backend, named
+ * "engine:<model name>"); store_test_embedder() is a deterministic stand-in. */
 typedef struct store_embedder {
     const char *name; /* stored with the vectors: a store refuses to mix embedders */
     uint32_t dim;
@@ -83,8 +84,8 @@ typedef struct store_embedder {
 
 /* The TEST embedder "test-hash-v1": each lower-cased word (and each pair of neighbouring
  * words) is hashed to a signed slot of a 512-dimensional vector, which is then normalised.
- * Texts sharing words are near; it knows nothing of meaning. For tests and for the command
- * line until the engine provides a real model. */
+ * Texts sharing words are near; it knows nothing of meaning. For tests, and for the command
+ * line when no model is given. */
 const store_embedder *store_test_embedder(void);
 
 /* ---- the store ---------------------------------------------------------------------------- */
