@@ -10,6 +10,7 @@
  * untrusted values. Each end of a process (answer, budget, kill, failure) is a final state,
  * saved and audited.
  */
+#include <assert.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,20 +80,22 @@ llmos_err kernel_new(const kernel_config *cfg, kernel **out)
     }
     size_t nb = 0;
     const ktool *builtin = ktool_builtin(&nb);
-    if (!err) {
-        k->tools = calloc(nb + cfg->n_extra_tools + 1, sizeof *k->tools);
-        if (!k->tools)
-            err = llmos_fail(LLMOS_ERR_NOMEM, "kernel: no memory");
-    }
-    if (!err) {
+    assert(builtin && nb > 0);
+    if (!err && cfg->n_extra_tools && !cfg->extra_tools)
+        err = llmos_fail(LLMOS_ERR_INVALID, "kernel_new: n_extra_tools without extra_tools");
+    ktool *tools = err ? NULL : calloc(nb + cfg->n_extra_tools + 1, sizeof *tools);
+    if (!err && !tools)
+        err = llmos_fail(LLMOS_ERR_NOMEM, "kernel: no memory");
+    if (tools) {
+        k->tools = tools;
         for (size_t i = 0; i < nb; i++)
-            k->tools[k->n_tools++] = builtin[i];
-        for (size_t i = 0; i < cfg->n_extra_tools; i++) {
+            tools[k->n_tools++] = builtin[i];
+        for (size_t i = 0; cfg->extra_tools && i < cfg->n_extra_tools; i++) {
+            const ktool *x = &cfg->extra_tools[i];
             for (size_t j = 0; j < k->n_tools; j++)
-                if (strcmp(k->tools[j].name, cfg->extra_tools[i].name) == 0)
-                    err = llmos_fail(LLMOS_ERR_EXISTS, "tool '%s' is registered twice",
-                                     cfg->extra_tools[i].name);
-            k->tools[k->n_tools++] = cfg->extra_tools[i];
+                if (strcmp(tools[j].name, x->name) == 0)
+                    err = llmos_fail(LLMOS_ERR_EXISTS, "tool '%s' is registered twice", x->name);
+            tools[k->n_tools++] = *x;
         }
     }
     if (!err)

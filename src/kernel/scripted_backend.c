@@ -125,7 +125,7 @@ llmos_err scripted_test_backend_new(const char *const *steps, size_t n_steps, bo
 {
     *out = NULL;
     scripted *s = calloc(1, sizeof *s);
-    if (!s || !(s->steps = calloc(n_steps + 1, sizeof *s->steps))) {
+    if (!s || !(s->steps = calloc(n_steps + 1, sizeof(json_t *)))) {
         free(s);
         return llmos_fail(LLMOS_ERR_NOMEM, "scripted_test_backend: no memory");
     }

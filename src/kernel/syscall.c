@@ -234,8 +234,8 @@ llmos_err kernel_syscall(kernel *k, kproc *p, const llm_tool_call *call, llmos_b
         }
         *is_error = true;
     }
-    if (trusted && (!utf8_valid(out.data ? out.data : "", out.len) ||
-                    (out.len && memchr(out.data, 0, out.len)))) {
+    const char *od = out.data ? out.data : "";
+    if (trusted && (!utf8_valid(od, out.len) || memchr(od, 0, out.len))) {
         buf_clear(&out);
         *is_error = true;
         if (buf_printf(&out, "error: tool '%s' returned bytes that are not UTF-8 text", t->name)) {
@@ -250,7 +250,7 @@ llmos_err kernel_syscall(kernel *k, kproc *p, const llm_tool_call *call, llmos_b
         char src[96];
         snprintf(src, sizeof src, "tool:%s", t->name);
         untrusted_text *u = untrusted_new(out.data ? out.data : "", out.len, src);
-        trusted_text h;
+        trusted_text h = trusted_system("");
         err = u ? quarantine_put(p->q, u, &h) : llmos_fail(LLMOS_ERR_NOMEM, "no memory");
         if (!err && buf_printf(result,
                                "%s: the %s of tool '%s' is untrusted and stored as %s. You "
