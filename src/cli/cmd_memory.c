@@ -130,7 +130,8 @@ static llmos_err engine_embedder_open(const char *path, engine_embedder *e)
     for (char *c = e->name; *c; c++)
         if (*c == ' ' || *c == '\t' || *c == '\n')
             *c = '_'; /* the setting is "NAME DIM" */
-    e->se = (store_embedder){.name = e->name, .dim = (uint32_t)dim, .embed = engine_embed, .ctx = e};
+    e->se =
+        (store_embedder){.name = e->name, .dim = (uint32_t)dim, .embed = engine_embed, .ctx = e};
     return LLMOS_OK;
 }
 

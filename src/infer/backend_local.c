@@ -796,7 +796,7 @@ static llmos_err lb_count_tokens(llm_backend *b, const char *text, size_t len, s
     return err;
 }
 
-/* ---- embeddings (tag embed; see embed.c) ---------------------------------------------------- */
+/* ---- embeddings (see embed.c) ---------------------------------------------------------- */
 
 /* The text as plain text (special-token parsing off, BOS as the tokenizer says), truncated to
  * the backend's context with a warning, embedded by model_embed in a context of its own (the
@@ -846,7 +846,7 @@ static llmos_err lb_embed(llm_backend *b, const char *text, size_t len, float **
     return LLMOS_OK;
 }
 
-/* ---- end of embeddings ------------------------------------------------------------------------ */
+/* ---- end of embeddings ---------------------------------------------------------------- */
 
 static size_t lb_context_size(llm_backend *b)
 {

@@ -30,7 +30,7 @@ static llmos_model *model;
 static size_t dim;
 
 static const int32_t toks[] = {1, 403, 407, 261, 378, 429, 271, 360, 290, 306, 267, 300,
-                               1,   5,  44, 311, 402, 260, 275, 280, 301, 399, 256, 270};
+                               1, 5,   44,  311, 402, 260, 275, 280, 301, 399, 256, 270};
 #define N_TOKS (sizeof toks / sizeof toks[0])
 
 static int setup(void **state)
@@ -240,9 +240,9 @@ static void test_cli_memory(void **state)
     llmos_buf out = {0}, err = {0};
     for (size_t i = 0; i < 4; i++) {
         buf_clear(&out);
-        assert_int_equal(tu_run_llmos(&out, NULL, "%s memory add --model '%s' '%s'", env,
-                                      model_path, texts[i]),
-                         0);
+        assert_int_equal(
+            tu_run_llmos(&out, NULL, "%s memory add --model '%s' '%s'", env, model_path, texts[i]),
+            0);
         assert_non_null(strstr(out.data, "remembered as #"));
     }
     for (size_t i = 0; i < 4; i++) {
