@@ -22,15 +22,15 @@
 #include "llmos/base.h"
 
 typedef struct repl_options {
-    llm_backend *backend;       /* the model (borrowed; required) */
-    FILE *in;                   /* NULL = stdin */
-    FILE *out;                  /* NULL = stdout */
-    bool interactive;           /* libedit line editing and history (needs a terminal) */
-    const char *history_path;   /* history file for interactive mode; NULL = none */
-    const char *system_prompt;  /* first message of the conversation; NULL = none */
-    int32_t max_tokens;         /* per answer; 0 = 512 */
+    llm_backend *backend;      /* the model (borrowed; required) */
+    FILE *in;                  /* NULL = stdin */
+    FILE *out;                 /* NULL = stdout */
+    bool interactive;          /* libedit line editing and history (needs a terminal) */
+    const char *history_path;  /* history file for interactive mode; NULL = none */
+    const char *system_prompt; /* first message of the conversation; NULL = none */
+    int32_t max_tokens;        /* per answer; 0 = 512 */
     sampler_params sampling;
-    bool handle_sigint;         /* install the SIGINT handler for the run (the program does) */
+    bool handle_sigint; /* install the SIGINT handler for the run (the program does) */
 } repl_options;
 
 /* Defaults: stdin/stdout, not interactive, greedy-ish sampling, 512 tokens, no handler. */

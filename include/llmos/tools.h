@@ -28,10 +28,10 @@
 #include "llmos/base.h"
 
 #define CALC_PRECISION_BITS 256
-#define CALC_REAL_DIGITS 50
-#define CALC_MAX_INPUT 4096
-#define CALC_MAX_DEPTH 64
-#define CALC_MAX_DIGITS 10000
+#define CALC_REAL_DIGITS    50
+#define CALC_MAX_INPUT      4096
+#define CALC_MAX_DEPTH      64
+#define CALC_MAX_DIGITS     10000
 
 /* Evaluate the NUL-terminated expression `expr` and append the result text to `out`.
  * Errors (nothing appended): LLMOS_ERR_INVALID for syntax errors, unknown names, division by

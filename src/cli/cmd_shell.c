@@ -53,8 +53,8 @@ int cmd_shell(int argc, char **argv)
         bool takes = strcmp(a, "--model") == 0 || strcmp(a, "--api") == 0 ||
                      strcmp(a, "--api-model") == 0 || strcmp(a, "--api-key-env") == 0 ||
                      strcmp(a, "--system") == 0 || strcmp(a, "-n") == 0 ||
-                     strcmp(a, "--temp") == 0 || strcmp(a, "--seed") == 0 ||
-                     strcmp(a, "-t") == 0 || strcmp(a, "--ctx") == 0;
+                     strcmp(a, "--temp") == 0 || strcmp(a, "--seed") == 0 || strcmp(a, "-t") == 0 ||
+                     strcmp(a, "--ctx") == 0;
         if (!takes)
             return cli_usage_error("shell", "unknown option '%s'", a);
         if (!v)
@@ -114,8 +114,7 @@ int cmd_shell(int argc, char **argv)
     if (api_url) {
         const char *key = getenv(key_env ? key_env : "LLMOS_API_KEY");
         if (key_env && (!key || !key[0]))
-            return cli_usage_error("shell", "--api-key-env %s: that variable is not set",
-                                   key_env);
+            return cli_usage_error("shell", "--api-key-env %s: that variable is not set", key_env);
         remote_backend_params rp = remote_backend_default_params();
         rp.api_key = key && key[0] ? key : NULL;
         err = remote_backend_open(api_url, api_model, &rp, &b);

@@ -42,7 +42,10 @@ repl_options repl_default_options(void)
     return o;
 }
 
-static FILE *out_of(const repl *r) { return r->o.out ? r->o.out : stdout; }
+static FILE *out_of(const repl *r)
+{
+    return r->o.out ? r->o.out : stdout;
+}
 
 static llmos_err reset_conversation(repl *r)
 {
@@ -89,9 +92,15 @@ void repl_free(repl *r)
     free(r);
 }
 
-const json_t *repl_messages(const repl *r) { return r->messages; }
+const json_t *repl_messages(const repl *r)
+{
+    return r->messages;
+}
 
-void repl_cancel(repl *r) { atomic_store(&r->cancel, true); }
+void repl_cancel(repl *r)
+{
+    atomic_store(&r->cancel, true);
+}
 
 /* ---- slash commands ---------------------------------------------------------------------- */
 
@@ -148,9 +157,10 @@ static void cmd_ps(repl *r, const char *args, bool *quit)
 {
     (void)args;
     (void)quit;
-    fprintf(out_of(r), "no agent processes: this shell chats with the model directly (one "
-                       "conversation, %zu messages). Processes are kept in the encrypted "
-                       "store by the kernel.\n",
+    fprintf(out_of(r),
+            "no agent processes: this shell chats with the model directly (one "
+            "conversation, %zu messages). Processes are kept in the encrypted "
+            "store by the kernel.\n",
             json_array_size(r->messages));
 }
 
@@ -304,8 +314,8 @@ static llmos_err chat_turn(repl *r, const char *line)
         fprintf(f, "\n");
     fflush(f);
     /* keep what was said, even a cut-off answer, so that the next turn reads naturally */
-    json_t *a = json_pack("{ss ss}", "role", "assistant", "content",
-                          resp.content ? resp.content : "");
+    json_t *a =
+        json_pack("{ss ss}", "role", "assistant", "content", resp.content ? resp.content : "");
     llm_response_free(&resp);
     atomic_store(&r->cancel, false);
     if (!a || json_array_append_new(r->messages, a))

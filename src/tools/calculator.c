@@ -25,8 +25,8 @@
 /* CALC_MAX_DIGITS decimal digits in bits: 10000 * log2(10) = 33219.3 */
 #define CALC_MAX_BITS ((size_t)(CALC_MAX_DIGITS * 3.3219280948873623) + 1)
 #define CALC_MAX_ARGS 8
-#define PREC CALC_PRECISION_BITS
-#define RND MPFR_RNDN
+#define PREC          CALC_PRECISION_BITS
+#define RND           MPFR_RNDN
 
 typedef struct cval {
     bool real;
@@ -71,9 +71,15 @@ static void cv_to_real(cval *v)
     }
 }
 
-static bool cv_is_int(const cval *v) { return !v->real && mpz_cmp_ui(mpq_denref(v->q), 1) == 0; }
+static bool cv_is_int(const cval *v)
+{
+    return !v->real && mpz_cmp_ui(mpq_denref(v->q), 1) == 0;
+}
 
-static int cv_sgn(const cval *v) { return v->real ? mpfr_sgn(v->r) : mpq_sgn(v->q); }
+static int cv_sgn(const cval *v)
+{
+    return v->real ? mpfr_sgn(v->r) : mpq_sgn(v->q);
+}
 
 static size_t q_bits(const mpq_t q)
 {
@@ -84,8 +90,7 @@ static size_t q_bits(const mpq_t q)
 /* ---- errors ------------------------------------------------------------------------------ */
 
 /* Record an error at byte offset `pos` (reported as a 1-based column); returns false. */
-static bool fail_at(parser *p, size_t pos, llmos_err code, const char *fmt, ...)
-    LLMOS_PRINTF(4, 5);
+static bool fail_at(parser *p, size_t pos, llmos_err code, const char *fmt, ...) LLMOS_PRINTF(4, 5);
 
 static bool fail_at(parser *p, size_t pos, llmos_err code, const char *fmt, ...)
 {
@@ -401,8 +406,7 @@ static bool binop(parser *p, size_t pos, char op, cval *a, cval *b)
     if (op == '^')
         return do_pow(p, pos, a, b);
     if ((op == '/' || op == 'd' || op == '%') && cv_sgn(b) == 0)
-        return fail_at(p, pos, LLMOS_ERR_INVALID, "%s by zero",
-                       op == '%' ? "modulo" : "division");
+        return fail_at(p, pos, LLMOS_ERR_INVALID, "%s by zero", op == '%' ? "modulo" : "division");
     if (op == 'd' || op == '%') {
         /* floor division and modulo: a - b * floor(a / b), the sign of the divisor */
         cval t;
@@ -477,9 +481,9 @@ typedef struct cfunc {
     enum fkind kind;
     int min_args, max_args;
     mpfr_fn1 fn;
-    const char *domain;  /* where the function is real, for domain errors */
-    bool periodic;       /* sin/cos/tan: results far below the argument's precision are 0 */
-    bool inf_is_domain;  /* an infinite result means a pole (ln(0)), not an overflow */
+    const char *domain; /* where the function is real, for domain errors */
+    bool periodic;      /* sin/cos/tan: results far below the argument's precision are 0 */
+    bool inf_is_domain; /* an infinite result means a pole (ln(0)), not an overflow */
 } cfunc;
 
 static const cfunc calc_funcs[] = {
@@ -562,8 +566,8 @@ static bool do_factorial(parser *p, size_t pos, cval *v)
     if (!cv_is_int(v) || mpq_sgn(v->q) < 0) {
         char d[64];
         describe(v, d, sizeof d);
-        return fail_at(p, pos, LLMOS_ERR_INVALID,
-                       "factorial needs a non-negative integer, got %s", d);
+        return fail_at(p, pos, LLMOS_ERR_INVALID, "factorial needs a non-negative integer, got %s",
+                       d);
     }
     if (!mpz_fits_ulong_p(mpq_numref(v->q)) || mpz_cmp_ui(mpq_numref(v->q), 1000000) > 0)
         return too_large(p, pos);
@@ -660,8 +664,8 @@ static bool call_func(parser *p, size_t pos, const cfunc *f, cval *args, int n)
         if (mpfr_nan_p(a->r) || (mpfr_inf_p(a->r) && f->inf_is_domain)) {
             mpfr_clear(arg);
             return fail_at(p, pos, LLMOS_ERR_INVALID,
-                           "domain error: %s(%s) is not a real number (%s needs %s)", f->name,
-                           d, f->name, f->domain);
+                           "domain error: %s(%s) is not a real number (%s needs %s)", f->name, d,
+                           f->name, f->domain);
         }
         if (f->periodic && !mpfr_zero_p(a->r) && !mpfr_zero_p(arg) &&
             mpfr_get_exp(a->r) < mpfr_get_exp(arg) - (PREC - 16))
@@ -687,8 +691,7 @@ static bool call_func(parser *p, size_t pos, const cfunc *f, cval *args, int n)
         cv_to_real(&args[1]);
         mpfr_atan2(a->r, a->r, args[1].r, RND);
         return check_result(p, pos, a);
-    case F_POW:
-        return do_pow(p, pos, a, &args[1]);
+    case F_POW: return do_pow(p, pos, a, &args[1]);
     case F_ABS:
         if (a->real)
             mpfr_abs(a->r, a->r, RND);
@@ -738,10 +741,8 @@ static bool call_func(parser *p, size_t pos, const cfunc *f, cval *args, int n)
             ok = check_result(p, pos, a);
         }
         return ok;
-    case F_MOD:
-        return binop(p, pos, '%', a, &args[1]);
-    case F_FACT:
-        return do_factorial(p, pos, a);
+    case F_MOD: return binop(p, pos, '%', a, &args[1]);
+    case F_FACT: return do_factorial(p, pos, a);
     case F_BINOM:
         return need_integer(p, pos, f, a) && need_integer(p, pos, f, &args[1]) &&
                do_binomial(p, pos, a, &args[1]);
@@ -772,8 +773,14 @@ static int peek(parser *p)
     return p->pos < p->len ? (unsigned char)p->s[p->pos] : -1;
 }
 
-static bool is_ident_start(int c) { return c == '_' || (c >= 0 && c < 128 && isalpha(c)); }
-static bool is_ident_char(int c) { return c == '_' || (c >= 0 && c < 128 && isalnum(c)); }
+static bool is_ident_start(int c)
+{
+    return c == '_' || (c >= 0 && c < 128 && isalpha(c));
+}
+static bool is_ident_char(int c)
+{
+    return c == '_' || (c >= 0 && c < 128 && isalnum(c));
+}
 
 /* "unexpected X at column N" for whatever is at the current position. */
 static bool unexpected(parser *p, const char *expected)
@@ -880,8 +887,8 @@ static bool parse_call(parser *p, size_t name_pos, const cfunc *f, cval *out)
     } else {
         for (;;) {
             if (n == CALC_MAX_ARGS) {
-                ok = fail_at(p, p->pos, LLMOS_ERR_LIMIT, "%s takes at most %d arguments",
-                             f->name, f->max_args);
+                ok = fail_at(p, p->pos, LLMOS_ERR_LIMIT, "%s takes at most %d arguments", f->name,
+                             f->max_args);
                 break;
             }
             cv_init(&args[n]);
@@ -903,12 +910,11 @@ static bool parse_call(parser *p, size_t name_pos, const cfunc *f, cval *out)
     }
     if (ok && (n < f->min_args || n > f->max_args)) {
         if (f->min_args == f->max_args)
-            ok = fail_at(p, name_pos, LLMOS_ERR_INVALID, "%s takes %d argument%s, got %d",
-                         f->name, f->min_args, f->min_args == 1 ? "" : "s", n);
+            ok = fail_at(p, name_pos, LLMOS_ERR_INVALID, "%s takes %d argument%s, got %d", f->name,
+                         f->min_args, f->min_args == 1 ? "" : "s", n);
         else
-            ok = fail_at(p, name_pos, LLMOS_ERR_INVALID,
-                         "%s takes %d to %d arguments, got %d", f->name, f->min_args,
-                         f->max_args, n);
+            ok = fail_at(p, name_pos, LLMOS_ERR_INVALID, "%s takes %d to %d arguments, got %d",
+                         f->name, f->min_args, f->max_args, n);
     }
     if (ok)
         ok = call_func(p, name_pos, f, args, n);
@@ -1095,8 +1101,8 @@ llmos_err calc_eval_n(const char *expr, size_t len, llmos_buf *out)
         return llmos_fail(LLMOS_ERR_INVALID, "calc_eval: expression and output are required");
     if (len > CALC_MAX_INPUT)
         return llmos_fail(LLMOS_ERR_LIMIT,
-                          "expression too long (%zu bytes; the calculator takes at most %d)",
-                          len, CALC_MAX_INPUT);
+                          "expression too long (%zu bytes; the calculator takes at most %d)", len,
+                          CALC_MAX_INPUT);
     parser p = {expr, len, 0, 0, LLMOS_OK};
     if (peek(&p) < 0)
         return llmos_fail(LLMOS_ERR_INVALID,

@@ -157,8 +157,8 @@ typedef struct slow_backend {
     int calls;
 } slow_backend;
 
-static llmos_err slow_chat(llm_backend *b, const llm_request *req, llm_stream_fn stream,
-                           void *ctx, llm_response *resp)
+static llmos_err slow_chat(llm_backend *b, const llm_request *req, llm_stream_fn stream, void *ctx,
+                           llm_response *resp)
 {
     slow_backend *s = (slow_backend *)b;
     s->calls++;
@@ -193,7 +193,10 @@ static size_t slow_ctx(llm_backend *b)
     return 4096;
 }
 
-static void slow_free(llm_backend *b) { (void)b; }
+static void slow_free(llm_backend *b)
+{
+    (void)b;
+}
 
 static const llm_backend_ops slow_ops = {
     "slow-test", slow_chat, NULL, NULL, slow_ctx, slow_name, slow_free,
@@ -363,11 +366,18 @@ static void test_terminal_ctrl_c_and_history(void **state)
     assert_non_null(strstr(acc.data, "llmos> "));
     /* Ctrl-C at the prompt drops the half-typed line and prompts again */
     buf_clear(&acc);
-    assert_int_equal(write(fd, "half typed\x03", 11), 11);
+    /* (typed at human speed: libedit puts the terminal in raw mode after the prompt shows) */
+    pty_read(fd, &acc, 0.3, NULL);
+    assert_int_equal(write(fd, "half typed", 10), 10);
+    pty_read(fd, &acc, 0.2, NULL);
+    assert_int_equal(write(fd, "\x03", 1), 1);
     pty_read(fd, &acc, 5, "llmos> ");
+    if (!acc.data || !strstr(acc.data, "llmos> "))
+        fprintf(stderr, "after Ctrl-C at the prompt: '%s'\n", acc.data ? acc.data : "");
     assert_non_null(strstr(acc.data, "llmos> "));
     /* a long answer, cancelled by Ctrl-C: the shell stays */
     buf_clear(&acc);
+    pty_read(fd, &acc, 0.3, NULL);
     assert_int_equal(write(fd, "Once upon a time\r", 17), 17);
     double give_up = time_now() + 10;
     while (acc.len < 48 && time_now() < give_up) /* the echo, then the answer begins */

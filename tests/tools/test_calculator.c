@@ -19,8 +19,8 @@ static void check(const char *expr, const char *want)
     llmos_buf b = {0};
     llmos_err err = calc_eval(expr, &b);
     if (err != LLMOS_OK || !b.data || strcmp(b.data, want) != 0) {
-        fprintf(stderr, "calc_eval(\"%s\") = %s [%s], want %s\n", expr,
-                b.data ? b.data : "(null)", err ? llmos_errmsg() : "ok", want);
+        fprintf(stderr, "calc_eval(\"%s\") = %s [%s], want %s\n", expr, b.data ? b.data : "(null)",
+                err ? llmos_errmsg() : "ok", want);
         fail();
     }
     buf_free(&b);
@@ -32,8 +32,8 @@ static void check_err(const char *expr, llmos_err code, const char *needle)
     llmos_buf b = {0};
     llmos_err err = calc_eval(expr, &b);
     if (err != code || !strstr(llmos_errmsg(), needle)) {
-        fprintf(stderr, "calc_eval(\"%s\") = %d [%s] out=%s, want error %d containing '%s'\n",
-                expr, err, llmos_errmsg(), b.data ? b.data : "", code, needle);
+        fprintf(stderr, "calc_eval(\"%s\") = %d [%s] out=%s, want error %d containing '%s'\n", expr,
+                err, llmos_errmsg(), b.data ? b.data : "", code, needle);
         fail();
     }
     assert_true(b.len == 0); /* nothing appended on failure */
@@ -110,7 +110,7 @@ static void test_reals(void **state)
     check("e", "2.7182818284590452353602874713526624977572470937");
     check("exp(1)", "2.7182818284590452353602874713526624977572470937");
     check("ln(10)", "2.3025850929940456840179914546843642076011014886288");
-    check("sin(pi)", "0");   /* pi's rounding noise is snapped to 0 */
+    check("sin(pi)", "0"); /* pi's rounding noise is snapped to 0 */
     check("cos(pi)", "-1");
     check("sin(pi/2)", "1");
     check("cos(pi/2)", "0");
@@ -232,10 +232,10 @@ static void test_tool_adapter(void **state)
     (void)state;
     json_t *schema = json_loads(calc_tool_schema(), 0, NULL);
     assert_non_null(schema);
-    assert_string_equal(json_string_value(json_object_get(
-                            json_object_get(json_object_get(schema, "properties"), "expression"),
-                            "type")),
-                        "string");
+    assert_string_equal(
+        json_string_value(json_object_get(
+            json_object_get(json_object_get(schema, "properties"), "expression"), "type")),
+        "string");
     json_decref(schema);
     assert_true(strlen(calc_tool_description()) > 20);
 
@@ -256,9 +256,9 @@ static void test_tool_adapter(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_integers),   cmocka_unit_test(test_rationals),
-        cmocka_unit_test(test_reals),      cmocka_unit_test(test_errors),
-        cmocka_unit_test(test_limits),     cmocka_unit_test(test_tool_adapter),
+        cmocka_unit_test(test_integers), cmocka_unit_test(test_rationals),
+        cmocka_unit_test(test_reals),    cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_limits),   cmocka_unit_test(test_tool_adapter),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
