@@ -656,10 +656,15 @@ static bool call_func(parser *p, size_t pos, const cfunc *f, cval *args, int n)
     case F_LOG: {
         char d[64];
         describe(a, d, sizeof d);
-        cv_to_real(a);
+        /* an exact argument is converted with all its bits (sin(10^100) needs them all) */
+        bool exact_arg = !a->real;
         mpfr_t arg;
-        mpfr_init2(arg, PREC);
-        mpfr_set(arg, a->r, RND);
+        mpfr_init2(arg, exact_arg ? (mpfr_prec_t)(PREC + q_bits(a->q)) : PREC);
+        if (exact_arg)
+            mpfr_set_q(arg, a->q, RND);
+        else
+            mpfr_set(arg, a->r, RND);
+        a->real = true;
         f->fn(a->r, arg, RND);
         if (mpfr_nan_p(a->r) || (mpfr_inf_p(a->r) && f->inf_is_domain)) {
             mpfr_clear(arg);
@@ -667,7 +672,7 @@ static bool call_func(parser *p, size_t pos, const cfunc *f, cval *args, int n)
                            "domain error: %s(%s) is not a real number (%s needs %s)", f->name, d,
                            f->name, f->domain);
         }
-        if (f->periodic && !mpfr_zero_p(a->r) && !mpfr_zero_p(arg) &&
+        if (f->periodic && !exact_arg && !mpfr_zero_p(a->r) && !mpfr_zero_p(arg) &&
             mpfr_get_exp(a->r) < mpfr_get_exp(arg) - (PREC - 16))
             mpfr_set_zero(a->r, 1); /* sin(pi): the rest is rounding noise of pi */
         mpfr_clear(arg);
