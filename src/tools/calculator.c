@@ -658,6 +658,14 @@ static bool call_func(parser *p, size_t pos, const cfunc *f, cval *args, int n)
         describe(a, d, sizeof d);
         /* an exact argument is converted with all its bits (sin(10^100) needs them all) */
         bool exact_arg = !a->real;
+        if (f->periodic && !exact_arg && mpfr_number_p(a->r) && !mpfr_zero_p(a->r) &&
+            mpfr_get_exp(a->r) > PREC)
+            /* its last bit is worth more than a full turn: no angle is left to compute, and
+             * reducing it would take time proportional to its exponent */
+            return fail_at(p, pos, LLMOS_ERR_INVALID,
+                           "%s(%s): the argument is an approximation larger than 2^%d, so its "
+                           "angle is unknown; use exact numbers (integers, fractions)",
+                           f->name, d, PREC);
         mpfr_t arg;
         mpfr_init2(arg, exact_arg ? (mpfr_prec_t)(PREC + q_bits(a->q)) : PREC);
         if (exact_arg)

@@ -173,6 +173,7 @@ static void test_errors(void **state)
     check_err("1 # 2", LLMOS_ERR_INVALID, "unexpected '#' at column 3");
     check_err("1 \xc3\x97 2", LLMOS_ERR_INVALID, "unexpected byte 0xc3 at column 3");
     check_err("3 != 4", LLMOS_ERR_INVALID, "not supported");
+    check_err("sin(8^((64/31)^23))", LLMOS_ERR_INVALID, "angle is unknown");
     llmos_buf b = {0};
     assert_int_equal(calc_eval_n("1\0+2", 4, &b), LLMOS_ERR_INVALID);
     assert_non_null(strstr(llmos_errmsg(), "0x00 at column 2"));
