@@ -59,14 +59,20 @@ fuzz: deps
 	    build-fuzz/corpus/$$short fuzz/corpus/$$short; \
 	done
 
+# The quick benchmarks; the long ones (bench/run_vdb.sh, bench/run_infer.sh: datasets and
+# random models of real shapes, tens of minutes) are run by hand, see bench/README.md.
+TESTDATA ?= ../shared/testdata
 bench: build
-	@set -e; for b in $(BUILD)/bench/*; do echo "== $$b"; $$b; done
+	./$(BUILD)/bench/quant --mib 256 --threads $(JOBS)
+	./$(BUILD)/bench/grammar $(TESTDATA)/vocab
+	./$(BUILD)/bench/roofline --model $(TESTDATA)/models/stories260K.gguf -t $(JOBS)
 
 format:
 	clang-format -i $(SOURCES)
 
 lint: build
-	clang-tidy -p $(BUILD) --quiet $(filter src/%.c,$(SOURCES))
+	run-clang-tidy -p $(BUILD) -j $(JOBS) -quiet '$(CURDIR)/src/.*\.c$$' >$(BUILD)/clang-tidy.log 2>&1 \
+	  || { grep -E 'error:|warning:' $(BUILD)/clang-tidy.log; exit 1; }
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
 	  --inline-suppr --suppress=missingIncludeSystem --suppress=invalidPointerCast \
 	  --suppress='invalidPrintfArgType_s:src/cli/cmd_model_random.c' -I include -I src src
