@@ -94,8 +94,8 @@ static llmos_err parse_messages(openai_request *out)
                        "'%s' must be a string (system, user, assistant or tool), found %s", param,
                        role ? json_kind(role) : "nothing");
         const char *r = json_string_value(role);
-        if (strcmp(r, "system") && strcmp(r, "user") && strcmp(r, "assistant") &&
-            strcmp(r, "tool") && strcmp(r, "developer"))
+        if (strcmp(r, "system") != 0 && strcmp(r, "user") != 0 && strcmp(r, "assistant") != 0 &&
+            strcmp(r, "tool") != 0 && strcmp(r, "developer") != 0)
             return bad(out, LLMOS_ERR_INVALID, param,
                        "'%s' is '%.40s'; expected system, developer, user, assistant or tool",
                        param, r);
@@ -161,7 +161,7 @@ static llmos_err parse_tools(openai_request *out)
         return LLMOS_OK;
     if (json_is_string(tc)) {
         const char *s = json_string_value(tc);
-        if (strcmp(s, "auto") && strcmp(s, "none") && strcmp(s, "required"))
+        if (strcmp(s, "auto") != 0 && strcmp(s, "none") != 0 && strcmp(s, "required") != 0)
             return bad(out, LLMOS_ERR_INVALID, "tool_choice",
                        "'tool_choice' is '%.40s'; expected \"auto\", \"none\", \"required\" or "
                        "{\"type\": \"function\", \"function\": {\"name\": ...}}",
@@ -176,12 +176,12 @@ static llmos_err parse_tools(openai_request *out)
                        json_kind(tc));
         out->req.tool_choice = name;
     }
-    if (out->req.tool_choice && strcmp(out->req.tool_choice, "auto") &&
-        strcmp(out->req.tool_choice, "none") && !out->req.tools)
+    if (out->req.tool_choice && strcmp(out->req.tool_choice, "auto") != 0 &&
+        strcmp(out->req.tool_choice, "none") != 0 && !out->req.tools)
         return bad(out, LLMOS_ERR_INVALID, "tool_choice",
                    "'tool_choice' is '%.40s' but no 'tools' were given", out->req.tool_choice);
-    if (out->req.tool_choice && out->req.tools && strcmp(out->req.tool_choice, "auto") &&
-        strcmp(out->req.tool_choice, "none") && strcmp(out->req.tool_choice, "required")) {
+    if (out->req.tool_choice && out->req.tools && strcmp(out->req.tool_choice, "auto") != 0 &&
+        strcmp(out->req.tool_choice, "none") != 0 && strcmp(out->req.tool_choice, "required") != 0) {
         bool found = false;
         size_t i;
         json_t *t;
