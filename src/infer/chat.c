@@ -64,7 +64,7 @@ llmos_err chat_render_opts(const char *tmpl, const json_t *messages, const json_
     /* set_new takes ownership; the shared values are borrowed by reference count. */
     if (json_object_set(ctx, "messages", (json_t *)messages) != 0)
         goto nomem;
-    if (tools && json_is_array(tools)) {
+    if (json_is_array(tools)) {
         if (json_object_set(ctx, "tools", (json_t *)tools) != 0)
             goto nomem;
     } else {
