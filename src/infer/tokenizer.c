@@ -132,7 +132,7 @@ llmos_err tok_ids_push(tok_ids *ids, int32_t id)
         ids->v = v;
         ids->cap = cap;
     }
-    ids->v[ids->n++] = id;
+    ids->v[ids->n++] = id; // NOLINT(clang-analyzer-core.NullDereference): ids->v is allocated whenever n < cap (cap starts at 0)
     return LLMOS_OK;
 }
 
@@ -304,7 +304,7 @@ static llmos_err check_special(const tokenizer *t, const char *name, int32_t id)
 static const char *const eog_texts[] = {
     "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|eom_id|>",
     "<EOT>", "_<EOT>", "<|end_of_text|>",
-    "<\xef\xbd\x9c" "end\xe2\x96\x81" "of\xe2\x96\x81" "sentence\xef\xbd\x9c>", /* DeepSeek */
+    "<\357\275\234end\342\226\201of\342\226\201sentence\357\275\234>", /* DeepSeek (UTF-8 in octal) */
 };
 
 /* Sort key of a special token: first byte ascending, then longest first, then id. */
