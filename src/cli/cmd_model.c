@@ -523,7 +523,7 @@ static json_t *info_json(const gguf_file *f)
                               json_pack("{s:s, s:s, s:o, s:I, s:I}", "name", t->name, "type",
                                         ggml_type_name(t->type), "shape", shape, "bytes",
                                         (json_int_t)t->size, "offset",
-                                        (json_int_t)(gguf_data_offset(f) + t->offset)));
+                                        (json_int_t)gguf_data_offset(f) + (json_int_t)t->offset));
     }
     json_object_set_new(root, "tensors", tensors);
     return root;
