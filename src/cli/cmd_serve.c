@@ -51,7 +51,11 @@ static llmos_err serve_read_key(const char *path, char **out)
         buf_free(&b);
         return llmos_fail_context(err, "--api-key-file %s: ", path);
     }
-    size_t n = strcspn(b.data ? b.data : "", "\r\n");
+    if (!b.data) { /* an empty file: nothing was allocated */
+        return llmos_fail(LLMOS_ERR_INVALID, "--api-key-file %s: the file's first line is empty",
+                          path);
+    }
+    size_t n = strcspn(b.data, "\r\n");
     while (n > 0 && (b.data[n - 1] == ' ' || b.data[n - 1] == '\t'))
         n--;
     if (n == 0) {
