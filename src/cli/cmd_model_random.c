@@ -72,7 +72,12 @@ static llmos_err write_tensor(void *ctx, size_t i, gguf_stream *out)
     enum { CHUNK = 65536 };
     float *f = malloc(CHUNK * sizeof *f);
     void *q = malloc(CHUNK * tr->type_size);
-    llmos_err err = f && q ? LLMOS_OK : llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
+    if (!f || !q) {
+        free(f);
+        free(q);
+        return llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
+    }
+    llmos_err err = LLMOS_OK;
     for (uint64_t done = 0; !err && done < n;) {
         size_t k = n - done < CHUNK ? (size_t)(n - done) : CHUNK;
         for (size_t j = 0; j < k; j++)
