@@ -551,7 +551,7 @@ static void fmt_float(double d, char *out, size_t size)
     for (; *p && *p != 'e'; p++)
         if (isdigit((unsigned char)*p) && nd < sizeof digits - 1)
             digits[nd++] = *p;
-    int exp = atoi(p + 1);
+    int exp = (int)strtol(p + 1, NULL, 10);
     while (nd > 1 && digits[nd - 1] == '0')
         nd--;
     digits[nd] = 0;
@@ -2377,10 +2377,10 @@ static jv percent_format(jctx *c, size_t off, jv fmt, const jv *args, size_t n_a
             const char *w = spec + 1;
             while (*w && strchr("-+ 0#", *w))
                 w++;
-            width = atoi(w);
+            width = (int)strtol(w, NULL, 10);
             const char *dot = strchr(spec, '.');
             if (dot)
-                prec = atoi(dot + 1);
+                prec = (int)strtol(dot + 1, NULL, 10);
             size_t cps = cp_count(str.u.s.s, str.u.s.n), len = str.u.s.n;
             if (prec >= 0 && (size_t)prec < cps) {
                 size_t cnt;
