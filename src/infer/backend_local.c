@@ -516,7 +516,7 @@ static size_t lb_stop_tail(const char *s, size_t n, const llm_request *r)
     for (size_t i = 0; i < r->n_stop; i++) {
         size_t sl = strlen(r->stop[i]);
         for (size_t k = sl > 0 ? sl - 1 : 0; k > keep; k--)
-            if (k <= n && memcmp(s + n - k, r->stop[i], k) == 0) {
+            if (k <= n && memcmp(s + n - k, r->stop[i], k) == 0) { // NOLINT(clang-analyzer-core.NonNullParamChecker): k >= 1 and k <= n, so s has n >= 1 bytes and is not NULL
                 keep = k;
                 break;
             }
@@ -583,7 +583,7 @@ static char *lb_call_id(void)
         return NULL;
     if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r)
         memset(r, 0, sizeof r);
-    memcpy(s, "call_", 5);
+    strcpy(s, "call_"); /* the hex digits below follow the prefix */
     for (size_t i = 0; i < sizeof r; i++)
         snprintf(s + 5 + 2 * i, 3, "%02x", r[i]);
     return s;
@@ -687,7 +687,7 @@ static llmos_err lb_chat(llm_backend *b, const llm_request *req, llm_stream_fn s
         size_t cut = lb_find_stop(text.data ? text.data : "", text.len, req);
         if (cut < text.len) {
             text.len = cut;
-            text.data[cut] = 0;
+            text.data[cut] = 0; // NOLINT(clang-analyzer-core.NullDereference): cut < text.len, so the buffer is not empty
             finish = "stop";
             break;
         }
@@ -766,10 +766,8 @@ static llmos_err lb_chat(llm_backend *b, const llm_request *req, llm_stream_fn s
             goto done;
         if (stream && text.len > 0 && strcmp(finish, "cancelled") != 0)
             (void)stream(stream_ctx, text.data, text.len);
-        shown = text.len;
     } else if (stream && text.len > shown && strcmp(finish, "cancelled") != 0) {
         (void)stream(stream_ctx, text.data + shown, text.len - shown);
-        shown = text.len;
     }
     resp->finish_reason = finish;
     resp->content = buf_detach(&text, NULL);
