@@ -597,7 +597,7 @@ static llmos_err rm_finish(rm_xfer *x, const char *where, llm_response *resp)
         resp->tool_calls = calloc(x->n_calls, sizeof *resp->tool_calls);
         if (!resp->tool_calls)
             err = llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
-        for (size_t i = 0; !err && i < x->n_calls; i++) {
+        for (size_t i = 0; resp->tool_calls && !err && i < x->n_calls; i++) {
             llm_tool_call *c = &resp->tool_calls[resp->n_tool_calls++];
             c->id = rm_take(&x->calls[i].id);
             c->name = rm_take(&x->calls[i].name);
