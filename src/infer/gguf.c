@@ -104,6 +104,8 @@ static wide_int decode_int(gguf_type t, const uint8_t *p)
     wide_int w = {0};
     int64_t s = 0;
     switch (t) {
+    /* NOLINTBEGIN(clang-analyzer-core.NonNullParamChecker,bugprone-signed-char-misuse): p points
+     * into the mapped file (never NULL); int8_t is sign-extended on purpose (a GGUF INT8). */
     case GGUF_TYPE_UINT8: { uint8_t v; memcpy(&v, p, 1); w.u = v; return w; }
     case GGUF_TYPE_UINT16: { uint16_t v; memcpy(&v, p, 2); w.u = v; return w; }
     case GGUF_TYPE_UINT32: { uint32_t v; memcpy(&v, p, 4); w.u = v; return w; }
@@ -112,6 +114,7 @@ static wide_int decode_int(gguf_type t, const uint8_t *p)
     case GGUF_TYPE_INT16: { int16_t v; memcpy(&v, p, 2); s = v; break; }
     case GGUF_TYPE_INT32: { int32_t v; memcpy(&v, p, 4); s = v; break; }
     case GGUF_TYPE_INT64: { int64_t v; memcpy(&v, p, 8); s = v; break; }
+    /* NOLINTEND(clang-analyzer-core.NonNullParamChecker,bugprone-signed-char-misuse) */
     default: assert(!"not an integer type"); return w;
     }
     if (s < 0) {
@@ -478,7 +481,7 @@ static llmos_err parse_kvs(cursor *c, uint64_t n_kv)
     if ((err = set_init(&f->key_set, f->n_kv)))
         return err;
     for (size_t i = 0; i < f->n_kv; i++) {
-        uint64_t at = c->pos, off, len;
+        uint64_t at = c->pos, off = 0, len = 0;
         snprintf(c->what, sizeof c->what, "key %zu", i);
         if ((err = rd_str(c, "name", &off, &len)))
             return err;
@@ -529,7 +532,7 @@ static llmos_err parse_tensor_infos(cursor *c, uint64_t n)
         return llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < f->n_tensors; i++) {
         gguf_tensor *t = &f->tensors[i];
-        uint64_t at = c->pos, off, len;
+        uint64_t at = c->pos, off = 0, len = 0;
         t->info_offset = at;
         snprintf(c->what, sizeof c->what, "tensor %zu", i);
         if ((err = rd_str(c, "name", &off, &len)))
@@ -638,7 +641,7 @@ static llmos_err check_layout(cursor *c)
                           "(data would start at %llu, file has %zu bytes)",
                           f->name, (ull)c->pos, (ull)f->data_offset, f->size);
     uint64_t room = f->size - f->data_offset;
-    gguf_tensor **order = malloc(f->n_tensors * sizeof *order);
+    gguf_tensor **order = malloc(f->n_tensors * sizeof *order); // NOLINT(bugprone-sizeof-expression): order is an array of pointers; sizeof *order is one pointer
     if (!order)
         return llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
     llmos_err err = LLMOS_OK;
@@ -656,12 +659,12 @@ static llmos_err check_layout(cursor *c)
                              "%s: offset %llu: tensor %zu '%s': data runs past end of file "
                              "(needs %llu bytes at %llu, file has %zu)",
                              f->name, (ull)t->info_offset, i, t->name, (ull)t->size,
-                             (ull)(f->data_offset + t->offset), f->size);
+                             (ull)f->data_offset + (ull)t->offset, f->size);
         else
             t->data = f->data + f->data_offset + t->offset;
     }
     if (!err) {
-        qsort(order, f->n_tensors, sizeof *order, cmp_by_offset);
+        qsort(order, f->n_tensors, sizeof *order, cmp_by_offset); // NOLINT(bugprone-sizeof-expression): order is an array of pointers; sizeof *order is one pointer
         for (size_t i = 1; i < f->n_tensors; i++) {
             const gguf_tensor *p = order[i - 1], *t = order[i];
             if (p->offset + p->size > t->offset) {
@@ -822,7 +825,7 @@ int64_t gguf_find_arch_key(const gguf_file *f, const char *suffix)
     char *key = la + ls + 2 <= sizeof stack ? stack : malloc(la + ls + 2);
     if (!key)
         return -1;
-    memcpy(key, arch, la);
+    memcpy(key, arch, la); // NOLINT(bugprone-not-null-terminated-result): the suffix's copy below ends it
     key[la] = '.';
     memcpy(key + la + 1, suffix, ls + 1);
     int64_t id = gguf_find_key(f, key);
@@ -975,7 +978,7 @@ llmos_err gguf_require_u32(const gguf_file *f, const char *key, uint32_t *out)
     llmos_err err = require(f, key, &v);
     if (err)
         return err;
-    if (!type_is_int(v->type))
+    if (!type_is_int(v->type)) // NOLINT(clang-analyzer-core.NullDereference): v is set when require() returns 0 (llmos_fail returns its nonzero code)
         return mistyped(f, key, v, "an integer");
     wide_int w = decode_int(v->type, f->data + v->offset);
     if (w.neg || w.u > UINT32_MAX)
@@ -993,7 +996,7 @@ llmos_err gguf_require_i64(const gguf_file *f, const char *key, int64_t *out)
     llmos_err err = require(f, key, &v);
     if (err)
         return err;
-    if (!type_is_int(v->type))
+    if (!type_is_int(v->type)) // NOLINT(clang-analyzer-core.NullDereference): v is set when require() returns 0 (llmos_fail returns its nonzero code)
         return mistyped(f, key, v, "an integer");
     if (!gguf_val_i64(f, v - f->vals, out))
         return llmos_fail(LLMOS_ERR_FORMAT,
@@ -1008,7 +1011,7 @@ llmos_err gguf_require_f32(const gguf_file *f, const char *key, float *out)
     llmos_err err = require(f, key, &v);
     if (err)
         return err;
-    if (!is_number(v->type))
+    if (!is_number(v->type)) // NOLINT(clang-analyzer-core.NullDereference): v is set when require() returns 0 (llmos_fail returns its nonzero code)
         return mistyped(f, key, v, "a number");
     *out = (float)decode_f64(v->type, f->data + v->offset);
     return LLMOS_OK;
@@ -1020,7 +1023,7 @@ llmos_err gguf_require_str(const gguf_file *f, const char *key, const char **out
     llmos_err err = require(f, key, &v);
     if (err)
         return err;
-    if (v->type != GGUF_TYPE_STRING)
+    if (v->type != GGUF_TYPE_STRING) // NOLINT(clang-analyzer-core.NullDereference): v is set when require() returns 0 (llmos_fail returns its nonzero code)
         return mistyped(f, key, v, "string");
     *out = v->str;
     return LLMOS_OK;
