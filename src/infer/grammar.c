@@ -1487,7 +1487,7 @@ llmos_err grammar_accept_bytes(grammar *g, const char *s, size_t n)
     llmos_err err = maybe_compact(g);
     if (err)
         return err;
-    int32_t end;
+    int32_t end = g->cur;
     if ((err = run_bytes(g, g->cur, s, n, &end)))
         return err;
     g->cur = end;
@@ -1633,7 +1633,7 @@ static llmos_err vocab_build_trie(grammar_vocab *v)
         for (size_t d = 1; d < len; d++)
             if (!utf8_ok_from(s, len, d))
                 v->node_dirty[path[d - 1]] = 1;
-        uint32_t at = path[len - 1];
+        uint32_t at = path[len - 1]; // NOLINT(clang-analyzer-core.uninitialized.Assign): len >= 1 (empty tokens are skipped) and path[0..len) was filled above
         if (v->node_tok[at] < 0) {
             v->node_tok[at] = t;
         } else {
@@ -1741,9 +1741,13 @@ llmos_err grammar_vocab_new(const tokenizer *t, grammar_vocab **out)
     size_t *lens = malloc((n + 1) * sizeof *lens);
     const char **pieces = malloc((n + 1) * sizeof *pieces);
     bool *eog = malloc(n + 1);
-    llmos_err err = (!lens || !pieces || !eog)
-                        ? llmos_fail(LLMOS_ERR_NOMEM, "grammar vocabulary: out of memory")
-                        : LLMOS_OK;
+    if (!lens || !pieces || !eog) {
+        free(lens);
+        free(pieces);
+        free(eog);
+        return llmos_fail(LLMOS_ERR_NOMEM, "grammar vocabulary: out of memory");
+    }
+    llmos_err err = LLMOS_OK;
     for (size_t i = 0; i < n && !err; i++) {
         size_t before = all.len;
         err = tok_token_bytes(t, (int32_t)i, &all);
