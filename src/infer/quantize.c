@@ -88,15 +88,31 @@ static bool use_more_bits(uint32_t i, uint32_t n)
     return i < n / 8 || i >= 7 * n / 8 || (i >= n / 8 && (i - n / 8) % 3 == 2);
 }
 
+/* "blk.<n>." at the start of a tensor name: the layer number n and the text after its dot.
+ * False for other names and for numbers that do not fit (strtoul reports overflow, where
+ * sscanf's %u would be undefined). */
+static bool block_prefix(const char *name, uint32_t *layer, const char **rest)
+{
+    if (strncmp(name, "blk.", 4) != 0 || name[4] < '0' || name[4] > '9')
+        return false;
+    char *e;
+    unsigned long l = strtoul(name + 4, &e, 10);
+    if (*e != '.' || l >= UINT32_MAX)
+        return false;
+    *layer = (uint32_t)l;
+    *rest = e + 1;
+    return true;
+}
+
 /* "blk.12.ffn_down.weight" -> layer 12 and true when the name ends in ".<what>.weight". */
 static bool block_tensor(const char *name, const char *what, uint32_t *layer)
 {
-    unsigned l;
-    int end = 0;
-    if (sscanf(name, "blk.%u.%n", &l, &end) != 1 || end == 0)
+    uint32_t l;
+    const char *rest;
+    if (!block_prefix(name, &l, &rest))
         return false;
     size_t n = strlen(what);
-    if (strncmp(name + end, what, n) != 0 || strcmp(name + end + n, ".weight") != 0)
+    if (strncmp(rest, what, n) != 0 || strcmp(rest + n, ".weight") != 0)
         return false;
     *layer = l;
     return true;
@@ -227,7 +243,7 @@ static llmos_err write_tensor(void *ctx, size_t i, gguf_stream *out)
     if (chunk == 0)
         chunk = 1;
     if (chunk > n_rows)
-        chunk = (size_t)n_rows;
+        chunk = n_rows > 0 ? (size_t)n_rows : 1; /* malloc(0) may return NULL */
     uint8_t *dst = malloc(chunk * j->dst_row_bytes);
     if (!dst)
         return llmos_fail(LLMOS_ERR_NOMEM, "out of memory quantizing %s (%zu bytes)",
@@ -284,8 +300,9 @@ llmos_err quantize_model(const char *in_path, const char *out_path, const quanti
     uint64_t max_ne0 = 1;
     for (size_t i = 0; i < n_t; i++) {
         const gguf_tensor *t = gguf_tensor_at(f, i);
-        unsigned l;
-        if (!n_layer && sscanf(t->name, "blk.%u.", &l) == 1 && l + 1 > n_layer)
+        uint32_t l;
+        const char *rest;
+        if (!n_layer && block_prefix(t->name, &l, &rest) && l + 1 > n_layer)
             n_layer = l + 1;
         if (t->type != GGML_TYPE_F32 && t->type != GGML_TYPE_F16 && t->type != GGML_TYPE_BF16) {
             err = llmos_fail(LLMOS_ERR_UNSUPPORTED,
