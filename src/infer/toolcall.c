@@ -154,7 +154,7 @@ static llmos_err parse_hermes(const char *s, size_t n, toolcall_result *r, llmos
         size_t body = start + strlen(open);
         const char *cl = find(s, n, body, close);
         size_t body_end = cl ? (size_t)(cl - s) : n; /* a missing close at the end is forgiven */
-        size_t call_no = r->n_calls + 1, end;
+        size_t call_no = r->n_calls + 1, end = 0;
         json_t *obj = NULL;
         size_t j = skip_ws(s, body_end, body);
         if (j == body_end) {
@@ -208,7 +208,7 @@ static llmos_err parse_llama3(const char *s, size_t n, toolcall_result *r, llmos
             return buf_append(content, s, n); /* ordinary text (or JSON that is no call) */
     }
     for (;;) {
-        size_t call_no = r->n_calls + 1, end;
+        size_t call_no = r->n_calls + 1, end = 0;
         i = skip_ws(s, n, i);
         json_t *obj = NULL;
         llmos_err err = json_at(s, n, i, call_no, &obj, &end);
@@ -377,8 +377,8 @@ llmos_err toolcall_grammar(const json_t *tools, toolcall_family f, toolcall_mode
     llmos_err err = LLMOS_OK;
     size_t used = 0;
     for (size_t k = 0; k < json_array_size(tools) && !err; k++) {
-        const char *name;
-        const json_t *params;
+        const char *name = ""; /* set by tool_fn when it succeeds */
+        const json_t *params = NULL;
         if ((err = tool_fn(tools, k, &name, &params)))
             break;
         if (only && strcmp(only, name) != 0)
@@ -455,8 +455,8 @@ llmos_err toolcall_validate(const json_t *tools, const toolcall *call)
     char names[256] = "";
     size_t used = 0;
     for (size_t k = 0; k < json_array_size(tools); k++) {
-        const char *name;
-        const json_t *params;
+        const char *name = ""; /* set by tool_fn when it succeeds */
+        const json_t *params = NULL;
         llmos_err err = tool_fn(tools, k, &name, &params);
         if (err)
             return err;
