@@ -148,6 +148,14 @@ LLMOS_NODISCARD llmos_err kernel_spawn(kernel *k, const char *user_message, uint
  * NULL) receives the state it ended in. Returns an error only when the kernel itself could
  * not go on (store failure); model mistakes and budgets end the process with a state. */
 LLMOS_NODISCARD llmos_err kernel_run(kernel *k, int64_t pid, kproc_state *final);
+/* Give process `pid`, which has answered (DONE) or waits, one more user message and set it
+ * WAITING, so that the next kernel_run continues the same conversation (the shell's turns).
+ * LLMOS_ERR_INVALID when it ended otherwise (killed, failed, out of budget). Audited. */
+LLMOS_NODISCARD llmos_err kernel_send(kernel *k, int64_t pid, const char *user_message);
+/* Where the model's words go as they are generated (fn may be NULL: nowhere), and a flag
+ * that, once true, stops the model's current generation: the process then ends DONE with
+ * reason "cancelled by the user", keeping what was said (the shell's Ctrl-C). Borrowed. */
+void kernel_set_output(kernel *k, llm_stream_fn fn, void *ctx, const atomic_bool *cancel);
 /* The last assistant answer of a process (malloc'd, caller frees), "" when none. */
 LLMOS_NODISCARD llmos_err kernel_answer(kernel *k, int64_t pid, char **out);
 /* The privileged context of a process (new reference; caller decrefs). */

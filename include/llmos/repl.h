@@ -20,6 +20,7 @@
 
 #include "llmos/backend.h"
 #include "llmos/base.h"
+#include "llmos/kernel.h"
 
 typedef struct repl_options {
     llm_backend *backend;      /* the model (borrowed; required) */
@@ -31,6 +32,14 @@ typedef struct repl_options {
     int32_t max_tokens;        /* per answer; 0 = 512 */
     sampler_params sampling;
     bool handle_sigint; /* install the SIGINT handler for the run (the program does) */
+    /* Kernel mode (both set): each turn runs through the kernel as one process per
+     * conversation (kernel_spawn, then kernel_send), so the model can call tools as checked,
+     * audited system calls; /ps, /audit and /memory show the store. The kernel must be over
+     * `backend` and `store`. NULL: the shell chats with the backend directly. */
+    kernel *kern;   /* borrowed */
+    store *st;      /* borrowed */
+    uint32_t caps;  /* capabilities of the shell's processes; 0 = compute,message */
+    kbudget budget; /* per process; zero = unlimited */
 } repl_options;
 
 /* Defaults: stdin/stdout, not interactive, greedy-ish sampling, 512 tokens, no handler. */
@@ -47,7 +56,11 @@ void repl_free(repl *r);
  * shell goes on; an error is returned only when the shell itself cannot continue (memory). */
 LLMOS_NODISCARD llmos_err repl_line(repl *r, const char *line, bool *quit);
 
-/* The conversation so far (borrowed; valid until the next repl_line or repl_free). */
+/* The kernel process of the conversation (kernel mode), 0 before the first turn. */
+int64_t repl_pid(const repl *r);
+
+/* The conversation so far (borrowed; valid until the next repl_line or repl_free). In kernel
+ * mode the conversation lives in the process (kernel_context); this array stays empty. */
 const json_t *repl_messages(const repl *r);
 
 /* Ask the current generation to stop (what the SIGINT handler does); safe from a signal

@@ -42,6 +42,13 @@ int cli_report(llmos_err err);
 /* Where user data lives: $LLMOS_HOME, else $XDG_DATA_HOME/llmos, else ~/.local/share/llmos.
  * Returns a static string. */
 const char *cli_home(void);
+/* Open the user's encrypted store <cli_home>/store (creating it on first use), the passphrase
+ * from $LLMOS_PASSPHRASE or a prompt on the terminal, the key derivation of a new store from
+ * $LLMOS_KDF; archival memory uses embedder emb (NULL: none); with `check`, refuse an embedder
+ * other than the store's. Defined in cmd_memory.c; close with store_close. */
+struct store;
+struct store_embedder;
+llmos_err open_user_store_with(const struct store_embedder *emb, bool check, struct store **out);
 
 /* the commands */
 int cmd_help(int argc, char **argv);

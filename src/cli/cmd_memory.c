@@ -204,7 +204,7 @@ static llmos_err check_embedder(store *s, const store_embedder *emb)
 
 /* Open the user's store with embedder emb, asking for the passphrase as needed; with `check`,
  * refuse an embedder other than the store's (check_embedder). */
-static llmos_err open_user_store_with(const store_embedder *emb, bool check, store **out)
+llmos_err open_user_store_with(const store_embedder *emb, bool check, store **out)
 {
     char dir[4200], keyfile[4300];
     llmos_err err = store_dir(dir, sizeof dir);

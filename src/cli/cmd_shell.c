@@ -2,7 +2,11 @@
  * cmd_shell.c - `llmos` with no command (or `llmos shell`): the interactive shell.
  *
  * Opens the model the options name (a local GGUF file or an OpenAI-compatible server) and
- * hands it to the shell loop in src/io/repl.c. Without a model it prints the banner, the
+ * hands it to the shell loop in src/io/repl.c. With a passphrase at hand ($LLMOS_PASSPHRASE or
+ * a terminal to ask on) it also opens the user's encrypted store and a kernel over the model,
+ * so that each conversation is a kernel process whose tool calls are checked, audited system
+ * calls; with --no-store, or no way to get the passphrase, the shell talks to the model
+ * directly and says so. Without a model it prints the banner, the
  * doctor's report, the commands and exactly how to get a model, and exits 0: `make run` in a
  * pipeline must never wait on stdin.
  */
@@ -13,7 +17,9 @@
 
 #include "cli/cli.h"
 #include "llmos/backend.h"
+#include "llmos/kernel.h"
 #include "llmos/repl.h"
+#include "llmos/storage.h"
 
 static void print_no_model(void)
 {
@@ -47,8 +53,13 @@ int cmd_shell(int argc, char **argv)
     const char *api_url = NULL, *api_model = NULL, *key_env = NULL, *system = NULL;
     repl_options ro = repl_default_options();
     local_backend_params lp = local_backend_default_params();
+    bool no_store = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
+        if (strcmp(a, "--no-store") == 0) {
+            no_store = true;
+            continue;
+        }
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         bool takes = strcmp(a, "--model") == 0 || strcmp(a, "--api") == 0 ||
                      strcmp(a, "--api-model") == 0 || strcmp(a, "--api-key-env") == 0 ||
@@ -125,6 +136,32 @@ int cmd_shell(int argc, char **argv)
     if (err)
         return cli_report(err);
 
+    store *st = NULL;
+    kernel *k = NULL;
+    if (no_store) {
+        fprintf(stderr, "--no-store: chatting with the model directly (no tools, no audit)\n");
+    } else if ((!getenv("LLMOS_PASSPHRASE") || !getenv("LLMOS_PASSPHRASE")[0]) &&
+               !isatty(STDIN_FILENO)) {
+        fprintf(stderr, "no passphrase (set LLMOS_PASSPHRASE, or run on a terminal): chatting "
+                        "with the model directly (no tools, no audit)\n");
+    } else {
+        err = open_user_store_with(NULL, false, &st);
+        kernel_config kc = {0};
+        kc.st = st;
+        kc.privileged = b;
+        kc.system_prompt = system;
+        kc.max_tokens_per_turn = ro.max_tokens;
+        if (!err)
+            err = kernel_new(&kc, &k);
+        if (err) {
+            int rc = cli_report(err);
+            store_close(st);
+            llm_backend_free(b);
+            return rc;
+        }
+        ro.kern = k;
+        ro.st = st;
+    }
     ro.backend = b;
     ro.system_prompt = system;
     ro.interactive = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
@@ -143,6 +180,8 @@ int cmd_shell(int argc, char **argv)
     if (!err)
         err = repl_run(r);
     repl_free(r);
+    kernel_free(k);
+    store_close(st);
     llm_backend_free(b);
     return err ? cli_report(err) : CLI_OK;
 }

@@ -41,7 +41,10 @@ const cli_command cli_commands[] = {
      "  --system TEXT        a system message at the start of the conversation\n"
      "  -n N                 the most tokens per answer (default 512)\n"
      "  --temp T, --seed S   sampling temperature (default 0.8) and seed\n"
-     "  -t THREADS, --ctx N  threads and context size of a local model\n",
+     "  -t THREADS, --ctx N  threads and context size of a local model\n"
+     "  --no-store           chat with the model directly: no encrypted store, no kernel\n"
+     "                       (no tool calls, no audit); also when no passphrase is at hand\n"
+     "                       ($LLMOS_PASSPHRASE unset and standard input not a terminal)\n",
      cmd_shell},
     {"tokenize", "Show the tokens a model's tokenizer makes of a text",
      "usage: llmos tokenize --model FILE [--ids] [--special] [--add-special] TEXT\n\n"

@@ -6,8 +6,14 @@
  * (the backend's chat template frames it). Slash commands are one table; adding one is one
  * line there and one function. Cancellation: the SIGINT handler sets an atomic flag that the
  * backend polls between tokens (llm_request.cancel) and the stream callback checks too.
+ *
+ * Kernel mode (repl_options.kern): the conversation is one kernel process; each line is fed to
+ * it (kernel_spawn, then kernel_send) and kernel_run runs the agent loop, so tool calls are
+ * checked, audited system calls. The tool calls and results of the turn are shown, then the
+ * answer. /ps, /audit and /memory read the store.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -17,6 +23,7 @@
 
 #include <editline/readline.h>
 
+#include "llmos/json.h"
 #include "llmos/kernel.h"
 #include "llmos/repl.h"
 #include "llmos/tools.h"
@@ -28,6 +35,8 @@ struct repl {
     json_t *messages;
     atomic_bool cancel;
     bool history_loaded;
+    int64_t pid;   /* kernel mode: the conversation's process, 0 before the first turn */
+    bool streamed; /* kernel mode: the model's words of this turn were shown as they came */
 };
 
 /* The shell that the SIGINT handler cancels (one shell runs per process). */
@@ -45,6 +54,17 @@ repl_options repl_default_options(void)
 static FILE *out_of(const repl *r)
 {
     return r->o.out ? r->o.out : stdout;
+}
+
+/* Kernel mode: the model's words as the kernel's loop generates them. */
+static bool kernel_stream(void *ctx, const char *text, size_t len)
+{
+    repl *r = ctx;
+    FILE *f = out_of(r);
+    fwrite(text, 1, len, f);
+    fflush(f);
+    r->streamed = r->streamed || len > 0;
+    return !atomic_load(&r->cancel);
 }
 
 static llmos_err reset_conversation(repl *r)
@@ -66,6 +86,8 @@ llmos_err repl_new(const repl_options *opts, repl **out)
     *out = NULL;
     if (!opts || !opts->backend)
         return llmos_fail(LLMOS_ERR_INVALID, "repl_new: a backend is required");
+    if (!opts->kern != !opts->st)
+        return llmos_fail(LLMOS_ERR_INVALID, "repl_new: kernel mode needs both kern and st");
     repl *r = calloc(1, sizeof *r);
     if (!r)
         return llmos_fail(LLMOS_ERR_NOMEM, "no memory for the shell");
@@ -73,6 +95,8 @@ llmos_err repl_new(const repl_options *opts, repl **out)
     if (r->o.max_tokens <= 0)
         r->o.max_tokens = 512;
     atomic_init(&r->cancel, false);
+    if (r->o.kern)
+        kernel_set_output(r->o.kern, kernel_stream, r, &r->cancel);
     llmos_err err = reset_conversation(r);
     if (err) {
         repl_free(r);
@@ -88,8 +112,15 @@ void repl_free(repl *r)
         return;
     if (repl_active == r)
         repl_active = NULL;
+    if (r->o.kern)
+        kernel_set_output(r->o.kern, NULL, NULL, NULL);
     json_decref(r->messages);
     free(r);
+}
+
+int64_t repl_pid(const repl *r)
+{
+    return r->pid;
 }
 
 const json_t *repl_messages(const repl *r)
@@ -123,6 +154,7 @@ static void cmd_clear(repl *r, const char *args, bool *quit)
 {
     (void)args;
     (void)quit;
+    r->pid = 0; /* kernel mode: the next line starts a new process */
     if (reset_conversation(r) == LLMOS_OK)
         fprintf(out_of(r), "conversation cleared\n");
     else
@@ -149,14 +181,47 @@ static void cmd_tools(repl *r, const char *args, bool *quit)
     fprintf(out_of(r), "built-in tools (system calls of the kernel):\n");
     for (size_t i = 0; i < n; i++)
         fprintf(out_of(r), "  %-16s %s\n", t[i].name, t[i].description);
-    fprintf(out_of(r), "This shell chats with the model directly; tool calls run when the "
-                       "shell goes through the kernel's agent loop.\n");
+    if (r->o.kern)
+        fprintf(out_of(r), "The model may call them: each call runs through the kernel "
+                           "(capability check, argument check, flow policy, audit).\n");
+    else
+        fprintf(out_of(r), "This shell chats with the model directly; tool calls run when the "
+                           "shell goes through the kernel's agent loop.\n");
+}
+
+static void ps_store(repl *r)
+{
+    FILE *f = out_of(r);
+    kproc_info *list = NULL;
+    size_t n = 0;
+    if (kproc_list(r->o.st, &list, &n) != LLMOS_OK) {
+        fprintf(f, "error: %s\n", llmos_errmsg());
+        return;
+    }
+    if (n == 0)
+        fprintf(f, "no processes yet: the first message starts this shell's process\n");
+    else
+        fprintf(f, "  %6s  %-13s  %-20s  %8s  %5s  %s\n", "PID", "STATE", "MODEL", "TOKENS",
+                "CALLS", "REASON");
+    for (size_t i = 0; i < n; i++) {
+        const kproc_info *p = &list[i];
+        fprintf(f, "%c %6" PRId64 "  %-13s  %-20.20s  %8" PRId64 "  %5" PRId64 "  %s\n",
+                p->pid == r->pid ? '*' : ' ', p->pid, kproc_state_name(p->state), p->model,
+                p->used.tokens, p->used.tool_calls, p->reason);
+    }
+    if (r->pid)
+        fprintf(f, "(* this shell's process)\n");
+    free(list);
 }
 
 static void cmd_ps(repl *r, const char *args, bool *quit)
 {
     (void)args;
     (void)quit;
+    if (r->o.st) {
+        ps_store(r);
+        return;
+    }
     fprintf(out_of(r),
             "no agent processes: this shell chats with the model directly (one "
             "conversation, %zu messages). Processes are kept in the encrypted "
@@ -168,16 +233,78 @@ static void cmd_memory(repl *r, const char *args, bool *quit)
 {
     (void)args;
     (void)quit;
+    if (r->o.st) {
+        store_stats st;
+        if (store_get_stats(r->o.st, &st) != LLMOS_OK) {
+            fprintf(out_of(r), "error: %s\n", llmos_errmsg());
+            return;
+        }
+        fprintf(out_of(r),
+                "your encrypted store: %" PRId64 " messages, %" PRId64 " archival memories, %" PRId64
+                " core blocks, %" PRId64 " settings, %" PRId64 " audit records; %" PRId64
+                " bytes on disk (+%" PRId64 " in the WAL)\n",
+                st.messages, st.archival, st.core_blocks, st.settings, st.audit_records,
+                st.db_bytes, st.wal_bytes);
+        return;
+    }
     fprintf(out_of(r), "your memory lives in the encrypted store; from the command line:\n"
                        "  llmos memory add TEXT...      remember a text\n"
                        "  llmos memory search QUERY...  find the nearest memories\n"
                        "  llmos memory stats            what the store holds\n");
 }
 
+#define REPL_AUDIT_SHOWN 10
+
+typedef struct audit_tail {
+    char *line[REPL_AUDIT_SHOWN];
+    size_t n; /* records seen */
+} audit_tail;
+
+static bool audit_keep(const store_audit_record *rec, void *ctx)
+{
+    audit_tail *t = ctx;
+    char **slot = &t->line[t->n % REPL_AUDIT_SHOWN];
+    free(*slot);
+    size_t size = strlen(rec->payload) + strlen(rec->kind) + 64;
+    *slot = malloc(size);
+    if (*slot)
+        snprintf(*slot, size, "%6" PRId64 "  %-10s  %s", rec->seq, rec->kind, rec->payload);
+    t->n++;
+    return true;
+}
+
+static void audit_store(repl *r)
+{
+    FILE *f = out_of(r);
+    audit_tail t = {0};
+    if (store_audit_iterate(r->o.st, 1, audit_keep, &t) != LLMOS_OK)
+        fprintf(f, "error: %s\n", llmos_errmsg());
+    size_t first = t.n > REPL_AUDIT_SHOWN ? t.n - REPL_AUDIT_SHOWN : 0;
+    fprintf(f, "the last %zu of %zu audit records:\n", t.n - first, t.n);
+    for (size_t i = first; i < t.n; i++) {
+        const char *s = t.line[i % REPL_AUDIT_SHOWN];
+        fprintf(f, "%s\n", s ? s : "(no memory)");
+    }
+    for (size_t i = 0; i < REPL_AUDIT_SHOWN; i++)
+        free(t.line[i]);
+    audit_verdict v;
+    if (audit_verify(r->o.st, &v) != LLMOS_OK)
+        fprintf(f, "error: %s\n", llmos_errmsg());
+    else if (v.ok)
+        fprintf(f, "audit log intact: %" PRId64 " records, hash chain verified\n", v.records);
+    else
+        fprintf(f, "audit log TAMPERED: first bad record %" PRId64 ": %s\n", v.bad_seq,
+                v.reason);
+}
+
 static void cmd_audit(repl *r, const char *args, bool *quit)
 {
     (void)args;
     (void)quit;
+    if (r->o.st) {
+        audit_store(r);
+        return;
+    }
     fprintf(out_of(r), "the audit log (hash-chained) is written by the kernel for every "
                        "system call; this shell makes none, so there is nothing to show.\n");
 }
@@ -323,6 +450,88 @@ static llmos_err chat_turn(repl *r, const char *line)
     return LLMOS_OK;
 }
 
+/* Show what happened in the process from context message `from` on: the tool calls with their
+ * results (shortened), then the answer. */
+static void show_turn(repl *r, const json_t *messages, size_t from, const char *answer)
+{
+    FILE *f = out_of(r);
+    if (r->streamed)
+        fprintf(f, "\n");
+    for (size_t i = from; i < json_array_size(messages); i++) {
+        const json_t *m = json_array_get(messages, i);
+        const char *role = json_get_string(m, "role", "");
+        const json_t *calls = json_object_get(m, "tool_calls");
+        for (size_t j = 0; strcmp(role, "assistant") == 0 && j < json_array_size(calls); j++) {
+            const json_t *fn = json_object_get(json_array_get(calls, j), "function");
+            fprintf(f, "[tool call] %s %s\n", json_get_string(fn, "name", "?"),
+                    json_get_string(fn, "arguments", "{}"));
+        }
+        if (strcmp(role, "tool") == 0) {
+            const char *text = json_get_string(m, "content", "");
+            size_t len = strlen(text);
+            fprintf(f, "[tool result] %.*s%s\n", (int)(len > 300 ? 300 : len), text,
+                    len > 300 ? "..." : "");
+        }
+    }
+    if (!r->streamed)
+        fprintf(f, "%s\n", answer);
+    fflush(f);
+}
+
+static llmos_err kernel_turn(repl *r, const char *line)
+{
+    FILE *f = out_of(r);
+    kernel *k = r->o.kern;
+    llmos_err err = LLMOS_OK;
+    if (r->pid) {
+        err = kernel_send(k, r->pid, line);
+        if (err == LLMOS_ERR_INVALID) {
+            fprintf(f, "(%s; starting a new process)\n", llmos_errmsg());
+            r->pid = 0;
+            err = LLMOS_OK;
+        }
+    }
+    uint32_t caps = r->o.caps ? r->o.caps : (KCAP_COMPUTE | KCAP_MESSAGE);
+    if (!err && !r->pid)
+        err = kernel_spawn(k, line, caps, r->o.budget, &r->pid);
+    json_t *before = NULL;
+    if (!err)
+        err = kernel_context(k, r->pid, &before);
+    size_t from = json_array_size(before);
+    json_decref(before);
+    kproc_state final = KPROC_FAILED;
+    atomic_store(&r->cancel, false);
+    repl_sigint = 0;
+    r->streamed = false;
+    if (!err)
+        err = kernel_run(k, r->pid, &final);
+    bool cancelled = atomic_load(&r->cancel);
+    atomic_store(&r->cancel, false);
+    if (err) {
+        fprintf(f, "error: %s\n", llmos_errmsg());
+        return LLMOS_OK;
+    }
+    json_t *after = NULL;
+    char *answer = NULL;
+    if (kernel_context(k, r->pid, &after) == LLMOS_OK &&
+        kernel_answer(k, r->pid, &answer) == LLMOS_OK)
+        show_turn(r, after, from, final == KPROC_DONE ? answer : "");
+    else
+        fprintf(f, "error: %s\n", llmos_errmsg());
+    json_decref(after);
+    free(answer);
+    if (cancelled)
+        fprintf(f, "[cancelled]\n");
+    if (final != KPROC_DONE) {
+        kproc_info info;
+        if (kproc_get(r->o.st, r->pid, &info) == LLMOS_OK)
+            fprintf(f, "[process %" PRId64 " ended: %s: %s]\n", r->pid,
+                    kproc_state_name(final), info.reason);
+    }
+    fflush(f);
+    return LLMOS_OK;
+}
+
 llmos_err repl_line(repl *r, const char *line, bool *quit)
 {
     *quit = false;
@@ -340,6 +549,8 @@ llmos_err repl_line(repl *r, const char *line, bool *quit)
     llmos_err err = LLMOS_OK;
     if (copy[0] == '/')
         run_command(r, copy, quit);
+    else if (r->o.kern)
+        err = kernel_turn(r, copy);
     else
         err = chat_turn(r, copy);
     free(copy);
@@ -417,6 +628,9 @@ llmos_err repl_run(repl *r)
     }
     fprintf(f, "Model: %s. Type /help for commands, /quit or Ctrl-D to leave.\n",
             llm_model_name(r->o.backend));
+    if (r->o.kern)
+        fprintf(f, "Each message runs through the kernel: the model may call tools, every call "
+                   "is checked and audited (/ps, /audit).\n");
     fflush(f);
     llmos_err err = LLMOS_OK;
     for (;;) {

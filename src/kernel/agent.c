@@ -259,7 +259,17 @@ llmos_err kernel_run(kernel *k, int64_t pid, kproc_state *final)
         if (b->tokens > 0 && b->tokens - u->tokens < turn_max)
             req.max_tokens = (int32_t)(b->tokens - u->tokens);
         llm_response resp = {0};
-        llmos_err cerr = llm_chat(k->cfg.privileged, &req, NULL, NULL, &resp);
+        req.cancel = k->cancel;
+        llmos_err cerr = llm_chat(k->cfg.privileged, &req, k->out_fn, k->out_ctx, &resp);
+        if (k->cancel && atomic_load(k->cancel) && (!cerr || cerr == LLMOS_ERR_CANCELLED)) {
+            p->info.used.tokens += (int64_t)resp.prompt_tokens + resp.completion_tokens;
+            err = kctx_append(&p->ctx, "assistant",
+                              trusted_user(resp.content ? resp.content : ""));
+            if (!err)
+                err = finish(k, p, KPROC_DONE, "cancelled by the user");
+            llm_response_free(&resp);
+            break;
+        }
         if (cerr) {
             err = finish(k, p, KPROC_FAILED, "the model failed: %s", llmos_errmsg());
             llm_response_free(&resp);
@@ -348,4 +358,40 @@ llmos_err kernel_context(kernel *k, int64_t pid, json_t **out)
     *out = json_incref(p->ctx.messages);
     kproc_free(p);
     return LLMOS_OK;
+}
+
+llmos_err kernel_send(kernel *k, int64_t pid, const char *user_message)
+{
+    if (!k || !user_message)
+        return llmos_fail(LLMOS_ERR_INVALID, "kernel_send: needs a user message");
+    kproc *p = NULL;
+    llmos_err err = kproc_load(k->cfg.st, pid, &p);
+    if (err)
+        return err;
+    if (p->info.state != KPROC_DONE && p->info.state != KPROC_WAITING) {
+        err = llmos_fail(LLMOS_ERR_INVALID,
+                         "process %" PRId64 " is %s (%s); it takes no more messages: start a "
+                         "new one",
+                         pid, kproc_state_name(p->info.state), p->info.reason);
+        kproc_free(p);
+        return err;
+    }
+    err = kctx_append(&p->ctx, "user", trusted_user(user_message));
+    if (!err) {
+        p->info.state = KPROC_WAITING;
+        p->info.reason[0] = 0;
+        err = kproc_save(k->cfg.st, p);
+    }
+    if (!err)
+        err = kernel_audit_rec(k, "process",
+                               json_pack("{s:I, s:s}", "pid", (json_int_t)pid, "event", "input"));
+    kproc_free(p);
+    return err;
+}
+
+void kernel_set_output(kernel *k, llm_stream_fn fn, void *ctx, const atomic_bool *cancel)
+{
+    k->out_fn = fn;
+    k->out_ctx = ctx;
+    k->cancel = cancel;
 }

@@ -21,6 +21,9 @@ struct kernel {
     audit *log;
     ktool *tools; /* builtin + extra, n_tools */
     size_t n_tools;
+    llm_stream_fn out_fn; /* kernel_set_output */
+    void *out_ctx;
+    const atomic_bool *cancel;
 };
 
 /* Load / save / free one process (process.c). */

@@ -2,7 +2,9 @@
  * test_repl.c - the llmos shell: chat turns over a scripted backend (streamed answer, the
  * conversation kept and resent), slash commands and suggestions, backend errors, Ctrl-C
  * cancelling a long answer without leaving, and the program itself: no model -> guidance and
- * exit 0 without reading stdin; stories260K driven through a stdin pipe.
+ * exit 0 without reading stdin; stories260K driven through a stdin pipe. Kernel mode: a model
+ * that calls the calculator gets its result through the kernel (audited, the chain verifies
+ * with `llmos audit verify`), the conversation is one process across turns, /ps shows it.
  */
 #include <setjmp.h>
 #include <signal.h>
@@ -20,6 +22,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <inttypes.h>
 
 #include "llmos/kernel.h"
 #include "llmos/repl.h"
@@ -358,7 +361,10 @@ static void test_terminal_ctrl_c_and_history(void **state)
     assert_true(pid >= 0);
     if (pid == 0) {
         setenv("LLMOS_HOME", dir, 1);
-        execl(bin, "llmos", "--model", model, "-n", "100000", "--temp", "0.8", (char *)NULL);
+        /* direct mode: stories260K's 512-token context cannot hold the kernel's tool
+         * descriptions, and on a terminal the kernel mode would ask for a passphrase */
+        execl(bin, "llmos", "--model", model, "-n", "100000", "--temp", "0.8", "--no-store",
+              (char *)NULL);
         _exit(127);
     }
     llmos_buf acc = {0};
@@ -407,6 +413,160 @@ static void test_terminal_ctrl_c_and_history(void **state)
     tu_rmrf(dir);
 }
 
+/* ---- kernel mode: the model's tool calls are system calls -------------------------------- */
+
+static void test_kernel_mode_calculator_audit_ps(void **state)
+{
+    (void)state;
+    bool have_calc = false;
+    size_t nt = 0;
+    const ktool *t = ktool_builtin(&nt);
+    for (size_t i = 0; i < nt; i++)
+        have_calc |= strcmp(t[i].name, "calculator") == 0;
+    if (!have_calc) {
+        skip(); /* the calculator engine is not in this build */
+        return;
+    }
+    char dir[256], sdir[300];
+    assert_true(tu_mkdtemp("repl-kernel", dir, sizeof dir));
+    snprintf(sdir, sizeof sdir, "%s/store", dir); /* where `llmos` looks under LLMOS_HOME */
+    store_options so = {0};
+    assert_int_equal(keys_kdf_parse("test-weak", &so.kdf), LLMOS_OK);
+    so.no_fsync = true;
+    store *st = NULL;
+    assert_int_equal(store_open(sdir, "pw", &so, &st), LLMOS_OK);
+    const char *steps[] = {
+        "{\"tool_calls\": [{\"name\": \"calculator\", \"arguments\": "
+        "{\"expression\": \"2^100\"}}]}",
+        "{\"content\": \"It is a big number.\"}",
+        "{\"content\": \"Second answer.\"}"};
+    llm_backend *b = NULL;
+    assert_int_equal(scripted_test_backend_new(steps, 3, false, &b), LLMOS_OK);
+    kernel_config kc = {0};
+    kc.st = st;
+    kc.privileged = b;
+    kernel *k = NULL;
+    assert_int_equal(kernel_new(&kc, &k), LLMOS_OK);
+    FILE *out = tmpfile();
+    repl_options o = repl_default_options();
+    o.backend = b;
+    o.out = out;
+    o.kern = k;
+    o.st = st;
+    repl *r = NULL;
+    assert_int_equal(repl_new(&o, &r), LLMOS_OK);
+    bool quit = false;
+    assert_int_equal(repl_line(r, "What is 2^100?", &quit), LLMOS_OK);
+    int64_t pid = repl_pid(r);
+    assert_true(pid > 0);
+    assert_int_equal(repl_line(r, "And again?", &quit), LLMOS_OK);
+    assert_int_equal(repl_pid(r), pid); /* one process for the conversation */
+    assert_int_equal(repl_line(r, "/ps", &quit), LLMOS_OK);
+    assert_int_equal(repl_line(r, "/audit", &quit), LLMOS_OK);
+    assert_int_equal(repl_line(r, "/memory", &quit), LLMOS_OK);
+    char *text = slurp(out);
+    /* the call and its exact result were shown, then the final answers */
+    assert_non_null(strstr(text, "[tool call] calculator"));
+    assert_non_null(strstr(text, "[tool result] 1267650600228229401496703205376"));
+    assert_non_null(strstr(text, "It is a big number.\n"));
+    assert_non_null(strstr(text, "Second answer.\n"));
+    /* /ps lists this shell's process as answered */
+    char row[64];
+    snprintf(row, sizeof row, "* %6" PRId64 "  done", pid);
+    if (!strstr(text, row))
+        fprintf(stderr, "shell output:\n%s\n", text);
+    assert_non_null(strstr(text, row));
+    assert_non_null(strstr(text, "audit log intact"));
+    assert_non_null(strstr(text, "audit records"));
+    free(text);
+    /* the result reached the model as a tool message, and the second turn saw the first */
+    size_t len = 0;
+    const char *sent = scripted_test_backend_sent(b, &len);
+    assert_non_null(strstr(sent, "1267650600228229401496703205376"));
+    assert_non_null(strstr(sent, "And again?"));
+    json_t *ctx = NULL;
+    assert_int_equal(kernel_context(k, pid, &ctx), LLMOS_OK);
+    /* system, user, tool call, tool result, answer, user, answer: one conversation */
+    assert_int_equal(json_array_size(ctx), 7);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(ctx, 4), "content")),
+                        "It is a big number.");
+    json_decref(ctx);
+    repl_free(r);
+    kernel_free(k);
+    fclose(out);
+    /* the system call is in the audit log */
+    kproc_info info;
+    assert_int_equal(kproc_get(st, pid, &info), LLMOS_OK);
+    assert_int_equal(info.used.tool_calls, 1);
+    store_close(st);
+    llm_backend_free(b);
+    /* and the program itself finds the chain intact and a syscall record in it */
+    if (getenv("LLMOS_BIN")) {
+        llmos_buf res = {0};
+        assert_int_equal(tu_run_llmos(&res, NULL, "LLMOS_HOME='%s' LLMOS_PASSPHRASE=pw audit verify",
+                                      dir),
+                         0);
+        assert_non_null(strstr(res.data, "hash chain verified"));
+        buf_clear(&res);
+        assert_int_equal(tu_run_llmos(&res, NULL, "LLMOS_HOME='%s' LLMOS_PASSPHRASE=pw audit", dir),
+                         0);
+        assert_non_null(strstr(res.data, "calculator"));
+        buf_free(&res);
+    }
+    tu_rmrf(dir);
+}
+
+/* Without a passphrase (stdin not a terminal) or with --no-store the shell says so, once. */
+static void test_shell_without_store_says_so(void **state)
+{
+    (void)state;
+    if (!getenv("LLMOS_BIN")) {
+        skip();
+        return;
+    }
+    char model[1024];
+    if (!tu_testdata_path(model, sizeof model, "models/stories260K.gguf")) {
+        skip(); /* needs LLMOS_TESTDATA's stories260K */
+        return;
+    }
+    char dir[256];
+    assert_true(tu_mkdtemp("repl-nostore", dir, sizeof dir));
+    llmos_buf out = {0}, err = {0};
+    assert_int_equal(tu_run_llmos(&out, &err,
+                                  "LLMOS_HOME='%s' LLMOS_PASSPHRASE= --model '%s' -n 4 < /dev/null",
+                                  dir, model),
+                     0);
+    assert_non_null(strstr(out.data, "Model: stories260K"));
+    assert_null(strstr(out.data, "runs through the kernel"));
+    assert_non_null(strstr(err.data, "no passphrase"));
+    assert_non_null(strstr(err.data, "chatting with the model directly"));
+    /* --no-store wins over a passphrase; no store is made */
+    buf_clear(&out);
+    buf_clear(&err);
+    assert_int_equal(tu_run_llmos(&out, &err,
+                                  "LLMOS_HOME='%s' LLMOS_PASSPHRASE=pw --model '%s' -n 4 "
+                                  "--no-store < /dev/null",
+                                  dir, model),
+                     0);
+    assert_null(strstr(out.data, "runs through the kernel"));
+    assert_non_null(strstr(err.data, "--no-store: chatting with the model directly"));
+    char sdir[300];
+    snprintf(sdir, sizeof sdir, "%s/store", dir);
+    assert_int_not_equal(access(sdir, F_OK), 0);
+    /* with a passphrase the shell runs through the kernel and makes the store */
+    buf_clear(&out);
+    assert_int_equal(tu_run_llmos(&out, &err,
+                                  "LLMOS_HOME='%s' LLMOS_PASSPHRASE=pw LLMOS_KDF=test-weak "
+                                  "--model '%s' -n 4 < /dev/null",
+                                  dir, model),
+                     0);
+    assert_non_null(strstr(out.data, "runs through the kernel"));
+    assert_int_equal(access(sdir, F_OK), 0);
+    buf_free(&out);
+    buf_free(&err);
+    tu_rmrf(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -417,6 +577,8 @@ int main(void)
         cmocka_unit_test(test_no_model_prints_guidance),
         cmocka_unit_test(test_stories260k_through_a_pipe),
         cmocka_unit_test(test_terminal_ctrl_c_and_history),
+        cmocka_unit_test(test_kernel_mode_calculator_audit_ps),
+        cmocka_unit_test(test_shell_without_store_says_so),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
