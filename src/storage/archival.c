@@ -167,7 +167,7 @@ static llmos_err rows_signature(store *s, vsig *sig)
 static bool nonzero(const float *v, uint32_t dim)
 {
     for (uint32_t i = 0; i < dim; i++)
-        if (v[i] != 0)
+        if (v[i] != 0) // NOLINT(clang-analyzer-core.NullDereference): embed_unit sets its vector when it returns 0 (llmos_fail returns its nonzero code)
             return true;
     return false;
 }
@@ -451,7 +451,7 @@ static llmos_err vindex_search(store *s, const float *q, size_t k, scored *best,
     size_t nh = 0;
     if (!err)
         err = vdb_search(vi->idx, q, k, 0, NULL, NULL, hits, &nh);
-    for (size_t i = 0; !err && i < nh; i++)
+    for (size_t i = 0; !err && hits && i < nh; i++)
         best[i] = (scored){(int64_t)hits[i].id, 1.0 - hits[i].distance};
     *nb = err ? 0 : nh;
     free(hits);
@@ -502,7 +502,7 @@ llmos_err store_archival_search(store *s, const char *query, size_t k, store_arc
                 continue; /* another dimension under the same name: not comparable */
             double dot = 0;
             for (uint32_t i = 0; i < s->emb->dim; i++)
-                dot += (double)q[i] * v[i];
+                dot += (double)q[i] * v[i]; // NOLINT(clang-analyzer-core.NullDereference): embed_unit sets its vector when it returns 0 (llmos_fail returns its nonzero code)
             keep_best(best, k, &nb, sqlite3_column_int64(st, 0), dot);
         }
         if (rc != SQLITE_DONE)
@@ -517,7 +517,7 @@ llmos_err store_archival_search(store *s, const char *query, size_t k, store_arc
             err = llmos_fail(LLMOS_ERR_NOMEM, "no memory for search results");
     }
     size_t got = 0;
-    for (size_t i = 0; !err && i < nb; i++) {
+    for (size_t i = 0; !err && res && i < nb; i++) {
         err = fetch_row(s, best[i].id, &res[got]);
         if (!err)
             res[got++].score = best[i].score;
