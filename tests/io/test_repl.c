@@ -516,6 +516,63 @@ static void test_kernel_mode_calculator_audit_ps(void **state)
     tu_rmrf(dir);
 }
 
+/* Kernel mode: Ctrl-C during an answer stops the model inside the kernel's loop; the process
+ * ends "cancelled by the user" keeping what was said, and the next line continues it. */
+static void test_kernel_mode_ctrl_c(void **state)
+{
+    (void)state;
+    char dir[256];
+    assert_true(tu_mkdtemp("repl-kcancel", dir, sizeof dir));
+    store_options so = {0};
+    assert_int_equal(keys_kdf_parse("test-weak", &so.kdf), LLMOS_OK);
+    so.no_fsync = true;
+    store *st = NULL;
+    assert_int_equal(store_open(dir, "pw", &so, &st), LLMOS_OK);
+    slow_backend sb = {{&slow_ops}, 0};
+    kernel_config kc = {0};
+    kc.st = st;
+    kc.privileged = &sb.base;
+    kernel *k = NULL;
+    assert_int_equal(kernel_new(&kc, &k), LLMOS_OK);
+    FILE *in = tmpfile();
+    fputs("tell me a long story\nand another one\n/quit\n", in);
+    rewind(in);
+    FILE *out = tmpfile();
+    repl_options o = repl_default_options();
+    o.backend = &sb.base;
+    o.in = in;
+    o.out = out;
+    o.handle_sigint = true;
+    o.kern = k;
+    o.st = st;
+    repl *r = NULL;
+    assert_int_equal(repl_new(&o, &r), LLMOS_OK);
+    double t0 = time_now();
+    assert_int_equal(repl_run(r), LLMOS_OK);
+    assert_true(time_now() - t0 < 5.0);
+    assert_int_equal(sb.calls, 2);
+    char *text = slurp(out);
+    const char *c1 = strstr(text, "[cancelled]");
+    assert_non_null(c1);
+    assert_non_null(strstr(c1 + 1, "[cancelled]"));
+    assert_non_null(strstr(text, "xxxxx")); /* the answer streamed */
+    free(text);
+    kproc_info info;
+    assert_int_equal(kproc_get(st, repl_pid(r), &info), LLMOS_OK);
+    assert_int_equal(info.state, KPROC_DONE);
+    assert_string_equal(info.reason, "cancelled by the user");
+    json_t *ctx = NULL;
+    assert_int_equal(kernel_context(k, repl_pid(r), &ctx), LLMOS_OK);
+    assert_int_equal(json_array_size(ctx), 5); /* system, user, answer, user, answer */
+    json_decref(ctx);
+    repl_free(r);
+    kernel_free(k);
+    store_close(st);
+    fclose(in);
+    fclose(out);
+    tu_rmrf(dir);
+}
+
 /* Without a passphrase (stdin not a terminal) or with --no-store the shell says so, once. */
 static void test_shell_without_store_says_so(void **state)
 {
@@ -578,6 +635,7 @@ int main(void)
         cmocka_unit_test(test_stories260k_through_a_pipe),
         cmocka_unit_test(test_terminal_ctrl_c_and_history),
         cmocka_unit_test(test_kernel_mode_calculator_audit_ps),
+        cmocka_unit_test(test_kernel_mode_ctrl_c),
         cmocka_unit_test(test_shell_without_store_says_so),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
