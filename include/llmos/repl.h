@@ -7,6 +7,10 @@
  * an answer cancels the generation and returns to the prompt; at the prompt it clears the line;
  * Ctrl-D (end of input) quits.
  *
+ * With a kernel (repl_options.kern and .st) the conversation is one kernel process: the model
+ * may call tools, each call a checked, audited system call; /ps, /audit and /memory read the
+ * store. Without one the shell chats with the backend directly.
+ *
  * Interactive mode (a terminal) edits lines with libedit and keeps a history file (mode 0600);
  * otherwise lines are read plainly from the input stream, which is how tests and pipes drive
  * the shell.
