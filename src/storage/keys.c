@@ -93,7 +93,7 @@ static void put_le64(uint8_t *p, uint64_t v)
 /* Associated data of the wrap (see the file comment). */
 static void wrap_ad(uint8_t ad[48], const uint8_t db_id[16], keys_kdf kdf)
 {
-    memcpy(ad, "llmos-keyfile-v1", 16);
+    memcpy(ad, "llmos-keyfile-v1", 16); // NOLINT(bugprone-not-null-terminated-result): 16 bytes of binary associated data, no terminator
     memcpy(ad + 16, db_id, 16);
     put_le64(ad + 32, kdf.opslimit);
     put_le64(ad + 40, (uint64_t)kdf.memlimit);
@@ -154,7 +154,7 @@ static llmos_err write_keyfile(const char *path, const char *passphrase, keys_kd
         return err;
     wrap_ad(ad, db_id, kdf);
     unsigned long long clen = 0;
-    crypto_aead_xchacha20poly1305_ietf_encrypt(wrapped, &clen, data_key, KEYS_DATA_KEY_BYTES,
+    crypto_aead_xchacha20poly1305_ietf_encrypt(wrapped, &clen, data_key, KEYS_DATA_KEY_BYTES, // NOLINT(clang-analyzer-core.NonNullParamChecker): kek is set when derive_kek returns 0 (llmos_fail returns its nonzero code, so this is reached only on success)
                                                ad, sizeof ad, NULL, nonce, kek);
     sodium_free(kek);
     assert(clen == KEYS_WRAPPED_BYTES);
@@ -299,7 +299,7 @@ llmos_err keys_unlock(const char *path, const char *passphrase, keys_unlocked **
         return llmos_fail(LLMOS_ERR_CRYPTO, "libsodium failed to initialise");
     if (!passphrase)
         return llmos_fail(LLMOS_ERR_INVALID, "no passphrase given");
-    keyfile kf;
+    keyfile kf = {0};
     llmos_err err = read_keyfile(path, &kf);
     if (err)
         return err;
@@ -318,7 +318,7 @@ llmos_err keys_unlock(const char *path, const char *passphrase, keys_unlocked **
     uint8_t ad[48];
     wrap_ad(ad, kf.db_id, kf.kdf);
     unsigned long long mlen = 0;
-    int rc = crypto_aead_xchacha20poly1305_ietf_decrypt(dk, &mlen, NULL, kf.wrapped,
+    int rc = crypto_aead_xchacha20poly1305_ietf_decrypt(dk, &mlen, NULL, kf.wrapped, // NOLINT(clang-analyzer-core.NonNullParamChecker): kek is set when derive_kek returns 0
                                                         sizeof kf.wrapped, ad, sizeof ad,
                                                         kf.nonce, kek);
     sodium_free(kek);
@@ -348,7 +348,7 @@ llmos_err keys_change_passphrase(const char *path, const char *old_passphrase,
     err = keys_unlock(path, old_passphrase, &k);
     if (err)
         return err;
-    err = write_keyfile(path, new_passphrase, kdf, k->data_key, k->db_id);
+    err = write_keyfile(path, new_passphrase, kdf, k->data_key, k->db_id); // NOLINT(clang-analyzer-core.NullDereference): k is set when keys_unlock returns 0 (llmos_fail returns its nonzero code, so this is reached only on success)
     keys_free(k);
     return err;
 }
