@@ -119,7 +119,7 @@ void vfs_page_ad(uint8_t ad[VFS_AD_BYTES], vfs_kind kind, const uint8_t db_id[VF
                  uint32_t pgno, uint64_t pos, const uint8_t *frame_hdr16)
 {
     memset(ad, 0, VFS_AD_BYTES);
-    memcpy(ad, "llmosPG1", 8);
+    memcpy(ad, "llmosPG1", 8); // NOLINT(bugprone-not-null-terminated-result): 8 bytes of binary associated data, no terminator
     ad[8] = (uint8_t)kind;
     put_le32(ad + 12, pgno);
     put_le64(ad + 16, pos);
