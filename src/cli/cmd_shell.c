@@ -138,10 +138,10 @@ int cmd_shell(int argc, char **argv)
 
     store *st = NULL;
     kernel *k = NULL;
+    const char *passphrase = getenv("LLMOS_PASSPHRASE");
     if (no_store) {
         fprintf(stderr, "--no-store: chatting with the model directly (no tools, no audit)\n");
-    } else if ((!getenv("LLMOS_PASSPHRASE") || !getenv("LLMOS_PASSPHRASE")[0]) &&
-               !isatty(STDIN_FILENO)) {
+    } else if ((!passphrase || !passphrase[0]) && !isatty(STDIN_FILENO)) {
         fprintf(stderr, "no passphrase (set LLMOS_PASSPHRASE, or run on a terminal): chatting "
                         "with the model directly (no tools, no audit)\n");
     } else {
