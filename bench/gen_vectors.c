@@ -12,8 +12,9 @@
  * Data look like embeddings rather than uniform noise: each point lies near a low-dimensional
  * patch around one of many topic centres (centre + A_c z with z in R^16, plus small isotropic
  * noise). Kind "l2" keeps them raw (for L2); kind "ip" normalises them to unit length (for
- * inner product) and puts the topic centres closer together. Queries are not copies of base points: each mixes two topics (mostly one)
- * and has its own noise. Ground truth is computed by brute force with T threads.
+ * inner product) and puts the topic centres closer together. Queries are not copies of base points:
+ * each mixes two topics (mostly one) and has its own noise. Ground truth is computed by brute force
+ * with T threads.
  */
 #include <math.h>
 #include <pthread.h>
@@ -33,7 +34,10 @@ static uint64_t rng_next(uint64_t *s)
     return z ^ (z >> 31);
 }
 
-static double uniform(uint64_t *s) { return ((double)(rng_next(s) >> 11) + 0.5) / 9007199254740992.0; }
+static double uniform(uint64_t *s)
+{
+    return ((double)(rng_next(s) >> 11) + 0.5) / 9007199254740992.0;
+}
 
 static float gauss(uint64_t *s)
 {
@@ -79,7 +83,8 @@ static int write_vecs(const char *path, const void *data, size_t n, int dim)
     const char *p = data;
     for (size_t i = 0; i < n; i++) {
         int32_t d = dim;
-        if (fwrite(&d, 4, 1, f) != 1 || fwrite(p + i * (size_t)dim * 4, 4, (size_t)dim, f) != (size_t)dim) {
+        if (fwrite(&d, 4, 1, f) != 1 ||
+            fwrite(p + i * (size_t)dim * 4, 4, (size_t)dim, f) != (size_t)dim) {
             perror(path);
             fclose(f);
             return -1;
@@ -212,8 +217,8 @@ int main(int argc, char **argv)
         make_point(&m, &s, t, t2, mix, noise / sqrtf((float)dim) * 6, ip, query + i * (size_t)dim);
     }
 
-    gt_job job = {.base = base, .query = query, .n = n, .nq = nq, .dim = dim, .k = k, .ip = ip,
-                  .gt = gt};
+    gt_job job = {
+        .base = base, .query = query, .n = n, .nq = nq, .dim = dim, .k = k, .ip = ip, .gt = gt};
     pthread_mutex_init(&job.lock, NULL);
     pthread_t th[64];
     if (threads > 64)

@@ -105,8 +105,7 @@ static void add(pass_stats *s, double us)
 /* Walk the document's tokens; time each mask. mode 0 cold, 1 first/warm. Rows printed for
  * `show` evenly spread positions when show > 0. */
 static int walk(grammar *g, const grammar_vocab *v, const tokenizer *t, const int32_t *ids,
-                size_t n_ids, float *logits, const float *orig, bool cold, pass_stats *st,
-                int show)
+                size_t n_ids, float *logits, const float *orig, bool cold, pass_stats *st, int show)
 {
     size_t n = grammar_vocab_size(v);
     uint8_t *bits = malloc((n + 7) / 8);
@@ -174,9 +173,10 @@ static int bench_one(const char *label, const char *gbnf, const char *doc, const
                "%8.1f | warm mean %7.1f us | baseline argmax %6.1f us\n",
                cold.sum / (double)cold.n, cold.max, first.sum / (double)first.n, first.max,
                warm.sum / (double)warm.n, base);
-        printf("    ratio to baseline  cold %.0fx  first %.0fx  warm %.1fx  (%zu states memoised)\n",
-               cold.sum / (double)cold.n / base, first.sum / (double)first.n / base,
-               warm.sum / (double)warm.n / base, grammar_n_states(g));
+        printf(
+            "    ratio to baseline  cold %.0fx  first %.0fx  warm %.1fx  (%zu states memoised)\n",
+            cold.sum / (double)cold.n / base, first.sum / (double)first.n / base,
+            warm.sum / (double)warm.n / base, grammar_n_states(g));
     }
     grammar_free(g);
     free(ids);
@@ -228,8 +228,8 @@ int main(int argc, char **argv)
         printf("%s: %zu tokens, vocabulary trie built in %.1f ms; baseline argmax %.1f us\n",
                vocabs[k], n, build_ms, base);
         if (bench_one("(a) JSON grammar", json_g.data, JSON_DOC, t, v, orig, logits, base) ||
-            bench_one("(b) tool-call grammar (Hermes, 2 tools)", tool_g.data, TOOL_DOC, t, v,
-                      orig, logits, base))
+            bench_one("(b) tool-call grammar (Hermes, 2 tools)", tool_g.data, TOOL_DOC, t, v, orig,
+                      logits, base))
             return 1;
         free(orig);
         free(logits);

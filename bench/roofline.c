@@ -145,7 +145,8 @@ int main(int argc, char **argv)
         else if (strcmp(argv[i], "-r") == 0 && v)
             reps = atoi(v);
         else {
-            fprintf(stderr, "usage: roofline --model FILE [-t THREADS] [-n N] [-r REPS] [--anon]\n");
+            fprintf(stderr,
+                    "usage: roofline --model FILE [-t THREADS] [-n N] [-r REPS] [--anon]\n");
             return 2;
         }
         i++;
@@ -202,14 +203,13 @@ int main(int argc, char **argv)
     }
     double mean = sum / reps;
     double var = reps > 1 ? (sum2 - sum * sum / reps) / (reps - 1) : 0;
-    printf("model            %s (%s, %s)\n", path, hp->arch_name,
-           ggml_type_name(hp->weight_type));
+    printf("model            %s (%s, %s)\n", path, hp->arch_name, ggml_type_name(hp->weight_type));
     printf("threads          %d\n", nt);
     printf("triad bandwidth  %.2f GB/s (best of 10, 3 x 128 MiB arrays)\n", bw / 1e9);
     printf("bytes per token  %.1f MB (weights read per generated token)\n", bytes / 1e6);
     printf("ceiling          %.2f tokens/s\n", ceiling);
-    printf("tg%-4d           %.2f ± %.2f tokens/s (%d reps)\n", n, mean,
-           var > 0 ? sqrt(var) : 0.0, reps);
+    printf("tg%-4d           %.2f ± %.2f tokens/s (%d reps)\n", n, mean, var > 0 ? sqrt(var) : 0.0,
+           reps);
     printf("fraction         %.1f%% of the ceiling\n", 100.0 * mean / ceiling);
     free(toks);
     model_ctx_free(c);

@@ -20,8 +20,9 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static const char *PIECES[] = {"a", "b", "ab", "{", "}", "\"", " ", "1", "\xc3", "\xa9",
-                               "\xc3\xa9", "[", "]", ",", ":", "x\n", "<tool_call>", "null"};
+static const char *PIECES[] = {"a", "b", "ab",   "{",    "}",           "\"",
+                               " ", "1", "\xc3", "\xa9", "\xc3\xa9",    "[",
+                               "]", ",", ":",    "x\n",  "<tool_call>", "null"};
 
 static void check_grammar(grammar *g, const char *s, size_t n)
 {

@@ -35,8 +35,18 @@ static const char *const bpe_pres[5] = {"gpt-2", "llama-bpe", "qwen2", "deepseek
 static tokenizer *build_spm(void)
 {
     static const char *const pieces[] = {
-        "\xe2\x96\x81", "h", "e", "l", "o", "he", "ll", "hell", "hello", "\xe2\x96\x81hello",
-        "\xe2\x96\x81\xe2\x96\x81", "<|user|>",
+        "\xe2\x96\x81",
+        "h",
+        "e",
+        "l",
+        "o",
+        "he",
+        "ll",
+        "hell",
+        "hello",
+        "\xe2\x96\x81hello",
+        "\xe2\x96\x81\xe2\x96\x81",
+        "<|user|>",
     };
     enum { N = 3 + 256 + sizeof pieces / sizeof pieces[0] };
     static char bytes[256][8];
@@ -79,10 +89,10 @@ static tokenizer *build_spm(void)
  * text instead of by token ids */
 static tokenizer *build_bpe(const char *pre, bool by_text)
 {
-    static const char *const extra[] = {"he", "ll", "hell", "hello", "\xc4\xa0h", "\xc4\xa0hello",
-                                        "<|im_start|>", "<|im_end|>"};
-    static const char *const merges[] = {"h e",    "l l",           "he ll",
-                                         "hell o", "\xc4\xa0 h",     "\xc4\xa0 hello",
+    static const char *const extra[] = {
+        "he", "ll", "hell", "hello", "\xc4\xa0h", "\xc4\xa0hello", "<|im_start|>", "<|im_end|>"};
+    static const char *const merges[] = {"h e",           "l l",        "he ll",
+                                         "hell o",        "\xc4\xa0 h", "\xc4\xa0 hello",
                                          "\xc4\xa0h ello" /* "Ġhello" via "ello": no token */};
     enum { N = 256 + sizeof extra / sizeof extra[0] };
     static char chars[256][4];
@@ -159,15 +169,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     unsigned flags = ((mode & 1) ? TOK_PARSE_SPECIAL : 0u) | ((mode & 2) ? TOK_ADD_SPECIAL : 0u);
     const tokenizer *t;
     switch ((mode >> 2) & 3) {
-    case 0:
-        t = spm_vocab;
-        break;
-    case 3:
-        t = real_vocab ? real_vocab : spm_vocab;
-        break;
-    default:
-        t = bpe_vocab[((mode >> 4) & 7) % 5];
-        break;
+    case 0: t = spm_vocab; break;
+    case 3: t = real_vocab ? real_vocab : spm_vocab; break;
+    default: t = bpe_vocab[((mode >> 4) & 7) % 5]; break;
     }
 
     int32_t *ids = NULL;
@@ -182,8 +186,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         tok_type ty = tok_get_type(t, ids[i]);
         if (ty == TOK_TYPE_UNDEFINED && (ids[i] < 0 || (size_t)ids[i] >= tok_n_vocab(t)))
             abort();
-        any_special |= ty == TOK_TYPE_CONTROL || ty == TOK_TYPE_USER_DEFINED ||
-                       ty == TOK_TYPE_UNKNOWN;
+        any_special |=
+            ty == TOK_TYPE_CONTROL || ty == TOK_TYPE_USER_DEFINED || ty == TOK_TYPE_UNKNOWN;
     }
 
     /* whole decode, control tokens rendered, an added BOS / EOS excluded from the
@@ -206,8 +210,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     bool typed_2581 = memmem(text, len, "\xe2\x96\x81", 3) != NULL;
     bool must_round_trip = (t != real_vocab || real_all_bytes) &&
                            (tok_get_model(t) == TOK_MODEL_BPE || (!any_special && !typed_2581));
-    if (must_round_trip &&
-        (whole.len != len || (len && memcmp(whole.data, text, len) != 0)))
+    if (must_round_trip && (whole.len != len || (len && memcmp(whole.data, text, len) != 0)))
         abort();
 
     /* streaming decode: only valid UTF-8, and the same text for valid input */

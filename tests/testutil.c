@@ -74,8 +74,10 @@ const char *tu_testdata(void)
     const char *d = getenv("LLMOS_TESTDATA");
     struct stat st;
     if (!d || stat(d, &st) != 0 || !S_ISDIR(st.st_mode)) {
-        fprintf(stderr, "testutil: shared test data not found (LLMOS_TESTDATA=%s); "
-                        "tests that need it are skipped\n", d ? d : "(unset)");
+        fprintf(stderr,
+                "testutil: shared test data not found (LLMOS_TESTDATA=%s); "
+                "tests that need it are skipped\n",
+                d ? d : "(unset)");
         return NULL;
     }
     return d;

@@ -46,9 +46,9 @@ typedef struct llm_request {
                                       {"type":"json_schema","json_schema":{"schema":{...}}} */
     int32_t max_tokens;            /* <= 0: until the context is full */
     sampler_params sampling;
-    const char *const *stop;       /* stop strings, n_stop of them */
+    const char *const *stop; /* stop strings, n_stop of them */
     size_t n_stop;
-    const atomic_bool *cancel;     /* NULL, or set to true from another thread to stop early */
+    const atomic_bool *cancel; /* NULL, or set to true from another thread to stop early */
 } llm_request;
 
 /* A request with no messages, default sampling, no limits. */
@@ -61,7 +61,7 @@ typedef struct llm_tool_call {
 } llm_tool_call;
 
 typedef struct llm_response {
-    char *content;      /* text of the answer (NUL-terminated, may be empty) */
+    char *content; /* text of the answer (NUL-terminated, may be empty) */
     llm_tool_call *tool_calls;
     size_t n_tool_calls;
     const char *finish_reason; /* "stop", "length", "tool_calls", "cancelled" (static) */
@@ -106,8 +106,7 @@ LLMOS_NODISCARD llmos_err llm_chat(llm_backend *b, const llm_request *req, llm_s
                                    void *stream_ctx, llm_response *resp);
 LLMOS_NODISCARD llmos_err llm_embed(llm_backend *b, const char *text, size_t len, float **vec,
                                     size_t *dim);
-LLMOS_NODISCARD llmos_err llm_count_tokens(llm_backend *b, const char *text, size_t len,
-                                           size_t *n);
+LLMOS_NODISCARD llmos_err llm_count_tokens(llm_backend *b, const char *text, size_t len, size_t *n);
 size_t llm_context_size(llm_backend *b);
 const char *llm_model_name(llm_backend *b);
 void llm_backend_free(llm_backend *b);
@@ -115,16 +114,16 @@ void llm_backend_free(llm_backend *b);
 /* ---- the local engine --------------------------------------------------------------------- */
 
 typedef struct local_backend_params {
-    uint32_t n_ctx;     /* 0 = the model's context length, capped at 8192 */
-    int n_threads;      /* <= 0 = pool_default_threads() */
+    uint32_t n_ctx;            /* 0 = the model's context length, capped at 8192 */
+    int n_threads;             /* <= 0 = pool_default_threads() */
     const char *chat_template; /* NULL = the GGUF's tokenizer.chat_template, else ChatML */
 } local_backend_params;
 
 local_backend_params local_backend_default_params(void);
 
 /* Load a GGUF model with its tokenizer and chat template. */
-LLMOS_NODISCARD llmos_err local_backend_open(const char *model_path,
-                                             const local_backend_params *p, llm_backend **out);
+LLMOS_NODISCARD llmos_err local_backend_open(const char *model_path, const local_backend_params *p,
+                                             llm_backend **out);
 
 /* The prompt builder of the local backend, with the control-token guarantee: render `tmpl`
  * for `messages` (+ `tools`, may be NULL) and tokenize it so that the template's own text is
@@ -142,27 +141,25 @@ LLMOS_NODISCARD llmos_err local_chat_tokenize(const tokenizer *t, const char *tm
 /* ---- a remote OpenAI-compatible server ---------------------------------------------------- */
 
 typedef struct remote_backend_params {
-    const char *api_key;   /* NULL = none (else sent as "Authorization: Bearer ...") */
-    double timeout_s;      /* whole-request timeout; 0 = 600 */
+    const char *api_key;      /* NULL = none (else sent as "Authorization: Bearer ...") */
+    double timeout_s;         /* whole-request timeout; 0 = 600 */
     double connect_timeout_s; /* 0 = 10 */
-    int max_retries;       /* retries on 429/5xx/connection errors with backoff; default 3 */
-    size_t context_size;   /* what context_size() reports; 0 = 8192 */
+    int max_retries;          /* retries on 429/5xx/connection errors with backoff; default 3 */
+    size_t context_size;      /* what context_size() reports; 0 = 8192 */
 } remote_backend_params;
 
 remote_backend_params remote_backend_default_params(void);
 
 /* base_url like "http://127.0.0.1:8080/v1"; model is the server's model name. */
 LLMOS_NODISCARD llmos_err remote_backend_open(const char *base_url, const char *model,
-                                              const remote_backend_params *p,
-                                              llm_backend **out);
+                                              const remote_backend_params *p, llm_backend **out);
 
 /* Read a whole chat-completions server-sent-events body as the remote backend reads a stream
  * (for tests and fuzzing): deltas go to `stream` (may be NULL) and are assembled into *resp
  * (caller frees with llm_response_free). LLMOS_ERR_FORMAT for a malformed event, naming it;
  * LLMOS_ERR_NETWORK for a body that ends without [DONE] or a finish_reason. */
-LLMOS_NODISCARD llmos_err remote_parse_stream(const char *body, size_t len,
-                                              llm_stream_fn stream, void *stream_ctx,
-                                              llm_response *resp);
+LLMOS_NODISCARD llmos_err remote_parse_stream(const char *body, size_t len, llm_stream_fn stream,
+                                              void *stream_ctx, llm_response *resp);
 
 #ifdef __cplusplus
 }

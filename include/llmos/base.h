@@ -20,7 +20,7 @@
 
 #if defined(__GNUC__)
 #define LLMOS_PRINTF(fmt_idx, arg_idx) __attribute__((format(printf, fmt_idx, arg_idx)))
-#define LLMOS_NODISCARD __attribute__((warn_unused_result))
+#define LLMOS_NODISCARD                __attribute__((warn_unused_result))
 #else
 #define LLMOS_PRINTF(fmt_idx, arg_idx)
 #define LLMOS_NODISCARD
@@ -124,7 +124,10 @@ size_t utf8_decode(const char *s, size_t n, uint32_t *cp);
 size_t utf8_encode(uint32_t cp, char out[4]);
 /* Length of the longest prefix of s[0..n) that is well-formed UTF-8. */
 size_t utf8_valid_prefix(const char *s, size_t n);
-static inline bool utf8_valid(const char *s, size_t n) { return utf8_valid_prefix(s, n) == n; }
+static inline bool utf8_valid(const char *s, size_t n)
+{
+    return utf8_valid_prefix(s, n) == n;
+}
 /* Number of bytes at the end of s[0..n) that begin a well-formed sequence not yet complete
  * (0-3). A streaming decoder holds those back until the next token arrives. */
 size_t utf8_incomplete_tail(const char *s, size_t n);
@@ -154,8 +157,8 @@ void llmos_log(llmos_log_level level, const char *component, const char *fmt, ..
     LLMOS_PRINTF(3, 4);
 
 #define LOG_DEBUG(comp, ...) llmos_log(LLMOS_LOG_DEBUG, comp, __VA_ARGS__)
-#define LOG_INFO(comp, ...) llmos_log(LLMOS_LOG_INFO, comp, __VA_ARGS__)
-#define LOG_WARN(comp, ...) llmos_log(LLMOS_LOG_WARN, comp, __VA_ARGS__)
+#define LOG_INFO(comp, ...)  llmos_log(LLMOS_LOG_INFO, comp, __VA_ARGS__)
+#define LOG_WARN(comp, ...)  llmos_log(LLMOS_LOG_WARN, comp, __VA_ARGS__)
 #define LOG_ERROR(comp, ...) llmos_log(LLMOS_LOG_ERROR, comp, __VA_ARGS__)
 
 /* ---- thread pool ------------------------------------------------------------------------- */

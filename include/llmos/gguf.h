@@ -149,8 +149,7 @@ const char *gguf_get_str(const gguf_file *f, const char *key, const char *def);
 LLMOS_NODISCARD llmos_err gguf_require_u32(const gguf_file *f, const char *key, uint32_t *out);
 LLMOS_NODISCARD llmos_err gguf_require_i64(const gguf_file *f, const char *key, int64_t *out);
 LLMOS_NODISCARD llmos_err gguf_require_f32(const gguf_file *f, const char *key, float *out);
-LLMOS_NODISCARD llmos_err gguf_require_str(const gguf_file *f, const char *key,
-                                           const char **out);
+LLMOS_NODISCARD llmos_err gguf_require_str(const gguf_file *f, const char *key, const char **out);
 
 /* ---- arrays ---- */
 
@@ -219,16 +218,14 @@ LLMOS_NODISCARD llmos_err gguf_set_f64(gguf_writer *w, const char *key, double v
 LLMOS_NODISCARD llmos_err gguf_set_bool(gguf_writer *w, const char *key, bool v);
 /* A string value: NUL-terminated `s`, or s[0..len) with gguf_set_strn. */
 LLMOS_NODISCARD llmos_err gguf_set_str(gguf_writer *w, const char *key, const char *s);
-LLMOS_NODISCARD llmos_err gguf_set_strn(gguf_writer *w, const char *key, const char *s,
-                                        size_t len);
+LLMOS_NODISCARD llmos_err gguf_set_strn(gguf_writer *w, const char *key, const char *s, size_t len);
 /* An array of n fixed-size elements of `elem` type (not string or array), given as native
  * values back to back (uint8_t[], int32_t[], float[], bool as uint8_t 0/1, ...). */
 LLMOS_NODISCARD llmos_err gguf_set_arr(gguf_writer *w, const char *key, gguf_type elem,
                                        const void *data, size_t n);
 /* An array of n strings: strs[i] NUL-terminated, or strs[i][0..lens[i]) when lens is given. */
-LLMOS_NODISCARD llmos_err gguf_set_arr_str(gguf_writer *w, const char *key,
-                                           const char *const *strs, const size_t *lens,
-                                           size_t n);
+LLMOS_NODISCARD llmos_err gguf_set_arr_str(gguf_writer *w, const char *key, const char *const *strs,
+                                           const size_t *lens, size_t n);
 /* A value of `type` given in its GGUF encoding (the bytes that follow the type field in a
  * file: for an array its element type, count and elements). Not checked here; for nested
  * arrays and tests. */
@@ -256,8 +253,8 @@ typedef struct gguf_stream gguf_stream;
 typedef llmos_err (*gguf_tensor_fn)(void *ctx, size_t tensor_index, gguf_stream *out);
 LLMOS_NODISCARD llmos_err gguf_stream_write(gguf_stream *s, const void *data, size_t n);
 LLMOS_NODISCARD llmos_err gguf_add_tensor_fn(gguf_writer *w, const char *name, ggml_type type,
-                                             uint32_t n_dims, const uint64_t *ne,
-                                             gguf_tensor_fn fn, void *ctx);
+                                             uint32_t n_dims, const uint64_t *ne, gguf_tensor_fn fn,
+                                             void *ctx);
 
 /* Write the file: a temporary beside `path`, fsync, rename over `path`, fsync the directory.
  * On failure `path` is untouched and the temporary removed. */

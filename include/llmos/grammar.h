@@ -114,7 +114,8 @@ LLMOS_NODISCARD llmos_err grammar_mask(grammar *g, const grammar_vocab *v, float
  * when grammar_accepting). LLMOS_ERR_INVALID when the token is not allowed (state kept). */
 LLMOS_NODISCARD llmos_err grammar_accept(grammar *g, const grammar_vocab *v, int32_t id);
 
-/* ---- JSON Schema -> grammar (json_schema.c) --------------------------------------------------- */
+/* ---- JSON Schema -> grammar (json_schema.c) ---------------------------------------------------
+ */
 
 /* Append to `out` a GBNF grammar whose root matches the JSON values valid against `schema`
  * (the subset in docs/grammar.md: type, properties, required, additionalProperties, enum,

@@ -40,8 +40,8 @@ typedef void (*quantize_progress_fn)(void *user, size_t index, size_t n, const c
                                      ggml_type from, ggml_type to, double seconds);
 
 typedef struct quantize_params {
-    const char *target;           /* "Q4_K_M", ... (quantize_target_names) */
-    llmos_pool *pool;             /* borrowed; NULL = quantize on the calling thread */
+    const char *target;            /* "Q4_K_M", ... (quantize_target_names) */
+    llmos_pool *pool;              /* borrowed; NULL = quantize on the calling thread */
     quantize_progress_fn progress; /* may be NULL */
     void *user;
 } quantize_params;

@@ -93,12 +93,12 @@ const store_embedder *store_test_embedder(void);
 typedef struct store store;
 
 typedef struct store_options {
-    keys_kdf kdf;                    /* for a new store; zero means keys_kdf_default() */
-    bool no_create;                  /* fail with LLMOS_ERR_NOT_FOUND instead of creating */
-    const store_embedder *embedder;  /* for archival memory; NULL: archival add/search fail */
-    int wal_autocheckpoint;          /* WAL pages before an automatic checkpoint; 0 = 1000 */
-    bool no_fsync;                   /* tests only: never fsync (PRAGMA synchronous=OFF); still
-                                        safe when a process dies, not when the power fails */
+    keys_kdf kdf;                   /* for a new store; zero means keys_kdf_default() */
+    bool no_create;                 /* fail with LLMOS_ERR_NOT_FOUND instead of creating */
+    const store_embedder *embedder; /* for archival memory; NULL: archival add/search fail */
+    int wal_autocheckpoint;         /* WAL pages before an automatic checkpoint; 0 = 1000 */
+    bool no_fsync;                  /* tests only: never fsync (PRAGMA synchronous=OFF); still
+                                       safe when a process dies, not when the power fails */
 } store_options;
 
 /* Open (or create) the store in directory `dir` (created with mode 0700), unlocking it with
@@ -134,7 +134,7 @@ typedef struct store_stats {
     int64_t db_bytes, wal_bytes; /* sizes of the files on disk */
     int64_t page_count, page_size;
     int schema_version;
-    bool vector_index;           /* an HNSW index is in use for archival search */
+    bool vector_index; /* an HNSW index is in use for archival search */
 } store_stats;
 LLMOS_NODISCARD llmos_err store_get_stats(store *s, store_stats *out);
 
@@ -151,8 +151,7 @@ typedef struct store_message {
 
 /* Append a message. created_at 0 means now. *id (may be NULL) receives its id. */
 LLMOS_NODISCARD llmos_err store_message_add(store *s, const char *conversation, const char *role,
-                                            const char *content, int64_t created_at,
-                                            int64_t *id);
+                                            const char *content, int64_t created_at, int64_t *id);
 
 typedef struct store_search_opts {
     const char *conversation; /* only this conversation; NULL = all */
@@ -165,8 +164,8 @@ typedef struct store_search_opts {
  * words rank higher. An empty query lists the newest messages. `opts` may be NULL. The caller
  * frees the array with store_messages_free (*out is NULL when nothing matched). */
 LLMOS_NODISCARD llmos_err store_message_search(store *s, const char *query,
-                                               const store_search_opts *opts,
-                                               store_message **out, size_t *n);
+                                               const store_search_opts *opts, store_message **out,
+                                               size_t *n);
 void store_messages_free(store_message *m, size_t n);
 
 /* ---- archival memory ---------------------------------------------------------------------- */
@@ -176,7 +175,7 @@ typedef struct store_archival {
     char *text;
     char *metadata; /* JSON object text, "{}" when none */
     int64_t created_at, updated_at;
-    double score;   /* search: cosine similarity to the query (higher is better) */
+    double score; /* search: cosine similarity to the query (higher is better) */
 } store_archival;
 
 /* Store a passage with its embedding (computed with the store's embedder) and metadata (a JSON
@@ -202,8 +201,7 @@ LLMOS_NODISCARD llmos_err store_core_set(store *s, const char *label, const char
                                          size_t limit);
 /* *value (malloc'd, caller frees) and *limit (may be NULL) of block `label`;
  * LLMOS_ERR_NOT_FOUND when absent. */
-LLMOS_NODISCARD llmos_err store_core_get(store *s, const char *label, char **value,
-                                         size_t *limit);
+LLMOS_NODISCARD llmos_err store_core_get(store *s, const char *label, char **value, size_t *limit);
 
 /* ---- settings ------------------------------------------------------------------------------- */
 
@@ -216,10 +214,10 @@ LLMOS_NODISCARD llmos_err store_setting_get(store *s, const char *key, char **va
 /* One audit record. The hash chain (what prev_hash and hash cover) is the kernel's business;
  * the store keeps the bytes. */
 typedef struct store_audit_record {
-    int64_t seq;          /* assigned by store_audit_append, increasing from 1 */
-    int64_t time;         /* Unix time, seconds (0 on append = now) */
+    int64_t seq;  /* assigned by store_audit_append, increasing from 1 */
+    int64_t time; /* Unix time, seconds (0 on append = now) */
     const char *kind;
-    const char *payload;  /* JSON text */
+    const char *payload; /* JSON text */
     const uint8_t *prev_hash;
     size_t prev_hash_len;
     const uint8_t *hash;
@@ -227,13 +225,11 @@ typedef struct store_audit_record {
 } store_audit_record;
 
 /* Append a record; *seq (may be NULL) receives its sequence number. */
-LLMOS_NODISCARD llmos_err store_audit_append(store *s, const store_audit_record *rec,
-                                             int64_t *seq);
+LLMOS_NODISCARD llmos_err store_audit_append(store *s, const store_audit_record *rec, int64_t *seq);
 /* Call fn for each record with seq >= from_seq, in order; fn returns false to stop. The record's
  * pointers are valid during the call only. */
 LLMOS_NODISCARD llmos_err store_audit_iterate(store *s, int64_t from_seq,
-                                              bool (*fn)(const store_audit_record *rec,
-                                                         void *ctx),
+                                              bool (*fn)(const store_audit_record *rec, void *ctx),
                                               void *ctx);
 
 #ifdef __cplusplus

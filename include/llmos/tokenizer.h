@@ -61,7 +61,7 @@ typedef enum tok_type {
  * the caller keeps ownership of the arrays. */
 typedef struct tok_spec {
     tok_model model;
-    const char *pre;           /* pre-tokenizer name for TOK_MODEL_BPE; NULL = "default" */
+    const char *pre; /* pre-tokenizer name for TOK_MODEL_BPE; NULL = "default" */
     size_t n_tokens;
     const char *const *tokens; /* n_tokens token texts */
     const size_t *token_lens;  /* their lengths; NULL = NUL-terminated strings */
@@ -69,10 +69,10 @@ typedef struct tok_spec {
     const int32_t *types;      /* n_tokens tok_type values; NULL = all NORMAL */
     size_t n_merges;           /* TOK_MODEL_BPE: merges "left right", best first */
     const char *const *merges;
-    const size_t *merge_lens;  /* NULL = NUL-terminated */
+    const size_t *merge_lens;        /* NULL = NUL-terminated */
     int32_t bos, eos, eot, pad, unk; /* -1 when absent */
-    bool add_bos, add_eos;     /* what TOK_ADD_SPECIAL adds */
-    bool add_space_prefix;     /* TOK_MODEL_SPM: put a space in front of the text */
+    bool add_bos, add_eos;           /* what TOK_ADD_SPECIAL adds */
+    bool add_space_prefix;           /* TOK_MODEL_SPM: put a space in front of the text */
 } tok_spec;
 
 /* A spec with no tokens, all special ids -1 and the defaults of the given model (SPM:
@@ -145,8 +145,8 @@ int32_t tok_find(const tokenizer *t, const char *text, size_t len);
  * in front of the first piece removed. Bytes are passed through exactly, so
  * tok_decode(tok_encode(x)) == x for byte-level BPE (even for invalid UTF-8); use a
  * tok_decoder for text that must be valid UTF-8. LLMOS_ERR_INVALID for an id out of range. */
-LLMOS_NODISCARD llmos_err tok_decode(const tokenizer *t, const int32_t *ids, size_t n,
-                                     bool special, llmos_buf *out);
+LLMOS_NODISCARD llmos_err tok_decode(const tokenizer *t, const int32_t *ids, size_t n, bool special,
+                                     llmos_buf *out);
 
 /* ---- streaming detokenizer ---------------------------------------------------------------- */
 

@@ -23,11 +23,7 @@
 
 #include "llmos/base.h"
 
-typedef enum toolcall_family {
-    TOOLCALL_HERMES,
-    TOOLCALL_LLAMA3,
-    TOOLCALL_MISTRAL
-} toolcall_family;
+typedef enum toolcall_family { TOOLCALL_HERMES, TOOLCALL_LLAMA3, TOOLCALL_MISTRAL } toolcall_family;
 
 /* "hermes" (also "qwen", "qwen2"), "llama3", "mistral" -> family; false if unknown. */
 bool toolcall_family_parse(const char *name, toolcall_family *out);
@@ -41,7 +37,7 @@ typedef struct toolcall {
 } toolcall;
 
 typedef struct toolcall_result {
-    char *content;   /* the text outside the calls, trimmed; "" when none (never NULL) */
+    char *content; /* the text outside the calls, trimmed; "" when none (never NULL) */
     toolcall *calls;
     size_t n_calls;
 } toolcall_result;
@@ -55,8 +51,8 @@ LLMOS_NODISCARD llmos_err toolcall_parse(toolcall_family f, const char *text, si
 void toolcall_result_free(toolcall_result *r);
 
 typedef enum toolcall_mode {
-    TOOLCALL_AUTO,     /* free text, or tool calls (tool_choice "auto") */
-    TOOLCALL_REQUIRED  /* at least one tool call, no text (tool_choice "required") */
+    TOOLCALL_AUTO,    /* free text, or tool calls (tool_choice "auto") */
+    TOOLCALL_REQUIRED /* at least one tool call, no text (tool_choice "required") */
 } toolcall_mode;
 
 /* Append to `out` a GBNF grammar (start rule "root") for replies in the family's format whose
@@ -67,8 +63,7 @@ typedef enum toolcall_mode {
  * family's format ('<' for HERMES, '{' or '<' for LLAMA3, '[' for MISTRAL), so a reply that
  * starts a call must finish it correctly; after other text the rest is free. */
 LLMOS_NODISCARD llmos_err toolcall_grammar(const json_t *tools, toolcall_family f,
-                                           toolcall_mode mode, const char *only,
-                                           llmos_buf *out);
+                                           toolcall_mode mode, const char *only, llmos_buf *out);
 
 /* Check a parsed call against `tools`: the name must be one of them (LLMOS_ERR_NOT_FOUND
  * listing the names otherwise) and the arguments valid against its parameters schema

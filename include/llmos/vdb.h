@@ -138,8 +138,8 @@ typedef struct vdb_fused {
  * place). k = 0 means the customary 60. Writes the best min(max_out, distinct ids) results,
  * highest score first (ties: smaller id first), to out and their number to *n_out. */
 LLMOS_NODISCARD llmos_err vdb_rrf_fuse(const uint64_t *const *lists, const size_t *lens,
-                                       size_t n_lists, unsigned k, vdb_fused *out,
-                                       size_t max_out, size_t *n_out);
+                                       size_t n_lists, unsigned k, vdb_fused *out, size_t max_out,
+                                       size_t *n_out);
 
 /* ---- distance kernels (exposed so tests can hold SIMD against scalar) -------------------- */
 

@@ -28,7 +28,8 @@ void buf_free(llmos_buf *b)
 llmos_err buf_reserve(llmos_buf *b, size_t extra)
 {
     if (extra > SIZE_MAX - b->len - 1)
-        return llmos_fail(LLMOS_ERR_LIMIT, "buffer: %zu + %zu bytes overflows size_t", b->len, extra);
+        return llmos_fail(LLMOS_ERR_LIMIT, "buffer: %zu + %zu bytes overflows size_t", b->len,
+                          extra);
     size_t need = b->len + extra + 1;
     if (need <= b->cap)
         return LLMOS_OK;

@@ -36,7 +36,7 @@ static bool amx_permitted(void)
 {
 #define ARCH_GET_XCOMP_PERM 0x1022
 #define ARCH_REQ_XCOMP_PERM 0x1023
-#define XFEATURE_XTILEDATA 18
+#define XFEATURE_XTILEDATA  18
     unsigned long bitmask = 0;
     if (syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) != 0)
         return false;

@@ -163,8 +163,8 @@ llmos_err file_mkdirs(const char *path, unsigned mode)
             char saved = *s;
             *s = '\0';
             if (mkdir(p, (mode_t)mode) != 0 && errno != EEXIST) {
-                err = llmos_fail(LLMOS_ERR_IO, "%s: cannot create directory: %s", p,
-                                 strerror(errno));
+                err =
+                    llmos_fail(LLMOS_ERR_IO, "%s: cannot create directory: %s", p, strerror(errno));
                 break;
             }
             *s = saved;

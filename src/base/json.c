@@ -15,7 +15,8 @@ static size_t json_depth(const json_t *v, size_t limit)
     if (json_is_object(v)) {
         const char *k;
         json_t *c;
-        json_object_foreach((json_t *)v, k, c) {
+        json_object_foreach((json_t *)v, k, c)
+        {
             size_t d = json_depth(c, limit - 1);
             if (d > deepest)
                 deepest = d;
@@ -23,7 +24,8 @@ static size_t json_depth(const json_t *v, size_t limit)
     } else if (json_is_array(v)) {
         size_t i;
         json_t *c;
-        json_array_foreach(v, i, c) {
+        json_array_foreach(v, i, c)
+        {
             size_t d = json_depth(c, limit - 1);
             if (d > deepest)
                 deepest = d;
@@ -119,8 +121,8 @@ llmos_err json_require_string(const json_t *obj, const char *key, const char *wh
     if (!v)
         return llmos_fail(LLMOS_ERR_FORMAT, "%s: missing required member \"%s\"", what, key);
     if (!json_is_string(v))
-        return llmos_fail(LLMOS_ERR_FORMAT, "%s: member \"%s\" must be a string, found %s",
-                          what, key, type_name(v));
+        return llmos_fail(LLMOS_ERR_FORMAT, "%s: member \"%s\" must be a string, found %s", what,
+                          key, type_name(v));
     *out = json_string_value(v);
     return LLMOS_OK;
 }
@@ -131,8 +133,8 @@ llmos_err json_require_int(const json_t *obj, const char *key, const char *what,
     if (!v)
         return llmos_fail(LLMOS_ERR_FORMAT, "%s: missing required member \"%s\"", what, key);
     if (!json_is_integer(v))
-        return llmos_fail(LLMOS_ERR_FORMAT, "%s: member \"%s\" must be an integer, found %s",
-                          what, key, type_name(v));
+        return llmos_fail(LLMOS_ERR_FORMAT, "%s: member \"%s\" must be an integer, found %s", what,
+                          key, type_name(v));
     *out = (int64_t)json_integer_value(v);
     return LLMOS_OK;
 }

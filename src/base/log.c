@@ -41,8 +41,10 @@ llmos_log_level log_get_level(void)
         llmos_log_level lv = LLMOS_LOG_WARN;
         const char *env = getenv("LLMOS_LOG");
         if (env && *env && !log_parse_level(env, &lv))
-            fprintf(stderr, "llmos: LLMOS_LOG=%s is not one of debug, info, warn, error, off; "
-                            "using warn\n", env);
+            fprintf(stderr,
+                    "llmos: LLMOS_LOG=%s is not one of debug, info, warn, error, off; "
+                    "using warn\n",
+                    env);
         int expected = -1;
         atomic_compare_exchange_strong(&threshold, &expected, (int)lv);
         t = atomic_load(&threshold);

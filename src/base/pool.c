@@ -21,7 +21,7 @@
 
 #include "llmos/base.h"
 
-#define POOL_MAX_THREADS 256
+#define POOL_MAX_THREADS  256
 #define POOL_SPIN_SECONDS 0.0002 /* how long an idle worker spins before sleeping */
 
 typedef struct pool_worker {
@@ -71,8 +71,8 @@ int pool_default_threads(void)
         long v = strtol(env, &end, 10);
         if (*end == '\0' && v > 0 && v <= POOL_MAX_THREADS)
             return (int)v;
-        LOG_WARN("pool", "LLMOS_THREADS=%s is not a thread count (1..%d); using the CPU count",
-                 env, POOL_MAX_THREADS);
+        LOG_WARN("pool", "LLMOS_THREADS=%s is not a thread count (1..%d); using the CPU count", env,
+                 POOL_MAX_THREADS);
     }
     int n = cpu_features()->n_cpus;
     return n > 0 ? n : 1;

@@ -21,8 +21,8 @@ enum { CLI_OK = 0, CLI_FAILED = 1, CLI_USAGE = 2, CLI_INTERRUPTED = 130 };
 
 typedef struct cli_command {
     const char *name;
-    const char *summary; /* one line, no final period */
-    const char *help;    /* full text: usage line, description, options */
+    const char *summary;               /* one line, no final period */
+    const char *help;                  /* full text: usage line, description, options */
     int (*run)(int argc, char **argv); /* argv[0] is the command name */
 } cli_command;
 
@@ -58,7 +58,7 @@ int cmd_shell(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_model(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
-int cmd_model_random(int argc, char **argv); /* llmos model make-random */
+int cmd_model_random(int argc, char **argv);   /* llmos model make-random */
 int cmd_model_quantize(int argc, char **argv); /* llmos model quantize */
 int cmd_bench(int argc, char **argv);
 int cmd_memory(int argc, char **argv);

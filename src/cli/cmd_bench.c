@@ -48,8 +48,8 @@ static llmos_err run_tg(llmos_model_ctx *c, const int32_t *toks, size_t n, doubl
 typedef llmos_err (*bench_fn)(llmos_model_ctx *c, const int32_t *toks, size_t n, double *sec);
 
 /* Warm-up once, then reps timed runs: tokens/s mean and sample standard deviation. */
-static llmos_err measure(bench_fn fn, llmos_model_ctx *c, const int32_t *toks, size_t n,
-                         int reps, bench_result *out)
+static llmos_err measure(bench_fn fn, llmos_model_ctx *c, const int32_t *toks, size_t n, int reps,
+                         bench_result *out)
 {
     double sec, sum = 0, sum2 = 0;
     llmos_err err = fn(c, toks, n, &sec);
@@ -79,10 +79,9 @@ static bool parse_int(const char *s, long lo, long hi, long *out)
 static void print_json(const char *model, const char *type, uint64_t size, const char *test,
                        int threads, int reps, const bench_result *r)
 {
-    json_t *j = json_pack("{s:s, s:s, s:I, s:s, s:i, s:i, s:f, s:f}", "model", model, "type",
-                          type, "size_bytes", (json_int_t)size, "test", test, "threads",
-                          threads, "reps", reps, "tokens_per_s", r->mean, "tokens_per_s_sd",
-                          r->sd);
+    json_t *j = json_pack("{s:s, s:s, s:I, s:s, s:i, s:i, s:f, s:f}", "model", model, "type", type,
+                          "size_bytes", (json_int_t)size, "test", test, "threads", threads, "reps",
+                          reps, "tokens_per_s", r->mean, "tokens_per_s_sd", r->sd);
     llmos_buf b = {0};
     if (j && json_to_buf(j, 0, &b) == LLMOS_OK)
         printf("%.*s\n", (int)b.len, (const char *)b.data);

@@ -31,8 +31,7 @@ typedef struct doctor {
     int fails, warns;
 } doctor;
 
-static void report(doctor *d, int level, const char *what, const char *fmt, ...)
-    LLMOS_PRINTF(4, 5);
+static void report(doctor *d, int level, const char *what, const char *fmt, ...) LLMOS_PRINTF(4, 5);
 
 /* level: 0 ok, 1 warn, 2 fail */
 static void report(doctor *d, int level, const char *what, const char *fmt, ...)
@@ -54,8 +53,10 @@ static void check_libraries(doctor *d)
 {
     printf("libraries\n");
     if (sodium_init() < 0)
-        report(d, 2, "libsodium", "%s: sodium_init failed (no entropy source?); "
-               "check that /dev/urandom is readable", sodium_version_string());
+        report(d, 2, "libsodium",
+               "%s: sodium_init failed (no entropy source?); "
+               "check that /dev/urandom is readable",
+               sodium_version_string());
     else
         report(d, 0, "libsodium", "%s", sodium_version_string());
 
@@ -64,8 +65,10 @@ static void check_libraries(doctor *d)
         report(d, 2, "sqlite3", "%s is older than 3.35; install Debian 12's libsqlite3-0",
                sqlite3_libversion());
     else if (!fts5)
-        report(d, 2, "sqlite3", "%s lacks FTS5 (needed for recall search); install a build "
-               "with FTS5 such as Debian's libsqlite3-0", sqlite3_libversion());
+        report(d, 2, "sqlite3",
+               "%s lacks FTS5 (needed for recall search); install a build "
+               "with FTS5 such as Debian's libsqlite3-0",
+               sqlite3_libversion());
     else
         report(d, 0, "sqlite3", "%s with FTS5", sqlite3_libversion());
 
@@ -80,7 +83,8 @@ static void check_libraries(doctor *d)
 
     curl_version_info_data *cv = curl_version_info(CURLVERSION_NOW);
     report(d, (cv->features & CURL_VERSION_SSL) ? 0 : 1, "libcurl", "%s%s", cv->version,
-           (cv->features & CURL_VERSION_SSL) ? " with TLS" : " without TLS: https servers unreachable");
+           (cv->features & CURL_VERSION_SSL) ? " with TLS"
+                                             : " without TLS: https servers unreachable");
     report(d, 0, "microhttpd", "%s", MHD_get_version());
     report(d, 0, "libxml2", "%s", LIBXML_DOTTED_VERSION);
     const struct scmp_version *sv = seccomp_version();
@@ -120,8 +124,8 @@ static void check_home(doctor *d)
         report(d, 2, "home", "%s is not writable by you; fix its permissions or set LLMOS_HOME",
                home);
     } else if (st.st_mode & 077) {
-        report(d, 1, "home", "%s is readable by other users (mode %03o); run: chmod 700 %s",
-               home, (unsigned)(st.st_mode & 0777), home);
+        report(d, 1, "home", "%s is readable by other users (mode %03o); run: chmod 700 %s", home,
+               (unsigned)(st.st_mode & 0777), home);
     } else {
         report(d, 0, "home", "%s", home);
     }

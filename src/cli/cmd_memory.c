@@ -334,8 +334,7 @@ static int memory_search(int argc, char **argv)
     if (n == 0)
         printf("no memories yet\n");
     for (size_t i = 0; i < n; i++)
-        printf("%zu. #%lld (%.3f) %s\n", i + 1, (long long)hits[i].id, hits[i].score,
-               hits[i].text);
+        printf("%zu. #%lld (%.3f) %s\n", i + 1, (long long)hits[i].id, hits[i].score, hits[i].text);
     store_archivals_free(hits, n);
     return CLI_OK;
 }
@@ -357,8 +356,8 @@ static int memory_stats(void)
         printf("audit records:    %lld\n", (long long)st.audit_records);
         printf("pages:            %lld x %lld bytes (encrypted)\n", (long long)st.page_count,
                (long long)st.page_size);
-        printf("file sizes:       %lld bytes database, %lld bytes WAL\n",
-               (long long)st.db_bytes, (long long)st.wal_bytes);
+        printf("file sizes:       %lld bytes database, %lld bytes WAL\n", (long long)st.db_bytes,
+               (long long)st.wal_bytes);
         printf("vector search:    %s\n", st.vector_index ? "HNSW index" : "exact");
         if (store_setting_get(s, EMBEDDER_SETTING, &emb) != LLMOS_OK)
             emb = NULL;

@@ -18,7 +18,7 @@
 
 typedef struct model_subcommand {
     const char *name;
-    const char *help; /* usage line first, then the description and options */
+    const char *help;                  /* usage line first, then the description and options */
     int (*run)(int argc, char **argv); /* argv[0] is the subcommand's name */
 } model_subcommand;
 
@@ -119,8 +119,8 @@ static json_t *json_bytes(const char *s, size_t n)
     llmos_buf b = {0};
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
-        llmos_err err = (c >= 0x20 && c < 0x7f) ? buf_putc(&b, (char)c)
-                                                : buf_printf(&b, "\\x%02x", c);
+        llmos_err err =
+            (c >= 0x20 && c < 0x7f) ? buf_putc(&b, (char)c) : buf_printf(&b, "\\x%02x", c);
         if (err) {
             buf_free(&b);
             return NULL;
@@ -158,15 +158,9 @@ static void human_bytes(uint64_t n, char *out, size_t size)
 
 /* The hyperparameters llmos's forward pass reads, as suffixes of "<arch>.". */
 static const char *const hparams[] = {
-    "context_length",
-    "embedding_length",
-    "block_count",
-    "feed_forward_length",
-    "attention.head_count",
-    "attention.head_count_kv",
-    "rope.freq_base",
-    "rope.dimension_count",
-    "attention.layer_norm_rms_epsilon",
+    "context_length",      "embedding_length",     "block_count",
+    "feed_forward_length", "attention.head_count", "attention.head_count_kv",
+    "rope.freq_base",      "rope.dimension_count", "attention.layer_norm_rms_epsilon",
 };
 
 /* Number of vocabulary entries: <arch>.vocab_size, else the length of the token list. */
@@ -289,8 +283,8 @@ static void info_text(const gguf_file *f)
     char h1[32], h2[32];
     human_bytes(gguf_size(f), h1, sizeof h1);
     printf("file:          %s (%s)\n", gguf_name(f), h1);
-    printf("GGUF version:  %u, alignment %u, tensor data at offset %" PRIu64 "\n",
-           gguf_version(f), gguf_alignment(f), gguf_data_offset(f));
+    printf("GGUF version:  %u, alignment %u, tensor data at offset %" PRIu64 "\n", gguf_version(f),
+           gguf_alignment(f), gguf_data_offset(f));
     printf("architecture:  ");
     print_str(f, "general.architecture");
     printf("name:          ");
@@ -464,20 +458,23 @@ static json_t *info_json(const gguf_file *f)
 
     json_t *hp = json_object();
     for (size_t k = 0; k < LLMOS_ARRAY_LEN(hparams); k++)
-        json_object_set_new(hp, hparams[k], json_number_or_null(f, gguf_find_arch_key(f, hparams[k])));
+        json_object_set_new(hp, hparams[k],
+                            json_number_or_null(f, gguf_find_arch_key(f, hparams[k])));
     uint64_t vs;
-    json_object_set_new(hp, "vocab_size", vocab_size(f, &vs) ? json_integer((json_int_t)vs)
-                                                             : json_null());
+    json_object_set_new(hp, "vocab_size",
+                        vocab_size(f, &vs) ? json_integer((json_int_t)vs) : json_null());
     json_object_set_new(root, "hyperparameters", hp);
 
     json_t *tok = json_object();
     json_object_set_new(tok, "model",
                         json_str_or_null(gguf_get_str(f, "tokenizer.ggml.model", NULL)));
     json_object_set_new(tok, "pre", json_str_or_null(gguf_get_str(f, "tokenizer.ggml.pre", NULL)));
-    json_object_set_new(tok, "tokens", json_integer((json_int_t)gguf_arr_len(
-                                           f, gguf_find_key(f, "tokenizer.ggml.tokens"))));
-    json_object_set_new(tok, "merges", json_integer((json_int_t)gguf_arr_len(
-                                           f, gguf_find_key(f, "tokenizer.ggml.merges"))));
+    json_object_set_new(
+        tok, "tokens",
+        json_integer((json_int_t)gguf_arr_len(f, gguf_find_key(f, "tokenizer.ggml.tokens"))));
+    json_object_set_new(
+        tok, "merges",
+        json_integer((json_int_t)gguf_arr_len(f, gguf_find_key(f, "tokenizer.ggml.merges"))));
     static const char *const specials[][3] = {
         {"bos_token_id", "bos_token", "tokenizer.ggml.bos_token_id"},
         {"eos_token_id", "eos_token", "tokenizer.ggml.eos_token_id"}};
@@ -501,11 +498,10 @@ static json_t *info_json(const gguf_file *f)
     json_t *by_type = json_object();
     for (int t = 0; t < GGML_TYPE_COUNT; t++)
         if (totals[t].tensors)
-            json_object_set_new(by_type, ggml_type_name((ggml_type)t),
-                                json_pack("{s:I, s:I, s:I}", "tensors",
-                                          (json_int_t)totals[t].tensors, "parameters",
-                                          (json_int_t)totals[t].params, "bytes",
-                                          (json_int_t)totals[t].bytes));
+            json_object_set_new(
+                by_type, ggml_type_name((ggml_type)t),
+                json_pack("{s:I, s:I, s:I}", "tensors", (json_int_t)totals[t].tensors, "parameters",
+                          (json_int_t)totals[t].params, "bytes", (json_int_t)totals[t].bytes));
     json_object_set_new(root, "size_by_type", by_type);
 
     json_t *meta = json_object();
@@ -554,7 +550,8 @@ static int model_info(int argc, char **argv)
     if (as_json) {
         json_t *j = info_json(f);
         llmos_buf out = {0};
-        /* 16 digits: float32 values (made shortest above) print as 1e-5, not 1.0000000000000001e-5 */
+        /* 16 digits: float32 values (made shortest above) print as 1e-5, not 1.0000000000000001e-5
+         */
         size_t flags = JSON_INDENT(2) | JSON_REAL_PRECISION(16);
         if (!j || (err = json_to_buf(j, flags, &out)) != LLMOS_OK) {
             rc = cli_report(j ? err : llmos_fail(LLMOS_ERR_NOMEM, "out of memory"));

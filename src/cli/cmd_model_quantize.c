@@ -68,8 +68,7 @@ int cmd_model_quantize(int argc, char **argv)
         return cli_report(err);
     struct stat in_st, out_st;
     if (stat(pos[0], &in_st) == 0 && stat(pos[1], &out_st) == 0)
-        fprintf(stderr,
-                "llmos model quantize: wrote %s (%s): %.1f MiB from %.1f MiB in %.1f s\n",
+        fprintf(stderr, "llmos model quantize: wrote %s (%s): %.1f MiB from %.1f MiB in %.1f s\n",
                 pos[1], pos[2], (double)out_st.st_size / (1 << 20),
                 (double)in_st.st_size / (1 << 20), time_now() - t0);
     return CLI_OK;

@@ -58,8 +58,10 @@ int cmd_tokenize(int argc, char **argv)
         else if (!end_opts && a[0] == '-' && a[1] != '\0')
             return cli_usage_error("tokenize", "unknown option '%s'", a);
         else if (text)
-            return cli_usage_error("tokenize", "give one TEXT argument (quote it), got a second "
-                                   "one: '%s'", a);
+            return cli_usage_error("tokenize",
+                                   "give one TEXT argument (quote it), got a second "
+                                   "one: '%s'",
+                                   a);
         else
             text = a;
     }

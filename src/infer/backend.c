@@ -37,7 +37,8 @@ llmos_err llm_chat(llm_backend *b, const llm_request *req, llm_stream_fn stream,
     if (!b || !b->ops->chat)
         return llmos_fail(LLMOS_ERR_INVALID, "llm_chat: no backend");
     if (!req || (!req->messages && !req->prompt))
-        return llmos_fail(LLMOS_ERR_INVALID, "llm_chat: the request has neither messages nor a prompt");
+        return llmos_fail(LLMOS_ERR_INVALID,
+                          "llm_chat: the request has neither messages nor a prompt");
     return b->ops->chat(b, req, stream, stream_ctx, resp);
 }
 

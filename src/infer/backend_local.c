@@ -516,7 +516,9 @@ static size_t lb_stop_tail(const char *s, size_t n, const llm_request *r)
     for (size_t i = 0; i < r->n_stop; i++) {
         size_t sl = strlen(r->stop[i]);
         for (size_t k = sl > 0 ? sl - 1 : 0; k > keep; k--)
-            if (k <= n && memcmp(s + n - k, r->stop[i], k) == 0) { // NOLINT(clang-analyzer-core.NonNullParamChecker): k >= 1 and k <= n, so s has n >= 1 bytes and is not NULL
+            if (k <= n && memcmp(s + n - k, r->stop[i], k) ==
+                              0) { // NOLINT(clang-analyzer-core.NonNullParamChecker): k >= 1 and k
+                                   // <= n, so s has n >= 1 bytes and is not NULL
                 keep = k;
                 break;
             }
@@ -687,7 +689,8 @@ static llmos_err lb_chat(llm_backend *b, const llm_request *req, llm_stream_fn s
         size_t cut = lb_find_stop(text.data ? text.data : "", text.len, req);
         if (cut < text.len) {
             text.len = cut;
-            text.data[cut] = 0; // NOLINT(clang-analyzer-core.NullDereference): cut < text.len, so the buffer is not empty
+            text.data[cut] = 0; // NOLINT(clang-analyzer-core.NullDereference): cut < text.len, so
+                                // the buffer is not empty
             finish = "stop";
             break;
         }

@@ -85,10 +85,8 @@ static bool type_is_int(gguf_type t)
     case GGUF_TYPE_UINT32:
     case GGUF_TYPE_INT32:
     case GGUF_TYPE_UINT64:
-    case GGUF_TYPE_INT64:
-        return true;
-    default:
-        return false;
+    case GGUF_TYPE_INT64: return true;
+    default: return false;
     }
 }
 
@@ -106,14 +104,54 @@ static wide_int decode_int(gguf_type t, const uint8_t *p)
     switch (t) {
     /* NOLINTBEGIN(clang-analyzer-core.NonNullParamChecker,bugprone-signed-char-misuse): p points
      * into the mapped file (never NULL); int8_t is sign-extended on purpose (a GGUF INT8). */
-    case GGUF_TYPE_UINT8: { uint8_t v; memcpy(&v, p, 1); w.u = v; return w; }
-    case GGUF_TYPE_UINT16: { uint16_t v; memcpy(&v, p, 2); w.u = v; return w; }
-    case GGUF_TYPE_UINT32: { uint32_t v; memcpy(&v, p, 4); w.u = v; return w; }
-    case GGUF_TYPE_UINT64: { uint64_t v; memcpy(&v, p, 8); w.u = v; return w; }
-    case GGUF_TYPE_INT8: { int8_t v; memcpy(&v, p, 1); s = v; break; }
-    case GGUF_TYPE_INT16: { int16_t v; memcpy(&v, p, 2); s = v; break; }
-    case GGUF_TYPE_INT32: { int32_t v; memcpy(&v, p, 4); s = v; break; }
-    case GGUF_TYPE_INT64: { int64_t v; memcpy(&v, p, 8); s = v; break; }
+    case GGUF_TYPE_UINT8: {
+        uint8_t v;
+        memcpy(&v, p, 1);
+        w.u = v;
+        return w;
+    }
+    case GGUF_TYPE_UINT16: {
+        uint16_t v;
+        memcpy(&v, p, 2);
+        w.u = v;
+        return w;
+    }
+    case GGUF_TYPE_UINT32: {
+        uint32_t v;
+        memcpy(&v, p, 4);
+        w.u = v;
+        return w;
+    }
+    case GGUF_TYPE_UINT64: {
+        uint64_t v;
+        memcpy(&v, p, 8);
+        w.u = v;
+        return w;
+    }
+    case GGUF_TYPE_INT8: {
+        int8_t v;
+        memcpy(&v, p, 1);
+        s = v;
+        break;
+    }
+    case GGUF_TYPE_INT16: {
+        int16_t v;
+        memcpy(&v, p, 2);
+        s = v;
+        break;
+    }
+    case GGUF_TYPE_INT32: {
+        int32_t v;
+        memcpy(&v, p, 4);
+        s = v;
+        break;
+    }
+    case GGUF_TYPE_INT64: {
+        int64_t v;
+        memcpy(&v, p, 8);
+        s = v;
+        break;
+    }
     /* NOLINTEND(clang-analyzer-core.NonNullParamChecker,bugprone-signed-char-misuse) */
     default: assert(!"not an integer type"); return w;
     }
@@ -202,8 +240,7 @@ static llmos_err set_init(name_set *s, size_t n)
 }
 
 /* Find `name` among names[] through the set: its index, or -1 (and the free slot in *slot). */
-static int64_t set_find(const name_set *s, const char *const *names, const char *name,
-                        size_t *slot)
+static int64_t set_find(const name_set *s, const char *const *names, const char *name, size_t *slot)
 {
     if (!s->cap)
         return -1;
@@ -249,7 +286,10 @@ typedef struct cursor {
     char what[200]; /* the item being read, for messages: "key 3 'llama.block_count'" */
 } cursor;
 
-static uint64_t left(const cursor *c) { return (uint64_t)c->f->size - c->pos; }
+static uint64_t left(const cursor *c)
+{
+    return (uint64_t)c->f->size - c->pos;
+}
 
 static llmos_err need(cursor *c, uint64_t n, const char *field)
 {
@@ -365,8 +405,8 @@ static llmos_err parse_array_body(cursor *c, size_t id, uint32_t et, uint64_t n,
         if (n > left(c) / esz)
             return fail_at(c, at, LLMOS_ERR_FORMAT,
                            "array of %llu %s needs %llu bytes or more but only %llu are left",
-                           (ull)n, type_info[et].name, (ull)(n > UINT64_MAX / esz ? UINT64_MAX : n * esz),
-                           (ull)left(c));
+                           (ull)n, type_info[et].name,
+                           (ull)(n > UINT64_MAX / esz ? UINT64_MAX : n * esz), (ull)left(c));
         if (et == GGUF_TYPE_BOOL)
             for (uint64_t i = 0; i < n; i++)
                 if (f->data[c->pos + i] > 1)
@@ -381,8 +421,8 @@ static llmos_err parse_array_body(cursor *c, size_t id, uint32_t et, uint64_t n,
             return fail_at(c, at, LLMOS_ERR_FORMAT,
                            "array of %llu strings cannot fit in the %llu bytes left", (ull)n,
                            (ull)left(c));
-        llmos_err err = grow((void **)&f->str_off, &f->cap_str, f->n_str + (size_t)n,
-                             sizeof *f->str_off);
+        llmos_err err =
+            grow((void **)&f->str_off, &f->cap_str, f->n_str + (size_t)n, sizeof *f->str_off);
         if (err)
             return err;
         f->vals[id].first = f->n_str;
@@ -507,8 +547,10 @@ static llmos_err parse_kvs(cursor *c, uint64_t n_kv)
         if ((err = rd_u32(c, "value type", &type)))
             return err;
         if (type >= GGUF_TYPE_COUNT)
-            return fail_at(c, tat, LLMOS_ERR_FORMAT, "value type %u is not a GGUF value type "
-                           "(0..%d)", type, GGUF_TYPE_COUNT - 1);
+            return fail_at(c, tat, LLMOS_ERR_FORMAT,
+                           "value type %u is not a GGUF value type "
+                           "(0..%d)",
+                           type, GGUF_TYPE_COUNT - 1);
         if ((err = parse_value(c, (gguf_type)type, i, 0, true)))
             return err;
     }
@@ -577,7 +619,8 @@ static llmos_err parse_tensor_infos(cursor *c, uint64_t n)
             if (t->ne[d] > (uint64_t)INT64_MAX / t->n_elements)
                 return fail_at(c, nat, LLMOS_ERR_FORMAT,
                                "dimensions overflow: %llu elements times ne[%u]=%llu exceeds "
-                               "2^63", (ull)t->n_elements, d, (ull)t->ne[d]);
+                               "2^63",
+                               (ull)t->n_elements, d, (ull)t->ne[d]);
             t->n_elements *= t->ne[d];
         }
         uint64_t tat = c->pos;
@@ -641,7 +684,9 @@ static llmos_err check_layout(cursor *c)
                           "(data would start at %llu, file has %zu bytes)",
                           f->name, (ull)c->pos, (ull)f->data_offset, f->size);
     uint64_t room = f->size - f->data_offset;
-    gguf_tensor **order = malloc(f->n_tensors * sizeof *order); // NOLINT(bugprone-sizeof-expression): order is an array of pointers; sizeof *order is one pointer
+    gguf_tensor **order =
+        malloc(f->n_tensors * sizeof *order); // NOLINT(bugprone-sizeof-expression): order is an
+                                              // array of pointers; sizeof *order is one pointer
     if (!order)
         return llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
     llmos_err err = LLMOS_OK;
@@ -649,11 +694,11 @@ static llmos_err check_layout(cursor *c)
         gguf_tensor *t = &f->tensors[i];
         order[i] = t;
         if (t->offset % a != 0)
-            err = llmos_fail(LLMOS_ERR_FORMAT,
-                             "%s: offset %llu: tensor %zu '%s': data offset %llu is not a "
-                             "multiple of the alignment %u",
-                             f->name, (ull)t->info_offset, i, t->name, (ull)t->offset,
-                             f->alignment);
+            err =
+                llmos_fail(LLMOS_ERR_FORMAT,
+                           "%s: offset %llu: tensor %zu '%s': data offset %llu is not a "
+                           "multiple of the alignment %u",
+                           f->name, (ull)t->info_offset, i, t->name, (ull)t->offset, f->alignment);
         else if (t->offset > room || t->size > room - t->offset)
             err = llmos_fail(LLMOS_ERR_FORMAT,
                              "%s: offset %llu: tensor %zu '%s': data runs past end of file "
@@ -664,17 +709,18 @@ static llmos_err check_layout(cursor *c)
             t->data = f->data + f->data_offset + t->offset;
     }
     if (!err) {
-        qsort(order, f->n_tensors, sizeof *order, cmp_by_offset); // NOLINT(bugprone-sizeof-expression): order is an array of pointers; sizeof *order is one pointer
+        qsort(order, f->n_tensors, sizeof *order,
+              cmp_by_offset); // NOLINT(bugprone-sizeof-expression): order is an array of pointers;
+                              // sizeof *order is one pointer
         for (size_t i = 1; i < f->n_tensors; i++) {
             const gguf_tensor *p = order[i - 1], *t = order[i];
             if (p->offset + p->size > t->offset) {
                 err = llmos_fail(LLMOS_ERR_FORMAT,
                                  "%s: offset %llu: tensor %zu '%s': data at %llu overlaps "
                                  "tensor %zu '%s' (bytes %llu..%llu)",
-                                 f->name, (ull)t->info_offset, (size_t)(t - f->tensors),
-                                 t->name, (ull)(f->data_offset + t->offset),
-                                 (size_t)(p - f->tensors), p->name,
-                                 (ull)(f->data_offset + p->offset),
+                                 f->name, (ull)t->info_offset, (size_t)(t - f->tensors), t->name,
+                                 (ull)(f->data_offset + t->offset), (size_t)(p - f->tensors),
+                                 p->name, (ull)(f->data_offset + p->offset),
                                  (ull)(f->data_offset + p->offset + p->size));
                 break;
             }
@@ -715,7 +761,8 @@ static llmos_err parse(gguf_file *f)
                           "%s: offset 4: unknown GGUF version %u (llmos reads versions 2 and 3)",
                           f->name, version);
     uint64_t n_tensors, n_kv;
-    if ((err = rd_u64(&c, "tensor count", &n_tensors)) || (err = rd_u64(&c, "metadata count", &n_kv)))
+    if ((err = rd_u64(&c, "tensor count", &n_tensors)) ||
+        (err = rd_u64(&c, "metadata count", &n_kv)))
         return err;
     if (n_kv > left(&c) / GGUF_MIN_KV_BYTES)
         return llmos_fail(LLMOS_ERR_FORMAT,
@@ -795,15 +842,39 @@ void gguf_close(gguf_file *f)
 
 /* ---- reading: accessors ------------------------------------------------------------------ */
 
-const char *gguf_name(const gguf_file *f) { return f->name; }
-uint32_t gguf_version(const gguf_file *f) { return f->version; }
-uint32_t gguf_alignment(const gguf_file *f) { return f->alignment; }
-uint64_t gguf_data_offset(const gguf_file *f) { return f->data_offset; }
-const uint8_t *gguf_bytes(const gguf_file *f) { return f->data; }
-size_t gguf_size(const gguf_file *f) { return f->size; }
-size_t gguf_n_kv(const gguf_file *f) { return f->n_kv; }
+const char *gguf_name(const gguf_file *f)
+{
+    return f->name;
+}
+uint32_t gguf_version(const gguf_file *f)
+{
+    return f->version;
+}
+uint32_t gguf_alignment(const gguf_file *f)
+{
+    return f->alignment;
+}
+uint64_t gguf_data_offset(const gguf_file *f)
+{
+    return f->data_offset;
+}
+const uint8_t *gguf_bytes(const gguf_file *f)
+{
+    return f->data;
+}
+size_t gguf_size(const gguf_file *f)
+{
+    return f->size;
+}
+size_t gguf_n_kv(const gguf_file *f)
+{
+    return f->n_kv;
+}
 
-const char *gguf_key(const gguf_file *f, size_t i) { return i < f->n_kv ? f->keys[i] : NULL; }
+const char *gguf_key(const gguf_file *f, size_t i)
+{
+    return i < f->n_kv ? f->keys[i] : NULL;
+}
 
 int64_t gguf_find_key(const gguf_file *f, const char *key)
 {
@@ -825,7 +896,8 @@ int64_t gguf_find_arch_key(const gguf_file *f, const char *suffix)
     char *key = la + ls + 2 <= sizeof stack ? stack : malloc(la + ls + 2);
     if (!key)
         return -1;
-    memcpy(key, arch, la); // NOLINT(bugprone-not-null-terminated-result): the suffix's copy below ends it
+    memcpy(key, arch,
+           la); // NOLINT(bugprone-not-null-terminated-result): the suffix's copy below ends it
     key[la] = '.';
     memcpy(key + la + 1, suffix, ls + 1);
     int64_t id = gguf_find_key(f, key);
@@ -978,13 +1050,14 @@ llmos_err gguf_require_u32(const gguf_file *f, const char *key, uint32_t *out)
     llmos_err err = require(f, key, &v);
     if (err)
         return err;
-    if (!type_is_int(v->type)) // NOLINT(clang-analyzer-core.NullDereference): v is set when require() returns 0 (llmos_fail returns its nonzero code)
+    if (!type_is_int(v->type)) // NOLINT(clang-analyzer-core.NullDereference): v is set when
+                               // require() returns 0 (llmos_fail returns its nonzero code)
         return mistyped(f, key, v, "an integer");
     wide_int w = decode_int(v->type, f->data + v->offset);
     if (w.neg || w.u > UINT32_MAX)
         return llmos_fail(LLMOS_ERR_FORMAT,
-                          "%s: offset %llu: key '%s': value %s%llu does not fit in uint32",
-                          f->name, (ull)v->offset, key, w.neg ? "-" : "",
+                          "%s: offset %llu: key '%s': value %s%llu does not fit in uint32", f->name,
+                          (ull)v->offset, key, w.neg ? "-" : "",
                           w.neg ? (ull)(-(w.s + 1)) + 1 : (ull)w.u);
     *out = (uint32_t)w.u;
     return LLMOS_OK;
@@ -996,7 +1069,8 @@ llmos_err gguf_require_i64(const gguf_file *f, const char *key, int64_t *out)
     llmos_err err = require(f, key, &v);
     if (err)
         return err;
-    if (!type_is_int(v->type)) // NOLINT(clang-analyzer-core.NullDereference): v is set when require() returns 0 (llmos_fail returns its nonzero code)
+    if (!type_is_int(v->type)) // NOLINT(clang-analyzer-core.NullDereference): v is set when
+                               // require() returns 0 (llmos_fail returns its nonzero code)
         return mistyped(f, key, v, "an integer");
     if (!gguf_val_i64(f, v - f->vals, out))
         return llmos_fail(LLMOS_ERR_FORMAT,
@@ -1011,7 +1085,8 @@ llmos_err gguf_require_f32(const gguf_file *f, const char *key, float *out)
     llmos_err err = require(f, key, &v);
     if (err)
         return err;
-    if (!is_number(v->type)) // NOLINT(clang-analyzer-core.NullDereference): v is set when require() returns 0 (llmos_fail returns its nonzero code)
+    if (!is_number(v->type)) // NOLINT(clang-analyzer-core.NullDereference): v is set when require()
+                             // returns 0 (llmos_fail returns its nonzero code)
         return mistyped(f, key, v, "a number");
     *out = (float)decode_f64(v->type, f->data + v->offset);
     return LLMOS_OK;
@@ -1023,7 +1098,8 @@ llmos_err gguf_require_str(const gguf_file *f, const char *key, const char **out
     llmos_err err = require(f, key, &v);
     if (err)
         return err;
-    if (v->type != GGUF_TYPE_STRING) // NOLINT(clang-analyzer-core.NullDereference): v is set when require() returns 0 (llmos_fail returns its nonzero code)
+    if (v->type != GGUF_TYPE_STRING) // NOLINT(clang-analyzer-core.NullDereference): v is set when
+                                     // require() returns 0 (llmos_fail returns its nonzero code)
         return mistyped(f, key, v, "string");
     *out = v->str;
     return LLMOS_OK;
@@ -1104,7 +1180,10 @@ int64_t gguf_arr_sub(const gguf_file *f, int64_t id, uint64_t i)
 
 /* ---- reading: tensors -------------------------------------------------------------------- */
 
-size_t gguf_n_tensors(const gguf_file *f) { return f->n_tensors; }
+size_t gguf_n_tensors(const gguf_file *f)
+{
+    return f->n_tensors;
+}
 
 const gguf_tensor *gguf_tensor_at(const gguf_file *f, size_t i)
 {
@@ -1309,8 +1388,7 @@ llmos_err gguf_set_str(gguf_writer *w, const char *key, const char *s)
     return gguf_set_strn(w, key, s, strlen(s));
 }
 
-llmos_err gguf_set_arr(gguf_writer *w, const char *key, gguf_type elem, const void *data,
-                       size_t n)
+llmos_err gguf_set_arr(gguf_writer *w, const char *key, gguf_type elem, const void *data, size_t n)
 {
     size_t esz = gguf_type_size(elem);
     if (!esz)
@@ -1412,8 +1490,8 @@ static llmos_err add_tensor(gguf_writer *w, const char *name, ggml_type type, ui
         return llmos_fail(LLMOS_ERR_INVALID, "gguf writer: tensor '%s': unknown type %d", name,
                           (int)type);
     if (n_dims < 1 || n_dims > 4 || !ne)
-        return llmos_fail(LLMOS_ERR_INVALID,
-                          "gguf writer: tensor '%s': n_dims %u (expected 1..4)", name, n_dims);
+        return llmos_fail(LLMOS_ERR_INVALID, "gguf writer: tensor '%s': n_dims %u (expected 1..4)",
+                          name, n_dims);
     wtensor t = {.type = type, .n_dims = n_dims, .data = data, .fn = fn, .ctx = ctx};
     uint64_t n = 1;
     for (uint32_t d = 0; d < 4; d++) {
@@ -1434,8 +1512,8 @@ static llmos_err add_tensor(gguf_writer *w, const char *name, ggml_type type, ui
     t.name = strdup(name);
     if (!t.name)
         return llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
-    llmos_err err = grow((void **)&w->tensors, &w->cap_tensors, w->n_tensors + 1,
-                         sizeof *w->tensors);
+    llmos_err err =
+        grow((void **)&w->tensors, &w->cap_tensors, w->n_tensors + 1, sizeof *w->tensors);
     if (err) {
         free(t.name);
         return err;
@@ -1515,8 +1593,14 @@ static llmos_err sink_put(sink *s, const void *data, size_t n)
     return LLMOS_OK;
 }
 
-static llmos_err sink_u32(sink *s, uint32_t v) { return sink_put(s, &v, 4); }
-static llmos_err sink_u64(sink *s, uint64_t v) { return sink_put(s, &v, 8); }
+static llmos_err sink_u32(sink *s, uint32_t v)
+{
+    return sink_put(s, &v, 4);
+}
+static llmos_err sink_u64(sink *s, uint64_t v)
+{
+    return sink_put(s, &v, 8);
+}
 
 static llmos_err sink_str(sink *s, const char *str)
 {

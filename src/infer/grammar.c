@@ -40,18 +40,19 @@
 #include "llmos/grammar.h"
 #include "llmos/tokenizer.h"
 
-/* ---- compiled form ---------------------------------------------------------------------------- */
+/* ---- compiled form ----------------------------------------------------------------------------
+ */
 
 enum { G_END = 0, G_ALT = 1, G_REF = 2, G_SET = 3 };
 
 typedef struct gelem {
-    uint8_t kind;  /* G_* */
-    uint32_t arg;  /* G_REF: rule index; G_SET: set index */
+    uint8_t kind; /* G_* */
+    uint32_t arg; /* G_REF: rule index; G_SET: set index */
 } gelem;
 
 typedef struct gset {
-    bool neg;        /* matches code points NOT in the ranges */
-    uint32_t off, n; /* ranges[off .. off+n) as (lo, hi) pairs, sorted and merged */
+    bool neg;          /* matches code points NOT in the ranges */
+    uint32_t off, n;   /* ranges[off .. off+n) as (lo, hi) pairs, sorted and merged */
     uint32_t ascii[4]; /* membership of 0..127 after negation, for the common case */
 } gset;
 
@@ -60,14 +61,15 @@ typedef struct grule {
 } grule;
 
 /* Limits that keep hostile or mistaken grammars from eating the machine. */
-#define GRAMMAR_MAX_ELEMS (1u << 20)
+#define GRAMMAR_MAX_ELEMS  (1u << 20)
 #define GRAMMAR_MAX_REPEAT 10000u
-#define GRAMMAR_MAX_STACKS 4096u  /* stacks alive in one state */
-#define GRAMMAR_MAX_NODES (1u << 21) /* nodes before the caches are rebuilt */
+#define GRAMMAR_MAX_STACKS 4096u      /* stacks alive in one state */
+#define GRAMMAR_MAX_NODES  (1u << 21) /* nodes before the caches are rebuilt */
 #define GRAMMAR_MAX_STATES (1u << 14)
 #define GRAMMAR_MASK_CACHE 4
 
-/* ---- matcher state ------------------------------------------------------------------------------ */
+/* ---- matcher state ------------------------------------------------------------------------------
+ */
 
 typedef struct gnode {
     uint32_t pos;    /* element index (a G_SET or G_REF, never the end of an alternative) */
@@ -75,13 +77,13 @@ typedef struct gnode {
 } gnode;
 
 typedef struct gstate {
-    uint32_t off, n;   /* stack ids in g->stk[off .. off+n), sorted; id 0 = empty stack */
-    uint32_t cp;       /* partial character: bits so far */
-    uint8_t need;      /* continuation bytes still missing (0 = none) */
-    uint8_t len;       /* total length of the partial character */
-    uint8_t loops;     /* byte classes (byte_class) all of whose bytes lead back here */
+    uint32_t off, n; /* stack ids in g->stk[off .. off+n), sorted; id 0 = empty stack */
+    uint32_t cp;     /* partial character: bits so far */
+    uint8_t need;    /* continuation bytes still missing (0 = none) */
+    uint8_t len;     /* total length of the partial character */
+    uint8_t loops;   /* byte classes (byte_class) all of whose bytes lead back here */
     bool loops_known;
-    int32_t *next;     /* 256 transitions: -2 unknown, -1 dead, else a state id */
+    int32_t *next; /* 256 transitions: -2 unknown, -1 dead, else a state id */
 } gstate;
 
 typedef struct gmask {
@@ -131,7 +133,8 @@ struct grammar {
     unsigned mask_next;
 };
 
-/* ---- small helpers ------------------------------------------------------------------------------ */
+/* ---- small helpers ------------------------------------------------------------------------------
+ */
 
 /* Grow *p (of *cap elements of size sz) to hold at least `need` elements. */
 static bool grow(void *pp, size_t *cap, size_t need, size_t sz)
@@ -172,10 +175,10 @@ typedef struct pvec {
 typedef struct prule {
     const char *name; /* into the text; NULL for anonymous rules */
     size_t name_len;
-    uint32_t owner;   /* named rule this anonymous rule was made for */
+    uint32_t owner; /* named rule this anonymous rule was made for */
     bool defined;
-    size_t at;        /* offset of the definition, or of the first reference */
-    pvec body;        /* alternatives separated by G_ALT (no final G_END yet) */
+    size_t at; /* offset of the definition, or of the first reference */
+    pvec body; /* alternatives separated by G_ALT (no final G_END yet) */
 } prule;
 
 typedef struct parser {
@@ -233,11 +236,14 @@ static llmos_err nomem(parser *p)
 
 static bool is_name_char(int c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '_';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_';
 }
 
-static int peek(const parser *p) { return p->i < p->n ? (unsigned char)p->s[p->i] : -1; }
+static int peek(const parser *p)
+{
+    return p->i < p->n ? (unsigned char)p->s[p->i] : -1;
+}
 
 /* Skip blanks and # comments; newlines too when `newlines`. */
 static void skip_space(parser *p, bool newlines)
@@ -381,11 +387,23 @@ static bool parse_char(parser *p, uint32_t *cp)
         case 'r': *cp = '\r'; return true;
         case 't': *cp = '\t'; return true;
         case '0': *cp = 0; return true;
-        case '\\': case '"': case '\'': case '[': case ']': case '-': case '^': case '/':
-        case '.': case '|': case '(': case ')': case '*': case '+': case '?': case '{':
-        case '}':
-            *cp = (uint32_t)c;
-            return true;
+        case '\\':
+        case '"':
+        case '\'':
+        case '[':
+        case ']':
+        case '-':
+        case '^':
+        case '/':
+        case '.':
+        case '|':
+        case '(':
+        case ')':
+        case '*':
+        case '+':
+        case '?':
+        case '{':
+        case '}': *cp = (uint32_t)c; return true;
         case 'x': digits = 2; break;
         case 'u': digits = 4; break;
         case 'U': digits = 8; break;
@@ -403,8 +421,7 @@ static bool parse_char(parser *p, uint32_t *cp)
         for (int k = 0; k < digits; k++) {
             int h = hexval(peek(p));
             if (h < 0) {
-                perr(p, p->i, LLMOS_ERR_FORMAT, "expected %d hex digits after '\\%c'", digits,
-                     c);
+                perr(p, p->i, LLMOS_ERR_FORMAT, "expected %d hex digits after '\\%c'", digits, c);
                 return false;
             }
             v = v * 16 + (uint32_t)h;
@@ -550,8 +567,8 @@ static llmos_err parse_sequence(parser *p, uint32_t rule, bool nested)
                     if (!parse_char(p, &hi))
                         return p->err;
                     if (hi < lo)
-                        return perr(p, at_hi, LLMOS_ERR_FORMAT,
-                                    "range U+%04X-U+%04X is backwards", lo, hi);
+                        return perr(p, at_hi, LLMOS_ERR_FORMAT, "range U+%04X-U+%04X is backwards",
+                                    lo, hi);
                 }
                 if (!add_range(p, lo, hi))
                     return p->err;
@@ -602,8 +619,8 @@ static llmos_err parse_sequence(parser *p, uint32_t rule, bool nested)
                 return e;
         } else if (c == '*' || c == '+' || c == '?' || c == '{') {
             if (last < 0)
-                return perr(p, at, LLMOS_ERR_FORMAT,
-                            "'%c' has nothing before it to repeat", (char)c);
+                return perr(p, at, LLMOS_ERR_FORMAT, "'%c' has nothing before it to repeat",
+                            (char)c);
             uint32_t min = 0, max = UINT32_MAX;
             p->i++;
             if (c == '+') {
@@ -628,8 +645,10 @@ static llmos_err parse_sequence(parser *p, uint32_t rule, bool nested)
                     return perr(p, p->i, LLMOS_ERR_FORMAT, "expected '}' to close {m,n}");
                 p->i++;
                 if (max < min)
-                    return perr(p, at, LLMOS_ERR_FORMAT, "{%u,%u}: the maximum is below the "
-                                "minimum", min, max);
+                    return perr(p, at, LLMOS_ERR_FORMAT,
+                                "{%u,%u}: the maximum is below the "
+                                "minimum",
+                                min, max);
             }
             pvec *b = &p->rules[rule].body;
             size_t n = b->n - (size_t)last;
@@ -691,8 +710,10 @@ static llmos_err parse_rules(parser *p)
         if (p->rules[r].defined) {
             size_t line, col;
             where(p, p->rules[r].at, &line, &col);
-            return perr(p, at, LLMOS_ERR_FORMAT, "rule '%.*s' is defined twice (first at line "
-                        "%zu)", (int)(p->i - at), p->s + at, line);
+            return perr(p, at, LLMOS_ERR_FORMAT,
+                        "rule '%.*s' is defined twice (first at line "
+                        "%zu)",
+                        (int)(p->i - at), p->s + at, line);
         }
         p->rules[r].defined = true;
         p->rules[r].at = at;
@@ -708,8 +729,10 @@ static llmos_err parse_rules(parser *p)
         skip_space(p, false);
         if (p->i < p->n && p->s[p->i] != '\n') {
             int c = peek(p);
-            return perr(p, p->i, LLMOS_ERR_FORMAT, "unexpected '%c' (expected a symbol, '|' "
-                        "or the end of the line)", c >= 32 && c < 127 ? c : '?');
+            return perr(p, p->i, LLMOS_ERR_FORMAT,
+                        "unexpected '%c' (expected a symbol, '|' "
+                        "or the end of the line)",
+                        c >= 32 && c < 127 ? c : '?');
         }
         skip_space(p, true);
     }
@@ -1267,8 +1290,10 @@ static llmos_err init_matcher(grammar *g)
     for (uint32_t a = 0; a < r->n_alts; a++)
         expand_seq(g, g->alts[r->alt_off + a], 0, 0);
     if (g->overflow)
-        return llmos_fail(LLMOS_ERR_LIMIT, "grammar: the start rule expands to more than %u "
-                          "stacks; simplify the grammar", GRAMMAR_MAX_STACKS);
+        return llmos_fail(LLMOS_ERR_LIMIT,
+                          "grammar: the start rule expands to more than %u "
+                          "stacks; simplify the grammar",
+                          GRAMMAR_MAX_STACKS);
     g->start = intern_tmp(g, 0, 0, 0);
     if (g->start < 0)
         return llmos_fail(LLMOS_ERR_NOMEM, "grammar: out of memory");
@@ -1334,9 +1359,15 @@ static llmos_err maybe_compact(grammar *g)
     return rebuild(g);
 }
 
-llmos_err grammar_clear_caches(grammar *g) { return rebuild(g); }
+llmos_err grammar_clear_caches(grammar *g)
+{
+    return rebuild(g);
+}
 
-size_t grammar_n_states(const grammar *g) { return g->n_states; }
+size_t grammar_n_states(const grammar *g)
+{
+    return g->n_states;
+}
 
 /* ---- public: grammars ----------------------------------------------------------------------- */
 
@@ -1361,8 +1392,10 @@ llmos_err grammar_parse(const char *text, size_t len, const char *root, grammar 
     if (!err) {
         for (size_t k = 0; k < p.n_rules; k++)
             if (p.rules[k].name && !p.rules[k].defined) {
-                err = perr(&p, p.rules[k].at, LLMOS_ERR_FORMAT, "rule '%.*s' is used but "
-                           "never defined", (int)p.rules[k].name_len, p.rules[k].name);
+                err = perr(&p, p.rules[k].at, LLMOS_ERR_FORMAT,
+                           "rule '%.*s' is used but "
+                           "never defined",
+                           (int)p.rules[k].name_len, p.rules[k].name);
                 break;
             }
     }
@@ -1373,8 +1406,10 @@ llmos_err grammar_parse(const char *text, size_t len, const char *root, grammar 
                 memcmp(p.rules[k].name, root, p.rules[k].name_len) == 0)
                 root_idx = (int64_t)k;
         if (root_idx < 0)
-            err = llmos_fail(LLMOS_ERR_FORMAT, "grammar: no rule named '%s' (the start rule); "
-                             "define it as  %s ::= ...", root, root);
+            err = llmos_fail(LLMOS_ERR_FORMAT,
+                             "grammar: no rule named '%s' (the start rule); "
+                             "define it as  %s ::= ...",
+                             root, root);
     }
     if (!err)
         err = check_left_recursion(&p);
@@ -1447,11 +1482,20 @@ void grammar_free(grammar *g)
     free(g);
 }
 
-void grammar_reset(grammar *g) { g->cur = g->start; }
+void grammar_reset(grammar *g)
+{
+    g->cur = g->start;
+}
 
-size_t grammar_n_rules(const grammar *g) { return g->n_rules; }
+size_t grammar_n_rules(const grammar *g)
+{
+    return g->n_rules;
+}
 
-bool grammar_accepting(const grammar *g) { return state_accepting(g, g->cur); }
+bool grammar_accepting(const grammar *g)
+{
+    return state_accepting(g, g->cur);
+}
 
 bool grammar_done(const grammar *g)
 {
@@ -1467,14 +1511,16 @@ static llmos_err run_bytes(grammar *g, int32_t from, const char *s, size_t n, in
         int32_t next = step(g, cur, (uint8_t)s[k]);
         if (next < 0) {
             if (g->overflow)
-                return llmos_fail(LLMOS_ERR_LIMIT, "grammar: at byte %zu: more than %u parses "
+                return llmos_fail(LLMOS_ERR_LIMIT,
+                                  "grammar: at byte %zu: more than %u parses "
                                   "alive at once (the grammar is too ambiguous), or more than "
                                   "%u new states in one call (feed the text in pieces), or out "
-                                  "of memory", k, GRAMMAR_MAX_STACKS, 4 * GRAMMAR_MAX_STATES);
+                                  "of memory",
+                                  k, GRAMMAR_MAX_STACKS, 4 * GRAMMAR_MAX_STATES);
             unsigned char c = (unsigned char)s[k];
             return llmos_fail(LLMOS_ERR_INVALID,
-                              "grammar: byte %zu (0x%02X '%c') cannot continue the text here",
-                              k, c, c >= 32 && c < 127 ? c : '?');
+                              "grammar: byte %zu (0x%02X '%c') cannot continue the text here", k, c,
+                              c >= 32 && c < 127 ? c : '?');
         }
         cur = next;
     }
@@ -1514,13 +1560,13 @@ struct grammar_vocab {
     size_t n_nodes;
     uint8_t *node_byte;
     uint16_t *node_depth;
-    uint32_t *node_end;  /* index past the node's subtree */
-    int32_t *node_tok;   /* first token ending here, -1 none */
-    int32_t *tok_next;   /* next token with the same bytes, -1 none */
-    int32_t *order;      /* tokens in trie order: a subtree's tokens are contiguous */
+    uint32_t *node_end;    /* index past the node's subtree */
+    int32_t *node_tok;     /* first token ending here, -1 none */
+    int32_t *tok_next;     /* next token with the same bytes, -1 none */
+    int32_t *order;        /* tokens in trie order: a subtree's tokens are contiguous */
     uint32_t *node_tok_lo; /* n_nodes + 1: subtree of i holds order[lo[i] .. lo[end[i]]) */
-    uint8_t *node_below; /* byte classes of the bytes below node i in its subtree */
-    uint8_t *node_dirty; /* some token's bytes below node i are not UTF-8 (truncation allowed) */
+    uint8_t *node_below;   /* byte classes of the bytes below node i in its subtree */
+    uint8_t *node_dirty;   /* some token's bytes below node i are not UTF-8 (truncation allowed) */
     size_t max_depth;
 };
 
@@ -1579,8 +1625,10 @@ static llmos_err vocab_build_trie(grammar_vocab *v)
             continue; /* never allowed by bytes; EOG is decided by acceptance */
         if (len > 65535) {
             free(order);
-            return llmos_fail(LLMOS_ERR_LIMIT, "grammar vocabulary: token %zu is %zu bytes "
-                              "long (at most 65535)", i, len);
+            return llmos_fail(LLMOS_ERR_LIMIT,
+                              "grammar vocabulary: token %zu is %zu bytes "
+                              "long (at most 65535)",
+                              i, len);
         }
         order[m++] = (int32_t)i;
         total += len;
@@ -1633,7 +1681,8 @@ static llmos_err vocab_build_trie(grammar_vocab *v)
         for (size_t d = 1; d < len; d++)
             if (!utf8_ok_from(s, len, d))
                 v->node_dirty[path[d - 1]] = 1;
-        uint32_t at = path[len - 1]; // NOLINT(clang-analyzer-core.uninitialized.Assign): len >= 1 (empty tokens are skipped) and path[0..len) was filled above
+        uint32_t at = path[len - 1]; // NOLINT(clang-analyzer-core.uninitialized.Assign): len >= 1
+                                     // (empty tokens are skipped) and path[0..len) was filled above
         if (v->node_tok[at] < 0) {
             v->node_tok[at] = t;
         } else {
@@ -1679,15 +1728,18 @@ void grammar_vocab_free(grammar_vocab *v)
     free(v);
 }
 
-size_t grammar_vocab_size(const grammar_vocab *v) { return v->n_tokens; }
+size_t grammar_vocab_size(const grammar_vocab *v)
+{
+    return v->n_tokens;
+}
 
 llmos_err grammar_vocab_from_pieces(size_t n, const char *const *pieces, const size_t *lens,
                                     const bool *is_eog, grammar_vocab **out)
 {
     *out = NULL;
     if (n == 0 || n > INT32_MAX)
-        return llmos_fail(LLMOS_ERR_INVALID, "grammar vocabulary: %zu tokens (need 1 .. %d)",
-                          n, INT32_MAX);
+        return llmos_fail(LLMOS_ERR_INVALID, "grammar vocabulary: %zu tokens (need 1 .. %d)", n,
+                          INT32_MAX);
     grammar_vocab *v = calloc(1, sizeof *v);
     size_t total = 0;
     for (size_t i = 0; i < n; i++)
@@ -1771,7 +1823,10 @@ llmos_err grammar_vocab_new(const tokenizer *t, grammar_vocab **out)
 
 /* ---- masks ----------------------------------------------------------------------------------- */
 
-static bool is_eog(const grammar_vocab *v, size_t i) { return (v->eog[i / 8] >> (i % 8)) & 1; }
+static bool is_eog(const grammar_vocab *v, size_t i)
+{
+    return (v->eog[i / 8] >> (i % 8)) & 1;
+}
 
 /* Does every code point >= U+0080 lead from s back to s? The result of advance_cp depends only
  * on which top sets hold the code point, so one code point per interval between the sets'
@@ -1922,14 +1977,16 @@ size_t grammar_allowed(grammar *g, const grammar_vocab *v, uint8_t *allowed, siz
 llmos_err grammar_mask(grammar *g, const grammar_vocab *v, float *logits, size_t n_vocab)
 {
     if (n_vocab != v->n_tokens)
-        return llmos_fail(LLMOS_ERR_INVALID, "grammar_mask: %zu logits for a vocabulary of "
-                          "%zu tokens", n_vocab, v->n_tokens);
+        return llmos_fail(LLMOS_ERR_INVALID,
+                          "grammar_mask: %zu logits for a vocabulary of "
+                          "%zu tokens",
+                          n_vocab, v->n_tokens);
     const gmask *m = current_mask(g, v);
     if (!m)
         return llmos_fail(LLMOS_ERR_NOMEM, "grammar_mask: out of memory");
     if (m->n_allowed == 0)
         return llmos_fail(LLMOS_ERR_INVALID, "grammar_mask: no token of the vocabulary can "
-                          "continue the grammar here");
+                                             "continue the grammar here");
     const uint8_t *bits = m->bits;
     for (size_t b = 0; b < n_vocab / 8; b++) {
         uint8_t x = bits[b];
@@ -1948,12 +2005,16 @@ llmos_err grammar_mask(grammar *g, const grammar_vocab *v, float *logits, size_t
 llmos_err grammar_accept(grammar *g, const grammar_vocab *v, int32_t id)
 {
     if (id < 0 || (size_t)id >= v->n_tokens)
-        return llmos_fail(LLMOS_ERR_INVALID, "grammar_accept: token %d outside the vocabulary "
-                          "of %zu", id, v->n_tokens);
+        return llmos_fail(LLMOS_ERR_INVALID,
+                          "grammar_accept: token %d outside the vocabulary "
+                          "of %zu",
+                          id, v->n_tokens);
     if (is_eog(v, (size_t)id)) {
         if (!grammar_accepting(g))
-            return llmos_fail(LLMOS_ERR_INVALID, "grammar_accept: end-of-generation token %d "
-                              "before the grammar is complete", id);
+            return llmos_fail(LLMOS_ERR_INVALID,
+                              "grammar_accept: end-of-generation token %d "
+                              "before the grammar is complete",
+                              id);
         return LLMOS_OK;
     }
     size_t len = v->off[id + 1] - v->off[id];

@@ -1230,7 +1230,7 @@ static const char *const known_filters[] = {
     "int",       "float",    "replace", "safe",  "selectattr", "rejectattr", "select", "reject",
     "map",       "dictsort", "reverse", "sort",  "unique",     "abs",        "round",  "sum",
     "min",       "max",      "indent",  "e",     "escape",     "wordcount",  "center", "truncate",
-    "striptags", "batch",    "bool", "format"};
+    "striptags", "batch",    "bool",    "format"};
 static const char *const known_tests[] = {
     "defined", "undefined", "none",        "string",  "number",   "integer",  "float",
     "boolean", "true",      "false",       "mapping", "iterable", "sequence", "callable",
@@ -2414,7 +2414,10 @@ static jv percent_format(jctx *c, size_t off, jv fmt, const jv *args, size_t n_a
                 sb_add(c, b, u, un);
                 continue;
             }
-            strcpy(spec + k, conv == 'i' ? "lld" : conv == 'd' ? "lld" : conv == 'x' ? "llx" : "llX");
+            strcpy(spec + k, conv == 'i'   ? "lld"
+                             : conv == 'd' ? "lld"
+                             : conv == 'x' ? "llx"
+                                           : "llX");
             if (x < 0 && (conv == 'x' || conv == 'X')) { /* Python writes -ff, C would wrap */
                 sb_puts(c, b, "-");
                 x = x == INT64_MIN ? INT64_MAX : -x;
@@ -2922,7 +2925,8 @@ static jv apply_filter(jctx *c, size_t off, const char *name, jv v, const args *
         return jv_int(length_of(c, off, v));
     if (IS("tojson")) {
         jv ind = arg(a, 0, "indent");
-        json_style st = {.indent = -1, .ascii = truthy(arg(a, 99, "ensure_ascii")),
+        json_style st = {.indent = -1,
+                         .ascii = truthy(arg(a, 99, "ensure_ascii")),
                          .sort_keys = truthy(arg(a, 99, "sort_keys"))};
         if (is_intlike(ind)) {
             if (num_i(ind) < 0 || num_i(ind) > 64)

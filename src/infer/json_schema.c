@@ -44,7 +44,8 @@ static llmos_err put_tpl(llmos_buf *out, const char *tpl, const char *px, const 
     return err;
 }
 
-/* ---- shared primitive rules ------------------------------------------------------------------- */
+/* ---- shared primitive rules -------------------------------------------------------------------
+ */
 
 /* JSON (RFC 8259): a string is quote, characters other than quote, backslash and U+0000 ..
  * U+001F or escapes, quote; numbers have no leading zeros. */
@@ -175,11 +176,12 @@ static llmos_err gen_object(sgen *c, const json_t *schema, const char *path, uns
     const char *px = c->px;
     llmos_err err = LLMOS_OK;
     if (props && !json_is_object(props))
-        return llmos_fail(LLMOS_ERR_FORMAT, "json schema: %s.properties: expected an object",
-                          path);
+        return llmos_fail(LLMOS_ERR_FORMAT, "json schema: %s.properties: expected an object", path);
     if (req && !json_is_array(req))
-        return llmos_fail(LLMOS_ERR_FORMAT, "json schema: %s.required: expected an array of "
-                          "names", path);
+        return llmos_fail(LLMOS_ERR_FORMAT,
+                          "json schema: %s.required: expected an array of "
+                          "names",
+                          path);
     size_t n = props ? json_object_size(props) : 0;
     if (n == 0) {
         if (!addl || json_is_false(addl))
@@ -193,22 +195,27 @@ static llmos_err gen_object(sgen *c, const json_t *schema, const char *path, uns
         } else {
             snprintf(v, sizeof v, "%svalue", px);
         }
-        return put_tpl(body, "\"{\" @ws ( @string @ws \":\" @ws % @ws "
+        return put_tpl(body,
+                       "\"{\" @ws ( @string @ws \":\" @ws % @ws "
                        "(\",\" @ws @string @ws \":\" @ws % @ws)* )? \"}\"",
                        px, v);
     }
     for (size_t k = 0; req && k < json_array_size(req); k++) {
         const json_t *r = json_array_get(req, k);
         if (!json_is_string(r))
-            return llmos_fail(LLMOS_ERR_FORMAT, "json schema: %s.required[%zu]: expected a "
-                              "property name", path, k);
+            return llmos_fail(LLMOS_ERR_FORMAT,
+                              "json schema: %s.required[%zu]: expected a "
+                              "property name",
+                              path, k);
         if (!json_object_get(props, json_string_value(r)))
-            return llmos_fail(LLMOS_ERR_FORMAT, "json schema: %s.required names '%s', which "
-                              "is not among the properties", path, json_string_value(r));
+            return llmos_fail(LLMOS_ERR_FORMAT,
+                              "json schema: %s.required names '%s', which "
+                              "is not among the properties",
+                              path, json_string_value(r));
     }
     /* K_j: one member; R_i: the members from i on, each after a comma; F_i: the members from
      * i on where the first present one has no comma. */
-    char (*kname)[64] = calloc(n, sizeof *kname);
+    char(*kname)[64] = calloc(n, sizeof *kname);
     bool *required = calloc(n, sizeof *required);
     if (!kname || !required) {
         free(kname);
@@ -260,7 +267,8 @@ static llmos_err gen_object(sgen *c, const json_t *schema, const char *path, uns
         err = buf_printf(&kb, "%s %ss%u", kname[i], px, base + (unsigned)i + 1);
         if (!err && !required[i])
             err = buf_printf(&kb, " | %ss%u", px,
-                             i + 1 < n ? base + (unsigned)n + 1 + (unsigned)i + 1 : base + (unsigned)n);
+                             i + 1 < n ? base + (unsigned)n + 1 + (unsigned)i + 1
+                                       : base + (unsigned)n);
         snprintf(rn, sizeof rn, "%ss%u", px, base + (unsigned)n + 1 + (unsigned)i);
         if (!err)
             err = put_rule(c, rn, &kb);
@@ -326,13 +334,14 @@ static llmos_err gen_typed(sgen *c, const json_t *schema, const char *type, cons
             err = buf_printf(body, ")%s \"]\"", min > 0 ? "" : "?");
         return err;
     }
-    return llmos_fail(LLMOS_ERR_UNSUPPORTED, "json schema: %s: type '%s' is not one of string, "
-                      "number, integer, boolean, null, object, array", path, type);
+    return llmos_fail(LLMOS_ERR_UNSUPPORTED,
+                      "json schema: %s: type '%s' is not one of string, "
+                      "number, integer, boolean, null, object, array",
+                      path, type);
 }
 
 /* Generate a rule matching `schema`; its name goes to name[64]. */
-static llmos_err gen(sgen *c, const json_t *schema, const char *path, unsigned depth,
-                     char name[64])
+static llmos_err gen(sgen *c, const json_t *schema, const char *path, unsigned depth, char name[64])
 {
     if (depth > SCHEMA_MAX_DEPTH)
         return llmos_fail(LLMOS_ERR_LIMIT, "json schema: %s: nested more than %d deep", path,
@@ -348,8 +357,7 @@ static llmos_err gen(sgen *c, const json_t *schema, const char *path, unsigned d
     const json_t *ref = json_object_get(schema, "$ref");
     if (ref) {
         if (!json_is_string(ref))
-            return llmos_fail(LLMOS_ERR_FORMAT, "json schema: %s.$ref: expected a string",
-                              path);
+            return llmos_fail(LLMOS_ERR_FORMAT, "json schema: %s.$ref: expected a string", path);
         const char *r = json_string_value(ref);
         const json_t *known = json_object_get(c->refs, r);
         if (known) {
@@ -358,9 +366,11 @@ static llmos_err gen(sgen *c, const json_t *schema, const char *path, unsigned d
         }
         const json_t *target = resolve_ref(c->root, r);
         if (!target)
-            return llmos_fail(LLMOS_ERR_UNSUPPORTED, "json schema: %s.$ref: '%s' is not a "
+            return llmos_fail(LLMOS_ERR_UNSUPPORTED,
+                              "json schema: %s.$ref: '%s' is not a "
                               "local reference to #, #/$defs/NAME or #/definitions/NAME that "
-                              "exists", path, r);
+                              "exists",
+                              path, r);
         /* name it before generating, so that recursive references find it */
         char rn[64];
         new_name(c, rn);
@@ -392,8 +402,10 @@ static llmos_err gen(sgen *c, const json_t *schema, const char *path, unsigned d
         err = json_literal(&body, cn);
     } else if (en) {
         if (!json_is_array(en) || json_array_size(en) == 0) {
-            err = llmos_fail(LLMOS_ERR_FORMAT, "json schema: %s.enum: expected a non-empty "
-                             "array", path);
+            err = llmos_fail(LLMOS_ERR_FORMAT,
+                             "json schema: %s.enum: expected a non-empty "
+                             "array",
+                             path);
         } else {
             for (size_t k = 0; k < json_array_size(en) && !err; k++) {
                 if (k)
@@ -404,8 +416,10 @@ static llmos_err gen(sgen *c, const json_t *schema, const char *path, unsigned d
         }
     } else if (any) {
         if (!json_is_array(any) || json_array_size(any) == 0) {
-            err = llmos_fail(LLMOS_ERR_FORMAT, "json schema: %s.anyOf/oneOf: expected a "
-                             "non-empty array", path);
+            err = llmos_fail(LLMOS_ERR_FORMAT,
+                             "json schema: %s.anyOf/oneOf: expected a "
+                             "non-empty array",
+                             path);
         }
         for (size_t k = 0; !err && k < json_array_size(any); k++) {
             char sub[64], spath[512];
@@ -416,8 +430,10 @@ static llmos_err gen(sgen *c, const json_t *schema, const char *path, unsigned d
         }
     } else if (all) {
         if (!json_is_array(all) || json_array_size(all) != 1) {
-            err = llmos_fail(LLMOS_ERR_UNSUPPORTED, "json schema: %s.allOf: only a single "
-                             "member is supported", path);
+            err = llmos_fail(LLMOS_ERR_UNSUPPORTED,
+                             "json schema: %s.allOf: only a single "
+                             "member is supported",
+                             path);
         } else {
             char sub[64];
             err = gen(c, json_array_get(all, 0), path, depth + 1, sub);
@@ -428,8 +444,10 @@ static llmos_err gen(sgen *c, const json_t *schema, const char *path, unsigned d
         for (size_t k = 0; k < json_array_size(type) && !err; k++) {
             const json_t *t = json_array_get(type, k);
             if (!json_is_string(t)) {
-                err = llmos_fail(LLMOS_ERR_FORMAT, "json schema: %s.type[%zu]: expected a "
-                                 "type name", path, k);
+                err = llmos_fail(LLMOS_ERR_FORMAT,
+                                 "json schema: %s.type[%zu]: expected a "
+                                 "type name",
+                                 path, k);
                 break;
             }
             if (k)
@@ -482,7 +500,8 @@ static const char *type_name(const json_t *v)
     case JSON_STRING: return "string";
     case JSON_INTEGER: return "integer";
     case JSON_REAL: return "number";
-    case JSON_TRUE: case JSON_FALSE: return "boolean";
+    case JSON_TRUE:
+    case JSON_FALSE: return "boolean";
     default: return "null";
     }
 }
@@ -519,8 +538,7 @@ static llmos_err validate(const vctx *c, const json_t *s, const json_t *v, const
                           unsigned depth)
 {
     if (depth > SCHEMA_MAX_DEPTH)
-        return verr(c, path, "schema nested more than %d deep (or a $ref loop)",
-                    SCHEMA_MAX_DEPTH);
+        return verr(c, path, "schema nested more than %d deep (or a $ref loop)", SCHEMA_MAX_DEPTH);
     if (json_is_true(s))
         return LLMOS_OK;
     if (!json_is_object(s))
@@ -547,8 +565,8 @@ static llmos_err validate(const vctx *c, const json_t *s, const json_t *v, const
         if (!found) {
             char *want = json_dumps(en, JSON_COMPACT);
             char *got = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-            llmos_err e = verr(c, path, "%.80s is not one of %.200s", got ? got : "?",
-                               want ? want : "?");
+            llmos_err e =
+                verr(c, path, "%.80s is not one of %.200s", got ? got : "?", want ? want : "?");
             free(want);
             free(got);
             return e;
@@ -570,8 +588,7 @@ static llmos_err validate(const vctx *c, const json_t *s, const json_t *v, const
             return verr(c, path, "matches none of the %s alternatives (first: %s)",
                         any ? "anyOf" : "oneOf", first);
         if (!any && ok > 1)
-            return verr(c, path, "matches %zu of the oneOf alternatives (exactly one allowed)",
-                        ok);
+            return verr(c, path, "matches %zu of the oneOf alternatives (exactly one allowed)", ok);
         llmos_err_clear();
     }
     const json_t *all = json_object_get(s, "allOf");
@@ -590,8 +607,8 @@ static llmos_err validate(const vctx *c, const json_t *s, const json_t *v, const
                  has_type(v, json_string_value(json_array_get(type, k)));
         if (!ok) {
             char *want = json_dumps(type, JSON_COMPACT);
-            llmos_err e = verr(c, path, "expected one of %s, found %s", want ? want : "?",
-                               type_name(v));
+            llmos_err e =
+                verr(c, path, "expected one of %s, found %s", want ? want : "?", type_name(v));
             free(want);
             return e;
         }

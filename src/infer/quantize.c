@@ -44,13 +44,13 @@ typedef struct recipe {
  * Q5_1 9, Q2_K 10, Q3_K_S 11, Q3_K_M 12, Q4_K_S 14, Q4_K_M 15, Q5_K_S 16, Q5_K_M 17, Q6_K 18,
  * BF16 32. A plain K type is recorded as its "_S" variant (all matrices of the base type). */
 static const recipe recipes[] = {
-    {"Q4_0", GGML_TYPE_Q4_0, MIX_PLAIN, 2},    {"Q4_1", GGML_TYPE_Q4_1, MIX_PLAIN, 3},
-    {"Q5_0", GGML_TYPE_Q5_0, MIX_PLAIN, 8},    {"Q5_1", GGML_TYPE_Q5_1, MIX_PLAIN, 9},
-    {"Q8_0", GGML_TYPE_Q8_0, MIX_PLAIN, 7},    {"Q2_K", GGML_TYPE_Q2_K, MIX_PLAIN, 10},
-    {"Q3_K", GGML_TYPE_Q3_K, MIX_PLAIN, 11},   {"Q4_K", GGML_TYPE_Q4_K, MIX_PLAIN, 14},
-    {"Q5_K", GGML_TYPE_Q5_K, MIX_PLAIN, 16},   {"Q6_K", GGML_TYPE_Q6_K, MIX_PLAIN, 18},
-    {"F16", GGML_TYPE_F16, MIX_PLAIN, 1},      {"BF16", GGML_TYPE_BF16, MIX_PLAIN, 32},
-    {"F32", GGML_TYPE_F32, MIX_PLAIN, 0},      {"Q3_K_M", GGML_TYPE_Q3_K, MIX_Q3_K_M, 12},
+    {"Q4_0", GGML_TYPE_Q4_0, MIX_PLAIN, 2},     {"Q4_1", GGML_TYPE_Q4_1, MIX_PLAIN, 3},
+    {"Q5_0", GGML_TYPE_Q5_0, MIX_PLAIN, 8},     {"Q5_1", GGML_TYPE_Q5_1, MIX_PLAIN, 9},
+    {"Q8_0", GGML_TYPE_Q8_0, MIX_PLAIN, 7},     {"Q2_K", GGML_TYPE_Q2_K, MIX_PLAIN, 10},
+    {"Q3_K", GGML_TYPE_Q3_K, MIX_PLAIN, 11},    {"Q4_K", GGML_TYPE_Q4_K, MIX_PLAIN, 14},
+    {"Q5_K", GGML_TYPE_Q5_K, MIX_PLAIN, 16},    {"Q6_K", GGML_TYPE_Q6_K, MIX_PLAIN, 18},
+    {"F16", GGML_TYPE_F16, MIX_PLAIN, 1},       {"BF16", GGML_TYPE_BF16, MIX_PLAIN, 32},
+    {"F32", GGML_TYPE_F32, MIX_PLAIN, 0},       {"Q3_K_M", GGML_TYPE_Q3_K, MIX_Q3_K_M, 12},
     {"Q4_K_M", GGML_TYPE_Q4_K, MIX_Q4_K_M, 15}, {"Q5_K_M", GGML_TYPE_Q5_K, MIX_Q5_K_M, 17},
 };
 
@@ -125,26 +125,17 @@ static ggml_type fallback(ggml_type t, uint64_t ne0)
         return t;
     switch (t) {
     case GGML_TYPE_Q2_K:
-    case GGML_TYPE_Q3_K:
-        t = GGML_TYPE_Q4_0;
-        break;
-    case GGML_TYPE_Q4_K:
-        t = GGML_TYPE_Q5_0;
-        break;
-    case GGML_TYPE_Q5_K:
-        t = GGML_TYPE_Q5_1;
-        break;
-    case GGML_TYPE_Q6_K:
-        t = GGML_TYPE_Q8_0;
-        break;
-    default:
-        break;
+    case GGML_TYPE_Q3_K: t = GGML_TYPE_Q4_0; break;
+    case GGML_TYPE_Q4_K: t = GGML_TYPE_Q5_0; break;
+    case GGML_TYPE_Q5_K: t = GGML_TYPE_Q5_1; break;
+    case GGML_TYPE_Q6_K: t = GGML_TYPE_Q8_0; break;
+    default: break;
     }
     return ne0 % quant_traits_of(t)->block_size == 0 ? t : GGML_TYPE_F16;
 }
 
-llmos_err quantize_tensor_type(const char *target, const char *name, uint32_t n_dims,
-                               uint64_t ne0, uint32_t n_layer, bool tied, ggml_type *out)
+llmos_err quantize_tensor_type(const char *target, const char *name, uint32_t n_dims, uint64_t ne0,
+                               uint32_t n_layer, bool tied, ggml_type *out)
 {
     const recipe *r = find_recipe(target);
     if (!r)
@@ -160,8 +151,8 @@ llmos_err quantize_tensor_type(const char *target, const char *name, uint32_t n_
     }
     ggml_type t = r->base;
     uint32_t layer;
-    bool output = strcmp(name, "output.weight") == 0 ||
-                  (tied && strcmp(name, "token_embd.weight") == 0);
+    bool output =
+        strcmp(name, "output.weight") == 0 || (tied && strcmp(name, "token_embd.weight") == 0);
     if (output && is_quantized(t) && t != GGML_TYPE_Q8_0)
         t = GGML_TYPE_Q6_K;
     else if (block_tensor(name, "attn_v", &layer)) {
@@ -246,8 +237,8 @@ static llmos_err write_tensor(void *ctx, size_t i, gguf_stream *out)
         chunk = n_rows > 0 ? (size_t)n_rows : 1; /* malloc(0) may return NULL */
     uint8_t *dst = malloc(chunk * j->dst_row_bytes);
     if (!dst)
-        return llmos_fail(LLMOS_ERR_NOMEM, "out of memory quantizing %s (%zu bytes)",
-                          e->src->name, chunk * j->dst_row_bytes);
+        return llmos_fail(LLMOS_ERR_NOMEM, "out of memory quantizing %s (%zu bytes)", e->src->name,
+                          chunk * j->dst_row_bytes);
     llmos_err err = LLMOS_OK;
     for (uint64_t r = 0; r < n_rows && !err; r += chunk) {
         size_t n = n_rows - r < chunk ? (size_t)(n_rows - r) : chunk;

@@ -68,12 +68,12 @@ int tok_gpt2_cp_to_byte(uint32_t cp)
  * lookahead leaves behind is a gap piece, which gives the same split). */
 #define RE_GPT2 "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)"
 /* Llama 3 (tokenizer.json has (?i:'s|...); spelled out case by case) */
-#define RE_LLAMA3                                                                             \
-    "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|" \
+#define RE_LLAMA3                                                                                  \
+    "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|"     \
     "\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
 /* Qwen2: as Llama 3 but digits one at a time */
-#define RE_QWEN2                                                                              \
-    "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|" \
+#define RE_QWEN2                                                                                   \
+    "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|"     \
     "\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
 /* CJK ranges DeepSeek splits out: CJK ideographs U+4E00-U+9FA5, U+0800-U+4E00, Hangul
  * U+AC00-U+D7FF */
@@ -120,9 +120,7 @@ static const pre_def pre_defs[] = {
       /* ASCII punctuation, full-width forms, general punctuation quotes, CJK punctuation */
       "\\s?[!-/:-~\\x{FF01}-\\x{FF0F}\\x{FF1A}-\\x{FF5E}\\x{2018}-\\x{201F}\\x{3000}-\\x{3002}]+",
       "\\s+$", RE_DEEPSEEK_CJK, "\\p{N}+"}},
-    {"default",
-     false,
-     {"[\\p{P}\\$\\+<=>\\^~\\|]+", RE_GPT2, "\\p{N}+", "[0-9][0-9][0-9]"}},
+    {"default", false, {"[\\p{P}\\$\\+<=>\\^~\\|]+", RE_GPT2, "\\p{N}+", "[0-9][0-9][0-9]"}},
 };
 
 static bool name_in_list(const char *list, const char *name)
@@ -164,9 +162,9 @@ llmos_err tok_bpe_init(tokenizer *t, const char *pre)
     for (size_t i = 0; i < TOK_MAX_REGEX && def->regex[i]; i++) {
         int code;
         PCRE2_SIZE where;
-        pcre2_code *re = pcre2_compile((PCRE2_SPTR)def->regex[i], PCRE2_ZERO_TERMINATED,
-                                       PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF, &code,
-                                       &where, NULL);
+        pcre2_code *re =
+            pcre2_compile((PCRE2_SPTR)def->regex[i], PCRE2_ZERO_TERMINATED,
+                          PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF, &code, &where, NULL);
         if (!re) {
             PCRE2_UCHAR msg[160];
             pcre2_get_error_message(code, msg, sizeof msg);
@@ -347,7 +345,7 @@ typedef struct bpe_state {
     const tokenizer *t;
     const char *word; /* the byte-mapped piece */
     tok_symbol *sym;
-    int32_t *ids;     /* merging by ids: each symbol's token */
+    int32_t *ids; /* merging by ids: each symbol's token */
     tok_heap heap;
 } bpe_state;
 
@@ -410,8 +408,7 @@ static llmos_err bpe_try_bigram(bpe_state *st, int32_t left, int32_t right)
     if (left < 0 || right < 0)
         return LLMOS_OK;
     const tok_symbol *l = &st->sym[left], *r = &st->sym[right];
-    int32_t rank =
-        tok_merge_rank(st->t, st->word + l->off, l->len, st->word + r->off, r->len);
+    int32_t rank = tok_merge_rank(st->t, st->word + l->off, l->len, st->word + r->off, r->len);
     if (rank < 0)
         return LLMOS_OK;
     tok_bigram b = {(double)rank, left, right, l->len + r->len, -1};
@@ -420,8 +417,8 @@ static llmos_err bpe_try_bigram(bpe_state *st, int32_t left, int32_t right)
 
 /* Merge one piece: raw[0..raw_n) as bytes, word[0..n) as byte characters; append its
  * tokens. */
-static llmos_err bpe_word(bpe_state *st, const unsigned char *raw, size_t raw_n,
-                          const char *word, size_t n, tok_ids *out)
+static llmos_err bpe_word(bpe_state *st, const unsigned char *raw, size_t raw_n, const char *word,
+                          size_t n, tok_ids *out)
 {
     const tokenizer *t = st->t;
     if (t->ignore_merges) {
@@ -520,8 +517,7 @@ llmos_err tok_bpe_encode(const tokenizer *t, const char *text, size_t len, tok_i
         st.sym = malloc((2 * longest + 1) * sizeof *st.sym);
         st.ids = malloc((longest + 1) * sizeof *st.ids);
         if (!word || !st.sym || !st.ids)
-            err = llmos_fail(LLMOS_ERR_NOMEM, "tokenizer: no memory for a %zu-byte piece",
-                             longest);
+            err = llmos_fail(LLMOS_ERR_NOMEM, "tokenizer: no memory for a %zu-byte piece", longest);
     }
     tok_word_cache cache = {0};
     if (!err)
@@ -537,7 +533,9 @@ llmos_err tok_bpe_encode(const tokenizer *t, const char *text, size_t len, tok_i
         const unsigned char *p = (const unsigned char *)piece;
         size_t wn = 0;
         for (size_t j = 0; j < plen; j++) {
-            memcpy(word + wn, t->gpt2_utf8[p[j]], 2); // NOLINT(clang-analyzer-core.NonNullParamChecker): word is allocated when err is 0 (llmos_fail returns its nonzero code)
+            memcpy(word + wn, t->gpt2_utf8[p[j]],
+                   2); // NOLINT(clang-analyzer-core.NonNullParamChecker): word is allocated when
+                       // err is 0 (llmos_fail returns its nonzero code)
             wn += t->gpt2_utf8_len[p[j]];
         }
         size_t before = out->n;

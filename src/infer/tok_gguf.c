@@ -53,8 +53,8 @@ static llmos_err get_flag(const gguf_file *f, const char *what, const char *key,
 }
 
 /* An array of strings as pointer + length arrays (pointing into the file). */
-static llmos_err get_strings(const gguf_file *f, const char *what, const char *key,
-                             bool required, size_t *n, const char ***strs, size_t **lens)
+static llmos_err get_strings(const gguf_file *f, const char *what, const char *key, bool required,
+                             size_t *n, const char ***strs, size_t **lens)
 {
     int64_t id = gguf_find_key(f, key);
     *n = 0;
@@ -62,13 +62,17 @@ static llmos_err get_strings(const gguf_file *f, const char *what, const char *k
     *lens = NULL;
     if (id < 0) {
         if (required)
-            return llmos_fail(LLMOS_ERR_FORMAT, "%s: key '%s' is missing (not a model file "
-                              "with a vocabulary?)", what, key);
+            return llmos_fail(LLMOS_ERR_FORMAT,
+                              "%s: key '%s' is missing (not a model file "
+                              "with a vocabulary?)",
+                              what, key);
         return LLMOS_OK;
     }
     if (gguf_arr_type(f, id) != GGUF_TYPE_STRING)
-        return llmos_fail(LLMOS_ERR_FORMAT, "%s: key '%s' at offset %llu is not an array of "
-                          "strings", what, key, (unsigned long long)gguf_val_offset(f, id));
+        return llmos_fail(LLMOS_ERR_FORMAT,
+                          "%s: key '%s' at offset %llu is not an array of "
+                          "strings",
+                          what, key, (unsigned long long)gguf_val_offset(f, id));
     uint64_t count = gguf_arr_len(f, id);
     if (count > INT32_MAX)
         return llmos_fail(LLMOS_ERR_LIMIT, "%s: '%s' has %llu entries (limit %d)", what, key,
@@ -81,8 +85,8 @@ static llmos_err get_strings(const gguf_file *f, const char *what, const char *k
     for (uint64_t i = 0; i < count; i++) {
         (*strs)[i] = gguf_arr_str(f, id, i, &(*lens)[i]);
         if (!(*strs)[i])
-            return llmos_fail(LLMOS_ERR_FORMAT, "%s: '%s' element %llu is unreadable", what,
-                              key, (unsigned long long)i);
+            return llmos_fail(LLMOS_ERR_FORMAT, "%s: '%s' element %llu is unreadable", what, key,
+                              (unsigned long long)i);
     }
     *n = (size_t)count;
     return LLMOS_OK;
@@ -116,20 +120,20 @@ llmos_err tok_load_gguf(const gguf_file *f, const char *what, tokenizer **out)
     float *scores = NULL;
     int32_t *types = NULL;
     size_t n_tok = 0, n_merges = 0;
-    llmos_err err = get_strings(f, what, "tokenizer.ggml.tokens", true, &n_tok, &tokens,
-                                &token_lens);
+    llmos_err err =
+        get_strings(f, what, "tokenizer.ggml.tokens", true, &n_tok, &tokens, &token_lens);
     if (!err && s.model == TOK_MODEL_BPE)
-        err = get_strings(f, what, "tokenizer.ggml.merges", true, &n_merges, &merges,
-                          &merge_lens);
+        err = get_strings(f, what, "tokenizer.ggml.merges", true, &n_merges, &merges, &merge_lens);
     if (err)
         goto done;
 
     int64_t id = gguf_find_key(f, "tokenizer.ggml.scores");
     if (id >= 0) {
         if (gguf_arr_len(f, id) != n_tok) {
-            err = llmos_fail(LLMOS_ERR_FORMAT, "%s: tokenizer.ggml.scores has %llu entries, "
-                             "expected one per token (%zu)", what,
-                             (unsigned long long)gguf_arr_len(f, id), n_tok);
+            err = llmos_fail(LLMOS_ERR_FORMAT,
+                             "%s: tokenizer.ggml.scores has %llu entries, "
+                             "expected one per token (%zu)",
+                             what, (unsigned long long)gguf_arr_len(f, id), n_tok);
             goto done;
         }
         scores = malloc((n_tok ? n_tok : 1) * sizeof *scores);
@@ -140,24 +144,29 @@ llmos_err tok_load_gguf(const gguf_file *f, const char *what, tokenizer **out)
         for (size_t i = 0; i < n_tok; i++) {
             double v;
             if (!gguf_arr_f64(f, id, i, &v)) {
-                err = llmos_fail(LLMOS_ERR_FORMAT, "%s: tokenizer.ggml.scores is not an array "
-                                 "of numbers (element %zu)", what, i);
+                err = llmos_fail(LLMOS_ERR_FORMAT,
+                                 "%s: tokenizer.ggml.scores is not an array "
+                                 "of numbers (element %zu)",
+                                 what, i);
                 goto done;
             }
             scores[i] = (float)v;
         }
     } else if (s.model == TOK_MODEL_SPM) {
-        err = llmos_fail(LLMOS_ERR_FORMAT, "%s: key 'tokenizer.ggml.scores' is missing; a "
-                         "\"llama\" vocabulary needs scores", what);
+        err = llmos_fail(LLMOS_ERR_FORMAT,
+                         "%s: key 'tokenizer.ggml.scores' is missing; a "
+                         "\"llama\" vocabulary needs scores",
+                         what);
         goto done;
     }
 
     id = gguf_find_key(f, "tokenizer.ggml.token_type");
     if (id >= 0) {
         if (gguf_arr_len(f, id) != n_tok) {
-            err = llmos_fail(LLMOS_ERR_FORMAT, "%s: tokenizer.ggml.token_type has %llu "
-                             "entries, expected one per token (%zu)", what,
-                             (unsigned long long)gguf_arr_len(f, id), n_tok);
+            err = llmos_fail(LLMOS_ERR_FORMAT,
+                             "%s: tokenizer.ggml.token_type has %llu "
+                             "entries, expected one per token (%zu)",
+                             what, (unsigned long long)gguf_arr_len(f, id), n_tok);
             goto done;
         }
         types = malloc((n_tok ? n_tok : 1) * sizeof *types);
@@ -168,8 +177,10 @@ llmos_err tok_load_gguf(const gguf_file *f, const char *what, tokenizer **out)
         for (size_t i = 0; i < n_tok; i++) {
             int64_t v;
             if (!gguf_arr_i64(f, id, i, &v) || v < 0 || v > TOK_TYPE_BYTE) {
-                err = llmos_fail(LLMOS_ERR_FORMAT, "%s: tokenizer.ggml.token_type element %zu "
-                                 "is not a token type (0..6)", what, i);
+                err = llmos_fail(LLMOS_ERR_FORMAT,
+                                 "%s: tokenizer.ggml.token_type element %zu "
+                                 "is not a token type (0..6)",
+                                 what, i);
                 goto done;
             }
             types[i] = (int32_t)v;

@@ -94,20 +94,20 @@ void tok_wc_store(tok_word_cache *c, tok_wc_entry *e, size_t first, size_t end);
 struct tokenizer {
     tok_model model;
     size_t n_tokens;
-    char *text;        /* all token texts, back to back */
-    uint32_t *off;     /* token i is text[off[i] .. off[i] + len[i]) */
+    char *text;    /* all token texts, back to back */
+    uint32_t *off; /* token i is text[off[i] .. off[i] + len[i]) */
     uint32_t *len;
     float *scores;
-    uint8_t *types;    /* tok_type */
-    bool *eog;         /* end-of-generation tokens */
-    tok_htab by_text;  /* token text -> id (the last id wins for duplicate texts) */
+    uint8_t *types;   /* tok_type */
+    bool *eog;        /* end-of-generation tokens */
+    tok_htab by_text; /* token text -> id (the last id wins for duplicate texts) */
 
     /* byte-level BPE merges: merge r is mtext[moff[r] .. + mlen[r]) = "left right", and
      * its left part is msplit[r] bytes long */
     size_t n_merges;
     char *mtext;
     uint32_t *moff, *mlen, *msplit;
-    tok_htab merges;   /* (left, right) -> rank; the first (best) wins for duplicates */
+    tok_htab merges; /* (left, right) -> rank; the first (best) wins for duplicates */
     /* the same by ids, when every merge's parts and result are tokens (then every symbol
      * is a token and merging can work on ids alone; see tok_bpe.c) */
     tok_pair *pairs;
@@ -115,9 +115,9 @@ struct tokenizer {
 
     int32_t bos, eos, eot, eom, pad, unk;
     bool add_bos, add_eos, add_space_prefix;
-    bool spm_split_words; /* SPM: no token holds "X▁" (X not ▁), so words merge apart */
-    bool ignore_merges; /* Llama 3: a pre-token that is a whole token is taken as is */
-    int32_t byte_token[256]; /* SPM byte fallback <0xNN>, or -1 */
+    bool spm_split_words;         /* SPM: no token holds "X▁" (X not ▁), so words merge apart */
+    bool ignore_merges;           /* Llama 3: a pre-token that is a whole token is taken as is */
+    int32_t byte_token[256];      /* SPM byte fallback <0xNN>, or -1 */
     int32_t gpt2_byte_token[256]; /* BPE: the token of each single byte's character, or -1 */
     char gpt2_utf8[256][2];       /* BPE: each byte's character as UTF-8 ... */
     uint8_t gpt2_utf8_len[256];   /* ... and its length (1 or 2) */

@@ -132,7 +132,8 @@ llmos_err tok_ids_push(tok_ids *ids, int32_t id)
         ids->v = v;
         ids->cap = cap;
     }
-    ids->v[ids->n++] = id; // NOLINT(clang-analyzer-core.NullDereference): ids->v is allocated whenever n < cap (cap starts at 0)
+    ids->v[ids->n++] = id; // NOLINT(clang-analyzer-core.NullDereference): ids->v is allocated
+                           // whenever n < cap (cap starts at 0)
     return LLMOS_OK;
 }
 
@@ -302,9 +303,17 @@ static llmos_err check_special(const tokenizer *t, const char *name, int32_t id)
 /* Texts of control tokens that end a turn in the chat templates of the supported families
  * (the same list llama.cpp's vocabulary loader uses to find end-of-generation tokens). */
 static const char *const eog_texts[] = {
-    "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|eom_id|>",
-    "<EOT>", "_<EOT>", "<|end_of_text|>",
-    "<\357\275\234end\342\226\201of\342\226\201sentence\357\275\234>", /* DeepSeek (UTF-8 in octal) */
+    "<|eot_id|>",
+    "<|im_end|>",
+    "<|end|>",
+    "<end_of_turn>",
+    "<|endoftext|>",
+    "<|eom_id|>",
+    "<EOT>",
+    "_<EOT>",
+    "<|end_of_text|>",
+    "<\357\275\234end\342\226\201of\342\226\201sentence\357\275\234>", /* DeepSeek (UTF-8 in octal)
+                                                                        */
 };
 
 /* Sort key of a special token: first byte ascending, then longest first, then id. */
@@ -559,21 +568,48 @@ llmos_err tok_new(const tok_spec *s, tokenizer **out)
 
 /* ---- accessors -------------------------------------------------------------------------- */
 
-size_t tok_n_vocab(const tokenizer *t) { return t->n_tokens; }
-tok_model tok_get_model(const tokenizer *t) { return t->model; }
-int32_t tok_bos(const tokenizer *t) { return t->bos; }
-int32_t tok_eos(const tokenizer *t) { return t->eos; }
-int32_t tok_eot(const tokenizer *t) { return t->eot; }
-int32_t tok_pad(const tokenizer *t) { return t->pad; }
-bool tok_adds_bos(const tokenizer *t) { return t->add_bos && t->bos >= 0; }
-bool tok_adds_eos(const tokenizer *t) { return t->add_eos && t->eos >= 0; }
+size_t tok_n_vocab(const tokenizer *t)
+{
+    return t->n_tokens;
+}
+tok_model tok_get_model(const tokenizer *t)
+{
+    return t->model;
+}
+int32_t tok_bos(const tokenizer *t)
+{
+    return t->bos;
+}
+int32_t tok_eos(const tokenizer *t)
+{
+    return t->eos;
+}
+int32_t tok_eot(const tokenizer *t)
+{
+    return t->eot;
+}
+int32_t tok_pad(const tokenizer *t)
+{
+    return t->pad;
+}
+bool tok_adds_bos(const tokenizer *t)
+{
+    return t->add_bos && t->bos >= 0;
+}
+bool tok_adds_eos(const tokenizer *t)
+{
+    return t->add_eos && t->eos >= 0;
+}
 
 static bool valid_id(const tokenizer *t, int32_t id)
 {
     return id >= 0 && (size_t)id < t->n_tokens;
 }
 
-bool tok_is_eog(const tokenizer *t, int32_t id) { return valid_id(t, id) && t->eog[id]; }
+bool tok_is_eog(const tokenizer *t, int32_t id)
+{
+    return valid_id(t, id) && t->eog[id];
+}
 
 tok_type tok_get_type(const tokenizer *t, int32_t id)
 {
@@ -605,8 +641,8 @@ int32_t tok_find(const tokenizer *t, const char *text, size_t len)
  * forged from input, whatever its type. */
 static bool text_matchable(const tokenizer *t, int32_t id)
 {
-    return t->types[id] == TOK_TYPE_USER_DEFINED && !t->eog[id] && id != t->bos &&
-           id != t->eos && id != t->eot && id != t->pad && id != t->unk && id != t->eom;
+    return t->types[id] == TOK_TYPE_USER_DEFINED && !t->eog[id] && id != t->bos && id != t->eos &&
+           id != t->eot && id != t->pad && id != t->unk && id != t->eom;
 }
 
 /* The special token starting at text[pos], longest first, or -1. */
@@ -663,8 +699,8 @@ llmos_err tok_encode(const tokenizer *t, const char *text, size_t len, unsigned 
             continue;
         }
         if (pos > start) {
-            err = encode_fragment(t, text + start, pos - start,
-                                  t->add_space_prefix && prev_special, &ids);
+            err = encode_fragment(t, text + start, pos - start, t->add_space_prefix && prev_special,
+                                  &ids);
             if (err)
                 break;
         }
@@ -779,8 +815,7 @@ static llmos_err decode_one(const tokenizer *t, int32_t id, bool special, llmos_
     return tok_token_bytes(t, id, out);
 }
 
-llmos_err tok_decode(const tokenizer *t, const int32_t *ids, size_t n, bool special,
-                     llmos_buf *out)
+llmos_err tok_decode(const tokenizer *t, const int32_t *ids, size_t n, bool special, llmos_buf *out)
 {
     bool strip = t->model == TOK_MODEL_SPM && t->add_space_prefix;
     for (size_t i = 0; i < n; i++) {

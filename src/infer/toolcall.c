@@ -98,12 +98,16 @@ static llmos_err json_at(const char *s, size_t n, size_t i, size_t call_no, json
 static llmos_err add_call(toolcall_result *r, const json_t *obj, size_t call_no, size_t at)
 {
     if (!json_is_object(obj))
-        return llmos_fail(LLMOS_ERR_FORMAT, "tool call %zu (byte %zu): expected a JSON object "
-                          "{\"name\": ..., \"arguments\": {...}}", call_no, at);
+        return llmos_fail(LLMOS_ERR_FORMAT,
+                          "tool call %zu (byte %zu): expected a JSON object "
+                          "{\"name\": ..., \"arguments\": {...}}",
+                          call_no, at);
     const json_t *name = json_object_get(obj, "name");
     if (!json_is_string(name) || json_string_length(name) == 0)
-        return llmos_fail(LLMOS_ERR_FORMAT, "tool call %zu (byte %zu): missing \"name\" (a "
-                          "non-empty string)", call_no, at);
+        return llmos_fail(LLMOS_ERR_FORMAT,
+                          "tool call %zu (byte %zu): missing \"name\" (a "
+                          "non-empty string)",
+                          call_no, at);
     const json_t *args = json_object_get(obj, "arguments");
     if (!args)
         args = json_object_get(obj, "parameters");
@@ -111,14 +115,15 @@ static llmos_err add_call(toolcall_result *r, const json_t *obj, size_t call_no,
     if (json_is_string(args)) { /* some models write the arguments as a JSON string */
         if (json_parse_text(json_string_value(args), json_string_length(args), "arguments", 0,
                             &parsed) != LLMOS_OK)
-            return llmos_fail_context(LLMOS_ERR_FORMAT, "tool call %zu (byte %zu): ", call_no,
-                                      at);
+            return llmos_fail_context(LLMOS_ERR_FORMAT, "tool call %zu (byte %zu): ", call_no, at);
         args = parsed;
     }
     if (args && !json_is_object(args)) {
         json_decref(parsed);
-        return llmos_fail(LLMOS_ERR_FORMAT, "tool call %zu (byte %zu): \"arguments\" must be an "
-                          "object", call_no, at);
+        return llmos_fail(LLMOS_ERR_FORMAT,
+                          "tool call %zu (byte %zu): \"arguments\" must be an "
+                          "object",
+                          call_no, at);
     }
     char *text = args ? json_dumps(args, JSON_COMPACT) : strdup("{}");
     json_decref(parsed);
@@ -166,9 +171,10 @@ static llmos_err parse_hermes(const char *s, size_t n, toolcall_result *r, llmos
             break;
         if (skip_ws(s, body_end, end) != body_end) {
             json_decref(obj);
-            err = llmos_fail(LLMOS_ERR_FORMAT, "tool call %zu: unexpected text at byte %zu after "
-                             "the JSON object (expected </tool_call>)", call_no,
-                             skip_ws(s, body_end, end));
+            err = llmos_fail(LLMOS_ERR_FORMAT,
+                             "tool call %zu: unexpected text at byte %zu after "
+                             "the JSON object (expected </tool_call>)",
+                             call_no, skip_ws(s, body_end, end));
             break;
         }
         err = add_call(r, obj, call_no, start);
@@ -222,7 +228,8 @@ static llmos_err parse_llama3(const char *s, size_t n, toolcall_result *r, llmos
         if (i == n)
             return LLMOS_OK;
         if (s[i] != ';')
-            return llmos_fail(LLMOS_ERR_FORMAT, "tool call %zu: unexpected text at byte %zu "
+            return llmos_fail(LLMOS_ERR_FORMAT,
+                              "tool call %zu: unexpected text at byte %zu "
                               "after the call (expected ';' and another call, or the end)",
                               call_no, i);
         i++;
@@ -246,15 +253,19 @@ static llmos_err parse_mistral(const char *s, size_t n, toolcall_result *r, llmo
             return err;
         if (!json_is_array(arr) || json_array_size(arr) == 0) {
             json_decref(arr);
-            return llmos_fail(LLMOS_ERR_FORMAT, "tool call 1 (byte %zu): expected a non-empty "
-                              "array of calls after [TOOL_CALLS]", i);
+            return llmos_fail(LLMOS_ERR_FORMAT,
+                              "tool call 1 (byte %zu): expected a non-empty "
+                              "array of calls after [TOOL_CALLS]",
+                              i);
         }
         for (size_t k = 0; k < json_array_size(arr) && !err; k++)
             err = add_call(r, json_array_get(arr, k), k + 1, i);
         json_decref(arr);
         if (!err && skip_ws(s, n, end) != n)
-            err = llmos_fail(LLMOS_ERR_FORMAT, "tool calls: unexpected text at byte %zu after "
-                             "the array of calls", skip_ws(s, n, end));
+            err = llmos_fail(LLMOS_ERR_FORMAT,
+                             "tool calls: unexpected text at byte %zu after "
+                             "the array of calls",
+                             skip_ws(s, n, end));
         return err;
     }
     /* v11: name[ARGS]{...}, or name[CALL_ID]id[ARGS]{...}, each call after [TOOL_CALLS] */
@@ -262,8 +273,10 @@ static llmos_err parse_mistral(const char *s, size_t n, toolcall_result *r, llmo
         size_t call_no = r->n_calls + 1;
         const char *args_at = find(s, n, i, "[ARGS]");
         if (!args_at)
-            return llmos_fail(LLMOS_ERR_FORMAT, "tool call %zu (byte %zu): expected "
-                              "[{...}] or name[ARGS]{...} after [TOOL_CALLS]", call_no, i);
+            return llmos_fail(LLMOS_ERR_FORMAT,
+                              "tool call %zu (byte %zu): expected "
+                              "[{...}] or name[ARGS]{...} after [TOOL_CALLS]",
+                              call_no, i);
         size_t name_end = (size_t)(args_at - s);
         const char *id_at = find(s, name_end, i, "[CALL_ID]");
         size_t id_start = 0;
@@ -277,17 +290,18 @@ static llmos_err parse_mistral(const char *s, size_t n, toolcall_result *r, llmo
             json_decref(obj);
             return llmos_fail(LLMOS_ERR_NOMEM, "tool calls: out of memory");
         }
-        if (id_at && json_object_set_new(obj, "id",
-                                         json_stringn(s + id_start,
-                                                      (size_t)(args_at - s) - id_start))) {
+        if (id_at && json_object_set_new(
+                         obj, "id", json_stringn(s + id_start, (size_t)(args_at - s) - id_start))) {
             json_decref(obj);
             return llmos_fail(LLMOS_ERR_NOMEM, "tool calls: out of memory");
         }
         for (size_t k = i; k < name_end; k++)
             if (!isalnum((unsigned char)s[k]) && s[k] != '_' && s[k] != '-' && s[k] != '.') {
                 json_decref(obj);
-                return llmos_fail(LLMOS_ERR_FORMAT, "tool call %zu (byte %zu): '%.*s' is not a "
-                                  "function name", call_no, i, (int)(name_end - i > 40 ? 40 : name_end - i), s + i);
+                return llmos_fail(LLMOS_ERR_FORMAT,
+                                  "tool call %zu (byte %zu): '%.*s' is not a "
+                                  "function name",
+                                  call_no, i, (int)(name_end - i > 40 ? 40 : name_end - i), s + i);
             }
         size_t j = skip_ws(s, n, (size_t)(args_at - s) + strlen("[ARGS]")), end;
         json_t *args = NULL;
@@ -304,8 +318,10 @@ static llmos_err parse_mistral(const char *s, size_t n, toolcall_result *r, llmo
         if (i == n)
             return LLMOS_OK;
         if (!starts(s, n, i, tag))
-            return llmos_fail(LLMOS_ERR_FORMAT, "tool call %zu: unexpected text at byte %zu "
-                              "after the arguments (expected [TOOL_CALLS] or the end)", call_no, i);
+            return llmos_fail(LLMOS_ERR_FORMAT,
+                              "tool call %zu: unexpected text at byte %zu "
+                              "after the arguments (expected [TOOL_CALLS] or the end)",
+                              call_no, i);
         i = skip_ws(s, n, i + strlen(tag));
     }
 }
@@ -345,8 +361,10 @@ static llmos_err tool_fn(const json_t *tools, size_t k, const char **name, const
         fn = t;
     const json_t *nm = json_object_get(fn, "name");
     if (!json_is_string(nm) || json_string_length(nm) == 0)
-        return llmos_fail(LLMOS_ERR_FORMAT, "tools[%zu]: missing function.name (a non-empty "
-                          "string)", k);
+        return llmos_fail(LLMOS_ERR_FORMAT,
+                          "tools[%zu]: missing function.name (a non-empty "
+                          "string)",
+                          k);
     *name = json_string_value(nm);
     *params = json_object_get(fn, "parameters");
     return LLMOS_OK;
@@ -401,14 +419,15 @@ llmos_err toolcall_grammar(const json_t *tools, toolcall_family f, toolcall_mode
             err = llmos_fail(LLMOS_ERR_NOMEM, "tools: out of memory");
             break;
         }
-        err = buf_printf(&rules, "tc-fn%zu ::= \"{\" tc-ws \"\\\"name\\\"\" tc-ws \":\" tc-ws ",
-                         k);
+        err = buf_printf(&rules, "tc-fn%zu ::= \"{\" tc-ws \"\\\"name\\\"\" tc-ws \":\" tc-ws ", k);
         if (!err)
             err = literal(&rules, quoted);
         free(quoted);
         if (!err)
-            err = buf_printf(&rules, " tc-ws \",\" tc-ws \"\\\"%s\\\"\" tc-ws \":\" tc-ws "
-                             "t%zu-root tc-ws \"}\"\n", args_key, k);
+            err = buf_printf(&rules,
+                             " tc-ws \",\" tc-ws \"\\\"%s\\\"\" tc-ws \":\" tc-ws "
+                             "t%zu-root tc-ws \"}\"\n",
+                             args_key, k);
         if (!err)
             err = buf_printf(&fns, "%stc-fn%zu", used ? " | " : "", k);
         used++;
@@ -435,8 +454,8 @@ llmos_err toolcall_grammar(const json_t *tools, toolcall_family f, toolcall_mode
             break;
         }
         if (mode == TOOLCALL_AUTO)
-            err = buf_printf(out, "root ::= tc-calls | tc-text\ntc-text ::= (%s .*)?\n",
-                             text_start);
+            err =
+                buf_printf(out, "root ::= tc-calls | tc-text\ntc-text ::= (%s .*)?\n", text_start);
         else
             err = buf_puts(out, "root ::= tc-calls\n");
         if (!err)
@@ -476,6 +495,8 @@ llmos_err toolcall_validate(const json_t *tools, const toolcall *call)
         json_decref(args);
         return err;
     }
-    return llmos_fail(LLMOS_ERR_NOT_FOUND, "tool call names '%s', which is not among the tools "
-                      "(%s)", call->name, names);
+    return llmos_fail(LLMOS_ERR_NOT_FOUND,
+                      "tool call names '%s', which is not among the tools "
+                      "(%s)",
+                      call->name, names);
 }

@@ -181,7 +181,8 @@ static llmos_err parse_tools(openai_request *out)
         return bad(out, LLMOS_ERR_INVALID, "tool_choice",
                    "'tool_choice' is '%.40s' but no 'tools' were given", out->req.tool_choice);
     if (out->req.tool_choice && out->req.tools && strcmp(out->req.tool_choice, "auto") != 0 &&
-        strcmp(out->req.tool_choice, "none") != 0 && strcmp(out->req.tool_choice, "required") != 0) {
+        strcmp(out->req.tool_choice, "none") != 0 &&
+        strcmp(out->req.tool_choice, "required") != 0) {
         bool found = false;
         size_t i;
         json_t *t;

@@ -240,9 +240,9 @@ static void cmd_memory(repl *r, const char *args, bool *quit)
             return;
         }
         fprintf(out_of(r),
-                "your encrypted store: %" PRId64 " messages, %" PRId64 " archival memories, %" PRId64
-                " core blocks, %" PRId64 " settings, %" PRId64 " audit records; %" PRId64
-                " bytes on disk (+%" PRId64 " in the WAL)\n",
+                "your encrypted store: %" PRId64 " messages, %" PRId64
+                " archival memories, %" PRId64 " core blocks, %" PRId64 " settings, %" PRId64
+                " audit records; %" PRId64 " bytes on disk (+%" PRId64 " in the WAL)\n",
                 st.messages, st.archival, st.core_blocks, st.settings, st.audit_records,
                 st.db_bytes, st.wal_bytes);
         return;
@@ -293,8 +293,7 @@ static void audit_store(repl *r)
     else if (v.ok)
         fprintf(f, "audit log intact: %" PRId64 " records, hash chain verified\n", v.records);
     else
-        fprintf(f, "audit log TAMPERED: first bad record %" PRId64 ": %s\n", v.bad_seq,
-                v.reason);
+        fprintf(f, "audit log TAMPERED: first bad record %" PRId64 ": %s\n", v.bad_seq, v.reason);
 }
 
 static void cmd_audit(repl *r, const char *args, bool *quit)
@@ -525,8 +524,8 @@ static llmos_err kernel_turn(repl *r, const char *line)
     if (final != KPROC_DONE) {
         kproc_info info;
         if (kproc_get(r->o.st, r->pid, &info) == LLMOS_OK)
-            fprintf(f, "[process %" PRId64 " ended: %s: %s]\n", r->pid,
-                    kproc_state_name(final), info.reason);
+            fprintf(f, "[process %" PRId64 " ended: %s: %s]\n", r->pid, kproc_state_name(final),
+                    info.reason);
     }
     fflush(f);
     return LLMOS_OK;

@@ -263,8 +263,7 @@ llmos_err kernel_run(kernel *k, int64_t pid, kproc_state *final)
         llmos_err cerr = llm_chat(k->cfg.privileged, &req, k->out_fn, k->out_ctx, &resp);
         if (k->cancel && atomic_load(k->cancel) && (!cerr || cerr == LLMOS_ERR_CANCELLED)) {
             p->info.used.tokens += (int64_t)resp.prompt_tokens + resp.completion_tokens;
-            err = kctx_append(&p->ctx, "assistant",
-                              trusted_user(resp.content ? resp.content : ""));
+            err = kctx_append(&p->ctx, "assistant", trusted_user(resp.content ? resp.content : ""));
             if (!err)
                 err = finish(k, p, KPROC_DONE, "cancelled by the user");
             llm_response_free(&resp);

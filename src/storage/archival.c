@@ -69,7 +69,10 @@ static llmos_err test_embed(void *ctx, const char *text, float *out)
 
 static const store_embedder test_embedder = {"test-hash-v1", TEST_EMB_DIM, test_embed, NULL};
 
-const store_embedder *store_test_embedder(void) { return &test_embedder; }
+const store_embedder *store_test_embedder(void)
+{
+    return &test_embedder;
+}
 
 /* Embed with the store's embedder and scale to unit length (zero stays zero). */
 static llmos_err embed_unit(store *s, const char *text, float **out)
@@ -110,9 +113,10 @@ static llmos_err embed_unit(store *s, const char *text, float **out)
  * is saved (vdb_save) into the vector_index table when the store closes after a change, and
  * loaded at open when its signature still matches the rows: count, sum and maximum of their
  * ids. Ids are never reused (AUTOINCREMENT), so any add moves the maximum and any delete the
- * count: no sequence of changes leaves the signature as it was. A mismatch (another process wrote, a transaction was rolled back, a crash came before
- * the save) rebuilds the index from the stored embeddings. vdb answers exactly (brute force)
- * while the collection is small (vdb_params.exact_below), by graph search beyond.
+ * count: no sequence of changes leaves the signature as it was. A mismatch (another process wrote,
+ * a transaction was rolled back, a crash came before the save) rebuilds the index from the stored
+ * embeddings. vdb answers exactly (brute force) while the collection is small
+ * (vdb_params.exact_below), by graph search beyond.
  */
 
 /* The signature of a set of archival rows: count, sum and maximum of their ids. */
@@ -167,7 +171,8 @@ static llmos_err rows_signature(store *s, vsig *sig)
 static bool nonzero(const float *v, uint32_t dim)
 {
     for (uint32_t i = 0; i < dim; i++)
-        if (v[i] != 0) // NOLINT(clang-analyzer-core.NullDereference): embed_unit sets its vector when it returns 0 (llmos_fail returns its nonzero code)
+        if (v[i] != 0) // NOLINT(clang-analyzer-core.NullDereference): embed_unit sets its vector
+                       // when it returns 0 (llmos_fail returns its nonzero code)
             return true;
     return false;
 }
@@ -207,8 +212,7 @@ static llmos_err vindex_build(store *s, vindex *vi)
 static bool vindex_load(store *s, vindex *vi)
 {
     sqlite3_stmt *st = NULL;
-    if (store_prepare(s,
-                      "SELECT embedder, dim, signature, data FROM vector_index WHERE name = ?1",
+    if (store_prepare(s, "SELECT embedder, dim, signature, data FROM vector_index WHERE name = ?1",
                       &st))
         return false;
     sqlite3_bind_text(st, 1, VINDEX_NAME, -1, SQLITE_STATIC);
@@ -220,14 +224,14 @@ static bool vindex_load(store *s, vindex *vi)
         sqlite3_column_int64(st, 1) == s->emb->dim &&
         strcmp((const char *)sqlite3_column_text(st, 2), sig) == 0) {
         vdb *idx = NULL;
-        llmos_err err = vdb_load(sqlite3_column_blob(st, 3), (size_t)sqlite3_column_bytes(st, 3),
-                                 &idx);
+        llmos_err err =
+            vdb_load(sqlite3_column_blob(st, 3), (size_t)sqlite3_column_bytes(st, 3), &idx);
         if (!err && vdb_dim(idx) == s->emb->dim) {
             vi->idx = idx;
             ok = true;
         } else {
-            LOG_WARN("storage", "%s: saved vector index unusable (%s); rebuilding it",
-                     s->db_path, err ? llmos_errmsg() : "dimension differs");
+            LOG_WARN("storage", "%s: saved vector index unusable (%s); rebuilding it", s->db_path,
+                     err ? llmos_errmsg() : "dimension differs");
             vdb_free(idx);
         }
     }
@@ -297,15 +301,18 @@ void store_vindex_close(store *s)
         vsig sig;
         if (rows_signature(s, &sig) == LLMOS_OK && sig_equal(&sig, &vi->sig) &&
             vindex_save(s, vi) != LLMOS_OK)
-            LOG_WARN("storage", "%s: %s (the index will be rebuilt at the next open)",
-                     s->db_path, llmos_errmsg());
+            LOG_WARN("storage", "%s: %s (the index will be rebuilt at the next open)", s->db_path,
+                     llmos_errmsg());
     }
     vdb_free(vi->idx);
     free(vi);
     s->vindex = NULL;
 }
 
-bool store_vindex_active(store *s) { return s->vindex != NULL; }
+bool store_vindex_active(store *s)
+{
+    return s->vindex != NULL;
+}
 
 /* After a row was added or deleted by this handle: the index follows, and so does its
  * signature. Any failure just makes the next search rebuild. */
@@ -502,7 +509,9 @@ llmos_err store_archival_search(store *s, const char *query, size_t k, store_arc
                 continue; /* another dimension under the same name: not comparable */
             double dot = 0;
             for (uint32_t i = 0; i < s->emb->dim; i++)
-                dot += (double)q[i] * v[i]; // NOLINT(clang-analyzer-core.NullDereference): embed_unit sets its vector when it returns 0 (llmos_fail returns its nonzero code)
+                dot += (double)q[i] *
+                       v[i]; // NOLINT(clang-analyzer-core.NullDereference): embed_unit sets its
+                             // vector when it returns 0 (llmos_fail returns its nonzero code)
             keep_best(best, k, &nb, sqlite3_column_int64(st, 0), dot);
         }
         if (rc != SQLITE_DONE)

@@ -27,13 +27,13 @@
 #include "llmos/json.h"
 #include "llmos/storage.h"
 
-#define KEYS_FORMAT "llmos-keyfile"
-#define KEYS_VERSION 1
-#define KEYS_SALT_BYTES crypto_pwhash_SALTBYTES /* 16 */
+#define KEYS_FORMAT         "llmos-keyfile"
+#define KEYS_VERSION        1
+#define KEYS_SALT_BYTES     crypto_pwhash_SALTBYTES /* 16 */
 #define KEYS_DATA_KEY_BYTES 32
-#define KEYS_NONCE_BYTES crypto_aead_xchacha20poly1305_ietf_NPUBBYTES /* 24 */
-#define KEYS_WRAPPED_BYTES (KEYS_DATA_KEY_BYTES + crypto_aead_xchacha20poly1305_ietf_ABYTES)
-#define KEYS_MAX_FILE 4096
+#define KEYS_NONCE_BYTES    crypto_aead_xchacha20poly1305_ietf_NPUBBYTES /* 24 */
+#define KEYS_WRAPPED_BYTES  (KEYS_DATA_KEY_BYTES + crypto_aead_xchacha20poly1305_ietf_ABYTES)
+#define KEYS_MAX_FILE       4096
 /* Bounds on parameters read from a file, so that a hostile key file cannot make us allocate
  * without limit: at most 16 passes and 4 GiB. */
 #define KEYS_MAX_OPS 16
@@ -56,12 +56,12 @@ llmos_err keys_kdf_parse(const char *name, keys_kdf *out)
         *out = (keys_kdf){crypto_pwhash_argon2id_OPSLIMIT_SENSITIVE,
                           crypto_pwhash_argon2id_MEMLIMIT_SENSITIVE};
     } else if (strcmp(name, "test-weak") == 0) {
-        *out = (keys_kdf){crypto_pwhash_argon2id_OPSLIMIT_MIN,
-                          crypto_pwhash_argon2id_MEMLIMIT_MIN};
+        *out = (keys_kdf){crypto_pwhash_argon2id_OPSLIMIT_MIN, crypto_pwhash_argon2id_MEMLIMIT_MIN};
     } else {
         return llmos_fail(LLMOS_ERR_INVALID,
                           "unknown key derivation setting '%s': use moderate, interactive, "
-                          "sensitive or test-weak", name);
+                          "sensitive or test-weak",
+                          name);
     }
     return LLMOS_OK;
 }
@@ -93,7 +93,8 @@ static void put_le64(uint8_t *p, uint64_t v)
 /* Associated data of the wrap (see the file comment). */
 static void wrap_ad(uint8_t ad[48], const uint8_t db_id[16], keys_kdf kdf)
 {
-    memcpy(ad, "llmos-keyfile-v1", 16); // NOLINT(bugprone-not-null-terminated-result): 16 bytes of binary associated data, no terminator
+    memcpy(ad, "llmos-keyfile-v1", 16); // NOLINT(bugprone-not-null-terminated-result): 16 bytes of
+                                        // binary associated data, no terminator
     memcpy(ad + 16, db_id, 16);
     put_le64(ad + 32, kdf.opslimit);
     put_le64(ad + 40, (uint64_t)kdf.memlimit);
@@ -154,13 +155,17 @@ static llmos_err write_keyfile(const char *path, const char *passphrase, keys_kd
         return err;
     wrap_ad(ad, db_id, kdf);
     unsigned long long clen = 0;
-    crypto_aead_xchacha20poly1305_ietf_encrypt(wrapped, &clen, data_key, KEYS_DATA_KEY_BYTES, // NOLINT(clang-analyzer-core.NonNullParamChecker): kek is set when derive_kek returns 0 (llmos_fail returns its nonzero code, so this is reached only on success)
-                                               ad, sizeof ad, NULL, nonce, kek);
+    crypto_aead_xchacha20poly1305_ietf_encrypt(
+        wrapped, &clen, data_key,
+        KEYS_DATA_KEY_BYTES, // NOLINT(clang-analyzer-core.NonNullParamChecker): kek is set when
+                             // derive_kek returns 0 (llmos_fail returns its nonzero code, so this
+                             // is reached only on success)
+        ad, sizeof ad, NULL, nonce, kek);
     sodium_free(kek);
     assert(clen == KEYS_WRAPPED_BYTES);
 
-    char *s_salt = b64(salt, sizeof salt), *s_id = b64(db_id, 16), *s_nonce = b64(nonce, sizeof nonce),
-         *s_wrapped = b64(wrapped, sizeof wrapped);
+    char *s_salt = b64(salt, sizeof salt), *s_id = b64(db_id, 16),
+         *s_nonce = b64(nonce, sizeof nonce), *s_wrapped = b64(wrapped, sizeof wrapped);
     json_t *obj = NULL;
     if (s_salt && s_id && s_nonce && s_wrapped)
         obj = json_pack("{s:s, s:i, s:s, s:I, s:I, s:s, s:s, s:s, s:s}", "format", KEYS_FORMAT,
@@ -184,8 +189,7 @@ static llmos_err write_keyfile(const char *path, const char *passphrase, keys_kd
     return err;
 }
 
-llmos_err keys_create(const char *path, const char *passphrase, keys_kdf kdf,
-                      keys_unlocked **out)
+llmos_err keys_create(const char *path, const char *passphrase, keys_kdf kdf, keys_unlocked **out)
 {
     if (out)
         *out = NULL;
@@ -198,8 +202,10 @@ llmos_err keys_create(const char *path, const char *passphrase, keys_kdf kdf,
         return err;
     struct stat st;
     if (stat(path, &st) == 0)
-        return llmos_fail(LLMOS_ERR_EXISTS, "%s: a key file already exists; refusing to replace "
-                          "it (that would make its store unreadable)", path);
+        return llmos_fail(LLMOS_ERR_EXISTS,
+                          "%s: a key file already exists; refusing to replace "
+                          "it (that would make its store unreadable)",
+                          path);
     keys_unlocked *k = calloc(1, sizeof *k);
     if (!k)
         return llmos_fail(LLMOS_ERR_NOMEM, "no memory for keys");
@@ -229,8 +235,9 @@ static llmos_err get_b64(const json_t *obj, const char *key, const char *path, u
     if (err)
         return err;
     size_t got = 0;
-    if (sodium_base642bin(bin, n, s, strlen(s), NULL, &got, NULL,
-                          sodium_base64_VARIANT_ORIGINAL) != 0 || got != n)
+    if (sodium_base642bin(bin, n, s, strlen(s), NULL, &got, NULL, sodium_base64_VARIANT_ORIGINAL) !=
+            0 ||
+        got != n)
         return llmos_fail(LLMOS_ERR_FORMAT, "%s: member \"%s\" must be base64 of %zu bytes", path,
                           key, n);
     return LLMOS_OK;
@@ -238,8 +245,7 @@ static llmos_err get_b64(const json_t *obj, const char *key, const char *path, u
 
 typedef struct keyfile {
     keys_kdf kdf;
-    uint8_t salt[KEYS_SALT_BYTES], db_id[16], nonce[KEYS_NONCE_BYTES],
-        wrapped[KEYS_WRAPPED_BYTES];
+    uint8_t salt[KEYS_SALT_BYTES], db_id[16], nonce[KEYS_NONCE_BYTES], wrapped[KEYS_WRAPPED_BYTES];
 } keyfile;
 
 static llmos_err read_keyfile(const char *path, keyfile *kf)
@@ -262,8 +268,8 @@ static llmos_err read_keyfile(const char *path, keyfile *kf)
     const char *kdf = json_get_string(obj, "kdf", "");
     int64_t ops = json_get_int(obj, "opslimit", -1), mem = json_get_int(obj, "memlimit", -1);
     if (strcmp(format, KEYS_FORMAT) != 0)
-        err = llmos_fail(LLMOS_ERR_FORMAT, "%s: member \"format\" is \"%s\", expected \"%s\"",
-                         path, format, KEYS_FORMAT);
+        err = llmos_fail(LLMOS_ERR_FORMAT, "%s: member \"format\" is \"%s\", expected \"%s\"", path,
+                         format, KEYS_FORMAT);
     else if (version != KEYS_VERSION)
         err = llmos_fail(LLMOS_ERR_UNSUPPORTED,
                          "%s: key file version %lld; this llmos reads version %d", path,
@@ -271,11 +277,15 @@ static llmos_err read_keyfile(const char *path, keyfile *kf)
     else if (!*kdf)
         err = llmos_fail(LLMOS_ERR_FORMAT, "%s: member \"kdf\" is missing", path);
     else if (strcmp(kdf, "argon2id13") != 0)
-        err = llmos_fail(LLMOS_ERR_UNSUPPORTED, "%s: key derivation \"%s\" unknown (expected "
-                         "\"argon2id13\")", path, kdf);
+        err = llmos_fail(LLMOS_ERR_UNSUPPORTED,
+                         "%s: key derivation \"%s\" unknown (expected "
+                         "\"argon2id13\")",
+                         path, kdf);
     else if (ops < 0 || mem < 0)
-        err = llmos_fail(LLMOS_ERR_FORMAT, "%s: opslimit and memlimit must be present as "
-                         "non-negative integers", path);
+        err = llmos_fail(LLMOS_ERR_FORMAT,
+                         "%s: opslimit and memlimit must be present as "
+                         "non-negative integers",
+                         path);
     if (!err) {
         kf->kdf = (keys_kdf){(uint64_t)ops, (size_t)mem};
         err = check_kdf(kf->kdf, path);
@@ -318,16 +328,18 @@ llmos_err keys_unlock(const char *path, const char *passphrase, keys_unlocked **
     uint8_t ad[48];
     wrap_ad(ad, kf.db_id, kf.kdf);
     unsigned long long mlen = 0;
-    int rc = crypto_aead_xchacha20poly1305_ietf_decrypt(dk, &mlen, NULL, kf.wrapped, // NOLINT(clang-analyzer-core.NonNullParamChecker): kek is set when derive_kek returns 0
-                                                        sizeof kf.wrapped, ad, sizeof ad,
-                                                        kf.nonce, kek);
+    int rc = crypto_aead_xchacha20poly1305_ietf_decrypt(
+        dk, &mlen, NULL, kf.wrapped, // NOLINT(clang-analyzer-core.NonNullParamChecker): kek is set
+                                     // when derive_kek returns 0
+        sizeof kf.wrapped, ad, sizeof ad, kf.nonce, kek);
     sodium_free(kek);
     if (rc != 0 || mlen != KEYS_DATA_KEY_BYTES) {
         sodium_free(dk);
         free(k);
         return llmos_fail(LLMOS_ERR_AUTH,
                           "%s: wrong passphrase (or the key file was altered): the data key "
-                          "does not unwrap", path);
+                          "does not unwrap",
+                          path);
     }
     k->data_key = dk;
     memcpy(k->db_id, kf.db_id, sizeof k->db_id);
@@ -348,7 +360,10 @@ llmos_err keys_change_passphrase(const char *path, const char *old_passphrase,
     err = keys_unlock(path, old_passphrase, &k);
     if (err)
         return err;
-    err = write_keyfile(path, new_passphrase, kdf, k->data_key, k->db_id); // NOLINT(clang-analyzer-core.NullDereference): k is set when keys_unlock returns 0 (llmos_fail returns its nonzero code, so this is reached only on success)
+    err = write_keyfile(
+        path, new_passphrase, kdf, k->data_key,
+        k->db_id); // NOLINT(clang-analyzer-core.NullDereference): k is set when keys_unlock returns
+                   // 0 (llmos_fail returns its nonzero code, so this is reached only on success)
     keys_free(k);
     return err;
 }

@@ -35,8 +35,8 @@
 #error "embeddings are stored as little-endian float32; add byte swapping for this host"
 #endif
 
-#define STORE_DB_NAME "store.db"
-#define STORE_KEY_NAME "store.key"
+#define STORE_DB_NAME            "store.db"
+#define STORE_KEY_NAME           "store.key"
 #define STORE_CORE_DEFAULT_LIMIT 2000
 
 /* ---- schema ------------------------------------------------------------------------------- */
@@ -156,7 +156,10 @@ static char *dup_col(sqlite3_stmt *st, int col)
     return strdup(t ? (const char *)t : "");
 }
 
-int64_t store_now(void) { return (int64_t)time(NULL); }
+int64_t store_now(void)
+{
+    return (int64_t)time(NULL);
+}
 
 /* ---- open / close ----------------------------------------------------------------------- */
 
@@ -209,7 +212,8 @@ static llmos_err migrate(store *s)
             sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
             return llmos_fail(LLMOS_ERR_UNSUPPORTED,
                               "%s: schema version %d is newer than this llmos knows (%d); "
-                              "upgrade llmos", s->db_path, v, STORE_SCHEMA_VERSION);
+                              "upgrade llmos",
+                              s->db_path, v, STORE_SCHEMA_VERSION);
         }
         if (v == STORE_SCHEMA_VERSION) {
             return store_exec(s, "COMMIT", "ending the schema check");
@@ -229,8 +233,7 @@ static llmos_err migrate(store *s)
     }
 }
 
-llmos_err store_open(const char *dir, const char *passphrase, const store_options *opt,
-                     store **out)
+llmos_err store_open(const char *dir, const char *passphrase, const store_options *opt, store **out)
 {
     *out = NULL;
     store_options defaults = {0};
@@ -263,7 +266,8 @@ llmos_err store_open(const char *dir, const char *passphrase, const store_option
     } else if (have_db) {
         err = llmos_fail(LLMOS_ERR_NOT_FOUND,
                          "%s exists but its key file %s does not: without it the store cannot be "
-                         "decrypted (restore the key file from a backup)", s->db_path, s->key_path);
+                         "decrypted (restore the key file from a backup)",
+                         s->db_path, s->key_path);
     } else if (opt->no_create) {
         err = llmos_fail(LLMOS_ERR_NOT_FOUND, "%s: no store here", dir);
     } else {
@@ -275,7 +279,10 @@ llmos_err store_open(const char *dir, const char *passphrase, const store_option
             err = keys_create(s->key_path, passphrase, kdf, &keys);
     }
     if (!err)
-        err = vfs_key_add(keys->data_key, keys->db_id, &s->token); // NOLINT(clang-analyzer-core.NullDereference): keys is set when keys_create/keys_unlock return 0 (llmos_fail returns its nonzero code, so this is reached only on success)
+        err = vfs_key_add(keys->data_key, keys->db_id,
+                          &s->token); // NOLINT(clang-analyzer-core.NullDereference): keys is set
+                                      // when keys_create/keys_unlock return 0 (llmos_fail returns
+                                      // its nonzero code, so this is reached only on success)
     keys_free(keys);
     if (err) {
         store_close(s);
@@ -356,19 +363,31 @@ void store_close(store *s)
     free(s);
 }
 
-llmos_err store_change_passphrase(store *s, const char *old_passphrase,
-                                  const char *new_passphrase, keys_kdf kdf)
+llmos_err store_change_passphrase(store *s, const char *old_passphrase, const char *new_passphrase,
+                                  keys_kdf kdf)
 {
     if (kdf.opslimit == 0 && kdf.memlimit == 0)
         kdf = keys_kdf_default();
     return keys_change_passphrase(s->key_path, old_passphrase, new_passphrase, kdf);
 }
 
-int store_schema_version(store *s) { return user_version(s); }
-const char *store_db_path(const store *s) { return s->db_path; }
-const char *store_key_path(const store *s) { return s->key_path; }
+int store_schema_version(store *s)
+{
+    return user_version(s);
+}
+const char *store_db_path(const store *s)
+{
+    return s->db_path;
+}
+const char *store_key_path(const store *s)
+{
+    return s->key_path;
+}
 
-llmos_err store_begin(store *s) { return store_exec(s, "BEGIN IMMEDIATE", "begin"); }
+llmos_err store_begin(store *s)
+{
+    return store_exec(s, "BEGIN IMMEDIATE", "begin");
+}
 llmos_err store_commit(store *s)
 {
     if (sqlite3_get_autocommit(s->db))
@@ -611,7 +630,8 @@ llmos_err store_core_set(store *s, const char *label, const char *value, size_t 
     if (len > limit)
         return llmos_fail(LLMOS_ERR_LIMIT,
                           "core memory block '%s': value of %zu bytes exceeds its limit of %zu; "
-                          "shorten it or raise the limit", label, len, limit);
+                          "shorten it or raise the limit",
+                          label, len, limit);
     sqlite3_stmt *st = NULL;
     llmos_err err = store_prepare(s,
                                   "INSERT INTO core_blocks(label, value, char_limit) "

@@ -11,9 +11,9 @@
 struct store {
     sqlite3 *db;
     char *dir, *db_path, *key_path;
-    uint64_t token;                /* the VFS key token of this store */
-    const store_embedder *emb;     /* may be NULL */
-    void *vindex;                  /* archival vector index (archival.c), or NULL */
+    uint64_t token;            /* the VFS key token of this store */
+    const store_embedder *emb; /* may be NULL */
+    void *vindex;              /* archival vector index (archival.c), or NULL */
 };
 
 /* Turn an SQLite result code into an llmos_err with a message; when the VFS refused a page,

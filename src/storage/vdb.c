@@ -42,11 +42,11 @@
 #include "llmos/vdb.h"
 #include "storage/vdb_dist.h"
 
-#define VDB_NONE UINT32_MAX
-#define VDB_MAX_LEVEL 63        /* levels are stored in a byte; P(level > 63) is negligible */
-#define VDB_MAX_DIM 65536u
-#define VDB_MAX_M 256u
-#define VDB_MAX_EFC 65536u
+#define VDB_NONE      UINT32_MAX
+#define VDB_MAX_LEVEL 63 /* levels are stored in a byte; P(level > 63) is negligible */
+#define VDB_MAX_DIM   65536u
+#define VDB_MAX_M     256u
+#define VDB_MAX_EFC   65536u
 #define VDB_MAX_SLOTS 0xFFFFFFF0u /* slot numbers are uint32 with VDB_NONE reserved */
 
 /* ---- small helpers ----------------------------------------------------------------------- */
@@ -175,10 +175,10 @@ struct vdb {
     double mL;      /* level multiplier 1/ln(M) */
     vdb_kernel_fn l2sq, dot;
 
-    size_t cap;     /* slots allocated */
-    size_t n_slots; /* slots ever used (high-water mark) */
-    size_t count;   /* live vectors */
-    float *vecs;    /* cap * dim */
+    size_t cap;       /* slots allocated */
+    size_t n_slots;   /* slots ever used (high-water mark) */
+    size_t count;     /* live vectors */
+    float *vecs;      /* cap * dim */
     uint32_t *links0; /* cap * (1 + M0) */
     uint32_t **upper; /* cap: NULL or level * (1 + M) */
     uint8_t *levels;
@@ -320,7 +320,9 @@ static llmos_err map_resize(vdb *idx, size_t new_cap)
 /* Grow every per-slot array to hold `want` slots. Caller holds the write lock. */
 static llmos_err grow_to(vdb *idx, size_t want)
 {
-    if (want <= idx->cap) // NOLINT(clang-analyzer-core.NullDereference): callers pass an index vdb_new created; llmos_fail returns its nonzero code, so the analyzer path with a zero error cannot occur
+    if (want <= idx->cap) // NOLINT(clang-analyzer-core.NullDereference): callers pass an index
+                          // vdb_new created; llmos_fail returns its nonzero code, so the analyzer
+                          // path with a zero error cannot occur
         return LLMOS_OK;
     if (want > VDB_MAX_SLOTS)
         return llmos_fail(LLMOS_ERR_LIMIT, "vdb: %zu vectors asked for; an index holds at most %u",
@@ -342,12 +344,12 @@ static llmos_err grow_to(vdb *idx, size_t want)
     free(idx->vecs);
     idx->vecs = vecs;
 
-#define VDB_GROW(field, elem)                                                                     \
-    do {                                                                                          \
-        void *p_ = realloc((void *)idx->field, cap * (elem));                                     \
-        if (!p_)                                                                                  \
-            return llmos_fail(LLMOS_ERR_NOMEM, "vdb: no memory to grow to %zu slots", cap);       \
-        idx->field = p_;                                                                          \
+#define VDB_GROW(field, elem)                                                                      \
+    do {                                                                                           \
+        void *p_ = realloc((void *)idx->field, cap * (elem));                                      \
+        if (!p_)                                                                                   \
+            return llmos_fail(LLMOS_ERR_NOMEM, "vdb: no memory to grow to %zu slots", cap);        \
+        idx->field = p_;                                                                           \
     } while (0)
     VDB_GROW(links0, (1 + (size_t)idx->M0) * sizeof(uint32_t));
     VDB_GROW(upper, sizeof(uint32_t *));
@@ -469,8 +471,10 @@ static llmos_err check_params(uint32_t dim, vdb_metric metric, const vdb_params 
         return llmos_fail(LLMOS_ERR_INVALID, "vdb: dimension %u out of range 1..%u", dim,
                           VDB_MAX_DIM);
     if (metric != VDB_L2 && metric != VDB_IP && metric != VDB_COSINE)
-        return llmos_fail(LLMOS_ERR_INVALID, "vdb: unknown metric %d (use VDB_L2, VDB_IP or "
-                          "VDB_COSINE)", (int)metric);
+        return llmos_fail(LLMOS_ERR_INVALID,
+                          "vdb: unknown metric %d (use VDB_L2, VDB_IP or "
+                          "VDB_COSINE)",
+                          (int)metric);
     if (p->M < 2 || p->M > VDB_MAX_M)
         return llmos_fail(LLMOS_ERR_INVALID, "vdb: M = %u out of range 2..%u", p->M, VDB_MAX_M);
     if (p->ef_construction < 1 || p->ef_construction > VDB_MAX_EFC)
@@ -628,7 +632,8 @@ static void search_layer(vdb *idx, vdb_scratch *s, const float *q, uint32_t ep, 
     uint16_t *mark = s->mark;
     uint16_t epoch = s->epoch;
 
-    mark[ep] = epoch; // NOLINT(clang-analyzer-core.NullDereference): scratch_get returns NULL rather than a scratch without its mark array
+    mark[ep] = epoch;    // NOLINT(clang-analyzer-core.NullDereference): scratch_get returns NULL
+                         // rather than a scratch without its mark array
     float lb = INFINITY; /* distance of the worst result kept */
     if (!filter || filter(idx->ids[ep], ctx)) {
         s->oom |= !heap_push(res, ep_d, ep);
@@ -744,13 +749,17 @@ static llmos_err check_vector(const vdb *idx, const float *vec, const char *what
     double norm = 0;
     for (uint32_t i = 0; i < idx->dim; i++) {
         if (!isfinite(vec[i]))
-            return llmos_fail(LLMOS_ERR_INVALID, "vdb: %s component %u is %s; vectors must be "
-                              "finite", what, i, isnan(vec[i]) ? "NaN" : "infinite");
+            return llmos_fail(LLMOS_ERR_INVALID,
+                              "vdb: %s component %u is %s; vectors must be "
+                              "finite",
+                              what, i, isnan(vec[i]) ? "NaN" : "infinite");
         norm += (double)vec[i] * vec[i];
     }
     if (idx->metric == VDB_COSINE && norm == 0)
-        return llmos_fail(LLMOS_ERR_INVALID, "vdb: %s is all zero, which has no direction for the "
-                          "cosine metric", what);
+        return llmos_fail(LLMOS_ERR_INVALID,
+                          "vdb: %s is all zero, which has no direction for the "
+                          "cosine metric",
+                          what);
     return LLMOS_OK;
 }
 
@@ -772,15 +781,18 @@ static llmos_err insert_one(vdb *idx, vdb_scratch *s, uint64_t id, const float *
     if (e)
         return e;
     if (idx->metric == VDB_COSINE) {
-        normalise(vec, s->qbuf, idx->dim); // NOLINT(clang-analyzer-core.NullDereference): callers pass a scratch they checked for NULL
+        normalise(vec, s->qbuf, idx->dim); // NOLINT(clang-analyzer-core.NullDereference): callers
+                                           // pass a scratch they checked for NULL
         vec = s->qbuf;
     }
 
     pthread_mutex_lock(&idx->glock);
     if (map_find(idx, id) != VDB_NONE) {
         pthread_mutex_unlock(&idx->glock);
-        return llmos_fail(LLMOS_ERR_EXISTS, "vdb: id %llu is already in the index (delete it "
-                          "first to replace its vector)", (unsigned long long)id);
+        return llmos_fail(LLMOS_ERR_EXISTS,
+                          "vdb: id %llu is already in the index (delete it "
+                          "first to replace its vector)",
+                          (unsigned long long)id);
     }
     uint32_t slot;
     if (idx->n_free > 0)
@@ -839,7 +851,8 @@ static llmos_err insert_one(vdb *idx, vdb_scratch *s, uint64_t id, const float *
     for (int l = level < top ? level : top; l >= 0; l--) {
         search_layer(idx, s, vec, cur, cur_d, l, idx->params.ef_construction, locked, NULL, NULL);
         vdb_heap *res = &s->res;
-        if (!scratch_sel_room(s, res->n)) { // NOLINT(clang-analyzer-core.NullDereference): res is &s->res of a scratch callers checked for NULL
+        if (!scratch_sel_room(s, res->n)) { // NOLINT(clang-analyzer-core.NullDereference): res is
+                                            // &s->res of a scratch callers checked for NULL
             e = llmos_fail(LLMOS_ERR_NOMEM, "vdb: out of memory while inserting");
             break;
         }
@@ -880,7 +893,8 @@ static llmos_err insert_one(vdb *idx, vdb_scratch *s, uint64_t id, const float *
         if (e)
             break;
     }
-    if (s->oom && !e) // NOLINT(clang-analyzer-core.NullDereference): callers pass a scratch they checked for NULL
+    if (s->oom && !e) // NOLINT(clang-analyzer-core.NullDereference): callers pass a scratch they
+                      // checked for NULL
         e = llmos_fail(LLMOS_ERR_NOMEM, "vdb: out of memory in the insert search");
     if (hold) {
         idx->entry = slot;
@@ -1091,8 +1105,8 @@ llmos_err vdb_delete(vdb *idx, uint64_t id)
 /* ---- search ------------------------------------------------------------------------------ */
 
 /* Brute force over every live slot into hits (ascending). Caller holds the read lock. */
-static size_t exact_locked(vdb *idx, vdb_scratch *s, const float *q, size_t k,
-                           vdb_filter_fn filter, void *ctx, vdb_hit *hits)
+static size_t exact_locked(vdb *idx, vdb_scratch *s, const float *q, size_t k, vdb_filter_fn filter,
+                           void *ctx, vdb_hit *hits)
 {
     vdb_heap *h = &s->res;
     h->n = 0;
@@ -1140,8 +1154,8 @@ static const float *prepare_query(vdb *idx, vdb_scratch *s, const float *query)
     return s->qbuf;
 }
 
-llmos_err vdb_exact_search(vdb *idx, const float *query, size_t k, vdb_filter_fn filter,
-                           void *ctx, vdb_hit *hits, size_t *n_hits)
+llmos_err vdb_exact_search(vdb *idx, const float *query, size_t k, vdb_filter_fn filter, void *ctx,
+                           vdb_hit *hits, size_t *n_hits)
 {
     llmos_err e = check_query(idx, query, k, hits, n_hits, "vdb_exact_search");
     if (e)
@@ -1225,9 +1239,15 @@ size_t vdb_count(vdb *idx)
     return n;
 }
 
-uint32_t vdb_dim(const vdb *idx) { return idx ? idx->dim : 0; }
+uint32_t vdb_dim(const vdb *idx)
+{
+    return idx ? idx->dim : 0;
+}
 
-vdb_metric vdb_get_metric(const vdb *idx) { return idx ? idx->metric : VDB_L2; }
+vdb_metric vdb_get_metric(const vdb *idx)
+{
+    return idx ? idx->metric : VDB_L2;
+}
 
 bool vdb_contains(vdb *idx, uint64_t id)
 {
@@ -1281,10 +1301,10 @@ llmos_err vdb_get(vdb *idx, uint64_t id, float *out)
  *              links:   for node 0..count-1, for layer 0..level: u32 n, then n x u32 node
  *   end-32 32  BLAKE2b-256 (unkeyed) of every byte before it
  */
-#define VDB_MAGIC "LLMOSVDB"
+#define VDB_MAGIC   "LLMOSVDB"
 #define VDB_VERSION 1u
-#define VDB_HEADER 64u
-#define VDB_HASH 32u
+#define VDB_HEADER  64u
+#define VDB_HASH    32u
 
 static void put_u32(uint8_t *p, uint32_t v)
 {
@@ -1366,7 +1386,8 @@ llmos_err vdb_save(vdb *idx, llmos_buf *out)
         return e;
     }
     uint8_t *p = (uint8_t *)out->data + start;
-    memcpy(p, VDB_MAGIC, 8); // NOLINT(bugprone-not-null-terminated-result): 8-byte binary magic, no terminator
+    memcpy(p, VDB_MAGIC,
+           8); // NOLINT(bugprone-not-null-terminated-result): 8-byte binary magic, no terminator
     put_u32(p + 8, VDB_VERSION);
     put_u32(p + 12, (uint32_t)idx->metric);
     put_u32(p + 16, idx->dim);
@@ -1421,15 +1442,17 @@ llmos_err vdb_load(const void *bytes, size_t len, vdb **out)
     *out = NULL;
     const uint8_t *p = bytes;
     if (len < VDB_HEADER + VDB_HASH)
-        return llmos_fail(LLMOS_ERR_FORMAT, "vdb_load: %zu bytes is too short for a vector index "
-                          "(header and checksum alone take %u): truncated data?", len,
-                          VDB_HEADER + VDB_HASH);
+        return llmos_fail(LLMOS_ERR_FORMAT,
+                          "vdb_load: %zu bytes is too short for a vector index "
+                          "(header and checksum alone take %u): truncated data?",
+                          len, VDB_HEADER + VDB_HASH);
     if (memcmp(p, VDB_MAGIC, 8) != 0)
         return llmos_fail(LLMOS_ERR_FORMAT, "vdb_load: offset 0: magic is not \"LLMOSVDB\"; "
-                          "these bytes are not a saved vector index");
+                                            "these bytes are not a saved vector index");
     uint32_t version = get_u32(p + 8);
     if (version != VDB_VERSION)
-        return llmos_fail(LLMOS_ERR_UNSUPPORTED, "vdb_load: offset 8: format version %u, this "
+        return llmos_fail(LLMOS_ERR_UNSUPPORTED,
+                          "vdb_load: offset 8: format version %u, this "
                           "build reads version %u only; rebuild the index from its vectors",
                           version, VDB_VERSION);
     if (sodium_init() < 0)
@@ -1437,36 +1460,46 @@ llmos_err vdb_load(const void *bytes, size_t len, vdb **out)
     uint8_t hash[VDB_HASH];
     crypto_generichash(hash, VDB_HASH, p, len - VDB_HASH, NULL, 0);
     if (sodium_memcmp(hash, p + len - VDB_HASH, VDB_HASH) != 0)
-        return llmos_fail(LLMOS_ERR_FORMAT, "vdb_load: checksum at offset %zu does not match the "
+        return llmos_fail(LLMOS_ERR_FORMAT,
+                          "vdb_load: checksum at offset %zu does not match the "
                           "%zu bytes before it: the saved index is corrupt or truncated",
                           len - VDB_HASH, len - VDB_HASH);
     size_t body = len - VDB_HASH;
 
-    vdb_params prm = {.M = get_u32(p + 20), .ef_construction = get_u32(p + 24),
-                      .exact_below = get_u32(p + 28), .seed = get_u64(p + 32)};
+    vdb_params prm = {.M = get_u32(p + 20),
+                      .ef_construction = get_u32(p + 24),
+                      .exact_below = get_u32(p + 28),
+                      .seed = get_u64(p + 32)};
     uint32_t metric = get_u32(p + 12), dim = get_u32(p + 16), flags = get_u32(p + 56);
     if ((flags & ~1u) != 0 || get_u32(p + 60) != 0)
-        return llmos_fail(LLMOS_ERR_FORMAT, "vdb_load: offset 56: flags 0x%x / reserved 0x%x "
-                          "hold unknown bits", flags, get_u32(p + 60));
+        return llmos_fail(LLMOS_ERR_FORMAT,
+                          "vdb_load: offset 56: flags 0x%x / reserved 0x%x "
+                          "hold unknown bits",
+                          flags, get_u32(p + 60));
     prm.flat = (flags & 1u) != 0;
     if (metric > VDB_COSINE)
         return llmos_fail(LLMOS_ERR_FORMAT, "vdb_load: offset 12: metric %u is not 0, 1 or 2",
                           metric);
     if (dim == 0 || dim > VDB_MAX_DIM || prm.M < 2 || prm.M > VDB_MAX_M ||
         prm.ef_construction < 1 || prm.ef_construction > VDB_MAX_EFC)
-        return llmos_fail(LLMOS_ERR_FORMAT, "vdb_load: offset 16: dim %u, M %u or "
-                          "ef_construction %u out of range (1..%u, 2..%u, 1..%u)", dim, prm.M,
-                          prm.ef_construction, VDB_MAX_DIM, VDB_MAX_M, VDB_MAX_EFC);
+        return llmos_fail(LLMOS_ERR_FORMAT,
+                          "vdb_load: offset 16: dim %u, M %u or "
+                          "ef_construction %u out of range (1..%u, 2..%u, 1..%u)",
+                          dim, prm.M, prm.ef_construction, VDB_MAX_DIM, VDB_MAX_M, VDB_MAX_EFC);
     uint64_t count = get_u64(p + 40);
     uint32_t entry = get_u32(p + 48), max_level = get_u32(p + 52);
     size_t per_node = 8 + 1 + (size_t)dim * 4 + 4; /* at least one u32 link count */
     if (count > (body - VDB_HEADER) / per_node || count > VDB_MAX_SLOTS)
-        return llmos_fail(LLMOS_ERR_FORMAT, "vdb_load: offset 40: count %llu does not fit in %zu "
-                          "bytes of %u-dimensional nodes", (unsigned long long)count, body, dim);
+        return llmos_fail(LLMOS_ERR_FORMAT,
+                          "vdb_load: offset 40: count %llu does not fit in %zu "
+                          "bytes of %u-dimensional nodes",
+                          (unsigned long long)count, body, dim);
     if (count == 0 ? (entry != VDB_NONE || max_level != VDB_NONE)
                    : (entry >= count || max_level > VDB_MAX_LEVEL))
-        return llmos_fail(LLMOS_ERR_FORMAT, "vdb_load: offset 48: entry %u / max level %u invalid "
-                          "for %llu nodes", entry, max_level, (unsigned long long)count);
+        return llmos_fail(LLMOS_ERR_FORMAT,
+                          "vdb_load: offset 48: entry %u / max level %u invalid "
+                          "for %llu nodes",
+                          entry, max_level, (unsigned long long)count);
 
     vdb *idx = NULL;
     llmos_err e = vdb_new(dim, (vdb_metric)metric, &prm, &idx);
@@ -1489,7 +1522,9 @@ llmos_err vdb_load(const void *bytes, size_t len, vdb **out)
             return LOAD_FAIL("vdb_load: offset %zu: id %llu appears twice", off_ids + 8 * (size_t)i,
                              (unsigned long long)id);
         map_put(idx, id, i);
-        idx->ids[i] = id; // NOLINT(clang-analyzer-core.NullDereference): vdb_new sets idx when it returns 0; llmos_fail returns its nonzero code, so the analyzer path with a zero error cannot occur
+        idx->ids[i] = id; // NOLINT(clang-analyzer-core.NullDereference): vdb_new sets idx when it
+                          // returns 0; llmos_fail returns its nonzero code, so the analyzer path
+                          // with a zero error cannot occur
         idx->levels[i] = levels[i];
         idx->live[i] = 1;
         if (levels[i] > 0) {
@@ -1504,7 +1539,10 @@ llmos_err vdb_load(const void *bytes, size_t len, vdb **out)
     if (count && levels[entry] != max_level)
         return LOAD_FAIL("vdb_load: offset 48: entry node %u has level %u, not the max level %u",
                          entry, levels[entry], max_level);
-    get_floats(idx->vecs, vecs, count * (size_t)dim); // NOLINT(clang-analyzer-core.NullDereference): vdb_new sets idx when it returns 0; llmos_fail returns its nonzero code, so the analyzer path with a zero error cannot occur
+    get_floats(idx->vecs, vecs,
+               count * (size_t)dim); // NOLINT(clang-analyzer-core.NullDereference): vdb_new sets
+                                     // idx when it returns 0; llmos_fail returns its nonzero code,
+                                     // so the analyzer path with a zero error cannot occur
     for (size_t i = 0; i < count * (size_t)dim; i++)
         if (!isfinite(idx->vecs[i]))
             return LOAD_FAIL("vdb_load: offset %zu: vector component is not finite",
@@ -1514,19 +1552,21 @@ llmos_err vdb_load(const void *bytes, size_t len, vdb **out)
             size_t off = (size_t)(lp - p);
             if (body - off < 4)
                 return LOAD_FAIL("vdb_load: offset %zu: links of node %u layer %d run past the "
-                                 "end", off, i, l);
+                                 "end",
+                                 off, i, l);
             uint32_t n = get_u32(lp);
             if ((idx->params.flat && n > 0) || n > cap_at(idx, l) || (size_t)n * 4 > body - off - 4)
                 return LOAD_FAIL("vdb_load: offset %zu: node %u layer %d has %u links (at most "
-                                 "%u, and they must fit in the data)", off, i, l, n,
-                                 cap_at(idx, l));
+                                 "%u, and they must fit in the data)",
+                                 off, i, l, n, cap_at(idx, l));
             uint32_t *dst = links_at(idx, i, l);
             dst[0] = n;
             for (uint32_t j = 0; j < n; j++) {
                 uint32_t v = get_u32(lp + 4 + 4 * (size_t)j);
                 if (v >= count || v == i || levels[v] < l)
                     return LOAD_FAIL("vdb_load: offset %zu: node %u layer %d links to node %u, "
-                                     "which is %s", off + 4 + 4 * (size_t)j, i, l, v,
+                                     "which is %s",
+                                     off + 4 + 4 * (size_t)j, i, l, v,
                                      v >= count ? "out of range"
                                      : v == i   ? "itself"
                                                 : "not on that layer");
@@ -1555,8 +1595,8 @@ static int fused_cmp(const void *x, const void *y)
     return (a->id > b->id) - (a->id < b->id);
 }
 
-llmos_err vdb_rrf_fuse(const uint64_t *const *lists, const size_t *lens, size_t n_lists,
-                       unsigned k, vdb_fused *out, size_t max_out, size_t *n_out)
+llmos_err vdb_rrf_fuse(const uint64_t *const *lists, const size_t *lens, size_t n_lists, unsigned k,
+                       vdb_fused *out, size_t max_out, size_t *n_out)
 {
     if (!n_out || (n_lists && (!lists || !lens)) || (max_out && !out))
         return llmos_fail(LLMOS_ERR_INVALID, "vdb_rrf_fuse: lists, lens, out or n_out is NULL");

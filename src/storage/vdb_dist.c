@@ -59,8 +59,7 @@ __attribute__((target("avx2,fma"))) static float hsum256(__m256 v)
     return _mm_cvtss_f32(lo);
 }
 
-__attribute__((target("avx2,fma"))) static float l2sq_avx2(const float *a, const float *b,
-                                                           size_t n)
+__attribute__((target("avx2,fma"))) static float l2sq_avx2(const float *a, const float *b, size_t n)
 {
     __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
     size_t i = 0;
@@ -83,8 +82,7 @@ __attribute__((target("avx2,fma"))) static float l2sq_avx2(const float *a, const
     return s;
 }
 
-__attribute__((target("avx2,fma"))) static float dot_avx2(const float *a, const float *b,
-                                                          size_t n)
+__attribute__((target("avx2,fma"))) static float dot_avx2(const float *a, const float *b, size_t n)
 {
     __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
     size_t i = 0;
@@ -128,8 +126,7 @@ __attribute__((target("avx512f"))) static float l2sq_avx512(const float *a, cons
     return _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
 }
 
-__attribute__((target("avx512f"))) static float dot_avx512(const float *a, const float *b,
-                                                           size_t n)
+__attribute__((target("avx512f"))) static float dot_avx512(const float *a, const float *b, size_t n)
 {
     __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
     size_t i = 0;
@@ -156,17 +153,12 @@ bool vdb_simd_available(vdb_simd simd)
 {
     const llmos_cpu *cpu = cpu_features();
     switch (simd) {
-    case VDB_SIMD_SCALAR:
-        return true;
+    case VDB_SIMD_SCALAR: return true;
 #ifdef VDB_X86
-    case VDB_SIMD_AVX2:
-        return cpu->avx2 && cpu->fma;
-    case VDB_SIMD_AVX512:
-        return cpu->avx512f;
+    case VDB_SIMD_AVX2: return cpu->avx2 && cpu->fma;
+    case VDB_SIMD_AVX512: return cpu->avx512f;
 #endif
-    default:
-        (void)cpu;
-        return false;
+    default: (void)cpu; return false;
     }
 }
 

@@ -39,8 +39,8 @@
  * the end of the log, exactly as it would without encryption. (Zeros would not do: the
  * checksum of a new, empty page matches zeros, and SQLite would accept a torn frame.) When two
  * authenticated commit frames of the same WAL generation follow the bad frame, it cannot have
- * been torn by a crash, and the read is an error (wal_later_commits). A single page read (SQLite fetching
- * a page it believes committed) that fails authentication is always an error.
+ * been torn by a crash, and the read is an error (wal_later_commits). A single page read (SQLite
+ * fetching a page it believes committed) that fails authentication is always an error.
  */
 #include <assert.h>
 #include <errno.h>
@@ -55,11 +55,11 @@
 #include "storage/vfs.h"
 
 /* SQLite file format constants (Database File Format, section 4.1 "WAL File Format"). */
-#define WAL_HDR_BYTES 32
+#define WAL_HDR_BYTES       32
 #define WAL_FRAME_HDR_BYTES 24
 /* Database header offsets (section 1.3): page size (2 bytes BE) and reserved bytes. */
 #define DBHDR_PAGE_SIZE_OFF 16
-#define DBHDR_RESERVE_OFF 20
+#define DBHDR_RESERVE_OFF   20
 
 static const char vfs_kdf_context[crypto_kdf_CONTEXTBYTES] = {'l', 'l', 'm', 'o',
                                                               's', 'p', 'a', 'g'};
@@ -119,7 +119,8 @@ void vfs_page_ad(uint8_t ad[VFS_AD_BYTES], vfs_kind kind, const uint8_t db_id[VF
                  uint32_t pgno, uint64_t pos, const uint8_t *frame_hdr16)
 {
     memset(ad, 0, VFS_AD_BYTES);
-    memcpy(ad, "llmosPG1", 8); // NOLINT(bugprone-not-null-terminated-result): 8 bytes of binary associated data, no terminator
+    memcpy(ad, "llmosPG1", 8); // NOLINT(bugprone-not-null-terminated-result): 8 bytes of binary
+                               // associated data, no terminator
     ad[8] = (uint8_t)kind;
     put_le32(ad + 12, pgno);
     put_le64(ad + 16, pos);
@@ -161,8 +162,8 @@ bool vfs_page_open(const uint8_t key[VFS_KEY_BYTES], const uint8_t ad[VFS_AD_BYT
     /* copy nonce and tag first: out may alias sealed */
     uint8_t nt[VFS_RESERVE];
     memcpy(nt, sealed + body, VFS_RESERVE);
-    if (crypto_aead_xchacha20poly1305_ietf_decrypt_detached(out, NULL, sealed, body, nt + VFS_NONCE_BYTES,
-                                                            ad, VFS_AD_BYTES, nt, key) != 0) {
+    if (crypto_aead_xchacha20poly1305_ietf_decrypt_detached(
+            out, NULL, sealed, body, nt + VFS_NONCE_BYTES, ad, VFS_AD_BYTES, nt, key) != 0) {
         memset(out, 0, page_size);
         stat_authfail++;
         return false;
@@ -276,7 +277,8 @@ llmos_err vfs_verify_file(uint64_t token, const char *db_path, uint64_t *n_pages
         if (got != VFS_PAGE_SIZE) {
             err = llmos_fail(LLMOS_ERR_FORMAT,
                              "%s: database page %u is cut short (%zu of %u bytes): the file was "
-                             "truncated", db_path, pgno, got, VFS_PAGE_SIZE);
+                             "truncated",
+                             db_path, pgno, got, VFS_PAGE_SIZE);
             goto done;
         }
         uint8_t ad[VFS_AD_BYTES];
@@ -285,8 +287,8 @@ llmos_err vfs_verify_file(uint64_t token, const char *db_path, uint64_t *n_pages
             err = llmos_fail(LLMOS_ERR_CRYPTO,
                              "%s: database page %u (offset %llu) fails authentication: it was "
                              "altered, moved from another position or file, or sealed with "
-                             "another key", db_path, pgno,
-                             (unsigned long long)(pgno - 1) * VFS_PAGE_SIZE);
+                             "another key",
+                             db_path, pgno, (unsigned long long)(pgno - 1) * VFS_PAGE_SIZE);
             goto done;
         }
         if (n_pages)
@@ -305,11 +307,11 @@ typedef struct vfs_file {
     sqlite3_file base;  /* must be first: SQLite sees this */
     sqlite3_file *real; /* the wrapped file, in the same allocation after this struct */
     vfs_kind kind;
-    uint32_t psz;       /* page size P */
-    const char *path;   /* for messages; owned by SQLite, valid until xClose */
-    uint8_t *key;       /* page key, sodium_malloc */
+    uint32_t psz;     /* page size P */
+    const char *path; /* for messages; owned by SQLite, valid until xClose */
+    uint8_t *key;     /* page key, sodium_malloc */
     uint8_t db_id[VFS_DBID_BYTES];
-    uint8_t *buf;       /* scratch: a sealed page, then (plain) an opened one */
+    uint8_t *buf; /* scratch: a sealed page, then (plain) an opened one */
     uint8_t *plain;
     /* WAL: the frame header most recently written, to seal the page that follows it */
     sqlite3_int64 hdr_off;
@@ -321,7 +323,10 @@ typedef struct vfs_file {
 
 static sqlite3_vfs *base_vfs; /* the wrapped default VFS */
 
-static size_t real_offset(void) { return (sizeof(vfs_file) + 15) & ~(size_t)15; }
+static size_t real_offset(void)
+{
+    return (sizeof(vfs_file) + 15) & ~(size_t)15;
+}
 
 static const char *vfs_kind_name(vfs_kind k)
 {
@@ -425,7 +430,8 @@ static int db_write(vfs_file *f, const uint8_t *p, int n, sqlite3_int64 off)
     if ((uint32_t)n != f->psz || off % f->psz != 0) {
         vfs_fail(LLMOS_ERR_INTERNAL,
                  "%s: unexpected database write of %d bytes at offset %lld (whole %u-byte "
-                 "pages expected)", f->path, n, (long long)off, f->psz);
+                 "pages expected)",
+                 f->path, n, (long long)off, f->psz);
         return SQLITE_IOERR_WRITE;
     }
     uint32_t pgno = (uint32_t)(off / f->psz) + 1;
@@ -436,7 +442,8 @@ static int db_write(vfs_file *f, const uint8_t *p, int n, sqlite3_int64 off)
         if (psz != f->psz || p[DBHDR_RESERVE_OFF] != VFS_RESERVE) {
             vfs_fail(LLMOS_ERR_INTERNAL,
                      "%s: database header says page size %u with %u reserved bytes; this VFS "
-                     "needs %u and %u", f->path, psz, p[DBHDR_RESERVE_OFF], f->psz, VFS_RESERVE);
+                     "needs %u and %u",
+                     f->path, psz, p[DBHDR_RESERVE_OFF], f->psz, VFS_RESERVE);
             return SQLITE_IOERR_WRITE;
         }
     }
@@ -539,14 +546,17 @@ static int wal_read_page(vfs_file *f, uint32_t frame, uint8_t *out, bool whole_f
         /* Random bytes make SQLite's frame checksum fail, so the log ends before this frame.
          * Not zeros: a page whose plaintext was all zeros (a new empty page) has a checksum
          * that zeros would match, and SQLite would accept a frame we cannot read back. */
-        LOG_INFO("storage", "%s: WAL frame %u (page %u) does not authenticate; treating it as "
-                 "the torn end of the log", f->path, frame, pgno);
+        LOG_INFO("storage",
+                 "%s: WAL frame %u (page %u) does not authenticate; treating it as "
+                 "the torn end of the log",
+                 f->path, frame, pgno);
         randombytes_buf(out, f->psz);
         return SQLITE_OK;
     }
     vfs_fail(LLMOS_ERR_CRYPTO,
              "%s: WAL frame %u (database page %u) fails authentication: it was altered, moved "
-             "or sealed with another key", f->path, frame, pgno);
+             "or sealed with another key",
+             f->path, frame, pgno);
     return SQLITE_IOERR_DATA;
 }
 
@@ -614,7 +624,8 @@ static int wal_write(vfs_file *f, const uint8_t *p, int n, sqlite3_int64 off)
     if ((uint32_t)n != f->psz || frame == 0) {
         vfs_fail(LLMOS_ERR_INTERNAL,
                  "%s: unexpected WAL write of %d bytes at offset %lld (not a header, frame "
-                 "header or page)", f->path, n, (long long)off);
+                 "header or page)",
+                 f->path, n, (long long)off);
         return SQLITE_IOERR_WRITE;
     }
     uint8_t hdr[WAL_FRAME_HDR_BYTES];
@@ -664,8 +675,10 @@ static int journal_read(vfs_file *f, uint8_t *p, int n, sqlite3_int64 off)
         /* random bytes: the record's checksum fails and SQLite ends the playback there, as
          * for a record torn by a crash (zeros could match the checksum of an empty page) */
         randombytes_buf(p, f->psz);
-        LOG_WARN("storage", "%s: journal record for page %u at offset %lld does not "
-                 "authenticate; treating it as torn", f->path, pgno, (long long)off);
+        LOG_WARN("storage",
+                 "%s: journal record for page %u at offset %lld does not "
+                 "authenticate; treating it as torn",
+                 f->path, pgno, (long long)off);
     }
     return SQLITE_OK;
 }
@@ -839,10 +852,25 @@ static int x_unfetch(sqlite3_file *pf, sqlite3_int64 off, void *p)
 }
 
 static const sqlite3_io_methods vfs_io = {
-    3,           x_close,          x_read,           x_write,      x_truncate,
-    x_sync,      x_file_size,      x_lock,           x_unlock,     x_check_reserved,
-    x_file_control, x_sector_size, x_device_characteristics, x_shm_map, x_shm_lock,
-    x_shm_barrier, x_shm_unmap,    x_fetch,          x_unfetch,
+    3,
+    x_close,
+    x_read,
+    x_write,
+    x_truncate,
+    x_sync,
+    x_file_size,
+    x_lock,
+    x_unlock,
+    x_check_reserved,
+    x_file_control,
+    x_sector_size,
+    x_device_characteristics,
+    x_shm_map,
+    x_shm_lock,
+    x_shm_barrier,
+    x_shm_unmap,
+    x_fetch,
+    x_unfetch,
 };
 
 /* ---- vfs methods ---------------------------------------------------------------------- */
@@ -867,7 +895,8 @@ static int x_open(sqlite3_vfs *vfs, sqlite3_filename name, sqlite3_file *pf, int
     else {
         vfs_fail(LLMOS_ERR_UNSUPPORTED,
                  "%s: the encrypting VFS does not store temporary files (flags 0x%x); keep "
-                 "temporary data in memory (PRAGMA temp_store=MEMORY)", f->path, (unsigned)flags);
+                 "temporary data in memory (PRAGMA temp_store=MEMORY)",
+                 f->path, (unsigned)flags);
         return SQLITE_CANTOPEN;
     }
     if (!name) {
@@ -899,7 +928,8 @@ static int x_open(sqlite3_vfs *vfs, sqlite3_filename name, sqlite3_file *pf, int
     if (!have_key) {
         vfs_fail(LLMOS_ERR_INVALID,
                  "%s: no key: open encrypted databases with the URI parameter llmos_key=<token> "
-                 "from vfs_key_add", name);
+                 "from vfs_key_add",
+                 name);
         sodium_free(f->key);
         sodium_free(f->buf);
         f->key = f->buf = NULL;

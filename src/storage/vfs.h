@@ -25,10 +25,10 @@
 #define VFS_PAGE_SIZE 4096u
 /* Reserved bytes at the end of every page: 24-byte XChaCha20 nonce + 16-byte Poly1305 tag. */
 #define VFS_NONCE_BYTES 24u
-#define VFS_TAG_BYTES 16u
-#define VFS_RESERVE (VFS_NONCE_BYTES + VFS_TAG_BYTES)
-#define VFS_KEY_BYTES 32u
-#define VFS_DBID_BYTES 16u
+#define VFS_TAG_BYTES   16u
+#define VFS_RESERVE     (VFS_NONCE_BYTES + VFS_TAG_BYTES)
+#define VFS_KEY_BYTES   32u
+#define VFS_DBID_BYTES  16u
 /* Associated data length (layout in vfs_page_ad). */
 #define VFS_AD_BYTES 56u
 
@@ -68,8 +68,7 @@ bool vfs_page_open(const uint8_t key[VFS_KEY_BYTES], const uint8_t ad[VFS_AD_BYT
  * covers free pages) with the key of `token`. *n_pages (may be NULL) receives the page count.
  * LLMOS_ERR_CRYPTO naming the first page that fails, LLMOS_ERR_FORMAT when the size is not a
  * whole number of pages. */
-LLMOS_NODISCARD llmos_err vfs_verify_file(uint64_t token, const char *db_path,
-                                          uint64_t *n_pages);
+LLMOS_NODISCARD llmos_err vfs_verify_file(uint64_t token, const char *db_path, uint64_t *n_pages);
 
 /* The llmos_err of the last page the VFS refused on this thread (LLMOS_ERR_CRYPTO for a page
  * that failed authentication, LLMOS_ERR_FORMAT for a truncated file, ...), or LLMOS_OK. The

@@ -72,7 +72,8 @@ static void test_env_sets_initial_level(void **state)
     const struct {
         const char *env;
         int level;
-    } cases[] = {{"debug", LLMOS_LOG_DEBUG}, {"error", LLMOS_LOG_ERROR}, {"nonsense", LLMOS_LOG_WARN}};
+    } cases[] = {
+        {"debug", LLMOS_LOG_DEBUG}, {"error", LLMOS_LOG_ERROR}, {"nonsense", LLMOS_LOG_WARN}};
     for (size_t i = 0; i < LLMOS_ARRAY_LEN(cases); i++) {
         char cmd[4200];
         snprintf(cmd, sizeof cmd, "LLMOS_LOG=%s '%s' --child 2>/dev/null", cases[i].env, self_path);

@@ -13,9 +13,9 @@
 #include "llmos/base.h"
 
 typedef struct job {
-    atomic_int *hits;  /* per index */
+    atomic_int *hits; /* per index */
     size_t grain;
-    atomic_int bad;    /* ranges not aligned to grain */
+    atomic_int bad; /* ranges not aligned to grain */
     atomic_int workers_seen[8];
 } job;
 

@@ -39,9 +39,9 @@ static void test_decode_rejects_ill_formed(void **state)
         "\xF4\x90\x80\x80", /* above U+10FFFF */
         "\xF5\x80\x80\x80", /* invalid lead */
         "\xFF",
-        "\xC3",             /* truncated */
-        "\xE2\x82",         /* truncated */
-        "\xE2\x28\xA1",     /* bad continuation */
+        "\xC3",         /* truncated */
+        "\xE2\x82",     /* truncated */
+        "\xE2\x28\xA1", /* bad continuation */
     };
     for (size_t i = 0; i < LLMOS_ARRAY_LEN(bad); i++)
         assert_int_equal(utf8_decode(bad[i], strlen(bad[i]), &cp), 0);
@@ -85,18 +85,16 @@ static void test_incomplete_tail(void **state)
     assert_int_equal(utf8_incomplete_tail("\xF0\x9F\x98", 3), 3);
     assert_int_equal(utf8_incomplete_tail("\xF0\x9F\x98\x80", 4), 0); /* complete */
     assert_int_equal(utf8_incomplete_tail("a\xFF", 2), 0);            /* invalid, not pending */
-    assert_int_equal(utf8_incomplete_tail("\xE0\xA0", 2), 2);        /* E0 needs A0..BF */
-    assert_int_equal(utf8_incomplete_tail("\xE0\x80", 2), 0);        /* overlong start */
+    assert_int_equal(utf8_incomplete_tail("\xE0\xA0", 2), 2);         /* E0 needs A0..BF */
+    assert_int_equal(utf8_incomplete_tail("\xE0\x80", 2), 0);         /* overlong start */
     assert_int_equal(utf8_incomplete_tail("", 0), 0);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_decode_valid),
-        cmocka_unit_test(test_decode_rejects_ill_formed),
-        cmocka_unit_test(test_encode_round_trip),
-        cmocka_unit_test(test_valid_prefix),
+        cmocka_unit_test(test_decode_valid),      cmocka_unit_test(test_decode_rejects_ill_formed),
+        cmocka_unit_test(test_encode_round_trip), cmocka_unit_test(test_valid_prefix),
         cmocka_unit_test(test_incomplete_tail),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -162,8 +162,7 @@ static void test_vocab_json(void **state)
         skip();
     }
     llmos_buf out = {0}, err = {0};
-    assert_int_equal(run(&out, &err, "model info --json '%s/vocab/ggml-vocab-qwen2.gguf'", dir),
-                     0);
+    assert_int_equal(run(&out, &err, "model info --json '%s/vocab/ggml-vocab-qwen2.gguf'", dir), 0);
     json_t *j;
     OK(json_parse_text(out.data, out.len, "model info output", 0, &j));
     json_t *tok = json_get_object(j, "tokenizer");
@@ -229,11 +228,10 @@ static void test_written_file(void **state)
     assert_string_equal(json_get_string(tok, "bos_token", ""), "\\xff\\xfe");
     assert_int_equal(json_get_int(tok, "chat_template_length", 0), 14);
     assert_int_equal(json_get_int(json_get_object(j, "hyperparameters"), "block_count", 0), 2);
-    assert_true(json_is_null(json_object_get(json_get_object(j, "hyperparameters"),
-                                             "context_length")));
+    assert_true(
+        json_is_null(json_object_get(json_get_object(j, "hyperparameters"), "context_length")));
     assert_int_equal(
-        json_get_int(json_get_object(json_get_object(j, "size_by_type"), "Q4_K"), "bytes", 0),
-        576);
+        json_get_int(json_get_object(json_get_object(j, "size_by_type"), "Q4_K"), "bytes", 0), 576);
     json_decref(j);
     buf_free(&out);
     buf_free(&err);

@@ -26,9 +26,18 @@
 /* ---- helpers ------------------------------------------------------------------------------ */
 
 /* Little-endian pieces of hand-made GGUF files. */
-static void put(llmos_buf *b, const void *p, size_t n) { OK(buf_append(b, p, n)); }
-static void put_u32(llmos_buf *b, uint32_t v) { put(b, &v, 4); }
-static void put_u64(llmos_buf *b, uint64_t v) { put(b, &v, 8); }
+static void put(llmos_buf *b, const void *p, size_t n)
+{
+    OK(buf_append(b, p, n));
+}
+static void put_u32(llmos_buf *b, uint32_t v)
+{
+    put(b, &v, 4);
+}
+static void put_u64(llmos_buf *b, uint64_t v)
+{
+    put(b, &v, 8);
+}
 static void put_str(llmos_buf *b, const char *s)
 {
     put_u64(b, strlen(s));
@@ -612,7 +621,8 @@ static void test_bad_metadata(void **state)
     put_header(&b, 3, 0, 2);
     put_kv_u32(&b, "same", 1);
     put_kv_u32(&b, "same", 2);
-    expect_fail(&b, LLMOS_ERR_FORMAT, "offset 44", "key 1 'same': duplicate key (also key 0 at offset 24)", NULL);
+    expect_fail(&b, LLMOS_ERR_FORMAT, "offset 44",
+                "key 1 'same': duplicate key (also key 0 at offset 24)", NULL);
     /* a NUL inside a key */
     buf_clear(&b);
     put_header(&b, 3, 0, 1);
@@ -698,8 +708,8 @@ static void test_bad_tensors(void **state)
     gguf_close(f);
 
     one_tensor(&b, 5, ne, GGML_TYPE_F32, 0);
-    expect_fail(&b, LLMOS_ERR_FORMAT, "offset 51", "tensor 0 'blk.0.attn_q.weight'",
-                "n_dims is 5", NULL);
+    expect_fail(&b, LLMOS_ERR_FORMAT, "offset 51", "tensor 0 'blk.0.attn_q.weight'", "n_dims is 5",
+                NULL);
     uint64_t zero[2] = {4, 0};
     one_tensor(&b, 2, zero, GGML_TYPE_F32, 0);
     expect_fail(&b, LLMOS_ERR_FORMAT, "offset 63", "dimension 1 is 0", NULL);
@@ -714,12 +724,15 @@ static void test_bad_tensors(void **state)
     expect_fail(&b, LLMOS_ERR_FORMAT, "row of 4 elements is not a multiple of Q4_0's block size 32",
                 NULL);
     one_tensor(&b, 2, ne, GGML_TYPE_F32, 16);
-    expect_fail(&b, LLMOS_ERR_FORMAT, "offset 24", "data offset 16 is not a multiple of the "
-                "alignment 32", NULL);
+    expect_fail(&b, LLMOS_ERR_FORMAT, "offset 24",
+                "data offset 16 is not a multiple of the "
+                "alignment 32",
+                NULL);
     one_tensor(&b, 2, ne, GGML_TYPE_F32, 64);
     expect_fail(&b, LLMOS_ERR_FORMAT,
                 "bad.gguf: offset 24: tensor 0 'blk.0.attn_q.weight': data runs past end of file "
-                "(needs 32 bytes at 160, file has 160)", NULL);
+                "(needs 32 bytes at 160, file has 160)",
+                NULL);
     one_tensor(&b, 2, ne, GGML_TYPE_F32, UINT64_MAX - 31);
     expect_fail(&b, LLMOS_ERR_FORMAT, "data runs past end of file", NULL);
     uint64_t big[2] = {1ull << 40, 1};
@@ -883,8 +896,12 @@ static void test_vocab_files(void **state)
         {"phi-3", "llama", 32064, 0, 1, "<s>"},
         {"gpt-2", "gpt2", 50257, 50000, 50256, "<|endoftext|>"},
         {"falcon", "gpt2", 65024, 64784, 11, "<|endoftext|>"},
-        {"deepseek-llm", "gpt2", 102400, 99757, 100000, "<\xef\xbd\x9c" "begin\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>"},
-        {"deepseek-coder", "gpt2", 32256, 31757, 32013, "<\xef\xbd\x9c" "begin\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>"},
+        {"deepseek-llm", "gpt2", 102400, 99757, 100000,
+         "<\xef\xbd\x9c"
+         "begin\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>"},
+        {"deepseek-coder", "gpt2", 32256, 31757, 32013,
+         "<\xef\xbd\x9c"
+         "begin\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>"},
         {"starcoder", "gpt2", 49152, 48872, 0, "<|endoftext|>"},
         {"mpt", "gpt2", 50432, 50009, 0, "<|endoftext|>"},
         {"refact", "gpt2", 49216, 48891, 0, "<|endoftext|>"},

@@ -32,7 +32,8 @@ static const char *JSON_GBNF =
     "object ::=\n"
     "  \"{\" ws ( string ws \":\" ws value ws (\",\" ws string ws \":\" ws value ws)* )? \"}\"\n"
     "array  ::= \"[\" ws ( value ws (\",\" ws value ws)* )? \"]\"\n"
-    "string ::= \"\\\"\" ( [^\"\\\\\\x00-\\x1f] | \"\\\\\" ([\"\\\\/bfnrt] | \"u\" [0-9a-fA-F]{4}) )* \"\\\"\"\n"
+    "string ::= \"\\\"\" ( [^\"\\\\\\x00-\\x1f] | \"\\\\\" ([\"\\\\/bfnrt] | \"u\" [0-9a-fA-F]{4}) "
+    ")* \"\\\"\"\n"
     "number ::= \"-\"? (\"0\" | [1-9] [0-9]{0,15}) (\".\" [0-9]+)? ([eE] [-+]? [0-9]+)?\n"
     "ws     ::= [ \\t\\n]{0,20}\n";
 
@@ -59,7 +60,10 @@ static void parse_bad(const char *text, llmos_err code, const char *want)
         fail_msg("error \"%s\" does not contain \"%s\"", llmos_errmsg(), want);
 }
 
-static bool matches(grammar *g, const char *s) { return grammar_matches(g, s, strlen(s)); }
+static bool matches(grammar *g, const char *s)
+{
+    return grammar_matches(g, s, strlen(s));
+}
 
 static void expect_match(grammar *g, const char *s, bool want)
 {
@@ -89,7 +93,10 @@ static void test_constructs(void **state)
     g = parse_ok("root ::= [a-c] [^a-c] . [\\x41-\\x43] \"\\u00e9\" [\\n\\t] \"\\\"\\\\\" [\\]]\n");
     expect_match(g, "adZB\xc3\xa9\n\"\\]", true);
     expect_match(g, "aaZB\xc3\xa9\n\"\\]", false);
-    expect_match(g, "ad\xe2\x82\xac" "C\xc3\xa9\t\"\\]", true); /* '.' takes a 3-byte char */
+    expect_match(g,
+                 "ad\xe2\x82\xac"
+                 "C\xc3\xa9\t\"\\]",
+                 true); /* '.' takes a 3-byte char */
     expect_match(g, "adZD\xc3\xa9\n\"\\]", false);
     grammar_free(g);
 
@@ -131,9 +138,12 @@ static void test_parse_errors(void **state)
     parse_bad("root ::= \"a\"\nroot2 ::= \"b\" \"c\n", LLMOS_ERR_FORMAT,
               "line 2, column 15: string literal not closed");
     parse_bad("root ::= [a-z\n", LLMOS_ERR_FORMAT, "line 1, column 10: character class");
-    parse_bad("root ::= \"a\"\n  x ::= \"b\" )\n", LLMOS_ERR_FORMAT, "line 2, column 13: unexpected ')'");
-    parse_bad("root ::= foo\n", LLMOS_ERR_FORMAT, "line 1, column 10: rule 'foo' is used but never defined");
-    parse_bad("root ::= \"a\"\nroot ::= \"b\"\n", LLMOS_ERR_FORMAT, "line 2, column 1: rule 'root' is defined twice");
+    parse_bad("root ::= \"a\"\n  x ::= \"b\" )\n", LLMOS_ERR_FORMAT,
+              "line 2, column 13: unexpected ')'");
+    parse_bad("root ::= foo\n", LLMOS_ERR_FORMAT,
+              "line 1, column 10: rule 'foo' is used but never defined");
+    parse_bad("root ::= \"a\"\nroot ::= \"b\"\n", LLMOS_ERR_FORMAT,
+              "line 2, column 1: rule 'root' is defined twice");
     parse_bad("start ::= \"a\"\n", LLMOS_ERR_FORMAT, "no rule named 'root'");
     parse_bad("root ::= \"a\" \nexpr ::= expr \"+\" \"1\" | \"1\"\n", LLMOS_ERR_FORMAT,
               "line 2, column 1: left recursion: rule 'expr'");
@@ -173,12 +183,27 @@ static void test_json_strings(void **state)
 {
     (void)state;
     grammar *g = parse_ok(JSON_GBNF);
-    const char *good[] = {"{}", " [1, 2.5, -3e+7, true, false, null]\n",
-                          "{\"a\": {\"b\": [\"x\\n\\u00e9\", {}]}, \"c\": \"\xe4\xb8\xad\xf0\x9f\x98\x80\"}",
-                          "\"\"", "0", "-0.5E-3"};
-    const char *bad[] = {"{", "[1,]", "{\"a\" 1}", "01", "\"\x01\"", "\"\\x\"", "tru", "[1 2]",
-                         "\"\xc3\"", "\"\xc0\xaf\"", "\"\xed\xa0\x80\"", "\"\xf4\x90\x80\x80\"",
-                         "{} {}", "1                         "};
+    const char *good[] = {
+        "{}",
+        " [1, 2.5, -3e+7, true, false, null]\n",
+        "{\"a\": {\"b\": [\"x\\n\\u00e9\", {}]}, \"c\": \"\xe4\xb8\xad\xf0\x9f\x98\x80\"}",
+        "\"\"",
+        "0",
+        "-0.5E-3"};
+    const char *bad[] = {"{",
+                         "[1,]",
+                         "{\"a\" 1}",
+                         "01",
+                         "\"\x01\"",
+                         "\"\\x\"",
+                         "tru",
+                         "[1 2]",
+                         "\"\xc3\"",
+                         "\"\xc0\xaf\"",
+                         "\"\xed\xa0\x80\"",
+                         "\"\xf4\x90\x80\x80\"",
+                         "{} {}",
+                         "1                         "};
     for (size_t k = 0; k < LLMOS_ARRAY_LEN(good); k++)
         expect_match(g, good[k], true);
     for (size_t k = 0; k < LLMOS_ARRAY_LEN(bad); k++)
@@ -282,7 +307,8 @@ static void test_cache_rebuild(void **state)
         assert_int_equal(grammar_accept_bytes(g, "[", 1), LLMOS_OK);
         if (k % 4999 == 0) {
             uint8_t bits[1] = {0};
-            assert_int_equal(grammar_allowed(g, v, bits, 4), k == 0 ? 3 : 4); /* "]]" needs depth 2 */
+            assert_int_equal(grammar_allowed(g, v, bits, 4),
+                             k == 0 ? 3 : 4); /* "]]" needs depth 2 */
         }
     }
     assert_true(grammar_n_states(g) < 20000); /* rebuilt on the way */
@@ -311,7 +337,8 @@ static void test_cache_rebuild(void **state)
     grammar_free(g);
 }
 
-/* ---- masks on a tiny vocabulary --------------------------------------------------------------- */
+/* ---- masks on a tiny vocabulary ---------------------------------------------------------------
+ */
 
 /* Allowed by brute force: a token is allowed iff its bytes are accepted from the state. */
 static bool brute_allowed(grammar *g, const char *prefix, const char *tok, size_t len)
@@ -325,8 +352,9 @@ static bool brute_allowed(grammar *g, const char *prefix, const char *tok, size_
 static void test_mask_tiny(void **state)
 {
     (void)state;
-    const char *pieces[] = {"{", "}", "\"", "a", "ab", "\":", " ", "1", "12", "\xe4", "\xb8\xad",
-                            "\xe4\xb8\xad", "\"}", "", "<eos>", "tru", "true", ",", "\xc3", "x"};
+    const char *pieces[] = {"{",     "}",   "\"",   "a",        "ab",           "\":", " ",
+                            "1",     "12",  "\xe4", "\xb8\xad", "\xe4\xb8\xad", "\"}", "",
+                            "<eos>", "tru", "true", ",",        "\xc3",         "x"};
     size_t n = LLMOS_ARRAY_LEN(pieces);
     size_t lens[LLMOS_ARRAY_LEN(pieces)];
     bool eog[LLMOS_ARRAY_LEN(pieces)] = {0};
@@ -338,8 +366,8 @@ static void test_mask_tiny(void **state)
     assert_int_equal(grammar_vocab_size(v), n);
     grammar *g = parse_ok(JSON_GBNF);
 
-    const char *prefixes[] = {"", "{", "{\"", "{\"a", "{\"a\"", "{\"a\":", "{\"a\": 1", "[",
-                              "{\"\xe4", "{\"a\": tru", "{\"a\": {}}", "1"};
+    const char *prefixes[] = {"",          "{", "{\"",     "{\"a",        "{\"a\"",      "{\"a\":",
+                              "{\"a\": 1", "[", "{\"\xe4", "{\"a\": tru", "{\"a\": {}}", "1"};
     for (size_t p = 0; p < LLMOS_ARRAY_LEN(prefixes); p++) {
         grammar_reset(g);
         assert_int_equal(grammar_accept_bytes(g, prefixes[p], strlen(prefixes[p])), LLMOS_OK);
@@ -353,7 +381,8 @@ static void test_mask_tiny(void **state)
         assert_int_equal(merr, count ? LLMOS_OK : LLMOS_ERR_INVALID);
         size_t seen = 0;
         for (size_t k = 0; k < n; k++) {
-            bool want = k == 14 ? acc : (lens[k] > 0 && brute_allowed(g, prefixes[p], pieces[k], lens[k]));
+            bool want =
+                k == 14 ? acc : (lens[k] > 0 && brute_allowed(g, prefixes[p], pieces[k], lens[k]));
             bool got = (bits[k / 8] >> (k % 8)) & 1;
             if (want != got)
                 fail_msg("prefix \"%s\", token %zu \"%s\": mask says %d, brute force %d",
@@ -367,11 +396,11 @@ static void test_mask_tiny(void **state)
     /* accept by id, EOG only when complete */
     grammar_reset(g);
     assert_int_equal(grammar_accept(g, v, 14), LLMOS_ERR_INVALID);
-    assert_int_equal(grammar_accept(g, v, 0), LLMOS_OK);  /* { */
+    assert_int_equal(grammar_accept(g, v, 0), LLMOS_OK);           /* { */
     assert_int_equal(grammar_accept(g, v, 19), LLMOS_ERR_INVALID); /* x */
     assert_non_null(strstr(llmos_errmsg(), "token 19"));
     assert_int_equal(grammar_accept(g, v, 13), LLMOS_ERR_INVALID); /* no bytes */
-    assert_int_equal(grammar_accept(g, v, 1), LLMOS_OK);  /* } */
+    assert_int_equal(grammar_accept(g, v, 1), LLMOS_OK);           /* } */
     assert_int_equal(grammar_accept(g, v, 14), LLMOS_OK);
     assert_int_equal(grammar_accept(g, v, 99), LLMOS_ERR_INVALID);
     float few[3];
@@ -388,10 +417,12 @@ static void test_mask_tiny(void **state)
     grammar_vocab_free(NULL);
 }
 
-/* ---- masks on the real Qwen2 vocabulary --------------------------------------------------------- */
+/* ---- masks on the real Qwen2 vocabulary ---------------------------------------------------------
+ */
 
 static const char *DOC =
-    "{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Z\xc3\xbcrich\", \"days\": [1, 2, 3],\n"
+    "{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Z\xc3\xbcrich\", \"days\": [1, 2, "
+    "3],\n"
     "  \"units\": \"celsius\", \"note\": \"\xe5\x8c\x97\xe4\xba\xac \xf0\x9f\x98\x80\", "
     "\"ok\": true, \"x\": -1.5e3, \"empty\": {}}}";
 
@@ -451,8 +482,8 @@ static void mask_real(const char *rel)
             grammar_reset(check);
             if (grammar_accept_bytes(check, prefix.data ? prefix.data : "", prefix.len) ||
                 grammar_accept_bytes(check, tb.data, tb.len))
-                fail_msg("step %zu: allowed token %zu ('%s') does not continue the text",
-                         step, id, tb.data);
+                fail_msg("step %zu: allowed token %zu ('%s') does not continue the text", step, id,
+                         tb.data);
             buf_free(&tb);
         }
         /* and the mask agrees with grammar_mask */
@@ -500,8 +531,8 @@ static void mask_real(const char *rel)
             }
             bool got = (bits[id / 8] >> (id % 8)) & 1;
             if (want != got)
-                fail_msg("state \"%s\", token %zu ('%s'): mask %d, brute force %d", states[k],
-                         id, tb.data ? tb.data : "", got, want);
+                fail_msg("state \"%s\", token %zu ('%s'): mask %d, brute force %d", states[k], id,
+                         tb.data ? tb.data : "", got, want);
             brute += want;
         }
         assert_int_equal(count, brute);

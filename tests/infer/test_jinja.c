@@ -234,12 +234,15 @@ static void test_tojson(void **state)
           "    {},\n    []\n  ]\n}");
     CHECK("{{ 'x'|tojson }}|{{ none|tojson }}|{{ {'z': 1, 'a': 2}|tojson(sort_keys=true) }}", NULL,
           "\"x\"|null|{\"a\": 2, \"z\": 1}");
-    CHECK("{{ d|tojson(separators=(',', ':')) }}|{{ 'h\xc3\xa9\xf0\x9f\x98\x80'|tojson(ensure_ascii=true) }}",
-          ctx, "{\"b\":1,\"a\":[true,null,\"\xc3\xa9\\n\\\"\",1.5,{},[]]}|\"h\\u00e9\\ud83d\\ude00\"");
+    CHECK("{{ d|tojson(separators=(',', ':')) }}|{{ "
+          "'h\xc3\xa9\xf0\x9f\x98\x80'|tojson(ensure_ascii=true) }}",
+          ctx,
+          "{\"b\":1,\"a\":[true,null,\"\xc3\xa9\\n\\\"\",1.5,{},[]]}|\"h\\u00e9\\ud83d\\ude00\"");
     CHECK("{{ {'z': {'y': 1, 'x': 2}, 'a': 0}|tojson(sort_keys=true, indent=1) }}", NULL,
           "{\n \"a\": 0,\n \"z\": {\n  \"x\": 2,\n  \"y\": 1\n }\n}");
     FAILS("{{ q|tojson }}", NULL, LLMOS_ERR_FORMAT, "not JSON serializable");
-    FAILS("{{ 1|tojson(separators=[1]) }}", NULL, LLMOS_ERR_FORMAT, "separators must be two strings");
+    FAILS("{{ 1|tojson(separators=[1]) }}", NULL, LLMOS_ERR_FORMAT,
+          "separators must be two strings");
 }
 
 /* ---- methods ------------------------------------------------------------------------------- */
@@ -268,13 +271,15 @@ static void test_methods(void **state)
           "|{{ d.get('k') }}|{{ d.get('q') }}|{{ d.get('q', 'z') }}",
           ctx, "k=v;n=1;|['k', 'n']|['v', 1]|v|None|z");
     /* printf-style formatting */
-    CHECK("{{ '%s is %d years, %.2f%%' % ('Ann', 30, 1.5) }}|{{ 'x=%r' % 'a' }}|"
-          "{{ '[%5s|%-4s|%.1s]' % ('ab', 'c', 'xyz') }}|{{ '%05d|%x|%X|%+d' % (42, 255, -255, 7) }}|"
-          "{{ '%s and %s'|format('a', none) }}|{{ '%c%c' % (104, 233) }}",
-          NULL, "Ann is 30 years, 1.50%|x='a'|[   ab|c   |x]|00042|ff|-FF|+7|a and None|h\xc3\xa9");
+    CHECK(
+        "{{ '%s is %d years, %.2f%%' % ('Ann', 30, 1.5) }}|{{ 'x=%r' % 'a' }}|"
+        "{{ '[%5s|%-4s|%.1s]' % ('ab', 'c', 'xyz') }}|{{ '%05d|%x|%X|%+d' % (42, 255, -255, 7) }}|"
+        "{{ '%s and %s'|format('a', none) }}|{{ '%c%c' % (104, 233) }}",
+        NULL, "Ann is 30 years, 1.50%|x='a'|[   ab|c   |x]|00042|ff|-FF|+7|a and None|h\xc3\xa9");
     FAILS("{{ '%s %s' % 'a' }}", NULL, LLMOS_ERR_FORMAT, "not enough arguments for format string");
     FAILS("{{ '%s' % ('a', 'b') }}", NULL, LLMOS_ERR_FORMAT, "not all arguments converted");
-    FAILS("{{ '%(name)s' % 'a' }}", NULL, LLMOS_ERR_UNSUPPORTED, "conversion '%(' is not supported");
+    FAILS("{{ '%(name)s' % 'a' }}", NULL, LLMOS_ERR_UNSUPPORTED,
+          "conversion '%(' is not supported");
     FAILS("{{ 'x'.nosuch() }}", NULL, LLMOS_ERR_FORMAT, "'str' object has no method 'nosuch'");
 }
 

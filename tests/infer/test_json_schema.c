@@ -52,11 +52,10 @@ static const scase CASES[] = {
      "\"days\":{\"type\":\"integer\"},\"units\":{\"enum\":[\"c\",\"f\"]}},"
      "\"required\":[\"city\"]}",
      {"{\"city\":\"Paris\"}", "{\"city\": \"Paris\", \"days\": 3}",
-      "{\"city\":\"Z\xc3\xbcrich\",\"days\":-2,\"units\":\"f\"}", "{\"city\":\"x\",\"units\":\"c\"}",
-      "{\n  \"city\": \"a\\\"b\",\n  \"days\": 0\n}"},
+      "{\"city\":\"Z\xc3\xbcrich\",\"days\":-2,\"units\":\"f\"}",
+      "{\"city\":\"x\",\"units\":\"c\"}", "{\n  \"city\": \"a\\\"b\",\n  \"days\": 0\n}"},
      {"{}", "{\"days\":3}", "{\"city\":1}", "{\"city\":\"x\",\"units\":\"k\"}",
-      "{\"city\":\"x\",\"extra\":1}", "{\"city\":\"x\",\"days\":1.5}", "[]",
-      "{\"city\":\"x\",}"}},
+      "{\"city\":\"x\",\"extra\":1}", "{\"city\":\"x\",\"days\":1.5}", "[]", "{\"city\":\"x\",}"}},
     /* all optional, nested object and array with bounds */
     {"{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"boolean\"},\"b\":{\"type\":\"array\","
      "\"items\":{\"type\":\"number\"},\"minItems\":1,\"maxItems\":3},\"c\":{\"type\":\"object\","
@@ -82,7 +81,8 @@ static const scase CASES[] = {
     {"{\"$ref\":\"#/$defs/node\",\"$defs\":{\"node\":{\"type\":\"object\",\"properties\":"
      "{\"name\":{\"type\":\"string\"},\"kids\":{\"type\":\"array\",\"items\":{\"$ref\":"
      "\"#/$defs/node\"}}},\"required\":[\"name\"]}}}",
-     {"{\"name\":\"r\"}", "{\"name\":\"r\",\"kids\":[{\"name\":\"a\"},{\"name\":\"b\",\"kids\":[]}]}"},
+     {"{\"name\":\"r\"}",
+      "{\"name\":\"r\",\"kids\":[{\"name\":\"a\"},{\"name\":\"b\",\"kids\":[]}]}"},
      {"{\"kids\":[]}", "{\"name\":\"r\",\"kids\":[{}]}", "{\"name\":\"r\",\"kids\":[1]}"}},
     /* additionalProperties as a schema, no properties */
     {"{\"type\":\"object\",\"additionalProperties\":{\"type\":\"integer\"}}",

@@ -201,8 +201,7 @@ static void test_roundtrip(void **state)
             sx += (double)x[i] * x[i];
         }
         double rel = sqrt(se / sx);
-        printf("%-5s rms error / rms value %.4f (bound %.3f)\n", tr->name, rel,
-               cases[c].rel_rms);
+        printf("%-5s rms error / rms value %.4f (bound %.3f)\n", tr->name, rel, cases[c].rel_rms);
         assert_true(rel < cases[c].rel_rms);
         assert_true(rel > 0 || cases[c].t == GGML_TYPE_F16); /* it did quantize */
         if (tr->block_size != 32)
@@ -256,8 +255,8 @@ static llmos_model_ctx *new_ctx(const llmos_model *m, llmos_pool *pool)
  * reference and seq3. *decided counts the positions where F32's best logit leads the second
  * by more than twice the largest logit error of m there (so that the error cannot flip it),
  * *decided_agree those of them that agree. */
-static int agreement(const llmos_model *m, const llmos_model *m32, llmos_pool *pool,
-                     int *decided, int *decided_agree)
+static int agreement(const llmos_model *m, const llmos_model *m32, llmos_pool *pool, int *decided,
+                     int *decided_agree)
 {
     int agree = 0;
     *decided = *decided_agree = 0;
@@ -314,10 +313,9 @@ static const struct {
     const char *target;
     int min_agree;
 } targets[] = {
-    {"F32", 192},   {"F16", 170},   {"BF16", 160},   {"Q8_0", 135},  {"Q6_K", 135},
-    {"Q5_0", 75},   {"Q5_1", 75},   {"Q5_K", 75},    {"Q5_K_M", 75}, {"Q4_0", 50},
-    {"Q4_1", 45},   {"Q4_K", 75},   {"Q4_K_M", 75},  {"Q3_K", 50},   {"Q3_K_M", 35},
-    {"Q2_K", 50},
+    {"F32", 192},   {"F16", 170}, {"BF16", 160},  {"Q8_0", 135}, {"Q6_K", 135}, {"Q5_0", 75},
+    {"Q5_1", 75},   {"Q5_K", 75}, {"Q5_K_M", 75}, {"Q4_0", 50},  {"Q4_1", 45},  {"Q4_K", 75},
+    {"Q4_K_M", 75}, {"Q3_K", 50}, {"Q3_K_M", 35}, {"Q2_K", 50},
 };
 
 static void test_stories_every_type(void **state)
@@ -349,15 +347,15 @@ static void test_stories_every_type(void **state)
             ggml_type want;
             assert_string_equal(t->name, t0->name);
             assert_memory_equal(t->ne, t0->ne, sizeof t->ne);
-            assert_int_equal(quantize_tensor_type(targets[k].target, t->name,
-                                                  t0->ne[1] > 1 ? 2 : 1, t->ne[0], n_layer,
-                                                  tied, &want),
+            assert_int_equal(quantize_tensor_type(targets[k].target, t->name, t0->ne[1] > 1 ? 2 : 1,
+                                                  t->ne[0], n_layer, tied, &want),
                              LLMOS_OK);
             assert_int_equal(t->type, want);
         }
         assert_true(gguf_get_u32(f, "general.file_type", 999) != 999);
-        assert_int_equal(gguf_n_kv(f), gguf_n_kv(f32) + (gguf_find_key(f32, "general.file_type") < 0) +
-                                           (gguf_find_key(f32, "general.quantization_version") < 0));
+        assert_int_equal(gguf_n_kv(f),
+                         gguf_n_kv(f32) + (gguf_find_key(f32, "general.file_type") < 0) +
+                             (gguf_find_key(f32, "general.quantization_version") < 0));
         /* it generates */
         llmos_model_ctx *c = new_ctx(m, pool);
         gen_params gp = gen_default_params();
@@ -366,8 +364,7 @@ static void test_stories_every_type(void **state)
         gp.ignore_eog = true;
         int n_emitted = 0;
         int32_t bos = 1;
-        assert_int_equal(gen_run(c, NULL, &bos, 1, &gp, count_tokens, &n_emitted, NULL),
-                         LLMOS_OK);
+        assert_int_equal(gen_run(c, NULL, &bos, 1, &gp, count_tokens, &n_emitted, NULL), LLMOS_OK);
         assert_int_equal(n_emitted, 16);
         model_ctx_free(c);
         int decided, decided_agree;
@@ -410,8 +407,10 @@ static void test_k_quants_random(void **state)
         const char *target;
         ggml_type type;
         double bound;
-    } cases[] = {{"Q2_K", GGML_TYPE_Q2_K, 1.0},   {"Q3_K_M", GGML_TYPE_Q3_K, 0.6},
-                 {"Q4_K_M", GGML_TYPE_Q4_K, 0.3}, {"Q5_K_M", GGML_TYPE_Q5_K, 0.16},
+    } cases[] = {{"Q2_K", GGML_TYPE_Q2_K, 1.0},
+                 {"Q3_K_M", GGML_TYPE_Q3_K, 0.6},
+                 {"Q4_K_M", GGML_TYPE_Q4_K, 0.3},
+                 {"Q5_K_M", GGML_TYPE_Q5_K, 0.16},
                  {"Q6_K", GGML_TYPE_Q6_K, 0.08}};
     int32_t toks[8] = {1, 20, 300, 45, 7, 99, 400, 3};
     for (size_t k = 0; k < LLMOS_ARRAY_LEN(cases); k++) {
@@ -483,14 +482,12 @@ static void test_cli(void **state)
     llmos_buf out = {0}, err = {0};
     assert_int_equal(tu_run_llmos(NULL, &err, "model quantize '%s'", model_path), 2);
     buf_clear(&err);
-    assert_int_equal(tu_run_llmos(NULL, &err, "model quantize '%s' '%s' Q7_X", model_path,
-                                  out_path),
-                     2);
+    assert_int_equal(
+        tu_run_llmos(NULL, &err, "model quantize '%s' '%s' Q7_X", model_path, out_path), 2);
     assert_non_null(strstr(err.data, "Q4_K_M"));
     buf_clear(&err);
-    assert_int_equal(tu_run_llmos(NULL, &err, "model quantize -t 2 '%s' '%s' Q4_K_M",
-                                  model_path, out_path),
-                     0);
+    assert_int_equal(
+        tu_run_llmos(NULL, &err, "model quantize -t 2 '%s' '%s' Q4_K_M", model_path, out_path), 0);
     assert_non_null(strstr(err.data, "blk.0.attn_v.weight"));
     assert_non_null(strstr(err.data, "wrote"));
 
@@ -530,8 +527,10 @@ static void test_cli(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_recipe), cmocka_unit_test(test_roundtrip),
-        cmocka_unit_test(test_stories_every_type), cmocka_unit_test(test_k_quants_random),
+        cmocka_unit_test(test_recipe),
+        cmocka_unit_test(test_roundtrip),
+        cmocka_unit_test(test_stories_every_type),
+        cmocka_unit_test(test_k_quants_random),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_cli),
     };

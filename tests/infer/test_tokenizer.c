@@ -28,8 +28,7 @@
 
 /* ---- helpers ---------------------------------------------------------------------------- */
 
-static size_t encode(const tokenizer *t, const char *s, unsigned flags, int32_t *ids,
-                     size_t cap)
+static size_t encode(const tokenizer *t, const char *s, unsigned flags, int32_t *ids, size_t cap)
 {
     int32_t *out = NULL;
     size_t n = 0;
@@ -59,12 +58,12 @@ static void assert_ids(const int32_t *got, size_t n_got, const int32_t *want, si
     }
 }
 
-#define ASSERT_ENC(t, text, flags, ...)                                                         \
-    do {                                                                                        \
-        const int32_t want_[] = {__VA_ARGS__};                                                  \
-        int32_t got_[256];                                                                      \
-        size_t n_ = encode(t, text, flags, got_, 256);                                          \
-        assert_ids(got_, n_, want_, sizeof want_ / sizeof want_[0], text);                      \
+#define ASSERT_ENC(t, text, flags, ...)                                                            \
+    do {                                                                                           \
+        const int32_t want_[] = {__VA_ARGS__};                                                     \
+        int32_t got_[256];                                                                         \
+        size_t n_ = encode(t, text, flags, got_, 256);                                             \
+        assert_ids(got_, n_, want_, sizeof want_ / sizeof want_[0], text);                         \
     } while (0)
 
 static char *decode_all(const tokenizer *t, const int32_t *ids, size_t n, bool special)
@@ -81,10 +80,25 @@ static char *decode_all(const tokenizer *t, const int32_t *ids, size_t n, bool s
 
 enum { SPM_BASE = 259 };
 static const char *const spm_pieces[] = {
-    "\xe2\x96\x81", "h", "e", "l", "o", "w", "r", "d",      /* 259..266 */
-    "he", "ll", "hell", "hello", "\xe2\x96\x81hello",       /* 267..271 */
-    "\xe2\x96\x81w", "or", "\xe2\x96\x81wor", "ld", "\xe2\x96\x81world", /* 272..276 */
-    "<|user|>",                                             /* 277 user-defined */
+    "\xe2\x96\x81",
+    "h",
+    "e",
+    "l",
+    "o",
+    "w",
+    "r",
+    "d", /* 259..266 */
+    "he",
+    "ll",
+    "hell",
+    "hello",
+    "\xe2\x96\x81hello", /* 267..271 */
+    "\xe2\x96\x81w",
+    "or",
+    "\xe2\x96\x81wor",
+    "ld",
+    "\xe2\x96\x81world", /* 272..276 */
+    "<|user|>",          /* 277 user-defined */
 };
 static const float spm_piece_scores[] = {
     -1, -2, -2, -2, -2, -2, -2, -2, -3, -1.5f, -4, -5, -6, -3, -3, -4, -3, -5, 0,
@@ -297,7 +311,8 @@ static void bpe_invalid_utf8_round_trips(void **state)
 {
     (void)state;
     tokenizer *t = make_bpe("llama-bpe");
-    const char in[] = "a\xff\xfe" "b \xe4\xb8 hello\xc0\x80";
+    const char in[] = "a\xff\xfe"
+                      "b \xe4\xb8 hello\xc0\x80";
     int32_t *ids = NULL;
     size_t n = 0;
     assert_int_equal(tok_encode(t, in, sizeof in - 1, 0, &ids, &n), LLMOS_OK);
@@ -556,17 +571,61 @@ static void check_vocab(const char *name)
         fail_msg("%s: %zu of %zu cases differ from the reference", name, n_failed, n_cases);
 }
 
-static void vocab_llama_spm(void **s) { (void)s; check_vocab("llama-spm"); }
-static void vocab_phi_3(void **s) { (void)s; check_vocab("phi-3"); }
-static void vocab_gpt_2(void **s) { (void)s; check_vocab("gpt-2"); }
-static void vocab_falcon(void **s) { (void)s; check_vocab("falcon"); }
-static void vocab_deepseek_llm(void **s) { (void)s; check_vocab("deepseek-llm"); }
-static void vocab_deepseek_coder(void **s) { (void)s; check_vocab("deepseek-coder"); }
-static void vocab_starcoder(void **s) { (void)s; check_vocab("starcoder"); }
-static void vocab_mpt(void **s) { (void)s; check_vocab("mpt"); }
-static void vocab_refact(void **s) { (void)s; check_vocab("refact"); }
-static void vocab_qwen2(void **s) { (void)s; check_vocab("qwen2"); }
-static void vocab_llama_bpe(void **s) { (void)s; check_vocab("llama-bpe"); }
+static void vocab_llama_spm(void **s)
+{
+    (void)s;
+    check_vocab("llama-spm");
+}
+static void vocab_phi_3(void **s)
+{
+    (void)s;
+    check_vocab("phi-3");
+}
+static void vocab_gpt_2(void **s)
+{
+    (void)s;
+    check_vocab("gpt-2");
+}
+static void vocab_falcon(void **s)
+{
+    (void)s;
+    check_vocab("falcon");
+}
+static void vocab_deepseek_llm(void **s)
+{
+    (void)s;
+    check_vocab("deepseek-llm");
+}
+static void vocab_deepseek_coder(void **s)
+{
+    (void)s;
+    check_vocab("deepseek-coder");
+}
+static void vocab_starcoder(void **s)
+{
+    (void)s;
+    check_vocab("starcoder");
+}
+static void vocab_mpt(void **s)
+{
+    (void)s;
+    check_vocab("mpt");
+}
+static void vocab_refact(void **s)
+{
+    (void)s;
+    check_vocab("refact");
+}
+static void vocab_qwen2(void **s)
+{
+    (void)s;
+    check_vocab("qwen2");
+}
+static void vocab_llama_bpe(void **s)
+{
+    (void)s;
+    check_vocab("llama-bpe");
+}
 
 /* Typed control-token text must never become the control token (the frame-forging guard),
  * and must with TOK_PARSE_SPECIAL. */
@@ -594,8 +653,7 @@ static void check_no_forgery(const char *name, const char *const *specials, size
         assert_string_equal(back, text);
         free(back);
         free(ids);
-        assert_int_equal(tok_encode(t, text, strlen(text), TOK_PARSE_SPECIAL, &ids, &n),
-                         LLMOS_OK);
+        assert_int_equal(tok_encode(t, text, strlen(text), TOK_PARSE_SPECIAL, &ids, &n), LLMOS_OK);
         size_t found = 0;
         for (size_t i = 0; i < n; i++)
             found += ids[i] == id;
@@ -677,8 +735,11 @@ static void concurrent_encodes_agree(void **s)
     llmos_buf text;
     buf_init(&text);
     for (int i = 0; i < 200; i++)
-        assert_int_equal(buf_printf(&text, "Line %d: \xe4\xbd\xa0\xe5\xa5\xbd, world!  \n\t"
-                                    "don't stop 12345 \xf0\x9f\xa6\x99 ", i), LLMOS_OK);
+        assert_int_equal(buf_printf(&text,
+                                    "Line %d: \xe4\xbd\xa0\xe5\xa5\xbd, world!  \n\t"
+                                    "don't stop 12345 \xf0\x9f\xa6\x99 ",
+                                    i),
+                         LLMOS_OK);
     int32_t *want = NULL;
     size_t n_want = 0;
     assert_int_equal(tok_encode(t, text.data, text.len, 0, &want, &n_want), LLMOS_OK);
@@ -777,8 +838,7 @@ static void gguf_without_vocab_fails(void **s)
     const float sc[] = {0};
     assert_int_equal(gguf_set_str(w, "tokenizer.ggml.model", "llama"), LLMOS_OK);
     assert_int_equal(gguf_set_arr_str(w, "tokenizer.ggml.tokens", toks, NULL, 2), LLMOS_OK);
-    assert_int_equal(gguf_set_arr(w, "tokenizer.ggml.scores", GGUF_TYPE_FLOAT32, sc, 1),
-                     LLMOS_OK);
+    assert_int_equal(gguf_set_arr(w, "tokenizer.ggml.scores", GGUF_TYPE_FLOAT32, sc, 1), LLMOS_OK);
     assert_int_equal(gguf_writer_to_buf(w, &b), LLMOS_OK);
     assert_int_equal(gguf_open_memory(b.data, b.len, "short.gguf", &f), LLMOS_OK);
     assert_int_equal(tok_load_gguf(f, NULL, &t), LLMOS_ERR_FORMAT);
@@ -809,8 +869,10 @@ static void cli_tokenize(void **s)
     assert_int_equal(pclose(p), 0);
     assert_string_equal(line, "9707 1879 27 91 318 6213 91 29\n");
 
-    snprintf(cmd, sizeof cmd, "printf 'Hello world<|im_end|>' | '%s' tokenize --model '%s' "
-             "--special -", bin, model);
+    snprintf(cmd, sizeof cmd,
+             "printf 'Hello world<|im_end|>' | '%s' tokenize --model '%s' "
+             "--special -",
+             bin, model);
     p = popen(cmd, "r");
     assert_non_null(p);
     assert_non_null(fgets(line, sizeof line, p));

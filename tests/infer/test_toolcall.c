@@ -69,11 +69,11 @@ static void test_family_names(void **state)
 static void test_parse_hermes(void **state)
 {
     (void)state;
-    toolcall_result r = parse(TOOLCALL_HERMES,
-                              "Let me check.\n<tool_call>\n{\"name\": \"get_weather\", "
-                              "\"arguments\": {\"city\": \"Paris\"}}\n</tool_call>\n"
-                              "<tool_call>\n{\"name\": \"add\", \"arguments\": \"{\\\"a\\\": 1, "
-                              "\\\"b\\\": 2}\"}\n</tool_call>");
+    toolcall_result r =
+        parse(TOOLCALL_HERMES, "Let me check.\n<tool_call>\n{\"name\": \"get_weather\", "
+                               "\"arguments\": {\"city\": \"Paris\"}}\n</tool_call>\n"
+                               "<tool_call>\n{\"name\": \"add\", \"arguments\": \"{\\\"a\\\": 1, "
+                               "\\\"b\\\": 2}\"}\n</tool_call>");
     assert_string_equal(r.content, "Let me check.");
     assert_int_equal(r.n_calls, 2);
     assert_string_equal(r.calls[0].name, "get_weather");
@@ -200,16 +200,22 @@ static void test_grammars(void **state)
 {
     (void)state;
     grammar *g = tool_grammar(TOOLCALL_HERMES, TOOLCALL_AUTO, NULL);
-    expect(g, "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n"
-              "</tool_call>", true);
-    expect(g, "<tool_call>{\"name\":\"add\",\"arguments\":{\"a\":1,\"b\":2}}</tool_call>\n"
-              "<tool_call>{\"name\":\"now\",\"arguments\":{}}</tool_call>", true);
+    expect(g,
+           "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n"
+           "</tool_call>",
+           true);
+    expect(g,
+           "<tool_call>{\"name\":\"add\",\"arguments\":{\"a\":1,\"b\":2}}</tool_call>\n"
+           "<tool_call>{\"name\":\"now\",\"arguments\":{}}</tool_call>",
+           true);
     expect(g, "Hello there!", true);
     expect(g, "", true);
     expect(g, "<tool_call>{\"name\":\"add\",\"arguments\":{\"a\":1}}</tool_call>", false);
     expect(g, "<tool_call>{\"name\":\"sub\",\"arguments\":{}}</tool_call>", false);
-    expect(g, "<tool_call>{\"name\":\"get_weather\",\"arguments\":{\"city\":\"x\","
-              "\"unit\":\"k\"}}</tool_call>", false);
+    expect(g,
+           "<tool_call>{\"name\":\"get_weather\",\"arguments\":{\"city\":\"x\","
+           "\"unit\":\"k\"}}</tool_call>",
+           false);
     expect(g, "<b>bold</b>", false); /* a reply starting with '<' must be a call */
     grammar_free(g);
 
@@ -227,8 +233,10 @@ static void test_grammars(void **state)
     grammar_free(g);
 
     g = tool_grammar(TOOLCALL_MISTRAL, TOOLCALL_AUTO, NULL);
-    expect(g, "[TOOL_CALLS][{\"name\": \"now\", \"arguments\": {}}, {\"name\": \"add\", "
-              "\"arguments\": {\"a\": 1, \"b\": 2}}]", true);
+    expect(g,
+           "[TOOL_CALLS][{\"name\": \"now\", \"arguments\": {}}, {\"name\": \"add\", "
+           "\"arguments\": {\"a\": 1, \"b\": 2}}]",
+           true);
     expect(g, "Plain answer.", true);
     expect(g, "[TOOL_CALLS][]", false);
     expect(g, "[1, 2]", false);
@@ -354,9 +362,9 @@ static void test_grammar_walk_qwen2(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_family_names), cmocka_unit_test(test_parse_hermes),
-        cmocka_unit_test(test_parse_llama3), cmocka_unit_test(test_parse_mistral),
-        cmocka_unit_test(test_grammars),     cmocka_unit_test(test_validate),
+        cmocka_unit_test(test_family_names),       cmocka_unit_test(test_parse_hermes),
+        cmocka_unit_test(test_parse_llama3),       cmocka_unit_test(test_parse_mistral),
+        cmocka_unit_test(test_grammars),           cmocka_unit_test(test_validate),
         cmocka_unit_test(test_grammar_walk_qwen2),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

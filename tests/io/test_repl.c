@@ -435,11 +435,10 @@ static void test_kernel_mode_calculator_audit_ps(void **state)
     so.no_fsync = true;
     store *st = NULL;
     assert_int_equal(store_open(sdir, "pw", &so, &st), LLMOS_OK);
-    const char *steps[] = {
-        "{\"tool_calls\": [{\"name\": \"calculator\", \"arguments\": "
-        "{\"expression\": \"2^100\"}}]}",
-        "{\"content\": \"It is a big number.\"}",
-        "{\"content\": \"Second answer.\"}"};
+    const char *steps[] = {"{\"tool_calls\": [{\"name\": \"calculator\", \"arguments\": "
+                           "{\"expression\": \"2^100\"}}]}",
+                           "{\"content\": \"It is a big number.\"}",
+                           "{\"content\": \"Second answer.\"}"};
     llm_backend *b = NULL;
     assert_int_equal(scripted_test_backend_new(steps, 3, false, &b), LLMOS_OK);
     kernel_config kc = {0};
@@ -503,9 +502,8 @@ static void test_kernel_mode_calculator_audit_ps(void **state)
     /* and the program itself finds the chain intact and a syscall record in it */
     if (getenv("LLMOS_BIN")) {
         llmos_buf res = {0};
-        assert_int_equal(tu_run_llmos(&res, NULL, "LLMOS_HOME='%s' LLMOS_PASSPHRASE=pw audit verify",
-                                      dir),
-                         0);
+        assert_int_equal(
+            tu_run_llmos(&res, NULL, "LLMOS_HOME='%s' LLMOS_PASSPHRASE=pw audit verify", dir), 0);
         assert_non_null(strstr(res.data, "hash chain verified"));
         buf_clear(&res);
         assert_int_equal(tu_run_llmos(&res, NULL, "LLMOS_HOME='%s' LLMOS_PASSPHRASE=pw audit", dir),

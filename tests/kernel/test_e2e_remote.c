@@ -83,8 +83,10 @@ static void test_remote_equals_local_and_runs_the_kernel(void **state)
     o.no_fsync = true;
     store *st = NULL;
     assert_int_equal(store_open(dir, "pw", &o, &st), LLMOS_OK);
-    kernel_config c = {
-        .st = st, .privileged = remote, .max_tokens_per_turn = 12, .system_prompt = "Once upon a time"};
+    kernel_config c = {.st = st,
+                       .privileged = remote,
+                       .max_tokens_per_turn = 12,
+                       .system_prompt = "Once upon a time"};
     kernel *k = NULL;
     assert_int_equal(kernel_new(&c, &k), LLMOS_OK);
     int64_t pid;

@@ -33,14 +33,17 @@ static char dir[96];
 
 static store_options opts(void)
 {
-    store_options o = {.embedder = store_test_embedder(), .wal_autocheckpoint = 16,
-                         .no_fsync = true};
+    store_options o = {
+        .embedder = store_test_embedder(), .wal_autocheckpoint = 16, .no_fsync = true};
     assert_int_equal(keys_kdf_parse("test-weak", &o.kdf), LLMOS_OK);
     return o;
 }
 
 /* Messages in transaction t: 1 to 3. */
-static int txn_size(int t) { return 1 + t % 3; }
+static int txn_size(int t)
+{
+    return 1 + t % 3;
+}
 
 /* The child: commit transactions forever, reporting each after COMMIT returns. */
 static void child(int round, int fd)
@@ -58,8 +61,8 @@ static void child(int round, int fd)
         if (store_begin(s))
             _exit(4);
         for (int m = 0; m < txn_size(t); m++) {
-            snprintf(text, sizeof text, "t%d m%d of %d filler words to make the rows longer", t,
-                     m, txn_size(t));
+            snprintf(text, sizeof text, "t%d m%d of %d filler words to make the rows longer", t, m,
+                     txn_size(t));
             if (store_message_add(s, conv, "user", text, 0, NULL))
                 _exit(5);
         }

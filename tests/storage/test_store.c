@@ -139,13 +139,12 @@ static void test_messages_search(void **state)
     (void)state;
     store *s = open_ok("m", "pw");
     int64_t id = 0;
-    assert_int_equal(store_message_add(s, "c1", "user", "I like green tea in the morning", 1000,
-                                       &id),
-                     LLMOS_OK);
+    assert_int_equal(
+        store_message_add(s, "c1", "user", "I like green tea in the morning", 1000, &id), LLMOS_OK);
     assert_true(id > 0);
-    assert_int_equal(store_message_add(s, "c1", "assistant", "Green tea has less caffeine", 2000,
-                                       NULL),
-                     LLMOS_OK);
+    assert_int_equal(
+        store_message_add(s, "c1", "assistant", "Green tea has less caffeine", 2000, NULL),
+        LLMOS_OK);
     assert_int_equal(store_message_add(s, "c2", "user", "Coffee or tea? tea tea tea", 3000, NULL),
                      LLMOS_OK);
     assert_int_equal(store_message_add(s, "c2", "user", "The weather is nice", 4000, NULL),
@@ -202,9 +201,9 @@ static void test_archival(void **state)
     int64_t cat = 0, rust = 0, tom = 0;
     assert_int_equal(store_archival_add(s, "The cat sat on the mat", "{\"src\":\"book\"}", &cat),
                      LLMOS_OK);
-    assert_int_equal(store_archival_add(s, "Rust and C are systems programming languages", NULL,
-                                        &rust),
-                     LLMOS_OK);
+    assert_int_equal(
+        store_archival_add(s, "Rust and C are systems programming languages", NULL, &rust),
+        LLMOS_OK);
     assert_int_equal(store_archival_add(s, "My cat is called Tom and he likes the mat", NULL, &tom),
                      LLMOS_OK);
     assert_int_equal(store_archival_add(s, "bad", "not json", NULL), LLMOS_ERR_INVALID);
@@ -268,8 +267,8 @@ static void test_archival_index(void **state)
     int64_t id_of_777 = 0;
     assert_int_equal(store_begin(s), LLMOS_OK);
     for (int i = 0; i < 1100; i++) {
-        snprintf(text, sizeof text, "passage %d about topic%d and subject%d with word%d", i,
-                 i % 37, i % 101, i);
+        snprintf(text, sizeof text, "passage %d about topic%d and subject%d with word%d", i, i % 37,
+                 i % 101, i);
         int64_t id = 0;
         assert_int_equal(store_archival_add(s, text, NULL, &id), LLMOS_OK);
         if (i == 777)
@@ -357,8 +356,10 @@ static void test_audit(void **state)
     (void)state;
     store *s = open_ok("au", "pw");
     int64_t seq = 0;
-    store_audit_record r = {.kind = "syscall", .payload = "{\"tool\":\"calc\"}",
-                            .hash = (const uint8_t *)"\1\2\3\4", .hash_len = 4};
+    store_audit_record r = {.kind = "syscall",
+                            .payload = "{\"tool\":\"calc\"}",
+                            .hash = (const uint8_t *)"\1\2\3\4",
+                            .hash_len = 4};
     assert_int_equal(store_audit_append(s, &r, &seq), LLMOS_OK);
     assert_int_equal(seq, 1);
     r.prev_hash = (const uint8_t *)"\1\2\3\4";

@@ -394,7 +394,8 @@ static void test_save_load_round_trip(void **state)
         vdb_hit h1[10], h2[10];
         size_t n1 = 0, n2 = 0;
         assert_int_equal(vdb_search(idx, v + (n + i) * dim, 10, 50, NULL, NULL, h1, &n1), LLMOS_OK);
-        assert_int_equal(vdb_search(back, v + (n + i) * dim, 10, 50, NULL, NULL, h2, &n2), LLMOS_OK);
+        assert_int_equal(vdb_search(back, v + (n + i) * dim, 10, 50, NULL, NULL, h2, &n2),
+                         LLMOS_OK);
         assert_int_equal(n1, n2);
         for (size_t j = 0; j < n1; j++) {
             assert_int_equal(h1[j].id, h2[j].id);

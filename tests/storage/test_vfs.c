@@ -84,7 +84,7 @@ static void test_codec_roundtrip(void **state)
     randombytes_buf(key, sizeof key);
     randombytes_buf(id, sizeof id);
     uint8_t plain[VFS_PAGE_SIZE] = {0}, sealed[VFS_PAGE_SIZE], sealed2[VFS_PAGE_SIZE],
-                                   back[VFS_PAGE_SIZE];
+            back[VFS_PAGE_SIZE];
     memcpy(plain + 100, secret_text, sizeof secret_text);
     vfs_page_ad(ad, VFS_KIND_DB, id, 7, 0, NULL);
     assert_int_equal(vfs_page_seal(key, ad, plain, sealed, VFS_PAGE_SIZE), LLMOS_OK);
@@ -105,8 +105,12 @@ static void test_codec_roundtrip(void **state)
     vfs_page_ad(ad2, VFS_KIND_DB, id, 7, 0, NULL);
     assert_false(vfs_page_open(key, ad2, sealed, back, VFS_PAGE_SIZE));
     /* every byte position is covered: ciphertext, nonce, tag */
-    size_t spots[] = {0, 100, VFS_PAGE_SIZE - VFS_RESERVE - 1, VFS_PAGE_SIZE - VFS_RESERVE,
-                      VFS_PAGE_SIZE - 17, VFS_PAGE_SIZE - 1};
+    size_t spots[] = {0,
+                      100,
+                      VFS_PAGE_SIZE - VFS_RESERVE - 1,
+                      VFS_PAGE_SIZE - VFS_RESERVE,
+                      VFS_PAGE_SIZE - 17,
+                      VFS_PAGE_SIZE - 1};
     for (size_t i = 0; i < sizeof spots / sizeof spots[0]; i++) {
         memcpy(sealed2, sealed, sizeof sealed);
         sealed2[spots[i]] ^= 0x20;
@@ -176,9 +180,9 @@ static void fill(sqlite3 *db, int rows)
 static int count(sqlite3 *db)
 {
     sqlite3_stmt *st;
-    assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM t WHERE body LIKE '%CANARY%'",
-                                        -1, &st, NULL),
-                     SQLITE_OK);
+    assert_int_equal(
+        sqlite3_prepare_v2(db, "SELECT count(*) FROM t WHERE body LIKE '%CANARY%'", -1, &st, NULL),
+        SQLITE_OK);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
     int n = sqlite3_column_int(st, 0);
     sqlite3_finalize(st);
@@ -308,8 +312,10 @@ static void test_temp_files_refused(void **state)
                    SQLITE_OPEN_TRANSIENT_DB, SQLITE_OPEN_SUPER_JOURNAL};
     for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
         (void)vfs_take_error();
-        int rc = vfs->xOpen(vfs, NULL, f, kinds[i] | SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-                                              SQLITE_OPEN_DELETEONCLOSE, &out);
+        int rc = vfs->xOpen(vfs, NULL, f,
+                            kinds[i] | SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+                                SQLITE_OPEN_DELETEONCLOSE,
+                            &out);
         assert_int_equal(rc, SQLITE_CANTOPEN);
         assert_int_equal(vfs_take_error(), LLMOS_ERR_UNSUPPORTED);
         assert_non_null(strstr(llmos_errmsg(), "temp_store=MEMORY"));
