@@ -516,9 +516,9 @@ static size_t lb_stop_tail(const char *s, size_t n, const llm_request *r)
     for (size_t i = 0; i < r->n_stop; i++) {
         size_t sl = strlen(r->stop[i]);
         for (size_t k = sl > 0 ? sl - 1 : 0; k > keep; k--)
-            if (k <= n && memcmp(s + n - k, r->stop[i], k) ==
-                              0) { // NOLINT(clang-analyzer-core.NonNullParamChecker): k >= 1 and k
-                                   // <= n, so s has n >= 1 bytes and is not NULL
+            /* k >= 1 and k <= n, so s has n >= 1 bytes and is not NULL */
+            // NOLINTNEXTLINE(clang-analyzer-core.NonNullParamChecker)
+            if (k <= n && memcmp(s + n - k, r->stop[i], k) == 0) {
                 keep = k;
                 break;
             }

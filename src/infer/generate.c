@@ -38,9 +38,9 @@ static size_t stop_prefix_tail(const char *s, size_t n, const gen_params *p)
     for (size_t i = 0; i < p->n_stop_strings; i++) {
         size_t sl = strlen(p->stop_strings[i]);
         for (size_t k = sl > 0 ? sl - 1 : 0; k > keep; k--)
-            if (k <= n && memcmp(s + n - k, p->stop_strings[i], k) ==
-                              0) { // NOLINT(clang-analyzer-core.NonNullParamChecker): k >= 1 and k
-                                   // <= n, so s has n >= 1 bytes and is not NULL
+            /* k >= 1 and k <= n, so s has n >= 1 bytes and is not NULL */
+            // NOLINTNEXTLINE(clang-analyzer-core.NonNullParamChecker)
+            if (k <= n && memcmp(s + n - k, p->stop_strings[i], k) == 0) {
                 keep = k;
                 break;
             }
@@ -129,9 +129,9 @@ llmos_err gen_run(llmos_model_ctx *c, const tokenizer *tok, const int32_t *promp
             size_t ready = held.len ? held.len - stop_prefix_tail(held.data, held.len, p) : 0;
             go_on = emit(user, id, held.len ? held.data : "", ready);
             if (ready > 0) {
-                memmove(held.data, held.data + ready,
-                        held.len - ready); // NOLINT(clang-analyzer-core.NonNullParamChecker): ready
-                                           // > 0 implies held.len > 0, so held.data is allocated
+                /* ready > 0 implies held.len > 0, so held.data is allocated */
+                // NOLINTNEXTLINE(clang-analyzer-core.NonNullParamChecker)
+                memmove(held.data, held.data + ready, held.len - ready);
                 held.len -= ready;
                 held.data[held.len] = 0;
             }

@@ -709,9 +709,9 @@ static llmos_err check_layout(cursor *c)
             t->data = f->data + f->data_offset + t->offset;
     }
     if (!err) {
-        qsort(order, f->n_tensors, sizeof *order,
-              cmp_by_offset); // NOLINT(bugprone-sizeof-expression): order is an array of pointers;
-                              // sizeof *order is one pointer
+        /* order is an array of pointers; sizeof *order is one pointer */
+        // NOLINTNEXTLINE(bugprone-sizeof-expression)
+        qsort(order, f->n_tensors, sizeof *order, cmp_by_offset);
         for (size_t i = 1; i < f->n_tensors; i++) {
             const gguf_tensor *p = order[i - 1], *t = order[i];
             if (p->offset + p->size > t->offset) {
@@ -896,8 +896,9 @@ int64_t gguf_find_arch_key(const gguf_file *f, const char *suffix)
     char *key = la + ls + 2 <= sizeof stack ? stack : malloc(la + ls + 2);
     if (!key)
         return -1;
-    memcpy(key, arch,
-           la); // NOLINT(bugprone-not-null-terminated-result): the suffix's copy below ends it
+    /* the suffix's copy below ends it */
+    // NOLINTNEXTLINE(bugprone-not-null-terminated-result)
+    memcpy(key, arch, la);
     key[la] = '.';
     memcpy(key + la + 1, suffix, ls + 1);
     int64_t id = gguf_find_key(f, key);

@@ -205,9 +205,9 @@ static llmos_err load_weights(llmos_model *m)
             m->vectors_cap += (size_t)t->n_elements;
     }
     m->vectors = calloc(m->vectors_cap + 1, sizeof(float));
-    m->layers = calloc(
-        hp->n_layer, sizeof *m->layers); // NOLINT(clang-analyzer-optin.portability.UnixAPI):
-                                         // n_layer >= 1 was checked with the other hyperparameters
+    /* n_layer >= 1 was checked with the other hyperparameters */
+    // NOLINTNEXTLINE(clang-analyzer-optin.portability.UnixAPI)
+    m->layers = calloc(hp->n_layer, sizeof *m->layers);
     if (!m->vectors || !m->layers)
         return llmos_fail(LLMOS_ERR_NOMEM, "%s: out of memory for the model's tables",
                           gguf_name(m->file));

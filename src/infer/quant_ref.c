@@ -868,9 +868,9 @@ void q6_K_to_float(const void *src, float *dst, size_t n)
         float d = F16(b[i].d);
         for (int e = 0; e < QK_K; e++)
             dst[e] =
-                d * (float)b[i].scales[e / 16] *
-                (float)q6k_get(&b[i], e); // NOLINT(bugprone-integer-division): e / 16 is an array
-                                          // index (16 weights per scale), not a float value
+                /* e / 16 is an array index (16 weights per scale), not a float value */
+                // NOLINTNEXTLINE(bugprone-integer-division)
+                d * (float)b[i].scales[e / 16] * (float)q6k_get(&b[i], e);
     }
 }
 

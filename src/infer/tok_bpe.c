@@ -533,9 +533,9 @@ llmos_err tok_bpe_encode(const tokenizer *t, const char *text, size_t len, tok_i
         const unsigned char *p = (const unsigned char *)piece;
         size_t wn = 0;
         for (size_t j = 0; j < plen; j++) {
-            memcpy(word + wn, t->gpt2_utf8[p[j]],
-                   2); // NOLINT(clang-analyzer-core.NonNullParamChecker): word is allocated when
-                       // err is 0 (llmos_fail returns its nonzero code)
+            /* word is allocated when err is 0 (llmos_fail returns its nonzero code) */
+            // NOLINTNEXTLINE(clang-analyzer-core.NonNullParamChecker)
+            memcpy(word + wn, t->gpt2_utf8[p[j]], 2);
             wn += t->gpt2_utf8_len[p[j]];
         }
         size_t before = out->n;

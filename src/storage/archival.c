@@ -509,9 +509,10 @@ llmos_err store_archival_search(store *s, const char *query, size_t k, store_arc
                 continue; /* another dimension under the same name: not comparable */
             double dot = 0;
             for (uint32_t i = 0; i < s->emb->dim; i++)
-                dot += (double)q[i] *
-                       v[i]; // NOLINT(clang-analyzer-core.NullDereference): embed_unit sets its
-                             // vector when it returns 0 (llmos_fail returns its nonzero code)
+                /* embed_unit sets its vector when it returns 0 (llmos_fail returns its nonzero
+                 * code) */
+                // NOLINTNEXTLINE(clang-analyzer-core.NullDereference)
+                dot += (double)q[i] * v[i];
             keep_best(best, k, &nb, sqlite3_column_int64(st, 0), dot);
         }
         if (rc != SQLITE_DONE)

@@ -155,12 +155,11 @@ static llmos_err write_keyfile(const char *path, const char *passphrase, keys_kd
         return err;
     wrap_ad(ad, db_id, kdf);
     unsigned long long clen = 0;
-    crypto_aead_xchacha20poly1305_ietf_encrypt(
-        wrapped, &clen, data_key,
-        KEYS_DATA_KEY_BYTES, // NOLINT(clang-analyzer-core.NonNullParamChecker): kek is set when
-                             // derive_kek returns 0 (llmos_fail returns its nonzero code, so this
-                             // is reached only on success)
-        ad, sizeof ad, NULL, nonce, kek);
+    /* kek is set when derive_kek returns 0 (llmos_fail returns its nonzero code, so this is
+     * reached only on success) */
+    // NOLINTNEXTLINE(clang-analyzer-core.NonNullParamChecker)
+    crypto_aead_xchacha20poly1305_ietf_encrypt(wrapped, &clen, data_key, KEYS_DATA_KEY_BYTES, ad,
+                                               sizeof ad, NULL, nonce, kek);
     sodium_free(kek);
     assert(clen == KEYS_WRAPPED_BYTES);
 
@@ -328,10 +327,10 @@ llmos_err keys_unlock(const char *path, const char *passphrase, keys_unlocked **
     uint8_t ad[48];
     wrap_ad(ad, kf.db_id, kf.kdf);
     unsigned long long mlen = 0;
+    /* kek is set when derive_kek returns 0 */
+    // NOLINTNEXTLINE(clang-analyzer-core.NonNullParamChecker)
     int rc = crypto_aead_xchacha20poly1305_ietf_decrypt(
-        dk, &mlen, NULL, kf.wrapped, // NOLINT(clang-analyzer-core.NonNullParamChecker): kek is set
-                                     // when derive_kek returns 0
-        sizeof kf.wrapped, ad, sizeof ad, kf.nonce, kek);
+        dk, &mlen, NULL, kf.wrapped, sizeof kf.wrapped, ad, sizeof ad, kf.nonce, kek);
     sodium_free(kek);
     if (rc != 0 || mlen != KEYS_DATA_KEY_BYTES) {
         sodium_free(dk);
@@ -361,9 +360,10 @@ llmos_err keys_change_passphrase(const char *path, const char *old_passphrase,
     if (err)
         return err;
     err = write_keyfile(
-        path, new_passphrase, kdf, k->data_key,
-        k->db_id); // NOLINT(clang-analyzer-core.NullDereference): k is set when keys_unlock returns
-                   // 0 (llmos_fail returns its nonzero code, so this is reached only on success)
+        /* k is set when keys_unlock returns 0 (llmos_fail returns its nonzero code, so this is
+         * reached only on success) */
+        // NOLINTNEXTLINE(clang-analyzer-core.NullDereference)
+        path, new_passphrase, kdf, k->data_key, k->db_id);
     keys_free(k);
     return err;
 }

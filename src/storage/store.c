@@ -279,10 +279,10 @@ llmos_err store_open(const char *dir, const char *passphrase, const store_option
             err = keys_create(s->key_path, passphrase, kdf, &keys);
     }
     if (!err)
-        err = vfs_key_add(keys->data_key, keys->db_id,
-                          &s->token); // NOLINT(clang-analyzer-core.NullDereference): keys is set
-                                      // when keys_create/keys_unlock return 0 (llmos_fail returns
-                                      // its nonzero code, so this is reached only on success)
+        /* keys is set when keys_create/keys_unlock return 0 (llmos_fail returns its nonzero
+         * code, so this is reached only on success) */
+        // NOLINTNEXTLINE(clang-analyzer-core.NullDereference)
+        err = vfs_key_add(keys->data_key, keys->db_id, &s->token);
     keys_free(keys);
     if (err) {
         store_close(s);

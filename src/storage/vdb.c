@@ -1386,8 +1386,9 @@ llmos_err vdb_save(vdb *idx, llmos_buf *out)
         return e;
     }
     uint8_t *p = (uint8_t *)out->data + start;
-    memcpy(p, VDB_MAGIC,
-           8); // NOLINT(bugprone-not-null-terminated-result): 8-byte binary magic, no terminator
+    /* 8-byte binary magic, no terminator */
+    // NOLINTNEXTLINE(bugprone-not-null-terminated-result)
+    memcpy(p, VDB_MAGIC, 8);
     put_u32(p + 8, VDB_VERSION);
     put_u32(p + 12, (uint32_t)idx->metric);
     put_u32(p + 16, idx->dim);
@@ -1539,10 +1540,10 @@ llmos_err vdb_load(const void *bytes, size_t len, vdb **out)
     if (count && levels[entry] != max_level)
         return LOAD_FAIL("vdb_load: offset 48: entry node %u has level %u, not the max level %u",
                          entry, levels[entry], max_level);
-    get_floats(idx->vecs, vecs,
-               count * (size_t)dim); // NOLINT(clang-analyzer-core.NullDereference): vdb_new sets
-                                     // idx when it returns 0; llmos_fail returns its nonzero code,
-                                     // so the analyzer path with a zero error cannot occur
+    /* vdb_new sets idx when it returns 0; llmos_fail returns its nonzero code, so the analyzer
+     * path with a zero error cannot occur */
+    // NOLINTNEXTLINE(clang-analyzer-core.NullDereference)
+    get_floats(idx->vecs, vecs, count * (size_t)dim);
     for (size_t i = 0; i < count * (size_t)dim; i++)
         if (!isfinite(idx->vecs[i]))
             return LOAD_FAIL("vdb_load: offset %zu: vector component is not finite",
