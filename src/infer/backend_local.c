@@ -533,6 +533,7 @@ static llmos_err lb_grammar_for(local_backend *lb, const llm_request *req, bool 
     *out = NULL;
     *tools_on = false;
     llmos_buf g = {0};
+    const char *start = NULL; /* start rule; NULL = "root" */
     llmos_err err = LLMOS_OK;
     const char *tc = req->tool_choice;
     bool have_tools = json_is_array(req->tools) && json_array_size(req->tools) > 0;
@@ -550,7 +551,10 @@ static llmos_err lb_grammar_for(local_backend *lb, const llm_request *req, bool 
     } else if (req->response_format) {
         const char *type = json_get_string(req->response_format, "type", "text");
         if (strcmp(type, "json_object") == 0) {
+            /* the generic grammar's `object` rule: json_object promises an object, not any
+             * JSON value */
             err = json_grammar_generic(&g);
+            start = "object";
         } else if (strcmp(type, "json_schema") == 0) {
             json_t *js = json_get_object(req->response_format, "json_schema");
             json_t *schema = json_get_object(js, "schema");
@@ -567,7 +571,7 @@ static llmos_err lb_grammar_for(local_backend *lb, const llm_request *req, bool 
         }
     }
     if (!err && g.len > 0) {
-        err = grammar_parse(g.data, g.len, NULL, out);
+        err = grammar_parse(g.data, g.len, start, out);
         if (!err && !lb->gv && (err = grammar_vocab_new(lb->tok, &lb->gv))) {
             grammar_free(*out);
             *out = NULL;

@@ -454,6 +454,14 @@ static void test_chat_constrained(void **state)
     assert_true(strcmp(r.content, "\"yes\"") == 0 || strcmp(r.content, "\"no\"") == 0);
     assert_string_equal(r.finish_reason, "stop");
     llm_response_free(&r);
+
+    /* json_object mode yields an object (it may be cut by max_tokens, so check the opening) */
+    json_t *obj_fmt = json_pack("{ss}", "type", "json_object");
+    rq.response_format = obj_fmt;
+    assert_int_equal(llm_chat(b, &rq, NULL, NULL, &r), LLMOS_OK);
+    assert_int_equal(r.content[strspn(r.content, " \t\n")], '{');
+    llm_response_free(&r);
+    json_decref(obj_fmt);
     rq.response_format = NULL;
 
     json_t *tools =
