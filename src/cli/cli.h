@@ -49,6 +49,9 @@ const char *cli_home(void);
 struct store;
 struct store_embedder;
 llmos_err open_user_store_with(const struct store_embedder *emb, bool check, struct store **out);
+/* The user's existing store (for ps, kill, audit): never creates one; a missing store is
+ * LLMOS_ERR_NOT_FOUND with a message saying so. */
+llmos_err open_user_store_existing(struct store **out);
 
 /* the commands */
 int cmd_help(int argc, char **argv);

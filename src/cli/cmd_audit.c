@@ -22,65 +22,6 @@
 #include "cli/cli.h"
 #include "llmos/security.h"
 
-#define PASS_MAX 1024
-
-static llmos_err audit_prompt(const char *prompt, char *buf, size_t size)
-{
-    int fd = open("/dev/tty", O_RDWR | O_CLOEXEC);
-    if (fd < 0)
-        return llmos_fail(LLMOS_ERR_INVALID,
-                          "no terminal to ask for the passphrase; set LLMOS_PASSPHRASE");
-    struct termios old, quiet;
-    bool have_tc = tcgetattr(fd, &old) == 0;
-    if (have_tc) {
-        quiet = old;
-        quiet.c_lflag &= ~(tcflag_t)(ECHO | ECHONL);
-        tcsetattr(fd, TCSAFLUSH, &quiet);
-    }
-    if (write(fd, prompt, strlen(prompt)) < 0) {
-        /* the read below still works */
-    }
-    size_t n = 0;
-    char c;
-    ssize_t r;
-    while ((r = read(fd, &c, 1)) == 1 && c != '\n' && c != '\r')
-        if (n + 1 < size)
-            buf[n++] = c;
-    buf[n] = 0;
-    if (have_tc)
-        tcsetattr(fd, TCSAFLUSH, &old);
-    if (write(fd, "\n", 1) < 0) {
-        /* ignore */
-    }
-    close(fd);
-    return r < 0 ? llmos_fail(LLMOS_ERR_IO, "reading the passphrase: %s", strerror(errno))
-                 : LLMOS_OK;
-}
-
-static llmos_err audit_open_store(store **out)
-{
-    char dir[4200];
-    snprintf(dir, sizeof dir, "%s/store", cli_home());
-    if (sodium_init() < 0)
-        return llmos_fail(LLMOS_ERR_CRYPTO, "libsodium failed to initialise");
-    char *pass = sodium_malloc(PASS_MAX);
-    if (!pass)
-        return llmos_fail(LLMOS_ERR_NOMEM, "no locked memory for the passphrase");
-    llmos_err err = LLMOS_OK;
-    const char *env = getenv("LLMOS_PASSPHRASE");
-    if (env)
-        snprintf(pass, PASS_MAX, "%s", env);
-    else
-        err = audit_prompt("Passphrase for your llmos store: ", pass, PASS_MAX);
-    store_options opt = {.no_create = true};
-    if (!err)
-        err = store_open(dir, pass, &opt, out);
-    sodium_free(pass);
-    if (err == LLMOS_ERR_NOT_FOUND)
-        return llmos_fail(err, "there is no llmos store in %s yet, so no audit log", dir);
-    return err;
-}
-
 typedef struct show_ctx {
     bool json;
     int64_t count;
@@ -122,7 +63,7 @@ int cmd_audit(int argc, char **argv)
             return cli_usage_error("audit", "unknown argument '%s'", argv[i]);
     }
     store *s = NULL;
-    llmos_err err = audit_open_store(&s);
+    llmos_err err = open_user_store_existing(&s);
     if (err)
         return cli_report(err);
     if (verify) {

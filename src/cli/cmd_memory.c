@@ -202,9 +202,10 @@ static llmos_err check_embedder(store *s, const store_embedder *emb)
     return err;
 }
 
-/* Open the user's store with embedder emb, asking for the passphrase as needed; with `check`,
- * refuse an embedder other than the store's (check_embedder). */
-llmos_err open_user_store_with(const store_embedder *emb, bool check, store **out)
+/* Open the user's store, asking for the passphrase as needed. With `create`, a missing store
+ * is created (the passphrase asked twice); without, it is an LLMOS_ERR_NOT_FOUND that says
+ * so. With `check`, an embedder other than the store's is refused (check_embedder). */
+static llmos_err open_store(const store_embedder *emb, bool create, bool check, store **out)
 {
     char dir[4200], keyfile[4300];
     llmos_err err = store_dir(dir, sizeof dir);
@@ -212,7 +213,12 @@ llmos_err open_user_store_with(const store_embedder *emb, bool check, store **ou
         return err;
     snprintf(keyfile, sizeof keyfile, "%s/store.key", dir);
     bool exists = access(keyfile, F_OK) == 0;
-    store_options opt = {.embedder = emb};
+    if (!exists && !create)
+        return llmos_fail(LLMOS_ERR_NOT_FOUND,
+                          "there is no llmos store in %s yet (`llmos memory add` or the shell "
+                          "creates it)",
+                          dir);
+    store_options opt = {.embedder = emb, .no_create = !create};
     err = keys_kdf_from_env(&opt.kdf);
     if (err)
         return err;
@@ -250,6 +256,16 @@ llmos_err open_user_store_with(const store_embedder *emb, bool check, store **ou
         *out = NULL;
     }
     return err;
+}
+
+llmos_err open_user_store_with(const store_embedder *emb, bool check, store **out)
+{
+    return open_store(emb, true, check, out);
+}
+
+llmos_err open_user_store_existing(store **out)
+{
+    return open_store(NULL, false, false, out);
 }
 
 /* The store with the embedder the options ask for: the engine's with a model, else TEST. */
