@@ -193,6 +193,12 @@ typedef struct llmos_map {
 
 LLMOS_NODISCARD llmos_err file_map(const char *path, llmos_map *out);
 void file_unmap(llmos_map *m);
+
+/* Zeroed anonymous memory of `size` bytes, 2 MiB aligned and advised for transparent huge
+ * pages: for large read-mostly data such as model weights, where 4 KiB pages would cost a TLB
+ * miss (two-level under virtualisation) every 4 KiB. NULL when the system refuses. */
+void *huge_alloc(size_t size);
+void huge_free(void *p, size_t size);
 /* Read a whole file into `out` (appended); fails with LLMOS_ERR_LIMIT past max_bytes. */
 LLMOS_NODISCARD llmos_err file_read_all(const char *path, size_t max_bytes, llmos_buf *out);
 /* Replace `path` with `data` so that a crash leaves either the old or the new file: write a

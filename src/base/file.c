@@ -64,6 +64,35 @@ void file_unmap(llmos_map *m)
     m->size = 0;
 }
 
+#define HUGE_PAGE ((size_t)2 << 20)
+
+void *huge_alloc(size_t size)
+{
+    if (size == 0 || size > SIZE_MAX - 2 * HUGE_PAGE)
+        return NULL;
+    /* over-allocate by one huge page and trim, so the start is 2 MiB aligned */
+    size_t len = (size + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
+    uint8_t *raw =
+        mmap(NULL, len + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED)
+        return NULL;
+    uint8_t *p = (uint8_t *)(((uintptr_t)raw + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
+    if (p > raw)
+        munmap(raw, (size_t)(p - raw));
+    if (p + len < raw + len + HUGE_PAGE)
+        munmap(p + len, (size_t)(raw + len + HUGE_PAGE - (p + len)));
+#ifdef MADV_HUGEPAGE
+    (void)madvise(p, len, MADV_HUGEPAGE); /* advice only: without THP this is plain memory */
+#endif
+    return p;
+}
+
+void huge_free(void *p, size_t size)
+{
+    if (p && size)
+        munmap(p, (size + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE);
+}
+
 llmos_err file_read_all(const char *path, size_t max_bytes, llmos_buf *out)
 {
     FILE *f = fopen(path, "rb");

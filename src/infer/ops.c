@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "infer/ops.h"
+#include "infer/quant_pack.h"
 
 /* Jobs smaller than this many multiply-adds run on the calling thread: handing them to the
  * pool's workers costs more (microseconds when they spin, much more when they sleep). */
@@ -32,7 +33,43 @@ bool ops_matrix_init(ops_matrix *m, const void *data, ggml_type type, size_t n_i
     m->n_in = n_in;
     m->n_out = n_out;
     m->row_bytes = (size_t)row;
+    m->packed = NULL;
     return true;
+}
+
+size_t ops_matrix_packed_bytes(const ops_matrix *m)
+{
+    if (!qpack_usable(m->type, m->n_in))
+        return 0;
+    return (m->n_out + QPACK_ROWS - 1) / QPACK_ROWS * QPACK_ROWS * m->row_bytes;
+}
+
+typedef struct pack_job {
+    const ops_matrix *m;
+    uint8_t *dst;
+    qpack_pack_fn pack;
+} pack_job;
+
+static void pack_groups(void *ctx, size_t begin, size_t end, int worker)
+{
+    (void)worker;
+    const pack_job *j = ctx;
+    const ops_matrix *m = j->m;
+    size_t group_bytes = QPACK_ROWS * m->row_bytes;
+    for (size_t g = begin; g < end; g++) {
+        size_t r0 = g * QPACK_ROWS, n = m->n_out - r0 < QPACK_ROWS ? m->n_out - r0 : QPACK_ROWS;
+        j->pack((const uint8_t *)m->data + r0 * m->row_bytes, m->row_bytes, n, m->n_in,
+                j->dst + g * group_bytes);
+    }
+}
+
+void ops_matrix_pack(llmos_pool *pool, ops_matrix *m, void *dst)
+{
+    const qpack_traits *pt = qpack_traits_of(m->type);
+    assert(pt && ops_matrix_packed_bytes(m) > 0);
+    pack_job j = {.m = m, .dst = dst, .pack = pt->pack};
+    pool_parallel_for(pool, (m->n_out + QPACK_ROWS - 1) / QPACK_ROWS, 1, pack_groups, &j);
+    m->packed = dst;
 }
 
 /* Bytes of one activation row of n_in elements once converted for a weight of `type`. */
@@ -48,9 +85,12 @@ static size_t act_row_bytes(ggml_type type, size_t n_in)
 size_t ops_matmul_scratch(ggml_type type, size_t n_in, size_t n_tok)
 {
     const quant_traits *tr = quant_traits_of(type);
-    if (!tr || tr->vec_dot_type == GGML_TYPE_F32)
-        return 0;
-    return act_row_bytes(type, n_in) * n_tok;
+    size_t row = 0;
+    if (tr && tr->vec_dot_type != GGML_TYPE_F32)
+        row = act_row_bytes(type, n_in);
+    if (qpack_usable(type, n_in) && qpack_act_bytes(n_in) > row)
+        row = qpack_act_bytes(n_in);
+    return row * n_tok;
 }
 
 typedef struct matmul_job {
@@ -84,9 +124,59 @@ static void matmul_rows(void *ctx, size_t begin, size_t end, int worker)
     (void)err;
 }
 
+typedef struct packed_job {
+    float *y;
+    const ops_matrix *w;
+    const uint8_t *act; /* n_tok rows of act_stride bytes (qpack_act) */
+    size_t act_stride;
+    size_t n_tok;
+    qpack_kernel_fn kernel;
+} packed_job;
+
+/* Groups [begin, end) of a packed W against every token, QPACK_TOK tokens per kernel call.
+ * The group (16 rows) stays in cache while all the tokens pass over it, so a batch reads each
+ * weight from memory once. */
+static void matmul_groups(void *ctx, size_t begin, size_t end, int worker)
+{
+    (void)worker;
+    const packed_job *j = ctx;
+    const ops_matrix *w = j->w;
+    size_t group_bytes = QPACK_ROWS * w->row_bytes;
+    for (size_t g = begin; g < end; g++) {
+        const uint8_t *group = (const uint8_t *)w->packed + g * group_bytes;
+        size_t r0 = g * QPACK_ROWS, n = w->n_out - r0 < QPACK_ROWS ? w->n_out - r0 : QPACK_ROWS;
+        for (size_t t0 = 0; t0 < j->n_tok; t0 += QPACK_TOK) {
+            size_t nt = j->n_tok - t0 < QPACK_TOK ? j->n_tok - t0 : QPACK_TOK;
+            float out[QPACK_TOK][QPACK_ROWS];
+            j->kernel(w->n_in, group, j->act + t0 * j->act_stride, j->act_stride, nt, out);
+            for (size_t t = 0; t < nt; t++)
+                memcpy(j->y + (t0 + t) * w->n_out + r0, out[t], n * sizeof(float));
+        }
+    }
+}
+
+static void matmul_packed(llmos_pool *pool, float *y, const ops_matrix *w, const float *x,
+                          size_t n_tok, void *scratch)
+{
+    const qpack_traits *pt = qpack_traits_of(w->type);
+    assert(pt && pt->kernel && scratch);
+    packed_job j = {.y = y, .w = w, .n_tok = n_tok, .kernel = pt->kernel};
+    j.act_stride = qpack_act_bytes(w->n_in);
+    for (size_t t = 0; t < n_tok; t++)
+        qpack_act_quantize(x + t * w->n_in, w->n_in, (uint8_t *)scratch + t * j.act_stride);
+    j.act = scratch;
+    if ((double)w->n_out * (double)w->n_in * (double)n_tok < OPS_MIN_PARALLEL_WORK)
+        pool = NULL;
+    pool_parallel_for(pool, (w->n_out + QPACK_ROWS - 1) / QPACK_ROWS, 1, matmul_groups, &j);
+}
+
 void ops_matmul(llmos_pool *pool, float *y, const ops_matrix *w, const float *x, size_t n_tok,
                 void *scratch)
 {
+    if (w->packed) {
+        matmul_packed(pool, y, w, x, n_tok, scratch);
+        return;
+    }
     const quant_traits *tr = quant_traits_of(w->type);
     assert(tr && tr->supported && tr->vec_dot);
     matmul_job j = {.y = y, .w = w, .n_tok = n_tok, .dot = tr->vec_dot};

@@ -24,17 +24,27 @@
 #define OPS_ROW_GRAIN 16
 
 /* A weight matrix W of n_out rows by n_in columns (GGUF ne = {n_in, n_out}), y = W x.
- * `data` is borrowed (normally the model's memory map). */
+ * `data` is borrowed (the model's memory map or its weight arena). When `packed` is set,
+ * matmul reads the 16-row interleaved copy there (quant_pack.h) instead of `data`. */
 typedef struct ops_matrix {
     const void *data;
     ggml_type type;
     size_t n_in, n_out;
-    size_t row_bytes; /* bytes of one row of n_in elements in `type` */
+    size_t row_bytes;   /* bytes of one row of n_in elements in `type` */
+    const void *packed; /* ceil(n_out / 16) groups of 16 * row_bytes, or NULL */
 } ops_matrix;
 
 /* Fill m from its parts; false when n_in does not fit the type's block size or the type has
  * no kernels. */
 bool ops_matrix_init(ops_matrix *m, const void *data, ggml_type type, size_t n_in, size_t n_out);
+
+/* Bytes of the packed form of m (ops_matrix_pack), 0 when its type has no packed form that
+ * can run on this CPU (or packing is off: LLMOS_PACK=0). */
+size_t ops_matrix_packed_bytes(const ops_matrix *m);
+
+/* Write m's packed form into dst (ops_matrix_packed_bytes(m) bytes, 64-byte aligned) and set
+ * m->packed to it. The pool, if any, shares the work. */
+void ops_matrix_pack(llmos_pool *pool, ops_matrix *m, void *dst);
 
 /* Bytes of scratch ops_matmul needs for n_tok rows of n_in activations against a matrix of
  * `type` (0 when the activations can be used as they are, i.e. vec_dot_type is F32). */
