@@ -154,6 +154,7 @@ void q8_0x16_kernel_ref(size_t k, const void *group, const void *act, size_t act
 static qpack_traits traits[] = {
     {GGML_TYPE_Q4_0, QK4_0, q4_0x16_pack, q4_0x16_kernel_ref, NULL},
     {GGML_TYPE_Q8_0, QK8_0, q8_0x16_pack, q8_0x16_kernel_ref, NULL},
+    {GGML_TYPE_Q4_K, QK_K, q4_Kx16_pack, q4_Kx16_kernel_ref, NULL},
 };
 
 static void (*act_quantize)(const float *, size_t, void *) = qpack_act_quantize_ref;
@@ -175,6 +176,7 @@ static void qpack_select(void)
             switch (traits[i].type) {
             case GGML_TYPE_Q4_0: traits[i].kernel = q4_0x16_kernel_avx512; break;
             case GGML_TYPE_Q8_0: traits[i].kernel = q8_0x16_kernel_avx512; break;
+            case GGML_TYPE_Q4_K: traits[i].kernel = q4_Kx16_kernel_avx512; break;
             default: break;
             }
         }
