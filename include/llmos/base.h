@@ -182,6 +182,11 @@ int pool_threads(const llmos_pool *p);
  * grain covers one. Returns when all ranges are done. A NULL pool runs fn inline. */
 typedef void (*pool_range_fn)(void *ctx, size_t begin, size_t end, int worker);
 void pool_parallel_for(llmos_pool *p, size_t n, size_t grain, pool_range_fn fn, void *ctx);
+/* As pool_parallel_for, but [0, n) is cut into ranges of `chunk` (the last may be shorter)
+ * that workers claim one at a time, so a worker slowed down (by another process, a page
+ * fault) takes fewer of them instead of holding everyone up. A worker may call fn many times;
+ * ranges are disjoint and cover [0, n) exactly once. */
+void pool_parallel_for_dynamic(llmos_pool *p, size_t n, size_t chunk, pool_range_fn fn, void *ctx);
 
 /* ---- files ------------------------------------------------------------------------------- */
 

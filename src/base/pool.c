@@ -9,6 +9,10 @@
  * variable. The caller always takes the mutex before broadcasting and a worker re-checks the
  * generation under the mutex before it sleeps, so no wake-up is lost.
  *
+ * A static job gives worker i the i-th contiguous slice; a dynamic job (parallel_for_dynamic)
+ * hands out chunks from an atomic counter, so on a busy machine a thread that lost its CPU for
+ * a while does less of the work instead of making everyone wait for its fixed share.
+ *
  * parallel_for calls on one pool are serialised by `dispatch`; a job must not call
  * parallel_for on the same pool (it would deadlock).
  */
@@ -47,6 +51,8 @@ struct llmos_pool {
     pool_range_fn fn;
     void *ctx;
     size_t n, chunk;
+    bool dynamic; /* chunks go to whoever asks next (pool_parallel_for_dynamic) */
+    _Alignas(64) atomic_size_t next; /* the next unclaimed index of a dynamic job */
 };
 
 double time_now(void)
@@ -80,6 +86,15 @@ int pool_default_threads(void)
 
 static void run_slice(llmos_pool *p, int worker)
 {
+    if (p->dynamic) {
+        for (;;) {
+            size_t begin = atomic_fetch_add_explicit(&p->next, p->chunk, memory_order_relaxed);
+            if (begin >= p->n)
+                return;
+            size_t end = p->n - begin < p->chunk ? p->n : begin + p->chunk;
+            p->fn(p->ctx, begin, end, worker);
+        }
+    }
     size_t begin = (size_t)worker * p->chunk;
     if (begin < p->n) {
         size_t end = begin + p->chunk;
@@ -183,24 +198,17 @@ int pool_threads(const llmos_pool *p)
     return p ? p->n_threads : 1;
 }
 
-void pool_parallel_for(llmos_pool *p, size_t n, size_t grain, pool_range_fn fn, void *ctx)
+/* Publish a job, run the caller's share, wait for the workers. */
+static void dispatch(llmos_pool *p, size_t n, size_t chunk, bool dynamic, pool_range_fn fn,
+                     void *ctx)
 {
-    if (n == 0)
-        return;
-    if (grain == 0)
-        grain = 1;
-    if (!p || p->n_threads == 1 || n <= grain) {
-        fn(ctx, 0, n, 0);
-        return;
-    }
     pthread_mutex_lock(&p->dispatch);
-    size_t nt = (size_t)p->n_threads;
-    size_t chunk = (n + nt - 1) / nt;
-    chunk = (chunk + grain - 1) / grain * grain;
     p->fn = fn;
     p->ctx = ctx;
     p->n = n;
     p->chunk = chunk;
+    p->dynamic = dynamic;
+    atomic_store_explicit(&p->next, 0, memory_order_relaxed);
     atomic_store_explicit(&p->pending, p->n_threads - 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&p->generation, 1, memory_order_release);
     pthread_mutex_lock(&p->lock);
@@ -217,4 +225,32 @@ void pool_parallel_for(llmos_pool *p, size_t n, size_t grain, pool_range_fn fn, 
             sched_yield();
     }
     pthread_mutex_unlock(&p->dispatch);
+}
+
+void pool_parallel_for(llmos_pool *p, size_t n, size_t grain, pool_range_fn fn, void *ctx)
+{
+    if (n == 0)
+        return;
+    if (grain == 0)
+        grain = 1;
+    if (!p || p->n_threads == 1 || n <= grain) {
+        fn(ctx, 0, n, 0);
+        return;
+    }
+    size_t nt = (size_t)p->n_threads;
+    size_t chunk = (n + nt - 1) / nt;
+    dispatch(p, n, (chunk + grain - 1) / grain * grain, false, fn, ctx);
+}
+
+void pool_parallel_for_dynamic(llmos_pool *p, size_t n, size_t chunk, pool_range_fn fn, void *ctx)
+{
+    if (n == 0)
+        return;
+    if (chunk == 0)
+        chunk = 1;
+    if (!p || p->n_threads == 1 || n <= chunk) {
+        fn(ctx, 0, n, 0);
+        return;
+    }
+    dispatch(p, n, chunk, true, fn, ctx);
 }

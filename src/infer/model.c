@@ -565,9 +565,8 @@ static void forward(llmos_model_ctx *c, const int32_t *tokens, size_t n, size_t 
 
         /* attention: xb = rmsnorm(x); q, k, v = W xb (+ b); rotate q, k; cache k, v */
         ops_rmsnorm(xb, x, L->attn_norm, d, n, hp->rms_eps);
-        ops_matmul(pool, q, &L->wq, xb, n, scr);
-        ops_matmul(pool, k, &L->wk, xb, n, scr);
-        ops_matmul(pool, v, &L->wv, xb, n, scr);
+        ops_matmul_multi(pool, 3, (float *const[]){q, k, v},
+                         (const ops_matrix *const[]){&L->wq, &L->wk, &L->wv}, xb, n, scr);
         if (L->bq) {
             ops_add_rows(q, L->bq, q_dim, n);
             ops_add_rows(k, L->bk, kv_dim, n);
@@ -604,8 +603,8 @@ static void forward(llmos_model_ctx *c, const int32_t *tokens, size_t n, size_t 
 
         /* x = x + down(silu(gate xb) * up xb), xb = rmsnorm(x) */
         ops_rmsnorm(xb, x, L->ffn_norm, d, n, hp->rms_eps);
-        ops_matmul(pool, hb, &L->ffn_gate, xb, n, scr);
-        ops_matmul(pool, hb2, &L->ffn_up, xb, n, scr);
+        ops_matmul_multi(pool, 2, (float *const[]){hb, hb2},
+                         (const ops_matrix *const[]){&L->ffn_gate, &L->ffn_up}, xb, n, scr);
         ops_silu_mul(hb, hb2, n * ff);
         ops_matmul(pool, xb, &L->ffn_down, hb, n, scr);
         ops_add(x, xb, n * d);

@@ -124,57 +124,90 @@ static void matmul_rows(void *ctx, size_t begin, size_t end, int worker)
     (void)err;
 }
 
+/* One dispatch over the groups of up to OPS_MAX_FUSED packed matrices that share an input. */
 typedef struct packed_job {
-    float *y;
-    const ops_matrix *w;
-    const uint8_t *act; /* n_tok rows of act_stride bytes (qpack_act) */
+    size_t count;
+    float *y[OPS_MAX_FUSED];
+    const ops_matrix *w[OPS_MAX_FUSED];
+    qpack_kernel_fn kernel[OPS_MAX_FUSED];
+    size_t first[OPS_MAX_FUSED + 1]; /* index of each matrix's first group in the job */
+    const uint8_t *act;              /* n_tok rows of act_stride bytes (qpack_act) */
     size_t act_stride;
     size_t n_tok;
-    qpack_kernel_fn kernel;
 } packed_job;
 
-/* Groups [begin, end) of a packed W against every token, QPACK_TOK tokens per kernel call.
- * The group (16 rows) stays in cache while all the tokens pass over it, so a batch reads each
+/* Groups [begin, end) of the job against every token, QPACK_TOK tokens per kernel call. The
+ * group (16 rows) stays in cache while all the tokens pass over it, so a batch reads each
  * weight from memory once. */
 static void matmul_groups(void *ctx, size_t begin, size_t end, int worker)
 {
     (void)worker;
     const packed_job *j = ctx;
-    const ops_matrix *w = j->w;
-    size_t group_bytes = QPACK_ROWS * w->row_bytes;
+    size_t m = 0;
     for (size_t g = begin; g < end; g++) {
-        const uint8_t *group = (const uint8_t *)w->packed + g * group_bytes;
-        size_t r0 = g * QPACK_ROWS, n = w->n_out - r0 < QPACK_ROWS ? w->n_out - r0 : QPACK_ROWS;
+        while (g >= j->first[m + 1])
+            m++;
+        const ops_matrix *w = j->w[m];
+        size_t local = g - j->first[m], r0 = local * QPACK_ROWS;
+        size_t n = w->n_out - r0 < QPACK_ROWS ? w->n_out - r0 : QPACK_ROWS;
+        const uint8_t *group = (const uint8_t *)w->packed + local * QPACK_ROWS * w->row_bytes;
         for (size_t t0 = 0; t0 < j->n_tok; t0 += QPACK_TOK) {
             size_t nt = j->n_tok - t0 < QPACK_TOK ? j->n_tok - t0 : QPACK_TOK;
             float out[QPACK_TOK][QPACK_ROWS];
-            j->kernel(w->n_in, group, j->act + t0 * j->act_stride, j->act_stride, nt, out);
+            j->kernel[m](w->n_in, group, j->act + t0 * j->act_stride, j->act_stride, nt, out);
             for (size_t t = 0; t < nt; t++)
-                memcpy(j->y + (t0 + t) * w->n_out + r0, out[t], n * sizeof(float));
+                memcpy(j->y[m] + (t0 + t) * w->n_out + r0, out[t], n * sizeof(float));
         }
     }
 }
 
-static void matmul_packed(llmos_pool *pool, float *y, const ops_matrix *w, const float *x,
-                          size_t n_tok, void *scratch)
+static void matmul_packed(llmos_pool *pool, size_t count, float *const y[],
+                          const ops_matrix *const w[], const float *x, size_t n_tok, void *scratch)
 {
-    const qpack_traits *pt = qpack_traits_of(w->type);
-    assert(pt && pt->kernel && scratch);
-    packed_job j = {.y = y, .w = w, .n_tok = n_tok, .kernel = pt->kernel};
-    j.act_stride = qpack_act_bytes(w->n_in);
+    assert(count >= 1 && count <= OPS_MAX_FUSED && scratch);
+    size_t k = w[0]->n_in;
+    packed_job j = {.count = count, .n_tok = n_tok, .act = scratch};
+    double work = 0;
+    for (size_t i = 0; i < count; i++) {
+        const qpack_traits *pt = qpack_traits_of(w[i]->type);
+        assert(pt && pt->kernel && w[i]->packed && w[i]->n_in == k);
+        j.y[i] = y[i];
+        j.w[i] = w[i];
+        j.kernel[i] = pt->kernel;
+        j.first[i + 1] = j.first[i] + (w[i]->n_out + QPACK_ROWS - 1) / QPACK_ROWS;
+        work += (double)w[i]->n_out * (double)k * (double)n_tok;
+    }
+    j.act_stride = qpack_act_bytes(k);
     for (size_t t = 0; t < n_tok; t++)
-        qpack_act_quantize(x + t * w->n_in, w->n_in, (uint8_t *)scratch + t * j.act_stride);
-    j.act = scratch;
-    if ((double)w->n_out * (double)w->n_in * (double)n_tok < OPS_MIN_PARALLEL_WORK)
+        qpack_act_quantize(x + t * k, k, (uint8_t *)scratch + t * j.act_stride);
+    if (work < OPS_MIN_PARALLEL_WORK)
         pool = NULL;
-    pool_parallel_for(pool, (w->n_out + QPACK_ROWS - 1) / QPACK_ROWS, 1, matmul_groups, &j);
+    /* about 8 chunks per thread: few enough to keep each thread's weight stream long, enough
+     * to even out a thread that falls behind */
+    size_t n_groups = j.first[count];
+    size_t chunk = n_groups / (8 * (size_t)pool_threads(pool));
+    pool_parallel_for_dynamic(pool, n_groups, chunk ? chunk : 1, matmul_groups, &j);
+}
+
+void ops_matmul_multi(llmos_pool *pool, size_t count, float *const y[], const ops_matrix *const w[],
+                      const float *x, size_t n_tok, void *scratch)
+{
+    bool packed = count >= 1 && count <= OPS_MAX_FUSED;
+    for (size_t i = 0; i < count && packed; i++)
+        packed = w[i]->packed && w[i]->n_in == w[0]->n_in;
+    if (packed) {
+        matmul_packed(pool, count, y, w, x, n_tok, scratch);
+        return;
+    }
+    for (size_t i = 0; i < count; i++)
+        ops_matmul(pool, y[i], w[i], x, n_tok, scratch);
 }
 
 void ops_matmul(llmos_pool *pool, float *y, const ops_matrix *w, const float *x, size_t n_tok,
                 void *scratch)
 {
     if (w->packed) {
-        matmul_packed(pool, y, w, x, n_tok, scratch);
+        matmul_packed(pool, 1, &y, &w, x, n_tok, scratch);
         return;
     }
     const quant_traits *tr = quant_traits_of(w->type);

@@ -55,6 +55,14 @@ size_t ops_matmul_scratch(ggml_type type, size_t n_in, size_t n_tok);
 void ops_matmul(llmos_pool *pool, float *y, const ops_matrix *w, const float *x, size_t n_tok,
                 void *scratch);
 
+/* y[i] = W[i] x for i < count, all W[i] with the same n_in: the Q, K and V projections, or
+ * the FFN's gate and up. When every W[i] is packed, the input is quantized once and the
+ * matrices share one dispatch to the pool (one wait instead of `count`); otherwise this is
+ * ops_matmul per matrix. */
+#define OPS_MAX_FUSED 3
+void ops_matmul_multi(llmos_pool *pool, size_t count, float *const y[], const ops_matrix *const w[],
+                      const float *x, size_t n_tok, void *scratch);
+
 /* Dequantize row `row` of W into out[0..n_in) (embedding lookup). */
 void ops_get_row(const ops_matrix *w, size_t row, float *out);
 

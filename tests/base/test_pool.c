@@ -30,12 +30,15 @@ static void mark(void *ctx, size_t begin, size_t end, int worker)
         atomic_fetch_add(&j->hits[i], 1);
 }
 
-static void run_case(llmos_pool *p, size_t n, size_t grain)
+static void run_case(llmos_pool *p, size_t n, size_t grain, bool dynamic)
 {
     job j = {0};
     j.grain = grain ? grain : 1;
     j.hits = calloc(n ? n : 1, sizeof *j.hits);
-    pool_parallel_for(p, n, grain, mark, &j);
+    if (dynamic)
+        pool_parallel_for_dynamic(p, n, grain, mark, &j);
+    else
+        pool_parallel_for(p, n, grain, mark, &j);
     for (size_t i = 0; i < n; i++)
         assert_int_equal(atomic_load(&j.hits[i]), 1);
     assert_int_equal(atomic_load(&j.bad), 0);
@@ -53,10 +56,12 @@ static void test_every_index_once(void **state)
         size_t grains[] = {1, 4, 16, 64};
         for (size_t s = 0; s < LLMOS_ARRAY_LEN(sizes); s++)
             for (size_t g = 0; g < LLMOS_ARRAY_LEN(grains); g++)
-                run_case(p, sizes[s], grains[g]);
+                for (int dynamic = 0; dynamic < 2; dynamic++)
+                    run_case(p, sizes[s], grains[g], dynamic);
         pool_free(p);
     }
-    run_case(NULL, 100, 8); /* NULL pool runs inline */
+    run_case(NULL, 100, 8, false); /* NULL pool runs inline */
+    run_case(NULL, 100, 8, true);
 }
 
 static void test_uses_all_workers(void **state)
@@ -100,6 +105,35 @@ static void test_many_small_jobs(void **state)
     pool_free(p);
 }
 
+/* A dynamic job where one worker is slow: the others take over its share, so it runs far
+ * fewer chunks than an even split would give it. */
+static void slow_worker_one(void *ctx, size_t begin, size_t end, int worker)
+{
+    if (worker == 1) {
+        struct timespec ts = {0, 2 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    mark(ctx, begin, end, worker);
+}
+
+static void test_dynamic_balances(void **state)
+{
+    (void)state;
+    llmos_pool *p;
+    assert_int_equal(pool_new(2, &p), LLMOS_OK);
+    job j = {0};
+    j.grain = 1;
+    j.hits = calloc(400, sizeof *j.hits);
+    pool_parallel_for_dynamic(p, 400, 1, slow_worker_one, &j);
+    for (size_t i = 0; i < 400; i++)
+        assert_int_equal(atomic_load(&j.hits[i]), 1);
+    /* an even split would give worker 1 200 chunks; 2 ms each would be 400 ms */
+    assert_true(atomic_load(&j.workers_seen[1]) < 100);
+    assert_true(atomic_load(&j.workers_seen[0]) > 300);
+    free(j.hits);
+    pool_free(p);
+}
+
 static void test_bad_thread_count(void **state)
 {
     (void)state;
@@ -119,9 +153,8 @@ int main(void)
 {
     log_set_level(LLMOS_LOG_ERROR);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_every_index_once),
-        cmocka_unit_test(test_uses_all_workers),
-        cmocka_unit_test(test_many_small_jobs),
+        cmocka_unit_test(test_every_index_once), cmocka_unit_test(test_uses_all_workers),
+        cmocka_unit_test(test_many_small_jobs),  cmocka_unit_test(test_dynamic_balances),
         cmocka_unit_test(test_bad_thread_count),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
