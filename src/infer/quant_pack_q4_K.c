@@ -108,6 +108,8 @@ void q4_Kx16_kernel_ref(size_t k, const void *group, const void *act, size_t act
 
 #define VNNI   __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
 #define INLINE __attribute__((always_inline)) inline
+/* loops over chunks, sub-blocks and tokens unrolled, so the vectors stay in registers */
+#define UNROLL _Pragma("GCC unroll 8")
 
 static INLINE VNNI __m512i q4k_bcast32(const int8_t *p)
 {
@@ -133,6 +135,7 @@ static INLINE VNNI void q4_Kx16_body(size_t k, const uint8_t *g, const int8_t *c
     const __m512i m6 = _mm512_set1_epi8(0x3F), m2h = _mm512_set1_epi8(0x30);
     const __m512 sixteenth = _mm512_set1_ps(1.0f / 16);
     __m512 acc[QPACK_TOK];
+    UNROLL
     for (size_t t = 0; t < NT; t++)
         acc[t] = _mm512_setzero_ps();
     for (size_t b = 0; b < k / QK_K; b++, g += Q4_KX16_BLOCK) {
@@ -151,24 +154,31 @@ static INLINE VNNI void q4_Kx16_body(size_t k, const uint8_t *g, const int8_t *c
 
         /* the mins: acc -= dmin * sum_j m_j * sx_j */
         __m512 ms[QPACK_TOK];
+        UNROLL
         for (size_t t = 0; t < NT; t++)
             ms[t] = _mm512_setzero_ps();
+        UNROLL
         for (int j = 0; j < 8; j++) {
             __m512 mf = q4k_byte_ps(j < 4 ? mn03 : mn47, j % 4);
+            UNROLL
             for (size_t t = 0; t < NT; t++)
                 ms[t] = _mm512_fmadd_ps(mf, _mm512_set1_ps(sx[t][b * 8 + (size_t)j]), ms[t]);
         }
+        UNROLL
         for (size_t t = 0; t < NT; t++)
             acc[t] = _mm512_fnmadd_ps(dmin, ms[t], acc[t]);
 
         /* the quants, one pair of sub-blocks (64 values, 8 chunks) at a time; the high
          * nibbles stay in place (16 q), their scale carries the 1/16 (exact) */
         __m512 s[QPACK_TOK];
+        UNROLL
         for (size_t t = 0; t < NT; t++)
             s[t] = _mm512_setzero_ps();
+        UNROLL
         for (int p = 0; p < 4; p++) {
             const uint8_t *qs = g + Q4_KX16_QS + 64 * 8 * p;
             __m512i lo[8], hi[8];
+            UNROLL
             for (int c = 0; c < 8; c++) {
                 __m512i w = _mm512_loadu_si512(qs + 64 * c);
                 lo[c] = _mm512_and_si512(w, m4);
@@ -178,10 +188,12 @@ static INLINE VNNI void q4_Kx16_body(size_t k, const uint8_t *g, const int8_t *c
             __m512 sc_hi = _mm512_mul_ps(q4k_byte_ps(p < 2 ? sc03 : sc47, (2 * p + 1) % 4),
                                          sixteenth);
             size_t jb = b * 8 + 2 * (size_t)p;
+            UNROLL
             for (size_t t = 0; t < NT; t++) {
                 const int8_t *yp = y[t] + b * QK_K + 64 * (size_t)p;
                 __m512i il0 = _mm512_setzero_si512(), il1 = _mm512_setzero_si512();
                 __m512i ih0 = _mm512_setzero_si512(), ih1 = _mm512_setzero_si512();
+                UNROLL
                 for (int c = 0; c < 8; c += 2) {
                     il0 = _mm512_dpbusd_epi32(il0, lo[c], q4k_bcast32(yp + 4 * c));
                     il1 = _mm512_dpbusd_epi32(il1, lo[c + 1], q4k_bcast32(yp + 4 * c + 4));
@@ -195,9 +207,11 @@ static INLINE VNNI void q4_Kx16_body(size_t k, const uint8_t *g, const int8_t *c
                                        s[t]);
             }
         }
+        UNROLL
         for (size_t t = 0; t < NT; t++)
             acc[t] = _mm512_fmadd_ps(d, s[t], acc[t]);
     }
+    UNROLL
     for (size_t t = 0; t < NT; t++)
         _mm512_storeu_ps(out[t], acc[t]);
 }
