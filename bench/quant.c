@@ -15,12 +15,17 @@
  * third times quant_gemm (64 tokens at once) against 64 separate vec_dot passes on a matrix
  * that fits in cache, the case of prompt processing.
  *
+ * The packed section times the same three things for the 16-row interleaved kernels
+ * (quant_pack.h) that inference uses where the CPU has them: streaming GB/s, GB/s in cache,
+ * and 64 tokens at once against the old quant_gemm.
+ *
  * usage: quant [--mib N] [--threads N]   (LLMOS_QUANT_ISA=ref|avx2 caps the kernels)
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "infer/quant_pack.h"
 #include "llmos/base.h"
 #include "llmos/quant.h"
 
@@ -86,6 +91,123 @@ static double mv_gbs(llmos_pool *pool, mv_job *j, size_t rows, int reps)
         best = gbs > best ? gbs : best;
     }
     return best;
+}
+
+/* ---- packed (16-row) kernels ------------------------------------------------------------- */
+
+typedef struct pk_job {
+    qpack_kernel_fn kernel;
+    const uint8_t *w; /* groups of group_bytes */
+    size_t group_bytes;
+    const void *act; /* n_tok tokens of act_stride bytes */
+    size_t act_stride, n_tok;
+    float *y;
+} pk_job;
+
+static void pk_range(void *ctx, size_t begin, size_t end, int worker)
+{
+    (void)worker;
+    pk_job *j = ctx;
+    float out[QPACK_TOK][QPACK_ROWS];
+    for (size_t g = begin; g < end; g++)
+        for (size_t t0 = 0; t0 < j->n_tok; t0 += QPACK_TOK) {
+            size_t nt = j->n_tok - t0 < QPACK_TOK ? j->n_tok - t0 : QPACK_TOK;
+            j->kernel(K_COLS, j->w + g * j->group_bytes,
+                      (const uint8_t *)j->act + t0 * j->act_stride, j->act_stride, nt, out);
+            for (size_t t = 0; t < nt; t++)
+                j->y[g * QPACK_ROWS + t] = out[t][0] + out[t][QPACK_ROWS - 1];
+        }
+}
+
+/* Best of `reps` passes over `groups` groups, in seconds. */
+static double pk_time(llmos_pool *pool, pk_job *j, size_t groups, int reps)
+{
+    double best = 1e9;
+    for (int rep = 0; rep < reps; rep++) {
+        double t0 = time_now();
+        size_t chunk = groups / (8 * (size_t)pool_threads(pool));
+        pool_parallel_for_dynamic(pool, groups, chunk ? chunk : 1, pk_range, j);
+        double dt = time_now() - t0;
+        best = dt < best ? dt : best;
+    }
+    return best;
+}
+
+static void fill_matrix(ggml_type type, uint8_t *w, size_t rows, size_t row_bytes, float *tmp);
+
+static void packed_section(llmos_pool *p1, llmos_pool *pn, uint8_t *w, size_t bytes, float *tmp,
+                           float *y, double bw1, double bwn)
+{
+    static const ggml_type pk_types[] = {GGML_TYPE_Q4_0, GGML_TYPE_Q8_0, GGML_TYPE_Q4_K,
+                                         GGML_TYPE_Q6_K, GGML_TYPE_Q5_0};
+    enum { TOK = 64, ROWS = 1024 };
+    uint8_t *pk = malloc(bytes);
+    uint8_t *act = malloc(TOK * qpack_act_bytes(K_COLS));
+    if (!pk || !act) {
+        fprintf(stderr, "quant: no memory for the packed section\n");
+        free(pk);
+        free(act);
+        return;
+    }
+    printf("\npacked 16-row kernels: streaming %zu MiB (GB/s, %% of triad), in cache (64 rows, "
+           "GB/s), %d tokens x %d rows (ms, vs quant_gemm)\n",
+           bytes >> 20, TOK, ROWS);
+    printf("%-6s %14s %16s %10s %10s %10s\n", "type", "1 thread", "threads", "in cache", "gemm ms",
+           "old ms");
+    for (int s = 0; s < TOK; s++) {
+        for (size_t i = 0; i < K_COLS; i++)
+            tmp[i] = (float)((double)rand() / RAND_MAX - 0.5);
+        qpack_act_quantize(tmp, K_COLS, act + (size_t)s * qpack_act_bytes(K_COLS));
+    }
+    for (size_t ti = 0; ti < LLMOS_ARRAY_LEN(pk_types); ti++) {
+        ggml_type type = pk_types[ti];
+        const qpack_traits *pt = qpack_traits_of(type);
+        const quant_traits *t = quant_traits_of(type);
+        if (!pt || !pt->kernel || !qpack_usable(type, K_COLS))
+            continue; /* no packed kernel for this type on this CPU */
+        size_t row_bytes = K_COLS / t->block_size * t->type_size;
+        size_t group_bytes = QPACK_ROWS * row_bytes, groups = bytes / group_bytes;
+        fill_matrix(type, w, groups * QPACK_ROWS, row_bytes, tmp);
+        for (size_t g = 0; g < groups; g++)
+            pt->pack(w + g * group_bytes, row_bytes, QPACK_ROWS, K_COLS, pk + g * group_bytes);
+        pk_job j = {pt->kernel, pk, group_bytes, act, qpack_act_bytes(K_COLS), 1, y};
+        double total = (double)(groups * group_bytes);
+        double g1 = total / pk_time(p1, &j, groups, 3) / 1e9;
+        double gn = total / pk_time(pn, &j, groups, 3) / 1e9;
+        double gc = (double)(4 * group_bytes) / pk_time(NULL, &j, 4, 200) / 1e9;
+        /* 64 tokens x 1024 rows: packed kernels vs the old quant_gemm on the same rows */
+        j.n_tok = TOK;
+        double tp = pk_time(NULL, &j, ROWS / QPACK_ROWS, 5);
+        const quant_traits *v = quant_traits_of(t->vec_dot_type);
+        size_t old_act = K_COLS / v->block_size * v->type_size;
+        uint8_t *oact = malloc(TOK * old_act);
+        float *out = malloc((size_t)TOK * ROWS * sizeof *out);
+        double to = 0;
+        if (oact && out) {
+            for (int s = 0; s < TOK; s++) {
+                for (size_t i = 0; i < K_COLS; i++)
+                    tmp[i] = (float)((double)rand() / RAND_MAX - 0.5);
+                v->from_float(tmp, oact + (size_t)s * old_act, K_COLS);
+            }
+            to = 1e9;
+            for (int rep = 0; rep < 5; rep++) {
+                double t0 = time_now();
+                if (quant_gemm(type, K_COLS, ROWS, w, row_bytes, TOK, oact, old_act, out, ROWS))
+                    break;
+                double dt = time_now() - t0;
+                to = dt < to ? dt : to;
+            }
+        }
+        free(oact);
+        free(out);
+        char c1[32], cn[32];
+        snprintf(c1, sizeof c1, "%.1f (%3.0f%%)", g1, 100 * g1 / bw1);
+        snprintf(cn, sizeof cn, "%.1f (%3.0f%%)", gn, 100 * gn / bwn);
+        printf("%-6s %14s %16s %10.1f %10.2f %10.2f\n", t->name, c1, cn, gc, tp * 1e3, to * 1e3);
+        fflush(stdout);
+    }
+    free(pk);
+    free(act);
 }
 
 static const ggml_type types[] = {
@@ -258,6 +380,7 @@ int main(int argc, char **argv)
     }
     free(out);
     free(act);
+    packed_section(p1, pn, w, bytes, tmp, y, bw1, bwn);
     free(w);
     free(tmp);
     free(y);

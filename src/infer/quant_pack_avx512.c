@@ -24,6 +24,8 @@
 
 #define VNNI   __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
 #define INLINE __attribute__((always_inline)) inline
+/* loops over chunks and tokens unrolled, so the vectors stay in registers */
+#define UNROLL _Pragma("GCC unroll 8")
 
 static INLINE VNNI __m512i bcast32(const int8_t *p)
 {
@@ -83,29 +85,37 @@ static INLINE VNNI __m512 block_fma(__m512 acc, __m512 dw, __m512i isum, float d
 static INLINE VNNI void q4_0x16_body(size_t k, const uint8_t *g, const tok_act *ta, const size_t NT,
                                      float out[QPACK_TOK][QPACK_ROWS])
 {
-    const __m512i m4 = _mm512_set1_epi8(0xF), zero = _mm512_setzero_si512();
+    const __m512i m4 = _mm512_set1_epi8(0xF), m4h = _mm512_set1_epi8((char)0xF0);
+    const __m512i zero = _mm512_setzero_si512();
     __m512 acc[QPACK_TOK];
+    UNROLL
     for (size_t t = 0; t < NT; t++)
         acc[t] = _mm512_setzero_ps();
     for (size_t b = 0; b < k / QK4_0; b++, g += QPACK_ROWS * sizeof(block_q4_0)) {
         __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)g));
+        /* the high nibbles stay in place (16 q): their sum is shifted back once per block,
+         * exactly, since it is a multiple of 16 */
         __m512i lo[4], hi[4];
+        UNROLL
         for (int c = 0; c < 4; c++) {
             __m512i w = _mm512_loadu_si512(g + 32 + 64 * c);
             lo[c] = _mm512_and_si512(w, m4);
-            hi[c] = _mm512_and_si512(_mm512_srli_epi16(w, 4), m4);
+            hi[c] = _mm512_and_si512(w, m4h);
         }
+        UNROLL
         for (size_t t = 0; t < NT; t++) {
             const int8_t *y = ta[t].q + b * QK4_0;
-            __m512i s[4];
-            for (int c = 0; c < 4; c++)
-                s[c] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(zero, lo[c], bcast32(y + 4 * c)),
-                                           hi[c], bcast32(y + 16 + 4 * c));
-            __m512i isum =
-                _mm512_add_epi32(_mm512_add_epi32(s[0], s[1]), _mm512_add_epi32(s[2], s[3]));
+            __m512i il = zero, ih = zero;
+            UNROLL
+            for (int c = 0; c < 4; c++) {
+                il = _mm512_dpbusd_epi32(il, lo[c], bcast32(y + 4 * c));
+                ih = _mm512_dpbusd_epi32(ih, hi[c], bcast32(y + 16 + 4 * c));
+            }
+            __m512i isum = _mm512_add_epi32(il, _mm512_srai_epi32(ih, 4));
             acc[t] = block_fma(acc[t], dw, isum, ta[t].d[b], 8.0f * ta[t].s[b]);
         }
     }
+    UNROLL
     for (size_t t = 0; t < NT; t++)
         _mm512_storeu_ps(out[t], acc[t]);
 }
@@ -117,24 +127,29 @@ static INLINE VNNI void q8_0x16_body(size_t k, const uint8_t *g, const tok_act *
 {
     const __m512i zero = _mm512_setzero_si512();
     __m512 acc[QPACK_TOK];
+    UNROLL
     for (size_t t = 0; t < NT; t++)
         acc[t] = _mm512_setzero_ps();
     for (size_t b = 0; b < k / QK8_0; b++, g += QPACK_ROWS * sizeof(block_q8_0)) {
         __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)g));
         __m512i w[8];
+        UNROLL
         for (int c = 0; c < 8; c++)
             w[c] = _mm512_loadu_si512(g + 32 + 64 * c);
+        UNROLL
         for (size_t t = 0; t < NT; t++) {
             const int8_t *y = ta[t].q + b * QK8_0;
-            __m512i s[4];
-            for (int c = 0; c < 4; c++)
-                s[c] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(zero, w[c], bcast32(y + 4 * c)),
-                                           w[c + 4], bcast32(y + 16 + 4 * c));
-            __m512i isum =
-                _mm512_add_epi32(_mm512_add_epi32(s[0], s[1]), _mm512_add_epi32(s[2], s[3]));
-            acc[t] = block_fma(acc[t], dw, isum, ta[t].d[b], 128.0f * ta[t].s[b]);
+            __m512i s0 = zero, s1 = zero;
+            UNROLL
+            for (int c = 0; c < 8; c += 2) {
+                s0 = _mm512_dpbusd_epi32(s0, w[c], bcast32(y + 4 * c));
+                s1 = _mm512_dpbusd_epi32(s1, w[c + 1], bcast32(y + 4 * c + 4));
+            }
+            acc[t] =
+                block_fma(acc[t], dw, _mm512_add_epi32(s0, s1), ta[t].d[b], 128.0f * ta[t].s[b]);
         }
     }
+    UNROLL
     for (size_t t = 0; t < NT; t++)
         _mm512_storeu_ps(out[t], acc[t]);
 }
