@@ -257,8 +257,8 @@ VNNI void q6_Kx16_kernel_avx512(size_t k, const void *group, const void *act, si
                                 size_t n_tok, float out[QPACK_TOK][QPACK_ROWS])
 {
     assert(k % QK_K == 0 && n_tok >= 1 && n_tok <= QPACK_TOK);
-    switch (
-        n_tok) { /* a constant token count per instantiation keeps the accumulators in registers */
+    /* a constant token count per instantiation keeps the accumulators in registers */
+    switch (n_tok) {
     case 1: q6_Kx16_body(k, group, act, act_stride, 1, out); break;
     case 2: q6_Kx16_body(k, group, act, act_stride, 2, out); break;
     case 3: q6_Kx16_body(k, group, act, act_stride, 3, out); break;
