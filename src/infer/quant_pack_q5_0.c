@@ -37,9 +37,6 @@
 
 static_assert(Q5X16_HB + 8 * 8 == Q5X16_BLOCK, "Q5_0x16 block is 16 GGUF blocks");
 
-/* Until quant_pack.h declares them. */
-QPACK_DECLARE(q5_0)
-
 void q5_0x16_pack(const void *rows, size_t row_bytes, size_t n_rows, size_t k, void *group)
 {
     assert(k % QK5_0 == 0 && n_rows >= 1 && n_rows <= QPACK_ROWS);

@@ -59,9 +59,6 @@
 #define Q6X16_SUB    (3 * 64)                          /* bytes of one sub-block's A, B, C */
 #define Q6X16_OFFSET 32                                /* value = d * sc * (q - 32) */
 
-/* Until quant_pack.h declares them. */
-QPACK_DECLARE(q6_K)
-
 static_assert(Q6X16_Q + 16 * Q6X16_SUB == Q6X16_SB, "Q6_Kx16 super-block is 16 GGUF blocks");
 
 /* The 6-bit quant q (0..63) of element e of a GGUF Q6_K block. ggml's dequantize_row_q6_K:

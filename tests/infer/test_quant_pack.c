@@ -128,7 +128,8 @@ static void test_act_simd_matches_reference(void **state)
 
 /* ---- packed kernels ---------------------------------------------------------------------- */
 
-static const ggml_type packed_types[] = {GGML_TYPE_Q4_0, GGML_TYPE_Q8_0, GGML_TYPE_Q4_K};
+static const ggml_type packed_types[] = {GGML_TYPE_Q4_0, GGML_TYPE_Q8_0, GGML_TYPE_Q4_K,
+                                         GGML_TYPE_Q6_K, GGML_TYPE_Q5_0};
 
 /* n_out rows (a partial last group) of k columns, QPACK_TOK tokens. */
 static void check_type(ggml_type type, size_t k, size_t n_out)
