@@ -139,6 +139,14 @@ static INLINE VNNI void q4_Kx16_body(size_t k, const uint8_t *g, const int8_t *c
     for (size_t t = 0; t < NT; t++)
         acc[t] = _mm512_setzero_ps();
     for (size_t b = 0; b < k / QK_K; b++, g += Q4_KX16_BLOCK) {
+        /* weights stream from memory once per token: ask for the super-block two ahead
+         * (past the group's end that is the next group, which follows in memory; a
+         * prefetch never faults, and the address is formed as an integer, not a pointer
+         * past the object). Measured on one core streaming 150 MB: 20 -> 29 GB/s. */
+        UNROLL
+        for (int l = 0; l < (int)(Q4_KX16_BLOCK / 64); l++)
+            _mm_prefetch((const char *)((uintptr_t)g + 2 * Q4_KX16_BLOCK + 64 * (size_t)l),
+                         _MM_HINT_T0);
         __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)g));
         __m512 dmin = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(g + 32)));
         /* quant_k4_scale_words on 16 rows: sc03 = scales 0-3, sc47 = scales 4-7, mn03 and
