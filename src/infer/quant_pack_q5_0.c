@@ -52,13 +52,10 @@ void q5_0x16_pack(const void *rows, size_t row_bytes, size_t n_rows, size_t k, v
                           (uint32_t)row[b].qh[2] << 16 | (uint32_t)row[b].qh[3] << 24;
             for (int c = 0; c < 4; c++) {
                 memcpy(gb + Q5X16_QS + 64 * c + 4 * r, row[b].qs + 4 * c, 4);
-                for (int i = 0; i < 4; i++) {
-                    /* mask bit n = 4r + i is bit n % 8 of mask byte n / 8 */
-                    size_t n = 4 * r + (size_t)i;
-                    uint8_t *lo = gb + Q5X16_HB + 16 * c, *hi = lo + 8;
-                    lo[n / 8] |= (uint8_t)(((qh >> (4 * c + i)) & 1) << (n % 8));
-                    hi[n / 8] |= (uint8_t)(((qh >> (16 + 4 * c + i)) & 1) << (n % 8));
-                }
+                /* mask bits 4r .. 4r+3 are the low or high nibble of mask byte r / 2 */
+                uint8_t *lo = gb + Q5X16_HB + 16 * c, *hi = lo + 8;
+                lo[r / 2] |= (uint8_t)(((qh >> (4 * c)) & 0xF) << (4 * (r % 2)));
+                hi[r / 2] |= (uint8_t)(((qh >> (16 + 4 * c)) & 0xF) << (4 * (r % 2)));
             }
         }
     }

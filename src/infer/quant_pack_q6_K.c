@@ -5,7 +5,7 @@
  *
  * GGUF Q6_K (ggml's block_q6_K, quant_internal.h): 256 values in 210 bytes, 16 sub-blocks of
  * 16 values, each with an int8 scale, one F16 d per block; a value is d * scale_j * (q - 32)
- * with q a 6-bit unsigned quant (low 4 bits in ql, high 2 bits in qh; q6k_q below).
+ * with q a 6-bit unsigned quant (low 4 bits in ql, high 2 bits in qh; q6k_unpack below).
  *
  * Packed layout. One super-block (256 columns) of a group of 16 rows takes 16 * 210 = 3360
  * bytes, the same bytes as the 16 GGUF blocks:
@@ -61,15 +61,18 @@
 
 static_assert(Q6X16_Q + 16 * Q6X16_SUB == Q6X16_SB, "Q6_Kx16 super-block is 16 GGUF blocks");
 
-/* The 6-bit quant q (0..63) of element e of a GGUF Q6_K block. ggml's dequantize_row_q6_K:
- * with e = 128h + 32k + l (k < 4, l < 32), the low 4 bits are nibble k / 2 of
- * ql[64h + 32(k % 2) + l] and the high 2 bits are bits 2k, 2k+1 of qh[32h + l]. */
-static int q6k_q(const block_q6_K *b, int e)
+/* The 256 6-bit quants q (0..63) of a GGUF Q6_K block. ggml's dequantize_row_q6_K: element
+ * e = 128h + 32k + l (k < 4, l < 32) has as low 4 bits nibble k / 2 of ql[64h + 32(k % 2) + l]
+ * and as high 2 bits bits 2k, 2k+1 of qh[32h + l]. */
+static void q6k_unpack(const block_q6_K *b, uint8_t q[QK_K])
 {
-    int h = e / 128, k = (e / 32) % 4, l = e % 32;
-    int lo = (b->ql[64 * h + 32 * (k % 2) + l] >> (4 * (k / 2))) & 0xF;
-    int hi = (b->qh[32 * h + l] >> (2 * k)) & 3;
-    return lo | hi << 4;
+    for (int h = 0; h < 2; h++)
+        for (int k = 0; k < 4; k++)
+            for (int l = 0; l < 32; l++) {
+                int lo = (b->ql[64 * h + 32 * (k % 2) + l] >> (4 * (k / 2))) & 0xF;
+                int hi = (b->qh[32 * h + l] >> (2 * k)) & 3;
+                q[128 * h + 32 * k + l] = (uint8_t)(lo | hi << 4);
+            }
 }
 
 void q6_Kx16_pack(const void *rows, size_t row_bytes, size_t n_rows, size_t k, void *group)
@@ -82,17 +85,18 @@ void q6_Kx16_pack(const void *rows, size_t row_bytes, size_t n_rows, size_t k, v
         const block_q6_K *row = (const block_q6_K *)((const uint8_t *)rows + r * row_bytes);
         for (size_t s = 0; s < nsb; s++) {
             const block_q6_K *blk = &row[s];
-            uint8_t *gs = g + s * Q6X16_SB;
+            uint8_t *gs = g + s * Q6X16_SB, q[QK_K];
+            q6k_unpack(blk, q);
             memcpy(gs + 2 * r, &blk->d, 2);
             for (int j = 0; j < 16; j++) {
+                const uint8_t *qj = q + 16 * j; /* chunk c of sub-block j: qj[4c .. 4c+3] */
                 gs[Q6X16_SC + 16 * j + r] = (uint8_t)blk->scales[j];
                 uint8_t *sub = gs + Q6X16_Q + Q6X16_SUB * j + 4 * r;
                 for (int i = 0; i < 4; i++) {
-                    int q0 = q6k_q(blk, 16 * j + i), q1 = q6k_q(blk, 16 * j + 4 + i);
-                    int q2 = q6k_q(blk, 16 * j + 8 + i), q3 = q6k_q(blk, 16 * j + 12 + i);
-                    sub[i] = (uint8_t)(q0 | (q3 & 3) << 6);
-                    sub[64 + i] = (uint8_t)(q1 | (q3 >> 2 & 3) << 6);
-                    sub[128 + i] = (uint8_t)(q2 | (q3 >> 4) << 6);
+                    int q3 = qj[12 + i];
+                    sub[i] = (uint8_t)(qj[i] | (q3 & 3) << 6);
+                    sub[64 + i] = (uint8_t)(qj[4 + i] | (q3 >> 2 & 3) << 6);
+                    sub[128 + i] = (uint8_t)(qj[8 + i] | (q3 >> 4) << 6);
                 }
             }
         }
