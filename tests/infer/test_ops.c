@@ -1,8 +1,9 @@
 /*
  * test_ops.c - the forward pass's operations against plain reference math: matmul for F32,
  * F16 and BF16 weights (batched and threaded results must equal the single-token, single-
- * thread ones), RMSNorm, both RoPE layouts with partial rotary, softmax, SwiGLU and causal
- * grouped-query attention over F32 and F16 caches.
+ * thread ones), the packed (16-row) path for every packed type, ops_matmul_multi, RMSNorm, both
+ * RoPE layouts with partial rotary, softmax, SwiGLU and causal grouped-query attention over F32 and
+ * F16 caches.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -15,6 +16,7 @@
 #include <cmocka.h>
 
 #include "infer/ops.h"
+#include "infer/quant_pack.h"
 
 static uint64_t rng_state = 0x9E3779B97F4A7C15ULL;
 static float frand(void) /* uniform in [-1, 1) */
@@ -103,6 +105,81 @@ static void test_matmul_bf16(void **state)
 {
     (void)state;
     check_matmul(GGML_TYPE_BF16);
+}
+
+/* The packed path: a partial last group (77 rows), 9 tokens (two full kernel calls and one of
+ * one token), threads, and several matrices in one dispatch. Reference: the dequantized
+ * weights times the activations as the packed kernels see them (qpack_act, dequantized). */
+static void check_matmul_packed(ggml_type type)
+{
+    enum { N_IN = 512, N_OUT = 77, N_TOK = 9 };
+    static float w[N_IN * N_OUT], deq[N_IN * N_OUT], x[N_TOK * N_IN], xr[N_TOK * N_IN];
+    static float y[N_TOK * N_OUT], y1[N_OUT], yp[N_TOK * N_OUT], y2[N_TOK * N_OUT];
+    fill(w, N_IN * N_OUT);
+    fill(x, N_TOK * N_IN);
+    void *data = make_weight(type, w, N_IN * N_OUT, deq);
+    ops_matrix m;
+    assert_true(ops_matrix_init(&m, data, type, N_IN, N_OUT));
+    size_t bytes = ops_matrix_packed_bytes(&m);
+    if (bytes == 0) {
+        print_message("%s: no packed kernel on this CPU (or LLMOS_PACK=0), skipped\n",
+                      ggml_type_name(type));
+        free(data);
+        return;
+    }
+    void *packed = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    assert_non_null(packed);
+    ops_matrix_pack(NULL, &m, packed);
+    assert_ptr_equal(m.packed, packed);
+
+    void *act = malloc(qpack_act_bytes(N_IN));
+    for (size_t t = 0; t < N_TOK; t++) {
+        qpack_act_quantize_ref(x + t * N_IN, N_IN, act);
+        for (size_t i = 0; i < N_IN; i++)
+            xr[t * N_IN + i] = qpack_act_d(act, N_IN)[i / QPACK_BLOCK] * qpack_act_q(act)[i];
+    }
+    free(act);
+
+    void *scratch = malloc(ops_matmul_scratch(type, N_IN, N_TOK) + 1);
+    ops_matmul(NULL, y, &m, x, N_TOK, scratch);
+    for (size_t t = 0; t < N_TOK; t++)
+        for (size_t r = 0; r < N_OUT; r++) {
+            double ref = 0;
+            for (size_t i = 0; i < N_IN; i++)
+                ref += (double)deq[r * N_IN + i] * xr[t * N_IN + i];
+            if (fabs(y[t * N_OUT + r] - ref) > 1e-4)
+                fail_msg("%s packed: token %zu row %zu: %.7g, expected %.7g", ggml_type_name(type),
+                         t, r, (double)y[t * N_OUT + r], ref);
+        }
+    /* each token's sum runs in the same order alone or in a batch */
+    for (size_t t = 0; t < N_TOK; t++) {
+        ops_matmul(NULL, y1, &m, x + t * N_IN, 1, scratch);
+        assert_memory_equal(y1, y + t * N_OUT, sizeof y1);
+    }
+    /* threads, and the same matrix three times in one dispatch (quantizing the input once) */
+    llmos_pool *pool = NULL;
+    assert_int_equal(pool_new(3, &pool), LLMOS_OK);
+    ops_matmul(pool, yp, &m, x, N_TOK, scratch);
+    assert_memory_equal(yp, y, sizeof y);
+    memset(yp, 0, sizeof yp);
+    ops_matmul_multi(pool, 3, (float *const[]){yp, y2, y1}, (const ops_matrix *const[]){&m, &m, &m},
+                     x, 1, scratch);
+    assert_memory_equal(yp, y, N_OUT * sizeof(float));
+    assert_memory_equal(y2, y, N_OUT * sizeof(float));
+    assert_memory_equal(y1, y, N_OUT * sizeof(float));
+    pool_free(pool);
+    free(scratch);
+    free(packed);
+    free(data);
+}
+
+static void test_matmul_packed(void **state)
+{
+    (void)state;
+    const ggml_type types[] = {GGML_TYPE_Q4_0, GGML_TYPE_Q8_0, GGML_TYPE_Q5_0, GGML_TYPE_Q4_K,
+                               GGML_TYPE_Q6_K};
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
+        check_matmul_packed(types[i]);
 }
 
 static void test_matrix_init_rejects(void **state)
@@ -307,11 +384,17 @@ static void test_attention_f16(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_matmul_f32),       cmocka_unit_test(test_matmul_f16),
-        cmocka_unit_test(test_matmul_bf16),      cmocka_unit_test(test_matrix_init_rejects),
-        cmocka_unit_test(test_get_row),          cmocka_unit_test(test_rmsnorm),
-        cmocka_unit_test(test_rope_norm),        cmocka_unit_test(test_rope_neox_partial),
-        cmocka_unit_test(test_softmax_silu_add), cmocka_unit_test(test_attention_f32),
+        cmocka_unit_test(test_matmul_f32),
+        cmocka_unit_test(test_matmul_f16),
+        cmocka_unit_test(test_matmul_bf16),
+        cmocka_unit_test(test_matmul_packed),
+        cmocka_unit_test(test_matrix_init_rejects),
+        cmocka_unit_test(test_get_row),
+        cmocka_unit_test(test_rmsnorm),
+        cmocka_unit_test(test_rope_norm),
+        cmocka_unit_test(test_rope_neox_partial),
+        cmocka_unit_test(test_softmax_silu_add),
+        cmocka_unit_test(test_attention_f32),
         cmocka_unit_test(test_attention_f16),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
