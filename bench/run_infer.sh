@@ -1,6 +1,6 @@
 #!/bin/sh
 # bench/run_infer.sh - the inference speed table: random-weight models of TinyLlama-1.1B and
-# Qwen2.5-0.5B shapes, quantized to Q4_0, Q8_0 and Q4_K_M, measured with `llmos bench`
+# Qwen2.5-0.5B shapes, quantized to Q4_0, Q8_0, Q4_K_M and Q5_K_M, measured with `llmos bench`
 # (pp128, tg64) and bench/roofline (bandwidth ceiling for generation), next to llama.cpp's
 # figures for the same shapes and types measured on the reference 2-core machine.
 #
@@ -10,7 +10,8 @@
 #
 # Environment: BUILD (build directory, default build), THREADS (default 2), REPS (default 3),
 # LLMOS_TESTDATA (the shared test data, for the vocabularies; default ../shared/testdata),
-# SHAPES (default "tinyllama qwen"), TYPES (default "Q4_0 Q8_0 Q4_K_M"), PP and TG (prompt and
+# SHAPES (default "tinyllama qwen"), TYPES (default "Q4_0 Q8_0 Q4_K_M Q5_K_M"; llama.cpp figures
+# exist for the first three), PP and TG (prompt and
 # generation lengths, default 128 and 64: the reference figures are for those).
 set -eu
 
@@ -20,7 +21,7 @@ REPS=${REPS:-3}
 PP=${PP:-128}
 TG=${TG:-64}
 SHAPES=${SHAPES:-"tinyllama qwen"}
-TYPES=${TYPES:-"Q4_0 Q8_0 Q4_K_M"}
+TYPES=${TYPES:-"Q4_0 Q8_0 Q4_K_M Q5_K_M"}
 TESTDATA=${LLMOS_TESTDATA:-../shared/testdata}
 LLMOS=$BUILD/llmos
 ROOFLINE=$BUILD/bench/roofline
