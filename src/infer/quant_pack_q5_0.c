@@ -155,13 +155,13 @@ static INLINE VNNI void q5_0x16_body(size_t k, const uint8_t *g, const void *act
 #pragma GCC unroll 4
         for (size_t t = 0; t < NT; t++) {
             const int8_t *yb = y[t] + b * QK5_0;
-            __m512i s[4];
+            __m512i il = zero, ih = zero; /* two chains: elements 0-15 and 16-31 */
 #pragma GCC unroll 4
-            for (int c = 0; c < 4; c++)
-                s[c] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(zero, lo[c], bcast32(yb + 4 * c)),
-                                           hi[c], bcast32(yb + 16 + 4 * c));
-            __m512i isum =
-                _mm512_add_epi32(_mm512_add_epi32(s[0], s[1]), _mm512_add_epi32(s[2], s[3]));
+            for (int c = 0; c < 4; c++) {
+                il = _mm512_dpbusd_epi32(il, lo[c], bcast32(yb + 4 * c));
+                ih = _mm512_dpbusd_epi32(ih, hi[c], bcast32(yb + 16 + 4 * c));
+            }
+            __m512i isum = _mm512_add_epi32(il, ih);
             acc[t] = block_fma(acc[t], dw, isum, dx[t][b], (float)Q5X16_OFFSET * sx[t][b]);
         }
     }
