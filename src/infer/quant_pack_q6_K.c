@@ -25,8 +25,7 @@
  *   A = q0 | (q3 & 3) << 6        chunk 0 = A & 0x3F
  *   B = q1 | (q3 >> 2 & 3) << 6   chunk 1 = B & 0x3F
  *   C = q2 | (q3 >> 4) << 6       chunk 2 = C & 0x3F
- *                                 chunk 3 = ((((A & 0xC0) >> 2 | (B & 0xC0)) >> 2) | (C & 0xC0)) >>
- * 2
+ *   chunk 3 = ((((A & 0xC0) >> 2 | (B & 0xC0)) >> 2) | (C & 0xC0)) >> 2
  *
  * so decoding a sub-block of 16 rows takes nine simple operations for four vectors (the shifts
  * may be 16-bit: the masked bits never cross into the neighbouring byte).
