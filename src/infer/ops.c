@@ -8,6 +8,8 @@
  */
 #include <assert.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "infer/ops.h"
@@ -267,9 +269,32 @@ void ops_add(float *dst, const float *src, size_t n)
         dst[i] += src[i];
 }
 
+static pthread_once_t simd_once = PTHREAD_ONCE_INIT;
+static bool simd_avx512;
+
+static void simd_select(void)
+{
+#if defined(__x86_64__)
+    const llmos_cpu *cpu = cpu_features();
+    const char *isa = getenv("LLMOS_QUANT_ISA");
+    bool capped = isa && (strcmp(isa, "ref") == 0 || strcmp(isa, "avx2") == 0);
+    simd_avx512 = !capped && cpu->avx2 && cpu->fma && cpu->f16c && cpu->avx512f;
+#endif
+}
+
+bool ops_simd_avx512(void)
+{
+    pthread_once(&simd_once, simd_select);
+    return simd_avx512;
+}
+
 void ops_softmax(float *x, size_t n)
 {
     assert(n > 0);
+    if (ops_simd_avx512()) {
+        ops_softmax_avx512(x, n);
+        return;
+    }
     float max = x[0];
     for (size_t i = 1; i < n; i++)
         if (x[i] > max)
@@ -286,6 +311,10 @@ void ops_softmax(float *x, size_t n)
 
 void ops_silu_mul(float *gate, const float *up, size_t n)
 {
+    if (ops_simd_avx512()) {
+        ops_silu_mul_avx512(gate, up, n);
+        return;
+    }
     for (size_t i = 0; i < n; i++) {
         float g = gate[i];
         gate[i] = g / (1.0f + expf(-g)) * up[i];
@@ -344,12 +373,21 @@ static void attention_items(void *ctx, size_t begin, size_t end, int worker)
     float *vrow =
         (float *)(scratch + round64(n_ctx * sizeof(float)) + round64(a->head_dim * sizeof(float)));
 
+    bool simd = ops_simd_avx512() && a->head_dim % 16 == 0;
     for (size_t item = begin; item < end; item++) {
         size_t t = item / a->n_heads, h = item % a->n_heads, g = h / group;
         const float *q = a->q + t * q_dim + h * a->head_dim;
         float *out = a->out + t * q_dim + h * a->head_dim;
         size_t n_keys = a->pos0 + t + 1; /* causal: this token and everything before it */
         size_t head_off = g * a->head_dim * elt;
+        if (simd) {
+            ops_attn_scores_avx512(att, q, (const uint8_t *)a->k + head_off, a->kv_stride,
+                                   a->kv_type, n_keys, a->head_dim, a->scale);
+            ops_softmax_avx512(att, n_keys);
+            ops_attn_values_avx512(out, att, (const uint8_t *)a->v + head_off, a->kv_stride,
+                                   a->kv_type, n_keys, a->head_dim);
+            continue;
+        }
 
         const void *qd = q;
         if (kt->vec_dot_type != GGML_TYPE_F32) {
@@ -393,5 +431,7 @@ void ops_attention(llmos_pool *pool, const ops_attention_args *a)
         (double)a->n_tok * (double)a->n_heads * (double)a->head_dim * (double)(a->pos0 + a->n_tok);
     if (work < OPS_MIN_PARALLEL_WORK)
         pool = NULL;
-    pool_parallel_for(pool, a->n_tok * a->n_heads, grain, attention_items, (void *)a);
+    /* dynamic: with a causal mask later tokens have more keys, so equal slices are unequal
+     * work */
+    pool_parallel_for_dynamic(pool, a->n_tok * a->n_heads, grain, attention_items, (void *)a);
 }

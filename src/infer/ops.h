@@ -116,4 +116,21 @@ typedef struct ops_attention_args {
 size_t ops_attention_scratch(ggml_type kv_type, size_t head_dim, size_t n_ctx);
 void ops_attention(llmos_pool *pool, const ops_attention_args *a);
 
+/* ---- AVX-512 inner loops (ops_avx512.c); ops.c picks them when the CPU has AVX-512F ------- */
+
+/* Whether ops.c uses the functions below (AVX-512F and F16C present, LLMOS_QUANT_ISA not
+ * capping below avx512). */
+bool ops_simd_avx512(void);
+/* x[i] = exp(x[i]), within about one ulp. */
+void ops_exp_avx512(float *x, size_t n);
+void ops_silu_mul_avx512(float *gate, const float *up, size_t n);
+void ops_softmax_avx512(float *x, size_t n);
+/* att[j] = scale * dot(q, key j) for j < n_keys; keys are rows of kv_stride bytes in kv_type
+ * (F32 or F16), head_dim a multiple of 16. */
+void ops_attn_scores_avx512(float *att, const float *q, const uint8_t *k, size_t kv_stride,
+                            ggml_type kv_type, size_t n_keys, size_t head_dim, float scale);
+/* out[d] = sum_j att[j] * value j [d], d < head_dim (a multiple of 16). */
+void ops_attn_values_avx512(float *out, const float *att, const uint8_t *v, size_t kv_stride,
+                            ggml_type kv_type, size_t n_keys, size_t head_dim);
+
 #endif

@@ -262,6 +262,60 @@ static void test_rope_neox_partial(void **state)
     assert_true(fabsf(a[1] - b[1]) > 1e-3f);
 }
 
+/* The AVX-512 exp and the ops built on it against libm, over the whole float range exp
+ * covers: relative error within 4e-7 (about 3 ulp) where the result is a normal float, an
+ * absolute error below the smallest normal where it is not, and saturation beyond. */
+static void test_simd_exp(void **state)
+{
+    (void)state;
+    if (!ops_simd_avx512()) {
+        print_message("skipping: this CPU has no AVX-512F\n");
+        return;
+    }
+    enum { N = 200003 };
+    static float x[N];
+    for (size_t i = 0; i < N; i++)
+        x[i] = -103.0f + 192.0f * (float)i / (float)(N - 1);
+    static float y[N];
+    memcpy(y, x, sizeof y);
+    ops_exp_avx512(y, N);
+    double worst = 0;
+    for (size_t i = 0; i < N; i++) {
+        double e = exp((double)x[i]);
+        if (e > 3.4e38) /* at the top of the range: the largest float or infinity */
+            assert_true(isinf(y[i]) || y[i] >= 3.4e38f);
+        else if (e < 1.17549435e-38)
+            assert_true(fabs(y[i] - e) < 1.17549435e-38);
+        else if (fabs(y[i] - e) / e > worst)
+            worst = fabs(y[i] - e) / e;
+    }
+    print_message("exp: worst relative error %.2g\n", worst);
+    assert_true(worst < 4e-7);
+    float ext[3] = {-1000.0f, 1000.0f, 0.0f};
+    ops_exp_avx512(ext, 3);
+    assert_true(ext[0] >= 0 && ext[0] < 1e-44f);
+    assert_true(isinf(ext[1]));
+    assert_float_equal(ext[2], 1.0f, 0);
+
+    float g[37], u[37], g0[37];
+    fill(g, 37);
+    fill(u, 37);
+    for (int i = 0; i < 37; i++)
+        g0[i] = g[i] *= 20.0f;
+    ops_silu_mul_avx512(g, u, 37);
+    for (int i = 0; i < 37; i++)
+        assert_float_equal(g[i], g0[i] / (1 + exp(-(double)g0[i])) * u[i],
+                           1e-6 * (1 + fabs(g0[i])));
+    float p[37];
+    fill(p, 37);
+    double sum = 0, ref[37];
+    for (int i = 0; i < 37; i++)
+        sum += ref[i] = exp((double)(p[i] *= 30.0f));
+    ops_softmax_avx512(p, 37);
+    for (int i = 0; i < 37; i++)
+        assert_float_equal(p[i], ref[i] / sum, 1e-6);
+}
+
 static void test_softmax_silu_add(void **state)
 {
     (void)state;
@@ -394,6 +448,7 @@ int main(void)
         cmocka_unit_test(test_rope_norm),
         cmocka_unit_test(test_rope_neox_partial),
         cmocka_unit_test(test_softmax_silu_add),
+        cmocka_unit_test(test_simd_exp),
         cmocka_unit_test(test_attention_f32),
         cmocka_unit_test(test_attention_f16),
     };
