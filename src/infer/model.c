@@ -263,31 +263,34 @@ static llmos_err load_weights(llmos_model *m)
  * --anon). The token embedding stays in the map: it is read a row per token. Memory: the
  * arena is the size of the weights; the file's pages stay in the page cache only as long as
  * the kernel wants them there. */
+/* Matrix i of the model's 1 + 7 n_layer matmul weights: the output, then each layer's. */
+static ops_matrix *matrix_at(llmos_model *m, size_t i)
+{
+    if (i == 0)
+        return &m->output;
+    layer *L = &m->layers[(i - 1) / 7];
+    ops_matrix *lm[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->ffn_gate, &L->ffn_up, &L->ffn_down};
+    return lm[(i - 1) % 7];
+}
+
+/* Bytes matrix w takes in the arena: packed, else as it is; 64-byte aligned. */
+static size_t arena_bytes(const ops_matrix *w)
+{
+    size_t bytes = ops_matrix_packed_bytes(w);
+    if (bytes == 0)
+        bytes = w->row_bytes * w->n_out;
+    return (bytes + 63) / 64 * 64;
+}
+
 static llmos_err place_weights(llmos_model *m)
 {
     size_t n_mats = 1 + 7 * (size_t)m->hp.n_layer, total = 0;
-    ops_matrix **mats = calloc(n_mats, sizeof *mats);
-    if (!mats)
-        return llmos_fail(LLMOS_ERR_NOMEM, "%s: out of memory", gguf_name(m->file));
-    size_t k = 0;
-    mats[k++] = &m->output;
-    for (uint32_t i = 0; i < m->hp.n_layer; i++) {
-        layer *L = &m->layers[i];
-        ops_matrix *lm[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->ffn_gate, &L->ffn_up, &L->ffn_down};
-        for (size_t j = 0; j < LLMOS_ARRAY_LEN(lm); j++)
-            mats[k++] = lm[j];
-    }
-    for (size_t i = 0; i < n_mats; i++) {
-        size_t bytes = ops_matrix_packed_bytes(mats[i]);
-        if (bytes == 0)
-            bytes = mats[i]->row_bytes * mats[i]->n_out;
-        total += (bytes + 63) / 64 * 64;
-    }
+    for (size_t i = 0; i < n_mats; i++)
+        total += arena_bytes(matrix_at(m, i));
     m->weights = huge_alloc(total);
     if (!m->weights) { /* not fatal: compute from the map */
         LOG_WARN("model", "%s: no memory for a %.0f MiB weight arena; reading weights in place",
                  gguf_name(m->file), (double)total / 1048576.0);
-        free(mats);
         return LLMOS_OK;
     }
     m->weights_size = total;
@@ -296,18 +299,18 @@ static llmos_err place_weights(llmos_model *m)
         pool = NULL; /* pack on this thread */
     uint8_t *p = m->weights;
     for (size_t i = 0; i < n_mats; i++) {
-        size_t bytes = ops_matrix_packed_bytes(mats[i]);
-        if (bytes) {
-            ops_matrix_pack(pool, mats[i], p);
+        ops_matrix *w = matrix_at(m, i);
+        size_t bytes = arena_bytes(w);
+        assert(w->data);
+        if (ops_matrix_packed_bytes(w)) {
+            ops_matrix_pack(pool, w, p);
         } else {
-            bytes = mats[i]->row_bytes * mats[i]->n_out;
-            memcpy(p, mats[i]->data, bytes);
-            mats[i]->data = p;
+            memcpy(p, w->data, w->row_bytes * w->n_out);
+            w->data = p;
         }
-        p += (bytes + 63) / 64 * 64;
+        p += bytes;
     }
     pool_free(pool);
-    free(mats);
     return LLMOS_OK;
 }
 

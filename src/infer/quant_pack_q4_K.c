@@ -193,8 +193,8 @@ static INLINE VNNI void q4_Kx16_body(size_t k, const uint8_t *g, const int8_t *c
                 hi[c] = _mm512_and_si512(w, m4h);
             }
             __m512 sc_lo = q4k_byte_ps(p < 2 ? sc03 : sc47, (2 * p) % 4);
-            __m512 sc_hi = _mm512_mul_ps(q4k_byte_ps(p < 2 ? sc03 : sc47, (2 * p + 1) % 4),
-                                         sixteenth);
+            __m512 sc_hi =
+                _mm512_mul_ps(q4k_byte_ps(p < 2 ? sc03 : sc47, (2 * p + 1) % 4), sixteenth);
             size_t jb = b * 8 + 2 * (size_t)p;
             UNROLL
             for (size_t t = 0; t < NT; t++) {
@@ -211,8 +211,8 @@ static INLINE VNNI void q4_Kx16_body(size_t k, const uint8_t *g, const int8_t *c
                 __m512 fl = _mm512_cvtepi32_ps(_mm512_add_epi32(il0, il1));
                 __m512 fh = _mm512_cvtepi32_ps(_mm512_add_epi32(ih0, ih1));
                 s[t] = _mm512_fmadd_ps(fl, _mm512_mul_ps(sc_lo, _mm512_set1_ps(dx[t][jb])), s[t]);
-                s[t] = _mm512_fmadd_ps(fh, _mm512_mul_ps(sc_hi, _mm512_set1_ps(dx[t][jb + 1])),
-                                       s[t]);
+                s[t] =
+                    _mm512_fmadd_ps(fh, _mm512_mul_ps(sc_hi, _mm512_set1_ps(dx[t][jb + 1])), s[t]);
             }
         }
         UNROLL

@@ -89,8 +89,8 @@ static void make_row(block_q4_K *row, size_t nb, int r, const row_spec *s)
 
 /* The dot of row r (as specified, not as stored) with one token; *mag gets the sum of the
  * magnitudes of the scale part and the min part, which the kernels sum separately. */
-static double expect_dot(const block_q4_K *row, size_t k, const void *act, const row_spec *s,
-                         int r, double *mag)
+static double expect_dot(const block_q4_K *row, size_t k, const void *act, const row_spec *s, int r,
+                         double *mag)
 {
     const int8_t *y = qpack_act_q(act);
     const float *dx = qpack_act_d(act, k);
@@ -233,8 +233,8 @@ static void check_case(const row_spec *spec, int act_kind)
                     fail_msg("Q4_K reference row %zu token %zu: %.9g, expected %.9g", r, t,
                              (double)ref[t][r], e);
                 if (pt->kernel && fabs(simd[t][r] - e) > tol)
-                    fail_msg("Q4_K SIMD (%zu tokens) row %zu token %zu: %.9g, expected %.9g", nt,
-                             r, t, (double)simd[t][r], e);
+                    fail_msg("Q4_K SIMD (%zu tokens) row %zu token %zu: %.9g, expected %.9g", nt, r,
+                             t, (double)simd[t][r], e);
             }
     }
     free(rows);
