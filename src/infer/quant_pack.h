@@ -106,6 +106,8 @@ QPACK_DECLARE(q8_0)
 QPACK_DECLARE(q4_K) /* quant_pack_q4_K.c */
 QPACK_DECLARE(q6_K) /* quant_pack_q6_K.c */
 QPACK_DECLARE(q5_0) /* quant_pack_q5_0.c */
+QPACK_DECLARE(q5_K) /* quant_pack_q5_K.c */
+QPACK_DECLARE(q5_1) /* quant_pack_q5_1.c */
 
 /* avx512f+bw+vl */
 void qpack_act_quantize_avx512(const float *x, size_t n, void *dst);

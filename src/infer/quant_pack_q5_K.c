@@ -1,0 +1,284 @@
+/*
+ * quant_pack_q5_K.c - packed (16-row interleaved) Q5_K weights: the group layout, the pack
+ * function, the scalar reference kernel and the AVX-512 VNNI kernel. See quant_pack.h for why
+ * rows are interleaved and for the kernel contract.
+ *
+ * Q5_K (ggml's block_q5_K, 176 bytes per 256 values): F16 d and dmin, the 12 bytes of eight
+ * 6-bit scales sc_j and eight 6-bit mins m_j of Q4_K (one per 32-value sub-block j, bit layout
+ * at quant_k4_scale_min), qh[32] whose bit j of byte l is the fifth bit of element 32j + l, and
+ * 128 bytes of nibbles as Q4_K (bytes 32p..32p+31 hold sub-block 2p in their low nibbles and
+ * sub-block 2p+1 in their high nibbles). value = d*sc_j*q - dmin*m_j, q = 0..31 (ggml's
+ * dequantize_row_q5_K; quant_ref.c q5_K_to_float).
+ *
+ * With activations x = dx_j * y per 32 values (qpack_act, sx_j = dx_j * sum y), one
+ * super-block of one row contributes
+ *     d * sum_j (sc_j * dx_j) * isum_j  -  dmin * sum_j m_j * sx_j,   isum_j = sum q * y,
+ * integer sums exact (31 * 127 * 32 fits easily), two float sums per super-block, d and dmin
+ * applied once: the arithmetic of the packed Q4_K kernel with 5-bit quants.
+ */
+#include <string.h>
+
+#include "infer/quant_internal.h"
+#include "infer/quant_pack.h"
+
+/* ---- layout and pack --------------------------------------------------------------------- */
+
+/* Super-block b of a group (2816 bytes = 16 Q5_K blocks, the same bytes as the GGUF rows):
+ *   offset    0  uint16_t d[16]            the 16 rows' d (F16)
+ *   offset   32  uint16_t dmin[16]         the 16 rows' dmin (F16)
+ *   offset   64  uint8_t  sc[3][16][4]     word w, row r: bytes 4w..4w+3 of that row's 12
+ *                                          scale bytes, unchanged (GGUF bit layout)
+ *   offset  256  uint8_t  qs[32][16][4]    chunk c, row r: bytes 4c..4c+3 of that row's qs
+ *   offset 2304  uint64_t hb[32][2]        fifth bits, little-endian: bit 4r + i of hb[c][h]
+ *                                          is the fifth bit of the element whose nibble is
+ *                                          nibble h (0 low, 1 high) of byte 4r + i of chunk c
+ * so 32-bit lane r of chunk c = 8p + i (p = 0..3, i = 0..7) holds elements 64p+4i..64p+4i+3
+ * in its low nibbles (sub-block 2p) and 64p+32+4i..64p+32+4i+3 in its high nibbles (sub-block
+ * 2p+1), and each 64-bit mask lines up bit for byte with one decoded nibble vector: the kernel
+ * adds 16 to the bytes it selects (a masked byte add, the mask loaded straight from memory).
+ * The fifth bit of element e = 64p + 32h + 4i + j is bit 2p + h of the GGUF qh[4i + j]. Rows
+ * of zeros (d = dmin = 0) produce 0. */
+#define Q5_KX16_BLOCK (QPACK_ROWS * sizeof(block_q5_K))
+#define Q5_KX16_SC    64
+#define Q5_KX16_QS    256
+#define Q5_KX16_HB    (Q5_KX16_QS + 32 * 64) /* 2304 */
+
+static_assert(Q5_KX16_HB + 32 * 2 * 8 == Q5_KX16_BLOCK, "Q5_K group block keeps the GGUF bytes");
+
+void q5_Kx16_pack(const void *rows, size_t row_bytes, size_t n_rows, size_t k, void *group)
+{
+    assert(k % QK_K == 0 && n_rows >= 1 && n_rows <= QPACK_ROWS);
+    size_t nb = k / QK_K;
+    uint8_t *g = group;
+    memset(g, 0, nb * Q5_KX16_BLOCK); /* missing rows: d = dmin = 0, quants 0 */
+    for (size_t r = 0; r < n_rows; r++) {
+        const block_q5_K *row = (const block_q5_K *)((const uint8_t *)rows + r * row_bytes);
+        for (size_t b = 0; b < nb; b++) {
+            uint8_t *gb = g + b * Q5_KX16_BLOCK;
+            memcpy(gb + 2 * r, &row[b].d, 2);
+            memcpy(gb + 32 + 2 * r, &row[b].dmin, 2);
+            for (int w = 0; w < 3; w++)
+                memcpy(gb + Q5_KX16_SC + 64 * w + 4 * r, row[b].scales + 4 * w, 4);
+            for (int c = 0; c < 32; c++) {
+                memcpy(gb + Q5_KX16_QS + 64 * c + 4 * r, row[b].qs + 4 * c, 4);
+                int p = c / 8, l0 = 4 * (c % 8); /* chunk c: sub-blocks 2p, 2p+1, l = l0.. */
+                for (int h = 0; h < 2; h++) {
+                    uint8_t *mask = gb + Q5_KX16_HB + 16 * c + 8 * h;
+                    for (int i = 0; i < 4; i++) {
+                        int bit = (row[b].qh[l0 + i] >> (2 * p + h)) & 1;
+                        int n = 4 * (int)r + i; /* bit n of the mask */
+                        mask[n / 8] |= (uint8_t)(bit << (n % 8));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* ---- scalar reference -------------------------------------------------------------------- */
+
+/* The quant q (0..31) of element e (0..255) of row r in a packed super-block, read as the
+ * layout comment says. */
+static int q5kx16_get(const uint8_t *gb, int r, int e)
+{
+    int j = e / 32, l = e % 32, h = j % 2;
+    int c = 8 * (j / 2) + l / 4, n = 4 * r + l % 4;
+    uint8_t byte = gb[Q5_KX16_QS + 64 * c + n];
+    int nib = h ? byte >> 4 : byte & 0xF;
+    int bit = (gb[Q5_KX16_HB + 16 * c + 8 * h + n / 8] >> (n % 8)) & 1;
+    return nib | bit << 4;
+}
+
+/* Reads the packed bytes one element at a time as the layout comment says; the float sums
+ * are those of the SIMD kernel up to summation order. */
+void q5_Kx16_kernel_ref(size_t k, const void *group, const void *act, size_t act_stride,
+                        size_t n_tok, float out[QPACK_TOK][QPACK_ROWS])
+{
+    assert(k % QK_K == 0 && n_tok >= 1 && n_tok <= QPACK_TOK);
+    size_t nb = k / QK_K;
+    for (size_t t = 0; t < n_tok; t++) {
+        const void *a = (const uint8_t *)act + t * act_stride;
+        const int8_t *y = qpack_act_q(a);
+        const float *dx = qpack_act_d(a, k), *sx = qpack_act_s(a, k);
+        for (int r = 0; r < QPACK_ROWS; r++) {
+            float sum = 0;
+            for (size_t b = 0; b < nb; b++) {
+                const uint8_t *gb = (const uint8_t *)group + b * Q5_KX16_BLOCK;
+                uint16_t hd, hm;
+                memcpy(&hd, gb + 2 * r, 2);
+                memcpy(&hm, gb + 32 + 2 * r, 2);
+                uint8_t scales[K_SCALE_SIZE];
+                for (int w = 0; w < 3; w++)
+                    memcpy(scales + 4 * w, gb + Q5_KX16_SC + 64 * w + 4 * r, 4);
+                float s = 0, m_sum = 0;
+                for (int j = 0; j < 8; j++) {
+                    uint8_t sc, m;
+                    quant_k4_scale_min(j, scales, &sc, &m);
+                    int isum = 0;
+                    for (int l = 0; l < 32; l++)
+                        isum += q5kx16_get(gb, r, 32 * j + l) *
+                                y[b * QK_K + 32 * (size_t)j + (size_t)l];
+                    size_t jb = b * 8 + (size_t)j;
+                    s += (float)sc * dx[jb] * (float)isum;
+                    m_sum += (float)m * sx[jb];
+                }
+                sum += fp16_to_fp32(hd) * s - fp16_to_fp32(hm) * m_sum;
+            }
+            out[t][r] = sum;
+        }
+    }
+}
+
+/* ---- AVX-512 VNNI ------------------------------------------------------------------------ */
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#define VNNI   __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
+#define INLINE __attribute__((always_inline)) inline
+/* loops over chunks, sub-blocks and tokens unrolled, so the vectors stay in registers */
+#define UNROLL _Pragma("GCC unroll 8")
+
+static INLINE VNNI __m512i q5k_bcast32(const int8_t *p)
+{
+    int32_t v;
+    memcpy(&v, p, 4);
+    return _mm512_set1_epi32(v);
+}
+
+static INLINE VNNI __mmask64 q5k_mask64(const uint8_t *p)
+{
+    uint64_t m;
+    memcpy(&m, p, 8); /* x86 is little-endian: bit n of the stored mask is bit n here */
+    return _cvtu64_mask64(m);
+}
+
+/* Byte i (0..3) of every 32-bit lane of w, zero-extended to the lane, as float (vpshufb
+ * indexes within 128-bit lanes: dword q of a lane takes byte 4q + i, index 0x80 writes 0). */
+static INLINE VNNI __m512 q5k_byte_ps(__m512i w, int i)
+{
+    const __m512i pos = _mm512_set_epi32(12, 8, 4, 0, 12, 8, 4, 0, 12, 8, 4, 0, 12, 8, 4, 0);
+    __m512i idx = _mm512_add_epi32(pos, _mm512_set1_epi32((int)0x80808000u + i));
+    return _mm512_cvtepi32_ps(_mm512_shuffle_epi8(w, idx));
+}
+
+static INLINE VNNI void q5_Kx16_body(size_t k, const uint8_t *g, const int8_t *const *y,
+                                     const float *const *dx, const float *const *sx,
+                                     const size_t NT, float out[QPACK_TOK][QPACK_ROWS])
+{
+    const __m512i m4 = _mm512_set1_epi8(0x0F), m16 = _mm512_set1_epi8(0x10);
+    const __m512i m6 = _mm512_set1_epi8(0x3F), m2h = _mm512_set1_epi8(0x30);
+    __m512 acc[QPACK_TOK];
+    UNROLL
+    for (size_t t = 0; t < NT; t++)
+        acc[t] = _mm512_setzero_ps();
+    for (size_t b = 0; b < k / QK_K; b++, g += Q5_KX16_BLOCK) {
+        /* weights stream from memory once per token: ask for the super-block two ahead (past
+         * the group's end that is the next group, which follows in memory; a prefetch never
+         * faults, and the address is formed as an integer, not a pointer past the object) */
+        UNROLL
+        for (int l = 0; l < (int)(Q5_KX16_BLOCK / 64); l++)
+            _mm_prefetch((const char *)((uintptr_t)g + 2 * Q5_KX16_BLOCK + 64 * (size_t)l),
+                         _MM_HINT_T0);
+        __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)g));
+        __m512 dmin = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(g + 32)));
+        /* quant_k4_scale_words on 16 rows: sc03 = scales 0-3, sc47 = scales 4-7, mn03 and
+         * mn47 the mins, one byte each in every row's lane */
+        __m512i r0 = _mm512_loadu_si512(g + Q5_KX16_SC);
+        __m512i r1 = _mm512_loadu_si512(g + Q5_KX16_SC + 64);
+        __m512i r2 = _mm512_loadu_si512(g + Q5_KX16_SC + 128);
+        __m512i sc03 = _mm512_and_si512(r0, m6), mn03 = _mm512_and_si512(r1, m6);
+        __m512i sc47 = _mm512_or_si512(_mm512_and_si512(r2, m4),
+                                       _mm512_and_si512(_mm512_srli_epi32(r0, 2), m2h));
+        __m512i mn47 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(r2, 4), m4),
+                                       _mm512_and_si512(_mm512_srli_epi32(r1, 2), m2h));
+
+        /* the mins: acc -= dmin * sum_j m_j * sx_j */
+        __m512 ms[QPACK_TOK];
+        UNROLL
+        for (size_t t = 0; t < NT; t++)
+            ms[t] = _mm512_setzero_ps();
+        UNROLL
+        for (int j = 0; j < 8; j++) {
+            __m512 mf = q5k_byte_ps(j < 4 ? mn03 : mn47, j % 4);
+            UNROLL
+            for (size_t t = 0; t < NT; t++)
+                ms[t] = _mm512_fmadd_ps(mf, _mm512_set1_ps(sx[t][b * 8 + (size_t)j]), ms[t]);
+        }
+        UNROLL
+        for (size_t t = 0; t < NT; t++)
+            acc[t] = _mm512_fnmadd_ps(dmin, ms[t], acc[t]);
+
+        /* the quants, one pair of sub-blocks (64 values, 8 chunks) at a time: nibbles
+         * shifted down to 0..15, plus 16 where the fifth-bit mask says so */
+        __m512 s[QPACK_TOK];
+        UNROLL
+        for (size_t t = 0; t < NT; t++)
+            s[t] = _mm512_setzero_ps();
+        UNROLL
+        for (int p = 0; p < 4; p++) {
+            const uint8_t *qs = g + Q5_KX16_QS + 64 * 8 * p;
+            const uint8_t *hb = g + Q5_KX16_HB + 16 * 8 * p;
+            __m512i lo[8], hi[8];
+            UNROLL
+            for (int c = 0; c < 8; c++) {
+                __m512i w = _mm512_loadu_si512(qs + 64 * c);
+                lo[c] = _mm512_and_si512(w, m4);
+                hi[c] = _mm512_and_si512(_mm512_srli_epi16(w, 4), m4);
+                lo[c] = _mm512_mask_add_epi8(lo[c], q5k_mask64(hb + 16 * c), lo[c], m16);
+                hi[c] = _mm512_mask_add_epi8(hi[c], q5k_mask64(hb + 16 * c + 8), hi[c], m16);
+            }
+            __m512 sc_lo = q5k_byte_ps(p < 2 ? sc03 : sc47, (2 * p) % 4);
+            __m512 sc_hi = q5k_byte_ps(p < 2 ? sc03 : sc47, (2 * p + 1) % 4);
+            size_t jb = b * 8 + 2 * (size_t)p;
+            UNROLL
+            for (size_t t = 0; t < NT; t++) {
+                const int8_t *yp = y[t] + b * QK_K + 64 * (size_t)p;
+                __m512i il0 = _mm512_setzero_si512(), il1 = _mm512_setzero_si512();
+                __m512i ih0 = _mm512_setzero_si512(), ih1 = _mm512_setzero_si512();
+                UNROLL
+                for (int c = 0; c < 8; c += 2) {
+                    il0 = _mm512_dpbusd_epi32(il0, lo[c], q5k_bcast32(yp + 4 * c));
+                    il1 = _mm512_dpbusd_epi32(il1, lo[c + 1], q5k_bcast32(yp + 4 * c + 4));
+                    ih0 = _mm512_dpbusd_epi32(ih0, hi[c], q5k_bcast32(yp + 32 + 4 * c));
+                    ih1 = _mm512_dpbusd_epi32(ih1, hi[c + 1], q5k_bcast32(yp + 36 + 4 * c));
+                }
+                __m512 fl = _mm512_cvtepi32_ps(_mm512_add_epi32(il0, il1));
+                __m512 fh = _mm512_cvtepi32_ps(_mm512_add_epi32(ih0, ih1));
+                s[t] = _mm512_fmadd_ps(fl, _mm512_mul_ps(sc_lo, _mm512_set1_ps(dx[t][jb])), s[t]);
+                s[t] =
+                    _mm512_fmadd_ps(fh, _mm512_mul_ps(sc_hi, _mm512_set1_ps(dx[t][jb + 1])), s[t]);
+            }
+        }
+        UNROLL
+        for (size_t t = 0; t < NT; t++)
+            acc[t] = _mm512_fmadd_ps(d, s[t], acc[t]);
+    }
+    UNROLL
+    for (size_t t = 0; t < NT; t++)
+        _mm512_storeu_ps(out[t], acc[t]);
+}
+
+/* avx512f+bw+vl+vnni, f16c; quant_pack.c selects it only when cpu_features() has them all. */
+VNNI void q5_Kx16_kernel_avx512(size_t k, const void *group, const void *act, size_t act_stride,
+                                size_t n_tok, float out[QPACK_TOK][QPACK_ROWS])
+{
+    assert(k % QK_K == 0 && n_tok >= 1 && n_tok <= QPACK_TOK);
+    const int8_t *y[QPACK_TOK];
+    const float *dx[QPACK_TOK], *sx[QPACK_TOK];
+    for (size_t t = 0; t < n_tok; t++) {
+        const void *a = (const uint8_t *)act + t * act_stride;
+        y[t] = qpack_act_q(a);
+        dx[t] = qpack_act_d(a, k);
+        sx[t] = qpack_act_s(a, k);
+    }
+    /* a constant token count per instantiation keeps the accumulators in registers */
+    switch (n_tok) {
+    case 1: q5_Kx16_body(k, group, y, dx, sx, 1, out); break;
+    case 2: q5_Kx16_body(k, group, y, dx, sx, 2, out); break;
+    case 3: q5_Kx16_body(k, group, y, dx, sx, 3, out); break;
+    default: q5_Kx16_body(k, group, y, dx, sx, 4, out); break;
+    }
+}
+
+#endif /* __x86_64__ */
