@@ -158,6 +158,7 @@ static qpack_traits traits[] = {
     {GGML_TYPE_Q6_K, QK_K, q6_Kx16_pack, q6_Kx16_kernel_ref, NULL},
     {GGML_TYPE_Q5_0, QK5_0, q5_0x16_pack, q5_0x16_kernel_ref, NULL},
     {GGML_TYPE_Q5_K, QK_K, q5_Kx16_pack, q5_Kx16_kernel_ref, NULL},
+    {GGML_TYPE_Q5_1, QK5_1, q5_1x16_pack, q5_1x16_kernel_ref, NULL},
 };
 
 static void (*act_quantize)(const float *, size_t, void *) = qpack_act_quantize_ref;
@@ -183,6 +184,7 @@ static void qpack_select(void)
             case GGML_TYPE_Q6_K: traits[i].kernel = q6_Kx16_kernel_avx512; break;
             case GGML_TYPE_Q5_0: traits[i].kernel = q5_0x16_kernel_avx512; break;
             case GGML_TYPE_Q5_K: traits[i].kernel = q5_Kx16_kernel_avx512; break;
+            case GGML_TYPE_Q5_1: traits[i].kernel = q5_1x16_kernel_avx512; break;
             default: break;
             }
         }

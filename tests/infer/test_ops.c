@@ -177,7 +177,7 @@ static void test_matmul_packed(void **state)
 {
     (void)state;
     const ggml_type types[] = {GGML_TYPE_Q4_0, GGML_TYPE_Q8_0, GGML_TYPE_Q5_0, GGML_TYPE_Q4_K,
-                               GGML_TYPE_Q6_K};
+                               GGML_TYPE_Q6_K, GGML_TYPE_Q5_K, GGML_TYPE_Q5_1};
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
         check_matmul_packed(types[i]);
 }

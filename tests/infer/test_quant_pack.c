@@ -69,6 +69,10 @@ static void random_rows(ggml_type type, void *dst, size_t n)
             ((block_q5_K *)dst)[i].d = d;
             ((block_q5_K *)dst)[i].dmin = m;
             break;
+        case GGML_TYPE_Q5_1:
+            ((block_q5_1 *)dst)[i].d = d;
+            ((block_q5_1 *)dst)[i].m = m;
+            break;
         default: fail_msg("random_rows: no case for %s", t->name);
         }
     }
@@ -133,7 +137,8 @@ static void test_act_simd_matches_reference(void **state)
 /* ---- packed kernels ---------------------------------------------------------------------- */
 
 static const ggml_type packed_types[] = {GGML_TYPE_Q4_0, GGML_TYPE_Q8_0, GGML_TYPE_Q4_K,
-                                         GGML_TYPE_Q6_K, GGML_TYPE_Q5_0, GGML_TYPE_Q5_K};
+                                         GGML_TYPE_Q6_K, GGML_TYPE_Q5_0, GGML_TYPE_Q5_K,
+                                         GGML_TYPE_Q5_1};
 
 /* n_out rows (a partial last group) of k columns, QPACK_TOK tokens. */
 static void check_type(ggml_type type, size_t k, size_t n_out)

@@ -1,0 +1,240 @@
+/*
+ * test_quant_pack_q5_1.c - the packed Q5_1 form (quant_pack_q5_1.c) beyond the random rows of
+ * test_quant_pack.c: the bytes sit where the layout comment says (d's, m's, nibbles, fifth-bit
+ * masks), the extremes (q = 0, 15, 16 and 31, m = 0, negative and positive, activations at
+ * +-127, large d and m) give exact sums in both kernels, and rows past n_out produce exactly 0.
+ *
+ * GGUF blocks are built here by placing each 5-bit quant with this file's own setter (ggml's
+ * block_q5_1: low nibble in qs, fifth bit in the little-endian qh), and the expected dot
+ * products are computed in double from the GGUF definition value = d * q + m, so neither the
+ * pack function nor to_float is trusted.
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "infer/quant_internal.h"
+#include "infer/quant_pack.h"
+#include "llmos/quant.h"
+
+#define BLK_BYTES (QPACK_ROWS * sizeof(block_q5_1)) /* one packed block of 16 rows */
+
+/* Element j < 16: low nibble of qs[j]; j >= 16: high nibble of qs[j - 16]; fifth bit: bit j of
+ * the little-endian 32-bit qh. */
+static void set_q(block_q5_1 *b, int j, int q)
+{
+    uint8_t *byte = &b->qs[j % 16];
+    int sh = j < 16 ? 0 : 4;
+    *byte = (uint8_t)((*byte & ~(0xF << sh)) | (q & 0xF) << sh);
+    uint8_t *h = &b->qh[j / 8];
+    *h = (uint8_t)((*h & ~(1 << (j % 8))) | (q >> 4) << (j % 8));
+}
+
+typedef int (*field_fn)(int row, int i);
+
+/* d and m vary by block and row (m's sign too, unless m is 0), so a swap of rows, blocks or
+ * the two scales shows. */
+static void make_row(block_q5_1 *row, size_t nb, int r, float d, float m, field_fn qf)
+{
+    memset(row, 0, nb * sizeof *row);
+    for (size_t b = 0; b < nb; b++) {
+        row[b].d = fp32_to_fp16(d * (float)(1 + (b + (size_t)r) % 3));
+        row[b].m = fp32_to_fp16(m * (float)(1 + (b + 2 * (size_t)r) % 4) *
+                                ((b + (size_t)r) % 2 ? -1.0f : 1.0f));
+        for (int j = 0; j < QK5_1; j++)
+            set_q(&row[b], j, qf(r, (int)b * QK5_1 + j));
+    }
+}
+
+static double expect_dot(const block_q5_1 *row, size_t k, const void *act, double *mag, field_fn qf,
+                         int r)
+{
+    const int8_t *y = qpack_act_q(act);
+    const float *dx = qpack_act_d(act, k);
+    double sum = 0, m = 0;
+    for (size_t i = 0; i < k; i++) {
+        const block_q5_1 *blk = &row[i / QK5_1];
+        double wq = (double)fp16_to_fp32(blk->d) * qf(r, (int)i), wm = fp16_to_fp32(blk->m);
+        double x = (double)dx[i / QPACK_BLOCK] * y[i];
+        sum += (wq + wm) * x;
+        m += fabs(wq * x) + fabs(wm * x); /* the kernels sum the two parts separately */
+    }
+    *mag = m;
+    return sum;
+}
+
+static int q_pattern(int row, int i)
+{
+    return (i * 7 + row * 5) % 32;
+}
+
+/* ---- layout ------------------------------------------------------------------------------ */
+
+static void test_layout_bytes(void **state)
+{
+    (void)state;
+    const size_t k = 3 * QK5_1, nb = 3;
+    block_q5_1 rows[5][3];
+    for (int r = 0; r < 5; r++)
+        make_row(rows[r], nb, r, 0.125f, 0.5f, q_pattern);
+    uint8_t *g = malloc(nb * BLK_BYTES);
+    assert_non_null(g);
+    memset(g, 0xAA, nb * BLK_BYTES); /* pack must overwrite every byte */
+    q5_1x16_pack(rows, sizeof rows[0], 5, k, g);
+    for (size_t b = 0; b < nb; b++) {
+        const uint8_t *gb = g + b * BLK_BYTES;
+        for (int r = 0; r < QPACK_ROWS; r++) {
+            uint16_t d, m;
+            memcpy(&d, gb + 2 * r, 2);      /* d[16] at offset 0 */
+            memcpy(&m, gb + 32 + 2 * r, 2); /* m[16] at offset 32 */
+            assert_int_equal(d, r < 5 ? rows[r][b].d : 0);
+            assert_int_equal(m, r < 5 ? rows[r][b].m : 0);
+            for (int j = 0; j < QK5_1; j++) {
+                int half = j / 16, c = (j % 16) / 4, n = 4 * r + j % 4;
+                uint8_t byte = gb[64 + 64 * c + n]; /* nibbles at offset 64 */
+                int nib = half ? byte >> 4 : byte & 0xF;
+                uint64_t mask = 0; /* hb[c][half] at offset 320, little-endian */
+                for (int i = 0; i < 8; i++)
+                    mask |= (uint64_t)gb[320 + 16 * c + 8 * half + i] << (8 * i);
+                int q = nib | (int)((mask >> n) & 1) << 4;
+                assert_int_equal(q, r < 5 ? q_pattern(r, (int)b * QK5_1 + j) : 0);
+            }
+        }
+    }
+    free(g);
+}
+
+/* ---- extremes ---------------------------------------------------------------------------- */
+
+static int q_zero(int row, int i)
+{
+    (void)row, (void)i;
+    return 0;
+}
+static int q_max(int row, int i)
+{
+    (void)row, (void)i;
+    return 31;
+}
+static int q_alt(int row, int i)
+{
+    return ((i / 3 + row) & 1) ? 31 : 0;
+}
+static int q_fifth(int row, int i) /* only the fifth bit varies */
+{
+    return ((i * 3 + row) % 7 < 3) ? 16 : 15;
+}
+
+static void make_act(int kind, size_t k, void *act)
+{
+    float *x = malloc(k * sizeof *x);
+    assert_non_null(x);
+    for (size_t i = 0; i < k; i++)
+        x[i] = kind == 0 ? 1.0f : kind == 1 ? -1.0f : ((i % 5) & 1) ? 1.0f : -1.0f;
+    qpack_act_quantize_ref(x, k, act);
+    free(x);
+}
+
+static void check_case(field_fn qf, float d, float m, int act_kind)
+{
+    const size_t k = 4 * QK5_1, nb = 4, n_rows = 16;
+    const qpack_traits *pt = qpack_traits_of(GGML_TYPE_Q5_1);
+    assert_non_null(pt);
+    block_q5_1 *rows = malloc(n_rows * nb * sizeof *rows);
+    uint8_t *g = malloc(nb * BLK_BYTES);
+    size_t ab = qpack_act_bytes(k);
+    uint8_t *act = malloc(QPACK_TOK * ab);
+    assert_true(rows && g && act);
+    for (size_t r = 0; r < n_rows; r++)
+        make_row(rows + r * nb, nb, (int)r, d, m, qf);
+    q5_1x16_pack(rows, nb * sizeof *rows, n_rows, k, g);
+    for (int t = 0; t < QPACK_TOK; t++)
+        make_act((act_kind + t) % 3, k, act + t * ab);
+
+    for (size_t nt = 1; nt <= QPACK_TOK; nt++) {
+        float ref[QPACK_TOK][QPACK_ROWS], simd[QPACK_TOK][QPACK_ROWS];
+        q5_1x16_kernel_ref(k, g, act, ab, nt, ref);
+        if (pt->kernel)
+            pt->kernel(k, g, act, ab, nt, simd);
+        for (size_t t = 0; t < nt; t++)
+            for (size_t r = 0; r < n_rows; r++) {
+                double mag, e = expect_dot(rows + r * nb, k, act + t * ab, &mag, qf, (int)r);
+                double tol = 1e-6 * mag + 1e-30;
+                if (fabs(ref[t][r] - e) > tol)
+                    fail_msg("Q5_1 reference row %zu token %zu: %.9g, expected %.9g", r, t,
+                             (double)ref[t][r], e);
+                if (pt->kernel && fabs(simd[t][r] - e) > tol)
+                    fail_msg("Q5_1 SIMD (%zu tokens) row %zu token %zu: %.9g, expected %.9g", nt, r,
+                             t, (double)simd[t][r], e);
+            }
+    }
+    free(rows);
+    free(g);
+    free(act);
+}
+
+static void test_extremes(void **state)
+{
+    (void)state;
+    field_fn qs[] = {q_zero, q_max, q_alt, q_fifth, q_pattern};
+    for (size_t i = 0; i < LLMOS_ARRAY_LEN(qs); i++) {
+        check_case(qs[i], 1.0f, 0.0f, (int)i % 3); /* no offset: the d part alone */
+        check_case(qs[i], 1.0f, 8.0f, (int)(i + 1) % 3);
+        check_case(qs[i], 0.0f, 3.0f, (int)(i + 2) % 3); /* the m part alone */
+        /* near the top of F16 (d x3, m x4 < 65504) */
+        check_case(qs[i], 20000.0f, 16000.0f, (int)(i + 1) % 3);
+    }
+}
+
+/* ---- rows past n_out --------------------------------------------------------------------- */
+
+static void test_missing_rows_are_zero(void **state)
+{
+    (void)state;
+    const size_t k = 2 * QK5_1;
+    const qpack_traits *pt = qpack_traits_of(GGML_TYPE_Q5_1);
+    block_q5_1 row[2];
+    make_row(row, 2, 0, 2.0f, 1.0f, q_max);
+    uint8_t *g = malloc(2 * BLK_BYTES), *act = malloc(QPACK_TOK * qpack_act_bytes(k));
+    assert_true(g && act);
+    memset(g, 0x5A, 2 * BLK_BYTES);
+    q5_1x16_pack(row, sizeof row, 1, k, g);
+    for (int t = 0; t < QPACK_TOK; t++)
+        make_act(t % 3, k, act + t * qpack_act_bytes(k));
+    for (size_t nt = 1; nt <= QPACK_TOK; nt++) {
+        float out[QPACK_TOK][QPACK_ROWS];
+        for (int which = 0; which < 2; which++) {
+            qpack_kernel_fn kern = which ? pt->kernel : q5_1x16_kernel_ref;
+            if (!kern)
+                continue;
+            memset(out, 0x7F, sizeof out);
+            kern(k, g, act, qpack_act_bytes(k), nt, out);
+            for (size_t t = 0; t < nt; t++) {
+                assert_true(out[t][0] != 0.0f);
+                for (int r = 1; r < QPACK_ROWS; r++)
+                    if (out[t][r] != 0.0f)
+                        fail_msg("%s kernel, %zu tokens: padding row %d gave %g, not 0",
+                                 which ? "SIMD" : "reference", nt, r, (double)out[t][r]);
+            }
+        }
+    }
+    free(g);
+    free(act);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_layout_bytes),
+        cmocka_unit_test(test_extremes),
+        cmocka_unit_test(test_missing_rows_are_zero),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
