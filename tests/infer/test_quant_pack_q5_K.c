@@ -193,13 +193,14 @@ static void test_layout_bytes(void **state)
                     assert_int_equal(scales[i], 0);
             for (int e = 0; e < QK_K; e++) {
                 int j = e / 32, l = e % 32, c = 8 * (j / 2) + l / 4; /* chunks at offset 256 */
-                int n = 4 * r + l % 4;
-                uint8_t byte = gb[256 + 64 * c + n];
+                int k4 = l % 4;
+                uint8_t byte = gb[256 + 64 * c + 4 * r + k4];
                 int nib = j % 2 ? byte >> 4 : byte & 0xF;
-                uint64_t mask = 0; /* hb[c][j % 2] at offset 2304, little-endian */
-                for (int i = 0; i < 8; i++)
-                    mask |= (uint64_t)gb[2304 + 16 * c + 8 * (j % 2) + i] << (8 * i);
-                int q = nib | (int)((mask >> n) & 1) << 4;
+                /* fifth bits at offset 2304, vector c / 4: the low nibble's at bit 4 + c % 4 of
+                 * the same byte, the high nibble's at bit c % 4 of the next byte of the lane */
+                const uint8_t *hb = gb + 2304 + 64 * (c / 4) + 4 * r;
+                int bit = j % 2 ? (hb[(k4 + 1) % 4] >> (c % 4)) & 1 : (hb[k4] >> (4 + c % 4)) & 1;
+                int q = nib | bit << 4;
                 assert_int_equal(q, r < 5 ? q_pattern(r, (int)b * QK_K + e) : 0);
             }
         }
