@@ -16,12 +16,18 @@
  *   offset  64  uint8_t  qs[4][16][4]  chunk c, row r: bytes 4c..4c+3 of that row's qs (as
  *                                      Q4_0x16: 32-bit lane r of chunk c holds the low nibbles
  *                                      of elements 4c..4c+3 and the high nibbles of 16+4c..19+4c)
- *   offset 320  uint64_t hb[4][2]      fifth bits, little-endian: bit 4r + i of hb[c][0] is the
- *                                      fifth bit of element 4c + i of row r, of hb[c][1] that of
- *                                      element 16 + 4c + i
+ *   offset 320  uint8_t  hb[16][4]     fifth bits, one byte per byte of a chunk: for byte
+ *                                      n = 4r + i of the chunks (row r), bit 4 + c of hb[n] is
+ *                                      the fifth bit of element 4c + i of row r (the low nibble
+ *                                      of byte n of chunk c), and bit c of hb[4r + (i + 1) % 4]
+ *                                      that of element 16 + 4c + i (its high nibble: stored in
+ *                                      the next byte of the lane, cyclically); other bits 0
  *
- * so each 64-bit mask lines up bit for byte with one decoded chunk vector, and the kernel adds
- * 16 to the bytes it selects (a masked byte add, the mask loaded from memory) to make q = 0..31.
+ * The kernel decodes chunk c with no mask registers (as Q5_K does, quant_pack_q5_K.c):
+ * e = (hb >> c) & 0x11 keeps bit 4 (low nibble) and bit 0 (high nibble) of every byte; the low
+ * quants are (w & 0x0F) | (e & 0xF0), one ternary-logic op, and the high quants are
+ * (w & 0xF0) | (e & 0x0F) rotated right by 4 in each 32-bit lane, which brings a byte's high
+ * nibble down and the next byte's bit 0 up to bit 4: q = 0..31 in every byte.
  *
  * Arithmetic: with activations x = dx * y over the block (qpack_act, sx = dx * sum y),
  *     sum_j (d q_j + m) x_j = d * dx * isum + m * sx,   isum = sum q * y (vpdpbusd, exact),
@@ -36,9 +42,9 @@
 #define Q5_1X16_BLOCK (QPACK_ROWS * sizeof(block_q5_1)) /* 384 bytes per block of 32 columns */
 #define Q5_1X16_M     32                                /* offset of the m's */
 #define Q5_1X16_QS    64                                /* offset of the nibbles */
-#define Q5_1X16_HB    (Q5_1X16_QS + 4 * 64)             /* offset of the fifth-bit masks: 320 */
+#define Q5_1X16_HB    (Q5_1X16_QS + 4 * 64)             /* offset of the fifth bits: 320 */
 
-static_assert(Q5_1X16_HB + 8 * 8 == Q5_1X16_BLOCK, "Q5_1x16 block is 16 GGUF blocks");
+static_assert(Q5_1X16_HB + 64 == Q5_1X16_BLOCK, "Q5_1x16 block is 16 GGUF blocks");
 
 void q5_1x16_pack(const void *rows, size_t row_bytes, size_t n_rows, size_t k, void *group)
 {
@@ -54,12 +60,13 @@ void q5_1x16_pack(const void *rows, size_t row_bytes, size_t n_rows, size_t k, v
             memcpy(gb + Q5_1X16_M + 2 * r, &row[b].m, 2);
             uint32_t qh = (uint32_t)row[b].qh[0] | (uint32_t)row[b].qh[1] << 8 |
                           (uint32_t)row[b].qh[2] << 16 | (uint32_t)row[b].qh[3] << 24;
+            uint8_t *hb = gb + Q5_1X16_HB + 4 * r; /* row r's lane */
             for (int c = 0; c < 4; c++) {
                 memcpy(gb + Q5_1X16_QS + 64 * c + 4 * r, row[b].qs + 4 * c, 4);
-                /* mask bits 4r .. 4r+3 are the low or high nibble of mask byte r / 2 */
-                uint8_t *lo = gb + Q5_1X16_HB + 16 * c, *hi = lo + 8;
-                lo[r / 2] |= (uint8_t)(((qh >> (4 * c)) & 0xF) << (4 * (r % 2)));
-                hi[r / 2] |= (uint8_t)(((qh >> (16 + 4 * c)) & 0xF) << (4 * (r % 2)));
+                for (int i = 0; i < 4; i++) {
+                    hb[i] |= (uint8_t)(((qh >> (4 * c + i)) & 1) << (4 + c));
+                    hb[(i + 1) % 4] |= (uint8_t)(((qh >> (16 + 4 * c + i)) & 1) << c);
+                }
             }
         }
     }
@@ -68,10 +75,11 @@ void q5_1x16_pack(const void *rows, size_t row_bytes, size_t n_rows, size_t k, v
 /* The quant q (0..31) of element j of row r in a packed block, read as the layout says. */
 static int q5_1x16_get(const uint8_t *gb, int r, int j)
 {
-    int half = j / 16, c = (j % 16) / 4, n = 4 * r + j % 4;
-    uint8_t byte = gb[Q5_1X16_QS + 64 * c + n];
+    int half = j / 16, c = (j % 16) / 4, i = j % 4;
+    uint8_t byte = gb[Q5_1X16_QS + 64 * c + 4 * r + i];
     int nib = half ? byte >> 4 : byte & 0xF;
-    int bit = (gb[Q5_1X16_HB + 16 * c + 8 * half + n / 8] >> (n % 8)) & 1;
+    const uint8_t *hb = gb + Q5_1X16_HB + 4 * r;
+    int bit = half ? (hb[(i + 1) % 4] >> c) & 1 : (hb[i] >> (4 + c)) & 1;
     return nib | bit << 4;
 }
 
@@ -118,17 +126,10 @@ static INLINE VNNI __m512i q5_1_bcast32(const int8_t *p)
     return _mm512_set1_epi32(v);
 }
 
-static INLINE VNNI __mmask64 q5_1_mask64(const uint8_t *p)
-{
-    uint64_t m;
-    memcpy(&m, p, 8); /* x86 is little-endian: bit n of the stored mask is bit n here */
-    return _cvtu64_mask64(m);
-}
-
 static INLINE VNNI void q5_1x16_body(size_t k, const uint8_t *g, const void *act, size_t stride,
                                      const size_t NT, float out[QPACK_TOK][QPACK_ROWS])
 {
-    const __m512i m4 = _mm512_set1_epi8(0xF), m16 = _mm512_set1_epi8(0x10);
+    const __m512i m4 = _mm512_set1_epi8(0xF), m11 = _mm512_set1_epi8(0x11);
     const __m512i zero = _mm512_setzero_si512();
     const int8_t *y[QPACK_TOK];
     const float *dx[QPACK_TOK], *sx[QPACK_TOK];
@@ -150,16 +151,16 @@ static INLINE VNNI void q5_1x16_body(size_t k, const uint8_t *g, const void *act
             _mm_prefetch((const char *)((uintptr_t)g + 4096 + 64 * (size_t)l), _MM_HINT_T0);
         __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)g));
         __m512 mw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(g + Q5_1X16_M)));
+        /* q = 0..31 per byte as the layout comment says (ternary-logic 0xE4 = C ? A : B,
+         * 0xD8 = C ? B : A, with C = 0x0F) */
         __m512i lo[4], hi[4];
+        __m512i h = _mm512_loadu_si512(g + Q5_1X16_HB);
         UNROLL
         for (int c = 0; c < 4; c++) {
             __m512i w = _mm512_loadu_si512(g + Q5_1X16_QS + 64 * c);
-            lo[c] = _mm512_and_si512(w, m4);
-            hi[c] = _mm512_and_si512(_mm512_srli_epi16(w, 4), m4);
-            /* the fifth bit: nibble + 16 where the mask says so */
-            lo[c] = _mm512_mask_add_epi8(lo[c], q5_1_mask64(g + Q5_1X16_HB + 16 * c), lo[c], m16);
-            hi[c] =
-                _mm512_mask_add_epi8(hi[c], q5_1_mask64(g + Q5_1X16_HB + 16 * c + 8), hi[c], m16);
+            __m512i e = _mm512_and_si512(_mm512_srli_epi16(h, (unsigned)c), m11);
+            lo[c] = _mm512_ternarylogic_epi32(w, e, m4, 0xE4);
+            hi[c] = _mm512_ror_epi32(_mm512_ternarylogic_epi32(w, e, m4, 0xD8), 4);
         }
         UNROLL
         for (size_t t = 0; t < NT; t++) {

@@ -97,13 +97,14 @@ static void test_layout_bytes(void **state)
             assert_int_equal(d, r < 5 ? rows[r][b].d : 0);
             assert_int_equal(m, r < 5 ? rows[r][b].m : 0);
             for (int j = 0; j < QK5_1; j++) {
-                int half = j / 16, c = (j % 16) / 4, n = 4 * r + j % 4;
-                uint8_t byte = gb[64 + 64 * c + n]; /* nibbles at offset 64 */
+                int half = j / 16, c = (j % 16) / 4, i = j % 4;
+                uint8_t byte = gb[64 + 64 * c + 4 * r + i]; /* nibbles at offset 64 */
                 int nib = half ? byte >> 4 : byte & 0xF;
-                uint64_t mask = 0; /* hb[c][half] at offset 320, little-endian */
-                for (int i = 0; i < 8; i++)
-                    mask |= (uint64_t)gb[320 + 16 * c + 8 * half + i] << (8 * i);
-                int q = nib | (int)((mask >> n) & 1) << 4;
+                /* fifth bits at offset 320: the low nibble's at bit 4 + c of the same byte,
+                 * the high nibble's at bit c of the next byte of the lane */
+                const uint8_t *hb = gb + 320 + 4 * r;
+                int bit = half ? (hb[(i + 1) % 4] >> c) & 1 : (hb[i] >> (4 + c)) & 1;
+                int q = nib | bit << 4;
                 assert_int_equal(q, r < 5 ? q_pattern(r, (int)b * QK5_1 + j) : 0);
             }
         }
