@@ -139,7 +139,8 @@ static void packed_section(llmos_pool *p1, llmos_pool *pn, uint8_t *w, size_t by
                            float *y, double bw1, double bwn)
 {
     static const ggml_type pk_types[] = {GGML_TYPE_Q4_0, GGML_TYPE_Q8_0, GGML_TYPE_Q4_K,
-                                         GGML_TYPE_Q6_K, GGML_TYPE_Q5_0};
+                                         GGML_TYPE_Q6_K, GGML_TYPE_Q5_0, GGML_TYPE_Q5_K,
+                                         GGML_TYPE_Q5_1};
     enum { TOK = 64, ROWS = 1024 };
     uint8_t *pk = malloc(bytes);
     uint8_t *act = malloc(TOK * qpack_act_bytes(K_COLS));
