@@ -20,19 +20,10 @@
 #include "infer/quant_pack.h"
 
 #if defined(__x86_64__)
-#include <immintrin.h>
+#include "infer/quant_pack_simd.h"
 
-#define VNNI   __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
-#define INLINE __attribute__((always_inline)) inline
 /* loops over chunks and tokens unrolled, so the vectors stay in registers */
 #define UNROLL _Pragma("GCC unroll 8")
-
-static INLINE VNNI __m512i bcast32(const int8_t *p)
-{
-    int32_t v;
-    memcpy(&v, p, 4);
-    return _mm512_set1_epi32(v);
-}
 
 /* Ask for the weight bytes [p, p + bytes) ahead of use. Weights stream from memory once per
  * token, and the hardware prefetcher alone leaves a core well below the memory's rate (the
@@ -84,14 +75,6 @@ static INLINE void tok_acts(tok_act *ta, size_t n_tok, size_t k, const void *act
     }
 }
 
-/* acc += dw * (d_x * isum - off * s_x): one block's contribution for one token. */
-static INLINE VNNI __m512 block_fma(__m512 acc, __m512 dw, __m512i isum, float dx, float off_sx)
-{
-    __m512 v =
-        _mm512_fmsub_ps(_mm512_set1_ps(dx), _mm512_cvtepi32_ps(isum), _mm512_set1_ps(off_sx));
-    return _mm512_fmadd_ps(dw, v, acc);
-}
-
 /* ---- Q4_0 -------------------------------------------------------------------------------- */
 
 static INLINE VNNI void q4_0x16_body(size_t k, const uint8_t *g, const tok_act *ta, const size_t NT,
@@ -121,11 +104,11 @@ static INLINE VNNI void q4_0x16_body(size_t k, const uint8_t *g, const tok_act *
             __m512i il = zero, ih = zero;
             UNROLL
             for (int c = 0; c < 4; c++) {
-                il = _mm512_dpbusd_epi32(il, lo[c], bcast32(y + 4 * c));
-                ih = _mm512_dpbusd_epi32(ih, hi[c], bcast32(y + 16 + 4 * c));
+                il = _mm512_dpbusd_epi32(il, lo[c], qpack_bcast32(y + 4 * c));
+                ih = _mm512_dpbusd_epi32(ih, hi[c], qpack_bcast32(y + 16 + 4 * c));
             }
             __m512i isum = _mm512_add_epi32(il, _mm512_srai_epi32(ih, 4));
-            acc[t] = block_fma(acc[t], dw, isum, ta[t].d[b], 8.0f * ta[t].s[b]);
+            acc[t] = qpack_block_fma(acc[t], dw, isum, ta[t].d[b], 8.0f * ta[t].s[b]);
         }
     }
     UNROLL
@@ -156,11 +139,11 @@ static INLINE VNNI void q8_0x16_body(size_t k, const uint8_t *g, const tok_act *
             __m512i s0 = zero, s1 = zero;
             UNROLL
             for (int c = 0; c < 8; c += 2) {
-                s0 = _mm512_dpbusd_epi32(s0, w[c], bcast32(y + 4 * c));
-                s1 = _mm512_dpbusd_epi32(s1, w[c + 1], bcast32(y + 4 * c + 4));
+                s0 = _mm512_dpbusd_epi32(s0, w[c], qpack_bcast32(y + 4 * c));
+                s1 = _mm512_dpbusd_epi32(s1, w[c + 1], qpack_bcast32(y + 4 * c + 4));
             }
-            acc[t] =
-                block_fma(acc[t], dw, _mm512_add_epi32(s0, s1), ta[t].d[b], 128.0f * ta[t].s[b]);
+            acc[t] = qpack_block_fma(acc[t], dw, _mm512_add_epi32(s0, s1), ta[t].d[b],
+                                     128.0f * ta[t].s[b]);
         }
     }
     UNROLL

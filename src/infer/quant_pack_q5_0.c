@@ -97,31 +97,13 @@ void q5_0x16_kernel_ref(size_t k, const void *group, const void *act, size_t act
 }
 
 #if defined(__x86_64__)
-#include <immintrin.h>
-
-#define VNNI   __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
-#define INLINE __attribute__((always_inline)) inline
-
-static INLINE VNNI __m512i bcast32(const int8_t *p)
-{
-    int32_t v;
-    memcpy(&v, p, 4);
-    return _mm512_set1_epi32(v);
-}
+#include "infer/quant_pack_simd.h"
 
 static INLINE VNNI __mmask64 load_mask64(const uint8_t *p)
 {
     uint64_t m;
     memcpy(&m, p, 8); /* x86 is little-endian: bit n of the stored mask is bit n here */
     return _cvtu64_mask64(m);
-}
-
-/* acc += dw * (d_x * isum - off * s_x): one block's contribution for one token. */
-static INLINE VNNI __m512 block_fma(__m512 acc, __m512 dw, __m512i isum, float dx, float off_sx)
-{
-    __m512 v =
-        _mm512_fmsub_ps(_mm512_set1_ps(dx), _mm512_cvtepi32_ps(isum), _mm512_set1_ps(off_sx));
-    return _mm512_fmadd_ps(dw, v, acc);
 }
 
 static INLINE VNNI void q5_0x16_body(size_t k, const uint8_t *g, const void *act, size_t stride,
@@ -158,11 +140,11 @@ static INLINE VNNI void q5_0x16_body(size_t k, const uint8_t *g, const void *act
             __m512i il = zero, ih = zero; /* two chains: elements 0-15 and 16-31 */
 #pragma GCC unroll 4
             for (int c = 0; c < 4; c++) {
-                il = _mm512_dpbusd_epi32(il, lo[c], bcast32(yb + 4 * c));
-                ih = _mm512_dpbusd_epi32(ih, hi[c], bcast32(yb + 16 + 4 * c));
+                il = _mm512_dpbusd_epi32(il, lo[c], qpack_bcast32(yb + 4 * c));
+                ih = _mm512_dpbusd_epi32(ih, hi[c], qpack_bcast32(yb + 16 + 4 * c));
             }
             __m512i isum = _mm512_add_epi32(il, ih);
-            acc[t] = block_fma(acc[t], dw, isum, dx[t][b], (float)Q5X16_OFFSET * sx[t][b]);
+            acc[t] = qpack_block_fma(acc[t], dw, isum, dx[t][b], (float)Q5X16_OFFSET * sx[t][b]);
         }
     }
 #pragma GCC unroll 4

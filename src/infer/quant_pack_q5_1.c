@@ -112,19 +112,10 @@ void q5_1x16_kernel_ref(size_t k, const void *group, const void *act, size_t act
 }
 
 #if defined(__x86_64__)
-#include <immintrin.h>
+#include "infer/quant_pack_simd.h"
 
-#define VNNI   __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
-#define INLINE __attribute__((always_inline)) inline
 /* loops over chunks and tokens unrolled, so the vectors stay in registers */
 #define UNROLL _Pragma("GCC unroll 4")
-
-static INLINE VNNI __m512i q5_1_bcast32(const int8_t *p)
-{
-    int32_t v;
-    memcpy(&v, p, 4);
-    return _mm512_set1_epi32(v);
-}
 
 static INLINE VNNI void q5_1x16_body(size_t k, const uint8_t *g, const void *act, size_t stride,
                                      const size_t NT, float out[QPACK_TOK][QPACK_ROWS])
@@ -168,8 +159,8 @@ static INLINE VNNI void q5_1x16_body(size_t k, const uint8_t *g, const void *act
             __m512i il = zero, ih = zero; /* two chains: elements 0-15 and 16-31 */
             UNROLL
             for (int c = 0; c < 4; c++) {
-                il = _mm512_dpbusd_epi32(il, lo[c], q5_1_bcast32(yb + 4 * c));
-                ih = _mm512_dpbusd_epi32(ih, hi[c], q5_1_bcast32(yb + 16 + 4 * c));
+                il = _mm512_dpbusd_epi32(il, lo[c], qpack_bcast32(yb + 4 * c));
+                ih = _mm512_dpbusd_epi32(ih, hi[c], qpack_bcast32(yb + 16 + 4 * c));
             }
             __m512 v = _mm512_mul_ps(_mm512_set1_ps(dx[t][b]),
                                      _mm512_cvtepi32_ps(_mm512_add_epi32(il, ih)));

@@ -142,28 +142,10 @@ void q5_Kx16_kernel_ref(size_t k, const void *group, const void *act, size_t act
 /* ---- AVX-512 VNNI ------------------------------------------------------------------------ */
 
 #if defined(__x86_64__)
-#include <immintrin.h>
+#include "infer/quant_pack_simd.h"
 
-#define VNNI   __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
-#define INLINE __attribute__((always_inline)) inline
 /* loops over chunks, sub-blocks and tokens unrolled, so the vectors stay in registers */
 #define UNROLL _Pragma("GCC unroll 8")
-
-static INLINE VNNI __m512i q5k_bcast32(const int8_t *p)
-{
-    int32_t v;
-    memcpy(&v, p, 4);
-    return _mm512_set1_epi32(v);
-}
-
-/* Byte i (0..3) of every 32-bit lane of w, zero-extended to the lane, as float (vpshufb
- * indexes within 128-bit lanes: dword q of a lane takes byte 4q + i, index 0x80 writes 0). */
-static INLINE VNNI __m512 q5k_byte_ps(__m512i w, int i)
-{
-    const __m512i pos = _mm512_set_epi32(12, 8, 4, 0, 12, 8, 4, 0, 12, 8, 4, 0, 12, 8, 4, 0);
-    __m512i idx = _mm512_add_epi32(pos, _mm512_set1_epi32((int)0x80808000u + i));
-    return _mm512_cvtepi32_ps(_mm512_shuffle_epi8(w, idx));
-}
 
 static INLINE VNNI void q5_Kx16_body(size_t k, const uint8_t *g, const int8_t *const *y,
                                      const float *const *dx, const float *const *sx,
@@ -203,7 +185,7 @@ static INLINE VNNI void q5_Kx16_body(size_t k, const uint8_t *g, const int8_t *c
             ms[t] = _mm512_setzero_ps();
         UNROLL
         for (int j = 0; j < 8; j++) {
-            __m512 mf = q5k_byte_ps(j < 4 ? mn03 : mn47, j % 4);
+            __m512 mf = qpack_byte_ps(j < 4 ? mn03 : mn47, j % 4);
             UNROLL
             for (size_t t = 0; t < NT; t++)
                 ms[t] = _mm512_fmadd_ps(mf, _mm512_set1_ps(sx[t][b * 8 + (size_t)j]), ms[t]);
@@ -232,8 +214,8 @@ static INLINE VNNI void q5_Kx16_body(size_t k, const uint8_t *g, const int8_t *c
                 lo[c] = _mm512_ternarylogic_epi32(w, e, m4, 0xE4);
                 hi[c] = _mm512_ror_epi32(_mm512_ternarylogic_epi32(w, e, m4, 0xD8), 4);
             }
-            __m512 sc_lo = q5k_byte_ps(p < 2 ? sc03 : sc47, (2 * p) % 4);
-            __m512 sc_hi = q5k_byte_ps(p < 2 ? sc03 : sc47, (2 * p + 1) % 4);
+            __m512 sc_lo = qpack_byte_ps(p < 2 ? sc03 : sc47, (2 * p) % 4);
+            __m512 sc_hi = qpack_byte_ps(p < 2 ? sc03 : sc47, (2 * p + 1) % 4);
             size_t jb = b * 8 + 2 * (size_t)p;
             UNROLL
             for (size_t t = 0; t < NT; t++) {
@@ -242,10 +224,10 @@ static INLINE VNNI void q5_Kx16_body(size_t k, const uint8_t *g, const int8_t *c
                 __m512i ih0 = _mm512_setzero_si512(), ih1 = _mm512_setzero_si512();
                 UNROLL
                 for (int c = 0; c < 8; c += 2) {
-                    il0 = _mm512_dpbusd_epi32(il0, lo[c], q5k_bcast32(yp + 4 * c));
-                    il1 = _mm512_dpbusd_epi32(il1, lo[c + 1], q5k_bcast32(yp + 4 * c + 4));
-                    ih0 = _mm512_dpbusd_epi32(ih0, hi[c], q5k_bcast32(yp + 32 + 4 * c));
-                    ih1 = _mm512_dpbusd_epi32(ih1, hi[c + 1], q5k_bcast32(yp + 36 + 4 * c));
+                    il0 = _mm512_dpbusd_epi32(il0, lo[c], qpack_bcast32(yp + 4 * c));
+                    il1 = _mm512_dpbusd_epi32(il1, lo[c + 1], qpack_bcast32(yp + 4 * c + 4));
+                    ih0 = _mm512_dpbusd_epi32(ih0, hi[c], qpack_bcast32(yp + 32 + 4 * c));
+                    ih1 = _mm512_dpbusd_epi32(ih1, hi[c + 1], qpack_bcast32(yp + 36 + 4 * c));
                 }
                 __m512 fl = _mm512_cvtepi32_ps(_mm512_add_epi32(il0, il1));
                 __m512 fh = _mm512_cvtepi32_ps(_mm512_add_epi32(ih0, ih1));

@@ -149,17 +149,7 @@ void q6_Kx16_kernel_ref(size_t k, const void *group, const void *act, size_t act
 }
 
 #if defined(__x86_64__)
-#include <immintrin.h>
-
-#define VNNI   __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
-#define INLINE __attribute__((always_inline)) inline
-
-static INLINE VNNI __m512i bcast32(const int8_t *p)
-{
-    int32_t v;
-    memcpy(&v, p, 4);
-    return _mm512_set1_epi32(v);
-}
+#include "infer/quant_pack_simd.h"
 
 /* -32 times the sum of each 16 of the 256 int8 values at y, in the order
  * neg[4 * (j % 4) + j / 4] for sub-block j (the order the two unpack steps leave them in). */
@@ -234,8 +224,8 @@ static INLINE VNNI void q6_Kx16_body(size_t k, const uint8_t *g, const void *act
                 __m512i s1 = _mm512_set1_epi32(neg[t][4 * (j1 % 4) + j1 / 4]);
 #pragma GCC unroll 4
                 for (int c = 0; c < 4; c++) {
-                    s0 = _mm512_dpbusd_epi32(s0, w0[c], bcast32(yb + 4 * c));
-                    s1 = _mm512_dpbusd_epi32(s1, w1[c], bcast32(yb + 16 + 4 * c));
+                    s0 = _mm512_dpbusd_epi32(s0, w0[c], qpack_bcast32(yb + 4 * c));
+                    s1 = _mm512_dpbusd_epi32(s1, w1[c], qpack_bcast32(yb + 16 + 4 * c));
                 }
                 __m512i isum =
                     _mm512_add_epi32(_mm512_mullo_epi32(s0, sc0), _mm512_mullo_epi32(s1, sc1));
