@@ -20,6 +20,8 @@
 
 #include <cmocka.h>
 
+#include "qpack_test.h"
+
 #include "infer/quant_internal.h"
 #include "infer/quant_pack.h"
 #include "llmos/quant.h"
@@ -125,16 +127,6 @@ static int q_fifth(int row, int i) /* only the fifth bit varies */
     return ((i * 3 + row) % 7 < 3) ? 16 : 15;
 }
 
-static void make_act(int kind, size_t k, void *act)
-{
-    float *x = malloc(k * sizeof *x);
-    assert_non_null(x);
-    for (size_t i = 0; i < k; i++)
-        x[i] = kind == 0 ? 1.0f : kind == 1 ? -1.0f : ((i % 5) & 1) ? 1.0f : -1.0f;
-    qpack_act_quantize_ref(x, k, act);
-    free(x);
-}
-
 static void check_case(field_fn qf, float d, int act_kind)
 {
     const size_t k = 4 * QK5_0, nb = 4, n_rows = 16;
@@ -186,34 +178,9 @@ static void test_missing_rows_are_zero(void **state)
 {
     (void)state;
     const size_t k = 2 * QK5_0;
-    const qpack_traits *pt = qpack_traits_of(GGML_TYPE_Q5_0);
     block_q5_0 row[2];
     make_row(row, 2, 0, 2.0f, q_max);
-    uint8_t *g = malloc(2 * BLK_BYTES), *act = malloc(QPACK_TOK * qpack_act_bytes(k));
-    assert_true(g && act);
-    memset(g, 0x5A, 2 * BLK_BYTES);
-    q5_0x16_pack(row, sizeof row, 1, k, g);
-    for (int t = 0; t < QPACK_TOK; t++)
-        make_act(t % 3, k, act + t * qpack_act_bytes(k));
-    for (size_t nt = 1; nt <= QPACK_TOK; nt++) {
-        float out[QPACK_TOK][QPACK_ROWS];
-        for (int which = 0; which < 2; which++) {
-            qpack_kernel_fn kern = which ? pt->kernel : q5_0x16_kernel_ref;
-            if (!kern)
-                continue;
-            memset(out, 0x7F, sizeof out);
-            kern(k, g, act, qpack_act_bytes(k), nt, out);
-            for (size_t t = 0; t < nt; t++) {
-                assert_true(out[t][0] != 0.0f);
-                for (int r = 1; r < QPACK_ROWS; r++)
-                    if (out[t][r] != 0.0f)
-                        fail_msg("%s kernel, %zu tokens: padding row %d gave %g, not 0",
-                                 which ? "SIMD" : "reference", nt, r, (double)out[t][r]);
-            }
-        }
-    }
-    free(g);
-    free(act);
+    qpt_check_missing_rows(GGML_TYPE_Q5_0, row, sizeof row, k);
 }
 
 int main(void)

@@ -23,6 +23,8 @@
 
 #include <cmocka.h>
 
+#include "qpack_test.h"
+
 #include "infer/quant_internal.h"
 #include "infer/quant_pack.h"
 #include "llmos/base.h"
@@ -210,17 +212,6 @@ static void test_layout_bytes(void **state)
 
 /* ---- extremes ---------------------------------------------------------------------------- */
 
-/* Activations: +1 everywhere, -1 everywhere, or +-1 in a pattern (all quantize to +-127). */
-static void make_act(int kind, size_t k, void *act)
-{
-    float *x = malloc(k * sizeof *x);
-    assert_non_null(x);
-    for (size_t i = 0; i < k; i++)
-        x[i] = kind == 0 ? 1.0f : kind == 1 ? -1.0f : ((i % 5) & 1) ? 1.0f : -1.0f;
-    qpack_act_quantize_ref(x, k, act);
-    free(x);
-}
-
 static void check_case(const row_spec *spec, int act_kind)
 {
     const size_t nb = 3, k = nb * QK_K, n_rows = QPACK_ROWS;
@@ -285,36 +276,10 @@ static void test_missing_rows_are_zero(void **state)
 {
     (void)state;
     const size_t k = QK_K;
-    const qpack_traits *pt = qpack_traits_of(GGML_TYPE_Q5_K);
-    assert_non_null(pt);
     const row_spec spec = {q_max, s_max, s_max, 2.0f, 1.0f};
     block_q5_K row;
     make_row(&row, 1, 0, &spec);
-    uint8_t *g = malloc(SB_BYTES), *act = malloc(QPACK_TOK * qpack_act_bytes(k));
-    assert_true(g && act);
-    memset(g, 0x5A, SB_BYTES);
-    q5_Kx16_pack(&row, sizeof row, 1, k, g);
-    for (int t = 0; t < QPACK_TOK; t++)
-        make_act(t % 3, k, act + t * qpack_act_bytes(k));
-    for (size_t nt = 1; nt <= QPACK_TOK; nt++) {
-        for (int which = 0; which < 2; which++) {
-            qpack_kernel_fn kern = which ? pt->kernel : q5_Kx16_kernel_ref;
-            if (!kern)
-                continue;
-            float out[QPACK_TOK][QPACK_ROWS];
-            memset(out, 0x7F, sizeof out);
-            kern(k, g, act, qpack_act_bytes(k), nt, out);
-            for (size_t t = 0; t < nt; t++) {
-                assert_true(out[t][0] != 0.0f); /* the real row: 2*63*31 - 63 per element */
-                for (int r = 1; r < QPACK_ROWS; r++)
-                    if (out[t][r] != 0.0f)
-                        fail_msg("%s kernel, %zu tokens: padding row %d gave %g, not 0",
-                                 which ? "SIMD" : "reference", nt, r, (double)out[t][r]);
-            }
-        }
-    }
-    free(g);
-    free(act);
+    qpt_check_missing_rows(GGML_TYPE_Q5_K, &row, sizeof row, k);
 }
 
 int main(void)

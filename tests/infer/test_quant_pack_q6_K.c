@@ -20,6 +20,8 @@
 
 #include <cmocka.h>
 
+#include "qpack_test.h"
+
 #include "infer/quant_internal.h"
 #include "infer/quant_pack.h"
 #include "llmos/quant.h"
@@ -147,17 +149,6 @@ static int s_alt(int row, int j)
     return ((j + row) & 1) ? 127 : -128;
 }
 
-/* Activations: +1 everywhere, -1 everywhere, or +-1 in a pattern (all quantize to +-127). */
-static void make_act(int kind, size_t k, void *act)
-{
-    float *x = malloc(k * sizeof *x);
-    assert_non_null(x);
-    for (size_t i = 0; i < k; i++)
-        x[i] = kind == 0 ? 1.0f : kind == 1 ? -1.0f : ((i % 5) & 1) ? 1.0f : -1.0f;
-    qpack_act_quantize_ref(x, k, act);
-    free(x);
-}
-
 static void check_case(field_fn qf, field_fn sf, int act_kind)
 {
     const size_t k = 3 * QK_K, nsb = 3, n_rows = 16;
@@ -209,34 +200,9 @@ static void test_missing_rows_are_zero(void **state)
 {
     (void)state;
     const size_t k = QK_K;
-    const qpack_traits *pt = qpack_traits_of(GGML_TYPE_Q6_K);
     block_q6_K row;
     make_row(&row, 1, 0, 2.0f, q_max, s_min);
-    uint8_t *g = malloc(SB_BYTES), *act = malloc(QPACK_TOK * qpack_act_bytes(k));
-    assert_true(g && act);
-    memset(g, 0x5A, SB_BYTES);
-    q6_Kx16_pack(&row, sizeof row, 1, k, g);
-    for (int t = 0; t < QPACK_TOK; t++)
-        make_act(t % 3, k, act + t * qpack_act_bytes(k));
-    for (size_t nt = 1; nt <= QPACK_TOK; nt++) {
-        float out[QPACK_TOK][QPACK_ROWS];
-        for (int which = 0; which < 2; which++) {
-            qpack_kernel_fn kern = which ? pt->kernel : q6_Kx16_kernel_ref;
-            if (!kern)
-                continue;
-            memset(out, 0x7F, sizeof out);
-            kern(k, g, act, qpack_act_bytes(k), nt, out);
-            for (size_t t = 0; t < nt; t++) {
-                assert_true(out[t][0] != 0.0f); /* the real row: 63 - 32 = 31 times -128 ... */
-                for (int r = 1; r < QPACK_ROWS; r++)
-                    if (out[t][r] != 0.0f)
-                        fail_msg("%s kernel, %zu tokens: padding row %d gave %g, not 0",
-                                 which ? "SIMD" : "reference", nt, r, (double)out[t][r]);
-            }
-        }
-    }
-    free(g);
-    free(act);
+    qpt_check_missing_rows(GGML_TYPE_Q6_K, &row, sizeof row, k);
 }
 
 int main(void)
