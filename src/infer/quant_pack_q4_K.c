@@ -114,7 +114,6 @@ static INLINE VNNI void q4_Kx16_body(size_t k, const uint8_t *g, const int8_t *c
                                      const size_t NT, float out[QPACK_TOK][QPACK_ROWS])
 {
     const __m512i m4 = _mm512_set1_epi8(0x0F), m4h = _mm512_set1_epi8((char)0xF0);
-    const __m512i m6 = _mm512_set1_epi8(0x3F), m2h = _mm512_set1_epi8(0x30);
     const __m512 sixteenth = _mm512_set1_ps(1.0f / 16);
     __m512 acc[QPACK_TOK];
     UNROLL
@@ -122,41 +121,13 @@ static INLINE VNNI void q4_Kx16_body(size_t k, const uint8_t *g, const int8_t *c
         acc[t] = _mm512_setzero_ps();
     for (size_t b = 0; b < k / QK_K; b++, g += Q4_KX16_BLOCK) {
         /* weights stream from memory once per token: ask for the super-block two ahead
-         * (past the group's end that is the next group, which follows in memory; a
-         * prefetch never faults, and the address is formed as an integer, not a pointer
-         * past the object). Measured on one core streaming 150 MB: 20 -> 29 GB/s. */
-        UNROLL
-        for (int l = 0; l < (int)(Q4_KX16_BLOCK / 64); l++)
-            _mm_prefetch((const char *)((uintptr_t)g + 2 * Q4_KX16_BLOCK + 64 * (size_t)l),
-                         _MM_HINT_T0);
+         * (past the group's end, the next group). Measured for Q4_K on one core streaming
+         * 150 MB: 20 -> 29 GB/s. */
+        qpack_prefetch((uintptr_t)g + 2 * Q4_KX16_BLOCK, Q4_KX16_BLOCK);
         __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)g));
         __m512 dmin = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(g + 32)));
-        /* quant_k4_scale_words on 16 rows: sc03 = scales 0-3, sc47 = scales 4-7, mn03 and
-         * mn47 the mins, one byte each in every row's lane */
-        __m512i r0 = _mm512_loadu_si512(g + Q4_KX16_SC);
-        __m512i r1 = _mm512_loadu_si512(g + Q4_KX16_SC + 64);
-        __m512i r2 = _mm512_loadu_si512(g + Q4_KX16_SC + 128);
-        __m512i sc03 = _mm512_and_si512(r0, m6), mn03 = _mm512_and_si512(r1, m6);
-        __m512i sc47 = _mm512_or_si512(_mm512_and_si512(r2, m4),
-                                       _mm512_and_si512(_mm512_srli_epi32(r0, 2), m2h));
-        __m512i mn47 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(r2, 4), m4),
-                                       _mm512_and_si512(_mm512_srli_epi32(r1, 2), m2h));
-
-        /* the mins: acc -= dmin * sum_j m_j * sx_j */
-        __m512 ms[QPACK_TOK];
-        UNROLL
-        for (size_t t = 0; t < NT; t++)
-            ms[t] = _mm512_setzero_ps();
-        UNROLL
-        for (int j = 0; j < 8; j++) {
-            __m512 mf = qpack_byte_ps(j < 4 ? mn03 : mn47, j % 4);
-            UNROLL
-            for (size_t t = 0; t < NT; t++)
-                ms[t] = _mm512_fmadd_ps(mf, _mm512_set1_ps(sx[t][b * 8 + (size_t)j]), ms[t]);
-        }
-        UNROLL
-        for (size_t t = 0; t < NT; t++)
-            acc[t] = _mm512_fnmadd_ps(dmin, ms[t], acc[t]);
+        qpack_k4_scales ks = qpack_k4_decode(g + Q4_KX16_SC);
+        qpack_k4_mins(acc, dmin, &ks, sx, b, NT);
 
         /* the quants, one pair of sub-blocks (64 values, 8 chunks) at a time; the high
          * nibbles stay in place (16 q), their scale carries the 1/16 (exact) */
@@ -174,9 +145,9 @@ static INLINE VNNI void q4_Kx16_body(size_t k, const uint8_t *g, const int8_t *c
                 lo[c] = _mm512_and_si512(w, m4);
                 hi[c] = _mm512_and_si512(w, m4h);
             }
-            __m512 sc_lo = qpack_byte_ps(p < 2 ? sc03 : sc47, (2 * p) % 4);
+            __m512 sc_lo = qpack_byte_ps(p < 2 ? ks.sc03 : ks.sc47, (2 * p) % 4);
             __m512 sc_hi =
-                _mm512_mul_ps(qpack_byte_ps(p < 2 ? sc03 : sc47, (2 * p + 1) % 4), sixteenth);
+                _mm512_mul_ps(qpack_byte_ps(p < 2 ? ks.sc03 : ks.sc47, (2 * p + 1) % 4), sixteenth);
             size_t jb = b * 8 + 2 * (size_t)p;
             UNROLL
             for (size_t t = 0; t < NT; t++) {

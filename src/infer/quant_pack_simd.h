@@ -44,4 +44,56 @@ static INLINE VNNI __m512 qpack_byte_ps(__m512i w, int i)
     return _mm512_cvtepi32_ps(_mm512_shuffle_epi8(w, idx));
 }
 
+/* Ask for `bytes` of weights at p (an integer address: it may lie past the matrix, a
+ * prefetch never faults) ahead of use: weights stream from memory once per token. */
+static INLINE VNNI void qpack_prefetch(uintptr_t p, size_t bytes)
+{
+#pragma GCC unroll 64
+    for (size_t l = 0; l < (bytes + 63) / 64; l++)
+        _mm_prefetch((const char *)(p + 64 * l), _MM_HINT_T0);
+}
+
+/* The 6-bit scales and mins of a Q4_K/Q5_K super-block for 16 rows, from the 3 x 64 bytes at
+ * sc (each row's 12 GGUF scale bytes as 3 words in its lane; bit layout as
+ * quant_k4_scale_words): one byte per lane each, scales 0-3, scales 4-7, mins 0-3, mins 4-7. */
+typedef struct qpack_k4_scales {
+    __m512i sc03, sc47, mn03, mn47;
+} qpack_k4_scales;
+
+static INLINE VNNI qpack_k4_scales qpack_k4_decode(const uint8_t *sc)
+{
+    const __m512i m4 = _mm512_set1_epi8(0x0F), m6 = _mm512_set1_epi8(0x3F);
+    const __m512i m2h = _mm512_set1_epi8(0x30);
+    __m512i r0 = _mm512_loadu_si512(sc), r1 = _mm512_loadu_si512(sc + 64);
+    __m512i r2 = _mm512_loadu_si512(sc + 128);
+    qpack_k4_scales k;
+    k.sc03 = _mm512_and_si512(r0, m6);
+    k.mn03 = _mm512_and_si512(r1, m6);
+    k.sc47 =
+        _mm512_or_si512(_mm512_and_si512(r2, m4), _mm512_and_si512(_mm512_srli_epi32(r0, 2), m2h));
+    k.mn47 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(r2, 4), m4),
+                             _mm512_and_si512(_mm512_srli_epi32(r1, 2), m2h));
+    return k;
+}
+
+/* acc[t] -= dmin * sum_j m_j * sx_t[8b + j] over the 8 sub-blocks j of super-block b. */
+static INLINE VNNI void qpack_k4_mins(__m512 *acc, __m512 dmin, const qpack_k4_scales *k,
+                                      const float *const *sx, size_t b, const size_t NT)
+{
+    __m512 ms[QPACK_TOK];
+#pragma GCC unroll 8
+    for (size_t t = 0; t < NT; t++)
+        ms[t] = _mm512_setzero_ps();
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; j++) {
+        __m512 mf = qpack_byte_ps(j < 4 ? k->mn03 : k->mn47, j % 4);
+#pragma GCC unroll 8
+        for (size_t t = 0; t < NT; t++)
+            ms[t] = _mm512_fmadd_ps(mf, _mm512_set1_ps(sx[t][b * 8 + (size_t)j]), ms[t]);
+    }
+#pragma GCC unroll 8
+    for (size_t t = 0; t < NT; t++)
+        acc[t] = _mm512_fnmadd_ps(dmin, ms[t], acc[t]);
+}
+
 #endif
