@@ -118,9 +118,12 @@ void q8_0x16_pack(const void *rows, size_t row_bytes, size_t n_rows, size_t k, v
         for (size_t b = 0; b < nb; b++) {
             uint8_t *gb = g + b * Q8_0X16_BLOCK;
             memcpy(gb + 2 * r, &row[b].d, 2);
-            for (int c = 0; c < 8; c++)
-                for (int i = 0; i < 4; i++)
-                    gb[32 + 64 * c + 4 * r + i] = (uint8_t)row[b].qs[4 * c + i] ^ 0x80;
+            for (int c = 0; c < 8; c++) { /* 4 bytes at a time, each XOR 0x80 */
+                uint32_t w;
+                memcpy(&w, row[b].qs + 4 * c, 4);
+                w ^= 0x80808080u;
+                memcpy(gb + 32 + 64 * c + 4 * r, &w, 4);
+            }
         }
     }
 }
