@@ -9,7 +9,8 @@
  * type's vec_dot_type), with 1 and 2 threads from the llmos pool, and with the scalar
  * reference on one thread (over the first 64 MiB only: it is compute-bound). The baseline is a
  * STREAM-style triad a[i] = b[i] + s*c[i] over three arrays of the same size, counted as 24 bytes
- * per element.
+ * per element; a read-only pass over one array shows what pure streaming reaches. Every large
+ * buffer is in huge pages (huge_alloc), as model weights are.
  *
  * A second table gives the compute ceiling of each kernel (a few rows that stay in cache), a
  * third times quant_gemm (64 tokens at once) against 64 separate vec_dot passes on a matrix
@@ -56,6 +57,59 @@ static double triad_gbs(llmos_pool *pool, double *a, double *b, double *c, size_
         pool_parallel_for(pool, n, 4096, triad_range, &j);
         double dt = time_now() - t0;
         double gbs = 24.0 * (double)n / dt / 1e9;
+        best = gbs > best ? gbs : best;
+    }
+    return best;
+}
+
+/* Read-only bandwidth: what streaming weights can reach at best (the triad also writes, and
+ * a write costs a read for ownership too, so it sits below this). */
+typedef struct read_job {
+    const uint64_t *p;
+    uint64_t sink[256];
+} read_job;
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+__attribute__((target("avx2"))) static uint64_t xor_avx2(const uint64_t *p, size_t n)
+{
+    __m256i a = _mm256_setzero_si256(), b = a;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        a = _mm256_xor_si256(a, _mm256_loadu_si256((const __m256i *)(p + i)));
+        b = _mm256_xor_si256(b, _mm256_loadu_si256((const __m256i *)(p + i + 4)));
+    }
+    a = _mm256_xor_si256(a, b);
+    uint64_t r[4];
+    _mm256_storeu_si256((__m256i *)r, a);
+    return r[0] ^ r[1] ^ r[2] ^ r[3];
+}
+#endif
+
+static void read_range(void *ctx, size_t begin, size_t end, int worker)
+{
+    read_job *j = ctx;
+    uint64_t x = 0;
+#if defined(__x86_64__)
+    if (cpu_features()->avx2)
+        x = xor_avx2(j->p + begin, end - begin);
+    else
+#endif
+        for (size_t i = begin; i < end; i++)
+            x ^= j->p[i];
+    j->sink[worker & 255] ^= x; /* keeps the loads */
+}
+
+/* Best of 5 passes reading n words, in GB/s. */
+static double read_gbs(llmos_pool *pool, const uint64_t *p, size_t n)
+{
+    static read_job j;
+    j.p = p;
+    double best = 0;
+    for (int rep = 0; rep < 5; rep++) {
+        double t0 = time_now();
+        pool_parallel_for(pool, n, 4096, read_range, &j);
+        double gbs = 8.0 * (double)n / (time_now() - t0) / 1e9;
         best = gbs > best ? gbs : best;
     }
     return best;
@@ -142,11 +196,11 @@ static void packed_section(llmos_pool *p1, llmos_pool *pn, uint8_t *w, size_t by
                                          GGML_TYPE_Q6_K, GGML_TYPE_Q5_0, GGML_TYPE_Q5_K,
                                          GGML_TYPE_Q5_1};
     enum { TOK = 64, ROWS = 1024 };
-    uint8_t *pk = malloc(bytes);
+    uint8_t *pk = huge_alloc(bytes);
     uint8_t *act = malloc(TOK * qpack_act_bytes(K_COLS));
     if (!pk || !act) {
         fprintf(stderr, "quant: no memory for the packed section\n");
-        free(pk);
+        huge_free(pk, bytes);
         free(act);
         return;
     }
@@ -207,7 +261,7 @@ static void packed_section(llmos_pool *p1, llmos_pool *pn, uint8_t *w, size_t by
         printf("%-6s %14s %16s %10.1f %10.2f %10.2f\n", t->name, c1, cn, gc, tp * 1e3, to * 1e3);
         fflush(stdout);
     }
-    free(pk);
+    huge_free(pk, bytes);
     free(act);
 }
 
@@ -268,7 +322,7 @@ int main(int argc, char **argv)
 
     /* baseline: triad over three arrays of `bytes` each */
     size_t n = bytes / sizeof(double);
-    double *a = malloc(bytes), *b = malloc(bytes), *c = malloc(bytes);
+    double *a = huge_alloc(bytes), *b = huge_alloc(bytes), *c = huge_alloc(bytes);
     if (!a || !b || !c) {
         fprintf(stderr, "quant: cannot allocate 3 x %zu MiB for the triad\n", mib);
         return 1;
@@ -280,13 +334,16 @@ int main(int argc, char **argv)
     }
     double bw1 = triad_gbs(p1, a, b, c, n);
     double bwn = triad_gbs(pn, a, b, c, n);
-    free(a);
-    free(b);
-    free(c);
-    printf("memory bandwidth (triad, 3 x %zu MiB): %.1f GB/s on 1 thread, %.1f GB/s on %d\n\n", mib,
+    double rd1 = read_gbs(p1, (const uint64_t *)b, n), rdn = read_gbs(pn, (const uint64_t *)b, n);
+    huge_free(a, bytes);
+    huge_free(b, bytes);
+    huge_free(c, bytes);
+    printf("memory bandwidth (triad, 3 x %zu MiB): %.1f GB/s on 1 thread, %.1f GB/s on %d\n", mib,
            bw1, bwn, threads);
+    printf("read-only bandwidth (%zu MiB): %.1f GB/s on 1 thread, %.1f GB/s on %d\n\n", mib, rd1,
+           rdn, threads);
 
-    uint8_t *w = malloc(bytes);
+    uint8_t *w = huge_alloc(bytes);
     float *tmp = malloc(K_COLS * sizeof *tmp);
     float *y = malloc((bytes / 64) * sizeof *y);
     void *xq = malloc(K_COLS * 4);
@@ -382,7 +439,7 @@ int main(int argc, char **argv)
     free(out);
     free(act);
     packed_section(p1, pn, w, bytes, tmp, y, bw1, bwn);
-    free(w);
+    huge_free(w, bytes);
     free(tmp);
     free(y);
     free(xq);
