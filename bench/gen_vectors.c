@@ -223,13 +223,13 @@ int main(int argc, char **argv)
     pthread_t th[64];
     if (threads > 64)
         threads = 64;
-    double t0 = time_now();
+    double t0 = llmos_time_now();
     for (int t = 0; t < threads; t++)
         pthread_create(&th[t], NULL, gt_worker, &job);
     for (int t = 0; t < threads; t++)
         pthread_join(th[t], NULL);
     fprintf(stderr, "gen_vectors: ground truth for %zu queries over %zu x %d in %.1f s\n", nq, n,
-            dim, time_now() - t0);
+            dim, llmos_time_now() - t0);
 
     char path[4096];
     snprintf(path, sizeof path, "%s_base.fvecs", out);

@@ -195,8 +195,8 @@ int main(int argc, char **argv)
 
     llmos_buf json_g = {0}, tool_g = {0};
     json_t *tools = NULL;
-    if (json_grammar_generic(&json_g) ||
-        json_parse_text(TOOLS, strlen(TOOLS), "tools", 0, &tools) ||
+    if (jschema_grammar_generic(&json_g) ||
+        ljson_parse_text(TOOLS, strlen(TOOLS), "tools", 0, &tools) ||
         toolcall_grammar(tools, TOOLCALL_HERMES, TOOLCALL_REQUIRED, NULL, &tool_g)) {
         fprintf(stderr, "grammar: %s\n", llmos_errmsg());
         return 1;
@@ -210,13 +210,13 @@ int main(int argc, char **argv)
             fprintf(stderr, "grammar: %s (pass the folder of the vocabularies)\n", llmos_errmsg());
             return 1;
         }
-        double t0 = time_now();
+        double t0 = llmos_time_now();
         grammar_vocab *v = NULL;
         if (grammar_vocab_new(t, &v) != LLMOS_OK) {
             fprintf(stderr, "grammar: %s\n", llmos_errmsg());
             return 1;
         }
-        double build_ms = (time_now() - t0) * 1e3;
+        double build_ms = (llmos_time_now() - t0) * 1e3;
         size_t n = grammar_vocab_size(v);
         float *orig = malloc(n * sizeof *orig), *logits = malloc(n * sizeof *logits);
         uint64_t r = 42;

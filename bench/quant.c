@@ -10,7 +10,7 @@
  * reference on one thread (over the first 64 MiB only: it is compute-bound). The baseline is a
  * STREAM-style triad a[i] = b[i] + s*c[i] over three arrays of the same size, counted as 24 bytes
  * per element; a read-only pass over one array shows what pure streaming reaches. Every large
- * buffer is in huge pages (huge_alloc), as model weights are.
+ * buffer is in huge pages (llmos_huge_alloc), as model weights are.
  *
  * A second table gives the compute ceiling of each kernel (a few rows that stay in cache), a
  * third times quant_gemm (64 tokens at once) against 64 separate vec_dot passes on a matrix
@@ -53,9 +53,9 @@ static double triad_gbs(llmos_pool *pool, double *a, double *b, double *c, size_
     triad_job j = {a, b, c, 3.0};
     double best = 0;
     for (int rep = 0; rep < 5; rep++) {
-        double t0 = time_now();
+        double t0 = llmos_time_now();
         pool_parallel_for(pool, n, 4096, triad_range, &j);
-        double dt = time_now() - t0;
+        double dt = llmos_time_now() - t0;
         double gbs = 24.0 * (double)n / dt / 1e9;
         best = gbs > best ? gbs : best;
     }
@@ -91,7 +91,7 @@ static void read_range(void *ctx, size_t begin, size_t end, int worker)
     read_job *j = ctx;
     uint64_t x = 0;
 #if defined(__x86_64__)
-    if (cpu_features()->avx2)
+    if (llmos_cpu_features()->avx2)
         x = xor_avx2(j->p + begin, end - begin);
     else
 #endif
@@ -107,9 +107,9 @@ static double read_gbs(llmos_pool *pool, const uint64_t *p, size_t n)
     j.p = p;
     double best = 0;
     for (int rep = 0; rep < 5; rep++) {
-        double t0 = time_now();
+        double t0 = llmos_time_now();
         pool_parallel_for(pool, n, 4096, read_range, &j);
-        double gbs = 8.0 * (double)n / (time_now() - t0) / 1e9;
+        double gbs = 8.0 * (double)n / (llmos_time_now() - t0) / 1e9;
         best = gbs > best ? gbs : best;
     }
     return best;
@@ -138,9 +138,9 @@ static double mv_gbs(llmos_pool *pool, mv_job *j, size_t rows, int reps)
 {
     double best = 0;
     for (int rep = 0; rep < reps; rep++) {
-        double t0 = time_now();
+        double t0 = llmos_time_now();
         pool_parallel_for(pool, rows, 16, mv_range, j);
-        double dt = time_now() - t0;
+        double dt = llmos_time_now() - t0;
         double gbs = (double)(rows * j->row_bytes) / dt / 1e9;
         best = gbs > best ? gbs : best;
     }
@@ -178,10 +178,10 @@ static double pk_time(llmos_pool *pool, pk_job *j, size_t groups, int reps)
 {
     double best = 1e9;
     for (int rep = 0; rep < reps; rep++) {
-        double t0 = time_now();
+        double t0 = llmos_time_now();
         size_t chunk = groups / (8 * (size_t)pool_threads(pool));
         pool_parallel_for_dynamic(pool, groups, chunk ? chunk : 1, pk_range, j);
-        double dt = time_now() - t0;
+        double dt = llmos_time_now() - t0;
         best = dt < best ? dt : best;
     }
     return best;
@@ -196,11 +196,11 @@ static void packed_section(llmos_pool *p1, llmos_pool *pn, uint8_t *w, size_t by
                                          GGML_TYPE_Q6_K, GGML_TYPE_Q5_0, GGML_TYPE_Q5_K,
                                          GGML_TYPE_Q5_1};
     enum { TOK = 64, ROWS = 1024 };
-    uint8_t *pk = huge_alloc(bytes);
+    uint8_t *pk = llmos_huge_alloc(bytes);
     uint8_t *act = malloc(TOK * qpack_act_bytes(K_COLS));
     if (!pk || !act) {
         fprintf(stderr, "quant: no memory for the packed section\n");
-        huge_free(pk, bytes);
+        llmos_huge_free(pk, bytes);
         free(act);
         return;
     }
@@ -246,10 +246,10 @@ static void packed_section(llmos_pool *p1, llmos_pool *pn, uint8_t *w, size_t by
             }
             to = 1e9;
             for (int rep = 0; rep < 5; rep++) {
-                double t0 = time_now();
+                double t0 = llmos_time_now();
                 if (quant_gemm(type, K_COLS, ROWS, w, row_bytes, TOK, oact, old_act, out, ROWS))
                     break;
-                double dt = time_now() - t0;
+                double dt = llmos_time_now() - t0;
                 to = dt < to ? dt : to;
             }
         }
@@ -261,7 +261,7 @@ static void packed_section(llmos_pool *p1, llmos_pool *pn, uint8_t *w, size_t by
         printf("%-6s %14s %16s %10.1f %10.2f %10.2f\n", t->name, c1, cn, gc, tp * 1e3, to * 1e3);
         fflush(stdout);
     }
-    huge_free(pk, bytes);
+    llmos_huge_free(pk, bytes);
     free(act);
 }
 
@@ -308,9 +308,9 @@ int main(int argc, char **argv)
         return usage();
     size_t bytes = mib << 20;
 
-    const llmos_cpu *cpu = cpu_features();
+    const llmos_cpu *cpu = llmos_cpu_features();
     char feats[256];
-    cpu_features_string(cpu, feats, sizeof feats);
+    llmos_cpu_features_string(cpu, feats, sizeof feats);
     printf("cpu: %s (%d CPUs)\nfeatures: %s\nkernels: %s\n", cpu->brand, cpu->n_cpus, feats,
            quant_isa_name());
 
@@ -322,7 +322,7 @@ int main(int argc, char **argv)
 
     /* baseline: triad over three arrays of `bytes` each */
     size_t n = bytes / sizeof(double);
-    double *a = huge_alloc(bytes), *b = huge_alloc(bytes), *c = huge_alloc(bytes);
+    double *a = llmos_huge_alloc(bytes), *b = llmos_huge_alloc(bytes), *c = llmos_huge_alloc(bytes);
     if (!a || !b || !c) {
         fprintf(stderr, "quant: cannot allocate 3 x %zu MiB for the triad\n", mib);
         return 1;
@@ -335,15 +335,15 @@ int main(int argc, char **argv)
     double bw1 = triad_gbs(p1, a, b, c, n);
     double bwn = triad_gbs(pn, a, b, c, n);
     double rd1 = read_gbs(p1, (const uint64_t *)b, n), rdn = read_gbs(pn, (const uint64_t *)b, n);
-    huge_free(a, bytes);
-    huge_free(b, bytes);
-    huge_free(c, bytes);
+    llmos_huge_free(a, bytes);
+    llmos_huge_free(b, bytes);
+    llmos_huge_free(c, bytes);
     printf("memory bandwidth (triad, 3 x %zu MiB): %.1f GB/s on 1 thread, %.1f GB/s on %d\n", mib,
            bw1, bwn, threads);
     printf("read-only bandwidth (%zu MiB): %.1f GB/s on 1 thread, %.1f GB/s on %d\n\n", mib, rd1,
            rdn, threads);
 
-    uint8_t *w = huge_alloc(bytes);
+    uint8_t *w = llmos_huge_alloc(bytes);
     float *tmp = malloc(K_COLS * sizeof *tmp);
     float *y = malloc((bytes / 64) * sizeof *y);
     void *xq = malloc(K_COLS * 4);
@@ -418,18 +418,18 @@ int main(int argc, char **argv)
         }
         double best_dot = 1e9, best_gemm = 1e9;
         for (int rep = 0; rep < 5; rep++) {
-            double t0 = time_now();
+            double t0 = llmos_time_now();
             for (int s = 0; s < TOK; s++)
                 for (int r = 0; r < ROWS; r++)
                     t->vec_dot(K_COLS, &out[(size_t)s * ROWS + (size_t)r],
                                w + (size_t)r * row_bytes, act + (size_t)s * act_bytes);
-            double t1 = time_now();
+            double t1 = llmos_time_now();
             if (quant_gemm(gemm_types[ti], K_COLS, ROWS, w, row_bytes, TOK, act, act_bytes, out,
                            ROWS) != LLMOS_OK) {
                 fprintf(stderr, "quant: %s\n", llmos_errmsg());
                 return 1;
             }
-            double t2 = time_now();
+            double t2 = llmos_time_now();
             best_dot = t1 - t0 < best_dot ? t1 - t0 : best_dot;
             best_gemm = t2 - t1 < best_gemm ? t2 - t1 : best_gemm;
         }
@@ -439,7 +439,7 @@ int main(int argc, char **argv)
     free(out);
     free(act);
     packed_section(p1, pn, w, bytes, tmp, y, bw1, bwn);
-    huge_free(w, bytes);
+    llmos_huge_free(w, bytes);
     free(tmp);
     free(y);
     free(xq);

@@ -72,9 +72,9 @@ static double measure_bandwidth(llmos_pool *pool, int runs)
     pool_parallel_for(pool, TRIAD_N, 1024, init_range, &t);
     double best = 0;
     for (int r = 0; r < runs; r++) {
-        double t0 = time_now();
+        double t0 = llmos_time_now();
         pool_parallel_for(pool, TRIAD_N, 1024, triad_range, &t);
-        double sec = time_now() - t0;
+        double sec = llmos_time_now() - t0;
         double bw = 3.0 * sizeof(double) * TRIAD_N / sec;
         best = bw > best ? bw : best;
     }
@@ -91,19 +91,19 @@ static double measure_bandwidth(llmos_pool *pool, int runs)
 static llmos_err load_anon(const char *path, llmos_model **out)
 {
     llmos_map map;
-    llmos_err err = file_map(path, &map);
+    llmos_err err = llmos_file_map(path, &map);
     if (err)
         return err;
     size_t huge = 2u << 20, size = (map.size + huge - 1) / huge * huge;
     void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) {
-        file_unmap(&map);
+        llmos_file_unmap(&map);
         return llmos_fail(LLMOS_ERR_NOMEM, "cannot allocate %zu bytes", size);
     }
     madvise(p, size, MADV_HUGEPAGE);
     size_t n = map.size;
     memcpy(p, map.data, n);
-    file_unmap(&map);
+    llmos_file_unmap(&map);
     gguf_file *f;
     if ((err = gguf_open_memory(p, n, path, &f)))
         return err;
@@ -189,13 +189,13 @@ int main(int argc, char **argv)
             fprintf(stderr, "roofline: %s\n", llmos_errmsg());
             return 1;
         }
-        double t0 = time_now();
+        double t0 = llmos_time_now();
         for (int i = 0; i < n; i++)
             if (model_eval(c, &toks[4 + i], 1, NULL)) {
                 fprintf(stderr, "roofline: %s\n", llmos_errmsg());
                 return 1;
             }
-        double tps = n / (time_now() - t0);
+        double tps = n / (llmos_time_now() - t0);
         if (r >= 0) {
             sum += tps;
             sum2 += tps * tps;
@@ -203,7 +203,7 @@ int main(int argc, char **argv)
     }
     double mean = sum / reps;
     double var = reps > 1 ? (sum2 - sum * sum / reps) / (reps - 1) : 0;
-    printf("model            %s (%s, %s)\n", path, hp->arch_name, ggml_type_name(hp->weight_type));
+    printf("model            %s (%s, %s)\n", path, hp->arch_name, quant_type_name(hp->weight_type));
     printf("threads          %d\n", nt);
     printf("triad bandwidth  %.2f GB/s (best of 10, 3 x 128 MiB arrays)\n", bw / 1e9);
     printf("bytes per token  %.1f MB (weights read per generated token)\n", bytes / 1e6);

@@ -76,7 +76,7 @@ static void mode_json(const char *s, size_t n)
     static grammar *g;
     if (!g) {
         llmos_buf b = {0};
-        if (json_grammar_generic(&b) || grammar_parse(b.data, b.len, NULL, &g))
+        if (jschema_grammar_generic(&b) || grammar_parse(b.data, b.len, NULL, &g))
             abort();
         buf_free(&b);
     }
@@ -90,7 +90,7 @@ static void mode_tools(const char *s, size_t n)
         "\"object\",\"properties\":{\"a\":{\"type\":\"integer\"},\"b\":{\"type\":\"array\","
         "\"items\":{\"type\":\"string\",\"maxLength\":3}}},\"required\":[\"a\"]}}}]";
     json_t *tools = NULL;
-    if (json_parse_text(tools_text, strlen(tools_text), "tools", 0, &tools))
+    if (ljson_parse_text(tools_text, strlen(tools_text), "tools", 0, &tools))
         abort();
     for (int f = TOOLCALL_HERMES; f <= TOOLCALL_MISTRAL; f++) {
         toolcall_result r;

@@ -37,7 +37,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (nul) {
         tlen = (size_t)(nul - data);
         size_t rest = size - tlen - 1;
-        if (json_parse_text((const char *)nul + 1, rest, "fuzz context", 32, &ctx) != LLMOS_OK ||
+        if (ljson_parse_text((const char *)nul + 1, rest, "fuzz context", 32, &ctx) != LLMOS_OK ||
             !json_is_object(ctx)) {
             json_decref(ctx);
             ctx = NULL;
@@ -46,9 +46,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!ctx)
         ctx = json_object();
     json_t *messages = NULL, *tools = NULL;
-    if (json_parse_text(fuzz_messages, strlen(fuzz_messages), "messages", 0, &messages) !=
+    if (ljson_parse_text(fuzz_messages, strlen(fuzz_messages), "messages", 0, &messages) !=
             LLMOS_OK ||
-        json_parse_text(fuzz_tools, strlen(fuzz_tools), "tools", 0, &tools) != LLMOS_OK)
+        ljson_parse_text(fuzz_tools, strlen(fuzz_tools), "tools", 0, &tools) != LLMOS_OK)
         abort(); /* the fixed inputs are valid */
     json_object_set(ctx, "messages", messages);
     json_object_set(ctx, "tools", tools);

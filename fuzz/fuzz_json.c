@@ -1,5 +1,5 @@
 /*
- * fuzz_json.c - fuzz the JSON helpers: parse arbitrary bytes with json_parse_text, and on
+ * fuzz_json.c - fuzz the JSON helpers: parse arbitrary bytes with ljson_parse_text, and on
  * success walk the value with the typed getters and serialise it again. Whatever is accepted
  * must re-serialise and re-parse to an equal value.
  */
@@ -13,25 +13,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     json_t *v = NULL;
-    if (json_parse_text((const char *)data, size, "fuzz", 64, &v) != LLMOS_OK)
+    if (ljson_parse_text((const char *)data, size, "fuzz", 64, &v) != LLMOS_OK)
         return 0;
-    (void)json_get_string(v, "a", NULL);
-    (void)json_get_int(v, "b", 0);
-    (void)json_get_number(v, "c", 0);
-    (void)json_get_bool(v, "d", false);
-    (void)json_get_object(v, "e");
-    (void)json_get_array(v, "f");
+    (void)ljson_get_string(v, "a", NULL);
+    (void)ljson_get_int(v, "b", 0);
+    (void)ljson_get_number(v, "c", 0);
+    (void)ljson_get_bool(v, "d", false);
+    (void)ljson_get_object(v, "e");
+    (void)ljson_get_array(v, "f");
     const char *s;
     int64_t i;
-    if (json_require_string(v, "a", "fuzz", &s) == LLMOS_OK && !s)
+    if (ljson_require_string(v, "a", "fuzz", &s) == LLMOS_OK && !s)
         abort();
-    if (json_require_int(v, "b", "fuzz", &i) != LLMOS_OK && json_get_int(v, "b", 1) != 1)
+    if (ljson_require_int(v, "b", "fuzz", &i) != LLMOS_OK && ljson_get_int(v, "b", 1) != 1)
         abort(); /* the strict and lenient getters must agree */
 
     llmos_buf out = {0};
-    if (json_to_buf(v, 0, &out) == LLMOS_OK) {
+    if (ljson_to_buf(v, 0, &out) == LLMOS_OK) {
         json_t *again = NULL;
-        if (json_parse_text(out.data, out.len, "fuzz round trip", 64, &again) != LLMOS_OK ||
+        if (ljson_parse_text(out.data, out.len, "fuzz round trip", 64, &again) != LLMOS_OK ||
             !json_equal(v, again))
             abort(); /* accepted input must survive a round trip */
         json_decref(again);

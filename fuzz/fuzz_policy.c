@@ -39,7 +39,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         json_t *j = NULL;
         const char *q_text = nul + 1;
         size_t q_len = size - policy_len - 1;
-        if (json_parse_text(q_text, q_len, "fuzz quarantine", 64, &j) == LLMOS_OK) {
+        if (ljson_parse_text(q_text, q_len, "fuzz quarantine", 64, &j) == LLMOS_OK) {
             quarantine *q = NULL;
             if (quarantine_from_json(j, &q) == LLMOS_OK) {
                 json_t *args = json_pack("{s:s, s:[s], s:{s:s}}", "a", "$VAR1 and $VAR2", "b",

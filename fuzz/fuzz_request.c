@@ -60,7 +60,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     json_t *v = ep == OPENAI_EMBEDDING ? openai_models_json(model, 0)
                                        : openai_response_json(ep, "id", 0, model, &r);
     llmos_buf out = {0};
-    if (!v || json_to_buf(v, 0, &out))
+    if (!v || ljson_to_buf(v, 0, &out))
         abort();
     json_decref(v);
     buf_free(&out);

@@ -21,7 +21,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static int run_file(const char *path)
 {
     llmos_buf b = {0};
-    if (file_read_all(path, (size_t)1 << 30, &b) != LLMOS_OK) {
+    if (llmos_file_read_all(path, (size_t)1 << 30, &b) != LLMOS_OK) {
         fprintf(stderr, "replay: %s\n", llmos_errmsg());
         return 1;
     }

@@ -62,7 +62,7 @@ int tu_run_llmos(llmos_buf *out, llmos_buf *err, const char *fmt, ...)
     int status = pclose(p);
     if (err) {
         buf_clear(err);
-        if (file_read_all(errpath, 1 << 24, err) != LLMOS_OK)
+        if (llmos_file_read_all(errpath, 1 << 24, err) != LLMOS_OK)
             buf_clear(err);
     }
     unlink(errpath);

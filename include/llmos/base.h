@@ -145,14 +145,14 @@ typedef enum llmos_log_level {
     LLMOS_LOG_OFF
 } llmos_log_level;
 
-void log_set_level(llmos_log_level level);
-llmos_log_level log_get_level(void);
+void llmos_log_set_level(llmos_log_level level);
+llmos_log_level llmos_log_get_level(void);
 /* Parse "debug".."off"; false if unknown. */
-bool log_parse_level(const char *s, llmos_log_level *out);
+bool llmos_log_parse_level(const char *s, llmos_log_level *out);
 /* Send lines to `fn` instead of stderr (NULL restores stderr). For tests and the shell. */
 typedef void (*llmos_log_sink)(llmos_log_level level, const char *component, const char *msg,
                                void *ctx);
-void log_set_sink(llmos_log_sink fn, void *ctx);
+void llmos_log_set_sink(llmos_log_sink fn, void *ctx);
 void llmos_log(llmos_log_level level, const char *component, const char *fmt, ...)
     LLMOS_PRINTF(3, 4);
 
@@ -196,24 +196,24 @@ typedef struct llmos_map {
     size_t size;
 } llmos_map;
 
-LLMOS_NODISCARD llmos_err file_map(const char *path, llmos_map *out);
-void file_unmap(llmos_map *m);
+LLMOS_NODISCARD llmos_err llmos_file_map(const char *path, llmos_map *out);
+void llmos_file_unmap(llmos_map *m);
 
 /* Zeroed anonymous memory of `size` bytes, 2 MiB aligned and advised for transparent huge
  * pages: for large read-mostly data such as model weights, where 4 KiB pages would cost a TLB
  * miss (two-level under virtualisation) every 4 KiB. NULL when the system refuses. */
-void *huge_alloc(size_t size);
-void huge_free(void *p, size_t size);
+void *llmos_huge_alloc(size_t size);
+void llmos_huge_free(void *p, size_t size);
 /* Read a whole file into `out` (appended); fails with LLMOS_ERR_LIMIT past max_bytes. */
-LLMOS_NODISCARD llmos_err file_read_all(const char *path, size_t max_bytes, llmos_buf *out);
+LLMOS_NODISCARD llmos_err llmos_file_read_all(const char *path, size_t max_bytes, llmos_buf *out);
 /* Replace `path` with `data` so that a crash leaves either the old or the new file: write a
  * temporary file beside it, fsync, rename over, fsync the directory. `mode` as for open(2). */
-LLMOS_NODISCARD llmos_err file_write_atomic(const char *path, const void *data, size_t n,
-                                            unsigned mode);
+LLMOS_NODISCARD llmos_err llmos_file_write_atomic(const char *path, const void *data, size_t n,
+                                                  unsigned mode);
 /* Create a directory and its parents (like mkdir -p) with `mode`. */
-LLMOS_NODISCARD llmos_err file_mkdirs(const char *path, unsigned mode);
+LLMOS_NODISCARD llmos_err llmos_file_mkdirs(const char *path, unsigned mode);
 /* Overwrite memory in a way the compiler may not remove (key material, passphrases). */
-void secure_zero(void *p, size_t n);
+void llmos_secure_zero(void *p, size_t n);
 
 /* ---- CPU features ------------------------------------------------------------------------ */
 
@@ -228,14 +228,14 @@ typedef struct llmos_cpu {
 
 /* Detected once (thread-safe) and cached. Each flag is set only when the CPU has the feature
  * and the OS saves its registers (XCR0); AMX also asks Linux for permission to use tiles. */
-const llmos_cpu *cpu_features(void);
+const llmos_cpu *llmos_cpu_features(void);
 /* Space-separated names of the features present, e.g. "avx2 fma f16c avx512f ...". */
-void cpu_features_string(const llmos_cpu *cpu, char *out, size_t size);
+void llmos_cpu_features_string(const llmos_cpu *cpu, char *out, size_t size);
 
 /* ---- misc -------------------------------------------------------------------------------- */
 
 /* Monotonic time in seconds. */
-double time_now(void);
+double llmos_time_now(void);
 
 #define LLMOS_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 

@@ -124,17 +124,17 @@ LLMOS_NODISCARD llmos_err grammar_accept(grammar *g, const grammar_vocab *v, int
  * are prefixed with `prefix` (NULL = ""), so that several schemas can share one grammar; the
  * start rule is `<prefix>root`. Unsupported keywords fail with LLMOS_ERR_UNSUPPORTED naming
  * the keyword and its path. */
-LLMOS_NODISCARD llmos_err json_schema_to_grammar(const json_t *schema, const char *prefix,
-                                                 llmos_buf *out);
+LLMOS_NODISCARD llmos_err jschema_to_grammar(const json_t *schema, const char *prefix,
+                                             llmos_buf *out);
 
 /* Append a GBNF grammar for any JSON value (root) and object (`object`), with bounded
  * whitespace, numbers and nesting left free (response_format json_object). */
-LLMOS_NODISCARD llmos_err json_grammar_generic(llmos_buf *out);
+LLMOS_NODISCARD llmos_err jschema_grammar_generic(llmos_buf *out);
 
 /* Check `instance` against `schema` (the same subset). LLMOS_ERR_INVALID with a message naming
  * the path ("$.items[2].name: expected string, found integer") at the first violation;
  * `what` prefixes the message (NULL = "value"). */
-LLMOS_NODISCARD llmos_err json_schema_validate(const json_t *schema, const json_t *instance,
-                                               const char *what);
+LLMOS_NODISCARD llmos_err jschema_validate(const json_t *schema, const json_t *instance,
+                                           const char *what);
 
 #endif

@@ -10,7 +10,8 @@
  *
  * This is the seam between the model code and the kernels: the forward pass only ever asks
  * quant_traits_of(type) for a vec_dot and a from_float, so adding a type is adding kernels.
- * Scalar versions are the reference; SIMD versions are chosen at run time from cpu_features().
+ * Scalar versions are the reference; SIMD versions are chosen at run time from
+ * llmos_cpu_features().
  */
 #ifndef LLMOS_QUANT_H
 #define LLMOS_QUANT_H
@@ -108,16 +109,16 @@ LLMOS_NODISCARD llmos_err quant_gemm(ggml_type type, size_t k, size_t n_rows, co
                                      size_t act_stride, float *out, size_t out_stride);
 
 /* Name of a type ("F16"), or "?" for an unknown number. */
-const char *ggml_type_name(ggml_type type);
+const char *quant_type_name(ggml_type type);
 
 /* Bytes taken by n_elements of `type`; fails (returns false) when n_elements is not a multiple
  * of the block size, the type is unknown, or the result overflows. */
-bool ggml_row_size(ggml_type type, uint64_t n_elements, uint64_t *bytes);
+bool quant_row_size(ggml_type type, uint64_t n_elements, uint64_t *bytes);
 
 /* IEEE half and bfloat16 conversions (round to nearest even; NaN stays NaN). */
-float fp16_to_fp32(uint16_t h);
-uint16_t fp32_to_fp16(float f);
-float bf16_to_fp32(uint16_t h);
-uint16_t fp32_to_bf16(float f);
+float quant_fp16_to_fp32(uint16_t h);
+uint16_t quant_fp32_to_fp16(float f);
+float quant_bf16_to_fp32(uint16_t h);
+uint16_t quant_fp32_to_bf16(float f);
 
 #endif

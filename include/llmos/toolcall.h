@@ -67,7 +67,7 @@ LLMOS_NODISCARD llmos_err toolcall_grammar(const json_t *tools, toolcall_family 
 
 /* Check a parsed call against `tools`: the name must be one of them (LLMOS_ERR_NOT_FOUND
  * listing the names otherwise) and the arguments valid against its parameters schema
- * (LLMOS_ERR_INVALID with the path, json_schema_validate). */
+ * (LLMOS_ERR_INVALID with the path, jschema_validate). */
 LLMOS_NODISCARD llmos_err toolcall_validate(const json_t *tools, const toolcall *call);
 
 #endif

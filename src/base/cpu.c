@@ -119,13 +119,13 @@ static void detect(void)
         snprintf(cpu.brand, sizeof cpu.brand, "unknown");
 }
 
-const llmos_cpu *cpu_features(void)
+const llmos_cpu *llmos_cpu_features(void)
 {
     pthread_once(&cpu_once, detect);
     return &cpu;
 }
 
-void cpu_features_string(const llmos_cpu *c, char *out, size_t size)
+void llmos_cpu_features_string(const llmos_cpu *c, char *out, size_t size)
 {
     struct {
         bool on;

@@ -2,9 +2,9 @@
  * file.c - whole-file helpers: read-only mmap, bounded read, crash-safe replace, mkdir -p,
  * secure zeroing.
  *
- * file_write_atomic follows the classic recipe: write a temporary in the same directory, fsync
- * it, rename it over the target (atomic on POSIX file systems), then fsync the directory so the
- * rename itself survives a power cut. A crash at any point leaves the old or the new content.
+ * llmos_file_write_atomic follows the classic recipe: write a temporary in the same directory,
+ * fsync it, rename it over the target (atomic on POSIX file systems), then fsync the directory so
+ * the rename itself survives a power cut. A crash at any point leaves the old or the new content.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -20,7 +20,7 @@
 
 #include "llmos/base.h"
 
-llmos_err file_map(const char *path, llmos_map *out)
+llmos_err llmos_file_map(const char *path, llmos_map *out)
 {
     out->data = NULL;
     out->size = 0;
@@ -54,7 +54,7 @@ llmos_err file_map(const char *path, llmos_map *out)
     return LLMOS_OK;
 }
 
-void file_unmap(llmos_map *m)
+void llmos_file_unmap(llmos_map *m)
 {
     if (!m)
         return;
@@ -66,7 +66,7 @@ void file_unmap(llmos_map *m)
 
 #define HUGE_PAGE ((size_t)2 << 20)
 
-void *huge_alloc(size_t size)
+void *llmos_huge_alloc(size_t size)
 {
     if (size == 0 || size > SIZE_MAX - 2 * HUGE_PAGE)
         return NULL;
@@ -87,13 +87,13 @@ void *huge_alloc(size_t size)
     return p;
 }
 
-void huge_free(void *p, size_t size)
+void llmos_huge_free(void *p, size_t size)
 {
     if (p && size)
         munmap(p, (size + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE);
 }
 
-llmos_err file_read_all(const char *path, size_t max_bytes, llmos_buf *out)
+llmos_err llmos_file_read_all(const char *path, size_t max_bytes, llmos_buf *out)
 {
     FILE *f = fopen(path, "rb");
     if (!f)
@@ -138,7 +138,7 @@ static llmos_err fsync_dir_of(const char *path)
     return err;
 }
 
-llmos_err file_write_atomic(const char *path, const void *data, size_t n, unsigned mode)
+llmos_err llmos_file_write_atomic(const char *path, const void *data, size_t n, unsigned mode)
 {
     size_t plen = strlen(path);
     char *tmp = malloc(plen + 32);
@@ -179,10 +179,10 @@ llmos_err file_write_atomic(const char *path, const void *data, size_t n, unsign
     return err;
 }
 
-llmos_err file_mkdirs(const char *path, unsigned mode)
+llmos_err llmos_file_mkdirs(const char *path, unsigned mode)
 {
     if (!path || !*path)
-        return llmos_fail(LLMOS_ERR_INVALID, "file_mkdirs: empty path");
+        return llmos_fail(LLMOS_ERR_INVALID, "llmos_file_mkdirs: empty path");
     char *p = strdup(path);
     if (!p)
         return llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
@@ -210,7 +210,7 @@ llmos_err file_mkdirs(const char *path, unsigned mode)
     return err;
 }
 
-void secure_zero(void *p, size_t n)
+void llmos_secure_zero(void *p, size_t n)
 {
     if (p && n)
         sodium_memzero(p, n);

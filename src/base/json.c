@@ -36,8 +36,8 @@ static size_t json_depth(const json_t *v, size_t limit)
     return deepest + 1;
 }
 
-llmos_err json_parse_text(const char *text, size_t len, const char *what, size_t max_depth,
-                          json_t **out)
+llmos_err ljson_parse_text(const char *text, size_t len, const char *what, size_t max_depth,
+                           json_t **out)
 {
     *out = NULL;
     if (!what)
@@ -64,37 +64,37 @@ static json_t *member(const json_t *obj, const char *key)
     return json_is_object(obj) ? json_object_get(obj, key) : NULL;
 }
 
-const char *json_get_string(const json_t *obj, const char *key, const char *def)
+const char *ljson_get_string(const json_t *obj, const char *key, const char *def)
 {
     json_t *v = member(obj, key);
     return json_is_string(v) ? json_string_value(v) : def;
 }
 
-int64_t json_get_int(const json_t *obj, const char *key, int64_t def)
+int64_t ljson_get_int(const json_t *obj, const char *key, int64_t def)
 {
     json_t *v = member(obj, key);
     return json_is_integer(v) ? (int64_t)json_integer_value(v) : def;
 }
 
-double json_get_number(const json_t *obj, const char *key, double def)
+double ljson_get_number(const json_t *obj, const char *key, double def)
 {
     json_t *v = member(obj, key);
     return json_is_number(v) ? json_number_value(v) : def;
 }
 
-bool json_get_bool(const json_t *obj, const char *key, bool def)
+bool ljson_get_bool(const json_t *obj, const char *key, bool def)
 {
     json_t *v = member(obj, key);
     return json_is_boolean(v) ? json_is_true(v) : def;
 }
 
-json_t *json_get_object(const json_t *obj, const char *key)
+json_t *ljson_get_object(const json_t *obj, const char *key)
 {
     json_t *v = member(obj, key);
     return json_is_object(v) ? v : NULL;
 }
 
-json_t *json_get_array(const json_t *obj, const char *key)
+json_t *ljson_get_array(const json_t *obj, const char *key)
 {
     json_t *v = member(obj, key);
     return json_is_array(v) ? v : NULL;
@@ -114,8 +114,8 @@ static const char *type_name(const json_t *v)
     }
 }
 
-llmos_err json_require_string(const json_t *obj, const char *key, const char *what,
-                              const char **out)
+llmos_err ljson_require_string(const json_t *obj, const char *key, const char *what,
+                               const char **out)
 {
     json_t *v = member(obj, key);
     if (!v)
@@ -127,7 +127,7 @@ llmos_err json_require_string(const json_t *obj, const char *key, const char *wh
     return LLMOS_OK;
 }
 
-llmos_err json_require_int(const json_t *obj, const char *key, const char *what, int64_t *out)
+llmos_err ljson_require_int(const json_t *obj, const char *key, const char *what, int64_t *out)
 {
     json_t *v = member(obj, key);
     if (!v)
@@ -144,10 +144,10 @@ static int dump_cb(const char *data, size_t n, void *ctx)
     return buf_append(ctx, data, n) == LLMOS_OK ? 0 : -1;
 }
 
-llmos_err json_to_buf(const json_t *v, size_t flags, llmos_buf *out)
+llmos_err ljson_to_buf(const json_t *v, size_t flags, llmos_buf *out)
 {
     if (!v)
-        return llmos_fail(LLMOS_ERR_INVALID, "json_to_buf: no value");
+        return llmos_fail(LLMOS_ERR_INVALID, "ljson_to_buf: no value");
     if (flags == 0)
         flags = JSON_COMPACT;
     if (json_dump_callback(v, dump_cb, out, flags | JSON_ENCODE_ANY) != 0)

@@ -19,7 +19,7 @@ static atomic_int threshold = -1; /* -1: not yet read from the environment */
 static llmos_log_sink sink_fn;
 static void *sink_ctx;
 
-bool log_parse_level(const char *s, llmos_log_level *out)
+bool llmos_log_parse_level(const char *s, llmos_log_level *out)
 {
     for (int i = 0; i <= LLMOS_LOG_OFF; i++) {
         if (s && strcmp(s, level_names[i]) == 0) {
@@ -34,13 +34,13 @@ bool log_parse_level(const char *s, llmos_log_level *out)
     return false;
 }
 
-llmos_log_level log_get_level(void)
+llmos_log_level llmos_log_get_level(void)
 {
     int t = atomic_load(&threshold);
     if (t < 0) {
         llmos_log_level lv = LLMOS_LOG_WARN;
         const char *env = getenv("LLMOS_LOG");
-        if (env && *env && !log_parse_level(env, &lv))
+        if (env && *env && !llmos_log_parse_level(env, &lv))
             fprintf(stderr,
                     "llmos: LLMOS_LOG=%s is not one of debug, info, warn, error, off; "
                     "using warn\n",
@@ -52,12 +52,12 @@ llmos_log_level log_get_level(void)
     return (llmos_log_level)t;
 }
 
-void log_set_level(llmos_log_level level)
+void llmos_log_set_level(llmos_log_level level)
 {
     atomic_store(&threshold, (int)level);
 }
 
-void log_set_sink(llmos_log_sink fn, void *ctx)
+void llmos_log_set_sink(llmos_log_sink fn, void *ctx)
 {
     sink_fn = fn;
     sink_ctx = ctx;
@@ -65,7 +65,7 @@ void log_set_sink(llmos_log_sink fn, void *ctx)
 
 void llmos_log(llmos_log_level level, const char *component, const char *fmt, ...)
 {
-    if (level >= LLMOS_LOG_OFF || level < log_get_level())
+    if (level >= LLMOS_LOG_OFF || level < llmos_log_get_level())
         return;
     char msg[2048];
     va_list ap;

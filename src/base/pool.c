@@ -55,7 +55,7 @@ struct llmos_pool {
     _Alignas(64) atomic_size_t next; /* the next unclaimed index of a dynamic job */
 };
 
-double time_now(void)
+double llmos_time_now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -80,7 +80,7 @@ int pool_default_threads(void)
         LOG_WARN("pool", "LLMOS_THREADS=%s is not a thread count (1..%d); using the CPU count", env,
                  POOL_MAX_THREADS);
     }
-    int n = cpu_features()->n_cpus;
+    int n = llmos_cpu_features()->n_cpus;
     return n > 0 ? n : 1;
 }
 
@@ -114,19 +114,19 @@ static void *worker_main(void *arg)
     for (;;) {
         /* spin, then sleep, until a new generation or stop */
         uint_fast64_t g;
-        double spin_until = time_now() + POOL_SPIN_SECONDS;
+        double spin_until = llmos_time_now() + POOL_SPIN_SECONDS;
         unsigned spins = 0;
         while ((g = atomic_load_explicit(&p->generation, memory_order_acquire)) == seen &&
                !atomic_load_explicit(&p->stop, memory_order_relaxed)) {
             cpu_relax();
-            if ((++spins & 255) == 0 && time_now() > spin_until) {
+            if ((++spins & 255) == 0 && llmos_time_now() > spin_until) {
                 pthread_mutex_lock(&p->lock);
                 p->sleepers++;
                 while (atomic_load(&p->generation) == seen && !atomic_load(&p->stop))
                     pthread_cond_wait(&p->wake, &p->lock);
                 p->sleepers--;
                 pthread_mutex_unlock(&p->lock);
-                spin_until = time_now() + POOL_SPIN_SECONDS;
+                spin_until = llmos_time_now() + POOL_SPIN_SECONDS;
             }
         }
         if (atomic_load(&p->stop))

@@ -28,9 +28,9 @@ typedef struct bench_result {
 static llmos_err run_pp(llmos_model_ctx *c, const int32_t *toks, size_t n, double *sec)
 {
     model_ctx_truncate(c, 0);
-    double t0 = time_now();
+    double t0 = llmos_time_now();
     llmos_err err = model_eval(c, toks, n, NULL);
-    *sec = time_now() - t0;
+    *sec = llmos_time_now() - t0;
     return err;
 }
 
@@ -38,10 +38,10 @@ static llmos_err run_tg(llmos_model_ctx *c, const int32_t *toks, size_t n, doubl
 {
     model_ctx_truncate(c, 0);
     llmos_err err = model_eval(c, toks, 4, NULL);
-    double t0 = time_now();
+    double t0 = llmos_time_now();
     for (size_t i = 0; i < n && !err; i++)
         err = model_eval(c, &toks[4 + i], 1, NULL);
-    *sec = time_now() - t0;
+    *sec = llmos_time_now() - t0;
     return err;
 }
 
@@ -83,7 +83,7 @@ static void print_json(const char *model, const char *type, uint64_t size, const
                           "size_bytes", (json_int_t)size, "test", test, "threads", threads, "reps",
                           reps, "tokens_per_s", r->mean, "tokens_per_s_sd", r->sd);
     llmos_buf b = {0};
-    if (j && json_to_buf(j, 0, &b) == LLMOS_OK)
+    if (j && ljson_to_buf(j, 0, &b) == LLMOS_OK)
         printf("%.*s\n", (int)b.len, (const char *)b.data);
     buf_free(&b);
     json_decref(j);
@@ -160,7 +160,7 @@ int cmd_bench(int argc, char **argv)
     struct stat st;
     uint64_t size = stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
     const char *name = gguf_get_str(model_gguf(m), "general.name", path);
-    const char *type = ggml_type_name(hp->weight_type);
+    const char *type = quant_type_name(hp->weight_type);
     int nt = pool_threads(pool);
     if (!as_json) {
         printf("| %-28s | %9s | %8s | %7s | %6s | %18s |\n", "model", "size", "params", "threads",

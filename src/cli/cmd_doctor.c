@@ -96,9 +96,9 @@ static void check_libraries(doctor *d)
 static void check_cpu(doctor *d)
 {
     printf("cpu\n");
-    const llmos_cpu *cpu = cpu_features();
+    const llmos_cpu *cpu = llmos_cpu_features();
     char feats[256];
-    cpu_features_string(cpu, feats, sizeof feats);
+    llmos_cpu_features_string(cpu, feats, sizeof feats);
     report(d, 0, "model", "%s (%d CPUs usable, %d threads by default)", cpu->brand, cpu->n_cpus,
            pool_default_threads());
     if (!cpu->avx2 || !cpu->fma)

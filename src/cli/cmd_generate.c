@@ -280,7 +280,7 @@ int cmd_generate(int argc, char **argv)
     if (!prompt)
         return cli_usage_error("generate", "--prompt TEXT is required");
     if (!seed_given)
-        sp->seed = (uint64_t)time_now() * 1000003u ^ (uint64_t)getpid();
+        sp->seed = (uint64_t)llmos_time_now() * 1000003u ^ (uint64_t)getpid();
 
     llmos_model *m = NULL;
     tokenizer *tok = NULL;

@@ -76,7 +76,7 @@ static llmos_err prompt_secret(const char *prompt, char *buf, size_t size)
 static llmos_err store_dir(char *out, size_t size)
 {
     const char *home = cli_home();
-    llmos_err err = file_mkdirs(home, 0700);
+    llmos_err err = llmos_file_mkdirs(home, 0700);
     if (err)
         return err;
     snprintf(out, size, "%s/store", home);

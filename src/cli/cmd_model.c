@@ -358,7 +358,7 @@ static void info_text(const gguf_file *f)
                 continue;
             human_bytes(totals[t].bytes, h2, sizeof h2);
             printf("  %-8s %5" PRIu64 " tensors %14" PRIu64 " params %12s  %5.1f%%\n",
-                   ggml_type_name((ggml_type)t), totals[t].tensors, totals[t].params, h2,
+                   quant_type_name((ggml_type)t), totals[t].tensors, totals[t].params, h2,
                    all_bytes ? 100.0 * (double)totals[t].bytes / (double)all_bytes : 0.0);
         }
     }
@@ -380,7 +380,7 @@ static void info_text(const gguf_file *f)
         print_shape(t, shape, sizeof shape);
         printf("  ");
         print_name(t->name, 40);
-        printf("%-8s %-24s %12" PRIu64 "\n", ggml_type_name(t->type), shape, t->size);
+        printf("%-8s %-24s %12" PRIu64 "\n", quant_type_name(t->type), shape, t->size);
     }
 }
 
@@ -499,7 +499,7 @@ static json_t *info_json(const gguf_file *f)
     for (int t = 0; t < GGML_TYPE_COUNT; t++)
         if (totals[t].tensors)
             json_object_set_new(
-                by_type, ggml_type_name((ggml_type)t),
+                by_type, quant_type_name((ggml_type)t),
                 json_pack("{s:I, s:I, s:I}", "tensors", (json_int_t)totals[t].tensors, "parameters",
                           (json_int_t)totals[t].params, "bytes", (json_int_t)totals[t].bytes));
     json_object_set_new(root, "size_by_type", by_type);
@@ -517,7 +517,7 @@ static json_t *info_json(const gguf_file *f)
             json_array_append_new(shape, json_integer((json_int_t)t->ne[d]));
         json_array_append_new(tensors,
                               json_pack("{s:s, s:s, s:o, s:I, s:I}", "name", t->name, "type",
-                                        ggml_type_name(t->type), "shape", shape, "bytes",
+                                        quant_type_name(t->type), "shape", shape, "bytes",
                                         (json_int_t)t->size, "offset",
                                         (json_int_t)gguf_data_offset(f) + (json_int_t)t->offset));
     }
@@ -553,7 +553,7 @@ static int model_info(int argc, char **argv)
         /* 16 digits: float32 values (made shortest above) print as 1e-5, not 1.0000000000000001e-5
          */
         size_t flags = JSON_INDENT(2) | JSON_REAL_PRECISION(16);
-        if (!j || (err = json_to_buf(j, flags, &out)) != LLMOS_OK) {
+        if (!j || (err = ljson_to_buf(j, flags, &out)) != LLMOS_OK) {
             rc = cli_report(j ? err : llmos_fail(LLMOS_ERR_NOMEM, "out of memory"));
         } else {
             fwrite(out.data, 1, out.len, stdout);

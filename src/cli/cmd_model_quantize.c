@@ -19,7 +19,7 @@ static void progress(void *user, size_t index, size_t n, const char *name, ggml_
 {
     (void)user;
     fprintf(stderr, "[%4zu/%4zu] %-32s %-5s -> %-5s %7.2f s\n", index + 1, n, name,
-            ggml_type_name(from), ggml_type_name(to), seconds);
+            quant_type_name(from), quant_type_name(to), seconds);
 }
 
 int cmd_model_quantize(int argc, char **argv)
@@ -61,7 +61,7 @@ int cmd_model_quantize(int argc, char **argv)
     if (err)
         return cli_report(err);
     quantize_params p = {.target = pos[2], .pool = pool, .progress = progress};
-    double t0 = time_now();
+    double t0 = llmos_time_now();
     err = quantize_model(pos[0], pos[1], &p);
     pool_free(pool);
     if (err)
@@ -70,6 +70,6 @@ int cmd_model_quantize(int argc, char **argv)
     if (stat(pos[0], &in_st) == 0 && stat(pos[1], &out_st) == 0)
         fprintf(stderr, "llmos model quantize: wrote %s (%s): %.1f MiB from %.1f MiB in %.1f s\n",
                 pos[1], pos[2], (double)out_st.st_size / (1 << 20),
-                (double)in_st.st_size / (1 << 20), time_now() - t0);
+                (double)in_st.st_size / (1 << 20), llmos_time_now() - t0);
     return CLI_OK;
 }

@@ -311,7 +311,7 @@ int cmd_model_random(int argc, char **argv)
                                  write_tensor, &g);
         n_params += plan[i].ne[0] * plan[i].ne[1];
     }
-    double t0 = time_now();
+    double t0 = llmos_time_now();
     if (!err)
         err = gguf_writer_write(w, out_path);
     if (!err)
@@ -319,7 +319,7 @@ int cmd_model_random(int argc, char **argv)
                 "llmos model make-random: wrote %s: %s shape %s, %u layers, dim %u, %u/%u heads, "
                 "ffn %u, vocab %u, ctx %u, %" PRIu64 " parameters in %s, %.1f s\n",
                 out_path, sh.arch, sh.name, sh.layers, sh.dim, sh.heads, sh.kv_heads, sh.ffn,
-                sh.vocab, sh.ctx, n_params, type_name, time_now() - t0);
+                sh.vocab, sh.ctx, n_params, type_name, llmos_time_now() - t0);
 done:
     free(plan);
     gguf_writer_free(w);

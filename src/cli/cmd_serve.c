@@ -46,7 +46,7 @@ static bool serve_is_loopback(const char *host)
 static llmos_err serve_read_key(const char *path, char **out)
 {
     llmos_buf b = {0};
-    llmos_err err = file_read_all(path, 4096, &b);
+    llmos_err err = llmos_file_read_all(path, 4096, &b);
     if (err) {
         buf_free(&b);
         return llmos_fail_context(err, "--api-key-file %s: ", path);
@@ -65,7 +65,7 @@ static llmos_err serve_read_key(const char *path, char **out)
     }
     b.data[n] = 0;
     *out = strdup(b.data);
-    secure_zero(b.data, b.len);
+    llmos_secure_zero(b.data, b.len);
     buf_free(&b);
     return *out ? LLMOS_OK : llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
 }
@@ -166,7 +166,7 @@ int cmd_serve(int argc, char **argv)
     http_server *srv = NULL;
     err = http_server_start(b, &sp, &srv);
     if (key) {
-        secure_zero(key, strlen(key));
+        llmos_secure_zero(key, strlen(key));
         free(key);
     }
     if (err) {

@@ -169,7 +169,7 @@ int cmd_shell(int argc, char **argv)
     char history[4096];
     if (ro.interactive) {
         const char *home = cli_home();
-        if (file_mkdirs(home, 0700) == LLMOS_OK) {
+        if (llmos_file_mkdirs(home, 0700) == LLMOS_OK) {
             snprintf(history, sizeof history, "%s/history", home);
             ro.history_path = history;
         }

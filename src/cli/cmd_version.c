@@ -9,9 +9,9 @@ int cmd_version(int argc, char **argv)
 {
     if (argc > 1)
         return cli_usage_error("version", "takes no arguments (got '%s')", argv[1]);
-    const llmos_cpu *cpu = cpu_features();
+    const llmos_cpu *cpu = llmos_cpu_features();
     char feats[256];
-    cpu_features_string(cpu, feats, sizeof feats);
+    llmos_cpu_features_string(cpu, feats, sizeof feats);
     printf("llmos %s\n", LLMOS_VERSION);
     printf("build:    %s\n", LLMOS_BUILD_TYPE);
 #if defined(__clang__)

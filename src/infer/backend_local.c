@@ -549,20 +549,20 @@ static llmos_err lb_grammar_for(local_backend *lb, const llm_request *req, bool 
         }
         err = toolcall_grammar(req->tools, lb->family, mode, only, &g);
     } else if (req->response_format) {
-        const char *type = json_get_string(req->response_format, "type", "text");
+        const char *type = ljson_get_string(req->response_format, "type", "text");
         if (strcmp(type, "json_object") == 0) {
             /* the generic grammar's `object` rule: json_object promises an object, not any
              * JSON value */
-            err = json_grammar_generic(&g);
+            err = jschema_grammar_generic(&g);
             start = "object";
         } else if (strcmp(type, "json_schema") == 0) {
-            json_t *js = json_get_object(req->response_format, "json_schema");
-            json_t *schema = json_get_object(js, "schema");
+            json_t *js = ljson_get_object(req->response_format, "json_schema");
+            json_t *schema = ljson_get_object(js, "schema");
             if (!schema)
                 err = llmos_fail(LLMOS_ERR_INVALID, "response_format json_schema has no "
                                                     "json_schema.schema object");
             else
-                err = json_schema_to_grammar(schema, NULL, &g);
+                err = jschema_to_grammar(schema, NULL, &g);
         } else if (strcmp(type, "text") != 0) {
             err = llmos_fail(LLMOS_ERR_INVALID,
                              "response_format type '%s' is unknown (text, json_object or "
@@ -648,12 +648,12 @@ static llmos_err lb_chat(llm_backend *b, const llm_request *req, llm_stream_fn s
     LOG_DEBUG(LOCAL_LOG, "prompt %zu tokens, %zu reused from the KV cache", n_prompt, common);
 
     const float *logits = NULL;
-    double t0 = time_now();
+    double t0 = llmos_time_now();
     if ((err = lb_eval(lb, prompt + common, n_prompt - common, &logits))) {
         model_ctx_truncate(lb->ctx, 0);
         goto done;
     }
-    resp->prompt_seconds = time_now() - t0;
+    resp->prompt_seconds = llmos_time_now() - t0;
     resp->prompt_tokens = (uint32_t)n_prompt;
     for (size_t i = 0; i < n_prompt; i++)
         sampler_accept(smp, prompt[i]);
@@ -664,7 +664,7 @@ static llmos_err lb_chat(llm_backend *b, const llm_request *req, llm_stream_fn s
     const char *finish = "length";
     size_t complete = 0; /* length of the longest text the grammar accepts as a whole */
     size_t limit = req->max_tokens > 0 ? (size_t)req->max_tokens : SIZE_MAX;
-    t0 = time_now();
+    t0 = llmos_time_now();
     for (size_t i = 0; i < limit; i++) {
         if (req->cancel && atomic_load(req->cancel)) {
             finish = "cancelled";
@@ -725,7 +725,7 @@ static llmos_err lb_chat(llm_backend *b, const llm_request *req, llm_stream_fn s
             goto done;
         }
     }
-    resp->gen_seconds = time_now() - t0;
+    resp->gen_seconds = llmos_time_now() - t0;
     if (strcmp(finish, "cancelled") != 0) {
         size_t before = text.len;
         if ((err = tok_decoder_flush(&dec, &text)))

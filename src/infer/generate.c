@@ -86,10 +86,10 @@ llmos_err gen_run(llmos_model_ctx *c, const tokenizer *tok, const int32_t *promp
     llmos_buf held = {0}; /* decoded text not yet emitted */
 
     const float *logits = NULL;
-    double t0 = time_now();
+    double t0 = llmos_time_now();
     if (n_prompt > 0 && (err = model_eval(c, prompt, n_prompt, &logits)))
         goto done;
-    st.prompt_seconds = time_now() - t0;
+    st.prompt_seconds = llmos_time_now() - t0;
     if (!logits) {
         err = llmos_fail(LLMOS_ERR_INVALID, "generate: the prompt is empty");
         goto done;
@@ -97,7 +97,7 @@ llmos_err gen_run(llmos_model_ctx *c, const tokenizer *tok, const int32_t *promp
     for (size_t i = 0; i < n_prompt; i++)
         sampler_accept(smp, prompt[i]);
 
-    t0 = time_now();
+    t0 = llmos_time_now();
     for (uint32_t i = 0; i < p->n_predict; i++) {
         int32_t id = sampler_sample(smp, logits);
         sampler_accept(smp, id);
@@ -149,7 +149,7 @@ llmos_err gen_run(llmos_model_ctx *c, const tokenizer *tok, const int32_t *promp
         if ((err = model_eval(c, &id, 1, &logits)))
             goto done;
     }
-    st.gen_seconds = time_now() - t0;
+    st.gen_seconds = llmos_time_now() - t0;
 
     /* text held back for a stop string that never came, and incomplete UTF-8 */
     if (tok && st.stop != GEN_STOP_STRING && st.stop != GEN_STOP_CALLBACK) {

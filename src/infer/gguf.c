@@ -636,7 +636,7 @@ static llmos_err parse_tensor_infos(cursor *c, uint64_t n)
             return fail_at(c, tat, LLMOS_ERR_FORMAT,
                            "row of %llu elements is not a multiple of %s's block size %zu",
                            (ull)t->ne[0], qt->name, qt->block_size);
-        if (!ggml_row_size(t->type, t->n_elements, &t->size))
+        if (!quant_row_size(t->type, t->n_elements, &t->size))
             return fail_at(c, tat, LLMOS_ERR_FORMAT, "size of %llu %s elements overflows",
                            (ull)t->n_elements, qt->name);
         if ((err = rd_u64(c, "data offset", &t->offset)))
@@ -815,7 +815,7 @@ llmos_err gguf_open(const char *path, gguf_file **out)
     gguf_file *f = calloc(1, sizeof *f);
     if (!f)
         return llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
-    llmos_err err = file_map(path, &f->map);
+    llmos_err err = llmos_file_map(path, &f->map);
     if (err) {
         free(f);
         return err;
@@ -829,7 +829,7 @@ void gguf_close(gguf_file *f)
 {
     if (!f)
         return;
-    file_unmap(&f->map);
+    llmos_file_unmap(&f->map);
     arena_free(f->arena);
     free(f->vals);
     free(f->str_off);
@@ -1502,7 +1502,7 @@ static llmos_err add_tensor(gguf_writer *w, const char *name, ggml_type type, ui
                               "gguf writer: tensor '%s': dimension %u is 0 or too large", name, d);
         n *= t.ne[d];
     }
-    if (t.ne[0] % qt->block_size != 0 || !ggml_row_size(type, n, &t.size))
+    if (t.ne[0] % qt->block_size != 0 || !quant_row_size(type, n, &t.size))
         return llmos_fail(LLMOS_ERR_INVALID,
                           "gguf writer: tensor '%s': ne[0]=%llu is not a multiple of %s's block "
                           "size %zu",

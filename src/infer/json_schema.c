@@ -69,7 +69,7 @@ static llmos_err emit_primitives(llmos_buf *out, const char *px)
         px, NULL);
 }
 
-llmos_err json_grammar_generic(llmos_buf *out)
+llmos_err jschema_grammar_generic(llmos_buf *out)
 {
     llmos_err err = buf_puts(out, "root ::= value\n");
     return err ? err : emit_primitives(out, "");
@@ -475,7 +475,7 @@ static llmos_err gen(sgen *c, const json_t *schema, const char *path, unsigned d
     return err;
 }
 
-llmos_err json_schema_to_grammar(const json_t *schema, const char *prefix, llmos_buf *out)
+llmos_err jschema_to_grammar(const json_t *schema, const char *prefix, llmos_buf *out)
 {
     sgen c = {.out = out, .px = prefix ? prefix : "", .root = schema, .refs = json_object()};
     if (!c.refs)
@@ -701,7 +701,7 @@ static llmos_err validate(const vctx *c, const json_t *s, const json_t *v, const
     return LLMOS_OK;
 }
 
-llmos_err json_schema_validate(const json_t *schema, const json_t *instance, const char *what)
+llmos_err jschema_validate(const json_t *schema, const json_t *instance, const char *what)
 {
     vctx c = {schema, what ? what : "value"};
     return validate(&c, schema, instance, "$", 0);

@@ -86,7 +86,7 @@ static llmos_err get_matrix(llmos_model *m, const char *name, size_t n_in, size_
         return llmos_fail(LLMOS_ERR_UNSUPPORTED,
                           "%s: tensor '%s' has type %s, which this build cannot compute with "
                           "(convert the model to F16, BF16 or a supported quantization)",
-                          gguf_name(m->file), name, ggml_type_name(t->type));
+                          gguf_name(m->file), name, quant_type_name(t->type));
     return LLMOS_OK;
 }
 
@@ -109,7 +109,7 @@ static llmos_err get_vector(llmos_model *m, const char *name, size_t n, bool req
     const quant_traits *tr = quant_traits_of(t->type);
     if (!tr || !tr->to_float)
         return llmos_fail(LLMOS_ERR_UNSUPPORTED, "%s: tensor '%s' has type %s, not readable",
-                          gguf_name(m->file), name, ggml_type_name(t->type));
+                          gguf_name(m->file), name, quant_type_name(t->type));
     assert(m->vectors_used + n <= m->vectors_cap);
     *out = m->vectors + m->vectors_used;
     m->vectors_used += n;
@@ -287,7 +287,7 @@ static llmos_err place_weights(llmos_model *m)
     size_t n_mats = 1 + 7 * (size_t)m->hp.n_layer, total = 0;
     for (size_t i = 0; i < n_mats; i++)
         total += arena_bytes(matrix_at(m, i));
-    m->weights = huge_alloc(total);
+    m->weights = llmos_huge_alloc(total);
     if (!m->weights) { /* not fatal: compute from the map */
         LOG_WARN("model", "%s: no memory for a %.0f MiB weight arena; reading weights in place",
                  gguf_name(m->file), (double)total / 1048576.0);
@@ -352,7 +352,7 @@ void model_free(llmos_model *m)
         return;
     free(m->layers);
     free(m->vectors);
-    huge_free(m->weights, m->weights_size);
+    llmos_huge_free(m->weights, m->weights_size);
     gguf_close(m->file);
     free(m);
 }
@@ -421,7 +421,7 @@ llmos_err model_ctx_new(const llmos_model *m, const model_ctx_params *p, llmos_m
                           params.n_ctx, hp->arch_name, hp->n_ctx_train);
     if (params.kv_type != GGML_TYPE_F32 && params.kv_type != GGML_TYPE_F16)
         return llmos_fail(LLMOS_ERR_UNSUPPORTED, "KV cache type %s: use F32 or F16",
-                          ggml_type_name(params.kv_type));
+                          quant_type_name(params.kv_type));
     if (params.n_batch > params.n_ctx)
         params.n_batch = params.n_ctx;
 
@@ -434,7 +434,7 @@ llmos_err model_ctx_new(const llmos_model *m, const model_ctx_params *p, llmos_m
     size_t d = hp->n_embd, q_dim = (size_t)hp->n_head * hp->head_dim;
     size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim, ff = hp->n_ff, nb = params.n_batch;
     uint64_t row = 0;
-    (void)ggml_row_size(params.kv_type, kv_dim, &row);
+    (void)quant_row_size(params.kv_type, kv_dim, &row);
     c->kv_row_bytes = (size_t)row;
     size_t cache_bytes = 0;
     if (__builtin_mul_overflow((size_t)hp->n_layer * c->n_ctx, c->kv_row_bytes, &cache_bytes))
@@ -479,7 +479,7 @@ llmos_err model_ctx_new(const llmos_model *m, const model_ctx_params *p, llmos_m
                           "out of memory for a context of %zu positions (KV cache %.1f MiB in "
                           "%s): ask for a smaller context",
                           (size_t)params.n_ctx, 2.0 * (double)cache_bytes / 1048576.0,
-                          ggml_type_name(params.kv_type));
+                          quant_type_name(params.kv_type));
     }
     *out = c;
     return LLMOS_OK;

@@ -25,7 +25,7 @@ bool ops_matrix_init(ops_matrix *m, const void *data, ggml_type type, size_t n_i
 {
     const quant_traits *tr = quant_traits_of(type);
     uint64_t row = 0;
-    if (!tr || !tr->supported || !tr->vec_dot || !ggml_row_size(type, n_in, &row))
+    if (!tr || !tr->supported || !tr->vec_dot || !quant_row_size(type, n_in, &row))
         return false;
     const quant_traits *vt = quant_traits_of(tr->vec_dot_type);
     if (!vt || !vt->from_float || n_in % vt->block_size != 0)
@@ -79,7 +79,7 @@ static size_t act_row_bytes(ggml_type type, size_t n_in)
 {
     const quant_traits *tr = quant_traits_of(type);
     uint64_t bytes = 0;
-    if (!tr || !ggml_row_size(tr->vec_dot_type, n_in, &bytes))
+    if (!tr || !quant_row_size(tr->vec_dot_type, n_in, &bytes))
         return 0;
     return (size_t)bytes;
 }
@@ -275,7 +275,7 @@ static bool simd_avx512;
 static void simd_select(void)
 {
 #if defined(__x86_64__)
-    const llmos_cpu *cpu = cpu_features();
+    const llmos_cpu *cpu = llmos_cpu_features();
     const char *isa = getenv("LLMOS_QUANT_ISA");
     bool capped = isa && (strcmp(isa, "ref") == 0 || strcmp(isa, "avx2") == 0);
     simd_avx512 = !capped && cpu->avx2 && cpu->fma && cpu->f16c && cpu->avx512f;

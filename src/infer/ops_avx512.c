@@ -5,7 +5,7 @@
  *
  * Once the matmuls ran from packed weights, these became a third of prompt processing: the
  * library is built for baseline x86-64, so the plain C loops compile to SSE2 and expf is a
- * libm call per element. ops.c calls these when cpu_features() reports AVX-512F (and F16C for
+ * libm call per element. ops.c calls these when llmos_cpu_features() reports AVX-512F (and F16C for
  * the F16 cache) and the sizes fit (head_dim a multiple of 16); the C loops stay as the
  * portable path and as the reference in tests/infer/test_ops.c.
  *

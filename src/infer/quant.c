@@ -17,7 +17,7 @@
 
 /* ---- half precision ---------------------------------------------------------------------- */
 
-float fp16_to_fp32(uint16_t h)
+float quant_fp16_to_fp32(uint16_t h)
 {
     uint32_t sign = (uint32_t)(h & 0x8000) << 16;
     uint32_t exp = (h >> 10) & 0x1F;
@@ -44,7 +44,7 @@ float fp16_to_fp32(uint16_t h)
     return f;
 }
 
-uint16_t fp32_to_fp16(float f)
+uint16_t quant_fp32_to_fp16(float f)
 {
     uint32_t x;
     memcpy(&x, &f, sizeof x);
@@ -75,7 +75,7 @@ uint16_t fp32_to_fp16(float f)
     return (uint16_t)half;
 }
 
-float bf16_to_fp32(uint16_t h)
+float quant_bf16_to_fp32(uint16_t h)
 {
     uint32_t bits = (uint32_t)h << 16;
     float f;
@@ -83,7 +83,7 @@ float bf16_to_fp32(uint16_t h)
     return f;
 }
 
-uint16_t fp32_to_bf16(float f)
+uint16_t quant_fp32_to_bf16(float f)
 {
     uint32_t x;
     memcpy(&x, &f, sizeof x);
@@ -95,17 +95,17 @@ uint16_t fp32_to_bf16(float f)
 
 /* ---- float kernels (scalar references) --------------------------------------------------- */
 
-static void f32_to_float(const void *src, float *dst, size_t n)
+static void quant_f32_to_float(const void *src, float *dst, size_t n)
 {
     memcpy(dst, src, n * sizeof(float));
 }
 
-static void f32_from_float(const float *src, void *dst, size_t n)
+static void quant_f32_from_float(const float *src, void *dst, size_t n)
 {
     memcpy(dst, src, n * sizeof(float));
 }
 
-void f32_vec_dot_ref(size_t n, float *s, const void *x, const void *y)
+void quant_f32_vec_dot_ref(size_t n, float *s, const void *x, const void *y)
 {
     const float *a = x, *b = y;
     double sum = 0;
@@ -114,49 +114,49 @@ void f32_vec_dot_ref(size_t n, float *s, const void *x, const void *y)
     *s = (float)sum;
 }
 
-static void f16_to_float(const void *src, float *dst, size_t n)
+static void quant_f16_to_float(const void *src, float *dst, size_t n)
 {
     const uint16_t *h = src;
     for (size_t i = 0; i < n; i++)
-        dst[i] = fp16_to_fp32(h[i]);
+        dst[i] = quant_fp16_to_fp32(h[i]);
 }
 
-static void f16_from_float(const float *src, void *dst, size_t n)
+static void quant_f16_from_float(const float *src, void *dst, size_t n)
 {
     uint16_t *h = dst;
     for (size_t i = 0; i < n; i++)
-        h[i] = fp32_to_fp16(src[i]);
+        h[i] = quant_fp32_to_fp16(src[i]);
 }
 
-void f16_vec_dot_ref(size_t n, float *s, const void *x, const void *y)
+void quant_f16_vec_dot_ref(size_t n, float *s, const void *x, const void *y)
 {
     const uint16_t *a = x, *b = y;
     double sum = 0;
     for (size_t i = 0; i < n; i++)
-        sum += (double)fp16_to_fp32(a[i]) * fp16_to_fp32(b[i]);
+        sum += (double)quant_fp16_to_fp32(a[i]) * quant_fp16_to_fp32(b[i]);
     *s = (float)sum;
 }
 
-static void bf16_to_float(const void *src, float *dst, size_t n)
+static void quant_bf16_to_float(const void *src, float *dst, size_t n)
 {
     const uint16_t *h = src;
     for (size_t i = 0; i < n; i++)
-        dst[i] = bf16_to_fp32(h[i]);
+        dst[i] = quant_bf16_to_fp32(h[i]);
 }
 
-static void bf16_from_float(const float *src, void *dst, size_t n)
+static void quant_bf16_from_float(const float *src, void *dst, size_t n)
 {
     uint16_t *h = dst;
     for (size_t i = 0; i < n; i++)
-        h[i] = fp32_to_bf16(src[i]);
+        h[i] = quant_fp32_to_bf16(src[i]);
 }
 
-void bf16_vec_dot_ref(size_t n, float *s, const void *x, const void *y)
+void quant_bf16_vec_dot_ref(size_t n, float *s, const void *x, const void *y)
 {
     const uint16_t *a = x, *b = y;
     double sum = 0;
     for (size_t i = 0; i < n; i++)
-        sum += (double)bf16_to_fp32(a[i]) * bf16_to_fp32(b[i]);
+        sum += (double)quant_bf16_to_fp32(a[i]) * quant_bf16_to_fp32(b[i]);
     *s = (float)sum;
 }
 
@@ -166,14 +166,14 @@ void bf16_vec_dot_ref(size_t n, float *s, const void *x, const void *y)
 /* clang-format off */
 #define FLOAT(t, nm, ts, p)                                                                        \
     [t] = {.name = nm, .block_size = 1, .type_size = ts, .supported = true, .vec_dot_type = t,  \
-           .to_float = p##_to_float, .from_float = p##_from_float, .vec_dot = p##_vec_dot_ref,  \
-           .vec_dot_ref = p##_vec_dot_ref, .from_float_ref = p##_from_float}
+           .to_float = quant_##p##_to_float, .from_float = quant_##p##_from_float, .vec_dot = quant_##p##_vec_dot_ref,  \
+           .vec_dot_ref = quant_##p##_vec_dot_ref, .from_float_ref = quant_##p##_from_float}
 /* A block type with its reference kernels; quant_select() upgrades vec_dot/from_float. */
 #define BLOCK(t, nm, bs, ts, p, dot_type)                                                          \
     [t] = {.name = nm, .block_size = bs, .type_size = ts, .supported = true,                     \
-           .vec_dot_type = dot_type, .to_float = p##_to_float, .from_float = p##_from_float_ref, \
-           .vec_dot = p##_vec_dot_ref, .vec_dot_ref = p##_vec_dot_ref,                           \
-           .from_float_ref = p##_from_float_ref}
+           .vec_dot_type = dot_type, .to_float = quant_##p##_to_float, .from_float = quant_##p##_from_float_ref, \
+           .vec_dot = quant_##p##_vec_dot_ref, .vec_dot_ref = quant_##p##_vec_dot_ref,                           \
+           .from_float_ref = quant_##p##_from_float_ref}
 /* clang-format on */
 
 /* Sizes from ggml's type_traits (ggml.c); the pairing of weight types with activation types
@@ -239,47 +239,47 @@ static quant_isa isa_cap(void)
 static void quant_select(void)
 {
 #if defined(__x86_64__)
-    const llmos_cpu *cpu = cpu_features();
+    const llmos_cpu *cpu = llmos_cpu_features();
     quant_isa cap = isa_cap();
     bool avx2 = cap >= QUANT_ISA_AVX2 && cpu->avx2 && cpu->fma && cpu->f16c;
     bool vnni = cap >= QUANT_ISA_AVX512 && avx2 && cpu->avx512f && cpu->avx512bw && cpu->avx512vl &&
                 cpu->avx512vnni;
     if (avx2) {
         selected_isa = QUANT_ISA_AVX2;
-        traits[GGML_TYPE_Q4_0].vec_dot = q4_0_vec_dot_avx2;
-        traits[GGML_TYPE_Q4_1].vec_dot = q4_1_vec_dot_avx2;
-        traits[GGML_TYPE_Q5_0].vec_dot = q5_0_vec_dot_avx2;
-        traits[GGML_TYPE_Q5_1].vec_dot = q5_1_vec_dot_avx2;
-        traits[GGML_TYPE_Q8_0].vec_dot = q8_0_vec_dot_avx2;
-        traits[GGML_TYPE_Q2_K].vec_dot = q2_K_vec_dot_avx2;
-        traits[GGML_TYPE_Q3_K].vec_dot = q3_K_vec_dot_avx2;
-        traits[GGML_TYPE_Q4_K].vec_dot = q4_K_vec_dot_avx2;
-        traits[GGML_TYPE_Q5_K].vec_dot = q5_K_vec_dot_avx2;
-        traits[GGML_TYPE_Q6_K].vec_dot = q6_K_vec_dot_avx2;
-        traits[GGML_TYPE_F32].vec_dot = f32_vec_dot_avx2;
-        traits[GGML_TYPE_F16].vec_dot = f16_vec_dot_avx2;
-        traits[GGML_TYPE_BF16].vec_dot = bf16_vec_dot_avx2;
-        traits[GGML_TYPE_Q8_0].from_float = q8_0_from_float_avx2;
-        traits[GGML_TYPE_Q8_K].from_float = q8_K_from_float_avx2;
-        dot4[GGML_TYPE_Q8_0] = q8_0_vec_dot4_avx2;
-        dot4[GGML_TYPE_Q4_0] = q4_0_vec_dot4_avx2;
-        dot4[GGML_TYPE_Q4_K] = q4_K_vec_dot4_avx2;
-        dot4[GGML_TYPE_Q5_K] = q5_K_vec_dot4_avx2;
-        dot4[GGML_TYPE_Q6_K] = q6_K_vec_dot4_avx2;
+        traits[GGML_TYPE_Q4_0].vec_dot = quant_q4_0_vec_dot_avx2;
+        traits[GGML_TYPE_Q4_1].vec_dot = quant_q4_1_vec_dot_avx2;
+        traits[GGML_TYPE_Q5_0].vec_dot = quant_q5_0_vec_dot_avx2;
+        traits[GGML_TYPE_Q5_1].vec_dot = quant_q5_1_vec_dot_avx2;
+        traits[GGML_TYPE_Q8_0].vec_dot = quant_q8_0_vec_dot_avx2;
+        traits[GGML_TYPE_Q2_K].vec_dot = quant_q2_K_vec_dot_avx2;
+        traits[GGML_TYPE_Q3_K].vec_dot = quant_q3_K_vec_dot_avx2;
+        traits[GGML_TYPE_Q4_K].vec_dot = quant_q4_K_vec_dot_avx2;
+        traits[GGML_TYPE_Q5_K].vec_dot = quant_q5_K_vec_dot_avx2;
+        traits[GGML_TYPE_Q6_K].vec_dot = quant_q6_K_vec_dot_avx2;
+        traits[GGML_TYPE_F32].vec_dot = quant_f32_vec_dot_avx2;
+        traits[GGML_TYPE_F16].vec_dot = quant_f16_vec_dot_avx2;
+        traits[GGML_TYPE_BF16].vec_dot = quant_bf16_vec_dot_avx2;
+        traits[GGML_TYPE_Q8_0].from_float = quant_q8_0_from_float_avx2;
+        traits[GGML_TYPE_Q8_K].from_float = quant_q8_K_from_float_avx2;
+        dot4[GGML_TYPE_Q8_0] = quant_q8_0_vec_dot4_avx2;
+        dot4[GGML_TYPE_Q4_0] = quant_q4_0_vec_dot4_avx2;
+        dot4[GGML_TYPE_Q4_K] = quant_q4_K_vec_dot4_avx2;
+        dot4[GGML_TYPE_Q5_K] = quant_q5_K_vec_dot4_avx2;
+        dot4[GGML_TYPE_Q6_K] = quant_q6_K_vec_dot4_avx2;
     }
     if (vnni) {
         selected_isa = QUANT_ISA_AVX512;
-        traits[GGML_TYPE_Q4_0].vec_dot = q4_0_vec_dot_avx512;
-        traits[GGML_TYPE_Q8_0].vec_dot = q8_0_vec_dot_avx512;
-        traits[GGML_TYPE_Q4_K].vec_dot = q4_K_vec_dot_avx512;
-        traits[GGML_TYPE_Q6_K].vec_dot = q6_K_vec_dot_avx512;
-        traits[GGML_TYPE_F16].vec_dot = f16_vec_dot_avx512;
-        dot4[GGML_TYPE_Q8_0] = q8_0_vec_dot4_avx512;
-        dot4[GGML_TYPE_Q4_0] = q4_0_vec_dot4_avx512;
-        dot4[GGML_TYPE_Q4_K] = q4_K_vec_dot4_avx512;
-        dot4[GGML_TYPE_Q6_K] = q6_K_vec_dot4_avx512;
+        traits[GGML_TYPE_Q4_0].vec_dot = quant_q4_0_vec_dot_avx512;
+        traits[GGML_TYPE_Q8_0].vec_dot = quant_q8_0_vec_dot_avx512;
+        traits[GGML_TYPE_Q4_K].vec_dot = quant_q4_K_vec_dot_avx512;
+        traits[GGML_TYPE_Q6_K].vec_dot = quant_q6_K_vec_dot_avx512;
+        traits[GGML_TYPE_F16].vec_dot = quant_f16_vec_dot_avx512;
+        dot4[GGML_TYPE_Q8_0] = quant_q8_0_vec_dot4_avx512;
+        dot4[GGML_TYPE_Q4_0] = quant_q4_0_vec_dot4_avx512;
+        dot4[GGML_TYPE_Q4_K] = quant_q4_K_vec_dot4_avx512;
+        dot4[GGML_TYPE_Q6_K] = quant_q6_K_vec_dot4_avx512;
         if (cpu->avx512bf16)
-            traits[GGML_TYPE_BF16].vec_dot = bf16_vec_dot_avx512;
+            traits[GGML_TYPE_BF16].vec_dot = quant_bf16_vec_dot_avx512;
     }
 #endif
 }
@@ -318,7 +318,7 @@ llmos_err quant_gemm(ggml_type type, size_t k, size_t n_rows, const void *w, siz
     if (!t || !t->supported)
         return llmos_fail(LLMOS_ERR_UNSUPPORTED,
                           "quant_gemm: tensor type %d (%s) has no kernels in llmos", (int)type,
-                          ggml_type_name(type));
+                          quant_type_name(type));
     if (k % t->block_size != 0)
         return llmos_fail(LLMOS_ERR_INVALID,
                           "quant_gemm: row length %zu is not a multiple of the %s block size %zu",
@@ -353,13 +353,13 @@ llmos_err quant_gemm(ggml_type type, size_t k, size_t n_rows, const void *w, siz
     return LLMOS_OK;
 }
 
-const char *ggml_type_name(ggml_type type)
+const char *quant_type_name(ggml_type type)
 {
     const quant_traits *t = quant_traits_of(type);
     return t ? t->name : "?";
 }
 
-bool ggml_row_size(ggml_type type, uint64_t n_elements, uint64_t *bytes)
+bool quant_row_size(ggml_type type, uint64_t n_elements, uint64_t *bytes)
 {
     const quant_traits *t = quant_traits_of(type);
     if (!t || n_elements % t->block_size != 0)

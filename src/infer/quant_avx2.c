@@ -4,7 +4,7 @@
  * quant_gemm.
  *
  * Every function carries its own target attribute (no per-file flags); quant.c calls them
- * only when cpu_features() reports AVX2, FMA and F16C. Each computes what its scalar
+ * only when llmos_cpu_features() reports AVX2, FMA and F16C. Each computes what its scalar
  * reference in quant_ref.c computes: integer products summed exactly per (sub-)block, then
  * scaled in float, so results differ from the reference only in the order of float additions.
  * The quantizers perform the reference's float operations one for one and produce the same
@@ -166,7 +166,7 @@ static inline AVX2 __m256 q8_0_term(const block_q8_0 *a, const block_q8_0 *b, __
         (result) = hsum_ps(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));   \
     } while (0)
 
-AVX2 void q4_0_vec_dot_avx2(size_t n, float *s, const void *x, const void *y)
+AVX2 void quant_q4_0_vec_dot_avx2(size_t n, float *s, const void *x, const void *y)
 {
     assert(n % QK4_0 == 0);
     const block_q4_0 *a = x;
@@ -175,7 +175,7 @@ AVX2 void q4_0_vec_dot_avx2(size_t n, float *s, const void *x, const void *y)
 }
 
 /* The min term m_x * s_y is summed separately in float. */
-AVX2 void q4_1_vec_dot_avx2(size_t n, float *s, const void *x, const void *y)
+AVX2 void quant_q4_1_vec_dot_avx2(size_t n, float *s, const void *x, const void *y)
 {
     assert(n % QK4_1 == 0);
     const block_q4_1 *a = x;
@@ -187,7 +187,7 @@ AVX2 void q4_1_vec_dot_avx2(size_t n, float *s, const void *x, const void *y)
     *s = sum + summ;
 }
 
-AVX2 void q5_0_vec_dot_avx2(size_t n, float *s, const void *x, const void *y)
+AVX2 void quant_q5_0_vec_dot_avx2(size_t n, float *s, const void *x, const void *y)
 {
     assert(n % QK5_0 == 0);
     const block_q5_0 *a = x;
@@ -195,7 +195,7 @@ AVX2 void q5_0_vec_dot_avx2(size_t n, float *s, const void *x, const void *y)
     DOT32_LOOP(q5_0_term, a, b, n / QK5_0, *s);
 }
 
-AVX2 void q5_1_vec_dot_avx2(size_t n, float *s, const void *x, const void *y)
+AVX2 void quant_q5_1_vec_dot_avx2(size_t n, float *s, const void *x, const void *y)
 {
     assert(n % QK5_1 == 0);
     const block_q5_1 *a = x;
@@ -207,7 +207,7 @@ AVX2 void q5_1_vec_dot_avx2(size_t n, float *s, const void *x, const void *y)
     *s = sum + summ;
 }
 
-AVX2 void q8_0_vec_dot_avx2(size_t n, float *s, const void *x, const void *y)
+AVX2 void quant_q8_0_vec_dot_avx2(size_t n, float *s, const void *x, const void *y)
 {
     assert(n % QK8_0 == 0);
     const block_q8_0 *a = x, *b = y;
@@ -223,7 +223,7 @@ static inline AVX2 __m256i bsums_times(const block_q8_K *b, __m256i sc16)
     return _mm256_madd_epi16(load256(b->bsums), sc16);
 }
 
-AVX2 void q2_K_vec_dot_avx2(size_t n, float *s, const void *x, const void *y)
+AVX2 void quant_q2_K_vec_dot_avx2(size_t n, float *s, const void *x, const void *y)
 {
     assert(n % QK_K == 0);
     const block_q2_K *a = x;
@@ -254,7 +254,7 @@ AVX2 void q2_K_vec_dot_avx2(size_t n, float *s, const void *x, const void *y)
     *s = hsum_ps(_mm256_sub_ps(acc, accm));
 }
 
-AVX2 void q3_K_vec_dot_avx2(size_t n, float *s, const void *x, const void *y)
+AVX2 void quant_q3_K_vec_dot_avx2(size_t n, float *s, const void *x, const void *y)
 {
     assert(n % QK_K == 0);
     const block_q3_K *a = x;
@@ -317,7 +317,7 @@ static inline AVX2 __m256i q4k_block_sumi(const block_q4_K *a, const int8_t *yq,
     return sumi;
 }
 
-AVX2 void q4_K_vec_dot_avx2(size_t n, float *s, const void *x, const void *y)
+AVX2 void quant_q4_K_vec_dot_avx2(size_t n, float *s, const void *x, const void *y)
 {
     assert(n % QK_K == 0);
     const block_q4_K *a = x;
@@ -337,7 +337,7 @@ AVX2 void q4_K_vec_dot_avx2(size_t n, float *s, const void *x, const void *y)
     *s = hsum_ps(_mm256_sub_ps(acc, accm));
 }
 
-AVX2 void q5_K_vec_dot_avx2(size_t n, float *s, const void *x, const void *y)
+AVX2 void quant_q5_K_vec_dot_avx2(size_t n, float *s, const void *x, const void *y)
 {
     assert(n % QK_K == 0);
     const block_q5_K *a = x;
@@ -390,7 +390,7 @@ static inline AVX2 void q6k_unpack(const block_q6_K *a, int h, __m256i q[4])
     }
 }
 
-AVX2 void q6_K_vec_dot_avx2(size_t n, float *s, const void *x, const void *y)
+AVX2 void quant_q6_K_vec_dot_avx2(size_t n, float *s, const void *x, const void *y)
 {
     assert(n % QK_K == 0);
     const block_q6_K *a = x;
@@ -421,7 +421,7 @@ AVX2 void q6_K_vec_dot_avx2(size_t n, float *s, const void *x, const void *y)
 
 /* Float sums in 32 lanes instead of the reference's double: the difference is float
  * summation error, relative 1e-6 or so at the lengths of model rows. */
-AVX2 void f32_vec_dot_avx2(size_t n, float *s, const void *x, const void *y)
+AVX2 void quant_f32_vec_dot_avx2(size_t n, float *s, const void *x, const void *y)
 {
     const float *a = x, *b = y;
     __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
@@ -443,7 +443,7 @@ AVX2 void f32_vec_dot_avx2(size_t n, float *s, const void *x, const void *y)
 
 /* Products of two halves are exact in float (11-bit significands); only the summation order
  * differs from the reference (which sums in double). */
-AVX2 void f16_vec_dot_avx2(size_t n, float *s, const void *x, const void *y)
+AVX2 void quant_f16_vec_dot_avx2(size_t n, float *s, const void *x, const void *y)
 {
     const uint16_t *a = x, *b = y;
     __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
@@ -465,7 +465,7 @@ AVX2 void f16_vec_dot_avx2(size_t n, float *s, const void *x, const void *y)
     float sum =
         hsum_ps(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
     for (; i < n; i++)
-        sum += fp16_to_fp32(a[i]) * fp16_to_fp32(b[i]);
+        sum += quant_fp16_to_fp32(a[i]) * quant_fp16_to_fp32(b[i]);
     *s = sum;
 }
 
@@ -476,7 +476,7 @@ static inline AVX2 __m256 bf16x8(const uint16_t *p)
 }
 
 /* bf16 products are exact in float (8-bit significands). */
-AVX2 void bf16_vec_dot_avx2(size_t n, float *s, const void *x, const void *y)
+AVX2 void quant_bf16_vec_dot_avx2(size_t n, float *s, const void *x, const void *y)
 {
     const uint16_t *a = x, *b = y;
     __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
@@ -491,7 +491,7 @@ AVX2 void bf16_vec_dot_avx2(size_t n, float *s, const void *x, const void *y)
     float sum =
         hsum_ps(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
     for (; i < n; i++)
-        sum += bf16_to_fp32(a[i]) * bf16_to_fp32(b[i]);
+        sum += quant_bf16_to_fp32(a[i]) * quant_bf16_to_fp32(b[i]);
     *s = sum;
 }
 
@@ -512,7 +512,7 @@ static inline AVX2 void pack32(const __m256 v[4], int8_t *out, __m256i i32[4])
     _mm256_storeu_si256((__m256i *)out, p);
 }
 
-AVX2 void q8_0_from_float_avx2(const float *src, void *dst, size_t n)
+AVX2 void quant_q8_0_from_float_avx2(const float *src, void *dst, size_t n)
 {
     assert(n % QK8_0 == 0);
     block_q8_0 *b = dst;
@@ -527,7 +527,7 @@ AVX2 void q8_0_from_float_avx2(const float *src, void *dst, size_t n)
         float amax = hmax_ps(vmax);
         float d = amax / 127;
         float id = d != 0 ? 1.0f / d : 0;
-        b[i].d = fp32_to_fp16(d);
+        b[i].d = quant_fp32_to_fp16(d);
         __m256 mul = _mm256_set1_ps(id);
 #pragma GCC unroll 4
         for (int k = 0; k < 4; k++)
@@ -537,7 +537,7 @@ AVX2 void q8_0_from_float_avx2(const float *src, void *dst, size_t n)
     }
 }
 
-AVX2 void q8_K_from_float_avx2(const float *src, void *dst, size_t n)
+AVX2 void quant_q8_K_from_float_avx2(const float *src, void *dst, size_t n)
 {
     assert(n % QK_K == 0);
     block_q8_K *b = dst;
@@ -579,7 +579,8 @@ AVX2 void q8_K_from_float_avx2(const float *src, void *dst, size_t n)
 
 /* ---- four tokens at a time (quant_gemm) -------------------------------------------------- */
 
-AVX2 void q8_0_vec_dot4_avx2(size_t n, float s[4], const void *x, const void *y, size_t y_stride)
+AVX2 void quant_q8_0_vec_dot4_avx2(size_t n, float s[4], const void *x, const void *y,
+                                   size_t y_stride)
 {
     assert(n % QK8_0 == 0);
     const block_q8_0 *a = x;
@@ -605,7 +606,8 @@ AVX2 void q8_0_vec_dot4_avx2(size_t n, float s[4], const void *x, const void *y,
         s[t] = hsum_ps(acc[t]);
 }
 
-AVX2 void q4_0_vec_dot4_avx2(size_t n, float s[4], const void *x, const void *y, size_t y_stride)
+AVX2 void quant_q4_0_vec_dot4_avx2(size_t n, float s[4], const void *x, const void *y,
+                                   size_t y_stride)
 {
     assert(n % QK4_0 == 0);
     const block_q4_0 *a = x;
@@ -632,7 +634,8 @@ AVX2 void q4_0_vec_dot4_avx2(size_t n, float s[4], const void *x, const void *y,
         s[t] = hsum_ps(acc[t]);
 }
 
-AVX2 void q4_K_vec_dot4_avx2(size_t n, float s[4], const void *x, const void *y, size_t y_stride)
+AVX2 void quant_q4_K_vec_dot4_avx2(size_t n, float s[4], const void *x, const void *y,
+                                   size_t y_stride)
 {
     assert(n % QK_K == 0);
     const block_q4_K *a = x;
@@ -682,7 +685,8 @@ AVX2 void q4_K_vec_dot4_avx2(size_t n, float s[4], const void *x, const void *y,
         s[t] = hsum_ps(_mm256_sub_ps(acc[t], accm[t]));
 }
 
-AVX2 void q5_K_vec_dot4_avx2(size_t n, float s[4], const void *x, const void *y, size_t y_stride)
+AVX2 void quant_q5_K_vec_dot4_avx2(size_t n, float s[4], const void *x, const void *y,
+                                   size_t y_stride)
 {
     assert(n % QK_K == 0);
     const block_q5_K *a = x;
@@ -736,7 +740,8 @@ AVX2 void q5_K_vec_dot4_avx2(size_t n, float s[4], const void *x, const void *y,
         s[t] = hsum_ps(_mm256_sub_ps(acc[t], accm[t]));
 }
 
-AVX2 void q6_K_vec_dot4_avx2(size_t n, float s[4], const void *x, const void *y, size_t y_stride)
+AVX2 void quant_q6_K_vec_dot4_avx2(size_t n, float s[4], const void *x, const void *y,
+                                   size_t y_stride)
 {
     assert(n % QK_K == 0);
     const block_q6_K *a = x;

@@ -4,7 +4,7 @@
  * lanes in one instruction), F16 with 16-wide conversions, BF16 with AVX512-BF16 (vdpbf16ps).
  *
  * Each function carries its own target attribute; quant.c calls them only when
- * cpu_features() reports every feature named there. As in quant_avx2.c, integer sums are
+ * llmos_cpu_features() reports every feature named there. As in quant_avx2.c, integer sums are
  * exact and scaled per (sub-)block in float, so results differ from the scalar reference only
  * by float summation order.
  *
@@ -87,7 +87,7 @@ static inline VNNI __m512 q8_0_pair(const block_q8_0 *a, const block_q8_0 *b, __
     return _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(dot), acc);
 }
 
-VNNI void q4_0_vec_dot_avx512(size_t n, float *s, const void *x, const void *y)
+VNNI void quant_q4_0_vec_dot_avx512(size_t n, float *s, const void *x, const void *y)
 {
     assert(n % QK4_0 == 0);
     const block_q4_0 *a = x;
@@ -103,13 +103,13 @@ VNNI void q4_0_vec_dot_avx512(size_t n, float *s, const void *x, const void *y)
     float sum = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
     if (i < nb) {
         float rest;
-        q4_0_vec_dot_avx2((nb - i) * QK4_0, &rest, a + i, b + i);
+        quant_q4_0_vec_dot_avx2((nb - i) * QK4_0, &rest, a + i, b + i);
         sum += rest;
     }
     *s = sum;
 }
 
-VNNI void q8_0_vec_dot_avx512(size_t n, float *s, const void *x, const void *y)
+VNNI void quant_q8_0_vec_dot_avx512(size_t n, float *s, const void *x, const void *y)
 {
     assert(n % QK8_0 == 0);
     const block_q8_0 *a = x, *b = y;
@@ -124,13 +124,13 @@ VNNI void q8_0_vec_dot_avx512(size_t n, float *s, const void *x, const void *y)
     float sum = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
     if (i < nb) {
         float rest;
-        q8_0_vec_dot_avx2((nb - i) * QK8_0, &rest, a + i, b + i);
+        quant_q8_0_vec_dot_avx2((nb - i) * QK8_0, &rest, a + i, b + i);
         sum += rest;
     }
     *s = sum;
 }
 
-VNNI void q4_K_vec_dot_avx512(size_t n, float *s, const void *x, const void *y)
+VNNI void quant_q4_K_vec_dot_avx512(size_t n, float *s, const void *x, const void *y)
 {
     assert(n % QK_K == 0);
     const block_q4_K *a = x;
@@ -173,7 +173,7 @@ VNNI void q4_K_vec_dot_avx512(size_t n, float *s, const void *x, const void *y)
     *s = _mm512_reduce_add_ps(acc) - _mm256_cvtss_f32(m8);
 }
 
-VNNI void q6_K_vec_dot_avx512(size_t n, float *s, const void *x, const void *y)
+VNNI void quant_q6_K_vec_dot_avx512(size_t n, float *s, const void *x, const void *y)
 {
     assert(n % QK_K == 0);
     const block_q6_K *a = x;
@@ -218,7 +218,7 @@ VNNI void q6_K_vec_dot_avx512(size_t n, float *s, const void *x, const void *y)
     *s = _mm512_reduce_add_ps(acc);
 }
 
-AVX512F16 void f16_vec_dot_avx512(size_t n, float *s, const void *x, const void *y)
+AVX512F16 void quant_f16_vec_dot_avx512(size_t n, float *s, const void *x, const void *y)
 {
     const uint16_t *a = x, *b = y;
     __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
@@ -232,11 +232,11 @@ AVX512F16 void f16_vec_dot_avx512(size_t n, float *s, const void *x, const void 
     }
     float sum = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
     for (; i < n; i++)
-        sum += fp16_to_fp32(a[i]) * fp16_to_fp32(b[i]);
+        sum += quant_fp16_to_fp32(a[i]) * quant_fp16_to_fp32(b[i]);
     *s = sum;
 }
 
-AVX512BF16 void bf16_vec_dot_avx512(size_t n, float *s, const void *x, const void *y)
+AVX512BF16 void quant_bf16_vec_dot_avx512(size_t n, float *s, const void *x, const void *y)
 {
     const uint16_t *a = x, *b = y;
     __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
@@ -252,7 +252,7 @@ AVX512BF16 void bf16_vec_dot_avx512(size_t n, float *s, const void *x, const voi
                                 (__m512bh)_mm512_loadu_si512(b + i));
     float sum = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
     for (; i < n; i++)
-        sum += bf16_to_fp32(a[i]) * bf16_to_fp32(b[i]);
+        sum += quant_bf16_to_fp32(a[i]) * quant_bf16_to_fp32(b[i]);
     *s = sum;
 }
 
@@ -265,7 +265,8 @@ AVX512BF16 void bf16_vec_dot_avx512(size_t n, float *s, const void *x, const voi
     for (int t_ = 0; t_ < 4; t_++)                                                                 \
     b[t_] = (const type *)((const uint8_t *)(y) + (size_t)t_ * (stride))
 
-VNNI void q8_0_vec_dot4_avx512(size_t n, float s[4], const void *x, const void *y, size_t y_stride)
+VNNI void quant_q8_0_vec_dot4_avx512(size_t n, float s[4], const void *x, const void *y,
+                                     size_t y_stride)
 {
     assert(n % QK8_0 == 0);
     const block_q8_0 *a = x;
@@ -292,13 +293,14 @@ VNNI void q8_0_vec_dot4_avx512(size_t n, float s[4], const void *x, const void *
         s[t] = _mm512_reduce_add_ps(acc[t]);
         if (i < nb) {
             float rest;
-            q8_0_vec_dot_avx2(QK8_0, &rest, a + i, b[t] + i);
+            quant_q8_0_vec_dot_avx2(QK8_0, &rest, a + i, b[t] + i);
             s[t] += rest;
         }
     }
 }
 
-VNNI void q4_0_vec_dot4_avx512(size_t n, float s[4], const void *x, const void *y, size_t y_stride)
+VNNI void quant_q4_0_vec_dot4_avx512(size_t n, float s[4], const void *x, const void *y,
+                                     size_t y_stride)
 {
     assert(n % QK4_0 == 0);
     const block_q4_0 *a = x;
@@ -324,7 +326,7 @@ VNNI void q4_0_vec_dot4_avx512(size_t n, float s[4], const void *x, const void *
         s[t] = _mm512_reduce_add_ps(acc[t]);
         if (i < nb) {
             float rest;
-            q4_0_vec_dot_avx2(QK4_0, &rest, a + i, b[t] + i);
+            quant_q4_0_vec_dot_avx2(QK4_0, &rest, a + i, b[t] + i);
             s[t] += rest;
         }
     }
@@ -338,7 +340,8 @@ static inline VNNI float hsum256_ps(__m256 v)
     return _mm_cvtss_f32(q);
 }
 
-VNNI void q4_K_vec_dot4_avx512(size_t n, float s[4], const void *x, const void *y, size_t y_stride)
+VNNI void quant_q4_K_vec_dot4_avx512(size_t n, float s[4], const void *x, const void *y,
+                                     size_t y_stride)
 {
     assert(n % QK_K == 0);
     const block_q4_K *a = x;
@@ -387,7 +390,8 @@ VNNI void q4_K_vec_dot4_avx512(size_t n, float s[4], const void *x, const void *
         s[t] = _mm512_reduce_add_ps(acc[t]) - hsum256_ps(accm[t]);
 }
 
-VNNI void q6_K_vec_dot4_avx512(size_t n, float s[4], const void *x, const void *y, size_t y_stride)
+VNNI void quant_q6_K_vec_dot4_avx512(size_t n, float s[4], const void *x, const void *y,
+                                     size_t y_stride)
 {
     assert(n % QK_K == 0);
     const block_q6_K *a = x;

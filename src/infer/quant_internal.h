@@ -9,7 +9,7 @@
  *   quant_ref.c     portable scalar references (to_float, from_float, vec_dot ..._ref)
  *   quant_avx2.c    AVX2+FMA (+F16C) vec_dots and activation quantizers
  *   quant_avx512.c  AVX-512 (BW/VL, VNNI, BF16) vec_dots for the common types
- * quant.c picks one per type once at run time from cpu_features(). Tests include this header
+ * quant.c picks one per type once at run time from llmos_cpu_features(). Tests include this header
  * to run every set against the reference.
  */
 #ifndef LLMOS_QUANT_INTERNAL_H
@@ -211,9 +211,9 @@ static inline void quant_q3k_scales_all(const uint8_t *s, int8_t out[16])
 /* ---- scalar references (quant_ref.c) ----------------------------------------------------- */
 
 #define QUANT_DECLARE_REF(t)                                                                       \
-    void t##_to_float(const void *src, float *dst, size_t n);                                      \
-    void t##_from_float_ref(const float *src, void *dst, size_t n);                                \
-    void t##_vec_dot_ref(size_t n, float *s, const void *x, const void *y);
+    void quant_##t##_to_float(const void *src, float *dst, size_t n);                              \
+    void quant_##t##_from_float_ref(const float *src, void *dst, size_t n);                        \
+    void quant_##t##_vec_dot_ref(size_t n, float *s, const void *x, const void *y);
 
 QUANT_DECLARE_REF(q4_0)
 QUANT_DECLARE_REF(q4_1)
@@ -229,14 +229,14 @@ QUANT_DECLARE_REF(q6_K)
 QUANT_DECLARE_REF(q8_K)
 
 /* The float kernels of quant.c, for the tests. */
-void f32_vec_dot_ref(size_t n, float *s, const void *x, const void *y);
-void f16_vec_dot_ref(size_t n, float *s, const void *x, const void *y);
-void bf16_vec_dot_ref(size_t n, float *s, const void *x, const void *y);
+void quant_f32_vec_dot_ref(size_t n, float *s, const void *x, const void *y);
+void quant_f16_vec_dot_ref(size_t n, float *s, const void *x, const void *y);
+void quant_bf16_vec_dot_ref(size_t n, float *s, const void *x, const void *y);
 
 /* ---- AVX2 + FMA + F16C (quant_avx2.c) ---------------------------------------------------- */
 
 #define QUANT_DECLARE_DOT(t, isa)                                                                  \
-    void t##_vec_dot_##isa(size_t n, float *s, const void *x, const void *y);
+    void quant_##t##_vec_dot_##isa(size_t n, float *s, const void *x, const void *y);
 
 QUANT_DECLARE_DOT(q4_0, avx2)
 QUANT_DECLARE_DOT(q4_1, avx2)
@@ -252,8 +252,8 @@ QUANT_DECLARE_DOT(f32, avx2)
 QUANT_DECLARE_DOT(f16, avx2)
 QUANT_DECLARE_DOT(bf16, avx2)
 /* Bit-identical to the references (same arithmetic, same round-to-nearest-even). */
-void q8_0_from_float_avx2(const float *src, void *dst, size_t n);
-void q8_K_from_float_avx2(const float *src, void *dst, size_t n);
+void quant_q8_0_from_float_avx2(const float *src, void *dst, size_t n);
+void quant_q8_K_from_float_avx2(const float *src, void *dst, size_t n);
 
 /* ---- AVX-512 (quant_avx512.c) ------------------------------------------------------------ */
 
@@ -273,15 +273,19 @@ QUANT_DECLARE_DOT(bf16, avx512)
  * decoding each weight block once. */
 typedef void (*quant_vec_dot4_fn)(size_t n, float s[4], const void *x, const void *y,
                                   size_t y_stride);
-void q8_0_vec_dot4_avx2(size_t n, float s[4], const void *x, const void *y, size_t y_stride);
-void q4_0_vec_dot4_avx2(size_t n, float s[4], const void *x, const void *y, size_t y_stride);
-void q4_K_vec_dot4_avx2(size_t n, float s[4], const void *x, const void *y, size_t y_stride);
-void q5_K_vec_dot4_avx2(size_t n, float s[4], const void *x, const void *y, size_t y_stride);
-void q6_K_vec_dot4_avx2(size_t n, float s[4], const void *x, const void *y, size_t y_stride);
-void q8_0_vec_dot4_avx512(size_t n, float s[4], const void *x, const void *y, size_t y_stride);
-void q4_0_vec_dot4_avx512(size_t n, float s[4], const void *x, const void *y, size_t y_stride);
-void q4_K_vec_dot4_avx512(size_t n, float s[4], const void *x, const void *y, size_t y_stride);
-void q6_K_vec_dot4_avx512(size_t n, float s[4], const void *x, const void *y, size_t y_stride);
+void quant_q8_0_vec_dot4_avx2(size_t n, float s[4], const void *x, const void *y, size_t y_stride);
+void quant_q4_0_vec_dot4_avx2(size_t n, float s[4], const void *x, const void *y, size_t y_stride);
+void quant_q4_K_vec_dot4_avx2(size_t n, float s[4], const void *x, const void *y, size_t y_stride);
+void quant_q5_K_vec_dot4_avx2(size_t n, float s[4], const void *x, const void *y, size_t y_stride);
+void quant_q6_K_vec_dot4_avx2(size_t n, float s[4], const void *x, const void *y, size_t y_stride);
+void quant_q8_0_vec_dot4_avx512(size_t n, float s[4], const void *x, const void *y,
+                                size_t y_stride);
+void quant_q4_0_vec_dot4_avx512(size_t n, float s[4], const void *x, const void *y,
+                                size_t y_stride);
+void quant_q4_K_vec_dot4_avx512(size_t n, float s[4], const void *x, const void *y,
+                                size_t y_stride);
+void quant_q6_K_vec_dot4_avx512(size_t n, float s[4], const void *x, const void *y,
+                                size_t y_stride);
 
 /* Which kernel set quant.c selected (for tests and benchmarks). */
 typedef enum quant_isa { QUANT_ISA_REF, QUANT_ISA_AVX2, QUANT_ISA_AVX512 } quant_isa;

@@ -53,7 +53,7 @@ void qpack_act_quantize_ref(const float *x, size_t n, void *dst)
  * nibbles) of row r. */
 #define Q4_0X16_BLOCK (QPACK_ROWS * sizeof(block_q4_0))
 
-void q4_0x16_pack(const void *rows, size_t row_bytes, size_t n_rows, size_t k, void *group)
+void qpack_q4_0x16_pack(const void *rows, size_t row_bytes, size_t n_rows, size_t k, void *group)
 {
     size_t nb = k / QK4_0;
     uint8_t *g = group;
@@ -69,8 +69,8 @@ void q4_0x16_pack(const void *rows, size_t row_bytes, size_t n_rows, size_t k, v
     }
 }
 
-void q4_0x16_kernel_ref(size_t k, const void *group, const void *act, size_t act_stride,
-                        size_t n_tok, float out[QPACK_TOK][QPACK_ROWS])
+void qpack_q4_0x16_kernel_ref(size_t k, const void *group, const void *act, size_t act_stride,
+                              size_t n_tok, float out[QPACK_TOK][QPACK_ROWS])
 {
     size_t nb = k / QK4_0;
     for (size_t t = 0; t < n_tok; t++) {
@@ -90,7 +90,7 @@ void q4_0x16_kernel_ref(size_t k, const void *group, const void *act, size_t act
                     int nib = j < 16 ? byte & 0xF : byte >> 4;
                     isum += nib * q[b * QK4_0 + j];
                 }
-                sum += fp16_to_fp32(h) * (d[b] * (float)isum - 8.0f * s[b]);
+                sum += quant_fp16_to_fp32(h) * (d[b] * (float)isum - 8.0f * s[b]);
             }
             out[t][r] = sum;
         }
@@ -106,7 +106,7 @@ void q4_0x16_kernel_ref(size_t k, const void *group, const void *act, size_t act
  * sum q y = sum (q + 128) y - 128 sum y. */
 #define Q8_0X16_BLOCK (QPACK_ROWS * sizeof(block_q8_0))
 
-void q8_0x16_pack(const void *rows, size_t row_bytes, size_t n_rows, size_t k, void *group)
+void qpack_q8_0x16_pack(const void *rows, size_t row_bytes, size_t n_rows, size_t k, void *group)
 {
     size_t nb = k / QK8_0;
     uint8_t *g = group;
@@ -128,8 +128,8 @@ void q8_0x16_pack(const void *rows, size_t row_bytes, size_t n_rows, size_t k, v
     }
 }
 
-void q8_0x16_kernel_ref(size_t k, const void *group, const void *act, size_t act_stride,
-                        size_t n_tok, float out[QPACK_TOK][QPACK_ROWS])
+void qpack_q8_0x16_kernel_ref(size_t k, const void *group, const void *act, size_t act_stride,
+                              size_t n_tok, float out[QPACK_TOK][QPACK_ROWS])
 {
     size_t nb = k / QK8_0;
     for (size_t t = 0; t < n_tok; t++) {
@@ -145,7 +145,7 @@ void q8_0x16_kernel_ref(size_t k, const void *group, const void *act, size_t act
                 int isum = 0;
                 for (int j = 0; j < QK8_0; j++)
                     isum += gb[32 + 64 * (j / 4) + 4 * r + j % 4] * q[b * QK8_0 + j];
-                sum += fp16_to_fp32(h) * (d[b] * (float)isum - 128.0f * s[b]);
+                sum += quant_fp16_to_fp32(h) * (d[b] * (float)isum - 128.0f * s[b]);
             }
             out[t][r] = sum;
         }
@@ -155,13 +155,13 @@ void q8_0x16_kernel_ref(size_t k, const void *group, const void *act, size_t act
 /* ---- the table and the choice of kernels ------------------------------------------------- */
 
 static qpack_traits traits[] = {
-    {GGML_TYPE_Q4_0, QK4_0, q4_0x16_pack, q4_0x16_kernel_ref, NULL},
-    {GGML_TYPE_Q8_0, QK8_0, q8_0x16_pack, q8_0x16_kernel_ref, NULL},
-    {GGML_TYPE_Q4_K, QK_K, q4_Kx16_pack, q4_Kx16_kernel_ref, NULL},
-    {GGML_TYPE_Q6_K, QK_K, q6_Kx16_pack, q6_Kx16_kernel_ref, NULL},
-    {GGML_TYPE_Q5_0, QK5_0, q5_0x16_pack, q5_0x16_kernel_ref, NULL},
-    {GGML_TYPE_Q5_K, QK_K, q5_Kx16_pack, q5_Kx16_kernel_ref, NULL},
-    {GGML_TYPE_Q5_1, QK5_1, q5_1x16_pack, q5_1x16_kernel_ref, NULL},
+    {GGML_TYPE_Q4_0, QK4_0, qpack_q4_0x16_pack, qpack_q4_0x16_kernel_ref, NULL},
+    {GGML_TYPE_Q8_0, QK8_0, qpack_q8_0x16_pack, qpack_q8_0x16_kernel_ref, NULL},
+    {GGML_TYPE_Q4_K, QK_K, qpack_q4_Kx16_pack, qpack_q4_Kx16_kernel_ref, NULL},
+    {GGML_TYPE_Q6_K, QK_K, qpack_q6_Kx16_pack, qpack_q6_Kx16_kernel_ref, NULL},
+    {GGML_TYPE_Q5_0, QK5_0, qpack_q5_0x16_pack, qpack_q5_0x16_kernel_ref, NULL},
+    {GGML_TYPE_Q5_K, QK_K, qpack_q5_Kx16_pack, qpack_q5_Kx16_kernel_ref, NULL},
+    {GGML_TYPE_Q5_1, QK5_1, qpack_q5_1x16_pack, qpack_q5_1x16_kernel_ref, NULL},
 };
 
 static void (*act_quantize)(const float *, size_t, void *) = qpack_act_quantize_ref;
@@ -173,7 +173,7 @@ static void qpack_select(void)
     const char *env = getenv("LLMOS_PACK");
     pack_enabled = !(env && strcmp(env, "0") == 0);
 #if defined(__x86_64__)
-    const llmos_cpu *cpu = cpu_features();
+    const llmos_cpu *cpu = llmos_cpu_features();
     const char *isa = getenv("LLMOS_QUANT_ISA"); /* a cap below avx512 rules these out */
     bool capped = isa && (strcmp(isa, "ref") == 0 || strcmp(isa, "avx2") == 0);
     if (!capped && cpu->avx2 && cpu->fma && cpu->f16c && cpu->avx512f && cpu->avx512bw &&
@@ -181,13 +181,13 @@ static void qpack_select(void)
         act_quantize = qpack_act_quantize_avx512;
         for (size_t i = 0; i < sizeof traits / sizeof traits[0]; i++) {
             switch (traits[i].type) {
-            case GGML_TYPE_Q4_0: traits[i].kernel = q4_0x16_kernel_avx512; break;
-            case GGML_TYPE_Q8_0: traits[i].kernel = q8_0x16_kernel_avx512; break;
-            case GGML_TYPE_Q4_K: traits[i].kernel = q4_Kx16_kernel_avx512; break;
-            case GGML_TYPE_Q6_K: traits[i].kernel = q6_Kx16_kernel_avx512; break;
-            case GGML_TYPE_Q5_0: traits[i].kernel = q5_0x16_kernel_avx512; break;
-            case GGML_TYPE_Q5_K: traits[i].kernel = q5_Kx16_kernel_avx512; break;
-            case GGML_TYPE_Q5_1: traits[i].kernel = q5_1x16_kernel_avx512; break;
+            case GGML_TYPE_Q4_0: traits[i].kernel = qpack_q4_0x16_kernel_avx512; break;
+            case GGML_TYPE_Q8_0: traits[i].kernel = qpack_q8_0x16_kernel_avx512; break;
+            case GGML_TYPE_Q4_K: traits[i].kernel = qpack_q4_Kx16_kernel_avx512; break;
+            case GGML_TYPE_Q6_K: traits[i].kernel = qpack_q6_Kx16_kernel_avx512; break;
+            case GGML_TYPE_Q5_0: traits[i].kernel = qpack_q5_0x16_kernel_avx512; break;
+            case GGML_TYPE_Q5_K: traits[i].kernel = qpack_q5_Kx16_kernel_avx512; break;
+            case GGML_TYPE_Q5_1: traits[i].kernel = qpack_q5_1x16_kernel_avx512; break;
             default: break;
             }
         }

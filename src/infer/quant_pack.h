@@ -95,11 +95,14 @@ bool qpack_usable(ggml_type type, size_t k);
 /* ---- the kernels (quant_pack.c: _ref; quant_pack_avx512.c: _avx512) ----------------------- */
 
 #define QPACK_DECLARE(type)                                                                        \
-    void type##x16_pack(const void *rows, size_t row_bytes, size_t n_rows, size_t k, void *group); \
-    void type##x16_kernel_ref(size_t k, const void *group, const void *act, size_t act_stride,     \
-                              size_t n_tok, float out[QPACK_TOK][QPACK_ROWS]);                     \
-    void type##x16_kernel_avx512(size_t k, const void *group, const void *act, size_t act_stride,  \
-                                 size_t n_tok, float out[QPACK_TOK][QPACK_ROWS]);
+    void qpack_##type##x16_pack(const void *rows, size_t row_bytes, size_t n_rows, size_t k,       \
+                                void *group);                                                      \
+    void qpack_##type##x16_kernel_ref(size_t k, const void *group, const void *act,                \
+                                      size_t act_stride, size_t n_tok,                             \
+                                      float out[QPACK_TOK][QPACK_ROWS]);                           \
+    void qpack_##type##x16_kernel_avx512(size_t k, const void *group, const void *act,             \
+                                         size_t act_stride, size_t n_tok,                          \
+                                         float out[QPACK_TOK][QPACK_ROWS]);
 
 QPACK_DECLARE(q4_0)
 QPACK_DECLARE(q8_0)

@@ -11,7 +11,7 @@
  * the accumulators stay in registers.
  *
  * Each function carries its own target attribute; quant_pack.c selects them only when
- * cpu_features() reports every feature named there.
+ * llmos_cpu_features() reports every feature named there.
  */
 #include <math.h>
 #include <string.h>
@@ -154,9 +154,9 @@ static INLINE VNNI void q8_0x16_body(size_t k, const uint8_t *g, const tok_act *
 /* ---- entry points: one instantiation per token count ------------------------------------- */
 
 #define QPACK_ENTRY(type)                                                                          \
-    VNNI void type##x16_kernel_avx512(size_t k, const void *group, const void *act,                \
-                                      size_t act_stride, size_t n_tok,                             \
-                                      float out[QPACK_TOK][QPACK_ROWS])                            \
+    VNNI void qpack_##type##x16_kernel_avx512(size_t k, const void *group, const void *act,        \
+                                              size_t act_stride, size_t n_tok,                     \
+                                              float out[QPACK_TOK][QPACK_ROWS])                    \
     {                                                                                              \
         tok_act ta[QPACK_TOK];                                                                     \
         tok_acts(ta, n_tok, k, act, act_stride);                                                   \

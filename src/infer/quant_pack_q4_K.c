@@ -36,7 +36,7 @@
 
 static_assert(Q4_KX16_QS + 32 * 64 == Q4_KX16_BLOCK, "Q4_K group block keeps the GGUF bytes");
 
-void q4_Kx16_pack(const void *rows, size_t row_bytes, size_t n_rows, size_t k, void *group)
+void qpack_q4_Kx16_pack(const void *rows, size_t row_bytes, size_t n_rows, size_t k, void *group)
 {
     assert(k % QK_K == 0 && n_rows >= 1 && n_rows <= QPACK_ROWS);
     size_t nb = k / QK_K;
@@ -60,8 +60,8 @@ void q4_Kx16_pack(const void *rows, size_t row_bytes, size_t n_rows, size_t k, v
 
 /* Reads the packed bytes one element at a time as the layout comment says; the float sums
  * are those of the SIMD kernel up to summation order. */
-void q4_Kx16_kernel_ref(size_t k, const void *group, const void *act, size_t act_stride,
-                        size_t n_tok, float out[QPACK_TOK][QPACK_ROWS])
+void qpack_q4_Kx16_kernel_ref(size_t k, const void *group, const void *act, size_t act_stride,
+                              size_t n_tok, float out[QPACK_TOK][QPACK_ROWS])
 {
     assert(k % QK_K == 0 && n_tok >= 1 && n_tok <= QPACK_TOK);
     size_t nb = k / QK_K;
@@ -94,7 +94,7 @@ void q4_Kx16_kernel_ref(size_t k, const void *group, const void *act, size_t act
                     s += (float)sc * dx[jb] * (float)isum;
                     m_sum += (float)m * sx[jb];
                 }
-                sum += fp16_to_fp32(hd) * s - fp16_to_fp32(hm) * m_sum;
+                sum += quant_fp16_to_fp32(hd) * s - quant_fp16_to_fp32(hm) * m_sum;
             }
             out[t][r] = sum;
         }
@@ -177,9 +177,10 @@ static INLINE VNNI void q4_Kx16_body(size_t k, const uint8_t *g, const int8_t *c
         _mm512_storeu_ps(out[t], acc[t]);
 }
 
-/* avx512f+bw+vl+vnni, f16c; quant_pack.c selects it only when cpu_features() has them all. */
-VNNI void q4_Kx16_kernel_avx512(size_t k, const void *group, const void *act, size_t act_stride,
-                                size_t n_tok, float out[QPACK_TOK][QPACK_ROWS])
+/* avx512f+bw+vl+vnni, f16c; quant_pack.c selects it only when llmos_cpu_features() has them all. */
+VNNI void qpack_q4_Kx16_kernel_avx512(size_t k, const void *group, const void *act,
+                                      size_t act_stride, size_t n_tok,
+                                      float out[QPACK_TOK][QPACK_ROWS])
 {
     assert(k % QK_K == 0 && n_tok >= 1 && n_tok <= QPACK_TOK);
     const int8_t *y[QPACK_TOK];

@@ -37,7 +37,7 @@
 
 static_assert(Q5X16_HB + 8 * 8 == Q5X16_BLOCK, "Q5_0x16 block is 16 GGUF blocks");
 
-void q5_0x16_pack(const void *rows, size_t row_bytes, size_t n_rows, size_t k, void *group)
+void qpack_q5_0x16_pack(const void *rows, size_t row_bytes, size_t n_rows, size_t k, void *group)
 {
     assert(k % QK5_0 == 0 && n_rows >= 1 && n_rows <= QPACK_ROWS);
     size_t nb = k / QK5_0;
@@ -71,8 +71,8 @@ static int q5x16_get(const uint8_t *gb, int r, int j)
     return nib | bit << 4;
 }
 
-void q5_0x16_kernel_ref(size_t k, const void *group, const void *act, size_t act_stride,
-                        size_t n_tok, float out[QPACK_TOK][QPACK_ROWS])
+void qpack_q5_0x16_kernel_ref(size_t k, const void *group, const void *act, size_t act_stride,
+                              size_t n_tok, float out[QPACK_TOK][QPACK_ROWS])
 {
     assert(k % QK5_0 == 0 && n_tok >= 1 && n_tok <= QPACK_TOK);
     size_t nb = k / QK5_0;
@@ -89,7 +89,7 @@ void q5_0x16_kernel_ref(size_t k, const void *group, const void *act, size_t act
                 int isum = 0;
                 for (int j = 0; j < QK5_0; j++)
                     isum += q5x16_get(gb, r, j) * q[b * QK5_0 + j];
-                sum += fp16_to_fp32(h) * (d[b] * (float)isum - (float)Q5X16_OFFSET * s[b]);
+                sum += quant_fp16_to_fp32(h) * (d[b] * (float)isum - (float)Q5X16_OFFSET * s[b]);
             }
             out[t][r] = sum;
         }
@@ -152,8 +152,9 @@ static INLINE VNNI void q5_0x16_body(size_t k, const uint8_t *g, const void *act
         _mm512_storeu_ps(out[t], acc[t]);
 }
 
-VNNI void q5_0x16_kernel_avx512(size_t k, const void *group, const void *act, size_t act_stride,
-                                size_t n_tok, float out[QPACK_TOK][QPACK_ROWS])
+VNNI void qpack_q5_0x16_kernel_avx512(size_t k, const void *group, const void *act,
+                                      size_t act_stride, size_t n_tok,
+                                      float out[QPACK_TOK][QPACK_ROWS])
 {
     assert(k % QK5_0 == 0 && n_tok >= 1 && n_tok <= QPACK_TOK);
     /* a constant token count per instantiation keeps the accumulators in registers */

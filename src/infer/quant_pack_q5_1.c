@@ -6,7 +6,7 @@
  * GGUF Q5_1 (ggml's block_q5_1, quant_internal.h): 32 values in 24 bytes, an F16 d, an F16 m,
  * a 32-bit little-endian qh whose bit j is the fifth bit of element j, and 16 bytes of nibbles
  * (element j < 16 the low nibble of qs[j], element j + 16 its high nibble); a value is
- * d * q + m with q = 0..31 (ggml's dequantize_row_q5_1; quant_ref.c q5_1_to_float).
+ * d * q + m with q = 0..31 (ggml's dequantize_row_q5_1; quant_ref.c quant_q5_1_to_float).
  *
  * Packed layout. Block b (32 columns) of a group of 16 rows takes 16 * 24 = 384 bytes, the
  * same bytes as the 16 GGUF blocks:
@@ -46,7 +46,7 @@
 
 static_assert(Q5_1X16_HB + 64 == Q5_1X16_BLOCK, "Q5_1x16 block is 16 GGUF blocks");
 
-void q5_1x16_pack(const void *rows, size_t row_bytes, size_t n_rows, size_t k, void *group)
+void qpack_q5_1x16_pack(const void *rows, size_t row_bytes, size_t n_rows, size_t k, void *group)
 {
     assert(k % QK5_1 == 0 && n_rows >= 1 && n_rows <= QPACK_ROWS);
     size_t nb = k / QK5_1;
@@ -85,8 +85,8 @@ static int q5_1x16_get(const uint8_t *gb, int r, int j)
 
 /* Reads the packed bytes one element at a time as the layout comment says; the float sums
  * are those of the SIMD kernel up to summation order. */
-void q5_1x16_kernel_ref(size_t k, const void *group, const void *act, size_t act_stride,
-                        size_t n_tok, float out[QPACK_TOK][QPACK_ROWS])
+void qpack_q5_1x16_kernel_ref(size_t k, const void *group, const void *act, size_t act_stride,
+                              size_t n_tok, float out[QPACK_TOK][QPACK_ROWS])
 {
     assert(k % QK5_1 == 0 && n_tok >= 1 && n_tok <= QPACK_TOK);
     size_t nb = k / QK5_1;
@@ -104,7 +104,8 @@ void q5_1x16_kernel_ref(size_t k, const void *group, const void *act, size_t act
                 int isum = 0;
                 for (int j = 0; j < QK5_1; j++)
                     isum += q5_1x16_get(gb, r, j) * y[b * QK5_1 + (size_t)j];
-                sum += fp16_to_fp32(hd) * (dx[b] * (float)isum) + fp16_to_fp32(hm) * sx[b];
+                sum +=
+                    quant_fp16_to_fp32(hd) * (dx[b] * (float)isum) + quant_fp16_to_fp32(hm) * sx[b];
             }
             out[t][r] = sum;
         }
@@ -173,9 +174,10 @@ static INLINE VNNI void q5_1x16_body(size_t k, const uint8_t *g, const void *act
         _mm512_storeu_ps(out[t], acc[t]);
 }
 
-/* avx512f+bw+vl+vnni, f16c; quant_pack.c selects it only when cpu_features() has them all. */
-VNNI void q5_1x16_kernel_avx512(size_t k, const void *group, const void *act, size_t act_stride,
-                                size_t n_tok, float out[QPACK_TOK][QPACK_ROWS])
+/* avx512f+bw+vl+vnni, f16c; quant_pack.c selects it only when llmos_cpu_features() has them all. */
+VNNI void qpack_q5_1x16_kernel_avx512(size_t k, const void *group, const void *act,
+                                      size_t act_stride, size_t n_tok,
+                                      float out[QPACK_TOK][QPACK_ROWS])
 {
     assert(k % QK5_1 == 0 && n_tok >= 1 && n_tok <= QPACK_TOK);
     /* a constant token count per instantiation keeps the accumulators in registers */

@@ -8,7 +8,7 @@
  * at quant_k4_scale_min), qh[32] whose bit j of byte l is the fifth bit of element 32j + l, and
  * 128 bytes of nibbles as Q4_K (bytes 32p..32p+31 hold sub-block 2p in their low nibbles and
  * sub-block 2p+1 in their high nibbles). value = d*sc_j*q - dmin*m_j, q = 0..31 (ggml's
- * dequantize_row_q5_K; quant_ref.c q5_K_to_float).
+ * dequantize_row_q5_K; quant_ref.c quant_q5_K_to_float).
  *
  * With activations x = dx_j * y per 32 values (qpack_act, sx_j = dx_j * sum y), one
  * super-block of one row contributes
@@ -55,7 +55,7 @@
 
 static_assert(Q5_KX16_HB + 8 * 64 == Q5_KX16_BLOCK, "Q5_K group block keeps the GGUF bytes");
 
-void q5_Kx16_pack(const void *rows, size_t row_bytes, size_t n_rows, size_t k, void *group)
+void qpack_q5_Kx16_pack(const void *rows, size_t row_bytes, size_t n_rows, size_t k, void *group)
 {
     assert(k % QK_K == 0 && n_rows >= 1 && n_rows <= QPACK_ROWS);
     size_t nb = k / QK_K;
@@ -101,8 +101,8 @@ static int q5kx16_get(const uint8_t *gb, int r, int e)
 
 /* Reads the packed bytes one element at a time as the layout comment says; the float sums
  * are those of the SIMD kernel up to summation order. */
-void q5_Kx16_kernel_ref(size_t k, const void *group, const void *act, size_t act_stride,
-                        size_t n_tok, float out[QPACK_TOK][QPACK_ROWS])
+void qpack_q5_Kx16_kernel_ref(size_t k, const void *group, const void *act, size_t act_stride,
+                              size_t n_tok, float out[QPACK_TOK][QPACK_ROWS])
 {
     assert(k % QK_K == 0 && n_tok >= 1 && n_tok <= QPACK_TOK);
     size_t nb = k / QK_K;
@@ -132,7 +132,7 @@ void q5_Kx16_kernel_ref(size_t k, const void *group, const void *act, size_t act
                     s += (float)sc * dx[jb] * (float)isum;
                     m_sum += (float)m * sx[jb];
                 }
-                sum += fp16_to_fp32(hd) * s - fp16_to_fp32(hm) * m_sum;
+                sum += quant_fp16_to_fp32(hd) * s - quant_fp16_to_fp32(hm) * m_sum;
             }
             out[t][r] = sum;
         }
@@ -217,9 +217,10 @@ static INLINE VNNI void q5_Kx16_body(size_t k, const uint8_t *g, const int8_t *c
         _mm512_storeu_ps(out[t], acc[t]);
 }
 
-/* avx512f+bw+vl+vnni, f16c; quant_pack.c selects it only when cpu_features() has them all. */
-VNNI void q5_Kx16_kernel_avx512(size_t k, const void *group, const void *act, size_t act_stride,
-                                size_t n_tok, float out[QPACK_TOK][QPACK_ROWS])
+/* avx512f+bw+vl+vnni, f16c; quant_pack.c selects it only when llmos_cpu_features() has them all. */
+VNNI void qpack_q5_Kx16_kernel_avx512(size_t k, const void *group, const void *act,
+                                      size_t act_stride, size_t n_tok,
+                                      float out[QPACK_TOK][QPACK_ROWS])
 {
     assert(k % QK_K == 0 && n_tok >= 1 && n_tok <= QPACK_TOK);
     const int8_t *y[QPACK_TOK];

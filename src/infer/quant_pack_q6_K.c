@@ -74,7 +74,7 @@ static void q6k_unpack(const block_q6_K *b, uint8_t q[QK_K])
             }
 }
 
-void q6_Kx16_pack(const void *rows, size_t row_bytes, size_t n_rows, size_t k, void *group)
+void qpack_q6_Kx16_pack(const void *rows, size_t row_bytes, size_t n_rows, size_t k, void *group)
 {
     assert(k % QK_K == 0 && n_rows >= 1 && n_rows <= QPACK_ROWS);
     size_t nsb = k / QK_K;
@@ -112,8 +112,8 @@ static int q6x16_get(const uint8_t *gs, int r, int e)
     return (sub[0] >> 6) | (sub[64] >> 6) << 2 | (sub[128] >> 6) << 4;
 }
 
-void q6_Kx16_kernel_ref(size_t k, const void *group, const void *act, size_t act_stride,
-                        size_t n_tok, float out[QPACK_TOK][QPACK_ROWS])
+void qpack_q6_Kx16_kernel_ref(size_t k, const void *group, const void *act, size_t act_stride,
+                              size_t n_tok, float out[QPACK_TOK][QPACK_ROWS])
 {
     assert(k % QK_K == 0 && n_tok >= 1 && n_tok <= QPACK_TOK);
     size_t nsb = k / QK_K;
@@ -141,7 +141,7 @@ void q6_Kx16_kernel_ref(size_t k, const void *group, const void *act, size_t act
                     }
                     sb += dx[s * (QK_K / QPACK_BLOCK) + b] * (float)isum;
                 }
-                sum += fp16_to_fp32(h) * sb;
+                sum += quant_fp16_to_fp32(h) * sb;
             }
             out[t][r] = sum;
         }
@@ -243,8 +243,9 @@ static INLINE VNNI void q6_Kx16_body(size_t k, const uint8_t *g, const void *act
         _mm512_storeu_ps(out[t], acc[t]);
 }
 
-VNNI void q6_Kx16_kernel_avx512(size_t k, const void *group, const void *act, size_t act_stride,
-                                size_t n_tok, float out[QPACK_TOK][QPACK_ROWS])
+VNNI void qpack_q6_Kx16_kernel_avx512(size_t k, const void *group, const void *act,
+                                      size_t act_stride, size_t n_tok,
+                                      float out[QPACK_TOK][QPACK_ROWS])
 {
     assert(k % QK_K == 0 && n_tok >= 1 && n_tok <= QPACK_TOK);
     /* a constant token count per instantiation keeps the accumulators in registers */

@@ -22,7 +22,7 @@
 
 #include "infer/quant_internal.h"
 
-#define F16(h) fp16_to_fp32(h)
+#define F16(h) quant_fp16_to_fp32(h)
 
 /* Round to nearest, ties to even (the default rounding mode), as an int. The SIMD quantizers
  * round the same way so that they produce the same bytes. Every caller clamps the result to a
@@ -44,7 +44,7 @@ static inline int clampi(int v, int lo, int hi)
 
 /* ---- Q4_0 -------------------------------------------------------------------------------- */
 
-void q4_0_to_float(const void *src, float *dst, size_t n)
+void quant_q4_0_to_float(const void *src, float *dst, size_t n)
 {
     assert(n % QK4_0 == 0);
     const block_q4_0 *b = src;
@@ -72,7 +72,7 @@ static float signed_absmax(const float *x, int n, float *amax_out)
     return max;
 }
 
-void q4_0_from_float_ref(const float *src, void *dst, size_t n)
+void quant_q4_0_from_float_ref(const float *src, void *dst, size_t n)
 {
     assert(n % QK4_0 == 0);
     block_q4_0 *b = dst;
@@ -81,7 +81,7 @@ void q4_0_from_float_ref(const float *src, void *dst, size_t n)
         float max = signed_absmax(src, QK4_0, NULL);
         float d = max / -8.0f;
         float id = d != 0 ? 1.0f / d : 0;
-        b[i].d = fp32_to_fp16(d);
+        b[i].d = quant_fp32_to_fp16(d);
         for (int j = 0; j < QK4_0 / 2; j++) {
             int q0 = clampi(quant_round(src[j] * id) + 8, 0, 15);
             int q1 = clampi(quant_round(src[j + QK4_0 / 2] * id) + 8, 0, 15);
@@ -90,7 +90,7 @@ void q4_0_from_float_ref(const float *src, void *dst, size_t n)
     }
 }
 
-void q4_0_vec_dot_ref(size_t n, float *s, const void *x, const void *y)
+void quant_q4_0_vec_dot_ref(size_t n, float *s, const void *x, const void *y)
 {
     assert(n % QK4_0 == 0);
     const block_q4_0 *a = x;
@@ -109,7 +109,7 @@ void q4_0_vec_dot_ref(size_t n, float *s, const void *x, const void *y)
 
 /* ---- Q4_1 -------------------------------------------------------------------------------- */
 
-void q4_1_to_float(const void *src, float *dst, size_t n)
+void quant_q4_1_to_float(const void *src, float *dst, size_t n)
 {
     assert(n % QK4_1 == 0);
     const block_q4_1 *b = src;
@@ -133,7 +133,7 @@ static void minmax(const float *x, int n, float *mn, float *mx)
     *mx = hi;
 }
 
-void q4_1_from_float_ref(const float *src, void *dst, size_t n)
+void quant_q4_1_from_float_ref(const float *src, void *dst, size_t n)
 {
     assert(n % QK4_1 == 0);
     block_q4_1 *b = dst;
@@ -142,8 +142,8 @@ void q4_1_from_float_ref(const float *src, void *dst, size_t n)
         minmax(src, QK4_1, &mn, &mx);
         float d = (mx - mn) / 15;
         float id = d != 0 ? 1.0f / d : 0;
-        b[i].d = fp32_to_fp16(d);
-        b[i].m = fp32_to_fp16(mn);
+        b[i].d = quant_fp32_to_fp16(d);
+        b[i].m = quant_fp32_to_fp16(mn);
         for (int j = 0; j < QK4_1 / 2; j++) {
             int q0 = clampi(quant_round((src[j] - mn) * id), 0, 15);
             int q1 = clampi(quant_round((src[j + QK4_1 / 2] - mn) * id), 0, 15);
@@ -153,7 +153,7 @@ void q4_1_from_float_ref(const float *src, void *dst, size_t n)
 }
 
 /* sum_j (d_x q_j + m_x) d_y p_j = d_x d_y sum q_j p_j + m_x s_y, with s_y = d_y sum p_j. */
-void q4_1_vec_dot_ref(size_t n, float *s, const void *x, const void *y)
+void quant_q4_1_vec_dot_ref(size_t n, float *s, const void *x, const void *y)
 {
     assert(n % QK4_1 == 0);
     const block_q4_1 *a = x;
@@ -190,7 +190,7 @@ static inline int q5_get(const uint8_t *qs, uint32_t qh, int j)
     return lo | (int)((qh >> j) & 1) << 4;
 }
 
-void q5_0_to_float(const void *src, float *dst, size_t n)
+void quant_q5_0_to_float(const void *src, float *dst, size_t n)
 {
     assert(n % QK5_0 == 0);
     const block_q5_0 *b = src;
@@ -202,7 +202,7 @@ void q5_0_to_float(const void *src, float *dst, size_t n)
     }
 }
 
-void q5_0_from_float_ref(const float *src, void *dst, size_t n)
+void quant_q5_0_from_float_ref(const float *src, void *dst, size_t n)
 {
     assert(n % QK5_0 == 0);
     block_q5_0 *b = dst;
@@ -210,7 +210,7 @@ void q5_0_from_float_ref(const float *src, void *dst, size_t n)
         float max = signed_absmax(src, QK5_0, NULL);
         float d = max / -16.0f;
         float id = d != 0 ? 1.0f / d : 0;
-        b[i].d = fp32_to_fp16(d);
+        b[i].d = quant_fp32_to_fp16(d);
         uint32_t qh = 0;
         memset(b[i].qs, 0, sizeof b[i].qs);
         for (int j = 0; j < QK5_0; j++) {
@@ -222,7 +222,7 @@ void q5_0_from_float_ref(const float *src, void *dst, size_t n)
     }
 }
 
-void q5_0_vec_dot_ref(size_t n, float *s, const void *x, const void *y)
+void quant_q5_0_vec_dot_ref(size_t n, float *s, const void *x, const void *y)
 {
     assert(n % QK5_0 == 0);
     const block_q5_0 *a = x;
@@ -240,7 +240,7 @@ void q5_0_vec_dot_ref(size_t n, float *s, const void *x, const void *y)
 
 /* ---- Q5_1 -------------------------------------------------------------------------------- */
 
-void q5_1_to_float(const void *src, float *dst, size_t n)
+void quant_q5_1_to_float(const void *src, float *dst, size_t n)
 {
     assert(n % QK5_1 == 0);
     const block_q5_1 *b = src;
@@ -252,7 +252,7 @@ void q5_1_to_float(const void *src, float *dst, size_t n)
     }
 }
 
-void q5_1_from_float_ref(const float *src, void *dst, size_t n)
+void quant_q5_1_from_float_ref(const float *src, void *dst, size_t n)
 {
     assert(n % QK5_1 == 0);
     block_q5_1 *b = dst;
@@ -261,8 +261,8 @@ void q5_1_from_float_ref(const float *src, void *dst, size_t n)
         minmax(src, QK5_1, &mn, &mx);
         float d = (mx - mn) / 31;
         float id = d != 0 ? 1.0f / d : 0;
-        b[i].d = fp32_to_fp16(d);
-        b[i].m = fp32_to_fp16(mn);
+        b[i].d = quant_fp32_to_fp16(d);
+        b[i].m = quant_fp32_to_fp16(mn);
         uint32_t qh = 0;
         memset(b[i].qs, 0, sizeof b[i].qs);
         for (int j = 0; j < QK5_1; j++) {
@@ -274,7 +274,7 @@ void q5_1_from_float_ref(const float *src, void *dst, size_t n)
     }
 }
 
-void q5_1_vec_dot_ref(size_t n, float *s, const void *x, const void *y)
+void quant_q5_1_vec_dot_ref(size_t n, float *s, const void *x, const void *y)
 {
     assert(n % QK5_1 == 0);
     const block_q5_1 *a = x;
@@ -292,7 +292,7 @@ void q5_1_vec_dot_ref(size_t n, float *s, const void *x, const void *y)
 
 /* ---- Q8_0 -------------------------------------------------------------------------------- */
 
-void q8_0_to_float(const void *src, float *dst, size_t n)
+void quant_q8_0_to_float(const void *src, float *dst, size_t n)
 {
     assert(n % QK8_0 == 0);
     const block_q8_0 *b = src;
@@ -304,8 +304,8 @@ void q8_0_to_float(const void *src, float *dst, size_t n)
 }
 
 /* d = amax/127, q = round(x/d). The integers are computed from the float d (not its fp16
- * rounding), as ggml does; q8_0_from_float_avx2 repeats exactly these operations. */
-void q8_0_from_float_ref(const float *src, void *dst, size_t n)
+ * rounding), as ggml does; quant_q8_0_from_float_avx2 repeats exactly these operations. */
+void quant_q8_0_from_float_ref(const float *src, void *dst, size_t n)
 {
     assert(n % QK8_0 == 0);
     block_q8_0 *b = dst;
@@ -315,13 +315,13 @@ void q8_0_from_float_ref(const float *src, void *dst, size_t n)
             amax = fmaxf(amax, fabsf(src[j]));
         float d = amax / 127;
         float id = d != 0 ? 1.0f / d : 0;
-        b[i].d = fp32_to_fp16(d);
+        b[i].d = quant_fp32_to_fp16(d);
         for (int j = 0; j < QK8_0; j++)
             b[i].qs[j] = (int8_t)quant_round(src[j] * id);
     }
 }
 
-void q8_0_vec_dot_ref(size_t n, float *s, const void *x, const void *y)
+void quant_q8_0_vec_dot_ref(size_t n, float *s, const void *x, const void *y)
 {
     assert(n % QK8_0 == 0);
     const block_q8_0 *a = x, *b = y;
@@ -337,7 +337,7 @@ void q8_0_vec_dot_ref(size_t n, float *s, const void *x, const void *y)
 
 /* ---- Q8_1 -------------------------------------------------------------------------------- */
 
-void q8_1_to_float(const void *src, float *dst, size_t n)
+void quant_q8_1_to_float(const void *src, float *dst, size_t n)
 {
     assert(n % QK8_1 == 0);
     const block_q8_1 *b = src;
@@ -348,7 +348,7 @@ void q8_1_to_float(const void *src, float *dst, size_t n)
     }
 }
 
-void q8_1_from_float_ref(const float *src, void *dst, size_t n)
+void quant_q8_1_from_float_ref(const float *src, void *dst, size_t n)
 {
     assert(n % QK8_1 == 0);
     block_q8_1 *b = dst;
@@ -363,12 +363,12 @@ void q8_1_from_float_ref(const float *src, void *dst, size_t n)
             b[i].qs[j] = (int8_t)quant_round(src[j] * id);
             sum += b[i].qs[j];
         }
-        b[i].d = fp32_to_fp16(d);
-        b[i].s = fp32_to_fp16((float)sum * d);
+        b[i].d = quant_fp32_to_fp16(d);
+        b[i].s = quant_fp32_to_fp16((float)sum * d);
     }
 }
 
-void q8_1_vec_dot_ref(size_t n, float *s, const void *x, const void *y)
+void quant_q8_1_vec_dot_ref(size_t n, float *s, const void *x, const void *y)
 {
     assert(n % QK8_1 == 0);
     const block_q8_1 *a = x, *b = y;
@@ -504,7 +504,7 @@ static float fit_symmetric(int n, int nmax, const float *x, uint8_t *L)
 
 /* Element e = 128h + 32j + l (h < 2, j < 4, l < 32) is bits 2j..2j+1 of qs[32h + l], in
  * sub-block e / 16 (ggml-quants.c dequantize_row_q2_K). */
-void q2_K_to_float(const void *src, float *dst, size_t n)
+void quant_q2_K_to_float(const void *src, float *dst, size_t n)
 {
     assert(n % QK_K == 0);
     const block_q2_K *b = src;
@@ -534,7 +534,7 @@ static float quantize_sub_scales(const float *v, int nsub, int nmax, uint8_t *ou
     return vmax / (float)nmax;
 }
 
-void q2_K_from_float_ref(const float *src, void *dst, size_t n)
+void quant_q2_K_from_float_ref(const float *src, void *dst, size_t n)
 {
     assert(n % QK_K == 0);
     block_q2_K *b = dst;
@@ -550,8 +550,8 @@ void q2_K_from_float_ref(const float *src, void *dst, size_t n)
         uint8_t qsc[16], qmin[16];
         float d = quantize_sub_scales(scales, 16, 15, qsc);
         float dmin = quantize_sub_scales(mins, 16, 15, qmin);
-        b[i].d = fp32_to_fp16(d);
-        b[i].dmin = fp32_to_fp16(dmin);
+        b[i].d = quant_fp32_to_fp16(d);
+        b[i].dmin = quant_fp32_to_fp16(dmin);
         d = F16(b[i].d);
         dmin = F16(b[i].dmin);
         for (int j = 0; j < 16; j++) {
@@ -567,7 +567,7 @@ void q2_K_from_float_ref(const float *src, void *dst, size_t n)
     }
 }
 
-void q2_K_vec_dot_ref(size_t n, float *s, const void *x, const void *y)
+void quant_q2_K_vec_dot_ref(size_t n, float *s, const void *x, const void *y)
 {
     assert(n % QK_K == 0);
     const block_q2_K *a = x;
@@ -597,7 +597,7 @@ static inline int q3k_get(const block_q3_K *b, int e)
     return lo - (hi ? 0 : 4);
 }
 
-void q3_K_to_float(const void *src, float *dst, size_t n)
+void quant_q3_K_to_float(const void *src, float *dst, size_t n)
 {
     assert(n % QK_K == 0);
     const block_q3_K *b = src;
@@ -609,7 +609,7 @@ void q3_K_to_float(const void *src, float *dst, size_t n)
     }
 }
 
-void q3_K_from_float_ref(const float *src, void *dst, size_t n)
+void quant_q3_K_from_float_ref(const float *src, void *dst, size_t n)
 {
     assert(n % QK_K == 0);
     block_q3_K *b = dst;
@@ -638,7 +638,7 @@ void q3_K_from_float_ref(const float *src, void *dst, size_t n)
                 b[i].scales[8 + j % 4] |= (uint8_t)((l >> 4) << (2 * (j / 4)));
             }
         }
-        b[i].d = fp32_to_fp16(d);
+        b[i].d = quant_fp32_to_fp16(d);
         d = F16(b[i].d);
         for (int j = 0; j < 16; j++) {
             float dl = d * (float)(quant_q3k_scale(j, b[i].scales) - 32);
@@ -659,7 +659,7 @@ void q3_K_from_float_ref(const float *src, void *dst, size_t n)
     }
 }
 
-void q3_K_vec_dot_ref(size_t n, float *s, const void *x, const void *y)
+void quant_q3_K_vec_dot_ref(size_t n, float *s, const void *x, const void *y)
 {
     assert(n % QK_K == 0);
     const block_q3_K *a = x;
@@ -687,7 +687,7 @@ static inline int q4k_get(const uint8_t *qs, int e)
     return (qs[32 * (e / 64) + e % 32] >> (4 * ((e / 32) % 2))) & 0xF;
 }
 
-void q4_K_to_float(const void *src, float *dst, size_t n)
+void quant_q4_K_to_float(const void *src, float *dst, size_t n)
 {
     assert(n % QK_K == 0);
     const block_q4_K *b = src;
@@ -738,8 +738,8 @@ static void quantize_k_affine(const float *x, int nmax, uint16_t *d_out, uint16_
     float d = quantize_sub_scales(scales, 8, 63, ls);
     float dmin = quantize_sub_scales(mins, 8, 63, lm);
     pack_k4_scales(ls, lm, scales12);
-    *d_out = fp32_to_fp16(d);
-    *dmin_out = fp32_to_fp16(dmin);
+    *d_out = quant_fp32_to_fp16(d);
+    *dmin_out = quant_fp32_to_fp16(dmin);
     d = F16(*d_out);
     dmin = F16(*dmin_out);
     for (int j = 0; j < 8; j++) {
@@ -750,7 +750,7 @@ static void quantize_k_affine(const float *x, int nmax, uint16_t *d_out, uint16_
     }
 }
 
-void q4_K_from_float_ref(const float *src, void *dst, size_t n)
+void quant_q4_K_from_float_ref(const float *src, void *dst, size_t n)
 {
     assert(n % QK_K == 0);
     block_q4_K *b = dst;
@@ -765,7 +765,7 @@ void q4_K_from_float_ref(const float *src, void *dst, size_t n)
 
 /* d*dmin terms: sum_e (d sc q - dmin m) y_d p = y_d (d sum_s sc_s sum q p - dmin sum_s m_s
  * (bsums[2s] + bsums[2s+1])). */
-void q4_K_vec_dot_ref(size_t n, float *s, const void *x, const void *y)
+void quant_q4_K_vec_dot_ref(size_t n, float *s, const void *x, const void *y)
 {
     assert(n % QK_K == 0);
     const block_q4_K *a = x;
@@ -795,7 +795,7 @@ static inline int q5k_get(const block_q5_K *b, int e)
     return q4k_get(b->qs, e) | (((b->qh[e % 32] >> (e / 32)) & 1) << 4);
 }
 
-void q5_K_to_float(const void *src, float *dst, size_t n)
+void quant_q5_K_to_float(const void *src, float *dst, size_t n)
 {
     assert(n % QK_K == 0);
     const block_q5_K *b = src;
@@ -809,7 +809,7 @@ void q5_K_to_float(const void *src, float *dst, size_t n)
     }
 }
 
-void q5_K_from_float_ref(const float *src, void *dst, size_t n)
+void quant_q5_K_from_float_ref(const float *src, void *dst, size_t n)
 {
     assert(n % QK_K == 0);
     block_q5_K *b = dst;
@@ -825,7 +825,7 @@ void q5_K_from_float_ref(const float *src, void *dst, size_t n)
     }
 }
 
-void q5_K_vec_dot_ref(size_t n, float *s, const void *x, const void *y)
+void quant_q5_K_vec_dot_ref(size_t n, float *s, const void *x, const void *y)
 {
     assert(n % QK_K == 0);
     const block_q5_K *a = x;
@@ -860,7 +860,7 @@ static inline int q6k_get(const block_q6_K *b, int e)
     return (lo | (hi << 4)) - 32;
 }
 
-void q6_K_to_float(const void *src, float *dst, size_t n)
+void quant_q6_K_to_float(const void *src, float *dst, size_t n)
 {
     assert(n % QK_K == 0);
     const block_q6_K *b = src;
@@ -874,7 +874,7 @@ void q6_K_to_float(const void *src, float *dst, size_t n)
     }
 }
 
-void q6_K_from_float_ref(const float *src, void *dst, size_t n)
+void quant_q6_K_from_float_ref(const float *src, void *dst, size_t n)
 {
     assert(n % QK_K == 0);
     block_q6_K *b = dst;
@@ -897,7 +897,7 @@ void q6_K_from_float_ref(const float *src, void *dst, size_t n)
             for (int j = 0; j < 16; j++)
                 b[i].scales[j] = (int8_t)clampi(quant_round(iscale * scales[j]), -128, 127);
         }
-        b[i].d = fp32_to_fp16(d);
+        b[i].d = quant_fp32_to_fp16(d);
         d = F16(b[i].d);
         for (int j = 0; j < 16; j++) {
             float dl = d * (float)b[i].scales[j];
@@ -916,7 +916,7 @@ void q6_K_from_float_ref(const float *src, void *dst, size_t n)
     }
 }
 
-void q6_K_vec_dot_ref(size_t n, float *s, const void *x, const void *y)
+void quant_q6_K_vec_dot_ref(size_t n, float *s, const void *x, const void *y)
 {
     assert(n % QK_K == 0);
     const block_q6_K *a = x;
@@ -937,7 +937,7 @@ void q6_K_vec_dot_ref(size_t n, float *s, const void *x, const void *y)
 
 /* ---- Q8_K -------------------------------------------------------------------------------- */
 
-void q8_K_to_float(const void *src, float *dst, size_t n)
+void quant_q8_K_to_float(const void *src, float *dst, size_t n)
 {
     assert(n % QK_K == 0);
     const block_q8_K *b = src;
@@ -948,8 +948,8 @@ void q8_K_to_float(const void *src, float *dst, size_t n)
 
 /* The extreme value (first of largest magnitude) maps to -127: iscale = -127/max, q =
  * round(iscale x) (at most 127), d = 1/iscale; bsums[j] = sum of qs[16j .. 16j+15].
- * q8_K_from_float_avx2 repeats exactly these operations. */
-void q8_K_from_float_ref(const float *src, void *dst, size_t n)
+ * quant_q8_K_from_float_avx2 repeats exactly these operations. */
+void quant_q8_K_from_float_ref(const float *src, void *dst, size_t n)
 {
     assert(n % QK_K == 0);
     block_q8_K *b = dst;
@@ -975,7 +975,7 @@ void q8_K_from_float_ref(const float *src, void *dst, size_t n)
     }
 }
 
-void q8_K_vec_dot_ref(size_t n, float *s, const void *x, const void *y)
+void quant_q8_K_vec_dot_ref(size_t n, float *s, const void *x, const void *y)
 {
     assert(n % QK_K == 0);
     const block_q8_K *a = x, *b = y;

@@ -223,7 +223,7 @@ static llmos_err write_tensor(void *ctx, size_t i, gguf_stream *out)
 {
     job *j = ctx;
     const plan_entry *e = &j->plan[i];
-    double t0 = time_now();
+    double t0 = llmos_time_now();
     j->ne0 = e->src->ne[0];
     uint64_t n_rows = e->src->n_elements / j->ne0;
     j->from = quant_traits_of(e->src->type);
@@ -250,7 +250,7 @@ static llmos_err write_tensor(void *ctx, size_t i, gguf_stream *out)
     free(dst);
     if (!err && j->p->progress)
         j->p->progress(j->p->user, i, j->n_plan, e->src->name, e->src->type, e->type,
-                       time_now() - t0);
+                       llmos_time_now() - t0);
     return err;
 }
 
@@ -300,7 +300,7 @@ llmos_err quantize_model(const char *in_path, const char *out_path, const quanti
                              "%s: tensor '%s' is %s; quantize reads F32, F16 or BF16 models "
                              "(quantizing a quantized model compounds the error: start from "
                              "the original)",
-                             in_path, t->name, ggml_type_name(t->type));
+                             in_path, t->name, quant_type_name(t->type));
             goto done;
         }
         plan[i].src = t;

@@ -116,10 +116,11 @@ static void rm_xfer_reset(rm_xfer *x)
 
 static void rm_usage(rm_xfer *x, const json_t *root)
 {
-    json_t *u = json_get_object(root, "usage");
+    json_t *u = ljson_get_object(root, "usage");
     if (u) {
-        x->prompt_tokens = (uint32_t)json_get_int(u, "prompt_tokens", x->prompt_tokens);
-        x->completion_tokens = (uint32_t)json_get_int(u, "completion_tokens", x->completion_tokens);
+        x->prompt_tokens = (uint32_t)ljson_get_int(u, "prompt_tokens", x->prompt_tokens);
+        x->completion_tokens =
+            (uint32_t)ljson_get_int(u, "completion_tokens", x->completion_tokens);
     }
 }
 
@@ -139,13 +140,13 @@ static llmos_err rm_event(rm_xfer *x, const char *data, size_t len)
         return LLMOS_OK;
     }
     json_t *root = NULL;
-    llmos_err err = json_parse_text(data, len, "stream event", 0, &root);
+    llmos_err err = ljson_parse_text(data, len, "stream event", 0, &root);
     if (err)
         return err;
     json_t *e = json_object_get(root, "error");
     if (e) {
         const char *msg = json_is_string(e) ? json_string_value(e)
-                                            : json_get_string(e, "message", "(no message)");
+                                            : ljson_get_string(e, "message", "(no message)");
         err = llmos_fail(LLMOS_ERR_NETWORK, "the server reported an error in the stream: %s", msg);
         json_decref(root);
         return err;
@@ -156,7 +157,7 @@ static llmos_err rm_event(rm_xfer *x, const char *data, size_t len)
         json_decref(root);
         return LLMOS_OK; /* a usage-only chunk */
     }
-    const char *fr = json_get_string(ch, "finish_reason", NULL);
+    const char *fr = ljson_get_string(ch, "finish_reason", NULL);
     if (fr)
         snprintf(x->finish, sizeof x->finish, "%s", fr);
     const char *piece = NULL;
@@ -306,12 +307,12 @@ static void rm_error_message(const llmos_buf *body, char *out, size_t size)
 {
     json_t *root = NULL;
     out[0] = 0;
-    if (body->len && !json_parse_text(body->data, body->len, "error body", 0, &root)) {
+    if (body->len && !ljson_parse_text(body->data, body->len, "error body", 0, &root)) {
         json_t *e = json_object_get(root, "error");
         const char *msg =
-            json_is_string(e) ? json_string_value(e) : json_get_string(e, "message", NULL);
+            json_is_string(e) ? json_string_value(e) : ljson_get_string(e, "message", NULL);
         if (!msg)
-            msg = json_get_string(root, "message", NULL);
+            msg = ljson_get_string(root, "message", NULL);
         if (msg)
             snprintf(out, size, "%s", msg);
         json_decref(root);
@@ -508,7 +509,7 @@ static llmos_err rm_build_body(remote_backend *rb, const llm_request *req, bool 
 static llmos_err rm_parse_answer(rm_xfer *x, const char *what)
 {
     json_t *root = NULL;
-    llmos_err err = json_parse_text(x->body.data ? x->body.data : "", x->body.len, what, 0, &root);
+    llmos_err err = ljson_parse_text(x->body.data ? x->body.data : "", x->body.len, what, 0, &root);
     if (err)
         return err;
     json_t *ch = json_array_get(json_object_get(root, "choices"), 0);
@@ -517,7 +518,7 @@ static llmos_err rm_parse_answer(rm_xfer *x, const char *what)
         return llmos_fail(LLMOS_ERR_FORMAT, "%s: no choices[0] object in the answer", what);
     }
     rm_usage(x, root);
-    const char *fr = json_get_string(ch, "finish_reason", NULL);
+    const char *fr = ljson_get_string(ch, "finish_reason", NULL);
     if (fr)
         snprintf(x->finish, sizeof x->finish, "%s", fr);
     json_t *msg = x->completions ? ch : json_object_get(ch, "message");
@@ -542,7 +543,7 @@ static llmos_err rm_parse_answer(rm_xfer *x, const char *what)
             if (json_is_string(args))
                 err = rm_append_str(&c->args, fn, "arguments");
             else if (args) /* some servers send the object itself */
-                err = json_to_buf(args, JSON_COMPACT, &c->args);
+                err = ljson_to_buf(args, JSON_COMPACT, &c->args);
         }
     }
     json_decref(root);
@@ -628,14 +629,14 @@ static llmos_err rm_chat(llm_backend *b, const llm_request *req, llm_stream_fn s
                  .stream_ctx = stream_ctx,
                  .sse = stream != NULL,
                  .completions = req->prompt != NULL};
-    double t0 = time_now();
+    double t0 = llmos_time_now();
     err = rm_perform(rb, path, body, &x);
     free(body);
     if (!err) {
         char where[2100];
         snprintf(where, sizeof where, "remote %s%s", rb->base_url, path);
         err = rm_finish(&x, where, resp);
-        resp->gen_seconds = time_now() - t0;
+        resp->gen_seconds = llmos_time_now() - t0;
     }
     rm_xfer_free(&x);
     return err;
@@ -674,9 +675,9 @@ static llmos_err rm_embed(llm_backend *b, const char *text, size_t len, float **
     free(body);
     json_t *root = NULL;
     if (!err)
-        err = json_parse_text(x.body.data ? x.body.data : "", x.body.len,
-                              "remote embeddings answer", 0, &root);
-    json_t *emb = json_get_array(json_array_get(json_object_get(root, "data"), 0), "embedding");
+        err = ljson_parse_text(x.body.data ? x.body.data : "", x.body.len,
+                               "remote embeddings answer", 0, &root);
+    json_t *emb = ljson_get_array(json_array_get(json_object_get(root, "data"), 0), "embedding");
     size_t n = json_array_size(emb);
     if (!err && n == 0)
         err = llmos_fail(LLMOS_ERR_FORMAT,
@@ -730,7 +731,7 @@ static void rm_free(llm_backend *b)
     free(rb->base_url);
     free(rb->model);
     if (rb->auth_header) {
-        secure_zero(rb->auth_header, strlen(rb->auth_header));
+        llmos_secure_zero(rb->auth_header, strlen(rb->auth_header));
         free(rb->auth_header);
     }
     free(rb);
@@ -766,8 +767,8 @@ static llmos_err rm_check_model(remote_backend *rb)
     }
     json_t *root = NULL;
     if (!err)
-        err = json_parse_text(x.body.data ? x.body.data : "", x.body.len, "remote models list", 0,
-                              &root);
+        err = ljson_parse_text(x.body.data ? x.body.data : "", x.body.len, "remote models list", 0,
+                               &root);
     json_t *data = json_object_get(root, "data");
     if (!err && !json_is_array(data))
         err = llmos_fail(LLMOS_ERR_FORMAT, "remote %s/models: no \"data\" array in the answer",
@@ -779,7 +780,7 @@ static llmos_err rm_check_model(remote_backend *rb)
         bool found = false;
         json_array_foreach(data, i, m)
         {
-            const char *id = json_get_string(m, "id", NULL);
+            const char *id = ljson_get_string(m, "id", NULL);
             if (!id)
                 continue;
             if (strcmp(id, rb->model) == 0)

@@ -113,8 +113,8 @@ static llmos_err add_call(toolcall_result *r, const json_t *obj, size_t call_no,
         args = json_object_get(obj, "parameters");
     json_t *parsed = NULL;
     if (json_is_string(args)) { /* some models write the arguments as a JSON string */
-        if (json_parse_text(json_string_value(args), json_string_length(args), "arguments", 0,
-                            &parsed) != LLMOS_OK)
+        if (ljson_parse_text(json_string_value(args), json_string_length(args), "arguments", 0,
+                             &parsed) != LLMOS_OK)
             return llmos_fail_context(LLMOS_ERR_FORMAT, "tool call %zu (byte %zu): ", call_no, at);
         args = parsed;
     }
@@ -406,7 +406,7 @@ llmos_err toolcall_grammar(const json_t *tools, toolcall_family f, toolcall_mode
         json_t *empty = NULL;
         if (!params)
             params = empty = json_pack("{s:s}", "type", "object");
-        err = json_schema_to_grammar(params, px, &rules);
+        err = jschema_to_grammar(params, px, &rules);
         json_decref(empty);
         if (err) {
             err = llmos_fail_context(err, "tools[%zu] (%s) parameters: ", k, name);
@@ -486,12 +486,12 @@ llmos_err toolcall_validate(const json_t *tools, const toolcall *call)
             continue;
         }
         json_t *args = NULL;
-        err = json_parse_text(call->arguments, strlen(call->arguments), "arguments", 0, &args);
+        err = ljson_parse_text(call->arguments, strlen(call->arguments), "arguments", 0, &args);
         if (err)
             return llmos_fail_context(LLMOS_ERR_INVALID, "tool '%s': ", name);
         char what[160];
         snprintf(what, sizeof what, "tool '%s' arguments", name);
-        err = params ? json_schema_validate(params, args, what) : LLMOS_OK;
+        err = params ? jschema_validate(params, args, what) : LLMOS_OK;
         json_decref(args);
         return err;
     }

@@ -107,7 +107,7 @@ static void hs_make_id(http_server *s, const char *prefix, char *out, size_t siz
 static enum MHD_Result hs_send_json(struct MHD_Connection *c, unsigned status, json_t *v)
 {
     llmos_buf out = {0};
-    if (!v || json_to_buf(v, 0, &out) || buf_putc(&out, '\n')) {
+    if (!v || ljson_to_buf(v, 0, &out) || buf_putc(&out, '\n')) {
         json_decref(v);
         buf_free(&out);
         static const char oom[] = "{\"error\":{\"message\":\"out of memory\",\"type\":"
@@ -351,7 +351,7 @@ static bool hs_sse_event(hs_stream *st, json_t *v)
     if (!v)
         return false;
     llmos_buf ev = {0};
-    bool ok = !buf_puts(&ev, "data: ") && !json_to_buf(v, 0, &ev) && !buf_puts(&ev, "\n\n");
+    bool ok = !buf_puts(&ev, "data: ") && !ljson_to_buf(v, 0, &ev) && !buf_puts(&ev, "\n\n");
     json_decref(v);
     pthread_mutex_lock(&st->mu);
     ok = ok && !buf_append(&st->out, ev.data, ev.len);

@@ -111,7 +111,7 @@ static llmos_err parse_messages(openai_request *out)
             json_t *part;
             json_array_foreach(content, j, part)
             {
-                const char *type = json_get_string(part, "type", NULL);
+                const char *type = ljson_get_string(part, "type", NULL);
                 if (!type || strcmp(type, "text") != 0 ||
                     !json_is_string(json_object_get(part, "text")))
                     return bad(out, LLMOS_ERR_UNSUPPORTED, param,
@@ -140,8 +140,8 @@ static llmos_err parse_tools(openai_request *out)
         {
             char param[48];
             snprintf(param, sizeof param, "tools[%zu]", i);
-            const char *type = json_get_string(t, "type", NULL);
-            json_t *fn = json_get_object(t, "function");
+            const char *type = ljson_get_string(t, "type", NULL);
+            json_t *fn = ljson_get_object(t, "function");
             if (!type || strcmp(type, "function") != 0 || !fn)
                 return bad(out, LLMOS_ERR_INVALID, param,
                            "'%s' must be {\"type\": \"function\", \"function\": {...}}", param);
@@ -168,7 +168,7 @@ static llmos_err parse_tools(openai_request *out)
                        s);
         out->req.tool_choice = s;
     } else {
-        const char *name = json_get_string(json_get_object(tc, "function"), "name", NULL);
+        const char *name = ljson_get_string(ljson_get_object(tc, "function"), "name", NULL);
         if (!json_is_object(tc) || !name)
             return bad(out, LLMOS_ERR_INVALID, "tool_choice",
                        "'tool_choice' must be a string or {\"type\": \"function\", "
@@ -188,7 +188,7 @@ static llmos_err parse_tools(openai_request *out)
         json_t *t;
         json_array_foreach(out->req.tools, i, t)
         {
-            const char *n = json_get_string(json_get_object(t, "function"), "name", "");
+            const char *n = ljson_get_string(ljson_get_object(t, "function"), "name", "");
             if (strcmp(n, out->req.tool_choice) == 0)
                 found = true;
         }
@@ -205,7 +205,7 @@ static llmos_err parse_response_format(openai_request *out)
     json_t *rf = json_object_get(out->body, "response_format");
     if (!rf || json_is_null(rf))
         return LLMOS_OK;
-    const char *type = json_get_string(rf, "type", NULL);
+    const char *type = ljson_get_string(rf, "type", NULL);
     if (!json_is_object(rf) || !type)
         return bad(out, LLMOS_ERR_INVALID, "response_format",
                    "'response_format' must be an object with a 'type' (text, json_object or "
@@ -213,7 +213,7 @@ static llmos_err parse_response_format(openai_request *out)
     if (strcmp(type, "text") == 0)
         return LLMOS_OK;
     if (strcmp(type, "json_schema") == 0) {
-        json_t *js = json_get_object(rf, "json_schema");
+        json_t *js = ljson_get_object(rf, "json_schema");
         if (!js || !json_is_object(json_object_get(js, "schema")))
             return bad(out, LLMOS_ERR_INVALID, "response_format",
                        "'response_format' of type json_schema needs "
@@ -335,7 +335,7 @@ static llmos_err parse_generation(openai_request *out, size_t n_ctx)
         if (!json_is_object(so))
             return bad(out, LLMOS_ERR_INVALID, "stream_options",
                        "'stream_options' must be an object, found %s", json_kind(so));
-        out->include_usage = json_get_bool(so, "include_usage", false);
+        out->include_usage = ljson_get_bool(so, "include_usage", false);
     }
     return parse_stop(out);
 }
@@ -394,7 +394,7 @@ llmos_err openai_request_parse(openai_endpoint ep, const char *body, size_t len,
     out->endpoint = ep;
     out->req = llm_request_default();
     out->req.sampling.top_p = 1.0f; /* OpenAI's default: nucleus sampling off */
-    llmos_err err = json_parse_text(body, len, "request body", 64, &out->body);
+    llmos_err err = ljson_parse_text(body, len, "request body", 64, &out->body);
     if (err) {
         out->body = NULL;
         snprintf(out->error_param, sizeof out->error_param, "%s", "");

@@ -458,15 +458,15 @@ static void show_turn(repl *r, const json_t *messages, size_t from, const char *
         fprintf(f, "\n");
     for (size_t i = from; i < json_array_size(messages); i++) {
         const json_t *m = json_array_get(messages, i);
-        const char *role = json_get_string(m, "role", "");
+        const char *role = ljson_get_string(m, "role", "");
         const json_t *calls = json_object_get(m, "tool_calls");
         for (size_t j = 0; strcmp(role, "assistant") == 0 && j < json_array_size(calls); j++) {
             const json_t *fn = json_object_get(json_array_get(calls, j), "function");
-            fprintf(f, "[tool call] %s %s\n", json_get_string(fn, "name", "?"),
-                    json_get_string(fn, "arguments", "{}"));
+            fprintf(f, "[tool call] %s %s\n", ljson_get_string(fn, "name", "?"),
+                    ljson_get_string(fn, "arguments", "{}"));
         }
         if (strcmp(role, "tool") == 0) {
-            const char *text = json_get_string(m, "content", "");
+            const char *text = ljson_get_string(m, "content", "");
             size_t len = strlen(text);
             fprintf(f, "[tool result] %.*s%s\n", (int)(len > 300 ? 300 : len), text,
                     len > 300 ? "..." : "");

@@ -174,7 +174,7 @@ static json_t *offered_tools(kernel *k, const kproc *p)
         if (!(p->info.caps & t->capability))
             continue;
         json_t *schema = NULL;
-        if (json_parse_text(t->parameters, strlen(t->parameters), t->name, 0, &schema)) {
+        if (ljson_parse_text(t->parameters, strlen(t->parameters), t->name, 0, &schema)) {
             llmos_err_clear();
             continue;
         }
@@ -232,11 +232,11 @@ llmos_err kernel_run(kernel *k, int64_t pid, kproc_state *final)
     p->info.state = KPROC_RUNNING;
     err = kproc_save(k->cfg.st, p);
     json_t *tools = offered_tools(k, p);
-    double start = time_now(), wall_before = p->info.used.wall_s;
+    double start = llmos_time_now(), wall_before = p->info.used.wall_s;
     int32_t turn_max = k->cfg.max_tokens_per_turn > 0 ? k->cfg.max_tokens_per_turn : 512;
     llmos_buf result = {0};
     while (!err) {
-        p->info.used.wall_s = wall_before + (time_now() - start);
+        p->info.used.wall_s = wall_before + (llmos_time_now() - start);
         if (killed_outside(k, pid)) {
             p->info.state = KPROC_KILLED; /* already saved and audited by kproc_kill */
             break;
@@ -275,7 +275,7 @@ llmos_err kernel_run(kernel *k, int64_t pid, kproc_state *final)
             break;
         }
         p->info.used.tokens += (int64_t)resp.prompt_tokens + resp.completion_tokens;
-        p->info.used.wall_s = wall_before + (time_now() - start);
+        p->info.used.wall_s = wall_before + (llmos_time_now() - start);
         /* The model's own words: it saw only trusted text, so they are trusted (USER: written
          * for the user). */
         trusted_text said = trusted_user(resp.content ? resp.content : "");
@@ -306,7 +306,7 @@ llmos_err kernel_run(kernel *k, int64_t pid, kproc_state *final)
                                        trusted_system(result.data ? result.data : ""));
         }
         llm_response_free(&resp);
-        p->info.used.wall_s = wall_before + (time_now() - start);
+        p->info.used.wall_s = wall_before + (llmos_time_now() - start);
         if (err)
             break;
         if (out_of_calls) {
@@ -338,8 +338,8 @@ llmos_err kernel_answer(kernel *k, int64_t pid, char **out)
     const char *ans = "";
     for (size_t i = json_array_size(p->ctx.messages); i-- > 0;) {
         json_t *m = json_array_get(p->ctx.messages, i);
-        if (strcmp(json_get_string(m, "role", ""), "assistant") == 0) {
-            ans = json_get_string(m, "content", "");
+        if (strcmp(ljson_get_string(m, "role", ""), "assistant") == 0) {
+            ans = ljson_get_string(m, "content", "");
             break;
         }
     }

@@ -125,24 +125,24 @@ static json_t *budget_json(const kbudget *b)
 
 static void budget_read(const json_t *j, kbudget *b)
 {
-    b->tokens = json_get_int(j, "tokens", 0);
-    b->tool_calls = json_get_int(j, "tool_calls", 0);
-    b->wall_s = json_get_number(j, "wall_s", 0);
+    b->tokens = ljson_get_int(j, "tokens", 0);
+    b->tool_calls = ljson_get_int(j, "tool_calls", 0);
+    b->wall_s = ljson_get_number(j, "wall_s", 0);
 }
 
 static void info_read(const json_t *j, kproc_info *in)
 {
     memset(in, 0, sizeof *in);
-    in->pid = json_get_int(j, "pid", 0);
-    snprintf(in->principal, sizeof in->principal, "%s", json_get_string(j, "principal", "?"));
-    snprintf(in->model, sizeof in->model, "%s", json_get_string(j, "model", "?"));
-    in->caps = (uint32_t)json_get_int(j, "caps", 0);
+    in->pid = ljson_get_int(j, "pid", 0);
+    snprintf(in->principal, sizeof in->principal, "%s", ljson_get_string(j, "principal", "?"));
+    snprintf(in->model, sizeof in->model, "%s", ljson_get_string(j, "model", "?"));
+    in->caps = (uint32_t)ljson_get_int(j, "caps", 0);
     budget_read(json_object_get(j, "budget"), &in->budget);
     budget_read(json_object_get(j, "used"), &in->used);
-    if (!state_parse(json_get_string(j, "state", ""), &in->state))
+    if (!state_parse(ljson_get_string(j, "state", ""), &in->state))
         in->state = KPROC_FAILED;
-    snprintf(in->reason, sizeof in->reason, "%s", json_get_string(j, "reason", ""));
-    in->created_at = json_get_int(j, "created_at", 0);
+    snprintf(in->reason, sizeof in->reason, "%s", ljson_get_string(j, "reason", ""));
+    in->created_at = ljson_get_int(j, "created_at", 0);
 }
 
 static llmos_err load_json(store *s, int64_t pid, json_t **out)
@@ -155,7 +155,7 @@ static llmos_err load_json(store *s, int64_t pid, json_t **out)
         return llmos_fail(err, "no process %" PRId64 "; 'llmos ps' lists them", pid);
     if (err)
         return err;
-    err = json_parse_text(v, strlen(v), key, 0, out);
+    err = ljson_parse_text(v, strlen(v), key, 0, out);
     free(v);
     if (!err && !json_is_object(*out)) {
         json_decref(*out);
@@ -178,7 +178,7 @@ llmos_err kproc_load(store *s, int64_t pid, kproc **out)
         return llmos_fail(LLMOS_ERR_NOMEM, "process: no memory");
     }
     info_read(j, &p->info);
-    json_t *msgs = json_get_array(j, "messages");
+    json_t *msgs = ljson_get_array(j, "messages");
     p->ctx.messages = msgs ? json_incref(msgs) : json_array();
     err = quarantine_from_json(json_object_get(j, "quarantine"), &p->q);
     json_decref(j);
@@ -206,7 +206,7 @@ llmos_err kproc_save(store *s, const kproc *p)
     if (!j)
         return llmos_fail(LLMOS_ERR_FORMAT, "process %" PRId64 " could not be serialised", in->pid);
     llmos_buf b = {0};
-    err = json_to_buf(j, JSON_COMPACT, &b);
+    err = ljson_to_buf(j, JSON_COMPACT, &b);
     json_decref(j);
     if (!err) {
         char key[48];
@@ -285,16 +285,16 @@ llmos_err kproc_kill(store *s, audit *a, int64_t pid)
     if (err)
         return err;
     kproc_state st;
-    if (!state_parse(json_get_string(j, "state", ""), &st) || kproc_state_final(st)) {
+    if (!state_parse(ljson_get_string(j, "state", ""), &st) || kproc_state_final(st)) {
         err = llmos_fail(LLMOS_ERR_INVALID, "process %" PRId64 " has already ended (%s)", pid,
-                         json_get_string(j, "state", "?"));
+                         ljson_get_string(j, "state", "?"));
         json_decref(j);
         return err;
     }
     json_object_set_new(j, "state", json_string(kproc_state_name(KPROC_KILLED)));
     json_object_set_new(j, "reason", json_string("killed by the user"));
     llmos_buf b = {0};
-    err = json_to_buf(j, JSON_COMPACT, &b);
+    err = ljson_to_buf(j, JSON_COMPACT, &b);
     json_decref(j);
     if (!err) {
         char key[48];

@@ -28,9 +28,9 @@ static llmos_err sc_chat(llm_backend *b, const llm_request *req, llm_stream_fn s
     scripted *s = (scripted *)b;
     memset(resp, 0, sizeof *resp);
     /* Record the request byte for byte: messages, tools, raw prompt. */
-    if (req->messages && json_to_buf(req->messages, JSON_COMPACT, &s->sent))
+    if (req->messages && ljson_to_buf(req->messages, JSON_COMPACT, &s->sent))
         return LLMOS_ERR_NOMEM;
-    if (req->tools && json_to_buf(req->tools, JSON_COMPACT, &s->sent))
+    if (req->tools && ljson_to_buf(req->tools, JSON_COMPACT, &s->sent))
         return LLMOS_ERR_NOMEM;
     if (req->prompt && buf_puts(&s->sent, req->prompt))
         return LLMOS_ERR_NOMEM;
@@ -45,9 +45,9 @@ static llmos_err sc_chat(llm_backend *b, const llm_request *req, llm_stream_fn s
     const json_t *st = s->steps[s->next < s->n_steps ? s->next : s->n_steps - 1];
     if (s->next < s->n_steps)
         s->next++;
-    const char *content = json_get_string(st, "content", "");
+    const char *content = ljson_get_string(st, "content", "");
     resp->content = strdup(content);
-    json_t *calls = json_get_array(st, "tool_calls");
+    json_t *calls = ljson_get_array(st, "tool_calls");
     size_t n = json_array_size(calls);
     if (n) {
         resp->tool_calls = calloc(n, sizeof *resp->tool_calls);
@@ -59,7 +59,7 @@ static llmos_err sc_chat(llm_backend *b, const llm_request *req, llm_stream_fn s
             char id[32];
             snprintf(id, sizeof id, "call_%zu_%zu", s->calls, i);
             resp->tool_calls[i].id = strdup(id);
-            resp->tool_calls[i].name = strdup(json_get_string(c, "name", ""));
+            resp->tool_calls[i].name = strdup(ljson_get_string(c, "name", ""));
             json_t *a = json_object_get(c, "arguments");
             if (json_is_string(a)) {
                 resp->tool_calls[i].arguments = strdup(json_string_value(a));
@@ -67,14 +67,14 @@ static llmos_err sc_chat(llm_backend *b, const llm_request *req, llm_stream_fn s
                 resp->tool_calls[i].arguments = strdup("{}");
             } else {
                 llmos_buf ab = {0};
-                if (json_to_buf(a, JSON_COMPACT, &ab))
+                if (ljson_to_buf(a, JSON_COMPACT, &ab))
                     return LLMOS_ERR_NOMEM;
                 resp->tool_calls[i].arguments = buf_detach(&ab, NULL);
             }
         }
     }
     resp->finish_reason = n ? "tool_calls" : "stop";
-    resp->completion_tokens = (uint32_t)json_get_int(st, "tokens", 1);
+    resp->completion_tokens = (uint32_t)ljson_get_int(st, "tokens", 1);
     if (stream && *content)
         stream(stream_ctx, content, strlen(content));
     return resp->content ? LLMOS_OK : LLMOS_ERR_NOMEM;
@@ -132,7 +132,8 @@ llmos_err scripted_test_backend_new(const char *const *steps, size_t n_steps, bo
     s->base.ops = &sc_ops;
     s->repeat = repeat;
     for (size_t i = 0; i < n_steps; i++) {
-        llmos_err err = json_parse_text(steps[i], strlen(steps[i]), "script step", 0, &s->steps[i]);
+        llmos_err err =
+            ljson_parse_text(steps[i], strlen(steps[i]), "script step", 0, &s->steps[i]);
         if (err) {
             sc_free(&s->base);
             return llmos_fail_context(err, "step %zu: ", i);

@@ -31,8 +31,8 @@
 static llmos_err ask_quarantined_run(kernel *k, kproc *p, const json_t *args, llmos_buf *out)
 {
     trusted_text h;
-    llmos_err err = quarantine_ask(p->q, k->cfg.quarantined, json_get_string(args, "handle", ""),
-                                   json_get_string(args, "question", ""), 256, &h);
+    llmos_err err = quarantine_ask(p->q, k->cfg.quarantined, ljson_get_string(args, "handle", ""),
+                                   ljson_get_string(args, "question", ""), 256, &h);
     /* This tool's result goes to the privileged model as trusted text, and the quarantined
      * backend's own error message could quote the untrusted data it was sent (a server echoing
      * the request): only llmos's own messages (bad handle, no model) are passed on. */
@@ -70,7 +70,7 @@ static llmos_err calculator_run(kernel *k, kproc *p, const json_t *args, llmos_b
 {
     (void)k;
     (void)p;
-    return calc_eval(json_get_string(args, "expression", ""), out);
+    return calc_eval(ljson_get_string(args, "expression", ""), out);
 }
 
 static const ktool ktool_calculator = {
@@ -168,17 +168,17 @@ llmos_err kernel_syscall(kernel *k, kproc *p, const llm_tool_call *call, llmos_b
     /* Arguments: JSON object, valid against the tool's schema (as the model wrote them). */
     json_t *args = NULL, *schema = NULL, *real = NULL, *members = NULL;
     llmos_err err =
-        json_parse_text(call->arguments ? call->arguments : "",
-                        call->arguments ? strlen(call->arguments) : 0, "arguments", 64, &args);
+        ljson_parse_text(call->arguments ? call->arguments : "",
+                         call->arguments ? strlen(call->arguments) : 0, "arguments", 64, &args);
     if (!err && !json_is_object(args))
         err = llmos_fail(LLMOS_ERR_INVALID, "arguments: expected a JSON object");
     if (!err) {
-        err = json_parse_text(t->parameters, strlen(t->parameters), t->name, 0, &schema);
+        err = ljson_parse_text(t->parameters, strlen(t->parameters), t->name, 0, &schema);
         if (err) {
             err = llmos_fail_context(LLMOS_ERR_INTERNAL, "tool %s has a bad schema: ", t->name);
             goto done;
         }
-        err = json_schema_validate(schema, args, "arguments");
+        err = jschema_validate(schema, args, "arguments");
     }
     if (err) {
         char msg[512];

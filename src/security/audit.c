@@ -139,7 +139,7 @@ llmos_err audit_append(audit *a, const char *kind, const json_t *payload)
     if (!a || !kind || !json_is_object(payload))
         return llmos_fail(LLMOS_ERR_INVALID, "audit_append: needs a kind and a JSON object");
     llmos_buf text = {0};
-    llmos_err err = json_to_buf(payload, JSON_COMPACT | JSON_SORT_KEYS, &text);
+    llmos_err err = ljson_to_buf(payload, JSON_COMPACT | JSON_SORT_KEYS, &text);
     if (err) {
         buf_free(&text);
         return err;

@@ -67,7 +67,7 @@ llmos_err policy_parse(const char *text, size_t len, const char *what, policy **
 {
     *out = NULL;
     json_t *j = NULL;
-    llmos_err err = json_parse_text(text, len, what, 32, &j);
+    llmos_err err = ljson_parse_text(text, len, what, 32, &j);
     if (err)
         return err;
     policy *p = calloc(1, sizeof *p);
@@ -93,8 +93,8 @@ llmos_err policy_parse(const char *text, size_t len, const char *what, policy **
     json_t *r;
     json_array_foreach(rules, i, r)
     {
-        const char *tool = json_get_string(r, "tool", NULL);
-        const char *arg = json_get_string(r, "argument", NULL);
+        const char *tool = ljson_get_string(r, "tool", NULL);
+        const char *arg = ljson_get_string(r, "argument", NULL);
         if (!tool || !arg) {
             err = llmos_fail(LLMOS_ERR_FORMAT,
                              "%s: rules[%zu] needs \"tool\" and \"argument\" strings", what, i);
@@ -133,7 +133,7 @@ llmos_err policy_load(const char *config_dir, policy **out)
     char path[4096];
     snprintf(path, sizeof path, "%s/policy.json", config_dir ? config_dir : ".");
     llmos_buf b = {0};
-    llmos_err err = file_read_all(path, 1 << 20, &b);
+    llmos_err err = llmos_file_read_all(path, 1 << 20, &b);
     if (err == LLMOS_ERR_NOT_FOUND || (err == LLMOS_ERR_IO && !b.len)) {
         buf_free(&b);
         llmos_err_clear();

@@ -396,7 +396,7 @@ llmos_err quarantine_from_json(const json_t *j, quarantine **out)
     quarantine *q = quarantine_new();
     if (!q)
         return llmos_fail(LLMOS_ERR_NOMEM, "quarantine: no memory");
-    json_t *vars = json_get_array(j, "vars");
+    json_t *vars = ljson_get_array(j, "vars");
     size_t i;
     json_t *e;
     json_array_foreach(vars, i, e)
@@ -407,7 +407,7 @@ llmos_err quarantine_from_json(const json_t *j, quarantine **out)
             return llmos_fail(LLMOS_ERR_FORMAT, "saved quarantine: vars[%zu].value is missing", i);
         }
         untrusted_text *u = untrusted_new(json_string_value(val), json_string_length(val),
-                                          json_get_string(e, "source", "unknown"));
+                                          ljson_get_string(e, "source", "unknown"));
         trusted_text h;
         llmos_err err = u ? quarantine_put(q, u, &h) : LLMOS_ERR_NOMEM;
         if (err) {

@@ -178,12 +178,12 @@ static llmos_err write_keyfile(const char *path, const char *passphrase, keys_kd
     if (!obj)
         return llmos_fail(LLMOS_ERR_NOMEM, "no memory for the key file");
     llmos_buf out = {0};
-    err = json_to_buf(obj, JSON_INDENT(2), &out);
+    err = ljson_to_buf(obj, JSON_INDENT(2), &out);
     json_decref(obj);
     if (!err)
         err = buf_putc(&out, '\n');
     if (!err)
-        err = file_write_atomic(path, out.data, out.len, 0600);
+        err = llmos_file_write_atomic(path, out.data, out.len, 0600);
     buf_free(&out);
     return err;
 }
@@ -230,7 +230,7 @@ static llmos_err get_b64(const json_t *obj, const char *key, const char *path, u
                          size_t n)
 {
     const char *s = NULL;
-    llmos_err err = json_require_string(obj, key, path, &s);
+    llmos_err err = ljson_require_string(obj, key, path, &s);
     if (err)
         return err;
     size_t got = 0;
@@ -250,7 +250,7 @@ typedef struct keyfile {
 static llmos_err read_keyfile(const char *path, keyfile *kf)
 {
     llmos_buf text = {0};
-    llmos_err err = file_read_all(path, KEYS_MAX_FILE, &text);
+    llmos_err err = llmos_file_read_all(path, KEYS_MAX_FILE, &text);
     if (err) {
         buf_free(&text);
         if (err == LLMOS_ERR_NOT_FOUND)
@@ -258,14 +258,14 @@ static llmos_err read_keyfile(const char *path, keyfile *kf)
         return err;
     }
     json_t *obj = NULL;
-    err = json_parse_text(text.data, text.len, path, 8, &obj);
+    err = ljson_parse_text(text.data, text.len, path, 8, &obj);
     buf_free(&text);
     if (err)
         return err;
-    const char *format = json_get_string(obj, "format", "");
-    int64_t version = json_get_int(obj, "version", -1);
-    const char *kdf = json_get_string(obj, "kdf", "");
-    int64_t ops = json_get_int(obj, "opslimit", -1), mem = json_get_int(obj, "memlimit", -1);
+    const char *format = ljson_get_string(obj, "format", "");
+    int64_t version = ljson_get_int(obj, "version", -1);
+    const char *kdf = ljson_get_string(obj, "kdf", "");
+    int64_t ops = ljson_get_int(obj, "opslimit", -1), mem = ljson_get_int(obj, "memlimit", -1);
     if (strcmp(format, KEYS_FORMAT) != 0)
         err = llmos_fail(LLMOS_ERR_FORMAT, "%s: member \"format\" is \"%s\", expected \"%s\"", path,
                          format, KEYS_FORMAT);

@@ -274,7 +274,7 @@ llmos_err store_open(const char *dir, const char *passphrase, const store_option
         keys_kdf kdf = opt->kdf;
         if (kdf.opslimit == 0 && kdf.memlimit == 0)
             kdf = keys_kdf_default();
-        err = file_mkdirs(dir, 0700);
+        err = llmos_file_mkdirs(dir, 0700);
         if (!err)
             err = keys_create(s->key_path, passphrase, kdf, &keys);
     }

@@ -1,7 +1,7 @@
 /*
  * vdb_dist.c - distance kernels for the vector index: squared L2 and dot product over float
  * vectors, as a portable scalar reference and AVX2+FMA and AVX-512 versions chosen at run
- * time from cpu_features(). Tests hold each SIMD version against the scalar one.
+ * time from llmos_cpu_features(). Tests hold each SIMD version against the scalar one.
  *
  * Summation order differs between versions (several accumulators, tree reduction), so results
  * agree to rounding, not bit for bit.
@@ -151,7 +151,7 @@ __attribute__((target("avx512f"))) static float dot_avx512(const float *a, const
 
 bool vdb_simd_available(vdb_simd simd)
 {
-    const llmos_cpu *cpu = cpu_features();
+    const llmos_cpu *cpu = llmos_cpu_features();
     switch (simd) {
     case VDB_SIMD_SCALAR: return true;
 #ifdef VDB_X86

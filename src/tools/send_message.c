@@ -12,8 +12,8 @@
 
 static llmos_err send_message_run(kernel *k, kproc *p, const json_t *args, llmos_buf *out)
 {
-    const char *to = json_get_string(args, "recipient", "user");
-    const char *text = json_get_string(args, "text", "");
+    const char *to = ljson_get_string(args, "recipient", "user");
+    const char *text = ljson_get_string(args, "text", "");
     kernel_deliver(k, p->info.pid, to, text);
     if (buf_printf(out, "message delivered (%zu bytes)", strlen(text)))
         return llmos_fail(LLMOS_ERR_NOMEM, "no memory");

@@ -40,7 +40,7 @@ static int proc_has(const char *flag)
 static void test_matches_proc_cpuinfo(void **state)
 {
     (void)state;
-    const llmos_cpu *c = cpu_features();
+    const llmos_cpu *c = llmos_cpu_features();
     if (proc_has("avx2") < 0)
         skip();
     /* the kernel only lists features it enables, which is what we check too */
@@ -58,8 +58,8 @@ static void test_matches_proc_cpuinfo(void **state)
 static void test_consistent(void **state)
 {
     (void)state;
-    const llmos_cpu *c = cpu_features();
-    assert_ptr_equal(c, cpu_features()); /* cached */
+    const llmos_cpu *c = llmos_cpu_features();
+    assert_ptr_equal(c, llmos_cpu_features()); /* cached */
     assert_true(c->n_cpus >= 1);
     assert_true(strlen(c->brand) > 0);
     if (c->avx512bw || c->avx512vnni)
@@ -67,12 +67,12 @@ static void test_consistent(void **state)
     if (c->amx_int8 || c->amx_bf16)
         assert_true(c->amx_tile);
     char s[256];
-    cpu_features_string(c, s, sizeof s);
+    llmos_cpu_features_string(c, s, sizeof s);
     assert_true(strlen(s) > 0);
     if (c->avx2)
         assert_non_null(strstr(s, "avx2"));
     char tiny[6];
-    cpu_features_string(c, tiny, sizeof tiny); /* truncates without overflow */
+    llmos_cpu_features_string(c, tiny, sizeof tiny); /* truncates without overflow */
     assert_true(strlen(tiny) < sizeof tiny);
 }
 

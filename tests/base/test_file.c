@@ -42,21 +42,21 @@ static void test_write_then_map_and_read(void **state)
     (void)state;
     char p[512];
     path_in(p, sizeof p, "a.bin");
-    assert_int_equal(file_write_atomic(p, "hello\0world", 11, 0600), LLMOS_OK);
+    assert_int_equal(llmos_file_write_atomic(p, "hello\0world", 11, 0600), LLMOS_OK);
     struct stat st;
     assert_int_equal(stat(p, &st), 0);
     assert_int_equal(st.st_mode & 0777, 0600);
     llmos_map m;
-    assert_int_equal(file_map(p, &m), LLMOS_OK);
+    assert_int_equal(llmos_file_map(p, &m), LLMOS_OK);
     assert_int_equal(m.size, 11);
     assert_memory_equal(m.data, "hello\0world", 11);
-    file_unmap(&m);
+    llmos_file_unmap(&m);
     assert_null(m.data);
     llmos_buf b = {0};
-    assert_int_equal(file_read_all(p, 100, &b), LLMOS_OK);
+    assert_int_equal(llmos_file_read_all(p, 100, &b), LLMOS_OK);
     assert_int_equal(b.len, 11);
     buf_clear(&b);
-    assert_int_equal(file_read_all(p, 10, &b), LLMOS_ERR_LIMIT);
+    assert_int_equal(llmos_file_read_all(p, 10, &b), LLMOS_ERR_LIMIT);
     assert_non_null(strstr(llmos_errmsg(), "a.bin"));
     buf_free(&b);
 }
@@ -66,10 +66,10 @@ static void test_replace_keeps_no_temp_files(void **state)
     (void)state;
     char p[512];
     path_in(p, sizeof p, "b.txt");
-    assert_int_equal(file_write_atomic(p, "old", 3, 0644), LLMOS_OK);
-    assert_int_equal(file_write_atomic(p, "new content", 11, 0644), LLMOS_OK);
+    assert_int_equal(llmos_file_write_atomic(p, "old", 3, 0644), LLMOS_OK);
+    assert_int_equal(llmos_file_write_atomic(p, "new content", 11, 0644), LLMOS_OK);
     llmos_buf b = {0};
-    assert_int_equal(file_read_all(p, 100, &b), LLMOS_OK);
+    assert_int_equal(llmos_file_read_all(p, 100, &b), LLMOS_OK);
     assert_string_equal(b.data, "new content");
     buf_free(&b);
     char cmd[600];
@@ -86,22 +86,22 @@ static void test_replace_failure_leaves_old_file(void **state)
     (void)state;
     char sub[512], p[600];
     path_in(sub, sizeof sub, "ro");
-    assert_int_equal(file_mkdirs(sub, 0700), LLMOS_OK);
+    assert_int_equal(llmos_file_mkdirs(sub, 0700), LLMOS_OK);
     snprintf(p, sizeof p, "%s/c.txt", sub);
-    assert_int_equal(file_write_atomic(p, "keep", 4, 0644), LLMOS_OK);
+    assert_int_equal(llmos_file_write_atomic(p, "keep", 4, 0644), LLMOS_OK);
     if (geteuid() == 0) {
         /* root ignores directory permissions; use a target that is a directory instead */
         char d[700];
         snprintf(d, sizeof d, "%s/isdir", sub);
-        assert_int_equal(file_mkdirs(d, 0700), LLMOS_OK);
-        assert_int_equal(file_write_atomic(d, "x", 1, 0644), LLMOS_ERR_IO);
+        assert_int_equal(llmos_file_mkdirs(d, 0700), LLMOS_OK);
+        assert_int_equal(llmos_file_write_atomic(d, "x", 1, 0644), LLMOS_ERR_IO);
     } else {
         chmod(sub, 0500);
-        assert_int_equal(file_write_atomic(p, "lost", 4, 0644), LLMOS_ERR_IO);
+        assert_int_equal(llmos_file_write_atomic(p, "lost", 4, 0644), LLMOS_ERR_IO);
         chmod(sub, 0700);
     }
     llmos_buf b = {0};
-    assert_int_equal(file_read_all(p, 100, &b), LLMOS_OK);
+    assert_int_equal(llmos_file_read_all(p, 100, &b), LLMOS_OK);
     assert_string_equal(b.data, "keep");
     buf_free(&b);
 }
@@ -110,17 +110,17 @@ static void test_errors_name_the_path(void **state)
 {
     (void)state;
     llmos_map m;
-    assert_int_equal(file_map("/nonexistent/llmos/x.gguf", &m), LLMOS_ERR_NOT_FOUND);
+    assert_int_equal(llmos_file_map("/nonexistent/llmos/x.gguf", &m), LLMOS_ERR_NOT_FOUND);
     assert_non_null(strstr(llmos_errmsg(), "/nonexistent/llmos/x.gguf"));
-    assert_int_equal(file_map(dir, &m), LLMOS_ERR_INVALID); /* a directory */
+    assert_int_equal(llmos_file_map(dir, &m), LLMOS_ERR_INVALID); /* a directory */
     llmos_buf b = {0};
-    assert_int_equal(file_read_all("/nonexistent/y", 10, &b), LLMOS_ERR_NOT_FOUND);
+    assert_int_equal(llmos_file_read_all("/nonexistent/y", 10, &b), LLMOS_ERR_NOT_FOUND);
     char p[512];
     path_in(p, sizeof p, "empty");
-    assert_int_equal(file_write_atomic(p, "", 0, 0600), LLMOS_OK);
-    assert_int_equal(file_map(p, &m), LLMOS_OK);
+    assert_int_equal(llmos_file_write_atomic(p, "", 0, 0600), LLMOS_OK);
+    assert_int_equal(llmos_file_map(p, &m), LLMOS_OK);
     assert_int_equal(m.size, 0);
-    file_unmap(&m);
+    llmos_file_unmap(&m);
 }
 
 static void test_mkdirs(void **state)
@@ -128,18 +128,18 @@ static void test_mkdirs(void **state)
     (void)state;
     char p[512];
     path_in(p, sizeof p, "x/y/z");
-    assert_int_equal(file_mkdirs(p, 0700), LLMOS_OK);
-    assert_int_equal(file_mkdirs(p, 0700), LLMOS_OK); /* idempotent */
+    assert_int_equal(llmos_file_mkdirs(p, 0700), LLMOS_OK);
+    assert_int_equal(llmos_file_mkdirs(p, 0700), LLMOS_OK); /* idempotent */
     struct stat st;
     assert_int_equal(stat(p, &st), 0);
     assert_true(S_ISDIR(st.st_mode));
     char f[512];
     path_in(f, sizeof f, "afile");
-    assert_int_equal(file_write_atomic(f, "x", 1, 0600), LLMOS_OK);
+    assert_int_equal(llmos_file_write_atomic(f, "x", 1, 0600), LLMOS_OK);
     char under[600];
     snprintf(under, sizeof under, "%s/sub", f);
-    assert_int_equal(file_mkdirs(under, 0700), LLMOS_ERR_IO);
-    assert_int_equal(file_mkdirs("", 0700), LLMOS_ERR_INVALID);
+    assert_int_equal(llmos_file_mkdirs(under, 0700), LLMOS_ERR_IO);
+    assert_int_equal(llmos_file_mkdirs("", 0700), LLMOS_ERR_INVALID);
 }
 
 static void test_secure_zero(void **state)
@@ -147,10 +147,10 @@ static void test_secure_zero(void **state)
     (void)state;
     unsigned char key[32];
     memset(key, 0x5A, sizeof key);
-    secure_zero(key, sizeof key);
+    llmos_secure_zero(key, sizeof key);
     for (size_t i = 0; i < sizeof key; i++)
         assert_int_equal(key[i], 0);
-    secure_zero(NULL, 10);
+    llmos_secure_zero(NULL, 10);
 }
 
 int main(void)

@@ -30,22 +30,22 @@ static void test_parse_levels(void **state)
 {
     (void)state;
     llmos_log_level lv;
-    assert_true(log_parse_level("debug", &lv));
+    assert_true(llmos_log_parse_level("debug", &lv));
     assert_int_equal(lv, LLMOS_LOG_DEBUG);
-    assert_true(log_parse_level("warning", &lv));
+    assert_true(llmos_log_parse_level("warning", &lv));
     assert_int_equal(lv, LLMOS_LOG_WARN);
-    assert_true(log_parse_level("off", &lv));
+    assert_true(llmos_log_parse_level("off", &lv));
     assert_int_equal(lv, LLMOS_LOG_OFF);
-    assert_false(log_parse_level("loud", &lv));
-    assert_false(log_parse_level(NULL, &lv));
+    assert_false(llmos_log_parse_level("loud", &lv));
+    assert_false(llmos_log_parse_level(NULL, &lv));
 }
 
 static void test_threshold_filters(void **state)
 {
     (void)state;
     captured c = {0};
-    log_set_sink(sink, &c);
-    log_set_level(LLMOS_LOG_WARN);
+    llmos_log_set_sink(sink, &c);
+    llmos_log_set_level(LLMOS_LOG_WARN);
     LOG_INFO("gguf", "hidden %d", 1);
     assert_int_equal(c.count, 0);
     LOG_ERROR("gguf", "shown %d", 2);
@@ -53,13 +53,13 @@ static void test_threshold_filters(void **state)
     assert_int_equal(c.level, LLMOS_LOG_ERROR);
     assert_string_equal(c.component, "gguf");
     assert_string_equal(c.msg, "shown 2");
-    log_set_level(LLMOS_LOG_OFF);
+    llmos_log_set_level(LLMOS_LOG_OFF);
     LOG_ERROR("gguf", "silenced");
     assert_int_equal(c.count, 1);
-    log_set_level(LLMOS_LOG_DEBUG);
+    llmos_log_set_level(LLMOS_LOG_DEBUG);
     LOG_DEBUG("pool", "now visible");
     assert_int_equal(c.count, 2);
-    log_set_sink(NULL, NULL);
+    llmos_log_set_sink(NULL, NULL);
 }
 
 static const char *self_path;
@@ -89,7 +89,7 @@ static void test_env_sets_initial_level(void **state)
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "--child") == 0) {
-        printf("%d\n", (int)log_get_level());
+        printf("%d\n", (int)llmos_log_get_level());
         return 0;
     }
     self_path = argv[0];

@@ -144,14 +144,14 @@ static void test_bad_thread_count(void **state)
     setenv("LLMOS_THREADS", "3", 1);
     assert_int_equal(pool_default_threads(), 3);
     setenv("LLMOS_THREADS", "zero", 1);
-    assert_int_equal(pool_default_threads(), cpu_features()->n_cpus);
+    assert_int_equal(pool_default_threads(), llmos_cpu_features()->n_cpus);
     unsetenv("LLMOS_THREADS");
     pool_free(NULL);
 }
 
 int main(void)
 {
-    log_set_level(LLMOS_LOG_ERROR);
+    llmos_log_set_level(LLMOS_LOG_ERROR);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_index_once), cmocka_unit_test(test_uses_all_workers),
         cmocka_unit_test(test_many_small_jobs),  cmocka_unit_test(test_dynamic_balances),

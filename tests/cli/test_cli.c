@@ -87,7 +87,7 @@ static void test_doctor_reports_home(void **state)
     llmos_buf tmp = {0};
     char file[300];
     snprintf(file, sizeof file, "%s/afile", dir);
-    assert_int_equal(file_write_atomic(file, "x", 1, 0600), LLMOS_OK);
+    assert_int_equal(llmos_file_write_atomic(file, "x", 1, 0600), LLMOS_OK);
     assert_int_equal(tu_run_llmos(&out, NULL, "LLMOS_HOME='%s' doctor", file), 1);
     assert_non_null(strstr(out.data, "is not a directory"));
     assert_non_null(strstr(out.data, "must be fixed"));

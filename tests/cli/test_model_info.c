@@ -46,7 +46,7 @@ static int run(llmos_buf *out, llmos_buf *err, const char *fmt, ...)
         OK(buf_append(out, chunk, n));
     int status = pclose(p);
     buf_clear(err);
-    OK(file_read_all(errpath, 1 << 20, err));
+    OK(llmos_file_read_all(errpath, 1 << 20, err));
     assert_true(WIFEXITED(status));
     return WEXITSTATUS(status);
 }
@@ -121,32 +121,32 @@ static void test_stories_json(void **state)
     llmos_buf out = {0}, err = {0};
     assert_int_equal(run(&out, &err, "model info --json '%s/models/stories260K.gguf'", dir), 0);
     json_t *j;
-    OK(json_parse_text(out.data, out.len, "model info output", 0, &j));
-    assert_int_equal(json_get_int(j, "version", 0), 3);
-    assert_string_equal(json_get_string(j, "architecture", ""), "llama");
-    json_t *hp = json_get_object(j, "hyperparameters");
-    assert_int_equal(json_get_int(hp, "block_count", 0), 5);
-    assert_int_equal(json_get_int(hp, "context_length", 0), 512);
-    assert_int_equal(json_get_int(hp, "vocab_size", 0), 512);
-    assert_true(json_get_number(hp, "attention.layer_norm_rms_epsilon", 0) == 1e-5);
-    assert_true(json_get_number(hp, "rope.freq_base", 0) == 10000.0);
-    json_t *tok = json_get_object(j, "tokenizer");
-    assert_int_equal(json_get_int(tok, "tokens", 0), 512);
-    assert_string_equal(json_get_string(tok, "bos_token", ""), "<s>");
+    OK(ljson_parse_text(out.data, out.len, "model info output", 0, &j));
+    assert_int_equal(ljson_get_int(j, "version", 0), 3);
+    assert_string_equal(ljson_get_string(j, "architecture", ""), "llama");
+    json_t *hp = ljson_get_object(j, "hyperparameters");
+    assert_int_equal(ljson_get_int(hp, "block_count", 0), 5);
+    assert_int_equal(ljson_get_int(hp, "context_length", 0), 512);
+    assert_int_equal(ljson_get_int(hp, "vocab_size", 0), 512);
+    assert_true(ljson_get_number(hp, "attention.layer_norm_rms_epsilon", 0) == 1e-5);
+    assert_true(ljson_get_number(hp, "rope.freq_base", 0) == 10000.0);
+    json_t *tok = ljson_get_object(j, "tokenizer");
+    assert_int_equal(ljson_get_int(tok, "tokens", 0), 512);
+    assert_string_equal(ljson_get_string(tok, "bos_token", ""), "<s>");
     assert_true(json_is_null(json_object_get(tok, "chat_template_length")));
-    assert_int_equal(json_get_int(j, "parameters", 0), 260032);
-    json_t *f32 = json_get_object(json_get_object(j, "size_by_type"), "F32");
-    assert_int_equal(json_get_int(f32, "tensors", 0), 47);
-    assert_int_equal(json_get_int(f32, "bytes", 0), 260032 * 4);
-    json_t *tensors = json_get_array(j, "tensors");
+    assert_int_equal(ljson_get_int(j, "parameters", 0), 260032);
+    json_t *f32 = ljson_get_object(ljson_get_object(j, "size_by_type"), "F32");
+    assert_int_equal(ljson_get_int(f32, "tensors", 0), 47);
+    assert_int_equal(ljson_get_int(f32, "bytes", 0), 260032 * 4);
+    json_t *tensors = ljson_get_array(j, "tensors");
     assert_int_equal(json_array_size(tensors), 47);
     json_t *t0 = json_array_get(tensors, 0);
-    assert_string_equal(json_get_string(t0, "name", ""), "token_embd.weight");
-    assert_int_equal(json_integer_value(json_array_get(json_get_array(t0, "shape"), 1)), 512);
-    json_t *meta = json_get_object(j, "metadata");
-    assert_int_equal(json_get_int(meta, "llama.block_count", 0), 5);
-    assert_true(json_get_bool(meta, "tokenizer.ggml.add_bos_token", false));
-    assert_int_equal(json_get_int(json_get_object(meta, "tokenizer.ggml.tokens"), "length", 0),
+    assert_string_equal(ljson_get_string(t0, "name", ""), "token_embd.weight");
+    assert_int_equal(json_integer_value(json_array_get(ljson_get_array(t0, "shape"), 1)), 512);
+    json_t *meta = ljson_get_object(j, "metadata");
+    assert_int_equal(ljson_get_int(meta, "llama.block_count", 0), 5);
+    assert_true(ljson_get_bool(meta, "tokenizer.ggml.add_bos_token", false));
+    assert_int_equal(ljson_get_int(ljson_get_object(meta, "tokenizer.ggml.tokens"), "length", 0),
                      512);
     json_decref(j);
     buf_free(&out);
@@ -164,16 +164,16 @@ static void test_vocab_json(void **state)
     llmos_buf out = {0}, err = {0};
     assert_int_equal(run(&out, &err, "model info --json '%s/vocab/ggml-vocab-qwen2.gguf'", dir), 0);
     json_t *j;
-    OK(json_parse_text(out.data, out.len, "model info output", 0, &j));
-    json_t *tok = json_get_object(j, "tokenizer");
-    assert_string_equal(json_get_string(tok, "model", ""), "gpt2");
-    assert_string_equal(json_get_string(tok, "pre", ""), "qwen2");
-    assert_int_equal(json_get_int(tok, "tokens", 0), 151936);
-    assert_int_equal(json_get_int(tok, "merges", 0), 151387);
-    assert_int_equal(json_get_int(tok, "bos_token_id", 0), 151643);
-    assert_string_equal(json_get_string(tok, "eos_token", ""), "<|endoftext|>");
-    assert_int_equal(json_get_int(j, "parameters", -1), 0);
-    assert_int_equal(json_array_size(json_get_array(j, "tensors")), 0);
+    OK(ljson_parse_text(out.data, out.len, "model info output", 0, &j));
+    json_t *tok = ljson_get_object(j, "tokenizer");
+    assert_string_equal(ljson_get_string(tok, "model", ""), "gpt2");
+    assert_string_equal(ljson_get_string(tok, "pre", ""), "qwen2");
+    assert_int_equal(ljson_get_int(tok, "tokens", 0), 151936);
+    assert_int_equal(ljson_get_int(tok, "merges", 0), 151387);
+    assert_int_equal(ljson_get_int(tok, "bos_token_id", 0), 151643);
+    assert_string_equal(ljson_get_string(tok, "eos_token", ""), "<|endoftext|>");
+    assert_int_equal(ljson_get_int(j, "parameters", -1), 0);
+    assert_int_equal(json_array_size(ljson_get_array(j, "tensors")), 0);
     json_decref(j);
     buf_free(&out);
     buf_free(&err);
@@ -222,16 +222,17 @@ static void test_written_file(void **state)
 
     assert_int_equal(run(&out, &err, "model info --json '%s'", path), 0);
     json_t *j;
-    OK(json_parse_text(out.data, out.len, "model info output", 0, &j));
-    assert_string_equal(json_get_string(j, "name", ""), "bad\\xff\\x0aname");
-    json_t *tok = json_get_object(j, "tokenizer");
-    assert_string_equal(json_get_string(tok, "bos_token", ""), "\\xff\\xfe");
-    assert_int_equal(json_get_int(tok, "chat_template_length", 0), 14);
-    assert_int_equal(json_get_int(json_get_object(j, "hyperparameters"), "block_count", 0), 2);
+    OK(ljson_parse_text(out.data, out.len, "model info output", 0, &j));
+    assert_string_equal(ljson_get_string(j, "name", ""), "bad\\xff\\x0aname");
+    json_t *tok = ljson_get_object(j, "tokenizer");
+    assert_string_equal(ljson_get_string(tok, "bos_token", ""), "\\xff\\xfe");
+    assert_int_equal(ljson_get_int(tok, "chat_template_length", 0), 14);
+    assert_int_equal(ljson_get_int(ljson_get_object(j, "hyperparameters"), "block_count", 0), 2);
     assert_true(
-        json_is_null(json_object_get(json_get_object(j, "hyperparameters"), "context_length")));
+        json_is_null(json_object_get(ljson_get_object(j, "hyperparameters"), "context_length")));
     assert_int_equal(
-        json_get_int(json_get_object(json_get_object(j, "size_by_type"), "Q4_K"), "bytes", 0), 576);
+        ljson_get_int(ljson_get_object(ljson_get_object(j, "size_by_type"), "Q4_K"), "bytes", 0),
+        576);
     json_decref(j);
     buf_free(&out);
     buf_free(&err);
@@ -268,7 +269,7 @@ static void test_errors(void **state)
     gguf_writer_free(w);
     char path[300];
     snprintf(path, sizeof path, "%s/cut.gguf", tmpdir);
-    OK(file_write_atomic(path, b.data, b.len - 100, 0644));
+    OK(llmos_file_write_atomic(path, b.data, b.len - 100, 0644));
     assert_int_equal(run(&out, &err, "model info --json '%s'", path), 1);
     assert_contains(&err, "llmos: error: ");
     assert_contains(&err, "cut.gguf: offset ");

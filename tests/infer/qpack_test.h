@@ -51,7 +51,7 @@ static void qpt_check_missing_rows(ggml_type type, const void *row, size_t row_b
                 for (int r = 1; r < QPACK_ROWS; r++)
                     if (out[t][r] != 0.0f)
                         fail_msg("%s %s kernel, %zu tokens: padding row %d gave %g, not 0",
-                                 ggml_type_name(type), which ? "SIMD" : "reference", nt, r,
+                                 quant_type_name(type), which ? "SIMD" : "reference", nt, r,
                                  (double)out[t][r]);
             }
         }

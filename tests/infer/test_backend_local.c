@@ -56,7 +56,7 @@ static char *read_template(const char *name)
     if (!tu_testdata_path(path, sizeof path, rel))
         return NULL;
     llmos_buf b = {0};
-    assert_int_equal(file_read_all(path, 1 << 20, &b), LLMOS_OK);
+    assert_int_equal(llmos_file_read_all(path, 1 << 20, &b), LLMOS_OK);
     return buf_detach(&b, NULL);
 }
 

@@ -30,7 +30,7 @@ static char *load_template(const char *file)
     char path[1024];
     snprintf(path, sizeof path, "%s/templates/%s", dir, file);
     llmos_buf b = {0};
-    if (file_read_all(path, 1 << 20, &b) != LLMOS_OK)
+    if (llmos_file_read_all(path, 1 << 20, &b) != LLMOS_OK)
         return NULL;
     return buf_detach(&b, NULL);
 }
@@ -47,7 +47,7 @@ static char *load_template(const char *file)
 static json_t *js(const char *text)
 {
     json_t *v = NULL;
-    if (json_parse_text(text, strlen(text), "test JSON", 0, &v) != LLMOS_OK)
+    if (ljson_parse_text(text, strlen(text), "test JSON", 0, &v) != LLMOS_OK)
         fail_msg("bad test JSON: %s", llmos_errmsg());
     return v;
 }

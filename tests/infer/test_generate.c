@@ -279,9 +279,9 @@ static void test_make_random(void **state)
                                   model_path, c),
                      0);
     llmos_buf fa = {0}, fb = {0}, fc = {0};
-    assert_int_equal(file_read_all(a, 1 << 24, &fa), LLMOS_OK);
-    assert_int_equal(file_read_all(b, 1 << 24, &fb), LLMOS_OK);
-    assert_int_equal(file_read_all(c, 1 << 24, &fc), LLMOS_OK);
+    assert_int_equal(llmos_file_read_all(a, 1 << 24, &fa), LLMOS_OK);
+    assert_int_equal(llmos_file_read_all(b, 1 << 24, &fb), LLMOS_OK);
+    assert_int_equal(llmos_file_read_all(c, 1 << 24, &fc), LLMOS_OK);
     assert_int_equal(fa.len, fb.len);
     assert_memory_equal(fa.data, fb.data, fa.len);
     assert_int_equal(fa.len, fc.len);

@@ -161,7 +161,7 @@ static gguf_writer *full_writer(void)
     for (size_t i = 0; i < sizeof tensor_q; i++)
         tensor_q[i] = (uint8_t)(i * 7 + 3);
     for (size_t i = 0; i < LLMOS_ARRAY_LEN(tensor_h); i++)
-        tensor_h[i] = fp32_to_fp16((float)i);
+        tensor_h[i] = quant_fp32_to_fp16((float)i);
     uint64_t ne_a[2] = {4, 3}, ne_q[1] = {64}, ne_h[4] = {2, 4, 2, 4};
     OK(gguf_add_tensor(w, "a.weight", GGML_TYPE_F32, 2, ne_a, tensor_a));
     OK(gguf_add_tensor(w, "q.weight", GGML_TYPE_Q8_0, 1, ne_q, tensor_q));
@@ -858,7 +858,7 @@ static void test_stories260k_truncated(void **state)
     char path[1024];
     snprintf(path, sizeof path, "%s/models/stories260K.gguf", dir);
     llmos_buf b = {0};
-    OK(file_read_all(path, 1 << 24, &b));
+    OK(llmos_file_read_all(path, 1 << 24, &b));
     gguf_file *f;
     OK(gguf_open_memory(b.data, b.len, "s.gguf", &f));
     size_t header_end = (size_t)gguf_data_offset(f);

@@ -21,7 +21,7 @@
 static json_t *js(const char *text)
 {
     json_t *v = NULL;
-    if (json_parse_text(text, strlen(text), "test JSON", 0, &v) != LLMOS_OK)
+    if (ljson_parse_text(text, strlen(text), "test JSON", 0, &v) != LLMOS_OK)
         fail_msg("bad test JSON: %s", llmos_errmsg());
     return v;
 }

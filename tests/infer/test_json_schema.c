@@ -22,7 +22,7 @@
 static json_t *js(const char *text)
 {
     json_t *v = NULL;
-    if (json_parse_text(text, strlen(text), "test", 0, &v) != LLMOS_OK)
+    if (ljson_parse_text(text, strlen(text), "test", 0, &v) != LLMOS_OK)
         fail_msg("bad test JSON: %s", llmos_errmsg());
     return v;
 }
@@ -31,8 +31,8 @@ static grammar *schema_grammar(const char *schema_text, json_t **schema_out)
 {
     json_t *schema = js(schema_text);
     llmos_buf gb = {0};
-    if (json_schema_to_grammar(schema, NULL, &gb) != LLMOS_OK)
-        fail_msg("json_schema_to_grammar(%s): %s", schema_text, llmos_errmsg());
+    if (jschema_to_grammar(schema, NULL, &gb) != LLMOS_OK)
+        fail_msg("jschema_to_grammar(%s): %s", schema_text, llmos_errmsg());
     grammar *g = NULL;
     if (grammar_parse(gb.data, gb.len, NULL, &g) != LLMOS_OK)
         fail_msg("generated grammar does not parse: %s\n%s", llmos_errmsg(), gb.data);
@@ -103,7 +103,7 @@ static void test_schemas(void **state)
             if (!grammar_matches(g, s, strlen(s)))
                 fail_msg("schema %zu: grammar rejects valid %s", c, s);
             json_t *v = js(s);
-            if (json_schema_validate(schema, v, "args") != LLMOS_OK)
+            if (jschema_validate(schema, v, "args") != LLMOS_OK)
                 fail_msg("schema %zu: validator rejects valid %s: %s", c, s, llmos_errmsg());
             json_decref(v);
         }
@@ -112,8 +112,8 @@ static void test_schemas(void **state)
             if (grammar_matches(g, s, strlen(s)))
                 fail_msg("schema %zu: grammar accepts invalid %s", c, s);
             json_t *v = NULL;
-            if (json_parse_text(s, strlen(s), "t", 0, &v) == LLMOS_OK) {
-                if (json_schema_validate(schema, v, "args") == LLMOS_OK)
+            if (ljson_parse_text(s, strlen(s), "t", 0, &v) == LLMOS_OK) {
+                if (jschema_validate(schema, v, "args") == LLMOS_OK)
                     fail_msg("schema %zu: validator accepts invalid %s", c, s);
                 json_decref(v);
             }
@@ -133,7 +133,7 @@ static void test_order_and_whitespace(void **state)
     const char *swapped = "{\"b\":1,\"a\":2}";
     assert_false(grammar_matches(g, swapped, strlen(swapped))); /* schema order only */
     json_t *v = js(swapped);
-    assert_int_equal(json_schema_validate(schema, v, NULL), LLMOS_OK); /* valid JSON, though */
+    assert_int_equal(jschema_validate(schema, v, NULL), LLMOS_OK); /* valid JSON, though */
     json_decref(v);
     /* whitespace is bounded: a run of 100 blanks is refused, pretty printing is fine */
     char spaces[200];
@@ -167,7 +167,7 @@ static void test_validator_messages(void **state)
     };
     for (size_t k = 0; k < LLMOS_ARRAY_LEN(cases); k++) {
         json_t *v = js(cases[k].inst);
-        assert_int_equal(json_schema_validate(schema, v, "args"), LLMOS_ERR_INVALID);
+        assert_int_equal(jschema_validate(schema, v, "args"), LLMOS_ERR_INVALID);
         if (!strstr(llmos_errmsg(), cases[k].want))
             fail_msg("message \"%s\" lacks \"%s\"", llmos_errmsg(), cases[k].want);
         json_decref(v);
@@ -176,11 +176,11 @@ static void test_validator_messages(void **state)
 
     schema = js("{\"oneOf\":[{\"type\":\"integer\"},{\"type\":\"number\"}]}");
     json_t *v = js("1");
-    assert_int_equal(json_schema_validate(schema, v, NULL), LLMOS_ERR_INVALID);
+    assert_int_equal(jschema_validate(schema, v, NULL), LLMOS_ERR_INVALID);
     assert_non_null(strstr(llmos_errmsg(), "matches 2 of the oneOf"));
     json_decref(v);
     v = js("1.5");
-    assert_int_equal(json_schema_validate(schema, v, NULL), LLMOS_OK);
+    assert_int_equal(jschema_validate(schema, v, NULL), LLMOS_OK);
     json_decref(v);
     json_decref(schema);
 }
@@ -203,7 +203,7 @@ static void test_unsupported(void **state)
     for (size_t k = 0; k < LLMOS_ARRAY_LEN(cases); k++) {
         json_t *s = js(cases[k].schema);
         llmos_buf b = {0};
-        assert_int_equal(json_schema_to_grammar(s, NULL, &b), cases[k].code);
+        assert_int_equal(jschema_to_grammar(s, NULL, &b), cases[k].code);
         if (!strstr(llmos_errmsg(), cases[k].want))
             fail_msg("message \"%s\" lacks \"%s\"", llmos_errmsg(), cases[k].want);
         buf_free(&b);
@@ -215,7 +215,7 @@ static void test_generic_and_prefix(void **state)
 {
     (void)state;
     llmos_buf b = {0};
-    assert_int_equal(json_grammar_generic(&b), LLMOS_OK);
+    assert_int_equal(jschema_grammar_generic(&b), LLMOS_OK);
     grammar *g = NULL;
     assert_int_equal(grammar_parse(b.data, b.len, NULL, &g), LLMOS_OK);
     const char *ok = "{\"a\":[1,2,{\"b\":null}],\"c\":\"\\u00e9\"}";
@@ -232,8 +232,8 @@ static void test_generic_and_prefix(void **state)
     /* two schemas with prefixes in one grammar */
     json_t *s1 = js("{\"type\":\"integer\"}"), *s2 = js("{\"type\":\"string\"}");
     assert_int_equal(buf_puts(&b, "root ::= a-root | b-root\n"), LLMOS_OK);
-    assert_int_equal(json_schema_to_grammar(s1, "a-", &b), LLMOS_OK);
-    assert_int_equal(json_schema_to_grammar(s2, "b-", &b), LLMOS_OK);
+    assert_int_equal(jschema_to_grammar(s1, "a-", &b), LLMOS_OK);
+    assert_int_equal(jschema_to_grammar(s2, "b-", &b), LLMOS_OK);
     assert_int_equal(grammar_parse(b.data, b.len, NULL, &g), LLMOS_OK);
     assert_true(grammar_matches(g, "12", 2));
     assert_true(grammar_matches(g, "\"x\"", 3));

@@ -302,7 +302,7 @@ static double top_margin(const float *x, size_t n)
 static void check_converted(ggml_type type, double u)
 {
     char path[4200];
-    snprintf(path, sizeof path, "%s/stories-%s.gguf", tmpdir, ggml_type_name(type));
+    snprintf(path, sizeof path, "%s/stories-%s.gguf", tmpdir, quant_type_name(type));
     convert_model(model_path, path, type);
     llmos_model *m = load(path), *m32 = load(model_path);
     assert_int_equal(model_hparams_of(m)->weight_type, type);
@@ -349,7 +349,7 @@ static void check_converted(ggml_type type, double u)
     }
     printf("%s weights: top-1 equal to F32 at %d of 64 greedy positions (%d near ties, gap < "
            "2x bound); max |logit diff| %.3e (bound there %.3e), seq1..3 vs llama2.c %.3e\n",
-           ggml_type_name(type), agree, near_ties, worst, worst_tol, worst_seq);
+           quant_type_name(type), agree, near_ties, worst, worst_tol, worst_seq);
     assert_true(agree >= 60); /* flips are rare even among near ties */
     model_free(m);
     model_free(m32);

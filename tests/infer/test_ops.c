@@ -38,7 +38,7 @@ static void *make_weight(ggml_type type, const float *w, size_t n, float *deq)
 {
     const quant_traits *tr = quant_traits_of(type);
     uint64_t bytes;
-    assert_true(ggml_row_size(type, n, &bytes));
+    assert_true(quant_row_size(type, n, &bytes));
     void *data = malloc(bytes);
     tr->from_float(w, data, n);
     tr->to_float(data, deq, n);
@@ -123,7 +123,7 @@ static void check_matmul_packed(ggml_type type)
     size_t bytes = ops_matrix_packed_bytes(&m);
     if (bytes == 0) {
         print_message("%s: no packed kernel on this CPU (or LLMOS_PACK=0), skipped\n",
-                      ggml_type_name(type));
+                      quant_type_name(type));
         free(data);
         return;
     }
@@ -148,7 +148,7 @@ static void check_matmul_packed(ggml_type type)
             for (size_t i = 0; i < N_IN; i++)
                 ref += (double)deq[r * N_IN + i] * xr[t * N_IN + i];
             if (fabs(y[t * N_OUT + r] - ref) > 1e-4)
-                fail_msg("%s packed: token %zu row %zu: %.7g, expected %.7g", ggml_type_name(type),
+                fail_msg("%s packed: token %zu row %zu: %.7g, expected %.7g", quant_type_name(type),
                          t, r, (double)y[t * N_OUT + r], ref);
         }
     /* each token's sum runs in the same order alone or in a batch */

@@ -364,12 +364,12 @@ static void test_table(void **state)
     assert_null(quant_traits_of((ggml_type)200));
     assert_false(quant_traits_of(GGML_TYPE_IQ2_XXS)->supported);
     uint64_t bytes;
-    assert_true(ggml_row_size(GGML_TYPE_Q4_K, 4096, &bytes));
+    assert_true(quant_row_size(GGML_TYPE_Q4_K, 4096, &bytes));
     assert_int_equal(bytes, 16 * 144);
-    assert_false(ggml_row_size(GGML_TYPE_Q4_K, 4000, &bytes));
+    assert_false(quant_row_size(GGML_TYPE_Q4_K, 4000, &bytes));
 
     /* the chosen kernel set follows the CPU */
-    const llmos_cpu *cpu = cpu_features();
+    const llmos_cpu *cpu = llmos_cpu_features();
     const char *isa = quant_isa_name();
     bool avx2 = cpu->avx2 && cpu->fma && cpu->f16c;
     bool vnni = avx2 && cpu->avx512f && cpu->avx512bw && cpu->avx512vl && cpu->avx512vnni;
@@ -378,9 +378,9 @@ static void test_table(void **state)
         assert_string_equal(isa, vnni ? "avx512" : avx2 ? "avx2" : "scalar");
 #if defined(__x86_64__)
         if (vnni)
-            assert_ptr_equal(quant_traits_of(GGML_TYPE_Q4_K)->vec_dot, q4_K_vec_dot_avx512);
+            assert_ptr_equal(quant_traits_of(GGML_TYPE_Q4_K)->vec_dot, quant_q4_K_vec_dot_avx512);
         else if (avx2)
-            assert_ptr_equal(quant_traits_of(GGML_TYPE_Q4_K)->vec_dot, q4_K_vec_dot_avx2);
+            assert_ptr_equal(quant_traits_of(GGML_TYPE_Q4_K)->vec_dot, quant_q4_K_vec_dot_avx2);
 #endif
     }
 }
@@ -465,7 +465,7 @@ static void test_quantize_error(void **state)
     for (size_t k = 0; k < LLMOS_ARRAY_LEN(rmse_bounds); k++) {
         double r = rel_rmse(rmse_bounds[k].type, x, n, true);
         if (!(r <= rmse_bounds[k].max_rel_rmse))
-            fail_msg("%s: relative rmse %.4f above %.4f", ggml_type_name(rmse_bounds[k].type), r,
+            fail_msg("%s: relative rmse %.4f above %.4f", quant_type_name(rmse_bounds[k].type), r,
                      rmse_bounds[k].max_rel_rmse);
     }
     free(x);
@@ -480,15 +480,15 @@ static void test_quantize_half_step(void **state)
     for (int rep = 0; rep < 50; rep++) {
         for (int i = 0; i < 256; i++)
             x[i] = rnd_gauss() * (float)(rep + 1);
-        q8_K_from_float_ref(x, q, 256);
-        q8_K_to_float(q, y, 256);
+        quant_q8_K_from_float_ref(x, q, 256);
+        quant_q8_K_to_float(q, y, 256);
         float d = fabsf(((block_q8_K *)(void *)q)->d);
         for (int i = 0; i < 256; i++)
             assert_true(fabsf(x[i] - y[i]) <= 0.5f * d * 1.0001f);
-        q8_0_from_float_ref(x, q, 32);
-        q8_0_to_float(q, y, 32);
+        quant_q8_0_from_float_ref(x, q, 32);
+        quant_q8_0_to_float(q, y, 32);
         /* d is stored as fp16: the levels move by up to 2^-11 relative, 127 levels away */
-        d = fp16_to_fp32(((block_q8_0 *)(void *)q)->d);
+        d = quant_fp16_to_fp32(((block_q8_0 *)(void *)q)->d);
         for (int i = 0; i < 32; i++)
             assert_true(fabsf(x[i] - y[i]) <= 0.5f * d + 127 * d / 2048);
     }
@@ -506,7 +506,7 @@ static void test_quantize_half_step(void **state)
 
 static bool can_run_avx2(void)
 {
-    const llmos_cpu *c = cpu_features();
+    const llmos_cpu *c = llmos_cpu_features();
     return c->avx2 && c->fma && c->f16c;
 }
 
@@ -514,7 +514,7 @@ static void test_simd_quantizers_bit_exact(void **state)
 {
     (void)state;
 #if defined(__x86_64__)
-    const llmos_cpu *cpu = cpu_features();
+    const llmos_cpu *cpu = llmos_cpu_features();
     if (!(cpu->avx2 && cpu->fma && cpu->f16c))
         skip();
     size_t n = 4096;
@@ -534,17 +534,17 @@ static void test_simd_quantizers_bit_exact(void **state)
                 x[i] = (rnd32() & 1) ? 2.0f : -2.0f;
         memset(a, 0xAB, n / 32 * 34);
         memset(b, 0xCD, n / 32 * 34);
-        q8_0_from_float_ref(x, a, n);
-        q8_0_from_float_avx2(x, b, n);
+        quant_q8_0_from_float_ref(x, a, n);
+        quant_q8_0_from_float_avx2(x, b, n);
         assert_memory_equal(a, b, n / 32 * 34);
         memset(a, 0xAB, n / 256 * 292);
         memset(b, 0xCD, n / 256 * 292);
-        q8_K_from_float_ref(x, a, n);
-        q8_K_from_float_avx2(x, b, n);
+        quant_q8_K_from_float_ref(x, a, n);
+        quant_q8_K_from_float_avx2(x, b, n);
         assert_memory_equal(a, b, n / 256 * 292);
     }
     /* the table's activation quantizers are these */
-    assert_ptr_equal(quant_traits_of(GGML_TYPE_Q8_K)->from_float_ref, q8_K_from_float_ref);
+    assert_ptr_equal(quant_traits_of(GGML_TYPE_Q8_K)->from_float_ref, quant_q8_K_from_float_ref);
     free(x);
     free(a);
     free(b);
@@ -570,11 +570,11 @@ static void test_quantize_extremes(void **state)
     }
 #if defined(__x86_64__)
     if (can_run_avx2()) {
-        q8_0_from_float_ref(x, a, 512);
-        q8_0_from_float_avx2(x, b, 512);
+        quant_q8_0_from_float_ref(x, a, 512);
+        quant_q8_0_from_float_avx2(x, b, 512);
         assert_memory_equal(a, b, 512 / 32 * 34);
-        q8_K_from_float_ref(x, a, 512);
-        q8_K_from_float_avx2(x, b, 512);
+        quant_q8_K_from_float_ref(x, a, 512);
+        quant_q8_K_from_float_avx2(x, b, 512);
         assert_memory_equal(a, b, 2 * 292);
     }
 #endif
@@ -599,8 +599,8 @@ static void random_weights(ggml_type type, void *dst, size_t n)
     for (size_t i = 0; i < nb * t->type_size; i++)
         p[i] = (uint8_t)rnd32();
     for (size_t i = 0; i < nb; i++) {
-        uint16_t d = fp32_to_fp16(0.001f + rnd_uniform() * 0.01f);
-        uint16_t m = fp32_to_fp16((rnd_uniform() - 0.5f) * 0.02f);
+        uint16_t d = quant_fp32_to_fp16(0.001f + rnd_uniform() * 0.01f);
+        uint16_t m = quant_fp32_to_fp16((rnd_uniform() - 0.5f) * 0.02f);
         switch (type) {
         case GGML_TYPE_Q4_0: ((block_q4_0 *)dst)[i].d = d; break;
         case GGML_TYPE_Q4_1:
@@ -641,7 +641,7 @@ typedef struct dot_case {
 
 static bool can_run(int need)
 {
-    const llmos_cpu *c = cpu_features();
+    const llmos_cpu *c = llmos_cpu_features();
     bool avx2 = c->avx2 && c->fma && c->f16c;
     switch (need) {
     case 0: return true;
@@ -659,16 +659,16 @@ static bool can_run(int need)
         GGML_TYPE_##t, f, #f, need                                                                 \
     }
 static const dot_case dot_cases[] = {
-    DC(Q4_0, q4_0_vec_dot_avx2, 1),   DC(Q4_1, q4_1_vec_dot_avx2, 1),
-    DC(Q5_0, q5_0_vec_dot_avx2, 1),   DC(Q5_1, q5_1_vec_dot_avx2, 1),
-    DC(Q8_0, q8_0_vec_dot_avx2, 1),   DC(Q2_K, q2_K_vec_dot_avx2, 1),
-    DC(Q3_K, q3_K_vec_dot_avx2, 1),   DC(Q4_K, q4_K_vec_dot_avx2, 1),
-    DC(Q5_K, q5_K_vec_dot_avx2, 1),   DC(Q6_K, q6_K_vec_dot_avx2, 1),
-    DC(F16, f16_vec_dot_avx2, 1),     DC(BF16, bf16_vec_dot_avx2, 1),
-    DC(F32, f32_vec_dot_avx2, 1),     DC(Q4_0, q4_0_vec_dot_avx512, 2),
-    DC(Q8_0, q8_0_vec_dot_avx512, 2), DC(Q4_K, q4_K_vec_dot_avx512, 2),
-    DC(Q6_K, q6_K_vec_dot_avx512, 2), DC(F16, f16_vec_dot_avx512, 3),
-    DC(BF16, bf16_vec_dot_avx512, 4),
+    DC(Q4_0, quant_q4_0_vec_dot_avx2, 1),   DC(Q4_1, quant_q4_1_vec_dot_avx2, 1),
+    DC(Q5_0, quant_q5_0_vec_dot_avx2, 1),   DC(Q5_1, quant_q5_1_vec_dot_avx2, 1),
+    DC(Q8_0, quant_q8_0_vec_dot_avx2, 1),   DC(Q2_K, quant_q2_K_vec_dot_avx2, 1),
+    DC(Q3_K, quant_q3_K_vec_dot_avx2, 1),   DC(Q4_K, quant_q4_K_vec_dot_avx2, 1),
+    DC(Q5_K, quant_q5_K_vec_dot_avx2, 1),   DC(Q6_K, quant_q6_K_vec_dot_avx2, 1),
+    DC(F16, quant_f16_vec_dot_avx2, 1),     DC(BF16, quant_bf16_vec_dot_avx2, 1),
+    DC(F32, quant_f32_vec_dot_avx2, 1),     DC(Q4_0, quant_q4_0_vec_dot_avx512, 2),
+    DC(Q8_0, quant_q8_0_vec_dot_avx512, 2), DC(Q4_K, quant_q4_K_vec_dot_avx512, 2),
+    DC(Q6_K, quant_q6_K_vec_dot_avx512, 2), DC(F16, quant_f16_vec_dot_avx512, 3),
+    DC(BF16, quant_bf16_vec_dot_avx512, 4),
 };
 #endif
 
@@ -834,15 +834,15 @@ static void test_dot4_kernels(void **state)
         const char *name;
         int need;
     } cases[] = {
-        {GGML_TYPE_Q8_0, q8_0_vec_dot4_avx2, "q8_0_vec_dot4_avx2", 1},
-        {GGML_TYPE_Q4_0, q4_0_vec_dot4_avx2, "q4_0_vec_dot4_avx2", 1},
-        {GGML_TYPE_Q4_K, q4_K_vec_dot4_avx2, "q4_K_vec_dot4_avx2", 1},
-        {GGML_TYPE_Q5_K, q5_K_vec_dot4_avx2, "q5_K_vec_dot4_avx2", 1},
-        {GGML_TYPE_Q6_K, q6_K_vec_dot4_avx2, "q6_K_vec_dot4_avx2", 1},
-        {GGML_TYPE_Q8_0, q8_0_vec_dot4_avx512, "q8_0_vec_dot4_avx512", 2},
-        {GGML_TYPE_Q4_0, q4_0_vec_dot4_avx512, "q4_0_vec_dot4_avx512", 2},
-        {GGML_TYPE_Q4_K, q4_K_vec_dot4_avx512, "q4_K_vec_dot4_avx512", 2},
-        {GGML_TYPE_Q6_K, q6_K_vec_dot4_avx512, "q6_K_vec_dot4_avx512", 2},
+        {GGML_TYPE_Q8_0, quant_q8_0_vec_dot4_avx2, "quant_q8_0_vec_dot4_avx2", 1},
+        {GGML_TYPE_Q4_0, quant_q4_0_vec_dot4_avx2, "quant_q4_0_vec_dot4_avx2", 1},
+        {GGML_TYPE_Q4_K, quant_q4_K_vec_dot4_avx2, "quant_q4_K_vec_dot4_avx2", 1},
+        {GGML_TYPE_Q5_K, quant_q5_K_vec_dot4_avx2, "quant_q5_K_vec_dot4_avx2", 1},
+        {GGML_TYPE_Q6_K, quant_q6_K_vec_dot4_avx2, "quant_q6_K_vec_dot4_avx2", 1},
+        {GGML_TYPE_Q8_0, quant_q8_0_vec_dot4_avx512, "quant_q8_0_vec_dot4_avx512", 2},
+        {GGML_TYPE_Q4_0, quant_q4_0_vec_dot4_avx512, "quant_q4_0_vec_dot4_avx512", 2},
+        {GGML_TYPE_Q4_K, quant_q4_K_vec_dot4_avx512, "quant_q4_K_vec_dot4_avx512", 2},
+        {GGML_TYPE_Q6_K, quant_q6_K_vec_dot4_avx512, "quant_q6_K_vec_dot4_avx512", 2},
     };
     int ran = 0;
     for (size_t c = 0; c < LLMOS_ARRAY_LEN(cases); c++) {

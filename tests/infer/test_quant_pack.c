@@ -54,8 +54,8 @@ static void random_rows(ggml_type type, void *dst, size_t n)
     for (size_t i = 0; i < nb * t->type_size; i++)
         p[i] = (uint8_t)rnd32();
     for (size_t i = 0; i < nb; i++) {
-        uint16_t d = fp32_to_fp16(0.001f + rnd_uniform() * 0.01f);
-        uint16_t m = fp32_to_fp16(0.001f + rnd_uniform() * 0.01f);
+        uint16_t d = quant_fp32_to_fp16(0.001f + rnd_uniform() * 0.01f);
+        uint16_t m = quant_fp32_to_fp16(0.001f + rnd_uniform() * 0.01f);
         switch (type) {
         case GGML_TYPE_Q4_0: ((block_q4_0 *)dst)[i].d = d; break;
         case GGML_TYPE_Q5_0: ((block_q5_0 *)dst)[i].d = d; break;
@@ -110,7 +110,7 @@ static void test_act_reference_values(void **state)
 static void test_act_simd_matches_reference(void **state)
 {
     (void)state;
-    const llmos_cpu *cpu = cpu_features();
+    const llmos_cpu *cpu = llmos_cpu_features();
     if (!(cpu->avx512f && cpu->avx512bw && cpu->avx512vl && cpu->avx512vnni)) {
         print_message("skipping: this CPU has no AVX-512 VNNI\n");
         return;
@@ -229,7 +229,7 @@ static void test_packed_kernels(void **state)
         assert_non_null(pt);
         if (!pt->kernel)
             print_message("%s: no SIMD kernel on this CPU, reference only\n",
-                          ggml_type_name(packed_types[i]));
+                          quant_type_name(packed_types[i]));
         check_type(packed_types[i], 256, 37);
         check_type(packed_types[i], 2048, 16);
         check_type(packed_types[i], 1280, 5);

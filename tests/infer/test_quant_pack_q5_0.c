@@ -45,7 +45,7 @@ static void make_row(block_q5_0 *row, size_t nb, int r, float d, field_fn qf)
 {
     memset(row, 0, nb * sizeof *row);
     for (size_t b = 0; b < nb; b++) {
-        row[b].d = fp32_to_fp16(d * (float)(1 + (b + (size_t)r) % 3));
+        row[b].d = quant_fp32_to_fp16(d * (float)(1 + (b + (size_t)r) % 3));
         for (int j = 0; j < QK5_0; j++)
             set_q(&row[b], j, qf(r, (int)b * QK5_0 + j));
     }
@@ -58,7 +58,7 @@ static double expect_dot(const block_q5_0 *row, size_t k, const void *act, doubl
     const float *dx = qpack_act_d(act, k);
     double sum = 0, m = 0;
     for (size_t i = 0; i < k; i++) {
-        double w = (double)fp16_to_fp32(row[i / QK5_0].d) * (qf(r, (int)i) - 16);
+        double w = (double)quant_fp16_to_fp32(row[i / QK5_0].d) * (qf(r, (int)i) - 16);
         double t = w * dx[i / QPACK_BLOCK] * y[i];
         sum += t;
         m += fabs(t);
@@ -84,7 +84,7 @@ static void test_layout_bytes(void **state)
     uint8_t *g = malloc(nb * BLK_BYTES);
     assert_non_null(g);
     memset(g, 0xAA, nb * BLK_BYTES); /* pack must overwrite every byte */
-    q5_0x16_pack(rows, sizeof rows[0], 5, k, g);
+    qpack_q5_0x16_pack(rows, sizeof rows[0], 5, k, g);
     for (size_t b = 0; b < nb; b++) {
         const uint8_t *gb = g + b * BLK_BYTES;
         for (int r = 0; r < QPACK_ROWS; r++) {
@@ -139,12 +139,12 @@ static void check_case(field_fn qf, float d, int act_kind)
     assert_true(rows && g && act);
     for (size_t r = 0; r < n_rows; r++)
         make_row(rows + r * nb, nb, (int)r, d, qf);
-    q5_0x16_pack(rows, nb * sizeof *rows, n_rows, k, g);
+    qpack_q5_0x16_pack(rows, nb * sizeof *rows, n_rows, k, g);
     for (int t = 0; t < QPACK_TOK; t++)
         make_act((act_kind + t) % 3, k, act + t * ab);
 
     float ref[QPACK_TOK][QPACK_ROWS], simd[QPACK_TOK][QPACK_ROWS];
-    q5_0x16_kernel_ref(k, g, act, ab, QPACK_TOK, ref);
+    qpack_q5_0x16_kernel_ref(k, g, act, ab, QPACK_TOK, ref);
     if (pt->kernel)
         pt->kernel(k, g, act, ab, QPACK_TOK, simd);
     for (int t = 0; t < QPACK_TOK; t++)

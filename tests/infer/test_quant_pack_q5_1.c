@@ -47,9 +47,9 @@ static void make_row(block_q5_1 *row, size_t nb, int r, float d, float m, field_
 {
     memset(row, 0, nb * sizeof *row);
     for (size_t b = 0; b < nb; b++) {
-        row[b].d = fp32_to_fp16(d * (float)(1 + (b + (size_t)r) % 3));
-        row[b].m = fp32_to_fp16(m * (float)(1 + (b + 2 * (size_t)r) % 4) *
-                                ((b + (size_t)r) % 2 ? -1.0f : 1.0f));
+        row[b].d = quant_fp32_to_fp16(d * (float)(1 + (b + (size_t)r) % 3));
+        row[b].m = quant_fp32_to_fp16(m * (float)(1 + (b + 2 * (size_t)r) % 4) *
+                                      ((b + (size_t)r) % 2 ? -1.0f : 1.0f));
         for (int j = 0; j < QK5_1; j++)
             set_q(&row[b], j, qf(r, (int)b * QK5_1 + j));
     }
@@ -63,7 +63,8 @@ static double expect_dot(const block_q5_1 *row, size_t k, const void *act, doubl
     double sum = 0, m = 0;
     for (size_t i = 0; i < k; i++) {
         const block_q5_1 *blk = &row[i / QK5_1];
-        double wq = (double)fp16_to_fp32(blk->d) * qf(r, (int)i), wm = fp16_to_fp32(blk->m);
+        double wq = (double)quant_fp16_to_fp32(blk->d) * qf(r, (int)i),
+               wm = quant_fp16_to_fp32(blk->m);
         double x = (double)dx[i / QPACK_BLOCK] * y[i];
         sum += (wq + wm) * x;
         m += fabs(wq * x) + fabs(wm * x); /* the kernels sum the two parts separately */
@@ -89,7 +90,7 @@ static void test_layout_bytes(void **state)
     uint8_t *g = malloc(nb * BLK_BYTES);
     assert_non_null(g);
     memset(g, 0xAA, nb * BLK_BYTES); /* pack must overwrite every byte */
-    q5_1x16_pack(rows, sizeof rows[0], 5, k, g);
+    qpack_q5_1x16_pack(rows, sizeof rows[0], 5, k, g);
     for (size_t b = 0; b < nb; b++) {
         const uint8_t *gb = g + b * BLK_BYTES;
         for (int r = 0; r < QPACK_ROWS; r++) {
@@ -147,13 +148,13 @@ static void check_case(field_fn qf, float d, float m, int act_kind)
     assert_true(rows && g && act);
     for (size_t r = 0; r < n_rows; r++)
         make_row(rows + r * nb, nb, (int)r, d, m, qf);
-    q5_1x16_pack(rows, nb * sizeof *rows, n_rows, k, g);
+    qpack_q5_1x16_pack(rows, nb * sizeof *rows, n_rows, k, g);
     for (int t = 0; t < QPACK_TOK; t++)
         make_act((act_kind + t) % 3, k, act + t * ab);
 
     for (size_t nt = 1; nt <= QPACK_TOK; nt++) {
         float ref[QPACK_TOK][QPACK_ROWS], simd[QPACK_TOK][QPACK_ROWS];
-        q5_1x16_kernel_ref(k, g, act, ab, nt, ref);
+        qpack_q5_1x16_kernel_ref(k, g, act, ab, nt, ref);
         if (pt->kernel)
             pt->kernel(k, g, act, ab, nt, simd);
         for (size_t t = 0; t < nt; t++)

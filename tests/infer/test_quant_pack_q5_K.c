@@ -82,8 +82,8 @@ static void make_row(block_q5_K *row, size_t nb, int r, const row_spec *s)
 {
     memset(row, 0, nb * sizeof *row);
     for (size_t b = 0; b < nb; b++) {
-        row[b].d = fp32_to_fp16(row_d(s, b, r));
-        row[b].dmin = fp32_to_fp16(row_dmin(s, b, r));
+        row[b].d = quant_fp32_to_fp16(row_d(s, b, r));
+        row[b].dmin = quant_fp32_to_fp16(row_dmin(s, b, r));
         for (int j = 0; j < 8; j++) {
             int sb = (int)b * 8 + j;
             set_scale_min(&row[b], j, s->sc(r, sb), s->m(r, sb));
@@ -105,8 +105,8 @@ static double expect_dot(const block_q5_K *row, size_t k, const void *act, const
         size_t b = i / QK_K;
         int sb = (int)(i / 32);
         double x = (double)dx[i / QPACK_BLOCK] * y[i];
-        double wq = (double)fp16_to_fp32(row[b].d) * s->sc(r, sb) * s->q(r, (int)i);
-        double wm = (double)fp16_to_fp32(row[b].dmin) * s->m(r, sb);
+        double wq = (double)quant_fp16_to_fp32(row[b].d) * s->sc(r, sb) * s->q(r, (int)i);
+        double wm = (double)quant_fp16_to_fp32(row[b].dmin) * s->m(r, sb);
         sum += (wq - wm) * x;
         m += fabs(wq * x) + fabs(wm * x);
     }
@@ -176,7 +176,7 @@ static void test_layout_bytes(void **state)
     uint8_t *g = malloc(nb * SB_BYTES);
     assert_non_null(g);
     memset(g, 0xAA, nb * SB_BYTES); /* pack must overwrite every byte */
-    q5_Kx16_pack(rows, sizeof rows[0], 5, k, g);
+    qpack_q5_Kx16_pack(rows, sizeof rows[0], 5, k, g);
     for (size_t b = 0; b < nb; b++) {
         const uint8_t *gb = g + b * SB_BYTES;
         for (int r = 0; r < QPACK_ROWS; r++) {
@@ -224,13 +224,13 @@ static void check_case(const row_spec *spec, int act_kind)
     assert_true(rows && g && act);
     for (size_t r = 0; r < n_rows; r++)
         make_row(rows + r * nb, nb, (int)r, spec);
-    q5_Kx16_pack(rows, nb * sizeof *rows, n_rows, k, g);
+    qpack_q5_Kx16_pack(rows, nb * sizeof *rows, n_rows, k, g);
     for (int t = 0; t < QPACK_TOK; t++)
         make_act((act_kind + t) % 3, k, act + t * ab);
 
     for (size_t nt = 1; nt <= QPACK_TOK; nt++) {
         float ref[QPACK_TOK][QPACK_ROWS], simd[QPACK_TOK][QPACK_ROWS];
-        q5_Kx16_kernel_ref(k, g, act, ab, nt, ref);
+        qpack_q5_Kx16_kernel_ref(k, g, act, ab, nt, ref);
         if (pt->kernel)
             pt->kernel(k, g, act, ab, nt, simd);
         for (size_t t = 0; t < nt; t++)

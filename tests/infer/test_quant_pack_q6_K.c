@@ -47,7 +47,7 @@ static void make_row(block_q6_K *row, size_t nsb, int r, float d, field_fn qf, f
 {
     memset(row, 0, nsb * sizeof *row);
     for (size_t s = 0; s < nsb; s++) {
-        row[s].d = fp32_to_fp16(d);
+        row[s].d = quant_fp32_to_fp16(d);
         for (int j = 0; j < 16; j++)
             row[s].scales[j] = (int8_t)sf(r, (int)s * 16 + j);
         for (int e = 0; e < QK_K; e++)
@@ -65,7 +65,8 @@ static double expect_dot(const block_q6_K *row, size_t k, const void *act, doubl
     double sum = 0, m = 0;
     for (size_t i = 0; i < k; i++) {
         const block_q6_K *b = &row[i / QK_K];
-        double w = (double)fp16_to_fp32(b->d) * b->scales[(i % QK_K) / 16] * (qf(r, (int)i) - 32);
+        double w =
+            (double)quant_fp16_to_fp32(b->d) * b->scales[(i % QK_K) / 16] * (qf(r, (int)i) - 32);
         double t = w * dx[i / QPACK_BLOCK] * y[i];
         sum += t;
         m += fabs(t);
@@ -95,7 +96,7 @@ static void test_layout_bytes(void **state)
     uint8_t *g = malloc(nsb * SB_BYTES);
     assert_non_null(g);
     memset(g, 0xAA, nsb * SB_BYTES); /* pack must overwrite every byte */
-    q6_Kx16_pack(rows, sizeof rows[0], 3, k, g);
+    qpack_q6_Kx16_pack(rows, sizeof rows[0], 3, k, g);
     for (size_t s = 0; s < nsb; s++) {
         const uint8_t *gs = g + s * SB_BYTES;
         for (int r = 0; r < QPACK_ROWS; r++) {
@@ -161,12 +162,12 @@ static void check_case(field_fn qf, field_fn sf, int act_kind)
     assert_true(rows && g && act);
     for (size_t r = 0; r < n_rows; r++)
         make_row(rows + r * nsb, nsb, (int)r, 1.0f, qf, sf);
-    q6_Kx16_pack(rows, nsb * sizeof *rows, n_rows, k, g);
+    qpack_q6_Kx16_pack(rows, nsb * sizeof *rows, n_rows, k, g);
     for (int t = 0; t < QPACK_TOK; t++)
         make_act((act_kind + t) % 3, k, act + t * ab);
 
     float ref[QPACK_TOK][QPACK_ROWS], simd[QPACK_TOK][QPACK_ROWS];
-    q6_Kx16_kernel_ref(k, g, act, ab, QPACK_TOK, ref);
+    qpack_q6_Kx16_kernel_ref(k, g, act, ab, QPACK_TOK, ref);
     if (pt->kernel)
         pt->kernel(k, g, act, ab, QPACK_TOK, simd);
     for (int t = 0; t < QPACK_TOK; t++)

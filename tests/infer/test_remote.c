@@ -182,7 +182,7 @@ static json_t *fake_body(const fake_openai *f, size_t i)
     const char *b = strstr(f->requests[i], "\r\n\r\n");
     assert_non_null(b);
     json_t *v = NULL;
-    assert_int_equal(json_parse_text(b + 4, strlen(b + 4), "request", 0, &v), LLMOS_OK);
+    assert_int_equal(ljson_parse_text(b + 4, strlen(b + 4), "request", 0, &v), LLMOS_OK);
     return v;
 }
 
@@ -304,16 +304,16 @@ static void test_chat_request_and_answer(void **state)
     assert_non_null(strstr(f->requests[1], "POST /v1/chat/completions "));
     assert_null(strstr(f->requests[1], "Authorization:")); /* no key given */
     json_t *body = fake_body(f, 1);
-    assert_string_equal(json_get_string(body, "model", ""), "m1");
-    assert_false(json_get_bool(body, "stream", true));
-    assert_int_equal(json_get_int(body, "max_tokens", 0), 50);
-    assert_float_equal(json_get_number(body, "temperature", 0), 0.5, 1e-6);
-    assert_float_equal(json_get_number(body, "top_p", 0), 0.9, 1e-6);
-    assert_int_equal(json_get_int(body, "seed", 0), 42);
+    assert_string_equal(ljson_get_string(body, "model", ""), "m1");
+    assert_false(ljson_get_bool(body, "stream", true));
+    assert_int_equal(ljson_get_int(body, "max_tokens", 0), 50);
+    assert_float_equal(ljson_get_number(body, "temperature", 0), 0.5, 1e-6);
+    assert_float_equal(ljson_get_number(body, "top_p", 0), 0.9, 1e-6);
+    assert_int_equal(ljson_get_int(body, "seed", 0), 42);
     assert_true(json_equal(json_object_get(body, "messages"), msgs));
     assert_string_equal(json_string_value(json_array_get(json_object_get(body, "stop"), 1)),
                         "\n\n");
-    assert_string_equal(json_get_string(json_get_object(body, "response_format"), "type", ""),
+    assert_string_equal(ljson_get_string(ljson_get_object(body, "response_format"), "type", ""),
                         "json_object");
     assert_null(json_object_get(body, "tools"));
     json_decref(body);
@@ -332,8 +332,8 @@ static void test_chat_request_and_answer(void **state)
     body = fake_body(f, 2);
     assert_true(json_equal(json_object_get(body, "tools"), tools));
     assert_string_equal(
-        json_get_string(json_get_object(json_get_object(body, "tool_choice"), "function"), "name",
-                        ""),
+        ljson_get_string(ljson_get_object(ljson_get_object(body, "tool_choice"), "function"),
+                         "name", ""),
         "get_weather");
     json_decref(body);
 
@@ -392,7 +392,7 @@ static void test_stream_and_tool_deltas(void **state)
     assert_int_equal(r.completion_tokens, 3);
     llm_response_free(&r);
     json_t *body = fake_body(f, 1);
-    assert_true(json_get_bool(body, "stream", false));
+    assert_true(ljson_get_bool(body, "stream", false));
     json_decref(body);
     assert_non_null(strstr(f->requests[1], "Accept: text/event-stream"));
 
@@ -456,9 +456,9 @@ static void test_500_gives_up(void **state)
     llm_request rq = llm_request_default();
     rq.messages = msgs;
     llm_response r;
-    double t0 = time_now();
+    double t0 = llmos_time_now();
     assert_int_equal(llm_chat(b, &rq, NULL, NULL, &r), LLMOS_ERR_NETWORK);
-    double dt = time_now() - t0;
+    double dt = llmos_time_now() - t0;
     const char *msg = llmos_errmsg();
     assert_non_null(strstr(msg, "HTTP 500"));
     assert_non_null(strstr(msg, "model overloaded"));
@@ -508,9 +508,9 @@ static void test_timeout(void **state)
     llm_request rq = llm_request_default();
     rq.messages = msgs;
     llm_response r;
-    double t0 = time_now();
+    double t0 = llmos_time_now();
     assert_int_equal(llm_chat(b, &rq, NULL, NULL, &r), LLMOS_ERR_NETWORK);
-    double dt = time_now() - t0;
+    double dt = llmos_time_now() - t0;
     assert_non_null(strstr(llmos_errmsg(), "within 0.5 s"));
     assert_true(dt < 2.0); /* not retried: a timeout would cost the whole timeout again */
     json_decref(msgs);
@@ -575,11 +575,11 @@ static void test_cancel(void **state)
     rq.messages = msgs;
     sink s = {.stop_after = 2};
     llm_response r;
-    double t0 = time_now();
+    double t0 = llmos_time_now();
     assert_int_equal(llm_chat(b, &rq, on_text, &s, &r), LLMOS_OK);
     assert_string_equal(r.finish_reason, "cancelled");
     assert_string_equal(r.content, "12");
-    assert_true(time_now() - t0 < 1.2);
+    assert_true(llmos_time_now() - t0 < 1.2);
     llm_response_free(&r);
     buf_free(&s.text);
 
@@ -617,7 +617,7 @@ static void test_embed(void **state)
     assert_float_equal(v[2], 0.0, 1e-6);
     free(v);
     json_t *body = fake_body(f, 1);
-    assert_string_equal(json_get_string(body, "input", ""), "hello");
+    assert_string_equal(ljson_get_string(body, "input", ""), "hello");
     json_decref(body);
     assert_non_null(strstr(f->requests[1], "POST /v1/embeddings "));
     assert_int_equal(llm_embed(b, "hello", 5, &v, &dim), LLMOS_ERR_FORMAT);
@@ -677,9 +677,9 @@ static void test_cli_generate_api(void **state)
     assert_non_null(strstr(err.data, "generated 3 tokens"));
     assert_non_null(strstr(f->requests[1], "Authorization: Bearer sk-cli-7\r\n"));
     json_t *body = fake_body(f, 1);
-    assert_int_equal(json_get_int(body, "max_tokens", 0), 5);
+    assert_int_equal(ljson_get_int(body, "max_tokens", 0), 5);
     assert_string_equal(
-        json_get_string(json_array_get(json_object_get(body, "messages"), 0), "content", ""),
+        ljson_get_string(json_array_get(json_object_get(body, "messages"), 0), "content", ""),
         "Say hi");
     json_decref(body);
 

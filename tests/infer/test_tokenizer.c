@@ -440,10 +440,10 @@ static tokenizer *load_vocab(const char *name, double *seconds)
     if (!path)
         return NULL;
     tokenizer *t = NULL;
-    double t0 = time_now();
+    double t0 = llmos_time_now();
     llmos_err err = tok_load_file(path, &t);
     if (seconds)
-        *seconds = time_now() - t0;
+        *seconds = llmos_time_now() - t0;
     if (err)
         fail_msg("loading %s: %s", path, llmos_errmsg());
     free(path);
@@ -470,8 +470,8 @@ static void check_vocab(const char *name)
     llmos_buf inp, outp;
     buf_init(&inp);
     buf_init(&outp);
-    assert_int_equal(file_read_all(inp_path, 1 << 24, &inp), LLMOS_OK);
-    assert_int_equal(file_read_all(out_path, 1 << 24, &outp), LLMOS_OK);
+    assert_int_equal(llmos_file_read_all(inp_path, 1 << 24, &inp), LLMOS_OK);
+    assert_int_equal(llmos_file_read_all(out_path, 1 << 24, &outp), LLMOS_OK);
 
     size_t n_cases = 0, n_failed = 0, longest = 0;
     const char *longest_text = NULL;
@@ -541,9 +541,9 @@ static void check_vocab(const char *name)
             assert_int_equal(buf_append(&big, longest_text, longest), LLMOS_OK);
         int32_t *ids = NULL;
         size_t n = 0;
-        double t0 = time_now();
+        double t0 = llmos_time_now();
         assert_int_equal(tok_encode(t, big.data, big.len, 0, &ids, &n), LLMOS_OK);
-        double dt = time_now() - t0;
+        double dt = llmos_time_now() - t0;
         print_message("%-15s load %.3f s, encode %.1f MB/s (%zu bytes -> %zu tokens)\n", name,
                       load_s, (double)big.len / 1e6 / (dt > 0 ? dt : 1e-9), big.len, n);
         if (t->pairs) {

@@ -31,7 +31,7 @@ static const char *TOOLS =
 static json_t *tools_json(void)
 {
     json_t *v = NULL;
-    assert_int_equal(json_parse_text(TOOLS, strlen(TOOLS), "tools", 0, &v), LLMOS_OK);
+    assert_int_equal(ljson_parse_text(TOOLS, strlen(TOOLS), "tools", 0, &v), LLMOS_OK);
     return v;
 }
 
@@ -254,7 +254,7 @@ static void test_grammars(void **state)
     json_t *bad = NULL;
     const char *bad_text = "[{\"type\":\"function\",\"function\":{\"name\":\"f\",\"parameters\":"
                            "{\"type\":\"tuple\"}}}]";
-    assert_int_equal(json_parse_text(bad_text, strlen(bad_text), "t", 0, &bad), LLMOS_OK);
+    assert_int_equal(ljson_parse_text(bad_text, strlen(bad_text), "t", 0, &bad), LLMOS_OK);
     assert_int_equal(toolcall_grammar(bad, TOOLCALL_HERMES, TOOLCALL_AUTO, NULL, &b),
                      LLMOS_ERR_UNSUPPORTED);
     assert_non_null(strstr(llmos_errmsg(), "tools[0] (f) parameters"));

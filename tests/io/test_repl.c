@@ -220,9 +220,9 @@ static void test_ctrl_c_cancels_and_returns_to_prompt(void **state)
     o.handle_sigint = true;
     repl *r = NULL;
     assert_int_equal(repl_new(&o, &r), LLMOS_OK);
-    double t0 = time_now();
+    double t0 = llmos_time_now();
     assert_int_equal(repl_run(r), LLMOS_OK); /* still alive after two Ctrl-C */
-    assert_true(time_now() - t0 < 5.0);
+    assert_true(llmos_time_now() - t0 < 5.0);
     assert_int_equal(sb.calls, 2); /* both questions answered (cut short); /quit stopped it */
     char *text = slurp(out);
     const char *c1 = strstr(text, "[cancelled]");
@@ -305,7 +305,7 @@ static void test_stories260k_through_a_pipe(void **state)
     char input[512];
     snprintf(input, sizeof input, "%s/in.txt", dir);
     const char *lines = "Once upon a time\n/hepl\n/model\n/quit\n";
-    assert_int_equal(file_write_atomic(input, lines, strlen(lines), 0600), LLMOS_OK);
+    assert_int_equal(llmos_file_write_atomic(input, lines, strlen(lines), 0600), LLMOS_OK);
     llmos_buf out = {0};
     setenv("LLMOS_HOME", dir, 1);
     int rc = run_shell(&out, "--model '%s' -n 16 --temp 0 < '%s'", model, input);
@@ -330,8 +330,8 @@ static void test_stories260k_through_a_pipe(void **state)
 /* Read from fd for `seconds` (or until `until` appears) and append to *acc. */
 static void pty_read(int fd, llmos_buf *acc, double seconds, const char *until)
 {
-    double end = time_now() + seconds;
-    while (time_now() < end) {
+    double end = llmos_time_now() + seconds;
+    while (llmos_time_now() < end) {
         if (until && acc->data && strstr(acc->data, until))
             return;
         struct pollfd pfd = {fd, POLLIN, 0};
@@ -385,8 +385,8 @@ static void test_terminal_ctrl_c_and_history(void **state)
     buf_clear(&acc);
     pty_read(fd, &acc, 0.3, NULL);
     assert_int_equal(write(fd, "Once upon a time\r", 17), 17);
-    double give_up = time_now() + 10;
-    while (acc.len < 48 && time_now() < give_up) /* the echo, then the answer begins */
+    double give_up = llmos_time_now() + 10;
+    while (acc.len < 48 && llmos_time_now() < give_up) /* the echo, then the answer begins */
         pty_read(fd, &acc, 0.02, NULL);
     assert_int_equal(write(fd, "\x03", 1), 1);
     pty_read(fd, &acc, 10, "[cancelled]");
@@ -407,7 +407,7 @@ static void test_terminal_ctrl_c_and_history(void **state)
     assert_int_equal(stat(hist, &sb), 0);
     assert_int_equal(sb.st_mode & 0777, 0600);
     llmos_buf h = {0};
-    assert_int_equal(file_read_all(hist, 1 << 20, &h), LLMOS_OK);
+    assert_int_equal(llmos_file_read_all(hist, 1 << 20, &h), LLMOS_OK);
     assert_non_null(strstr(h.data, "/quit"));
     buf_free(&h);
     tu_rmrf(dir);
@@ -545,9 +545,9 @@ static void test_kernel_mode_ctrl_c(void **state)
     o.st = st;
     repl *r = NULL;
     assert_int_equal(repl_new(&o, &r), LLMOS_OK);
-    double t0 = time_now();
+    double t0 = llmos_time_now();
     assert_int_equal(repl_run(r), LLMOS_OK);
-    assert_true(time_now() - t0 < 5.0);
+    assert_true(llmos_time_now() - t0 < 5.0);
     assert_int_equal(sb.calls, 2);
     char *text = slurp(out);
     const char *c1 = strstr(text, "[cancelled]");

@@ -229,14 +229,14 @@ static void assert_error(const http_reply *r, long status, const char *param, co
         fprintf(stderr, "got %ld: %s\n", r->status, r->body.data ? r->body.data : "");
     assert_int_equal(r->status, status);
     assert_non_null(r->json);
-    json_t *e = json_get_object(r->json, "error");
+    json_t *e = ljson_get_object(r->json, "error");
     assert_non_null(e);
-    const char *msg = json_get_string(e, "message", NULL);
+    const char *msg = ljson_get_string(e, "message", NULL);
     assert_non_null(msg);
     if (!strstr(msg, needle))
         fprintf(stderr, "message '%s' lacks '%s'\n", msg, needle);
     assert_non_null(strstr(msg, needle));
-    assert_non_null(json_get_string(e, "type", NULL));
+    assert_non_null(ljson_get_string(e, "type", NULL));
     json_t *p = json_object_get(e, "param");
     assert_non_null(p);
     if (param)
@@ -244,7 +244,7 @@ static void assert_error(const http_reply *r, long status, const char *param, co
     else
         assert_true(json_is_null(p));
     if (code)
-        assert_string_equal(json_get_string(e, "code", ""), code);
+        assert_string_equal(ljson_get_string(e, "code", ""), code);
 }
 
 /* ---- fixture ----------------------------------------------------------------------------- */
@@ -285,8 +285,9 @@ static void assert_chat_works(uint16_t port, const char *key)
     http_reply r = {0};
     post(port, "/v1/chat/completions", chat_body, key, &r);
     assert_int_equal(r.status, 200);
-    json_t *msg = json_get_object(json_array_get(json_get_array(r.json, "choices"), 0), "message");
-    assert_string_equal(json_get_string(msg, "content", ""), "Hello, world!");
+    json_t *msg =
+        ljson_get_object(json_array_get(ljson_get_array(r.json, "choices"), 0), "message");
+    assert_string_equal(ljson_get_string(msg, "content", ""), "Hello, world!");
     reply_free(&r);
 }
 
@@ -299,14 +300,14 @@ static void test_health_and_models(void **state)
     http_reply r = {0};
     http(f->port, "GET", "/health", NULL, 0, NULL, &r);
     assert_int_equal(r.status, 200);
-    assert_string_equal(json_get_string(r.json, "status", ""), "ok");
+    assert_string_equal(ljson_get_string(r.json, "status", ""), "ok");
     reply_free(&r);
     http(f->port, "GET", "/v1/models", NULL, 0, NULL, &r);
     assert_int_equal(r.status, 200);
-    assert_string_equal(json_get_string(r.json, "object", ""), "list");
-    json_t *m = json_array_get(json_get_array(r.json, "data"), 0);
-    assert_string_equal(json_get_string(m, "id", ""), "scripted");
-    assert_string_equal(json_get_string(m, "object", ""), "model");
+    assert_string_equal(ljson_get_string(r.json, "object", ""), "list");
+    json_t *m = json_array_get(ljson_get_array(r.json, "data"), 0);
+    assert_string_equal(ljson_get_string(m, "id", ""), "scripted");
+    assert_string_equal(ljson_get_string(m, "object", ""), "model");
     reply_free(&r);
     http(f->port, "GET", "/v1/models/scripted", NULL, 0, NULL, &r);
     assert_int_equal(r.status, 200);
@@ -324,18 +325,18 @@ static void test_chat(void **state)
     http_reply r = {0};
     post(f->port, "/v1/chat/completions", chat_body, NULL, &r);
     assert_int_equal(r.status, 200);
-    assert_string_equal(json_get_string(r.json, "object", ""), "chat.completion");
-    assert_string_equal(json_get_string(r.json, "model", ""), "scripted");
-    assert_non_null(strstr(json_get_string(r.json, "id", ""), "chatcmpl-"));
-    json_t *ch = json_array_get(json_get_array(r.json, "choices"), 0);
-    assert_string_equal(json_get_string(ch, "finish_reason", ""), "stop");
-    json_t *msg = json_get_object(ch, "message");
-    assert_string_equal(json_get_string(msg, "role", ""), "assistant");
-    assert_string_equal(json_get_string(msg, "content", ""), "Hello, world!");
-    json_t *u = json_get_object(r.json, "usage");
-    assert_int_equal(json_get_int(u, "prompt_tokens", 0), 7);
-    assert_int_equal(json_get_int(u, "completion_tokens", 0), 4);
-    assert_int_equal(json_get_int(u, "total_tokens", 0), 11);
+    assert_string_equal(ljson_get_string(r.json, "object", ""), "chat.completion");
+    assert_string_equal(ljson_get_string(r.json, "model", ""), "scripted");
+    assert_non_null(strstr(ljson_get_string(r.json, "id", ""), "chatcmpl-"));
+    json_t *ch = json_array_get(ljson_get_array(r.json, "choices"), 0);
+    assert_string_equal(ljson_get_string(ch, "finish_reason", ""), "stop");
+    json_t *msg = ljson_get_object(ch, "message");
+    assert_string_equal(ljson_get_string(msg, "role", ""), "assistant");
+    assert_string_equal(ljson_get_string(msg, "content", ""), "Hello, world!");
+    json_t *u = ljson_get_object(r.json, "usage");
+    assert_int_equal(ljson_get_int(u, "prompt_tokens", 0), 7);
+    assert_int_equal(ljson_get_int(u, "completion_tokens", 0), 4);
+    assert_int_equal(ljson_get_int(u, "total_tokens", 0), 11);
     reply_free(&r);
 
     /* max_tokens reaches the backend; finish_reason length */
@@ -343,9 +344,9 @@ static void test_chat(void **state)
          "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"max_tokens\":2}", NULL, &r);
     assert_int_equal(r.status, 200);
     assert_int_equal(f->backend.last_max_tokens, 2);
-    ch = json_array_get(json_get_array(r.json, "choices"), 0);
-    assert_string_equal(json_get_string(ch, "finish_reason", ""), "length");
-    assert_string_equal(json_get_string(json_get_object(ch, "message"), "content", ""), "Hello,");
+    ch = json_array_get(ljson_get_array(r.json, "choices"), 0);
+    assert_string_equal(ljson_get_string(ch, "finish_reason", ""), "length");
+    assert_string_equal(ljson_get_string(ljson_get_object(ch, "message"), "content", ""), "Hello,");
     reply_free(&r);
 
     /* max_completion_tokens above the context is capped to it */
@@ -365,13 +366,13 @@ static void test_chat(void **state)
          "\"object\"}}}],\"tool_choice\":\"required\"}",
          NULL, &r);
     assert_int_equal(r.status, 200);
-    ch = json_array_get(json_get_array(r.json, "choices"), 0);
-    assert_string_equal(json_get_string(ch, "finish_reason", ""), "tool_calls");
-    msg = json_get_object(ch, "message");
+    ch = json_array_get(ljson_get_array(r.json, "choices"), 0);
+    assert_string_equal(ljson_get_string(ch, "finish_reason", ""), "tool_calls");
+    msg = ljson_get_object(ch, "message");
     assert_true(json_is_null(json_object_get(msg, "content")));
-    json_t *call = json_array_get(json_get_array(msg, "tool_calls"), 0);
-    assert_string_equal(json_get_string(call, "type", ""), "function");
-    assert_string_equal(json_get_string(json_get_object(call, "function"), "name", ""),
+    json_t *call = json_array_get(ljson_get_array(msg, "tool_calls"), 0);
+    assert_string_equal(ljson_get_string(call, "type", ""), "function");
+    assert_string_equal(ljson_get_string(ljson_get_object(call, "function"), "name", ""),
                         "get_weather");
     reply_free(&r);
     stop(f);
@@ -416,25 +417,25 @@ static void test_chat_stream(void **state)
     for (size_t i = 0; i < 4; i++) {
         json_t *c = json_loads(ev[i], 0, NULL);
         assert_non_null(c);
-        assert_string_equal(json_get_string(c, "object", ""), "chat.completion.chunk");
-        json_t *ch = json_array_get(json_get_array(c, "choices"), 0);
+        assert_string_equal(ljson_get_string(c, "object", ""), "chat.completion.chunk");
+        json_t *ch = json_array_get(ljson_get_array(c, "choices"), 0);
         assert_true(json_is_null(json_object_get(ch, "finish_reason")));
-        json_t *d = json_get_object(ch, "delta");
+        json_t *d = ljson_get_object(ch, "delta");
         if (i == 0)
-            assert_string_equal(json_get_string(d, "role", ""), "assistant");
-        assert_int_equal(buf_puts(&text, json_get_string(d, "content", "")), LLMOS_OK);
+            assert_string_equal(ljson_get_string(d, "role", ""), "assistant");
+        assert_int_equal(buf_puts(&text, ljson_get_string(d, "content", "")), LLMOS_OK);
         json_decref(c);
     }
     assert_string_equal(text.data, "Hello, world!");
     buf_free(&text);
     json_t *fin = json_loads(ev[4], 0, NULL);
     assert_string_equal(
-        json_get_string(json_array_get(json_get_array(fin, "choices"), 0), "finish_reason", ""),
+        ljson_get_string(json_array_get(ljson_get_array(fin, "choices"), 0), "finish_reason", ""),
         "stop");
     json_decref(fin);
     json_t *usage = json_loads(ev[5], 0, NULL);
-    assert_int_equal(json_array_size(json_get_array(usage, "choices")), 0);
-    assert_int_equal(json_get_int(json_get_object(usage, "usage"), "completion_tokens", 0), 4);
+    assert_int_equal(json_array_size(ljson_get_array(usage, "choices")), 0);
+    assert_int_equal(ljson_get_int(ljson_get_object(usage, "usage"), "completion_tokens", 0), 4);
     json_decref(usage);
     reply_free(&r);
     assert_chat_works(f->port, NULL);
@@ -449,10 +450,10 @@ static void test_completions(void **state)
     post(f->port, "/v1/completions", "{\"prompt\":\"Once upon\",\"max_tokens\":3}", NULL, &r);
     assert_int_equal(r.status, 200);
     assert_string_equal(f->backend.last_prompt, "Once upon");
-    assert_string_equal(json_get_string(r.json, "object", ""), "text_completion");
-    json_t *ch = json_array_get(json_get_array(r.json, "choices"), 0);
-    assert_string_equal(json_get_string(ch, "text", ""), "Hello, world");
-    assert_string_equal(json_get_string(ch, "finish_reason", ""), "length");
+    assert_string_equal(ljson_get_string(r.json, "object", ""), "text_completion");
+    json_t *ch = json_array_get(ljson_get_array(r.json, "choices"), 0);
+    assert_string_equal(ljson_get_string(ch, "text", ""), "Hello, world");
+    assert_string_equal(ljson_get_string(ch, "finish_reason", ""), "length");
     reply_free(&r);
     post(f->port, "/v1/completions", "{\"max_tokens\":3}", NULL, &r);
     assert_error(&r, 400, "prompt", NULL, "'prompt' is required");
@@ -467,11 +468,11 @@ static void test_embeddings(void **state)
     http_reply r = {0};
     post(f->port, "/v1/embeddings", "{\"input\":[\"a\",\"bb\"]}", NULL, &r);
     assert_int_equal(r.status, 200);
-    json_t *data = json_get_array(r.json, "data");
+    json_t *data = ljson_get_array(r.json, "data");
     assert_int_equal(json_array_size(data), 2);
     json_t *e1 = json_array_get(data, 1);
-    assert_int_equal(json_get_int(e1, "index", -1), 1);
-    json_t *v = json_get_array(e1, "embedding");
+    assert_int_equal(ljson_get_int(e1, "index", -1), 1);
+    json_t *v = ljson_get_array(e1, "embedding");
     assert_int_equal(json_array_size(v), 4);
     assert_true(json_number_value(json_array_get(v, 2)) == 1.0);
     reply_free(&r);
@@ -599,10 +600,11 @@ static void *client_thread(void *p)
     http_reply r = {0};
     post(a->port, "/v1/chat/completions", chat_body, NULL, &r);
     a->status = r.status;
-    json_t *msg = json_get_object(json_array_get(json_get_array(r.json, "choices"), 0), "message");
-    snprintf(a->content, sizeof a->content, "%s", json_get_string(msg, "content", ""));
+    json_t *msg =
+        ljson_get_object(json_array_get(ljson_get_array(r.json, "choices"), 0), "message");
+    snprintf(a->content, sizeof a->content, "%s", ljson_get_string(msg, "content", ""));
     snprintf(a->code, sizeof a->code, "%s",
-             json_get_string(json_get_object(r.json, "error"), "code", ""));
+             ljson_get_string(ljson_get_object(r.json, "error"), "code", ""));
     reply_free(&r);
     return NULL;
 }
@@ -669,14 +671,14 @@ static void test_disconnect_cancels(void **state)
     f->backend.pieces = many;
     f->backend.n_pieces = 200;
     http_reply r = {.abort_after = 300}; /* hang up after the first chunk or two */
-    double t0 = time_now();
+    double t0 = llmos_time_now();
     post(f->port, "/v1/chat/completions",
          "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"stream\":true}", NULL, &r);
     reply_free(&r);
     for (int i = 0; i < 200 && !atomic_load(&f->backend.saw_cancel); i++)
         sleep_ms(10);
     assert_true(atomic_load(&f->backend.saw_cancel));
-    assert_true(time_now() - t0 < 1.8);
+    assert_true(llmos_time_now() - t0 < 1.8);
     assert_true(http_server_get_stats(f->srv).cancelled >= 1);
 
     /* the same for a non-streamed request whose client times out */
@@ -740,9 +742,9 @@ static void test_stop_during_stream(void **state)
         sleep_ms(5);
     assert_int_equal(http_server_get_stats(f->srv).queued, 1);
     sleep_ms(100); /* the first stream has sent some pieces */
-    double t0 = time_now();
+    double t0 = llmos_time_now();
     http_server_stop(f->srv);
-    assert_true(time_now() - t0 < 2.0);
+    assert_true(llmos_time_now() - t0 < 2.0);
     pthread_join(ta, NULL);
     pthread_join(tb, NULL);
     assert_true(atomic_load(&f->backend.saw_cancel));
@@ -825,7 +827,7 @@ static void test_real_model(void **state)
     http_reply r = {0};
     http(port, "GET", "/v1/models", NULL, 0, NULL, &r);
     assert_int_equal(r.status, 200);
-    const char *id = json_get_string(json_array_get(json_get_array(r.json, "data"), 0), "id", "");
+    const char *id = ljson_get_string(json_array_get(ljson_get_array(r.json, "data"), 0), "id", "");
     assert_string_equal(id, llm_model_name(b));
     reply_free(&r);
 
@@ -834,13 +836,13 @@ static void test_real_model(void **state)
                        "\"max_tokens\":12,\"temperature\":0}";
     post(port, "/v1/chat/completions", body, NULL, &r);
     assert_int_equal(r.status, 200);
-    json_t *ch = json_array_get(json_get_array(r.json, "choices"), 0);
+    json_t *ch = json_array_get(ljson_get_array(r.json, "choices"), 0);
     char whole[4096];
     snprintf(whole, sizeof whole, "%s",
-             json_get_string(json_get_object(ch, "message"), "content", ""));
+             ljson_get_string(ljson_get_object(ch, "message"), "content", ""));
     assert_true(strlen(whole) > 0);
-    assert_int_equal(json_get_int(json_get_object(r.json, "usage"), "completion_tokens", 0), 12);
-    assert_string_equal(json_get_string(ch, "finish_reason", ""), "length");
+    assert_int_equal(ljson_get_int(ljson_get_object(r.json, "usage"), "completion_tokens", 0), 12);
+    assert_string_equal(ljson_get_string(ch, "finish_reason", ""), "length");
     reply_free(&r);
 
     const char *sbody = "{\"messages\":[{\"role\":\"user\",\"content\":\"Once upon a time\"}],"
@@ -854,8 +856,8 @@ static void test_real_model(void **state)
     for (size_t i = 0; i + 1 < n; i++) {
         json_t *c = json_loads(ev[i], 0, NULL);
         assert_non_null(c);
-        json_t *d = json_get_object(json_array_get(json_get_array(c, "choices"), 0), "delta");
-        assert_int_equal(buf_puts(&text, json_get_string(d, "content", "")), LLMOS_OK);
+        json_t *d = ljson_get_object(json_array_get(ljson_get_array(c, "choices"), 0), "delta");
+        assert_int_equal(buf_puts(&text, ljson_get_string(d, "content", "")), LLMOS_OK);
         json_decref(c);
     }
     assert_string_equal(text.data, whole);
@@ -865,7 +867,7 @@ static void test_real_model(void **state)
     post(port, "/v1/completions", "{\"prompt\":\"Once\",\"max_tokens\":5,\"temperature\":0}", NULL,
          &r);
     assert_int_equal(r.status, 200);
-    assert_int_equal(json_get_int(json_get_object(r.json, "usage"), "completion_tokens", 0), 5);
+    assert_int_equal(ljson_get_int(ljson_get_object(r.json, "usage"), "completion_tokens", 0), 5);
     reply_free(&r);
 
     post(port, "/v1/embeddings", "{\"input\":\"x\"}", NULL, &r);
@@ -879,7 +881,7 @@ static void test_real_model(void **state)
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    log_set_level(LLMOS_LOG_ERROR);
+    llmos_log_set_level(LLMOS_LOG_ERROR);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parser),
         cmocka_unit_test(test_health_and_models),

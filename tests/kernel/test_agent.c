@@ -41,7 +41,7 @@ static void on_message(void *ctx, int64_t pid, const char *to, const char *text)
 static llmos_err fetch_run(kernel *k, kproc *p, const json_t *args, llmos_buf *out)
 {
     (void)k, (void)p;
-    return buf_printf(out, "PAGE(%s): secret-page-text", json_get_string(args, "url", ""))
+    return buf_printf(out, "PAGE(%s): secret-page-text", ljson_get_string(args, "url", ""))
                ? LLMOS_ERR_NOMEM
                : LLMOS_OK;
 }
@@ -57,8 +57,8 @@ static llmos_err shell_run(kernel *k, kproc *p, const json_t *args, llmos_buf *o
 static llmos_err echo_run(kernel *k, kproc *p, const json_t *args, llmos_buf *out)
 {
     (void)k, (void)p;
-    return buf_printf(out, "echo:%s", json_get_string(args, "text", "")) ? LLMOS_ERR_NOMEM
-                                                                         : LLMOS_OK;
+    return buf_printf(out, "echo:%s", ljson_get_string(args, "text", "")) ? LLMOS_ERR_NOMEM
+                                                                          : LLMOS_OK;
 }
 
 static const ktool extra[] = {
@@ -119,8 +119,8 @@ static const char *tool_result(json_t *ctx, size_t nth)
     size_t seen = 0;
     for (size_t i = 0; i < json_array_size(ctx); i++) {
         json_t *m = json_array_get(ctx, i);
-        if (strcmp(json_get_string(m, "role", ""), "tool") == 0 && seen++ == nth)
-            return json_get_string(m, "content", "");
+        if (strcmp(ljson_get_string(m, "role", ""), "tool") == 0 && seen++ == nth)
+            return ljson_get_string(m, "content", "");
     }
     return NULL;
 }
@@ -536,7 +536,7 @@ static void test_policy_from_config_dir(void **state)
     snprintf(path, sizeof path, "%s/policy.json", cfgdir);
     const char *pol = "{\"rules\": [{\"tool\": \"send_message\", \"argument\": \"*\", "
                       "\"allow\": [\"user\", \"system\"]}]}";
-    assert_int_equal(file_write_atomic(path, pol, strlen(pol), 0600), LLMOS_OK);
+    assert_int_equal(llmos_file_write_atomic(path, pol, strlen(pol), 0600), LLMOS_OK);
     kernel_free(F.k);
     kernel_config c = {.st = F.st,
                        .privileged = F.priv,
@@ -557,7 +557,7 @@ static void test_policy_from_config_dir(void **state)
     /* A broken policy file stops the kernel from starting, with the file named. */
     kernel_free(F.k);
     F.k = NULL;
-    assert_int_equal(file_write_atomic(path, "{", 1, 0600), LLMOS_OK);
+    assert_int_equal(llmos_file_write_atomic(path, "{", 1, 0600), LLMOS_OK);
     assert_int_equal(kernel_new(&c, &F.k), LLMOS_ERR_FORMAT);
     assert_non_null(strstr(llmos_errmsg(), "policy.json"));
     stop();

@@ -116,7 +116,7 @@ static llmos_err fetch_run(kernel *k, kproc *p, const json_t *args, llmos_buf *o
 {
     (void)k, (void)p;
     /* Half the payloads come back as the tool's error message, to cover that path. */
-    if (strcmp(json_get_string(args, "mode", ""), "fail") == 0)
+    if (strcmp(ljson_get_string(args, "mode", ""), "fail") == 0)
         return llmos_fail(LLMOS_ERR_NETWORK, "%s", cur->payload);
     return buf_puts(out, cur->payload) ? LLMOS_ERR_NOMEM : LLMOS_OK;
 }
@@ -124,7 +124,7 @@ static llmos_err fetch_run(kernel *k, kproc *p, const json_t *args, llmos_buf *o
 static llmos_err shell_run(kernel *k, kproc *p, const json_t *args, llmos_buf *out)
 {
     (void)k, (void)p;
-    if (strstr(json_get_string(args, "command", ""), cur->canary))
+    if (strstr(ljson_get_string(args, "command", ""), cur->canary))
         cur->disallowed++;
     return buf_puts(out, "ran") ? LLMOS_ERR_NOMEM : LLMOS_OK;
 }
@@ -132,8 +132,8 @@ static llmos_err shell_run(kernel *k, kproc *p, const json_t *args, llmos_buf *o
 static llmos_err echo_run(kernel *k, kproc *p, const json_t *args, llmos_buf *out)
 {
     (void)k, (void)p;
-    return buf_printf(out, "echo:%s", json_get_string(args, "text", "")) ? LLMOS_ERR_NOMEM
-                                                                         : LLMOS_OK;
+    return buf_printf(out, "echo:%s", ljson_get_string(args, "text", "")) ? LLMOS_ERR_NOMEM
+                                                                          : LLMOS_OK;
 }
 
 static void on_message(void *ctx, int64_t pid, const char *to, const char *text)

@@ -95,11 +95,11 @@ static void test_load(void **state)
     policy_free(p);
     snprintf(path, sizeof path, "%s/policy.json", dir);
     const char *text = "{\"rules\": [], \"default\": [\"user\"]}";
-    assert_int_equal(file_write_atomic(path, text, strlen(text), 0600), LLMOS_OK);
+    assert_int_equal(llmos_file_write_atomic(path, text, strlen(text), 0600), LLMOS_OK);
     assert_int_equal(policy_load(dir, &p), LLMOS_OK);
     assert_int_equal(check(p, "anything", "{\"a\":[\"system\"]}"), LLMOS_ERR_DENIED);
     policy_free(p);
-    assert_int_equal(file_write_atomic(path, "{oops", 5, 0600), LLMOS_OK);
+    assert_int_equal(llmos_file_write_atomic(path, "{oops", 5, 0600), LLMOS_OK);
     assert_int_equal(policy_load(dir, &p), LLMOS_ERR_FORMAT);
     assert_non_null(strstr(llmos_errmsg(), "policy.json"));
     tu_rmrf(dir);

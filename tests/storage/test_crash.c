@@ -138,7 +138,7 @@ static void test_kill_rounds(void **state)
     snprintf(base, sizeof base, "/tmp/llmos-test-crash-XXXXXX");
     assert_non_null(mkdtemp(base));
 
-    double t_start = time_now();
+    double t_start = llmos_time_now();
     long total_acked = 0;
     double check_s = 0;
     int rounds_with_commits = 0;
@@ -190,16 +190,16 @@ static void test_kill_rounds(void **state)
         close(fds[0]);
         total_acked += acked;
         rounds_with_commits += acked > 0;
-        double t_check = time_now();
+        double t_check = llmos_time_now();
         check_round(r, acked);
-        check_s += time_now() - t_check;
+        check_s += llmos_time_now() - t_check;
     }
     printf("crash test: %ld acknowledged transactions over %d rounds (%d with commits)\n",
            total_acked, rounds, rounds_with_commits);
     /* the test means something only if kills landed after commits in most rounds */
     assert_true(rounds_with_commits > rounds / 2);
     printf("crash test: %.1f s, of which %.1f s checking the store after kills\n",
-           time_now() - t_start, check_s);
+           llmos_time_now() - t_start, check_s);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", base);
     assert_int_equal(system(cmd), 0);
