@@ -125,6 +125,12 @@ local_backend_params local_backend_default_params(void);
 LLMOS_NODISCARD llmos_err local_backend_open(const char *model_path, const local_backend_params *p,
                                              llm_backend **out);
 
+/* A second backend over the same loaded model: it shares the parent's weights and tokenizer
+ * (no second copy in memory) and has a KV cache and thread pool of its own, so the two keep
+ * separate conversations. This is the quarantined model's default: the same model in a
+ * context that never sees the privileged one. The parent must outlive the fork. */
+LLMOS_NODISCARD llmos_err local_backend_fork(llm_backend *parent, llm_backend **out);
+
 /* The prompt builder of the local backend, with the control-token guarantee: render `tmpl`
  * for `messages` (+ `tools`, may be NULL) and tokenize it so that the template's own text is
  * parsed for special tokens while every message content, text part, tool result and tool-call

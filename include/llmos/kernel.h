@@ -1,24 +1,38 @@
 /*
- * llmos/kernel.h - the kernel: processes (agent runs), system calls (tool calls) and the
- * agent loop.
+ * llmos/kernel.h - the kernel: sessions (the one interface every device uses), processes
+ * (agent runs), system calls (tool calls), the scheduler in front of the model and the agent
+ * loop.
  *
- *   process   an agent run for a principal: pid, model name, capability set, budgets
- *             (tokens, tool calls, wall time), state and conversation. Kept in the user's
- *             encrypted store (settings "kernel.proc.<pid>" as JSON) and resumed after a
- *             restart.
- *   syscall   a tool call from the model: capability check -> argument schema validation ->
- *             handle substitution and flow-policy check -> execution -> result labelled with
- *             its origin. Every step that refuses, and every call, is audited.
- *   loop      assemble the privileged context -> llm_chat (tools offered) -> run the calls ->
- *             feed back results as role "tool" messages -> until the model answers without a
- *             tool call or a budget ends.
+ *   kernel    one per running llmos: the store, the model backends (a privileged one that
+ *             calls tools and a quarantined one that reads untrusted text), the flow policy,
+ *             the tool table, the audit log, and the scheduler that gives the model to one
+ *             request at a time, fairly between principals.
+ *   session   what a device (the shell, the HTTP API, later the web UI and voice) holds for an
+ *             authenticated principal: its rights (which kernel services it may use), the
+ *             capabilities of the processes it starts, budgets and rate limits. A device
+ *             never calls a model, the store or a tool directly; every request goes through
+ *             a session function, so it is authorized, scheduled and audited the same way.
+ *   process   an agent run for a principal: pid, capability set, budgets, state and
+ *             conversation, kept in the user's encrypted store (through llmos/memory.h) and
+ *             resumed after a restart.
+ *   syscall   a tool call: capability check -> argument schema validation -> handle
+ *             substitution and flow-policy check -> execution -> result labelled with its
+ *             origin. Every step that refuses, and every call, is audited.
+ *   loop      the privileged context -> the model (tools offered) -> the calls -> their
+ *             results as role "tool" messages -> until the model answers without a tool call
+ *             or a budget ends. The device receives it all as a stream of events.
  *
  * The privileged context is a kctx: it only accepts trusted_text (llmos/security.h), so
  * untrusted tool output enters it as a handle. docs/kernel.md draws the pieces.
+ *
+ * Threads: a kernel and its sessions may be used from many threads at once (the HTTP server's
+ * connections); the kernel serialises store access under one lock and model access through
+ * its scheduler.
  */
 #ifndef LLMOS_KERNEL_H
 #define LLMOS_KERNEL_H
 #include <jansson.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -40,8 +54,24 @@ typedef enum kcap {
 
 /* "compute,message" -> bits; LLMOS_ERR_INVALID naming an unknown capability. */
 LLMOS_NODISCARD llmos_err kcap_parse(const char *list, uint32_t *out);
-/* Bits -> "compute,message" into out. */
+/* Bits -> "compute,message" into out ("-" for none). */
 void kcap_format(uint32_t caps, char *out, size_t size);
+
+/* ---- rights: which kernel services a session may use ------------------------------------- */
+typedef enum kright {
+    KRIGHT_CHAT = 1u << 0,    /* answers from the model (the OpenAI-compatible endpoints) */
+    KRIGHT_EMBED = 1u << 1,   /* embeddings */
+    KRIGHT_PROCESS = 1u << 2, /* start, message, list, inspect and kill its own processes */
+    KRIGHT_AUDIT = 1u << 3,   /* read and verify the audit log */
+    KRIGHT_MEMORY = 1u << 4,  /* read and add to archival memory, store statistics */
+    KRIGHT_ADMIN = 1u << 5,   /* see and kill every principal's processes */
+} kright;
+#define KRIGHT_ALL 0x3Fu
+
+/* "chat,embed" -> bits ("all" for every one); LLMOS_ERR_INVALID naming an unknown right. */
+LLMOS_NODISCARD llmos_err kright_parse(const char *list, uint32_t *out);
+/* Bits -> "chat,embed" into out ("-" for none). */
+void kright_format(uint32_t rights, char *out, size_t size);
 
 /* ---- the privileged context ------------------------------------------------------------- */
 /* The messages the privileged model sees (OpenAI shape). Only trusted_text goes in. */
@@ -61,39 +91,59 @@ LLMOS_NODISCARD llmos_err kctx_append_calls(kctx *c, trusted_text content,
                                             const llm_tool_call *calls, size_t n);
 
 /* ---- tools -------------------------------------------------------------------------------- */
-typedef struct kernel kernel;
-typedef struct kproc kproc;
+/* What a tool sees when it runs: its arguments (validated against its schema, handles already
+ * replaced by their values where the flow policy allowed it), who runs it, and where its result
+ * goes. Nothing else of the kernel: the services it may use are the ktool_* functions below,
+ * which take the env. */
+typedef struct ktool_env {
+    const json_t *args;    /* the arguments object */
+    int64_t pid;           /* the calling process; 0 when the user called the tool directly */
+    const char *principal; /* on whose behalf */
+    llmos_buf *out;        /* the result text (a tool appends to it) */
+    void *host;            /* the kernel's, for the ktool_* services; opaque to tools */
+} ktool_env;
 
-/* Run a tool with validated, substituted arguments; append the result text to out. An error
+/* A tool: one descriptor per tool file (src/tools/), one line in the kernel's table. An error
  * return is reported to the model as the call's result ("error: ..."). */
-typedef llmos_err (*ktool_fn)(kernel *k, kproc *p, const json_t *args, llmos_buf *out);
-
 typedef struct ktool {
     const char *name;
     const char *description;
     const char *parameters; /* JSON Schema text of the arguments object */
     uint32_t capability;    /* one KCAP_ bit */
     bool output_trusted;    /* true: origin TOOL; false: UNTRUSTED (quarantined as a handle) */
-    ktool_fn run;
-    bool takes_handles; /* true: arguments are passed as written, handles unresolved
-                           (ask_quarantined); false: handles are substituted first */
+    bool takes_handles;     /* true: arguments are passed as written, handles unresolved
+                               (ask_quarantined); false: handles are substituted first */
+    llmos_err (*run)(const ktool_env *env);
 } ktool;
 
-/* The built-in table: calculator (when its engine is built in), send_message, ask_quarantined. */
-const ktool *ktool_builtin(size_t *n);
+/* Service for tools: deliver `text` to `recipient` (the device shows it; send_message). */
+void ktool_deliver(const ktool_env *env, const char *recipient, const char *text);
+/* Service for tools: ask the quarantined model `question` about the value under `handle`;
+ * the answer is kept under a new handle written to handle_out[0..size). A failure of the
+ * quarantined model is itself an untrusted value (its message may quote the data it was sent):
+ * it is kept under a handle too and the error returned names only that handle. */
+LLMOS_NODISCARD llmos_err ktool_ask_quarantined(const ktool_env *env, const char *handle,
+                                                const char *question, char *handle_out,
+                                                size_t size);
+
+/* The kernel's own table (calculator, send_message, ask_quarantined, ...); *n gets its size. */
+const ktool *const *ktool_builtin(size_t *n);
 
 /* ---- processes ---------------------------------------------------------------------------- */
 typedef enum kproc_state {
     KPROC_RUNNING,
-    KPROC_WAITING,       /* created or paused between runs */
-    KPROC_DONE,          /* the model answered without a tool call */
+    KPROC_WAITING,       /* has a message it has not answered yet (or was paused in a turn) */
+    KPROC_DONE,          /* answered its last message; takes more */
     KPROC_KILLED,        /* llmos kill */
     KPROC_FAILED,        /* the backend or the store failed */
     KPROC_OUT_OF_TOKENS, /* token budget spent */
     KPROC_OUT_OF_CALLS,  /* tool-call budget spent */
     KPROC_OUT_OF_TIME,   /* wall-time budget spent */
+    KPROC_IDLE,          /* created, no message yet */
 } kproc_state;
 const char *kproc_state_name(kproc_state s);
+/* True for the states in which a process takes no more messages (killed, failed, out of a
+ * budget) and for DONE (it has answered); false for RUNNING, WAITING, IDLE. */
 bool kproc_state_final(kproc_state s);
 
 typedef struct kbudget {
@@ -101,6 +151,12 @@ typedef struct kbudget {
     int64_t tool_calls; /* system calls; 0 = unlimited */
     double wall_s;      /* seconds of running; 0 = unlimited */
 } kbudget;
+
+/* The defaults for one message (a turn) when a session names none: 16 tool calls, 8192 tokens,
+ * 300 s. A turn that reaches one ends with a notice and the process takes the next message. */
+#define KTURN_DEFAULT_TOOL_CALLS 16
+#define KTURN_DEFAULT_TOKENS     8192
+#define KTURN_DEFAULT_WALL_S     300.0
 
 /* A process as the store keeps it (what `llmos ps` shows). */
 typedef struct kproc_info {
@@ -115,76 +171,184 @@ typedef struct kproc_info {
 } kproc_info;
 
 /* ---- the kernel --------------------------------------------------------------------------- */
-typedef void (*kernel_message_fn)(void *ctx, int64_t pid, const char *recipient, const char *text);
+typedef struct kernel kernel;
+typedef struct kproc kproc;
 
 typedef struct kernel_config {
     store *st;                /* the user's store (borrowed; required) */
-    llm_backend *privileged;  /* the model that calls tools (borrowed; required) */
+    llm_backend *privileged;  /* the model that calls tools (borrowed; may be NULL for a kernel
+                                 that only lists, kills and audits: model calls then fail) */
     llm_backend *quarantined; /* the model that reads untrusted content (borrowed; may be
                                  NULL: ask_quarantined then fails with a clear error) */
     const policy *flow;       /* NULL = policy_load(config_dir) */
     const char *config_dir;   /* the user's config folder (policy.json); NULL = built-in policy */
-    const char *principal;    /* who is logged in; NULL = "user" */
     const ktool *extra_tools; /* more tools (tests, plug-ins), n_extra_tools of them */
     size_t n_extra_tools;
-    kernel_message_fn on_message; /* where send_message delivers; NULL = stdout */
-    void *message_ctx;
     const char *system_prompt;   /* NULL = a short built-in one */
-    int32_t max_tokens_per_turn; /* 0 = 512 */
+    int32_t max_tokens_per_turn; /* per model call; 0 = 512 */
+    const sampler_params *sampling; /* for the privileged model; NULL = llm_request_default's */
+    size_t max_queue;            /* model requests that may wait; 0 = 64 (more: LLMOS_ERR_BUSY) */
 } kernel_config;
 
-/* Make a kernel over a store and backends. Audits a "login" record for the principal and a
- * "model.load" record for each backend. */
+/* Make a kernel over a store and backends. Audits a "model.load" record for each backend. */
 LLMOS_NODISCARD llmos_err kernel_new(const kernel_config *cfg, kernel **out);
+/* Stops the kill watcher; every session must be closed first. NULL is a no-op. */
 void kernel_free(kernel *k);
-audit *kernel_audit(kernel *k);
 
-/* Start a process for the kernel's principal with a first user message; saved to the store
- * in state WAITING. */
-LLMOS_NODISCARD llmos_err kernel_spawn(kernel *k, const char *user_message, uint32_t caps,
-                                       kbudget budget, int64_t *pid);
-/* Run (or resume) process `pid` until it reaches a final state or the backend fails. The
- * process is saved after every step, so a crash resumes from the last one. *final (may be
- * NULL) receives the state it ended in. Returns an error only when the kernel itself could
- * not go on (store failure); model mistakes and budgets end the process with a state. */
-LLMOS_NODISCARD llmos_err kernel_run(kernel *k, int64_t pid, kproc_state *final);
-/* Give process `pid`, which has answered (DONE) or waits, one more user message and set it
- * WAITING, so that the next kernel_run continues the same conversation (the shell's turns).
- * LLMOS_ERR_INVALID when it ended otherwise (killed, failed, out of budget). Audited. */
-LLMOS_NODISCARD llmos_err kernel_send(kernel *k, int64_t pid, const char *user_message);
-/* Where the model's words go as they are generated (fn may be NULL: nowhere), and a flag
- * that, once true, stops the model's current generation: the process then ends DONE with
- * reason "cancelled by the user", keeping what was said (the shell's Ctrl-C). Borrowed. */
-void kernel_set_output(kernel *k, llm_stream_fn fn, void *ctx, const atomic_bool *cancel);
-/* The last assistant answer of a process (malloc'd, caller frees), "" when none. */
-LLMOS_NODISCARD llmos_err kernel_answer(kernel *k, int64_t pid, char **out);
+/* What the scheduler is doing (for /health and tests). */
+typedef struct ksched_stats {
+    bool busy;            /* a request holds the model */
+    size_t waiting;       /* requests waiting for it */
+    uint64_t served;      /* requests that got the model */
+    uint64_t rejected;    /* refused because the queue was full */
+    const char *model;    /* the privileged model's name, "" without one */
+    size_t context_size;  /* its context window in tokens, 0 without one */
+} ksched_stats;
+ksched_stats kernel_sched_stats(kernel *k);
+
+/* ---- sessions ---------------------------------------------------------------------------- */
+typedef struct ksession ksession;
+
+typedef struct klimits {
+    int concurrent;          /* requests and turns in flight at once; 0 = unlimited */
+    int requests_per_minute; /* 0 = unlimited */
+    int32_t max_tokens;      /* largest answer a chat request may ask for; 0 = no cap */
+} klimits;
+
+typedef struct ksession_params {
+    const char *principal; /* who (required): a user name or an API key's principal */
+    const char *device;    /* "shell", "http", "cli", ...: in the audit's login record */
+    uint32_t rights;       /* KRIGHT_ bits */
+    uint32_t caps;         /* KCAP_ bits of the processes it starts (at most these) */
+    kbudget budget;        /* per process, all turns; zero fields = unlimited */
+    kbudget turn;          /* per message; zero fields = the KTURN_DEFAULT_* values */
+    klimits limits;
+    bool audit_content;    /* chat audit records carry the messages' text (else metadata) */
+} ksession_params;
+
+/* Open a session on k for p->principal; audits a "login" record. */
+LLMOS_NODISCARD llmos_err ksession_open(kernel *k, const ksession_params *p, ksession **out);
+/* NULL is a no-op. Processes it started stay in the store. */
+void ksession_close(ksession *s);
+const char *ksession_principal(const ksession *s);
+
+/* The model the session talks to. */
+typedef struct kmodel_info {
+    const char *name; /* "" without a model */
+    const char *kind; /* "local", "remote", a test double's name, or "" */
+    size_t context_size;
+    bool has_quarantine; /* a quarantined model is configured */
+} kmodel_info;
+kmodel_info ksession_model(ksession *s);
+
+/* Events of a turn, in the order they happen. Pointers are valid during the callback only. */
+typedef enum kevent_kind {
+    KEVENT_TEXT,        /* a piece of the answer as it is generated (text, len) */
+    KEVENT_TOOL_CALL,   /* the model called a tool (name, call_id, arguments) */
+    KEVENT_TOOL_RESULT, /* what the model got back (name, call_id, text, origin, is_error) */
+    KEVENT_MESSAGE,     /* a tool delivered a message to the user (name = recipient, text) */
+    KEVENT_NOTICE,      /* the kernel says something about the turn (a budget, a kill) */
+    KEVENT_END,         /* the turn is over (state, text = reason, used) */
+} kevent_kind;
+
+typedef struct kevent {
+    kevent_kind kind;
+    int64_t pid;
+    const char *text; /* see the kinds; NUL-terminated, len bytes */
+    size_t len;
+    const char *name;      /* tool name, or the recipient of a message */
+    const char *call_id;   /* tool call id */
+    const char *arguments; /* JSON text of a call's arguments, as the model wrote them */
+    const char *origin;    /* TOOL_RESULT: "tool" (trusted text), "untrusted" (the model got a
+                              handle), "system" (the kernel refused or failed the call) */
+    bool is_error;
+    kproc_state state; /* END: the process's state after the turn */
+    kbudget used;      /* END: what the process has used, all turns */
+} kevent;
+
+/* Receives a turn's events. Returning false cancels the turn (like the cancel flag). */
+typedef bool (*kevent_fn)(void *ctx, const kevent *ev);
+
+const char *kevent_kind_name(kevent_kind k);
+
+/* Start a process for the session's principal with capabilities caps (0 = the session's;
+ * more than the session's is LLMOS_ERR_DENIED) in state IDLE. Needs KRIGHT_PROCESS. */
+LLMOS_NODISCARD llmos_err ksession_spawn(ksession *s, uint32_t caps, int64_t *pid);
+/* Give process pid one message and run the turn: the model, its tool calls as system calls,
+ * until it answers or a budget ends; events go to fn (may be NULL). cancel (may be NULL), when
+ * set from another thread or a signal handler, stops the turn (the process ends the turn DONE
+ * "cancelled by the user", keeping what was said). *final (may be NULL) receives the state.
+ * LLMOS_ERR_INVALID when the process takes no more messages (killed, failed, out of budget);
+ * the model's failures end the process FAILED with a reason, they are not errors of this call. */
+LLMOS_NODISCARD llmos_err ksession_send(ksession *s, int64_t pid, const char *message,
+                                        kevent_fn fn, void *ctx, const atomic_bool *cancel,
+                                        kproc_state *final);
+/* Run (or resume after a restart) a process that is WAITING, as ksession_send does after
+ * adding the message. */
+LLMOS_NODISCARD llmos_err ksession_resume(ksession *s, int64_t pid, kevent_fn fn, void *ctx,
+                                          const atomic_bool *cancel, kproc_state *final);
+/* Kill process pid: it is marked KILLED in the store (a loop running it in this or another
+ * llmos process stops within 200 ms) and audited. Its own processes, or any with KRIGHT_ADMIN.
+ * LLMOS_ERR_NOT_FOUND for an unknown pid (or another principal's); LLMOS_ERR_INVALID when it
+ * has already ended. */
+LLMOS_NODISCARD llmos_err ksession_kill(ksession *s, int64_t pid);
+/* Processes, oldest first: the session's own, or all with KRIGHT_ADMIN. *out malloc'd (caller
+ * frees), NULL when none. */
+LLMOS_NODISCARD llmos_err ksession_ps(ksession *s, kproc_info **out, size_t *n);
+LLMOS_NODISCARD llmos_err ksession_proc(ksession *s, int64_t pid, kproc_info *out);
 /* The privileged context of a process (new reference; caller decrefs). */
-LLMOS_NODISCARD llmos_err kernel_context(kernel *k, int64_t pid, json_t **out);
-/* Run one system call for process p as the loop does (exposed for tests): result text and its
- * origin. */
+LLMOS_NODISCARD llmos_err ksession_context(ksession *s, int64_t pid, json_t **out);
+/* The last answer of a process (malloc'd, caller frees), "" when none. */
+LLMOS_NODISCARD llmos_err ksession_answer(ksession *s, int64_t pid, char **out);
+
+/* Call a tool directly as the user (the shell's /calc): the same checks as a model's call
+ * against the session's capabilities, audited with pid 0. *result (caller frees with
+ * buf_free) gets the result text; *is_error says whether it is a refusal or failure. An
+ * untrusted result is shown as its handle, never as text. */
+LLMOS_NODISCARD llmos_err ksession_tool(ksession *s, const char *tool, const char *arguments,
+                                        llmos_buf *result, bool *is_error);
+/* The tools the session's processes may call (borrowed descriptors); *list malloc'd. */
+LLMOS_NODISCARD llmos_err ksession_tools(ksession *s, const ktool ***list, size_t *n);
+
+/* One answer from the model for a request the device built (the OpenAI-compatible API): the
+ * client's messages and tools, tool calls returned to the client, not run. Needs KRIGHT_CHAT;
+ * counts against the session's limits; waits its turn for the model (while it waits, stream
+ * is called every 100 ms with len 0: returning false gives up with LLMOS_ERR_CANCELLED);
+ * audited ("chat": principal, tokens, finish; the messages only with audit_content). A full
+ * queue is LLMOS_ERR_BUSY, a rate limit LLMOS_ERR_LIMIT naming when to retry. */
+LLMOS_NODISCARD llmos_err ksession_chat(ksession *s, const llm_request *req, llm_stream_fn stream,
+                                        void *stream_ctx, llm_response *resp);
+/* The embedding of text (malloc'd *vec of *dim floats; caller frees) and its length in tokens.
+ * Needs KRIGHT_EMBED; scheduled and audited like ksession_chat. */
+LLMOS_NODISCARD llmos_err ksession_embed(ksession *s, const char *text, size_t len, float **vec,
+                                         size_t *dim, size_t *tokens);
+
+/* The audit log: records with seq >= from, in order, to fn (return false to stop); and the
+ * check of its hash chain. Need KRIGHT_AUDIT. */
+LLMOS_NODISCARD llmos_err ksession_audit(ksession *s, int64_t from,
+                                         bool (*fn)(const store_audit_record *rec, void *ctx),
+                                         void *ctx);
+LLMOS_NODISCARD llmos_err ksession_audit_verify(ksession *s, audit_verdict *v);
+
+/* Memory (KRIGHT_MEMORY): what the store holds; remember a text in archival memory; the k
+ * memories nearest to a query (free with ksession_memories_free); recall search over what was
+ * said (free with ksession_messages_free). */
+LLMOS_NODISCARD llmos_err ksession_memory_stats(ksession *s, store_stats *out);
+LLMOS_NODISCARD llmos_err ksession_memory_add(ksession *s, const char *text, int64_t *id);
+LLMOS_NODISCARD llmos_err ksession_memory_search(ksession *s, const char *query, size_t k,
+                                                 store_archival **out, size_t *n);
+void ksession_memories_free(store_archival *a, size_t n);
+LLMOS_NODISCARD llmos_err ksession_recall_search(ksession *s, const char *query, size_t limit,
+                                                 store_message **out, size_t *n);
+void ksession_messages_free(store_message *m, size_t n);
+
+/* ---- below the sessions (the kernel's own files and its tests) ---------------------------- */
+/* Run one system call for process p as the loop does: result text and whether it is an error.
+ * Exposed for tests. */
 LLMOS_NODISCARD llmos_err kernel_syscall(kernel *k, kproc *p, const llm_tool_call *call,
                                          llmos_buf *result, bool *is_error);
-
-/* ---- processes in the store (no kernel needed: `llmos ps`, `llmos kill`) ----------------- */
-/* All processes, oldest first; *out malloc'd (caller frees), NULL when none. */
-LLMOS_NODISCARD llmos_err kproc_list(store *s, kproc_info **out, size_t *n);
-LLMOS_NODISCARD llmos_err kproc_get(store *s, int64_t pid, kproc_info *out);
-/* Mark process pid KILLED (a running loop stops before its next step). LLMOS_ERR_NOT_FOUND
- * for an unknown pid; LLMOS_ERR_INVALID when it has already ended. Audited when a is non-NULL. */
-LLMOS_NODISCARD llmos_err kproc_kill(store *s, audit *a, int64_t pid);
-
-/* ---- the scripted TEST backend ------------------------------------------------------------ */
-/* A TEST DOUBLE of llm_backend: it answers from a script instead of a model, so that tests
- * drive the agent loop deterministically. Each step is JSON text:
- *   {"content": "...", "tool_calls": [{"name": "...", "arguments": {...}}], "tokens": N}
- * (tool_calls and tokens optional; tokens is what it reports as completion_tokens, default 1;
- * prompt_tokens is always 0). When the script runs out it repeats the last step if `repeat`,
- * else fails with LLMOS_ERR_LIMIT. Every request it receives is recorded byte for byte. */
-LLMOS_NODISCARD llmos_err scripted_test_backend_new(const char *const *steps, size_t n_steps,
-                                                    bool repeat, llm_backend **out);
-/* Everything it was sent, all requests concatenated: the messages and tools JSON as dumped. */
-const char *scripted_test_backend_sent(llm_backend *b, size_t *len);
-/* Requests answered so far. */
-size_t scripted_test_backend_calls(llm_backend *b);
+/* Load process pid from the store (kproc_free it). Exposed for tests. */
+LLMOS_NODISCARD llmos_err kproc_load(kernel *k, int64_t pid, kproc **out);
+void kproc_free(kproc *p);
 
 #endif

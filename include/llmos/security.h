@@ -100,10 +100,16 @@ LLMOS_NODISCARD llmos_err quarantine_substitute(const quarantine *q, const json_
 
 /* Ask a quarantined model `question` about the value under `handle`. The model gets a context
  * of its own (a fixed system prompt, the question, the value), no tools; its answer is
- * untrusted and kept under a new handle, returned in *answer_handle. */
+ * untrusted and kept under a new handle, returned in *answer_handle. When the model fails, its
+ * error message is untrusted too (a server may echo the request, value included): it is kept
+ * under the new handle the same way and *model_err receives the failure's code (LLMOS_OK when
+ * the model answered). So the return value carries only llmos's own errors: LLMOS_ERR_NOT_FOUND
+ * for a handle q does not have, LLMOS_ERR_UNSUPPORTED without a model, LLMOS_ERR_CANCELLED
+ * when *cancel (may be NULL) was raised, LLMOS_ERR_FORMAT / NOMEM. */
 LLMOS_NODISCARD llmos_err quarantine_ask(quarantine *q, llm_backend *quarantined,
                                          const char *handle, const char *question,
-                                         int32_t max_tokens, trusted_text *answer_handle);
+                                         int32_t max_tokens, const atomic_bool *cancel,
+                                         trusted_text *answer_handle, llmos_err *model_err);
 
 /* Serialise q for persistence ({"vars": [{"value", "source"}...]}) and back. */
 LLMOS_NODISCARD llmos_err quarantine_to_json(const quarantine *q, json_t **out);

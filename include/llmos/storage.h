@@ -107,6 +107,9 @@ typedef struct store_options {
  * Close with store_close. */
 LLMOS_NODISCARD llmos_err store_open(const char *dir, const char *passphrase,
                                      const store_options *opt, store **out);
+/* A store in memory only (SQLite's ":memory:" database): the same schema and functions, no
+ * files, no keys, gone at store_close. store_db_path says ":memory:". */
+LLMOS_NODISCARD llmos_err store_open_memory(const store_options *opt, store **out);
 /* Close the store (checkpointing the WAL) and wipe its keys. NULL is a no-op. */
 void store_close(store *s);
 /* Rewrap the store's data key under a new passphrase (see keys_change_passphrase). */
@@ -129,12 +132,18 @@ llmos_err store_rollback(store *s);
  * opened with the key. LLMOS_ERR_CRYPTO (naming the page) or LLMOS_ERR_FORMAT on a problem. */
 LLMOS_NODISCARD llmos_err store_verify(store *s);
 
+/* A number that changes whenever another connection (another llmos process) committed a change
+ * to the store since the last call; SQLite's PRAGMA data_version. Cheap: no page is read. */
+LLMOS_NODISCARD llmos_err store_data_version(store *s, int64_t *version);
+
 typedef struct store_stats {
     int64_t messages, archival, core_blocks, settings, audit_records;
     int64_t db_bytes, wal_bytes; /* sizes of the files on disk */
     int64_t page_count, page_size;
     int schema_version;
     bool vector_index; /* an HNSW index is in use for archival search */
+    char embedder[128]; /* "NAME DIM" of the embedder that made the archival vectors (the
+                           setting STORE_EMBEDDER_SETTING), "" when none is recorded */
 } store_stats;
 LLMOS_NODISCARD llmos_err store_get_stats(store *s, store_stats *out);
 
@@ -202,6 +211,9 @@ LLMOS_NODISCARD llmos_err store_core_set(store *s, const char *label, const char
 /* *value (malloc'd, caller frees) and *limit (may be NULL) of block `label`;
  * LLMOS_ERR_NOT_FOUND when absent. */
 LLMOS_NODISCARD llmos_err store_core_get(store *s, const char *label, char **value, size_t *limit);
+
+/* The setting that records which embedder made a store's archival vectors ("NAME DIM"). */
+#define STORE_EMBEDDER_SETTING "archival.embedder"
 
 /* ---- settings ------------------------------------------------------------------------------- */
 

@@ -1,5 +1,13 @@
 /*
- * llmos/tools.h - built-in tool engines the kernel offers to models: the exact calculator.
+ * llmos/tools.h - the built-in tools the kernel offers to models, and the exact calculator's
+ * engine.
+ *
+ * Each tool is one file in src/tools/ exporting one descriptor (llmos/kernel.h's ktool: name,
+ * description, JSON Schema of its arguments, capability, whether its output is trusted, and
+ * its run function over a narrow ktool_env), and one line in the kernel's table:
+ *   tool_calculator       evaluate an arithmetic expression exactly (compute)
+ *   tool_send_message     deliver a text to the user (message)
+ *   tool_ask_quarantined  ask the quarantined model about an untrusted handle (quarantine)
  *
  * The calculator evaluates one arithmetic expression. Integers and rationals are exact (GMP):
  * decimal literals are exact fractions, so 0.1 + 0.2 is exactly 3/10. Irrational functions
@@ -26,6 +34,7 @@
 #include <stddef.h>
 
 #include "llmos/base.h"
+#include "llmos/kernel.h"
 
 #define CALC_PRECISION_BITS 256
 #define CALC_REAL_DIGITS    50
@@ -43,15 +52,9 @@ LLMOS_NODISCARD llmos_err calc_eval(const char *expr, llmos_buf *out);
 /* The same for expr[0..len) (need not be NUL-terminated; a NUL byte inside is an error). */
 LLMOS_NODISCARD llmos_err calc_eval_n(const char *expr, size_t len, llmos_buf *out);
 
-/* JSON Schema of the tool's arguments:
- * {"type":"object","properties":{"expression":{"type":"string"}},"required":["expression"]} */
-const char *calc_tool_schema(void);
-
-/* One-line description of the tool for the model. */
-const char *calc_tool_description(void);
-
-/* The tool adapter: args is the arguments object; its "expression" is evaluated into out.
- * LLMOS_ERR_INVALID when "expression" is missing or not a string. */
-LLMOS_NODISCARD llmos_err calc_tool_run(const json_t *args, llmos_buf *out);
+/* The tools' descriptors (see above). */
+extern const ktool tool_calculator;
+extern const ktool tool_send_message;
+extern const ktool tool_ask_quarantined;
 
 #endif

@@ -15,7 +15,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include <stdint.h>
+
 #include "llmos/base.h"
+#include "llmos/infer.h"
 
 enum { CLI_OK = 0, CLI_FAILED = 1, CLI_USAGE = 2, CLI_INTERRUPTED = 130 };
 
@@ -42,16 +45,41 @@ int cli_report(llmos_err err);
 /* Where user data lives: $LLMOS_HOME, else $XDG_DATA_HOME/llmos, else ~/.local/share/llmos.
  * Returns a static string. */
 const char *cli_home(void);
-/* Open the user's encrypted store <cli_home>/store (creating it on first use), the passphrase
- * from $LLMOS_PASSPHRASE or a prompt on the terminal, the key derivation of a new store from
- * $LLMOS_KDF; archival memory uses embedder emb (NULL: none); with `check`, refuse an embedder
- * other than the store's. Defined in cmd_memory.c; close with store_close. */
-struct store;
-struct store_embedder;
-llmos_err open_user_store_with(const struct store_embedder *emb, bool check, struct store **out);
-/* The user's existing store (for ps, kill, audit): never creates one; a missing store is
- * LLMOS_ERR_NOT_FOUND with a message saying so. */
-llmos_err open_user_store_existing(struct store **out);
+/* ---- booting the kernel for a command (cli_boot.c) ------------------------------------------
+ * A command that talks to llmos opens the user's memory (the encrypted store, or one in memory
+ * only), a kernel over it and the model backends, and a session for the local user, who owns
+ * the store and holds every right. Everything it does then goes through that session. */
+struct memory;
+struct kernel;
+struct ksession;
+struct llm_backend;
+
+typedef struct cli_boot_params {
+    const char *device;             /* "shell", "cli", "serve": in the audit's login record */
+    bool create;                    /* create the store when missing (asks the passphrase twice) */
+    bool ephemeral;                 /* a store in memory only (the shell's --no-store) */
+    int embed;                      /* memory_embed: MEMORY_EMBED_NONE unless memory is searched */
+    const char *embed_model;        /* GGUF file of the embedder (memory add/search --model) */
+    struct llm_backend *privileged; /* the model (owned by the boot from here on; may be NULL) */
+    struct llm_backend *quarantined; /* the quarantined model (owned; may be NULL) */
+    const char *system_prompt;       /* NULL = the kernel's */
+    int32_t max_tokens;              /* per model call; 0 = the kernel's */
+    const sampler_params *sampling;  /* NULL = the backend's defaults */
+    uint32_t caps;                   /* of the session's processes; 0 = compute,message,quarantine */
+} cli_boot_params;
+
+typedef struct cli_boot {
+    struct memory *mem;
+    struct kernel *k;
+    struct ksession *s;
+    struct llm_backend *privileged, *quarantined;
+} cli_boot;
+
+/* Open memory, kernel and session as p says. The passphrase comes from $LLMOS_PASSPHRASE or a
+ * prompt on the terminal (no echo; Ctrl-C cancels). On failure everything is closed, the
+ * backends included. */
+LLMOS_NODISCARD llmos_err cli_boot_open(const cli_boot_params *p, cli_boot *out);
+void cli_boot_close(cli_boot *b);
 
 /* the commands */
 int cmd_help(int argc, char **argv);

@@ -5,22 +5,18 @@
  *   llmos audit [--from SEQ] [--json]   the records: seq, time, kind, payload
  *   llmos audit verify                  check the chain; exit 1 naming the first bad record
  *
- * The passphrase comes from LLMOS_PASSPHRASE or a prompt on the terminal (no echo).
+ * Through a kernel session of the local user (reading the log is itself a login record). The
+ * passphrase comes from LLMOS_PASSPHRASE or a prompt on the terminal (no echo).
  */
-#include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <termios.h>
 #include <time.h>
-#include <unistd.h>
-
-#include <sodium.h>
 
 #include "cli/cli.h"
-#include "llmos/security.h"
+#include "llmos/kernel.h"
+#include "llmos/memory.h"
 
 typedef struct show_ctx {
     bool json;
@@ -62,14 +58,15 @@ int cmd_audit(int argc, char **argv)
         } else
             return cli_usage_error("audit", "unknown argument '%s'", argv[i]);
     }
-    store *s = NULL;
-    llmos_err err = open_user_store_existing(&s);
+    cli_boot b;
+    cli_boot_params bp = {.device = "cli", .embed = MEMORY_EMBED_NONE};
+    llmos_err err = cli_boot_open(&bp, &b);
     if (err)
         return cli_report(err);
     if (verify) {
         audit_verdict v;
-        err = audit_verify(s, &v);
-        store_close(s);
+        err = ksession_audit_verify(b.s, &v);
+        cli_boot_close(&b);
         if (err)
             return cli_report(err);
         if (v.ok) {
@@ -84,9 +81,9 @@ int cmd_audit(int argc, char **argv)
         printf("[");
     else
         printf("%6s  %-19s  %-10s  %s\n", "SEQ", "TIME (UTC)", "KIND", "PAYLOAD");
-    err = store_audit_iterate(s, from, show_one, &c);
+    err = ksession_audit(b.s, from, show_one, &c);
     if (as_json)
         printf("]\n");
-    store_close(s);
+    cli_boot_close(&b);
     return err ? cli_report(err) : CLI_OK;
 }

@@ -5,23 +5,20 @@
  *   llmos ps [--json]   pid, state, principal, model, capabilities, budgets used / given
  *   llmos kill PID      mark a process killed; a loop running it stops before its next step
  *
- * The passphrase comes from LLMOS_PASSPHRASE or a prompt on the terminal (no echo). The store
- * must exist (processes are made by the kernel, not here).
+ * Both go through a kernel session of the local user, so a kill is audited and a turn running
+ * the process (in this or another llmos program) stops within 200 ms. The passphrase comes
+ * from LLMOS_PASSPHRASE or a prompt on the terminal (no echo). The store must exist
+ * (processes are made by the kernel, not here).
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <termios.h>
-#include <time.h>
-#include <unistd.h>
-
-#include <sodium.h>
 
 #include "cli/cli.h"
 #include "llmos/kernel.h"
+#include "llmos/memory.h"
 
 int cmd_ps(int argc, char **argv)
 {
@@ -32,14 +29,15 @@ int cmd_ps(int argc, char **argv)
         else
             return cli_usage_error("ps", "unknown argument '%s'", argv[i]);
     }
-    store *s = NULL;
-    llmos_err err = open_user_store_existing(&s);
+    cli_boot b;
+    cli_boot_params bp = {.device = "cli", .embed = MEMORY_EMBED_NONE};
+    llmos_err err = cli_boot_open(&bp, &b);
     if (err)
         return cli_report(err);
     kproc_info *list = NULL;
     size_t n = 0;
-    err = kproc_list(s, &list, &n);
-    store_close(s);
+    err = ksession_ps(b.s, &list, &n);
+    cli_boot_close(&b);
     if (err)
         return cli_report(err);
     if (as_json) {
@@ -102,16 +100,13 @@ int cmd_kill(int argc, char **argv)
     long long pid = strtoll(argv[1], &end, 10);
     if (errno || !end || *end || pid <= 0)
         return cli_usage_error("kill", "'%s' is not a process id (a positive number)", argv[1]);
-    store *s = NULL;
-    llmos_err err = open_user_store_existing(&s);
+    cli_boot b;
+    cli_boot_params bp = {.device = "cli", .embed = MEMORY_EMBED_NONE};
+    llmos_err err = cli_boot_open(&bp, &b);
     if (err)
         return cli_report(err);
-    audit *a = NULL;
-    err = audit_open(s, &a);
-    if (!err)
-        err = kproc_kill(s, a, (int64_t)pid);
-    audit_free(a);
-    store_close(s);
+    err = ksession_kill(b.s, (int64_t)pid);
+    cli_boot_close(&b);
     if (err)
         return cli_report(err);
     printf("process %lld killed\n", pid);

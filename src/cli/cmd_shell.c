@@ -1,14 +1,16 @@
 /*
- * cmd_shell.c - `llmos` with no command (or `llmos shell`): the interactive shell.
+ * cmd_shell.c - `llmos` with no command (or `llmos shell`): the interactive shell, and
+ * `llmos --model M "question"`, which answers once and exits.
  *
- * Opens the model the options name (a local GGUF file or an OpenAI-compatible server) and
- * hands it to the shell loop in src/io/repl.c. With a passphrase at hand ($LLMOS_PASSPHRASE or
- * a terminal to ask on) it also opens the user's encrypted store and a kernel over the model,
- * so that each conversation is a kernel process whose tool calls are checked, audited system
- * calls; with --no-store, or no way to get the passphrase, the shell talks to the model
- * directly and says so. Without a model it prints the banner, the
- * doctor's report, the commands and exactly how to get a model, and exits 0: `make run` in a
- * pipeline must never wait on stdin.
+ * Brings llmos up for the shell (cli_boot.c): the model the options name (a local GGUF file or
+ * an OpenAI-compatible server), a quarantined model beside it (by default a second context on
+ * the same local model, or the same server; --quarantine-model FILE|URL to choose another), the
+ * user's encrypted store and a kernel session. Every message then runs through the kernel, so
+ * the model's tool calls are checked, audited system calls. With --no-store, or without a way
+ * to get the passphrase, the session stands on a store that lives in memory only: still the
+ * kernel, nothing kept. Without a model it prints the banner, the doctor's report, the commands
+ * and exactly how to get a model, and exits 0: `make run` in a pipeline must never wait on
+ * stdin.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,7 +21,7 @@
 #include "llmos/backend.h"
 #include "llmos/kernel.h"
 #include "llmos/repl.h"
-#include "llmos/storage.h"
+#include "llmos/memory.h"
 
 static void print_no_model(void)
 {
@@ -47,29 +49,61 @@ static void print_no_model(void)
         "Run 'llmos doctor' to check the installation and 'llmos --help' for all commands.\n");
 }
 
+/* The model at `where`: a URL opens a remote backend (api_model names the model there), a
+ * file a local one. */
+static llmos_err open_model(const char *where, const char *api_model, const char *key,
+                            const local_backend_params *lp, llm_backend **out)
+{
+    if (strncmp(where, "http://", 7) == 0 || strncmp(where, "https://", 8) == 0) {
+        remote_backend_params rp = remote_backend_default_params();
+        rp.api_key = key && key[0] ? key : NULL;
+        return remote_backend_open(where, api_model, &rp, out);
+    }
+    fprintf(stderr, "loading %s ...\n", where);
+    return local_backend_open(where, lp, out);
+}
+
 int cmd_shell(int argc, char **argv)
 {
     const char *model_path = getenv("LLMOS_MODEL");
     const char *api_url = NULL, *api_model = NULL, *key_env = NULL, *system = NULL;
-    repl_options ro = repl_default_options();
+    const char *quar = NULL, *quar_model = NULL;
     local_backend_params lp = local_backend_default_params();
+    sampler_params sampling = sampler_default_params();
+    int32_t max_tokens = 512;
     bool no_store = false;
+    llmos_buf once = {0}; /* a message on the command line: answer it and exit */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--no-store") == 0) {
             no_store = true;
             continue;
         }
+        if (a[0] != '-' || strcmp(a, "--") == 0) {
+            if (strcmp(a, "--") == 0)
+                i++;
+            for (; i < argc; i++)
+                if ((once.len && buf_putc(&once, ' ')) || buf_puts(&once, argv[i])) {
+                    buf_free(&once);
+                    return cli_report(LLMOS_ERR_NOMEM);
+                }
+            break;
+        }
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         bool takes = strcmp(a, "--model") == 0 || strcmp(a, "--api") == 0 ||
                      strcmp(a, "--api-model") == 0 || strcmp(a, "--api-key-env") == 0 ||
                      strcmp(a, "--system") == 0 || strcmp(a, "-n") == 0 ||
                      strcmp(a, "--temp") == 0 || strcmp(a, "--seed") == 0 || strcmp(a, "-t") == 0 ||
-                     strcmp(a, "--ctx") == 0;
-        if (!takes)
+                     strcmp(a, "--ctx") == 0 || strcmp(a, "--quarantine-model") == 0 ||
+                     strcmp(a, "--quarantine-api-model") == 0;
+        if (!takes) {
+            buf_free(&once);
             return cli_usage_error("shell", "unknown option '%s'", a);
-        if (!v)
+        }
+        if (!v) {
+            buf_free(&once);
             return cli_usage_error("shell", "%s needs a value", a);
+        }
         i++;
         char *end = NULL;
         if (strcmp(a, "--model") == 0) {
@@ -82,21 +116,25 @@ int cmd_shell(int argc, char **argv)
             key_env = v;
         } else if (strcmp(a, "--system") == 0) {
             system = v;
+        } else if (strcmp(a, "--quarantine-model") == 0) {
+            quar = v;
+        } else if (strcmp(a, "--quarantine-api-model") == 0) {
+            quar_model = v;
         } else if (strcmp(a, "-n") == 0) {
             long n = strtol(v, &end, 10);
             if (*end || n <= 0 || n > 1000000)
                 return cli_usage_error("shell", "-n takes a positive token count, not '%s'", v);
-            ro.max_tokens = (int32_t)n;
+            max_tokens = (int32_t)n;
         } else if (strcmp(a, "--temp") == 0) {
             float t = strtof(v, &end);
             if (*end || t < 0)
                 return cli_usage_error("shell", "--temp takes a number >= 0, not '%s'", v);
-            ro.sampling.temperature = t;
+            sampling.temperature = t;
         } else if (strcmp(a, "--seed") == 0) {
-            unsigned long long s = strtoull(v, &end, 10);
+            unsigned long long sd = strtoull(v, &end, 10);
             if (*end)
                 return cli_usage_error("shell", "--seed takes an integer, not '%s'", v);
-            ro.sampling.seed = s;
+            sampling.seed = sd;
         } else if (strcmp(a, "-t") == 0) {
             long t = strtol(v, &end, 10);
             if (*end || t <= 0 || t > 4096)
@@ -109,62 +147,76 @@ int cmd_shell(int argc, char **argv)
             lp.n_ctx = (uint32_t)c;
         }
     }
+    int rc = CLI_OK;
     if (api_url && !api_model)
-        return cli_usage_error("shell", "--api URL needs --api-model NAME too");
-    if (api_model && !api_url)
-        return cli_usage_error("shell", "--api-model NAME needs --api URL too");
-    if (api_url && model_path && model_path != getenv("LLMOS_MODEL"))
-        return cli_usage_error("shell", "give either --model FILE or --api URL, not both");
-    if (!api_url && (!model_path || !model_path[0])) {
-        print_no_model();
-        return CLI_OK;
+        rc = cli_usage_error("shell", "--api URL needs --api-model NAME too");
+    else if (api_model && !api_url)
+        rc = cli_usage_error("shell", "--api-model NAME needs --api URL too");
+    else if (api_url && model_path && model_path != getenv("LLMOS_MODEL"))
+        rc = cli_usage_error("shell", "give either --model FILE or --api URL, not both");
+    else if (quar_model && !quar)
+        rc = cli_usage_error("shell", "--quarantine-api-model NAME needs --quarantine-model URL");
+    const char *key = getenv(key_env ? key_env : "LLMOS_API_KEY");
+    if (!rc && key_env && (!key || !key[0]))
+        rc = cli_usage_error("shell", "--api-key-env %s: that variable is not set", key_env);
+    if (!rc && !api_url && (!model_path || !model_path[0])) {
+        if (once.len)
+            rc = cli_usage_error("shell", "a message needs a model: give --model FILE (or set "
+                                          "LLMOS_MODEL) or --api URL --api-model NAME");
+        else
+            print_no_model();
+    }
+    if (rc || (!api_url && (!model_path || !model_path[0]))) {
+        buf_free(&once);
+        return rc;
     }
 
-    llm_backend *b = NULL;
-    llmos_err err;
-    if (api_url) {
-        const char *key = getenv(key_env ? key_env : "LLMOS_API_KEY");
-        if (key_env && (!key || !key[0]))
-            return cli_usage_error("shell", "--api-key-env %s: that variable is not set", key_env);
-        remote_backend_params rp = remote_backend_default_params();
-        rp.api_key = key && key[0] ? key : NULL;
-        err = remote_backend_open(api_url, api_model, &rp, &b);
-    } else {
-        fprintf(stderr, "loading %s ...\n", model_path);
-        err = local_backend_open(model_path, &lp, &b);
-    }
-    if (err)
+    cli_boot_params bp = {.device = "shell",
+                          .system_prompt = system,
+                          .max_tokens = max_tokens,
+                          .sampling = &sampling,
+                          .embed = MEMORY_EMBED_NONE};
+    llmos_err err = api_url ? open_model(api_url, api_model, key, &lp, &bp.privileged)
+                            : open_model(model_path, NULL, NULL, &lp, &bp.privileged);
+    /* the quarantined model: the one asked for, else the same model in a context of its own */
+    if (!err && quar)
+        err = open_model(quar, quar_model ? quar_model : api_model, key, &lp, &bp.quarantined);
+    else if (!err && api_url)
+        err = open_model(api_url, api_model, key, &lp, &bp.quarantined);
+    else if (!err)
+        err = local_backend_fork(bp.privileged, &bp.quarantined);
+    if (err) {
+        llm_backend_free(bp.quarantined);
+        llm_backend_free(bp.privileged);
+        buf_free(&once);
         return cli_report(err);
-
-    store *st = NULL;
-    kernel *k = NULL;
-    const char *passphrase = getenv("LLMOS_PASSPHRASE");
-    if (no_store) {
-        fprintf(stderr, "--no-store: chatting with the model directly (no tools, no audit)\n");
-    } else if ((!passphrase || !passphrase[0]) && !isatty(STDIN_FILENO)) {
-        fprintf(stderr, "no passphrase (set LLMOS_PASSPHRASE, or run on a terminal): chatting "
-                        "with the model directly (no tools, no audit)\n");
-    } else {
-        err = open_user_store_with(NULL, false, &st);
-        kernel_config kc = {0};
-        kc.st = st;
-        kc.privileged = b;
-        kc.system_prompt = system;
-        kc.max_tokens_per_turn = ro.max_tokens;
-        if (!err)
-            err = kernel_new(&kc, &k);
-        if (err) {
-            int rc = cli_report(err);
-            store_close(st);
-            llm_backend_free(b);
-            return rc;
-        }
-        ro.kern = k;
-        ro.st = st;
     }
-    ro.backend = b;
-    ro.system_prompt = system;
-    ro.interactive = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
+
+    const char *passphrase = getenv("LLMOS_PASSPHRASE");
+    bool can_ask = isatty(STDIN_FILENO);
+    const char *banner = "Each message runs through the kernel: the model may call tools, every "
+                         "call is checked and audited (/ps, /audit).";
+    if (no_store) {
+        bp.ephemeral = true;
+        banner = "--no-store: each message runs through the kernel, on a store in memory only; "
+                 "nothing is kept when the shell ends.";
+    } else if ((!passphrase || !passphrase[0]) && !can_ask) {
+        bp.ephemeral = true;
+        banner = "No passphrase (set LLMOS_PASSPHRASE, or run on a terminal): the kernel runs on "
+                 "a store in memory only; nothing is kept when the shell ends.";
+    } else {
+        bp.create = true;
+    }
+    cli_boot b;
+    err = cli_boot_open(&bp, &b);
+    if (err) {
+        buf_free(&once);
+        return cli_report(err);
+    }
+    repl_options ro = repl_default_options();
+    ro.session = b.s;
+    ro.banner = banner;
+    ro.interactive = !once.len && isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
     ro.handle_sigint = true;
     char history[4096];
     if (ro.interactive) {
@@ -177,11 +229,14 @@ int cmd_shell(int argc, char **argv)
     }
     repl *r = NULL;
     err = repl_new(&ro, &r);
-    if (!err)
+    if (!err && once.len) {
+        bool quit;
+        err = repl_line(r, once.data, &quit);
+    } else if (!err) {
         err = repl_run(r);
+    }
     repl_free(r);
-    kernel_free(k);
-    store_close(st);
-    llm_backend_free(b);
+    cli_boot_close(&b);
+    buf_free(&once);
     return err ? cli_report(err) : CLI_OK;
 }

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "llmos/memory.h"
 
 const cli_command cli_commands[] = {
     {"help", "Show help for llmos or for one command",
@@ -250,18 +251,5 @@ int cli_report(llmos_err err)
 
 const char *cli_home(void)
 {
-    static char path[4096];
-    const char *env = getenv("LLMOS_HOME");
-    if (env && *env) {
-        snprintf(path, sizeof path, "%s", env);
-        return path;
-    }
-    const char *xdg = getenv("XDG_DATA_HOME");
-    if (xdg && *xdg) {
-        snprintf(path, sizeof path, "%s/llmos", xdg);
-        return path;
-    }
-    const char *home = getenv("HOME");
-    snprintf(path, sizeof path, "%s/.local/share/llmos", home && *home ? home : ".");
-    return path;
+    return memory_home();
 }

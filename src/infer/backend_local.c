@@ -459,6 +459,7 @@ typedef struct local_backend {
     int32_t *seq;      /* the tokens the KV cache holds, model_ctx_pos(ctx) of them */
     size_t seq_cap;
     float *scratch; /* n_vocab logits to mask */
+    bool borrowed;  /* a fork: model and tokenizer are its parent's */
 } local_backend;
 
 /* Evaluate ids[0..n) after what the cache holds and remember them. */
@@ -871,8 +872,10 @@ static void lb_free(llm_backend *b)
     grammar_vocab_free(lb->gv);
     model_ctx_free(lb->ctx);
     pool_free(lb->pool);
-    tok_free(lb->tok);
-    model_free(lb->model);
+    if (!lb->borrowed) {
+        tok_free(lb->tok);
+        model_free(lb->model);
+    }
     free(lb->tmpl);
     free(lb->name);
     free(lb->seq);
@@ -950,4 +953,41 @@ llmos_err local_backend_open(const char *model_path, const local_backend_params 
 fail:
     lb_free(&lb->base);
     return llmos_fail_context(err, "opening %s as a local backend: ", model_path);
+}
+
+llmos_err local_backend_fork(llm_backend *parent, llm_backend **out)
+{
+    *out = NULL;
+    if (!parent || parent->ops != &local_ops)
+        return llmos_fail(LLMOS_ERR_INVALID, "local_backend_fork needs a local backend");
+    const local_backend *pb = (const local_backend *)parent;
+    local_backend *lb = calloc(1, sizeof *lb);
+    if (!lb)
+        return llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
+    lb->base.ops = &local_ops;
+    lb->borrowed = true;
+    lb->model = pb->model;
+    lb->tok = pb->tok;
+    lb->family = pb->family;
+    lb->tmpl = strdup(pb->tmpl);
+    lb->name = strdup(pb->name);
+    lb->scratch = malloc((size_t)model_hparams_of(lb->model)->n_vocab * sizeof *lb->scratch);
+    llmos_err err = LLMOS_OK;
+    if (!lb->tmpl || !lb->name || !lb->scratch)
+        err = llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
+    if (!err)
+        err = pool_new(pool_threads(pb->pool), &lb->pool);
+    if (!err) {
+        model_ctx_params cp = model_ctx_default_params();
+        cp.n_ctx = (uint32_t)model_ctx_size(pb->ctx);
+        cp.n_batch = 256;
+        cp.pool = lb->pool;
+        err = model_ctx_new(lb->model, &cp, &lb->ctx);
+    }
+    if (err) {
+        lb_free(&lb->base);
+        return err;
+    }
+    *out = &lb->base;
+    return LLMOS_OK;
 }

@@ -1,18 +1,14 @@
 /*
- * repl.c - the llmos shell (llmos/repl.h): read a line, run a slash command or chat with the
- * model, stream the answer, repeat.
+ * repl.c - the llmos shell (llmos/repl.h): read a line, run a slash command or send it to the
+ * conversation's kernel process, show the turn as it happens, repeat.
  *
- * The conversation is a jansson array of OpenAI-shaped messages sent whole with each turn
- * (the backend's chat template frames it). Slash commands are one table; adding one is one
- * line there and one function. Cancellation: the SIGINT handler sets an atomic flag that the
- * backend polls between tokens (llm_request.cancel) and the stream callback checks too.
- *
- * Kernel mode (repl_options.kern): the conversation is one kernel process; each line is fed to
- * it (kernel_spawn, then kernel_send) and kernel_run runs the agent loop, so tool calls are
- * checked, audited system calls. The tool calls and results of the turn are shown, then the
- * answer. /ps, /audit and /memory read the store.
+ * The shell is a device: it holds a kernel session and nothing else. Slash commands are one
+ * table; adding one is one line there and one function. Cancellation: the SIGINT handler sets
+ * an atomic flag that the kernel forwards to the model (ksession_send's cancel), and the event
+ * callback checks it too.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -20,23 +16,22 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <termios.h>
+#include <unistd.h>
 
 #include <editline/readline.h>
 
 #include "llmos/json.h"
-#include "llmos/kernel.h"
 #include "llmos/repl.h"
-#include "llmos/tools.h"
 
-#define REPL_MAX_LINE 65536
+#define REPL_RESULT_SHOWN 300 /* bytes of a tool result the shell shows */
+#define REPL_AUDIT_SHOWN  10  /* audit records /audit shows */
 
 struct repl {
     repl_options o;
-    json_t *messages;
     atomic_bool cancel;
-    bool history_loaded;
-    int64_t pid;   /* kernel mode: the conversation's process, 0 before the first turn */
-    bool streamed; /* kernel mode: the model's words of this turn were shown as they came */
+    int64_t pid;        /* the conversation's process, 0 before the first message */
+    bool at_line_start; /* the last thing printed ended a line */
 };
 
 /* The shell that the SIGINT handler cancels (one shell runs per process). */
@@ -46,8 +41,6 @@ static volatile sig_atomic_t repl_sigint;
 repl_options repl_default_options(void)
 {
     repl_options o = {0};
-    o.sampling = sampler_default_params();
-    o.max_tokens = 512;
     return o;
 }
 
@@ -56,52 +49,17 @@ static FILE *out_of(const repl *r)
     return r->o.out ? r->o.out : stdout;
 }
 
-/* Kernel mode: the model's words as the kernel's loop generates them. */
-static bool kernel_stream(void *ctx, const char *text, size_t len)
-{
-    repl *r = ctx;
-    FILE *f = out_of(r);
-    fwrite(text, 1, len, f);
-    fflush(f);
-    r->streamed = r->streamed || len > 0;
-    return !atomic_load(&r->cancel);
-}
-
-static llmos_err reset_conversation(repl *r)
-{
-    json_decref(r->messages);
-    r->messages = json_array();
-    if (!r->messages)
-        return llmos_fail(LLMOS_ERR_NOMEM, "no memory for the conversation");
-    if (r->o.system_prompt && r->o.system_prompt[0]) {
-        json_t *m = json_pack("{ss ss}", "role", "system", "content", r->o.system_prompt);
-        if (!m || json_array_append_new(r->messages, m))
-            return llmos_fail(LLMOS_ERR_INVALID, "the system prompt is not valid UTF-8");
-    }
-    return LLMOS_OK;
-}
-
 llmos_err repl_new(const repl_options *opts, repl **out)
 {
     *out = NULL;
-    if (!opts || !opts->backend)
-        return llmos_fail(LLMOS_ERR_INVALID, "repl_new: a backend is required");
-    if (!opts->kern != !opts->st)
-        return llmos_fail(LLMOS_ERR_INVALID, "repl_new: kernel mode needs both kern and st");
+    if (!opts || !opts->session)
+        return llmos_fail(LLMOS_ERR_INVALID, "repl_new: a kernel session is required");
     repl *r = calloc(1, sizeof *r);
     if (!r)
         return llmos_fail(LLMOS_ERR_NOMEM, "no memory for the shell");
     r->o = *opts;
-    if (r->o.max_tokens <= 0)
-        r->o.max_tokens = 512;
+    r->at_line_start = true;
     atomic_init(&r->cancel, false);
-    if (r->o.kern)
-        kernel_set_output(r->o.kern, kernel_stream, r, &r->cancel);
-    llmos_err err = reset_conversation(r);
-    if (err) {
-        repl_free(r);
-        return err;
-    }
     *out = r;
     return LLMOS_OK;
 }
@@ -112,9 +70,6 @@ void repl_free(repl *r)
         return;
     if (repl_active == r)
         repl_active = NULL;
-    if (r->o.kern)
-        kernel_set_output(r->o.kern, NULL, NULL, NULL);
-    json_decref(r->messages);
     free(r);
 }
 
@@ -123,14 +78,30 @@ int64_t repl_pid(const repl *r)
     return r->pid;
 }
 
-const json_t *repl_messages(const repl *r)
-{
-    return r->messages;
-}
-
 void repl_cancel(repl *r)
 {
     atomic_store(&r->cancel, true);
+}
+
+/* Start a new line unless the output is at one. */
+static void newline(repl *r)
+{
+    if (!r->at_line_start)
+        fputc('\n', out_of(r));
+    r->at_line_start = true;
+}
+
+/* printf that keeps track of where the line is. */
+static void say(repl *r, const char *fmt, ...) LLMOS_PRINTF(2, 3);
+
+static void say(repl *r, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(out_of(r), fmt, ap);
+    va_end(ap);
+    size_t n = strlen(fmt);
+    r->at_line_start = n > 0 && fmt[n - 1] == '\n';
 }
 
 /* ---- slash commands ---------------------------------------------------------------------- */
@@ -154,106 +125,140 @@ static void cmd_clear(repl *r, const char *args, bool *quit)
 {
     (void)args;
     (void)quit;
-    r->pid = 0; /* kernel mode: the next line starts a new process */
-    if (reset_conversation(r) == LLMOS_OK)
-        fprintf(out_of(r), "conversation cleared\n");
-    else
-        fprintf(out_of(r), "error: %s\n", llmos_errmsg());
+    r->pid = 0; /* the next message starts a new process */
+    say(r, "conversation cleared: the next message starts a new process\n");
 }
 
 static void cmd_model(repl *r, const char *args, bool *quit)
 {
     (void)args;
     (void)quit;
-    llm_backend *b = r->o.backend;
-    fprintf(out_of(r), "model: %s (%s backend, context %zu tokens)\n", llm_model_name(b),
-            b->ops->kind, llm_context_size(b));
-    fprintf(out_of(r), "conversation: %zu messages; answers up to %d tokens, temperature %.2f\n",
-            json_array_size(r->messages), r->o.max_tokens, (double)r->o.sampling.temperature);
+    kmodel_info m = ksession_model(r->o.session);
+    say(r, "model: %s (%s backend, context %zu tokens); quarantined model: %s\n", m.name, m.kind,
+        m.context_size, m.has_quarantine ? "yes" : "none");
+    if (r->pid)
+        say(r, "conversation: process %" PRId64 "\n", r->pid);
 }
 
 static void cmd_tools(repl *r, const char *args, bool *quit)
 {
     (void)args;
     (void)quit;
+    const ktool **list = NULL;
     size_t n = 0;
-    const ktool *t = ktool_builtin(&n);
-    fprintf(out_of(r), "built-in tools (system calls of the kernel):\n");
-    for (size_t i = 0; i < n; i++)
-        fprintf(out_of(r), "  %-16s %s\n", t[i].name, t[i].description);
-    if (r->o.kern)
-        fprintf(out_of(r), "The model may call them: each call runs through the kernel "
-                           "(capability check, argument check, flow policy, audit).\n");
-    else
-        fprintf(out_of(r), "This shell chats with the model directly; tool calls run when the "
-                           "shell goes through the kernel's agent loop.\n");
-}
-
-static void ps_store(repl *r)
-{
-    FILE *f = out_of(r);
-    kproc_info *list = NULL;
-    size_t n = 0;
-    if (kproc_list(r->o.st, &list, &n) != LLMOS_OK) {
-        fprintf(f, "error: %s\n", llmos_errmsg());
+    if (ksession_tools(r->o.session, &list, &n) != LLMOS_OK) {
+        say(r, "error: %s\n", llmos_errmsg());
         return;
     }
-    if (n == 0)
-        fprintf(f, "no processes yet: the first message starts this shell's process\n");
-    else
-        fprintf(f, "  %6s  %-13s  %-20s  %8s  %5s  %s\n", "PID", "STATE", "MODEL", "TOKENS",
-                "CALLS", "REASON");
+    say(r, "tools the model may call (system calls of the kernel: capability check, argument "
+           "check, flow policy, audit):\n");
     for (size_t i = 0; i < n; i++) {
-        const kproc_info *p = &list[i];
-        fprintf(f, "%c %6" PRId64 "  %-13s  %-20.20s  %8" PRId64 "  %5" PRId64 "  %s\n",
-                p->pid == r->pid ? '*' : ' ', p->pid, kproc_state_name(p->state), p->model,
-                p->used.tokens, p->used.tool_calls, p->reason);
+        char cap[32];
+        kcap_format(list[i]->capability, cap, sizeof cap);
+        say(r, "  %-16s [%s] %s\n", list[i]->name, cap, list[i]->description);
     }
-    if (r->pid)
-        fprintf(f, "(* this shell's process)\n");
+    if (n == 0)
+        say(r, "  none: this session's processes have no capabilities\n");
     free(list);
+}
+
+/* Run a tool as the user, with `args` as its JSON arguments. */
+static void user_tool(repl *r, const char *tool, const char *args)
+{
+    llmos_buf res = {0};
+    bool is_error = false;
+    if (ksession_tool(r->o.session, tool, args, &res, &is_error) != LLMOS_OK)
+        say(r, "error: %s\n", llmos_errmsg());
+    else
+        say(r, "%s\n", res.data ? res.data : "");
+    buf_free(&res);
+}
+
+static void cmd_calc(repl *r, const char *args, bool *quit)
+{
+    (void)quit;
+    json_t *a = json_pack("{s:s}", "expression", args);
+    char *text = a ? json_dumps(a, JSON_COMPACT) : NULL;
+    json_decref(a);
+    if (!text) {
+        say(r, "error: the expression is not UTF-8 text\n");
+        return;
+    }
+    user_tool(r, "calculator", text);
+    free(text);
 }
 
 static void cmd_ps(repl *r, const char *args, bool *quit)
 {
     (void)args;
     (void)quit;
-    if (r->o.st) {
-        ps_store(r);
+    kproc_info *list = NULL;
+    size_t n = 0;
+    if (ksession_ps(r->o.session, &list, &n) != LLMOS_OK) {
+        say(r, "error: %s\n", llmos_errmsg());
         return;
     }
-    fprintf(out_of(r),
-            "no agent processes: this shell chats with the model directly (one "
-            "conversation, %zu messages). Processes are kept in the encrypted "
-            "store by the kernel.\n",
-            json_array_size(r->messages));
+    if (n == 0)
+        say(r, "no processes yet: the first message starts this shell's process\n");
+    else
+        say(r, "  %6s  %-13s  %-20s  %8s  %5s  %s\n", "PID", "STATE", "MODEL", "TOKENS", "CALLS",
+            "REASON");
+    for (size_t i = 0; i < n; i++) {
+        const kproc_info *p = &list[i];
+        say(r, "%c %6" PRId64 "  %-13s  %-20.20s  %8" PRId64 "  %5" PRId64 "  %s\n",
+            p->pid == r->pid ? '*' : ' ', p->pid, kproc_state_name(p->state), p->model,
+            p->used.tokens, p->used.tool_calls, p->reason);
+    }
+    if (r->pid)
+        say(r, "(* this shell's process)\n");
+    free(list);
+}
+
+static void cmd_kill(repl *r, const char *args, bool *quit)
+{
+    (void)quit;
+    char *end = NULL;
+    long long pid = strtoll(args, &end, 10);
+    if (end == args || *end || pid <= 0) {
+        say(r, "usage: /kill PID (see /ps)\n");
+        return;
+    }
+    if (ksession_kill(r->o.session, pid) != LLMOS_OK)
+        say(r, "error: %s\n", llmos_errmsg());
+    else
+        say(r, "process %lld killed\n", pid);
 }
 
 static void cmd_memory(repl *r, const char *args, bool *quit)
 {
-    (void)args;
     (void)quit;
-    if (r->o.st) {
-        store_stats st;
-        if (store_get_stats(r->o.st, &st) != LLMOS_OK) {
-            fprintf(out_of(r), "error: %s\n", llmos_errmsg());
+    if (*args) {
+        store_message *m = NULL;
+        size_t n = 0;
+        if (ksession_recall_search(r->o.session, args, 5, &m, &n) != LLMOS_OK) {
+            say(r, "error: %s\n", llmos_errmsg());
             return;
         }
-        fprintf(out_of(r),
-                "your encrypted store: %" PRId64 " messages, %" PRId64
-                " archival memories, %" PRId64 " core blocks, %" PRId64 " settings, %" PRId64
-                " audit records; %" PRId64 " bytes on disk (+%" PRId64 " in the WAL)\n",
-                st.messages, st.archival, st.core_blocks, st.settings, st.audit_records,
-                st.db_bytes, st.wal_bytes);
+        if (n == 0)
+            say(r, "nothing said so far matches '%s'\n", args);
+        for (size_t i = 0; i < n; i++)
+            say(r, "  [%s %s] %.200s\n", m[i].conversation, m[i].role, m[i].content);
+        ksession_messages_free(m, n);
         return;
     }
-    fprintf(out_of(r), "your memory lives in the encrypted store; from the command line:\n"
-                       "  llmos memory add TEXT...      remember a text\n"
-                       "  llmos memory search QUERY...  find the nearest memories\n"
-                       "  llmos memory stats            what the store holds\n");
+    store_stats st;
+    if (ksession_memory_stats(r->o.session, &st) != LLMOS_OK) {
+        say(r, "error: %s\n", llmos_errmsg());
+        return;
+    }
+    say(r,
+        "your store: %" PRId64 " messages, %" PRId64 " archival memories, %" PRId64
+        " core blocks, %" PRId64 " settings, %" PRId64 " audit records; %" PRId64
+        " bytes on disk (+%" PRId64 " in the WAL)\n",
+        st.messages, st.archival, st.core_blocks, st.settings, st.audit_records, st.db_bytes,
+        st.wal_bytes);
+    say(r, "/memory WORDS searches what was said; `llmos memory add|search` the archival memory\n");
 }
-
-#define REPL_AUDIT_SHOWN 10
 
 typedef struct audit_tail {
     char *line[REPL_AUDIT_SHOWN];
@@ -273,74 +278,52 @@ static bool audit_keep(const store_audit_record *rec, void *ctx)
     return true;
 }
 
-static void audit_store(repl *r)
-{
-    FILE *f = out_of(r);
-    audit_tail t = {0};
-    if (store_audit_iterate(r->o.st, 1, audit_keep, &t) != LLMOS_OK)
-        fprintf(f, "error: %s\n", llmos_errmsg());
-    size_t first = t.n > REPL_AUDIT_SHOWN ? t.n - REPL_AUDIT_SHOWN : 0;
-    fprintf(f, "the last %zu of %zu audit records:\n", t.n - first, t.n);
-    for (size_t i = first; i < t.n; i++) {
-        const char *s = t.line[i % REPL_AUDIT_SHOWN];
-        fprintf(f, "%s\n", s ? s : "(no memory)");
-    }
-    for (size_t i = 0; i < REPL_AUDIT_SHOWN; i++)
-        free(t.line[i]);
-    audit_verdict v;
-    if (audit_verify(r->o.st, &v) != LLMOS_OK)
-        fprintf(f, "error: %s\n", llmos_errmsg());
-    else if (v.ok)
-        fprintf(f, "audit log intact: %" PRId64 " records, hash chain verified\n", v.records);
-    else
-        fprintf(f, "audit log TAMPERED: first bad record %" PRId64 ": %s\n", v.bad_seq, v.reason);
-}
-
 static void cmd_audit(repl *r, const char *args, bool *quit)
 {
     (void)args;
     (void)quit;
-    if (r->o.st) {
-        audit_store(r);
-        return;
+    audit_tail t = {0};
+    if (ksession_audit(r->o.session, 1, audit_keep, &t) != LLMOS_OK)
+        say(r, "error: %s\n", llmos_errmsg());
+    size_t first = t.n > REPL_AUDIT_SHOWN ? t.n - REPL_AUDIT_SHOWN : 0;
+    say(r, "the last %zu of %zu audit records:\n", t.n - first, t.n);
+    for (size_t i = first; i < t.n; i++) {
+        const char *s = t.line[i % REPL_AUDIT_SHOWN];
+        say(r, "%s\n", s ? s : "(no memory)");
     }
-    fprintf(out_of(r), "the audit log (hash-chained) is written by the kernel for every "
-                       "system call; this shell makes none, so there is nothing to show.\n");
-}
-
-static void cmd_calc(repl *r, const char *args, bool *quit)
-{
-    (void)quit;
-    llmos_buf b = {0};
-    if (calc_eval(args, &b) == LLMOS_OK)
-        fprintf(out_of(r), "%s\n", b.data);
+    for (size_t i = 0; i < REPL_AUDIT_SHOWN; i++)
+        free(t.line[i]);
+    audit_verdict v;
+    if (ksession_audit_verify(r->o.session, &v) != LLMOS_OK)
+        say(r, "error: %s\n", llmos_errmsg());
+    else if (v.ok)
+        say(r, "audit log intact: %" PRId64 " records, hash chain verified\n", v.records);
     else
-        fprintf(out_of(r), "error: %s\n", llmos_errmsg());
-    buf_free(&b);
+        say(r, "audit log TAMPERED: first bad record %" PRId64 ": %s\n", v.bad_seq, v.reason);
 }
 
 static const repl_command repl_commands[] = {
     {"help", "list these commands", cmd_help},
     {"quit", "leave the shell (also /exit, or Ctrl-D)", cmd_quit},
     {"exit", "leave the shell", cmd_quit},
-    {"clear", "forget the conversation and start a new one", cmd_clear},
-    {"model", "which model answers, its context size and settings", cmd_model},
-    {"tools", "the tools models may call", cmd_tools},
+    {"clear", "forget the conversation: the next message starts a new process", cmd_clear},
+    {"model", "which model answers, its context size", cmd_model},
+    {"tools", "the tools the model may call", cmd_tools},
     {"calc", "EXPR: evaluate exactly with the calculator tool (/calc 2^100)", cmd_calc},
-    {"ps", "agent processes", cmd_ps},
-    {"memory", "how to reach your encrypted memory", cmd_memory},
-    {"audit", "the audit log of system calls", cmd_audit},
+    {"ps", "your processes", cmd_ps},
+    {"kill", "PID: stop a process", cmd_kill},
+    {"memory", "[WORDS]: what your store holds, or search what was said", cmd_memory},
+    {"audit", "the last audit records, and the check of their hash chain", cmd_audit},
 };
 
 static void cmd_help(repl *r, const char *args, bool *quit)
 {
     (void)args;
     (void)quit;
-    FILE *f = out_of(r);
-    fprintf(f, "Type a message and press Enter to ask the model. Commands:\n");
+    say(r, "Type a message and press Enter to ask the model. Commands:\n");
     for (size_t i = 0; i < LLMOS_ARRAY_LEN(repl_commands); i++)
-        fprintf(f, "  /%-8s %s\n", repl_commands[i].name, repl_commands[i].summary);
-    fprintf(f, "Ctrl-C stops an answer (or clears the line); Ctrl-D quits.\n");
+        say(r, "  /%-8s %s\n", repl_commands[i].name, repl_commands[i].summary);
+    say(r, "Ctrl-C stops an answer (or clears the line); Ctrl-D quits.\n");
 }
 
 static size_t edit_distance(const char *a, size_t na, const char *b)
@@ -388,146 +371,87 @@ static void run_command(repl *r, const char *line, bool *quit)
             best = c->name;
         }
     }
-    FILE *f = out_of(r);
-    fprintf(f, "unknown command /%.*s.", (int)(n > 40 ? 40 : n), name);
+    say(r, "unknown command /%.*s.", (int)(n > 40 ? 40 : n), name);
     if (best)
-        fprintf(f, " Did you mean /%s?", best);
-    fprintf(f, " Type /help for the list.\n");
+        say(r, " Did you mean /%s?", best);
+    say(r, " Type /help for the list.\n");
 }
 
-/* ---- a chat turn ------------------------------------------------------------------------- */
+/* ---- a turn ------------------------------------------------------------------------------- */
 
-static bool stream_out(void *ctx, const char *text, size_t len)
+/* Show one event of the turn as it happens. */
+static bool on_event(void *ctx, const kevent *ev)
 {
     repl *r = ctx;
     FILE *f = out_of(r);
-    fwrite(text, 1, len, f);
+    switch (ev->kind) {
+    case KEVENT_TEXT:
+        fwrite(ev->text, 1, ev->len, f);
+        r->at_line_start = ev->len > 0 && ev->text[ev->len - 1] == '\n';
+        break;
+    case KEVENT_TOOL_CALL:
+        newline(r);
+        say(r, "[tool call] %s %s\n", ev->name, ev->arguments);
+        break;
+    case KEVENT_TOOL_RESULT:
+        newline(r);
+        say(r, "[tool result%s] %.*s%s\n", ev->is_error ? ", error" : "",
+            (int)(ev->len > REPL_RESULT_SHOWN ? REPL_RESULT_SHOWN : ev->len), ev->text,
+            ev->len > REPL_RESULT_SHOWN ? "..." : "");
+        break;
+    case KEVENT_MESSAGE:
+        newline(r);
+        say(r, "[message to %s] %s\n", ev->name, ev->text);
+        break;
+    case KEVENT_NOTICE:
+        newline(r);
+        say(r, "[%s]\n", ev->text);
+        break;
+    case KEVENT_END:
+        newline(r);
+        if (ev->state == KPROC_DONE && strcmp(ev->text, "cancelled by the user") == 0)
+            say(r, "[cancelled]\n");
+        else if (ev->state != KPROC_DONE)
+            say(r, "[process %" PRId64 " ended: %s: %s]\n", ev->pid, kproc_state_name(ev->state),
+                ev->text);
+        break;
+    }
     fflush(f);
     return !atomic_load(&r->cancel);
 }
 
-static llmos_err chat_turn(repl *r, const char *line)
+static llmos_err turn(repl *r, const char *line)
 {
-    FILE *f = out_of(r);
-    json_t *m = json_pack("{ss ss}", "role", "user", "content", line);
-    if (!m) {
-        fprintf(f, "error: the message is not valid UTF-8; nothing was sent\n");
+    ksession *s = r->o.session;
+    if (!utf8_valid(line, strlen(line))) {
+        say(r, "error: the message is not valid UTF-8; nothing was sent\n");
         return LLMOS_OK;
     }
-    if (json_array_append_new(r->messages, m))
-        return llmos_fail(LLMOS_ERR_NOMEM, "no memory for the conversation");
-    llm_request rq = llm_request_default();
-    rq.messages = r->messages;
-    rq.max_tokens = r->o.max_tokens;
-    rq.sampling = r->o.sampling;
-    rq.cancel = &r->cancel;
+    if (!r->pid && ksession_spawn(s, 0, &r->pid) != LLMOS_OK) {
+        say(r, "error: %s\n", llmos_errmsg());
+        r->pid = 0;
+        return LLMOS_OK;
+    }
     atomic_store(&r->cancel, false);
     repl_sigint = 0;
-    llm_response resp = {0};
-    llmos_err err = llm_chat(r->o.backend, &rq, stream_out, r, &resp);
-    bool cancelled = atomic_load(&r->cancel) || err == LLMOS_ERR_CANCELLED ||
-                     (resp.finish_reason && strcmp(resp.finish_reason, "cancelled") == 0);
-    if (err && !cancelled) {
-        fprintf(f, "\nerror: %s\n", llmos_errmsg());
-        /* forget the unanswered message so that the conversation stays well formed */
-        json_array_remove(r->messages, json_array_size(r->messages) - 1);
-        llm_response_free(&resp);
-        return LLMOS_OK;
-    }
-    if (cancelled)
-        fprintf(f, "\n[cancelled]\n");
-    else
-        fprintf(f, "\n");
-    fflush(f);
-    /* keep what was said, even a cut-off answer, so that the next turn reads naturally */
-    json_t *a =
-        json_pack("{ss ss}", "role", "assistant", "content", resp.content ? resp.content : "");
-    llm_response_free(&resp);
-    atomic_store(&r->cancel, false);
-    if (!a || json_array_append_new(r->messages, a))
-        return llmos_fail(LLMOS_ERR_NOMEM, "no memory for the conversation");
-    return LLMOS_OK;
-}
-
-/* Show what happened in the process from context message `from` on: the tool calls with their
- * results (shortened), then the answer. */
-static void show_turn(repl *r, const json_t *messages, size_t from, const char *answer)
-{
-    FILE *f = out_of(r);
-    if (r->streamed)
-        fprintf(f, "\n");
-    for (size_t i = from; i < json_array_size(messages); i++) {
-        const json_t *m = json_array_get(messages, i);
-        const char *role = ljson_get_string(m, "role", "");
-        const json_t *calls = json_object_get(m, "tool_calls");
-        for (size_t j = 0; strcmp(role, "assistant") == 0 && j < json_array_size(calls); j++) {
-            const json_t *fn = json_object_get(json_array_get(calls, j), "function");
-            fprintf(f, "[tool call] %s %s\n", ljson_get_string(fn, "name", "?"),
-                    ljson_get_string(fn, "arguments", "{}"));
-        }
-        if (strcmp(role, "tool") == 0) {
-            const char *text = ljson_get_string(m, "content", "");
-            size_t len = strlen(text);
-            fprintf(f, "[tool result] %.*s%s\n", (int)(len > 300 ? 300 : len), text,
-                    len > 300 ? "..." : "");
-        }
-    }
-    if (!r->streamed)
-        fprintf(f, "%s\n", answer);
-    fflush(f);
-}
-
-static llmos_err kernel_turn(repl *r, const char *line)
-{
-    FILE *f = out_of(r);
-    kernel *k = r->o.kern;
-    llmos_err err = LLMOS_OK;
-    if (r->pid) {
-        err = kernel_send(k, r->pid, line);
-        if (err == LLMOS_ERR_INVALID) {
-            fprintf(f, "(%s; starting a new process)\n", llmos_errmsg());
-            r->pid = 0;
-            err = LLMOS_OK;
-        }
-    }
-    uint32_t caps = r->o.caps ? r->o.caps : (KCAP_COMPUTE | KCAP_MESSAGE);
-    if (!err && !r->pid)
-        err = kernel_spawn(k, line, caps, r->o.budget, &r->pid);
-    json_t *before = NULL;
-    if (!err)
-        err = kernel_context(k, r->pid, &before);
-    size_t from = json_array_size(before);
-    json_decref(before);
     kproc_state final = KPROC_FAILED;
-    atomic_store(&r->cancel, false);
-    repl_sigint = 0;
-    r->streamed = false;
-    if (!err)
-        err = kernel_run(k, r->pid, &final);
-    bool cancelled = atomic_load(&r->cancel);
-    atomic_store(&r->cancel, false);
+    llmos_err err = ksession_send(s, r->pid, line, on_event, r, &r->cancel, &final);
+    if (err == LLMOS_ERR_INVALID) {
+        /* the process ended (killed, out of budget): the conversation goes on in a new one */
+        say(r, "(%s; starting a new process)\n", llmos_errmsg());
+        r->pid = 0;
+        if (ksession_spawn(s, 0, &r->pid) == LLMOS_OK)
+            err = ksession_send(s, r->pid, line, on_event, r, &r->cancel, &final);
+        else
+            r->pid = 0;
+    }
     if (err) {
-        fprintf(f, "error: %s\n", llmos_errmsg());
-        return LLMOS_OK;
+        newline(r);
+        say(r, "error: %s\n", llmos_errmsg());
     }
-    json_t *after = NULL;
-    char *answer = NULL;
-    if (kernel_context(k, r->pid, &after) == LLMOS_OK &&
-        kernel_answer(k, r->pid, &answer) == LLMOS_OK)
-        show_turn(r, after, from, final == KPROC_DONE ? answer : "");
-    else
-        fprintf(f, "error: %s\n", llmos_errmsg());
-    json_decref(after);
-    free(answer);
-    if (cancelled)
-        fprintf(f, "[cancelled]\n");
-    if (final != KPROC_DONE) {
-        kproc_info info;
-        if (kproc_get(r->o.st, r->pid, &info) == LLMOS_OK)
-            fprintf(f, "[process %" PRId64 " ended: %s: %s]\n", r->pid, kproc_state_name(final),
-                    info.reason);
-    }
-    fflush(f);
+    newline(r);
+    atomic_store(&r->cancel, false);
+    fflush(out_of(r));
     return LLMOS_OK;
 }
 
@@ -548,10 +472,8 @@ llmos_err repl_line(repl *r, const char *line, bool *quit)
     llmos_err err = LLMOS_OK;
     if (copy[0] == '/')
         run_command(r, copy, quit);
-    else if (r->o.kern)
-        err = kernel_turn(r, copy);
     else
-        err = chat_turn(r, copy);
+        err = turn(r, copy);
     free(copy);
     return err;
 }
@@ -568,10 +490,12 @@ static void on_sigint(int sig)
 }
 
 /* Next line: malloc'd without the newline, NULL at end of input. *interrupted when Ctrl-C
- * ended the read (the caller shows a new prompt). */
-static char *read_line(repl *r, bool *interrupted)
+ * ended the read (the caller shows a new prompt); *too_long when the line was longer than
+ * REPL_MAX_LINE (it was read to its end and dropped). */
+static char *read_line(repl *r, bool *interrupted, size_t *too_long)
 {
     *interrupted = false;
+    *too_long = 0;
     if (r->o.interactive) {
         repl_sigint = 0;
         char *s = readline("llmos> ");
@@ -579,10 +503,15 @@ static char *read_line(repl *r, bool *interrupted)
             *interrupted = true;
             repl_sigint = 0;
         }
+        if (s && strlen(s) > REPL_MAX_LINE) {
+            *too_long = strlen(s);
+            s[0] = 0;
+        }
         return s;
     }
     FILE *in = r->o.in ? r->o.in : stdin;
     llmos_buf b = {0};
+    size_t seen = 0;
     for (;;) {
         int c = fgetc(in);
         if (c == EOF) {
@@ -592,7 +521,7 @@ static char *read_line(repl *r, bool *interrupted)
                 buf_free(&b);
                 return NULL;
             }
-            if (b.len == 0) {
+            if (seen == 0) {
                 buf_free(&b);
                 return NULL;
             }
@@ -600,13 +529,21 @@ static char *read_line(repl *r, bool *interrupted)
         }
         if (c == '\n')
             break;
-        if (b.len < REPL_MAX_LINE && buf_putc(&b, (char)c)) {
+        seen++;
+        if (seen > REPL_MAX_LINE) {
+            buf_free(&b); /* keep reading to the end of the line, keeping nothing */
+            continue;
+        }
+        if (buf_putc(&b, (char)c)) {
             buf_free(&b);
             return NULL;
         }
     }
-    char *s = buf_detach(&b, NULL);
-    return s;
+    if (seen > REPL_MAX_LINE) {
+        *too_long = seen;
+        buf_clear(&b);
+    }
+    return buf_detach(&b, NULL);
 }
 
 llmos_err repl_run(repl *r)
@@ -625,11 +562,10 @@ llmos_err repl_run(repl *r)
         stifle_history(1000);
         read_history(r->o.history_path); /* a missing file is a fresh history */
     }
-    fprintf(f, "Model: %s. Type /help for commands, /quit or Ctrl-D to leave.\n",
-            llm_model_name(r->o.backend));
-    if (r->o.kern)
-        fprintf(f, "Each message runs through the kernel: the model may call tools, every call "
-                   "is checked and audited (/ps, /audit).\n");
+    kmodel_info m = ksession_model(r->o.session);
+    say(r, "Model: %s. Type /help for commands, /quit or Ctrl-D to leave.\n", m.name);
+    if (r->o.banner)
+        say(r, "%s\n", r->o.banner);
     fflush(f);
     llmos_err err = LLMOS_OK;
     for (;;) {
@@ -638,7 +574,8 @@ llmos_err repl_run(repl *r)
             fflush(f);
         }
         bool interrupted;
-        char *line = read_line(r, &interrupted);
+        size_t too_long;
+        char *line = read_line(r, &interrupted, &too_long);
         if (interrupted) {
             fprintf(f, "\n");
             continue; /* Ctrl-C at the prompt: drop the line, prompt again */
@@ -646,6 +583,13 @@ llmos_err repl_run(repl *r)
         if (!line) {
             fprintf(f, "\n");
             break; /* Ctrl-D */
+        }
+        if (too_long) {
+            say(r, "error: that line is %zu bytes; the shell takes lines of up to %u bytes. "
+                   "Nothing was sent.\n",
+                too_long, REPL_MAX_LINE);
+            free(line);
+            continue;
         }
         if (r->o.interactive && line[0])
             add_history(line);
@@ -666,4 +610,61 @@ llmos_err repl_run(repl *r)
         sigaction(SIGINT, &old, NULL);
     fflush(f);
     return err;
+}
+
+/* ---- secrets ------------------------------------------------------------------------------ */
+
+llmos_err repl_read_secret(void *ctx, const char *prompt, char *out, size_t size)
+{
+    (void)ctx;
+    if (size == 0)
+        return llmos_fail(LLMOS_ERR_INVALID, "repl_read_secret: no room");
+    out[0] = 0;
+    int fd = open("/dev/tty", O_RDWR | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0)
+        return llmos_fail(LLMOS_ERR_INVALID,
+                          "no terminal to ask for the passphrase on; set LLMOS_PASSPHRASE");
+    /* Echo off, and signals off too: Ctrl-C then arrives as a byte (0x03) that this loop
+     * turns into a cancel after putting the terminal back, rather than as a SIGINT that would
+     * end the program with echo still off. */
+    struct termios old, quiet;
+    bool have_tc = tcgetattr(fd, &old) == 0;
+    if (have_tc) {
+        quiet = old;
+        quiet.c_lflag &= ~(tcflag_t)(ECHO | ECHONL | ISIG);
+        quiet.c_lflag |= ICANON;
+        tcsetattr(fd, TCSAFLUSH, &quiet);
+    }
+    if (write(fd, prompt, strlen(prompt)) < 0) {
+        /* nothing to do: the read below still works */
+    }
+    size_t n = 0;
+    char c;
+    ssize_t got;
+    bool cancelled = false;
+    while ((got = read(fd, &c, 1)) == 1 && c != '\n' && c != '\r') {
+        if (c == 0x03 || c == 0x04) { /* Ctrl-C, or Ctrl-D on an empty line */
+            cancelled = c == 0x03 || n == 0;
+            if (cancelled)
+                break;
+            continue;
+        }
+        if (n + 1 < size)
+            out[n++] = c;
+    }
+    int saved = errno;
+    out[n] = 0;
+    if (have_tc)
+        tcsetattr(fd, TCSAFLUSH, &old);
+    if (write(fd, "\n", 1) < 0) {
+        /* ignore */
+    }
+    close(fd);
+    if (cancelled) {
+        llmos_secure_zero(out, size);
+        return llmos_fail(LLMOS_ERR_CANCELLED, "no passphrase given (cancelled)");
+    }
+    if (got < 0)
+        return llmos_fail(LLMOS_ERR_IO, "reading the passphrase: %s", strerror(saved));
+    return LLMOS_OK;
 }

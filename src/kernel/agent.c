@@ -1,181 +1,68 @@
 /*
- * agent.c - the kernel object and the agent loop.
+ * agent.c - the agent loop of one turn: from a user message to an answer.
  *
- *   load process -> [killed? budget spent?] -> llm_chat(privileged context, tools the process
- *   may use) -> no tool call: done | tool calls: each one through kernel_syscall, its result
- *   appended as a role "tool" message -> save -> repeat
+ *   load the process -> [killed? a budget spent? cancelled?] -> wait for the model (the
+ *   scheduler) -> the model, with the tools the process may use -> no tool call: the answer,
+ *   done | tool calls: each one through the system-call path, its result appended as a role
+ *   "tool" message -> save -> repeat
  *
  * The privileged context holds only trusted text (kctx accepts only trusted_text): the user's
- * message, the system prompt, the model's own turns, trusted tool results and handles of
- * untrusted values. Each end of a process (answer, budget, kill, failure) is a final state,
- * saved and audited.
+ * messages, the system prompt, the model's own turns, trusted tool results and handles of
+ * untrusted values. The device sees the turn as events in the order they happen: answer text
+ * as it is generated, each tool call before it runs and its result after, messages tools
+ * deliver, notices, the end.
+ *
+ * Budgets. A process may have budgets over its whole life (tokens, tool calls, wall time):
+ * spending one ends it for good (out-of-tokens, out-of-calls, out-of-time). Every turn also has
+ * a budget (the session's, else KTURN_DEFAULT_*): reaching it ends the turn with a notice that
+ * says which limit, and the process takes the next message; a model that keeps calling tools
+ * can therefore never loop for ever.
  */
 #include <assert.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "kernel/kernel_internal.h"
 #include "llmos/json.h"
+#include "llmos/memory.h"
 
-static const char *const default_system_prompt =
+const char *const kernel_default_system_prompt =
     "You are an agent of llmos. Use the tools offered when they help. Some tool results are "
     "untrusted and you receive them as handles like $VAR1: you cannot read them, but you can "
     "pass them to tools, show them to the user with send_message, or ask_quarantined a "
     "question about them. Answer the user without a tool call when you are done.";
 
-llmos_err kernel_audit_rec(kernel *k, const char *kind, json_t *payload_stolen)
+void kturn_emit(kturn *t, const kevent *ev)
 {
-    if (!payload_stolen)
-        return llmos_fail(LLMOS_ERR_NOMEM, "audit: no memory for the record");
-    llmos_err err = audit_append(k->log, kind, payload_stolen);
-    json_decref(payload_stolen);
-    if (err)
-        LOG_ERROR("kernel", "audit record '%s' could not be written: %s", kind, llmos_errmsg());
-    return err;
-}
-
-void kernel_deliver(kernel *k, int64_t pid, const char *recipient, const char *text)
-{
-    if (k->cfg.on_message)
-        k->cfg.on_message(k->cfg.message_ctx, pid, recipient, text);
-    else
-        printf("[message from process %" PRId64 " to %s]\n%s\n", pid, recipient, text);
-}
-
-audit *kernel_audit(kernel *k)
-{
-    return k ? k->log : NULL;
-}
-
-void kernel_free(kernel *k)
-{
-    if (!k)
+    if (!t->fn || t->events_stopped)
         return;
-    audit_free(k->log);
-    policy_free(k->own_policy);
-    free(k->tools);
-    free(k);
+    if (!t->fn(t->ctx, ev)) {
+        t->events_stopped = true;
+        atomic_store(&t->run.stop, true);
+    }
 }
 
-llmos_err kernel_new(const kernel_config *cfg, kernel **out)
+static void emit_notice(kturn *t, int64_t pid, const char *text)
 {
-    *out = NULL;
-    if (!cfg || !cfg->st || !cfg->privileged)
-        return llmos_fail(LLMOS_ERR_INVALID, "kernel_new needs a store and a privileged model");
-    kernel *k = calloc(1, sizeof *k);
-    if (!k)
-        return llmos_fail(LLMOS_ERR_NOMEM, "kernel: no memory");
-    k->cfg = *cfg;
-    snprintf(k->principal, sizeof k->principal, "%s", cfg->principal ? cfg->principal : "user");
-    llmos_err err = LLMOS_OK;
-    if (cfg->flow) {
-        k->flow = cfg->flow;
-    } else {
-        err = cfg->config_dir ? policy_load(cfg->config_dir, &k->own_policy)
-                              : policy_default(&k->own_policy);
-        k->flow = k->own_policy;
-    }
-    size_t nb = 0;
-    const ktool *builtin = ktool_builtin(&nb);
-    assert(builtin && nb > 0);
-    if (!err && cfg->n_extra_tools && !cfg->extra_tools)
-        err = llmos_fail(LLMOS_ERR_INVALID, "kernel_new: n_extra_tools without extra_tools");
-    ktool *tools = err ? NULL : calloc(nb + cfg->n_extra_tools + 1, sizeof *tools);
-    if (!err && !tools)
-        err = llmos_fail(LLMOS_ERR_NOMEM, "kernel: no memory");
-    if (tools) {
-        k->tools = tools;
-        for (size_t i = 0; i < nb; i++)
-            tools[k->n_tools++] = builtin[i];
-        for (size_t i = 0; cfg->extra_tools && i < cfg->n_extra_tools; i++) {
-            const ktool *x = &cfg->extra_tools[i];
-            for (size_t j = 0; j < k->n_tools; j++)
-                if (strcmp(tools[j].name, x->name) == 0)
-                    err = llmos_fail(LLMOS_ERR_EXISTS, "tool '%s' is registered twice", x->name);
-            tools[k->n_tools++] = *x;
-        }
-    }
-    if (!err)
-        err = audit_open(cfg->st, &k->log);
-    if (!err)
-        err = kernel_audit_rec(k, "login", json_pack("{s:s}", "principal", k->principal));
-    if (!err)
-        err = kernel_audit_rec(k, "model.load",
-                               json_pack("{s:s, s:s, s:s}", "role", "privileged", "model",
-                                         llm_model_name(cfg->privileged), "kind",
-                                         cfg->privileged->ops->kind));
-    if (!err && cfg->quarantined)
-        err = kernel_audit_rec(k, "model.load",
-                               json_pack("{s:s, s:s, s:s}", "role", "quarantined", "model",
-                                         llm_model_name(cfg->quarantined), "kind",
-                                         cfg->quarantined->ops->kind));
-    if (err) {
-        kernel_free(k);
-        return err;
-    }
-    *out = k;
-    return LLMOS_OK;
+    kevent ev = {.kind = KEVENT_NOTICE, .pid = pid, .text = text, .len = strlen(text)};
+    kturn_emit(t, &ev);
 }
 
-llmos_err kernel_spawn(kernel *k, const char *user_message, uint32_t caps, kbudget budget,
-                       int64_t *pid)
-{
-    if (!k || !user_message)
-        return llmos_fail(LLMOS_ERR_INVALID, "kernel_spawn: needs a user message");
-    kproc *p = calloc(1, sizeof *p);
-    if (!p)
-        return llmos_fail(LLMOS_ERR_NOMEM, "kernel: no memory");
-    llmos_err err = kctx_init(&p->ctx);
-    p->q = quarantine_new();
-    if (!err && !p->q)
-        err = llmos_fail(LLMOS_ERR_NOMEM, "kernel: no memory");
-    if (!err)
-        err = kproc_new_pid(k->cfg.st, &p->info.pid);
-    if (!err) {
-        snprintf(p->info.principal, sizeof p->info.principal, "%s", k->principal);
-        snprintf(p->info.model, sizeof p->info.model, "%s", llm_model_name(k->cfg.privileged));
-        p->info.caps = caps;
-        p->info.budget = budget;
-        p->info.state = KPROC_WAITING;
-        p->info.created_at = (int64_t)time(NULL);
-        err = kctx_append(
-            &p->ctx, "system",
-            trusted_system(k->cfg.system_prompt ? k->cfg.system_prompt : default_system_prompt));
-    }
-    if (!err)
-        err = kctx_append(&p->ctx, "user", trusted_user(user_message));
-    if (!err)
-        err = kproc_save(k->cfg.st, p);
-    if (!err) {
-        char capstr[96];
-        kcap_format(caps, capstr, sizeof capstr);
-        err = kernel_audit_rec(
-            k, "process",
-            json_pack("{s:I, s:s, s:s, s:s, s:I, s:I, s:f}", "pid", (json_int_t)p->info.pid,
-                      "event", "spawn", "principal", k->principal, "caps", capstr, "budget_tokens",
-                      (json_int_t)budget.tokens, "budget_tool_calls", (json_int_t)budget.tool_calls,
-                      "budget_wall_s", budget.wall_s));
-    }
-    if (!err && pid)
-        *pid = p->info.pid;
-    kproc_free(p);
-    return err;
-}
-
-/* The tools this process may use, in the OpenAI shape. */
+/* The tools process p may use, in the OpenAI shape. */
 static json_t *offered_tools(kernel *k, const kproc *p)
 {
     json_t *arr = json_array();
     for (size_t i = 0; i < k->n_tools; i++) {
-        const ktool *t = &k->tools[i];
+        const ktool *t = k->tools[i];
         if (!(p->info.caps & t->capability))
             continue;
         json_t *schema = NULL;
         if (ljson_parse_text(t->parameters, strlen(t->parameters), t->name, 0, &schema)) {
-            llmos_err_clear();
+            LOG_ERROR("kernel", "tool %s has a bad schema, not offered: %s", t->name,
+                      llmos_errmsg());
             continue;
         }
         json_array_append_new(arr, json_pack("{s:s, s:{s:s, s:s, s:o}}", "type", "function",
@@ -185,212 +72,387 @@ static json_t *offered_tools(kernel *k, const kproc *p)
     return arr;
 }
 
-/* End process p in `state` with a reason; saved and audited. */
-static llmos_err finish(kernel *k, kproc *p, kproc_state state, const char *fmt, ...)
+/* The short system prompt for a model whose context cannot hold the full one. */
+static const char *const short_system_prompt = "You are an agent of llmos.";
+
+/* Tokens `text` takes in the privileged model (0 when it cannot say). */
+static size_t tokens_of(llm_backend *b, const char *text)
+{
+    size_t n = 0;
+    if (llm_count_tokens(b, text, strlen(text), &n) != LLMOS_OK) {
+        llmos_err_clear();
+        n = 0;
+    }
+    return n;
+}
+
+/* Fit the fixed part of the context into a small window: the system prompt and the tool
+ * descriptions may take at most half of the model's context. When they do not, the tools go
+ * first, then the system prompt is replaced by a one-line one for this turn (*short_system),
+ * each with a notice; a small model (stories260K's 512 tokens) then works without tools
+ * rather than not at all. The context manager (memory) will make this exact. */
+static void fit_fixed_part(kturn *t, kproc *p, json_t *tools, bool *short_system)
+{
+    llm_backend *b = t->s->k->cfg.privileged;
+    size_t ctx = b ? llm_context_size(b) : 0;
+    *short_system = false;
+    if (!ctx)
+        return;
+    const char *sys = ljson_get_string(json_array_get(p->ctx.messages, 0), "content", "");
+    size_t n_sys = tokens_of(b, sys), n_tools = 0;
+    char *text = json_array_size(tools) ? json_dumps(tools, JSON_COMPACT) : NULL;
+    if (text)
+        n_tools = tokens_of(b, text);
+    free(text);
+    char msg[300];
+    if (n_tools && n_sys + n_tools > ctx / 2) {
+        snprintf(msg, sizeof msg,
+                 "the model's context (%zu tokens) cannot hold the tool descriptions (%zu "
+                 "tokens): no tools this turn",
+                 ctx, n_tools);
+        emit_notice(t, p->info.pid, msg);
+        json_array_clear(tools);
+    }
+    if (n_sys > ctx / 2) {
+        snprintf(msg, sizeof msg,
+                 "the model's context (%zu tokens) cannot hold the system prompt (%zu tokens): "
+                 "a one-line one is used this turn",
+                 ctx, n_sys);
+        emit_notice(t, p->info.pid, msg);
+        *short_system = true;
+    }
+}
+
+/* The messages for the model: the context, with the one-line system prompt when asked. A new
+ * reference. */
+static json_t *messages_for_model(const kproc *p, bool short_system)
+{
+    if (!short_system)
+        return json_incref(p->ctx.messages);
+    json_t *copy = json_copy(p->ctx.messages);
+    if (copy && json_array_size(copy) > 0)
+        json_array_set_new(copy, 0,
+                           json_pack("{s:s, s:s}", "role", "system", "content",
+                                     short_system_prompt));
+    return copy;
+}
+
+/* End the turn of p in `state` with a reason: saved, audited when the process ended for good
+ * (or answered), and told to the device. */
+static llmos_err finish(kturn *t, kproc *p, kproc_state state, const char *fmt, ...)
     LLMOS_PRINTF(4, 5);
 
-static llmos_err finish(kernel *k, kproc *p, kproc_state state, const char *fmt, ...)
+static llmos_err finish(kturn *t, kproc *p, kproc_state state, const char *fmt, ...)
 {
+    kernel *k = t->s->k;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(p->info.reason, sizeof p->info.reason, fmt, ap);
     va_end(ap);
     p->info.state = state;
-    llmos_err err = kproc_save(k->cfg.st, p);
+    llmos_err err = kproc_save(k, p);
     llmos_err aerr = kernel_audit_rec(
         k, "process",
         json_pack("{s:I, s:s, s:s, s:s, s:I, s:I, s:f}", "pid", (json_int_t)p->info.pid, "event",
                   "end", "state", kproc_state_name(state), "reason", p->info.reason, "tokens_used",
                   (json_int_t)p->info.used.tokens, "tool_calls_used",
                   (json_int_t)p->info.used.tool_calls, "wall_s_used", p->info.used.wall_s));
+    kevent ev = {.kind = KEVENT_END,
+                 .pid = p->info.pid,
+                 .text = p->info.reason,
+                 .len = strlen(p->info.reason),
+                 .state = state,
+                 .used = p->info.used};
+    kturn_emit(t, &ev);
     return err ? err : aerr;
 }
 
-/* Was the process killed from outside (another llmos process) since we loaded it? */
-static bool killed_outside(kernel *k, int64_t pid)
+/* A turn's budget reached: the turn ends, the process takes the next message. */
+static llmos_err turn_limit(kturn *t, kproc *p, const char *what)
 {
-    kproc_info now;
-    if (kproc_get(k->cfg.st, pid, &now) != LLMOS_OK) {
-        llmos_err_clear();
-        return false;
-    }
-    return now.state == KPROC_KILLED;
+    char msg[256];
+    snprintf(msg, sizeof msg,
+             "stopped: %s; the model had not answered yet. Send another message to go on "
+             "(the limits of one message are set with the session's turn budget).",
+             what);
+    emit_notice(t, p->info.pid, msg);
+    return finish(t, p, KPROC_DONE, "%s", msg);
 }
 
-llmos_err kernel_run(kernel *k, int64_t pid, kproc_state *final)
+/* The stream of the model's words to the device. */
+static bool turn_stream(void *ctx, const char *text, size_t len)
 {
-    kproc *p = NULL;
-    llmos_err err = kproc_load(k->cfg.st, pid, &p);
+    kturn *t = ctx;
+    if (len > 0) {
+        kevent ev = {.kind = KEVENT_TEXT, .pid = t->run.pid, .text = text, .len = len};
+        kturn_emit(t, &ev);
+    }
+    return !atomic_load(&t->run.stop);
+}
+
+static void recall(kernel *k, int64_t pid, const char *role, const char *text)
+{
+    kernel_lock(k);
+    if (memory_recall_add(k->cfg.st, pid, role, text) != LLMOS_OK)
+        LOG_WARN("kernel", "process %" PRId64 ": the %s message could not be added to recall "
+                           "memory: %s",
+                 pid, role, llmos_errmsg());
+    kernel_unlock(k);
+}
+
+/* Was the turn stopped by a kill (here or elsewhere), as opposed to the device's cancel? */
+static bool was_killed(kturn *t)
+{
+    return atomic_load(&t->run.killed);
+}
+
+static bool was_cancelled(kturn *t)
+{
+    return (t->run.user && atomic_load(t->run.user)) || t->events_stopped;
+}
+
+/* What the budgets allow for the next model call; 0 when one is spent (and the turn ended). */
+static llmos_err check_budgets(kturn *t, kproc *p, bool *ended)
+{
+    const kbudget *b = &p->info.budget, *u = &p->info.used;
+    *ended = true;
+    if (b->tokens > 0 && u->tokens >= b->tokens)
+        return finish(t, p, KPROC_OUT_OF_TOKENS, "token budget spent: %" PRId64 " of %" PRId64,
+                      u->tokens, b->tokens);
+    if (b->wall_s > 0 && u->wall_s >= b->wall_s)
+        return finish(t, p, KPROC_OUT_OF_TIME, "wall-time budget spent: %.2f s of %.2f s",
+                      u->wall_s, b->wall_s);
+    char what[160];
+    if (t->limit.tokens > 0 && t->used.tokens >= t->limit.tokens) {
+        snprintf(what, sizeof what, "this message's token budget is spent (%" PRId64 " of %" PRId64 ")",
+                 t->used.tokens, t->limit.tokens);
+        return turn_limit(t, p, what);
+    }
+    if (t->limit.wall_s > 0 && t->used.wall_s >= t->limit.wall_s) {
+        snprintf(what, sizeof what, "this message's time budget is spent (%.1f s of %.1f s)",
+                 t->used.wall_s, t->limit.wall_s);
+        return turn_limit(t, p, what);
+    }
+    *ended = false;
+    return LLMOS_OK;
+}
+
+/* Run the tool calls of one model answer; *limit_hit when a budget stopped some of them. */
+static llmos_err run_calls(kturn *t, kproc *p, const llm_response *resp, bool *out_of_calls,
+                           bool *turn_calls_spent)
+{
+    kernel *k = t->s->k;
+    llmos_buf result = {0};
+    llmos_err err = LLMOS_OK;
+    for (size_t i = 0; !err && i < resp->n_tool_calls; i++) {
+        const llm_tool_call *c = &resp->tool_calls[i];
+        kevent call = {.kind = KEVENT_TOOL_CALL,
+                       .pid = p->info.pid,
+                       .name = c->name ? c->name : "",
+                       .call_id = c->id ? c->id : "",
+                       .arguments = c->arguments ? c->arguments : ""};
+        kturn_emit(t, &call);
+        bool is_error = false;
+        const char *origin = "system";
+        buf_clear(&result);
+        if (p->info.budget.tool_calls > 0 && p->info.used.tool_calls >= p->info.budget.tool_calls) {
+            *out_of_calls = true;
+            is_error = true;
+            err = buf_puts(&result, "error: not run: the tool-call budget is spent");
+        } else if (t->limit.tool_calls > 0 && t->used.tool_calls >= t->limit.tool_calls) {
+            *turn_calls_spent = true;
+            is_error = true;
+            err = buf_puts(&result, "error: not run: this message's tool-call budget is spent");
+        } else {
+            p->info.used.tool_calls++;
+            t->used.tool_calls++;
+            err = ksyscall(k, t, p, c, &result, &is_error, &origin);
+        }
+        if (!err)
+            err = kctx_append_tool(&p->ctx, c->id ? c->id : "",
+                                   trusted_system(result.data ? result.data : ""));
+        if (!err) {
+            kevent res = {.kind = KEVENT_TOOL_RESULT,
+                          .pid = p->info.pid,
+                          .name = call.name,
+                          .call_id = call.call_id,
+                          .text = result.data ? result.data : "",
+                          .len = result.len,
+                          .origin = origin,
+                          .is_error = is_error};
+            kturn_emit(t, &res);
+        }
+    }
+    buf_free(&result);
+    return err;
+}
+
+/* Give p the turn's message (saved, audited, and kept in recall memory). */
+static llmos_err take_message(kturn *t, kproc *p)
+{
+    kernel *k = t->s->k;
+    kproc_state st = p->info.state;
+    if (st != KPROC_IDLE && st != KPROC_DONE && st != KPROC_WAITING)
+        return llmos_fail(LLMOS_ERR_INVALID,
+                          "process %" PRId64 " is %s (%s); it takes no more messages: start a "
+                          "new one",
+                          p->info.pid, kproc_state_name(st), p->info.reason);
+    llmos_err err = kctx_append(&p->ctx, "user", trusted_user(t->message));
     if (err)
         return err;
-    if (kproc_state_final(p->info.state)) {
-        if (final)
+    p->info.state = KPROC_WAITING;
+    p->info.reason[0] = 0;
+    if ((err = kproc_save(k, p)))
+        return err;
+    recall(k, p->info.pid, "user", t->message);
+    json_t *rec = json_pack("{s:I, s:s, s:I}", "pid", (json_int_t)p->info.pid, "event", "input",
+                            "bytes", (json_int_t)strlen(t->message));
+    if (rec && t->s->p.audit_content)
+        json_object_set_new(rec, "content", json_string(t->message));
+    return kernel_audit_rec(k, "process", rec);
+}
+
+llmos_err kernel_run_turn(kturn *t, int64_t pid, kproc_state *final)
+{
+    kernel *k = t->s->k;
+    t->run.pid = pid;
+    atomic_init(&t->run.stop, false);
+    atomic_init(&t->run.killed, false);
+    llmos_err err = kernel_running_add(k, &t->run);
+    if (err)
+        return err;
+    kproc *p = NULL;
+    err = kproc_load(k, pid, &p);
+    if (!err && t->message)
+        err = take_message(t, p);
+    if (err || (p->info.state != KPROC_WAITING && p->info.state != KPROC_RUNNING)) {
+        if (!err && final)
             *final = p->info.state;
+        kernel_running_remove(k, &t->run);
         kproc_free(p);
-        return LLMOS_OK;
+        return err;
     }
     p->info.state = KPROC_RUNNING;
-    err = kproc_save(k->cfg.st, p);
+    err = kproc_save(k, p);
     json_t *tools = offered_tools(k, p);
+    bool short_system = false;
+    fit_fixed_part(t, p, tools, &short_system);
     double start = llmos_time_now(), wall_before = p->info.used.wall_s;
     int32_t turn_max = k->cfg.max_tokens_per_turn > 0 ? k->cfg.max_tokens_per_turn : 512;
-    llmos_buf result = {0};
     while (!err) {
-        p->info.used.wall_s = wall_before + (llmos_time_now() - start);
-        if (killed_outside(k, pid)) {
-            p->info.state = KPROC_KILLED; /* already saved and audited by kproc_kill */
+        double now = llmos_time_now();
+        p->info.used.wall_s = wall_before + (now - start);
+        t->used.wall_s = now - start;
+        kproc_info seen;
+        if (was_killed(t) || (kproc_get(k, pid, &seen) == LLMOS_OK && seen.state == KPROC_KILLED)) {
+            err = finish(t, p, KPROC_KILLED, "killed by the user");
             break;
         }
-        const kbudget *b = &p->info.budget, *u = &p->info.used;
-        if (b->tokens > 0 && u->tokens >= b->tokens) {
-            err = finish(k, p, KPROC_OUT_OF_TOKENS, "token budget spent: %" PRId64 " of %" PRId64,
-                         u->tokens, b->tokens);
+        llmos_err_clear();
+        if (was_cancelled(t)) {
+            err = finish(t, p, KPROC_DONE, "cancelled by the user");
             break;
         }
-        if (b->wall_s > 0 && u->wall_s >= b->wall_s) {
-            err = finish(k, p, KPROC_OUT_OF_TIME, "wall-time budget spent: %.2f s of %.2f s",
-                         u->wall_s, b->wall_s);
+        bool ended;
+        if ((err = check_budgets(t, p, &ended)) || ended)
+            break;
+        if (!k->cfg.privileged) {
+            err = finish(t, p, KPROC_FAILED, "the model failed: this llmos has no model loaded");
             break;
         }
         llm_request req = llm_request_default();
-        req.messages = p->ctx.messages;
+        json_t *msgs = messages_for_model(p, short_system);
+        req.messages = msgs;
         req.tools = json_array_size(tools) ? tools : NULL;
         req.max_tokens = turn_max;
-        if (b->tokens > 0 && b->tokens - u->tokens < turn_max)
-            req.max_tokens = (int32_t)(b->tokens - u->tokens);
+        if (k->cfg.sampling)
+            req.sampling = *k->cfg.sampling;
+        const kbudget *b = &p->info.budget;
+        if (b->tokens > 0 && b->tokens - p->info.used.tokens < req.max_tokens)
+            req.max_tokens = (int32_t)(b->tokens - p->info.used.tokens);
+        if (t->limit.tokens > 0 && t->limit.tokens - t->used.tokens < req.max_tokens)
+            req.max_tokens = (int32_t)(t->limit.tokens - t->used.tokens);
+        req.cancel = &t->run.stop;
         llm_response resp = {0};
-        req.cancel = k->cancel;
-        llmos_err cerr = llm_chat(k->cfg.privileged, &req, k->out_fn, k->out_ctx, &resp);
-        if (k->cancel && atomic_load(k->cancel) && (!cerr || cerr == LLMOS_ERR_CANCELLED)) {
-            p->info.used.tokens += (int64_t)resp.prompt_tokens + resp.completion_tokens;
+        llmos_err cerr = ksched_acquire(&k->sched, p->info.principal, &t->run.stop, NULL, NULL);
+        if (!cerr) {
+            cerr = msgs ? llm_chat(k->cfg.privileged, &req, turn_stream, t, &resp)
+                        : llmos_fail(LLMOS_ERR_NOMEM, "no memory for the context");
+            ksched_release(&k->sched);
+        }
+        json_decref(msgs);
+        uint32_t spent = resp.prompt_tokens + resp.completion_tokens;
+        p->info.used.tokens += spent;
+        t->used.tokens += spent;
+        p->info.used.wall_s = wall_before + (llmos_time_now() - start);
+        if (atomic_load(&t->run.stop) && (!cerr || cerr == LLMOS_ERR_CANCELLED)) {
+            /* keep what was said, even a cut-off answer */
             err = kctx_append(&p->ctx, "assistant", trusted_user(resp.content ? resp.content : ""));
-            if (!err)
-                err = finish(k, p, KPROC_DONE, "cancelled by the user");
             llm_response_free(&resp);
+            if (err)
+                break;
+            if (was_killed(t))
+                err = finish(t, p, KPROC_KILLED, "killed by the user");
+            else
+                err = finish(t, p, KPROC_DONE, "cancelled by the user");
+            break;
+        }
+        if (cerr == LLMOS_ERR_BUSY) {
+            llm_response_free(&resp);
+            char what[600];
+            snprintf(what, sizeof what, "%s", llmos_errmsg());
+            err = turn_limit(t, p, what);
             break;
         }
         if (cerr) {
-            err = finish(k, p, KPROC_FAILED, "the model failed: %s", llmos_errmsg());
+            /* the privileged backend's message: llmos's own, or the privileged model server's
+             * (which saw only trusted text) */
+            err = finish(t, p, KPROC_FAILED, "the model failed: %s", llmos_errmsg());
             llm_response_free(&resp);
             break;
         }
-        p->info.used.tokens += (int64_t)resp.prompt_tokens + resp.completion_tokens;
-        p->info.used.wall_s = wall_before + (llmos_time_now() - start);
         /* The model's own words: it saw only trusted text, so they are trusted (USER: written
          * for the user). */
         trusted_text said = trusted_user(resp.content ? resp.content : "");
         if (resp.n_tool_calls == 0) {
             err = kctx_append(&p->ctx, "assistant", said);
-            if (!err)
-                err = finish(k, p, KPROC_DONE, "answered");
+            if (!err) {
+                recall(k, pid, "assistant", said.text);
+                err = finish(t, p, KPROC_DONE, "%s",
+                             strcmp(resp.finish_reason ? resp.finish_reason : "", "length") == 0
+                                 ? "answered (cut at the length limit)"
+                                 : "answered");
+            }
             llm_response_free(&resp);
             break;
         }
         err = kctx_append_calls(&p->ctx, said, resp.tool_calls, resp.n_tool_calls);
-        bool out_of_calls = false;
-        for (size_t i = 0; !err && i < resp.n_tool_calls; i++) {
-            const llm_tool_call *c = &resp.tool_calls[i];
-            bool is_error = false;
-            if (b->tool_calls > 0 && p->info.used.tool_calls >= b->tool_calls) {
-                out_of_calls = true;
-                buf_clear(&result);
-                err = buf_puts(&result, "error: not run: the tool-call budget is spent")
-                          ? LLMOS_ERR_NOMEM
-                          : LLMOS_OK;
-            } else {
-                p->info.used.tool_calls++;
-                err = kernel_syscall(k, p, c, &result, &is_error);
-            }
-            if (!err)
-                err = kctx_append_tool(&p->ctx, c->id ? c->id : "",
-                                       trusted_system(result.data ? result.data : ""));
-        }
+        bool out_of_calls = false, turn_calls_spent = false;
+        if (!err)
+            err = run_calls(t, p, &resp, &out_of_calls, &turn_calls_spent);
         llm_response_free(&resp);
         p->info.used.wall_s = wall_before + (llmos_time_now() - start);
         if (err)
             break;
         if (out_of_calls) {
-            err = finish(k, p, KPROC_OUT_OF_CALLS, "tool-call budget spent: %" PRId64 " calls",
+            err = finish(t, p, KPROC_OUT_OF_CALLS, "tool-call budget spent: %" PRId64 " calls",
                          p->info.budget.tool_calls);
             break;
         }
-        if (killed_outside(k, pid)) {
-            p->info.state = KPROC_KILLED;
+        if (turn_calls_spent) {
+            char what[160];
+            snprintf(what, sizeof what,
+                     "this message's tool-call budget is spent (%" PRId64 " calls)",
+                     t->limit.tool_calls);
+            err = turn_limit(t, p, what);
             break;
         }
-        err = kproc_save(k->cfg.st, p);
+        err = kproc_save(k, p);
     }
-    buf_free(&result);
+    kernel_running_remove(k, &t->run);
     json_decref(tools);
     if (final)
         *final = p->info.state;
     kproc_free(p);
     return err;
-}
-
-llmos_err kernel_answer(kernel *k, int64_t pid, char **out)
-{
-    *out = NULL;
-    kproc *p = NULL;
-    llmos_err err = kproc_load(k->cfg.st, pid, &p);
-    if (err)
-        return err;
-    const char *ans = "";
-    for (size_t i = json_array_size(p->ctx.messages); i-- > 0;) {
-        json_t *m = json_array_get(p->ctx.messages, i);
-        if (strcmp(ljson_get_string(m, "role", ""), "assistant") == 0) {
-            ans = ljson_get_string(m, "content", "");
-            break;
-        }
-    }
-    *out = strdup(ans);
-    kproc_free(p);
-    return *out ? LLMOS_OK : llmos_fail(LLMOS_ERR_NOMEM, "no memory");
-}
-
-llmos_err kernel_context(kernel *k, int64_t pid, json_t **out)
-{
-    kproc *p = NULL;
-    llmos_err err = kproc_load(k->cfg.st, pid, &p);
-    if (err)
-        return err;
-    *out = json_incref(p->ctx.messages);
-    kproc_free(p);
-    return LLMOS_OK;
-}
-
-llmos_err kernel_send(kernel *k, int64_t pid, const char *user_message)
-{
-    if (!k || !user_message)
-        return llmos_fail(LLMOS_ERR_INVALID, "kernel_send: needs a user message");
-    kproc *p = NULL;
-    llmos_err err = kproc_load(k->cfg.st, pid, &p);
-    if (err)
-        return err;
-    if (p->info.state != KPROC_DONE && p->info.state != KPROC_WAITING) {
-        err = llmos_fail(LLMOS_ERR_INVALID,
-                         "process %" PRId64 " is %s (%s); it takes no more messages: start a "
-                         "new one",
-                         pid, kproc_state_name(p->info.state), p->info.reason);
-        kproc_free(p);
-        return err;
-    }
-    err = kctx_append(&p->ctx, "user", trusted_user(user_message));
-    if (!err) {
-        p->info.state = KPROC_WAITING;
-        p->info.reason[0] = 0;
-        err = kproc_save(k->cfg.st, p);
-    }
-    if (!err)
-        err = kernel_audit_rec(k, "process",
-                               json_pack("{s:I, s:s}", "pid", (json_int_t)pid, "event", "input"));
-    kproc_free(p);
-    return err;
-}
-
-void kernel_set_output(kernel *k, llm_stream_fn fn, void *ctx, const atomic_bool *cancel)
-{
-    k->out_fn = fn;
-    k->out_ctx = ctx;
-    k->cancel = cancel;
 }

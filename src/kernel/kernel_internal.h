@@ -1,9 +1,19 @@
 /*
- * kernel/kernel_internal.h - what the kernel's files (process.c, syscall.c, agent.c) and the
- * built-in tools (src/tools/) share. Private to the library.
+ * kernel/kernel_internal.h - what the kernel's own files share: the kernel and session objects,
+ * processes, the scheduler, the table of running processes and the audit helper. Private to
+ * src/kernel/; tools see only llmos/kernel.h's ktool_env.
+ *
+ *   kernel.c   the kernel object, the running table and the kill watcher, the tool services
+ *   sched.c    the scheduler: one model request at a time, fair between principals
+ *   session.c  sessions: rights, limits, and every device-facing function
+ *   agent.c    the agent loop of one turn
+ *   syscall.c  one system call
+ *   process.c  processes in the store, capabilities and rights, the privileged context
  */
 #ifndef LLMOS_KERNEL_INTERNAL_H
 #define LLMOS_KERNEL_INTERNAL_H
+
+#include <pthread.h>
 
 #include "llmos/kernel.h"
 
@@ -13,33 +23,150 @@ struct kproc {
     quarantine *q; /* the process's untrusted values */
 };
 
+/* ---- the scheduler (sched.c) -------------------------------------------------------------- */
+
+/* A request waiting for the model. */
+typedef struct ksched_waiter {
+    struct ksched_waiter *next;
+    const char *principal;
+    uint64_t arrival;
+} ksched_waiter;
+
+/* How recently each principal was served: the scheduler picks the waiter whose principal was
+ * served longest ago, first come first served among equals. */
+typedef struct ksched_principal {
+    char name[64];
+    uint64_t last_served;
+} ksched_principal;
+
+typedef struct ksched {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    ksched_waiter *head;
+    size_t n_waiting, max_queue;
+    bool busy, stopping;
+    uint64_t clock, served, rejected;
+    ksched_principal *seen;
+    size_t n_seen, cap_seen;
+} ksched;
+
+/* Should a waiter go on waiting? Called about every 100 ms while it waits. */
+typedef bool (*ksched_probe)(void *ctx);
+
+void ksched_init(ksched *q, size_t max_queue);
+void ksched_destroy(ksched *q);
+/* Wait for the model on behalf of principal. LLMOS_ERR_BUSY when max_queue requests already
+ * wait; LLMOS_ERR_CANCELLED when *cancel was set or probe said no while waiting. On success the
+ * caller holds the model until ksched_release. */
+LLMOS_NODISCARD llmos_err ksched_acquire(ksched *q, const char *principal,
+                                         const atomic_bool *cancel, ksched_probe probe,
+                                         void *probe_ctx);
+void ksched_release(ksched *q);
+
+/* ---- processes running in this llmos process (kernel.c) ----------------------------------- */
+
+/* One running turn: the flag its model calls watch, and why it was raised. */
+typedef struct krunning {
+    struct krunning *next;
+    int64_t pid;
+    atomic_bool stop;            /* the backend's cancel flag for this turn */
+    atomic_bool killed;          /* raised by a kill (here or from another llmos process) */
+    const atomic_bool *user;     /* the device's cancel flag (may be NULL) */
+} krunning;
+
 struct kernel {
     kernel_config cfg;
-    char principal[64];
     policy *own_policy; /* when cfg.flow was NULL */
     const policy *flow;
     audit *log;
-    ktool *tools; /* builtin + extra, n_tools */
+    const ktool **tools; /* builtin + extra, n_tools */
     size_t n_tools;
-    llm_stream_fn out_fn; /* kernel_set_output */
-    void *out_ctx;
-    const atomic_bool *cancel;
+    pthread_mutex_t mu; /* the store, the audit chain, the running table (recursive) */
+    ksched sched;
+    krunning *running;
+    /* the kill watcher: a thread that, while turns run, notices kills from other llmos
+     * processes (the store's data version moves) and the devices' cancel flags */
+    pthread_t watcher;
+    bool watcher_started, watcher_stop;
+    pthread_cond_t watcher_cv;
+    int64_t data_version;
 };
 
-/* Load / save / free one process (process.c). */
-LLMOS_NODISCARD llmos_err kproc_load(store *s, int64_t pid, kproc **out);
-LLMOS_NODISCARD llmos_err kproc_save(store *s, const kproc *p);
-LLMOS_NODISCARD llmos_err kproc_new_pid(store *s, int64_t *pid);
-void kproc_free(kproc *p);
+struct ksession {
+    kernel *k;
+    ksession_params p;
+    char principal[64];
+    char device[32];
+    atomic_int in_flight;
+    pthread_mutex_t rate_mu; /* guards the request times */
+    double *recent;          /* times of the last requests_per_minute requests (a ring) */
+    size_t recent_pos;
+};
 
-/* Deliver a message from process pid (send_message). */
-void kernel_deliver(kernel *k, int64_t pid, const char *recipient, const char *text);
+/* Store access under the kernel lock. */
+void kernel_lock(kernel *k);
+void kernel_unlock(kernel *k);
 
-/* Audit helper: a record of kind with payload built by json_pack; failures are logged, since
- * the caller's operation already happened (the caller decides whether to go on). */
+/* Register / unregister a running turn (the watcher runs while any is registered);
+ * LLMOS_ERR_BUSY when a turn of the same pid is registered already. */
+LLMOS_NODISCARD llmos_err kernel_running_add(kernel *k, krunning *r);
+void kernel_running_remove(kernel *k, krunning *r);
+/* Raise the kill flag of pid's running turn here, if there is one. */
+void kernel_running_kill(kernel *k, int64_t pid);
+
+/* An audit record of `kind` with payload (stolen, may be NULL: then an out-of-memory error);
+ * a failure to write it is logged and returned. Takes the kernel lock. */
 llmos_err kernel_audit_rec(kernel *k, const char *kind, json_t *payload_stolen);
 
-/* Tools defined in src/tools/. */
-extern const ktool ktool_send_message;
+/* Processes in the store (process.c); callers hold the kernel lock. */
+LLMOS_NODISCARD llmos_err kproc_save(kernel *k, const kproc *p);
+LLMOS_NODISCARD llmos_err kproc_get(kernel *k, int64_t pid, kproc_info *out);
+LLMOS_NODISCARD llmos_err kproc_list(kernel *k, kproc_info **out, size_t *n);
+/* Mark pid KILLED in the store and audit it. */
+LLMOS_NODISCARD llmos_err kproc_mark_killed(kernel *k, int64_t pid, const char *by);
+/* A new process in state IDLE with the system prompt (saved). */
+LLMOS_NODISCARD llmos_err kproc_create(kernel *k, const char *principal, uint32_t caps,
+                                       kbudget budget, int64_t *pid);
+
+/* The tool named `name` in the kernel's table, or NULL. */
+const ktool *kernel_find_tool(kernel *k, const char *name);
+
+/* What a turn needs besides the process: who runs it, its limits, where events go. */
+typedef struct kturn {
+    ksession *s;
+    kevent_fn fn;
+    void *ctx;
+    krunning run;
+    const char *message; /* the user message that starts the turn; NULL to resume */
+    kbudget limit; /* this turn's budget (from the session, defaults filled in) */
+    kbudget used;  /* spent in this turn */
+    bool events_stopped; /* fn returned false */
+} kturn;
+
+/* What ktool_env.host points to: the kernel, the turn (NULL for a direct call by the user)
+ * and the calling process. */
+typedef struct ktool_host {
+    kernel *k;
+    kturn *turn;
+    kproc *p;
+} ktool_host;
+
+/* One system call of process p (syscall.c); t is NULL for a call the user makes directly.
+ * *origin: "tool" (trusted text), "untrusted" (a handle notice) or "system" (the kernel refused
+ * the call). */
+LLMOS_NODISCARD llmos_err ksyscall(kernel *k, kturn *t, kproc *p, const llm_tool_call *call,
+                                   llmos_buf *result, bool *is_error, const char **origin);
+
+/* The system prompt of a process when the kernel's config names none (agent.c). */
+extern const char *const kernel_default_system_prompt;
+
+/* Run a turn of process pid (agent.c): with t->message, the process must take messages (IDLE,
+ * DONE or WAITING) and gets it first; without, it must be WAITING (or RUNNING after a crash).
+ * LLMOS_ERR_BUSY when a turn of pid runs already; LLMOS_ERR_INVALID when the process takes no
+ * more messages. */
+LLMOS_NODISCARD llmos_err kernel_run_turn(kturn *t, int64_t pid, kproc_state *final);
+
+/* Emit an event to the turn's device (agent.c). */
+void kturn_emit(kturn *t, const kevent *ev);
 
 #endif

@@ -1,11 +1,13 @@
 /*
- * process.c - processes: capabilities, states, and their persistence in the user's store.
+ * process.c - processes: capability and right names, states, records in the store (through
+ * llmos/memory.h), and the privileged context.
  *
- * A process is saved as one JSON object in the store's settings under "kernel.proc.<pid>"
- * (the store is encrypted, so conversations and quarantined values are too); the next pid is
- * "kernel.next_pid". Saving after every step of the agent loop is what makes a process resume
- * after a restart: kernel_run loads it and goes on from the last saved context.
+ * A process is one JSON object (pid, principal, model, capabilities, budgets, state, reason,
+ * messages, quarantined values) that memory keeps in the user's encrypted store. It is saved
+ * after every step of the agent loop, which is what makes a process resume after a restart:
+ * the loop loads it and goes on from the last saved context.
  */
+#include <assert.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,10 +16,16 @@
 
 #include "kernel/kernel_internal.h"
 #include "llmos/json.h"
+#include "llmos/memory.h"
+
+/* ---- capability and right names ----------------------------------------------------------- */
 
 static const char *const cap_names[] = {"compute", "message", "read", "quarantine", "exec"};
+static const char *const right_names[] = {"chat", "embed", "process", "audit", "memory", "admin"};
 
-llmos_err kcap_parse(const char *list, uint32_t *out)
+/* "a,b" -> bits over `names`, "all" for every one; `what` names the kind in errors. */
+static llmos_err names_parse(const char *list, const char *const *names, size_t n_names,
+                             uint32_t all, const char *what, uint32_t *out)
 {
     *out = 0;
     if (!list)
@@ -26,22 +34,23 @@ llmos_err kcap_parse(const char *list, uint32_t *out)
     while (*p) {
         size_t n = strcspn(p, ", ");
         if (n) {
-            bool found = false;
-            if (n == 3 && strncmp(p, "all", 3) == 0) {
-                *out |= KCAP_ALL;
-                found = true;
-            }
-            for (size_t i = 0; i < LLMOS_ARRAY_LEN(cap_names) && !found; i++) {
-                if (strlen(cap_names[i]) == n && strncmp(p, cap_names[i], n) == 0) {
+            bool found = n == 3 && strncmp(p, "all", 3) == 0;
+            if (found)
+                *out |= all;
+            for (size_t i = 0; i < n_names && !found; i++) {
+                if (strlen(names[i]) == n && strncmp(p, names[i], n) == 0) {
                     *out |= 1u << i;
                     found = true;
                 }
             }
-            if (!found)
-                return llmos_fail(LLMOS_ERR_INVALID,
-                                  "unknown capability '%.*s'; known: compute, message, read, "
-                                  "quarantine, exec, all",
-                                  (int)n, p);
+            if (!found) {
+                char known[128] = "";
+                for (size_t i = 0; i < n_names; i++)
+                    snprintf(known + strlen(known), sizeof known - strlen(known), "%s, ",
+                             names[i]);
+                return llmos_fail(LLMOS_ERR_INVALID, "unknown %s '%.*s'; known: %sall", what,
+                                  (int)n, p, known);
+            }
         }
         p += n;
         while (*p == ',' || *p == ' ')
@@ -50,14 +59,15 @@ llmos_err kcap_parse(const char *list, uint32_t *out)
     return LLMOS_OK;
 }
 
-void kcap_format(uint32_t caps, char *out, size_t size)
+static void names_format(uint32_t bits, const char *const *names, size_t n_names, char *out,
+                         size_t size)
 {
     size_t used = 0;
     out[0] = 0;
-    for (size_t i = 0; i < LLMOS_ARRAY_LEN(cap_names); i++) {
-        if (!(caps & (1u << i)))
+    for (size_t i = 0; i < n_names; i++) {
+        if (!(bits & (1u << i)))
             continue;
-        int n = snprintf(out + used, size - used, "%s%s", used ? "," : "", cap_names[i]);
+        int n = snprintf(out + used, size - used, "%s%s", used ? "," : "", names[i]);
         if (n < 0 || (size_t)n >= size - used)
             break;
         used += (size_t)n;
@@ -66,9 +76,31 @@ void kcap_format(uint32_t caps, char *out, size_t size)
         snprintf(out, size, "-");
 }
 
-static const char *const state_names[] = {"running",      "waiting",    "done",
-                                          "killed",       "failed",     "out-of-tokens",
-                                          "out-of-calls", "out-of-time"};
+llmos_err kcap_parse(const char *list, uint32_t *out)
+{
+    return names_parse(list, cap_names, LLMOS_ARRAY_LEN(cap_names), KCAP_ALL, "capability", out);
+}
+
+void kcap_format(uint32_t caps, char *out, size_t size)
+{
+    names_format(caps, cap_names, LLMOS_ARRAY_LEN(cap_names), out, size);
+}
+
+llmos_err kright_parse(const char *list, uint32_t *out)
+{
+    return names_parse(list, right_names, LLMOS_ARRAY_LEN(right_names), KRIGHT_ALL, "right", out);
+}
+
+void kright_format(uint32_t rights, char *out, size_t size)
+{
+    names_format(rights, right_names, LLMOS_ARRAY_LEN(right_names), out, size);
+}
+
+/* ---- states ------------------------------------------------------------------------------- */
+
+static const char *const state_names[] = {"running",      "waiting",     "done",
+                                          "killed",       "failed",      "out-of-tokens",
+                                          "out-of-calls", "out-of-time", "idle"};
 
 const char *kproc_state_name(kproc_state s)
 {
@@ -77,7 +109,7 @@ const char *kproc_state_name(kproc_state s)
 
 bool kproc_state_final(kproc_state s)
 {
-    return s != KPROC_RUNNING && s != KPROC_WAITING;
+    return s != KPROC_RUNNING && s != KPROC_WAITING && s != KPROC_IDLE;
 }
 
 static bool state_parse(const char *name, kproc_state *out)
@@ -91,31 +123,7 @@ static bool state_parse(const char *name, kproc_state *out)
     return false;
 }
 
-static void proc_key(int64_t pid, char *out, size_t size)
-{
-    snprintf(out, size, "kernel.proc.%" PRId64, pid);
-}
-
-llmos_err kproc_new_pid(store *s, int64_t *pid)
-{
-    char *v = NULL;
-    int64_t next = 1;
-    llmos_err err = store_setting_get(s, "kernel.next_pid", &v);
-    if (!err)
-        next = strtoll(v, NULL, 10);
-    else if (err != LLMOS_ERR_NOT_FOUND)
-        return err;
-    llmos_err_clear();
-    free(v);
-    if (next < 1)
-        next = 1;
-    char buf[32];
-    snprintf(buf, sizeof buf, "%" PRId64, next + 1);
-    err = store_setting_set(s, "kernel.next_pid", buf);
-    if (!err)
-        *pid = next;
-    return err;
-}
+/* ---- processes in the store --------------------------------------------------------------- */
 
 static json_t *budget_json(const kbudget *b)
 {
@@ -145,31 +153,14 @@ static void info_read(const json_t *j, kproc_info *in)
     in->created_at = ljson_get_int(j, "created_at", 0);
 }
 
-static llmos_err load_json(store *s, int64_t pid, json_t **out)
+llmos_err kproc_load(kernel *k, int64_t pid, kproc **out)
 {
-    char key[48];
-    proc_key(pid, key, sizeof key);
-    char *v = NULL;
-    llmos_err err = store_setting_get(s, key, &v);
-    if (err == LLMOS_ERR_NOT_FOUND)
-        return llmos_fail(err, "no process %" PRId64 "; 'llmos ps' lists them", pid);
-    if (err)
-        return err;
-    err = ljson_parse_text(v, strlen(v), key, 0, out);
-    free(v);
-    if (!err && !json_is_object(*out)) {
-        json_decref(*out);
-        *out = NULL;
-        err = llmos_fail(LLMOS_ERR_FORMAT, "%s: expected a JSON object", key);
-    }
-    return err;
-}
-
-llmos_err kproc_load(store *s, int64_t pid, kproc **out)
-{
+    assert(k && pid > 0);
     *out = NULL;
     json_t *j = NULL;
-    llmos_err err = load_json(s, pid, &j);
+    kernel_lock(k);
+    llmos_err err = memory_proc_load(k->cfg.st, pid, &j);
+    kernel_unlock(k);
     if (err)
         return err;
     kproc *p = calloc(1, sizeof *p);
@@ -190,8 +181,9 @@ llmos_err kproc_load(store *s, int64_t pid, kproc **out)
     return LLMOS_OK;
 }
 
-llmos_err kproc_save(store *s, const kproc *p)
+llmos_err kproc_save(kernel *k, const kproc *p)
 {
+    assert(p->info.pid > 0);
     json_t *q = NULL;
     llmos_err err = quarantine_to_json(p->q, &q);
     if (err)
@@ -205,15 +197,10 @@ llmos_err kproc_save(store *s, const kproc *p)
                           p->ctx.messages, "quarantine", q);
     if (!j)
         return llmos_fail(LLMOS_ERR_FORMAT, "process %" PRId64 " could not be serialised", in->pid);
-    llmos_buf b = {0};
-    err = ljson_to_buf(j, JSON_COMPACT, &b);
+    kernel_lock(k);
+    err = memory_proc_save(k->cfg.st, in->pid, j);
+    kernel_unlock(k);
     json_decref(j);
-    if (!err) {
-        char key[48];
-        proc_key(in->pid, key, sizeof key);
-        err = store_setting_set(s, key, b.data);
-    }
-    buf_free(&b);
     return err;
 }
 
@@ -226,10 +213,12 @@ void kproc_free(kproc *p)
     free(p);
 }
 
-llmos_err kproc_get(store *s, int64_t pid, kproc_info *out)
+llmos_err kproc_get(kernel *k, int64_t pid, kproc_info *out)
 {
     json_t *j = NULL;
-    llmos_err err = load_json(s, pid, &j);
+    kernel_lock(k);
+    llmos_err err = memory_proc_load(k->cfg.st, pid, &j);
+    kernel_unlock(k);
     if (err)
         return err;
     info_read(j, out);
@@ -237,76 +226,103 @@ llmos_err kproc_get(store *s, int64_t pid, kproc_info *out)
     return LLMOS_OK;
 }
 
-llmos_err kproc_list(store *s, kproc_info **out, size_t *n)
+llmos_err kproc_list(kernel *k, kproc_info **out, size_t *n)
 {
     *out = NULL;
     *n = 0;
-    char *v = NULL;
-    llmos_err err = store_setting_get(s, "kernel.next_pid", &v);
-    if (err == LLMOS_ERR_NOT_FOUND) {
-        llmos_err_clear();
-        return LLMOS_OK;
-    }
-    if (err)
-        return err;
-    int64_t next = strtoll(v, NULL, 10);
-    free(v);
-    if (next <= 1)
-        return LLMOS_OK;
-    kproc_info *list = calloc((size_t)(next - 1), sizeof *list);
-    if (!list)
-        return llmos_fail(LLMOS_ERR_NOMEM, "ps: no memory");
+    int64_t last = 0;
+    kernel_lock(k);
+    llmos_err err = memory_proc_last_pid(k->cfg.st, &last);
+    kproc_info *list = !err && last > 0 ? calloc((size_t)last, sizeof *list) : NULL;
+    if (!err && last > 0 && !list)
+        err = llmos_fail(LLMOS_ERR_NOMEM, "ps: no memory");
     size_t count = 0;
-    for (int64_t pid = 1; pid < next; pid++) {
-        err = kproc_get(s, pid, &list[count]);
+    for (int64_t pid = 1; !err && pid <= last; pid++) {
+        err = kproc_get(k, pid, &list[count]);
         if (err == LLMOS_ERR_NOT_FOUND) {
             llmos_err_clear();
+            err = LLMOS_OK;
             continue;
         }
-        if (err) {
-            free(list);
-            return err;
-        }
-        count++;
+        if (!err)
+            count++;
     }
-    if (!count) {
+    kernel_unlock(k);
+    if (err || !count) {
         free(list);
-        return LLMOS_OK;
+        return err;
     }
     *out = list;
     *n = count;
     return LLMOS_OK;
 }
 
-llmos_err kproc_kill(store *s, audit *a, int64_t pid)
+llmos_err kproc_mark_killed(kernel *k, int64_t pid, const char *by)
 {
+    kernel_lock(k);
     json_t *j = NULL;
-    llmos_err err = load_json(s, pid, &j);
-    if (err)
-        return err;
-    kproc_state st;
-    if (!state_parse(ljson_get_string(j, "state", ""), &st) || kproc_state_final(st)) {
+    llmos_err err = memory_proc_load(k->cfg.st, pid, &j);
+    kproc_state st = KPROC_FAILED;
+    if (!err && (!state_parse(ljson_get_string(j, "state", ""), &st) || kproc_state_final(st)))
         err = llmos_fail(LLMOS_ERR_INVALID, "process %" PRId64 " has already ended (%s)", pid,
                          ljson_get_string(j, "state", "?"));
-        json_decref(j);
-        return err;
-    }
-    json_object_set_new(j, "state", json_string(kproc_state_name(KPROC_KILLED)));
-    json_object_set_new(j, "reason", json_string("killed by the user"));
-    llmos_buf b = {0};
-    err = ljson_to_buf(j, JSON_COMPACT, &b);
-    json_decref(j);
     if (!err) {
-        char key[48];
-        proc_key(pid, key, sizeof key);
-        err = store_setting_set(s, key, b.data);
+        json_object_set_new(j, "state", json_string(kproc_state_name(KPROC_KILLED)));
+        json_object_set_new(j, "reason", json_string("killed by the user"));
+        err = memory_proc_save(k->cfg.st, pid, j);
     }
-    buf_free(&b);
-    if (!err && a) {
-        json_t *rec = json_pack("{s:I, s:s}", "pid", (json_int_t)pid, "event", "killed");
-        err = audit_append(a, "process", rec);
-        json_decref(rec);
+    kernel_unlock(k);
+    json_decref(j);
+    if (!err)
+        err = kernel_audit_rec(k, "process",
+                               json_pack("{s:I, s:s, s:s, s:s}", "pid", (json_int_t)pid, "event",
+                                         "killed", "by", by, "was", kproc_state_name(st)));
+    return err;
+}
+
+llmos_err kproc_create(kernel *k, const char *principal, uint32_t caps, kbudget budget,
+                       int64_t *pid)
+{
+    assert(k && principal && pid);
+    kproc *p = calloc(1, sizeof *p);
+    if (!p)
+        return llmos_fail(LLMOS_ERR_NOMEM, "kernel: no memory");
+    llmos_err err = kctx_init(&p->ctx);
+    p->q = quarantine_new();
+    if (!err && !p->q)
+        err = llmos_fail(LLMOS_ERR_NOMEM, "kernel: no memory");
+    if (!err) {
+        kernel_lock(k);
+        err = memory_proc_new_pid(k->cfg.st, &p->info.pid);
+        kernel_unlock(k);
     }
+    if (!err) {
+        snprintf(p->info.principal, sizeof p->info.principal, "%s", principal);
+        snprintf(p->info.model, sizeof p->info.model, "%s",
+                 k->cfg.privileged ? llm_model_name(k->cfg.privileged) : "none");
+        p->info.caps = caps;
+        p->info.budget = budget;
+        p->info.state = KPROC_IDLE;
+        p->info.created_at = (int64_t)time(NULL);
+        err = kctx_append(&p->ctx, "system",
+                          trusted_system(k->cfg.system_prompt ? k->cfg.system_prompt
+                                                              : kernel_default_system_prompt));
+    }
+    if (!err)
+        err = kproc_save(k, p);
+    if (!err) {
+        char capstr[96];
+        kcap_format(caps, capstr, sizeof capstr);
+        err = kernel_audit_rec(
+            k, "process",
+            json_pack("{s:I, s:s, s:s, s:s, s:I, s:I, s:f}", "pid", (json_int_t)p->info.pid,
+                      "event", "spawn", "principal", principal, "caps", capstr, "budget_tokens",
+                      (json_int_t)budget.tokens, "budget_tool_calls", (json_int_t)budget.tool_calls,
+                      "budget_wall_s", budget.wall_s));
+    }
+    if (!err)
+        *pid = p->info.pid;
+    kproc_free(p);
     return err;
 }
 

@@ -10,6 +10,7 @@
  * The audit records hold the arguments as the model wrote them (with handles), never the
  * substituted untrusted values.
  */
+#include <assert.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,99 +19,24 @@
 #include "kernel/kernel_internal.h"
 #include "llmos/grammar.h"
 #include "llmos/json.h"
-
-#if defined(__has_include)
-#if __has_include("llmos/tools.h")
 #include "llmos/tools.h"
-#define KERNEL_HAVE_CALCULATOR 1
-#endif
-#endif
 
-/* ---- built-in tools -------------------------------------------------------------------- */
+/* ---- the table --------------------------------------------------------------------------- */
 
-static llmos_err ask_quarantined_run(kernel *k, kproc *p, const json_t *args, llmos_buf *out)
-{
-    trusted_text h;
-    llmos_err err = quarantine_ask(p->q, k->cfg.quarantined, ljson_get_string(args, "handle", ""),
-                                   ljson_get_string(args, "question", ""), 256, &h);
-    /* This tool's result goes to the privileged model as trusted text, and the quarantined
-     * backend's own error message could quote the untrusted data it was sent (a server echoing
-     * the request): only llmos's own messages (bad handle, no model) are passed on. */
-    if (err && err != LLMOS_ERR_NOT_FOUND && err != LLMOS_ERR_UNSUPPORTED) {
-        LOG_DEBUG("kernel", "quarantined model failed: %s", llmos_errmsg());
-        return llmos_fail(err,
-                          "the quarantined model failed (%s); details are withheld since they "
-                          "may quote untrusted data",
-                          llmos_strerror(err));
-    }
-    if (err)
-        return err;
-    if (buf_printf(out, "the quarantined model's answer is stored as %s", h.text))
-        return llmos_fail(LLMOS_ERR_NOMEM, "no memory");
-    return LLMOS_OK;
-}
-
-/* Its arguments are passed as written: the handle is a name for quarantine_ask to resolve, and
- * the answer comes back as a new handle, so its output is trusted (it is llmos's own text). */
-static const ktool ktool_ask_quarantined = {
-    "ask_quarantined",
-    "Ask a separate, tool-less model a question about an untrusted value you hold as a handle "
-    "($VAR1, ...). The answer is stored as a new handle.",
-    "{\"type\": \"object\", \"properties\": {\"handle\": {\"type\": \"string\"}, "
-    "\"question\": {\"type\": \"string\"}}, \"required\": [\"handle\", \"question\"], "
-    "\"additionalProperties\": false}",
-    KCAP_QUARANTINE,
-    true,
-    ask_quarantined_run,
-    true,
+/* The built-in tools, one line each; a tool is one file in src/tools/ and one line here. */
+static const ktool *const builtin[] = {
+    &tool_calculator,
+    &tool_send_message,
+    &tool_ask_quarantined,
 };
 
-#ifdef KERNEL_HAVE_CALCULATOR
-static llmos_err calculator_run(kernel *k, kproc *p, const json_t *args, llmos_buf *out)
+const ktool *const *ktool_builtin(size_t *n)
 {
-    (void)k;
-    (void)p;
-    return calc_eval(ljson_get_string(args, "expression", ""), out);
-}
-
-static const ktool ktool_calculator = {
-    "calculator",
-    "Evaluate an arithmetic expression exactly (numbers, + - * / ^, parentheses, functions).",
-    "{\"type\": \"object\", \"properties\": {\"expression\": {\"type\": \"string\"}}, "
-    "\"required\": [\"expression\"], \"additionalProperties\": false}",
-    KCAP_COMPUTE,
-    true,
-    calculator_run,
-    false,
-};
-#endif
-
-const ktool *ktool_builtin(size_t *n)
-{
-    static ktool table[3];
-    static size_t count;
-    if (!count) {
-        size_t i = 0;
-#ifdef KERNEL_HAVE_CALCULATOR
-        table[i++] = ktool_calculator;
-#endif
-        table[i++] = ktool_send_message;
-        table[i++] = ktool_ask_quarantined;
-        count = i;
-    }
-    *n = count;
-    return table;
+    *n = LLMOS_ARRAY_LEN(builtin);
+    return builtin;
 }
 
 /* ---- one system call -------------------------------------------------------------------- */
-
-static const ktool *find_tool(kernel *k, const char *name)
-{
-    for (size_t i = 0; i < k->n_tools; i++)
-        if (name && strcmp(k->tools[i].name, name) == 0)
-            return &k->tools[i];
-    return NULL;
-}
 
 /* Audit one call; `decision` is "ok", "error", "denied-capability", "denied-policy", ... */
 static void audit_call(kernel *k, const kproc *p, const llm_tool_call *call, const char *decision,
@@ -140,14 +66,23 @@ static llmos_err refuse(llmos_buf *result, bool *is_error, const char *fmt, cons
 llmos_err kernel_syscall(kernel *k, kproc *p, const llm_tool_call *call, llmos_buf *result,
                          bool *is_error)
 {
+    const char *origin;
+    return ksyscall(k, NULL, p, call, result, is_error, &origin);
+}
+
+llmos_err ksyscall(kernel *k, kturn *turn, kproc *p, const llm_tool_call *call, llmos_buf *result,
+                   bool *is_error, const char **origin)
+{
+    assert(k && p && call && result && is_error && origin);
     *is_error = false;
+    *origin = "system";
     buf_clear(result);
-    const ktool *t = find_tool(k, call->name);
+    const ktool *t = kernel_find_tool(k, call->name);
     if (!t) {
         llmos_buf names = {0};
         for (size_t i = 0; i < k->n_tools; i++)
-            if ((p->info.caps & k->tools[i].capability) &&
-                buf_printf(&names, "%s%s", names.len ? ", " : "", k->tools[i].name))
+            if ((p->info.caps & k->tools[i]->capability) &&
+                buf_printf(&names, "%s%s", names.len ? ", " : "", k->tools[i]->name))
                 break;
         audit_call(k, p, call, "error", "unknown tool", NULL);
         llmos_err err = refuse(result, is_error, "error: there is no tool '%s'; available: %s",
@@ -223,7 +158,13 @@ llmos_err kernel_syscall(kernel *k, kproc *p, const llm_tool_call *call, llmos_b
     /* Run. A tool fed an untrusted value may echo it (in output or in an error message), so
      * then its result is untrusted whatever the tool is. */
     llmos_buf out = {0};
-    llmos_err run_err = t->run(k, p, real, &out);
+    ktool_host host = {.k = k, .turn = turn, .p = p};
+    ktool_env env = {.args = real,
+                     .pid = p->info.pid,
+                     .principal = p->info.principal,
+                     .out = &out,
+                     .host = &host};
+    llmos_err run_err = t->run(&env);
     bool trusted = t->output_trusted && !tainted;
     if (run_err) {
         buf_clear(&out);
@@ -244,6 +185,7 @@ llmos_err kernel_syscall(kernel *k, kproc *p, const llm_tool_call *call, llmos_b
             goto done;
         }
     }
+    *origin = trusted ? "tool" : "untrusted";
     if (trusted) {
         err = buf_append(result, out.data ? out.data : "", out.len) ? LLMOS_ERR_NOMEM : LLMOS_OK;
     } else {

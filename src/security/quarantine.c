@@ -326,10 +326,12 @@ static const char *const quarantine_system_prompt =
     "briefly.";
 
 llmos_err quarantine_ask(quarantine *q, llm_backend *quarantined, const char *handle,
-                         const char *question, int32_t max_tokens, trusted_text *answer_handle)
+                         const char *question, int32_t max_tokens, const atomic_bool *cancel,
+                         trusted_text *answer_handle, llmos_err *model_err)
 {
-    if (!q || !handle || !question || !answer_handle)
+    if (!q || !handle || !question || !answer_handle || !model_err)
         return llmos_fail(LLMOS_ERR_INVALID, "quarantine_ask: NULL argument");
+    *model_err = LLMOS_OK;
     if (!quarantined)
         return llmos_fail(LLMOS_ERR_UNSUPPORTED,
                           "no quarantined model is configured, so untrusted data cannot be "
@@ -357,17 +359,30 @@ llmos_err quarantine_ask(quarantine *q, llm_backend *quarantined, const char *ha
     llm_request req = llm_request_default();
     req.messages = msgs;
     req.max_tokens = max_tokens > 0 ? max_tokens : 256;
+    req.cancel = cancel;
     llm_response resp = {0};
     llmos_err err = llm_chat(quarantined, &req, NULL, NULL, &resp);
     json_decref(msgs);
-    if (err) {
+    if (cancel && atomic_load(cancel)) {
         llm_response_free(&resp);
-        return llmos_fail_context(err, "quarantined model: ");
+        return llmos_fail(LLMOS_ERR_CANCELLED, "the question to the quarantined model was "
+                                               "cancelled");
     }
-    const char *ans = resp.content ? resp.content : "";
     char src[64];
-    snprintf(src, sizeof src, "quarantine:%s", v->handle);
-    untrusted_text *u = untrusted_new(ans, strlen(ans), src);
+    untrusted_text *u;
+    if (err) {
+        /* The failure's message is the backend's and may quote what it was sent: it is data
+         * of untrusted origin like an answer, never text for the privileged model. */
+        *model_err = err;
+        const char *msg = llmos_errmsg();
+        snprintf(src, sizeof src, "quarantine-error:%s", v->handle);
+        u = untrusted_new(msg, strlen(msg), src);
+        llmos_err_clear();
+    } else {
+        const char *ans = resp.content ? resp.content : "";
+        snprintf(src, sizeof src, "quarantine:%s", v->handle);
+        u = untrusted_new(ans, strlen(ans), src);
+    }
     llm_response_free(&resp);
     if (!u)
         return llmos_fail(LLMOS_ERR_NOMEM, "quarantine_ask: no memory");

@@ -349,6 +349,42 @@ llmos_err store_open(const char *dir, const char *passphrase, const store_option
     return LLMOS_OK;
 }
 
+llmos_err store_open_memory(const store_options *opt, store **out)
+{
+    *out = NULL;
+    store *s = calloc(1, sizeof *s);
+    if (!s)
+        return llmos_fail(LLMOS_ERR_NOMEM, "no memory for a store");
+    s->emb = opt ? opt->embedder : NULL;
+    s->dir = strdup(":memory:");
+    s->db_path = strdup(":memory:");
+    s->key_path = strdup("");
+    if (!s->dir || !s->db_path || !s->key_path) {
+        store_close(s);
+        return llmos_fail(LLMOS_ERR_NOMEM, "no memory for a store");
+    }
+    /* SQLite's own in-memory database: its pages never reach a file, so they need no sealing
+     * (and the default VFS never sees them). */
+    int rc = sqlite3_open_v2(":memory:", &s->db,
+                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    llmos_err err = rc == SQLITE_OK ? LLMOS_OK : store_db_fail(s, rc, "opening a memory database");
+    if (!err) {
+        sqlite3_extended_result_codes(s->db, 1);
+        err = store_exec(s, "PRAGMA temp_store = MEMORY; PRAGMA foreign_keys = ON;",
+                         "configuring the database");
+    }
+    if (!err)
+        err = migrate(s);
+    if (!err)
+        err = store_vindex_open(s);
+    if (err) {
+        store_close(s);
+        return err;
+    }
+    *out = s;
+    return LLMOS_OK;
+}
+
 void store_close(store *s)
 {
     if (!s)
@@ -369,6 +405,21 @@ llmos_err store_change_passphrase(store *s, const char *old_passphrase, const ch
     if (kdf.opslimit == 0 && kdf.memlimit == 0)
         kdf = keys_kdf_default();
     return keys_change_passphrase(s->key_path, old_passphrase, new_passphrase, kdf);
+}
+
+llmos_err store_data_version(store *s, int64_t *version)
+{
+    sqlite3_stmt *st = NULL;
+    llmos_err err = store_prepare(s, "PRAGMA data_version", &st);
+    if (err)
+        return err;
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *version = sqlite3_column_int64(st, 0);
+    else
+        err = store_db_fail(s, rc, "reading the data version");
+    sqlite3_finalize(st);
+    return err;
 }
 
 int store_schema_version(store *s)
@@ -463,7 +514,16 @@ llmos_err store_get_stats(store *s, store_stats *out)
     out->vector_index = store_vindex_active(s);
     if (out->messages < 0 || out->archival < 0 || out->page_count < 0)
         return store_db_fail(s, sqlite3_errcode(s->db), "reading statistics");
-    return LLMOS_OK;
+    char *emb = NULL;
+    llmos_err err = store_setting_get(s, STORE_EMBEDDER_SETTING, &emb);
+    if (err == LLMOS_ERR_NOT_FOUND) {
+        llmos_err_clear();
+        return LLMOS_OK;
+    }
+    if (!err)
+        snprintf(out->embedder, sizeof out->embedder, "%s", emb);
+    free(emb);
+    return err;
 }
 
 /* ---- messages ----------------------------------------------------------------------------- */

@@ -1,5 +1,6 @@
 /*
- * calculator.c - the exact calculator tool (llmos/tools.h says what it accepts and prints).
+ * calculator.c - the exact calculator: its engine (calc_eval) and its tool descriptor
+ * (tool_calculator). llmos/tools.h says what it accepts and prints.
  *
  * A recursive-descent parser evaluates as it reads. A value is either exact (a GMP rational,
  * mpq) or real (an MPFR float of CALC_PRECISION_BITS bits). Arithmetic on exact values stays
@@ -1151,26 +1152,27 @@ llmos_err calc_eval(const char *expr, llmos_buf *out)
     return calc_eval_n(expr, strlen(expr), out);
 }
 
-const char *calc_tool_schema(void)
+/* The tool: "expression" is evaluated into the result. */
+static llmos_err calculator_run(const ktool_env *env)
 {
-    return "{\"type\":\"object\",\"properties\":{\"expression\":{\"type\":\"string\"}},"
-           "\"required\":[\"expression\"]}";
-}
-
-const char *calc_tool_description(void)
-{
-    return "Evaluate an arithmetic expression exactly: integers and fractions of any size "
-           "(0.1+0.2 = 3/10), + - * / ^ // % !, parentheses, pi, e, sqrt, exp, ln, log, log2, "
-           "log10, sin, cos, tan and inverses, sinh.., abs, floor, ceil, round, gcd, lcm, mod, "
-           "factorial, binomial, min, max. Irrational results have 50 significant digits.";
-}
-
-llmos_err calc_tool_run(const json_t *args, llmos_buf *out)
-{
-    const json_t *e = json_is_object(args) ? json_object_get(args, "expression") : NULL;
+    const json_t *e = json_object_get(env->args, "expression");
     if (!json_is_string(e))
         return llmos_fail(LLMOS_ERR_INVALID,
                           "calculator: the arguments need \"expression\": a string such as "
                           "\"2*(3+4)\"");
-    return calc_eval_n(json_string_value(e), json_string_length(e), out);
+    return calc_eval_n(json_string_value(e), json_string_length(e), env->out);
 }
+
+const ktool tool_calculator = {
+    .name = "calculator",
+    .description =
+        "Evaluate an arithmetic expression exactly: integers and fractions of any size "
+        "(0.1+0.2 = 3/10), + - * / ^ // % !, parentheses, pi, e, sqrt, exp, ln, log, log2, "
+        "log10, sin, cos, tan and inverses, sinh.., abs, floor, ceil, round, gcd, lcm, mod, "
+        "factorial, binomial, min, max. Irrational results have 50 significant digits.",
+    .parameters = "{\"type\": \"object\", \"properties\": {\"expression\": {\"type\": "
+                  "\"string\"}}, \"required\": [\"expression\"], \"additionalProperties\": false}",
+    .capability = KCAP_COMPUTE,
+    .output_trusted = true,
+    .run = calculator_run,
+};

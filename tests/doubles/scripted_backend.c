@@ -1,17 +1,22 @@
 /*
- * scripted_backend.c - scripted_test_backend, a TEST DOUBLE of llm_backend.
+ * scripted_backend.c - scripted_test_backend, a TEST DOUBLE of llm_backend (tests/doubles.h).
  *
  * It answers chat requests from a prepared script instead of a model, so that tests drive the
  * agent loop deterministically (tool-call chains, bad arguments, denials, budgets), and it
  * records every byte it is sent, so that tests can prove by instrumentation what reached a
- * model's context. It is not a model and is never used outside tests.
+ * model's context. It is not a model and is linked into tests only.
+ *
+ * A step may stream its content in pieces with a pause between them ("pieces", "delay_ms"),
+ * checking the request's cancel flag between pieces as a real backend checks it between
+ * tokens: that is what the kill and cancel tests time.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "doubles.h"
 #include "llmos/json.h"
-#include "llmos/kernel.h"
 
 typedef struct scripted {
     llm_backend base;
@@ -75,9 +80,33 @@ static llmos_err sc_chat(llm_backend *b, const llm_request *req, llm_stream_fn s
     }
     resp->finish_reason = n ? "tool_calls" : "stop";
     resp->completion_tokens = (uint32_t)ljson_get_int(st, "tokens", 1);
-    if (stream && *content)
-        stream(stream_ctx, content, strlen(content));
-    return resp->content ? LLMOS_OK : LLMOS_ERR_NOMEM;
+    if (!resp->content)
+        return LLMOS_ERR_NOMEM;
+    /* stream the content in `pieces` parts, `delay_ms` apart, stopping on cancel */
+    size_t len = strlen(content), pieces = (size_t)ljson_get_int(st, "pieces", 1);
+    long delay_ms = (long)ljson_get_int(st, "delay_ms", 0);
+    if (pieces < 1)
+        pieces = 1;
+    for (size_t i = 0; i < pieces; i++) {
+        if (req->cancel && atomic_load(req->cancel)) {
+            resp->content[len * i / pieces] = 0;
+            resp->finish_reason = "cancelled";
+            resp->n_tool_calls = 0;
+            break;
+        }
+        if (delay_ms > 0) {
+            struct timespec ts = {delay_ms / 1000, (delay_ms % 1000) * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+        size_t from = len * i / pieces, to = len * (i + 1) / pieces;
+        if (stream && to > from && !stream(stream_ctx, content + from, to - from)) {
+            resp->content[to] = 0;
+            resp->finish_reason = "cancelled";
+            resp->n_tool_calls = 0;
+            break;
+        }
+    }
+    return LLMOS_OK;
 }
 
 static llmos_err sc_embed(llm_backend *b, const char *text, size_t len, float **vec, size_t *dim)

@@ -1,0 +1,66 @@
+/*
+ * cli_boot.c - how a command brings llmos up: the user's memory, a kernel over it and the
+ * model backends, and a session for the local user (cli.h, cli_boot_open).
+ *
+ * The local user owns the store, so the session holds every right; its processes get the
+ * capabilities the command asks for (by default compute, message and quarantine: the tools
+ * that touch nothing outside). This is the only place the program makes kernel sessions; the
+ * HTTP server makes its own per API key (src/io/http_server.c).
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "llmos/kernel.h"
+#include "llmos/memory.h"
+#include "llmos/repl.h"
+
+#define CLI_PRINCIPAL "user"
+
+llmos_err cli_boot_open(const cli_boot_params *p, cli_boot *out)
+{
+    memset(out, 0, sizeof *out);
+    out->privileged = p->privileged;
+    out->quarantined = p->quarantined;
+    llmos_err err;
+    if (p->ephemeral) {
+        err = memory_open_ephemeral(&out->mem);
+    } else {
+        memory_params mp = {.create = p->create,
+                            .ask = repl_read_secret,
+                            .embed = (memory_embed)p->embed,
+                            .embed_model = p->embed_model,
+                            .check_embedder = p->embed == MEMORY_EMBED_DEFAULT};
+        err = memory_open(&mp, &out->mem);
+    }
+    if (!err) {
+        kernel_config kc = {.st = memory_store(out->mem),
+                            .privileged = p->privileged,
+                            .quarantined = p->quarantined,
+                            .system_prompt = p->system_prompt,
+                            .max_tokens_per_turn = p->max_tokens,
+                            .sampling = p->sampling};
+        err = kernel_new(&kc, &out->k);
+    }
+    if (!err) {
+        ksession_params sp = {.principal = CLI_PRINCIPAL,
+                              .device = p->device ? p->device : "cli",
+                              .rights = KRIGHT_ALL,
+                              .caps = p->caps ? p->caps
+                                              : (KCAP_COMPUTE | KCAP_MESSAGE | KCAP_QUARANTINE)};
+        err = ksession_open(out->k, &sp, &out->s);
+    }
+    if (err)
+        cli_boot_close(out);
+    return err;
+}
+
+void cli_boot_close(cli_boot *b)
+{
+    ksession_close(b->s);
+    kernel_free(b->k);
+    memory_close(b->mem);
+    llm_backend_free(b->quarantined); /* may be a fork of the privileged one: first */
+    llm_backend_free(b->privileged);
+    memset(b, 0, sizeof *b);
+}

@@ -1,0 +1,528 @@
+/*
+ * session.c - kernel sessions: the one interface every device uses.
+ *
+ * A session stands for one authenticated principal on one device. Each of its functions first
+ * checks the session's rights (an API key that may chat may not read the audit log), then its
+ * limits (requests at once, requests per minute, the largest answer), then does the work
+ * through the kernel: model calls wait their turn in the scheduler, store access takes the
+ * kernel lock, tool calls are system calls. Every request leaves an audit record; chat records
+ * hold metadata (principal, tokens, finish) and the text only when the session was opened with
+ * audit_content. A refusal is audited too ("denied").
+ */
+#include <assert.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernel/kernel_internal.h"
+#include "llmos/json.h"
+
+static const char *const event_names[] = {"text",    "tool_call", "tool_result",
+                                          "message", "notice",    "end"};
+
+const char *kevent_kind_name(kevent_kind k)
+{
+    return (unsigned)k < LLMOS_ARRAY_LEN(event_names) ? event_names[k] : "?";
+}
+
+/* ---- open and close ---------------------------------------------------------------------- */
+
+llmos_err ksession_open(kernel *k, const ksession_params *p, ksession **out)
+{
+    *out = NULL;
+    if (!k || !p || !p->principal || !*p->principal)
+        return llmos_fail(LLMOS_ERR_INVALID, "ksession_open needs a kernel and a principal");
+    if (strlen(p->principal) >= sizeof((ksession *)0)->principal)
+        return llmos_fail(LLMOS_ERR_INVALID, "principal name '%.40s...' is too long (at most 63 "
+                                             "bytes)",
+                          p->principal);
+    ksession *s = calloc(1, sizeof *s);
+    if (!s)
+        return llmos_fail(LLMOS_ERR_NOMEM, "session: no memory");
+    s->k = k;
+    s->p = *p;
+    snprintf(s->principal, sizeof s->principal, "%s", p->principal);
+    snprintf(s->device, sizeof s->device, "%s", p->device ? p->device : "unknown");
+    s->p.principal = s->principal;
+    s->p.device = s->device;
+    atomic_init(&s->in_flight, 0);
+    pthread_mutex_init(&s->rate_mu, NULL);
+    if (p->limits.requests_per_minute > 0) {
+        s->recent = calloc((size_t)p->limits.requests_per_minute, sizeof *s->recent);
+        if (!s->recent) {
+            ksession_close(s);
+            return llmos_fail(LLMOS_ERR_NOMEM, "session: no memory");
+        }
+    }
+    char rights[96], caps[96];
+    kright_format(p->rights, rights, sizeof rights);
+    kcap_format(p->caps, caps, sizeof caps);
+    llmos_err err = kernel_audit_rec(k, "login",
+                                     json_pack("{s:s, s:s, s:s, s:s}", "principal", s->principal,
+                                               "device", s->device, "rights", rights, "caps", caps));
+    if (err) {
+        ksession_close(s);
+        return err;
+    }
+    *out = s;
+    return LLMOS_OK;
+}
+
+void ksession_close(ksession *s)
+{
+    if (!s)
+        return;
+    assert(atomic_load(&s->in_flight) == 0);
+    pthread_mutex_destroy(&s->rate_mu);
+    free(s->recent);
+    free(s);
+}
+
+const char *ksession_principal(const ksession *s)
+{
+    return s->principal;
+}
+
+kmodel_info ksession_model(ksession *s)
+{
+    llm_backend *b = s->k->cfg.privileged;
+    kmodel_info m = {.name = b ? llm_model_name(b) : "",
+                     .kind = b ? b->ops->kind : "",
+                     .context_size = b ? llm_context_size(b) : 0,
+                     .has_quarantine = s->k->cfg.quarantined != NULL};
+    return m;
+}
+
+/* ---- rights and limits ------------------------------------------------------------------- */
+
+/* Does the session hold `right`? A refusal is audited and says what was asked for. */
+static llmos_err need(ksession *s, uint32_t right, const char *what)
+{
+    if (s->p.rights & right)
+        return LLMOS_OK;
+    char want[32], have[96];
+    kright_format(right, want, sizeof want);
+    kright_format(s->p.rights, have, sizeof have);
+    (void)kernel_audit_rec(s->k, "denied",
+                           json_pack("{s:s, s:s, s:s, s:s}", "principal", s->principal, "device",
+                                     s->device, "request", what, "needs", want));
+    return llmos_fail(LLMOS_ERR_DENIED,
+                      "permission denied: %s needs the right '%s', and '%s' has %s", what, want,
+                      s->principal, have);
+}
+
+/* Take a place among the session's requests in flight and in its per-minute window. */
+static llmos_err admit(ksession *s, const char *what)
+{
+    const klimits *l = &s->p.limits;
+    int now_in = atomic_fetch_add(&s->in_flight, 1) + 1;
+    if (l->concurrent > 0 && now_in > l->concurrent) {
+        atomic_fetch_sub(&s->in_flight, 1);
+        return llmos_fail(LLMOS_ERR_LIMIT,
+                          "rate limit: '%s' may have %d requests at once and has that many "
+                          "running; retry when one ends",
+                          s->principal, l->concurrent);
+    }
+    if (l->requests_per_minute > 0) {
+        double now = llmos_time_now();
+        pthread_mutex_lock(&s->rate_mu);
+        /* the ring holds the last requests_per_minute request times; the slot about to be
+         * overwritten is the oldest */
+        double oldest = s->recent[s->recent_pos];
+        bool full = oldest > 0 && now - oldest < 60.0;
+        if (!full) {
+            s->recent[s->recent_pos] = now;
+            s->recent_pos = (s->recent_pos + 1) % (size_t)l->requests_per_minute;
+        }
+        pthread_mutex_unlock(&s->rate_mu);
+        if (full) {
+            atomic_fetch_sub(&s->in_flight, 1);
+            return llmos_fail(LLMOS_ERR_LIMIT,
+                              "rate limit: '%s' may make %d requests a minute; retry in %.0f s",
+                              s->principal, l->requests_per_minute, 60.0 - (now - oldest) + 0.5);
+        }
+    }
+    (void)what;
+    return LLMOS_OK;
+}
+
+static void leave(ksession *s)
+{
+    int before = atomic_fetch_sub(&s->in_flight, 1);
+    assert(before > 0);
+    (void)before;
+}
+
+/* May the session see process pid (its own, or any with KRIGHT_ADMIN)? An unknown pid and
+ * another principal's pid read the same, so that pids of others cannot be probed. */
+static llmos_err own(ksession *s, int64_t pid, kproc_info *info)
+{
+    kproc_info tmp;
+    if (!info)
+        info = &tmp;
+    llmos_err err = kproc_get(s->k, pid, info);
+    if (err)
+        return err;
+    if ((s->p.rights & KRIGHT_ADMIN) || strcmp(info->principal, s->principal) == 0)
+        return LLMOS_OK;
+    return llmos_fail(LLMOS_ERR_NOT_FOUND, "no process %" PRId64 " of '%s'", pid, s->principal);
+}
+
+/* ---- processes ---------------------------------------------------------------------------- */
+
+llmos_err ksession_spawn(ksession *s, uint32_t caps, int64_t *pid)
+{
+    llmos_err err = need(s, KRIGHT_PROCESS, "starting a process");
+    if (err)
+        return err;
+    if (!caps)
+        caps = s->p.caps;
+    if (caps & ~s->p.caps) {
+        char want[96], have[96];
+        kcap_format(caps & ~s->p.caps, want, sizeof want);
+        kcap_format(s->p.caps, have, sizeof have);
+        return llmos_fail(LLMOS_ERR_DENIED,
+                          "permission denied: '%s' may give its processes the capabilities %s, "
+                          "not %s",
+                          s->principal, have, want);
+    }
+    return kproc_create(s->k, s->principal, caps, s->p.budget, pid);
+}
+
+static llmos_err run(ksession *s, int64_t pid, const char *message, kevent_fn fn, void *ctx,
+                     const atomic_bool *cancel, kproc_state *final)
+{
+    llmos_err err = need(s, KRIGHT_PROCESS, "running a process");
+    if (!err)
+        err = own(s, pid, NULL);
+    if (!err)
+        err = admit(s, "a turn");
+    if (err)
+        return err;
+    kturn t = {.s = s, .fn = fn, .ctx = ctx, .message = message, .limit = s->p.turn};
+    t.run.user = cancel;
+    if (t.limit.tool_calls <= 0)
+        t.limit.tool_calls = KTURN_DEFAULT_TOOL_CALLS;
+    if (t.limit.tokens <= 0)
+        t.limit.tokens = KTURN_DEFAULT_TOKENS;
+    if (t.limit.wall_s <= 0)
+        t.limit.wall_s = KTURN_DEFAULT_WALL_S;
+    err = kernel_run_turn(&t, pid, final);
+    leave(s);
+    return err;
+}
+
+llmos_err ksession_send(ksession *s, int64_t pid, const char *message, kevent_fn fn, void *ctx,
+                        const atomic_bool *cancel, kproc_state *final)
+{
+    if (!message)
+        return llmos_fail(LLMOS_ERR_INVALID, "ksession_send needs a message");
+    return run(s, pid, message, fn, ctx, cancel, final);
+}
+
+llmos_err ksession_resume(ksession *s, int64_t pid, kevent_fn fn, void *ctx,
+                          const atomic_bool *cancel, kproc_state *final)
+{
+    return run(s, pid, NULL, fn, ctx, cancel, final);
+}
+
+llmos_err ksession_kill(ksession *s, int64_t pid)
+{
+    llmos_err err = need(s, KRIGHT_PROCESS, "killing a process");
+    if (!err)
+        err = own(s, pid, NULL);
+    if (!err)
+        err = kproc_mark_killed(s->k, pid, s->principal);
+    if (!err)
+        kernel_running_kill(s->k, pid);
+    return err;
+}
+
+llmos_err ksession_ps(ksession *s, kproc_info **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    llmos_err err = need(s, KRIGHT_PROCESS, "listing processes");
+    if (!err)
+        err = kproc_list(s->k, out, n);
+    if (err || (s->p.rights & KRIGHT_ADMIN))
+        return err;
+    size_t kept = 0;
+    for (size_t i = 0; i < *n; i++)
+        if (strcmp((*out)[i].principal, s->principal) == 0)
+            (*out)[kept++] = (*out)[i];
+    *n = kept;
+    if (!kept) {
+        free(*out);
+        *out = NULL;
+    }
+    return LLMOS_OK;
+}
+
+llmos_err ksession_proc(ksession *s, int64_t pid, kproc_info *out)
+{
+    llmos_err err = need(s, KRIGHT_PROCESS, "reading a process");
+    return err ? err : own(s, pid, out);
+}
+
+llmos_err ksession_context(ksession *s, int64_t pid, json_t **out)
+{
+    *out = NULL;
+    llmos_err err = need(s, KRIGHT_PROCESS, "reading a process");
+    if (!err)
+        err = own(s, pid, NULL);
+    kproc *p = NULL;
+    if (!err)
+        err = kproc_load(s->k, pid, &p);
+    if (!err)
+        *out = json_incref(p->ctx.messages);
+    kproc_free(p);
+    return err;
+}
+
+llmos_err ksession_answer(ksession *s, int64_t pid, char **out)
+{
+    *out = NULL;
+    json_t *msgs = NULL;
+    llmos_err err = ksession_context(s, pid, &msgs);
+    if (err)
+        return err;
+    const char *ans = "";
+    for (size_t i = json_array_size(msgs); i-- > 0;) {
+        json_t *m = json_array_get(msgs, i);
+        if (strcmp(ljson_get_string(m, "role", ""), "assistant") == 0) {
+            ans = ljson_get_string(m, "content", "");
+            break;
+        }
+    }
+    *out = strdup(ans);
+    json_decref(msgs);
+    return *out ? LLMOS_OK : llmos_fail(LLMOS_ERR_NOMEM, "no memory");
+}
+
+/* ---- tools -------------------------------------------------------------------------------- */
+
+llmos_err ksession_tool(ksession *s, const char *tool, const char *arguments, llmos_buf *result,
+                        bool *is_error)
+{
+    *is_error = false;
+    kproc p = {0};
+    p.info.caps = s->p.caps;
+    snprintf(p.info.principal, sizeof p.info.principal, "%s", s->principal);
+    p.q = quarantine_new();
+    if (!p.q)
+        return llmos_fail(LLMOS_ERR_NOMEM, "no memory");
+    llmos_err err = admit(s, "a tool call");
+    if (!err) {
+        llm_tool_call call = {.id = "user", .name = (char *)tool, .arguments = (char *)arguments};
+        const char *origin;
+        err = ksyscall(s->k, NULL, &p, &call, result, is_error, &origin);
+        leave(s);
+    }
+    quarantine_free(p.q);
+    return err;
+}
+
+llmos_err ksession_tools(ksession *s, const ktool ***list, size_t *n)
+{
+    *list = calloc(s->k->n_tools ? s->k->n_tools : 1, sizeof **list);
+    *n = 0;
+    if (!*list)
+        return llmos_fail(LLMOS_ERR_NOMEM, "no memory");
+    for (size_t i = 0; i < s->k->n_tools; i++)
+        if (s->p.caps & s->k->tools[i]->capability)
+            (*list)[(*n)++] = s->k->tools[i];
+    return LLMOS_OK;
+}
+
+/* ---- the model directly ------------------------------------------------------------------ */
+
+typedef struct chat_probe {
+    llm_stream_fn stream;
+    void *ctx;
+} chat_probe;
+
+static bool probe_stream(void *ctx)
+{
+    chat_probe *cp = ctx;
+    return !cp->stream || cp->stream(cp->ctx, "", 0);
+}
+
+static llm_backend *model_or_fail(ksession *s, llmos_err *err)
+{
+    if (!s->k->cfg.privileged)
+        *err = llmos_fail(LLMOS_ERR_UNSUPPORTED, "this llmos has no model loaded");
+    return s->k->cfg.privileged;
+}
+
+llmos_err ksession_chat(ksession *s, const llm_request *req, llm_stream_fn stream,
+                        void *stream_ctx, llm_response *resp)
+{
+    llmos_err err = need(s, KRIGHT_CHAT, "a chat completion");
+    llm_backend *b = err ? NULL : model_or_fail(s, &err);
+    if (!err)
+        err = admit(s, "a chat completion");
+    if (err)
+        return err;
+    llm_request r = *req;
+    int32_t cap = s->p.limits.max_tokens;
+    if (cap > 0 && (r.max_tokens <= 0 || r.max_tokens > cap))
+        r.max_tokens = cap;
+    chat_probe cp = {stream, stream_ctx};
+    double t0 = llmos_time_now();
+    err = ksched_acquire(&s->k->sched, s->principal, r.cancel, probe_stream, &cp);
+    if (!err) {
+        err = llm_chat(b, &r, stream, stream_ctx, resp);
+        ksched_release(&s->k->sched);
+    }
+    leave(s);
+    json_t *rec = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:f}", "principal", s->principal,
+                            "device", s->device, "status", err ? llmos_strerror(err) : "ok",
+                            "finish", !err && resp->finish_reason ? resp->finish_reason : "",
+                            "prompt_tokens", (json_int_t)(err ? 0 : resp->prompt_tokens),
+                            "completion_tokens", (json_int_t)(err ? 0 : resp->completion_tokens),
+                            "tool_calls", (json_int_t)(err ? 0 : resp->n_tool_calls), "seconds",
+                            llmos_time_now() - t0);
+    if (rec && s->p.audit_content) {
+        if (req->messages)
+            json_object_set(rec, "messages", (json_t *)req->messages);
+        if (req->prompt)
+            json_object_set_new(rec, "prompt", json_string(req->prompt));
+        if (!err && resp->content)
+            json_object_set_new(rec, "answer", json_string(resp->content));
+    }
+    /* the request's own error message survives the audit write */
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", err ? llmos_errmsg() : "");
+    (void)kernel_audit_rec(s->k, "chat", rec);
+    if (err)
+        llmos_fail(err, "%s", msg);
+    return err;
+}
+
+llmos_err ksession_embed(ksession *s, const char *text, size_t len, float **vec, size_t *dim,
+                         size_t *tokens)
+{
+    *vec = NULL;
+    *dim = 0;
+    *tokens = 0;
+    llmos_err err = need(s, KRIGHT_EMBED, "an embedding");
+    llm_backend *b = err ? NULL : model_or_fail(s, &err);
+    if (!err)
+        err = admit(s, "an embedding");
+    if (err)
+        return err;
+    err = ksched_acquire(&s->k->sched, s->principal, NULL, NULL, NULL);
+    if (!err) {
+        err = llm_embed(b, text, len, vec, dim);
+        if (!err && llm_count_tokens(b, text, len, tokens) != LLMOS_OK) {
+            llmos_err_clear();
+            *tokens = 0;
+        }
+        ksched_release(&s->k->sched);
+    }
+    leave(s);
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", err ? llmos_errmsg() : "");
+    (void)kernel_audit_rec(s->k, "embed",
+                           json_pack("{s:s, s:s, s:s, s:I}", "principal", s->principal, "device",
+                                     s->device, "status", err ? llmos_strerror(err) : "ok",
+                                     "tokens", (json_int_t)*tokens));
+    if (err)
+        llmos_fail(err, "%s", msg);
+    return err;
+}
+
+/* ---- the audit log ------------------------------------------------------------------------ */
+
+llmos_err ksession_audit(ksession *s, int64_t from,
+                         bool (*fn)(const store_audit_record *rec, void *ctx), void *ctx)
+{
+    llmos_err err = need(s, KRIGHT_AUDIT, "reading the audit log");
+    if (err)
+        return err;
+    kernel_lock(s->k);
+    err = store_audit_iterate(s->k->cfg.st, from > 0 ? from : 1, fn, ctx);
+    kernel_unlock(s->k);
+    return err;
+}
+
+llmos_err ksession_audit_verify(ksession *s, audit_verdict *v)
+{
+    llmos_err err = need(s, KRIGHT_AUDIT, "verifying the audit log");
+    if (err)
+        return err;
+    kernel_lock(s->k);
+    err = audit_verify(s->k->cfg.st, v);
+    kernel_unlock(s->k);
+    return err;
+}
+
+/* ---- memory ------------------------------------------------------------------------------- */
+
+llmos_err ksession_memory_stats(ksession *s, store_stats *out)
+{
+    llmos_err err = need(s, KRIGHT_MEMORY, "memory statistics");
+    if (err)
+        return err;
+    kernel_lock(s->k);
+    err = store_get_stats(s->k->cfg.st, out);
+    kernel_unlock(s->k);
+    return err;
+}
+
+llmos_err ksession_memory_add(ksession *s, const char *text, int64_t *id)
+{
+    llmos_err err = need(s, KRIGHT_MEMORY, "adding a memory");
+    if (err)
+        return err;
+    kernel_lock(s->k);
+    err = store_archival_add(s->k->cfg.st, text, NULL, id);
+    kernel_unlock(s->k);
+    if (!err)
+        err = kernel_audit_rec(s->k, "memory",
+                               json_pack("{s:s, s:s, s:I, s:I}", "principal", s->principal,
+                                         "event", "add", "id", (json_int_t)*id, "bytes",
+                                         (json_int_t)strlen(text)));
+    return err;
+}
+
+llmos_err ksession_memory_search(ksession *s, const char *query, size_t k, store_archival **out,
+                                 size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    llmos_err err = need(s, KRIGHT_MEMORY, "searching memory");
+    if (err)
+        return err;
+    kernel_lock(s->k);
+    err = store_archival_search(s->k->cfg.st, query, k, out, n);
+    kernel_unlock(s->k);
+    return err;
+}
+
+void ksession_memories_free(store_archival *a, size_t n)
+{
+    store_archivals_free(a, n);
+}
+
+llmos_err ksession_recall_search(ksession *s, const char *query, size_t limit,
+                                 store_message **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    llmos_err err = need(s, KRIGHT_MEMORY, "searching recall memory");
+    if (err)
+        return err;
+    store_search_opts o = {.limit = limit};
+    kernel_lock(s->k);
+    err = store_message_search(s->k->cfg.st, query, &o, out, n);
+    kernel_unlock(s->k);
+    return err;
+}
+
+void ksession_messages_free(store_message *m, size_t n)
+{
+    store_messages_free(m, n);
+}

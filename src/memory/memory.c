@@ -1,0 +1,297 @@
+/*
+ * memory.c - opening a user's store for llmos's parts: where it lives, the passphrase, the
+ * embedder archival memory uses, and the check that a store's vectors all come from one
+ * embedder.
+ *
+ * Every device reaches memory through a kernel session, and every session stands on a store:
+ * the user's encrypted one (memory_open), or one in memory only (memory_open_ephemeral) for the
+ * shell's --no-store, so that even then tool calls are checked and audited system calls.
+ *
+ * The passphrase is held in locked memory (sodium_malloc) only while the key file is unwrapped
+ * and is wiped after; it never goes to a log.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "llmos/backend.h"
+#include "llmos/memory.h"
+
+#define PASS_MAX         1024
+#define LEGACY_LEXICAL   "test-hash-v1" /* what stores recorded before the lexical one had its name */
+
+struct memory {
+    store *st;
+    bool ephemeral;
+    /* the engine embedder, when one was asked for */
+    llm_backend *embed_backend;
+    store_embedder engine;
+    char engine_name[256];
+    char embedder[300]; /* "NAME DIM" or "none" */
+};
+
+const char *memory_home(void)
+{
+    static char path[4096];
+    const char *env = getenv("LLMOS_HOME");
+    const char *xdg = getenv("XDG_DATA_HOME");
+    const char *home = getenv("HOME");
+    if (env && *env)
+        snprintf(path, sizeof path, "%s", env);
+    else if (xdg && *xdg)
+        snprintf(path, sizeof path, "%s/llmos", xdg);
+    else
+        snprintf(path, sizeof path, "%s/.local/share/llmos", home && *home ? home : ".");
+    return path;
+}
+
+/* ---- the engine embedder ---------------------------------------------------------------- */
+
+static llmos_err engine_embed(void *ctx, const char *text, float *out)
+{
+    memory *m = ctx;
+    float *v = NULL;
+    size_t dim = 0;
+    llmos_err err = llm_embed(m->embed_backend, text, strlen(text), &v, &dim);
+    if (!err && dim != m->engine.dim)
+        err = llmos_fail(LLMOS_ERR_INTERNAL, "the model gave %zu floats, expected %u", dim,
+                         m->engine.dim);
+    if (!err)
+        memcpy(out, v, dim * sizeof *v);
+    free(v);
+    return err;
+}
+
+/* Load the GGUF model at path as m's embedder, probing its dimension with one embedding. */
+static llmos_err engine_open(memory *m, const char *path)
+{
+    local_backend_params p = local_backend_default_params();
+    p.chat_template = "{{ '' }}"; /* never chats: spares the warning about a missing template */
+    llmos_err err = local_backend_open(path, &p, &m->embed_backend);
+    if (err)
+        return llmos_fail_context(err, "loading the embedding model: ");
+    float *v = NULL;
+    size_t dim = 0;
+    err = llm_embed(m->embed_backend, "dimension", 9, &v, &dim);
+    free(v);
+    if (err)
+        return llmos_fail_context(err, "embedding with %s: ", path);
+    snprintf(m->engine_name, sizeof m->engine_name, "engine:%s", llm_model_name(m->embed_backend));
+    for (char *c = m->engine_name; *c; c++)
+        if (*c == ' ' || *c == '\t' || *c == '\n')
+            *c = '_'; /* the setting is "NAME DIM" */
+    m->engine = (store_embedder){
+        .name = m->engine_name, .dim = (uint32_t)dim, .embed = engine_embed, .ctx = m};
+    return LLMOS_OK;
+}
+
+/* The embedder p asks for (NULL for none), loading the engine's when a model is named. */
+static llmos_err pick_embedder(memory *m, const memory_params *p, const store_embedder **out)
+{
+    *out = NULL;
+    if (p->embed == MEMORY_EMBED_NONE)
+        return LLMOS_OK;
+    const char *model = p->embed_model;
+    const char *env = getenv("LLMOS_EMBED_MODEL");
+    if (!model && env && *env)
+        model = env;
+    if (!model) {
+        *out = memory_lexical_embedder();
+        return LLMOS_OK;
+    }
+    llmos_err err = engine_open(m, model);
+    if (!err)
+        *out = &m->engine;
+    return err;
+}
+
+/* "NAME DIM" as a store records it, with the legacy name of the lexical embedder mapped. */
+static void embedder_id(const char *name, uint32_t dim, char *out, size_t size)
+{
+    if (strcmp(name, LEGACY_LEXICAL) == 0)
+        name = memory_lexical_embedder()->name;
+    snprintf(out, size, "%s %u", name, dim);
+}
+
+/* Refuse an embedder other than the one that made the store's memories; record it on the first
+ * use. */
+static llmos_err check_embedder(store *s, const store_embedder *emb)
+{
+    char want[300], have_id[300];
+    embedder_id(emb->name, emb->dim, want, sizeof want);
+    char *have = NULL;
+    llmos_err err = store_setting_get(s, STORE_EMBEDDER_SETTING, &have);
+    if (err == LLMOS_ERR_NOT_FOUND) {
+        llmos_err_clear();
+        store_stats st = {0};
+        if ((err = store_get_stats(s, &st)))
+            return err;
+        if (st.archival == 0)
+            return store_setting_set(s, STORE_EMBEDDER_SETTING, want);
+        /* memories from before the setting existed: only the lexical embedder made those */
+        embedder_id(LEGACY_LEXICAL, memory_lexical_embedder()->dim, have_id, sizeof have_id);
+    } else if (err) {
+        return err;
+    } else {
+        char name[256] = "";
+        unsigned dim = 0;
+        if (sscanf(have, "%255s %u", name, &dim) != 2)
+            snprintf(name, sizeof name, "%s", have);
+        embedder_id(name, dim, have_id, sizeof have_id);
+        free(have);
+    }
+    if (strcmp(have_id, want) == 0)
+        return LLMOS_OK;
+    bool lexical = strncmp(have_id, "lexical-v1 ", 11) == 0;
+    return llmos_fail(LLMOS_ERR_INVALID,
+                      "this store's memories were embedded by '%s' and this run embeds with "
+                      "'%s'; vectors of different embedders cannot be compared. %s, or to "
+                      "re-embed, add the memories again to a new store (LLMOS_HOME set to "
+                      "another directory) with the embedder you want",
+                      have_id, want,
+                      lexical ? "Run without --model (and without LLMOS_EMBED_MODEL)"
+                              : "Pass --model with the GGUF file of that model (or set "
+                                "LLMOS_EMBED_MODEL to it)");
+}
+
+/* The passphrase into pass[0..PASS_MAX): the caller's, $LLMOS_PASSPHRASE, or asked (twice for
+ * a new store). */
+static llmos_err get_passphrase(const memory_params *p, const char *dir, bool exists, char *pass,
+                                char *again)
+{
+    const char *env = getenv("LLMOS_PASSPHRASE");
+    const char *given = p->passphrase ? p->passphrase : env;
+    if (given) {
+        if (strlen(given) >= PASS_MAX)
+            return llmos_fail(LLMOS_ERR_LIMIT, "the passphrase is longer than %d bytes",
+                              PASS_MAX - 1);
+        snprintf(pass, PASS_MAX, "%s", given);
+    } else if (!p->ask) {
+        return llmos_fail(LLMOS_ERR_AUTH,
+                          "the store in %s needs a passphrase: set LLMOS_PASSPHRASE, or run on a "
+                          "terminal to be asked",
+                          dir);
+    } else if (exists) {
+        llmos_err err = p->ask(p->ask_ctx, "Passphrase for your llmos store: ", pass, PASS_MAX);
+        if (err)
+            return err;
+    } else {
+        char prompt[4300];
+        snprintf(prompt, sizeof prompt,
+                 "Creating your encrypted llmos store in %s.\nNew passphrase: ", dir);
+        llmos_err err = p->ask(p->ask_ctx, prompt, pass, PASS_MAX);
+        if (!err)
+            err = p->ask(p->ask_ctx, "Same passphrase again: ", again, PASS_MAX);
+        if (err)
+            return err;
+        if (strcmp(pass, again) != 0)
+            return llmos_fail(LLMOS_ERR_INVALID, "the two passphrases differ; nothing created");
+    }
+    if (!*pass)
+        return llmos_fail(LLMOS_ERR_INVALID, "an empty passphrase is not allowed");
+    return LLMOS_OK;
+}
+
+static void memory_free(memory *m)
+{
+    store_close(m->st);
+    llm_backend_free(m->embed_backend);
+    free(m);
+}
+
+llmos_err memory_open(const memory_params *p, memory **out)
+{
+    *out = NULL;
+    memory_params defaults = {0};
+    if (!p)
+        p = &defaults;
+    const char *home = p->home ? p->home : memory_home();
+    llmos_err err = llmos_file_mkdirs(home, 0700);
+    if (err)
+        return llmos_fail_context(err, "the llmos home %s: ", home);
+    char dir[4200], keyfile[4300];
+    snprintf(dir, sizeof dir, "%s/store", home);
+    snprintf(keyfile, sizeof keyfile, "%s/store.key", dir);
+    bool exists = access(keyfile, F_OK) == 0;
+    if (!exists && !p->create)
+        return llmos_fail(LLMOS_ERR_NOT_FOUND,
+                          "there is no llmos store in %s yet (`llmos memory add` or the shell "
+                          "creates it)",
+                          dir);
+    memory *m = calloc(1, sizeof *m);
+    if (!m)
+        return llmos_fail(LLMOS_ERR_NOMEM, "no memory");
+    store_options opt = {.no_create = !p->create};
+    err = keys_kdf_from_env(&opt.kdf);
+    if (!err)
+        err = pick_embedder(m, p, &opt.embedder);
+    if (!err && sodium_init() < 0)
+        err = llmos_fail(LLMOS_ERR_CRYPTO, "libsodium failed to initialise");
+    char *pass = err ? NULL : sodium_malloc(PASS_MAX);
+    char *again = err ? NULL : sodium_malloc(PASS_MAX);
+    if (!err && (!pass || !again))
+        err = llmos_fail(LLMOS_ERR_NOMEM, "no locked memory for the passphrase");
+    if (!err) {
+        pass[0] = again[0] = 0;
+        err = get_passphrase(p, dir, exists, pass, again);
+    }
+    if (!err)
+        err = store_open(dir, pass, &opt, &m->st);
+    sodium_free(pass);
+    sodium_free(again);
+    if (!err && p->check_embedder && opt.embedder)
+        err = check_embedder(m->st, opt.embedder);
+    if (err) {
+        memory_free(m);
+        return err;
+    }
+    if (opt.embedder)
+        embedder_id(opt.embedder->name, opt.embedder->dim, m->embedder, sizeof m->embedder);
+    else
+        snprintf(m->embedder, sizeof m->embedder, "none");
+    *out = m;
+    return LLMOS_OK;
+}
+
+llmos_err memory_open_ephemeral(memory **out)
+{
+    *out = NULL;
+    memory *m = calloc(1, sizeof *m);
+    if (!m)
+        return llmos_fail(LLMOS_ERR_NOMEM, "no memory");
+    m->ephemeral = true;
+    const store_embedder *lex = memory_lexical_embedder();
+    store_options opt = {.embedder = lex};
+    llmos_err err = store_open_memory(&opt, &m->st);
+    if (err) {
+        memory_free(m);
+        return err;
+    }
+    embedder_id(lex->name, lex->dim, m->embedder, sizeof m->embedder);
+    *out = m;
+    return LLMOS_OK;
+}
+
+store *memory_store(memory *m)
+{
+    return m ? m->st : NULL;
+}
+
+const char *memory_embedder_name(const memory *m)
+{
+    return m ? m->embedder : "none";
+}
+
+bool memory_is_ephemeral(const memory *m)
+{
+    return m && m->ephemeral;
+}
+
+void memory_close(memory *m)
+{
+    if (m)
+        memory_free(m);
+}
