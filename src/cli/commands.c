@@ -21,8 +21,9 @@ const cli_command cli_commands[] = {
     {"doctor", "Check the installation and say what to fix",
      "usage: llmos doctor\n\n"
      "Check that the libraries llmos needs work, which CPU features are usable,\n"
-     "where user data lives ($LLMOS_HOME, default ~/.local/share/llmos) and how much\n"
-     "disk is free there. Each problem is printed with what to do about it.\n"
+     "where user data lives ($LLMOS_HOME, default ~/.local/share/llmos; created,\n"
+     "mode 700, when missing) and how much disk is free there. Each problem is\n"
+     "printed with what to do about it.\n"
      "Exit status 0 when everything is usable, 1 when something must be fixed.\n",
      cmd_doctor},
     {"shell", "Start the interactive llmos shell (the default)",
