@@ -12,6 +12,7 @@
 #ifndef LLMOS_QUANTIZE_H
 #define LLMOS_QUANTIZE_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -44,13 +45,16 @@ typedef struct quantize_params {
     llmos_pool *pool;              /* borrowed; NULL = quantize on the calling thread */
     quantize_progress_fn progress; /* may be NULL */
     void *user;
+    const atomic_bool *cancel; /* NULL, or set to true (a SIGINT handler may) to stop early */
 } quantize_params;
 
 /* Write `out_path`, the model at `in_path` with its tensors converted as the recipe says.
  * Fails with LLMOS_ERR_INVALID for an unknown target or in_path == out_path,
  * LLMOS_ERR_UNSUPPORTED when a matrix of the input is not F32, F16 or BF16 (re-quantizing a
  * quantized model compounds the error: start from the original), the reader's errors for a
- * damaged input, LLMOS_ERR_IO when the output cannot be written (it is then left untouched). */
+ * damaged input, LLMOS_ERR_IO when the output cannot be written, LLMOS_ERR_CANCELLED when
+ * *p->cancel became true (within one chunk of rows); on failure the output is left untouched
+ * and no temporary file remains. */
 LLMOS_NODISCARD llmos_err quantize_model(const char *in_path, const char *out_path,
                                          const quantize_params *p);
 

@@ -43,7 +43,8 @@ static const model_subcommand subcommands[] = {
      "Write OUT, a model with random weights (normal, std 0.02; norm weights 1) of a real\n"
      "model's shape, with the tokenizer metadata copied from the GGUF FILE (a model or a\n"
      "vocabulary-only file). For measuring speed and memory without a trained model.\n"
-     "Tensors are generated while the file is written; the same seed gives the same file.\n\n"
+     "Tensors are generated while the file is written; the same seed gives the same file.\n"
+     "Ctrl-C stops it without leaving a partial file (exit status 130).\n\n"
      "  --shape NAME   tinyllama-1.1b (llama: dim 2048, 22 layers, 32/4 heads, ffn 5632,\n"
      "                 vocab 32000, ctx 2048) or qwen2.5-0.5b (qwen2: dim 896, 24 layers,\n"
      "                 14/2 heads, ffn 4864, vocab 151936, ctx 32768, tied output)\n"
@@ -61,7 +62,8 @@ static const model_subcommand subcommands[] = {
      "Q5_K_M (more bits for attn_v, ffn_down and the output matrix, as llama.cpp does).\n"
      "output.weight is Q6_K for quantized types but Q8_0; norms and biases stay F32; rows\n"
      "not a multiple of 256 fall back to a 32-block type. Metadata is copied and\n"
-     "general.file_type set. One progress line per tensor goes to standard error.\n\n"
+     "general.file_type set. One progress line per tensor goes to standard error.\n"
+     "Ctrl-C stops it without leaving a partial file (exit status 130).\n\n"
      "  -t THREADS   threads (default: LLMOS_THREADS or all CPUs)\n",
      cmd_model_quantize},
 };

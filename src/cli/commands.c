@@ -1,6 +1,8 @@
 /*
  * commands.c - the one table of llmos subcommands, and the helpers they share.
  */
+#include <assert.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -244,9 +246,31 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
 
 int cli_report(llmos_err err)
 {
-    (void)err;
+    if (err == LLMOS_ERR_CANCELLED) {
+        fprintf(stderr, "llmos: interrupted: %s\n", llmos_errmsg());
+        return CLI_INTERRUPTED;
+    }
     fprintf(stderr, "llmos: error: %s\n", llmos_errmsg());
     return CLI_FAILED;
+}
+
+/* Set from the signal handler: a lock-free atomic is async-signal-safe (C11 7.14.1.1). */
+static_assert(ATOMIC_BOOL_LOCK_FREE == 2, "atomic_bool must be lock-free for a signal handler");
+static atomic_bool sigint_seen;
+
+static void on_sigint(int sig)
+{
+    (void)sig;
+    atomic_store(&sigint_seen, true);
+}
+
+const atomic_bool *cli_catch_sigint(void)
+{
+    /* SA_RESETHAND: the handler is used once, so a second Ctrl-C has SIGINT's default effect */
+    struct sigaction sa = {.sa_handler = on_sigint, .sa_flags = SA_RESETHAND | SA_RESTART};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    return &sigint_seen;
 }
 
 const char *cli_home(void)

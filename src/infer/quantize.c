@@ -241,6 +241,10 @@ static llmos_err write_tensor(void *ctx, size_t i, gguf_stream *out)
                           chunk * j->dst_row_bytes);
     llmos_err err = LLMOS_OK;
     for (uint64_t r = 0; r < n_rows && !err; r += chunk) {
+        if (j->p->cancel && atomic_load(j->p->cancel)) {
+            err = llmos_fail(LLMOS_ERR_CANCELLED, "quantizing %s stopped on request", e->src->name);
+            break;
+        }
         size_t n = n_rows - r < chunk ? (size_t)(n_rows - r) : chunk;
         j->src_rows = (const uint8_t *)e->src->data + r * j->src_row_bytes;
         j->dst_rows = dst;
@@ -341,6 +345,7 @@ llmos_err quantize_model(const char *in_path, const char *out_path, const quanti
         uint32_t n_dims = t->n_dims ? t->n_dims : 1;
         err = gguf_add_tensor_fn(w, t->name, plan[i].type, n_dims, t->ne, write_tensor, &j);
     }
+    gguf_writer_set_cancel(w, p->cancel);
     if (!err)
         err = gguf_writer_write(w, out_path);
 done:

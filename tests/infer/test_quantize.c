@@ -445,6 +445,14 @@ static void test_k_quants_random(void **state)
 
 /* ---- errors ------------------------------------------------------------------------------ */
 
+/* A progress callback that raises the cancel flag *user once the first tensor is written. */
+static void stop_after_first(void *user, size_t index, size_t n, const char *name, ggml_type from,
+                             ggml_type to, double seconds)
+{
+    (void)index, (void)n, (void)name, (void)from, (void)to, (void)seconds;
+    atomic_store((atomic_bool *)user, true);
+}
+
 static void test_errors(void **state)
 {
     (void)state;
@@ -465,6 +473,18 @@ static void test_errors(void **state)
     assert_non_null(strstr(llmos_errmsg(), "Q8_0"));
     assert_int_equal(access(again, F_OK), -1);
     unlink(q8);
+
+    /* the cancel flag (what Ctrl-C sets) raised after the first tensor stops the work: no
+     * output and no temporary file */
+    atomic_bool stop = false;
+    p = (quantize_params){
+        .target = "Q8_0", .progress = stop_after_first, .user = &stop, .cancel = &stop};
+    assert_int_equal(quantize_model(model_path, q8, &p), LLMOS_ERR_CANCELLED);
+    assert_non_null(strstr(llmos_errmsg(), "stopped on request"));
+    assert_int_equal(access(q8, F_OK), -1);
+    char cmd[4300];
+    snprintf(cmd, sizeof cmd, "ls '%s' | grep -q '[.]tmp[.]'", tmpdir);
+    assert_int_not_equal(system(cmd), 0);
 }
 
 /* ---- command lines ----------------------------------------------------------------------- */
