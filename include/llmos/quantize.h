@@ -27,6 +27,12 @@ const char *const *quantize_target_names(size_t *n);
 /* True when `name` (case-insensitive) is one of quantize_target_names. */
 bool quantize_target_known(const char *name);
 
+/* The usual name of a general.file_type value (llama.cpp's enum llama_ftype: what a file was
+ * quantized to, e.g. "Q4_K_M" for 15, "F16" for 1), or NULL for a value llama.cpp does not
+ * define. Files name their type this way because a mixture such as Q4_K_M holds tensors of
+ * several types (Q4_K, Q6_K, and Q5_0 for rows that Q4_K's blocks do not divide). */
+const char *quantize_file_type_name(uint32_t file_type);
+
 /* The type the recipe `target` gives one tensor: `name` as in the file ("blk.3.attn_v.weight"),
  * n_dims and ne0 (row length) of its shape, n_layer the model's block count, tied whether
  * token_embd.weight is also the output matrix. Fails with LLMOS_ERR_INVALID for an unknown

@@ -20,6 +20,7 @@
 #include "cli/cli.h"
 #include "llmos/infer.h"
 #include "llmos/json.h"
+#include "llmos/quantize.h"
 
 typedef struct bench_result {
     double mean, sd;
@@ -160,7 +161,13 @@ int cmd_bench(int argc, char **argv)
     struct stat st;
     uint64_t size = stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
     const char *name = gguf_get_str(model_gguf(m), "general.name", path);
-    const char *type = quant_type_name(hp->weight_type);
+    /* what the file was quantized to: a mixture such as Q4_K_M holds several tensor types (its
+     * attn_q may well be Q5_0), so the label is general.file_type's name, and the weights' type
+     * only for files without one */
+    const char *type =
+        quantize_file_type_name(gguf_get_u32(model_gguf(m), "general.file_type", UINT32_MAX));
+    if (!type)
+        type = quant_type_name(hp->weight_type);
     int nt = pool_threads(pool);
     if (!as_json) {
         printf("| %-28s | %9s | %8s | %7s | %6s | %18s |\n", "model", "size", "params", "threads",

@@ -15,6 +15,7 @@
 #include "cli/cli.h"
 #include "llmos/gguf.h"
 #include "llmos/json.h"
+#include "llmos/quantize.h"
 
 typedef struct model_subcommand {
     const char *name;
@@ -30,10 +31,12 @@ static const model_subcommand subcommands[] = {
      "Show what the GGUF model FILE holds: format version, architecture and name, the\n"
      "hyperparameters the forward pass reads, a tokenizer summary (model, pre-tokenizer,\n"
      "token and merge counts, BOS/EOS and their text, chat template), the parameter count,\n"
-     "bytes per tensor type, every metadata key, and a table of tensors (name, type,\n"
+     "bytes per tensor type, every metadata key (general.file_type, what the file was\n"
+     "quantized to, also by name: Q4_K_M (15)), and a table of tensors (name, type,\n"
      "shape with the contiguous dimension first, bytes). The file is checked completely\n"
      "while it is read; a damaged file is reported with the byte offset of the damage.\n\n"
-     "  --json   print one JSON object instead of text\n",
+     "  --json   print one JSON object instead of text (the file type's name as\n"
+     "           file_type_name)\n",
      model_info},
     {"make-random",
      "usage: llmos model make-random [--arch llama|qwen2]\n"
@@ -204,7 +207,19 @@ static uint64_t tally_types(const gguf_file *f, type_total totals[GGML_TYPE_COUN
     return params;
 }
 
-/* One line for a value: "uint32 = 5", "string = 'llama'", "array of 512 string". */
+/* The name of what the file was quantized to ("Q4_K_M") when value `id` is general.file_type
+ * and its number is one llama.cpp defines, else NULL. */
+static const char *file_type_name(const gguf_file *f, int64_t id)
+{
+    int64_t v;
+    if (id < 0 || strcmp(gguf_key(f, (size_t)id), "general.file_type") != 0 ||
+        !gguf_val_i64(f, id, &v) || v < 0 || v > UINT32_MAX)
+        return NULL;
+    return quantize_file_type_name((uint32_t)v);
+}
+
+/* One line for a value: "uint32 = 5", "string = 'llama'", "array of 512 string"; the file
+ * type with its name: "uint32 = Q4_K_M (15)". */
 static void print_value(const gguf_file *f, int64_t id)
 {
     gguf_type t = gguf_val_type(f, id);
@@ -224,7 +239,11 @@ static void print_value(const gguf_file *f, int64_t id)
     } else if (t == GGUF_TYPE_BOOL && gguf_val_bool(f, id, &b)) {
         printf(" = %s", b ? "true" : "false");
     } else if (gguf_val_i64(f, id, &i)) {
-        printf(" = %" PRId64, i);
+        const char *ftype = file_type_name(f, id);
+        if (ftype)
+            printf(" = %s (%" PRId64 ")", ftype, i);
+        else
+            printf(" = %" PRId64, i);
     } else if (gguf_val_u64(f, id, &u)) {
         printf(" = %" PRIu64, u);
     } else if (gguf_val_f64(f, id, &d)) {
@@ -457,6 +476,9 @@ static json_t *info_json(const gguf_file *f)
     json_object_set_new(root, "data_offset", json_integer((json_int_t)gguf_data_offset(f)));
     json_object_set_new(root, "architecture", json_str_or_null(gguf_architecture(f)));
     json_object_set_new(root, "name", json_str_or_null(gguf_get_str(f, "general.name", NULL)));
+    /* the number stays in metadata["general.file_type"] */
+    json_object_set_new(root, "file_type_name",
+                        json_str_or_null(file_type_name(f, gguf_find_key(f, "general.file_type"))));
 
     json_t *hp = json_object();
     for (size_t k = 0; k < LLMOS_ARRAY_LEN(hparams); k++)
