@@ -60,7 +60,7 @@ const cli_command cli_commands[] = {
      "  --add-special  add BOS/EOS as the model's metadata asks\n",
      cmd_tokenize},
     {"generate", "Run a local model on a prompt and stream the text it writes",
-     "usage: llmos generate --model FILE --prompt TEXT [-n N] [--temp T] [--seed S]\n"
+     "usage: llmos generate [--model FILE] --prompt TEXT [-n N] [--temp T] [--seed S]\n"
      "                      [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R]\n"
      "                      [-t THREADS] [--ids]\n\n"
      "Load the GGUF model FILE (architectures llama and qwen2), tokenize TEXT (BOS\n"
@@ -68,6 +68,9 @@ const cli_command cli_commands[] = {
      "the continuation as it is generated. Timings (prompt and generation tokens/s)\n"
      "go to standard error. Generation stops after N tokens, at an end-of-generation\n"
      "token, or when the model's context is full.\n\n"
+     "  --model FILE         the local GGUF model (default: $LLMOS_MODEL, as for the\n"
+     "                       shell; neither is used with --api)\n"
+     "  --prompt TEXT        the text to continue\n"
      "  -n N                 tokens to generate (default 128)\n"
      "  --temp T             temperature; 0 = greedy (default 0.8)\n"
      "  --seed S             random seed; the same seed gives the same text (default:\n"
