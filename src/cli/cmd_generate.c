@@ -281,7 +281,14 @@ int cmd_generate(int argc, char **argv)
         model_path = env && env[0] ? env : NULL;
     }
     if (!model_path)
-        return cli_usage_error("generate", "--model FILE is required");
+        return cli_usage_error(
+            "generate",
+            "no model given. Give one of:\n"
+            "  --model FILE                a local GGUF model (llama or qwen2 architecture)\n"
+            "  LLMOS_MODEL=FILE            the same, set once in the environment\n"
+            "  --api URL --api-model NAME  an OpenAI-compatible server (its key from "
+            "$LLMOS_API_KEY)\n"
+            "Without a model yet, run 'llmos' (no arguments): it says where to get one.");
     if (!prompt)
         return cli_usage_error("generate", "--prompt TEXT is required");
     if (!seed_given)

@@ -137,8 +137,9 @@ const cli_command cli_commands[] = {
      "prompt), each REPS times after one untimed warm-up, and print tokens/s as\n"
      "mean +- standard deviation with the model's size and type (the file type, such\n"
      "as Q4_K_M, from general.file_type; else the type of the weight matrices).\n\n"
-     "  -p N         prompt tokens (default 512; 0 = skip)\n"
-     "  -n N         generated tokens (default 128; 0 = skip)\n"
+     "  --model FILE the GGUF model to measure\n"
+     "  -p N         prompt tokens (default 512; 0 = skip; at most 65536)\n"
+     "  -n N         generated tokens (default 128; 0 = skip; at most 65536)\n"
      "  -t THREADS   threads (default: LLMOS_THREADS or all CPUs)\n"
      "  -r REPS      repetitions (default 5)\n"
      "  --json       one JSON object per line and test instead of the table\n",

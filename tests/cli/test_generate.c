@@ -1,6 +1,7 @@
 /* test_generate.c - how `llmos generate` finds its model: --model FILE, else $LLMOS_MODEL (as
- * the shell does), never the environment's model when --api names a server. Runs the built
- * program on the shared tiny model, whose greedy continuation of an empty prompt is known. */
+ * the shell does), never the environment's model when --api names a server; without any, an
+ * error that lists the ways to give one. Runs the built program on the shared tiny model,
+ * whose greedy continuation of an empty prompt is known. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -65,6 +66,22 @@ static void test_api_ignores_environment_model(void **state)
     assert_null(strstr(err.data, "not both"));
 }
 
+/* Without any model the error says exactly how to give one, as the shell does, exit 2. */
+static void test_no_model_says_how(void **state)
+{
+    (void)state;
+    const char *runs[] = {"LLMOS_MODEL= generate --prompt hi", "LLMOS_MODEL= generate"};
+    for (size_t i = 0; i < LLMOS_ARRAY_LEN(runs); i++) {
+        assert_int_equal(tu_run_llmos(&out, &err, "%s", runs[i]), 2);
+        assert_non_null(strstr(err.data, "llmos generate: no model given. Give one of:"));
+        assert_non_null(strstr(err.data, "\n  --model FILE "));
+        assert_non_null(strstr(err.data, "\n  LLMOS_MODEL=FILE "));
+        assert_non_null(strstr(err.data, "\n  --api URL --api-model NAME "));
+        assert_non_null(strstr(err.data, "Try 'llmos help generate'"));
+        assert_string_equal(out.data, "");
+    }
+}
+
 static void test_help_names_environment(void **state)
 {
     (void)state;
@@ -89,6 +106,7 @@ int main(void)
         cmocka_unit_test(test_model_from_environment),
         cmocka_unit_test(test_model_option_wins),
         cmocka_unit_test(test_api_ignores_environment_model),
+        cmocka_unit_test(test_no_model_says_how),
         cmocka_unit_test(test_help_names_environment),
     };
     return cmocka_run_group_tests(tests, NULL, teardown);
