@@ -36,6 +36,7 @@
 #ifndef LLMOS_GGUF_H
 #define LLMOS_GGUF_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -256,8 +257,14 @@ LLMOS_NODISCARD llmos_err gguf_add_tensor_fn(gguf_writer *w, const char *name, g
                                              uint32_t n_dims, const uint64_t *ne, gguf_tensor_fn fn,
                                              void *ctx);
 
+/* Stop writing when *cancel becomes true (set from another thread or a signal handler: a
+ * program's SIGINT handler, for one): gguf_writer_write then fails with LLMOS_ERR_CANCELLED
+ * within about a megabyte of output or a tensor callback's next gguf_stream_write, leaving
+ * `path` untouched and no temporary file. Borrowed; NULL (the default) never stops. */
+void gguf_writer_set_cancel(gguf_writer *w, const atomic_bool *cancel);
+
 /* Write the file: a temporary beside `path`, fsync, rename over `path`, fsync the directory.
- * On failure `path` is untouched and the temporary removed. */
+ * On failure (cancellation included) `path` is untouched and the temporary removed. */
 LLMOS_NODISCARD llmos_err gguf_writer_write(gguf_writer *w, const char *path);
 /* Append the whole file's bytes to `out` instead (tests, fuzz seeds, small files). */
 LLMOS_NODISCARD llmos_err gguf_writer_to_buf(gguf_writer *w, llmos_buf *out);

@@ -12,6 +12,7 @@
 #ifndef LLMOS_QUANTIZE_H
 #define LLMOS_QUANTIZE_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -25,6 +26,12 @@ const char *const *quantize_target_names(size_t *n);
 
 /* True when `name` (case-insensitive) is one of quantize_target_names. */
 bool quantize_target_known(const char *name);
+
+/* The usual name of a general.file_type value (llama.cpp's enum llama_ftype: what a file was
+ * quantized to, e.g. "Q4_K_M" for 15, "F16" for 1), or NULL for a value llama.cpp does not
+ * define. Files name their type this way because a mixture such as Q4_K_M holds tensors of
+ * several types (Q4_K, Q6_K, and Q5_0 for rows that Q4_K's blocks do not divide). */
+const char *quantize_file_type_name(uint32_t file_type);
 
 /* The type the recipe `target` gives one tensor: `name` as in the file ("blk.3.attn_v.weight"),
  * n_dims and ne0 (row length) of its shape, n_layer the model's block count, tied whether
@@ -44,13 +51,16 @@ typedef struct quantize_params {
     llmos_pool *pool;              /* borrowed; NULL = quantize on the calling thread */
     quantize_progress_fn progress; /* may be NULL */
     void *user;
+    const atomic_bool *cancel; /* NULL, or set to true (a SIGINT handler may) to stop early */
 } quantize_params;
 
 /* Write `out_path`, the model at `in_path` with its tensors converted as the recipe says.
  * Fails with LLMOS_ERR_INVALID for an unknown target or in_path == out_path,
  * LLMOS_ERR_UNSUPPORTED when a matrix of the input is not F32, F16 or BF16 (re-quantizing a
  * quantized model compounds the error: start from the original), the reader's errors for a
- * damaged input, LLMOS_ERR_IO when the output cannot be written (it is then left untouched). */
+ * damaged input, LLMOS_ERR_IO when the output cannot be written, LLMOS_ERR_CANCELLED when
+ * *p->cancel became true (within one chunk of rows); on failure the output is left untouched
+ * and no temporary file remains. */
 LLMOS_NODISCARD llmos_err quantize_model(const char *in_path, const char *out_path,
                                          const quantize_params *p);
 

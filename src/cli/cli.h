@@ -12,6 +12,7 @@
 #ifndef LLMOS_CLI_H
 #define LLMOS_CLI_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -40,8 +41,15 @@ bool cli_wants_help(int argc, char **argv);
 void cli_print_help(const cli_command *c);
 /* Print "llmos CMD: <msg>" and a pointer to the help; returns CLI_USAGE. */
 int cli_usage_error(const char *cmd, const char *fmt, ...) LLMOS_PRINTF(2, 3);
-/* Print "llmos: error: <detail message>"; returns CLI_FAILED. */
+/* Print "llmos: error: <detail message>"; returns CLI_FAILED. LLMOS_ERR_CANCELLED (which a
+ * command gets only after cli_catch_sigint's Ctrl-C) prints "llmos: interrupted: <detail>"
+ * and returns CLI_INTERRUPTED. */
 int cli_report(llmos_err err);
+/* For commands that write large files: from now on the first SIGINT (Ctrl-C) sets the flag
+ * returned, which the command hands to the library (gguf_writer_set_cancel, quantize_params)
+ * so that the write stops, removes its temporary file and fails with LLMOS_ERR_CANCELLED; a
+ * second SIGINT ends the program at once, as if no handler were installed. */
+const atomic_bool *cli_catch_sigint(void);
 /* Where user data lives: $LLMOS_HOME, else $XDG_DATA_HOME/llmos, else ~/.local/share/llmos.
  * Returns a static string. */
 const char *cli_home(void);

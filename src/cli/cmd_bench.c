@@ -20,6 +20,7 @@
 #include "cli/cli.h"
 #include "llmos/infer.h"
 #include "llmos/json.h"
+#include "llmos/quantize.h"
 
 typedef struct bench_result {
     double mean, sd;
@@ -100,28 +101,35 @@ int cmd_bench(int argc, char **argv)
             as_json = true;
             continue;
         }
-        bool ok = true;
-        if (strcmp(a, "--model") == 0 || strcmp(a, "-m") == 0)
+        if (a[0] != '-')
+            return cli_usage_error("bench",
+                                   "unexpected argument '%s' (give the model as --model FILE)", a);
+        bool ok;
+        const char *takes; /* for the message when the value is missing or wrong */
+        if (strcmp(a, "--model") == 0 || strcmp(a, "-m") == 0) {
             ok = (path = v) != NULL;
-        else if (strcmp(a, "-p") == 0)
-            ok = parse_int(v, 0, 1 << 16, &n_pp);
-        else if (strcmp(a, "-n") == 0)
-            ok = parse_int(v, 0, 1 << 16, &n_tg);
-        else if (strcmp(a, "-t") == 0)
+            takes = "a GGUF model FILE";
+        } else if (strcmp(a, "-p") == 0 || strcmp(a, "-n") == 0) {
+            ok = parse_int(v, 0, 1 << 16, a[1] == 'p' ? &n_pp : &n_tg);
+            takes = "a token count from 0 to 65536";
+        } else if (strcmp(a, "-t") == 0) {
             ok = parse_int(v, 1, 1024, &threads);
-        else if (strcmp(a, "-r") == 0)
+            takes = "a thread count from 1 to 1024";
+        } else if (strcmp(a, "-r") == 0) {
             ok = parse_int(v, 1, 1000, &reps);
-        else
+            takes = "a repetition count from 1 to 1000";
+        } else {
             return cli_usage_error("bench", "unknown option '%s'", a);
+        }
+        if (!ok && v)
+            return cli_usage_error("bench", "%s takes %s, not '%s'", a, takes, v);
         if (!ok)
-            return cli_usage_error("bench", "%s needs a %s", a,
-                                   strcmp(a, "--model") == 0 || strcmp(a, "-m") == 0
-                                       ? "FILE"
-                                       : "non-negative integer in range");
+            return cli_usage_error("bench", "%s takes %s", a, takes);
         i++;
     }
     if (!path)
-        return cli_usage_error("bench", "missing --model FILE");
+        return cli_usage_error("bench", "no model given: name the GGUF file to measure with "
+                                        "--model FILE");
     if (n_pp == 0 && n_tg == 0)
         return cli_usage_error("bench", "nothing to measure (-p 0 and -n 0)");
 
@@ -160,7 +168,13 @@ int cmd_bench(int argc, char **argv)
     struct stat st;
     uint64_t size = stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
     const char *name = gguf_get_str(model_gguf(m), "general.name", path);
-    const char *type = quant_type_name(hp->weight_type);
+    /* what the file was quantized to: a mixture such as Q4_K_M holds several tensor types (its
+     * attn_q may well be Q5_0), so the label is general.file_type's name, and the weights' type
+     * only for files without one */
+    const char *type =
+        quantize_file_type_name(gguf_get_u32(model_gguf(m), "general.file_type", UINT32_MAX));
+    if (!type)
+        type = quant_type_name(hp->weight_type);
     int nt = pool_threads(pool);
     if (!as_json) {
         printf("| %-28s | %9s | %8s | %7s | %6s | %18s |\n", "model", "size", "params", "threads",

@@ -3,7 +3,8 @@
  *
  * Each check prints one line: "ok", "warn" (works, but something is worse than it could be) or
  * "FAIL" (llmos cannot work until it is fixed), followed by what to do. The exit status is 1
- * when any check failed.
+ * when any check failed. A missing data directory is created (as first use would create it),
+ * so that one that cannot be made is reported now rather than by the first command needing it.
  */
 #include <curl/curl.h>
 #include <errno.h>
@@ -107,28 +108,75 @@ static void check_cpu(doctor *d)
         report(d, 0, "simd", "%s", feats);
 }
 
-static void check_home(doctor *d)
+/* The first ancestor of `path` that exists but is not a directory, in out[size]; false if none. */
+static bool file_in_the_way(const char *path, char *out, size_t size)
 {
-    printf("data\n");
-    const char *home = cli_home();
+    snprintf(out, size, "%s", path);
+    for (char *s = out + 1; *s; s++) {
+        if (*s != '/')
+            continue;
+        *s = '\0';
+        struct stat st;
+        if (stat(out, &st) == 0 && !S_ISDIR(st.st_mode))
+            return true;
+        *s = '/';
+    }
+    return false;
+}
+
+/* The data directory must be a directory this user can write, or one that can be made: it is
+ * created here (mode 700, as on first use) so that what would stop llmos later shows now. */
+static void check_home_dir(doctor *d, const char *home)
+{
     struct stat st;
+    bool created = false;
+    if (stat(home, &st) != 0 && errno == ENOENT) {
+        char target[4096];
+        ssize_t n = lstat(home, &st) == 0 ? readlink(home, target, sizeof target - 1) : -1;
+        if (n >= 0) {
+            target[n] = '\0';
+            report(d, 2, "home",
+                   "%s is a symbolic link to %s, which does not exist (a disk not mounted?); "
+                   "create it or set LLMOS_HOME to a directory you own",
+                   home, target);
+            return;
+        }
+        if (llmos_file_mkdirs(home, 0700) != LLMOS_OK) {
+            report(d, 2, "home", "%s cannot be created (%s); set LLMOS_HOME to a directory you own",
+                   home, llmos_errmsg());
+            return;
+        }
+        created = true;
+    }
+    char in_way[4096];
     if (stat(home, &st) != 0) {
-        if (errno == ENOENT)
-            report(d, 0, "home", "%s (does not exist yet; created on first use)", home);
+        if (errno == ENOTDIR && file_in_the_way(home, in_way, sizeof in_way))
+            report(d, 2, "home",
+                   "%s cannot be created: %s is a file, not a directory; move it away or set "
+                   "LLMOS_HOME to a directory you own",
+                   home, in_way);
         else
             report(d, 2, "home", "%s: %s; set LLMOS_HOME to a directory you own", home,
                    strerror(errno));
     } else if (!S_ISDIR(st.st_mode)) {
         report(d, 2, "home", "%s is not a directory; move it away or set LLMOS_HOME", home);
     } else if (access(home, R_OK | W_OK | X_OK) != 0) {
-        report(d, 2, "home", "%s is not writable by you; fix its permissions or set LLMOS_HOME",
-               home);
+        report(d, 2, "home",
+               "%s is not writable by you (%s); fix its permissions or set LLMOS_HOME", home,
+               strerror(errno));
     } else if (st.st_mode & 077) {
         report(d, 1, "home", "%s is readable by other users (mode %03o); run: chmod 700 %s", home,
                (unsigned)(st.st_mode & 0777), home);
     } else {
-        report(d, 0, "home", "%s", home);
+        report(d, 0, "home", "%s%s", home, created ? " (created)" : "");
     }
+}
+
+static void check_home(doctor *d)
+{
+    printf("data\n");
+    const char *home = cli_home();
+    check_home_dir(d, home);
 
     /* free space where the data lives (or its nearest existing parent) */
     char probe[4096];

@@ -1,9 +1,10 @@
 /*
  * cmd_generate.c - `llmos generate`: run a local model on a prompt and stream what it writes.
  *
- * A thin user of llmos/infer.h: load the model and its tokenizer, tokenize the prompt (user
- * text: special tokens are NOT parsed from it), run gen_run with a callback that writes each
- * piece of text to stdout as soon as it is final, and report timings on stderr.
+ * A thin user of llmos/infer.h: load the model (--model, else $LLMOS_MODEL as for the shell)
+ * and its tokenizer, tokenize the prompt (user text: special tokens are NOT parsed from it),
+ * run gen_run with a callback that writes each piece of text to stdout as soon as it is
+ * final, and report timings on stderr.
  * With --api URL --api-model NAME the prompt goes to a remote OpenAI-compatible server through
  * the remote backend instead (generate_remote).
  */
@@ -275,8 +276,19 @@ int cmd_generate(int argc, char **argv)
     }
     if (api_url || api_model || api_key_env)
         return generate_remote(api_url, api_model, api_key_env, model_path, prompt, ids, &gp);
+    if (!model_path) { /* as for the shell: the model set once in the environment */
+        const char *env = getenv("LLMOS_MODEL");
+        model_path = env && env[0] ? env : NULL;
+    }
     if (!model_path)
-        return cli_usage_error("generate", "--model FILE is required");
+        return cli_usage_error(
+            "generate",
+            "no model given. Give one of:\n"
+            "  --model FILE                a local GGUF model (llama or qwen2 architecture)\n"
+            "  LLMOS_MODEL=FILE            the same, set once in the environment\n"
+            "  --api URL --api-model NAME  an OpenAI-compatible server (its key from "
+            "$LLMOS_API_KEY)\n"
+            "Without a model yet, run 'llmos' (no arguments): it says where to get one.");
     if (!prompt)
         return cli_usage_error("generate", "--prompt TEXT is required");
     if (!seed_given)

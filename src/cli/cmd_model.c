@@ -15,6 +15,7 @@
 #include "cli/cli.h"
 #include "llmos/gguf.h"
 #include "llmos/json.h"
+#include "llmos/quantize.h"
 
 typedef struct model_subcommand {
     const char *name;
@@ -30,10 +31,12 @@ static const model_subcommand subcommands[] = {
      "Show what the GGUF model FILE holds: format version, architecture and name, the\n"
      "hyperparameters the forward pass reads, a tokenizer summary (model, pre-tokenizer,\n"
      "token and merge counts, BOS/EOS and their text, chat template), the parameter count,\n"
-     "bytes per tensor type, every metadata key, and a table of tensors (name, type,\n"
+     "bytes per tensor type, every metadata key (general.file_type, what the file was\n"
+     "quantized to, also by name: Q4_K_M (15)), and a table of tensors (name, type,\n"
      "shape with the contiguous dimension first, bytes). The file is checked completely\n"
      "while it is read; a damaged file is reported with the byte offset of the damage.\n\n"
-     "  --json   print one JSON object instead of text\n",
+     "  --json   print one JSON object instead of text (the file type's name as\n"
+     "           file_type_name)\n",
      model_info},
     {"make-random",
      "usage: llmos model make-random [--arch llama|qwen2]\n"
@@ -43,7 +46,8 @@ static const model_subcommand subcommands[] = {
      "Write OUT, a model with random weights (normal, std 0.02; norm weights 1) of a real\n"
      "model's shape, with the tokenizer metadata copied from the GGUF FILE (a model or a\n"
      "vocabulary-only file). For measuring speed and memory without a trained model.\n"
-     "Tensors are generated while the file is written; the same seed gives the same file.\n\n"
+     "Tensors are generated while the file is written; the same seed gives the same file.\n"
+     "Ctrl-C stops it without leaving a partial file (exit status 130).\n\n"
      "  --shape NAME   tinyllama-1.1b (llama: dim 2048, 22 layers, 32/4 heads, ffn 5632,\n"
      "                 vocab 32000, ctx 2048) or qwen2.5-0.5b (qwen2: dim 896, 24 layers,\n"
      "                 14/2 heads, ffn 4864, vocab 151936, ctx 32768, tied output)\n"
@@ -61,7 +65,8 @@ static const model_subcommand subcommands[] = {
      "Q5_K_M (more bits for attn_v, ffn_down and the output matrix, as llama.cpp does).\n"
      "output.weight is Q6_K for quantized types but Q8_0; norms and biases stay F32; rows\n"
      "not a multiple of 256 fall back to a 32-block type. Metadata is copied and\n"
-     "general.file_type set. One progress line per tensor goes to standard error.\n\n"
+     "general.file_type set. One progress line per tensor goes to standard error.\n"
+     "Ctrl-C stops it without leaving a partial file (exit status 130).\n\n"
      "  -t THREADS   threads (default: LLMOS_THREADS or all CPUs)\n",
      cmd_model_quantize},
 };
@@ -202,7 +207,19 @@ static uint64_t tally_types(const gguf_file *f, type_total totals[GGML_TYPE_COUN
     return params;
 }
 
-/* One line for a value: "uint32 = 5", "string = 'llama'", "array of 512 string". */
+/* The name of what the file was quantized to ("Q4_K_M") when value `id` is general.file_type
+ * and its number is one llama.cpp defines, else NULL. */
+static const char *file_type_name(const gguf_file *f, int64_t id)
+{
+    int64_t v;
+    if (id < 0 || strcmp(gguf_key(f, (size_t)id), "general.file_type") != 0 ||
+        !gguf_val_i64(f, id, &v) || v < 0 || v > UINT32_MAX)
+        return NULL;
+    return quantize_file_type_name((uint32_t)v);
+}
+
+/* One line for a value: "uint32 = 5", "string = 'llama'", "array of 512 string"; the file
+ * type with its name: "uint32 = Q4_K_M (15)". */
 static void print_value(const gguf_file *f, int64_t id)
 {
     gguf_type t = gguf_val_type(f, id);
@@ -222,7 +239,11 @@ static void print_value(const gguf_file *f, int64_t id)
     } else if (t == GGUF_TYPE_BOOL && gguf_val_bool(f, id, &b)) {
         printf(" = %s", b ? "true" : "false");
     } else if (gguf_val_i64(f, id, &i)) {
-        printf(" = %" PRId64, i);
+        const char *ftype = file_type_name(f, id);
+        if (ftype)
+            printf(" = %s (%" PRId64 ")", ftype, i);
+        else
+            printf(" = %" PRId64, i);
     } else if (gguf_val_u64(f, id, &u)) {
         printf(" = %" PRIu64, u);
     } else if (gguf_val_f64(f, id, &d)) {
@@ -455,6 +476,9 @@ static json_t *info_json(const gguf_file *f)
     json_object_set_new(root, "data_offset", json_integer((json_int_t)gguf_data_offset(f)));
     json_object_set_new(root, "architecture", json_str_or_null(gguf_architecture(f)));
     json_object_set_new(root, "name", json_str_or_null(gguf_get_str(f, "general.name", NULL)));
+    /* the number stays in metadata["general.file_type"] */
+    json_object_set_new(root, "file_type_name",
+                        json_str_or_null(file_type_name(f, gguf_find_key(f, "general.file_type"))));
 
     json_t *hp = json_object();
     for (size_t k = 0; k < LLMOS_ARRAY_LEN(hparams); k++)

@@ -2,7 +2,8 @@
  * cmd_model_quantize.c - `llmos model quantize IN OUT TYPE`: write a quantized copy of a model.
  *
  * The work is quantize_model's (llmos/quantize.h); this file parses the command line, makes
- * the thread pool and prints one progress line per tensor on standard error.
+ * the thread pool and prints one progress line per tensor on standard error. Ctrl-C stops the
+ * work, leaves no temporary file behind and exits with status 130.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -60,7 +61,8 @@ int cmd_model_quantize(int argc, char **argv)
     llmos_err err = pool_new(threads, &pool);
     if (err)
         return cli_report(err);
-    quantize_params p = {.target = pos[2], .pool = pool, .progress = progress};
+    quantize_params p = {
+        .target = pos[2], .pool = pool, .progress = progress, .cancel = cli_catch_sigint()};
     double t0 = llmos_time_now();
     err = quantize_model(pos[0], pos[1], &p);
     pool_free(pool);

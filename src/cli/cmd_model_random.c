@@ -8,7 +8,8 @@
  * the real model; the weights are random (normal, std 0.02, like the usual initialisation,
  * with norm weights 1, so activations stay finite through any number of layers). Tensors are
  * generated while the file is written (the GGUF writer's callback), so a model larger than
- * memory can be made. The same seed gives the same file.
+ * memory can be made. The same seed gives the same file. Ctrl-C stops the write, leaves no
+ * temporary file behind and exits with status 130.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -216,6 +217,8 @@ int cmd_model_random(int argc, char **argv)
         return cli_usage_error("model make-random", "--type is f32, f16 or bf16, not '%s'",
                                type_name);
 
+    /* Ctrl-C stops the write and removes its temporary file (exit status 130) */
+    const atomic_bool *cancel = cli_catch_sigint();
     gguf_file *vf = NULL;
     gguf_writer *w = NULL;
     tensor_plan *plan = NULL;
@@ -239,6 +242,7 @@ int cmd_model_random(int argc, char **argv)
 
     if ((err = gguf_writer_new(&w)))
         goto done;
+    gguf_writer_set_cancel(w, cancel);
     char key[128], name[96];
 #define KEY(s) (snprintf(key, sizeof key, "%s.%s", sh.arch, s), key)
     snprintf(name, sizeof name, "random %s (%s, seed %" PRIu64 ")", sh.name, type_name, seed);

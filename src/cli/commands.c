@@ -1,6 +1,8 @@
 /*
  * commands.c - the one table of llmos subcommands, and the helpers they share.
  */
+#include <assert.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,8 +24,9 @@ const cli_command cli_commands[] = {
     {"doctor", "Check the installation and say what to fix",
      "usage: llmos doctor\n\n"
      "Check that the libraries llmos needs work, which CPU features are usable,\n"
-     "where user data lives ($LLMOS_HOME, default ~/.local/share/llmos) and how much\n"
-     "disk is free there. Each problem is printed with what to do about it.\n"
+     "where user data lives ($LLMOS_HOME, default ~/.local/share/llmos; created,\n"
+     "mode 700, when missing) and how much disk is free there. Each problem is\n"
+     "printed with what to do about it.\n"
      "Exit status 0 when everything is usable, 1 when something must be fixed.\n",
      cmd_doctor},
     {"shell", "Start the interactive llmos shell (the default)",
@@ -58,7 +61,7 @@ const cli_command cli_commands[] = {
      "  --add-special  add BOS/EOS as the model's metadata asks\n",
      cmd_tokenize},
     {"generate", "Run a local model on a prompt and stream the text it writes",
-     "usage: llmos generate --model FILE --prompt TEXT [-n N] [--temp T] [--seed S]\n"
+     "usage: llmos generate [--model FILE] --prompt TEXT [-n N] [--temp T] [--seed S]\n"
      "                      [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R]\n"
      "                      [-t THREADS] [--ids]\n\n"
      "Load the GGUF model FILE (architectures llama and qwen2), tokenize TEXT (BOS\n"
@@ -66,6 +69,9 @@ const cli_command cli_commands[] = {
      "the continuation as it is generated. Timings (prompt and generation tokens/s)\n"
      "go to standard error. Generation stops after N tokens, at an end-of-generation\n"
      "token, or when the model's context is full.\n\n"
+     "  --model FILE         the local GGUF model (default: $LLMOS_MODEL, as for the\n"
+     "                       shell; neither is used with --api)\n"
+     "  --prompt TEXT        the text to continue\n"
      "  -n N                 tokens to generate (default 128)\n"
      "  --temp T             temperature; 0 = greedy (default 0.8)\n"
      "  --seed S             random seed; the same seed gives the same text (default:\n"
@@ -130,9 +136,11 @@ const cli_command cli_commands[] = {
      "Like llama-bench: time prompt processing (ppN: one batch of N random valid tokens\n"
      "on an empty cache) and generation (tgN: N tokens one at a time after a 4-token\n"
      "prompt), each REPS times after one untimed warm-up, and print tokens/s as\n"
-     "mean +- standard deviation with the model's size and type.\n\n"
-     "  -p N         prompt tokens (default 512; 0 = skip)\n"
-     "  -n N         generated tokens (default 128; 0 = skip)\n"
+     "mean +- standard deviation with the model's size and type (the file type, such\n"
+     "as Q4_K_M, from general.file_type; else the type of the weight matrices).\n\n"
+     "  --model FILE the GGUF model to measure\n"
+     "  -p N         prompt tokens (default 512; 0 = skip; at most 65536)\n"
+     "  -n N         generated tokens (default 128; 0 = skip; at most 65536)\n"
      "  -t THREADS   threads (default: LLMOS_THREADS or all CPUs)\n"
      "  -r REPS      repetitions (default 5)\n"
      "  --json       one JSON object per line and test instead of the table\n",
@@ -244,9 +252,31 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
 
 int cli_report(llmos_err err)
 {
-    (void)err;
+    if (err == LLMOS_ERR_CANCELLED) {
+        fprintf(stderr, "llmos: interrupted: %s\n", llmos_errmsg());
+        return CLI_INTERRUPTED;
+    }
     fprintf(stderr, "llmos: error: %s\n", llmos_errmsg());
     return CLI_FAILED;
+}
+
+/* Set from the signal handler: a lock-free atomic is async-signal-safe (C11 7.14.1.1). */
+static_assert(ATOMIC_BOOL_LOCK_FREE == 2, "atomic_bool must be lock-free for a signal handler");
+static atomic_bool sigint_seen;
+
+static void on_sigint(int sig)
+{
+    (void)sig;
+    atomic_store(&sigint_seen, true);
+}
+
+const atomic_bool *cli_catch_sigint(void)
+{
+    /* SA_RESETHAND: the handler is used once, so a second Ctrl-C has SIGINT's default effect */
+    struct sigaction sa = {.sa_handler = on_sigint, .sa_flags = SA_RESETHAND | SA_RESTART};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    return &sigint_seen;
 }
 
 const char *cli_home(void)

@@ -19,6 +19,7 @@ static void print_overview(void)
     printf("\nRun 'llmos help COMMAND' or 'llmos COMMAND --help' for details.\n\n"
            "Environment:\n"
            "  LLMOS_HOME     where user data lives (default ~/.local/share/llmos)\n"
+           "  LLMOS_MODEL    the model of the shell and generate when no --model or --api\n"
            "  LLMOS_LOG      log level: debug, info, warn (default), error, off\n"
            "  LLMOS_THREADS  worker threads (default: the CPUs this process may use)\n\n"
            "Exit status: 0 success, 1 the operation failed, 2 bad command line,\n"

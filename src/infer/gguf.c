@@ -1238,6 +1238,7 @@ struct gguf_writer {
     wtensor *tensors;
     size_t n_tensors, cap_tensors;
     uint32_t alignment;
+    const atomic_bool *cancel; /* gguf_writer_set_cancel */
 };
 
 llmos_err gguf_writer_new(gguf_writer **out)
@@ -1247,6 +1248,11 @@ llmos_err gguf_writer_new(gguf_writer **out)
         return llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
     (*out)->alignment = GGUF_DEFAULT_ALIGNMENT;
     return LLMOS_OK;
+}
+
+void gguf_writer_set_cancel(gguf_writer *w, const atomic_bool *cancel)
+{
+    w->cancel = cancel;
 }
 
 void gguf_writer_free(gguf_writer *w)
@@ -1545,6 +1551,7 @@ llmos_err gguf_add_tensor_fn(gguf_writer *w, const char *name, ggml_type type, u
 typedef struct sink {
     int fd;
     const char *path; /* for messages */
+    const atomic_bool *cancel;
     llmos_buf *mem;
     uint8_t *buf;
     size_t used, cap;
@@ -1557,8 +1564,19 @@ struct gguf_stream {
     uint64_t left; /* bytes the tensor still expects */
 };
 
+/* Checked before each buffer goes to the file and before each tensor. */
+static llmos_err sink_check_cancel(const sink *s)
+{
+    if (s->cancel && atomic_load(s->cancel))
+        return llmos_fail(LLMOS_ERR_CANCELLED, "%s: writing stopped on request", s->path);
+    return LLMOS_OK;
+}
+
 static llmos_err sink_flush(sink *s)
 {
+    llmos_err err = sink_check_cancel(s);
+    if (err)
+        return err;
     size_t done = 0;
     while (done < s->used) {
         ssize_t n = write(s->fd, s->buf + done, s->used - done);
@@ -1666,6 +1684,8 @@ static llmos_err emit(gguf_writer *w, sink *s)
         return err;
     for (size_t i = 0; i < w->n_tensors; i++) {
         const wtensor *t = &w->tensors[i];
+        if ((err = sink_check_cancel(s)))
+            return err;
         if (t->data) {
             err = sink_put(s, t->data, (size_t)t->size);
         } else {
@@ -1684,7 +1704,7 @@ static llmos_err emit(gguf_writer *w, sink *s)
 
 llmos_err gguf_writer_to_buf(gguf_writer *w, llmos_buf *out)
 {
-    sink s = {.fd = -1, .path = "(memory)", .mem = out};
+    sink s = {.fd = -1, .path = "(memory)", .cancel = w->cancel, .mem = out};
     return emit(w, &s);
 }
 
@@ -1693,13 +1713,13 @@ llmos_err gguf_writer_write(gguf_writer *w, const char *path)
     size_t plen = strlen(path);
     char *tmp = malloc(plen + 32);
     char *dir_copy = strdup(path);
-    sink s = {.fd = -1, .path = path, .cap = (size_t)1 << 20};
+    sink s = {.fd = -1, .path = path, .cancel = w->cancel, .cap = (size_t)1 << 20};
     s.buf = malloc(s.cap);
-    llmos_err err = LLMOS_OK;
-    if (!tmp || !dir_copy || !s.buf) {
+    llmos_err err = sink_check_cancel(&s);
+    if (!err && (!tmp || !dir_copy || !s.buf))
         err = llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
+    if (err)
         goto done;
-    }
     snprintf(tmp, plen + 32, "%s.tmp.%ld", path, (long)getpid());
     s.path = tmp;
     s.fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -1715,6 +1735,9 @@ llmos_err gguf_writer_write(gguf_writer *w, const char *path)
         err = llmos_fail(LLMOS_ERR_IO, "%s: cannot replace: %s", path, strerror(errno));
     if (err) {
         unlink(tmp);
+        if (err == LLMOS_ERR_CANCELLED)
+            err = llmos_fail(err, "%s: writing stopped on request; the file was left as it was",
+                             path);
         goto done;
     }
     /* make the rename itself durable */

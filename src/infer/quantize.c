@@ -40,9 +40,8 @@ typedef struct recipe {
     uint32_t file_type; /* llama.cpp's enum llama_ftype (llama.h), stored as general.file_type */
 } recipe;
 
-/* file_type numbers from llama.h: ALL_F32 0, MOSTLY_F16 1, Q4_0 2, Q4_1 3, Q8_0 7, Q5_0 8,
- * Q5_1 9, Q2_K 10, Q3_K_S 11, Q3_K_M 12, Q4_K_S 14, Q4_K_M 15, Q5_K_S 16, Q5_K_M 17, Q6_K 18,
- * BF16 32. A plain K type is recorded as its "_S" variant (all matrices of the base type). */
+/* file_type numbers as in file_type_names below. A plain K type is recorded as its "_S"
+ * variant (all matrices of the base type). */
 static const recipe recipes[] = {
     {"Q4_0", GGML_TYPE_Q4_0, MIX_PLAIN, 2},     {"Q4_1", GGML_TYPE_Q4_1, MIX_PLAIN, 3},
     {"Q5_0", GGML_TYPE_Q5_0, MIX_PLAIN, 8},     {"Q5_1", GGML_TYPE_Q5_1, MIX_PLAIN, 9},
@@ -53,6 +52,26 @@ static const recipe recipes[] = {
     {"F32", GGML_TYPE_F32, MIX_PLAIN, 0},       {"Q3_K_M", GGML_TYPE_Q3_K, MIX_Q3_K_M, 12},
     {"Q4_K_M", GGML_TYPE_Q4_K, MIX_Q4_K_M, 15}, {"Q5_K_M", GGML_TYPE_Q5_K, MIX_Q5_K_M, 17},
 };
+
+/* general.file_type: llama.cpp's enum llama_ftype (include/llama.h, LLAMA_FTYPE_ALL_F32 = 0,
+ * LLAMA_FTYPE_MOSTLY_<name> = value for the others), named without "MOSTLY_" as llama-quantize
+ * and file names spell them. 4 (Q4_1 with F16 embeddings and output) is commented out in
+ * llama.h but occurs in old files; 5 and 6 (Q4_2, Q4_3) and 33-35 (Q4_0_4_4, Q4_0_4_8,
+ * Q4_0_8_8) were removed from llama.cpp and are not named. */
+static const char *const file_type_names[] = {
+    [0] = "F32",     [1] = "F16",      [2] = "Q4_0",     [3] = "Q4_1",       [4] = "Q4_1_SOME_F16",
+    [7] = "Q8_0",    [8] = "Q5_0",     [9] = "Q5_1",     [10] = "Q2_K",      [11] = "Q3_K_S",
+    [12] = "Q3_K_M", [13] = "Q3_K_L",  [14] = "Q4_K_S",  [15] = "Q4_K_M",    [16] = "Q5_K_S",
+    [17] = "Q5_K_M", [18] = "Q6_K",    [19] = "IQ2_XXS", [20] = "IQ2_XS",    [21] = "Q2_K_S",
+    [22] = "IQ3_XS", [23] = "IQ3_XXS", [24] = "IQ1_S",   [25] = "IQ4_NL",    [26] = "IQ3_S",
+    [27] = "IQ3_M",  [28] = "IQ2_S",   [29] = "IQ2_M",   [30] = "IQ4_XS",    [31] = "IQ1_M",
+    [32] = "BF16",   [36] = "TQ1_0",   [37] = "TQ2_0",   [38] = "MXFP4_MOE",
+};
+
+const char *quantize_file_type_name(uint32_t file_type)
+{
+    return file_type < LLMOS_ARRAY_LEN(file_type_names) ? file_type_names[file_type] : NULL;
+}
 
 const char *const *quantize_target_names(size_t *n)
 {
@@ -241,6 +260,10 @@ static llmos_err write_tensor(void *ctx, size_t i, gguf_stream *out)
                           chunk * j->dst_row_bytes);
     llmos_err err = LLMOS_OK;
     for (uint64_t r = 0; r < n_rows && !err; r += chunk) {
+        if (j->p->cancel && atomic_load(j->p->cancel)) {
+            err = llmos_fail(LLMOS_ERR_CANCELLED, "quantizing %s stopped on request", e->src->name);
+            break;
+        }
         size_t n = n_rows - r < chunk ? (size_t)(n_rows - r) : chunk;
         j->src_rows = (const uint8_t *)e->src->data + r * j->src_row_bytes;
         j->dst_rows = dst;
@@ -262,6 +285,7 @@ llmos_err quantize_model(const char *in_path, const char *out_path, const quanti
         ggml_type unused;
         return quantize_tensor_type(p->target, "x.weight", 2, 256, 1, false, &unused);
     }
+    assert(quantize_file_type_name(r->file_type) != NULL);
     if (strcmp(in_path, out_path) == 0)
         return llmos_fail(LLMOS_ERR_INVALID,
                           "%s: input and output are the same file; write the quantized model "
@@ -341,6 +365,7 @@ llmos_err quantize_model(const char *in_path, const char *out_path, const quanti
         uint32_t n_dims = t->n_dims ? t->n_dims : 1;
         err = gguf_add_tensor_fn(w, t->name, plan[i].type, n_dims, t->ne, write_tensor, &j);
     }
+    gguf_writer_set_cancel(w, p->cancel);
     if (!err)
         err = gguf_writer_write(w, out_path);
 done:

@@ -78,9 +78,9 @@ static void test_doctor_reports_home(void **state)
     (void)state;
     char dir[256];
     assert_true(tu_mkdtemp("cli", dir, sizeof dir));
-    /* a home that does not exist yet is fine */
+    /* a home that does not exist yet is created */
     assert_int_equal(tu_run_llmos(&out, NULL, "LLMOS_HOME='%s/new' doctor", dir), 0);
-    assert_non_null(strstr(out.data, "created on first use"));
+    assert_non_null(strstr(out.data, "(created)"));
     assert_non_null(strstr(out.data, "sqlite3"));
     assert_non_null(strstr(out.data, "with FTS5"));
     /* a home that is a file is a failure with advice */

@@ -2,10 +2,11 @@
  * test_gguf.c - the GGUF reader and writer.
  *
  * Round trips of every value type and of tensors (from memory, from a file, streamed by a
- * callback), the typed getters and their defaults, the real files in the shared test data
- * (a small trained model and the tokenizer vocabularies), and malformed files: every
- * truncation of a small file and hand-built headers with each kind of corruption the reader
- * must refuse, each with the error code and a message that names the offset.
+ * callback), a write stopped by its cancel flag, the typed getters and their defaults, the
+ * real files in the shared test data (a small trained model and the tokenizer vocabularies),
+ * and malformed files: every truncation of a small file and hand-built headers with each kind
+ * of corruption the reader must refuse, each with the error code and a message that names the
+ * offset.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -434,6 +435,64 @@ static void test_write_file_and_stream(void **state)
     rmdir(dir);
     gguf_writer_free(w);
     assert_int_equal(gguf_open(path, &f), LLMOS_ERR_NOT_FOUND);
+}
+
+/* A callback for one 8 MiB F32 tensor that asks the writer to stop (sets *flag) after its first
+ * MiB, as a SIGINT handler would, and keeps writing. */
+static llmos_err produce_then_cancel(void *ctx, size_t index, gguf_stream *out)
+{
+    (void)index;
+    atomic_bool *flag = ctx;
+    static uint8_t mib[1 << 20];
+    for (int k = 0; k < 8; k++) {
+        if (k == 1)
+            atomic_store(flag, true);
+        llmos_err err = gguf_stream_write(out, mib, sizeof mib);
+        if (err)
+            return err;
+    }
+    return LLMOS_OK;
+}
+
+static void test_write_cancelled(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/llmos-test-gguf-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[256], cmd[300];
+    snprintf(path, sizeof path, "%s/model.gguf", dir);
+    OK(llmos_file_write_atomic(path, "old", 3, 0644));
+
+    atomic_bool flag = false;
+    gguf_writer *w = full_writer();
+    uint64_t ne[2] = {1024, 2048};
+    OK(gguf_add_tensor_fn(w, "big.weight", GGML_TYPE_F32, 2, ne, produce_then_cancel, &flag));
+    gguf_writer_set_cancel(w, &flag);
+    assert_int_equal(gguf_writer_write(w, path), LLMOS_ERR_CANCELLED);
+    assert_true(atomic_load(&flag));
+    assert_non_null(strstr(llmos_errmsg(), "model.gguf: writing stopped on request"));
+    /* a flag already set stops before anything is written */
+    assert_int_equal(gguf_writer_write(w, path), LLMOS_ERR_CANCELLED);
+    /* the old file is kept and no temporary is left behind */
+    llmos_buf b = {0};
+    OK(llmos_file_read_all(path, 100, &b));
+    assert_int_equal(b.len, 3);
+    assert_memory_equal(b.data, "old", 3);
+    buf_free(&b);
+    snprintf(cmd, sizeof cmd, "test $(ls -A %s | wc -l) -eq 1", dir);
+    assert_int_equal(system(cmd), 0);
+    /* without the flag the same writer completes */
+    atomic_store(&flag, false);
+    gguf_writer_set_cancel(w, NULL);
+    OK(gguf_writer_write(w, path));
+    gguf_file *f;
+    OK(gguf_open(path, &f));
+    assert_non_null(gguf_find_tensor(f, "big.weight"));
+    gguf_close(f);
+
+    unlink(path);
+    rmdir(dir);
+    gguf_writer_free(w);
 }
 
 /* ---- getters ------------------------------------------------------------------------------ */
@@ -945,6 +1004,7 @@ int main(void)
         cmocka_unit_test(test_round_trip_memory),
         cmocka_unit_test(test_writer_replace_remove_and_copy),
         cmocka_unit_test(test_write_file_and_stream),
+        cmocka_unit_test(test_write_cancelled),
         cmocka_unit_test(test_getters),
         cmocka_unit_test(test_truncation_at_every_offset),
         cmocka_unit_test(test_bad_header),

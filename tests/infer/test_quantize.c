@@ -352,7 +352,14 @@ static void test_stories_every_type(void **state)
                              LLMOS_OK);
             assert_int_equal(t->type, want);
         }
-        assert_true(gguf_get_u32(f, "general.file_type", 999) != 999);
+        /* general.file_type names the target (a plain K type as its "_S" variant) */
+        const char *tg = targets[k].target;
+        char want_ftype[16];
+        bool plain_k = !strcmp(tg, "Q3_K") || !strcmp(tg, "Q4_K") || !strcmp(tg, "Q5_K");
+        snprintf(want_ftype, sizeof want_ftype, "%s%s", tg, plain_k ? "_S" : "");
+        const char *ftype = quantize_file_type_name(gguf_get_u32(f, "general.file_type", 999));
+        assert_non_null(ftype);
+        assert_string_equal(ftype, want_ftype);
         assert_int_equal(gguf_n_kv(f),
                          gguf_n_kv(f32) + (gguf_find_key(f32, "general.file_type") < 0) +
                              (gguf_find_key(f32, "general.quantization_version") < 0));
@@ -443,7 +450,38 @@ static void test_k_quants_random(void **state)
     unlink(f16);
 }
 
+/* ---- file types ------------------------------------------------------------------------- */
+
+/* general.file_type values from llama.cpp's llama.h, named as llama-quantize names them */
+static void test_file_type_names(void **state)
+{
+    (void)state;
+    static const struct {
+        uint32_t value;
+        const char *name;
+    } known[] = {{0, "F32"},     {1, "F16"},     {2, "Q4_0"},    {3, "Q4_1"},    {7, "Q8_0"},
+                 {8, "Q5_0"},    {9, "Q5_1"},    {10, "Q2_K"},   {11, "Q3_K_S"}, {12, "Q3_K_M"},
+                 {13, "Q3_K_L"}, {14, "Q4_K_S"}, {15, "Q4_K_M"}, {16, "Q5_K_S"}, {17, "Q5_K_M"},
+                 {18, "Q6_K"},   {30, "IQ4_XS"}, {32, "BF16"}};
+    for (size_t i = 0; i < LLMOS_ARRAY_LEN(known); i++) {
+        assert_non_null(quantize_file_type_name(known[i].value));
+        assert_string_equal(quantize_file_type_name(known[i].value), known[i].name);
+    }
+    /* removed from llama.cpp, or never defined */
+    const uint32_t unnamed[] = {5, 6, 33, 34, 35, 39, 1024, UINT32_MAX};
+    for (size_t i = 0; i < LLMOS_ARRAY_LEN(unnamed); i++)
+        assert_null(quantize_file_type_name(unnamed[i]));
+}
+
 /* ---- errors ------------------------------------------------------------------------------ */
+
+/* A progress callback that raises the cancel flag *user once the first tensor is written. */
+static void stop_after_first(void *user, size_t index, size_t n, const char *name, ggml_type from,
+                             ggml_type to, double seconds)
+{
+    (void)index, (void)n, (void)name, (void)from, (void)to, (void)seconds;
+    atomic_store((atomic_bool *)user, true);
+}
 
 static void test_errors(void **state)
 {
@@ -465,6 +503,18 @@ static void test_errors(void **state)
     assert_non_null(strstr(llmos_errmsg(), "Q8_0"));
     assert_int_equal(access(again, F_OK), -1);
     unlink(q8);
+
+    /* the cancel flag (what Ctrl-C sets) raised after the first tensor stops the work: no
+     * output and no temporary file */
+    atomic_bool stop = false;
+    p = (quantize_params){
+        .target = "Q8_0", .progress = stop_after_first, .user = &stop, .cancel = &stop};
+    assert_int_equal(quantize_model(model_path, q8, &p), LLMOS_ERR_CANCELLED);
+    assert_non_null(strstr(llmos_errmsg(), "stopped on request"));
+    assert_int_equal(access(q8, F_OK), -1);
+    char cmd[4300];
+    snprintf(cmd, sizeof cmd, "ls '%s' | grep -q '[.]tmp[.]'", tmpdir);
+    assert_int_not_equal(system(cmd), 0);
 }
 
 /* ---- command lines ----------------------------------------------------------------------- */
@@ -506,7 +556,7 @@ static void test_cli(void **state)
         json_t *j = json_loads(lines[i], JSON_DISABLE_EOF_CHECK, &je);
         assert_non_null(j);
         assert_string_equal(json_string_value(json_object_get(j, "test")), tests[i]);
-        assert_string_equal(json_string_value(json_object_get(j, "type")), "Q5_0");
+        assert_string_equal(json_string_value(json_object_get(j, "type")), "Q4_K_M");
         assert_int_equal(json_integer_value(json_object_get(j, "threads")), 2);
         assert_int_equal(json_integer_value(json_object_get(j, "reps")), 2);
         assert_true(json_integer_value(json_object_get(j, "size_bytes")) > 100000);
@@ -531,6 +581,7 @@ int main(void)
         cmocka_unit_test(test_roundtrip),
         cmocka_unit_test(test_stories_every_type),
         cmocka_unit_test(test_k_quants_random),
+        cmocka_unit_test(test_file_type_names),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_cli),
     };
