@@ -184,10 +184,10 @@ typedef struct kernel_config {
     const char *config_dir;   /* the user's config folder (policy.json); NULL = built-in policy */
     const ktool *extra_tools; /* more tools (tests, plug-ins), n_extra_tools of them */
     size_t n_extra_tools;
-    const char *system_prompt;   /* NULL = a short built-in one */
-    int32_t max_tokens_per_turn; /* per model call; 0 = 512 */
+    const char *system_prompt;      /* NULL = a short built-in one */
+    int32_t max_tokens_per_turn;    /* per model call; 0 = 512 */
     const sampler_params *sampling; /* for the privileged model; NULL = llm_request_default's */
-    size_t max_queue;            /* model requests that may wait; 0 = 64 (more: LLMOS_ERR_BUSY) */
+    size_t max_queue; /* model requests that may wait; 0 = 64 (more: LLMOS_ERR_BUSY) */
 } kernel_config;
 
 /* Make a kernel over a store and backends. Audits a "model.load" record for each backend. */
@@ -197,12 +197,12 @@ void kernel_free(kernel *k);
 
 /* What the scheduler is doing (for /health and tests). */
 typedef struct ksched_stats {
-    bool busy;            /* a request holds the model */
-    size_t waiting;       /* requests waiting for it */
-    uint64_t served;      /* requests that got the model */
-    uint64_t rejected;    /* refused because the queue was full */
-    const char *model;    /* the privileged model's name, "" without one */
-    size_t context_size;  /* its context window in tokens, 0 without one */
+    bool busy;           /* a request holds the model */
+    size_t waiting;      /* requests waiting for it */
+    uint64_t served;     /* requests that got the model */
+    uint64_t rejected;   /* refused because the queue was full */
+    const char *model;   /* the privileged model's name, "" without one */
+    size_t context_size; /* its context window in tokens, 0 without one */
 } ksched_stats;
 ksched_stats kernel_sched_stats(kernel *k);
 
@@ -223,7 +223,7 @@ typedef struct ksession_params {
     kbudget budget;        /* per process, all turns; zero fields = unlimited */
     kbudget turn;          /* per message; zero fields = the KTURN_DEFAULT_* values */
     klimits limits;
-    bool audit_content;    /* chat audit records carry the messages' text (else metadata) */
+    bool audit_content; /* chat audit records carry the messages' text (else metadata) */
 } ksession_params;
 
 /* Open a session on k for p->principal; audits a "login" record. */
@@ -280,9 +280,8 @@ LLMOS_NODISCARD llmos_err ksession_spawn(ksession *s, uint32_t caps, int64_t *pi
  * "cancelled by the user", keeping what was said). *final (may be NULL) receives the state.
  * LLMOS_ERR_INVALID when the process takes no more messages (killed, failed, out of budget);
  * the model's failures end the process FAILED with a reason, they are not errors of this call. */
-LLMOS_NODISCARD llmos_err ksession_send(ksession *s, int64_t pid, const char *message,
-                                        kevent_fn fn, void *ctx, const atomic_bool *cancel,
-                                        kproc_state *final);
+LLMOS_NODISCARD llmos_err ksession_send(ksession *s, int64_t pid, const char *message, kevent_fn fn,
+                                        void *ctx, const atomic_bool *cancel, kproc_state *final);
 /* Run (or resume after a restart) a process that is WAITING, as ksession_send does after
  * adding the message. */
 LLMOS_NODISCARD llmos_err ksession_resume(ksession *s, int64_t pid, kevent_fn fn, void *ctx,

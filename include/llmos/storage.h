@@ -72,21 +72,15 @@ void keys_free(keys_unlocked *k);
 
 /* ---- embedders ---------------------------------------------------------------------------- */
 
-/* Something that turns text into a vector of `dim` floats (archival memory). `llmos memory
- * --model` makes one over the engine (model_embed via the local backend, named
- * "engine:<model name>"); store_test_embedder() is a deterministic stand-in. */
+/* Something that turns text into a vector of `dim` floats (archival memory). llmos/memory.h
+ * has the two llmos uses: the engine's (model_embed through the local backend, named
+ * "engine:<model name>") and the lexical one (hashed words, no model). */
 typedef struct store_embedder {
     const char *name; /* stored with the vectors: a store refuses to mix embedders */
     uint32_t dim;
     llmos_err (*embed)(void *ctx, const char *text, float *out); /* out: dim floats */
     void *ctx;
 } store_embedder;
-
-/* The TEST embedder "test-hash-v1": each lower-cased word (and each pair of neighbouring
- * words) is hashed to a signed slot of a 512-dimensional vector, which is then normalised.
- * Texts sharing words are near; it knows nothing of meaning. For tests, and for the command
- * line when no model is given. */
-const store_embedder *store_test_embedder(void);
 
 /* ---- the store ---------------------------------------------------------------------------- */
 

@@ -49,18 +49,18 @@ int main(int argc, char **argv)
     if (argc < 2)
         return cmd_shell(1, (char *[]){"shell", NULL});
     const char *name = argv[1];
-    /* `llmos --model FILE` / `llmos --api URL ...`: options of the default command, the shell */
-    if (strcmp(name, "--model") == 0 || strcmp(name, "--api") == 0 ||
-        strcmp(name, "--api-model") == 0 || strcmp(name, "--system") == 0) {
-        argv[0] = "shell";
-        return cmd_shell(argc, argv);
-    }
     if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0) {
         print_overview();
         return CLI_OK;
     }
     if (strcmp(name, "--version") == 0)
         name = "version";
+    /* `llmos --model FILE [MESSAGE]`, `llmos -n 8 ...`: options of the default command, the
+     * shell (which also answers a message given after its options, once) */
+    else if (name[0] == '-') {
+        argv[0] = "shell";
+        return cmd_shell(argc, argv);
+    }
     const cli_command *c = cli_find(name);
     if (!c) {
         const char *near = cli_closest(name);

@@ -585,8 +585,9 @@ llmos_err repl_run(repl *r)
             break; /* Ctrl-D */
         }
         if (too_long) {
-            say(r, "error: that line is %zu bytes; the shell takes lines of up to %u bytes. "
-                   "Nothing was sent.\n",
+            say(r,
+                "error: that line is %zu bytes; the shell takes lines of up to %u bytes. "
+                "Nothing was sent.\n",
                 too_long, REPL_MAX_LINE);
             free(line);
             continue;
@@ -624,15 +625,17 @@ llmos_err repl_read_secret(void *ctx, const char *prompt, char *out, size_t size
     if (fd < 0)
         return llmos_fail(LLMOS_ERR_INVALID,
                           "no terminal to ask for the passphrase on; set LLMOS_PASSPHRASE");
-    /* Echo off, and signals off too: Ctrl-C then arrives as a byte (0x03) that this loop
-     * turns into a cancel after putting the terminal back, rather than as a SIGINT that would
-     * end the program with echo still off. */
+    /* Echo off, and signals and line editing off too: Ctrl-C then arrives as a byte (0x03)
+     * that this loop turns into a cancel after putting the terminal back, rather than as a
+     * SIGINT that would end the program with echo still off. Erase (Backspace) and kill
+     * (Ctrl-U) are done here, since the terminal's line editing is off. */
     struct termios old, quiet;
     bool have_tc = tcgetattr(fd, &old) == 0;
     if (have_tc) {
         quiet = old;
-        quiet.c_lflag &= ~(tcflag_t)(ECHO | ECHONL | ISIG);
-        quiet.c_lflag |= ICANON;
+        quiet.c_lflag &= ~(tcflag_t)(ECHO | ECHONL | ISIG | ICANON | IEXTEN);
+        quiet.c_cc[VMIN] = 1;
+        quiet.c_cc[VTIME] = 0;
         tcsetattr(fd, TCSAFLUSH, &quiet);
     }
     if (write(fd, prompt, strlen(prompt)) < 0) {
@@ -643,10 +646,17 @@ llmos_err repl_read_secret(void *ctx, const char *prompt, char *out, size_t size
     ssize_t got;
     bool cancelled = false;
     while ((got = read(fd, &c, 1)) == 1 && c != '\n' && c != '\r') {
-        if (c == 0x03 || c == 0x04) { /* Ctrl-C, or Ctrl-D on an empty line */
-            cancelled = c == 0x03 || n == 0;
-            if (cancelled)
-                break;
+        if (c == 0x03 || (c == 0x04 && n == 0)) { /* Ctrl-C, or Ctrl-D on an empty line */
+            cancelled = true;
+            break;
+        }
+        if (c == 0x7f || c == 0x08) { /* erase one character (a whole UTF-8 sequence) */
+            while (n > 0 && (out[--n] & 0xC0) == 0x80)
+                ;
+            continue;
+        }
+        if (c == 0x15) { /* Ctrl-U: erase the line */
+            n = 0;
             continue;
         }
         if (n + 1 < size)

@@ -37,7 +37,8 @@ const char *const kernel_default_system_prompt =
 
 void kturn_emit(kturn *t, const kevent *ev)
 {
-    if (!t->fn || t->events_stopped)
+    /* a device that asked to stop still learns how the turn ended */
+    if (!t->fn || (t->events_stopped && ev->kind != KEVENT_END))
         return;
     if (!t->fn(t->ctx, ev)) {
         t->events_stopped = true;
@@ -131,9 +132,8 @@ static json_t *messages_for_model(const kproc *p, bool short_system)
         return json_incref(p->ctx.messages);
     json_t *copy = json_copy(p->ctx.messages);
     if (copy && json_array_size(copy) > 0)
-        json_array_set_new(copy, 0,
-                           json_pack("{s:s, s:s}", "role", "system", "content",
-                                     short_system_prompt));
+        json_array_set_new(
+            copy, 0, json_pack("{s:s, s:s}", "role", "system", "content", short_system_prompt));
     return copy;
 }
 
@@ -194,8 +194,9 @@ static void recall(kernel *k, int64_t pid, const char *role, const char *text)
 {
     kernel_lock(k);
     if (memory_recall_add(k->cfg.st, pid, role, text) != LLMOS_OK)
-        LOG_WARN("kernel", "process %" PRId64 ": the %s message could not be added to recall "
-                           "memory: %s",
+        LOG_WARN("kernel",
+                 "process %" PRId64 ": the %s message could not be added to recall "
+                 "memory: %s",
                  pid, role, llmos_errmsg());
     kernel_unlock(k);
 }
@@ -224,7 +225,8 @@ static llmos_err check_budgets(kturn *t, kproc *p, bool *ended)
                       u->wall_s, b->wall_s);
     char what[160];
     if (t->limit.tokens > 0 && t->used.tokens >= t->limit.tokens) {
-        snprintf(what, sizeof what, "this message's token budget is spent (%" PRId64 " of %" PRId64 ")",
+        snprintf(what, sizeof what,
+                 "this message's token budget is spent (%" PRId64 " of %" PRId64 ")",
                  t->used.tokens, t->limit.tokens);
         return turn_limit(t, p, what);
     }

@@ -119,9 +119,9 @@ llmos_err kernel_running_add(kernel *k, krunning *r)
     }
     for (krunning *o = k->running; !err && o; o = o->next)
         if (o->pid == r->pid)
-            err = llmos_fail(LLMOS_ERR_BUSY,
-                             "process %" PRId64 " is answering another message; wait for it",
-                             r->pid);
+            err =
+                llmos_fail(LLMOS_ERR_BUSY,
+                           "process %" PRId64 " is answering another message; wait for it", r->pid);
     if (!err) {
         r->next = k->running;
         k->running = r;
@@ -270,8 +270,9 @@ llmos_err kernel_new(const kernel_config *cfg, kernel **out)
     for (size_t i = 0; !err && i < cfg->n_extra_tools; i++) {
         const ktool *x = &cfg->extra_tools[i];
         if (!x->name || !x->run || !x->parameters || !x->description)
-            err = llmos_fail(LLMOS_ERR_INVALID, "extra tool %zu lacks a name, description, "
-                                                "schema or function",
+            err = llmos_fail(LLMOS_ERR_INVALID,
+                             "extra tool %zu lacks a name, description, "
+                             "schema or function",
                              i);
         else if (kernel_find_tool(k, x->name))
             err = llmos_fail(LLMOS_ERR_EXISTS, "tool '%s' is registered twice", x->name);

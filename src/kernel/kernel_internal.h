@@ -69,9 +69,9 @@ void ksched_release(ksched *q);
 typedef struct krunning {
     struct krunning *next;
     int64_t pid;
-    atomic_bool stop;            /* the backend's cancel flag for this turn */
-    atomic_bool killed;          /* raised by a kill (here or from another llmos process) */
-    const atomic_bool *user;     /* the device's cancel flag (may be NULL) */
+    atomic_bool stop;        /* the backend's cancel flag for this turn */
+    atomic_bool killed;      /* raised by a kill (here or from another llmos process) */
+    const atomic_bool *user; /* the device's cancel flag (may be NULL) */
 } krunning;
 
 struct kernel {
@@ -138,8 +138,8 @@ typedef struct kturn {
     void *ctx;
     krunning run;
     const char *message; /* the user message that starts the turn; NULL to resume */
-    kbudget limit; /* this turn's budget (from the session, defaults filled in) */
-    kbudget used;  /* spent in this turn */
+    kbudget limit;       /* this turn's budget (from the session, defaults filled in) */
+    kbudget used;        /* spent in this turn */
     bool events_stopped; /* fn returned false */
 } kturn;
 

@@ -46,8 +46,7 @@ static llmos_err names_parse(const char *list, const char *const *names, size_t 
             if (!found) {
                 char known[128] = "";
                 for (size_t i = 0; i < n_names; i++)
-                    snprintf(known + strlen(known), sizeof known - strlen(known), "%s, ",
-                             names[i]);
+                    snprintf(known + strlen(known), sizeof known - strlen(known), "%s, ", names[i]);
                 return llmos_fail(LLMOS_ERR_INVALID, "unknown %s '%.*s'; known: %sall", what,
                                   (int)n, p, known);
             }

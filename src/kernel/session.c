@@ -34,8 +34,9 @@ llmos_err ksession_open(kernel *k, const ksession_params *p, ksession **out)
     if (!k || !p || !p->principal || !*p->principal)
         return llmos_fail(LLMOS_ERR_INVALID, "ksession_open needs a kernel and a principal");
     if (strlen(p->principal) >= sizeof((ksession *)0)->principal)
-        return llmos_fail(LLMOS_ERR_INVALID, "principal name '%.40s...' is too long (at most 63 "
-                                             "bytes)",
+        return llmos_fail(LLMOS_ERR_INVALID,
+                          "principal name '%.40s...' is too long (at most 63 "
+                          "bytes)",
                           p->principal);
     ksession *s = calloc(1, sizeof *s);
     if (!s)
@@ -58,9 +59,10 @@ llmos_err ksession_open(kernel *k, const ksession_params *p, ksession **out)
     char rights[96], caps[96];
     kright_format(p->rights, rights, sizeof rights);
     kcap_format(p->caps, caps, sizeof caps);
-    llmos_err err = kernel_audit_rec(k, "login",
-                                     json_pack("{s:s, s:s, s:s, s:s}", "principal", s->principal,
-                                               "device", s->device, "rights", rights, "caps", caps));
+    llmos_err err =
+        kernel_audit_rec(k, "login",
+                         json_pack("{s:s, s:s, s:s, s:s}", "principal", s->principal, "device",
+                                   s->device, "rights", rights, "caps", caps));
     if (err) {
         ksession_close(s);
         return err;
@@ -356,8 +358,8 @@ static llm_backend *model_or_fail(ksession *s, llmos_err *err)
     return s->k->cfg.privileged;
 }
 
-llmos_err ksession_chat(ksession *s, const llm_request *req, llm_stream_fn stream,
-                        void *stream_ctx, llm_response *resp)
+llmos_err ksession_chat(ksession *s, const llm_request *req, llm_stream_fn stream, void *stream_ctx,
+                        llm_response *resp)
 {
     llmos_err err = need(s, KRIGHT_CHAT, "a chat completion");
     llm_backend *b = err ? NULL : model_or_fail(s, &err);
@@ -377,13 +379,13 @@ llmos_err ksession_chat(ksession *s, const llm_request *req, llm_stream_fn strea
         ksched_release(&s->k->sched);
     }
     leave(s);
-    json_t *rec = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:f}", "principal", s->principal,
-                            "device", s->device, "status", err ? llmos_strerror(err) : "ok",
-                            "finish", !err && resp->finish_reason ? resp->finish_reason : "",
-                            "prompt_tokens", (json_int_t)(err ? 0 : resp->prompt_tokens),
-                            "completion_tokens", (json_int_t)(err ? 0 : resp->completion_tokens),
-                            "tool_calls", (json_int_t)(err ? 0 : resp->n_tool_calls), "seconds",
-                            llmos_time_now() - t0);
+    json_t *rec =
+        json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:f}", "principal", s->principal, "device",
+                  s->device, "status", err ? llmos_strerror(err) : "ok", "finish",
+                  !err && resp->finish_reason ? resp->finish_reason : "", "prompt_tokens",
+                  (json_int_t)(err ? 0 : resp->prompt_tokens), "completion_tokens",
+                  (json_int_t)(err ? 0 : resp->completion_tokens), "tool_calls",
+                  (json_int_t)(err ? 0 : resp->n_tool_calls), "seconds", llmos_time_now() - t0);
     if (rec && s->p.audit_content) {
         if (req->messages)
             json_object_set(rec, "messages", (json_t *)req->messages);
@@ -482,8 +484,8 @@ llmos_err ksession_memory_add(ksession *s, const char *text, int64_t *id)
     kernel_unlock(s->k);
     if (!err)
         err = kernel_audit_rec(s->k, "memory",
-                               json_pack("{s:s, s:s, s:I, s:I}", "principal", s->principal,
-                                         "event", "add", "id", (json_int_t)*id, "bytes",
+                               json_pack("{s:s, s:s, s:I, s:I}", "principal", s->principal, "event",
+                                         "add", "id", (json_int_t)*id, "bytes",
                                          (json_int_t)strlen(text)));
     return err;
 }
@@ -507,8 +509,8 @@ void ksession_memories_free(store_archival *a, size_t n)
     store_archivals_free(a, n);
 }
 
-llmos_err ksession_recall_search(ksession *s, const char *query, size_t limit,
-                                 store_message **out, size_t *n)
+llmos_err ksession_recall_search(ksession *s, const char *query, size_t limit, store_message **out,
+                                 size_t *n)
 {
     *out = NULL;
     *n = 0;

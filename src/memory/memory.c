@@ -20,8 +20,9 @@
 #include "llmos/backend.h"
 #include "llmos/memory.h"
 
-#define PASS_MAX         1024
-#define LEGACY_LEXICAL   "test-hash-v1" /* what stores recorded before the lexical one had its name */
+#define PASS_MAX       1024
+#define LEGACY_LEXICAL "test-hash-v1" /* what stores recorded before the lexical one had its name  \
+                                       */
 
 struct memory {
     store *st;

@@ -5,8 +5,6 @@
  * float32 (unit length, so cosine similarity is a dot product) and the name of the embedder
  * that made it; a store never compares vectors of different embedders. Search embeds the query
  * and compares it with every stored vector (exact search).
- *
- * Also here: the deterministic TEST embedder (store_test_embedder), a bag of hashed words.
  */
 #include <assert.h>
 #include <ctype.h>
@@ -17,62 +15,6 @@
 
 #include "llmos/vdb.h"
 #include "storage/store_internal.h"
-
-/* ---- the TEST embedder ------------------------------------------------------------------ */
-
-#define TEST_EMB_DIM 512
-
-static uint64_t fnv1a(const unsigned char *p, size_t n, uint64_t h)
-{
-    for (size_t i = 0; i < n; i++) {
-        h ^= p[i];
-        h *= 0x100000001b3ull; /* FNV-1a 64-bit prime */
-    }
-    return h;
-}
-
-static void add_hashed(float *out, uint64_t h, float w)
-{
-    out[h % TEST_EMB_DIM] += ((h >> 63) ? -w : w);
-}
-
-static llmos_err test_embed(void *ctx, const char *text, float *out)
-{
-    (void)ctx;
-    memset(out, 0, TEST_EMB_DIM * sizeof *out);
-    unsigned char word[64], prev[64];
-    size_t prev_len = 0;
-    const unsigned char *p = (const unsigned char *)text;
-    while (*p) {
-        while (*p && !(isalnum(*p) || *p >= 0x80))
-            p++;
-        size_t len = 0;
-        while (*p && (isalnum(*p) || *p >= 0x80)) {
-            if (len < sizeof word)
-                word[len++] = (unsigned char)tolower(*p);
-            p++;
-        }
-        if (len == 0)
-            break;
-        uint64_t h = fnv1a(word, len, 0xcbf29ce484222325ull); /* FNV offset basis */
-        add_hashed(out, h, 1.0f);
-        if (prev_len) {
-            uint64_t hb = fnv1a(prev, prev_len, 0xcbf29ce484222325ull);
-            hb = fnv1a((const unsigned char *)" ", 1, hb);
-            add_hashed(out, fnv1a(word, len, hb), 0.5f);
-        }
-        memcpy(prev, word, len);
-        prev_len = len;
-    }
-    return LLMOS_OK;
-}
-
-static const store_embedder test_embedder = {"test-hash-v1", TEST_EMB_DIM, test_embed, NULL};
-
-const store_embedder *store_test_embedder(void)
-{
-    return &test_embedder;
-}
 
 /* Embed with the store's embedder and scale to unit length (zero stays zero). */
 static llmos_err embed_unit(store *s, const char *text, float **out)

@@ -15,9 +15,9 @@
 static llmos_err ask_quarantined_run(const ktool_env *env)
 {
     char handle[32];
-    llmos_err err = ktool_ask_quarantined(env, ljson_get_string(env->args, "handle", ""),
-                                          ljson_get_string(env->args, "question", ""), handle,
-                                          sizeof handle);
+    llmos_err err =
+        ktool_ask_quarantined(env, ljson_get_string(env->args, "handle", ""),
+                              ljson_get_string(env->args, "question", ""), handle, sizeof handle);
     if (err)
         return err;
     if (buf_printf(env->out, "the quarantined model's answer is stored as %s", handle))

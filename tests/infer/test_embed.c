@@ -254,7 +254,7 @@ static void test_cli_memory(void **state)
         snprintf(want, sizeof want, "1. #%zu (1.000) %s\n", i + 1, texts[i]);
         assert_true(strncmp(out.data, want, strlen(want)) == 0);
     }
-    /* the TEST embedder is refused on this store, naming --model */
+    /* the lexical embedder is refused on this store, naming --model */
     buf_clear(&out);
     assert_int_not_equal(tu_run_llmos(&out, &err, "%s memory search cat", env), 0);
     assert_non_null(strstr(err.data, "engine:stories260K 64"));
@@ -268,14 +268,14 @@ static void test_cli_memory(void **state)
     assert_non_null(strstr(out.data, "engine:stories260K 64"));
     tu_rmrf(home);
 
-    /* and the other way round: a TEST-embedder store refuses the model */
+    /* and the other way round: a lexical-embedder store refuses the model */
     assert_true(tu_mkdtemp("embed", home, sizeof home));
     snprintf(env, sizeof env, "LLMOS_HOME='%s' LLMOS_PASSPHRASE=pw LLMOS_KDF=test-weak", home);
     assert_int_equal(tu_run_llmos(NULL, NULL, "%s memory add plain words", env), 0);
     buf_clear(&err);
     assert_int_not_equal(
         tu_run_llmos(NULL, &err, "%s memory add --model '%s' more words", env, model_path), 0);
-    assert_non_null(strstr(err.data, "test-hash-v1 512"));
+    assert_non_null(strstr(err.data, "lexical-v1 512"));
     assert_non_null(strstr(err.data, "without --model"));
     buf_clear(&err);
     assert_int_not_equal(tu_run_llmos(NULL, &err, "%s memory add --model", env), 0);

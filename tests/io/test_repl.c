@@ -1,10 +1,13 @@
 /*
- * test_repl.c - the llmos shell: chat turns over a scripted backend (streamed answer, the
- * conversation kept and resent), slash commands and suggestions, backend errors, Ctrl-C
- * cancelling a long answer without leaving, and the program itself: no model -> guidance and
- * exit 0 without reading stdin; stories260K driven through a stdin pipe. Kernel mode: a model
- * that calls the calculator gets its result through the kernel (audited, the chain verifies
- * with `llmos audit verify`), the conversation is one process across turns, /ps shows it.
+ * test_repl.c - the llmos shell, a device over a kernel session: turns over a scripted backend
+ * (streamed answer, the conversation one process across turns), the turn shown as it happens
+ * (text, each tool call and its result in order, then the answer), slash commands and
+ * suggestions (/calc is a system call too), backend errors, Ctrl-C cancelling a long answer
+ * without leaving, lines of any length from a pipe (a line beyond the limit refused whole, never
+ * cut); and the program itself: no model -> guidance and exit 0 without reading stdin; one
+ * message on the command line answered once; stories260K driven through a stdin pipe; a real
+ * terminal (libedit, Ctrl-C, history); the store or a store in memory only; the passphrase
+ * prompt left by Ctrl-C with the terminal as it was.
  */
 #include <setjmp.h>
 #include <signal.h>
@@ -17,14 +20,19 @@
 #include <string.h>
 #include <poll.h>
 #include <pty.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 #include <inttypes.h>
 
+#include "doubles.h"
+#include "llmos/json.h"
 #include "llmos/kernel.h"
+#include "llmos/memory.h"
 #include "llmos/repl.h"
 #include "testutil.h"
 
@@ -39,55 +47,121 @@ static char *slurp(FILE *f)
     rewind(f);
     size_t got = fread(s, 1, (size_t)n, f);
     s[got] = 0;
+    fseek(f, 0, SEEK_END);
     return s;
 }
 
-static repl *make_repl(llm_backend *b, FILE *out)
+/* A shell over a kernel session on a store in memory only (what --no-store gives). */
+typedef struct shell {
+    memory *mem;
+    kernel *k;
+    ksession *s;
+    repl *r;
+    FILE *out;
+} shell;
+
+static void shell_open(shell *sh, llm_backend *b, FILE *in, bool handle_sigint)
 {
+    memset(sh, 0, sizeof *sh);
+    assert_int_equal(memory_open_ephemeral(&sh->mem), LLMOS_OK);
+    kernel_config kc = {.st = memory_store(sh->mem), .privileged = b};
+    assert_int_equal(kernel_new(&kc, &sh->k), LLMOS_OK);
+    ksession_params sp = {.principal = "user",
+                          .device = "shell",
+                          .rights = KRIGHT_ALL,
+                          .caps = KCAP_COMPUTE | KCAP_MESSAGE};
+    assert_int_equal(ksession_open(sh->k, &sp, &sh->s), LLMOS_OK);
+    sh->out = tmpfile();
     repl_options o = repl_default_options();
-    o.backend = b;
-    o.out = out;
-    repl *r = NULL;
-    assert_int_equal(repl_new(&o, &r), LLMOS_OK);
-    return r;
+    o.session = sh->s;
+    o.out = sh->out;
+    o.in = in;
+    o.handle_sigint = handle_sigint;
+    assert_int_equal(repl_new(&o, &sh->r), LLMOS_OK);
 }
 
-static void test_chat_turns_keep_the_conversation(void **state)
+static void shell_close(shell *sh)
+{
+    repl_free(sh->r);
+    ksession_close(sh->s);
+    kernel_free(sh->k);
+    memory_close(sh->mem);
+    fclose(sh->out);
+}
+
+/* The conversation of the shell's process. */
+static json_t *conversation(shell *sh)
+{
+    json_t *ctx = NULL;
+    assert_int_equal(ksession_context(sh->s, repl_pid(sh->r), &ctx), LLMOS_OK);
+    return ctx;
+}
+
+static void test_turns_keep_the_conversation(void **state)
 {
     (void)state;
-    const char *steps[] = {"{\"content\": \"Paris is the capital.\"}",
+    const char *steps[] = {"{\"content\": \"Paris is the capital.\", \"pieces\": 4}",
                            "{\"content\": \"About 2 million people.\"}"};
     llm_backend *b = NULL;
     assert_int_equal(scripted_test_backend_new(steps, 2, false, &b), LLMOS_OK);
-    FILE *out = tmpfile();
-    repl *r = make_repl(b, out);
+    shell sh;
+    shell_open(&sh, b, NULL, false);
     bool quit = true;
-    assert_int_equal(repl_line(r, "What is the capital of France?", &quit), LLMOS_OK);
+    assert_int_equal(repl_line(sh.r, "What is the capital of France?", &quit), LLMOS_OK);
     assert_false(quit);
-    assert_int_equal(repl_line(r, "  How many live there?\n", &quit), LLMOS_OK);
-    char *text = slurp(out);
+    int64_t pid = repl_pid(sh.r);
+    assert_true(pid > 0);
+    assert_int_equal(repl_line(sh.r, "  How many live there?\n", &quit), LLMOS_OK);
+    assert_int_equal(repl_pid(sh.r), pid); /* one process for the conversation */
+    char *text = slurp(sh.out);
     assert_non_null(strstr(text, "Paris is the capital.\n"));
     assert_non_null(strstr(text, "About 2 million people.\n"));
     free(text);
     /* the second request carried the first question and answer */
-    size_t len = 0;
-    const char *sent = scripted_test_backend_sent(b, &len);
-    const char *second = strstr(sent, "How many live there?");
-    assert_non_null(second);
+    const char *sent = scripted_test_backend_sent(b, NULL);
     const char *first_q = strstr(sent, "What is the capital of France?");
     assert_non_null(first_q);
     assert_non_null(strstr(first_q + 1, "Paris is the capital."));
-    const json_t *m = repl_messages(r);
-    assert_int_equal(json_array_size(m), 4);
-    assert_string_equal(json_string_value(json_object_get(json_array_get(m, 2), "content")),
+    assert_non_null(strstr(sent, "How many live there?"));
+    json_t *m = conversation(&sh);
+    assert_int_equal(json_array_size(m), 5); /* system, user, answer, user, answer */
+    assert_string_equal(ljson_get_string(json_array_get(m, 3), "content", ""),
                         "How many live there?");
-    assert_string_equal(json_string_value(json_object_get(json_array_get(m, 3), "role")),
-                        "assistant");
+    json_decref(m);
     /* blank lines send nothing */
-    assert_int_equal(repl_line(r, "   ", &quit), LLMOS_OK);
+    assert_int_equal(repl_line(sh.r, "   ", &quit), LLMOS_OK);
     assert_int_equal(scripted_test_backend_calls(b), 2);
-    repl_free(r);
-    fclose(out);
+    shell_close(&sh);
+    llm_backend_free(b);
+}
+
+/* The turn is shown as it happens: what the model says, each call, its result, the answer. */
+static void test_turn_shown_in_order(void **state)
+{
+    (void)state;
+    const char *steps[] = {
+        "{\"content\": \"Let me compute.\", \"tool_calls\": [{\"name\": \"calculator\", "
+        "\"arguments\": {\"expression\": \"2^100\"}}, {\"name\": \"send_message\", "
+        "\"arguments\": {\"recipient\": \"user\", \"text\": \"working on it\"}}]}",
+        "{\"content\": \"It is a big number.\"}"};
+    llm_backend *b = NULL;
+    assert_int_equal(scripted_test_backend_new(steps, 2, false, &b), LLMOS_OK);
+    shell sh;
+    shell_open(&sh, b, NULL, false);
+    bool quit;
+    assert_int_equal(repl_line(sh.r, "What is 2^100?", &quit), LLMOS_OK);
+    char *text = slurp(sh.out);
+    const char *said = strstr(text, "Let me compute.\n");
+    const char *call = strstr(text, "[tool call] calculator {\"expression\":\"2^100\"}");
+    const char *result = strstr(text, "[tool result] 1267650600228229401496703205376");
+    const char *msg = strstr(text, "[message to user] working on it");
+    const char *answer = strstr(text, "It is a big number.\n");
+    if (!said || !call || !result || !msg || !answer)
+        fprintf(stderr, "shell output:\n%s\n", text);
+    assert_true(said && call && result && msg && answer);
+    assert_true(said < call && call < result && result < msg && msg < answer);
+    free(text);
+    shell_close(&sh);
     llm_backend_free(b);
 }
 
@@ -97,36 +171,46 @@ static void test_slash_commands(void **state)
     const char *steps[] = {"{\"content\": \"hi\"}"};
     llm_backend *b = NULL;
     assert_int_equal(scripted_test_backend_new(steps, 1, true, &b), LLMOS_OK);
-    FILE *out = tmpfile();
-    repl *r = make_repl(b, out);
+    shell sh;
+    shell_open(&sh, b, NULL, false);
     bool quit = false;
-    assert_int_equal(repl_line(r, "/help", &quit), LLMOS_OK);
+    assert_int_equal(repl_line(sh.r, "/help", &quit), LLMOS_OK);
     assert_false(quit);
-    assert_int_equal(repl_line(r, "/hlep", &quit), LLMOS_OK);
-    assert_int_equal(repl_line(r, "/tools", &quit), LLMOS_OK);
-    assert_int_equal(repl_line(r, "/model", &quit), LLMOS_OK);
-    assert_int_equal(repl_line(r, "/frobnicate", &quit), LLMOS_OK);
-    assert_int_equal(repl_line(r, "/calc 0.1 + 0.2", &quit), LLMOS_OK);
-    assert_int_equal(repl_line(r, "/calc 1/0", &quit), LLMOS_OK);
-    assert_int_equal(repl_line(r, "hello", &quit), LLMOS_OK);
-    assert_int_equal(json_array_size(repl_messages(r)), 2);
-    assert_int_equal(repl_line(r, "/clear", &quit), LLMOS_OK);
-    assert_int_equal(json_array_size(repl_messages(r)), 0);
-    assert_int_equal(scripted_test_backend_calls(b), 1); /* commands never reach the model */
-    char *text = slurp(out);
+    assert_int_equal(repl_line(sh.r, "/hlep", &quit), LLMOS_OK);
+    assert_int_equal(repl_line(sh.r, "/tools", &quit), LLMOS_OK);
+    assert_int_equal(repl_line(sh.r, "/model", &quit), LLMOS_OK);
+    assert_int_equal(repl_line(sh.r, "/frobnicate", &quit), LLMOS_OK);
+    assert_int_equal(repl_line(sh.r, "/calc 0.1 + 0.2", &quit), LLMOS_OK);
+    assert_int_equal(repl_line(sh.r, "/calc 1/0", &quit), LLMOS_OK);
+    assert_int_equal(repl_line(sh.r, "/kill x", &quit), LLMOS_OK);
+    assert_int_equal(repl_line(sh.r, "hello", &quit), LLMOS_OK);
+    int64_t pid = repl_pid(sh.r);
+    assert_int_equal(repl_line(sh.r, "/ps", &quit), LLMOS_OK);
+    assert_int_equal(repl_line(sh.r, "/memory hello", &quit), LLMOS_OK);
+    assert_int_equal(repl_line(sh.r, "/audit", &quit), LLMOS_OK);
+    assert_int_equal(repl_line(sh.r, "/clear", &quit), LLMOS_OK);
+    assert_int_equal(repl_line(sh.r, "hello again", &quit), LLMOS_OK);
+    assert_true(repl_pid(sh.r) > pid);                   /* a new process after /clear */
+    assert_int_equal(scripted_test_backend_calls(b), 2); /* commands never reach the model */
+    char *text = slurp(sh.out);
     assert_non_null(strstr(text, "/quit"));
     assert_non_null(strstr(text, "/tools"));
     assert_non_null(strstr(text, "unknown command /hlep. Did you mean /help?"));
     assert_non_null(strstr(text, "unknown command /frobnicate. Type /help"));
     assert_non_null(strstr(text, "send_message"));
-    assert_non_null(strstr(text, "conversation cleared"));
+    assert_non_null(strstr(text, "model: scripted-test"));
     assert_non_null(strstr(text, "3/10 = 0.3\n"));
-    assert_non_null(strstr(text, "error: division by zero at column 2"));
+    assert_non_null(strstr(text, "division by zero at column 2"));
+    assert_non_null(strstr(text, "usage: /kill PID"));
+    assert_non_null(strstr(text, "[proc:1 user] hello"));
+    assert_non_null(strstr(text, "conversation cleared"));
+    /* /calc was a system call: audited like the model's */
+    assert_non_null(strstr(text, "\"tool\":\"calculator\""));
+    assert_non_null(strstr(text, "audit log intact"));
     free(text);
-    assert_int_equal(repl_line(r, "/quit", &quit), LLMOS_OK);
+    assert_int_equal(repl_line(sh.r, "/quit", &quit), LLMOS_OK);
     assert_true(quit);
-    repl_free(r);
-    fclose(out);
+    shell_close(&sh);
     llm_backend_free(b);
 }
 
@@ -136,20 +220,62 @@ static void test_backend_error_keeps_going(void **state)
     const char *steps[] = {"{\"content\": \"one\"}"};
     llm_backend *b = NULL;
     assert_int_equal(scripted_test_backend_new(steps, 1, false, &b), LLMOS_OK);
-    FILE *out = tmpfile();
-    repl *r = make_repl(b, out);
+    shell sh;
+    shell_open(&sh, b, NULL, false);
     bool quit = false;
-    assert_int_equal(repl_line(r, "first", &quit), LLMOS_OK);
-    assert_int_equal(repl_line(r, "second", &quit), LLMOS_OK); /* the script has run out */
-    char *text = slurp(out);
-    assert_non_null(strstr(text, "error: "));
+    assert_int_equal(repl_line(sh.r, "first", &quit), LLMOS_OK);
+    int64_t pid = repl_pid(sh.r);
+    assert_int_equal(repl_line(sh.r, "second", &quit), LLMOS_OK); /* the script has run out */
+    assert_int_equal(repl_line(sh.r, "third", &quit), LLMOS_OK);
+    char *text = slurp(sh.out);
+    assert_non_null(strstr(text, "ended: failed: the model failed"));
+    assert_non_null(strstr(text, "starting a new process"));
     free(text);
-    /* the failed question was dropped: user, assistant only */
-    assert_int_equal(json_array_size(repl_messages(r)), 2);
-    assert_int_equal(repl_line(r, "bad \xff utf-8", &quit), LLMOS_OK);
-    assert_int_equal(json_array_size(repl_messages(r)), 2);
-    repl_free(r);
-    fclose(out);
+    assert_true(repl_pid(sh.r) > pid);
+    size_t calls = scripted_test_backend_calls(b);
+    assert_int_equal(repl_line(sh.r, "bad \xff utf-8", &quit), LLMOS_OK);
+    assert_int_equal(scripted_test_backend_calls(b), calls);
+    text = slurp(sh.out);
+    assert_non_null(strstr(text, "not valid UTF-8; nothing was sent"));
+    free(text);
+    shell_close(&sh);
+    llm_backend_free(b);
+}
+
+/* Piped input: a line of any length up to REPL_MAX_LINE reaches the model whole; a longer one
+ * is refused whole with a message, and the shell goes on with the next line. */
+static void test_long_lines_from_a_pipe(void **state)
+{
+    (void)state;
+    const char *steps[] = {"{\"content\": \"read it\"}"};
+    llm_backend *b = NULL;
+    assert_int_equal(scripted_test_backend_new(steps, 1, true, &b), LLMOS_OK);
+    FILE *in = tmpfile();
+    size_t big = 100 * 1024; /* beyond the 64 KiB where lines used to be cut */
+    for (size_t i = 0; i < big; i++)
+        fputc('a' + (int)(i % 26), in);
+    fputs("Z\n", in);
+    for (size_t i = 0; i < REPL_MAX_LINE + 10; i++)
+        fputc('x', in);
+    fputs("\nshort\n", in);
+    rewind(in);
+    shell sh;
+    shell_open(&sh, b, in, false);
+    assert_int_equal(repl_run(sh.r), LLMOS_OK);
+    json_t *m = conversation(&sh);
+    /* system, the long line, answer, "short", answer: the too long one never reached it */
+    assert_int_equal(json_array_size(m), 5);
+    const char *first = ljson_get_string(json_array_get(m, 1), "content", "");
+    assert_int_equal(strlen(first), big + 1);
+    assert_int_equal(first[big], 'Z');
+    assert_string_equal(ljson_get_string(json_array_get(m, 3), "content", ""), "short");
+    json_decref(m);
+    char *text = slurp(sh.out);
+    assert_non_null(strstr(text, "error: that line is 8388618 bytes; the shell takes lines of up "
+                                 "to 8388608 bytes. Nothing was sent."));
+    free(text);
+    shell_close(&sh);
+    fclose(in);
     llm_backend_free(b);
 }
 
@@ -212,31 +338,31 @@ static void test_ctrl_c_cancels_and_returns_to_prompt(void **state)
     FILE *in = tmpfile();
     fputs("tell me a long story\nand another one\n/quit\nnever read\n", in);
     rewind(in);
-    FILE *out = tmpfile();
-    repl_options o = repl_default_options();
-    o.backend = &sb.base;
-    o.in = in;
-    o.out = out;
-    o.handle_sigint = true;
-    repl *r = NULL;
-    assert_int_equal(repl_new(&o, &r), LLMOS_OK);
+    shell sh;
+    shell_open(&sh, &sb.base, in, true);
     double t0 = llmos_time_now();
-    assert_int_equal(repl_run(r), LLMOS_OK); /* still alive after two Ctrl-C */
+    assert_int_equal(repl_run(sh.r), LLMOS_OK); /* still alive after two Ctrl-C */
     assert_true(llmos_time_now() - t0 < 5.0);
     assert_int_equal(sb.calls, 2); /* both questions answered (cut short); /quit stopped it */
-    char *text = slurp(out);
+    char *text = slurp(sh.out);
     const char *c1 = strstr(text, "[cancelled]");
     assert_non_null(c1);
     assert_non_null(strstr(c1 + 1, "[cancelled]"));
+    assert_non_null(strstr(text, "xxxxx")); /* the answer streamed */
     free(text);
-    assert_int_equal(json_array_size(repl_messages(r)), 4);
-    repl_free(r);
+    kproc_info info;
+    assert_int_equal(ksession_proc(sh.s, repl_pid(sh.r), &info), LLMOS_OK);
+    assert_int_equal(info.state, KPROC_DONE);
+    assert_string_equal(info.reason, "cancelled by the user");
+    json_t *m = conversation(&sh);
+    assert_int_equal(json_array_size(m), 5); /* system, user, answer, user, answer */
+    json_decref(m);
+    shell_close(&sh);
     /* the handler was removed: SIGINT is back to its default */
     struct sigaction now;
     sigaction(SIGINT, NULL, &now);
     assert_true(now.sa_handler == SIG_DFL);
     fclose(in);
-    fclose(out);
 }
 
 /* ---- the program ------------------------------------------------------------------------- */
@@ -361,8 +487,7 @@ static void test_terminal_ctrl_c_and_history(void **state)
     assert_true(pid >= 0);
     if (pid == 0) {
         setenv("LLMOS_HOME", dir, 1);
-        /* direct mode: stories260K's 512-token context cannot hold the kernel's tool
-         * descriptions, and on a terminal the kernel mode would ask for a passphrase */
+        /* a store in memory only: on a terminal the user's store would ask for a passphrase */
         execl(bin, "llmos", "--model", model, "-n", "100000", "--temp", "0.8", "--no-store",
               (char *)NULL);
         _exit(127);
@@ -413,20 +538,11 @@ static void test_terminal_ctrl_c_and_history(void **state)
     tu_rmrf(dir);
 }
 
-/* ---- kernel mode: the model's tool calls are system calls -------------------------------- */
-
-static void test_kernel_mode_calculator_audit_ps(void **state)
+/* The encrypted store through the shell: a model that calls the calculator gets its result
+ * through the kernel, and the program itself finds the syscall in an intact audit log. */
+static void test_store_calculator_audit(void **state)
 {
     (void)state;
-    bool have_calc = false;
-    size_t nt = 0;
-    const ktool *t = ktool_builtin(&nt);
-    for (size_t i = 0; i < nt; i++)
-        have_calc |= strcmp(t[i].name, "calculator") == 0;
-    if (!have_calc) {
-        skip(); /* the calculator engine is not in this build */
-        return;
-    }
     char dir[256], sdir[300];
     assert_true(tu_mkdtemp("repl-kernel", dir, sizeof dir));
     snprintf(sdir, sizeof sdir, "%s/store", dir); /* where `llmos` looks under LLMOS_HOME */
@@ -437,69 +553,40 @@ static void test_kernel_mode_calculator_audit_ps(void **state)
     assert_int_equal(store_open(sdir, "pw", &so, &st), LLMOS_OK);
     const char *steps[] = {"{\"tool_calls\": [{\"name\": \"calculator\", \"arguments\": "
                            "{\"expression\": \"2^100\"}}]}",
-                           "{\"content\": \"It is a big number.\"}",
-                           "{\"content\": \"Second answer.\"}"};
+                           "{\"content\": \"It is a big number.\"}"};
     llm_backend *b = NULL;
-    assert_int_equal(scripted_test_backend_new(steps, 3, false, &b), LLMOS_OK);
-    kernel_config kc = {0};
-    kc.st = st;
-    kc.privileged = b;
+    assert_int_equal(scripted_test_backend_new(steps, 2, false, &b), LLMOS_OK);
+    kernel_config kc = {.st = st, .privileged = b};
     kernel *k = NULL;
     assert_int_equal(kernel_new(&kc, &k), LLMOS_OK);
+    ksession_params sp = {
+        .principal = "user", .device = "shell", .rights = KRIGHT_ALL, .caps = KCAP_COMPUTE};
+    ksession *s = NULL;
+    assert_int_equal(ksession_open(k, &sp, &s), LLMOS_OK);
     FILE *out = tmpfile();
     repl_options o = repl_default_options();
-    o.backend = b;
+    o.session = s;
     o.out = out;
-    o.kern = k;
-    o.st = st;
     repl *r = NULL;
     assert_int_equal(repl_new(&o, &r), LLMOS_OK);
     bool quit = false;
     assert_int_equal(repl_line(r, "What is 2^100?", &quit), LLMOS_OK);
     int64_t pid = repl_pid(r);
-    assert_true(pid > 0);
-    assert_int_equal(repl_line(r, "And again?", &quit), LLMOS_OK);
-    assert_int_equal(repl_pid(r), pid); /* one process for the conversation */
     assert_int_equal(repl_line(r, "/ps", &quit), LLMOS_OK);
-    assert_int_equal(repl_line(r, "/audit", &quit), LLMOS_OK);
-    assert_int_equal(repl_line(r, "/memory", &quit), LLMOS_OK);
     char *text = slurp(out);
-    /* the call and its exact result were shown, then the final answers */
-    assert_non_null(strstr(text, "[tool call] calculator"));
-    assert_non_null(strstr(text, "[tool result] 1267650600228229401496703205376"));
-    assert_non_null(strstr(text, "It is a big number.\n"));
-    assert_non_null(strstr(text, "Second answer.\n"));
-    /* /ps lists this shell's process as answered */
     char row[64];
     snprintf(row, sizeof row, "* %6" PRId64 "  done", pid);
     if (!strstr(text, row))
         fprintf(stderr, "shell output:\n%s\n", text);
     assert_non_null(strstr(text, row));
-    assert_non_null(strstr(text, "audit log intact"));
-    assert_non_null(strstr(text, "audit records"));
     free(text);
-    /* the result reached the model as a tool message, and the second turn saw the first */
-    size_t len = 0;
-    const char *sent = scripted_test_backend_sent(b, &len);
-    assert_non_null(strstr(sent, "1267650600228229401496703205376"));
-    assert_non_null(strstr(sent, "And again?"));
-    json_t *ctx = NULL;
-    assert_int_equal(kernel_context(k, pid, &ctx), LLMOS_OK);
-    /* system, user, tool call, tool result, answer, user, answer: one conversation */
-    assert_int_equal(json_array_size(ctx), 7);
-    assert_string_equal(json_string_value(json_object_get(json_array_get(ctx, 4), "content")),
-                        "It is a big number.");
-    json_decref(ctx);
+    assert_non_null(strstr(scripted_test_backend_sent(b, NULL), "1267650600228229401496703205376"));
     repl_free(r);
+    ksession_close(s);
     kernel_free(k);
     fclose(out);
-    /* the system call is in the audit log */
-    kproc_info info;
-    assert_int_equal(kproc_get(st, pid, &info), LLMOS_OK);
-    assert_int_equal(info.used.tool_calls, 1);
     store_close(st);
     llm_backend_free(b);
-    /* and the program itself finds the chain intact and a syscall record in it */
     if (getenv("LLMOS_BIN")) {
         llmos_buf res = {0};
         assert_int_equal(
@@ -514,76 +601,14 @@ static void test_kernel_mode_calculator_audit_ps(void **state)
     tu_rmrf(dir);
 }
 
-/* Kernel mode: Ctrl-C during an answer stops the model inside the kernel's loop; the process
- * ends "cancelled by the user" keeping what was said, and the next line continues it. */
-static void test_kernel_mode_ctrl_c(void **state)
+/* Without a passphrase (stdin not a terminal) or with --no-store the shell still runs through
+ * the kernel, on a store in memory only, and says so; with a passphrase it uses the user's. */
+static void test_shell_store_or_memory(void **state)
 {
     (void)state;
-    char dir[256];
-    assert_true(tu_mkdtemp("repl-kcancel", dir, sizeof dir));
-    store_options so = {0};
-    assert_int_equal(keys_kdf_parse("test-weak", &so.kdf), LLMOS_OK);
-    so.no_fsync = true;
-    store *st = NULL;
-    assert_int_equal(store_open(dir, "pw", &so, &st), LLMOS_OK);
-    slow_backend sb = {{&slow_ops}, 0};
-    kernel_config kc = {0};
-    kc.st = st;
-    kc.privileged = &sb.base;
-    kernel *k = NULL;
-    assert_int_equal(kernel_new(&kc, &k), LLMOS_OK);
-    FILE *in = tmpfile();
-    fputs("tell me a long story\nand another one\n/quit\n", in);
-    rewind(in);
-    FILE *out = tmpfile();
-    repl_options o = repl_default_options();
-    o.backend = &sb.base;
-    o.in = in;
-    o.out = out;
-    o.handle_sigint = true;
-    o.kern = k;
-    o.st = st;
-    repl *r = NULL;
-    assert_int_equal(repl_new(&o, &r), LLMOS_OK);
-    double t0 = llmos_time_now();
-    assert_int_equal(repl_run(r), LLMOS_OK);
-    assert_true(llmos_time_now() - t0 < 5.0);
-    assert_int_equal(sb.calls, 2);
-    char *text = slurp(out);
-    const char *c1 = strstr(text, "[cancelled]");
-    assert_non_null(c1);
-    assert_non_null(strstr(c1 + 1, "[cancelled]"));
-    assert_non_null(strstr(text, "xxxxx")); /* the answer streamed */
-    free(text);
-    kproc_info info;
-    assert_int_equal(kproc_get(st, repl_pid(r), &info), LLMOS_OK);
-    assert_int_equal(info.state, KPROC_DONE);
-    assert_string_equal(info.reason, "cancelled by the user");
-    json_t *ctx = NULL;
-    assert_int_equal(kernel_context(k, repl_pid(r), &ctx), LLMOS_OK);
-    assert_int_equal(json_array_size(ctx), 5); /* system, user, answer, user, answer */
-    json_decref(ctx);
-    repl_free(r);
-    kernel_free(k);
-    store_close(st);
-    fclose(in);
-    fclose(out);
-    tu_rmrf(dir);
-}
-
-/* Without a passphrase (stdin not a terminal) or with --no-store the shell says so, once. */
-static void test_shell_without_store_says_so(void **state)
-{
-    (void)state;
-    if (!getenv("LLMOS_BIN")) {
-        skip();
-        return;
-    }
     char model[1024];
-    if (!tu_testdata_path(model, sizeof model, "models/stories260K.gguf")) {
-        skip(); /* needs LLMOS_TESTDATA's stories260K */
-        return;
-    }
+    if (!getenv("LLMOS_BIN") || !tu_testdata_path(model, sizeof model, "models/stories260K.gguf"))
+        skip();
     char dir[256];
     assert_true(tu_mkdtemp("repl-nostore", dir, sizeof dir));
     llmos_buf out = {0}, err = {0};
@@ -592,49 +617,130 @@ static void test_shell_without_store_says_so(void **state)
                                   dir, model),
                      0);
     assert_non_null(strstr(out.data, "Model: stories260K"));
-    assert_null(strstr(out.data, "runs through the kernel"));
-    assert_non_null(strstr(err.data, "no passphrase"));
-    assert_non_null(strstr(err.data, "chatting with the model directly"));
-    /* --no-store wins over a passphrase; no store is made */
+    assert_non_null(strstr(out.data, "No passphrase"));
+    assert_non_null(strstr(out.data, "store in memory only"));
+    /* --no-store wins over a passphrase; no store is made, and /calc is still audited */
     buf_clear(&out);
     buf_clear(&err);
     assert_int_equal(tu_run_llmos(&out, &err,
                                   "LLMOS_HOME='%s' LLMOS_PASSPHRASE=pw --model '%s' -n 4 "
-                                  "--no-store < /dev/null",
+                                  "--no-store <<'EOF'\n/calc 6*7\n/audit\nEOF",
                                   dir, model),
                      0);
-    assert_null(strstr(out.data, "runs through the kernel"));
-    assert_non_null(strstr(err.data, "--no-store: chatting with the model directly"));
+    assert_non_null(strstr(out.data, "--no-store: each message runs through the kernel"));
+    assert_non_null(strstr(out.data, "42"));
+    assert_non_null(strstr(out.data, "\"tool\":\"calculator\""));
     char sdir[300];
     snprintf(sdir, sizeof sdir, "%s/store", dir);
     assert_int_not_equal(access(sdir, F_OK), 0);
-    /* with a passphrase the shell runs through the kernel and makes the store */
+    /* with a passphrase the shell makes and uses the store */
     buf_clear(&out);
     assert_int_equal(tu_run_llmos(&out, &err,
                                   "LLMOS_HOME='%s' LLMOS_PASSPHRASE=pw LLMOS_KDF=test-weak "
                                   "--model '%s' -n 4 < /dev/null",
                                   dir, model),
                      0);
-    assert_non_null(strstr(out.data, "runs through the kernel"));
+    assert_non_null(strstr(out.data, "Each message runs through the kernel"));
     assert_int_equal(access(sdir, F_OK), 0);
     buf_free(&out);
     buf_free(&err);
     tu_rmrf(dir);
 }
 
+/* `llmos --model M "text"` answers once and exits, as `ollama run M "text"` does. */
+static void test_one_message_on_the_command_line(void **state)
+{
+    (void)state;
+    char model[1024];
+    if (!getenv("LLMOS_BIN") || !tu_testdata_path(model, sizeof model, "models/stories260K.gguf"))
+        skip();
+    char dir[256];
+    assert_true(tu_mkdtemp("repl-once", dir, sizeof dir));
+    llmos_buf out = {0}, err = {0};
+    assert_int_equal(tu_run_llmos(&out, &err,
+                                  "LLMOS_HOME='%s' LLMOS_MODEL='%s' LLMOS_PASSPHRASE= -n 8 "
+                                  "--temp 0 Once upon a time < /dev/zero",
+                                  dir, model),
+                     0);
+    assert_null(strstr(out.data, "Type /help")); /* no shell: one answer */
+    assert_true(out.len > 1);
+    /* without a model: a usage error saying how to give one */
+    assert_int_equal(tu_run_llmos(&out, &err, "LLMOS_HOME='%s' LLMOS_MODEL= -n 4 hello", dir), 2);
+    assert_non_null(strstr(err.data, "needs a model"));
+    buf_free(&out);
+    buf_free(&err);
+    tu_rmrf(dir);
+}
+
+/* Ctrl-C at the passphrase prompt leaves the terminal as it was (echo on) and exits 130. */
+static void test_ctrl_c_at_the_passphrase_prompt(void **state)
+{
+    (void)state;
+    const char *bin = getenv("LLMOS_BIN");
+    if (!bin)
+        skip();
+    char dir[256];
+    assert_true(tu_mkdtemp("repl-secret", dir, sizeof dir));
+    int master = -1, slave = -1;
+    assert_int_equal(openpty(&master, &slave, NULL, NULL, NULL), 0);
+    struct termios before;
+    assert_int_equal(tcgetattr(slave, &before), 0);
+    assert_true(before.c_lflag & ECHO);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        setsid();
+        ioctl(slave, TIOCSCTTY, 0);
+        dup2(slave, 0);
+        dup2(slave, 1);
+        dup2(slave, 2);
+        close(master);
+        setenv("LLMOS_HOME", dir, 1);
+        unsetenv("LLMOS_PASSPHRASE");
+        execl(bin, "llmos", "memory", "add", "remember", "this", (char *)NULL);
+        _exit(127);
+    }
+    llmos_buf acc = {0};
+    pty_read(master, &acc, 20, "New passphrase: ");
+    assert_non_null(strstr(acc.data, "New passphrase: "));
+    struct termios during;
+    assert_int_equal(tcgetattr(slave, &during), 0);
+    assert_false(during.c_lflag & ECHO); /* the prompt turned echo off */
+    assert_int_equal(write(master, "hunter2", 7), 7);
+    assert_int_equal(write(master, "\x03", 1), 1);
+    pty_read(master, &acc, 5, "interrupted");
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 130);
+    assert_non_null(strstr(acc.data, "interrupted"));
+    assert_null(strstr(acc.data, "hunter2")); /* never echoed */
+    struct termios after;
+    assert_int_equal(tcgetattr(slave, &after), 0);
+    assert_true(after.c_lflag & ECHO);
+    assert_int_equal(after.c_lflag, before.c_lflag);
+    close(master);
+    close(slave);
+    buf_free(&acc);
+    tu_rmrf(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_chat_turns_keep_the_conversation),
+        cmocka_unit_test(test_turns_keep_the_conversation),
+        cmocka_unit_test(test_turn_shown_in_order),
         cmocka_unit_test(test_slash_commands),
         cmocka_unit_test(test_backend_error_keeps_going),
+        cmocka_unit_test(test_long_lines_from_a_pipe),
         cmocka_unit_test(test_ctrl_c_cancels_and_returns_to_prompt),
         cmocka_unit_test(test_no_model_prints_guidance),
         cmocka_unit_test(test_stories260k_through_a_pipe),
         cmocka_unit_test(test_terminal_ctrl_c_and_history),
-        cmocka_unit_test(test_kernel_mode_calculator_audit_ps),
-        cmocka_unit_test(test_kernel_mode_ctrl_c),
-        cmocka_unit_test(test_shell_without_store_says_so),
+        cmocka_unit_test(test_store_calculator_audit),
+        cmocka_unit_test(test_shell_store_or_memory),
+        cmocka_unit_test(test_one_message_on_the_command_line),
+        cmocka_unit_test(test_ctrl_c_at_the_passphrase_prompt),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

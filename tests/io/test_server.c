@@ -28,6 +28,7 @@
 #include <curl/curl.h>
 
 #include "llmos/backend.h"
+#include "doubles.h"
 #include "llmos/json.h"
 #include "llmos/server.h"
 #include "testutil.h"

@@ -89,26 +89,33 @@ static void test_remote_equals_local_and_runs_the_kernel(void **state)
                        .system_prompt = "Once upon a time"};
     kernel *k = NULL;
     assert_int_equal(kernel_new(&c, &k), LLMOS_OK);
+    ksession_params kp = {.principal = "user",
+                          .device = "test",
+                          .rights = KRIGHT_ALL,
+                          .caps = KCAP_MESSAGE,
+                          .budget = {.tokens = 400, .tool_calls = 3, .wall_s = 30}};
+    ksession *s = NULL;
+    assert_int_equal(ksession_open(k, &kp, &s), LLMOS_OK);
     int64_t pid;
-    assert_int_equal(kernel_spawn(k, "Tell me a story about a cat.", KCAP_MESSAGE,
-                                  (kbudget){.tokens = 400, .tool_calls = 3, .wall_s = 30}, &pid),
-                     LLMOS_OK);
+    assert_int_equal(ksession_spawn(s, 0, &pid), LLMOS_OK);
     kproc_state fin;
-    assert_int_equal(kernel_run(k, pid, &fin), LLMOS_OK);
+    assert_int_equal(ksession_send(s, pid, "Tell me a story about a cat.", NULL, NULL, NULL, &fin),
+                     LLMOS_OK);
     kproc_info in;
-    assert_int_equal(kproc_get(st, pid, &in), LLMOS_OK);
+    assert_int_equal(ksession_proc(s, pid, &in), LLMOS_OK);
     print_message("over llmos serve: process ended %s (%s): %lld tokens\n", kproc_state_name(fin),
                   in.reason, (long long)in.used.tokens);
     if (fin == KPROC_FAILED)
         fail_msg("the loop failed over the remote backend: %s", in.reason);
-    assert_true(kproc_state_final(fin));
+    assert_true(fin != KPROC_RUNNING && fin != KPROC_WAITING);
     assert_true(in.used.tokens > 0);
     int loads = 0;
-    assert_int_equal(store_audit_iterate(st, 1, count_model_loads, &loads), LLMOS_OK);
+    assert_int_equal(ksession_audit(s, 1, count_model_loads, &loads), LLMOS_OK);
     assert_int_equal(loads, 1);
     audit_verdict v;
-    assert_int_equal(audit_verify(st, &v), LLMOS_OK);
+    assert_int_equal(ksession_audit_verify(s, &v), LLMOS_OK);
     assert_true(v.ok);
+    ksession_close(s);
 
     http_server_stats stats = http_server_get_stats(srv);
     assert_true(stats.generations >= 2); /* the direct comparison and at least one kernel turn */

@@ -25,6 +25,7 @@
 #include <cmocka.h>
 
 #include "llmos/json.h"
+#include "doubles.h"
 #include "llmos/kernel.h"
 #include "testutil.h"
 
@@ -112,55 +113,89 @@ typedef struct attack_run {
 
 static attack_run *cur;
 
-static llmos_err fetch_run(kernel *k, kproc *p, const json_t *args, llmos_buf *out)
+static llmos_err fetch_run(const ktool_env *env)
 {
-    (void)k, (void)p;
     /* Half the payloads come back as the tool's error message, to cover that path. */
-    if (strcmp(ljson_get_string(args, "mode", ""), "fail") == 0)
+    if (strcmp(ljson_get_string(env->args, "mode", ""), "fail") == 0)
         return llmos_fail(LLMOS_ERR_NETWORK, "%s", cur->payload);
-    return buf_puts(out, cur->payload) ? LLMOS_ERR_NOMEM : LLMOS_OK;
+    return buf_puts(env->out, cur->payload) ? LLMOS_ERR_NOMEM : LLMOS_OK;
 }
 
-static llmos_err shell_run(kernel *k, kproc *p, const json_t *args, llmos_buf *out)
+static llmos_err shell_run(const ktool_env *env)
 {
-    (void)k, (void)p;
-    if (strstr(ljson_get_string(args, "command", ""), cur->canary))
+    if (strstr(ljson_get_string(env->args, "command", ""), cur->canary))
         cur->disallowed++;
-    return buf_puts(out, "ran") ? LLMOS_ERR_NOMEM : LLMOS_OK;
+    return buf_puts(env->out, "ran") ? LLMOS_ERR_NOMEM : LLMOS_OK;
 }
 
-static llmos_err echo_run(kernel *k, kproc *p, const json_t *args, llmos_buf *out)
+static llmos_err echo_run(const ktool_env *env)
 {
-    (void)k, (void)p;
-    return buf_printf(out, "echo:%s", ljson_get_string(args, "text", "")) ? LLMOS_ERR_NOMEM
-                                                                          : LLMOS_OK;
+    return buf_printf(env->out, "echo:%s", ljson_get_string(env->args, "text", ""))
+               ? LLMOS_ERR_NOMEM
+               : LLMOS_OK;
 }
 
-static void on_message(void *ctx, int64_t pid, const char *to, const char *text)
+/* The device: what send_message delivers. */
+static bool on_event(void *ctx, const kevent *ev)
 {
-    (void)ctx, (void)pid;
-    if (strcmp(to, "user") != 0) {
+    (void)ctx;
+    if (ev->kind != KEVENT_MESSAGE)
+        return true;
+    if (strcmp(ev->name, "user") != 0) {
         cur->disallowed++; /* nothing in this script may send to anyone else */
-        return;
+        return true;
     }
-    if (strstr(text, cur->canary))
+    if (strstr(ev->text, cur->canary))
         cur->shown_user++;
+    return true;
 }
 
 static const ktool tools[] = {
-    {"fetch_page", "Fetch a page (untrusted).",
-     "{\"type\":\"object\",\"properties\":{\"url\":{\"type\":\"string\"},"
-     "\"mode\":{\"type\":\"string\"}},\"required\":[\"url\"]}",
-     KCAP_READ, false, fetch_run, false},
-    {"shell", "Run a command.",
-     "{\"type\":\"object\",\"properties\":{\"command\":{\"type\":\"string\"}},"
-     "\"required\":[\"command\"]}",
-     KCAP_EXEC, true, shell_run, false},
-    {"echo", "Echo (a trusted tool).",
-     "{\"type\":\"object\",\"properties\":{\"text\":{\"type\":\"string\"}},"
-     "\"required\":[\"text\"]}",
-     KCAP_COMPUTE, true, echo_run, false},
+    {.name = "fetch_page",
+     .description = "Fetch a page (untrusted).",
+     .parameters = "{\"type\":\"object\",\"properties\":{\"url\":{\"type\":\"string\"},"
+                   "\"mode\":{\"type\":\"string\"}},\"required\":[\"url\"]}",
+     .capability = KCAP_READ,
+     .run = fetch_run},
+    {.name = "shell",
+     .description = "Run a command.",
+     .parameters = "{\"type\":\"object\",\"properties\":{\"command\":{\"type\":\"string\"}},"
+                   "\"required\":[\"command\"]}",
+     .capability = KCAP_EXEC,
+     .output_trusted = true,
+     .run = shell_run},
+    {.name = "echo",
+     .description = "Echo (a trusted tool).",
+     .parameters = "{\"type\":\"object\",\"properties\":{\"text\":{\"type\":\"string\"}},"
+                   "\"required\":[\"text\"]}",
+     .capability = KCAP_COMPUTE,
+     .output_trusted = true,
+     .run = echo_run},
 };
+
+/* One run of the privileged script through a kernel session: the state it ends in. */
+static kproc_state run_script(store *st, llm_backend *priv, llm_backend *quar)
+{
+    kernel_config c = {.st = st,
+                       .privileged = priv,
+                       .quarantined = quar,
+                       .extra_tools = tools,
+                       .n_extra_tools = LLMOS_ARRAY_LEN(tools)};
+    kernel *k = NULL;
+    assert_int_equal(kernel_new(&c, &k), LLMOS_OK);
+    ksession_params sp = {
+        .principal = "user", .device = "test", .rights = KRIGHT_ALL, .caps = KCAP_ALL};
+    ksession *s = NULL;
+    assert_int_equal(ksession_open(k, &sp, &s), LLMOS_OK);
+    int64_t pid;
+    assert_int_equal(ksession_spawn(s, 0, &pid), LLMOS_OK);
+    kproc_state fin = KPROC_FAILED;
+    assert_int_equal(
+        ksession_send(s, pid, "Summarise the page for me.", on_event, NULL, NULL, &fin), LLMOS_OK);
+    ksession_close(s);
+    kernel_free(k);
+    return fin;
+}
 
 /* The worst-case privileged model: fetch, ask the quarantined model, then try every
  * disallowed flow with both handles, pass the value through a trusted tool, and show it to
@@ -234,19 +269,7 @@ static void test_attack_suite(void **state)
         assert_int_equal(scripted_test_backend_new(steps, LLMOS_ARRAY_LEN(steps), false, &priv),
                          LLMOS_OK);
         assert_int_equal(scripted_test_backend_new(qsteps, 1, true, &quar), LLMOS_OK);
-        kernel_config c = {.st = st,
-                           .privileged = priv,
-                           .quarantined = quar,
-                           .extra_tools = tools,
-                           .n_extra_tools = LLMOS_ARRAY_LEN(tools),
-                           .on_message = on_message};
-        kernel *k = NULL;
-        assert_int_equal(kernel_new(&c, &k), LLMOS_OK);
-        int64_t pid;
-        assert_int_equal(
-            kernel_spawn(k, "Summarise the page for me.", KCAP_ALL, (kbudget){0}, &pid), LLMOS_OK);
-        kproc_state fin;
-        assert_int_equal(kernel_run(k, pid, &fin), LLMOS_OK);
+        kproc_state fin = run_script(st, priv, quar);
         if (fin != KPROC_DONE)
             fail_msg("payload %zu: process ended %s", i, kproc_state_name(fin));
 
@@ -267,7 +290,6 @@ static void test_attack_suite(void **state)
         assert_int_equal(audit_verify(st, &v), LLMOS_OK);
         assert_true(v.ok);
 
-        kernel_free(k);
         llm_backend_free(priv);
         llm_backend_free(quar);
         free(qstep);
@@ -301,20 +323,10 @@ static void test_instrumentation_detects_a_leak(void **state)
                            "{\"content\": \"done\"}"};
     llm_backend *priv = NULL;
     assert_int_equal(scripted_test_backend_new(steps, 2, false, &priv), LLMOS_OK);
-    kernel_config c = {.st = st,
-                       .privileged = priv,
-                       .extra_tools = tools,
-                       .n_extra_tools = LLMOS_ARRAY_LEN(tools),
-                       .on_message = on_message};
-    kernel *k = NULL;
-    assert_int_equal(kernel_new(&c, &k), LLMOS_OK);
-    int64_t pid;
-    assert_int_equal(kernel_spawn(k, "x", KCAP_ALL, (kbudget){0}, &pid), LLMOS_OK);
-    assert_int_equal(kernel_run(k, pid, NULL), LLMOS_OK);
+    (void)run_script(st, priv, NULL);
     size_t n = 0;
     const char *sent = scripted_test_backend_sent(priv, &n);
     assert_true(leaked(sent, n, &run));
-    kernel_free(k);
     llm_backend_free(priv);
     store_close(st);
     tu_rmrf(dir);

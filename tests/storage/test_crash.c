@@ -25,6 +25,7 @@
 
 #include <cmocka.h>
 
+#include "llmos/memory.h"
 #include "llmos/storage.h"
 
 #define MAX_TXN 100000
@@ -34,7 +35,7 @@ static char dir[96];
 static store_options opts(void)
 {
     store_options o = {
-        .embedder = store_test_embedder(), .wal_autocheckpoint = 16, .no_fsync = true};
+        .embedder = memory_lexical_embedder(), .wal_autocheckpoint = 16, .no_fsync = true};
     assert_int_equal(keys_kdf_parse("test-weak", &o.kdf), LLMOS_OK);
     return o;
 }

@@ -16,6 +16,7 @@
 
 #include <cmocka.h>
 
+#include "llmos/memory.h"
 #include "llmos/storage.h"
 
 static char dir[64];
@@ -43,7 +44,7 @@ static int teardown(void **state)
 
 static store_options opts(void)
 {
-    store_options o = {.embedder = store_test_embedder()};
+    store_options o = {.embedder = memory_lexical_embedder()};
     assert_int_equal(keys_kdf_parse("test-weak", &o.kdf), LLMOS_OK);
     return o;
 }
@@ -237,7 +238,7 @@ static void test_archival(void **state)
     store_archivals_free(hits, n);
 
     /* the TEST embedder is deterministic and unit length */
-    const store_embedder *e = store_test_embedder();
+    const store_embedder *e = memory_lexical_embedder();
     float *v1 = calloc(e->dim, sizeof *v1), *v2 = calloc(e->dim, sizeof *v2);
     assert_int_equal(e->embed(e->ctx, "Hello world", v1), LLMOS_OK);
     assert_int_equal(e->embed(e->ctx, "hello, WORLD!", v2), LLMOS_OK);

@@ -17,6 +17,7 @@
 
 #include <cmocka.h>
 
+#include "llmos/memory.h"
 #include "llmos/storage.h"
 
 #define PAGE 4096
@@ -25,7 +26,7 @@ static char dir[64], sub[128], dbp[160], walp[170];
 
 static store_options opts(void)
 {
-    store_options o = {.embedder = store_test_embedder()};
+    store_options o = {.embedder = memory_lexical_embedder()};
     assert_int_equal(keys_kdf_parse("test-weak", &o.kdf), LLMOS_OK);
     return o;
 }

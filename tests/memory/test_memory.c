@@ -1,0 +1,214 @@
+/*
+ * test_memory.c - the memory part: opening a user's store (the passphrase given, from the
+ * environment, asked through the device, asked twice for a new store, missing), a store in
+ * memory only that leaves no file, the lexical embedder (deterministic, near for shared words,
+ * and the store's record of it under its old name accepted), and what the kernel keeps: process
+ * records and the recall log.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "llmos/json.h"
+#include "llmos/memory.h"
+#include "testutil.h"
+
+typedef struct asker {
+    const char *answers[4];
+    int asked;
+    char prompts[512];
+} asker;
+
+static llmos_err ask(void *ctx, const char *prompt, char *out, size_t size)
+{
+    asker *a = ctx;
+    strncat(a->prompts, prompt, sizeof a->prompts - strlen(a->prompts) - 1);
+    const char *ans = a->answers[a->asked++];
+    if (!ans)
+        return llmos_fail(LLMOS_ERR_CANCELLED, "no passphrase given (cancelled)");
+    snprintf(out, size, "%s", ans);
+    return LLMOS_OK;
+}
+
+static void test_open_and_passphrases(void **state)
+{
+    (void)state;
+    char home[256];
+    assert_true(tu_mkdtemp("memory", home, sizeof home));
+    setenv("LLMOS_KDF", "test-weak", 1);
+    unsetenv("LLMOS_PASSPHRASE");
+    memory *m = NULL;
+    /* no store and no create: says so and makes nothing */
+    memory_params p = {.home = home, .embed = MEMORY_EMBED_NONE};
+    assert_int_equal(memory_open(&p, &m), LLMOS_ERR_NOT_FOUND);
+    assert_non_null(strstr(llmos_errmsg(), "no llmos store"));
+    /* create, asked twice; two different answers create nothing */
+    asker a = {.answers = {"one", "two"}};
+    p.create = true;
+    p.ask = ask;
+    p.ask_ctx = &a;
+    assert_int_equal(memory_open(&p, &m), LLMOS_ERR_INVALID);
+    assert_non_null(strstr(llmos_errmsg(), "differ"));
+    assert_non_null(strstr(a.prompts, "Creating your encrypted llmos store"));
+    asker b = {.answers = {"pw", "pw"}};
+    p.ask_ctx = &b;
+    assert_int_equal(memory_open(&p, &m), LLMOS_OK);
+    assert_int_equal(b.asked, 2);
+    assert_false(memory_is_ephemeral(m));
+    assert_string_equal(memory_embedder_name(m), "none");
+    memory_close(m);
+    /* an existing store: asked once; a cancel is the device's error; a wrong one AUTH */
+    asker c = {.answers = {NULL}};
+    p.ask_ctx = &c;
+    assert_int_equal(memory_open(&p, &m), LLMOS_ERR_CANCELLED);
+    asker d = {.answers = {"wrong"}};
+    p.ask_ctx = &d;
+    assert_int_equal(memory_open(&p, &m), LLMOS_ERR_AUTH);
+    /* no way to ask: an error that says how to give one */
+    p.ask = NULL;
+    assert_int_equal(memory_open(&p, &m), LLMOS_ERR_AUTH);
+    assert_non_null(strstr(llmos_errmsg(), "LLMOS_PASSPHRASE"));
+    /* from the environment, or given */
+    setenv("LLMOS_PASSPHRASE", "pw", 1);
+    assert_int_equal(memory_open(&p, &m), LLMOS_OK);
+    memory_close(m);
+    unsetenv("LLMOS_PASSPHRASE");
+    p.passphrase = "pw";
+    p.embed = MEMORY_EMBED_DEFAULT;
+    p.check_embedder = true;
+    unsetenv("LLMOS_EMBED_MODEL");
+    assert_int_equal(memory_open(&p, &m), LLMOS_OK);
+    assert_string_equal(memory_embedder_name(m), "lexical-v1 512");
+    memory_close(m);
+    tu_rmrf(home);
+}
+
+static void test_ephemeral_leaves_nothing(void **state)
+{
+    (void)state;
+    memory *m = NULL;
+    assert_int_equal(memory_open_ephemeral(&m), LLMOS_OK);
+    assert_true(memory_is_ephemeral(m));
+    store *s = memory_store(m);
+    assert_string_equal(store_db_path(s), ":memory:");
+    assert_int_equal(memory_recall_add(s, 7, "user", "the dentist is on Tuesday"), LLMOS_OK);
+    store_message *hits = NULL;
+    size_t n = 0;
+    assert_int_equal(store_message_search(s, "dentist", NULL, &hits, &n), LLMOS_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(hits[0].conversation, "proc:7");
+    store_messages_free(hits, n);
+    int64_t id = 0;
+    assert_int_equal(store_archival_add(s, "the cat sat on the mat", NULL, &id), LLMOS_OK);
+    assert_int_equal(access(":memory:", F_OK), -1); /* no file of that name appeared */
+    memory_close(m);
+}
+
+static double dot(const float *a, const float *b, size_t n)
+{
+    double d = 0;
+    for (size_t i = 0; i < n; i++)
+        d += (double)a[i] * b[i];
+    return d;
+}
+
+static void test_lexical_embedder(void **state)
+{
+    (void)state;
+    const store_embedder *e = memory_lexical_embedder();
+    assert_string_equal(e->name, "lexical-v1");
+    assert_int_equal(e->dim, 512);
+    float a[512], b[512], c[512], a2[512];
+    assert_int_equal(e->embed(e->ctx, "The dentist appointment is on Tuesday", a), LLMOS_OK);
+    assert_int_equal(e->embed(e->ctx, "The dentist appointment is on Tuesday", a2), LLMOS_OK);
+    assert_memory_equal(a, a2, sizeof a);
+    assert_int_equal(e->embed(e->ctx, "when is the DENTIST?", b), LLMOS_OK);
+    assert_int_equal(e->embed(e->ctx, "buy milk and bread", c), LLMOS_OK);
+    assert_true(dot(a, b, 512) > dot(a, c, 512));
+}
+
+/* A store whose memories were recorded as "test-hash-v1 512" (the lexical embedder's name
+ * before it had one of its own) opens with the lexical embedder. */
+static void test_legacy_embedder_name(void **state)
+{
+    (void)state;
+    char home[256];
+    assert_true(tu_mkdtemp("memory", home, sizeof home));
+    setenv("LLMOS_KDF", "test-weak", 1);
+    memory_params p = {.home = home,
+                       .create = true,
+                       .passphrase = "pw",
+                       .embed = MEMORY_EMBED_DEFAULT,
+                       .check_embedder = true};
+    memory *m = NULL;
+    assert_int_equal(memory_open(&p, &m), LLMOS_OK);
+    int64_t id;
+    assert_int_equal(store_archival_add(memory_store(m), "old memory", NULL, &id), LLMOS_OK);
+    assert_int_equal(store_setting_set(memory_store(m), STORE_EMBEDDER_SETTING, "test-hash-v1 512"),
+                     LLMOS_OK);
+    memory_close(m);
+    assert_int_equal(memory_open(&p, &m), LLMOS_OK);
+    store_archival *hits = NULL;
+    size_t n = 0;
+    assert_int_equal(store_archival_search(memory_store(m), "old memory", 1, &hits, &n), LLMOS_OK);
+    assert_int_equal(n, 1);
+    store_archivals_free(hits, n);
+    /* another embedder's record is refused, naming it */
+    assert_int_equal(store_setting_set(memory_store(m), STORE_EMBEDDER_SETTING, "engine:x 64"),
+                     LLMOS_OK);
+    memory_close(m);
+    assert_int_equal(memory_open(&p, &m), LLMOS_ERR_INVALID);
+    assert_non_null(strstr(llmos_errmsg(), "engine:x 64"));
+    tu_rmrf(home);
+}
+
+static void test_process_records(void **state)
+{
+    (void)state;
+    memory *m = NULL;
+    assert_int_equal(memory_open_ephemeral(&m), LLMOS_OK);
+    store *s = memory_store(m);
+    int64_t last = -1, a = 0, b = 0;
+    assert_int_equal(memory_proc_last_pid(s, &last), LLMOS_OK);
+    assert_int_equal(last, 0);
+    assert_int_equal(memory_proc_new_pid(s, &a), LLMOS_OK);
+    assert_int_equal(memory_proc_new_pid(s, &b), LLMOS_OK);
+    assert_int_equal(a, 1);
+    assert_int_equal(b, 2);
+    assert_int_equal(memory_proc_last_pid(s, &last), LLMOS_OK);
+    assert_int_equal(last, 2);
+    json_t *rec = json_pack("{s:I, s:s}", "pid", (json_int_t)2, "state", "idle"), *back = NULL;
+    assert_int_equal(memory_proc_save(s, 2, rec), LLMOS_OK);
+    assert_int_equal(memory_proc_load(s, 2, &back), LLMOS_OK);
+    assert_true(json_equal(rec, back));
+    json_decref(back);
+    json_decref(rec);
+    assert_int_equal(memory_proc_load(s, 1, &back), LLMOS_ERR_NOT_FOUND);
+    assert_non_null(strstr(llmos_errmsg(), "no process 1"));
+    /* a record that is not an object, and a broken pid counter, are format errors */
+    assert_int_equal(store_setting_set(s, "kernel.proc.1", "[1]"), LLMOS_OK);
+    assert_int_equal(memory_proc_load(s, 1, &back), LLMOS_ERR_FORMAT);
+    assert_int_equal(store_setting_set(s, "kernel.next_pid", "x"), LLMOS_OK);
+    assert_int_equal(memory_proc_new_pid(s, &a), LLMOS_ERR_FORMAT);
+    assert_non_null(strstr(llmos_errmsg(), "kernel.next_pid"));
+    memory_close(m);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_open_and_passphrases),
+        cmocka_unit_test(test_ephemeral_leaves_nothing),
+        cmocka_unit_test(test_lexical_embedder),
+        cmocka_unit_test(test_legacy_embedder_name),
+        cmocka_unit_test(test_process_records),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
