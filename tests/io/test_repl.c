@@ -296,10 +296,7 @@ static void test_stories260k_through_a_pipe(void **state)
 {
     (void)state;
     char model[1024];
-    if (!tu_testdata_path(model, sizeof model, "models/stories260K.gguf")) {
-        skip(); /* LLMOS_TESTDATA is absent: no model to drive */
-        return;
-    }
+    tu_testdata_path(model, sizeof model, "models/stories260K.gguf");
     char dir[256];
     assert_true(tu_mkdtemp("repl", dir, sizeof dir));
     char input[512];
@@ -350,10 +347,9 @@ static void test_terminal_ctrl_c_and_history(void **state)
     (void)state;
     char model[1024];
     const char *bin = getenv("LLMOS_BIN");
-    if (!bin || !tu_testdata_path(model, sizeof model, "models/stories260K.gguf")) {
-        skip(); /* needs the built program and LLMOS_TESTDATA's stories260K */
-        return;
-    }
+    if (!bin)
+        tu_skip("LLMOS_BIN is not set (run the tests through ctest)");
+    tu_testdata_path(model, sizeof model, "models/stories260K.gguf");
     char dir[256];
     assert_true(tu_mkdtemp("repl", dir, sizeof dir));
     int fd = -1;
@@ -575,15 +571,10 @@ static void test_kernel_mode_ctrl_c(void **state)
 static void test_shell_without_store_says_so(void **state)
 {
     (void)state;
-    if (!getenv("LLMOS_BIN")) {
-        skip();
-        return;
-    }
+    if (!getenv("LLMOS_BIN"))
+        tu_skip("LLMOS_BIN is not set (run the tests through ctest)");
     char model[1024];
-    if (!tu_testdata_path(model, sizeof model, "models/stories260K.gguf")) {
-        skip(); /* needs LLMOS_TESTDATA's stories260K */
-        return;
-    }
+    tu_testdata_path(model, sizeof model, "models/stories260K.gguf");
     char dir[256];
     assert_true(tu_mkdtemp("repl-nostore", dir, sizeof dir));
     llmos_buf out = {0}, err = {0};
