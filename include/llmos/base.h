@@ -3,8 +3,9 @@
  *
  * Errors (one enum for the library, plus a per-thread detail message), an arena for
  * per-request data, a growable byte buffer, UTF-8 checks, logging, a thread pool with
- * parallel_for, file helpers (mmap, atomic replace, secure zeroing) and CPU feature
- * detection. JSON helpers over jansson are in llmos/json.h.
+ * parallel_for, file helpers (mmap, atomic replace, secure zeroing), CPU feature detection,
+ * and the small helpers every part would otherwise write again (edit distance). JSON helpers
+ * over jansson are in llmos/json.h.
  *
  * Conventions: functions that can fail return llmos_err and write results through
  * out-parameters; on failure they set the detail message (llmos_errmsg) to say what was
@@ -233,6 +234,11 @@ const llmos_cpu *llmos_cpu_features(void);
 void llmos_cpu_features_string(const llmos_cpu *cpu, char *out, size_t size);
 
 /* ---- misc -------------------------------------------------------------------------------- */
+
+/* Levenshtein distance between a[0..na) and b[0..nb): the fewest one-byte insertions,
+ * deletions and substitutions that turn one into the other. For "did you mean" suggestions
+ * among names. SIZE_MAX when out of memory (only strings over 128 bytes allocate). */
+size_t llmos_edit_distance(const char *a, size_t na, const char *b, size_t nb);
 
 /* Monotonic time in seconds. */
 double llmos_time_now(void);
