@@ -54,16 +54,6 @@ static llmos_err record_hash(const uint8_t prev[AUDIT_HASH_BYTES], int64_t seq, 
     return err;
 }
 
-static void hex(const uint8_t *h, size_t n, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[h[i] >> 4];
-        out[2 * i + 1] = digits[h[i] & 15];
-    }
-    out[2 * n] = 0;
-}
-
 typedef struct last_ctx {
     int64_t seq;
     uint8_t hash[AUDIT_HASH_BYTES];
@@ -174,7 +164,7 @@ llmos_err audit_append(audit *a, const char *kind, const json_t *payload)
     if (!err) {
         char headv[32 + 2 * AUDIT_HASH_BYTES];
         int n = snprintf(headv, sizeof headv, "%" PRId64 ":", seq);
-        hex(h, AUDIT_HASH_BYTES, headv + n);
+        llmos_hex_encode(headv + n, sizeof headv - (size_t)n, h, AUDIT_HASH_BYTES);
         err = store_setting_set(a->st, AUDIT_HEAD_KEY, headv);
     }
     if (!err)
@@ -268,7 +258,7 @@ llmos_err audit_verify(store *s, audit_verdict *v)
         return err;
     char want[32 + 2 * AUDIT_HASH_BYTES];
     int n = snprintf(want, sizeof want, "%" PRId64 ":", last);
-    hex(c.prev, AUDIT_HASH_BYTES, want + n);
+    llmos_hex_encode(want + n, sizeof want - (size_t)n, c.prev, AUDIT_HASH_BYTES);
     if (strcmp(head, want) != 0) {
         long long hs = strtoll(head, NULL, 10);
         v->bad_seq = hs > last ? last + 1 : (last ? last : 1);

@@ -84,20 +84,14 @@ void keys_free(keys_unlocked *k)
     free(k);
 }
 
-static void put_le64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
 /* Associated data of the wrap (see the file comment). */
 static void wrap_ad(uint8_t ad[48], const uint8_t db_id[16], keys_kdf kdf)
 {
     memcpy(ad, "llmos-keyfile-v1", 16); // NOLINT(bugprone-not-null-terminated-result): 16 bytes of
                                         // binary associated data, no terminator
     memcpy(ad + 16, db_id, 16);
-    put_le64(ad + 32, kdf.opslimit);
-    put_le64(ad + 40, (uint64_t)kdf.memlimit);
+    llmos_store_le64(ad + 32, kdf.opslimit);
+    llmos_store_le64(ad + 40, (uint64_t)kdf.memlimit);
 }
 
 static llmos_err derive_kek(const char *passphrase, const uint8_t salt[KEYS_SALT_BYTES],

@@ -98,23 +98,6 @@ static void vfs_fail(llmos_err code, const char *fmt, ...)
 
 /* ---- the page codec ------------------------------------------------------------------- */
 
-static void put_le32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_le64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get_be32(const uint8_t *p)
-{
-    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
-}
-
 void vfs_page_ad(uint8_t ad[VFS_AD_BYTES], vfs_kind kind, const uint8_t db_id[VFS_DBID_BYTES],
                  uint32_t pgno, uint64_t pos, const uint8_t *frame_hdr16)
 {
@@ -122,8 +105,8 @@ void vfs_page_ad(uint8_t ad[VFS_AD_BYTES], vfs_kind kind, const uint8_t db_id[VF
     memcpy(ad, "llmosPG1", 8); // NOLINT(bugprone-not-null-terminated-result): 8 bytes of binary
                                // associated data, no terminator
     ad[8] = (uint8_t)kind;
-    put_le32(ad + 12, pgno);
-    put_le64(ad + 16, pos);
+    llmos_store_le32(ad + 12, pgno);
+    llmos_store_le64(ad + 16, pos);
     memcpy(ad + 24, db_id, VFS_DBID_BYTES);
     if (frame_hdr16)
         memcpy(ad + 40, frame_hdr16, 16);
@@ -436,7 +419,7 @@ static int db_write(vfs_file *f, const uint8_t *p, int n, sqlite3_int64 off)
     }
     uint32_t pgno = (uint32_t)(off / f->psz) + 1;
     if (pgno == 1) {
-        uint32_t psz = ((uint32_t)p[DBHDR_PAGE_SIZE_OFF] << 8) | p[DBHDR_PAGE_SIZE_OFF + 1];
+        uint32_t psz = llmos_load_be16(p + DBHDR_PAGE_SIZE_OFF);
         if (psz == 1)
             psz = 65536;
         if (psz != f->psz || p[DBHDR_RESERVE_OFF] != VFS_RESERVE) {
@@ -504,12 +487,12 @@ static bool wal_later_commits(vfs_file *f, uint32_t bad)
         if (off + wal_frame_size(f) > size)
             break;
         if (real_read(f, hdr, WAL_FRAME_HDR_BYTES, off) != SQLITE_OK ||
-            memcmp(hdr + 8, whdr + 16, 8) != 0 || get_be32(hdr + 4) == 0)
+            memcmp(hdr + 8, whdr + 16, 8) != 0 || llmos_load_be32(hdr + 4) == 0)
             continue;
         if (real_read(f, f->buf, (int)f->psz, off + WAL_FRAME_HDR_BYTES) != SQLITE_OK)
             break;
         uint8_t ad[VFS_AD_BYTES];
-        vfs_page_ad(ad, VFS_KIND_WAL, f->db_id, get_be32(hdr), fr, hdr);
+        vfs_page_ad(ad, VFS_KIND_WAL, f->db_id, llmos_load_be32(hdr), fr, hdr);
         if (vfs_page_open(f->key, ad, f->buf, plain, f->psz))
             commits++;
     }
@@ -537,7 +520,7 @@ static int wal_read_page(vfs_file *f, uint32_t frame, uint8_t *out, bool whole_f
     }
     if (rc != SQLITE_OK)
         return rc;
-    uint32_t pgno = get_be32(hdr);
+    uint32_t pgno = llmos_load_be32(hdr);
     uint8_t ad[VFS_AD_BYTES];
     vfs_page_ad(ad, VFS_KIND_WAL, f->db_id, pgno, frame, hdr);
     if (vfs_page_open(f->key, ad, f->buf, out, f->psz))
@@ -632,7 +615,7 @@ static int wal_write(vfs_file *f, const uint8_t *p, int n, sqlite3_int64 off)
     int rc = wal_frame_header(f, frame, hdr);
     if (rc != SQLITE_OK)
         return rc;
-    uint32_t pgno = get_be32(hdr);
+    uint32_t pgno = llmos_load_be32(hdr);
     uint8_t ad[VFS_AD_BYTES];
     vfs_page_ad(ad, VFS_KIND_WAL, f->db_id, pgno, frame, hdr);
     return seal_and_write(f, p, ad, off, pgno);
@@ -651,7 +634,7 @@ static int journal_pgno(vfs_file *f, sqlite3_int64 off, uint32_t *pgno)
         if (rc != SQLITE_OK)
             return rc;
     }
-    *pgno = get_be32(b);
+    *pgno = llmos_load_be32(b);
     return SQLITE_OK;
 }
 
@@ -696,7 +679,7 @@ static int journal_write(vfs_file *f, const uint8_t *p, int n, sqlite3_int64 off
     static const uint8_t journal_magic[8] = {0xd9, 0xd5, 0x05, 0xf9, 0x20, 0xa1, 0x63, 0xd7};
     bool header = n >= 8 && memcmp(p, journal_magic, 8) == 0;
     if (!header && (uint32_t)n == f->psz && off >= 4 && f->pgno_off == off - 4) {
-        uint32_t pgno = get_be32(f->pgno_bytes);
+        uint32_t pgno = llmos_load_be32(f->pgno_bytes);
         uint8_t ad[VFS_AD_BYTES];
         vfs_page_ad(ad, VFS_KIND_JOURNAL, f->db_id, pgno, (uint64_t)off, NULL);
         return seal_and_write(f, p, ad, off, pgno);
