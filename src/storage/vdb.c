@@ -203,6 +203,20 @@ struct vdb {
     vdb_scratch *scratch_free;
 };
 
+/* The bookkeeping every writer leaves behind (checked where the write lock is held, or no
+ * writer can run): each slot ever used is live or on the free list, and a non-empty index has
+ * its entry point at a live node of the top level. */
+static bool vdb_consistent(const vdb *idx)
+{
+    if (idx->count + idx->n_free != idx->n_slots || idx->n_slots > idx->cap ||
+        idx->n_free > idx->cap)
+        return false;
+    if (idx->count == 0)
+        return idx->entry == VDB_NONE && idx->max_level == -1;
+    return idx->entry < idx->n_slots && idx->live[idx->entry] &&
+           (int)idx->levels[idx->entry] == idx->max_level;
+}
+
 vdb_params vdb_params_default(void)
 {
     return (vdb_params){.M = 16, .ef_construction = 200, .seed = 0x5eed, .exact_below = 1024};
@@ -527,6 +541,7 @@ llmos_err vdb_new(uint32_t dim, vdb_metric metric, const vdb_params *params, vdb
         vdb_free(idx);
         return e;
     }
+    assert(vdb_consistent(idx));
     *out = idx;
     return LLMOS_OK;
 }
@@ -564,6 +579,7 @@ llmos_err vdb_reserve(vdb *idx, size_t n)
         return llmos_fail(LLMOS_ERR_INVALID, "vdb_reserve: index is NULL");
     pthread_rwlock_wrlock(&idx->rw);
     llmos_err e = grow_to(idx, n);
+    assert(vdb_consistent(idx));
     pthread_rwlock_unlock(&idx->rw);
     return e;
 }
@@ -921,6 +937,7 @@ llmos_err vdb_insert(vdb *idx, uint64_t id, const float *vec)
             scratch_put(idx, s);
         }
     }
+    assert(vdb_consistent(idx));
     pthread_rwlock_unlock(&idx->rw);
     return e;
 }
@@ -992,6 +1009,7 @@ llmos_err vdb_insert_batch(vdb *idx, size_t n, const uint64_t *ids, const float 
     for (int t = 0; t < started; t++)
         pthread_join(th[t], NULL);
     pthread_mutex_destroy(&b.elock);
+    assert(vdb_consistent(idx));
     pthread_rwlock_unlock(&idx->rw);
     if (b.err)
         return llmos_fail(b.err, "%s", b.msg);
@@ -1098,6 +1116,7 @@ llmos_err vdb_delete(vdb *idx, uint64_t id)
                 idx->entry = x;
             }
     }
+    assert(vdb_consistent(idx));
     pthread_rwlock_unlock(&idx->rw);
     return LLMOS_OK;
 }
@@ -1198,6 +1217,7 @@ llmos_err vdb_search(vdb *idx, const float *query, size_t k, size_t ef, vdb_filt
     }
     const float *q = prepare_query(idx, s, query);
     size_t nh = 0;
+    assert(vdb_consistent(idx));
     if (idx->count == 0) {
         nh = 0;
     } else if (idx->params.flat || idx->count < idx->params.exact_below) {
@@ -1561,6 +1581,7 @@ llmos_err vdb_load(const void *bytes, size_t len, vdb **out)
     idx->count = count;
     idx->entry = count ? entry : VDB_NONE;
     idx->max_level = count ? (int)max_level : -1;
+    assert(vdb_consistent(idx));
     *out = idx;
     return LLMOS_OK;
 }
