@@ -1,13 +1,20 @@
 /*
  * testutil.c - shared helpers for the tests (see testutil.h).
  */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
 #include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <cmocka.h>
 
 #include "testutil.h"
 
@@ -69,27 +76,72 @@ int tu_run_llmos(llmos_buf *out, llmos_buf *err, const char *fmt, ...)
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-const char *tu_testdata(void)
+bool tu_testdata_find(char *out, size_t size, const char *relative)
 {
-    const char *d = getenv("LLMOS_TESTDATA");
+    const char *dir = getenv("LLMOS_TESTDATA");
+    if (!dir || !*dir)
+        return false;
+    int n = snprintf(out, size, "%s/%s", dir, relative);
     struct stat st;
-    if (!d || stat(d, &st) != 0 || !S_ISDIR(st.st_mode)) {
-        fprintf(stderr,
-                "testutil: shared test data not found (LLMOS_TESTDATA=%s); "
-                "tests that need it are skipped\n",
-                d ? d : "(unset)");
-        return NULL;
-    }
-    return d;
+    return n > 0 && (size_t)n < size && stat(out, &st) == 0;
 }
 
-bool tu_testdata_path(char *out, size_t size, const char *relative)
+/* One line "<program>: <reason>" at the end of $LLMOS_SKIP_LOG. One write() to a file opened
+ * with O_APPEND keeps lines whole while ctest -j runs tests side by side. A skip that cannot
+ * be recorded fails the test, so that CI cannot miss it. */
+static void skip_log_append(const char *reason)
 {
-    const char *d = tu_testdata();
-    if (!d)
-        return false;
-    snprintf(out, size, "%s/%s", d, relative);
-    return true;
+    const char *log = getenv("LLMOS_SKIP_LOG");
+    if (!log || !*log)
+        return;
+    char line[2048];
+    int n = snprintf(line, sizeof line, "%s: %s\n", program_invocation_short_name, reason);
+    if (n < 0)
+        fail_msg("testutil: cannot format the skip log line");
+    if ((size_t)n >= sizeof line) {
+        n = (int)sizeof line - 1;
+        line[n - 1] = '\n';
+    }
+    int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0)
+        fail_msg("testutil: cannot open the skip log %s: %s", log, strerror(errno));
+    ssize_t written = write(fd, line, (size_t)n);
+    close(fd);
+    if (written != n)
+        fail_msg("testutil: cannot write to the skip log %s", log);
+}
+
+const char *tu_testdata_path(char *out, size_t size, const char *relative)
+{
+    if (tu_testdata_find(out, size, relative))
+        return out;
+    const char *dir = getenv("LLMOS_TESTDATA");
+    struct stat st;
+    char reason[1024];
+    if (!dir || !*dir)
+        snprintf(reason, sizeof reason, "%s: LLMOS_TESTDATA is not set", relative);
+    else if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        snprintf(reason, sizeof reason, "%s: the test data folder %s is absent", relative, dir);
+    else
+        snprintf(reason, sizeof reason, "%s: not found in the test data folder %s", relative, dir);
+    print_message("skipped: %s (the shared test data lives in ../shared/testdata beside the "
+                  "source tree, or where the CMake cache variable LLMOS_TESTDATA says; ctest "
+                  "passes it to tests as LLMOS_TESTDATA)\n",
+                  reason);
+    skip_log_append(reason);
+    skip();
+    return out;
+}
+
+void tu_skip(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    print_message("skipped: ");
+    vprint_message(fmt, ap);
+    va_end(ap);
+    print_message("\n");
+    skip();
 }
 
 bool tu_mkdtemp(const char *tag, char *out, size_t size)

@@ -3,8 +3,9 @@
  *
  * Errors (one enum for the library, plus a per-thread detail message), an arena for
  * per-request data, a growable byte buffer, UTF-8 checks, logging, a thread pool with
- * parallel_for, file helpers (mmap, atomic replace, secure zeroing) and CPU feature
- * detection. JSON helpers over jansson are in llmos/json.h.
+ * parallel_for, file helpers (mmap, atomic replace, secure zeroing), CPU feature detection,
+ * and the small helpers every part would otherwise write again: byte order, hex, edit
+ * distance. JSON helpers over jansson are in llmos/json.h.
  *
  * Conventions: functions that can fail return llmos_err and write results through
  * out-parameters; on failure they set the detail message (llmos_errmsg) to say what was
@@ -232,7 +233,59 @@ const llmos_cpu *llmos_cpu_features(void);
 /* Space-separated names of the features present, e.g. "avx2 fma f16c avx512f ...". */
 void llmos_cpu_features_string(const llmos_cpu *cpu, char *out, size_t size);
 
+/* ---- bytes ------------------------------------------------------------------------------- */
+
+/* Fixed-width integers at any alignment in a stated byte order, whatever the host's: little
+ * endian for llmos's own formats (sealed-page and key-file associated data, the vector index
+ * file), big endian where SQLite's formats say so (WAL frame and journal headers). */
+static inline uint16_t llmos_load_be16(const void *p)
+{
+    const uint8_t *b = (const uint8_t *)p;
+    return (uint16_t)(b[0] << 8 | b[1]);
+}
+
+static inline uint32_t llmos_load_be32(const void *p)
+{
+    const uint8_t *b = (const uint8_t *)p;
+    return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
+}
+
+static inline uint32_t llmos_load_le32(const void *p)
+{
+    const uint8_t *b = (const uint8_t *)p;
+    return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+}
+
+static inline uint64_t llmos_load_le64(const void *p)
+{
+    const uint8_t *b = (const uint8_t *)p;
+    return (uint64_t)llmos_load_le32(b) | (uint64_t)llmos_load_le32(b + 4) << 32;
+}
+
+static inline void llmos_store_le32(void *p, uint32_t v)
+{
+    uint8_t *b = (uint8_t *)p;
+    for (int i = 0; i < 4; i++)
+        b[i] = (uint8_t)(v >> (8 * i));
+}
+
+static inline void llmos_store_le64(void *p, uint64_t v)
+{
+    uint8_t *b = (uint8_t *)p;
+    for (int i = 0; i < 8; i++)
+        b[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* Lower-case hex of bin[0..n) in out, NUL-terminated, in time that does not depend on the
+ * bytes (they may be hashes or keys). out_size must be at least 2n + 1. Returns out. */
+char *llmos_hex_encode(char *out, size_t out_size, const void *bin, size_t n);
+
 /* ---- misc -------------------------------------------------------------------------------- */
+
+/* Levenshtein distance between a[0..na) and b[0..nb): the fewest one-byte insertions,
+ * deletions and substitutions that turn one into the other. For "did you mean" suggestions
+ * among names. SIZE_MAX when out of memory (only strings over 128 bytes allocate). */
+size_t llmos_edit_distance(const char *a, size_t na, const char *b, size_t nb);
 
 /* Monotonic time in seconds. */
 double llmos_time_now(void);

@@ -179,45 +179,19 @@ const cli_command *cli_find(const char *name)
     return NULL;
 }
 
-/* Levenshtein distance, capped inputs (command names are short). */
-static size_t edit_distance(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b);
-    if (la > 63 || lb > 63)
-        return 64;
-    size_t row[64];
-    for (size_t j = 0; j <= lb; j++)
-        row[j] = j;
-    for (size_t i = 1; i <= la; i++) {
-        size_t diag = row[0];
-        row[0] = i;
-        for (size_t j = 1; j <= lb; j++) {
-            size_t up = row[j];
-            size_t best = diag + (a[i - 1] != b[j - 1]);
-            if (row[j] + 1 < best)
-                best = row[j] + 1;
-            if (row[j - 1] + 1 < best)
-                best = row[j - 1] + 1;
-            row[j] = best;
-            diag = up;
-        }
-    }
-    return row[lb];
-}
-
 const char *cli_closest(const char *name)
 {
     const char *best = NULL;
-    size_t best_d = (size_t)-1;
+    size_t best_d = (size_t)-1, len = strlen(name);
     for (size_t i = 0; i < cli_n_commands; i++) {
-        size_t d = edit_distance(name, cli_commands[i].name);
+        const char *cand = cli_commands[i].name;
+        size_t d = llmos_edit_distance(name, len, cand, strlen(cand));
         if (d < best_d) {
             best_d = d;
-            best = cli_commands[i].name;
+            best = cand;
         }
     }
     /* close enough: at most a third of the name wrong, or a prefix */
-    size_t len = strlen(name);
     if (best && (best_d <= 1 + len / 3 || (len >= 2 && strncmp(best, name, len) == 0)))
         return best;
     return NULL;

@@ -11,6 +11,7 @@
  * course rewrite head and chain together: the chain proves integrity against edits that do
  * not recompute every later hash, and the encrypted store keeps those without the key out).
  */
+#include <assert.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,13 +27,14 @@
 
 struct audit {
     store *st;
-    int64_t last_seq;
+    int64_t last_seq; /* the head: 0 before the first record, never negative */
     uint8_t last_hash[AUDIT_HASH_BYTES];
 };
 
 llmos_err audit_canonical(int64_t seq, int64_t time_s, const char *kind, const char *payload,
                           llmos_buf *out)
 {
+    assert(seq > 0 && kind && payload && out);
     if (buf_printf(out, "llmos-audit-v1%c%" PRId64 "%c%" PRId64 "%c", 0, seq, 0, time_s, 0) ||
         buf_puts(out, kind) || buf_putc(out, 0) || buf_puts(out, payload))
         return llmos_fail(LLMOS_ERR_NOMEM, "audit: no memory");
@@ -42,6 +44,7 @@ llmos_err audit_canonical(int64_t seq, int64_t time_s, const char *kind, const c
 static llmos_err record_hash(const uint8_t prev[AUDIT_HASH_BYTES], int64_t seq, int64_t time_s,
                              const char *kind, const char *payload, uint8_t out[AUDIT_HASH_BYTES])
 {
+    assert(prev && kind && payload && out);
     llmos_buf b = {0};
     if (buf_append(&b, prev, AUDIT_HASH_BYTES)) {
         buf_free(&b);
@@ -54,16 +57,6 @@ static llmos_err record_hash(const uint8_t prev[AUDIT_HASH_BYTES], int64_t seq, 
     return err;
 }
 
-static void hex(const uint8_t *h, size_t n, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[h[i] >> 4];
-        out[2 * i + 1] = digits[h[i] & 15];
-    }
-    out[2 * n] = 0;
-}
-
 typedef struct last_ctx {
     int64_t seq;
     uint8_t hash[AUDIT_HASH_BYTES];
@@ -72,6 +65,7 @@ typedef struct last_ctx {
 
 static bool take_last(const store_audit_record *r, void *ctx)
 {
+    assert(r && ctx);
     last_ctx *l = ctx;
     l->seq = r->seq;
     if (r->hash_len == AUDIT_HASH_BYTES)
@@ -85,6 +79,7 @@ static bool take_last(const store_audit_record *r, void *ctx)
  * only the last record is read. */
 static llmos_err find_head(store *s, int64_t *seq, uint8_t hash[AUDIT_HASH_BYTES])
 {
+    assert(s && seq && hash);
     int64_t from = 1;
     char *head = NULL;
     if (store_setting_get(s, AUDIT_HEAD_KEY, &head) == LLMOS_OK) {
@@ -104,6 +99,7 @@ static llmos_err find_head(store *s, int64_t *seq, uint8_t hash[AUDIT_HASH_BYTES
         return llmos_fail(LLMOS_ERR_FORMAT,
                           "audit record %" PRId64 " has no valid hash; run 'llmos audit verify'",
                           l.seq);
+    assert(l.seq >= 0); /* the store numbers records from 1; an empty log has head 0 */
     *seq = l.seq;
     memcpy(hash, l.hash, AUDIT_HASH_BYTES);
     return LLMOS_OK;
@@ -111,6 +107,7 @@ static llmos_err find_head(store *s, int64_t *seq, uint8_t hash[AUDIT_HASH_BYTES
 
 llmos_err audit_open(store *s, audit **out)
 {
+    assert(out);
     *out = NULL;
     if (!s)
         return llmos_fail(LLMOS_ERR_INVALID, "audit_open: no store");
@@ -125,6 +122,7 @@ llmos_err audit_open(store *s, audit **out)
         free(a);
         return err;
     }
+    assert(a->last_seq >= 0);
     *out = a;
     return LLMOS_OK;
 }
@@ -138,6 +136,8 @@ llmos_err audit_append(audit *a, const char *kind, const json_t *payload)
 {
     if (!a || !kind || !json_is_object(payload))
         return llmos_fail(LLMOS_ERR_INVALID, "audit_append: needs a kind and a JSON object");
+    /* audit_open found the chain's head: a record is only ever appended after a known one */
+    assert(a->st && a->last_seq >= 0);
     llmos_buf text = {0};
     llmos_err err = ljson_to_buf(payload, JSON_COMPACT | JSON_SORT_KEYS, &text);
     if (err) {
@@ -174,7 +174,7 @@ llmos_err audit_append(audit *a, const char *kind, const json_t *payload)
     if (!err) {
         char headv[32 + 2 * AUDIT_HASH_BYTES];
         int n = snprintf(headv, sizeof headv, "%" PRId64 ":", seq);
-        hex(h, AUDIT_HASH_BYTES, headv + n);
+        llmos_hex_encode(headv + n, sizeof headv - (size_t)n, h, AUDIT_HASH_BYTES);
         err = store_setting_set(a->st, AUDIT_HEAD_KEY, headv);
     }
     if (!err)
@@ -201,7 +201,9 @@ typedef struct verify_ctx {
 
 static bool verify_one(const store_audit_record *r, void *ctx)
 {
+    assert(r && ctx);
     verify_ctx *c = ctx;
+    assert(c->expect_seq >= 1);
     audit_verdict *v = c->v;
     v->records++;
     if (r->seq != c->expect_seq) {
@@ -239,6 +241,7 @@ static bool verify_one(const store_audit_record *r, void *ctx)
 
 llmos_err audit_verify(store *s, audit_verdict *v)
 {
+    assert(s && v);
     memset(v, 0, sizeof *v);
     if (sodium_init() < 0)
         return llmos_fail(LLMOS_ERR_CRYPTO, "libsodium failed to initialise");
@@ -268,7 +271,7 @@ llmos_err audit_verify(store *s, audit_verdict *v)
         return err;
     char want[32 + 2 * AUDIT_HASH_BYTES];
     int n = snprintf(want, sizeof want, "%" PRId64 ":", last);
-    hex(c.prev, AUDIT_HASH_BYTES, want + n);
+    llmos_hex_encode(want + n, sizeof want - (size_t)n, c.prev, AUDIT_HASH_BYTES);
     if (strcmp(head, want) != 0) {
         long long hs = strtoll(head, NULL, 10);
         v->bad_seq = hs > last ? last + 1 : (last ? last : 1);

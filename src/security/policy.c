@@ -7,12 +7,16 @@
  * of commands, which are the two ways injected text turns into an action with effect outside
  * (exfiltration to an address the attacker chose; code execution).
  */
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "llmos/json.h"
 #include "llmos/security.h"
+
+/* A bit per origin; no other bit is ever set in an allow set. */
+#define ORIGIN_BITS ((1u << ORIGIN_COUNT_) - 1)
 
 typedef struct policy_rule {
     char *tool, *argument;
@@ -47,6 +51,7 @@ void policy_free(policy *p)
 
 static llmos_err parse_origins(const json_t *arr, const char *what, unsigned *out)
 {
+    assert(what && out);
     if (!json_is_array(arr))
         return llmos_fail(LLMOS_ERR_FORMAT, "%s: expected an array of origins", what);
     *out = 0;
@@ -58,6 +63,7 @@ static llmos_err parse_origins(const json_t *arr, const char *what, unsigned *ou
         if (!origin_parse(json_string_value(v), &o))
             return llmos_fail(LLMOS_ERR_FORMAT,
                               "%s[%zu]: expected one of system, user, tool, untrusted", what, i);
+        assert((unsigned)o < ORIGIN_COUNT_);
         *out |= 1u << o;
     }
     return LLMOS_OK;
@@ -65,6 +71,7 @@ static llmos_err parse_origins(const json_t *arr, const char *what, unsigned *ou
 
 llmos_err policy_parse(const char *text, size_t len, const char *what, policy **out)
 {
+    assert((text || len == 0) && what && out);
     *out = NULL;
     json_t *j = NULL;
     llmos_err err = ljson_parse_text(text, len, what, 32, &j);
@@ -75,7 +82,7 @@ llmos_err policy_parse(const char *text, size_t len, const char *what, policy **
         json_decref(j);
         return llmos_fail(LLMOS_ERR_NOMEM, "policy: no memory");
     }
-    p->deflt = (1u << ORIGIN_COUNT_) - 1;
+    p->deflt = ORIGIN_BITS;
     json_t *d = json_object_get(j, "default");
     if (d && (err = parse_origins(d, "policy \"default\"", &p->deflt)))
         goto fail;
@@ -102,6 +109,7 @@ llmos_err policy_parse(const char *text, size_t len, const char *what, policy **
         }
         char name[64];
         snprintf(name, sizeof name, "rules[%zu].allow", i);
+        assert(p->n == i); /* one rule per array element, in room for all of them */
         policy_rule *pr = &p->rules[p->n];
         if ((err = parse_origins(json_object_get(r, "allow"), name, &pr->allow)))
             goto fail;
@@ -114,6 +122,7 @@ llmos_err policy_parse(const char *text, size_t len, const char *what, policy **
         }
     }
     json_decref(j);
+    assert((p->deflt & ~ORIGIN_BITS) == 0);
     *out = p;
     return LLMOS_OK;
 fail:
@@ -130,6 +139,7 @@ llmos_err policy_default(policy **out)
 
 llmos_err policy_load(const char *config_dir, policy **out)
 {
+    assert(out);
     char path[4096];
     snprintf(path, sizeof path, "%s/policy.json", config_dir ? config_dir : ".");
     llmos_buf b = {0};
@@ -147,8 +157,10 @@ llmos_err policy_load(const char *config_dir, policy **out)
 
 static unsigned allowed_for(const policy *p, const char *tool, const char *arg)
 {
+    assert(p && tool && arg);
     for (size_t i = 0; i < p->n; i++) {
         const policy_rule *r = &p->rules[i];
+        assert(r->tool && r->argument && (r->allow & ~ORIGIN_BITS) == 0);
         if ((strcmp(r->tool, "*") == 0 || strcmp(r->tool, tool) == 0) &&
             (strcmp(r->argument, "*") == 0 || strcmp(r->argument, arg) == 0))
             return r->allow;

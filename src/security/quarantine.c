@@ -27,9 +27,14 @@ typedef struct qvar {
 } qvar;
 
 struct quarantine {
-    qvar *vars;
+    qvar *vars; /* vars[i] is $VAR<i+1>; each holds a value */
     size_t n, cap;
 };
+
+/* handle_at reads at most 12 digits, and a handle must fit qvar.handle: the counter stops
+ * here (a trillion values) instead of wrapping into handles that name nothing or collide. */
+#define QUARANTINE_MAX_VARS 999999999999ull
+_Static_assert(sizeof "$VAR999999999999" <= sizeof((qvar *)0)->handle, "handles fit");
 
 static const char *const origin_names[ORIGIN_COUNT_] = {"system", "user", "tool", "untrusted"};
 
@@ -71,6 +76,8 @@ trusted_text trusted_tool(const char *text)
 
 untrusted_text *untrusted_new(const char *text, size_t len, const char *source)
 {
+    assert(text || len == 0);
+    assert(len <= (SIZE_MAX - 1) / 3);
     untrusted_text *u = calloc(1, sizeof *u);
     if (!u)
         return NULL;
@@ -132,6 +139,7 @@ void quarantine_free(quarantine *q)
 
 size_t quarantine_count(const quarantine *q)
 {
+    assert(!q || q->n <= q->cap);
     return q ? q->n : 0;
 }
 
@@ -141,7 +149,9 @@ llmos_err quarantine_put(quarantine *q, untrusted_text *u, trusted_text *handle)
         untrusted_free(u);
         return llmos_fail(LLMOS_ERR_INVALID, "quarantine_put: NULL argument");
     }
+    assert(q->n <= q->cap && q->n < QUARANTINE_MAX_VARS);
     if (q->n == q->cap) {
+        assert(q->cap <= SIZE_MAX / 2 / sizeof *q->vars);
         size_t cap = q->cap ? q->cap * 2 : 8;
         qvar *v = realloc(q->vars, cap * sizeof *v);
         if (!v) {
@@ -162,6 +172,7 @@ llmos_err quarantine_put(quarantine *q, untrusted_text *u, trusted_text *handle)
  * "$VAR" followed by digits not followed by another digit. */
 static const qvar *handle_at(const quarantine *q, const char *s, size_t *hlen)
 {
+    assert(q && s && hlen && q->n <= q->cap);
     if (strncmp(s, "$VAR", 4) != 0)
         return NULL;
     size_t i = 4;
@@ -175,6 +186,7 @@ static const qvar *handle_at(const quarantine *q, const char *s, size_t *hlen)
     *hlen = i;
     if (num == 0 || num > q->n)
         return (const qvar *)q; /* sentinel: looks like a handle but names nothing */
+    assert(q->vars[num - 1].value);
     return &q->vars[num - 1];
 }
 
@@ -195,6 +207,7 @@ bool quarantine_mentions(const quarantine *q, const char *text)
 static llmos_err subst_string(const quarantine *q, const char *s, llmos_origin author,
                               llmos_buf *out, unsigned *used)
 {
+    assert(q && s && out && used && (unsigned)author < ORIGIN_COUNT_);
     const char *p = s;
     bool any_plain = false;
     for (;;) {
@@ -288,6 +301,7 @@ static llmos_err subst_value(const quarantine *q, const json_t *in, llmos_origin
 llmos_err quarantine_substitute(const quarantine *q, const json_t *args, llmos_origin author,
                                 json_t **out, json_t **members)
 {
+    assert(out && members && (unsigned)author < ORIGIN_COUNT_);
     *out = NULL;
     *members = NULL;
     if (!json_is_object(args))
@@ -391,6 +405,7 @@ llmos_err quarantine_ask(quarantine *q, llm_backend *quarantined, const char *ha
 
 llmos_err quarantine_to_json(const quarantine *q, json_t **out)
 {
+    assert(out && (!q || q->n <= q->cap));
     json_t *arr = json_array();
     for (size_t i = 0; q && i < q->n; i++) {
         json_t *e = json_pack("{s:s%, s:s}", "value", q->vars[i].value->text, q->vars[i].value->len,
@@ -407,6 +422,7 @@ llmos_err quarantine_to_json(const quarantine *q, json_t **out)
 
 llmos_err quarantine_from_json(const json_t *j, quarantine **out)
 {
+    assert(out);
     *out = NULL;
     quarantine *q = quarantine_new();
     if (!q)

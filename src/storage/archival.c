@@ -19,10 +19,12 @@
 /* Embed with the store's embedder and scale to unit length (zero stays zero). */
 static llmos_err embed_unit(store *s, const char *text, float **out)
 {
+    assert(store_is_open(s) && text && out);
     *out = NULL;
     if (!s->emb)
         return llmos_fail(LLMOS_ERR_INVALID,
                           "this store was opened without an embedder; archival memory needs one");
+    assert(s->emb->dim > 0 && s->emb->embed);
     float *v = calloc(s->emb->dim, sizeof *v);
     if (!v)
         return llmos_fail(LLMOS_ERR_NOMEM, "no memory for an embedding");
@@ -91,6 +93,7 @@ static void sig_text(const vsig *g, char out[96])
  * archival_by_embedder index). */
 static llmos_err rows_signature(store *s, vsig *sig)
 {
+    assert(store_is_open(s) && s->emb && sig);
     sig->valid = false;
     sqlite3_stmt *st = NULL;
     llmos_err err = store_prepare(s,
@@ -122,6 +125,7 @@ static bool nonzero(const float *v, uint32_t dim)
 /* Build vi->idx afresh from the stored embeddings. */
 static llmos_err vindex_build(store *s, vindex *vi)
 {
+    assert(store_is_open(s) && s->emb && vi);
     vdb_free(vi->idx);
     vi->idx = NULL;
     llmos_err err = rows_signature(s, &vi->sig);
@@ -153,6 +157,7 @@ static llmos_err vindex_build(store *s, vindex *vi)
 /* Load the saved index if it matches the rows; true on success. */
 static bool vindex_load(store *s, vindex *vi)
 {
+    assert(store_is_open(s) && s->emb && vi && !vi->idx);
     sqlite3_stmt *st = NULL;
     if (store_prepare(s, "SELECT embedder, dim, signature, data FROM vector_index WHERE name = ?1",
                       &st))
@@ -183,6 +188,7 @@ static bool vindex_load(store *s, vindex *vi)
 
 llmos_err store_vindex_open(store *s)
 {
+    assert(s && s->db && !s->vindex);
     s->vindex = NULL;
     if (!s->emb)
         return LLMOS_OK;
@@ -204,6 +210,7 @@ llmos_err store_vindex_open(store *s)
 /* Save the index into the database when it changed. */
 static llmos_err vindex_save(store *s, vindex *vi)
 {
+    assert(store_is_open(s) && s->emb && vi);
     llmos_buf data = {0};
     llmos_err err = vdb_save(vi->idx, &data);
     sqlite3_stmt *st = NULL;
@@ -235,6 +242,7 @@ static llmos_err vindex_save(store *s, vindex *vi)
 
 void store_vindex_close(store *s)
 {
+    assert(s);
     vindex *vi = s->vindex;
     if (!vi)
         return;
@@ -253,6 +261,7 @@ void store_vindex_close(store *s)
 
 bool store_vindex_active(store *s)
 {
+    assert(store_is_open(s));
     return s->vindex != NULL;
 }
 
@@ -263,6 +272,7 @@ static void vindex_note(store *s, int64_t id, const float *v, bool added)
     vindex *vi = s->vindex;
     if (!vi)
         return;
+    assert(store_is_open(s));
     llmos_err err = LLMOS_OK;
     if (added && v && nonzero(v, s->emb->dim))
         err = vdb_insert(vi->idx, (uint64_t)id, v);
@@ -289,6 +299,7 @@ static void vindex_note(store *s, int64_t id, const float *v, bool added)
 
 llmos_err store_archival_add(store *s, const char *text, const char *metadata, int64_t *id)
 {
+    assert(store_is_open(s));
     if (!text)
         return llmos_fail(LLMOS_ERR_INVALID, "an archival passage needs text");
     float *v = NULL;
@@ -330,6 +341,7 @@ llmos_err store_archival_add(store *s, const char *text, const char *metadata, i
 
 static llmos_err fetch_row(store *s, int64_t id, store_archival *out)
 {
+    assert(store_is_open(s) && out);
     memset(out, 0, sizeof *out);
     sqlite3_stmt *st = NULL;
     llmos_err err = store_prepare(
@@ -364,6 +376,7 @@ llmos_err store_archival_get(store *s, int64_t id, store_archival *out)
 
 llmos_err store_archival_delete(store *s, int64_t id)
 {
+    assert(store_is_open(s));
     sqlite3_stmt *st = NULL;
     llmos_err err = store_prepare(s, "DELETE FROM archival WHERE id = ?1", &st);
     if (err)
@@ -388,6 +401,7 @@ typedef struct scored {
 static llmos_err vindex_search(store *s, const float *q, size_t k, scored *best, size_t *nb)
 {
     vindex *vi = s->vindex;
+    assert(vi && q && k > 0 && best && nb);
     vsig sig;
     llmos_err err = rows_signature(s, &sig);
     if (!err && !sig_equal(&sig, &vi->sig)) {
@@ -410,6 +424,7 @@ static llmos_err vindex_search(store *s, const float *q, size_t k, scored *best,
 /* Keep the k best of a stream in best[0..*n), sorted by descending score. */
 static void keep_best(scored *best, size_t k, size_t *n, int64_t id, double score)
 {
+    assert(*n <= k);
     if (*n == k && (k == 0 || score <= best[k - 1].score))
         return;
     size_t i = *n < k ? (*n)++ : k - 1;
@@ -423,6 +438,7 @@ static void keep_best(scored *best, size_t k, size_t *n, int64_t id, double scor
 llmos_err store_archival_search(store *s, const char *query, size_t k, store_archival **out,
                                 size_t *n)
 {
+    assert(store_is_open(s) && out && n);
     *out = NULL;
     *n = 0;
     if (k == 0)

@@ -38,6 +38,14 @@
  * without limit: at most 16 passes and 4 GiB. */
 #define KEYS_MAX_OPS 16
 #define KEYS_MAX_MEM ((uint64_t)4 << 30)
+/* The wrap's associated data: "llmos-keyfile-v1" | db_id | opslimit (u64) | memlimit (u64). */
+#define KEYS_AD_BYTES (16 + 16 + 8 + 8)
+
+/* The sizes the file format (docs/storage.md) writes down. */
+_Static_assert(KEYS_SALT_BYTES == 16, "the key file's salt is 16 bytes");
+_Static_assert(KEYS_NONCE_BYTES == 24, "the key file's nonce is 24 bytes");
+_Static_assert(KEYS_WRAPPED_BYTES == 48, "the key file's wrapped_key is 32 + 16 bytes");
+_Static_assert(KEYS_AD_BYTES == 48, "the wrap's associated data is 48 bytes");
 
 keys_kdf keys_kdf_default(void)
 {
@@ -47,6 +55,7 @@ keys_kdf keys_kdf_default(void)
 
 llmos_err keys_kdf_parse(const char *name, keys_kdf *out)
 {
+    assert(out);
     if (!name || strcmp(name, "moderate") == 0) {
         *out = keys_kdf_default();
     } else if (strcmp(name, "interactive") == 0) {
@@ -68,6 +77,7 @@ llmos_err keys_kdf_parse(const char *name, keys_kdf *out)
 
 llmos_err keys_kdf_from_env(keys_kdf *out)
 {
+    assert(out);
     const char *env = getenv("LLMOS_KDF");
     llmos_err err = keys_kdf_parse(env && *env ? env : NULL, out);
     if (err)
@@ -84,25 +94,29 @@ void keys_free(keys_unlocked *k)
     free(k);
 }
 
-static void put_le64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
 /* Associated data of the wrap (see the file comment). */
-static void wrap_ad(uint8_t ad[48], const uint8_t db_id[16], keys_kdf kdf)
+static void wrap_ad(uint8_t ad[KEYS_AD_BYTES], const uint8_t db_id[16], keys_kdf kdf)
 {
+    assert(ad && db_id);
     memcpy(ad, "llmos-keyfile-v1", 16); // NOLINT(bugprone-not-null-terminated-result): 16 bytes of
                                         // binary associated data, no terminator
     memcpy(ad + 16, db_id, 16);
-    put_le64(ad + 32, kdf.opslimit);
-    put_le64(ad + 40, (uint64_t)kdf.memlimit);
+    llmos_store_le64(ad + 32, kdf.opslimit);
+    llmos_store_le64(ad + 40, (uint64_t)kdf.memlimit);
+}
+
+/* Argon2id parameters within libsodium's minimum and our bounds. */
+static bool check_kdf_ok(keys_kdf kdf)
+{
+    return kdf.opslimit >= crypto_pwhash_argon2id_OPSLIMIT_MIN && kdf.opslimit <= KEYS_MAX_OPS &&
+           kdf.memlimit >= crypto_pwhash_argon2id_MEMLIMIT_MIN && kdf.memlimit <= KEYS_MAX_MEM;
 }
 
 static llmos_err derive_kek(const char *passphrase, const uint8_t salt[KEYS_SALT_BYTES],
                             keys_kdf kdf, uint8_t **kek_out)
 {
+    assert(passphrase && salt && kek_out);
+    assert(check_kdf_ok(kdf)); /* read from a file or named by the user: checked before */
     uint8_t *kek = sodium_malloc(32);
     if (!kek)
         return llmos_fail(LLMOS_ERR_NOMEM, "no locked memory for the key-encryption key");
@@ -120,8 +134,7 @@ static llmos_err derive_kek(const char *passphrase, const uint8_t salt[KEYS_SALT
 
 static llmos_err check_kdf(keys_kdf kdf, const char *what)
 {
-    if (kdf.opslimit < crypto_pwhash_argon2id_OPSLIMIT_MIN || kdf.opslimit > KEYS_MAX_OPS ||
-        kdf.memlimit < crypto_pwhash_argon2id_MEMLIMIT_MIN || kdf.memlimit > KEYS_MAX_MEM)
+    if (!check_kdf_ok(kdf))
         return llmos_fail(LLMOS_ERR_INVALID,
                           "%s: Argon2id parameters opslimit=%llu memlimit=%zu out of range "
                           "(opslimit %u..%u, memlimit %u..%llu)",
@@ -145,8 +158,9 @@ static char *b64(const uint8_t *bin, size_t n)
 static llmos_err write_keyfile(const char *path, const char *passphrase, keys_kdf kdf,
                                const uint8_t *data_key, const uint8_t db_id[16])
 {
+    assert(path && passphrase && *passphrase && data_key && db_id);
     uint8_t salt[KEYS_SALT_BYTES], nonce[KEYS_NONCE_BYTES], wrapped[KEYS_WRAPPED_BYTES];
-    uint8_t ad[48];
+    uint8_t ad[KEYS_AD_BYTES];
     randombytes_buf(salt, sizeof salt);
     randombytes_buf(nonce, sizeof nonce);
     uint8_t *kek = NULL;
@@ -190,6 +204,7 @@ static llmos_err write_keyfile(const char *path, const char *passphrase, keys_kd
 
 llmos_err keys_create(const char *path, const char *passphrase, keys_kdf kdf, keys_unlocked **out)
 {
+    assert(path);
     if (out)
         *out = NULL;
     if (sodium_init() < 0)
@@ -229,6 +244,7 @@ llmos_err keys_create(const char *path, const char *passphrase, keys_kdf kdf, ke
 static llmos_err get_b64(const json_t *obj, const char *key, const char *path, uint8_t *bin,
                          size_t n)
 {
+    assert(obj && key && path && bin && n > 0);
     const char *s = NULL;
     llmos_err err = ljson_require_string(obj, key, path, &s);
     if (err)
@@ -249,6 +265,7 @@ typedef struct keyfile {
 
 static llmos_err read_keyfile(const char *path, keyfile *kf)
 {
+    assert(path && kf);
     llmos_buf text = {0};
     llmos_err err = llmos_file_read_all(path, KEYS_MAX_FILE, &text);
     if (err) {
@@ -303,6 +320,7 @@ static llmos_err read_keyfile(const char *path, keyfile *kf)
 
 llmos_err keys_unlock(const char *path, const char *passphrase, keys_unlocked **out)
 {
+    assert(path && out);
     *out = NULL;
     if (sodium_init() < 0)
         return llmos_fail(LLMOS_ERR_CRYPTO, "libsodium failed to initialise");
@@ -324,7 +342,7 @@ llmos_err keys_unlock(const char *path, const char *passphrase, keys_unlocked **
         sodium_free(kek);
         return llmos_fail(LLMOS_ERR_NOMEM, "no locked memory for the data key");
     }
-    uint8_t ad[48];
+    uint8_t ad[KEYS_AD_BYTES];
     wrap_ad(ad, kf.db_id, kf.kdf);
     unsigned long long mlen = 0;
     /* kek is set when derive_kek returns 0 */
@@ -350,6 +368,7 @@ llmos_err keys_unlock(const char *path, const char *passphrase, keys_unlocked **
 llmos_err keys_change_passphrase(const char *path, const char *old_passphrase,
                                  const char *new_passphrase, keys_kdf kdf)
 {
+    assert(path);
     if (!new_passphrase || !*new_passphrase)
         return llmos_fail(LLMOS_ERR_INVALID, "%s: an empty passphrase is not allowed", path);
     llmos_err err = check_kdf(kdf, path);

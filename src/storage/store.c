@@ -100,6 +100,7 @@ static const char *const migrations[] = {
 
 llmos_err store_db_fail(store *s, int rc, const char *what)
 {
+    assert(s && s->db_path && what);
     llmos_err v = vfs_take_error();
     if (v != LLMOS_OK)
         return llmos_fail_context(v, "%s: ", what);
@@ -125,6 +126,7 @@ llmos_err store_db_fail(store *s, int rc, const char *what)
 
 llmos_err store_exec(store *s, const char *sql, const char *what)
 {
+    assert(s && s->db && sql && what);
     int rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
     if (rc != SQLITE_OK)
         return store_db_fail(s, rc, what);
@@ -133,6 +135,7 @@ llmos_err store_exec(store *s, const char *sql, const char *what)
 
 llmos_err store_prepare(store *s, const char *sql, sqlite3_stmt **st)
 {
+    assert(s && s->db && sql && st);
     int rc = sqlite3_prepare_v2(s->db, sql, -1, st, NULL);
     if (rc != SQLITE_OK)
         return store_db_fail(s, rc, "preparing a statement");
@@ -218,6 +221,7 @@ static llmos_err migrate(store *s)
         if (v == STORE_SCHEMA_VERSION) {
             return store_exec(s, "COMMIT", "ending the schema check");
         }
+        assert(v >= 0 && v < STORE_SCHEMA_VERSION);
         char bump[64];
         snprintf(bump, sizeof bump, "PRAGMA user_version = %d", v + 1);
         err = store_exec(s, migrations[v], "migrating the schema");
@@ -235,6 +239,7 @@ static llmos_err migrate(store *s)
 
 llmos_err store_open(const char *dir, const char *passphrase, const store_options *opt, store **out)
 {
+    assert(out);
     *out = NULL;
     store_options defaults = {0};
     if (!opt)
@@ -345,6 +350,7 @@ llmos_err store_open(const char *dir, const char *passphrase, const store_option
         store_close(s);
         return err;
     }
+    assert(store_is_open(s) && s->token != 0);
     *out = s;
     return LLMOS_OK;
 }
@@ -402,6 +408,7 @@ void store_close(store *s)
 llmos_err store_change_passphrase(store *s, const char *old_passphrase, const char *new_passphrase,
                                   keys_kdf kdf)
 {
+    assert(store_is_open(s));
     if (kdf.opslimit == 0 && kdf.memlimit == 0)
         kdf = keys_kdf_default();
     return keys_change_passphrase(s->key_path, old_passphrase, new_passphrase, kdf);
@@ -424,23 +431,30 @@ llmos_err store_data_version(store *s, int64_t *version)
 
 int store_schema_version(store *s)
 {
+    assert(store_is_open(s));
     return user_version(s);
 }
 const char *store_db_path(const store *s)
 {
+    assert(store_is_open(s));
     return s->db_path;
 }
 const char *store_key_path(const store *s)
 {
+    assert(store_is_open(s));
     return s->key_path;
 }
 
 llmos_err store_begin(store *s)
 {
+    assert(store_is_open(s));
+    /* SQLite has no nested BEGIN: a caller that already holds a transaction has lost track */
+    assert(sqlite3_get_autocommit(s->db));
     return store_exec(s, "BEGIN IMMEDIATE", "begin");
 }
 llmos_err store_commit(store *s)
 {
+    assert(store_is_open(s));
     if (sqlite3_get_autocommit(s->db))
         return llmos_fail(LLMOS_ERR_INVALID, "store_commit: no transaction is open");
     return store_exec(s, "COMMIT", "commit");
@@ -448,6 +462,7 @@ llmos_err store_commit(store *s)
 
 llmos_err store_rollback(store *s)
 {
+    assert(store_is_open(s));
     if (sqlite3_get_autocommit(s->db))
         return llmos_fail(LLMOS_ERR_INVALID, "store_rollback: no transaction is open");
     return store_exec(s, "ROLLBACK", "rollback");
@@ -455,6 +470,7 @@ llmos_err store_rollback(store *s)
 
 llmos_err store_verify(store *s)
 {
+    assert(store_is_open(s) && s->token != 0);
     /* our own check first: it reads every page of the file and names the first bad one */
     llmos_err err = vfs_verify_file(s->token, s->db_path, NULL);
     if (err)
@@ -498,6 +514,7 @@ static int64_t file_size(const char *path)
 
 llmos_err store_get_stats(store *s, store_stats *out)
 {
+    assert(store_is_open(s) && out);
     memset(out, 0, sizeof *out);
     out->messages = count_rows(s, "SELECT count(*) FROM messages");
     out->archival = count_rows(s, "SELECT count(*) FROM archival");
@@ -531,6 +548,7 @@ llmos_err store_get_stats(store *s, store_stats *out)
 llmos_err store_message_add(store *s, const char *conversation, const char *role,
                             const char *content, int64_t created_at, int64_t *id)
 {
+    assert(store_is_open(s));
     if (!conversation || !role || !content)
         return llmos_fail(LLMOS_ERR_INVALID, "a message needs a conversation, role and content");
     sqlite3_stmt *st = NULL;
@@ -577,6 +595,7 @@ static bool fts_query(const char *text, llmos_buf *out)
 llmos_err store_message_search(store *s, const char *query, const store_search_opts *opts,
                                store_message **out, size_t *n)
 {
+    assert(store_is_open(s) && out && n);
     *out = NULL;
     *n = 0;
     store_search_opts o = {0};
@@ -621,6 +640,7 @@ llmos_err store_message_search(store *s, const char *query, const store_search_o
     size_t cnt = 0, cap = 0;
     int rc = SQLITE_OK;
     while (!err && (rc = sqlite3_step(st)) == SQLITE_ROW && cnt < o.limit) {
+        assert(cnt <= cap);
         if (cnt == cap) { /* grow as rows come: a large limit costs nothing up front */
             size_t ncap = cap ? 2 * cap : 16;
             store_message *nres = realloc(res, ncap * sizeof *nres);
@@ -675,6 +695,7 @@ void store_messages_free(store_message *m, size_t n)
 
 llmos_err store_core_set(store *s, const char *label, const char *value, size_t limit)
 {
+    assert(store_is_open(s));
     if (!label || !*label || !value)
         return llmos_fail(LLMOS_ERR_INVALID, "a core memory block needs a label and a value");
     if (limit == 0) {
@@ -708,6 +729,7 @@ llmos_err store_core_set(store *s, const char *label, const char *value, size_t 
 
 llmos_err store_core_get(store *s, const char *label, char **value, size_t *limit)
 {
+    assert(store_is_open(s) && label && value);
     *value = NULL;
     sqlite3_stmt *st = NULL;
     llmos_err err =
@@ -735,6 +757,7 @@ llmos_err store_core_get(store *s, const char *label, char **value, size_t *limi
 
 llmos_err store_setting_set(store *s, const char *key, const char *value)
 {
+    assert(store_is_open(s));
     if (!key || !*key || !value)
         return llmos_fail(LLMOS_ERR_INVALID, "a setting needs a key and a value");
     sqlite3_stmt *st = NULL;
@@ -751,6 +774,7 @@ llmos_err store_setting_set(store *s, const char *key, const char *value)
 
 llmos_err store_setting_get(store *s, const char *key, char **value)
 {
+    assert(store_is_open(s) && key && value);
     *value = NULL;
     sqlite3_stmt *st = NULL;
     llmos_err err = store_prepare(s, "SELECT value FROM settings WHERE key = ?1", &st);
@@ -774,6 +798,7 @@ llmos_err store_setting_get(store *s, const char *key, char **value)
 
 llmos_err store_audit_append(store *s, const store_audit_record *rec, int64_t *seq)
 {
+    assert(store_is_open(s));
     if (!rec || !rec->kind || !rec->payload)
         return llmos_fail(LLMOS_ERR_INVALID, "an audit record needs a kind and a payload");
     sqlite3_stmt *st = NULL;
@@ -799,6 +824,7 @@ llmos_err store_audit_append(store *s, const store_audit_record *rec, int64_t *s
 llmos_err store_audit_iterate(store *s, int64_t from_seq,
                               bool (*fn)(const store_audit_record *rec, void *ctx), void *ctx)
 {
+    assert(store_is_open(s) && fn);
     sqlite3_stmt *st = NULL;
     llmos_err err = store_prepare(s,
                                   "SELECT seq, time, kind, payload, prev_hash, hash FROM audit "

@@ -16,6 +16,14 @@ struct store {
     void *vindex;              /* archival vector index (archival.c), or NULL */
 };
 
+/* What every store_* function may assume of the handle it is given (asserted on entry: a NULL
+ * or closed handle is the caller's bug): store_open made it, so its database is open, and a
+ * vector index exists only beside an embedder. */
+static inline bool store_is_open(const store *s)
+{
+    return s && s->db && s->db_path && s->key_path && (!s->vindex || s->emb);
+}
+
 /* Turn an SQLite result code into an llmos_err with a message; when the VFS refused a page,
  * its message (file and page) is used. */
 llmos_err store_db_fail(store *s, int rc, const char *what);

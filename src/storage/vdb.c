@@ -203,6 +203,20 @@ struct vdb {
     vdb_scratch *scratch_free;
 };
 
+/* The bookkeeping every writer leaves behind (checked where the write lock is held, or no
+ * writer can run): each slot ever used is live or on the free list, and a non-empty index has
+ * its entry point at a live node of the top level. */
+static bool vdb_consistent(const vdb *idx)
+{
+    if (idx->count + idx->n_free != idx->n_slots || idx->n_slots > idx->cap ||
+        idx->n_free > idx->cap)
+        return false;
+    if (idx->count == 0)
+        return idx->entry == VDB_NONE && idx->max_level == -1;
+    return idx->entry < idx->n_slots && idx->live[idx->entry] &&
+           (int)idx->levels[idx->entry] == idx->max_level;
+}
+
 vdb_params vdb_params_default(void)
 {
     return (vdb_params){.M = 16, .ef_construction = 200, .seed = 0x5eed, .exact_below = 1024};
@@ -527,6 +541,7 @@ llmos_err vdb_new(uint32_t dim, vdb_metric metric, const vdb_params *params, vdb
         vdb_free(idx);
         return e;
     }
+    assert(vdb_consistent(idx));
     *out = idx;
     return LLMOS_OK;
 }
@@ -564,6 +579,7 @@ llmos_err vdb_reserve(vdb *idx, size_t n)
         return llmos_fail(LLMOS_ERR_INVALID, "vdb_reserve: index is NULL");
     pthread_rwlock_wrlock(&idx->rw);
     llmos_err e = grow_to(idx, n);
+    assert(vdb_consistent(idx));
     pthread_rwlock_unlock(&idx->rw);
     return e;
 }
@@ -921,6 +937,7 @@ llmos_err vdb_insert(vdb *idx, uint64_t id, const float *vec)
             scratch_put(idx, s);
         }
     }
+    assert(vdb_consistent(idx));
     pthread_rwlock_unlock(&idx->rw);
     return e;
 }
@@ -992,6 +1009,7 @@ llmos_err vdb_insert_batch(vdb *idx, size_t n, const uint64_t *ids, const float 
     for (int t = 0; t < started; t++)
         pthread_join(th[t], NULL);
     pthread_mutex_destroy(&b.elock);
+    assert(vdb_consistent(idx));
     pthread_rwlock_unlock(&idx->rw);
     if (b.err)
         return llmos_fail(b.err, "%s", b.msg);
@@ -1098,6 +1116,7 @@ llmos_err vdb_delete(vdb *idx, uint64_t id)
                 idx->entry = x;
             }
     }
+    assert(vdb_consistent(idx));
     pthread_rwlock_unlock(&idx->rw);
     return LLMOS_OK;
 }
@@ -1198,6 +1217,7 @@ llmos_err vdb_search(vdb *idx, const float *query, size_t k, size_t ef, vdb_filt
     }
     const float *q = prepare_query(idx, s, query);
     size_t nh = 0;
+    assert(vdb_consistent(idx));
     if (idx->count == 0) {
         nh = 0;
     } else if (idx->params.flat || idx->count < idx->params.exact_below) {
@@ -1306,28 +1326,6 @@ llmos_err vdb_get(vdb *idx, uint64_t id, float *out)
 #define VDB_HEADER  64u
 #define VDB_HASH    32u
 
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-    return (uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32;
-}
-
 static void put_floats(uint8_t *p, const float *f, size_t n)
 {
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
@@ -1336,7 +1334,7 @@ static void put_floats(uint8_t *p, const float *f, size_t n)
     for (size_t i = 0; i < n; i++) {
         uint32_t u;
         memcpy(&u, &f[i], 4);
-        put_u32(p + 4 * i, u);
+        llmos_store_le32(p + 4 * i, u);
     }
 #endif
 }
@@ -1347,7 +1345,7 @@ static void get_floats(float *f, const uint8_t *p, size_t n)
     memcpy(f, p, n * sizeof(float));
 #else
     for (size_t i = 0; i < n; i++) {
-        uint32_t u = get_u32(p + 4 * i);
+        uint32_t u = llmos_load_le32(p + 4 * i);
         memcpy(&f[i], &u, 4);
     }
 #endif
@@ -1389,33 +1387,33 @@ llmos_err vdb_save(vdb *idx, llmos_buf *out)
     /* 8-byte binary magic, no terminator */
     // NOLINTNEXTLINE(bugprone-not-null-terminated-result)
     memcpy(p, VDB_MAGIC, 8);
-    put_u32(p + 8, VDB_VERSION);
-    put_u32(p + 12, (uint32_t)idx->metric);
-    put_u32(p + 16, idx->dim);
-    put_u32(p + 20, idx->M);
-    put_u32(p + 24, idx->params.ef_construction);
-    put_u32(p + 28, idx->params.exact_below);
-    put_u64(p + 32, idx->params.seed);
-    put_u64(p + 40, count);
-    put_u32(p + 48, count ? num[idx->entry] : VDB_NONE);
-    put_u32(p + 52, count ? (uint32_t)idx->max_level : VDB_NONE);
-    put_u32(p + 56, idx->params.flat ? 1u : 0u);
-    put_u32(p + 60, 0);
+    llmos_store_le32(p + 8, VDB_VERSION);
+    llmos_store_le32(p + 12, (uint32_t)idx->metric);
+    llmos_store_le32(p + 16, idx->dim);
+    llmos_store_le32(p + 20, idx->M);
+    llmos_store_le32(p + 24, idx->params.ef_construction);
+    llmos_store_le32(p + 28, idx->params.exact_below);
+    llmos_store_le64(p + 32, idx->params.seed);
+    llmos_store_le64(p + 40, count);
+    llmos_store_le32(p + 48, count ? num[idx->entry] : VDB_NONE);
+    llmos_store_le32(p + 52, count ? (uint32_t)idx->max_level : VDB_NONE);
+    llmos_store_le32(p + 56, idx->params.flat ? 1u : 0u);
+    llmos_store_le32(p + 60, 0);
     uint8_t *ids = p + VDB_HEADER, *levels = ids + 8 * count, *vecs = levels + count;
     uint8_t *links = vecs + count * (size_t)idx->dim * 4;
     k = 0;
     for (uint32_t s = 0; s < idx->n_slots; s++) {
         if (!idx->live[s])
             continue;
-        put_u64(ids + 8 * k, idx->ids[s]);
+        llmos_store_le64(ids + 8 * k, idx->ids[s]);
         levels[k] = idx->levels[s];
         put_floats(vecs + k * (size_t)idx->dim * 4, vec_of(idx, s), idx->dim);
         for (int l = 0; l <= idx->levels[s]; l++) {
             const uint32_t *ll = links_at(idx, s, l);
-            put_u32(links, ll[0]);
+            llmos_store_le32(links, ll[0]);
             links += 4;
             for (uint32_t j = 1; j <= ll[0]; j++, links += 4)
-                put_u32(links, num[ll[j]]);
+                llmos_store_le32(links, num[ll[j]]);
         }
         k++;
     }
@@ -1450,7 +1448,7 @@ llmos_err vdb_load(const void *bytes, size_t len, vdb **out)
     if (memcmp(p, VDB_MAGIC, 8) != 0)
         return llmos_fail(LLMOS_ERR_FORMAT, "vdb_load: offset 0: magic is not \"LLMOSVDB\"; "
                                             "these bytes are not a saved vector index");
-    uint32_t version = get_u32(p + 8);
+    uint32_t version = llmos_load_le32(p + 8);
     if (version != VDB_VERSION)
         return llmos_fail(LLMOS_ERR_UNSUPPORTED,
                           "vdb_load: offset 8: format version %u, this "
@@ -1467,16 +1465,17 @@ llmos_err vdb_load(const void *bytes, size_t len, vdb **out)
                           len - VDB_HASH, len - VDB_HASH);
     size_t body = len - VDB_HASH;
 
-    vdb_params prm = {.M = get_u32(p + 20),
-                      .ef_construction = get_u32(p + 24),
-                      .exact_below = get_u32(p + 28),
-                      .seed = get_u64(p + 32)};
-    uint32_t metric = get_u32(p + 12), dim = get_u32(p + 16), flags = get_u32(p + 56);
-    if ((flags & ~1u) != 0 || get_u32(p + 60) != 0)
+    vdb_params prm = {.M = llmos_load_le32(p + 20),
+                      .ef_construction = llmos_load_le32(p + 24),
+                      .exact_below = llmos_load_le32(p + 28),
+                      .seed = llmos_load_le64(p + 32)};
+    uint32_t metric = llmos_load_le32(p + 12), dim = llmos_load_le32(p + 16),
+             flags = llmos_load_le32(p + 56);
+    if ((flags & ~1u) != 0 || llmos_load_le32(p + 60) != 0)
         return llmos_fail(LLMOS_ERR_FORMAT,
                           "vdb_load: offset 56: flags 0x%x / reserved 0x%x "
                           "hold unknown bits",
-                          flags, get_u32(p + 60));
+                          flags, llmos_load_le32(p + 60));
     prm.flat = (flags & 1u) != 0;
     if (metric > VDB_COSINE)
         return llmos_fail(LLMOS_ERR_FORMAT, "vdb_load: offset 12: metric %u is not 0, 1 or 2",
@@ -1487,8 +1486,8 @@ llmos_err vdb_load(const void *bytes, size_t len, vdb **out)
                           "vdb_load: offset 16: dim %u, M %u or "
                           "ef_construction %u out of range (1..%u, 2..%u, 1..%u)",
                           dim, prm.M, prm.ef_construction, VDB_MAX_DIM, VDB_MAX_M, VDB_MAX_EFC);
-    uint64_t count = get_u64(p + 40);
-    uint32_t entry = get_u32(p + 48), max_level = get_u32(p + 52);
+    uint64_t count = llmos_load_le64(p + 40);
+    uint32_t entry = llmos_load_le32(p + 48), max_level = llmos_load_le32(p + 52);
     size_t per_node = 8 + 1 + (size_t)dim * 4 + 4; /* at least one u32 link count */
     if (count > (body - VDB_HEADER) / per_node || count > VDB_MAX_SLOTS)
         return llmos_fail(LLMOS_ERR_FORMAT,
@@ -1515,7 +1514,7 @@ llmos_err vdb_load(const void *bytes, size_t len, vdb **out)
     const uint8_t *lp = vecs + count * (size_t)dim * 4;
     size_t off_ids = VDB_HEADER, off_lv = off_ids + 8 * count;
     for (uint32_t i = 0; i < count; i++) {
-        uint64_t id = get_u64(ids + 8 * (size_t)i);
+        uint64_t id = llmos_load_le64(ids + 8 * (size_t)i);
         if (levels[i] > max_level || (prm.flat && levels[i] > 0))
             return LOAD_FAIL("vdb_load: offset %zu: node %u has level %u above the max level %u",
                              off_lv + i, i, levels[i], max_level);
@@ -1555,7 +1554,7 @@ llmos_err vdb_load(const void *bytes, size_t len, vdb **out)
                 return LOAD_FAIL("vdb_load: offset %zu: links of node %u layer %d run past the "
                                  "end",
                                  off, i, l);
-            uint32_t n = get_u32(lp);
+            uint32_t n = llmos_load_le32(lp);
             if ((idx->params.flat && n > 0) || n > cap_at(idx, l) || (size_t)n * 4 > body - off - 4)
                 return LOAD_FAIL("vdb_load: offset %zu: node %u layer %d has %u links (at most "
                                  "%u, and they must fit in the data)",
@@ -1563,7 +1562,7 @@ llmos_err vdb_load(const void *bytes, size_t len, vdb **out)
             uint32_t *dst = links_at(idx, i, l);
             dst[0] = n;
             for (uint32_t j = 0; j < n; j++) {
-                uint32_t v = get_u32(lp + 4 + 4 * (size_t)j);
+                uint32_t v = llmos_load_le32(lp + 4 + 4 * (size_t)j);
                 if (v >= count || v == i || levels[v] < l)
                     return LOAD_FAIL("vdb_load: offset %zu: node %u layer %d links to node %u, "
                                      "which is %s",
@@ -1582,6 +1581,7 @@ llmos_err vdb_load(const void *bytes, size_t len, vdb **out)
     idx->count = count;
     idx->entry = count ? entry : VDB_NONE;
     idx->max_level = count ? (int)max_level : -1;
+    assert(vdb_consistent(idx));
     *out = idx;
     return LLMOS_OK;
 }

@@ -6,6 +6,7 @@
  * Summation order differs between versions (several accumulators, tree reduction), so results
  * agree to rounding, not bit for bit.
  */
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -192,10 +193,12 @@ vdb_kernels vdb_kernels_for(vdb_simd simd)
 
 float vdb_l2sq_with(vdb_simd simd, const float *a, const float *b, size_t n)
 {
+    assert(vdb_simd_available(simd) && (n == 0 || (a && b)));
     return vdb_kernels_for(simd).l2sq(a, b, n);
 }
 
 float vdb_dot_with(vdb_simd simd, const float *a, const float *b, size_t n)
 {
+    assert(vdb_simd_available(simd) && (n == 0 || (a && b)));
     return vdb_kernels_for(simd).dot(a, b, n);
 }

@@ -61,6 +61,14 @@
 #define DBHDR_PAGE_SIZE_OFF 16
 #define DBHDR_RESERVE_OFF   20
 
+/* The sizes the page format writes down (docs/storage.md): a 4096-byte page ends in a 24-byte
+ * XChaCha20 nonce and a 16-byte Poly1305 tag; the associated data is 56 bytes. */
+_Static_assert(VFS_NONCE_BYTES == crypto_aead_xchacha20poly1305_ietf_NPUBBYTES, "nonce size");
+_Static_assert(VFS_TAG_BYTES == crypto_aead_xchacha20poly1305_ietf_ABYTES, "tag size");
+_Static_assert(VFS_KEY_BYTES == crypto_aead_xchacha20poly1305_ietf_KEYBYTES, "key size");
+_Static_assert(VFS_PAGE_SIZE == 4096 && VFS_RESERVE == 40, "page and reserve sizes");
+_Static_assert(VFS_AD_BYTES == 8 + 4 + 4 + 8 + VFS_DBID_BYTES + 16, "associated data size");
+
 static const char vfs_kdf_context[crypto_kdf_CONTEXTBYTES] = {'l', 'l', 'm', 'o',
                                                               's', 'p', 'a', 'g'};
 
@@ -78,6 +86,7 @@ llmos_err vfs_take_error(void)
 
 void vfs_get_stats(vfs_stats *out)
 {
+    assert(out);
     out->pages_sealed = stat_sealed;
     out->pages_opened = stat_opened;
     out->auth_failures = stat_authfail;
@@ -87,6 +96,7 @@ void vfs_get_stats(vfs_stats *out)
 static void vfs_fail(llmos_err code, const char *fmt, ...) LLMOS_PRINTF(2, 3);
 static void vfs_fail(llmos_err code, const char *fmt, ...)
 {
+    assert(code != LLMOS_OK);
     char msg[512];
     va_list ap;
     va_start(ap, fmt);
@@ -98,32 +108,18 @@ static void vfs_fail(llmos_err code, const char *fmt, ...)
 
 /* ---- the page codec ------------------------------------------------------------------- */
 
-static void put_le32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_le64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get_be32(const uint8_t *p)
-{
-    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
-}
-
 void vfs_page_ad(uint8_t ad[VFS_AD_BYTES], vfs_kind kind, const uint8_t db_id[VFS_DBID_BYTES],
                  uint32_t pgno, uint64_t pos, const uint8_t *frame_hdr16)
 {
+    assert(ad && db_id);
+    assert(kind == VFS_KIND_DB || kind == VFS_KIND_WAL || kind == VFS_KIND_JOURNAL);
+    assert(!frame_hdr16 || kind == VFS_KIND_WAL); /* only WAL pages have a frame header */
     memset(ad, 0, VFS_AD_BYTES);
     memcpy(ad, "llmosPG1", 8); // NOLINT(bugprone-not-null-terminated-result): 8 bytes of binary
                                // associated data, no terminator
     ad[8] = (uint8_t)kind;
-    put_le32(ad + 12, pgno);
-    put_le64(ad + 16, pos);
+    llmos_store_le32(ad + 12, pgno);
+    llmos_store_le64(ad + 16, pos);
     memcpy(ad + 24, db_id, VFS_DBID_BYTES);
     if (frame_hdr16)
         memcpy(ad + 40, frame_hdr16, 16);
@@ -132,7 +128,8 @@ void vfs_page_ad(uint8_t ad[VFS_AD_BYTES], vfs_kind kind, const uint8_t db_id[VF
 llmos_err vfs_page_seal(const uint8_t key[VFS_KEY_BYTES], const uint8_t ad[VFS_AD_BYTES],
                         const uint8_t *plain, uint8_t *out, size_t page_size)
 {
-    assert(page_size > VFS_RESERVE);
+    assert(key && ad && plain && out);
+    assert(page_size == VFS_PAGE_SIZE); /* the format has one page size */
     size_t body = page_size - VFS_RESERVE;
     static const uint8_t zeros[VFS_RESERVE];
     if (memcmp(plain + body, zeros, VFS_RESERVE) != 0)
@@ -154,6 +151,7 @@ llmos_err vfs_page_seal(const uint8_t key[VFS_KEY_BYTES], const uint8_t ad[VFS_A
 bool vfs_page_open(const uint8_t key[VFS_KEY_BYTES], const uint8_t ad[VFS_AD_BYTES],
                    const uint8_t *sealed, uint8_t *out, size_t page_size)
 {
+    assert(key && ad && (sealed || page_size == 0) && (out || page_size == 0));
     if (page_size <= VFS_RESERVE) {
         memset(out, 0, page_size);
         return false;
@@ -188,6 +186,7 @@ static pthread_mutex_t key_mu = PTHREAD_MUTEX_INITIALIZER;
 llmos_err vfs_key_add(const uint8_t data_key[VFS_KEY_BYTES], const uint8_t db_id[VFS_DBID_BYTES],
                       uint64_t *token)
 {
+    assert(data_key && db_id && token);
     if (sodium_init() < 0)
         return llmos_fail(LLMOS_ERR_CRYPTO, "libsodium failed to initialise");
     uint8_t *k = sodium_malloc(VFS_KEY_BYTES);
@@ -204,6 +203,7 @@ llmos_err vfs_key_add(const uint8_t data_key[VFS_KEY_BYTES], const uint8_t db_id
             t &= 0x7fffffffffffffffull; /* fits sqlite3_uri_int64 */
             if (t == 0)
                 t = 1;
+            assert(t > 0 && t <= INT64_MAX); /* 0 marks a free slot; the URI reads an int64 */
             key_slots[i].token = t;
             key_slots[i].key = k;
             memcpy(key_slots[i].db_id, db_id, VFS_DBID_BYTES);
@@ -235,6 +235,7 @@ void vfs_key_remove(uint64_t token)
 /* Copy the page key of `token` into key (locked memory owned by the caller). */
 static bool key_lookup(uint64_t token, uint8_t *key, uint8_t db_id[VFS_DBID_BYTES])
 {
+    assert(key && db_id);
     bool found = false;
     pthread_mutex_lock(&key_mu);
     for (int i = 0; i < VFS_MAX_KEYS && token; i++) {
@@ -251,6 +252,7 @@ static bool key_lookup(uint64_t token, uint8_t *key, uint8_t db_id[VFS_DBID_BYTE
 
 llmos_err vfs_verify_file(uint64_t token, const char *db_path, uint64_t *n_pages)
 {
+    assert(db_path);
     if (n_pages)
         *n_pages = 0;
     uint8_t *key = sodium_malloc(VFS_KEY_BYTES + 2 * (size_t)VFS_PAGE_SIZE);
@@ -356,6 +358,7 @@ static sqlite3_int64 real_size(vfs_file *f)
 static int seal_and_write(vfs_file *f, const uint8_t *page_plain, const uint8_t *ad,
                           sqlite3_int64 off, uint32_t pgno)
 {
+    assert(f->key && f->buf && f->psz == VFS_PAGE_SIZE && off >= 0);
     if (vfs_page_seal(f->key, ad, page_plain, f->buf, f->psz) != LLMOS_OK) {
         vfs_fail(LLMOS_ERR_INVALID, "%s: %s page %u: refusing to write: %s", f->path,
                  vfs_kind_name(f->kind), pgno, llmos_errmsg());
@@ -369,6 +372,7 @@ static int seal_and_write(vfs_file *f, const uint8_t *page_plain, const uint8_t 
 /* Read page pgno (1-based) of the database into out (plaintext). */
 static int db_read_page(vfs_file *f, uint32_t pgno, uint8_t *out)
 {
+    assert(pgno >= 1 && f->psz == VFS_PAGE_SIZE && f->buf && out);
     sqlite3_int64 off = (sqlite3_int64)(pgno - 1) * f->psz;
     int rc = real_read(f, f->buf, (int)f->psz, off);
     if (rc == SQLITE_IOERR_SHORT_READ) {
@@ -399,6 +403,7 @@ static int db_read_page(vfs_file *f, uint32_t pgno, uint8_t *out)
 
 static int db_read(vfs_file *f, uint8_t *p, int n, sqlite3_int64 off)
 {
+    assert(n >= 0 && off >= 0);
     uint8_t *page = f->plain;
     int result = SQLITE_OK;
     while (n > 0) {
@@ -436,7 +441,7 @@ static int db_write(vfs_file *f, const uint8_t *p, int n, sqlite3_int64 off)
     }
     uint32_t pgno = (uint32_t)(off / f->psz) + 1;
     if (pgno == 1) {
-        uint32_t psz = ((uint32_t)p[DBHDR_PAGE_SIZE_OFF] << 8) | p[DBHDR_PAGE_SIZE_OFF + 1];
+        uint32_t psz = llmos_load_be16(p + DBHDR_PAGE_SIZE_OFF);
         if (psz == 1)
             psz = 65536;
         if (psz != f->psz || p[DBHDR_RESERVE_OFF] != VFS_RESERVE) {
@@ -470,6 +475,7 @@ static uint32_t wal_page_frame(const vfs_file *f, sqlite3_int64 off)
 
 static sqlite3_int64 wal_frame_off(const vfs_file *f, uint32_t frame)
 {
+    assert(frame >= 1);
     return WAL_HDR_BYTES + (sqlite3_int64)(frame - 1) * wal_frame_size(f);
 }
 
@@ -504,12 +510,12 @@ static bool wal_later_commits(vfs_file *f, uint32_t bad)
         if (off + wal_frame_size(f) > size)
             break;
         if (real_read(f, hdr, WAL_FRAME_HDR_BYTES, off) != SQLITE_OK ||
-            memcmp(hdr + 8, whdr + 16, 8) != 0 || get_be32(hdr + 4) == 0)
+            memcmp(hdr + 8, whdr + 16, 8) != 0 || llmos_load_be32(hdr + 4) == 0)
             continue;
         if (real_read(f, f->buf, (int)f->psz, off + WAL_FRAME_HDR_BYTES) != SQLITE_OK)
             break;
         uint8_t ad[VFS_AD_BYTES];
-        vfs_page_ad(ad, VFS_KIND_WAL, f->db_id, get_be32(hdr), fr, hdr);
+        vfs_page_ad(ad, VFS_KIND_WAL, f->db_id, llmos_load_be32(hdr), fr, hdr);
         if (vfs_page_open(f->key, ad, f->buf, plain, f->psz))
             commits++;
     }
@@ -537,7 +543,7 @@ static int wal_read_page(vfs_file *f, uint32_t frame, uint8_t *out, bool whole_f
     }
     if (rc != SQLITE_OK)
         return rc;
-    uint32_t pgno = get_be32(hdr);
+    uint32_t pgno = llmos_load_be32(hdr);
     uint8_t ad[VFS_AD_BYTES];
     vfs_page_ad(ad, VFS_KIND_WAL, f->db_id, pgno, frame, hdr);
     if (vfs_page_open(f->key, ad, f->buf, out, f->psz))
@@ -632,7 +638,7 @@ static int wal_write(vfs_file *f, const uint8_t *p, int n, sqlite3_int64 off)
     int rc = wal_frame_header(f, frame, hdr);
     if (rc != SQLITE_OK)
         return rc;
-    uint32_t pgno = get_be32(hdr);
+    uint32_t pgno = llmos_load_be32(hdr);
     uint8_t ad[VFS_AD_BYTES];
     vfs_page_ad(ad, VFS_KIND_WAL, f->db_id, pgno, frame, hdr);
     return seal_and_write(f, p, ad, off, pgno);
@@ -651,7 +657,7 @@ static int journal_pgno(vfs_file *f, sqlite3_int64 off, uint32_t *pgno)
         if (rc != SQLITE_OK)
             return rc;
     }
-    *pgno = get_be32(b);
+    *pgno = llmos_load_be32(b);
     return SQLITE_OK;
 }
 
@@ -696,7 +702,7 @@ static int journal_write(vfs_file *f, const uint8_t *p, int n, sqlite3_int64 off
     static const uint8_t journal_magic[8] = {0xd9, 0xd5, 0x05, 0xf9, 0x20, 0xa1, 0x63, 0xd7};
     bool header = n >= 8 && memcmp(p, journal_magic, 8) == 0;
     if (!header && (uint32_t)n == f->psz && off >= 4 && f->pgno_off == off - 4) {
-        uint32_t pgno = get_be32(f->pgno_bytes);
+        uint32_t pgno = llmos_load_be32(f->pgno_bytes);
         uint8_t ad[VFS_AD_BYTES];
         vfs_page_ad(ad, VFS_KIND_JOURNAL, f->db_id, pgno, (uint64_t)off, NULL);
         return seal_and_write(f, p, ad, off, pgno);
@@ -942,6 +948,7 @@ static int x_open(sqlite3_vfs *vfs, sqlite3_filename name, sqlite3_file *pf, int
         f->key = f->buf = NULL;
         return rc;
     }
+    assert(f->psz == VFS_PAGE_SIZE && f->key && f->buf && f->plain == f->buf + f->psz);
     f->base.pMethods = &vfs_io;
     return SQLITE_OK;
 }

@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -18,6 +17,7 @@
 
 #include "llmos/gguf.h"
 #include "llmos/json.h"
+#include "testutil.h"
 
 #define OK(x) assert_int_equal((x), LLMOS_OK)
 
@@ -51,15 +51,6 @@ static int run(llmos_buf *out, llmos_buf *err, const char *fmt, ...)
     return WEXITSTATUS(status);
 }
 
-static const char *testdata(void)
-{
-    const char *d = getenv("LLMOS_TESTDATA");
-    struct stat st;
-    if (!d || stat(d, &st) != 0 || !S_ISDIR(st.st_mode))
-        return NULL;
-    return d;
-}
-
 static int setup(void **state)
 {
     (void)state;
@@ -83,13 +74,10 @@ static void assert_contains(const llmos_buf *b, const char *what)
 static void test_stories_text(void **state)
 {
     (void)state;
-    const char *dir = testdata();
-    if (!dir) {
-        print_message("LLMOS_TESTDATA absent: skipping\n");
-        skip();
-    }
+    char model[1024];
+    tu_testdata_path(model, sizeof model, "models/stories260K.gguf");
     llmos_buf out = {0}, err = {0};
-    assert_int_equal(run(&out, &err, "model info '%s/models/stories260K.gguf'", dir), 0);
+    assert_int_equal(run(&out, &err, "model info '%s'", model), 0);
     assert_contains(&out, "GGUF version:  3, alignment 32");
     assert_contains(&out, "architecture:  llama\n");
     assert_contains(&out, "name:          stories260K\n");
@@ -113,13 +101,10 @@ static void test_stories_text(void **state)
 static void test_stories_json(void **state)
 {
     (void)state;
-    const char *dir = testdata();
-    if (!dir) {
-        print_message("LLMOS_TESTDATA absent: skipping\n");
-        skip();
-    }
+    char model[1024];
+    tu_testdata_path(model, sizeof model, "models/stories260K.gguf");
     llmos_buf out = {0}, err = {0};
-    assert_int_equal(run(&out, &err, "model info --json '%s/models/stories260K.gguf'", dir), 0);
+    assert_int_equal(run(&out, &err, "model info --json '%s'", model), 0);
     json_t *j;
     OK(ljson_parse_text(out.data, out.len, "model info output", 0, &j));
     assert_int_equal(ljson_get_int(j, "version", 0), 3);
@@ -156,13 +141,10 @@ static void test_stories_json(void **state)
 static void test_vocab_json(void **state)
 {
     (void)state;
-    const char *dir = testdata();
-    if (!dir) {
-        print_message("LLMOS_TESTDATA absent: skipping\n");
-        skip();
-    }
+    char vocab[1024];
+    tu_testdata_path(vocab, sizeof vocab, "vocab/ggml-vocab-qwen2.gguf");
     llmos_buf out = {0}, err = {0};
-    assert_int_equal(run(&out, &err, "model info --json '%s/vocab/ggml-vocab-qwen2.gguf'", dir), 0);
+    assert_int_equal(run(&out, &err, "model info --json '%s'", vocab), 0);
     json_t *j;
     OK(ljson_parse_text(out.data, out.len, "model info output", 0, &j));
     json_t *tok = ljson_get_object(j, "tokenizer");

@@ -38,23 +38,18 @@ static json_t *evil_conversation(const char *e)
     return m;
 }
 
-static tokenizer *load_vocab(const char *name)
+/* Load a vocabulary, read a template, from paths that tu_testdata_path found (it skips the test
+ * when a file is absent). A test that needs both finds both paths before loading either, so
+ * that a skip leaks nothing. */
+static tokenizer *load_vocab(const char *path)
 {
-    char path[4096], rel[256];
-    snprintf(rel, sizeof rel, "vocab/%s", name);
-    if (!tu_testdata_path(path, sizeof path, rel))
-        return NULL;
     tokenizer *t = NULL;
     assert_int_equal(tok_load_file(path, &t), LLMOS_OK);
     return t;
 }
 
-static char *read_template(const char *name)
+static char *read_template(const char *path)
 {
-    char path[4096], rel[256];
-    snprintf(rel, sizeof rel, "templates/%s", name);
-    if (!tu_testdata_path(path, sizeof path, rel))
-        return NULL;
     llmos_buf b = {0};
     assert_int_equal(llmos_file_read_all(path, 1 << 20, &b), LLMOS_OK);
     return buf_detach(&b, NULL);
@@ -132,11 +127,8 @@ static void check_guard(const tokenizer *t, const char *tmpl, json_t *msgs, cons
 static void test_guard_qwen2_chatml(void **state)
 {
     (void)state;
-    tokenizer *t = load_vocab("ggml-vocab-qwen2.gguf");
-    if (!t) {
-        print_message("skipped: no test data folder (LLMOS_TESTDATA)\n");
-        skip();
-    }
+    char vocab[4096];
+    tokenizer *t = load_vocab(tu_testdata_path(vocab, sizeof vocab, "vocab/ggml-vocab-qwen2.gguf"));
     json_t *msgs = evil_conversation(evil);
     /* 5 messages + the generation prompt open a turn; 5 close one */
     check_guard(t, chat_template_for(NULL, NULL), msgs, "<|im_start|>", 6, "<|im_end|>", 5, true);
@@ -147,14 +139,11 @@ static void test_guard_qwen2_chatml(void **state)
 static void test_guard_qwen25_template(void **state)
 {
     (void)state;
-    tokenizer *t = load_vocab("ggml-vocab-qwen2.gguf");
-    char *tmpl = read_template("Qwen-Qwen2.5-7B-Instruct.jinja");
-    if (!t || !tmpl) {
-        tok_free(t);
-        free(tmpl);
-        print_message("skipped: no test data folder (LLMOS_TESTDATA)\n");
-        skip();
-    }
+    char vocab[4096], tmpl_path[4096];
+    tu_testdata_path(vocab, sizeof vocab, "vocab/ggml-vocab-qwen2.gguf");
+    tu_testdata_path(tmpl_path, sizeof tmpl_path, "templates/Qwen-Qwen2.5-7B-Instruct.jinja");
+    tokenizer *t = load_vocab(vocab);
+    char *tmpl = read_template(tmpl_path);
     json_t *msgs = evil_conversation(evil);
     /* Qwen2.5 wraps a tool result in a user turn; consecutive tool results share one. */
     int32_t *ids = NULL;
@@ -192,14 +181,12 @@ static void test_guard_qwen25_template(void **state)
 static void test_guard_llama3(void **state)
 {
     (void)state;
-    tokenizer *t = load_vocab("ggml-vocab-llama-bpe.gguf");
-    char *tmpl = read_template("meta-llama-Llama-3.1-8B-Instruct.jinja");
-    if (!t || !tmpl) {
-        tok_free(t);
-        free(tmpl);
-        print_message("skipped: no test data folder (LLMOS_TESTDATA)\n");
-        skip();
-    }
+    char vocab[4096], tmpl_path[4096];
+    tu_testdata_path(vocab, sizeof vocab, "vocab/ggml-vocab-llama-bpe.gguf");
+    tu_testdata_path(tmpl_path, sizeof tmpl_path,
+                     "templates/meta-llama-Llama-3.1-8B-Instruct.jinja");
+    tokenizer *t = load_vocab(vocab);
+    char *tmpl = read_template(tmpl_path);
     json_t *msgs = evil_conversation(evil_llama);
     /* Llama 3.1: 5 message headers + the generation prompt; 5 turns end with <|eot_id|> (the
      * assistant's tool call ends with <|eom_id|>... the template writes <|eot_id|> for it) */
@@ -224,11 +211,8 @@ static void test_guard_llama3(void **state)
 static void test_guard_altered_content(void **state)
 {
     (void)state;
-    tokenizer *t = load_vocab("ggml-vocab-qwen2.gguf");
-    if (!t) {
-        print_message("skipped: no test data folder (LLMOS_TESTDATA)\n");
-        skip();
-    }
+    char vocab[4096];
+    tokenizer *t = load_vocab(tu_testdata_path(vocab, sizeof vocab, "vocab/ggml-vocab-qwen2.gguf"));
     const char *tmpl = "{% for m in messages %}<|im_start|>{{ m.content[3:] }}<|im_end|>"
                        "{% endfor %}";
     json_t *msgs = json_pack("[{ss ss}]", "role", "user", "content", evil);
@@ -246,12 +230,15 @@ static void test_guard_altered_content(void **state)
 
 static char model_dir[4096];
 static char model_file[4200];
+static int make_model_status = -1; /* of `llmos model make-random`; -1 when it did not run */
 
+/* The group's setup, which cannot skip: without the vocabulary or the program it makes
+ * nothing, and open_model skips each test that needs the model. */
 static int make_model(void **state)
 {
     (void)state;
     char vocab[4096];
-    if (!tu_testdata_path(vocab, sizeof vocab, "vocab/ggml-vocab-qwen2.gguf") ||
+    if (!tu_testdata_find(vocab, sizeof vocab, "vocab/ggml-vocab-qwen2.gguf") ||
         !getenv("LLMOS_BIN"))
         return 0;
     if (!tu_mkdtemp("backend-local", model_dir, sizeof model_dir))
@@ -261,6 +248,7 @@ static int make_model(void **state)
                           "model make-random --arch qwen2 --dims 32,2,2,1,64,2048 --seed 7 "
                           "--vocab-from '%s' '%s'",
                           vocab, model_file);
+    make_model_status = rc;
     if (rc != 0)
         model_file[0] = 0;
     return 0;
@@ -276,10 +264,12 @@ static int remove_model(void **state)
 
 static llm_backend *open_model(void)
 {
-    if (!model_file[0]) {
-        print_message("skipped: no test data folder or llmos program to make a model\n");
-        return NULL;
-    }
+    char vocab[4096];
+    tu_testdata_path(vocab, sizeof vocab, "vocab/ggml-vocab-qwen2.gguf");
+    if (!getenv("LLMOS_BIN"))
+        tu_skip("LLMOS_BIN is not set: no llmos program to make a model with");
+    if (!model_file[0])
+        fail_msg("llmos model make-random failed (status %d)", make_model_status);
     local_backend_params p = local_backend_default_params();
     p.n_ctx = 1024;
     p.n_threads = 2;
@@ -312,8 +302,6 @@ static void test_chat_basic_and_reuse(void **state)
 {
     (void)state;
     llm_backend *b = open_model();
-    if (!b)
-        skip();
     assert_string_equal(b->ops->kind, "local");
     assert_int_equal(llm_context_size(b), 1024);
     json_t *msgs = convo();
@@ -364,8 +352,6 @@ static void test_chat_stop_and_cancel(void **state)
 {
     (void)state;
     llm_backend *b = open_model();
-    if (!b)
-        skip();
     json_t *msgs = convo();
     llm_request rq = llm_request_default();
     rq.messages = msgs;
@@ -438,8 +424,6 @@ static void test_chat_constrained(void **state)
 {
     (void)state;
     llm_backend *b = open_model();
-    if (!b)
-        skip();
     json_t *msgs = convo();
     llm_request rq = llm_request_default();
     rq.messages = msgs;
@@ -499,8 +483,6 @@ static void test_misc(void **state)
 {
     (void)state;
     llm_backend *b = open_model();
-    if (!b)
-        skip();
     size_t n = 0;
     assert_int_equal(llm_count_tokens(b, "Hello world, hello!", 19, &n), LLMOS_OK);
     assert_int_equal(n, 5); /* Hello| world|,| hello|! in Qwen2's vocabulary */

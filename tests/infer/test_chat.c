@@ -19,30 +19,20 @@
 #include <cmocka.h>
 
 #include "llmos/chat.h"
+#include "testutil.h"
 
 /* ---- helpers ------------------------------------------------------------------------------- */
 
+/* The text of templates/FILE in the shared data; skips the test when it is absent. */
 static char *load_template(const char *file)
 {
-    const char *dir = getenv("LLMOS_TESTDATA");
-    if (!dir || !*dir)
-        return NULL;
-    char path[1024];
-    snprintf(path, sizeof path, "%s/templates/%s", dir, file);
+    char rel[256], path[4096];
+    snprintf(rel, sizeof rel, "templates/%s", file);
+    tu_testdata_path(path, sizeof path, rel);
     llmos_buf b = {0};
-    if (llmos_file_read_all(path, 1 << 20, &b) != LLMOS_OK)
-        return NULL;
+    assert_int_equal(llmos_file_read_all(path, 1 << 20, &b), LLMOS_OK);
     return buf_detach(&b, NULL);
 }
-
-#define NEED_TEMPLATE(var, file)                                                                   \
-    char *var = load_template(file);                                                               \
-    if (!var) {                                                                                    \
-        print_message("skipped: template %s not found (set LLMOS_TESTDATA to the shared test "     \
-                      "data folder)\n",                                                            \
-                      file);                                                                       \
-        skip();                                                                                    \
-    }
 
 static json_t *js(const char *text)
 {
@@ -129,7 +119,7 @@ static const char *const CONV_TOOLS =
 static void test_qwen_plain(void **state)
 {
     (void)state;
-    NEED_TEMPLATE(t, "Qwen-Qwen2.5-7B-Instruct.jinja");
+    char *t = load_template("Qwen-Qwen2.5-7B-Instruct.jinja");
     expect_render(t, CONV_SIMPLE, NULL, true, "", "<|im_end|>", NULL, NULL,
                   "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
                   "<|im_start|>user\nHello!<|im_end|>\n"
@@ -149,7 +139,7 @@ static void test_qwen_plain(void **state)
 static void test_qwen_tools(void **state)
 {
     (void)state;
-    NEED_TEMPLATE(t, "Qwen-Qwen2.5-7B-Instruct.jinja");
+    char *t = load_template("Qwen-Qwen2.5-7B-Instruct.jinja");
     expect_render(
         t, CONV_TOOLS, TOOLS_WEATHER, true, "", "<|im_end|>", NULL, NULL,
         "<|im_start|>system\nYou are a weather bot.\n\n# Tools\n\n"
@@ -179,7 +169,7 @@ static void test_qwen_tools(void **state)
 static void test_llama31_plain(void **state)
 {
     (void)state;
-    NEED_TEMPLATE(t, "meta-llama-Llama-3.1-8B-Instruct.jinja");
+    char *t = load_template("meta-llama-Llama-3.1-8B-Instruct.jinja");
     expect_render(t, CONV_SIMPLE, NULL, true, "<|begin_of_text|>", "<|eot_id|>", NULL, NULL,
                   "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n"
                   "Cutting Knowledge Date: December 2023\n"
@@ -245,7 +235,7 @@ static void test_llama31_plain(void **state)
 static void test_llama31_tools(void **state)
 {
     (void)state;
-    NEED_TEMPLATE(t, "meta-llama-Llama-3.1-8B-Instruct.jinja");
+    char *t = load_template("meta-llama-Llama-3.1-8B-Instruct.jinja");
     expect_render(t, CONV_TOOLS, TOOLS_WEATHER, true, "<|begin_of_text|>", "<|eot_id|>", NULL, NULL,
                   "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n"
                   "Environment: ipython\n"
@@ -287,7 +277,7 @@ static void test_llama31_tools(void **state)
 static void test_llama32(void **state)
 {
     (void)state;
-    NEED_TEMPLATE(t, "meta-llama-Llama-3.2-3B-Instruct.jinja");
+    char *t = load_template("meta-llama-Llama-3.2-3B-Instruct.jinja");
     /* strftime_now("%d %b %Y") on the injected clock: 2025-01-01 00:00:00 UTC */
     jinja_options o = {.now = 1735689600};
     expect_render(t, CONV_TOOLS, TOOLS_WEATHER, true, "<|begin_of_text|>", "<|eot_id|>", NULL, &o,
@@ -315,7 +305,7 @@ static void test_llama32(void **state)
 static void test_mistral_nemo(void **state)
 {
     (void)state;
-    NEED_TEMPLATE(t, "mistralai-Mistral-Nemo-Instruct-2407.jinja");
+    char *t = load_template("mistralai-Mistral-Nemo-Instruct-2407.jinja");
     /* The system message goes into the last user turn; tools just before the last user turn. */
     expect_render(t,
                   "[{\"role\": \"system\", \"content\": \"You are a weather bot.\"},"
@@ -360,7 +350,7 @@ static void test_mistral_nemo(void **state)
 static void test_phi35(void **state)
 {
     (void)state;
-    NEED_TEMPLATE(t, "microsoft-Phi-3.5-mini-instruct.jinja");
+    char *t = load_template("microsoft-Phi-3.5-mini-instruct.jinja");
     expect_render(t, CONV_SIMPLE, NULL, true, "<s>", "<|endoftext|>", NULL, NULL,
                   "<|system|>\nYou are a helpful assistant.<|end|>\n"
                   "<|user|>\nHello!<|end|>\n"
@@ -392,7 +382,7 @@ static void test_phi35(void **state)
 static void test_gemma2(void **state)
 {
     (void)state;
-    NEED_TEMPLATE(t, "google-gemma-2-2b-it.jinja");
+    char *t = load_template("google-gemma-2-2b-it.jinja");
     expect_render(t, CONV_NOSYS, NULL, true, "<bos>", "<eos>", NULL, NULL,
                   "<bos><start_of_turn>user\nHello!<end_of_turn>\n"
                   "<start_of_turn>model\nHi there.<end_of_turn>\n"
@@ -443,7 +433,7 @@ static void test_gemma2(void **state)
 static void test_hermes3_plain(void **state)
 {
     (void)state;
-    NEED_TEMPLATE(t, "NousResearch-Hermes-3-Llama-3.1-8B-tool_use.jinja");
+    char *t = load_template("NousResearch-Hermes-3-Llama-3.1-8B-tool_use.jinja");
     /* No tools: the tool list is empty (an undefined `tools` iterates as empty); the caller's
      * system message follows the template's own system block. */
     expect_render(t, CONV_SIMPLE, NULL, true, "<|begin_of_text|>", "<|im_end|>", NULL, NULL,
@@ -459,7 +449,7 @@ static void test_hermes3_plain(void **state)
 static void test_hermes3_tools(void **state)
 {
     (void)state;
-    NEED_TEMPLATE(t, "NousResearch-Hermes-3-Llama-3.1-8B-tool_use.jinja");
+    char *t = load_template("NousResearch-Hermes-3-Llama-3.1-8B-tool_use.jinja");
     /* The macro json_to_python_type turns JSON schema types into Python ones, a list of types
      * into Union[...]; argument lines follow each other without a newline, as the template
      * writes them. */
@@ -499,7 +489,7 @@ static void test_hermes3_tools(void **state)
 static void test_hermes3_runaway(void **state)
 {
     (void)state;
-    NEED_TEMPLATE(t, "NousResearch-Hermes-3-Llama-3.1-8B-tool_use.jinja");
+    char *t = load_template("NousResearch-Hermes-3-Llama-3.1-8B-tool_use.jinja");
     /* A "null" type in a union makes the template's macro recurse forever in any Jinja (a
      * string is iterable, so "null" becomes Union of its letters, and so on): the depth limit
      * must stop it with a clear error instead of crashing. */
@@ -517,7 +507,7 @@ static void test_hermes3_runaway(void **state)
 static void test_deepseek_r1(void **state)
 {
     (void)state;
-    NEED_TEMPLATE(t, "deepseek-ai-DeepSeek-R1-Distill-Qwen-32B.jinja");
+    char *t = load_template("deepseek-ai-DeepSeek-R1-Distill-Qwen-32B.jinja");
     /* The reasoning before </think> is dropped from earlier assistant turns; the generation
      * prompt opens a <think> block. */
     expect_render(t,

@@ -36,7 +36,7 @@ static const int32_t toks[] = {1, 403, 407, 261, 378, 429, 271, 360, 290, 306, 2
 static int setup(void **state)
 {
     (void)state;
-    if (!tu_testdata_path(model_path, sizeof model_path, "models/stories260K.gguf"))
+    if (!tu_testdata_find(model_path, sizeof model_path, "models/stories260K.gguf"))
         return 0;
     if (model_load(model_path, &model) != LLMOS_OK)
         return -1;
@@ -51,13 +51,13 @@ static int teardown(void **state)
     return 0;
 }
 
-#define NEED_MODEL()                                                                               \
-    do {                                                                                           \
-        if (!model) {                                                                              \
-            fprintf(stderr, "skipped: no LLMOS_TESTDATA with models/stories260K.gguf\n");          \
-            skip();                                                                                \
-        }                                                                                          \
-    } while (0)
+/* Skip the test without stories260K; with it, setup has loaded it. */
+static void need_model(void)
+{
+    char path[4096];
+    tu_testdata_path(path, sizeof path, "models/stories260K.gguf");
+    assert_non_null(model);
+}
 
 static double norm_of(const float *v, size_t n)
 {
@@ -85,7 +85,7 @@ static void embed_batch(size_t n_batch, const int32_t *t, size_t n, float *out)
 static void test_unit_finite_deterministic(void **state)
 {
     (void)state;
-    NEED_MODEL();
+    need_model();
     float a[512], b[512];
     assert_true(dim <= 512);
     assert_int_equal(model_embed(model, NULL, toks, N_TOKS, a, dim), LLMOS_OK);
@@ -102,7 +102,7 @@ static void test_unit_finite_deterministic(void **state)
 static void test_batch_sizes(void **state)
 {
     (void)state;
-    NEED_MODEL();
+    need_model();
     float one[512], many[512], odd[512];
     embed_batch(1, toks, N_TOKS, one);
     embed_batch(64, toks, N_TOKS, many);
@@ -117,7 +117,7 @@ static void test_batch_sizes(void **state)
 static void test_reference_by_hand(void **state)
 {
     (void)state;
-    NEED_MODEL();
+    need_model();
     model_ctx_params p = model_ctx_default_params();
     p.n_ctx = 64;
     llmos_model_ctx *c = NULL;
@@ -148,7 +148,7 @@ static void test_reference_by_hand(void **state)
 static void test_chat_context_untouched(void **state)
 {
     (void)state;
-    NEED_MODEL();
+    need_model();
     llmos_model_ctx *c = NULL;
     model_ctx_params p = model_ctx_default_params();
     assert_int_equal(model_ctx_new(model, &p, &c), LLMOS_OK);
@@ -171,7 +171,7 @@ static void test_chat_context_untouched(void **state)
 static void test_errors(void **state)
 {
     (void)state;
-    NEED_MODEL();
+    need_model();
     float v[512];
     assert_int_equal(model_embed(model, NULL, toks, N_TOKS, v, dim + 1), LLMOS_ERR_INVALID);
     assert_non_null(strstr(llmos_errmsg(), "embedding length"));
@@ -190,7 +190,7 @@ static void test_errors(void **state)
 static void test_backend_matches(void **state)
 {
     (void)state;
-    NEED_MODEL();
+    need_model();
     llm_backend *b = NULL;
     local_backend_params lp = local_backend_default_params();
     lp.chat_template = "{{ '' }}";
@@ -230,7 +230,7 @@ static void test_backend_matches(void **state)
 static void test_cli_memory(void **state)
 {
     (void)state;
-    NEED_MODEL();
+    need_model();
     char home[256];
     assert_true(tu_mkdtemp("embed", home, sizeof home));
     char env[600];

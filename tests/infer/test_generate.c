@@ -51,7 +51,7 @@ static int setup(void **state)
 {
     static fixture fx;
     *state = &fx;
-    if (!tu_testdata_path(model_path, sizeof model_path, "models/stories260K.gguf"))
+    if (!tu_testdata_find(model_path, sizeof model_path, "models/stories260K.gguf"))
         return 0;
     if (model_load(model_path, &fx.m) != LLMOS_OK ||
         tok_load_gguf(model_gguf(fx.m), model_path, &fx.tok) != LLMOS_OK) {
@@ -69,13 +69,13 @@ static int teardown(void **state)
     return 0;
 }
 
+/* The loaded model; skips the test when stories260K is absent. */
 static fixture *need(void **state)
 {
     fixture *fx = *state;
-    if (!fx->m) {
-        fprintf(stderr, "skipped: stories260K test data not found (LLMOS_TESTDATA)\n");
-        skip();
-    }
+    char path[4096];
+    tu_testdata_path(path, sizeof path, "models/stories260K.gguf");
+    assert_non_null(fx->m);
     return fx;
 }
 

@@ -21,6 +21,7 @@
 #include <cmocka.h>
 
 #include "llmos/gguf.h"
+#include "testutil.h"
 
 #define OK(x) assert_int_equal((x), LLMOS_OK)
 
@@ -95,15 +96,6 @@ static void expect_fail(const llmos_buf *b, llmos_err code, ...)
             fail_msg("message lacks '%s': %s", frag, msg);
     va_end(ap);
     assert_non_null(strstr(msg, "bad.gguf: "));
-}
-
-static const char *testdata(void)
-{
-    const char *d = getenv("LLMOS_TESTDATA");
-    struct stat st;
-    if (!d || stat(d, &st) != 0 || !S_ISDIR(st.st_mode))
-        return NULL;
-    return d;
 }
 
 /* A writer holding one value of every type, nested arrays, and three tensors. */
@@ -834,13 +826,8 @@ static void test_bad_tensors(void **state)
 static void test_stories260k(void **state)
 {
     (void)state;
-    const char *dir = testdata();
-    if (!dir) {
-        print_message("LLMOS_TESTDATA not set or absent: skipping the real-model test\n");
-        skip();
-    }
     char path[1024];
-    snprintf(path, sizeof path, "%s/models/stories260K.gguf", dir);
+    tu_testdata_path(path, sizeof path, "models/stories260K.gguf");
     gguf_file *f;
     OK(gguf_open(path, &f));
     assert_int_equal(gguf_version(f), 3);
@@ -909,13 +896,8 @@ static void test_stories260k(void **state)
 static void test_stories260k_truncated(void **state)
 {
     (void)state;
-    const char *dir = testdata();
-    if (!dir) {
-        print_message("LLMOS_TESTDATA not set or absent: skipping\n");
-        skip();
-    }
     char path[1024];
-    snprintf(path, sizeof path, "%s/models/stories260K.gguf", dir);
+    tu_testdata_path(path, sizeof path, "models/stories260K.gguf");
     llmos_buf b = {0};
     OK(llmos_file_read_all(path, 1 << 24, &b));
     gguf_file *f;
@@ -940,11 +922,6 @@ static void test_stories260k_truncated(void **state)
 static void test_vocab_files(void **state)
 {
     (void)state;
-    const char *dir = testdata();
-    if (!dir) {
-        print_message("LLMOS_TESTDATA not set or absent: skipping the vocabulary test\n");
-        skip();
-    }
     static const struct {
         const char *name, *model;
         uint64_t n_tokens, n_merges;
@@ -968,8 +945,9 @@ static void test_vocab_files(void **state)
         {"llama-bpe", "gpt2", 128256, 280147, 128000, "<|begin_of_text|>"},
     };
     for (size_t i = 0; i < LLMOS_ARRAY_LEN(files); i++) {
-        char path[1024];
-        snprintf(path, sizeof path, "%s/vocab/ggml-vocab-%s.gguf", dir, files[i].name);
+        char rel[128], path[1024];
+        snprintf(rel, sizeof rel, "vocab/ggml-vocab-%s.gguf", files[i].name);
+        tu_testdata_path(path, sizeof path, rel);
         gguf_file *f;
         if (gguf_open(path, &f) != LLMOS_OK)
             fail_msg("%s", llmos_errmsg());

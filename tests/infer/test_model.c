@@ -25,6 +25,7 @@
 
 #include "llmos/gguf.h"
 #include "llmos/infer.h"
+#include "testutil.h"
 
 /* ---- reference data ---------------------------------------------------------------------- */
 
@@ -58,17 +59,15 @@ static size_t parse_ids(const char *s, int32_t *out, size_t max)
 static int load_reference(void **state)
 {
     (void)state;
-    const char *dir = getenv("LLMOS_TESTDATA");
-    if (!dir)
-        return 0;
-    snprintf(model_path, sizeof model_path, "%s/models/stories260K.gguf", dir);
-    char path[4200];
-    snprintf(path, sizeof path, "%s/models/stories260K.expected.txt", dir);
-    FILE *f = fopen(path, "r");
-    if (!f) {
+    char path[4200], logits_path[4200];
+    if (!tu_testdata_find(model_path, sizeof model_path, "models/stories260K.gguf") ||
+        !tu_testdata_find(path, sizeof path, "models/stories260K.expected.txt") ||
+        !tu_testdata_find(logits_path, sizeof logits_path, "models/stories260K.logits.txt")) {
         model_path[0] = 0;
         return 0;
     }
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
     char line[8192];
     while (fgets(line, sizeof line, f)) {
         if (strncmp(line, "greedy_tokens:", 14) == 0)
@@ -81,8 +80,7 @@ static int load_reference(void **state)
         }
     }
     fclose(f);
-    snprintf(path, sizeof path, "%s/models/stories260K.logits.txt", dir);
-    f = fopen(path, "r");
+    f = fopen(logits_path, "r");
     assert_non_null(f);
     size_t n = 0;
     while (fgets(line, sizeof line, f)) {
@@ -102,13 +100,14 @@ static int load_reference(void **state)
     return 0;
 }
 
+/* Skip the test without the model and its references; with them, setup has read them. */
 static void need_testdata(void)
 {
-    if (!model_path[0] || access(model_path, R_OK) != 0) {
-        fprintf(stderr, "skipped: stories260K test data not found (LLMOS_TESTDATA unset or "
-                        "the folder is absent)\n");
-        skip();
-    }
+    char path[4200];
+    tu_testdata_path(path, sizeof path, "models/stories260K.gguf");
+    tu_testdata_path(path, sizeof path, "models/stories260K.expected.txt");
+    tu_testdata_path(path, sizeof path, "models/stories260K.logits.txt");
+    assert_true(model_path[0]);
 }
 
 /* ---- helpers ----------------------------------------------------------------------------- */

@@ -9,8 +9,8 @@
  *
  * The reference part reads LLMOS_TESTDATA/vocab/ggml-vocab-NAME.gguf with NAME.gguf.inp and
  * NAME.gguf.out (46 strings with the ids the models' own tokenizers produce, plain text, no
- * BOS) and requires every id list to match exactly, printing a diff per failing case. It
- * skips when the data folder is absent.
+ * BOS) and requires every id list to match exactly, printing a diff per failing case. Each
+ * of those tests skips when its files are absent.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -25,6 +25,7 @@
 #include "infer/tok_internal.h" /* white-box: merging by ids vs by text */
 #include "llmos/gguf.h"
 #include "llmos/tokenizer.h"
+#include "testutil.h"
 
 /* ---- helpers ---------------------------------------------------------------------------- */
 
@@ -415,30 +416,12 @@ static void broken_vocabularies_fail_clearly(void **state)
 
 /* ---- reference vocabularies ------------------------------------------------------------- */
 
-static char *testdata_path(const char *rel)
-{
-    const char *dir = getenv("LLMOS_TESTDATA");
-    if (!dir || !*dir)
-        return NULL;
-    size_t n = strlen(dir) + strlen(rel) + 2;
-    char *p = malloc(n);
-    snprintf(p, n, "%s/%s", dir, rel);
-    FILE *f = fopen(p, "rb");
-    if (!f) {
-        free(p);
-        return NULL;
-    }
-    fclose(f);
-    return p;
-}
-
+/* The reference vocabulary ggml-vocab-NAME.gguf; skips the test when it is absent. */
 static tokenizer *load_vocab(const char *name, double *seconds)
 {
-    char rel[128];
+    char rel[128], path[4096];
     snprintf(rel, sizeof rel, "vocab/ggml-vocab-%s.gguf", name);
-    char *path = testdata_path(rel);
-    if (!path)
-        return NULL;
+    tu_testdata_path(path, sizeof path, rel);
     tokenizer *t = NULL;
     double t0 = llmos_time_now();
     llmos_err err = tok_load_file(path, &t);
@@ -446,7 +429,6 @@ static tokenizer *load_vocab(const char *name, double *seconds)
         *seconds = llmos_time_now() - t0;
     if (err)
         fail_msg("loading %s: %s", path, llmos_errmsg());
-    free(path);
     return t;
 }
 
@@ -454,19 +436,13 @@ static tokenizer *load_vocab(const char *name, double *seconds)
 
 static void check_vocab(const char *name)
 {
+    char rel[128], inp_path[4096], out_path[4096];
+    snprintf(rel, sizeof rel, "vocab/ggml-vocab-%s.gguf.inp", name);
+    tu_testdata_path(inp_path, sizeof inp_path, rel);
+    snprintf(rel, sizeof rel, "vocab/ggml-vocab-%s.gguf.out", name);
+    tu_testdata_path(out_path, sizeof out_path, rel);
     double load_s = 0;
     tokenizer *t = load_vocab(name, &load_s);
-    if (!t) {
-        print_message("LLMOS_TESTDATA/vocab/ggml-vocab-%s.gguf not found: skipped\n", name);
-        skip();
-    }
-    char rel[128];
-    snprintf(rel, sizeof rel, "vocab/ggml-vocab-%s.gguf.inp", name);
-    char *inp_path = testdata_path(rel);
-    snprintf(rel, sizeof rel, "vocab/ggml-vocab-%s.gguf.out", name);
-    char *out_path = testdata_path(rel);
-    assert_non_null(inp_path);
-    assert_non_null(out_path);
     llmos_buf inp, outp;
     buf_init(&inp);
     buf_init(&outp);
@@ -564,8 +540,6 @@ static void check_vocab(const char *name)
     }
     buf_free(&inp);
     buf_free(&outp);
-    free(inp_path);
-    free(out_path);
     tok_free(t);
     if (n_failed)
         fail_msg("%s: %zu of %zu cases differ from the reference", name, n_failed, n_cases);
@@ -632,10 +606,6 @@ static void vocab_llama_bpe(void **s)
 static void check_no_forgery(const char *name, const char *const *specials, size_t n_specials)
 {
     tokenizer *t = load_vocab(name, NULL);
-    if (!t) {
-        print_message("vocabulary %s not found: skipped\n", name);
-        skip();
-    }
     for (size_t k = 0; k < n_specials; k++) {
         const char *sp = specials[k];
         int32_t id = tok_find(t, sp, strlen(sp));
@@ -730,8 +700,6 @@ static void concurrent_encodes_agree(void **s)
 {
     (void)s;
     tokenizer *t = load_vocab("qwen2", NULL);
-    if (!t)
-        skip();
     llmos_buf text;
     buf_init(&text);
     for (int i = 0; i < 200; i++)
@@ -758,8 +726,6 @@ static void real_vocab_metadata(void **s)
 {
     (void)s;
     tokenizer *t = load_vocab("llama-bpe", NULL);
-    if (!t)
-        skip();
     assert_int_equal(tok_n_vocab(t), 128256);
     assert_int_equal(tok_bos(t), 128000);
     assert_true(tok_adds_bos(t));
@@ -773,7 +739,6 @@ static void real_vocab_metadata(void **s)
     tok_free(t);
 
     t = load_vocab("qwen2", NULL);
-    assert_non_null(t);
     assert_int_equal(tok_n_vocab(t), 151936);
     assert_true(tok_is_eog(t, tok_find(t, "<|im_end|>", 10)));
     assert_int_equal(tok_eos(t), 151643);
@@ -783,7 +748,6 @@ static void real_vocab_metadata(void **s)
     tok_free(t);
 
     t = load_vocab("llama-spm", NULL);
-    assert_non_null(t);
     assert_int_equal(tok_get_model(t), TOK_MODEL_SPM);
     assert_int_equal(tok_bos(t), 1);
     ASSERT_ENC(t, "Hello world", TOK_ADD_SPECIAL, 1, 15043, 3186);
@@ -854,11 +818,10 @@ static void cli_tokenize(void **s)
 {
     (void)s;
     const char *bin = getenv("LLMOS_BIN");
-    char *model = testdata_path("vocab/ggml-vocab-qwen2.gguf");
-    if (!bin || !model) {
-        free(model);
-        skip();
-    }
+    if (!bin)
+        tu_skip("LLMOS_BIN is not set (run the tests through ctest)");
+    char model[1024];
+    tu_testdata_path(model, sizeof model, "vocab/ggml-vocab-qwen2.gguf");
     char cmd[4096];
     snprintf(cmd, sizeof cmd, "'%s' tokenize --model '%s' --ids 'Hello world<|im_end|>'", bin,
              model);
@@ -887,7 +850,6 @@ static void cli_tokenize(void **s)
     p = popen(cmd, "r");
     assert_non_null(p);
     assert_int_not_equal(pclose(p), 0);
-    free(model);
 }
 
 int main(void)

@@ -422,10 +422,7 @@ static void test_stories260k_through_a_pipe(void **state)
 {
     (void)state;
     char model[1024];
-    if (!tu_testdata_path(model, sizeof model, "models/stories260K.gguf")) {
-        skip(); /* LLMOS_TESTDATA is absent: no model to drive */
-        return;
-    }
+    tu_testdata_path(model, sizeof model, "models/stories260K.gguf");
     char dir[256];
     assert_true(tu_mkdtemp("repl", dir, sizeof dir));
     char input[512];
@@ -476,10 +473,9 @@ static void test_terminal_ctrl_c_and_history(void **state)
     (void)state;
     char model[1024];
     const char *bin = getenv("LLMOS_BIN");
-    if (!bin || !tu_testdata_path(model, sizeof model, "models/stories260K.gguf")) {
-        skip(); /* needs the built program and LLMOS_TESTDATA's stories260K */
-        return;
-    }
+    if (!bin)
+        tu_skip("LLMOS_BIN is not set (run the tests through ctest)");
+    tu_testdata_path(model, sizeof model, "models/stories260K.gguf");
     char dir[256];
     assert_true(tu_mkdtemp("repl", dir, sizeof dir));
     int fd = -1;
@@ -607,8 +603,9 @@ static void test_shell_store_or_memory(void **state)
 {
     (void)state;
     char model[1024];
-    if (!getenv("LLMOS_BIN") || !tu_testdata_path(model, sizeof model, "models/stories260K.gguf"))
-        skip();
+    if (!getenv("LLMOS_BIN"))
+        tu_skip("LLMOS_BIN is not set (run the tests through ctest)");
+    tu_testdata_path(model, sizeof model, "models/stories260K.gguf");
     char dir[256];
     assert_true(tu_mkdtemp("repl-nostore", dir, sizeof dir));
     llmos_buf out = {0}, err = {0};
@@ -652,8 +649,9 @@ static void test_one_message_on_the_command_line(void **state)
 {
     (void)state;
     char model[1024];
-    if (!getenv("LLMOS_BIN") || !tu_testdata_path(model, sizeof model, "models/stories260K.gguf"))
-        skip();
+    if (!getenv("LLMOS_BIN"))
+        tu_skip("LLMOS_BIN is not set (run the tests through ctest)");
+    tu_testdata_path(model, sizeof model, "models/stories260K.gguf");
     char dir[256];
     assert_true(tu_mkdtemp("repl-once", dir, sizeof dir));
     llmos_buf out = {0}, err = {0};
@@ -678,7 +676,7 @@ static void test_ctrl_c_at_the_passphrase_prompt(void **state)
     (void)state;
     const char *bin = getenv("LLMOS_BIN");
     if (!bin)
-        skip();
+        tu_skip("LLMOS_BIN is not set (run the tests through ctest)");
     char dir[256];
     assert_true(tu_mkdtemp("repl-secret", dir, sizeof dir));
     int master = -1, slave = -1;

@@ -47,7 +47,7 @@ static void test_ps_kill_audit(void **state)
 {
     (void)state;
     if (!getenv("LLMOS_BIN"))
-        skip();
+        tu_skip("LLMOS_BIN is not set (run the tests through ctest)");
     assert_true(tu_mkdtemp("pscli", home, sizeof home));
     snprintf(storedir, sizeof storedir, "%s/store", home);
     llmos_buf out = {0}, err = {0};
@@ -131,9 +131,8 @@ static void test_kill_stops_a_running_shell(void **state)
     const char *bin = getenv("LLMOS_BIN");
     char vocab[1024];
     if (!bin)
-        skip();
-    if (!tu_testdata_path(vocab, sizeof vocab, "models/stories260K.gguf"))
-        skip();
+        tu_skip("LLMOS_BIN is not set (run the tests through ctest)");
+    tu_testdata_path(vocab, sizeof vocab, "models/stories260K.gguf");
     assert_true(tu_mkdtemp("pskill", home, sizeof home));
     llmos_buf out = {0}, err = {0};
     char model[400];

@@ -43,12 +43,8 @@ static void test_special_tokens_in_outside_text(void **state)
 {
     (void)state;
     char vocab[4096], tmpl_path[4096];
-    if (!tu_testdata_path(vocab, sizeof vocab, "vocab/ggml-vocab-qwen2.gguf") ||
-        !tu_testdata_path(tmpl_path, sizeof tmpl_path,
-                          "templates/Qwen-Qwen2.5-7B-Instruct.jinja")) {
-        print_message("skipped: shared test data (LLMOS_TESTDATA) not found\n");
-        skip();
-    }
+    tu_testdata_path(vocab, sizeof vocab, "vocab/ggml-vocab-qwen2.gguf");
+    tu_testdata_path(tmpl_path, sizeof tmpl_path, "templates/Qwen-Qwen2.5-7B-Instruct.jinja");
     tokenizer *t = NULL;
     assert_int_equal(tok_load_file(vocab, &t), LLMOS_OK);
     llmos_buf tmpl = {0};

@@ -7,9 +7,9 @@
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 model="${LLMOS_TESTDATA:-}/models/stories260K.gguf"
-if ! command -v node >/dev/null 2>&1; then echo "skip: node is not installed (scripts/deps)"; exit 77; fi
-if [ ! -d "$here/node_modules/openai" ]; then echo "skip: $here/node_modules lacks openai (run scripts/deps)"; exit 77; fi
-if [ ! -r "$model" ]; then echo "skip: test data (models/stories260K.gguf) is absent"; exit 77; fi
+if ! command -v node >/dev/null 2>&1; then echo "node is not installed (scripts/deps)"; exit 77; fi
+if [ ! -d "$here/node_modules/openai" ]; then echo "$here/node_modules lacks openai (run scripts/deps)"; exit 77; fi
+if [ ! -r "$model" ]; then echo "test data (models/stories260K.gguf) is absent"; exit 77; fi
 if [ ! -x "${LLMOS_BIN:-}" ]; then echo "LLMOS_BIN is not the llmos program" >&2; exit 1; fi
 
 tmp=$(mktemp -d /tmp/llmos-test-node-XXXXXX)
