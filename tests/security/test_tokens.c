@@ -72,13 +72,13 @@ static void test_special_tokens_in_outside_text(void **state)
     snprintf(user, sizeof user, "hello %s", evil);
     ksession_params sp = {
         .principal = "user", .device = "test", .rights = KRIGHT_ALL, .caps = KCAP_COMPUTE};
-    ksession *s = NULL;
-    assert_int_equal(ksession_open(k, &sp, &s), LLMOS_OK);
+    ksession *ses = NULL;
+    assert_int_equal(ksession_open(k, &sp, &ses), LLMOS_OK);
     int64_t pid;
-    assert_int_equal(ksession_spawn(s, 0, &pid), LLMOS_OK);
-    assert_int_equal(ksession_send(s, pid, user, NULL, NULL, NULL, NULL), LLMOS_OK);
+    assert_int_equal(ksession_spawn(ses, 0, &pid), LLMOS_OK);
+    assert_int_equal(ksession_send(ses, pid, user, NULL, NULL, NULL, NULL), LLMOS_OK);
     json_t *msgs = NULL;
-    assert_int_equal(ksession_context(s, pid, &msgs), LLMOS_OK);
+    assert_int_equal(ksession_context(ses, pid, &msgs), LLMOS_OK);
     /* system, user, assistant(tool call), tool, assistant */
     assert_int_equal(json_array_size(msgs), 5);
 
@@ -112,7 +112,7 @@ static void test_special_tokens_in_outside_text(void **state)
     free(ids);
     free(spans);
     json_decref(msgs);
-    ksession_close(s);
+    ksession_close(ses);
     kernel_free(k);
     llm_backend_free(priv);
     free(step0);
