@@ -16,11 +16,11 @@
 #include <math.h>
 #include <string.h>
 
-#include "infer/quant_internal.h"
-#include "infer/quant_pack.h"
+#include "infer/quant/quant_internal.h"
+#include "infer/pack/quant_pack.h"
 
 #if defined(__x86_64__)
-#include "infer/quant_pack_simd.h"
+#include "infer/pack/quant_pack_simd.h"
 
 /* loops over chunks and tokens unrolled, so the vectors stay in registers */
 #define UNROLL _Pragma("GCC unroll 8")

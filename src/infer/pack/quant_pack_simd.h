@@ -12,7 +12,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "infer/quant_pack.h"
+#include "infer/pack/quant_pack.h"
 
 #define VNNI   __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
 #define INLINE __attribute__((always_inline)) inline

@@ -801,7 +801,7 @@ static llmos_err lb_count_tokens(llm_backend *b, const char *text, size_t len, s
     return err;
 }
 
-/* ---- embeddings (see embed.c) ---------------------------------------------------------- */
+/* ---- embeddings (see model/embed.c) ---------------------------------------------------------- */
 
 /* The text as plain text (special-token parsing off, BOS as the tokenizer says), truncated to
  * the backend's context with a warning, embedded by model_embed in a context of its own (the

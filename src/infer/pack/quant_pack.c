@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "infer/quant_internal.h"
-#include "infer/quant_pack.h"
+#include "infer/quant/quant_internal.h"
+#include "infer/pack/quant_pack.h"
 #include "llmos/base.h"
 
 /* ---- activations ------------------------------------------------------------------------- */
