@@ -1,11 +1,13 @@
 /*
- * quant_pack.c - packed (16-row interleaved) weights: the layouts, the pack functions, the
- * scalar reference kernels and the choice of SIMD kernels. See quant_pack.h for why.
+ * quant_pack.c - what every packed (16-row interleaved) type shares: the activation format
+ * (qpack_act) and its quantizers, scalar and AVX-512, the table of packed types and the choice
+ * of their SIMD kernels. See quant_pack.h for why packing pays.
  *
- * Each type's block layout is described at its pack function. The reference kernels read the
- * packed bytes element by element, exactly as the layout comment says, and accumulate in the
- * same order as the SIMD kernels up to float summation order: integer sums per 32-value block,
- * then d_w * (d_x * isum - offset * s_x) in float.
+ * Each type has a file of its own, quant_pack_<type>.c, with the same four parts: the layout
+ * of a packed group, the pack function, the scalar reference kernel (which reads the packed
+ * bytes element by element, exactly as the layout comment says) and the AVX-512 VNNI kernel.
+ * Kernels accumulate in the same order up to float summation order: integer sums per 32-value
+ * block, then d_w * (d_x * isum - offset * s_x) in float.
  */
 #include <math.h>
 #include <pthread.h>
@@ -44,113 +46,30 @@ void qpack_act_quantize_ref(const float *x, size_t n, void *dst)
     }
 }
 
-/* ---- Q4_0 -------------------------------------------------------------------------------- */
+#if defined(__x86_64__)
+#include "infer/pack/quant_pack_simd.h"
 
-/* Block b of a group (288 bytes = 16 Q4_0 blocks):
- *   uint16_t d[16]          the 16 rows' scales (F16)
- *   uint8_t  qs[4][16][4]   chunk c, row r: bytes 4c..4c+3 of that row's qs
- * so 32-bit lane r of chunk c holds elements 4c..4c+3 (low nibbles) and 16+4c..19+4c (high
- * nibbles) of row r. */
-#define Q4_0X16_BLOCK (QPACK_ROWS * sizeof(block_q4_0))
-
-void qpack_q4_0x16_pack(const void *rows, size_t row_bytes, size_t n_rows, size_t k, void *group)
+/* The reference's quantization, one 32-value block per step in two vectors. */
+VNNI void qpack_act_quantize_avx512(const float *x, size_t n, void *dst)
 {
-    size_t nb = k / QK4_0;
-    uint8_t *g = group;
-    memset(g, 0, nb * Q4_0X16_BLOCK);
-    for (size_t r = 0; r < n_rows; r++) {
-        const block_q4_0 *row = (const block_q4_0 *)((const uint8_t *)rows + r * row_bytes);
-        for (size_t b = 0; b < nb; b++) {
-            uint8_t *gb = g + b * Q4_0X16_BLOCK;
-            memcpy(gb + 2 * r, &row[b].d, 2);
-            for (int c = 0; c < 4; c++)
-                memcpy(gb + 32 + 64 * c + 4 * r, row[b].qs + 4 * c, 4);
-        }
+    int8_t *q = dst;
+    float *d = (float *)((uint8_t *)dst + n), *s = d + n / QPACK_BLOCK;
+    for (size_t b = 0; b < n / QPACK_BLOCK; b++) {
+        __m512 v0 = _mm512_loadu_ps(x + b * QPACK_BLOCK);
+        __m512 v1 = _mm512_loadu_ps(x + b * QPACK_BLOCK + 16);
+        float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+        float id = amax > 0 ? 127.0f / amax : 0.0f;
+        __m512 vid = _mm512_set1_ps(id);
+        /* cvtps rounds to nearest even under the default MXCSR, as nearbyintf does */
+        __m512i i0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, vid));
+        __m512i i1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, vid));
+        _mm_storeu_si128((__m128i *)(q + b * QPACK_BLOCK), _mm512_cvtsepi32_epi8(i0));
+        _mm_storeu_si128((__m128i *)(q + b * QPACK_BLOCK + 16), _mm512_cvtsepi32_epi8(i1));
+        d[b] = amax / 127.0f;
+        s[b] = d[b] * (float)_mm512_reduce_add_epi32(_mm512_add_epi32(i0, i1));
     }
 }
-
-void qpack_q4_0x16_kernel_ref(size_t k, const void *group, const void *act, size_t act_stride,
-                              size_t n_tok, float out[QPACK_TOK][QPACK_ROWS])
-{
-    size_t nb = k / QK4_0;
-    for (size_t t = 0; t < n_tok; t++) {
-        const void *a = (const uint8_t *)act + t * act_stride;
-        const int8_t *q = qpack_act_q(a);
-        const float *d = qpack_act_d(a, k), *s = qpack_act_s(a, k);
-        for (int r = 0; r < QPACK_ROWS; r++) {
-            float sum = 0;
-            for (size_t b = 0; b < nb; b++) {
-                const uint8_t *gb = (const uint8_t *)group + b * Q4_0X16_BLOCK;
-                uint16_t h;
-                memcpy(&h, gb + 2 * r, 2);
-                int isum = 0;
-                for (int j = 0; j < QK4_0; j++) {
-                    int c = (j % 16) / 4;
-                    uint8_t byte = gb[32 + 64 * c + 4 * r + j % 4];
-                    int nib = j < 16 ? byte & 0xF : byte >> 4;
-                    isum += nib * q[b * QK4_0 + j];
-                }
-                sum += quant_fp16_to_fp32(h) * (d[b] * (float)isum - 8.0f * s[b]);
-            }
-            out[t][r] = sum;
-        }
-    }
-}
-
-/* ---- Q8_0 -------------------------------------------------------------------------------- */
-
-/* Block b of a group (544 bytes = 16 Q8_0 blocks):
- *   uint16_t d[16]          the 16 rows' scales (F16)
- *   uint8_t  qs[8][16][4]   chunk c, row r: bytes 4c..4c+3 of that row's qs, each XOR 0x80
- * The XOR stores q + 128 as an unsigned byte (what vpdpbusd multiplies), so
- * sum q y = sum (q + 128) y - 128 sum y. */
-#define Q8_0X16_BLOCK (QPACK_ROWS * sizeof(block_q8_0))
-
-void qpack_q8_0x16_pack(const void *rows, size_t row_bytes, size_t n_rows, size_t k, void *group)
-{
-    size_t nb = k / QK8_0;
-    uint8_t *g = group;
-    memset(g, 0, nb * Q8_0X16_BLOCK);
-    for (size_t b = 0; b < nb; b++) /* zero rows must read as q = 0, stored as 0x80 */
-        memset(g + b * Q8_0X16_BLOCK + 32, 0x80, Q8_0X16_BLOCK - 32);
-    for (size_t r = 0; r < n_rows; r++) {
-        const block_q8_0 *row = (const block_q8_0 *)((const uint8_t *)rows + r * row_bytes);
-        for (size_t b = 0; b < nb; b++) {
-            uint8_t *gb = g + b * Q8_0X16_BLOCK;
-            memcpy(gb + 2 * r, &row[b].d, 2);
-            for (int c = 0; c < 8; c++) { /* 4 bytes at a time, each XOR 0x80 */
-                uint32_t w;
-                memcpy(&w, row[b].qs + 4 * c, 4);
-                w ^= 0x80808080u;
-                memcpy(gb + 32 + 64 * c + 4 * r, &w, 4);
-            }
-        }
-    }
-}
-
-void qpack_q8_0x16_kernel_ref(size_t k, const void *group, const void *act, size_t act_stride,
-                              size_t n_tok, float out[QPACK_TOK][QPACK_ROWS])
-{
-    size_t nb = k / QK8_0;
-    for (size_t t = 0; t < n_tok; t++) {
-        const void *a = (const uint8_t *)act + t * act_stride;
-        const int8_t *q = qpack_act_q(a);
-        const float *d = qpack_act_d(a, k), *s = qpack_act_s(a, k);
-        for (int r = 0; r < QPACK_ROWS; r++) {
-            float sum = 0;
-            for (size_t b = 0; b < nb; b++) {
-                const uint8_t *gb = (const uint8_t *)group + b * Q8_0X16_BLOCK;
-                uint16_t h;
-                memcpy(&h, gb + 2 * r, 2);
-                int isum = 0;
-                for (int j = 0; j < QK8_0; j++)
-                    isum += gb[32 + 64 * (j / 4) + 4 * r + j % 4] * q[b * QK8_0 + j];
-                sum += quant_fp16_to_fp32(h) * (d[b] * (float)isum - 128.0f * s[b]);
-            }
-            out[t][r] = sum;
-        }
-    }
-}
+#endif /* __x86_64__ */
 
 /* ---- the table and the choice of kernels ------------------------------------------------- */
 
