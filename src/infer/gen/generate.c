@@ -1,15 +1,19 @@
 /*
  * generate.c - the generation loop: prompt in, sampled tokens out as streamed text.
  *
- * One loop ties the model, the sampler and the tokenizer together: evaluate the prompt as a
- * batch, then repeat sample -> check stop tokens -> detokenize -> check stop strings -> emit
- * -> evaluate the new token. Text is emitted as soon as it is final: the streaming decoder
- * holds back incomplete UTF-8, and this loop holds back the tail of the text that could still
- * become a stop string (so a stop string is never shown, even when it spans tokens).
+ * One loop ties the model, the sampler and the tokenizer together, for `llmos generate`
+ * (gen_run) and for the local backend's chat (gen_loop_run, generate.h): evaluate the prompt
+ * as a batch, then repeat sample (masked by a grammar when there is one) -> check stop tokens
+ * -> advance the grammar -> detokenize -> check stop strings -> emit -> evaluate the new
+ * token, until a stop, the length limit, a full context, the cancel flag or the callback ends
+ * it. Text is emitted as soon as it is final: the streaming decoder holds back incomplete
+ * UTF-8, and this loop holds back the tail of the text that could still become a stop string
+ * (so a stop string is never shown, even when it spans tokens).
  */
 #include <assert.h>
 #include <string.h>
 
+#include "infer/gen/generate.h"
 #include "llmos/infer.h"
 
 const char *gen_stop_name(gen_stop reason)
@@ -21,6 +25,8 @@ const char *gen_stop_name(gen_stop reason)
     case GEN_STOP_STRING: return "stop string";
     case GEN_STOP_CONTEXT: return "context full";
     case GEN_STOP_CALLBACK: return "stopped by caller";
+    case GEN_STOP_GRAMMAR: return "grammar complete";
+    case GEN_STOP_CANCELLED: return "cancelled";
     }
     return "?";
 }
@@ -71,25 +77,51 @@ static bool is_stop_token(const gen_params *p, int32_t id)
     return false;
 }
 
-llmos_err gen_run(llmos_model_ctx *c, const tokenizer *tok, const int32_t *prompt, size_t n_prompt,
-                  const gen_params *p, gen_emit_fn emit, void *user, gen_stats *stats)
+static llmos_err gen_eval(gen_loop *g, const int32_t *ids, size_t n, const float **logits)
 {
-    const model_hparams *hp = model_hparams_of(model_ctx_model(c));
-    gen_stats st = {.n_prompt = n_prompt, .stop = GEN_STOP_LENGTH};
+    return g->eval ? g->eval(g->eval_user, ids, n, logits) : model_eval(g->ctx, ids, n, logits);
+}
+
+/* Sample the next token from logits, through the grammar's mask when there is one, and put
+ * it in the penalty window. */
+static llmos_err gen_sample(gen_loop *g, llmos_sampler *smp, const float *logits, int32_t *id)
+{
+    if (g->gr) {
+        size_t n_vocab = model_hparams_of(model_ctx_model(g->ctx))->n_vocab;
+        memcpy(g->scratch, logits, n_vocab * sizeof *g->scratch);
+        llmos_err err = grammar_mask(g->gr, g->gv, g->scratch, n_vocab);
+        if (err)
+            return err;
+        logits = g->scratch;
+    }
+    *id = sampler_sample(smp, logits);
+    sampler_accept(smp, *id);
+    return LLMOS_OK;
+}
+
+llmos_err gen_loop_run(gen_loop *g, const int32_t *prompt, size_t n_prompt, size_t n_cached)
+{
+    assert(g->ctx && g->p && g->emit && n_cached <= n_prompt);
+    assert(!g->gr || (g->gv && g->scratch));
+    const gen_params *p = g->p;
+    llmos_buf *text = &g->text;
+    g->st = (gen_stats){.n_prompt = n_prompt, .stop = GEN_STOP_LENGTH};
+    g->complete = 0;
     llmos_sampler *smp = NULL;
-    llmos_err err = sampler_new(&p->sampling, hp->n_vocab, &smp);
+    llmos_err err =
+        sampler_new(&p->sampling, model_hparams_of(model_ctx_model(g->ctx))->n_vocab, &smp);
     if (err)
         return err;
     tok_decoder dec = {0};
-    if (tok)
-        tok_decoder_init(&dec, tok, false, false);
-    llmos_buf held = {0}; /* decoded text not yet emitted */
+    if (g->tok)
+        tok_decoder_init(&dec, g->tok, g->tool_calls, false);
+    size_t shown = 0; /* text[0..shown) has been emitted; the rest is held back */
 
     const float *logits = NULL;
     double t0 = llmos_time_now();
-    if (n_prompt > 0 && (err = model_eval(c, prompt, n_prompt, &logits)))
+    if (n_prompt > n_cached && (err = gen_eval(g, prompt + n_cached, n_prompt - n_cached, &logits)))
         goto done;
-    st.prompt_seconds = llmos_time_now() - t0;
+    g->st.prompt_seconds = llmos_time_now() - t0;
     if (!logits) {
         err = llmos_fail(LLMOS_ERR_INVALID, "generate: the prompt is empty");
         goto done;
@@ -99,74 +131,103 @@ llmos_err gen_run(llmos_model_ctx *c, const tokenizer *tok, const int32_t *promp
 
     t0 = llmos_time_now();
     for (uint32_t i = 0; i < p->n_predict; i++) {
-        int32_t id = sampler_sample(smp, logits);
-        sampler_accept(smp, id);
+        if (g->cancel && atomic_load(g->cancel)) {
+            g->st.stop = GEN_STOP_CANCELLED;
+            break;
+        }
+        int32_t id;
+        if ((err = gen_sample(g, smp, logits, &id)))
+            goto done;
         if (is_stop_token(p, id)) {
-            st.stop = GEN_STOP_TOKEN;
+            g->st.stop = GEN_STOP_TOKEN;
             break;
         }
-        if (tok && !p->ignore_eog && tok_is_eog(tok, id)) {
-            st.stop = GEN_STOP_EOG;
+        if (g->tok && !p->ignore_eog && tok_is_eog(g->tok, id)) {
+            g->st.stop = GEN_STOP_EOG;
             break;
         }
-        st.n_generated++;
+        if (g->gr && (err = grammar_accept(g->gr, g->gv, id)))
+            goto done;
+        g->st.n_generated++;
 
         bool go_on = true;
-        if (!tok) {
-            go_on = emit(user, id, NULL, 0);
+        if (!g->tok) {
+            go_on = g->emit(g->user, id, NULL, 0);
         } else {
-            if ((err = tok_decoder_feed(&dec, id, &held)))
+            if ((err = tok_decoder_feed(&dec, id, text)))
                 goto done;
-            size_t cut = find_stop(held.data ? held.data : "", held.len, p);
-            if (cut < held.len) { /* show the text before the stop string, then stop */
-                if (!emit(user, id, held.data, cut))
-                    st.stop = GEN_STOP_CALLBACK;
-                else
-                    st.stop = GEN_STOP_STRING;
-                buf_clear(&held);
-                break;
+            if (g->gr && grammar_accepting(g->gr))
+                g->complete = text->len;
+            const char *s = text->data ? text->data : "";
+            /* a stop string can only begin in the held-back text */
+            size_t cut = shown + find_stop(s + shown, text->len - shown, p), ready;
+            if (cut < text->len) { /* show the text before the stop string, then stop */
+                text->len = cut;
+                text->data[cut] = 0;
+                g->st.stop = GEN_STOP_STRING;
+                ready = cut;
+            } else {
+                ready = text->len - stop_prefix_tail(s, text->len, p);
+                ready -= utf8_incomplete_tail(s, ready); /* never split a character */
             }
-            size_t ready = held.len ? held.len - stop_prefix_tail(held.data, held.len, p) : 0;
-            go_on = emit(user, id, held.len ? held.data : "", ready);
-            if (ready > 0) {
-                /* ready > 0 implies held.len > 0, so held.data is allocated */
-                // NOLINTNEXTLINE(clang-analyzer-core.NonNullParamChecker)
-                memmove(held.data, held.data + ready, held.len - ready);
-                held.len -= ready;
-                held.data[held.len] = 0;
+            if (ready < shown)
+                ready = shown;
+            go_on = g->emit(g->user, id, s + shown, ready - shown);
+            shown = ready;
+            if (g->st.stop == GEN_STOP_STRING) {
+                if (!go_on)
+                    g->st.stop = GEN_STOP_CALLBACK;
+                break;
             }
         }
         if (!go_on) {
-            st.stop = GEN_STOP_CALLBACK;
+            g->st.stop = GEN_STOP_CALLBACK;
+            break;
+        }
+        if (g->gr && grammar_done(g->gr)) {
+            g->st.stop = GEN_STOP_GRAMMAR;
             break;
         }
         if (i + 1 == p->n_predict)
             break; /* the last token needs no evaluation */
-        if (model_ctx_pos(c) == model_ctx_size(c)) {
-            st.stop = GEN_STOP_CONTEXT;
+        if (model_ctx_pos(g->ctx) == model_ctx_size(g->ctx)) {
+            g->st.stop = GEN_STOP_CONTEXT;
             break;
         }
-        if ((err = model_eval(c, &id, 1, &logits)))
+        if ((err = gen_eval(g, &id, 1, &logits)))
             goto done;
     }
-    st.gen_seconds = llmos_time_now() - t0;
+    g->st.gen_seconds = llmos_time_now() - t0;
 
     /* text held back for a stop string that never came, and incomplete UTF-8 */
-    if (tok && st.stop != GEN_STOP_STRING && st.stop != GEN_STOP_CALLBACK) {
-        if ((err = tok_decoder_flush(&dec, &held)))
+    gen_stop why = g->st.stop;
+    if (g->tok && why != GEN_STOP_STRING && why != GEN_STOP_CALLBACK && why != GEN_STOP_CANCELLED) {
+        if ((err = tok_decoder_flush(&dec, text)))
             goto done;
-        if (held.len > 0) {
-            size_t cut = find_stop(held.data, held.len, p);
-            if (cut < held.len)
-                st.stop = GEN_STOP_STRING;
-            (void)emit(user, -1, held.data, cut);
+        if (text->len > shown) {
+            size_t cut = shown + find_stop(text->data + shown, text->len - shown, p);
+            if (cut < text->len) {
+                text->len = cut;
+                text->data[cut] = 0;
+                g->st.stop = GEN_STOP_STRING;
+            }
+            (void)g->emit(g->user, -1, text->data + shown, cut - shown);
         }
     }
-    if (stats)
-        *stats = st;
 done:
     tok_decoder_free(&dec);
-    buf_free(&held);
     sampler_free(smp);
+    return err;
+}
+
+/* gen_run is the loop with nothing added: a fresh context's own evaluation, no grammar. */
+llmos_err gen_run(llmos_model_ctx *c, const tokenizer *tok, const int32_t *prompt, size_t n_prompt,
+                  const gen_params *p, gen_emit_fn emit, void *user, gen_stats *stats)
+{
+    gen_loop g = {.ctx = c, .tok = tok, .p = p, .emit = emit, .user = user};
+    llmos_err err = gen_loop_run(&g, prompt, n_prompt, 0);
+    if (!err && stats)
+        *stats = g.st;
+    buf_free(&g.text);
     return err;
 }
