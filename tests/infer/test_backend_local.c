@@ -3,7 +3,8 @@
  * real vocabularies (qwen2 with ChatML and Qwen2.5's template, llama-bpe with Llama 3.1's),
  * and chat on a small random-weight qwen2 model: streaming equals the final content, the KV
  * cache prefix is reused without changing the answer, stop strings, max_tokens, cancellation
- * (flag and callback), JSON-schema-constrained output, tool calls, token counts, errors.
+ * (flag and callback), JSON-schema-constrained output, tool calls (a forced call that
+ * max_tokens cuts off is a "length" answer, not an error), token counts, errors.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -495,6 +496,55 @@ static void test_chat_constrained(void **state)
     llm_backend_free(b);
 }
 
+/* A forced tool call that max_tokens cuts off is a normal answer: finish "length", the text
+ * generated so far as content (the grammar makes it begin with the Hermes opener), no calls. */
+static void test_chat_forced_call_cut_by_length(void **state)
+{
+    (void)state;
+    llm_backend *b = open_model();
+    if (!b)
+        skip();
+    json_t *msgs = convo();
+    json_t *tools =
+        json_pack("[{ss s{ss ss s{ss s{s{ss}} s[s]}}}]", "type", "function", "function", "name",
+                  "get_weather", "description", "Weather of a city", "parameters", "type", "object",
+                  "properties", "city", "type", "string", "required", "city");
+    const char *choices[] = {"get_weather", "required"};
+    for (size_t c = 0; c < 2; c++) {
+        llm_request rq = llm_request_default();
+        rq.messages = msgs;
+        rq.tools = tools;
+        rq.tool_choice = choices[c];
+        rq.sampling.temperature = 0;
+        llm_response shorter, longer;
+        sink s = {0};
+        rq.max_tokens = 12; /* this vocabulary spells <tool_call> in 8 tokens */
+        llmos_err e = llm_chat(b, &rq, on_text, &s, &shorter);
+        if (e)
+            fail_msg("tool_choice %s, max_tokens 12: %s", choices[c], llmos_errmsg());
+        assert_string_equal(shorter.finish_reason, "length");
+        assert_int_equal(shorter.completion_tokens, 12);
+        assert_int_equal(shorter.n_tool_calls, 0);
+        assert_null(shorter.tool_calls);
+        assert_int_equal(strncmp(shorter.content, "<tool_call>", 11), 0);
+        assert_string_equal(s.text.data ? s.text.data : "", shorter.content);
+
+        /* more tokens, still cut: the same start, more text */
+        rq.max_tokens = 20;
+        assert_int_equal(llm_chat(b, &rq, NULL, NULL, &longer), LLMOS_OK);
+        assert_string_equal(longer.finish_reason, "length");
+        assert_int_equal(longer.n_tool_calls, 0);
+        assert_true(strlen(longer.content) > strlen(shorter.content));
+        assert_memory_equal(longer.content, shorter.content, strlen(shorter.content));
+        llm_response_free(&shorter);
+        llm_response_free(&longer);
+        buf_free(&s.text);
+    }
+    json_decref(tools);
+    json_decref(msgs);
+    llm_backend_free(b);
+}
+
 static void test_misc(void **state)
 {
     (void)state;
@@ -542,10 +592,15 @@ static void test_misc(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_guard_qwen2_chatml),   cmocka_unit_test(test_guard_qwen25_template),
-        cmocka_unit_test(test_guard_llama3),         cmocka_unit_test(test_guard_altered_content),
-        cmocka_unit_test(test_chat_basic_and_reuse), cmocka_unit_test(test_chat_stop_and_cancel),
-        cmocka_unit_test(test_chat_constrained),     cmocka_unit_test(test_misc),
+        cmocka_unit_test(test_guard_qwen2_chatml),
+        cmocka_unit_test(test_guard_qwen25_template),
+        cmocka_unit_test(test_guard_llama3),
+        cmocka_unit_test(test_guard_altered_content),
+        cmocka_unit_test(test_chat_basic_and_reuse),
+        cmocka_unit_test(test_chat_stop_and_cancel),
+        cmocka_unit_test(test_chat_constrained),
+        cmocka_unit_test(test_chat_forced_call_cut_by_length),
+        cmocka_unit_test(test_misc),
     };
     return cmocka_run_group_tests(tests, make_model, remove_model);
 }

@@ -42,6 +42,7 @@
  * control token.
  */
 #include <assert.h>
+#include <ctype.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -601,8 +602,15 @@ static bool lb_emit(void *user, int32_t token, const char *text, size_t len)
     return st->fn(st->ctx, text, len);
 }
 
-/* Parse the tool calls out of the reply in g->text into resp; resp->content gets the text
- * outside them. */
+/* Whether the generation ended before the model finished its reply. */
+static bool lb_cut_short(gen_stop stop)
+{
+    return stop == GEN_STOP_LENGTH || stop == GEN_STOP_CONTEXT || stop == GEN_STOP_CALLBACK ||
+           stop == GEN_STOP_CANCELLED;
+}
+
+/* Parse the tool calls out of the reply in g->text into resp; g->text becomes the content,
+ * the text outside them. */
 static llmos_err lb_tool_calls(const local_backend *lb, gen_loop *g, llm_response *resp,
                                const char **finish)
 {
@@ -614,6 +622,22 @@ static llmos_err lb_tool_calls(const local_backend *lb, gen_loop *g, llm_respons
     }
     toolcall_result tr = {0};
     llmos_err err = toolcall_parse(lb->family, text->data ? text->data : "", text->len, &tr);
+    if (err && lb_cut_short(g->st.stop)) {
+        /* The limit (or a cancel) cut the first call off, which is not the model's error: the
+         * answer is the text generated so far, with no calls, trimmed as content always is.
+         * (Reporting the parse error made a server answer 400 to a request that was fine.) */
+        llmos_err_clear();
+        size_t a = 0, e = text->len;
+        while (a < e && isspace((unsigned char)text->data[a]))
+            a++;
+        while (e > a && isspace((unsigned char)text->data[e - 1]))
+            e--;
+        memmove(text->data, text->data + a, e - a);
+        text->len = e - a;
+        text->data[text->len] = 0;
+        toolcall_result_free(&tr);
+        return LLMOS_OK;
+    }
     if (!err && tr.n_calls > 0) {
         resp->tool_calls = calloc(tr.n_calls, sizeof *resp->tool_calls);
         if (!resp->tool_calls)
