@@ -590,15 +590,16 @@ static const char *lb_finish_reason(gen_stop stop)
 typedef struct lb_stream {
     llm_stream_fn fn; /* NULL: nothing is streamed */
     void *ctx;
-    bool hold; /* tool calls are possible: nothing is streamed before the reply is parsed */
+    size_t sent; /* bytes streamed so far */
 } lb_stream;
 
 static bool lb_emit(void *user, int32_t token, const char *text, size_t len)
 {
     lb_stream *st = user;
     (void)token;
-    if (!st->fn || st->hold || len == 0)
+    if (!st->fn || len == 0)
         return true;
+    st->sent += len;
     return st->fn(st->ctx, text, len);
 }
 
@@ -708,14 +709,15 @@ static llmos_err lb_chat(llm_backend *b, const llm_request *req, llm_stream_fn s
     model_ctx_truncate(lb->ctx, common);
     LOG_DEBUG(LOCAL_LOG, "prompt %zu tokens, %zu reused from the KV cache", n_prompt, common);
 
-    /* With tools the reply is parsed at the end, so special tokens are kept in the text and
-     * nothing is streamed before the parse (a tool call must not reach the user as text). */
+    /* With tools the reply is parsed at the end, so special tokens are kept in the text, and
+     * the loop streams only what cannot be part of a call (a tool call must not reach the user
+     * as text); the rest of the content follows the parse. */
     gen_params gp = gen_default_params();
     gp.n_predict = req->max_tokens > 0 ? (uint32_t)req->max_tokens : UINT32_MAX;
     gp.sampling = req->sampling;
     gp.stop_strings = req->stop;
     gp.n_stop_strings = req->n_stop;
-    lb_stream st = {.fn = stream, .ctx = stream_ctx, .hold = tools_on};
+    lb_stream st = {.fn = stream, .ctx = stream_ctx};
     g = (gen_loop){.ctx = lb->ctx,
                    .tok = lb->tok,
                    .p = &gp,
@@ -724,6 +726,7 @@ static llmos_err lb_chat(llm_backend *b, const llm_request *req, llm_stream_fn s
                    .scratch = lb->scratch,
                    .cancel = req->cancel,
                    .tool_calls = tools_on,
+                   .family = lb->family,
                    .eval = lb_eval,
                    .eval_user = lb,
                    .emit = lb_emit,
@@ -740,8 +743,9 @@ static llmos_err lb_chat(llm_backend *b, const llm_request *req, llm_stream_fn s
     if (tools_on) {
         if ((err = lb_tool_calls(lb, &g, resp, &finish)))
             goto done;
-        if (stream && g.text.len > 0 && !cancelled)
-            (void)stream(stream_ctx, g.text.data, g.text.len);
+        /* what was streamed is the start of the content (toolcall_answer_span): send the rest */
+        if (stream && g.text.len > st.sent && !cancelled)
+            (void)stream(stream_ctx, g.text.data + st.sent, g.text.len - st.sent);
     }
     resp->finish_reason = finish;
     resp->content = buf_detach(&g.text, NULL);

@@ -115,7 +115,9 @@ llmos_err gen_loop_run(gen_loop *g, const int32_t *prompt, size_t n_prompt, size
     tok_decoder dec = {0};
     if (g->tok)
         tok_decoder_init(&dec, g->tok, g->tool_calls, false);
-    size_t shown = 0; /* text[0..shown) has been emitted; the rest is held back */
+    /* text[0..shown) has been emitted (with tool calls, white space at its start is skipped
+     * rather than emitted); the rest is held back */
+    size_t shown = 0;
 
     const float *logits = NULL;
     double t0 = llmos_time_now();
@@ -170,10 +172,17 @@ llmos_err gen_loop_run(gen_loop *g, const int32_t *prompt, size_t n_prompt, size
                 ready = text->len - stop_prefix_tail(s, text->len, p);
                 ready -= utf8_incomplete_tail(s, ready); /* never split a character */
             }
-            if (ready < shown)
-                ready = shown;
-            go_on = g->emit(g->user, id, s + shown, ready - shown);
-            shown = ready;
+            size_t from = shown;
+            if (g->tool_calls) { /* answer text streams, a tool call never does */
+                toolcall_span sp = toolcall_answer_span(g->family, s, text->len);
+                from = sp.begin > shown ? sp.begin : shown;
+                ready = sp.end < ready ? sp.end : ready;
+            }
+            if (ready < from)
+                ready = from;
+            go_on = g->emit(g->user, id, s + from, ready - from);
+            if (ready > from)
+                shown = ready;
             if (g->st.stop == GEN_STOP_STRING) {
                 if (!go_on)
                     g->st.stop = GEN_STOP_CALLBACK;
@@ -211,7 +220,8 @@ llmos_err gen_loop_run(gen_loop *g, const int32_t *prompt, size_t n_prompt, size
                 text->data[cut] = 0;
                 g->st.stop = GEN_STOP_STRING;
             }
-            (void)g->emit(g->user, -1, text->data + shown, cut - shown);
+            if (!g->tool_calls)
+                (void)g->emit(g->user, -1, text->data + shown, cut - shown);
         }
     }
 done:

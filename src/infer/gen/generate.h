@@ -19,6 +19,7 @@
 
 #include "llmos/grammar.h"
 #include "llmos/infer.h"
+#include "llmos/toolcall.h"
 
 /* Evaluate ids[0..n) after what the context holds; *logits gets the last one's logits. */
 typedef llmos_err (*gen_eval_fn)(void *user, const int32_t *ids, size_t n, const float **logits);
@@ -32,8 +33,12 @@ typedef struct gen_loop {
     grammar_vocab *gv;         /* with gr: the tokenizer's vocabulary for it */
     float *scratch;            /* with gr: n_vocab floats for the masked logits */
     const atomic_bool *cancel; /* NULL, or set from another thread to stop before a token */
-    bool tool_calls;           /* the reply may hold tool calls: special tokens are rendered */
-    gen_eval_fn eval;          /* NULL: model_eval on ctx */
+    bool tool_calls;           /* the reply may hold tool calls in `family`'s format: special
+                                  tokens are rendered, and only text that cannot be part of a
+                                  call is emitted (toolcall_answer_span); what is held back at
+                                  the end is left to the caller, who parses the reply */
+    toolcall_family family;
+    gen_eval_fn eval; /* NULL: model_eval on ctx */
     void *eval_user;
     gen_emit_fn emit; /* gets text as gen_run's callback does */
     void *user;
