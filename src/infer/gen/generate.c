@@ -99,6 +99,34 @@ static llmos_err gen_sample(gen_loop *g, llmos_sampler *smp, const float *logits
     return LLMOS_OK;
 }
 
+/* After a token's text was appended to g->text, of which text[0..shown) was emitted: cut the
+ * text at a stop string (GEN_STOP_STRING) and find what has become final, text[*from..*ready),
+ * to be emitted now. */
+static void gen_final_text(gen_loop *g, size_t shown, size_t *from, size_t *ready)
+{
+    llmos_buf *text = &g->text;
+    const char *s = text->data ? text->data : "";
+    /* a stop string can only begin in the held-back text */
+    size_t cut = shown + find_stop(s + shown, text->len - shown, g->p);
+    if (cut < text->len) { /* show the text before the stop string, then stop */
+        text->len = cut;
+        text->data[cut] = 0;
+        g->st.stop = GEN_STOP_STRING;
+        *ready = cut;
+    } else {
+        *ready = text->len - stop_prefix_tail(s, text->len, g->p);
+        *ready -= utf8_incomplete_tail(s, *ready); /* never split a character */
+    }
+    *from = shown;
+    if (g->tool_calls) { /* answer text streams, a tool call never does */
+        toolcall_span sp = toolcall_answer_span(g->family, s, text->len);
+        *from = sp.begin > shown ? sp.begin : shown;
+        *ready = sp.end < *ready ? sp.end : *ready;
+    }
+    if (*ready < *from)
+        *ready = *from;
+}
+
 llmos_err gen_loop_run(gen_loop *g, const int32_t *prompt, size_t n_prompt, size_t n_cached)
 {
     assert(g->ctx && g->p && g->emit && n_cached <= n_prompt);
@@ -160,27 +188,9 @@ llmos_err gen_loop_run(gen_loop *g, const int32_t *prompt, size_t n_prompt, size
                 goto done;
             if (g->gr && grammar_accepting(g->gr))
                 g->complete = text->len;
-            const char *s = text->data ? text->data : "";
-            /* a stop string can only begin in the held-back text */
-            size_t cut = shown + find_stop(s + shown, text->len - shown, p), ready;
-            if (cut < text->len) { /* show the text before the stop string, then stop */
-                text->len = cut;
-                text->data[cut] = 0;
-                g->st.stop = GEN_STOP_STRING;
-                ready = cut;
-            } else {
-                ready = text->len - stop_prefix_tail(s, text->len, p);
-                ready -= utf8_incomplete_tail(s, ready); /* never split a character */
-            }
-            size_t from = shown;
-            if (g->tool_calls) { /* answer text streams, a tool call never does */
-                toolcall_span sp = toolcall_answer_span(g->family, s, text->len);
-                from = sp.begin > shown ? sp.begin : shown;
-                ready = sp.end < ready ? sp.end : ready;
-            }
-            if (ready < from)
-                ready = from;
-            go_on = g->emit(g->user, id, s + from, ready - from);
+            size_t from, ready;
+            gen_final_text(g, shown, &from, &ready);
+            go_on = g->emit(g->user, id, (text->data ? text->data : "") + from, ready - from);
             if (ready > from)
                 shown = ready;
             if (g->st.stop == GEN_STOP_STRING) {
@@ -230,7 +240,7 @@ done:
     return err;
 }
 
-/* gen_run is the loop with nothing added: a fresh context's own evaluation, no grammar. */
+/* gen_run is the loop with nothing added: model_eval, no grammar, no cancel flag, no calls. */
 llmos_err gen_run(llmos_model_ctx *c, const tokenizer *tok, const int32_t *prompt, size_t n_prompt,
                   const gen_params *p, gen_emit_fn emit, void *user, gen_stats *stats)
 {
