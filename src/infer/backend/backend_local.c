@@ -628,6 +628,7 @@ static llmos_err lb_tool_calls(const local_backend *lb, gen_loop *g, llm_respons
          * answer is the text generated so far, with no calls, trimmed as content always is.
          * (Reporting the parse error made a server answer 400 to a request that was fine.) */
         llmos_err_clear();
+        assert(text->data); /* empty text parses */
         size_t a = 0, e = text->len;
         while (a < e && isspace((unsigned char)text->data[a]))
             a++;
@@ -641,8 +642,10 @@ static llmos_err lb_tool_calls(const local_backend *lb, gen_loop *g, llm_respons
     }
     if (!err && tr.n_calls > 0) {
         resp->tool_calls = calloc(tr.n_calls, sizeof *resp->tool_calls);
-        if (!resp->tool_calls)
-            err = llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
+        if (!resp->tool_calls) {
+            toolcall_result_free(&tr);
+            return llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
+        }
         for (size_t i = 0; !err && i < tr.n_calls; i++) {
             llm_tool_call *c = &resp->tool_calls[i];
             resp->n_tool_calls++;

@@ -108,7 +108,8 @@ static void gen_final_text(gen_loop *g, size_t shown, size_t *from, size_t *read
     const char *s = text->data ? text->data : "";
     /* a stop string can only begin in the held-back text */
     size_t cut = shown + find_stop(s + shown, text->len - shown, g->p);
-    if (cut < text->len) { /* show the text before the stop string, then stop */
+    if (cut < text->len) {  /* show the text before the stop string, then stop */
+        assert(text->data); /* not empty */
         text->len = cut;
         text->data[cut] = 0;
         g->st.stop = GEN_STOP_STRING;
