@@ -26,7 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "infer/quant_pack.h"
+#include "infer/pack/quant_pack.h"
 #include "llmos/base.h"
 #include "llmos/quant.h"
 

@@ -8,7 +8,8 @@
  *   1  a string matched against a fixed JSON grammar, whole and split at every third byte
  *      (the verdicts must agree);
  *   2  model output parsed as tool calls of each family; calls found are validated against a
- *      fixed tools array.
+ *      fixed tools array, and what toolcall_answer_span lets a stream show of every prefix of
+ *      the output must only grow and be the start of the parsed content.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -83,6 +84,24 @@ static void mode_json(const char *s, size_t n)
     check_grammar(g, s, n);
 }
 
+/* As the reply s[0..n) grows byte by byte, the answer span may only grow, and what it shows
+ * must be the start of the content the whole reply parses to. */
+static void check_answer_spans(toolcall_family f, const char *s, size_t n, const char *content)
+{
+    size_t shown_end = 0, content_len = strlen(content);
+    for (size_t k = 0; k <= n; k++) {
+        toolcall_span sp = toolcall_answer_span(f, s, k);
+        if (sp.begin > sp.end || sp.end > k)
+            abort();
+        if (sp.end == sp.begin)
+            continue;
+        if (sp.end < shown_end || sp.end - sp.begin > content_len ||
+            memcmp(content, s + sp.begin, sp.end - sp.begin) != 0)
+            abort(); /* a stream would have shown text that is not the content */
+        shown_end = sp.end;
+    }
+}
+
 static void mode_tools(const char *s, size_t n)
 {
     static const char *tools_text =
@@ -100,6 +119,8 @@ static void mode_tools(const char *s, size_t n)
             for (size_t k = 0; k < r.n_calls; k++)
                 if (toolcall_validate(tools, &r.calls[k]) != LLMOS_OK)
                     llmos_err_clear();
+            if (!memchr(s, 0, n)) /* (content is a C string) */
+                check_answer_spans((toolcall_family)f, s, n, r.content);
         }
         toolcall_result_free(&r);
     }

@@ -184,12 +184,14 @@ float sampler_rng_float(sampler_rng *r);
 
 /* Why a generation ended. */
 typedef enum gen_stop {
-    GEN_STOP_LENGTH,  /* n_predict tokens were generated */
-    GEN_STOP_EOG,     /* the model produced an end-of-generation token (tok_is_eog) */
-    GEN_STOP_TOKEN,   /* one of the caller's stop tokens */
-    GEN_STOP_STRING,  /* one of the stop strings appeared in the text */
-    GEN_STOP_CONTEXT, /* the context (KV cache) is full */
-    GEN_STOP_CALLBACK /* the emit callback asked to stop */
+    GEN_STOP_LENGTH,   /* n_predict tokens were generated */
+    GEN_STOP_EOG,      /* the model produced an end-of-generation token (tok_is_eog) */
+    GEN_STOP_TOKEN,    /* one of the caller's stop tokens */
+    GEN_STOP_STRING,   /* one of the stop strings appeared in the text */
+    GEN_STOP_CONTEXT,  /* the context (KV cache) is full */
+    GEN_STOP_CALLBACK, /* the emit callback asked to stop */
+    GEN_STOP_GRAMMAR,  /* the grammar admits nothing more (constrained chat, the local backend) */
+    GEN_STOP_CANCELLED /* the request's cancel flag was set (the local backend) */
 } gen_stop;
 
 /* Short name of a stop reason ("length", "eog", ...). */

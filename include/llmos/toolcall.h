@@ -50,6 +50,24 @@ LLMOS_NODISCARD llmos_err toolcall_parse(toolcall_family f, const char *text, si
                                          toolcall_result *out);
 void toolcall_result_free(toolcall_result *r);
 
+/* The part of a reply that is answer text for certain while the reply is still being
+ * generated: text[begin..end). */
+typedef struct toolcall_span {
+    size_t begin, end;
+    bool call; /* a call has begun (a complete opener, or a LLAMA3 reply that opens with '{'):
+                  nothing past `end` is answer text before the whole reply is parsed */
+} toolcall_span;
+
+/* For text[0..len), what a model that may call tools in family f's format has generated so
+ * far: how much of it can be shown to the user now, before the reply is complete and parsed.
+ * White space at the start is skipped and white space at the end held back (toolcall_parse
+ * trims the content); so is a tail that may still grow into the family's opener
+ * ("<tool_call>" anywhere for HERMES; "<|python_tag|>" anywhere, or '{' opening the reply, for
+ * LLAMA3; "[TOOL_CALLS]" anywhere for MISTRAL), and from a complete opener on nothing is
+ * answer text. Whatever the model writes next, text[begin..end) is a prefix of the content
+ * toolcall_parse finds in the finished reply. */
+toolcall_span toolcall_answer_span(toolcall_family f, const char *text, size_t len);
+
 typedef enum toolcall_mode {
     TOOLCALL_AUTO,    /* free text, or tool calls (tool_choice "auto") */
     TOOLCALL_REQUIRED /* at least one tool call, no text (tool_choice "required") */

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "infer/quant_pack.h"
+#include "infer/pack/quant_pack.h"
 
 /* Activations of k values: kind 0 all +1, kind 1 all -1, kind 2 a +-1 pattern; each 32-block
  * then quantizes to q = +-127 with d = 1/127. */

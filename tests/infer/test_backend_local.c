@@ -3,7 +3,9 @@
  * real vocabularies (qwen2 with ChatML and Qwen2.5's template, llama-bpe with Llama 3.1's),
  * and chat on a small random-weight qwen2 model: streaming equals the final content, the KV
  * cache prefix is reused without changing the answer, stop strings, max_tokens, cancellation
- * (flag and callback), JSON-schema-constrained output, tool calls, token counts, errors.
+ * (flag and callback), JSON-schema-constrained output, tool calls (answer text streams while
+ * a call never does; a forced call that max_tokens cuts off is a "length" answer, not an
+ * error), token counts, errors.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -262,7 +264,8 @@ static int remove_model(void **state)
     return 0;
 }
 
-static llm_backend *open_model(void)
+/* The random model with `tmpl` as its chat template (NULL: its own, the ChatML fallback). */
+static llm_backend *open_model_with(const char *tmpl)
 {
     char vocab[4096];
     tu_testdata_path(vocab, sizeof vocab, "vocab/ggml-vocab-qwen2.gguf");
@@ -273,9 +276,15 @@ static llm_backend *open_model(void)
     local_backend_params p = local_backend_default_params();
     p.n_ctx = 1024;
     p.n_threads = 2;
+    p.chat_template = tmpl;
     llm_backend *b = NULL;
     assert_int_equal(local_backend_open(model_file, &p, &b), LLMOS_OK);
     return b;
+}
+
+static llm_backend *open_model(void)
+{
+    return open_model_with(NULL);
 }
 
 typedef struct sink {
@@ -479,6 +488,117 @@ static void test_chat_constrained(void **state)
     llm_backend_free(b);
 }
 
+/* With tools offered, answer text streams as it is generated (not all at the end) and the
+ * streamed text is the content; a tool call never streams. The Qwen2 vocabulary (which spells
+ * <tool_call> in several tokens) with the ChatML fallback the other tests use and with
+ * Qwen2.5's own template, both Hermes-style calls. */
+static void test_chat_tools_stream(void **state)
+{
+    (void)state;
+    char *qwen25 = read_template("Qwen-Qwen2.5-7B-Instruct.jinja");
+    if (!model_file[0] || !qwen25) {
+        free(qwen25);
+        print_message("skipped: no test data folder or llmos program to make a model\n");
+        skip();
+    }
+    json_t *msgs = convo();
+    json_t *tools =
+        json_pack("[{ss s{ss ss s{ss s{s{ss s[s]}} s[s] sb}}}]", "type", "function", "function",
+                  "name", "get_weather", "description", "Weather of a city", "parameters", "type",
+                  "object", "properties", "city", "type", "string", "enum", "Paris", "required",
+                  "city", "additionalProperties", 0);
+    for (int t = 0; t < 2; t++) {
+        llm_backend *b = open_model_with(t ? qwen25 : NULL);
+        llm_request rq = llm_request_default();
+        rq.messages = msgs;
+        rq.tools = tools;
+        rq.sampling.temperature = 0;
+        rq.max_tokens = 16;
+
+        /* tool_choice auto: this model answers with text (the grammar lets a reply that does
+         * not open with '<' be free text) */
+        sink s = {0};
+        llm_response r;
+        assert_int_equal(llm_chat(b, &rq, on_text, &s, &r), LLMOS_OK);
+        assert_int_equal(r.n_tool_calls, 0);
+        assert_true(strlen(r.content) > 0);
+        assert_string_equal(s.text.data ? s.text.data : "", r.content);
+        /* piece by piece: at most white space and the start of a possible opener wait */
+        print_message("%s: %zu pieces streamed for %u tokens\n", t ? "qwen2.5" : "chatml", s.calls,
+                      r.completion_tokens);
+        assert_true(s.calls >= r.completion_tokens / 2);
+        llm_response_free(&r);
+        buf_free(&s.text);
+
+        if (t == 0) { /* a call (complete in 60 tokens with this template): nothing streams */
+            rq.tool_choice = "get_weather";
+            rq.max_tokens = 60;
+            sink s2 = {0};
+            assert_int_equal(llm_chat(b, &rq, on_text, &s2, &r), LLMOS_OK);
+            assert_string_equal(r.finish_reason, "tool_calls");
+            assert_int_equal(r.n_tool_calls, 1);
+            assert_string_equal(r.tool_calls[0].arguments, "{\"city\":\"Paris\"}");
+            assert_string_equal(r.content, "");
+            assert_int_equal(s2.calls, 0);
+            llm_response_free(&r);
+            buf_free(&s2.text);
+        }
+        llm_backend_free(b);
+    }
+    json_decref(tools);
+    json_decref(msgs);
+    free(qwen25);
+}
+
+/* A forced tool call that max_tokens cuts off is a normal answer: finish "length", the text
+ * generated so far as content (the grammar makes it begin with the Hermes opener), no calls. */
+static void test_chat_forced_call_cut_by_length(void **state)
+{
+    (void)state;
+    llm_backend *b = open_model();
+    if (!b)
+        skip();
+    json_t *msgs = convo();
+    json_t *tools =
+        json_pack("[{ss s{ss ss s{ss s{s{ss}} s[s]}}}]", "type", "function", "function", "name",
+                  "get_weather", "description", "Weather of a city", "parameters", "type", "object",
+                  "properties", "city", "type", "string", "required", "city");
+    const char *choices[] = {"get_weather", "required"};
+    for (size_t c = 0; c < 2; c++) {
+        llm_request rq = llm_request_default();
+        rq.messages = msgs;
+        rq.tools = tools;
+        rq.tool_choice = choices[c];
+        rq.sampling.temperature = 0;
+        llm_response shorter, longer;
+        sink s = {0};
+        rq.max_tokens = 12; /* this vocabulary spells <tool_call> in 8 tokens */
+        llmos_err e = llm_chat(b, &rq, on_text, &s, &shorter);
+        if (e)
+            fail_msg("tool_choice %s, max_tokens 12: %s", choices[c], llmos_errmsg());
+        assert_string_equal(shorter.finish_reason, "length");
+        assert_int_equal(shorter.completion_tokens, 12);
+        assert_int_equal(shorter.n_tool_calls, 0);
+        assert_null(shorter.tool_calls);
+        assert_int_equal(strncmp(shorter.content, "<tool_call>", 11), 0);
+        assert_string_equal(s.text.data ? s.text.data : "", shorter.content);
+
+        /* more tokens, still cut: the same start, more text */
+        rq.max_tokens = 20;
+        assert_int_equal(llm_chat(b, &rq, NULL, NULL, &longer), LLMOS_OK);
+        assert_string_equal(longer.finish_reason, "length");
+        assert_int_equal(longer.n_tool_calls, 0);
+        assert_true(strlen(longer.content) > strlen(shorter.content));
+        assert_memory_equal(longer.content, shorter.content, strlen(shorter.content));
+        llm_response_free(&shorter);
+        llm_response_free(&longer);
+        buf_free(&s.text);
+    }
+    json_decref(tools);
+    json_decref(msgs);
+    llm_backend_free(b);
+}
+
 static void test_misc(void **state)
 {
     (void)state;
@@ -524,10 +644,16 @@ static void test_misc(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_guard_qwen2_chatml),   cmocka_unit_test(test_guard_qwen25_template),
-        cmocka_unit_test(test_guard_llama3),         cmocka_unit_test(test_guard_altered_content),
-        cmocka_unit_test(test_chat_basic_and_reuse), cmocka_unit_test(test_chat_stop_and_cancel),
-        cmocka_unit_test(test_chat_constrained),     cmocka_unit_test(test_misc),
+        cmocka_unit_test(test_guard_qwen2_chatml),
+        cmocka_unit_test(test_guard_qwen25_template),
+        cmocka_unit_test(test_guard_llama3),
+        cmocka_unit_test(test_guard_altered_content),
+        cmocka_unit_test(test_chat_basic_and_reuse),
+        cmocka_unit_test(test_chat_stop_and_cancel),
+        cmocka_unit_test(test_chat_constrained),
+        cmocka_unit_test(test_chat_tools_stream),
+        cmocka_unit_test(test_chat_forced_call_cut_by_length),
+        cmocka_unit_test(test_misc),
     };
     return cmocka_run_group_tests(tests, make_model, remove_model);
 }

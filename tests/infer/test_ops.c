@@ -15,8 +15,8 @@
 
 #include <cmocka.h>
 
-#include "infer/ops.h"
-#include "infer/quant_pack.h"
+#include "infer/model/ops.h"
+#include "infer/pack/quant_pack.h"
 
 static uint64_t rng_state = 0x9E3779B97F4A7C15ULL;
 static float frand(void) /* uniform in [-1, 1) */

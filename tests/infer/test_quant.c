@@ -29,7 +29,7 @@
 
 #include <cmocka.h>
 
-#include "infer/quant_internal.h"
+#include "infer/quant/quant_internal.h"
 #include "llmos/quant.h"
 
 /* ---- helpers ----------------------------------------------------------------------------- */

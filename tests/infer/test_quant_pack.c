@@ -25,8 +25,8 @@
 
 #include <cmocka.h>
 
-#include "infer/quant_internal.h"
-#include "infer/quant_pack.h"
+#include "infer/quant/quant_internal.h"
+#include "infer/pack/quant_pack.h"
 #include "llmos/quant.h"
 
 static uint64_t rng_state = 0x2545F4914F6CDD1Dull;

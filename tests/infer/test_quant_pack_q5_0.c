@@ -22,8 +22,8 @@
 
 #include "qpack_test.h"
 
-#include "infer/quant_internal.h"
-#include "infer/quant_pack.h"
+#include "infer/quant/quant_internal.h"
+#include "infer/pack/quant_pack.h"
 #include "llmos/quant.h"
 
 #define BLK_BYTES (QPACK_ROWS * sizeof(block_q5_0)) /* one packed block of 16 rows */

@@ -25,8 +25,8 @@
 
 #include "qpack_test.h"
 
-#include "infer/quant_internal.h"
-#include "infer/quant_pack.h"
+#include "infer/quant/quant_internal.h"
+#include "infer/pack/quant_pack.h"
 #include "llmos/base.h"
 #include "llmos/quant.h"
 

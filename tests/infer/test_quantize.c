@@ -1,5 +1,5 @@
 /*
- * test_quantize.c - tests of model quantization (src/infer/quantize.c), `llmos model
+ * test_quantize.c - tests of model quantization (src/infer/quant/quantize.c), `llmos model
  * quantize` and `llmos bench`.
  *
  *   - the recipe: which type each tensor of a 22-layer model gets under Q4_K_M, Q3_K_M and

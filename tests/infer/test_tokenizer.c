@@ -22,7 +22,7 @@
 
 #include <cmocka.h>
 
-#include "infer/tok_internal.h" /* white-box: merging by ids vs by text */
+#include "infer/tok/tok_internal.h" /* white-box: merging by ids vs by text */
 #include "llmos/gguf.h"
 #include "llmos/tokenizer.h"
 #include "testutil.h"

@@ -1,7 +1,9 @@
 /*
  * test_toolcall.c - tool calls: parsing each family's format (good, several, sloppy, broken),
  * the grammars built from a tools array (what they accept and refuse in auto, required and
- * named modes), and argument validation.
+ * named modes), argument validation, and how much of a reply may be shown while it is being
+ * generated (each family, openers split across tokens, openers ruled out, text before a call:
+ * what is shown only grows and is always a prefix of the parsed content).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -356,13 +358,132 @@ static void test_grammar_walk_qwen2(void **state)
     tok_free(t);
 }
 
+/* ---- what may be shown while a reply is generated -------------------------------------- */
+
+/* The span of text[0..len) must be begin..end, with `call` as given. */
+static void span_is(toolcall_family f, const char *text, size_t begin, size_t end, bool call)
+{
+    toolcall_span sp = toolcall_answer_span(f, text, strlen(text));
+    if (sp.begin != begin || sp.end != end || sp.call != call)
+        fail_msg("%s \"%s\": span [%zu, %zu) call %d, expected [%zu, %zu) call %d",
+                 toolcall_family_name(f), text, sp.begin, sp.end, (int)sp.call, begin, end,
+                 (int)call);
+}
+
+/* Generate `reply` one piece at a time (the pieces are its tokens, "~" between them), showing
+ * what toolcall_answer_span allows after each piece as a streaming loop does; check that
+ * what is shown only grows, never holds an opener, and is a prefix of the content the
+ * finished reply parses to; return what was shown (to free). */
+static char *stream_reply(toolcall_family f, const char *pieces, const char *opener)
+{
+    llmos_buf text = {0}, shown = {0};
+    size_t last_end = 0;
+    for (const char *p = pieces; *p;) {
+        const char *bar = strchr(p, '~');
+        size_t n = bar ? (size_t)(bar - p) : strlen(p);
+        assert_int_equal(buf_append(&text, p, n), LLMOS_OK);
+        p += n + (bar != NULL);
+        toolcall_span sp = toolcall_answer_span(f, text.data, text.len);
+        assert_true(sp.begin <= sp.end && sp.end <= text.len);
+        if (sp.end > sp.begin) {
+            assert_true(sp.end >= last_end);
+            size_t from = shown.len ? last_end : sp.begin;
+            assert_int_equal(buf_append(&shown, text.data + from, sp.end - from), LLMOS_OK);
+            last_end = sp.end;
+        }
+    }
+    toolcall_result r = parse(f, text.data);
+    const char *sh = shown.data ? shown.data : "";
+    if (shown.len > strlen(r.content) || memcmp(r.content, sh, shown.len) != 0)
+        fail_msg("%s: shown \"%s\" is not a prefix of the content \"%s\"", pieces, sh, r.content);
+    assert_null(strstr(sh, opener));
+    toolcall_result_free(&r);
+    buf_free(&text);
+    if (!shown.data)
+        return strdup("");
+    return buf_detach(&shown, NULL);
+}
+
+static void expect_stream(toolcall_family f, const char *pieces, const char *opener,
+                          const char *want)
+{
+    char *got = stream_reply(f, pieces, opener);
+    assert_string_equal(got, want);
+    free(got);
+}
+
+static void test_span_hermes(void **state)
+{
+    (void)state;
+    const toolcall_family H = TOOLCALL_HERMES;
+    span_is(H, "", 0, 0, false);
+    span_is(H, "Hello", 0, 5, false);
+    span_is(H, "  \n Hi there \n", 4, 12, false); /* white space at both ends waits */
+    span_is(H, "Hello <tool", 0, 5, false);       /* may become a call */
+    span_is(H, "Hello <tool_call>\n{\"name\"", 0, 5, true);
+    span_is(H, "<tool_call>{\"name\": \"now\"}", 0, 0, true);
+    span_is(H, "\n<tool_c", 1, 1, false);
+    span_is(H, "a < b", 0, 5, false);        /* '<' followed by text is no opener */
+    span_is(H, "x <tool_call", 0, 1, false); /* one character short */
+
+    /* an opener split across tokens: nothing of it shows, and neither does the call */
+    expect_stream(H, "<~tool~_c~all~>~\n{\"name\": ~\"now\"}~\n</tool_call>", "<tool_call>", "");
+    /* a '<' that turns out not to open a call is shown once that is clear */
+    expect_stream(H, "<~b~>~ bold~ text", "<tool_call>", "<b> bold text");
+    expect_stream(H, "1 <~ 2", "<tool_call>", "1 < 2");
+    /* text before a call streams; the call does not; neither does the space before it */
+    expect_stream(H,
+                  "Let~ me~ check~.~\n~<tool_call>~\n{\"name\": \"get_weather\", "
+                  "\"arguments\": {\"city\": \"Paris\"}}~\n</tool_call>",
+                  "<tool_call>", "Let me check.");
+    expect_stream(H, " ~\n~Hi~  ~there~ ", "<tool_call>", "Hi  there");
+}
+
+static void test_span_llama3(void **state)
+{
+    (void)state;
+    const toolcall_family L = TOOLCALL_LLAMA3;
+    span_is(L, "{", 0, 0, true); /* a reply that opens with an object is held to the end */
+    span_is(L, "  {\"name\": \"now\"", 2, 2, true);
+    span_is(L, "<|python", 0, 0, false);
+    span_is(L, "<|python_tag|>{\"name\"", 0, 0, true);
+    span_is(L, "Sure {x}", 0, 8, false); /* a brace later in text is text */
+    span_is(L, "Hi <|python_t", 0, 2, false);
+    span_is(L, "Hi <|python_tag|>{", 0, 2, true);
+
+    expect_stream(L, "{\"name\": ~\"now\", ~\"parameters\": {}}", "<|python_tag|>", "");
+    expect_stream(L, "<|python_tag|>~{\"name\": \"now\", \"parameters\": {}}", "<|python_tag|>",
+                  "");
+    expect_stream(L, "<|~py~thon_~tag|>~{\"name\": \"now\", \"parameters\": {}}", "<|python_tag|>",
+                  "");
+    expect_stream(L, "<~b>~ is~ bold", "<|python_tag|>", "<b> is bold");
+    expect_stream(L, "The~ answer~ is~ 4~.", "<|python_tag|>", "The answer is 4.");
+}
+
+static void test_span_mistral(void **state)
+{
+    (void)state;
+    const toolcall_family M = TOOLCALL_MISTRAL;
+    span_is(M, "[TOOL", 0, 0, false);
+    span_is(M, "[TOOL_CALLS][{\"name\"", 0, 0, true);
+    span_is(M, "[1] item", 0, 8, false);
+    span_is(M, "Hi [TOOL_CALLS]now[ARGS]{}", 0, 2, true);
+
+    expect_stream(M, "[TOOL_CALLS]~[{\"name\": \"now\", ~\"arguments\": {}}]", "[TOOL_CALLS]", "");
+    expect_stream(M, "[~TOOL~_CALLS~]~now~[ARGS]~{}", "[TOOL_CALLS]", "");
+    expect_stream(M, "[~1~]~ first", "[TOOL_CALLS]", "[1] first");
+    expect_stream(M, "Calling~.~ ~[TOOL_CALLS]~[{\"name\": \"now\", \"arguments\": {}}]",
+                  "[TOOL_CALLS]", "Calling.");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_family_names),       cmocka_unit_test(test_parse_hermes),
         cmocka_unit_test(test_parse_llama3),       cmocka_unit_test(test_parse_mistral),
         cmocka_unit_test(test_grammars),           cmocka_unit_test(test_validate),
-        cmocka_unit_test(test_grammar_walk_qwen2),
+        cmocka_unit_test(test_grammar_walk_qwen2), cmocka_unit_test(test_span_hermes),
+        cmocka_unit_test(test_span_llama3),        cmocka_unit_test(test_span_mistral),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -14,17 +14,17 @@
  * Layout. A matrix of n_out rows becomes ceil(n_out / 16) groups of QPACK_ROWS rows; a group
  * takes exactly QPACK_ROWS * row_bytes bytes (the formats below keep the block size), rows past
  * n_out in the last group are zero (scales 0, so they produce 0). Within a group the blocks of
- * the 16 rows are stored block index by block index; each type documents its block layout at
- * its pack function (quant_pack.c).
+ * the 16 rows are stored block index by block index; each type documents its block layout in
+ * its own file, quant_pack_<type>.c.
  *
  * Activations. Packed kernels take each token's activations as 8-bit integers with one float
- * scale per 32 values and the scaled sum of each 32 (qpack_act): finer than Q8_K and exact
- * float scales, so results are at least as accurate as the vec_dot path.
+ * scale per 32 values and the scaled sum of each 32 (qpack_act, quant_pack.c): finer than Q8_K
+ * and exact float scales, so results are at least as accurate as the vec_dot path.
  *
  * Kernels. One kernel call multiplies one group (16 rows, all k columns) by 1 to QPACK_TOK
- * tokens. The scalar references in quant_pack.c are the truth the SIMD kernels
- * (quant_pack_avx512.c) are tested against; a type is packed at load time only when its SIMD
- * kernel can run on this CPU.
+ * tokens. Each type's file holds its pack function, its scalar reference kernel (the truth)
+ * and its AVX-512 VNNI kernel, which is tested against the reference; a type is packed at
+ * load time only when its SIMD kernel can run on this CPU.
  */
 #ifndef LLMOS_QUANT_PACK_H
 #define LLMOS_QUANT_PACK_H
@@ -92,7 +92,7 @@ const qpack_traits *qpack_traits_of(ggml_type type);
  * kernel for this CPU exists, k fits it, and packing is not turned off (LLMOS_PACK=0). */
 bool qpack_usable(ggml_type type, size_t k);
 
-/* ---- the kernels (quant_pack.c: _ref; quant_pack_avx512.c: _avx512) ----------------------- */
+/* ---- the kernels of each type (quant_pack_<type>.c) --------------------------------------- */
 
 #define QPACK_DECLARE(type)                                                                        \
     void qpack_##type##x16_pack(const void *rows, size_t row_bytes, size_t n_rows, size_t k,       \
@@ -106,13 +106,13 @@ bool qpack_usable(ggml_type type, size_t k);
 
 QPACK_DECLARE(q4_0)
 QPACK_DECLARE(q8_0)
-QPACK_DECLARE(q4_K) /* quant_pack_q4_K.c */
-QPACK_DECLARE(q6_K) /* quant_pack_q6_K.c */
-QPACK_DECLARE(q5_0) /* quant_pack_q5_0.c */
-QPACK_DECLARE(q5_K) /* quant_pack_q5_K.c */
-QPACK_DECLARE(q5_1) /* quant_pack_q5_1.c */
+QPACK_DECLARE(q4_K)
+QPACK_DECLARE(q6_K)
+QPACK_DECLARE(q5_0)
+QPACK_DECLARE(q5_K)
+QPACK_DECLARE(q5_1)
 
-/* avx512f+bw+vl */
+/* avx512f+bw+vl (quant_pack.c) */
 void qpack_act_quantize_avx512(const float *x, size_t n, void *dst);
 
 #endif

@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "infer/tok_internal.h"
+#include "infer/tok/tok_internal.h"
 
 /* U+2581 LOWER ONE EIGHTH BLOCK, SentencePiece's visible space */
 static const char spm_space[3] = {'\xe2', '\x96', '\x81'};

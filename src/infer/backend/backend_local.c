@@ -6,7 +6,8 @@
  * evaluate only what the KV cache does not already hold (the longest common prefix with the
  * previous request is kept, so the second turn of a conversation costs only its new tokens)
  * -> sample token by token, masked by a grammar when tools or a JSON response format ask for
- * one -> stream text -> parse tool calls.
+ * one -> stream text -> parse tool calls. Everything from the evaluation of the prompt to the
+ * streamed text is the generation loop that `llmos generate` uses too (gen/generate.h).
  *
  * The control-token guarantee. A rendered chat template is one string in which the template's
  * own framing ("<|im_start|>user\n") and the messages' text are mixed. Tokenizing it with
@@ -41,12 +42,14 @@
  * control token.
  */
 #include <assert.h>
+#include <ctype.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 
+#include "infer/gen/generate.h"
 #include "llmos/backend.h"
 #include "llmos/chat.h"
 #include "llmos/grammar.h"
@@ -462,9 +465,11 @@ typedef struct local_backend {
     bool borrowed;  /* a fork: model and tokenizer are its parent's */
 } local_backend;
 
-/* Evaluate ids[0..n) after what the cache holds and remember them. */
-static llmos_err lb_eval(local_backend *lb, const int32_t *ids, size_t n, const float **logits)
+/* Evaluate ids[0..n) after what the cache holds and remember them (the generation loop's
+ * gen_eval_fn). After a failure the cache is emptied: it may no longer match lb->seq. */
+static llmos_err lb_eval(void *user, const int32_t *ids, size_t n, const float **logits)
 {
+    local_backend *lb = user;
     size_t pos = model_ctx_pos(lb->ctx);
     if (pos + n > lb->seq_cap) {
         size_t cap = lb->seq_cap ? lb->seq_cap : 1024;
@@ -477,8 +482,10 @@ static llmos_err lb_eval(local_backend *lb, const int32_t *ids, size_t n, const 
         lb->seq_cap = cap;
     }
     llmos_err err = model_eval(lb->ctx, ids, n, logits);
-    if (err)
+    if (err) {
+        model_ctx_truncate(lb->ctx, 0);
         return err;
+    }
     memcpy(lb->seq + pos, ids, n * sizeof *ids);
     return LLMOS_OK;
 }
@@ -493,38 +500,6 @@ static toolcall_family lb_family(const char *tmpl)
     if (strstr(tmpl, "<|python_tag|>") || strstr(tmpl, "ipython"))
         return TOOLCALL_LLAMA3;
     return TOOLCALL_HERMES;
-}
-
-/* Stop strings: earliest occurrence in s[0..n), or n. */
-static size_t lb_find_stop(const char *s, size_t n, const llm_request *r)
-{
-    size_t best = n;
-    for (size_t i = 0; i < r->n_stop; i++) {
-        size_t sl = strlen(r->stop[i]);
-        if (sl == 0 || sl > n)
-            continue;
-        const char *h = memmem(s, n, r->stop[i], sl);
-        if (h && (size_t)(h - s) < best)
-            best = (size_t)(h - s);
-    }
-    return best;
-}
-
-/* Longest suffix of s[0..n) that is a proper prefix of some stop string (held back). */
-static size_t lb_stop_tail(const char *s, size_t n, const llm_request *r)
-{
-    size_t keep = 0;
-    for (size_t i = 0; i < r->n_stop; i++) {
-        size_t sl = strlen(r->stop[i]);
-        for (size_t k = sl > 0 ? sl - 1 : 0; k > keep; k--)
-            /* k >= 1 and k <= n, so s has n >= 1 bytes and is not NULL */
-            // NOLINTNEXTLINE(clang-analyzer-core.NonNullParamChecker)
-            if (k <= n && memcmp(s + n - k, r->stop[i], k) == 0) {
-                keep = k;
-                break;
-            }
-    }
-    return keep;
 }
 
 /* The grammar a request asks for, or NULL (no constraint). */
@@ -596,19 +571,111 @@ static char *lb_call_id(void)
     return s;
 }
 
+/* The finish reason a client sees for a stop of the generation loop. */
+static const char *lb_finish_reason(gen_stop stop)
+{
+    switch (stop) {
+    case GEN_STOP_LENGTH:
+    case GEN_STOP_CONTEXT: return "length";
+    case GEN_STOP_EOG:
+    case GEN_STOP_TOKEN:
+    case GEN_STOP_STRING:
+    case GEN_STOP_GRAMMAR: return "stop";
+    case GEN_STOP_CALLBACK:
+    case GEN_STOP_CANCELLED: return "cancelled";
+    }
+    return "stop";
+}
+
+/* What the generation loop's emit callback passes on to the client's stream. */
+typedef struct lb_stream {
+    llm_stream_fn fn; /* NULL: nothing is streamed */
+    void *ctx;
+    size_t sent; /* bytes streamed so far */
+} lb_stream;
+
+static bool lb_emit(void *user, int32_t token, const char *text, size_t len)
+{
+    lb_stream *st = user;
+    (void)token;
+    if (!st->fn || len == 0)
+        return true;
+    st->sent += len;
+    return st->fn(st->ctx, text, len);
+}
+
+/* Whether the generation ended before the model finished its reply. */
+static bool lb_cut_short(gen_stop stop)
+{
+    return stop == GEN_STOP_LENGTH || stop == GEN_STOP_CONTEXT || stop == GEN_STOP_CALLBACK ||
+           stop == GEN_STOP_CANCELLED;
+}
+
+/* Parse the tool calls out of the reply in g->text into resp; g->text becomes the content,
+ * the text outside them. */
+static llmos_err lb_tool_calls(const local_backend *lb, gen_loop *g, llm_response *resp,
+                               const char **finish)
+{
+    llmos_buf *text = &g->text;
+    /* cut short in the middle of a further call: keep the calls that were complete */
+    if (g->gr && !grammar_accepting(g->gr) && g->complete > 0 && g->complete < text->len) {
+        text->len = g->complete;
+        text->data[g->complete] = 0;
+    }
+    toolcall_result tr = {0};
+    llmos_err err = toolcall_parse(lb->family, text->data ? text->data : "", text->len, &tr);
+    if (err && lb_cut_short(g->st.stop)) {
+        /* The limit (or a cancel) cut the first call off, which is not the model's error: the
+         * answer is the text generated so far, with no calls, trimmed as content always is.
+         * (Reporting the parse error made a server answer 400 to a request that was fine.) */
+        llmos_err_clear();
+        assert(text->data); /* empty text parses */
+        size_t a = 0, e = text->len;
+        while (a < e && isspace((unsigned char)text->data[a]))
+            a++;
+        while (e > a && isspace((unsigned char)text->data[e - 1]))
+            e--;
+        memmove(text->data, text->data + a, e - a);
+        text->len = e - a;
+        text->data[text->len] = 0;
+        toolcall_result_free(&tr);
+        return LLMOS_OK;
+    }
+    if (!err && tr.n_calls > 0) {
+        resp->tool_calls = calloc(tr.n_calls, sizeof *resp->tool_calls);
+        if (!resp->tool_calls) {
+            toolcall_result_free(&tr);
+            return llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
+        }
+        for (size_t i = 0; !err && i < tr.n_calls; i++) {
+            llm_tool_call *c = &resp->tool_calls[i];
+            resp->n_tool_calls++;
+            c->id = tr.calls[i].id ? strdup(tr.calls[i].id) : lb_call_id();
+            c->name = strdup(tr.calls[i].name);
+            c->arguments = strdup(tr.calls[i].arguments);
+            if (!c->id || !c->name || !c->arguments)
+                err = llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
+        }
+        if (strcmp(*finish, "cancelled") != 0)
+            *finish = "tool_calls";
+    }
+    if (!err) {
+        buf_clear(text);
+        err = buf_puts(text, tr.content);
+    }
+    toolcall_result_free(&tr);
+    return err;
+}
+
 static llmos_err lb_chat(llm_backend *b, const llm_request *req, llm_stream_fn stream,
                          void *stream_ctx, llm_response *resp)
 {
     local_backend *lb = (local_backend *)b;
-    const model_hparams *hp = model_hparams_of(lb->model);
     int32_t *prompt = NULL;
     size_t n_prompt = 0;
     grammar *gr = NULL;
     bool tools_on = false;
-    llmos_sampler *smp = NULL;
-    tok_decoder dec = {0};
-    llmos_buf text = {0}; /* everything generated (for the response and tool parsing) */
-    size_t shown = 0;     /* bytes of `text` passed to the stream callback */
+    gen_loop g = {0};
     llmos_err err;
 
     if (req->prompt)
@@ -635,8 +702,6 @@ static llmos_err lb_chat(llm_backend *b, const llm_request *req, llm_stream_fn s
     }
     if (!req->prompt && (err = lb_grammar_for(lb, req, &tools_on, &gr)))
         goto done;
-    if ((err = sampler_new(&req->sampling, hp->n_vocab, &smp)))
-        goto done;
 
     /* Keep the part of the KV cache this prompt shares; always evaluate at least one token so
      * that there are logits to sample from. */
@@ -648,146 +713,52 @@ static llmos_err lb_chat(llm_backend *b, const llm_request *req, llm_stream_fn s
     model_ctx_truncate(lb->ctx, common);
     LOG_DEBUG(LOCAL_LOG, "prompt %zu tokens, %zu reused from the KV cache", n_prompt, common);
 
-    const float *logits = NULL;
-    double t0 = llmos_time_now();
-    if ((err = lb_eval(lb, prompt + common, n_prompt - common, &logits))) {
-        model_ctx_truncate(lb->ctx, 0);
+    /* With tools the reply is parsed at the end, so special tokens are kept in the text, and
+     * the loop streams only what cannot be part of a call (a tool call must not reach the user
+     * as text); the rest of the content follows the parse. */
+    gen_params gp = gen_default_params();
+    gp.n_predict = req->max_tokens > 0 ? (uint32_t)req->max_tokens : UINT32_MAX;
+    gp.sampling = req->sampling;
+    gp.stop_strings = req->stop;
+    gp.n_stop_strings = req->n_stop;
+    lb_stream st = {.fn = stream, .ctx = stream_ctx};
+    g = (gen_loop){.ctx = lb->ctx,
+                   .tok = lb->tok,
+                   .p = &gp,
+                   .gr = gr,
+                   .gv = lb->gv,
+                   .scratch = lb->scratch,
+                   .cancel = req->cancel,
+                   .tool_calls = tools_on,
+                   .family = lb->family,
+                   .eval = lb_eval,
+                   .eval_user = lb,
+                   .emit = lb_emit,
+                   .user = &st};
+    if ((err = gen_loop_run(&g, prompt, n_prompt, common)))
         goto done;
-    }
-    resp->prompt_seconds = llmos_time_now() - t0;
     resp->prompt_tokens = (uint32_t)n_prompt;
-    for (size_t i = 0; i < n_prompt; i++)
-        sampler_accept(smp, prompt[i]);
-
-    /* With tools the reply is parsed at the end, so special tokens are kept in the text and
-     * nothing is streamed before the parse (a tool call must not reach the user as text). */
-    tok_decoder_init(&dec, lb->tok, tools_on, false);
-    const char *finish = "length";
-    size_t complete = 0; /* length of the longest text the grammar accepts as a whole */
-    size_t limit = req->max_tokens > 0 ? (size_t)req->max_tokens : SIZE_MAX;
-    t0 = llmos_time_now();
-    for (size_t i = 0; i < limit; i++) {
-        if (req->cancel && atomic_load(req->cancel)) {
-            finish = "cancelled";
-            break;
-        }
-        const float *lg = logits;
-        if (gr) {
-            memcpy(lb->scratch, logits, hp->n_vocab * sizeof *lb->scratch);
-            if ((err = grammar_mask(gr, lb->gv, lb->scratch, hp->n_vocab)))
-                goto done;
-            lg = lb->scratch;
-        }
-        int32_t id = sampler_sample(smp, lg);
-        sampler_accept(smp, id);
-        if (tok_is_eog(lb->tok, id)) {
-            finish = "stop";
-            break;
-        }
-        if (gr && (err = grammar_accept(gr, lb->gv, id)))
-            goto done;
-        resp->completion_tokens++;
-        if ((err = tok_decoder_feed(&dec, id, &text)))
-            goto done;
-        if (gr && grammar_accepting(gr))
-            complete = text.len;
-        size_t cut = lb_find_stop(text.data ? text.data : "", text.len, req);
-        if (cut < text.len) {
-            text.len = cut;
-            text.data[cut] = 0; // NOLINT(clang-analyzer-core.NullDereference): cut < text.len, so
-                                // the buffer is not empty
-            finish = "stop";
-            break;
-        }
-        if (stream && !tools_on) {
-            size_t ready = text.len - lb_stop_tail(text.data, text.len, req);
-            ready -= utf8_incomplete_tail(text.data, ready); /* never split a character */
-            if (ready > shown) {
-                if (!stream(stream_ctx, text.data + shown, ready - shown)) {
-                    shown = ready;
-                    finish = "cancelled";
-                    break;
-                }
-                shown = ready;
-            }
-        }
-        if (gr && grammar_done(gr)) {
-            finish = "stop";
-            break;
-        }
-        if (i + 1 == limit)
-            break;
-        if (model_ctx_pos(lb->ctx) == n_ctx) {
-            finish = "length";
-            break;
-        }
-        if ((err = lb_eval(lb, &id, 1, &logits))) {
-            model_ctx_truncate(lb->ctx, 0);
-            goto done;
-        }
-    }
-    resp->gen_seconds = llmos_time_now() - t0;
-    if (strcmp(finish, "cancelled") != 0) {
-        size_t before = text.len;
-        if ((err = tok_decoder_flush(&dec, &text)))
-            goto done;
-        if (text.len > before) {
-            size_t cut = lb_find_stop(text.data, text.len, req);
-            if (cut < text.len) {
-                text.len = cut;
-                text.data[cut] = 0;
-                finish = "stop";
-            }
-        }
-    }
+    resp->prompt_seconds = g.st.prompt_seconds;
+    resp->completion_tokens = (uint32_t)g.st.n_generated;
+    resp->gen_seconds = g.st.gen_seconds;
+    const char *finish = lb_finish_reason(g.st.stop);
+    bool cancelled = strcmp(finish, "cancelled") == 0;
 
     if (tools_on) {
-        /* cut short in the middle of a further call: keep the calls that were complete */
-        if (gr && !grammar_accepting(gr) && complete > 0) {
-            text.len = complete;
-            text.data[complete] = 0;
-        }
-        toolcall_result tr = {0};
-        err = toolcall_parse(lb->family, text.data ? text.data : "", text.len, &tr);
-        if (!err && tr.n_calls > 0) {
-            resp->tool_calls = calloc(tr.n_calls, sizeof *resp->tool_calls);
-            if (!resp->tool_calls)
-                err = llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
-            for (size_t i = 0; !err && i < tr.n_calls; i++) {
-                llm_tool_call *c = &resp->tool_calls[i];
-                resp->n_tool_calls++;
-                c->id = tr.calls[i].id ? strdup(tr.calls[i].id) : lb_call_id();
-                c->name = strdup(tr.calls[i].name);
-                c->arguments = strdup(tr.calls[i].arguments);
-                if (!c->id || !c->name || !c->arguments)
-                    err = llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
-            }
-            if (strcmp(finish, "cancelled") != 0)
-                finish = "tool_calls";
-        }
-        if (!err) {
-            buf_clear(&text);
-            err = buf_puts(&text, tr.content);
-        }
-        toolcall_result_free(&tr);
-        if (err)
+        if ((err = lb_tool_calls(lb, &g, resp, &finish)))
             goto done;
-        if (stream && text.len > 0 && strcmp(finish, "cancelled") != 0)
-            (void)stream(stream_ctx, text.data, text.len);
-    } else if (stream && text.len > shown && strcmp(finish, "cancelled") != 0) {
-        (void)stream(stream_ctx, text.data + shown, text.len - shown);
+        /* what was streamed is the start of the content (toolcall_answer_span): send the rest */
+        if (stream && g.text.len > st.sent && !cancelled)
+            (void)stream(stream_ctx, g.text.data + st.sent, g.text.len - st.sent);
     }
     resp->finish_reason = finish;
-    resp->content = buf_detach(&text, NULL);
+    resp->content = buf_detach(&g.text, NULL);
     if (!resp->content)
         err = llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
 done:
-    if (err) {
+    if (err)
         llm_response_free(resp);
-    }
-    tok_decoder_free(&dec);
-    buf_free(&text);
-    sampler_free(smp);
+    buf_free(&g.text);
     grammar_free(gr);
     free(prompt);
     return err;
@@ -802,7 +773,7 @@ static llmos_err lb_count_tokens(llm_backend *b, const char *text, size_t len, s
     return err;
 }
 
-/* ---- embeddings (see embed.c) ---------------------------------------------------------- */
+/* ---- embeddings (see model/embed.c) ---------------------------------------------------------- */
 
 /* The text as plain text (special-token parsing off, BOS as the tokenizer says), truncated to
  * the backend's context with a warning, embedded by model_embed in a context of its own (the

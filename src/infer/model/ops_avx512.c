@@ -20,7 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "infer/ops.h"
+#include "infer/model/ops.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>

@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "infer/ops.h"
-#include "infer/quant_pack.h"
+#include "infer/model/ops.h"
+#include "infer/pack/quant_pack.h"
 
 /* Jobs smaller than this many multiply-adds run on the calling thread: handing them to the
  * pool's workers costs more (microseconds when they spin, much more when they sleep). */

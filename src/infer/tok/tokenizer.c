@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "infer/tok_internal.h"
+#include "infer/tok/tok_internal.h"
 
 /* ---- hash tables ---------------------------------------------------------------------- */
 

@@ -24,7 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "infer/ops.h"
+#include "infer/model/ops.h"
 #include "llmos/infer.h"
 
 /* ---- the model --------------------------------------------------------------------------- */
@@ -256,7 +256,7 @@ static llmos_err load_weights(llmos_model *m)
 }
 
 /* Move every matmul weight out of the file map into one arena of huge pages: packed into
- * 16-row groups where this CPU has a packed kernel for the type (quant_pack.h), else copied as
+ * 16-row groups where this CPU has a packed kernel for the type (pack/quant_pack.h), else copied as
  * it is. Streaming weights through 4 KiB pages of the page cache costs a TLB miss per page,
  * which under virtualisation is a two-level walk; measured here, generation from the map ran
  * at little more than half the speed of the same weights in huge pages (bench/roofline

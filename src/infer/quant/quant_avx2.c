@@ -20,7 +20,7 @@
  */
 #include <string.h>
 
-#include "infer/quant_internal.h"
+#include "infer/quant/quant_internal.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>

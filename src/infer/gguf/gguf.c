@@ -21,7 +21,7 @@
  * The pass builds a table of values (one per key, plus one per element of an array of arrays),
  * an offset table for the elements of string arrays (random access into 150k-token
  * vocabularies), hash tables for keys and tensor names (which also catch duplicates), and the
- * tensor table. Tensor data is then checked as a whole: sizes from the type table in quant.c,
+ * tensor table. Tensor data is then checked as a whole: sizes from the type table in quant/quant.c,
  * alignment, bounds, and no two tensors overlapping.
  */
 #include <assert.h>

@@ -8,7 +8,7 @@
  * at quant_k4_scale_min), qh[32] whose bit j of byte l is the fifth bit of element 32j + l, and
  * 128 bytes of nibbles as Q4_K (bytes 32p..32p+31 hold sub-block 2p in their low nibbles and
  * sub-block 2p+1 in their high nibbles). value = d*sc_j*q - dmin*m_j, q = 0..31 (ggml's
- * dequantize_row_q5_K; quant_ref.c quant_q5_K_to_float).
+ * dequantize_row_q5_K; quant/quant_ref.c quant_q5_K_to_float).
  *
  * With activations x = dx_j * y per 32 values (qpack_act, sx_j = dx_j * sum y), one
  * super-block of one row contributes
@@ -18,8 +18,8 @@
  */
 #include <string.h>
 
-#include "infer/quant_internal.h"
-#include "infer/quant_pack.h"
+#include "infer/quant/quant_internal.h"
+#include "infer/pack/quant_pack.h"
 
 /* ---- layout and pack --------------------------------------------------------------------- */
 
@@ -142,7 +142,7 @@ void qpack_q5_Kx16_kernel_ref(size_t k, const void *group, const void *act, size
 /* ---- AVX-512 VNNI ------------------------------------------------------------------------ */
 
 #if defined(__x86_64__)
-#include "infer/quant_pack_simd.h"
+#include "infer/pack/quant_pack_simd.h"
 
 /* loops over chunks, sub-blocks and tokens unrolled, so the vectors stay in registers */
 #define UNROLL _Pragma("GCC unroll 8")

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "infer/quant_internal.h"
+#include "infer/quant/quant_internal.h"
 #include "llmos/quant.h"
 
 /* ---- half precision ---------------------------------------------------------------------- */

@@ -6,7 +6,7 @@
  * GGUF Q5_1 (ggml's block_q5_1, quant_internal.h): 32 values in 24 bytes, an F16 d, an F16 m,
  * a 32-bit little-endian qh whose bit j is the fifth bit of element j, and 16 bytes of nibbles
  * (element j < 16 the low nibble of qs[j], element j + 16 its high nibble); a value is
- * d * q + m with q = 0..31 (ggml's dequantize_row_q5_1; quant_ref.c quant_q5_1_to_float).
+ * d * q + m with q = 0..31 (ggml's dequantize_row_q5_1; quant/quant_ref.c quant_q5_1_to_float).
  *
  * Packed layout. Block b (32 columns) of a group of 16 rows takes 16 * 24 = 384 bytes, the
  * same bytes as the 16 GGUF blocks:
@@ -36,8 +36,8 @@
  */
 #include <string.h>
 
-#include "infer/quant_internal.h"
-#include "infer/quant_pack.h"
+#include "infer/quant/quant_internal.h"
+#include "infer/pack/quant_pack.h"
 
 #define Q5_1X16_BLOCK (QPACK_ROWS * sizeof(block_q5_1)) /* 384 bytes per block of 32 columns */
 #define Q5_1X16_M     32                                /* offset of the m's */
@@ -113,7 +113,7 @@ void qpack_q5_1x16_kernel_ref(size_t k, const void *group, const void *act, size
 }
 
 #if defined(__x86_64__)
-#include "infer/quant_pack_simd.h"
+#include "infer/pack/quant_pack_simd.h"
 
 /* loops over chunks and tokens unrolled, so the vectors stay in registers */
 #define UNROLL _Pragma("GCC unroll 4")

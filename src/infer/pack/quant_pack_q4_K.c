@@ -15,8 +15,8 @@
  */
 #include <string.h>
 
-#include "infer/quant_internal.h"
-#include "infer/quant_pack.h"
+#include "infer/quant/quant_internal.h"
+#include "infer/pack/quant_pack.h"
 
 /* ---- layout and pack --------------------------------------------------------------------- */
 
@@ -104,7 +104,7 @@ void qpack_q4_Kx16_kernel_ref(size_t k, const void *group, const void *act, size
 /* ---- AVX-512 VNNI ------------------------------------------------------------------------ */
 
 #if defined(__x86_64__)
-#include "infer/quant_pack_simd.h"
+#include "infer/pack/quant_pack_simd.h"
 
 /* loops over chunks, sub-blocks and tokens unrolled, so the vectors stay in registers */
 #define UNROLL _Pragma("GCC unroll 8")

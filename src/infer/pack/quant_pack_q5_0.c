@@ -27,8 +27,8 @@
  */
 #include <string.h>
 
-#include "infer/quant_internal.h"
-#include "infer/quant_pack.h"
+#include "infer/quant/quant_internal.h"
+#include "infer/pack/quant_pack.h"
 
 #define Q5X16_BLOCK  (QPACK_ROWS * sizeof(block_q5_0)) /* 352 bytes per block of 32 columns */
 #define Q5X16_QS     32                                /* offset of the nibbles */
@@ -97,7 +97,7 @@ void qpack_q5_0x16_kernel_ref(size_t k, const void *group, const void *act, size
 }
 
 #if defined(__x86_64__)
-#include "infer/quant_pack_simd.h"
+#include "infer/pack/quant_pack_simd.h"
 
 static INLINE VNNI __mmask64 load_mask64(const uint8_t *p)
 {

@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "infer/tok_internal.h"
+#include "infer/tok/tok_internal.h"
 #include "llmos/gguf.h"
 
 /* An optional integer id key; `def` when absent; an error when present but not a valid

@@ -25,7 +25,7 @@
 
 /* A weight matrix W of n_out rows by n_in columns (GGUF ne = {n_in, n_out}), y = W x.
  * `data` is borrowed (the model's memory map or its weight arena). When `packed` is set,
- * matmul reads the 16-row interleaved copy there (quant_pack.h) instead of `data`. */
+ * matmul reads the 16-row interleaved copy there (pack/quant_pack.h) instead of `data`. */
 typedef struct ops_matrix {
     const void *data;
     ggml_type type;

@@ -11,8 +11,11 @@
  *              [TOOL_CALLS]<name>[ARGS]<args>   (v11 tokenizers; [CALL_ID]<id> may come first)
  * Parsing is lenient where models are sloppy (a missing </tool_call> at the end, arguments
  * given as a JSON string, "arguments" for "parameters") and strict where the text is clearly
- * meant as a call but broken.
+ * meant as a call but broken. While a reply is still being generated, toolcall_answer_span
+ * says how much of it is answer text for certain, so that text can stream while a call is
+ * never shown.
  */
+#include <assert.h>
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -348,6 +351,50 @@ llmos_err toolcall_parse(toolcall_family f, const char *text, size_t len, toolca
     if (!err && !out->content)
         err = llmos_fail(LLMOS_ERR_NOMEM, "tool calls: out of memory");
     return err;
+}
+
+/* ---- what can be shown while a reply is generated ------------------------------------------ */
+
+/* Length of the longest suffix of s[0..n) that is a proper prefix of `opener`. */
+static size_t partial_opener(const char *s, size_t n, const char *opener)
+{
+    size_t ol = strlen(opener);
+    for (size_t k = ol - 1 < n ? ol - 1 : n; k > 0; k--)
+        if (memcmp(s + n - k, opener, k) == 0)
+            return k;
+    return 0;
+}
+
+toolcall_span toolcall_answer_span(toolcall_family f, const char *text, size_t len)
+{
+    /* what toolcall_parse takes for the start of a call, wherever it appears */
+    static const char *const opener[] = {
+        [TOOLCALL_HERMES] = "<tool_call>",
+        [TOOLCALL_LLAMA3] = "<|python_tag|>",
+        [TOOLCALL_MISTRAL] = "[TOOL_CALLS]",
+    };
+    assert((size_t)f < sizeof opener / sizeof opener[0]);
+    toolcall_span sp = {0};
+    if (len == 0)
+        return sp;
+    sp.begin = skip_ws(text, len, 0);
+    if (f == TOOLCALL_LLAMA3 && sp.begin < len && text[sp.begin] == '{') {
+        /* a reply that opens with an object is a call if the object is one (parse_llama3) */
+        sp.end = sp.begin;
+        sp.call = true;
+        return sp;
+    }
+    const char *at = find(text, len, 0, opener[f]);
+    if (at) {
+        sp.end = (size_t)(at - text);
+        sp.call = true;
+    } else {
+        sp.end = len - partial_opener(text, len, opener[f]);
+    }
+    assert(sp.end >= sp.begin); /* every opener begins with a character that is not space */
+    while (sp.end > sp.begin && isspace((unsigned char)text[sp.end - 1]))
+        sp.end--;
+    return sp;
 }
 
 /* ---- grammars ------------------------------------------------------------------------------ */

@@ -12,7 +12,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "infer/quant_pack.h"
+#include "infer/pack/quant_pack.h"
 
 #define VNNI   __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
 #define INLINE __attribute__((always_inline)) inline
@@ -23,6 +23,23 @@ static INLINE VNNI __m512i qpack_bcast32(const int8_t *p)
     int32_t v;
     memcpy(&v, p, 4);
     return _mm512_set1_epi32(v);
+}
+
+/* Where token t's activations (qpack_act) are: its quants, block scales and block sums. */
+typedef struct qpack_tok_act {
+    const int8_t *q;
+    const float *d, *s;
+} qpack_tok_act;
+
+static INLINE VNNI void qpack_tok_acts(qpack_tok_act *ta, size_t n_tok, size_t k, const void *act,
+                                       size_t stride)
+{
+    for (size_t t = 0; t < n_tok; t++) {
+        const void *a = (const uint8_t *)act + t * stride;
+        ta[t].q = qpack_act_q(a);
+        ta[t].d = qpack_act_d(a, k);
+        ta[t].s = qpack_act_s(a, k);
+    }
 }
 
 /* acc += dw * (d_x * isum - off * s_x): one 32-value block's contribution for one token, dw

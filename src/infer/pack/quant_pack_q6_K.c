@@ -49,8 +49,8 @@
  */
 #include <string.h>
 
-#include "infer/quant_internal.h"
-#include "infer/quant_pack.h"
+#include "infer/quant/quant_internal.h"
+#include "infer/pack/quant_pack.h"
 
 #define Q6X16_SB     (QPACK_ROWS * sizeof(block_q6_K)) /* 3360 bytes per super-block */
 #define Q6X16_SC     32                                /* offset of sc[16][16] */
@@ -149,7 +149,7 @@ void qpack_q6_Kx16_kernel_ref(size_t k, const void *group, const void *act, size
 }
 
 #if defined(__x86_64__)
-#include "infer/quant_pack_simd.h"
+#include "infer/pack/quant_pack_simd.h"
 
 /* -32 times the sum of each 16 of the 256 int8 values at y, in the order
  * neg[4 * (j % 4) + j / 4] for sub-block j (the order the two unpack steps leave them in). */

@@ -23,7 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "infer/tok_internal.h"
+#include "infer/tok/tok_internal.h"
 
 /* ---- the GPT-2 byte <-> unicode table ----------------------------------------------------
  * From GPT-2's encoder.py bytes_to_unicode(): the printable bytes '!'..'~', 0xA1..0xAC and

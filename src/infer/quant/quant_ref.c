@@ -20,7 +20,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "infer/quant_internal.h"
+#include "infer/quant/quant_internal.h"
 
 #define F16(h) quant_fp16_to_fp32(h)
 
