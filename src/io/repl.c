@@ -326,27 +326,6 @@ static void cmd_help(repl *r, const char *args, bool *quit)
     say(r, "Ctrl-C stops an answer (or clears the line); Ctrl-D quits.\n");
 }
 
-static size_t edit_distance(const char *a, size_t na, const char *b)
-{
-    size_t nb = strlen(b), row[32];
-    if (na >= 31 || nb >= 31)
-        return 99;
-    for (size_t j = 0; j <= nb; j++)
-        row[j] = j;
-    for (size_t i = 1; i <= na; i++) {
-        size_t diag = row[0];
-        row[0] = i;
-        for (size_t j = 1; j <= nb; j++) {
-            size_t up = row[j];
-            size_t sub = diag + (a[i - 1] != b[j - 1]);
-            size_t best = (up < row[j - 1] ? up : row[j - 1]) + 1;
-            row[j] = sub < best ? sub : best;
-            diag = up;
-        }
-    }
-    return row[nb];
-}
-
 static void run_command(repl *r, const char *line, bool *quit)
 {
     const char *name = line + 1;
@@ -362,7 +341,7 @@ static void run_command(repl *r, const char *line, bool *quit)
             c->run(r, args, quit);
             return;
         }
-        size_t d = edit_distance(name, n, c->name);
+        size_t d = llmos_edit_distance(name, n, c->name, strlen(c->name));
         /* a prefix also counts as close: /he -> /help */
         if (n > 0 && strncmp(c->name, name, n) == 0)
             d = 1;

@@ -7,6 +7,7 @@
  * a call never does; a forced call that max_tokens cuts off is a "length" answer, not an
  * error), token counts, errors.
  */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -15,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -594,6 +596,78 @@ static void test_chat_forced_call_cut_by_length(void **state)
     llm_backend_free(b);
 }
 
+/* A cancel reaches a long prompt while it is evaluated (a kill must not wait for it): a
+ * random model wide enough that a 2,000-token prompt takes about a second, cancelled after
+ * 100 ms. What was evaluated stays in the KV cache. */
+typedef struct canceller {
+    atomic_bool *flag;
+    double at;
+} canceller;
+
+static void *cancel_later(void *arg)
+{
+    canceller *c = arg;
+    struct timespec ts = {0, 100 * 1000000L};
+    nanosleep(&ts, NULL);
+    c->at = llmos_time_now();
+    atomic_store(c->flag, true);
+    return NULL;
+}
+
+static void test_cancel_during_a_long_prompt(void **state)
+{
+    (void)state;
+    char vocab[4096];
+    tu_testdata_path(vocab, sizeof vocab, "vocab/ggml-vocab-qwen2.gguf");
+    if (!getenv("LLMOS_BIN"))
+        tu_skip("LLMOS_BIN is not set: no llmos program to make a model with");
+    char dir[256], path[400];
+    assert_true(tu_mkdtemp("backend-prompt", dir, sizeof dir));
+    snprintf(path, sizeof path, "%s/wide.gguf", dir);
+    assert_int_equal(tu_run_llmos(NULL, NULL,
+                                  "model make-random --arch qwen2 --dims 512,4,8,8,1536,4096 "
+                                  "--vocab-from '%s' '%s'",
+                                  vocab, path),
+                     0);
+    local_backend_params p = local_backend_default_params();
+    p.n_ctx = 4096;
+    llm_backend *b = NULL;
+    assert_int_equal(local_backend_open(path, &p, &b), LLMOS_OK);
+    llmos_buf text = {0};
+    for (int i = 0; i < 700; i++)
+        assert_int_equal(buf_puts(&text, "one two three "), LLMOS_OK);
+    json_t *msgs = json_pack("[{ss ss}]", "role", "user", "content", text.data);
+    atomic_bool flag;
+    atomic_init(&flag, false);
+    llm_request rq = llm_request_default();
+    rq.messages = msgs;
+    rq.max_tokens = 4;
+    rq.cancel = &flag;
+    canceller c = {.flag = &flag};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, cancel_later, &c), 0);
+    llm_response r = {0};
+    double t0 = llmos_time_now();
+    assert_int_equal(llm_chat(b, &rq, NULL, NULL, &r), LLMOS_OK);
+    double ended = llmos_time_now();
+    pthread_join(th, NULL);
+    assert_string_equal(r.finish_reason, "cancelled");
+    assert_int_equal(r.completion_tokens, 0);
+    llm_response_free(&r);
+    print_message("a %zu-byte prompt, cancelled after %.0f ms, stopped %.0f ms later\n", text.len,
+                  (c.at - t0) * 1000, (ended - c.at) * 1000);
+    assert_true(ended - c.at < 0.5);
+    /* the same prompt again, uncancelled: the evaluated part is reused */
+    atomic_store(&flag, false);
+    assert_int_equal(llm_chat(b, &rq, NULL, NULL, &r), LLMOS_OK);
+    assert_string_equal(r.finish_reason, "length");
+    llm_response_free(&r);
+    json_decref(msgs);
+    buf_free(&text);
+    llm_backend_free(b);
+    tu_rmrf(dir);
+}
+
 static void test_misc(void **state)
 {
     (void)state;
@@ -648,6 +722,7 @@ int main(void)
         cmocka_unit_test(test_chat_constrained),
         cmocka_unit_test(test_chat_tools_stream),
         cmocka_unit_test(test_chat_forced_call_cut_by_length),
+        cmocka_unit_test(test_cancel_during_a_long_prompt),
         cmocka_unit_test(test_misc),
     };
     return cmocka_run_group_tests(tests, make_model, remove_model);

@@ -384,8 +384,7 @@ llmos_err local_chat_tokenize(const tokenizer *t, const char *tmpl, const json_t
     uint8_t rnd[16];
     if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd)
         return llmos_fail(LLMOS_ERR_IO, "local_chat_tokenize: the OS gave no random bytes");
-    for (size_t i = 0; i < sizeof rnd; i++)
-        snprintf(p.nonce + 2 * i, 3, "%02x", rnd[i]);
+    llmos_hex_encode(p.nonce, sizeof p.nonce, rnd, sizeof rnd);
 
     json_t *copy = json_deep_copy(messages);
     llmos_buf out = {0};
@@ -565,9 +564,8 @@ static char *lb_call_id(void)
         return NULL;
     if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r)
         memset(r, 0, sizeof r);
-    strcpy(s, "call_"); /* the hex digits below follow the prefix */
-    for (size_t i = 0; i < sizeof r; i++)
-        snprintf(s + 5 + 2 * i, 3, "%02x", r[i]);
+    memcpy(s, "call_", 5);
+    llmos_hex_encode(s + 5, 2 * sizeof r + 1, r, sizeof r);
     return s;
 }
 

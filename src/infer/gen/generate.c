@@ -150,8 +150,19 @@ llmos_err gen_loop_run(gen_loop *g, const int32_t *prompt, size_t n_prompt, size
 
     const float *logits = NULL;
     double t0 = llmos_time_now();
-    if (n_prompt > n_cached && (err = gen_eval(g, prompt + n_cached, n_prompt - n_cached, &logits)))
-        goto done;
+    /* With a cancel flag the prompt is evaluated GEN_PROMPT_CHUNK tokens at a time, so that a
+     * cancel (a kill) reaches a long prompt too; the KV cache keeps what was evaluated. */
+    size_t chunk = g->cancel ? GEN_PROMPT_CHUNK : n_prompt;
+    for (size_t at = n_cached; at < n_prompt;) {
+        if (g->cancel && atomic_load(g->cancel)) {
+            g->st.stop = GEN_STOP_CANCELLED;
+            goto done;
+        }
+        size_t k = n_prompt - at < chunk ? n_prompt - at : chunk;
+        if ((err = gen_eval(g, prompt + at, k, &logits)))
+            goto done;
+        at += k;
+    }
     g->st.prompt_seconds = llmos_time_now() - t0;
     if (!logits) {
         err = llmos_fail(LLMOS_ERR_INVALID, "generate: the prompt is empty");

@@ -21,6 +21,9 @@
 #include "llmos/infer.h"
 #include "llmos/toolcall.h"
 
+/* Prompt tokens evaluated between two looks at the cancel flag (the local backend's batch). */
+#define GEN_PROMPT_CHUNK 256
+
 /* Evaluate ids[0..n) after what the context holds; *logits gets the last one's logits. */
 typedef llmos_err (*gen_eval_fn)(void *user, const int32_t *ids, size_t n, const float **logits);
 
