@@ -124,8 +124,11 @@ LLMOS_NODISCARD llmos_err quarantine_from_json(const json_t *j, quarantine **out
  * without one, "default" does. */
 typedef struct policy policy;
 
-/* The built-in default: untrusted values may not become send_message.recipient nor any
- * argument of a tool named "shell" or "run_command"; everything else may flow. */
+/* The built-in default denies untrusted values by default: they may flow only into
+ * send_message.text (to show outside content to the user) and calculator.expression (its
+ * result is tainted in turn); never into a recipient, a command, or any argument of a tool
+ * without a rule. System, user and tool values flow everywhere except into shell and
+ * run_command (system and user only). */
 LLMOS_NODISCARD llmos_err policy_default(policy **out);
 /* Parse a policy from JSON text; LLMOS_ERR_FORMAT naming the bad member. */
 LLMOS_NODISCARD llmos_err policy_parse(const char *text, size_t len, const char *what,

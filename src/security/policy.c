@@ -3,9 +3,14 @@
  *
  * A policy is a list of rules {tool, argument, allow[origins]} and a default set. The first
  * rule whose tool and argument match ("*" matches any) decides for an argument; otherwise the
- * default does. The built-in default keeps untrusted values out of message recipients and out
- * of commands, which are the two ways injected text turns into an action with effect outside
- * (exfiltration to an address the attacker chose; code execution).
+ * default does. The built-in policy denies by default: an untrusted value may flow only into
+ * arguments a rule names, and the rules name the flows that are safe by design (the text of a
+ * message to the user, which is how the user sees outside content; a calculator's expression,
+ * whose result is tainted in turn). So a tool llmos does not know (an `http_post(url=$VAR1)`
+ * from a plug-in) never receives untrusted data unless the user's policy says it may, and
+ * message recipients and commands stay out of reach of injected text: the two ways it turns
+ * into an action with effect outside (exfiltration to an address the attacker chose; code
+ * execution).
  */
 #include <assert.h>
 #include <stdio.h>
@@ -33,9 +38,13 @@ static const char default_policy_json[] =
     "{\"rules\": ["
     "{\"tool\": \"send_message\", \"argument\": \"recipient\","
     " \"allow\": [\"system\", \"user\", \"tool\"]},"
+    "{\"tool\": \"send_message\", \"argument\": \"text\","
+    " \"allow\": [\"system\", \"user\", \"tool\", \"untrusted\"]},"
+    "{\"tool\": \"calculator\", \"argument\": \"expression\","
+    " \"allow\": [\"system\", \"user\", \"tool\", \"untrusted\"]},"
     "{\"tool\": \"shell\", \"argument\": \"*\", \"allow\": [\"system\", \"user\"]},"
     "{\"tool\": \"run_command\", \"argument\": \"*\", \"allow\": [\"system\", \"user\"]}"
-    "], \"default\": [\"system\", \"user\", \"tool\", \"untrusted\"]}";
+    "], \"default\": [\"system\", \"user\", \"tool\"]}";
 
 void policy_free(policy *p)
 {

@@ -41,6 +41,11 @@ static void test_default(void **state)
     assert_int_equal(check(p, "shell", "{\"command\":[\"user\"]}"), LLMOS_OK);
     assert_int_equal(check(p, "run_command", "{\"argv\":[\"untrusted\"]}"), LLMOS_ERR_DENIED);
     assert_int_equal(check(p, "calculator", "{\"expression\":[\"untrusted\"]}"), LLMOS_OK);
+    /* a tool without a rule gets no untrusted value (an http_post(url=$VAR1) from a plug-in) */
+    assert_int_equal(check(p, "http_post", "{\"url\":[\"untrusted\"]}"), LLMOS_ERR_DENIED);
+    assert_non_null(strstr(llmos_errmsg(), "argument 'url' of tool 'http_post'"));
+    assert_int_equal(check(p, "http_post", "{\"url\":[\"user\"],\"body\":[\"tool\"]}"),
+                     LLMOS_OK);
     policy_free(p);
     policy_free(NULL);
 }
