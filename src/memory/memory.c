@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -158,6 +159,46 @@ static llmos_err check_embedder(store *s, const store_embedder *emb)
                                 "LLMOS_EMBED_MODEL to it)");
 }
 
+/* Passphrases people choose most often (from published lists of leaked passwords, lower case);
+ * a new store refuses them whatever their length. */
+static const char *const common_passphrases[] = {
+    "password",  "password1", "password123", "passw0rd",  "123456789", "1234567890",
+    "12345678",  "qwertyuiop", "qwerty123",  "iloveyou",  "sunshine",  "princess",
+    "football",  "baseball",  "superman",    "starwars",  "trustno1",  "letmein1",
+    "welcome1",  "whatever",  "11111111",    "00000000",  "abcdefgh",  "abcd1234",
+    "qwertyui",  "asdfghjk",  "zaq12wsx",    "1q2w3e4r",  "changeme",  "opensesame",
+    "correcthorsebatterystaple", "llmosllmos", "passphrase",
+};
+
+#define PASS_MIN_CHARS 8
+
+/* Is `pass` strong enough for a new store? Not when shorter than PASS_MIN_CHARS characters,
+ * one character repeated, or one of the most common passwords. */
+static llmos_err check_new_passphrase(const char *pass)
+{
+    size_t chars = 0;
+    bool repeated = true;
+    for (const unsigned char *c = (const unsigned char *)pass; *c; c++) {
+        chars += (*c & 0xC0) != 0x80; /* count code points, not bytes */
+        repeated = repeated && *c == (unsigned char)pass[0];
+    }
+    if (chars < PASS_MIN_CHARS)
+        return llmos_fail(LLMOS_ERR_INVALID,
+                          "the passphrase has %zu characters; a new store needs at least %d (a "
+                          "few unrelated words make a good one); nothing created",
+                          chars, PASS_MIN_CHARS);
+    if (repeated)
+        return llmos_fail(LLMOS_ERR_INVALID,
+                          "the passphrase is one character repeated; choose another (a few "
+                          "unrelated words make a good one); nothing created");
+    for (size_t i = 0; i < LLMOS_ARRAY_LEN(common_passphrases); i++)
+        if (strcasecmp(pass, common_passphrases[i]) == 0)
+            return llmos_fail(LLMOS_ERR_INVALID,
+                              "that passphrase is among the most common passwords and would be "
+                              "guessed first; choose another; nothing created");
+    return LLMOS_OK;
+}
+
 /* The passphrase into pass[0..PASS_MAX): the caller's, $LLMOS_PASSPHRASE, or asked (twice for
  * a new store). */
 static llmos_err get_passphrase(const memory_params *p, const char *dir, bool exists, char *pass,
@@ -194,6 +235,15 @@ static llmos_err get_passphrase(const memory_params *p, const char *dir, bool ex
     if (!*pass)
         return llmos_fail(LLMOS_ERR_INVALID, "an empty passphrase is not allowed");
     return LLMOS_OK;
+}
+
+/* Is kdf the test-only one ("test-weak")? Its stores offer no protection against guessing,
+ * so the strength of their passphrase is not checked either (tests use short ones). */
+static bool test_kdf(keys_kdf kdf)
+{
+    keys_kdf weak;
+    return keys_kdf_parse("test-weak", &weak) == LLMOS_OK && kdf.opslimit == weak.opslimit &&
+           kdf.memlimit == weak.memlimit;
 }
 
 static void memory_free(memory *m)
@@ -239,6 +289,8 @@ llmos_err memory_open(const memory_params *p, memory **out)
         pass[0] = again[0] = 0;
         err = get_passphrase(p, dir, exists, pass, again);
     }
+    if (!err && !exists && !test_kdf(opt.kdf))
+        err = check_new_passphrase(pass);
     if (!err)
         err = store_open(dir, pass, &opt, &m->st);
     sodium_free(pass);

@@ -90,6 +90,36 @@ static void test_open_and_passphrases(void **state)
     tu_rmrf(home);
 }
 
+/* A new store refuses a weak passphrase (unless the test-only KDF is asked for, whose stores
+ * offer no protection anyway); an existing store opens with the one it has. */
+static void test_weak_passphrases(void **state)
+{
+    (void)state;
+    char home[256];
+    assert_true(tu_mkdtemp("memory", home, sizeof home));
+    unsetenv("LLMOS_KDF");
+    unsetenv("LLMOS_PASSPHRASE");
+    memory_params p = {.home = home, .create = true, .embed = MEMORY_EMBED_NONE};
+    memory *m = NULL;
+    const char *weak[] = {"x", "1234567", "aaaaaaaaaaaa", "Password123", "passw0rd",
+                          "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"};
+    const char *why[] = {"has 1 characters", "has 7 characters", "one character repeated",
+                         "most common", "most common", "has 4 characters"};
+    for (size_t i = 0; i < LLMOS_ARRAY_LEN(weak); i++) {
+        p.passphrase = weak[i];
+        assert_int_equal(memory_open(&p, &m), LLMOS_ERR_INVALID);
+        assert_non_null(strstr(llmos_errmsg(), why[i]));
+    }
+    char keyfile[300];
+    snprintf(keyfile, sizeof keyfile, "%s/store/store.key", home);
+    assert_int_not_equal(access(keyfile, F_OK), 0); /* nothing created */
+    setenv("LLMOS_KDF", "test-weak", 1);
+    p.passphrase = "x";
+    assert_int_equal(memory_open(&p, &m), LLMOS_OK);
+    memory_close(m);
+    tu_rmrf(home);
+}
+
 static void test_ephemeral_leaves_nothing(void **state)
 {
     (void)state;
@@ -205,6 +235,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_open_and_passphrases),
+        cmocka_unit_test(test_weak_passphrases),
         cmocka_unit_test(test_ephemeral_leaves_nothing),
         cmocka_unit_test(test_lexical_embedder),
         cmocka_unit_test(test_legacy_embedder_name),
