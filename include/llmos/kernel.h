@@ -341,6 +341,12 @@ LLMOS_NODISCARD llmos_err ksession_recall_search(ksession *s, const char *query,
                                                  store_message **out, size_t *n);
 void ksession_messages_free(store_message *m, size_t n);
 
+/* State a device keeps for its user in the encrypted store (the shell's history): a text
+ * under `key`, namespaced by the session's device and principal. *value malloc'd (caller
+ * frees); LLMOS_ERR_NOT_FOUND when there is none. No right is needed: it is the device's own. */
+LLMOS_NODISCARD llmos_err ksession_device_get(ksession *s, const char *key, char **value);
+LLMOS_NODISCARD llmos_err ksession_device_set(ksession *s, const char *key, const char *value);
+
 /* ---- below the sessions (the kernel's own files and its tests) ---------------------------- */
 /* Run one system call for process p as the loop does: result text and whether it is an error.
  * Exposed for tests. */

@@ -10,9 +10,10 @@
  * when it did not simply answer. Ctrl-C during a turn cancels it and returns to the prompt; at
  * the prompt it clears the line; Ctrl-D (end of input) quits.
  *
- * Interactive mode (a terminal) edits lines with libedit and keeps a history file (mode 0600);
- * otherwise lines are read plainly from the input stream, which is how tests and pipes drive
- * the shell. A line may be up to REPL_MAX_LINE bytes; a longer one is refused whole, with a
+ * Interactive mode (a terminal) edits lines with libedit and keeps the last REPL_HISTORY lines
+ * typed as history in the user's encrypted store (through the session: never in a plaintext
+ * file); otherwise lines are read plainly from the input stream, which is how tests and pipes
+ * drive the shell. A line may be up to REPL_MAX_LINE bytes; a longer one is refused whole, with a
  * message, never cut.
  */
 #ifndef LLMOS_REPL_H
@@ -26,13 +27,14 @@
 #include "llmos/kernel.h"
 
 #define REPL_MAX_LINE (8u << 20) /* 8 MiB */
+#define REPL_HISTORY  1000       /* lines of history kept */
 
 typedef struct repl_options {
     ksession *session;        /* the kernel session (borrowed; required) */
     FILE *in;                 /* NULL = stdin */
     FILE *out;                /* NULL = stdout */
     bool interactive;         /* libedit line editing and history (needs a terminal) */
-    const char *history_path; /* history file for interactive mode; NULL = none */
+    bool history;             /* interactive mode: keep the history in the session's store */
     bool handle_sigint;       /* install the SIGINT handler for the run (the program does) */
     const char *banner;       /* a line shown under the model's name (e.g. which store); NULL */
 } repl_options;

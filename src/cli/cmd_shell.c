@@ -63,6 +63,17 @@ static llmos_err open_model(const char *where, const char *api_model, const char
     return local_backend_open(where, lp, out);
 }
 
+/* Earlier versions kept the shell's history in <home>/history, in plaintext beside the
+ * encrypted store. It now lives in the store; the old file is removed, once, saying so. */
+static void forget_plaintext_history(void)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/history", cli_home());
+    if (access(path, F_OK) == 0 && unlink(path) == 0)
+        fprintf(stderr, "removed %s: the shell's history is now kept in your encrypted store\n",
+                path);
+}
+
 int cmd_shell(int argc, char **argv)
 {
     const char *model_path = getenv("LLMOS_MODEL");
@@ -218,13 +229,9 @@ int cmd_shell(int argc, char **argv)
     ro.banner = banner;
     ro.interactive = !once.len && isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
     ro.handle_sigint = true;
-    char history[4096];
     if (ro.interactive) {
-        const char *home = cli_home();
-        if (llmos_file_mkdirs(home, 0700) == LLMOS_OK) {
-            snprintf(history, sizeof history, "%s/history", home);
-            ro.history_path = history;
-        }
+        ro.history = true;
+        forget_plaintext_history();
         printf("llmos %s - an operating system for language models\n", LLMOS_VERSION);
     }
     repl *r = NULL;

@@ -15,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -29,6 +28,7 @@
 
 struct repl {
     repl_options o;
+    json_t *history; /* the lines of history (an array of strings), loaded from the store */
     atomic_bool cancel;
     int64_t pid;        /* the conversation's process, 0 before the first message */
     bool at_line_start; /* the last thing printed ended a line */
@@ -70,6 +70,7 @@ void repl_free(repl *r)
         return;
     if (repl_active == r)
         repl_active = NULL;
+    json_decref(r->history);
     free(r);
 }
 
@@ -525,6 +526,49 @@ static char *read_line(repl *r, bool *interrupted, size_t *too_long)
     return buf_detach(&b, NULL);
 }
 
+/* ---- history, in the encrypted store ---------------------------------------------------- */
+
+/* Give libedit the lines the store holds. */
+static void history_load(repl *r)
+{
+    using_history();
+    stifle_history(REPL_HISTORY);
+    char *text = NULL;
+    json_t *arr = NULL;
+    if (ksession_device_get(r->o.session, "history", &text) == LLMOS_OK &&
+        ljson_parse_text(text, strlen(text), "the shell's history", 2, &arr) == LLMOS_OK &&
+        !json_is_array(arr)) {
+        json_decref(arr);
+        arr = NULL;
+    }
+    llmos_err_clear();
+    free(text);
+    r->history = arr ? arr : json_array();
+    size_t i;
+    json_t *v;
+    json_array_foreach(r->history, i, v)
+    {
+        if (json_is_string(v))
+            add_history(json_string_value(v));
+    }
+}
+
+static void history_add(repl *r, const char *line)
+{
+    add_history(line);
+    if (r->history && json_array_append_new(r->history, json_string(line)) == 0)
+        while (json_array_size(r->history) > REPL_HISTORY)
+            json_array_remove(r->history, 0);
+}
+
+static void history_save(repl *r)
+{
+    char *text = r->history ? json_dumps(r->history, JSON_COMPACT) : NULL;
+    if (text && ksession_device_set(r->o.session, "history", text) != LLMOS_OK)
+        say(r, "warning: the history could not be saved: %s\n", llmos_errmsg());
+    free(text);
+}
+
 llmos_err repl_run(repl *r)
 {
     FILE *f = out_of(r);
@@ -536,11 +580,8 @@ llmos_err repl_run(repl *r)
     if (r->o.handle_sigint)
         sigaction(SIGINT, &sa, &old);
     repl_active = r;
-    if (r->o.interactive && r->o.history_path) {
-        using_history();
-        stifle_history(1000);
-        read_history(r->o.history_path); /* a missing file is a fresh history */
-    }
+    if (r->o.interactive && r->o.history)
+        history_load(r);
     kmodel_info m = ksession_model(r->o.session);
     say(r, "Model: %s. Type /help for commands, /quit or Ctrl-D to leave.\n", m.name);
     if (r->o.banner)
@@ -572,19 +613,15 @@ llmos_err repl_run(repl *r)
             continue;
         }
         if (r->o.interactive && line[0])
-            add_history(line);
+            history_add(r, line);
         bool quit = false;
         err = repl_line(r, line, &quit);
         free(line);
         if (err || quit)
             break;
     }
-    if (r->o.interactive && r->o.history_path) {
-        mode_t um = umask(077); /* the history holds what the user typed: 0600 */
-        write_history(r->o.history_path);
-        umask(um);
-        chmod(r->o.history_path, 0600);
-    }
+    if (r->o.interactive && r->o.history)
+        history_save(r);
     repl_active = NULL;
     if (r->o.handle_sigint)
         sigaction(SIGINT, &old, NULL);

@@ -528,3 +528,30 @@ void ksession_messages_free(store_message *m, size_t n)
 {
     store_messages_free(m, n);
 }
+
+/* ---- device state --------------------------------------------------------------------- */
+
+static void device_key(const ksession *s, const char *key, char *out, size_t size)
+{
+    snprintf(out, size, "device.%s.%s.%s", s->device, s->principal, key);
+}
+
+llmos_err ksession_device_get(ksession *s, const char *key, char **value)
+{
+    char k[256];
+    device_key(s, key, k, sizeof k);
+    kernel_lock(s->k);
+    llmos_err err = store_setting_get(s->k->cfg.st, k, value);
+    kernel_unlock(s->k);
+    return err;
+}
+
+llmos_err ksession_device_set(ksession *s, const char *key, const char *value)
+{
+    char k[256];
+    device_key(s, key, k, sizeof k);
+    kernel_lock(s->k);
+    llmos_err err = store_setting_set(s->k->cfg.st, k, value);
+    kernel_unlock(s->k);
+    return err;
+}

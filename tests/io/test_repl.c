@@ -521,16 +521,73 @@ static void test_terminal_ctrl_c_and_history(void **state)
     assert_int_equal(WEXITSTATUS(st), 0);
     close(fd);
     buf_free(&acc);
-    /* the history file is private and holds what was typed */
+    /* what was typed is written nowhere in plaintext */
     char hist[512];
     snprintf(hist, sizeof hist, "%s/history", dir);
-    struct stat sb;
-    assert_int_equal(stat(hist, &sb), 0);
-    assert_int_equal(sb.st_mode & 0777, 0600);
-    llmos_buf h = {0};
-    assert_int_equal(llmos_file_read_all(hist, 1 << 20, &h), LLMOS_OK);
-    assert_non_null(strstr(h.data, "/quit"));
-    buf_free(&h);
+    assert_int_not_equal(access(hist, F_OK), 0);
+    tu_rmrf(dir);
+}
+
+/* The history of a terminal session lives in the encrypted store, never in a plaintext file;
+ * an old plaintext history file is removed, saying so; the next session has the lines. */
+static void test_history_in_the_store(void **state)
+{
+    (void)state;
+    char model[1024];
+    const char *bin = getenv("LLMOS_BIN");
+    if (!bin)
+        tu_skip("LLMOS_BIN is not set (run the tests through ctest)");
+    tu_testdata_path(model, sizeof model, "models/stories260K.gguf");
+    char dir[256], hist[512];
+    assert_true(tu_mkdtemp("repl-history", dir, sizeof dir));
+    snprintf(hist, sizeof hist, "%s/history", dir);
+    const char *old = "my secret question\n";
+    assert_int_equal(llmos_file_write_atomic(hist, old, strlen(old), 0600), LLMOS_OK);
+    for (int run = 0; run < 2; run++) {
+        int fd = -1;
+        pid_t pid = forkpty(&fd, NULL, NULL, NULL);
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            setenv("LLMOS_HOME", dir, 1);
+            setenv("LLMOS_PASSPHRASE", "pw", 1);
+            setenv("LLMOS_KDF", "test-weak", 1);
+            execl(bin, "llmos", "--model", model, "-n", "4", (char *)NULL);
+            _exit(127);
+        }
+        llmos_buf acc = {0};
+        pty_read(fd, &acc, 20, "llmos> ");
+        assert_non_null(strstr(acc.data, "llmos> "));
+        if (run == 0) {
+            assert_non_null(strstr(acc.data, "is now kept in your encrypted store"));
+            pty_read(fd, &acc, 0.3, NULL);
+            assert_int_equal(write(fd, "/calc 6*7\r", 10), 10);
+            pty_read(fd, &acc, 5, "42");
+        } else {
+            /* the lines typed last time come back with the up arrow: /quit, then /calc */
+            pty_read(fd, &acc, 0.3, NULL);
+            buf_clear(&acc);
+            assert_int_equal(write(fd, "\x1b[A", 3), 3);
+            pty_read(fd, &acc, 0.3, NULL);
+            assert_int_equal(write(fd, "\x1b[A", 3), 3);
+            pty_read(fd, &acc, 2, "calc 6*7"); /* libedit redraws from the first change */
+            assert_non_null(strstr(acc.data, "calc 6*7"));
+            assert_int_equal(write(fd, "\x15", 1), 1); /* Ctrl-U: drop it */
+        }
+        pty_read(fd, &acc, 0.3, NULL);
+        assert_int_equal(write(fd, "/quit\r", 6), 6);
+        pty_read(fd, &acc, 5, NULL);
+        int st = 0;
+        assert_int_equal(waitpid(pid, &st, 0), pid);
+        assert_true(WIFEXITED(st));
+        assert_int_equal(WEXITSTATUS(st), 0);
+        close(fd);
+        buf_free(&acc);
+        assert_int_not_equal(access(hist, F_OK), 0); /* no plaintext history */
+    }
+    /* the store holds it, sealed: its files do not contain the typed text */
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "grep -rqs '6\\*7' '%s/store'", dir);
+    assert_int_not_equal(system(cmd), 0);
     tu_rmrf(dir);
 }
 
@@ -735,6 +792,7 @@ int main(void)
         cmocka_unit_test(test_no_model_prints_guidance),
         cmocka_unit_test(test_stories260k_through_a_pipe),
         cmocka_unit_test(test_terminal_ctrl_c_and_history),
+        cmocka_unit_test(test_history_in_the_store),
         cmocka_unit_test(test_store_calculator_audit),
         cmocka_unit_test(test_shell_store_or_memory),
         cmocka_unit_test(test_one_message_on_the_command_line),
