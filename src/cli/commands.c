@@ -147,6 +147,30 @@ const cli_command cli_commands[] = {
      "  --api URL           serve a remote OpenAI-compatible server instead (its key\n"
      "                      from LLMOS_API_KEY); --api-model NAME its model\n",
      cmd_serve},
+    {"key", "Make API keys for llmos serve and list who holds one",
+     "usage: llmos key new PRINCIPAL --file FILE [--rights LIST] [--caps LIST]\n"
+     "                     [--concurrent N] [--requests-per-minute N] [--max-tokens N]\n"
+     "                     [--budget-tokens N] [--budget-tool-calls N] [--budget-seconds S]\n"
+     "                     [--audit-content] [--replace]\n"
+     "       llmos key list --file FILE\n\n"
+     "new: make a key (256 random bits) for PRINCIPAL, add it to the keys file FILE\n"
+     "(created with mode 0600 when missing) and print it once on standard output. The\n"
+     "file keeps only the key's BLAKE2b-256 digest: store the key now, it cannot be\n"
+     "shown again. `llmos serve --keys FILE` reads the file at start.\n"
+     "list: the principals of FILE with their rights, capabilities and limits.\n\n"
+     "  --rights LIST          what the principal may do, of chat, embed, process,\n"
+     "                         audit, memory, admin, or all (default chat,embed)\n"
+     "  --caps LIST            capabilities of its processes, of compute, message,\n"
+     "                         read, quarantine, exec (default compute,message)\n"
+     "  --concurrent N         requests at once (default unlimited)\n"
+     "  --requests-per-minute N  (default unlimited; past it: HTTP 429)\n"
+     "  --max-tokens N         the largest answer a request may ask for\n"
+     "  --budget-tokens N, --budget-tool-calls N, --budget-seconds S\n"
+     "                         each process's budget (default unlimited)\n"
+     "  --audit-content        audit records keep the messages' text, not only sizes\n"
+     "  --replace              give a principal that has a key a new one (the old one\n"
+     "                         stops working when the server restarts)\n",
+     cmd_key},
     {"bench", "Measure a model's prompt and generation speed (tokens/s)",
      "usage: llmos bench --model FILE [-p N] [-n N] [-t THREADS] [-r REPS] [--json]\n\n"
      "Like llama-bench: time prompt processing (ppN: one batch of N random valid tokens\n"
