@@ -276,6 +276,7 @@ static enum MHD_Result hs_send_error(http_server *s, struct MHD_Connection *c, u
 
 static enum MHD_Result hs_reply(hs_req *r, unsigned status, json_t *v)
 {
+    assert(status >= 200 && status < 300);
     r->status = status;
     return hs_send_json(r->c, status, v, NULL, NULL);
 }
@@ -388,6 +389,7 @@ static bool hs_session_recorded(llmos_err err)
 
 static void hs_flight_begin(http_server *s, hs_flight *f, struct MHD_Connection *c)
 {
+    assert(s->k);
     f->fd = hs_conn_fd(c);
     atomic_init(&f->cancel, atomic_load(&s->stopping));
     pthread_mutex_lock(&s->mu);
@@ -666,6 +668,7 @@ static hs_stream *hs_stream_new(hs_req *r, hs_stream_kind kind)
  * Takes st. */
 static enum MHD_Result hs_stream_start(hs_req *r, hs_stream *st, void *(*worker)(void *))
 {
+    assert(!st->thread_started && r->ses == st->ses);
     if (pthread_create(&st->thread, NULL, worker, st) != 0) {
         hs_stream_free(st);
         return hs_reply_error(r, 500, NULL, NULL, "could not start a thread for the stream");
@@ -1423,6 +1426,7 @@ static const hs_route *hs_lookup(const char *method, const char *url, hs_args *a
 static void hs_record(ksession *ses, const char *method, const char *url, unsigned status,
                       const char *code)
 {
+    assert(ses && method && url);
     char request[300], outcome[64];
     snprintf(request, sizeof request, "%s %.280s", method, url);
     snprintf(outcome, sizeof outcome, "%u%s%s", status ? status : 499, code ? " " : "",
@@ -1435,6 +1439,7 @@ static void hs_record(ksession *ses, const char *method, const char *url, unsign
 static enum MHD_Result hs_dispatch(http_server *s, struct MHD_Connection *c, hs_conn *hc,
                                    const char *method, const char *url)
 {
+    assert(hc->route && (hc->slot >= 0) == !hc->route->open);
     hs_req r = {.s = s,
                 .c = c,
                 .method = method,
