@@ -22,27 +22,27 @@
 
 /* The numeric options of `key new`: a name, the largest value, whether it must be whole, and
  * the field it sets. */
-static void set_concurrent(apikey *e, double d)
+static void key_set_concurrent(apikey *e, double d)
 {
     e->limits.concurrent = (int)d;
 }
-static void set_rpm(apikey *e, double d)
+static void key_set_rpm(apikey *e, double d)
 {
     e->limits.requests_per_minute = (int)d;
 }
-static void set_max_tokens(apikey *e, double d)
+static void key_set_max_tokens(apikey *e, double d)
 {
     e->limits.max_tokens = (int32_t)d;
 }
-static void set_budget_tokens(apikey *e, double d)
+static void key_set_budget_tokens(apikey *e, double d)
 {
     e->budget.tokens = (int64_t)d;
 }
-static void set_budget_calls(apikey *e, double d)
+static void key_set_budget_calls(apikey *e, double d)
 {
     e->budget.tool_calls = (int64_t)d;
 }
-static void set_budget_seconds(apikey *e, double d)
+static void key_set_budget_seconds(apikey *e, double d)
 {
     e->budget.wall_s = d;
 }
@@ -55,12 +55,12 @@ typedef struct key_num {
 } key_num;
 
 static const key_num key_nums[] = {
-    {"--concurrent", 1e6, true, set_concurrent},
-    {"--requests-per-minute", 1e5, true, set_rpm},
-    {"--max-tokens", 2147483647.0, true, set_max_tokens},
-    {"--budget-tokens", 1e15, true, set_budget_tokens},
-    {"--budget-tool-calls", 1e15, true, set_budget_calls},
-    {"--budget-seconds", 1e9, false, set_budget_seconds},
+    {"--concurrent", 1e6, true, key_set_concurrent},
+    {"--requests-per-minute", 1e5, true, key_set_rpm},
+    {"--max-tokens", 2147483647.0, true, key_set_max_tokens},
+    {"--budget-tokens", 1e15, true, key_set_budget_tokens},
+    {"--budget-tool-calls", 1e15, true, key_set_budget_calls},
+    {"--budget-seconds", 1e9, false, key_set_budget_seconds},
 };
 
 /* Set the field of e that nm names from text v; false when v is not a number in range. */
