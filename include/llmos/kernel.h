@@ -317,6 +317,13 @@ LLMOS_NODISCARD llmos_err ksession_tools(ksession *s, const ktool ***list, size_
  * queue is LLMOS_ERR_BUSY, a rate limit LLMOS_ERR_LIMIT naming when to retry. */
 LLMOS_NODISCARD llmos_err ksession_chat(ksession *s, const llm_request *req, llm_stream_fn stream,
                                         void *stream_ctx, llm_response *resp);
+/* After a session function failed with LLMOS_ERR_LIMIT on this thread: true when the session's
+ * own limits refused the request (requests at once, requests per minute), as opposed to a limit
+ * of the model (a prompt longer than its context). *retry_after_s (may be NULL) gets the seconds
+ * until a retry can succeed under the per-minute limit, 0 when it waits for a request in flight
+ * to end. Refused requests are not audited by the session: the device records them
+ * (ksession_audit_request). */
+bool ksession_rate_limited(double *retry_after_s);
 /* The embedding of text (malloc'd *vec of *dim floats; caller frees) and its length in tokens.
  * Needs KRIGHT_EMBED; scheduled and audited like ksession_chat. */
 LLMOS_NODISCARD llmos_err ksession_embed(ksession *s, const char *text, size_t len, float **vec,
@@ -328,6 +335,12 @@ LLMOS_NODISCARD llmos_err ksession_audit(ksession *s, int64_t from,
                                          bool (*fn)(const store_audit_record *rec, void *ctx),
                                          void *ctx);
 LLMOS_NODISCARD llmos_err ksession_audit_verify(ksession *s, audit_verdict *v);
+/* A "request" record (principal, device, request, outcome) for a request of the device that
+ * no other session function records: reads (listing processes, the audit log, memory
+ * statistics), requests refused by the session's limits, malformed requests. Needs no right:
+ * it only writes who asked for what. */
+LLMOS_NODISCARD llmos_err ksession_audit_request(ksession *s, const char *request,
+                                                 const char *outcome);
 
 /* Memory (KRIGHT_MEMORY): what the store holds; remember a text in archival memory; the k
  * memories nearest to a query (free with ksession_memories_free); recall search over what was

@@ -1,13 +1,17 @@
 /*
- * llmos/server.h - `llmos serve`: an OpenAI-compatible HTTP server in front of one backend.
+ * llmos/server.h - `llmos serve`: the HTTP device of the kernel. It serves the
+ * OpenAI-compatible API and llmos's own process, audit and memory API to clients that present
+ * an API key, each through a kernel session of the key's principal.
  *
  * Two parts:
  *   - openai_api.c turns request bodies into llm_requests (openai_request_parse, a pure
- *     function that is fuzzed) and backend answers into the OpenAI JSON shapes
- *     (chat.completion, chat.completion.chunk, text_completion, embeddings, models, errors);
- *   - http_server.c serves them over HTTP with libmicrohttpd: routes, API-key check, body
- *     limit, a bounded FIFO queue in front of the backend (one generation at a time), SSE
- *     streaming, and cancellation of a generation whose client went away.
+ *     function that is fuzzed) and answers into the OpenAI JSON shapes (chat.completion,
+ *     chat.completion.chunk, text_completion, embeddings, models, errors);
+ *   - http_server.c serves them over HTTP with libmicrohttpd: one table of routes, API keys
+ *     to principals (llmos/apikeys.h) and their sessions, body and connection limits, SSE
+ *     streaming, and cancellation of a request whose client went away. The model, the store
+ *     and the tools are reached only through session functions (llmos/kernel.h), which
+ *     authorize, schedule and audit every request.
  *
  * Every error a client can cause is answered in the OpenAI error shape
  *   {"error": {"message": "...", "type": "...", "param": "..."|null, "code": "..."|null}}
@@ -21,8 +25,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "llmos/backend.h"
+#include "llmos/apikeys.h"
 #include "llmos/base.h"
+#include "llmos/kernel.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -95,33 +100,50 @@ json_t *openai_models_json(const char *model, int64_t created);
 typedef struct http_server_params {
     const char *host;         /* address to bind; NULL = "127.0.0.1" */
     uint16_t port;            /* 0 = an ephemeral port (see http_server_port) */
-    const char *api_key;      /* NULL = no authentication; copied */
+    const apikeys *keys;      /* who may connect (borrowed: must outlive the server); NULL = no
+                                 keys: one principal "local" with rights chat and embed, for
+                                 clients on this machine (loopback addresses) only */
     size_t max_body;          /* request body limit in bytes; 0 = 1 MiB (larger: 413) */
-    size_t max_queue;         /* requests that may wait for the backend; 0 = 16 (more: 503) */
-    const char *model_name;   /* the id clients use; NULL = llm_model_name(backend) */
-    unsigned max_connections; /* 0 = 64 */
+    const char *model_name;   /* the id clients use; NULL = the kernel's model's name */
+    unsigned max_connections; /* connections at once, all addresses; 0 = 256 */
+    unsigned max_per_address; /* connections at once from one client address; 0 = 16 */
+    unsigned idle_timeout_s;  /* a connection that sends nothing (an unfinished request line or
+                                 headers, or an idle keep-alive) is closed after this; a request
+                                 being answered is not idle; 0 = 10 */
 } http_server_params;
 
 http_server_params http_server_default_params(void);
 
 typedef struct http_server http_server;
 
-/* Start serving `backend` (borrowed: it must outlive the server) on a thread of
- * libmicrohttpd's. Fails with LLMOS_ERR_IO when the address cannot be bound. */
-LLMOS_NODISCARD llmos_err http_server_start(llm_backend *backend, const http_server_params *p,
+/* Bind and listen on p's address now, without answering yet: connections wait in the
+ * kernel's backlog until http_server_serve. So a busy port is reported at once, before a
+ * model is loaded. LLMOS_ERR_IO naming host and port when the address cannot be bound. The
+ * params (and p->keys) are kept until http_server_stop. */
+LLMOS_NODISCARD llmos_err http_server_bind(const http_server_params *p, http_server **out);
+/* Start answering on a bound server, on libmicrohttpd's threads, through sessions on k
+ * (borrowed: it must outlive the server; one session per principal, opened at its first
+ * request and closed by http_server_stop). */
+LLMOS_NODISCARD llmos_err http_server_serve(http_server *s, kernel *k);
+/* http_server_bind and http_server_serve in one. */
+LLMOS_NODISCARD llmos_err http_server_start(kernel *k, const http_server_params *p,
                                             http_server **out);
 /* The port actually bound (useful with port 0). */
 uint16_t http_server_port(const http_server *s);
 /* Counters for tests and logs. */
 typedef struct http_server_stats {
-    uint64_t requests;      /* HTTP requests answered */
-    uint64_t generations;   /* backend calls made */
-    uint64_t cancelled;     /* generations cancelled because the client went away */
-    uint64_t rejected_busy; /* 503s because the queue was full */
-    size_t queued;          /* requests waiting now */
+    uint64_t requests;      /* HTTP requests received */
+    uint64_t generations;   /* chat and completion requests the model answered */
+    uint64_t cancelled;     /* requests stopped because the client went away or the server
+                               stopped */
+    uint64_t rejected_busy; /* 503s: the kernel's queue for the model was full */
+    uint64_t limited;       /* 429s: a principal's limits refused the request */
+    uint64_t denied;        /* 403s: a principal lacked the right or capability */
+    uint64_t unauthorized;  /* 401s: no key, or an unknown one */
 } http_server_stats;
 http_server_stats http_server_get_stats(http_server *s);
-/* Stop accepting, cancel running generations, wait for them, free. NULL-safe. */
+/* Stop accepting, cancel running requests, wait for them, close the sessions, free.
+ * NULL-safe. */
 void http_server_stop(http_server *s);
 
 #ifdef __cplusplus

@@ -74,6 +74,7 @@ typedef struct cli_boot_params {
     int32_t max_tokens;              /* per model call; 0 = the kernel's */
     const sampler_params *sampling;  /* NULL = the backend's defaults */
     uint32_t caps;                   /* of the session's processes; 0 = compute,message,quarantine */
+    size_t max_queue;                /* model requests that may wait; 0 = the kernel's */
 } cli_boot_params;
 
 typedef struct cli_boot {
@@ -105,5 +106,6 @@ int cmd_serve(int argc, char **argv);
 int cmd_ps(int argc, char **argv);
 int cmd_kill(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
+int cmd_key(int argc, char **argv);
 
 #endif

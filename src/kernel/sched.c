@@ -118,7 +118,8 @@ llmos_err ksched_acquire(ksched *q, const char *principal, const atomic_bool *ca
     q->head = &w;
     q->n_waiting++;
     for (;;) {
-        if (!q->busy && next_up(q) == &w)
+        /* a waiter cancelled while it waited never takes the model */
+        if (!q->busy && next_up(q) == &w && !(cancel && atomic_load(cancel)))
             break;
         bool gone = q->stopping || (cancel && atomic_load(cancel));
         if (!gone && probe) {
@@ -133,7 +134,7 @@ llmos_err ksched_acquire(ksched *q, const char *principal, const atomic_bool *ca
             return llmos_fail(LLMOS_ERR_CANCELLED, "the request was cancelled while it waited "
                                                    "for the model");
         }
-        if (!q->busy && next_up(q) == &w)
+        if (!q->busy && next_up(q) == &w && !(cancel && atomic_load(cancel)))
             break;
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);

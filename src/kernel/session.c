@@ -5,9 +5,11 @@
  * checks the session's rights (an API key that may chat may not read the audit log), then its
  * limits (requests at once, requests per minute, the largest answer), then does the work
  * through the kernel: model calls wait their turn in the scheduler, store access takes the
- * kernel lock, tool calls are system calls. Every request leaves an audit record; chat records
- * hold metadata (principal, tokens, finish) and the text only when the session was opened with
- * audit_content. A refusal is audited too ("denied").
+ * kernel lock, tool calls are system calls. Every request that uses the model, changes a
+ * process or adds a memory leaves an audit record; chat records hold metadata (principal,
+ * tokens, finish) and the text only when the session was opened with audit_content. A refusal
+ * by a right or a capability is audited too ("denied"). Reads, and requests the limits refused,
+ * are recorded by the device with ksession_audit_request, so that none is recorded twice.
  */
 #include <assert.h>
 #include <inttypes.h>
@@ -98,17 +100,39 @@ kmodel_info ksession_model(ksession *s)
 
 /* ---- rights and limits ------------------------------------------------------------------- */
 
+/* Whether the calling thread's last session call was refused by the session's limits, and when
+ * a retry may succeed (ksession_rate_limited). Per thread, as the error message is: a device
+ * serves each request on one thread. Cleared by every call that checks rights or limits. */
+static _Thread_local struct {
+    bool refused;
+    double retry_s;
+} last_refusal;
+
+bool ksession_rate_limited(double *retry_after_s)
+{
+    if (retry_after_s)
+        *retry_after_s = last_refusal.refused ? last_refusal.retry_s : 0;
+    return last_refusal.refused;
+}
+
+/* Audit a refusal: `what` was asked for and needs `needs` (a right or capabilities). */
+static void audit_denied(ksession *s, const char *what, const char *needs)
+{
+    (void)kernel_audit_rec(s->k, "denied",
+                           json_pack("{s:s, s:s, s:s, s:s}", "principal", s->principal, "device",
+                                     s->device, "request", what, "needs", needs));
+}
+
 /* Does the session hold `right`? A refusal is audited and says what was asked for. */
 static llmos_err need(ksession *s, uint32_t right, const char *what)
 {
+    last_refusal.refused = false;
     if (s->p.rights & right)
         return LLMOS_OK;
     char want[32], have[96];
     kright_format(right, want, sizeof want);
     kright_format(s->p.rights, have, sizeof have);
-    (void)kernel_audit_rec(s->k, "denied",
-                           json_pack("{s:s, s:s, s:s, s:s}", "principal", s->principal, "device",
-                                     s->device, "request", what, "needs", want));
+    audit_denied(s, what, want);
     return llmos_fail(LLMOS_ERR_DENIED,
                       "permission denied: %s needs the right '%s', and '%s' has %s", what, want,
                       s->principal, have);
@@ -118,9 +142,12 @@ static llmos_err need(ksession *s, uint32_t right, const char *what)
 static llmos_err admit(ksession *s, const char *what)
 {
     const klimits *l = &s->p.limits;
+    last_refusal.refused = false;
     int now_in = atomic_fetch_add(&s->in_flight, 1) + 1;
     if (l->concurrent > 0 && now_in > l->concurrent) {
         atomic_fetch_sub(&s->in_flight, 1);
+        last_refusal.refused = true;
+        last_refusal.retry_s = 0;
         return llmos_fail(LLMOS_ERR_LIMIT,
                           "rate limit: '%s' may have %d requests at once and has that many "
                           "running; retry when one ends",
@@ -140,9 +167,11 @@ static llmos_err admit(ksession *s, const char *what)
         pthread_mutex_unlock(&s->rate_mu);
         if (full) {
             atomic_fetch_sub(&s->in_flight, 1);
+            last_refusal.refused = true;
+            last_refusal.retry_s = 60.0 - (now - oldest);
             return llmos_fail(LLMOS_ERR_LIMIT,
                               "rate limit: '%s' may make %d requests a minute; retry in %.0f s",
-                              s->principal, l->requests_per_minute, 60.0 - (now - oldest) + 0.5);
+                              s->principal, l->requests_per_minute, last_refusal.retry_s + 0.5);
         }
     }
     (void)what;
@@ -184,6 +213,7 @@ llmos_err ksession_spawn(ksession *s, uint32_t caps, int64_t *pid)
         char want[96], have[96];
         kcap_format(caps & ~s->p.caps, want, sizeof want);
         kcap_format(s->p.caps, have, sizeof have);
+        audit_denied(s, "starting a process", want);
         return llmos_fail(LLMOS_ERR_DENIED,
                           "permission denied: '%s' may give its processes the capabilities %s, "
                           "not %s",
@@ -437,6 +467,14 @@ llmos_err ksession_embed(ksession *s, const char *text, size_t len, float **vec,
 }
 
 /* ---- the audit log ------------------------------------------------------------------------ */
+
+llmos_err ksession_audit_request(ksession *s, const char *request, const char *outcome)
+{
+    assert(request && outcome);
+    return kernel_audit_rec(s->k, "request",
+                            json_pack("{s:s, s:s, s:s, s:s}", "principal", s->principal, "device",
+                                      s->device, "request", request, "outcome", outcome));
+}
 
 llmos_err ksession_audit(ksession *s, int64_t from,
                          bool (*fn)(const store_audit_record *rec, void *ctx), void *ctx)

@@ -15,7 +15,8 @@ if [ ! -x "${LLMOS_BIN:-}" ]; then echo "LLMOS_BIN is not the llmos program" >&2
 tmp=$(mktemp -d /tmp/llmos-test-node-XXXXXX)
 key="test-$RANDOM$RANDOM"
 printf '%s\n' "$key" > "$tmp/key"
-"$LLMOS_BIN" serve --model "$model" --port 0 --api-key-file "$tmp/key" -t 1 >"$tmp/out" 2>"$tmp/err" &
+"$LLMOS_BIN" serve --model "$model" --port 0 --api-key-file "$tmp/key" -t 1 --no-store \
+  >"$tmp/out" 2>"$tmp/err" &
 pid=$!
 cleanup() { kill -TERM "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -rf "$tmp"; }
 trap cleanup EXIT
