@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "llmos/kernel.h"
+#include "llmos/memory.h"
 #include "llmos/server.h"
 #include "testutil.h"
 
@@ -55,10 +56,16 @@ static void test_remote_equals_local_and_runs_the_kernel(void **state)
     assert_int_equal(local_backend_open(model, &lp, &local), LLMOS_OK);
     char *direct = greedy_answer(local, "Once upon a time");
 
+    /* llmos serve: a kernel over the local model, on a store in memory */
+    memory *srv_mem = NULL;
+    assert_int_equal(memory_open_ephemeral(&srv_mem), LLMOS_OK);
+    kernel_config sc = {.st = memory_store(srv_mem), .privileged = local};
+    kernel *srv_k = NULL;
+    assert_int_equal(kernel_new(&sc, &srv_k), LLMOS_OK);
     http_server_params sp = http_server_default_params();
     sp.port = 0;
     http_server *srv = NULL;
-    assert_int_equal(http_server_start(local, &sp, &srv), LLMOS_OK);
+    assert_int_equal(http_server_start(srv_k, &sp, &srv), LLMOS_OK);
     char url[64];
     snprintf(url, sizeof url, "http://127.0.0.1:%u/v1", (unsigned)http_server_port(srv));
     remote_backend_params rp = remote_backend_default_params();
@@ -122,6 +129,8 @@ static void test_remote_equals_local_and_runs_the_kernel(void **state)
     tu_rmrf(dir);
     llm_backend_free(remote);
     http_server_stop(srv);
+    kernel_free(srv_k);
+    memory_close(srv_mem);
     llm_backend_free(local);
 }
 
