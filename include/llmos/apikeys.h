@@ -57,38 +57,38 @@ typedef struct apikeys apikeys;
 
 /* Parse a keys file's text; `what` (the path) starts every error message, which names the
  * entry ("entry 2 (alice)") and the member. LLMOS_ERR_FORMAT for every fault of the text. */
-LLMOS_NODISCARD llmos_err apikeys_parse(const char *text, size_t len, const char *what,
-                                        apikeys **out);
+LLMOS_API LLMOS_NODISCARD llmos_err apikeys_parse(const char *text, size_t len, const char *what,
+                                                  apikeys **out);
 /* Read and parse the file at path; LLMOS_ERR_NOT_FOUND naming it when it does not exist. */
-LLMOS_NODISCARD llmos_err apikeys_load(const char *path, apikeys **out);
+LLMOS_API LLMOS_NODISCARD llmos_err apikeys_load(const char *path, apikeys **out);
 /* A set of one entry for `key` (the key itself, hashed here and not kept) standing for
  * `principal` with `rights` and the default capabilities: `llmos serve --api-key`. */
-LLMOS_NODISCARD llmos_err apikeys_single(const char *key, const char *principal, uint32_t rights,
-                                         apikeys **out);
-void apikeys_free(apikeys *ks);
+LLMOS_API LLMOS_NODISCARD llmos_err apikeys_single(const char *key, const char *principal,
+                                                   uint32_t rights, apikeys **out);
+LLMOS_API void apikeys_free(apikeys *ks);
 
-size_t apikeys_count(const apikeys *ks);
-const apikey *apikeys_get(const apikeys *ks, size_t i);
+LLMOS_API size_t apikeys_count(const apikeys *ks);
+LLMOS_API const apikey *apikeys_get(const apikeys *ks, size_t i);
 
 /* The index of the entry whose key is key[0..len), or -1. Constant time in the key and in
  * which entry matches (every entry is compared). */
-long apikeys_match(const apikeys *ks, const char *key, size_t len);
+LLMOS_API long apikeys_match(const apikeys *ks, const char *key, size_t len);
 
 /* The BLAKE2b-256 digest of key[0..len) (the file writes it as "blake2b-256:" and 64 lower-case
  * hex digits). */
-void apikeys_hash(const char *key, size_t len, unsigned char out[APIKEY_HASH_BYTES]);
+LLMOS_API void apikeys_hash(const char *key, size_t len, unsigned char out[APIKEY_HASH_BYTES]);
 
 /* A new key: APIKEY_PREFIX followed by 43 base64url characters (256 random bits) in out;
  * size must be at least 64. */
-LLMOS_NODISCARD llmos_err apikeys_generate(char *out, size_t size);
+LLMOS_API LLMOS_NODISCARD llmos_err apikeys_generate(char *out, size_t size);
 
 /* Add entry e to the keys file at path (created, mode 0600, when missing), written atomically
  * (a crash leaves the old or the new file). An entry for the same principal is an error
  * (LLMOS_ERR_EXISTS) unless `replace`, which puts e in its place. The file is parsed first, so
  * a broken file is reported, never overwritten. */
-LLMOS_NODISCARD llmos_err apikeys_add(const char *path, const apikey *e, bool replace);
+LLMOS_API LLMOS_NODISCARD llmos_err apikeys_add(const char *path, const apikey *e, bool replace);
 
 /* A principal name's fault ("" when it is a valid one), for the command line's checks. */
-const char *apikeys_principal_fault(const char *name);
+LLMOS_API const char *apikeys_principal_fault(const char *name);
 
 #endif

@@ -52,7 +52,7 @@ typedef struct llm_request {
 } llm_request;
 
 /* A request with no messages, default sampling, no limits. */
-llm_request llm_request_default(void);
+LLMOS_API llm_request llm_request_default(void);
 
 typedef struct llm_tool_call {
     char *id;        /* "call_..." */
@@ -71,7 +71,7 @@ typedef struct llm_response {
     double gen_seconds;    /* time spent generating */
 } llm_response;
 
-void llm_response_free(llm_response *r);
+LLMOS_API void llm_response_free(llm_response *r);
 
 /* Called with each piece of generated text as it is produced (valid UTF-8, never split
  * inside a character). Return false to cancel the generation. */
@@ -102,14 +102,16 @@ struct llm_backend {
 };
 
 /* Dispatchers over ops (NULL-safe where it makes sense). */
-LLMOS_NODISCARD llmos_err llm_chat(llm_backend *b, const llm_request *req, llm_stream_fn stream,
-                                   void *stream_ctx, llm_response *resp);
-LLMOS_NODISCARD llmos_err llm_embed(llm_backend *b, const char *text, size_t len, float **vec,
-                                    size_t *dim);
-LLMOS_NODISCARD llmos_err llm_count_tokens(llm_backend *b, const char *text, size_t len, size_t *n);
-size_t llm_context_size(llm_backend *b);
-const char *llm_model_name(llm_backend *b);
-void llm_backend_free(llm_backend *b);
+LLMOS_API LLMOS_NODISCARD llmos_err llm_chat(llm_backend *b, const llm_request *req,
+                                             llm_stream_fn stream, void *stream_ctx,
+                                             llm_response *resp);
+LLMOS_API LLMOS_NODISCARD llmos_err llm_embed(llm_backend *b, const char *text, size_t len,
+                                              float **vec, size_t *dim);
+LLMOS_API LLMOS_NODISCARD llmos_err llm_count_tokens(llm_backend *b, const char *text, size_t len,
+                                                     size_t *n);
+LLMOS_API size_t llm_context_size(llm_backend *b);
+LLMOS_API const char *llm_model_name(llm_backend *b);
+LLMOS_API void llm_backend_free(llm_backend *b);
 
 /* ---- the local engine --------------------------------------------------------------------- */
 
@@ -119,17 +121,18 @@ typedef struct local_backend_params {
     const char *chat_template; /* NULL = the GGUF's tokenizer.chat_template, else ChatML */
 } local_backend_params;
 
-local_backend_params local_backend_default_params(void);
+LLMOS_API local_backend_params local_backend_default_params(void);
 
 /* Load a GGUF model with its tokenizer and chat template. */
-LLMOS_NODISCARD llmos_err local_backend_open(const char *model_path, const local_backend_params *p,
-                                             llm_backend **out);
+LLMOS_API LLMOS_NODISCARD llmos_err local_backend_open(const char *model_path,
+                                                       const local_backend_params *p,
+                                                       llm_backend **out);
 
 /* A second backend over the same loaded model: it shares the parent's weights and tokenizer
  * (no second copy in memory) and has a KV cache and thread pool of its own, so the two keep
  * separate conversations. This is the quarantined model's default: the same model in a
  * context that never sees the privileged one. The parent must outlive the fork. */
-LLMOS_NODISCARD llmos_err local_backend_fork(llm_backend *parent, llm_backend **out);
+LLMOS_API LLMOS_NODISCARD llmos_err local_backend_fork(llm_backend *parent, llm_backend **out);
 
 /* The prompt builder of the local backend, with the control-token guarantee: render `tmpl`
  * for `messages` (+ `tools`, may be NULL) and tokenize it so that the template's own text is
@@ -139,10 +142,11 @@ LLMOS_NODISCARD llmos_err local_backend_fork(llm_backend *parent, llm_backend **
  * When `spans` is non-NULL, *spans (malloc'd, caller frees) gets *n_spans numbers: pairs
  * [begin, end) of the id ranges that came from outside text. Fails with the template's error,
  * or LLMOS_ERR_UNSUPPORTED when the template altered a content string beyond recognition. */
-LLMOS_NODISCARD llmos_err local_chat_tokenize(const tokenizer *t, const char *tmpl,
-                                              const json_t *messages, const json_t *tools,
-                                              bool add_generation_prompt, int32_t **ids,
-                                              size_t *n_ids, size_t **spans, size_t *n_spans);
+LLMOS_API LLMOS_NODISCARD llmos_err local_chat_tokenize(const tokenizer *t, const char *tmpl,
+                                                        const json_t *messages, const json_t *tools,
+                                                        bool add_generation_prompt, int32_t **ids,
+                                                        size_t *n_ids, size_t **spans,
+                                                        size_t *n_spans);
 
 /* ---- a remote OpenAI-compatible server ---------------------------------------------------- */
 
@@ -154,18 +158,20 @@ typedef struct remote_backend_params {
     size_t context_size;      /* what context_size() reports; 0 = 8192 */
 } remote_backend_params;
 
-remote_backend_params remote_backend_default_params(void);
+LLMOS_API remote_backend_params remote_backend_default_params(void);
 
 /* base_url like "http://127.0.0.1:8080/v1"; model is the server's model name. */
-LLMOS_NODISCARD llmos_err remote_backend_open(const char *base_url, const char *model,
-                                              const remote_backend_params *p, llm_backend **out);
+LLMOS_API LLMOS_NODISCARD llmos_err remote_backend_open(const char *base_url, const char *model,
+                                                        const remote_backend_params *p,
+                                                        llm_backend **out);
 
 /* Read a whole chat-completions server-sent-events body as the remote backend reads a stream
  * (for tests and fuzzing): deltas go to `stream` (may be NULL) and are assembled into *resp
  * (caller frees with llm_response_free). LLMOS_ERR_FORMAT for a malformed event, naming it;
  * LLMOS_ERR_NETWORK for a body that ends without [DONE] or a finish_reason. */
-LLMOS_NODISCARD llmos_err remote_parse_stream(const char *body, size_t len, llm_stream_fn stream,
-                                              void *stream_ctx, llm_response *resp);
+LLMOS_API LLMOS_NODISCARD llmos_err remote_parse_stream(const char *body, size_t len,
+                                                        llm_stream_fn stream, void *stream_ctx,
+                                                        llm_response *resp);
 
 #ifdef __cplusplus
 }

@@ -19,12 +19,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* LLMOS_API marks the library's public functions and data: libllmos is compiled with
+ * -fvisibility=hidden, so only these would be exported from a shared build, and a test checks
+ * that every exported name carries its module's prefix. */
 #if defined(__GNUC__)
 #define LLMOS_PRINTF(fmt_idx, arg_idx) __attribute__((format(printf, fmt_idx, arg_idx)))
 #define LLMOS_NODISCARD                __attribute__((warn_unused_result))
+#define LLMOS_API                      __attribute__((visibility("default")))
 #else
 #define LLMOS_PRINTF(fmt_idx, arg_idx)
 #define LLMOS_NODISCARD
+#define LLMOS_API
 #endif
 
 /* ---- errors ------------------------------------------------------------------------------ */
@@ -50,22 +55,22 @@ typedef enum llmos_err {
 } llmos_err;
 
 /* Short fixed name of an error code ("invalid argument", ...). Never NULL. */
-const char *llmos_strerror(llmos_err err);
+LLMOS_API const char *llmos_strerror(llmos_err err);
 
 /* Record a detail message for the calling thread and return `err`, so that error paths read
  * `return llmos_fail(LLMOS_ERR_FORMAT, "%s: offset %zu: ...", path, off);` */
-llmos_err llmos_fail(llmos_err err, const char *fmt, ...) LLMOS_PRINTF(2, 3);
+LLMOS_API llmos_err llmos_fail(llmos_err err, const char *fmt, ...) LLMOS_PRINTF(2, 3);
 
 /* Put context in front of the current detail message ("loading model.gguf: " + detail) and
  * return `err`. Used by callers that add where an inner failure happened. */
-llmos_err llmos_fail_context(llmos_err err, const char *fmt, ...) LLMOS_PRINTF(2, 3);
+LLMOS_API llmos_err llmos_fail_context(llmos_err err, const char *fmt, ...) LLMOS_PRINTF(2, 3);
 
 /* The calling thread's last detail message, or the code's name if none was recorded since the
  * last llmos_err_clear(). Valid until the next llmos_fail* on this thread. */
-const char *llmos_errmsg(void);
+LLMOS_API const char *llmos_errmsg(void);
 
 /* Forget the calling thread's detail message. */
-void llmos_err_clear(void);
+LLMOS_API void llmos_err_clear(void);
 
 /* ---- arena ------------------------------------------------------------------------------- */
 
@@ -74,19 +79,19 @@ void llmos_err_clear(void);
 typedef struct llmos_arena llmos_arena;
 
 /* New arena whose blocks are at least `block_size` bytes (0 = 64 KiB). NULL when out of memory. */
-llmos_arena *arena_new(size_t block_size);
-void arena_free(llmos_arena *a);
+LLMOS_API llmos_arena *arena_new(size_t block_size);
+LLMOS_API void arena_free(llmos_arena *a);
 /* Drop all allocations but keep the first block for reuse. */
-void arena_reset(llmos_arena *a);
+LLMOS_API void arena_reset(llmos_arena *a);
 /* Zeroed, 16-byte aligned memory; NULL on overflow or out of memory. */
-void *arena_alloc(llmos_arena *a, size_t n);
+LLMOS_API void *arena_alloc(llmos_arena *a, size_t n);
 /* n * size bytes with overflow check. */
-void *arena_calloc(llmos_arena *a, size_t n, size_t size);
-char *arena_strndup(llmos_arena *a, const char *s, size_t n);
-char *arena_strdup(llmos_arena *a, const char *s);
-char *arena_printf(llmos_arena *a, const char *fmt, ...) LLMOS_PRINTF(2, 3);
+LLMOS_API void *arena_calloc(llmos_arena *a, size_t n, size_t size);
+LLMOS_API char *arena_strndup(llmos_arena *a, const char *s, size_t n);
+LLMOS_API char *arena_strdup(llmos_arena *a, const char *s);
+LLMOS_API char *arena_printf(llmos_arena *a, const char *fmt, ...) LLMOS_PRINTF(2, 3);
 /* Total bytes handed out since creation or the last reset. */
-size_t arena_used(const llmos_arena *a);
+LLMOS_API size_t arena_used(const llmos_arena *a);
 
 /* ---- byte buffer ------------------------------------------------------------------------- */
 
@@ -99,39 +104,40 @@ typedef struct llmos_buf {
     size_t cap;
 } llmos_buf;
 
-void buf_init(llmos_buf *b);
-void buf_free(llmos_buf *b);
+LLMOS_API void buf_init(llmos_buf *b);
+LLMOS_API void buf_free(llmos_buf *b);
 /* Make room for `extra` more bytes. */
-LLMOS_NODISCARD llmos_err buf_reserve(llmos_buf *b, size_t extra);
-LLMOS_NODISCARD llmos_err buf_append(llmos_buf *b, const void *data, size_t n);
-LLMOS_NODISCARD llmos_err buf_puts(llmos_buf *b, const char *s);
-LLMOS_NODISCARD llmos_err buf_putc(llmos_buf *b, char c);
-LLMOS_NODISCARD llmos_err buf_printf(llmos_buf *b, const char *fmt, ...) LLMOS_PRINTF(2, 3);
-LLMOS_NODISCARD llmos_err buf_vprintf(llmos_buf *b, const char *fmt, va_list ap);
+LLMOS_API LLMOS_NODISCARD llmos_err buf_reserve(llmos_buf *b, size_t extra);
+LLMOS_API LLMOS_NODISCARD llmos_err buf_append(llmos_buf *b, const void *data, size_t n);
+LLMOS_API LLMOS_NODISCARD llmos_err buf_puts(llmos_buf *b, const char *s);
+LLMOS_API LLMOS_NODISCARD llmos_err buf_putc(llmos_buf *b, char c);
+LLMOS_API LLMOS_NODISCARD llmos_err buf_printf(llmos_buf *b, const char *fmt, ...)
+    LLMOS_PRINTF(2, 3);
+LLMOS_API LLMOS_NODISCARD llmos_err buf_vprintf(llmos_buf *b, const char *fmt, va_list ap);
 /* Length to 0, capacity kept. */
-void buf_clear(llmos_buf *b);
+LLMOS_API void buf_clear(llmos_buf *b);
 /* Hand the bytes to the caller (free() them); the buffer becomes empty. Never NULL unless
  * out of memory: an empty buffer yields "". */
-char *buf_detach(llmos_buf *b, size_t *len);
+LLMOS_API char *buf_detach(llmos_buf *b, size_t *len);
 
 /* ---- UTF-8 ------------------------------------------------------------------------------- */
 
 /* Decode one code point from s[0..n). Returns its length in bytes (1-4) and stores the code
  * point, or 0 when the bytes there are not well-formed UTF-8 (overlongs, surrogates, values
  * above U+10FFFF and truncated sequences are all rejected). */
-size_t utf8_decode(const char *s, size_t n, uint32_t *cp);
+LLMOS_API size_t utf8_decode(const char *s, size_t n, uint32_t *cp);
 /* Encode a code point (<= U+10FFFF, not a surrogate) into out[0..4); returns the length, or 0
  * for a value that cannot be encoded. */
-size_t utf8_encode(uint32_t cp, char out[4]);
+LLMOS_API size_t utf8_encode(uint32_t cp, char out[4]);
 /* Length of the longest prefix of s[0..n) that is well-formed UTF-8. */
-size_t utf8_valid_prefix(const char *s, size_t n);
+LLMOS_API size_t utf8_valid_prefix(const char *s, size_t n);
 static inline bool utf8_valid(const char *s, size_t n)
 {
     return utf8_valid_prefix(s, n) == n;
 }
 /* Number of bytes at the end of s[0..n) that begin a well-formed sequence not yet complete
  * (0-3). A streaming decoder holds those back until the next token arrives. */
-size_t utf8_incomplete_tail(const char *s, size_t n);
+LLMOS_API size_t utf8_incomplete_tail(const char *s, size_t n);
 
 /* ---- logging ----------------------------------------------------------------------------- */
 
@@ -146,15 +152,15 @@ typedef enum llmos_log_level {
     LLMOS_LOG_OFF
 } llmos_log_level;
 
-void llmos_log_set_level(llmos_log_level level);
-llmos_log_level llmos_log_get_level(void);
+LLMOS_API void llmos_log_set_level(llmos_log_level level);
+LLMOS_API llmos_log_level llmos_log_get_level(void);
 /* Parse "debug".."off"; false if unknown. */
-bool llmos_log_parse_level(const char *s, llmos_log_level *out);
+LLMOS_API bool llmos_log_parse_level(const char *s, llmos_log_level *out);
 /* Send lines to `fn` instead of stderr (NULL restores stderr). For tests and the shell. */
 typedef void (*llmos_log_sink)(llmos_log_level level, const char *component, const char *msg,
                                void *ctx);
-void llmos_log_set_sink(llmos_log_sink fn, void *ctx);
-void llmos_log(llmos_log_level level, const char *component, const char *fmt, ...)
+LLMOS_API void llmos_log_set_sink(llmos_log_sink fn, void *ctx);
+LLMOS_API void llmos_log(llmos_log_level level, const char *component, const char *fmt, ...)
     LLMOS_PRINTF(3, 4);
 
 #define LOG_DEBUG(comp, ...) llmos_log(LLMOS_LOG_DEBUG, comp, __VA_ARGS__)
@@ -172,22 +178,24 @@ typedef struct llmos_pool llmos_pool;
 
 /* The thread count to use when the caller does not say: LLMOS_THREADS if set and valid,
  * else the number of CPUs this process may run on. */
-int pool_default_threads(void);
+LLMOS_API int pool_default_threads(void);
 /* n_threads <= 0 means pool_default_threads(). */
-LLMOS_NODISCARD llmos_err pool_new(int n_threads, llmos_pool **out);
-void pool_free(llmos_pool *p);
-int pool_threads(const llmos_pool *p);
+LLMOS_API LLMOS_NODISCARD llmos_err pool_new(int n_threads, llmos_pool **out);
+LLMOS_API void pool_free(llmos_pool *p);
+LLMOS_API int pool_threads(const llmos_pool *p);
 
 /* fn(ctx, begin, end, worker) over [0, n) split into one contiguous range per worker, each a
  * multiple of `grain` long (except the last), so workers write to disjoint cache lines when
  * grain covers one. Returns when all ranges are done. A NULL pool runs fn inline. */
 typedef void (*pool_range_fn)(void *ctx, size_t begin, size_t end, int worker);
-void pool_parallel_for(llmos_pool *p, size_t n, size_t grain, pool_range_fn fn, void *ctx);
+LLMOS_API void pool_parallel_for(llmos_pool *p, size_t n, size_t grain, pool_range_fn fn,
+                                 void *ctx);
 /* As pool_parallel_for, but [0, n) is cut into ranges of `chunk` (the last may be shorter)
  * that workers claim one at a time, so a worker slowed down (by another process, a page
  * fault) takes fewer of them instead of holding everyone up. A worker may call fn many times;
  * ranges are disjoint and cover [0, n) exactly once. */
-void pool_parallel_for_dynamic(llmos_pool *p, size_t n, size_t chunk, pool_range_fn fn, void *ctx);
+LLMOS_API void pool_parallel_for_dynamic(llmos_pool *p, size_t n, size_t chunk, pool_range_fn fn,
+                                         void *ctx);
 
 /* ---- files ------------------------------------------------------------------------------- */
 
@@ -197,24 +205,25 @@ typedef struct llmos_map {
     size_t size;
 } llmos_map;
 
-LLMOS_NODISCARD llmos_err llmos_file_map(const char *path, llmos_map *out);
-void llmos_file_unmap(llmos_map *m);
+LLMOS_API LLMOS_NODISCARD llmos_err llmos_file_map(const char *path, llmos_map *out);
+LLMOS_API void llmos_file_unmap(llmos_map *m);
 
 /* Zeroed anonymous memory of `size` bytes, 2 MiB aligned and advised for transparent huge
  * pages: for large read-mostly data such as model weights, where 4 KiB pages would cost a TLB
  * miss (two-level under virtualisation) every 4 KiB. NULL when the system refuses. */
-void *llmos_huge_alloc(size_t size);
-void llmos_huge_free(void *p, size_t size);
+LLMOS_API void *llmos_huge_alloc(size_t size);
+LLMOS_API void llmos_huge_free(void *p, size_t size);
 /* Read a whole file into `out` (appended); fails with LLMOS_ERR_LIMIT past max_bytes. */
-LLMOS_NODISCARD llmos_err llmos_file_read_all(const char *path, size_t max_bytes, llmos_buf *out);
+LLMOS_API LLMOS_NODISCARD llmos_err llmos_file_read_all(const char *path, size_t max_bytes,
+                                                        llmos_buf *out);
 /* Replace `path` with `data` so that a crash leaves either the old or the new file: write a
  * temporary file beside it, fsync, rename over, fsync the directory. `mode` as for open(2). */
-LLMOS_NODISCARD llmos_err llmos_file_write_atomic(const char *path, const void *data, size_t n,
-                                                  unsigned mode);
+LLMOS_API LLMOS_NODISCARD llmos_err llmos_file_write_atomic(const char *path, const void *data,
+                                                            size_t n, unsigned mode);
 /* Create a directory and its parents (like mkdir -p) with `mode`. */
-LLMOS_NODISCARD llmos_err llmos_file_mkdirs(const char *path, unsigned mode);
+LLMOS_API LLMOS_NODISCARD llmos_err llmos_file_mkdirs(const char *path, unsigned mode);
 /* Overwrite memory in a way the compiler may not remove (key material, passphrases). */
-void llmos_secure_zero(void *p, size_t n);
+LLMOS_API void llmos_secure_zero(void *p, size_t n);
 
 /* ---- CPU features ------------------------------------------------------------------------ */
 
@@ -229,9 +238,9 @@ typedef struct llmos_cpu {
 
 /* Detected once (thread-safe) and cached. Each flag is set only when the CPU has the feature
  * and the OS saves its registers (XCR0); AMX also asks Linux for permission to use tiles. */
-const llmos_cpu *llmos_cpu_features(void);
+LLMOS_API const llmos_cpu *llmos_cpu_features(void);
 /* Space-separated names of the features present, e.g. "avx2 fma f16c avx512f ...". */
-void llmos_cpu_features_string(const llmos_cpu *cpu, char *out, size_t size);
+LLMOS_API void llmos_cpu_features_string(const llmos_cpu *cpu, char *out, size_t size);
 
 /* ---- bytes ------------------------------------------------------------------------------- */
 
@@ -278,17 +287,17 @@ static inline void llmos_store_le64(void *p, uint64_t v)
 
 /* Lower-case hex of bin[0..n) in out, NUL-terminated, in time that does not depend on the
  * bytes (they may be hashes or keys). out_size must be at least 2n + 1. Returns out. */
-char *llmos_hex_encode(char *out, size_t out_size, const void *bin, size_t n);
+LLMOS_API char *llmos_hex_encode(char *out, size_t out_size, const void *bin, size_t n);
 
 /* ---- misc -------------------------------------------------------------------------------- */
 
 /* Levenshtein distance between a[0..na) and b[0..nb): the fewest one-byte insertions,
  * deletions and substitutions that turn one into the other. For "did you mean" suggestions
  * among names. SIZE_MAX when out of memory (only strings over 128 bytes allocate). */
-size_t llmos_edit_distance(const char *a, size_t na, const char *b, size_t nb);
+LLMOS_API size_t llmos_edit_distance(const char *a, size_t na, const char *b, size_t nb);
 
 /* Monotonic time in seconds. */
-double llmos_time_now(void);
+LLMOS_API double llmos_time_now(void);
 
 #define LLMOS_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 

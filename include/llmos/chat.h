@@ -53,8 +53,9 @@ typedef struct jinja_options {
  *   LLMOS_ERR_LIMIT    a limit of `opts` was reached
  *   LLMOS_ERR_UNSUPPORTED  a Jinja construct outside the supported subset (extends, include,
  *                      call blocks, ...) */
-LLMOS_NODISCARD llmos_err jinja_render(const char *tmpl, size_t len, const json_t *context,
-                                       const jinja_options *opts, llmos_buf *out);
+LLMOS_API LLMOS_NODISCARD llmos_err jinja_render(const char *tmpl, size_t len,
+                                                 const json_t *context, const jinja_options *opts,
+                                                 llmos_buf *out);
 
 /* Render a chat template for a conversation and append the prompt text to `out`.
  *   tmpl          the template (tokenizer.chat_template), NUL-terminated
@@ -68,16 +69,18 @@ LLMOS_NODISCARD llmos_err jinja_render(const char *tmpl, size_t len, const json_
  * Messages are passed to the template unchanged: a template that concatenates
  * tool_call.function.arguments expects a string there, one that applies |tojson expects an
  * object. Errors as for jinja_render; LLMOS_ERR_INVALID also for arguments of the wrong type. */
-LLMOS_NODISCARD llmos_err chat_render(const char *tmpl, const json_t *messages, const json_t *tools,
-                                      bool add_generation_prompt, const char *bos_token,
-                                      const char *eos_token, const json_t *extra, llmos_buf *out);
+LLMOS_API LLMOS_NODISCARD llmos_err chat_render(const char *tmpl, const json_t *messages,
+                                                const json_t *tools, bool add_generation_prompt,
+                                                const char *bos_token, const char *eos_token,
+                                                const json_t *extra, llmos_buf *out);
 
 /* chat_render with explicit limits and clock (`opts` may be NULL). */
-LLMOS_NODISCARD llmos_err chat_render_opts(const char *tmpl, const json_t *messages,
-                                           const json_t *tools, bool add_generation_prompt,
-                                           const char *bos_token, const char *eos_token,
-                                           const json_t *extra, const jinja_options *opts,
-                                           llmos_buf *out);
+LLMOS_API LLMOS_NODISCARD llmos_err chat_render_opts(const char *tmpl, const json_t *messages,
+                                                     const json_t *tools,
+                                                     bool add_generation_prompt,
+                                                     const char *bos_token, const char *eos_token,
+                                                     const json_t *extra, const jinja_options *opts,
+                                                     llmos_buf *out);
 
 /* Name reported by chat_template_for when it falls back to ChatML. */
 #define CHAT_FALLBACK_NAME "chatml (built-in fallback)"
@@ -87,6 +90,6 @@ LLMOS_NODISCARD llmos_err chat_render_opts(const char *tmpl, const json_t *messa
  * ... <|im_end|>) with *used_name = CHAT_FALLBACK_NAME. A fallback changes what the model
  * sees, so callers should show the user a notice naming *used_name. Never NULL; the strings
  * are static. `used_name` may be NULL. */
-const char *chat_template_for(const char *model_template, const char **used_name);
+LLMOS_API const char *chat_template_for(const char *model_template, const char **used_name);
 
 #endif

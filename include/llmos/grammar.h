@@ -53,36 +53,36 @@ typedef struct tokenizer tokenizer;
  * undefined rules, and left recursion (a rule that can reach itself without consuming a
  * character, which a stack-based matcher cannot run). The caller frees *out with
  * grammar_free. */
-LLMOS_NODISCARD llmos_err grammar_parse(const char *text, size_t len, const char *root,
-                                        grammar **out);
-void grammar_free(grammar *g);
+LLMOS_API LLMOS_NODISCARD llmos_err grammar_parse(const char *text, size_t len, const char *root,
+                                                  grammar **out);
+LLMOS_API void grammar_free(grammar *g);
 
 /* Back to the start state (before any byte). Keeps the caches. */
-void grammar_reset(grammar *g);
+LLMOS_API void grammar_reset(grammar *g);
 
 /* True when the bytes consumed so far form a complete sentence of the grammar (so an
  * end-of-generation token may be sampled). */
-bool grammar_accepting(const grammar *g);
+LLMOS_API bool grammar_accepting(const grammar *g);
 /* True when the grammar is accepting and can take no further byte: generation must stop. */
-bool grammar_done(const grammar *g);
+LLMOS_API bool grammar_done(const grammar *g);
 
 /* Consume s[0..n) from the current state. On LLMOS_ERR_INVALID (the bytes cannot continue a
  * sentence; the message says at which byte) the state is left as it was. */
-LLMOS_NODISCARD llmos_err grammar_accept_bytes(grammar *g, const char *s, size_t n);
+LLMOS_API LLMOS_NODISCARD llmos_err grammar_accept_bytes(grammar *g, const char *s, size_t n);
 
 /* True when s[0..n) as a whole is a sentence of the grammar (from the start state; the
  * current state is not changed). */
-bool grammar_matches(grammar *g, const char *s, size_t n);
+LLMOS_API bool grammar_matches(grammar *g, const char *s, size_t n);
 
 /* Number of rules after rewriting (groups and repetitions become rules); for tests. */
-size_t grammar_n_rules(const grammar *g);
+LLMOS_API size_t grammar_n_rules(const grammar *g);
 
 /* Forget the memoised states, transitions and masks (keeping the current state), so that the
  * next mask is computed from scratch. For benchmarks and tests; never needed otherwise (the
  * caches are bounded and rebuilt automatically). */
-LLMOS_NODISCARD llmos_err grammar_clear_caches(grammar *g);
+LLMOS_API LLMOS_NODISCARD llmos_err grammar_clear_caches(grammar *g);
 /* Number of matcher states memoised so far (the lazily built DFA's size). */
-size_t grammar_n_states(const grammar *g);
+LLMOS_API size_t grammar_n_states(const grammar *g);
 
 /* ---- vocabularies and masks ----------------------------------------------------------------- */
 
@@ -90,29 +90,31 @@ size_t grammar_n_states(const grammar *g);
  * their text, so a grammar can ask for "<tool_call>" or "[TOOL_CALLS]"), and which tokens end a
  * generation (tok_is_eog). Tokens with no bytes are never allowed. Free with
  * grammar_vocab_free. Takes ~0.1 s for 150k tokens. */
-LLMOS_NODISCARD llmos_err grammar_vocab_new(const tokenizer *t, grammar_vocab **out);
+LLMOS_API LLMOS_NODISCARD llmos_err grammar_vocab_new(const tokenizer *t, grammar_vocab **out);
 
 /* The same from plain arrays (tests, remote vocabularies): n tokens with bytes pieces[i] of
  * lens[i] bytes; is_eog may be NULL (no end tokens). Arrays are copied. */
-LLMOS_NODISCARD llmos_err grammar_vocab_from_pieces(size_t n, const char *const *pieces,
-                                                    const size_t *lens, const bool *is_eog,
-                                                    grammar_vocab **out);
-void grammar_vocab_free(grammar_vocab *v);
-size_t grammar_vocab_size(const grammar_vocab *v);
+LLMOS_API LLMOS_NODISCARD llmos_err grammar_vocab_from_pieces(size_t n, const char *const *pieces,
+                                                              const size_t *lens,
+                                                              const bool *is_eog,
+                                                              grammar_vocab **out);
+LLMOS_API void grammar_vocab_free(grammar_vocab *v);
+LLMOS_API size_t grammar_vocab_size(const grammar_vocab *v);
 
 /* Set allowed[i] (bit i of a byte array of (n_vocab + 7) / 8 bytes) for every token the
  * grammar allows next. n_vocab must equal grammar_vocab_size(v). Returns the number allowed. */
-size_t grammar_allowed(grammar *g, const grammar_vocab *v, uint8_t *allowed, size_t n_vocab);
+LLMOS_API size_t grammar_allowed(grammar *g, const grammar_vocab *v, uint8_t *allowed,
+                                 size_t n_vocab);
 
 /* Set logits[i] = -INFINITY for every token the grammar does not allow next. n_vocab must
  * equal grammar_vocab_size(v) (LLMOS_ERR_INVALID otherwise). When nothing at all is allowed
  * (an impossible grammar) fails with LLMOS_ERR_INVALID and leaves logits unchanged. */
-LLMOS_NODISCARD llmos_err grammar_mask(grammar *g, const grammar_vocab *v, float *logits,
-                                       size_t n_vocab);
+LLMOS_API LLMOS_NODISCARD llmos_err grammar_mask(grammar *g, const grammar_vocab *v, float *logits,
+                                                 size_t n_vocab);
 
 /* Advance by token `id`: its bytes, or for an end-of-generation token the end (allowed only
  * when grammar_accepting). LLMOS_ERR_INVALID when the token is not allowed (state kept). */
-LLMOS_NODISCARD llmos_err grammar_accept(grammar *g, const grammar_vocab *v, int32_t id);
+LLMOS_API LLMOS_NODISCARD llmos_err grammar_accept(grammar *g, const grammar_vocab *v, int32_t id);
 
 /* ---- JSON Schema -> grammar (json_schema.c) ---------------------------------------------------
  */
@@ -124,17 +126,17 @@ LLMOS_NODISCARD llmos_err grammar_accept(grammar *g, const grammar_vocab *v, int
  * are prefixed with `prefix` (NULL = ""), so that several schemas can share one grammar; the
  * start rule is `<prefix>root`. Unsupported keywords fail with LLMOS_ERR_UNSUPPORTED naming
  * the keyword and its path. */
-LLMOS_NODISCARD llmos_err jschema_to_grammar(const json_t *schema, const char *prefix,
-                                             llmos_buf *out);
+LLMOS_API LLMOS_NODISCARD llmos_err jschema_to_grammar(const json_t *schema, const char *prefix,
+                                                       llmos_buf *out);
 
 /* Append a GBNF grammar for any JSON value (root) and object (`object`), with bounded
  * whitespace, numbers and nesting left free (response_format json_object). */
-LLMOS_NODISCARD llmos_err jschema_grammar_generic(llmos_buf *out);
+LLMOS_API LLMOS_NODISCARD llmos_err jschema_grammar_generic(llmos_buf *out);
 
 /* Check `instance` against `schema` (the same subset). LLMOS_ERR_INVALID with a message naming
  * the path ("$.items[2].name: expected string, found integer") at the first violation;
  * `what` prefixes the message (NULL = "value"). */
-LLMOS_NODISCARD llmos_err jschema_validate(const json_t *schema, const json_t *instance,
-                                           const char *what);
+LLMOS_API LLMOS_NODISCARD llmos_err jschema_validate(const json_t *schema, const json_t *instance,
+                                                     const char *what);
 
 #endif

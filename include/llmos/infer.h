@@ -63,18 +63,18 @@ typedef struct llmos_model llmos_model;
  * without kernels, LLMOS_ERR_FORMAT for missing or misshapen tensors and metadata (the
  * message names the tensor or key, expected vs found). The caller frees *out with
  * model_free. */
-LLMOS_NODISCARD llmos_err model_load(const char *path, llmos_model **out);
+LLMOS_API LLMOS_NODISCARD llmos_err model_load(const char *path, llmos_model **out);
 
 /* The same over an already opened file; the model takes ownership of `f` (also on failure). */
-LLMOS_NODISCARD llmos_err model_load_gguf(gguf_file *f, llmos_model **out);
+LLMOS_API LLMOS_NODISCARD llmos_err model_load_gguf(gguf_file *f, llmos_model **out);
 
 /* model_free(NULL) does nothing. Contexts must be freed first. */
-void model_free(llmos_model *m);
+LLMOS_API void model_free(llmos_model *m);
 
-const model_hparams *model_hparams_of(const llmos_model *m);
+LLMOS_API const model_hparams *model_hparams_of(const llmos_model *m);
 
 /* The GGUF file behind the model (for the tokenizer and the chat template); owned by m. */
-const gguf_file *model_gguf(const llmos_model *m);
+LLMOS_API const gguf_file *model_gguf(const llmos_model *m);
 
 /* ---- context (KV cache) ------------------------------------------------------------------ */
 
@@ -88,29 +88,29 @@ typedef struct model_ctx_params {
 } model_ctx_params;
 
 /* Defaults: n_ctx from the model, n_batch 64, F32 KV cache, no pool. */
-model_ctx_params model_ctx_default_params(void);
+LLMOS_API model_ctx_params model_ctx_default_params(void);
 
 /* A new empty context for `m` (which must outlive it). LLMOS_ERR_LIMIT when n_ctx exceeds
  * the model's training context; LLMOS_ERR_NOMEM when the cache does not fit. */
-LLMOS_NODISCARD llmos_err model_ctx_new(const llmos_model *m, const model_ctx_params *p,
-                                        llmos_model_ctx **out);
-void model_ctx_free(llmos_model_ctx *c);
+LLMOS_API LLMOS_NODISCARD llmos_err model_ctx_new(const llmos_model *m, const model_ctx_params *p,
+                                                  llmos_model_ctx **out);
+LLMOS_API void model_ctx_free(llmos_model_ctx *c);
 
 /* Run the model over tokens[0..n) at positions pos .. pos+n-1 (pos = model_ctx_pos before the
  * call), adding them to the KV cache, in batches of n_batch tokens. On success *logits (may
  * be NULL) points at n_vocab logits for the last token, valid until the next call on c.
  * Fails with LLMOS_ERR_LIMIT ("context length N exceeded") when pos + n > n_ctx and with
  * LLMOS_ERR_INVALID for a token id outside the vocabulary; the context is unchanged then. */
-LLMOS_NODISCARD llmos_err model_eval(llmos_model_ctx *c, const int32_t *tokens, size_t n,
-                                     const float **logits);
+LLMOS_API LLMOS_NODISCARD llmos_err model_eval(llmos_model_ctx *c, const int32_t *tokens, size_t n,
+                                               const float **logits);
 
 /* Positions filled in the KV cache. */
-size_t model_ctx_pos(const llmos_model_ctx *c);
+LLMOS_API size_t model_ctx_pos(const llmos_model_ctx *c);
 /* Capacity of the KV cache in positions. */
-size_t model_ctx_size(const llmos_model_ctx *c);
+LLMOS_API size_t model_ctx_size(const llmos_model_ctx *c);
 /* Forget positions pos.. (keep the first pos): rewinds the sequence. pos <= model_ctx_pos. */
-void model_ctx_truncate(llmos_model_ctx *c, size_t pos);
-const llmos_model *model_ctx_model(const llmos_model_ctx *c);
+LLMOS_API void model_ctx_truncate(llmos_model_ctx *c, size_t pos);
+LLMOS_API const llmos_model *model_ctx_model(const llmos_model_ctx *c);
 
 /* ---- embeddings (embed.c) ---------------------------------------------------------------- */
 
@@ -118,7 +118,7 @@ const llmos_model *model_ctx_model(const llmos_model_ctx *c);
  * vector the output projection reads): n_embd floats into out. A forward pass is one batch,
  * so after model_eval(c, tokens, n, ...) with n <= the context's n_batch, t < n is token t of
  * that call. t must be below n_batch (asserted). */
-void model_ctx_hidden(const llmos_model_ctx *c, size_t t, float *out);
+LLMOS_API void model_ctx_hidden(const llmos_model_ctx *c, size_t t, float *out);
 
 /* An embedding of tokens[0..n): the mean over positions of the final hidden state after the
  * output norm (before the output projection), scaled to unit length (L2), into out[0..dim),
@@ -129,8 +129,9 @@ void model_ctx_hidden(const llmos_model_ctx *c, size_t t, float *out);
  * that share words and topic, modestly (docs/inference.md, "Embeddings").
  * Fails with LLMOS_ERR_INVALID for n == 0, dim != n_embd or a token outside the vocabulary,
  * LLMOS_ERR_LIMIT when n exceeds the model's training context (truncate first). */
-LLMOS_NODISCARD llmos_err model_embed(const llmos_model *m, const model_ctx_params *p,
-                                      const int32_t *tokens, size_t n, float *out, size_t dim);
+LLMOS_API LLMOS_NODISCARD llmos_err model_embed(const llmos_model *m, const model_ctx_params *p,
+                                                const int32_t *tokens, size_t n, float *out,
+                                                size_t dim);
 
 /* ---- sampler ----------------------------------------------------------------------------- */
 
@@ -151,34 +152,34 @@ typedef struct sampler_params {
 } sampler_params;
 
 /* temperature 0.8, top_k 40, top_p 0.95, min_p 0.05, no penalties (window 64), seed 0. */
-sampler_params sampler_default_params(void);
+LLMOS_API sampler_params sampler_default_params(void);
 
 typedef struct llmos_sampler llmos_sampler;
 
 /* A sampler for a vocabulary of n_vocab. LLMOS_ERR_INVALID for out-of-range parameters
  * (negative temperature is read as 0; top_p, min_p outside [0,1], penalties < 0). */
-LLMOS_NODISCARD llmos_err sampler_new(const sampler_params *p, uint32_t n_vocab,
-                                      llmos_sampler **out);
-void sampler_free(llmos_sampler *s);
+LLMOS_API LLMOS_NODISCARD llmos_err sampler_new(const sampler_params *p, uint32_t n_vocab,
+                                                llmos_sampler **out);
+LLMOS_API void sampler_free(llmos_sampler *s);
 
 /* Choose the next token from logits[0..n_vocab); logits are left as they were. The chosen
  * token is NOT added to the penalty window: call sampler_accept (so that prompt tokens can be
  * accepted too). */
-int32_t sampler_sample(llmos_sampler *s, const float *logits);
+LLMOS_API int32_t sampler_sample(llmos_sampler *s, const float *logits);
 /* Add a token to the penalty window. */
-void sampler_accept(llmos_sampler *s, int32_t token);
+LLMOS_API void sampler_accept(llmos_sampler *s, int32_t token);
 /* Empty the penalty window and reseed the generator with the parameters' seed. */
-void sampler_reset(llmos_sampler *s);
+LLMOS_API void sampler_reset(llmos_sampler *s);
 
 /* The PRNG behind the draw: PCG32 (O'Neill 2014, "PCG: A Family of Simple Fast
  * Space-Efficient Statistically Good Algorithms", pcg32 XSH RR 64/32). Exposed for tests. */
 typedef struct sampler_rng {
     uint64_t state, inc;
 } sampler_rng;
-void sampler_rng_seed(sampler_rng *r, uint64_t seed);
-uint32_t sampler_rng_u32(sampler_rng *r);
+LLMOS_API void sampler_rng_seed(sampler_rng *r, uint64_t seed);
+LLMOS_API uint32_t sampler_rng_u32(sampler_rng *r);
 /* Uniform in [0, 1) with 24 bits. */
-float sampler_rng_float(sampler_rng *r);
+LLMOS_API float sampler_rng_float(sampler_rng *r);
 
 /* ---- generation ------------------------------------------------------------------------- */
 
@@ -195,7 +196,7 @@ typedef enum gen_stop {
 } gen_stop;
 
 /* Short name of a stop reason ("length", "eog", ...). */
-const char *gen_stop_name(gen_stop reason);
+LLMOS_API const char *gen_stop_name(gen_stop reason);
 
 typedef struct gen_params {
     uint32_t n_predict; /* the most tokens to generate */
@@ -208,7 +209,7 @@ typedef struct gen_params {
 } gen_params;
 
 /* n_predict 128, sampler_default_params(), no stop tokens or strings. */
-gen_params gen_default_params(void);
+LLMOS_API gen_params gen_default_params(void);
 
 typedef struct gen_stats {
     size_t n_prompt, n_generated; /* n_generated counts sampled tokens, stop tokens excluded */
@@ -228,8 +229,9 @@ typedef bool (*gen_emit_fn)(void *user, int32_t token, const char *text, size_t 
  * no stop strings). Fails with the model's error (LLMOS_ERR_LIMIT when the prompt does not
  * fit the context); running out of context during generation is a normal stop
  * (GEN_STOP_CONTEXT). *stats (may be NULL) is filled on success. */
-LLMOS_NODISCARD llmos_err gen_run(llmos_model_ctx *c, const tokenizer *tok, const int32_t *prompt,
-                                  size_t n_prompt, const gen_params *p, gen_emit_fn emit,
-                                  void *user, gen_stats *stats);
+LLMOS_API LLMOS_NODISCARD llmos_err gen_run(llmos_model_ctx *c, const tokenizer *tok,
+                                            const int32_t *prompt, size_t n_prompt,
+                                            const gen_params *p, gen_emit_fn emit, void *user,
+                                            gen_stats *stats);
 
 #endif

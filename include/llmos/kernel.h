@@ -53,9 +53,9 @@ typedef enum kcap {
 #define KCAP_ALL 0x1Fu
 
 /* "compute,message" -> bits; LLMOS_ERR_INVALID naming an unknown capability. */
-LLMOS_NODISCARD llmos_err kcap_parse(const char *list, uint32_t *out);
+LLMOS_API LLMOS_NODISCARD llmos_err kcap_parse(const char *list, uint32_t *out);
 /* Bits -> "compute,message" into out ("-" for none). */
-void kcap_format(uint32_t caps, char *out, size_t size);
+LLMOS_API void kcap_format(uint32_t caps, char *out, size_t size);
 
 /* ---- rights: which kernel services a session may use ------------------------------------- */
 typedef enum kright {
@@ -69,9 +69,9 @@ typedef enum kright {
 #define KRIGHT_ALL 0x3Fu
 
 /* "chat,embed" -> bits ("all" for every one); LLMOS_ERR_INVALID naming an unknown right. */
-LLMOS_NODISCARD llmos_err kright_parse(const char *list, uint32_t *out);
+LLMOS_API LLMOS_NODISCARD llmos_err kright_parse(const char *list, uint32_t *out);
 /* Bits -> "chat,embed" into out ("-" for none). */
-void kright_format(uint32_t rights, char *out, size_t size);
+LLMOS_API void kright_format(uint32_t rights, char *out, size_t size);
 
 /* ---- the privileged context ------------------------------------------------------------- */
 /* The messages the privileged model sees (OpenAI shape). Only trusted_text goes in. */
@@ -79,16 +79,17 @@ typedef struct kctx {
     json_t *messages; /* array, owned */
 } kctx;
 
-LLMOS_NODISCARD llmos_err kctx_init(kctx *c);
-void kctx_free(kctx *c);
+LLMOS_API LLMOS_NODISCARD llmos_err kctx_init(kctx *c);
+LLMOS_API void kctx_free(kctx *c);
 /* Append a message of `role` ("system", "user", "assistant") with trusted content. */
-LLMOS_NODISCARD llmos_err kctx_append(kctx *c, const char *role, trusted_text content);
+LLMOS_API LLMOS_NODISCARD llmos_err kctx_append(kctx *c, const char *role, trusted_text content);
 /* Append the result of tool call `call_id` (role "tool"). */
-LLMOS_NODISCARD llmos_err kctx_append_tool(kctx *c, const char *call_id, trusted_text content);
+LLMOS_API LLMOS_NODISCARD llmos_err kctx_append_tool(kctx *c, const char *call_id,
+                                                     trusted_text content);
 /* Append an assistant turn with its tool calls (the model's own words: trusted, since the
  * model saw only trusted text). */
-LLMOS_NODISCARD llmos_err kctx_append_calls(kctx *c, trusted_text content,
-                                            const llm_tool_call *calls, size_t n);
+LLMOS_API LLMOS_NODISCARD llmos_err kctx_append_calls(kctx *c, trusted_text content,
+                                                      const llm_tool_call *calls, size_t n);
 
 /* ---- tools -------------------------------------------------------------------------------- */
 /* What a tool sees when it runs: its arguments (validated against its schema, handles already
@@ -117,17 +118,17 @@ typedef struct ktool {
 } ktool;
 
 /* Service for tools: deliver `text` to `recipient` (the device shows it; send_message). */
-void ktool_deliver(const ktool_env *env, const char *recipient, const char *text);
+LLMOS_API void ktool_deliver(const ktool_env *env, const char *recipient, const char *text);
 /* Service for tools: ask the quarantined model `question` about the value under `handle`;
  * the answer is kept under a new handle written to handle_out[0..size). A failure of the
  * quarantined model is itself an untrusted value (its message may quote the data it was sent):
  * it is kept under a handle too and the error returned names only that handle. */
-LLMOS_NODISCARD llmos_err ktool_ask_quarantined(const ktool_env *env, const char *handle,
-                                                const char *question, char *handle_out,
-                                                size_t size);
+LLMOS_API LLMOS_NODISCARD llmos_err ktool_ask_quarantined(const ktool_env *env, const char *handle,
+                                                          const char *question, char *handle_out,
+                                                          size_t size);
 
 /* The kernel's own table (calculator, send_message, ask_quarantined, ...); *n gets its size. */
-const ktool *const *ktool_builtin(size_t *n);
+LLMOS_API const ktool *const *ktool_builtin(size_t *n);
 
 /* ---- processes ---------------------------------------------------------------------------- */
 typedef enum kproc_state {
@@ -141,10 +142,10 @@ typedef enum kproc_state {
     KPROC_OUT_OF_TIME,   /* wall-time budget spent */
     KPROC_IDLE,          /* created, no message yet */
 } kproc_state;
-const char *kproc_state_name(kproc_state s);
+LLMOS_API const char *kproc_state_name(kproc_state s);
 /* True for the states in which a process takes no more messages (killed, failed, out of a
  * budget) and for DONE (it has answered); false for RUNNING, WAITING, IDLE. */
-bool kproc_state_final(kproc_state s);
+LLMOS_API bool kproc_state_final(kproc_state s);
 
 typedef struct kbudget {
     int64_t tokens;     /* prompt + completion tokens over all model calls; 0 = unlimited */
@@ -191,9 +192,9 @@ typedef struct kernel_config {
 } kernel_config;
 
 /* Make a kernel over a store and backends. Audits a "model.load" record for each backend. */
-LLMOS_NODISCARD llmos_err kernel_new(const kernel_config *cfg, kernel **out);
+LLMOS_API LLMOS_NODISCARD llmos_err kernel_new(const kernel_config *cfg, kernel **out);
 /* Stops the kill watcher; every session must be closed first. NULL is a no-op. */
-void kernel_free(kernel *k);
+LLMOS_API void kernel_free(kernel *k);
 
 /* What the scheduler is doing (for /health and tests). */
 typedef struct ksched_stats {
@@ -204,7 +205,7 @@ typedef struct ksched_stats {
     const char *model;   /* the privileged model's name, "" without one */
     size_t context_size; /* its context window in tokens, 0 without one */
 } ksched_stats;
-ksched_stats kernel_sched_stats(kernel *k);
+LLMOS_API ksched_stats kernel_sched_stats(kernel *k);
 
 /* ---- sessions ---------------------------------------------------------------------------- */
 typedef struct ksession ksession;
@@ -227,10 +228,11 @@ typedef struct ksession_params {
 } ksession_params;
 
 /* Open a session on k for p->principal; audits a "login" record. */
-LLMOS_NODISCARD llmos_err ksession_open(kernel *k, const ksession_params *p, ksession **out);
+LLMOS_API LLMOS_NODISCARD llmos_err ksession_open(kernel *k, const ksession_params *p,
+                                                  ksession **out);
 /* NULL is a no-op. Processes it started stay in the store. */
-void ksession_close(ksession *s);
-const char *ksession_principal(const ksession *s);
+LLMOS_API void ksession_close(ksession *s);
+LLMOS_API const char *ksession_principal(const ksession *s);
 
 /* The model the session talks to. */
 typedef struct kmodel_info {
@@ -239,7 +241,7 @@ typedef struct kmodel_info {
     size_t context_size;
     bool has_quarantine; /* a quarantined model is configured */
 } kmodel_info;
-kmodel_info ksession_model(ksession *s);
+LLMOS_API kmodel_info ksession_model(ksession *s);
 
 /* Events of a turn, in the order they happen. Pointers are valid during the callback only. */
 typedef enum kevent_kind {
@@ -269,45 +271,48 @@ typedef struct kevent {
 /* Receives a turn's events. Returning false cancels the turn (like the cancel flag). */
 typedef bool (*kevent_fn)(void *ctx, const kevent *ev);
 
-const char *kevent_kind_name(kevent_kind k);
+LLMOS_API const char *kevent_kind_name(kevent_kind k);
 
 /* Start a process for the session's principal with capabilities caps (0 = the session's;
  * more than the session's is LLMOS_ERR_DENIED) in state IDLE. Needs KRIGHT_PROCESS. */
-LLMOS_NODISCARD llmos_err ksession_spawn(ksession *s, uint32_t caps, int64_t *pid);
+LLMOS_API LLMOS_NODISCARD llmos_err ksession_spawn(ksession *s, uint32_t caps, int64_t *pid);
 /* Give process pid one message and run the turn: the model, its tool calls as system calls,
  * until it answers or a budget ends; events go to fn (may be NULL). cancel (may be NULL), when
  * set from another thread or a signal handler, stops the turn (the process ends the turn DONE
  * "cancelled by the user", keeping what was said). *final (may be NULL) receives the state.
  * LLMOS_ERR_INVALID when the process takes no more messages (killed, failed, out of budget);
  * the model's failures end the process FAILED with a reason, they are not errors of this call. */
-LLMOS_NODISCARD llmos_err ksession_send(ksession *s, int64_t pid, const char *message, kevent_fn fn,
-                                        void *ctx, const atomic_bool *cancel, kproc_state *final);
+LLMOS_API LLMOS_NODISCARD llmos_err ksession_send(ksession *s, int64_t pid, const char *message,
+                                                  kevent_fn fn, void *ctx,
+                                                  const atomic_bool *cancel, kproc_state *final);
 /* Run (or resume after a restart) a process that is WAITING, as ksession_send does after
  * adding the message. */
-LLMOS_NODISCARD llmos_err ksession_resume(ksession *s, int64_t pid, kevent_fn fn, void *ctx,
-                                          const atomic_bool *cancel, kproc_state *final);
+LLMOS_API LLMOS_NODISCARD llmos_err ksession_resume(ksession *s, int64_t pid, kevent_fn fn,
+                                                    void *ctx, const atomic_bool *cancel,
+                                                    kproc_state *final);
 /* Kill process pid: it is marked KILLED in the store (a loop running it in this or another
  * llmos process stops within 200 ms) and audited. Its own processes, or any with KRIGHT_ADMIN.
  * LLMOS_ERR_NOT_FOUND for an unknown pid (or another principal's); LLMOS_ERR_INVALID when it
  * has already ended. */
-LLMOS_NODISCARD llmos_err ksession_kill(ksession *s, int64_t pid);
+LLMOS_API LLMOS_NODISCARD llmos_err ksession_kill(ksession *s, int64_t pid);
 /* Processes, oldest first: the session's own, or all with KRIGHT_ADMIN. *out malloc'd (caller
  * frees), NULL when none. */
-LLMOS_NODISCARD llmos_err ksession_ps(ksession *s, kproc_info **out, size_t *n);
-LLMOS_NODISCARD llmos_err ksession_proc(ksession *s, int64_t pid, kproc_info *out);
+LLMOS_API LLMOS_NODISCARD llmos_err ksession_ps(ksession *s, kproc_info **out, size_t *n);
+LLMOS_API LLMOS_NODISCARD llmos_err ksession_proc(ksession *s, int64_t pid, kproc_info *out);
 /* The privileged context of a process (new reference; caller decrefs). */
-LLMOS_NODISCARD llmos_err ksession_context(ksession *s, int64_t pid, json_t **out);
+LLMOS_API LLMOS_NODISCARD llmos_err ksession_context(ksession *s, int64_t pid, json_t **out);
 /* The last answer of a process (malloc'd, caller frees), "" when none. */
-LLMOS_NODISCARD llmos_err ksession_answer(ksession *s, int64_t pid, char **out);
+LLMOS_API LLMOS_NODISCARD llmos_err ksession_answer(ksession *s, int64_t pid, char **out);
 
 /* Call a tool directly as the user (the shell's /calc): the same checks as a model's call
  * against the session's capabilities, audited with pid 0. *result (caller frees with
  * buf_free) gets the result text; *is_error says whether it is a refusal or failure. An
  * untrusted result is shown as its handle, never as text. */
-LLMOS_NODISCARD llmos_err ksession_tool(ksession *s, const char *tool, const char *arguments,
-                                        llmos_buf *result, bool *is_error);
+LLMOS_API LLMOS_NODISCARD llmos_err ksession_tool(ksession *s, const char *tool,
+                                                  const char *arguments, llmos_buf *result,
+                                                  bool *is_error);
 /* The tools the session's processes may call (borrowed descriptors); *list malloc'd. */
-LLMOS_NODISCARD llmos_err ksession_tools(ksession *s, const ktool ***list, size_t *n);
+LLMOS_API LLMOS_NODISCARD llmos_err ksession_tools(ksession *s, const ktool ***list, size_t *n);
 
 /* One answer from the model for a request the device built (the OpenAI-compatible API): the
  * client's messages and tools, tool calls returned to the client, not run. Needs KRIGHT_CHAT;
@@ -315,58 +320,60 @@ LLMOS_NODISCARD llmos_err ksession_tools(ksession *s, const ktool ***list, size_
  * is called every 100 ms with len 0: returning false gives up with LLMOS_ERR_CANCELLED);
  * audited ("chat": principal, tokens, finish; the messages only with audit_content). A full
  * queue is LLMOS_ERR_BUSY, a rate limit LLMOS_ERR_LIMIT naming when to retry. */
-LLMOS_NODISCARD llmos_err ksession_chat(ksession *s, const llm_request *req, llm_stream_fn stream,
-                                        void *stream_ctx, llm_response *resp);
+LLMOS_API LLMOS_NODISCARD llmos_err ksession_chat(ksession *s, const llm_request *req,
+                                                  llm_stream_fn stream, void *stream_ctx,
+                                                  llm_response *resp);
 /* After a session function failed with LLMOS_ERR_LIMIT on this thread: true when the session's
  * own limits refused the request (requests at once, requests per minute), as opposed to a limit
  * of the model (a prompt longer than its context). *retry_after_s (may be NULL) gets the seconds
  * until a retry can succeed under the per-minute limit, 0 when it waits for a request in flight
  * to end. Refused requests are not audited by the session: the device records them
  * (ksession_audit_request). */
-bool ksession_rate_limited(double *retry_after_s);
+LLMOS_API bool ksession_rate_limited(double *retry_after_s);
 /* The embedding of text (malloc'd *vec of *dim floats; caller frees) and its length in tokens.
  * Needs KRIGHT_EMBED; scheduled and audited like ksession_chat. */
-LLMOS_NODISCARD llmos_err ksession_embed(ksession *s, const char *text, size_t len, float **vec,
-                                         size_t *dim, size_t *tokens);
+LLMOS_API LLMOS_NODISCARD llmos_err ksession_embed(ksession *s, const char *text, size_t len,
+                                                   float **vec, size_t *dim, size_t *tokens);
 
 /* The audit log: records with seq >= from, in order, to fn (return false to stop); and the
  * check of its hash chain. Need KRIGHT_AUDIT. */
-LLMOS_NODISCARD llmos_err ksession_audit(ksession *s, int64_t from,
-                                         bool (*fn)(const store_audit_record *rec, void *ctx),
-                                         void *ctx);
-LLMOS_NODISCARD llmos_err ksession_audit_verify(ksession *s, audit_verdict *v);
+LLMOS_API LLMOS_NODISCARD llmos_err ksession_audit(
+    ksession *s, int64_t from, bool (*fn)(const store_audit_record *rec, void *ctx), void *ctx);
+LLMOS_API LLMOS_NODISCARD llmos_err ksession_audit_verify(ksession *s, audit_verdict *v);
 /* A "request" record (principal, device, request, outcome) for a request of the device that
  * no other session function records: reads (listing processes, the audit log, memory
  * statistics), requests refused by the session's limits, malformed requests. Needs no right:
  * it only writes who asked for what. */
-LLMOS_NODISCARD llmos_err ksession_audit_request(ksession *s, const char *request,
-                                                 const char *outcome);
+LLMOS_API LLMOS_NODISCARD llmos_err ksession_audit_request(ksession *s, const char *request,
+                                                           const char *outcome);
 
 /* Memory (KRIGHT_MEMORY): what the store holds; remember a text in archival memory; the k
  * memories nearest to a query (free with ksession_memories_free); recall search over what was
  * said (free with ksession_messages_free). */
-LLMOS_NODISCARD llmos_err ksession_memory_stats(ksession *s, store_stats *out);
-LLMOS_NODISCARD llmos_err ksession_memory_add(ksession *s, const char *text, int64_t *id);
-LLMOS_NODISCARD llmos_err ksession_memory_search(ksession *s, const char *query, size_t k,
-                                                 store_archival **out, size_t *n);
-void ksession_memories_free(store_archival *a, size_t n);
-LLMOS_NODISCARD llmos_err ksession_recall_search(ksession *s, const char *query, size_t limit,
-                                                 store_message **out, size_t *n);
-void ksession_messages_free(store_message *m, size_t n);
+LLMOS_API LLMOS_NODISCARD llmos_err ksession_memory_stats(ksession *s, store_stats *out);
+LLMOS_API LLMOS_NODISCARD llmos_err ksession_memory_add(ksession *s, const char *text, int64_t *id);
+LLMOS_API LLMOS_NODISCARD llmos_err ksession_memory_search(ksession *s, const char *query, size_t k,
+                                                           store_archival **out, size_t *n);
+LLMOS_API void ksession_memories_free(store_archival *a, size_t n);
+LLMOS_API LLMOS_NODISCARD llmos_err ksession_recall_search(ksession *s, const char *query,
+                                                           size_t limit, store_message **out,
+                                                           size_t *n);
+LLMOS_API void ksession_messages_free(store_message *m, size_t n);
 
 /* State a device keeps for its user in the encrypted store (the shell's history): a text
  * under `key`, namespaced by the session's device and principal. *value malloc'd (caller
  * frees); LLMOS_ERR_NOT_FOUND when there is none. No right is needed: it is the device's own. */
-LLMOS_NODISCARD llmos_err ksession_device_get(ksession *s, const char *key, char **value);
-LLMOS_NODISCARD llmos_err ksession_device_set(ksession *s, const char *key, const char *value);
+LLMOS_API LLMOS_NODISCARD llmos_err ksession_device_get(ksession *s, const char *key, char **value);
+LLMOS_API LLMOS_NODISCARD llmos_err ksession_device_set(ksession *s, const char *key,
+                                                        const char *value);
 
 /* ---- below the sessions (the kernel's own files and its tests) ---------------------------- */
 /* Run one system call for process p as the loop does: result text and whether it is an error.
  * Exposed for tests. */
-LLMOS_NODISCARD llmos_err kernel_syscall(kernel *k, kproc *p, const llm_tool_call *call,
-                                         llmos_buf *result, bool *is_error);
+LLMOS_API LLMOS_NODISCARD llmos_err kernel_syscall(kernel *k, kproc *p, const llm_tool_call *call,
+                                                   llmos_buf *result, bool *is_error);
 /* Load process pid from the store (kproc_free it). Exposed for tests. */
-LLMOS_NODISCARD llmos_err kproc_load(kernel *k, int64_t pid, kproc **out);
-void kproc_free(kproc *p);
+LLMOS_API LLMOS_NODISCARD llmos_err kproc_load(kernel *k, int64_t pid, kproc **out);
+LLMOS_API void kproc_free(kproc *p);
 
 #endif

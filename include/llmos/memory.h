@@ -31,7 +31,7 @@
 #include "llmos/storage.h"
 
 /* The user's llmos home (see above); a static string, never NULL. */
-const char *memory_home(void);
+LLMOS_API const char *memory_home(void);
 
 /* How a device asks its user for a secret: write `prompt`, read one line without echo into
  * out[0..size) (NUL-terminated). LLMOS_ERR_CANCELLED when the user gave up (Ctrl-C). */
@@ -59,36 +59,36 @@ typedef struct memory memory;
 /* Open the user's store as `p` says. A missing store without `create` is LLMOS_ERR_NOT_FOUND
  * naming the folder; a wrong passphrase LLMOS_ERR_AUTH; a refused embedder LLMOS_ERR_INVALID
  * naming the one to use. Close with memory_close. */
-LLMOS_NODISCARD llmos_err memory_open(const memory_params *p, memory **out);
+LLMOS_API LLMOS_NODISCARD llmos_err memory_open(const memory_params *p, memory **out);
 /* A store that lives in memory only, with the lexical embedder: nothing reaches the disk and
  * everything is gone at memory_close. */
-LLMOS_NODISCARD llmos_err memory_open_ephemeral(memory **out);
+LLMOS_API LLMOS_NODISCARD llmos_err memory_open_ephemeral(memory **out);
 /* The store (owned by m). */
-store *memory_store(memory *m);
+LLMOS_API store *memory_store(memory *m);
 /* "NAME DIM" of the embedder archival memory uses, or "none". */
-const char *memory_embedder_name(const memory *m);
+LLMOS_API const char *memory_embedder_name(const memory *m);
 /* True for a store that lives in memory only. */
-bool memory_is_ephemeral(const memory *m);
-void memory_close(memory *m);
+LLMOS_API bool memory_is_ephemeral(const memory *m);
+LLMOS_API void memory_close(memory *m);
 
 /* The lexical embedder "lexical-v1": each lower-cased word, and each pair of neighbouring
  * words, hashed (FNV-1a) to a signed slot of a 512-dimensional vector. Texts sharing words are
  * near; it knows nothing of meaning. Deterministic, no model needed. */
-const store_embedder *memory_lexical_embedder(void);
+LLMOS_API const store_embedder *memory_lexical_embedder(void);
 
 /* ---- what the kernel keeps ---------------------------------------------------------------- */
 
 /* A new process id (1, 2, ...; never reused in a store). */
-LLMOS_NODISCARD llmos_err memory_proc_new_pid(store *s, int64_t *pid);
+LLMOS_API LLMOS_NODISCARD llmos_err memory_proc_new_pid(store *s, int64_t *pid);
 /* The highest pid handed out so far (0 when none). */
-LLMOS_NODISCARD llmos_err memory_proc_last_pid(store *s, int64_t *pid);
+LLMOS_API LLMOS_NODISCARD llmos_err memory_proc_last_pid(store *s, int64_t *pid);
 /* Save the record of process pid (a JSON object, borrowed), replacing the last one. */
-LLMOS_NODISCARD llmos_err memory_proc_save(store *s, int64_t pid, const json_t *record);
+LLMOS_API LLMOS_NODISCARD llmos_err memory_proc_save(store *s, int64_t pid, const json_t *record);
 /* The record of process pid (new reference, caller decrefs); LLMOS_ERR_NOT_FOUND when there is
  * none; LLMOS_ERR_FORMAT when it is not a JSON object. */
-LLMOS_NODISCARD llmos_err memory_proc_load(store *s, int64_t pid, json_t **record);
+LLMOS_API LLMOS_NODISCARD llmos_err memory_proc_load(store *s, int64_t pid, json_t **record);
 /* Append a message of process pid to the recall log (conversation "proc:<pid>"). */
-LLMOS_NODISCARD llmos_err memory_recall_add(store *s, int64_t pid, const char *role,
-                                            const char *content);
+LLMOS_API LLMOS_NODISCARD llmos_err memory_recall_add(store *s, int64_t pid, const char *role,
+                                                      const char *content);
 
 #endif

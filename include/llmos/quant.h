@@ -83,13 +83,13 @@ typedef struct quant_traits {
 
 /* Traits of a type; NULL for a number that is not a ggml type. Names and sizes are filled in
  * for every known type, kernels only where `supported`. */
-const quant_traits *quant_traits_of(ggml_type type);
+LLMOS_API const quant_traits *quant_traits_of(ggml_type type);
 
 /* The kernel set chosen for this CPU: "avx512" (AVX-512 VNNI for Q4_0, Q8_0, Q4_K, Q6_K,
  * AVX-512 for F16, AVX512-BF16 for BF16 where present, AVX2 for the rest), "avx2"
  * (AVX2+FMA+F16C for every type) or "scalar".
  * LLMOS_QUANT_ISA=ref|avx2|avx512 in the environment caps the choice (read once). */
-const char *quant_isa_name(void);
+LLMOS_API const char *quant_isa_name(void);
 
 /*
  * Matrix times a batch of vectors, for prompt processing: for i < n_rows and t < n_tok,
@@ -104,21 +104,22 @@ const char *quant_isa_name(void);
  * without kernels and LLMOS_ERR_INVALID when k is not a multiple of the block size or out_stride <
  * n_rows.
  */
-LLMOS_NODISCARD llmos_err quant_gemm(ggml_type type, size_t k, size_t n_rows, const void *w,
-                                     size_t w_stride, size_t n_tok, const void *act,
-                                     size_t act_stride, float *out, size_t out_stride);
+LLMOS_API LLMOS_NODISCARD llmos_err quant_gemm(ggml_type type, size_t k, size_t n_rows,
+                                               const void *w, size_t w_stride, size_t n_tok,
+                                               const void *act, size_t act_stride, float *out,
+                                               size_t out_stride);
 
 /* Name of a type ("F16"), or "?" for an unknown number. */
-const char *quant_type_name(ggml_type type);
+LLMOS_API const char *quant_type_name(ggml_type type);
 
 /* Bytes taken by n_elements of `type`; fails (returns false) when n_elements is not a multiple
  * of the block size, the type is unknown, or the result overflows. */
-bool quant_row_size(ggml_type type, uint64_t n_elements, uint64_t *bytes);
+LLMOS_API bool quant_row_size(ggml_type type, uint64_t n_elements, uint64_t *bytes);
 
 /* IEEE half and bfloat16 conversions (round to nearest even; NaN stays NaN). */
-float quant_fp16_to_fp32(uint16_t h);
-uint16_t quant_fp32_to_fp16(float f);
-float quant_bf16_to_fp32(uint16_t h);
-uint16_t quant_fp32_to_bf16(float f);
+LLMOS_API float quant_fp16_to_fp32(uint16_t h);
+LLMOS_API uint16_t quant_fp32_to_fp16(float f);
+LLMOS_API float quant_bf16_to_fp32(uint16_t h);
+LLMOS_API uint16_t quant_fp32_to_bf16(float f);
 
 #endif

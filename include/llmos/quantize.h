@@ -22,24 +22,25 @@
 
 /* The target names quantize_model accepts, in a fixed order: Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K
  * Q3_K Q4_K Q5_K Q6_K F16 BF16 F32 Q3_K_M Q4_K_M Q5_K_M. *n receives the count. */
-const char *const *quantize_target_names(size_t *n);
+LLMOS_API const char *const *quantize_target_names(size_t *n);
 
 /* True when `name` (case-insensitive) is one of quantize_target_names. */
-bool quantize_target_known(const char *name);
+LLMOS_API bool quantize_target_known(const char *name);
 
 /* The usual name of a general.file_type value (llama.cpp's enum llama_ftype: what a file was
  * quantized to, e.g. "Q4_K_M" for 15, "F16" for 1), or NULL for a value llama.cpp does not
  * define. Files name their type this way because a mixture such as Q4_K_M holds tensors of
  * several types (Q4_K, Q6_K, and Q5_0 for rows that Q4_K's blocks do not divide). */
-const char *quantize_file_type_name(uint32_t file_type);
+LLMOS_API const char *quantize_file_type_name(uint32_t file_type);
 
 /* The type the recipe `target` gives one tensor: `name` as in the file ("blk.3.attn_v.weight"),
  * n_dims and ne0 (row length) of its shape, n_layer the model's block count, tied whether
  * token_embd.weight is also the output matrix. Fails with LLMOS_ERR_INVALID for an unknown
  * target. */
-LLMOS_NODISCARD llmos_err quantize_tensor_type(const char *target, const char *name,
-                                               uint32_t n_dims, uint64_t ne0, uint32_t n_layer,
-                                               bool tied, ggml_type *out);
+LLMOS_API LLMOS_NODISCARD llmos_err quantize_tensor_type(const char *target, const char *name,
+                                                         uint32_t n_dims, uint64_t ne0,
+                                                         uint32_t n_layer, bool tied,
+                                                         ggml_type *out);
 
 /* Called after each tensor is written: its index among n, name, source and chosen type, and
  * the seconds it took. */
@@ -61,7 +62,7 @@ typedef struct quantize_params {
  * damaged input, LLMOS_ERR_IO when the output cannot be written, LLMOS_ERR_CANCELLED when
  * *p->cancel became true (within one chunk of rows); on failure the output is left untouched
  * and no temporary file remains. */
-LLMOS_NODISCARD llmos_err quantize_model(const char *in_path, const char *out_path,
-                                         const quantize_params *p);
+LLMOS_API LLMOS_NODISCARD llmos_err quantize_model(const char *in_path, const char *out_path,
+                                                   const quantize_params *p);
 
 #endif

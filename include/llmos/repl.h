@@ -30,43 +30,44 @@
 #define REPL_HISTORY  1000       /* lines of history kept */
 
 typedef struct repl_options {
-    ksession *session;        /* the kernel session (borrowed; required) */
-    FILE *in;                 /* NULL = stdin */
-    FILE *out;                /* NULL = stdout */
-    bool interactive;         /* libedit line editing and history (needs a terminal) */
-    bool history;             /* interactive mode: keep the history in the session's store */
-    bool handle_sigint;       /* install the SIGINT handler for the run (the program does) */
-    const char *banner;       /* a line shown under the model's name (e.g. which store); NULL */
+    ksession *session;  /* the kernel session (borrowed; required) */
+    FILE *in;           /* NULL = stdin */
+    FILE *out;          /* NULL = stdout */
+    bool interactive;   /* libedit line editing and history (needs a terminal) */
+    bool history;       /* interactive mode: keep the history in the session's store */
+    bool handle_sigint; /* install the SIGINT handler for the run (the program does) */
+    const char *banner; /* a line shown under the model's name (e.g. which store); NULL */
 } repl_options;
 
 /* Defaults: stdin/stdout, not interactive, no handler. */
-repl_options repl_default_options(void);
+LLMOS_API repl_options repl_default_options(void);
 
 typedef struct repl repl;
 
 /* A shell over opts->session (options copied; the strings and session are borrowed). */
-LLMOS_NODISCARD llmos_err repl_new(const repl_options *opts, repl **out);
-void repl_free(repl *r);
+LLMOS_API LLMOS_NODISCARD llmos_err repl_new(const repl_options *opts, repl **out);
+LLMOS_API void repl_free(repl *r);
 
 /* Handle one input line (without its newline): run a slash command, or send it to the
  * conversation's process and show the turn. *quit becomes true after /quit. Failures of the
  * model or the kernel are shown and the shell goes on; an error is returned only when the
  * shell itself cannot continue (memory). */
-LLMOS_NODISCARD llmos_err repl_line(repl *r, const char *line, bool *quit);
+LLMOS_API LLMOS_NODISCARD llmos_err repl_line(repl *r, const char *line, bool *quit);
 
 /* The kernel process of the conversation, 0 before the first message. */
-int64_t repl_pid(const repl *r);
+LLMOS_API int64_t repl_pid(const repl *r);
 
 /* Ask the current turn to stop (what the SIGINT handler does); safe from a signal handler or
  * another thread. */
-void repl_cancel(repl *r);
+LLMOS_API void repl_cancel(repl *r);
 
 /* Read lines until /quit or end of input, handling each with repl_line. */
-LLMOS_NODISCARD llmos_err repl_run(repl *r);
+LLMOS_API LLMOS_NODISCARD llmos_err repl_run(repl *r);
 
 /* Ask for a secret on the terminal (/dev/tty): write `prompt`, read one line without echo into
  * out[0..size). Ctrl-C gives LLMOS_ERR_CANCELLED, and the terminal is always left as it was
  * found. No terminal: LLMOS_ERR_INVALID saying to set LLMOS_PASSPHRASE. A memory_ask_fn. */
-LLMOS_NODISCARD llmos_err repl_read_secret(void *ctx, const char *prompt, char *out, size_t size);
+LLMOS_API LLMOS_NODISCARD llmos_err repl_read_secret(void *ctx, const char *prompt, char *out,
+                                                     size_t size);
 
 #endif

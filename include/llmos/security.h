@@ -46,9 +46,9 @@ typedef enum llmos_origin {
 } llmos_origin;
 
 /* "system", "user", "tool", "untrusted". */
-const char *origin_name(llmos_origin o);
+LLMOS_API const char *origin_name(llmos_origin o);
 /* The reverse; false for another name. */
-bool origin_parse(const char *name, llmos_origin *out);
+LLMOS_API bool origin_parse(const char *name, llmos_origin *out);
 
 /* Text with a trusted origin, borrowed (the bytes stay the caller's). Only the constructors
  * below make one, and none of them accepts untrusted_text. */
@@ -57,9 +57,9 @@ typedef struct trusted_text {
     const char *text;    /* NUL-terminated */
 } trusted_text;
 
-trusted_text trusted_system(const char *text);
-trusted_text trusted_user(const char *text);
-trusted_text trusted_tool(const char *text);
+LLMOS_API trusted_text trusted_system(const char *text);
+LLMOS_API trusted_text trusted_user(const char *text);
+LLMOS_API trusted_text trusted_tool(const char *text);
 
 /* An untrusted value (opaque). Made by untrusted_new, owned by whoever holds the pointer
  * until it is given to quarantine_put. */
@@ -67,26 +67,27 @@ typedef struct untrusted_text untrusted_text;
 
 /* Copy text[0..len) into a new untrusted value; `source` (e.g. "tool:fetch_page") says where
  * it came from, for the audit log. NULL when out of memory. */
-untrusted_text *untrusted_new(const char *text, size_t len, const char *source);
-void untrusted_free(untrusted_text *u);
+LLMOS_API untrusted_text *untrusted_new(const char *text, size_t len, const char *source);
+LLMOS_API void untrusted_free(untrusted_text *u);
 /* Its length in bytes (not its content). */
-size_t untrusted_len(const untrusted_text *u);
+LLMOS_API size_t untrusted_len(const untrusted_text *u);
 
 /* ---- the quarantine ----------------------------------------------------------------------- */
 /* The untrusted values of one process, each under a handle $VAR1, $VAR2, ... */
 typedef struct quarantine quarantine;
 
-quarantine *quarantine_new(void);
-void quarantine_free(quarantine *q);
-size_t quarantine_count(const quarantine *q);
+LLMOS_API quarantine *quarantine_new(void);
+LLMOS_API void quarantine_free(quarantine *q);
+LLMOS_API size_t quarantine_count(const quarantine *q);
 
 /* Keep `u` (ownership passes to q, also on failure) and return its handle as trusted_text
  * (origin SYSTEM; the string lives as long as q). This is the only way an untrusted value
  * reaches a privileged context: as its name. */
-LLMOS_NODISCARD llmos_err quarantine_put(quarantine *q, untrusted_text *u, trusted_text *handle);
+LLMOS_API LLMOS_NODISCARD llmos_err quarantine_put(quarantine *q, untrusted_text *u,
+                                                   trusted_text *handle);
 
 /* Does `text` name a handle of q anywhere in it ("$VAR3")? */
-bool quarantine_mentions(const quarantine *q, const char *text);
+LLMOS_API bool quarantine_mentions(const quarantine *q, const char *text);
 
 /* Replace every handle of q in the string values of `args` (recursively) by the values they
  * name. *out (caller decrefs) is the substituted copy; origins[i] (ORIGIN_COUNT_ entries) is
@@ -94,9 +95,9 @@ bool quarantine_mentions(const quarantine *q, const char *text);
  * object {"member": ["user", "untrusted"], ...} (caller decrefs) naming, for each top-level
  * argument, the origins that flowed into it. Strings without handles count as `author`.
  * An unknown handle ($VAR99) is LLMOS_ERR_NOT_FOUND naming it. */
-LLMOS_NODISCARD llmos_err quarantine_substitute(const quarantine *q, const json_t *args,
-                                                llmos_origin author, json_t **out,
-                                                json_t **members);
+LLMOS_API LLMOS_NODISCARD llmos_err quarantine_substitute(const quarantine *q, const json_t *args,
+                                                          llmos_origin author, json_t **out,
+                                                          json_t **members);
 
 /* Ask a quarantined model `question` about the value under `handle`. The model gets a context
  * of its own (a fixed system prompt, the question, the value), no tools; its answer is
@@ -106,14 +107,15 @@ LLMOS_NODISCARD llmos_err quarantine_substitute(const quarantine *q, const json_
  * the model answered). So the return value carries only llmos's own errors: LLMOS_ERR_NOT_FOUND
  * for a handle q does not have, LLMOS_ERR_UNSUPPORTED without a model, LLMOS_ERR_CANCELLED
  * when *cancel (may be NULL) was raised, LLMOS_ERR_FORMAT / NOMEM. */
-LLMOS_NODISCARD llmos_err quarantine_ask(quarantine *q, llm_backend *quarantined,
-                                         const char *handle, const char *question,
-                                         int32_t max_tokens, const atomic_bool *cancel,
-                                         trusted_text *answer_handle, llmos_err *model_err);
+LLMOS_API LLMOS_NODISCARD llmos_err quarantine_ask(quarantine *q, llm_backend *quarantined,
+                                                   const char *handle, const char *question,
+                                                   int32_t max_tokens, const atomic_bool *cancel,
+                                                   trusted_text *answer_handle,
+                                                   llmos_err *model_err);
 
 /* Serialise q for persistence ({"vars": [{"value", "source"}...]}) and back. */
-LLMOS_NODISCARD llmos_err quarantine_to_json(const quarantine *q, json_t **out);
-LLMOS_NODISCARD llmos_err quarantine_from_json(const json_t *j, quarantine **out);
+LLMOS_API LLMOS_NODISCARD llmos_err quarantine_to_json(const quarantine *q, json_t **out);
+LLMOS_API LLMOS_NODISCARD llmos_err quarantine_from_json(const json_t *j, quarantine **out);
 
 /* ---- the flow policy ---------------------------------------------------------------------- */
 /* Which origins may flow into which tool arguments. JSON form:
@@ -129,17 +131,18 @@ typedef struct policy policy;
  * result is tainted in turn); never into a recipient, a command, or any argument of a tool
  * without a rule. System, user and tool values flow everywhere except into shell and
  * run_command (system and user only). */
-LLMOS_NODISCARD llmos_err policy_default(policy **out);
+LLMOS_API LLMOS_NODISCARD llmos_err policy_default(policy **out);
 /* Parse a policy from JSON text; LLMOS_ERR_FORMAT naming the bad member. */
-LLMOS_NODISCARD llmos_err policy_parse(const char *text, size_t len, const char *what,
-                                       policy **out);
+LLMOS_API LLMOS_NODISCARD llmos_err policy_parse(const char *text, size_t len, const char *what,
+                                                 policy **out);
 /* Load <config_dir>/policy.json if it exists, else the default. */
-LLMOS_NODISCARD llmos_err policy_load(const char *config_dir, policy **out);
-void policy_free(policy *p);
+LLMOS_API LLMOS_NODISCARD llmos_err policy_load(const char *config_dir, policy **out);
+LLMOS_API void policy_free(policy *p);
 
 /* May the origins in `members` (as quarantine_substitute makes it) flow into `tool`'s
  * arguments? LLMOS_ERR_DENIED with a message naming tool, argument and origin otherwise. */
-LLMOS_NODISCARD llmos_err policy_check(const policy *p, const char *tool, const json_t *members);
+LLMOS_API LLMOS_NODISCARD llmos_err policy_check(const policy *p, const char *tool,
+                                                 const json_t *members);
 
 /* ---- the audit log ------------------------------------------------------------------------ */
 #define AUDIT_HASH_BYTES 32 /* BLAKE2b-256 (crypto_generichash with outlen 32) */
@@ -148,18 +151,18 @@ typedef struct audit audit;
 
 /* Open the audit log of store s (borrowed; must outlive the audit object). Finds the chain's
  * head (the last record). */
-LLMOS_NODISCARD llmos_err audit_open(store *s, audit **out);
-void audit_free(audit *a);
+LLMOS_API LLMOS_NODISCARD llmos_err audit_open(store *s, audit **out);
+LLMOS_API void audit_free(audit *a);
 
 /* Append a record of `kind` ("syscall", "policy", "model.load", "login", "process", ...) with
  * `payload` (a JSON object, borrowed) at the head of the chain. */
-LLMOS_NODISCARD llmos_err audit_append(audit *a, const char *kind, const json_t *payload);
+LLMOS_API LLMOS_NODISCARD llmos_err audit_append(audit *a, const char *kind, const json_t *payload);
 
 /* The canonical bytes a record's hash covers (docs/security.md):
  *   "llmos-audit-v1" 0x00 seq 0x00 time 0x00 kind 0x00 payload
  * with seq and time in decimal. Appended to out. */
-LLMOS_NODISCARD llmos_err audit_canonical(int64_t seq, int64_t time, const char *kind,
-                                          const char *payload, llmos_buf *out);
+LLMOS_API LLMOS_NODISCARD llmos_err audit_canonical(int64_t seq, int64_t time, const char *kind,
+                                                    const char *payload, llmos_buf *out);
 
 typedef struct audit_verdict {
     bool ok;
@@ -172,6 +175,6 @@ typedef struct audit_verdict {
  * to the previous record's hash, each hash equal to the hash of its canonical bytes, and the
  * head remembered in the settings equal to the last record. Returns LLMOS_OK when the check
  * ran (see v->ok), an error only when the store could not be read. */
-LLMOS_NODISCARD llmos_err audit_verify(store *s, audit_verdict *v);
+LLMOS_API LLMOS_NODISCARD llmos_err audit_verify(store *s, audit_verdict *v);
 
 #endif

@@ -66,34 +66,36 @@ typedef struct openai_request {
  * wrong), sets the detail message, puts the member's name in out->error_param, and leaves
  * nothing to free. On success the caller frees with openai_request_free. Pure: no I/O, no
  * global state besides the thread's error message. */
-LLMOS_NODISCARD llmos_err openai_request_parse(openai_endpoint ep, const char *body, size_t len,
-                                               size_t n_ctx, openai_request *out);
-void openai_request_free(openai_request *r);
+LLMOS_API LLMOS_NODISCARD llmos_err openai_request_parse(openai_endpoint ep, const char *body,
+                                                         size_t len, size_t n_ctx,
+                                                         openai_request *out);
+LLMOS_API void openai_request_free(openai_request *r);
 
 /* {"error": {"message", "type", "param", "code"}} (param and code may be NULL -> null). */
-json_t *openai_error_json(const char *message, const char *type, const char *param,
-                          const char *code);
+LLMOS_API json_t *openai_error_json(const char *message, const char *type, const char *param,
+                                    const char *code);
 /* The finish reason as OpenAI clients know it ("cancelled" and unknown ones become "stop"). */
-const char *openai_finish_reason(const char *backend_reason);
+LLMOS_API const char *openai_finish_reason(const char *backend_reason);
 /* A whole answer: chat.completion (OPENAI_CHAT) or text_completion (OPENAI_COMPLETION). */
-json_t *openai_response_json(openai_endpoint ep, const char *id, int64_t created, const char *model,
-                             const llm_response *r);
+LLMOS_API json_t *openai_response_json(openai_endpoint ep, const char *id, int64_t created,
+                                       const char *model, const llm_response *r);
 /* One streamed chunk. `content` may be NULL (no text in this chunk); `role` adds
  * "role":"assistant" to a chat delta; `finish` NULL = null. For OPENAI_COMPLETION the chunk
  * is a text_completion with "text". */
-json_t *openai_chunk_json(openai_endpoint ep, const char *id, int64_t created, const char *model,
-                          bool role, const char *content, size_t len, const char *finish);
+LLMOS_API json_t *openai_chunk_json(openai_endpoint ep, const char *id, int64_t created,
+                                    const char *model, bool role, const char *content, size_t len,
+                                    const char *finish);
 /* The chat chunk that carries the tool calls of a finished answer (delta.tool_calls with
  * their index). */
-json_t *openai_tool_calls_chunk_json(const char *id, int64_t created, const char *model,
-                                     const llm_response *r);
+LLMOS_API json_t *openai_tool_calls_chunk_json(const char *id, int64_t created, const char *model,
+                                               const llm_response *r);
 /* {"prompt_tokens", "completion_tokens", "total_tokens"}. */
-json_t *openai_usage_json(uint32_t prompt_tokens, uint32_t completion_tokens);
+LLMOS_API json_t *openai_usage_json(uint32_t prompt_tokens, uint32_t completion_tokens);
 /* The final usage chunk of a stream (choices: [], usage). */
-json_t *openai_usage_chunk_json(openai_endpoint ep, const char *id, int64_t created,
-                                const char *model, const llm_response *r);
+LLMOS_API json_t *openai_usage_chunk_json(openai_endpoint ep, const char *id, int64_t created,
+                                          const char *model, const llm_response *r);
 /* GET /v1/models. */
-json_t *openai_models_json(const char *model, int64_t created);
+LLMOS_API json_t *openai_models_json(const char *model, int64_t created);
 
 /* ---- the HTTP server (http_server.c) ---------------------------------------------------- */
 
@@ -112,7 +114,7 @@ typedef struct http_server_params {
                                  being answered is not idle; 0 = 10 */
 } http_server_params;
 
-http_server_params http_server_default_params(void);
+LLMOS_API http_server_params http_server_default_params(void);
 
 typedef struct http_server http_server;
 
@@ -120,16 +122,17 @@ typedef struct http_server http_server;
  * kernel's backlog until http_server_serve. So a busy port is reported at once, before a
  * model is loaded. LLMOS_ERR_IO naming host and port when the address cannot be bound. The
  * params (and p->keys) are kept until http_server_stop. */
-LLMOS_NODISCARD llmos_err http_server_bind(const http_server_params *p, http_server **out);
+LLMOS_API LLMOS_NODISCARD llmos_err http_server_bind(const http_server_params *p,
+                                                     http_server **out);
 /* Start answering on a bound server, on libmicrohttpd's threads, through sessions on k
  * (borrowed: it must outlive the server; one session per principal, opened at its first
  * request and closed by http_server_stop). */
-LLMOS_NODISCARD llmos_err http_server_serve(http_server *s, kernel *k);
+LLMOS_API LLMOS_NODISCARD llmos_err http_server_serve(http_server *s, kernel *k);
 /* http_server_bind and http_server_serve in one. */
-LLMOS_NODISCARD llmos_err http_server_start(kernel *k, const http_server_params *p,
-                                            http_server **out);
+LLMOS_API LLMOS_NODISCARD llmos_err http_server_start(kernel *k, const http_server_params *p,
+                                                      http_server **out);
 /* The port actually bound (useful with port 0). */
-uint16_t http_server_port(const http_server *s);
+LLMOS_API uint16_t http_server_port(const http_server *s);
 /* Counters for tests and logs. */
 typedef struct http_server_stats {
     uint64_t requests;      /* HTTP requests received */
@@ -141,10 +144,10 @@ typedef struct http_server_stats {
     uint64_t denied;        /* 403s: a principal lacked the right or capability */
     uint64_t unauthorized;  /* 401s: no key, or an unknown one */
 } http_server_stats;
-http_server_stats http_server_get_stats(http_server *s);
+LLMOS_API http_server_stats http_server_get_stats(http_server *s);
 /* Stop accepting, cancel running requests, wait for them, close the sessions, free.
  * NULL-safe. */
-void http_server_stop(http_server *s);
+LLMOS_API void http_server_stop(http_server *s);
 
 #ifdef __cplusplus
 }

@@ -37,14 +37,14 @@ typedef struct keys_kdf {
 } keys_kdf;
 
 /* The default for new stores: libsodium's MODERATE (3 passes, 256 MiB; about 1 s). */
-keys_kdf keys_kdf_default(void);
+LLMOS_API keys_kdf keys_kdf_default(void);
 /* By name: "moderate" (default), "interactive" (2 passes, 64 MiB), "sensitive" (4 passes,
  * 1 GiB), or "test-weak" (1 pass, 8 KiB: for tests only, offers no protection against guessing).
  * LLMOS_ERR_INVALID for another name. */
-LLMOS_NODISCARD llmos_err keys_kdf_parse(const char *name, keys_kdf *out);
+LLMOS_API LLMOS_NODISCARD llmos_err keys_kdf_parse(const char *name, keys_kdf *out);
 /* The KDF the environment asks for: LLMOS_KDF=<name> as for keys_kdf_parse, else the default.
  * An unknown name is an error. */
-LLMOS_NODISCARD llmos_err keys_kdf_from_env(keys_kdf *out);
+LLMOS_API LLMOS_NODISCARD llmos_err keys_kdf_from_env(keys_kdf *out);
 
 /* The unlocked key material of a store. data_key lives in locked memory (sodium_malloc) and
  * is wiped by keys_free. */
@@ -57,18 +57,20 @@ typedef struct keys_unlocked {
 /* Create a key file at `path` (must not exist: LLMOS_ERR_EXISTS) with a fresh random data key
  * and database id, wrapped under `passphrase` with `kdf`. Written atomically, mode 0600. On
  * success *out (may be NULL) receives the unlocked keys; free with keys_free. */
-LLMOS_NODISCARD llmos_err keys_create(const char *path, const char *passphrase, keys_kdf kdf,
-                                      keys_unlocked **out);
+LLMOS_API LLMOS_NODISCARD llmos_err keys_create(const char *path, const char *passphrase,
+                                                keys_kdf kdf, keys_unlocked **out);
 /* Unwrap the data key of the key file at `path`. A wrong passphrase (or an altered key file)
  * is LLMOS_ERR_AUTH; a malformed file LLMOS_ERR_FORMAT; a missing one LLMOS_ERR_NOT_FOUND. */
-LLMOS_NODISCARD llmos_err keys_unlock(const char *path, const char *passphrase,
-                                      keys_unlocked **out);
+LLMOS_API LLMOS_NODISCARD llmos_err keys_unlock(const char *path, const char *passphrase,
+                                                keys_unlocked **out);
 /* Rewrap the same data key under `new_passphrase` with `kdf` (the data is not rewritten).
  * The old passphrase must be right (LLMOS_ERR_AUTH otherwise). Atomic: a crash leaves the old
  * or the new key file. */
-LLMOS_NODISCARD llmos_err keys_change_passphrase(const char *path, const char *old_passphrase,
-                                                 const char *new_passphrase, keys_kdf kdf);
-void keys_free(keys_unlocked *k);
+LLMOS_API LLMOS_NODISCARD llmos_err keys_change_passphrase(const char *path,
+                                                           const char *old_passphrase,
+                                                           const char *new_passphrase,
+                                                           keys_kdf kdf);
+LLMOS_API void keys_free(keys_unlocked *k);
 
 /* ---- embedders ---------------------------------------------------------------------------- */
 
@@ -99,47 +101,48 @@ typedef struct store_options {
  * `passphrase`. `opt` may be NULL for defaults. Migrates the schema to the current version.
  * Wrong passphrase: LLMOS_ERR_AUTH. A tampered database: LLMOS_ERR_CRYPTO naming file and page.
  * Close with store_close. */
-LLMOS_NODISCARD llmos_err store_open(const char *dir, const char *passphrase,
-                                     const store_options *opt, store **out);
+LLMOS_API LLMOS_NODISCARD llmos_err store_open(const char *dir, const char *passphrase,
+                                               const store_options *opt, store **out);
 /* A store in memory only (SQLite's ":memory:" database): the same schema and functions, no
  * files, no keys, gone at store_close. store_db_path says ":memory:". */
-LLMOS_NODISCARD llmos_err store_open_memory(const store_options *opt, store **out);
+LLMOS_API LLMOS_NODISCARD llmos_err store_open_memory(const store_options *opt, store **out);
 /* Close the store (checkpointing the WAL) and wipe its keys. NULL is a no-op. */
-void store_close(store *s);
+LLMOS_API void store_close(store *s);
 /* Rewrap the store's data key under a new passphrase (see keys_change_passphrase). */
-LLMOS_NODISCARD llmos_err store_change_passphrase(store *s, const char *old_passphrase,
-                                                  const char *new_passphrase, keys_kdf kdf);
+LLMOS_API LLMOS_NODISCARD llmos_err store_change_passphrase(store *s, const char *old_passphrase,
+                                                            const char *new_passphrase,
+                                                            keys_kdf kdf);
 /* The schema version the store is at (PRAGMA user_version). */
-int store_schema_version(store *s);
+LLMOS_API int store_schema_version(store *s);
 /* Paths of the database and key file (owned by the store). */
-const char *store_db_path(const store *s);
-const char *store_key_path(const store *s);
+LLMOS_API const char *store_db_path(const store *s);
+LLMOS_API const char *store_key_path(const store *s);
 
 /* Explicit transactions, so that several writes commit together. Writes outside them commit
  * one by one. store_rollback's result may be ignored (it is usually called on an error path,
  * and SQLite rolls back by itself when a rollback fails). */
-LLMOS_NODISCARD llmos_err store_begin(store *s);
-LLMOS_NODISCARD llmos_err store_commit(store *s);
-llmos_err store_rollback(store *s);
+LLMOS_API LLMOS_NODISCARD llmos_err store_begin(store *s);
+LLMOS_API LLMOS_NODISCARD llmos_err store_commit(store *s);
+LLMOS_API llmos_err store_rollback(store *s);
 
 /* Check the whole store: SQLite's PRAGMA integrity_check, then every page of the database file
  * opened with the key. LLMOS_ERR_CRYPTO (naming the page) or LLMOS_ERR_FORMAT on a problem. */
-LLMOS_NODISCARD llmos_err store_verify(store *s);
+LLMOS_API LLMOS_NODISCARD llmos_err store_verify(store *s);
 
 /* A number that changes whenever another connection (another llmos process) committed a change
  * to the store since the last call; SQLite's PRAGMA data_version. Cheap: no page is read. */
-LLMOS_NODISCARD llmos_err store_data_version(store *s, int64_t *version);
+LLMOS_API LLMOS_NODISCARD llmos_err store_data_version(store *s, int64_t *version);
 
 typedef struct store_stats {
     int64_t messages, archival, core_blocks, settings, audit_records;
     int64_t db_bytes, wal_bytes; /* sizes of the files on disk */
     int64_t page_count, page_size;
     int schema_version;
-    bool vector_index; /* an HNSW index is in use for archival search */
+    bool vector_index;  /* an HNSW index is in use for archival search */
     char embedder[128]; /* "NAME DIM" of the embedder that made the archival vectors (the
                            setting STORE_EMBEDDER_SETTING), "" when none is recorded */
 } store_stats;
-LLMOS_NODISCARD llmos_err store_get_stats(store *s, store_stats *out);
+LLMOS_API LLMOS_NODISCARD llmos_err store_get_stats(store *s, store_stats *out);
 
 /* ---- recall memory: messages ---------------------------------------------------------------- */
 
@@ -153,8 +156,9 @@ typedef struct store_message {
 } store_message;
 
 /* Append a message. created_at 0 means now. *id (may be NULL) receives its id. */
-LLMOS_NODISCARD llmos_err store_message_add(store *s, const char *conversation, const char *role,
-                                            const char *content, int64_t created_at, int64_t *id);
+LLMOS_API LLMOS_NODISCARD llmos_err store_message_add(store *s, const char *conversation,
+                                                      const char *role, const char *content,
+                                                      int64_t created_at, int64_t *id);
 
 typedef struct store_search_opts {
     const char *conversation; /* only this conversation; NULL = all */
@@ -166,10 +170,10 @@ typedef struct store_search_opts {
  * matched as a term (no FTS5 syntax is interpreted), messages with more and rarer matching
  * words rank higher. An empty query lists the newest messages. `opts` may be NULL. The caller
  * frees the array with store_messages_free (*out is NULL when nothing matched). */
-LLMOS_NODISCARD llmos_err store_message_search(store *s, const char *query,
-                                               const store_search_opts *opts, store_message **out,
-                                               size_t *n);
-void store_messages_free(store_message *m, size_t n);
+LLMOS_API LLMOS_NODISCARD llmos_err store_message_search(store *s, const char *query,
+                                                         const store_search_opts *opts,
+                                                         store_message **out, size_t *n);
+LLMOS_API void store_messages_free(store_message *m, size_t n);
 
 /* ---- archival memory ---------------------------------------------------------------------- */
 
@@ -183,37 +187,38 @@ typedef struct store_archival {
 
 /* Store a passage with its embedding (computed with the store's embedder) and metadata (a JSON
  * object as text, or NULL). *id (may be NULL) receives its id. */
-LLMOS_NODISCARD llmos_err store_archival_add(store *s, const char *text, const char *metadata,
-                                             int64_t *id);
+LLMOS_API LLMOS_NODISCARD llmos_err store_archival_add(store *s, const char *text,
+                                                       const char *metadata, int64_t *id);
 /* Fetch one passage; LLMOS_ERR_NOT_FOUND when absent. Clear *out with store_archival_clear. */
-LLMOS_NODISCARD llmos_err store_archival_get(store *s, int64_t id, store_archival *out);
-LLMOS_NODISCARD llmos_err store_archival_delete(store *s, int64_t id);
+LLMOS_API LLMOS_NODISCARD llmos_err store_archival_get(store *s, int64_t id, store_archival *out);
+LLMOS_API LLMOS_NODISCARD llmos_err store_archival_delete(store *s, int64_t id);
 /* The k passages nearest to `query` by embedding (cosine similarity), best first. Uses the
  * HNSW index once the collection is large, exact search below that. Free with
  * store_archivals_free. */
-LLMOS_NODISCARD llmos_err store_archival_search(store *s, const char *query, size_t k,
-                                                store_archival **out, size_t *n);
-void store_archival_clear(store_archival *a);
-void store_archivals_free(store_archival *a, size_t n);
+LLMOS_API LLMOS_NODISCARD llmos_err store_archival_search(store *s, const char *query, size_t k,
+                                                          store_archival **out, size_t *n);
+LLMOS_API void store_archival_clear(store_archival *a);
+LLMOS_API void store_archivals_free(store_archival *a, size_t n);
 
 /* ---- core memory blocks ------------------------------------------------------------------- */
 
 /* Set block `label` to `value`, at most `limit` bytes (limit 0 keeps the block's current limit,
  * or 2000 for a new block). A value over the limit is LLMOS_ERR_LIMIT. */
-LLMOS_NODISCARD llmos_err store_core_set(store *s, const char *label, const char *value,
-                                         size_t limit);
+LLMOS_API LLMOS_NODISCARD llmos_err store_core_set(store *s, const char *label, const char *value,
+                                                   size_t limit);
 /* *value (malloc'd, caller frees) and *limit (may be NULL) of block `label`;
  * LLMOS_ERR_NOT_FOUND when absent. */
-LLMOS_NODISCARD llmos_err store_core_get(store *s, const char *label, char **value, size_t *limit);
+LLMOS_API LLMOS_NODISCARD llmos_err store_core_get(store *s, const char *label, char **value,
+                                                   size_t *limit);
 
 /* The setting that records which embedder made a store's archival vectors ("NAME DIM"). */
 #define STORE_EMBEDDER_SETTING "archival.embedder"
 
 /* ---- settings ------------------------------------------------------------------------------- */
 
-LLMOS_NODISCARD llmos_err store_setting_set(store *s, const char *key, const char *value);
+LLMOS_API LLMOS_NODISCARD llmos_err store_setting_set(store *s, const char *key, const char *value);
 /* *value malloc'd (caller frees); LLMOS_ERR_NOT_FOUND when absent. */
-LLMOS_NODISCARD llmos_err store_setting_get(store *s, const char *key, char **value);
+LLMOS_API LLMOS_NODISCARD llmos_err store_setting_get(store *s, const char *key, char **value);
 
 /* ---- audit records ------------------------------------------------------------------------ */
 
@@ -231,12 +236,12 @@ typedef struct store_audit_record {
 } store_audit_record;
 
 /* Append a record; *seq (may be NULL) receives its sequence number. */
-LLMOS_NODISCARD llmos_err store_audit_append(store *s, const store_audit_record *rec, int64_t *seq);
+LLMOS_API LLMOS_NODISCARD llmos_err store_audit_append(store *s, const store_audit_record *rec,
+                                                       int64_t *seq);
 /* Call fn for each record with seq >= from_seq, in order; fn returns false to stop. The record's
  * pointers are valid during the call only. */
-LLMOS_NODISCARD llmos_err store_audit_iterate(store *s, int64_t from_seq,
-                                              bool (*fn)(const store_audit_record *rec, void *ctx),
-                                              void *ctx);
+LLMOS_API LLMOS_NODISCARD llmos_err store_audit_iterate(
+    store *s, int64_t from_seq, bool (*fn)(const store_audit_record *rec, void *ctx), void *ctx);
 
 #ifdef __cplusplus
 }

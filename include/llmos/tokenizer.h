@@ -77,21 +77,22 @@ typedef struct tok_spec {
 
 /* A spec with no tokens, all special ids -1 and the defaults of the given model (SPM:
  * add_bos and add_space_prefix on; BPE: everything off). */
-tok_spec tok_spec_default(tok_model model);
+LLMOS_API tok_spec tok_spec_default(tok_model model);
 
 /* Build a tokenizer from arrays. Fails with LLMOS_ERR_INVALID or LLMOS_ERR_FORMAT saying what
  * is inconsistent (a special id out of range, a merge without a space, an unknown `pre`
  * name gives LLMOS_ERR_UNSUPPORTED). The caller frees *out with tok_free. */
-LLMOS_NODISCARD llmos_err tok_new(const tok_spec *spec, tokenizer **out);
+LLMOS_API LLMOS_NODISCARD llmos_err tok_new(const tok_spec *spec, tokenizer **out);
 
 /* Build the tokenizer described by a GGUF file's tokenizer.ggml.* metadata. The file may be
  * closed afterwards. `what` names the file in error messages (may be NULL). */
-LLMOS_NODISCARD llmos_err tok_load_gguf(const gguf_file *f, const char *what, tokenizer **out);
+LLMOS_API LLMOS_NODISCARD llmos_err tok_load_gguf(const gguf_file *f, const char *what,
+                                                  tokenizer **out);
 
 /* Open a GGUF file, read its tokenizer and close it. */
-LLMOS_NODISCARD llmos_err tok_load_file(const char *path, tokenizer **out);
+LLMOS_API LLMOS_NODISCARD llmos_err tok_load_file(const char *path, tokenizer **out);
 
-void tok_free(tokenizer *t);
+LLMOS_API void tok_free(tokenizer *t);
 
 /* Flags of tok_encode. */
 enum {
@@ -102,51 +103,51 @@ enum {
 
 /* Tokenize text[0..len) (any bytes; see the header comment on invalid UTF-8). *out is a new
  * array of *n_out ids the caller frees with free(); it is non-NULL even when empty. */
-LLMOS_NODISCARD llmos_err tok_encode(const tokenizer *t, const char *text, size_t len,
-                                     unsigned flags, int32_t **out, size_t *n_out);
+LLMOS_API LLMOS_NODISCARD llmos_err tok_encode(const tokenizer *t, const char *text, size_t len,
+                                               unsigned flags, int32_t **out, size_t *n_out);
 
 /* Number of tokens in the vocabulary (valid ids are 0 .. n-1). */
-size_t tok_n_vocab(const tokenizer *t);
-tok_model tok_get_model(const tokenizer *t);
+LLMOS_API size_t tok_n_vocab(const tokenizer *t);
+LLMOS_API tok_model tok_get_model(const tokenizer *t);
 /* Special ids, -1 when the vocabulary has none. tok_eot is tokenizer.ggml.eot_token_id, or
  * when that is absent the vocabulary's end-of-turn control token other than EOS
  * ("<|eot_id|>", "<|im_end|>", "<|end|>", ... in that order of preference). */
-int32_t tok_bos(const tokenizer *t);
-int32_t tok_eos(const tokenizer *t);
-int32_t tok_eot(const tokenizer *t);
-int32_t tok_pad(const tokenizer *t);
+LLMOS_API int32_t tok_bos(const tokenizer *t);
+LLMOS_API int32_t tok_eos(const tokenizer *t);
+LLMOS_API int32_t tok_eot(const tokenizer *t);
+LLMOS_API int32_t tok_pad(const tokenizer *t);
 /* Whether TOK_ADD_SPECIAL adds BOS at the start / EOS at the end (tokenizer.ggml.add_bos_token
  * and add_eos_token, and there is such a token). */
-bool tok_adds_bos(const tokenizer *t);
-bool tok_adds_eos(const tokenizer *t);
+LLMOS_API bool tok_adds_bos(const tokenizer *t);
+LLMOS_API bool tok_adds_eos(const tokenizer *t);
 /* True for tokens that end a generation: EOS, EOT, and control tokens the chat templates use
  * as end of turn ("<|im_end|>", "<|eot_id|>", "<|end|>", "<|endoftext|>", "<end_of_turn>",
  * "<|eom_id|>", ...). */
-bool tok_is_eog(const tokenizer *t, int32_t id);
+LLMOS_API bool tok_is_eog(const tokenizer *t, int32_t id);
 /* The token's type (TOK_TYPE_UNDEFINED for an id out of range). */
-tok_type tok_get_type(const tokenizer *t, int32_t id);
+LLMOS_API tok_type tok_get_type(const tokenizer *t, int32_t id);
 
 /* The raw token text as stored in the vocabulary (U+2581 for spaces in SPM, GPT-2 byte
  * characters in byte-level BPE); NULL for an id out of range. *len gets its length when
  * len is non-NULL. Valid as long as the tokenizer. */
-const char *tok_piece(const tokenizer *t, int32_t id, size_t *len);
+LLMOS_API const char *tok_piece(const tokenizer *t, int32_t id, size_t *len);
 
 /* Append the bytes token `id` stands for to `out`: byte-level BPE maps the text back through
  * the GPT-2 table, SPM turns U+2581 into spaces and <0xNN> into the byte. CONTROL tokens give
  * their text. LLMOS_ERR_INVALID for an id out of range. */
-LLMOS_NODISCARD llmos_err tok_token_bytes(const tokenizer *t, int32_t id, llmos_buf *out);
+LLMOS_API LLMOS_NODISCARD llmos_err tok_token_bytes(const tokenizer *t, int32_t id, llmos_buf *out);
 
 /* The id of the token whose text is exactly text[0..len), or -1. For looking up special
  * tokens ("<|im_start|>") by name. */
-int32_t tok_find(const tokenizer *t, const char *text, size_t len);
+LLMOS_API int32_t tok_find(const tokenizer *t, const char *text, size_t len);
 
 /* Decode a whole id sequence into `out` (appended): the tokens' bytes back to back, control
  * tokens skipped unless `special`, and for SPM vocabularies with add_space_prefix the space
  * in front of the first piece removed. Bytes are passed through exactly, so
  * tok_decode(tok_encode(x)) == x for byte-level BPE (even for invalid UTF-8); use a
  * tok_decoder for text that must be valid UTF-8. LLMOS_ERR_INVALID for an id out of range. */
-LLMOS_NODISCARD llmos_err tok_decode(const tokenizer *t, const int32_t *ids, size_t n, bool special,
-                                     llmos_buf *out);
+LLMOS_API LLMOS_NODISCARD llmos_err tok_decode(const tokenizer *t, const int32_t *ids, size_t n,
+                                               bool special, llmos_buf *out);
 
 /* ---- streaming detokenizer ---------------------------------------------------------------- */
 
@@ -164,12 +165,12 @@ typedef struct tok_decoder {
 
 /* Start decoding. `special`: render control tokens. `first_piece` true when the ids begin a
  * text (so the SPM space prefix is removed), false when continuing after a prompt. */
-void tok_decoder_init(tok_decoder *d, const tokenizer *t, bool special, bool first_piece);
+LLMOS_API void tok_decoder_init(tok_decoder *d, const tokenizer *t, bool special, bool first_piece);
 /* Feed one id; appends the newly complete text to `out`. */
-LLMOS_NODISCARD llmos_err tok_decoder_feed(tok_decoder *d, int32_t id, llmos_buf *out);
+LLMOS_API LLMOS_NODISCARD llmos_err tok_decoder_feed(tok_decoder *d, int32_t id, llmos_buf *out);
 /* Emit whatever is held back (incomplete characters become U+FFFD) and reset. */
-LLMOS_NODISCARD llmos_err tok_decoder_flush(tok_decoder *d, llmos_buf *out);
+LLMOS_API LLMOS_NODISCARD llmos_err tok_decoder_flush(tok_decoder *d, llmos_buf *out);
 /* Release the decoder's memory (no output). Safe on a zeroed or finished decoder. */
-void tok_decoder_free(tok_decoder *d);
+LLMOS_API void tok_decoder_free(tok_decoder *d);
 
 #endif

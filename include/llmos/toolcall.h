@@ -26,8 +26,8 @@
 typedef enum toolcall_family { TOOLCALL_HERMES, TOOLCALL_LLAMA3, TOOLCALL_MISTRAL } toolcall_family;
 
 /* "hermes" (also "qwen", "qwen2"), "llama3", "mistral" -> family; false if unknown. */
-bool toolcall_family_parse(const char *name, toolcall_family *out);
-const char *toolcall_family_name(toolcall_family f);
+LLMOS_API bool toolcall_family_parse(const char *name, toolcall_family *out);
+LLMOS_API const char *toolcall_family_name(toolcall_family f);
 
 /* One call. All strings are owned by the toolcall_result they belong to. */
 typedef struct toolcall {
@@ -46,9 +46,9 @@ typedef struct toolcall_result {
  * n_calls == 0 and the text as content. A call that is recognisable but broken (invalid JSON,
  * no "name", arguments not an object) fails with LLMOS_ERR_FORMAT naming the call's number,
  * the byte offset and what is wrong. Free with toolcall_result_free (also after a failure). */
-LLMOS_NODISCARD llmos_err toolcall_parse(toolcall_family f, const char *text, size_t len,
-                                         toolcall_result *out);
-void toolcall_result_free(toolcall_result *r);
+LLMOS_API LLMOS_NODISCARD llmos_err toolcall_parse(toolcall_family f, const char *text, size_t len,
+                                                   toolcall_result *out);
+LLMOS_API void toolcall_result_free(toolcall_result *r);
 
 /* The part of a reply that is answer text for certain while the reply is still being
  * generated: text[begin..end). */
@@ -66,7 +66,7 @@ typedef struct toolcall_span {
  * LLAMA3; "[TOOL_CALLS]" anywhere for MISTRAL), and from a complete opener on nothing is
  * answer text. Whatever the model writes next, text[begin..end) is a prefix of the content
  * toolcall_parse finds in the finished reply. */
-toolcall_span toolcall_answer_span(toolcall_family f, const char *text, size_t len);
+LLMOS_API toolcall_span toolcall_answer_span(toolcall_family f, const char *text, size_t len);
 
 typedef enum toolcall_mode {
     TOOLCALL_AUTO,    /* free text, or tool calls (tool_choice "auto") */

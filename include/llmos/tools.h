@@ -47,14 +47,14 @@
  * zero and domain errors, LLMOS_ERR_LIMIT for a too long or deep input or a too large result;
  * the detail message says what and at which column (1-based), e.g.
  * "unexpected ')' at column 7". */
-LLMOS_NODISCARD llmos_err calc_eval(const char *expr, llmos_buf *out);
+LLMOS_API LLMOS_NODISCARD llmos_err calc_eval(const char *expr, llmos_buf *out);
 
 /* The same for expr[0..len) (need not be NUL-terminated; a NUL byte inside is an error). */
-LLMOS_NODISCARD llmos_err calc_eval_n(const char *expr, size_t len, llmos_buf *out);
+LLMOS_API LLMOS_NODISCARD llmos_err calc_eval_n(const char *expr, size_t len, llmos_buf *out);
 
 /* The tools' descriptors (see above). */
-extern const ktool tool_calculator;
-extern const ktool tool_send_message;
-extern const ktool tool_ask_quarantined;
+LLMOS_API extern const ktool tool_calculator;
+LLMOS_API extern const ktool tool_send_message;
+LLMOS_API extern const ktool tool_ask_quarantined;
 
 #endif
