@@ -37,6 +37,7 @@ const char *const kernel_default_system_prompt =
 
 void kturn_emit(kturn *t, const kevent *ev)
 {
+    assert(t && ev && ev->pid >= 0);
     /* a device that asked to stop still learns how the turn ended */
     if (!t->fn || (t->events_stopped && ev->kind != KEVENT_END))
         return;
@@ -144,6 +145,7 @@ static llmos_err finish(kturn *t, kproc *p, kproc_state state, const char *fmt, 
 
 static llmos_err finish(kturn *t, kproc *p, kproc_state state, const char *fmt, ...)
 {
+    assert(t && p && state != KPROC_RUNNING && state != KPROC_IDLE);
     kernel *k = t->s->k;
     va_list ap;
     va_start(ap, fmt);
@@ -243,6 +245,7 @@ static llmos_err check_budgets(kturn *t, kproc *p, bool *ended)
 static llmos_err run_calls(kturn *t, kproc *p, const llm_response *resp, bool *out_of_calls,
                            bool *turn_calls_spent)
 {
+    assert(p->info.state == KPROC_RUNNING && resp->n_tool_calls > 0);
     kernel *k = t->s->k;
     llmos_buf result = {0};
     llmos_err err = LLMOS_OK;
@@ -316,6 +319,7 @@ static llmos_err take_message(kturn *t, kproc *p)
 
 llmos_err kernel_run_turn(kturn *t, int64_t pid, kproc_state *final)
 {
+    assert(t && t->s && t->s->k && pid > 0);
     kernel *k = t->s->k;
     t->run.pid = pid;
     atomic_init(&t->run.stop, false);

@@ -90,6 +90,7 @@ const char *ksession_principal(const ksession *s)
 
 kmodel_info ksession_model(ksession *s)
 {
+    assert(s && s->k);
     llm_backend *b = s->k->cfg.privileged;
     kmodel_info m = {.name = b ? llm_model_name(b) : "",
                      .kind = b ? b->ops->kind : "",
@@ -126,6 +127,7 @@ static void audit_denied(ksession *s, const char *what, const char *needs)
 /* Does the session hold `right`? A refusal is audited and says what was asked for. */
 static llmos_err need(ksession *s, uint32_t right, const char *what)
 {
+    assert(s && s->k);
     last_refusal.refused = false;
     if (s->p.rights & right)
         return LLMOS_OK;
@@ -141,6 +143,7 @@ static llmos_err need(ksession *s, uint32_t right, const char *what)
 /* Take a place among the session's requests in flight and in its per-minute window. */
 static llmos_err admit(ksession *s, const char *what)
 {
+    assert(s && s->k);
     const klimits *l = &s->p.limits;
     last_refusal.refused = false;
     int now_in = atomic_fetch_add(&s->in_flight, 1) + 1;
@@ -180,6 +183,7 @@ static llmos_err admit(ksession *s, const char *what)
 
 static void leave(ksession *s)
 {
+    assert(s && s->k);
     int before = atomic_fetch_sub(&s->in_flight, 1);
     assert(before > 0);
     (void)before;
@@ -189,6 +193,7 @@ static void leave(ksession *s)
  * another principal's pid read the same, so that pids of others cannot be probed. */
 static llmos_err own(ksession *s, int64_t pid, kproc_info *info)
 {
+    assert(s && s->k);
     kproc_info tmp;
     if (!info)
         info = &tmp;
@@ -204,6 +209,7 @@ static llmos_err own(ksession *s, int64_t pid, kproc_info *info)
 
 llmos_err ksession_spawn(ksession *s, uint32_t caps, int64_t *pid)
 {
+    assert(s && s->k);
     llmos_err err = need(s, KRIGHT_PROCESS, "starting a process");
     if (err)
         return err;
@@ -225,6 +231,7 @@ llmos_err ksession_spawn(ksession *s, uint32_t caps, int64_t *pid)
 static llmos_err run(ksession *s, int64_t pid, const char *message, kevent_fn fn, void *ctx,
                      const atomic_bool *cancel, kproc_state *final)
 {
+    assert(s && s->k);
     llmos_err err = need(s, KRIGHT_PROCESS, "running a process");
     if (!err)
         err = own(s, pid, NULL);
@@ -248,6 +255,7 @@ static llmos_err run(ksession *s, int64_t pid, const char *message, kevent_fn fn
 llmos_err ksession_send(ksession *s, int64_t pid, const char *message, kevent_fn fn, void *ctx,
                         const atomic_bool *cancel, kproc_state *final)
 {
+    assert(s && s->k);
     if (!message)
         return llmos_fail(LLMOS_ERR_INVALID, "ksession_send needs a message");
     return run(s, pid, message, fn, ctx, cancel, final);
@@ -256,11 +264,13 @@ llmos_err ksession_send(ksession *s, int64_t pid, const char *message, kevent_fn
 llmos_err ksession_resume(ksession *s, int64_t pid, kevent_fn fn, void *ctx,
                           const atomic_bool *cancel, kproc_state *final)
 {
+    assert(s && s->k);
     return run(s, pid, NULL, fn, ctx, cancel, final);
 }
 
 llmos_err ksession_kill(ksession *s, int64_t pid)
 {
+    assert(s && s->k);
     llmos_err err = need(s, KRIGHT_PROCESS, "killing a process");
     if (!err)
         err = own(s, pid, NULL);
@@ -273,6 +283,7 @@ llmos_err ksession_kill(ksession *s, int64_t pid)
 
 llmos_err ksession_ps(ksession *s, kproc_info **out, size_t *n)
 {
+    assert(s && s->k);
     *out = NULL;
     *n = 0;
     llmos_err err = need(s, KRIGHT_PROCESS, "listing processes");
@@ -294,12 +305,14 @@ llmos_err ksession_ps(ksession *s, kproc_info **out, size_t *n)
 
 llmos_err ksession_proc(ksession *s, int64_t pid, kproc_info *out)
 {
+    assert(s && s->k);
     llmos_err err = need(s, KRIGHT_PROCESS, "reading a process");
     return err ? err : own(s, pid, out);
 }
 
 llmos_err ksession_context(ksession *s, int64_t pid, json_t **out)
 {
+    assert(s && s->k);
     *out = NULL;
     llmos_err err = need(s, KRIGHT_PROCESS, "reading a process");
     if (!err)
@@ -315,6 +328,7 @@ llmos_err ksession_context(ksession *s, int64_t pid, json_t **out)
 
 llmos_err ksession_answer(ksession *s, int64_t pid, char **out)
 {
+    assert(s && s->k);
     *out = NULL;
     json_t *msgs = NULL;
     llmos_err err = ksession_context(s, pid, &msgs);
@@ -338,6 +352,7 @@ llmos_err ksession_answer(ksession *s, int64_t pid, char **out)
 llmos_err ksession_tool(ksession *s, const char *tool, const char *arguments, llmos_buf *result,
                         bool *is_error)
 {
+    assert(s && s->k);
     *is_error = false;
     kproc p = {0};
     p.info.caps = s->p.caps;
@@ -358,6 +373,7 @@ llmos_err ksession_tool(ksession *s, const char *tool, const char *arguments, ll
 
 llmos_err ksession_tools(ksession *s, const ktool ***list, size_t *n)
 {
+    assert(s && s->k);
     *list = calloc(s->k->n_tools ? s->k->n_tools : 1, sizeof **list);
     *n = 0;
     if (!*list)
@@ -391,6 +407,7 @@ static llm_backend *model_or_fail(ksession *s, llmos_err *err)
 llmos_err ksession_chat(ksession *s, const llm_request *req, llm_stream_fn stream, void *stream_ctx,
                         llm_response *resp)
 {
+    assert(s && s->k);
     llmos_err err = need(s, KRIGHT_CHAT, "a chat completion");
     llm_backend *b = err ? NULL : model_or_fail(s, &err);
     if (!err)
@@ -436,6 +453,7 @@ llmos_err ksession_chat(ksession *s, const llm_request *req, llm_stream_fn strea
 llmos_err ksession_embed(ksession *s, const char *text, size_t len, float **vec, size_t *dim,
                          size_t *tokens)
 {
+    assert(s && s->k);
     *vec = NULL;
     *dim = 0;
     *tokens = 0;
@@ -470,6 +488,7 @@ llmos_err ksession_embed(ksession *s, const char *text, size_t len, float **vec,
 
 llmos_err ksession_audit_request(ksession *s, const char *request, const char *outcome)
 {
+    assert(s && s->k);
     assert(request && outcome);
     return kernel_audit_rec(s->k, "request",
                             json_pack("{s:s, s:s, s:s, s:s}", "principal", s->principal, "device",
@@ -490,6 +509,7 @@ llmos_err ksession_audit(ksession *s, int64_t from,
 
 llmos_err ksession_audit_verify(ksession *s, audit_verdict *v)
 {
+    assert(s && s->k);
     llmos_err err = need(s, KRIGHT_AUDIT, "verifying the audit log");
     if (err)
         return err;
@@ -503,6 +523,7 @@ llmos_err ksession_audit_verify(ksession *s, audit_verdict *v)
 
 llmos_err ksession_memory_stats(ksession *s, store_stats *out)
 {
+    assert(s && s->k);
     llmos_err err = need(s, KRIGHT_MEMORY, "memory statistics");
     if (err)
         return err;
@@ -514,6 +535,7 @@ llmos_err ksession_memory_stats(ksession *s, store_stats *out)
 
 llmos_err ksession_memory_add(ksession *s, const char *text, int64_t *id)
 {
+    assert(s && s->k);
     llmos_err err = need(s, KRIGHT_MEMORY, "adding a memory");
     if (err)
         return err;
@@ -531,6 +553,7 @@ llmos_err ksession_memory_add(ksession *s, const char *text, int64_t *id)
 llmos_err ksession_memory_search(ksession *s, const char *query, size_t k, store_archival **out,
                                  size_t *n)
 {
+    assert(s && s->k);
     *out = NULL;
     *n = 0;
     llmos_err err = need(s, KRIGHT_MEMORY, "searching memory");
@@ -550,6 +573,7 @@ void ksession_memories_free(store_archival *a, size_t n)
 llmos_err ksession_recall_search(ksession *s, const char *query, size_t limit, store_message **out,
                                  size_t *n)
 {
+    assert(s && s->k);
     *out = NULL;
     *n = 0;
     llmos_err err = need(s, KRIGHT_MEMORY, "searching recall memory");
@@ -571,11 +595,13 @@ void ksession_messages_free(store_message *m, size_t n)
 
 static void device_key(const ksession *s, const char *key, char *out, size_t size)
 {
+    assert(s && s->k);
     snprintf(out, size, "device.%s.%s.%s", s->device, s->principal, key);
 }
 
 llmos_err ksession_device_get(ksession *s, const char *key, char **value)
 {
+    assert(s && s->k);
     char k[256];
     device_key(s, key, k, sizeof k);
     kernel_lock(s->k);
@@ -586,6 +612,7 @@ llmos_err ksession_device_get(ksession *s, const char *key, char **value)
 
 llmos_err ksession_device_set(ksession *s, const char *key, const char *value)
 {
+    assert(s && s->k);
     char k[256];
     device_key(s, key, k, sizeof k);
     kernel_lock(s->k);

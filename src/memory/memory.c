@@ -10,6 +10,7 @@
  * The passphrase is held in locked memory (sodium_malloc) only while the key file is unwrapped
  * and is wiped after; it never goes to a log.
  */
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,9 +22,10 @@
 #include "llmos/backend.h"
 #include "llmos/memory.h"
 
-#define PASS_MAX       1024
-#define LEGACY_LEXICAL "test-hash-v1" /* what stores recorded before the lexical one had its name  \
-                                       */
+#define PASS_MAX 1024
+#define LEGACY_LEXICAL                                                                             \
+    "test-hash-v1" /* what stores recorded before the lexical one had its name                     \
+                    */
 
 struct memory {
     store *st;
@@ -55,6 +57,7 @@ const char *memory_home(void)
 static llmos_err engine_embed(void *ctx, const char *text, float *out)
 {
     memory *m = ctx;
+    assert(m && m->embed_backend && text && out);
     float *v = NULL;
     size_t dim = 0;
     llmos_err err = llm_embed(m->embed_backend, text, strlen(text), &v, &dim);
@@ -122,6 +125,7 @@ static void embedder_id(const char *name, uint32_t dim, char *out, size_t size)
  * use. */
 static llmos_err check_embedder(store *s, const store_embedder *emb)
 {
+    assert(s && emb && emb->name && emb->dim > 0);
     char want[300], have_id[300];
     embedder_id(emb->name, emb->dim, want, sizeof want);
     char *have = NULL;
@@ -162,12 +166,39 @@ static llmos_err check_embedder(store *s, const store_embedder *emb)
 /* Passphrases people choose most often (from published lists of leaked passwords, lower case);
  * a new store refuses them whatever their length. */
 static const char *const common_passphrases[] = {
-    "password",  "password1", "password123", "passw0rd",  "123456789", "1234567890",
-    "12345678",  "qwertyuiop", "qwerty123",  "iloveyou",  "sunshine",  "princess",
-    "football",  "baseball",  "superman",    "starwars",  "trustno1",  "letmein1",
-    "welcome1",  "whatever",  "11111111",    "00000000",  "abcdefgh",  "abcd1234",
-    "qwertyui",  "asdfghjk",  "zaq12wsx",    "1q2w3e4r",  "changeme",  "opensesame",
-    "correcthorsebatterystaple", "llmosllmos", "passphrase",
+    "password",
+    "password1",
+    "password123",
+    "passw0rd",
+    "123456789",
+    "1234567890",
+    "12345678",
+    "qwertyuiop",
+    "qwerty123",
+    "iloveyou",
+    "sunshine",
+    "princess",
+    "football",
+    "baseball",
+    "superman",
+    "starwars",
+    "trustno1",
+    "letmein1",
+    "welcome1",
+    "whatever",
+    "11111111",
+    "00000000",
+    "abcdefgh",
+    "abcd1234",
+    "qwertyui",
+    "asdfghjk",
+    "zaq12wsx",
+    "1q2w3e4r",
+    "changeme",
+    "opensesame",
+    "correcthorsebatterystaple",
+    "llmosllmos",
+    "passphrase",
 };
 
 #define PASS_MIN_CHARS 8
@@ -330,6 +361,7 @@ llmos_err memory_open_ephemeral(memory **out)
 
 store *memory_store(memory *m)
 {
+    assert(!m || m->st);
     return m ? m->st : NULL;
 }
 

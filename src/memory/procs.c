@@ -8,6 +8,7 @@
  * a process, under the conversation "proc:<pid>", so that `llmos memory` and, next, the context
  * manager can search what was said long after it left the context window.
  */
+#include <assert.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +27,7 @@ static void proc_key(int64_t pid, char *out, size_t size)
 /* The next pid to hand out (1 when none was). */
 static llmos_err next_pid(store *s, int64_t *next)
 {
+    assert(s && next);
     char *v = NULL;
     *next = 1;
     llmos_err err = store_setting_get(s, NEXT_PID_KEY, &v);
@@ -73,6 +75,7 @@ llmos_err memory_proc_last_pid(store *s, int64_t *pid)
 
 llmos_err memory_proc_save(store *s, int64_t pid, const json_t *record)
 {
+    assert(s && pid > 0 && json_is_object(record));
     llmos_buf b = {0};
     llmos_err err = ljson_to_buf(record, JSON_COMPACT, &b);
     if (!err) {
@@ -86,6 +89,7 @@ llmos_err memory_proc_save(store *s, int64_t pid, const json_t *record)
 
 llmos_err memory_proc_load(store *s, int64_t pid, json_t **record)
 {
+    assert(s && record);
     *record = NULL;
     char key[48];
     proc_key(pid, key, sizeof key);
@@ -107,6 +111,7 @@ llmos_err memory_proc_load(store *s, int64_t pid, json_t **record)
 
 llmos_err memory_recall_add(store *s, int64_t pid, const char *role, const char *content)
 {
+    assert(s && pid >= 0 && role && content);
     char conv[48];
     snprintf(conv, sizeof conv, "proc:%" PRId64, pid);
     return store_message_add(s, conv, role, content, 0, NULL);

@@ -9,11 +9,13 @@
  * new handle, so it is trusted; its errors are llmos's own too (the quarantined model's own
  * error message is kept as an untrusted value under a handle, see ktool_ask_quarantined).
  */
+#include <assert.h>
 #include "llmos/json.h"
 #include "llmos/tools.h"
 
 static llmos_err ask_quarantined_run(const ktool_env *env)
 {
+    assert(env && env->args && env->out);
     char handle[32];
     llmos_err err =
         ktool_ask_quarantined(env, ljson_get_string(env->args, "handle", ""),

@@ -9,6 +9,7 @@
  * values is always cheap; the operations that can grow without bound (^, !, binomial, decimal
  * exponents) estimate the size of their result before computing it.
  */
+#include <assert.h>
 #include <ctype.h>
 #include <gmp.h>
 #include <math.h>
@@ -1155,6 +1156,7 @@ llmos_err calc_eval(const char *expr, llmos_buf *out)
 /* The tool: "expression" is evaluated into the result. */
 static llmos_err calculator_run(const ktool_env *env)
 {
+    assert(env && env->args && env->out);
     const json_t *e = json_object_get(env->args, "expression");
     if (!json_is_string(e))
         return llmos_fail(LLMOS_ERR_INVALID,

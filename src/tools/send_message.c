@@ -9,6 +9,7 @@
  * which is how an untrusted value reaches the user without passing through the privileged
  * model.
  */
+#include <assert.h>
 #include <string.h>
 
 #include "llmos/json.h"
@@ -16,6 +17,7 @@
 
 static llmos_err send_message_run(const ktool_env *env)
 {
+    assert(env && env->args && env->out);
     const char *to = ljson_get_string(env->args, "recipient", "user");
     const char *text = ljson_get_string(env->args, "text", "");
     ktool_deliver(env, to, text);
