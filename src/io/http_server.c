@@ -213,9 +213,10 @@ static void hs_make_id(http_server *s, const char *prefix, char *out, size_t siz
 {
     unsigned char rnd[8];
     randombytes_buf(rnd, sizeof rnd);
+    char hex[2 * sizeof rnd + 1];
+    llmos_hex_encode(hex, sizeof hex, rnd, sizeof rnd);
     uint64_t n = atomic_fetch_add(&s->id_counter, 1);
-    snprintf(out, size, "%s%02x%02x%02x%02x%02x%02x%02x%02x%06llx", prefix, rnd[0], rnd[1], rnd[2],
-             rnd[3], rnd[4], rnd[5], rnd[6], rnd[7], (unsigned long long)(n & 0xffffff));
+    snprintf(out, size, "%s%s%06llx", prefix, hex, (unsigned long long)(n & 0xffffff));
 }
 
 /* Queue a JSON response (takes ownership of v), with one extra header when hname is set. */

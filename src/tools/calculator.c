@@ -524,27 +524,6 @@ static const cfunc calc_funcs[] = {
     {"max", F_MAX, 1, CALC_MAX_ARGS, NULL, "", false, false},
 };
 
-static size_t edit_distance(const char *a, size_t na, const char *b)
-{
-    size_t nb = strlen(b), row[32];
-    if (na >= 31 || nb >= 31)
-        return 99;
-    for (size_t j = 0; j <= nb; j++)
-        row[j] = j;
-    for (size_t i = 1; i <= na; i++) {
-        size_t diag = row[0];
-        row[0] = i;
-        for (size_t j = 1; j <= nb; j++) {
-            size_t up = row[j];
-            size_t sub = diag + (tolower((unsigned char)a[i - 1]) != b[j - 1]);
-            size_t best = up + 1 < row[j - 1] + 1 ? up + 1 : row[j - 1] + 1;
-            row[j] = sub < best ? sub : best;
-            diag = up;
-        }
-    }
-    return row[nb];
-}
-
 static const cfunc *find_func(const char *name, size_t n)
 {
     for (size_t i = 0; i < LLMOS_ARRAY_LEN(calc_funcs); i++)
@@ -984,7 +963,12 @@ static bool parse_primary(parser *p, cval *out)
         const char *best = NULL;
         size_t bestd = n >= 5 ? 3 : 2; /* suggest only names within 1 (2 for long) edits */
         for (size_t i = 0; i < LLMOS_ARRAY_LEN(calc_funcs); i++) {
-            size_t d = edit_distance(name, n, calc_funcs[i].name);
+            char lower[32];
+            size_t ln = n < sizeof lower ? n : sizeof lower; /* names are matched in lower case */
+            for (size_t j = 0; j < ln; j++)
+                lower[j] = (char)tolower((unsigned char)name[j]);
+            size_t d = llmos_edit_distance(lower, ln, calc_funcs[i].name,
+                                           strlen(calc_funcs[i].name));
             if (d < bestd) {
                 bestd = d;
                 best = calc_funcs[i].name;
