@@ -51,6 +51,7 @@ typedef enum llmos_err {
     LLMOS_ERR_CANCELLED,   /* stopped on request */
     LLMOS_ERR_BUSY,        /* resource in use; try again */
     LLMOS_ERR_INTERNAL,    /* a bug in llmos: please report it */
+    LLMOS_ERR_CONTEXT,     /* the input does not fit the model's context window */
     LLMOS_ERR_COUNT_
 } llmos_err;
 

@@ -31,6 +31,7 @@ static const char *const names[LLMOS_ERR_COUNT_] = {
     [LLMOS_ERR_NETWORK] = "network error",
     [LLMOS_ERR_CANCELLED] = "cancelled",
     [LLMOS_ERR_BUSY] = "busy",
+    [LLMOS_ERR_CONTEXT] = "does not fit the context window",
     [LLMOS_ERR_INTERNAL] = "internal error",
 };
 

@@ -321,21 +321,28 @@ static void hs_error_capture(hs_error *e, llmos_err err)
             e->status = 429;
             e->type = "rate_limit_error";
             e->code = "rate_limit_exceeded";
-        } else {
+        } else { /* a size or count limit of llmos's (a template's output, a schema's size) */
             e->status = 400;
             e->type = "invalid_request_error";
-            e->code = "context_length_exceeded";
+            e->code = "limit_exceeded";
         }
+        break;
+    case LLMOS_ERR_CONTEXT:
+        e->status = 400;
+        e->type = "invalid_request_error";
+        e->code = "context_length_exceeded";
         break;
     case LLMOS_ERR_DENIED:
         e->status = 403;
         e->type = "permission_error";
         e->code = "permission_denied";
         break;
-    case LLMOS_ERR_UNSUPPORTED:
-        e->status = 501;
+    case LLMOS_ERR_UNSUPPORTED: /* the request asks for what llmos does not do (a JSON Schema
+                                   keyword, embeddings from a remote model that has none): the
+                                   client's to change, so a 400 that clients do not retry */
+        e->status = 400;
         e->type = "invalid_request_error";
-        e->code = "not_implemented";
+        e->code = "unsupported";
         break;
     case LLMOS_ERR_NOT_FOUND:
         e->status = 404;

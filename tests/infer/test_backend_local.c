@@ -703,7 +703,7 @@ static void test_misc(void **state)
     llm_request rq = llm_request_default();
     rq.messages = msgs;
     llm_response r;
-    assert_int_equal(llm_chat(b, &rq, NULL, NULL, &r), LLMOS_ERR_LIMIT);
+    assert_int_equal(llm_chat(b, &rq, NULL, NULL, &r), LLMOS_ERR_CONTEXT);
     assert_non_null(strstr(llmos_errmsg(), "1024"));
     json_decref(msgs);
     buf_free(&big);

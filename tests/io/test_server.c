@@ -641,7 +641,7 @@ static void test_embeddings(void **state)
     reply_free(&r);
     f->backend.can_embed = false;
     post(f->port, "/v1/embeddings", "{\"input\":\"x\"}", NULL, &r);
-    assert_error(&r, 501, NULL, "not_implemented", "cannot embed");
+    assert_error(&r, 400, NULL, "unsupported", "cannot embed");
     reply_free(&r);
     stop(f);
 }
@@ -1649,7 +1649,26 @@ static void test_real_model(void **state)
     reply_free(&r);
 
     post(port, "/v1/embeddings", "{\"input\":\"x\"}", NULL, &r);
-    assert_true(r.status == 200 || r.status == 501);
+    assert_int_equal(r.status, 200); /* the local engine embeds */
+    reply_free(&r);
+
+    /* errors a client must not retry are 400s, each with its own code: a prompt beyond the
+     * context, a schema llmos cannot follow */
+    llmos_buf big = {0};
+    assert_int_equal(buf_puts(&big, "{\"prompt\":\""), LLMOS_OK);
+    for (int i = 0; i < 2000; i++)
+        assert_int_equal(buf_puts(&big, "cat "), LLMOS_OK);
+    assert_int_equal(buf_puts(&big, "\",\"max_tokens\":1}"), LLMOS_OK);
+    post(port, "/v1/completions", big.data, NULL, &r);
+    assert_error(&r, 400, NULL, "context_length_exceeded", "context holds");
+    reply_free(&r);
+    buf_free(&big);
+    const char *unsupported = "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],"
+                              "\"response_format\":{\"type\":\"json_schema\",\"json_schema\":"
+                              "{\"name\":\"x\",\"schema\":{\"type\":\"object\",\"properties\":"
+                              "{\"a\":{\"$ref\":\"#/nowhere\"}}}}}}";
+    post(port, "/v1/chat/completions", unsupported, NULL, &r);
+    assert_int_equal(r.status, 400);
     reply_free(&r);
 
     http_server_stop(srv);

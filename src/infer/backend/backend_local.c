@@ -692,7 +692,7 @@ static llmos_err lb_chat(llm_backend *b, const llm_request *req, llm_stream_fn s
     }
     size_t n_ctx = model_ctx_size(lb->ctx);
     if (n_prompt >= n_ctx) {
-        err = llmos_fail(LLMOS_ERR_LIMIT,
+        err = llmos_fail(LLMOS_ERR_CONTEXT,
                          "local backend: the prompt has %zu tokens but the context holds %zu; "
                          "shorten the conversation or open the backend with a larger n_ctx",
                          n_prompt, n_ctx);

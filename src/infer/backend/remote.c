@@ -303,12 +303,16 @@ static int rm_on_progress(void *user, curl_off_t dt, curl_off_t dn, curl_off_t u
 
 /* The server's message from an error body: {"error": {"message": ...}} or {"error": "..."}
  * or {"message": ...}; else the start of the body as text. Writes into out[size]. */
-static void rm_error_message(const llmos_buf *body, char *out, size_t size)
+/* The message of an OpenAI-shaped error body into out; *context when its code says the input
+ * did not fit the model's context ("context_length_exceeded"). */
+static void rm_error_message(const llmos_buf *body, char *out, size_t size, bool *context)
 {
     json_t *root = NULL;
     out[0] = 0;
+    *context = false;
     if (body->len && !ljson_parse_text(body->data, body->len, "error body", 0, &root)) {
         json_t *e = json_object_get(root, "error");
+        *context = strcmp(ljson_get_string(e, "code", ""), "context_length_exceeded") == 0;
         const char *msg =
             json_is_string(e) ? json_string_value(e) : ljson_get_string(e, "message", NULL);
         if (!msg)
@@ -419,11 +423,13 @@ static llmos_err rm_perform(remote_backend *rb, const char *path, const char *bo
                                                     timeout again */
         } else if (x->status != 200) {
             char msg[512];
-            rm_error_message(&x->body, msg, sizeof msg);
+            bool context;
+            rm_error_message(&x->body, msg, sizeof msg, &context);
             llmos_err code = x->status == 401 || x->status == 403 ? LLMOS_ERR_AUTH
                              : x->status == 404                   ? LLMOS_ERR_NOT_FOUND
                              : x->status == 429                   ? LLMOS_ERR_BUSY
                              : x->status >= 500                   ? LLMOS_ERR_NETWORK
+                             : context                            ? LLMOS_ERR_CONTEXT
                                                                   : LLMOS_ERR_INVALID;
             err = llmos_fail(code, "remote %s%s: HTTP %ld: %s", rb->base_url, path, x->status, msg);
             retryable = x->status == 429 || x->status >= 500;
