@@ -6,8 +6,12 @@
 # (8 tokens, greedy), and checks afterwards that the server still answers a chat request
 # correctly. Prints wrk's figures and a summary line per run. Loopback only.
 #
+# Every request is authorized and audited through a kernel session. By default the server runs
+# on a store in memory only (--no-store); STORE=1 gives it an encrypted store on disk in a
+# temporary LLMOS_HOME, so that each request's audit record is a sealed, fsynced write.
+#
 # usage: bench/serve_load.sh [BUILD_DIR]   (default build; LLMOS_TESTDATA overrides the
-#        test data folder; DURATION, CONNECTIONS set the load)
+#        test data folder; DURATION, CONNECTIONS set the load; STORE=1 as above)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$root/build}
@@ -21,7 +25,12 @@ command -v wrk >/dev/null || { echo "wrk is not installed (scripts/deps)"; exit 
 [ -r "$model" ] || { echo "test data absent: $model"; exit 1; }
 
 tmp=$(mktemp -d /tmp/llmos-serve-load-XXXXXX)
-"$bin" serve --model "$model" --port 0 --queue 64 -t 1 >"$tmp/out" 2>"$tmp/err" &
+store=--no-store
+if [ "${STORE:-0}" = 1 ]; then
+  store=
+  export LLMOS_HOME=$tmp/home LLMOS_PASSPHRASE="serve load benchmark" LLMOS_KDF=interactive
+fi
+"$bin" serve --model "$model" --port 0 --queue 64 -t 1 $store >"$tmp/out" 2>"$tmp/err" &
 pid=$!
 trap 'kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$tmp"' EXIT
 url=
