@@ -23,5 +23,9 @@ LLMOS_NODISCARD llmos_err scripted_test_backend_new(const char *const *steps, si
 const char *scripted_test_backend_sent(llm_backend *b, size_t *len);
 /* Requests answered so far. */
 size_t scripted_test_backend_calls(llm_backend *b);
+/* The context window it reports (default 1 Mi tokens); it counts a prompt as llm_count_prompt
+ * estimates (about four bytes a token plus framing), so tests of the context manager can
+ * choose a small window. */
+void scripted_test_backend_set_context(llm_backend *b, size_t tokens);
 
 #endif

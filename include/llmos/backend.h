@@ -95,6 +95,11 @@ typedef struct llm_backend_ops {
     size_t (*context_size)(llm_backend *b);
     const char *(*model_name)(llm_backend *b);
     void (*free)(llm_backend *b);
+    /* Tokens the model sees for `messages` (and `tools`, may be NULL) framed by its chat
+     * template, with the generation prompt: what a chat request's prompt would take. NULL:
+     * the dispatcher's estimate. */
+    llmos_err (*count_prompt)(llm_backend *b, const json_t *messages, const json_t *tools,
+                              size_t *n);
 } llm_backend_ops;
 
 struct llm_backend {
@@ -109,6 +114,11 @@ LLMOS_API LLMOS_NODISCARD llmos_err llm_embed(llm_backend *b, const char *text, 
                                               float **vec, size_t *dim);
 LLMOS_API LLMOS_NODISCARD llmos_err llm_count_tokens(llm_backend *b, const char *text, size_t len,
                                                      size_t *n);
+/* Tokens a chat request's prompt takes (see count_prompt): the backend's exact count where it
+ * has one, else an estimate from the texts (about four bytes a token, plus a few tokens of
+ * framing per message). */
+LLMOS_API LLMOS_NODISCARD llmos_err llm_count_prompt(llm_backend *b, const json_t *messages,
+                                                     const json_t *tools, size_t *n);
 LLMOS_API size_t llm_context_size(llm_backend *b);
 LLMOS_API const char *llm_model_name(llm_backend *b);
 LLMOS_API void llm_backend_free(llm_backend *b);

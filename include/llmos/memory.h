@@ -76,6 +76,73 @@ LLMOS_API void memory_close(memory *m);
  * near; it knows nothing of meaning. Deterministic, no model needed. */
 LLMOS_API const store_embedder *memory_lexical_embedder(void);
 
+/* ---- the context manager (context.c) ---------------------------------------------------- */
+
+typedef struct mctx_params {
+    size_t window;   /* the model's context, tokens */
+    size_t reserve;  /* tokens kept for the answer (at most half the window) */
+    double pressure; /* share of the window at which the model is warned */
+    double flush;    /* share at which the oldest messages are evicted (mpage_*) */
+} mctx_params;
+
+/* Defaults: reserve 512, pressure 0.70, flush 0.90; window unset. */
+LLMOS_API mctx_params mctx_default_params(void);
+
+/* How the model counts: the tokens a chat prompt of `messages` (+ `tools`) takes, template and
+ * generation prompt included (llm_count_prompt). */
+typedef struct mctx_counter {
+    llmos_err (*count_prompt)(void *ctx, const json_t *messages, const json_t *tools, size_t *n);
+    void *ctx;
+} mctx_counter;
+
+typedef struct mctx_in {
+    const char *system;          /* the system prompt */
+    const json_t *core;          /* core memory blocks [{"label", "value"}], may be NULL */
+    const char *summary;         /* the recursive summary of evicted messages, NULL or "" */
+    size_t evicted;              /* how many messages the summary stands for */
+    const json_t *queue;         /* the messages in context, oldest first, no system message */
+    const json_t *tools;         /* offered tools (OpenAI shape), may be NULL */
+    const char *pressure_notice; /* told to the model when over the pressure threshold */
+} mctx_in;
+
+typedef struct mctx_out {
+    json_t *messages;   /* what the model sees (owned) */
+    json_t *tools;      /* the tools offered (owned; maybe fewer, without descriptions) */
+    size_t tokens;      /* the prompt's tokens, as the model counts them */
+    size_t full_tokens; /* what the whole context would take (before any degradation): the
+                           measure for the pressure and flush thresholds */
+    size_t reserve;     /* room left for the answer (the caller's max_tokens at most this) */
+    size_t first_kept;  /* index in the queue of the oldest message kept */
+    bool pressure;      /* the full context is over the pressure threshold */
+    bool short_system;  /* the one-line system prompt was used */
+    char notes[512];    /* what was left out, "" when nothing */
+} mctx_out;
+
+/* Lay out the context of `in` within p->window, degrading in the order context.c states when it
+ * does not fit; LLMOS_ERR_CONTEXT naming the numbers when even the minimum does not fit. Free
+ * *out with mctx_out_free. */
+LLMOS_API LLMOS_NODISCARD llmos_err mctx_layout(const mctx_params *p, const mctx_counter *c,
+                                                const mctx_in *in, mctx_out *out);
+LLMOS_API void mctx_out_free(mctx_out *out);
+
+/* ---- paging (paging.c) -------------------------------------------------------------------- */
+
+/* How many of the oldest messages of `queue` to evict so that the rest counts at most `target`
+ * tokens (with `fixed`, the system message alone, counted in), cut where the kept queue may
+ * start (never at a tool result whose call would go). *n is 0 when nothing needs to go. */
+LLMOS_API LLMOS_NODISCARD llmos_err mpage_plan(const mctx_counter *c, const json_t *fixed,
+                                               const json_t *queue, size_t target, size_t *n);
+/* The request that asks a model to fold `evicted` into `summary`: a messages array (new
+ * reference) for the model to answer in at most `max_words` words. */
+LLMOS_API json_t *mpage_summary_request(const char *summary, const json_t *evicted,
+                                        size_t max_words);
+/* A summary made without a model, for when the model's would not fit or the model failed: the
+ * old summary and one line per evicted message (its role and the start of its text), cut to
+ * max_bytes from the front (the newest lines stay). *out malloc'd (caller frees). */
+LLMOS_API LLMOS_NODISCARD llmos_err mpage_summary_fallback(const char *summary,
+                                                           const json_t *evicted, size_t max_bytes,
+                                                           char **out);
+
 /* ---- what the kernel keeps ---------------------------------------------------------------- */
 
 /* A new process id (1, 2, ...; never reused in a store). */

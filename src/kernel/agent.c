@@ -74,68 +74,132 @@ static json_t *offered_tools(kernel *k, const kproc *p)
     return arr;
 }
 
-/* The short system prompt for a model whose context cannot hold the full one. */
-static const char *const short_system_prompt = "You are an agent of llmos.";
+/* ---- the context: laid out by memory's context manager, paged MemGPT style ------------- */
 
-/* Tokens `text` takes in the privileged model (0 when it cannot say). */
-static size_t tokens_of(llm_backend *b, const char *text)
+static llmos_err count_for(void *ctx, const json_t *messages, const json_t *tools, size_t *n)
 {
+    return llm_count_prompt(ctx, messages, tools, n);
+}
+
+/* The queue of p: its messages after the system prompt (a new array sharing them). */
+static json_t *queue_of(const kproc *p)
+{
+    json_t *q = json_array();
+    for (size_t i = 1; q && i < json_array_size(p->ctx.messages); i++)
+        json_array_append(q, json_array_get(p->ctx.messages, i));
+    return q;
+}
+
+static const char *const pressure_notice =
+    "Memory pressure: this conversation fills most of your context window. Older messages will "
+    "soon move out of it, into recall memory and a summary; what must stay in view belongs in "
+    "core memory (core_memory_append), and facts to keep for later in archival memory "
+    "(archival_memory_insert).";
+
+/* Move the oldest messages of p out of its context: they are in recall memory already, and are
+ * folded into the recursive summary, which the model writes (or the deterministic fallback
+ * when the model's would not fit or the model fails). Brings the context to `target` tokens. */
+static llmos_err evict(kturn *t, kproc *p, const mctx_counter *c, size_t window, size_t target)
+{
+    kernel *k = t->s->k;
+    json_t *queue = queue_of(p);
     size_t n = 0;
-    if (llm_count_tokens(b, text, strlen(text), &n) != LLMOS_OK) {
-        llmos_err_clear();
-        n = 0;
+    llmos_err err = queue ? mpage_plan(c, json_array_get(p->ctx.messages, 0), queue, target, &n)
+                          : llmos_fail(LLMOS_ERR_NOMEM, "no memory");
+    json_decref(queue);
+    if (err || n == 0)
+        return err;
+    json_t *gone = json_array();
+    for (size_t i = 1; gone && i <= n; i++)
+        json_array_append(gone, json_array_get(p->ctx.messages, i));
+    /* the summary may take an eighth of the window */
+    size_t budget = window / 8 > 16 ? window / 8 : 16;
+    char *summary = NULL;
+    const char *how = "model";
+    json_t *req_msgs = gone ? mpage_summary_request(p->summary, gone, budget / 2) : NULL;
+    llm_response resp = {0};
+    llmos_err serr = req_msgs
+                         ? ksched_acquire(&k->sched, p->info.principal, &t->run.stop, NULL, NULL)
+                         : LLMOS_ERR_NOMEM;
+    if (!serr) {
+        llm_request req = llm_request_default();
+        req.messages = req_msgs;
+        req.max_tokens = (int32_t)budget;
+        req.cancel = &t->run.stop;
+        serr = llm_chat(k->cfg.privileged, &req, NULL, NULL, &resp);
+        ksched_release(&k->sched);
+        p->info.used.tokens += resp.prompt_tokens + resp.completion_tokens;
+        t->used.tokens += resp.prompt_tokens + resp.completion_tokens;
     }
-    return n;
+    json_decref(req_msgs);
+    if (!serr && resp.content && resp.content[0] && strcmp(resp.finish_reason, "length") != 0)
+        summary = strdup(resp.content);
+    llm_response_free(&resp);
+    llmos_err_clear();
+    if (!summary) {
+        how = "fallback";
+        err = gone ? mpage_summary_fallback(p->summary, gone, budget * 4, &summary)
+                   : llmos_fail(LLMOS_ERR_NOMEM, "no memory");
+    }
+    json_decref(gone);
+    if (err)
+        return err;
+    /* The summary is the privileged model's (or llmos's) words about trusted text: trusted. */
+    free(p->summary);
+    p->summary = summary;
+    for (size_t i = 0; i < n; i++)
+        json_array_remove(p->ctx.messages, 1);
+    p->evicted += (int64_t)n;
+    err = kproc_save(k, p);
+    if (!err)
+        err =
+            kernel_audit_rec(k, "memory",
+                             json_pack("{s:I, s:s, s:I, s:I, s:s}", "pid", (json_int_t)p->info.pid,
+                                       "event", "evict", "messages", (json_int_t)n, "evicted",
+                                       (json_int_t)p->evicted, "summary", how));
+    char msg[200];
+    snprintf(msg, sizeof msg, "%zu older messages moved to recall memory and into the summary (%s)",
+             n, strcmp(how, "model") == 0 ? "written by the model" : "kept line by line");
+    emit_notice(t, p->info.pid, msg);
+    return err;
 }
 
-/* Fit the fixed part of the context into a small window: the system prompt and the tool
- * descriptions may take at most half of the model's context. When they do not, the tools go
- * first, then the system prompt is replaced by a one-line one for this turn (*short_system),
- * each with a notice; a small model (stories260K's 512 tokens) then works without tools
- * rather than not at all. The context manager (memory) will make this exact. */
-static void fit_fixed_part(kturn *t, kproc *p, json_t *tools, bool *short_system)
+/* The context for the next model call, within the window: evicted first when over the flush
+ * threshold; what the manager left out told to the device once per turn. */
+static llmos_err layout(kturn *t, kproc *p, const json_t *tools, int32_t want, mctx_out *out,
+                        char *told, size_t told_size)
 {
-    llm_backend *b = t->s->k->cfg.privileged;
-    size_t ctx = b ? llm_context_size(b) : 0;
-    *short_system = false;
-    if (!ctx)
-        return;
-    const char *sys = ljson_get_string(json_array_get(p->ctx.messages, 0), "content", "");
-    size_t n_sys = tokens_of(b, sys), n_tools = 0;
-    char *text = json_array_size(tools) ? json_dumps(tools, JSON_COMPACT) : NULL;
-    if (text)
-        n_tools = tokens_of(b, text);
-    free(text);
-    char msg[300];
-    if (n_tools && n_sys + n_tools > ctx / 2) {
-        snprintf(msg, sizeof msg,
-                 "the model's context (%zu tokens) cannot hold the tool descriptions (%zu "
-                 "tokens): no tools this turn",
-                 ctx, n_tools);
-        emit_notice(t, p->info.pid, msg);
-        json_array_clear(tools);
+    kernel *k = t->s->k;
+    llm_backend *b = k->cfg.privileged;
+    mctx_params mp = mctx_default_params();
+    mp.window = llm_context_size(b);
+    mp.reserve = want > 0 ? (size_t)want : mp.reserve;
+    mctx_counter c = {.count_prompt = count_for, .ctx = b};
+    llmos_err err = LLMOS_OK;
+    for (int round = 0; round < 2 && !err; round++) {
+        json_t *queue = queue_of(p);
+        mctx_in in = {.system = ljson_get_string(json_array_get(p->ctx.messages, 0), "content", ""),
+                      .summary = p->summary,
+                      .evicted = (size_t)p->evicted,
+                      .queue = queue,
+                      .tools = tools,
+                      .pressure_notice = pressure_notice};
+        err = queue ? mctx_layout(&mp, &c, &in, out) : llmos_fail(LLMOS_ERR_NOMEM, "no memory");
+        size_t nq = json_array_size(queue);
+        json_decref(queue);
+        if (err || round == 1 || (double)out->full_tokens < mp.flush * (double)mp.window || nq < 2)
+            break;
+        mctx_out_free(out);
+        err = evict(t, p, &c, mp.window, mp.window / 2);
     }
-    if (n_sys > ctx / 2) {
-        snprintf(msg, sizeof msg,
-                 "the model's context (%zu tokens) cannot hold the system prompt (%zu tokens): "
-                 "a one-line one is used this turn",
-                 ctx, n_sys);
+    if (!err && out->notes[0] && strcmp(out->notes, told) != 0) {
+        char msg[600];
+        snprintf(msg, sizeof msg, "the model's context (%zu tokens) is small: %s", mp.window,
+                 out->notes);
         emit_notice(t, p->info.pid, msg);
-        *short_system = true;
+        snprintf(told, told_size, "%s", out->notes);
     }
-}
-
-/* The messages for the model: the context, with the one-line system prompt when asked. A new
- * reference. */
-static json_t *messages_for_model(const kproc *p, bool short_system)
-{
-    if (!short_system)
-        return json_incref(p->ctx.messages);
-    json_t *copy = json_copy(p->ctx.messages);
-    if (copy && json_array_size(copy) > 0)
-        json_array_set_new(
-            copy, 0, json_pack("{s:s, s:s}", "role", "system", "content", short_system_prompt));
-    return copy;
+    return err;
 }
 
 /* End the turn of p in `state` with a reason: saved, audited when the process ended for good
@@ -341,8 +405,7 @@ llmos_err kernel_run_turn(kturn *t, int64_t pid, kproc_state *final)
     p->info.state = KPROC_RUNNING;
     err = kproc_save(k, p);
     json_t *tools = offered_tools(k, p);
-    bool short_system = false;
-    fit_fixed_part(t, p, tools, &short_system);
+    char told[512] = ""; /* the context manager's notes already shown this turn */
     double start = llmos_time_now(), wall_before = p->info.used.wall_s;
     int32_t turn_max = k->cfg.max_tokens_per_turn > 0 ? k->cfg.max_tokens_per_turn : 512;
     while (!err) {
@@ -366,11 +429,17 @@ llmos_err kernel_run_turn(kturn *t, int64_t pid, kproc_state *final)
             err = finish(t, p, KPROC_FAILED, "the model failed: this llmos has no model loaded");
             break;
         }
+        mctx_out ctx = {0};
+        if ((err = layout(t, p, tools, turn_max, &ctx, told, sizeof told))) {
+            mctx_out_free(&ctx);
+            if (err == LLMOS_ERR_CONTEXT) /* the message itself does not fit: say so */
+                err = finish(t, p, KPROC_FAILED, "%s", llmos_errmsg());
+            break;
+        }
         llm_request req = llm_request_default();
-        json_t *msgs = messages_for_model(p, short_system);
-        req.messages = msgs;
-        req.tools = json_array_size(tools) ? tools : NULL;
-        req.max_tokens = turn_max;
+        req.messages = ctx.messages;
+        req.tools = json_array_size(ctx.tools) ? ctx.tools : NULL;
+        req.max_tokens = turn_max < (int32_t)ctx.reserve ? turn_max : (int32_t)ctx.reserve;
         if (k->cfg.sampling)
             req.sampling = *k->cfg.sampling;
         const kbudget *b = &p->info.budget;
@@ -382,11 +451,10 @@ llmos_err kernel_run_turn(kturn *t, int64_t pid, kproc_state *final)
         llm_response resp = {0};
         llmos_err cerr = ksched_acquire(&k->sched, p->info.principal, &t->run.stop, NULL, NULL);
         if (!cerr) {
-            cerr = msgs ? llm_chat(k->cfg.privileged, &req, turn_stream, t, &resp)
-                        : llmos_fail(LLMOS_ERR_NOMEM, "no memory for the context");
+            cerr = llm_chat(k->cfg.privileged, &req, turn_stream, t, &resp);
             ksched_release(&k->sched);
         }
-        json_decref(msgs);
+        mctx_out_free(&ctx);
         uint32_t spent = resp.prompt_tokens + resp.completion_tokens;
         p->info.used.tokens += spent;
         t->used.tokens += spent;

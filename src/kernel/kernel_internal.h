@@ -19,8 +19,11 @@
 
 struct kproc {
     kproc_info info;
-    kctx ctx;      /* the privileged context: trusted text and handles only */
-    quarantine *q; /* the process's untrusted values */
+    kctx ctx;        /* the privileged context: the system prompt, then the queue of recent
+                        messages (trusted text and handles only) */
+    quarantine *q;   /* the process's untrusted values */
+    char *summary;   /* the recursive summary of evicted messages (malloc'd), NULL when none */
+    int64_t evicted; /* messages moved out of the context into recall memory */
 };
 
 /* ---- the scheduler (sched.c) -------------------------------------------------------------- */

@@ -168,6 +168,9 @@ llmos_err kproc_load(kernel *k, int64_t pid, kproc **out)
         return llmos_fail(LLMOS_ERR_NOMEM, "process: no memory");
     }
     info_read(j, &p->info);
+    const char *summary = ljson_get_string(j, "summary", NULL);
+    p->summary = summary ? strdup(summary) : NULL;
+    p->evicted = ljson_get_int(j, "evicted", 0);
     json_t *msgs = ljson_get_array(j, "messages");
     p->ctx.messages = msgs ? json_incref(msgs) : json_array();
     err = quarantine_from_json(json_object_get(j, "quarantine"), &p->q);
@@ -194,6 +197,10 @@ llmos_err kproc_save(kernel *k, const kproc *p)
                           budget_json(&in->used), "state", kproc_state_name(in->state), "reason",
                           in->reason, "created_at", (json_int_t)in->created_at, "messages",
                           p->ctx.messages, "quarantine", q);
+    if (j && p->summary)
+        json_object_set_new(j, "summary", json_string(p->summary));
+    if (j && p->evicted)
+        json_object_set_new(j, "evicted", json_integer(p->evicted));
     if (!j)
         return llmos_fail(LLMOS_ERR_FORMAT, "process %" PRId64 " could not be serialised", in->pid);
     kernel_lock(k);
@@ -209,6 +216,7 @@ void kproc_free(kproc *p)
         return;
     kctx_free(&p->ctx);
     quarantine_free(p->q);
+    free(p->summary);
     free(p);
 }
 

@@ -25,6 +25,7 @@ typedef struct scripted {
     bool repeat;
     llmos_buf sent;
     size_t calls;
+    size_t context; /* what context_size reports */
 } scripted;
 
 static llmos_err sc_chat(llm_backend *b, const llm_request *req, llm_stream_fn stream,
@@ -124,8 +125,7 @@ static llmos_err sc_count(llm_backend *b, const char *text, size_t len, size_t *
 
 static size_t sc_ctx(llm_backend *b)
 {
-    (void)b;
-    return 8192;
+    return ((scripted *)b)->context;
 }
 
 static const char *sc_name(llm_backend *b)
@@ -146,8 +146,13 @@ static void sc_free(llm_backend *b)
     free(s);
 }
 
-static const llm_backend_ops sc_ops = {
-    "scripted_test_backend", sc_chat, sc_embed, sc_count, sc_ctx, sc_name, sc_free};
+static const llm_backend_ops sc_ops = {.kind = "scripted_test_backend",
+                                       .chat = sc_chat,
+                                       .embed = sc_embed,
+                                       .count_tokens = sc_count,
+                                       .context_size = sc_ctx,
+                                       .model_name = sc_name,
+                                       .free = sc_free};
 
 llmos_err scripted_test_backend_new(const char *const *steps, size_t n_steps, bool repeat,
                                     llm_backend **out)
@@ -160,6 +165,7 @@ llmos_err scripted_test_backend_new(const char *const *steps, size_t n_steps, bo
     }
     s->base.ops = &sc_ops;
     s->repeat = repeat;
+    s->context = 1u << 20;
     for (size_t i = 0; i < n_steps; i++) {
         llmos_err err =
             ljson_parse_text(steps[i], strlen(steps[i]), "script step", 0, &s->steps[i]);
@@ -184,4 +190,9 @@ const char *scripted_test_backend_sent(llm_backend *b, size_t *len)
 size_t scripted_test_backend_calls(llm_backend *b)
 {
     return ((scripted *)b)->calls;
+}
+
+void scripted_test_backend_set_context(llm_backend *b, size_t tokens)
+{
+    ((scripted *)b)->context = tokens;
 }

@@ -327,9 +327,11 @@ static void slow_free(llm_backend *b)
     (void)b;
 }
 
-static const llm_backend_ops slow_ops = {
-    "slow-test", slow_chat, NULL, NULL, slow_ctx, slow_name, slow_free,
-};
+static const llm_backend_ops slow_ops = {.kind = "slow-test",
+                                         .chat = slow_chat,
+                                         .context_size = slow_ctx,
+                                         .model_name = slow_name,
+                                         .free = slow_free};
 
 static void test_ctrl_c_cancels_and_returns_to_prompt(void **state)
 {

@@ -166,8 +166,13 @@ static void stb_free(llm_backend *b)
     (void)b;
 }
 
-static const llm_backend_ops stb_ops = {
-    "serve_test_backend", stb_chat, stb_embed, stb_count, stb_ctx, stb_name, stb_free};
+static const llm_backend_ops stb_ops = {.kind = "serve_test_backend",
+                                        .chat = stb_chat,
+                                        .embed = stb_embed,
+                                        .count_tokens = stb_count,
+                                        .context_size = stb_ctx,
+                                        .model_name = stb_name,
+                                        .free = stb_free};
 
 static const char *const hello_pieces[] = {"Hello", ",", " world", "!"};
 

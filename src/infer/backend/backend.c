@@ -6,6 +6,7 @@
  * shapes every backend shares.
  */
 #include <stdlib.h>
+#include <string.h>
 
 #include "llmos/backend.h"
 
@@ -59,6 +60,31 @@ llmos_err llm_count_tokens(llm_backend *b, const char *text, size_t len, size_t 
         return LLMOS_OK;
     }
     return b->ops->count_tokens(b, text, len, n);
+}
+
+llmos_err llm_count_prompt(llm_backend *b, const json_t *messages, const json_t *tools, size_t *n)
+{
+    *n = 0;
+    if (b && b->ops->count_prompt)
+        return b->ops->count_prompt(b, messages, tools, n);
+    /* the estimate: each message's texts, about four bytes a token, and 4 tokens of framing */
+    size_t bytes = 0, count = 0;
+    size_t i;
+    json_t *m;
+    json_array_foreach(messages, i, m)
+    {
+        char *text = json_dumps(m, JSON_COMPACT);
+        bytes += text ? strlen(text) : 0;
+        free(text);
+        count++;
+    }
+    if (tools) {
+        char *text = json_dumps(tools, JSON_COMPACT);
+        bytes += text ? strlen(text) : 0;
+        free(text);
+    }
+    *n = bytes / 4 + 4 * count + 8;
+    return LLMOS_OK;
 }
 
 size_t llm_context_size(llm_backend *b)

@@ -771,6 +771,19 @@ static llmos_err lb_count_tokens(llm_backend *b, const char *text, size_t len, s
     return err;
 }
 
+/* The prompt a chat request would evaluate, counted exactly: the template rendered and
+ * tokenized as lb_chat does. */
+static llmos_err lb_count_prompt(llm_backend *b, const json_t *messages, const json_t *tools,
+                                 size_t *n)
+{
+    local_backend *lb = (local_backend *)b;
+    int32_t *ids = NULL;
+    llmos_err err = local_chat_tokenize(lb->tok, lb->tmpl, messages, tools, true, &ids, n, NULL,
+                                        NULL);
+    free(ids);
+    return err;
+}
+
 /* ---- embeddings (see model/embed.c) ---------------------------------------------------------- */
 
 /* The text as plain text (special-token parsing off, BOS as the tokenizer says), truncated to
@@ -860,6 +873,7 @@ static const llm_backend_ops local_ops = {
     .context_size = lb_context_size,
     .model_name = lb_model_name,
     .free = lb_free,
+    .count_prompt = lb_count_prompt,
 };
 
 local_backend_params local_backend_default_params(void)
