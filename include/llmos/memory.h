@@ -111,6 +111,7 @@ typedef struct mctx_out {
     size_t tokens;      /* the prompt's tokens, as the model counts them */
     size_t full_tokens; /* what the whole context would take (before any degradation): the
                            measure for the pressure and flush thresholds */
+    size_t fixed_tokens; /* what the system message and the tools take alone (no queue) */
     size_t reserve;     /* room left for the answer (the caller's max_tokens at most this) */
     size_t first_kept;  /* index in the queue of the oldest message kept */
     bool pressure;      /* the full context is over the pressure threshold */

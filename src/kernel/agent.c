@@ -98,14 +98,14 @@ static const char *const pressure_notice =
 
 /* Move the oldest messages of p out of its context: they are in recall memory already, and are
  * folded into the recursive summary, which the model writes (or the deterministic fallback
- * when the model's would not fit or the model fails). Brings the context to `target` tokens. */
+ * when the model's would not fit or the model fails). Brings the queue to `target` tokens. */
 static llmos_err evict(kturn *t, kproc *p, const mctx_counter *c, size_t window, size_t target)
 {
     kernel *k = t->s->k;
     json_t *queue = queue_of(p);
     size_t n = 0;
-    llmos_err err = queue ? mpage_plan(c, json_array_get(p->ctx.messages, 0), queue, target, &n)
-                          : llmos_fail(LLMOS_ERR_NOMEM, "no memory");
+    llmos_err err =
+        queue ? mpage_plan(c, NULL, queue, target, &n) : llmos_fail(LLMOS_ERR_NOMEM, "no memory");
     json_decref(queue);
     if (err || n == 0)
         return err;
@@ -132,7 +132,11 @@ static llmos_err evict(kturn *t, kproc *p, const mctx_counter *c, size_t window,
         t->used.tokens += resp.prompt_tokens + resp.completion_tokens;
     }
     json_decref(req_msgs);
-    if (!serr && resp.content && resp.content[0] && strcmp(resp.finish_reason, "length") != 0)
+    size_t summary_tokens = 0;
+    if (!serr && resp.content && resp.content[0] && strcmp(resp.finish_reason, "length") != 0 &&
+        llm_count_tokens(k->cfg.privileged, resp.content, strlen(resp.content), &summary_tokens) ==
+            LLMOS_OK &&
+        summary_tokens <= budget)
         summary = strdup(resp.content);
     llm_response_free(&resp);
     llmos_err_clear();
@@ -187,10 +191,20 @@ static llmos_err layout(kturn *t, kproc *p, const json_t *tools, int32_t want, m
         err = queue ? mctx_layout(&mp, &c, &in, out) : llmos_fail(LLMOS_ERR_NOMEM, "no memory");
         size_t nq = json_array_size(queue);
         json_decref(queue);
-        if (err || round == 1 || (double)out->full_tokens < mp.flush * (double)mp.window || nq < 2)
+        /* Evict when the context is over the flush threshold and the queue is a good part of
+         * it (a quarter of the window): when the fixed part alone fills a small window, the
+         * manager's degradation copes and eviction would only churn. The queue comes down to
+         * half of what the fixed part and the answer leave. */
+        size_t queue_tokens = err ? 0 : out->full_tokens - out->fixed_tokens;
+        if (err || round == 1 || (double)out->full_tokens < mp.flush * (double)mp.window ||
+            nq < 2 || queue_tokens < mp.window / 4)
             break;
+        size_t room = mp.window > out->fixed_tokens + mp.reserve
+                          ? mp.window - out->fixed_tokens - mp.reserve
+                          : 0;
+        size_t target = room / 2 > mp.window / 8 ? room / 2 : mp.window / 8;
         mctx_out_free(out);
-        err = evict(t, p, &c, mp.window, mp.window / 2);
+        err = evict(t, p, &c, mp.window, target);
     }
     if (!err && out->notes[0] && strcmp(out->notes, told) != 0) {
         char msg[600];
@@ -340,6 +354,8 @@ static llmos_err run_calls(kturn *t, kproc *p, const llm_response *resp, bool *o
         if (!err)
             err = kctx_append_tool(&p->ctx, c->id ? c->id : "",
                                    trusted_system(result.data ? result.data : ""));
+        if (!err) /* what the model got: trusted text, or a handle's notice, never the value */
+            recall(k, p->info.pid, "tool", result.data ? result.data : "");
         if (!err) {
             kevent res = {.kind = KEVENT_TOOL_RESULT,
                           .pid = p->info.pid,
@@ -501,6 +517,18 @@ llmos_err kernel_run_turn(kturn *t, int64_t pid, kproc_state *final)
             break;
         }
         err = kctx_append_calls(&p->ctx, said, resp.tool_calls, resp.n_tool_calls);
+        if (!err) {
+            /* recall keeps the turn as text: what the model said, and which tools it called */
+            llmos_buf line = {0};
+            bool ok = !buf_puts(&line, said.text);
+            for (size_t i = 0; ok && i < resp.n_tool_calls; i++)
+                ok = !buf_printf(&line, "%s[called %s %s]", line.len ? " " : "",
+                                 resp.tool_calls[i].name ? resp.tool_calls[i].name : "",
+                                 resp.tool_calls[i].arguments ? resp.tool_calls[i].arguments : "");
+            if (ok)
+                recall(k, pid, "assistant", line.data ? line.data : "");
+            buf_free(&line);
+        }
         bool out_of_calls = false, turn_calls_spent = false;
         if (!err)
             err = run_calls(t, p, &resp, &out_of_calls, &turn_calls_spent);

@@ -153,6 +153,8 @@ llmos_err mctx_layout(const mctx_params *p, const mctx_counter *c, const mctx_in
     out->full_tokens = n;
     if (!err && (double)n >= p->pressure * (double)window)
         out->pressure = true;
+    if (!err)
+        err = count_layout(c, sys.data, in->queue, nq, tools, &out->fixed_tokens);
     const char *notice = out->pressure ? in->pressure_notice : NULL;
     if (!err && notice)
         err = system_text(in, false, notice, &sys);
