@@ -221,7 +221,7 @@ int cmd_shell(int argc, char **argv)
     char history[4096];
     if (ro.interactive) {
         const char *home = cli_home();
-        if (llmos_file_mkdirs(home, 0700) == LLMOS_OK) {
+        if (llmos_file_private_dir(home) == LLMOS_OK) { /* a home others can write: no history */
             snprintf(history, sizeof history, "%s/history", home);
             ro.history_path = history;
         }

@@ -210,7 +210,7 @@ llmos_err memory_open(const memory_params *p, memory **out)
     if (!p)
         p = &defaults;
     const char *home = p->home ? p->home : memory_home();
-    llmos_err err = llmos_file_mkdirs(home, 0700);
+    llmos_err err = llmos_file_private_dir(home);
     if (err)
         return llmos_fail_context(err, "the llmos home %s: ", home);
     char dir[4200], keyfile[4300];

@@ -265,6 +265,11 @@ llmos_err store_open(const char *dir, const char *passphrase, const store_option
     }
 
     bool have_key = file_exists(s->key_path), have_db = file_exists(s->db_path);
+    /* a store directory that others may write to could hold anything they put there */
+    if ((have_key || have_db || !opt->no_create) && (err = llmos_file_private_dir(dir))) {
+        store_close(s);
+        return err;
+    }
     keys_unlocked *keys = NULL;
     if (have_key) {
         err = keys_unlock(s->key_path, passphrase, &keys);
@@ -279,9 +284,7 @@ llmos_err store_open(const char *dir, const char *passphrase, const store_option
         keys_kdf kdf = opt->kdf;
         if (kdf.opslimit == 0 && kdf.memlimit == 0)
             kdf = keys_kdf_default();
-        err = llmos_file_mkdirs(dir, 0700);
-        if (!err)
-            err = keys_create(s->key_path, passphrase, kdf, &keys);
+        err = keys_create(s->key_path, passphrase, kdf, &keys);
     }
     if (!err)
         /* keys is set when keys_create/keys_unlock return 0 (llmos_fail returns its nonzero

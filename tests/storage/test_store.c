@@ -135,6 +135,34 @@ static void test_open_create_reopen(void **state)
     store_close(s);
 }
 
+/* A store directory that others may write to (they could plant or replace files in it) or that
+ * belongs to another user is refused, naming the directory and the fix; nothing is created. */
+static void test_open_dir_refused(void **state)
+{
+    (void)state;
+    store *s = open_ok("u1", "pw");
+    store_close(s);
+    char sub[128];
+    snprintf(sub, sizeof sub, "%s/u1", dir);
+    assert_int_equal(chmod(sub, 0777), 0);
+    store_options o = opts();
+    assert_int_equal(store_open(sub, "pw", &o, &s), LLMOS_ERR_DENIED);
+    assert_null(s);
+    assert_non_null(strstr(llmos_errmsg(), sub));
+    assert_non_null(strstr(llmos_errmsg(), "chmod 700"));
+    assert_int_equal(chmod(sub, 0700), 0);
+    s = open_ok("u1", "pw");
+    store_close(s);
+    /* a new store in an open directory is not created either */
+    char open_dir[128], key[160];
+    snprintf(open_dir, sizeof open_dir, "%s/shared", dir);
+    assert_int_equal(mkdir(open_dir, 0777), 0);
+    assert_int_equal(chmod(open_dir, 01777), 0);
+    assert_int_equal(store_open(open_dir, "pw", &o, &s), LLMOS_ERR_DENIED);
+    snprintf(key, sizeof key, "%s/store.key", open_dir);
+    assert_int_not_equal(access(key, F_OK), 0);
+}
+
 static void test_messages_search(void **state)
 {
     (void)state;
@@ -506,6 +534,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_open_create_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_dir_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_messages_search, setup, teardown),
         cmocka_unit_test_setup_teardown(test_archival, setup, teardown),
         cmocka_unit_test_setup_teardown(test_archival_index, setup, teardown),
