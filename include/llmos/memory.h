@@ -52,6 +52,8 @@ typedef struct memory_params {
     memory_embed embed;      /* which embedder archival memory gets */
     const char *embed_model; /* GGUF file of the engine embedder (MEMORY_EMBED_DEFAULT) */
     bool check_embedder;     /* refuse a store whose memories another embedder made */
+    bool start_over;         /* a store whose database is gone starts over empty
+                                (store_options.start_over; `llmos memory reset`) */
 } memory_params;
 
 typedef struct memory memory;

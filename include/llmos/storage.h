@@ -93,12 +93,18 @@ typedef struct store_options {
     int wal_autocheckpoint;         /* WAL pages before an automatic checkpoint; 0 = 1000 */
     bool no_fsync;                  /* tests only: never fsync (PRAGMA synchronous=OFF); still
                                        safe when a process dies, not when the power fails */
+    bool start_over;                /* when the key file is there but the database is missing or
+                                       empty: set the old key file aside (store.key.old-<db id>)
+                                       and make a new, empty store with a new key, instead of
+                                       failing. No effect on a store whose database is there. */
 } store_options;
 
 /* Open (or create) the store in directory `dir` (created with mode 0700), unlocking it with
  * `passphrase`. `opt` may be NULL for defaults. Migrates the schema to the current version.
  * Wrong passphrase: LLMOS_ERR_AUTH. A tampered database: LLMOS_ERR_CRYPTO naming file and page.
- * Close with store_close. */
+ * A directory of another user, or one its group or others may write to: LLMOS_ERR_DENIED. A key
+ * file whose database is missing (LLMOS_ERR_NOT_FOUND) or empty (LLMOS_ERR_FORMAT) is refused
+ * with a message saying so, unless opt->start_over. Close with store_close. */
 LLMOS_NODISCARD llmos_err store_open(const char *dir, const char *passphrase,
                                      const store_options *opt, store **out);
 /* A store in memory only (SQLite's ":memory:" database): the same schema and functions, no
@@ -114,6 +120,9 @@ int store_schema_version(store *s);
 /* Paths of the database and key file (owned by the store). */
 const char *store_db_path(const store *s);
 const char *store_key_path(const store *s);
+/* Where the old key file was set aside when store_open started over (opt->start_over), or NULL
+ * when it did not (owned by the store). */
+const char *store_set_aside_key(const store *s);
 
 /* Explicit transactions, so that several writes commit together. Writes outside them commit
  * one by one. store_rollback's result may be ignored (it is usually called on an error path,

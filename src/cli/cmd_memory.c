@@ -4,6 +4,7 @@
  *   llmos memory add [--model FILE] TEXT...          store TEXT as an archival memory
  *   llmos memory search [--model FILE] QUERY [-k N]  the N memories nearest to QUERY (default 5)
  *   llmos memory stats                               counts, sizes and the store's embedder
+ *   llmos memory reset                               start over a store whose database is gone
  *
  * The store lives in <llmos home>/store (see memory_home). The passphrase comes from
  * LLMOS_PASSPHRASE (for scripts) or from a prompt on the terminal without echo; the first use
@@ -154,10 +155,34 @@ static int memory_stats(void)
     return err ? cli_report(err) : CLI_OK;
 }
 
+/* A store whose key file is there but whose database is missing or empty is refused by every
+ * other command; this one makes a new, empty store in its place (store_options.start_over),
+ * after the old passphrase unlocked the old key file, which is kept aside. */
+static int memory_reset(void)
+{
+    cli_boot b;
+    cli_boot_params bp = {.device = "cli", .start_over = true, .embed = MEMORY_EMBED_NONE};
+    llmos_err err = cli_boot_open(&bp, &b);
+    if (err)
+        return cli_report(err);
+    store *st = memory_store(b.mem);
+    const char *aside = store_set_aside_key(st);
+    if (aside)
+        printf("started over: %s is a new, empty store under a new key; the old key file is "
+               "kept as %s\n",
+               store_db_path(st), aside);
+    else
+        printf("nothing to start over: %s is there (reset only replaces a store whose database "
+               "is gone; to discard a store, move its folder away)\n",
+               store_db_path(st));
+    cli_boot_close(&b);
+    return aside ? CLI_OK : CLI_FAILED;
+}
+
 int cmd_memory(int argc, char **argv)
 {
     if (argc < 2)
-        return cli_usage_error("memory", "say what to do: add, search or stats");
+        return cli_usage_error("memory", "say what to do: add, search, stats or reset");
     if (strcmp(argv[1], "add") == 0)
         return memory_add(argc, argv);
     if (strcmp(argv[1], "search") == 0)
@@ -167,5 +192,10 @@ int cmd_memory(int argc, char **argv)
             return cli_usage_error("memory", "stats takes no arguments");
         return memory_stats();
     }
-    return cli_usage_error("memory", "unknown action '%s' (add, search or stats)", argv[1]);
+    if (strcmp(argv[1], "reset") == 0) {
+        if (argc > 2)
+            return cli_usage_error("memory", "reset takes no arguments");
+        return memory_reset();
+    }
+    return cli_usage_error("memory", "unknown action '%s' (add, search, stats or reset)", argv[1]);
 }

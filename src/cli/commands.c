@@ -99,7 +99,8 @@ const cli_command cli_commands[] = {
     {"memory", "Add to and search your encrypted memory store",
      "usage: llmos memory add TEXT...\n"
      "       llmos memory search QUERY... [-k N]\n"
-     "       llmos memory stats\n\n"
+     "       llmos memory stats\n"
+     "       llmos memory reset\n\n"
      "Your memories live in an encrypted store in $LLMOS_HOME/store (every page\n"
      "sealed with XChaCha20-Poly1305 under a key protected by your passphrase).\n"
      "The passphrase is asked on the terminal (twice when the store is created),\n"
@@ -107,7 +108,9 @@ const cli_command cli_commands[] = {
      "sets the Argon2id strength of a new store (default moderate: ~1 s, 256 MiB).\n\n"
      "  add TEXT      remember TEXT (archival memory)\n"
      "  search QUERY  the memories nearest to QUERY; -k N how many (default 5)\n"
-     "  stats         counts, sizes and schema version\n\n"
+     "  stats         counts, sizes and schema version\n"
+     "  reset         start over with an empty store when store.db is gone (every\n"
+     "                other command refuses such a store); the old key file is kept\n\n"
      "Until a model provides embeddings, a TEST embedder (word hashing) is used:\n"
      "it finds shared words, not meaning.\n",
      cmd_memory},

@@ -225,7 +225,7 @@ llmos_err memory_open(const memory_params *p, memory **out)
     memory *m = calloc(1, sizeof *m);
     if (!m)
         return llmos_fail(LLMOS_ERR_NOMEM, "no memory");
-    store_options opt = {.no_create = !p->create};
+    store_options opt = {.no_create = !p->create, .start_over = p->start_over};
     err = keys_kdf_from_env(&opt.kdf);
     if (!err)
         err = pick_embedder(m, p, &opt.embedder);

@@ -24,6 +24,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <sodium.h>
 
@@ -237,6 +238,108 @@ static llmos_err migrate(store *s)
     }
 }
 
+/* Set the old key file of a store whose database is gone aside as store.key.old-<db id>, with
+ * what is left of the database (an empty store.db is removed, a WAL renamed like the key, the
+ * shared-memory index removed), so that a new store can be made in its place. The key file
+ * goes last, so that an interruption leaves a key file without a database, which is refused
+ * and reset again. */
+static llmos_err set_aside(store *s, const keys_unlocked *keys)
+{
+    assert(s && keys);
+    char id[2 * sizeof keys->db_id + 1];
+    llmos_hex_encode(id, sizeof id, keys->db_id, sizeof keys->db_id);
+    llmos_buf b = {0};
+    char *old_key = NULL, *wal = NULL, *old_wal = NULL, *shm = NULL;
+    if (buf_printf(&b, "%s.old-%s", s->key_path, id) || !(old_key = buf_detach(&b, NULL)) ||
+        buf_printf(&b, "%s-wal", s->db_path) || !(wal = buf_detach(&b, NULL)) ||
+        buf_printf(&b, "%s-wal.old-%s", s->db_path, id) || !(old_wal = buf_detach(&b, NULL)) ||
+        buf_printf(&b, "%s-shm", s->db_path) || !(shm = buf_detach(&b, NULL))) {
+        buf_free(&b);
+        free(old_key);
+        free(wal);
+        free(old_wal);
+        return llmos_fail(LLMOS_ERR_NOMEM, "no memory for a store");
+    }
+    llmos_err err = LLMOS_OK;
+    if (unlink(s->db_path) != 0 && errno != ENOENT)
+        err = llmos_fail(LLMOS_ERR_IO, "%s: cannot remove: %s", s->db_path, strerror(errno));
+    else if (rename(wal, old_wal) != 0 && errno != ENOENT)
+        err = llmos_fail(LLMOS_ERR_IO, "%s: cannot rename: %s", wal, strerror(errno));
+    else if (unlink(shm) != 0 && errno != ENOENT)
+        err = llmos_fail(LLMOS_ERR_IO, "%s: cannot remove: %s", shm, strerror(errno));
+    else if (rename(s->key_path, old_key) != 0)
+        err = llmos_fail(LLMOS_ERR_IO, "%s: cannot rename: %s", s->key_path, strerror(errno));
+    else
+        err = llmos_file_sync_dir(s->key_path);
+    if (!err) {
+        LOG_WARN("storage",
+                 "%s: started over with an empty store under a new key; the old key file is kept "
+                 "as %s (with it, a backup of the old database can still be opened)",
+                 s->dir, old_key);
+        s->set_aside_key = old_key;
+        old_key = NULL;
+    }
+    free(old_key);
+    free(wal);
+    free(old_wal);
+    free(shm);
+    return err;
+}
+
+/* The keys of the store in s->dir: unwrapped from its key file, or made for a new store.
+ *
+ * Security: a key file whose database is missing or empty is refused. SQLite would happily
+ * make a new database there, so a deleted or truncated store.db would come back as an empty
+ * store under the old key and database id, with nothing to say that the user's memories, and
+ * the audit log of everything done, are gone. Only opt->start_over makes a new store then,
+ * with a new key (set_aside). */
+static llmos_err open_keys(store *s, const char *passphrase, const store_options *opt,
+                           keys_unlocked **keys)
+{
+    assert(s && s->dir && passphrase && opt && keys);
+    *keys = NULL;
+    struct stat db;
+    bool have_key = file_exists(s->key_path), have_db = stat(s->db_path, &db) == 0;
+    /* a store directory that others may write to could hold anything they put there */
+    llmos_err err = LLMOS_OK;
+    if ((have_key || have_db || !opt->no_create) && (err = llmos_file_private_dir(s->dir)))
+        return err;
+    if (have_key) {
+        err = keys_unlock(s->key_path, passphrase, keys);
+        if (err || (have_db && db.st_size > 0))
+            return err;
+        if (!opt->start_over) {
+            keys_free(*keys);
+            *keys = NULL;
+            return llmos_fail(have_db ? LLMOS_ERR_FORMAT : LLMOS_ERR_NOT_FOUND,
+                              "%s is %s, but its key file %s is there: the database was %s, and "
+                              "opening it would give an empty store in its place. Put store.db "
+                              "back from a backup; or, to start over with an empty store, run "
+                              "'llmos memory reset' (store_options.start_over), which keeps the "
+                              "old key file aside",
+                              s->db_path, have_db ? "empty (0 bytes)" : "missing", s->key_path,
+                              have_db ? "truncated (or its creation was cut short)"
+                                      : "deleted or moved away");
+        }
+        err = set_aside(s, *keys);
+        keys_free(*keys);
+        *keys = NULL;
+        if (err)
+            return err;
+    } else if (have_db) {
+        return llmos_fail(LLMOS_ERR_NOT_FOUND,
+                          "%s exists but its key file %s does not: without it the store cannot "
+                          "be decrypted (restore the key file from a backup)",
+                          s->db_path, s->key_path);
+    } else if (opt->no_create) {
+        return llmos_fail(LLMOS_ERR_NOT_FOUND, "%s: no store here", s->dir);
+    }
+    keys_kdf kdf = opt->kdf;
+    if (kdf.opslimit == 0 && kdf.memlimit == 0)
+        kdf = keys_kdf_default();
+    return keys_create(s->key_path, passphrase, kdf, keys);
+}
+
 llmos_err store_open(const char *dir, const char *passphrase, const store_options *opt, store **out)
 {
     assert(out);
@@ -264,28 +367,8 @@ llmos_err store_open(const char *dir, const char *passphrase, const store_option
         return llmos_fail(LLMOS_ERR_NOMEM, "no memory for a store");
     }
 
-    bool have_key = file_exists(s->key_path), have_db = file_exists(s->db_path);
-    /* a store directory that others may write to could hold anything they put there */
-    if ((have_key || have_db || !opt->no_create) && (err = llmos_file_private_dir(dir))) {
-        store_close(s);
-        return err;
-    }
     keys_unlocked *keys = NULL;
-    if (have_key) {
-        err = keys_unlock(s->key_path, passphrase, &keys);
-    } else if (have_db) {
-        err = llmos_fail(LLMOS_ERR_NOT_FOUND,
-                         "%s exists but its key file %s does not: without it the store cannot be "
-                         "decrypted (restore the key file from a backup)",
-                         s->db_path, s->key_path);
-    } else if (opt->no_create) {
-        err = llmos_fail(LLMOS_ERR_NOT_FOUND, "%s: no store here", dir);
-    } else {
-        keys_kdf kdf = opt->kdf;
-        if (kdf.opslimit == 0 && kdf.memlimit == 0)
-            kdf = keys_kdf_default();
-        err = keys_create(s->key_path, passphrase, kdf, &keys);
-    }
+    err = open_keys(s, passphrase, opt, &keys);
     if (!err)
         /* keys is set when keys_create/keys_unlock return 0 (llmos_fail returns its nonzero
          * code, so this is reached only on success) */
@@ -405,6 +488,7 @@ void store_close(store *s)
     free(s->dir);
     free(s->db_path);
     free(s->key_path);
+    free(s->set_aside_key);
     free(s);
 }
 
@@ -442,10 +526,17 @@ const char *store_db_path(const store *s)
     assert(store_is_open(s));
     return s->db_path;
 }
+
 const char *store_key_path(const store *s)
 {
     assert(store_is_open(s));
     return s->key_path;
+}
+
+const char *store_set_aside_key(const store *s)
+{
+    assert(store_is_open(s));
+    return s->set_aside_key;
 }
 
 llmos_err store_begin(store *s)

@@ -11,6 +11,7 @@
 struct store {
     sqlite3 *db;
     char *dir, *db_path, *key_path;
+    char *set_aside_key;       /* where open_keys put the old key file on start_over, or NULL */
     uint64_t token;            /* the VFS key token of this store */
     const store_embedder *emb; /* may be NULL */
     void *vindex;              /* archival vector index (archival.c), or NULL */

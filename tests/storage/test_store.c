@@ -163,6 +163,124 @@ static void test_open_dir_refused(void **state)
     assert_int_not_equal(access(key, F_OK), 0);
 }
 
+static void path_of(char *out, size_t size, const char *sub, const char *file)
+{
+    snprintf(out, size, "%s/%s%s%s", dir, sub, *file ? "/" : "", file);
+}
+
+/* A store with one setting, closed. */
+static void make_store(const char *sub)
+{
+    store *s = open_ok(sub, "pw");
+    assert_int_equal(store_setting_set(s, "kept", "yes"), LLMOS_OK);
+    store_close(s);
+}
+
+static void expect_refused(const char *sub, llmos_err code, const char *what)
+{
+    char d[160], db[160];
+    path_of(d, sizeof d, sub, "");
+    path_of(db, sizeof db, sub, "store.db");
+    store_options o = opts();
+    store *s = NULL;
+    assert_int_equal(store_open(d, "pw", &o, &s), code);
+    assert_null(s);
+    const char *msg = llmos_errmsg();
+    if (!strstr(msg, db) || !strstr(msg, what) || !strstr(msg, "store.key") ||
+        !strstr(msg, "backup") || !strstr(msg, "llmos memory reset"))
+        fail_msg("message lacks the file, '%s', or what to do: %s", what, msg);
+}
+
+/* Deleting or truncating store.db must not give an empty store under the old key: the open is
+ * refused, naming the file, what happened and what to do, and creates nothing; start_over
+ * makes a new store with a new key and keeps the old key file aside. */
+static void test_database_gone_refused(void **state)
+{
+    (void)state;
+    char d[160], db[160], key[160];
+    struct stat st;
+
+    make_store("deleted");
+    path_of(db, sizeof db, "deleted", "store.db");
+    assert_int_equal(unlink(db), 0);
+    expect_refused("deleted", LLMOS_ERR_NOT_FOUND, "missing");
+    assert_int_not_equal(stat(db, &st), 0); /* nothing was created in its place */
+    expect_refused("deleted", LLMOS_ERR_NOT_FOUND, "missing"); /* and stays refused */
+
+    make_store("truncated");
+    path_of(db, sizeof db, "truncated", "store.db");
+    assert_int_equal(truncate(db, 0), 0);
+    expect_refused("truncated", LLMOS_ERR_FORMAT, "empty");
+    assert_int_equal(stat(db, &st), 0);
+    assert_int_equal(st.st_size, 0);
+
+    /* a wrong passphrase is still that, first */
+    path_of(d, sizeof d, "deleted", "");
+    store_options o = opts();
+    store *s = NULL;
+    assert_int_equal(store_open(d, "not it", &o, &s), LLMOS_ERR_AUTH);
+
+    /* start over: a new, empty store under a new key; the old key file kept aside */
+    path_of(key, sizeof key, "truncated", "store.key");
+    llmos_buf old_key = {0}, new_key = {0};
+    assert_int_equal(llmos_file_read_all(key, 4096, &old_key), LLMOS_OK);
+    path_of(d, sizeof d, "truncated", "");
+    o.start_over = true;
+    assert_int_equal(store_open(d, "pw", &o, &s), LLMOS_OK);
+    char *v = NULL;
+    assert_int_equal(store_setting_get(s, "kept", &v), LLMOS_ERR_NOT_FOUND);
+    const char *aside = store_set_aside_key(s);
+    assert_non_null(aside);
+    assert_non_null(strstr(aside, "store.key.old-"));
+    llmos_buf kept = {0};
+    assert_int_equal(llmos_file_read_all(aside, 4096, &kept), LLMOS_OK);
+    assert_int_equal(kept.len, old_key.len);
+    assert_memory_equal(kept.data, old_key.data, kept.len);
+    assert_int_equal(llmos_file_read_all(key, 4096, &new_key), LLMOS_OK);
+    assert_false(new_key.len == old_key.len &&
+                 memcmp(new_key.data, old_key.data, old_key.len) == 0);
+    buf_free(&kept);
+    buf_free(&old_key);
+    buf_free(&new_key);
+    store_close(s);
+    o.start_over = false;
+    assert_int_equal(store_open(d, "pw", &o, &s), LLMOS_OK); /* a store like any other now */
+    assert_null(store_set_aside_key(s));
+    store_close(s);
+
+    /* start_over leaves a store whose database is there as it is */
+    make_store("healthy");
+    path_of(d, sizeof d, "healthy", "");
+    o.start_over = true;
+    assert_int_equal(store_open(d, "pw", &o, &s), LLMOS_OK);
+    assert_null(store_set_aside_key(s));
+    assert_int_equal(store_setting_get(s, "kept", &v), LLMOS_OK);
+    assert_string_equal(v, "yes");
+    free(v);
+    store_close(s);
+}
+
+/* A process that dies right after creating a store (never closing it) leaves one that opens:
+ * the refusal above must not catch a store that was merely never closed. */
+static void test_new_store_killed_reopens(void **state)
+{
+    (void)state;
+    char d[160];
+    path_of(d, sizeof d, "killed", "");
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        store_options o = opts();
+        store *s = NULL;
+        _exit(store_open(d, "pw", &o, &s) == LLMOS_OK ? 0 : 1);
+    }
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    store *s = open_ok("killed", "pw");
+    store_close(s);
+}
+
 static void test_messages_search(void **state)
 {
     (void)state;
@@ -530,11 +648,52 @@ static void test_cli_memory(void **state)
     unsetenv("LLMOS_HOME");
 }
 
+/* `llmos memory`: a deleted store.db is refused by every command, naming the file and `llmos
+ * memory reset`, which starts over; reset on a store whose database is there does nothing. */
+static void test_cli_memory_reset(void **state)
+{
+    (void)state;
+    if (!getenv("LLMOS_BIN"))
+        skip();
+    char home[128], db[160], out[8192];
+    snprintf(home, sizeof home, "%s/home", dir);
+    snprintf(db, sizeof db, "%s/store/store.db", home);
+    setenv("LLMOS_HOME", home, 1);
+    setenv("LLMOS_PASSPHRASE", "cli secret", 1);
+    setenv("LLMOS_KDF", "test-weak", 1);
+    assert_int_equal(run_cli("memory add remember the milk", out, sizeof out), 0);
+    assert_int_equal(run_cli("memory reset", out, sizeof out), 1);
+    assert_non_null(strstr(out, "nothing to start over"));
+    assert_int_equal(run_cli("memory stats", out, sizeof out), 0);
+    assert_non_null(strstr(out, "1 memories"));
+
+    assert_int_equal(unlink(db), 0);
+    assert_int_equal(run_cli("memory stats", out, sizeof out), 1);
+    assert_non_null(strstr(out, db));
+    assert_non_null(strstr(out, "missing"));
+    assert_non_null(strstr(out, "llmos memory reset"));
+    assert_int_equal(run_cli("memory add something new", out, sizeof out), 1);
+    assert_non_null(strstr(out, "missing"));
+    assert_int_equal(run_cli("audit verify", out, sizeof out), 1);
+    assert_null(strstr(out, "intact"));
+
+    assert_int_equal(run_cli("memory reset", out, sizeof out), 0);
+    assert_non_null(strstr(out, "started over"));
+    assert_non_null(strstr(out, "store.key.old-"));
+    assert_int_equal(run_cli("memory stats", out, sizeof out), 0);
+    assert_non_null(strstr(out, "0 memories"));
+    unsetenv("LLMOS_KDF");
+    unsetenv("LLMOS_PASSPHRASE");
+    unsetenv("LLMOS_HOME");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_open_create_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_dir_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_database_gone_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_new_store_killed_reopens, setup, teardown),
         cmocka_unit_test_setup_teardown(test_messages_search, setup, teardown),
         cmocka_unit_test_setup_teardown(test_archival, setup, teardown),
         cmocka_unit_test_setup_teardown(test_archival_index, setup, teardown),
@@ -543,6 +702,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_change_passphrase_keeps_data, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nothing_readable_on_disk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cli_memory, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cli_memory_reset, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
