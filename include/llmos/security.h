@@ -149,14 +149,20 @@ LLMOS_NODISCARD llmos_err audit_open(store *s, audit **out);
 void audit_free(audit *a);
 
 /* Append a record of `kind` ("syscall", "policy", "model.load", "login", "process", ...) with
- * `payload` (a JSON object, borrowed) at the head of the chain. */
+ * `payload` (a JSON object, borrowed) at the head of the chain. A payload with a NUL byte in
+ * a string or key is LLMOS_ERR_INVALID, naming the member. */
 LLMOS_NODISCARD llmos_err audit_append(audit *a, const char *kind, const json_t *payload);
 
-/* The canonical bytes a record's hash covers (docs/security.md):
- *   "llmos-audit-v1" 0x00 seq 0x00 time 0x00 kind 0x00 payload
- * with seq and time in decimal. Appended to out. */
-LLMOS_NODISCARD llmos_err audit_canonical(int64_t seq, int64_t time, const char *kind,
-                                          const char *payload, llmos_buf *out);
+/* The canonical bytes a record's hash covers (docs/security.md), appended to out. Form 2, in
+ * which every record is now written:
+ *   "llmos-audit-v2" 0x00 seq (u64 LE) time (i64 LE) kind_len (u64 LE) kind
+ *   payload_len (u64 LE) payload
+ * Form 1, kept to verify records written before (the setting "audit.form2_from" says where
+ * form 2 begins): "llmos-audit-v1" 0x00 seq 0x00 time 0x00 kind 0x00 payload, seq and time in
+ * decimal. A kind or payload with a NUL inside is LLMOS_ERR_INVALID in both. */
+LLMOS_NODISCARD llmos_err audit_canonical(int form, int64_t seq, int64_t time, const char *kind,
+                                          size_t kind_len, const char *payload, size_t payload_len,
+                                          llmos_buf *out);
 
 typedef struct audit_verdict {
     bool ok;

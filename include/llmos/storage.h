@@ -232,7 +232,10 @@ typedef struct store_audit_record {
     int64_t seq;  /* assigned by store_audit_append, increasing from 1 */
     int64_t time; /* Unix time, seconds (0 on append = now) */
     const char *kind;
-    const char *payload; /* JSON text */
+    const char *payload;          /* JSON text */
+    size_t kind_len, payload_len; /* iterate: their lengths in bytes as stored, which are
+                                     more than strlen() when a NUL was put inside; append
+                                     ignores them (kind and payload are C strings) */
     const uint8_t *prev_hash;
     size_t prev_hash_len;
     const uint8_t *hash;

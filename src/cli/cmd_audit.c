@@ -23,19 +23,45 @@ typedef struct show_ctx {
     int64_t count;
 } show_ctx;
 
+/* Every byte of a stored text, a NUL inside too (written as `nul`): text never holds one, so
+ * one there was put to hide what follows it, which must then be seen. */
+static void show_text(const char *s, size_t n, const char *nul)
+{
+    for (const char *end = s + n; s < end;) {
+        const char *z = memchr(s, 0, (size_t)(end - s));
+        size_t run = z ? (size_t)(z - s) : (size_t)(end - s);
+        fwrite(s, 1, run, stdout);
+        s += run;
+        if (z) {
+            fputs(nul, stdout);
+            s++;
+        }
+    }
+}
+
 static bool show_one(const store_audit_record *r, void *ctx)
 {
     show_ctx *c = ctx;
+    const char *kind = r->kind ? r->kind : "", *payload = r->payload ? r->payload : "";
+    size_t kind_len = r->kind ? r->kind_len : 0, payload_len = r->payload ? r->payload_len : 0;
     if (c->json) {
-        printf("%s{\"seq\":%" PRId64 ",\"time\":%" PRId64 ",\"kind\":\"%s\",\"payload\":%s}",
-               c->count ? ",\n " : "", r->seq, r->time, r->kind, r->payload);
+        printf("%s{\"seq\":%" PRId64 ",\"time\":%" PRId64 ",\"kind\":\"", c->count ? ",\n " : "",
+               r->seq, r->time);
+        show_text(kind, kind_len, "\\u0000");
+        printf("\",\"payload\":");
+        show_text(payload, payload_len, "\\u0000");
+        printf("}");
     } else {
         time_t t = (time_t)r->time;
         struct tm tm;
         char when[32] = "?";
         if (gmtime_r(&t, &tm))
             strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
-        printf("%6" PRId64 "  %s  %-10s  %s\n", r->seq, when, r->kind, r->payload);
+        printf("%6" PRId64 "  %s  ", r->seq, when);
+        show_text(kind, kind_len, "\\0");
+        printf("%*s  ", kind_len < 10 ? (int)(10 - kind_len) : 0, "");
+        show_text(payload, payload_len, "\\0");
+        printf("\n");
     }
     c->count++;
     return true;

@@ -929,16 +929,18 @@ llmos_err store_audit_iterate(store *s, int64_t from_seq,
     sqlite3_bind_int64(st, 1, from_seq);
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        store_audit_record r = {
-            .seq = sqlite3_column_int64(st, 0),
-            .time = sqlite3_column_int64(st, 1),
-            .kind = (const char *)sqlite3_column_text(st, 2),
-            .payload = (const char *)sqlite3_column_text(st, 3),
-            .prev_hash = sqlite3_column_blob(st, 4),
-            .prev_hash_len = (size_t)sqlite3_column_bytes(st, 4),
-            .hash = sqlite3_column_blob(st, 5),
-            .hash_len = (size_t)sqlite3_column_bytes(st, 5),
-        };
+        /* Each length is asked after its pointer, as SQLite wants; an initializer list would
+         * not fix that order. A text's length counts every byte stored, a NUL inside too. */
+        store_audit_record r = {.seq = sqlite3_column_int64(st, 0),
+                                .time = sqlite3_column_int64(st, 1)};
+        r.kind = (const char *)sqlite3_column_text(st, 2);
+        r.kind_len = (size_t)sqlite3_column_bytes(st, 2);
+        r.payload = (const char *)sqlite3_column_text(st, 3);
+        r.payload_len = (size_t)sqlite3_column_bytes(st, 3);
+        r.prev_hash = sqlite3_column_blob(st, 4);
+        r.prev_hash_len = (size_t)sqlite3_column_bytes(st, 4);
+        r.hash = sqlite3_column_blob(st, 5);
+        r.hash_len = (size_t)sqlite3_column_bytes(st, 5);
         if (!fn(&r, ctx)) {
             rc = SQLITE_DONE;
             break;

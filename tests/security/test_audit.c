@@ -1,7 +1,9 @@
 /*
  * test_audit.c - the hash-chained audit log: a clean chain verifies, and each tampering done
- * directly in SQLite on the opened store (edit, remove, reorder, truncate, forged hash) is
- * found by audit_verify, which names the first bad record. The chain also survives reopening.
+ * directly in SQLite on the opened store (edit, remove, reorder, truncate, forged hash, bytes
+ * hidden after a NUL) is found by audit_verify, which names the first bad record. The chain
+ * also survives reopening, records of the old canonical form keep verifying, and payloads
+ * holding a NUL are refused.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,6 +14,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <sodium.h>
 
 #include "llmos/security.h"
 #include "storage/store_internal.h"
@@ -163,15 +166,180 @@ static void test_canonical_bytes(void **state)
 {
     (void)state;
     llmos_buf b = {0};
-    assert_int_equal(audit_canonical(7, 1700000000, "login", "{\"a\":1}", &b), LLMOS_OK);
-    const char want[] = "llmos-audit-v1\0"
-                        "7\0"
-                        "1700000000\0"
-                        "login\0"
-                        "{\"a\":1}";
-    assert_int_equal(b.len, sizeof want - 1);
-    assert_memory_equal(b.data, want, b.len);
+    /* form 1, as records were written before form 2 */
+    assert_int_equal(audit_canonical(1, 7, 1700000000, "login", 5, "{\"a\":1}", 7, &b), LLMOS_OK);
+    const char want1[] = "llmos-audit-v1\0"
+                         "7\0"
+                         "1700000000\0"
+                         "login\0"
+                         "{\"a\":1}";
+    assert_int_equal(b.len, sizeof want1 - 1);
+    assert_memory_equal(b.data, want1, b.len);
+    /* form 2: lengths and bytes */
+    buf_clear(&b);
+    assert_int_equal(audit_canonical(2, 7, 1700000000, "login", 5, "{\"a\":1}", 7, &b), LLMOS_OK);
+    const char want2[] = "llmos-audit-v2\0"
+                         "\x07\0\0\0\0\0\0\0"           /* seq */
+                         "\x00\xf1\x53\x65\0\0\0\0"     /* time 1700000000 = 0x6553f100 */
+                         "\x05\0\0\0\0\0\0\0login"      /* kind */
+                         "\x07\0\0\0\0\0\0\0{\"a\":1}"; /* payload */
+    assert_int_equal(b.len, sizeof want2 - 1);
+    assert_memory_equal(b.data, want2, b.len);
+    /* a NUL inside is refused in both forms */
+    assert_int_equal(audit_canonical(2, 7, 0, "lo\0gin", 6, "{}", 2, &b), LLMOS_ERR_INVALID);
+    assert_int_equal(audit_canonical(1, 7, 0, "login", 5, "{}\0x", 4, &b), LLMOS_ERR_INVALID);
     buf_free(&b);
+}
+
+/* Bytes hidden after a NUL inside a stored kind or payload: form 1 hashed C strings, so they
+ * were neither hashed nor shown and the log said "intact". Now the record is bad. */
+static void test_nul_hidden_in_record(void **state)
+{
+    (void)state;
+    store *s = five_records();
+    sql(s, "UPDATE audit SET kind = kind || char(0) || ' and the money was sent' WHERE seq = 3");
+    expect_bad(s, 3, "NUL");
+    finish(s);
+    s = five_records();
+    sql(s, "PRAGMA ignore_check_constraints = ON;"
+           "UPDATE audit SET payload = payload || char(0) || '{\"secret\":1}' WHERE seq = 2");
+    expect_bad(s, 2, "payload holds a NUL");
+    finish(s);
+}
+
+/* audit_append refuses a payload with a NUL in a string or a key (jansson keeps them when
+ * asked), naming the member; nothing is appended. */
+static void test_append_refuses_nul(void **state)
+{
+    (void)state;
+    store *s = five_records();
+    audit *a = NULL;
+    assert_int_equal(audit_open(s, &a), LLMOS_OK);
+    json_t *p = json_pack("{s:s, s:{s:[s, o]}}", "tool", "send", "args", "to", "x",
+                          json_stringn("user\0attacker@example.org", 26));
+    assert_non_null(p);
+    assert_int_equal(audit_append(a, "syscall", p), LLMOS_ERR_INVALID);
+    if (!strstr(llmos_errmsg(), "\"to\"") || !strstr(llmos_errmsg(), "NUL"))
+        fail_msg("the message does not name the member and the NUL: %s", llmos_errmsg());
+    json_decref(p);
+    p = json_object();
+    assert_int_equal(json_object_setn_new(p, "ok\0hidden", 9, json_true()), 0);
+    assert_int_equal(audit_append(a, "syscall", p), LLMOS_ERR_INVALID);
+    json_decref(p);
+    p = json_object();
+    assert_int_equal(audit_append(a, "", p), LLMOS_ERR_INVALID);
+    json_decref(p);
+    audit_free(a);
+    audit_verdict v;
+    assert_int_equal(audit_verify(s, &v), LLMOS_OK);
+    assert_true(v.ok);
+    assert_int_equal(v.records, 5);
+    finish(s);
+}
+
+/* Append a record in form 1, as llmos did before form 2. */
+static void append_form1(store *s, int64_t seq, uint8_t prev[AUDIT_HASH_BYTES])
+{
+    char payload[64];
+    snprintf(payload, sizeof payload, "{\"old\":%lld}", (long long)seq);
+    llmos_buf b = {0};
+    assert_int_equal(buf_append(&b, prev, AUDIT_HASH_BYTES), LLMOS_OK);
+    assert_int_equal(
+        audit_canonical(1, seq, 1600000000 + seq, "login", 5, payload, strlen(payload), &b),
+        LLMOS_OK);
+    uint8_t h[AUDIT_HASH_BYTES];
+    crypto_generichash(h, sizeof h, (const unsigned char *)b.data, b.len, NULL, 0);
+    buf_free(&b);
+    store_audit_record r = {.time = 1600000000 + seq,
+                            .kind = "login",
+                            .payload = payload,
+                            .prev_hash = prev,
+                            .prev_hash_len = AUDIT_HASH_BYTES,
+                            .hash = h,
+                            .hash_len = AUDIT_HASH_BYTES};
+    int64_t got = 0;
+    assert_int_equal(store_audit_append(s, &r, &got), LLMOS_OK);
+    assert_int_equal(got, seq);
+    char head[128];
+    int n = snprintf(head, sizeof head, "%lld:", (long long)seq);
+    llmos_hex_encode(head + n, sizeof head - (size_t)n, h, sizeof h);
+    assert_int_equal(store_setting_set(s, "audit.head", head), LLMOS_OK);
+    memcpy(prev, h, AUDIT_HASH_BYTES);
+}
+
+/* A log begun in form 1 keeps verifying when form 2 records follow: the setting
+ * audit.form2_from says where form 2 begins, and moving or removing it is seen. */
+static void test_old_form_records_verify(void **state)
+{
+    (void)state;
+    assert_true(tu_mkdtemp("audit", dir, sizeof dir));
+    store *s = open_store();
+    uint8_t prev[AUDIT_HASH_BYTES] = {0};
+    for (int64_t seq = 1; seq <= 3; seq++)
+        append_form1(s, seq, prev);
+    audit_verdict v;
+    assert_int_equal(audit_verify(s, &v), LLMOS_OK);
+    assert_true(v.ok);
+    audit *a = NULL;
+    assert_int_equal(audit_open(s, &a), LLMOS_OK);
+    for (int i = 0; i < 2; i++) {
+        json_t *p = json_pack("{s:i}", "new", i);
+        assert_int_equal(audit_append(a, "syscall", p), LLMOS_OK);
+        json_decref(p);
+    }
+    audit_free(a);
+    char *from = NULL;
+    assert_int_equal(store_setting_get(s, "audit.form2_from", &from), LLMOS_OK);
+    assert_string_equal(from, "4");
+    free(from);
+    assert_int_equal(audit_verify(s, &v), LLMOS_OK);
+    assert_true(v.ok);
+    assert_int_equal(v.records, 5);
+    sql(s, "UPDATE settings SET value = '5' WHERE key = 'audit.form2_from'");
+    expect_bad(s, 4, "altered");
+    sql(s, "UPDATE settings SET value = '3' WHERE key = 'audit.form2_from'");
+    expect_bad(s, 3, "altered");
+    sql(s, "DELETE FROM settings WHERE key = 'audit.form2_from'");
+    expect_bad(s, 4, "altered");
+    sql(s, "INSERT INTO settings(key, value) VALUES ('audit.form2_from', 'four')");
+    expect_bad(s, 1, "not a record number");
+    finish(s);
+}
+
+/* `llmos audit` shows every byte of a record, a NUL inside too, and `llmos audit verify`
+ * names the record instead of saying "intact". */
+static void test_cli_shows_hidden_bytes(void **state)
+{
+    (void)state;
+    if (!getenv("LLMOS_BIN"))
+        skip();
+    char home[256], sub[300];
+    assert_true(tu_mkdtemp("audit", home, sizeof home));
+    snprintf(sub, sizeof sub, "%s/store", home);
+    store_options o = {0};
+    assert_int_equal(keys_kdf_parse("test-weak", &o.kdf), LLMOS_OK);
+    store *s = NULL;
+    assert_int_equal(store_open(sub, "pw", &o, &s), LLMOS_OK);
+    audit *a = NULL;
+    assert_int_equal(audit_open(s, &a), LLMOS_OK);
+    json_t *p = json_pack("{s:s}", "to", "user");
+    assert_int_equal(audit_append(a, "syscall", p), LLMOS_OK);
+    json_decref(p);
+    audit_free(a);
+    sql(s, "PRAGMA ignore_check_constraints = ON;"
+           "UPDATE audit SET payload = payload || char(0) || 'HIDDEN' WHERE seq = 1");
+    store_close(s);
+    llmos_buf out = {0};
+    assert_int_equal(tu_run_llmos(&out, NULL, "LLMOS_HOME='%s' LLMOS_PASSPHRASE=pw audit", home),
+                     0);
+    if (!strstr(out.data, "{\"to\":\"user\"}\\0HIDDEN"))
+        fail_msg("the hidden bytes are not shown: %s", out.data);
+    buf_clear(&out);
+    assert_int_equal(
+        tu_run_llmos(&out, NULL, "LLMOS_HOME='%s' LLMOS_PASSPHRASE=pw audit verify", home), 1);
+    assert_non_null(strstr(out.data, "TAMPERED: first bad record 1"));
+    buf_free(&out);
+    tu_rmrf(home);
 }
 
 static void test_bad_append(void **state)
@@ -225,6 +393,10 @@ int main(void)
         cmocka_unit_test(test_truncated_end),
         cmocka_unit_test(test_forged_hash),
         cmocka_unit_test(test_canonical_bytes),
+        cmocka_unit_test(test_nul_hidden_in_record),
+        cmocka_unit_test(test_append_refuses_nul),
+        cmocka_unit_test(test_old_form_records_verify),
+        cmocka_unit_test(test_cli_shows_hidden_bytes),
         cmocka_unit_test(test_bad_append),
         cmocka_unit_test(test_two_writers),
     };
