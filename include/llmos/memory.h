@@ -3,7 +3,8 @@
  * memory uses, and what the kernel keeps there (its processes and the recall log).
  *
  *   home       where a user's data lives: $LLMOS_HOME, else $XDG_DATA_HOME/llmos, else
- *              ~/.local/share/llmos; the encrypted store is <home>/store
+ *              ~/.local/share/llmos; the encrypted store is <home>/store, and the freshness
+ *              records that catch an older copy of it put back are in <home>/freshness
  *   opening    memory_open unlocks (or creates) that store with the passphrase from the
  *              caller, $LLMOS_PASSPHRASE or a prompt the device supplies, and gives archival
  *              memory its embedder; memory_open_ephemeral makes a store that lives in memory
@@ -54,6 +55,9 @@ typedef struct memory_params {
     bool check_embedder;     /* refuse a store whose memories another embedder made */
     bool start_over;         /* a store whose database is gone starts over empty
                                 (store_options.start_over; `llmos memory reset`) */
+    bool allow_rollback;     /* open a store older than its freshness record, loudly and
+                                audited (store_options.allow_rollback); also when
+                                $LLMOS_ALLOW_ROLLBACK is 1 */
 } memory_params;
 
 typedef struct memory memory;

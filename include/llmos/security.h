@@ -177,4 +177,17 @@ typedef struct audit_verdict {
  * ran (see v->ok), an error only when the store could not be read. */
 LLMOS_NODISCARD llmos_err audit_verify(store *s, audit_verdict *v);
 
+/* A checkpoint of the log of store s, appended to out: its head (seq, hash) and the time, as
+ * JSON with a MAC under a key derived from the store's key, to be kept somewhere a holder of
+ * that key cannot reach (docs/security.md). Refused (LLMOS_ERR_CRYPTO) when the log does not
+ * verify. LLMOS_ERR_UNSUPPORTED for a store in memory only. */
+LLMOS_NODISCARD llmos_err audit_checkpoint(store *s, llmos_buf *out);
+/* Check the log of store s against a checkpoint (text[0..len) as audit_checkpoint wrote it):
+ * the chain as audit_verify does, then that the log still holds the checkpoint's record with
+ * the same hash; v says what differs (v->ok false, v->bad_seq the checkpoint's record). An
+ * error when the checkpoint itself is malformed (LLMOS_ERR_FORMAT), of another store
+ * (LLMOS_ERR_INVALID) or fails its MAC (LLMOS_ERR_CRYPTO). */
+LLMOS_NODISCARD llmos_err audit_verify_checkpoint(store *s, const char *text, size_t len,
+                                                  audit_verdict *v);
+
 #endif

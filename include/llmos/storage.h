@@ -97,6 +97,12 @@ typedef struct store_options {
                                        empty: set the old key file aside (store.key.old-<db id>)
                                        and make a new, empty store with a new key, instead of
                                        failing. No effect on a store whose database is there. */
+    const char *freshness_dir;      /* where this machine keeps the store's freshness record
+                                       (<dir>/<db id in hex>: the newest audit head seen, sealed);
+                                       NULL keeps none. memory_open: <llmos home>/freshness */
+    bool allow_rollback;            /* open a store older than its freshness record (or whose
+                                       record does not open) with a warning, and leave a
+                                       "store.rollback" audit record, instead of failing */
 } store_options;
 
 /* Open (or create) the store in directory `dir` (created with mode 0700), unlocking it with
@@ -104,7 +110,9 @@ typedef struct store_options {
  * Wrong passphrase: LLMOS_ERR_AUTH. A tampered database: LLMOS_ERR_CRYPTO naming file and page.
  * A directory of another user, or one its group or others may write to: LLMOS_ERR_DENIED. A key
  * file whose database is missing (LLMOS_ERR_NOT_FOUND) or empty (LLMOS_ERR_FORMAT) is refused
- * with a message saying so, unless opt->start_over. Close with store_close. */
+ * with a message saying so, unless opt->start_over. With opt->freshness_dir, a store older
+ * than its freshness record (an older copy put back) is LLMOS_ERR_CRYPTO naming both audit
+ * sequence numbers, unless opt->allow_rollback. Close with store_close. */
 LLMOS_NODISCARD llmos_err store_open(const char *dir, const char *passphrase,
                                      const store_options *opt, store **out);
 /* A store in memory only (SQLite's ":memory:" database): the same schema and functions, no
@@ -123,6 +131,23 @@ const char *store_key_path(const store *s);
 /* Where the old key file was set aside when store_open started over (opt->start_over), or NULL
  * when it did not (owned by the store). */
 const char *store_set_aside_key(const store *s);
+
+/* A rollback accepted at open (store_options.allow_rollback): the newest audit record the
+ * freshness record had seen (-1 when the record did not open) and where the store's log ended.
+ * True once, the first time it is asked (audit_open asks, and records it in the log). */
+typedef struct store_rollback_notice {
+    int64_t seen_seq, found_seq;
+} store_rollback_notice;
+LLMOS_NODISCARD bool store_take_rollback_notice(store *s, store_rollback_notice *out);
+
+/* A MAC (keyed BLAKE2b-256) of `purpose` (a C string naming what is signed, with its NUL) and
+ * msg[0..len) under a key derived from the store's data key: for statements about the store
+ * that must not be forged without its key (audit checkpoints). And the store's database id.
+ * LLMOS_ERR_UNSUPPORTED for a store in memory only, which has no key. */
+#define STORE_MAC_BYTES 32
+LLMOS_NODISCARD llmos_err store_mac(store *s, const char *purpose, const void *msg, size_t len,
+                                    uint8_t tag[STORE_MAC_BYTES]);
+LLMOS_NODISCARD llmos_err store_db_id(store *s, uint8_t id[16]);
 
 /* Explicit transactions, so that several writes commit together. Writes outside them commit
  * one by one. store_rollback's result may be ignored (it is usually called on an error path,

@@ -163,11 +163,16 @@ const cli_command cli_commands[] = {
      cmd_kill},
     {"audit", "Show or verify the hash-chained audit log",
      "usage: llmos audit [--from SEQ] [--json]\n"
-     "       llmos audit verify\n\n"
+     "       llmos audit verify [--checkpoint FILE]\n"
+     "       llmos audit checkpoint FILE\n\n"
      "Every system call, policy decision, model load and login is an append-only\n"
      "record holding the BLAKE2b hash of the one before. 'verify' checks the chain\n"
      "and names the first edited, removed or reordered record (exit 1 when the log\n"
      "was tampered with).\n\n"
+     "Whoever holds the store's key can rewrite the whole log consistently; a\n"
+     "checkpoint kept elsewhere catches that. 'checkpoint FILE' writes the log's\n"
+     "head (record number, hash, time) with a MAC under the store's key; 'verify\n"
+     "--checkpoint FILE' also checks that the log still holds that record, unchanged.\n\n"
      "  --from SEQ  start at record SEQ\n"
      "  --json      a JSON array instead of the table\n",
      cmd_audit},

@@ -213,8 +213,9 @@ llmos_err memory_open(const memory_params *p, memory **out)
     llmos_err err = llmos_file_private_dir(home);
     if (err)
         return llmos_fail_context(err, "the llmos home %s: ", home);
-    char dir[4200], keyfile[4300];
+    char dir[4200], keyfile[4300], fresh[4200];
     snprintf(dir, sizeof dir, "%s/store", home);
+    snprintf(fresh, sizeof fresh, "%s/freshness", home);
     snprintf(keyfile, sizeof keyfile, "%s/store.key", dir);
     bool exists = access(keyfile, F_OK) == 0;
     if (!exists && !p->create)
@@ -225,7 +226,11 @@ llmos_err memory_open(const memory_params *p, memory **out)
     memory *m = calloc(1, sizeof *m);
     if (!m)
         return llmos_fail(LLMOS_ERR_NOMEM, "no memory");
-    store_options opt = {.no_create = !p->create, .start_over = p->start_over};
+    const char *allow = getenv("LLMOS_ALLOW_ROLLBACK");
+    store_options opt = {.no_create = !p->create,
+                         .start_over = p->start_over,
+                         .freshness_dir = fresh,
+                         .allow_rollback = p->allow_rollback || (allow && strcmp(allow, "1") == 0)};
     err = keys_kdf_from_env(&opt.kdf);
     if (!err)
         err = pick_embedder(m, p, &opt.embedder);

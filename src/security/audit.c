@@ -225,6 +225,15 @@ llmos_err audit_open(store *s, audit **out)
         return llmos_fail(LLMOS_ERR_NOMEM, "audit: no memory");
     a->st = s;
     llmos_err err = find_head(s, &a->last_seq, a->last_hash);
+    /* a rollback the user accepted when the store was opened goes into the log itself */
+    store_rollback_notice n;
+    if (!err && store_take_rollback_notice(s, &n)) {
+        json_t *p = json_pack("{s:s, s:I, s:I}", "event", "rollback accepted", "seen_seq",
+                              (json_int_t)n.seen_seq, "found_seq", (json_int_t)n.found_seq);
+        err = p ? audit_append(a, "store.rollback", p)
+                : llmos_fail(LLMOS_ERR_NOMEM, "audit: no memory");
+        json_decref(p);
+    }
     if (err) {
         free(a);
         return err;
@@ -445,5 +454,195 @@ llmos_err audit_verify(store *s, audit_verdict *v)
         v->ok = true;
     }
     free(head);
+    return LLMOS_OK;
+}
+
+/* ---- checkpoints -------------------------------------------------------------------------- */
+
+/* A checkpoint is the log's head written down to be kept elsewhere (docs/security.md):
+ *   {"format":"llmos-audit-checkpoint","version":1,"db_id":HEX(16),"seq":N,"hash":HEX(32),
+ *    "time":T,"mac":HEX(32)}
+ * mac = store_mac("llmos-audit-checkpoint-v1", db_id || seq (u64 LE) || hash || time (i64 LE)).
+ *
+ * Security: a MAC (keyed BLAKE2b under a key derived from the store's data key), not an
+ * Ed25519 signature. Whoever checks a checkpoint must open the store to read its log, so
+ * already holds the key: a public key that others could check with buys nothing, and a
+ * signature key would be derived from the same data key anyway. Either way the MAC only
+ * stops a checkpoint from being forged or edited by someone without the key; a key holder
+ * can make one for any log, which is why the checkpoint must be kept where they cannot
+ * reach it. */
+#define CHECKPOINT_FORMAT  "llmos-audit-checkpoint"
+#define CHECKPOINT_PURPOSE "llmos-audit-checkpoint-v1"
+#define CHECKPOINT_MAX     4096
+#define CHECKPOINT_MSG     (16 + 8 + AUDIT_HASH_BYTES + 8)
+
+static llmos_err checkpoint_mac(store *s, const uint8_t id[16], int64_t seq,
+                                const uint8_t hash[AUDIT_HASH_BYTES], int64_t time_s,
+                                uint8_t mac[STORE_MAC_BYTES])
+{
+    uint8_t msg[CHECKPOINT_MSG];
+    memcpy(msg, id, 16);
+    llmos_store_le64(msg + 16, (uint64_t)seq);
+    memcpy(msg + 24, hash, AUDIT_HASH_BYTES);
+    llmos_store_le64(msg + 24 + AUDIT_HASH_BYTES, (uint64_t)time_s);
+    return store_mac(s, CHECKPOINT_PURPOSE, msg, sizeof msg, mac);
+}
+
+llmos_err audit_checkpoint(store *s, llmos_buf *out)
+{
+    assert(s && out);
+    audit_verdict v;
+    llmos_err err = audit_verify(s, &v);
+    if (err)
+        return err;
+    if (!v.ok)
+        return llmos_fail(LLMOS_ERR_CRYPTO,
+                          "the audit log does not verify (record %" PRId64 ": %s); a checkpoint "
+                          "vouches for the log as it is, so none was made",
+                          v.bad_seq, v.reason);
+    int64_t seq = 0, now = (int64_t)time(NULL);
+    uint8_t hash[AUDIT_HASH_BYTES], id[16], mac[STORE_MAC_BYTES];
+    err = find_head(s, &seq, hash);
+    if (!err)
+        err = store_db_id(s, id);
+    if (!err)
+        err = checkpoint_mac(s, id, seq, hash, now, mac);
+    if (err)
+        return err;
+    char id_hex[33], hash_hex[2 * AUDIT_HASH_BYTES + 1], mac_hex[2 * STORE_MAC_BYTES + 1];
+    llmos_hex_encode(id_hex, sizeof id_hex, id, sizeof id);
+    llmos_hex_encode(hash_hex, sizeof hash_hex, hash, sizeof hash);
+    llmos_hex_encode(mac_hex, sizeof mac_hex, mac, sizeof mac);
+    json_t *obj = json_pack("{s:s, s:i, s:s, s:I, s:s, s:I, s:s}", "format", CHECKPOINT_FORMAT,
+                            "version", 1, "db_id", id_hex, "seq", (json_int_t)seq, "hash", hash_hex,
+                            "time", (json_int_t)now, "mac", mac_hex);
+    if (!obj)
+        return llmos_fail(LLMOS_ERR_NOMEM, "audit: no memory");
+    err = ljson_to_buf(obj, JSON_INDENT(2), out);
+    json_decref(obj);
+    if (!err)
+        err = buf_putc(out, '\n');
+    return err;
+}
+
+/* Member `key` of the checkpoint: hex of exactly n bytes. */
+static llmos_err get_hex(const json_t *obj, const char *key, uint8_t *bin, size_t n)
+{
+    const char *hex = NULL;
+    llmos_err err = ljson_require_string(obj, key, "audit checkpoint", &hex);
+    if (err)
+        return err;
+    size_t got = 0;
+    if (strlen(hex) != 2 * n || sodium_hex2bin(bin, n, hex, 2 * n, NULL, &got, NULL) != 0 ||
+        got != n)
+        return llmos_fail(LLMOS_ERR_FORMAT,
+                          "audit checkpoint: member \"%s\" must be %zu hexadecimal digits", key,
+                          2 * n);
+    return LLMOS_OK;
+}
+
+typedef struct hash_at_ctx {
+    int64_t seq;
+    bool found;
+    uint8_t hash[AUDIT_HASH_BYTES];
+} hash_at_ctx;
+
+static bool take_hash_at(const store_audit_record *r, void *ctx)
+{
+    hash_at_ctx *c = ctx;
+    if (r->seq == c->seq && r->hash_len == AUDIT_HASH_BYTES) {
+        c->found = true;
+        memcpy(c->hash, r->hash, AUDIT_HASH_BYTES);
+    }
+    return false; /* the first record from seq on is the only one wanted */
+}
+
+llmos_err audit_verify_checkpoint(store *s, const char *text, size_t len, audit_verdict *v)
+{
+    assert(s && (text || len == 0) && v);
+    memset(v, 0, sizeof *v);
+    if (sodium_init() < 0)
+        return llmos_fail(LLMOS_ERR_CRYPTO, "libsodium failed to initialise");
+    if (len > CHECKPOINT_MAX)
+        return llmos_fail(LLMOS_ERR_FORMAT,
+                          "audit checkpoint: %zu bytes, more than a checkpoint ever is (%d)", len,
+                          CHECKPOINT_MAX);
+    json_t *obj = NULL;
+    llmos_err err = ljson_parse_text(text, len, "audit checkpoint", 4, &obj);
+    if (err)
+        return err;
+    uint8_t id[16], hash[AUDIT_HASH_BYTES], mac[STORE_MAC_BYTES], mine[16], want[STORE_MAC_BYTES];
+    int64_t version = 0, seq = 0, when = 0;
+    const char *format = ljson_get_string(obj, "format", "");
+    if (strcmp(format, CHECKPOINT_FORMAT) != 0)
+        err = llmos_fail(LLMOS_ERR_FORMAT,
+                         "audit checkpoint: member \"format\" is \"%s\", expected \"%s\"", format,
+                         CHECKPOINT_FORMAT);
+    if (!err)
+        err = ljson_require_int(obj, "version", "audit checkpoint", &version);
+    if (!err && version != 1)
+        err = llmos_fail(LLMOS_ERR_UNSUPPORTED,
+                         "audit checkpoint: version %lld; this llmos reads version 1",
+                         (long long)version);
+    if (!err)
+        err = ljson_require_int(obj, "seq", "audit checkpoint", &seq);
+    if (!err && seq < 0)
+        err = llmos_fail(LLMOS_ERR_FORMAT, "audit checkpoint: member \"seq\" is negative");
+    if (!err)
+        err = ljson_require_int(obj, "time", "audit checkpoint", &when);
+    if (!err)
+        err = get_hex(obj, "db_id", id, sizeof id);
+    if (!err)
+        err = get_hex(obj, "hash", hash, sizeof hash);
+    if (!err)
+        err = get_hex(obj, "mac", mac, sizeof mac);
+    json_decref(obj);
+    if (!err)
+        err = store_db_id(s, mine);
+    if (err)
+        return err;
+    if (sodium_memcmp(id, mine, sizeof id) != 0) {
+        char a[33], b[33];
+        return llmos_fail(LLMOS_ERR_INVALID,
+                          "this checkpoint is of another store (database id %s; this store's "
+                          "is %s)",
+                          llmos_hex_encode(a, sizeof a, id, sizeof id),
+                          llmos_hex_encode(b, sizeof b, mine, sizeof mine));
+    }
+    if ((err = checkpoint_mac(s, id, seq, hash, when, want)))
+        return err;
+    if (sodium_memcmp(mac, want, sizeof mac) != 0)
+        return llmos_fail(LLMOS_ERR_CRYPTO,
+                          "the checkpoint's MAC does not match: it was altered after it was "
+                          "made, or made under another key");
+    /* the chain first: a log that does not verify is reported as such */
+    if ((err = audit_verify(s, v)) || !v->ok || seq == 0)
+        return err;
+    hash_at_ctx at = {.seq = seq};
+    if ((err = store_audit_iterate(s, seq, take_hash_at, &at)))
+        return err;
+    time_t t = (time_t)when;
+    struct tm tm;
+    char made[32] = "?";
+    if (gmtime_r(&t, &tm))
+        strftime(made, sizeof made, "%Y-%m-%d %H:%M UTC", &tm);
+    if (!at.found) {
+        v->ok = false;
+        v->bad_seq = seq;
+        snprintf(v->reason, sizeof v->reason,
+                 "the log ends at record %" PRId64 ", but the checkpoint made %s says record "
+                 "%" PRId64 " was there: records were removed, or an older copy of the store "
+                 "was put back",
+                 v->records, made, seq);
+    } else if (sodium_memcmp(at.hash, hash, sizeof hash) != 0) {
+        char now_hex[17], then_hex[17];
+        v->ok = false;
+        v->bad_seq = seq;
+        snprintf(v->reason, sizeof v->reason,
+                 "record %" PRId64 " differs from the checkpoint made %s (hash %s... now, %s... "
+                 "then): the log was rewritten since",
+                 seq, made, llmos_hex_encode(now_hex, sizeof now_hex, at.hash, 8),
+                 llmos_hex_encode(then_hex, sizeof then_hex, hash, 8));
+    }
     return LLMOS_OK;
 }

@@ -5,7 +5,9 @@
  *
  * Opening: unlock the key file (keys.c), hand the data key to the VFS (vfs.c) under a token,
  * open "file:<dir>/store.db?llmos_key=<token>" on the VFS, reserve 40 bytes per page for nonce
- * and tag before the first page is written, switch to WAL, then migrate the schema.
+ * and tag before the first page is written, switch to WAL, then migrate the schema. A key file
+ * whose database is gone is refused (open_keys), and so, when the caller keeps freshness
+ * records, is a store older than its record (fresh.c).
  *
  * Schema versions live in PRAGMA user_version; migrations[i] takes the schema from version i to
  * i+1 and each runs in its own transaction together with the version bump, so a crash leaves
@@ -369,11 +371,14 @@ llmos_err store_open(const char *dir, const char *passphrase, const store_option
 
     keys_unlocked *keys = NULL;
     err = open_keys(s, passphrase, opt, &keys);
-    if (!err)
+    if (!err) {
         /* keys is set when keys_create/keys_unlock return 0 (llmos_fail returns its nonzero
          * code, so this is reached only on success) */
         // NOLINTNEXTLINE(clang-analyzer-core.NullDereference)
         err = vfs_key_add(keys->data_key, keys->db_id, &s->token);
+        if (!err)
+            err = store_keys_derive(s, keys->data_key, keys->db_id);
+    }
     keys_free(keys);
     if (err) {
         store_close(s);
@@ -419,6 +424,7 @@ llmos_err store_open(const char *dir, const char *passphrase, const store_option
                              s->db_path, sqlite3_column_text(st, 0));
         sqlite3_finalize(st);
     }
+    s->no_fsync = opt->no_fsync;
     if (!err && opt->no_fsync)
         err = store_exec(s, "PRAGMA synchronous = OFF", "configuring the database");
     if (!err && opt->wal_autocheckpoint > 0) {
@@ -430,6 +436,8 @@ llmos_err store_open(const char *dir, const char *passphrase, const store_option
         chmod(s->db_path, 0600); /* the directory is 0700 already; belt and braces */
     if (!err)
         err = migrate(s);
+    if (!err && opt->freshness_dir)
+        err = store_fresh_open(s, opt->freshness_dir, opt->allow_rollback);
     if (!err)
         err = store_vindex_open(s);
     if (err) {
@@ -485,6 +493,7 @@ void store_close(store *s)
     if (s->db)
         sqlite3_close_v2(s->db);
     vfs_key_remove(s->token);
+    store_keys_wipe(s);
     free(s->dir);
     free(s->db_path);
     free(s->key_path);
@@ -551,7 +560,10 @@ llmos_err store_commit(store *s)
     assert(store_is_open(s));
     if (sqlite3_get_autocommit(s->db))
         return llmos_fail(LLMOS_ERR_INVALID, "store_commit: no transaction is open");
-    return store_exec(s, "COMMIT", "commit");
+    llmos_err err = store_exec(s, "COMMIT", "commit");
+    if (!err && s->audit_appended)
+        store_fresh_update(s); /* after the commit: the record never runs ahead (fresh.c) */
+    return err;
 }
 
 llmos_err store_rollback(store *s)
@@ -559,6 +571,7 @@ llmos_err store_rollback(store *s)
     assert(store_is_open(s));
     if (sqlite3_get_autocommit(s->db))
         return llmos_fail(LLMOS_ERR_INVALID, "store_rollback: no transaction is open");
+    s->audit_appended = false;
     return store_exec(s, "ROLLBACK", "rollback");
 }
 
@@ -912,6 +925,10 @@ llmos_err store_audit_append(store *s, const store_audit_record *rec, int64_t *s
     err = step_done(s, st, "appending an audit record");
     if (!err && seq)
         *seq = sqlite3_last_insert_rowid(s->db);
+    if (!err)
+        s->audit_appended = true;
+    if (!err && sqlite3_get_autocommit(s->db))
+        store_fresh_update(s); /* committed already: no transaction was open */
     return err;
 }
 

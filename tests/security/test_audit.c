@@ -382,6 +382,217 @@ static void test_two_writers(void **state)
     finish(s);
 }
 
+/* ---- rollback and checkpoints ------------------------------------------------------------ */
+
+typedef struct last_rec {
+    int64_t seq;
+    char kind[64], payload[256];
+} last_rec;
+
+static bool keep_last(const store_audit_record *r, void *ctx)
+{
+    last_rec *l = ctx;
+    l->seq = r->seq;
+    snprintf(l->kind, sizeof l->kind, "%s", r->kind);
+    snprintf(l->payload, sizeof l->payload, "%s", r->payload);
+    return true;
+}
+
+static void append_n(store *s, int n)
+{
+    audit *a = NULL;
+    assert_int_equal(audit_open(s, &a), LLMOS_OK);
+    for (int i = 0; i < n; i++) {
+        json_t *p = json_pack("{s:i}", "i", i);
+        assert_int_equal(audit_append(a, "syscall", p), LLMOS_OK);
+        json_decref(p);
+    }
+    audit_free(a);
+}
+
+/* Put a copy of directory `from` at `to` (whatever was there removed first). */
+static void copy_dir(const char *from, const char *to)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' && cp -a '%s' '%s'", to, from, to);
+    if (system(cmd) != 0)
+        fail_msg("%s failed", cmd);
+}
+
+/* A rollback the user accepted (allow_rollback) is itself a record in the log, and the log
+ * verifies. */
+static void test_accepted_rollback_audited(void **state)
+{
+    (void)state;
+    char sub[300], fresh[300], copy[300];
+    assert_true(tu_mkdtemp("audit", dir, sizeof dir));
+    snprintf(sub, sizeof sub, "%s/store", dir);
+    snprintf(fresh, sizeof fresh, "%s/freshness", dir);
+    snprintf(copy, sizeof copy, "%s/copy", dir);
+    store_options o = {.no_fsync = true, .freshness_dir = fresh};
+    assert_int_equal(keys_kdf_parse("test-weak", &o.kdf), LLMOS_OK);
+    store *s = NULL;
+    assert_int_equal(store_open(sub, "pw", &o, &s), LLMOS_OK);
+    append_n(s, 2);
+    store_close(s);
+    copy_dir(sub, copy);
+    assert_int_equal(store_open(sub, "pw", &o, &s), LLMOS_OK);
+    append_n(s, 3);
+    store_close(s);
+    copy_dir(copy, sub);
+
+    assert_int_equal(store_open(sub, "pw", &o, &s), LLMOS_ERR_CRYPTO);
+    o.allow_rollback = true;
+    assert_int_equal(store_open(sub, "pw", &o, &s), LLMOS_OK);
+    audit *a = NULL;
+    assert_int_equal(audit_open(s, &a), LLMOS_OK);
+    audit_free(a);
+    last_rec l = {0};
+    assert_int_equal(store_audit_iterate(s, 1, keep_last, &l), LLMOS_OK);
+    assert_int_equal(l.seq, 3);
+    assert_string_equal(l.kind, "store.rollback");
+    assert_non_null(strstr(l.payload, "\"found_seq\":2"));
+    assert_non_null(strstr(l.payload, "\"seen_seq\":5"));
+    audit_verdict v;
+    assert_int_equal(audit_verify(s, &v), LLMOS_OK);
+    assert_true(v.ok);
+    store_close(s);
+    tu_rmrf(dir);
+}
+
+/* A checkpoint catches what the chain cannot: a holder of the key who rewrites the log
+ * consistently (records removed from the end with the head moved back, or a record replaced
+ * and every later hash recomputed). */
+static void test_checkpoint(void **state)
+{
+    (void)state;
+    store *s = five_records();
+    llmos_buf cp = {0};
+    assert_int_equal(audit_checkpoint(s, &cp), LLMOS_OK);
+    assert_non_null(strstr(cp.data, "\"seq\": 5"));
+    audit_verdict v;
+    assert_int_equal(audit_verify_checkpoint(s, cp.data, cp.len, &v), LLMOS_OK);
+    assert_true(v.ok);
+    append_n(s, 2); /* the log grows: still holds the checkpoint's head */
+    assert_int_equal(audit_verify_checkpoint(s, cp.data, cp.len, &v), LLMOS_OK);
+    assert_true(v.ok);
+    assert_int_equal(v.records, 7);
+
+    /* cut back to record 3, head moved with it: the chain is whole, the checkpoint is not */
+    sql(s, "DELETE FROM audit WHERE seq > 3;"
+           "UPDATE settings SET value = (SELECT '3:' || lower(hex(hash)) FROM audit WHERE seq = 3)"
+           " WHERE key = 'audit.head'");
+    assert_int_equal(audit_verify(s, &v), LLMOS_OK);
+    assert_true(v.ok);
+    assert_int_equal(audit_verify_checkpoint(s, cp.data, cp.len, &v), LLMOS_OK);
+    assert_false(v.ok);
+    assert_int_equal(v.bad_seq, 5);
+    if (!strstr(v.reason, "ends at record 3") || !strstr(v.reason, "record 5 was there"))
+        fail_msg("reason: %s", v.reason);
+    /* records 4 and 5 made again, differently: record 5 is not the checkpoint's */
+    append_n(s, 2);
+    assert_int_equal(audit_verify(s, &v), LLMOS_OK);
+    assert_true(v.ok);
+    assert_int_equal(audit_verify_checkpoint(s, cp.data, cp.len, &v), LLMOS_OK);
+    assert_false(v.ok);
+    assert_int_equal(v.bad_seq, 5);
+    if (!strstr(v.reason, "record 5 differs from the checkpoint"))
+        fail_msg("reason: %s", v.reason);
+
+    /* a checkpoint edited after it was made fails its MAC */
+    char *edit = strstr(cp.data, "\"seq\": 5");
+    edit[7] = '4';
+    assert_int_equal(audit_verify_checkpoint(s, cp.data, cp.len, &v), LLMOS_ERR_CRYPTO);
+    assert_non_null(strstr(llmos_errmsg(), "MAC"));
+    edit[7] = '5';
+    /* malformed ones are named */
+    assert_int_equal(audit_verify_checkpoint(s, "{\"format\":\"x\"}", 14, &v), LLMOS_ERR_FORMAT);
+    assert_int_equal(audit_verify_checkpoint(s, "not json", 8, &v), LLMOS_ERR_FORMAT);
+    /* a log that does not verify gets no checkpoint */
+    sql(s, "UPDATE audit SET payload = '{}' WHERE seq = 2");
+    llmos_buf no = {0};
+    assert_int_equal(audit_checkpoint(s, &no), LLMOS_ERR_CRYPTO);
+    assert_non_null(strstr(llmos_errmsg(), "record 2"));
+    buf_free(&no);
+    finish(s);
+
+    /* another store's checkpoint is named as such */
+    s = five_records();
+    assert_int_equal(audit_verify_checkpoint(s, cp.data, cp.len, &v), LLMOS_ERR_INVALID);
+    assert_non_null(strstr(llmos_errmsg(), "another store"));
+    finish(s);
+    buf_free(&cp);
+    /* a store in memory only has no key to make one */
+    assert_int_equal(store_open_memory(NULL, &s), LLMOS_OK);
+    assert_int_equal(audit_checkpoint(s, &cp), LLMOS_ERR_UNSUPPORTED);
+    store_close(s);
+    buf_free(&cp);
+}
+
+/* Run llmos on the store in `home` (args: a printf format); stdout and stderr together in
+ * out. */
+static int run_in(const char *home, llmos_buf *out, const char *fmt, ...) LLMOS_PRINTF(3, 4);
+static int run_in(const char *home, llmos_buf *out, const char *fmt, ...)
+{
+    char args[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    llmos_buf err = {0};
+    int rc = tu_run_llmos(out, &err, "LLMOS_HOME='%s' LLMOS_PASSPHRASE=pw LLMOS_KDF=test-weak %s",
+                          home, args);
+    assert_int_equal(buf_puts(out, err.data ? err.data : ""), LLMOS_OK);
+    buf_free(&err);
+    return rc;
+}
+
+/* The command line: an older copy of store/ put back is refused by every command, 'llmos audit
+ * verify' included (naming both record numbers), unless LLMOS_ALLOW_ROLLBACK=1; and a
+ * checkpoint made before catches the rollback even when the freshness record is gone too. */
+static void test_cli_rollback_and_checkpoint(void **state)
+{
+    (void)state;
+    if (!getenv("LLMOS_BIN"))
+        skip();
+    char home[256], sub[300], copy[300], fresh[300], cpf[300];
+    assert_true(tu_mkdtemp("audit", home, sizeof home));
+    snprintf(sub, sizeof sub, "%s/store", home);
+    snprintf(copy, sizeof copy, "%s/copy", home);
+    snprintf(fresh, sizeof fresh, "%s/freshness", home);
+    snprintf(cpf, sizeof cpf, "%s/checkpoint.json", home);
+    llmos_buf out = {0};
+    assert_int_equal(run_in(home, &out, "memory add first thing"), 0);
+    copy_dir(sub, copy);
+    assert_int_equal(run_in(home, &out, "memory add second thing"), 0);
+    assert_int_equal(run_in(home, &out, "audit checkpoint '%s'", cpf), 0);
+    assert_int_equal(run_in(home, &out, "audit verify --checkpoint '%s'", cpf), 0);
+    assert_non_null(strstr(out.data, "intact"));
+
+    copy_dir(copy, sub);
+    assert_int_equal(run_in(home, &out, "audit verify"), 1);
+    assert_null(strstr(out.data, "intact"));
+    if (!strstr(out.data, "older than this machine last saw it") ||
+        !strstr(out.data, "ends at record 2") || !strstr(out.data, "LLMOS_ALLOW_ROLLBACK"))
+        fail_msg("%s", out.data);
+
+    /* the attacker put back an older freshness record as well (here: removed it): only the
+     * checkpoint kept elsewhere still tells */
+    tu_rmrf(fresh);
+    assert_int_equal(run_in(home, &out, "audit verify --checkpoint '%s'", cpf), 1);
+    if (!strstr(out.data, "TAMPERED") || !strstr(out.data, "was there"))
+        fail_msg("%s", out.data);
+
+    /* accepted on purpose: opens, warns, and the log says so */
+    copy_dir(copy, sub);
+    assert_int_equal(run_in(home, &out, "LLMOS_ALLOW_ROLLBACK=1 audit verify"), 0);
+    assert_non_null(strstr(out.data, "ROLLBACK ACCEPTED"));
+    assert_int_equal(run_in(home, &out, "audit"), 0);
+    assert_non_null(strstr(out.data, "store.rollback"));
+    buf_free(&out);
+    tu_rmrf(home);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -397,6 +608,9 @@ int main(void)
         cmocka_unit_test(test_append_refuses_nul),
         cmocka_unit_test(test_old_form_records_verify),
         cmocka_unit_test(test_cli_shows_hidden_bytes),
+        cmocka_unit_test(test_accepted_rollback_audited),
+        cmocka_unit_test(test_checkpoint),
+        cmocka_unit_test(test_cli_rollback_and_checkpoint),
         cmocka_unit_test(test_bad_append),
         cmocka_unit_test(test_two_writers),
     };

@@ -4,6 +4,10 @@
  * (SQLite's and every page's authentication) and hold every transaction the child saw commit,
  * each one whole.
  *
+ * The stores keep a freshness record (fresh.c), which the child moves forward after every
+ * other commit: a store refused at reopen as older than its record would be a record that ran
+ * ahead of what was committed.
+ *
  * The child reports a transaction through a pipe only after COMMIT returned. 200 rounds by
  * default (a few seconds); LLMOS_CRASH_ROUNDS=N for a long run. LLMOS_CRASH_SEED fixes the
  * random delays. fsync is switched off (store_options.no_fsync) to keep the test fast: a killed
@@ -30,12 +34,14 @@
 
 #define MAX_TXN 100000
 
-static char dir[96];
+static char dir[96], fresh[96];
 
 static store_options opts(void)
 {
-    store_options o = {
-        .embedder = memory_lexical_embedder(), .wal_autocheckpoint = 16, .no_fsync = true};
+    store_options o = {.embedder = memory_lexical_embedder(),
+                       .wal_autocheckpoint = 16,
+                       .no_fsync = true,
+                       .freshness_dir = fresh};
     assert_int_equal(keys_kdf_parse("test-weak", &o.kdf), LLMOS_OK);
     return o;
 }
@@ -69,6 +75,12 @@ static void child(int round, int fd)
         }
         if (t % 5 == 0 && store_archival_add(s, text, NULL, NULL))
             _exit(6);
+        /* an audit record moves the freshness record after the commit: a kill between the
+         * two must leave it behind the store, never ahead (check_round reopens with it) */
+        uint8_t h[32] = {(uint8_t)t};
+        store_audit_record rec = {.kind = "test", .payload = "{}", .hash = h, .hash_len = 32};
+        if (t % 2 == 0 && store_audit_append(s, &rec, NULL))
+            _exit(9);
         if (store_commit(s))
             _exit(7);
         if (write(fd, &t, sizeof t) != sizeof t)
@@ -138,6 +150,7 @@ static void test_kill_rounds(void **state)
     char base[64];
     snprintf(base, sizeof base, "/tmp/llmos-test-crash-XXXXXX");
     assert_non_null(mkdtemp(base));
+    snprintf(fresh, sizeof fresh, "%s/freshness", base);
 
     double t_start = llmos_time_now();
     long total_acked = 0;
