@@ -1,7 +1,8 @@
 /*
  * cmd_memory.c - `llmos memory`: add to, search and describe the user's encrypted store.
  *
- *   llmos memory add [--model FILE] TEXT...          store TEXT as an archival memory
+ *   llmos memory add [--model FILE] [TEXT... | -]    store TEXT as an archival memory; with
+ *                                                    no TEXT, or -, read it from standard input
  *   llmos memory search [--model FILE] QUERY [-k N]  the N memories nearest to QUERY (default 5)
  *   llmos memory stats                               counts, sizes and the store's embedder
  *   llmos memory reset                               start over a store whose database is gone
@@ -17,9 +18,11 @@
  *
  * Everything goes through a kernel session of the local user, so each addition is audited.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "llmos/kernel.h"
@@ -54,23 +57,58 @@ static llmos_err boot_memory(const char *model, cli_boot *b)
     return cli_boot_open(&bp, b);
 }
 
+#define STDIN_TEXT_MAX (1u << 20)
+
+/* The text to remember from standard input (all of it, without the final line ends): the
+ * command line is visible to every user of the machine (ps, /proc/PID/cmdline), standard
+ * input is not. */
+static llmos_err read_stdin_text(llmos_buf *text)
+{
+    if (isatty(STDIN_FILENO))
+        fprintf(stderr, "Type the text to remember, then Ctrl-D on a line of its own:\n");
+    char chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, stdin)) > 0) {
+        if (text->len + n > STDIN_TEXT_MAX)
+            return llmos_fail(LLMOS_ERR_LIMIT,
+                              "the text on standard input is longer than %u bytes; remember it "
+                              "in smaller pieces",
+                              STDIN_TEXT_MAX);
+        if (buf_append(text, chunk, n))
+            return llmos_fail(LLMOS_ERR_NOMEM, "no memory for the text");
+    }
+    if (ferror(stdin))
+        return llmos_fail(LLMOS_ERR_IO, "reading standard input: %s", strerror(errno));
+    if (memchr(text->data ? text->data : "", 0, text->len))
+        return llmos_fail(LLMOS_ERR_INVALID,
+                          "standard input holds a NUL byte: memory add takes text, not binary "
+                          "data");
+    while (text->data && text->len &&
+           (text->data[text->len - 1] == '\n' || text->data[text->len - 1] == '\r'))
+        text->data[--text->len] = '\0';
+    return LLMOS_OK;
+}
+
 static int memory_add(int argc, char **argv)
 {
     bool bad;
     const char *model = take_model_option(&argc, argv, &bad);
     if (bad)
         return cli_usage_error("memory", "--model needs a GGUF FILE");
-    if (argc < 3)
-        return cli_usage_error("memory", "add needs the TEXT to remember");
     llmos_buf text = {0};
-    for (int i = 2; i < argc; i++) {
-        if ((i > 2 && buf_putc(&text, ' ')) || buf_puts(&text, argv[i])) {
-            buf_free(&text);
-            return cli_report(LLMOS_ERR_NOMEM);
-        }
+    bool from_stdin = argc < 3 || (argc == 3 && strcmp(argv[2], "-") == 0);
+    llmos_err err = from_stdin ? read_stdin_text(&text) : LLMOS_OK;
+    for (int i = 2; !err && !from_stdin && i < argc; i++)
+        if ((i > 2 && buf_putc(&text, ' ')) || buf_puts(&text, argv[i]))
+            err = llmos_fail(LLMOS_ERR_NOMEM, "no memory for the text");
+    if (err || text.len == 0) {
+        buf_free(&text);
+        return err ? cli_report(err)
+                   : cli_usage_error("memory", "add needs the TEXT to remember (as arguments, "
+                                               "or on standard input)");
     }
     cli_boot b;
-    llmos_err err = boot_memory(model, &b);
+    err = boot_memory(model, &b);
     int64_t id = 0;
     if (!err)
         err = ksession_memory_add(b.s, text.data, &id);

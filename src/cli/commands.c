@@ -97,7 +97,7 @@ const cli_command cli_commands[] = {
      "Run 'llmos model help SUBCOMMAND' for the options of one subcommand.\n",
      cmd_model},
     {"memory", "Add to and search your encrypted memory store",
-     "usage: llmos memory add TEXT...\n"
+     "usage: llmos memory add [TEXT... | -]\n"
      "       llmos memory search QUERY... [-k N]\n"
      "       llmos memory stats\n"
      "       llmos memory reset\n\n"
@@ -106,7 +106,9 @@ const cli_command cli_commands[] = {
      "The passphrase is asked on the terminal (twice when the store is created),\n"
      "or taken from LLMOS_PASSPHRASE. LLMOS_KDF=moderate|interactive|sensitive\n"
      "sets the Argon2id strength of a new store (default moderate: ~1 s, 256 MiB).\n\n"
-     "  add TEXT      remember TEXT (archival memory)\n"
+     "  add TEXT      remember TEXT (archival memory); with no TEXT, or -, the text\n"
+     "                is read from standard input, where other users cannot see it\n"
+     "                (they can see command lines, with ps)\n"
      "  search QUERY  the memories nearest to QUERY; -k N how many (default 5)\n"
      "  stats         counts, sizes and schema version\n"
      "  reset         start over with an empty store when store.db is gone (every\n"

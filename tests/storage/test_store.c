@@ -606,6 +606,20 @@ static int run_cli(const char *args, char *out, size_t size)
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+/* The same with `input` on standard input. */
+static int run_cli_in(const char *input, const char *args, char *out, size_t size)
+{
+    char in_path[160];
+    snprintf(in_path, sizeof in_path, "%s/stdin.txt", dir);
+    FILE *f = fopen(in_path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(input, 1, strlen(input), f), strlen(input));
+    fclose(f);
+    char with_in[400];
+    snprintf(with_in, sizeof with_in, "%s < '%s'", args, in_path);
+    return run_cli(with_in, out, size);
+}
+
 static void test_cli_memory(void **state)
 {
     (void)state;
@@ -627,8 +641,18 @@ static void test_cli_memory(void **state)
     assert_null(strstr(out, "2. "));
     assert_int_equal(run_cli("memory search machine code", out, sizeof out), 0);
     assert_non_null(strstr(out, "1. #2 "));
+    /* from standard input (with no TEXT, or -), where ps cannot see it */
+    assert_int_equal(
+        run_cli_in("a secret kept out of\nthe process list\n", "memory add", out, sizeof out), 0);
+    assert_non_null(strstr(out, "remembered as #4"));
+    assert_int_equal(run_cli_in("another piped note", "memory add -", out, sizeof out), 0);
+    assert_non_null(strstr(out, "remembered as #5"));
+    assert_int_equal(run_cli("memory search process list -k 1", out, sizeof out), 0);
+    assert_non_null(strstr(out, "1. #4 "));
+    assert_non_null(strstr(out, "a secret kept out of\nthe process list\n"));
+    assert_int_equal(run_cli_in("\n", "memory add", out, sizeof out), 2);
     assert_int_equal(run_cli("memory stats", out, sizeof out), 0);
-    assert_non_null(strstr(out, "3 memories"));
+    assert_non_null(strstr(out, "5 memories"));
     assert_non_null(strstr(out, "schema version:   2"));
     struct stat st;
     assert_int_equal(stat(home, &st), 0);
