@@ -4,6 +4,7 @@
 #   make run      install deps, build, start llmos's main job
 #   make test     install deps, build, run every test with ctest
 #   make asan     AddressSanitizer + UBSan build in build-asan/, same tests
+#   make crash    the crash test's long run: CRASH_ROUNDS (1000) SIGKILL rounds against the store
 #   make fuzz     clang libFuzzer build in build-fuzz/, each target for FUZZ_SECONDS
 #   make bench    build and run the benchmarks in bench/
 #   make format   clang-format the tree;  make lint   clang-tidy + cppcheck
@@ -13,12 +14,13 @@
 BUILD      ?= build
 JOBS       ?= $(shell nproc)
 FUZZ_SECONDS ?= 60
+CRASH_ROUNDS ?= 1000
 WERROR     := $(if $(filter true 1,$(CI)),ON,OFF)
 CMAKE_ARGS ?=
 
 SOURCES = $(shell git ls-files '*.c' '*.h' 2>/dev/null || find src include tests fuzz bench -name '*.[ch]')
 
-.PHONY: all build deps run test asan fuzz bench format lint clean
+.PHONY: all build deps run test asan crash fuzz bench format lint clean
 
 all: build
 
@@ -47,6 +49,12 @@ asan: deps
 	cmake --build build-asan -j $(JOBS)
 	cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j $(JOBS)
+
+# A child process commits transactions to a store and is killed with SIGKILL at a random
+# moment, CRASH_ROUNDS times; every reopen must verify and hold every transaction the child saw
+# commit. The last lines give the committed transactions lost (must be 0) and the time.
+crash: build
+	LLMOS_CRASH_ROUNDS=$(CRASH_ROUNDS) ./$(BUILD)/test_storage_crash
 
 fuzz: deps
 	CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DLLMOS_FUZZ=ON

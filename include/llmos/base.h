@@ -221,8 +221,21 @@ LLMOS_API LLMOS_NODISCARD llmos_err llmos_file_read_all(const char *path, size_t
  * temporary file beside it, fsync, rename over, fsync the directory. `mode` as for open(2). */
 LLMOS_API LLMOS_NODISCARD llmos_err llmos_file_write_atomic(const char *path, const void *data,
                                                             size_t n, unsigned mode);
+/* Create a new file beside `path` for a write that will be renamed over it: named
+ * "<path>.tmp.<pid>", or with a random suffix as well when that name is taken, opened write-only
+ * with O_EXCL | O_NOFOLLOW, so that nothing already at the name (a file, a symbolic link
+ * planted by someone else) is opened or written through. *fd is the open file; *tmp_path its
+ * name (malloc'd: the caller frees it, and unlinks the file on failure). */
+LLMOS_API LLMOS_NODISCARD llmos_err llmos_file_create_temp(const char *path, unsigned mode, int *fd,
+                                                           char **tmp_path);
+/* fsync the directory that holds `path`, so that a rename into it survives a power cut. */
+LLMOS_API LLMOS_NODISCARD llmos_err llmos_file_sync_dir(const char *path);
 /* Create a directory and its parents (like mkdir -p) with `mode`. */
 LLMOS_API LLMOS_NODISCARD llmos_err llmos_file_mkdirs(const char *path, unsigned mode);
+/* A directory for secrets (the llmos home, a store): created with mode 0700 (parents too) when
+ * missing; LLMOS_ERR_DENIED, with a message saying how to fix it, when it belongs to another
+ * user or group or others may write to it. */
+LLMOS_API LLMOS_NODISCARD llmos_err llmos_file_private_dir(const char *path);
 /* Overwrite memory in a way the compiler may not remove (key material, passphrases). */
 LLMOS_API void llmos_secure_zero(void *p, size_t n);
 

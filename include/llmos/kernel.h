@@ -335,11 +335,16 @@ LLMOS_API bool ksession_rate_limited(double *retry_after_s);
 LLMOS_API LLMOS_NODISCARD llmos_err ksession_embed(ksession *s, const char *text, size_t len,
                                                    float **vec, size_t *dim, size_t *tokens);
 
-/* The audit log: records with seq >= from, in order, to fn (return false to stop); and the
- * check of its hash chain. Need KRIGHT_AUDIT. */
+/* The audit log: records with seq >= from, in order, to fn (return false to stop); the check
+ * of its hash chain; a checkpoint of its head (audit_checkpoint), and the check of the log
+ * against one (audit_verify_checkpoint). Need KRIGHT_AUDIT. */
 LLMOS_API LLMOS_NODISCARD llmos_err ksession_audit(
     ksession *s, int64_t from, bool (*fn)(const store_audit_record *rec, void *ctx), void *ctx);
 LLMOS_API LLMOS_NODISCARD llmos_err ksession_audit_verify(ksession *s, audit_verdict *v);
+LLMOS_API LLMOS_NODISCARD llmos_err ksession_audit_checkpoint(ksession *s, llmos_buf *out);
+LLMOS_API LLMOS_NODISCARD llmos_err ksession_audit_verify_checkpoint(ksession *s,
+                                                                     const char *checkpoint,
+                                                                     size_t len, audit_verdict *v);
 /* A "request" record (principal, device, request, outcome) for a request of the device that
  * no other session function records: reads (listing processes, the audit log, memory
  * statistics), requests refused by the session's limits, malformed requests. Needs no right:

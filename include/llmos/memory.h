@@ -3,7 +3,8 @@
  * memory uses, and what the kernel keeps there (its processes and the recall log).
  *
  *   home       where a user's data lives: $LLMOS_HOME, else $XDG_DATA_HOME/llmos, else
- *              ~/.local/share/llmos; the encrypted store is <home>/store
+ *              ~/.local/share/llmos; the encrypted store is <home>/store, and the freshness
+ *              records that catch an older copy of it put back are in <home>/freshness
  *   opening    memory_open unlocks (or creates) that store with the passphrase from the
  *              caller, $LLMOS_PASSPHRASE or a prompt the device supplies, and gives archival
  *              memory its embedder; memory_open_ephemeral makes a store that lives in memory
@@ -52,6 +53,11 @@ typedef struct memory_params {
     memory_embed embed;      /* which embedder archival memory gets */
     const char *embed_model; /* GGUF file of the engine embedder (MEMORY_EMBED_DEFAULT) */
     bool check_embedder;     /* refuse a store whose memories another embedder made */
+    bool start_over;         /* a store whose database is gone starts over empty
+                                (store_options.start_over; `llmos memory reset`) */
+    bool allow_rollback;     /* open a store older than its freshness record, loudly and
+                                audited (store_options.allow_rollback); also when
+                                $LLMOS_ALLOW_ROLLBACK is 1 */
 } memory_params;
 
 typedef struct memory memory;
@@ -106,17 +112,17 @@ typedef struct mctx_in {
 } mctx_in;
 
 typedef struct mctx_out {
-    json_t *messages;   /* what the model sees (owned) */
-    json_t *tools;      /* the tools offered (owned; maybe fewer, without descriptions) */
-    size_t tokens;      /* the prompt's tokens, as the model counts them */
-    size_t full_tokens; /* what the whole context would take (before any degradation): the
-                           measure for the pressure and flush thresholds */
+    json_t *messages;    /* what the model sees (owned) */
+    json_t *tools;       /* the tools offered (owned; maybe fewer, without descriptions) */
+    size_t tokens;       /* the prompt's tokens, as the model counts them */
+    size_t full_tokens;  /* what the whole context would take (before any degradation): the
+                            measure for the pressure and flush thresholds */
     size_t fixed_tokens; /* what the system message and the tools take alone (no queue) */
-    size_t reserve;     /* room left for the answer (the caller's max_tokens at most this) */
-    size_t first_kept;  /* index in the queue of the oldest message kept */
-    bool pressure;      /* the full context is over the pressure threshold */
-    bool short_system;  /* the one-line system prompt was used */
-    char notes[512];    /* what was left out, "" when nothing */
+    size_t reserve;      /* room left for the answer (the caller's max_tokens at most this) */
+    size_t first_kept;   /* index in the queue of the oldest message kept */
+    bool pressure;       /* the full context is over the pressure threshold */
+    bool short_system;   /* the one-line system prompt was used */
+    char notes[512];     /* what was left out, "" when nothing */
 } mctx_out;
 
 /* Lay out the context of `in` within p->window, degrading in the order context.c states when it

@@ -155,14 +155,21 @@ LLMOS_API LLMOS_NODISCARD llmos_err audit_open(store *s, audit **out);
 LLMOS_API void audit_free(audit *a);
 
 /* Append a record of `kind` ("syscall", "policy", "model.load", "login", "process", ...) with
- * `payload` (a JSON object, borrowed) at the head of the chain. */
+ * `payload` (a JSON object, borrowed) at the head of the chain. A payload with a NUL byte in
+ * a string or key is LLMOS_ERR_INVALID, naming the member. */
 LLMOS_API LLMOS_NODISCARD llmos_err audit_append(audit *a, const char *kind, const json_t *payload);
 
-/* The canonical bytes a record's hash covers (docs/security.md):
- *   "llmos-audit-v1" 0x00 seq 0x00 time 0x00 kind 0x00 payload
- * with seq and time in decimal. Appended to out. */
-LLMOS_API LLMOS_NODISCARD llmos_err audit_canonical(int64_t seq, int64_t time, const char *kind,
-                                                    const char *payload, llmos_buf *out);
+/* The canonical bytes a record's hash covers (docs/security.md), appended to out. Form 2, in
+ * which every record is now written:
+ *   "llmos-audit-v2" 0x00 seq (u64 LE) time (i64 LE) kind_len (u64 LE) kind
+ *   payload_len (u64 LE) payload
+ * Form 1, kept to verify records written before (the setting "audit.form2_from" says where
+ * form 2 begins): "llmos-audit-v1" 0x00 seq 0x00 time 0x00 kind 0x00 payload, seq and time in
+ * decimal. A kind or payload with a NUL inside is LLMOS_ERR_INVALID in both. */
+LLMOS_API LLMOS_NODISCARD llmos_err audit_canonical(int form, int64_t seq, int64_t time,
+                                                    const char *kind, size_t kind_len,
+                                                    const char *payload, size_t payload_len,
+                                                    llmos_buf *out);
 
 typedef struct audit_verdict {
     bool ok;
@@ -176,5 +183,18 @@ typedef struct audit_verdict {
  * head remembered in the settings equal to the last record. Returns LLMOS_OK when the check
  * ran (see v->ok), an error only when the store could not be read. */
 LLMOS_API LLMOS_NODISCARD llmos_err audit_verify(store *s, audit_verdict *v);
+
+/* A checkpoint of the log of store s, appended to out: its head (seq, hash) and the time, as
+ * JSON with a MAC under a key derived from the store's key, to be kept somewhere a holder of
+ * that key cannot reach (docs/security.md). Refused (LLMOS_ERR_CRYPTO) when the log does not
+ * verify. LLMOS_ERR_UNSUPPORTED for a store in memory only. */
+LLMOS_API LLMOS_NODISCARD llmos_err audit_checkpoint(store *s, llmos_buf *out);
+/* Check the log of store s against a checkpoint (text[0..len) as audit_checkpoint wrote it):
+ * the chain as audit_verify does, then that the log still holds the checkpoint's record with
+ * the same hash; v says what differs (v->ok false, v->bad_seq the checkpoint's record). An
+ * error when the checkpoint itself is malformed (LLMOS_ERR_FORMAT), of another store
+ * (LLMOS_ERR_INVALID) or fails its MAC (LLMOS_ERR_CRYPTO). */
+LLMOS_API LLMOS_NODISCARD llmos_err audit_verify_checkpoint(store *s, const char *text, size_t len,
+                                                            audit_verdict *v);
 
 #endif

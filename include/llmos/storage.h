@@ -95,12 +95,26 @@ typedef struct store_options {
     int wal_autocheckpoint;         /* WAL pages before an automatic checkpoint; 0 = 1000 */
     bool no_fsync;                  /* tests only: never fsync (PRAGMA synchronous=OFF); still
                                        safe when a process dies, not when the power fails */
+    bool start_over;                /* when the key file is there but the database is missing or
+                                       empty: set the old key file aside (store.key.old-<db id>)
+                                       and make a new, empty store with a new key, instead of
+                                       failing. No effect on a store whose database is there. */
+    const char *freshness_dir;      /* where this machine keeps the store's freshness record
+                                       (<dir>/<db id in hex>: the newest audit head seen, sealed);
+                                       NULL keeps none. memory_open: <llmos home>/freshness */
+    bool allow_rollback;            /* open a store older than its freshness record (or whose
+                                       record does not open) with a warning, and leave a
+                                       "store.rollback" audit record, instead of failing */
 } store_options;
 
 /* Open (or create) the store in directory `dir` (created with mode 0700), unlocking it with
  * `passphrase`. `opt` may be NULL for defaults. Migrates the schema to the current version.
  * Wrong passphrase: LLMOS_ERR_AUTH. A tampered database: LLMOS_ERR_CRYPTO naming file and page.
- * Close with store_close. */
+ * A directory of another user, or one its group or others may write to: LLMOS_ERR_DENIED. A key
+ * file whose database is missing (LLMOS_ERR_NOT_FOUND) or empty (LLMOS_ERR_FORMAT) is refused
+ * with a message saying so, unless opt->start_over. With opt->freshness_dir, a store older
+ * than its freshness record (an older copy put back) is LLMOS_ERR_CRYPTO naming both audit
+ * sequence numbers, unless opt->allow_rollback. Close with store_close. */
 LLMOS_API LLMOS_NODISCARD llmos_err store_open(const char *dir, const char *passphrase,
                                                const store_options *opt, store **out);
 /* A store in memory only (SQLite's ":memory:" database): the same schema and functions, no
@@ -117,6 +131,26 @@ LLMOS_API int store_schema_version(store *s);
 /* Paths of the database and key file (owned by the store). */
 LLMOS_API const char *store_db_path(const store *s);
 LLMOS_API const char *store_key_path(const store *s);
+/* Where the old key file was set aside when store_open started over (opt->start_over), or NULL
+ * when it did not (owned by the store). */
+LLMOS_API const char *store_set_aside_key(const store *s);
+
+/* A rollback accepted at open (store_options.allow_rollback): the newest audit record the
+ * freshness record had seen (-1 when the record did not open) and where the store's log ended.
+ * True once, the first time it is asked (audit_open asks, and records it in the log). */
+typedef struct store_rollback_notice {
+    int64_t seen_seq, found_seq;
+} store_rollback_notice;
+LLMOS_API LLMOS_NODISCARD bool store_take_rollback_notice(store *s, store_rollback_notice *out);
+
+/* A MAC (keyed BLAKE2b-256) of `purpose` (a C string naming what is signed, with its NUL) and
+ * msg[0..len) under a key derived from the store's data key: for statements about the store
+ * that must not be forged without its key (audit checkpoints). And the store's database id.
+ * LLMOS_ERR_UNSUPPORTED for a store in memory only, which has no key. */
+#define STORE_MAC_BYTES 32
+LLMOS_API LLMOS_NODISCARD llmos_err store_mac(store *s, const char *purpose, const void *msg,
+                                              size_t len, uint8_t tag[STORE_MAC_BYTES]);
+LLMOS_API LLMOS_NODISCARD llmos_err store_db_id(store *s, uint8_t id[16]);
 
 /* Explicit transactions, so that several writes commit together. Writes outside them commit
  * one by one. store_rollback's result may be ignored (it is usually called on an error path,
@@ -228,7 +262,10 @@ typedef struct store_audit_record {
     int64_t seq;  /* assigned by store_audit_append, increasing from 1 */
     int64_t time; /* Unix time, seconds (0 on append = now) */
     const char *kind;
-    const char *payload; /* JSON text */
+    const char *payload;          /* JSON text */
+    size_t kind_len, payload_len; /* iterate: their lengths in bytes as stored, which are
+                                     more than strlen() when a NUL was put inside; append
+                                     ignores them (kind and payload are C strings) */
     const uint8_t *prev_hash;
     size_t prev_hash_len;
     const uint8_t *hash;

@@ -5,7 +5,10 @@
  * llmos_file_write_atomic follows the classic recipe: write a temporary in the same directory,
  * fsync it, rename it over the target (atomic on POSIX file systems), then fsync the directory so
  * the rename itself survives a power cut. A crash at any point leaves the old or the new content.
+ * The temporary is created fresh (llmos_file_create_temp), never through a name someone else
+ * put there. llmos_file_private_dir is the check for directories that hold keys and stores.
  */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -122,7 +125,7 @@ llmos_err llmos_file_read_all(const char *path, size_t max_bytes, llmos_buf *out
     return err;
 }
 
-static llmos_err fsync_dir_of(const char *path)
+llmos_err llmos_file_sync_dir(const char *path)
 {
     char *copy = strdup(path);
     if (!copy)
@@ -138,22 +141,59 @@ static llmos_err fsync_dir_of(const char *path)
     return err;
 }
 
-llmos_err llmos_file_write_atomic(const char *path, const void *data, size_t n, unsigned mode)
+/* Security: the temporary name is predictable, so someone who can write to the directory may
+ * have put a symbolic link (to a file of ours they want overwritten) or a file of their own
+ * there. O_CREAT | O_EXCL never opens an existing name and never follows a link at it (POSIX
+ * open(2)); O_NOFOLLOW says the same once more. When the name is taken, a random one is tried
+ * instead, so a planted name cannot stop the write either. */
+#define TEMP_TRIES 8
+
+llmos_err llmos_file_create_temp(const char *path, unsigned mode, int *fd, char **tmp_path)
 {
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 32);
+    assert(path && fd && tmp_path);
+    *fd = -1;
+    *tmp_path = NULL;
+    size_t size = strlen(path) + 64;
+    char *tmp = malloc(size);
     if (!tmp)
         return llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
-    snprintf(tmp, plen + 32, "%s.tmp.%ld", path, (long)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, (mode_t)mode);
-    if (fd < 0) {
-        llmos_err err = llmos_fail(LLMOS_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
-        free(tmp);
-        return err;
+    snprintf(tmp, size, "%s.tmp.%ld", path, (long)getpid());
+    for (int i = 0; i < TEMP_TRIES; i++) {
+        if (i > 0) {
+            uint8_t rnd[8];
+            char hex[2 * sizeof rnd + 1];
+            randombytes_buf(rnd, sizeof rnd);
+            snprintf(tmp, size, "%s.tmp.%ld.%s", path, (long)getpid(),
+                     llmos_hex_encode(hex, sizeof hex, rnd, sizeof rnd));
+        }
+        int f = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, (mode_t)mode);
+        if (f >= 0) {
+            *fd = f;
+            *tmp_path = tmp;
+            return LLMOS_OK;
+        }
+        if (errno != EEXIST)
+            break;
+        if (i == 0)
+            LOG_WARN("file",
+                     "%s is in the way (left by an interrupted write, or put there by someone "
+                     "else); writing through another name",
+                     tmp);
     }
+    llmos_err err = llmos_fail(LLMOS_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
+    free(tmp);
+    return err;
+}
+
+llmos_err llmos_file_write_atomic(const char *path, const void *data, size_t n, unsigned mode)
+{
+    int fd = -1;
+    char *tmp = NULL;
+    llmos_err err = llmos_file_create_temp(path, mode, &fd, &tmp);
+    if (err)
+        return err;
     const unsigned char *p = data;
     size_t left = n;
-    llmos_err err = LLMOS_OK;
     while (left > 0) {
         ssize_t w = write(fd, p, left);
         if (w < 0) {
@@ -172,9 +212,12 @@ llmos_err llmos_file_write_atomic(const char *path, const void *data, size_t n, 
     if (!err && rename(tmp, path) != 0)
         err = llmos_fail(LLMOS_ERR_IO, "%s: cannot replace: %s", path, strerror(errno));
     if (err)
+        /* tmp is set when llmos_file_create_temp returned 0 (llmos_fail returns its nonzero
+         * code, so this is reached only on success) */
+        // NOLINTNEXTLINE(clang-analyzer-core.NonNullParamChecker)
         unlink(tmp);
     else
-        err = fsync_dir_of(path);
+        err = llmos_file_sync_dir(path);
     free(tmp);
     return err;
 }
@@ -208,6 +251,33 @@ llmos_err llmos_file_mkdirs(const char *path, unsigned mode)
     }
     free(p);
     return err;
+}
+
+/* Security: whoever can write to a directory can delete, rename and plant files in it (a
+ * symbolic link where llmos will write, an older copy of a store), and its owner can change
+ * its mode. A directory that holds keys or a store must therefore belong to us and be
+ * writable by nobody else; the check is on the directory itself (where the link leads, when
+ * the path is a link), not on its parents. */
+llmos_err llmos_file_private_dir(const char *path)
+{
+    llmos_err err = llmos_file_mkdirs(path, 0700);
+    if (err)
+        return err;
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return llmos_fail(LLMOS_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
+    if (st.st_uid != geteuid())
+        return llmos_fail(LLMOS_ERR_DENIED,
+                          "%s belongs to user id %u, not to you (user id %u): its owner could "
+                          "replace or plant files in it; use a directory of your own",
+                          path, (unsigned)st.st_uid, (unsigned)geteuid());
+    if (st.st_mode & (S_IWGRP | S_IWOTH))
+        return llmos_fail(LLMOS_ERR_DENIED,
+                          "%s is writable by %s (mode %03o): anyone who can write there can "
+                          "replace or plant files in it; make it private with 'chmod 700 %s'",
+                          path, st.st_mode & S_IWOTH ? "every user" : "its group",
+                          (unsigned)(st.st_mode & 0777), path);
+    return LLMOS_OK;
 }
 
 void llmos_secure_zero(void *p, size_t n)

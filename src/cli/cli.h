@@ -66,6 +66,7 @@ typedef struct cli_boot_params {
     const char *device;             /* "shell", "cli", "serve": in the audit's login record */
     bool create;                    /* create the store when missing (asks the passphrase twice) */
     bool ephemeral;                 /* a store in memory only (the shell's --no-store) */
+    bool start_over;                /* a store whose database is gone starts over (memory reset) */
     int embed;                      /* memory_embed: MEMORY_EMBED_NONE unless memory is searched */
     const char *embed_model;        /* GGUF file of the embedder (memory add/search --model) */
     struct llm_backend *privileged; /* the model (owned by the boot from here on; may be NULL) */

@@ -27,6 +27,7 @@ llmos_err cli_boot_open(const cli_boot_params *p, cli_boot *out)
         err = memory_open_ephemeral(&out->mem);
     } else {
         memory_params mp = {.create = p->create,
+                            .start_over = p->start_over,
                             .ask = repl_read_secret,
                             .embed = (memory_embed)p->embed,
                             .embed_model = p->embed_model,

@@ -164,6 +164,8 @@ static void check_home_dir(doctor *d, const char *home)
         report(d, 2, "home",
                "%s is not writable by you (%s); fix its permissions or set LLMOS_HOME", home,
                strerror(errno));
+    } else if (llmos_file_private_dir(home) != LLMOS_OK) {
+        report(d, 2, "home", "%s", llmos_errmsg()); /* llmos refuses it: names the fix */
     } else if (st.st_mode & 077) {
         report(d, 1, "home", "%s is readable by other users (mode %03o); run: chmod 700 %s", home,
                (unsigned)(st.st_mode & 0777), home);

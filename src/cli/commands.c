@@ -97,17 +97,22 @@ const cli_command cli_commands[] = {
      "Run 'llmos model help SUBCOMMAND' for the options of one subcommand.\n",
      cmd_model},
     {"memory", "Add to and search your encrypted memory store",
-     "usage: llmos memory add TEXT...\n"
+     "usage: llmos memory add [TEXT... | -]\n"
      "       llmos memory search QUERY... [-k N]\n"
-     "       llmos memory stats\n\n"
+     "       llmos memory stats\n"
+     "       llmos memory reset\n\n"
      "Your memories live in an encrypted store in $LLMOS_HOME/store (every page\n"
      "sealed with XChaCha20-Poly1305 under a key protected by your passphrase).\n"
      "The passphrase is asked on the terminal (twice when the store is created),\n"
      "or taken from LLMOS_PASSPHRASE. LLMOS_KDF=moderate|interactive|sensitive\n"
      "sets the Argon2id strength of a new store (default moderate: ~1 s, 256 MiB).\n\n"
-     "  add TEXT      remember TEXT (archival memory)\n"
+     "  add TEXT      remember TEXT (archival memory); with no TEXT, or -, the text\n"
+     "                is read from standard input, where other users cannot see it\n"
+     "                (they can see command lines, with ps)\n"
      "  search QUERY  the memories nearest to QUERY; -k N how many (default 5)\n"
-     "  stats         counts, sizes and schema version\n\n"
+     "  stats         counts, sizes and schema version\n"
+     "  reset         start over with an empty store when store.db is gone (every\n"
+     "                other command refuses such a store); the old key file is kept\n\n"
      "Until a model provides embeddings, a TEST embedder (word hashing) is used:\n"
      "it finds shared words, not meaning.\n",
      cmd_memory},
@@ -200,11 +205,16 @@ const cli_command cli_commands[] = {
      cmd_kill},
     {"audit", "Show or verify the hash-chained audit log",
      "usage: llmos audit [--from SEQ] [--json]\n"
-     "       llmos audit verify\n\n"
+     "       llmos audit verify [--checkpoint FILE]\n"
+     "       llmos audit checkpoint FILE\n\n"
      "Every system call, policy decision, model load and login is an append-only\n"
      "record holding the BLAKE2b hash of the one before. 'verify' checks the chain\n"
      "and names the first edited, removed or reordered record (exit 1 when the log\n"
      "was tampered with).\n\n"
+     "Whoever holds the store's key can rewrite the whole log consistently; a\n"
+     "checkpoint kept elsewhere catches that. 'checkpoint FILE' writes the log's\n"
+     "head (record number, hash, time) with a MAC under the store's key; 'verify\n"
+     "--checkpoint FILE' also checks that the log still holds that record, unchanged.\n\n"
      "  --from SEQ  start at record SEQ\n"
      "  --json      a JSON array instead of the table\n",
      cmd_audit},

@@ -519,6 +519,29 @@ llmos_err ksession_audit_verify(ksession *s, audit_verdict *v)
     return err;
 }
 
+llmos_err ksession_audit_checkpoint(ksession *s, llmos_buf *out)
+{
+    llmos_err err = need(s, KRIGHT_AUDIT, "making an audit checkpoint");
+    if (err)
+        return err;
+    kernel_lock(s->k);
+    err = audit_checkpoint(s->k->cfg.st, out);
+    kernel_unlock(s->k);
+    return err;
+}
+
+llmos_err ksession_audit_verify_checkpoint(ksession *s, const char *checkpoint, size_t len,
+                                           audit_verdict *v)
+{
+    llmos_err err = need(s, KRIGHT_AUDIT, "verifying the audit log");
+    if (err)
+        return err;
+    kernel_lock(s->k);
+    err = audit_verify_checkpoint(s->k->cfg.st, checkpoint, len, v);
+    kernel_unlock(s->k);
+    return err;
+}
+
 /* ---- memory ------------------------------------------------------------------------------- */
 
 llmos_err ksession_memory_stats(ksession *s, store_stats *out)

@@ -291,11 +291,12 @@ llmos_err memory_open(const memory_params *p, memory **out)
     if (!p)
         p = &defaults;
     const char *home = p->home ? p->home : memory_home();
-    llmos_err err = llmos_file_mkdirs(home, 0700);
+    llmos_err err = llmos_file_private_dir(home);
     if (err)
         return llmos_fail_context(err, "the llmos home %s: ", home);
-    char dir[4200], keyfile[4300];
+    char dir[4200], keyfile[4300], fresh[4200];
     snprintf(dir, sizeof dir, "%s/store", home);
+    snprintf(fresh, sizeof fresh, "%s/freshness", home);
     snprintf(keyfile, sizeof keyfile, "%s/store.key", dir);
     bool exists = access(keyfile, F_OK) == 0;
     if (!exists && !p->create)
@@ -306,7 +307,11 @@ llmos_err memory_open(const memory_params *p, memory **out)
     memory *m = calloc(1, sizeof *m);
     if (!m)
         return llmos_fail(LLMOS_ERR_NOMEM, "no memory");
-    store_options opt = {.no_create = !p->create};
+    const char *allow = getenv("LLMOS_ALLOW_ROLLBACK");
+    store_options opt = {.no_create = !p->create,
+                         .start_over = p->start_over,
+                         .freshness_dir = fresh,
+                         .allow_rollback = p->allow_rollback || (allow && strcmp(allow, "1") == 0)};
     err = keys_kdf_from_env(&opt.kdf);
     if (!err)
         err = pick_embedder(m, p, &opt.embedder);

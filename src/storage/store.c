@@ -5,7 +5,9 @@
  *
  * Opening: unlock the key file (keys.c), hand the data key to the VFS (vfs.c) under a token,
  * open "file:<dir>/store.db?llmos_key=<token>" on the VFS, reserve 40 bytes per page for nonce
- * and tag before the first page is written, switch to WAL, then migrate the schema.
+ * and tag before the first page is written, switch to WAL, then migrate the schema. A key file
+ * whose database is gone is refused (open_keys), and so, when the caller keeps freshness
+ * records, is a store older than its record (fresh.c).
  *
  * Schema versions live in PRAGMA user_version; migrations[i] takes the schema from version i to
  * i+1 and each runs in its own transaction together with the version bump, so a crash leaves
@@ -24,6 +26,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <sodium.h>
 
@@ -237,6 +240,108 @@ static llmos_err migrate(store *s)
     }
 }
 
+/* Set the old key file of a store whose database is gone aside as store.key.old-<db id>, with
+ * what is left of the database (an empty store.db is removed, a WAL renamed like the key, the
+ * shared-memory index removed), so that a new store can be made in its place. The key file
+ * goes last, so that an interruption leaves a key file without a database, which is refused
+ * and reset again. */
+static llmos_err set_aside(store *s, const keys_unlocked *keys)
+{
+    assert(s && keys);
+    char id[2 * sizeof keys->db_id + 1];
+    llmos_hex_encode(id, sizeof id, keys->db_id, sizeof keys->db_id);
+    llmos_buf b = {0};
+    char *old_key = NULL, *wal = NULL, *old_wal = NULL, *shm = NULL;
+    if (buf_printf(&b, "%s.old-%s", s->key_path, id) || !(old_key = buf_detach(&b, NULL)) ||
+        buf_printf(&b, "%s-wal", s->db_path) || !(wal = buf_detach(&b, NULL)) ||
+        buf_printf(&b, "%s-wal.old-%s", s->db_path, id) || !(old_wal = buf_detach(&b, NULL)) ||
+        buf_printf(&b, "%s-shm", s->db_path) || !(shm = buf_detach(&b, NULL))) {
+        buf_free(&b);
+        free(old_key);
+        free(wal);
+        free(old_wal);
+        return llmos_fail(LLMOS_ERR_NOMEM, "no memory for a store");
+    }
+    llmos_err err = LLMOS_OK;
+    if (unlink(s->db_path) != 0 && errno != ENOENT)
+        err = llmos_fail(LLMOS_ERR_IO, "%s: cannot remove: %s", s->db_path, strerror(errno));
+    else if (rename(wal, old_wal) != 0 && errno != ENOENT)
+        err = llmos_fail(LLMOS_ERR_IO, "%s: cannot rename: %s", wal, strerror(errno));
+    else if (unlink(shm) != 0 && errno != ENOENT)
+        err = llmos_fail(LLMOS_ERR_IO, "%s: cannot remove: %s", shm, strerror(errno));
+    else if (rename(s->key_path, old_key) != 0)
+        err = llmos_fail(LLMOS_ERR_IO, "%s: cannot rename: %s", s->key_path, strerror(errno));
+    else
+        err = llmos_file_sync_dir(s->key_path);
+    if (!err) {
+        LOG_WARN("storage",
+                 "%s: started over with an empty store under a new key; the old key file is kept "
+                 "as %s (with it, a backup of the old database can still be opened)",
+                 s->dir, old_key);
+        s->set_aside_key = old_key;
+        old_key = NULL;
+    }
+    free(old_key);
+    free(wal);
+    free(old_wal);
+    free(shm);
+    return err;
+}
+
+/* The keys of the store in s->dir: unwrapped from its key file, or made for a new store.
+ *
+ * Security: a key file whose database is missing or empty is refused. SQLite would happily
+ * make a new database there, so a deleted or truncated store.db would come back as an empty
+ * store under the old key and database id, with nothing to say that the user's memories, and
+ * the audit log of everything done, are gone. Only opt->start_over makes a new store then,
+ * with a new key (set_aside). */
+static llmos_err open_keys(store *s, const char *passphrase, const store_options *opt,
+                           keys_unlocked **keys)
+{
+    assert(s && s->dir && passphrase && opt && keys);
+    *keys = NULL;
+    struct stat db;
+    bool have_key = file_exists(s->key_path), have_db = stat(s->db_path, &db) == 0;
+    /* a store directory that others may write to could hold anything they put there */
+    llmos_err err = LLMOS_OK;
+    if ((have_key || have_db || !opt->no_create) && (err = llmos_file_private_dir(s->dir)))
+        return err;
+    if (have_key) {
+        err = keys_unlock(s->key_path, passphrase, keys);
+        if (err || (have_db && db.st_size > 0))
+            return err;
+        if (!opt->start_over) {
+            keys_free(*keys);
+            *keys = NULL;
+            return llmos_fail(have_db ? LLMOS_ERR_FORMAT : LLMOS_ERR_NOT_FOUND,
+                              "%s is %s, but its key file %s is there: the database was %s, and "
+                              "opening it would give an empty store in its place. Put store.db "
+                              "back from a backup; or, to start over with an empty store, run "
+                              "'llmos memory reset' (store_options.start_over), which keeps the "
+                              "old key file aside",
+                              s->db_path, have_db ? "empty (0 bytes)" : "missing", s->key_path,
+                              have_db ? "truncated (or its creation was cut short)"
+                                      : "deleted or moved away");
+        }
+        err = set_aside(s, *keys);
+        keys_free(*keys);
+        *keys = NULL;
+        if (err)
+            return err;
+    } else if (have_db) {
+        return llmos_fail(LLMOS_ERR_NOT_FOUND,
+                          "%s exists but its key file %s does not: without it the store cannot "
+                          "be decrypted (restore the key file from a backup)",
+                          s->db_path, s->key_path);
+    } else if (opt->no_create) {
+        return llmos_fail(LLMOS_ERR_NOT_FOUND, "%s: no store here", s->dir);
+    }
+    keys_kdf kdf = opt->kdf;
+    if (kdf.opslimit == 0 && kdf.memlimit == 0)
+        kdf = keys_kdf_default();
+    return keys_create(s->key_path, passphrase, kdf, keys);
+}
+
 llmos_err store_open(const char *dir, const char *passphrase, const store_options *opt, store **out)
 {
     assert(out);
@@ -264,30 +369,16 @@ llmos_err store_open(const char *dir, const char *passphrase, const store_option
         return llmos_fail(LLMOS_ERR_NOMEM, "no memory for a store");
     }
 
-    bool have_key = file_exists(s->key_path), have_db = file_exists(s->db_path);
     keys_unlocked *keys = NULL;
-    if (have_key) {
-        err = keys_unlock(s->key_path, passphrase, &keys);
-    } else if (have_db) {
-        err = llmos_fail(LLMOS_ERR_NOT_FOUND,
-                         "%s exists but its key file %s does not: without it the store cannot be "
-                         "decrypted (restore the key file from a backup)",
-                         s->db_path, s->key_path);
-    } else if (opt->no_create) {
-        err = llmos_fail(LLMOS_ERR_NOT_FOUND, "%s: no store here", dir);
-    } else {
-        keys_kdf kdf = opt->kdf;
-        if (kdf.opslimit == 0 && kdf.memlimit == 0)
-            kdf = keys_kdf_default();
-        err = llmos_file_mkdirs(dir, 0700);
-        if (!err)
-            err = keys_create(s->key_path, passphrase, kdf, &keys);
-    }
-    if (!err)
+    err = open_keys(s, passphrase, opt, &keys);
+    if (!err) {
         /* keys is set when keys_create/keys_unlock return 0 (llmos_fail returns its nonzero
          * code, so this is reached only on success) */
         // NOLINTNEXTLINE(clang-analyzer-core.NullDereference)
         err = vfs_key_add(keys->data_key, keys->db_id, &s->token);
+        if (!err)
+            err = store_keys_derive(s, keys->data_key, keys->db_id);
+    }
     keys_free(keys);
     if (err) {
         store_close(s);
@@ -333,6 +424,7 @@ llmos_err store_open(const char *dir, const char *passphrase, const store_option
                              s->db_path, sqlite3_column_text(st, 0));
         sqlite3_finalize(st);
     }
+    s->no_fsync = opt->no_fsync;
     if (!err && opt->no_fsync)
         err = store_exec(s, "PRAGMA synchronous = OFF", "configuring the database");
     if (!err && opt->wal_autocheckpoint > 0) {
@@ -344,6 +436,8 @@ llmos_err store_open(const char *dir, const char *passphrase, const store_option
         chmod(s->db_path, 0600); /* the directory is 0700 already; belt and braces */
     if (!err)
         err = migrate(s);
+    if (!err && opt->freshness_dir)
+        err = store_fresh_open(s, opt->freshness_dir, opt->allow_rollback);
     if (!err)
         err = store_vindex_open(s);
     if (err) {
@@ -399,9 +493,11 @@ void store_close(store *s)
     if (s->db)
         sqlite3_close_v2(s->db);
     vfs_key_remove(s->token);
+    store_keys_wipe(s);
     free(s->dir);
     free(s->db_path);
     free(s->key_path);
+    free(s->set_aside_key);
     free(s);
 }
 
@@ -439,10 +535,17 @@ const char *store_db_path(const store *s)
     assert(store_is_open(s));
     return s->db_path;
 }
+
 const char *store_key_path(const store *s)
 {
     assert(store_is_open(s));
     return s->key_path;
+}
+
+const char *store_set_aside_key(const store *s)
+{
+    assert(store_is_open(s));
+    return s->set_aside_key;
 }
 
 llmos_err store_begin(store *s)
@@ -457,7 +560,10 @@ llmos_err store_commit(store *s)
     assert(store_is_open(s));
     if (sqlite3_get_autocommit(s->db))
         return llmos_fail(LLMOS_ERR_INVALID, "store_commit: no transaction is open");
-    return store_exec(s, "COMMIT", "commit");
+    llmos_err err = store_exec(s, "COMMIT", "commit");
+    if (!err && s->audit_appended)
+        store_fresh_update(s); /* after the commit: the record never runs ahead (fresh.c) */
+    return err;
 }
 
 llmos_err store_rollback(store *s)
@@ -465,6 +571,7 @@ llmos_err store_rollback(store *s)
     assert(store_is_open(s));
     if (sqlite3_get_autocommit(s->db))
         return llmos_fail(LLMOS_ERR_INVALID, "store_rollback: no transaction is open");
+    s->audit_appended = false;
     return store_exec(s, "ROLLBACK", "rollback");
 }
 
@@ -818,6 +925,10 @@ llmos_err store_audit_append(store *s, const store_audit_record *rec, int64_t *s
     err = step_done(s, st, "appending an audit record");
     if (!err && seq)
         *seq = sqlite3_last_insert_rowid(s->db);
+    if (!err)
+        s->audit_appended = true;
+    if (!err && sqlite3_get_autocommit(s->db))
+        store_fresh_update(s); /* committed already: no transaction was open */
     return err;
 }
 
@@ -835,16 +946,18 @@ llmos_err store_audit_iterate(store *s, int64_t from_seq,
     sqlite3_bind_int64(st, 1, from_seq);
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        store_audit_record r = {
-            .seq = sqlite3_column_int64(st, 0),
-            .time = sqlite3_column_int64(st, 1),
-            .kind = (const char *)sqlite3_column_text(st, 2),
-            .payload = (const char *)sqlite3_column_text(st, 3),
-            .prev_hash = sqlite3_column_blob(st, 4),
-            .prev_hash_len = (size_t)sqlite3_column_bytes(st, 4),
-            .hash = sqlite3_column_blob(st, 5),
-            .hash_len = (size_t)sqlite3_column_bytes(st, 5),
-        };
+        /* Each length is asked after its pointer, as SQLite wants; an initializer list would
+         * not fix that order. A text's length counts every byte stored, a NUL inside too. */
+        store_audit_record r = {.seq = sqlite3_column_int64(st, 0),
+                                .time = sqlite3_column_int64(st, 1)};
+        r.kind = (const char *)sqlite3_column_text(st, 2);
+        r.kind_len = (size_t)sqlite3_column_bytes(st, 2);
+        r.payload = (const char *)sqlite3_column_text(st, 3);
+        r.payload_len = (size_t)sqlite3_column_bytes(st, 3);
+        r.prev_hash = sqlite3_column_blob(st, 4);
+        r.prev_hash_len = (size_t)sqlite3_column_bytes(st, 4);
+        r.hash = sqlite3_column_blob(st, 5);
+        r.hash_len = (size_t)sqlite3_column_bytes(st, 5);
         if (!fn(&r, ctx)) {
             rc = SQLITE_DONE;
             break;

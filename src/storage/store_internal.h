@@ -8,12 +8,25 @@
 
 #include "llmos/storage.h"
 
+#define STORE_KEY_BYTES        32 /* the keys derived from the data key (fresh.c) */
+#define STORE_AUDIT_HASH_BYTES 32 /* an audit record's hash (security.h: AUDIT_HASH_BYTES) */
+
 struct store {
     sqlite3 *db;
     char *dir, *db_path, *key_path;
+    char *set_aside_key;       /* where open_keys put the old key file on start_over, or NULL */
     uint64_t token;            /* the VFS key token of this store */
     const store_embedder *emb; /* may be NULL */
     void *vindex;              /* archival vector index (archival.c), or NULL */
+    /* fresh.c: keys derived from the data key (locked memory; none for a store in memory) */
+    bool has_keys;
+    uint8_t db_id[16];
+    uint8_t *fresh_key, *mac_key;
+    char *fresh_path, *fresh_lock; /* the freshness record and its lock; NULL: none kept */
+    bool no_fsync;                 /* store_options.no_fsync: the record is not synced either */
+    bool audit_appended;           /* an audit record was appended since the record's update */
+    bool rollback_pending;         /* a rollback was accepted; audit_open records it */
+    store_rollback_notice rollback;
 };
 
 /* What every store_* function may assume of the handle it is given (asserted on entry: a NULL
@@ -30,6 +43,17 @@ llmos_err store_db_fail(store *s, int rc, const char *what);
 LLMOS_NODISCARD llmos_err store_exec(store *s, const char *sql, const char *what);
 LLMOS_NODISCARD llmos_err store_prepare(store *s, const char *sql, sqlite3_stmt **st);
 int64_t store_now(void);
+
+/* Keys and the freshness record (fresh.c). store_keys_derive keeps, in locked memory, the
+ * keys store_mac and the freshness record use (derived from the data key, which the caller
+ * wipes); store_keys_wipe forgets them. store_fresh_open checks the store against its record
+ * in `dir` (refusing one older than the record unless allow_rollback) and brings the record
+ * up to date; store_fresh_update does so after a commit that appended audit records. */
+LLMOS_NODISCARD llmos_err store_keys_derive(store *s, const uint8_t *data_key,
+                                            const uint8_t db_id[16]);
+void store_keys_wipe(store *s);
+LLMOS_NODISCARD llmos_err store_fresh_open(store *s, const char *dir, bool allow_rollback);
+void store_fresh_update(store *s);
 
 /* The archival vector index (archival.c): loaded at open, saved at close. */
 LLMOS_NODISCARD llmos_err store_vindex_open(store *s);

@@ -446,6 +446,39 @@ static llmos_err produce_then_cancel(void *ctx, size_t index, gguf_stream *out)
     return LLMOS_OK;
 }
 
+/* A symbolic link planted at the writer's temporary name, pointing to a file of the victim's:
+ * the model goes to its path, and the victim keeps its bytes. */
+static void test_write_ignores_planted_symlink(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/llmos-test-gguf-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[256], victim[256], planted[300];
+    snprintf(path, sizeof path, "%s/model.gguf", dir);
+    snprintf(victim, sizeof victim, "%s/victim", dir);
+    snprintf(planted, sizeof planted, "%s.tmp.%ld", path, (long)getpid());
+    FILE *f = fopen(victim, "wb");
+    assert_non_null(f);
+    fputs("precious", f);
+    fclose(f);
+    assert_int_equal(symlink(victim, planted), 0);
+
+    gguf_writer *w = full_writer();
+    OK(gguf_writer_write(w, path));
+    gguf_writer_free(w);
+    gguf_file *g;
+    OK(gguf_open(path, &g));
+    check_full(g, 32, 3);
+    gguf_close(g);
+    struct stat st;
+    assert_int_equal(stat(victim, &st), 0);
+    assert_int_equal(st.st_size, 8);
+
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 static void test_write_cancelled(void **state)
 {
     (void)state;
@@ -982,6 +1015,7 @@ int main(void)
         cmocka_unit_test(test_round_trip_memory),
         cmocka_unit_test(test_writer_replace_remove_and_copy),
         cmocka_unit_test(test_write_file_and_stream),
+        cmocka_unit_test(test_write_ignores_planted_symlink),
         cmocka_unit_test(test_write_cancelled),
         cmocka_unit_test(test_getters),
         cmocka_unit_test(test_truncation_at_every_offset),

@@ -1,9 +1,9 @@
 /*
  * test_memory.c - the memory part: opening a user's store (the passphrase given, from the
- * environment, asked through the device, asked twice for a new store, missing), a store in
- * memory only that leaves no file, the lexical embedder (deterministic, near for shared words,
- * and the store's record of it under its old name accepted), and what the kernel keeps: process
- * records and the recall log.
+ * environment, asked through the device, asked twice for a new store, missing; a home others
+ * may write to refused), a store in memory only that leaves no file, the lexical embedder
+ * (deterministic, near for shared words, and the store's record of it under its old name
+ * accepted), and what the kernel keeps: process records and the recall log.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -115,6 +116,29 @@ static void test_weak_passphrases(void **state)
     assert_int_not_equal(access(keyfile, F_OK), 0); /* nothing created */
     setenv("LLMOS_KDF", "test-weak", 1);
     p.passphrase = "x";
+    assert_int_equal(memory_open(&p, &m), LLMOS_OK);
+    memory_close(m);
+    tu_rmrf(home);
+}
+
+/* A home that other users may write to is refused before anything is created in it. */
+static void test_open_home_refused(void **state)
+{
+    (void)state;
+    char home[256], store_dir[300];
+    assert_true(tu_mkdtemp("memory", home, sizeof home));
+    assert_int_equal(chmod(home, 0777), 0);
+    setenv("LLMOS_KDF", "test-weak", 1);
+    memory *m = NULL;
+    memory_params p = {
+        .home = home, .create = true, .passphrase = "pw", .embed = MEMORY_EMBED_NONE};
+    assert_int_equal(memory_open(&p, &m), LLMOS_ERR_DENIED);
+    assert_null(m);
+    assert_non_null(strstr(llmos_errmsg(), home));
+    assert_non_null(strstr(llmos_errmsg(), "writable by every user"));
+    snprintf(store_dir, sizeof store_dir, "%s/store", home);
+    assert_int_not_equal(access(store_dir, F_OK), 0);
+    assert_int_equal(chmod(home, 0700), 0);
     assert_int_equal(memory_open(&p, &m), LLMOS_OK);
     memory_close(m);
     tu_rmrf(home);
@@ -236,6 +260,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_open_and_passphrases),
         cmocka_unit_test(test_weak_passphrases),
+        cmocka_unit_test(test_open_home_refused),
         cmocka_unit_test(test_ephemeral_leaves_nothing),
         cmocka_unit_test(test_lexical_embedder),
         cmocka_unit_test(test_legacy_embedder_name),

@@ -135,6 +135,152 @@ static void test_open_create_reopen(void **state)
     store_close(s);
 }
 
+/* A store directory that others may write to (they could plant or replace files in it) or that
+ * belongs to another user is refused, naming the directory and the fix; nothing is created. */
+static void test_open_dir_refused(void **state)
+{
+    (void)state;
+    store *s = open_ok("u1", "pw");
+    store_close(s);
+    char sub[128];
+    snprintf(sub, sizeof sub, "%s/u1", dir);
+    assert_int_equal(chmod(sub, 0777), 0);
+    store_options o = opts();
+    assert_int_equal(store_open(sub, "pw", &o, &s), LLMOS_ERR_DENIED);
+    assert_null(s);
+    assert_non_null(strstr(llmos_errmsg(), sub));
+    assert_non_null(strstr(llmos_errmsg(), "chmod 700"));
+    assert_int_equal(chmod(sub, 0700), 0);
+    s = open_ok("u1", "pw");
+    store_close(s);
+    /* a new store in an open directory is not created either */
+    char open_dir[128], key[160];
+    snprintf(open_dir, sizeof open_dir, "%s/shared", dir);
+    assert_int_equal(mkdir(open_dir, 0777), 0);
+    assert_int_equal(chmod(open_dir, 01777), 0);
+    assert_int_equal(store_open(open_dir, "pw", &o, &s), LLMOS_ERR_DENIED);
+    snprintf(key, sizeof key, "%s/store.key", open_dir);
+    assert_int_not_equal(access(key, F_OK), 0);
+}
+
+static void path_of(char *out, size_t size, const char *sub, const char *file)
+{
+    snprintf(out, size, "%s/%s%s%s", dir, sub, *file ? "/" : "", file);
+}
+
+/* A store with one setting, closed. */
+static void make_store(const char *sub)
+{
+    store *s = open_ok(sub, "pw");
+    assert_int_equal(store_setting_set(s, "kept", "yes"), LLMOS_OK);
+    store_close(s);
+}
+
+static void expect_refused(const char *sub, llmos_err code, const char *what)
+{
+    char d[160], db[160];
+    path_of(d, sizeof d, sub, "");
+    path_of(db, sizeof db, sub, "store.db");
+    store_options o = opts();
+    store *s = NULL;
+    assert_int_equal(store_open(d, "pw", &o, &s), code);
+    assert_null(s);
+    const char *msg = llmos_errmsg();
+    if (!strstr(msg, db) || !strstr(msg, what) || !strstr(msg, "store.key") ||
+        !strstr(msg, "backup") || !strstr(msg, "llmos memory reset"))
+        fail_msg("message lacks the file, '%s', or what to do: %s", what, msg);
+}
+
+/* Deleting or truncating store.db must not give an empty store under the old key: the open is
+ * refused, naming the file, what happened and what to do, and creates nothing; start_over
+ * makes a new store with a new key and keeps the old key file aside. */
+static void test_database_gone_refused(void **state)
+{
+    (void)state;
+    char d[160], db[160], key[160];
+    struct stat st;
+
+    make_store("deleted");
+    path_of(db, sizeof db, "deleted", "store.db");
+    assert_int_equal(unlink(db), 0);
+    expect_refused("deleted", LLMOS_ERR_NOT_FOUND, "missing");
+    assert_int_not_equal(stat(db, &st), 0); /* nothing was created in its place */
+    expect_refused("deleted", LLMOS_ERR_NOT_FOUND, "missing"); /* and stays refused */
+
+    make_store("truncated");
+    path_of(db, sizeof db, "truncated", "store.db");
+    assert_int_equal(truncate(db, 0), 0);
+    expect_refused("truncated", LLMOS_ERR_FORMAT, "empty");
+    assert_int_equal(stat(db, &st), 0);
+    assert_int_equal(st.st_size, 0);
+
+    /* a wrong passphrase is still that, first */
+    path_of(d, sizeof d, "deleted", "");
+    store_options o = opts();
+    store *s = NULL;
+    assert_int_equal(store_open(d, "not it", &o, &s), LLMOS_ERR_AUTH);
+
+    /* start over: a new, empty store under a new key; the old key file kept aside */
+    path_of(key, sizeof key, "truncated", "store.key");
+    llmos_buf old_key = {0}, new_key = {0};
+    assert_int_equal(llmos_file_read_all(key, 4096, &old_key), LLMOS_OK);
+    path_of(d, sizeof d, "truncated", "");
+    o.start_over = true;
+    assert_int_equal(store_open(d, "pw", &o, &s), LLMOS_OK);
+    char *v = NULL;
+    assert_int_equal(store_setting_get(s, "kept", &v), LLMOS_ERR_NOT_FOUND);
+    const char *aside = store_set_aside_key(s);
+    assert_non_null(aside);
+    assert_non_null(strstr(aside, "store.key.old-"));
+    llmos_buf kept = {0};
+    assert_int_equal(llmos_file_read_all(aside, 4096, &kept), LLMOS_OK);
+    assert_int_equal(kept.len, old_key.len);
+    assert_memory_equal(kept.data, old_key.data, kept.len);
+    assert_int_equal(llmos_file_read_all(key, 4096, &new_key), LLMOS_OK);
+    assert_false(new_key.len == old_key.len &&
+                 memcmp(new_key.data, old_key.data, old_key.len) == 0);
+    buf_free(&kept);
+    buf_free(&old_key);
+    buf_free(&new_key);
+    store_close(s);
+    o.start_over = false;
+    assert_int_equal(store_open(d, "pw", &o, &s), LLMOS_OK); /* a store like any other now */
+    assert_null(store_set_aside_key(s));
+    store_close(s);
+
+    /* start_over leaves a store whose database is there as it is */
+    make_store("healthy");
+    path_of(d, sizeof d, "healthy", "");
+    o.start_over = true;
+    assert_int_equal(store_open(d, "pw", &o, &s), LLMOS_OK);
+    assert_null(store_set_aside_key(s));
+    assert_int_equal(store_setting_get(s, "kept", &v), LLMOS_OK);
+    assert_string_equal(v, "yes");
+    free(v);
+    store_close(s);
+}
+
+/* A process that dies right after creating a store (never closing it) leaves one that opens:
+ * the refusal above must not catch a store that was merely never closed. */
+static void test_new_store_killed_reopens(void **state)
+{
+    (void)state;
+    char d[160];
+    path_of(d, sizeof d, "killed", "");
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        store_options o = opts();
+        store *s = NULL;
+        _exit(store_open(d, "pw", &o, &s) == LLMOS_OK ? 0 : 1);
+    }
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    store *s = open_ok("killed", "pw");
+    store_close(s);
+}
+
 static void test_messages_search(void **state)
 {
     (void)state;
@@ -460,6 +606,20 @@ static int run_cli(const char *args, char *out, size_t size)
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+/* The same with `input` on standard input. */
+static int run_cli_in(const char *input, const char *args, char *out, size_t size)
+{
+    char in_path[160];
+    snprintf(in_path, sizeof in_path, "%s/stdin.txt", dir);
+    FILE *f = fopen(in_path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(input, 1, strlen(input), f), strlen(input));
+    fclose(f);
+    char with_in[400];
+    snprintf(with_in, sizeof with_in, "%s < '%s'", args, in_path);
+    return run_cli(with_in, out, size);
+}
+
 static void test_cli_memory(void **state)
 {
     (void)state;
@@ -481,8 +641,18 @@ static void test_cli_memory(void **state)
     assert_null(strstr(out, "2. "));
     assert_int_equal(run_cli("memory search machine code", out, sizeof out), 0);
     assert_non_null(strstr(out, "1. #2 "));
+    /* from standard input (with no TEXT, or -), where ps cannot see it */
+    assert_int_equal(
+        run_cli_in("a secret kept out of\nthe process list\n", "memory add", out, sizeof out), 0);
+    assert_non_null(strstr(out, "remembered as #4"));
+    assert_int_equal(run_cli_in("another piped note", "memory add -", out, sizeof out), 0);
+    assert_non_null(strstr(out, "remembered as #5"));
+    assert_int_equal(run_cli("memory search process list -k 1", out, sizeof out), 0);
+    assert_non_null(strstr(out, "1. #4 "));
+    assert_non_null(strstr(out, "a secret kept out of\nthe process list\n"));
+    assert_int_equal(run_cli_in("\n", "memory add", out, sizeof out), 2);
     assert_int_equal(run_cli("memory stats", out, sizeof out), 0);
-    assert_non_null(strstr(out, "3 memories"));
+    assert_non_null(strstr(out, "5 memories"));
     assert_non_null(strstr(out, "schema version:   2"));
     struct stat st;
     assert_int_equal(stat(home, &st), 0);
@@ -502,10 +672,52 @@ static void test_cli_memory(void **state)
     unsetenv("LLMOS_HOME");
 }
 
+/* `llmos memory`: a deleted store.db is refused by every command, naming the file and `llmos
+ * memory reset`, which starts over; reset on a store whose database is there does nothing. */
+static void test_cli_memory_reset(void **state)
+{
+    (void)state;
+    if (!getenv("LLMOS_BIN"))
+        skip();
+    char home[128], db[160], out[8192];
+    snprintf(home, sizeof home, "%s/home", dir);
+    snprintf(db, sizeof db, "%s/store/store.db", home);
+    setenv("LLMOS_HOME", home, 1);
+    setenv("LLMOS_PASSPHRASE", "cli secret", 1);
+    setenv("LLMOS_KDF", "test-weak", 1);
+    assert_int_equal(run_cli("memory add remember the milk", out, sizeof out), 0);
+    assert_int_equal(run_cli("memory reset", out, sizeof out), 1);
+    assert_non_null(strstr(out, "nothing to start over"));
+    assert_int_equal(run_cli("memory stats", out, sizeof out), 0);
+    assert_non_null(strstr(out, "1 memories"));
+
+    assert_int_equal(unlink(db), 0);
+    assert_int_equal(run_cli("memory stats", out, sizeof out), 1);
+    assert_non_null(strstr(out, db));
+    assert_non_null(strstr(out, "missing"));
+    assert_non_null(strstr(out, "llmos memory reset"));
+    assert_int_equal(run_cli("memory add something new", out, sizeof out), 1);
+    assert_non_null(strstr(out, "missing"));
+    assert_int_equal(run_cli("audit verify", out, sizeof out), 1);
+    assert_null(strstr(out, "intact"));
+
+    assert_int_equal(run_cli("memory reset", out, sizeof out), 0);
+    assert_non_null(strstr(out, "started over"));
+    assert_non_null(strstr(out, "store.key.old-"));
+    assert_int_equal(run_cli("memory stats", out, sizeof out), 0);
+    assert_non_null(strstr(out, "0 memories"));
+    unsetenv("LLMOS_KDF");
+    unsetenv("LLMOS_PASSPHRASE");
+    unsetenv("LLMOS_HOME");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_open_create_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_dir_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_database_gone_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_new_store_killed_reopens, setup, teardown),
         cmocka_unit_test_setup_teardown(test_messages_search, setup, teardown),
         cmocka_unit_test_setup_teardown(test_archival, setup, teardown),
         cmocka_unit_test_setup_teardown(test_archival_index, setup, teardown),
@@ -514,6 +726,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_change_passphrase_keeps_data, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nothing_readable_on_disk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cli_memory, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cli_memory_reset, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

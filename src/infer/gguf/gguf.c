@@ -27,7 +27,6 @@
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1710,23 +1709,18 @@ llmos_err gguf_writer_to_buf(gguf_writer *w, llmos_buf *out)
 
 llmos_err gguf_writer_write(gguf_writer *w, const char *path)
 {
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 32);
-    char *dir_copy = strdup(path);
+    char *tmp = NULL;
     sink s = {.fd = -1, .path = path, .cancel = w->cancel, .cap = (size_t)1 << 20};
     s.buf = malloc(s.cap);
     llmos_err err = sink_check_cancel(&s);
-    if (!err && (!tmp || !dir_copy || !s.buf))
+    if (!err && !s.buf)
         err = llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
+    /* a fresh temporary beside the target, never one someone else put there (file.c) */
+    if (!err)
+        err = llmos_file_create_temp(path, 0644, &s.fd, &tmp);
     if (err)
         goto done;
-    snprintf(tmp, plen + 32, "%s.tmp.%ld", path, (long)getpid());
     s.path = tmp;
-    s.fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (s.fd < 0) {
-        err = llmos_fail(LLMOS_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
-        goto done;
-    }
     if (!(err = emit(w, &s)) && !(err = sink_flush(&s)) && fsync(s.fd) != 0)
         err = llmos_fail(LLMOS_ERR_IO, "%s: fsync failed: %s", tmp, strerror(errno));
     if (close(s.fd) != 0 && !err)
@@ -1740,15 +1734,9 @@ llmos_err gguf_writer_write(gguf_writer *w, const char *path)
                              path);
         goto done;
     }
-    /* make the rename itself durable */
-    int dfd = open(dirname(dir_copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0 || fsync(dfd) != 0)
-        err = llmos_fail(LLMOS_ERR_IO, "%s: cannot sync its directory: %s", path, strerror(errno));
-    if (dfd >= 0)
-        close(dfd);
+    err = llmos_file_sync_dir(path); /* make the rename itself durable */
 done:
     free(s.buf);
-    free(dir_copy);
     free(tmp);
     return err;
 }
