@@ -56,7 +56,6 @@ static void rig_close(rig *r)
 
 typedef struct job {
     ksession *s;
-    double start_after; /* seconds after t0 */
     double t0;
     llmos_err err;
     double done;
@@ -74,8 +73,6 @@ static bool probe(void *ctx, const char *text, size_t len)
 static void *chat(void *arg)
 {
     job *j = arg;
-    struct timespec ts = {0, (long)(j->start_after * 1e9)};
-    nanosleep(&ts, NULL);
     json_t *msgs = json_pack("[{s:s, s:s}]", "role", "user", "content", "hi");
     llm_request rq = llm_request_default();
     rq.messages = msgs;
@@ -88,20 +85,38 @@ static void *chat(void *arg)
     return NULL;
 }
 
+/* Wait until the scheduler shows `busy` and `waiting` (the threads have taken their places). */
+static void wait_for(kernel *k, size_t waiting)
+{
+    for (int i = 0; i < 2000; i++) {
+        ksched_stats st = kernel_sched_stats(k);
+        if (st.busy && st.waiting == waiting)
+            return;
+        struct timespec ts = {0, 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    fail_msg("the scheduler never had %zu waiting", waiting);
+}
+
 static void test_fair_between_principals(void **state)
 {
     (void)state;
     rig r;
     rig_open(&r, 0);
     double t0 = llmos_time_now();
-    /* alice queues three at once; bob one a little later, while alice's first runs */
-    job jobs[4] = {{.s = r.alice, .start_after = 0.00, .t0 = t0},
-                   {.s = r.alice, .start_after = 0.01, .t0 = t0},
-                   {.s = r.alice, .start_after = 0.02, .t0 = t0},
-                   {.s = r.bob, .start_after = 0.05, .t0 = t0}};
+    /* alice's first holds the model; her second and third wait; then bob's comes */
+    job jobs[4] = {{.s = r.alice, .t0 = t0},
+                   {.s = r.alice, .t0 = t0},
+                   {.s = r.alice, .t0 = t0},
+                   {.s = r.bob, .t0 = t0}};
     pthread_t th[4];
-    for (int i = 0; i < 4; i++)
-        assert_int_equal(pthread_create(&th[i], NULL, chat, &jobs[i]), 0);
+    assert_int_equal(pthread_create(&th[0], NULL, chat, &jobs[0]), 0);
+    wait_for(r.k, 0);
+    assert_int_equal(pthread_create(&th[1], NULL, chat, &jobs[1]), 0);
+    assert_int_equal(pthread_create(&th[2], NULL, chat, &jobs[2]), 0);
+    wait_for(r.k, 2);
+    assert_int_equal(pthread_create(&th[3], NULL, chat, &jobs[3]), 0);
+    wait_for(r.k, 3);
     for (int i = 0; i < 4; i++)
         pthread_join(th[i], NULL);
     for (int i = 0; i < 4; i++)
@@ -132,29 +147,32 @@ static void test_full_queue_and_gone_clients(void **state)
     rig_open(&r, 1);
     double t0 = llmos_time_now();
     /* one holds the model, one waits, the third finds the queue full */
-    job jobs[3] = {{.s = r.alice, .start_after = 0.00, .t0 = t0},
-                   {.s = r.alice, .start_after = 0.02, .t0 = t0},
-                   {.s = r.bob, .start_after = 0.04, .t0 = t0}};
+    job jobs[3] = {{.s = r.alice, .t0 = t0}, {.s = r.alice, .t0 = t0}, {.s = r.bob, .t0 = t0}};
     pthread_t th[3];
-    for (int i = 0; i < 3; i++)
-        assert_int_equal(pthread_create(&th[i], NULL, chat, &jobs[i]), 0);
+    assert_int_equal(pthread_create(&th[0], NULL, chat, &jobs[0]), 0);
+    wait_for(r.k, 0);
+    assert_int_equal(pthread_create(&th[1], NULL, chat, &jobs[1]), 0);
+    wait_for(r.k, 1);
+    double asked = llmos_time_now();
+    assert_int_equal(pthread_create(&th[2], NULL, chat, &jobs[2]), 0);
     for (int i = 0; i < 3; i++)
         pthread_join(th[i], NULL);
     assert_int_equal(jobs[0].err, LLMOS_OK);
     assert_int_equal(jobs[1].err, LLMOS_OK);
     assert_int_equal(jobs[2].err, LLMOS_ERR_BUSY);
-    assert_true(jobs[2].done < 0.1); /* refused at once */
+    assert_true(jobs[2].done - (asked - t0) < 0.1); /* refused at once */
     assert_int_equal(kernel_sched_stats(r.k).rejected, 1);
     /* a waiter whose client goes away (the probe says so) gives up without the model */
     size_t before = kernel_sched_stats(r.k).served;
     job hold = {.s = r.alice, .t0 = llmos_time_now()};
-    job gone = {.s = r.bob, .start_after = 0.02, .t0 = hold.t0, .gone = true};
+    job gone = {.s = r.bob, .t0 = hold.t0, .gone = true};
     pthread_create(&th[0], NULL, chat, &hold);
+    wait_for(r.k, 0);
     pthread_create(&th[1], NULL, chat, &gone);
     pthread_join(th[1], NULL);
     pthread_join(th[0], NULL);
     assert_int_equal(gone.err, LLMOS_ERR_CANCELLED);
-    assert_true(gone.done < 0.2);
+    assert_true(gone.done < hold.done); /* gave up while the model was still held */
     assert_int_equal(kernel_sched_stats(r.k).served, before + 1);
     rig_close(&r);
 }
