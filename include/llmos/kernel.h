@@ -49,8 +49,9 @@ typedef enum kcap {
     KCAP_READ = 1u << 2,       /* read outside content (web, mail, files): untrusted output */
     KCAP_QUARANTINE = 1u << 3, /* ask the quarantined model about a handle */
     KCAP_EXEC = 1u << 4,       /* run commands */
+    KCAP_MEMORY = 1u << 5,     /* read and edit its principal's memory (core, recall, archival) */
 } kcap;
-#define KCAP_ALL 0x1Fu
+#define KCAP_ALL 0x3Fu
 
 /* "compute,message" -> bits; LLMOS_ERR_INVALID naming an unknown capability. */
 LLMOS_API LLMOS_NODISCARD llmos_err kcap_parse(const char *list, uint32_t *out);
@@ -101,6 +102,7 @@ typedef struct ktool_env {
     int64_t pid;           /* the calling process; 0 when the user called the tool directly */
     const char *principal; /* on whose behalf */
     llmos_buf *out;        /* the result text (a tool appends to it) */
+    bool untrusted_args;   /* an argument carries an untrusted value (a handle replaced) */
     void *host;            /* the kernel's, for the ktool_* services; opaque to tools */
 } ktool_env;
 
@@ -126,6 +128,23 @@ LLMOS_API void ktool_deliver(const ktool_env *env, const char *recipient, const 
 LLMOS_API LLMOS_NODISCARD llmos_err ktool_ask_quarantined(const ktool_env *env, const char *handle,
                                                           const char *question, char *handle_out,
                                                           size_t size);
+
+/* Services for the memory tools, on the calling principal's memory (llmos/memory.h's calls,
+ * under the kernel's lock); each appends what the model should read to env->out. An archival
+ * passage stored from untrusted arguments stays untrusted: a search gives it back as a new
+ * handle of the calling process, never as text. */
+LLMOS_API LLMOS_NODISCARD llmos_err ktool_core_append(const ktool_env *env, const char *label,
+                                                      const char *text);
+LLMOS_API LLMOS_NODISCARD llmos_err ktool_core_replace(const ktool_env *env, const char *label,
+                                                       const char *old, const char *text);
+LLMOS_API LLMOS_NODISCARD llmos_err ktool_recall_search(const ktool_env *env, const char *query,
+                                                        int64_t since, int64_t until, size_t page);
+LLMOS_API LLMOS_NODISCARD llmos_err ktool_archival_insert(const ktool_env *env, const char *text);
+LLMOS_API LLMOS_NODISCARD llmos_err ktool_archival_search(const ktool_env *env, const char *query,
+                                                          size_t page);
+
+/* Results of one page of a memory search shown to the model. */
+#define KTOOL_MEMORY_PAGE 5
 
 /* The kernel's own table (calculator, send_message, ask_quarantined, ...); *n gets its size. */
 LLMOS_API const ktool *const *ktool_builtin(size_t *n);

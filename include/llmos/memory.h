@@ -161,8 +161,51 @@ LLMOS_API LLMOS_NODISCARD llmos_err memory_proc_save(store *s, int64_t pid, cons
 /* The record of process pid (new reference, caller decrefs); LLMOS_ERR_NOT_FOUND when there is
  * none; LLMOS_ERR_FORMAT when it is not a JSON object. */
 LLMOS_API LLMOS_NODISCARD llmos_err memory_proc_load(store *s, int64_t pid, json_t **record);
-/* Append a message of process pid to the recall log (conversation "proc:<pid>"). */
-LLMOS_API LLMOS_NODISCARD llmos_err memory_recall_add(store *s, int64_t pid, const char *role,
-                                                      const char *content);
+/* Append a message of process pid of `principal` to the recall log (conversation
+ * "proc:<pid>"). */
+LLMOS_API LLMOS_NODISCARD llmos_err memory_recall_add(store *s, const char *principal, int64_t pid,
+                                                      const char *role, const char *content);
+
+/* ---- the memory calls (calls.c): what the memory tools and sessions do ------------------- */
+
+#define MEMORY_CORE_DEFAULT_LIMIT 2000 /* bytes of a core block */
+#define MEMORY_PAGE_MAX           50   /* results of one page of a search */
+
+/* The core blocks of `principal`, oldest first; the first call for a principal creates
+ * `persona` and `human` (empty until the model writes them). Free with store_core_blocks_free. */
+LLMOS_API LLMOS_NODISCARD llmos_err memory_core_list(store *s, const char *principal,
+                                                     store_core_block **out, size_t *n);
+/* Append `text` to block `label` (a new line; a new block when there is none). Over the block's
+ * limit: LLMOS_ERR_LIMIT naming the limit and how far over. */
+LLMOS_API LLMOS_NODISCARD llmos_err memory_core_append(store *s, const char *principal,
+                                                       const char *label, const char *text);
+/* Replace the first `old` in block `label` by `text` ("" deletes it). LLMOS_ERR_NOT_FOUND when
+ * the block or `old` is not there; LLMOS_ERR_LIMIT over the limit. */
+LLMOS_API LLMOS_NODISCARD llmos_err memory_core_replace(store *s, const char *principal,
+                                                        const char *label, const char *old,
+                                                        const char *text);
+/* One page (page_size results, page from 0) of `principal`'s messages matching `query` (plain
+ * words; "" lists the newest), between since and until (Unix seconds, 0 = open). An until
+ * before since, or a page size over MEMORY_PAGE_MAX, is LLMOS_ERR_INVALID. Free with
+ * store_messages_free. */
+LLMOS_API LLMOS_NODISCARD llmos_err memory_recall_search(store *s, const char *principal,
+                                                         const char *query, int64_t since,
+                                                         int64_t until, size_t page,
+                                                         size_t page_size, store_message **out,
+                                                         size_t *n);
+/* Remember `text` in `principal`'s archival memory; `untrusted` when it came (in part) from
+ * untrusted data: such passages come back as untrusted values, never as text (metadata
+ * "origin"). */
+LLMOS_API LLMOS_NODISCARD llmos_err memory_archival_insert(store *s, const char *principal,
+                                                           const char *text, bool untrusted,
+                                                           int64_t *id);
+/* One page of `principal`'s archival passages nearest to `query`. Free with
+ * store_archivals_free. */
+LLMOS_API LLMOS_NODISCARD llmos_err memory_archival_search(store *s, const char *principal,
+                                                           const char *query, size_t page,
+                                                           size_t page_size, store_archival **out,
+                                                           size_t *n);
+/* Whether an archival passage is untrusted (its metadata says origin "untrusted"). */
+LLMOS_API bool memory_archival_untrusted(const store_archival *a);
 
 #endif

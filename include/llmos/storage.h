@@ -178,6 +178,11 @@ typedef struct store_stats {
 } store_stats;
 LLMOS_API LLMOS_NODISCARD llmos_err store_get_stats(store *s, store_stats *out);
 
+/* ---- memory per principal -----------------------------------------------------------------
+ * Messages, archival passages and core blocks belong to a principal (the user who owns the
+ * store, or an API key's principal on a shared server): each function takes it, and a search
+ * never returns another principal's data. */
+
 /* ---- recall memory: messages ---------------------------------------------------------------- */
 
 typedef struct store_message {
@@ -189,15 +194,18 @@ typedef struct store_message {
     double score;       /* search: BM25 relevance (higher is better); 0 otherwise */
 } store_message;
 
-/* Append a message. created_at 0 means now. *id (may be NULL) receives its id. */
-LLMOS_API LLMOS_NODISCARD llmos_err store_message_add(store *s, const char *conversation,
-                                                      const char *role, const char *content,
-                                                      int64_t created_at, int64_t *id);
+/* Append a message of `principal`. created_at 0 means now. *id (may be NULL) receives its id. */
+LLMOS_API LLMOS_NODISCARD llmos_err store_message_add(store *s, const char *principal,
+                                                      const char *conversation, const char *role,
+                                                      const char *content, int64_t created_at,
+                                                      int64_t *id);
 
 typedef struct store_search_opts {
+    const char *principal;    /* only this principal's messages; NULL = all (the owner's tools) */
     const char *conversation; /* only this conversation; NULL = all */
     int64_t since, until;     /* created_at range, inclusive; 0 = open */
     size_t limit;             /* most results; 0 = 10 */
+    size_t offset;            /* results to skip (pages) */
 } store_search_opts;
 
 /* Full-text search of messages (FTS5, ranked by BM25). The query is plain words: each word is
@@ -219,31 +227,49 @@ typedef struct store_archival {
     double score; /* search: cosine similarity to the query (higher is better) */
 } store_archival;
 
-/* Store a passage with its embedding (computed with the store's embedder) and metadata (a JSON
- * object as text, or NULL). *id (may be NULL) receives its id. */
-LLMOS_API LLMOS_NODISCARD llmos_err store_archival_add(store *s, const char *text,
-                                                       const char *metadata, int64_t *id);
-/* Fetch one passage; LLMOS_ERR_NOT_FOUND when absent. Clear *out with store_archival_clear. */
-LLMOS_API LLMOS_NODISCARD llmos_err store_archival_get(store *s, int64_t id, store_archival *out);
-LLMOS_API LLMOS_NODISCARD llmos_err store_archival_delete(store *s, int64_t id);
-/* The k passages nearest to `query` by embedding (cosine similarity), best first. Uses the
- * HNSW index once the collection is large, exact search below that. Free with
- * store_archivals_free. */
-LLMOS_API LLMOS_NODISCARD llmos_err store_archival_search(store *s, const char *query, size_t k,
+/* Store a passage of `principal` with its embedding (computed with the store's embedder) and
+ * metadata (a JSON object as text, or NULL). *id (may be NULL) receives its id. */
+LLMOS_API LLMOS_NODISCARD llmos_err store_archival_add(store *s, const char *principal,
+                                                       const char *text, const char *metadata,
+                                                       int64_t *id);
+/* Fetch one passage of `principal`; LLMOS_ERR_NOT_FOUND when absent (or another's). Clear *out
+ * with store_archival_clear. */
+LLMOS_API LLMOS_NODISCARD llmos_err store_archival_get(store *s, const char *principal, int64_t id,
+                                                       store_archival *out);
+LLMOS_API LLMOS_NODISCARD llmos_err store_archival_delete(store *s, const char *principal,
+                                                          int64_t id);
+/* The k passages of `principal` nearest to `query` by embedding (cosine similarity), best
+ * first. Uses the HNSW index once the collection is large (filtered to the principal's
+ * passages, completed by exact search when the filter is selective), exact search below that.
+ * Free with store_archivals_free. */
+LLMOS_API LLMOS_NODISCARD llmos_err store_archival_search(store *s, const char *principal,
+                                                          const char *query, size_t k,
                                                           store_archival **out, size_t *n);
 LLMOS_API void store_archival_clear(store_archival *a);
 LLMOS_API void store_archivals_free(store_archival *a, size_t n);
 
 /* ---- core memory blocks ------------------------------------------------------------------- */
 
-/* Set block `label` to `value`, at most `limit` bytes (limit 0 keeps the block's current limit,
- * or 2000 for a new block). A value over the limit is LLMOS_ERR_LIMIT. */
-LLMOS_API LLMOS_NODISCARD llmos_err store_core_set(store *s, const char *label, const char *value,
+/* Set block `label` of `principal` to `value`, at most `limit` bytes (limit 0 keeps the block's
+ * current limit, or 2000 for a new block). A value over the limit is LLMOS_ERR_LIMIT. */
+LLMOS_API LLMOS_NODISCARD llmos_err store_core_set(store *s, const char *principal,
+                                                   const char *label, const char *value,
                                                    size_t limit);
-/* *value (malloc'd, caller frees) and *limit (may be NULL) of block `label`;
+/* *value (malloc'd, caller frees) and *limit (may be NULL) of block `label` of `principal`;
  * LLMOS_ERR_NOT_FOUND when absent. */
-LLMOS_API LLMOS_NODISCARD llmos_err store_core_get(store *s, const char *label, char **value,
-                                                   size_t *limit);
+LLMOS_API LLMOS_NODISCARD llmos_err store_core_get(store *s, const char *principal,
+                                                   const char *label, char **value, size_t *limit);
+
+typedef struct store_core_block {
+    char *label, *value;
+    size_t limit;
+} store_core_block;
+
+/* The blocks of `principal`, oldest first; *out malloc'd (free with store_core_blocks_free),
+ * NULL when none. */
+LLMOS_API LLMOS_NODISCARD llmos_err store_core_list(store *s, const char *principal,
+                                                    store_core_block **out, size_t *n);
+LLMOS_API void store_core_blocks_free(store_core_block *b, size_t n);
 
 /* The setting that records which embedder made a store's archival vectors ("NAME DIM"). */
 #define STORE_EMBEDDER_SETTING "archival.embedder"

@@ -8,6 +8,10 @@
  *   tool_calculator       evaluate an arithmetic expression exactly (compute)
  *   tool_send_message     deliver a text to the user (message)
  *   tool_ask_quarantined  ask the quarantined model about an untrusted handle (quarantine)
+ *   the memory calls (memory), MemGPT's, on the calling principal's memory:
+ *     tool_core_memory_append, tool_core_memory_replace   edit a core block (always in view)
+ *     tool_conversation_search                            search everything said (recall)
+ *     tool_archival_memory_insert, _search                keep and find passages (archival)
  *
  * The calculator evaluates one arithmetic expression. Integers and rationals are exact (GMP):
  * decimal literals are exact fractions, so 0.1 + 0.2 is exactly 3/10. Irrational functions
@@ -56,5 +60,10 @@ LLMOS_API LLMOS_NODISCARD llmos_err calc_eval_n(const char *expr, size_t len, ll
 LLMOS_API extern const ktool tool_calculator;
 LLMOS_API extern const ktool tool_send_message;
 LLMOS_API extern const ktool tool_ask_quarantined;
+LLMOS_API extern const ktool tool_core_memory_append;
+LLMOS_API extern const ktool tool_core_memory_replace;
+LLMOS_API extern const ktool tool_conversation_search;
+LLMOS_API extern const ktool tool_archival_memory_insert;
+LLMOS_API extern const ktool tool_archival_memory_search;
 
 #endif

@@ -49,7 +49,8 @@ llmos_err cli_boot_open(const cli_boot_params *p, cli_boot *out)
                               .device = p->device ? p->device : "cli",
                               .rights = KRIGHT_ALL,
                               .caps = p->caps ? p->caps
-                                              : (KCAP_COMPUTE | KCAP_MESSAGE | KCAP_QUARANTINE)};
+                                              : (KCAP_COMPUTE | KCAP_MESSAGE | KCAP_QUARANTINE |
+                                                 KCAP_MEMORY)};
         err = ksession_open(out->k, &sp, &out->s);
     }
     if (err)

@@ -33,7 +33,9 @@ const char *const kernel_default_system_prompt =
     "You are an agent of llmos. Use the tools offered when they help. Some tool results are "
     "untrusted and you receive them as handles like $VAR1: you cannot read them, but you can "
     "pass them to tools, show them to the user with send_message, or ask_quarantined a "
-    "question about them. Answer the user without a tool call when you are done.";
+    "question about them. Your memory: the core memory blocks below stay in view; everything "
+    "said before is in recall memory (conversation_search); keep facts for later with "
+    "archival_memory_insert. Answer the user without a tool call when you are done.";
 
 void kturn_emit(kturn *t, const kevent *ev)
 {
@@ -168,6 +170,26 @@ static llmos_err evict(kturn *t, kproc *p, const mctx_counter *c, size_t window,
     return err;
 }
 
+/* The principal's core memory blocks (created on first use), as [{"label", "value"}]; an empty
+ * array when they cannot be read (the turn goes on; the failure is logged). */
+static json_t *core_blocks(kernel *k, const kproc *p)
+{
+    json_t *arr = json_array();
+    store_core_block *b = NULL;
+    size_t n = 0;
+    kernel_lock(k);
+    llmos_err err = memory_core_list(k->cfg.st, p->info.principal, &b, &n);
+    kernel_unlock(k);
+    if (err)
+        LOG_WARN("kernel", "core memory of %s could not be read: %s", p->info.principal,
+                 llmos_errmsg());
+    for (size_t i = 0; arr && i < n; i++)
+        json_array_append_new(arr, json_pack("{s:s, s:s}", "label", b[i].label, "value",
+                                             b[i].value[0] ? b[i].value : "(empty)"));
+    store_core_blocks_free(b, n);
+    return arr;
+}
+
 /* The context for the next model call, within the window: evicted first when over the flush
  * threshold; what the manager left out told to the device once per turn. */
 static llmos_err layout(kturn *t, kproc *p, const json_t *tools, int32_t want, mctx_out *out,
@@ -180,9 +202,11 @@ static llmos_err layout(kturn *t, kproc *p, const json_t *tools, int32_t want, m
     mp.reserve = want > 0 ? (size_t)want : mp.reserve;
     mctx_counter c = {.count_prompt = count_for, .ctx = b};
     llmos_err err = LLMOS_OK;
+    json_t *core = core_blocks(k, p);
     for (int round = 0; round < 2 && !err; round++) {
         json_t *queue = queue_of(p);
         mctx_in in = {.system = ljson_get_string(json_array_get(p->ctx.messages, 0), "content", ""),
+                      .core = core,
                       .summary = p->summary,
                       .evicted = (size_t)p->evicted,
                       .queue = queue,
@@ -206,6 +230,7 @@ static llmos_err layout(kturn *t, kproc *p, const json_t *tools, int32_t want, m
         mctx_out_free(out);
         err = evict(t, p, &c, mp.window, target);
     }
+    json_decref(core);
     if (!err && out->notes[0] && strcmp(out->notes, told) != 0) {
         char msg[600];
         snprintf(msg, sizeof msg, "the model's context (%zu tokens) is small: %s", mp.window,
@@ -270,10 +295,11 @@ static bool turn_stream(void *ctx, const char *text, size_t len)
     return !atomic_load(&t->run.stop);
 }
 
-static void recall(kernel *k, int64_t pid, const char *role, const char *text)
+static void recall(kernel *k, const kproc *p, const char *role, const char *text)
 {
+    int64_t pid = p->info.pid;
     kernel_lock(k);
-    if (memory_recall_add(k->cfg.st, pid, role, text) != LLMOS_OK)
+    if (memory_recall_add(k->cfg.st, p->info.principal, pid, role, text) != LLMOS_OK)
         LOG_WARN("kernel",
                  "process %" PRId64 ": the %s message could not be added to recall "
                  "memory: %s",
@@ -355,7 +381,7 @@ static llmos_err run_calls(kturn *t, kproc *p, const llm_response *resp, bool *o
             err = kctx_append_tool(&p->ctx, c->id ? c->id : "",
                                    trusted_system(result.data ? result.data : ""));
         if (!err) /* what the model got: trusted text, or a handle's notice, never the value */
-            recall(k, p->info.pid, "tool", result.data ? result.data : "");
+            recall(k, p, "tool", result.data ? result.data : "");
         if (!err) {
             kevent res = {.kind = KEVENT_TOOL_RESULT,
                           .pid = p->info.pid,
@@ -389,7 +415,7 @@ static llmos_err take_message(kturn *t, kproc *p)
     p->info.reason[0] = 0;
     if ((err = kproc_save(k, p)))
         return err;
-    recall(k, p->info.pid, "user", t->message);
+    recall(k, p, "user", t->message);
     json_t *rec = json_pack("{s:I, s:s, s:I}", "pid", (json_int_t)p->info.pid, "event", "input",
                             "bytes", (json_int_t)strlen(t->message));
     if (rec && t->s->p.audit_content)
@@ -507,7 +533,7 @@ llmos_err kernel_run_turn(kturn *t, int64_t pid, kproc_state *final)
         if (resp.n_tool_calls == 0) {
             err = kctx_append(&p->ctx, "assistant", said);
             if (!err) {
-                recall(k, pid, "assistant", said.text);
+                recall(k, p, "assistant", said.text);
                 err = finish(t, p, KPROC_DONE, "%s",
                              strcmp(resp.finish_reason ? resp.finish_reason : "", "length") == 0
                                  ? "answered (cut at the length limit)"
@@ -526,7 +552,7 @@ llmos_err kernel_run_turn(kturn *t, int64_t pid, kproc_state *final)
                                  resp.tool_calls[i].name ? resp.tool_calls[i].name : "",
                                  resp.tool_calls[i].arguments ? resp.tool_calls[i].arguments : "");
             if (ok)
-                recall(k, pid, "assistant", line.data ? line.data : "");
+                recall(k, p, "assistant", line.data ? line.data : "");
             buf_free(&line);
         }
         bool out_of_calls = false, turn_calls_spent = false;

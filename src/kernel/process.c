@@ -20,7 +20,8 @@
 
 /* ---- capability and right names ----------------------------------------------------------- */
 
-static const char *const cap_names[] = {"compute", "message", "read", "quarantine", "exec"};
+static const char *const cap_names[] = {"compute",    "message", "read",
+                                        "quarantine", "exec",    "memory"};
 static const char *const right_names[] = {"chat", "embed", "process", "audit", "memory", "admin"};
 
 /* "a,b" -> bits over `names`, "all" for every one; `what` names the kind in errors. */

@@ -19,6 +19,7 @@
 
 #include "kernel/kernel_internal.h"
 #include "llmos/json.h"
+#include "llmos/memory.h"
 
 static const char *const event_names[] = {"text",    "tool_call", "tool_result",
                                           "message", "notice",    "end"};
@@ -563,7 +564,7 @@ llmos_err ksession_memory_add(ksession *s, const char *text, int64_t *id)
     if (err)
         return err;
     kernel_lock(s->k);
-    err = store_archival_add(s->k->cfg.st, text, NULL, id);
+    err = memory_archival_insert(s->k->cfg.st, s->principal, text, false, id);
     kernel_unlock(s->k);
     if (!err)
         err = kernel_audit_rec(s->k, "memory",
@@ -583,7 +584,7 @@ llmos_err ksession_memory_search(ksession *s, const char *query, size_t k, store
     if (err)
         return err;
     kernel_lock(s->k);
-    err = store_archival_search(s->k->cfg.st, query, k, out, n);
+    err = store_archival_search(s->k->cfg.st, s->principal, query, k, out, n);
     kernel_unlock(s->k);
     return err;
 }
@@ -602,7 +603,7 @@ llmos_err ksession_recall_search(ksession *s, const char *query, size_t limit, s
     llmos_err err = need(s, KRIGHT_MEMORY, "searching recall memory");
     if (err)
         return err;
-    store_search_opts o = {.limit = limit};
+    store_search_opts o = {.principal = s->principal, .limit = limit};
     kernel_lock(s->k);
     err = store_message_search(s->k->cfg.st, query, &o, out, n);
     kernel_unlock(s->k);

@@ -28,6 +28,11 @@ static const ktool *const builtin[] = {
     &tool_calculator,
     &tool_send_message,
     &tool_ask_quarantined,
+    &tool_core_memory_append,
+    &tool_core_memory_replace,
+    &tool_conversation_search,
+    &tool_archival_memory_insert,
+    &tool_archival_memory_search,
 };
 
 const ktool *const *ktool_builtin(size_t *n)
@@ -163,6 +168,7 @@ llmos_err ksyscall(kernel *k, kturn *turn, kproc *p, const llm_tool_call *call, 
                      .pid = p->info.pid,
                      .principal = p->info.principal,
                      .out = &out,
+                     .untrusted_args = tainted,
                      .host = &host};
     llmos_err run_err = t->run(&env);
     bool trusted = t->output_trusted && !tainted;

@@ -109,10 +109,11 @@ llmos_err memory_proc_load(store *s, int64_t pid, json_t **record)
     return err;
 }
 
-llmos_err memory_recall_add(store *s, int64_t pid, const char *role, const char *content)
+llmos_err memory_recall_add(store *s, const char *principal, int64_t pid, const char *role,
+                            const char *content)
 {
-    assert(s && pid >= 0 && role && content);
+    assert(s && principal && pid >= 0 && role && content);
     char conv[48];
     snprintf(conv, sizeof conv, "proc:%" PRId64, pid);
-    return store_message_add(s, conv, role, content, 0, NULL);
+    return store_message_add(s, principal, conv, role, content, 0, NULL);
 }

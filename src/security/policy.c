@@ -42,6 +42,8 @@ static const char default_policy_json[] =
     " \"allow\": [\"system\", \"user\", \"tool\", \"untrusted\"]},"
     "{\"tool\": \"calculator\", \"argument\": \"expression\","
     " \"allow\": [\"system\", \"user\", \"tool\", \"untrusted\"]},"
+    "{\"tool\": \"archival_memory_insert\", \"argument\": \"content\","
+    " \"allow\": [\"system\", \"user\", \"tool\", \"untrusted\"]},"
     "{\"tool\": \"shell\", \"argument\": \"*\", \"allow\": [\"system\", \"user\"]},"
     "{\"tool\": \"run_command\", \"argument\": \"*\", \"allow\": [\"system\", \"user\"]}"
     "], \"default\": [\"system\", \"user\", \"tool\"]}";

@@ -297,11 +297,12 @@ static void vindex_note(store *s, int64_t id, const float *v, bool added)
 
 /* ---- passages ----------------------------------------------------------------------------- */
 
-llmos_err store_archival_add(store *s, const char *text, const char *metadata, int64_t *id)
+llmos_err store_archival_add(store *s, const char *principal, const char *text,
+                             const char *metadata, int64_t *id)
 {
     assert(store_is_open(s));
-    if (!text)
-        return llmos_fail(LLMOS_ERR_INVALID, "an archival passage needs text");
+    if (!principal || !*principal || !text)
+        return llmos_fail(LLMOS_ERR_INVALID, "an archival passage needs a principal and text");
     float *v = NULL;
     llmos_err err = embed_unit(s, text, &v);
     if (err)
@@ -309,7 +310,7 @@ llmos_err store_archival_add(store *s, const char *text, const char *metadata, i
     sqlite3_stmt *st = NULL;
     err = store_prepare(s,
                         "INSERT INTO archival(text, embedding, embedder, metadata, created_at,"
-                        " updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+                        " updated_at, principal) VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)",
                         &st);
     if (!err) {
         int64_t now = store_now();
@@ -318,6 +319,7 @@ llmos_err store_archival_add(store *s, const char *text, const char *metadata, i
         sqlite3_bind_text(st, 3, s->emb->name, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 4, metadata ? metadata : "{}", -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 5, now);
+        sqlite3_bind_text(st, 6, principal, -1, SQLITE_STATIC);
         int rc = sqlite3_step(st);
         if (rc != SQLITE_DONE) {
             if ((rc & 0xff) == SQLITE_CONSTRAINT)
@@ -339,16 +341,19 @@ llmos_err store_archival_add(store *s, const char *text, const char *metadata, i
     return err;
 }
 
-static llmos_err fetch_row(store *s, int64_t id, store_archival *out)
+static llmos_err fetch_row(store *s, const char *principal, int64_t id, store_archival *out)
 {
-    assert(store_is_open(s) && out);
+    assert(store_is_open(s) && principal && out);
     memset(out, 0, sizeof *out);
     sqlite3_stmt *st = NULL;
-    llmos_err err = store_prepare(
-        s, "SELECT text, metadata, created_at, updated_at FROM archival WHERE id = ?1", &st);
+    llmos_err err = store_prepare(s,
+                                  "SELECT text, metadata, created_at, updated_at FROM archival"
+                                  " WHERE id = ?1 AND principal = ?2",
+                                  &st);
     if (err)
         return err;
     sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_text(st, 2, principal, -1, SQLITE_STATIC);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
         out->id = id;
@@ -369,19 +374,20 @@ static llmos_err fetch_row(store *s, int64_t id, store_archival *out)
     return err;
 }
 
-llmos_err store_archival_get(store *s, int64_t id, store_archival *out)
+llmos_err store_archival_get(store *s, const char *principal, int64_t id, store_archival *out)
 {
-    return fetch_row(s, id, out);
+    return fetch_row(s, principal, id, out);
 }
 
-llmos_err store_archival_delete(store *s, int64_t id)
+llmos_err store_archival_delete(store *s, const char *principal, int64_t id)
 {
-    assert(store_is_open(s));
+    assert(store_is_open(s) && principal);
     sqlite3_stmt *st = NULL;
-    llmos_err err = store_prepare(s, "DELETE FROM archival WHERE id = ?1", &st);
+    llmos_err err = store_prepare(s, "DELETE FROM archival WHERE id = ?1 AND principal = ?2", &st);
     if (err)
         return err;
     sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_text(st, 2, principal, -1, SQLITE_STATIC);
     int rc = sqlite3_step(st);
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE)
@@ -397,8 +403,78 @@ typedef struct scored {
     double score;
 } scored;
 
-/* The k nearest by the HNSW index (rebuilt first if the rows changed behind it). */
-static llmos_err vindex_search(store *s, const float *q, size_t k, scored *best, size_t *nb)
+/* The ids of one principal's passages, sorted: the filter of a search when the store holds
+ * other principals' passages too. */
+typedef struct id_set {
+    int64_t *ids;
+    size_t n;
+} id_set;
+
+static int cmp_id(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+static bool in_set(uint64_t id, void *ctx)
+{
+    const id_set *set = ctx;
+    int64_t key = (int64_t)id;
+    return bsearch(&key, set->ids, set->n, sizeof key, cmp_id) != NULL;
+}
+
+/* The principal's ids into *set, or set->ids NULL when every passage is the principal's (no
+ * filter needed). */
+static llmos_err principal_ids(store *s, const char *principal, id_set *set)
+{
+    set->ids = NULL;
+    set->n = 0;
+    sqlite3_stmt *st = NULL;
+    llmos_err err = store_prepare(s,
+                                  "SELECT EXISTS(SELECT 1 FROM archival WHERE principal != ?1 "
+                                  "AND embedder = ?2)",
+                                  &st);
+    if (err)
+        return err;
+    sqlite3_bind_text(st, 1, principal, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, s->emb->name, -1, SQLITE_STATIC);
+    bool others = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    if (!others)
+        return LLMOS_OK;
+    err = store_prepare(s, "SELECT id FROM archival WHERE principal = ?1 ORDER BY id", &st);
+    if (err)
+        return err;
+    sqlite3_bind_text(st, 1, principal, -1, SQLITE_STATIC);
+    size_t cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (set->n == cap) {
+            cap = cap ? 2 * cap : 64;
+            int64_t *n = realloc(set->ids, cap * sizeof *n);
+            if (!n) {
+                err = llmos_fail(LLMOS_ERR_NOMEM, "no memory for a search");
+                break;
+            }
+            set->ids = n;
+        }
+        set->ids[set->n++] = sqlite3_column_int64(st, 0);
+    }
+    if (!err && rc != SQLITE_DONE)
+        err = store_db_fail(s, rc, "searching archival memory");
+    sqlite3_finalize(st);
+    if (!err && !set->ids) {
+        set->ids = malloc(sizeof *set->ids); /* none of the principal's: an empty filter */
+        if (!set->ids)
+            err = llmos_fail(LLMOS_ERR_NOMEM, "no memory for a search");
+    }
+    return err;
+}
+
+/* The k nearest by the HNSW index (rebuilt first if the rows changed behind it), among the
+ * ids of `set` when it has any. */
+static llmos_err vindex_search(store *s, const float *q, size_t k, id_set *set, scored *best,
+                               size_t *nb)
 {
     vindex *vi = s->vindex;
     assert(vi && q && k > 0 && best && nb);
@@ -413,7 +489,7 @@ static llmos_err vindex_search(store *s, const float *q, size_t k, scored *best,
         err = llmos_fail(LLMOS_ERR_NOMEM, "no memory for search results");
     size_t nh = 0;
     if (!err)
-        err = vdb_search(vi->idx, q, k, 0, NULL, NULL, hits, &nh);
+        err = vdb_search(vi->idx, q, k, 0, set->ids ? in_set : NULL, set, hits, &nh);
     for (size_t i = 0; !err && hits && i < nh; i++)
         best[i] = (scored){(int64_t)hits[i].id, 1.0 - hits[i].distance};
     *nb = err ? 0 : nh;
@@ -435,10 +511,10 @@ static void keep_best(scored *best, size_t k, size_t *n, int64_t id, double scor
     best[i] = (scored){id, score};
 }
 
-llmos_err store_archival_search(store *s, const char *query, size_t k, store_archival **out,
-                                size_t *n)
+llmos_err store_archival_search(store *s, const char *principal, const char *query, size_t k,
+                                store_archival **out, size_t *n)
 {
-    assert(store_is_open(s) && out && n);
+    assert(store_is_open(s) && principal && out && n);
     *out = NULL;
     *n = 0;
     if (k == 0)
@@ -454,11 +530,18 @@ llmos_err store_archival_search(store *s, const char *query, size_t k, store_arc
     }
     size_t nb = 0;
     sqlite3_stmt *st = NULL;
+    id_set set = {0};
     if (s->vindex && nonzero(q, s->emb->dim)) {
-        err = vindex_search(s, q, k, best, &nb);
-    } else if (!(err = store_prepare(s, "SELECT id, embedding FROM archival WHERE embedder = ?1",
+        err = principal_ids(s, principal, &set);
+        if (!err)
+            err = vindex_search(s, q, k, &set, best, &nb);
+        free(set.ids);
+    } else if (!(err = store_prepare(s,
+                                     "SELECT id, embedding FROM archival WHERE embedder = ?1 "
+                                     "AND principal = ?2",
                                      &st))) {
         sqlite3_bind_text(st, 1, s->emb->name, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, principal, -1, SQLITE_STATIC);
         int rc;
         size_t want = s->emb->dim * sizeof(float);
         while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -486,7 +569,7 @@ llmos_err store_archival_search(store *s, const char *query, size_t k, store_arc
     }
     size_t got = 0;
     for (size_t i = 0; !err && res && i < nb; i++) {
-        err = fetch_row(s, best[i].id, &res[got]);
+        err = fetch_row(s, principal, best[i].id, &res[got]);
         if (!err)
             res[got++].score = best[i].score;
     }

@@ -96,6 +96,23 @@ static const char *const migrations[] = {
     "  signature TEXT NOT NULL,"
     "  data BLOB NOT NULL,"
     "  updated_at INTEGER NOT NULL);",
+    /* 2 -> 3: memory per principal. Messages and archival passages get their principal (the
+     * store's owner, "user", for what was there); core blocks are keyed by principal and label
+     * (SQLite cannot change a primary key, so the table is rebuilt). */
+    "ALTER TABLE messages ADD COLUMN principal TEXT NOT NULL DEFAULT 'user';"
+    "CREATE INDEX messages_by_principal ON messages(principal, created_at);"
+    "ALTER TABLE archival ADD COLUMN principal TEXT NOT NULL DEFAULT 'user';"
+    "CREATE INDEX archival_by_principal ON archival(principal, id);"
+    "CREATE TABLE core_blocks_v3("
+    "  principal TEXT NOT NULL,"
+    "  label TEXT NOT NULL,"
+    "  value TEXT NOT NULL,"
+    "  char_limit INTEGER NOT NULL CHECK (char_limit > 0),"
+    "  PRIMARY KEY (principal, label));"
+    "INSERT INTO core_blocks_v3(principal, label, value, char_limit)"
+    "  SELECT 'user', label, value, char_limit FROM core_blocks;"
+    "DROP TABLE core_blocks;"
+    "ALTER TABLE core_blocks_v3 RENAME TO core_blocks;",
 };
 #define STORE_SCHEMA_VERSION ((int)LLMOS_ARRAY_LEN(migrations))
 
@@ -465,8 +482,8 @@ llmos_err store_open_memory(const store_options *opt, store **out)
     }
     /* SQLite's own in-memory database: its pages never reach a file, so they need no sealing
      * (and the default VFS never sees them). */
-    int rc = sqlite3_open_v2(":memory:", &s->db,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    int rc = sqlite3_open_v2(
+        ":memory:", &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     llmos_err err = rc == SQLITE_OK ? LLMOS_OK : store_db_fail(s, rc, "opening a memory database");
     if (!err) {
         sqlite3_extended_result_codes(s->db, 1);
@@ -652,23 +669,26 @@ llmos_err store_get_stats(store *s, store_stats *out)
 
 /* ---- messages ----------------------------------------------------------------------------- */
 
-llmos_err store_message_add(store *s, const char *conversation, const char *role,
-                            const char *content, int64_t created_at, int64_t *id)
+llmos_err store_message_add(store *s, const char *principal, const char *conversation,
+                            const char *role, const char *content, int64_t created_at, int64_t *id)
 {
     assert(store_is_open(s));
-    if (!conversation || !role || !content)
-        return llmos_fail(LLMOS_ERR_INVALID, "a message needs a conversation, role and content");
+    if (!principal || !*principal || !conversation || !role || !content)
+        return llmos_fail(LLMOS_ERR_INVALID,
+                          "a message needs a principal, a conversation, a role and content");
     sqlite3_stmt *st = NULL;
-    llmos_err err = store_prepare(s,
-                                  "INSERT INTO messages(conversation, role, content, created_at)"
-                                  " VALUES (?1, ?2, ?3, ?4)",
-                                  &st);
+    llmos_err err =
+        store_prepare(s,
+                      "INSERT INTO messages(conversation, role, content, created_at, principal)"
+                      " VALUES (?1, ?2, ?3, ?4, ?5)",
+                      &st);
     if (err)
         return err;
     sqlite3_bind_text(st, 1, conversation, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, role, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, content, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 4, created_at ? created_at : store_now());
+    sqlite3_bind_text(st, 5, principal, -1, SQLITE_STATIC);
     err = step_done(s, st, "adding a message");
     if (!err && id)
         *id = sqlite3_last_insert_rowid(s->db);
@@ -724,12 +744,14 @@ llmos_err store_message_search(store *s, const char *query, const store_search_o
         " FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid"
         " WHERE messages_fts MATCH ?1 AND (?2 IS NULL OR m.conversation = ?2)"
         "   AND (?3 = 0 OR m.created_at >= ?3) AND (?4 = 0 OR m.created_at <= ?4)"
-        " ORDER BY bm25(messages_fts), m.id DESC LIMIT ?5";
+        "   AND (?6 IS NULL OR m.principal = ?6)"
+        " ORDER BY bm25(messages_fts), m.id DESC LIMIT ?5 OFFSET ?7";
     static const char *const sql_recent =
         "SELECT id, conversation, role, content, created_at, 0.0 FROM messages"
         " WHERE ?1 IS NULL AND (?2 IS NULL OR conversation = ?2)"
         "   AND (?3 = 0 OR created_at >= ?3) AND (?4 = 0 OR created_at <= ?4)"
-        " ORDER BY created_at DESC, id DESC LIMIT ?5";
+        "   AND (?6 IS NULL OR principal = ?6)"
+        " ORDER BY created_at DESC, id DESC LIMIT ?5 OFFSET ?7";
     sqlite3_stmt *st = NULL;
     llmos_err err = store_prepare(s, empty ? sql_recent : sql_fts, &st);
     if (err) {
@@ -743,6 +765,9 @@ llmos_err store_message_search(store *s, const char *query, const store_search_o
     sqlite3_bind_int64(st, 3, o.since);
     sqlite3_bind_int64(st, 4, o.until);
     sqlite3_bind_int64(st, 5, (sqlite3_int64)o.limit);
+    if (o.principal)
+        sqlite3_bind_text(st, 6, o.principal, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 7, (sqlite3_int64)o.offset);
     store_message *res = NULL;
     size_t cnt = 0, cap = 0;
     int rc = SQLITE_OK;
@@ -800,15 +825,17 @@ void store_messages_free(store_message *m, size_t n)
 
 /* ---- core memory ------------------------------------------------------------------------ */
 
-llmos_err store_core_set(store *s, const char *label, const char *value, size_t limit)
+llmos_err store_core_set(store *s, const char *principal, const char *label, const char *value,
+                         size_t limit)
 {
     assert(store_is_open(s));
-    if (!label || !*label || !value)
-        return llmos_fail(LLMOS_ERR_INVALID, "a core memory block needs a label and a value");
+    if (!principal || !*principal || !label || !*label || !value)
+        return llmos_fail(LLMOS_ERR_INVALID,
+                          "a core memory block needs a principal, a label and a value");
     if (limit == 0) {
         char *old = NULL;
         size_t old_limit = 0;
-        llmos_err err = store_core_get(s, label, &old, &old_limit);
+        llmos_err err = store_core_get(s, principal, label, &old, &old_limit);
         free(old);
         if (err && err != LLMOS_ERR_NOT_FOUND)
             return err;
@@ -822,28 +849,32 @@ llmos_err store_core_set(store *s, const char *label, const char *value, size_t 
                           label, len, limit);
     sqlite3_stmt *st = NULL;
     llmos_err err = store_prepare(s,
-                                  "INSERT INTO core_blocks(label, value, char_limit) "
-                                  "VALUES (?1, ?2, ?3) ON CONFLICT(label) DO UPDATE SET "
-                                  "value = excluded.value, char_limit = excluded.char_limit",
+                                  "INSERT INTO core_blocks(principal, label, value, char_limit) "
+                                  "VALUES (?4, ?1, ?2, ?3) ON CONFLICT(principal, label) DO "
+                                  "UPDATE SET value = excluded.value, "
+                                  "char_limit = excluded.char_limit",
                                   &st);
     if (err)
         return err;
     sqlite3_bind_text(st, 1, label, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 3, (sqlite3_int64)limit);
+    sqlite3_bind_text(st, 4, principal, -1, SQLITE_STATIC);
     return step_done(s, st, "setting a core memory block");
 }
 
-llmos_err store_core_get(store *s, const char *label, char **value, size_t *limit)
+llmos_err store_core_get(store *s, const char *principal, const char *label, char **value,
+                         size_t *limit)
 {
-    assert(store_is_open(s) && label && value);
+    assert(store_is_open(s) && principal && label && value);
     *value = NULL;
     sqlite3_stmt *st = NULL;
-    llmos_err err =
-        store_prepare(s, "SELECT value, char_limit FROM core_blocks WHERE label = ?1", &st);
+    llmos_err err = store_prepare(
+        s, "SELECT value, char_limit FROM core_blocks WHERE principal = ?2 AND label = ?1", &st);
     if (err)
         return err;
     sqlite3_bind_text(st, 1, label, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, principal, -1, SQLITE_STATIC);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
         *value = dup_col(st, 0);
@@ -858,6 +889,57 @@ llmos_err store_core_get(store *s, const char *label, char **value, size_t *limi
     }
     sqlite3_finalize(st);
     return err;
+}
+
+llmos_err store_core_list(store *s, const char *principal, store_core_block **out, size_t *n)
+{
+    assert(store_is_open(s) && principal && out && n);
+    *out = NULL;
+    *n = 0;
+    sqlite3_stmt *st = NULL;
+    llmos_err err = store_prepare(s,
+                                  "SELECT label, value, char_limit FROM core_blocks"
+                                  " WHERE principal = ?1 ORDER BY rowid",
+                                  &st);
+    if (err)
+        return err;
+    sqlite3_bind_text(st, 1, principal, -1, SQLITE_STATIC);
+    store_core_block *res = NULL;
+    size_t cnt = 0;
+    int rc;
+    while (!err && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        store_core_block *nres = realloc(res, (cnt + 1) * sizeof *nres);
+        if (!nres) {
+            err = llmos_fail(LLMOS_ERR_NOMEM, "no memory for core memory blocks");
+            break;
+        }
+        res = nres;
+        store_core_block *b = &res[cnt++];
+        b->label = dup_col(st, 0);
+        b->value = dup_col(st, 1);
+        b->limit = (size_t)sqlite3_column_int64(st, 2);
+        if (!b->label || !b->value)
+            err = llmos_fail(LLMOS_ERR_NOMEM, "no memory for core memory blocks");
+    }
+    if (!err && rc != SQLITE_DONE)
+        err = store_db_fail(s, rc, "listing core memory blocks");
+    sqlite3_finalize(st);
+    if (err) {
+        store_core_blocks_free(res, cnt);
+        return err;
+    }
+    *out = res;
+    *n = cnt;
+    return LLMOS_OK;
+}
+
+void store_core_blocks_free(store_core_block *b, size_t n)
+{
+    for (size_t i = 0; b && i < n; i++) {
+        free(b[i].label);
+        free(b[i].value);
+    }
+    free(b);
 }
 
 /* ---- settings ----------------------------------------------------------------------------- */

@@ -967,8 +967,8 @@ static bool parse_primary(parser *p, cval *out)
             size_t ln = n < sizeof lower ? n : sizeof lower; /* names are matched in lower case */
             for (size_t j = 0; j < ln; j++)
                 lower[j] = (char)tolower((unsigned char)name[j]);
-            size_t d = llmos_edit_distance(lower, ln, calc_funcs[i].name,
-                                           strlen(calc_funcs[i].name));
+            size_t d =
+                llmos_edit_distance(lower, ln, calc_funcs[i].name, strlen(calc_funcs[i].name));
             if (d < bestd) {
                 bestd = d;
                 best = calc_funcs[i].name;

@@ -71,10 +71,10 @@ static void child(int round, int fd)
         for (int m = 0; m < txn_size(t); m++) {
             snprintf(text, sizeof text, "t%d m%d of %d filler words to make the rows longer", t, m,
                      txn_size(t));
-            if (store_message_add(s, conv, "user", text, 0, NULL))
+            if (store_message_add(s, "user", conv, "user", text, 0, NULL))
                 _exit(5);
         }
-        if (t % 5 == 0 && store_archival_add(s, text, NULL, NULL))
+        if (t % 5 == 0 && store_archival_add(s, "user", text, NULL, NULL))
             _exit(6);
         /* an audit record moves the freshness record after the commit: a kill between the
          * two must leave it behind the store, never ahead (check_round reopens with it) */

@@ -100,7 +100,7 @@ static void test_open_create_reopen(void **state)
 {
     (void)state;
     store *s = open_ok("u1", "pw one");
-    assert_int_equal(store_schema_version(s), 2);
+    assert_int_equal(store_schema_version(s), 3);
     char sub[128];
     snprintf(sub, sizeof sub, "%s/u1", dir);
     struct stat st;
@@ -287,14 +287,14 @@ static void test_messages_search(void **state)
     store *s = open_ok("m", "pw");
     int64_t id = 0;
     assert_int_equal(
-        store_message_add(s, "c1", "user", "I like green tea in the morning", 1000, &id), LLMOS_OK);
+        store_message_add(s, "user", "c1", "user", "I like green tea in the morning", 1000, &id), LLMOS_OK);
     assert_true(id > 0);
     assert_int_equal(
-        store_message_add(s, "c1", "assistant", "Green tea has less caffeine", 2000, NULL),
+        store_message_add(s, "user", "c1", "assistant", "Green tea has less caffeine", 2000, NULL),
         LLMOS_OK);
-    assert_int_equal(store_message_add(s, "c2", "user", "Coffee or tea? tea tea tea", 3000, NULL),
+    assert_int_equal(store_message_add(s, "user", "c2", "user", "Coffee or tea? tea tea tea", 3000, NULL),
                      LLMOS_OK);
-    assert_int_equal(store_message_add(s, "c2", "user", "The weather is nice", 4000, NULL),
+    assert_int_equal(store_message_add(s, "user", "c2", "user", "The weather is nice", 4000, NULL),
                      LLMOS_OK);
 
     store_message *m = NULL;
@@ -337,7 +337,7 @@ static void test_messages_search(void **state)
     assert_int_equal(n, 4);
     assert_string_equal(m[0].content, "The weather is nice");
     store_messages_free(m, n);
-    assert_int_equal(store_message_add(s, NULL, "user", "x", 0, NULL), LLMOS_ERR_INVALID);
+    assert_int_equal(store_message_add(s, "user", NULL, "user", "x", 0, NULL), LLMOS_ERR_INVALID);
     store_close(s);
 }
 
@@ -346,23 +346,23 @@ static void test_archival(void **state)
     (void)state;
     store *s = open_ok("a", "pw");
     int64_t cat = 0, rust = 0, tom = 0;
-    assert_int_equal(store_archival_add(s, "The cat sat on the mat", "{\"src\":\"book\"}", &cat),
+    assert_int_equal(store_archival_add(s, "user", "The cat sat on the mat", "{\"src\":\"book\"}", &cat),
                      LLMOS_OK);
     assert_int_equal(
-        store_archival_add(s, "Rust and C are systems programming languages", NULL, &rust),
+        store_archival_add(s, "user", "Rust and C are systems programming languages", NULL, &rust),
         LLMOS_OK);
-    assert_int_equal(store_archival_add(s, "My cat is called Tom and he likes the mat", NULL, &tom),
+    assert_int_equal(store_archival_add(s, "user", "My cat is called Tom and he likes the mat", NULL, &tom),
                      LLMOS_OK);
-    assert_int_equal(store_archival_add(s, "bad", "not json", NULL), LLMOS_ERR_INVALID);
+    assert_int_equal(store_archival_add(s, "user", "bad", "not json", NULL), LLMOS_ERR_INVALID);
 
     store_archival *hits = NULL;
     size_t n = 0;
-    assert_int_equal(store_archival_search(s, "programming languages", 2, &hits, &n), LLMOS_OK);
+    assert_int_equal(store_archival_search(s, "user", "programming languages", 2, &hits, &n), LLMOS_OK);
     assert_int_equal(n, 2);
     assert_int_equal(hits[0].id, rust);
     assert_true(hits[0].score > hits[1].score);
     store_archivals_free(hits, n);
-    assert_int_equal(store_archival_search(s, "cat on the mat", 3, &hits, &n), LLMOS_OK);
+    assert_int_equal(store_archival_search(s, "user", "cat on the mat", 3, &hits, &n), LLMOS_OK);
     assert_int_equal(n, 3);
     assert_int_equal(hits[0].id, cat);
     assert_int_equal(hits[1].id, tom);
@@ -370,15 +370,15 @@ static void test_archival(void **state)
     store_archivals_free(hits, n);
 
     store_archival a;
-    assert_int_equal(store_archival_get(s, tom, &a), LLMOS_OK);
+    assert_int_equal(store_archival_get(s, "user", tom, &a), LLMOS_OK);
     assert_string_equal(a.text, "My cat is called Tom and he likes the mat");
     assert_string_equal(a.metadata, "{}");
     assert_true(a.created_at > 0 && a.updated_at == a.created_at);
     store_archival_clear(&a);
-    assert_int_equal(store_archival_delete(s, cat), LLMOS_OK);
-    assert_int_equal(store_archival_delete(s, cat), LLMOS_ERR_NOT_FOUND);
-    assert_int_equal(store_archival_get(s, cat, &a), LLMOS_ERR_NOT_FOUND);
-    assert_int_equal(store_archival_search(s, "cat on the mat", 3, &hits, &n), LLMOS_OK);
+    assert_int_equal(store_archival_delete(s, "user", cat), LLMOS_OK);
+    assert_int_equal(store_archival_delete(s, "user", cat), LLMOS_ERR_NOT_FOUND);
+    assert_int_equal(store_archival_get(s, "user", cat, &a), LLMOS_ERR_NOT_FOUND);
+    assert_int_equal(store_archival_search(s, "user", "cat on the mat", 3, &hits, &n), LLMOS_OK);
     assert_int_equal(n, 2);
     assert_int_equal(hits[0].id, tom);
     store_archivals_free(hits, n);
@@ -399,7 +399,7 @@ static void test_archival(void **state)
     store_options o = opts();
     o.embedder = NULL;
     assert_int_equal(store_open(sub, "pw", &o, &s), LLMOS_OK);
-    assert_int_equal(store_archival_add(s, "x", NULL, NULL), LLMOS_ERR_INVALID);
+    assert_int_equal(store_archival_add(s, "user", "x", NULL, NULL), LLMOS_ERR_INVALID);
     assert_non_null(strstr(llmos_errmsg(), "embedder"));
     store_close(s);
 }
@@ -417,7 +417,7 @@ static void test_archival_index(void **state)
         snprintf(text, sizeof text, "passage %d about topic%d and subject%d with word%d", i, i % 37,
                  i % 101, i);
         int64_t id = 0;
-        assert_int_equal(store_archival_add(s, text, NULL, &id), LLMOS_OK);
+        assert_int_equal(store_archival_add(s, "user", text, NULL, &id), LLMOS_OK);
         if (i == 777)
             id_of_777 = id;
     }
@@ -428,7 +428,7 @@ static void test_archival_index(void **state)
     store_archival *hits = NULL;
     size_t n = 0;
     const char *q = "passage 777 about topic0 and subject70 with word777";
-    assert_int_equal(store_archival_search(s, q, 5, &hits, &n), LLMOS_OK);
+    assert_int_equal(store_archival_search(s, "user", q, 5, &hits, &n), LLMOS_OK);
     assert_int_equal(n, 5);
     assert_int_equal(hits[0].id, id_of_777);
     assert_true(hits[0].score > 0.99);
@@ -436,21 +436,21 @@ static void test_archival_index(void **state)
     store_close(s);
 
     s = open_ok("ix", "pw"); /* loads the saved index */
-    assert_int_equal(store_archival_search(s, q, 3, &hits, &n), LLMOS_OK);
+    assert_int_equal(store_archival_search(s, "user", q, 3, &hits, &n), LLMOS_OK);
     assert_int_equal(n, 3);
     assert_int_equal(hits[0].id, id_of_777);
     store_archivals_free(hits, n);
-    assert_int_equal(store_archival_delete(s, id_of_777), LLMOS_OK);
-    assert_int_equal(store_archival_search(s, q, 3, &hits, &n), LLMOS_OK);
+    assert_int_equal(store_archival_delete(s, "user", id_of_777), LLMOS_OK);
+    assert_int_equal(store_archival_search(s, "user", q, 3, &hits, &n), LLMOS_OK);
     assert_int_equal(n, 3);
     assert_int_not_equal(hits[0].id, id_of_777);
     assert_true(hits[0].score < 0.99);
     store_archivals_free(hits, n);
     /* a rolled-back add must not leave a ghost in the index */
     assert_int_equal(store_begin(s), LLMOS_OK);
-    assert_int_equal(store_archival_add(s, "ghost passage zzz", NULL, NULL), LLMOS_OK);
+    assert_int_equal(store_archival_add(s, "user", "ghost passage zzz", NULL, NULL), LLMOS_OK);
     assert_int_equal(store_rollback(s), LLMOS_OK);
-    assert_int_equal(store_archival_search(s, "ghost passage zzz", 2, &hits, &n), LLMOS_OK);
+    assert_int_equal(store_archival_search(s, "user", "ghost passage zzz", 2, &hits, &n), LLMOS_OK);
     assert_int_equal(n, 2);
     assert_null(strstr(hits[0].text, "ghost"));
     store_archivals_free(hits, n);
@@ -463,17 +463,17 @@ static void test_core_memory(void **state)
     store *s = open_ok("c", "pw");
     char *v = NULL;
     size_t limit = 0;
-    assert_int_equal(store_core_get(s, "persona", &v, &limit), LLMOS_ERR_NOT_FOUND);
-    assert_int_equal(store_core_set(s, "persona", "I am helpful.", 0), LLMOS_OK);
-    assert_int_equal(store_core_get(s, "persona", &v, &limit), LLMOS_OK);
+    assert_int_equal(store_core_get(s, "user", "persona", &v, &limit), LLMOS_ERR_NOT_FOUND);
+    assert_int_equal(store_core_set(s, "user", "persona", "I am helpful.", 0), LLMOS_OK);
+    assert_int_equal(store_core_get(s, "user", "persona", &v, &limit), LLMOS_OK);
     assert_string_equal(v, "I am helpful.");
     assert_int_equal(limit, 2000);
     free(v);
-    assert_int_equal(store_core_set(s, "human", "Name: Ada", 20), LLMOS_OK);
-    assert_int_equal(store_core_set(s, "human", "Name: Ada. Likes: maths and tea", 0),
+    assert_int_equal(store_core_set(s, "user", "human", "Name: Ada", 20), LLMOS_OK);
+    assert_int_equal(store_core_set(s, "user", "human", "Name: Ada. Likes: maths and tea", 0),
                      LLMOS_ERR_LIMIT);
     assert_non_null(strstr(llmos_errmsg(), "limit of 20"));
-    assert_int_equal(store_core_get(s, "human", &v, &limit), LLMOS_OK);
+    assert_int_equal(store_core_get(s, "user", "human", &v, &limit), LLMOS_OK);
     assert_string_equal(v, "Name: Ada"); /* unchanged */
     assert_int_equal(limit, 20);
     free(v);
@@ -531,7 +531,7 @@ static void test_change_passphrase_keeps_data(void **state)
 {
     (void)state;
     store *s = open_ok("p", "first");
-    assert_int_equal(store_message_add(s, "c", "user", "remember the milk", 0, NULL), LLMOS_OK);
+    assert_int_equal(store_message_add(s, "user", "c", "user", "remember the milk", 0, NULL), LLMOS_OK);
     char dbp[160];
     snprintf(dbp, sizeof dbp, "%s", store_db_path(s));
     store_close(s);
@@ -565,13 +565,13 @@ static void test_nothing_readable_on_disk(void **state)
     assert_int_equal(store_begin(s), LLMOS_OK);
     for (int i = 0; i < 200; i++) {
         snprintf(text, sizeof text, "%s message %d with enough words to fill pages", canary, i);
-        assert_int_equal(store_message_add(s, "conv", "user", text, 0, NULL), LLMOS_OK);
+        assert_int_equal(store_message_add(s, "user", "conv", "user", text, 0, NULL), LLMOS_OK);
     }
     assert_int_equal(store_commit(s), LLMOS_OK);
     assert_int_equal(store_commit(s), LLMOS_ERR_INVALID); /* no transaction open */
-    assert_int_equal(store_archival_add(s, canary, "{\"k\":\"zebra-canary-7731\"}", NULL),
+    assert_int_equal(store_archival_add(s, "user", canary, "{\"k\":\"zebra-canary-7731\"}", NULL),
                      LLMOS_OK);
-    assert_int_equal(store_core_set(s, "human", canary, 0), LLMOS_OK);
+    assert_int_equal(store_core_set(s, "user", "human", canary, 0), LLMOS_OK);
     assert_int_equal(store_setting_set(s, canary, canary), LLMOS_OK);
     char sub[128];
     snprintf(sub, sizeof sub, "%s/d", dir);
@@ -653,7 +653,7 @@ static void test_cli_memory(void **state)
     assert_int_equal(run_cli_in("\n", "memory add", out, sizeof out), 2);
     assert_int_equal(run_cli("memory stats", out, sizeof out), 0);
     assert_non_null(strstr(out, "5 memories"));
-    assert_non_null(strstr(out, "schema version:   2"));
+    assert_non_null(strstr(out, "schema version:   3"));
     struct stat st;
     assert_int_equal(stat(home, &st), 0);
     assert_int_equal(st.st_mode & 0777, 0700);

@@ -45,7 +45,7 @@ static void fill(store *s, int n, const char *tag)
     assert_int_equal(store_begin(s), LLMOS_OK); /* one commit: fast */
     for (int i = 0; i < n; i++) {
         snprintf(text, sizeof text, "%s message number %d about apples and pears", tag, i);
-        assert_int_equal(store_message_add(s, "c", "user", text, 0, NULL), LLMOS_OK);
+        assert_int_equal(store_message_add(s, "user", "c", "user", text, 0, NULL), LLMOS_OK);
     }
     assert_int_equal(store_commit(s), LLMOS_OK);
 }
@@ -268,7 +268,7 @@ static void crash_with_wal(int n)
         char text[100];
         for (int i = 0; i < n; i++) {
             snprintf(text, sizeof text, "wal message %d", i);
-            if (store_message_add(s, "w", "user", text, 0, NULL))
+            if (store_message_add(s, "user", "w", "user", text, 0, NULL))
                 _exit(4);
         }
         _exit(0);
