@@ -28,6 +28,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "llmos/backend.h"
 #include "llmos/base.h"
 #include "llmos/storage.h"
 
@@ -51,8 +52,14 @@ typedef struct memory_params {
     memory_ask_fn ask;       /* NULL: a passphrase that is needed and missing is an error */
     void *ask_ctx;           /*   saying how to give one */
     memory_embed embed;      /* which embedder archival memory gets */
-    const char *embed_model; /* GGUF file of the engine embedder (MEMORY_EMBED_DEFAULT) */
-    bool check_embedder;     /* refuse a store whose memories another embedder made */
+    const char *embed_model; /* GGUF file of the engine embedder, or "lexical" by name
+                                (MEMORY_EMBED_DEFAULT; else $LLMOS_EMBED_MODEL) */
+    llm_backend *embed_backend; /* with no model named: embed with this backend (borrowed; the
+                                   shell's own model, as a fork), else the lexical embedder */
+    bool check_embedder;        /* refuse a store whose memories another embedder made */
+    bool embed_mismatch_off;    /* ...or, instead of refusing, open it with archival memory off
+                                   and say why in memory_note (the shell: a conversation is
+                                   still possible) */
     bool start_over;         /* a store whose database is gone starts over empty
                                 (store_options.start_over; `llmos memory reset`) */
     bool allow_rollback;     /* open a store older than its freshness record, loudly and
@@ -73,6 +80,11 @@ LLMOS_API LLMOS_NODISCARD llmos_err memory_open_ephemeral(memory **out);
 LLMOS_API store *memory_store(memory *m);
 /* "NAME DIM" of the embedder archival memory uses, or "none". */
 LLMOS_API const char *memory_embedder_name(const memory *m);
+/* Why archival memory is off (an embedder mismatch), "" when it is on. */
+LLMOS_API const char *memory_note(const memory *m);
+/* Re-embed every archival passage of the store (all principals) with m's embedder (the one
+ * memory_open picked, the store's check skipped) and record it as the store's; *n passages. */
+LLMOS_API LLMOS_NODISCARD llmos_err memory_reembed(memory *m, size_t *n);
 /* True for a store that lives in memory only. */
 LLMOS_API bool memory_is_ephemeral(const memory *m);
 LLMOS_API void memory_close(memory *m);

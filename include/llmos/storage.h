@@ -245,6 +245,13 @@ LLMOS_API LLMOS_NODISCARD llmos_err store_archival_delete(store *s, const char *
 LLMOS_API LLMOS_NODISCARD llmos_err store_archival_search(store *s, const char *principal,
                                                           const char *query, size_t k,
                                                           store_archival **out, size_t *n);
+/* Compute every passage's embedding again with `emb` (all principals) and make it the store's
+ * embedder (the vector index is rebuilt); *n passages. One transaction: a failure leaves the
+ * store as it was. */
+LLMOS_API LLMOS_NODISCARD llmos_err store_archival_reembed(store *s, const store_embedder *emb,
+                                                           size_t *n);
+/* Use `emb` (may be NULL: archival add and search then fail saying so) from now on. */
+LLMOS_API LLMOS_NODISCARD llmos_err store_set_embedder(store *s, const store_embedder *emb);
 LLMOS_API void store_archival_clear(store_archival *a);
 LLMOS_API void store_archivals_free(store_archival *a, size_t n);
 

@@ -32,9 +32,11 @@ struct memory {
     bool ephemeral;
     /* the engine embedder, when one was asked for */
     llm_backend *embed_backend;
+    bool borrowed_backend; /* the caller's (memory_params.embed_backend): not freed here */
     store_embedder engine;
     char engine_name[256];
     char embedder[300]; /* "NAME DIM" or "none" */
+    char note[600];     /* why archival memory is off, "" when it is on */
 };
 
 const char *memory_home(void)
@@ -70,20 +72,17 @@ static llmos_err engine_embed(void *ctx, const char *text, float *out)
     return err;
 }
 
-/* Load the GGUF model at path as m's embedder, probing its dimension with one embedding. */
-static llmos_err engine_open(memory *m, const char *path)
+/* m->embed_backend as m's embedder, its dimension probed with one embedding; `what` names the
+ * model in errors. */
+static llmos_err engine_attach(memory *m, const char *what)
 {
-    local_backend_params p = local_backend_default_params();
-    p.chat_template = "{{ '' }}"; /* never chats: spares the warning about a missing template */
-    llmos_err err = local_backend_open(path, &p, &m->embed_backend);
-    if (err)
-        return llmos_fail_context(err, "loading the embedding model: ");
+    llmos_err err;
     float *v = NULL;
     size_t dim = 0;
     err = llm_embed(m->embed_backend, "dimension", 9, &v, &dim);
     free(v);
     if (err)
-        return llmos_fail_context(err, "embedding with %s: ", path);
+        return llmos_fail_context(err, "embedding with %s: ", what);
     snprintf(m->engine_name, sizeof m->engine_name, "engine:%s", llm_model_name(m->embed_backend));
     for (char *c = m->engine_name; *c; c++)
         if (*c == ' ' || *c == '\t' || *c == '\n')
@@ -91,6 +90,17 @@ static llmos_err engine_open(memory *m, const char *path)
     m->engine = (store_embedder){
         .name = m->engine_name, .dim = (uint32_t)dim, .embed = engine_embed, .ctx = m};
     return LLMOS_OK;
+}
+
+/* Load the GGUF model at path as m's embedder. */
+static llmos_err engine_open(memory *m, const char *path)
+{
+    local_backend_params p = local_backend_default_params();
+    p.chat_template = "{{ '' }}"; /* never chats: spares the warning about a missing template */
+    llmos_err err = local_backend_open(path, &p, &m->embed_backend);
+    if (err)
+        return llmos_fail_context(err, "loading the embedding model: ");
+    return engine_attach(m, path);
 }
 
 /* The embedder p asks for (NULL for none), loading the engine's when a model is named. */
@@ -103,6 +113,16 @@ static llmos_err pick_embedder(memory *m, const memory_params *p, const store_em
     const char *env = getenv("LLMOS_EMBED_MODEL");
     if (!model && env && *env)
         model = env;
+    if (model && strcmp(model, "lexical") == 0)
+        model = NULL; /* asked for by name */
+    else if (!model && p->embed_backend) {
+        m->embed_backend = p->embed_backend;
+        m->borrowed_backend = true;
+        llmos_err err = engine_attach(m, llm_model_name(p->embed_backend));
+        if (!err)
+            *out = &m->engine;
+        return err;
+    }
     if (!model) {
         *out = memory_lexical_embedder();
         return LLMOS_OK;
@@ -280,7 +300,8 @@ static bool test_kdf(keys_kdf kdf)
 static void memory_free(memory *m)
 {
     store_close(m->st);
-    llm_backend_free(m->embed_backend);
+    if (!m->borrowed_backend)
+        llm_backend_free(m->embed_backend);
     free(m);
 }
 
@@ -331,8 +352,19 @@ llmos_err memory_open(const memory_params *p, memory **out)
         err = store_open(dir, pass, &opt, &m->st);
     sodium_free(pass);
     sodium_free(again);
-    if (!err && p->check_embedder && opt.embedder)
+    if (!err && p->check_embedder && opt.embedder) {
         err = check_embedder(m->st, opt.embedder);
+        if (err == LLMOS_ERR_INVALID && p->embed_mismatch_off) {
+            /* the store's vectors are another embedder's: archival memory is off this run */
+            snprintf(m->note, sizeof m->note,
+                     "archival memory is off this run: %s (or re-embed it with `llmos memory "
+                     "reembed`)",
+                     llmos_errmsg());
+            llmos_err_clear();
+            opt.embedder = NULL;
+            err = store_set_embedder(m->st, NULL);
+        }
+    }
     if (err) {
         memory_free(m);
         return err;
@@ -384,4 +416,23 @@ void memory_close(memory *m)
 {
     if (m)
         memory_free(m);
+}
+
+const char *memory_note(const memory *m)
+{
+    return m ? m->note : "";
+}
+
+llmos_err memory_reembed(memory *m, size_t *n)
+{
+    assert(m && m->st && n);
+    const store_embedder *emb = m->embed_backend ? &m->engine : memory_lexical_embedder();
+    llmos_err err = store_archival_reembed(m->st, emb, n);
+    if (!err) {
+        char id[300];
+        embedder_id(emb->name, emb->dim, id, sizeof id);
+        err = store_setting_set(m->st, STORE_EMBEDDER_SETTING, id);
+        snprintf(m->embedder, sizeof m->embedder, "%s", id);
+    }
+    return err;
 }

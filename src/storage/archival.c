@@ -600,3 +600,58 @@ void store_archivals_free(store_archival *a, size_t n)
         store_archival_clear(&a[i]);
     free(a);
 }
+
+llmos_err store_set_embedder(store *s, const store_embedder *emb)
+{
+    assert(store_is_open(s));
+    store_vindex_close(s);
+    s->emb = emb;
+    return emb ? store_vindex_open(s) : LLMOS_OK;
+}
+
+llmos_err store_archival_reembed(store *s, const store_embedder *emb, size_t *n)
+{
+    assert(store_is_open(s) && emb && n);
+    *n = 0;
+    llmos_err err = store_set_embedder(s, emb);
+    if (!err)
+        err = store_begin(s);
+    if (err)
+        return err;
+    sqlite3_stmt *rd = NULL, *wr = NULL;
+    err = store_prepare(s, "SELECT id, text FROM archival ORDER BY id", &rd);
+    if (!err)
+        err = store_prepare(s, "UPDATE archival SET embedding = ?1, embedder = ?2 WHERE id = ?3",
+                            &wr);
+    int rc = SQLITE_OK;
+    while (!err && (rc = sqlite3_step(rd)) == SQLITE_ROW) {
+        float *v = NULL;
+        err = embed_unit(s, (const char *)sqlite3_column_text(rd, 1), &v);
+        if (err)
+            break;
+        sqlite3_bind_blob(wr, 1, v, (int)(emb->dim * sizeof *v), SQLITE_TRANSIENT);
+        sqlite3_bind_text(wr, 2, emb->name, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(wr, 3, sqlite3_column_int64(rd, 0));
+        int wrc = sqlite3_step(wr);
+        sqlite3_reset(wr);
+        free(v);
+        if (wrc != SQLITE_DONE)
+            err = store_db_fail(s, wrc, "re-embedding a passage");
+        else
+            (*n)++;
+    }
+    if (!err && rc != SQLITE_DONE)
+        err = store_db_fail(s, rc, "reading archival passages");
+    sqlite3_finalize(rd);
+    sqlite3_finalize(wr);
+    if (!err)
+        err = store_commit(s);
+    if (err) {
+        (void)store_rollback(s);
+        *n = 0;
+        return err;
+    }
+    /* the index of the old vectors is stale: rebuild it from the new ones */
+    store_vindex_close(s);
+    return store_vindex_open(s);
+}

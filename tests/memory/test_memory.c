@@ -3,7 +3,8 @@
  * environment, asked through the device, asked twice for a new store, missing; a home others
  * may write to refused), a store in memory only that leaves no file, the lexical embedder
  * (deterministic, near for shared words, and the store's record of it under its old name
- * accepted), and what the kernel keeps: process records and the recall log.
+ * accepted), switching to a model's embeddings (refused, or archival off with a note, then
+ * re-embedded), and what the kernel keeps: process records and the recall log.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -227,6 +228,90 @@ static void test_legacy_embedder_name(void **state)
     tu_rmrf(home);
 }
 
+/* Switching embedders: a store made with the lexical embedder (asked for by name) is refused
+ * by a run that embeds with a model, or opened with archival memory off and a note saying why;
+ * `reembed` moves every passage to the model's vectors in one go, after which the model's run
+ * opens it and finds them. The model is borrowed (the shell's own, as a fork): closing the
+ * memory leaves it to its owner. */
+static void test_embedder_switch(void **state)
+{
+    (void)state;
+    char home[256], model[4096];
+    tu_testdata_path(model, sizeof model, "models/stories260K.gguf");
+    assert_true(tu_mkdtemp("memory", home, sizeof home));
+    setenv("LLMOS_KDF", "test-weak", 1);
+    unsetenv("LLMOS_EMBED_MODEL");
+    memory_params p = {.home = home,
+                       .create = true,
+                       .passphrase = "pw",
+                       .embed = MEMORY_EMBED_DEFAULT,
+                       .embed_model = "lexical",
+                       .check_embedder = true};
+    memory *m = NULL;
+    assert_int_equal(memory_open(&p, &m), LLMOS_OK);
+    assert_string_equal(memory_embedder_name(m), "lexical-v1 512");
+    assert_string_equal(memory_note(m), "");
+    const char *texts[] = {"the dentist appointment is on Tuesday", "buy milk and bread",
+                           "the cat sleeps on the mat"};
+    for (size_t i = 0; i < 3; i++) {
+        int64_t id;
+        assert_int_equal(store_archival_add(memory_store(m), "user", texts[i], NULL, &id),
+                         LLMOS_OK);
+    }
+    memory_close(m);
+
+    local_backend_params lp = local_backend_default_params();
+    lp.n_threads = 1;
+    llm_backend *b = NULL;
+    assert_int_equal(local_backend_open(model, &lp, &b), LLMOS_OK);
+    p.create = false;
+    p.embed_model = NULL;
+    p.embed_backend = b;
+    assert_int_equal(memory_open(&p, &m), LLMOS_ERR_INVALID);
+    assert_non_null(strstr(llmos_errmsg(), "lexical-v1 512"));
+    /* the shell's way: open, archival off, and say so */
+    p.embed_mismatch_off = true;
+    assert_int_equal(memory_open(&p, &m), LLMOS_OK);
+    assert_non_null(strstr(memory_note(m), "archival memory is off"));
+    assert_non_null(strstr(memory_note(m), "reembed"));
+    assert_string_equal(memory_embedder_name(m), "none");
+    int64_t id;
+    assert_int_equal(store_archival_add(memory_store(m), "user", "x", NULL, &id),
+                     LLMOS_ERR_INVALID);
+    size_t n = 0;
+    assert_int_equal(memory_reembed(m, &n), LLMOS_OK);
+    assert_int_equal(n, 3);
+    assert_non_null(strstr(memory_embedder_name(m), "engine:"));
+    memory_close(m);
+
+    /* the model's run now opens it, no note, and finds each passage by its own text */
+    p.embed_mismatch_off = false;
+    assert_int_equal(memory_open(&p, &m), LLMOS_OK);
+    assert_string_equal(memory_note(m), "");
+    for (size_t i = 0; i < 3; i++) {
+        store_archival *hits = NULL;
+        n = 0;
+        assert_int_equal(store_archival_search(memory_store(m), "user", texts[i], 1, &hits, &n),
+                         LLMOS_OK);
+        assert_int_equal(n, 1);
+        assert_string_equal(hits[0].text, texts[i]);
+        store_archivals_free(hits, n);
+    }
+    memory_close(m);
+    /* and the lexical run is the one refused now */
+    p.embed_backend = NULL;
+    p.embed_model = "lexical";
+    assert_int_equal(memory_open(&p, &m), LLMOS_ERR_INVALID);
+    assert_non_null(strstr(llmos_errmsg(), "engine:"));
+    /* the borrowed model is still whole */
+    float *v = NULL;
+    size_t dim = 0;
+    assert_int_equal(llm_embed(b, "still here", 10, &v, &dim), LLMOS_OK);
+    free(v);
+    llm_backend_free(b);
+    tu_rmrf(home);
+}
+
 static void test_process_records(void **state)
 {
     (void)state;
@@ -402,6 +487,7 @@ int main(void)
         cmocka_unit_test(test_ephemeral_leaves_nothing),
         cmocka_unit_test(test_lexical_embedder),
         cmocka_unit_test(test_legacy_embedder_name),
+        cmocka_unit_test(test_embedder_switch),
         cmocka_unit_test(test_process_records),
         cmocka_unit_test(test_migrates_a_store_of_the_previous_release),
         cmocka_unit_test(test_memory_calls),
