@@ -371,18 +371,43 @@ LLMOS_API LLMOS_NODISCARD llmos_err ksession_audit_verify_checkpoint(ksession *s
 LLMOS_API LLMOS_NODISCARD llmos_err ksession_audit_request(ksession *s, const char *request,
                                                            const char *outcome);
 
-/* Memory (KRIGHT_MEMORY): what the store holds; remember a text in archival memory; the k
- * memories nearest to a query (free with ksession_memories_free); recall search over what was
- * said (free with ksession_messages_free). */
+/* Memory (KRIGHT_MEMORY), the session principal's own: what the store holds; remember a text
+ * in archival memory; one page of the memories best matching a query (free with
+ * ksession_memories_free) or of the newest ones; the core blocks (free with
+ * store_core_blocks_free); one page of recall (what was said) matching a query, or the newest
+ * messages when the query is empty, between two times (0: unbounded; free with
+ * ksession_messages_free). Pages count from 0; a page holds 1 to KMEMORY_PAGE_MAX. */
+#define KMEMORY_PAGE_MAX 50 /* memory.h's MEMORY_PAGE_MAX, for devices, which see no memory.h */
 LLMOS_API LLMOS_NODISCARD llmos_err ksession_memory_stats(ksession *s, store_stats *out);
 LLMOS_API LLMOS_NODISCARD llmos_err ksession_memory_add(ksession *s, const char *text, int64_t *id);
-LLMOS_API LLMOS_NODISCARD llmos_err ksession_memory_search(ksession *s, const char *query, size_t k,
+LLMOS_API LLMOS_NODISCARD llmos_err ksession_memory_search(ksession *s, const char *query,
+                                                           size_t page, size_t page_size,
                                                            store_archival **out, size_t *n);
+LLMOS_API LLMOS_NODISCARD llmos_err ksession_memory_list(ksession *s, size_t page, size_t page_size,
+                                                         store_archival **out, size_t *n);
 LLMOS_API void ksession_memories_free(store_archival *a, size_t n);
+LLMOS_API LLMOS_NODISCARD llmos_err ksession_core_list(ksession *s, store_core_block **out,
+                                                       size_t *n);
 LLMOS_API LLMOS_NODISCARD llmos_err ksession_recall_search(ksession *s, const char *query,
-                                                           size_t limit, store_message **out,
-                                                           size_t *n);
+                                                           int64_t since, int64_t until,
+                                                           size_t page, size_t page_size,
+                                                           store_message **out, size_t *n);
 LLMOS_API void ksession_messages_free(store_message *m, size_t n);
+
+/* What ksession_memory_verify checked, as far as it got. */
+typedef struct kmemory_check {
+    int64_t pages;                 /* pages of the database read and authenticated */
+    bool pages_ok;                 /* ...and SQLite's integrity check and the word indexes */
+    audit_verdict audit;           /* the audit chain */
+    store_archival_check archival; /* vectors and the vector index against the table */
+} kmemory_check;
+
+/* Check the whole store (KRIGHT_ADMIN: every principal's data): every page, SQLite's integrity
+ * check and the full-text indexes (store_verify), the audit chain (audit_verify), and archival
+ * vectors and the vector index against the table (store_archival_verify). The first failure is
+ * the error (LLMOS_ERR_CRYPTO or LLMOS_ERR_FORMAT naming the page, record or passage); *out
+ * says what passed before it. */
+LLMOS_API LLMOS_NODISCARD llmos_err ksession_memory_verify(ksession *s, kmemory_check *out);
 
 /* State a device keeps for its user in the encrypted store (the shell's history): a text
  * under `key`, namespaced by the session's device and principal. *value malloc'd (caller

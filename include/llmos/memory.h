@@ -9,16 +9,17 @@
  *              caller, $LLMOS_PASSPHRASE or a prompt the device supplies, and gives archival
  *              memory its embedder; memory_open_ephemeral makes a store that lives in memory
  *              only (the shell's --no-store), so that every device runs on a store
- *   embedders  the engine's (the mean of a GGUF model's last hidden states, "engine:<name>")
- *              when a model is named, else the lexical one ("lexical-v1": hashed words and word
- *              pairs, which finds shared words, not meaning). A store remembers which embedder
- *              made its vectors (setting "archival.embedder" = "NAME DIM") and refuses another
+ *   embedders  the engine's (the mean of a GGUF model's last hidden states, "engine:<name>"):
+ *              a model named, or the caller's own (the shell embeds with its chat model); the
+ *              lexical one ("lexical-v1": hashed words and word pairs, which finds shared words,
+ *              not meaning) only when asked for by name. A store remembers which embedder made
+ *              its vectors (setting "archival.embedder" = "NAME DIM") and refuses another;
+ *              memory_reembed moves it to a new one
  *   processes  the kernel's process records (one JSON object each) and the recall log (every
  *              user message and answer, searchable with FTS5), written through memory_proc_*
  *              and memory_recall_add so that the kernel never touches the schema
  *
- * docs/memory.md describes each piece; the context manager and paging (issue "virtual memory")
- * will join them here.
+ * docs/memory.md describes each piece, the context manager and paging with them.
  */
 #ifndef LLMOS_MEMORY_H
 #define LLMOS_MEMORY_H
@@ -40,7 +41,9 @@ LLMOS_API const char *memory_home(void);
 typedef llmos_err (*memory_ask_fn)(void *ctx, const char *prompt, char *out, size_t size);
 
 typedef enum memory_embed {
-    MEMORY_EMBED_DEFAULT, /* the engine's with embed_model or $LLMOS_EMBED_MODEL, else lexical */
+    MEMORY_EMBED_DEFAULT, /* embed_model, else $LLMOS_EMBED_MODEL, else embed_backend, else
+                             the lexical embedder if the store records it, else
+                             embed_fallback_model; else refused, saying how to choose */
     MEMORY_EMBED_NONE,    /* no embedder (ps, kill, audit: no model load); archival add and
                              search then fail with a message saying so */
 } memory_embed;
@@ -52,19 +55,22 @@ typedef struct memory_params {
     memory_ask_fn ask;       /* NULL: a passphrase that is needed and missing is an error */
     void *ask_ctx;           /*   saying how to give one */
     memory_embed embed;      /* which embedder archival memory gets */
-    const char *embed_model; /* GGUF file of the engine embedder, or "lexical" by name
-                                (MEMORY_EMBED_DEFAULT; else $LLMOS_EMBED_MODEL) */
-    llm_backend *embed_backend; /* with no model named: embed with this backend (borrowed; the
-                                   shell's own model, as a fork), else the lexical embedder */
-    bool check_embedder;        /* refuse a store whose memories another embedder made */
-    bool embed_mismatch_off;    /* ...or, instead of refusing, open it with archival memory off
-                                   and say why in memory_note (the shell: a conversation is
-                                   still possible) */
-    bool start_over;         /* a store whose database is gone starts over empty
-                                (store_options.start_over; `llmos memory reset`) */
-    bool allow_rollback;     /* open a store older than its freshness record, loudly and
-                                audited (store_options.allow_rollback); also when
-                                $LLMOS_ALLOW_ROLLBACK is 1 */
+    const char *embed_model; /* GGUF file of the engine embedder, or "lexical" by name */
+    const char *embed_fallback_model; /* the model to embed with when nothing is named and the
+                                         store is not lexical ($LLMOS_MODEL for the CLI) */
+    llm_backend *embed_backend;       /* with no model named: embed with this backend (borrowed; the
+                                         shell's own model, as a fork) */
+    bool check_embedder;              /* refuse a store whose memories another embedder made */
+    bool archival_optional;           /* ...or, instead of refusing (or failing when embed_backend
+                                         cannot embed), open it with archival memory off and say why
+                                         in memory_note: the shell can still converse */
+    bool ephemeral;                   /* a store in memory only (memory_open_ephemeral) with the
+                                         embedder the rest of the parameters pick */
+    bool start_over;                  /* a store whose database is gone starts over empty
+                                         (store_options.start_over; `llmos memory reset`) */
+    bool allow_rollback;              /* open a store older than its freshness record, loudly and
+                                         audited (store_options.allow_rollback); also when
+                                         $LLMOS_ALLOW_ROLLBACK is 1 */
 } memory_params;
 
 typedef struct memory memory;

@@ -159,8 +159,9 @@ LLMOS_API LLMOS_NODISCARD llmos_err store_begin(store *s);
 LLMOS_API LLMOS_NODISCARD llmos_err store_commit(store *s);
 LLMOS_API llmos_err store_rollback(store *s);
 
-/* Check the whole store: SQLite's PRAGMA integrity_check, then every page of the database file
- * opened with the key. LLMOS_ERR_CRYPTO (naming the page) or LLMOS_ERR_FORMAT on a problem. */
+/* Check the whole store: every page of the database file opened with the key, SQLite's PRAGMA
+ * integrity_check, and the full-text indexes against their tables. LLMOS_ERR_CRYPTO (naming
+ * the page) or LLMOS_ERR_FORMAT on a problem. */
 LLMOS_API LLMOS_NODISCARD llmos_err store_verify(store *s);
 
 /* A number that changes whenever another connection (another llmos process) committed a change
@@ -238,10 +239,10 @@ LLMOS_API LLMOS_NODISCARD llmos_err store_archival_get(store *s, const char *pri
                                                        store_archival *out);
 LLMOS_API LLMOS_NODISCARD llmos_err store_archival_delete(store *s, const char *principal,
                                                           int64_t id);
-/* The k passages of `principal` nearest to `query` by embedding (cosine similarity), best
- * first. Uses the HNSW index once the collection is large (filtered to the principal's
- * passages, completed by exact search when the filter is selective), exact search below that.
- * Free with store_archivals_free. */
+/* The k passages of `principal` that best match `query`, best first: the nearest by embedding
+ * (the HNSW index once the collection is large, filtered to the principal's passages; exact
+ * search below that) and the best by words (BM25) merged by reciprocal rank fusion. Each hit's
+ * score is its cosine similarity to the query. Free with store_archivals_free. */
 LLMOS_API LLMOS_NODISCARD llmos_err store_archival_search(store *s, const char *principal,
                                                           const char *query, size_t k,
                                                           store_archival **out, size_t *n);
@@ -252,6 +253,26 @@ LLMOS_API LLMOS_NODISCARD llmos_err store_archival_reembed(store *s, const store
                                                            size_t *n);
 /* Use `emb` (may be NULL: archival add and search then fail saying so) from now on. */
 LLMOS_API LLMOS_NODISCARD llmos_err store_set_embedder(store *s, const store_embedder *emb);
+/* One page of `principal`'s passages, newest first: `limit` of them after skipping `offset`.
+ * Needs no embedder. Free with store_archivals_free. */
+LLMOS_API LLMOS_NODISCARD llmos_err store_archival_list(store *s, const char *principal,
+                                                        size_t offset, size_t limit,
+                                                        store_archival **out, size_t *n);
+
+/* What store_archival_verify found. */
+typedef struct store_archival_check {
+    char embedder[256];       /* the embedder of the stored vectors, "" when there are none */
+    int64_t vectors;          /* vectors checked (right size, finite, unit length or zero) */
+    char index_signature[96]; /* of the saved HNSW index, "" when none is saved */
+    bool index_current;       /* the saved index is for the rows the table holds now */
+    bool index_checked;       /* ...and holds exactly their ids with their vectors */
+} store_archival_check;
+
+/* Check archival memory against itself: every vector from one embedder, of its size, finite and
+ * of unit length; and the saved vector index, when it is for the current rows, holding exactly
+ * the table's vectors (a stale one is not an error: it is rebuilt when next used).
+ * LLMOS_ERR_FORMAT naming the first passage that is wrong. Needs no embedder. */
+LLMOS_API LLMOS_NODISCARD llmos_err store_archival_verify(store *s, store_archival_check *out);
 LLMOS_API void store_archival_clear(store_archival *a);
 LLMOS_API void store_archivals_free(store_archival *a, size_t n);
 

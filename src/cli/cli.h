@@ -63,26 +63,30 @@ struct ksession;
 struct llm_backend;
 
 typedef struct cli_boot_params {
-    const char *device;             /* "shell", "cli", "serve": in the audit's login record */
-    bool create;                    /* create the store when missing (asks the passphrase twice) */
-    bool ephemeral;                 /* a store in memory only (the shell's --no-store) */
-    bool start_over;                /* a store whose database is gone starts over (memory reset) */
-    int embed;                      /* memory_embed: MEMORY_EMBED_NONE unless memory is searched */
-    const char *embed_model;        /* GGUF file of the embedder (memory add/search --model) */
-    struct llm_backend *privileged; /* the model (owned by the boot from here on; may be NULL) */
-    struct llm_backend *quarantined; /* the quarantined model (owned; may be NULL) */
-    const char *system_prompt;       /* NULL = the kernel's */
-    int32_t max_tokens;              /* per model call; 0 = the kernel's */
-    const sampler_params *sampling;  /* NULL = the backend's defaults */
-    uint32_t caps;                   /* of the session's processes; 0 = compute,message,quarantine */
-    size_t max_queue;                /* model requests that may wait; 0 = the kernel's */
+    const char *device;      /* "shell", "cli", "serve": in the audit's login record */
+    bool create;             /* create the store when missing (asks the passphrase twice) */
+    bool ephemeral;          /* a store in memory only (the shell's --no-store) */
+    bool start_over;         /* a store whose database is gone starts over (memory reset) */
+    int embed;               /* memory_embed: MEMORY_EMBED_NONE unless memory is searched */
+    const char *embed_model; /* GGUF file of the embedder, or "lexical" (--embed-model) */
+    const char *embed_fallback_model; /* nothing named, a store not lexical: this model's */
+    struct llm_backend *embedder;     /* nothing named: embed with this one (owned; the shell's
+                                         model as a fork) */
+    bool archival_optional;           /* no usable embedder: archival memory off, not an error */
+    struct llm_backend *privileged;   /* the model (owned by the boot from here on; may be NULL) */
+    struct llm_backend *quarantined;  /* the quarantined model (owned; may be NULL) */
+    const char *system_prompt;        /* NULL = the kernel's */
+    int32_t max_tokens;               /* per model call; 0 = the kernel's */
+    const sampler_params *sampling;   /* NULL = the backend's defaults */
+    uint32_t caps;    /* of the session's processes; 0 = compute,message,quarantine */
+    size_t max_queue; /* model requests that may wait; 0 = the kernel's */
 } cli_boot_params;
 
 typedef struct cli_boot {
     struct memory *mem;
     struct kernel *k;
     struct ksession *s;
-    struct llm_backend *privileged, *quarantined;
+    struct llm_backend *privileged, *quarantined, *embedder;
 } cli_boot;
 
 /* Open memory, kernel and session as p says. The passphrase comes from $LLMOS_PASSPHRASE or a

@@ -22,18 +22,18 @@ llmos_err cli_boot_open(const cli_boot_params *p, cli_boot *out)
     memset(out, 0, sizeof *out);
     out->privileged = p->privileged;
     out->quarantined = p->quarantined;
-    llmos_err err;
-    if (p->ephemeral) {
-        err = memory_open_ephemeral(&out->mem);
-    } else {
-        memory_params mp = {.create = p->create,
-                            .start_over = p->start_over,
-                            .ask = repl_read_secret,
-                            .embed = (memory_embed)p->embed,
-                            .embed_model = p->embed_model,
-                            .check_embedder = p->embed == MEMORY_EMBED_DEFAULT};
-        err = memory_open(&mp, &out->mem);
-    }
+    out->embedder = p->embedder;
+    memory_params mp = {.create = p->create,
+                        .ephemeral = p->ephemeral,
+                        .start_over = p->start_over,
+                        .ask = repl_read_secret,
+                        .embed = (memory_embed)p->embed,
+                        .embed_model = p->embed_model,
+                        .embed_fallback_model = p->embed_fallback_model,
+                        .embed_backend = p->embedder,
+                        .check_embedder = p->embed == MEMORY_EMBED_DEFAULT,
+                        .archival_optional = p->archival_optional};
+    llmos_err err = memory_open(&mp, &out->mem);
     if (!err) {
         kernel_config kc = {.st = memory_store(out->mem),
                             .privileged = p->privileged,
@@ -45,12 +45,12 @@ llmos_err cli_boot_open(const cli_boot_params *p, cli_boot *out)
         err = kernel_new(&kc, &out->k);
     }
     if (!err) {
-        ksession_params sp = {.principal = CLI_PRINCIPAL,
-                              .device = p->device ? p->device : "cli",
-                              .rights = KRIGHT_ALL,
-                              .caps = p->caps ? p->caps
-                                              : (KCAP_COMPUTE | KCAP_MESSAGE | KCAP_QUARANTINE |
-                                                 KCAP_MEMORY)};
+        ksession_params sp = {
+            .principal = CLI_PRINCIPAL,
+            .device = p->device ? p->device : "cli",
+            .rights = KRIGHT_ALL,
+            .caps =
+                p->caps ? p->caps : (KCAP_COMPUTE | KCAP_MESSAGE | KCAP_QUARANTINE | KCAP_MEMORY)};
         err = ksession_open(out->k, &sp, &out->s);
     }
     if (err)
@@ -63,7 +63,8 @@ void cli_boot_close(cli_boot *b)
     ksession_close(b->s);
     kernel_free(b->k);
     memory_close(b->mem);
-    llm_backend_free(b->quarantined); /* may be a fork of the privileged one: first */
+    llm_backend_free(b->embedder); /* forks of the privileged one: first */
+    llm_backend_free(b->quarantined);
     llm_backend_free(b->privileged);
     memset(b, 0, sizeof *b);
 }

@@ -147,7 +147,7 @@ static llmos_err serve_open_model(const char *where, const char *api_model,
 }
 
 typedef struct serve_options {
-    const char *model, *api, *api_model, *quar, *quar_model;
+    const char *model, *api, *api_model, *quar, *quar_model, *embed_model;
     const char *host, *keys_file, *key_file, *key_arg, *name;
     unsigned long port, ctx, threads, max_body, queue, max_conn, per_address, idle_timeout;
     bool no_store;
@@ -185,6 +185,7 @@ static const serve_text serve_texts[] = {
     {"--api-model", NULL, offsetof(serve_options, api_model)},
     {"--quarantine-model", NULL, offsetof(serve_options, quar)},
     {"--quarantine-api-model", NULL, offsetof(serve_options, quar_model)},
+    {"--embed-model", NULL, offsetof(serve_options, embed_model)},
     {"--host", NULL, offsetof(serve_options, host)},
     {"--keys", NULL, offsetof(serve_options, keys_file)},
     {"--api-key-file", NULL, offsetof(serve_options, key_file)},
@@ -243,8 +244,10 @@ static int serve_parse(int argc, char **argv, serve_options *o)
     return CLI_OK;
 }
 
-/* The privileged and quarantined models (both owned by the caller on success). */
-static llmos_err serve_models(const serve_options *o, llm_backend **priv, llm_backend **quar)
+/* The privileged and quarantined models and archival memory's embedder (all owned by the
+ * caller on success; the embedder NULL when --embed-model or LLMOS_EMBED_MODEL names one). */
+static llmos_err serve_models(const serve_options *o, llm_backend **priv, llm_backend **quar,
+                              llm_backend **embedder)
 {
     local_backend_params lp = local_backend_default_params();
     lp.n_ctx = (uint32_t)o->ctx;
@@ -258,10 +261,16 @@ static llmos_err serve_models(const serve_options *o, llm_backend **priv, llm_ba
         err = serve_open_model(o->api, o->api_model, &lp, quar);
     else if (!err)
         err = local_backend_fork(*priv, quar);
+    const char *env = getenv("LLMOS_EMBED_MODEL");
+    *embedder = NULL;
+    if (!err && !o->embed_model && !(env && *env))
+        err = o->api ? serve_open_model(o->api, o->api_model, &lp, embedder)
+                     : local_backend_fork(*priv, embedder);
     if (err) {
+        llm_backend_free(*embedder);
         llm_backend_free(*quar);
         llm_backend_free(*priv);
-        *priv = *quar = NULL;
+        *priv = *quar = *embedder = NULL;
     }
     return err;
 }
@@ -299,7 +308,11 @@ int cmd_serve(int argc, char **argv)
                 "machine are answered; give --keys FILE to let others in\n",
                 o.host);
 
-    cli_boot_params bp = {.device = "serve", .max_queue = o.queue};
+    cli_boot_params bp = {.device = "serve",
+                          .max_queue = o.queue,
+                          .embed = MEMORY_EMBED_DEFAULT,
+                          .embed_model = o.embed_model,
+                          .archival_optional = true};
     const char *pass = getenv("LLMOS_PASSPHRASE");
     if (o.no_store) {
         bp.ephemeral = true;
@@ -316,10 +329,12 @@ int cmd_serve(int argc, char **argv)
     } else {
         bp.create = true;
     }
-    err = serve_models(&o, &bp.privileged, &bp.quarantined);
+    err = serve_models(&o, &bp.privileged, &bp.quarantined, &bp.embedder);
     cli_boot b;
     if (!err)
         err = cli_boot_open(&bp, &b); /* owns the models from here, also on failure */
+    if (!err && *memory_note(b.mem))
+        fprintf(stderr, "llmos serve: note: %s\n", memory_note(b.mem));
     if (!err && (err = http_server_serve(srv, b.k)) != LLMOS_OK)
         cli_boot_close(&b);
     if (err) {

@@ -78,7 +78,7 @@ int cmd_shell(int argc, char **argv)
 {
     const char *model_path = getenv("LLMOS_MODEL");
     const char *api_url = NULL, *api_model = NULL, *key_env = NULL, *system = NULL;
-    const char *quar = NULL, *quar_model = NULL;
+    const char *quar = NULL, *quar_model = NULL, *embed_model = NULL;
     local_backend_params lp = local_backend_default_params();
     sampler_params sampling = sampler_default_params();
     int32_t max_tokens = 512;
@@ -106,7 +106,7 @@ int cmd_shell(int argc, char **argv)
                      strcmp(a, "--system") == 0 || strcmp(a, "-n") == 0 ||
                      strcmp(a, "--temp") == 0 || strcmp(a, "--seed") == 0 || strcmp(a, "-t") == 0 ||
                      strcmp(a, "--ctx") == 0 || strcmp(a, "--quarantine-model") == 0 ||
-                     strcmp(a, "--quarantine-api-model") == 0;
+                     strcmp(a, "--quarantine-api-model") == 0 || strcmp(a, "--embed-model") == 0;
         if (!takes) {
             buf_free(&once);
             return cli_usage_error("shell", "unknown option '%s'", a);
@@ -131,6 +131,8 @@ int cmd_shell(int argc, char **argv)
             quar = v;
         } else if (strcmp(a, "--quarantine-api-model") == 0) {
             quar_model = v;
+        } else if (strcmp(a, "--embed-model") == 0) {
+            embed_model = v;
         } else if (strcmp(a, "-n") == 0) {
             long n = strtol(v, &end, 10);
             if (*end || n <= 0 || n > 1000000)
@@ -196,7 +198,16 @@ int cmd_shell(int argc, char **argv)
         err = open_model(api_url, api_model, key, &lp, &bp.quarantined);
     else if (!err)
         err = local_backend_fork(bp.privileged, &bp.quarantined);
+    /* archival memory's embedder: the one named, else the chat model's own embeddings */
+    const char *embed_env = getenv("LLMOS_EMBED_MODEL");
+    bp.embed = MEMORY_EMBED_DEFAULT;
+    bp.embed_model = embed_model;
+    bp.archival_optional = true;
+    if (!err && !embed_model && !(embed_env && *embed_env))
+        err = api_url ? open_model(api_url, api_model, key, &lp, &bp.embedder)
+                      : local_backend_fork(bp.privileged, &bp.embedder);
     if (err) {
+        llm_backend_free(bp.embedder);
         llm_backend_free(bp.quarantined);
         llm_backend_free(bp.privileged);
         buf_free(&once);
@@ -224,6 +235,8 @@ int cmd_shell(int argc, char **argv)
         buf_free(&once);
         return cli_report(err);
     }
+    if (*memory_note(b.mem))
+        fprintf(stderr, "llmos: %s\n", memory_note(b.mem));
     repl_options ro = repl_default_options();
     ro.session = b.s;
     ro.banner = banner;

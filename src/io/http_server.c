@@ -1333,20 +1333,21 @@ static enum MHD_Result hs_memory_add(hs_req *r)
     return hs_reply(r, 201, json_pack("{s:I}", "id", (json_int_t)id));
 }
 
-/* GET /v1/memory/search?q=...&k=N */
+/* GET /v1/memory/search?q=...&k=N&page=P */
 static enum MHD_Result hs_memory_search(hs_req *r)
 {
     const char *q = MHD_lookup_connection_value(r->c, MHD_GET_ARGUMENT_KIND, "q");
-    int64_t k;
+    int64_t k, page;
     enum MHD_Result ret;
     if (!q || !*q)
         return hs_reply_error(r, 400, "q", "invalid_value",
                               "'q' is required: the text to search for (?q=...)");
-    if (!hs_query_int(r, "k", 5, 1, 100, &k, &ret))
+    if (!hs_query_int(r, "k", 5, 1, KMEMORY_PAGE_MAX, &k, &ret) ||
+        !hs_query_int(r, "page", 0, 0, 1000, &page, &ret))
         return ret;
     store_archival *found = NULL;
     size_t n = 0;
-    llmos_err err = ksession_memory_search(r->ses, q, (size_t)k, &found, &n);
+    llmos_err err = ksession_memory_search(r->ses, q, (size_t)page, (size_t)k, &found, &n);
     r->recorded = err == LLMOS_ERR_DENIED;
     if (err)
         return hs_reply_failure(r, err);

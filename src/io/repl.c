@@ -236,7 +236,7 @@ static void cmd_memory(repl *r, const char *args, bool *quit)
     if (*args) {
         store_message *m = NULL;
         size_t n = 0;
-        if (ksession_recall_search(r->o.session, args, 5, &m, &n) != LLMOS_OK) {
+        if (ksession_recall_search(r->o.session, args, 0, 0, 0, 5, &m, &n) != LLMOS_OK) {
             say(r, "error: %s\n", llmos_errmsg());
             return;
         }

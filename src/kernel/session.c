@@ -574,8 +574,8 @@ llmos_err ksession_memory_add(ksession *s, const char *text, int64_t *id)
     return err;
 }
 
-llmos_err ksession_memory_search(ksession *s, const char *query, size_t k, store_archival **out,
-                                 size_t *n)
+llmos_err ksession_memory_search(ksession *s, const char *query, size_t page, size_t page_size,
+                                 store_archival **out, size_t *n)
 {
     assert(s && s->k);
     *out = NULL;
@@ -584,7 +584,29 @@ llmos_err ksession_memory_search(ksession *s, const char *query, size_t k, store
     if (err)
         return err;
     kernel_lock(s->k);
-    err = store_archival_search(s->k->cfg.st, s->principal, query, k, out, n);
+    err = memory_archival_search(s->k->cfg.st, s->principal, query, page, page_size, out, n);
+    kernel_unlock(s->k);
+    return err;
+}
+
+_Static_assert(KMEMORY_PAGE_MAX == MEMORY_PAGE_MAX, "the devices' page limit is memory's");
+
+llmos_err ksession_memory_list(ksession *s, size_t page, size_t page_size, store_archival **out,
+                               size_t *n)
+{
+    assert(s && s->k);
+    *out = NULL;
+    *n = 0;
+    llmos_err err = need(s, KRIGHT_MEMORY, "listing memories");
+    if (!err && (page_size == 0 || page_size > MEMORY_PAGE_MAX))
+        err = llmos_fail(LLMOS_ERR_INVALID, "a page holds 1 to %d entries, not %zu",
+                         MEMORY_PAGE_MAX, page_size);
+    if (!err && page > 100000)
+        err = llmos_fail(LLMOS_ERR_INVALID, "page %zu is beyond any archival memory", page);
+    if (err)
+        return err;
+    kernel_lock(s->k);
+    err = store_archival_list(s->k->cfg.st, s->principal, page * page_size, page_size, out, n);
     kernel_unlock(s->k);
     return err;
 }
@@ -594,8 +616,22 @@ void ksession_memories_free(store_archival *a, size_t n)
     store_archivals_free(a, n);
 }
 
-llmos_err ksession_recall_search(ksession *s, const char *query, size_t limit, store_message **out,
-                                 size_t *n)
+llmos_err ksession_core_list(ksession *s, store_core_block **out, size_t *n)
+{
+    assert(s && s->k);
+    *out = NULL;
+    *n = 0;
+    llmos_err err = need(s, KRIGHT_MEMORY, "reading core memory");
+    if (err)
+        return err;
+    kernel_lock(s->k);
+    err = memory_core_list(s->k->cfg.st, s->principal, out, n);
+    kernel_unlock(s->k);
+    return err;
+}
+
+llmos_err ksession_recall_search(ksession *s, const char *query, int64_t since, int64_t until,
+                                 size_t page, size_t page_size, store_message **out, size_t *n)
 {
     assert(s && s->k);
     *out = NULL;
@@ -603,9 +639,9 @@ llmos_err ksession_recall_search(ksession *s, const char *query, size_t limit, s
     llmos_err err = need(s, KRIGHT_MEMORY, "searching recall memory");
     if (err)
         return err;
-    store_search_opts o = {.principal = s->principal, .limit = limit};
     kernel_lock(s->k);
-    err = store_message_search(s->k->cfg.st, query, &o, out, n);
+    err = memory_recall_search(s->k->cfg.st, s->principal, query, since, until, page, page_size,
+                               out, n);
     kernel_unlock(s->k);
     return err;
 }
@@ -613,6 +649,33 @@ llmos_err ksession_recall_search(ksession *s, const char *query, size_t limit, s
 void ksession_messages_free(store_message *m, size_t n)
 {
     store_messages_free(m, n);
+}
+
+llmos_err ksession_memory_verify(ksession *s, kmemory_check *out)
+{
+    assert(s && s->k && out);
+    memset(out, 0, sizeof *out);
+    llmos_err err = need(s, KRIGHT_ADMIN, "verifying the whole store");
+    if (err)
+        return err;
+    store *st = s->k->cfg.st;
+    kernel_lock(s->k);
+    store_stats stats = {0};
+    err = store_get_stats(st, &stats);
+    if (!err)
+        err = store_verify(st);
+    if (!err) {
+        out->pages = stats.page_count;
+        out->pages_ok = true;
+        err = audit_verify(st, &out->audit);
+    }
+    if (!err && !out->audit.ok)
+        err = llmos_fail(LLMOS_ERR_FORMAT, "the audit chain breaks at record %lld: %s",
+                         (long long)out->audit.bad_seq, out->audit.reason);
+    if (!err)
+        err = store_archival_verify(st, &out->archival);
+    kernel_unlock(s->k);
+    return err;
 }
 
 /* ---- device state --------------------------------------------------------------------- */

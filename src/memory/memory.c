@@ -103,33 +103,35 @@ static llmos_err engine_open(memory *m, const char *path)
     return engine_attach(m, path);
 }
 
-/* The embedder p asks for (NULL for none), loading the engine's when a model is named. */
-static llmos_err pick_embedder(memory *m, const memory_params *p, const store_embedder **out)
+/* The embedder p asks for: a model named (or "lexical"), else the caller's backend; NULL when
+ * there is none (MEMORY_EMBED_NONE) or the store's record is to decide (*from_store). */
+static llmos_err pick_embedder(memory *m, const memory_params *p, const store_embedder **out,
+                               bool *from_store)
 {
     *out = NULL;
+    *from_store = false;
     if (p->embed == MEMORY_EMBED_NONE)
         return LLMOS_OK;
     const char *model = p->embed_model;
     const char *env = getenv("LLMOS_EMBED_MODEL");
     if (!model && env && *env)
         model = env;
-    if (model && strcmp(model, "lexical") == 0)
-        model = NULL; /* asked for by name */
-    else if (!model && p->embed_backend) {
-        m->embed_backend = p->embed_backend;
-        m->borrowed_backend = true;
-        llmos_err err = engine_attach(m, llm_model_name(p->embed_backend));
+    llmos_err err = LLMOS_OK;
+    if (model && strcmp(model, "lexical") == 0) {
+        *out = memory_lexical_embedder(); /* asked for by name */
+    } else if (model) {
+        err = engine_open(m, model);
         if (!err)
             *out = &m->engine;
-        return err;
+    } else if (p->embed_backend) {
+        m->embed_backend = p->embed_backend;
+        m->borrowed_backend = true;
+        err = engine_attach(m, llm_model_name(p->embed_backend));
+        if (!err)
+            *out = &m->engine;
+    } else {
+        *from_store = true;
     }
-    if (!model) {
-        *out = memory_lexical_embedder();
-        return LLMOS_OK;
-    }
-    llmos_err err = engine_open(m, model);
-    if (!err)
-        *out = &m->engine;
     return err;
 }
 
@@ -141,13 +143,11 @@ static void embedder_id(const char *name, uint32_t dim, char *out, size_t size)
     snprintf(out, size, "%s %u", name, dim);
 }
 
-/* Refuse an embedder other than the one that made the store's memories; record it on the first
- * use. */
-static llmos_err check_embedder(store *s, const store_embedder *emb)
+/* The embedder the store records in have_id ("NAME DIM"); LLMOS_ERR_NOT_FOUND (not an error
+ * message) for a store with no record and no memories. Memories from before the record existed
+ * were made by the lexical embedder under its old name. */
+static llmos_err recorded_embedder(store *s, char *have_id, size_t size)
 {
-    assert(s && emb && emb->name && emb->dim > 0);
-    char want[300], have_id[300];
-    embedder_id(emb->name, emb->dim, want, sizeof want);
     char *have = NULL;
     llmos_err err = store_setting_get(s, STORE_EMBEDDER_SETTING, &have);
     if (err == LLMOS_ERR_NOT_FOUND) {
@@ -156,30 +156,82 @@ static llmos_err check_embedder(store *s, const store_embedder *emb)
         if ((err = store_get_stats(s, &st)))
             return err;
         if (st.archival == 0)
-            return store_setting_set(s, STORE_EMBEDDER_SETTING, want);
-        /* memories from before the setting existed: only the lexical embedder made those */
-        embedder_id(LEGACY_LEXICAL, memory_lexical_embedder()->dim, have_id, sizeof have_id);
-    } else if (err) {
-        return err;
-    } else {
-        char name[256] = "";
-        unsigned dim = 0;
-        if (sscanf(have, "%255s %u", name, &dim) != 2)
-            snprintf(name, sizeof name, "%s", have);
-        embedder_id(name, dim, have_id, sizeof have_id);
-        free(have);
+            return LLMOS_ERR_NOT_FOUND;
+        embedder_id(LEGACY_LEXICAL, memory_lexical_embedder()->dim, have_id, size);
+        return LLMOS_OK;
     }
+    if (err)
+        return err;
+    char name[256] = "";
+    unsigned dim = 0;
+    if (sscanf(have, "%255s %u", name, &dim) != 2)
+        snprintf(name, sizeof name, "%s", have);
+    embedder_id(name, dim, have_id, size);
+    free(have);
+    return LLMOS_OK;
+}
+
+/* Neither named nor recorded: say how to choose. */
+static llmos_err no_embedder(void)
+{
+    return llmos_fail(
+        LLMOS_ERR_INVALID,
+        "archival memory needs an embedder and this store has none yet: pass "
+        "--embed-model FILE (the GGUF model you chat with, so that the shell finds these "
+        "memories; or set LLMOS_EMBED_MODEL or LLMOS_MODEL), or --embed-model lexical "
+        "for word matching without a model");
+}
+
+/* No embedder named: the lexical one when the store records it, else the fallback model (to be
+ * checked against the record by the caller), else a refusal that says how to choose. */
+static llmos_err stored_embedder(memory *m, const char *fallback, const store_embedder **out)
+{
+    char have_id[300];
+    llmos_err err = recorded_embedder(m->st, have_id, sizeof have_id);
+    if (err && err != LLMOS_ERR_NOT_FOUND)
+        return err;
+    if (!err && strncmp(have_id, "lexical-v1 ", 11) == 0) {
+        *out = memory_lexical_embedder();
+        return store_set_embedder(m->st, *out);
+    }
+    if (fallback && *fallback) {
+        if ((err = engine_open(m, fallback)))
+            return err;
+        *out = &m->engine;
+        return store_set_embedder(m->st, *out);
+    }
+    if (err == LLMOS_ERR_NOT_FOUND)
+        return no_embedder();
+    return llmos_fail(
+        LLMOS_ERR_INVALID,
+        "this store's memories were embedded by '%s': pass --embed-model with the GGUF "
+        "file of that model (or set LLMOS_EMBED_MODEL to it)",
+        have_id);
+}
+
+/* Refuse an embedder other than the one that made the store's memories; record it on the first
+ * use. */
+static llmos_err check_embedder(store *s, const store_embedder *emb)
+{
+    assert(s && emb && emb->name && emb->dim > 0);
+    char want[300], have_id[300];
+    embedder_id(emb->name, emb->dim, want, sizeof want);
+    llmos_err err = recorded_embedder(s, have_id, sizeof have_id);
+    if (err == LLMOS_ERR_NOT_FOUND)
+        return store_setting_set(s, STORE_EMBEDDER_SETTING, want);
+    if (err)
+        return err;
     if (strcmp(have_id, want) == 0)
         return LLMOS_OK;
     bool lexical = strncmp(have_id, "lexical-v1 ", 11) == 0;
     return llmos_fail(LLMOS_ERR_INVALID,
                       "this store's memories were embedded by '%s' and this run embeds with "
-                      "'%s'; vectors of different embedders cannot be compared. %s, or to "
-                      "re-embed, add the memories again to a new store (LLMOS_HOME set to "
-                      "another directory) with the embedder you want",
+                      "'%s'; vectors of different embedders cannot be compared. %s, or move "
+                      "every memory to the new embedder with `llmos memory reembed --embed-model "
+                      "FILE|lexical`",
                       have_id, want,
-                      lexical ? "Run without --model (and without LLMOS_EMBED_MODEL)"
-                              : "Pass --model with the GGUF file of that model (or set "
+                      lexical ? "Pass --embed-model lexical (or set LLMOS_EMBED_MODEL=lexical)"
+                              : "Pass --embed-model with the GGUF file of that model (or set "
                                 "LLMOS_EMBED_MODEL to it)");
 }
 
@@ -305,12 +357,11 @@ static void memory_free(memory *m)
     free(m);
 }
 
-llmos_err memory_open(const memory_params *p, memory **out)
+/* Unlock (or create) the user's store as p says into m->st, with opt->embedder; a new store
+ * is not made when the embedder is to come from its (absent) record. */
+static llmos_err open_user_store(memory *m, const memory_params *p, bool from_store,
+                                 store_options *opt)
 {
-    *out = NULL;
-    memory_params defaults = {0};
-    if (!p)
-        p = &defaults;
     const char *home = p->home ? p->home : memory_home();
     llmos_err err = llmos_file_private_dir(home);
     if (err)
@@ -325,45 +376,71 @@ llmos_err memory_open(const memory_params *p, memory **out)
                           "there is no llmos store in %s yet (`llmos memory add` or the shell "
                           "creates it)",
                           dir);
-    memory *m = calloc(1, sizeof *m);
-    if (!m)
-        return llmos_fail(LLMOS_ERR_NOMEM, "no memory");
+    if (!exists && from_store && !p->archival_optional &&
+        !(p->embed_fallback_model && *p->embed_fallback_model))
+        return no_embedder();
     const char *allow = getenv("LLMOS_ALLOW_ROLLBACK");
-    store_options opt = {.no_create = !p->create,
-                         .start_over = p->start_over,
-                         .freshness_dir = fresh,
-                         .allow_rollback = p->allow_rollback || (allow && strcmp(allow, "1") == 0)};
-    err = keys_kdf_from_env(&opt.kdf);
-    if (!err)
-        err = pick_embedder(m, p, &opt.embedder);
-    if (!err && sodium_init() < 0)
-        err = llmos_fail(LLMOS_ERR_CRYPTO, "libsodium failed to initialise");
-    char *pass = err ? NULL : sodium_malloc(PASS_MAX);
-    char *again = err ? NULL : sodium_malloc(PASS_MAX);
-    if (!err && (!pass || !again))
+    opt->no_create = !p->create;
+    opt->start_over = p->start_over;
+    opt->freshness_dir = fresh;
+    opt->allow_rollback = p->allow_rollback || (allow && strcmp(allow, "1") == 0);
+    if ((err = keys_kdf_from_env(&opt->kdf)))
+        return err;
+    if (sodium_init() < 0)
+        return llmos_fail(LLMOS_ERR_CRYPTO, "libsodium failed to initialise");
+    char *pass = sodium_malloc(PASS_MAX);
+    char *again = sodium_malloc(PASS_MAX);
+    if (!pass || !again)
         err = llmos_fail(LLMOS_ERR_NOMEM, "no locked memory for the passphrase");
     if (!err) {
         pass[0] = again[0] = 0;
         err = get_passphrase(p, dir, exists, pass, again);
     }
-    if (!err && !exists && !test_kdf(opt.kdf))
+    if (!err && !exists && !test_kdf(opt->kdf))
         err = check_new_passphrase(pass);
     if (!err)
-        err = store_open(dir, pass, &opt, &m->st);
+        err = store_open(dir, pass, opt, &m->st);
     sodium_free(pass);
     sodium_free(again);
+    return err;
+}
+
+/* Archival memory off for this run, memory_note saying why (the error being handled). */
+static llmos_err archival_off(memory *m, const store_embedder **emb)
+{
+    snprintf(m->note, sizeof m->note, "archival memory is off this run: %s", llmos_errmsg());
+    llmos_err_clear();
+    *emb = NULL;
+    return m->st ? store_set_embedder(m->st, NULL) : LLMOS_OK;
+}
+
+llmos_err memory_open(const memory_params *p, memory **out)
+{
+    *out = NULL;
+    memory_params defaults = {0};
+    if (!p)
+        p = &defaults;
+    memory *m = calloc(1, sizeof *m);
+    if (!m)
+        return llmos_fail(LLMOS_ERR_NOMEM, "no memory");
+    m->ephemeral = p->ephemeral;
+    store_options opt = {0};
+    bool from_store = false;
+    llmos_err err = pick_embedder(m, p, &opt.embedder, &from_store);
+    if (err && p->archival_optional)
+        err = archival_off(m, &opt.embedder); /* the backend cannot embed */
+    if (!err)
+        err = p->ephemeral ? store_open_memory(&opt, &m->st)
+                           : open_user_store(m, p, from_store, &opt);
+    if (!err && from_store) {
+        err = stored_embedder(m, p->embed_fallback_model, &opt.embedder);
+        if (err == LLMOS_ERR_INVALID && p->archival_optional)
+            err = archival_off(m, &opt.embedder);
+    }
     if (!err && p->check_embedder && opt.embedder) {
         err = check_embedder(m->st, opt.embedder);
-        if (err == LLMOS_ERR_INVALID && p->embed_mismatch_off) {
-            /* the store's vectors are another embedder's: archival memory is off this run */
-            snprintf(m->note, sizeof m->note,
-                     "archival memory is off this run: %s (or re-embed it with `llmos memory "
-                     "reembed`)",
-                     llmos_errmsg());
-            llmos_err_clear();
-            opt.embedder = NULL;
-            err = store_set_embedder(m->st, NULL);
-        }
+        if (err == LLMOS_ERR_INVALID && p->archival_optional)
+            err = archival_off(m, &opt.embedder); /* another embedder's vectors */
     }
     if (err) {
         memory_free(m);
@@ -379,21 +456,8 @@ llmos_err memory_open(const memory_params *p, memory **out)
 
 llmos_err memory_open_ephemeral(memory **out)
 {
-    *out = NULL;
-    memory *m = calloc(1, sizeof *m);
-    if (!m)
-        return llmos_fail(LLMOS_ERR_NOMEM, "no memory");
-    m->ephemeral = true;
-    const store_embedder *lex = memory_lexical_embedder();
-    store_options opt = {.embedder = lex};
-    llmos_err err = store_open_memory(&opt, &m->st);
-    if (err) {
-        memory_free(m);
-        return err;
-    }
-    embedder_id(lex->name, lex->dim, m->embedder, sizeof m->embedder);
-    *out = m;
-    return LLMOS_OK;
+    memory_params p = {.ephemeral = true, .embed_model = "lexical"};
+    return memory_open(&p, out);
 }
 
 store *memory_store(memory *m)

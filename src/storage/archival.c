@@ -3,8 +3,11 @@
  *
  * Each passage is a row of the archival table with its embedding as a BLOB of little-endian
  * float32 (unit length, so cosine similarity is a dot product) and the name of the embedder
- * that made it; a store never compares vectors of different embedders. Search embeds the query
- * and compares it with every stored vector (exact search).
+ * that made it; a store never compares vectors of different embedders. Search is hybrid: the
+ * passages nearest to the query's embedding (an HNSW index once there are many, exact below)
+ * and the passages that share its words (BM25 over the archival_fts table) are merged by
+ * reciprocal rank fusion, so that a rare word the embedder blurs ("dentist") still finds its
+ * passage, and a paraphrase with no word in common still finds its own.
  */
 #include <assert.h>
 #include <ctype.h>
@@ -511,6 +514,137 @@ static void keep_best(scored *best, size_t k, size_t *n, int64_t id, double scor
     best[i] = (scored){id, score};
 }
 
+/* The kc passages of `principal` nearest to the unit vector q, best first, into best[]. */
+static llmos_err vector_candidates(store *s, const char *principal, const float *q, size_t kc,
+                                   scored *best, size_t *nb)
+{
+    *nb = 0;
+    if (s->vindex && nonzero(q, s->emb->dim)) {
+        id_set set = {0};
+        llmos_err err = principal_ids(s, principal, &set);
+        if (!err)
+            err = vindex_search(s, q, kc, &set, best, nb);
+        free(set.ids);
+        return err;
+    }
+    sqlite3_stmt *st = NULL;
+    llmos_err err = store_prepare(s,
+                                  "SELECT id, embedding FROM archival WHERE embedder = ?1 "
+                                  "AND principal = ?2",
+                                  &st);
+    if (err)
+        return err;
+    sqlite3_bind_text(st, 1, s->emb->name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, principal, -1, SQLITE_STATIC);
+    int rc;
+    size_t want = s->emb->dim * sizeof(float);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const float *v = sqlite3_column_blob(st, 1);
+        if ((size_t)sqlite3_column_bytes(st, 1) != want || !v)
+            continue; /* another dimension under the same name: not comparable */
+        double dot = 0;
+        for (uint32_t i = 0; i < s->emb->dim; i++)
+            dot += (double)q[i] * v[i];
+        keep_best(best, kc, nb, sqlite3_column_int64(st, 0), dot);
+    }
+    if (rc != SQLITE_DONE)
+        err = store_db_fail(s, rc, "searching archival memory");
+    sqlite3_finalize(st);
+    return err;
+}
+
+/* The kc passages of `principal` that share the most (and rarest) words with the query, by
+ * BM25 over archival_fts, best first, into ids[]. */
+static llmos_err word_candidates(store *s, const char *principal, const char *query, size_t kc,
+                                 int64_t *ids, size_t *nl)
+{
+    *nl = 0;
+    llmos_buf fq = {0};
+    if (!store_fts_query(query, &fq)) {
+        bool nomem = fq.len > 0;
+        buf_free(&fq);
+        return nomem ? llmos_fail(LLMOS_ERR_NOMEM, "no memory for a search") : LLMOS_OK;
+    }
+    sqlite3_stmt *st = NULL;
+    llmos_err err = store_prepare(s,
+                                  "SELECT a.id FROM archival_fts JOIN archival a"
+                                  " ON a.id = archival_fts.rowid"
+                                  " WHERE archival_fts MATCH ?1 AND a.principal = ?2"
+                                  " ORDER BY bm25(archival_fts), a.id DESC LIMIT ?3",
+                                  &st);
+    if (!err) {
+        sqlite3_bind_text(st, 1, fq.data, (int)fq.len, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, principal, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, (sqlite3_int64)kc);
+        int rc;
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW && *nl < kc)
+            ids[(*nl)++] = sqlite3_column_int64(st, 0);
+        if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+            err = store_db_fail(s, rc, "searching archival memory by words");
+        sqlite3_finalize(st);
+    }
+    buf_free(&fq);
+    return err;
+}
+
+/* Cosine similarity of passage id's stored vector with the unit vector q (0 when it has none
+ * of this embedder's). */
+static llmos_err row_cosine(store *s, int64_t id, const float *q, double *out)
+{
+    *out = 0;
+    sqlite3_stmt *st = NULL;
+    llmos_err err =
+        store_prepare(s, "SELECT embedding FROM archival WHERE id = ?1 AND embedder = ?2", &st);
+    if (err)
+        return err;
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_text(st, 2, s->emb->name, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        const float *v = sqlite3_column_blob(st, 0);
+        if (v && (size_t)sqlite3_column_bytes(st, 0) == s->emb->dim * sizeof(float))
+            for (uint32_t i = 0; i < s->emb->dim; i++)
+                *out += (double)q[i] * v[i];
+    } else if (rc != SQLITE_DONE) {
+        err = store_db_fail(s, rc, "reading an archival vector");
+    }
+    sqlite3_finalize(st);
+    return err;
+}
+
+typedef struct fused {
+    int64_t id;
+    double rrf;    /* sum of 1 / (RRF_K + rank) over the two rankings */
+    double cosine; /* the tie-break, and what the caller is shown */
+    bool has_cosine;
+} fused;
+
+static int cmp_fused(const void *a, const void *b)
+{
+    const fused *x = a, *y = b;
+    if (x->rrf != y->rrf)
+        return x->rrf < y->rrf ? 1 : -1;
+    if (x->cosine != y->cosine)
+        return x->cosine < y->cosine ? 1 : -1;
+    return (x->id < y->id) - (x->id > y->id);
+}
+
+/* Reciprocal rank fusion's constant (Cormack, Clarke and Buettcher, SIGIR 2009): how much the
+ * top ranks outweigh the rest. */
+#define RRF_K 60.0
+
+/* Add a candidate at `rank` (0-based) of one ranking to the fused list f[0..*n). */
+static fused *fuse_add(fused *f, size_t *n, int64_t id, size_t rank)
+{
+    for (size_t i = 0; i < *n; i++)
+        if (f[i].id == id) {
+            f[i].rrf += 1.0 / (RRF_K + (double)rank + 1.0);
+            return &f[i];
+        }
+    f[*n] = (fused){.id = id, .rrf = 1.0 / (RRF_K + (double)rank + 1.0)};
+    return &f[(*n)++];
+}
+
 llmos_err store_archival_search(store *s, const char *principal, const char *query, size_t k,
                                 store_archival **out, size_t *n)
 {
@@ -519,61 +653,54 @@ llmos_err store_archival_search(store *s, const char *principal, const char *que
     *n = 0;
     if (k == 0)
         return LLMOS_OK;
+    if (!query)
+        query = "";
     float *q = NULL;
-    llmos_err err = embed_unit(s, query ? query : "", &q);
+    llmos_err err = embed_unit(s, query, &q);
     if (err)
         return err;
-    scored *best = calloc(k, sizeof *best);
-    if (!best) {
-        free(q);
-        return llmos_fail(LLMOS_ERR_NOMEM, "no memory for search results");
+    /* each ranking offers more than k, so that a passage high in one and fair in the other
+     * can win */
+    size_t kc = k < 16 ? 32 : 2 * k;
+    scored *best = calloc(kc, sizeof *best);
+    int64_t *words = calloc(kc, sizeof *words);
+    fused *f = calloc(2 * kc, sizeof *f);
+    if (!best || !words || !f)
+        err = llmos_fail(LLMOS_ERR_NOMEM, "no memory for search results");
+    size_t nb = 0, nw = 0, nf = 0;
+    if (!err)
+        err = vector_candidates(s, principal, q, kc, best, &nb);
+    if (!err)
+        err = word_candidates(s, principal, query, kc, words, &nw);
+    for (size_t i = 0; !err && i < nb; i++) {
+        fused *c = fuse_add(f, &nf, best[i].id, i);
+        c->cosine = best[i].score;
+        c->has_cosine = true;
     }
-    size_t nb = 0;
-    sqlite3_stmt *st = NULL;
-    id_set set = {0};
-    if (s->vindex && nonzero(q, s->emb->dim)) {
-        err = principal_ids(s, principal, &set);
-        if (!err)
-            err = vindex_search(s, q, k, &set, best, &nb);
-        free(set.ids);
-    } else if (!(err = store_prepare(s,
-                                     "SELECT id, embedding FROM archival WHERE embedder = ?1 "
-                                     "AND principal = ?2",
-                                     &st))) {
-        sqlite3_bind_text(st, 1, s->emb->name, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, principal, -1, SQLITE_STATIC);
-        int rc;
-        size_t want = s->emb->dim * sizeof(float);
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-            const float *v = sqlite3_column_blob(st, 1);
-            if ((size_t)sqlite3_column_bytes(st, 1) != want || !v)
-                continue; /* another dimension under the same name: not comparable */
-            double dot = 0;
-            for (uint32_t i = 0; i < s->emb->dim; i++)
-                /* embed_unit sets its vector when it returns 0 (llmos_fail returns its nonzero
-                 * code) */
-                // NOLINTNEXTLINE(clang-analyzer-core.NullDereference)
-                dot += (double)q[i] * v[i];
-            keep_best(best, k, &nb, sqlite3_column_int64(st, 0), dot);
-        }
-        if (rc != SQLITE_DONE)
-            err = store_db_fail(s, rc, "searching archival memory");
-        sqlite3_finalize(st);
-    }
+    for (size_t i = 0; !err && i < nw; i++)
+        (void)fuse_add(f, &nf, words[i], i);
+    for (size_t i = 0; !err && i < nf; i++)
+        if (!f[i].has_cosine)
+            err = row_cosine(s, f[i].id, q, &f[i].cosine);
     free(q);
+    free(best);
+    free(words);
+    if (!err && nf > 0)
+        qsort(f, nf, sizeof *f, cmp_fused);
+    size_t keep = nf < k ? nf : k;
     store_archival *res = NULL;
-    if (!err && nb > 0) {
-        res = calloc(nb, sizeof *res);
+    if (!err && keep > 0) {
+        res = calloc(keep, sizeof *res);
         if (!res)
             err = llmos_fail(LLMOS_ERR_NOMEM, "no memory for search results");
     }
     size_t got = 0;
-    for (size_t i = 0; !err && res && i < nb; i++) {
-        err = fetch_row(s, principal, best[i].id, &res[got]);
+    for (size_t i = 0; !err && res && i < keep; i++) {
+        err = fetch_row(s, principal, f[i].id, &res[got]);
         if (!err)
-            res[got++].score = best[i].score;
+            res[got++].score = f[i].cosine;
     }
-    free(best);
+    free(f);
     if (err) {
         store_archivals_free(res, got);
         return err;
@@ -654,4 +781,204 @@ llmos_err store_archival_reembed(store *s, const store_embedder *emb, size_t *n)
     /* the index of the old vectors is stale: rebuild it from the new ones */
     store_vindex_close(s);
     return store_vindex_open(s);
+}
+
+llmos_err store_archival_list(store *s, const char *principal, size_t offset, size_t limit,
+                              store_archival **out, size_t *n)
+{
+    assert(store_is_open(s) && principal && out && n);
+    *out = NULL;
+    *n = 0;
+    if (limit == 0)
+        return LLMOS_OK;
+    store_archival *res = calloc(limit, sizeof *res);
+    if (!res)
+        return llmos_fail(LLMOS_ERR_NOMEM, "no memory for archival passages");
+    sqlite3_stmt *st = NULL;
+    llmos_err err = store_prepare(s,
+                                  "SELECT id FROM archival WHERE principal = ?1"
+                                  " ORDER BY id DESC LIMIT ?2 OFFSET ?3",
+                                  &st);
+    size_t got = 0;
+    if (!err) {
+        sqlite3_bind_text(st, 1, principal, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, (sqlite3_int64)limit);
+        sqlite3_bind_int64(st, 3, (sqlite3_int64)offset);
+        int rc;
+        while (!err && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+            err = fetch_row(s, principal, sqlite3_column_int64(st, 0), &res[got]);
+            if (!err)
+                got++;
+        }
+        if (!err && rc != SQLITE_DONE)
+            err = store_db_fail(s, rc, "listing archival passages");
+        sqlite3_finalize(st);
+    }
+    if (err) {
+        store_archivals_free(res, got);
+        return err;
+    }
+    if (got == 0) {
+        free(res);
+        res = NULL;
+    }
+    *out = res;
+    *n = got;
+    return LLMOS_OK;
+}
+
+/* ---- checking the index against the table ------------------------------------------------ */
+
+/* Check every stored vector of embedder `name` (dimension dim): the right size, finite, unit
+ * length or zero; and, when idx is given, that idx holds exactly those ids with those vectors.
+ * *count gets the number of vectors. */
+static llmos_err check_vectors(store *s, const char *name, uint32_t dim, vdb *idx, int64_t *count)
+{
+    sqlite3_stmt *st = NULL;
+    llmos_err err =
+        store_prepare(s, "SELECT id, embedding FROM archival WHERE embedder = ?1 ORDER BY id", &st);
+    if (err)
+        return err;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    float *got = idx ? malloc(dim * sizeof *got) : NULL;
+    if (idx && !got)
+        err = llmos_fail(LLMOS_ERR_NOMEM, "no memory to check the vector index");
+    int64_t n = 0, indexed = 0;
+    int rc = SQLITE_DONE;
+    while (!err && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t id = sqlite3_column_int64(st, 0);
+        const float *v = sqlite3_column_blob(st, 1);
+        if (!v || (size_t)sqlite3_column_bytes(st, 1) != dim * sizeof(float)) {
+            err = llmos_fail(LLMOS_ERR_FORMAT,
+                             "archival passage #%lld: its vector has %d bytes, %s makes %zu",
+                             (long long)id, sqlite3_column_bytes(st, 1), name, dim * sizeof(float));
+            break;
+        }
+        double norm = 0;
+        for (uint32_t i = 0; i < dim; i++)
+            norm += (double)v[i] * v[i];
+        if (!isfinite(norm) || (norm != 0 && fabs(norm - 1.0) > 1e-3)) {
+            err = llmos_fail(LLMOS_ERR_FORMAT,
+                             "archival passage #%lld: its vector is not of unit length "
+                             "(squared length %g)",
+                             (long long)id, norm);
+            break;
+        }
+        n++;
+        if (!idx || norm == 0)
+            continue; /* zero vectors are never indexed */
+        indexed++;
+        if (!vdb_contains(idx, (uint64_t)id) || vdb_get(idx, (uint64_t)id, got) != LLMOS_OK) {
+            llmos_err_clear();
+            err = llmos_fail(LLMOS_ERR_FORMAT,
+                             "the vector index lacks archival passage #%lld that the table holds",
+                             (long long)id);
+            break;
+        }
+        for (uint32_t i = 0; i < dim; i++)
+            if (fabsf(got[i] - v[i]) > 1e-4f) {
+                err = llmos_fail(LLMOS_ERR_FORMAT,
+                                 "the vector index holds another vector for archival passage "
+                                 "#%lld than the table (component %u: %g, not %g)",
+                                 (long long)id, i, (double)got[i], (double)v[i]);
+                break;
+            }
+    }
+    if (!err && rc != SQLITE_DONE)
+        err = store_db_fail(s, rc, "reading archival vectors");
+    sqlite3_finalize(st);
+    free(got);
+    if (!err && idx && vdb_count(idx) != (size_t)indexed)
+        err = llmos_fail(LLMOS_ERR_FORMAT,
+                         "the vector index holds %zu vectors and the table %lld: it has vectors "
+                         "of passages that are gone",
+                         vdb_count(idx), (long long)indexed);
+    *count = n;
+    return err;
+}
+
+llmos_err store_archival_verify(store *s, store_archival_check *out)
+{
+    assert(store_is_open(s) && out);
+    memset(out, 0, sizeof *out);
+    /* one embedder for every vector */
+    sqlite3_stmt *st = NULL;
+    llmos_err err = store_prepare(s,
+                                  "SELECT embedder, count(*) FROM archival WHERE embedder IS NOT"
+                                  " NULL GROUP BY embedder ORDER BY count(*) DESC",
+                                  &st);
+    if (err)
+        return err;
+    char name[256] = "";
+    int rc;
+    while (!err && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *e = (const char *)sqlite3_column_text(st, 0);
+        if (!name[0])
+            snprintf(name, sizeof name, "%s", e ? e : "");
+        else
+            err = llmos_fail(LLMOS_ERR_FORMAT,
+                             "archival memory mixes embedders: %lld passages by '%s' beside "
+                             "those by '%s' (re-embed them with `llmos memory reembed`)",
+                             (long long)sqlite3_column_int64(st, 1), e ? e : "", name);
+    }
+    if (!err && rc != SQLITE_DONE)
+        err = store_db_fail(s, rc, "reading archival embedders");
+    sqlite3_finalize(st);
+    if (err || !name[0])
+        return err;
+    snprintf(out->embedder, sizeof out->embedder, "%s", name);
+    /* the saved index, when there is one for these rows */
+    vdb *idx = NULL;
+    uint32_t dim = 0;
+    if ((err = store_prepare(s,
+                             "SELECT embedder, dim, signature, data FROM vector_index"
+                             " WHERE name = ?1",
+                             &st)))
+        return err;
+    sqlite3_bind_text(st, 1, VINDEX_NAME, -1, SQLITE_STATIC);
+    if ((rc = sqlite3_step(st)) == SQLITE_ROW &&
+        strcmp((const char *)sqlite3_column_text(st, 0), name) == 0) {
+        dim = (uint32_t)sqlite3_column_int64(st, 1);
+        snprintf(out->index_signature, sizeof out->index_signature, "%s",
+                 (const char *)sqlite3_column_text(st, 2));
+        err = vdb_load(sqlite3_column_blob(st, 3), (size_t)sqlite3_column_bytes(st, 3), &idx);
+        if (err)
+            err = llmos_fail_context(err, "the saved vector index: ");
+        else if (vdb_dim(idx) != dim)
+            err =
+                llmos_fail(LLMOS_ERR_FORMAT, "the saved vector index has dimension %u and says %u",
+                           vdb_dim(idx), dim);
+    } else if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        err = store_db_fail(s, rc, "reading the vector index");
+    }
+    sqlite3_finalize(st);
+    /* an index saved for other rows is stale, not wrong: it is rebuilt when next used */
+    if (!err && idx) {
+        const store_embedder *was = s->emb;
+        store_embedder probe = {.name = name, .dim = dim};
+        s->emb = &probe;
+        vsig sig;
+        err = rows_signature(s, &sig);
+        s->emb = was;
+        char now[96];
+        sig_text(&sig, now);
+        out->index_current = !err && strcmp(now, out->index_signature) == 0;
+    }
+    if (!err && !idx) {
+        /* no saved index: the vectors' own dimension is the first row's */
+        if (!(err = store_prepare(s,
+                                  "SELECT length(embedding) FROM archival WHERE embedder = ?1"
+                                  " LIMIT 1",
+                                  &st))) {
+            sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+            if (sqlite3_step(st) == SQLITE_ROW)
+                dim = (uint32_t)(sqlite3_column_int64(st, 0) / (sqlite3_int64)sizeof(float));
+            sqlite3_finalize(st);
+        }
+    }
+    if (!err)
+        err = check_vectors(s, name, dim, out->index_current ? idx : NULL, &out->vectors);
+    out->index_checked = !err && idx && out->index_current;
+    vdb_free(idx);
+    return err;
 }

@@ -113,6 +113,18 @@ static const char *const migrations[] = {
     "  SELECT 'user', label, value, char_limit FROM core_blocks;"
     "DROP TABLE core_blocks;"
     "ALTER TABLE core_blocks_v3 RENAME TO core_blocks;",
+    /* 3 -> 4: archival passages searchable by words too (BM25), beside their vectors */
+    "CREATE VIRTUAL TABLE archival_fts USING fts5(text, content='archival',"
+    "  content_rowid='id', tokenize='unicode61 remove_diacritics 2');"
+    "CREATE TRIGGER archival_ai AFTER INSERT ON archival BEGIN"
+    "  INSERT INTO archival_fts(rowid, text) VALUES (new.id, new.text); END;"
+    "CREATE TRIGGER archival_ad AFTER DELETE ON archival BEGIN"
+    "  INSERT INTO archival_fts(archival_fts, rowid, text) VALUES ('delete', old.id, old.text);"
+    "  END;"
+    "CREATE TRIGGER archival_au AFTER UPDATE OF text ON archival BEGIN"
+    "  INSERT INTO archival_fts(archival_fts, rowid, text) VALUES ('delete', old.id, old.text);"
+    "  INSERT INTO archival_fts(rowid, text) VALUES (new.id, new.text); END;"
+    "INSERT INTO archival_fts(archival_fts) VALUES ('rebuild');",
 };
 #define STORE_SCHEMA_VERSION ((int)LLMOS_ARRAY_LEN(migrations))
 
@@ -586,9 +598,10 @@ llmos_err store_commit(store *s)
 llmos_err store_rollback(store *s)
 {
     assert(store_is_open(s));
-    if (sqlite3_get_autocommit(s->db))
-        return llmos_fail(LLMOS_ERR_INVALID, "store_rollback: no transaction is open");
     s->audit_appended = false;
+    if (sqlite3_get_autocommit(s->db))
+        return LLMOS_OK; /* none open, or SQLite rolled it back itself after an I/O error: the
+                            error being handled keeps its message */
     return store_exec(s, "ROLLBACK", "rollback");
 }
 
@@ -616,6 +629,13 @@ llmos_err store_verify(store *s)
                              res ? res : "(no result)");
     }
     sqlite3_finalize(st);
+    /* the full-text indexes hold exactly what their tables do */
+    if (!err)
+        err = store_exec(s, "INSERT INTO messages_fts(messages_fts) VALUES ('integrity-check')",
+                         "checking the recall word index against the messages");
+    if (!err)
+        err = store_exec(s, "INSERT INTO archival_fts(archival_fts) VALUES ('integrity-check')",
+                         "checking the archival word index against the passages");
     return err;
 }
 
@@ -699,7 +719,7 @@ llmos_err store_message_add(store *s, const char *principal, const char *convers
  * (bytes >= 0x80 count as letters, so UTF-8 words stay whole) becomes a quoted term, joined by
  * OR so that BM25 ranks messages with more and rarer terms first. Returns false if the text has
  * no term at all. */
-static bool fts_query(const char *text, llmos_buf *out)
+bool store_fts_query(const char *text, llmos_buf *out)
 {
     bool any = false;
     const unsigned char *p = (const unsigned char *)text;
@@ -732,7 +752,7 @@ llmos_err store_message_search(store *s, const char *query, const store_search_o
         o.limit = 10;
     llmos_buf q = {0};
     bool empty = !query || !*query;
-    if (!empty && !fts_query(query, &q)) {
+    if (!empty && !store_fts_query(query, &q)) {
         bool nomem = q.len > 0;
         buf_free(&q);
         if (nomem)

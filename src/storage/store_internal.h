@@ -43,6 +43,9 @@ llmos_err store_db_fail(store *s, int rc, const char *what);
 LLMOS_NODISCARD llmos_err store_exec(store *s, const char *sql, const char *what);
 LLMOS_NODISCARD llmos_err store_prepare(store *s, const char *sql, sqlite3_stmt **st);
 int64_t store_now(void);
+/* An FTS5 query for the words of free text (each quoted, joined by OR) into *out; false when
+ * the text has no word (or on no memory: then out->len > 0). */
+bool store_fts_query(const char *text, llmos_buf *out);
 
 /* Keys and the freshness record (fresh.c). store_keys_derive keeps, in locked memory, the
  * keys store_mac and the freshness record use (derived from the data key, which the caller

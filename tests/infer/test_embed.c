@@ -254,14 +254,22 @@ static void test_cli_memory(void **state)
         snprintf(want, sizeof want, "1. #%zu (1.000) %s\n", i + 1, texts[i]);
         assert_true(strncmp(out.data, want, strlen(want)) == 0);
     }
-    /* the lexical embedder is refused on this store, naming --model */
+    /* without the model this store cannot embed: refused, naming it; the lexical embedder
+     * asked for by name is refused too */
     buf_clear(&out);
     assert_int_not_equal(tu_run_llmos(&out, &err, "%s memory search cat", env), 0);
     assert_non_null(strstr(err.data, "engine:stories260K 64"));
-    assert_non_null(strstr(err.data, "--model"));
+    assert_non_null(strstr(err.data, "--embed-model"));
     buf_clear(&err);
-    assert_int_not_equal(tu_run_llmos(NULL, &err, "%s memory add another", env), 0);
+    assert_int_not_equal(
+        tu_run_llmos(NULL, &err, "%s memory add --embed-model lexical another", env), 0);
     assert_non_null(strstr(err.data, "cannot be compared"));
+    /* the model the shell chats with ($LLMOS_MODEL) is the default */
+    buf_clear(&out);
+    assert_int_equal(tu_run_llmos(&out, NULL, "%s LLMOS_MODEL='%s' memory search '%s' -k 1", env,
+                                  model_path, texts[2]),
+                     0);
+    assert_non_null(strstr(out.data, "1. #3 (1.000)"));
     buf_clear(&out);
     assert_int_equal(tu_run_llmos(&out, NULL, "%s memory stats", env), 0);
     assert_non_null(strstr(out.data, "4 memories"));
@@ -271,14 +279,30 @@ static void test_cli_memory(void **state)
     /* and the other way round: a lexical-embedder store refuses the model */
     assert_true(tu_mkdtemp("embed", home, sizeof home));
     snprintf(env, sizeof env, "LLMOS_HOME='%s' LLMOS_PASSPHRASE=pw LLMOS_KDF=test-weak", home);
-    assert_int_equal(tu_run_llmos(NULL, NULL, "%s memory add plain words", env), 0);
+    assert_int_equal(
+        tu_run_llmos(NULL, NULL, "%s memory add --embed-model lexical plain words", env), 0);
+    assert_int_equal(tu_run_llmos(NULL, NULL, "%s memory add more plain words", env), 0);
     buf_clear(&err);
     assert_int_not_equal(
         tu_run_llmos(NULL, &err, "%s memory add --model '%s' more words", env, model_path), 0);
     assert_non_null(strstr(err.data, "lexical-v1 512"));
-    assert_non_null(strstr(err.data, "without --model"));
+    assert_non_null(strstr(err.data, "--embed-model lexical"));
+    assert_non_null(strstr(err.data, "reembed"));
     buf_clear(&err);
     assert_int_not_equal(tu_run_llmos(NULL, &err, "%s memory add --model", env), 0);
+    /* reembed moves the store to the model, and the model finds its passages */
+    buf_clear(&out);
+    assert_int_equal(
+        tu_run_llmos(&out, NULL, "%s memory reembed --embed-model '%s'", env, model_path), 0);
+    assert_non_null(strstr(out.data, "re-embedded 2 passages with engine:stories260K 64"));
+    buf_clear(&out);
+    assert_int_equal(
+        tu_run_llmos(&out, NULL, "%s memory search --model '%s' plain words -k 1", env, model_path),
+        0);
+    assert_non_null(strstr(out.data, "1. #1 (1.000) plain words"));
+    buf_clear(&out);
+    assert_int_equal(tu_run_llmos(&out, NULL, "%s memory verify", env), 0);
+    assert_non_null(strstr(out.data, "2 vectors of engine:stories260K"));
     tu_rmrf(home);
     buf_free(&out);
     buf_free(&err);

@@ -754,7 +754,8 @@ static void test_ctrl_c_at_the_passphrase_prompt(void **state)
         close(master);
         setenv("LLMOS_HOME", dir, 1);
         unsetenv("LLMOS_PASSPHRASE");
-        execl(bin, "llmos", "memory", "add", "remember", "this", (char *)NULL);
+        execl(bin, "llmos", "memory", "add", "--embed-model", "lexical", "remember", "this",
+              (char *)NULL);
         _exit(127);
     }
     llmos_buf acc = {0};

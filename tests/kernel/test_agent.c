@@ -264,7 +264,7 @@ static void test_answer_without_tools(void **state)
     /* The answer is in recall memory. */
     store_message *m = NULL;
     size_t n = 0;
-    assert_int_equal(ksession_recall_search(F.s, "there", 5, &m, &n), LLMOS_OK);
+    assert_int_equal(ksession_recall_search(F.s, "there", 0, 0, 0, 5, &m, &n), LLMOS_OK);
     assert_int_equal(n, 1);
     assert_string_equal(m[0].role, "assistant");
     ksession_messages_free(m, n);

@@ -197,7 +197,7 @@ static void test_untrusted_passage_stays_untrusted(void **state)
     /* the store has it, marked untrusted */
     store_archival *a = NULL;
     size_t n = 0;
-    assert_int_equal(ksession_memory_search(s, "page", 5, &a, &n), LLMOS_OK);
+    assert_int_equal(ksession_memory_search(s, "page", 0, 5, &a, &n), LLMOS_OK);
     assert_int_equal(n, 1);
     assert_true(memory_archival_untrusted(&a[0]));
     ksession_memories_free(a, n);
@@ -234,11 +234,12 @@ static void test_principals_apart(void **state)
     json_decref(ctx);
     store_message *m = NULL;
     size_t n = 0;
-    assert_int_equal(ksession_recall_search(bob, "SESAME", 10, &m, &n), LLMOS_OK);
+    assert_int_equal(ksession_recall_search(bob, "SESAME", 0, 0, 0, 10, &m, &n), LLMOS_OK);
     for (size_t i = 0; i < n; i++) /* bob's own turns only (his model's search names SESAME) */
         assert_null(strstr(m[i].content, "opens with SESAME"));
     ksession_messages_free(m, n);
-    assert_int_equal(ksession_recall_search(alice, "opens with SESAME", 10, &m, &n), LLMOS_OK);
+    assert_int_equal(ksession_recall_search(alice, "opens with SESAME", 0, 0, 0, 10, &m, &n),
+                     LLMOS_OK);
     assert_true(n >= 1);
     ksession_messages_free(m, n);
     ksession_close(alice);

@@ -129,7 +129,7 @@ static void test_eviction_with_the_models_summary(void **state)
     /* what moved out is in recall: the first message is found */
     store_message *m = NULL;
     size_t n = 0;
-    assert_int_equal(ksession_recall_search(r.s, "colour-0", 5, &m, &n), LLMOS_OK);
+    assert_int_equal(ksession_recall_search(r.s, "colour-0", 0, 0, 0, 5, &m, &n), LLMOS_OK);
     assert_true(n >= 1);
     assert_non_null(strstr(m[0].content, "Message 0:"));
     ksession_messages_free(m, n);

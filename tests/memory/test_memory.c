@@ -87,6 +87,22 @@ static void test_open_and_passphrases(void **state)
     p.embed = MEMORY_EMBED_DEFAULT;
     p.check_embedder = true;
     unsetenv("LLMOS_EMBED_MODEL");
+    /* no embedder named and none recorded: refused, saying how to choose (the lexical one
+     * only by name) */
+    assert_int_equal(memory_open(&p, &m), LLMOS_ERR_INVALID);
+    assert_non_null(strstr(llmos_errmsg(), "--embed-model lexical"));
+    p.archival_optional = true; /* the shell: on with archival memory off */
+    assert_int_equal(memory_open(&p, &m), LLMOS_OK);
+    assert_string_equal(memory_embedder_name(m), "none");
+    assert_non_null(strstr(memory_note(m), "needs an embedder"));
+    memory_close(m);
+    p.archival_optional = false;
+    p.embed_model = "lexical";
+    assert_int_equal(memory_open(&p, &m), LLMOS_OK);
+    assert_string_equal(memory_embedder_name(m), "lexical-v1 512");
+    memory_close(m);
+    /* recorded now: the lexical embedder without naming it */
+    p.embed_model = NULL;
     assert_int_equal(memory_open(&p, &m), LLMOS_OK);
     assert_string_equal(memory_embedder_name(m), "lexical-v1 512");
     memory_close(m);
@@ -203,6 +219,7 @@ static void test_legacy_embedder_name(void **state)
                        .create = true,
                        .passphrase = "pw",
                        .embed = MEMORY_EMBED_DEFAULT,
+                       .embed_model = "lexical",
                        .check_embedder = true};
     memory *m = NULL;
     assert_int_equal(memory_open(&p, &m), LLMOS_OK);
@@ -213,6 +230,10 @@ static void test_legacy_embedder_name(void **state)
                      LLMOS_OK);
     memory_close(m);
     assert_int_equal(memory_open(&p, &m), LLMOS_OK);
+    memory_close(m);
+    p.embed_model = NULL; /* from the record */
+    assert_int_equal(memory_open(&p, &m), LLMOS_OK);
+    assert_string_equal(memory_embedder_name(m), "lexical-v1 512");
     store_archival *hits = NULL;
     size_t n = 0;
     assert_int_equal(store_archival_search(memory_store(m), "user", "old memory", 1, &hits, &n),
@@ -270,7 +291,7 @@ static void test_embedder_switch(void **state)
     assert_int_equal(memory_open(&p, &m), LLMOS_ERR_INVALID);
     assert_non_null(strstr(llmos_errmsg(), "lexical-v1 512"));
     /* the shell's way: open, archival off, and say so */
-    p.embed_mismatch_off = true;
+    p.archival_optional = true;
     assert_int_equal(memory_open(&p, &m), LLMOS_OK);
     assert_non_null(strstr(memory_note(m), "archival memory is off"));
     assert_non_null(strstr(memory_note(m), "reembed"));
@@ -285,7 +306,7 @@ static void test_embedder_switch(void **state)
     memory_close(m);
 
     /* the model's run now opens it, no note, and finds each passage by its own text */
-    p.embed_mismatch_off = false;
+    p.archival_optional = false;
     assert_int_equal(memory_open(&p, &m), LLMOS_OK);
     assert_string_equal(memory_note(m), "");
     for (size_t i = 0; i < 3; i++) {
@@ -374,7 +395,7 @@ static void test_migrates_a_store_of_the_previous_release(void **state)
     p.check_embedder = true;
     assert_int_equal(memory_open(&p, &m), LLMOS_OK);
     store *s = memory_store(m);
-    assert_int_equal(store_schema_version(s), 3);
+    assert_int_equal(store_schema_version(s), 4);
     store_message *msg = NULL;
     size_t n = 0;
     assert_int_equal(memory_recall_search(s, "user", "old release", 0, 0, 0, 5, &msg, &n),

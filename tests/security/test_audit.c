@@ -562,7 +562,7 @@ static void test_cli_rollback_and_checkpoint(void **state)
     snprintf(fresh, sizeof fresh, "%s/freshness", home);
     snprintf(cpf, sizeof cpf, "%s/checkpoint.json", home);
     llmos_buf out = {0};
-    assert_int_equal(run_in(home, &out, "memory add first thing"), 0);
+    assert_int_equal(run_in(home, &out, "memory add --embed-model lexical first thing"), 0);
     copy_dir(sub, copy);
     assert_int_equal(run_in(home, &out, "memory add second thing"), 0);
     assert_int_equal(run_in(home, &out, "audit checkpoint '%s'", cpf), 0);

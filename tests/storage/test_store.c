@@ -16,8 +16,11 @@
 
 #include <cmocka.h>
 
+#include <sqlite3.h>
+
 #include "llmos/memory.h"
 #include "llmos/storage.h"
+#include "storage/store_internal.h"
 
 static char dir[64];
 
@@ -100,7 +103,7 @@ static void test_open_create_reopen(void **state)
 {
     (void)state;
     store *s = open_ok("u1", "pw one");
-    assert_int_equal(store_schema_version(s), 3);
+    assert_int_equal(store_schema_version(s), 4);
     char sub[128];
     snprintf(sub, sizeof sub, "%s/u1", dir);
     struct stat st;
@@ -287,13 +290,15 @@ static void test_messages_search(void **state)
     store *s = open_ok("m", "pw");
     int64_t id = 0;
     assert_int_equal(
-        store_message_add(s, "user", "c1", "user", "I like green tea in the morning", 1000, &id), LLMOS_OK);
+        store_message_add(s, "user", "c1", "user", "I like green tea in the morning", 1000, &id),
+        LLMOS_OK);
     assert_true(id > 0);
     assert_int_equal(
         store_message_add(s, "user", "c1", "assistant", "Green tea has less caffeine", 2000, NULL),
         LLMOS_OK);
-    assert_int_equal(store_message_add(s, "user", "c2", "user", "Coffee or tea? tea tea tea", 3000, NULL),
-                     LLMOS_OK);
+    assert_int_equal(
+        store_message_add(s, "user", "c2", "user", "Coffee or tea? tea tea tea", 3000, NULL),
+        LLMOS_OK);
     assert_int_equal(store_message_add(s, "user", "c2", "user", "The weather is nice", 4000, NULL),
                      LLMOS_OK);
 
@@ -346,18 +351,21 @@ static void test_archival(void **state)
     (void)state;
     store *s = open_ok("a", "pw");
     int64_t cat = 0, rust = 0, tom = 0;
-    assert_int_equal(store_archival_add(s, "user", "The cat sat on the mat", "{\"src\":\"book\"}", &cat),
-                     LLMOS_OK);
+    assert_int_equal(
+        store_archival_add(s, "user", "The cat sat on the mat", "{\"src\":\"book\"}", &cat),
+        LLMOS_OK);
     assert_int_equal(
         store_archival_add(s, "user", "Rust and C are systems programming languages", NULL, &rust),
         LLMOS_OK);
-    assert_int_equal(store_archival_add(s, "user", "My cat is called Tom and he likes the mat", NULL, &tom),
-                     LLMOS_OK);
+    assert_int_equal(
+        store_archival_add(s, "user", "My cat is called Tom and he likes the mat", NULL, &tom),
+        LLMOS_OK);
     assert_int_equal(store_archival_add(s, "user", "bad", "not json", NULL), LLMOS_ERR_INVALID);
 
     store_archival *hits = NULL;
     size_t n = 0;
-    assert_int_equal(store_archival_search(s, "user", "programming languages", 2, &hits, &n), LLMOS_OK);
+    assert_int_equal(store_archival_search(s, "user", "programming languages", 2, &hits, &n),
+                     LLMOS_OK);
     assert_int_equal(n, 2);
     assert_int_equal(hits[0].id, rust);
     assert_true(hits[0].score > hits[1].score);
@@ -457,6 +465,110 @@ static void test_archival_index(void **state)
     store_close(s);
 }
 
+/* Raw SQL on an open store, as a tamperer with the key would write it. */
+static void sql(store *s, const char *q)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(s->db, q, NULL, NULL, &msg) != SQLITE_OK)
+        fail_msg("%s: %s", q, msg);
+}
+
+/* store_archival_verify: sound vectors and a current saved index pass; a vector changed behind
+ * the index, a vector not of unit length, a vector of the wrong size and a second embedder are
+ * each named; a saved index that is merely stale is not an error. Listing goes newest first. */
+static void test_archival_verify(void **state)
+{
+    (void)state;
+    store *s = open_ok("ver", "pw");
+    store_archival_check c;
+    assert_int_equal(store_archival_verify(s, &c), LLMOS_OK);
+    assert_string_equal(c.embedder, "");
+    char text[100];
+    assert_int_equal(store_begin(s), LLMOS_OK);
+    for (int i = 0; i < 50; i++) {
+        snprintf(text, sizeof text, "passage %d on topic %d", i, i % 7);
+        assert_int_equal(store_archival_add(s, "user", text, NULL, NULL), LLMOS_OK);
+    }
+    assert_int_equal(store_commit(s), LLMOS_OK);
+    store_archival *a = NULL;
+    size_t n = 0;
+    assert_int_equal(store_archival_list(s, "user", 0, 3, &a, &n), LLMOS_OK);
+    assert_int_equal(n, 3);
+    assert_int_equal(a[0].id, 50);
+    assert_int_equal(a[2].id, 48);
+    store_archivals_free(a, n);
+    assert_int_equal(store_archival_list(s, "user", 49, 3, &a, &n), LLMOS_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(a[0].id, 1);
+    store_archivals_free(a, n);
+    assert_int_equal(store_archival_list(s, "bob", 0, 3, &a, &n), LLMOS_OK);
+    assert_int_equal(n, 0);
+    store_close(s); /* saves the index */
+
+    s = open_ok("ver", "pw");
+    assert_int_equal(store_archival_verify(s, &c), LLMOS_OK);
+    assert_string_equal(c.embedder, "lexical-v1");
+    assert_int_equal(c.vectors, 50);
+    assert_true(c.index_current);
+    assert_true(c.index_checked);
+    /* passage 7 gets passage 8's vector: same ids, so the saved index still claims the rows */
+    sql(s, "UPDATE archival SET embedding = (SELECT embedding FROM archival WHERE id = 8)"
+           " WHERE id = 7");
+    assert_int_equal(store_archival_verify(s, &c), LLMOS_ERR_FORMAT);
+    assert_non_null(strstr(llmos_errmsg(), "#7"));
+    assert_non_null(strstr(llmos_errmsg(), "another vector"));
+    sql(s, "UPDATE archival SET embedding = x'00000040' || zeroblob(2044) WHERE id = 7");
+    assert_int_equal(store_archival_verify(s, &c), LLMOS_ERR_FORMAT);
+    assert_non_null(strstr(llmos_errmsg(), "#7"));
+    assert_non_null(strstr(llmos_errmsg(), "unit length"));
+    sql(s, "UPDATE archival SET embedding = zeroblob(2044) WHERE id = 7");
+    assert_int_equal(store_archival_verify(s, &c), LLMOS_ERR_FORMAT);
+    assert_non_null(strstr(llmos_errmsg(), "#7"));
+    assert_non_null(strstr(llmos_errmsg(), "2044 bytes"));
+    sql(s, "DELETE FROM archival WHERE id IN (7, 9)");
+    /* now stale: not an error, the vectors are still checked */
+    assert_int_equal(store_archival_verify(s, &c), LLMOS_OK);
+    assert_false(c.index_current);
+    assert_int_equal(c.vectors, 48);
+    sql(s, "UPDATE archival SET embedding = (SELECT embedding FROM archival WHERE id = 8) || "
+           "x'00000040' WHERE id = 10");
+    assert_int_equal(store_archival_verify(s, &c), LLMOS_ERR_FORMAT);
+    assert_non_null(strstr(llmos_errmsg(), "#10"));
+    sql(s, "DELETE FROM archival WHERE id = 10");
+    sql(s, "UPDATE archival SET embedder = 'engine:other' WHERE id = 11");
+    assert_int_equal(store_archival_verify(s, &c), LLMOS_ERR_FORMAT);
+    assert_non_null(strstr(llmos_errmsg(), "mixes embedders"));
+    store_close(s);
+}
+
+/* Hybrid search: a rare word the lexical vectors blur still finds its passage first. */
+static void test_archival_hybrid(void **state)
+{
+    (void)state;
+    store *s = open_ok("hy", "pw");
+    const char *texts[] = {"the dentist appointment is on Tuesday at 3pm",
+                           "when the rain stops we go to the park", "the cat is on the mat",
+                           "is it time to go home"};
+    for (size_t i = 0; i < 4; i++)
+        assert_int_equal(store_archival_add(s, "user", texts[i], NULL, NULL), LLMOS_OK);
+    store_archival *hits = NULL;
+    size_t n = 0;
+    assert_int_equal(store_archival_search(s, "user", "when is the dentist", 4, &hits, &n),
+                     LLMOS_OK);
+    assert_int_equal(n, 4);
+    assert_int_equal(hits[0].id, 1);
+    for (size_t i = 0; i < n; i++)
+        assert_true(hits[i].score >= -1.0 && hits[i].score <= 1.0);
+    store_archivals_free(hits, n);
+    /* another principal's passage with the word is not a candidate */
+    assert_int_equal(store_archival_add(s, "bob", "dentist dentist dentist", NULL, NULL), LLMOS_OK);
+    assert_int_equal(store_archival_search(s, "user", "dentist", 10, &hits, &n), LLMOS_OK);
+    for (size_t i = 0; i < n; i++)
+        assert_null(strstr(hits[i].text, "dentist dentist"));
+    store_archivals_free(hits, n);
+    store_close(s);
+}
+
 static void test_core_memory(void **state)
 {
     (void)state;
@@ -531,7 +643,8 @@ static void test_change_passphrase_keeps_data(void **state)
 {
     (void)state;
     store *s = open_ok("p", "first");
-    assert_int_equal(store_message_add(s, "user", "c", "user", "remember the milk", 0, NULL), LLMOS_OK);
+    assert_int_equal(store_message_add(s, "user", "c", "user", "remember the milk", 0, NULL),
+                     LLMOS_OK);
     char dbp[160];
     snprintf(dbp, sizeof dbp, "%s", store_db_path(s));
     store_close(s);
@@ -630,7 +743,11 @@ static void test_cli_memory(void **state)
     setenv("LLMOS_HOME", home, 1);
     setenv("LLMOS_PASSPHRASE", "cli secret", 1);
     setenv("LLMOS_KDF", "test-weak", 1);
-    assert_int_equal(run_cli("memory add the quick brown fox jumps", out, sizeof out), 0);
+    /* a new store has no embedder until one is named; the lexical one only by name */
+    assert_int_equal(run_cli("memory add the quick brown fox jumps", out, sizeof out), 1);
+    assert_non_null(strstr(out, "--embed-model lexical"));
+    assert_int_equal(
+        run_cli("memory add --embed-model lexical the quick brown fox jumps", out, sizeof out), 0);
     assert_non_null(strstr(out, "remembered as #1"));
     assert_int_equal(run_cli("memory add 'compilers turn C into machine code'", out, sizeof out),
                      0);
@@ -653,7 +770,7 @@ static void test_cli_memory(void **state)
     assert_int_equal(run_cli_in("\n", "memory add", out, sizeof out), 2);
     assert_int_equal(run_cli("memory stats", out, sizeof out), 0);
     assert_non_null(strstr(out, "5 memories"));
-    assert_non_null(strstr(out, "schema version:   3"));
+    assert_non_null(strstr(out, "schema version:   4"));
     struct stat st;
     assert_int_equal(stat(home, &st), 0);
     assert_int_equal(st.st_mode & 0777, 0700);
@@ -685,7 +802,8 @@ static void test_cli_memory_reset(void **state)
     setenv("LLMOS_HOME", home, 1);
     setenv("LLMOS_PASSPHRASE", "cli secret", 1);
     setenv("LLMOS_KDF", "test-weak", 1);
-    assert_int_equal(run_cli("memory add remember the milk", out, sizeof out), 0);
+    assert_int_equal(run_cli("memory add --embed-model lexical remember the milk", out, sizeof out),
+                     0);
     assert_int_equal(run_cli("memory reset", out, sizeof out), 1);
     assert_non_null(strstr(out, "nothing to start over"));
     assert_int_equal(run_cli("memory stats", out, sizeof out), 0);
@@ -721,6 +839,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_messages_search, setup, teardown),
         cmocka_unit_test_setup_teardown(test_archival, setup, teardown),
         cmocka_unit_test_setup_teardown(test_archival_index, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_archival_verify, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_archival_hybrid, setup, teardown),
         cmocka_unit_test_setup_teardown(test_core_memory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_change_passphrase_keeps_data, setup, teardown),
