@@ -258,7 +258,8 @@ static void cmd_memory(repl *r, const char *args, bool *quit)
         " bytes on disk (+%" PRId64 " in the WAL)\n",
         st.messages, st.archival, st.core_blocks, st.settings, st.audit_records, st.db_bytes,
         st.wal_bytes);
-    say(r, "/memory WORDS searches what was said; `llmos memory add|search` the archival memory\n");
+    say(r, "/memory WORDS searches what was said; `llmos memory core|recall|archival` shows each "
+           "level\n");
 }
 
 typedef struct audit_tail {

@@ -19,8 +19,8 @@ static llmos_err archival_memory_search_run(const ktool_env *env)
 
 const ktool tool_archival_memory_search = {
     .name = "archival_memory_search",
-    .description = "Search long-term archival memory by meaning. Results come a page of 5 at a "
-                   "time, best first.",
+    .description = "Search long-term archival memory by meaning and by words. Results come a page "
+                   "of 5 at a time, best first.",
     .parameters = "{\"type\": \"object\", \"properties\": {\"query\": {\"type\": \"string\"}, "
                   "\"page\": {\"type\": \"integer\", \"minimum\": 0}}, \"required\": "
                   "[\"query\"], \"additionalProperties\": false}",
