@@ -1092,11 +1092,19 @@ static void test_keys_principals_audited(void **state)
     json_t *hit = json_array_get(ljson_get_array(r.json, "results"), 0);
     assert_string_equal(ljson_get_string(hit, "text", ""), "the cat sat on the mat");
     reply_free(&r);
+    /* a page past the results is empty; a page size over the limit names it */
+    get(f->port, "/v1/memory/search?q=cat+mat&k=2&page=1", carol, &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(json_array_size(ljson_get_array(r.json, "results")), 0);
+    reply_free(&r);
+    get(f->port, "/v1/memory/search?q=cat&k=51", carol, &r);
+    assert_int_equal(r.status, 400);
+    reply_free(&r);
     get(f->port, "/v1/memory", carol, &r);
     assert_int_equal(r.status, 200);
     assert_int_equal(ljson_get_int(r.json, "archival", 0), 1);
     reply_free(&r);
-    assert_int_equal(audit_count(f, from, "request", "carol", NULL, NULL), 2);
+    assert_int_equal(audit_count(f, from, "request", "carol", NULL, NULL), 4);
 
     /* one session per principal, opened once */
     assert_int_equal(audit_count(f, 1, "login", "alice", NULL, NULL), 1);
