@@ -490,6 +490,22 @@ static int wal_frame_header(vfs_file *f, uint32_t frame, uint8_t hdr[WAL_FRAME_H
     return real_read(f, hdr, WAL_FRAME_HDR_BYTES, hoff);
 }
 
+/* The salts that bind a frame's page: the frame header's, or the WAL header's while the frame
+ * header has zeros there. A transaction that rewrote one of its own frames in place writes its
+ * later frames with zero salts and checksums and fills them in at commit (SQLite's wal.c:
+ * walEncodeFrame with iReCksum set, then walRewriteChecksums), with the WAL header's salts. */
+static int wal_ad_salts(vfs_file *f, uint8_t hdr[WAL_FRAME_HDR_BYTES])
+{
+    static const uint8_t zero[8];
+    if (memcmp(hdr + 8, zero, 8) != 0)
+        return SQLITE_OK;
+    uint8_t whdr[WAL_HDR_BYTES];
+    int rc = real_read(f, whdr, WAL_HDR_BYTES, 0);
+    if (rc == SQLITE_OK)
+        memcpy(hdr + 8, whdr + 16, 8);
+    return rc;
+}
+
 /* After frame `bad` failed authentication while SQLite rebuilds its index: true when two
  * authenticated commit frames of the current WAL generation (salts equal to the WAL header's)
  * follow it. A crash can tear only frames not yet synced, i.e. of the last transaction, and
@@ -530,6 +546,8 @@ static int wal_read_page(vfs_file *f, uint32_t frame, uint8_t *out, bool whole_f
 {
     uint8_t hdr[WAL_FRAME_HDR_BYTES];
     int rc = wal_frame_header(f, frame, hdr);
+    if (rc == SQLITE_OK)
+        rc = wal_ad_salts(f, hdr);
     if (rc == SQLITE_OK)
         rc = real_read(f, f->buf, (int)f->psz, wal_frame_off(f, frame) + WAL_FRAME_HDR_BYTES);
     if (rc == SQLITE_IOERR_SHORT_READ) {
@@ -636,6 +654,8 @@ static int wal_write(vfs_file *f, const uint8_t *p, int n, sqlite3_int64 off)
     }
     uint8_t hdr[WAL_FRAME_HDR_BYTES];
     int rc = wal_frame_header(f, frame, hdr);
+    if (rc == SQLITE_OK)
+        rc = wal_ad_salts(f, hdr);
     if (rc != SQLITE_OK)
         return rc;
     uint32_t pgno = llmos_load_be32(hdr);
