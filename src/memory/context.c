@@ -113,6 +113,15 @@ static void note(mctx_out *out, const char *fmt, ...)
     va_end(ap);
 }
 
+/* The first place at or after i where the queue may start (never past its newest message). */
+static size_t queue_start(const json_t *queue, size_t i)
+{
+    size_t nq = json_array_size(queue);
+    while (i + 1 < nq && !can_start_at(queue, i))
+        i++;
+    return i;
+}
+
 /* Count the layout (system, queue from `from`, tools) into *n. */
 static llmos_err count_layout(const mctx_counter *c, const char *system, const json_t *queue,
                               size_t from, const json_t *tools, size_t *n)
@@ -177,16 +186,23 @@ llmos_err mctx_layout(const mctx_params *p, const mctx_counter *c, const mctx_in
     }
     if (dropped_tools)
         note(out, "%zu of %zu tools left out", dropped_tools, json_array_size(in->tools));
-    /* (3) older messages: the newest one always stays */
-    size_t before = from;
-    while (!err && n + reserve > window && from + 1 < nq) {
-        from++;
-        while (from + 1 < nq && !can_start_at(in->queue, from))
-            from++;
-        err = count_layout(c, sys.data, in->queue, from, tools, &n);
+    /* (3) older messages: the fewest of the oldest that make it fit (the count falls as more
+     * are left out, so a binary search over where the queue starts); the newest always stays */
+    if (!err && n + reserve > window && nq > 1) {
+        size_t lo = 1, hi = nq - 1;
+        while (!err && lo < hi) {
+            size_t mid = lo + (hi - lo) / 2, m = 0;
+            err = count_layout(c, sys.data, in->queue, queue_start(in->queue, mid), tools, &m);
+            if (m + reserve <= window)
+                hi = mid;
+            else
+                lo = mid + 1;
+        }
+        from = queue_start(in->queue, lo);
+        if (!err)
+            err = count_layout(c, sys.data, in->queue, from, tools, &n);
+        note(out, "%zu older messages left out of this turn", from);
     }
-    if (from > before)
-        note(out, "%zu older messages left out of this turn", from - before);
     /* (4) the one-line system prompt */
     if (!err && n + reserve > window) {
         short_system = true;
