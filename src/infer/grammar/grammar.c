@@ -188,7 +188,7 @@ typedef struct parser {
     size_t n_rules, cap_rules;
     uint32_t *names; /* named rules by name, open addressing: rule index + 1, 0 = free */
     size_t names_cap, n_named;
-    uint32_t *ranges;
+    uint32_t *ranges; /* never NULL once parsing starts, so ranges + off is always defined */
     size_t n_ranges, cap_ranges;
     gset *sets;
     size_t n_sets, cap_sets;
@@ -1508,7 +1508,9 @@ llmos_err grammar_parse(const char *text, size_t len, const char *root, grammar 
     if (!root)
         root = "root";
     parser p = {.s = text ? text : "", .n = len};
-    llmos_err err = parse_rules(&p);
+    llmos_err err = grow(&p.ranges, &p.cap_ranges, 2, sizeof *p.ranges) ? LLMOS_OK : nomem(&p);
+    if (!err)
+        err = parse_rules(&p);
     if (!err) {
         for (size_t k = 0; k < p.n_rules; k++)
             if (p.rules[k].name && !p.rules[k].defined) {

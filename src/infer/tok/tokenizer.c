@@ -869,12 +869,11 @@ static llmos_err decoder_drain(tok_decoder *d, llmos_buf *out, bool final)
         err = buf_append(out, "\xef\xbf\xbd", 3);
         i++;
     }
-    if (err)
-        return err;
+    if (err || i == 0)
+        return err; /* (nothing consumed: pending may still be unallocated, data NULL) */
     memmove(d->pending.data, s + i, n - i);
     d->pending.len = n - i;
-    if (d->pending.data)
-        d->pending.data[d->pending.len] = '\0';
+    d->pending.data[d->pending.len] = '\0';
     return LLMOS_OK;
 }
 
