@@ -200,6 +200,13 @@ static void test_unsupported(void **state)
         {"{\"properties\":{\"a\":{}},\"required\":[\"b\"]}", LLMOS_ERR_FORMAT, "names 'b'"},
         {"{\"enum\":[]}", LLMOS_ERR_FORMAT, "enum"},
         {"{\"type\":3}", LLMOS_ERR_FORMAT, "$.type"},
+        /* left recursion through $ref (found by fuzz_json_schema): refused by the compiler
+         * with the path, not by the grammar parser with rule names the user never wrote */
+        {"{\"anyOf\":[{\"$ref\":\"#\"},{\"type\":\"string\"}]}", LLMOS_ERR_UNSUPPORTED,
+         "anyOf[0].$ref: '#' refers back to itself"},
+        {"{\"$defs\":{\"a\":{\"allOf\":[{\"$ref\":\"#/$defs/b\"}]},\"b\":{\"oneOf\":[{\"$ref\":"
+         "\"#/$defs/a\"}]}},\"$ref\":\"#/$defs/a\"}",
+         LLMOS_ERR_UNSUPPORTED, "refers back to itself"},
     };
     for (size_t k = 0; k < LLMOS_ARRAY_LEN(cases); k++) {
         json_t *s = js(cases[k].schema);

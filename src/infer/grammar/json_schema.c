@@ -18,6 +18,7 @@
  *   - minLength/maxLength and minItems/maxItems become repetition counts; bounds above 1000
  *     are left to the validator.
  */
+#include <assert.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -110,6 +111,11 @@ typedef struct sgen {
     const json_t *root;
     json_t *refs; /* "$ref" string -> rule name already assigned */
     unsigned counter;
+    /* references being generated, innermost last; those from open_from on were entered with
+     * no character written since (only $ref, anyOf, oneOf, allOf on the way): reaching one of
+     * them again would be left recursion, which no grammar can run */
+    const char *open_refs[JSCHEMA_MAX_DEPTH + 2];
+    size_t n_open, open_from;
 } sgen;
 
 static llmos_err gen(sgen *c, const json_t *schema, const char *path, unsigned depth,
@@ -311,15 +317,23 @@ static llmos_err gen_typed(sgen *c, const json_t *schema, const char *type, cons
     if (strcmp(type, "integer") == 0 || strcmp(type, "number") == 0 ||
         strcmp(type, "boolean") == 0 || strcmp(type, "null") == 0)
         return buf_printf(body, "%s%s", sh, type);
-    if (strcmp(type, "object") == 0)
-        return gen_object(c, schema, path, depth, body);
+    if (strcmp(type, "object") == 0) {
+        size_t from = c->open_from; /* "{" comes first: no left recursion through here */
+        c->open_from = c->n_open;
+        llmos_err err = gen_object(c, schema, path, depth, body);
+        c->open_from = from;
+        return err;
+    }
     if (strcmp(type, "array") == 0) {
         const json_t *items = json_object_get(schema, "items");
         char iname[64];
         if (items && !json_is_boolean(items)) {
             char ipath[512];
             snprintf(ipath, sizeof ipath, "%s.items", path);
+            size_t from = c->open_from; /* after "[" */
+            c->open_from = c->n_open;
             llmos_err err = gen(c, items, ipath, depth + 1, iname);
+            c->open_from = from;
             if (err)
                 return err;
         } else {
@@ -371,6 +385,13 @@ static llmos_err gen(sgen *c, const json_t *schema, const char *path, unsigned d
             return llmos_fail(LLMOS_ERR_FORMAT, "json schema: %s.$ref: expected a string", path);
         const char *r = json_string_value(ref);
         const json_t *known = json_object_get(c->refs, r);
+        for (size_t k = c->open_from; known && k < c->n_open; k++)
+            if (strcmp(c->open_refs[k], r) == 0)
+                return llmos_fail(LLMOS_ERR_UNSUPPORTED,
+                                  "json schema: %s.$ref: '%s' refers back to itself before any "
+                                  "value is written (only through $ref, anyOf, oneOf or allOf); "
+                                  "no grammar can match that",
+                                  path, r);
         if (known) {
             snprintf(name, 64, "%s", json_string_value(known));
             return LLMOS_OK;
@@ -389,7 +410,10 @@ static llmos_err gen(sgen *c, const json_t *schema, const char *path, unsigned d
         if (!jn || json_object_set_new(c->refs, r, jn))
             return llmos_fail(LLMOS_ERR_NOMEM, "json schema: out of memory");
         char sub[64];
+        assert(c->n_open < LLMOS_ARRAY_LEN(c->open_refs)); /* one per level, depth is bounded */
+        c->open_refs[c->n_open++] = r;
         llmos_err err = gen(c, target, r, depth + 1, sub);
+        c->n_open--;
         llmos_buf b = {0};
         if (!err)
             err = buf_puts(&b, sub);
