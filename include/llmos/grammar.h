@@ -119,13 +119,26 @@ LLMOS_API LLMOS_NODISCARD llmos_err grammar_accept(grammar *g, const grammar_voc
 /* ---- JSON Schema -> grammar (json_schema.c) ---------------------------------------------------
  */
 
+/* Bounds on one schema, so that a request cannot hold the model for long while its schema is
+ * compiled (a schema above them fails with LLMOS_ERR_LIMIT naming the bound and the value):
+ * nesting of subschemas, object properties in the whole schema, and nodes (subschemas, enum
+ * and const values; a $ref target counts once). At these bounds a schema compiles to a
+ * grammar in tens of milliseconds, and an object's optional properties stay below the
+ * matcher's limit of parses alive at once. */
+#define JSCHEMA_MAX_DEPTH      64
+#define JSCHEMA_MAX_PROPERTIES 2000
+#define JSCHEMA_MAX_NODES      10000
+/* And on one jschema_validate: the (subschema, value) pairs it may check (anyOf branches that
+ * refer to the same definitions multiply; about 0.1 s of CPU). */
+#define JSCHEMA_MAX_CHECK_STEPS 100000
+
 /* Append to `out` a GBNF grammar whose root matches the JSON values valid against `schema`
  * (the subset in docs/grammar.md: type, properties, required, additionalProperties, enum,
  * const, minLength/maxLength, items, minItems/maxItems, anyOf/oneOf, $ref to #/$defs or
  * #/definitions). Properties come in the schema's order; whitespace is bounded. Rule names
  * are prefixed with `prefix` (NULL = ""), so that several schemas can share one grammar; the
  * start rule is `<prefix>root`. Unsupported keywords fail with LLMOS_ERR_UNSUPPORTED naming
- * the keyword and its path. */
+ * the keyword and its path; a schema above the JSCHEMA_MAX_* bounds with LLMOS_ERR_LIMIT. */
 LLMOS_API LLMOS_NODISCARD llmos_err jschema_to_grammar(const json_t *schema, const char *prefix,
                                                        llmos_buf *out);
 
@@ -135,7 +148,8 @@ LLMOS_API LLMOS_NODISCARD llmos_err jschema_grammar_generic(llmos_buf *out);
 
 /* Check `instance` against `schema` (the same subset). LLMOS_ERR_INVALID with a message naming
  * the path ("$.items[2].name: expected string, found integer") at the first violation;
- * `what` prefixes the message (NULL = "value"). */
+ * `what` prefixes the message (NULL = "value"). LLMOS_ERR_LIMIT beyond
+ * JSCHEMA_MAX_CHECK_STEPS. */
 LLMOS_API LLMOS_NODISCARD llmos_err jschema_validate(const json_t *schema, const json_t *instance,
                                                      const char *what);
 

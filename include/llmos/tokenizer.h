@@ -16,8 +16,10 @@
  * the caller passes TOK_PARSE_SPECIAL. Without it, text that spells a control token is
  * tokenized as ordinary characters, so input from users, tools or the web can never forge a
  * frame of the chat template. USER_DEFINED tokens (added vocabulary that is not control) are
- * always matched as text, as the reference tokenizers do, except one the vocabulary uses as
- * BOS, EOS, EOT, padding, unknown or end of generation, which is treated as control.
+ * matched as text, as the reference tokenizers do, only when they are plain text (white space,
+ * or a single character) and not the vocabulary's BOS, EOS, EOT, padding, unknown or end of
+ * generation; every other one (Phi-3's "</s>", Qwen2's "<tool_call>") is treated as control,
+ * since converters give that type to markup the model reads as structure.
  *
  * Invalid UTF-8: tok_encode accepts arbitrary bytes. Bytes that are not well-formed UTF-8
  * never match a regex or a multi-byte piece; they become byte tokens (byte-level BPE maps
@@ -97,8 +99,9 @@ LLMOS_API void tok_free(tokenizer *t);
 /* Flags of tok_encode. */
 enum {
     TOK_ADD_SPECIAL = 1u << 0,  /* add BOS / EOS as the metadata says (add_bos, add_eos) */
-    TOK_PARSE_SPECIAL = 1u << 1 /* text spelling a CONTROL token becomes that token; OFF by
-                                   default: never pass it for text you do not control */
+    TOK_PARSE_SPECIAL = 1u << 1 /* text spelling a CONTROL token (or a USER_DEFINED one that is
+                                   not plain text) becomes that token; OFF by default: never
+                                   pass it for text you do not control */
 };
 
 /* Tokenize text[0..len) (any bytes; see the header comment on invalid UTF-8). *out is a new

@@ -68,6 +68,14 @@ typedef struct toolcall_span {
  * toolcall_parse finds in the finished reply. */
 LLMOS_API toolcall_span toolcall_answer_span(toolcall_family f, const char *text, size_t len);
 
+/* Bounds on the tools of one request (beyond them toolcall_grammar fails with LLMOS_ERR_LIMIT
+ * naming the bound and the value): how many tools, and the size of all their parameters
+ * schemas together, in the nodes of JSCHEMA_MAX_NODES (llmos/grammar.h), so that a tools array
+ * asks for no more work than one schema may. Each schema also keeps the JSCHEMA_MAX_* bounds.
+ * 128 tools is OpenAI's limit too. */
+#define TOOLCALL_MAX_TOOLS        128
+#define TOOLCALL_MAX_SCHEMA_NODES 10000
+
 typedef enum toolcall_mode {
     TOOLCALL_AUTO,    /* free text, or tool calls (tool_choice "auto") */
     TOOLCALL_REQUIRED /* at least one tool call, no text (tool_choice "required") */
@@ -77,6 +85,8 @@ typedef enum toolcall_mode {
  * calls name one of `tools` (OpenAI format: [{"type": "function", "function": {"name",
  * "description", "parameters"}}]) with arguments valid against that tool's parameters schema.
  * `only` non-NULL restricts the calls to that function (tool_choice naming a function).
+ * More than TOOLCALL_MAX_TOOLS tools, or parameters above TOOLCALL_MAX_SCHEMA_NODES together,
+ * fail with LLMOS_ERR_LIMIT.
  * In TOOLCALL_AUTO, free text may not begin with the character that opens a call in the
  * family's format ('<' for HERMES, '{' or '<' for LLAMA3, '[' for MISTRAL), so a reply that
  * starts a call must finish it correctly; after other text the rest is free. */

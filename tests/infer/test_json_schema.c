@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -199,6 +200,13 @@ static void test_unsupported(void **state)
         {"{\"properties\":{\"a\":{}},\"required\":[\"b\"]}", LLMOS_ERR_FORMAT, "names 'b'"},
         {"{\"enum\":[]}", LLMOS_ERR_FORMAT, "enum"},
         {"{\"type\":3}", LLMOS_ERR_FORMAT, "$.type"},
+        /* left recursion through $ref (found by fuzz_json_schema): refused by the compiler
+         * with the path, not by the grammar parser with rule names the user never wrote */
+        {"{\"anyOf\":[{\"$ref\":\"#\"},{\"type\":\"string\"}]}", LLMOS_ERR_UNSUPPORTED,
+         "anyOf[0].$ref: '#' refers back to itself"},
+        {"{\"$defs\":{\"a\":{\"allOf\":[{\"$ref\":\"#/$defs/b\"}]},\"b\":{\"oneOf\":[{\"$ref\":"
+         "\"#/$defs/a\"}]}},\"$ref\":\"#/$defs/a\"}",
+         LLMOS_ERR_UNSUPPORTED, "refers back to itself"},
     };
     for (size_t k = 0; k < LLMOS_ARRAY_LEN(cases); k++) {
         json_t *s = js(cases[k].schema);
@@ -209,6 +217,118 @@ static void test_unsupported(void **state)
         buf_free(&b);
         json_decref(s);
     }
+}
+
+static double cpu_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* An object schema with n properties (strings and integers), all of them required or none. */
+static json_t *wide_schema(size_t n, bool all_required)
+{
+    json_t *props = json_object(), *req = json_array();
+    for (size_t k = 0; k < n; k++) {
+        char name[32];
+        snprintf(name, sizeof name, "p%zu", k);
+        json_object_set_new(props, name, json_pack("{s:s}", "type", k % 2 ? "string" : "integer"));
+        if (all_required)
+            json_array_append_new(req, json_string(name));
+    }
+    return json_pack("{s:s,s:o,s:o}", "type", "object", "properties", props, "required", req);
+}
+
+static void expect_limit(json_t *schema, const char *bound, const char *value)
+{
+    llmos_buf b = {0};
+    assert_int_equal(jschema_to_grammar(schema, NULL, &b), LLMOS_ERR_LIMIT);
+    if (!strstr(llmos_errmsg(), bound) || !strstr(llmos_errmsg(), value))
+        fail_msg("message \"%s\" should name %s and %s", llmos_errmsg(), bound, value);
+    assert_int_equal(b.len, 0); /* refused before any rule is written */
+    buf_free(&b);
+    json_decref(schema);
+}
+
+/* A schema is bounded before it is compiled (a request's schema once took 5 s to compile at
+ * 10,000 properties, holding the model), and one at the bounds compiles quickly. */
+static void test_size_limits(void **state)
+{
+    (void)state;
+    char value[32];
+    snprintf(value, sizeof value, "%d", JSCHEMA_MAX_PROPERTIES + 1);
+    expect_limit(wide_schema(JSCHEMA_MAX_PROPERTIES + 1, false), "JSCHEMA_MAX_PROPERTIES", value);
+    expect_limit(wide_schema(20000, true), "JSCHEMA_MAX_PROPERTIES", "20000");
+
+    json_t *en = json_array();
+    for (int k = 0; k < JSCHEMA_MAX_NODES; k++)
+        json_array_append_new(en, json_integer(k));
+    snprintf(value, sizeof value, "%d", JSCHEMA_MAX_NODES + 1); /* the values and the schema */
+    expect_limit(json_pack("{s:o}", "enum", en), "JSCHEMA_MAX_NODES", value);
+
+    /* nodes hidden in $defs and anyOf count too */
+    json_t *defs = json_object(), *any = json_array();
+    for (int k = 0; k < JSCHEMA_MAX_NODES / 2; k++) {
+        char name[32], ref[48];
+        snprintf(name, sizeof name, "d%d", k);
+        snprintf(ref, sizeof ref, "#/$defs/%s", name);
+        json_object_set_new(defs, name, json_pack("{s:s}", "type", "integer"));
+        json_array_append_new(any, json_pack("{s:s}", "$ref", ref));
+    }
+    expect_limit(json_pack("{s:o,s:o}", "$defs", defs, "anyOf", any), "JSCHEMA_MAX_NODES", "10001");
+
+    /* a type listed twice would generate the same properties twice */
+    json_t *twice = js("{\"type\":[\"object\",\"object\"],\"properties\":{\"a\":{}}}");
+    llmos_buf b = {0};
+    assert_int_equal(jschema_to_grammar(twice, NULL, &b), LLMOS_ERR_FORMAT);
+    assert_non_null(strstr(llmos_errmsg(), "listed twice"));
+    json_decref(twice);
+    buf_free(&b);
+
+    /* at the bound: all required (the required names were once looked up per property) */
+    json_t *big = wide_schema(JSCHEMA_MAX_PROPERTIES, true);
+    double t0 = cpu_seconds();
+    assert_int_equal(jschema_to_grammar(big, NULL, &b), LLMOS_OK);
+    grammar *g = NULL;
+    assert_int_equal(grammar_parse(b.data, b.len, NULL, &g), LLMOS_OK);
+    double dt = cpu_seconds() - t0;
+    if (dt > 1.0)
+        fail_msg("a schema of %d properties took %.2f s of CPU to compile", JSCHEMA_MAX_PROPERTIES,
+                 dt);
+    grammar_free(g);
+    buf_free(&b);
+    json_decref(big);
+}
+
+/* Levels of anyOf whose two alternatives refer to the next level: a schema of 2 KB whose check
+ * of a mismatching value visits 2^24 branches (11 s of CPU before the check was bounded). */
+static void test_check_is_bounded(void **state)
+{
+    (void)state;
+    enum { LEVELS = 24 };
+    json_t *defs = json_object();
+    for (int k = 0; k < LEVELS; k++) {
+        char name[16], next[32];
+        snprintf(name, sizeof name, "a%d", k);
+        snprintf(next, sizeof next, "#/$defs/a%d", k + 1);
+        json_object_set_new(defs, name,
+                            json_pack("{s:[{s:s},{s:s}]}", "anyOf", "$ref", next, "$ref", next));
+    }
+    json_object_set_new(defs, "a24", json_pack("{s:s}", "type", "string"));
+    json_t *schema = json_pack("{s:o,s:s}", "$defs", defs, "$ref", "#/$defs/a0");
+    json_t *v = json_integer(1);
+    double t0 = cpu_seconds();
+    assert_int_equal(jschema_validate(schema, v, "args"), LLMOS_ERR_LIMIT);
+    double dt = cpu_seconds() - t0;
+    assert_non_null(strstr(llmos_errmsg(), "JSCHEMA_MAX_CHECK_STEPS"));
+    if (dt > 1.0)
+        fail_msg("the bounded check took %.2f s of CPU", dt);
+    json_decref(v);
+    v = json_string("ok"); /* a matching value is found on the first path */
+    assert_int_equal(jschema_validate(schema, v, "args"), LLMOS_OK);
+    json_decref(v);
+    json_decref(schema);
 }
 
 static void test_generic_and_prefix(void **state)
@@ -252,6 +372,8 @@ int main(void)
         cmocka_unit_test(test_validator_messages),
         cmocka_unit_test(test_unsupported),
         cmocka_unit_test(test_generic_and_prefix),
+        cmocka_unit_test(test_size_limits),
+        cmocka_unit_test(test_check_is_bounded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

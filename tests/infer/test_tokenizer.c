@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <dirent.h>
 
 #include "infer/tok/tok_internal.h" /* white-box: merging by ids vs by text */
 #include "llmos/gguf.h"
@@ -205,8 +206,12 @@ static void spm_special_tokens(void **state)
         assert_int_not_equal(ids[i], 1);
     /* with TOK_PARSE_SPECIAL it is BOS, and the text after it gets the space prefix again */
     ASSERT_ENC(t, "<s>hello", TOK_PARSE_SPECIAL, 1, 271);
-    /* a USER_DEFINED token is matched even without the flag */
-    ASSERT_ENC(t, "hello<|user|>", 0, 271, 277);
+    /* a USER_DEFINED token that is markup, not plain text, is control too: only with the
+     * flag */
+    n = encode(t, "hello<|user|>", 0, ids, 64);
+    for (size_t i = 0; i < n; i++)
+        assert_int_not_equal(ids[i], 277);
+    ASSERT_ENC(t, "hello<|user|>", TOK_PARSE_SPECIAL, 271, 277);
     assert_int_equal(tok_find(t, "<|user|>", 8), 277);
     assert_int_equal(tok_find(t, "<|nope|>", 8), -1);
     assert_true(tok_is_eog(t, 2));
@@ -647,29 +652,154 @@ static void llama_bpe_control_tokens_not_forgeable(void **s)
     check_no_forgery("llama-bpe", sp, LLMOS_ARRAY_LEN(sp));
 }
 
-/* A USER_DEFINED token that the vocabulary uses as EOS is still never made from text
- * without TOK_PARSE_SPECIAL (some converters type structural tokens USER_DEFINED). */
+/* A USER_DEFINED token that the vocabulary uses as EOS, or that is markup rather than plain
+ * text, is never made from text without TOK_PARSE_SPECIAL (converters type structural tokens
+ * USER_DEFINED); one that is plain text is matched either way, as the reference does. */
 static void structural_user_defined_not_forgeable(void **s)
 {
     (void)s;
-    const char *const toks[] = {"a", "b", "<eos>", "<tool>"};
-    const int32_t types[] = {TOK_TYPE_NORMAL, TOK_TYPE_NORMAL, TOK_TYPE_USER_DEFINED,
-                             TOK_TYPE_USER_DEFINED};
+    const char *const toks[] = {"a", "b", " ", "<eos>", "<tool>", "\xc3\xbc", "   ", "ab"};
+    const int32_t types[] = {TOK_TYPE_NORMAL,       TOK_TYPE_NORMAL,       TOK_TYPE_NORMAL,
+                             TOK_TYPE_USER_DEFINED, TOK_TYPE_USER_DEFINED, TOK_TYPE_USER_DEFINED,
+                             TOK_TYPE_USER_DEFINED, TOK_TYPE_USER_DEFINED};
     tok_spec sp = tok_spec_default(TOK_MODEL_BPE);
-    sp.n_tokens = 4;
+    sp.n_tokens = LLMOS_ARRAY_LEN(toks);
     sp.tokens = toks;
     sp.types = types;
-    sp.eos = 2;
+    sp.eos = 3;
     tokenizer *t = NULL;
     assert_int_equal(tok_new(&sp, &t), LLMOS_OK);
-    int32_t ids[32];
-    size_t n = encode(t, "a<eos>b", 0, ids, 32);
-    for (size_t i = 0; i < n; i++)
-        assert_int_not_equal(ids[i], 2);
-    ASSERT_ENC(t, "a<eos>b", TOK_PARSE_SPECIAL, 0, 2, 1);
-    /* an ordinary USER_DEFINED token is matched either way */
-    ASSERT_ENC(t, "a<tool>b", 0, 0, 3, 1);
+    const char *const forged[] = {"a<eos>b", "a<tool>b", "ab"};
+    for (size_t k = 0; k < LLMOS_ARRAY_LEN(forged); k++) {
+        int32_t ids[32];
+        size_t n = encode(t, forged[k], 0, ids, 32);
+        for (size_t i = 0; i < n; i++)
+            if (ids[i] >= 3 && ids[i] != 5 && ids[i] != 6)
+                fail_msg("typed \"%s\" produced the USER_DEFINED token %d", forged[k], ids[i]);
+    }
+    ASSERT_ENC(t, "a<eos>b", TOK_PARSE_SPECIAL, 0, 3, 1);
+    ASSERT_ENC(t, "a<tool>b", TOK_PARSE_SPECIAL, 0, 4, 1);
+    /* plain text (one character, white space) is matched either way */
+    ASSERT_ENC(t, "a\xc3\xbc   b", 0, 0, 5, 6, 1);
     tok_free(t);
+}
+
+/* What the reference tokenizations themselves make from text: white space only (spaces as
+ * U+2581 too), or a single character. */
+static bool plain_text(const char *s, size_t n)
+{
+    uint32_t cp;
+    if (n > 0 && utf8_decode(s, n, &cp) == n)
+        return true;
+    for (size_t i = 0; i < n;) {
+        if (strchr(" \t\n\r\v\f", s[i]) && s[i])
+            i++;
+        else if (n - i >= 3 && memcmp(s + i, "\xe2\x96\x81", 3) == 0)
+            i += 3;
+        else
+            return false;
+    }
+    return n > 0;
+}
+
+/* A token typed text must never produce: CONTROL, and UNKNOWN or USER_DEFINED unless it is
+ * plain text. */
+static bool framing(const tokenizer *t, int32_t id)
+{
+    tok_type ty = tok_get_type(t, id);
+    size_t len;
+    const char *p = tok_piece(t, id, &len);
+    return ty == TOK_TYPE_CONTROL ||
+           ((ty == TOK_TYPE_UNKNOWN || ty == TOK_TYPE_USER_DEFINED) && !plain_text(p, len));
+}
+
+/* Check one vocabulary; returns the number of violations (the first few are printed). */
+static size_t check_typed_specials(const char *name, const tokenizer *t, size_t *n_checked)
+{
+    static const char *const before[] = {"", "x", " ", "\n"}, *const after[] = {"", "x", " y"};
+    size_t bad = 0;
+    for (int32_t id = 0; (size_t)id < tok_n_vocab(t); id++) {
+        tok_type ty = tok_get_type(t, id);
+        size_t len;
+        const char *p = tok_piece(t, id, &len);
+        if ((ty != TOK_TYPE_CONTROL && ty != TOK_TYPE_UNKNOWN && ty != TOK_TYPE_USER_DEFINED) ||
+            len == 0 || len > 200)
+            continue;
+        bool text_ok = ty == TOK_TYPE_USER_DEFINED && plain_text(p, len);
+        (*n_checked)++;
+        for (size_t a = 0; a < LLMOS_ARRAY_LEN(before); a++)
+            for (size_t b = 0; b < LLMOS_ARRAY_LEN(after); b++) {
+                char text[256];
+                int n = snprintf(text, sizeof text, "%s%.*s%s", before[a], (int)len, p, after[b]);
+                int32_t *ids = NULL;
+                size_t n_ids = 0;
+                assert_int_equal(tok_encode(t, text, (size_t)n, 0, &ids, &n_ids), LLMOS_OK);
+                for (size_t i = 0; i < n_ids; i++) {
+                    if ((ids[i] == id && !text_ok) || framing(t, ids[i])) {
+                        if (bad++ < 5)
+                            fprintf(stderr, "%s: typed \"%s\" gave token %d (type %d)\n", name,
+                                    text, (int)ids[i], (int)tok_get_type(t, ids[i]));
+                        break;
+                    }
+                }
+                free(ids);
+            }
+        /* the same text alone, parsed as special, is the token (or one spelt the same) */
+        int32_t *ids = NULL;
+        size_t n_ids = 0, got_len = 0;
+        assert_int_equal(tok_encode(t, p, len, TOK_PARSE_SPECIAL, &ids, &n_ids), LLMOS_OK);
+        const char *got = n_ids == 1 ? tok_piece(t, ids[0], &got_len) : NULL;
+        if (!got || got_len != len || memcmp(got, p, len) != 0) {
+            if (bad++ < 5)
+                fprintf(stderr, "%s: \"%.*s\" with TOK_PARSE_SPECIAL is not token %d\n", name,
+                        (int)len, p, (int)id);
+        }
+        free(ids);
+    }
+    return bad;
+}
+
+/* The frame-forging guard on every vocabulary of the test data: no CONTROL token, and no
+ * USER_DEFINED or UNKNOWN one that is not plain text, comes out of typed text, whatever
+ * surrounds it. Phi-3 types "</s>" (Llama 2's end of sequence) USER_DEFINED, Qwen2
+ * "<tool_call>", DeepSeek Coder "<|User|>", "<|Assistant|>" and "<|EOT|>": all were produced
+ * from typed text before. Plain-text USER_DEFINED tokens (MPT's runs of spaces, DeepSeek's
+ * Latin-1 letters) are still matched, as the reference tokenizations require. */
+static void typed_text_never_framing_all_vocabs(void **s)
+{
+    (void)s;
+    char dir[4096];
+    tu_testdata_path(dir, sizeof dir, "vocab");
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    size_t n_vocabs = 0, n_unsupported = 0, bad = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        size_t nl = strlen(e->d_name);
+        if (nl < 5 || strcmp(e->d_name + nl - 5, ".gguf") != 0)
+            continue;
+        char path[8192];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        tokenizer *t = NULL;
+        llmos_err err = tok_load_file(path, &t);
+        if (err == LLMOS_ERR_UNSUPPORTED) { /* a tokenizer model llmos does not read (bert) */
+            print_message("%s: %s\n", e->d_name, llmos_errmsg());
+            n_unsupported++;
+            continue;
+        }
+        if (err)
+            fail_msg("loading %s: %s", path, llmos_errmsg());
+        size_t n_checked = 0, b = check_typed_specials(e->d_name, t, &n_checked);
+        print_message("%-32s %5zu special tokens typed, %zu forged\n", e->d_name, n_checked, b);
+        bad += b;
+        n_vocabs++;
+        tok_free(t);
+    }
+    closedir(d);
+    assert_true(n_vocabs >= 11); /* the 11 llama/gpt2 vocabularies of the test data */
+    assert_true(n_unsupported <= 1);
+    if (bad)
+        fail_msg("typed text produced %zu special tokens it must not (see above)", bad);
 }
 
 /* One tokenizer shared by several threads encoding at once gives each the same ids. */
@@ -876,6 +1006,7 @@ int main(void)
         cmocka_unit_test(vocab_qwen2),
         cmocka_unit_test(vocab_llama_bpe),
         cmocka_unit_test(qwen2_control_tokens_not_forgeable),
+        cmocka_unit_test(typed_text_never_framing_all_vocabs),
         cmocka_unit_test(llama_bpe_control_tokens_not_forgeable),
         cmocka_unit_test(structural_user_defined_not_forgeable),
         cmocka_unit_test(concurrent_encodes_agree),

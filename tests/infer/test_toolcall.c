@@ -266,6 +266,66 @@ static void test_grammars(void **state)
     buf_free(&b);
 }
 
+/* n tools tool_0 .. tool_{n-1}, each with `props` string parameters. */
+static json_t *many_tools(size_t n, size_t props)
+{
+    json_t *tools = json_array();
+    for (size_t k = 0; k < n; k++) {
+        json_t *p = json_object();
+        for (size_t j = 0; j < props; j++) {
+            char name[32];
+            snprintf(name, sizeof name, "a%zu", j);
+            json_object_set_new(p, name, json_pack("{s:s}", "type", "string"));
+        }
+        char name[32];
+        snprintf(name, sizeof name, "tool_%zu", k);
+        json_array_append_new(tools, json_pack("{s:s,s:{s:s,s:{s:s,s:o}}}", "type", "function",
+                                               "function", "name", name, "parameters", "type",
+                                               "object", "properties", p));
+    }
+    return tools;
+}
+
+static void expect_tools_limit(json_t *tools, const char *bound, const char *value)
+{
+    llmos_buf b = {0};
+    assert_int_equal(toolcall_grammar(tools, TOOLCALL_HERMES, TOOLCALL_AUTO, NULL, &b),
+                     LLMOS_ERR_LIMIT);
+    if (!strstr(llmos_errmsg(), bound) || !strstr(llmos_errmsg(), value))
+        fail_msg("message \"%s\" should name %s and %s", llmos_errmsg(), bound, value);
+    buf_free(&b);
+    json_decref(tools);
+}
+
+/* The tools of a request are bounded before their grammar is built (3,000 tools once took
+ * 13-17 s to compile, holding the model), and the JSON primitives (ws, string, number, ...)
+ * appear once in the grammar, not once per tool. */
+static void test_tool_limits(void **state)
+{
+    (void)state;
+    char value[32];
+    snprintf(value, sizeof value, "%d", TOOLCALL_MAX_TOOLS + 1);
+    expect_tools_limit(many_tools(TOOLCALL_MAX_TOOLS + 1, 1), "TOOLCALL_MAX_TOOLS", value);
+    expect_tools_limit(many_tools(3000, 1), "TOOLCALL_MAX_TOOLS", "3000");
+    /* 100 tools of 100 parameters: 100 x (1 + 100) nodes */
+    expect_tools_limit(many_tools(100, 100), "TOOLCALL_MAX_SCHEMA_NODES", "10100");
+
+    json_t *tools = many_tools(TOOLCALL_MAX_TOOLS, 2);
+    llmos_buf b = {0};
+    assert_int_equal(toolcall_grammar(tools, TOOLCALL_HERMES, TOOLCALL_AUTO, NULL, &b), LLMOS_OK);
+    grammar *g = NULL;
+    assert_int_equal(grammar_parse(b.data, b.len, NULL, &g), LLMOS_OK);
+    if (grammar_n_rules(g) > 20 * TOOLCALL_MAX_TOOLS)
+        fail_msg("%zu rules for %d tools of 2 parameters: are the primitives repeated per tool?",
+                 grammar_n_rules(g), TOOLCALL_MAX_TOOLS);
+    const char *call = "<tool_call>{\"name\": \"tool_127\", \"arguments\": {\"a0\": \"x\", "
+                       "\"a1\": \"y\"}}</tool_call>";
+    expect(g, call, true);
+    grammar_free(g);
+    buf_free(&b);
+    json_decref(tools);
+}
+
 static void test_validate(void **state)
 {
     (void)state;
@@ -479,11 +539,12 @@ static void test_span_mistral(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_family_names),       cmocka_unit_test(test_parse_hermes),
-        cmocka_unit_test(test_parse_llama3),       cmocka_unit_test(test_parse_mistral),
-        cmocka_unit_test(test_grammars),           cmocka_unit_test(test_validate),
-        cmocka_unit_test(test_grammar_walk_qwen2), cmocka_unit_test(test_span_hermes),
-        cmocka_unit_test(test_span_llama3),        cmocka_unit_test(test_span_mistral),
+        cmocka_unit_test(test_family_names), cmocka_unit_test(test_parse_hermes),
+        cmocka_unit_test(test_parse_llama3), cmocka_unit_test(test_parse_mistral),
+        cmocka_unit_test(test_grammars),     cmocka_unit_test(test_tool_limits),
+        cmocka_unit_test(test_validate),     cmocka_unit_test(test_grammar_walk_qwen2),
+        cmocka_unit_test(test_span_hermes),  cmocka_unit_test(test_span_llama3),
+        cmocka_unit_test(test_span_mistral),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -21,7 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "llmos/grammar.h"
+#include "infer/grammar/json_schema.h"
 #include "llmos/json.h"
 #include "llmos/toolcall.h"
 
@@ -437,6 +437,20 @@ llmos_err toolcall_grammar(const json_t *tools, toolcall_family f, toolcall_mode
 {
     if (!json_is_array(tools) || json_array_size(tools) == 0)
         return llmos_fail(LLMOS_ERR_INVALID, "tools: expected a non-empty array of tools");
+    /* Bound the work before doing any: each tool's schema is compiled into the grammar. */
+    if (json_array_size(tools) > TOOLCALL_MAX_TOOLS)
+        return llmos_fail(LLMOS_ERR_LIMIT, "tools: %zu tools, more than TOOLCALL_MAX_TOOLS (%d)",
+                          json_array_size(tools), TOOLCALL_MAX_TOOLS);
+    jschema_size size = {0};
+    for (size_t k = 0; k < json_array_size(tools); k++) {
+        const json_t *fn = json_object_get(json_array_get(tools, k), "function");
+        jschema_measure(json_object_get(fn ? fn : json_array_get(tools, k), "parameters"), &size);
+    }
+    if (size.nodes > TOOLCALL_MAX_SCHEMA_NODES)
+        return llmos_fail(LLMOS_ERR_LIMIT,
+                          "tools: the parameters of the %zu tools hold %zu subschemas and "
+                          "enum/const values together, more than TOOLCALL_MAX_SCHEMA_NODES (%d)",
+                          json_array_size(tools), size.nodes, TOOLCALL_MAX_SCHEMA_NODES);
     const char *args_key = f == TOOLCALL_LLAMA3 ? "parameters" : "arguments";
     llmos_buf fns = {0}, rules = {0};
     llmos_err err = LLMOS_OK;
@@ -453,7 +467,7 @@ llmos_err toolcall_grammar(const json_t *tools, toolcall_family f, toolcall_mode
         json_t *empty = NULL;
         if (!params)
             params = empty = json_pack("{s:s}", "type", "object");
-        err = jschema_to_grammar(params, px, &rules);
+        err = jschema_rules(params, px, "tc-", &rules); /* primitives shared, below */
         json_decref(empty);
         if (err) {
             err = llmos_fail_context(err, "tools[%zu] (%s) parameters: ", k, name);
@@ -506,8 +520,10 @@ llmos_err toolcall_grammar(const json_t *tools, toolcall_family f, toolcall_mode
         else
             err = buf_puts(out, "root ::= tc-calls\n");
         if (!err)
-            err = buf_printf(out, "%stc-fn ::= %s\ntc-ws ::= | \" \" | \"\\n\" [ \\t]{0,20}\n%s",
-                             calls, fns.data, rules.data ? rules.data : "");
+            err = buf_printf(out, "%stc-fn ::= %s\n%s", calls, fns.data,
+                             rules.data ? rules.data : "");
+        if (!err)
+            err = jschema_primitives("tc-", out); /* tc-ws, tc-string, ... */
     }
     buf_free(&fns);
     buf_free(&rules);

@@ -186,7 +186,9 @@ typedef struct parser {
     size_t n, i;
     prule *rules;
     size_t n_rules, cap_rules;
-    uint32_t *ranges;
+    uint32_t *names; /* named rules by name, open addressing: rule index + 1, 0 = free */
+    size_t names_cap, n_named;
+    uint32_t *ranges; /* never NULL once parsing starts, so ranges + off is always defined */
     size_t n_ranges, cap_ranges;
     gset *sets;
     size_t n_sets, cap_sets;
@@ -289,13 +291,67 @@ static int64_t new_rule(parser *p, const char *name, size_t name_len, uint32_t o
     return (int64_t)p->n_rules++;
 }
 
+/* FNV-1a over a rule name, mixed so that the low bits index the table. */
+static uint64_t name_hash(const char *name, size_t len)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (size_t k = 0; k < len; k++)
+        h = (h ^ (unsigned char)name[k]) * 0x100000001b3ULL;
+    return mix64(h);
+}
+
+static bool names_grow(parser *p)
+{
+    size_t cap = p->names_cap ? 2 * p->names_cap : 256;
+    uint32_t *h = calloc(cap, sizeof *h);
+    if (!h)
+        return false;
+    for (size_t r = 0; r < p->n_rules; r++) {
+        if (!p->rules[r].name)
+            continue;
+        size_t k = name_hash(p->rules[r].name, p->rules[r].name_len) & (cap - 1);
+        while (h[k])
+            k = (k + 1) & (cap - 1);
+        h[k] = (uint32_t)r + 1;
+    }
+    free(p->names);
+    p->names = h;
+    p->names_cap = cap;
+    return true;
+}
+
+/* The slot of p->names holding the rule named name[0..len), or the free slot where it would
+ * go. The table is never full (names_grow keeps it at most half full). */
+static size_t name_slot(const parser *p, const char *name, size_t len)
+{
+    assert(p->names_cap > 0);
+    size_t mask = p->names_cap - 1;
+    for (size_t k = name_hash(name, len) & mask;; k = (k + 1) & mask) {
+        uint32_t r = p->names[k];
+        if (r == 0 ||
+            (p->rules[r - 1].name_len == len && memcmp(p->rules[r - 1].name, name, len) == 0))
+            return k;
+    }
+}
+
+/* The rule named name[0..len), made (not yet defined, first used at `at`) when new. A hash
+ * table keeps this constant-time: a linear scan made parsing quadratic in the number of
+ * rules, which a large JSON Schema or tools array turns into seconds per request. */
 static int64_t find_rule(parser *p, const char *name, size_t len, size_t at)
 {
-    for (size_t k = 0; k < p->n_rules; k++)
-        if (p->rules[k].name && p->rules[k].name_len == len &&
-            memcmp(p->rules[k].name, name, len) == 0)
-            return (int64_t)k;
-    return new_rule(p, name, len, 0, at);
+    if (2 * (p->n_named + 1) > p->names_cap && !names_grow(p)) {
+        nomem(p);
+        return -1;
+    }
+    size_t k = name_slot(p, name, len);
+    if (p->names[k])
+        return (int64_t)p->names[k] - 1;
+    int64_t r = new_rule(p, name, len, 0, at);
+    if (r >= 0) {
+        p->names[k] = (uint32_t)r + 1;
+        p->n_named++;
+    }
+    return r;
 }
 
 /* A set from ranges[first ..) (pairs), sorted and merged; returns its index. */
@@ -336,14 +392,11 @@ static int64_t finish_set(parser *p, size_t first, bool neg)
     s->neg = neg;
     s->off = (uint32_t)first;
     s->n = (uint32_t)m;
-    for (uint32_t c = 0; c < 128; c++) {
-        bool in = false;
-        for (size_t a = 0; a < m; a++)
-            if (c >= r[2 * a] && c <= r[2 * a + 1])
-                in = true;
-        if (in != neg)
+    for (size_t a = 0; a < m && r[2 * a] < 128; a++)
+        for (uint32_t c = r[2 * a]; c <= r[2 * a + 1] && c < 128; c++)
             s->ascii[c / 32] |= 1u << (c % 32);
-    }
+    for (unsigned k = 0; neg && k < 4; k++)
+        s->ascii[k] = ~s->ascii[k];
     return (int64_t)p->n_sets++;
 }
 
@@ -741,20 +794,92 @@ static llmos_err parse_rules(parser *p)
 
 /* Left recursion: a rule reaching itself through references preceded only by nullable
  * symbols. Works on the parser's rules (bodies without the final G_END). */
-static bool rule_nullable_step(const parser *p, const bool *nullable, uint32_t r)
+
+/* nullable[r] = rule r matches the empty string. Each alternative without a character set
+ * counts its references to rules not yet known to be nullable; a rule whose alternative
+ * reaches 0 is nullable, and each of its uses lowers the count of the alternative it is in.
+ * Linear in the size of the grammar (a fixed point over all rules, repeated until nothing
+ * changes, is quadratic on a chain of rules defined in the wrong order). */
+static llmos_err compute_nullable(parser *p, bool *nullable)
 {
-    const pvec *b = &p->rules[r].body;
-    bool alt_ok = true;
-    for (size_t k = 0; k <= b->n; k++) {
-        if (k == b->n || b->v[k].kind == G_ALT) {
-            if (alt_ok)
-                return true;
-            alt_ok = true;
-        } else if (b->v[k].kind == G_SET || !nullable[b->v[k].arg]) {
-            alt_ok = false;
+    size_t n = p->n_rules, n_alts = 0, n_refs = 0;
+    for (size_t r = 0; r < n; r++) {
+        n_alts++;
+        for (size_t k = 0; k < p->rules[r].body.n; k++) {
+            n_alts += p->rules[r].body.v[k].kind == G_ALT;
+            n_refs += p->rules[r].body.v[k].kind == G_REF;
         }
     }
-    return false;
+    uint32_t *alt_rule = malloc((n_alts + 1) * sizeof *alt_rule);
+    uint32_t *missing = malloc((n_alts + 1) * sizeof *missing); /* UINT32_MAX: has a set */
+    size_t *use_off = calloc(n + 2, sizeof *use_off);           /* uses of rule s: alternatives */
+    uint32_t *use_alt = malloc((n_refs + 1) * sizeof *use_alt);
+    uint32_t *work = malloc((n + 1) * sizeof *work);
+    llmos_err err = LLMOS_OK;
+    if (!alt_rule || !missing || !use_off || !use_alt || !work) {
+        err = nomem(p);
+        goto done;
+    }
+    /* alternatives, their counts, and how many uses each rule has */
+    size_t a = 0;
+    for (size_t r = 0; r < n; r++) {
+        const pvec *b = &p->rules[r].body;
+        alt_rule[a] = (uint32_t)r;
+        missing[a] = 0;
+        for (size_t k = 0; k < b->n; k++) {
+            if (b->v[k].kind == G_ALT) {
+                a++;
+                alt_rule[a] = (uint32_t)r;
+                missing[a] = 0;
+            } else if (b->v[k].kind == G_SET) {
+                missing[a] = UINT32_MAX;
+            } else {
+                use_off[b->v[k].arg + 1]++;
+                if (missing[a] != UINT32_MAX)
+                    missing[a]++;
+            }
+        }
+        a++;
+    }
+    for (size_t r = 0; r < n; r++)
+        use_off[r + 1] += use_off[r];
+    a = 0;
+    for (size_t r = 0; r < n; r++) {
+        const pvec *b = &p->rules[r].body;
+        for (size_t k = 0; k < b->n; k++) {
+            if (b->v[k].kind == G_ALT)
+                a++;
+            else if (b->v[k].kind == G_REF)
+                use_alt[use_off[b->v[k].arg]++] = (uint32_t)a;
+        }
+        a++;
+    }
+    for (size_t r = n; r > 0; r--) /* back to the start of each rule's uses */
+        use_off[r] = use_off[r - 1];
+    use_off[0] = 0;
+    size_t top = 0;
+    for (size_t k = 0; k < n_alts; k++)
+        if (missing[k] == 0 && !nullable[alt_rule[k]]) {
+            nullable[alt_rule[k]] = true;
+            work[top++] = alt_rule[k];
+        }
+    while (top > 0) {
+        uint32_t s = work[--top];
+        for (size_t u = use_off[s]; u < use_off[s + 1]; u++) {
+            uint32_t k = use_alt[u];
+            if (missing[k] == UINT32_MAX || --missing[k] > 0 || nullable[alt_rule[k]])
+                continue;
+            nullable[alt_rule[k]] = true;
+            work[top++] = alt_rule[k];
+        }
+    }
+done:
+    free(alt_rule);
+    free(missing);
+    free(use_off);
+    free(use_alt);
+    free(work);
+    return err;
 }
 
 static llmos_err report_left_recursion(parser *p, const uint32_t *stack, size_t depth,
@@ -798,14 +923,8 @@ static llmos_err check_left_recursion(parser *p)
         err = nomem(p);
         goto done;
     }
-    for (bool changed = true; changed;) {
-        changed = false;
-        for (size_t r = 0; r < n; r++)
-            if (!nullable[r] && rule_nullable_step(p, nullable, (uint32_t)r)) {
-                nullable[r] = true;
-                changed = true;
-            }
-    }
+    if ((err = compute_nullable(p, nullable)))
+        goto done;
     /* edges r -> s: s referenced where everything before it in the alternative is nullable */
     size_t w = 0;
     for (size_t r = 0; r < n; r++) {
@@ -1376,6 +1495,7 @@ static void free_parser(parser *p)
     for (size_t k = 0; k < p->n_rules; k++)
         free(p->rules[k].body.v);
     free(p->rules);
+    free(p->names);
     free(p->ranges);
     free(p->sets);
 }
@@ -1388,7 +1508,9 @@ llmos_err grammar_parse(const char *text, size_t len, const char *root, grammar 
     if (!root)
         root = "root";
     parser p = {.s = text ? text : "", .n = len};
-    llmos_err err = parse_rules(&p);
+    llmos_err err = grow(&p.ranges, &p.cap_ranges, 2, sizeof *p.ranges) ? LLMOS_OK : nomem(&p);
+    if (!err)
+        err = parse_rules(&p);
     if (!err) {
         for (size_t k = 0; k < p.n_rules; k++)
             if (p.rules[k].name && !p.rules[k].defined) {
@@ -1401,10 +1523,8 @@ llmos_err grammar_parse(const char *text, size_t len, const char *root, grammar 
     }
     int64_t root_idx = -1;
     if (!err) {
-        for (size_t k = 0; k < p.n_rules; k++)
-            if (p.rules[k].name && p.rules[k].name_len == strlen(root) &&
-                memcmp(p.rules[k].name, root, p.rules[k].name_len) == 0)
-                root_idx = (int64_t)k;
+        if (p.names_cap > 0)
+            root_idx = (int64_t)p.names[name_slot(&p, root, strlen(root))] - 1;
         if (root_idx < 0)
             err = llmos_fail(LLMOS_ERR_FORMAT,
                              "grammar: no rule named '%s' (the start rule); "

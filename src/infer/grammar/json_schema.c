@@ -18,18 +18,18 @@
  *   - minLength/maxLength and minItems/maxItems become repetition counts; bounds above 1000
  *     are left to the validator.
  */
+#include <assert.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "llmos/grammar.h"
+#include "infer/grammar/json_schema.h"
 #include "llmos/json.h"
 
 #define SCHEMA_MAX_COUNT 1000 /* repetition bounds the grammar spells out */
-#define SCHEMA_MAX_DEPTH 64
 
-/* Append tpl with each "@" replaced by the rule-name prefix px and each "%" by arg. */
+/* Append tpl with each "@" replaced by the primitives' prefix px and each "%" by arg. */
 static llmos_err put_tpl(llmos_buf *out, const char *tpl, const char *px, const char *arg)
 {
     llmos_err err = LLMOS_OK;
@@ -49,7 +49,7 @@ static llmos_err put_tpl(llmos_buf *out, const char *tpl, const char *px, const 
 
 /* JSON (RFC 8259): a string is quote, characters other than quote, backslash and U+0000 ..
  * U+001F or escapes, quote; numbers have no leading zeros. */
-static llmos_err emit_primitives(llmos_buf *out, const char *px)
+llmos_err jschema_primitives(const char *px, llmos_buf *out)
 {
     return put_tpl(
         out,
@@ -72,7 +72,7 @@ static llmos_err emit_primitives(llmos_buf *out, const char *px)
 llmos_err jschema_grammar_generic(llmos_buf *out)
 {
     llmos_err err = buf_puts(out, "root ::= value\n");
-    return err ? err : emit_primitives(out, "");
+    return err ? err : jschema_primitives("", out);
 }
 
 /* Append s as a GBNF string literal (quotes included). */
@@ -106,10 +106,16 @@ static llmos_err json_literal(llmos_buf *out, const json_t *v)
 
 typedef struct sgen {
     llmos_buf *out;
-    const char *px;
+    const char *px; /* of the schema's own rules */
+    const char *sh; /* of the primitives (ws, string, value, ...) */
     const json_t *root;
     json_t *refs; /* "$ref" string -> rule name already assigned */
     unsigned counter;
+    /* references being generated, innermost last; those from open_from on were entered with
+     * no character written since (only $ref, anyOf, oneOf, allOf on the way): reaching one of
+     * them again would be left recursion, which no grammar can run */
+    const char *open_refs[JSCHEMA_MAX_DEPTH + 2];
+    size_t n_open, open_from;
 } sgen;
 
 static llmos_err gen(sgen *c, const json_t *schema, const char *path, unsigned depth,
@@ -173,7 +179,7 @@ static llmos_err gen_object(sgen *c, const json_t *schema, const char *path, uns
     const json_t *props = json_object_get(schema, "properties");
     const json_t *req = json_object_get(schema, "required");
     const json_t *addl = json_object_get(schema, "additionalProperties");
-    const char *px = c->px;
+    const char *px = c->px, *sh = c->sh;
     llmos_err err = LLMOS_OK;
     if (props && !json_is_object(props))
         return llmos_fail(LLMOS_ERR_FORMAT, "json schema: %s.properties: expected an object", path);
@@ -185,7 +191,7 @@ static llmos_err gen_object(sgen *c, const json_t *schema, const char *path, uns
     size_t n = props ? json_object_size(props) : 0;
     if (n == 0) {
         if (!addl || json_is_false(addl))
-            return buf_printf(body, "\"{\" %sws \"}\"", px);
+            return buf_printf(body, "\"{\" %sws \"}\"", sh);
         char v[64];
         if (json_is_object(addl)) {
             char sub[512];
@@ -193,25 +199,35 @@ static llmos_err gen_object(sgen *c, const json_t *schema, const char *path, uns
             if ((err = gen(c, addl, sub, depth + 1, v)))
                 return err;
         } else {
-            snprintf(v, sizeof v, "%svalue", px);
+            snprintf(v, sizeof v, "%svalue", sh);
         }
         return put_tpl(body,
                        "\"{\" @ws ( @string @ws \":\" @ws % @ws "
                        "(\",\" @ws @string @ws \":\" @ws % @ws)* )? \"}\"",
-                       px, v);
+                       sh, v);
     }
+    /* the required names as a set (a hash table): one pass, not one per property */
+    json_t *req_set = json_object();
+    if (!req_set)
+        return llmos_fail(LLMOS_ERR_NOMEM, "json schema: out of memory");
     for (size_t k = 0; req && k < json_array_size(req); k++) {
         const json_t *r = json_array_get(req, k);
         if (!json_is_string(r))
-            return llmos_fail(LLMOS_ERR_FORMAT,
-                              "json schema: %s.required[%zu]: expected a "
-                              "property name",
-                              path, k);
-        if (!json_object_get(props, json_string_value(r)))
-            return llmos_fail(LLMOS_ERR_FORMAT,
-                              "json schema: %s.required names '%s', which "
-                              "is not among the properties",
-                              path, json_string_value(r));
+            err = llmos_fail(LLMOS_ERR_FORMAT,
+                             "json schema: %s.required[%zu]: expected a "
+                             "property name",
+                             path, k);
+        else if (!json_object_get(props, json_string_value(r)))
+            err = llmos_fail(LLMOS_ERR_FORMAT,
+                             "json schema: %s.required names '%s', which "
+                             "is not among the properties",
+                             path, json_string_value(r));
+        else if (json_object_set(req_set, json_string_value(r), json_true()))
+            err = llmos_fail(LLMOS_ERR_NOMEM, "json schema: out of memory");
+        if (err) {
+            json_decref(req_set);
+            return err;
+        }
     }
     /* K_j: one member; R_i: the members from i on, each after a comma; F_i: the members from
      * i on where the first present one has no comma. */
@@ -220,6 +236,7 @@ static llmos_err gen_object(sgen *c, const json_t *schema, const char *path, uns
     if (!kname || !required) {
         free(kname);
         free(required);
+        json_decref(req_set);
         return llmos_fail(LLMOS_ERR_NOMEM, "json schema: out of memory");
     }
     unsigned base = c->counter;
@@ -230,9 +247,7 @@ static llmos_err gen_object(sgen *c, const json_t *schema, const char *path, uns
     llmos_buf kb = {0};
     json_object_foreach((json_t *)props, key, sub)
     {
-        for (size_t k = 0; req && k < json_array_size(req); k++)
-            if (strcmp(json_string_value(json_array_get(req, k)), key) == 0)
-                required[j] = true;
+        required[j] = json_object_get(req_set, key) != NULL;
         char vpath[512], vname[64];
         snprintf(vpath, sizeof vpath, "%s.%s", path, key);
         if ((err = gen(c, sub, vpath, depth + 1, vname)))
@@ -242,7 +257,7 @@ static llmos_err gen_object(sgen *c, const json_t *schema, const char *path, uns
         json_t *ks = json_string(key);
         err = ks ? json_literal(&kb, ks) : llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
         json_decref(ks);
-        if (err || (err = put_tpl(&kb, " @ws \":\" @ws % @ws", px, vname)) ||
+        if (err || (err = put_tpl(&kb, " @ws \":\" @ws % @ws", sh, vname)) ||
             (err = put_rule(c, kname[j], &kb)))
             break;
         j++;
@@ -254,9 +269,9 @@ static llmos_err gen_object(sgen *c, const json_t *schema, const char *path, uns
         if (i == n)
             err = buf_puts(&kb, "\"\"");
         else if (required[i])
-            err = buf_printf(&kb, "\",\" %sws %s %ss%u", px, kname[i], px, next);
+            err = buf_printf(&kb, "\",\" %sws %s %ss%u", sh, kname[i], px, next);
         else
-            err = buf_printf(&kb, "(\",\" %sws %s)? %ss%u", px, kname[i], px, next);
+            err = buf_printf(&kb, "(\",\" %sws %s)? %ss%u", sh, kname[i], px, next);
         char rn[64];
         snprintf(rn, sizeof rn, "%ss%u", px, base + (unsigned)i);
         if (!err)
@@ -276,23 +291,24 @@ static llmos_err gen_object(sgen *c, const json_t *schema, const char *path, uns
     buf_free(&kb);
     free(kname);
     free(required);
+    json_decref(req_set);
     if (err)
         return err;
-    return buf_printf(body, "\"{\" %sws %ss%u \"}\"", px, px, base + (unsigned)n + 1);
+    return buf_printf(body, "\"{\" %sws %ss%u \"}\"", sh, px, base + (unsigned)n + 1);
 }
 
 static llmos_err gen_typed(sgen *c, const json_t *schema, const char *type, const char *path,
                            unsigned depth, llmos_buf *body)
 {
-    const char *px = c->px;
+    const char *sh = c->sh;
     int64_t min = 0, max = -1;
     if (strcmp(type, "string") == 0) {
         bool has_min = count_of(schema, "minLength", &min);
         bool has_max = count_of(schema, "maxLength", &max);
         if (!has_min && !has_max)
-            return buf_printf(body, "%sstring", px);
+            return buf_printf(body, "%sstring", sh);
         char item[80];
-        snprintf(item, sizeof item, "%schar", px);
+        snprintf(item, sizeof item, "%schar", sh);
         llmos_err err = buf_puts(body, "\"\\\"\" ");
         if (!err)
             err = put_repeat(body, item, min, has_max ? max : -1);
@@ -300,34 +316,42 @@ static llmos_err gen_typed(sgen *c, const json_t *schema, const char *type, cons
     }
     if (strcmp(type, "integer") == 0 || strcmp(type, "number") == 0 ||
         strcmp(type, "boolean") == 0 || strcmp(type, "null") == 0)
-        return buf_printf(body, "%s%s", px, type);
-    if (strcmp(type, "object") == 0)
-        return gen_object(c, schema, path, depth, body);
+        return buf_printf(body, "%s%s", sh, type);
+    if (strcmp(type, "object") == 0) {
+        size_t from = c->open_from; /* "{" comes first: no left recursion through here */
+        c->open_from = c->n_open;
+        llmos_err err = gen_object(c, schema, path, depth, body);
+        c->open_from = from;
+        return err;
+    }
     if (strcmp(type, "array") == 0) {
         const json_t *items = json_object_get(schema, "items");
         char iname[64];
         if (items && !json_is_boolean(items)) {
             char ipath[512];
             snprintf(ipath, sizeof ipath, "%s.items", path);
+            size_t from = c->open_from; /* after "[" */
+            c->open_from = c->n_open;
             llmos_err err = gen(c, items, ipath, depth + 1, iname);
+            c->open_from = from;
             if (err)
                 return err;
         } else {
-            snprintf(iname, sizeof iname, "%svalue", px);
+            snprintf(iname, sizeof iname, "%svalue", sh);
         }
         if (!count_of(schema, "minItems", &min))
             min = 0;
         if (!count_of(schema, "maxItems", &max))
             max = -1;
         if (max == 0)
-            return buf_printf(body, "\"[\" %sws \"]\"", px);
+            return buf_printf(body, "\"[\" %sws \"]\"", sh);
         char more[200];
         llmos_buf mb = {0};
-        llmos_err err = put_tpl(&mb, "(\",\" @ws % @ws)", px, iname);
+        llmos_err err = put_tpl(&mb, "(\",\" @ws % @ws)", sh, iname);
         snprintf(more, sizeof more, "%s", mb.data ? mb.data : "");
         buf_free(&mb);
         if (!err)
-            err = put_tpl(body, "\"[\" @ws ( % @ws ", px, iname);
+            err = put_tpl(body, "\"[\" @ws ( % @ws ", sh, iname);
         if (!err)
             err = put_repeat(body, more, min > 0 ? min - 1 : 0, max > 0 ? max - 1 : -1);
         if (!err)
@@ -343,11 +367,12 @@ static llmos_err gen_typed(sgen *c, const json_t *schema, const char *type, cons
 /* Generate a rule matching `schema`; its name goes to name[64]. */
 static llmos_err gen(sgen *c, const json_t *schema, const char *path, unsigned depth, char name[64])
 {
-    if (depth > SCHEMA_MAX_DEPTH)
-        return llmos_fail(LLMOS_ERR_LIMIT, "json schema: %s: nested more than %d deep", path,
-                          SCHEMA_MAX_DEPTH);
+    if (depth > JSCHEMA_MAX_DEPTH)
+        return llmos_fail(LLMOS_ERR_LIMIT,
+                          "json schema: %s: nested more than %d deep (JSCHEMA_MAX_DEPTH)", path,
+                          JSCHEMA_MAX_DEPTH);
     if (json_is_true(schema) || (json_is_object(schema) && json_object_size(schema) == 0)) {
-        snprintf(name, 64, "%svalue", c->px);
+        snprintf(name, 64, "%svalue", c->sh);
         return LLMOS_OK;
     }
     if (!json_is_object(schema))
@@ -360,6 +385,13 @@ static llmos_err gen(sgen *c, const json_t *schema, const char *path, unsigned d
             return llmos_fail(LLMOS_ERR_FORMAT, "json schema: %s.$ref: expected a string", path);
         const char *r = json_string_value(ref);
         const json_t *known = json_object_get(c->refs, r);
+        for (size_t k = c->open_from; known && k < c->n_open; k++)
+            if (strcmp(c->open_refs[k], r) == 0)
+                return llmos_fail(LLMOS_ERR_UNSUPPORTED,
+                                  "json schema: %s.$ref: '%s' refers back to itself before any "
+                                  "value is written (only through $ref, anyOf, oneOf or allOf); "
+                                  "no grammar can match that",
+                                  path, r);
         if (known) {
             snprintf(name, 64, "%s", json_string_value(known));
             return LLMOS_OK;
@@ -378,7 +410,10 @@ static llmos_err gen(sgen *c, const json_t *schema, const char *path, unsigned d
         if (!jn || json_object_set_new(c->refs, r, jn))
             return llmos_fail(LLMOS_ERR_NOMEM, "json schema: out of memory");
         char sub[64];
+        assert(c->n_open < LLMOS_ARRAY_LEN(c->open_refs)); /* one per level, depth is bounded */
+        c->open_refs[c->n_open++] = r;
         llmos_err err = gen(c, target, r, depth + 1, sub);
+        c->n_open--;
         llmos_buf b = {0};
         if (!err)
             err = buf_puts(&b, sub);
@@ -450,6 +485,15 @@ static llmos_err gen(sgen *c, const json_t *schema, const char *path, unsigned d
                                  path, k);
                 break;
             }
+            /* names must be unique (JSON Schema says so), else ["object", "object", ...]
+             * would generate the same properties once per entry */
+            for (size_t e = 0; e < k && !err; e++)
+                if (json_equal(json_array_get(type, e), t))
+                    err = llmos_fail(LLMOS_ERR_FORMAT,
+                                     "json schema: %s.type[%zu]: '%s' is listed twice", path, k,
+                                     json_string_value(t));
+            if (err)
+                break;
             if (k)
                 err = buf_puts(&body, " | ");
             if (!err)
@@ -465,7 +509,7 @@ static llmos_err gen(sgen *c, const json_t *schema, const char *path, unsigned d
     } else if (json_object_get(schema, "items")) {
         err = gen_typed(c, schema, "array", path, depth, &body);
     } else {
-        err = buf_printf(&body, "%svalue", c->px);
+        err = buf_printf(&body, "%svalue", c->sh);
     }
     if (!err) {
         new_name(c, name);
@@ -475,19 +519,96 @@ static llmos_err gen(sgen *c, const json_t *schema, const char *path, unsigned d
     return err;
 }
 
-llmos_err jschema_to_grammar(const json_t *schema, const char *prefix, llmos_buf *out)
+/* ---- size --------------------------------------------------------------------------------- */
+
+/* Add what `s` holds to *z: itself, its enum and const values, and its subschemas (objects or
+ * booleans) under the keywords the generator follows. A $ref target is counted once, where it
+ * is defined: generation makes one rule per reference, so the count bounds its work. Stops
+ * descending past JSCHEMA_MAX_DEPTH, where generation fails anyway. */
+static void measure(const json_t *s, unsigned depth, jschema_size *z)
 {
-    sgen c = {.out = out, .px = prefix ? prefix : "", .root = schema, .refs = json_object()};
+    if (!s || depth > JSCHEMA_MAX_DEPTH + 1)
+        return;
+    z->nodes++; /* also `true`: a property with that schema still costs rules */
+    if (!json_is_object(s))
+        return;
+    const json_t *en = json_object_get(s, "enum");
+    z->nodes += json_is_array(en) ? json_array_size(en) : 0;
+    z->nodes += json_object_get(s, "const") != NULL;
+    static const char *const single[] = {"additionalProperties", "items"};
+    for (size_t k = 0; k < LLMOS_ARRAY_LEN(single); k++)
+        measure(json_object_get(s, single[k]), depth + 1, z);
+    static const char *const lists[] = {"anyOf", "oneOf", "allOf"};
+    for (size_t k = 0; k < LLMOS_ARRAY_LEN(lists); k++) {
+        const json_t *l = json_object_get(s, lists[k]);
+        for (size_t i = 0; json_is_array(l) && i < json_array_size(l); i++)
+            measure(json_array_get(l, i), depth + 1, z);
+    }
+    static const char *const maps[] = {"properties", "$defs", "definitions"};
+    for (size_t k = 0; k < LLMOS_ARRAY_LEN(maps); k++) {
+        const json_t *m = json_object_get(s, maps[k]);
+        if (!json_is_object(m))
+            continue;
+        if (strcmp(maps[k], "properties") == 0)
+            z->properties += json_object_size(m);
+        const char *key;
+        const json_t *sub;
+        json_object_foreach((json_t *)m, key, sub)
+        {
+            (void)key;
+            measure(sub, depth + 1, z);
+        }
+    }
+}
+
+void jschema_measure(const json_t *schema, jschema_size *z)
+{
+    measure(schema, 0, z);
+}
+
+/* LLMOS_ERR_LIMIT when `z` is more than one schema may hold. */
+static llmos_err check_size(const jschema_size *z)
+{
+    if (z->properties > JSCHEMA_MAX_PROPERTIES)
+        return llmos_fail(LLMOS_ERR_LIMIT,
+                          "json schema: %zu object properties, more than JSCHEMA_MAX_PROPERTIES "
+                          "(%d); use a smaller schema",
+                          z->properties, JSCHEMA_MAX_PROPERTIES);
+    if (z->nodes > JSCHEMA_MAX_NODES)
+        return llmos_fail(LLMOS_ERR_LIMIT,
+                          "json schema: %zu subschemas and enum/const values, more than "
+                          "JSCHEMA_MAX_NODES (%d); use a smaller schema",
+                          z->nodes, JSCHEMA_MAX_NODES);
+    return LLMOS_OK;
+}
+
+llmos_err jschema_rules(const json_t *schema, const char *prefix, const char *shared,
+                        llmos_buf *out)
+{
+    jschema_size z = {0};
+    measure(schema, 0, &z);
+    llmos_err err = check_size(&z);
+    if (err)
+        return err;
+    sgen c = {.out = out,
+              .px = prefix ? prefix : "",
+              .sh = shared ? shared : "",
+              .root = schema,
+              .refs = json_object()};
     if (!c.refs)
         return llmos_fail(LLMOS_ERR_NOMEM, "json schema: out of memory");
     char name[64];
-    llmos_err err = gen(&c, schema, "$", 0, name);
+    err = gen(&c, schema, "$", 0, name);
     if (!err)
         err = buf_printf(out, "%sroot ::= %s\n", c.px, name);
-    if (!err)
-        err = emit_primitives(out, c.px);
     json_decref(c.refs);
     return err;
+}
+
+llmos_err jschema_to_grammar(const json_t *schema, const char *prefix, llmos_buf *out)
+{
+    llmos_err err = jschema_rules(schema, prefix, prefix, out);
+    return err ? err : jschema_primitives(prefix ? prefix : "", out);
 }
 
 /* ---- validator ------------------------------------------------------------------------------ */
@@ -520,6 +641,7 @@ static bool has_type(const json_t *v, const char *t)
 typedef struct vctx {
     const json_t *root;
     const char *what;
+    size_t steps; /* (subschema, value) pairs checked so far */
 } vctx;
 
 static llmos_err verr(const vctx *c, const char *path, const char *fmt, ...) LLMOS_PRINTF(3, 4);
@@ -534,11 +656,18 @@ static llmos_err verr(const vctx *c, const char *path, const char *fmt, ...)
     return llmos_fail(LLMOS_ERR_INVALID, "%s: %s: %s", c->what, path, msg);
 }
 
-static llmos_err validate(const vctx *c, const json_t *s, const json_t *v, const char *path,
+static llmos_err validate(vctx *c, const json_t *s, const json_t *v, const char *path,
                           unsigned depth)
 {
-    if (depth > SCHEMA_MAX_DEPTH)
-        return verr(c, path, "schema nested more than %d deep (or a $ref loop)", SCHEMA_MAX_DEPTH);
+    /* anyOf alternatives that $ref the same definitions multiply: n levels of two are 2^n
+     * checks from a schema of a few hundred bytes, so the checks are counted */
+    if (++c->steps > JSCHEMA_MAX_CHECK_STEPS)
+        return llmos_fail(LLMOS_ERR_LIMIT,
+                          "%s: %s: more than JSCHEMA_MAX_CHECK_STEPS (%d) subschema checks; the "
+                          "schema is too branchy to check",
+                          c->what, path, JSCHEMA_MAX_CHECK_STEPS);
+    if (depth > JSCHEMA_MAX_DEPTH)
+        return verr(c, path, "schema nested more than %d deep (or a $ref loop)", JSCHEMA_MAX_DEPTH);
     if (json_is_true(s))
         return LLMOS_OK;
     if (!json_is_object(s))
@@ -578,8 +707,12 @@ static llmos_err validate(const vctx *c, const json_t *s, const json_t *v, const
     if (json_is_array(alts)) {
         size_t ok = 0;
         char first[300] = "";
-        for (size_t k = 0; k < json_array_size(alts); k++) {
-            if (validate(c, json_array_get(alts, k), v, path, depth + 1) == LLMOS_OK)
+        /* anyOf stops at the first match; oneOf must try them all */
+        for (size_t k = 0; k < json_array_size(alts) && !(any && ok); k++) {
+            llmos_err e = validate(c, json_array_get(alts, k), v, path, depth + 1);
+            if (e == LLMOS_ERR_LIMIT)
+                return e;
+            if (e == LLMOS_OK)
                 ok++;
             else if (!first[0])
                 snprintf(first, sizeof first, "%s", llmos_errmsg());
@@ -703,6 +836,6 @@ static llmos_err validate(const vctx *c, const json_t *s, const json_t *v, const
 
 llmos_err jschema_validate(const json_t *schema, const json_t *instance, const char *what)
 {
-    vctx c = {schema, what ? what : "value"};
+    vctx c = {schema, what ? what : "value", 0};
     return validate(&c, schema, instance, "$", 0);
 }

@@ -100,6 +100,7 @@ struct tokenizer {
     float *scores;
     uint8_t *types;   /* tok_type */
     bool *eog;        /* end-of-generation tokens */
+    bool *typed;      /* special tokens typed text may produce whole (tokenizer.c, mark_typed) */
     tok_htab by_text; /* token text -> id (the last id wins for duplicate texts) */
 
     /* byte-level BPE merges: merge r is mtext[moff[r] .. + mlen[r]) = "left right", and

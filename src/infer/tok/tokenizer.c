@@ -3,8 +3,9 @@
  * tokens, encoding driver and decoding (whole and streaming).
  *
  * Encoding runs in three steps. (1) The text is partitioned at special tokens: USER_DEFINED
- * tokens are always found, CONTROL/UNKNOWN ones only with TOK_PARSE_SPECIAL (the guarantee
- * that typed "<|im_start|>" never becomes the control token). Matching is leftmost, longest
+ * tokens that are plain text are always found, CONTROL/UNKNOWN ones and every other
+ * USER_DEFINED one only with TOK_PARSE_SPECIAL (the guarantee that typed "<|im_start|>" or
+ * "</s>" never becomes the token; see mark_typed). Matching is leftmost, longest
  * first. (2) Each raw fragment between them goes to the model's algorithm (tok_spm.c or
  * tok_bpe.c). (3) BOS/EOS are added when asked for and the metadata says so.
  */
@@ -281,6 +282,7 @@ void tok_free(tokenizer *t)
     free(t->scores);
     free(t->types);
     free(t->eog);
+    free(t->typed);
     htab_free(&t->by_text);
     free(t->mtext);
     free(t->moff);
@@ -497,6 +499,47 @@ static bool spm_words_independent(const tokenizer *t)
     return true;
 }
 
+/* Is s[0..n) ordinary text: white space only (spaces written as U+2581 too), or a single
+ * character? */
+static bool plain_text(const char *s, size_t n)
+{
+    uint32_t cp;
+    if (n > 0 && utf8_decode(s, n, &cp) == n)
+        return true;
+    for (size_t i = 0; i < n;) {
+        if (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r' || s[i] == '\v' ||
+            s[i] == '\f')
+            i++;
+        else if (n - i >= 3 && memcmp(s + i, "\xe2\x96\x81", 3) == 0)
+            i += 3;
+        else
+            return false;
+    }
+    return n > 0;
+}
+
+/* Which special tokens typed text may produce without TOK_PARSE_SPECIAL (t->typed): only
+ * USER_DEFINED tokens that are plain text and have no structural role. The reference
+ * tokenizers match every USER_DEFINED token in text, but converters give that type to
+ * tokens the model reads as structure: Phi-3's "</s>" (Llama 2's end of sequence, typed
+ * USER_DEFINED while the EOS is <|endoftext|>), Qwen2's "<tool_call>", DeepSeek Coder's
+ * "<|User|>", "<|Assistant|>" and "<|EOT|>". So one that is not plain text is treated as a
+ * control token, whatever its type says; what remains is the text the reference tokenizations
+ * rely on (MPT's runs of spaces, DeepSeek's single Latin-1 letters). */
+static llmos_err mark_typed(tokenizer *t)
+{
+    t->typed = calloc(t->n_tokens + 1, sizeof *t->typed);
+    if (!t->typed)
+        return llmos_fail(LLMOS_ERR_NOMEM, "tokenizer: no memory for %zu flags", t->n_tokens);
+    for (size_t i = 0; i < t->n_tokens; i++) {
+        int32_t id = (int32_t)i;
+        t->typed[i] = t->types[i] == TOK_TYPE_USER_DEFINED && !t->eog[i] && id != t->bos &&
+                      id != t->eos && id != t->eot && id != t->pad && id != t->unk &&
+                      id != t->eom && plain_text(t->text + t->off[i], t->len[i]);
+    }
+    return LLMOS_OK;
+}
+
 llmos_err tok_new(const tok_spec *s, tokenizer **out)
 {
     *out = NULL;
@@ -561,6 +604,11 @@ llmos_err tok_new(const tok_spec *s, tokenizer **out)
             else if (t->eot < 0 && id != t->eos)
                 t->eot = id;
         }
+    }
+    err = mark_typed(t);
+    if (err) {
+        tok_free(t);
+        return err;
     }
     *out = t;
     return LLMOS_OK;
@@ -635,16 +683,6 @@ int32_t tok_find(const tokenizer *t, const char *text, size_t len)
 
 /* ---- encoding --------------------------------------------------------------------------- */
 
-/* Whether token `id` may be produced from text without TOK_PARSE_SPECIAL: USER_DEFINED
- * tokens may, except those the vocabulary uses as BOS, EOS, EOT, padding, unknown or end of
- * generation (Phi-3 types "</s>", id 2, as USER_DEFINED): a structural token is never
- * forged from input, whatever its type. */
-static bool text_matchable(const tokenizer *t, int32_t id)
-{
-    return t->types[id] == TOK_TYPE_USER_DEFINED && !t->eog[id] && id != t->bos && id != t->eos &&
-           id != t->eot && id != t->pad && id != t->unk && id != t->eom;
-}
-
 /* The special token starting at text[pos], longest first, or -1. */
 static int32_t special_at(const tokenizer *t, const char *text, size_t len, size_t pos,
                           bool parse_special)
@@ -652,7 +690,7 @@ static int32_t special_at(const tokenizer *t, const char *text, size_t len, size
     unsigned char b = (unsigned char)text[pos];
     for (uint32_t k = t->special_start[b]; k < t->special_start[b + 1]; k++) {
         int32_t id = t->specials[k];
-        if (!parse_special && !text_matchable(t, id))
+        if (!parse_special && !t->typed[id])
             continue;
         size_t n = t->len[id];
         if (n <= len - pos && memcmp(text + pos, t->text + t->off[id], n) == 0)
@@ -869,12 +907,11 @@ static llmos_err decoder_drain(tok_decoder *d, llmos_buf *out, bool final)
         err = buf_append(out, "\xef\xbf\xbd", 3);
         i++;
     }
-    if (err)
-        return err;
+    if (err || i == 0)
+        return err; /* (nothing consumed: pending may still be unallocated, data NULL) */
     memmove(d->pending.data, s + i, n - i);
     d->pending.len = n - i;
-    if (d->pending.data)
-        d->pending.data[d->pending.len] = '\0';
+    d->pending.data[d->pending.len] = '\0';
     return LLMOS_OK;
 }
 
