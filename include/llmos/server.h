@@ -41,7 +41,9 @@ typedef enum openai_endpoint {
     OPENAI_EMBEDDING   /* POST /v1/embeddings */
 } openai_endpoint;
 
-enum { OPENAI_MAX_STOP = 16, OPENAI_MAX_INPUTS = 2048 };
+/* Inputs of one embeddings request: each holds the model for tens of milliseconds, so a request
+ * of thousands would hold it for minutes while everyone else waits. */
+enum { OPENAI_MAX_STOP = 16, OPENAI_MAX_INPUTS = 64 };
 
 /* A parsed request body. `req` points into `body`, which the request owns. */
 typedef struct openai_request {

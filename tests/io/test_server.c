@@ -1683,6 +1683,35 @@ static void test_real_model(void **state)
     post(port, "/v1/chat/completions", unsupported, NULL, &r);
     assert_int_equal(r.status, 400);
     reply_free(&r);
+    /* a schema or a tools array past llmos's bounds: refused before any work, naming the bound */
+    llmos_buf wide = {0};
+    assert_int_equal(buf_puts(&wide, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],"
+                                     "\"response_format\":{\"type\":\"json_schema\","
+                                     "\"json_schema\":{\"name\":\"x\",\"schema\":{\"type\":"
+                                     "\"object\",\"properties\":{"),
+                     LLMOS_OK);
+    for (int i = 0; i < 2001; i++)
+        assert_int_equal(buf_printf(&wide, "%s\"p%d\":{\"type\":\"integer\"}", i ? "," : "", i),
+                         LLMOS_OK);
+    assert_int_equal(buf_puts(&wide, "}}}}}"), LLMOS_OK);
+    post(port, "/v1/chat/completions", wide.data, NULL, &r);
+    assert_error(&r, 400, NULL, "limit_exceeded", "JSCHEMA_MAX_PROPERTIES");
+    reply_free(&r);
+    buf_clear(&wide);
+    assert_int_equal(buf_puts(&wide, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],"
+                                     "\"tools\":["),
+                     LLMOS_OK);
+    for (int i = 0; i < 129; i++)
+        assert_int_equal(buf_printf(&wide,
+                                    "%s{\"type\":\"function\",\"function\":{\"name\":\"f%d\","
+                                    "\"parameters\":{\"type\":\"object\"}}}",
+                                    i ? "," : "", i),
+                         LLMOS_OK);
+    assert_int_equal(buf_puts(&wide, "]}"), LLMOS_OK);
+    post(port, "/v1/chat/completions", wide.data, NULL, &r);
+    assert_error(&r, 400, NULL, "limit_exceeded", "TOOLCALL_MAX_TOOLS");
+    reply_free(&r);
+    buf_free(&wide);
 
     http_server_stop(srv);
     kernel_free(k);
