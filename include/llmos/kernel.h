@@ -207,7 +207,9 @@ typedef struct kernel_config {
     const char *system_prompt;      /* NULL = a short built-in one */
     int32_t max_tokens_per_turn;    /* per model call; 0 = 512 */
     const sampler_params *sampling; /* for the privileged model; NULL = llm_request_default's */
-    size_t max_queue; /* model requests that may wait; 0 = 64 (more: LLMOS_ERR_BUSY) */
+    size_t max_queue;   /* model requests that may wait; 0 = 64 (more: LLMOS_ERR_BUSY) */
+    size_t model_slots; /* model calls that run at once (batched); 0 = what the privileged
+                           backend can run concurrently (llm_max_concurrent) */
 } kernel_config;
 
 /* Make a kernel over a store and backends. Audits a "model.load" record for each backend. */
@@ -217,10 +219,15 @@ LLMOS_API void kernel_free(kernel *k);
 
 /* What the scheduler is doing (for /health and tests). */
 typedef struct ksched_stats {
-    bool busy;           /* a request holds the model */
-    size_t waiting;      /* requests waiting for it */
+    bool busy;           /* every slot of the model is taken */
+    size_t running;      /* model calls running now (one batch) */
+    size_t slots;        /* model calls that may run at once */
+    size_t waiting;      /* requests waiting for a slot */
     uint64_t served;     /* requests that got the model */
     uint64_t rejected;   /* refused because the queue was full */
+    uint64_t throttled;  /* held back or refused by a tokens-per-minute limit */
+    uint64_t tokens;     /* prompt and completion tokens of every finished model call */
+    double tokens_per_s; /* of the last minute */
     const char *model;   /* the privileged model's name, "" without one */
     size_t context_size; /* its context window in tokens, 0 without one */
 } ksched_stats;
@@ -229,10 +236,14 @@ LLMOS_API ksched_stats kernel_sched_stats(kernel *k);
 /* ---- sessions ---------------------------------------------------------------------------- */
 typedef struct ksession ksession;
 
+#define KSCHED_PRIORITY_MAX 9 /* each step of priority doubles a principal's share */
+
 typedef struct klimits {
-    int concurrent;          /* requests and turns in flight at once; 0 = unlimited */
-    int requests_per_minute; /* 0 = unlimited */
-    int32_t max_tokens;      /* largest answer a chat request may ask for; 0 = no cap */
+    int concurrent;            /* requests and turns in flight at once; 0 = unlimited */
+    int requests_per_minute;   /* 0 = unlimited */
+    int32_t max_tokens;        /* largest answer a chat request may ask for; 0 = no cap */
+    int64_t tokens_per_minute; /* prompt and completion tokens a minute; 0 = unlimited */
+    int priority;              /* 0 (default) to KSCHED_PRIORITY_MAX */
 } klimits;
 
 typedef struct ksession_params {
@@ -343,10 +354,10 @@ LLMOS_API LLMOS_NODISCARD llmos_err ksession_chat(ksession *s, const llm_request
                                                   llm_stream_fn stream, void *stream_ctx,
                                                   llm_response *resp);
 /* After a session function failed with LLMOS_ERR_LIMIT on this thread: true when the session's
- * own limits refused the request (requests at once, requests per minute), as opposed to a limit
- * of the model (a prompt longer than its context). *retry_after_s (may be NULL) gets the seconds
- * until a retry can succeed under the per-minute limit, 0 when it waits for a request in flight
- * to end. Refused requests are not audited by the session: the device records them
+ * own limits refused the request (requests at once, requests or tokens per minute), as opposed to a
+ * limit of the model (a prompt longer than its context). *retry_after_s (may be NULL) gets the
+ * seconds until a retry can succeed under the per-minute limit, 0 when it waits for a request in
+ * flight to end. Refused requests are not audited by the session: the device records them
  * (ksession_audit_request). */
 LLMOS_API bool ksession_rate_limited(double *retry_after_s);
 /* The embedding of text (malloc'd *vec of *dim floats; caller frees) and its length in tokens.

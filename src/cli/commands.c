@@ -187,6 +187,7 @@ const cli_command cli_commands[] = {
     {"key", "Make API keys for llmos serve and list who holds one",
      "usage: llmos key new PRINCIPAL --file FILE [--rights LIST] [--caps LIST]\n"
      "                     [--concurrent N] [--requests-per-minute N] [--max-tokens N]\n"
+     "                     [--tokens-per-minute N] [--priority N]\n"
      "                     [--budget-tokens N] [--budget-tool-calls N] [--budget-seconds S]\n"
      "                     [--audit-content] [--replace]\n"
      "       llmos key list --file FILE\n\n"
@@ -202,6 +203,10 @@ const cli_command cli_commands[] = {
      "  --concurrent N         requests at once (default unlimited)\n"
      "  --requests-per-minute N  (default unlimited; past it: HTTP 429)\n"
      "  --max-tokens N         the largest answer a request may ask for\n"
+     "  --tokens-per-minute N  prompt and completion tokens a minute (default unlimited;\n"
+     "                         past it: HTTP 429, and its processes are throttled)\n"
+     "  --priority N           0-9 (default 0): each step doubles the principal's share\n"
+     "                         of the model while others wait for it\n"
      "  --budget-tokens N, --budget-tool-calls N, --budget-seconds S\n"
      "                         each process's budget (default unlimited)\n"
      "  --audit-content        audit records keep the messages' text, not only sizes\n"

@@ -925,10 +925,80 @@ static enum MHD_Result hs_health(hs_req *r)
 {
     ksched_stats st = kernel_sched_stats(r->s->k);
     return hs_reply(r, 200,
-                    json_pack("{s:s, s:s, s:b, s:I, s:I, s:I}", "status", "ok", "model",
-                              r->s->model, "busy", st.busy, "queued", (json_int_t)st.waiting,
+                    json_pack("{s:s, s:s, s:b, s:I, s:I, s:I, s:I, s:I}", "status", "ok", "model",
+                              r->s->model, "busy", st.busy, "running", (json_int_t)st.running,
+                              "slots", (json_int_t)st.slots, "queued", (json_int_t)st.waiting,
                               "served", (json_int_t)st.served, "rejected",
                               (json_int_t)st.rejected));
+}
+
+/* One metric in the Prometheus text format (version 0.0.4): HELP, TYPE and the sample. */
+static void hs_metric(llmos_buf *b, bool *ok, const char *name, const char *type, const char *help,
+                      double value)
+{
+    if (buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name, type, name,
+                   value))
+        *ok = false;
+}
+
+/* GET /metrics: what the scheduler and the server are doing, for a Prometheus scraper. */
+static enum MHD_Result hs_metrics(hs_req *r)
+{
+    ksched_stats k = kernel_sched_stats(r->s->k);
+    http_server_stats h = http_server_get_stats(r->s);
+    llmos_buf b = {0};
+    bool ok = true;
+    hs_metric(&b, &ok, "llmos_sched_waiting", "gauge", "Model calls waiting for a slot.",
+              (double)k.waiting);
+    hs_metric(&b, &ok, "llmos_sched_running", "gauge",
+              "Model calls running now, batched together (the batch size).", (double)k.running);
+    hs_metric(&b, &ok, "llmos_sched_slots", "gauge", "Model calls that may run at once.",
+              (double)k.slots);
+    hs_metric(&b, &ok, "llmos_sched_served_total", "counter", "Model calls that got a slot.",
+              (double)k.served);
+    hs_metric(&b, &ok, "llmos_sched_rejected_total", "counter",
+              "Model calls refused because the queue was full.", (double)k.rejected);
+    hs_metric(&b, &ok, "llmos_sched_throttled_total", "counter",
+              "Model calls held back or refused by a tokens-per-minute limit.",
+              (double)k.throttled);
+    hs_metric(&b, &ok, "llmos_tokens_total", "counter",
+              "Prompt and completion tokens of every finished model call.", (double)k.tokens);
+    hs_metric(&b, &ok, "llmos_tokens_per_second", "gauge",
+              "Prompt and completion tokens a second, over the last minute.", k.tokens_per_s);
+    hs_metric(&b, &ok, "llmos_http_requests_total", "counter", "HTTP requests received.",
+              (double)h.requests);
+    hs_metric(&b, &ok, "llmos_http_generations_total", "counter",
+              "Chat and completion requests the model answered.", (double)h.generations);
+    hs_metric(&b, &ok, "llmos_http_cancelled_total", "counter",
+              "Requests stopped because the client went away or the server stopped.",
+              (double)h.cancelled);
+    if (buf_printf(&b,
+                   "# HELP llmos_http_refused_total Requests refused, by HTTP status.\n"
+                   "# TYPE llmos_http_refused_total counter\n"
+                   "llmos_http_refused_total{code=\"401\"} %" PRIu64 "\n"
+                   "llmos_http_refused_total{code=\"403\"} %" PRIu64 "\n"
+                   "llmos_http_refused_total{code=\"429\"} %" PRIu64 "\n"
+                   "llmos_http_refused_total{code=\"503\"} %" PRIu64 "\n",
+                   h.unauthorized, h.denied, h.limited, h.rejected_busy))
+        ok = false;
+    hs_metric(&b, &ok, "llmos_uptime_seconds", "gauge", "Seconds since the server started.",
+              (double)((int64_t)time(NULL) - r->s->started));
+    if (!ok) {
+        buf_free(&b);
+        return hs_reply_error(r, 500, NULL, NULL, "out of memory");
+    }
+    size_t len;
+    char *data = buf_detach(&b, &len);
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(data);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+    r->status = 200;
+    enum MHD_Result ret = MHD_queue_response(r->c, 200, resp);
+    MHD_destroy_response(resp);
+    return ret;
 }
 
 /* ---- processes ---------------------------------------------------------------------------- */
@@ -1364,6 +1434,7 @@ static enum MHD_Result hs_memory_search(hs_req *r)
 
 static const hs_route hs_routes[] = {
     {"GET", "/health", hs_health, true},
+    {"GET", "/metrics", hs_metrics, false},
     {"GET", "/v1/models", hs_models, false},
     {"GET", "/v1/models/{id}", hs_model, false},
     {"POST", "/v1/chat/completions", hs_chat, false},

@@ -121,7 +121,9 @@ static llmos_err evict(kturn *t, kproc *p, const mctx_counter *c, size_t window,
     json_t *req_msgs = gone ? mpage_summary_request(p->summary, gone, budget / 2) : NULL;
     llm_response resp = {0};
     llmos_err serr = req_msgs
-                         ? ksched_acquire(&k->sched, p->info.principal, &t->run.stop, NULL, NULL)
+                         ? ksched_acquire(&k->sched, &(ksched_ask){.principal = p->info.principal,
+                                                                   .cancel = &t->run.stop,
+                                                                   .throttle = true})
                          : LLMOS_ERR_NOMEM;
     if (!serr) {
         llm_request req = llm_request_default();
@@ -129,7 +131,7 @@ static llmos_err evict(kturn *t, kproc *p, const mctx_counter *c, size_t window,
         req.max_tokens = (int32_t)budget;
         req.cancel = &t->run.stop;
         serr = llm_chat(k->cfg.privileged, &req, NULL, NULL, &resp);
-        ksched_release(&k->sched);
+        ksched_release(&k->sched, p->info.principal, resp.prompt_tokens + resp.completion_tokens);
         p->info.used.tokens += resp.prompt_tokens + resp.completion_tokens;
         t->used.tokens += resp.prompt_tokens + resp.completion_tokens;
     }
@@ -491,10 +493,13 @@ llmos_err kernel_run_turn(kturn *t, int64_t pid, kproc_state *final)
             req.max_tokens = (int32_t)(t->limit.tokens - t->used.tokens);
         req.cancel = &t->run.stop;
         llm_response resp = {0};
-        llmos_err cerr = ksched_acquire(&k->sched, p->info.principal, &t->run.stop, NULL, NULL);
+        llmos_err cerr = ksched_acquire(&k->sched, &(ksched_ask){.principal = p->info.principal,
+                                                                 .cancel = &t->run.stop,
+                                                                 .throttle = true});
         if (!cerr) {
             cerr = llm_chat(k->cfg.privileged, &req, turn_stream, t, &resp);
-            ksched_release(&k->sched);
+            ksched_release(&k->sched, p->info.principal,
+                           resp.prompt_tokens + resp.completion_tokens);
         }
         mctx_out_free(&ctx);
         uint32_t spent = resp.prompt_tokens + resp.completion_tokens;

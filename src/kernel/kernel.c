@@ -184,14 +184,15 @@ llmos_err ktool_ask_quarantined(const ktool_env *env, const char *handle, const 
                           "no quarantined model is configured, so untrusted data cannot be "
                           "read; show the handle to the user instead");
     const atomic_bool *stop = h->turn ? &h->turn->run.stop : NULL;
-    llmos_err err = ksched_acquire(&k->sched, env->principal, stop, NULL, NULL);
+    llmos_err err = ksched_acquire(
+        &k->sched, &(ksched_ask){.principal = env->principal, .cancel = stop, .throttle = true});
     if (err)
         return err;
     trusted_text answer;
     llmos_err model_err = LLMOS_OK;
     err = quarantine_ask(h->p->q, k->cfg.quarantined, handle, question, 256, stop, &answer,
                          &model_err);
-    ksched_release(&k->sched);
+    ksched_release(&k->sched, env->principal, 0);
     if (err)
         return err; /* llmos's own words: a bad handle, no model, a stop */
     snprintf(handle_out, size, "%s", answer.text);
@@ -250,7 +251,7 @@ llmos_err kernel_new(const kernel_config *cfg, kernel **out)
     pthread_mutex_init(&k->mu, &ma);
     pthread_mutexattr_destroy(&ma);
     pthread_cond_init(&k->watcher_cv, NULL);
-    ksched_init(&k->sched, cfg->max_queue);
+    ksched_init(&k->sched, cfg->max_queue, cfg->model_slots);
 
     llmos_err err = LLMOS_OK;
     if (cfg->flow) {
@@ -305,10 +306,15 @@ ksched_stats kernel_sched_stats(kernel *k)
 {
     ksched_stats st = {0};
     pthread_mutex_lock(&k->sched.mu);
-    st.busy = k->sched.busy;
+    st.running = k->sched.running;
+    st.slots = k->sched.slots;
+    st.busy = st.running >= st.slots;
     st.waiting = k->sched.n_waiting;
     st.served = k->sched.served;
     st.rejected = k->sched.rejected;
+    st.throttled = k->sched.throttled;
+    st.tokens = k->sched.tokens;
+    st.tokens_per_s = (double)ksched_minute_tokens(&k->sched) / KSCHED_WINDOW_S;
     pthread_mutex_unlock(&k->sched.mu);
     st.model = k->cfg.privileged ? llm_model_name(k->cfg.privileged) : "";
     st.context_size = k->cfg.privileged ? llm_context_size(k->cfg.privileged) : 0;

@@ -41,6 +41,13 @@ llmos_err ksession_open(kernel *k, const ksession_params *p, ksession **out)
                           "principal name '%.40s...' is too long (at most 63 "
                           "bytes)",
                           p->principal);
+    if (p->limits.priority < 0 || p->limits.priority > KSCHED_PRIORITY_MAX ||
+        p->limits.tokens_per_minute < 0)
+        return llmos_fail(LLMOS_ERR_INVALID,
+                          "session for '%s': priority %d is not in 0-%d or tokens per minute "
+                          "%" PRId64 " is negative",
+                          p->principal, p->limits.priority, KSCHED_PRIORITY_MAX,
+                          p->limits.tokens_per_minute);
     ksession *s = calloc(1, sizeof *s);
     if (!s)
         return llmos_fail(LLMOS_ERR_NOMEM, "session: no memory");
@@ -59,6 +66,7 @@ llmos_err ksession_open(kernel *k, const ksession_params *p, ksession **out)
             return llmos_fail(LLMOS_ERR_NOMEM, "session: no memory");
         }
     }
+    ksched_set_limits(&k->sched, s->principal, p->limits.priority, p->limits.tokens_per_minute);
     char rights[96], caps[96];
     kright_format(p->rights, rights, sizeof rights);
     kcap_format(p->caps, caps, sizeof caps);
@@ -421,10 +429,17 @@ llmos_err ksession_chat(ksession *s, const llm_request *req, llm_stream_fn strea
         r.max_tokens = cap;
     chat_probe cp = {stream, stream_ctx};
     double t0 = llmos_time_now();
-    err = ksched_acquire(&s->k->sched, s->principal, r.cancel, probe_stream, &cp);
+    err = ksched_acquire(&s->k->sched, &(ksched_ask){.principal = s->principal,
+                                                     .cancel = r.cancel,
+                                                     .probe = probe_stream,
+                                                     .probe_ctx = &cp});
     if (!err) {
         err = llm_chat(b, &r, stream, stream_ctx, resp);
-        ksched_release(&s->k->sched);
+        ksched_release(&s->k->sched, s->principal,
+                       err ? 0 : resp->prompt_tokens + resp->completion_tokens);
+    } else if (err == LLMOS_ERR_LIMIT) {
+        last_refusal.refused = true;
+        last_refusal.retry_s = ksched_retry_after(&s->k->sched, s->principal);
     }
     leave(s);
     json_t *rec =
@@ -464,14 +479,18 @@ llmos_err ksession_embed(ksession *s, const char *text, size_t len, float **vec,
         err = admit(s, "an embedding");
     if (err)
         return err;
-    err = ksched_acquire(&s->k->sched, s->principal, NULL, NULL, NULL);
+    err = ksched_acquire(&s->k->sched, &(ksched_ask){.principal = s->principal});
+    if (err == LLMOS_ERR_LIMIT) {
+        last_refusal.refused = true;
+        last_refusal.retry_s = ksched_retry_after(&s->k->sched, s->principal);
+    }
     if (!err) {
         err = llm_embed(b, text, len, vec, dim);
         if (!err && llm_count_tokens(b, text, len, tokens) != LLMOS_OK) {
             llmos_err_clear();
             *tokens = 0;
         }
-        ksched_release(&s->k->sched);
+        ksched_release(&s->k->sched, s->principal, *tokens);
     }
     leave(s);
     char msg[1024];

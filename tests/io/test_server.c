@@ -455,6 +455,21 @@ static void test_health_and_models(void **state)
     assert_string_equal(ljson_get_string(r.json, "model", ""), "scripted");
     assert_false(json_is_true(json_object_get(r.json, "busy")));
     assert_int_equal(ljson_get_int(r.json, "queued", -1), 0);
+    assert_int_equal(ljson_get_int(r.json, "running", -1), 0);
+    assert_int_equal(ljson_get_int(r.json, "slots", -1), 1);
+    reply_free(&r);
+    /* the Prometheus text: every sample has its HELP and TYPE lines */
+    get(f->port, "/metrics", NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_non_null(r.body.data);
+    const char *want[] = {"# TYPE llmos_sched_slots gauge\nllmos_sched_slots 1\n",
+                          "\nllmos_sched_waiting 0\n",
+                          "# TYPE llmos_tokens_total counter\n",
+                          "\nllmos_http_refused_total{code=\"429\"} 0\n",
+                          "# HELP llmos_tokens_per_second "};
+    for (size_t i = 0; i < sizeof want / sizeof *want; i++)
+        if (!strstr(r.body.data, want[i]))
+            fail_msg("/metrics lacks \"%s\":\n%s", want[i], r.body.data);
     reply_free(&r);
     get(f->port, "/v1/models", NULL, &r);
     assert_int_equal(r.status, 200);
