@@ -80,18 +80,39 @@ LLMOS_API const gguf_file *model_gguf(const llmos_model *m);
 
 typedef struct llmos_model_ctx llmos_model_ctx;
 
+/* ---- KV pool (kvpool.c) ---- */
+
+/* A memory budget that the KV caches of many contexts are drawn from: a context made with a
+ * pool takes its cache's bytes from the budget when it is made and gives them back when it
+ * is freed. Thread-safe. */
+typedef struct model_kvpool model_kvpool;
+
+/* A pool of budget_bytes (> 0). */
+LLMOS_API LLMOS_NODISCARD llmos_err model_kvpool_new(size_t budget_bytes, model_kvpool **out);
+/* Every context drawing on p must be freed first. model_kvpool_free(NULL) does nothing. */
+LLMOS_API void model_kvpool_free(model_kvpool *p);
+LLMOS_API size_t model_kvpool_budget(const model_kvpool *p);
+/* Bytes lent out now. */
+LLMOS_API size_t model_kvpool_used(const model_kvpool *p);
+
 typedef struct model_ctx_params {
-    uint32_t n_ctx;    /* positions the KV cache holds; 0 = the model's context length */
-    uint32_t n_batch;  /* tokens per forward pass when a prompt is evaluated; 0 = 64 */
-    ggml_type kv_type; /* GGML_TYPE_F32 or GGML_TYPE_F16 */
-    llmos_pool *pool;  /* borrowed; NULL = run on the calling thread */
+    uint32_t n_ctx;         /* positions the KV cache holds; 0 = the model's context length */
+    uint32_t n_batch;       /* tokens per forward pass when a prompt is evaluated; 0 = 64 */
+    ggml_type kv_type;      /* GGML_TYPE_F32 or GGML_TYPE_F16 */
+    llmos_pool *pool;       /* borrowed; NULL = run on the calling thread */
+    model_kvpool *kv_pool;  /* borrowed; NULL = the cache is allocated outside any budget */
 } model_ctx_params;
+
+/* Bytes of the KV cache (keys and values) of a context of n_ctx positions of m in kv_type. */
+LLMOS_API size_t model_kv_bytes(const llmos_model *m, size_t n_ctx, ggml_type kv_type);
 
 /* Defaults: n_ctx from the model, n_batch 64, F32 KV cache, no pool. */
 LLMOS_API model_ctx_params model_ctx_default_params(void);
 
 /* A new empty context for `m` (which must outlive it). LLMOS_ERR_LIMIT when n_ctx exceeds
- * the model's training context; LLMOS_ERR_NOMEM when the cache does not fit. */
+ * the model's training context, or when p->kv_pool has not the cache's bytes left (the
+ * message names the bytes asked for, free and budgeted); LLMOS_ERR_NOMEM when the cache does
+ * not fit in memory. */
 LLMOS_API LLMOS_NODISCARD llmos_err model_ctx_new(const llmos_model *m, const model_ctx_params *p,
                                                   llmos_model_ctx **out);
 LLMOS_API void model_ctx_free(llmos_model_ctx *c);
@@ -111,6 +132,46 @@ LLMOS_API size_t model_ctx_size(const llmos_model_ctx *c);
 /* Forget positions pos.. (keep the first pos): rewinds the sequence. pos <= model_ctx_pos. */
 LLMOS_API void model_ctx_truncate(llmos_model_ctx *c, size_t pos);
 LLMOS_API const llmos_model *model_ctx_model(const llmos_model_ctx *c);
+
+/* The logits of the last token the latest model_eval or model_eval_batch gave c. */
+LLMOS_API const float *model_ctx_logits(const llmos_model_ctx *c);
+
+/* ---- batches of sequences ---------------------------------------------------------------- */
+
+/* One forward pass over the tokens of several sequences, each in its own context (KV cache):
+ * every matmul reads the weights once for all of them, and attention runs per sequence over
+ * its own cache. Any mix is allowed: a chunk of one sequence's prompt next to single decode
+ * tokens of others, sequences at different positions. The batch object holds the activations
+ * of such a pass; it is used by one thread at a time. */
+typedef struct model_batch model_batch;
+
+typedef struct model_batch_params {
+    uint32_t n_tokens; /* the most tokens of all sequences together in one pass */
+    uint32_t n_seqs;   /* the most sequences in one pass (<= n_tokens) */
+    uint32_t n_ctx;    /* the largest context (in positions) a sequence may have */
+    llmos_pool *pool;  /* borrowed; NULL = run on the calling thread */
+} model_batch_params;
+
+LLMOS_API LLMOS_NODISCARD llmos_err model_batch_new(const llmos_model *m,
+                                                    const model_batch_params *p,
+                                                    model_batch **out);
+LLMOS_API void model_batch_free(model_batch *b);
+
+typedef struct model_batch_seq {
+    llmos_model_ctx *ctx;  /* a context of the batch's model; at most once per pass */
+    const int32_t *tokens; /* appended at model_ctx_pos(ctx) .. */
+    size_t n;              /* >= 1 */
+} model_batch_seq;
+
+/* Evaluate seqs[0..n_seqs) in one pass: each context gets its tokens added to its KV cache
+ * and its logits (model_ctx_logits) set to those of its last token, exactly as model_eval of
+ * the same tokens would (up to float rounding of the kernels). Everything is checked before
+ * anything is computed; on failure no context changes: LLMOS_ERR_LIMIT for more tokens or
+ * sequences than the batch holds, a context larger than its n_ctx or one that would
+ * overflow, LLMOS_ERR_INVALID for a token outside the vocabulary, a context of another model
+ * or the same context twice. The contexts' own pools are not used; the batch's is. */
+LLMOS_API LLMOS_NODISCARD llmos_err model_eval_batch(model_batch *b, const model_batch_seq *seqs,
+                                                     size_t n_seqs);
 
 /* ---- embeddings (embed.c) ---------------------------------------------------------------- */
 
