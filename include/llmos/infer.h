@@ -76,6 +76,12 @@ LLMOS_API const model_hparams *model_hparams_of(const llmos_model *m);
 /* The GGUF file behind the model (for the tokenizer and the chat template); owned by m. */
 LLMOS_API const gguf_file *model_gguf(const llmos_model *m);
 
+/* The model's identity: 32 bytes of SHA-256 over the GGUF header (metadata and tensor infos)
+ * and samples of every tensor's data, computed at load. Two files with the same digest are
+ * the same model for the purpose of reusing a KV cache (snapshots carry it). */
+#define MODEL_DIGEST_BYTES 32
+LLMOS_API const uint8_t *model_digest(const llmos_model *m);
+
 /* ---- context (KV cache) ------------------------------------------------------------------ */
 
 typedef struct llmos_model_ctx llmos_model_ctx;
@@ -172,6 +178,56 @@ typedef struct model_batch_seq {
  * or the same context twice. The contexts' own pools are not used; the batch's is. */
 LLMOS_API LLMOS_NODISCARD llmos_err model_eval_batch(model_batch *b, const model_batch_seq *seqs,
                                                      size_t n_seqs);
+
+/* ---- KV snapshots (kvsnap.c) ------------------------------------------------------------- */
+
+/* A context's KV cache as bytes, to keep while the context is freed (a swapped-out sequence)
+ * or to seal into the store (a conversation resumed tomorrow), and to restore into a fresh
+ * context of the same model so that its prompt need not be evaluated again. The format
+ * (little-endian; docs/inference.md "KV snapshots"):
+ *
+ *   0   8  magic "LLMOSKV" NUL          48  4 n_layer
+ *   8   4  version (1)                  52  4 n_head_kv
+ *   12  4  kv_type (ggml type: F32/F16) 56  4 head_dim
+ *   16 32  model digest (model_digest)  60  4 zero
+ *   64  8  n_pos: positions held        72  8 n_tokens: 0 or n_pos
+ *   80     n_tokens int32 token ids (what filled the positions, when the saver knew them)
+ *          keys: for each layer, n_pos rows; then values likewise; a row is
+ *          n_head_kv * head_dim elements of kv_type
+ *   end 32 SHA-256 of every byte before it
+ *
+ * The checksum finds corruption, not tampering: a snapshot that leaves this process is sealed
+ * by the store (authenticated encryption) like every other page. */
+#define MODEL_KV_VERSION 1
+
+typedef struct model_kv_header {
+    uint32_t version;
+    ggml_type kv_type;
+    uint8_t digest[MODEL_DIGEST_BYTES];
+    uint32_t n_layer, n_head_kv, head_dim;
+    uint64_t n_pos, n_tokens;
+} model_kv_header;
+
+/* Append the snapshot of c's positions 0..model_ctx_pos(c)-1 to out. tokens (may be NULL)
+ * holds the model_ctx_pos(c) ids that filled them, stored with the cache. */
+LLMOS_API LLMOS_NODISCARD llmos_err model_kv_save(const llmos_model_ctx *c, const int32_t *tokens,
+                                                  llmos_buf *out);
+
+/* Check data[0..len) as a snapshot (magic, version, sizes that add up to len, checksum)
+ * without a model, and fill *h. LLMOS_ERR_FORMAT, naming what is wrong, for anything else
+ * (a corrupted snapshot fails its checksum); LLMOS_ERR_UNSUPPORTED for another version. */
+LLMOS_API LLMOS_NODISCARD llmos_err model_kv_parse(const uint8_t *data, size_t len,
+                                                   model_kv_header *h);
+
+/* Replace what c holds with the snapshot: afterwards model_ctx_pos(c) is its n_pos. When
+ * tokens is non-NULL, *tokens (malloc'd, caller frees; NULL when the snapshot has none) gets
+ * its *n_tokens ids. Refuses, leaving c as it was: a malformed or corrupted snapshot
+ * (model_kv_parse's errors), one of another model (LLMOS_ERR_INVALID naming both digests),
+ * of another shape or cache type (LLMOS_ERR_INVALID), or longer than c
+ * (LLMOS_ERR_CONTEXT). */
+LLMOS_API LLMOS_NODISCARD llmos_err model_kv_restore(llmos_model_ctx *c, const uint8_t *data,
+                                                     size_t len, int32_t **tokens,
+                                                     size_t *n_tokens);
 
 /* ---- embeddings (embed.c) ---------------------------------------------------------------- */
 

@@ -12,7 +12,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 
-#include "infer/model/kvpool.h"
+#include "infer/model/kv.h"
 
 struct model_kvpool {
     pthread_mutex_t mu;

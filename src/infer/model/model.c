@@ -24,7 +24,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "infer/model/kvpool.h"
+#include <sodium.h>
+
+#include "infer/model/kv.h"
 #include "infer/model/ops.h"
 #include "llmos/infer.h"
 
@@ -49,6 +51,7 @@ struct llmos_model {
     size_t vectors_used, vectors_cap;
     void *weights; /* huge-page arena holding every matmul weight (see place_weights) */
     size_t weights_size;
+    uint8_t digest[32]; /* the model's identity (model_digest) */
 };
 
 /* Reading helpers: each names the tensor or key and what was expected on failure. */
@@ -315,6 +318,35 @@ static llmos_err place_weights(llmos_model *m)
     return LLMOS_OK;
 }
 
+/* The model's identity, for KV snapshots (a cache computed by one model is meaningless to
+ * another): SHA-256 over the GGUF's header (every metadata pair and every tensor's name,
+ * shape, type and offset: the bytes before the data section) and over samples of every
+ * tensor's data (its first, middle and last KiB), so that two files of one shape with
+ * different weights differ too, without reading gigabytes at load. */
+static void identify(llmos_model *m)
+{
+    crypto_hash_sha256_state st;
+    if (sodium_init() < 0) {
+        /* idempotent; SHA-256 needs nothing it sets up */
+    }
+    crypto_hash_sha256_init(&st);
+    crypto_hash_sha256_update(&st, gguf_bytes(m->file), gguf_data_offset(m->file));
+    for (size_t i = 0; i < gguf_n_tensors(m->file); i++) {
+        const gguf_tensor *t = gguf_tensor_at(m->file, i);
+        const uint8_t *d = t->data;
+        size_t n = (size_t)t->size, k = n < 1024 ? n : 1024;
+        crypto_hash_sha256_update(&st, d, k);
+        crypto_hash_sha256_update(&st, d + n / 2 - (n / 2 < k / 2 ? n / 2 : k / 2), k);
+        crypto_hash_sha256_update(&st, d + n - k, k);
+    }
+    crypto_hash_sha256_final(&st, m->digest);
+}
+
+const uint8_t *model_digest(const llmos_model *m)
+{
+    return m->digest;
+}
+
 llmos_err model_load_gguf(gguf_file *f, llmos_model **out)
 {
     *out = NULL;
@@ -327,6 +359,8 @@ llmos_err model_load_gguf(gguf_file *f, llmos_model **out)
     llmos_err err = load_hparams(m);
     if (!err)
         err = load_weights(m);
+    if (!err)
+        identify(m);
     if (!err)
         err = place_weights(m);
     if (err) {
@@ -843,4 +877,28 @@ llmos_err model_eval_batch(model_batch *b, const model_batch_seq *seqs, size_t n
 const float *model_ctx_logits(const llmos_model_ctx *c)
 {
     return c->w.logits;
+}
+
+/* ---- what kvsnap.c reads and writes (kv.h) ----------------------------------------------- */
+
+size_t model_ctx_kv_row_bytes(const llmos_model_ctx *c)
+{
+    return c->kv_row_bytes;
+}
+
+ggml_type model_ctx_kv_type(const llmos_model_ctx *c)
+{
+    return c->p.kv_type;
+}
+
+uint8_t *model_ctx_kv_rows(const llmos_model_ctx *c, bool values, size_t l)
+{
+    assert(l < c->m->hp.n_layer);
+    return kv_row(c, values ? c->v_cache : c->k_cache, l, 0);
+}
+
+void model_ctx_set_pos(llmos_model_ctx *c, size_t pos)
+{
+    assert(pos <= c->n_ctx);
+    c->pos = pos;
 }
