@@ -66,10 +66,12 @@ llmos_err model_kvpool_take(model_kvpool *p, size_t bytes, size_t n_ctx)
     pthread_mutex_unlock(&p->mu);
     if (!fits)
         return llmos_fail(LLMOS_ERR_LIMIT,
-                          "KV pool: a sequence of %zu positions needs %.1f MiB of KV cache, but "
-                          "only %.1f MiB of the pool's %.1f MiB budget is free (raise the KV "
-                          "memory budget or use a smaller context)",
-                          n_ctx, (double)bytes / 1048576.0, (double)free_bytes / 1048576.0,
+                          "KV pool: a sequence of %zu positions needs %zu bytes (%.1f MiB) of KV "
+                          "cache, but only %zu bytes (%.1f MiB) of the pool's budget of %zu "
+                          "bytes (%.1f MiB) are free (raise the KV memory budget or use a "
+                          "smaller context)",
+                          n_ctx, bytes, (double)bytes / 1048576.0, free_bytes,
+                          (double)free_bytes / 1048576.0, p->budget,
                           (double)p->budget / 1048576.0);
     return LLMOS_OK;
 }
