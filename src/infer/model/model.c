@@ -24,6 +24,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
+#include "infer/model/kv.h"
 #include "infer/model/ops.h"
 #include "llmos/infer.h"
 
@@ -48,6 +51,7 @@ struct llmos_model {
     size_t vectors_used, vectors_cap;
     void *weights; /* huge-page arena holding every matmul weight (see place_weights) */
     size_t weights_size;
+    uint8_t digest[32]; /* the model's identity (model_digest) */
 };
 
 /* Reading helpers: each names the tensor or key and what was expected on failure. */
@@ -314,6 +318,35 @@ static llmos_err place_weights(llmos_model *m)
     return LLMOS_OK;
 }
 
+/* The model's identity, for KV snapshots (a cache computed by one model is meaningless to
+ * another): SHA-256 over the GGUF's header (every metadata pair and every tensor's name,
+ * shape, type and offset: the bytes before the data section) and over samples of every
+ * tensor's data (its first, middle and last KiB), so that two files of one shape with
+ * different weights differ too, without reading gigabytes at load. */
+static void identify(llmos_model *m)
+{
+    crypto_hash_sha256_state st;
+    if (sodium_init() < 0) {
+        /* idempotent; SHA-256 needs nothing it sets up */
+    }
+    crypto_hash_sha256_init(&st);
+    crypto_hash_sha256_update(&st, gguf_bytes(m->file), gguf_data_offset(m->file));
+    for (size_t i = 0; i < gguf_n_tensors(m->file); i++) {
+        const gguf_tensor *t = gguf_tensor_at(m->file, i);
+        const uint8_t *d = t->data;
+        size_t n = (size_t)t->size, k = n < 1024 ? n : 1024;
+        crypto_hash_sha256_update(&st, d, k);
+        crypto_hash_sha256_update(&st, d + n / 2 - (n / 2 < k / 2 ? n / 2 : k / 2), k);
+        crypto_hash_sha256_update(&st, d + n - k, k);
+    }
+    crypto_hash_sha256_final(&st, m->digest);
+}
+
+const uint8_t *model_digest(const llmos_model *m)
+{
+    return m->digest;
+}
+
 llmos_err model_load_gguf(gguf_file *f, llmos_model **out)
 {
     *out = NULL;
@@ -326,6 +359,8 @@ llmos_err model_load_gguf(gguf_file *f, llmos_model **out)
     llmos_err err = load_hparams(m);
     if (!err)
         err = load_weights(m);
+    if (!err)
+        identify(m);
     if (!err)
         err = place_weights(m);
     if (err) {
@@ -369,19 +404,30 @@ const gguf_file *model_gguf(const llmos_model *m)
 
 /* ---- the context ------------------------------------------------------------------------- */
 
+/* The activations of one forward pass over up to n_tok token rows of up to n_seqs sequences
+ * ([n_tok][width] each), the per-worker attention scratch for caches of up to n_ctx
+ * positions, and the logits of each sequence's last token. A context owns one for its own
+ * passes (n_seqs 1, the logits are the context's); a model_batch owns one for passes over
+ * many contexts. */
+typedef struct fwd_buf {
+    size_t n_tok, n_seqs, n_ctx;
+    float *x, *xb, *q, *k, *v, *att, *hb, *hb2;
+    float *logits; /* [n_seqs][n_vocab] */
+    size_t *pos;   /* [n_tok]: the position of each row in its sequence */
+    void *mm_scratch;
+    uint8_t *att_scratch;
+    size_t att_scratch_per_worker;
+    ops_attention_args *att_args; /* [n_seqs] */
+} fwd_buf;
+
 struct llmos_model_ctx {
     const llmos_model *m;
     model_ctx_params p;
     size_t n_ctx, pos;
     size_t kv_row_bytes;        /* one position of one layer: n_head_kv * head_dim in kv_type */
     uint8_t *k_cache, *v_cache; /* [n_layer][n_ctx] rows */
-
-    /* activations of one batch, [n_batch][width] */
-    float *x, *xb, *q, *k, *v, *att, *hb, *hb2;
-    float *logits; /* [n_vocab] */
-    void *mm_scratch;
-    uint8_t *att_scratch;
-    size_t att_scratch_per_worker;
+    size_t kv_bytes;            /* of both caches together (what a KV pool lent) */
+    fwd_buf w;                  /* activations of this context's own passes */
 };
 
 model_ctx_params model_ctx_default_params(void)
@@ -394,6 +440,13 @@ static size_t max_size(size_t a, size_t b)
     return a > b ? a : b;
 }
 
+size_t model_kv_bytes(const llmos_model *m, size_t n_ctx, ggml_type kv_type)
+{
+    uint64_t row = 0;
+    (void)quant_row_size(kv_type, (size_t)m->hp.n_head_kv * m->hp.head_dim, &row);
+    return 2 * (size_t)m->hp.n_layer * n_ctx * (size_t)row;
+}
+
 /* n zeroed floats on a 64-byte boundary, so that the threads of a matmul, which write whole
  * 16-float chunks of a row, never share a cache line. NULL when out of memory. */
 static float *floats64(size_t n)
@@ -403,6 +456,71 @@ static float *floats64(size_t n)
     if (p)
         memset(p, 0, bytes);
     return p;
+}
+
+static void fwd_buf_free(fwd_buf *w)
+{
+    free(w->x);
+    free(w->xb);
+    free(w->q);
+    free(w->k);
+    free(w->v);
+    free(w->att);
+    free(w->hb);
+    free(w->hb2);
+    free(w->logits);
+    free(w->pos);
+    free(w->mm_scratch);
+    free(w->att_scratch);
+    free(w->att_args);
+    memset(w, 0, sizeof *w);
+}
+
+/* Allocate w for passes of m; false when out of memory (w is then freed). */
+static bool fwd_buf_init(fwd_buf *w, const llmos_model *m, size_t n_tok, size_t n_seqs,
+                         size_t n_ctx, ggml_type kv_type, int workers)
+{
+    const model_hparams *hp = &m->hp;
+    size_t d = hp->n_embd, q_dim = (size_t)hp->n_head * hp->head_dim;
+    size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim, ff = hp->n_ff, nb = n_tok;
+    *w = (fwd_buf){.n_tok = n_tok, .n_seqs = n_seqs, .n_ctx = n_ctx};
+    w->x = floats64(nb * d);
+    w->xb = floats64(max_size(nb, n_seqs) * max_size(d, q_dim));
+    w->q = floats64(nb * q_dim);
+    w->k = floats64(nb * kv_dim);
+    w->v = floats64(nb * kv_dim);
+    w->att = floats64(nb * q_dim);
+    w->hb = floats64(nb * ff);
+    w->hb2 = floats64(nb * ff);
+    w->logits = floats64(n_seqs * hp->n_vocab);
+    w->pos = calloc(nb, sizeof *w->pos);
+    w->att_args = calloc(n_seqs, sizeof *w->att_args);
+
+    /* the largest activation scratch any matmul of this model needs for a pass (the output
+     * projection reads one row per sequence) */
+    size_t mm = 0, rows = max_size(nb, n_seqs);
+    const layer *L0 = &m->layers[0];
+    const ops_matrix *mats[] = {&L0->wq,       &L0->wk,     &L0->wv,       &L0->wo,
+                                &L0->ffn_gate, &L0->ffn_up, &L0->ffn_down, &m->output};
+    for (size_t i = 0; i < LLMOS_ARRAY_LEN(mats); i++)
+        mm = max_size(mm, ops_matmul_scratch(mats[i]->type, mats[i]->n_in, rows));
+    for (uint32_t l = 1; l < hp->n_layer; l++) { /* layers may mix types (e.g. Q4_K_M) */
+        const layer *L = &m->layers[l];
+        const ops_matrix *lm[] = {&L->wq,       &L->wk,     &L->wv,      &L->wo,
+                                  &L->ffn_gate, &L->ffn_up, &L->ffn_down};
+        for (size_t i = 0; i < LLMOS_ARRAY_LEN(lm); i++)
+            mm = max_size(mm, ops_matmul_scratch(lm[i]->type, lm[i]->n_in, rows));
+    }
+    w->mm_scratch = mm ? malloc(mm) : NULL;
+
+    w->att_scratch_per_worker = ops_attention_scratch(kv_type, hp->head_dim, n_ctx);
+    w->att_scratch = aligned_alloc(64, w->att_scratch_per_worker * (size_t)workers);
+    if (!w->x || !w->xb || !w->q || !w->k || !w->v || !w->att || !w->hb || !w->hb2 ||
+        !w->logits || !w->pos || !w->att_args || (mm && !w->mm_scratch) || !w->att_scratch) {
+        fwd_buf_free(w);
+        return false;
+    }
+    return true;
 }
 
 llmos_err model_ctx_new(const llmos_model *m, const model_ctx_params *p, llmos_model_ctx **out)
@@ -431,49 +549,29 @@ llmos_err model_ctx_new(const llmos_model *m, const model_ctx_params *p, llmos_m
     c->m = m;
     c->p = params;
     c->n_ctx = params.n_ctx;
-    size_t d = hp->n_embd, q_dim = (size_t)hp->n_head * hp->head_dim;
-    size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim, ff = hp->n_ff, nb = params.n_batch;
+    size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim;
     uint64_t row = 0;
     (void)quant_row_size(params.kv_type, kv_dim, &row);
     c->kv_row_bytes = (size_t)row;
     size_t cache_bytes = 0;
     if (__builtin_mul_overflow((size_t)hp->n_layer * c->n_ctx, c->kv_row_bytes, &cache_bytes))
         cache_bytes = SIZE_MAX; /* malloc fails below with a clear message */
+    llmos_err err = LLMOS_OK;
+    if (params.kv_pool) { /* the pool says what does not fit, naming the numbers */
+        if (cache_bytes > SIZE_MAX / 2)
+            cache_bytes = SIZE_MAX / 2;
+        if ((err = model_kvpool_take(params.kv_pool, 2 * cache_bytes, c->n_ctx))) {
+            free(c);
+            return err;
+        }
+        c->kv_bytes = 2 * cache_bytes;
+    }
     c->k_cache = malloc(cache_bytes);
     c->v_cache = malloc(cache_bytes);
 
-    c->x = floats64(nb * d);
-    c->xb = floats64(nb * max_size(d, q_dim));
-    c->q = floats64(nb * q_dim);
-    c->k = floats64(nb * kv_dim);
-    c->v = floats64(nb * kv_dim);
-    c->att = floats64(nb * q_dim);
-    c->hb = floats64(nb * ff);
-    c->hb2 = floats64(nb * ff);
-    c->logits = floats64(hp->n_vocab);
-
-    /* the largest activation scratch any matmul of this model needs for a batch */
-    size_t mm = 0;
-    const layer *L0 = &m->layers[0];
-    const ops_matrix *mats[] = {&L0->wq,       &L0->wk,     &L0->wv,       &L0->wo,
-                                &L0->ffn_gate, &L0->ffn_up, &L0->ffn_down, &m->output};
-    for (size_t i = 0; i < LLMOS_ARRAY_LEN(mats); i++)
-        mm = max_size(mm, ops_matmul_scratch(mats[i]->type, mats[i]->n_in, nb));
-    for (uint32_t l = 1; l < hp->n_layer; l++) { /* layers may mix types (e.g. Q4_K_M) */
-        const layer *L = &m->layers[l];
-        const ops_matrix *lm[] = {&L->wq,       &L->wk,     &L->wv,      &L->wo,
-                                  &L->ffn_gate, &L->ffn_up, &L->ffn_down};
-        for (size_t i = 0; i < LLMOS_ARRAY_LEN(lm); i++)
-            mm = max_size(mm, ops_matmul_scratch(lm[i]->type, lm[i]->n_in, nb));
-    }
-    c->mm_scratch = mm ? malloc(mm) : NULL;
-
     int workers = params.pool ? pool_threads(params.pool) : 1;
-    c->att_scratch_per_worker = ops_attention_scratch(params.kv_type, hp->head_dim, c->n_ctx);
-    c->att_scratch = aligned_alloc(64, c->att_scratch_per_worker * (size_t)workers);
-
-    if (!c->k_cache || !c->v_cache || !c->x || !c->xb || !c->q || !c->k || !c->v || !c->att ||
-        !c->hb || !c->hb2 || !c->logits || (mm && !c->mm_scratch) || !c->att_scratch) {
+    bool bufs = fwd_buf_init(&c->w, m, params.n_batch, 1, c->n_ctx, params.kv_type, workers);
+    if (!c->k_cache || !c->v_cache || !bufs) {
         model_ctx_free(c);
         return llmos_fail(LLMOS_ERR_NOMEM,
                           "out of memory for a context of %zu positions (KV cache %.1f MiB in "
@@ -491,17 +589,9 @@ void model_ctx_free(llmos_model_ctx *c)
         return;
     free(c->k_cache);
     free(c->v_cache);
-    free(c->x);
-    free(c->xb);
-    free(c->q);
-    free(c->k);
-    free(c->v);
-    free(c->att);
-    free(c->hb);
-    free(c->hb2);
-    free(c->logits);
-    free(c->mm_scratch);
-    free(c->att_scratch);
+    if (c->p.kv_pool)
+        model_kvpool_give(c->p.kv_pool, c->kv_bytes);
+    fwd_buf_free(&c->w);
     free(c);
 }
 
@@ -533,35 +623,49 @@ static uint8_t *kv_row(const llmos_model_ctx *c, uint8_t *cache, size_t l, size_
     return cache + (l * c->n_ctx + pos) * c->kv_row_bytes;
 }
 
-/* Store the batch's keys and values (F32, [n][kv_dim]) at positions pos0.. of layer l. */
-static void kv_store(llmos_model_ctx *c, size_t l, size_t pos0, size_t n)
+/* Store n rows of keys and values (F32, [n][kv_dim]) at positions pos0.. of layer l. */
+static void kv_store(llmos_model_ctx *c, size_t l, const float *k, const float *v, size_t pos0,
+                     size_t n)
 {
     const model_hparams *hp = &c->m->hp;
     size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim;
     const quant_traits *tr = quant_traits_of(c->p.kv_type);
     for (size_t t = 0; t < n; t++) {
-        tr->from_float(c->k + t * kv_dim, kv_row(c, c->k_cache, l, pos0 + t), kv_dim);
-        tr->from_float(c->v + t * kv_dim, kv_row(c, c->v_cache, l, pos0 + t), kv_dim);
+        tr->from_float(k + t * kv_dim, kv_row(c, c->k_cache, l, pos0 + t), kv_dim);
+        tr->from_float(v + t * kv_dim, kv_row(c, c->v_cache, l, pos0 + t), kv_dim);
     }
 }
 
-/* One pass over tokens[0..n) at positions pos0..pos0+n-1: fills the KV cache at those
- * positions and c->logits for the last token. Vaswani et al. 2017 with the Llama changes
- * (Touvron et al. 2023): pre-normalisation with RMSNorm, rotary embeddings, SwiGLU. */
-static void forward(llmos_model_ctx *c, const int32_t *tokens, size_t n, size_t pos0)
+/* One sequence's part of a forward pass: rows row0..row0+n-1 of the activations are its
+ * tokens at positions pos0..pos0+n-1 of its context. */
+typedef struct fwd_seq {
+    llmos_model_ctx *c;
+    size_t row0, n, pos0;
+} fwd_seq;
+
+/* One pass over tokens[0..n) of n_seqs sequences (seqs[] cut the rows in consecutive runs):
+ * fills each context's KV cache at its positions and w->logits[s] for the last token of
+ * sequence s. Every matmul reads its weights once for all the rows, whatever sequence they
+ * belong to; only rotary positions, the cache and attention are per sequence. Vaswani et al.
+ * 2017 with the Llama changes (Touvron et al. 2023): pre-normalisation with RMSNorm, rotary
+ * embeddings, SwiGLU. */
+static void forward(const llmos_model *m, llmos_pool *pool, fwd_buf *w, const fwd_seq *seqs,
+                    size_t n_seqs, const int32_t *tokens, size_t n)
 {
-    const llmos_model *m = c->m;
     const model_hparams *hp = &m->hp;
-    llmos_pool *pool = c->p.pool;
     size_t d = hp->n_embd, q_dim = (size_t)hp->n_head * hp->head_dim;
     size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim, ff = hp->n_ff;
-    float *x = c->x, *xb = c->xb, *q = c->q, *k = c->k, *v = c->v, *att = c->att;
-    float *hb = c->hb, *hb2 = c->hb2;
-    void *scr = c->mm_scratch;
+    float *x = w->x, *xb = w->xb, *q = w->q, *k = w->k, *v = w->v, *att = w->att;
+    float *hb = w->hb, *hb2 = w->hb2;
+    void *scr = w->mm_scratch;
+    assert(n <= w->n_tok && n_seqs <= w->n_seqs);
 
-    /* token embeddings */
+    /* token embeddings, and where each row sits in its sequence */
     for (size_t t = 0; t < n; t++)
         ops_get_row(&m->tok_embd, (size_t)tokens[t], x + t * d);
+    for (size_t s = 0; s < n_seqs; s++)
+        for (size_t t = 0; t < seqs[s].n; t++)
+            w->pos[seqs[s].row0 + t] = seqs[s].pos0 + t;
 
     for (size_t l = 0; l < hp->n_layer; l++) {
         const layer *L = &m->layers[l];
@@ -576,29 +680,33 @@ static void forward(llmos_model_ctx *c, const int32_t *tokens, size_t n, size_t 
             ops_add_rows(v, L->bv, kv_dim, n);
         }
         for (size_t t = 0; t < n; t++) {
-            ops_rope(q + t * q_dim, hp->n_head, hp->head_dim, hp->rope_dim, pos0 + t,
+            ops_rope(q + t * q_dim, hp->n_head, hp->head_dim, hp->rope_dim, w->pos[t],
                      hp->rope_freq_base, m->rope_mode);
-            ops_rope(k + t * kv_dim, hp->n_head_kv, hp->head_dim, hp->rope_dim, pos0 + t,
+            ops_rope(k + t * kv_dim, hp->n_head_kv, hp->head_dim, hp->rope_dim, w->pos[t],
                      hp->rope_freq_base, m->rope_mode);
         }
-        kv_store(c, l, pos0, n);
 
-        /* att = softmax(q k^T / sqrt(head_dim)) v over the cache, causally */
-        ops_attention_args a = {.out = att,
-                                .q = q,
-                                .k = kv_row(c, c->k_cache, l, 0),
-                                .v = kv_row(c, c->v_cache, l, 0),
-                                .kv_type = c->p.kv_type,
-                                .kv_stride = c->kv_row_bytes,
-                                .n_tok = n,
-                                .pos0 = pos0,
-                                .n_heads = hp->n_head,
-                                .n_kv_heads = hp->n_head_kv,
-                                .head_dim = hp->head_dim,
-                                .scale = 1.0f / sqrtf((float)hp->head_dim),
-                                .scratch = c->att_scratch,
-                                .scratch_per_worker = c->att_scratch_per_worker};
-        ops_attention(pool, &a);
+        /* per sequence: att = softmax(q k^T / sqrt(head_dim)) v over its own cache, causally */
+        for (size_t s = 0; s < n_seqs; s++) {
+            const fwd_seq *sq = &seqs[s];
+            kv_store(sq->c, l, k + sq->row0 * kv_dim, v + sq->row0 * kv_dim, sq->pos0, sq->n);
+            w->att_args[s] = (ops_attention_args){
+                .out = att + sq->row0 * q_dim,
+                .q = q + sq->row0 * q_dim,
+                .k = kv_row(sq->c, sq->c->k_cache, l, 0),
+                .v = kv_row(sq->c, sq->c->v_cache, l, 0),
+                .kv_type = sq->c->p.kv_type,
+                .kv_stride = sq->c->kv_row_bytes,
+                .n_tok = sq->n,
+                .pos0 = sq->pos0,
+                .n_heads = hp->n_head,
+                .n_kv_heads = hp->n_head_kv,
+                .head_dim = hp->head_dim,
+                .scale = 1.0f / sqrtf((float)hp->head_dim),
+                .scratch = w->att_scratch,
+                .scratch_per_worker = w->att_scratch_per_worker};
+        }
+        ops_attention_multi(pool, w->att_args, n_seqs);
 
         /* x = x + Wo att */
         ops_matmul(pool, xb, &L->wo, att, n, scr);
@@ -613,15 +721,17 @@ static void forward(llmos_model_ctx *c, const int32_t *tokens, size_t n, size_t 
         ops_add(x, xb, n * d);
     }
 
-    /* logits of the last token only: output(rmsnorm(x)) */
-    ops_rmsnorm(xb, x + (n - 1) * d, m->output_norm, d, 1, hp->rms_eps);
-    ops_matmul(pool, c->logits, &m->output, xb, 1, scr);
+    /* logits of each sequence's last token only: output(rmsnorm(x)) */
+    for (size_t s = 0; s < n_seqs; s++)
+        ops_rmsnorm(xb + s * d, x + (seqs[s].row0 + seqs[s].n - 1) * d, m->output_norm, d, 1,
+                    hp->rms_eps);
+    ops_matmul(pool, w->logits, &m->output, xb, n_seqs, scr);
 }
 
-llmos_err model_eval(llmos_model_ctx *c, const int32_t *tokens, size_t n, const float **logits)
+/* Whether n more tokens fit c and are all in the vocabulary; the error names the first that
+ * does not. */
+static llmos_err eval_check(const llmos_model_ctx *c, const int32_t *tokens, size_t n)
 {
-    if (logits)
-        *logits = NULL;
     if (n == 0)
         return llmos_fail(LLMOS_ERR_INVALID, "model_eval: no tokens to evaluate");
     if (n > c->n_ctx - c->pos)
@@ -636,14 +746,25 @@ llmos_err model_eval(llmos_model_ctx *c, const int32_t *tokens, size_t n, const 
                               "token %zu of %zu has id %" PRId32
                               ", outside the vocabulary of %u tokens",
                               i, n, tokens[i], c->m->hp.n_vocab);
+    return LLMOS_OK;
+}
+
+llmos_err model_eval(llmos_model_ctx *c, const int32_t *tokens, size_t n, const float **logits)
+{
+    if (logits)
+        *logits = NULL;
+    llmos_err err = eval_check(c, tokens, n);
+    if (err)
+        return err;
     for (size_t done = 0; done < n;) {
         size_t nb = n - done < c->p.n_batch ? n - done : c->p.n_batch;
-        forward(c, tokens + done, nb, c->pos);
+        fwd_seq one = {.c = c, .row0 = 0, .n = nb, .pos0 = c->pos};
+        forward(c->m, c->p.pool, &c->w, &one, 1, tokens + done, nb);
         c->pos += nb;
         done += nb;
     }
     if (logits)
-        *logits = c->logits;
+        *logits = c->w.logits;
     return LLMOS_OK;
 }
 
@@ -652,5 +773,132 @@ void model_ctx_hidden(const llmos_model_ctx *c, size_t t, float *out)
 {
     const model_hparams *hp = &c->m->hp;
     assert(t < c->p.n_batch);
-    ops_rmsnorm(out, c->x + t * hp->n_embd, c->m->output_norm, hp->n_embd, 1, hp->rms_eps);
+    ops_rmsnorm(out, c->w.x + t * hp->n_embd, c->m->output_norm, hp->n_embd, 1, hp->rms_eps);
+}
+
+/* ---- batches of sequences ---------------------------------------------------------------- */
+
+struct model_batch {
+    const llmos_model *m;
+    model_batch_params p;
+    fwd_buf w;
+    fwd_seq *seqs;
+    int32_t *tokens;
+};
+
+llmos_err model_batch_new(const llmos_model *m, const model_batch_params *p, model_batch **out)
+{
+    *out = NULL;
+    if (p->n_tokens == 0 || p->n_seqs == 0 || p->n_seqs > p->n_tokens || p->n_ctx == 0)
+        return llmos_fail(LLMOS_ERR_INVALID,
+                          "model_batch_new: %u tokens, %u sequences and %u positions: each must "
+                          "be at least 1 and the sequences at most the tokens",
+                          p->n_tokens, p->n_seqs, p->n_ctx);
+    model_batch *b = calloc(1, sizeof *b);
+    if (!b)
+        return llmos_fail(LLMOS_ERR_NOMEM, "out of memory for a batch");
+    b->m = m;
+    b->p = *p;
+    int workers = p->pool ? pool_threads(p->pool) : 1;
+    /* the attention scratch is sized for F32, the larger of the cache types */
+    bool ok = fwd_buf_init(&b->w, m, p->n_tokens, p->n_seqs, p->n_ctx, GGML_TYPE_F32, workers);
+    b->seqs = calloc(p->n_seqs, sizeof *b->seqs);
+    b->tokens = malloc(p->n_tokens * sizeof *b->tokens);
+    if (!ok || !b->seqs || !b->tokens) {
+        model_batch_free(b);
+        return llmos_fail(LLMOS_ERR_NOMEM,
+                          "out of memory for a batch of %u tokens of %u sequences", p->n_tokens,
+                          p->n_seqs);
+    }
+    *out = b;
+    return LLMOS_OK;
+}
+
+void model_batch_free(model_batch *b)
+{
+    if (!b)
+        return;
+    fwd_buf_free(&b->w);
+    free(b->seqs);
+    free(b->tokens);
+    free(b);
+}
+
+llmos_err model_eval_batch(model_batch *b, const model_batch_seq *seqs, size_t n_seqs)
+{
+    if (n_seqs == 0)
+        return llmos_fail(LLMOS_ERR_INVALID, "model_eval_batch: no sequences to evaluate");
+    if (n_seqs > b->p.n_seqs)
+        return llmos_fail(LLMOS_ERR_LIMIT,
+                          "model_eval_batch: %zu sequences given, the batch holds %u", n_seqs,
+                          b->p.n_seqs);
+    size_t total = 0;
+    for (size_t s = 0; s < n_seqs; s++) {
+        llmos_model_ctx *c = seqs[s].ctx;
+        if (!c || c->m != b->m)
+            return llmos_fail(LLMOS_ERR_INVALID,
+                              "model_eval_batch: sequence %zu has no context of this model", s);
+        for (size_t r = 0; r < s; r++)
+            if (seqs[r].ctx == c)
+                return llmos_fail(LLMOS_ERR_INVALID,
+                                  "model_eval_batch: sequences %zu and %zu share a context", r,
+                                  s);
+        if (c->n_ctx > b->p.n_ctx)
+            return llmos_fail(LLMOS_ERR_LIMIT,
+                              "model_eval_batch: sequence %zu has a context of %zu positions, "
+                              "the batch was made for at most %u",
+                              s, c->n_ctx, b->p.n_ctx);
+        llmos_err err = eval_check(c, seqs[s].tokens, seqs[s].n);
+        if (err)
+            return llmos_fail_context(err, "model_eval_batch: sequence %zu: ", s);
+        total += seqs[s].n;
+    }
+    if (total > b->p.n_tokens)
+        return llmos_fail(LLMOS_ERR_LIMIT,
+                          "model_eval_batch: %zu tokens given, the batch holds %u per pass", total,
+                          b->p.n_tokens);
+    size_t row = 0;
+    for (size_t s = 0; s < n_seqs; s++) {
+        llmos_model_ctx *c = seqs[s].ctx;
+        b->seqs[s] = (fwd_seq){.c = c, .row0 = row, .n = seqs[s].n, .pos0 = c->pos};
+        memcpy(b->tokens + row, seqs[s].tokens, seqs[s].n * sizeof *b->tokens);
+        row += seqs[s].n;
+    }
+    forward(b->m, b->p.pool, &b->w, b->seqs, n_seqs, b->tokens, total);
+    size_t n_vocab = b->m->hp.n_vocab;
+    for (size_t s = 0; s < n_seqs; s++) {
+        llmos_model_ctx *c = seqs[s].ctx;
+        memcpy(c->w.logits, b->w.logits + s * n_vocab, n_vocab * sizeof(float));
+        c->pos += seqs[s].n;
+    }
+    return LLMOS_OK;
+}
+
+const float *model_ctx_logits(const llmos_model_ctx *c)
+{
+    return c->w.logits;
+}
+
+/* ---- what kvsnap.c reads and writes (kv.h) ----------------------------------------------- */
+
+size_t model_ctx_kv_row_bytes(const llmos_model_ctx *c)
+{
+    return c->kv_row_bytes;
+}
+
+ggml_type model_ctx_kv_type(const llmos_model_ctx *c)
+{
+    return c->p.kv_type;
+}
+
+uint8_t *model_ctx_kv_rows(const llmos_model_ctx *c, bool values, size_t l)
+{
+    assert(l < c->m->hp.n_layer);
+    return kv_row(c, values ? c->v_cache : c->k_cache, l, 0);
+}
+
+void model_ctx_set_pos(llmos_model_ctx *c, size_t pos)
+{
+    assert(pos <= c->n_ctx);
+    c->pos = pos;
 }

@@ -435,3 +435,58 @@ void ops_attention(llmos_pool *pool, const ops_attention_args *a)
      * work */
     pool_parallel_for_dynamic(pool, a->n_tok * a->n_heads, grain, attention_items, (void *)a);
 }
+
+/* Several sequences' attention in one dispatch: the items (token, head) of every a[i] are
+ * numbered one after the other and the pool's workers take ranges of them, so a step of many
+ * decoding sequences costs one wait per layer rather than one per sequence. */
+typedef struct attention_multi_job {
+    const ops_attention_args *a;
+    size_t n;
+    size_t *first; /* [n + 1]: index of a[i]'s first item */
+} attention_multi_job;
+
+static void attention_multi_items(void *ctx, size_t begin, size_t end, int worker)
+{
+    const attention_multi_job *j = ctx;
+    size_t i = 0;
+    while (i + 1 < j->n && begin >= j->first[i + 1])
+        i++;
+    for (; i < j->n && begin < end; i++) {
+        size_t stop = end < j->first[i + 1] ? end : j->first[i + 1];
+        if (begin < stop)
+            attention_items((void *)&j->a[i], begin - j->first[i], stop - j->first[i], worker);
+        begin = stop;
+    }
+}
+
+void ops_attention_multi(llmos_pool *pool, const ops_attention_args *a, size_t n)
+{
+    if (n == 1) {
+        ops_attention(pool, &a[0]);
+        return;
+    }
+    size_t first_small[17], *first = n < 17 ? first_small : malloc((n + 1) * sizeof *first);
+    if (!first) { /* no memory for the index: one dispatch per sequence */
+        for (size_t i = 0; i < n; i++)
+            ops_attention(pool, &a[i]);
+        return;
+    }
+    double work = 0;
+    first[0] = 0;
+    for (size_t i = 0; i < n; i++) {
+        assert(a[i].n_kv_heads > 0 && a[i].n_heads % a[i].n_kv_heads == 0);
+        assert(a[i].scratch_per_worker >=
+               ops_attention_scratch(a[i].kv_type, a[i].head_dim, a[i].pos0 + a[i].n_tok));
+        assert(a[i].head_dim == a[0].head_dim);
+        first[i + 1] = first[i] + a[i].n_tok * a[i].n_heads;
+        work += (double)a[i].n_tok * (double)a[i].n_heads * (double)a[i].head_dim *
+                (double)(a[i].pos0 + a[i].n_tok);
+    }
+    if (work < OPS_MIN_PARALLEL_WORK)
+        pool = NULL;
+    size_t grain = a[0].head_dim >= 16 ? 1 : 16 / a[0].head_dim;
+    attention_multi_job j = {.a = a, .n = n, .first = first};
+    pool_parallel_for_dynamic(pool, first[n], grain, attention_multi_items, &j);
+    if (first != first_small)
+        free(first);
+}

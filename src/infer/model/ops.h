@@ -116,6 +116,10 @@ typedef struct ops_attention_args {
 size_t ops_attention_scratch(ggml_type kv_type, size_t head_dim, size_t n_ctx);
 void ops_attention(llmos_pool *pool, const ops_attention_args *a);
 
+/* ops_attention for n sequences at once (each its own cache, queries and output), shared out
+ * to the pool's workers in one dispatch. Every a[i] has the same head_dim and scratch. */
+void ops_attention_multi(llmos_pool *pool, const ops_attention_args *a, size_t n);
+
 /* ---- AVX-512 inner loops (ops_avx512.c); ops.c picks them when the CPU has AVX-512F ------- */
 
 /* Whether ops.c uses the functions below (AVX-512F and F16C present, LLMOS_QUANT_ISA not
