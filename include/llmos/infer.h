@@ -3,7 +3,8 @@
  *
  * Three layers, each usable on its own:
  *
- *   model       weights of a GGUF file (architectures "llama" and "qwen2"), read in place
+ *   model       weights of a GGUF file (llama, qwen2, qwen3, gemma2, gemma3, phi3; bert for
+ *               embeddings), read in place
  *               from the memory map, and a context per sequence: the KV cache plus the
  *               scratch of the forward pass. model_eval appends tokens to a context (a
  *               whole prompt at once is evaluated as a batch) and returns the logits of the
@@ -30,15 +31,21 @@
 
 /* ---- model ------------------------------------------------------------------------------- */
 
+/* The architectures (general.architecture); docs/inference.md has the descriptor table. */
 typedef enum model_arch {
-    MODEL_ARCH_LLAMA, /* Llama 1/2/3, TinyLlama, Mistral, SmolLM2, llama2.c models */
-    MODEL_ARCH_QWEN2  /* Qwen2 / Qwen2.5: q/k/v biases, NEOX rope, often tied output */
+    MODEL_ARCH_LLAMA,  /* Llama 1/2/3.x, TinyLlama, Mistral, SmolLM2, llama2.c models */
+    MODEL_ARCH_QWEN2,  /* Qwen2 / Qwen2.5: q/k/v biases, NEOX rope, often tied output */
+    MODEL_ARCH_QWEN3,  /* Qwen3: per-head Q/K RMSNorm, no biases */
+    MODEL_ARCH_GEMMA2, /* Gemma 2: GeGLU, post-norms, soft-capping, sliding-window layers */
+    MODEL_ARCH_GEMMA3, /* Gemma 3: Gemma 2 with Q/K norms, 5 local : 1 global layers */
+    MODEL_ARCH_PHI3,   /* Phi-3 / Phi-3.5 / Phi-4-mini: fused QKV and gate/up, LongRoPE */
+    MODEL_ARCH_BERT    /* BERT encoders (BGE, MiniLM): embeddings only */
 } model_arch;
 
 /* Hyperparameters, read from "<arch>.*" metadata and the tensor shapes. */
 typedef struct model_hparams {
     model_arch arch;
-    const char *arch_name; /* "llama", "qwen2" */
+    const char *arch_name; /* "llama", "qwen2", ... */
     uint32_t n_vocab;      /* rows of token_embd.weight */
     uint32_t n_embd;       /* <arch>.embedding_length */
     uint32_t n_layer;      /* <arch>.block_count */
@@ -52,6 +59,10 @@ typedef struct model_hparams {
     float rms_eps;         /* <arch>.attention.layer_norm_rms_epsilon (default 1e-5) */
     bool tied_output;      /* no output.weight: the output projection is token_embd */
     bool qkv_bias;         /* attn_q/k/v have .bias tensors */
+    uint32_t n_swa;        /* <arch>.attention.sliding_window of the local layers, 0 = none */
+    float attn_softcap;    /* <arch>.attn_logit_softcapping, 0 = none */
+    float final_softcap;   /* <arch>.final_logit_softcapping, 0 = none */
+    bool encoder;          /* an embedding model (bert): model_embed only, no generation */
     ggml_type weight_type; /* type of blk.0.attn_q.weight (for display) */
     uint64_t n_params;     /* elements in all tensors */
 } model_hparams;

@@ -1,5 +1,6 @@
 /*
- * embed.c - text embeddings from the decoder model: mean-pooled final hidden states.
+ * embed.c - text embeddings: an encoder's own pooling (bert.c), or from a decoder model
+ * mean-pooled final hidden states.
  *
  * model_embed runs the tokens through the model in a context of its own, batch by batch, and
  * after each forward pass reads the final hidden state of every token of the batch after the
@@ -14,6 +15,7 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "infer/model/arch.h"
 #include "llmos/infer.h"
 
 llmos_err model_embed(const llmos_model *m, const model_ctx_params *p, const int32_t *tokens,
@@ -32,6 +34,13 @@ llmos_err model_embed(const llmos_model *m, const model_ctx_params *p, const int
                           "model_embed: %zu tokens exceed the model's context length of %u "
                           "(truncate the text first)",
                           n, hp->n_ctx_train);
+    for (size_t i = 0; i < n; i++)
+        if (tokens[i] < 0 || (uint32_t)tokens[i] >= hp->n_vocab)
+            return llmos_fail(LLMOS_ERR_INVALID,
+                              "model_embed: token %zu has id %d, outside the vocabulary of %u",
+                              i, (int)tokens[i], hp->n_vocab);
+    if (hp->encoder) /* an embedding model: its own forward pass and pooling (bert.c) */
+        return bert_embed(model_bert(m), p, tokens, n, out, dim);
 
     model_ctx_params cp = p ? *p : model_ctx_default_params();
     cp.n_ctx = (uint32_t)n;
