@@ -144,6 +144,8 @@ LLMOS_API void guard_free(guard *g);
 LLMOS_API guard_action guard_action_for(const guard *g, const char *principal, guard_detector d);
 /* Turn the judge on (with that backend, borrowed) or off (NULL). */
 LLMOS_API void guard_set_judge(guard *g, llm_backend *judge);
+/* Does the policy ask for the judge ("judge": {"enabled": true})? */
+LLMOS_API bool guard_judge_requested(const guard *g);
 LLMOS_API bool guard_judge_enabled(const guard *g);
 
 typedef struct guard_result {
@@ -169,10 +171,14 @@ LLMOS_API json_t *guard_result_json(const guard_result *r);
 
 /* ---- streaming ---------------------------------------------------------------------------- */
 /* A stream of text (an answer as it is generated) checked as it goes. Text is held back until
- * it is at least GUARD_STREAM_WINDOW bytes behind the newest byte and not inside a finding or
- * an unfinished token, so a secret split across pieces is still seen whole; what is released
- * is redacted as the policy says. Once a finding blocks, nothing more is released. */
-#define GUARD_STREAM_WINDOW 256
+ * it is at least GUARD_STREAM_WINDOW bytes behind the newest byte, not inside a finding and not
+ * in the last run of non-blank bytes (which may go on), so a secret split across pieces is
+ * still seen whole; what is released is redacted as the policy says. Once a finding blocks,
+ * nothing more is released. The window covers the longest span made of several words that a
+ * redacting or blocking detector reports (an IBAN in groups: 42 bytes; a PEM BEGIN line: 40);
+ * a secret of one word is held whole by the run rule, however long. */
+#define GUARD_STREAM_WINDOW  64
+#define GUARD_STREAM_MAX_RUN 1024
 
 typedef struct guard_stream guard_stream;
 /* emit receives text that may leave; it returns false to stop (the stream then says so). */

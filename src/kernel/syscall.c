@@ -160,6 +160,18 @@ llmos_err ksyscall(kernel *k, kturn *turn, kproc *p, const llm_tool_call *call, 
                 tainted = true;
         }
     }
+    /* The output guard: what a tool that acts outside receives leaves the kernel. */
+    {
+        char why[300];
+        err = kguard_args(k, p, t, real, why, sizeof why);
+        if (err == LLMOS_ERR_DENIED) {
+            audit_call(k, p, call, "denied-guard", why, NULL);
+            err = refuse(result, is_error, "error: refused: %s%s", why, "");
+            goto done;
+        }
+        if (err)
+            goto done;
+    }
     /* Run. A tool fed an untrusted value may echo it (in output or in an error message), so
      * then its result is untrusted whatever the tool is. */
     llmos_buf out = {0};

@@ -273,8 +273,12 @@ void guard_set_judge(guard *g, llm_backend *judge)
 {
     assert(g);
     g->judge = judge;
-    if (judge)
-        g->judge_on = true;
+    g->judge_on = judge != NULL;
+}
+
+bool guard_judge_requested(const guard *g)
+{
+    return g && g->judge_on;
 }
 
 bool guard_judge_enabled(const guard *g)
@@ -422,7 +426,8 @@ json_t *guard_result_json(const guard_result *r)
  *   - at least GUARD_STREAM_WINDOW bytes behind the newest byte (no span a detector reports is
  *     longer than that, but for PEM blocks, which are held from their BEGIN line until their
  *     END line or the end of the stream);
- *   - never inside a finding, and never inside the last run of non-blank bytes (it may go on);
+ *   - never inside a finding, and never inside the last run of non-blank bytes (it may go on),
+ *     unless that run is longer than GUARD_STREAM_MAX_RUN;
  *   - at a blank, so that the next scan starts at a word's beginning;
  *   - with the judge on, nothing before the end (the judge reads the whole text).
  * Findings that end before the safe point are settled: told to on_finding once, redacted as
@@ -486,8 +491,16 @@ static bool release(guard_stream *s, bool final)
             return true;
         safe = len > GUARD_STREAM_WINDOW ? len - GUARD_STREAM_WINDOW : 0;
         /* back to a blank, and before the last unfinished run */
+        size_t want = safe;
         while (safe > s->released && !(t[safe - 1] == ' ' || t[safe - 1] == '\n' || t[safe - 1] == '\t'))
             safe--;
+        /* a run of non-blank bytes longer than GUARD_STREAM_MAX_RUN (no secret format is that
+         * long in one word) is released behind the window anyway, at a UTF-8 boundary */
+        if (safe == s->released && len - s->released > GUARD_STREAM_MAX_RUN) {
+            safe = want;
+            while (safe > s->released && ((unsigned char)t[safe] & 0xC0) == 0x80)
+                safe--;
+        }
     }
     if (safe <= s->released && !final)
         return true;
