@@ -165,6 +165,12 @@ LLMOS_API void guard_result_free(guard_result *r);
 LLMOS_API LLMOS_NODISCARD llmos_err guard_check(const guard *g, const char *principal,
                                                 const char *text, size_t len, guard_result *out);
 
+/* text[0..len) with the spans of every secret and personal-data finding (cards, IBANs, keys,
+ * private keys, high-entropy tokens, e-mail, phone numbers) replaced by "[REDACTED:<detector>]",
+ * whatever the policy's action: for records that must not keep them (the audit log). *out
+ * malloc'd; LLMOS_ERR_NOMEM only. */
+LLMOS_API LLMOS_NODISCARD llmos_err guard_mask_secrets(const char *text, size_t len, char **out);
+
 /* The decision as JSON for the audit log and `llmos guard check --json`: {"action", "findings":
  * [{"detector", "kind", "start", "end", "severity", "action"}]}; never the text. New reference. */
 LLMOS_API json_t *guard_result_json(const guard_result *r);

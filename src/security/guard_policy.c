@@ -400,6 +400,24 @@ llmos_err guard_check(const guard *g, const char *principal, const char *text, s
     return err;
 }
 
+llmos_err guard_mask_secrets(const char *text, size_t len, char **out)
+{
+    assert(out && (text || len == 0));
+    *out = NULL;
+    guard_findings f = {0};
+    llmos_err err = guard_scan(text ? text : "", len, NULL, 0, &f);
+    guard_action *acts = err ? NULL : calloc(f.n + 1, sizeof *acts);
+    if (!err && !acts)
+        err = llmos_fail(LLMOS_ERR_NOMEM, "guard: no memory");
+    for (size_t i = 0; !err && i < f.n; i++)
+        acts[i] = f.v[i].detector <= GUARD_PHONE ? GUARD_REDACT : GUARD_ALLOW;
+    if (!err && !(*out = redact(text ? text : "", len, &f, acts, NULL)))
+        err = llmos_fail(LLMOS_ERR_NOMEM, "guard: no memory");
+    free(acts);
+    guard_findings_free(&f);
+    return err;
+}
+
 json_t *guard_result_json(const guard_result *r)
 {
     json_t *arr = json_array();
