@@ -210,6 +210,11 @@ typedef struct kernel_config {
     size_t max_queue;   /* model requests that may wait; 0 = 64 (more: LLMOS_ERR_BUSY) */
     size_t model_slots; /* model calls that run at once (batched); 0 = what the privileged
                            backend can run concurrently (llm_max_concurrent) */
+    const struct guard *guard; /* the output guard (llmos/guard.h); NULL = guard_load(config_dir),
+                                  or the built-in policy without a config folder */
+    bool no_guard;             /* true: no output guard at all */
+    llm_backend *judge;        /* the guard's judge model when its policy asks for one (borrowed);
+                                  NULL = the quarantined model */
 } kernel_config;
 
 /* Make a kernel over a store and backends. Audits a "model.load" record for each backend. */

@@ -227,6 +227,7 @@ void kernel_free(kernel *k)
     assert(!k->running);
     audit_free(k->log);
     policy_free(k->own_policy);
+    kguard_free(k);
     free(k->tools);
     ksched_destroy(&k->sched);
     pthread_cond_destroy(&k->watcher_cv);
@@ -261,6 +262,8 @@ llmos_err kernel_new(const kernel_config *cfg, kernel **out)
                               : policy_default(&k->own_policy);
         k->flow = k->own_policy;
     }
+    if (!err)
+        err = kguard_init(k);
     size_t nb = 0;
     const ktool *const *builtin = ktool_builtin(&nb);
     k->tools = err ? NULL : calloc(nb + cfg->n_extra_tools, sizeof *k->tools);
