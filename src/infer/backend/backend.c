@@ -92,6 +92,22 @@ size_t llm_context_size(llm_backend *b)
     return b && b->ops->context_size ? b->ops->context_size(b) : 0;
 }
 
+size_t llm_max_concurrent(llm_backend *b)
+{
+    if (!b)
+        return 0;
+    return b->ops->max_concurrent ? b->ops->max_concurrent(b) : 1;
+}
+
+llmos_err llm_get_stats(llm_backend *b, llm_stats *st)
+{
+    *st = (llm_stats){0};
+    if (!b || !b->ops->stats)
+        return llmos_fail(LLMOS_ERR_UNSUPPORTED, "the %s backend keeps no scheduler statistics",
+                          b ? b->ops->kind : "no");
+    return b->ops->stats(b, st);
+}
+
 const char *llm_model_name(llm_backend *b)
 {
     return b && b->ops->model_name ? b->ops->model_name(b) : "none";
