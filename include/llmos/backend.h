@@ -129,6 +129,10 @@ typedef struct llm_backend_ops {
     size_t (*max_concurrent)(llm_backend *b);
     /* What the scheduler is doing (llm_get_stats). NULL: LLMOS_ERR_UNSUPPORTED. */
     llmos_err (*stats)(llm_backend *b, struct llm_stats *st);
+    /* Context switches (llm_kv_save, llm_kv_restore, llm_kv_forget). NULL: unsupported. */
+    llmos_err (*kv_save)(llm_backend *b, const char *scope, llmos_buf *out);
+    llmos_err (*kv_restore)(llm_backend *b, const char *scope, const void *data, size_t len);
+    size_t (*kv_forget)(llm_backend *b, const char *scope);
 } llm_backend_ops;
 
 struct llm_backend {
@@ -156,6 +160,24 @@ LLMOS_API size_t llm_max_concurrent(llm_backend *b);
 LLMOS_API LLMOS_NODISCARD llmos_err llm_get_stats(llm_backend *b, llm_stats *st);
 LLMOS_API const char *llm_model_name(llm_backend *b);
 LLMOS_API void llm_backend_free(llm_backend *b);
+
+/* Context switch. The KV cache a backend keeps for a cache scope (the prefix cache: what the
+ * latest finished chat of that scope left) as bytes, for the kernel to seal into the store
+ * when it swaps a process out or ends a session; restored later, into this backend or another
+ * over the same model, the next request of the scope that shares its prefix starts from it
+ * instead of evaluating its prompt again. The bytes are a KV snapshot (llmos/infer.h,
+ * model_kv_save: format version, model digest, shapes, token ids, cache rows, checksum).
+ *
+ * llm_kv_save appends to out; LLMOS_ERR_NOT_FOUND when the scope has no kept cache.
+ * llm_kv_restore refuses a malformed or corrupted snapshot (LLMOS_ERR_FORMAT), one of another
+ * model or shape (LLMOS_ERR_INVALID naming both digests) or one longer than the context
+ * (LLMOS_ERR_CONTEXT). llm_kv_forget drops what the scope has kept (a user's cache when the
+ * user's session ends) and says how many sequences that was. Backends without a local model:
+ * LLMOS_ERR_UNSUPPORTED (forget: 0). */
+LLMOS_API LLMOS_NODISCARD llmos_err llm_kv_save(llm_backend *b, const char *scope, llmos_buf *out);
+LLMOS_API LLMOS_NODISCARD llmos_err llm_kv_restore(llm_backend *b, const char *scope,
+                                                   const void *data, size_t len);
+LLMOS_API size_t llm_kv_forget(llm_backend *b, const char *scope);
 
 /* ---- the local engine --------------------------------------------------------------------- */
 

@@ -30,7 +30,7 @@
 #define N_CHATS 6
 
 static char model_dir[4096];
-static char model_file[4200];
+static char model_file[4200], other_file[4200];
 
 static int make_model(void **state)
 {
@@ -45,6 +45,12 @@ static int make_model(void **state)
                      "--vocab-from '%s' '%s'",
                      vocab, model_file) != 0)
         model_file[0] = 0;
+    snprintf(other_file, sizeof other_file, "%s/other.gguf", model_dir);
+    if (tu_run_llmos(NULL, NULL,
+                     "model make-random --arch qwen2 --dims 64,2,4,2,128,4096 --seed 12 "
+                     "--vocab-from '%s' '%s'",
+                     vocab, other_file) != 0)
+        other_file[0] = 0;
     return 0;
 }
 
@@ -56,7 +62,16 @@ static int remove_model(void **state)
     return 0;
 }
 
+static llm_backend *open_file(const char *file, uint32_t max_seqs, uint32_t n_batch,
+                              size_t kv_mem);
+
 static llm_backend *open_with(uint32_t max_seqs, uint32_t n_batch, size_t kv_mem)
+{
+    return open_file(model_file, max_seqs, n_batch, kv_mem);
+}
+
+static llm_backend *open_file(const char *file, uint32_t max_seqs, uint32_t n_batch,
+                              size_t kv_mem)
 {
     char vocab[4096];
     tu_testdata_path(vocab, sizeof vocab, "vocab/ggml-vocab-qwen2.gguf");
@@ -71,7 +86,7 @@ static llm_backend *open_with(uint32_t max_seqs, uint32_t n_batch, size_t kv_mem
     p.n_batch = n_batch;
     p.kv_mem = kv_mem;
     llm_backend *b = NULL;
-    llmos_err err = local_backend_open(model_file, &p, &b);
+    llmos_err err = local_backend_open(file, &p, &b);
     if (err)
         fail_msg("local_backend_open: %s", llmos_errmsg());
     return b;
@@ -257,6 +272,110 @@ static void test_cancel_mid_answer(void **state)
     llm_backend_free(b);
 }
 
+/* One chat in `scope` on b, greedy, 12 tokens. */
+static llm_response chat_in(llm_backend *b, json_t *msgs, const char *scope)
+{
+    chat_job j = {.b = b, .msgs = msgs, .max_tokens = 12, .scope = scope};
+    chat_thread(&j);
+    assert_int_equal(j.err, LLMOS_OK);
+    return j.r;
+}
+
+static json_t *second_turn(size_t i, const char *answer)
+{
+    json_t *m = convo(i);
+    json_array_append_new(m, json_pack("{ss ss}", "role", "assistant", "content", answer));
+    json_array_append_new(m, json_pack("{ss ss}", "role", "user", "content", "And then?"));
+    return m;
+}
+
+/* The second turn of a conversation reuses the first turn's cache, in its scope only, and
+ * answers as a backend with no cache does; through a pool of two sequences, where three
+ * conversations make the oldest one swap out and back in; and after a context switch into a
+ * second backend (llm_kv_save, llm_kv_restore), which refuses a foreign or corrupted cache. */
+static void test_prefix_cache(void **state)
+{
+    (void)state;
+    size_t one = 2 * 2 * 2048 * 2 * 16 * 4; /* K and V, layers, positions, heads x dims, F32 */
+    llm_backend *b = open_with(2, 0, 2 * one);
+    json_t *m1[3];
+    llm_response first[3];
+    const char *scopes[3] = {"alice", "bob", "carol"};
+    for (size_t i = 0; i < 3; i++) {
+        m1[i] = convo(i);
+        first[i] = chat_in(b, m1[i], scopes[i]);
+        assert_int_equal(first[i].cached_tokens, 0);
+    }
+    llm_stats st;
+    assert_int_equal(llm_get_stats(b, &st), LLMOS_OK);
+    assert_int_equal(st.kept, 2);    /* bob's and carol's caches */
+    assert_int_equal(st.swapped, 1); /* alice's, the least recently used, as a snapshot */
+    assert_int_equal(st.swaps_out, 1);
+    assert_int_equal(st.kv_used, 2 * one);
+
+    /* the answers a backend without any cache gives */
+    llm_backend *fresh = open_with(1, 0, 0);
+    json_t *m2 = second_turn(0, first[0].content);
+    llm_response want = chat_in(fresh, m2, NULL);
+    assert_int_equal(want.cached_tokens, 0);
+    llm_backend_free(fresh);
+
+    llm_response got = chat_in(b, m2, "alice"); /* swapped back in */
+    assert_true(got.cached_tokens >= first[0].prompt_tokens);
+    assert_true(got.cached_tokens < got.prompt_tokens);
+    assert_string_equal(got.content, want.content);
+    assert_int_equal(llm_get_stats(b, &st), LLMOS_OK);
+    assert_int_equal(st.swaps_in, 1);
+    assert_int_equal(st.cached_tokens, got.cached_tokens);
+    llm_response_free(&got);
+
+    /* another scope shares nothing */
+    llm_response other = chat_in(b, m2, "mallory");
+    assert_int_equal(other.cached_tokens, 0);
+    assert_string_equal(other.content, want.content);
+    llm_response_free(&other);
+
+    /* context switch: alice's cache saved, restored into a second backend */
+    llmos_buf snap = {0};
+    assert_int_equal(llm_kv_save(b, "alice", &snap), LLMOS_OK);
+    assert_int_equal(llm_kv_save(b, "nobody", &snap), LLMOS_ERR_NOT_FOUND);
+    llm_backend *b2 = open_with(2, 0, 0);
+    json_t *m3 = second_turn(0, want.content);
+    json_array_append_new(m3, json_pack("{ss ss}", "role", "assistant", "content", "Fine."));
+    json_array_append_new(m3, json_pack("{ss ss}", "role", "user", "content", "Thanks."));
+    llm_response want3 = chat_in(b2, m3, NULL);
+    assert_int_equal(llm_kv_restore(b2, "alice", snap.data, snap.len), LLMOS_OK);
+    llm_response got3 = chat_in(b2, m3, "alice");
+    assert_true(got3.cached_tokens > first[0].prompt_tokens);
+    assert_string_equal(got3.content, want3.content);
+    assert_int_equal(llm_kv_forget(b2, "alice"), 1);
+    assert_int_equal(llm_kv_save(b2, "alice", &snap), LLMOS_ERR_NOT_FOUND);
+
+    /* refused: a corrupted snapshot, one of another model */
+    ((char *)snap.data)[snap.len / 2] ^= 4;
+    assert_int_equal(llm_kv_restore(b2, "alice", snap.data, snap.len), LLMOS_ERR_FORMAT);
+    ((char *)snap.data)[snap.len / 2] ^= 4;
+    if (!other_file[0])
+        fail_msg("llmos model make-random failed");
+    llm_backend *foreign = open_file(other_file, 1, 0, 0);
+    assert_int_equal(llm_kv_restore(foreign, "alice", snap.data, snap.len), LLMOS_ERR_INVALID);
+    assert_non_null(strstr(llmos_errmsg(), "another model"));
+    llm_backend_free(foreign);
+
+    buf_free(&snap);
+    llm_response_free(&got3);
+    llm_response_free(&want3);
+    llm_response_free(&want);
+    json_decref(m2);
+    json_decref(m3);
+    for (size_t i = 0; i < 3; i++) {
+        llm_response_free(&first[i]);
+        json_decref(m1[i]);
+    }
+    llm_backend_free(b2);
+    llm_backend_free(b);
+}
+
 static void test_kv_budget_too_small(void **state)
 {
     (void)state;
@@ -283,6 +402,7 @@ int main(void)
         cmocka_unit_test(test_concurrent_equals_alone),
         cmocka_unit_test(test_cancel_mid_prompt),
         cmocka_unit_test(test_cancel_mid_answer),
+        cmocka_unit_test(test_prefix_cache),
         cmocka_unit_test(test_kv_budget_too_small),
     };
     return cmocka_run_group_tests(tests, make_model, remove_model);

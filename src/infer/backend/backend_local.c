@@ -859,6 +859,21 @@ static size_t lb_max_concurrent(llm_backend *b)
     return ((local_backend *)b)->max_seqs;
 }
 
+static llmos_err lb_kv_save(llm_backend *b, const char *scope, llmos_buf *out)
+{
+    return local_batcher_save(((local_backend *)b)->batcher, scope, out);
+}
+
+static llmos_err lb_kv_restore(llm_backend *b, const char *scope, const void *data, size_t len)
+{
+    return local_batcher_restore(((local_backend *)b)->batcher, scope, data, len);
+}
+
+static size_t lb_kv_forget(llm_backend *b, const char *scope)
+{
+    return local_batcher_forget(((local_backend *)b)->batcher, scope);
+}
+
 static llmos_err lb_stats(llm_backend *b, llm_stats *st)
 {
     local_batcher_stats bs;
@@ -912,6 +927,9 @@ static const llm_backend_ops local_ops = {
     .count_prompt = lb_count_prompt,
     .max_concurrent = lb_max_concurrent,
     .stats = lb_stats,
+    .kv_save = lb_kv_save,
+    .kv_restore = lb_kv_restore,
+    .kv_forget = lb_kv_forget,
 };
 
 /* The batcher of a backend over `lb->model`, sized by p (see local_backend_params). */

@@ -572,3 +572,102 @@ void local_batcher_get_stats(local_batcher *b, local_batcher_stats *st)
     st->kv_budget = b->p.kv_mem;
     pthread_mutex_unlock(&b->mu);
 }
+
+/* ---- context switches: a scope's cache as bytes and back ------------------------------------ */
+
+/* The kept sequence of `scope` used last, or NULL. */
+static local_seq *latest_of_scope(local_batcher *b, const char *scope)
+{
+    local_seq *best = NULL;
+    for (size_t i = 0; i < b->n_seqs; i++) {
+        local_seq *s = b->seqs[i];
+        if (!s->active && s->scope && strcmp(s->scope, scope) == 0 &&
+            (!best || s->used > best->used))
+            best = s;
+    }
+    return best;
+}
+
+llmos_err local_batcher_save(local_batcher *b, const char *scope, llmos_buf *out)
+{
+    pthread_mutex_lock(&b->mu);
+    local_seq *s = latest_of_scope(b, scope);
+    llmos_err err;
+    if (!s)
+        err = llmos_fail(LLMOS_ERR_NOT_FOUND,
+                         "local backend: no finished conversation of this scope is kept (it "
+                         "was never run, or was dropped to make room)");
+    else if (s->ctx)
+        err = model_kv_save(s->ctx, s->toks, out);
+    else
+        err = buf_append(out, s->snap.data, s->snap.len);
+    pthread_mutex_unlock(&b->mu);
+    return err;
+}
+
+llmos_err local_batcher_restore(local_batcher *b, const char *scope, const uint8_t *data,
+                                size_t len)
+{
+    model_kv_header h;
+    llmos_err err = model_kv_parse(data, len, &h);
+    if (!err)
+        err = model_kv_check(b->p.model, &h, b->p.kv_type, b->p.n_ctx);
+    if (!err && h.n_tokens != h.n_pos)
+        err = llmos_fail(LLMOS_ERR_INVALID,
+                         "KV snapshot: it holds no token ids, so no request could be matched "
+                         "to it (save it with its tokens)");
+    if (err)
+        return err;
+    local_seq *s = calloc(1, sizeof *s);
+    if (s) {
+        s->b = b;
+        s->scope = strdup(scope);
+        s->scratch = malloc(b->n_vocab * sizeof *s->scratch);
+        s->cap = h.n_pos ? (size_t)h.n_pos : 1;
+        s->toks = malloc(s->cap * sizeof *s->toks);
+    }
+    if (!s || !s->scope || !s->scratch || !s->toks || buf_append(&s->snap, data, len)) {
+        seq_free(s);
+        return llmos_fail(LLMOS_ERR_NOMEM, "out of memory restoring a KV snapshot");
+    }
+    if ((err = model_kv_tokens(b->p.model, data, &h, s->toks))) {
+        seq_free(s);
+        return err;
+    }
+    s->n_toks = (size_t)h.n_pos;
+    pthread_mutex_lock(&b->mu);
+    if (b->n_seqs == b->cap_seqs) {
+        size_t cap = b->cap_seqs ? 2 * b->cap_seqs : 16;
+        local_seq **nv = realloc(b->seqs, cap * sizeof *nv);
+        if (!nv) {
+            pthread_mutex_unlock(&b->mu);
+            seq_free(s);
+            return llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
+        }
+        b->seqs = nv;
+        b->cap_seqs = cap;
+    }
+    /* kept as a swapped-out sequence: its cache is filled when a request matches it */
+    s->used = ++b->clock;
+    b->seqs[b->n_seqs++] = s;
+    b->snap_bytes += s->snap.len;
+    pthread_mutex_unlock(&b->mu);
+    return LLMOS_OK;
+}
+
+size_t local_batcher_forget(local_batcher *b, const char *scope)
+{
+    size_t n = 0;
+    pthread_mutex_lock(&b->mu);
+    for (size_t i = 0; i < b->n_seqs;) {
+        local_seq *s = b->seqs[i];
+        if (!s->active && s->scope && strcmp(s->scope, scope) == 0) {
+            drop(b, s); /* moves the last sequence to i */
+            n++;
+        } else {
+            i++;
+        }
+    }
+    pthread_mutex_unlock(&b->mu);
+    return n;
+}

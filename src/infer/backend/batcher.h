@@ -76,6 +76,17 @@ void local_batcher_release(local_batcher *b, local_seq *s, bool keep);
 /* Run fn(user) while no step runs (the pool and model are free for other work: embeddings). */
 void local_batcher_exclusive(local_batcher *b, void (*fn)(void *user), void *user);
 
+/* Context switch. Append a snapshot (model_kv_save's format, with token ids) of the kept
+ * sequence of `scope` used last; LLMOS_ERR_NOT_FOUND when none is kept. */
+LLMOS_NODISCARD llmos_err local_batcher_save(local_batcher *b, const char *scope, llmos_buf *out);
+/* Keep the snapshot data[0..len) as a sequence of `scope` (swapped out: its cache is filled
+ * when a request shares its prefix). Refuses a malformed or corrupted snapshot, one of another
+ * model or shape, or without token ids, with model_kv_parse's and model_kv_check's errors. */
+LLMOS_NODISCARD llmos_err local_batcher_restore(local_batcher *b, const char *scope,
+                                                const uint8_t *data, size_t len);
+/* Drop every kept sequence of `scope`; how many there were. */
+size_t local_batcher_forget(local_batcher *b, const char *scope);
+
 typedef struct local_batcher_stats {
     uint64_t steps, tokens;       /* forward passes and tokens evaluated in them */
     uint64_t swaps_out, swaps_in; /* sequences swapped out to snapshots, and restored */
