@@ -230,6 +230,17 @@ LLMOS_API LLMOS_NODISCARD llmos_err model_kv_save(const llmos_model_ctx *c, cons
 LLMOS_API LLMOS_NODISCARD llmos_err model_kv_parse(const uint8_t *data, size_t len,
                                                    model_kv_header *h);
 
+/* Whether a parsed snapshot fits m and a context of kv_type and n_ctx positions: refuses one
+ * of another model (LLMOS_ERR_INVALID naming both digests), of another shape or cache type
+ * (LLMOS_ERR_INVALID), or longer than n_ctx (LLMOS_ERR_CONTEXT). */
+LLMOS_API LLMOS_NODISCARD llmos_err model_kv_check(const llmos_model *m, const model_kv_header *h,
+                                                   ggml_type kv_type, size_t n_ctx);
+
+/* The h->n_tokens token ids of the snapshot data (parsed into h) into out; LLMOS_ERR_FORMAT
+ * for an id outside m's vocabulary. */
+LLMOS_API LLMOS_NODISCARD llmos_err model_kv_tokens(const llmos_model *m, const uint8_t *data,
+                                                    const model_kv_header *h, int32_t *out);
+
 /* Replace what c holds with the snapshot: afterwards model_ctx_pos(c) is its n_pos. When
  * tokens is non-NULL, *tokens (malloc'd, caller frees; NULL when the snapshot has none) gets
  * its *n_tokens ids. Refuses, leaving c as it was: a malformed or corrupted snapshot
