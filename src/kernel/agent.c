@@ -127,6 +127,7 @@ static llmos_err evict(kturn *t, kproc *p, const mctx_counter *c, size_t window,
                          : LLMOS_ERR_NOMEM;
     if (!serr) {
         llm_request req = llm_request_default();
+        req.cache_scope = p->info.principal; /* its prefix cache is its principal's alone */
         req.messages = req_msgs;
         req.max_tokens = (int32_t)budget;
         req.cancel = &t->run.stop;
@@ -490,6 +491,7 @@ llmos_err kernel_run_turn(kturn *t, int64_t pid, kproc_state *final)
             break;
         }
         llm_request req = llm_request_default();
+        req.cache_scope = p->info.principal; /* its prefix cache is its principal's alone */
         req.messages = ctx.messages;
         req.tools = json_array_size(ctx.tools) ? ctx.tools : NULL;
         req.max_tokens = turn_max < (int32_t)ctx.reserve ? turn_max : (int32_t)ctx.reserve;
@@ -507,8 +509,8 @@ llmos_err kernel_run_turn(kturn *t, int64_t pid, kproc_state *final)
                                                                  .throttle = true});
         if (!cerr) {
             kguard_stream gs;
-            cerr = kguard_stream_start(k, p->info.principal, p->info.pid, "answer", turn_text, t,
-                                       &gs);
+            cerr =
+                kguard_stream_start(k, p->info.principal, p->info.pid, "answer", turn_text, t, &gs);
             t->guard = &gs;
             if (!cerr)
                 cerr = llm_chat(k->cfg.privileged, &req, turn_stream, t, &resp);

@@ -252,7 +252,8 @@ llmos_err kernel_new(const kernel_config *cfg, kernel **out)
     pthread_mutex_init(&k->mu, &ma);
     pthread_mutexattr_destroy(&ma);
     pthread_cond_init(&k->watcher_cv, NULL);
-    ksched_init(&k->sched, cfg->max_queue, cfg->model_slots);
+    size_t slots = cfg->model_slots ? cfg->model_slots : llm_max_concurrent(cfg->privileged);
+    ksched_init(&k->sched, cfg->max_queue, slots ? slots : 1);
 
     llmos_err err = LLMOS_OK;
     if (cfg->flow) {
@@ -319,6 +320,18 @@ ksched_stats kernel_sched_stats(kernel *k)
     st.tokens = k->sched.tokens;
     st.tokens_per_s = (double)ksched_minute_tokens(&k->sched) / KSCHED_WINDOW_S;
     pthread_mutex_unlock(&k->sched.mu);
+    llm_stats es;
+    if (k->cfg.privileged && llm_get_stats(k->cfg.privileged, &es) == LLMOS_OK) {
+        st.engine = true;
+        st.batch = es.last_batch;
+        st.steps = es.steps;
+        st.cached_tokens = es.cached_tokens;
+        st.swaps_out = es.swaps_out;
+        st.kv_used = es.kv_used;
+        st.kv_budget = es.kv_budget;
+    } else {
+        llmos_err_clear();
+    }
     st.model = k->cfg.privileged ? llm_model_name(k->cfg.privileged) : "";
     st.context_size = k->cfg.privileged ? llm_context_size(k->cfg.privileged) : 0;
     return st;

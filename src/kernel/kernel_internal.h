@@ -135,7 +135,14 @@ struct ksession {
     pthread_mutex_t rate_mu; /* guards the request times */
     double *recent;          /* times of the last requests_per_minute requests (a ring) */
     size_t recent_pos;
+    bool opened; /* logged in: its KV cache is kept when it closes */
 };
+
+/* Context switches across restarts (kvswitch.c): keep principal's KV cache in the store when
+ * its session closes, and give it back to the backend when one opens (kernel_config.keep_kv).
+ * Never fail: what happened is audited ("kv.save", "kv.restore"). */
+void kernel_kv_save(kernel *k, const char *principal);
+void kernel_kv_restore(kernel *k, const char *principal);
 
 /* Store access under the kernel lock. */
 void kernel_lock(kernel *k);

@@ -78,6 +78,8 @@ llmos_err ksession_open(kernel *k, const ksession_params *p, ksession **out)
         ksession_close(s);
         return err;
     }
+    s->opened = true;
+    kernel_kv_restore(k, s->principal);
     *out = s;
     return LLMOS_OK;
 }
@@ -87,6 +89,8 @@ void ksession_close(ksession *s)
     if (!s)
         return;
     assert(atomic_load(&s->in_flight) == 0);
+    if (s->opened)
+        kernel_kv_save(s->k, s->principal);
     pthread_mutex_destroy(&s->rate_mu);
     free(s->recent);
     free(s);
@@ -508,6 +512,7 @@ llmos_err ksession_chat(ksession *s, const llm_request *req, llm_stream_fn strea
     if (err)
         return err;
     llm_request r = *req;
+    r.cache_scope = s->principal; /* a device never chooses whose KV cache it shares */
     int32_t cap = s->p.limits.max_tokens;
     if (cap > 0 && (r.max_tokens <= 0 || r.max_tokens > cap))
         r.max_tokens = cap;

@@ -510,6 +510,8 @@ static void test_chat(void **state)
     assert_int_equal(ljson_get_int(u, "prompt_tokens", 0), 7);
     assert_int_equal(ljson_get_int(u, "completion_tokens", 0), 4);
     assert_int_equal(ljson_get_int(u, "total_tokens", 0), 11);
+    assert_int_equal(
+        ljson_get_int(ljson_get_object(u, "prompt_tokens_details"), "cached_tokens", -1), 0);
     reply_free(&r);
 
     /* max_tokens reaches the backend; finish_reason length */
