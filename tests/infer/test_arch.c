@@ -901,6 +901,20 @@ static void bert_matches_reference(void **state)
             assert_float_equal(got2[i], want[i], 1e-5);
         assert_true(memcmp(got, got2, sizeof got) != 0);
         assert_int_equal(model_embed(m, NULL, toks, BCTX + 1, got, BD), LLMOS_ERR_LIMIT);
+
+        /* a batch of texts stacked in one pass gives each text's own vector */
+        int32_t stacked[3 * BCTX];
+        size_t start[4] = {0, 12, 13, 25};
+        memcpy(stacked, toks, 12 * sizeof *stacked);
+        stacked[12] = 4;
+        memcpy(stacked + 13, other, 12 * sizeof *stacked);
+        float batch[3 * BD];
+        assert_int_equal(model_embed_batch(m, NULL, stacked, start, 3, batch, BD), LLMOS_OK);
+        for (int s = 0; s < 3; s++) {
+            ref_bert(&b, stacked + start[s], (int)(start[s + 1] - start[s]), (int)pooling, want);
+            for (int i = 0; i < BD; i++)
+                assert_float_equal(batch[s * BD + i], want[i], 1e-5);
+        }
         model_free(m);
     }
     unlink(path);

@@ -676,6 +676,10 @@ static llmos_err lb_chat(llm_backend *b, const llm_request *req, llm_stream_fn s
     gen_loop g = {0};
     llmos_err err;
 
+    if (!lb->ctx) /* an encoder (BGE, MiniLM) embeds but does not generate */
+        return llmos_fail(LLMOS_ERR_UNSUPPORTED,
+                          "local backend: %s is an embedding model; it cannot chat or complete",
+                          lb->name);
     if (req->prompt)
         err = tok_encode(lb->tok, req->prompt, strlen(req->prompt), TOK_ADD_SPECIAL, &prompt,
                          &n_prompt);
@@ -789,6 +793,8 @@ static llmos_err lb_count_prompt(llm_backend *b, const json_t *messages, const j
 /* The text as plain text (special-token parsing off, BOS as the tokenizer says), truncated to
  * the backend's context with a warning, embedded by model_embed in a context of its own (the
  * chat's KV cache is left as it was). */
+static size_t lb_context_size(llm_backend *b);
+
 static llmos_err lb_embed(llm_backend *b, const char *text, size_t len, float **vec, size_t *dim)
 {
     local_backend *lb = (local_backend *)b;
@@ -799,19 +805,22 @@ static llmos_err lb_embed(llm_backend *b, const char *text, size_t len, float **
     llmos_err err = tok_encode(lb->tok, text, len, TOK_ADD_SPECIAL, &ids, &n);
     if (err)
         return llmos_fail_context(err, "local backend embed: ");
-    if (tok_adds_eos(lb->tok) && n > 0 && ids[n - 1] == tok_eos(lb->tok))
+    bool encoder = model_hparams_of(lb->model)->encoder;
+    if (!encoder && tok_adds_eos(lb->tok) && n > 0 && ids[n - 1] == tok_eos(lb->tok))
         n--; /* only BOS is wanted: an appended EOS is not part of the text */
     if (n == 0) {
         free(ids);
         return llmos_fail(LLMOS_ERR_INVALID, "local backend embed: the text gives no tokens to "
                                              "embed (pass a non-empty text)");
     }
-    size_t limit = model_ctx_size(lb->ctx);
+    size_t limit = lb_context_size(b);
     if (n > limit) {
         LOG_WARN(LOCAL_LOG,
                  "embed: the text is %zu tokens, more than the context of %zu; only the first "
                  "%zu are embedded",
                  n, limit, limit);
+        if (encoder && tok_adds_eos(lb->tok))
+            ids[limit - 1] = tok_eos(lb->tok); /* BERT reads [CLS] text [SEP] */
         n = limit;
     }
     size_t d = model_hparams_of(lb->model)->n_embd;
@@ -838,7 +847,8 @@ static llmos_err lb_embed(llm_backend *b, const char *text, size_t len, float **
 
 static size_t lb_context_size(llm_backend *b)
 {
-    return model_ctx_size(((local_backend *)b)->ctx);
+    const local_backend *lb = (const local_backend *)b;
+    return lb->ctx ? model_ctx_size(lb->ctx) : model_hparams_of(lb->model)->n_ctx_train;
 }
 
 static const char *lb_model_name(llm_backend *b)
@@ -929,8 +939,8 @@ llmos_err local_backend_open(const char *model_path, const local_backend_params 
     cp.n_ctx = n_ctx;
     cp.n_batch = 256;
     cp.pool = lb->pool;
-    if ((err = model_ctx_new(lb->model, &cp, &lb->ctx)))
-        goto fail;
+    if (!hp->encoder && (err = model_ctx_new(lb->model, &cp, &lb->ctx)))
+        goto fail; /* (an encoder has no KV cache: it only embeds) */
     *out = &lb->base;
     return LLMOS_OK;
 fail:
@@ -960,7 +970,7 @@ llmos_err local_backend_fork(llm_backend *parent, llm_backend **out)
         err = llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
     if (!err)
         err = pool_new(pool_threads(pb->pool), &lb->pool);
-    if (!err) {
+    if (!err && pb->ctx) {
         model_ctx_params cp = model_ctx_default_params();
         cp.n_ctx = (uint32_t)model_ctx_size(pb->ctx);
         cp.n_batch = 256;

@@ -372,10 +372,7 @@ static llmos_err bert_forward(const bert_model *b, llmos_pool *pool, const int32
 }
 
 llmos_err bert_embed(const bert_model *b, const model_ctx_params *p, const int32_t *tokens,
-                     size_t n, float *out, size_t dim)
+                     const size_t *start, size_t n_texts, float *out)
 {
-    size_t start[2] = {0, n};
-    assert(dim == b->hp.n_embd);
-    (void)dim;
-    return bert_forward(b, p ? p->pool : NULL, tokens, start, 1, out);
+    return bert_forward(b, p ? p->pool : NULL, tokens, start, n_texts, out);
 }
