@@ -413,8 +413,28 @@ static llmos_err bert_forward(const bert_model *b, llmos_pool *pool, const int32
     return err;
 }
 
+/* Rows per forward pass: enough for the matmuls to reuse each weight many times, few enough
+ * that the activations of a pass stay in cache (measured on bge-small: 32 texts of 128 tokens
+ * in one pass of 4096 rows ran slower per text than one text alone). */
+enum { BERT_PASS_ROWS = 512 };
+
 llmos_err bert_embed(const bert_model *b, const model_ctx_params *p, const int32_t *tokens,
                      const size_t *start, size_t n_texts, float *out)
 {
-    return bert_forward(b, p ? p->pool : NULL, tokens, start, n_texts, out);
+    llmos_pool *pool = p ? p->pool : NULL;
+    size_t d = b->hp.n_embd;
+    for (size_t first = 0; first < n_texts;) {
+        size_t last = first + 1; /* texts first .. last-1 go together */
+        while (last < n_texts && start[last + 1] - start[first] <= BERT_PASS_ROWS)
+            last++;
+        size_t local[BERT_PASS_ROWS + 1];
+        size_t n = last - first;
+        for (size_t i = 0; i <= n; i++)
+            local[i] = start[first + i] - start[first];
+        llmos_err err = bert_forward(b, pool, tokens + start[first], local, n, out + first * d);
+        if (err)
+            return err;
+        first = last;
+    }
+    return LLMOS_OK;
 }
