@@ -259,7 +259,9 @@ LLMOS_API LLMOS_NODISCARD llmos_err model_kv_restore(llmos_model_ctx *c, const u
  * that call. t must be below n_batch (asserted). */
 LLMOS_API void model_ctx_hidden(const llmos_model_ctx *c, size_t t, float *out);
 
-/* An embedding of tokens[0..n): the mean over positions of the final hidden state after the
+/* An embedding of tokens[0..n). An encoder model (hp->encoder: BERT, BGE, MiniLM) pools its
+ * final states as its file says (bert.pooling_type: mean, or the [CLS] token) and scales to
+ * unit length. A decoder gives the mean over positions of the final hidden state after the
  * output norm (before the output projection), scaled to unit length (L2), into out[0..dim),
  * dim == n_embd. It runs in a context of its own (sized to n) that is freed before returning,
  * so no chat context is disturbed. p (may be NULL for defaults) gives n_batch and the pool;
@@ -271,6 +273,15 @@ LLMOS_API void model_ctx_hidden(const llmos_model_ctx *c, size_t t, float *out);
 LLMOS_API LLMOS_NODISCARD llmos_err model_embed(const llmos_model *m, const model_ctx_params *p,
                                                 const int32_t *tokens, size_t n, float *out,
                                                 size_t dim);
+
+/* Embeddings of n_texts texts at once: text i is tokens[start[i] .. start[i + 1]) (start has
+ * n_texts + 1 entries, start[0] = 0, increasing), its vector goes to out[i * dim ..]. An encoder (bert)
+ * stacks the texts into one forward pass, so each weight is read once for the whole batch;
+ * a decoder embeds them one after another. Errors as model_embed's, naming the text. */
+LLMOS_API LLMOS_NODISCARD llmos_err model_embed_batch(const llmos_model *m,
+                                                      const model_ctx_params *p,
+                                                      const int32_t *tokens, const size_t *start,
+                                                      size_t n_texts, float *out, size_t dim);
 
 /* ---- sampler ----------------------------------------------------------------------------- */
 

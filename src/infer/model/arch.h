@@ -91,8 +91,10 @@ LLMOS_NODISCARD llmos_err bert_load(const gguf_file *f, model_hparams *hp, bert_
 void bert_free(bert_model *b);
 /* The encoder of an encoder model (hp->encoder), else NULL. */
 const bert_model *model_bert(const llmos_model *m);
-/* model_embed for an encoder: [CLS]-or-mean pooled, L2-normalised final hidden states. */
+/* model_embed_batch for an encoder: [CLS]-or-mean pooled, L2-normalised final hidden states
+ * of text i = tokens[start[i] .. start[i + 1]) into out[i * n_embd ..]. */
 LLMOS_NODISCARD llmos_err bert_embed(const bert_model *b, const model_ctx_params *p,
-                                     const int32_t *tokens, size_t n, float *out, size_t dim);
+                                     const int32_t *tokens, const size_t *start, size_t n_texts,
+                                     float *out);
 
 #endif

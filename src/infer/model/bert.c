@@ -42,7 +42,47 @@ struct bert_model {
     bert_layer *layers;
     float **vecs; /* every F32 copy, for freeing */
     size_t n_vecs, cap_vecs;
+    void *weights; /* the layers' matrices, packed where this CPU has a packed kernel */
+    size_t weights_size;
 };
+
+/* Copy the layers' matrices into one huge-page arena, packed into 16-row groups where the
+ * type has a packed kernel here (as model.c's place_weights does for decoders: measured
+ * there, streaming from the file map ran at about half speed). Not fatal when memory is
+ * short: the matrices are then read in place. */
+static void bert_place_weights(bert_model *b)
+{
+    size_t total = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        uint8_t *p = b->weights;
+        for (uint32_t l = 0; l < b->hp.n_layer; l++) {
+            bert_layer *L = &b->layers[l];
+            ops_matrix *ms[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->up, &L->down};
+            for (size_t i = 0; i < 6; i++) {
+                size_t packed = ops_matrix_packed_bytes(ms[i]);
+                size_t bytes = packed ? packed : ms[i]->row_bytes * ms[i]->n_out;
+                bytes = (bytes + 63) / 64 * 64;
+                if (pass == 0) {
+                    total += bytes;
+                    continue;
+                }
+                if (packed) {
+                    ops_matrix_pack(NULL, ms[i], p);
+                } else {
+                    memcpy(p, ms[i]->data, ms[i]->row_bytes * ms[i]->n_out);
+                    ms[i]->data = p;
+                }
+                p += bytes;
+            }
+        }
+        if (pass == 0) {
+            b->weights = llmos_huge_alloc(total);
+            if (!b->weights)
+                return;
+            b->weights_size = total;
+        }
+    }
+}
 
 static llmos_err bert_matrix(bert_model *b, const char *name, size_t n_in, size_t n_out,
                              ops_matrix *out)
@@ -195,6 +235,7 @@ llmos_err bert_load(const gguf_file *f, model_hparams *hp, bert_model **out)
     for (size_t i = 0; i < gguf_n_tensors(f); i++)
         hp->n_params += gguf_tensor_at(f, i)->n_elements;
     b->hp = *hp;
+    bert_place_weights(b);
     *out = b;
     return LLMOS_OK;
 fail:
@@ -210,6 +251,7 @@ void bert_free(bert_model *b)
         free(b->vecs[i]);
     free(b->vecs);
     free(b->layers);
+    llmos_huge_free(b->weights, b->weights_size);
     free(b);
 }
 
@@ -371,11 +413,28 @@ static llmos_err bert_forward(const bert_model *b, llmos_pool *pool, const int32
     return err;
 }
 
+/* Rows per forward pass: enough for the matmuls to reuse each weight many times, few enough
+ * that the activations of a pass stay in cache (measured on bge-small: 32 texts of 128 tokens
+ * in one pass of 4096 rows ran slower per text than one text alone). */
+enum { BERT_PASS_ROWS = 512 };
+
 llmos_err bert_embed(const bert_model *b, const model_ctx_params *p, const int32_t *tokens,
-                     size_t n, float *out, size_t dim)
+                     const size_t *start, size_t n_texts, float *out)
 {
-    size_t start[2] = {0, n};
-    assert(dim == b->hp.n_embd);
-    (void)dim;
-    return bert_forward(b, p ? p->pool : NULL, tokens, start, 1, out);
+    llmos_pool *pool = p ? p->pool : NULL;
+    size_t d = b->hp.n_embd;
+    for (size_t first = 0; first < n_texts;) {
+        size_t last = first + 1; /* texts first .. last-1 go together */
+        while (last < n_texts && start[last + 1] - start[first] <= BERT_PASS_ROWS)
+            last++;
+        size_t local[BERT_PASS_ROWS + 1];
+        size_t n = last - first;
+        for (size_t i = 0; i <= n; i++)
+            local[i] = start[first + i] - start[first];
+        llmos_err err = bert_forward(b, pool, tokens + start[first], local, n, out + first * d);
+        if (err)
+            return err;
+        first = last;
+    }
+    return LLMOS_OK;
 }

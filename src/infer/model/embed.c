@@ -39,8 +39,10 @@ llmos_err model_embed(const llmos_model *m, const model_ctx_params *p, const int
             return llmos_fail(LLMOS_ERR_INVALID,
                               "model_embed: token %zu has id %d, outside the vocabulary of %u",
                               i, (int)tokens[i], hp->n_vocab);
-    if (hp->encoder) /* an embedding model: its own forward pass and pooling (bert.c) */
-        return bert_embed(model_bert(m), p, tokens, n, out, dim);
+    if (hp->encoder) { /* an embedding model: its own forward pass and pooling (bert.c) */
+        size_t start[2] = {0, n};
+        return bert_embed(model_bert(m), p, tokens, start, 1, out);
+    }
 
     model_ctx_params cp = p ? *p : model_ctx_default_params();
     cp.n_ctx = (uint32_t)n;
@@ -90,4 +92,38 @@ done:
     free(sum);
     model_ctx_free(c);
     return err;
+}
+
+llmos_err model_embed_batch(const llmos_model *m, const model_ctx_params *p, const int32_t *tokens,
+                            const size_t *start, size_t n_texts, float *out, size_t dim)
+{
+    const model_hparams *hp = model_hparams_of(m);
+    if (n_texts == 0 || start[0] != 0)
+        return llmos_fail(LLMOS_ERR_INVALID,
+                          "model_embed_batch: no texts, or start[0] is not 0");
+    for (size_t i = 0; i < n_texts; i++) {
+        if (start[i + 1] <= start[i])
+            return llmos_fail(LLMOS_ERR_INVALID, "model_embed_batch: text %zu has no tokens", i);
+        if (start[i + 1] - start[i] > hp->n_ctx_train)
+            return llmos_fail(LLMOS_ERR_LIMIT,
+                              "model_embed_batch: text %zu has %zu tokens, more than the "
+                              "model's context length of %u (truncate it first)",
+                              i, start[i + 1] - start[i], hp->n_ctx_train);
+    }
+    if (!hp->encoder || dim != hp->n_embd) {
+        for (size_t i = 0; i < n_texts; i++) {
+            llmos_err err = model_embed(m, p, tokens + start[i], start[i + 1] - start[i],
+                                        out + i * dim, dim);
+            if (err)
+                return llmos_fail_context(err, "text %zu: ", i);
+        }
+        return LLMOS_OK;
+    }
+    for (size_t t = start[0]; t < start[n_texts]; t++)
+        if (tokens[t] < 0 || (uint32_t)tokens[t] >= hp->n_vocab)
+            return llmos_fail(LLMOS_ERR_INVALID,
+                              "model_embed_batch: token %zu has id %d, outside the vocabulary "
+                              "of %u",
+                              t, (int)tokens[t], hp->n_vocab);
+    return bert_embed(model_bert(m), p, tokens, start, n_texts, out);
 }
