@@ -409,7 +409,7 @@ static llmos_err scan_keys(const char *t, size_t len, guard_findings *out)
         }
         for (size_t k = 0; k < LLMOS_ARRAY_LEN(key_formats); k++) {
             const struct key_format *f = &key_formats[k];
-            if (!at(t, len, i, f->prefix))
+            if (t[i] != f->prefix[0] || !at(t, len, i, f->prefix))
                 continue;
             size_t s = i + strlen(f->prefix), j = s;
             while (j < len && in_alphabet(f->alphabet, (unsigned char)t[j]) && j - s <= f->max)
@@ -444,7 +444,7 @@ static llmos_err scan_pem(const char *t, size_t len, guard_findings *out)
 {
     static const char begin[] = "-----BEGIN ";
     for (size_t i = 0; i + sizeof begin < len; i++) {
-        if (!at(t, len, i, begin))
+        if (t[i] != '-' || !at(t, len, i, begin))
             continue;
         /* "-----BEGIN [RSA |EC |DSA |OPENSSH |ENCRYPTED |PGP ]PRIVATE KEY[ BLOCK]-----" */
         size_t j = i + sizeof begin - 1, e = j;
@@ -810,6 +810,8 @@ static llmos_err scan_urls(const char *t, size_t len, const char *const *allow, 
 {
     for (size_t i = 0; i + 8 < len; i++) {
         size_t skip;
+        if ((t[i] | 0x20) != 'h')
+            continue;
         if (at_nocase(t, len, i, "https://"))
             skip = 8;
         else if (at_nocase(t, len, i, "http://"))
@@ -881,7 +883,7 @@ static llmos_err scan_urls(const char *t, size_t len, const char *const *allow, 
  * just after '(' or 0. */
 static size_t call_at(const char *t, size_t len, size_t i, const char *name)
 {
-    if (!at(t, len, i, name) || (i > 0 && (is_ident((unsigned char)t[i - 1]) || t[i - 1] == '.')))
+    if (t[i] != name[0] || !at(t, len, i, name) || (i > 0 && (is_ident((unsigned char)t[i - 1]) || t[i - 1] == '.')))
         return 0;
     size_t j = i + strlen(name);
     if (j < len && is_ident((unsigned char)t[j]))
@@ -895,7 +897,7 @@ static size_t call_at(const char *t, size_t len, size_t i, const char *name)
  * a dot. */
 static size_t dotted_call_at(const char *t, size_t len, size_t i, const char *name)
 {
-    if (!at(t, len, i, name) || (i > 0 && is_ident((unsigned char)t[i - 1])))
+    if (t[i] != name[0] || !at(t, len, i, name) || (i > 0 && is_ident((unsigned char)t[i - 1])))
         return 0;
     size_t j = i + strlen(name);
     return j < len && t[j] == '(' ? j + 1 : 0;
@@ -1069,7 +1071,8 @@ static llmos_err scan_code(const char *t, size_t len, guard_findings *out)
     llmos_err err = LLMOS_OK;
     for (size_t i = 0; i < len && !err; i++) {
         unsigned char c = (unsigned char)t[i];
-        if (!is_alpha(c) && c != '$')
+        /* every pattern starts an identifier */
+        if ((!is_alpha(c) && c != '$') || (i > 0 && is_ident((unsigned char)t[i - 1])))
             continue;
         size_t a;
         /* C */
