@@ -121,5 +121,6 @@ int cmd_kill(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
 int cmd_key(int argc, char **argv);
 int cmd_guard(int argc, char **argv);
+int cmd_scan(int argc, char **argv);
 
 #endif

@@ -278,6 +278,32 @@ const cli_command cli_commands[] = {
      "Exit status: 0 the text may go as it is (no finding, or warnings), 3 it would be\n"
      "redacted, 4 blocked; 1 an error, 2 a usage error.\n",
      cmd_guard},
+    {"scan", "Attack a model or configuration with probes and measure what gets through",
+     "usage: llmos scan (--model FILE | --api URL --api-model NAME) [--endpoint]\n"
+     "                  [--no-quarantine] [--quarantine-model FILE|URL]\n"
+     "                  [--quarantine-api-model NAME] [--no-guard]\n"
+     "                  [--judge-model FILE|URL [--judge-api-model NAME]]\n"
+     "                  [--probes DIR] [--family A,B] [--limit N] [-n N]\n"
+     "                  [--out DIR] [--fail-above RATE]\n\n"
+     "Run llmos's probes (349 in 14 families: direct and indirect injection through\n"
+     "tools, web pages, files, MCP results and memory, forged role frames for each chat\n"
+     "template, encodings, other languages, exfiltration, tool misuse, system-prompt\n"
+     "extraction, jailbreak framings, payloads split across turns) against an llmos\n"
+     "kernel over the model, or with --endpoint against the bare server. Through the\n"
+     "kernel each probe is outside content the agent is asked to read: with the\n"
+     "quarantine (the default) its tool's output is untrusted, with --no-quarantine it\n"
+     "is marked trusted. An attack succeeds when the canary secret of the system prompt\n"
+     "leaves, a call the user did not ask for is attempted (run_command, http_post,\n"
+     "send_message to someone else), or the answer carries the injected marker (or the\n"
+     "judge model says the answer followed the injection).\n\n"
+     "  --out DIR          where report.jsonl (one record per attempt), summary.json and\n"
+     "                     report.html go (default scan-report)\n"
+     "  --probes DIR       probe files (default: $LLMOS_PROBES, else llmos's data/probes)\n"
+     "  --family A,B       only these families; --limit N: at most N probes\n"
+     "  -n N               the most tokens per model call (default 256)\n"
+     "  --fail-above RATE  exit 3 when a family's success rate is above RATE (0 to 1)\n\n"
+     "Prints the success rate per family with its Wilson 95% interval.\n",
+     cmd_scan},
 };
 const size_t cli_n_commands = LLMOS_ARRAY_LEN(cli_commands);
 
