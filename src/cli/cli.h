@@ -80,6 +80,8 @@ typedef struct cli_boot_params {
     const sampler_params *sampling;   /* NULL = the backend's defaults */
     uint32_t caps;    /* of the session's processes; 0 = compute,message,quarantine */
     size_t max_queue; /* model requests that may wait; 0 = the kernel's */
+    const char *guard_file; /* the output guard's policy (--guard FILE); NULL = built-in */
+    bool no_guard;          /* --no-guard: no output guard */
 } cli_boot_params;
 
 typedef struct cli_boot {
@@ -87,6 +89,7 @@ typedef struct cli_boot {
     struct kernel *k;
     struct ksession *s;
     struct llm_backend *privileged, *quarantined, *embedder;
+    struct guard *guard; /* from --guard FILE (owned), NULL for the built-in policy */
 } cli_boot;
 
 /* Open memory, kernel and session as p says. The passphrase comes from $LLMOS_PASSPHRASE or a
@@ -98,6 +101,11 @@ void cli_boot_close(cli_boot *b);
 /* A size in bytes: a whole number with an optional suffix K, M, G (powers of 1024; "512M",
  * "2G"). LLMOS_ERR_INVALID naming the text otherwise. */
 LLMOS_NODISCARD llmos_err cli_parse_size(const char *text, size_t *out);
+
+/* A model to call: a local GGUF file, or an OpenAI-compatible server at an http(s) URL (its
+ * model name api_model; the key from $key_env, default LLMOS_API_KEY). */
+LLMOS_NODISCARD llmos_err cli_open_backend(const char *where, const char *api_model,
+                                           const char *key_env, struct llm_backend **out);
 
 /* the commands */
 int cmd_help(int argc, char **argv);
@@ -116,5 +124,7 @@ int cmd_ps(int argc, char **argv);
 int cmd_kill(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
 int cmd_key(int argc, char **argv);
+int cmd_guard(int argc, char **argv);
+int cmd_scan(int argc, char **argv);
 
 #endif

@@ -152,11 +152,11 @@ static llmos_err serve_open_model(const char *where, const char *api_model,
 
 typedef struct serve_options {
     const char *model, *api, *api_model, *quar, *quar_model, *embed_model;
-    const char *host, *keys_file, *key_file, *key_arg, *name;
+    const char *host, *keys_file, *key_file, *key_arg, *name, *guard_file;
     const char *kv_mem;
     unsigned long port, ctx, threads, max_body, queue, max_conn, per_address, idle_timeout;
     unsigned long max_seqs, n_batch, api_concurrency;
-    bool no_store;
+    bool no_store, no_guard;
 } serve_options;
 
 /* One numeric option: its name, range, what to say when it is wrong, where it goes. */
@@ -202,6 +202,7 @@ static const serve_text serve_texts[] = {
     {"--api-key", NULL, offsetof(serve_options, key_arg)},
     {"--name", NULL, offsetof(serve_options, name)},
     {"--kv-mem", NULL, offsetof(serve_options, kv_mem)},
+    {"--guard", NULL, offsetof(serve_options, guard_file)},
 };
 
 /* Parse argv into o; returns CLI_OK or the usage error's status. */
@@ -220,6 +221,10 @@ static int serve_parse(int argc, char **argv, serve_options *o)
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--no-store") == 0) {
             o->no_store = true;
+            continue;
+        }
+        if (strcmp(a, "--no-guard") == 0) {
+            o->no_guard = true;
             continue;
         }
         bool known = false;
@@ -331,7 +336,9 @@ int cmd_serve(int argc, char **argv)
                           .max_queue = o.queue,
                           .embed = MEMORY_EMBED_DEFAULT,
                           .embed_model = o.embed_model,
-                          .archival_optional = true};
+                          .archival_optional = true,
+                          .guard_file = o.guard_file,
+                          .no_guard = o.no_guard};
     const char *pass = getenv("LLMOS_PASSPHRASE");
     if (o.no_store) {
         bp.ephemeral = true;

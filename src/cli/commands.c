@@ -33,6 +33,7 @@ const cli_command cli_commands[] = {
      cmd_doctor},
     {"shell", "Start the interactive llmos shell (the default)",
      "usage: llmos [shell] [--model FILE | --api URL --api-model NAME] [--system TEXT]\n"
+     "                     [--guard FILE | --no-guard]\n"
      "                     [-n N] [--temp T] [--seed S] [-t THREADS] [--ctx N]\n"
      "                     [--embed-model FILE|lexical] [--no-store] [MESSAGE...]\n\n"
      "Chat with a model: type a message, the answer streams back; the conversation is\n"
@@ -58,6 +59,10 @@ const cli_command cli_commands[] = {
      "  --embed-model FILE|lexical  what embeds archival memory (default: the chat\n"
      "                       model itself; $LLMOS_EMBED_MODEL). With a store of another\n"
      "                       embedder's vectors archival memory is off, and it says so.\n"
+     "  --guard FILE         the output guard's policy (docs/security.md; default: the\n"
+     "                       built-in one: keys and card numbers redacted, private\n"
+     "                       keys blocked, e-mail and phone numbers noted in the audit)\n"
+     "  --no-guard           no output guard on answers and tool arguments\n"
      "  --no-store           run on a store in memory only: nothing is kept when the\n"
      "                       shell ends; also when no passphrase is at hand\n"
      "                       ($LLMOS_PASSPHRASE unset and standard input not a terminal)\n",
@@ -189,6 +194,10 @@ const cli_command cli_commands[] = {
      "  --max-per-address N connections at once from one address (default 16)\n"
      "  --idle-timeout S    close a connection silent this long, e.g. one that never\n"
      "                      finishes its headers (default 10; not while answering)\n"
+     "  --guard FILE        the output guard's policy (docs/security.md); answers,\n"
+     "                      streams and tool calls are checked before they are sent\n"
+     "                      (default: the built-in policy)\n"
+     "  --no-guard          no output guard\n"
      "  --no-store          keep processes, memories and the audit log in memory only\n"
      "  --api URL           serve a remote OpenAI-compatible server instead (its key\n"
      "                      from LLMOS_API_KEY); --api-model NAME its model\n",
@@ -264,6 +273,51 @@ const cli_command cli_commands[] = {
      "  --from SEQ  start at record SEQ\n"
      "  --json      a JSON array instead of the table\n",
      cmd_audit},
+    {"guard", "Check a text with the output guard (secrets, personal data, exfiltration, code)",
+     "usage: llmos guard check [--json] [--redacted] [--policy FILE] [--principal NAME]\n"
+     "                         [--judge-model FILE | --judge-api URL --judge-api-model NAME]\n"
+     "                         FILE|-\n\n"
+     "Run the output guard that the kernel runs on every answer and tool call on FILE (or\n"
+     "standard input): card numbers (Luhn), IBANs (check digits), API keys, private keys,\n"
+     "high-entropy tokens, e-mail and phone numbers, URLs carrying data to other hosts,\n"
+     "vulnerable code (strcpy, shell=True on input, eval, SQL by concatenation, shell eval).\n"
+     "Prints each finding as FILE:LINE:COL: detector (what), severity: action, never the\n"
+     "finding's text; the policy is docs/security.md's built-in one unless --policy names a\n"
+     "guard.json.\n\n"
+     "  --json              the decision as JSON, as the kernel audits it\n"
+     "  --redacted          print the text as it may leave (findings go to standard error)\n"
+     "  --principal NAME    apply the policy's rules for NAME\n"
+     "  --judge-model FILE, --judge-api URL --judge-api-model NAME\n"
+     "                      also ask this judge model (a Llama-Guard-style verdict)\n\n"
+     "Exit status: 0 the text may go as it is (no finding, or warnings), 3 it would be\n"
+     "redacted, 4 blocked; 1 an error, 2 a usage error.\n",
+     cmd_guard},
+    {"scan", "Attack a model or configuration with probes and measure what gets through",
+     "usage: llmos scan (--model FILE | --api URL --api-model NAME) [--endpoint]\n"
+     "                  [--no-quarantine] [--quarantine-model FILE|URL]\n"
+     "                  [--quarantine-api-model NAME] [--no-guard]\n"
+     "                  [--judge-model FILE|URL [--judge-api-model NAME]]\n"
+     "                  [--probes DIR] [--family A,B] [--limit N] [-n N]\n"
+     "                  [--out DIR] [--fail-above RATE]\n\n"
+     "Run llmos's probes (349 in 14 families: direct and indirect injection through\n"
+     "tools, web pages, files, MCP results and memory, forged role frames for each chat\n"
+     "template, encodings, other languages, exfiltration, tool misuse, system-prompt\n"
+     "extraction, jailbreak framings, payloads split across turns) against an llmos\n"
+     "kernel over the model, or with --endpoint against the bare server. Through the\n"
+     "kernel each probe is outside content the agent is asked to read: with the\n"
+     "quarantine (the default) its tool's output is untrusted, with --no-quarantine it\n"
+     "is marked trusted. An attack succeeds when the canary secret of the system prompt\n"
+     "leaves, a call the user did not ask for is attempted (run_command, http_post,\n"
+     "send_message to someone else), or the answer carries the injected marker (or the\n"
+     "judge model says the answer followed the injection).\n\n"
+     "  --out DIR          where report.jsonl (one record per attempt), summary.json and\n"
+     "                     report.html go (default scan-report)\n"
+     "  --probes DIR       probe files (default: $LLMOS_PROBES, else llmos's data/probes)\n"
+     "  --family A,B       only these families; --limit N: at most N probes\n"
+     "  -n N               the most tokens per model call (default 256)\n"
+     "  --fail-above RATE  exit 3 when a family's success rate is above RATE (0 to 1)\n\n"
+     "Prints the success rate per family with its Wilson 95% interval.\n",
+     cmd_scan},
 };
 const size_t cli_n_commands = LLMOS_ARRAY_LEN(cli_commands);
 

@@ -409,7 +409,7 @@ static llmos_err scan_keys(const char *t, size_t len, guard_findings *out)
         }
         for (size_t k = 0; k < LLMOS_ARRAY_LEN(key_formats); k++) {
             const struct key_format *f = &key_formats[k];
-            if (!at(t, len, i, f->prefix))
+            if (t[i] != f->prefix[0] || !at(t, len, i, f->prefix))
                 continue;
             size_t s = i + strlen(f->prefix), j = s;
             while (j < len && in_alphabet(f->alphabet, (unsigned char)t[j]) && j - s <= f->max)
@@ -444,14 +444,16 @@ static llmos_err scan_pem(const char *t, size_t len, guard_findings *out)
 {
     static const char begin[] = "-----BEGIN ";
     for (size_t i = 0; i + sizeof begin < len; i++) {
-        if (!at(t, len, i, begin))
+        if (t[i] != '-' || !at(t, len, i, begin))
             continue;
-        /* "-----BEGIN [RSA |EC |DSA |OPENSSH |ENCRYPTED ]PRIVATE KEY-----" */
+        /* "-----BEGIN [RSA |EC |DSA |OPENSSH |ENCRYPTED |PGP ]PRIVATE KEY[ BLOCK]-----" */
         size_t j = i + sizeof begin - 1, e = j;
         while (e < len && e - j < 40 && (is_upper((unsigned char)t[e]) || t[e] == ' '))
             e++;
-        if (!at(t, len, e, "-----") || e - j < 11 ||
-            memcmp(t + e - 11, "PRIVATE KEY", 11) != 0)
+        /* "... PRIVATE KEY-----", or PGP's "... PRIVATE KEY BLOCK-----" */
+        bool label = e - j >= 11 && memcmp(t + e - 11, "PRIVATE KEY", 11) == 0;
+        bool pgp = e - j >= 17 && memcmp(t + e - 17, "PRIVATE KEY BLOCK", 17) == 0;
+        if (!at(t, len, e, "-----") || !(label || pgp))
             continue;
         /* the block runs to its END line, or to the end of the text when cut */
         size_t end = len;
@@ -499,6 +501,24 @@ static bool looks_random(const char *s, size_t n)
     }
     if (dg < 2 || (up + lo) < 2)
         return false;
+    /* words joined by '-' or '_' ("ISO-8859-1-compatible", "x86_64-linux-gnu"): each part all
+     * letters or all digits, three parts or more */
+    int parts = 1, pure = 1;
+    bool alpha_part = true, digit_part = true;
+    for (size_t i = 0; i <= n; i++) {
+        unsigned char c = i < n ? (unsigned char)s[i] : '-';
+        if (c == '-' || c == '_') {
+            pure &= alpha_part || digit_part;
+            if (i < n)
+                parts++;
+            alpha_part = digit_part = true;
+        } else {
+            alpha_part = alpha_part && is_alpha(c);
+            digit_part = digit_part && is_digit(c);
+        }
+    }
+    if (parts >= 3 && pure)
+        return false;
     if ((size_t)other * 4 > n)
         return false;
     double h = guard_entropy(s, n);
@@ -520,8 +540,16 @@ static llmos_err scan_entropy(const char *t, size_t len, guard_findings *out)
             i++;
             continue;
         }
+        /* a token: the alphabet of keys, '=' only as base64's padding at its end (so that
+         * "NAME=value" is two tokens) */
         size_t j = i;
-        while (j < len && is_token((unsigned char)t[j]))
+        while (j < len && is_token((unsigned char)t[j]) && t[j] != '=')
+            j++;
+        if (j == i) {
+            i++;
+            continue;
+        }
+        while (j < len && t[j] == '=' && (j + 1 >= len || !is_alnum((unsigned char)t[j + 1])))
             j++;
         /* trim what surrounds tokens in prose and URLs */
         size_t s = i, e = j;
@@ -626,8 +654,10 @@ static llmos_err scan_phones(const char *t, size_t len, guard_findings *out)
                       t[i - 1] == '-' || t[i - 1] == '/' || t[i - 1] == ':' || t[i - 1] == '$' ||
                       t[i - 1] == '#'))
             continue;
-        bool intl = c == '+';
-        size_t j = i + (intl ? 1 : 0);
+        /* '+' or the international call prefix 00 followed by a space-separated country code */
+        bool intl = c == '+' || (c == '0' && i + 2 < len && t[i + 1] == '0' &&
+                                 is_digit((unsigned char)t[i + 2]) && t[i + 2] != '0');
+        size_t j = i + (c == '+' ? 1 : intl ? 2 : 0);
         int digits = 0, groups = 0, glen[8] = {0};
         char sep = 0;
         bool paren = false, mixed = false;
@@ -780,6 +810,8 @@ static llmos_err scan_urls(const char *t, size_t len, const char *const *allow, 
 {
     for (size_t i = 0; i + 8 < len; i++) {
         size_t skip;
+        if ((t[i] | 0x20) != 'h')
+            continue;
         if (at_nocase(t, len, i, "https://"))
             skip = 8;
         else if (at_nocase(t, len, i, "http://"))
@@ -851,7 +883,7 @@ static llmos_err scan_urls(const char *t, size_t len, const char *const *allow, 
  * just after '(' or 0. */
 static size_t call_at(const char *t, size_t len, size_t i, const char *name)
 {
-    if (!at(t, len, i, name) || (i > 0 && (is_ident((unsigned char)t[i - 1]) || t[i - 1] == '.')))
+    if (t[i] != name[0] || !at(t, len, i, name) || (i > 0 && (is_ident((unsigned char)t[i - 1]) || t[i - 1] == '.')))
         return 0;
     size_t j = i + strlen(name);
     if (j < len && is_ident((unsigned char)t[j]))
@@ -865,7 +897,7 @@ static size_t call_at(const char *t, size_t len, size_t i, const char *name)
  * a dot. */
 static size_t dotted_call_at(const char *t, size_t len, size_t i, const char *name)
 {
-    if (!at(t, len, i, name) || (i > 0 && is_ident((unsigned char)t[i - 1])))
+    if (t[i] != name[0] || !at(t, len, i, name) || (i > 0 && is_ident((unsigned char)t[i - 1])))
         return 0;
     size_t j = i + strlen(name);
     return j < len && t[j] == '(' ? j + 1 : 0;
@@ -934,6 +966,15 @@ static bool contains(const char *t, size_t s, size_t e, const char *needle)
     return false;
 }
 
+static bool contains_nocase(const char *t, size_t s, size_t e, const char *needle)
+{
+    size_t n = strlen(needle);
+    for (size_t k = s; k + n <= e; k++)
+        if (at_nocase(t, e, k, needle))
+            return true;
+    return false;
+}
+
 /* SQL statement words, at the start of a string. */
 static bool sql_start(const char *t, size_t len, size_t i)
 {
@@ -967,6 +1008,16 @@ static llmos_err scan_sql(const char *t, size_t len, guard_findings *out)
             j++;
         if (j >= len || t[j] != q)
             continue;
+        /* a statement, not prose: SELECT ... FROM, UPDATE ... SET */
+        bool structured = true;
+        if (at_nocase(t, len, s, "select "))
+            structured = contains_nocase(t, s, j, " from ");
+        else if (at_nocase(t, len, s, "update "))
+            structured = contains_nocase(t, s, j, " set ");
+        if (!structured) {
+            i = j;
+            continue;
+        }
         size_t after = j + 1;
         while (after < len && t[after] == ' ')
             after++;
@@ -979,6 +1030,10 @@ static llmos_err scan_sql(const char *t, size_t len, guard_findings *out)
                                                 t[after + 1] != '%')))
             built = true;
         if (at(t, len, j + 1, ".format("))
+            built = true;
+        /* PHP and Perl join strings with '.' */
+        if (after < len && t[after] == '.' && after + 1 < len &&
+            (t[after + 1] == ' ' || t[after + 1] == '$'))
             built = true;
         /* ... + "SELECT": the string is the tail of a concatenation */
         size_t b = i;
@@ -1016,7 +1071,8 @@ static llmos_err scan_code(const char *t, size_t len, guard_findings *out)
     llmos_err err = LLMOS_OK;
     for (size_t i = 0; i < len && !err; i++) {
         unsigned char c = (unsigned char)t[i];
-        if (!is_alpha(c) && c != '$')
+        /* every pattern starts an identifier */
+        if ((!is_alpha(c) && c != '$') || (i > 0 && is_ident((unsigned char)t[i - 1])))
             continue;
         size_t a;
         /* C */
@@ -1101,6 +1157,23 @@ static llmos_err scan_code(const char *t, size_t len, guard_findings *out)
 
 /* ---- all together -------------------------------------------------------------------------- */
 
+/* Is offset `at` inside a PEM block (after a "-----BEGIN " line, before its "-----END ")? */
+static bool in_pem_block(const char *t, size_t len, size_t at)
+{
+    size_t begin = 0;
+    bool found = false;
+    for (size_t i = at; i-- > 0 && at - i < 16384;)
+        if (t[i] == '-' && at_nocase(t, len, i, "-----begin ")) {
+            begin = i;
+            found = true;
+            break;
+        } else if (t[i] == '-' && at_nocase(t, len, i, "-----end ")) {
+            return false;
+        }
+    return found && begin < at;
+}
+
+
 static int by_start(const void *a, const void *b)
 {
     const guard_finding *x = a, *y = b;
@@ -1155,13 +1228,18 @@ llmos_err guard_scan(const char *text, size_t len, const char *const *allow_host
         err = scan_code(text, len, out);
     if (err)
         return err;
-    /* drop findings covered by a more specific one (decided first, then compacted) */
+    /* drop findings covered by a more specific one (decided first, then compacted), and
+     * high-entropy tokens inside any PEM block (certificates and public keys are base64 too;
+     * private keys are the private_key detector's) */
     size_t n = out->n - first;
     bool *drop = calloc(n + 1, sizeof *drop);
     if (!drop)
         return llmos_fail(LLMOS_ERR_NOMEM, "guard: no memory");
-    for (size_t k = 0; k < n; k++)
-        drop[k] = covered(out->v + first, n, &out->v[first + k]);
+    for (size_t k = 0; k < n; k++) {
+        const guard_finding *x = &out->v[first + k];
+        drop[k] = covered(out->v + first, n, x) ||
+                  (x->detector == GUARD_HIGH_ENTROPY && in_pem_block(text, len, x->start));
+    }
     size_t w = first;
     for (size_t k = 0; k < n; k++)
         if (!drop[k])
