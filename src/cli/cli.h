@@ -87,6 +87,7 @@ typedef struct cli_boot {
     struct kernel *k;
     struct ksession *s;
     struct llm_backend *privileged, *quarantined, *embedder;
+    char workspaces[4200]; /* <home>/workspaces: the processes' workspaces (docs/tools.md) */
 } cli_boot;
 
 /* Open memory, kernel and session as p says. The passphrase comes from $LLMOS_PASSPHRASE or a

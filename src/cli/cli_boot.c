@@ -34,8 +34,10 @@ llmos_err cli_boot_open(const cli_boot_params *p, cli_boot *out)
                         .check_embedder = p->embed == MEMORY_EMBED_DEFAULT,
                         .archival_optional = p->archival_optional};
     llmos_err err = memory_open(&mp, &out->mem);
+    snprintf(out->workspaces, sizeof out->workspaces, "%s/workspaces", memory_home());
     if (!err) {
         kernel_config kc = {.st = memory_store(out->mem),
+                            .workspace_dir = out->workspaces,
                             .privileged = p->privileged,
                             .quarantined = p->quarantined,
                             .system_prompt = p->system_prompt,

@@ -32,7 +32,8 @@ const cli_command cli_commands[] = {
     {"shell", "Start the interactive llmos shell (the default)",
      "usage: llmos [shell] [--model FILE | --api URL --api-model NAME] [--system TEXT]\n"
      "                     [-n N] [--temp T] [--seed S] [-t THREADS] [--ctx N]\n"
-     "                     [--embed-model FILE|lexical] [--no-store] [MESSAGE...]\n\n"
+     "                     [--embed-model FILE|lexical] [--caps LIST] [--no-store]\n"
+     "                     [MESSAGE...]\n\n"
      "Chat with a model: type a message, the answer streams back; the conversation is\n"
      "kept between turns. Commands start with / (/help lists them, /quit leaves).\n"
      "Ctrl-C stops an answer (at the prompt it clears the line); Ctrl-D quits. On a\n"
@@ -56,6 +57,10 @@ const cli_command cli_commands[] = {
      "  --embed-model FILE|lexical  what embeds archival memory (default: the chat\n"
      "                       model itself; $LLMOS_EMBED_MODEL). With a store of another\n"
      "                       embedder's vectors archival memory is off, and it says so.\n"
+     "  --caps LIST          what the model's processes may do (default\n"
+     "                       compute,message,quarantine,memory); add exec for the python\n"
+     "                       and shell tools, read for files (docs/tools.md); /tools\n"
+     "                       lists what they may call\n"
      "  --no-store           run on a store in memory only: nothing is kept when the\n"
      "                       shell ends; also when no passphrase is at hand\n"
      "                       ($LLMOS_PASSPHRASE unset and standard input not a terminal)\n",

@@ -674,10 +674,13 @@ static int child_main(void *arg)
      * namespace (as root's child it is still uid 0 outside, which the namespace cannot show:
      * EOVERFLOW). It keeps its capabilities in the namespace until they are dropped below: the
      * kernel clears them on a change of uid only when the old one was 0 inside. */
-    if (c->root_mode && setgroups(0, NULL) != 0)
+    /* (raw system calls: the C library's setresuid of a threaded program signals every
+     * thread to change with it, and the threads of the parent are not in this copy: it would
+     * wait for them forever) */
+    if (c->root_mode && syscall(SYS_setgroups, 0, NULL) != 0)
         child_fail(4, STEP_IDS);
-    if (setresgid(SANDBOX_INSIDE_ID, SANDBOX_INSIDE_ID, SANDBOX_INSIDE_ID) != 0 ||
-        setresuid(SANDBOX_INSIDE_ID, SANDBOX_INSIDE_ID, SANDBOX_INSIDE_ID) != 0)
+    if (syscall(SYS_setresgid, SANDBOX_INSIDE_ID, SANDBOX_INSIDE_ID, SANDBOX_INSIDE_ID) != 0 ||
+        syscall(SYS_setresuid, SANDBOX_INSIDE_ID, SANDBOX_INSIDE_ID, SANDBOX_INSIDE_ID) != 0)
         child_fail(4, STEP_IDS);
     if (mount("llmos-sandbox", SBX_BASE, "tmpfs", MS_NOSUID | MS_NODEV, "size=2m,mode=0755") != 0)
         child_fail(4, STEP_ROOTFS);
