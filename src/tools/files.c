@@ -137,7 +137,7 @@ static llmos_err ws_write(int root, const char *path, const char *content, size_
     char namebuf[256];
     if (strlen(name) >= sizeof namebuf)
         return llmos_fail(LLMOS_ERR_INVALID, "'%.200s': the file name is too long", path);
-    snprintf(namebuf, sizeof namebuf, "%s", name);
+    memcpy(namebuf, name, strlen(name) + 1);
     if (!*namebuf || strcmp(namebuf, ".") == 0 || strcmp(namebuf, "..") == 0)
         return llmos_fail(LLMOS_ERR_INVALID, "'%.200s' does not name a file", path);
     if (slash)

@@ -897,11 +897,12 @@ static void cgroup_make(sbx_cgroup *cg, pid_t pid, const sandbox_limits *lim, ch
         snprintf(notes, size, "no cgroup: no cgroup v2 is mounted");
         return;
     }
-    char dir[PATH_MAX + 8];
+    char dir[2 * PATH_MAX];
     snprintf(dir, sizeof dir, "%s%s", mnt, strcmp(own, "/") == 0 ? "" : own);
     char path[PATH_MAX];
-    if (snprintf(path, sizeof path, "%s/llmos-sandbox-%d-%u", dir, (int)getpid(),
-                 atomic_fetch_add(&run_counter, 1)) >= (int)sizeof path) {
+    if (strlen(dir) > PATH_MAX - 64 ||
+        snprintf(path, sizeof path, "%.*s/llmos-sandbox-%d-%u", PATH_MAX - 64, dir,
+                 (int)getpid(), atomic_fetch_add(&run_counter, 1)) >= (int)sizeof path) {
         snprintf(notes, size, "no cgroup: its path is too long");
         return;
     }
@@ -910,7 +911,7 @@ static void cgroup_make(sbx_cgroup *cg, pid_t pid, const sandbox_limits *lim, ch
         return;
     }
     /* the controllers the parent hands down; ask for pids and memory where they exist */
-    char avail[512], ctl[PATH_MAX + 32];
+    char avail[512], ctl[2 * PATH_MAX + 32];
     snprintf(ctl, sizeof ctl, "%s/cgroup.controllers", dir);
     read_small(ctl, avail, sizeof avail);
     snprintf(ctl, sizeof ctl, "%s/cgroup.subtree_control", dir);
