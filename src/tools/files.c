@@ -23,6 +23,7 @@
 #include <fcntl.h>
 #include <linux/openat2.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -197,6 +198,15 @@ static llmos_err ws_read(int root, const char *path, size_t offset, size_t max, 
         close(fd);
         return llmos_fail(LLMOS_ERR_INVALID, "'%.200s' is not a regular file%s", path,
                           S_ISDIR(st.st_mode) ? " (a directory: list it)" : "");
+    }
+    if (st.st_nlink > 1) {
+        /* a second name for the file, which could be outside the workspace (a sandboxed run
+         * cannot make one across its mounts; someone else might have) */
+        close(fd);
+        return llmos_fail(LLMOS_ERR_DENIED,
+                          "'%.200s' has %ju names (hard links); refused, since another name could "
+                          "be outside the workspace: copy it (cp) and read the copy",
+                          path, (uintmax_t)st.st_nlink);
     }
     *size = (size_t)st.st_size;
     llmos_err err = LLMOS_OK;
