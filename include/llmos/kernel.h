@@ -143,6 +143,17 @@ LLMOS_API LLMOS_NODISCARD llmos_err ktool_archival_insert(const ktool_env *env, 
 LLMOS_API LLMOS_NODISCARD llmos_err ktool_archival_search(const ktool_env *env, const char *query,
                                                           size_t page);
 
+/* Services for the workspace tools (python, shell, files): the calling process's workspace,
+ * <kernel_config.workspace_dir>/<principal>/<pid> ("user" for pid 0, a call by the user),
+ * created mode 0700 with its parents when missing, its path written to out[0..size);
+ * LLMOS_ERR_UNSUPPORTED when the kernel has no workspace_dir. Each process has its own, so one
+ * process never sees another's files. */
+LLMOS_API LLMOS_NODISCARD llmos_err ktool_workspace(const ktool_env *env, char *out, size_t size);
+/* An audit record of `kind` ("sandbox", ...) for the calling process: pid and principal are
+ * added to payload (stolen). */
+LLMOS_API LLMOS_NODISCARD llmos_err ktool_audit(const ktool_env *env, const char *kind,
+                                                json_t *payload_stolen);
+
 /* Results of one page of a memory search shown to the model. */
 #define KTOOL_MEMORY_PAGE 5
 
@@ -202,7 +213,8 @@ typedef struct kernel_config {
                                  NULL: ask_quarantined then fails with a clear error) */
     const policy *flow;       /* NULL = policy_load(config_dir) */
     const char *config_dir;   /* the user's config folder (policy.json); NULL = built-in policy */
-    const ktool *extra_tools; /* more tools (tests, plug-ins), n_extra_tools of them */
+    const ktool *extra_tools; /* more tools (tests, plug-ins), n_extra_tools of them; one
+                                 named like a built-in tool takes its place (a test double) */
     size_t n_extra_tools;
     const char *system_prompt;      /* NULL = a short built-in one */
     int32_t max_tokens_per_turn;    /* per model call; 0 = 512 */
@@ -218,6 +230,8 @@ typedef struct kernel_config {
                            disk; docs/kernel.md "Context switches") */
     llm_backend *judge; /* the guard's judge model when its policy asks for one (borrowed);
                            NULL = the quarantined model */
+    const char *workspace_dir; /* where processes' workspaces are made (ktool_workspace);
+                                  borrowed; NULL: the python, shell and files tools fail */
 } kernel_config;
 
 /* Make a kernel over a store and backends. Audits a "model.load" record for each backend. */

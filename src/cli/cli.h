@@ -90,6 +90,7 @@ typedef struct cli_boot {
     struct ksession *s;
     struct llm_backend *privileged, *quarantined, *embedder;
     struct guard *guard; /* from --guard FILE (owned), NULL for the built-in policy */
+    char workspaces[4200]; /* <home>/workspaces: the processes' workspaces (docs/tools.md) */
 } cli_boot;
 
 /* Open memory, kernel and session as p says. The passphrase comes from $LLMOS_PASSPHRASE or a

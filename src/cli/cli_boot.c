@@ -35,6 +35,7 @@ llmos_err cli_boot_open(const cli_boot_params *p, cli_boot *out)
                         .check_embedder = p->embed == MEMORY_EMBED_DEFAULT,
                         .archival_optional = p->archival_optional};
     llmos_err err = memory_open(&mp, &out->mem);
+    snprintf(out->workspaces, sizeof out->workspaces, "%s/workspaces", memory_home());
     if (!err && p->guard_file && !p->no_guard) {
         /* the output guard's policy file; its judge, when asked for, is the quarantined model */
         llmos_buf gb = {0};
@@ -54,6 +55,7 @@ llmos_err cli_boot_open(const cli_boot_params *p, cli_boot *out)
     }
     if (!err) {
         kernel_config kc = {.st = memory_store(out->mem),
+                            .workspace_dir = out->workspaces,
                             .privileged = p->privileged,
                             .quarantined = p->quarantined,
                             .system_prompt = p->system_prompt,

@@ -82,6 +82,7 @@ int cmd_shell(int argc, char **argv)
     local_backend_params lp = local_backend_default_params();
     sampler_params sampling = sampler_default_params();
     int32_t max_tokens = 512;
+    uint32_t caps = 0;
     bool no_store = false, no_guard = false;
     const char *guard_file = NULL;
     llmos_buf once = {0}; /* a message on the command line: answer it and exit */
@@ -112,7 +113,7 @@ int cmd_shell(int argc, char **argv)
                      strcmp(a, "--temp") == 0 || strcmp(a, "--seed") == 0 || strcmp(a, "-t") == 0 ||
                      strcmp(a, "--ctx") == 0 || strcmp(a, "--quarantine-model") == 0 ||
                      strcmp(a, "--quarantine-api-model") == 0 || strcmp(a, "--embed-model") == 0 ||
-                     strcmp(a, "--guard") == 0;
+                     strcmp(a, "--guard") == 0 || strcmp(a, "--caps") == 0;
         if (!takes) {
             buf_free(&once);
             return cli_usage_error("shell", "unknown option '%s'", a);
@@ -141,6 +142,12 @@ int cmd_shell(int argc, char **argv)
             quar_model = v;
         } else if (strcmp(a, "--embed-model") == 0) {
             embed_model = v;
+        } else if (strcmp(a, "--caps") == 0) {
+            if (kcap_parse(v, &caps) || !caps) {
+                buf_free(&once);
+                return cli_usage_error("shell", "--caps: %s",
+                                       caps ? llmos_errmsg() : "name at least one capability");
+            }
         } else if (strcmp(a, "-n") == 0) {
             long n = strtol(v, &end, 10);
             if (*end || n <= 0 || n > 1000000)
@@ -193,6 +200,7 @@ int cmd_shell(int argc, char **argv)
     }
 
     cli_boot_params bp = {.device = "shell",
+                          .caps = caps,
                           .system_prompt = system,
                           .max_tokens = max_tokens,
                           .sampling = &sampling,

@@ -33,6 +33,9 @@ static const ktool *const builtin[] = {
     &tool_conversation_search,
     &tool_archival_memory_insert,
     &tool_archival_memory_search,
+    &tool_python,
+    &tool_shell,
+    &tool_files,
 };
 
 const ktool *const *ktool_builtin(size_t *n)

@@ -37,6 +37,7 @@
 #include <seccomp.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -643,9 +644,55 @@ static int child_bind_ro(const sbx_op *op, int fd_status)
     return 0;
 }
 
+/* Where this copy's command line and environment are (arg_start, arg_end, env_start, env_end:
+ * fields 48 to 51 of /proc/self/stat) into r[4]; zeros when unknown. Raw reads and parsing:
+ * no allocator here. */
+static void child_args_range(unsigned long long r[4])
+{
+    memset(r, 0, 4 * sizeof *r);
+    char st[2048];
+    int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    ssize_t n = read(fd, st, sizeof st - 1);
+    close(fd);
+    if (n <= 0)
+        return;
+    st[n] = 0;
+    char *p = strrchr(st, ')'); /* the command name may hold spaces */
+    if (!p)
+        return;
+    int field = 2;
+    for (p++; *p && field < 51;) {
+        while (*p == ' ')
+            p++;
+        field++;
+        unsigned long long x = 0;
+        while (*p >= '0' && *p <= '9')
+            x = x * 10 + (unsigned long long)(*p++ - '0');
+        while (*p && *p != ' ')
+            p++;
+        if (field >= 48)
+            r[field - 48] = x;
+    }
+    if (field != 51)
+        memset(r, 0, 4 * sizeof *r);
+}
+
+/* Blank them: the init of the namespace is a copy of llmos, and /proc/1/cmdline is readable
+ * inside (its environ and memory are not: it is not dumpable). */
+static void child_blank_args(const unsigned long long r[4])
+{
+    for (int i = 0; i < 4; i += 2)
+        if (r[i + 1] > r[i] && r[i + 1] - r[i] < (1u << 20))
+            memset((void *)(uintptr_t)r[i], 0, (size_t)(r[i + 1] - r[i]));
+}
+
 static int child_main(void *arg)
 {
     const sbx_child *c = arg;
+    unsigned long long args[4];
+    child_args_range(args);
     /* stdio and the two pipes at fixed numbers, everything else closed */
     int in = fcntl(c->fd_in, F_DUPFD, 10), out = fcntl(c->fd_out, F_DUPFD, 10),
         err = fcntl(c->fd_err, F_DUPFD, 10), sync = fcntl(c->fd_sync, F_DUPFD, 10),
@@ -674,10 +721,13 @@ static int child_main(void *arg)
      * namespace (as root's child it is still uid 0 outside, which the namespace cannot show:
      * EOVERFLOW). It keeps its capabilities in the namespace until they are dropped below: the
      * kernel clears them on a change of uid only when the old one was 0 inside. */
-    if (c->root_mode && setgroups(0, NULL) != 0)
+    /* (raw system calls: the C library's setresuid of a threaded program signals every
+     * thread to change with it, and the threads of the parent are not in this copy: it would
+     * wait for them forever) */
+    if (c->root_mode && syscall(SYS_setgroups, 0, NULL) != 0)
         child_fail(4, STEP_IDS);
-    if (setresgid(SANDBOX_INSIDE_ID, SANDBOX_INSIDE_ID, SANDBOX_INSIDE_ID) != 0 ||
-        setresuid(SANDBOX_INSIDE_ID, SANDBOX_INSIDE_ID, SANDBOX_INSIDE_ID) != 0)
+    if (syscall(SYS_setresgid, SANDBOX_INSIDE_ID, SANDBOX_INSIDE_ID, SANDBOX_INSIDE_ID) != 0 ||
+        syscall(SYS_setresuid, SANDBOX_INSIDE_ID, SANDBOX_INSIDE_ID, SANDBOX_INSIDE_ID) != 0)
         child_fail(4, STEP_IDS);
     if (mount("llmos-sandbox", SBX_BASE, "tmpfs", MS_NOSUID | MS_NODEV, "size=2m,mode=0755") != 0)
         child_fail(4, STEP_ROOTFS);
@@ -763,11 +813,19 @@ static int child_main(void *arg)
 
     /* init of the namespace: start the program, wait for it, report, leave (the kernel then
      * kills whatever else runs in the namespace) */
+    int gate[2]; /* the program starts once init's copy of llmos's arguments is blank */
+    if (pipe2(gate, O_CLOEXEC) != 0)
+        child_fail(4, STEP_FORK);
     pid_t pid = (pid_t)syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
     if (pid < 0)
         child_fail(4, STEP_FORK);
     if (pid == 0) {
         close(4);
+        close(gate[1]);
+        char g;
+        if (read(gate[0], &g, 1) != 1)
+            _exit(125);
+        close(gate[0]);
         if (chdir("/work") != 0)
             _exit(125);
         execve(c->argv[0], (char *const *)c->argv, c->envp);
@@ -779,6 +837,11 @@ static int child_main(void *arg)
     close(0);
     close(1);
     close(2);
+    close(gate[0]);
+    child_blank_args(args);
+    if (write(gate[1], "g", 1) != 1)
+        _exit(124);
+    close(gate[1]);
     for (;;) {
         int st;
         pid_t r = (pid_t)syscall(SYS_wait4, -1, &st, 0, NULL);
@@ -894,10 +957,11 @@ static void cgroup_make(sbx_cgroup *cg, pid_t pid, const sandbox_limits *lim, ch
         snprintf(notes, size, "no cgroup: no cgroup v2 is mounted");
         return;
     }
-    char dir[PATH_MAX + 8];
+    char dir[2 * PATH_MAX];
     snprintf(dir, sizeof dir, "%s%s", mnt, strcmp(own, "/") == 0 ? "" : own);
     char path[PATH_MAX];
-    if (snprintf(path, sizeof path, "%s/llmos-sandbox-%d-%u", dir, (int)getpid(),
+    if (strlen(dir) > PATH_MAX - 64 ||
+        snprintf(path, sizeof path, "%.*s/llmos-sandbox-%d-%u", PATH_MAX - 64, dir, (int)getpid(),
                  atomic_fetch_add(&run_counter, 1)) >= (int)sizeof path) {
         snprintf(notes, size, "no cgroup: its path is too long");
         return;
@@ -907,7 +971,7 @@ static void cgroup_make(sbx_cgroup *cg, pid_t pid, const sandbox_limits *lim, ch
         return;
     }
     /* the controllers the parent hands down; ask for pids and memory where they exist */
-    char avail[512], ctl[PATH_MAX + 32];
+    char avail[512], ctl[2 * PATH_MAX + 32];
     snprintf(ctl, sizeof ctl, "%s/cgroup.controllers", dir);
     read_small(ctl, avail, sizeof avail);
     snprintf(ctl, sizeof ctl, "%s/cgroup.subtree_control", dir);

@@ -14,7 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <grp.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -219,6 +221,36 @@ static void test_unprivileged(void **state)
     assert_int_equal(sb.st_uid, 65534);
 }
 
+/* From a threaded program (the HTTP server is one): the child is a copy of one thread, and
+ * must not wait for the others (as the C library's setresuid would). */
+static void *idle_thread(void *arg)
+{
+    atomic_bool *stop = arg;
+    while (!atomic_load(stop))
+        usleep(1000);
+    return NULL;
+}
+
+static void test_from_threads(void **state)
+{
+    (void)state;
+    need_sandbox();
+    atomic_bool stop = false;
+    pthread_t t[3];
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, idle_thread, &stop), 0);
+    for (int i = 0; i < 8; i++) {
+        sandbox_result r;
+        python("print(6 * 7)\n", 5, &r);
+        assert_false(r.timed_out);
+        assert_string_equal(r.out.data, "42\n");
+        sandbox_result_free(&r);
+    }
+    atomic_store(&stop, true);
+    for (int i = 0; i < 3; i++)
+        pthread_join(t[i], NULL);
+}
+
 static void test_bad_spec(void **state)
 {
     (void)state;
@@ -242,6 +274,7 @@ int main(void)
         cmocka_unit_test(test_output_capped),
         cmocka_unit_test(test_no_network),
         cmocka_unit_test(test_unprivileged),
+        cmocka_unit_test(test_from_threads),
         cmocka_unit_test(test_bad_spec),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
