@@ -612,7 +612,7 @@ void apps_store_log(const apps_store *st, const char *event, const char *what,
             close(fd);
         }
     }
-    llmos_err_clear();
+    /* the caller's error message is kept: it is often what was just logged */
     buf_free(&line);
     json_decref(j);
 }
