@@ -76,6 +76,11 @@ llmos_err cli_boot_open(const cli_boot_params *p, cli_boot *out)
                 p->caps ? p->caps : (KCAP_COMPUTE | KCAP_MESSAGE | KCAP_QUARANTINE | KCAP_MEMORY)};
         err = ksession_open(out->k, &sp, &out->s);
     }
+    /* what the models' checks found before they loaded (cli_apps.c): into the audit log */
+    const char *const *checks = NULL;
+    size_t n_checks = cli_model_checks(&checks);
+    for (size_t i = 0; !err && i < n_checks; i++)
+        err = ksession_audit_request(out->s, "model.verify", checks[i]);
     if (err)
         cli_boot_close(out);
     return err;

@@ -306,7 +306,11 @@ int cmd_serve(int argc, char **argv)
     if (rc)
         return rc;
     apikeys *keys = NULL;
-    llmos_err err = serve_keys(o.keys_file, o.key_file, o.key_arg, &keys);
+    llmos_err err = o.model ? cli_resolve_model(&o.model) : LLMOS_OK; /* verified first */
+    if (!err && o.quar && strncmp(o.quar, "http", 4) != 0)
+        err = cli_resolve_model(&o.quar);
+    if (!err)
+        err = serve_keys(o.keys_file, o.key_file, o.key_arg, &keys);
     if (err)
         return cli_report(err);
 

@@ -199,6 +199,13 @@ int cmd_shell(int argc, char **argv)
         return rc;
     }
 
+    llmos_err rerr = api_url ? LLMOS_OK : cli_resolve_model(&model_path);
+    if (!rerr && quar && strncmp(quar, "http", 4) != 0)
+        rerr = cli_resolve_model(&quar);
+    if (rerr) {
+        buf_free(&once);
+        return cli_report(rerr);
+    }
     cli_boot_params bp = {.device = "shell",
                           .caps = caps,
                           .system_prompt = system,

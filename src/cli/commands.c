@@ -323,6 +323,21 @@ const cli_command cli_commands[] = {
      "  --fail-above RATE  exit 3 when a family's success rate is above RATE (0 to 1)\n\n"
      "Prints the success rate per family with its Wilson 95% interval.\n",
      cmd_scan},
+    /* the app store (cmd_apps.c, docs/supply-chain.md) */
+    {"pull", "Fetch an app from a registry, verified against your trust policy", cmd_pull_help,
+     cmd_pull},
+    {"list", "List the apps in the store and whether their signatures are good", cmd_list_help,
+     cmd_list},
+    {"show", "Show an app's manifest, provenance and model", cmd_show_help, cmd_show},
+    {"rm", "Remove an app from the store", cmd_rm_help, cmd_rm},
+    {"verify", "Check installed apps' signatures and digests as a load does", cmd_verify_help,
+     cmd_verify},
+    {"run", "Chat with a model from the store by name", cmd_run_help, cmd_run},
+    {"sign", "Sign files in minisign's format", cmd_sign_help, cmd_sign},
+    {"keys", "Make signing keys; trust, list and revoke publishers' keys", cmd_keys_help,
+     cmd_keys},
+    {"publish", "Add an app to a registry folder, signed", cmd_publish_help, cmd_publish},
+    {"registry", "Serve a registry folder over HTTP", cmd_registry_help, cmd_registry},
 };
 const size_t cli_n_commands = LLMOS_ARRAY_LEN(cli_commands);
 

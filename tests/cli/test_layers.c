@@ -41,6 +41,7 @@ static const char *const prefixes[] = {
     "scan_",
     "kguard_",
     "sandbox_",
+    "apps_",
 };
 
 /* What a device must never call: the engine, the store, memory, tools, the kernel's insides. */
