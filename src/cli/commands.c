@@ -213,6 +213,18 @@ const cli_command cli_commands[] = {
      "  --replace              give a principal that has a key a new one (the old one\n"
      "                         stops working when the server restarts)\n",
      cmd_key},
+    {"user", "Manage the accounts of llmos serve --accounts (each has its own store)",
+     "usage: llmos user add NAME [--dir DIR]\n"
+     "       llmos user list [--dir DIR]\n"
+     "       llmos user remove NAME [--dir DIR]\n"
+     "       llmos user passwd NAME [--dir DIR]\n\n"
+     "Accounts live in <llmos home>/users (or DIR), one folder each with the account's\n"
+     "own encrypted store, whose key is wrapped under the account's passphrase\n"
+     "(Argon2id). add: create one; list: the accounts and their lockout state;\n"
+     "remove: delete one and all it stores; passwd: change its passphrase (the store's\n"
+     "key is rewrapped, a lockout cleared). Passphrases come from LLMOS_USER_PASSPHRASE\n"
+     "(and LLMOS_USER_NEW_PASSPHRASE for passwd's new one), else from the terminal.\n",
+     cmd_user},
     {"bench", "Measure a model's prompt and generation speed (tokens/s)",
      "usage: llmos bench --model FILE [-p N] [-n N] [-t THREADS] [-r REPS] [--json]\n\n"
      "Like llama-bench: time prompt processing (ppN: one batch of N random valid tokens\n"
