@@ -99,14 +99,14 @@ LLMOS_API LLMOS_NODISCARD llmos_err auth_account_state(const auth_params *p, con
 
 /* ---- the server's logins and sessions ----------------------------------------------------- */
 
-typedef struct auth auth;
+typedef struct auth_server auth_server;
 typedef struct auth_ref auth_ref; /* a request's hold on a logged-in account */
 
 /* The server's accounts (p is copied; p->dir must exist or be creatable). */
-LLMOS_API LLMOS_NODISCARD llmos_err auth_new(const auth_params *p, auth **out);
+LLMOS_API LLMOS_NODISCARD llmos_err auth_new(const auth_params *p, auth_server **out);
 /* Revoke every session, close every account's kernel (after the requests holding them have
  * released them: call when the server has stopped). NULL is a no-op. */
-LLMOS_API void auth_free(auth *a);
+LLMOS_API void auth_free(auth_server *a);
 
 /* What a login gives the client. */
 typedef struct auth_login_result {
@@ -119,24 +119,25 @@ typedef struct auth_login_result {
  * limit and the audit). LLMOS_ERR_AUTH for a wrong passphrase or an unknown account (one
  * message for both), LLMOS_ERR_DENIED for a locked account (saying until when), LLMOS_ERR_LIMIT
  * when peer made too many failed attempts (*retry_s, may be NULL, gets the seconds to wait). */
-LLMOS_API LLMOS_NODISCARD llmos_err auth_login(auth *a, const char *name, const char *passphrase,
-                                               const char *peer, auth_login_result *out,
-                                               double *retry_s);
+LLMOS_API LLMOS_NODISCARD llmos_err auth_login(auth_server *a, const char *name,
+                                               const char *passphrase, const char *peer,
+                                               auth_login_result *out, double *retry_s);
 /* The session of token: *ses the account's kernel session, *ref a hold to give back with
  * auth_release (the account stays open while held), account (may be NULL) its name and csrf
  * (may be NULL) its CSRF token. LLMOS_ERR_AUTH for an unknown, expired or revoked token. */
-LLMOS_API LLMOS_NODISCARD llmos_err auth_session(auth *a, const char *token, ksession **ses,
+LLMOS_API LLMOS_NODISCARD llmos_err auth_session(auth_server *a, const char *token, ksession **ses,
                                                  auth_ref **ref, char account[AUTH_NAME_MAX + 1],
                                                  char csrf[AUTH_TOKEN_CHARS + 1]);
-LLMOS_API void auth_release(auth *a, auth_ref *ref);
+LLMOS_API void auth_release(auth_server *a, auth_ref *ref);
 /* Is csrf the CSRF token of token's session? (constant time) */
-LLMOS_API bool auth_csrf_ok(auth *a, const char *token, const char *csrf);
+LLMOS_API bool auth_csrf_ok(auth_server *a, const char *token, const char *csrf);
 /* Revoke the session of token (audited "logout"). LLMOS_ERR_AUTH when there is none. */
-LLMOS_API LLMOS_NODISCARD llmos_err auth_logout(auth *a, const char *token, const char *peer);
+LLMOS_API LLMOS_NODISCARD llmos_err auth_logout(auth_server *a, const char *token,
+                                                const char *peer);
 /* Revoke every session of an account; *n (may be NULL) how many. */
-LLMOS_API void auth_revoke_account(auth *a, const char *name, size_t *n);
+LLMOS_API void auth_revoke_account(auth_server *a, const char *name, size_t *n);
 /* Sessions alive now (expired ones are dropped first). */
-LLMOS_API size_t auth_sessions(auth *a);
+LLMOS_API size_t auth_sessions(auth_server *a);
 
 #ifdef __cplusplus
 }

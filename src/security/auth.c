@@ -365,7 +365,7 @@ typedef struct auth_peer {
     unsigned failed;
 } auth_peer;
 
-struct auth {
+struct auth_server {
     auth_params p;
     char *dir;
     pthread_mutex_t mu;
@@ -375,7 +375,7 @@ struct auth {
     size_t n_peers;
 };
 
-llmos_err auth_new(const auth_params *p, auth **out)
+llmos_err auth_new(const auth_params *p, auth_server **out)
 {
     *out = NULL;
     if (!p || !p->dir || !p->opener.open || !p->opener.close)
@@ -385,7 +385,7 @@ llmos_err auth_new(const auth_params *p, auth **out)
     llmos_err err = llmos_file_private_dir(p->dir);
     if (err)
         return err;
-    auth *a = calloc(1, sizeof *a);
+    auth_server *a = calloc(1, sizeof *a);
     if (!a || !(a->dir = strdup(p->dir)) ||
         !(a->peers = calloc(AUTH_PEERS_MAX, sizeof *a->peers))) {
         if (a)
@@ -413,7 +413,7 @@ llmos_err auth_new(const auth_params *p, auth **out)
 
 /* Take o out of the list when nothing holds it; the caller closes what this returns (outside
  * the mutex: closing a kernel waits for its work). mu held. */
-static auth_open *auth_unhold(auth *a, auth_open *o)
+static auth_open *auth_unhold(auth_server *a, auth_open *o)
 {
     if (o->sessions || o->refs)
         return NULL;
@@ -425,7 +425,7 @@ static auth_open *auth_unhold(auth *a, auth_open *o)
     return NULL;
 }
 
-static void auth_close_open(auth *a, auth_open *o)
+static void auth_close_open(auth_server *a, auth_open *o)
 {
     if (!o)
         return;
@@ -435,7 +435,7 @@ static void auth_close_open(auth *a, auth_open *o)
 }
 
 /* Drop session *pp (mu held); returns an account to close, if that was its last hold. */
-static auth_open *auth_drop(auth *a, auth_sess **pp)
+static auth_open *auth_drop(auth_server *a, auth_sess **pp)
 {
     auth_sess *s = *pp;
     *pp = s->next;
@@ -448,7 +448,7 @@ static auth_open *auth_drop(auth *a, auth_sess **pp)
 }
 
 /* Drop the expired sessions (mu held); the accounts to close go to *closing. */
-static void auth_sweep(auth *a, int64_t now, auth_open **closing)
+static void auth_sweep(auth_server *a, int64_t now, auth_open **closing)
 {
     for (auth_sess **pp = &a->sessions; *pp;) {
         auth_sess *s = *pp;
@@ -464,7 +464,7 @@ static void auth_sweep(auth *a, int64_t now, auth_open **closing)
     }
 }
 
-static void auth_close_list(auth *a, auth_open *list)
+static void auth_close_list(auth_server *a, auth_open *list)
 {
     while (list) {
         auth_open *next = list->next;
@@ -473,7 +473,7 @@ static void auth_close_list(auth *a, auth_open *list)
     }
 }
 
-void auth_free(auth *a)
+void auth_free(auth_server *a)
 {
     if (!a)
         return;
@@ -497,7 +497,7 @@ void auth_free(auth *a)
 }
 
 /* The count of peer's failures this minute (mu held); creates the entry when asked. */
-static auth_peer *auth_peer_find(auth *a, const char *peer, int64_t now, bool create)
+static auth_peer *auth_peer_find(auth_server *a, const char *peer, int64_t now, bool create)
 {
     int64_t minute = now / 60;
     auth_peer *free_slot = NULL, *oldest = NULL;
@@ -539,7 +539,7 @@ static void auth_digest(unsigned char out[crypto_generichash_BYTES], const char 
 }
 
 /* The same Argon2id work as checking a real account, for names that are not one. */
-static void auth_dummy_work(const auth *a, const char *passphrase)
+static void auth_dummy_work(const auth_server *a, const char *passphrase)
 {
     unsigned char out[32], salt[crypto_pwhash_SALTBYTES] = {0};
     if (crypto_pwhash(out, sizeof out, passphrase, strlen(passphrase), salt, a->p.kdf.opslimit,
@@ -548,7 +548,7 @@ static void auth_dummy_work(const auth *a, const char *passphrase)
 }
 
 /* A failed attempt on account name (NULL: no such account): counted, perhaps a lockout. */
-static void auth_failed(auth *a, const char *name, const char *peer, const char *why)
+static void auth_failed(auth_server *a, const char *name, const char *peer, const char *why)
 {
     int64_t now = auth_now();
     char detail[128] = "";
@@ -576,7 +576,7 @@ static void auth_failed(auth *a, const char *name, const char *peer, const char 
         auth_audit(&a->p, "lockout", name, peer, detail);
 }
 
-llmos_err auth_login(auth *a, const char *name, const char *passphrase, const char *peer,
+llmos_err auth_login(auth_server *a, const char *name, const char *passphrase, const char *peer,
                      auth_login_result *out, double *retry_s)
 {
     assert(a && out);
@@ -723,7 +723,7 @@ llmos_err auth_login(auth *a, const char *name, const char *passphrase, const ch
 }
 
 /* The session of token (mu held), or NULL. Compares every digest, in constant time each. */
-static auth_sess **auth_find(auth *a, const char *token)
+static auth_sess **auth_find(auth_server *a, const char *token)
 {
     if (!token || strlen(token) != AUTH_TOKEN_CHARS)
         return NULL;
@@ -736,7 +736,7 @@ static auth_sess **auth_find(auth *a, const char *token)
     return found;
 }
 
-llmos_err auth_session(auth *a, const char *token, ksession **ses, auth_ref **ref,
+llmos_err auth_session(auth_server *a, const char *token, ksession **ses, auth_ref **ref,
                        char account[AUTH_NAME_MAX + 1], char csrf[AUTH_TOKEN_CHARS + 1])
 {
     assert(a && ses && ref);
@@ -766,7 +766,7 @@ llmos_err auth_session(auth *a, const char *token, ksession **ses, auth_ref **re
     return LLMOS_OK;
 }
 
-void auth_release(auth *a, auth_ref *ref)
+void auth_release(auth_server *a, auth_ref *ref)
 {
     if (!a || !ref)
         return;
@@ -779,7 +779,7 @@ void auth_release(auth *a, auth_ref *ref)
     auth_close_open(a, closing);
 }
 
-bool auth_csrf_ok(auth *a, const char *token, const char *csrf)
+bool auth_csrf_ok(auth_server *a, const char *token, const char *csrf)
 {
     if (!csrf || strlen(csrf) != AUTH_TOKEN_CHARS)
         return false;
@@ -790,7 +790,7 @@ bool auth_csrf_ok(auth *a, const char *token, const char *csrf)
     return ok;
 }
 
-llmos_err auth_logout(auth *a, const char *token, const char *peer)
+llmos_err auth_logout(auth_server *a, const char *token, const char *peer)
 {
     char name[AUTH_NAME_MAX + 1] = "";
     pthread_mutex_lock(&a->mu);
@@ -808,7 +808,7 @@ llmos_err auth_logout(auth *a, const char *token, const char *peer)
     return LLMOS_OK;
 }
 
-void auth_revoke_account(auth *a, const char *name, size_t *n)
+void auth_revoke_account(auth_server *a, const char *name, size_t *n)
 {
     size_t count = 0;
     auth_open *closing = NULL;
@@ -836,7 +836,7 @@ void auth_revoke_account(auth *a, const char *name, size_t *n)
         *n = count;
 }
 
-size_t auth_sessions(auth *a)
+size_t auth_sessions(auth_server *a)
 {
     auth_open *closing = NULL;
     pthread_mutex_lock(&a->mu);

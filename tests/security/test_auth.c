@@ -180,7 +180,7 @@ static void test_passwd_rewraps_the_store_key(void **state)
     assert_int_equal(auth_account_passwd(&p, "alice", "first passphrase", "second passphrase"),
                      LLMOS_OK);
     assert_true(account_log_has("alice", "second passphrase", "account.passphrase"));
-    auth *a = NULL;
+    auth_server *a = NULL;
     assert_int_equal(auth_new(&p, &a), LLMOS_OK);
     auth_login_result r;
     assert_int_equal(auth_login(a, "alice", "first passphrase", "10.0.0.1", &r, NULL),
@@ -197,7 +197,7 @@ static void test_wrong_passphrases_lock_the_account(void **state)
     (void)state;
     auth_params p = params();
     assert_int_equal(auth_account_add(&p, "alice", "alice's passphrase"), LLMOS_OK);
-    auth *a = NULL;
+    auth_server *a = NULL;
     assert_int_equal(auth_new(&p, &a), LLMOS_OK);
     auth_login_result r;
     for (int i = 0; i < 3; i++)
@@ -228,7 +228,7 @@ static void test_an_unknown_account_fails_like_a_wrong_passphrase(void **state)
     (void)state;
     auth_params p = params();
     assert_int_equal(auth_account_add(&p, "alice", "alice's passphrase"), LLMOS_OK);
-    auth *a = NULL;
+    auth_server *a = NULL;
     assert_int_equal(auth_new(&p, &a), LLMOS_OK);
     auth_login_result r;
     assert_int_equal(auth_login(a, "alice", "wrong passphrase", "10.0.0.4", &r, NULL),
@@ -250,7 +250,7 @@ static void test_one_address_may_not_guess_on(void **state)
     p.per_peer_per_minute = 4;
     p.max_failures = 100;
     assert_int_equal(auth_account_add(&p, "alice", "alice's passphrase"), LLMOS_OK);
-    auth *a = NULL;
+    auth_server *a = NULL;
     assert_int_equal(auth_new(&p, &a), LLMOS_OK);
     auth_login_result r;
     for (int i = 0; i < 4; i++)
@@ -271,7 +271,7 @@ static void test_sessions_csrf_logout_and_the_open_account(void **state)
     auth_params p = params();
     assert_int_equal(auth_account_add(&p, "alice", "alice's passphrase"), LLMOS_OK);
     assert_int_equal(auth_account_add(&p, "bob", "bob's passphrase"), LLMOS_OK);
-    auth *a = NULL;
+    auth_server *a = NULL;
     assert_int_equal(auth_new(&p, &a), LLMOS_OK);
     auth_login_result r1, r2, rb;
     assert_int_equal(auth_login(a, "alice", "alice's passphrase", "127.0.0.1", &r1, NULL),
@@ -333,7 +333,7 @@ static void test_sessions_expire(void **state)
     auth_params p = params();
     p.session_ttl_s = 1;
     assert_int_equal(auth_account_add(&p, "alice", "alice's passphrase"), LLMOS_OK);
-    auth *a = NULL;
+    auth_server *a = NULL;
     assert_int_equal(auth_new(&p, &a), LLMOS_OK);
     auth_login_result r;
     assert_int_equal(auth_login(a, "alice", "alice's passphrase", "127.0.0.1", &r, NULL), LLMOS_OK);
