@@ -411,6 +411,12 @@ LLMOS_API LLMOS_NODISCARD llmos_err ksession_audit_verify_checkpoint(ksession *s
  * it only writes who asked for what. */
 LLMOS_API LLMOS_NODISCARD llmos_err ksession_audit_request(ksession *s, const char *request,
                                                            const char *outcome);
+/* An "auth" record (event, account, peer, detail, device) for what the accounts of a server
+ * did (llmos/auth.h: logins, failures, lockouts, logouts, passphrase changes). Needs no right:
+ * it is the server's own session that writes them. */
+LLMOS_API LLMOS_NODISCARD llmos_err ksession_audit_auth(ksession *s, const char *event,
+                                                        const char *account, const char *peer,
+                                                        const char *detail);
 
 /* Memory (KRIGHT_MEMORY), the session principal's own: what the store holds; remember a text
  * in archival memory; one page of the memories best matching a query (free with
@@ -434,6 +440,8 @@ LLMOS_API LLMOS_NODISCARD llmos_err ksession_recall_search(ksession *s, const ch
                                                            size_t page, size_t page_size,
                                                            store_message **out, size_t *n);
 LLMOS_API void ksession_messages_free(store_message *m, size_t n);
+/* Free what ksession_core_list gave (devices see no storage functions). */
+LLMOS_API void ksession_core_free(store_core_block *b, size_t n);
 
 /* What ksession_memory_verify checked, as far as it got. */
 typedef struct kmemory_check {

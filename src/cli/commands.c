@@ -205,7 +205,17 @@ const cli_command cli_commands[] = {
      "  --no-guard          no output guard\n"
      "  --no-store          keep processes, memories and the audit log in memory only\n"
      "  --api URL           serve a remote OpenAI-compatible server instead (its key\n"
-     "                      from LLMOS_API_KEY); --api-model NAME its model\n",
+     "                      from LLMOS_API_KEY); --api-model NAME its model\n"
+     "  --api-ca FILE       trust only the authorities in FILE (PEM) for an https://\n"
+     "                      --api (certificates are always verified)\n"
+     "  --accounts          the accounts of `llmos user add` log in (web UI at /, or\n"
+     "                      POST /auth/login), each on its own encrypted store\n"
+     "  --accounts-dir DIR  their folder (default <llmos home>/users)\n"
+     "  --tls-cert FILE --tls-key FILE  serve HTTPS with this certificate and key (PEM)\n"
+     "  --tls-self-signed   serve HTTPS with a certificate for localhost, made once in\n"
+     "                      <llmos home>/tls (trust localhost.crt in your browser)\n"
+     "  --insecure          listen beyond loopback without TLS or authentication\n"
+     "                      (refused otherwise)\n",
      cmd_serve},
     {"key", "Make API keys for llmos serve and list who holds one",
      "usage: llmos key new PRINCIPAL --file FILE [--rights LIST] [--caps LIST]\n"
@@ -236,6 +246,18 @@ const cli_command cli_commands[] = {
      "  --replace              give a principal that has a key a new one (the old one\n"
      "                         stops working when the server restarts)\n",
      cmd_key},
+    {"user", "Manage the accounts of llmos serve --accounts (each has its own store)",
+     "usage: llmos user add NAME [--dir DIR]\n"
+     "       llmos user list [--dir DIR]\n"
+     "       llmos user remove NAME [--dir DIR]\n"
+     "       llmos user passwd NAME [--dir DIR]\n\n"
+     "Accounts live in <llmos home>/users (or DIR), one folder each with the account's\n"
+     "own encrypted store, whose key is wrapped under the account's passphrase\n"
+     "(Argon2id). add: create one; list: the accounts and their lockout state;\n"
+     "remove: delete one and all it stores; passwd: change its passphrase (the store's\n"
+     "key is rewrapped, a lockout cleared). Passphrases come from LLMOS_USER_PASSPHRASE\n"
+     "(and LLMOS_USER_NEW_PASSPHRASE for passwd's new one), else from the terminal.\n",
+     cmd_user},
     {"bench", "Measure a model's prompt and generation speed (tokens/s)",
      "usage: llmos bench --model FILE [-p N] [-n N] [-t THREADS] [-r REPS] [--json]\n\n"
      "Like llama-bench: time prompt processing (ppN: one batch of N random valid tokens\n"

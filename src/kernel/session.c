@@ -616,6 +616,17 @@ llmos_err ksession_audit_request(ksession *s, const char *request, const char *o
                                       s->device, "request", request, "outcome", outcome));
 }
 
+llmos_err ksession_audit_auth(ksession *s, const char *event, const char *account, const char *peer,
+                              const char *detail)
+{
+    assert(s && s->k);
+    assert(event && account && peer && detail);
+    return kernel_audit_rec(s->k, "auth",
+                            json_pack("{s:s, s:s, s:s, s:s, s:s}", "event", event, "account",
+                                      account, "peer", peer, "detail", detail, "device",
+                                      s->device));
+}
+
 llmos_err ksession_audit(ksession *s, int64_t from,
                          bool (*fn)(const store_audit_record *rec, void *ctx), void *ctx)
 {
@@ -769,6 +780,11 @@ llmos_err ksession_recall_search(ksession *s, const char *query, int64_t since, 
 void ksession_messages_free(store_message *m, size_t n)
 {
     store_messages_free(m, n);
+}
+
+void ksession_core_free(store_core_block *b, size_t n)
+{
+    store_core_blocks_free(b, n);
 }
 
 llmos_err ksession_memory_verify(ksession *s, kmemory_check *out)

@@ -1275,6 +1275,7 @@ static void test_no_keys_local_only(void **state)
     (void)state;
     http_server_params p = http_server_default_params();
     p.host = "0.0.0.0";
+    p.insecure_bind = true; /* no TLS, no keys: only allowed when asked for */
     fixture_opts o = {.params = &p};
     fixture *f = start_with(&o);
     assert_chat_works(f->port, NULL);
