@@ -146,7 +146,6 @@ int cmd_ps(int argc, char **argv);
 int cmd_kill(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
 int cmd_key(int argc, char **argv);
-<<<<<<< HEAD
 int cmd_guard(int argc, char **argv);
 int cmd_scan(int argc, char **argv);
 
@@ -164,8 +163,6 @@ int cmd_run(int argc, char **argv);
 extern const char cmd_pull_help[], cmd_list_help[], cmd_show_help[], cmd_rm_help[],
     cmd_verify_help[], cmd_sign_help[], cmd_keys_help[], cmd_publish_help[], cmd_registry_help[],
     cmd_run_help[];
-=======
 int cmd_user(int argc, char **argv);
->>>>>>> web-auth
 
 #endif

@@ -143,14 +143,9 @@ static llmos_err serve_keys(const char *keys_file, const char *key_file, const c
 
 /* The model at `where`: a URL opens a remote backend (api_model names the model there), a
  * file a local one. */
-<<<<<<< HEAD
-static llmos_err serve_open_model(const char *where, const char *api_model,
+static llmos_err serve_open_model(const char *where, const char *api_model, const char *ca_file,
                                   const local_backend_params *lp, size_t api_concurrency,
                                   llm_backend **out)
-=======
-static llmos_err serve_open_model(const char *where, const char *api_model, const char *ca_file,
-                                  const local_backend_params *lp, llm_backend **out)
->>>>>>> web-auth
 {
     if (strncmp(where, "http://", 7) == 0 || strncmp(where, "https://", 8) == 0) {
         remote_backend_params rp = remote_backend_default_params();
@@ -168,18 +163,11 @@ static llmos_err serve_open_model(const char *where, const char *api_model, cons
 
 typedef struct serve_options {
     const char *model, *api, *api_model, *quar, *quar_model, *embed_model;
-<<<<<<< HEAD
     const char *host, *keys_file, *key_file, *key_arg, *name, *guard_file;
-    const char *kv_mem;
+    const char *tls_cert, *tls_key, *api_ca, *accounts_dir, *kv_mem;
     unsigned long port, ctx, threads, max_body, queue, max_conn, per_address, idle_timeout;
     unsigned long max_seqs, n_batch, api_concurrency;
-    bool no_store, no_guard;
-=======
-    const char *host, *keys_file, *key_file, *key_arg, *name;
-    const char *tls_cert, *tls_key, *api_ca, *accounts_dir;
-    unsigned long port, ctx, threads, max_body, queue, max_conn, per_address, idle_timeout;
-    bool no_store, accounts, tls_self_signed, insecure;
->>>>>>> web-auth
+    bool no_store, no_guard, accounts, tls_self_signed, insecure;
 } serve_options;
 
 /* One numeric option: its name, range, what to say when it is wrong, where it goes. */
@@ -224,10 +212,8 @@ static const serve_text serve_texts[] = {
     {"--api-key-file", NULL, offsetof(serve_options, key_file)},
     {"--api-key", NULL, offsetof(serve_options, key_arg)},
     {"--name", NULL, offsetof(serve_options, name)},
-<<<<<<< HEAD
     {"--kv-mem", NULL, offsetof(serve_options, kv_mem)},
     {"--guard", NULL, offsetof(serve_options, guard_file)},
-=======
     {"--tls-cert", NULL, offsetof(serve_options, tls_cert)},
     {"--tls-key", NULL, offsetof(serve_options, tls_key)},
     {"--api-ca", NULL, offsetof(serve_options, api_ca)},
@@ -240,10 +226,10 @@ static const struct {
     size_t offset;
 } serve_flags[] = {
     {"--no-store", offsetof(serve_options, no_store)},
+    {"--no-guard", offsetof(serve_options, no_guard)},
     {"--accounts", offsetof(serve_options, accounts)},
     {"--tls-self-signed", offsetof(serve_options, tls_self_signed)},
     {"--insecure", offsetof(serve_options, insecure)},
->>>>>>> web-auth
 };
 
 /* Parse argv into o; returns CLI_OK or the usage error's status. */
@@ -260,17 +246,6 @@ static int serve_parse(int argc, char **argv, serve_options *o)
                          .max_seqs = SERVE_DEFAULT_SEQS};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-<<<<<<< HEAD
-        if (strcmp(a, "--no-store") == 0) {
-            o->no_store = true;
-            continue;
-        }
-        if (strcmp(a, "--no-guard") == 0) {
-            o->no_guard = true;
-            continue;
-        }
-=======
->>>>>>> web-auth
         bool known = false;
         for (size_t k = 0; k < LLMOS_ARRAY_LEN(serve_flags) && !known; k++)
             if (strcmp(a, serve_flags[k].name) == 0)
@@ -327,37 +302,24 @@ static llmos_err serve_models(const serve_options *o, llm_backend **priv, llm_ba
     lp.max_seqs = (uint32_t)o->max_seqs;
     lp.n_batch = (uint32_t)o->n_batch;
     *priv = *quar = NULL;
-<<<<<<< HEAD
     llmos_err err = LLMOS_OK;
     if (o->kv_mem && (err = cli_parse_size(o->kv_mem, &lp.kv_mem)) != LLMOS_OK)
         return llmos_fail_context(err, "--kv-mem: ");
     size_t conc = o->api_concurrency;
-    err = o->api ? serve_open_model(o->api, o->api_model, &lp, conc, priv)
-                 : serve_open_model(o->model, NULL, &lp, conc, priv);
+    const char *ca = o->api_ca;
+    err = o->api ? serve_open_model(o->api, o->api_model, ca, &lp, conc, priv)
+                 : serve_open_model(o->model, NULL, NULL, &lp, conc, priv);
     if (!err && o->quar)
-        err = serve_open_model(o->quar, o->quar_model ? o->quar_model : o->api_model, &lp, conc,
-                               quar);
+        err = serve_open_model(o->quar, o->quar_model ? o->quar_model : o->api_model, ca, &lp,
+                               conc, quar);
     else if (!err && o->api)
-        err = serve_open_model(o->api, o->api_model, &lp, conc, quar);
-=======
-    llmos_err err = o->api ? serve_open_model(o->api, o->api_model, o->api_ca, &lp, priv)
-                           : serve_open_model(o->model, NULL, NULL, &lp, priv);
-    if (!err && o->quar)
-        err = serve_open_model(o->quar, o->quar_model ? o->quar_model : o->api_model, o->api_ca,
-                               &lp, quar);
-    else if (!err && o->api)
-        err = serve_open_model(o->api, o->api_model, o->api_ca, &lp, quar);
->>>>>>> web-auth
+        err = serve_open_model(o->api, o->api_model, ca, &lp, conc, quar);
     else if (!err)
         err = local_backend_fork(*priv, quar);
     const char *env = getenv("LLMOS_EMBED_MODEL");
     *embedder = NULL;
     if (!err && !o->embed_model && !(env && *env))
-<<<<<<< HEAD
-        err = o->api ? serve_open_model(o->api, o->api_model, &lp, conc, embedder)
-=======
-        err = o->api ? serve_open_model(o->api, o->api_model, o->api_ca, &lp, embedder)
->>>>>>> web-auth
+        err = o->api ? serve_open_model(o->api, o->api_model, ca, &lp, conc, embedder)
                      : local_backend_fork(*priv, embedder);
     if (err) {
         llm_backend_free(*embedder);
@@ -404,7 +366,7 @@ static llmos_err serve_account_model(serve_ctx *c, const char *where, const char
     local_backend_params lp = local_backend_default_params();
     lp.n_ctx = c->n_ctx;
     if (where)
-        return serve_open_model(where, api_model, c->o->api_ca, &lp, out);
+        return serve_open_model(where, api_model, c->o->api_ca, &lp, c->o->api_concurrency, out);
     return local_backend_fork(c->b->privileged, out);
 }
 
