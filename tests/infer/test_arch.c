@@ -713,21 +713,29 @@ typedef struct bert_w {
     float *tok, *pos, *type, *en_w, *en_b;
     float *wq[BL], *wk[BL], *wv[BL], *wo[BL], *bq[BL], *bk[BL], *bv[BL], *bo[BL];
     float *up[BL], *bup[BL], *down[BL], *bdown[BL], *an_w[BL], *an_b[BL], *on_w[BL], *on_b[BL];
+    float *gate[BL], *qkv[BL]; /* nomic-bert: SwiGLU gate; the fused Q/K/V it is written with */
+    bool nomic;                /* write and compute as nomic-bert: rotary, fused, gated, no biases */
 } bert_w;
 
 static void write_bert(bert_w *b, uint32_t pooling, const char *path)
 {
     gguf_writer *g = NULL;
     assert_int_equal(gguf_writer_new(&g), LLMOS_OK);
-    assert_int_equal(gguf_set_str(g, "general.architecture", "bert"), LLMOS_OK);
-    assert_int_equal(gguf_set_u32(g, "bert.block_count", BL), LLMOS_OK);
-    assert_int_equal(gguf_set_u32(g, "bert.embedding_length", BD), LLMOS_OK);
-    assert_int_equal(gguf_set_u32(g, "bert.feed_forward_length", BFF), LLMOS_OK);
-    assert_int_equal(gguf_set_u32(g, "bert.attention.head_count", BH), LLMOS_OK);
-    assert_int_equal(gguf_set_u32(g, "bert.context_length", BCTX), LLMOS_OK);
-    assert_int_equal(gguf_set_f32(g, "bert.attention.layer_norm_epsilon", 1e-12f), LLMOS_OK);
-    assert_int_equal(gguf_set_u32(g, "bert.pooling_type", pooling), LLMOS_OK);
-    assert_int_equal(gguf_set_bool(g, "bert.attention.causal", false), LLMOS_OK);
+    const char *arch = b->nomic ? "nomic-bert" : "bert";
+    char key[96];
+#define KEY(s) (snprintf(key, sizeof key, "%s.%s", arch, s), key)
+    assert_int_equal(gguf_set_str(g, "general.architecture", arch), LLMOS_OK);
+    assert_int_equal(gguf_set_u32(g, KEY("block_count"), BL), LLMOS_OK);
+    assert_int_equal(gguf_set_u32(g, KEY("embedding_length"), BD), LLMOS_OK);
+    assert_int_equal(gguf_set_u32(g, KEY("feed_forward_length"), BFF), LLMOS_OK);
+    assert_int_equal(gguf_set_u32(g, KEY("attention.head_count"), BH), LLMOS_OK);
+    assert_int_equal(gguf_set_u32(g, KEY("context_length"), BCTX), LLMOS_OK);
+    assert_int_equal(gguf_set_f32(g, KEY("attention.layer_norm_epsilon"), 1e-12f), LLMOS_OK);
+    assert_int_equal(gguf_set_u32(g, KEY("pooling_type"), pooling), LLMOS_OK);
+    assert_int_equal(gguf_set_bool(g, KEY("attention.causal"), false), LLMOS_OK);
+    if (b->nomic)
+        assert_int_equal(gguf_set_f32(g, KEY("rope.freq_base"), 1000.0f), LLMOS_OK);
+#undef KEY
     uint64_t ne[2];
 #define ADD(name, data, n0, n1)                                                                    \
     do {                                                                                           \
@@ -737,13 +745,30 @@ static void write_bert(bert_w *b, uint32_t pooling, const char *path)
                          LLMOS_OK);                                                                \
     } while (0)
     ADD("token_embd.weight", b->tok, BD, BV);
-    ADD("position_embd.weight", b->pos, BD, BCTX);
+    if (!b->nomic)
+        ADD("position_embd.weight", b->pos, BD, BCTX);
     ADD("token_types.weight", b->type, BD, 2);
     ADD("token_embd_norm.weight", b->en_w, BD, 1);
     ADD("token_embd_norm.bias", b->en_b, BD, 1);
     for (int l = 0; l < BL; l++) {
         char n[64];
 #define NAME(s) (snprintf(n, sizeof n, "blk.%d.%s", l, s), n)
+        if (b->nomic) {
+            b->qkv[l] = malloc(3 * BD * BD * sizeof(float));
+            memcpy(b->qkv[l], b->wq[l], BD * BD * sizeof(float));
+            memcpy(b->qkv[l] + BD * BD, b->wk[l], BD * BD * sizeof(float));
+            memcpy(b->qkv[l] + 2 * BD * BD, b->wv[l], BD * BD * sizeof(float));
+            ADD(NAME("attn_qkv.weight"), b->qkv[l], BD, 3 * BD);
+            ADD(NAME("attn_output.weight"), b->wo[l], BD, BD);
+            ADD(NAME("attn_output_norm.weight"), b->an_w[l], BD, 1);
+            ADD(NAME("attn_output_norm.bias"), b->an_b[l], BD, 1);
+            ADD(NAME("ffn_gate.weight"), b->gate[l], BD, BFF);
+            ADD(NAME("ffn_up.weight"), b->up[l], BD, BFF);
+            ADD(NAME("ffn_down.weight"), b->down[l], BFF, BD);
+            ADD(NAME("layer_output_norm.weight"), b->on_w[l], BD, 1);
+            ADD(NAME("layer_output_norm.bias"), b->on_b[l], BD, 1);
+            continue;
+        }
         ADD(NAME("attn_q.weight"), b->wq[l], BD, BD);
         ADD(NAME("attn_q.bias"), b->bq[l], BD, 1);
         ADD(NAME("attn_k.weight"), b->wk[l], BD, BD);
@@ -765,6 +790,10 @@ static void write_bert(bert_w *b, uint32_t pooling, const char *path)
 #undef ADD
     assert_int_equal(gguf_writer_write(g, path), LLMOS_OK);
     gguf_writer_free(g);
+    for (int l = 0; l < BL; l++) {
+        free(b->qkv[l]);
+        b->qkv[l] = NULL;
+    }
 }
 
 static void ref_layernorm(double *x, const float *w, const float *b, int n)
@@ -784,9 +813,10 @@ static void ref_layernorm(double *x, const float *w, const float *b, int n)
 static void ref_bert(const bert_w *b, const int32_t *toks, int n, int pooling, double *out)
 {
     double x[BCTX][BD], q[BCTX][BD], k[BCTX][BD], v[BCTX][BD], a[BCTX][BD], h[BFF], o[BD];
+    double nb = b->nomic ? 0 : 1; /* nomic-bert has no biases: weigh them by 0 */
     for (int t = 0; t < n; t++) {
         for (int i = 0; i < BD; i++)
-            x[t][i] = (double)b->tok[toks[t] * BD + i] + b->pos[t * BD + i] + b->type[i];
+            x[t][i] = (double)b->tok[toks[t] * BD + i] + nb * b->pos[t * BD + i] + b->type[i];
         ref_layernorm(x[t], b->en_w, b->en_b, BD);
     }
     int hd = BD / BH;
@@ -796,7 +826,16 @@ static void ref_bert(const bert_w *b, const int32_t *toks, int n, int pooling, d
             ref_matvec(k[t], b->wk[l], x[t], BD, BD);
             ref_matvec(v[t], b->wv[l], x[t], BD, BD);
             for (int i = 0; i < BD; i++)
-                q[t][i] += b->bq[l][i], k[t][i] += b->bk[l][i], v[t][i] += b->bv[l][i];
+                q[t][i] += nb * b->bq[l][i], k[t][i] += nb * b->bk[l][i],
+                    v[t][i] += nb * b->bv[l][i];
+            for (int hh = 0; b->nomic && hh < BH; hh++) /* rotary, halves of each head */
+                for (int i = 0; i < hd / 2; i++) {
+                    double th = t * pow(1000.0, -2.0 * i / hd), co = cos(th), si = sin(th);
+                    double *pq = q[t] + hh * hd, *pk = k[t] + hh * hd;
+                    double q0 = pq[i], q1 = pq[i + hd / 2], k0 = pk[i], k1 = pk[i + hd / 2];
+                    pq[i] = q0 * co - q1 * si, pq[i + hd / 2] = q0 * si + q1 * co;
+                    pk[i] = k0 * co - k1 * si, pk[i + hd / 2] = k0 * si + k1 * co;
+                }
         }
         for (int t = 0; t < n; t++)
             for (int hh = 0; hh < BH; hh++) {
@@ -819,16 +858,19 @@ static void ref_bert(const bert_w *b, const int32_t *toks, int n, int pooling, d
         for (int t = 0; t < n; t++) {
             ref_matvec(o, b->wo[l], a[t], BD, BD);
             for (int i = 0; i < BD; i++)
-                x[t][i] += o[i] + b->bo[l][i];
+                x[t][i] += o[i] + nb * b->bo[l][i];
             ref_layernorm(x[t], b->an_w[l], b->an_b[l], BD);
             ref_matvec(h, b->up[l], x[t], BD, BFF);
+            double gt[BFF];
+            ref_matvec(gt, b->gate[l], x[t], BD, BFF);
             for (int i = 0; i < BFF; i++) {
                 double g = h[i] + b->bup[l][i];
-                h[i] = 0.5 * g * (1 + erf(g / sqrt(2.0)));
+                h[i] = b->nomic ? gt[i] / (1 + exp(-gt[i])) * h[i]
+                                : 0.5 * g * (1 + erf(g / sqrt(2.0)));
             }
             ref_matvec(o, b->down[l], h, BFF, BD);
             for (int i = 0; i < BD; i++)
-                x[t][i] += o[i] + b->bdown[l][i];
+                x[t][i] += o[i] + nb * b->bdown[l][i];
             ref_layernorm(x[t], b->on_w[l], b->on_b[l], BD);
         }
     }
@@ -849,10 +891,9 @@ static void ref_bert(const bert_w *b, const int32_t *toks, int n, int pooling, d
         out[i] /= sqrt(norm);
 }
 
-static void bert_matches_reference(void **state)
+static void check_encoder(bool nomic)
 {
-    (void)state;
-    bert_w b;
+    bert_w b = {.nomic = nomic};
     b.tok = rnd(BD * BV, 1.0f, 0);
     b.pos = rnd(BD * BCTX, 0.5f, 0);
     b.type = rnd(BD * 2, 0.5f, 0);
@@ -867,6 +908,7 @@ static void bert_matches_reference(void **state)
         b.down[l] = rnd(BD * BFF, 0.3f, 0), b.bdown[l] = rnd(BD, 0.3f, 0);
         b.an_w[l] = rnd(BD, 0.2f, 1.0f), b.an_b[l] = rnd(BD, 0.2f, 0);
         b.on_w[l] = rnd(BD, 0.2f, 1.0f), b.on_b[l] = rnd(BD, 0.2f, 0);
+        b.gate[l] = rnd(BD * BFF, 0.3f, 0);
     }
     char path[4200];
     snprintf(path, sizeof path, "%s/bert.gguf", tmpdir);
@@ -875,7 +917,7 @@ static void bert_matches_reference(void **state)
         write_bert(&b, pooling, path);
         llmos_model *m = load_ok(path);
         const model_hparams *hp = model_hparams_of(m);
-        assert_int_equal(hp->arch, MODEL_ARCH_BERT);
+        assert_int_equal(hp->arch, nomic ? MODEL_ARCH_NOMIC_BERT : MODEL_ARCH_BERT);
         assert_true(hp->encoder);
         /* an encoder does not generate */
         llmos_model_ctx *ctx = NULL;
@@ -924,10 +966,24 @@ static void bert_matches_reference(void **state)
     for (int l = 0; l < BL; l++) {
         float *lw[] = {b.wq[l], b.wk[l],  b.wv[l],    b.wo[l],   b.bq[l],   b.bk[l],
                        b.bv[l], b.bo[l],  b.up[l],    b.bup[l],  b.down[l], b.bdown[l],
-                       b.an_w[l], b.an_b[l], b.on_w[l], b.on_b[l]};
+                       b.an_w[l], b.an_b[l], b.on_w[l], b.on_b[l], b.gate[l]};
         for (size_t i = 0; i < sizeof lw / sizeof lw[0]; i++)
             free(lw[i]);
     }
+}
+
+/* BERT (BGE's layout): absolute positions, biases, GELU. */
+static void bert_matches_reference(void **state)
+{
+    (void)state;
+    check_encoder(false);
+}
+
+/* nomic-bert: rotary positions, fused QKV, SwiGLU, no biases. */
+static void nomic_bert_matches_reference(void **state)
+{
+    (void)state;
+    check_encoder(true);
 }
 
 static int make_tmpdir(void **state)
@@ -959,6 +1015,7 @@ int main(void)
         cmocka_unit_test(qk_norm_ignores_projection_scale),
         cmocka_unit_test(bad_models_refused),
         cmocka_unit_test(bert_matches_reference),
+        cmocka_unit_test(nomic_bert_matches_reference),
     };
     return cmocka_run_group_tests(tests, make_tmpdir, remove_tmpdir);
 }
