@@ -23,8 +23,10 @@
 
 #include <cmocka.h>
 
+#include "llmos/backend.h"
 #include "llmos/gguf.h"
 #include "llmos/infer.h"
+#include "llmos/json.h"
 #include "testutil.h"
 
 static char tmpdir[4096];
@@ -986,6 +988,71 @@ static void nomic_bert_matches_reference(void **state)
     check_encoder(true);
 }
 
+/* A BGE-layout file with the real BGE vocabulary, opened as a local backend: embeddings are
+ * the encoder's pooled vector of [CLS] text [SEP] (what /v1/embeddings and memory get), and
+ * chat is refused with a message that says why. */
+static void bge_local_backend_embeds(void **state)
+{
+    (void)state;
+    char vocab[4096], path[4200];
+    tu_testdata_path(vocab, sizeof vocab, "vocab/ggml-vocab-bert-bge.gguf");
+    if (!getenv("LLMOS_BIN"))
+        tu_skip("LLMOS_BIN is not set (run the tests through ctest)");
+    snprintf(path, sizeof path, "%s/bge-tiny.gguf", tmpdir);
+    llmos_buf out = {0}, err = {0};
+    if (tu_run_llmos(&out, &err,
+                     "model make-random --dims 32,2,4,4,64,64 --arch bert --vocab-from '%s' "
+                     "--type f32 %s",
+                     vocab, path) != 0)
+        fail_msg("make-random: %s", err.data);
+    buf_free(&out);
+    buf_free(&err);
+
+    llm_backend *b = NULL;
+    local_backend_params p = local_backend_default_params();
+    p.n_threads = 1;
+    assert_int_equal(local_backend_open(path, &p, &b), LLMOS_OK);
+    assert_int_equal(llm_context_size(b), 64);
+    float *v = NULL;
+    size_t dim = 0;
+    const char *text = "Hello, World!";
+    assert_int_equal(llm_embed(b, text, strlen(text), &v, &dim), LLMOS_OK);
+    assert_int_equal(dim, 32);
+
+    /* the same as model_embed over [CLS] hello , world ! [SEP] */
+    llmos_model *m = load_ok(path);
+    tokenizer *t = NULL;
+    assert_int_equal(tok_load_gguf(model_gguf(m), NULL, &t), LLMOS_OK);
+    int32_t *ids = NULL;
+    size_t n = 0;
+    assert_int_equal(tok_encode(t, text, strlen(text), TOK_ADD_SPECIAL, &ids, &n), LLMOS_OK);
+    assert_int_equal(n, 6);
+    assert_int_equal(ids[0], 101);
+    assert_int_equal(ids[5], 102);
+    float want[32];
+    assert_int_equal(model_embed(m, NULL, ids, n, want, 32), LLMOS_OK);
+    double norm = 0;
+    for (int i = 0; i < 32; i++) {
+        assert_float_equal(v[i], want[i], 1e-6);
+        norm += (double)v[i] * v[i];
+    }
+    assert_float_equal(norm, 1.0, 1e-5);
+    free(ids);
+    tok_free(t);
+    model_free(m);
+    free(v);
+
+    llm_request req = llm_request_default();
+    req.prompt = "hi";
+    llm_response resp;
+    memset(&resp, 0, sizeof resp);
+    assert_int_equal(llm_chat(b, &req, NULL, NULL, &resp), LLMOS_ERR_UNSUPPORTED);
+    assert_non_null(strstr(llmos_errmsg(), "embedding model"));
+    llm_response_free(&resp);
+    llm_backend_free(b);
+    unlink(path);
+}
+
 static int make_tmpdir(void **state)
 {
     (void)state;
@@ -1016,6 +1083,7 @@ int main(void)
         cmocka_unit_test(bad_models_refused),
         cmocka_unit_test(bert_matches_reference),
         cmocka_unit_test(nomic_bert_matches_reference),
+        cmocka_unit_test(bge_local_backend_embeds),
     };
     return cmocka_run_group_tests(tests, make_tmpdir, remove_tmpdir);
 }
