@@ -23,6 +23,7 @@
 
 #include <cmocka.h>
 
+#include "infer/model/ops.h"
 #include "llmos/backend.h"
 #include "llmos/gguf.h"
 #include "llmos/infer.h"
@@ -48,6 +49,47 @@ static float *rnd(size_t n, float scale, float offset)
     for (size_t i = 0; i < n; i++)
         x[i] = offset + frand(scale);
     return x;
+}
+
+/* ---- the ops only some architectures use, against their formulas in double --------------- */
+
+static void arch_ops_match_formulas(void **state)
+{
+    (void)state;
+    enum { N = 6001 };
+    static float g[N], u[N], x[N];
+    for (int i = 0; i < N; i++) { /* -30 .. 30, past where exp overflows in float */
+        g[i] = x[i] = -30.0f + 0.01f * (float)i;
+        u[i] = 0.5f + 0.001f * (float)i;
+    }
+    ops_gelu_mul(g, u, N);
+    ops_gelu(x, N);
+    double worst_tanh = 0, worst_erf = 0;
+    for (int i = 0; i < N; i++) {
+        double v = -30.0 + 0.01 * i, w = 0.5f + 0.001f * (float)i;
+        double want = 0.5 * v * (1 + tanh(sqrt(2 / M_PI) * (v + 0.044715 * v * v * v))) * w;
+        double e = fabs(g[i] - want) / (1 + fabs(want));
+        worst_tanh = e > worst_tanh ? e : worst_tanh;
+        want = 0.5 * v * (1 + erf(v / sqrt(2.0)));
+        e = fabs(x[i] - want) / (1 + fabs(want));
+        worst_erf = e > worst_erf ? e : worst_erf;
+        assert_true(isfinite(g[i]) && isfinite(x[i]));
+    }
+    /* measured 2.7e-6 and 1.0e-6: a few float roundings of the cube and the exponential */
+    if (!(worst_tanh < 1e-5 && worst_erf < 1e-5))
+        fail_msg("GELU: tanh form off by %g, erf form by %g (relative)", worst_tanh, worst_erf);
+
+    float c[5] = {-100.0f, -1.0f, 0.0f, 0.5f, 1e6f};
+    ops_softcap(c, 30.0f, 5);
+    assert_float_equal(c[0], 30.0 * tanh(-100.0 / 30.0), 1e-5);
+    assert_float_equal(c[1], 30.0 * tanh(-1.0 / 30.0), 1e-6);
+    assert_float_equal(c[2], 0.0, 0);
+    assert_float_equal(c[4], 30.0, 1e-5);
+
+    float row[4] = {1, 2, 3, 6}, wt[4] = {1, 2, 1, 1}, bias[4] = {0, 0, 1, 0}, out[4];
+    ops_layernorm(out, row, wt, bias, 4, 1, 0.0f); /* mean 3, variance 3.5 */
+    for (int i = 0; i < 4; i++)
+        assert_float_equal(out[i], (row[i] - 3.0) / sqrt(3.5) * wt[i] + bias[i], 1e-6);
 }
 
 /* ---- a tiny decoder of any of the architectures -------------------------------------------- */
@@ -1114,6 +1156,7 @@ static int remove_tmpdir(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(arch_ops_match_formulas),
         cmocka_unit_test(llama_rope_freqs_matches_reference),
         cmocka_unit_test(qwen3_matches_reference),
         cmocka_unit_test(gemma2_matches_reference),
