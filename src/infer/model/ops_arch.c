@@ -78,7 +78,7 @@ void ops_gelu(float *x, size_t n)
             float z = fabsf(v[j]) * 0.70710678118654752f;
             float t = 1.0f / (1.0f + p * z);
             float erf_abs = 1.0f - t * (a1 + t * (a2 + t * (a3 + t * (a4 + t * a5)))) * e[j];
-            float erf_z = v[j] < 0 ? -erf_abs : erf_abs;
+            float erf_z = copysignf(erf_abs, v[j]);
             v[j] = 0.5f * v[j] * (1.0f + erf_z);
         }
     }
