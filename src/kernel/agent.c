@@ -503,8 +503,8 @@ llmos_err kernel_run_turn(kturn *t, int64_t pid, kproc_state *final)
         llmos_err cerr = ksched_acquire(&k->sched, p->info.principal, &t->run.stop, NULL, NULL);
         if (!cerr) {
             kguard_stream gs;
-            cerr = kguard_stream_start(k, p->info.principal, p->info.pid, "answer", turn_text, t,
-                                       &gs);
+            cerr =
+                kguard_stream_start(k, p->info.principal, p->info.pid, "answer", turn_text, t, &gs);
             t->guard = &gs;
             if (!cerr)
                 cerr = llm_chat(k->cfg.privileged, &req, turn_stream, t, &resp);

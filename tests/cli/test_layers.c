@@ -33,7 +33,7 @@ static const char *const prefixes[] = {
     "kernel_",      "ksession_", "ksched_",   "kturn_",    "ksyscall", "kproc_",   "kctx_",
     "kcap_",        "kright_",   "kevent_",   "ktool_",    "tool_",    "calc_",    "quarantine_",
     "untrusted_",   "trusted_",  "origin_",   "policy_",   "audit_",   "apikeys_", "openai_",
-    "http_server_", "repl_",     "mctx_",       "mpage_",    "guard_",   "scan_",    "kguard_",
+    "http_server_", "repl_",     "mctx_",     "mpage_",    "guard_",   "scan_",    "kguard_",
 };
 
 /* What a device must never call: the engine, the store, memory, tools, the kernel's insides. */

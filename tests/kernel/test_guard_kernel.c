@@ -27,7 +27,7 @@
 #define CARD "4111 1111 1111 1111"
 
 typedef struct device {
-    llmos_buf text;     /* every KEVENT_TEXT, joined */
+    llmos_buf text; /* every KEVENT_TEXT, joined */
     int text_events;
     llmos_buf messages; /* every KEVENT_MESSAGE text */
     char notice[512];
@@ -71,10 +71,8 @@ static void open_world(world *w, const char *const *steps, size_t n, const char 
         kc.config_dir = w->dir;
     }
     assert_int_equal(kernel_new(&kc, &w->k), LLMOS_OK);
-    ksession_params p = {.principal = "alice",
-                         .device = "test",
-                         .rights = KRIGHT_ALL,
-                         .caps = KCAP_ALL};
+    ksession_params p = {
+        .principal = "alice", .device = "test", .rights = KRIGHT_ALL, .caps = KCAP_ALL};
     assert_int_equal(ksession_open(w->k, &p, &w->s), LLMOS_OK);
 }
 
@@ -284,10 +282,8 @@ static void test_policy_file_and_off(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_streamed_answer_redacted),
-        cmocka_unit_test(test_long_answer_streams),
-        cmocka_unit_test(test_private_key_blocks),
-        cmocka_unit_test(test_tool_arguments),
+        cmocka_unit_test(test_streamed_answer_redacted), cmocka_unit_test(test_long_answer_streams),
+        cmocka_unit_test(test_private_key_blocks),       cmocka_unit_test(test_tool_arguments),
         cmocka_unit_test(test_policy_file_and_off),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -85,8 +85,8 @@ static void test_precision_recall(void **state)
     for (int d = 0; d < RULE_DETECTORS; d++) {
         double p = tp[d] + fp[d] ? (double)tp[d] / (tp[d] + fp[d]) : 0;
         double r = pos[d] ? (double)tp[d] / pos[d] : 0;
-        print_message("| %s | %d | %.3f | %.3f |\n", guard_detector_name((guard_detector)d),
-                      pos[d], p, r);
+        print_message("| %s | %d | %.3f | %.3f |\n", guard_detector_name((guard_detector)d), pos[d],
+                      p, r);
         if (pos[d] < 12 || p < 0.95 || r < 0.95)
             ok = false;
     }
