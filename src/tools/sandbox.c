@@ -688,6 +688,19 @@ static void child_blank_args(const unsigned long long r[4])
             memset((void *)(uintptr_t)r[i], 0, (size_t)(r[i + 1] - r[i]));
 }
 
+/* The program, in a vfork of init: exec it in /work. */
+static int child_program(void *arg)
+{
+    const sbx_child *c = arg;
+    close(4);
+    if (chdir("/work") == 0)
+        execve(c->argv[0], (char *const *)c->argv, c->envp);
+    static const char msg[] = "sandbox: cannot start the program\n";
+    ssize_t r = write(2, msg, sizeof msg - 1);
+    (void)r;
+    _exit(127);
+}
+
 static int child_main(void *arg)
 {
     const sbx_child *c = arg;
@@ -813,35 +826,18 @@ static int child_main(void *arg)
 
     /* init of the namespace: start the program, wait for it, report, leave (the kernel then
      * kills whatever else runs in the namespace) */
-    int gate[2]; /* the program starts once init's copy of llmos's arguments is blank */
-    if (pipe2(gate, O_CLOEXEC) != 0)
-        child_fail(4, STEP_FORK);
-    pid_t pid = (pid_t)syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
+    /* llmos's command line goes before the program can look (its own argv is a copy made by
+     * sandbox_exec, elsewhere); then the program starts in a vfork, which copies no page
+     * tables (init is a copy of llmos, which may map gigabytes of weights) */
+    child_blank_args(args);
+    static char prog_stack[64 * 1024] __attribute__((aligned(16)));
+    pid_t pid = clone(child_program, prog_stack + sizeof prog_stack,
+                      CLONE_VM | CLONE_VFORK | SIGCHLD, (void *)c);
     if (pid < 0)
         child_fail(4, STEP_FORK);
-    if (pid == 0) {
-        close(4);
-        close(gate[1]);
-        char g;
-        if (read(gate[0], &g, 1) != 1)
-            _exit(125);
-        close(gate[0]);
-        if (chdir("/work") != 0)
-            _exit(125);
-        execve(c->argv[0], (char *const *)c->argv, c->envp);
-        static const char msg[] = "sandbox: cannot start the program\n";
-        ssize_t r = write(2, msg, sizeof msg - 1);
-        (void)r;
-        _exit(127);
-    }
     close(0);
     close(1);
     close(2);
-    close(gate[0]);
-    child_blank_args(args);
-    if (write(gate[1], "g", 1) != 1)
-        _exit(124);
-    close(gate[1]);
     for (;;) {
         int st;
         pid_t r = (pid_t)syscall(SYS_wait4, -1, &st, 0, NULL);
@@ -1136,10 +1132,24 @@ llmos_err sandbox_exec(const sandbox_spec *spec, sandbox_result *out)
     static char *const envp[] = {
         "PATH=/usr/bin:/bin",        "HOME=/work",   "TMPDIR=/tmp", "LANG=C.UTF-8",
         "PYTHONDONTWRITEBYTECODE=1", "USER=sandbox", NULL};
+    /* argv copied to the heap: init blanks llmos's own command line, where argv may lie */
+    size_t argc = 0, bytes = 0;
+    while (spec->argv[argc])
+        bytes += strlen(spec->argv[argc++]) + 1;
+    char **argv = malloc((argc + 1) * sizeof *argv + bytes);
+    if (!argv)
+        return llmos_fail(LLMOS_ERR_NOMEM, "sandbox: no memory");
+    char *at = (char *)(argv + argc + 1);
+    for (size_t i = 0; i < argc; i++) {
+        size_t l = strlen(spec->argv[i]) + 1;
+        argv[i] = memcpy(at, spec->argv[i], l);
+        at += l;
+    }
+    argv[argc] = NULL;
     sbx_child c = {.root_mode = geteuid() == 0,
                    .workspace = spec->workspace,
                    .work_locked = host_locked_flags(spec->workspace) & ~MS_RDONLY,
-                   .argv = spec->argv,
+                   .argv = (const char *const *)argv,
                    .envp = envp,
                    .lim_cpu = {(rlim_t)lim.cpu_s, (rlim_t)lim.cpu_s + 1},
                    .lim_as = {lim.memory_bytes, lim.memory_bytes},
@@ -1361,6 +1371,7 @@ done_fds:
     close_fd(&pst[0]);
     close_fd(&pst[1]);
     close_fd(&pidfd);
+    free(argv);
     return err;
 }
 
