@@ -36,6 +36,7 @@ static const ktool *const builtin[] = {
     &tool_python,
     &tool_shell,
     &tool_files,
+    &tool_browser,
 };
 
 const ktool *const *ktool_builtin(size_t *n)
