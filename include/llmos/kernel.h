@@ -117,6 +117,10 @@ typedef struct ktool {
     bool takes_handles;     /* true: arguments are passed as written, handles unresolved
                                (ask_quarantined); false: handles are substituted first */
     llmos_err (*run)(const ktool_env *env);
+    /* NULL: it can always run; else LLMOS_OK, or why it cannot run on this machine (python
+     * and shell where the kernel refuses the sandbox its namespaces): such a tool is neither
+     * offered to the model nor listed by ksession_tools, and a call of it is refused. */
+    llmos_err (*available)(void);
 } ktool;
 
 /* Service for tools: deliver `text` to `recipient` (the device shows it; send_message). */
@@ -371,7 +375,8 @@ LLMOS_API LLMOS_NODISCARD llmos_err ksession_answer(ksession *s, int64_t pid, ch
 LLMOS_API LLMOS_NODISCARD llmos_err ksession_tool(ksession *s, const char *tool,
                                                   const char *arguments, llmos_buf *result,
                                                   bool *is_error);
-/* The tools the session's processes may call (borrowed descriptors); *list malloc'd. */
+/* The tools the session's processes may call: their capability is the session's, and they can
+ * run here (ktool.available); borrowed descriptors, *list malloc'd. */
 LLMOS_API LLMOS_NODISCARD llmos_err ksession_tools(ksession *s, const ktool ***list, size_t *n);
 
 /* One answer from the model for a request the device built (the OpenAI-compatible API): the

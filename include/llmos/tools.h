@@ -16,6 +16,7 @@
  *     tool_python   run Python 3 code in the sandbox (exec; untrusted output)
  *     tool_shell    run a sh command line in the sandbox (exec; untrusted output)
  *     tool_files    list, read, write, patch workspace files (read; untrusted output)
+ *   tool_browser    fetch a web page as text, SSRF-guarded (read; untrusted; llmos/browser.h)
  *
  * The calculator evaluates one arithmetic expression. Integers and rationals are exact (GMP):
  * decimal literals are exact fractions, so 0.1 + 0.2 is exactly 3/10. Irrational functions
@@ -72,5 +73,6 @@ LLMOS_API extern const ktool tool_archival_memory_search;
 LLMOS_API extern const ktool tool_python;
 LLMOS_API extern const ktool tool_shell;
 LLMOS_API extern const ktool tool_files;
+LLMOS_API extern const ktool tool_browser;
 
 #endif

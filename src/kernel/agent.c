@@ -61,7 +61,7 @@ static json_t *offered_tools(kernel *k, const kproc *p)
     json_t *arr = json_array();
     for (size_t i = 0; i < k->n_tools; i++) {
         const ktool *t = k->tools[i];
-        if (!(p->info.caps & t->capability))
+        if (!(p->info.caps & t->capability) || !ktool_can_run(t))
             continue;
         json_t *schema = NULL;
         if (ljson_parse_text(t->parameters, strlen(t->parameters), t->name, 0, &schema)) {

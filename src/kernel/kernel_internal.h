@@ -169,6 +169,9 @@ LLMOS_NODISCARD llmos_err kproc_mark_killed(kernel *k, int64_t pid, const char *
 LLMOS_NODISCARD llmos_err kproc_create(kernel *k, const char *principal, uint32_t caps,
                                        kbudget budget, int64_t *pid);
 
+/* Can tool t run on this machine (ktool.available)? Clears the error state when not. */
+bool ktool_can_run(const ktool *t);
+
 /* The tool named `name` in the kernel's table, or NULL. */
 const ktool *kernel_find_tool(kernel *k, const char *name);
 

@@ -400,7 +400,7 @@ llmos_err ksession_tools(ksession *s, const ktool ***list, size_t *n)
     if (!*list)
         return llmos_fail(LLMOS_ERR_NOMEM, "no memory");
     for (size_t i = 0; i < s->k->n_tools; i++)
-        if (s->p.caps & s->k->tools[i]->capability)
+        if ((s->p.caps & s->k->tools[i]->capability) && ktool_can_run(s->k->tools[i]))
             (*list)[(*n)++] = s->k->tools[i];
     return LLMOS_OK;
 }

@@ -1,6 +1,7 @@
 /*
  * workspace.c - services for the workspace tools (python, shell, files): each process's own
- * directory under kernel_config.workspace_dir, and audit records of what a tool did.
+ * directory under kernel_config.workspace_dir, audit records of what a tool did, and whether
+ * a tool can run on this machine at all (ktool.available).
  *
  * The layout is <workspace_dir>/<principal>/<pid>, every level mode 0700. A principal's name
  * is written byte for byte where it is a safe file name character ([A-Za-z0-9._-], no leading
@@ -88,4 +89,13 @@ llmos_err ktool_audit(const ktool_env *env, const char *kind, json_t *payload_st
                             json_string(env->principal ? env->principal : ""));
     }
     return kernel_audit_rec(h->k, kind, payload_stolen);
+}
+
+bool ktool_can_run(const ktool *t)
+{
+    assert(t);
+    if (!t->available || t->available() == LLMOS_OK)
+        return true;
+    llmos_err_clear();
+    return false;
 }

@@ -40,4 +40,5 @@ const ktool tool_python = {
     .capability = KCAP_EXEC,
     .output_trusted = false,
     .run = python_run,
+    .available = sandbox_probe,
 };

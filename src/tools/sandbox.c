@@ -688,6 +688,19 @@ static void child_blank_args(const unsigned long long r[4])
             memset((void *)(uintptr_t)r[i], 0, (size_t)(r[i + 1] - r[i]));
 }
 
+/* The program, in a vfork of init: exec it in /work. */
+static int child_program(void *arg)
+{
+    const sbx_child *c = arg;
+    close(4);
+    if (chdir("/work") == 0)
+        execve(c->argv[0], (char *const *)c->argv, c->envp);
+    static const char msg[] = "sandbox: cannot start the program\n";
+    ssize_t r = write(2, msg, sizeof msg - 1);
+    (void)r;
+    _exit(127);
+}
+
 static int child_main(void *arg)
 {
     const sbx_child *c = arg;
@@ -813,35 +826,18 @@ static int child_main(void *arg)
 
     /* init of the namespace: start the program, wait for it, report, leave (the kernel then
      * kills whatever else runs in the namespace) */
-    int gate[2]; /* the program starts once init's copy of llmos's arguments is blank */
-    if (pipe2(gate, O_CLOEXEC) != 0)
-        child_fail(4, STEP_FORK);
-    pid_t pid = (pid_t)syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
+    /* llmos's command line goes before the program can look (its own argv is a copy made by
+     * sandbox_exec, elsewhere); then the program starts in a vfork, which copies no page
+     * tables (init is a copy of llmos, which may map gigabytes of weights) */
+    child_blank_args(args);
+    static char prog_stack[64 * 1024] __attribute__((aligned(16)));
+    pid_t pid = clone(child_program, prog_stack + sizeof prog_stack,
+                      CLONE_VM | CLONE_VFORK | SIGCHLD, (void *)c);
     if (pid < 0)
         child_fail(4, STEP_FORK);
-    if (pid == 0) {
-        close(4);
-        close(gate[1]);
-        char g;
-        if (read(gate[0], &g, 1) != 1)
-            _exit(125);
-        close(gate[0]);
-        if (chdir("/work") != 0)
-            _exit(125);
-        execve(c->argv[0], (char *const *)c->argv, c->envp);
-        static const char msg[] = "sandbox: cannot start the program\n";
-        ssize_t r = write(2, msg, sizeof msg - 1);
-        (void)r;
-        _exit(127);
-    }
     close(0);
     close(1);
     close(2);
-    close(gate[0]);
-    child_blank_args(args);
-    if (write(gate[1], "g", 1) != 1)
-        _exit(124);
-    close(gate[1]);
     for (;;) {
         int st;
         pid_t r = (pid_t)syscall(SYS_wait4, -1, &st, 0, NULL);
@@ -855,6 +851,13 @@ static int child_main(void *arg)
 }
 
 /* ---- the parent --------------------------------------------------------------------------- */
+
+/* clone3's arguments (linux/sched.h's struct clone_args, which does not mix with sched.h). */
+typedef struct sbx_clone_args {
+    uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid,
+        set_tid_size, cgroup;
+} sbx_clone_args;
+#define SBX_CLONE_INTO_CGROUP 0x200000000ULL
 
 static double now_s(void)
 {
@@ -923,14 +926,32 @@ static llmos_err userns_refused(int e)
 
 typedef struct sbx_cgroup {
     char path[PATH_MAX]; /* "" when none */
+    int fd;              /* the directory, for clone3's CLONE_INTO_CGROUP; -1 when none */
 } sbx_cgroup;
+
+/* Move pid into the cgroup by writing cgroup.procs: the slow way (the kernel waits for an RCU
+ * grace period, milliseconds), when clone3 could not start the child there. False, with the
+ * cgroup removed and notes saying why, when it fails. */
+static bool cgroup_enter(sbx_cgroup *cg, pid_t pid, char *notes, size_t size)
+{
+    char file[PATH_MAX + 16], val[32];
+    snprintf(file, sizeof file, "%s/cgroup.procs", cg->path);
+    snprintf(val, sizeof val, "%d", (int)pid);
+    if (write_file(file, val))
+        return true;
+    snprintf(notes, size, "no cgroup: moving the run into %.160s failed (%s)", cg->path,
+             strerror(errno));
+    rmdir(cg->path);
+    cg->path[0] = 0;
+    return false;
+}
 
 /* A cgroup v2 of its own under llmos's, with pids.max and memory.max where the controllers are
  * there; notes says what came of it. */
-static void cgroup_make(sbx_cgroup *cg, pid_t pid, const sandbox_limits *lim, char *notes,
-                        size_t size)
+static void cgroup_make(sbx_cgroup *cg, const sandbox_limits *lim, char *notes, size_t size)
 {
     cg->path[0] = 0;
+    cg->fd = -1;
     char mnt[PATH_MAX] = "", own[PATH_MAX] = "", line[4096];
     FILE *f = fopen("/proc/self/mountinfo", "re");
     while (f && fgets(line, sizeof line, f)) {
@@ -991,11 +1012,9 @@ static void cgroup_make(sbx_cgroup *cg, pid_t pid, const sandbox_limits *lim, ch
         snprintf(file, sizeof file, "%s/memory.swap.max", path);
         (void)write_file(file, "0");
     }
-    snprintf(file, sizeof file, "%s/cgroup.procs", path);
-    snprintf(val, sizeof val, "%d", (int)pid);
-    if (!write_file(file, val)) {
-        snprintf(notes, size, "no cgroup: moving the run into %.160s failed (%s)", path,
-                 strerror(errno));
+    cg->fd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (cg->fd < 0) {
+        snprintf(notes, size, "no cgroup: opening %.160s failed (%s)", path, strerror(errno));
         rmdir(path);
         return;
     }
@@ -1016,6 +1035,9 @@ static void cgroup_kill(const sbx_cgroup *cg)
 
 static void cgroup_remove(sbx_cgroup *cg)
 {
+    if (cg->fd >= 0)
+        close(cg->fd);
+    cg->fd = -1;
     if (!cg->path[0])
         return;
     /* the last process leaves the cgroup a moment after it is reaped */
@@ -1110,10 +1132,24 @@ llmos_err sandbox_exec(const sandbox_spec *spec, sandbox_result *out)
     static char *const envp[] = {
         "PATH=/usr/bin:/bin",        "HOME=/work",   "TMPDIR=/tmp", "LANG=C.UTF-8",
         "PYTHONDONTWRITEBYTECODE=1", "USER=sandbox", NULL};
+    /* argv copied to the heap: init blanks llmos's own command line, where argv may lie */
+    size_t argc = 0, bytes = 0;
+    while (spec->argv[argc])
+        bytes += strlen(spec->argv[argc++]) + 1;
+    char **argv = malloc((argc + 1) * sizeof *argv + bytes);
+    if (!argv)
+        return llmos_fail(LLMOS_ERR_NOMEM, "sandbox: no memory");
+    char *at = (char *)(argv + argc + 1);
+    for (size_t i = 0; i < argc; i++) {
+        size_t l = strlen(spec->argv[i]) + 1;
+        argv[i] = memcpy(at, spec->argv[i], l);
+        at += l;
+    }
+    argv[argc] = NULL;
     sbx_child c = {.root_mode = geteuid() == 0,
                    .workspace = spec->workspace,
                    .work_locked = host_locked_flags(spec->workspace) & ~MS_RDONLY,
-                   .argv = spec->argv,
+                   .argv = (const char *const *)argv,
                    .envp = envp,
                    .lim_cpu = {(rlim_t)lim.cpu_s, (rlim_t)lim.cpu_s + 1},
                    .lim_as = {lim.memory_bytes, lim.memory_bytes},
@@ -1140,12 +1176,29 @@ llmos_err sandbox_exec(const sandbox_spec *spec, sandbox_result *out)
         goto done_fds;
     }
     double t0 = now_s();
-    int flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC |
-                CLONE_NEWUTS | CLONE_NEWCGROUP | CLONE_PIDFD | SIGCHLD;
-    pid_t pid = clone(child_main, stack + SBX_STACK, flags, &c, &pidfd);
+    sbx_cgroup cg = {.fd = -1};
+    cgroup_make(&cg, &lim, out->notes, sizeof out->notes);
+    const uint64_t ns = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC |
+                        CLONE_NEWUTS | CLONE_NEWCGROUP;
+    pid_t pid = -1;
+    if (cg.fd >= 0) {
+        /* clone3 starts the child in its cgroup; moving it there afterwards costs an RCU
+         * grace period (ms) */
+        sbx_clone_args ca = {.flags = ns | CLONE_PIDFD | SBX_CLONE_INTO_CGROUP,
+                             .pidfd = (uint64_t)(uintptr_t)&pidfd,
+                             .exit_signal = SIGCHLD,
+                             .cgroup = (uint64_t)cg.fd};
+        pid = (pid_t)syscall(SYS_clone3, &ca, sizeof ca);
+        if (pid == 0)
+            _exit(child_main(&c)); /* a fork: this is a copy of this thread's stack */
+    }
+    bool in_cgroup = pid > 0;
+    if (pid < 0)
+        pid = clone(child_main, stack + SBX_STACK, (int)ns | CLONE_PIDFD | SIGCHLD, &c, &pidfd);
     int clone_errno = errno;
     munmap(stack, SBX_STACK);
     if (pid < 0) {
+        cgroup_remove(&cg);
         err = userns_refused(clone_errno);
         goto done_fds;
     }
@@ -1172,9 +1225,8 @@ llmos_err sandbox_exec(const sandbox_spec *spec, sandbox_result *out)
     snprintf(map, sizeof map, "%d %u 1\n", SANDBOX_INSIDE_ID, (unsigned)ogid);
     mapped = mapped && write_file(path, map);
     int map_errno = errno;
-    sbx_cgroup cg = {{0}};
-    if (mapped)
-        cgroup_make(&cg, pid, &lim, out->notes, sizeof out->notes);
+    if (mapped && cg.path[0] && !in_cgroup)
+        (void)cgroup_enter(&cg, pid, out->notes, sizeof out->notes);
     if (!mapped || write(ps[1], "g", 1) != 1) {
         kill(pid, SIGKILL);
         waitpid(pid, NULL, 0);
@@ -1319,6 +1371,7 @@ done_fds:
     close_fd(&pst[0]);
     close_fd(&pst[1]);
     close_fd(&pidfd);
+    free(argv);
     return err;
 }
 

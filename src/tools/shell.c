@@ -39,4 +39,5 @@ const ktool tool_shell = {
     .capability = KCAP_EXEC,
     .output_trusted = false,
     .run = shell_run,
+    .available = sandbox_probe,
 };

@@ -270,6 +270,74 @@ static void test_untrusted_never_code(void **state)
     rig_close(&r);
 }
 
+/* A tool this machine cannot run (a TEST DOUBLE of python whose sandbox the kernel refused) is
+ * not offered, not listed, and refused with the reason. */
+static int unavailable_runs;
+static llmos_err unavailable_run(const ktool_env *env)
+{
+    (void)env;
+    unavailable_runs++;
+    return LLMOS_OK;
+}
+static llmos_err no_sandbox_here(void)
+{
+    return llmos_fail(LLMOS_ERR_UNSUPPORTED, "sandbox: user.max_user_namespaces is 0");
+}
+
+static void test_unavailable_tool(void **state)
+{
+    (void)state;
+    static const ktool python_double = {
+        .name = "python",
+        .description = "Python, on a machine without namespaces (a test double).",
+        .parameters = "{\"type\":\"object\",\"properties\":{\"code\":{\"type\":\"string\"}}}",
+        .capability = KCAP_EXEC,
+        .run = unavailable_run,
+        .available = no_sandbox_here};
+    const char *steps[] = {
+        "{\"tool_calls\": [{\"name\": \"python\", \"arguments\": {\"code\": \"1\"}}]}",
+        "{\"content\": \"done\"}"};
+    memory *mem = NULL;
+    llm_backend *b = NULL;
+    kernel *k = NULL;
+    ksession *s = NULL;
+    assert_int_equal(memory_open_ephemeral(&mem), LLMOS_OK);
+    assert_int_equal(scripted_test_backend_new(steps, 2, false, &b), LLMOS_OK);
+    kernel_config kc = {.st = memory_store(mem),
+                        .privileged = b,
+                        .extra_tools = &python_double,
+                        .n_extra_tools = 1};
+    assert_int_equal(kernel_new(&kc, &k), LLMOS_OK);
+    ksession_params sp = {
+        .principal = "alice", .device = "test", .rights = KRIGHT_ALL, .caps = KCAP_EXEC};
+    assert_int_equal(ksession_open(k, &sp, &s), LLMOS_OK);
+    const ktool **list = NULL;
+    size_t n = 0;
+    assert_int_equal(ksession_tools(s, &list, &n), LLMOS_OK);
+    for (size_t i = 0; i < n; i++)
+        assert_string_not_equal(list[i]->name, "python");
+    free(list);
+    int64_t pid;
+    assert_int_equal(ksession_spawn(s, 0, &pid), LLMOS_OK);
+    kproc_state st;
+    assert_int_equal(ksession_send(s, pid, "Run it.", NULL, NULL, NULL, &st), LLMOS_OK);
+    json_t *ctx = NULL;
+    assert_int_equal(ksession_context(s, pid, &ctx), LLMOS_OK);
+    char *dump = json_dumps(ctx, 0);
+    assert_non_null(strstr(dump, "error: tool 'python' cannot run on this machine: sandbox: "
+                                 "user.max_user_namespaces is 0"));
+    free(dump);
+    json_decref(ctx);
+    assert_int_equal(unavailable_runs, 0);
+    /* and it was not offered to the model */
+    const char *sent = scripted_test_backend_sent(b, NULL);
+    assert_null(strstr(sent, "on a machine without namespaces"));
+    ksession_close(s);
+    kernel_free(k);
+    llm_backend_free(b);
+    memory_close(mem);
+}
+
 /* A kernel without a workspace directory says so. */
 static void test_no_workspace_dir(void **state)
 {
@@ -301,6 +369,7 @@ int main(void)
         cmocka_unit_test(test_one_workspace_per_process),
         cmocka_unit_test(test_capabilities_and_tools_list),
         cmocka_unit_test(test_untrusted_never_code),
+        cmocka_unit_test(test_unavailable_tool),
         cmocka_unit_test(test_no_workspace_dir),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
