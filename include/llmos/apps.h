@@ -335,6 +335,7 @@ typedef struct apps_pull_params {
     uint64_t max_bytes_per_second; /* 0: no limit (tests interrupt transfers with it) */
     uint64_t stop_after_bytes;     /* 0: none; else fail (as an interruption) after this many
                                       bytes of blobs are written: tests of resume */
+    long connect_timeout_s;        /* 0: 30 s */
 } apps_pull_params;
 
 typedef struct apps_pull_result {
@@ -355,6 +356,12 @@ typedef struct apps_pull_result {
  * to the same scheme, host and port. */
 LLMOS_API LLMOS_NODISCARD llmos_err apps_pull(apps_store *st, const apps_pull_params *p,
                                               apps_pull_result *out);
+
+/* What a registry offers as NAME[:TAG], without installing or trusting anything (for showing
+ * the user what a pull would fetch): its version and the sum of its files' declared sizes.
+ * p->registry and p->ref as for apps_pull; nothing else of p is used but the timeout. */
+LLMOS_API LLMOS_NODISCARD llmos_err apps_registry_peek(const apps_pull_params *p, char *version,
+                                                       size_t version_size, uint64_t *bytes);
 
 /* Add an app to a registry folder: each file copied into blobs/ (hashed), the manifest built
  * from mp (files filled in from paths: names as given by names[i]), signed with k, written, and

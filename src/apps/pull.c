@@ -157,7 +157,8 @@ static llmos_err get(const char *registry, const char *url, uint64_t from, xfer 
         curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
         curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
         curl_easy_setopt(c, CURLOPT_XFERINFODATA, x);
-        curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 30L);
+        curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT,
+                         x->p->connect_timeout_s > 0 ? x->p->connect_timeout_s : 30L);
         curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L); /* stalled for 60 s: give up */
         curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 60L);
         curl_easy_setopt(c, CURLOPT_USERAGENT, "llmos/" LLMOS_VERSION);
@@ -510,5 +511,43 @@ llmos_err apps_pull(apps_store *st, const apps_pull_params *p, apps_pull_result 
     buf_free(&b);
     buf_free(&man);
     buf_free(&sig);
+    return err;
+}
+
+llmos_err apps_registry_peek(const apps_pull_params *p, char *version, size_t version_size,
+                             uint64_t *bytes)
+{
+    char name[APPS_NAME_MAX + 16], tag[80], path[512];
+    split_ref(p->ref, name, sizeof name, tag, sizeof tag);
+    llmos_err err = apps_name_check(name, "app name");
+    if (err)
+        return err;
+    llmos_buf b = {0}, man = {0};
+    if (strcmp(tag, "latest") == 0) {
+        snprintf(path, sizeof path, "manifests/%s/latest", name);
+        err = get_small(p, path, TAG_MAX_BYTES, &b);
+        while (!err && b.len && (b.data[b.len - 1] == '\n' || b.data[b.len - 1] == '\r'))
+            b.data[--b.len] = '\0';
+        if (!err)
+            err = apps_version_check(b.data, "the registry's latest tag");
+        if (!err)
+            snprintf(tag, sizeof tag, "%s", b.data);
+    }
+    if (!err) {
+        snprintf(path, sizeof path, "manifests/%s/%s.json", name, tag);
+        err = get_small(p, path, APPS_MANIFEST_MAX, &man);
+    }
+    apps_manifest *m = NULL;
+    if (!err)
+        err = apps_manifest_parse(man.data, man.len, &m);
+    if (!err) {
+        snprintf(version, version_size, "%s", m->version);
+        *bytes = 0;
+        for (size_t i = 0; i < m->n_files; i++)
+            *bytes += m->files[i].size;
+    }
+    apps_manifest_free(m);
+    buf_free(&b);
+    buf_free(&man);
     return err;
 }

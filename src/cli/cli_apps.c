@@ -230,3 +230,70 @@ void cli_progress(const apps_progress *p, void *ctx)
     }
     fflush(stderr);
 }
+
+/* ---- a first model for a new user ---------------------------------------------------------- */
+
+#define DEFAULT_MODEL      "qwen2.5-0.5b-instruct"
+#define DEFAULT_MODEL_SIZE "about 400 MB" /* Q4_K_M; what a registry declares is shown instead */
+
+const char *cli_registry(void)
+{
+    const char *r = getenv("LLMOS_REGISTRY");
+    if (r && *r)
+        return r;
+    return LLMOS_DEFAULT_REGISTRY[0] ? LLMOS_DEFAULT_REGISTRY : NULL;
+}
+
+const char *cli_offer_default_model(void)
+{
+    static char name[APPS_NAME_MAX + 1];
+    const char *env = getenv("LLMOS_DEFAULT_MODEL");
+    snprintf(name, sizeof name, "%s", env && *env ? env : DEFAULT_MODEL);
+    const char *registry = cli_registry();
+    printf("\n");
+    if (!registry) {
+        printf("No model registry is set: set LLMOS_REGISTRY=URL and run 'llmos pull %s' "
+               "(%s), or give --model FILE.gguf.\n",
+               name, DEFAULT_MODEL_SIZE);
+        return NULL;
+    }
+    apps_pull_params p = {.registry = registry, .ref = name, .connect_timeout_s = 5};
+    char version[64];
+    uint64_t bytes = 0;
+    if (apps_registry_peek(&p, version, sizeof version, &bytes)) {
+        printf("The registry %s cannot be reached (%s): give --model FILE.gguf, or set "
+               "LLMOS_REGISTRY to a registry this machine reaches and run 'llmos pull %s'.\n",
+               registry, llmos_errmsg(), name);
+        llmos_err_clear();
+        return NULL;
+    }
+    char size[32];
+    human(size, sizeof size, (double)bytes);
+    printf("The default model is %s %s (%s) from %s.\n", name, version, size, registry);
+    char trust[PATH_MAX];
+    snprintf(trust, sizeof trust, "%s/apps/trust", cli_home());
+    apps_policy *pol = NULL;
+    bool trusts_none = apps_policy_load(trust, &pol) != LLMOS_OK || pol->n_keys == 0;
+    apps_policy_free(pol);
+    llmos_err_clear();
+    if (trusts_none) {
+        printf("You trust no publisher yet: get the publisher's public key file, run 'llmos "
+               "keys trust FILE.pub --publisher NAME', then 'llmos pull %s'.\n",
+               name);
+        return NULL;
+    }
+    if (!isatty(STDIN_FILENO) || !isatty(STDOUT_FILENO)) {
+        printf("Get it with 'llmos pull %s', then chat with 'llmos run %s'.\n", name, name);
+        return NULL;
+    }
+    printf("Pull it now (%s; its signature is checked against your trust policy)? [y/N] ",
+           size);
+    fflush(stdout);
+    char line[16];
+    if (!fgets(line, sizeof line, stdin) || (line[0] != 'y' && line[0] != 'Y'))
+        return NULL;
+    char *av[] = {"pull", name, "--registry", (char *)registry, NULL};
+    if (cmd_pull(4, av) != CLI_OK)
+        return NULL;
+    return name;
+}

@@ -65,13 +65,14 @@ const char cmd_pull_help[] =
     "older than one installed before is refused (no downgrades). Progress goes to\n"
     "standard error: a line with bytes, rate and time left on a terminal, plain lines\n"
     "otherwise. docs/supply-chain.md explains the checks.\n\n"
-    "  --registry URL     the registry (http:// or https://; default $LLMOS_REGISTRY)\n"
+    "  --registry URL     the registry (http:// or https://; default $LLMOS_REGISTRY,\n"
+    "                     else the one llmos was built with, if any)\n"
     "  --allow-unsigned   install a manifest that has no signature (loading it later\n"
     "                     needs --allow-unsigned again)\n";
 
 int cmd_pull(int argc, char **argv)
 {
-    const char *ref = NULL, *registry = getenv("LLMOS_REGISTRY");
+    const char *ref = NULL, *registry = cli_registry();
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--registry") == 0 && i + 1 < argc)
             registry = argv[++i];

@@ -253,12 +253,35 @@ static void test_sign(void **state)
     buf_free(&err);
 }
 
+/* `llmos` (and `make run`) with no model names the default model with its size, and where no
+ * registry is set or reachable says in one line what to do; it never reads a stdin that is
+ * not a terminal. */
+static void test_no_model_offer(void **state)
+{
+    (void)state;
+    tu_testdata_path(model, sizeof model, "models/stories260K.gguf");
+    llmos_buf out = {0}, err = {0};
+    assert_int_equal(run(&out, &err, "LLMOS_MODEL= LLMOS_REGISTRY=%s LLMOS_DEFAULT_MODEL=stories ",
+                         url),
+                     0);
+    assert_non_null(strstr(out.data, "The default model is stories 1.0.0 (1.0 MiB)"));
+    assert_non_null(strstr(out.data, "llmos pull stories"));
+    assert_int_equal(run(&out, &err, "LLMOS_MODEL= LLMOS_REGISTRY=http://127.0.0.1:1 "), 0);
+    assert_non_null(strstr(out.data, "cannot be reached"));
+    assert_non_null(strstr(out.data, "--model FILE.gguf"));
+    assert_int_equal(run(&out, &err, "LLMOS_MODEL= LLMOS_REGISTRY= "), 0);
+    assert_non_null(strstr(out.data, "llmos pull qwen2.5-0.5b-instruct"));
+    buf_free(&out);
+    buf_free(&err);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_publish_pull_run),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_sign),
+        cmocka_unit_test(test_no_model_offer),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
