@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,118 @@
 #define SIG_MAX_BYTES  4096
 #define TAG_MAX_BYTES  128
 
+/* ---- hashing beside the transfer ----------------------------------------------------------
+ * SHA-256 costs about as much CPU as receiving and writing the bytes, so a second thread
+ * hashes while the first receives and writes: the bytes are copied into a ring of slots, which
+ * the hashing thread consumes in order. The writer waits only when the ring is full. */
+
+#define HP_SLOTS     4
+#define HP_SLOT_SIZE (1u << 20)
+
+typedef struct hpipe {
+    apps_hasher *h;
+    pthread_t th;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    char *slot[HP_SLOTS];
+    size_t len[HP_SLOTS];
+    bool full[HP_SLOTS];
+    unsigned head, tail; /* head: the slot being filled; tail: the next to hash */
+    bool closing, started;
+} hpipe;
+
+static void *hpipe_main(void *arg)
+{
+    hpipe *hp = arg;
+    pthread_mutex_lock(&hp->mu);
+    for (;;) {
+        while (!hp->full[hp->tail] && !hp->closing)
+            pthread_cond_wait(&hp->cv, &hp->mu);
+        if (!hp->full[hp->tail])
+            break; /* closing, and nothing left */
+        unsigned t = hp->tail;
+        pthread_mutex_unlock(&hp->mu);
+        apps_hasher_update(hp->h, hp->slot[t], hp->len[t]);
+        pthread_mutex_lock(&hp->mu);
+        hp->full[t] = false;
+        hp->len[t] = 0;
+        hp->tail = (t + 1) % HP_SLOTS;
+        pthread_cond_broadcast(&hp->cv);
+    }
+    pthread_mutex_unlock(&hp->mu);
+    return NULL;
+}
+
+/* Start hashing into h; false (and nothing started) when out of memory or threads. */
+static bool hpipe_start(hpipe *hp, apps_hasher *h)
+{
+    memset(hp, 0, sizeof *hp);
+    hp->h = h;
+    for (int i = 0; i < HP_SLOTS; i++)
+        if (!(hp->slot[i] = malloc(HP_SLOT_SIZE))) {
+            for (int j = 0; j < i; j++)
+                free(hp->slot[j]);
+            return false;
+        }
+    pthread_mutex_init(&hp->mu, NULL);
+    pthread_cond_init(&hp->cv, NULL);
+    hp->started = pthread_create(&hp->th, NULL, hpipe_main, hp) == 0;
+    if (!hp->started) {
+        pthread_mutex_destroy(&hp->mu);
+        pthread_cond_destroy(&hp->cv);
+        for (int i = 0; i < HP_SLOTS; i++)
+            free(hp->slot[i]);
+    }
+    return hp->started;
+}
+
+/* Hand the current slot to the hashing thread (the caller holds mu). */
+static void hpipe_push(hpipe *hp)
+{
+    hp->full[hp->head] = true;
+    hp->head = (hp->head + 1) % HP_SLOTS;
+    pthread_cond_broadcast(&hp->cv);
+    while (hp->full[hp->head])
+        pthread_cond_wait(&hp->cv, &hp->mu);
+}
+
+static void hpipe_feed(hpipe *hp, const char *data, size_t n)
+{
+    pthread_mutex_lock(&hp->mu);
+    while (n) {
+        size_t room = HP_SLOT_SIZE - hp->len[hp->head];
+        size_t k = n < room ? n : room;
+        memcpy(hp->slot[hp->head] + hp->len[hp->head], data, k);
+        hp->len[hp->head] += k;
+        data += k;
+        n -= k;
+        if (hp->len[hp->head] == HP_SLOT_SIZE)
+            hpipe_push(hp);
+    }
+    pthread_mutex_unlock(&hp->mu);
+}
+
+/* Hash what is left and stop the thread: then hp->h holds every byte fed, in order. */
+static void hpipe_finish(hpipe *hp)
+{
+    if (!hp->started)
+        return;
+    pthread_mutex_lock(&hp->mu);
+    if (hp->len[hp->head]) {
+        hp->full[hp->head] = true;
+        hp->head = (hp->head + 1) % HP_SLOTS;
+    }
+    hp->closing = true;
+    pthread_cond_broadcast(&hp->cv);
+    pthread_mutex_unlock(&hp->mu);
+    pthread_join(hp->th, NULL);
+    pthread_mutex_destroy(&hp->mu);
+    pthread_cond_destroy(&hp->cv);
+    for (int i = 0; i < HP_SLOTS; i++)
+        free(hp->slot[i]);
+    hp->started = false;
+}
+
 /* ---- one transfer ------------------------------------------------------------------------- */
 
 typedef struct xfer {
@@ -47,7 +160,7 @@ typedef struct xfer {
     size_t max;
     /* blobs: into fd, hashed, at most limit bytes in all (have + new) */
     int fd;
-    apps_hasher *h;
+    hpipe *hp;
     uint64_t have, limit;
     bool too_long;
     /* the pull as a whole: progress, cancel, test interruption */
@@ -89,7 +202,7 @@ static size_t on_data(char *data, size_t size, size_t n, void *ctx)
         }
         off += (size_t)w;
     }
-    apps_hasher_update(x->h, data, len);
+    hpipe_feed(x->hp, data, len);
     x->have += len;
     *x->pulled += len;
     *x->all_done += len;
@@ -294,9 +407,12 @@ static llmos_err fetch_blob(apps_store *st, const apps_pull_params *p, const app
     if (!err && have)
         LOG_INFO("apps", "resuming %s at byte %" PRIu64, f->path, have);
     *base->all_done += have;
+    hpipe hp = {0};
+    if (!err && !hpipe_start(&hp, h))
+        err = llmos_fail(LLMOS_ERR_NOMEM, "cannot start the hashing thread");
     xfer x = *base;
     x.fd = fd;
-    x.h = h;
+    x.hp = &hp;
     x.have = have;
     x.limit = f->size;
     x.label = f->path;
@@ -307,11 +423,12 @@ static llmos_err fetch_blob(apps_store *st, const apps_pull_params *p, const app
         if (err == LLMOS_ERR_UNSUPPORTED && have) {
             /* the server cannot resume: fetch the whole file again */
             llmos_err_clear();
-            apps_hasher_free(x.h);
-            x.h = h = apps_hasher_new();
+            hpipe_finish(&hp);
+            apps_hasher_free(h);
+            h = apps_hasher_new();
             *x.all_done -= x.have;
             x.have = 0;
-            if (!h || ftruncate(fd, 0) != 0 || lseek(fd, 0, SEEK_SET) != 0)
+            if (!h || !hpipe_start(&hp, h) || ftruncate(fd, 0) != 0 || lseek(fd, 0, SEEK_SET) != 0)
                 err = llmos_fail(LLMOS_ERR_IO, "%s: cannot start over", partial);
             else
                 err = get(p->registry, url, 0, &x, &status);
@@ -320,6 +437,7 @@ static llmos_err fetch_blob(apps_store *st, const apps_pull_params *p, const app
             err = llmos_fail(LLMOS_ERR_NETWORK, "%s: the registry ignored the resume request",
                              url);
     }
+    hpipe_finish(&hp); /* from here on h holds every byte written */
     bool discard = false;
     if (err == LLMOS_ERR_LIMIT) {
         discard = true;
