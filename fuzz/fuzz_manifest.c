@@ -54,7 +54,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     case 2: {
         apps_pubkey k;
         llmos_buf b = {0};
-        if (apps_pubkey_parse(text, len, &k) == LLMOS_OK && apps_pubkey_base64(&k, &b) == LLMOS_OK) {
+        if (apps_pubkey_parse(text, len, &k) == LLMOS_OK &&
+            apps_pubkey_base64(&k, &b) == LLMOS_OK) {
             apps_pubkey again;
             if (apps_pubkey_parse(b.data, b.len, &again) != LLMOS_OK ||
                 memcmp(&again, &k, sizeof k) != 0)

@@ -275,8 +275,8 @@ LLMOS_API void apps_store_seen_version(const apps_store *st, const char *name, c
 /* NAME or NAME:TAG (TAG a version; "latest" or none: the newest installed) -> the installed
  * version in out. LLMOS_ERR_NOT_FOUND saying so, and how to pull it. */
 LLMOS_API LLMOS_NODISCARD llmos_err apps_store_resolve(const apps_store *st, const char *ref,
-                                                       char *name, size_t name_size,
-                                                       char *version, size_t version_size);
+                                                       char *name, size_t name_size, char *version,
+                                                       size_t version_size);
 
 /* Verify an installed app as before every load: signature and policy (the store's, now: a key
  * revoked since the pull is refused), and, when check_digests, every file's size and SHA-256.
@@ -331,7 +331,7 @@ typedef struct apps_pull_params {
     bool allow_unsigned;       /* install an unsigned manifest (the user said so) */
     apps_progress_fn progress; /* may be NULL */
     void *progress_ctx;
-    const atomic_bool *cancel; /* may be NULL */
+    const atomic_bool *cancel;     /* may be NULL */
     uint64_t max_bytes_per_second; /* 0: no limit (tests interrupt transfers with it) */
     uint64_t stop_after_bytes;     /* 0: none; else fail (as an interruption) after this many
                                       bytes of blobs are written: tests of resume */
@@ -369,9 +369,9 @@ LLMOS_API LLMOS_NODISCARD llmos_err apps_registry_peek(const apps_pull_params *p
  * appended to manifest_out when not NULL. */
 LLMOS_API LLMOS_NODISCARD llmos_err apps_publish(const char *registry_dir,
                                                  const apps_manifest_params *mp,
-                                                 const char *const *paths,
-                                                 const char *const *names, size_t n,
-                                                 const apps_seckey *k, llmos_buf *manifest_out);
+                                                 const char *const *paths, const char *const *names,
+                                                 size_t n, const apps_seckey *k,
+                                                 llmos_buf *manifest_out);
 
 typedef struct apps_registry_server apps_registry_server;
 /* Serve registry folder dir over HTTP on host:port (port 0: any; the one bound in *bound):

@@ -33,12 +33,12 @@
 
 #include "llmos/apps.h"
 
-#define PATH_BYTES     4200
-#define URL_BYTES      4400
-#define MAX_REDIRECTS  5
-#define SPACE_MARGIN   ((uint64_t)64 << 20) /* left free on the disk after a pull */
-#define SIG_MAX_BYTES  4096
-#define TAG_MAX_BYTES  128
+#define PATH_BYTES    4200
+#define URL_BYTES     4400
+#define MAX_REDIRECTS 5
+#define SPACE_MARGIN  ((uint64_t)64 << 20) /* left free on the disk after a pull */
+#define SIG_MAX_BYTES 4096
+#define TAG_MAX_BYTES 128
 
 /* ---- hashing beside the transfer ----------------------------------------------------------
  * SHA-256 costs about as much CPU as receiving and writing the bytes, so a second thread
@@ -222,8 +222,8 @@ static int on_progress(void *ctx, curl_off_t dltotal, curl_off_t dlnow, curl_off
     double now = llmos_time_now();
     if (x->p->progress && x->label && now - x->last_report >= 0.2) {
         x->last_report = now;
-        apps_progress pr = {.label = x->label, .done = *x->all_done, .total = x->total,
-                            .seconds = now - x->t0};
+        apps_progress pr = {
+            .label = x->label, .done = *x->all_done, .total = x->total, .seconds = now - x->t0};
         x->p->progress(&pr, x->p->progress_ctx);
     }
     return 0;
@@ -249,8 +249,7 @@ static bool origin_of(const char *url, char *out, size_t size)
 
 /* GET url into x, from byte `from` (0: all). Follows redirects within the registry's origin
  * only. *status is the final HTTP status (0 for file://). */
-static llmos_err get(const char *registry, const char *url, uint64_t from, xfer *x,
-                     long *status)
+static llmos_err get(const char *registry, const char *url, uint64_t from, xfer *x, long *status)
 {
     char origin[512], here[URL_BYTES], next_origin[512];
     if (!origin_of(registry, origin, sizeof origin))
@@ -320,8 +319,8 @@ static llmos_err get(const char *registry, const char *url, uint64_t from, xfer 
                 break;
             }
             if (hop == MAX_REDIRECTS) {
-                err = llmos_fail(LLMOS_ERR_NETWORK, "%s: more than %d redirects", url,
-                                 MAX_REDIRECTS);
+                err =
+                    llmos_fail(LLMOS_ERR_NETWORK, "%s: more than %d redirects", url, MAX_REDIRECTS);
                 break;
             }
             snprintf(here, sizeof here, "%s", loc);
@@ -339,20 +338,19 @@ static llmos_err get(const char *registry, const char *url, uint64_t from, xfer 
     return err;
 }
 
-static llmos_err get_small(const apps_pull_params *p, const char *path, size_t max,
-                           llmos_buf *out)
+static llmos_err get_small(const apps_pull_params *p, const char *path, size_t max, llmos_buf *out)
 {
     char url[URL_BYTES];
     size_t bl = strlen(p->registry);
-    snprintf(url, sizeof url, "%s%s%s", p->registry,
-             bl && p->registry[bl - 1] == '/' ? "" : "/", path);
+    snprintf(url, sizeof url, "%s%s%s", p->registry, bl && p->registry[bl - 1] == '/' ? "" : "/",
+             path);
     uint64_t pulled = 0, done = 0;
     xfer x = {.mem = out, .max = max, .fd = -1, .p = p, .pulled = &pulled, .all_done = &done};
     long status;
     llmos_err err = get(p->registry, url, 0, &x, &status);
     if (err == LLMOS_ERR_LIMIT || x.too_long)
-        err = llmos_fail(LLMOS_ERR_LIMIT, "%s: larger than %zu bytes; not a registry file", url,
-                         max);
+        err =
+            llmos_fail(LLMOS_ERR_LIMIT, "%s: larger than %zu bytes; not a registry file", url, max);
     return err;
 }
 
@@ -434,8 +432,7 @@ static llmos_err fetch_blob(apps_store *st, const apps_pull_params *p, const app
                 err = get(p->registry, url, 0, &x, &status);
         }
         if (!err && have && status == 200) /* a server that ignored the range sent it all */
-            err = llmos_fail(LLMOS_ERR_NETWORK, "%s: the registry ignored the resume request",
-                             url);
+            err = llmos_fail(LLMOS_ERR_NETWORK, "%s: the registry ignored the resume request", url);
     }
     hpipe_finish(&hp); /* from here on h holds every byte written */
     bool discard = false;
@@ -585,8 +582,12 @@ llmos_err apps_pull(apps_store *st, const apps_pull_params *p, apps_pull_result 
     if (!err)
         err = check_space(st, m, &need);
     uint64_t pulled = 0, done = 0;
-    xfer base = {.fd = -1, .p = p, .pulled = &pulled, .all_done = &done,
-                 .total = out->bytes_total, .t0 = t0};
+    xfer base = {.fd = -1,
+                 .p = p,
+                 .pulled = &pulled,
+                 .all_done = &done,
+                 .total = out->bytes_total,
+                 .t0 = t0};
     for (size_t i = 0; !err && i < m->n_files; i++) {
         char blob[PATH_BYTES];
         struct stat sb;
@@ -620,8 +621,10 @@ llmos_err apps_pull(apps_store *st, const apps_pull_params *p, apps_pull_result 
     out->bytes_fetched = pulled;
     out->seconds = llmos_time_now() - t0;
     if (p->progress && !err) {
-        apps_progress pr = {.label = out->name, .done = out->bytes_total,
-                            .total = out->bytes_total, .seconds = out->seconds,
+        apps_progress pr = {.label = out->name,
+                            .done = out->bytes_total,
+                            .total = out->bytes_total,
+                            .seconds = out->seconds,
                             .finished = true};
         p->progress(&pr, p->progress_ctx);
     }

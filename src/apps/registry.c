@@ -194,8 +194,8 @@ static bool parse_range(const char *h, uint64_t size, uint64_t *from, uint64_t *
 }
 
 static enum MHD_Result serve_file(void *cls, struct MHD_Connection *c, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size, void **ptr)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **ptr)
 {
     (void)version;
     (void)upload_data;
@@ -262,7 +262,8 @@ llmos_err apps_registry_serve(const char *dir, const char *host, uint16_t port,
         free(s);
         return llmos_fail(LLMOS_ERR_IO, "%s: %s", dir, strerror(errno));
     }
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     struct addrinfo *ai = NULL;
     char ps[8];
@@ -291,8 +292,8 @@ llmos_err apps_registry_serve(const char *dir, const char *host, uint16_t port,
     getsockname(fd, (struct sockaddr *)&ss, &sl);
     uint16_t p = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
                                           : ntohs(((struct sockaddr_in *)&ss)->sin_port);
-    s->daemon = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD,
-                                 0, NULL, NULL, serve_file, s, MHD_OPTION_LISTEN_SOCKET, fd,
+    s->daemon = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD, 0,
+                                 NULL, NULL, serve_file, s, MHD_OPTION_LISTEN_SOCKET, fd,
                                  MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_END);
     if (!s->daemon) {
         close(fd);

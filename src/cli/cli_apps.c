@@ -71,9 +71,8 @@ static bool is_installed(const char *arg)
 }
 
 /* Verify name@version in the store and put its model file's path in out. */
-static llmos_err verify_app(apps_store *st, const char *name, const char *version,
-                            const char *what, char *out, size_t size, char *check,
-                            size_t check_size)
+static llmos_err verify_app(apps_store *st, const char *name, const char *version, const char *what,
+                            char *out, size_t size, char *check, size_t check_size)
 {
     apps_manifest *m = NULL;
     apps_verdict v;
@@ -105,8 +104,10 @@ static llmos_err verify_app(apps_store *st, const char *name, const char *versio
                  "%s: %s verified: signed by %s (key %s), %zu file(s) match their SHA-256", what,
                  label, v.publisher, v.keyid, m->n_files);
     else
-        snprintf(check, check_size, "%s: %s UNSIGNED, loaded with --allow-unsigned or policy; "
-                 "%zu file(s) match their SHA-256", what, label, m->n_files);
+        snprintf(check, check_size,
+                 "%s: %s UNSIGNED, loaded with --allow-unsigned or policy; "
+                 "%zu file(s) match their SHA-256",
+                 what, label, m->n_files);
     apps_store_log(st, "load", label, &v, v.signed_by_trusted ? "verified" : "unsigned");
     fprintf(stderr, "llmos: %s\n", check + strlen(what) + 2);
     apps_manifest_free(m);
@@ -286,8 +287,7 @@ const char *cli_offer_default_model(void)
         printf("Get it with 'llmos pull %s', then chat with 'llmos run %s'.\n", name, name);
         return NULL;
     }
-    printf("Pull it now (%s; its signature is checked against your trust policy)? [y/N] ",
-           size);
+    printf("Pull it now (%s; its signature is checked against your trust policy)? [y/N] ", size);
     fflush(stdout);
     char line[16];
     if (!fgets(line, sizeof line, stdin) || (line[0] != 'y' && line[0] != 'Y'))

@@ -167,8 +167,7 @@ static bool list_one(const apps_entry *e, void *ctx)
                                                  "kind", kind, "status", status));
     } else {
         if (lc->n == 0)
-            printf("%-28s %-12s %10s  %-10s  %s\n", "NAME", "VERSION", "SIZE", "KIND",
-                   "SIGNATURE");
+            printf("%-28s %-12s %10s  %-10s  %s\n", "NAME", "VERSION", "SIZE", "KIND", "SIGNATURE");
         char hs[32];
         human(hs, sizeof hs, (double)size);
         printf("%-28s %-12s %10s  %-10s  %s\n", e->name, e->version, hs, kind, status);
@@ -271,8 +270,7 @@ int cmd_show(int argc, char **argv)
         }
         const json_t *pred = json_object_get(m->provenance, "predicate");
         const json_t *bd = json_object_get(pred, "buildDefinition");
-        printf("provenance:   %s\n",
-               ljson_get_string(m->provenance, "predicateType", "?"));
+        printf("provenance:   %s\n", ljson_get_string(m->provenance, "predicateType", "?"));
         printf("  build type: %s\n", ljson_get_string(bd, "buildType", "?"));
         printf("  builder:    %s\n",
                ljson_get_string(json_object_get(json_object_get(pred, "runDetails"), "builder"),
@@ -356,8 +354,8 @@ static bool verify_one(const apps_entry *e, void *ctx)
     apps_manifest *m = NULL;
     apps_verdict v;
     double t0 = llmos_time_now();
-    llmos_err err = apps_store_verify(vc->st, e->name, e->version, true, cli_allow_unsigned, &m,
-                                      &v);
+    llmos_err err =
+        apps_store_verify(vc->st, e->name, e->version, true, cli_allow_unsigned, &m, &v);
     char label[160];
     snprintf(label, sizeof label, "%s %s", e->name, e->version);
     apps_store_log(vc->st, "verify", label, &v, err ? llmos_errmsg() : "verified");
@@ -373,8 +371,8 @@ static bool verify_one(const apps_entry *e, void *ctx)
         human(hs, sizeof hs, (double)size);
         human(rate, sizeof rate, s > 0 ? (double)size / s : 0);
         if (v.signed_by_trusted)
-            printf("ok     %s: signed by %s (key %s); %zu file(s), %s, SHA-256 at %s/s\n",
-                   label, v.publisher, v.keyid, m->n_files, hs, rate);
+            printf("ok     %s: signed by %s (key %s); %zu file(s), %s, SHA-256 at %s/s\n", label,
+                   v.publisher, v.keyid, m->n_files, hs, rate);
         else
             printf("ok     %s: UNSIGNED (allowed); %zu file(s), %s\n", label, m->n_files, hs);
         vc->ok++;
@@ -703,8 +701,8 @@ int cmd_publish(int argc, char **argv)
             char id[APPS_KEYID_HEX];
             apps_seckey_public(k, &pk);
             apps_keyid_hex(pk.id, id);
-            printf("published %s %s to %s (%zu file(s), signed with key %s)\n", mp.name,
-                   mp.version, dir, n, id);
+            printf("published %s %s to %s (%zu file(s), signed with key %s)\n", mp.name, mp.version,
+                   dir, n, id);
         }
         apps_seckey_free(k);
         buf_free(&man);
