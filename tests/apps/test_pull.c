@@ -474,6 +474,37 @@ static void test_redirect_to_another_host(void **state)
     MHD_stop_daemon(d);
 }
 
+/* The registry server serves the files under its folder and nothing else: no "..", no
+ * symbolic link out of it, no other method than GET and HEAD; byte ranges for resumes. */
+static void test_server_stays_in_its_folder(void **state)
+{
+    world *w = *state;
+    char secret[400], link[600], cmd[1600];
+    snprintf(secret, sizeof secret, "%s/secret.txt", w->dir);
+    write_bytes(secret, "not for the registry", 20);
+    snprintf(link, sizeof link, "%s/leak", w->reg);
+    assert_int_equal(symlink(secret, link), 0);
+    snprintf(cmd, sizeof cmd, "%s/manifests/tdir", w->reg);
+    assert_int_equal(llmos_file_mkdirs(cmd, 0755), LLMOS_OK);
+    snprintf(cmd, sizeof cmd, "%s/manifests/tdir/latest", w->reg);
+    write_bytes(cmd, "1.2.3\n", 6);
+    const char *bad[] = {"leak", "../secret.txt", "%2e%2e/secret.txt",
+                         "manifests/../../secret.txt"};
+    for (size_t i = 0; i < LLMOS_ARRAY_LEN(bad); i++) {
+        snprintf(cmd, sizeof cmd,
+                 "test \"$(curl -s -o /dev/null -w '%%{http_code}' --path-as-is "
+                 "'%s/%s')\" = 404",
+                 w->url, bad[i]);
+        assert_int_equal(system(cmd), 0);
+    }
+    snprintf(cmd, sizeof cmd,
+             "test \"$(curl -s -r 2-4 '%s/manifests/tdir/latest')\" = '2.3' && "
+             "test \"$(curl -s -o /dev/null -w '%%{http_code}' -X DELETE "
+             "'%s/manifests/tdir/latest')\" = 405",
+             w->url, w->url);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -487,6 +518,7 @@ int main(void)
         cmocka_unit_test(test_bad_paths_and_sizes),
         cmocka_unit_test(test_resume_against_changed_file),
         cmocka_unit_test(test_redirect_to_another_host),
+        cmocka_unit_test(test_server_stays_in_its_folder),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
