@@ -434,7 +434,8 @@ llmos_err apps_store_list(const apps_store *st, bool (*fn)(const apps_entry *e, 
         n++;
     }
     closedir(d);
-    qsort(names, n, sizeof *names, cmp_str);
+    if (n)
+        qsort(names, n, sizeof *names, cmp_str);
     list_ctx lc = {.st = st, .fn = fn, .ctx = ctx};
     for (size_t i = 0; i < n; i++) {
         lc.name = names[i];
