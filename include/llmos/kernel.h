@@ -207,9 +207,17 @@ typedef struct kernel_config {
     const char *system_prompt;      /* NULL = a short built-in one */
     int32_t max_tokens_per_turn;    /* per model call; 0 = 512 */
     const sampler_params *sampling; /* for the privileged model; NULL = llm_request_default's */
-    size_t max_queue;   /* model requests that may wait; 0 = 64 (more: LLMOS_ERR_BUSY) */
-    size_t model_slots; /* model calls that run at once (batched); 0 = what the privileged
-                           backend can run concurrently (llm_max_concurrent) */
+    size_t max_queue;          /* model requests that may wait; 0 = 64 (more: LLMOS_ERR_BUSY) */
+    size_t model_slots;        /* model calls that run at once (batched); 0 = what the privileged
+                                  backend can run concurrently (llm_max_concurrent) */
+    const struct guard *guard; /* the output guard (llmos/guard.h); NULL = guard_load(config_dir),
+                                  or the built-in policy without a config folder */
+    bool no_guard;             /* true: no output guard at all */
+    bool keep_kv;       /* a session's KV cache is kept in the store when it closes and given back
+                           to the backend when a session of the same principal opens (a store on
+                           disk; docs/kernel.md "Context switches") */
+    llm_backend *judge; /* the guard's judge model when its policy asks for one (borrowed);
+                           NULL = the quarantined model */
 } kernel_config;
 
 /* Make a kernel over a store and backends. Audits a "model.load" record for each backend. */
@@ -228,8 +236,16 @@ typedef struct ksched_stats {
     uint64_t throttled;  /* held back or refused by a tokens-per-minute limit */
     uint64_t tokens;     /* prompt and completion tokens of every finished model call */
     double tokens_per_s; /* of the last minute */
-    const char *model;   /* the privileged model's name, "" without one */
-    size_t context_size; /* its context window in tokens, 0 without one */
+    /* the engine's own batching, when the privileged backend batches (engine true) */
+    bool engine;
+    size_t batch;           /* sequences in its latest forward pass */
+    uint64_t steps;         /* forward passes */
+    uint64_t cached_tokens; /* prompt tokens reused from the prefix cache */
+    uint64_t swaps_out;     /* sequences swapped out of the KV pool */
+    size_t kv_used;         /* bytes of the KV pool in use */
+    size_t kv_budget;       /* and its budget */
+    const char *model;      /* the privileged model's name, "" without one */
+    size_t context_size;    /* its context window in tokens, 0 without one */
 } ksched_stats;
 LLMOS_API ksched_stats kernel_sched_stats(kernel *k);
 

@@ -95,6 +95,10 @@ typedef struct cli_boot {
 LLMOS_NODISCARD llmos_err cli_boot_open(const cli_boot_params *p, cli_boot *out);
 void cli_boot_close(cli_boot *b);
 
+/* A size in bytes: a whole number with an optional suffix K, M, G (powers of 1024; "512M",
+ * "2G"). LLMOS_ERR_INVALID naming the text otherwise. */
+LLMOS_NODISCARD llmos_err cli_parse_size(const char *text, size_t *out);
+
 /* the commands */
 int cmd_help(int argc, char **argv);
 int cmd_version(int argc, char **argv);

@@ -41,7 +41,8 @@ llmos_err cli_boot_open(const cli_boot_params *p, cli_boot *out)
                             .system_prompt = p->system_prompt,
                             .max_tokens_per_turn = p->max_tokens,
                             .sampling = p->sampling,
-                            .max_queue = p->max_queue};
+                            .max_queue = p->max_queue,
+                            .keep_kv = !p->ephemeral};
         err = kernel_new(&kc, &out->k);
     }
     if (!err) {

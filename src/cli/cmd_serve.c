@@ -39,6 +39,7 @@
 #include "llmos/server.h"
 
 #define SERVE_KEY_PRINCIPAL "api" /* the principal of --api-key / --api-key-file */
+#define SERVE_DEFAULT_SEQS  4     /* chats batched at once by a local model (--max-seqs) */
 
 static volatile sig_atomic_t serve_signal;
 
@@ -133,13 +134,16 @@ static llmos_err serve_keys(const char *keys_file, const char *key_file, const c
 /* The model at `where`: a URL opens a remote backend (api_model names the model there), a
  * file a local one. */
 static llmos_err serve_open_model(const char *where, const char *api_model,
-                                  const local_backend_params *lp, llm_backend **out)
+                                  const local_backend_params *lp, size_t api_concurrency,
+                                  llm_backend **out)
 {
     if (strncmp(where, "http://", 7) == 0 || strncmp(where, "https://", 8) == 0) {
         remote_backend_params rp = remote_backend_default_params();
         rp.api_key = getenv("LLMOS_API_KEY");
         if (lp->n_ctx)
             rp.context_size = lp->n_ctx;
+        if (api_concurrency)
+            rp.max_concurrent = api_concurrency;
         return remote_backend_open(where, api_model, &rp, out);
     }
     fprintf(stderr, "llmos serve: loading %s ...\n", where);
@@ -149,7 +153,9 @@ static llmos_err serve_open_model(const char *where, const char *api_model,
 typedef struct serve_options {
     const char *model, *api, *api_model, *quar, *quar_model, *embed_model;
     const char *host, *keys_file, *key_file, *key_arg, *name;
+    const char *kv_mem;
     unsigned long port, ctx, threads, max_body, queue, max_conn, per_address, idle_timeout;
+    unsigned long max_seqs, n_batch, api_concurrency;
     bool no_store;
 } serve_options;
 
@@ -171,6 +177,10 @@ static const serve_num serve_nums[] = {
     {"--max-connections", 1, 100000, "a number (1-100000)", offsetof(serve_options, max_conn)},
     {"--max-per-address", 1, 100000, "a number (1-100000)", offsetof(serve_options, per_address)},
     {"--idle-timeout", 1, 3600, "seconds (1-3600)", offsetof(serve_options, idle_timeout)},
+    {"--max-seqs", 1, 256, "a number of sequences (1-256)", offsetof(serve_options, max_seqs)},
+    {"--batch", 1, 65536, "a number of tokens (1-65536)", offsetof(serve_options, n_batch)},
+    {"--api-concurrency", 1, 1024, "a number of requests (1-1024)",
+     offsetof(serve_options, api_concurrency)},
 };
 
 /* One text option and where it goes. */
@@ -191,6 +201,7 @@ static const serve_text serve_texts[] = {
     {"--api-key-file", NULL, offsetof(serve_options, key_file)},
     {"--api-key", NULL, offsetof(serve_options, key_arg)},
     {"--name", NULL, offsetof(serve_options, name)},
+    {"--kv-mem", NULL, offsetof(serve_options, kv_mem)},
 };
 
 /* Parse argv into o; returns CLI_OK or the usage error's status. */
@@ -203,7 +214,8 @@ static int serve_parse(int argc, char **argv, serve_options *o)
                          .queue = 16,
                          .max_conn = d.max_connections,
                          .per_address = d.max_per_address,
-                         .idle_timeout = d.idle_timeout_s};
+                         .idle_timeout = d.idle_timeout_s,
+                         .max_seqs = SERVE_DEFAULT_SEQS};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--no-store") == 0) {
@@ -252,19 +264,26 @@ static llmos_err serve_models(const serve_options *o, llm_backend **priv, llm_ba
     local_backend_params lp = local_backend_default_params();
     lp.n_ctx = (uint32_t)o->ctx;
     lp.n_threads = (int)o->threads;
+    lp.max_seqs = (uint32_t)o->max_seqs;
+    lp.n_batch = (uint32_t)o->n_batch;
     *priv = *quar = NULL;
-    llmos_err err = o->api ? serve_open_model(o->api, o->api_model, &lp, priv)
-                           : serve_open_model(o->model, NULL, &lp, priv);
+    llmos_err err = LLMOS_OK;
+    if (o->kv_mem && (err = cli_parse_size(o->kv_mem, &lp.kv_mem)) != LLMOS_OK)
+        return llmos_fail_context(err, "--kv-mem: ");
+    size_t conc = o->api_concurrency;
+    err = o->api ? serve_open_model(o->api, o->api_model, &lp, conc, priv)
+                 : serve_open_model(o->model, NULL, &lp, conc, priv);
     if (!err && o->quar)
-        err = serve_open_model(o->quar, o->quar_model ? o->quar_model : o->api_model, &lp, quar);
+        err = serve_open_model(o->quar, o->quar_model ? o->quar_model : o->api_model, &lp, conc,
+                               quar);
     else if (!err && o->api)
-        err = serve_open_model(o->api, o->api_model, &lp, quar);
+        err = serve_open_model(o->api, o->api_model, &lp, conc, quar);
     else if (!err)
         err = local_backend_fork(*priv, quar);
     const char *env = getenv("LLMOS_EMBED_MODEL");
     *embedder = NULL;
     if (!err && !o->embed_model && !(env && *env))
-        err = o->api ? serve_open_model(o->api, o->api_model, &lp, embedder)
+        err = o->api ? serve_open_model(o->api, o->api_model, &lp, conc, embedder)
                      : local_backend_fork(*priv, embedder);
     if (err) {
         llm_backend_free(*embedder);

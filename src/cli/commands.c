@@ -2,7 +2,9 @@
  * commands.c - the one table of llmos subcommands, and the helpers they share.
  */
 #include <assert.h>
+#include <errno.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -152,9 +154,10 @@ const cli_command cli_commands[] = {
      "Serve the kernel over HTTP: GET /health, the OpenAI-compatible API (GET /v1/models,\n"
      "POST /v1/chat/completions with streaming, tools and response_format,\n"
      "POST /v1/completions, POST /v1/embeddings) and llmos's own API (/v1/processes,\n"
-     "/v1/audit, /v1/memory; docs/api.md). Every request runs through a kernel session\n"
-     "of the API key's principal: its rights and limits are checked, model requests\n"
-     "wait their turn fairly (a full queue: HTTP 503) and everything is audited. The\n"
+     "/v1/audit, /v1/memory; docs/api.md), GET /metrics for Prometheus. Every request\n"
+     "runs through a kernel session of the API key's principal: its rights and limits\n"
+     "are checked, concurrent requests are batched and the rest wait their turn fairly\n"
+     "(a full queue: HTTP 503), and everything is audited. The\n"
      "port is bound before the model loads. Stop with Ctrl-C.\n\n"
      "Processes, memories and the audit log live in your encrypted store: the\n"
      "passphrase comes from LLMOS_PASSPHRASE or a prompt on the terminal; without\n"
@@ -174,6 +177,12 @@ const cli_command cli_commands[] = {
      "  --quarantine-api-model NAME  its name on that server\n"
      "  --embed-model FILE|lexical  what embeds archival memory (default: the served\n"
      "                      model itself; $LLMOS_EMBED_MODEL)\n"
+     "  --max-seqs N        chats a local model answers at once, batched into one\n"
+     "                      forward pass (default 4; more wait their turn)\n"
+     "  --kv-mem SIZE       KV cache for all of them and the prefix cache, e.g. 2G\n"
+     "                      (default: --max-seqs full contexts)\n"
+     "  --batch N           tokens of all chats in one forward pass (default 256)\n"
+     "  --api-concurrency N requests sent to an --api server at once (default 4)\n"
      "  --queue N           model requests that may wait (default 16)\n"
      "  --max-body BYTES    request body limit (default 1048576; larger: HTTP 413)\n"
      "  --max-connections N connections at once (default 256)\n"
@@ -282,6 +291,31 @@ const char *cli_closest(const char *name)
     if (best && (best_d <= 1 + len / 3 || (len >= 2 && strncmp(best, name, len) == 0)))
         return best;
     return NULL;
+}
+
+llmos_err cli_parse_size(const char *text, size_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = text[0] >= '0' && text[0] <= '9' ? strtoull(text, &end, 10) : 0;
+    int shift = -1;
+    if (text[0] >= '0' && text[0] <= '9' && !errno) {
+        if (!*end)
+            shift = 0;
+        else if (!end[1] || ((end[1] == 'i' || end[1] == 'I') && end[2] == 'B' && !end[3]) ||
+                 ((end[1] == 'B' || end[1] == 'b') && !end[2]))
+            shift = *end == 'K' || *end == 'k'   ? 10
+                    : *end == 'M' || *end == 'm' ? 20
+                    : *end == 'G' || *end == 'g' ? 30
+                                                 : -1;
+    }
+    if (shift < 0 || v == 0 || v > (SIZE_MAX >> shift))
+        return llmos_fail(LLMOS_ERR_INVALID,
+                          "'%s' is not a size: give bytes, or a number with K, M or G (powers of "
+                          "1024), e.g. 512M",
+                          text);
+    *out = (size_t)v << shift;
+    return LLMOS_OK;
 }
 
 bool cli_wants_help(int argc, char **argv)

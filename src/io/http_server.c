@@ -965,6 +965,21 @@ static enum MHD_Result hs_metrics(hs_req *r)
               "Prompt and completion tokens of every finished model call.", (double)k.tokens);
     hs_metric(&b, &ok, "llmos_tokens_per_second", "gauge",
               "Prompt and completion tokens a second, over the last minute.", k.tokens_per_s);
+    if (k.engine) {
+        hs_metric(&b, &ok, "llmos_engine_batch_size", "gauge",
+                  "Sequences in the engine's latest forward pass.", (double)k.batch);
+        hs_metric(&b, &ok, "llmos_engine_steps_total", "counter", "Forward passes of the engine.",
+                  (double)k.steps);
+        hs_metric(&b, &ok, "llmos_engine_cached_tokens_total", "counter",
+                  "Prompt tokens served from the prefix cache instead of evaluated.",
+                  (double)k.cached_tokens);
+        hs_metric(&b, &ok, "llmos_engine_swaps_out_total", "counter",
+                  "Sequences swapped out of the KV pool.", (double)k.swaps_out);
+        hs_metric(&b, &ok, "llmos_kv_pool_used_bytes", "gauge", "Bytes of the KV pool in use.",
+                  (double)k.kv_used);
+        hs_metric(&b, &ok, "llmos_kv_pool_budget_bytes", "gauge", "The KV pool's budget.",
+                  (double)k.kv_budget);
+    }
     hs_metric(&b, &ok, "llmos_http_requests_total", "counter", "HTTP requests received.",
               (double)h.requests);
     hs_metric(&b, &ok, "llmos_http_generations_total", "counter",

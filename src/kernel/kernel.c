@@ -227,6 +227,7 @@ void kernel_free(kernel *k)
     assert(!k->running);
     audit_free(k->log);
     policy_free(k->own_policy);
+    kguard_free(k);
     free(k->tools);
     ksched_destroy(&k->sched);
     pthread_cond_destroy(&k->watcher_cv);
@@ -251,7 +252,8 @@ llmos_err kernel_new(const kernel_config *cfg, kernel **out)
     pthread_mutex_init(&k->mu, &ma);
     pthread_mutexattr_destroy(&ma);
     pthread_cond_init(&k->watcher_cv, NULL);
-    ksched_init(&k->sched, cfg->max_queue, cfg->model_slots);
+    size_t slots = cfg->model_slots ? cfg->model_slots : llm_max_concurrent(cfg->privileged);
+    ksched_init(&k->sched, cfg->max_queue, slots ? slots : 1);
 
     llmos_err err = LLMOS_OK;
     if (cfg->flow) {
@@ -261,6 +263,8 @@ llmos_err kernel_new(const kernel_config *cfg, kernel **out)
                               : policy_default(&k->own_policy);
         k->flow = k->own_policy;
     }
+    if (!err)
+        err = kguard_init(k);
     size_t nb = 0;
     const ktool *const *builtin = ktool_builtin(&nb);
     k->tools = err ? NULL : calloc(nb + cfg->n_extra_tools, sizeof *k->tools);
@@ -316,6 +320,18 @@ ksched_stats kernel_sched_stats(kernel *k)
     st.tokens = k->sched.tokens;
     st.tokens_per_s = (double)ksched_minute_tokens(&k->sched) / KSCHED_WINDOW_S;
     pthread_mutex_unlock(&k->sched.mu);
+    llm_stats es;
+    if (k->cfg.privileged && llm_get_stats(k->cfg.privileged, &es) == LLMOS_OK) {
+        st.engine = true;
+        st.batch = es.last_batch;
+        st.steps = es.steps;
+        st.cached_tokens = es.cached_tokens;
+        st.swaps_out = es.swaps_out;
+        st.kv_used = es.kv_used;
+        st.kv_budget = es.kv_budget;
+    } else {
+        llmos_err_clear();
+    }
     st.model = k->cfg.privileged ? llm_model_name(k->cfg.privileged) : "";
     st.context_size = k->cfg.privileged ? llm_context_size(k->cfg.privileged) : 0;
     return st;

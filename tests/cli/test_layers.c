@@ -33,7 +33,14 @@ static const char *const prefixes[] = {
     "kernel_",      "ksession_", "ksched_",   "kturn_",    "ksyscall", "kproc_",   "kctx_",
     "kcap_",        "kright_",   "kevent_",   "ktool_",    "tool_",    "calc_",    "quarantine_",
     "untrusted_",   "trusted_",  "origin_",   "policy_",   "audit_",   "apikeys_", "openai_",
-    "http_server_", "repl_",     "mctx_",       "mpage_",
+    "http_server_", "repl_",     "mctx_",     "mpage_",
+    /* one line per module added since, so that branches adding modules merge cleanly */
+    "arch_",
+    "bert_",
+    "guard_",
+    "scan_",
+    "kguard_",
+    "sandbox_",
     "voice_",
 };
 
