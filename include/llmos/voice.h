@@ -237,9 +237,10 @@ LLMOS_API LLMOS_NODISCARD llmos_err voice_speaker_new(const voice_speech_params 
 /* Add text; complete sentences are spoken before it returns. */
 LLMOS_API LLMOS_NODISCARD llmos_err voice_speaker_add(voice_speaker *s, const char *text,
                                                       size_t len);
-/* Speak what is left. */
+/* Speak what is left: the end of an answer. */
 LLMOS_API LLMOS_NODISCARD llmos_err voice_speaker_flush(voice_speaker *s);
-/* Sentences spoken so far, and the monotonic time (seconds) the first one reached the sink. */
+/* Sentences spoken so far, and the monotonic time (seconds) the first sentence of the current
+ * (or, after a flush, the last) answer reached the sink. */
 LLMOS_API size_t voice_speaker_sentences(const voice_speaker *s, double *first_at);
 LLMOS_API void voice_speaker_free(voice_speaker *s);
 

@@ -116,5 +116,6 @@ int cmd_ps(int argc, char **argv);
 int cmd_kill(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
 int cmd_key(int argc, char **argv);
+int cmd_voice(int argc, char **argv);
 
 #endif

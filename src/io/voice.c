@@ -874,7 +874,8 @@ struct voice_speaker {
     voice_sink *sink;
     llmos_buf pending;
     size_t sentences;
-    double first_at;
+    double first_at; /* when the first sentence since the last flush was spoken */
+    bool spoke;      /* a sentence was spoken since the last flush */
 };
 
 llmos_err voice_speaker_new(const voice_speech_params *p, voice_sink *sink, voice_speaker **out)
@@ -931,8 +932,12 @@ static llmos_err speak_prefix(voice_speaker *s, size_t n)
         err = voice_speak(&s->p, text, &a);
         if (!err && a.n) {
             err = voice_sink_write(s->sink, &a);
-            if (!err && s->sentences++ == 0)
+            if (!err && !s->spoke)
                 s->first_at = voice_now();
+            if (!err) {
+                s->sentences++;
+                s->spoke = true;
+            }
         }
         voice_audio_free(&a);
     }
@@ -978,5 +983,7 @@ llmos_err voice_speaker_add(voice_speaker *s, const char *text, size_t len)
 llmos_err voice_speaker_flush(voice_speaker *s)
 {
     size_t n = s->pending.len - utf8_incomplete_tail(s->pending.data, s->pending.len);
-    return n ? speak_prefix(s, n) : LLMOS_OK;
+    llmos_err err = n ? speak_prefix(s, n) : LLMOS_OK;
+    s->spoke = false; /* the next sentence starts the next answer */
+    return err;
 }
