@@ -104,7 +104,7 @@ LLMOS_API LLMOS_NODISCARD llmos_err voice_vad_segments(const voice_audio *a,
 /* ---- synthesis ---------------------------------------------------------------------------- */
 
 typedef struct voice_speech_params {
-    const char *voice; /* an espeak-ng voice ("en-us", "en-gb", "en-us+f3"); NULL = "en-us" */
+    const char *voice; /* an espeak-ng voice ("en-us", "en-us+f3", "en-us+m3"); NULL = "en-us" */
     int rate;          /* words a minute, 80..450; 0 = 175 */
     int pitch;         /* 0..99; -1 = 50 */
 } voice_speech_params;

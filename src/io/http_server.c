@@ -58,6 +58,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "io/voice_http.h"
 #include "llmos/json.h"
 #include "llmos/server.h"
 
@@ -78,6 +79,7 @@ struct http_server {
     struct MHD_Daemon *daemon;
     int listen_fd; /* ours until libmicrohttpd takes it in http_server_serve */
     kernel *k;
+    voice_http *voice; /* the speech endpoints (src/io/voice_http.c) */
     const apikeys *keys;
     ksession **sessions; /* one per keys entry, or one for "local"; opened lazily */
     size_t n_sessions;
@@ -1445,6 +1447,50 @@ static enum MHD_Result hs_memory_search(hs_req *r)
     return hs_reply(r, 200, json_pack("{s:o}", "results", list));
 }
 
+/* ---- speech (src/io/voice_http.c) -------------------------------------------------------- */
+
+static enum MHD_Result hs_audio_answer(hs_req *r, llmos_err err, voice_http_answer *a)
+{
+    r->recorded = a->recorded;
+    if (err) {
+        buf_free(&a->body);
+        return hs_reply_failure(r, err);
+    }
+    r->status = a->status;
+    r->code = a->code;
+    hs_count(r->s, a->status);
+    size_t len;
+    char *data = buf_detach(&a->body, &len);
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(len, data ? data : (char *)"", data ? MHD_RESPMEM_MUST_FREE
+                                                                           : MHD_RESPMEM_PERSISTENT);
+    if (!resp) {
+        free(data);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, "Content-Type", a->content_type);
+    enum MHD_Result ret = MHD_queue_response(r->c, a->status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+/* POST /v1/audio/transcriptions (multipart/form-data: file, response_format) */
+static enum MHD_Result hs_transcription(hs_req *r)
+{
+    voice_http_answer a;
+    const char *ct = MHD_lookup_connection_value(r->c, MHD_HEADER_KIND, "Content-Type");
+    llmos_err err = voice_http_transcription(r->s->voice, r->ses, ct, r->body, r->len, &a);
+    return hs_audio_answer(r, err, &a);
+}
+
+/* POST /v1/audio/speech {"model", "input", "voice", "response_format": "wav"} */
+static enum MHD_Result hs_speech(hs_req *r)
+{
+    voice_http_answer a;
+    llmos_err err = voice_http_speech(r->s->voice, r->ses, r->body, r->len, &a);
+    return hs_audio_answer(r, err, &a);
+}
+
 /* ---- routes ------------------------------------------------------------------------------- */
 
 static const hs_route hs_routes[] = {
@@ -1455,6 +1501,8 @@ static const hs_route hs_routes[] = {
     {"POST", "/v1/chat/completions", hs_chat, false},
     {"POST", "/v1/completions", hs_completion, false},
     {"POST", "/v1/embeddings", hs_embeddings, false},
+    {"POST", "/v1/audio/transcriptions", hs_transcription, false},
+    {"POST", "/v1/audio/speech", hs_speech, false},
     {"POST", "/v1/processes", hs_proc_create, false},
     {"GET", "/v1/processes", hs_proc_list, false},
     {"GET", "/v1/processes/{pid}", hs_proc_get, false},
@@ -1586,7 +1634,7 @@ static enum MHD_Result hs_precheck(http_server *s, struct MHD_Connection *c, hs_
     if (!hc->route && !allow[0]) {
         snprintf(msg, sizeof msg,
                  "Unknown URL %.200s %.200s; llmos serves GET /health, the OpenAI API under "
-                 "/v1 (models, chat/completions, completions, embeddings) and /v1/processes, "
+                 "/v1 (models, chat/completions, completions, embeddings, audio) and /v1/processes, "
                  "/v1/audit and /v1/memory (docs/api.md)",
                  method, url);
         return hs_refuse(s, c, hc->slot, method, url, 404, "unknown_url", msg, NULL, NULL);
@@ -1751,7 +1799,9 @@ llmos_err http_server_bind(const http_server_params *p, http_server **out)
     atomic_init(&s->stopping, false);
     llmos_err err = !s->sessions || (p->model_name && !s->model)
                         ? llmos_fail(LLMOS_ERR_NOMEM, "out of memory")
-                        : hs_listen(s->host, p->port, &s->listen_fd, &s->port);
+                        : voice_http_new(&s->voice);
+    if (!err)
+        err = hs_listen(s->host, p->port, &s->listen_fd, &s->port);
     if (err) {
         http_server_stop(s);
         return err;
@@ -1849,6 +1899,7 @@ void http_server_stop(http_server *s)
     free(s->sessions);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
+    voice_http_free(s->voice);
     free(s->model);
     free(s);
 }

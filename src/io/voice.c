@@ -91,7 +91,7 @@ llmos_err voice_speak(const voice_speech_params *pp, const char *text, voice_aud
         ok = isalnum((unsigned char)voice[i]) || strchr("-_+", voice[i]);
     if (!ok)
         return llmos_fail(LLMOS_ERR_INVALID,
-                          "voice '%.64s': a voice is an espeak-ng name like en-us, en-gb or "
+                          "voice '%.64s': a voice is an espeak-ng name like en-us, en-us+m3 or "
                           "en-us+f3 (espeak-ng --voices lists them)",
                           voice);
     if (!utf8_valid(text, strlen(text)))
@@ -106,7 +106,7 @@ llmos_err voice_speak(const voice_speech_params *pp, const char *text, voice_aud
     llmos_err err = LLMOS_OK;
     if (espeak_SetVoiceByName(voice) != EE_OK)
         err = llmos_fail(LLMOS_ERR_INVALID,
-                         "espeak-ng has no voice '%s' (try en-us, en-gb, en-us+f3, en-us+m3; "
+                         "espeak-ng has no voice '%s' (try en-us, en-us+f3, en-us+m3; "
                          "espeak-ng --voices lists them)",
                          voice);
     if (!err && (espeak_SetParameter(espeakRATE, rate, 0) != EE_OK ||
