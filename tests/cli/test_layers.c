@@ -33,7 +33,7 @@ static const char *const prefixes[] = {
     "kernel_",      "ksession_", "ksched_",   "kturn_",    "ksyscall", "kproc_",   "kctx_",
     "kcap_",        "kright_",   "kevent_",   "ktool_",    "tool_",    "calc_",    "quarantine_",
     "untrusted_",   "trusted_",  "origin_",   "policy_",   "audit_",   "apikeys_", "openai_",
-    "http_server_", "repl_",     "mctx_",       "mpage_",   "auth_",    "web_",     "tlscert_",
+    "http_server_", "repl_",     "mctx_",       "mpage_",   "auth_",    "web_",     "tlscert_", "passkey_",
 };
 
 /* What a device must never call: the engine, the store, memory, tools, the kernel's insides. */
