@@ -52,13 +52,14 @@ LLMOS_API LLMOS_NODISCARD llmos_err auth_check_name(const char *name);
 typedef void (*auth_audit_fn)(void *ctx, const char *event, const char *account, const char *peer,
                               const char *detail);
 
-/* Open an account's kernel once its passphrase has unlocked it: `home` is the account's folder
+/* Open an account's kernel with its passphrase, or (passphrase NULL) the store's data key (32
+ * bytes) a passkey unwrapped: `home` is the account's folder
  * (its store is home/store); on success *ses is a session for the account's principal (its
  * name) and *handle whatever close needs. The server's hook opens memory, a kernel with its
  * models, and a session holding every right on the account's own store. */
 typedef struct auth_opener {
     llmos_err (*open)(void *ctx, const char *account, const char *home, const char *passphrase,
-                      void **handle, ksession **ses);
+                      const uint8_t *data_key, void **handle, ksession **ses);
     void (*close)(void *ctx, void *handle);
     void *ctx;
 } auth_opener;

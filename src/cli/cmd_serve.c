@@ -354,7 +354,8 @@ static llmos_err serve_account_model(serve_ctx *c, const char *where, const char
  * LLMOS_ERR_AUTH), its models, a kernel over them and a session holding every right on the
  * account's own store. */
 static llmos_err serve_account_open(void *ctx, const char *account, const char *home,
-                                    const char *passphrase, void **handle, ksession **ses)
+                                    const char *passphrase, const uint8_t *data_key, void **handle,
+                                    ksession **ses)
 {
     serve_ctx *c = ctx;
     const serve_options *o = c->o;
@@ -365,6 +366,7 @@ static llmos_err serve_account_open(void *ctx, const char *account, const char *
     bool own_embedder = !o->embed_model && !(env && *env);
     memory_params mp = {.home = home,
                         .passphrase = passphrase,
+                        .data_key = data_key,
                         .embed = MEMORY_EMBED_DEFAULT,
                         .embed_model = o->embed_model,
                         .check_embedder = true,

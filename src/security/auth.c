@@ -83,7 +83,14 @@ typedef struct auth_state {
     int64_t created_at;
     unsigned failures;
     int64_t locked_until;
+    json_t *doc; /* the whole file as read (its passkeys), or NULL; auth_state_clear frees */
 } auth_state;
+
+static void auth_state_clear(auth_state *st)
+{
+    json_decref(st->doc);
+    st->doc = NULL;
+}
 
 static llmos_err auth_state_read(const char *dir, const char *name, auth_state *st)
 {
@@ -113,7 +120,7 @@ static llmos_err auth_state_read(const char *dir, const char *name, auth_state *
     int64_t f = ljson_get_int(j, "failures", 0);
     st->failures = f < 0 ? 0 : f > 1000000 ? 1000000 : (unsigned)f;
     st->locked_until = ljson_get_int(j, "locked_until", 0);
-    json_decref(j);
+    st->doc = j;
     return LLMOS_OK;
 }
 
@@ -121,9 +128,16 @@ static llmos_err auth_state_write(const char *dir, const char *name, const auth_
 {
     char path[AUTH_PATH_MAX];
     auth_path(path, sizeof path, dir, name, AUTH_STATE_FILE);
-    json_t *j = json_pack("{s:s, s:i, s:s, s:I, s:I, s:I}", "format", AUTH_FORMAT, "version", 1,
-                          "name", name, "created_at", (json_int_t)st->created_at, "failures",
-                          (json_int_t)st->failures, "locked_until", (json_int_t)st->locked_until);
+    json_t *j = st->doc ? json_deep_copy(st->doc) : json_object();
+    json_t *fields =
+        json_pack("{s:s, s:i, s:s, s:I, s:I, s:I}", "format", AUTH_FORMAT, "version", 1, "name",
+                  name, "created_at", (json_int_t)st->created_at, "failures",
+                  (json_int_t)st->failures, "locked_until", (json_int_t)st->locked_until);
+    if (!j || !fields || json_object_update(j, fields) != 0) {
+        json_decref(j);
+        j = NULL;
+    }
+    json_decref(fields);
     llmos_buf b = {0};
     llmos_err err = !j || ljson_to_buf(j, 0, &b) || buf_putc(&b, '\n')
                         ? llmos_fail(LLMOS_ERR_NOMEM, "out of memory")
@@ -306,6 +320,7 @@ llmos_err auth_account_passwd(const auth_params *p, const char *name, const char
     store *st = NULL;
     err = store_open(sdir, old_passphrase ? old_passphrase : "", &so, &st);
     if (err == LLMOS_ERR_AUTH) {
+        auth_state_clear(&s);
         auth_audit(p, "account.passphrase", name, "cli", "refused: wrong old passphrase");
         return llmos_fail(LLMOS_ERR_AUTH, "account '%s': the old passphrase is wrong", name);
     }
@@ -314,11 +329,15 @@ llmos_err auth_account_passwd(const auth_params *p, const char *name, const char
     if (!err)
         err = auth_audit_store(st, "account.passphrase", name, "cli");
     store_close(st);
-    if (err)
+    if (err) {
+        auth_state_clear(&s);
         return err;
+    }
     s.failures = 0;
     s.locked_until = 0;
-    if ((err = auth_state_write(p->dir, name, &s)) != LLMOS_OK)
+    err = auth_state_write(p->dir, name, &s);
+    auth_state_clear(&s);
+    if (err)
         return err;
     auth_audit(p, "account.passphrase", name, "cli", "changed");
     return LLMOS_OK;
@@ -335,6 +354,7 @@ llmos_err auth_account_state(const auth_params *p, const char *name, unsigned *f
         return err;
     *failures = s.failures;
     *locked_until = s.locked_until;
+    auth_state_clear(&s);
     return LLMOS_OK;
 }
 
@@ -568,6 +588,7 @@ static void auth_failed(auth_server *a, const char *name, const char *peer, cons
         if (auth_state_write(a->dir, name, &st))
             LOG_WARN("auth", "account %s: the failure count could not be saved: %s", name,
                      llmos_errmsg());
+        auth_state_clear(&st);
     }
     llmos_err_clear();
     pthread_mutex_unlock(&a->mu);
@@ -576,17 +597,12 @@ static void auth_failed(auth_server *a, const char *name, const char *peer, cons
         auth_audit(&a->p, "lockout", name, peer, detail);
 }
 
-llmos_err auth_login(auth_server *a, const char *name, const char *passphrase, const char *peer,
-                     auth_login_result *out, double *retry_s)
+/* Before any secret is checked: the address's failures, the account's existence (an unknown
+ * one costs the same Argon2id work as a known one, with dummy_pass) and its lockout. */
+static llmos_err auth_precheck(auth_server *a, const char *name, const char *peer,
+                               const char *dummy_pass, double *retry_s)
 {
-    assert(a && out);
-    memset(out, 0, sizeof *out);
-    if (retry_s)
-        *retry_s = 0;
-    peer = peer ? peer : "?";
-    passphrase = passphrase ? passphrase : "";
     int64_t now = auth_now();
-
     /* the address first: a client that guesses is stopped before any Argon2id work */
     pthread_mutex_lock(&a->mu);
     auth_peer *e = auth_peer_find(a, peer, now, false);
@@ -601,7 +617,6 @@ llmos_err auth_login(auth_server *a, const char *name, const char *passphrase, c
                           "too many failed logins from %s in the last minute; wait %.0f s", peer,
                           wait);
     }
-
     bool known = name && auth_check_name(name) == LLMOS_OK;
     llmos_err_clear();
     auth_state st = {0};
@@ -610,22 +625,32 @@ llmos_err auth_login(auth_server *a, const char *name, const char *passphrase, c
         known = false;
     }
     if (!known) {
-        auth_dummy_work(a, passphrase);
+        if (dummy_pass)
+            auth_dummy_work(a, dummy_pass);
         auth_failed(a, NULL, peer, name ? name : "");
         return llmos_fail(LLMOS_ERR_AUTH, AUTH_WRONG);
     }
+    auth_state_clear(&st);
     if (st.locked_until > now) {
         char detail[96];
         snprintf(detail, sizeof detail, "locked for %lld s more",
                  (long long)(st.locked_until - now));
         auth_audit(&a->p, "login.refused", name, peer, detail);
         return llmos_fail(LLMOS_ERR_DENIED,
-                          "account '%s' is locked after %u wrong passphrases; try again in %lld s",
+                          "account '%s' is locked after %u failed logins; try again in %lld s",
                           name, st.failures, (long long)(st.locked_until - now));
     }
+    return LLMOS_OK;
+}
 
-    /* check the passphrase: unwrap the store's key (the account's kernel opens with it when it
-     * is not open yet) */
+/* Open a session of account name, whose secret is the passphrase (checked here: it unwraps the
+ * store's key) or the store's data key (already proven by a passkey); the account's kernel is
+ * opened with it when it is not open yet. `how` goes into the audit record. */
+static llmos_err auth_enter(auth_server *a, const char *name, const char *peer,
+                            const char *passphrase, const uint8_t *data_key, const char *how,
+                            auth_login_result *out)
+{
+    int64_t now = auth_now();
     char home[AUTH_PATH_MAX], keyfile[AUTH_PATH_MAX];
     auth_path(home, sizeof home, a->dir, name, NULL);
     auth_path(keyfile, sizeof keyfile, a->dir, name, AUTH_KEY_FILE);
@@ -634,18 +659,20 @@ llmos_err auth_login(auth_server *a, const char *name, const char *passphrase, c
     while (o && strcmp(o->name, name) != 0)
         o = o->next;
     if (o)
-        o->refs++; /* keep it while the passphrase is checked */
+        o->refs++; /* keep it while the secret is checked */
     pthread_mutex_unlock(&a->mu);
-    llmos_err err;
+    llmos_err err = LLMOS_OK;
     auth_open *fresh = NULL;
     if (o) {
-        keys_unlocked *k = NULL;
-        err = keys_unlock(keyfile, passphrase, &k);
-        keys_free(k);
+        if (!data_key) {
+            keys_unlocked *k = NULL;
+            err = keys_unlock(keyfile, passphrase, &k);
+            keys_free(k);
+        }
     } else {
         fresh = calloc(1, sizeof *fresh);
-        err = fresh ? a->p.opener.open(a->p.opener.ctx, name, home, passphrase, &fresh->handle,
-                                       &fresh->ses)
+        err = fresh ? a->p.opener.open(a->p.opener.ctx, name, home, data_key ? NULL : passphrase,
+                                       data_key, &fresh->handle, &fresh->ses)
                     : llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
         if (!err)
             snprintf(fresh->name, sizeof fresh->name, "%s", name);
@@ -659,7 +686,7 @@ llmos_err auth_login(auth_server *a, const char *name, const char *passphrase, c
             pthread_mutex_unlock(&a->mu);
             auth_close_open(a, closing);
         }
-        if (err != LLMOS_ERR_AUTH) {
+        if (err != LLMOS_ERR_AUTH || data_key) {
             char msg[512];
             snprintf(msg, sizeof msg, "%s", llmos_errmsg());
             auth_audit(&a->p, "login.failed", name, peer, msg);
@@ -704,22 +731,39 @@ llmos_err auth_login(auth_server *a, const char *name, const char *passphrase, c
     a->sessions = s;
     auth_sweep(a, now, &closing);
     unsigned failures = 0;
-    if (auth_state_read(a->dir, name, &st) == LLMOS_OK && (failures = st.failures) > 0) {
-        st.failures = 0;
-        st.locked_until = 0;
-        if (auth_state_write(a->dir, name, &st))
-            LOG_WARN("auth", "account %s: the failure count could not be reset: %s", name,
-                     llmos_errmsg());
+    auth_state st;
+    if (auth_state_read(a->dir, name, &st) == LLMOS_OK) {
+        if ((failures = st.failures) > 0) {
+            st.failures = 0;
+            st.locked_until = 0;
+            if (auth_state_write(a->dir, name, &st))
+                LOG_WARN("auth", "account %s: the failure count could not be reset: %s", name,
+                         llmos_errmsg());
+        }
+        auth_state_clear(&st);
     }
     llmos_err_clear();
     pthread_mutex_unlock(&a->mu);
     auth_close_open(a, dup);
     auth_close_list(a, closing);
-    char detail[96];
-    snprintf(detail, sizeof detail, "session for %u s%s", a->p.session_ttl_s,
+    char detail[128];
+    snprintf(detail, sizeof detail, "%s; session for %u s%s", how, a->p.session_ttl_s,
              failures ? " (after failed attempts)" : "");
     auth_audit(&a->p, "login", name, peer, detail);
     return LLMOS_OK;
+}
+
+llmos_err auth_login(auth_server *a, const char *name, const char *passphrase, const char *peer,
+                     auth_login_result *out, double *retry_s)
+{
+    assert(a && out);
+    memset(out, 0, sizeof *out);
+    if (retry_s)
+        *retry_s = 0;
+    peer = peer ? peer : "?";
+    passphrase = passphrase ? passphrase : "";
+    llmos_err err = auth_precheck(a, name, peer, passphrase, retry_s);
+    return err ? err : auth_enter(a, name, peer, passphrase, NULL, "passphrase", out);
 }
 
 /* The session of token (mu held), or NULL. Compares every digest, in constant time each. */
