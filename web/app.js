@@ -59,6 +59,78 @@ async function api(method, path, body) {
   return data;
 }
 
+// ---- passkeys (WebAuthn with the PRF extension) ---------------------------------------------
+
+function b64urlToBytes(s) {
+  const b = atob(s.replace(/-/g, '+').replace(/_/g, '/') + '==='.slice((s.length + 3) % 4));
+  return Uint8Array.from(b, (c) => c.charCodeAt(0));
+}
+
+function bytesToB64url(buf) {
+  const b = new Uint8Array(buf);
+  let s = '';
+  for (const x of b) s += String.fromCharCode(x);
+  return btoa(s).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+}
+
+// The server's options with their base64url members as bytes, as the browser wants them.
+function decodeOptions(pk) {
+  pk.challenge = b64urlToBytes(pk.challenge);
+  if (pk.user) pk.user.id = b64urlToBytes(pk.user.id);
+  for (const c of pk.allowCredentials || []) c.id = b64urlToBytes(c.id);
+  for (const c of pk.excludeCredentials || []) c.id = b64urlToBytes(c.id);
+  if (pk.extensions && pk.extensions.prf) pk.extensions.prf.eval.first = b64urlToBytes(pk.extensions.prf.eval.first);
+  return pk;
+}
+
+function prfOf(cred) {
+  const r = cred.getClientExtensionResults();
+  return r.prf && r.prf.results && r.prf.results.first ? bytesToB64url(r.prf.results.first) : null;
+}
+
+const NO_PRF = 'This authenticator cannot give a secret for llmos (the WebAuthn PRF extension): ' +
+  'your store is encrypted, so a passkey here needs one. Use the passphrase.';
+
+async function passkeyLogin(account) {
+  const opt = await api('POST', '/auth/passkey/login/options', { account });
+  const pk = decodeOptions(opt.publicKey);
+  const cred = await navigator.credentials.get({ publicKey: pk });
+  const prf = prfOf(cred);
+  if (!prf) throw new Error(NO_PRF);
+  return api('POST', '/auth/passkey/login', {
+    account,
+    id: bytesToB64url(cred.rawId),
+    clientDataJSON: bytesToB64url(cred.response.clientDataJSON),
+    authenticatorData: bytesToB64url(cred.response.authenticatorData),
+    signature: bytesToB64url(cred.response.signature),
+    prf,
+  });
+}
+
+async function passkeyAdd(passphrase) {
+  const opt = await api('POST', '/auth/passkey/register/options');
+  const pk = decodeOptions(opt.publicKey);
+  const salt = pk.extensions.prf.eval.first;
+  const cred = await navigator.credentials.create({ publicKey: pk });
+  let prf = prfOf(cred);
+  if (!prf) {
+    // some authenticators give the secret only when asked for it with an assertion
+    const got = await navigator.credentials.get({ publicKey: {
+      challenge: crypto.getRandomValues(new Uint8Array(32)), rpId: pk.rp.id,
+      allowCredentials: [{ type: 'public-key', id: cred.rawId }],
+      extensions: { prf: { eval: { first: salt } } },
+    } });
+    prf = prfOf(got);
+  }
+  if (!prf) throw new Error(NO_PRF);
+  return api('POST', '/auth/passkey/register', {
+    passphrase,
+    clientDataJSON: bytesToB64url(cred.response.clientDataJSON),
+    attestationObject: bytesToB64url(cred.response.attestationObject),
+    prf,
+  });
+}
+
 // ---- login ---------------------------------------------------------------------------------
 
 function loggedOut(message) {
@@ -70,11 +142,24 @@ function loginView(message) {
   const err = el('p', { class: 'error', 'data-testid': 'login-error', role: 'alert', text: message || '' });
   const account = el('input', { id: 'account', name: 'account', autocomplete: 'username', required: '' });
   const pass = el('input', { id: 'passphrase', name: 'passphrase', type: 'password', autocomplete: 'current-password', required: '' });
+  const withPasskey = el('button', { type: 'button', 'data-testid': 'login-passkey', text: 'Log in with a passkey' });
   const form = el('form', { class: 'login', 'data-testid': 'login-form' },
     el('h1', { text: 'llmos' }),
     el('label', { for: 'account', text: 'Account' }), account,
     el('label', { for: 'passphrase', text: 'Passphrase' }), pass,
-    el('button', { type: 'submit', text: 'Log in' }), err);
+    el('button', { type: 'submit', text: 'Log in' }), withPasskey, err);
+  withPasskey.addEventListener('click', async () => {
+    err.textContent = '';
+    if (!account.value) { err.textContent = 'Say which account first.'; return; }
+    try {
+      const r = await passkeyLogin(account.value);
+      state.account = r.account;
+      state.csrf = r.csrf;
+      mainView('chat');
+    } catch (e) {
+      err.textContent = e.message;
+    }
+  });
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
     err.textContent = '';
@@ -342,6 +427,27 @@ function settingsView(body) {
     row('Archival embedder', s.embedder + (s.vector_index ? ' (vector index)' : ''));
   }).catch(() => {});
   body.append(el('p', { class: 'muted', text: 'Change the passphrase with `llmos user passwd ' + state.account + '` on the server.' }));
+  const pass = el('input', { type: 'password', id: 'passkey-passphrase', autocomplete: 'current-password', 'data-testid': 'passkey-passphrase' });
+  const note = el('p', { 'data-testid': 'passkey-result', role: 'status' });
+  const form = el('form', { class: 'search' }, pass, el('button', { type: 'submit', 'data-testid': 'passkey-add', text: 'Add a passkey' }));
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    note.className = '';
+    note.textContent = 'waiting for the authenticator…';
+    try {
+      await passkeyAdd(pass.value);
+      note.className = 'ok';
+      note.textContent = 'Passkey added: you can log in with it.';
+    } catch (e) {
+      note.className = 'error';
+      note.textContent = e.message;
+    } finally {
+      pass.value = '';
+    }
+  });
+  body.append(el('h2', { text: 'Passkeys' }),
+    el('p', { class: 'muted', text: 'A passkey holds a copy of your store\'s key, wrapped with a secret only your authenticator can give (WebAuthn PRF). Your passphrase is asked once to make the copy.' }),
+    el('label', { for: 'passkey-passphrase', text: 'Passphrase' }), form, note);
 }
 
 // ---- start ---------------------------------------------------------------------------------

@@ -160,7 +160,7 @@ static llmos_err serve_open_model(const char *where, const char *api_model, cons
 typedef struct serve_options {
     const char *model, *api, *api_model, *quar, *quar_model, *embed_model;
     const char *host, *keys_file, *key_file, *key_arg, *name;
-    const char *tls_cert, *tls_key, *api_ca, *accounts_dir;
+    const char *tls_cert, *tls_key, *api_ca, *accounts_dir, *rp_id;
     unsigned long port, ctx, threads, max_body, queue, max_conn, per_address, idle_timeout;
     bool no_store, accounts, tls_self_signed, insecure;
 } serve_options;
@@ -207,6 +207,7 @@ static const serve_text serve_texts[] = {
     {"--tls-key", NULL, offsetof(serve_options, tls_key)},
     {"--api-ca", NULL, offsetof(serve_options, api_ca)},
     {"--accounts-dir", NULL, offsetof(serve_options, accounts_dir)},
+    {"--rp-id", NULL, offsetof(serve_options, rp_id)},
 };
 
 /* The options without a value, and where they go. */
@@ -522,6 +523,7 @@ int cmd_serve(int argc, char **argv)
     sp.tls_cert_pem = cert;
     sp.tls_key_pem = tkey;
     sp.insecure_bind = o.insecure;
+    sp.rp_id = o.rp_id;
     sp.max_body = o.max_body;
     sp.model_name = o.name;
     sp.max_connections = (unsigned)o.max_conn;

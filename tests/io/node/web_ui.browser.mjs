@@ -35,7 +35,9 @@ async function newPage() {
   });
   page.on('pageerror', (e) => problems.push(String(e)));
   page.on('request', (r) => {
-    if (!r.url().startsWith(url)) problems.push('a request elsewhere: ' + r.url());
+    const u = r.url();
+    if (!u.startsWith(url) && !u.startsWith(url.replace('127.0.0.1', 'localhost')))
+      problems.push('a request elsewhere: ' + u);
   });
   return { ctx, page, problems };
 }
@@ -44,8 +46,8 @@ async function shot(page, name) {
   await page.screenshot({ path: path.join(shots, name + '.png'), fullPage: true });
 }
 
-async function login(page, account, passphrase) {
-  await page.goto(url);
+async function login(page, account, passphrase, base = url) {
+  await page.goto(base);
   await page.getByTestId('login-form').waitFor();
   await page.fill('#account', account);
   await page.fill('#passphrase', passphrase);
@@ -154,6 +156,51 @@ test('bob sees nothing of alice', async () => {
   await ctx.close();
 });
 
+test('a passkey: added with the passphrase, then a login with it; its assertion replayed is refused', async () => {
+  // passkeys belong to a host name (the RP ID "localhost"), not to an address
+  const lurl = url.replace('127.0.0.1', 'localhost');
+  const { ctx, page, problems } = await newPage();
+  const cdp = await ctx.newCDPSession(page);
+  await cdp.send('WebAuthn.enable');
+  await cdp.send('WebAuthn.addVirtualAuthenticator', {
+    options: {
+      protocol: 'ctap2', transport: 'internal', hasResidentKey: true, hasUserVerification: true,
+      isUserVerified: true, hasPrf: true, automaticPresenceSimulation: true,
+    },
+  });
+  await login(page, 'alice', 'alice-passphrase', lurl);
+  await page.getByTestId('who').getByText('alice').waitFor();
+  await page.getByTestId('tab-settings').click();
+  await page.fill('[data-testid=passkey-passphrase]', 'alice-passphrase');
+  await page.click('[data-testid=passkey-add]');
+  await page.getByTestId('passkey-result').getByText('Passkey added').waitFor();
+  await shot(page, '08-passkey-added');
+  await page.click('[data-testid=logout]');
+  await page.getByTestId('login-form').waitFor();
+
+  let sent = null;
+  page.on('request', (r) => { if (r.url().endsWith('/auth/passkey/login')) sent = r.postData(); });
+  await page.fill('#account', 'alice');
+  await page.click('[data-testid=login-passkey]');
+  await page.getByTestId('who').getByText('alice').waitFor();
+  await page.getByTestId('tab-memory').click();
+  // the store opened with the passkey's copy of its key: alice's memory is there
+  await page.getByTestId('recall-results').getByText('Once upon a time').first().waitFor();
+  await shot(page, '09-passkey-login');
+  assert.ok(sent, 'the page sent an assertion');
+
+  // the same assertion again, from another client: refused (its challenge was used)
+  const other = await browser.newContext({ ignoreHTTPSErrors: true });
+  const r = await other.request.post(lurl + 'auth/passkey/login', {
+    data: JSON.parse(sent), headers: { 'Content-Type': 'application/json' },
+  });
+  assert.equal(r.status(), 401);
+  assert.equal((await other.cookies()).length, 0);
+  await other.close();
+  assert.deepEqual(problems, []);
+  await ctx.close();
+});
+
 test('the server audited the logins, the failure and the logout', async () => {
   const records = [];
   for (let from = 1; ;) {
@@ -172,6 +219,11 @@ test('the server audited the logins, the failure and the logout', async () => {
   assert.ok(has('login', 'alice'));
   assert.ok(has('logout', 'alice'));
   assert.ok(has('login', 'bob'));
+  assert.ok(has('passkey.add', 'alice'), 'the passkey added is audited');
+  assert.ok(auth.some((p) => p.event === 'login' && p.account === 'alice' && p.detail.startsWith('passkey')),
+    'the login with the passkey is audited');
+  assert.ok(auth.some((p) => p.event === 'login.failed' && p.account === 'alice' && p.detail.includes('challenge')),
+    'the replayed assertion is refused and audited');
   const v = await (await fetch(url + 'v1/audit/verify', {
     headers: { Authorization: 'Bearer ' + process.env.LLMOS_ADMIN_KEY },
   })).json();
