@@ -31,7 +31,8 @@
 #include "llmos/json.h"
 #include "llmos/passkey.h"
 
-#define PK_CBOR_MAX (64u * 1024) /* an attestation object, at most */
+#define PK_CBOR_MAX   (64u * 1024) /* an attestation object, at most */
+#define PK_CBOR_DEPTH 8            /* nesting of CBOR items, at most */
 
 /* ---- CBOR helpers ---------------------------------------------------------------------- */
 
@@ -83,11 +84,72 @@ static const uint8_t *pk_bytes(const cbor_item_t *it, size_t *len)
     return cbor_bytestring_handle(it);
 }
 
+/* Walk one CBOR item of d[0..len) before libcbor sees it, and say how many bytes it takes
+ * (*used). libcbor allocates what a header declares (a map "of 2^57 entries" in nine bytes), so
+ * every count is checked against the bytes left first (each item takes at least one), and
+ * nesting is bounded. Only definite lengths: CTAP2's canonical CBOR has no others. */
+static bool pk_cbor_check(const uint8_t *d, size_t len, int depth, size_t *used)
+{
+    if (len == 0 || depth > PK_CBOR_DEPTH)
+        return false;
+    uint8_t mt = d[0] >> 5, ai = d[0] & 0x1f;
+    size_t pos = 1;
+    uint64_t v = ai;
+    if (ai >= 24 && ai <= 27) {
+        size_t n = (size_t)1 << (ai - 24);
+        if (len - pos < n)
+            return false;
+        v = 0;
+        for (size_t i = 0; i < n; i++)
+            v = v << 8 | d[pos + i];
+        pos += n;
+    } else if (ai > 27) {
+        return false; /* reserved, or an indefinite length */
+    }
+    switch (mt) {
+    case 0:
+    case 1:
+    case 7: break;
+    case 2:
+    case 3:
+        if (v > len - pos)
+            return false;
+        pos += (size_t)v;
+        break;
+    case 4:
+    case 5: {
+        uint64_t items = mt == 5 ? 2 * v : v;
+        if (v > len - pos || items > len - pos)
+            return false;
+        for (uint64_t i = 0; i < items; i++) {
+            size_t n = 0;
+            if (!pk_cbor_check(d + pos, len - pos, depth + 1, &n))
+                return false;
+            pos += n;
+        }
+        break;
+    }
+    case 6: {
+        size_t n = 0;
+        if (!pk_cbor_check(d + pos, len - pos, depth + 1, &n))
+            return false;
+        pos += n;
+        break;
+    }
+    default: return false;
+    }
+    *used = pos;
+    return true;
+}
+
 /* Load one CBOR item from data[0..len): *read how many bytes it took. */
 static cbor_item_t *pk_load(const uint8_t *data, size_t len, size_t *read)
 {
+    size_t used = 0;
+    if (!pk_cbor_check(data, len, 0, &used))
+        return NULL;
     struct cbor_load_result res;
-    cbor_item_t *it = cbor_load(data, len, &res);
+    cbor_item_t *it = cbor_load(data, used, &res);
     if (!it || res.error.code != CBOR_ERR_NONE) {
         if (it)
             cbor_decref(&it);
