@@ -211,6 +211,8 @@ const cli_command cli_commands[] = {
      "  --accounts          the accounts of `llmos user add` log in (web UI at /, or\n"
      "                      POST /auth/login), each on its own encrypted store\n"
      "  --accounts-dir DIR  their folder (default <llmos home>/users)\n"
+     "  --rp-id NAME        the host name passkeys are bound to (default localhost);\n"
+     "                      open the UI under that name to use them\n"
      "  --tls-cert FILE --tls-key FILE  serve HTTPS with this certificate and key (PEM)\n"
      "  --tls-self-signed   serve HTTPS with a certificate for localhost, made once in\n"
      "                      <llmos home>/tls (trust localhost.crt in your browser)\n"

@@ -93,6 +93,7 @@ static const char *const prefixes[] = {
     "web_",
     "tlscert_",
     "voice_",
+    "passkey_",
 };
 
 /* What a device must never call: the engine, the store, memory, tools, the kernel's insides. */
