@@ -61,6 +61,7 @@ struct memory;
 struct kernel;
 struct ksession;
 struct llm_backend;
+struct ktool;
 
 typedef struct cli_boot_params {
     const char *device;      /* "shell", "cli", "serve": in the audit's login record */
@@ -80,6 +81,9 @@ typedef struct cli_boot_params {
     const sampler_params *sampling;   /* NULL = the backend's defaults */
     uint32_t caps;    /* of the session's processes; 0 = compute,message,quarantine */
     size_t max_queue; /* model requests that may wait; 0 = the kernel's */
+    const struct ktool *extra_tools; /* more tools for the kernel (delegate): an array that
+                                        outlives the boot, or NULL */
+    size_t n_extra_tools;
 } cli_boot_params;
 
 typedef struct cli_boot {
@@ -153,8 +157,12 @@ int cmd_keys(int argc, char **argv);
 int cmd_publish(int argc, char **argv);
 int cmd_registry(int argc, char **argv);
 int cmd_run(int argc, char **argv);
+int cmd_delegate(int argc, char **argv);
+/* The delegate system call offered to the shell's and serve's model when specialists are
+ * installed (cli_apps.c): the tool in *out, or nothing (no specialist, no store). */
+void cli_delegate_tool(const struct ktool **out);
 extern const char cmd_pull_help[], cmd_list_help[], cmd_show_help[], cmd_rm_help[],
     cmd_verify_help[], cmd_sign_help[], cmd_keys_help[], cmd_publish_help[], cmd_registry_help[],
-    cmd_run_help[];
+    cmd_run_help[], cmd_delegate_help[];
 
 #endif

@@ -42,6 +42,8 @@ llmos_err cli_boot_open(const cli_boot_params *p, cli_boot *out)
                             .max_tokens_per_turn = p->max_tokens,
                             .sampling = p->sampling,
                             .max_queue = p->max_queue};
+        kc.extra_tools = p->extra_tools;
+        kc.n_extra_tools = p->n_extra_tools;
         err = kernel_new(&kc, &out->k);
     }
     if (!err) {

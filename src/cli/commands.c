@@ -265,6 +265,8 @@ const cli_command cli_commands[] = {
     {"verify", "Check installed apps' signatures and digests as a load does", cmd_verify_help,
      cmd_verify},
     {"run", "Chat with a model from the store by name", cmd_run_help, cmd_run},
+    {"delegate", "Run an installed specialist on a task (the delegate system call)",
+     cmd_delegate_help, cmd_delegate},
     {"sign", "Sign files in minisign's format", cmd_sign_help, cmd_sign},
     {"keys", "Make signing keys; trust, list and revoke publishers' keys", cmd_keys_help,
      cmd_keys},
