@@ -101,9 +101,6 @@ int cmd_pull(int argc, char **argv)
                           .progress = cli_progress,
                           .progress_ctx = &ps,
                           .cancel = cli_catch_sigint()};
-    const char *stop = getenv("LLMOS_PULL_STOP_AFTER"); /* tests: interrupt after N bytes */
-    if (stop)
-        p.stop_after_bytes = strtoull(stop, NULL, 10);
     apps_pull_result r;
     err = apps_pull(st, &p, &r);
     char label[160];
