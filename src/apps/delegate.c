@@ -19,11 +19,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "llmos/apps.h"
@@ -60,10 +62,18 @@ static llmos_err run_child(const char *app, const char *task, llmos_buf *out, ll
     close(in[0]);
     close(o[1]);
     close(e[1]);
-    signal(SIGPIPE, SIG_IGN);
+    /* a child that exits before reading must not kill us with SIGPIPE: blocked on this thread
+     * for the write, and a pending one taken away, so that nothing else changes */
+    sigset_t pipe_set, old_set;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_set, &old_set);
     size_t tl = strlen(task);
     bool wrote = write(in[1], task, tl) == (ssize_t)tl;
     close(in[1]);
+    if (!wrote && errno == EPIPE)
+        sigtimedwait(&pipe_set, NULL, &(struct timespec){0, 0});
+    pthread_sigmask(SIG_SETMASK, &old_set, NULL);
     double deadline = llmos_time_now() + DELEGATE_TIMEOUT_S;
     struct pollfd pf[2] = {{.fd = o[0], .events = POLLIN}, {.fd = e[0], .events = POLLIN}};
     llmos_err rc = LLMOS_OK;
