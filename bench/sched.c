@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "llmos/backend.h"
+#include "llmos/infer.h"
 
 #define MAX_NPL 64
 
@@ -42,7 +43,7 @@ typedef struct opts {
     size_t npp, ntg, short_len, load, reps, system_len;
     size_t npl[16], n_npl;
     size_t rounds;
-    bool do_tp, do_ttft, do_prefix;
+    bool do_tp, do_ttft, do_prefix, do_engine;
     const char *ref;
 } opts;
 
@@ -424,6 +425,80 @@ static void run_prefix(const char *path, const opts *o)
     free(sys);
 }
 
+/* ---- the engine alone: what one step costs -------------------------------------------------- */
+
+/* Below the backend: one decode step of N sequences (model_eval_batch, each sequence 128
+ * positions in) against the same N tokens as one prompt chunk of one sequence (model_eval:
+ * the same matmuls, attention over a few positions), in CPU and wall milliseconds per step,
+ * 16 steps each. The difference is what batching costs beyond the matmuls; the ratio of N
+ * rows to one row is what the CPU's arithmetic allows. */
+static void run_engine(const char *path, const opts *o)
+{
+    llmos_model *m = NULL;
+    llmos_pool *pool = NULL;
+    if (model_load(path, &m) || pool_new(o->threads, &pool))
+        die(path);
+    uint32_t n_vocab = model_hparams_of(m)->n_vocab;
+    int32_t toks[256];
+    for (int i = 0; i < 256; i++)
+        toks[i] = (int32_t)((1000u + 7919u * (unsigned)i) % n_vocab);
+    printf("\n## one step of the engine: %s, %d threads, %zu-token contexts\n\n", path,
+           o->threads, o->npp);
+    printf("| N | batched decode step ms CPU | wall | one N-token chunk ms CPU | wall | CPU vs "
+           "N=1 step |\n|---|---|---|---|---|---|\n");
+    double base = 0;
+    for (size_t i = 0; i < o->n_npl; i++) {
+        size_t n = o->npl[i];
+        model_batch_params bp = {.n_tokens = 256, .n_seqs = (uint32_t)n, .n_ctx = 512,
+                                 .pool = pool};
+        model_batch *b = NULL;
+        if (model_batch_new(m, &bp, &b))
+            die("batch");
+        model_ctx_params cp = model_ctx_default_params();
+        cp.n_ctx = 512;
+        cp.n_batch = 1;
+        llmos_model_ctx *c[MAX_NPL];
+        model_batch_seq seqs[MAX_NPL];
+        for (size_t k = 0; k < n; k++) {
+            if (model_ctx_new(m, &cp, &c[k]))
+                die("context");
+            seqs[k] = (model_batch_seq){c[k], toks + k, o->npp < 200 ? o->npp : 200};
+            if (model_eval_batch(b, &seqs[k], 1))
+                die("prompt");
+            seqs[k].n = 1;
+        }
+        double t0 = llmos_time_now(), c0 = cpu_seconds();
+        for (int it = 0; it < 16; it++)
+            if (model_eval_batch(b, seqs, n))
+                die("step");
+        double step_wall = (llmos_time_now() - t0) / 16, step_cpu = (cpu_seconds() - c0) / 16;
+        cp.n_batch = 256;
+        cp.pool = pool;
+        llmos_model_ctx *one = NULL;
+        if (model_ctx_new(m, &cp, &one))
+            die("context");
+        t0 = llmos_time_now();
+        c0 = cpu_seconds();
+        for (int it = 0; it < 16; it++) {
+            model_ctx_truncate(one, 0);
+            if (model_eval(one, toks, n, NULL))
+                die("chunk");
+        }
+        double chunk_wall = (llmos_time_now() - t0) / 16, chunk_cpu = (cpu_seconds() - c0) / 16;
+        if (i == 0)
+            base = step_cpu;
+        printf("| %zu | %.1f | %.1f | %.1f | %.1f | %.2fx |\n", n, step_cpu * 1e3, step_wall * 1e3,
+               chunk_cpu * 1e3, chunk_wall * 1e3, step_cpu / base);
+        fflush(stdout);
+        model_ctx_free(one);
+        for (size_t k = 0; k < n; k++)
+            model_ctx_free(c[k]);
+        model_batch_free(b);
+    }
+    pool_free(pool);
+    model_free(m);
+}
+
 /* ---- main -------------------------------------------------------------------------------------- */
 
 static void parse_list(const char *s, opts *o)
@@ -477,10 +552,12 @@ int main(int argc, char **argv)
             o.do_ttft = any = true;
         else if (strcmp(a, "--prefix") == 0)
             o.do_prefix = any = true;
+        else if (strcmp(a, "--engine") == 0)
+            o.do_engine = any = true;
         else {
             fprintf(stderr,
                     "usage: sched --model FILE [--model FILE...] [--throughput] [--ttft] "
-                    "[--prefix]\n"
+                    "[--prefix] [--engine]\n"
                     "             [--threads 2] [--npp 128] [--ntg 64] [--npl 1,2,4,8,16]\n"
                     "             [--rounds 3] [--short 32] [--load 8] [--reps 5] [--system "
                     "2000]\n             [--ref LLAMA_CPP_BIN_DIR]\n"
@@ -503,6 +580,8 @@ int main(int argc, char **argv)
             run_ttft(o.models[m], &o);
         if (o.do_prefix)
             run_prefix(o.models[m], &o);
+        if (o.do_engine)
+            run_engine(o.models[m], &o);
     }
     load_average("at the end");
     return 0;
