@@ -4,7 +4,7 @@
  * src/kernel/; tools see only llmos/kernel.h's ktool_env.
  *
  *   kernel.c   the kernel object, the running table and the kill watcher, the tool services
- *   sched.c    the scheduler: one model request at a time, fair between principals
+ *   sched.c    the scheduler: the model's slots shared fairly between principals, by priority
  *   session.c  sessions: rights, limits, and every device-facing function
  *   agent.c    the agent loop of one turn
  *   syscall.c  one system call
@@ -15,6 +15,7 @@
 
 #include <pthread.h>
 
+#include "llmos/guard.h"
 #include "llmos/kernel.h"
 
 struct kproc {
@@ -31,15 +32,23 @@ struct kproc {
 /* A request waiting for the model. */
 typedef struct ksched_waiter {
     struct ksched_waiter *next;
-    const char *principal;
+    struct ksched_principal *who;
     uint64_t arrival;
+    bool throttle; /* over its tokens-per-minute: wait (true) or refuse (false) */
 } ksched_waiter;
 
-/* How recently each principal was served: the scheduler picks the waiter whose principal was
- * served longest ago, first come first served among equals. */
+#define KSCHED_WINDOW_S 60 /* the tokens-per-minute window, one-second buckets */
+
+/* What the scheduler knows of a principal: its share (from its priority), its stride-scheduling
+ * pass, and the tokens it spent in the last minute. */
 typedef struct ksched_principal {
     char name[64];
-    uint64_t last_served;
+    uint64_t pass;   /* virtual time: advances by stride each time it is served */
+    uint64_t stride; /* KSCHED_STRIDE1 >> priority */
+    int priority;
+    int64_t tokens_per_minute; /* 0 = unlimited */
+    int64_t tokens[KSCHED_WINDOW_S];
+    int64_t second[KSCHED_WINDOW_S]; /* which second each bucket counts */
 } ksched_principal;
 
 typedef struct ksched {
@@ -47,24 +56,44 @@ typedef struct ksched {
     pthread_cond_t cv;
     ksched_waiter *head;
     size_t n_waiting, max_queue;
-    bool busy, stopping;
-    uint64_t clock, served, rejected;
-    ksched_principal *seen;
+    size_t slots, running; /* model calls that may run at once, and that do */
+    bool stopping;
+    uint64_t clock, vtime, served, rejected, throttled;
+    uint64_t tokens;      /* prompt and completion tokens of every finished call */
+    ksched_principal all; /* the last minute's tokens of everyone together */
+    ksched_principal **seen;
     size_t n_seen, cap_seen;
 } ksched;
 
 /* Should a waiter go on waiting? Called about every 100 ms while it waits. */
 typedef bool (*ksched_probe)(void *ctx);
 
-void ksched_init(ksched *q, size_t max_queue);
+/* A request for the model. */
+typedef struct ksched_ask {
+    const char *principal;
+    const atomic_bool *cancel; /* NULL, or set to give up */
+    ksched_probe probe;        /* NULL, or asked while waiting */
+    void *probe_ctx;
+    bool throttle; /* over the principal's tokens per minute: wait (a process) instead of
+                      refusing (a request whose client can retry) */
+} ksched_ask;
+
+void ksched_init(ksched *q, size_t max_queue, size_t slots);
 void ksched_destroy(ksched *q);
-/* Wait for the model on behalf of principal. LLMOS_ERR_BUSY when max_queue requests already
- * wait; LLMOS_ERR_CANCELLED when *cancel was set or probe said no while waiting. On success the
- * caller holds the model until ksched_release. */
-LLMOS_NODISCARD llmos_err ksched_acquire(ksched *q, const char *principal,
-                                         const atomic_bool *cancel, ksched_probe probe,
-                                         void *probe_ctx);
-void ksched_release(ksched *q);
+/* A principal's priority (0-KSCHED_PRIORITY_MAX; each step doubles its share of the model) and
+ * tokens per minute (0 = unlimited), from its keys entry; the latest call wins. */
+void ksched_set_limits(ksched *q, const char *principal, int priority, int64_t tokens_per_minute);
+/* Wait for one of the model's slots. LLMOS_ERR_BUSY when max_queue requests already wait;
+ * LLMOS_ERR_CANCELLED when *cancel was set or probe said no while waiting; LLMOS_ERR_LIMIT when
+ * the principal spent its tokens for this minute and a->throttle is false. On success the
+ * caller holds a slot until ksched_release. */
+LLMOS_NODISCARD llmos_err ksched_acquire(ksched *q, const ksched_ask *a);
+/* Give the slot back, charging `tokens` (prompt and completion) to principal's minute. */
+void ksched_release(ksched *q, const char *principal, uint64_t tokens);
+/* Tokens of every principal in the last minute. q->mu held. */
+int64_t ksched_minute_tokens(const ksched *q);
+/* Seconds until principal may spend tokens again (0 when it may now). */
+double ksched_retry_after(ksched *q, const char *principal);
 
 /* ---- processes running in this llmos process (kernel.c) ----------------------------------- */
 
@@ -93,6 +122,8 @@ struct kernel {
     bool watcher_started, watcher_stop;
     pthread_cond_t watcher_cv;
     int64_t data_version;
+    guard *own_guard;   /* when cfg.guard was NULL (and the guard is on) */
+    const guard *guard; /* the output guard; NULL when off (guardsvc.c) */
 };
 
 struct ksession {
@@ -104,7 +135,14 @@ struct ksession {
     pthread_mutex_t rate_mu; /* guards the request times */
     double *recent;          /* times of the last requests_per_minute requests (a ring) */
     size_t recent_pos;
+    bool opened; /* logged in: its KV cache is kept when it closes */
 };
+
+/* Context switches across restarts (kvswitch.c): keep principal's KV cache in the store when
+ * its session closes, and give it back to the backend when one opens (kernel_config.keep_kv).
+ * Never fail: what happened is audited ("kv.save", "kv.restore"). */
+void kernel_kv_save(kernel *k, const char *principal);
+void kernel_kv_restore(kernel *k, const char *principal);
 
 /* Store access under the kernel lock. */
 void kernel_lock(kernel *k);
@@ -131,6 +169,9 @@ LLMOS_NODISCARD llmos_err kproc_mark_killed(kernel *k, int64_t pid, const char *
 LLMOS_NODISCARD llmos_err kproc_create(kernel *k, const char *principal, uint32_t caps,
                                        kbudget budget, int64_t *pid);
 
+/* Can tool t run on this machine (ktool.available)? Clears the error state when not. */
+bool ktool_can_run(const ktool *t);
+
 /* The tool named `name` in the kernel's table, or NULL. */
 const ktool *kernel_find_tool(kernel *k, const char *name);
 
@@ -144,6 +185,7 @@ typedef struct kturn {
     kbudget limit;       /* this turn's budget (from the session, defaults filled in) */
     kbudget used;        /* spent in this turn */
     bool events_stopped; /* fn returned false */
+    struct kguard_stream *guard; /* the answer's checked stream while the model writes */
 } kturn;
 
 /* What ktool_env.host points to: the kernel, the turn (NULL for a direct call by the user)
@@ -168,6 +210,44 @@ extern const char *const kernel_default_system_prompt;
  * LLMOS_ERR_BUSY when a turn of pid runs already; LLMOS_ERR_INVALID when the process takes no
  * more messages. */
 LLMOS_NODISCARD llmos_err kernel_run_turn(kturn *t, int64_t pid, kproc_state *final);
+
+/* ---- the output guard at the kernel's exits (guardsvc.c) ---------------------------------- */
+
+/* A checked stream of answer text; where its findings are audited. */
+typedef struct kguard_stream {
+    kernel *k;
+    guard_stream *s; /* NULL when the guard is off: kguard_stream_push passes text through */
+    guard_emit_fn emit;
+    void *ctx;
+    int64_t pid;
+    char principal[64];
+    char where[48];
+    char blocked_by[32]; /* the detector that blocked, "" when none */
+} kguard_stream;
+
+/* Set up k->guard from the config (kernel_new); free it (kernel_free). */
+LLMOS_NODISCARD llmos_err kguard_init(kernel *k);
+void kguard_free(kernel *k);
+/* Check a whole text leaving at `where` ("answer", "chat"); findings audited. With the guard
+ * off, out->text is a copy and out->action ALLOW. */
+LLMOS_NODISCARD llmos_err kguard_text(kernel *k, const char *principal, int64_t pid,
+                                      const char *where, const char *text, size_t len,
+                                      guard_result *out);
+/* Check the (substituted) arguments of a call to t before it runs, redacting string values in
+ * place; LLMOS_ERR_DENIED with why[] when the guard blocks them. Tools of pure computation,
+ * memory and the quarantine act inside the kernel and are not checked. */
+LLMOS_NODISCARD llmos_err kguard_args(kernel *k, const kproc *p, const ktool *t, json_t *args,
+                                      char *why, size_t why_size);
+LLMOS_NODISCARD llmos_err kguard_stream_start(kernel *k, const char *principal, int64_t pid,
+                                              const char *where, guard_emit_fn emit, void *ctx,
+                                              kguard_stream *gs);
+/* Push a piece: through the guard when on, straight to emit when off. */
+static inline bool kguard_stream_push(kguard_stream *gs, const char *text, size_t len)
+{
+    return gs->s ? guard_stream_push(gs->s, text, len) : gs->emit(gs->ctx, text, len);
+}
+/* The end: release the rest; true when the guard blocked some of the text. */
+bool kguard_stream_end(kguard_stream *gs);
 
 /* Emit an event to the turn's device (agent.c). */
 void kturn_emit(kturn *t, const kevent *ev);

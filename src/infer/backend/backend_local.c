@@ -661,6 +661,10 @@ static llmos_err lb_chat(llm_backend *b, const llm_request *req, llm_stream_fn s
     local_seq *seq = NULL;
     llmos_err err;
 
+    if (!lb->batcher) /* an encoder (BGE, MiniLM) embeds but does not generate */
+        return llmos_fail(LLMOS_ERR_UNSUPPORTED,
+                          "local backend: %s is an embedding model; it cannot chat or complete",
+                          lb->name);
     if (req->prompt)
         err = tok_encode(lb->tok, req->prompt, strlen(req->prompt), TOK_ADD_SPECIAL, &prompt,
                          &n_prompt);
@@ -803,6 +807,8 @@ static void lb_embed_run(void *user)
 /* The text as plain text (special-token parsing off, BOS as the tokenizer says), truncated to
  * the backend's context with a warning, embedded by model_embed in a context of its own (the
  * chat's KV cache is left as it was). */
+static size_t lb_context_size(llm_backend *b);
+
 static llmos_err lb_embed(llm_backend *b, const char *text, size_t len, float **vec, size_t *dim)
 {
     local_backend *lb = (local_backend *)b;
@@ -813,7 +819,8 @@ static llmos_err lb_embed(llm_backend *b, const char *text, size_t len, float **
     llmos_err err = tok_encode(lb->tok, text, len, TOK_ADD_SPECIAL, &ids, &n);
     if (err)
         return llmos_fail_context(err, "local backend embed: ");
-    if (tok_adds_eos(lb->tok) && n > 0 && ids[n - 1] == tok_eos(lb->tok))
+    bool encoder = model_hparams_of(lb->model)->encoder;
+    if (!encoder && tok_adds_eos(lb->tok) && n > 0 && ids[n - 1] == tok_eos(lb->tok))
         n--; /* only BOS is wanted: an appended EOS is not part of the text */
     if (n == 0) {
         free(ids);
@@ -826,6 +833,8 @@ static llmos_err lb_embed(llm_backend *b, const char *text, size_t len, float **
                  "embed: the text is %zu tokens, more than the context of %zu; only the first "
                  "%zu are embedded",
                  n, limit, limit);
+        if (encoder && tok_adds_eos(lb->tok))
+            ids[limit - 1] = tok_eos(lb->tok); /* BERT reads [CLS] text [SEP] */
         n = limit;
     }
     size_t d = model_hparams_of(lb->model)->n_embd;
@@ -1011,8 +1020,8 @@ llmos_err local_backend_open(const char *model_path, const local_backend_params 
         goto fail;
     }
     lb->n_ctx = n_ctx;
-    if ((err = lb_start(lb, p)))
-        goto fail;
+    if (!hp->encoder && (err = lb_start(lb, p)))
+        goto fail; /* (an encoder has no KV cache: it only embeds) */
     *out = &lb->base;
     return LLMOS_OK;
 fail:
@@ -1042,8 +1051,9 @@ llmos_err local_backend_fork(llm_backend *parent, llm_backend **out)
         err = llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
     if (!err)
         err = pool_new(pool_threads(pb->pool), &lb->pool);
-    if (!err) { /* one sequence of the parent's context: a fork is one conversation */
-        lb->n_ctx = pb->n_ctx;
+    lb->n_ctx = pb->n_ctx;
+    if (!err && pb->batcher) { /* one sequence of the parent's context: a fork is one
+                                  conversation; an encoder's fork only embeds */
         local_backend_params fp = {.max_seqs = 1};
         err = lb_start(lb, &fp);
     }
