@@ -465,6 +465,7 @@ typedef struct local_backend {
     char *name;
     toolcall_family family;
     pthread_mutex_t gv_mu;
+    pthread_mutex_t embed_mu; /* one embedding at a time (they share the pool) */
     grammar_vocab *gv; /* built on the first constrained request, under gv_mu */
     bool borrowed;     /* a fork: model and tokenizer are its parent's */
 } local_backend;
@@ -844,7 +845,10 @@ static llmos_err lb_embed(llm_backend *b, const char *text, size_t len, float **
         return llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
     }
     lb_embed_job job = {.lb = lb, .ids = ids, .n = n, .out = v, .dim = d};
-    local_batcher_exclusive(lb->batcher, lb_embed_run, &job); /* the pool is the chats' too */
+    /* the pool is the chats' too; an encoder, which has no batcher, embeds one text at a time */
+    pthread_mutex_lock(&lb->embed_mu);
+    local_batcher_exclusive(lb->batcher, lb_embed_run, &job);
+    pthread_mutex_unlock(&lb->embed_mu);
     err = job.err;
     free(ids);
     if (err) {
@@ -865,7 +869,8 @@ static size_t lb_context_size(llm_backend *b)
 
 static size_t lb_max_concurrent(llm_backend *b)
 {
-    return ((local_backend *)b)->max_seqs;
+    local_backend *lb = (local_backend *)b;
+    return lb->max_seqs ? lb->max_seqs : 1; /* an encoder: one embedding at a time */
 }
 
 static llmos_err lb_kv_save(llm_backend *b, const char *scope, llmos_buf *out)
@@ -916,6 +921,7 @@ static void lb_free(llm_backend *b)
     local_batcher_free(lb->batcher);
     pool_free(lb->pool);
     pthread_mutex_destroy(&lb->gv_mu);
+    pthread_mutex_destroy(&lb->embed_mu);
     if (!lb->borrowed) {
         tok_free(lb->tok);
         model_free(lb->model);
@@ -980,6 +986,7 @@ llmos_err local_backend_open(const char *model_path, const local_backend_params 
         return llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
     lb->base.ops = &local_ops;
     pthread_mutex_init(&lb->gv_mu, NULL);
+    pthread_mutex_init(&lb->embed_mu, NULL);
     llmos_err err = model_load(model_path, &lb->model);
     if (!err)
         err = tok_load_gguf(model_gguf(lb->model), model_path, &lb->tok);
@@ -1046,6 +1053,7 @@ llmos_err local_backend_fork(llm_backend *parent, llm_backend **out)
     lb->tmpl = strdup(pb->tmpl);
     lb->name = strdup(pb->name);
     pthread_mutex_init(&lb->gv_mu, NULL);
+    pthread_mutex_init(&lb->embed_mu, NULL);
     llmos_err err = LLMOS_OK;
     if (!lb->tmpl || !lb->name)
         err = llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
