@@ -97,6 +97,21 @@ llmos_err model_kv_save(const llmos_model_ctx *c, const int32_t *tokens, llmos_b
 
 llmos_err model_kv_parse(const uint8_t *data, size_t len, model_kv_header *h)
 {
+    llmos_err err = model_kv_peek(data, len, h);
+    if (err)
+        return err;
+    uint8_t sum[KV_SUM_BYTES];
+    crypto_hash_sha256(sum, data, len - KV_SUM_BYTES);
+    if (sodium_memcmp(sum, data + len - KV_SUM_BYTES, KV_SUM_BYTES) != 0)
+        return llmos_fail(LLMOS_ERR_FORMAT,
+                          "KV snapshot: checksum mismatch over %zu bytes: the snapshot is "
+                          "corrupted",
+                          len);
+    return LLMOS_OK;
+}
+
+llmos_err model_kv_peek(const uint8_t *data, size_t len, model_kv_header *h)
+{
     memset(h, 0, sizeof *h);
     if (len < KV_HEADER_BYTES + KV_SUM_BYTES || memcmp(data, kv_magic, 8) != 0)
         return llmos_fail(LLMOS_ERR_FORMAT,
@@ -135,13 +150,6 @@ llmos_err model_kv_parse(const uint8_t *data, size_t len, model_kv_header *h)
                           " positions of %" PRIu32 " layers with rows of %" PRIu64
                           " bytes (cut short or corrupted)",
                           len, h->n_pos, h->n_layer, row);
-    uint8_t sum[KV_SUM_BYTES];
-    crypto_hash_sha256(sum, data, len - KV_SUM_BYTES);
-    if (sodium_memcmp(sum, data + len - KV_SUM_BYTES, KV_SUM_BYTES) != 0)
-        return llmos_fail(LLMOS_ERR_FORMAT,
-                          "KV snapshot: checksum mismatch over %zu bytes: the snapshot is "
-                          "corrupted",
-                          len);
     return LLMOS_OK;
 }
 
