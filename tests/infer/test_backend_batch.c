@@ -107,6 +107,7 @@ typedef struct chat_job {
     json_t *msgs;
     int32_t max_tokens;
     const char *scope;
+    const json_t *format; /* response_format, or NULL */
     atomic_bool cancel;
     size_t cancel_after; /* pieces streamed before the chat cancels itself; 0: never */
     atomic_bool *cancel_other; /* set at this chat's first piece (or its end), when not NULL */
@@ -136,6 +137,7 @@ static void *chat_thread(void *arg)
     rq.max_tokens = j->max_tokens;
     rq.cancel = &j->cancel;
     rq.cache_scope = j->scope;
+    rq.response_format = j->format;
     j->err = llm_chat(j->b, &rq, on_piece, j, &j->r);
     if (j->cancel_other)
         atomic_store(j->cancel_other, true);
@@ -205,6 +207,35 @@ static void test_concurrent_equals_alone(void **state)
     assert_int_equal(st.kv_used, 0); /* no scope: nothing kept */
     free_jobs(alone, N_CHATS);
     free_jobs(together, N_CHATS);
+    llm_backend_free(b);
+}
+
+/* Chats constrained by a grammar (JSON), several at once: each has its own grammar state and
+ * masked logits, all share the backend's grammar vocabulary (built by the first of them). */
+static void test_concurrent_grammar(void **state)
+{
+    (void)state;
+    json_t *fmt = json_pack("{ss}", "type", "json_object");
+    chat_job alone[3], together[3];
+    llm_backend *one = open_with(1, 0, 0);
+    for (size_t i = 0; i < 3; i++) {
+        alone[i] = (chat_job){.b = one, .msgs = convo(i), .max_tokens = 16, .format = fmt};
+        chat_thread(&alone[i]);
+        assert_int_equal(alone[i].err, LLMOS_OK);
+    }
+    llm_backend_free(one);
+    llm_backend *b = open_with(3, 0, 0);
+    for (size_t i = 0; i < 3; i++)
+        together[i] = (chat_job){.b = b, .msgs = convo(i), .max_tokens = 16, .format = fmt};
+    run_all(together, 3);
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(together[i].err, LLMOS_OK);
+        assert_true(together[i].r.content[0] == '{'); /* the grammar held */
+        assert_string_equal(together[i].r.content, alone[i].r.content);
+    }
+    free_jobs(alone, 3);
+    free_jobs(together, 3);
+    json_decref(fmt);
     llm_backend_free(b);
 }
 
@@ -403,6 +434,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_concurrent_equals_alone),
+        cmocka_unit_test(test_concurrent_grammar),
         cmocka_unit_test(test_cancel_mid_prompt),
         cmocka_unit_test(test_cancel_mid_answer),
         cmocka_unit_test(test_prefix_cache),
