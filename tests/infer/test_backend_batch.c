@@ -62,16 +62,14 @@ static int remove_model(void **state)
     return 0;
 }
 
-static llm_backend *open_file(const char *file, uint32_t max_seqs, uint32_t n_batch,
-                              size_t kv_mem);
+static llm_backend *open_file(const char *file, uint32_t max_seqs, uint32_t n_batch, size_t kv_mem);
 
 static llm_backend *open_with(uint32_t max_seqs, uint32_t n_batch, size_t kv_mem)
 {
     return open_file(model_file, max_seqs, n_batch, kv_mem);
 }
 
-static llm_backend *open_file(const char *file, uint32_t max_seqs, uint32_t n_batch,
-                              size_t kv_mem)
+static llm_backend *open_file(const char *file, uint32_t max_seqs, uint32_t n_batch, size_t kv_mem)
 {
     char vocab[4096];
     tu_testdata_path(vocab, sizeof vocab, "vocab/ggml-vocab-qwen2.gguf");
@@ -95,11 +93,11 @@ static llm_backend *open_file(const char *file, uint32_t max_seqs, uint32_t n_ba
 static json_t *convo(size_t i)
 {
     static const char *const asks[N_CHATS] = {
-        "Tell me a story about a cat.",  "What is two plus two?",
-        "Name three rivers in Europe.",  "Write a haiku about rain, please, with care.",
-        "Why is the sky blue?",          "List the planets of the solar system in order."};
-    return json_pack("[{ss ss} {ss ss}]", "role", "system", "content", "Be brief.", "role",
-                     "user", "content", asks[i]);
+        "Tell me a story about a cat.", "What is two plus two?",
+        "Name three rivers in Europe.", "Write a haiku about rain, please, with care.",
+        "Why is the sky blue?",         "List the planets of the solar system in order."};
+    return json_pack("[{ss ss} {ss ss}]", "role", "system", "content", "Be brief.", "role", "user",
+                     "content", asks[i]);
 }
 
 typedef struct chat_job {
@@ -109,7 +107,7 @@ typedef struct chat_job {
     const char *scope;
     const json_t *format; /* response_format, or NULL */
     atomic_bool cancel;
-    size_t cancel_after; /* pieces streamed before the chat cancels itself; 0: never */
+    size_t cancel_after;       /* pieces streamed before the chat cancels itself; 0: never */
     atomic_bool *cancel_other; /* set at this chat's first piece (or its end), when not NULL */
     size_t pieces;
     llm_response r;

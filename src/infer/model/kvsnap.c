@@ -65,8 +65,8 @@ llmos_err model_kv_save(const llmos_model_ctx *c, const int32_t *tokens, llmos_b
     const model_hparams *hp = model_hparams_of(model_ctx_model(c));
     size_t n_pos = model_ctx_pos(c), row = model_ctx_kv_row_bytes(c);
     size_t n_tok = tokens ? n_pos : 0;
-    size_t total = KV_HEADER_BYTES + n_tok * 4 + 2 * (size_t)hp->n_layer * n_pos * row +
-                   KV_SUM_BYTES;
+    size_t total =
+        KV_HEADER_BYTES + n_tok * 4 + 2 * (size_t)hp->n_layer * n_pos * row + KV_SUM_BYTES;
     size_t start = out->len;
     llmos_err err = buf_reserve(out, total);
     if (err)
@@ -166,8 +166,8 @@ llmos_err model_kv_check(const llmos_model *m, const model_kv_header *h, ggml_ty
                           "%s...); a cache is only valid for the model that computed it",
                           theirs, ours);
     }
-    if (h->n_layer != hp->n_layer || h->n_head_kv != hp->n_head_kv ||
-        h->head_dim != hp->head_dim || h->kv_type != kv_type)
+    if (h->n_layer != hp->n_layer || h->n_head_kv != hp->n_head_kv || h->head_dim != hp->head_dim ||
+        h->kv_type != kv_type)
         return llmos_fail(LLMOS_ERR_INVALID,
                           "KV snapshot: %" PRIu32 " layers x %" PRIu32 " heads x %" PRIu32
                           " in %s, this context holds %u x %u x %u in %s",
