@@ -1133,6 +1133,14 @@ static void bge_local_backend_embeds(void **state)
     assert_int_equal(llm_chat(b, &req, NULL, NULL, &resp), LLMOS_ERR_UNSUPPORTED);
     assert_non_null(strstr(llmos_errmsg(), "embedding model"));
     llm_response_free(&resp);
+    /* no KV cache to save; stats are empty, not a crash */
+    llmos_buf kv = {0};
+    assert_int_equal(llm_kv_save(b, "s", &kv), LLMOS_ERR_UNSUPPORTED);
+    buf_free(&kv);
+    assert_int_equal(llm_kv_forget(b, "s"), 0);
+    llm_stats st;
+    assert_int_equal(llm_get_stats(b, &st), LLMOS_OK);
+    assert_int_equal(st.tokens, 0);
     llm_backend_free(b);
     unlink(path);
 }
