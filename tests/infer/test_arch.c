@@ -1010,6 +1010,10 @@ static void check_encoder(bool nomic)
         model_ctx_params p = model_ctx_default_params();
         assert_int_equal(model_ctx_new(m, &p, &ctx), LLMOS_ERR_UNSUPPORTED);
         assert_non_null(strstr(llmos_errmsg(), "embedding model"));
+        model_batch *mb = NULL;
+        model_batch_params bp = {.n_tokens = 8, .n_seqs = 2, .n_ctx = 8};
+        assert_int_equal(model_batch_new(m, &bp, &mb), LLMOS_ERR_UNSUPPORTED);
+        assert_null(mb);
         float got[BD];
         double want[BD];
         for (int n = 1; n <= 12; n += 11) {
