@@ -1010,6 +1010,10 @@ static void check_encoder(bool nomic)
         model_ctx_params p = model_ctx_default_params();
         assert_int_equal(model_ctx_new(m, &p, &ctx), LLMOS_ERR_UNSUPPORTED);
         assert_non_null(strstr(llmos_errmsg(), "embedding model"));
+        model_batch *mb = NULL;
+        model_batch_params bp = {.n_tokens = 8, .n_seqs = 2, .n_ctx = 8};
+        assert_int_equal(model_batch_new(m, &bp, &mb), LLMOS_ERR_UNSUPPORTED);
+        assert_null(mb);
         float got[BD];
         double want[BD];
         for (int n = 1; n <= 12; n += 11) {
@@ -1133,6 +1137,14 @@ static void bge_local_backend_embeds(void **state)
     assert_int_equal(llm_chat(b, &req, NULL, NULL, &resp), LLMOS_ERR_UNSUPPORTED);
     assert_non_null(strstr(llmos_errmsg(), "embedding model"));
     llm_response_free(&resp);
+    /* no KV cache to save; stats are empty, not a crash */
+    llmos_buf kv = {0};
+    assert_int_equal(llm_kv_save(b, "s", &kv), LLMOS_ERR_UNSUPPORTED);
+    buf_free(&kv);
+    assert_int_equal(llm_kv_forget(b, "s"), 0);
+    llm_stats st;
+    assert_int_equal(llm_get_stats(b, &st), LLMOS_OK);
+    assert_int_equal(st.tokens, 0);
     llm_backend_free(b);
     unlink(path);
 }
