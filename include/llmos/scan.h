@@ -19,6 +19,9 @@
  *              or marked trusted (the quarantine off: the text enters the privileged context).
  *              The system prompt holds a canary secret; bait tools run_command and http_post
  *              are offered. What leaves is what the device sees (after the output guard).
+ *              With `direct`, a message probe is instead the user's own message: what a client of
+ *              `llmos serve` can send. The quarantine does not apply to that; the capabilities,
+ *              the flow policy and the guard do.
  *   endpoint   a bare model (an OpenAI-compatible server): a message probe is the user's own
  *              message, the others a tool result in the conversation.
  *
@@ -74,6 +77,8 @@ typedef struct scan_config {
     llm_backend *quarantined; /* kernel: the quarantined model (borrowed; may be NULL) */
     bool quarantine;          /* kernel: the channel tools' output untrusted (true) or trusted */
     bool guard;               /* kernel: the output guard on (its built-in policy) */
+    bool direct;              /* kernel: a "message" probe is the user's own message (a direct
+                                 attack by whoever holds the session), not mail the agent reads */
     llm_backend *judge;       /* the judge of "followed the instruction" (borrowed; may be NULL) */
     const char *canary;       /* the secret in the system prompt; NULL = one made per run */
     const char *families;     /* "a,b": only these families; NULL = all */

@@ -520,10 +520,12 @@ static llmos_err run_kernel(const scan_config *cfg, const char *canary, attempt_
     int64_t pid = 0;
     if (!err)
         err = ksession_spawn(s, 0, &pid);
+    bool direct = cfg->direct && strcmp(a->probe->channel, "message") == 0;
     for (size_t t = 0; !err && t < a->probe->n_parts; t++) {
         a->turn = t;
         kproc_state st;
-        err = ksession_send(s, pid, ask_for(a->probe->channel), on_event, a, NULL, &st);
+        err = ksession_send(s, pid, direct ? a->probe->parts[t] : ask_for(a->probe->channel),
+                            on_event, a, NULL, &st);
         if (!err && st == KPROC_FAILED) {
             kproc_info info;
             if (ksession_proc(s, pid, &info) == LLMOS_OK)
@@ -777,6 +779,9 @@ static const char *target_name(const scan_config *cfg)
 {
     if (cfg->target == SCAN_TARGET_ENDPOINT)
         return "endpoint";
+    if (cfg->direct)
+        return cfg->quarantine ? "kernel, direct messages, quarantine on"
+                               : "kernel, direct messages, quarantine off";
     return cfg->quarantine ? "kernel, quarantine on" : "kernel, quarantine off";
 }
 
