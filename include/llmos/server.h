@@ -26,6 +26,7 @@
 #include <stdint.h>
 
 #include "llmos/apikeys.h"
+#include "llmos/auth.h"
 #include "llmos/base.h"
 #include "llmos/kernel.h"
 
@@ -91,8 +92,10 @@ LLMOS_API json_t *openai_chunk_json(openai_endpoint ep, const char *id, int64_t 
  * their index). */
 LLMOS_API json_t *openai_tool_calls_chunk_json(const char *id, int64_t created, const char *model,
                                                const llm_response *r);
-/* {"prompt_tokens", "completion_tokens", "total_tokens"}. */
-LLMOS_API json_t *openai_usage_json(uint32_t prompt_tokens, uint32_t completion_tokens);
+/* {"prompt_tokens", "completion_tokens", "total_tokens",
+ *  "prompt_tokens_details": {"cached_tokens"}} (cached: prompt tokens the prefix cache served). */
+LLMOS_API json_t *openai_usage_json(uint32_t prompt_tokens, uint32_t completion_tokens,
+                                    uint32_t cached_tokens);
 /* The final usage chunk of a stream (choices: [], usage). */
 LLMOS_API json_t *openai_usage_chunk_json(openai_endpoint ep, const char *id, int64_t created,
                                           const char *model, const llm_response *r);
@@ -114,6 +117,13 @@ typedef struct http_server_params {
     unsigned idle_timeout_s;  /* a connection that sends nothing (an unfinished request line or
                                  headers, or an idle keep-alive) is closed after this; a request
                                  being answered is not idle; 0 = 10 */
+    auth_server *accounts;    /* logins with a passphrase (POST /auth/login; borrowed: must
+                          outlive the server); NULL = none. A login's cookie stands for
+                          the account's own kernel session */
+    const char *tls_cert_pem; /* serve HTTPS with this certificate (chain) and key, both PEM */
+    const char *tls_key_pem;  /*   text (copied); NULL = plain HTTP */
+    bool insecure_bind;       /* listen on an address other than loopback without TLS or
+                                 without authentication (keys or accounts): refused otherwise */
 } http_server_params;
 
 LLMOS_API http_server_params http_server_default_params(void);
@@ -122,7 +132,9 @@ typedef struct http_server http_server;
 
 /* Bind and listen on p's address now, without answering yet: connections wait in the
  * kernel's backlog until http_server_serve. So a busy port is reported at once, before a
- * model is loaded. LLMOS_ERR_IO naming host and port when the address cannot be bound. The
+ * model is loaded. LLMOS_ERR_IO naming host and port when the address cannot be bound;
+ * LLMOS_ERR_DENIED for an address other than loopback without TLS and authentication (unless
+ * p->insecure_bind); LLMOS_ERR_UNSUPPORTED for TLS when libmicrohttpd was built without it. The
  * params (and p->keys) are kept until http_server_stop. */
 LLMOS_API LLMOS_NODISCARD llmos_err http_server_bind(const http_server_params *p,
                                                      http_server **out);

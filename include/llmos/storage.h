@@ -308,6 +308,35 @@ LLMOS_API LLMOS_NODISCARD llmos_err store_setting_set(store *s, const char *key,
 /* *value malloc'd (caller frees); LLMOS_ERR_NOT_FOUND when absent. */
 LLMOS_API LLMOS_NODISCARD llmos_err store_setting_get(store *s, const char *key, char **value);
 
+/* ---- KV-cache snapshots (context switches) ------------------------------------------------ */
+
+#define STORE_SNAPSHOT_MAX ((size_t)1 << 30) /* the largest snapshot kept, bytes */
+
+/* A snapshot of a process's KV cache as the backend wrote it (llm_kv_save): the kernel keeps
+ * it per principal under a name ("proc:<pid>"), with the identity of the model that made it
+ * and the tokens it holds. The bytes are opaque here; the pages holding them are sealed like
+ * every other page of the store. */
+typedef struct store_snapshot {
+    char *model;    /* the model's identity (malloc'd) */
+    int64_t tokens; /* tokens of context it holds */
+    uint8_t *data;  /* malloc'd */
+    size_t len;
+    int64_t created_at;
+} store_snapshot;
+
+/* Keep (replace) principal's snapshot `name`. LLMOS_ERR_LIMIT past STORE_SNAPSHOT_MAX. */
+LLMOS_API LLMOS_NODISCARD llmos_err store_snapshot_put(store *s, const char *principal,
+                                                       const char *name, const char *model,
+                                                       int64_t tokens, const void *data,
+                                                       size_t len);
+/* Read it into *out (free with store_snapshot_clear); LLMOS_ERR_NOT_FOUND when absent. */
+LLMOS_API LLMOS_NODISCARD llmos_err store_snapshot_get(store *s, const char *principal,
+                                                       const char *name, store_snapshot *out);
+/* Forget it (absent: no error). */
+LLMOS_API LLMOS_NODISCARD llmos_err store_snapshot_delete(store *s, const char *principal,
+                                                          const char *name);
+LLMOS_API void store_snapshot_clear(store_snapshot *sn);
+
 /* ---- audit records ------------------------------------------------------------------------ */
 
 /* One audit record. The hash chain (what prev_hash and hash cover) is the kernel's business;

@@ -12,6 +12,7 @@
  * The format and its checks are in src/security/apikeys.c (llmos/apikeys.h).
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,14 @@ static void key_set_rpm(apikey *e, double d)
 static void key_set_max_tokens(apikey *e, double d)
 {
     e->limits.max_tokens = (int32_t)d;
+}
+static void key_set_tpm(apikey *e, double d)
+{
+    e->limits.tokens_per_minute = (int64_t)d;
+}
+static void key_set_priority(apikey *e, double d)
+{
+    e->limits.priority = (int)d;
 }
 static void key_set_budget_tokens(apikey *e, double d)
 {
@@ -58,6 +67,8 @@ static const key_num key_nums[] = {
     {"--concurrent", 1e6, true, key_set_concurrent},
     {"--requests-per-minute", 1e5, true, key_set_rpm},
     {"--max-tokens", 2147483647.0, true, key_set_max_tokens},
+    {"--tokens-per-minute", 1e15, true, key_set_tpm},
+    {"--priority", KSCHED_PRIORITY_MAX, true, key_set_priority},
     {"--budget-tokens", 1e15, true, key_set_budget_tokens},
     {"--budget-tool-calls", 1e15, true, key_set_budget_calls},
     {"--budget-seconds", 1e9, false, key_set_budget_seconds},
@@ -182,6 +193,12 @@ static int key_list(int argc, char **argv)
         if (e->limits.max_tokens && n < sizeof limits)
             n += (size_t)snprintf(limits + n, sizeof limits - n, "max_tokens %d, ",
                                   e->limits.max_tokens);
+        if (e->limits.tokens_per_minute && n < sizeof limits)
+            n += (size_t)snprintf(limits + n, sizeof limits - n, "%" PRId64 " tokens a minute, ",
+                                  e->limits.tokens_per_minute);
+        if (e->limits.priority && n < sizeof limits)
+            n += (size_t)snprintf(limits + n, sizeof limits - n, "priority %d, ",
+                                  e->limits.priority);
         if (e->audit_content && n < sizeof limits)
             n += (size_t)snprintf(limits + n, sizeof limits - n, "audit content, ");
         if (n >= 2 && n < sizeof limits)

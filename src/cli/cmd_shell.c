@@ -82,6 +82,7 @@ int cmd_shell(int argc, char **argv)
     local_backend_params lp = local_backend_default_params();
     sampler_params sampling = sampler_default_params();
     int32_t max_tokens = 512;
+    uint32_t caps = 0;
     bool no_store = false, no_guard = false;
     const char *guard_file = NULL;
     llmos_buf once = {0}; /* a message on the command line: answer it and exit */
@@ -112,7 +113,7 @@ int cmd_shell(int argc, char **argv)
                      strcmp(a, "--temp") == 0 || strcmp(a, "--seed") == 0 || strcmp(a, "-t") == 0 ||
                      strcmp(a, "--ctx") == 0 || strcmp(a, "--quarantine-model") == 0 ||
                      strcmp(a, "--quarantine-api-model") == 0 || strcmp(a, "--embed-model") == 0 ||
-                     strcmp(a, "--guard") == 0;
+                     strcmp(a, "--guard") == 0 || strcmp(a, "--caps") == 0;
         if (!takes) {
             buf_free(&once);
             return cli_usage_error("shell", "unknown option '%s'", a);
@@ -141,6 +142,12 @@ int cmd_shell(int argc, char **argv)
             quar_model = v;
         } else if (strcmp(a, "--embed-model") == 0) {
             embed_model = v;
+        } else if (strcmp(a, "--caps") == 0) {
+            if (kcap_parse(v, &caps) || !caps) {
+                buf_free(&once);
+                return cli_usage_error("shell", "--caps: %s",
+                                       caps ? llmos_errmsg() : "name at least one capability");
+            }
         } else if (strcmp(a, "-n") == 0) {
             long n = strtol(v, &end, 10);
             if (*end || n <= 0 || n > 1000000)
@@ -184,15 +191,25 @@ int cmd_shell(int argc, char **argv)
         if (once.len)
             rc = cli_usage_error("shell", "a message needs a model: give --model FILE (or set "
                                           "LLMOS_MODEL) or --api URL --api-model NAME");
-        else
+        else {
             print_no_model();
+            model_path = cli_offer_default_model(); /* NULL unless the user pulled it */
+        }
     }
     if (rc || (!api_url && (!model_path || !model_path[0]))) {
         buf_free(&once);
         return rc;
     }
 
+    llmos_err rerr = api_url ? LLMOS_OK : cli_resolve_model(&model_path);
+    if (!rerr && quar && strncmp(quar, "http", 4) != 0)
+        rerr = cli_resolve_model(&quar);
+    if (rerr) {
+        buf_free(&once);
+        return cli_report(rerr);
+    }
     cli_boot_params bp = {.device = "shell",
+                          .caps = caps,
                           .system_prompt = system,
                           .max_tokens = max_tokens,
                           .sampling = &sampling,

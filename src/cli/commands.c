@@ -2,7 +2,9 @@
  * commands.c - the one table of llmos subcommands, and the helpers they share.
  */
 #include <assert.h>
+#include <errno.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,7 +35,8 @@ const cli_command cli_commands[] = {
      "usage: llmos [shell] [--model FILE | --api URL --api-model NAME] [--system TEXT]\n"
      "                     [--guard FILE | --no-guard]\n"
      "                     [-n N] [--temp T] [--seed S] [-t THREADS] [--ctx N]\n"
-     "                     [--embed-model FILE|lexical] [--no-store] [MESSAGE...]\n\n"
+     "                     [--embed-model FILE|lexical] [--caps LIST] [--no-store]\n"
+     "                     [MESSAGE...]\n\n"
      "Chat with a model: type a message, the answer streams back; the conversation is\n"
      "kept between turns. Commands start with / (/help lists them, /quit leaves).\n"
      "Ctrl-C stops an answer (at the prompt it clears the line); Ctrl-D quits. On a\n"
@@ -61,6 +64,10 @@ const cli_command cli_commands[] = {
      "                       built-in one: keys and card numbers redacted, private\n"
      "                       keys blocked, e-mail and phone numbers noted in the audit)\n"
      "  --no-guard           no output guard on answers and tool arguments\n"
+     "  --caps LIST          what the model's processes may do (default\n"
+     "                       compute,message,quarantine,memory); add exec for the python\n"
+     "                       and shell tools, read for files (docs/tools.md); /tools\n"
+     "                       lists what they may call\n"
      "  --no-store           run on a store in memory only: nothing is kept when the\n"
      "                       shell ends; also when no passphrase is at hand\n"
      "                       ($LLMOS_PASSPHRASE unset and standard input not a terminal)\n",
@@ -157,9 +164,10 @@ const cli_command cli_commands[] = {
      "Serve the kernel over HTTP: GET /health, the OpenAI-compatible API (GET /v1/models,\n"
      "POST /v1/chat/completions with streaming, tools and response_format,\n"
      "POST /v1/completions, POST /v1/embeddings) and llmos's own API (/v1/processes,\n"
-     "/v1/audit, /v1/memory; docs/api.md). Every request runs through a kernel session\n"
-     "of the API key's principal: its rights and limits are checked, model requests\n"
-     "wait their turn fairly (a full queue: HTTP 503) and everything is audited. The\n"
+     "/v1/audit, /v1/memory; docs/api.md), GET /metrics for Prometheus. Every request\n"
+     "runs through a kernel session of the API key's principal: its rights and limits\n"
+     "are checked, concurrent requests are batched and the rest wait their turn fairly\n"
+     "(a full queue: HTTP 503), and everything is audited. The\n"
      "port is bound before the model loads. Stop with Ctrl-C.\n\n"
      "Processes, memories and the audit log live in your encrypted store: the\n"
      "passphrase comes from LLMOS_PASSPHRASE or a prompt on the terminal; without\n"
@@ -179,6 +187,12 @@ const cli_command cli_commands[] = {
      "  --quarantine-api-model NAME  its name on that server\n"
      "  --embed-model FILE|lexical  what embeds archival memory (default: the served\n"
      "                      model itself; $LLMOS_EMBED_MODEL)\n"
+     "  --max-seqs N        chats a local model answers at once, batched into one\n"
+     "                      forward pass (default 4; more wait their turn)\n"
+     "  --kv-mem SIZE       KV cache for all of them and the prefix cache, e.g. 2G\n"
+     "                      (default: --max-seqs full contexts)\n"
+     "  --batch N           tokens of all chats in one forward pass (default 256)\n"
+     "  --api-concurrency N requests sent to an --api server at once (default 4)\n"
      "  --queue N           model requests that may wait (default 16)\n"
      "  --max-body BYTES    request body limit (default 1048576; larger: HTTP 413)\n"
      "  --max-connections N connections at once (default 256)\n"
@@ -191,11 +205,22 @@ const cli_command cli_commands[] = {
      "  --no-guard          no output guard\n"
      "  --no-store          keep processes, memories and the audit log in memory only\n"
      "  --api URL           serve a remote OpenAI-compatible server instead (its key\n"
-     "                      from LLMOS_API_KEY); --api-model NAME its model\n",
+     "                      from LLMOS_API_KEY); --api-model NAME its model\n"
+     "  --api-ca FILE       trust only the authorities in FILE (PEM) for an https://\n"
+     "                      --api (certificates are always verified)\n"
+     "  --accounts          the accounts of `llmos user add` log in (web UI at /, or\n"
+     "                      POST /auth/login), each on its own encrypted store\n"
+     "  --accounts-dir DIR  their folder (default <llmos home>/users)\n"
+     "  --tls-cert FILE --tls-key FILE  serve HTTPS with this certificate and key (PEM)\n"
+     "  --tls-self-signed   serve HTTPS with a certificate for localhost, made once in\n"
+     "                      <llmos home>/tls (trust localhost.crt in your browser)\n"
+     "  --insecure          listen beyond loopback without TLS or authentication\n"
+     "                      (refused otherwise)\n",
      cmd_serve},
     {"key", "Make API keys for llmos serve and list who holds one",
      "usage: llmos key new PRINCIPAL --file FILE [--rights LIST] [--caps LIST]\n"
      "                     [--concurrent N] [--requests-per-minute N] [--max-tokens N]\n"
+     "                     [--tokens-per-minute N] [--priority N]\n"
      "                     [--budget-tokens N] [--budget-tool-calls N] [--budget-seconds S]\n"
      "                     [--audit-content] [--replace]\n"
      "       llmos key list --file FILE\n\n"
@@ -211,12 +236,28 @@ const cli_command cli_commands[] = {
      "  --concurrent N         requests at once (default unlimited)\n"
      "  --requests-per-minute N  (default unlimited; past it: HTTP 429)\n"
      "  --max-tokens N         the largest answer a request may ask for\n"
+     "  --tokens-per-minute N  prompt and completion tokens a minute (default unlimited;\n"
+     "                         past it: HTTP 429, and its processes are throttled)\n"
+     "  --priority N           0-9 (default 0): each step doubles the principal's share\n"
+     "                         of the model while others wait for it\n"
      "  --budget-tokens N, --budget-tool-calls N, --budget-seconds S\n"
      "                         each process's budget (default unlimited)\n"
      "  --audit-content        audit records keep the messages' text, not only sizes\n"
      "  --replace              give a principal that has a key a new one (the old one\n"
      "                         stops working when the server restarts)\n",
      cmd_key},
+    {"user", "Manage the accounts of llmos serve --accounts (each has its own store)",
+     "usage: llmos user add NAME [--dir DIR]\n"
+     "       llmos user list [--dir DIR]\n"
+     "       llmos user remove NAME [--dir DIR]\n"
+     "       llmos user passwd NAME [--dir DIR]\n\n"
+     "Accounts live in <llmos home>/users (or DIR), one folder each with the account's\n"
+     "own encrypted store, whose key is wrapped under the account's passphrase\n"
+     "(Argon2id). add: create one; list: the accounts and their lockout state;\n"
+     "remove: delete one and all it stores; passwd: change its passphrase (the store's\n"
+     "key is rewrapped, a lockout cleared). Passphrases come from LLMOS_USER_PASSPHRASE\n"
+     "(and LLMOS_USER_NEW_PASSPHRASE for passwd's new one), else from the terminal.\n",
+     cmd_user},
     {"bench", "Measure a model's prompt and generation speed (tokens/s)",
      "usage: llmos bench --model FILE [-p N] [-n N] [-t THREADS] [-r REPS] [--json]\n\n"
      "Like llama-bench: time prompt processing (ppN: one batch of N random valid tokens\n"
@@ -306,6 +347,21 @@ const cli_command cli_commands[] = {
      "  --fail-above RATE  exit 3 when a family's success rate is above RATE (0 to 1)\n\n"
      "Prints the success rate per family with its Wilson 95% interval.\n",
      cmd_scan},
+    /* the app store (cmd_apps.c, docs/supply-chain.md) */
+    {"pull", "Fetch an app from a registry, verified against your trust policy", cmd_pull_help,
+     cmd_pull},
+    {"list", "List the apps in the store and whether their signatures are good", cmd_list_help,
+     cmd_list},
+    {"show", "Show an app's manifest, provenance and model", cmd_show_help, cmd_show},
+    {"rm", "Remove an app from the store", cmd_rm_help, cmd_rm},
+    {"verify", "Check installed apps' signatures and digests as a load does", cmd_verify_help,
+     cmd_verify},
+    {"run", "Chat with a model from the store by name", cmd_run_help, cmd_run},
+    {"sign", "Sign files in minisign's format", cmd_sign_help, cmd_sign},
+    {"keys", "Make signing keys; trust, list and revoke publishers' keys", cmd_keys_help,
+     cmd_keys},
+    {"publish", "Add an app to a registry folder, signed", cmd_publish_help, cmd_publish},
+    {"registry", "Serve a registry folder over HTTP", cmd_registry_help, cmd_registry},
 };
 const size_t cli_n_commands = LLMOS_ARRAY_LEN(cli_commands);
 
@@ -333,6 +389,31 @@ const char *cli_closest(const char *name)
     if (best && (best_d <= 1 + len / 3 || (len >= 2 && strncmp(best, name, len) == 0)))
         return best;
     return NULL;
+}
+
+llmos_err cli_parse_size(const char *text, size_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = text[0] >= '0' && text[0] <= '9' ? strtoull(text, &end, 10) : 0;
+    int shift = -1;
+    if (text[0] >= '0' && text[0] <= '9' && !errno) {
+        if (!*end)
+            shift = 0;
+        else if (!end[1] || ((end[1] == 'i' || end[1] == 'I') && end[2] == 'B' && !end[3]) ||
+                 ((end[1] == 'B' || end[1] == 'b') && !end[2]))
+            shift = *end == 'K' || *end == 'k'   ? 10
+                    : *end == 'M' || *end == 'm' ? 20
+                    : *end == 'G' || *end == 'g' ? 30
+                                                 : -1;
+    }
+    if (shift < 0 || v == 0 || v > (SIZE_MAX >> shift))
+        return llmos_fail(LLMOS_ERR_INVALID,
+                          "'%s' is not a size: give bytes, or a number with K, M or G (powers of "
+                          "1024), e.g. 512M",
+                          text);
+    *out = (size_t)v << shift;
+    return LLMOS_OK;
 }
 
 bool cli_wants_help(int argc, char **argv)

@@ -58,12 +58,17 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "io/web.h"
+#include "llmos/auth.h"
 #include "llmos/json.h"
 #include "llmos/server.h"
 
-#define HS_COMPONENT "serve"
-#define HS_LOCAL     "local" /* the principal of a server without keys */
-#define HS_TICK_MS   100     /* how often waiters look at their cancel flag */
+#define HS_COMPONENT  "serve"
+#define HS_LOCAL      "local"                /* the principal of a server without keys */
+#define HS_TICK_MS    100                    /* how often waiters look at their cancel flag */
+#define HS_COOKIE     "llmos_session"        /* the login cookie over plain HTTP (loopback) */
+#define HS_COOKIE_TLS "__Host-llmos_session" /* over HTTPS: Secure, Path=/, no Domain */
+#define HS_HSTS       "max-age=31536000"
 
 /* ---- types -------------------------------------------------------------------------------- */
 
@@ -79,7 +84,9 @@ struct http_server {
     int listen_fd; /* ours until libmicrohttpd takes it in http_server_serve */
     kernel *k;
     const apikeys *keys;
-    ksession **sessions; /* one per keys entry, or one for "local"; opened lazily */
+    auth_server *accounts;    /* logins with a passphrase; NULL = none */
+    char *tls_cert, *tls_key; /* PEM, when serving HTTPS */
+    ksession **sessions;      /* one per keys entry, or one for "local"; opened lazily */
     size_t n_sessions;
     size_t max_body;
     unsigned max_connections, max_per_address, idle_timeout_s;
@@ -125,7 +132,11 @@ typedef struct hs_conn {
     bool answered; /* a response was queued before the body was read */
     const hs_route *route;
     hs_args args;
-    long slot; /* the principal's session slot; -1 for open routes */
+    long slot;      /* the principal's session slot; -1 for open routes and logins */
+    ksession *user; /* a logged-in account's session (held by ref) */
+    auth_ref *ref;
+    char token[AUTH_TOKEN_CHARS + 1]; /* the login cookie, when it was valid */
+    char csrf[AUTH_TOKEN_CHARS + 1];  /* its CSRF token */
 } hs_conn;
 
 /* One request being answered. */
@@ -137,9 +148,10 @@ typedef struct hs_req {
     const char *body;
     size_t len;
     hs_args args;
-    bool recorded;    /* a session function audited it */
-    unsigned status;  /* what was answered, for the request record */
-    const char *code; /* the error code answered, if any */
+    const hs_conn *hc; /* the login session, if any (token, csrf) */
+    bool recorded;     /* a session function audited it */
+    unsigned status;   /* what was answered, for the request record */
+    const char *code;  /* the error code answered, if any */
 } hs_req;
 
 /* An error to answer, captured on the thread of the failed session call (the message and the
@@ -219,9 +231,19 @@ static void hs_make_id(http_server *s, const char *prefix, char *out, size_t siz
     snprintf(out, size, "%s%s%06llx", prefix, hex, (unsigned long long)(n & 0xffffff));
 }
 
+/* What every answer carries: no sniffing, no framing, no referrer; HSTS over HTTPS. */
+static void hs_common_headers(const http_server *s, struct MHD_Response *r)
+{
+    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    MHD_add_response_header(r, "X-Frame-Options", "DENY");
+    MHD_add_response_header(r, "Referrer-Policy", "no-referrer");
+    if (s->tls_cert)
+        MHD_add_response_header(r, "Strict-Transport-Security", HS_HSTS);
+}
+
 /* Queue a JSON response (takes ownership of v), with one extra header when hname is set. */
-static enum MHD_Result hs_send_json(struct MHD_Connection *c, unsigned status, json_t *v,
-                                    const char *hname, const char *hvalue)
+static enum MHD_Result hs_send_json(const http_server *s, struct MHD_Connection *c, unsigned status,
+                                    json_t *v, const char *hname, const char *hvalue)
 {
     llmos_buf out = {0};
     if (!v || ljson_to_buf(v, 0, &out) || buf_putc(&out, '\n')) {
@@ -245,6 +267,8 @@ static enum MHD_Result hs_send_json(struct MHD_Connection *c, unsigned status, j
         return MHD_NO;
     }
     MHD_add_response_header(r, "Content-Type", "application/json");
+    MHD_add_response_header(r, "Cache-Control", "no-store");
+    hs_common_headers(s, r);
     if (hname)
         MHD_add_response_header(r, hname, hvalue);
     enum MHD_Result ret = MHD_queue_response(c, status, r);
@@ -270,7 +294,7 @@ static enum MHD_Result hs_send_error(http_server *s, struct MHD_Connection *c, u
                                      const char *hname, const char *hvalue)
 {
     hs_count(s, status);
-    return hs_send_json(c, status, openai_error_json(message, type, NULL, code), hname, hvalue);
+    return hs_send_json(s, c, status, openai_error_json(message, type, NULL, code), hname, hvalue);
 }
 
 /* ---- answers of a request ----------------------------------------------------------------- */
@@ -279,7 +303,7 @@ static enum MHD_Result hs_reply(hs_req *r, unsigned status, json_t *v)
 {
     assert(status >= 200 && status < 300);
     r->status = status;
-    return hs_send_json(r->c, status, v, NULL, NULL);
+    return hs_send_json(r->s, r->c, status, v, NULL, NULL);
 }
 
 static enum MHD_Result hs_reply_error(hs_req *r, unsigned status, const char *param,
@@ -297,8 +321,8 @@ static enum MHD_Result hs_reply_error(hs_req *r, unsigned status, const char *pa
     r->status = status;
     r->code = code;
     hs_count(r->s, status);
-    return hs_send_json(r->c, status, openai_error_json(msg, "invalid_request_error", param, code),
-                        NULL, NULL);
+    return hs_send_json(r->s, r->c, status,
+                        openai_error_json(msg, "invalid_request_error", param, code), NULL, NULL);
 }
 
 /* What to answer for a session function's failure. Call it on the thread that made the call,
@@ -374,7 +398,8 @@ static enum MHD_Result hs_reply_captured(hs_req *r, const hs_error *e)
     char retry[32];
     /* Retry-After in whole seconds, rounded up, at least 1 */
     snprintf(retry, sizeof retry, "%lld", (long long)e->retry_s + 1);
-    return hs_send_json(r->c, e->status, openai_error_json(e->message, e->type, NULL, e->code),
+    return hs_send_json(r->s, r->c, e->status,
+                        openai_error_json(e->message, e->type, NULL, e->code),
                         e->status == 429 ? "Retry-After" : NULL, retry);
 }
 
@@ -707,6 +732,7 @@ static enum MHD_Result hs_stream_start(hs_req *r, hs_stream *st, void *(*worker)
     }
     MHD_add_response_header(resp, "Content-Type", "text/event-stream");
     MHD_add_response_header(resp, "Cache-Control", "no-cache");
+    hs_common_headers(r->s, resp);
     enum MHD_Result ret = MHD_queue_response(r->c, 200, resp);
     MHD_destroy_response(resp);
     return ret;
@@ -925,10 +951,96 @@ static enum MHD_Result hs_health(hs_req *r)
 {
     ksched_stats st = kernel_sched_stats(r->s->k);
     return hs_reply(r, 200,
-                    json_pack("{s:s, s:s, s:b, s:I, s:I, s:I}", "status", "ok", "model",
-                              r->s->model, "busy", st.busy, "queued", (json_int_t)st.waiting,
+                    json_pack("{s:s, s:s, s:b, s:I, s:I, s:I, s:I, s:I}", "status", "ok", "model",
+                              r->s->model, "busy", st.busy, "running", (json_int_t)st.running,
+                              "slots", (json_int_t)st.slots, "queued", (json_int_t)st.waiting,
                               "served", (json_int_t)st.served, "rejected",
                               (json_int_t)st.rejected));
+}
+
+/* One metric in the Prometheus text format (version 0.0.4): HELP, TYPE and the sample. */
+static void hs_metric(llmos_buf *b, bool *ok, const char *name, const char *type, const char *help,
+                      double value)
+{
+    if (buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name, type, name,
+                   value))
+        *ok = false;
+}
+
+/* GET /metrics: what the scheduler and the server are doing, for a Prometheus scraper. */
+static enum MHD_Result hs_metrics(hs_req *r)
+{
+    ksched_stats k = kernel_sched_stats(r->s->k);
+    http_server_stats h = http_server_get_stats(r->s);
+    llmos_buf b = {0};
+    bool ok = true;
+    hs_metric(&b, &ok, "llmos_sched_waiting", "gauge", "Model calls waiting for a slot.",
+              (double)k.waiting);
+    hs_metric(&b, &ok, "llmos_sched_running", "gauge",
+              "Model calls running now, batched together (the batch size).", (double)k.running);
+    hs_metric(&b, &ok, "llmos_sched_slots", "gauge", "Model calls that may run at once.",
+              (double)k.slots);
+    hs_metric(&b, &ok, "llmos_sched_served_total", "counter", "Model calls that got a slot.",
+              (double)k.served);
+    hs_metric(&b, &ok, "llmos_sched_rejected_total", "counter",
+              "Model calls refused because the queue was full.", (double)k.rejected);
+    hs_metric(&b, &ok, "llmos_sched_throttled_total", "counter",
+              "Model calls held back or refused by a tokens-per-minute limit.",
+              (double)k.throttled);
+    hs_metric(&b, &ok, "llmos_tokens_total", "counter",
+              "Prompt and completion tokens of every finished model call.", (double)k.tokens);
+    hs_metric(&b, &ok, "llmos_tokens_per_second", "gauge",
+              "Prompt and completion tokens a second, over the last minute.", k.tokens_per_s);
+    if (k.engine) {
+        hs_metric(&b, &ok, "llmos_engine_batch_size", "gauge",
+                  "Sequences in the engine's latest forward pass.", (double)k.batch);
+        hs_metric(&b, &ok, "llmos_engine_steps_total", "counter", "Forward passes of the engine.",
+                  (double)k.steps);
+        hs_metric(&b, &ok, "llmos_engine_cached_tokens_total", "counter",
+                  "Prompt tokens served from the prefix cache instead of evaluated.",
+                  (double)k.cached_tokens);
+        hs_metric(&b, &ok, "llmos_engine_swaps_out_total", "counter",
+                  "Sequences swapped out of the KV pool.", (double)k.swaps_out);
+        hs_metric(&b, &ok, "llmos_kv_pool_used_bytes", "gauge", "Bytes of the KV pool in use.",
+                  (double)k.kv_used);
+        hs_metric(&b, &ok, "llmos_kv_pool_budget_bytes", "gauge", "The KV pool's budget.",
+                  (double)k.kv_budget);
+    }
+    hs_metric(&b, &ok, "llmos_http_requests_total", "counter", "HTTP requests received.",
+              (double)h.requests);
+    hs_metric(&b, &ok, "llmos_http_generations_total", "counter",
+              "Chat and completion requests the model answered.", (double)h.generations);
+    hs_metric(&b, &ok, "llmos_http_cancelled_total", "counter",
+              "Requests stopped because the client went away or the server stopped.",
+              (double)h.cancelled);
+    if (buf_printf(&b,
+                   "# HELP llmos_http_refused_total Requests refused, by HTTP status.\n"
+                   "# TYPE llmos_http_refused_total counter\n"
+                   "llmos_http_refused_total{code=\"401\"} %" PRIu64 "\n"
+                   "llmos_http_refused_total{code=\"403\"} %" PRIu64 "\n"
+                   "llmos_http_refused_total{code=\"429\"} %" PRIu64 "\n"
+                   "llmos_http_refused_total{code=\"503\"} %" PRIu64 "\n",
+                   h.unauthorized, h.denied, h.limited, h.rejected_busy))
+        ok = false;
+    hs_metric(&b, &ok, "llmos_uptime_seconds", "gauge", "Seconds since the server started.",
+              (double)((int64_t)time(NULL) - r->s->started));
+    if (!ok) {
+        buf_free(&b);
+        return hs_reply_error(r, 500, NULL, NULL, "out of memory");
+    }
+    size_t len;
+    char *data = buf_detach(&b, &len);
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(data);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+    hs_common_headers(r->s, resp);
+    r->status = 200;
+    enum MHD_Result ret = MHD_queue_response(r->c, 200, resp);
+    MHD_destroy_response(resp);
+    return ret;
 }
 
 /* ---- processes ---------------------------------------------------------------------------- */
@@ -1360,10 +1472,159 @@ static enum MHD_Result hs_memory_search(hs_req *r)
     return hs_reply(r, 200, json_pack("{s:o}", "results", list));
 }
 
+/* ---- logins (accounts) and the web UI ----------------------------------------------------- */
+
+static const char *hs_cookie_name(const http_server *s)
+{
+    return s->tls_cert ? HS_COOKIE_TLS : HS_COOKIE;
+}
+
+/* POST /auth/login {"account": "...", "passphrase": "..."} -> the session cookie and the CSRF
+ * token. Open: it is how a client gets a session. The accounts' audit hook records it. */
+static enum MHD_Result hs_login(hs_req *r)
+{
+    http_server *s = r->s;
+    if (!s->accounts)
+        return hs_reply_error(r, 404, NULL, "no_accounts",
+                              "this server has no accounts: start it with --accounts (accounts "
+                              "are made with `llmos user add NAME`)");
+    json_t *body;
+    enum MHD_Result ret;
+    bool parsed = hs_body_object(r, false, &body, &ret);
+    sodium_memzero((void *)r->body, r->len); /* the passphrase: not left in the buffer */
+    if (!parsed)
+        return ret;
+    const char *name = ljson_get_string(body, "account", NULL);
+    const char *pass = ljson_get_string(body, "passphrase", NULL);
+    if (!name || !pass) {
+        json_decref(body);
+        return hs_reply_error(r, 400, !name ? "account" : "passphrase", "invalid_value",
+                              "'account' and 'passphrase' are required strings");
+    }
+    char peer[64];
+    hs_peer_name(r->c, peer, sizeof peer);
+    auth_login_result res;
+    double retry = 0;
+    llmos_err err = auth_login(s->accounts, name, pass, peer, &res, &retry);
+    char account[AUTH_NAME_MAX + 1];
+    snprintf(account, sizeof account, "%s", name);
+    json_decref(body);
+    if (err) {
+        hs_error e;
+        hs_error_capture(&e, err);
+        if (err == LLMOS_ERR_AUTH) {
+            e.status = 401;
+            e.type = "authentication_error";
+            e.code = "invalid_credentials";
+        } else if (err == LLMOS_ERR_DENIED) {
+            e.code = "account_locked";
+        } else if (err == LLMOS_ERR_LIMIT) {
+            e.status = 429;
+            e.type = "rate_limit_error";
+            e.code = "rate_limit_exceeded";
+            e.retry_s = retry;
+        }
+        return hs_reply_captured(r, &e);
+    }
+    char cookie[256];
+    snprintf(cookie, sizeof cookie, "%s=%s; Path=/; HttpOnly; SameSite=Strict; Max-Age=%lld%s",
+             hs_cookie_name(s), res.token, (long long)(res.expires_at - (int64_t)time(NULL)),
+             s->tls_cert ? "; Secure" : "");
+    json_t *j = json_pack("{s:s, s:s, s:I}", "account", account, "csrf", res.csrf, "expires_at",
+                          (json_int_t)res.expires_at);
+    sodium_memzero(&res, sizeof res);
+    r->status = 200;
+    ret = hs_send_json(s, r->c, 200, j, "Set-Cookie", cookie);
+    sodium_memzero(cookie, sizeof cookie);
+    return ret;
+}
+
+/* POST /auth/logout: end the login session the cookie names. */
+static enum MHD_Result hs_logout(hs_req *r)
+{
+    if (!r->hc->user)
+        return hs_reply_error(r, 400, NULL, "not_logged_in",
+                              "POST /auth/logout ends a login session; this request has none "
+                              "(an API key is not a session)");
+    char peer[64];
+    hs_peer_name(r->c, peer, sizeof peer);
+    llmos_err err = auth_logout(r->s->accounts, r->hc->token, peer);
+    if (err)
+        return hs_reply_failure(r, err);
+    char cookie[128];
+    snprintf(cookie, sizeof cookie, "%s=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0%s",
+             hs_cookie_name(r->s), r->s->tls_cert ? "; Secure" : "");
+    r->status = 200;
+    return hs_send_json(r->s, r->c, 200, json_pack("{s:b}", "ok", 1), "Set-Cookie", cookie);
+}
+
+/* GET /auth/session: who is logged in, and the CSRF token to send with changes. */
+static enum MHD_Result hs_whoami(hs_req *r)
+{
+    if (!r->hc->user)
+        return hs_reply(r, 200,
+                        json_pack("{s:s, s:n, s:b}", "account", ksession_principal(r->ses), "csrf",
+                                  "login", 0));
+    return hs_reply(r, 200,
+                    json_pack("{s:s, s:s, s:b}", "account", ksession_principal(r->ses), "csrf",
+                              r->hc->csrf, "login", 1));
+}
+
+/* GET /, /ui/...: the web UI, built into the program (src/io/web.c). */
+static enum MHD_Result hs_ui(hs_req *r)
+{
+    const char *path = strcmp(r->url, "/") == 0 ? "index.html" : r->args.id;
+    return web_serve(r->c, path, r->s->tls_cert != NULL, &r->status);
+}
+
+/* GET /v1/memory/core: the principal's core memory blocks. */
+static enum MHD_Result hs_memory_core(hs_req *r)
+{
+    store_core_block *b = NULL;
+    size_t n = 0;
+    llmos_err err = ksession_core_list(r->ses, &b, &n);
+    r->recorded = err == LLMOS_ERR_DENIED;
+    if (err)
+        return hs_reply_failure(r, err);
+    json_t *list = json_array();
+    for (size_t i = 0; list && i < n; i++)
+        json_array_append_new(list, json_pack("{s:s, s:s, s:I}", "label", b[i].label, "value",
+                                              b[i].value ? b[i].value : "", "limit",
+                                              (json_int_t)b[i].limit));
+    ksession_core_free(b, n);
+    return hs_reply(r, 200, json_pack("{s:o}", "blocks", list));
+}
+
+/* GET /v1/memory/recall?q=...&page=P: what was said (newest first without q). */
+static enum MHD_Result hs_memory_recall(hs_req *r)
+{
+    const char *q = MHD_lookup_connection_value(r->c, MHD_GET_ARGUMENT_KIND, "q");
+    int64_t page;
+    enum MHD_Result ret;
+    if (!hs_query_int(r, "page", 0, 0, 1000, &page, &ret))
+        return ret;
+    store_message *m = NULL;
+    size_t n = 0;
+    llmos_err err = ksession_recall_search(r->ses, q ? q : "", 0, 0, (size_t)page, 20, &m, &n);
+    r->recorded = err == LLMOS_ERR_DENIED;
+    if (err)
+        return hs_reply_failure(r, err);
+    json_t *list = json_array();
+    for (size_t i = 0; list && i < n; i++)
+        json_array_append_new(
+            list, json_pack("{s:I, s:s, s:s, s:s, s:I}", "id", (json_int_t)m[i].id, "conversation",
+                            m[i].conversation ? m[i].conversation : "", "role",
+                            m[i].role ? m[i].role : "", "content", m[i].content ? m[i].content : "",
+                            "created_at", (json_int_t)m[i].created_at));
+    ksession_messages_free(m, n);
+    return hs_reply(r, 200, json_pack("{s:o}", "messages", list));
+}
+
 /* ---- routes ------------------------------------------------------------------------------- */
 
 static const hs_route hs_routes[] = {
     {"GET", "/health", hs_health, true},
+    {"GET", "/metrics", hs_metrics, false},
     {"GET", "/v1/models", hs_models, false},
     {"GET", "/v1/models/{id}", hs_model, false},
     {"POST", "/v1/chat/completions", hs_chat, false},
@@ -1379,6 +1640,13 @@ static const hs_route hs_routes[] = {
     {"GET", "/v1/memory", hs_memory_stats, false},
     {"POST", "/v1/memory", hs_memory_add, false},
     {"GET", "/v1/memory/search", hs_memory_search, false},
+    {"GET", "/v1/memory/core", hs_memory_core, false},
+    {"GET", "/v1/memory/recall", hs_memory_recall, false},
+    {"POST", "/auth/login", hs_login, true},
+    {"POST", "/auth/logout", hs_logout, false},
+    {"GET", "/auth/session", hs_whoami, false},
+    {"GET", "/", hs_ui, true},
+    {"GET", "/ui/{id}", hs_ui, true},
 };
 
 /* Does url fit pattern? {pid} takes a positive decimal number, {id} the rest of the path. */
@@ -1448,15 +1716,18 @@ static void hs_record(ksession *ses, const char *method, const char *url, unsign
 static enum MHD_Result hs_dispatch(http_server *s, struct MHD_Connection *c, hs_conn *hc,
                                    const char *method, const char *url)
 {
-    assert(hc->route && (hc->slot >= 0) == !hc->route->open);
+    assert(hc->route && (hc->slot >= 0 || hc->user) == !hc->route->open);
     hs_req r = {.s = s,
+                .hc = hc,
                 .c = c,
                 .method = method,
                 .url = url,
                 .body = hc->body.data ? hc->body.data : "",
                 .len = hc->body.len,
                 .args = hc->args};
-    if (hc->slot >= 0) {
+    if (hc->user) {
+        r.ses = hc->user;
+    } else if (hc->slot >= 0) {
         llmos_err err = hs_session(s, hc->slot, &r.ses);
         if (err)
             return hs_reply_failure(&r, err);
@@ -1471,15 +1742,71 @@ static enum MHD_Result hs_dispatch(http_server *s, struct MHD_Connection *c, hs_
 
 /* Refuse a principal's request before its body (an unknown path, a wrong method, a body too
  * large): answered, and recorded under the principal. */
-static enum MHD_Result hs_refuse(http_server *s, struct MHD_Connection *c, long slot,
+static enum MHD_Result hs_refuse(http_server *s, struct MHD_Connection *c, const hs_conn *hc,
                                  const char *method, const char *url, unsigned status,
                                  const char *code, const char *message, const char *hname,
                                  const char *hvalue)
 {
-    ksession *ses = NULL;
-    if (slot >= 0 && hs_session(s, slot, &ses) == LLMOS_OK)
+    ksession *ses = hc->user;
+    if (ses || (hc->slot >= 0 && hs_session(s, hc->slot, &ses) == LLMOS_OK))
         hs_record(ses, method, url, status, code);
     return hs_send_error(s, c, status, "invalid_request_error", code, message, hname, hvalue);
+}
+
+/* A login session from the cookie: 1 when there is a valid one (hc->user set, held), 0 when
+ * the request carries no cookie (API keys decide), -1 when it was refused (*ret queued). A
+ * request that changes something (any method but GET and HEAD) must send the session's CSRF
+ * token in X-CSRF-Token, and when it names its Origin, this server's own: a page elsewhere
+ * cannot make the browser act for the user (SameSite=Strict stops most of that already). */
+static int hs_cookie_session(http_server *s, struct MHD_Connection *c, hs_conn *hc,
+                             const char *method, const char *url, enum MHD_Result *ret)
+{
+    if (!s->accounts)
+        return 0;
+    const char *token = MHD_lookup_connection_value(c, MHD_COOKIE_KIND, hs_cookie_name(s));
+    if (!token || !*token)
+        return 0;
+    char peer[64];
+    if (auth_session(s->accounts, token, &hc->user, &hc->ref, NULL, hc->csrf)) {
+        hs_peer_name(c, peer, sizeof peer);
+        LOG_INFO(HS_COMPONENT, "refused %s: an unknown or expired login session", peer);
+        char clear[128];
+        snprintf(clear, sizeof clear, "%s=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0%s",
+                 hs_cookie_name(s), s->tls_cert ? "; Secure" : "");
+        *ret = hs_send_error(s, c, 401, "authentication_error", "session_expired",
+                             "Your login session has expired or was ended: log in again",
+                             "Set-Cookie", clear);
+        return -1;
+    }
+    snprintf(hc->token, sizeof hc->token, "%s", token);
+    if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0)
+        return 1;
+    const char *csrf = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-CSRF-Token");
+    const char *origin = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin");
+    const char *host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host");
+    bool origin_ok = true;
+    if (origin) {
+        char want[300];
+        snprintf(want, sizeof want, "%s://%s", s->tls_cert ? "https" : "http", host ? host : "");
+        origin_ok = strcmp(origin, want) == 0;
+    }
+    if (csrf && strlen(csrf) == AUTH_TOKEN_CHARS &&
+        sodium_memcmp(csrf, hc->csrf, AUTH_TOKEN_CHARS) == 0 && origin_ok)
+        return 1;
+    hs_peer_name(c, peer, sizeof peer);
+    LOG_INFO(HS_COMPONENT, "refused %s: %s", peer,
+             origin_ok ? "a change without the session's CSRF token"
+                       : "a change from another origin");
+    hs_record(hc->user, method, url, 403, "csrf_failed");
+    auth_release(s->accounts, hc->ref);
+    hc->ref = NULL;
+    hc->user = NULL;
+    *ret = hs_send_error(s, c, 403, "permission_error", "csrf_failed",
+                         origin_ok ? "This change needs the session's CSRF token in the header "
+                                     "X-CSRF-Token (GET /auth/session gives it)"
+                                   : "This change comes from a page of another origin",
+                         NULL, NULL);
+    return -1;
 }
 
 /* The request line and headers have arrived: route, authenticate, check the body's size. */
@@ -1492,8 +1819,10 @@ static enum MHD_Result hs_precheck(http_server *s, struct MHD_Connection *c, hs_
     hc->answered = true;
     enum MHD_Result ret = MHD_YES;
     if (!hc->route || !hc->route->open) {
-        hc->slot = hs_authenticate(s, c, &ret);
-        if (hc->slot < 0)
+        int login = hs_cookie_session(s, c, hc, method, url, &ret);
+        if (login < 0)
+            return ret;
+        if (login == 0 && (hc->slot = hs_authenticate(s, c, &ret)) < 0)
             return ret;
     }
     char msg[1024];
@@ -1503,12 +1832,11 @@ static enum MHD_Result hs_precheck(http_server *s, struct MHD_Connection *c, hs_
                  "/v1 (models, chat/completions, completions, embeddings) and /v1/processes, "
                  "/v1/audit and /v1/memory (docs/api.md)",
                  method, url);
-        return hs_refuse(s, c, hc->slot, method, url, 404, "unknown_url", msg, NULL, NULL);
+        return hs_refuse(s, c, hc, method, url, 404, "unknown_url", msg, NULL, NULL);
     }
     if (!hc->route) {
         snprintf(msg, sizeof msg, "%.200s needs %s, not %.20s", url, allow, method);
-        return hs_refuse(s, c, hc->slot, method, url, 405, "method_not_allowed", msg, "Allow",
-                         allow);
+        return hs_refuse(s, c, hc, method, url, 405, "method_not_allowed", msg, "Allow", allow);
     }
     const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
     if (cl && strcmp(method, "POST") == 0) {
@@ -1516,8 +1844,7 @@ static enum MHD_Result hs_precheck(http_server *s, struct MHD_Connection *c, hs_
         if (n > s->max_body) {
             snprintf(msg, sizeof msg, "The request body is %llu bytes; the limit is %zu bytes", n,
                      s->max_body);
-            return hs_refuse(s, c, hc->slot, method, url, 413, "request_too_large", msg, NULL,
-                             NULL);
+            return hs_refuse(s, c, hc, method, url, 413, "request_too_large", msg, NULL, NULL);
         }
     }
     hc->answered = false;
@@ -1558,7 +1885,7 @@ static enum MHD_Result hs_access(void *cls, struct MHD_Connection *c, const char
         char msg[1024];
         snprintf(msg, sizeof msg, "The request body is larger than the limit of %zu bytes",
                  s->max_body);
-        return hs_refuse(s, c, hc->slot, method, url, 413, "request_too_large", msg, NULL, NULL);
+        return hs_refuse(s, c, hc, method, url, 413, "request_too_large", msg, NULL, NULL);
     }
     return hs_dispatch(s, c, hc, method, url);
 }
@@ -1573,6 +1900,11 @@ static void hs_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     hs_conn *hc = *con_cls;
     if (!hc)
         return;
+    if (hc->ref)
+        auth_release(s->accounts, hc->ref);
+    sodium_memzero(hc->token, sizeof hc->token);
+    if (hc->body.data)
+        sodium_memzero(hc->body.data, hc->body.len);
     buf_free(&hc->body);
     free(hc);
     *con_cls = NULL;
@@ -1600,6 +1932,13 @@ http_server_params http_server_default_params(void)
     p.max_per_address = 16;
     p.idle_timeout_s = 10;
     return p;
+}
+
+/* Is host a name for this machine only (localhost, 127.0.0.0/8, ::1)? */
+static bool hs_host_loopback(const char *host)
+{
+    return strcmp(host, "localhost") == 0 || strcmp(host, "::1") == 0 ||
+           strcmp(host, "[::1]") == 0 || strncmp(host, "127.", 4) == 0;
 }
 
 /* A listening socket on host:port (port 0: any free one). */
@@ -1653,6 +1992,7 @@ llmos_err http_server_bind(const http_server_params *p, http_server **out)
     s->listen_fd = -1;
     snprintf(s->host, sizeof s->host, "%s", p->host && *p->host ? p->host : "127.0.0.1");
     s->keys = p->keys;
+    s->accounts = p->accounts;
     s->max_body = p->max_body ? p->max_body : d.max_body;
     s->max_connections = p->max_connections ? p->max_connections : d.max_connections;
     s->max_per_address = p->max_per_address ? p->max_per_address : d.max_per_address;
@@ -1665,7 +2005,31 @@ llmos_err http_server_bind(const http_server_params *p, http_server **out)
     atomic_init(&s->stopping, false);
     llmos_err err = !s->sessions || (p->model_name && !s->model)
                         ? llmos_fail(LLMOS_ERR_NOMEM, "out of memory")
-                        : hs_listen(s->host, p->port, &s->listen_fd, &s->port);
+                        : LLMOS_OK;
+    if (!err && !p->tls_cert_pem != !p->tls_key_pem)
+        err = llmos_fail(LLMOS_ERR_INVALID, "serve: TLS needs both a certificate and its key");
+    if (!err && p->tls_cert_pem && MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES)
+        err = llmos_fail(LLMOS_ERR_UNSUPPORTED,
+                         "serve: this libmicrohttpd was built without TLS; install one built with "
+                         "GnuTLS (Debian's libmicrohttpd12 is)");
+    if (!err && p->tls_cert_pem &&
+        (!(s->tls_cert = strdup(p->tls_cert_pem)) || !(s->tls_key = strdup(p->tls_key_pem))))
+        err = llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
+    /* Others on the network would read everything said, keys and passphrases included, or
+     * talk to the models as anyone: only loopback goes without TLS and authentication. */
+    if (!err && !p->insecure_bind && !hs_host_loopback(s->host) &&
+        (!s->tls_cert || (!p->keys && !p->accounts)))
+        err = llmos_fail(LLMOS_ERR_DENIED,
+                         "serve: refusing to listen on %s without %s: others on the network "
+                         "could %s. Give %s, or --insecure to do it anyway",
+                         s->host, !s->tls_cert ? "TLS" : "authentication",
+                         !s->tls_cert ? "read every request and answer, keys and passphrases "
+                                        "included"
+                                      : "use the models and read the memory as anyone",
+                         !s->tls_cert ? "--tls-cert FILE --tls-key FILE (or --tls-self-signed)"
+                                      : "--keys FILE or --accounts");
+    if (!err)
+        err = hs_listen(s->host, p->port, &s->listen_fd, &s->port);
     if (err) {
         http_server_stop(s);
         return err;
@@ -1691,11 +2055,19 @@ llmos_err http_server_serve(http_server *s, kernel *k)
     s->watcher_started = true;
     unsigned flags =
         MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+    if (s->tls_cert)
+        flags |= MHD_USE_TLS;
+    struct MHD_OptionItem tls[] = {
+        {s->tls_cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, s->tls_cert},
+        {MHD_OPTION_HTTPS_MEM_KEY, 0, s->tls_key},
+        {MHD_OPTION_END, 0, NULL},
+    };
     s->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, hs_access, s, MHD_OPTION_EXTERNAL_LOGGER, hs_mhd_log, NULL,
         MHD_OPTION_LISTEN_SOCKET, s->listen_fd, MHD_OPTION_CONNECTION_LIMIT, s->max_connections,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, s->max_per_address, MHD_OPTION_CONNECTION_TIMEOUT,
-        s->idle_timeout_s, MHD_OPTION_NOTIFY_COMPLETED, hs_completed, s, MHD_OPTION_END);
+        s->idle_timeout_s, MHD_OPTION_NOTIFY_COMPLETED, hs_completed, s, MHD_OPTION_ARRAY, tls,
+        MHD_OPTION_END);
     if (!s->daemon)
         return llmos_fail(LLMOS_ERR_IO, "serve: libmicrohttpd could not start on %s port %u",
                           s->host, (unsigned)s->port);
@@ -1761,6 +2133,10 @@ void http_server_stop(http_server *s)
     for (size_t i = 0; s->sessions && i < s->n_sessions; i++)
         ksession_close(s->sessions[i]);
     free(s->sessions);
+    if (s->tls_key)
+        sodium_memzero(s->tls_key, strlen(s->tls_key));
+    free(s->tls_key);
+    free(s->tls_cert);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     free(s->model);

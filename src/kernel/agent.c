@@ -61,7 +61,7 @@ static json_t *offered_tools(kernel *k, const kproc *p)
     json_t *arr = json_array();
     for (size_t i = 0; i < k->n_tools; i++) {
         const ktool *t = k->tools[i];
-        if (!(p->info.caps & t->capability))
+        if (!(p->info.caps & t->capability) || !ktool_can_run(t))
             continue;
         json_t *schema = NULL;
         if (ljson_parse_text(t->parameters, strlen(t->parameters), t->name, 0, &schema)) {
@@ -121,15 +121,18 @@ static llmos_err evict(kturn *t, kproc *p, const mctx_counter *c, size_t window,
     json_t *req_msgs = gone ? mpage_summary_request(p->summary, gone, budget / 2) : NULL;
     llm_response resp = {0};
     llmos_err serr = req_msgs
-                         ? ksched_acquire(&k->sched, p->info.principal, &t->run.stop, NULL, NULL)
+                         ? ksched_acquire(&k->sched, &(ksched_ask){.principal = p->info.principal,
+                                                                   .cancel = &t->run.stop,
+                                                                   .throttle = true})
                          : LLMOS_ERR_NOMEM;
     if (!serr) {
         llm_request req = llm_request_default();
+        req.cache_scope = p->info.principal; /* its prefix cache is its principal's alone */
         req.messages = req_msgs;
         req.max_tokens = (int32_t)budget;
         req.cancel = &t->run.stop;
         serr = llm_chat(k->cfg.privileged, &req, NULL, NULL, &resp);
-        ksched_release(&k->sched);
+        ksched_release(&k->sched, p->info.principal, resp.prompt_tokens + resp.completion_tokens);
         p->info.used.tokens += resp.prompt_tokens + resp.completion_tokens;
         t->used.tokens += resp.prompt_tokens + resp.completion_tokens;
     }
@@ -488,6 +491,7 @@ llmos_err kernel_run_turn(kturn *t, int64_t pid, kproc_state *final)
             break;
         }
         llm_request req = llm_request_default();
+        req.cache_scope = p->info.principal; /* its prefix cache is its principal's alone */
         req.messages = ctx.messages;
         req.tools = json_array_size(ctx.tools) ? ctx.tools : NULL;
         req.max_tokens = turn_max < (int32_t)ctx.reserve ? turn_max : (int32_t)ctx.reserve;
@@ -500,7 +504,9 @@ llmos_err kernel_run_turn(kturn *t, int64_t pid, kproc_state *final)
             req.max_tokens = (int32_t)(t->limit.tokens - t->used.tokens);
         req.cancel = &t->run.stop;
         llm_response resp = {0};
-        llmos_err cerr = ksched_acquire(&k->sched, p->info.principal, &t->run.stop, NULL, NULL);
+        llmos_err cerr = ksched_acquire(&k->sched, &(ksched_ask){.principal = p->info.principal,
+                                                                 .cancel = &t->run.stop,
+                                                                 .throttle = true});
         if (!cerr) {
             kguard_stream gs;
             cerr =
@@ -510,7 +516,8 @@ llmos_err kernel_run_turn(kturn *t, int64_t pid, kproc_state *final)
                 cerr = llm_chat(k->cfg.privileged, &req, turn_stream, t, &resp);
             bool withheld = kguard_stream_end(&gs);
             t->guard = NULL;
-            ksched_release(&k->sched);
+            ksched_release(&k->sched, p->info.principal,
+                           resp.prompt_tokens + resp.completion_tokens);
             if (withheld) {
                 char msg[160];
                 snprintf(msg, sizeof msg,

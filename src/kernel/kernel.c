@@ -184,14 +184,15 @@ llmos_err ktool_ask_quarantined(const ktool_env *env, const char *handle, const 
                           "no quarantined model is configured, so untrusted data cannot be "
                           "read; show the handle to the user instead");
     const atomic_bool *stop = h->turn ? &h->turn->run.stop : NULL;
-    llmos_err err = ksched_acquire(&k->sched, env->principal, stop, NULL, NULL);
+    llmos_err err = ksched_acquire(
+        &k->sched, &(ksched_ask){.principal = env->principal, .cancel = stop, .throttle = true});
     if (err)
         return err;
     trusted_text answer;
     llmos_err model_err = LLMOS_OK;
     err = quarantine_ask(h->p->q, k->cfg.quarantined, handle, question, 256, stop, &answer,
                          &model_err);
-    ksched_release(&k->sched);
+    ksched_release(&k->sched, env->principal, 0);
     if (err)
         return err; /* llmos's own words: a bad handle, no model, a stop */
     snprintf(handle_out, size, "%s", answer.text);
@@ -234,6 +235,19 @@ void kernel_free(kernel *k)
     free(k);
 }
 
+/* An extra tool named like one of the nb built-in ones (k->tools[0..nb)) takes its place, once;
+ * true if it did. */
+static bool replace_builtin(kernel *k, const ktool *const *builtin, size_t nb, const ktool *x)
+{
+    assert(k->n_tools >= nb);
+    for (size_t i = 0; i < nb; i++)
+        if (k->tools[i] == builtin[i] && strcmp(builtin[i]->name, x->name) == 0) {
+            k->tools[i] = x;
+            return true;
+        }
+    return false;
+}
+
 llmos_err kernel_new(const kernel_config *cfg, kernel **out)
 {
     *out = NULL;
@@ -251,7 +265,8 @@ llmos_err kernel_new(const kernel_config *cfg, kernel **out)
     pthread_mutex_init(&k->mu, &ma);
     pthread_mutexattr_destroy(&ma);
     pthread_cond_init(&k->watcher_cv, NULL);
-    ksched_init(&k->sched, cfg->max_queue);
+    size_t slots = cfg->model_slots ? cfg->model_slots : llm_max_concurrent(cfg->privileged);
+    ksched_init(&k->sched, cfg->max_queue, slots ? slots : 1);
 
     llmos_err err = LLMOS_OK;
     if (cfg->flow) {
@@ -277,6 +292,8 @@ llmos_err kernel_new(const kernel_config *cfg, kernel **out)
                              "extra tool %zu lacks a name, description, "
                              "schema or function",
                              i);
+        else if (replace_builtin(k, builtin, nb, x))
+            continue;
         else if (kernel_find_tool(k, x->name))
             err = llmos_fail(LLMOS_ERR_EXISTS, "tool '%s' is registered twice", x->name);
         else
@@ -308,11 +325,28 @@ ksched_stats kernel_sched_stats(kernel *k)
 {
     ksched_stats st = {0};
     pthread_mutex_lock(&k->sched.mu);
-    st.busy = k->sched.busy;
+    st.running = k->sched.running;
+    st.slots = k->sched.slots;
+    st.busy = st.running >= st.slots;
     st.waiting = k->sched.n_waiting;
     st.served = k->sched.served;
     st.rejected = k->sched.rejected;
+    st.throttled = k->sched.throttled;
+    st.tokens = k->sched.tokens;
+    st.tokens_per_s = (double)ksched_minute_tokens(&k->sched) / KSCHED_WINDOW_S;
     pthread_mutex_unlock(&k->sched.mu);
+    llm_stats es;
+    if (k->cfg.privileged && llm_get_stats(k->cfg.privileged, &es) == LLMOS_OK) {
+        st.engine = true;
+        st.batch = es.last_batch;
+        st.steps = es.steps;
+        st.cached_tokens = es.cached_tokens;
+        st.swaps_out = es.swaps_out;
+        st.kv_used = es.kv_used;
+        st.kv_budget = es.kv_budget;
+    } else {
+        llmos_err_clear();
+    }
     st.model = k->cfg.privileged ? llm_model_name(k->cfg.privileged) : "";
     st.context_size = k->cfg.privileged ? llm_context_size(k->cfg.privileged) : 0;
     return st;

@@ -4,7 +4,7 @@
  * src/kernel/; tools see only llmos/kernel.h's ktool_env.
  *
  *   kernel.c   the kernel object, the running table and the kill watcher, the tool services
- *   sched.c    the scheduler: one model request at a time, fair between principals
+ *   sched.c    the scheduler: the model's slots shared fairly between principals, by priority
  *   session.c  sessions: rights, limits, and every device-facing function
  *   agent.c    the agent loop of one turn
  *   syscall.c  one system call
@@ -32,15 +32,23 @@ struct kproc {
 /* A request waiting for the model. */
 typedef struct ksched_waiter {
     struct ksched_waiter *next;
-    const char *principal;
+    struct ksched_principal *who;
     uint64_t arrival;
+    bool throttle; /* over its tokens-per-minute: wait (true) or refuse (false) */
 } ksched_waiter;
 
-/* How recently each principal was served: the scheduler picks the waiter whose principal was
- * served longest ago, first come first served among equals. */
+#define KSCHED_WINDOW_S 60 /* the tokens-per-minute window, one-second buckets */
+
+/* What the scheduler knows of a principal: its share (from its priority), its stride-scheduling
+ * pass, and the tokens it spent in the last minute. */
 typedef struct ksched_principal {
     char name[64];
-    uint64_t last_served;
+    uint64_t pass;   /* virtual time: advances by stride each time it is served */
+    uint64_t stride; /* KSCHED_STRIDE1 >> priority */
+    int priority;
+    int64_t tokens_per_minute; /* 0 = unlimited */
+    int64_t tokens[KSCHED_WINDOW_S];
+    int64_t second[KSCHED_WINDOW_S]; /* which second each bucket counts */
 } ksched_principal;
 
 typedef struct ksched {
@@ -48,24 +56,44 @@ typedef struct ksched {
     pthread_cond_t cv;
     ksched_waiter *head;
     size_t n_waiting, max_queue;
-    bool busy, stopping;
-    uint64_t clock, served, rejected;
-    ksched_principal *seen;
+    size_t slots, running; /* model calls that may run at once, and that do */
+    bool stopping;
+    uint64_t clock, vtime, served, rejected, throttled;
+    uint64_t tokens;      /* prompt and completion tokens of every finished call */
+    ksched_principal all; /* the last minute's tokens of everyone together */
+    ksched_principal **seen;
     size_t n_seen, cap_seen;
 } ksched;
 
 /* Should a waiter go on waiting? Called about every 100 ms while it waits. */
 typedef bool (*ksched_probe)(void *ctx);
 
-void ksched_init(ksched *q, size_t max_queue);
+/* A request for the model. */
+typedef struct ksched_ask {
+    const char *principal;
+    const atomic_bool *cancel; /* NULL, or set to give up */
+    ksched_probe probe;        /* NULL, or asked while waiting */
+    void *probe_ctx;
+    bool throttle; /* over the principal's tokens per minute: wait (a process) instead of
+                      refusing (a request whose client can retry) */
+} ksched_ask;
+
+void ksched_init(ksched *q, size_t max_queue, size_t slots);
 void ksched_destroy(ksched *q);
-/* Wait for the model on behalf of principal. LLMOS_ERR_BUSY when max_queue requests already
- * wait; LLMOS_ERR_CANCELLED when *cancel was set or probe said no while waiting. On success the
- * caller holds the model until ksched_release. */
-LLMOS_NODISCARD llmos_err ksched_acquire(ksched *q, const char *principal,
-                                         const atomic_bool *cancel, ksched_probe probe,
-                                         void *probe_ctx);
-void ksched_release(ksched *q);
+/* A principal's priority (0-KSCHED_PRIORITY_MAX; each step doubles its share of the model) and
+ * tokens per minute (0 = unlimited), from its keys entry; the latest call wins. */
+void ksched_set_limits(ksched *q, const char *principal, int priority, int64_t tokens_per_minute);
+/* Wait for one of the model's slots. LLMOS_ERR_BUSY when max_queue requests already wait;
+ * LLMOS_ERR_CANCELLED when *cancel was set or probe said no while waiting; LLMOS_ERR_LIMIT when
+ * the principal spent its tokens for this minute and a->throttle is false. On success the
+ * caller holds a slot until ksched_release. */
+LLMOS_NODISCARD llmos_err ksched_acquire(ksched *q, const ksched_ask *a);
+/* Give the slot back, charging `tokens` (prompt and completion) to principal's minute. */
+void ksched_release(ksched *q, const char *principal, uint64_t tokens);
+/* Tokens of every principal in the last minute. q->mu held. */
+int64_t ksched_minute_tokens(const ksched *q);
+/* Seconds until principal may spend tokens again (0 when it may now). */
+double ksched_retry_after(ksched *q, const char *principal);
 
 /* ---- processes running in this llmos process (kernel.c) ----------------------------------- */
 
@@ -107,7 +135,14 @@ struct ksession {
     pthread_mutex_t rate_mu; /* guards the request times */
     double *recent;          /* times of the last requests_per_minute requests (a ring) */
     size_t recent_pos;
+    bool opened; /* logged in: its KV cache is kept when it closes */
 };
+
+/* Context switches across restarts (kvswitch.c): keep principal's KV cache in the store when
+ * its session closes, and give it back to the backend when one opens (kernel_config.keep_kv).
+ * Never fail: what happened is audited ("kv.save", "kv.restore"). */
+void kernel_kv_save(kernel *k, const char *principal);
+void kernel_kv_restore(kernel *k, const char *principal);
 
 /* Store access under the kernel lock. */
 void kernel_lock(kernel *k);
@@ -133,6 +168,9 @@ LLMOS_NODISCARD llmos_err kproc_mark_killed(kernel *k, int64_t pid, const char *
 /* A new process in state IDLE with the system prompt (saved). */
 LLMOS_NODISCARD llmos_err kproc_create(kernel *k, const char *principal, uint32_t caps,
                                        kbudget budget, int64_t *pid);
+
+/* Can tool t run on this machine (ktool.available)? Clears the error state when not. */
+bool ktool_can_run(const ktool *t);
 
 /* The tool named `name` in the kernel's table, or NULL. */
 const ktool *kernel_find_tool(kernel *k, const char *name);

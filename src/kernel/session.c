@@ -41,6 +41,13 @@ llmos_err ksession_open(kernel *k, const ksession_params *p, ksession **out)
                           "principal name '%.40s...' is too long (at most 63 "
                           "bytes)",
                           p->principal);
+    if (p->limits.priority < 0 || p->limits.priority > KSCHED_PRIORITY_MAX ||
+        p->limits.tokens_per_minute < 0)
+        return llmos_fail(LLMOS_ERR_INVALID,
+                          "session for '%s': priority %d is not in 0-%d or tokens per minute "
+                          "%" PRId64 " is negative",
+                          p->principal, p->limits.priority, KSCHED_PRIORITY_MAX,
+                          p->limits.tokens_per_minute);
     ksession *s = calloc(1, sizeof *s);
     if (!s)
         return llmos_fail(LLMOS_ERR_NOMEM, "session: no memory");
@@ -59,6 +66,7 @@ llmos_err ksession_open(kernel *k, const ksession_params *p, ksession **out)
             return llmos_fail(LLMOS_ERR_NOMEM, "session: no memory");
         }
     }
+    ksched_set_limits(&k->sched, s->principal, p->limits.priority, p->limits.tokens_per_minute);
     char rights[96], caps[96];
     kright_format(p->rights, rights, sizeof rights);
     kcap_format(p->caps, caps, sizeof caps);
@@ -70,6 +78,8 @@ llmos_err ksession_open(kernel *k, const ksession_params *p, ksession **out)
         ksession_close(s);
         return err;
     }
+    s->opened = true;
+    kernel_kv_restore(k, s->principal);
     *out = s;
     return LLMOS_OK;
 }
@@ -79,6 +89,8 @@ void ksession_close(ksession *s)
     if (!s)
         return;
     assert(atomic_load(&s->in_flight) == 0);
+    if (s->opened)
+        kernel_kv_save(s->k, s->principal);
     pthread_mutex_destroy(&s->rate_mu);
     free(s->recent);
     free(s);
@@ -388,7 +400,7 @@ llmos_err ksession_tools(ksession *s, const ktool ***list, size_t *n)
     if (!*list)
         return llmos_fail(LLMOS_ERR_NOMEM, "no memory");
     for (size_t i = 0; i < s->k->n_tools; i++)
-        if (s->p.caps & s->k->tools[i]->capability)
+        if ((s->p.caps & s->k->tools[i]->capability) && ktool_can_run(s->k->tools[i]))
             (*list)[(*n)++] = s->k->tools[i];
     return LLMOS_OK;
 }
@@ -500,12 +512,16 @@ llmos_err ksession_chat(ksession *s, const llm_request *req, llm_stream_fn strea
     if (err)
         return err;
     llm_request r = *req;
+    r.cache_scope = s->principal; /* a device never chooses whose KV cache it shares */
     int32_t cap = s->p.limits.max_tokens;
     if (cap > 0 && (r.max_tokens <= 0 || r.max_tokens > cap))
         r.max_tokens = cap;
     chat_probe cp = {stream, stream_ctx};
     double t0 = llmos_time_now();
-    err = ksched_acquire(&s->k->sched, s->principal, r.cancel, probe_stream, &cp);
+    err = ksched_acquire(&s->k->sched, &(ksched_ask){.principal = s->principal,
+                                                     .cancel = r.cancel,
+                                                     .probe = probe_stream,
+                                                     .probe_ctx = &cp});
     bool withheld = false;
     if (!err) {
         /* the answer streams through the output guard; the content and the tool calls the
@@ -518,7 +534,11 @@ llmos_err ksession_chat(ksession *s, const llm_request *req, llm_stream_fn strea
         withheld = kguard_stream_end(&gs);
         if (!err)
             err = guard_response(s, resp, &withheld);
-        ksched_release(&s->k->sched);
+        ksched_release(&s->k->sched, s->principal,
+                       err ? 0 : resp->prompt_tokens + resp->completion_tokens);
+    } else if (err == LLMOS_ERR_LIMIT) {
+        last_refusal.refused = true;
+        last_refusal.retry_s = ksched_retry_after(&s->k->sched, s->principal);
     }
     if (!err && withheld)
         resp->finish_reason = "content_filter";
@@ -560,14 +580,18 @@ llmos_err ksession_embed(ksession *s, const char *text, size_t len, float **vec,
         err = admit(s, "an embedding");
     if (err)
         return err;
-    err = ksched_acquire(&s->k->sched, s->principal, NULL, NULL, NULL);
+    err = ksched_acquire(&s->k->sched, &(ksched_ask){.principal = s->principal});
+    if (err == LLMOS_ERR_LIMIT) {
+        last_refusal.refused = true;
+        last_refusal.retry_s = ksched_retry_after(&s->k->sched, s->principal);
+    }
     if (!err) {
         err = llm_embed(b, text, len, vec, dim);
         if (!err && llm_count_tokens(b, text, len, tokens) != LLMOS_OK) {
             llmos_err_clear();
             *tokens = 0;
         }
-        ksched_release(&s->k->sched);
+        ksched_release(&s->k->sched, s->principal, *tokens);
     }
     leave(s);
     char msg[1024];
@@ -590,6 +614,17 @@ llmos_err ksession_audit_request(ksession *s, const char *request, const char *o
     return kernel_audit_rec(s->k, "request",
                             json_pack("{s:s, s:s, s:s, s:s}", "principal", s->principal, "device",
                                       s->device, "request", request, "outcome", outcome));
+}
+
+llmos_err ksession_audit_auth(ksession *s, const char *event, const char *account, const char *peer,
+                              const char *detail)
+{
+    assert(s && s->k);
+    assert(event && account && peer && detail);
+    return kernel_audit_rec(s->k, "auth",
+                            json_pack("{s:s, s:s, s:s, s:s, s:s}", "event", event, "account",
+                                      account, "peer", peer, "detail", detail, "device",
+                                      s->device));
 }
 
 llmos_err ksession_audit(ksession *s, int64_t from,
@@ -745,6 +780,11 @@ llmos_err ksession_recall_search(ksession *s, const char *query, int64_t since, 
 void ksession_messages_free(store_message *m, size_t n)
 {
     store_messages_free(m, n);
+}
+
+void ksession_core_free(store_core_block *b, size_t n)
+{
+    store_core_blocks_free(b, n);
 }
 
 llmos_err ksession_memory_verify(ksession *s, kmemory_check *out)

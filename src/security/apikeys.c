@@ -224,10 +224,12 @@ static llmos_err limits_member(const where *w, const json_t *e, klimits *out)
         return LLMOS_OK;
     if (!json_is_object(l))
         return bad(w, "'limits' must be an object, found %s", kind_name(l));
-    static const char *const known[] = {"concurrent", "requests_per_minute", "max_tokens", NULL};
-    llmos_err err =
-        only_known(w, l, "limits", known, "concurrent, requests_per_minute, max_tokens");
-    int64_t c = 0, rpm = 0, mt = 0;
+    static const char *const known[] = {
+        "concurrent", "requests_per_minute", "max_tokens", "tokens_per_minute", "priority", NULL};
+    llmos_err err = only_known(w, l, "limits", known,
+                               "concurrent, requests_per_minute, max_tokens, "
+                               "tokens_per_minute, priority");
+    int64_t c = 0, rpm = 0, mt = 0, tpm = 0, prio = 0;
     /* requests_per_minute sizes the session's ring of request times: bounded */
     if (!err)
         err = count_member(w, l, "limits", "concurrent", 1000000, &c);
@@ -235,7 +237,13 @@ static llmos_err limits_member(const where *w, const json_t *e, klimits *out)
         err = count_member(w, l, "limits", "requests_per_minute", 100000, &rpm);
     if (!err)
         err = count_member(w, l, "limits", "max_tokens", INT32_MAX, &mt);
+    if (!err)
+        err = count_member(w, l, "limits", "tokens_per_minute", INT64_MAX / 2, &tpm);
+    if (!err)
+        err = count_member(w, l, "limits", "priority", KSCHED_PRIORITY_MAX, &prio);
     out->concurrent = (int)c;
+    out->tokens_per_minute = tpm;
+    out->priority = (int)prio;
     out->requests_per_minute = (int)rpm;
     out->max_tokens = (int32_t)mt;
     return err;

@@ -125,6 +125,15 @@ static const char *const migrations[] = {
     "  INSERT INTO archival_fts(archival_fts, rowid, text) VALUES ('delete', old.id, old.text);"
     "  INSERT INTO archival_fts(rowid, text) VALUES (new.id, new.text); END;"
     "INSERT INTO archival_fts(archival_fts) VALUES ('rebuild');",
+    /* 4 -> 5: KV-cache snapshots of processes (snapshot.c), sealed like every other page */
+    "CREATE TABLE kv_snapshots("
+    "  principal TEXT NOT NULL,"
+    "  name TEXT NOT NULL,"
+    "  model TEXT NOT NULL,"
+    "  tokens INTEGER NOT NULL CHECK (tokens >= 0),"
+    "  data BLOB NOT NULL,"
+    "  created_at INTEGER NOT NULL,"
+    "  PRIMARY KEY (principal, name));",
 };
 #define STORE_SCHEMA_VERSION ((int)LLMOS_ARRAY_LEN(migrations))
 
@@ -175,7 +184,7 @@ llmos_err store_prepare(store *s, const char *sql, sqlite3_stmt **st)
 }
 
 /* Run a statement that returns no rows, then finalize it. */
-static llmos_err step_done(store *s, sqlite3_stmt *st, const char *what)
+llmos_err store_step_done(store *s, sqlite3_stmt *st, const char *what)
 {
     int rc = sqlite3_step(st);
     llmos_err err = LLMOS_OK;
@@ -709,7 +718,7 @@ llmos_err store_message_add(store *s, const char *principal, const char *convers
     sqlite3_bind_text(st, 3, content, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 4, created_at ? created_at : store_now());
     sqlite3_bind_text(st, 5, principal, -1, SQLITE_STATIC);
-    err = step_done(s, st, "adding a message");
+    err = store_step_done(s, st, "adding a message");
     if (!err && id)
         *id = sqlite3_last_insert_rowid(s->db);
     return err;
@@ -880,7 +889,7 @@ llmos_err store_core_set(store *s, const char *principal, const char *label, con
     sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 3, (sqlite3_int64)limit);
     sqlite3_bind_text(st, 4, principal, -1, SQLITE_STATIC);
-    return step_done(s, st, "setting a core memory block");
+    return store_step_done(s, st, "setting a core memory block");
 }
 
 llmos_err store_core_get(store *s, const char *principal, const char *label, char **value,
@@ -978,7 +987,7 @@ llmos_err store_setting_set(store *s, const char *key, const char *value)
         return err;
     sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
-    return step_done(s, st, "writing a setting");
+    return store_step_done(s, st, "writing a setting");
 }
 
 llmos_err store_setting_get(store *s, const char *key, char **value)
@@ -1024,7 +1033,7 @@ llmos_err store_audit_append(store *s, const store_audit_record *rec, int64_t *s
         sqlite3_bind_blob(st, 4, rec->prev_hash, (int)rec->prev_hash_len, SQLITE_STATIC);
     if (rec->hash)
         sqlite3_bind_blob(st, 5, rec->hash, (int)rec->hash_len, SQLITE_STATIC);
-    err = step_done(s, st, "appending an audit record");
+    err = store_step_done(s, st, "appending an audit record");
     if (!err && seq)
         *seq = sqlite3_last_insert_rowid(s->db);
     if (!err)

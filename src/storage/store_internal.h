@@ -1,5 +1,6 @@
 /*
- * storage/store_internal.h - what store.c and archival.c share (private to src/storage/).
+ * storage/store_internal.h - what store.c, archival.c and snapshot.c share (private to
+ * src/storage/).
  */
 #ifndef LLMOS_STORAGE_STORE_INTERNAL_H
 #define LLMOS_STORAGE_STORE_INTERNAL_H
@@ -43,6 +44,8 @@ llmos_err store_db_fail(store *s, int rc, const char *what);
 LLMOS_NODISCARD llmos_err store_exec(store *s, const char *sql, const char *what);
 LLMOS_NODISCARD llmos_err store_prepare(store *s, const char *sql, sqlite3_stmt **st);
 int64_t store_now(void);
+/* Step st to its end and finalize it; an error names `what`. */
+LLMOS_NODISCARD llmos_err store_step_done(store *s, sqlite3_stmt *st, const char *what);
 /* An FTS5 query for the words of free text (each quoted, joined by OR) into *out; false when
  * the text has no word (or on no memory: then out->len > 0). */
 bool store_fts_query(const char *text, llmos_buf *out);

@@ -9,7 +9,11 @@
  * A step may stream its content in pieces with a pause between them ("pieces", "delay_ms"),
  * checking the request's cancel flag between pieces as a real backend checks it between
  * tokens: that is what the kill and cancel tests time.
+ *
+ * Several threads may chat at once (the scheduler's slots): the record and the script's step
+ * are taken under a lock, the pieces streamed outside it.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,31 +30,46 @@ typedef struct scripted {
     llmos_buf sent;
     size_t calls;
     size_t context; /* what context_size reports */
+    pthread_mutex_t mu;
 } scripted;
+
+/* Record the request and take the script's next step (NULL: used up). s->mu held. */
+static const json_t *take_step(scripted *s, const llm_request *req, llmos_err *err)
+{
+    *err = LLMOS_ERR_NOMEM;
+    if (req->messages && ljson_to_buf(req->messages, JSON_COMPACT, &s->sent))
+        return NULL;
+    if (req->tools && ljson_to_buf(req->tools, JSON_COMPACT, &s->sent))
+        return NULL;
+    if (req->prompt && buf_puts(&s->sent, req->prompt))
+        return NULL;
+    if (buf_putc(&s->sent, '\n'))
+        return NULL;
+    s->calls++;
+    if (s->next >= s->n_steps && !(s->repeat && s->n_steps)) {
+        *err = llmos_fail(LLMOS_ERR_LIMIT,
+                          "scripted_test_backend: the script's %zu steps are used up", s->n_steps);
+        return NULL;
+    }
+    const json_t *st = s->steps[s->next < s->n_steps ? s->next : s->n_steps - 1];
+    if (s->next < s->n_steps)
+        s->next++;
+    *err = LLMOS_OK;
+    return st;
+}
 
 static llmos_err sc_chat(llm_backend *b, const llm_request *req, llm_stream_fn stream,
                          void *stream_ctx, llm_response *resp)
 {
     scripted *s = (scripted *)b;
     memset(resp, 0, sizeof *resp);
-    /* Record the request byte for byte: messages, tools, raw prompt. */
-    if (req->messages && ljson_to_buf(req->messages, JSON_COMPACT, &s->sent))
-        return LLMOS_ERR_NOMEM;
-    if (req->tools && ljson_to_buf(req->tools, JSON_COMPACT, &s->sent))
-        return LLMOS_ERR_NOMEM;
-    if (req->prompt && buf_puts(&s->sent, req->prompt))
-        return LLMOS_ERR_NOMEM;
-    if (buf_putc(&s->sent, '\n'))
-        return LLMOS_ERR_NOMEM;
-    s->calls++;
-    if (s->next >= s->n_steps && !(s->repeat && s->n_steps))
-        return llmos_fail(LLMOS_ERR_LIMIT,
-                          "scripted_test_backend: the script's %zu steps are "
-                          "used up",
-                          s->n_steps);
-    const json_t *st = s->steps[s->next < s->n_steps ? s->next : s->n_steps - 1];
-    if (s->next < s->n_steps)
-        s->next++;
+    llmos_err err;
+    pthread_mutex_lock(&s->mu);
+    const json_t *st = take_step(s, req, &err);
+    size_t call_no = s->calls;
+    pthread_mutex_unlock(&s->mu);
+    if (!st)
+        return err;
     const char *content = ljson_get_string(st, "content", "");
     resp->content = strdup(content);
     json_t *calls = ljson_get_array(st, "tool_calls");
@@ -63,7 +82,7 @@ static llmos_err sc_chat(llm_backend *b, const llm_request *req, llm_stream_fn s
         for (size_t i = 0; i < n; i++) {
             json_t *c = json_array_get(calls, i);
             char id[32];
-            snprintf(id, sizeof id, "call_%zu_%zu", s->calls, i);
+            snprintf(id, sizeof id, "call_%zu_%zu", call_no, i);
             resp->tool_calls[i].id = strdup(id);
             resp->tool_calls[i].name = strdup(ljson_get_string(c, "name", ""));
             json_t *a = json_object_get(c, "arguments");
@@ -143,6 +162,7 @@ static void sc_free(llm_backend *b)
         json_decref(s->steps[i]);
     free(s->steps);
     buf_free(&s->sent);
+    pthread_mutex_destroy(&s->mu);
     free(s);
 }
 
@@ -164,6 +184,7 @@ llmos_err scripted_test_backend_new(const char *const *steps, size_t n_steps, bo
         return llmos_fail(LLMOS_ERR_NOMEM, "scripted_test_backend: no memory");
     }
     s->base.ops = &sc_ops;
+    pthread_mutex_init(&s->mu, NULL);
     s->repeat = repeat;
     s->context = 1u << 20;
     for (size_t i = 0; i < n_steps; i++) {

@@ -459,6 +459,21 @@ static void test_health_and_models(void **state)
     assert_string_equal(ljson_get_string(r.json, "model", ""), "scripted");
     assert_false(json_is_true(json_object_get(r.json, "busy")));
     assert_int_equal(ljson_get_int(r.json, "queued", -1), 0);
+    assert_int_equal(ljson_get_int(r.json, "running", -1), 0);
+    assert_int_equal(ljson_get_int(r.json, "slots", -1), 1);
+    reply_free(&r);
+    /* the Prometheus text: every sample has its HELP and TYPE lines */
+    get(f->port, "/metrics", NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_non_null(r.body.data);
+    const char *want[] = {"# TYPE llmos_sched_slots gauge\nllmos_sched_slots 1\n",
+                          "\nllmos_sched_waiting 0\n",
+                          "# TYPE llmos_tokens_total counter\n",
+                          "\nllmos_http_refused_total{code=\"429\"} 0\n",
+                          "# HELP llmos_tokens_per_second "};
+    for (size_t i = 0; i < sizeof want / sizeof *want; i++)
+        if (!strstr(r.body.data, want[i]))
+            fail_msg("/metrics lacks \"%s\":\n%s", want[i], r.body.data);
     reply_free(&r);
     get(f->port, "/v1/models", NULL, &r);
     assert_int_equal(r.status, 200);
@@ -495,6 +510,8 @@ static void test_chat(void **state)
     assert_int_equal(ljson_get_int(u, "prompt_tokens", 0), 7);
     assert_int_equal(ljson_get_int(u, "completion_tokens", 0), 4);
     assert_int_equal(ljson_get_int(u, "total_tokens", 0), 11);
+    assert_int_equal(
+        ljson_get_int(ljson_get_object(u, "prompt_tokens_details"), "cached_tokens", -1), 0);
     reply_free(&r);
 
     /* max_tokens reaches the backend; finish_reason length */
@@ -1258,6 +1275,7 @@ static void test_no_keys_local_only(void **state)
     (void)state;
     http_server_params p = http_server_default_params();
     p.host = "0.0.0.0";
+    p.insecure_bind = true; /* no TLS, no keys: only allowed when asked for */
     fixture_opts o = {.params = &p};
     fixture *f = start_with(&o);
     assert_chat_works(f->port, NULL);

@@ -395,7 +395,7 @@ static void test_migrates_a_store_of_the_previous_release(void **state)
     p.check_embedder = true;
     assert_int_equal(memory_open(&p, &m), LLMOS_OK);
     store *s = memory_store(m);
-    assert_int_equal(store_schema_version(s), 4);
+    assert_int_equal(store_schema_version(s), 5);
     store_message *msg = NULL;
     size_t n = 0;
     assert_int_equal(memory_recall_search(s, "user", "old release", 0, 0, 0, 5, &msg, &n),

@@ -42,7 +42,8 @@ static void test_parse_and_match(void **state)
              " \"comment\": \"the web UI\", \"created\": \"2026-01-01T00:00:00Z\"},"
              "{\"principal\": \"bob@example.org\", \"key_hash\": \"%s\", \"rights\": [\"all\"],"
              " \"caps\": [\"compute\", \"read\"],"
-             " \"limits\": {\"concurrent\": 2, \"requests_per_minute\": 30, \"max_tokens\": 512},"
+             " \"limits\": {\"concurrent\": 2, \"requests_per_minute\": 30, \"max_tokens\": 512,"
+             " \"tokens_per_minute\": 20000, \"priority\": 3},"
              " \"budget\": {\"tokens\": 1000, \"tool_calls\": 5, \"wall_s\": 60.5},"
              " \"turn\": {\"tool_calls\": 3}, \"audit_content\": true}]}",
              ha, hb);
@@ -61,6 +62,8 @@ static void test_parse_and_match(void **state)
     assert_int_equal(b->limits.concurrent, 2);
     assert_int_equal(b->limits.requests_per_minute, 30);
     assert_int_equal(b->limits.max_tokens, 512);
+    assert_int_equal(b->limits.tokens_per_minute, 20000);
+    assert_int_equal(b->limits.priority, 3);
     assert_int_equal(b->budget.tokens, 1000);
     assert_int_equal(b->budget.tool_calls, 5);
     assert_true(b->budget.wall_s == 60.5);
@@ -114,6 +117,9 @@ static void test_errors_name_entry_and_member(void **state)
         {"{\"principal\": \"alice\", \"key_hash\": \"%s\", \"rights\": [\"chat\"], \"limits\": "
          "{\"requests_per_minute\": -1}}",
          "'limits.requests_per_minute' must be a whole number from 0 to 100000"},
+        {"{\"principal\": \"alice\", \"key_hash\": \"%s\", \"rights\": [\"chat\"], \"limits\": "
+         "{\"priority\": 10}}",
+         "'limits.priority' must be a whole number from 0 to 9"},
         {"{\"principal\": \"alice\", \"key_hash\": \"%s\", \"rights\": [\"chat\"], \"limits\": "
          "{\"concurrent\": 1.5}}",
          "'limits.concurrent' must be a whole number"},

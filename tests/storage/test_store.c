@@ -103,7 +103,7 @@ static void test_open_create_reopen(void **state)
 {
     (void)state;
     store *s = open_ok("u1", "pw one");
-    assert_int_equal(store_schema_version(s), 4);
+    assert_int_equal(store_schema_version(s), 5);
     char sub[128];
     snprintf(sub, sizeof sub, "%s/u1", dir);
     struct stat st;
@@ -686,6 +686,8 @@ static void test_nothing_readable_on_disk(void **state)
                      LLMOS_OK);
     assert_int_equal(store_core_set(s, "user", "human", canary, 0), LLMOS_OK);
     assert_int_equal(store_setting_set(s, canary, canary), LLMOS_OK);
+    assert_int_equal(store_snapshot_put(s, "user", "proc:1", canary, 3, canary, sizeof canary),
+                     LLMOS_OK);
     char sub[128];
     snprintf(sub, sizeof sub, "%s/d", dir);
     int files = 0;
@@ -703,6 +705,50 @@ static void test_nothing_readable_on_disk(void **state)
     store_close(s);
     files = 0;
     assert_false(any_file_has(sub, canary, &files));
+}
+
+/* KV snapshots: kept per principal and name, replaced, read back byte for byte, forgotten. */
+static void test_snapshots(void **state)
+{
+    (void)state;
+    store *s = open_ok("snap", "pw");
+    uint8_t bytes[70000];
+    for (size_t i = 0; i < sizeof bytes; i++)
+        bytes[i] = (uint8_t)(i * 131 + 7);
+    assert_int_equal(store_snapshot_put(s, "alice", "proc:1", "sha256:aa", 12, bytes, sizeof bytes),
+                     LLMOS_OK);
+    assert_int_equal(store_snapshot_put(s, "bob", "proc:1", "sha256:bb", 5, bytes, 10), LLMOS_OK);
+    store_snapshot sn;
+    assert_int_equal(store_snapshot_get(s, "alice", "proc:1", &sn), LLMOS_OK);
+    assert_string_equal(sn.model, "sha256:aa");
+    assert_int_equal(sn.tokens, 12);
+    assert_int_equal(sn.len, sizeof bytes);
+    assert_memory_equal(sn.data, bytes, sizeof bytes);
+    assert_true(sn.created_at > 0);
+    store_snapshot_clear(&sn);
+    /* a second put replaces the first */
+    assert_int_equal(store_snapshot_put(s, "alice", "proc:1", "sha256:cc", 13, bytes + 1, 100),
+                     LLMOS_OK);
+    assert_int_equal(store_snapshot_get(s, "alice", "proc:1", &sn), LLMOS_OK);
+    assert_string_equal(sn.model, "sha256:cc");
+    assert_int_equal(sn.len, 100);
+    assert_memory_equal(sn.data, bytes + 1, 100);
+    store_snapshot_clear(&sn);
+    /* bob's is his: another principal's name is not found */
+    assert_int_equal(store_snapshot_get(s, "carol", "proc:1", &sn), LLMOS_ERR_NOT_FOUND);
+    assert_non_null(strstr(llmos_errmsg(), "no KV snapshot 'proc:1' of 'carol'"));
+    assert_int_equal(store_snapshot_put(s, "alice", "proc:2", "m", 0, bytes, 0), LLMOS_ERR_LIMIT);
+    assert_int_equal(store_snapshot_delete(s, "alice", "proc:1"), LLMOS_OK);
+    assert_int_equal(store_snapshot_delete(s, "alice", "proc:1"), LLMOS_OK);
+    assert_int_equal(store_snapshot_get(s, "alice", "proc:1", &sn), LLMOS_ERR_NOT_FOUND);
+    /* it survives a reopen */
+    store_close(s);
+    s = open_ok("snap", "pw");
+    assert_int_equal(store_snapshot_get(s, "bob", "proc:1", &sn), LLMOS_OK);
+    assert_int_equal(sn.len, 10);
+    assert_memory_equal(sn.data, bytes, 10);
+    store_snapshot_clear(&sn);
+    store_close(s);
 }
 
 /* Run the llmos program with a shell command line; returns its exit status, output in out. */
@@ -770,7 +816,7 @@ static void test_cli_memory(void **state)
     assert_int_equal(run_cli_in("\n", "memory add", out, sizeof out), 2);
     assert_int_equal(run_cli("memory stats", out, sizeof out), 0);
     assert_non_null(strstr(out, "5 memories"));
-    assert_non_null(strstr(out, "schema version:   4"));
+    assert_non_null(strstr(out, "schema version:   5"));
     struct stat st;
     assert_int_equal(stat(home, &st), 0);
     assert_int_equal(st.st_mode & 0777, 0700);
@@ -845,6 +891,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_audit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_change_passphrase_keeps_data, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nothing_readable_on_disk, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_snapshots, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cli_memory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cli_memory_reset, setup, teardown),
     };

@@ -379,10 +379,17 @@ static void attention_items(void *ctx, size_t begin, size_t end, int worker)
         const float *q = a->q + t * q_dim + h * a->head_dim;
         float *out = a->out + t * q_dim + h * a->head_dim;
         size_t n_keys = a->pos0 + t + 1; /* causal: this token and everything before it */
-        size_t head_off = g * a->head_dim * elt;
+        if (a->bidirectional)
+            n_keys = a->n_tok;
+        /* a local layer sees the last `window` positions: keys first .. n_keys-1 */
+        size_t first = a->window && n_keys > a->window ? n_keys - a->window : 0;
+        size_t head_off = g * a->head_dim * elt + first * a->kv_stride;
+        n_keys -= first;
         if (simd) {
             ops_attn_scores_avx512(att, q, (const uint8_t *)a->k + head_off, a->kv_stride,
                                    a->kv_type, n_keys, a->head_dim, a->scale);
+            if (a->softcap > 0)
+                ops_softcap(att, a->softcap, n_keys);
             ops_softmax_avx512(att, n_keys);
             ops_attn_values_avx512(out, att, (const uint8_t *)a->v + head_off, a->kv_stride,
                                    a->kv_type, n_keys, a->head_dim);
@@ -400,6 +407,8 @@ static void attention_items(void *ctx, size_t begin, size_t end, int worker)
             kt->vec_dot(a->head_dim, &s, k, qd);
             att[j] = s * a->scale;
         }
+        if (a->softcap > 0)
+            ops_softcap(att, a->softcap, n_keys);
         ops_softmax(att, n_keys);
 
         memset(out, 0, a->head_dim * sizeof(float));
@@ -434,4 +443,59 @@ void ops_attention(llmos_pool *pool, const ops_attention_args *a)
     /* dynamic: with a causal mask later tokens have more keys, so equal slices are unequal
      * work */
     pool_parallel_for_dynamic(pool, a->n_tok * a->n_heads, grain, attention_items, (void *)a);
+}
+
+/* Several sequences' attention in one dispatch: the items (token, head) of every a[i] are
+ * numbered one after the other and the pool's workers take ranges of them, so a step of many
+ * decoding sequences costs one wait per layer rather than one per sequence. */
+typedef struct attention_multi_job {
+    const ops_attention_args *a;
+    size_t n;
+    size_t *first; /* [n + 1]: index of a[i]'s first item */
+} attention_multi_job;
+
+static void attention_multi_items(void *ctx, size_t begin, size_t end, int worker)
+{
+    const attention_multi_job *j = ctx;
+    size_t i = 0;
+    while (i + 1 < j->n && begin >= j->first[i + 1])
+        i++;
+    for (; i < j->n && begin < end; i++) {
+        size_t stop = end < j->first[i + 1] ? end : j->first[i + 1];
+        if (begin < stop)
+            attention_items((void *)&j->a[i], begin - j->first[i], stop - j->first[i], worker);
+        begin = stop;
+    }
+}
+
+void ops_attention_multi(llmos_pool *pool, const ops_attention_args *a, size_t n)
+{
+    if (n == 1) {
+        ops_attention(pool, &a[0]);
+        return;
+    }
+    size_t first_small[17], *first = n < 17 ? first_small : malloc((n + 1) * sizeof *first);
+    if (!first) { /* no memory for the index: one dispatch per sequence */
+        for (size_t i = 0; i < n; i++)
+            ops_attention(pool, &a[i]);
+        return;
+    }
+    double work = 0;
+    first[0] = 0;
+    for (size_t i = 0; i < n; i++) {
+        assert(a[i].n_kv_heads > 0 && a[i].n_heads % a[i].n_kv_heads == 0);
+        assert(a[i].scratch_per_worker >=
+               ops_attention_scratch(a[i].kv_type, a[i].head_dim, a[i].pos0 + a[i].n_tok));
+        assert(a[i].head_dim == a[0].head_dim);
+        first[i + 1] = first[i] + a[i].n_tok * a[i].n_heads;
+        work += (double)a[i].n_tok * (double)a[i].n_heads * (double)a[i].head_dim *
+                (double)(a[i].pos0 + a[i].n_tok);
+    }
+    if (work < OPS_MIN_PARALLEL_WORK)
+        pool = NULL;
+    size_t grain = a[0].head_dim >= 16 ? 1 : 16 / a[0].head_dim;
+    attention_multi_job j = {.a = a, .n = n, .first = first};
+    pool_parallel_for_dynamic(pool, first[n], grain, attention_multi_items, &j);
+    if (first != first_small)
+        free(first);
 }
