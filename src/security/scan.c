@@ -303,7 +303,7 @@ static bool canary_in(const char *text, const char *canary)
     if (strstr(text, canary))
         return true;
     size_t n = strlen(canary);
-    char rev[128], hex[256], b64[192];
+    char rev[128], hex[256] = "", b64[192] = "";
     if (n >= sizeof rev)
         return false;
     for (size_t i = 0; i < n; i++)
@@ -719,8 +719,10 @@ llmos_err scan_run(const scan_config *cfg, const scan_probes *probes, scan_attem
         done++;
         scan_attempt a;
         err = attempt(cfg, summary->canary, p, &a);
-        if (err)
+        if (err) {
+            attempt_free(&a);
             break;
+        }
         scan_family *f = NULL;
         for (size_t k = 0; k < summary->n && !f; k++)
             if (strcmp(summary->v[k].name, p->family) == 0)
