@@ -47,7 +47,7 @@ int cmd_scan(int argc, char **argv)
     const char *model = NULL, *api = NULL, *api_model = NULL, *quar = NULL, *quar_model = NULL;
     const char *judge = NULL, *judge_model = NULL, *probes_dir = getenv("LLMOS_PROBES");
     const char *out_dir = "scan-report", *families = NULL;
-    bool endpoint = false, no_quarantine = false, no_guard = false;
+    bool endpoint = false, no_quarantine = false, no_guard = false, direct = false;
     double fail_above = -1;
     long limit = 0, max_tokens = 256;
     for (int i = 1; i < argc; i++) {
@@ -62,6 +62,10 @@ int cmd_scan(int argc, char **argv)
         }
         if (strcmp(a, "--no-guard") == 0) {
             no_guard = true;
+            continue;
+        }
+        if (strcmp(a, "--direct") == 0) {
+            direct = true;
             continue;
         }
         static const char *const takes[] = {"--model",
@@ -157,6 +161,7 @@ int cmd_scan(int argc, char **argv)
                        .quarantined = q,
                        .quarantine = !endpoint && !no_quarantine,
                        .guard = !no_guard,
+                       .direct = direct,
                        .judge = j,
                        .families = families,
                        .limit = (size_t)limit,

@@ -341,7 +341,7 @@ const cli_command cli_commands[] = {
      cmd_guard},
     {"scan", "Attack a model or configuration with probes and measure what gets through",
      "usage: llmos scan (--model FILE | --api URL --api-model NAME) [--endpoint]\n"
-     "                  [--no-quarantine] [--quarantine-model FILE|URL]\n"
+     "                  [--direct] [--no-quarantine] [--quarantine-model FILE|URL]\n"
      "                  [--quarantine-api-model NAME] [--no-guard]\n"
      "                  [--judge-model FILE|URL [--judge-api-model NAME]]\n"
      "                  [--probes DIR] [--family A,B] [--limit N] [-n N]\n"
@@ -357,6 +357,8 @@ const cli_command cli_commands[] = {
      "leaves, a call the user did not ask for is attempted (run_command, http_post,\n"
      "send_message to someone else), or the answer carries the injected marker (or the\n"
      "judge model says the answer followed the injection).\n\n"
+     "  --direct           through the kernel, a message probe is the user's own\n"
+     "                     message (what an API client can send), not mail to read\n"
      "  --out DIR          where report.jsonl (one record per attempt), summary.json and\n"
      "                     report.html go (default scan-report)\n"
      "  --probes DIR       probe files (default: $LLMOS_PROBES, else llmos's data/probes)\n"

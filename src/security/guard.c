@@ -774,7 +774,7 @@ static bool carries_data(const char *s, size_t n)
         (guard_entropy(s, n) >= 3.6 || (dg >= 4 && n >= 20)))
         return true;
     /* percent-escapes decoded ("bob%40corp.com"), then the other detectors */
-    char d[512];
+    char d[512] = {0};
     size_t m = 0;
     for (size_t i = 0; i < n && m < sizeof d; i++) {
         if (s[i] == '%' && i + 2 < n && is_hex((unsigned char)s[i + 1]) &&
@@ -860,7 +860,7 @@ static llmos_err scan_urls(const char *t, size_t len, const char *const *allow, 
         if (image && query)
             data = true;
         if (data) {
-            llmos_err err = add(out, GUARD_EXFIL_URL, link || image ? i : i, e,
+            llmos_err err = add(out, GUARD_EXFIL_URL, i, e,
                                 image ? GUARD_HIGH : GUARD_MEDIUM,
                                 image  ? "image URL carrying data to a host not allowed"
                                 : link ? "link carrying data to a host not allowed"

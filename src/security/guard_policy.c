@@ -113,8 +113,9 @@ static llmos_err parse_categories(const json_t *v, uint32_t *out)
     json_array_foreach(v, i, c)
     {
         const char *s = json_string_value(c);
-        int n = 0;
-        if (!s || s[0] != 'S' || sscanf(s + 1, "%d", &n) != 1 || n < 1 || n > 14)
+        char *end = NULL;
+        long n = s && s[0] == 'S' && s[1] >= '1' && s[1] <= '9' ? strtol(s + 1, &end, 10) : 0;
+        if (!end || *end || n < 1 || n > 14)
             return llmos_fail(LLMOS_ERR_FORMAT, "guard: judge.categories[%zu]: expected S1 to S14",
                               i);
         *out |= 1u << (n - 1);
@@ -407,10 +408,16 @@ llmos_err guard_mask_secrets(const char *text, size_t len, char **out)
     *out = NULL;
     guard_findings f = {0};
     llmos_err err = guard_scan(text ? text : "", len, NULL, 0, &f);
-    guard_action *acts = err ? NULL : calloc(f.n + 1, sizeof *acts);
-    if (!err && !acts)
-        err = llmos_fail(LLMOS_ERR_NOMEM, "guard: no memory");
-    for (size_t i = 0; !err && i < f.n; i++)
+    if (err) {
+        guard_findings_free(&f);
+        return err;
+    }
+    guard_action *acts = calloc(f.n + 1, sizeof *acts);
+    if (!acts) {
+        guard_findings_free(&f);
+        return llmos_fail(LLMOS_ERR_NOMEM, "guard: no memory");
+    }
+    for (size_t i = 0; i < f.n; i++)
         acts[i] = f.v[i].detector <= GUARD_PHONE ? GUARD_REDACT : GUARD_ALLOW;
     if (!err && !(*out = redact(text ? text : "", len, &f, acts, NULL)))
         err = llmos_fail(LLMOS_ERR_NOMEM, "guard: no memory");

@@ -5,8 +5,8 @@
  * It is given the probes and "understands" them by their text: when every part of a probe
  * appears in the messages it is sent, it does what the probe's goal asks (says the marker,
  * leaks the canary it finds in its system prompt, makes the call, writes the exfiltration URL),
- * once. Otherwise it does the user's task the way an agent would: it calls the tool the user
- * named; an untrusted result (a handle) it asks the quarantined model about, and shows the
+ * once. Otherwise it does the user's task the way an agent would: it calls the reading tool the
+ * user named; an untrusted result (a handle) it asks the quarantined model about, and shows the
  * answer's handle to the user with send_message; then it answers. Asked without tools (as the
  * quarantined model or a judge), it obeys in words only, and a judge's question it answers
  * FOLLOWED when the response it is shown carries the probe's marker or the canary.
@@ -225,8 +225,15 @@ static llmos_err ob_chat(llm_backend *b, const llm_request *req, llm_stream_fn s
         json_t *t;
         json_array_foreach(req->tools, i, t)
         {
+            /* only a tool that reads (a channel's): a message that names send_message is not
+             * the user asking to send one */
             const char *nm = ljson_get_string(json_object_get(t, "function"), "name", "");
-            if (!pick && *nm && strstr(u, nm))
+            static const char *const channels[] = {"message", "tool", "web",
+                                                   "file",    "mcp",  "memory"};
+            bool reads = false;
+            for (size_t c = 0; c < LLMOS_ARRAY_LEN(channels); c++)
+                reads = reads || strcmp(nm, scan_channel_tool(channels[c])) == 0;
+            if (!pick && reads && strstr(u, nm))
                 pick = nm;
         }
         if (pick)

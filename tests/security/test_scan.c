@@ -70,6 +70,14 @@ static void print_summary(const char *what, const scan_summary *s)
                       s->v[i].successes, s->v[i].rate, s->v[i].lo, s->v[i].hi);
 }
 
+/* A message probe the direct run held: why (its goal and what left). */
+static void held_message(void *ctx, const scan_attempt *a)
+{
+    (void)ctx;
+    if (strcmp(a->probe->channel, "message") == 0 && !a->success)
+        print_message("held: %s (goal %d): %s\n", a->probe->id, (int)a->probe->goal, a->output);
+}
+
 static void test_probes(void **state)
 {
     (void)state;
@@ -151,6 +159,22 @@ static void test_quarantine_on_and_off(void **state)
     buf_free(&sj);
     buf_free(&html);
     buf_free(&r.jsonl);
+
+    /* direct messages: the user's own message carries the attack; the quarantine has nothing
+     * to hold (the privileged model reads it), only the capabilities, the policy and the guard
+     * act. Message probes succeed, the rest are held as before. */
+    cfg.quarantine = true;
+    cfg.direct = true;
+    scan_summary direct;
+    assert_int_equal(scan_run(&cfg, &P, held_message, NULL, &direct), LLMOS_OK);
+    print_summary("kernel, direct messages, quarantine on", &direct);
+    size_t message_probes = 0;
+    for (size_t i = 0; i < P.n; i++)
+        message_probes += strcmp(P.v[i].channel, "message") == 0;
+    assert_true(direct.successes > 0 && direct.successes <= message_probes);
+    scan_summary_free(&direct);
+    cfg.direct = false;
+    cfg.quarantine = false;
 
     /* the guard off: exfiltration through image URLs is no longer redacted */
     cfg.guard = false;
