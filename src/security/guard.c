@@ -1246,6 +1246,7 @@ llmos_err guard_scan(const char *text, size_t len, const char *const *allow_host
             out->v[w++] = out->v[first + k];
     free(drop);
     out->n = w;
-    qsort(out->v + first, out->n - first, sizeof *out->v, by_start);
+    if (out->n > first) /* out->v may be NULL when nothing was found: no qsort of NULL */
+        qsort(out->v + first, out->n - first, sizeof *out->v, by_start);
     return LLMOS_OK;
 }
