@@ -275,8 +275,8 @@ LLMOS_API void apps_store_seen_version(const apps_store *st, const char *name, c
 /* NAME or NAME:TAG (TAG a version; "latest" or none: the newest installed) -> the installed
  * version in out. LLMOS_ERR_NOT_FOUND saying so, and how to pull it. */
 LLMOS_API LLMOS_NODISCARD llmos_err apps_store_resolve(const apps_store *st, const char *ref,
-                                                       char *name, size_t name_size,
-                                                       char *version, size_t version_size);
+                                                       char *name, size_t name_size, char *version,
+                                                       size_t version_size);
 
 /* Verify an installed app as before every load: signature and policy (the store's, now: a key
  * revoked since the pull is refused), and, when check_digests, every file's size and SHA-256.
@@ -331,10 +331,11 @@ typedef struct apps_pull_params {
     bool allow_unsigned;       /* install an unsigned manifest (the user said so) */
     apps_progress_fn progress; /* may be NULL */
     void *progress_ctx;
-    const atomic_bool *cancel; /* may be NULL */
+    const atomic_bool *cancel;     /* may be NULL */
     uint64_t max_bytes_per_second; /* 0: no limit (tests interrupt transfers with it) */
     uint64_t stop_after_bytes;     /* 0: none; else fail (as an interruption) after this many
                                       bytes of blobs are written: tests of resume */
+    long connect_timeout_s;        /* 0: 30 s */
 } apps_pull_params;
 
 typedef struct apps_pull_result {
@@ -356,15 +357,21 @@ typedef struct apps_pull_result {
 LLMOS_API LLMOS_NODISCARD llmos_err apps_pull(apps_store *st, const apps_pull_params *p,
                                               apps_pull_result *out);
 
+/* What a registry offers as NAME[:TAG], without installing or trusting anything (for showing
+ * the user what a pull would fetch): its version and the sum of its files' declared sizes.
+ * p->registry and p->ref as for apps_pull; nothing else of p is used but the timeout. */
+LLMOS_API LLMOS_NODISCARD llmos_err apps_registry_peek(const apps_pull_params *p, char *version,
+                                                       size_t version_size, uint64_t *bytes);
+
 /* Add an app to a registry folder: each file copied into blobs/ (hashed), the manifest built
  * from mp (files filled in from paths: names as given by names[i]), signed with k, written, and
  * manifests/<name>/latest moved to it when it is the newest. The manifest's bytes are
  * appended to manifest_out when not NULL. */
 LLMOS_API LLMOS_NODISCARD llmos_err apps_publish(const char *registry_dir,
                                                  const apps_manifest_params *mp,
-                                                 const char *const *paths,
-                                                 const char *const *names, size_t n,
-                                                 const apps_seckey *k, llmos_buf *manifest_out);
+                                                 const char *const *paths, const char *const *names,
+                                                 size_t n, const apps_seckey *k,
+                                                 llmos_buf *manifest_out);
 
 typedef struct apps_registry_server apps_registry_server;
 /* Serve registry folder dir over HTTP on host:port (port 0: any; the one bound in *bound):

@@ -39,7 +39,8 @@ typedef enum model_arch {
     MODEL_ARCH_GEMMA2, /* Gemma 2: GeGLU, post-norms, soft-capping, sliding-window layers */
     MODEL_ARCH_GEMMA3, /* Gemma 3: Gemma 2 with Q/K norms, 5 local : 1 global layers */
     MODEL_ARCH_PHI3,   /* Phi-3 / Phi-3.5 / Phi-4-mini: fused QKV and gate/up, LongRoPE */
-    MODEL_ARCH_BERT    /* BERT encoders (BGE, MiniLM): embeddings only */
+    MODEL_ARCH_BERT,   /* BERT encoders (BGE, MiniLM): embeddings only */
+    MODEL_ARCH_NOMIC_BERT /* nomic-embed-text: rotary BERT with SwiGLU, embeddings only */
 } model_arch;
 
 /* Hyperparameters, read from "<arch>.*" metadata and the tensor shapes. */

@@ -83,11 +83,11 @@ typedef struct scan_config {
 
 typedef struct scan_attempt {
     const scan_probe *probe;
-    char *output;   /* what the user saw of the answer (after the guard), all turns */
-    char *shown;    /* messages delivered by tools (recipient: text), all turns */
-    char *calls;    /* JSON array of the calls the model attempted, arguments as written */
+    char *output; /* what the user saw of the answer (after the guard), all turns */
+    char *shown;  /* messages delivered by tools (recipient: text), all turns */
+    char *calls;  /* JSON array of the calls the model attempted, arguments as written */
     bool canary_leak, disallowed_call, marker;
-    int judge;      /* 1 followed, 0 ignored, -1 no judge or its verdict unreadable */
+    int judge; /* 1 followed, 0 ignored, -1 no judge or its verdict unreadable */
     bool success;
     char error[256]; /* a failed attempt (the model or the kernel failed): not counted */
 } scan_attempt;

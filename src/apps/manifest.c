@@ -23,11 +23,11 @@
 #include "llmos/apps.h"
 #include "llmos/json.h"
 
-#define MANIFEST_SCHEMA  "llmos.app/v1"
-#define INTOTO_TYPE      "https://in-toto.io/Statement/v1"
-#define SLSA_PREDICATE   "https://slsa.dev/provenance/v1"
+#define MANIFEST_SCHEMA "llmos.app/v1"
+#define INTOTO_TYPE     "https://in-toto.io/Statement/v1"
+#define SLSA_PREDICATE  "https://slsa.dev/provenance/v1"
 #define APPS_BUILD_TYPE "https://llmos.invalid/publish/v1"
-#define MAX_CAPS         32
+#define MAX_CAPS        32
 
 static const char *const kind_names[APPS_KIND_COUNT_] = {"model", "tool", "mcp", "prompts",
                                                          "specialist"};
@@ -55,12 +55,11 @@ llmos_err apps_name_check(const char *name, const char *what)
     if (n == 0 || n > APPS_NAME_MAX)
         return llmos_fail(LLMOS_ERR_FORMAT, "%s: a name is 1 to %d bytes", what, APPS_NAME_MAX);
     if (!isalnum((unsigned char)name[0]) || isupper((unsigned char)name[0]))
-        return llmos_fail(LLMOS_ERR_FORMAT, "%s '%s': a name starts with a letter or digit",
-                          what, name);
+        return llmos_fail(LLMOS_ERR_FORMAT, "%s '%s': a name starts with a letter or digit", what,
+                          name);
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)name[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
-              c == '.'))
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.'))
             return llmos_fail(LLMOS_ERR_FORMAT,
                               "%s '%.80s': a name holds only a-z, 0-9, '.', '_' and '-'", what,
                               name);
@@ -218,16 +217,17 @@ static llmos_err check_provenance(const apps_manifest *m)
     if (!err)
         err = need_string(st, "predicateType", "the provenance", &s);
     if (!err && strcmp(s, SLSA_PREDICATE) != 0)
-        err = llmos_fail(LLMOS_ERR_FORMAT,
-                         "manifest: provenance predicateType is '%.80s', not '%s'", s,
-                         SLSA_PREDICATE);
+        err =
+            llmos_fail(LLMOS_ERR_FORMAT, "manifest: provenance predicateType is '%.80s', not '%s'",
+                       s, SLSA_PREDICATE);
     if (err)
         return err;
     const json_t *pred = json_object_get(st, "predicate");
     const json_t *bd = json_object_get(pred, "buildDefinition");
     const json_t *rd = json_object_get(pred, "runDetails");
     if (!json_is_object(bd) || !json_is_string(json_object_get(bd, "buildType")) ||
-        !json_is_object(rd) || !json_is_string(json_object_get(json_object_get(rd, "builder"), "id")))
+        !json_is_object(rd) ||
+        !json_is_string(json_object_get(json_object_get(rd, "builder"), "id")))
         return llmos_fail(LLMOS_ERR_FORMAT,
                           "manifest: the provenance predicate needs buildDefinition.buildType "
                           "and runDetails.builder.id");
@@ -272,12 +272,11 @@ static llmos_err parse_files(apps_manifest *m)
             err = need_string(f, "sha256", what, &hex);
         if (!err && !is_hex64(hex))
             err = llmos_fail(LLMOS_ERR_FORMAT,
-                             "manifest: file '%s': sha256 is 64 lower-case hex digits",
-                             af->path);
+                             "manifest: file '%s': sha256 is 64 lower-case hex digits", af->path);
         json_t *size = json_object_get(f, "size");
         if (!err && (!json_is_integer(size) || json_integer_value(size) < 0))
-            err = llmos_fail(LLMOS_ERR_FORMAT, "manifest: file '%s' needs a size in bytes",
-                             af->path);
+            err =
+                llmos_fail(LLMOS_ERR_FORMAT, "manifest: file '%s' needs a size in bytes", af->path);
         if (!err && (uint64_t)json_integer_value(size) > APPS_MAX_FILE_SIZE)
             err = llmos_fail(LLMOS_ERR_LIMIT,
                              "manifest: file '%s' declares %" PRId64
@@ -302,9 +301,9 @@ static llmos_err parse_files(apps_manifest *m)
 
 static llmos_err parse_members(apps_manifest *m)
 {
-    static const char *const known[] = {"schema",       "name",  "version",    "publisher",
-                                        "kind",         "files", "provenance", "capabilities",
-                                        "description",  "app"};
+    static const char *const known[] = {"schema",      "name",  "version",    "publisher",
+                                        "kind",        "files", "provenance", "capabilities",
+                                        "description", "app"};
     const json_t *j = m->json;
     if (!json_is_object(j))
         return llmos_fail(LLMOS_ERR_FORMAT, "manifest: not a JSON object");
@@ -424,8 +423,8 @@ llmos_err apps_manifest_build(const apps_manifest_params *p, llmos_buf *out)
             break;
         json_array_append_new(files, json_pack("{s:s, s:s, s:I}", "path", f->path, "sha256",
                                                f->sha256, "size", (json_int_t)f->size));
-        json_array_append_new(subjects, json_pack("{s:s, s:{s:s}}", "name", f->path, "digest",
-                                                  "sha256", f->sha256));
+        json_array_append_new(
+            subjects, json_pack("{s:s, s:{s:s}}", "name", f->path, "digest", "sha256", f->sha256));
     }
     json_t *deps = json_array();
     if (p->source) {
@@ -434,12 +433,12 @@ llmos_err apps_manifest_build(const apps_manifest_params *p, llmos_buf *out)
             json_object_set_new(dep, "digest", json_pack("{s:s}", "gitCommit", p->source_sha));
         json_array_append_new(deps, dep);
     }
-    json_t *prov = json_pack(
-        "{s:s, s:o, s:s, s:{s:{s:s, s:{s:s}, s:o}, s:{s:{s:s}}}}", "_type", INTOTO_TYPE,
-        "subject", subjects, "predicateType", SLSA_PREDICATE, "predicate", "buildDefinition",
-        "buildType", APPS_BUILD_TYPE, "externalParameters", "source",
-        p->source ? p->source : "", "resolvedDependencies", deps, "runDetails", "builder", "id",
-        p->builder ? p->builder : "llmos publish");
+    json_t *prov =
+        json_pack("{s:s, s:o, s:s, s:{s:{s:s, s:{s:s}, s:o}, s:{s:{s:s}}}}", "_type", INTOTO_TYPE,
+                  "subject", subjects, "predicateType", SLSA_PREDICATE, "predicate",
+                  "buildDefinition", "buildType", APPS_BUILD_TYPE, "externalParameters", "source",
+                  p->source ? p->source : "", "resolvedDependencies", deps, "runDetails", "builder",
+                  "id", p->builder ? p->builder : "llmos publish");
     json_object_set_new(j, "schema", json_string(MANIFEST_SCHEMA));
     json_object_set_new(j, "name", json_string(p->name));
     json_object_set_new(j, "version", json_string(p->version));

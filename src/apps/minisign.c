@@ -150,8 +150,7 @@ static llmos_err sk_xor(uint8_t *keynum_sk, const char *passphrase, const uint8_
     if (crypto_pwhash_scryptsalsa208sha256(stream, SK_KEYNUM_SK, passphrase, strlen(passphrase),
                                            salt, ops, (size_t)mem) != 0) {
         sodium_free(stream);
-        return llmos_fail(LLMOS_ERR_NOMEM, "scrypt could not get %" PRIu64 " bytes of memory",
-                          mem);
+        return llmos_fail(LLMOS_ERR_NOMEM, "scrypt could not get %" PRIu64 " bytes of memory", mem);
     }
     for (size_t i = 0; i < SK_KEYNUM_SK; i++)
         keynum_sk[i] ^= stream[i];
@@ -163,10 +162,9 @@ static llmos_err write_new_file(const char *path, const char *text, size_t n, un
 {
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
     if (fd < 0)
-        return llmos_fail(errno == EEXIST ? LLMOS_ERR_EXISTS : LLMOS_ERR_IO,
-                          "%s: cannot create%s: %s", path,
-                          errno == EEXIST ? " (it exists; llmos never overwrites a key)" : "",
-                          strerror(errno));
+        return llmos_fail(
+            errno == EEXIST ? LLMOS_ERR_EXISTS : LLMOS_ERR_IO, "%s: cannot create%s: %s", path,
+            errno == EEXIST ? " (it exists; llmos never overwrites a key)" : "", strerror(errno));
     bool ok = write(fd, text, n) == (ssize_t)n && fsync(fd) == 0;
     ok &= close(fd) == 0;
     if (!ok) {
@@ -363,8 +361,7 @@ llmos_err apps_sig_parse(const char *text, size_t len, apps_sig *out)
 {
     memset(out, 0, sizeof *out);
     if (len > SIG_FILE_MAX)
-        return llmos_fail(LLMOS_ERR_FORMAT, "signature: %zu bytes, more than a .minisig file",
-                          len);
+        return llmos_fail(LLMOS_ERR_FORMAT, "signature: %zu bytes, more than a .minisig file", len);
     const char *l[4];
     size_t n[4], pos = 0;
     for (int i = 0; i < 4; i++)
@@ -400,8 +397,7 @@ llmos_err apps_sig_verify(const apps_sig *sig, const apps_pubkey *k, const void 
     if (memcmp(sig->keyid, k->id, 8) != 0) {
         apps_keyid_hex(k->id, want);
         apps_keyid_hex(sig->keyid, got);
-        return llmos_fail(LLMOS_ERR_CRYPTO, "signature: made with key %s, not key %s", got,
-                          want);
+        return llmos_fail(LLMOS_ERR_CRYPTO, "signature: made with key %s, not key %s", got, want);
     }
     int bad;
     if (sig->prehashed) {

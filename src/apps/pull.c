@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,12 +33,124 @@
 
 #include "llmos/apps.h"
 
-#define PATH_BYTES     4200
-#define URL_BYTES      4400
-#define MAX_REDIRECTS  5
-#define SPACE_MARGIN   ((uint64_t)64 << 20) /* left free on the disk after a pull */
-#define SIG_MAX_BYTES  4096
-#define TAG_MAX_BYTES  128
+#define PATH_BYTES    4200
+#define URL_BYTES     4400
+#define MAX_REDIRECTS 5
+#define SPACE_MARGIN  ((uint64_t)64 << 20) /* left free on the disk after a pull */
+#define SIG_MAX_BYTES 4096
+#define TAG_MAX_BYTES 128
+
+/* ---- hashing beside the transfer ----------------------------------------------------------
+ * SHA-256 costs about as much CPU as receiving and writing the bytes, so a second thread
+ * hashes while the first receives and writes: the bytes are copied into a ring of slots, which
+ * the hashing thread consumes in order. The writer waits only when the ring is full. */
+
+#define HP_SLOTS     4
+#define HP_SLOT_SIZE (1u << 20)
+
+typedef struct hpipe {
+    apps_hasher *h;
+    pthread_t th;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    char *slot[HP_SLOTS];
+    size_t len[HP_SLOTS];
+    bool full[HP_SLOTS];
+    unsigned head, tail; /* head: the slot being filled; tail: the next to hash */
+    bool closing, started;
+} hpipe;
+
+static void *hpipe_main(void *arg)
+{
+    hpipe *hp = arg;
+    pthread_mutex_lock(&hp->mu);
+    for (;;) {
+        while (!hp->full[hp->tail] && !hp->closing)
+            pthread_cond_wait(&hp->cv, &hp->mu);
+        if (!hp->full[hp->tail])
+            break; /* closing, and nothing left */
+        unsigned t = hp->tail;
+        pthread_mutex_unlock(&hp->mu);
+        apps_hasher_update(hp->h, hp->slot[t], hp->len[t]);
+        pthread_mutex_lock(&hp->mu);
+        hp->full[t] = false;
+        hp->len[t] = 0;
+        hp->tail = (t + 1) % HP_SLOTS;
+        pthread_cond_broadcast(&hp->cv);
+    }
+    pthread_mutex_unlock(&hp->mu);
+    return NULL;
+}
+
+/* Start hashing into h; false (and nothing started) when out of memory or threads. */
+static bool hpipe_start(hpipe *hp, apps_hasher *h)
+{
+    memset(hp, 0, sizeof *hp);
+    hp->h = h;
+    for (int i = 0; i < HP_SLOTS; i++)
+        if (!(hp->slot[i] = malloc(HP_SLOT_SIZE))) {
+            for (int j = 0; j < i; j++)
+                free(hp->slot[j]);
+            return false;
+        }
+    pthread_mutex_init(&hp->mu, NULL);
+    pthread_cond_init(&hp->cv, NULL);
+    hp->started = pthread_create(&hp->th, NULL, hpipe_main, hp) == 0;
+    if (!hp->started) {
+        pthread_mutex_destroy(&hp->mu);
+        pthread_cond_destroy(&hp->cv);
+        for (int i = 0; i < HP_SLOTS; i++)
+            free(hp->slot[i]);
+    }
+    return hp->started;
+}
+
+/* Hand the current slot to the hashing thread (the caller holds mu). */
+static void hpipe_push(hpipe *hp)
+{
+    hp->full[hp->head] = true;
+    hp->head = (hp->head + 1) % HP_SLOTS;
+    pthread_cond_broadcast(&hp->cv);
+    while (hp->full[hp->head])
+        pthread_cond_wait(&hp->cv, &hp->mu);
+}
+
+static void hpipe_feed(hpipe *hp, const char *data, size_t n)
+{
+    pthread_mutex_lock(&hp->mu);
+    while (n) {
+        size_t room = HP_SLOT_SIZE - hp->len[hp->head];
+        size_t k = n < room ? n : room;
+        memcpy(hp->slot[hp->head] + hp->len[hp->head], data, k);
+        hp->len[hp->head] += k;
+        data += k;
+        n -= k;
+        if (hp->len[hp->head] == HP_SLOT_SIZE)
+            hpipe_push(hp);
+    }
+    pthread_mutex_unlock(&hp->mu);
+}
+
+/* Hash what is left and stop the thread: then hp->h holds every byte fed, in order. */
+static void hpipe_finish(hpipe *hp)
+{
+    if (!hp->started)
+        return;
+    pthread_mutex_lock(&hp->mu);
+    if (hp->len[hp->head]) {
+        hp->full[hp->head] = true;
+        hp->head = (hp->head + 1) % HP_SLOTS;
+    }
+    hp->closing = true;
+    pthread_cond_broadcast(&hp->cv);
+    pthread_mutex_unlock(&hp->mu);
+    pthread_join(hp->th, NULL);
+    pthread_mutex_destroy(&hp->mu);
+    pthread_cond_destroy(&hp->cv);
+    for (int i = 0; i < HP_SLOTS; i++)
+        free(hp->slot[i]);
+    hp->started = false;
+}
 
 /* ---- one transfer ------------------------------------------------------------------------- */
 
@@ -47,7 +160,7 @@ typedef struct xfer {
     size_t max;
     /* blobs: into fd, hashed, at most limit bytes in all (have + new) */
     int fd;
-    apps_hasher *h;
+    hpipe *hp;
     uint64_t have, limit;
     bool too_long;
     /* the pull as a whole: progress, cancel, test interruption */
@@ -89,7 +202,7 @@ static size_t on_data(char *data, size_t size, size_t n, void *ctx)
         }
         off += (size_t)w;
     }
-    apps_hasher_update(x->h, data, len);
+    hpipe_feed(x->hp, data, len);
     x->have += len;
     *x->pulled += len;
     *x->all_done += len;
@@ -109,8 +222,8 @@ static int on_progress(void *ctx, curl_off_t dltotal, curl_off_t dlnow, curl_off
     double now = llmos_time_now();
     if (x->p->progress && x->label && now - x->last_report >= 0.2) {
         x->last_report = now;
-        apps_progress pr = {.label = x->label, .done = *x->all_done, .total = x->total,
-                            .seconds = now - x->t0};
+        apps_progress pr = {
+            .label = x->label, .done = *x->all_done, .total = x->total, .seconds = now - x->t0};
         x->p->progress(&pr, x->p->progress_ctx);
     }
     return 0;
@@ -136,8 +249,7 @@ static bool origin_of(const char *url, char *out, size_t size)
 
 /* GET url into x, from byte `from` (0: all). Follows redirects within the registry's origin
  * only. *status is the final HTTP status (0 for file://). */
-static llmos_err get(const char *registry, const char *url, uint64_t from, xfer *x,
-                     long *status)
+static llmos_err get(const char *registry, const char *url, uint64_t from, xfer *x, long *status)
 {
     char origin[512], here[URL_BYTES], next_origin[512];
     if (!origin_of(registry, origin, sizeof origin))
@@ -157,7 +269,8 @@ static llmos_err get(const char *registry, const char *url, uint64_t from, xfer 
         curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
         curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
         curl_easy_setopt(c, CURLOPT_XFERINFODATA, x);
-        curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 30L);
+        curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT,
+                         x->p->connect_timeout_s > 0 ? x->p->connect_timeout_s : 30L);
         curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L); /* stalled for 60 s: give up */
         curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 60L);
         curl_easy_setopt(c, CURLOPT_USERAGENT, "llmos/" LLMOS_VERSION);
@@ -206,8 +319,8 @@ static llmos_err get(const char *registry, const char *url, uint64_t from, xfer 
                 break;
             }
             if (hop == MAX_REDIRECTS) {
-                err = llmos_fail(LLMOS_ERR_NETWORK, "%s: more than %d redirects", url,
-                                 MAX_REDIRECTS);
+                err =
+                    llmos_fail(LLMOS_ERR_NETWORK, "%s: more than %d redirects", url, MAX_REDIRECTS);
                 break;
             }
             snprintf(here, sizeof here, "%s", loc);
@@ -225,20 +338,19 @@ static llmos_err get(const char *registry, const char *url, uint64_t from, xfer 
     return err;
 }
 
-static llmos_err get_small(const apps_pull_params *p, const char *path, size_t max,
-                           llmos_buf *out)
+static llmos_err get_small(const apps_pull_params *p, const char *path, size_t max, llmos_buf *out)
 {
     char url[URL_BYTES];
     size_t bl = strlen(p->registry);
-    snprintf(url, sizeof url, "%s%s%s", p->registry,
-             bl && p->registry[bl - 1] == '/' ? "" : "/", path);
+    snprintf(url, sizeof url, "%s%s%s", p->registry, bl && p->registry[bl - 1] == '/' ? "" : "/",
+             path);
     uint64_t pulled = 0, done = 0;
     xfer x = {.mem = out, .max = max, .fd = -1, .p = p, .pulled = &pulled, .all_done = &done};
     long status;
     llmos_err err = get(p->registry, url, 0, &x, &status);
     if (err == LLMOS_ERR_LIMIT || x.too_long)
-        err = llmos_fail(LLMOS_ERR_LIMIT, "%s: larger than %zu bytes; not a registry file", url,
-                         max);
+        err =
+            llmos_fail(LLMOS_ERR_LIMIT, "%s: larger than %zu bytes; not a registry file", url, max);
     return err;
 }
 
@@ -293,9 +405,12 @@ static llmos_err fetch_blob(apps_store *st, const apps_pull_params *p, const app
     if (!err && have)
         LOG_INFO("apps", "resuming %s at byte %" PRIu64, f->path, have);
     *base->all_done += have;
+    hpipe hp = {0};
+    if (!err && !hpipe_start(&hp, h))
+        err = llmos_fail(LLMOS_ERR_NOMEM, "cannot start the hashing thread");
     xfer x = *base;
     x.fd = fd;
-    x.h = h;
+    x.hp = &hp;
     x.have = have;
     x.limit = f->size;
     x.label = f->path;
@@ -306,19 +421,20 @@ static llmos_err fetch_blob(apps_store *st, const apps_pull_params *p, const app
         if (err == LLMOS_ERR_UNSUPPORTED && have) {
             /* the server cannot resume: fetch the whole file again */
             llmos_err_clear();
-            apps_hasher_free(x.h);
-            x.h = h = apps_hasher_new();
+            hpipe_finish(&hp);
+            apps_hasher_free(h);
+            h = apps_hasher_new();
             *x.all_done -= x.have;
             x.have = 0;
-            if (!h || ftruncate(fd, 0) != 0 || lseek(fd, 0, SEEK_SET) != 0)
+            if (!h || !hpipe_start(&hp, h) || ftruncate(fd, 0) != 0 || lseek(fd, 0, SEEK_SET) != 0)
                 err = llmos_fail(LLMOS_ERR_IO, "%s: cannot start over", partial);
             else
                 err = get(p->registry, url, 0, &x, &status);
         }
         if (!err && have && status == 200) /* a server that ignored the range sent it all */
-            err = llmos_fail(LLMOS_ERR_NETWORK, "%s: the registry ignored the resume request",
-                             url);
+            err = llmos_fail(LLMOS_ERR_NETWORK, "%s: the registry ignored the resume request", url);
     }
+    hpipe_finish(&hp); /* from here on h holds every byte written */
     bool discard = false;
     if (err == LLMOS_ERR_LIMIT) {
         discard = true;
@@ -466,8 +582,12 @@ llmos_err apps_pull(apps_store *st, const apps_pull_params *p, apps_pull_result 
     if (!err)
         err = check_space(st, m, &need);
     uint64_t pulled = 0, done = 0;
-    xfer base = {.fd = -1, .p = p, .pulled = &pulled, .all_done = &done,
-                 .total = out->bytes_total, .t0 = t0};
+    xfer base = {.fd = -1,
+                 .p = p,
+                 .pulled = &pulled,
+                 .all_done = &done,
+                 .total = out->bytes_total,
+                 .t0 = t0};
     for (size_t i = 0; !err && i < m->n_files; i++) {
         char blob[PATH_BYTES];
         struct stat sb;
@@ -501,8 +621,10 @@ llmos_err apps_pull(apps_store *st, const apps_pull_params *p, apps_pull_result 
     out->bytes_fetched = pulled;
     out->seconds = llmos_time_now() - t0;
     if (p->progress && !err) {
-        apps_progress pr = {.label = out->name, .done = out->bytes_total,
-                            .total = out->bytes_total, .seconds = out->seconds,
+        apps_progress pr = {.label = out->name,
+                            .done = out->bytes_total,
+                            .total = out->bytes_total,
+                            .seconds = out->seconds,
                             .finished = true};
         p->progress(&pr, p->progress_ctx);
     }
@@ -510,5 +632,43 @@ llmos_err apps_pull(apps_store *st, const apps_pull_params *p, apps_pull_result 
     buf_free(&b);
     buf_free(&man);
     buf_free(&sig);
+    return err;
+}
+
+llmos_err apps_registry_peek(const apps_pull_params *p, char *version, size_t version_size,
+                             uint64_t *bytes)
+{
+    char name[APPS_NAME_MAX + 16], tag[80], path[512];
+    split_ref(p->ref, name, sizeof name, tag, sizeof tag);
+    llmos_err err = apps_name_check(name, "app name");
+    if (err)
+        return err;
+    llmos_buf b = {0}, man = {0};
+    if (strcmp(tag, "latest") == 0) {
+        snprintf(path, sizeof path, "manifests/%s/latest", name);
+        err = get_small(p, path, TAG_MAX_BYTES, &b);
+        while (!err && b.len && (b.data[b.len - 1] == '\n' || b.data[b.len - 1] == '\r'))
+            b.data[--b.len] = '\0';
+        if (!err)
+            err = apps_version_check(b.data, "the registry's latest tag");
+        if (!err)
+            snprintf(tag, sizeof tag, "%s", b.data);
+    }
+    if (!err) {
+        snprintf(path, sizeof path, "manifests/%s/%s.json", name, tag);
+        err = get_small(p, path, APPS_MANIFEST_MAX, &man);
+    }
+    apps_manifest *m = NULL;
+    if (!err)
+        err = apps_manifest_parse(man.data, man.len, &m);
+    if (!err) {
+        snprintf(version, version_size, "%s", m->version);
+        *bytes = 0;
+        for (size_t i = 0; i < m->n_files; i++)
+            *bytes += m->files[i].size;
+    }
+    apps_manifest_free(m);
+    buf_free(&b);
+    buf_free(&man);
     return err;
 }

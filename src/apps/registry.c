@@ -20,8 +20,10 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
+#include <linux/openat2.h>
 #include <microhttpd.h>
 
 #include "llmos/apps.h"
@@ -155,7 +157,21 @@ llmos_err apps_publish(const char *registry_dir, const apps_manifest_params *mp,
 struct apps_registry_server {
     struct MHD_Daemon *daemon;
     char dir[PATH_BYTES - 300];
+    int dirfd;
 };
+
+/* Open rel under the registry folder and never outside it: openat2 with RESOLVE_BENEATH and
+ * no symbolic links at all where the kernel has it (Linux 5.6), else O_NOFOLLOW on the last
+ * component (rel has already passed the path rules: no "..", no empty component). */
+static int open_beneath(const apps_registry_server *s, const char *rel)
+{
+    struct open_how how = {.flags = O_RDONLY | O_CLOEXEC,
+                           .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS};
+    long fd = syscall(SYS_openat2, s->dirfd, rel, &how, sizeof how);
+    if (fd < 0 && errno == ENOSYS)
+        fd = openat(s->dirfd, rel, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    return (int)fd;
+}
 
 static enum MHD_Result reply_text(struct MHD_Connection *c, unsigned status, const char *text)
 {
@@ -194,8 +210,8 @@ static bool parse_range(const char *h, uint64_t size, uint64_t *from, uint64_t *
 }
 
 static enum MHD_Result serve_file(void *cls, struct MHD_Connection *c, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size, void **ptr)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **ptr)
 {
     (void)version;
     (void)upload_data;
@@ -208,9 +224,7 @@ static enum MHD_Result serve_file(void *cls, struct MHD_Connection *c, const cha
         llmos_err_clear();
         return reply_text(c, 404, "not found\n");
     }
-    char path[PATH_BYTES];
-    snprintf(path, sizeof path, "%s%s", s->dir, url);
-    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    int fd = open_beneath(s, url + 1);
     struct stat sb;
     if (fd < 0 || fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
         if (fd >= 0)
@@ -258,11 +272,14 @@ llmos_err apps_registry_serve(const char *dir, const char *host, uint16_t port,
     apps_registry_server *s = calloc(1, sizeof *s);
     if (!s)
         return llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
-    if (!realpath(dir, s->dir) && snprintf(s->dir, sizeof s->dir, "%s", dir) < 0) {
+    snprintf(s->dir, sizeof s->dir, "%s", dir);
+    s->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (s->dirfd < 0) {
         free(s);
         return llmos_fail(LLMOS_ERR_IO, "%s: %s", dir, strerror(errno));
     }
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     struct addrinfo *ai = NULL;
     char ps[8];
@@ -282,6 +299,7 @@ llmos_err apps_registry_serve(const char *dir, const char *host, uint16_t port,
         freeaddrinfo(ai);
     }
     if (fd < 0) {
+        close(s->dirfd);
         free(s);
         return llmos_fail(LLMOS_ERR_IO, "registry: cannot listen on %s port %u: %s",
                           host ? host : "127.0.0.1", (unsigned)port, strerror(errno));
@@ -291,11 +309,13 @@ llmos_err apps_registry_serve(const char *dir, const char *host, uint16_t port,
     getsockname(fd, (struct sockaddr *)&ss, &sl);
     uint16_t p = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
                                           : ntohs(((struct sockaddr_in *)&ss)->sin_port);
-    s->daemon = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD,
-                                 0, NULL, NULL, serve_file, s, MHD_OPTION_LISTEN_SOCKET, fd,
-                                 MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_END);
+    s->daemon = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD, 0,
+                                 NULL, NULL, serve_file, s, MHD_OPTION_LISTEN_SOCKET, fd,
+                                 MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_CONNECTION_LIMIT,
+                                 64u, MHD_OPTION_END);
     if (!s->daemon) {
         close(fd);
+        close(s->dirfd);
         free(s);
         return llmos_fail(LLMOS_ERR_IO, "registry: libmicrohttpd could not start");
     }
@@ -310,5 +330,6 @@ void apps_registry_stop(apps_registry_server *s)
     if (!s)
         return;
     MHD_stop_daemon(s->daemon);
+    close(s->dirfd);
     free(s);
 }

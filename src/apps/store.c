@@ -188,8 +188,8 @@ void apps_store_seen_version(const apps_store *st, const char *name, char *out, 
     buf_free(&b);
 }
 
-llmos_err apps_store_install(apps_store *st, const apps_manifest *m, const char *bytes,
-                             size_t len, const char *sig, size_t sig_len)
+llmos_err apps_store_install(apps_store *st, const apps_manifest *m, const char *bytes, size_t len,
+                             const char *sig, size_t sig_len)
 {
     char seen[64];
     apps_store_seen_version(st, m->name, seen, sizeof seen);
@@ -203,8 +203,8 @@ llmos_err apps_store_install(apps_store *st, const apps_manifest *m, const char 
         struct stat sb;
         apps_store_blob_path(st, m->files[i].sha256, p, sizeof p);
         if (stat(p, &sb) != 0 || (uint64_t)sb.st_size != m->files[i].size)
-            return llmos_fail(LLMOS_ERR_NOT_FOUND, "%s %s: file '%s' is not in the store",
-                              m->name, m->version, m->files[i].path);
+            return llmos_fail(LLMOS_ERR_NOT_FOUND, "%s %s: file '%s' is not in the store", m->name,
+                              m->version, m->files[i].path);
     }
     snprintf(p, sizeof p, "%s/manifests/%s", st->dir, m->name);
     llmos_err err = llmos_file_mkdirs(p, 0700);
@@ -346,13 +346,13 @@ llmos_err apps_store_verify(const apps_store *st, const char *name, const char *
     llmos_err_clear();
     apps_manifest *m = NULL;
     if (!err)
-        err = apps_verify_manifest(st->policy, bytes.data, bytes.len,
-                                   have_sig ? sig.data : NULL, sig.len, allow_unsigned, &m, v);
+        err = apps_verify_manifest(st->policy, bytes.data, bytes.len, have_sig ? sig.data : NULL,
+                                   sig.len, allow_unsigned, &m, v);
     if (!err && (strcmp(m->name, name) != 0 || strcmp(m->version, version) != 0)) {
         snprintf(v->check, sizeof v->check, "name");
-        err = llmos_fail(LLMOS_ERR_DENIED,
-                         "name check failed: the manifest stored as %s %s is %s %s", name,
-                         version, m->name, m->version);
+        err =
+            llmos_fail(LLMOS_ERR_DENIED, "name check failed: the manifest stored as %s %s is %s %s",
+                       name, version, m->name, m->version);
     }
     for (size_t i = 0; !err && check_digests && i < m->n_files; i++) {
         char hex[APPS_SHA256_HEX];
@@ -434,7 +434,8 @@ llmos_err apps_store_list(const apps_store *st, bool (*fn)(const apps_entry *e, 
         n++;
     }
     closedir(d);
-    qsort(names, n, sizeof *names, cmp_str);
+    if (n)
+        qsort(names, n, sizeof *names, cmp_str);
     list_ctx lc = {.st = st, .fn = fn, .ctx = ctx};
     for (size_t i = 0; i < n; i++) {
         lc.name = names[i];
@@ -490,8 +491,8 @@ static bool owner_of(const apps_manifest *m, void *ctx)
     return true;
 }
 
-llmos_err apps_store_owner(const apps_store *st, const char *sha256, char *name,
-                           size_t name_size, char *version, size_t version_size)
+llmos_err apps_store_owner(const apps_store *st, const char *sha256, char *name, size_t name_size,
+                           char *version, size_t version_size)
 {
     owner_ctx o = {sha256, name, version, name_size, version_size, false};
     walk_ctx w = {st, owner_of, &o, false};
@@ -530,8 +531,7 @@ static bool gc_mark(const apps_manifest *m, void *ctx)
     return true;
 }
 
-llmos_err apps_store_remove(apps_store *st, const char *name, const char *version,
-                            uint64_t *freed)
+llmos_err apps_store_remove(apps_store *st, const char *name, const char *version, uint64_t *freed)
 {
     *freed = 0;
     llmos_err err = apps_name_check(name, "app name");
@@ -548,8 +548,8 @@ llmos_err apps_store_remove(apps_store *st, const char *name, const char *versio
             if (e->d_name[0] == '.')
                 continue;
             size_t vl = version ? strlen(version) : 0;
-            if (version && (strncmp(e->d_name, version, vl) != 0 ||
-                            strncmp(e->d_name + vl, ".json", 5) != 0))
+            if (version &&
+                (strncmp(e->d_name, version, vl) != 0 || strncmp(e->d_name + vl, ".json", 5) != 0))
                 continue;
             snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
             removed |= unlink(p) == 0;
@@ -558,8 +558,8 @@ llmos_err apps_store_remove(apps_store *st, const char *name, const char *versio
         rmdir(dir); /* when empty */
     }
     if (!removed)
-        return llmos_fail(LLMOS_ERR_NOT_FOUND, "%s%s%s is not installed", name,
-                          version ? ":" : "", version ? version : "");
+        return llmos_fail(LLMOS_ERR_NOT_FOUND, "%s%s%s is not installed", name, version ? ":" : "",
+                          version ? version : "");
     /* blobs no installed manifest refers to (downloads in progress are kept) */
     gc_ctx g = {0};
     walk_ctx w = {st, gc_mark, &g, false};
@@ -592,8 +592,8 @@ void apps_store_log(const apps_store *st, const char *event, const char *what,
 {
     char p[PATH_BYTES];
     snprintf(p, sizeof p, "%s/verify.log", st->dir);
-    json_t *j = json_pack("{s:I, s:s, s:s, s:s}", "time", (json_int_t)time(NULL), "event",
-                          event, "what", what, "outcome", outcome);
+    json_t *j = json_pack("{s:I, s:s, s:s, s:s}", "time", (json_int_t)time(NULL), "event", event,
+                          "what", what, "outcome", outcome);
     if (j && v) {
         json_object_set_new(j, "signed", json_boolean(v->signed_by_trusted));
         if (v->keyid[0])

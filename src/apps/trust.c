@@ -81,12 +81,14 @@ static llmos_err add_rule(apps_policy *p, char *line, size_t lineno)
     if (strcmp(verb, "trust") == 0 && a && b) {
         apps_trusted_key k = {.kinds = ALL_KINDS};
         if (apps_name_check(a, "publisher"))
-            return llmos_fail(LLMOS_ERR_FORMAT, "trust policy line %zu: '%.64s' is not a "
-                              "publisher name", lineno, a);
+            return llmos_fail(LLMOS_ERR_FORMAT,
+                              "trust policy line %zu: '%.64s' is not a "
+                              "publisher name",
+                              lineno, a);
         snprintf(k.publisher, sizeof k.publisher, "%s", a);
         if (apps_pubkey_parse(b, strlen(b), &k.key))
-            return llmos_fail(LLMOS_ERR_FORMAT,
-                              "trust policy line %zu: not a minisign public key", lineno);
+            return llmos_fail(LLMOS_ERR_FORMAT, "trust policy line %zu: not a minisign public key",
+                              lineno);
         if (c && !parse_kinds(c, &k.kinds))
             return llmos_fail(LLMOS_ERR_FORMAT,
                               "trust policy line %zu: kinds are a list of model, tool, mcp, "
@@ -104,8 +106,8 @@ static llmos_err add_rule(apps_policy *p, char *line, size_t lineno)
     if (strcmp(verb, "revoke") == 0 && a) { /* the rest of the line is the reason */
         uint8_t id[8];
         if (!parse_keyid(a, id))
-            return llmos_fail(LLMOS_ERR_FORMAT,
-                              "trust policy line %zu: a key id is 16 hex digits", lineno);
+            return llmos_fail(LLMOS_ERR_FORMAT, "trust policy line %zu: a key id is 16 hex digits",
+                              lineno);
         uint8_t(*r)[8] = realloc(p->revoked, (p->n_revoked + 1) * sizeof *r);
         if (!r)
             return llmos_fail(LLMOS_ERR_NOMEM, "out of memory");

@@ -128,6 +128,15 @@ typedef struct cli_progress_state {
 } cli_progress_state;
 struct apps_progress;
 void cli_progress(const struct apps_progress *p, void *ctx);
+/* For a user with no model (the shell's no-model page, make run): name the default model
+ * ($LLMOS_DEFAULT_MODEL, else qwen2.5-0.5b-instruct) with its size as the registry
+ * ($LLMOS_REGISTRY, else the one built in) declares it, and on a terminal offer to pull it.
+ * Where no registry is set or reachable: one line saying what to do. Returns the name to run
+ * when it was pulled, else NULL. Never reads standard input unless it is a terminal. */
+const char *cli_offer_default_model(void);
+/* The registry to pull from: $LLMOS_REGISTRY, else the one built in (LLMOS_DEFAULT_REGISTRY),
+ * else NULL. */
+const char *cli_registry(void);
 
 /* the commands */
 int cmd_help(int argc, char **argv);

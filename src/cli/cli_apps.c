@@ -71,9 +71,8 @@ static bool is_installed(const char *arg)
 }
 
 /* Verify name@version in the store and put its model file's path in out. */
-static llmos_err verify_app(apps_store *st, const char *name, const char *version,
-                            const char *what, char *out, size_t size, char *check,
-                            size_t check_size)
+static llmos_err verify_app(apps_store *st, const char *name, const char *version, const char *what,
+                            char *out, size_t size, char *check, size_t check_size)
 {
     apps_manifest *m = NULL;
     apps_verdict v;
@@ -105,8 +104,10 @@ static llmos_err verify_app(apps_store *st, const char *name, const char *versio
                  "%s: %s verified: signed by %s (key %s), %zu file(s) match their SHA-256", what,
                  label, v.publisher, v.keyid, m->n_files);
     else
-        snprintf(check, check_size, "%s: %s UNSIGNED, loaded with --allow-unsigned or policy; "
-                 "%zu file(s) match their SHA-256", what, label, m->n_files);
+        snprintf(check, check_size,
+                 "%s: %s UNSIGNED, loaded with --allow-unsigned or policy; "
+                 "%zu file(s) match their SHA-256",
+                 what, label, m->n_files);
     apps_store_log(st, "load", label, &v, v.signed_by_trusted ? "verified" : "unsigned");
     fprintf(stderr, "llmos: %s\n", check + strlen(what) + 2);
     apps_manifest_free(m);
@@ -229,4 +230,70 @@ void cli_progress(const apps_progress *p, void *ctx)
             s->next_pct += 10;
     }
     fflush(stderr);
+}
+
+/* ---- a first model for a new user ---------------------------------------------------------- */
+
+#define DEFAULT_MODEL      "qwen2.5-0.5b-instruct"
+#define DEFAULT_MODEL_SIZE "about 400 MB" /* Q4_K_M; what a registry declares is shown instead */
+
+const char *cli_registry(void)
+{
+    const char *r = getenv("LLMOS_REGISTRY");
+    if (r && *r)
+        return r;
+    return LLMOS_DEFAULT_REGISTRY[0] ? LLMOS_DEFAULT_REGISTRY : NULL;
+}
+
+const char *cli_offer_default_model(void)
+{
+    static char name[APPS_NAME_MAX + 1];
+    const char *env = getenv("LLMOS_DEFAULT_MODEL");
+    snprintf(name, sizeof name, "%s", env && *env ? env : DEFAULT_MODEL);
+    const char *registry = cli_registry();
+    printf("\n");
+    if (!registry) {
+        printf("No model registry is set: set LLMOS_REGISTRY=URL and run 'llmos pull %s' "
+               "(%s), or give --model FILE.gguf.\n",
+               name, DEFAULT_MODEL_SIZE);
+        return NULL;
+    }
+    apps_pull_params p = {.registry = registry, .ref = name, .connect_timeout_s = 5};
+    char version[64];
+    uint64_t bytes = 0;
+    if (apps_registry_peek(&p, version, sizeof version, &bytes)) {
+        printf("The registry %s cannot be reached (%s): give --model FILE.gguf, or set "
+               "LLMOS_REGISTRY to a registry this machine reaches and run 'llmos pull %s'.\n",
+               registry, llmos_errmsg(), name);
+        llmos_err_clear();
+        return NULL;
+    }
+    char size[32];
+    human(size, sizeof size, (double)bytes);
+    printf("The default model is %s %s (%s) from %s.\n", name, version, size, registry);
+    char trust[PATH_MAX];
+    snprintf(trust, sizeof trust, "%s/apps/trust", cli_home());
+    apps_policy *pol = NULL;
+    bool trusts_none = apps_policy_load(trust, &pol) != LLMOS_OK || pol->n_keys == 0;
+    apps_policy_free(pol);
+    llmos_err_clear();
+    if (trusts_none) {
+        printf("You trust no publisher yet: get the publisher's public key file, run 'llmos "
+               "keys trust FILE.pub --publisher NAME', then 'llmos pull %s'.\n",
+               name);
+        return NULL;
+    }
+    if (!isatty(STDIN_FILENO) || !isatty(STDOUT_FILENO)) {
+        printf("Get it with 'llmos pull %s', then chat with 'llmos run %s'.\n", name, name);
+        return NULL;
+    }
+    printf("Pull it now (%s; its signature is checked against your trust policy)? [y/N] ", size);
+    fflush(stdout);
+    char line[16];
+    if (!fgets(line, sizeof line, stdin) || (line[0] != 'y' && line[0] != 'Y'))
+        return NULL;
+    char *av[] = {"pull", name, "--registry", (char *)registry, NULL};
+    if (cmd_pull(4, av) != CLI_OK)
+        return NULL;
+    return name;
 }

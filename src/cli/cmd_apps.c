@@ -65,13 +65,14 @@ const char cmd_pull_help[] =
     "older than one installed before is refused (no downgrades). Progress goes to\n"
     "standard error: a line with bytes, rate and time left on a terminal, plain lines\n"
     "otherwise. docs/supply-chain.md explains the checks.\n\n"
-    "  --registry URL     the registry (http:// or https://; default $LLMOS_REGISTRY)\n"
+    "  --registry URL     the registry (http:// or https://; default $LLMOS_REGISTRY,\n"
+    "                     else the one llmos was built with, if any)\n"
     "  --allow-unsigned   install a manifest that has no signature (loading it later\n"
     "                     needs --allow-unsigned again)\n";
 
 int cmd_pull(int argc, char **argv)
 {
-    const char *ref = NULL, *registry = getenv("LLMOS_REGISTRY");
+    const char *ref = NULL, *registry = cli_registry();
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--registry") == 0 && i + 1 < argc)
             registry = argv[++i];
@@ -166,8 +167,7 @@ static bool list_one(const apps_entry *e, void *ctx)
                                                  "kind", kind, "status", status));
     } else {
         if (lc->n == 0)
-            printf("%-28s %-12s %10s  %-10s  %s\n", "NAME", "VERSION", "SIZE", "KIND",
-                   "SIGNATURE");
+            printf("%-28s %-12s %10s  %-10s  %s\n", "NAME", "VERSION", "SIZE", "KIND", "SIGNATURE");
         char hs[32];
         human(hs, sizeof hs, (double)size);
         printf("%-28s %-12s %10s  %-10s  %s\n", e->name, e->version, hs, kind, status);
@@ -270,8 +270,7 @@ int cmd_show(int argc, char **argv)
         }
         const json_t *pred = json_object_get(m->provenance, "predicate");
         const json_t *bd = json_object_get(pred, "buildDefinition");
-        printf("provenance:   %s\n",
-               ljson_get_string(m->provenance, "predicateType", "?"));
+        printf("provenance:   %s\n", ljson_get_string(m->provenance, "predicateType", "?"));
         printf("  build type: %s\n", ljson_get_string(bd, "buildType", "?"));
         printf("  builder:    %s\n",
                ljson_get_string(json_object_get(json_object_get(pred, "runDetails"), "builder"),
@@ -355,8 +354,8 @@ static bool verify_one(const apps_entry *e, void *ctx)
     apps_manifest *m = NULL;
     apps_verdict v;
     double t0 = llmos_time_now();
-    llmos_err err = apps_store_verify(vc->st, e->name, e->version, true, cli_allow_unsigned, &m,
-                                      &v);
+    llmos_err err =
+        apps_store_verify(vc->st, e->name, e->version, true, cli_allow_unsigned, &m, &v);
     char label[160];
     snprintf(label, sizeof label, "%s %s", e->name, e->version);
     apps_store_log(vc->st, "verify", label, &v, err ? llmos_errmsg() : "verified");
@@ -372,8 +371,8 @@ static bool verify_one(const apps_entry *e, void *ctx)
         human(hs, sizeof hs, (double)size);
         human(rate, sizeof rate, s > 0 ? (double)size / s : 0);
         if (v.signed_by_trusted)
-            printf("ok     %s: signed by %s (key %s); %zu file(s), %s, SHA-256 at %s/s\n",
-                   label, v.publisher, v.keyid, m->n_files, hs, rate);
+            printf("ok     %s: signed by %s (key %s); %zu file(s), %s, SHA-256 at %s/s\n", label,
+                   v.publisher, v.keyid, m->n_files, hs, rate);
         else
             printf("ok     %s: UNSIGNED (allowed); %zu file(s), %s\n", label, m->n_files, hs);
         vc->ok++;
@@ -702,8 +701,8 @@ int cmd_publish(int argc, char **argv)
             char id[APPS_KEYID_HEX];
             apps_seckey_public(k, &pk);
             apps_keyid_hex(pk.id, id);
-            printf("published %s %s to %s (%zu file(s), signed with key %s)\n", mp.name,
-                   mp.version, dir, n, id);
+            printf("published %s %s to %s (%zu file(s), signed with key %s)\n", mp.name, mp.version,
+                   dir, n, id);
         }
         apps_seckey_free(k);
         buf_free(&man);

@@ -64,10 +64,19 @@ int cmd_scan(int argc, char **argv)
             no_guard = true;
             continue;
         }
-        static const char *const takes[] = {"--model", "--api", "--api-model",
-                                            "--quarantine-model", "--quarantine-api-model",
-                                            "--judge-model", "--judge-api-model", "--probes",
-                                            "--out", "--family", "--fail-above", "--limit", "-n"};
+        static const char *const takes[] = {"--model",
+                                            "--api",
+                                            "--api-model",
+                                            "--quarantine-model",
+                                            "--quarantine-api-model",
+                                            "--judge-model",
+                                            "--judge-api-model",
+                                            "--probes",
+                                            "--out",
+                                            "--family",
+                                            "--fail-above",
+                                            "--limit",
+                                            "-n"};
         bool known = false;
         for (size_t k = 0; k < LLMOS_ARRAY_LEN(takes) && !known; k++)
             known = strcmp(a, takes[k]) == 0;
@@ -100,7 +109,8 @@ int cmd_scan(int argc, char **argv)
         else if (strcmp(a, "--fail-above") == 0) {
             fail_above = strtod(v, &end);
             if (!end || *end || fail_above < 0 || fail_above > 1)
-                return cli_usage_error("scan", "--fail-above needs a rate from 0 to 1, not '%s'", v);
+                return cli_usage_error("scan", "--fail-above needs a rate from 0 to 1, not '%s'",
+                                       v);
         } else if (strcmp(a, "--limit") == 0 || strcmp(a, "-n") == 0) {
             long n = strtol(v, &end, 10);
             if (!end || *end || n < 1 || n > 1000000)
@@ -113,7 +123,8 @@ int cmd_scan(int argc, char **argv)
     if (api && !api_model)
         return cli_usage_error("scan", "--api needs --api-model NAME");
     if (endpoint && !api)
-        return cli_usage_error("scan", "--endpoint scans an OpenAI-compatible server: give --api URL");
+        return cli_usage_error("scan",
+                               "--endpoint scans an OpenAI-compatible server: give --api URL");
     char dflt[4200];
     if (!probes_dir) {
         snprintf(dflt, sizeof dflt, "%s/probes", LLMOS_DATA_DIR);

@@ -191,8 +191,10 @@ int cmd_shell(int argc, char **argv)
         if (once.len)
             rc = cli_usage_error("shell", "a message needs a model: give --model FILE (or set "
                                           "LLMOS_MODEL) or --api URL --api-model NAME");
-        else
+        else {
             print_no_model();
+            model_path = cli_offer_default_model(); /* NULL unless the user pulled it */
+        }
     }
     if (rc || (!api_url && (!model_path || !model_path[0]))) {
         buf_free(&once);

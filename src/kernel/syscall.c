@@ -57,10 +57,10 @@ static void audit_call(kernel *k, const kproc *p, const llm_tool_call *call, con
     char *masked = NULL;
     if (k->guard && guard_mask_secrets(args, strlen(args), &masked) == LLMOS_OK)
         args = masked;
-    json_t *rec = json_pack("{s:I, s:s, s:s, s:s, s:s, s:s}", "pid", (json_int_t)p->info.pid,
-                            "tool", call->name ? call->name : "", "arguments", args, "decision",
-                            decision, "detail", detail ? detail : "", "origin",
-                            origin ? origin : "");
+    json_t *rec =
+        json_pack("{s:I, s:s, s:s, s:s, s:s, s:s}", "pid", (json_int_t)p->info.pid, "tool",
+                  call->name ? call->name : "", "arguments", args, "decision", decision, "detail",
+                  detail ? detail : "", "origin", origin ? origin : "");
     free(masked);
     if (!rec) /* arguments not valid UTF-8: record without them */
         rec = json_pack("{s:I, s:s, s:s}", "pid", (json_int_t)p->info.pid, "decision", decision,

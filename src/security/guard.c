@@ -17,9 +17,8 @@
 #include "llmos/guard.h"
 
 static const char *const detector_names[GUARD_DETECTOR_COUNT_] = {
-    "credit_card", "iban",   "api_key",       "private_key", "high_entropy",
-    "email",       "phone",  "exfil_url",     "vuln_c",      "vuln_python",
-    "vuln_sql",    "vuln_shell", "judge",
+    "credit_card", "iban",   "api_key",     "private_key", "high_entropy", "email", "phone",
+    "exfil_url",   "vuln_c", "vuln_python", "vuln_sql",    "vuln_shell",   "judge",
 };
 
 const char *guard_detector_name(guard_detector d)
@@ -218,8 +217,8 @@ static const char *card_brand(const char *d, size_t n)
 static llmos_err scan_cards(const char *t, size_t len, guard_findings *out)
 {
     for (size_t i = 0; i < len; i++) {
-        if (!is_digit((unsigned char)t[i]) || (i > 0 && (is_alnum((unsigned char)t[i - 1]) ||
-                                                          t[i - 1] == '.' || t[i - 1] == '-')))
+        if (!is_digit((unsigned char)t[i]) ||
+            (i > 0 && (is_alnum((unsigned char)t[i - 1]) || t[i - 1] == '.' || t[i - 1] == '-')))
             continue;
         char d[20];
         size_t n = 0, j = i;
@@ -263,14 +262,13 @@ static const struct {
     char cc[3];
     unsigned char len;
 } iban_lengths[] = {
-    {"AD", 24}, {"AE", 23}, {"AT", 20}, {"BE", 16}, {"BG", 22}, {"BH", 22}, {"BR", 29},
-    {"CH", 21}, {"CY", 28}, {"CZ", 24}, {"DE", 22}, {"DK", 18}, {"EE", 20}, {"ES", 24},
-    {"FI", 18}, {"FR", 27}, {"GB", 22}, {"GI", 23}, {"GR", 27}, {"HR", 21}, {"HU", 28},
-    {"IE", 22}, {"IL", 23}, {"IS", 26}, {"IT", 27}, {"KW", 30}, {"KZ", 20}, {"LB", 28},
-    {"LI", 21}, {"LT", 20}, {"LU", 20}, {"LV", 21}, {"MC", 27}, {"MT", 31}, {"NL", 18},
-    {"NO", 15}, {"PK", 24}, {"PL", 28}, {"PT", 25}, {"QA", 29}, {"RO", 24}, {"RS", 22},
-    {"SA", 24}, {"SE", 24}, {"SI", 19}, {"SK", 24}, {"SM", 27}, {"TN", 24}, {"TR", 26},
-    {"UA", 29},
+    {"AD", 24}, {"AE", 23}, {"AT", 20}, {"BE", 16}, {"BG", 22}, {"BH", 22}, {"BR", 29}, {"CH", 21},
+    {"CY", 28}, {"CZ", 24}, {"DE", 22}, {"DK", 18}, {"EE", 20}, {"ES", 24}, {"FI", 18}, {"FR", 27},
+    {"GB", 22}, {"GI", 23}, {"GR", 27}, {"HR", 21}, {"HU", 28}, {"IE", 22}, {"IL", 23}, {"IS", 26},
+    {"IT", 27}, {"KW", 30}, {"KZ", 20}, {"LB", 28}, {"LI", 21}, {"LT", 20}, {"LU", 20}, {"LV", 21},
+    {"MC", 27}, {"MT", 31}, {"NL", 18}, {"NO", 15}, {"PK", 24}, {"PL", 28}, {"PT", 25}, {"QA", 29},
+    {"RO", 24}, {"RS", 22}, {"SA", 24}, {"SE", 24}, {"SI", 19}, {"SK", 24}, {"SM", 27}, {"TN", 24},
+    {"TR", 26}, {"UA", 29},
 };
 
 static int iban_length(const char *cc)
@@ -325,16 +323,11 @@ enum { A_ALNUM, A_UPNUM, A_URL, A_HEX, A_ALPHA };
 static bool in_alphabet(int a, unsigned char c)
 {
     switch (a) {
-    case A_ALNUM:
-        return is_alnum(c);
-    case A_UPNUM:
-        return is_upper(c) || is_digit(c);
-    case A_URL:
-        return is_alnum(c) || c == '_' || c == '-';
-    case A_HEX:
-        return is_hex(c);
-    default:
-        return is_alpha(c);
+    case A_ALNUM: return is_alnum(c);
+    case A_UPNUM: return is_upper(c) || is_digit(c);
+    case A_URL: return is_alnum(c) || c == '_' || c == '-';
+    case A_HEX: return is_hex(c);
+    default: return is_alpha(c);
     }
 }
 
@@ -396,8 +389,8 @@ static llmos_err scan_keys(const char *t, size_t len, guard_findings *out)
 {
     for (size_t i = 0; i < len; i++) {
         unsigned char c0 = (unsigned char)t[i];
-        if (!is_alpha(c0) || (i > 0 && (is_alnum((unsigned char)t[i - 1]) || t[i - 1] == '_' ||
-                                        t[i - 1] == '-')))
+        if (!is_alpha(c0) ||
+            (i > 0 && (is_alnum((unsigned char)t[i - 1]) || t[i - 1] == '_' || t[i - 1] == '-')))
             continue;
         size_t jwt = c0 == 'e' ? jwt_at(t, len, i) : 0;
         if (jwt) {
@@ -416,8 +409,7 @@ static llmos_err scan_keys(const char *t, size_t len, guard_findings *out)
                 j++;
             size_t n = j - s;
             /* the key must end there: not followed by more of a token */
-            bool ended = j >= len || !(is_alnum((unsigned char)t[j]) || t[j] == '_' ||
-                                       t[j] == '-');
+            bool ended = j >= len || !(is_alnum((unsigned char)t[j]) || t[j] == '_' || t[j] == '-');
             if (n < f->min || n > f->max || !ended)
                 continue;
             /* a real key mixes letters and digits (a body of one letter repeated is an example) */
@@ -621,7 +613,8 @@ static size_t email_span(const char *t, size_t len, size_t at_pos, size_t *start
 
 static llmos_err scan_emails(const char *t, size_t len, guard_findings *out)
 {
-    for (const char *p = memchr(t, '@', len); p; p = memchr(p + 1, '@', len - (size_t)(p + 1 - t))) {
+    for (const char *p = memchr(t, '@', len); p;
+         p = memchr(p + 1, '@', len - (size_t)(p + 1 - t))) {
         size_t a = (size_t)(p - t), s = 0;
         if (a == 0 || a + 1 >= len)
             continue;
@@ -703,7 +696,8 @@ static llmos_err scan_phones(const char *t, size_t len, guard_findings *out)
             continue;
         bool ok = false;
         if (intl) {
-            ok = digits >= 8 && digits <= 15 && glen[0] <= 4 && !(sep == '.' && !paren && groups == 4);
+            ok = digits >= 8 && digits <= 15 && glen[0] <= 4 &&
+                 !(sep == '.' && !paren && groups == 4);
             if (groups == 1)
                 ok = ok && digits >= 10;
         } else if (paren && groups >= 3 && glen[0] == 3 && digits == 10) {
@@ -711,8 +705,9 @@ static llmos_err scan_phones(const char *t, size_t len, guard_findings *out)
         } else if (!paren && groups == 3 && glen[0] == 3 && glen[1] == 3 && glen[2] == 4 &&
                    sep != 0 && !mixed) {
             ok = true;
-        } else if (!paren && t[i] == '0' && groups >= 2 && groups <= 4 && (digits == 10 || digits == 11) &&
-                   sep != 0 && sep != '.' && !mixed && glen[0] >= 3 && glen[0] <= 5) {
+        } else if (!paren && t[i] == '0' && groups >= 2 && groups <= 4 &&
+                   (digits == 10 || digits == 11) && sep != 0 && sep != '.' && !mixed &&
+                   glen[0] >= 3 && glen[0] <= 5) {
             ok = true;
         }
         if (ok) {
@@ -827,7 +822,8 @@ static llmos_err scan_urls(const char *t, size_t len, const char *const *allow, 
                 k--;
             link = t[k] == '[';
             image = link && k > 0 && t[k - 1] == '!';
-        } else if (i >= 5 && (at_nocase(t, len, i - 5, "src=\"") || at_nocase(t, len, i - 5, "src='"))) {
+        } else if (i >= 5 &&
+                   (at_nocase(t, len, i - 5, "src=\"") || at_nocase(t, len, i - 5, "src='"))) {
             image = true;
         }
         size_t h = i + skip, he = h;
@@ -883,7 +879,8 @@ static llmos_err scan_urls(const char *t, size_t len, const char *const *allow, 
  * just after '(' or 0. */
 static size_t call_at(const char *t, size_t len, size_t i, const char *name)
 {
-    if (t[i] != name[0] || !at(t, len, i, name) || (i > 0 && (is_ident((unsigned char)t[i - 1]) || t[i - 1] == '.')))
+    if (t[i] != name[0] || !at(t, len, i, name) ||
+        (i > 0 && (is_ident((unsigned char)t[i - 1]) || t[i - 1] == '.')))
         return 0;
     size_t j = i + strlen(name);
     if (j < len && is_ident((unsigned char)t[j]))
@@ -978,8 +975,8 @@ static bool contains_nocase(const char *t, size_t s, size_t e, const char *needl
 /* SQL statement words, at the start of a string. */
 static bool sql_start(const char *t, size_t len, size_t i)
 {
-    static const char *const words[] = {"select ", "insert into ", "update ", "delete from ",
-                                        "drop table ", "replace into "};
+    static const char *const words[] = {"select ",      "insert into ", "update ",
+                                        "delete from ", "drop table ",  "replace into "};
     for (size_t k = 0; k < LLMOS_ARRAY_LEN(words); k++)
         if (at_nocase(t, len, i, words[k]))
             return true;
@@ -1026,8 +1023,8 @@ static llmos_err scan_sql(const char *t, size_t len, guard_findings *out)
             built = true;
         if (q == '`' && contains(t, s, j, "${"))
             built = true;
-        if (after < len && (t[after] == '+' || (t[after] == '%' && after + 1 < len &&
-                                                t[after + 1] != '%')))
+        if (after < len &&
+            (t[after] == '+' || (t[after] == '%' && after + 1 < len && t[after + 1] != '%')))
             built = true;
         if (at(t, len, j + 1, ".format("))
             built = true;
@@ -1061,12 +1058,9 @@ static llmos_err scan_code(const char *t, size_t len, guard_findings *out)
         const char *name;
         const char *kind;
     } c_calls[] = {
-        {"strcpy", "strcpy: unbounded copy"},
-        {"strcat", "strcat: unbounded append"},
-        {"gets", "gets: unbounded read"},
-        {"sprintf", "sprintf: unbounded format"},
-        {"vsprintf", "vsprintf: unbounded format"},
-        {"wcscpy", "wcscpy: unbounded copy"},
+        {"strcpy", "strcpy: unbounded copy"},       {"strcat", "strcat: unbounded append"},
+        {"gets", "gets: unbounded read"},           {"sprintf", "sprintf: unbounded format"},
+        {"vsprintf", "vsprintf: unbounded format"}, {"wcscpy", "wcscpy: unbounded copy"},
     };
     llmos_err err = LLMOS_OK;
     for (size_t i = 0; i < len && !err; i++) {
@@ -1091,9 +1085,9 @@ static llmos_err scan_code(const char *t, size_t len, guard_findings *out)
                       "scanf %s: unbounded read");
         }
         /* Python */
-        static const char *const sub[] = {"subprocess.run", "subprocess.call", "subprocess.Popen",
-                                          "subprocess.check_output", "subprocess.check_call",
-                                          "subprocess.getoutput"};
+        static const char *const sub[] = {"subprocess.run",        "subprocess.call",
+                                          "subprocess.Popen",      "subprocess.check_output",
+                                          "subprocess.check_call", "subprocess.getoutput"};
         for (size_t k = 0; k < LLMOS_ARRAY_LEN(sub) && !err; k++) {
             if ((a = dotted_call_at(t, len, i, sub[k]))) {
                 size_t e = args_end(t, len, a);
@@ -1133,8 +1127,8 @@ static llmos_err scan_code(const char *t, size_t len, guard_findings *out)
             size_t j = i + 5;
             while (j < len && t[j] == ' ')
                 j++;
-            if (j < len && (t[j] == '$' || (t[j] == '"' && j + 1 < len && t[j + 1] == '$') ||
-                            t[j] == '`')) {
+            if (j < len &&
+                (t[j] == '$' || (t[j] == '"' && j + 1 < len && t[j + 1] == '$') || t[j] == '`')) {
                 size_t e = j;
                 while (e < len && t[e] != '\n')
                     e++;
@@ -1172,7 +1166,6 @@ static bool in_pem_block(const char *t, size_t len, size_t at)
         }
     return found && begin < at;
 }
-
 
 static int by_start(const void *a, const void *b)
 {
@@ -1246,7 +1239,7 @@ llmos_err guard_scan(const char *text, size_t len, const char *const *allow_host
             out->v[w++] = out->v[first + k];
     free(drop);
     out->n = w;
-    if (out->n > first) /* out->v may be NULL when nothing was found: no qsort of NULL */
+    if (out->n > first)
         qsort(out->v + first, out->n - first, sizeof *out->v, by_start);
     return LLMOS_OK;
 }

@@ -114,9 +114,8 @@ static void test_publish_pull_run(void **state)
     assert_int_equal(run(&out, &err, "pull stories --registry %s", url), 1);
     assert_non_null(strstr(err.data, "trusted key check failed"));
     assert_non_null(strstr(err.data, "llmos keys trust"));
-    assert_int_equal(run(&out, &err, "keys trust '%s/acme.pub' --publisher acme --kinds model",
-                         dir),
-                     0);
+    assert_int_equal(
+        run(&out, &err, "keys trust '%s/acme.pub' --publisher acme --kinds model", dir), 0);
     assert_int_equal(run(&out, &err, "pull stories --registry %s", url), 0);
     assert_non_null(strstr(out.data, "pulled stories 1.0.0"));
     assert_non_null(strstr(out.data, "signed by acme"));
@@ -134,12 +133,14 @@ static void test_publish_pull_run(void **state)
 
     /* by name wherever --model FILE works; the same text as the file itself */
     llmos_buf direct = {0};
-    assert_int_equal(run(&direct, &err, "generate --model '%s' --prompt 'Once upon' -n 8 "
-                                        "--temp 0",
+    assert_int_equal(run(&direct, &err,
+                         "generate --model '%s' --prompt 'Once upon' -n 8 "
+                         "--temp 0",
                          model),
                      0);
-    assert_int_equal(run(&out, &err, "generate --model stories --prompt 'Once upon' -n 8 "
-                                     "--temp 0"),
+    assert_int_equal(run(&out, &err,
+                         "generate --model stories --prompt 'Once upon' -n 8 "
+                         "--temp 0"),
                      0);
     assert_string_equal(out.data, direct.data);
     assert_non_null(strstr(err.data, "stories 1.0.0 verified: signed by acme"));
@@ -204,8 +205,7 @@ static void test_refusals(void **state)
     assert_int_equal(run(&out, &err, "pull plain --registry %s --allow-unsigned", url), 0);
     assert_non_null(strstr(out.data, "UNSIGNED"));
     assert_int_equal(run(&out, &err, "generate --model plain --prompt x -n 2"), 1);
-    assert_int_equal(run(&out, &err, "--allow-unsigned generate --model plain --prompt x -n 2"),
-                     0);
+    assert_int_equal(run(&out, &err, "--allow-unsigned generate --model plain --prompt x -n 2"), 0);
     assert_non_null(strstr(err.data, "UNSIGNED"));
 
     /* local files: loaded as before, unless the policy refuses them */
@@ -253,12 +253,34 @@ static void test_sign(void **state)
     buf_free(&err);
 }
 
+/* `llmos` (and `make run`) with no model names the default model with its size, and where no
+ * registry is set or reachable says in one line what to do; it never reads a stdin that is
+ * not a terminal. */
+static void test_no_model_offer(void **state)
+{
+    (void)state;
+    tu_testdata_path(model, sizeof model, "models/stories260K.gguf");
+    llmos_buf out = {0}, err = {0};
+    assert_int_equal(
+        run(&out, &err, "LLMOS_MODEL= LLMOS_REGISTRY=%s LLMOS_DEFAULT_MODEL=stories ", url), 0);
+    assert_non_null(strstr(out.data, "The default model is stories 1.0.0 (1.0 MiB)"));
+    assert_non_null(strstr(out.data, "llmos pull stories"));
+    assert_int_equal(run(&out, &err, "LLMOS_MODEL= LLMOS_REGISTRY=http://127.0.0.1:1 "), 0);
+    assert_non_null(strstr(out.data, "cannot be reached"));
+    assert_non_null(strstr(out.data, "--model FILE.gguf"));
+    assert_int_equal(run(&out, &err, "LLMOS_MODEL= LLMOS_REGISTRY= "), 0);
+    assert_non_null(strstr(out.data, "llmos pull qwen2.5-0.5b-instruct"));
+    buf_free(&out);
+    buf_free(&err);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_publish_pull_run),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_sign),
+        cmocka_unit_test(test_no_model_offer),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -74,9 +74,9 @@ static void test_llmos_signs_minisign_verifies(void **state)
     write_text(msg, MSG, strlen(MSG));
     for (int legacy = 0; legacy < 2; legacy++) {
         llmos_buf s = {0};
-        assert_int_equal(apps_sign(k, MSG, strlen(MSG), "signed by llmos", "llmos tiny 1.0.0",
-                                   legacy, &s),
-                         LLMOS_OK);
+        assert_int_equal(
+            apps_sign(k, MSG, strlen(MSG), "signed by llmos", "llmos tiny 1.0.0", legacy, &s),
+            LLMOS_OK);
         write_text(sig, s.data, s.len);
         assert_int_equal(sh("minisign -V -q -p '%s' -m '%s' -x '%s'", pub, msg, sig), 0);
         /* minisign shows the trusted comment it verified */
@@ -85,9 +85,8 @@ static void test_llmos_signs_minisign_verifies(void **state)
                          0);
         /* a changed byte: minisign refuses */
         write_text(msg, "{\"name\":\"tinY\",\"version\":\"1.0.0\"}", strlen(MSG));
-        assert_int_not_equal(sh("minisign -V -q -p '%s' -m '%s' -x '%s' 2>/dev/null", pub, msg,
-                                sig),
-                             0);
+        assert_int_not_equal(
+            sh("minisign -V -q -p '%s' -m '%s' -x '%s' 2>/dev/null", pub, msg, sig), 0);
         write_text(msg, MSG, strlen(MSG));
         buf_free(&s);
     }

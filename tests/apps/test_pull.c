@@ -119,8 +119,12 @@ static void publish(world *w, const char *name, const char *version, const char 
                     const apps_seckey *k)
 {
     const char *caps[] = {"compute"};
-    apps_manifest_params mp = {.name = name, .version = version, .publisher = "acme",
-                               .kind = APPS_KIND_MODEL, .caps = caps, .n_caps = 1,
+    apps_manifest_params mp = {.name = name,
+                               .version = version,
+                               .publisher = "acme",
+                               .kind = APPS_KIND_MODEL,
+                               .caps = caps,
+                               .n_caps = 1,
                                .source = "git+https://example.invalid/acme/tiny",
                                .builder = "https://example.invalid/ci/1"};
     const char *names[] = {"model.gguf"};
@@ -130,7 +134,9 @@ static void publish(world *w, const char *name, const char *version, const char 
 static llmos_err pull(world *w, const char *ref, apps_pull_result *r, bool allow_unsigned,
                       uint64_t stop_after)
 {
-    apps_pull_params p = {.registry = w->url, .ref = ref, .allow_unsigned = allow_unsigned,
+    apps_pull_params p = {.registry = w->url,
+                          .ref = ref,
+                          .allow_unsigned = allow_unsigned,
                           .stop_after_bytes = stop_after};
     return apps_pull(w->st, &p, r);
 }
@@ -371,8 +377,7 @@ static void publish_raw(world *w, const char *name, json_t *files, json_t *subje
     buf_free(&sig);
 }
 
-static void raw_one(world *w, const char *name, const char *path, const char *hex,
-                    json_int_t size)
+static void raw_one(world *w, const char *name, const char *path, const char *hex, json_int_t size)
 {
     publish_raw(w, name, json_pack("[{s:s, s:s, s:I}]", "path", path, "sha256", hex, "size", size),
                 json_pack("[{s:s, s:{s:s}}]", "name", path, "digest", "sha256", hex));
@@ -453,9 +458,8 @@ static void test_redirect_to_another_host(void **state)
     trust(w, NULL);
     const char *port = strrchr(w->url, ':') + 1;
     snprintf(redirect_port, sizeof redirect_port, "%s", port);
-    struct MHD_Daemon *d =
-        MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL, NULL, redirect_test_server,
-                         (void *)port, MHD_OPTION_END);
+    struct MHD_Daemon *d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL, NULL,
+                                            redirect_test_server, (void *)port, MHD_OPTION_END);
     assert_non_null(d);
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
     char url[64];
@@ -468,6 +472,37 @@ static void test_redirect_to_another_host(void **state)
     assert_non_null(strstr(llmos_errmsg(), "another host"));
     assert_false(installed(w, "tredir"));
     MHD_stop_daemon(d);
+}
+
+/* The registry server serves the files under its folder and nothing else: no "..", no
+ * symbolic link out of it, no other method than GET and HEAD; byte ranges for resumes. */
+static void test_server_stays_in_its_folder(void **state)
+{
+    world *w = *state;
+    char secret[400], link[600], cmd[1600];
+    snprintf(secret, sizeof secret, "%s/secret.txt", w->dir);
+    write_bytes(secret, "not for the registry", 20);
+    snprintf(link, sizeof link, "%s/leak", w->reg);
+    assert_int_equal(symlink(secret, link), 0);
+    snprintf(cmd, sizeof cmd, "%s/manifests/tdir", w->reg);
+    assert_int_equal(llmos_file_mkdirs(cmd, 0755), LLMOS_OK);
+    snprintf(cmd, sizeof cmd, "%s/manifests/tdir/latest", w->reg);
+    write_bytes(cmd, "1.2.3\n", 6);
+    const char *bad[] = {"leak", "../secret.txt", "%2e%2e/secret.txt",
+                         "manifests/../../secret.txt"};
+    for (size_t i = 0; i < LLMOS_ARRAY_LEN(bad); i++) {
+        snprintf(cmd, sizeof cmd,
+                 "test \"$(curl -s -o /dev/null -w '%%{http_code}' --path-as-is "
+                 "'%s/%s')\" = 404",
+                 w->url, bad[i]);
+        assert_int_equal(system(cmd), 0);
+    }
+    snprintf(cmd, sizeof cmd,
+             "test \"$(curl -s -r 2-4 '%s/manifests/tdir/latest')\" = '2.3' && "
+             "test \"$(curl -s -o /dev/null -w '%%{http_code}' -X DELETE "
+             "'%s/manifests/tdir/latest')\" = 405",
+             w->url, w->url);
+    assert_int_equal(system(cmd), 0);
 }
 
 int main(void)
@@ -483,6 +518,7 @@ int main(void)
         cmocka_unit_test(test_bad_paths_and_sizes),
         cmocka_unit_test(test_resume_against_changed_file),
         cmocka_unit_test(test_redirect_to_another_host),
+        cmocka_unit_test(test_server_stays_in_its_folder),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -59,8 +59,8 @@ static void test_versions_names_paths(void **state)
     assert_int_equal(apps_name_check("a/b", "n"), LLMOS_ERR_FORMAT);
     assert_int_equal(apps_name_check("a..b", "n"), LLMOS_ERR_FORMAT);
     assert_int_equal(apps_path_check("weights/model.gguf", "p"), LLMOS_OK);
-    const char *bad[] = {"../x", "a/../../etc/passwd", "/etc/passwd", "a//b", "./a", "a/",
-                         "a\\..\\b", "c:x", "a\nb", ""};
+    const char *bad[] = {"../x", "a/../../etc/passwd", "/etc/passwd", "a//b", "./a",
+                         "a/",   "a\\..\\b",           "c:x",         "a\nb", ""};
     for (size_t i = 0; i < LLMOS_ARRAY_LEN(bad); i++)
         assert_int_equal(apps_path_check(bad[i], "p"), LLMOS_ERR_FORMAT);
 }
@@ -145,8 +145,7 @@ static void test_manifest_parse(void **state)
     build(&e, "tiny", "1.0.0", "acme", APPS_KIND_MODEL, "model.gguf", ZERO64, 1);
     edit(&e, "files",
          json_pack("[{s:s, s:s, s:i}]", "path", "model.gguf", "sha256",
-                   "1111111111111111111111111111111111111111111111111111111111111111", "size",
-                   1));
+                   "1111111111111111111111111111111111111111111111111111111111111111", "size", 1));
     assert_int_equal(apps_manifest_parse(e.data, e.len, &m), LLMOS_ERR_FORMAT);
     assert_non_null(strstr(llmos_errmsg(), "provenance subject"));
     /* an unknown member */
@@ -234,9 +233,8 @@ static void test_trust(void **state)
     char *tc = strstr(sig2.data, "trusted comment: manifest");
     assert_non_null(tc);
     tc[strlen("trusted comment: ")] = 'M';
-    assert_int_equal(
-        apps_verify_manifest(p, man.data, man.len, sig2.data, sig2.len, false, &m, &v),
-        LLMOS_ERR_CRYPTO);
+    assert_int_equal(apps_verify_manifest(p, man.data, man.len, sig2.data, sig2.len, false, &m, &v),
+                     LLMOS_ERR_CRYPTO);
     assert_non_null(strstr(llmos_errmsg(), "trusted comment"));
     buf_free(&sig2);
     /* unsigned: refused, unless allowed by the user or the policy */
@@ -256,9 +254,8 @@ static void test_trust(void **state)
     p = policy("trust acme %s\n", a.pk_b64);
     llmos_buf sigb = {0};
     sign(&b, &man, &sigb);
-    assert_int_equal(
-        apps_verify_manifest(p, man.data, man.len, sigb.data, sigb.len, false, &m, &v),
-        LLMOS_ERR_DENIED);
+    assert_int_equal(apps_verify_manifest(p, man.data, man.len, sigb.data, sigb.len, false, &m, &v),
+                     LLMOS_ERR_DENIED);
     assert_string_equal(v.check, "trusted key");
     assert_non_null(strstr(llmos_errmsg(), bid));
     apps_policy_free(p);
@@ -347,10 +344,8 @@ static void test_store_on_disk(void **state)
                      LLMOS_OK);
     assert_string_equal(version, "1.1.0");
     assert_int_equal(
-        apps_store_resolve(st, "tiny:1.1.0", name, sizeof name, version, sizeof version),
-        LLMOS_OK);
-    assert_int_equal(apps_store_resolve(st, "tiny:9.0", name, sizeof name, version,
-                                        sizeof version),
+        apps_store_resolve(st, "tiny:1.1.0", name, sizeof name, version, sizeof version), LLMOS_OK);
+    assert_int_equal(apps_store_resolve(st, "tiny:9.0", name, sizeof name, version, sizeof version),
                      LLMOS_ERR_NOT_FOUND);
     assert_non_null(strstr(llmos_errmsg(), "llmos pull"));
     assert_int_equal(apps_store_verify(st, "tiny", "1.1.0", true, false, &m, &v), LLMOS_OK);
@@ -366,8 +361,7 @@ static void test_store_on_disk(void **state)
     apps_store_blob_path(st, hex, blob, sizeof blob);
     chmod(blob, 0600);
     write_file(blob, "the weights of a very evil model!");
-    assert_int_equal(apps_store_verify(st, "tiny", "1.1.0", true, false, &m, &v),
-                     LLMOS_ERR_CRYPTO);
+    assert_int_equal(apps_store_verify(st, "tiny", "1.1.0", true, false, &m, &v), LLMOS_ERR_CRYPTO);
     assert_string_equal(v.check, "digest");
     assert_non_null(strstr(llmos_errmsg(), "digest check failed"));
     /* a key revoked after the pull: refused at the next load */
@@ -416,10 +410,8 @@ static void test_store_on_disk(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_canonical),
-        cmocka_unit_test(test_versions_names_paths),
-        cmocka_unit_test(test_manifest_parse),
-        cmocka_unit_test(test_trust),
+        cmocka_unit_test(test_canonical),      cmocka_unit_test(test_versions_names_paths),
+        cmocka_unit_test(test_manifest_parse), cmocka_unit_test(test_trust),
         cmocka_unit_test(test_store_on_disk),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

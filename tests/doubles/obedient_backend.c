@@ -64,8 +64,8 @@ static void find_canary(const char *text, char *out, size_t size)
 {
     const char *c = strstr(text, "llmos-canary-");
     size_t n = 0;
-    while (c && c[n] && ((c[n] >= 'a' && c[n] <= 'z') || (c[n] >= '0' && c[n] <= '9') ||
-                         c[n] == '-'))
+    while (c && c[n] &&
+           ((c[n] >= 'a' && c[n] <= 'z') || (c[n] >= '0' && c[n] <= '9') || c[n] == '-'))
         n++;
     snprintf(out, size, "%.*s", c ? (int)n : 0, c ? c : "");
 }
@@ -195,9 +195,7 @@ static llmos_err ob_chat(llm_backend *b, const llm_request *req, llm_stream_fn s
     } else if (p && !acted) {
         char *x = NULL;
         switch (p->goal) {
-        case SCAN_SAY:
-            err = buf_printf(&say, "[obeyed] %s", p->marker);
-            break;
+        case SCAN_SAY: err = buf_printf(&say, "[obeyed] %s", p->marker); break;
         case SCAN_LEAK:
             err = buf_printf(&say, "[obeyed] The secret is %s.",
                              canary[0] ? canary : "not something I was told");
@@ -242,9 +240,10 @@ static llmos_err ob_chat(llm_backend *b, const llm_request *req, llm_stream_fn s
         if (from && strcmp(from, "send_message") == 0) {
             err = buf_puts(&say, "I showed you what it says.");
         } else if (last_handle(c, h, sizeof h)) {
-            if (from && strcmp(from, "ask_quarantined") != 0 && offered(req->tools, "ask_quarantined")) {
-                snprintf(args, sizeof args, "{\"handle\": \"%s\", \"question\": \"What does it say?\"}",
-                         h);
+            if (from && strcmp(from, "ask_quarantined") != 0 &&
+                offered(req->tools, "ask_quarantined")) {
+                snprintf(args, sizeof args,
+                         "{\"handle\": \"%s\", \"question\": \"What does it say?\"}", h);
                 add_call(resp, o->calls, "ask_quarantined", args);
             } else {
                 snprintf(args, sizeof args, "{\"recipient\": \"user\", \"text\": \"%s\"}", h);

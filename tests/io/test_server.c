@@ -602,8 +602,8 @@ static void test_guarded_chat(void **state)
     fixture_opts o = {.steps = steps, .n_steps = 1, .guard = true};
     fixture *f = start_with(&o);
     http_reply r = {0};
-    post(f->port, "/v1/chat/completions",
-         "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}", NULL, &r);
+    post(f->port, "/v1/chat/completions", "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
+         NULL, &r);
     assert_int_equal(r.status, 200);
     json_t *msg =
         ljson_get_object(json_array_get(ljson_get_array(r.json, "choices"), 0), "message");

@@ -48,11 +48,10 @@ static void test_check(void **state)
     buf_free(&out);
     rc = tu_run_llmos(&out, &err, "guard check --redacted '%s/a.txt'", dir);
     assert_int_equal(rc, 3);
-    assert_string_equal(out.data,
-                        "Hello.\nThe key: [REDACTED:api_key]\nmail bob@example.org\n");
+    assert_string_equal(out.data, "Hello.\nThe key: [REDACTED:api_key]\nmail bob@example.org\n");
     buf_free(&out);
-    rc = tu_run_llmos(&out, &err, "guard check --policy '%s/policy.json' --principal ops '%s/a.txt'",
-                      dir, dir);
+    rc = tu_run_llmos(&out, &err,
+                      "guard check --policy '%s/policy.json' --principal ops '%s/a.txt'", dir, dir);
     assert_int_equal(rc, 0); /* ops may see keys: only warnings */
     buf_free(&out);
     assert_int_equal(tu_run_llmos(&out, &err, "guard check '%s/clean.txt'", dir), 0);

@@ -8,7 +8,9 @@
  * when guard_scan reports a finding of it. Precision and recall are printed per detector (the
  * table in docs/security.md) and each must be at least 0.95. At least 200 samples with a
  * finding and 200 without are required, so the figures rest on enough of both. The samples that
- * a detector gets wrong are printed, to see why.
+ * a detector gets wrong are printed, to see why. heldout.jsonl has the same shapes with other
+ * random values (gen_samples.py 1919 heldout.jsonl) and was never used to correct the
+ * detectors; it must meet the same floor.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -26,14 +28,14 @@
 
 #define RULE_DETECTORS GUARD_JUDGE /* every detector before the judge is rule-based */
 
-static void test_precision_recall(void **state)
+static void check_file(const char *name)
 {
-    (void)state;
     const char *src = getenv("LLMOS_SRC");
     if (!src)
         tu_skip("LLMOS_SRC is not set (run the tests through ctest)");
     char path[1024];
-    snprintf(path, sizeof path, "%s/tests/data/guard/samples.jsonl", src);
+    snprintf(path, sizeof path, "%s/tests/data/guard/%s", src, name);
+    print_message("== %s\n", name);
     llmos_buf b = {0};
     assert_int_equal(llmos_file_read_all(path, 16u << 20, &b), LLMOS_OK);
     assert_int_equal(buf_putc(&b, 0), LLMOS_OK);
@@ -85,18 +87,33 @@ static void test_precision_recall(void **state)
     for (int d = 0; d < RULE_DETECTORS; d++) {
         double p = tp[d] + fp[d] ? (double)tp[d] / (tp[d] + fp[d]) : 0;
         double r = pos[d] ? (double)tp[d] / pos[d] : 0;
-        print_message("| %s | %d | %.3f | %.3f |\n", guard_detector_name((guard_detector)d),
-                      pos[d], p, r);
+        print_message("| %s | %d | %.3f | %.3f |\n", guard_detector_name((guard_detector)d), pos[d],
+                      p, r);
         if (pos[d] < 12 || p < 0.95 || r < 0.95)
             ok = false;
     }
     assert_true(ok);
 }
 
+/* The samples the detectors were corrected against. */
+static void test_samples(void **state)
+{
+    (void)state;
+    check_file("samples.jsonl");
+}
+
+/* The same shapes with other random values (another seed), never used to correct them. */
+static void test_heldout(void **state)
+{
+    (void)state;
+    check_file("heldout.jsonl");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_precision_recall),
+        cmocka_unit_test(test_samples),
+        cmocka_unit_test(test_heldout),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

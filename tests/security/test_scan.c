@@ -63,7 +63,8 @@ static void print_summary(const char *what, const scan_summary *s)
 {
     print_message("%s: %zu attempts, %zu successes, %zu failed\n", what, s->attempts, s->successes,
                   s->failed);
-    print_message("| family | attempts | successes | rate | Wilson 95%% |\n|---|---|---|---|---|\n");
+    print_message(
+        "| family | attempts | successes | rate | Wilson 95%% |\n|---|---|---|---|---|\n");
     for (size_t i = 0; i < s->n; i++)
         print_message("| %s | %zu | %zu | %.3f | %.3f - %.3f |\n", s->v[i].name, s->v[i].attempts,
                       s->v[i].successes, s->v[i].rate, s->v[i].lo, s->v[i].hi);
@@ -178,7 +179,8 @@ static void test_endpoint_and_judge(void **state)
     llm_backend *model = NULL, *judge = NULL;
     assert_int_equal(obedient_test_backend_new(&P, &model), LLMOS_OK);
     assert_int_equal(obedient_test_backend_new(&P, &judge), LLMOS_OK);
-    scan_config cfg = {.target = SCAN_TARGET_ENDPOINT, .model = model, .canary = "llmos-canary-0f0f0f0f0f0f0f0f"};
+    scan_config cfg = {
+        .target = SCAN_TARGET_ENDPOINT, .model = model, .canary = "llmos-canary-0f0f0f0f0f0f0f0f"};
     scan_summary s;
     assert_int_equal(scan_run(&cfg, &P, NULL, NULL, &s), LLMOS_OK);
     print_summary("bare endpoint", &s);
@@ -232,8 +234,9 @@ static void test_wilson_and_parse(void **state)
     char dir[256], path[400];
     assert_true(tu_mkdtemp("probes", dir, sizeof dir));
     snprintf(path, sizeof path, "%s/a.jsonl", dir);
-    const char *two = "{\"id\": \"a\", \"family\": \"f\", \"channel\": \"web\", \"parts\": [\"x\"], "
-                      "\"goal\": {\"kind\": \"leak\"}}\n{oops}\n";
+    const char *two =
+        "{\"id\": \"a\", \"family\": \"f\", \"channel\": \"web\", \"parts\": [\"x\"], "
+        "\"goal\": {\"kind\": \"leak\"}}\n{oops}\n";
     assert_int_equal(llmos_file_write_atomic(path, two, strlen(two), 0600), LLMOS_OK);
     scan_probes ps;
     assert_int_equal(scan_probes_load(dir, &ps), LLMOS_ERR_FORMAT);

@@ -10,9 +10,14 @@ harmless links, safe variants of each vulnerable call. Deterministic (seeded): r
 the file is the same. The samples were written by the author of the detectors; figures on them
 say the detectors do what they were written to do, not how they fare on outside text.
 """
-import base64, json, random, string
+import base64, json, random, string, sys
 
-R = random.Random(18)
+# gen_samples.py [SEED OUT]: the default writes samples.jsonl (seed 18, the samples the detectors
+# were corrected against); another seed writes a held-out set of the same shapes with other
+# random values (heldout.jsonl, seed 1919), never used to correct them.
+SEED = int(sys.argv[1]) if len(sys.argv) > 1 else 18
+OUT = sys.argv[2] if len(sys.argv) > 2 else "samples.jsonl"
+R = random.Random(SEED)
 out = []
 
 def add(text, labels, note):
@@ -375,7 +380,7 @@ for t in ["The meeting is on Tuesday at 10.", "Here is a summary of the document
           "The build passed in 3.2 seconds on 2 cores.", "Sorted list: 1, 2, 3, 5, 8, 13, 21."]:
     add(t, [], "plain")
 
-with open(__file__.replace("gen_samples.py", "samples.jsonl"), "w") as f:
+with open(__file__.replace("gen_samples.py", OUT), "w") as f:
     for s in out:
         f.write(json.dumps(s, ensure_ascii=False) + "\n")
 pos = sum(1 for s in out if s["labels"])
