@@ -382,7 +382,6 @@ static const char *const sbx_allowed[] = {
     "inotify_init1",
     "inotify_add_watch",
     "inotify_rm_watch",
-    "sync",
     /* memory */
     "brk",
     "mmap",

@@ -427,6 +427,7 @@ static const prog_attempt programs[] = {
     {"exhaust file descriptors", 'p', "l = [open('/dev/null') for i in range(1 << 20)]\n"},
     {"flood stdout", 'p', "import sys\nwhile True: sys.stdout.write('y' * 65536)\n", 2},
     {"kill every process it can see", 'p', "import os\nos.kill(-1, 9)\n"},
+    {"flush every file system of the host (sync)", 'p', "import os\nos.sync()\nprint('ESCAPED')\n"},
     /* privileges */
     {"ptrace itself (PTRACE_TRACEME)", 'p', SYSCALL_TRY(STR(SYS_ptrace) ", 0, 0, 0, 0")},
     {"ptrace the namespace's init", 'p', SYSCALL_TRY(STR(SYS_ptrace) ", 16, 1, 0, 0")},
