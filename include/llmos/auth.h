@@ -31,6 +31,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "llmos/base.h"
 #include "llmos/kernel.h"
 #include "llmos/storage.h"
@@ -52,13 +54,14 @@ LLMOS_API LLMOS_NODISCARD llmos_err auth_check_name(const char *name);
 typedef void (*auth_audit_fn)(void *ctx, const char *event, const char *account, const char *peer,
                               const char *detail);
 
-/* Open an account's kernel once its passphrase has unlocked it: `home` is the account's folder
+/* Open an account's kernel with its passphrase, or (passphrase NULL) the store's data key (32
+ * bytes) a passkey unwrapped: `home` is the account's folder
  * (its store is home/store); on success *ses is a session for the account's principal (its
  * name) and *handle whatever close needs. The server's hook opens memory, a kernel with its
  * models, and a session holding every right on the account's own store. */
 typedef struct auth_opener {
     llmos_err (*open)(void *ctx, const char *account, const char *home, const char *passphrase,
-                      void **handle, ksession **ses);
+                      const uint8_t *data_key, void **handle, ksession **ses);
     void (*close)(void *ctx, void *handle);
     void *ctx;
 } auth_opener;
@@ -138,6 +141,42 @@ LLMOS_API LLMOS_NODISCARD llmos_err auth_logout(auth_server *a, const char *toke
 LLMOS_API void auth_revoke_account(auth_server *a, const char *name, size_t *n);
 /* Sessions alive now (expired ones are dropped first). */
 LLMOS_API size_t auth_sessions(auth_server *a);
+
+/* ---- passkeys (WebAuthn, llmos/passkey.h) -------------------------------------------------
+ * A passkey logs in without the passphrase and still opens the account's encrypted store: at
+ * registration the authenticator's PRF extension (hmac-secret) gives a 32-byte secret for the
+ * account's salt, which the server turns (BLAKE2b, bound to the account and the credential)
+ * into a key that wraps a copy of the store's key (XChaCha20-Poly1305); the server keeps the
+ * wrapped copy and never the secret. At login the authenticator signs the server's challenge
+ * and gives the secret again: the signature proves the credential, the secret unwraps the key.
+ * So the server can open the store only while the user's authenticator takes part. */
+#define AUTH_PRF_BYTES 32
+
+/* The options for navigator.credentials.create (token names a logged-in session: a new passkey
+ * for its account) or navigator.credentials.get (token NULL: logging in to `account`), as
+ * {"publicKey": {...}} with binary members in base64url: a new challenge (good for 2 minutes,
+ * once), the RP ID, the account's user handle or its credentials, and the PRF salt. *out is a
+ * new reference. */
+LLMOS_API LLMOS_NODISCARD llmos_err auth_passkey_options(auth_server *a, const char *token,
+                                                         const char *account, const char *rp_id,
+                                                         json_t **out);
+/* Register a passkey for token's account: the passphrase again (it unwraps the store's key to
+ * wrap a copy), the browser's answer (clientDataJSON, attestationObject) checked against the
+ * challenge of auth_passkey_options, rp_id and origin, and the PRF secret. Audited
+ * "passkey.add". */
+LLMOS_API LLMOS_NODISCARD llmos_err auth_passkey_add(
+    auth_server *a, const char *token, const char *passphrase, const char *rp_id,
+    const char *origin, const uint8_t *client_data, size_t cd_len, const uint8_t *attestation,
+    size_t att_len, const uint8_t prf[AUTH_PRF_BYTES], const char *peer);
+/* Log in to account with passkey cred_id: the assertion checked (challenge once, origin, RP ID,
+ * signature, a growing counter: a replayed assertion is refused), then the PRF secret unwraps
+ * the store's key, which opens the account. Failures count toward the lockout and the
+ * per-address limit like wrong passphrases, and are audited. */
+LLMOS_API LLMOS_NODISCARD llmos_err auth_passkey_login(
+    auth_server *a, const char *account, const char *rp_id, const char *origin,
+    const uint8_t *cred_id, size_t id_len, const uint8_t *client_data, size_t cd_len,
+    const uint8_t *auth_data, size_t ad_len, const uint8_t *sig, size_t sig_len,
+    const uint8_t prf[AUTH_PRF_BYTES], const char *peer, auth_login_result *out, double *retry_s);
 
 #ifdef __cplusplus
 }

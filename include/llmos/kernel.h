@@ -395,6 +395,15 @@ LLMOS_API LLMOS_NODISCARD llmos_err ksession_chat(ksession *s, const llm_request
  * flight to end. Refused requests are not audited by the session: the device records them
  * (ksession_audit_request). */
 LLMOS_API bool ksession_rate_limited(double *retry_after_s);
+/* A service the device performs itself, without the model (the HTTP API's speech recognition
+ * and synthesis): it needs `right` (refused and audited like every session function) and
+ * counts against the session's limits (requests at once and a minute); fn runs and writes a
+ * line of what it did (sizes, durations; never content) to outcome[0..size); then one
+ * "service" record is audited (principal, device, what, status, outcome, seconds). Returns
+ * fn's error. */
+typedef llmos_err (*ksession_service_fn)(void *ctx, char *outcome, size_t size);
+LLMOS_API LLMOS_NODISCARD llmos_err ksession_service(ksession *s, uint32_t right, const char *what,
+                                                     ksession_service_fn fn, void *ctx);
 /* The embedding of text (malloc'd *vec of *dim floats; caller frees) and its length in tokens.
  * Needs KRIGHT_EMBED; scheduled and audited like ksession_chat. */
 LLMOS_API LLMOS_NODISCARD llmos_err ksession_embed(ksession *s, const char *text, size_t len,

@@ -122,6 +122,8 @@ typedef struct http_server_params {
                           the account's own kernel session */
     const char *tls_cert_pem; /* serve HTTPS with this certificate (chain) and key, both PEM */
     const char *tls_key_pem;  /*   text (copied); NULL = plain HTTP */
+    const char *rp_id;        /* the host name passkeys are bound to (WebAuthn's RP ID); the UI
+                                 must be opened under it; NULL = "localhost" */
     bool insecure_bind;       /* listen on an address other than loopback without TLS or
                                  without authentication (keys or accounts): refused otherwise */
 } http_server_params;

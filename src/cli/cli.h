@@ -173,5 +173,6 @@ extern const char cmd_pull_help[], cmd_list_help[], cmd_show_help[], cmd_rm_help
     cmd_verify_help[], cmd_sign_help[], cmd_keys_help[], cmd_publish_help[], cmd_registry_help[],
     cmd_run_help[];
 int cmd_user(int argc, char **argv);
+int cmd_voice(int argc, char **argv);
 
 #endif

@@ -164,7 +164,7 @@ static llmos_err serve_open_model(const char *where, const char *api_model, cons
 typedef struct serve_options {
     const char *model, *api, *api_model, *quar, *quar_model, *embed_model;
     const char *host, *keys_file, *key_file, *key_arg, *name, *guard_file;
-    const char *tls_cert, *tls_key, *api_ca, *accounts_dir, *kv_mem;
+    const char *tls_cert, *tls_key, *api_ca, *accounts_dir, *rp_id, *kv_mem;
     unsigned long port, ctx, threads, max_body, queue, max_conn, per_address, idle_timeout;
     unsigned long max_seqs, n_batch, api_concurrency;
     bool no_store, no_guard, accounts, tls_self_signed, insecure;
@@ -218,6 +218,7 @@ static const serve_text serve_texts[] = {
     {"--tls-key", NULL, offsetof(serve_options, tls_key)},
     {"--api-ca", NULL, offsetof(serve_options, api_ca)},
     {"--accounts-dir", NULL, offsetof(serve_options, accounts_dir)},
+    {"--rp-id", NULL, offsetof(serve_options, rp_id)},
 };
 
 /* The options without a value, and where they go. */
@@ -374,7 +375,8 @@ static llmos_err serve_account_model(serve_ctx *c, const char *where, const char
  * LLMOS_ERR_AUTH), its models, a kernel over them and a session holding every right on the
  * account's own store. */
 static llmos_err serve_account_open(void *ctx, const char *account, const char *home,
-                                    const char *passphrase, void **handle, ksession **ses)
+                                    const char *passphrase, const uint8_t *data_key, void **handle,
+                                    ksession **ses)
 {
     serve_ctx *c = ctx;
     const serve_options *o = c->o;
@@ -385,6 +387,7 @@ static llmos_err serve_account_open(void *ctx, const char *account, const char *
     bool own_embedder = !o->embed_model && !(env && *env);
     memory_params mp = {.home = home,
                         .passphrase = passphrase,
+                        .data_key = data_key,
                         .embed = MEMORY_EMBED_DEFAULT,
                         .embed_model = o->embed_model,
                         .check_embedder = true,
@@ -544,6 +547,7 @@ int cmd_serve(int argc, char **argv)
     sp.tls_cert_pem = cert;
     sp.tls_key_pem = tkey;
     sp.insecure_bind = o.insecure;
+    sp.rp_id = o.rp_id;
     sp.max_body = o.max_body;
     sp.model_name = o.name;
     sp.max_connections = (unsigned)o.max_conn;

@@ -211,6 +211,8 @@ const cli_command cli_commands[] = {
      "  --accounts          the accounts of `llmos user add` log in (web UI at /, or\n"
      "                      POST /auth/login), each on its own encrypted store\n"
      "  --accounts-dir DIR  their folder (default <llmos home>/users)\n"
+     "  --rp-id NAME        the host name passkeys are bound to (default localhost);\n"
+     "                      open the UI under that name to use them\n"
      "  --tls-cert FILE --tls-key FILE  serve HTTPS with this certificate and key (PEM)\n"
      "  --tls-self-signed   serve HTTPS with a certificate for localhost, made once in\n"
      "                      <llmos home>/tls (trust localhost.crt in your browser)\n"
@@ -258,6 +260,26 @@ const cli_command cli_commands[] = {
      "key is rewrapped, a lockout cleared). Passphrases come from LLMOS_USER_PASSPHRASE\n"
      "(and LLMOS_USER_NEW_PASSPHRASE for passwd's new one), else from the terminal.\n",
      cmd_user},
+    {"voice", "Talk to llmos: speech in, the answer spoken",
+     "usage: llmos voice [--model FILE | --api URL --api-model NAME] [--in FILE.wav]\n"
+     "                   [--out FILE.wav] [--mode dictation|command] [--voice NAME]\n"
+     "                   [--rate WPM] [--pitch P] [--device ALSA] [--system TEXT]\n"
+     "                   [-n N] [--temp T] [--seed S] [-t THREADS] [--ctx N] [--no-store]\n\n"
+     "Each utterance runs through the kernel like a typed message in the shell, and\n"
+     "the answer is spoken sentence by sentence as its text arrives. With --mode\n"
+     "command an utterance is one of the shell's slash commands (\"kill process\n"
+     "twelve\" runs /kill 12; docs/voice.md has the grammar). From a WAV file (--in;\n"
+     "any PCM or float WAV, resampled) every utterance in it is one turn; without\n"
+     "--in the microphone is heard (a pause or Enter ends an utterance). The speech\n"
+     "goes to --out FILE.wav, else to the sound device (ALSA); without a sound\n"
+     "device it says so, and the files still work. The store is in memory only\n"
+     "unless $LLMOS_PASSPHRASE is set.\n\n"
+     "  --mode M         dictation (free speech, the default) or command\n"
+     "  --voice NAME     an espeak-ng voice: en-us (default), en-us+f3, en-us+m3, ...\n"
+     "  --rate WPM       words a minute (80-450, default 175); --pitch P 0-99 (50)\n"
+     "  --device ALSA    the sound device for both directions (default \"default\")\n"
+     "  the other options as for the shell (-n defaults to 256 here)\n",
+     cmd_voice},
     {"bench", "Measure a model's prompt and generation speed (tokens/s)",
      "usage: llmos bench --model FILE [-p N] [-n N] [-t THREADS] [-r REPS] [--json]\n\n"
      "Like llama-bench: time prompt processing (ppN: one batch of N random valid tokens\n"

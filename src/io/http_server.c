@@ -60,6 +60,7 @@
 
 #include "io/web.h"
 #include "llmos/auth.h"
+#include "io/voice_http.h"
 #include "llmos/json.h"
 #include "llmos/server.h"
 
@@ -83,9 +84,11 @@ struct http_server {
     struct MHD_Daemon *daemon;
     int listen_fd; /* ours until libmicrohttpd takes it in http_server_serve */
     kernel *k;
+    voice_http *voice; /* the speech endpoints (src/io/voice_http.c) */
     const apikeys *keys;
     auth_server *accounts;    /* logins with a passphrase; NULL = none */
     char *tls_cert, *tls_key; /* PEM, when serving HTTPS */
+    char rp_id[256];          /* the WebAuthn RP ID passkeys are bound to */
     ksession **sessions;      /* one per keys entry, or one for "local"; opened lazily */
     size_t n_sessions;
     size_t max_body;
@@ -1479,6 +1482,23 @@ static const char *hs_cookie_name(const http_server *s)
     return s->tls_cert ? HS_COOKIE_TLS : HS_COOKIE;
 }
 
+/* The answer to a login: the session cookie and {"account", "csrf", "expires_at"}. */
+static enum MHD_Result hs_send_login(hs_req *r, const char *account, auth_login_result *res)
+{
+    http_server *s = r->s;
+    char cookie[256];
+    snprintf(cookie, sizeof cookie, "%s=%s; Path=/; HttpOnly; SameSite=Strict; Max-Age=%lld%s",
+             hs_cookie_name(s), res->token, (long long)(res->expires_at - (int64_t)time(NULL)),
+             s->tls_cert ? "; Secure" : "");
+    json_t *j = json_pack("{s:s, s:s, s:I}", "account", account, "csrf", res->csrf, "expires_at",
+                          (json_int_t)res->expires_at);
+    sodium_memzero(res, sizeof *res);
+    r->status = 200;
+    enum MHD_Result ret = hs_send_json(s, r->c, 200, j, "Set-Cookie", cookie);
+    sodium_memzero(cookie, sizeof cookie);
+    return ret;
+}
+
 /* POST /auth/login {"account": "...", "passphrase": "..."} -> the session cookie and the CSRF
  * token. Open: it is how a client gets a session. The accounts' audit hook records it. */
 static enum MHD_Result hs_login(hs_req *r)
@@ -1526,17 +1546,7 @@ static enum MHD_Result hs_login(hs_req *r)
         }
         return hs_reply_captured(r, &e);
     }
-    char cookie[256];
-    snprintf(cookie, sizeof cookie, "%s=%s; Path=/; HttpOnly; SameSite=Strict; Max-Age=%lld%s",
-             hs_cookie_name(s), res.token, (long long)(res.expires_at - (int64_t)time(NULL)),
-             s->tls_cert ? "; Secure" : "");
-    json_t *j = json_pack("{s:s, s:s, s:I}", "account", account, "csrf", res.csrf, "expires_at",
-                          (json_int_t)res.expires_at);
-    sodium_memzero(&res, sizeof res);
-    r->status = 200;
-    ret = hs_send_json(s, r->c, 200, j, "Set-Cookie", cookie);
-    sodium_memzero(cookie, sizeof cookie);
-    return ret;
+    return hs_send_login(r, account, &res);
 }
 
 /* POST /auth/logout: end the login session the cookie names. */
@@ -1556,6 +1566,189 @@ static enum MHD_Result hs_logout(hs_req *r)
              hs_cookie_name(r->s), r->s->tls_cert ? "; Secure" : "");
     r->status = 200;
     return hs_send_json(r->s, r->c, 200, json_pack("{s:b}", "ok", 1), "Set-Cookie", cookie);
+}
+
+/* A base64url member of a JSON body, decoded into a new buffer (*n bytes); NULL when absent,
+ * malformed or longer than max. */
+static uint8_t *hs_b64url(const json_t *body, const char *key, size_t max, size_t *n)
+{
+    const char *v = ljson_get_string(body, key, NULL);
+    uint8_t *bin = v ? malloc(max) : NULL;
+    if (bin && sodium_base642bin(bin, max, v, strlen(v), NULL, n, NULL,
+                                 sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0) {
+        free(bin);
+        bin = NULL;
+    }
+    return bin;
+}
+
+/* The origin a WebAuthn ceremony must come from: this server's scheme and the Host the
+ * browser used, whose host name must be the RP ID (or under it). Else *ret is queued. */
+static bool hs_webauthn_origin(hs_req *r, char *origin, size_t size, enum MHD_Result *ret)
+{
+    const char *host = MHD_lookup_connection_value(r->c, MHD_HEADER_KIND, "Host");
+    const char *rp = r->s->rp_id;
+    size_t hl = host ? strcspn(host, ":") : 0, rl = strlen(rp);
+    if (host && host[0] == '[')
+        hl = strcspn(host, "]") + 1;
+    bool ok = host && (hl == rl || (hl > rl && host[hl - rl - 1] == '.')) &&
+              strncasecmp(host + hl - rl, rp, rl) == 0;
+    if (!ok) {
+        *ret = hs_reply_error(r, 400, NULL, "wrong_host",
+                              "passkeys belong to the name '%s' (the RP ID, --rp-id): open this "
+                              "page at %s://%s:%u/ to use them",
+                              rp, r->s->tls_cert ? "https" : "http", rp, (unsigned)r->s->port);
+        return false;
+    }
+    snprintf(origin, size, "%s://%s", r->s->tls_cert ? "https" : "http", host);
+    return true;
+}
+
+/* POST /auth/passkey/register/options: navigator.credentials.create's options for a new
+ * passkey of the logged-in account. */
+static enum MHD_Result hs_passkey_register_options(hs_req *r)
+{
+    char origin[300];
+    enum MHD_Result ret;
+    if (!r->hc->user)
+        return hs_reply_error(r, 400, NULL, "not_logged_in",
+                              "log in with the passphrase (a login session) to add a passkey");
+    if (!hs_webauthn_origin(r, origin, sizeof origin, &ret))
+        return ret;
+    json_t *opt = NULL;
+    llmos_err err = auth_passkey_options(r->s->accounts, r->hc->token, NULL, r->s->rp_id, &opt);
+    return err ? hs_reply_failure(r, err) : hs_reply(r, 200, opt);
+}
+
+/* POST /auth/passkey/register {"passphrase", "clientDataJSON", "attestationObject", "prf"}:
+ * binary members in base64url; prf is the authenticator's PRF output for the account's salt. */
+static enum MHD_Result hs_passkey_register(hs_req *r)
+{
+    char origin[300], peer[64];
+    enum MHD_Result ret;
+    if (!r->hc->user)
+        return hs_reply_error(r, 400, NULL, "not_logged_in",
+                              "log in with the passphrase (a login session) to add a passkey");
+    if (!hs_webauthn_origin(r, origin, sizeof origin, &ret))
+        return ret;
+    json_t *body;
+    bool parsed = hs_body_object(r, false, &body, &ret);
+    sodium_memzero((void *)r->body, r->len);
+    if (!parsed)
+        return ret;
+    size_t cd_len = 0, att_len = 0, prf_len = 0;
+    uint8_t *cd = hs_b64url(body, "clientDataJSON", 4096, &cd_len);
+    uint8_t *att = hs_b64url(body, "attestationObject", 65536, &att_len);
+    uint8_t *prf = hs_b64url(body, "prf", 64, &prf_len);
+    const char *pass = ljson_get_string(body, "passphrase", NULL);
+    if (!cd || !att || !prf || prf_len != AUTH_PRF_BYTES || !pass) {
+        ret = hs_reply_error(r, 400, NULL, "invalid_value",
+                             "a passkey registration needs 'passphrase', and 'clientDataJSON', "
+                             "'attestationObject' and 'prf' (%d bytes, from the authenticator's "
+                             "prf extension) in base64url",
+                             AUTH_PRF_BYTES);
+    } else {
+        hs_peer_name(r->c, peer, sizeof peer);
+        llmos_err err = auth_passkey_add(r->s->accounts, r->hc->token, pass, r->s->rp_id, origin,
+                                         cd, cd_len, att, att_len, prf, peer);
+        if (err == LLMOS_ERR_AUTH) {
+            r->status = 401;
+            ret = hs_send_error(r->s, r->c, 401, "authentication_error", "passkey_refused",
+                                llmos_errmsg(), NULL, NULL);
+        } else {
+            ret = err ? hs_reply_failure(r, err) : hs_reply(r, 201, json_pack("{s:b}", "ok", 1));
+        }
+    }
+    if (prf)
+        sodium_memzero(prf, 64);
+    free(cd);
+    free(att);
+    free(prf);
+    json_decref(body);
+    return ret;
+}
+
+/* POST /auth/passkey/login/options {"account"}: navigator.credentials.get's options. Open. */
+static enum MHD_Result hs_passkey_login_options(hs_req *r)
+{
+    char origin[300];
+    enum MHD_Result ret;
+    if (!r->s->accounts)
+        return hs_reply_error(r, 404, NULL, "no_accounts", "this server has no accounts");
+    if (!hs_webauthn_origin(r, origin, sizeof origin, &ret))
+        return ret;
+    json_t *body;
+    if (!hs_body_object(r, false, &body, &ret))
+        return ret;
+    json_t *opt = NULL;
+    llmos_err err = auth_passkey_options(r->s->accounts, NULL,
+                                         ljson_get_string(body, "account", ""), r->s->rp_id, &opt);
+    json_decref(body);
+    return err ? hs_reply_failure(r, err) : hs_reply(r, 200, opt);
+}
+
+/* POST /auth/passkey/login {"account", "id", "clientDataJSON", "authenticatorData",
+ * "signature", "prf"}: log in with a passkey; answered like POST /auth/login. Open. */
+static enum MHD_Result hs_passkey_login(hs_req *r)
+{
+    http_server *s = r->s;
+    char origin[300], peer[64];
+    enum MHD_Result ret;
+    if (!s->accounts)
+        return hs_reply_error(r, 404, NULL, "no_accounts", "this server has no accounts");
+    if (!hs_webauthn_origin(r, origin, sizeof origin, &ret))
+        return ret;
+    json_t *body;
+    if (!hs_body_object(r, false, &body, &ret))
+        return ret;
+    size_t id_len = 0, cd_len = 0, ad_len = 0, sig_len = 0, prf_len = 0;
+    uint8_t *id = hs_b64url(body, "id", 1024, &id_len);
+    uint8_t *cd = hs_b64url(body, "clientDataJSON", 4096, &cd_len);
+    uint8_t *ad = hs_b64url(body, "authenticatorData", 4096, &ad_len);
+    uint8_t *sig = hs_b64url(body, "signature", 512, &sig_len);
+    uint8_t *prf = hs_b64url(body, "prf", 64, &prf_len);
+    char account[AUTH_NAME_MAX + 1];
+    snprintf(account, sizeof account, "%s", ljson_get_string(body, "account", ""));
+    json_decref(body);
+    if (!id || !cd || !ad || !sig || !prf || prf_len != AUTH_PRF_BYTES || !account[0]) {
+        ret = hs_reply_error(r, 400, NULL, "invalid_value",
+                             "a passkey login needs 'account', and 'id', 'clientDataJSON', "
+                             "'authenticatorData', 'signature' and 'prf' in base64url");
+    } else {
+        hs_peer_name(r->c, peer, sizeof peer);
+        auth_login_result res;
+        double retry = 0;
+        llmos_err err =
+            auth_passkey_login(s->accounts, account, s->rp_id, origin, id, id_len, cd, cd_len, ad,
+                               ad_len, sig, sig_len, prf, peer, &res, &retry);
+        if (err) {
+            hs_error e;
+            hs_error_capture(&e, err);
+            if (err == LLMOS_ERR_AUTH) {
+                e.status = 401;
+                e.type = "authentication_error";
+                e.code = "invalid_credentials";
+            } else if (err == LLMOS_ERR_DENIED) {
+                e.code = "account_locked";
+            } else if (err == LLMOS_ERR_LIMIT) {
+                e.status = 429;
+                e.type = "rate_limit_error";
+                e.code = "rate_limit_exceeded";
+                e.retry_s = retry;
+            }
+            ret = hs_reply_captured(r, &e);
+        } else {
+            ret = hs_send_login(r, account, &res);
+        }
+    }
+    if (prf)
+        sodium_memzero(prf, 64);
+    free(id);
+    free(cd);
+    free(ad);
+    free(sig);
+    free(prf);
+    return ret;
 }
 
 /* GET /auth/session: who is logged in, and the CSRF token to send with changes. */
@@ -1620,6 +1813,50 @@ static enum MHD_Result hs_memory_recall(hs_req *r)
     return hs_reply(r, 200, json_pack("{s:o}", "messages", list));
 }
 
+/* ---- speech (src/io/voice_http.c) -------------------------------------------------------- */
+
+static enum MHD_Result hs_audio_answer(hs_req *r, llmos_err err, voice_http_answer *a)
+{
+    r->recorded = a->recorded;
+    if (err) {
+        buf_free(&a->body);
+        return hs_reply_failure(r, err);
+    }
+    r->status = a->status;
+    r->code = a->code;
+    hs_count(r->s, a->status);
+    size_t len;
+    char *data = buf_detach(&a->body, &len);
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(len, data ? data : (char *)"", data ? MHD_RESPMEM_MUST_FREE
+                                                                           : MHD_RESPMEM_PERSISTENT);
+    if (!resp) {
+        free(data);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, "Content-Type", a->content_type);
+    enum MHD_Result ret = MHD_queue_response(r->c, a->status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+/* POST /v1/audio/transcriptions (multipart/form-data: file, response_format) */
+static enum MHD_Result hs_transcription(hs_req *r)
+{
+    voice_http_answer a;
+    const char *ct = MHD_lookup_connection_value(r->c, MHD_HEADER_KIND, "Content-Type");
+    llmos_err err = voice_http_transcription(r->s->voice, r->ses, ct, r->body, r->len, &a);
+    return hs_audio_answer(r, err, &a);
+}
+
+/* POST /v1/audio/speech {"model", "input", "voice", "response_format": "wav"} */
+static enum MHD_Result hs_speech(hs_req *r)
+{
+    voice_http_answer a;
+    llmos_err err = voice_http_speech(r->s->voice, r->ses, r->body, r->len, &a);
+    return hs_audio_answer(r, err, &a);
+}
+
 /* ---- routes ------------------------------------------------------------------------------- */
 
 static const hs_route hs_routes[] = {
@@ -1630,6 +1867,8 @@ static const hs_route hs_routes[] = {
     {"POST", "/v1/chat/completions", hs_chat, false},
     {"POST", "/v1/completions", hs_completion, false},
     {"POST", "/v1/embeddings", hs_embeddings, false},
+    {"POST", "/v1/audio/transcriptions", hs_transcription, false},
+    {"POST", "/v1/audio/speech", hs_speech, false},
     {"POST", "/v1/processes", hs_proc_create, false},
     {"GET", "/v1/processes", hs_proc_list, false},
     {"GET", "/v1/processes/{pid}", hs_proc_get, false},
@@ -1645,6 +1884,10 @@ static const hs_route hs_routes[] = {
     {"POST", "/auth/login", hs_login, true},
     {"POST", "/auth/logout", hs_logout, false},
     {"GET", "/auth/session", hs_whoami, false},
+    {"POST", "/auth/passkey/register/options", hs_passkey_register_options, false},
+    {"POST", "/auth/passkey/register", hs_passkey_register, false},
+    {"POST", "/auth/passkey/login/options", hs_passkey_login_options, true},
+    {"POST", "/auth/passkey/login", hs_passkey_login, true},
     {"GET", "/", hs_ui, true},
     {"GET", "/ui/{id}", hs_ui, true},
 };
@@ -1829,7 +2072,7 @@ static enum MHD_Result hs_precheck(http_server *s, struct MHD_Connection *c, hs_
     if (!hc->route && !allow[0]) {
         snprintf(msg, sizeof msg,
                  "Unknown URL %.200s %.200s; llmos serves GET /health, the OpenAI API under "
-                 "/v1 (models, chat/completions, completions, embeddings) and /v1/processes, "
+                 "/v1 (models, chat/completions, completions, embeddings, audio) and /v1/processes, "
                  "/v1/audit and /v1/memory (docs/api.md)",
                  method, url);
         return hs_refuse(s, c, hc, method, url, 404, "unknown_url", msg, NULL, NULL);
@@ -1993,6 +2236,7 @@ llmos_err http_server_bind(const http_server_params *p, http_server **out)
     snprintf(s->host, sizeof s->host, "%s", p->host && *p->host ? p->host : "127.0.0.1");
     s->keys = p->keys;
     s->accounts = p->accounts;
+    snprintf(s->rp_id, sizeof s->rp_id, "%s", p->rp_id && *p->rp_id ? p->rp_id : "localhost");
     s->max_body = p->max_body ? p->max_body : d.max_body;
     s->max_connections = p->max_connections ? p->max_connections : d.max_connections;
     s->max_per_address = p->max_per_address ? p->max_per_address : d.max_per_address;
@@ -2005,7 +2249,7 @@ llmos_err http_server_bind(const http_server_params *p, http_server **out)
     atomic_init(&s->stopping, false);
     llmos_err err = !s->sessions || (p->model_name && !s->model)
                         ? llmos_fail(LLMOS_ERR_NOMEM, "out of memory")
-                        : LLMOS_OK;
+                        : voice_http_new(&s->voice);
     if (!err && !p->tls_cert_pem != !p->tls_key_pem)
         err = llmos_fail(LLMOS_ERR_INVALID, "serve: TLS needs both a certificate and its key");
     if (!err && p->tls_cert_pem && MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES)
@@ -2139,6 +2383,7 @@ void http_server_stop(http_server *s)
     free(s->tls_cert);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
+    voice_http_free(s->voice);
     free(s->model);
     free(s);
 }

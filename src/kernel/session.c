@@ -567,6 +567,31 @@ llmos_err ksession_chat(ksession *s, const llm_request *req, llm_stream_fn strea
     return err;
 }
 
+llmos_err ksession_service(ksession *s, uint32_t right, const char *what, ksession_service_fn fn,
+                           void *ctx)
+{
+    assert(s && s->k);
+    assert(what && fn);
+    llmos_err err = need(s, right, what);
+    if (!err)
+        err = admit(s, what);
+    if (err)
+        return err;
+    char outcome[256] = "";
+    double t0 = llmos_time_now();
+    err = fn(ctx, outcome, sizeof outcome);
+    leave(s);
+    json_t *rec = json_pack("{s:s, s:s, s:s, s:s, s:s, s:f}", "principal", s->principal, "device",
+                            s->device, "service", what, "status", err ? llmos_strerror(err) : "ok",
+                            "outcome", outcome, "seconds", llmos_time_now() - t0);
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", err ? llmos_errmsg() : "");
+    (void)kernel_audit_rec(s->k, "service", rec);
+    if (err)
+        llmos_fail(err, "%s", msg);
+    return err;
+}
+
 llmos_err ksession_embed(ksession *s, const char *text, size_t len, float **vec, size_t *dim,
                          size_t *tokens)
 {

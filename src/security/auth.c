@@ -36,16 +36,20 @@
 
 #include "llmos/auth.h"
 #include "llmos/json.h"
+#include "llmos/passkey.h"
 #include "llmos/security.h"
 
-#define AUTH_FORMAT      "llmos-account"
-#define AUTH_STATE_FILE  "account.json"
-#define AUTH_STORE_DIR   "store"
-#define AUTH_KEY_FILE    "store/store.key"
-#define AUTH_PATH_MAX    4096
-#define AUTH_PEERS_MAX   1024 /* addresses whose failures are remembered (oldest dropped) */
-#define AUTH_WRONG       "wrong account name or passphrase"
-#define AUTH_STATE_BYTES 4096
+#define AUTH_FORMAT       "llmos-account"
+#define AUTH_STATE_FILE   "account.json"
+#define AUTH_STORE_DIR    "store"
+#define AUTH_KEY_FILE     "store/store.key"
+#define AUTH_PATH_MAX     4096
+#define AUTH_PEERS_MAX    1024 /* addresses whose failures are remembered (oldest dropped) */
+#define AUTH_WRONG        "wrong account name or passphrase"
+#define AUTH_STATE_BYTES  65536
+#define AUTH_CHALLENGE_S  120  /* a passkey ceremony's challenge is good this long */
+#define AUTH_CHALLENGES   4096 /* challenges waiting at most (the oldest go first) */
+#define AUTH_PASSKEYS_MAX 16   /* passkeys of one account */
 
 /* ---- names, paths, state -------------------------------------------------------------------- */
 
@@ -83,7 +87,14 @@ typedef struct auth_state {
     int64_t created_at;
     unsigned failures;
     int64_t locked_until;
+    json_t *doc; /* the whole file as read (its passkeys), or NULL; auth_state_clear frees */
 } auth_state;
+
+static void auth_state_clear(auth_state *st)
+{
+    json_decref(st->doc);
+    st->doc = NULL;
+}
 
 static llmos_err auth_state_read(const char *dir, const char *name, auth_state *st)
 {
@@ -113,7 +124,7 @@ static llmos_err auth_state_read(const char *dir, const char *name, auth_state *
     int64_t f = ljson_get_int(j, "failures", 0);
     st->failures = f < 0 ? 0 : f > 1000000 ? 1000000 : (unsigned)f;
     st->locked_until = ljson_get_int(j, "locked_until", 0);
-    json_decref(j);
+    st->doc = j;
     return LLMOS_OK;
 }
 
@@ -121,9 +132,16 @@ static llmos_err auth_state_write(const char *dir, const char *name, const auth_
 {
     char path[AUTH_PATH_MAX];
     auth_path(path, sizeof path, dir, name, AUTH_STATE_FILE);
-    json_t *j = json_pack("{s:s, s:i, s:s, s:I, s:I, s:I}", "format", AUTH_FORMAT, "version", 1,
-                          "name", name, "created_at", (json_int_t)st->created_at, "failures",
-                          (json_int_t)st->failures, "locked_until", (json_int_t)st->locked_until);
+    json_t *j = st->doc ? json_deep_copy(st->doc) : json_object();
+    json_t *fields =
+        json_pack("{s:s, s:i, s:s, s:I, s:I, s:I}", "format", AUTH_FORMAT, "version", 1, "name",
+                  name, "created_at", (json_int_t)st->created_at, "failures",
+                  (json_int_t)st->failures, "locked_until", (json_int_t)st->locked_until);
+    if (!j || !fields || json_object_update(j, fields) != 0) {
+        json_decref(j);
+        j = NULL;
+    }
+    json_decref(fields);
     llmos_buf b = {0};
     llmos_err err = !j || ljson_to_buf(j, 0, &b) || buf_putc(&b, '\n')
                         ? llmos_fail(LLMOS_ERR_NOMEM, "out of memory")
@@ -306,6 +324,7 @@ llmos_err auth_account_passwd(const auth_params *p, const char *name, const char
     store *st = NULL;
     err = store_open(sdir, old_passphrase ? old_passphrase : "", &so, &st);
     if (err == LLMOS_ERR_AUTH) {
+        auth_state_clear(&s);
         auth_audit(p, "account.passphrase", name, "cli", "refused: wrong old passphrase");
         return llmos_fail(LLMOS_ERR_AUTH, "account '%s': the old passphrase is wrong", name);
     }
@@ -314,11 +333,15 @@ llmos_err auth_account_passwd(const auth_params *p, const char *name, const char
     if (!err)
         err = auth_audit_store(st, "account.passphrase", name, "cli");
     store_close(st);
-    if (err)
+    if (err) {
+        auth_state_clear(&s);
         return err;
+    }
     s.failures = 0;
     s.locked_until = 0;
-    if ((err = auth_state_write(p->dir, name, &s)) != LLMOS_OK)
+    err = auth_state_write(p->dir, name, &s);
+    auth_state_clear(&s);
+    if (err)
         return err;
     auth_audit(p, "account.passphrase", name, "cli", "changed");
     return LLMOS_OK;
@@ -335,6 +358,7 @@ llmos_err auth_account_state(const auth_params *p, const char *name, unsigned *f
         return err;
     *failures = s.failures;
     *locked_until = s.locked_until;
+    auth_state_clear(&s);
     return LLMOS_OK;
 }
 
@@ -359,6 +383,15 @@ typedef struct auth_sess {
     int64_t created, used, expires;
 } auth_sess;
 
+/* A challenge issued for a passkey ceremony: used once, within AUTH_CHALLENGE_S. */
+typedef struct auth_chal {
+    struct auth_chal *next;
+    uint8_t bytes[32];
+    bool login; /* for navigator.credentials.get (else .create) */
+    char account[AUTH_NAME_MAX + 1];
+    int64_t expires;
+} auth_chal;
+
 typedef struct auth_peer {
     char addr[64];
     int64_t minute; /* the minute the count is for */
@@ -373,6 +406,7 @@ struct auth_server {
     auth_sess *sessions;
     auth_peer *peers;
     size_t n_peers;
+    auth_chal *challenges;
 };
 
 llmos_err auth_new(const auth_params *p, auth_server **out)
@@ -490,6 +524,11 @@ void auth_free(auth_server *a)
     assert(!a->open);
     pthread_mutex_unlock(&a->mu);
     auth_close_list(a, closing);
+    while (a->challenges) {
+        auth_chal *c = a->challenges;
+        a->challenges = c->next;
+        free(c);
+    }
     pthread_mutex_destroy(&a->mu);
     free(a->peers);
     free(a->dir);
@@ -568,6 +607,7 @@ static void auth_failed(auth_server *a, const char *name, const char *peer, cons
         if (auth_state_write(a->dir, name, &st))
             LOG_WARN("auth", "account %s: the failure count could not be saved: %s", name,
                      llmos_errmsg());
+        auth_state_clear(&st);
     }
     llmos_err_clear();
     pthread_mutex_unlock(&a->mu);
@@ -576,17 +616,12 @@ static void auth_failed(auth_server *a, const char *name, const char *peer, cons
         auth_audit(&a->p, "lockout", name, peer, detail);
 }
 
-llmos_err auth_login(auth_server *a, const char *name, const char *passphrase, const char *peer,
-                     auth_login_result *out, double *retry_s)
+/* Before any secret is checked: the address's failures, the account's existence (an unknown
+ * one costs the same Argon2id work as a known one, with dummy_pass) and its lockout. */
+static llmos_err auth_precheck(auth_server *a, const char *name, const char *peer,
+                               const char *dummy_pass, double *retry_s)
 {
-    assert(a && out);
-    memset(out, 0, sizeof *out);
-    if (retry_s)
-        *retry_s = 0;
-    peer = peer ? peer : "?";
-    passphrase = passphrase ? passphrase : "";
     int64_t now = auth_now();
-
     /* the address first: a client that guesses is stopped before any Argon2id work */
     pthread_mutex_lock(&a->mu);
     auth_peer *e = auth_peer_find(a, peer, now, false);
@@ -601,7 +636,6 @@ llmos_err auth_login(auth_server *a, const char *name, const char *passphrase, c
                           "too many failed logins from %s in the last minute; wait %.0f s", peer,
                           wait);
     }
-
     bool known = name && auth_check_name(name) == LLMOS_OK;
     llmos_err_clear();
     auth_state st = {0};
@@ -610,22 +644,32 @@ llmos_err auth_login(auth_server *a, const char *name, const char *passphrase, c
         known = false;
     }
     if (!known) {
-        auth_dummy_work(a, passphrase);
+        if (dummy_pass)
+            auth_dummy_work(a, dummy_pass);
         auth_failed(a, NULL, peer, name ? name : "");
         return llmos_fail(LLMOS_ERR_AUTH, AUTH_WRONG);
     }
+    auth_state_clear(&st);
     if (st.locked_until > now) {
         char detail[96];
         snprintf(detail, sizeof detail, "locked for %lld s more",
                  (long long)(st.locked_until - now));
         auth_audit(&a->p, "login.refused", name, peer, detail);
         return llmos_fail(LLMOS_ERR_DENIED,
-                          "account '%s' is locked after %u wrong passphrases; try again in %lld s",
+                          "account '%s' is locked after %u failed logins; try again in %lld s",
                           name, st.failures, (long long)(st.locked_until - now));
     }
+    return LLMOS_OK;
+}
 
-    /* check the passphrase: unwrap the store's key (the account's kernel opens with it when it
-     * is not open yet) */
+/* Open a session of account name, whose secret is the passphrase (checked here: it unwraps the
+ * store's key) or the store's data key (already proven by a passkey); the account's kernel is
+ * opened with it when it is not open yet. `how` goes into the audit record. */
+static llmos_err auth_enter(auth_server *a, const char *name, const char *peer,
+                            const char *passphrase, const uint8_t *data_key, const char *how,
+                            auth_login_result *out)
+{
+    int64_t now = auth_now();
     char home[AUTH_PATH_MAX], keyfile[AUTH_PATH_MAX];
     auth_path(home, sizeof home, a->dir, name, NULL);
     auth_path(keyfile, sizeof keyfile, a->dir, name, AUTH_KEY_FILE);
@@ -634,18 +678,20 @@ llmos_err auth_login(auth_server *a, const char *name, const char *passphrase, c
     while (o && strcmp(o->name, name) != 0)
         o = o->next;
     if (o)
-        o->refs++; /* keep it while the passphrase is checked */
+        o->refs++; /* keep it while the secret is checked */
     pthread_mutex_unlock(&a->mu);
-    llmos_err err;
+    llmos_err err = LLMOS_OK;
     auth_open *fresh = NULL;
     if (o) {
-        keys_unlocked *k = NULL;
-        err = keys_unlock(keyfile, passphrase, &k);
-        keys_free(k);
+        if (!data_key) {
+            keys_unlocked *k = NULL;
+            err = keys_unlock(keyfile, passphrase, &k);
+            keys_free(k);
+        }
     } else {
         fresh = calloc(1, sizeof *fresh);
-        err = fresh ? a->p.opener.open(a->p.opener.ctx, name, home, passphrase, &fresh->handle,
-                                       &fresh->ses)
+        err = fresh ? a->p.opener.open(a->p.opener.ctx, name, home, data_key ? NULL : passphrase,
+                                       data_key, &fresh->handle, &fresh->ses)
                     : llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
         if (!err)
             snprintf(fresh->name, sizeof fresh->name, "%s", name);
@@ -659,7 +705,7 @@ llmos_err auth_login(auth_server *a, const char *name, const char *passphrase, c
             pthread_mutex_unlock(&a->mu);
             auth_close_open(a, closing);
         }
-        if (err != LLMOS_ERR_AUTH) {
+        if (err != LLMOS_ERR_AUTH || data_key) {
             char msg[512];
             snprintf(msg, sizeof msg, "%s", llmos_errmsg());
             auth_audit(&a->p, "login.failed", name, peer, msg);
@@ -704,22 +750,39 @@ llmos_err auth_login(auth_server *a, const char *name, const char *passphrase, c
     a->sessions = s;
     auth_sweep(a, now, &closing);
     unsigned failures = 0;
-    if (auth_state_read(a->dir, name, &st) == LLMOS_OK && (failures = st.failures) > 0) {
-        st.failures = 0;
-        st.locked_until = 0;
-        if (auth_state_write(a->dir, name, &st))
-            LOG_WARN("auth", "account %s: the failure count could not be reset: %s", name,
-                     llmos_errmsg());
+    auth_state st;
+    if (auth_state_read(a->dir, name, &st) == LLMOS_OK) {
+        if ((failures = st.failures) > 0) {
+            st.failures = 0;
+            st.locked_until = 0;
+            if (auth_state_write(a->dir, name, &st))
+                LOG_WARN("auth", "account %s: the failure count could not be reset: %s", name,
+                         llmos_errmsg());
+        }
+        auth_state_clear(&st);
     }
     llmos_err_clear();
     pthread_mutex_unlock(&a->mu);
     auth_close_open(a, dup);
     auth_close_list(a, closing);
-    char detail[96];
-    snprintf(detail, sizeof detail, "session for %u s%s", a->p.session_ttl_s,
+    char detail[128];
+    snprintf(detail, sizeof detail, "%s; session for %u s%s", how, a->p.session_ttl_s,
              failures ? " (after failed attempts)" : "");
     auth_audit(&a->p, "login", name, peer, detail);
     return LLMOS_OK;
+}
+
+llmos_err auth_login(auth_server *a, const char *name, const char *passphrase, const char *peer,
+                     auth_login_result *out, double *retry_s)
+{
+    assert(a && out);
+    memset(out, 0, sizeof *out);
+    if (retry_s)
+        *retry_s = 0;
+    peer = peer ? peer : "?";
+    passphrase = passphrase ? passphrase : "";
+    llmos_err err = auth_precheck(a, name, peer, passphrase, retry_s);
+    return err ? err : auth_enter(a, name, peer, passphrase, NULL, "passphrase", out);
 }
 
 /* The session of token (mu held), or NULL. Compares every digest, in constant time each. */
@@ -847,4 +910,374 @@ size_t auth_sessions(auth_server *a)
     pthread_mutex_unlock(&a->mu);
     auth_close_list(a, closing);
     return n;
+}
+
+/* ---- passkeys ------------------------------------------------------------------------------ */
+
+static void auth_b64url(char *out, size_t size, const uint8_t *bin, size_t n)
+{
+    sodium_bin2base64(out, size, bin, n, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+}
+
+/* Decode base64url member `key` of obj into bin (at most max bytes); false when absent or bad. */
+static bool auth_unb64url(const json_t *obj, const char *key, uint8_t *bin, size_t max, size_t *n)
+{
+    const char *v = ljson_get_string(obj, key, NULL);
+    return v && sodium_base642bin(bin, max, v, strlen(v), NULL, n, NULL,
+                                  sodium_base64_VARIANT_URLSAFE_NO_PADDING) == 0;
+}
+
+/* The account's user handle and PRF salt, made at first use (mu held). */
+static llmos_err auth_passkey_ids(auth_server *a, const char *name, char handle[32], char salt[48])
+{
+    auth_state st;
+    llmos_err err = auth_state_read(a->dir, name, &st);
+    if (err)
+        return err;
+    const char *h = ljson_get_string(st.doc, "user_handle", NULL);
+    const char *sl = ljson_get_string(st.doc, "prf_salt", NULL);
+    if (!h || !sl) {
+        uint8_t hb[16], sb[32];
+        randombytes_buf(hb, sizeof hb);
+        randombytes_buf(sb, sizeof sb);
+        auth_b64url(handle, 32, hb, sizeof hb);
+        auth_b64url(salt, 48, sb, sizeof sb);
+        json_object_set_new(st.doc, "user_handle", json_string(handle));
+        json_object_set_new(st.doc, "prf_salt", json_string(salt));
+        err = auth_state_write(a->dir, name, &st);
+    } else {
+        snprintf(handle, 32, "%s", h);
+        snprintf(salt, 48, "%s", sl);
+    }
+    auth_state_clear(&st);
+    return err;
+}
+
+/* A new challenge for account (mu held); its base64url in b64. */
+static llmos_err auth_challenge_new(auth_server *a, const char *account, bool login, char b64[48])
+{
+    int64_t now = auth_now();
+    /* drop the expired ones, and the oldest when there are too many */
+    size_t n = 0;
+    for (auth_chal **pp = &a->challenges; *pp;) {
+        if ((*pp)->expires <= now || n >= AUTH_CHALLENGES - 1) {
+            auth_chal *c = *pp;
+            *pp = c->next;
+            free(c);
+        } else {
+            pp = &(*pp)->next;
+            n++;
+        }
+    }
+    auth_chal *c = calloc(1, sizeof *c);
+    if (!c)
+        return llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
+    randombytes_buf(c->bytes, sizeof c->bytes);
+    c->login = login;
+    snprintf(c->account, sizeof c->account, "%s", account);
+    c->expires = now + AUTH_CHALLENGE_S;
+    c->next = a->challenges;
+    a->challenges = c;
+    auth_b64url(b64, 48, c->bytes, sizeof c->bytes);
+    return LLMOS_OK;
+}
+
+/* Take (remove) the challenge the client data names, issued for account and this ceremony;
+ * false when there is none (unknown, used, expired). */
+static bool auth_challenge_take(auth_server *a, const char *account, bool login,
+                                const uint8_t *client_data, size_t cd_len, uint8_t out[32])
+{
+    json_t *j = NULL;
+    if (!client_data ||
+        ljson_parse_text((const char *)client_data, cd_len, "clientDataJSON", 8, &j)) {
+        llmos_err_clear();
+        return false;
+    }
+    uint8_t want[64];
+    size_t n = 0;
+    bool ok = auth_unb64url(j, "challenge", want, sizeof want, &n) && n == 32;
+    json_decref(j);
+    if (!ok)
+        return false;
+    int64_t now = auth_now();
+    bool found = false;
+    pthread_mutex_lock(&a->mu);
+    for (auth_chal **pp = &a->challenges; *pp; pp = &(*pp)->next) {
+        auth_chal *c = *pp;
+        if (sodium_memcmp(c->bytes, want, 32) == 0) {
+            found = c->login == login && strcmp(c->account, account) == 0 && c->expires > now;
+            *pp = c->next;
+            free(c);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&a->mu);
+    if (found)
+        memcpy(out, want, 32);
+    return found;
+}
+
+/* The key that wraps a passkey's copy of the store key: BLAKE2b-256 keyed by the PRF secret
+ * over a label, the account and the credential id; the same bytes are the AEAD's associated
+ * data, so a copy cannot be moved to another account or credential. */
+static void auth_passkey_kek(uint8_t kek[32], llmos_buf *ad, const uint8_t prf[AUTH_PRF_BYTES],
+                             const char *account, const uint8_t *id, size_t id_len)
+{
+    buf_clear(ad);
+    if (buf_puts(ad, "llmos-passkey-v1") || buf_append(ad, account, strlen(account) + 1) ||
+        buf_append(ad, id, id_len))
+        buf_clear(ad);
+    crypto_generichash(kek, 32, (const uint8_t *)ad->data, ad->len, prf, AUTH_PRF_BYTES);
+}
+
+llmos_err auth_passkey_options(auth_server *a, const char *token, const char *account,
+                               const char *rp_id, json_t **out)
+{
+    assert(a && rp_id && out);
+    *out = NULL;
+    char name[AUTH_NAME_MAX + 1] = "";
+    if (token) {
+        pthread_mutex_lock(&a->mu);
+        auth_sess **pp = auth_find(a, token);
+        if (pp)
+            snprintf(name, sizeof name, "%s", (*pp)->acct->name);
+        pthread_mutex_unlock(&a->mu);
+        if (!name[0])
+            return llmos_fail(LLMOS_ERR_AUTH, "not logged in: log in to add a passkey");
+    } else if (account && auth_check_name(account) == LLMOS_OK) {
+        snprintf(name, sizeof name, "%s", account);
+    }
+    llmos_err_clear();
+    char chal[48], handle[32] = "", salt[48] = "";
+    json_t *creds = json_array();
+    pthread_mutex_lock(&a->mu);
+    llmos_err err = auth_challenge_new(a, name, !token, chal);
+    auth_state st = {0};
+    if (!err && name[0] && auth_state_read(a->dir, name, &st) == LLMOS_OK) {
+        auth_state_clear(&st);
+        err = auth_passkey_ids(a, name, handle, salt);
+        if (!err && auth_state_read(a->dir, name, &st) == LLMOS_OK) {
+            size_t i;
+            json_t *pk;
+            json_array_foreach(ljson_get_array(st.doc, "passkeys"), i, pk)
+                json_array_append_new(creds, json_pack("{s:s, s:s}", "type", "public-key", "id",
+                                                       ljson_get_string(pk, "id", "")));
+            auth_state_clear(&st);
+        }
+    }
+    llmos_err_clear();
+    pthread_mutex_unlock(&a->mu);
+    if (!salt[0]) {
+        /* no such account: options of the same shape, so that names cannot be probed */
+        uint8_t r[32];
+        randombytes_buf(r, sizeof r);
+        auth_b64url(salt, sizeof salt, r, sizeof r);
+        auth_b64url(handle, sizeof handle, r, 16);
+        if (!token)
+            json_array_append_new(creds,
+                                  json_pack("{s:s, s:s}", "type", "public-key", "id", handle));
+    }
+    if (err || !creds) {
+        json_decref(creds);
+        return err ? err : llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
+    }
+    json_t *prf = json_pack("{s:{s:{s:s}}}", "prf", "eval", "first", salt);
+    json_t *pub;
+    if (token)
+        pub = json_pack("{s:s, s:{s:s, s:s}, s:{s:s, s:s, s:s}, s:[{s:s, s:i}, {s:s, s:i}], s:i, "
+                        "s:s, s:{s:s, s:s}, s:o, s:o}",
+                        "challenge", chal, "rp", "id", rp_id, "name", "llmos", "user", "id", handle,
+                        "name", name, "displayName", name, "pubKeyCredParams", "type", "public-key",
+                        "alg", PASSKEY_ES256, "type", "public-key", "alg", PASSKEY_EDDSA, "timeout",
+                        AUTH_CHALLENGE_S * 1000, "attestation", "none", "authenticatorSelection",
+                        "residentKey", "preferred", "userVerification", "preferred",
+                        "excludeCredentials", creds, "extensions", prf);
+    else
+        pub = json_pack("{s:s, s:s, s:o, s:s, s:i, s:o}", "challenge", chal, "rpId", rp_id,
+                        "allowCredentials", creds, "userVerification", "preferred", "timeout",
+                        AUTH_CHALLENGE_S * 1000, "extensions", prf);
+    *out = pub ? json_pack("{s:o}", "publicKey", pub) : NULL;
+    return *out ? LLMOS_OK : llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
+}
+
+llmos_err auth_passkey_add(auth_server *a, const char *token, const char *passphrase,
+                           const char *rp_id, const char *origin, const uint8_t *client_data,
+                           size_t cd_len, const uint8_t *attestation, size_t att_len,
+                           const uint8_t prf[AUTH_PRF_BYTES], const char *peer)
+{
+    assert(a && rp_id && origin && prf);
+    peer = peer ? peer : "?";
+    char name[AUTH_NAME_MAX + 1] = "";
+    pthread_mutex_lock(&a->mu);
+    auth_sess **pp = auth_find(a, token);
+    if (pp)
+        snprintf(name, sizeof name, "%s", (*pp)->acct->name);
+    pthread_mutex_unlock(&a->mu);
+    if (!name[0])
+        return llmos_fail(LLMOS_ERR_AUTH, "not logged in: log in to add a passkey");
+    uint8_t chal[32];
+    if (!auth_challenge_take(a, name, false, client_data, cd_len, chal)) {
+        auth_audit(&a->p, "passkey.add", name, peer, "refused: unknown, used or expired challenge");
+        return llmos_fail(LLMOS_ERR_AUTH,
+                          "passkey: the challenge is unknown, used already or expired; start "
+                          "again");
+    }
+    passkey_expect e = {
+        .rp_id = rp_id, .origin = origin, .challenge = chal, .challenge_len = sizeof chal};
+    passkey_cred c;
+    llmos_err err = passkey_register(&e, client_data, cd_len, attestation, att_len, &c);
+    if (err) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "refused: %s", llmos_errmsg());
+        auth_audit(&a->p, "passkey.add", name, peer, msg);
+        return llmos_fail(err, "%s", msg + strlen("refused: "));
+    }
+    /* the passphrase again: it unwraps the store's key, a copy of which the passkey will hold */
+    char keyfile[AUTH_PATH_MAX];
+    auth_path(keyfile, sizeof keyfile, a->dir, name, AUTH_KEY_FILE);
+    keys_unlocked *k = NULL;
+    if ((err = keys_unlock(keyfile, passphrase ? passphrase : "", &k)) != LLMOS_OK) {
+        keys_free(k);
+        auth_audit(&a->p, "passkey.add", name, peer, "refused: wrong passphrase");
+        return err == LLMOS_ERR_AUTH ? llmos_fail(err, "passkey: the passphrase is wrong") : err;
+    }
+    uint8_t kek[32], nonce[crypto_aead_xchacha20poly1305_ietf_NPUBBYTES], wrapped[48];
+    llmos_buf ad = {0};
+    auth_passkey_kek(kek, &ad, prf, name, c.id, c.id_len);
+    randombytes_buf(nonce, sizeof nonce);
+    crypto_aead_xchacha20poly1305_ietf_encrypt(wrapped, NULL, k->data_key, 32,
+                                               (const uint8_t *)ad.data, ad.len, NULL, nonce, kek);
+    sodium_memzero(kek, sizeof kek);
+    keys_free(k);
+    buf_free(&ad);
+
+    char id64[400], pub64[100], nonce64[48], wrapped64[80];
+    auth_b64url(id64, sizeof id64, c.id, c.id_len);
+    auth_b64url(pub64, sizeof pub64, c.pub, c.pub_len);
+    auth_b64url(nonce64, sizeof nonce64, nonce, sizeof nonce);
+    auth_b64url(wrapped64, sizeof wrapped64, wrapped, sizeof wrapped);
+    pthread_mutex_lock(&a->mu);
+    auth_state st = {0};
+    err = auth_state_read(a->dir, name, &st);
+    json_t *list = err ? NULL : ljson_get_array(st.doc, "passkeys");
+    if (!err && !list) {
+        list = json_array();
+        json_object_set_new(st.doc, "passkeys", list);
+    }
+    if (!err && json_array_size(list) >= AUTH_PASSKEYS_MAX)
+        err = llmos_fail(LLMOS_ERR_LIMIT, "account '%s' has %d passkeys already, the most it may",
+                         name, AUTH_PASSKEYS_MAX);
+    for (size_t i = 0; !err && i < json_array_size(list); i++)
+        if (strcmp(ljson_get_string(json_array_get(list, i), "id", ""), id64) == 0)
+            err = llmos_fail(LLMOS_ERR_EXISTS, "passkey: this credential is registered already");
+    if (!err) {
+        json_array_append_new(
+            list, json_pack("{s:s, s:i, s:s, s:I, s:I, s:s, s:s}", "id", id64, "alg", c.alg, "pub",
+                            pub64, "sign_count", (json_int_t)c.sign_count, "created_at",
+                            (json_int_t)auth_now(), "nonce", nonce64, "wrapped", wrapped64));
+        err = auth_state_write(a->dir, name, &st);
+    }
+    auth_state_clear(&st);
+    pthread_mutex_unlock(&a->mu);
+    char detail[128];
+    snprintf(detail, sizeof detail, "%s: %s credential %.12s", err ? "refused" : "added",
+             c.alg == PASSKEY_ES256 ? "ES256" : "EdDSA", id64);
+    auth_audit(&a->p, "passkey.add", name, peer, detail);
+    return err;
+}
+
+llmos_err auth_passkey_login(auth_server *a, const char *account, const char *rp_id,
+                             const char *origin, const uint8_t *cred_id, size_t id_len,
+                             const uint8_t *client_data, size_t cd_len, const uint8_t *auth_data,
+                             size_t ad_len, const uint8_t *sig, size_t sig_len,
+                             const uint8_t prf[AUTH_PRF_BYTES], const char *peer,
+                             auth_login_result *out, double *retry_s)
+{
+    assert(a && rp_id && origin && prf && out);
+    memset(out, 0, sizeof *out);
+    if (retry_s)
+        *retry_s = 0;
+    peer = peer ? peer : "?";
+    llmos_err err = auth_precheck(a, account, peer, NULL, retry_s);
+    if (err)
+        return err;
+    uint8_t chal[32];
+    if (!auth_challenge_take(a, account, true, client_data, cd_len, chal)) {
+        auth_failed(a, account, peer, "passkey: unknown, used or expired challenge (a replay?)");
+        return llmos_fail(LLMOS_ERR_AUTH,
+                          "passkey: the challenge is unknown, used already or expired; start "
+                          "again");
+    }
+    passkey_expect e = {
+        .rp_id = rp_id, .origin = origin, .challenge = chal, .challenge_len = sizeof chal};
+    char id64[400] = "";
+    if (cred_id && id_len > 0 && id_len <= PASSKEY_ID_MAX)
+        auth_b64url(id64, sizeof id64, cred_id, id_len);
+    uint8_t nonce[crypto_aead_xchacha20poly1305_ietf_NPUBBYTES], wrapped[48];
+    passkey_cred c = {0};
+    char why[300] = "";
+
+    /* find, verify and count under the mutex, so that two uses of one assertion cannot both
+     * see the old counter */
+    pthread_mutex_lock(&a->mu);
+    auth_state st = {0};
+    err = auth_state_read(a->dir, account, &st);
+    json_t *found = NULL, *list = err ? NULL : ljson_get_array(st.doc, "passkeys");
+    for (size_t i = 0; id64[0] && i < json_array_size(list); i++)
+        if (strcmp(ljson_get_string(json_array_get(list, i), "id", ""), id64) == 0)
+            found = json_array_get(list, i);
+    if (!err && !found)
+        snprintf(why, sizeof why, "passkey: not a credential of this account");
+    if (found) {
+        c.id_len = id_len;
+        memcpy(c.id, cred_id, id_len);
+        c.alg = (int)ljson_get_int(found, "alg", 0);
+        int64_t count = ljson_get_int(found, "sign_count", 0);
+        c.sign_count = count < 0 || count > UINT32_MAX ? UINT32_MAX : (uint32_t)count;
+        size_t nn = 0, wn = 0;
+        if (!auth_unb64url(found, "pub", c.pub, sizeof c.pub, &c.pub_len) ||
+            !auth_unb64url(found, "nonce", nonce, sizeof nonce, &nn) || nn != sizeof nonce ||
+            !auth_unb64url(found, "wrapped", wrapped, sizeof wrapped, &wn) || wn != sizeof wrapped)
+            snprintf(why, sizeof why, "passkey: the stored credential is damaged");
+        else if (passkey_verify_assertion(&e, &c, client_data, cd_len, auth_data, ad_len, sig,
+                                          sig_len))
+            snprintf(why, sizeof why, "%s", llmos_errmsg());
+        else {
+            json_object_set_new(found, "sign_count", json_integer((json_int_t)c.sign_count));
+            json_object_set_new(found, "used_at", json_integer((json_int_t)auth_now()));
+            if (auth_state_write(a->dir, account, &st))
+                snprintf(why, sizeof why, "passkey: the counter could not be saved: %s",
+                         llmos_errmsg());
+        }
+    }
+    auth_state_clear(&st);
+    pthread_mutex_unlock(&a->mu);
+    llmos_err_clear();
+    if (err || why[0]) {
+        auth_failed(a, account, peer, why[0] ? why : "passkey: the account could not be read");
+        return llmos_fail(LLMOS_ERR_AUTH, "%s", why[0] ? why : AUTH_WRONG);
+    }
+
+    /* the PRF secret unwraps the copy of the store's key */
+    uint8_t kek[32];
+    llmos_buf ad = {0};
+    auth_passkey_kek(kek, &ad, prf, account, c.id, c.id_len);
+    uint8_t *dk = sodium_malloc(32);
+    unsigned long long dl = 0;
+    int rc = dk ? crypto_aead_xchacha20poly1305_ietf_decrypt(dk, &dl, NULL, wrapped, sizeof wrapped,
+                                                             (const uint8_t *)ad.data, ad.len,
+                                                             nonce, kek)
+                : -1;
+    sodium_memzero(kek, sizeof kek);
+    buf_free(&ad);
+    if (rc != 0 || dl != 32) {
+        sodium_free(dk);
+        auth_failed(a, account, peer, "passkey: its PRF secret does not unwrap the store's key");
+        return llmos_fail(LLMOS_ERR_AUTH,
+                          "passkey: the authenticator's secret does not open this account's "
+                          "store (was the passkey made with another salt?)");
+    }
+    err = auth_enter(a, account, peer, NULL, dk, "passkey", out);
+    sodium_free(dk);
+    return err;
 }

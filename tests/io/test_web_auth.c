@@ -38,11 +38,12 @@ typedef struct opened {
 } opened;
 
 static llmos_err test_open(void *ctx, const char *account, const char *home, const char *pass,
-                           void **handle, ksession **ses)
+                           const uint8_t *data_key, void **handle, ksession **ses)
 {
     (void)ctx;
     opened *o = calloc(1, sizeof *o);
-    memory_params mp = {.home = home, .passphrase = pass, .embed = MEMORY_EMBED_NONE};
+    memory_params mp = {
+        .home = home, .passphrase = pass, .data_key = data_key, .embed = MEMORY_EMBED_NONE};
     llmos_err err = memory_open(&mp, &o->mem);
     if (!err)
         err = scripted_test_backend_new(steps, 1, true, &o->model);

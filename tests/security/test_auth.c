@@ -51,13 +51,13 @@ typedef struct opened {
 static int n_open;
 
 static llmos_err test_open(void *ctx, const char *account, const char *home, const char *pass,
-                           void **handle, ksession **ses)
+                           const uint8_t *data_key, void **handle, ksession **ses)
 {
     (void)ctx;
     char sdir[512];
     snprintf(sdir, sizeof sdir, "%s/store", home);
     opened *o = calloc(1, sizeof *o);
-    store_options so = {.no_create = true, .no_fsync = true};
+    store_options so = {.no_create = true, .no_fsync = true, .data_key = data_key};
     llmos_err err = store_open(sdir, pass, &so, &o->st);
     kernel_config kc = {.st = o->st};
     if (!err)
