@@ -1406,11 +1406,13 @@ llmos_err sandbox_probe(void)
             sandbox_result_free(&r);
             rmdir(dir);
         }
-        known = err ? 2 : 1;
+        /* a refusal of the kernel is remembered; a passing failure (no memory, no pipe, a
+         * full process table) is tried again next time */
+        known = !err ? 1 : err == LLMOS_ERR_UNSUPPORTED ? 2 : 0;
         why = err;
         snprintf(msg, sizeof msg, "%s", err ? llmos_errmsg() : "");
     }
-    llmos_err err = known == 1 ? LLMOS_OK : llmos_fail(why, "%s", msg);
+    llmos_err err = !why ? LLMOS_OK : llmos_fail(why, "%s", msg);
     pthread_mutex_unlock(&mu);
     return err;
 }
