@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "llmos/backend.h"
+#include "llmos/infer.h"
 
 #define MAX_NPL 64
 
@@ -42,7 +43,7 @@ typedef struct opts {
     size_t npp, ntg, short_len, load, reps, system_len;
     size_t npl[16], n_npl;
     size_t rounds;
-    bool do_tp, do_ttft, do_prefix;
+    bool do_tp, do_ttft, do_prefix, do_engine;
     const char *ref;
 } opts;
 
@@ -59,8 +60,7 @@ static void die(const char *what)
     exit(1);
 }
 
-static llm_backend *open_backend(const char *path, const opts *o, uint32_t max_seqs,
-                                 uint32_t n_ctx)
+static llm_backend *open_backend(const char *path, const opts *o, uint32_t max_seqs, uint32_t n_ctx)
 {
     local_backend_params p = local_backend_default_params();
     p.n_ctx = n_ctx;
@@ -78,9 +78,9 @@ static llm_backend *open_backend(const char *path, const opts *o, uint32_t max_s
 static char *text_of_tokens(llm_backend *b, size_t n, unsigned seed, size_t *got)
 {
     static const char *const words[] = {
-        "river", "stone", "light", "quiet", "market", "garden", "winter", "engine", "paper",
-        "signal", "forest", "silver", "window", "thunder", "orange", "basket", "mirror",
-        "planet", "candle", "bridge", "harbor", "meadow", "ladder", "copper", "violet"};
+        "river",  "stone",  "light",  "quiet",  "market",  "garden", "winter", "engine", "paper",
+        "signal", "forest", "silver", "window", "thunder", "orange", "basket", "mirror", "planet",
+        "candle", "bridge", "harbor", "meadow", "ladder",  "copper", "violet"};
     llmos_buf t = {0};
     uint32_t x = 2463534242u ^ seed;
     size_t have = 0, step = 16; /* words per look at the count: 16 while far, then 1 */
@@ -117,7 +117,7 @@ static char *text_of_tokens(llm_backend *b, size_t n, unsigned seed, size_t *got
 
 typedef struct job {
     llm_backend *b;
-    const char *prompt;   /* raw prompt, or NULL for messages */
+    const char *prompt; /* raw prompt, or NULL for messages */
     json_t *messages;
     const char *scope;
     int32_t max_tokens;
@@ -162,10 +162,10 @@ static void *run_job(void *arg)
 
 typedef struct tp_row {
     size_t npl, pp, tg;
-    double t_pp;        /* until every chat had its first token */
-    double t_tg;        /* from then to the end */
-    uint64_t tg_evals;  /* tokens evaluated in that time (one per running chat per step) */
-    double cpu_tg;      /* CPU seconds of this process in that time */
+    double t_pp;       /* until every chat had its first token */
+    double t_tg;       /* from then to the end */
+    uint64_t tg_evals; /* tokens evaluated in that time (one per running chat per step) */
+    double cpu_tg;     /* CPU seconds of this process in that time */
 } tp_row;
 
 static double cpu_seconds(void)
@@ -276,8 +276,8 @@ static void run_throughput(const char *path, const opts *o)
                 best[i] = row;
             }
         }
-    printf("\n## throughput: %s, prompt %zu, %zu generated each, %d threads, best of %zu\n\n",
-           path, o->npp, o->ntg, o->threads, o->rounds);
+    printf("\n## throughput: %s, prompt %zu, %zu generated each, %d threads, best of %zu\n\n", path,
+           o->npp, o->ntg, o->threads, o->rounds);
     printf("| N | T_PP s | S_PP t/s | T_TG s | S_TG t/s | vs N=1 | S_TG per CPU-s | vs N=1 |%s\n",
            o->ref ? " llama.cpp S_TG |" : "");
     printf("|---|---|---|---|---|---|---|---|%s\n", o->ref ? "---|" : "");
@@ -294,7 +294,8 @@ static void run_throughput(const char *path, const opts *o)
     fflush(stdout);
 }
 
-/* ---- time to first token ----------------------------------------------------------------------- */
+/* ---- time to first token -----------------------------------------------------------------------
+ */
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -375,7 +376,8 @@ static void run_ttft(const char *path, const opts *o)
     llm_backend_free(b);
 }
 
-/* ---- prefix cache ------------------------------------------------------------------------------ */
+/* ---- prefix cache ------------------------------------------------------------------------------
+ */
 
 static double second_turn(llm_backend *b, json_t *turn2, const char *scope, uint32_t *cached)
 {
@@ -397,24 +399,21 @@ static void run_prefix(const char *path, const opts *o)
     size_t got = 0;
     char *sys = text_of_tokens(b, o->system_len, 77, &got);
     json_t *turn1 = json_pack("[{ss ss}]", "role", "system", "content", sys);
-    json_array_append_new(turn1, json_pack("{ss ss}", "role", "user", "content",
-                                           "Summarise."));
+    json_array_append_new(turn1, json_pack("{ss ss}", "role", "user", "content", "Summarise."));
     job j = {.b = b, .messages = turn1, .scope = "alice", .max_tokens = 8};
     run_job(&j);
     if (j.err)
         die("first turn");
     json_t *turn2 = json_deep_copy(turn1);
-    json_array_append_new(turn2,
-                          json_pack("{ss ss}", "role", "assistant", "content", j.r.content));
-    json_array_append_new(turn2,
-                          json_pack("{ss ss}", "role", "user", "content", "Shorter?"));
+    json_array_append_new(turn2, json_pack("{ss ss}", "role", "assistant", "content", j.r.content));
+    json_array_append_new(turn2, json_pack("{ss ss}", "role", "user", "content", "Shorter?"));
     uint32_t prompt1 = j.r.prompt_tokens, cached = 0, none = 0;
     llm_response_free(&j.r);
     double with = second_turn(b, turn2, "alice", &cached);
     double without = second_turn(b, turn2, "bob", &none); /* another scope: no reuse */
     llm_backend_free(b);
-    printf("\n## prefix cache: %s, system prompt %zu tokens (first turn %u), %d threads\n\n",
-           path, got, prompt1, o->threads);
+    printf("\n## prefix cache: %s, system prompt %zu tokens (first turn %u), %d threads\n\n", path,
+           got, prompt1, o->threads);
     printf("| second turn TTFT with cache s | cached tokens | without s | speed-up |\n");
     printf("|---|---|---|---|\n| %.3f | %u | %.3f | %.1fx |\n", with, cached, without,
            without / with);
@@ -424,7 +423,82 @@ static void run_prefix(const char *path, const opts *o)
     free(sys);
 }
 
-/* ---- main -------------------------------------------------------------------------------------- */
+/* ---- the engine alone: what one step costs -------------------------------------------------- */
+
+/* Below the backend: one decode step of N sequences (model_eval_batch, each sequence 128
+ * positions in) against the same N tokens as one prompt chunk of one sequence (model_eval:
+ * the same matmuls, attention over a few positions), in CPU and wall milliseconds per step,
+ * 16 steps each. The difference is what batching costs beyond the matmuls; the ratio of N
+ * rows to one row is what the CPU's arithmetic allows. */
+static void run_engine(const char *path, const opts *o)
+{
+    llmos_model *m = NULL;
+    llmos_pool *pool = NULL;
+    if (model_load(path, &m) || pool_new(o->threads, &pool))
+        die(path);
+    uint32_t n_vocab = model_hparams_of(m)->n_vocab;
+    int32_t toks[256];
+    for (int i = 0; i < 256; i++)
+        toks[i] = (int32_t)((1000u + 7919u * (unsigned)i) % n_vocab);
+    printf("\n## one step of the engine: %s, %d threads, %zu-token contexts\n\n", path, o->threads,
+           o->npp);
+    printf("| N | batched decode step ms CPU | wall | one N-token chunk ms CPU | wall | CPU vs "
+           "N=1 step |\n|---|---|---|---|---|---|\n");
+    double base = 0;
+    for (size_t i = 0; i < o->n_npl; i++) {
+        size_t n = o->npl[i];
+        model_batch_params bp = {
+            .n_tokens = 256, .n_seqs = (uint32_t)n, .n_ctx = 512, .pool = pool};
+        model_batch *b = NULL;
+        if (model_batch_new(m, &bp, &b))
+            die("batch");
+        model_ctx_params cp = model_ctx_default_params();
+        cp.n_ctx = 512;
+        cp.n_batch = 1;
+        llmos_model_ctx *c[MAX_NPL];
+        model_batch_seq seqs[MAX_NPL];
+        for (size_t k = 0; k < n; k++) {
+            if (model_ctx_new(m, &cp, &c[k]))
+                die("context");
+            seqs[k] = (model_batch_seq){c[k], toks + k, o->npp < 200 ? o->npp : 200};
+            if (model_eval_batch(b, &seqs[k], 1))
+                die("prompt");
+            seqs[k].n = 1;
+        }
+        double t0 = llmos_time_now(), c0 = cpu_seconds();
+        for (int it = 0; it < 16; it++)
+            if (model_eval_batch(b, seqs, n))
+                die("step");
+        double step_wall = (llmos_time_now() - t0) / 16, step_cpu = (cpu_seconds() - c0) / 16;
+        cp.n_batch = 256;
+        cp.pool = pool;
+        llmos_model_ctx *one = NULL;
+        if (model_ctx_new(m, &cp, &one))
+            die("context");
+        t0 = llmos_time_now();
+        c0 = cpu_seconds();
+        for (int it = 0; it < 16; it++) {
+            model_ctx_truncate(one, 0);
+            if (model_eval(one, toks, n, NULL))
+                die("chunk");
+        }
+        double chunk_wall = (llmos_time_now() - t0) / 16, chunk_cpu = (cpu_seconds() - c0) / 16;
+        if (i == 0)
+            base = step_cpu;
+        printf("| %zu | %.1f | %.1f | %.1f | %.1f | %.2fx |\n", n, step_cpu * 1e3, step_wall * 1e3,
+               chunk_cpu * 1e3, chunk_wall * 1e3, step_cpu / base);
+        fflush(stdout);
+        model_ctx_free(one);
+        for (size_t k = 0; k < n; k++)
+            model_ctx_free(c[k]);
+        model_batch_free(b);
+    }
+    pool_free(pool);
+    model_free(m);
+}
+
+/* ---- main --------------------------------------------------------------------------------------
+ */
 
 static void parse_list(const char *s, opts *o)
 {
@@ -443,8 +517,14 @@ static void parse_list(const char *s, opts *o)
 
 int main(int argc, char **argv)
 {
-    opts o = {.threads = 2, .npp = 128, .ntg = 64, .short_len = 32, .load = 8, .reps = 5,
-              .system_len = 2000, .rounds = 3};
+    opts o = {.threads = 2,
+              .npp = 128,
+              .ntg = 64,
+              .short_len = 32,
+              .load = 8,
+              .reps = 5,
+              .system_len = 2000,
+              .rounds = 3};
     parse_list("1,2,4,8,16", &o);
     bool any = false;
     for (int i = 1; i < argc; i++) {
@@ -477,10 +557,12 @@ int main(int argc, char **argv)
             o.do_ttft = any = true;
         else if (strcmp(a, "--prefix") == 0)
             o.do_prefix = any = true;
+        else if (strcmp(a, "--engine") == 0)
+            o.do_engine = any = true;
         else {
             fprintf(stderr,
                     "usage: sched --model FILE [--model FILE...] [--throughput] [--ttft] "
-                    "[--prefix]\n"
+                    "[--prefix] [--engine]\n"
                     "             [--threads 2] [--npp 128] [--ntg 64] [--npl 1,2,4,8,16]\n"
                     "             [--rounds 3] [--short 32] [--load 8] [--reps 5] [--system "
                     "2000]\n             [--ref LLAMA_CPP_BIN_DIR]\n"
@@ -503,6 +585,8 @@ int main(int argc, char **argv)
             run_ttft(o.models[m], &o);
         if (o.do_prefix)
             run_prefix(o.models[m], &o);
+        if (o.do_engine)
+            run_engine(o.models[m], &o);
     }
     load_average("at the end");
     return 0;

@@ -534,6 +534,8 @@ llmos_err ksession_chat(ksession *s, const llm_request *req, llm_stream_fn strea
         withheld = kguard_stream_end(&gs);
         if (!err)
             err = guard_response(s, resp, &withheld);
+        if (!err && resp->finish_reason && strcmp(resp->finish_reason, "cancelled") != 0)
+            ksched_kv_touch(&s->k->sched, s->principal);
         ksched_release(&s->k->sched, s->principal,
                        err ? 0 : resp->prompt_tokens + resp->completion_tokens);
     } else if (err == LLMOS_ERR_LIMIT) {

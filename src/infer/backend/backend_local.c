@@ -872,7 +872,8 @@ static size_t lb_context_size(llm_backend *b)
 
 static size_t lb_max_concurrent(llm_backend *b)
 {
-    return ((local_backend *)b)->max_seqs;
+    local_backend *lb = (local_backend *)b;
+    return lb->max_seqs ? lb->max_seqs : 1; /* an encoder: one embedding at a time */
 }
 
 /* An encoder has no batcher: no KV cache to keep or report. */
