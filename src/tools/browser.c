@@ -17,6 +17,7 @@
 #include <arpa/inet.h>
 #include <assert.h>
 #include <ctype.h>
+#include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -45,6 +46,15 @@ static pthread_mutex_t guard_mu = PTHREAD_MUTEX_INITIALIZER;
 static allowed_addr *allow_list;
 static size_t n_allow;
 static bool allow_set;
+
+/* A port number 1..65535 (all of s); -1 when it is not one. */
+static int parse_port(const char *s)
+{
+    char *end = NULL;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    return errno || end == s || *end || v < 1 || v > 65535 ? -1 : (int)v;
+}
 
 static bool parse_addr(const char *s, int *family, unsigned char addr[16])
 {
@@ -89,13 +99,13 @@ static llmos_err set_allow(const char *list)
             memcpy(host, e + 1, (size_t)(close - e - 1));
             host[close - e - 1] = 0;
             if (close[1] == ':')
-                port = atoi(close + 2);
+                port = parse_port(close + 2);
         } else {
             snprintf(host, sizeof host, "%s", e);
             char *colon = strchr(host, ':');
             if (colon && !strchr(colon + 1, ':')) { /* one colon: IPv4:PORT */
                 *colon = 0;
-                port = atoi(colon + 1);
+                port = parse_port(colon + 1);
             }
         }
         if (!parse_addr(host, &a.family, a.addr) || port < 0 || port > 65535) {
@@ -305,7 +315,11 @@ static llmos_err check_url(const char *url, target *t)
         snprintf(t->host, sizeof t->host, "%.*s", (int)(hl - 2), host + 1);
     else
         snprintf(t->host, sizeof t->host, "%s", host);
-    t->port = port ? atoi(port) : (strcmp(t->scheme, "https") == 0 ? 443 : 80);
+    t->port = port ? parse_port(port) : (strcmp(t->scheme, "https") == 0 ? 443 : 80);
+    if (t->port < 0) {
+        err = llmos_fail(LLMOS_ERR_INVALID, "'%.200s': the port is not a number 1-65535", url);
+        goto done;
+    }
     snprintf(t->path, sizeof t->path, "%s%s%s", path ? path : "/", query ? "?" : "",
              query ? query : "");
     /* every address of the host */
@@ -520,7 +534,7 @@ static bool robots_allows(const char *txt, size_t len, const char *path)
             size_t e = i;
             while (e < len && txt[e] != '\n')
                 e++;
-            char line[1024];
+            char line[1024] = {0};
             size_t l = e - i < sizeof line - 1 ? e - i : sizeof line - 1;
             memcpy(line, txt + i, l);
             line[l] = 0;

@@ -382,7 +382,6 @@ static const char *const sbx_allowed[] = {
     "inotify_init1",
     "inotify_add_watch",
     "inotify_rm_watch",
-    "sync",
     /* memory */
     "brk",
     "mmap",
@@ -1407,11 +1406,13 @@ llmos_err sandbox_probe(void)
             sandbox_result_free(&r);
             rmdir(dir);
         }
-        known = err ? 2 : 1;
+        /* a refusal of the kernel is remembered; a passing failure (no memory, no pipe, a
+         * full process table) is tried again next time */
+        known = !err ? 1 : err == LLMOS_ERR_UNSUPPORTED ? 2 : 0;
         why = err;
         snprintf(msg, sizeof msg, "%s", err ? llmos_errmsg() : "");
     }
-    llmos_err err = known == 1 ? LLMOS_OK : llmos_fail(why, "%s", msg);
+    llmos_err err = !why ? LLMOS_OK : llmos_fail(why, "%s", msg);
     pthread_mutex_unlock(&mu);
     return err;
 }

@@ -194,12 +194,12 @@ llmos_err sandbox_tool_run(const ktool_env *env, const char *tool, const char *c
     bad |= buf_printf(o, "--- stdout%s ---\n", r.out_truncated ? " (cut at the limit)" : "") !=
            LLMOS_OK;
     bad |= buf_append(o, r.out.data ? r.out.data : "", r.out.len) != LLMOS_OK;
-    if (r.out.len && r.out.data[r.out.len - 1] != '\n')
+    if (r.out.data && r.out.len && r.out.data[r.out.len - 1] != '\n')
         bad |= buf_putc(o, '\n') != LLMOS_OK;
     bad |= buf_printf(o, "--- stderr%s ---\n", r.err_truncated ? " (cut at the limit)" : "") !=
            LLMOS_OK;
     bad |= buf_append(o, r.err.data ? r.err.data : "", r.err.len) != LLMOS_OK;
-    if (r.err.len && r.err.data[r.err.len - 1] != '\n')
+    if (r.err.data && r.err.len && r.err.data[r.err.len - 1] != '\n')
         bad |= buf_putc(o, '\n') != LLMOS_OK;
     size_t written = 0;
     for (size_t i = 0; i < after.n; i++) {

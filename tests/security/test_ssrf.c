@@ -27,7 +27,10 @@
 #include <cmocka.h>
 #include <microhttpd.h>
 
+#include "doubles.h"
 #include "llmos/browser.h"
+#include "llmos/kernel.h"
+#include "llmos/memory.h"
 
 static struct MHD_Daemon *daemon_a;
 static int port_a, port_b, secret_fd = -1;
@@ -255,6 +258,58 @@ static void test_allowed_fetch(void **state)
     browser_page_free(&p);
 }
 
+/* The tool through a kernel session with the scripted TEST backend: the page reaches the user
+ * (send_message of the handle), never the privileged model. */
+static llmos_buf delivered;
+static bool on_event(void *ctx, const kevent *ev)
+{
+    (void)ctx;
+    if (ev->kind == KEVENT_MESSAGE)
+        assert_int_equal(buf_append(&delivered, ev->text, ev->len), LLMOS_OK);
+    return true;
+}
+
+static void test_through_the_kernel(void **state)
+{
+    (void)state;
+    char step0[256];
+    snprintf(step0, sizeof step0,
+             "{\"tool_calls\": [{\"name\": \"browser\", \"arguments\": {\"url\": "
+             "\"http://127.0.0.1:%d/page\"}}]}",
+             port_a);
+    const char *steps[] = {step0,
+                           "{\"tool_calls\": [{\"name\": \"send_message\", \"arguments\": "
+                           "{\"recipient\": \"user\", \"text\": \"$VAR1\"}}]}",
+                           "{\"content\": \"done\"}"};
+    memory *mem = NULL;
+    llm_backend *b = NULL;
+    kernel *k = NULL;
+    ksession *s = NULL;
+    assert_int_equal(memory_open_ephemeral(&mem), LLMOS_OK);
+    assert_int_equal(scripted_test_backend_new(steps, 3, false, &b), LLMOS_OK);
+    kernel_config kc = {.st = memory_store(mem), .privileged = b};
+    assert_int_equal(kernel_new(&kc, &k), LLMOS_OK);
+    ksession_params sp = {.principal = "alice",
+                          .device = "test",
+                          .rights = KRIGHT_ALL,
+                          .caps = KCAP_READ | KCAP_MESSAGE};
+    assert_int_equal(ksession_open(k, &sp, &s), LLMOS_OK);
+    int64_t pid;
+    assert_int_equal(ksession_spawn(s, 0, &pid), LLMOS_OK);
+    kproc_state st;
+    assert_int_equal(ksession_send(s, pid, "Read the page.", on_event, NULL, NULL, &st), LLMOS_OK);
+    assert_int_equal(st, KPROC_DONE);
+    assert_non_null(delivered.data);
+    assert_non_null(strstr(delivered.data, "Status: 200\n"));
+    assert_non_null(strstr(delivered.data, "# Hello\n\nA link [1]."));
+    assert_null(strstr(scripted_test_backend_sent(b, NULL), "# Hello"));
+    buf_free(&delivered);
+    ksession_close(s);
+    kernel_free(k);
+    llm_backend_free(b);
+    memory_close(mem);
+}
+
 static void test_address_table(void **state)
 {
     (void)state;
@@ -301,6 +356,7 @@ int main(void)
         cmocka_unit_test(test_address_table),
         cmocka_unit_test(test_refused),
         cmocka_unit_test(test_allowed_fetch),
+        cmocka_unit_test(test_through_the_kernel),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

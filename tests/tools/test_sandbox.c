@@ -25,6 +25,9 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <errno.h>
+#include <sched.h>
+#include <seccomp.h>
 
 #include "llmos/sandbox.h"
 #include "testutil.h"
@@ -251,6 +254,41 @@ static void test_from_threads(void **state)
         pthread_join(t[i], NULL);
 }
 
+/* Where the kernel refuses user namespaces (here: a seccomp filter of this test's child that
+ * answers EPERM to clone with CLONE_NEWUSER, and ENOSYS to clone3, as a container runtime
+ * might), the error says so and names the sysctls that decide it. */
+static void test_refused_namespaces(void **state)
+{
+    (void)state;
+    need_sandbox();
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        scmp_filter_ctx f = seccomp_init(SCMP_ACT_ALLOW);
+        if (!f ||
+            seccomp_rule_add(f, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(clone), 1,
+                             SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_NEWUSER, CLONE_NEWUSER)) ||
+            seccomp_rule_add(f, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0) || seccomp_load(f))
+            _exit(90);
+        const char *argv[] = {SANDBOX_SH, "-c", "true", NULL};
+        sandbox_spec s = {.argv = argv, .workspace = ws};
+        sandbox_result r;
+        llmos_err err = sandbox_exec(&s, &r);
+        sandbox_result_free(&r);
+        if (err != LLMOS_ERR_UNSUPPORTED)
+            _exit(91);
+        const char *m = llmos_errmsg();
+        fprintf(stderr, "refused as expected: %s\n", m);
+        _exit(strstr(m, "refused to make namespaces") && strstr(m, "user.max_user_namespaces")
+                  ? 0
+                  : 92);
+    }
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+}
+
 static void test_bad_spec(void **state)
 {
     (void)state;
@@ -275,6 +313,7 @@ int main(void)
         cmocka_unit_test(test_no_network),
         cmocka_unit_test(test_unprivileged),
         cmocka_unit_test(test_from_threads),
+        cmocka_unit_test(test_refused_namespaces),
         cmocka_unit_test(test_bad_spec),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

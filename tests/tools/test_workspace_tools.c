@@ -345,8 +345,8 @@ static void test_no_workspace_dir(void **state)
     const char *steps[] = {"{\"content\": \"x\"}"};
     rig r;
     rig_open(&r, steps, 1, KCAP_READ);
-    kernel_free(r.k);
     ksession_close(r.s);
+    kernel_free(r.k);
     kernel_config kc = {.st = memory_store(r.mem), .privileged = r.b};
     assert_int_equal(kernel_new(&kc, &r.k), LLMOS_OK);
     ksession_params sp = {
