@@ -76,7 +76,7 @@ LLMOS_API LLMOS_NODISCARD llmos_err voice_resample(const voice_audio *a, uint32_
 typedef struct voice_vad_params {
     unsigned hangover_ms;   /* silence that ends an utterance; 0 = 600 */
     unsigned min_speech_ms; /* shorter bursts (a click, a cough) are not speech; 0 = 120 */
-    double threshold_db;    /* a frame is speech this far above the noise floor; 0 = 12 dB */
+    double threshold_db;    /* a frame is speech this far above the noise floor; 0 = 6 dB */
 } voice_vad_params;
 
 /* Where speech is, in samples [start, end): padded by 150 ms on each side. */

@@ -375,11 +375,12 @@ static llmos_err grammar_write(voice_grammar *g)
     err = err ? err : buf_puts(&b, "<n999> = <n99> | <digit> hundred [[and] <n99>];\n");
     err = err ? err : buf_puts(&b, "<n999999> = <n999> [thousand [[and] <n999>]];\n");
     err = err ? err : buf_puts(&b, "<number> = zero | <n999999>;\n");
-    err = err ? err : buf_puts(&b, "<decimal> = <number> [point (zero | oh | <digit>)+];\n");
+    err = err ? err : buf_puts(&b, "<decimal> = <number> [point <place> [<place> [<place>]]];\n");
+    err = err ? err : buf_puts(&b, "<place> = zero | oh | <digit>;\n");
     err = err ? err : buf_puts(&b, "<op> = ");
     for (size_t i = 0; !err && i < LLMOS_ARRAY_LEN(voice_ops); i++)
         err = buf_printf(&b, "%s%s", i ? " | " : "", voice_ops[i].spoken);
-    err = err ? err : buf_puts(&b, ";\n<expression> = <decimal> (<op> <decimal>)*;\n");
+    err = err ? err : buf_puts(&b, ";\n<expression> = <decimal> [<op> <decimal> [<op> <decimal>]];\n");
     if (g->n_tools) {
         err = err ? err : buf_puts(&b, "<tool> = ");
         for (size_t i = 0; !err && i < g->n_tools; i++) {
@@ -769,6 +770,24 @@ void voice_result_free(voice_result *res)
     memset(res, 0, sizeof *res);
 }
 
+/* The acoustic model was trained on recorded speech, which is never silent: stretches of
+ * digital silence (synthesised speech, a muted microphone, padding) give features far from any
+ * it knows, and the decoder then loses words next to them. A faint, fixed noise floor (uniform,
+ * +-NOISE_FLOOR of 32767: about -58 dB, below any real recording's) is added before decoding.
+ * The generator is seeded the same each time, so recognition stays deterministic. */
+#define NOISE_FLOOR 64
+
+static void add_noise_floor(voice_audio *a)
+{
+    const int amp = NOISE_FLOOR;
+    uint32_t x = 2463534242u;
+    for (size_t i = 0; i < a->n; i++) {
+        x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+        int v = a->samples[i] + (int)(x % (uint32_t)(2 * amp + 1)) - amp;
+        a->samples[i] = (int16_t)(v > 32767 ? 32767 : v < -32768 ? -32768 : v);
+    }
+}
+
 /* Run the decoder's current search over s[0..n); the hypothesis (malloc'd, "" for none). */
 static llmos_err decode(voice_recognizer *r, const int16_t *s, size_t n, char **hyp)
 {
@@ -824,6 +843,15 @@ llmos_err voice_recognize(voice_recognizer *r, voice_mode m, const voice_audio *
     llmos_err err = in->n ? voice_vad_segments(in, NULL, &segs, &n_segs) : LLMOS_OK;
     char *hyp = NULL;
     out->speech = n_segs > 0;
+    /* the noise floor for the grammar and dictation (the keyword spotter's threshold was
+     * tuned without it: with it, "the computer is slow" wakes it) */
+    if (!err && n_segs > 0 && m != VOICE_KEYWORD) {
+        if (!rs.samples) /* a copy to add the noise floor to */
+            err = voice_resample(in, VOICE_RATE, &rs);
+        in = &rs;
+        if (!err)
+            add_noise_floor(&rs);
+    }
     if (!err && n_segs > 0) {
         size_t start = segs[0].start, end = segs[n_segs - 1].end;
         if (m == VOICE_KEYWORD)

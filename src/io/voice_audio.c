@@ -416,7 +416,7 @@ static void vad_defaults(voice_vad_params *p)
     if (!p->min_speech_ms)
         p->min_speech_ms = 120;
     if (p->threshold_db <= 0)
-        p->threshold_db = 12;
+        p->threshold_db = 6;
 }
 
 llmos_err voice_vad_new(const voice_vad_params *p, uint32_t rate, voice_vad **out)
