@@ -11,6 +11,16 @@
  * function records (a read, a malformed body, a refusal by the limits) gets one "request"
  * record at its end, so each request is in the audit log once (docs/api.md, "Audit").
  *
+ * Logins. With accounts (llmos/auth.h), a session cookie stands for a logged-in account: its
+ * requests run through that account's own kernel session, on its own store, held (auth_ref)
+ * until the request completes. A change (any method but GET and HEAD) made with a cookie needs
+ * the session's CSRF token and this server's Origin. /auth/login and the passkey ceremonies
+ * under /auth/passkey are open routes; so are / and /ui/ (the web UI, src/io/web.c).
+ *
+ * Transport. With a certificate and key the daemon speaks TLS (libmicrohttpd's GnuTLS), every
+ * answer carries HSTS, and the cookie is __Host- and Secure. An address beyond loopback is
+ * refused at bind without TLS and authentication, unless the caller insists (insecure_bind).
+ *
  * Routes are one table (hs_routes): method, path pattern, handler. A path that exists with
  * another method is 405 with an Allow header; an unknown path 404, after authentication, so
  * that the routes are not probed without a key.
@@ -2010,7 +2020,8 @@ static enum MHD_Result hs_precheck(http_server *s, struct MHD_Connection *c, hs_
         snprintf(msg, sizeof msg,
                  "Unknown URL %.200s %.200s; llmos serves GET /health, the OpenAI API under "
                  "/v1 (models, chat/completions, completions, embeddings) and /v1/processes, "
-                 "/v1/audit and /v1/memory (docs/api.md)",
+                 "/v1/audit and /v1/memory, logins under /auth and the web UI at / "
+                 "(docs/api.md)",
                  method, url);
         return hs_refuse(s, c, hc, method, url, 404, "unknown_url", msg, NULL, NULL);
     }
