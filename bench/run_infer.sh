@@ -10,7 +10,8 @@
 #
 # Environment: BUILD (build directory, default build), THREADS (default 2), REPS (default 3),
 # LLMOS_TESTDATA (the shared test data, for the vocabularies; default ../shared/testdata),
-# SHAPES (default "tinyllama qwen"), TYPES (default "Q4_0 Q8_0 Q4_K_M Q5_K_M"; llama.cpp figures
+# SHAPES (default "tinyllama qwen"; also qwen3, llama32, gemma2, gemma3, phi3: the random
+# Qwen3-0.6B, Llama-3.2-1B, Gemma-2-2B, Gemma-3-1B and Phi-3-mini shapes), TYPES (default "Q4_0 Q8_0 Q4_K_M Q5_K_M"; llama.cpp figures
 # exist for the first three), PP and TG (prompt and
 # generation lengths, default 128 and 64: the reference figures are for those).
 set -eu
@@ -51,6 +52,13 @@ make_base() { # shape -> path of the F16 model, made when missing
     case "$1" in
     tinyllama) shape=tinyllama-1.1b vocab=ggml-vocab-llama-spm.gguf ;;
     qwen) shape=qwen2.5-0.5b vocab=ggml-vocab-qwen2.gguf ;;
+    qwen3) shape=qwen3-0.6b vocab=ggml-vocab-qwen2.gguf ;;
+    llama32) shape=llama3.2-1b vocab=ggml-vocab-llama-bpe.gguf ;;
+    phi3) shape=phi3-mini vocab=ggml-vocab-phi-3.gguf ;;
+    # no Gemma vocabulary in the test data: the Llama 2 one, in the shape's 256k/262k-row
+    # embedding (the matrices, and so the speed, are the real model's)
+    gemma2) shape=gemma2-2b vocab=ggml-vocab-llama-spm.gguf ;;
+    gemma3) shape=gemma3-1b vocab=ggml-vocab-llama-spm.gguf ;;
     *) echo "run_infer.sh: unknown shape $1" >&2; exit 2 ;;
     esac
     base=$DATA/$shape-f16.gguf

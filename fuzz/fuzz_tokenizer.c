@@ -5,7 +5,8 @@
  * The first input byte picks the vocabulary and flags: bit 0 TOK_PARSE_SPECIAL, bit 1
  * TOK_ADD_SPECIAL, bits 2-3 the vocabulary (a built-in SentencePiece one, a built-in byte-level
  * BPE one whose pre-tokenizer is chosen by bits 4-6, or a real vocabulary when
- * LLMOS_FUZZ_VOCAB names a GGUF file, loaded once). The rest is the text.
+ * LLMOS_FUZZ_VOCAB names a GGUF file, loaded once); bit 7 instead picks a built-in WordPiece
+ * (BERT) vocabulary. The rest is the text.
  *
  * Properties checked (abort on violation):
  *   - encode accepts every input (the built-in vocabularies can represent every byte);
@@ -14,6 +15,8 @@
  *     with special tokens rendered gives the input back exactly;
  *     SentencePiece: the same when no special token was produced and the text holds no
  *     U+2581 (which SentencePiece uses for spaces, so it decodes as a space);
+ *   - WordPiece: every id is a piece of the vocabulary or [UNK] (no control token without
+ *     TOK_PARSE_SPECIAL), decoding gives valid UTF-8 with no upper-case ASCII letter;
  *   - the streaming decoder only ever appends valid UTF-8, and for valid UTF-8 input its
  *     output equals the whole decode.
  */
@@ -26,7 +29,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static tokenizer *spm_vocab, *bpe_vocab[5], *real_vocab;
+static tokenizer *spm_vocab, *bpe_vocab[5], *wpm_vocab, *real_vocab;
 static bool initialised;
 static bool real_all_bytes; /* the real vocabulary is byte-level BPE with all 256 bytes */
 
@@ -132,10 +135,49 @@ static tokenizer *build_bpe(const char *pre, bool by_text)
     return t;
 }
 
+/* A WordPiece vocabulary: specials, every ASCII letter, digit and symbol alone and as a
+ * continuation, a few longer pieces and some non-ASCII ones. */
+static tokenizer *build_wpm(void)
+{
+    static const char *const extra[] = {"[PAD]", "[UNK]", "[CLS]", "[SEP]",
+                                        "\xe2\x96\x81hello", "llo", "\xe2\x96\x81he", "ing",
+                                        "\xe2\x96\x81\xe4\xb8\xad", "\xc3\xa9", "\xe2\x96\x81\xc3\xa9"};
+    enum { N_EXTRA = sizeof extra / sizeof extra[0], N = N_EXTRA + 2 * 95 };
+    static char pieces[2 * 95][8];
+    const char *tokens[N];
+    int32_t types[N];
+    for (size_t i = 0; i < N_EXTRA; i++) {
+        tokens[i] = extra[i];
+        types[i] = extra[i][0] == '[' ? TOK_TYPE_CONTROL : TOK_TYPE_NORMAL;
+    }
+    for (int c = 32; c < 127; c++) {
+        snprintf(pieces[c - 32], sizeof pieces[0], "\xe2\x96\x81%c", c);
+        snprintf(pieces[95 + c - 32], sizeof pieces[0], "%c", c);
+    }
+    for (int i = 0; i < 2 * 95; i++) {
+        tokens[N_EXTRA + i] = pieces[i];
+        types[N_EXTRA + i] = TOK_TYPE_NORMAL;
+    }
+    tok_spec s = tok_spec_default(TOK_MODEL_WPM);
+    s.n_tokens = N;
+    s.tokens = tokens;
+    s.types = types;
+    s.pad = 0;
+    s.unk = 1;
+    s.bos = 2;
+    s.eos = 3;
+    s.add_bos = s.add_eos = true;
+    tokenizer *t = NULL;
+    if (tok_new(&s, &t) != LLMOS_OK)
+        abort();
+    return t;
+}
+
 static void init(void)
 {
     initialised = true;
     spm_vocab = build_spm();
+    wpm_vocab = build_wpm();
     for (int i = 0; i < 5; i++)
         bpe_vocab[i] = build_bpe(bpe_pres[i], i % 2 == 1);
     const char *path = getenv("LLMOS_FUZZ_VOCAB");
@@ -173,6 +215,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     case 3: t = real_vocab ? real_vocab : spm_vocab; break;
     default: t = bpe_vocab[((mode >> 4) & 7) % 5]; break;
     }
+    if (mode & 0x80)
+        t = wpm_vocab;
 
     int32_t *ids = NULL;
     size_t n = 0;
@@ -206,9 +250,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     llmos_buf whole = {0};
     if (tok_decode(t, ids + first, last - first, true, &whole) != LLMOS_OK)
         abort();
+    if (t == wpm_vocab) {
+        for (size_t i = first; i < last; i++) {
+            if (tok_get_type(t, ids[i]) == TOK_TYPE_CONTROL) {
+                if (!(flags & TOK_PARSE_SPECIAL) && ids[i] != 1)
+                    abort(); /* typed text never makes a control token but [UNK] */
+                continue;
+            }
+            size_t n_piece = 0;
+            const char *piece = tok_piece(t, ids[i], &n_piece);
+            for (size_t k = 0; ids[i] != 1 && k < n_piece; k++)
+                if (piece[k] >= 'A' && piece[k] <= 'Z')
+                    abort(); /* the text was lowercased */
+        }
+    }
     /* SentencePiece writes spaces as U+2581, so a typed U+2581 decodes as a space */
     bool typed_2581 = memmem(text, len, "\xe2\x96\x81", 3) != NULL;
-    bool must_round_trip = (t != real_vocab || real_all_bytes) &&
+    bool must_round_trip = (t != real_vocab || real_all_bytes) && t != wpm_vocab &&
                            (tok_get_model(t) == TOK_MODEL_BPE || (!any_special && !typed_2581));
     if (must_round_trip && (whole.len != len || (len && memcmp(whole.data, text, len) != 0)))
         abort();

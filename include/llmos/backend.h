@@ -17,8 +17,10 @@
  * tokenize message text (anything not written by llmos itself) with special-token parsing
  * off, so that text spelling "<|im_start|>" can never become the control token.
  *
- * Threads: one request at a time per backend object unless its kind says otherwise; the
- * server queues requests in front of a backend.
+ * Threads: llm_max_concurrent(b) chats may run at once on one backend object, from as many
+ * threads; more wait for a turn inside llm_chat. The local backend batches the concurrent
+ * chats (one forward pass for the tokens of all of them, continuous batching: see
+ * batcher.h); a remote one sends them concurrently; test doubles take one at a time.
  */
 #ifndef LLMOS_BACKEND_H
 #define LLMOS_BACKEND_H
@@ -49,6 +51,12 @@ typedef struct llm_request {
     const char *const *stop; /* stop strings, n_stop of them */
     size_t n_stop;
     const atomic_bool *cancel; /* NULL, or set to true from another thread to stop early */
+    const char *cache_scope;   /* who may share KV cache with this request: a request reuses
+                                  the cache of the longest common token prefix of an earlier
+                                  request in the same scope (the kernel passes the principal,
+                                  so users never share); NULL = share with no one (but a local
+                                  backend with max_seqs 1 keeps its one conversation's cache
+                                  for the next NULL-scoped request, as it always did) */
 } llm_request;
 
 /* A request with no messages, default sampling, no limits. */
@@ -67,7 +75,8 @@ typedef struct llm_response {
     const char *finish_reason; /* "stop", "length", "tool_calls", "cancelled" (static) */
     uint32_t prompt_tokens;
     uint32_t completion_tokens;
-    double prompt_seconds; /* time to evaluate the prompt (0 when unknown) */
+    uint32_t cached_tokens; /* prompt tokens whose KV cache was reused, not evaluated */
+    double prompt_seconds;  /* time to evaluate the prompt (0 when unknown) */
     double gen_seconds;    /* time spent generating */
 } llm_response;
 
@@ -78,6 +87,22 @@ LLMOS_API void llm_response_free(llm_response *r);
 typedef bool (*llm_stream_fn)(void *ctx, const char *text, size_t len);
 
 typedef struct llm_backend llm_backend;
+
+/* What a batching backend is doing, for metrics (llm_get_stats). Counters since open. */
+typedef struct llm_stats {
+    uint64_t steps;         /* forward passes */
+    uint64_t tokens;        /* tokens evaluated in them (prompt and generated) */
+    uint64_t cached_tokens; /* prompt tokens reused from the prefix cache */
+    uint64_t swaps_out;     /* sequences swapped out of the KV pool (snapshot kept in memory) */
+    uint64_t swaps_in;      /* ... and restored */
+    size_t running;         /* chats generating now */
+    size_t waiting;         /* chats waiting for a turn (max_seqs reached) */
+    size_t last_batch;      /* sequences in the latest forward pass */
+    size_t kept;            /* finished sequences kept for their prefix, cache resident */
+    size_t swapped;         /* ... kept as snapshots */
+    size_t kv_used;         /* bytes of the KV pool in use */
+    size_t kv_budget;       /* its budget (kv_mem) */
+} llm_stats;
 
 typedef struct llm_backend_ops {
     const char *kind; /* "local", "remote", or a test double's name */
@@ -100,6 +125,14 @@ typedef struct llm_backend_ops {
      * the dispatcher's estimate. */
     llmos_err (*count_prompt)(llm_backend *b, const json_t *messages, const json_t *tools,
                               size_t *n);
+    /* How many chats may run at once (llm_max_concurrent). NULL: 1. */
+    size_t (*max_concurrent)(llm_backend *b);
+    /* What the scheduler is doing (llm_get_stats). NULL: LLMOS_ERR_UNSUPPORTED. */
+    llmos_err (*stats)(llm_backend *b, struct llm_stats *st);
+    /* Context switches (llm_kv_save, llm_kv_restore, llm_kv_forget). NULL: unsupported. */
+    llmos_err (*kv_save)(llm_backend *b, const char *scope, llmos_buf *out);
+    llmos_err (*kv_restore)(llm_backend *b, const char *scope, const void *data, size_t len);
+    size_t (*kv_forget)(llm_backend *b, const char *scope);
 } llm_backend_ops;
 
 struct llm_backend {
@@ -120,15 +153,45 @@ LLMOS_API LLMOS_NODISCARD llmos_err llm_count_tokens(llm_backend *b, const char 
 LLMOS_API LLMOS_NODISCARD llmos_err llm_count_prompt(llm_backend *b, const json_t *messages,
                                                      const json_t *tools, size_t *n);
 LLMOS_API size_t llm_context_size(llm_backend *b);
+/* How many llm_chat calls may run at once on b, from different threads: a local backend's
+ * max_seqs, a remote one's max_concurrent, 1 for others (NULL b: 0). */
+LLMOS_API size_t llm_max_concurrent(llm_backend *b);
+/* The scheduler's counters (see llm_stats); LLMOS_ERR_UNSUPPORTED for backends without. */
+LLMOS_API LLMOS_NODISCARD llmos_err llm_get_stats(llm_backend *b, llm_stats *st);
 LLMOS_API const char *llm_model_name(llm_backend *b);
 LLMOS_API void llm_backend_free(llm_backend *b);
+
+/* Context switch. The KV cache a backend keeps for a cache scope (the prefix cache: what the
+ * latest finished chat of that scope left) as bytes, for the kernel to seal into the store
+ * when it swaps a process out or ends a session; restored later, into this backend or another
+ * over the same model, the next request of the scope that shares its prefix starts from it
+ * instead of evaluating its prompt again. The bytes are a KV snapshot (llmos/infer.h,
+ * model_kv_save: format version, model digest, shapes, token ids, cache rows, checksum).
+ *
+ * llm_kv_save appends to out; LLMOS_ERR_NOT_FOUND when the scope has no kept cache.
+ * llm_kv_restore refuses a malformed or corrupted snapshot (LLMOS_ERR_FORMAT), one of another
+ * model or shape (LLMOS_ERR_INVALID naming both digests) or one longer than the context
+ * (LLMOS_ERR_CONTEXT). llm_kv_forget drops what the scope has kept (a user's cache when the
+ * user's session ends) and says how many sequences that was. Backends without a local model:
+ * LLMOS_ERR_UNSUPPORTED (forget: 0). */
+LLMOS_API LLMOS_NODISCARD llmos_err llm_kv_save(llm_backend *b, const char *scope, llmos_buf *out);
+LLMOS_API LLMOS_NODISCARD llmos_err llm_kv_restore(llm_backend *b, const char *scope,
+                                                   const void *data, size_t len);
+LLMOS_API size_t llm_kv_forget(llm_backend *b, const char *scope);
 
 /* ---- the local engine --------------------------------------------------------------------- */
 
 typedef struct local_backend_params {
-    uint32_t n_ctx;            /* 0 = the model's context length, capped at 8192 */
+    uint32_t n_ctx;            /* positions of each sequence's KV cache; 0 = the model's
+                                  context length, capped at 8192 */
     int n_threads;             /* <= 0 = pool_default_threads() */
     const char *chat_template; /* NULL = the GGUF's tokenizer.chat_template, else ChatML */
+    uint32_t max_seqs;         /* chats batched at once; 0 = 1 (more wait for a turn) */
+    uint32_t n_batch;          /* tokens of all chats in one forward pass; 0 = 256 (at least
+                                  max_seqs); a prompt goes in chunks of at most this */
+    size_t kv_mem;             /* bytes of KV cache for all sequences (running, and kept for
+                                  the prefix cache); 0 = max_seqs full contexts. Less than one
+                                  context: local_backend_open fails naming the numbers */
 } local_backend_params;
 
 LLMOS_API local_backend_params local_backend_default_params(void);
@@ -166,6 +229,7 @@ typedef struct remote_backend_params {
     double connect_timeout_s; /* 0 = 10 */
     int max_retries;          /* retries on 429/5xx/connection errors with backoff; default 3 */
     size_t context_size;      /* what context_size() reports; 0 = 8192 */
+    size_t max_concurrent;    /* chats sent at once; more wait for a turn; 0 = 4 */
     const char *ca_file;      /* https: trust only the authorities in this PEM file (copied);
                                  NULL = the system's. Certificates are always verified */
 } remote_backend_params;

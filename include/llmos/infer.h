@@ -3,7 +3,8 @@
  *
  * Three layers, each usable on its own:
  *
- *   model       weights of a GGUF file (architectures "llama" and "qwen2"), read in place
+ *   model       weights of a GGUF file (llama, qwen2, qwen3, gemma2, gemma3, phi3; bert for
+ *               embeddings), read in place
  *               from the memory map, and a context per sequence: the KV cache plus the
  *               scratch of the forward pass. model_eval appends tokens to a context (a
  *               whole prompt at once is evaluated as a batch) and returns the logits of the
@@ -30,15 +31,22 @@
 
 /* ---- model ------------------------------------------------------------------------------- */
 
+/* The architectures (general.architecture); docs/inference.md has the descriptor table. */
 typedef enum model_arch {
-    MODEL_ARCH_LLAMA, /* Llama 1/2/3, TinyLlama, Mistral, SmolLM2, llama2.c models */
-    MODEL_ARCH_QWEN2  /* Qwen2 / Qwen2.5: q/k/v biases, NEOX rope, often tied output */
+    MODEL_ARCH_LLAMA,  /* Llama 1/2/3.x, TinyLlama, Mistral, SmolLM2, llama2.c models */
+    MODEL_ARCH_QWEN2,  /* Qwen2 / Qwen2.5: q/k/v biases, NEOX rope, often tied output */
+    MODEL_ARCH_QWEN3,  /* Qwen3: per-head Q/K RMSNorm, no biases */
+    MODEL_ARCH_GEMMA2, /* Gemma 2: GeGLU, post-norms, soft-capping, sliding-window layers */
+    MODEL_ARCH_GEMMA3, /* Gemma 3: Gemma 2 with Q/K norms, 5 local : 1 global layers */
+    MODEL_ARCH_PHI3,   /* Phi-3 / Phi-3.5 / Phi-4-mini: fused QKV and gate/up, LongRoPE */
+    MODEL_ARCH_BERT,   /* BERT encoders (BGE, MiniLM): embeddings only */
+    MODEL_ARCH_NOMIC_BERT /* nomic-embed-text: rotary BERT with SwiGLU, embeddings only */
 } model_arch;
 
 /* Hyperparameters, read from "<arch>.*" metadata and the tensor shapes. */
 typedef struct model_hparams {
     model_arch arch;
-    const char *arch_name; /* "llama", "qwen2" */
+    const char *arch_name; /* "llama", "qwen2", ... */
     uint32_t n_vocab;      /* rows of token_embd.weight */
     uint32_t n_embd;       /* <arch>.embedding_length */
     uint32_t n_layer;      /* <arch>.block_count */
@@ -52,6 +60,10 @@ typedef struct model_hparams {
     float rms_eps;         /* <arch>.attention.layer_norm_rms_epsilon (default 1e-5) */
     bool tied_output;      /* no output.weight: the output projection is token_embd */
     bool qkv_bias;         /* attn_q/k/v have .bias tensors */
+    uint32_t n_swa;        /* <arch>.attention.sliding_window of the local layers, 0 = none */
+    float attn_softcap;    /* <arch>.attn_logit_softcapping, 0 = none */
+    float final_softcap;   /* <arch>.final_logit_softcapping, 0 = none */
+    bool encoder;          /* an embedding model (bert): model_embed only, no generation */
     ggml_type weight_type; /* type of blk.0.attn_q.weight (for display) */
     uint64_t n_params;     /* elements in all tensors */
 } model_hparams;
@@ -219,6 +231,17 @@ LLMOS_API LLMOS_NODISCARD llmos_err model_kv_save(const llmos_model_ctx *c, cons
 LLMOS_API LLMOS_NODISCARD llmos_err model_kv_parse(const uint8_t *data, size_t len,
                                                    model_kv_header *h);
 
+/* Whether a parsed snapshot fits m and a context of kv_type and n_ctx positions: refuses one
+ * of another model (LLMOS_ERR_INVALID naming both digests), of another shape or cache type
+ * (LLMOS_ERR_INVALID), or longer than n_ctx (LLMOS_ERR_CONTEXT). */
+LLMOS_API LLMOS_NODISCARD llmos_err model_kv_check(const llmos_model *m, const model_kv_header *h,
+                                                   ggml_type kv_type, size_t n_ctx);
+
+/* The h->n_tokens token ids of the snapshot data (parsed into h) into out; LLMOS_ERR_FORMAT
+ * for an id outside m's vocabulary. */
+LLMOS_API LLMOS_NODISCARD llmos_err model_kv_tokens(const llmos_model *m, const uint8_t *data,
+                                                    const model_kv_header *h, int32_t *out);
+
 /* Replace what c holds with the snapshot: afterwards model_ctx_pos(c) is its n_pos. When
  * tokens is non-NULL, *tokens (malloc'd, caller frees; NULL when the snapshot has none) gets
  * its *n_tokens ids. Refuses, leaving c as it was: a malformed or corrupted snapshot
@@ -237,7 +260,9 @@ LLMOS_API LLMOS_NODISCARD llmos_err model_kv_restore(llmos_model_ctx *c, const u
  * that call. t must be below n_batch (asserted). */
 LLMOS_API void model_ctx_hidden(const llmos_model_ctx *c, size_t t, float *out);
 
-/* An embedding of tokens[0..n): the mean over positions of the final hidden state after the
+/* An embedding of tokens[0..n). An encoder model (hp->encoder: BERT, BGE, MiniLM) pools its
+ * final states as its file says (bert.pooling_type: mean, or the [CLS] token) and scales to
+ * unit length. A decoder gives the mean over positions of the final hidden state after the
  * output norm (before the output projection), scaled to unit length (L2), into out[0..dim),
  * dim == n_embd. It runs in a context of its own (sized to n) that is freed before returning,
  * so no chat context is disturbed. p (may be NULL for defaults) gives n_batch and the pool;
@@ -249,6 +274,15 @@ LLMOS_API void model_ctx_hidden(const llmos_model_ctx *c, size_t t, float *out);
 LLMOS_API LLMOS_NODISCARD llmos_err model_embed(const llmos_model *m, const model_ctx_params *p,
                                                 const int32_t *tokens, size_t n, float *out,
                                                 size_t dim);
+
+/* Embeddings of n_texts texts at once: text i is tokens[start[i] .. start[i + 1]) (start has
+ * n_texts + 1 entries, start[0] = 0, increasing), its vector goes to out[i * dim ..]. An encoder (bert)
+ * stacks the texts into one forward pass, so each weight is read once for the whole batch;
+ * a decoder embeds them one after another. Errors as model_embed's, naming the text. */
+LLMOS_API LLMOS_NODISCARD llmos_err model_embed_batch(const llmos_model *m,
+                                                      const model_ctx_params *p,
+                                                      const int32_t *tokens, const size_t *start,
+                                                      size_t n_texts, float *out, size_t dim);
 
 /* ---- sampler ----------------------------------------------------------------------------- */
 

@@ -117,6 +117,10 @@ typedef struct ktool {
     bool takes_handles;     /* true: arguments are passed as written, handles unresolved
                                (ask_quarantined); false: handles are substituted first */
     llmos_err (*run)(const ktool_env *env);
+    /* NULL: it can always run; else LLMOS_OK, or why it cannot run on this machine (python
+     * and shell where the kernel refuses the sandbox its namespaces): such a tool is neither
+     * offered to the model nor listed by ksession_tools, and a call of it is refused. */
+    llmos_err (*available)(void);
 } ktool;
 
 /* Service for tools: deliver `text` to `recipient` (the device shows it; send_message). */
@@ -142,6 +146,17 @@ LLMOS_API LLMOS_NODISCARD llmos_err ktool_recall_search(const ktool_env *env, co
 LLMOS_API LLMOS_NODISCARD llmos_err ktool_archival_insert(const ktool_env *env, const char *text);
 LLMOS_API LLMOS_NODISCARD llmos_err ktool_archival_search(const ktool_env *env, const char *query,
                                                           size_t page);
+
+/* Services for the workspace tools (python, shell, files): the calling process's workspace,
+ * <kernel_config.workspace_dir>/<principal>/<pid> ("user" for pid 0, a call by the user),
+ * created mode 0700 with its parents when missing, its path written to out[0..size);
+ * LLMOS_ERR_UNSUPPORTED when the kernel has no workspace_dir. Each process has its own, so one
+ * process never sees another's files. */
+LLMOS_API LLMOS_NODISCARD llmos_err ktool_workspace(const ktool_env *env, char *out, size_t size);
+/* An audit record of `kind` ("sandbox", ...) for the calling process: pid and principal are
+ * added to payload (stolen). */
+LLMOS_API LLMOS_NODISCARD llmos_err ktool_audit(const ktool_env *env, const char *kind,
+                                                json_t *payload_stolen);
 
 /* Results of one page of a memory search shown to the model. */
 #define KTOOL_MEMORY_PAGE 5
@@ -202,14 +217,25 @@ typedef struct kernel_config {
                                  NULL: ask_quarantined then fails with a clear error) */
     const policy *flow;       /* NULL = policy_load(config_dir) */
     const char *config_dir;   /* the user's config folder (policy.json); NULL = built-in policy */
-    const ktool *extra_tools; /* more tools (tests, plug-ins), n_extra_tools of them */
+    const ktool *extra_tools; /* more tools (tests, plug-ins), n_extra_tools of them; one
+                                 named like a built-in tool takes its place (a test double) */
     size_t n_extra_tools;
     const char *system_prompt;      /* NULL = a short built-in one */
     int32_t max_tokens_per_turn;    /* per model call; 0 = 512 */
     const sampler_params *sampling; /* for the privileged model; NULL = llm_request_default's */
-    size_t max_queue;   /* model requests that may wait; 0 = 64 (more: LLMOS_ERR_BUSY) */
-    size_t model_slots; /* model calls that run at once (batched); 0 = what the privileged
-                           backend can run concurrently (llm_max_concurrent) */
+    size_t max_queue;          /* model requests that may wait; 0 = 64 (more: LLMOS_ERR_BUSY) */
+    size_t model_slots;        /* model calls that run at once (batched); 0 = what the privileged
+                                  backend can run concurrently (llm_max_concurrent) */
+    const struct guard *guard; /* the output guard (llmos/guard.h); NULL = guard_load(config_dir),
+                                  or the built-in policy without a config folder */
+    bool no_guard;             /* true: no output guard at all */
+    bool keep_kv;       /* a session's KV cache is kept in the store when it closes and given back
+                           to the backend when a session of the same principal opens (a store on
+                           disk; docs/kernel.md "Context switches") */
+    llm_backend *judge; /* the guard's judge model when its policy asks for one (borrowed);
+                           NULL = the quarantined model */
+    const char *workspace_dir; /* where processes' workspaces are made (ktool_workspace);
+                                  borrowed; NULL: the python, shell and files tools fail */
 } kernel_config;
 
 /* Make a kernel over a store and backends. Audits a "model.load" record for each backend. */
@@ -228,8 +254,16 @@ typedef struct ksched_stats {
     uint64_t throttled;  /* held back or refused by a tokens-per-minute limit */
     uint64_t tokens;     /* prompt and completion tokens of every finished model call */
     double tokens_per_s; /* of the last minute */
-    const char *model;   /* the privileged model's name, "" without one */
-    size_t context_size; /* its context window in tokens, 0 without one */
+    /* the engine's own batching, when the privileged backend batches (engine true) */
+    bool engine;
+    size_t batch;           /* sequences in its latest forward pass */
+    uint64_t steps;         /* forward passes */
+    uint64_t cached_tokens; /* prompt tokens reused from the prefix cache */
+    uint64_t swaps_out;     /* sequences swapped out of the KV pool */
+    size_t kv_used;         /* bytes of the KV pool in use */
+    size_t kv_budget;       /* and its budget */
+    const char *model;      /* the privileged model's name, "" without one */
+    size_t context_size;    /* its context window in tokens, 0 without one */
 } ksched_stats;
 LLMOS_API ksched_stats kernel_sched_stats(kernel *k);
 
@@ -341,7 +375,8 @@ LLMOS_API LLMOS_NODISCARD llmos_err ksession_answer(ksession *s, int64_t pid, ch
 LLMOS_API LLMOS_NODISCARD llmos_err ksession_tool(ksession *s, const char *tool,
                                                   const char *arguments, llmos_buf *result,
                                                   bool *is_error);
-/* The tools the session's processes may call (borrowed descriptors); *list malloc'd. */
+/* The tools the session's processes may call: their capability is the session's, and they can
+ * run here (ktool.available); borrowed descriptors, *list malloc'd. */
 LLMOS_API LLMOS_NODISCARD llmos_err ksession_tools(ksession *s, const ktool ***list, size_t *n);
 
 /* One answer from the model for a request the device built (the OpenAI-compatible API): the
@@ -360,6 +395,15 @@ LLMOS_API LLMOS_NODISCARD llmos_err ksession_chat(ksession *s, const llm_request
  * flight to end. Refused requests are not audited by the session: the device records them
  * (ksession_audit_request). */
 LLMOS_API bool ksession_rate_limited(double *retry_after_s);
+/* A service the device performs itself, without the model (the HTTP API's speech recognition
+ * and synthesis): it needs `right` (refused and audited like every session function) and
+ * counts against the session's limits (requests at once and a minute); fn runs and writes a
+ * line of what it did (sizes, durations; never content) to outcome[0..size); then one
+ * "service" record is audited (principal, device, what, status, outcome, seconds). Returns
+ * fn's error. */
+typedef llmos_err (*ksession_service_fn)(void *ctx, char *outcome, size_t size);
+LLMOS_API LLMOS_NODISCARD llmos_err ksession_service(ksession *s, uint32_t right, const char *what,
+                                                     ksession_service_fn fn, void *ctx);
 /* The embedding of text (malloc'd *vec of *dim floats; caller frees) and its length in tokens.
  * Needs KRIGHT_EMBED; scheduled and audited like ksession_chat. */
 LLMOS_API LLMOS_NODISCARD llmos_err ksession_embed(ksession *s, const char *text, size_t len,

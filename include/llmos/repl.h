@@ -2,7 +2,8 @@
  * llmos/repl.h - the llmos shell, a device: a read-eval-print loop over a kernel session.
  *
  * Each line is either a slash command (/help, /quit, /tools, /calc, /model, /clear, /ps,
- * /kill, /memory, /audit) or a message. A conversation is one kernel process: the first
+ * /kill, /memory, /audit, /voice) or a message. /voice is push-to-talk: speech from the
+ * microphone (or a WAV file) becomes a message (dictation) or a slash command (its grammar). A conversation is one kernel process: the first
  * message starts it (ksession_spawn), each message is a turn (ksession_send), so the model's
  * tool calls are checked, audited system calls, and /calc is one too (ksession_tool). The turn
  * is shown as it happens: the answer streamed as it is generated, each tool call and its result
@@ -25,6 +26,7 @@
 
 #include "llmos/base.h"
 #include "llmos/kernel.h"
+#include "llmos/voice.h"
 
 #define REPL_MAX_LINE (8u << 20) /* 8 MiB */
 #define REPL_HISTORY  1000       /* lines of history kept */
@@ -37,6 +39,13 @@ typedef struct repl_options {
     bool history;       /* interactive mode: keep the history in the session's store */
     bool handle_sigint; /* install the SIGINT handler for the run (the program does) */
     const char *banner; /* a line shown under the model's name (e.g. which store); NULL */
+    /* voice (/voice, and `llmos voice`, which drives the shell by speech) */
+    voice_recognizer *recognizer; /* borrowed; NULL = the shell loads one at the first /voice */
+    const char *mic;              /* the ALSA capture device of /voice; NULL = "default" */
+    /* the answer's text as it is generated (and what tools deliver to the user), for a device
+     * that speaks it; called with NULL, 0 when a turn ends. NULL = none */
+    void (*on_text)(void *ctx, const char *text, size_t len);
+    void *text_ctx;
 } repl_options;
 
 /* Defaults: stdin/stdout, not interactive, no handler. */
@@ -60,6 +69,17 @@ LLMOS_API int64_t repl_pid(const repl *r);
 /* Ask the current turn to stop (what the SIGINT handler does); safe from a signal handler or
  * another thread. */
 LLMOS_API void repl_cancel(repl *r);
+
+/* The shell's command grammar for speech: its slash commands with the ways each may be said,
+ * the names of the tools the session's processes may call, numbers (voice_grammar_free it). */
+LLMOS_API LLMOS_NODISCARD llmos_err repl_voice_grammar(repl *r, voice_grammar **out);
+
+/* Hear audio a in mode m (VOICE_DICTATION: a message; VOICE_GRAMMAR: a slash command, or
+ * nothing when no command was heard), show what was heard, and handle it as repl_line does a
+ * typed line. Silence is shown as such and does nothing. *heard (may be NULL) gets the line
+ * (malloc'd; "" when nothing). Errors as repl_line's, and a recognizer that cannot load. */
+LLMOS_API LLMOS_NODISCARD llmos_err repl_voice(repl *r, const voice_audio *a, voice_mode m,
+                                               char **heard, bool *quit);
 
 /* Read lines until /quit or end of input, handling each with repl_line. */
 LLMOS_API LLMOS_NODISCARD llmos_err repl_run(repl *r);

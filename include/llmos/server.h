@@ -92,8 +92,10 @@ LLMOS_API json_t *openai_chunk_json(openai_endpoint ep, const char *id, int64_t 
  * their index). */
 LLMOS_API json_t *openai_tool_calls_chunk_json(const char *id, int64_t created, const char *model,
                                                const llm_response *r);
-/* {"prompt_tokens", "completion_tokens", "total_tokens"}. */
-LLMOS_API json_t *openai_usage_json(uint32_t prompt_tokens, uint32_t completion_tokens);
+/* {"prompt_tokens", "completion_tokens", "total_tokens",
+ *  "prompt_tokens_details": {"cached_tokens"}} (cached: prompt tokens the prefix cache served). */
+LLMOS_API json_t *openai_usage_json(uint32_t prompt_tokens, uint32_t completion_tokens,
+                                    uint32_t cached_tokens);
 /* The final usage chunk of a stream (choices: [], usage). */
 LLMOS_API json_t *openai_usage_chunk_json(openai_endpoint ep, const char *id, int64_t created,
                                           const char *model, const llm_response *r);

@@ -1,7 +1,7 @@
 /*
  * llmos/tokenizer.h - text <-> token ids for the models llmos runs.
  *
- * Two tokenizer families, both read from a GGUF file's `tokenizer.ggml.*` metadata:
+ * Three tokenizer families, all read from a GGUF file's `tokenizer.ggml.*` metadata:
  *
  *   - "llama": SentencePiece-style BPE (Llama 1/2, Mistral, TinyLlama, Phi-3). Pieces are
  *     merged by score, spaces are written as U+2581, a space is put in front of the text
@@ -11,6 +11,13 @@
  *     StarCoder, MPT, Refact). The text is first split into pre-tokens by a list of regular
  *     expressions chosen by `tokenizer.ggml.pre` (PCRE2, UTF + Unicode properties), each
  *     pre-token's bytes are mapped through the GPT-2 byte<->unicode table and merged by rank.
+ *   - "bert": WordPiece (BERT, BGE, MiniLM, nomic-embed). The text is normalised as BERT's
+ *     uncased tokenizer does (control characters dropped, accents stripped, lowercased, CJK
+ *     ideographs and punctuation made words of their own), split at white space, and each
+ *     word is cut into the longest pieces the vocabulary has, left to right; a word with a
+ *     part the vocabulary lacks becomes [UNK]. The GGUF vocabulary writes word-initial pieces
+ *     with a U+2581 prefix and continuation pieces ("##ing" in BERT's vocab.txt) bare.
+ *     Encoding is lossy (case, accents), so decoding gives the normalised text.
  *
  * Security: special (CONTROL) tokens such as "<|im_start|>" are produced from text only when
  * the caller passes TOK_PARSE_SPECIAL. Without it, text that spells a control token is
@@ -44,7 +51,8 @@ typedef struct gguf_file gguf_file;
 /* Which algorithm (tokenizer.ggml.model). */
 typedef enum tok_model {
     TOK_MODEL_SPM, /* "llama": SentencePiece-style BPE by scores */
-    TOK_MODEL_BPE  /* "gpt2": byte-level BPE by merge ranks */
+    TOK_MODEL_BPE, /* "gpt2": byte-level BPE by merge ranks */
+    TOK_MODEL_WPM  /* "bert": WordPiece, longest piece first */
 } tok_model;
 
 /* Token types as stored in tokenizer.ggml.token_type (the values of llama.cpp's

@@ -8,6 +8,10 @@
  * Tokens are random but valid ids (a fixed seed), so no tokenizer is needed and the work is
  * the same as for text. Each test runs once untimed (warm-up: page-in of the mapping, caches)
  * and then REPS times; tokens/s is reported as mean and sample standard deviation.
+ *
+ * An embedding model (bert) has no generation; for it the tests are
+ *   embLxB  B texts of L tokens (L = -p, at most the model's context) embedded in one call,
+ *           batch 1 and batch 32, reported in texts (embeddings) per second.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -66,6 +70,32 @@ static llmos_err measure(bench_fn fn, llmos_model_ctx *c, const int32_t *toks, s
     return err;
 }
 
+/* Embed `batch` texts of `len` tokens (from toks) in one model_embed_batch call. */
+static llmos_err run_embed(const llmos_model *m, llmos_pool *pool, const int32_t *toks, size_t len,
+                           size_t batch, double *sec)
+{
+    size_t d = model_hparams_of(m)->n_embd;
+    size_t *start = malloc((batch + 1) * sizeof *start);
+    float *out = malloc(batch * d * sizeof *out);
+    int32_t *all = malloc(batch * len * sizeof *all);
+    if (!start || !out || !all) {
+        free(start), free(out), free(all);
+        return llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
+    }
+    for (size_t i = 0; i <= batch; i++)
+        start[i] = i * len;
+    for (size_t i = 0; i < batch; i++) /* the same text would be as much work; rotate anyway */
+        for (size_t j = 0; j < len; j++)
+            all[i * len + j] = toks[(i + j) % len];
+    model_ctx_params cp = model_ctx_default_params();
+    cp.pool = pool;
+    double t0 = llmos_time_now();
+    llmos_err err = model_embed_batch(m, &cp, all, start, batch, out, d);
+    *sec = llmos_time_now() - t0;
+    free(start), free(out), free(all);
+    return err;
+}
+
 static bool parse_int(const char *s, long lo, long hi, long *out)
 {
     char *end;
@@ -88,6 +118,73 @@ static void print_json(const char *model, const char *type, uint64_t size, const
         printf("%.*s\n", (int)b.len, (const char *)b.data);
     buf_free(&b);
     json_decref(j);
+}
+
+static void print_header(void)
+{
+    printf("| %-28s | %9s | %8s | %7s | %9s | %18s |\n", "model", "size", "params", "threads",
+           "test", "t/s");
+    printf("| %.28s | %.9s | %.8s | %.7s | %.9s | %.18s |\n", "-----------------------------------",
+           "----------", "---------", "--------", "----------", "-------------------");
+}
+
+/* An embedding model: texts of len tokens at batch 1 and 32, embeddings per second. */
+static llmos_err bench_encoder(const llmos_model *m, llmos_pool *pool, const char *path,
+                               size_t len, int reps, bool as_json)
+{
+    const model_hparams *hp = model_hparams_of(m);
+    if (len > hp->n_ctx_train)
+        len = hp->n_ctx_train;
+    int32_t *toks = malloc(len * sizeof *toks);
+    if (!toks)
+        return llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
+    sampler_rng rng;
+    sampler_rng_seed(&rng, 42);
+    for (size_t i = 0; i < len; i++)
+        toks[i] = (int32_t)(sampler_rng_u32(&rng) % hp->n_vocab);
+    struct stat st;
+    uint64_t size = stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+    const char *name = gguf_get_str(model_gguf(m), "general.name", path);
+    const char *type =
+        quantize_file_type_name(gguf_get_u32(model_gguf(m), "general.file_type", UINT32_MAX));
+    if (!type)
+        type = quant_type_name(hp->weight_type);
+    if (!as_json)
+        print_header();
+    llmos_err err = LLMOS_OK;
+    const size_t batches[2] = {1, 32};
+    for (int k = 0; k < 2 && !err; k++) {
+        double sec, sum = 0, sum2 = 0;
+        err = run_embed(m, pool, toks, len, batches[k], &sec); /* warm-up */
+        for (int r = 0; r < reps && !err; r++) {
+            err = run_embed(m, pool, toks, len, batches[k], &sec);
+            double eps = (double)batches[k] / (sec > 0 ? sec : 1e-9);
+            sum += eps;
+            sum2 += eps * eps;
+        }
+        if (err)
+            break;
+        bench_result res = {.mean = sum / reps};
+        double var = reps > 1 ? (sum2 - sum * sum / reps) / (reps - 1) : 0;
+        res.sd = var > 0 ? sqrt(var) : 0;
+        char test[32];
+        snprintf(test, sizeof test, "emb%zux%zu", len, batches[k]);
+        if (as_json) {
+            print_json(name, type, size, test, pool_threads(pool), reps, &res);
+        } else {
+            char label[64], sz[16], params[16];
+            snprintf(label, sizeof label, "%s %s", hp->arch_name, type);
+            snprintf(sz, sizeof sz, "%.2f MiB", (double)size / (1u << 20));
+            snprintf(params, sizeof params, "%.1f M", (double)hp->n_params / 1e6);
+            printf("| %-28s | %9s | %8s | %7d | %9s | %8.2f ± %6.2f |\n", label, sz, params,
+                   pool_threads(pool), test, res.mean, res.sd);
+        }
+        fflush(stdout);
+    }
+    if (!err && !as_json)
+        printf("(embLxB: B texts of L tokens per call; t/s is embeddings per second)\n");
+    free(toks);
+    return err;
 }
 
 int cmd_bench(int argc, char **argv)
@@ -137,12 +234,18 @@ int cmd_bench(int argc, char **argv)
     llmos_pool *pool = NULL;
     llmos_model_ctx *c = NULL;
     int32_t *toks = NULL;
-    llmos_err err = model_load(path, &m);
+    llmos_err err = cli_resolve_model(&path); /* a store name: verified first */
+    if (!err)
+        err = model_load(path, &m);
     if (!err)
         err = pool_new((int)threads, &pool);
     if (err)
         goto done;
     const model_hparams *hp = model_hparams_of(m);
+    if (hp->encoder) {
+        err = bench_encoder(m, pool, path, n_pp ? (size_t)n_pp : 128, (int)reps, as_json);
+        goto done;
+    }
     size_t need = (size_t)(n_pp > n_tg + 4 ? n_pp : n_tg + 4);
     model_ctx_params cp = model_ctx_default_params();
     cp.n_ctx = (uint32_t)(need < hp->n_ctx_train ? need : hp->n_ctx_train);
@@ -176,13 +279,8 @@ int cmd_bench(int argc, char **argv)
     if (!type)
         type = quant_type_name(hp->weight_type);
     int nt = pool_threads(pool);
-    if (!as_json) {
-        printf("| %-28s | %9s | %8s | %7s | %6s | %18s |\n", "model", "size", "params", "threads",
-               "test", "t/s");
-        printf("| %.28s | %.9s | %.8s | %.7s | %.6s | %.18s |\n",
-               "-----------------------------------", "----------", "---------", "--------",
-               "-------", "-------------------");
-    }
+    if (!as_json)
+        print_header();
     for (int k = 0; k < 2 && !err; k++) {
         long n = k == 0 ? n_pp : n_tg;
         if (n == 0)
@@ -200,7 +298,7 @@ int cmd_bench(int argc, char **argv)
             snprintf(label, sizeof label, "%s %s", hp->arch_name, type);
             snprintf(sz, sizeof sz, "%.2f GiB", (double)size / (1u << 30));
             snprintf(params, sizeof params, "%.2f B", (double)hp->n_params / 1e9);
-            printf("| %-28s | %9s | %8s | %7d | %6s | %8.2f ± %6.2f |\n", label, sz, params, nt,
+            printf("| %-28s | %9s | %8s | %7d | %9s | %8.2f ± %6.2f |\n", label, sz, params, nt,
                    test, r.mean, r.sd);
         }
         fflush(stdout);

@@ -10,6 +10,13 @@
  * generated while the file is written (the GGUF writer's callback), so a model larger than
  * memory can be made. The same seed gives the same file. Ctrl-C stops the write, leaves no
  * temporary file behind and exits with status 130.
+ *
+ * The tensors and keys are those llama.cpp's converter writes for each architecture (names
+ * from its llama-arch.cpp): llama (Llama 3.x with a rope_freqs tensor computed from the
+ * rope_scaling of the model's config, as the converter does), qwen2, qwen3 (per-head Q/K norms,
+ * key_length), gemma2 and gemma3 (post-norms, sliding window, soft-caps, Q/K norms), phi3
+ * (fused attn_qkv and gate+up ffn_up) and bert (absolute positions, token types, LayerNorms
+ * with biases, pooling type).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -28,21 +35,47 @@ typedef struct shape {
     uint32_t dim, layers, heads, kv_heads, ffn, vocab, ctx;
     float rope_base, rms_eps;
     bool tied;
+    uint32_t head_dim;     /* 0: dim / heads */
+    uint32_t window;       /* sliding window of the local layers (Gemma), 0 none */
+    float attn_cap, final_cap;
+    float rope_factor;     /* Llama 3 rope_scaling.factor (0: none) ... */
+    uint32_t rope_orig;    /* ... and its original_max_position_embeddings */
+    uint32_t pooling;      /* bert: 1 mean, 2 [CLS] */
 } shape;
 
-/* From the models' published configurations (config.json of TinyLlama-1.1B-Chat-v1.0 and
- * Qwen2.5-0.5B). */
+/* From the models' published configurations (config.json of TinyLlama-1.1B-Chat-v1.0,
+ * Qwen2.5-0.5B, Qwen3-0.6B, Llama-3.2-1B, gemma-2-2b, gemma-3-1b-pt, Phi-3-mini-4k-instruct
+ * and bge-small-en-v1.5). */
 static const shape shapes[] = {
-    {"tinyllama-1.1b", "llama", 2048, 22, 32, 4, 5632, 32000, 2048, 10000.0f, 1e-5f, false},
-    {"qwen2.5-0.5b", "qwen2", 896, 24, 14, 2, 4864, 151936, 32768, 1000000.0f, 1e-6f, true},
+    {"tinyllama-1.1b", "llama", 2048, 22, 32, 4, 5632, 32000, 2048, 10000.0f, 1e-5f, false,
+     .head_dim = 0},
+    {"qwen2.5-0.5b", "qwen2", 896, 24, 14, 2, 4864, 151936, 32768, 1000000.0f, 1e-6f, true,
+     .head_dim = 0},
+    {"qwen3-0.6b", "qwen3", 1024, 28, 16, 8, 3072, 151936, 40960, 1000000.0f, 1e-6f, true,
+     .head_dim = 128},
+    {"llama3.2-1b", "llama", 2048, 16, 32, 8, 8192, 128256, 131072, 500000.0f, 1e-5f, true,
+     .rope_factor = 32.0f, .rope_orig = 8192},
+    {"gemma2-2b", "gemma2", 2304, 26, 8, 4, 9216, 256000, 8192, 10000.0f, 1e-6f, true,
+     .head_dim = 256, .window = 4096, .attn_cap = 50.0f, .final_cap = 30.0f},
+    {"gemma3-1b", "gemma3", 1152, 26, 4, 1, 6912, 262144, 32768, 1000000.0f, 1e-6f, true,
+     .head_dim = 256, .window = 512},
+    {"phi3-mini", "phi3", 3072, 32, 32, 32, 8192, 32064, 4096, 10000.0f, 1e-5f, false,
+     .head_dim = 0},
+    {"bge-small", "bert", 384, 12, 12, 12, 1536, 30522, 512, 0.0f, 1e-12f, false, .pooling = 2},
+    {"nomic-embed-v1.5", "nomic-bert", 768, 12, 12, 12, 3072, 30522, 2048, 1000.0f, 1e-12f,
+     false, .pooling = 1},
 };
+
+static const char *const known_archs[] = {"llama", "qwen2", "qwen3", "gemma2",
+                                          "gemma3", "phi3",  "bert",  "nomic-bert"};
 
 typedef struct tensor_plan {
     char name[64];
     uint64_t ne[2];
     uint32_t n_dims;
     ggml_type type;
-    bool ones; /* a norm weight */
+    bool ones;           /* a norm weight */
+    const float *values; /* fixed values (rope_freqs), else random */
 } tensor_plan;
 
 typedef struct gen_ctx {
@@ -82,7 +115,7 @@ static llmos_err write_tensor(void *ctx, size_t i, gguf_stream *out)
     for (uint64_t done = 0; !err && done < n;) {
         size_t k = n - done < CHUNK ? (size_t)(n - done) : CHUNK;
         for (size_t j = 0; j < k; j++)
-            f[j] = t->ones ? 1.0f : g->std * normal(&r);
+            f[j] = t->values ? t->values[done + j] : t->ones ? 1.0f : g->std * normal(&r);
         tr->from_float(f, q, k);
         err = gguf_stream_write(out, q, k * tr->type_size);
         done += k;
@@ -181,7 +214,9 @@ int cmd_model_random(int argc, char **argv)
             k++;
         if (k == LLMOS_ARRAY_LEN(shapes))
             return cli_usage_error("model make-random",
-                                   "unknown shape '%s' (known: tinyllama-1.1b, qwen2.5-0.5b)",
+                                   "unknown shape '%s' (known: tinyllama-1.1b, qwen2.5-0.5b, "
+                                   "qwen3-0.6b, llama3.2-1b, gemma2-2b, gemma3-1b, phi3-mini, "
+                                   "bge-small, nomic-embed-v1.5)",
                                    shape_name);
         sh = shapes[k];
     } else {
@@ -197,15 +232,33 @@ int cmd_model_random(int argc, char **argv)
     }
     if (arch)
         sh.arch = arch;
-    if (strcmp(sh.arch, "llama") != 0 && strcmp(sh.arch, "qwen2") != 0)
-        return cli_usage_error("model make-random", "--arch is llama or qwen2, not '%s'", sh.arch);
+    bool arch_ok = false;
+    for (size_t k = 0; k < LLMOS_ARRAY_LEN(known_archs); k++)
+        arch_ok |= strcmp(sh.arch, known_archs[k]) == 0;
+    if (!arch_ok)
+        return cli_usage_error("model make-random",
+                               "--arch is llama, qwen2, qwen3, gemma2, gemma3, phi3, bert or "
+                               "nomic-bert, not '%s'",
+                               sh.arch);
+    bool nomic = strcmp(sh.arch, "nomic-bert") == 0;
+    bool bert = strcmp(sh.arch, "bert") == 0 || nomic, phi3 = strcmp(sh.arch, "phi3") == 0;
+    bool gemma = strncmp(sh.arch, "gemma", 5) == 0;
+    bool qk_norm = strcmp(sh.arch, "qwen3") == 0 || strcmp(sh.arch, "gemma3") == 0;
+    bool bias = strcmp(sh.arch, "qwen2") == 0 || (bert && !nomic);
     if (tied_flag)
         sh.tied = true;
-    if (sh.dim % sh.heads != 0 || sh.heads % sh.kv_heads != 0 || (sh.dim / sh.heads) % 2)
+    if (bert)
+        sh.kv_heads = sh.heads;
+    uint32_t head_dim = sh.head_dim ? sh.head_dim : sh.dim / sh.heads;
+    if ((!sh.head_dim && sh.dim % sh.heads != 0) || sh.heads % sh.kv_heads != 0 || head_dim % 2)
         return cli_usage_error("model make-random",
                                "dims: %u must split into %u heads of even size, shared by %u "
                                "key/value heads",
                                sh.dim, sh.heads, sh.kv_heads);
+    if (sh.window > sh.ctx)
+        return cli_usage_error("model make-random",
+                               "the sliding window %u is longer than the context %u", sh.window,
+                               sh.ctx);
     ggml_type type;
     if (strcmp(type_name, "f32") == 0)
         type = GGML_TYPE_F32;
@@ -222,6 +275,7 @@ int cmd_model_random(int argc, char **argv)
     gguf_file *vf = NULL;
     gguf_writer *w = NULL;
     tensor_plan *plan = NULL;
+    float *rope_freqs = NULL;
     llmos_err err = gguf_open(vocab_path, &vf);
     if (err)
         return cli_report(err);
@@ -252,23 +306,64 @@ int cmd_model_random(int argc, char **argv)
         (err = gguf_set_u32(w, KEY("embedding_length"), sh.dim)) ||
         (err = gguf_set_u32(w, KEY("block_count"), sh.layers)) ||
         (err = gguf_set_u32(w, KEY("feed_forward_length"), sh.ffn)) ||
-        (err = gguf_set_u32(w, KEY("attention.head_count"), sh.heads)) ||
-        (err = gguf_set_u32(w, KEY("attention.head_count_kv"), sh.kv_heads)) ||
-        (err = gguf_set_u32(w, KEY("rope.dimension_count"), sh.dim / sh.heads)) ||
-        (err = gguf_set_f32(w, KEY("rope.freq_base"), sh.rope_base)) ||
-        (err = gguf_set_f32(w, KEY("attention.layer_norm_rms_epsilon"), sh.rms_eps)))
+        (err = gguf_set_u32(w, KEY("attention.head_count"), sh.heads)))
+        goto done;
+    if (bert) {
+        if ((err = gguf_set_f32(w, KEY("attention.layer_norm_epsilon"), sh.rms_eps)) ||
+            (err = gguf_set_bool(w, KEY("attention.causal"), false)) ||
+            (err = gguf_set_u32(w, KEY("pooling_type"), sh.pooling ? sh.pooling : 1)) ||
+            (err = gguf_set_u32(w, "tokenizer.ggml.token_type_count", 2)) ||
+            (nomic && (err = gguf_set_f32(w, KEY("rope.freq_base"), sh.rope_base))))
+            goto done;
+    } else if ((err = gguf_set_u32(w, KEY("attention.head_count_kv"), sh.kv_heads)) ||
+               (err = gguf_set_u32(w, KEY("attention.key_length"), head_dim)) ||
+               (err = gguf_set_u32(w, KEY("attention.value_length"), head_dim)) ||
+               (err = gguf_set_u32(w, KEY("rope.dimension_count"), head_dim)) ||
+               (err = gguf_set_f32(w, KEY("rope.freq_base"), sh.rope_base)) ||
+               (err = gguf_set_f32(w, KEY("attention.layer_norm_rms_epsilon"), sh.rms_eps))) {
+        goto done;
+    }
+    if ((sh.window && (err = gguf_set_u32(w, KEY("attention.sliding_window"), sh.window))) ||
+        (sh.attn_cap > 0 && (err = gguf_set_f32(w, KEY("attn_logit_softcapping"), sh.attn_cap))) ||
+        (sh.final_cap > 0 &&
+         (err = gguf_set_f32(w, KEY("final_logit_softcapping"), sh.final_cap))))
         goto done;
 #undef KEY
     for (size_t i = 0; i < gguf_n_kv(vf); i++) {
         const char *k = gguf_key(vf, i);
-        if (strncmp(k, "tokenizer.", 10) == 0 && (err = gguf_set_from(w, k, vf, (int64_t)i)))
+        if (strncmp(k, "tokenizer.", 10) == 0 && strcmp(k, "tokenizer.ggml.token_type_count") &&
+            (err = gguf_set_from(w, k, vf, (int64_t)i)))
             goto done;
     }
 
+    /* Llama 3.x rope scaling as llama.cpp's converter computes it from the config's
+     * rope_scaling {factor, low_freq_factor 1, high_freq_factor 4, original context}: a
+     * divisor per frequency, 1 for short wavelengths, `factor` for long ones, smooth between. */
+    if (sh.rope_factor > 0) {
+        size_t half = head_dim / 2;
+        rope_freqs = malloc(half * sizeof *rope_freqs);
+        if (!rope_freqs) {
+            err = llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
+            goto done;
+        }
+        double low = 1.0, high = 4.0, orig = sh.rope_orig;
+        for (size_t i = 0; i < half; i++) {
+            double freq = pow(sh.rope_base, -2.0 * (double)i / head_dim);
+            double wavelen = 2 * M_PI / freq;
+            double f = 1.0;
+            if (wavelen > orig / low) {
+                f = sh.rope_factor;
+            } else if (wavelen >= orig / high) {
+                double smooth = (orig / wavelen - low) / (high - low);
+                f = 1.0 / ((1 - smooth) / sh.rope_factor + smooth);
+            }
+            rope_freqs[i] = (float)f;
+        }
+    }
+
     /* the tensors, in the order llama.cpp's converter writes them */
-    bool bias = strcmp(sh.arch, "qwen2") == 0;
-    size_t kv_dim = (size_t)sh.kv_heads * (sh.dim / sh.heads);
-    size_t n_plan = 3 + (size_t)sh.layers * 12, np = 0;
+    size_t q_dim = (size_t)sh.heads * head_dim, kv_dim = (size_t)sh.kv_heads * head_dim;
+    size_t n_plan = 8 + (size_t)sh.layers * 20, np = 0;
     plan = calloc(n_plan, sizeof *plan);
     if (!plan) {
         err = llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
@@ -285,27 +380,73 @@ int cmd_model_random(int argc, char **argv)
         t_->ones = (one);                                                                          \
     } while (0)
     PLAN("token_embd.weight", sh.dim, sh.vocab, type, false);
+    if (bert) {
+        PLAN("token_types.weight", sh.dim, 2, type, false);
+        if (!nomic)
+            PLAN("position_embd.weight", sh.dim, sh.ctx, type, false);
+        PLAN("token_embd_norm.weight", sh.dim, 1, GGML_TYPE_F32, true);
+        PLAN("token_embd_norm.bias", sh.dim, 1, GGML_TYPE_F32, false);
+    }
+    if (rope_freqs) {
+        PLAN("rope_freqs.weight", head_dim / 2, 1, GGML_TYPE_F32, false);
+        plan[np - 1].values = rope_freqs;
+    }
     for (uint32_t l = 0; l < sh.layers; l++) {
         char n[64];
 #define BLK(s) (snprintf(n, sizeof n, "blk.%u.%s", l, s), n)
-        PLAN(BLK("attn_norm.weight"), sh.dim, 1, GGML_TYPE_F32, true);
-        PLAN(BLK("attn_q.weight"), sh.dim, sh.dim, type, false);
-        PLAN(BLK("attn_k.weight"), sh.dim, kv_dim, type, false);
-        PLAN(BLK("attn_v.weight"), sh.dim, kv_dim, type, false);
+        if (!bert)
+            PLAN(BLK("attn_norm.weight"), sh.dim, 1, GGML_TYPE_F32, true);
+        if (phi3 || nomic) {
+            PLAN(BLK("attn_qkv.weight"), sh.dim, q_dim + 2 * kv_dim, type, false);
+        } else {
+            PLAN(BLK("attn_q.weight"), sh.dim, q_dim, type, false);
+            PLAN(BLK("attn_k.weight"), sh.dim, kv_dim, type, false);
+            PLAN(BLK("attn_v.weight"), sh.dim, kv_dim, type, false);
+        }
         if (bias) {
-            PLAN(BLK("attn_q.bias"), sh.dim, 1, GGML_TYPE_F32, false);
+            PLAN(BLK("attn_q.bias"), q_dim, 1, GGML_TYPE_F32, false);
             PLAN(BLK("attn_k.bias"), kv_dim, 1, GGML_TYPE_F32, false);
             PLAN(BLK("attn_v.bias"), kv_dim, 1, GGML_TYPE_F32, false);
         }
-        PLAN(BLK("attn_output.weight"), sh.dim, sh.dim, type, false);
+        if (qk_norm) {
+            PLAN(BLK("attn_q_norm.weight"), head_dim, 1, GGML_TYPE_F32, true);
+            PLAN(BLK("attn_k_norm.weight"), head_dim, 1, GGML_TYPE_F32, true);
+        }
+        PLAN(BLK("attn_output.weight"), q_dim, sh.dim, type, false);
+        if (bert) {
+            if (bias)
+                PLAN(BLK("attn_output.bias"), sh.dim, 1, GGML_TYPE_F32, false);
+            PLAN(BLK("attn_output_norm.weight"), sh.dim, 1, GGML_TYPE_F32, true);
+            PLAN(BLK("attn_output_norm.bias"), sh.dim, 1, GGML_TYPE_F32, false);
+            if (nomic)
+                PLAN(BLK("ffn_gate.weight"), sh.dim, sh.ffn, type, false);
+            PLAN(BLK("ffn_up.weight"), sh.dim, sh.ffn, type, false);
+            if (bias)
+                PLAN(BLK("ffn_up.bias"), sh.ffn, 1, GGML_TYPE_F32, false);
+            PLAN(BLK("ffn_down.weight"), sh.ffn, sh.dim, type, false);
+            if (bias)
+                PLAN(BLK("ffn_down.bias"), sh.dim, 1, GGML_TYPE_F32, false);
+            PLAN(BLK("layer_output_norm.weight"), sh.dim, 1, GGML_TYPE_F32, true);
+            PLAN(BLK("layer_output_norm.bias"), sh.dim, 1, GGML_TYPE_F32, false);
+            continue;
+        }
+        if (gemma)
+            PLAN(BLK("post_attention_norm.weight"), sh.dim, 1, GGML_TYPE_F32, true);
         PLAN(BLK("ffn_norm.weight"), sh.dim, 1, GGML_TYPE_F32, true);
-        PLAN(BLK("ffn_gate.weight"), sh.dim, sh.ffn, type, false);
-        PLAN(BLK("ffn_up.weight"), sh.dim, sh.ffn, type, false);
+        if (phi3) {
+            PLAN(BLK("ffn_up.weight"), sh.dim, 2 * (size_t)sh.ffn, type, false);
+        } else {
+            PLAN(BLK("ffn_gate.weight"), sh.dim, sh.ffn, type, false);
+            PLAN(BLK("ffn_up.weight"), sh.dim, sh.ffn, type, false);
+        }
         PLAN(BLK("ffn_down.weight"), sh.ffn, sh.dim, type, false);
+        if (gemma)
+            PLAN(BLK("post_ffw_norm.weight"), sh.dim, 1, GGML_TYPE_F32, true);
 #undef BLK
     }
-    PLAN("output_norm.weight", sh.dim, 1, GGML_TYPE_F32, true);
-    if (!sh.tied)
+    if (!bert)
+        PLAN("output_norm.weight", sh.dim, 1, GGML_TYPE_F32, true);
+    if (!sh.tied && !bert)
         PLAN("output.weight", sh.dim, sh.vocab, type, false);
 #undef PLAN
     gen_ctx g = {.tensors = plan, .seed = seed, .std = 0.02f};
@@ -326,6 +467,7 @@ int cmd_model_random(int argc, char **argv)
                 sh.vocab, sh.ctx, n_params, type_name, llmos_time_now() - t0);
 done:
     free(plan);
+    free(rope_freqs);
     gguf_writer_free(w);
     gguf_close(vf);
     return err ? cli_report(err) : CLI_OK;

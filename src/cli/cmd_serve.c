@@ -49,6 +49,7 @@
 #include "llmos/tlscert.h"
 
 #define SERVE_KEY_PRINCIPAL "api" /* the principal of --api-key / --api-key-file */
+#define SERVE_DEFAULT_SEQS  4     /* chats batched at once by a local model (--max-seqs) */
 
 static volatile sig_atomic_t serve_signal;
 
@@ -143,7 +144,8 @@ static llmos_err serve_keys(const char *keys_file, const char *key_file, const c
 /* The model at `where`: a URL opens a remote backend (api_model names the model there), a
  * file a local one. */
 static llmos_err serve_open_model(const char *where, const char *api_model, const char *ca_file,
-                                  const local_backend_params *lp, llm_backend **out)
+                                  const local_backend_params *lp, size_t api_concurrency,
+                                  llm_backend **out)
 {
     if (strncmp(where, "http://", 7) == 0 || strncmp(where, "https://", 8) == 0) {
         remote_backend_params rp = remote_backend_default_params();
@@ -151,6 +153,8 @@ static llmos_err serve_open_model(const char *where, const char *api_model, cons
         rp.ca_file = ca_file;
         if (lp->n_ctx)
             rp.context_size = lp->n_ctx;
+        if (api_concurrency)
+            rp.max_concurrent = api_concurrency;
         return remote_backend_open(where, api_model, &rp, out);
     }
     fprintf(stderr, "llmos serve: loading %s ...\n", where);
@@ -159,10 +163,11 @@ static llmos_err serve_open_model(const char *where, const char *api_model, cons
 
 typedef struct serve_options {
     const char *model, *api, *api_model, *quar, *quar_model, *embed_model;
-    const char *host, *keys_file, *key_file, *key_arg, *name;
-    const char *tls_cert, *tls_key, *api_ca, *accounts_dir, *rp_id;
+    const char *host, *keys_file, *key_file, *key_arg, *name, *guard_file;
+    const char *tls_cert, *tls_key, *api_ca, *accounts_dir, *rp_id, *kv_mem;
     unsigned long port, ctx, threads, max_body, queue, max_conn, per_address, idle_timeout;
-    bool no_store, accounts, tls_self_signed, insecure;
+    unsigned long max_seqs, n_batch, api_concurrency;
+    bool no_store, no_guard, accounts, tls_self_signed, insecure;
 } serve_options;
 
 /* One numeric option: its name, range, what to say when it is wrong, where it goes. */
@@ -183,6 +188,10 @@ static const serve_num serve_nums[] = {
     {"--max-connections", 1, 100000, "a number (1-100000)", offsetof(serve_options, max_conn)},
     {"--max-per-address", 1, 100000, "a number (1-100000)", offsetof(serve_options, per_address)},
     {"--idle-timeout", 1, 3600, "seconds (1-3600)", offsetof(serve_options, idle_timeout)},
+    {"--max-seqs", 1, 256, "a number of sequences (1-256)", offsetof(serve_options, max_seqs)},
+    {"--batch", 1, 65536, "a number of tokens (1-65536)", offsetof(serve_options, n_batch)},
+    {"--api-concurrency", 1, 1024, "a number of requests (1-1024)",
+     offsetof(serve_options, api_concurrency)},
 };
 
 /* One text option and where it goes. */
@@ -203,6 +212,8 @@ static const serve_text serve_texts[] = {
     {"--api-key-file", NULL, offsetof(serve_options, key_file)},
     {"--api-key", NULL, offsetof(serve_options, key_arg)},
     {"--name", NULL, offsetof(serve_options, name)},
+    {"--kv-mem", NULL, offsetof(serve_options, kv_mem)},
+    {"--guard", NULL, offsetof(serve_options, guard_file)},
     {"--tls-cert", NULL, offsetof(serve_options, tls_cert)},
     {"--tls-key", NULL, offsetof(serve_options, tls_key)},
     {"--api-ca", NULL, offsetof(serve_options, api_ca)},
@@ -216,6 +227,7 @@ static const struct {
     size_t offset;
 } serve_flags[] = {
     {"--no-store", offsetof(serve_options, no_store)},
+    {"--no-guard", offsetof(serve_options, no_guard)},
     {"--accounts", offsetof(serve_options, accounts)},
     {"--tls-self-signed", offsetof(serve_options, tls_self_signed)},
     {"--insecure", offsetof(serve_options, insecure)},
@@ -231,7 +243,8 @@ static int serve_parse(int argc, char **argv, serve_options *o)
                          .queue = 16,
                          .max_conn = d.max_connections,
                          .per_address = d.max_per_address,
-                         .idle_timeout = d.idle_timeout_s};
+                         .idle_timeout = d.idle_timeout_s,
+                         .max_seqs = SERVE_DEFAULT_SEQS};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         bool known = false;
@@ -287,20 +300,27 @@ static llmos_err serve_models(const serve_options *o, llm_backend **priv, llm_ba
     local_backend_params lp = local_backend_default_params();
     lp.n_ctx = (uint32_t)o->ctx;
     lp.n_threads = (int)o->threads;
+    lp.max_seqs = (uint32_t)o->max_seqs;
+    lp.n_batch = (uint32_t)o->n_batch;
     *priv = *quar = NULL;
-    llmos_err err = o->api ? serve_open_model(o->api, o->api_model, o->api_ca, &lp, priv)
-                           : serve_open_model(o->model, NULL, NULL, &lp, priv);
+    llmos_err err = LLMOS_OK;
+    if (o->kv_mem && (err = cli_parse_size(o->kv_mem, &lp.kv_mem)) != LLMOS_OK)
+        return llmos_fail_context(err, "--kv-mem: ");
+    size_t conc = o->api_concurrency;
+    const char *ca = o->api_ca;
+    err = o->api ? serve_open_model(o->api, o->api_model, ca, &lp, conc, priv)
+                 : serve_open_model(o->model, NULL, NULL, &lp, conc, priv);
     if (!err && o->quar)
-        err = serve_open_model(o->quar, o->quar_model ? o->quar_model : o->api_model, o->api_ca,
-                               &lp, quar);
+        err = serve_open_model(o->quar, o->quar_model ? o->quar_model : o->api_model, ca, &lp,
+                               conc, quar);
     else if (!err && o->api)
-        err = serve_open_model(o->api, o->api_model, o->api_ca, &lp, quar);
+        err = serve_open_model(o->api, o->api_model, ca, &lp, conc, quar);
     else if (!err)
         err = local_backend_fork(*priv, quar);
     const char *env = getenv("LLMOS_EMBED_MODEL");
     *embedder = NULL;
     if (!err && !o->embed_model && !(env && *env))
-        err = o->api ? serve_open_model(o->api, o->api_model, o->api_ca, &lp, embedder)
+        err = o->api ? serve_open_model(o->api, o->api_model, ca, &lp, conc, embedder)
                      : local_backend_fork(*priv, embedder);
     if (err) {
         llm_backend_free(*embedder);
@@ -347,7 +367,7 @@ static llmos_err serve_account_model(serve_ctx *c, const char *where, const char
     local_backend_params lp = local_backend_default_params();
     lp.n_ctx = c->n_ctx;
     if (where)
-        return serve_open_model(where, api_model, c->o->api_ca, &lp, out);
+        return serve_open_model(where, api_model, c->o->api_ca, &lp, c->o->api_concurrency, out);
     return local_backend_fork(c->b->privileged, out);
 }
 
@@ -485,7 +505,11 @@ int cmd_serve(int argc, char **argv)
     if (rc)
         return rc;
     apikeys *keys = NULL;
-    llmos_err err = serve_keys(o.keys_file, o.key_file, o.key_arg, &keys);
+    llmos_err err = o.model ? cli_resolve_model(&o.model) : LLMOS_OK; /* verified first */
+    if (!err && o.quar && strncmp(o.quar, "http", 4) != 0)
+        err = cli_resolve_model(&o.quar);
+    if (!err)
+        err = serve_keys(o.keys_file, o.key_file, o.key_arg, &keys);
     if (err)
         return cli_report(err);
     char *cert = NULL, *tkey = NULL;
@@ -547,7 +571,9 @@ int cmd_serve(int argc, char **argv)
                           .max_queue = o.queue,
                           .embed = MEMORY_EMBED_DEFAULT,
                           .embed_model = o.embed_model,
-                          .archival_optional = true};
+                          .archival_optional = true,
+                          .guard_file = o.guard_file,
+                          .no_guard = o.no_guard};
     const char *pass = getenv("LLMOS_PASSPHRASE");
     if (o.no_store) {
         bp.ephemeral = true;

@@ -2,7 +2,9 @@
  * commands.c - the one table of llmos subcommands, and the helpers they share.
  */
 #include <assert.h>
+#include <errno.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,8 +33,10 @@ const cli_command cli_commands[] = {
      cmd_doctor},
     {"shell", "Start the interactive llmos shell (the default)",
      "usage: llmos [shell] [--model FILE | --api URL --api-model NAME] [--system TEXT]\n"
+     "                     [--guard FILE | --no-guard]\n"
      "                     [-n N] [--temp T] [--seed S] [-t THREADS] [--ctx N]\n"
-     "                     [--embed-model FILE|lexical] [--no-store] [MESSAGE...]\n\n"
+     "                     [--embed-model FILE|lexical] [--caps LIST] [--no-store]\n"
+     "                     [MESSAGE...]\n\n"
      "Chat with a model: type a message, the answer streams back; the conversation is\n"
      "kept between turns. Commands start with / (/help lists them, /quit leaves).\n"
      "Ctrl-C stops an answer (at the prompt it clears the line); Ctrl-D quits. On a\n"
@@ -56,6 +60,14 @@ const cli_command cli_commands[] = {
      "  --embed-model FILE|lexical  what embeds archival memory (default: the chat\n"
      "                       model itself; $LLMOS_EMBED_MODEL). With a store of another\n"
      "                       embedder's vectors archival memory is off, and it says so.\n"
+     "  --guard FILE         the output guard's policy (docs/security.md; default: the\n"
+     "                       built-in one: keys and card numbers redacted, private\n"
+     "                       keys blocked, e-mail and phone numbers noted in the audit)\n"
+     "  --no-guard           no output guard on answers and tool arguments\n"
+     "  --caps LIST          what the model's processes may do (default\n"
+     "                       compute,message,quarantine,memory); add exec for the python\n"
+     "                       and shell tools, read for files (docs/tools.md); /tools\n"
+     "                       lists what they may call\n"
      "  --no-store           run on a store in memory only: nothing is kept when the\n"
      "                       shell ends; also when no passphrase is at hand\n"
      "                       ($LLMOS_PASSPHRASE unset and standard input not a terminal)\n",
@@ -152,9 +164,10 @@ const cli_command cli_commands[] = {
      "Serve the kernel over HTTP: GET /health, the OpenAI-compatible API (GET /v1/models,\n"
      "POST /v1/chat/completions with streaming, tools and response_format,\n"
      "POST /v1/completions, POST /v1/embeddings) and llmos's own API (/v1/processes,\n"
-     "/v1/audit, /v1/memory; docs/api.md). Every request runs through a kernel session\n"
-     "of the API key's principal: its rights and limits are checked, model requests\n"
-     "wait their turn fairly (a full queue: HTTP 503) and everything is audited. The\n"
+     "/v1/audit, /v1/memory; docs/api.md), GET /metrics for Prometheus. Every request\n"
+     "runs through a kernel session of the API key's principal: its rights and limits\n"
+     "are checked, concurrent requests are batched and the rest wait their turn fairly\n"
+     "(a full queue: HTTP 503), and everything is audited. The\n"
      "port is bound before the model loads. Stop with Ctrl-C.\n\n"
      "Processes, memories and the audit log live in your encrypted store: the\n"
      "passphrase comes from LLMOS_PASSPHRASE or a prompt on the terminal; without\n"
@@ -174,12 +187,22 @@ const cli_command cli_commands[] = {
      "  --quarantine-api-model NAME  its name on that server\n"
      "  --embed-model FILE|lexical  what embeds archival memory (default: the served\n"
      "                      model itself; $LLMOS_EMBED_MODEL)\n"
+     "  --max-seqs N        chats a local model answers at once, batched into one\n"
+     "                      forward pass (default 4; more wait their turn)\n"
+     "  --kv-mem SIZE       KV cache for all of them and the prefix cache, e.g. 2G\n"
+     "                      (default: --max-seqs full contexts)\n"
+     "  --batch N           tokens of all chats in one forward pass (default 256)\n"
+     "  --api-concurrency N requests sent to an --api server at once (default 4)\n"
      "  --queue N           model requests that may wait (default 16)\n"
      "  --max-body BYTES    request body limit (default 1048576; larger: HTTP 413)\n"
      "  --max-connections N connections at once (default 256)\n"
      "  --max-per-address N connections at once from one address (default 16)\n"
      "  --idle-timeout S    close a connection silent this long, e.g. one that never\n"
      "                      finishes its headers (default 10; not while answering)\n"
+     "  --guard FILE        the output guard's policy (docs/security.md); answers,\n"
+     "                      streams and tool calls are checked before they are sent\n"
+     "                      (default: the built-in policy)\n"
+     "  --no-guard          no output guard\n"
      "  --no-store          keep processes, memories and the audit log in memory only\n"
      "  --api URL           serve a remote OpenAI-compatible server instead (its key\n"
      "                      from LLMOS_API_KEY); --api-model NAME its model\n"
@@ -237,6 +260,26 @@ const cli_command cli_commands[] = {
      "key is rewrapped, a lockout cleared). Passphrases come from LLMOS_USER_PASSPHRASE\n"
      "(and LLMOS_USER_NEW_PASSPHRASE for passwd's new one), else from the terminal.\n",
      cmd_user},
+    {"voice", "Talk to llmos: speech in, the answer spoken",
+     "usage: llmos voice [--model FILE | --api URL --api-model NAME] [--in FILE.wav]\n"
+     "                   [--out FILE.wav] [--mode dictation|command] [--voice NAME]\n"
+     "                   [--rate WPM] [--pitch P] [--device ALSA] [--system TEXT]\n"
+     "                   [-n N] [--temp T] [--seed S] [-t THREADS] [--ctx N] [--no-store]\n\n"
+     "Each utterance runs through the kernel like a typed message in the shell, and\n"
+     "the answer is spoken sentence by sentence as its text arrives. With --mode\n"
+     "command an utterance is one of the shell's slash commands (\"kill process\n"
+     "twelve\" runs /kill 12; docs/voice.md has the grammar). From a WAV file (--in;\n"
+     "any PCM or float WAV, resampled) every utterance in it is one turn; without\n"
+     "--in the microphone is heard (a pause or Enter ends an utterance). The speech\n"
+     "goes to --out FILE.wav, else to the sound device (ALSA); without a sound\n"
+     "device it says so, and the files still work. The store is in memory only\n"
+     "unless $LLMOS_PASSPHRASE is set.\n\n"
+     "  --mode M         dictation (free speech, the default) or command\n"
+     "  --voice NAME     an espeak-ng voice: en-us (default), en-us+f3, en-us+m3, ...\n"
+     "  --rate WPM       words a minute (80-450, default 175); --pitch P 0-99 (50)\n"
+     "  --device ALSA    the sound device for both directions (default \"default\")\n"
+     "  the other options as for the shell (-n defaults to 256 here)\n",
+     cmd_voice},
     {"bench", "Measure a model's prompt and generation speed (tokens/s)",
      "usage: llmos bench --model FILE [-p N] [-n N] [-t THREADS] [-r REPS] [--json]\n\n"
      "Like llama-bench: time prompt processing (ppN: one batch of N random valid tokens\n"
@@ -279,6 +322,66 @@ const cli_command cli_commands[] = {
      "  --from SEQ  start at record SEQ\n"
      "  --json      a JSON array instead of the table\n",
      cmd_audit},
+    {"guard", "Check a text with the output guard (secrets, personal data, exfiltration, code)",
+     "usage: llmos guard check [--json] [--redacted] [--policy FILE] [--principal NAME]\n"
+     "                         [--judge-model FILE | --judge-api URL --judge-api-model NAME]\n"
+     "                         FILE|-\n\n"
+     "Run the output guard that the kernel runs on every answer and tool call on FILE (or\n"
+     "standard input): card numbers (Luhn), IBANs (check digits), API keys, private keys,\n"
+     "high-entropy tokens, e-mail and phone numbers, URLs carrying data to other hosts,\n"
+     "vulnerable code (strcpy, shell=True on input, eval, SQL by concatenation, shell eval).\n"
+     "Prints each finding as FILE:LINE:COL: detector (what), severity: action, never the\n"
+     "finding's text; the policy is docs/security.md's built-in one unless --policy names a\n"
+     "guard.json.\n\n"
+     "  --json              the decision as JSON, as the kernel audits it\n"
+     "  --redacted          print the text as it may leave (findings go to standard error)\n"
+     "  --principal NAME    apply the policy's rules for NAME\n"
+     "  --judge-model FILE, --judge-api URL --judge-api-model NAME\n"
+     "                      also ask this judge model (a Llama-Guard-style verdict)\n\n"
+     "Exit status: 0 the text may go as it is (no finding, or warnings), 3 it would be\n"
+     "redacted, 4 blocked; 1 an error, 2 a usage error.\n",
+     cmd_guard},
+    {"scan", "Attack a model or configuration with probes and measure what gets through",
+     "usage: llmos scan (--model FILE | --api URL --api-model NAME) [--endpoint]\n"
+     "                  [--no-quarantine] [--quarantine-model FILE|URL]\n"
+     "                  [--quarantine-api-model NAME] [--no-guard]\n"
+     "                  [--judge-model FILE|URL [--judge-api-model NAME]]\n"
+     "                  [--probes DIR] [--family A,B] [--limit N] [-n N]\n"
+     "                  [--out DIR] [--fail-above RATE]\n\n"
+     "Run llmos's probes (349 in 14 families: direct and indirect injection through\n"
+     "tools, web pages, files, MCP results and memory, forged role frames for each chat\n"
+     "template, encodings, other languages, exfiltration, tool misuse, system-prompt\n"
+     "extraction, jailbreak framings, payloads split across turns) against an llmos\n"
+     "kernel over the model, or with --endpoint against the bare server. Through the\n"
+     "kernel each probe is outside content the agent is asked to read: with the\n"
+     "quarantine (the default) its tool's output is untrusted, with --no-quarantine it\n"
+     "is marked trusted. An attack succeeds when the canary secret of the system prompt\n"
+     "leaves, a call the user did not ask for is attempted (run_command, http_post,\n"
+     "send_message to someone else), or the answer carries the injected marker (or the\n"
+     "judge model says the answer followed the injection).\n\n"
+     "  --out DIR          where report.jsonl (one record per attempt), summary.json and\n"
+     "                     report.html go (default scan-report)\n"
+     "  --probes DIR       probe files (default: $LLMOS_PROBES, else llmos's data/probes)\n"
+     "  --family A,B       only these families; --limit N: at most N probes\n"
+     "  -n N               the most tokens per model call (default 256)\n"
+     "  --fail-above RATE  exit 3 when a family's success rate is above RATE (0 to 1)\n\n"
+     "Prints the success rate per family with its Wilson 95% interval.\n",
+     cmd_scan},
+    /* the app store (cmd_apps.c, docs/supply-chain.md) */
+    {"pull", "Fetch an app from a registry, verified against your trust policy", cmd_pull_help,
+     cmd_pull},
+    {"list", "List the apps in the store and whether their signatures are good", cmd_list_help,
+     cmd_list},
+    {"show", "Show an app's manifest, provenance and model", cmd_show_help, cmd_show},
+    {"rm", "Remove an app from the store", cmd_rm_help, cmd_rm},
+    {"verify", "Check installed apps' signatures and digests as a load does", cmd_verify_help,
+     cmd_verify},
+    {"run", "Chat with a model from the store by name", cmd_run_help, cmd_run},
+    {"sign", "Sign files in minisign's format", cmd_sign_help, cmd_sign},
+    {"keys", "Make signing keys; trust, list and revoke publishers' keys", cmd_keys_help,
+     cmd_keys},
+    {"publish", "Add an app to a registry folder, signed", cmd_publish_help, cmd_publish},
+    {"registry", "Serve a registry folder over HTTP", cmd_registry_help, cmd_registry},
 };
 const size_t cli_n_commands = LLMOS_ARRAY_LEN(cli_commands);
 
@@ -306,6 +409,31 @@ const char *cli_closest(const char *name)
     if (best && (best_d <= 1 + len / 3 || (len >= 2 && strncmp(best, name, len) == 0)))
         return best;
     return NULL;
+}
+
+llmos_err cli_parse_size(const char *text, size_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = text[0] >= '0' && text[0] <= '9' ? strtoull(text, &end, 10) : 0;
+    int shift = -1;
+    if (text[0] >= '0' && text[0] <= '9' && !errno) {
+        if (!*end)
+            shift = 0;
+        else if (!end[1] || ((end[1] == 'i' || end[1] == 'I') && end[2] == 'B' && !end[3]) ||
+                 ((end[1] == 'B' || end[1] == 'b') && !end[2]))
+            shift = *end == 'K' || *end == 'k'   ? 10
+                    : *end == 'M' || *end == 'm' ? 20
+                    : *end == 'G' || *end == 'g' ? 30
+                                                 : -1;
+    }
+    if (shift < 0 || v == 0 || v > (SIZE_MAX >> shift))
+        return llmos_fail(LLMOS_ERR_INVALID,
+                          "'%s' is not a size: give bytes, or a number with K, M or G (powers of "
+                          "1024), e.g. 512M",
+                          text);
+    *out = (size_t)v << shift;
+    return LLMOS_OK;
 }
 
 bool cli_wants_help(int argc, char **argv)

@@ -70,6 +70,7 @@
 
 #include "io/web.h"
 #include "llmos/auth.h"
+#include "io/voice_http.h"
 #include "llmos/json.h"
 #include "llmos/server.h"
 
@@ -93,6 +94,7 @@ struct http_server {
     struct MHD_Daemon *daemon;
     int listen_fd; /* ours until libmicrohttpd takes it in http_server_serve */
     kernel *k;
+    voice_http *voice; /* the speech endpoints (src/io/voice_http.c) */
     const apikeys *keys;
     auth_server *accounts;    /* logins with a passphrase; NULL = none */
     char *tls_cert, *tls_key; /* PEM, when serving HTTPS */
@@ -1002,6 +1004,21 @@ static enum MHD_Result hs_metrics(hs_req *r)
               "Prompt and completion tokens of every finished model call.", (double)k.tokens);
     hs_metric(&b, &ok, "llmos_tokens_per_second", "gauge",
               "Prompt and completion tokens a second, over the last minute.", k.tokens_per_s);
+    if (k.engine) {
+        hs_metric(&b, &ok, "llmos_engine_batch_size", "gauge",
+                  "Sequences in the engine's latest forward pass.", (double)k.batch);
+        hs_metric(&b, &ok, "llmos_engine_steps_total", "counter", "Forward passes of the engine.",
+                  (double)k.steps);
+        hs_metric(&b, &ok, "llmos_engine_cached_tokens_total", "counter",
+                  "Prompt tokens served from the prefix cache instead of evaluated.",
+                  (double)k.cached_tokens);
+        hs_metric(&b, &ok, "llmos_engine_swaps_out_total", "counter",
+                  "Sequences swapped out of the KV pool.", (double)k.swaps_out);
+        hs_metric(&b, &ok, "llmos_kv_pool_used_bytes", "gauge", "Bytes of the KV pool in use.",
+                  (double)k.kv_used);
+        hs_metric(&b, &ok, "llmos_kv_pool_budget_bytes", "gauge", "The KV pool's budget.",
+                  (double)k.kv_budget);
+    }
     hs_metric(&b, &ok, "llmos_http_requests_total", "counter", "HTTP requests received.",
               (double)h.requests);
     hs_metric(&b, &ok, "llmos_http_generations_total", "counter",
@@ -1806,6 +1823,50 @@ static enum MHD_Result hs_memory_recall(hs_req *r)
     return hs_reply(r, 200, json_pack("{s:o}", "messages", list));
 }
 
+/* ---- speech (src/io/voice_http.c) -------------------------------------------------------- */
+
+static enum MHD_Result hs_audio_answer(hs_req *r, llmos_err err, voice_http_answer *a)
+{
+    r->recorded = a->recorded;
+    if (err) {
+        buf_free(&a->body);
+        return hs_reply_failure(r, err);
+    }
+    r->status = a->status;
+    r->code = a->code;
+    hs_count(r->s, a->status);
+    size_t len;
+    char *data = buf_detach(&a->body, &len);
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(len, data ? data : (char *)"", data ? MHD_RESPMEM_MUST_FREE
+                                                                           : MHD_RESPMEM_PERSISTENT);
+    if (!resp) {
+        free(data);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, "Content-Type", a->content_type);
+    enum MHD_Result ret = MHD_queue_response(r->c, a->status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+/* POST /v1/audio/transcriptions (multipart/form-data: file, response_format) */
+static enum MHD_Result hs_transcription(hs_req *r)
+{
+    voice_http_answer a;
+    const char *ct = MHD_lookup_connection_value(r->c, MHD_HEADER_KIND, "Content-Type");
+    llmos_err err = voice_http_transcription(r->s->voice, r->ses, ct, r->body, r->len, &a);
+    return hs_audio_answer(r, err, &a);
+}
+
+/* POST /v1/audio/speech {"model", "input", "voice", "response_format": "wav"} */
+static enum MHD_Result hs_speech(hs_req *r)
+{
+    voice_http_answer a;
+    llmos_err err = voice_http_speech(r->s->voice, r->ses, r->body, r->len, &a);
+    return hs_audio_answer(r, err, &a);
+}
+
 /* ---- routes ------------------------------------------------------------------------------- */
 
 static const hs_route hs_routes[] = {
@@ -1816,6 +1877,8 @@ static const hs_route hs_routes[] = {
     {"POST", "/v1/chat/completions", hs_chat, false},
     {"POST", "/v1/completions", hs_completion, false},
     {"POST", "/v1/embeddings", hs_embeddings, false},
+    {"POST", "/v1/audio/transcriptions", hs_transcription, false},
+    {"POST", "/v1/audio/speech", hs_speech, false},
     {"POST", "/v1/processes", hs_proc_create, false},
     {"GET", "/v1/processes", hs_proc_list, false},
     {"GET", "/v1/processes/{pid}", hs_proc_get, false},
@@ -2019,9 +2082,9 @@ static enum MHD_Result hs_precheck(http_server *s, struct MHD_Connection *c, hs_
     if (!hc->route && !allow[0]) {
         snprintf(msg, sizeof msg,
                  "Unknown URL %.200s %.200s; llmos serves GET /health, the OpenAI API under "
-                 "/v1 (models, chat/completions, completions, embeddings) and /v1/processes, "
-                 "/v1/audit and /v1/memory, logins under /auth and the web UI at / "
-                 "(docs/api.md)",
+                 "/v1 (models, chat/completions, completions, embeddings, audio) and "
+                 "/v1/processes, /v1/audit and /v1/memory, logins under /auth and the web UI at "
+                 "/ (docs/api.md)",
                  method, url);
         return hs_refuse(s, c, hc, method, url, 404, "unknown_url", msg, NULL, NULL);
     }
@@ -2197,7 +2260,7 @@ llmos_err http_server_bind(const http_server_params *p, http_server **out)
     atomic_init(&s->stopping, false);
     llmos_err err = !s->sessions || (p->model_name && !s->model)
                         ? llmos_fail(LLMOS_ERR_NOMEM, "out of memory")
-                        : LLMOS_OK;
+                        : voice_http_new(&s->voice);
     if (!err && !p->tls_cert_pem != !p->tls_key_pem)
         err = llmos_fail(LLMOS_ERR_INVALID, "serve: TLS needs both a certificate and its key");
     if (!err && p->tls_cert_pem && MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES)
@@ -2331,6 +2394,7 @@ void http_server_stop(http_server *s)
     free(s->tls_cert);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
+    voice_http_free(s->voice);
     free(s->model);
     free(s);
 }

@@ -466,11 +466,13 @@ const char *openai_finish_reason(const char *r)
     return "stop";
 }
 
-json_t *openai_usage_json(uint32_t prompt_tokens, uint32_t completion_tokens)
+json_t *openai_usage_json(uint32_t prompt_tokens, uint32_t completion_tokens,
+                          uint32_t cached_tokens)
 {
-    return json_pack("{s:I, s:I, s:I}", "prompt_tokens", (json_int_t)prompt_tokens,
+    return json_pack("{s:I, s:I, s:I, s:{s:I}}", "prompt_tokens", (json_int_t)prompt_tokens,
                      "completion_tokens", (json_int_t)completion_tokens, "total_tokens",
-                     (json_int_t)prompt_tokens + completion_tokens);
+                     (json_int_t)prompt_tokens + completion_tokens, "prompt_tokens_details",
+                     "cached_tokens", (json_int_t)cached_tokens);
 }
 
 static json_t *tool_calls_json(const llm_response *r, bool with_index)
@@ -510,7 +512,7 @@ json_t *openai_response_json(openai_endpoint ep, const char *id, int64_t created
     return json_pack("{s:s, s:s, s:I, s:s, s:[o], s:o}", "id", id, "object",
                      ep == OPENAI_COMPLETION ? "text_completion" : "chat.completion", "created",
                      (json_int_t)created, "model", model, "choices", choice, "usage",
-                     openai_usage_json(r->prompt_tokens, r->completion_tokens));
+                     openai_usage_json(r->prompt_tokens, r->completion_tokens, r->cached_tokens));
 }
 
 json_t *openai_chunk_json(openai_endpoint ep, const char *id, int64_t created, const char *model,
@@ -551,7 +553,7 @@ json_t *openai_usage_chunk_json(openai_endpoint ep, const char *id, int64_t crea
     return json_pack("{s:s, s:s, s:I, s:s, s:[], s:o}", "id", id, "object",
                      ep == OPENAI_COMPLETION ? "text_completion" : "chat.completion.chunk",
                      "created", (json_int_t)created, "model", model, "choices", "usage",
-                     openai_usage_json(r->prompt_tokens, r->completion_tokens));
+                     openai_usage_json(r->prompt_tokens, r->completion_tokens, r->cached_tokens));
 }
 
 json_t *openai_models_json(const char *model, int64_t created)

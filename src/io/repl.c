@@ -2,13 +2,15 @@
  * repl.c - the llmos shell (llmos/repl.h): read a line, run a slash command or send it to the
  * conversation's kernel process, show the turn as it happens, repeat.
  *
- * The shell is a device: it holds a kernel session and nothing else. Slash commands are one
+ * The shell is a device: it holds a kernel session and nothing else (and, for /voice, a speech
+ * recognizer: what is heard is handled like a typed line). Slash commands are one
  * table; adding one is one line there and one function. Cancellation: the SIGINT handler sets
  * an atomic flag that the kernel forwards to the model (ksession_send's cancel), and the event
  * callback checks it too.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -28,6 +30,8 @@
 
 struct repl {
     repl_options o;
+    voice_recognizer *own_recognizer; /* loaded at the first /voice when none was given */
+    voice_grammar *grammar;           /* the one the recognizer holds */
     json_t *history; /* the lines of history (an array of strings), loaded from the store */
     atomic_bool cancel;
     int64_t pid;        /* the conversation's process, 0 before the first message */
@@ -71,6 +75,8 @@ void repl_free(repl *r)
     if (repl_active == r)
         repl_active = NULL;
     json_decref(r->history);
+    voice_recognizer_free(r->own_recognizer);
+    voice_grammar_free(r->grammar);
     free(r);
 }
 
@@ -114,6 +120,7 @@ typedef struct repl_command {
 } repl_command;
 
 static void cmd_help(repl *r, const char *args, bool *quit);
+static void cmd_voice(repl *r, const char *args, bool *quit);
 
 static void cmd_quit(repl *r, const char *args, bool *quit)
 {
@@ -143,12 +150,26 @@ static void cmd_model(repl *r, const char *args, bool *quit)
 
 static void cmd_tools(repl *r, const char *args, bool *quit)
 {
-    (void)args;
     (void)quit;
     const ktool **list = NULL;
     size_t n = 0;
     if (ksession_tools(r->o.session, &list, &n) != LLMOS_OK) {
         say(r, "error: %s\n", llmos_errmsg());
+        return;
+    }
+    if (*args) { /* one tool: what it does and its arguments */
+        for (size_t i = 0; i < n; i++) {
+            if (strcmp(list[i]->name, args) == 0) {
+                char cap[32];
+                kcap_format(list[i]->capability, cap, sizeof cap);
+                say(r, "%s [%s]: %s\narguments (JSON Schema): %s\n", list[i]->name, cap,
+                    list[i]->description, list[i]->parameters);
+                free(list);
+                return;
+            }
+        }
+        say(r, "no tool '%.100s' among this session's (/tools lists them)\n", args);
+        free(list);
         return;
     }
     say(r, "tools the model may call (system calls of the kernel: capability check, argument "
@@ -310,12 +331,29 @@ static const repl_command repl_commands[] = {
     {"exit", "leave the shell", cmd_quit},
     {"clear", "forget the conversation: the next message starts a new process", cmd_clear},
     {"model", "which model answers, its context size", cmd_model},
-    {"tools", "the tools the model may call", cmd_tools},
+    {"tools", "[NAME]: the tools the model may call, or what one does", cmd_tools},
     {"calc", "EXPR: evaluate exactly with the calculator tool (/calc 2^100)", cmd_calc},
     {"ps", "your processes", cmd_ps},
     {"kill", "PID: stop a process", cmd_kill},
     {"memory", "[WORDS]: what your store holds, or search what was said", cmd_memory},
     {"audit", "the last audit records, and the check of their hash chain", cmd_audit},
+    {"voice", "[command] [FILE.wav]: speak a message (or a command) into the microphone", cmd_voice},
+};
+
+/* How the commands may be said, for the voice grammar (repl_voice_grammar): lower-case words of
+ * the recognizer's dictionary, '|' between the ways. */
+static const voice_command repl_spoken[] = {
+    {"/help", "help|show help|show the help", VOICE_ARG_NONE},
+    {"/quit", "quit|exit|goodbye", VOICE_ARG_NONE},
+    {"/clear", "clear|clear the conversation|start over", VOICE_ARG_NONE},
+    {"/model", "model|which model", VOICE_ARG_NONE},
+    {"/tools", "tools|list tools|list the tools", VOICE_ARG_NONE},
+    {"/tools", "describe|describe tool|describe the tool", VOICE_ARG_TOOL},
+    {"/calc", "calculate|compute", VOICE_ARG_EXPRESSION},
+    {"/ps", "processes|list processes|show processes", VOICE_ARG_NONE},
+    {"/kill", "kill|kill process|stop process", VOICE_ARG_NUMBER},
+    {"/memory", "memory|show memory", VOICE_ARG_NONE},
+    {"/audit", "audit|show the audit log", VOICE_ARG_NONE},
 };
 
 static void cmd_help(repl *r, const char *args, bool *quit)
@@ -367,6 +405,8 @@ static bool on_event(void *ctx, const kevent *ev)
     FILE *f = out_of(r);
     switch (ev->kind) {
     case KEVENT_TEXT:
+        if (r->o.on_text)
+            r->o.on_text(r->o.text_ctx, ev->text, ev->len);
         fwrite(ev->text, 1, ev->len, f);
         r->at_line_start = ev->len > 0 && ev->text[ev->len - 1] == '\n';
         break;
@@ -381,6 +421,8 @@ static bool on_event(void *ctx, const kevent *ev)
             ev->len > REPL_RESULT_SHOWN ? "..." : "");
         break;
     case KEVENT_MESSAGE:
+        if (r->o.on_text && strcmp(ev->name, "user") == 0)
+            r->o.on_text(r->o.text_ctx, ev->text, ev->len);
         newline(r);
         say(r, "[message to %s] %s\n", ev->name, ev->text);
         break;
@@ -432,6 +474,8 @@ static llmos_err turn(repl *r, const char *line)
     }
     newline(r);
     atomic_store(&r->cancel, false);
+    if (r->o.on_text)
+        r->o.on_text(r->o.text_ctx, NULL, 0);
     fflush(out_of(r));
     return LLMOS_OK;
 }
@@ -457,6 +501,143 @@ llmos_err repl_line(repl *r, const char *line, bool *quit)
         err = turn(r, copy);
     free(copy);
     return err;
+}
+
+/* ---- voice ------------------------------------------------------------------------------ */
+
+llmos_err repl_voice_grammar(repl *r, voice_grammar **out)
+{
+    const ktool **list = NULL;
+    size_t n = 0;
+    llmos_err err = ksession_tools(r->o.session, &list, &n);
+    if (err)
+        return err;
+    const char **names = calloc(n ? n : 1, sizeof *names);
+    if (!names) {
+        free(list);
+        return llmos_fail(LLMOS_ERR_NOMEM, "no memory for the voice grammar");
+    }
+    for (size_t i = 0; i < n; i++)
+        names[i] = list[i]->name;
+    err = voice_grammar_new(repl_spoken, LLMOS_ARRAY_LEN(repl_spoken), names, n, out);
+    free(names);
+    free(list);
+    return err;
+}
+
+/* The recognizer, loaded at first use, with the grammar of the commands and tools now. */
+static llmos_err voice_ready(repl *r, voice_mode m, voice_recognizer **out)
+{
+    voice_recognizer *rec = r->o.recognizer ? r->o.recognizer : r->own_recognizer;
+    llmos_err err = LLMOS_OK;
+    if (!rec) {
+        err = voice_recognizer_new(NULL, &r->own_recognizer);
+        rec = r->own_recognizer;
+    }
+    if (!err && m == VOICE_GRAMMAR) {
+        voice_grammar *g = NULL;
+        err = repl_voice_grammar(r, &g);
+        if (!err)
+            err = voice_recognizer_set_grammar(rec, g);
+        if (!err) {
+            voice_grammar_free(r->grammar);
+            r->grammar = g;
+        } else {
+            voice_grammar_free(g);
+        }
+    }
+    *out = err ? NULL : rec;
+    return err;
+}
+
+llmos_err repl_voice(repl *r, const voice_audio *a, voice_mode m, char **heard, bool *quit)
+{
+    *quit = false;
+    if (heard)
+        *heard = NULL;
+    voice_recognizer *rec = NULL;
+    llmos_err err = voice_ready(r, m, &rec);
+    voice_result res = {0};
+    if (!err)
+        err = voice_recognize(rec, m, a, &res);
+    if (err)
+        return err;
+    if (!res.speech)
+        say(r, "(no speech heard)\n");
+    else if (!*res.text)
+        say(r, "(heard \"%s\": no command of the shell)\n", res.heard);
+    else
+        say(r, "(heard) %s\n", res.text);
+    if (*res.text)
+        err = repl_line(r, res.text, quit);
+    if (heard) {
+        *heard = res.text;
+        res.text = NULL;
+    }
+    voice_result_free(&res);
+    return err;
+}
+
+/* Push-to-talk: record from the microphone until the speaker stops (the activity detector)
+ * or presses Enter, 30 seconds at most. */
+static llmos_err voice_record(repl *r, voice_audio *out)
+{
+    memset(out, 0, sizeof *out);
+    voice_mic *mic = NULL;
+    llmos_err err = voice_mic_open(r->o.mic, &mic);
+    if (err)
+        return err;
+    voice_vad *vad = NULL;
+    err = voice_vad_new(NULL, VOICE_RATE, &vad);
+    size_t cap = (size_t)VOICE_RATE * 30;
+    out->samples = err ? NULL : malloc(cap * sizeof *out->samples);
+    out->rate = VOICE_RATE;
+    if (!err && !out->samples)
+        err = llmos_fail(LLMOS_ERR_NOMEM, "no memory to record");
+    say(r, "(listening: speak, then pause or press Enter)\n");
+    fflush(out_of(r));
+    FILE *in = r->o.in ? r->o.in : stdin;
+    bool ended = false;
+    while (!err && !ended && out->n < cap && !atomic_load(&r->cancel)) {
+        size_t got = 0;
+        size_t want = cap - out->n < VOICE_RATE / 10 ? cap - out->n : VOICE_RATE / 10;
+        err = voice_mic_read(mic, out->samples + out->n, want, &got);
+        if (!err) {
+            voice_vad_feed(vad, out->samples + out->n, got, &ended);
+            out->n += got;
+            struct pollfd pfd = {.fd = fileno(in), .events = POLLIN};
+            if (poll(&pfd, 1, 0) == 1) { /* Enter: the end */
+                int c;
+                while ((c = fgetc(in)) != EOF && c != '\n')
+                    ;
+                ended = true;
+            }
+        }
+    }
+    voice_vad_free(vad);
+    voice_mic_close(mic);
+    if (err)
+        voice_audio_free(out);
+    return err;
+}
+
+/* /voice [command] [FILE.wav] */
+static void cmd_voice(repl *r, const char *args, bool *quit)
+{
+    voice_mode m = VOICE_DICTATION;
+    if (strncmp(args, "command", 7) == 0 && (args[7] == 0 || args[7] == ' ')) {
+        m = VOICE_GRAMMAR;
+        args += 7;
+        while (*args == ' ')
+            args++;
+    }
+    voice_audio a = {0};
+    llmos_err err = *args ? voice_wav_load(args, VOICE_RATE, &a) : voice_record(r, &a);
+    if (!err)
+        err = repl_voice(r, &a, m, NULL, quit);
+    if (err)
+        say(r, "error: %s\n", llmos_errmsg());
+    voice_audio_free(&a);
 }
 
 /* ---- the loop ---------------------------------------------------------------------------- */

@@ -61,7 +61,7 @@ static json_t *offered_tools(kernel *k, const kproc *p)
     json_t *arr = json_array();
     for (size_t i = 0; i < k->n_tools; i++) {
         const ktool *t = k->tools[i];
-        if (!(p->info.caps & t->capability))
+        if (!(p->info.caps & t->capability) || !ktool_can_run(t))
             continue;
         json_t *schema = NULL;
         if (ljson_parse_text(t->parameters, strlen(t->parameters), t->name, 0, &schema)) {
@@ -127,6 +127,7 @@ static llmos_err evict(kturn *t, kproc *p, const mctx_counter *c, size_t window,
                          : LLMOS_ERR_NOMEM;
     if (!serr) {
         llm_request req = llm_request_default();
+        req.cache_scope = p->info.principal; /* its prefix cache is its principal's alone */
         req.messages = req_msgs;
         req.max_tokens = (int32_t)budget;
         req.cancel = &t->run.stop;
@@ -286,14 +287,23 @@ static llmos_err turn_limit(kturn *t, kproc *p, const char *what)
     return finish(t, p, KPROC_DONE, "%s", msg);
 }
 
-/* The stream of the model's words to the device. */
-static bool turn_stream(void *ctx, const char *text, size_t len)
+/* The model's words to the device, as the output guard releases them. */
+static bool turn_text(void *ctx, const char *text, size_t len)
 {
     kturn *t = ctx;
     if (len > 0) {
         kevent ev = {.kind = KEVENT_TEXT, .pid = t->run.pid, .text = text, .len = len};
         kturn_emit(t, &ev);
     }
+    return !atomic_load(&t->run.stop);
+}
+
+/* The stream of the model's words: through the output guard (guardsvc.c). */
+static bool turn_stream(void *ctx, const char *text, size_t len)
+{
+    kturn *t = ctx;
+    if (len > 0 && t->guard)
+        kguard_stream_push(t->guard, text, len);
     return !atomic_load(&t->run.stop);
 }
 
@@ -481,6 +491,7 @@ llmos_err kernel_run_turn(kturn *t, int64_t pid, kproc_state *final)
             break;
         }
         llm_request req = llm_request_default();
+        req.cache_scope = p->info.principal; /* its prefix cache is its principal's alone */
         req.messages = ctx.messages;
         req.tools = json_array_size(ctx.tools) ? ctx.tools : NULL;
         req.max_tokens = turn_max < (int32_t)ctx.reserve ? turn_max : (int32_t)ctx.reserve;
@@ -497,9 +508,23 @@ llmos_err kernel_run_turn(kturn *t, int64_t pid, kproc_state *final)
                                                                  .cancel = &t->run.stop,
                                                                  .throttle = true});
         if (!cerr) {
-            cerr = llm_chat(k->cfg.privileged, &req, turn_stream, t, &resp);
+            kguard_stream gs;
+            cerr =
+                kguard_stream_start(k, p->info.principal, p->info.pid, "answer", turn_text, t, &gs);
+            t->guard = &gs;
+            if (!cerr)
+                cerr = llm_chat(k->cfg.privileged, &req, turn_stream, t, &resp);
+            bool withheld = kguard_stream_end(&gs);
+            t->guard = NULL;
             ksched_release(&k->sched, p->info.principal,
                            resp.prompt_tokens + resp.completion_tokens);
+            if (withheld) {
+                char msg[160];
+                snprintf(msg, sizeof msg,
+                         "the output guard withheld the rest of this answer (detector '%s')",
+                         gs.blocked_by[0] ? gs.blocked_by : "?");
+                emit_notice(t, p->info.pid, msg);
+            }
         }
         mctx_out_free(&ctx);
         uint32_t spent = resp.prompt_tokens + resp.completion_tokens;

@@ -227,11 +227,25 @@ void kernel_free(kernel *k)
     assert(!k->running);
     audit_free(k->log);
     policy_free(k->own_policy);
+    kguard_free(k);
     free(k->tools);
     ksched_destroy(&k->sched);
     pthread_cond_destroy(&k->watcher_cv);
     pthread_mutex_destroy(&k->mu);
     free(k);
+}
+
+/* An extra tool named like one of the nb built-in ones (k->tools[0..nb)) takes its place, once;
+ * true if it did. */
+static bool replace_builtin(kernel *k, const ktool *const *builtin, size_t nb, const ktool *x)
+{
+    assert(k->n_tools >= nb);
+    for (size_t i = 0; i < nb; i++)
+        if (k->tools[i] == builtin[i] && strcmp(builtin[i]->name, x->name) == 0) {
+            k->tools[i] = x;
+            return true;
+        }
+    return false;
 }
 
 llmos_err kernel_new(const kernel_config *cfg, kernel **out)
@@ -251,7 +265,8 @@ llmos_err kernel_new(const kernel_config *cfg, kernel **out)
     pthread_mutex_init(&k->mu, &ma);
     pthread_mutexattr_destroy(&ma);
     pthread_cond_init(&k->watcher_cv, NULL);
-    ksched_init(&k->sched, cfg->max_queue, cfg->model_slots);
+    size_t slots = cfg->model_slots ? cfg->model_slots : llm_max_concurrent(cfg->privileged);
+    ksched_init(&k->sched, cfg->max_queue, slots ? slots : 1);
 
     llmos_err err = LLMOS_OK;
     if (cfg->flow) {
@@ -261,6 +276,8 @@ llmos_err kernel_new(const kernel_config *cfg, kernel **out)
                               : policy_default(&k->own_policy);
         k->flow = k->own_policy;
     }
+    if (!err)
+        err = kguard_init(k);
     size_t nb = 0;
     const ktool *const *builtin = ktool_builtin(&nb);
     k->tools = err ? NULL : calloc(nb + cfg->n_extra_tools, sizeof *k->tools);
@@ -275,6 +292,8 @@ llmos_err kernel_new(const kernel_config *cfg, kernel **out)
                              "extra tool %zu lacks a name, description, "
                              "schema or function",
                              i);
+        else if (replace_builtin(k, builtin, nb, x))
+            continue;
         else if (kernel_find_tool(k, x->name))
             err = llmos_fail(LLMOS_ERR_EXISTS, "tool '%s' is registered twice", x->name);
         else
@@ -316,6 +335,18 @@ ksched_stats kernel_sched_stats(kernel *k)
     st.tokens = k->sched.tokens;
     st.tokens_per_s = (double)ksched_minute_tokens(&k->sched) / KSCHED_WINDOW_S;
     pthread_mutex_unlock(&k->sched.mu);
+    llm_stats es;
+    if (k->cfg.privileged && llm_get_stats(k->cfg.privileged, &es) == LLMOS_OK) {
+        st.engine = true;
+        st.batch = es.last_batch;
+        st.steps = es.steps;
+        st.cached_tokens = es.cached_tokens;
+        st.swaps_out = es.swaps_out;
+        st.kv_used = es.kv_used;
+        st.kv_budget = es.kv_budget;
+    } else {
+        llmos_err_clear();
+    }
     st.model = k->cfg.privileged ? llm_model_name(k->cfg.privileged) : "";
     st.context_size = k->cfg.privileged ? llm_context_size(k->cfg.privileged) : 0;
     return st;

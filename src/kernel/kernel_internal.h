@@ -15,6 +15,7 @@
 
 #include <pthread.h>
 
+#include "llmos/guard.h"
 #include "llmos/kernel.h"
 
 struct kproc {
@@ -121,6 +122,8 @@ struct kernel {
     bool watcher_started, watcher_stop;
     pthread_cond_t watcher_cv;
     int64_t data_version;
+    guard *own_guard;   /* when cfg.guard was NULL (and the guard is on) */
+    const guard *guard; /* the output guard; NULL when off (guardsvc.c) */
 };
 
 struct ksession {
@@ -132,7 +135,14 @@ struct ksession {
     pthread_mutex_t rate_mu; /* guards the request times */
     double *recent;          /* times of the last requests_per_minute requests (a ring) */
     size_t recent_pos;
+    bool opened; /* logged in: its KV cache is kept when it closes */
 };
+
+/* Context switches across restarts (kvswitch.c): keep principal's KV cache in the store when
+ * its session closes, and give it back to the backend when one opens (kernel_config.keep_kv).
+ * Never fail: what happened is audited ("kv.save", "kv.restore"). */
+void kernel_kv_save(kernel *k, const char *principal);
+void kernel_kv_restore(kernel *k, const char *principal);
 
 /* Store access under the kernel lock. */
 void kernel_lock(kernel *k);
@@ -159,6 +169,9 @@ LLMOS_NODISCARD llmos_err kproc_mark_killed(kernel *k, int64_t pid, const char *
 LLMOS_NODISCARD llmos_err kproc_create(kernel *k, const char *principal, uint32_t caps,
                                        kbudget budget, int64_t *pid);
 
+/* Can tool t run on this machine (ktool.available)? Clears the error state when not. */
+bool ktool_can_run(const ktool *t);
+
 /* The tool named `name` in the kernel's table, or NULL. */
 const ktool *kernel_find_tool(kernel *k, const char *name);
 
@@ -172,6 +185,7 @@ typedef struct kturn {
     kbudget limit;       /* this turn's budget (from the session, defaults filled in) */
     kbudget used;        /* spent in this turn */
     bool events_stopped; /* fn returned false */
+    struct kguard_stream *guard; /* the answer's checked stream while the model writes */
 } kturn;
 
 /* What ktool_env.host points to: the kernel, the turn (NULL for a direct call by the user)
@@ -196,6 +210,44 @@ extern const char *const kernel_default_system_prompt;
  * LLMOS_ERR_BUSY when a turn of pid runs already; LLMOS_ERR_INVALID when the process takes no
  * more messages. */
 LLMOS_NODISCARD llmos_err kernel_run_turn(kturn *t, int64_t pid, kproc_state *final);
+
+/* ---- the output guard at the kernel's exits (guardsvc.c) ---------------------------------- */
+
+/* A checked stream of answer text; where its findings are audited. */
+typedef struct kguard_stream {
+    kernel *k;
+    guard_stream *s; /* NULL when the guard is off: kguard_stream_push passes text through */
+    guard_emit_fn emit;
+    void *ctx;
+    int64_t pid;
+    char principal[64];
+    char where[48];
+    char blocked_by[32]; /* the detector that blocked, "" when none */
+} kguard_stream;
+
+/* Set up k->guard from the config (kernel_new); free it (kernel_free). */
+LLMOS_NODISCARD llmos_err kguard_init(kernel *k);
+void kguard_free(kernel *k);
+/* Check a whole text leaving at `where` ("answer", "chat"); findings audited. With the guard
+ * off, out->text is a copy and out->action ALLOW. */
+LLMOS_NODISCARD llmos_err kguard_text(kernel *k, const char *principal, int64_t pid,
+                                      const char *where, const char *text, size_t len,
+                                      guard_result *out);
+/* Check the (substituted) arguments of a call to t before it runs, redacting string values in
+ * place; LLMOS_ERR_DENIED with why[] when the guard blocks them. Tools of pure computation,
+ * memory and the quarantine act inside the kernel and are not checked. */
+LLMOS_NODISCARD llmos_err kguard_args(kernel *k, const kproc *p, const ktool *t, json_t *args,
+                                      char *why, size_t why_size);
+LLMOS_NODISCARD llmos_err kguard_stream_start(kernel *k, const char *principal, int64_t pid,
+                                              const char *where, guard_emit_fn emit, void *ctx,
+                                              kguard_stream *gs);
+/* Push a piece: through the guard when on, straight to emit when off. */
+static inline bool kguard_stream_push(kguard_stream *gs, const char *text, size_t len)
+{
+    return gs->s ? guard_stream_push(gs->s, text, len) : gs->emit(gs->ctx, text, len);
+}
+/* The end: release the rest; true when the guard blocked some of the text. */
+bool kguard_stream_end(kguard_stream *gs);
 
 /* Emit an event to the turn's device (agent.c). */
 void kturn_emit(kturn *t, const kevent *ev);

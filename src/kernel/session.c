@@ -78,6 +78,8 @@ llmos_err ksession_open(kernel *k, const ksession_params *p, ksession **out)
         ksession_close(s);
         return err;
     }
+    s->opened = true;
+    kernel_kv_restore(k, s->principal);
     *out = s;
     return LLMOS_OK;
 }
@@ -87,6 +89,8 @@ void ksession_close(ksession *s)
     if (!s)
         return;
     assert(atomic_load(&s->in_flight) == 0);
+    if (s->opened)
+        kernel_kv_save(s->k, s->principal);
     pthread_mutex_destroy(&s->rate_mu);
     free(s->recent);
     free(s);
@@ -351,8 +355,16 @@ llmos_err ksession_answer(ksession *s, int64_t pid, char **out)
             break;
         }
     }
-    *out = strdup(ans);
+    /* the answer leaves the kernel: through the output guard */
+    guard_result r;
+    err = kguard_text(s->k, s->principal, pid, "answer", ans, strlen(ans), &r);
     json_decref(msgs);
+    if (err)
+        return err;
+    *out = r.action == GUARD_BLOCK ? strdup("[withheld by the output guard]") : r.text;
+    if (r.action != GUARD_BLOCK)
+        r.text = NULL;
+    guard_result_free(&r);
     return *out ? LLMOS_OK : llmos_fail(LLMOS_ERR_NOMEM, "no memory");
 }
 
@@ -388,7 +400,7 @@ llmos_err ksession_tools(ksession *s, const ktool ***list, size_t *n)
     if (!*list)
         return llmos_fail(LLMOS_ERR_NOMEM, "no memory");
     for (size_t i = 0; i < s->k->n_tools; i++)
-        if (s->p.caps & s->k->tools[i]->capability)
+        if ((s->p.caps & s->k->tools[i]->capability) && ktool_can_run(s->k->tools[i]))
             (*list)[(*n)++] = s->k->tools[i];
     return LLMOS_OK;
 }
@@ -404,6 +416,82 @@ static bool probe_stream(void *ctx)
 {
     chat_probe *cp = ctx;
     return !cp->stream || cp->stream(cp->ctx, "", 0);
+}
+
+/* A chat answer's stream through the output guard: pieces go in, what it releases goes out to
+ * the device's stream; keep-alive calls (len 0) pass straight through. */
+typedef struct chat_guard {
+    llm_stream_fn stream;
+    void *ctx;
+    kguard_stream *gs;
+} chat_guard;
+
+static bool chat_emit(void *ctx, const char *text, size_t len)
+{
+    chat_guard *cg = ctx;
+    return !cg->stream || cg->stream(cg->ctx, text, len);
+}
+
+static bool chat_stream(void *ctx, const char *text, size_t len)
+{
+    chat_guard *cg = ctx;
+    if (len == 0)
+        return chat_emit(cg, text, 0);
+    return kguard_stream_push(cg->gs, text, len);
+}
+
+/* The content and tool calls of a response as the client may see them: redacted, or withheld
+ * (content emptied, the call dropped) where the guard blocks. */
+static llmos_err guard_response(ksession *s, llm_response *resp, bool *withheld)
+{
+    if (!s->k->guard)
+        return LLMOS_OK;
+    const char *c = resp->content ? resp->content : "";
+    guard_result g;
+    llmos_err err = kguard_text(s->k, s->principal, 0, "chat", c, strlen(c), &g);
+    if (err)
+        return err;
+    char *now = g.action == GUARD_BLOCK ? strdup("") : g.text;
+    if (g.action != GUARD_BLOCK)
+        g.text = NULL;
+    *withheld = *withheld || g.action == GUARD_BLOCK;
+    guard_result_free(&g);
+    if (!now)
+        return llmos_fail(LLMOS_ERR_NOMEM, "no memory");
+    free(resp->content);
+    resp->content = now;
+    size_t w = 0;
+    for (size_t i = 0; i < resp->n_tool_calls; i++) {
+        llm_tool_call *tc = &resp->tool_calls[i];
+        const char *a = tc->arguments ? tc->arguments : "";
+        char where[96];
+        snprintf(where, sizeof where, "chat:tool:%s", tc->name ? tc->name : "");
+        err = kguard_text(s->k, s->principal, 0, where, a, strlen(a), &g);
+        if (err)
+            return err;
+        bool keep = g.action != GUARD_BLOCK;
+        /* a redaction inside a JSON string keeps it JSON; one that does not is withheld */
+        json_t *parsed = keep && g.action == GUARD_REDACT ? json_loads(g.text, 0, NULL) : NULL;
+        if (keep && g.action == GUARD_REDACT && !parsed)
+            keep = false;
+        json_decref(parsed);
+        if (keep && g.action == GUARD_REDACT) {
+            free(tc->arguments);
+            tc->arguments = g.text;
+            g.text = NULL;
+        }
+        guard_result_free(&g);
+        if (keep) {
+            resp->tool_calls[w++] = *tc;
+        } else {
+            *withheld = true;
+            free(tc->id);
+            free(tc->name);
+            free(tc->arguments);
+        }
+    }
+    resp->n_tool_calls = w;
+    return LLMOS_OK;
 }
 
 static llm_backend *model_or_fail(ksession *s, llmos_err *err)
@@ -424,6 +512,7 @@ llmos_err ksession_chat(ksession *s, const llm_request *req, llm_stream_fn strea
     if (err)
         return err;
     llm_request r = *req;
+    r.cache_scope = s->principal; /* a device never chooses whose KV cache it shares */
     int32_t cap = s->p.limits.max_tokens;
     if (cap > 0 && (r.max_tokens <= 0 || r.max_tokens > cap))
         r.max_tokens = cap;
@@ -433,14 +522,26 @@ llmos_err ksession_chat(ksession *s, const llm_request *req, llm_stream_fn strea
                                                      .cancel = r.cancel,
                                                      .probe = probe_stream,
                                                      .probe_ctx = &cp});
+    bool withheld = false;
     if (!err) {
-        err = llm_chat(b, &r, stream, stream_ctx, resp);
+        /* the answer streams through the output guard; the content and the tool calls the
+         * client gets are checked as a whole */
+        kguard_stream gs;
+        chat_guard cg = {stream, stream_ctx, &gs};
+        err = kguard_stream_start(s->k, s->principal, 0, "chat", chat_emit, &cg, &gs);
+        if (!err)
+            err = llm_chat(b, &r, stream ? chat_stream : NULL, &cg, resp);
+        withheld = kguard_stream_end(&gs);
+        if (!err)
+            err = guard_response(s, resp, &withheld);
         ksched_release(&s->k->sched, s->principal,
                        err ? 0 : resp->prompt_tokens + resp->completion_tokens);
     } else if (err == LLMOS_ERR_LIMIT) {
         last_refusal.refused = true;
         last_refusal.retry_s = ksched_retry_after(&s->k->sched, s->principal);
     }
+    if (!err && withheld)
+        resp->finish_reason = "content_filter";
     leave(s);
     json_t *rec =
         json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:f}", "principal", s->principal, "device",
@@ -461,6 +562,31 @@ llmos_err ksession_chat(ksession *s, const llm_request *req, llm_stream_fn strea
     char msg[1024];
     snprintf(msg, sizeof msg, "%s", err ? llmos_errmsg() : "");
     (void)kernel_audit_rec(s->k, "chat", rec);
+    if (err)
+        llmos_fail(err, "%s", msg);
+    return err;
+}
+
+llmos_err ksession_service(ksession *s, uint32_t right, const char *what, ksession_service_fn fn,
+                           void *ctx)
+{
+    assert(s && s->k);
+    assert(what && fn);
+    llmos_err err = need(s, right, what);
+    if (!err)
+        err = admit(s, what);
+    if (err)
+        return err;
+    char outcome[256] = "";
+    double t0 = llmos_time_now();
+    err = fn(ctx, outcome, sizeof outcome);
+    leave(s);
+    json_t *rec = json_pack("{s:s, s:s, s:s, s:s, s:s, s:f}", "principal", s->principal, "device",
+                            s->device, "service", what, "status", err ? llmos_strerror(err) : "ok",
+                            "outcome", outcome, "seconds", llmos_time_now() - t0);
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", err ? llmos_errmsg() : "");
+    (void)kernel_audit_rec(s->k, "service", rec);
     if (err)
         llmos_fail(err, "%s", msg);
     return err;

@@ -33,6 +33,10 @@ static const ktool *const builtin[] = {
     &tool_conversation_search,
     &tool_archival_memory_insert,
     &tool_archival_memory_search,
+    &tool_python,
+    &tool_shell,
+    &tool_files,
+    &tool_browser,
 };
 
 const ktool *const *ktool_builtin(size_t *n)
@@ -47,10 +51,17 @@ const ktool *const *ktool_builtin(size_t *n)
 static void audit_call(kernel *k, const kproc *p, const llm_tool_call *call, const char *decision,
                        const char *detail, const char *origin)
 {
-    json_t *rec = json_pack("{s:I, s:s, s:s, s:s, s:s, s:s}", "pid", (json_int_t)p->info.pid,
-                            "tool", call->name ? call->name : "", "arguments",
-                            call->arguments ? call->arguments : "", "decision", decision, "detail",
-                            detail ? detail : "", "origin", origin ? origin : "");
+    /* with the output guard on, secrets and personal data in the arguments are masked: the
+     * audit log keeps what was called, not the secret (the guard's own record has its span) */
+    const char *args = call->arguments ? call->arguments : "";
+    char *masked = NULL;
+    if (k->guard && guard_mask_secrets(args, strlen(args), &masked) == LLMOS_OK)
+        args = masked;
+    json_t *rec =
+        json_pack("{s:I, s:s, s:s, s:s, s:s, s:s}", "pid", (json_int_t)p->info.pid, "tool",
+                  call->name ? call->name : "", "arguments", args, "decision", decision, "detail",
+                  detail ? detail : "", "origin", origin ? origin : "");
+    free(masked);
     if (!rec) /* arguments not valid UTF-8: record without them */
         rec = json_pack("{s:I, s:s, s:s}", "pid", (json_int_t)p->info.pid, "decision", decision,
                         "detail", "arguments were not UTF-8 text");
@@ -104,6 +115,14 @@ llmos_err ksyscall(kernel *k, kturn *turn, kproc *p, const llm_tool_call *call, 
                       "error: permission denied: tool '%s' needs the capability '%s', which this "
                       "process does not have",
                       t->name, need);
+    }
+    /* A tool this machine cannot run (no sandbox here) says why. */
+    if (t->available && t->available() != LLMOS_OK) {
+        char why[512];
+        snprintf(why, sizeof why, "%s", llmos_errmsg());
+        audit_call(k, p, call, "error", why, NULL);
+        return refuse(result, is_error, "error: tool '%s' cannot run on this machine: %s", t->name,
+                      why);
     }
     /* Arguments: JSON object, valid against the tool's schema (as the model wrote them). */
     json_t *args = NULL, *schema = NULL, *real = NULL, *members = NULL;
@@ -159,6 +178,18 @@ llmos_err ksyscall(kernel *k, kturn *turn, kproc *p, const llm_tool_call *call, 
             json_array_foreach(list, i, o) if (strcmp(json_string_value(o), "untrusted") == 0)
                 tainted = true;
         }
+    }
+    /* The output guard: what a tool that acts outside receives leaves the kernel. */
+    {
+        char why[300];
+        err = kguard_args(k, p, t, real, why, sizeof why);
+        if (err == LLMOS_ERR_DENIED) {
+            audit_call(k, p, call, "denied-guard", why, NULL);
+            err = refuse(result, is_error, "error: refused: %s%s", why, "");
+            goto done;
+        }
+        if (err)
+            goto done;
     }
     /* Run. A tool fed an untrusted value may echo it (in output or in an error message), so
      * then its result is untrusted whatever the tool is. */

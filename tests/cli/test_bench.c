@@ -1,11 +1,14 @@
 /* test_bench.c - `llmos bench`'s command line: each mistake exits 2 with a message that says
- * what the option takes (and what it got), and the help lists every option. */
+ * what the option takes (and what it got), and the help lists every option; and for every
+ * architecture, a random model made by `llmos model make-random` benches (an encoder in
+ * embeddings per second) and a decoder generates. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -51,6 +54,38 @@ static void test_help_lists_options(void **state)
     }
 }
 
+static void test_every_architecture_benches(void **state)
+{
+    (void)state;
+    char spm[4096], bert[4096];
+    tu_testdata_path(spm, sizeof spm, "vocab/ggml-vocab-llama-spm.gguf");
+    tu_testdata_path(bert, sizeof bert, "vocab/ggml-vocab-bert-bge.gguf");
+    const char *archs[] = {"llama",  "qwen2", "qwen3", "gemma2",
+                           "gemma3", "phi3",  "bert",  "nomic-bert"};
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/llmos-bench-arch-%d.gguf", (int)getpid());
+    for (size_t i = 0; i < LLMOS_ARRAY_LEN(archs); i++) {
+        bool enc = strstr(archs[i], "bert") != NULL;
+        int rc = tu_run_llmos(&out, &err,
+                              "model make-random --dims 64,2,4,2,128,64 --arch %s --vocab-from "
+                              "'%s' --type f32 %s",
+                              archs[i], enc ? bert : spm, path);
+        if (rc != 0)
+            fail_msg("make-random --arch %s: %s", archs[i], err.data);
+        rc = tu_run_llmos(&out, &err, "bench --model %s -p 16 -n 8 -r 1 -t 1 --json", path);
+        if (rc != 0)
+            fail_msg("bench %s: %s", archs[i], err.data);
+        const char *tests[2] = {enc ? "\"emb16x1\"" : "\"pp16\"", enc ? "\"emb16x32\"" : "\"tg8\""};
+        for (int k = 0; k < 2; k++)
+            if (!strstr(out.data, tests[k]))
+                fail_msg("bench %s: no %s in %s", archs[i], tests[k], out.data);
+        rc = tu_run_llmos(&out, &err, "generate --model %s -n 4 --temp 0 --prompt hello", path);
+        if (enc ? rc == 0 || !strstr(err.data, "embedding model") : rc != 0)
+            fail_msg("generate with %s: exit %d, %s", archs[i], rc, err.data);
+    }
+    unlink(path);
+}
+
 static int teardown(void **state)
 {
     (void)state;
@@ -64,6 +99,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_usage_errors),
         cmocka_unit_test(test_help_lists_options),
+        cmocka_unit_test(test_every_architecture_benches),
     };
     return cmocka_run_group_tests(tests, NULL, teardown);
 }

@@ -492,11 +492,13 @@ static void check_vocab(const char *name)
                 fprintf(stderr, " %d", (int)got[i]);
             fprintf(stderr, "\n");
         }
-        /* decoding gives the text back (both families are lossless on these strings) */
+        /* decoding gives the text back (BPE and SPM are lossless on these strings; WordPiece
+         * lowercases, strips accents and spaces, so it is checked on its own) */
         llmos_buf dec;
         buf_init(&dec);
         assert_int_equal(tok_decode(t, got, n_got, false, &dec), LLMOS_OK);
-        if (dec.len != len || memcmp(dec.data ? dec.data : "", p, len) != 0) {
+        if (tok_get_model(t) != TOK_MODEL_WPM &&
+            (dec.len != len || memcmp(dec.data ? dec.data : "", p, len) != 0)) {
             n_failed++;
             fprintf(stderr, "%s case %zu: decode gives \"%.*s\", want \"%.*s\"\n", name, n_cases,
                     (int)dec.len, dec.data ? dec.data : "", (int)len, p);
@@ -604,6 +606,66 @@ static void vocab_llama_bpe(void **s)
 {
     (void)s;
     check_vocab("llama-bpe");
+}
+static void vocab_bert_bge(void **s)
+{
+    (void)s;
+    check_vocab("bert-bge");
+}
+
+/* WordPiece on the BGE vocabulary: [CLS] text [SEP] with TOK_ADD_SPECIAL, pieces that
+ * decode to the normalised text, [UNK] for a word with an unknown part, typed "[SEP]" never
+ * the separator, and a word over 100 characters [UNK] as the reference does. */
+static void bert_wordpiece_rules(void **s)
+{
+    (void)s;
+    tokenizer *t = load_vocab("bert-bge", NULL);
+    assert_int_equal(tok_get_model(t), TOK_MODEL_WPM);
+    assert_int_equal(tok_bos(t), 101);
+    assert_int_equal(tok_eos(t), 102);
+    int32_t *ids = NULL;
+    size_t n = 0;
+    const char *text = "Héllo, WORLD!  Naïve\tcafé";
+    assert_int_equal(tok_encode(t, text, strlen(text), TOK_ADD_SPECIAL, &ids, &n), LLMOS_OK);
+    assert_true(n >= 4);
+    assert_int_equal(ids[0], 101);
+    assert_int_equal(ids[n - 1], 102);
+    char *back = decode_all(t, ids + 1, n - 2, false);
+    assert_string_equal(back, "hello , world ! naive cafe");
+    free(back);
+    free(ids);
+
+    /* "[SEP]" typed is punctuation and a word, not the separator */
+    assert_int_equal(tok_encode(t, "a[SEP]b", 7, 0, &ids, &n), LLMOS_OK);
+    for (size_t i = 0; i < n; i++)
+        assert_int_not_equal(ids[i], 102);
+    free(ids);
+    assert_int_equal(tok_encode(t, "a[SEP]b", 7, TOK_PARSE_SPECIAL, &ids, &n), LLMOS_OK);
+    assert_int_equal(n, 3);
+    assert_int_equal(ids[1], 102);
+    free(ids);
+
+    /* 101 letters: [UNK]; 100: pieces */
+    char word[102];
+    memset(word, 'a', 101);
+    word[101] = '\0';
+    assert_int_equal(tok_encode(t, word, 101, 0, &ids, &n), LLMOS_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(ids[0], 100);
+    free(ids);
+    assert_int_equal(tok_encode(t, word, 100, 0, &ids, &n), LLMOS_OK);
+    assert_true(n > 1);
+    for (size_t i = 0; i < n; i++)
+        assert_int_not_equal(ids[i], 100);
+    free(ids);
+
+    /* invalid UTF-8 is dropped, not an error; an unknown character makes its word [UNK] */
+    assert_int_equal(tok_encode(t, "ab\xff\xfe cd\xe2\x98\x83x", 12, 0, &ids, &n), LLMOS_OK);
+    assert_int_equal(n, 2); /* "ab", then [UNK] for "cd\u2603x" */
+    assert_int_equal(ids[n - 1], 100);
+    assert_int_not_equal(ids[0], 100);
+    free(ids);
+    tok_free(t);
 }
 
 /* Typed control-token text must never become the control token (the frame-forging guard),
@@ -782,7 +844,7 @@ static void typed_text_never_framing_all_vocabs(void **s)
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
         tokenizer *t = NULL;
         llmos_err err = tok_load_file(path, &t);
-        if (err == LLMOS_ERR_UNSUPPORTED) { /* a tokenizer model llmos does not read (bert) */
+        if (err == LLMOS_ERR_UNSUPPORTED) { /* a tokenizer model llmos does not read */
             print_message("%s: %s\n", e->d_name, llmos_errmsg());
             n_unsupported++;
             continue;
@@ -796,8 +858,8 @@ static void typed_text_never_framing_all_vocabs(void **s)
         tok_free(t);
     }
     closedir(d);
-    assert_true(n_vocabs >= 11); /* the 11 llama/gpt2 vocabularies of the test data */
-    assert_true(n_unsupported <= 1);
+    assert_true(n_vocabs >= 12); /* the 12 llama/gpt2/bert vocabularies of the test data */
+    assert_true(n_unsupported == 0);
     if (bad)
         fail_msg("typed text produced %zu special tokens it must not (see above)", bad);
 }
@@ -921,9 +983,9 @@ static void gguf_without_vocab_fails(void **s)
     buf_clear(&b);
 
     /* an unsupported model name and a scores array of the wrong length */
-    assert_int_equal(gguf_set_str(w, "tokenizer.ggml.model", "bert"), LLMOS_OK);
+    assert_int_equal(gguf_set_str(w, "tokenizer.ggml.model", "rwkv"), LLMOS_OK);
     assert_int_equal(gguf_writer_to_buf(w, &b), LLMOS_OK);
-    assert_int_equal(gguf_open_memory(b.data, b.len, "bert.gguf", &f), LLMOS_OK);
+    assert_int_equal(gguf_open_memory(b.data, b.len, "rwkv.gguf", &f), LLMOS_OK);
     assert_int_equal(tok_load_gguf(f, NULL, &t), LLMOS_ERR_UNSUPPORTED);
     gguf_close(f);
     buf_clear(&b);
@@ -995,6 +1057,8 @@ int main(void)
         cmocka_unit_test(broken_vocabularies_fail_clearly),
         cmocka_unit_test(gguf_without_vocab_fails),
         cmocka_unit_test(vocab_llama_spm),
+        cmocka_unit_test(vocab_bert_bge),
+        cmocka_unit_test(bert_wordpiece_rules),
         cmocka_unit_test(vocab_phi_3),
         cmocka_unit_test(vocab_gpt_2),
         cmocka_unit_test(vocab_falcon),

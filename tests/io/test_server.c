@@ -322,6 +322,7 @@ typedef struct fixture_opts {
     const char *const *steps; /* a scripted_test_backend instead of serve_test_backend */
     size_t n_steps;
     const http_server_params *params;
+    bool guard; /* the output guard on (the tests of the transport count pieces: off) */
 } fixture_opts;
 
 static fixture *start_with(const fixture_opts *o)
@@ -337,7 +338,10 @@ static fixture *start_with(const fixture_opts *o)
         model = f->scripted;
     }
     assert_int_equal(memory_open_ephemeral(&f->mem), LLMOS_OK);
-    kernel_config kc = {.st = memory_store(f->mem), .privileged = model, .max_queue = o->max_queue};
+    kernel_config kc = {.st = memory_store(f->mem),
+                        .privileged = model,
+                        .max_queue = o->max_queue,
+                        .no_guard = !o->guard};
     assert_int_equal(kernel_new(&kc, &f->k), LLMOS_OK);
     ksession_params ap = {.principal = "test-auditor", .device = "test", .rights = KRIGHT_AUDIT};
     assert_int_equal(ksession_open(f->k, &ap, &f->auditor), LLMOS_OK);
@@ -506,6 +510,8 @@ static void test_chat(void **state)
     assert_int_equal(ljson_get_int(u, "prompt_tokens", 0), 7);
     assert_int_equal(ljson_get_int(u, "completion_tokens", 0), 4);
     assert_int_equal(ljson_get_int(u, "total_tokens", 0), 11);
+    assert_int_equal(
+        ljson_get_int(ljson_get_object(u, "prompt_tokens_details"), "cached_tokens", -1), 0);
     reply_free(&r);
 
     /* max_tokens reaches the backend; finish_reason length */
@@ -576,6 +582,45 @@ static size_t sse_events(const char *body, char events[][1024], char names[][32]
         p = end + 2;
     }
     return n;
+}
+
+/* The output guard is on in the server: a key in an answer is redacted in a whole answer and
+ * in a stream (cut in pieces through the key), and the decision is audited without the key. */
+static bool count_guard(const store_audit_record *rec, void *ctx)
+{
+    int *n = ctx;
+    assert_null(strstr(rec->payload, "AKIAIOSFODNN7EXAMPLE"));
+    *n += strcmp(rec->kind, "guard") == 0;
+    return true;
+}
+
+static void test_guarded_chat(void **state)
+{
+    (void)state;
+    static const char *const steps[] = {
+        "{\"content\": \"Your key is AKIAIOSFODNN7EXAMPLE, keep it safe.\", \"pieces\": 9}"};
+    fixture_opts o = {.steps = steps, .n_steps = 1, .guard = true};
+    fixture *f = start_with(&o);
+    http_reply r = {0};
+    post(f->port, "/v1/chat/completions", "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
+         NULL, &r);
+    assert_int_equal(r.status, 200);
+    json_t *msg =
+        ljson_get_object(json_array_get(ljson_get_array(r.json, "choices"), 0), "message");
+    assert_string_equal(ljson_get_string(msg, "content", ""),
+                        "Your key is [REDACTED:api_key], keep it safe.");
+    reply_free(&r);
+    post(f->port, "/v1/chat/completions",
+         "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"stream\":true}", NULL, &r);
+    if (r.status != 200)
+        fail_msg("%d %s", r.status, r.body.data);
+    assert_null(strstr(r.body.data, "AKIA"));
+    assert_non_null(strstr(r.body.data, "[REDACTED:api_key]"));
+    reply_free(&r);
+    int guards = 0;
+    assert_int_equal(ksession_audit(f->auditor, 1, count_guard, &guards), LLMOS_OK);
+    assert_true(guards >= 2);
+    stop(f);
 }
 
 static void test_chat_stream(void **state)
@@ -1744,6 +1789,7 @@ int main(void)
         cmocka_unit_test(test_health_and_models),
         cmocka_unit_test(test_chat),
         cmocka_unit_test(test_chat_stream),
+        cmocka_unit_test(test_guarded_chat),
         cmocka_unit_test(test_completions),
         cmocka_unit_test(test_embeddings),
         cmocka_unit_test(test_auth),

@@ -303,7 +303,8 @@ static void test_tool_chain(void **state)
 }
 
 /* The device sees a turn as it happens: text, each call before its result, the message the
- * tool delivers between them, the end last. */
+ * tool delivers between them, the end last. (Text streaming past the guard's window is
+ * tests/kernel/test_guard_kernel.c's.) */
 static void test_events_in_order(void **state)
 {
     (void)state;
@@ -315,8 +316,9 @@ static void test_events_in_order(void **state)
     start(steps, 2, false, NULL, 0);
     int64_t pid;
     assert_int_equal(run_msg("go", KCAP_ALL, &pid), KPROC_DONE);
-    const char *want[] = {"text",      "text",    "text",        "tool_call", "tool_result",
-                          "tool_call", "message", "tool_result", "text",      "end"};
+    /* the output guard holds back a window of the answer, so a short one comes out whole */
+    const char *want[] = {"text",    "tool_call",   "tool_result", "tool_call",
+                          "message", "tool_result", "text",        "end"};
     assert_int_equal(F.n_kinds, LLMOS_ARRAY_LEN(want));
     for (size_t i = 0; i < LLMOS_ARRAY_LEN(want); i++)
         assert_string_equal(F.kinds[i], want[i]);

@@ -92,6 +92,48 @@ size_t llm_context_size(llm_backend *b)
     return b && b->ops->context_size ? b->ops->context_size(b) : 0;
 }
 
+size_t llm_max_concurrent(llm_backend *b)
+{
+    if (!b)
+        return 0;
+    return b->ops->max_concurrent ? b->ops->max_concurrent(b) : 1;
+}
+
+llmos_err llm_get_stats(llm_backend *b, llm_stats *st)
+{
+    *st = (llm_stats){0};
+    if (!b || !b->ops->stats)
+        return llmos_fail(LLMOS_ERR_UNSUPPORTED, "the %s backend keeps no scheduler statistics",
+                          b ? b->ops->kind : "no");
+    return b->ops->stats(b, st);
+}
+
+llmos_err llm_kv_save(llm_backend *b, const char *scope, llmos_buf *out)
+{
+    if (!b || !b->ops->kv_save)
+        return llmos_fail(LLMOS_ERR_UNSUPPORTED, "the %s backend keeps no KV cache to save",
+                          b ? b->ops->kind : "no");
+    if (!scope)
+        return llmos_fail(LLMOS_ERR_INVALID, "llm_kv_save: a cache scope is required");
+    return b->ops->kv_save(b, scope, out);
+}
+
+llmos_err llm_kv_restore(llm_backend *b, const char *scope, const void *data, size_t len)
+{
+    if (!b || !b->ops->kv_restore)
+        return llmos_fail(LLMOS_ERR_UNSUPPORTED, "the %s backend keeps no KV cache to restore",
+                          b ? b->ops->kind : "no");
+    if (!scope || !data)
+        return llmos_fail(LLMOS_ERR_INVALID, "llm_kv_restore: a cache scope and bytes are "
+                                             "required");
+    return b->ops->kv_restore(b, scope, data, len);
+}
+
+size_t llm_kv_forget(llm_backend *b, const char *scope)
+{
+    return b && scope && b->ops->kv_forget ? b->ops->kv_forget(b, scope) : 0;
+}
+
 const char *llm_model_name(llm_backend *b)
 {
     return b && b->ops->model_name ? b->ops->model_name(b) : "none";

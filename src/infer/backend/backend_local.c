@@ -1,13 +1,16 @@
 /*
  * backend_local.c - the backend that runs a GGUF model in this process.
  *
- * One object holds the model, its tokenizer, its chat template, a context (KV cache) and a
- * thread pool. A chat request goes: messages -> prompt ids (local_chat_tokenize, below) ->
- * evaluate only what the KV cache does not already hold (the longest common prefix with the
- * previous request is kept, so the second turn of a conversation costs only its new tokens)
- * -> sample token by token, masked by a grammar when tools or a JSON response format ask for
- * one -> stream text -> parse tool calls. Everything from the evaluation of the prompt to the
- * streamed text is the generation loop that `llmos generate` uses too (gen/generate.h).
+ * One object holds the model, its tokenizer, its chat template, a thread pool and a batcher
+ * (batcher.h): up to max_seqs chats run at once, from as many threads, each in a sequence
+ * with a KV cache of its own, and their tokens are evaluated together, one forward pass per
+ * step (continuous batching). A chat request goes: messages -> prompt ids
+ * (local_chat_tokenize, below) -> a sequence: the one of the request's cache scope that
+ * shares the longest prefix with the prompt (so the second turn of a conversation costs only
+ * its new tokens), else a fresh one -> sample token by token, masked by a grammar when tools
+ * or a JSON response format ask for one -> stream text -> parse tool calls. Everything from
+ * the evaluation of the prompt to the streamed text is the generation loop that `llmos
+ * generate` uses too (gen/generate.h), with the batcher as its evaluator.
  *
  * The control-token guarantee. A rendered chat template is one string in which the template's
  * own framing ("<|im_start|>user\n") and the messages' text are mixed. Tokenizing it with
@@ -44,11 +47,14 @@
 #include <assert.h>
 #include <ctype.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 
+#include "infer/backend/batcher.h"
 #include "infer/gen/generate.h"
 #include "llmos/backend.h"
 #include "llmos/chat.h"
@@ -453,41 +459,15 @@ typedef struct local_backend {
     llmos_model *model;
     tokenizer *tok;
     llmos_pool *pool;
-    llmos_model_ctx *ctx;
+    local_batcher *batcher; /* every chat's sequence and forward pass (batcher.h) */
+    uint32_t n_ctx, max_seqs;
     char *tmpl;
     char *name;
     toolcall_family family;
-    grammar_vocab *gv; /* built on the first constrained request */
-    int32_t *seq;      /* the tokens the KV cache holds, model_ctx_pos(ctx) of them */
-    size_t seq_cap;
-    float *scratch; /* n_vocab logits to mask */
-    bool borrowed;  /* a fork: model and tokenizer are its parent's */
+    pthread_mutex_t gv_mu;
+    grammar_vocab *gv; /* built on the first constrained request, under gv_mu */
+    bool borrowed;     /* a fork: model and tokenizer are its parent's */
 } local_backend;
-
-/* Evaluate ids[0..n) after what the cache holds and remember them (the generation loop's
- * gen_eval_fn). After a failure the cache is emptied: it may no longer match lb->seq. */
-static llmos_err lb_eval(void *user, const int32_t *ids, size_t n, const float **logits)
-{
-    local_backend *lb = user;
-    size_t pos = model_ctx_pos(lb->ctx);
-    if (pos + n > lb->seq_cap) {
-        size_t cap = lb->seq_cap ? lb->seq_cap : 1024;
-        while (cap < pos + n)
-            cap *= 2;
-        int32_t *nv = realloc(lb->seq, cap * sizeof *nv);
-        if (!nv)
-            return llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
-        lb->seq = nv;
-        lb->seq_cap = cap;
-    }
-    llmos_err err = model_eval(lb->ctx, ids, n, logits);
-    if (err) {
-        model_ctx_truncate(lb->ctx, 0);
-        return err;
-    }
-    memcpy(lb->seq + pos, ids, n * sizeof *ids);
-    return LLMOS_OK;
-}
 
 /* Which tool-call format the model's template speaks. */
 static toolcall_family lb_family(const char *tmpl)
@@ -547,7 +527,11 @@ static llmos_err lb_grammar_for(local_backend *lb, const llm_request *req, bool 
     }
     if (!err && g.len > 0) {
         err = grammar_parse(g.data, g.len, start, out);
-        if (!err && !lb->gv && (err = grammar_vocab_new(lb->tok, &lb->gv))) {
+        pthread_mutex_lock(&lb->gv_mu);
+        if (!err && !lb->gv)
+            err = grammar_vocab_new(lb->tok, &lb->gv);
+        pthread_mutex_unlock(&lb->gv_mu);
+        if (err) {
             grammar_free(*out);
             *out = NULL;
         }
@@ -674,8 +658,13 @@ static llmos_err lb_chat(llm_backend *b, const llm_request *req, llm_stream_fn s
     grammar *gr = NULL;
     bool tools_on = false;
     gen_loop g = {0};
+    local_seq *seq = NULL;
     llmos_err err;
 
+    if (!lb->batcher) /* an encoder (BGE, MiniLM) embeds but does not generate */
+        return llmos_fail(LLMOS_ERR_UNSUPPORTED,
+                          "local backend: %s is an embedding model; it cannot chat or complete",
+                          lb->name);
     if (req->prompt)
         err = tok_encode(lb->tok, req->prompt, strlen(req->prompt), TOK_ADD_SPECIAL, &prompt,
                          &n_prompt);
@@ -690,7 +679,7 @@ static llmos_err lb_chat(llm_backend *b, const llm_request *req, llm_stream_fn s
         err = llmos_fail(LLMOS_ERR_INVALID, "local backend: the prompt gives no tokens");
         goto done;
     }
-    size_t n_ctx = model_ctx_size(lb->ctx);
+    size_t n_ctx = lb->n_ctx;
     if (n_prompt >= n_ctx) {
         err = llmos_fail(LLMOS_ERR_CONTEXT,
                          "local backend: the prompt has %zu tokens but the context holds %zu; "
@@ -701,14 +690,22 @@ static llmos_err lb_chat(llm_backend *b, const llm_request *req, llm_stream_fn s
     if (!req->prompt && (err = lb_grammar_for(lb, req, &tools_on, &gr)))
         goto done;
 
-    /* Keep the part of the KV cache this prompt shares; always evaluate at least one token so
-     * that there are logits to sample from. */
-    size_t have = model_ctx_pos(lb->ctx), common = 0;
-    while (common < have && common < n_prompt && lb->seq[common] == prompt[common])
-        common++;
-    if (common == n_prompt)
-        common--;
-    model_ctx_truncate(lb->ctx, common);
+    /* A sequence (KV cache) for this chat: the one of its scope that shares the longest
+     * prefix with the prompt, so that only the rest is evaluated. Without a scope nothing is
+     * shared, except that a backend of one sequence keeps its one conversation as before. */
+    const char *scope = req->cache_scope ? req->cache_scope : lb->max_seqs == 1 ? "" : NULL;
+    size_t common = 0;
+    err = local_batcher_admit(lb->batcher, scope, prompt, n_prompt, req->cancel, &seq, &common);
+    if (err == LLMOS_ERR_CANCELLED && req->cancel && atomic_load(req->cancel)) {
+        llmos_err_clear(); /* cancelled before its turn: an empty answer */
+        resp->prompt_tokens = (uint32_t)n_prompt;
+        resp->finish_reason = "cancelled";
+        resp->content = strdup("");
+        err = resp->content ? LLMOS_OK : llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    if (err)
+        goto done;
     LOG_DEBUG(LOCAL_LOG, "prompt %zu tokens, %zu reused from the KV cache", n_prompt, common);
 
     /* With tools the reply is parsed at the end, so special tokens are kept in the text, and
@@ -720,22 +717,24 @@ static llmos_err lb_chat(llm_backend *b, const llm_request *req, llm_stream_fn s
     gp.stop_strings = req->stop;
     gp.n_stop_strings = req->n_stop;
     lb_stream st = {.fn = stream, .ctx = stream_ctx};
-    g = (gen_loop){.ctx = lb->ctx,
+    g = (gen_loop){.ctx = local_seq_ctx(seq),
                    .tok = lb->tok,
                    .p = &gp,
                    .gr = gr,
                    .gv = lb->gv,
-                   .scratch = lb->scratch,
+                   .scratch = local_seq_scratch(seq),
                    .cancel = req->cancel,
                    .tool_calls = tools_on,
                    .family = lb->family,
-                   .eval = lb_eval,
-                   .eval_user = lb,
+                   .eval = local_batcher_eval,
+                   .eval_user = seq,
+                   .prompt_chunk = GEN_PROMPT_CHUNK,
                    .emit = lb_emit,
                    .user = &st};
     if ((err = gen_loop_run(&g, prompt, n_prompt, common)))
         goto done;
     resp->prompt_tokens = (uint32_t)n_prompt;
+    resp->cached_tokens = (uint32_t)common;
     resp->prompt_seconds = g.st.prompt_seconds;
     resp->completion_tokens = (uint32_t)g.st.n_generated;
     resp->gen_seconds = g.st.gen_seconds;
@@ -754,6 +753,7 @@ static llmos_err lb_chat(llm_backend *b, const llm_request *req, llm_stream_fn s
     if (!resp->content)
         err = llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
 done:
+    local_batcher_release(lb->batcher, seq, !err);
     if (err)
         llm_response_free(resp);
     buf_free(&g.text);
@@ -786,9 +786,29 @@ static llmos_err lb_count_prompt(llm_backend *b, const json_t *messages, const j
 
 /* ---- embeddings (see model/embed.c) ---------------------------------------------------------- */
 
+typedef struct lb_embed_job {
+    local_backend *lb;
+    const int32_t *ids;
+    size_t n;
+    float *out;
+    size_t dim;
+    llmos_err err;
+} lb_embed_job;
+
+static void lb_embed_run(void *user)
+{
+    lb_embed_job *j = user;
+    model_ctx_params cp = model_ctx_default_params();
+    cp.n_batch = 256;
+    cp.pool = j->lb->pool;
+    j->err = model_embed(j->lb->model, &cp, j->ids, j->n, j->out, j->dim);
+}
+
 /* The text as plain text (special-token parsing off, BOS as the tokenizer says), truncated to
  * the backend's context with a warning, embedded by model_embed in a context of its own (the
  * chat's KV cache is left as it was). */
+static size_t lb_context_size(llm_backend *b);
+
 static llmos_err lb_embed(llm_backend *b, const char *text, size_t len, float **vec, size_t *dim)
 {
     local_backend *lb = (local_backend *)b;
@@ -799,19 +819,22 @@ static llmos_err lb_embed(llm_backend *b, const char *text, size_t len, float **
     llmos_err err = tok_encode(lb->tok, text, len, TOK_ADD_SPECIAL, &ids, &n);
     if (err)
         return llmos_fail_context(err, "local backend embed: ");
-    if (tok_adds_eos(lb->tok) && n > 0 && ids[n - 1] == tok_eos(lb->tok))
+    bool encoder = model_hparams_of(lb->model)->encoder;
+    if (!encoder && tok_adds_eos(lb->tok) && n > 0 && ids[n - 1] == tok_eos(lb->tok))
         n--; /* only BOS is wanted: an appended EOS is not part of the text */
     if (n == 0) {
         free(ids);
         return llmos_fail(LLMOS_ERR_INVALID, "local backend embed: the text gives no tokens to "
                                              "embed (pass a non-empty text)");
     }
-    size_t limit = model_ctx_size(lb->ctx);
+    size_t limit = lb->n_ctx;
     if (n > limit) {
         LOG_WARN(LOCAL_LOG,
                  "embed: the text is %zu tokens, more than the context of %zu; only the first "
                  "%zu are embedded",
                  n, limit, limit);
+        if (encoder && tok_adds_eos(lb->tok))
+            ids[limit - 1] = tok_eos(lb->tok); /* BERT reads [CLS] text [SEP] */
         n = limit;
     }
     size_t d = model_hparams_of(lb->model)->n_embd;
@@ -820,10 +843,9 @@ static llmos_err lb_embed(llm_backend *b, const char *text, size_t len, float **
         free(ids);
         return llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
     }
-    model_ctx_params cp = model_ctx_default_params();
-    cp.n_batch = 256;
-    cp.pool = lb->pool;
-    err = model_embed(lb->model, &cp, ids, n, v, d);
+    lb_embed_job job = {.lb = lb, .ids = ids, .n = n, .out = v, .dim = d};
+    local_batcher_exclusive(lb->batcher, lb_embed_run, &job); /* the pool is the chats' too */
+    err = job.err;
     free(ids);
     if (err) {
         free(v);
@@ -838,7 +860,46 @@ static llmos_err lb_embed(llm_backend *b, const char *text, size_t len, float **
 
 static size_t lb_context_size(llm_backend *b)
 {
-    return model_ctx_size(((local_backend *)b)->ctx);
+    return ((local_backend *)b)->n_ctx;
+}
+
+static size_t lb_max_concurrent(llm_backend *b)
+{
+    return ((local_backend *)b)->max_seqs;
+}
+
+static llmos_err lb_kv_save(llm_backend *b, const char *scope, llmos_buf *out)
+{
+    return local_batcher_save(((local_backend *)b)->batcher, scope, out);
+}
+
+static llmos_err lb_kv_restore(llm_backend *b, const char *scope, const void *data, size_t len)
+{
+    return local_batcher_restore(((local_backend *)b)->batcher, scope, data, len);
+}
+
+static size_t lb_kv_forget(llm_backend *b, const char *scope)
+{
+    return local_batcher_forget(((local_backend *)b)->batcher, scope);
+}
+
+static llmos_err lb_stats(llm_backend *b, llm_stats *st)
+{
+    local_batcher_stats bs;
+    local_batcher_get_stats(((local_backend *)b)->batcher, &bs);
+    *st = (llm_stats){.steps = bs.steps,
+                      .tokens = bs.tokens,
+                      .cached_tokens = bs.cached_tokens,
+                      .swaps_out = bs.swaps_out,
+                      .swaps_in = bs.swaps_in,
+                      .running = bs.running,
+                      .waiting = bs.waiting,
+                      .last_batch = bs.last_batch,
+                      .kept = bs.kept,
+                      .swapped = bs.swapped,
+                      .kv_used = bs.kv_used,
+                      .kv_budget = bs.kv_budget};
+    return LLMOS_OK;
 }
 
 static const char *lb_model_name(llm_backend *b)
@@ -852,16 +913,15 @@ static void lb_free(llm_backend *b)
     if (!lb)
         return;
     grammar_vocab_free(lb->gv);
-    model_ctx_free(lb->ctx);
+    local_batcher_free(lb->batcher);
     pool_free(lb->pool);
+    pthread_mutex_destroy(&lb->gv_mu);
     if (!lb->borrowed) {
         tok_free(lb->tok);
         model_free(lb->model);
     }
     free(lb->tmpl);
     free(lb->name);
-    free(lb->seq);
-    free(lb->scratch);
     free(lb);
 }
 
@@ -874,7 +934,34 @@ static const llm_backend_ops local_ops = {
     .model_name = lb_model_name,
     .free = lb_free,
     .count_prompt = lb_count_prompt,
+    .max_concurrent = lb_max_concurrent,
+    .stats = lb_stats,
+    .kv_save = lb_kv_save,
+    .kv_restore = lb_kv_restore,
+    .kv_forget = lb_kv_forget,
 };
+
+/* The batcher of a backend over `lb->model`, sized by p (see local_backend_params). */
+static llmos_err lb_start(local_backend *lb, const local_backend_params *p)
+{
+    lb->max_seqs = p->max_seqs ? p->max_seqs : 1;
+    uint32_t n_batch = p->n_batch ? p->n_batch : 256;
+    if (n_batch < lb->max_seqs)
+        n_batch = lb->max_seqs;
+    if (n_batch > lb->n_ctx * lb->max_seqs)
+        n_batch = lb->n_ctx * lb->max_seqs;
+    local_batcher_params bp = {
+        .model = lb->model,
+        .pool = lb->pool,
+        .n_ctx = lb->n_ctx,
+        .n_batch = n_batch,
+        .max_seqs = lb->max_seqs,
+        .kv_mem = p->kv_mem ? p->kv_mem
+                            : lb->max_seqs * model_kv_bytes(lb->model, lb->n_ctx, GGML_TYPE_F32),
+        .kv_type = GGML_TYPE_F32,
+    };
+    return local_batcher_new(&bp, &lb->batcher);
+}
 
 local_backend_params local_backend_default_params(void)
 {
@@ -892,6 +979,7 @@ llmos_err local_backend_open(const char *model_path, const local_backend_params 
     if (!lb)
         return llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
     lb->base.ops = &local_ops;
+    pthread_mutex_init(&lb->gv_mu, NULL);
     llmos_err err = model_load(model_path, &lb->model);
     if (!err)
         err = tok_load_gguf(model_gguf(lb->model), model_path, &lb->tok);
@@ -914,23 +1002,26 @@ llmos_err local_backend_open(const char *model_path, const local_backend_params 
         name = slash ? slash + 1 : model_path;
     }
     lb->name = strdup(name);
-    lb->scratch = malloc((size_t)hp->n_vocab * sizeof *lb->scratch);
-    if (!lb->tmpl || !lb->name || !lb->scratch) {
+    if (!lb->tmpl || !lb->name) {
         err = llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
         goto fail;
     }
     lb->family = lb_family(lb->tmpl);
     if ((err = pool_new(p->n_threads, &lb->pool)))
         goto fail;
-    model_ctx_params cp = model_ctx_default_params();
     uint32_t n_ctx = p->n_ctx ? p->n_ctx : hp->n_ctx_train;
     if (!p->n_ctx && n_ctx > LOCAL_MAX_CTX)
         n_ctx = LOCAL_MAX_CTX;
-    cp.n_ctx = n_ctx;
-    cp.n_batch = 256;
-    cp.pool = lb->pool;
-    if ((err = model_ctx_new(lb->model, &cp, &lb->ctx)))
+    if (n_ctx > hp->n_ctx_train) {
+        err = llmos_fail(LLMOS_ERR_LIMIT,
+                         "context of %u positions asked for, but the model's context length "
+                         "(%s.context_length) is %u",
+                         n_ctx, hp->arch_name, hp->n_ctx_train);
         goto fail;
+    }
+    lb->n_ctx = n_ctx;
+    if (!hp->encoder && (err = lb_start(lb, p)))
+        goto fail; /* (an encoder has no KV cache: it only embeds) */
     *out = &lb->base;
     return LLMOS_OK;
 fail:
@@ -954,18 +1045,17 @@ llmos_err local_backend_fork(llm_backend *parent, llm_backend **out)
     lb->family = pb->family;
     lb->tmpl = strdup(pb->tmpl);
     lb->name = strdup(pb->name);
-    lb->scratch = malloc((size_t)model_hparams_of(lb->model)->n_vocab * sizeof *lb->scratch);
+    pthread_mutex_init(&lb->gv_mu, NULL);
     llmos_err err = LLMOS_OK;
-    if (!lb->tmpl || !lb->name || !lb->scratch)
+    if (!lb->tmpl || !lb->name)
         err = llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
     if (!err)
         err = pool_new(pool_threads(pb->pool), &lb->pool);
-    if (!err) {
-        model_ctx_params cp = model_ctx_default_params();
-        cp.n_ctx = (uint32_t)model_ctx_size(pb->ctx);
-        cp.n_batch = 256;
-        cp.pool = lb->pool;
-        err = model_ctx_new(lb->model, &cp, &lb->ctx);
+    lb->n_ctx = pb->n_ctx;
+    if (!err && pb->batcher) { /* one sequence of the parent's context: a fork is one
+                                  conversation; an encoder's fork only embeds */
+        local_backend_params fp = {.max_seqs = 1};
+        err = lb_start(lb, &fp);
     }
     if (err) {
         lb_free(&lb->base);

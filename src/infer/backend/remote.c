@@ -49,6 +49,9 @@ typedef struct remote_backend {
     char *auth_header; /* "Authorization: Bearer ..." or NULL */
     char *ca_file;     /* the only authority an https:// server's certificate may chain to */
     remote_backend_params p;
+    pthread_mutex_t mu; /* chats in flight, at most p.max_concurrent */
+    pthread_cond_t cv;
+    size_t in_flight;
 } remote_backend;
 
 static pthread_once_t rm_once = PTHREAD_ONCE_INIT;
@@ -628,8 +631,35 @@ static llmos_err rm_finish(rm_xfer *x, const char *where, llm_response *resp)
     return err;
 }
 
+static llmos_err rm_chat_one(llm_backend *b, const llm_request *req, llm_stream_fn stream,
+                             void *stream_ctx, llm_response *resp);
+
+/* A chat when fewer than max_concurrent are in flight; else wait for one to end. Each chat is
+ * a transfer of its own, so they run side by side. */
 static llmos_err rm_chat(llm_backend *b, const llm_request *req, llm_stream_fn stream,
                          void *stream_ctx, llm_response *resp)
+{
+    remote_backend *rb = (remote_backend *)b;
+    pthread_mutex_lock(&rb->mu);
+    while (rb->in_flight >= rb->p.max_concurrent)
+        pthread_cond_wait(&rb->cv, &rb->mu);
+    rb->in_flight++;
+    pthread_mutex_unlock(&rb->mu);
+    llmos_err err = rm_chat_one(b, req, stream, stream_ctx, resp);
+    pthread_mutex_lock(&rb->mu);
+    rb->in_flight--;
+    pthread_cond_signal(&rb->cv);
+    pthread_mutex_unlock(&rb->mu);
+    return err;
+}
+
+static size_t rm_max_concurrent(llm_backend *b)
+{
+    return ((remote_backend *)b)->p.max_concurrent;
+}
+
+static llmos_err rm_chat_one(llm_backend *b, const llm_request *req, llm_stream_fn stream,
+                             void *stream_ctx, llm_response *resp)
 {
     remote_backend *rb = (remote_backend *)b;
     const char *path = req->prompt ? "/completions" : "/chat/completions";
@@ -748,6 +778,8 @@ static void rm_free(llm_backend *b)
         llmos_secure_zero(rb->auth_header, strlen(rb->auth_header));
         free(rb->auth_header);
     }
+    pthread_cond_destroy(&rb->cv);
+    pthread_mutex_destroy(&rb->mu);
     free(rb);
 }
 
@@ -759,12 +791,14 @@ static const llm_backend_ops remote_ops = {
     .context_size = rm_context_size,
     .model_name = rm_model_name,
     .free = rm_free,
+    .max_concurrent = rm_max_concurrent,
 };
 
 remote_backend_params remote_backend_default_params(void)
 {
     return (remote_backend_params){
-        .timeout_s = 600, .connect_timeout_s = 10, .max_retries = 3, .context_size = 8192};
+        .timeout_s = 600, .connect_timeout_s = 10, .max_retries = 3, .context_size = 8192,
+        .max_concurrent = 4};
 }
 
 /* GET /models and check that `model` is among data[].id. A server without the endpoint (404)
@@ -837,7 +871,11 @@ llmos_err remote_backend_open(const char *base_url, const char *model,
     if (!rb)
         return llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
     rb->base.ops = &remote_ops;
+    pthread_mutex_init(&rb->mu, NULL);
+    pthread_cond_init(&rb->cv, NULL);
     rb->p = p ? *p : remote_backend_default_params();
+    if (rb->p.max_concurrent == 0)
+        rb->p.max_concurrent = 4;
     if (rb->p.timeout_s <= 0)
         rb->p.timeout_s = 600;
     if (rb->p.connect_timeout_s <= 0)

@@ -77,9 +77,22 @@ static bool is_stop_token(const gen_params *p, int32_t id)
     return false;
 }
 
-static llmos_err gen_eval(gen_loop *g, const int32_t *ids, size_t n, const float **logits)
+/* Evaluate through g->eval or model_eval. An evaluation that gave up because the cancel
+ * flag was set (a batched one, handed over and withdrawn) is the stop GEN_STOP_CANCELLED:
+ * *stopped is set and LLMOS_OK returned. */
+static llmos_err gen_eval(gen_loop *g, const int32_t *ids, size_t n, const float **logits,
+                          bool *stopped)
 {
-    return g->eval ? g->eval(g->eval_user, ids, n, logits) : model_eval(g->ctx, ids, n, logits);
+    llmos_err err =
+        g->eval ? g->eval(g->eval_user, ids, n, logits) : model_eval(g->ctx, ids, n, logits);
+    *stopped = false;
+    if (err == LLMOS_ERR_CANCELLED && g->cancel && atomic_load(g->cancel)) {
+        llmos_err_clear();
+        g->st.stop = GEN_STOP_CANCELLED;
+        *stopped = true;
+        return LLMOS_OK;
+    }
+    return err;
 }
 
 /* Sample the next token from logits, through the grammar's mask when there is one, and put
@@ -152,14 +165,15 @@ llmos_err gen_loop_run(gen_loop *g, const int32_t *prompt, size_t n_prompt, size
     double t0 = llmos_time_now();
     /* With a cancel flag the prompt is evaluated GEN_PROMPT_CHUNK tokens at a time, so that a
      * cancel (a kill) reaches a long prompt too; the KV cache keeps what was evaluated. */
-    size_t chunk = g->cancel ? GEN_PROMPT_CHUNK : n_prompt;
+    size_t chunk = !g->cancel ? n_prompt : g->prompt_chunk ? g->prompt_chunk : GEN_PROMPT_CHUNK;
+    bool stopped = false;
     for (size_t at = n_cached; at < n_prompt;) {
         if (g->cancel && atomic_load(g->cancel)) {
             g->st.stop = GEN_STOP_CANCELLED;
             goto done;
         }
         size_t k = n_prompt - at < chunk ? n_prompt - at : chunk;
-        if ((err = gen_eval(g, prompt + at, k, &logits)))
+        if ((err = gen_eval(g, prompt + at, k, &logits, &stopped)) || stopped)
             goto done;
         at += k;
     }
@@ -225,8 +239,10 @@ llmos_err gen_loop_run(gen_loop *g, const int32_t *prompt, size_t n_prompt, size
             g->st.stop = GEN_STOP_CONTEXT;
             break;
         }
-        if ((err = gen_eval(g, &id, 1, &logits)))
+        if ((err = gen_eval(g, &id, 1, &logits, &stopped)))
             goto done;
+        if (stopped)
+            break;
     }
     g->st.gen_seconds = llmos_time_now() - t0;
 

@@ -41,8 +41,10 @@ typedef struct gen_loop {
                                   call is emitted (toolcall_answer_span); what is held back at
                                   the end is left to the caller, who parses the reply */
     toolcall_family family;
-    gen_eval_fn eval; /* NULL: model_eval on ctx */
+    gen_eval_fn eval; /* NULL: model_eval on ctx; LLMOS_ERR_CANCELLED from it while the
+                         cancel flag is set is a cancel, not an error */
     void *eval_user;
+    size_t prompt_chunk; /* with a cancel flag: prompt tokens per eval; 0 = GEN_PROMPT_CHUNK */
     gen_emit_fn emit; /* gets text as gen_run's callback does */
     void *user;
 

@@ -1,5 +1,6 @@
 /*
- * embed.c - text embeddings from the decoder model: mean-pooled final hidden states.
+ * embed.c - text embeddings: an encoder's own pooling (bert.c), or from a decoder model
+ * mean-pooled final hidden states.
  *
  * model_embed runs the tokens through the model in a context of its own, batch by batch, and
  * after each forward pass reads the final hidden state of every token of the batch after the
@@ -14,6 +15,7 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "infer/model/arch.h"
 #include "llmos/infer.h"
 
 llmos_err model_embed(const llmos_model *m, const model_ctx_params *p, const int32_t *tokens,
@@ -32,6 +34,15 @@ llmos_err model_embed(const llmos_model *m, const model_ctx_params *p, const int
                           "model_embed: %zu tokens exceed the model's context length of %u "
                           "(truncate the text first)",
                           n, hp->n_ctx_train);
+    for (size_t i = 0; i < n; i++)
+        if (tokens[i] < 0 || (uint32_t)tokens[i] >= hp->n_vocab)
+            return llmos_fail(LLMOS_ERR_INVALID,
+                              "model_embed: token %zu has id %d, outside the vocabulary of %u",
+                              i, (int)tokens[i], hp->n_vocab);
+    if (hp->encoder) { /* an embedding model: its own forward pass and pooling (bert.c) */
+        size_t start[2] = {0, n};
+        return bert_embed(model_bert(m), p, tokens, start, 1, out);
+    }
 
     model_ctx_params cp = p ? *p : model_ctx_default_params();
     cp.n_ctx = (uint32_t)n;
@@ -81,4 +92,38 @@ done:
     free(sum);
     model_ctx_free(c);
     return err;
+}
+
+llmos_err model_embed_batch(const llmos_model *m, const model_ctx_params *p, const int32_t *tokens,
+                            const size_t *start, size_t n_texts, float *out, size_t dim)
+{
+    const model_hparams *hp = model_hparams_of(m);
+    if (n_texts == 0 || start[0] != 0)
+        return llmos_fail(LLMOS_ERR_INVALID,
+                          "model_embed_batch: no texts, or start[0] is not 0");
+    for (size_t i = 0; i < n_texts; i++) {
+        if (start[i + 1] <= start[i])
+            return llmos_fail(LLMOS_ERR_INVALID, "model_embed_batch: text %zu has no tokens", i);
+        if (start[i + 1] - start[i] > hp->n_ctx_train)
+            return llmos_fail(LLMOS_ERR_LIMIT,
+                              "model_embed_batch: text %zu has %zu tokens, more than the "
+                              "model's context length of %u (truncate it first)",
+                              i, start[i + 1] - start[i], hp->n_ctx_train);
+    }
+    if (!hp->encoder || dim != hp->n_embd) {
+        for (size_t i = 0; i < n_texts; i++) {
+            llmos_err err = model_embed(m, p, tokens + start[i], start[i + 1] - start[i],
+                                        out + i * dim, dim);
+            if (err)
+                return llmos_fail_context(err, "text %zu: ", i);
+        }
+        return LLMOS_OK;
+    }
+    for (size_t t = start[0]; t < start[n_texts]; t++)
+        if (tokens[t] < 0 || (uint32_t)tokens[t] >= hp->n_vocab)
+            return llmos_fail(LLMOS_ERR_INVALID,
+                              "model_embed_batch: token %zu has id %d, outside the vocabulary "
+                              "of %u",
+                              t, (int)tokens[t], hp->n_vocab);
+    return bert_embed(model_bert(m), p, tokens, start, n_texts, out);
 }

@@ -145,6 +145,48 @@ llmos_err model_kv_parse(const uint8_t *data, size_t len, model_kv_header *h)
     return LLMOS_OK;
 }
 
+llmos_err model_kv_check(const llmos_model *m, const model_kv_header *h, ggml_type kv_type,
+                         size_t n_ctx)
+{
+    const model_hparams *hp = model_hparams_of(m);
+    if (memcmp(h->digest, model_digest(m), MODEL_DIGEST_BYTES) != 0) {
+        char theirs[2 * MODEL_DIGEST_BYTES + 1], ours[2 * MODEL_DIGEST_BYTES + 1];
+        llmos_hex_encode(theirs, sizeof theirs, h->digest, 8);
+        llmos_hex_encode(ours, sizeof ours, model_digest(m), 8);
+        return llmos_fail(LLMOS_ERR_INVALID,
+                          "KV snapshot: made by another model (digest %s..., this model is "
+                          "%s...); a cache is only valid for the model that computed it",
+                          theirs, ours);
+    }
+    if (h->n_layer != hp->n_layer || h->n_head_kv != hp->n_head_kv ||
+        h->head_dim != hp->head_dim || h->kv_type != kv_type)
+        return llmos_fail(LLMOS_ERR_INVALID,
+                          "KV snapshot: %" PRIu32 " layers x %" PRIu32 " heads x %" PRIu32
+                          " in %s, this context holds %u x %u x %u in %s",
+                          h->n_layer, h->n_head_kv, h->head_dim, quant_type_name(h->kv_type),
+                          hp->n_layer, hp->n_head_kv, hp->head_dim, quant_type_name(kv_type));
+    if (h->n_pos > n_ctx)
+        return llmos_fail(LLMOS_ERR_CONTEXT,
+                          "KV snapshot: %" PRIu64 " positions, the context holds %zu", h->n_pos,
+                          n_ctx);
+    return LLMOS_OK;
+}
+
+llmos_err model_kv_tokens(const llmos_model *m, const uint8_t *data, const model_kv_header *h,
+                          int32_t *out)
+{
+    uint32_t n_vocab = model_hparams_of(m)->n_vocab;
+    for (size_t i = 0; i < h->n_tokens; i++) {
+        out[i] = (int32_t)get32(data + KV_HEADER_BYTES + 4 * i);
+        if (out[i] < 0 || (uint32_t)out[i] >= n_vocab)
+            return llmos_fail(LLMOS_ERR_FORMAT,
+                              "KV snapshot: token %zu has id %" PRId32
+                              ", outside the vocabulary of %u",
+                              i, out[i], n_vocab);
+    }
+    return LLMOS_OK;
+}
+
 llmos_err model_kv_restore(llmos_model_ctx *c, const uint8_t *data, size_t len, int32_t **tokens,
                            size_t *n_tokens)
 {
@@ -158,41 +200,16 @@ llmos_err model_kv_restore(llmos_model_ctx *c, const uint8_t *data, size_t len, 
         return err;
     const llmos_model *m = model_ctx_model(c);
     const model_hparams *hp = model_hparams_of(m);
-    if (memcmp(h.digest, model_digest(m), MODEL_DIGEST_BYTES) != 0) {
-        char theirs[2 * MODEL_DIGEST_BYTES + 1], ours[2 * MODEL_DIGEST_BYTES + 1];
-        llmos_hex_encode(theirs, sizeof theirs, h.digest, 8);
-        llmos_hex_encode(ours, sizeof ours, model_digest(m), 8);
-        return llmos_fail(LLMOS_ERR_INVALID,
-                          "KV snapshot: made by another model (digest %s..., this model is "
-                          "%s...); a cache is only valid for the model that computed it",
-                          theirs, ours);
-    }
-    if (h.n_layer != hp->n_layer || h.n_head_kv != hp->n_head_kv || h.head_dim != hp->head_dim ||
-        h.kv_type != model_ctx_kv_type(c))
-        return llmos_fail(LLMOS_ERR_INVALID,
-                          "KV snapshot: %" PRIu32 " layers x %" PRIu32 " heads x %" PRIu32
-                          " in %s, this context holds %u x %u x %u in %s",
-                          h.n_layer, h.n_head_kv, h.head_dim, quant_type_name(h.kv_type),
-                          hp->n_layer, hp->n_head_kv, hp->head_dim,
-                          quant_type_name(model_ctx_kv_type(c)));
-    if (h.n_pos > model_ctx_size(c))
-        return llmos_fail(LLMOS_ERR_CONTEXT,
-                          "KV snapshot: %" PRIu64 " positions, the context holds %zu",
-                          h.n_pos, model_ctx_size(c));
+    if ((err = model_kv_check(m, &h, model_ctx_kv_type(c), model_ctx_size(c))))
+        return err;
     int32_t *ids = NULL;
     if (tokens && h.n_tokens) {
         ids = malloc((size_t)h.n_tokens * sizeof *ids);
         if (!ids)
             return llmos_fail(LLMOS_ERR_NOMEM, "out of memory restoring a KV snapshot");
-        for (size_t i = 0; i < h.n_tokens; i++) {
-            ids[i] = (int32_t)get32(data + KV_HEADER_BYTES + 4 * i);
-            if (ids[i] < 0 || (uint32_t)ids[i] >= hp->n_vocab) {
-                free(ids);
-                return llmos_fail(LLMOS_ERR_FORMAT,
-                                  "KV snapshot: token %zu has id %" PRId32
-                                  ", outside the vocabulary of %u",
-                                  i, ids[i], hp->n_vocab);
-            }
+        if ((err = model_kv_tokens(m, data, &h, ids))) {
+            free(ids);
+            return err;
         }
     }
     size_t row = model_ctx_kv_row_bytes(c), n_pos = (size_t)h.n_pos;

@@ -26,22 +26,19 @@
 
 #include <sodium.h>
 
+#include "infer/model/arch.h"
 #include "infer/model/kv.h"
 #include "infer/model/ops.h"
 #include "llmos/infer.h"
 
 /* ---- the model --------------------------------------------------------------------------- */
 
-typedef struct layer {
-    float *attn_norm, *ffn_norm;           /* [n_embd] */
-    ops_matrix wq, wk, wv, wo;             /* attention projections */
-    float *bq, *bk, *bv;                   /* qwen2 biases, else NULL */
-    ops_matrix ffn_gate, ffn_up, ffn_down; /* SwiGLU */
-} layer;
+typedef model_layer layer;
 
 struct llmos_model {
     gguf_file *file;
     model_hparams hp;
+    const model_arch_desc *desc;
     ops_rope_mode rope_mode;
     ops_matrix tok_embd; /* [n_vocab] rows of n_embd */
     ops_matrix output;   /* [n_vocab] rows of n_embd; == tok_embd when tied */
@@ -52,6 +49,15 @@ struct llmos_model {
     void *weights; /* huge-page arena holding every matmul weight (see place_weights) */
     size_t weights_size;
     uint8_t digest[32]; /* the model's identity (model_digest) */
+
+    /* the options of the forward pass that vary by architecture (arch.h) */
+    float embd_scale;       /* token embeddings are multiplied by this (1, or sqrt(n_embd)) */
+    float attn_scale;       /* of q . k: 1 / sqrt(head_dim) unless the architecture says */
+    model_rope rope_global; /* frequencies of the global layers */
+    model_rope rope_local;  /* of the sliding-window layers (Gemma 3 has its own base) */
+    model_rope rope_long;   /* LongRoPE (phi3): used when a context exceeds n_ctx_orig */
+    uint32_t n_ctx_orig;
+    bert_model *bert; /* encoders: the whole model (bert.c) */
 };
 
 /* Reading helpers: each names the tensor or key and what was expected on failure. */
@@ -129,20 +135,18 @@ static llmos_err load_hparams(llmos_model *m)
     if (!arch)
         return llmos_fail(LLMOS_ERR_FORMAT, "%s: key 'general.architecture' is missing",
                           gguf_name(f));
-    if (strcmp(arch, "llama") == 0) {
-        hp->arch = MODEL_ARCH_LLAMA;
-        hp->arch_name = "llama";
-        m->rope_mode = OPS_ROPE_NORM;
-    } else if (strcmp(arch, "qwen2") == 0) {
-        hp->arch = MODEL_ARCH_QWEN2;
-        hp->arch_name = "qwen2";
-        m->rope_mode = OPS_ROPE_NEOX;
-    } else {
+    const model_arch_desc *desc = arch_find(arch);
+    if (!desc)
         return llmos_fail(LLMOS_ERR_UNSUPPORTED,
-                          "%s: architecture '%s' is not supported (llmos runs 'llama' and "
-                          "'qwen2' models)",
-                          gguf_name(f), arch);
-    }
+                          "%s: architecture '%.40s' is not supported (llmos runs %s)",
+                          gguf_name(f), arch, arch_names());
+    m->desc = desc;
+    hp->arch = desc->arch;
+    hp->arch_name = desc->name;
+    hp->encoder = desc->encoder;
+    m->rope_mode = desc->rope;
+    if (desc->encoder)
+        return LLMOS_OK; /* bert.c reads its own */
     llmos_err err;
     if ((err = arch_u32(f, arch, "block_count", true, 0, &hp->n_layer)) ||
         (err = arch_u32(f, arch, "embedding_length", true, 0, &hp->n_embd)) ||
@@ -167,6 +171,12 @@ static llmos_err load_hparams(llmos_model *m)
     if (hp->head_dim == 0 || hp->head_dim % 2 != 0)
         return llmos_fail(LLMOS_ERR_FORMAT, "%s: head size %u must be even and non-zero",
                           gguf_name(f), hp->head_dim);
+    uint32_t v_len = 0;
+    (void)arch_u32(f, arch, "attention.value_length", false, hp->head_dim, &v_len);
+    if (v_len != hp->head_dim)
+        return llmos_fail(LLMOS_ERR_UNSUPPORTED,
+                          "%s: %s.attention.value_length %u differs from the key length %u",
+                          gguf_name(f), arch, v_len, hp->head_dim);
     (void)arch_u32(f, arch, "rope.dimension_count", false, hp->head_dim, &hp->rope_dim);
     if (hp->rope_dim == 0 || hp->rope_dim % 2 != 0 || hp->rope_dim > hp->head_dim)
         return llmos_fail(LLMOS_ERR_FORMAT,
@@ -177,14 +187,166 @@ static llmos_err load_hparams(llmos_model *m)
     if (!(hp->rope_freq_base > 0) || !(hp->rms_eps >= 0))
         return llmos_fail(LLMOS_ERR_FORMAT, "%s: rope.freq_base %g or rms epsilon %g invalid",
                           gguf_name(f), (double)hp->rope_freq_base, (double)hp->rms_eps);
+
+    /* attention options: sliding window, soft-capping, the scale of q . k */
+    if (desc->swa_pattern) {
+        (void)arch_u32(f, arch, "attention.sliding_window", false, 0, &hp->n_swa);
+        if (hp->n_swa > hp->n_ctx_train)
+            return llmos_fail(LLMOS_ERR_FORMAT,
+                              "%s: %s.attention.sliding_window %u is larger than the context "
+                              "length %u",
+                              gguf_name(f), arch, hp->n_swa, hp->n_ctx_train);
+    }
+    hp->attn_softcap = arch_f32(f, arch, "attn_logit_softcapping", 0.0f);
+    hp->final_softcap = arch_f32(f, arch, "final_logit_softcapping", 0.0f);
+    if (!(hp->attn_softcap >= 0) || !(hp->final_softcap >= 0))
+        return llmos_fail(LLMOS_ERR_FORMAT,
+                          "%s: logit soft-capping %g / %g must be positive (or absent)",
+                          gguf_name(f), (double)hp->attn_softcap, (double)hp->final_softcap);
+    m->attn_scale = 1.0f / sqrtf((float)hp->head_dim);
+    /* Gemma 2 27B (46 layers) and Gemma 3 27B (62 layers) scale queries by the width of a head
+     * of the residual stream instead (query_pre_attn_scalar = n_embd / n_head), as llama.cpp
+     * does for those sizes */
+    if ((desc->arch == MODEL_ARCH_GEMMA2 && hp->n_layer == 46) ||
+        (desc->arch == MODEL_ARCH_GEMMA3 && hp->n_layer == 62))
+        m->attn_scale = 1.0f / sqrtf((float)(hp->n_embd / hp->n_head));
+    m->attn_scale = arch_f32(f, arch, "attention.scale", m->attn_scale);
+    m->embd_scale = desc->embd_scale ? sqrtf((float)hp->n_embd) : 1.0f;
+    return LLMOS_OK;
+}
+
+/* The rotary frequencies base^(-2i/rope_dim) * scale / factor[i] (factor NULL: 1). */
+static llmos_err make_rope(llmos_model *m, model_rope *r, float base, float scale,
+                           const float *factors, float mscale)
+{
+    size_t half = m->hp.rope_dim / 2;
+    r->inv_freq = malloc(half * sizeof *r->inv_freq);
+    if (!r->inv_freq)
+        return llmos_fail(LLMOS_ERR_NOMEM, "out of memory for rope frequencies");
+    for (size_t i = 0; i < half; i++) {
+        /* the same expression as ops_rope, so unscaled models rotate exactly as before */
+        double f = pow((double)base, -2.0 * (double)i / (double)m->hp.rope_dim);
+        if (scale != 1.0f)
+            f *= (double)scale;
+        if (factors)
+            f /= (double)factors[i];
+        r->inv_freq[i] = f;
+    }
+    r->mscale = mscale;
+    return LLMOS_OK;
+}
+
+/* Rope scaling from the metadata and the optional factor tensors (llama.cpp's layout):
+ * <arch>.rope.scaling.type "none" or "linear" (positions divided by rope.scaling.factor);
+ * rope_freqs.weight, frequency divisors per pair (Llama 3.1/3.2, computed by the converter
+ * from rope_scaling {factor, low/high_freq_factor, original_max_position_embeddings});
+ * rope_factors_short/long.weight (Phi-3 LongRoPE) with rope.scaling.attn_factor and
+ * rope.scaling.original_context_length. */
+static llmos_err load_rope(llmos_model *m)
+{
+    const gguf_file *f = m->file;
+    model_hparams *hp = &m->hp;
+    const char *arch = hp->arch_name;
+    char key[128];
+    snprintf(key, sizeof key, "%s.rope.scaling.type", arch);
+    const char *type = gguf_get_str(f, key, "none");
+    float scale = 1.0f;
+    if (strcmp(type, "linear") == 0) {
+        float factor = arch_f32(f, arch, "rope.scaling.factor", 1.0f);
+        if (!(factor >= 1.0f))
+            return llmos_fail(LLMOS_ERR_FORMAT, "%s: %s.rope.scaling.factor %g must be >= 1",
+                              gguf_name(f), arch, (double)factor);
+        scale = 1.0f / factor;
+    } else if (strcmp(type, "none") != 0 && strcmp(type, "longrope") != 0 &&
+               strcmp(type, "llama3") != 0) {
+        return llmos_fail(LLMOS_ERR_UNSUPPORTED,
+                          "%s: %s is '%.20s'; llmos applies linear, llama3 (rope_freqs) and "
+                          "LongRoPE scaling only",
+                          gguf_name(f), key, type);
+    }
+    size_t half = hp->rope_dim / 2;
+    float *freqs = NULL, *f_short = NULL, *f_long = NULL;
+    llmos_err err;
+    if ((err = get_vector(m, "rope_freqs.weight", half, false, &freqs)) ||
+        (err = get_vector(m, "rope_factors_short.weight", half, false, &f_short)) ||
+        (err = get_vector(m, "rope_factors_long.weight", half, false, &f_long)))
+        return err;
+    for (size_t i = 0; i < half; i++)
+        if ((freqs && !(freqs[i] > 0)) || (f_short && !(f_short[i] > 0)) ||
+            (f_long && !(f_long[i] > 0)))
+            return llmos_fail(LLMOS_ERR_FORMAT,
+                              "%s: rope frequency factor %zu is not positive", gguf_name(f), i);
+    float mscale = arch_f32(f, arch, "rope.scaling.attn_factor", 1.0f);
+    if ((err = make_rope(m, &m->rope_global, hp->rope_freq_base, scale,
+                         freqs ? freqs : f_short, mscale)))
+        return err;
+    if (f_long) {
+        (void)arch_u32(f, arch, "rope.scaling.original_context_length", false, hp->n_ctx_train,
+                       &m->n_ctx_orig);
+        if ((err = make_rope(m, &m->rope_long, hp->rope_freq_base, scale, f_long, mscale)))
+            return err;
+    }
+    if (m->desc->swa_pattern && m->desc->swa_rope_base > 0 &&
+        (err = make_rope(m, &m->rope_local, m->desc->swa_rope_base, 1.0f, NULL, 1.0f)))
+        return err;
+    return LLMOS_OK;
+}
+
+static size_t arch_dim_size(const model_hparams *hp, arch_dim d)
+{
+    size_t q = (size_t)hp->n_head * hp->head_dim, kv = (size_t)hp->n_head_kv * hp->head_dim;
+    switch (d) {
+    case ARCH_DIM_NONE: return 1;
+    case ARCH_DIM_EMBD: return hp->n_embd;
+    case ARCH_DIM_Q: return q;
+    case ARCH_DIM_KV: return kv;
+    case ARCH_DIM_QKV: return q + 2 * kv;
+    case ARCH_DIM_FF: return hp->n_ff;
+    case ARCH_DIM_FF2: return 2 * (size_t)hp->n_ff;
+    case ARCH_DIM_HEAD: return hp->head_dim;
+    }
+    return 0;
+}
+
+/* One tensor of a layer as the descriptor says: a vector, a matrix, or a fused matrix split
+ * into row ranges (Q, K, V or gate, up), each part a view of the same rows. */
+static llmos_err load_layer_tensor(llmos_model *m, layer *L, const arch_tensor *at, const char *name)
+{
+    const model_hparams *hp = &m->hp;
+    char *base = (char *)L;
+    size_t n_in = arch_dim_size(hp, at->in);
+    if (at->out == ARCH_DIM_NONE)
+        return get_vector(m, name, n_in, at->required, (float **)(void *)(base + at->field[0]));
+    if (!at->required && !gguf_find_tensor(m->file, name))
+        return LLMOS_OK;
+    ops_matrix whole;
+    llmos_err err = get_matrix(m, name, n_in, arch_dim_size(hp, at->out), &whole);
+    if (err || at->n_parts == 1) {
+        if (!err)
+            *(ops_matrix *)(void *)(base + at->field[0]) = whole;
+        return err;
+    }
+    size_t q = (size_t)hp->n_head * hp->head_dim, kv = (size_t)hp->n_head_kv * hp->head_dim;
+    size_t parts[3] = {q, kv, kv};
+    if (at->n_parts == 2)
+        parts[0] = parts[1] = hp->n_ff;
+    size_t row = 0;
+    for (size_t p = 0; p < at->n_parts; p++) {
+        ops_matrix *part = (ops_matrix *)(void *)(base + at->field[p]);
+        bool ok = ops_matrix_init(part, (const uint8_t *)whole.data + row * whole.row_bytes,
+                                  whole.type, n_in, parts[p]);
+        assert(ok); /* the whole one was accepted with the same type and rows */
+        (void)ok;
+        row += parts[p];
+    }
     return LLMOS_OK;
 }
 
 static llmos_err load_weights(llmos_model *m)
 {
     model_hparams *hp = &m->hp;
-    size_t d = hp->n_embd, q_dim = (size_t)hp->n_head * hp->head_dim;
-    size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim, ff = hp->n_ff;
+    const model_arch_desc *desc = m->desc;
+    size_t d = hp->n_embd;
 
     const gguf_tensor *emb = gguf_find_tensor(m->file, "token_embd.weight");
     if (!emb)
@@ -196,15 +358,17 @@ static llmos_err load_weights(llmos_model *m)
     hp->n_vocab = (uint32_t)emb->ne[1];
 
     /* Sizes below come from the file's metadata; bound them by what the file holds before
-     * allocating. Every layer has at least 9 tensors. The norm weights and biases copied to
-     * F32 are whole one-dimensional tensors, so their total is at most the elements of all
-     * such tensors. */
-    size_t n_tensors = gguf_n_tensors(m->file);
-    if (hp->n_layer > n_tensors / 9)
+     * allocating: every layer has the descriptor's required tensors. The norm weights and
+     * biases copied to F32 are whole one-dimensional tensors, so their total is at most the
+     * elements of all such tensors. */
+    size_t n_tensors = gguf_n_tensors(m->file), per_layer = 0;
+    for (size_t i = 0; i < desc->n_tensors; i++)
+        per_layer += desc->tensors[i].required;
+    if (hp->n_layer > n_tensors / per_layer)
         return llmos_fail(LLMOS_ERR_FORMAT,
                           "%s: %s.block_count is %u but the file has only %zu tensors (each "
-                          "layer has at least 9)",
-                          gguf_name(m->file), hp->arch_name, hp->n_layer, n_tensors);
+                          "layer has at least %zu)",
+                          gguf_name(m->file), hp->arch_name, hp->n_layer, n_tensors, per_layer);
     for (size_t i = 0; i < n_tensors; i++) {
         const gguf_tensor *t = gguf_tensor_at(m->file, i);
         if (t->n_elements == t->ne[0])
@@ -228,27 +392,25 @@ static llmos_err load_weights(llmos_model *m)
         m->output = m->tok_embd;
     else if ((err = get_matrix(m, "output.weight", d, hp->n_vocab, &m->output)))
         return err;
+    if ((err = load_rope(m)))
+        return err;
 
     for (uint32_t i = 0; i < hp->n_layer; i++) {
         layer *L = &m->layers[i];
-        char name[96];
-#define TENSOR(suffix) (snprintf(name, sizeof name, "blk.%u.%s", i, suffix), name)
-        if ((err = get_vector(m, TENSOR("attn_norm.weight"), d, true, &L->attn_norm)) ||
-            (err = get_vector(m, TENSOR("ffn_norm.weight"), d, true, &L->ffn_norm)) ||
-            (err = get_matrix(m, TENSOR("attn_q.weight"), d, q_dim, &L->wq)) ||
-            (err = get_matrix(m, TENSOR("attn_k.weight"), d, kv_dim, &L->wk)) ||
-            (err = get_matrix(m, TENSOR("attn_v.weight"), d, kv_dim, &L->wv)) ||
-            (err = get_matrix(m, TENSOR("attn_output.weight"), q_dim, d, &L->wo)) ||
-            (err = get_matrix(m, TENSOR("ffn_gate.weight"), d, ff, &L->ffn_gate)) ||
-            (err = get_matrix(m, TENSOR("ffn_up.weight"), d, ff, &L->ffn_up)) ||
-            (err = get_matrix(m, TENSOR("ffn_down.weight"), ff, d, &L->ffn_down)))
-            return err;
-        bool bias_required = hp->arch == MODEL_ARCH_QWEN2;
-        if ((err = get_vector(m, TENSOR("attn_q.bias"), q_dim, bias_required, &L->bq)) ||
-            (err = get_vector(m, TENSOR("attn_k.bias"), kv_dim, bias_required, &L->bk)) ||
-            (err = get_vector(m, TENSOR("attn_v.bias"), kv_dim, bias_required, &L->bv)))
-            return err;
-#undef TENSOR
+        for (size_t k = 0; k < desc->n_tensors; k++) {
+            char name[96];
+            snprintf(name, sizeof name, "blk.%u.%s", i, desc->tensors[k].name);
+            if ((err = load_layer_tensor(m, L, &desc->tensors[k], name)))
+                return err;
+        }
+        if ((L->bq != NULL) != (L->bk != NULL) || (L->bq != NULL) != (L->bv != NULL))
+            return llmos_fail(LLMOS_ERR_FORMAT,
+                              "%s: layer %u has some of the attn_q/k/v biases but not all",
+                              gguf_name(m->file), i);
+        /* local (sliding-window) layers: all but every swa_pattern-th, from the first */
+        unsigned pat = desc->swa_pattern;
+        bool local = pat && hp->n_swa && i % pat < pat - 1;
+        L->window = local ? hp->n_swa : 0;
         if (i == 0) {
             hp->weight_type = L->wq.type;
             hp->qkv_bias = L->bq != NULL;
@@ -357,11 +519,13 @@ llmos_err model_load_gguf(gguf_file *f, llmos_model **out)
     }
     m->file = f;
     llmos_err err = load_hparams(m);
-    if (!err)
+    if (!err && m->hp.encoder)
+        err = bert_load(m->file, &m->hp, &m->bert);
+    else if (!err)
         err = load_weights(m);
     if (!err)
         identify(m);
-    if (!err)
+    if (!err && !m->hp.encoder)
         err = place_weights(m);
     if (err) {
         model_free(m);
@@ -387,6 +551,10 @@ void model_free(llmos_model *m)
         return;
     free(m->layers);
     free(m->vectors);
+    free(m->rope_global.inv_freq);
+    free(m->rope_local.inv_freq);
+    free(m->rope_long.inv_freq);
+    bert_free(m->bert);
     llmos_huge_free(m->weights, m->weights_size);
     gguf_close(m->file);
     free(m);
@@ -395,6 +563,11 @@ void model_free(llmos_model *m)
 const model_hparams *model_hparams_of(const llmos_model *m)
 {
     return &m->hp;
+}
+
+const bert_model *model_bert(const llmos_model *m)
+{
+    return m->bert;
 }
 
 const gguf_file *model_gguf(const llmos_model *m)
@@ -532,6 +705,10 @@ llmos_err model_ctx_new(const llmos_model *m, const model_ctx_params *p, llmos_m
         params.n_ctx = hp->n_ctx_train;
     if (params.n_batch == 0)
         params.n_batch = 64;
+    if (hp->encoder)
+        return llmos_fail(LLMOS_ERR_UNSUPPORTED,
+                          "%s is an embedding model (%s): it embeds text but cannot generate",
+                          gguf_name(m->file), hp->arch_name);
     if (params.n_ctx > hp->n_ctx_train)
         return llmos_fail(LLMOS_ERR_LIMIT,
                           "context of %u positions asked for, but the model's context length "
@@ -636,6 +813,16 @@ static void kv_store(llmos_model_ctx *c, size_t l, const float *k, const float *
     }
 }
 
+/* The rotary frequencies of layer L in context c: LongRoPE's long factors once the context
+ * is longer than the original training context, else the layer's own. */
+static const model_rope *layer_rope(const llmos_model_ctx *c, const layer *L)
+{
+    const llmos_model *m = c->m;
+    if (m->rope_long.inv_freq && c->n_ctx > m->n_ctx_orig)
+        return &m->rope_long;
+    return L->window && m->rope_local.inv_freq ? &m->rope_local : &m->rope_global;
+}
+
 /* One sequence's part of a forward pass: rows row0..row0+n-1 of the activations are its
  * tokens at positions pos0..pos0+n-1 of its context. */
 typedef struct fwd_seq {
@@ -648,7 +835,7 @@ typedef struct fwd_seq {
  * sequence s. Every matmul reads its weights once for all the rows, whatever sequence they
  * belong to; only rotary positions, the cache and attention are per sequence. Vaswani et al.
  * 2017 with the Llama changes (Touvron et al. 2023): pre-normalisation with RMSNorm, rotary
- * embeddings, SwiGLU. */
+ * embeddings, SwiGLU; the other architectures' options as their descriptors say (arch.c). */
 static void forward(const llmos_model *m, llmos_pool *pool, fwd_buf *w, const fwd_seq *seqs,
                     size_t n_seqs, const int32_t *tokens, size_t n)
 {
@@ -666,6 +853,8 @@ static void forward(const llmos_model *m, llmos_pool *pool, fwd_buf *w, const fw
     for (size_t s = 0; s < n_seqs; s++)
         for (size_t t = 0; t < seqs[s].n; t++)
             w->pos[seqs[s].row0 + t] = seqs[s].pos0 + t;
+    if (m->embd_scale != 1.0f) /* Gemma: sqrt(n_embd) */
+        ops_scale(x, m->embd_scale, n * d);
 
     for (size_t l = 0; l < hp->n_layer; l++) {
         const layer *L = &m->layers[l];
@@ -679,14 +868,22 @@ static void forward(const llmos_model *m, llmos_pool *pool, fwd_buf *w, const fw
             ops_add_rows(k, L->bk, kv_dim, n);
             ops_add_rows(v, L->bv, kv_dim, n);
         }
-        for (size_t t = 0; t < n; t++) {
-            ops_rope(q + t * q_dim, hp->n_head, hp->head_dim, hp->rope_dim, w->pos[t],
-                     hp->rope_freq_base, m->rope_mode);
-            ops_rope(k + t * kv_dim, hp->n_head_kv, hp->head_dim, hp->rope_dim, w->pos[t],
-                     hp->rope_freq_base, m->rope_mode);
+        if (L->q_norm) { /* Qwen3, Gemma 3: RMSNorm over each head of q and k */
+            ops_rmsnorm(q, q, L->q_norm, hp->head_dim, n * hp->n_head, hp->rms_eps);
+            ops_rmsnorm(k, k, L->k_norm, hp->head_dim, n * hp->n_head_kv, hp->rms_eps);
+        }
+        for (size_t s = 0; s < n_seqs; s++) {
+            const model_rope *rope = layer_rope(seqs[s].c, L);
+            for (size_t t = seqs[s].row0; t < seqs[s].row0 + seqs[s].n; t++) {
+                ops_rope_freqs(q + t * q_dim, hp->n_head, hp->head_dim, hp->rope_dim, w->pos[t],
+                               rope->inv_freq, rope->mscale, m->rope_mode);
+                ops_rope_freqs(k + t * kv_dim, hp->n_head_kv, hp->head_dim, hp->rope_dim,
+                               w->pos[t], rope->inv_freq, rope->mscale, m->rope_mode);
+            }
         }
 
-        /* per sequence: att = softmax(q k^T / sqrt(head_dim)) v over its own cache, causally */
+        /* per sequence: att = softmax(q k^T * scale) v over its own cache, causally (within
+         * the layer's window, soft-capped where the architecture says) */
         for (size_t s = 0; s < n_seqs; s++) {
             const fwd_seq *sq = &seqs[s];
             kv_store(sq->c, l, k + sq->row0 * kv_dim, v + sq->row0 * kv_dim, sq->pos0, sq->n);
@@ -702,7 +899,9 @@ static void forward(const llmos_model *m, llmos_pool *pool, fwd_buf *w, const fw
                 .n_heads = hp->n_head,
                 .n_kv_heads = hp->n_head_kv,
                 .head_dim = hp->head_dim,
-                .scale = 1.0f / sqrtf((float)hp->head_dim),
+                .scale = m->attn_scale,
+                .window = L->window,
+                .softcap = hp->attn_softcap,
                 .scratch = w->att_scratch,
                 .scratch_per_worker = w->att_scratch_per_worker};
         }
@@ -710,14 +909,21 @@ static void forward(const llmos_model *m, llmos_pool *pool, fwd_buf *w, const fw
 
         /* x = x + Wo att */
         ops_matmul(pool, xb, &L->wo, att, n, scr);
+        if (L->attn_post_norm) /* Gemma */
+            ops_rmsnorm(xb, xb, L->attn_post_norm, d, n, hp->rms_eps);
         ops_add(x, xb, n * d);
 
         /* x = x + down(silu(gate xb) * up xb), xb = rmsnorm(x) */
         ops_rmsnorm(xb, x, L->ffn_norm, d, n, hp->rms_eps);
         ops_matmul_multi(pool, 2, (float *const[]){hb, hb2},
                          (const ops_matrix *const[]){&L->ffn_gate, &L->ffn_up}, xb, n, scr);
-        ops_silu_mul(hb, hb2, n * ff);
+        if (m->desc->act == ARCH_ACT_GELU) /* GeGLU */
+            ops_gelu_mul(hb, hb2, n * ff);
+        else
+            ops_silu_mul(hb, hb2, n * ff);
         ops_matmul(pool, xb, &L->ffn_down, hb, n, scr);
+        if (L->ffn_post_norm) /* Gemma */
+            ops_rmsnorm(xb, xb, L->ffn_post_norm, d, n, hp->rms_eps);
         ops_add(x, xb, n * d);
     }
 
@@ -726,6 +932,8 @@ static void forward(const llmos_model *m, llmos_pool *pool, fwd_buf *w, const fw
         ops_rmsnorm(xb + s * d, x + (seqs[s].row0 + seqs[s].n - 1) * d, m->output_norm, d, 1,
                     hp->rms_eps);
     ops_matmul(pool, w->logits, &m->output, xb, n_seqs, scr);
+    if (hp->final_softcap > 0) /* Gemma 2 */
+        ops_softcap(w->logits, hp->final_softcap, n_seqs * hp->n_vocab);
 }
 
 /* Whether n more tokens fit c and are all in the vocabulary; the error names the first that

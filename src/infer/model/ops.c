@@ -379,10 +379,17 @@ static void attention_items(void *ctx, size_t begin, size_t end, int worker)
         const float *q = a->q + t * q_dim + h * a->head_dim;
         float *out = a->out + t * q_dim + h * a->head_dim;
         size_t n_keys = a->pos0 + t + 1; /* causal: this token and everything before it */
-        size_t head_off = g * a->head_dim * elt;
+        if (a->bidirectional)
+            n_keys = a->n_tok;
+        /* a local layer sees the last `window` positions: keys first .. n_keys-1 */
+        size_t first = a->window && n_keys > a->window ? n_keys - a->window : 0;
+        size_t head_off = g * a->head_dim * elt + first * a->kv_stride;
+        n_keys -= first;
         if (simd) {
             ops_attn_scores_avx512(att, q, (const uint8_t *)a->k + head_off, a->kv_stride,
                                    a->kv_type, n_keys, a->head_dim, a->scale);
+            if (a->softcap > 0)
+                ops_softcap(att, a->softcap, n_keys);
             ops_softmax_avx512(att, n_keys);
             ops_attn_values_avx512(out, att, (const uint8_t *)a->v + head_off, a->kv_stride,
                                    a->kv_type, n_keys, a->head_dim);
@@ -400,6 +407,8 @@ static void attention_items(void *ctx, size_t begin, size_t end, int worker)
             kt->vec_dot(a->head_dim, &s, k, qd);
             att[j] = s * a->scale;
         }
+        if (a->softcap > 0)
+            ops_softcap(att, a->softcap, n_keys);
         ops_softmax(att, n_keys);
 
         memset(out, 0, a->head_dim * sizeof(float));

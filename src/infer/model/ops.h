@@ -109,6 +109,9 @@ typedef struct ops_attention_args {
     size_t n_tok, pos0;
     size_t n_heads, n_kv_heads, head_dim;
     float scale;
+    size_t window;       /* > 0: token at p sees keys p - window < j <= p only (local layers) */
+    float softcap;       /* > 0: scores become softcap * tanh(score / softcap) (Gemma 2) */
+    bool bidirectional;  /* every token sees all n_tok keys (encoders; pos0 must be 0) */
     void *scratch;
     size_t scratch_per_worker;
 } ops_attention_args;
@@ -119,6 +122,25 @@ void ops_attention(llmos_pool *pool, const ops_attention_args *a);
 /* ops_attention for n sequences at once (each its own cache, queries and output), shared out
  * to the pool's workers in one dispatch. Every a[i] has the same head_dim and scratch. */
 void ops_attention_multi(llmos_pool *pool, const ops_attention_args *a, size_t n);
+
+/* ---- ops of the other architectures (ops_arch.c) ----------------------------------------- */
+
+/* x[i] *= s, i < n. */
+void ops_scale(float *x, float s, size_t n);
+/* x[i] = cap * tanh(x[i] / cap), i < n (logit soft-capping). */
+void ops_softcap(float *x, float cap, size_t n);
+/* gate[i] = gelu(gate[i]) * up[i] with GELU's tanh approximation (GeGLU). */
+void ops_gelu_mul(float *gate, const float *up, size_t n);
+/* x[i] = gelu(x[i]), the erf form (BERT). */
+void ops_gelu(float *x, size_t n);
+/* y[t] = (x[t] - mean) / sqrt(var + eps) * weight + bias, rows of n; y may equal x. */
+void ops_layernorm(float *y, const float *x, const float *weight, const float *bias, size_t n,
+                   size_t n_tok, float eps);
+/* Rotary embedding with given frequencies: pair i of each head turns by pos * inv_freq[i]
+ * (computed in double), and cos and sin are multiplied by mscale (LongRoPE's attention
+ * factor; 1 otherwise). With inv_freq[i] = base^(-2i/rope_dim) this is ops_rope exactly. */
+void ops_rope_freqs(float *x, size_t n_heads, size_t head_dim, size_t rope_dim, size_t pos,
+                    const double *inv_freq, float mscale, ops_rope_mode mode);
 
 /* ---- AVX-512 inner loops (ops_avx512.c); ops.c picks them when the CPU has AVX-512F ------- */
 

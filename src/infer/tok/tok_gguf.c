@@ -2,7 +2,8 @@
  * tok_gguf.c - building a tokenizer from a GGUF file's tokenizer.ggml.* metadata.
  *
  * Keys read (names and meanings from the GGUF specification's tokenizer section):
- *   tokenizer.ggml.model        "llama" (SentencePiece-style BPE) or "gpt2" (byte-level BPE)
+ *   tokenizer.ggml.model        "llama" (SentencePiece-style BPE), "gpt2" (byte-level BPE) or
+ *                               "bert" (WordPiece)
  *   tokenizer.ggml.pre          pre-tokenizer name for "gpt2" (absent: "default")
  *   tokenizer.ggml.tokens       array of strings, the vocabulary by id
  *   tokenizer.ggml.scores       array of float32 (needed by "llama")
@@ -11,7 +12,9 @@
  *   tokenizer.ggml.{bos,eos,eot,padding,unknown}_token_id   integers
  *   tokenizer.ggml.add_bos_token, add_eos_token, add_space_prefix   booleans
  * Defaults when a key is absent follow llama.cpp's loader: "llama" vocabularies have BOS 1,
- * EOS 2, UNK 0, add BOS and a space prefix; "gpt2" ones add BOS only for the Llama 3 family.
+ * EOS 2, UNK 0, add BOS and a space prefix; "gpt2" ones add BOS only for the Llama 3 family;
+ * "bert" ones take tokenizer.ggml.cls_token_id as BOS and seperator_token_id (sic, as
+ * llama.cpp spells it) as EOS and add both ([CLS] text [SEP]).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -108,10 +111,12 @@ llmos_err tok_load_gguf(const gguf_file *f, const char *what, tokenizer **out)
         s = tok_spec_default(TOK_MODEL_SPM);
     else if (strcmp(model, "gpt2") == 0)
         s = tok_spec_default(TOK_MODEL_BPE);
+    else if (strcmp(model, "bert") == 0)
+        s = tok_spec_default(TOK_MODEL_WPM);
     else
         return llmos_fail(LLMOS_ERR_UNSUPPORTED,
-                          "%s: tokenizer model \"%.40s\" is not supported (llmos reads \"llama\" "
-                          "and \"gpt2\" vocabularies)",
+                          "%s: tokenizer model \"%.40s\" is not supported (llmos reads \"llama\", "
+                          "\"gpt2\" and \"bert\" vocabularies)",
                           what, model);
     s.pre = gguf_get_str(f, "tokenizer.ggml.pre", "default");
 
@@ -187,12 +192,16 @@ llmos_err tok_load_gguf(const gguf_file *f, const char *what, tokenizer **out)
         }
     }
 
-    bool spm = s.model == TOK_MODEL_SPM;
+    bool spm = s.model == TOK_MODEL_SPM, wpm = s.model == TOK_MODEL_WPM;
+    int32_t cls = -1, sep = -1;
+    if (wpm && ((err = get_id(f, what, "tokenizer.ggml.cls_token_id", -1, &cls)) ||
+                (err = get_id(f, what, "tokenizer.ggml.seperator_token_id", -1, &sep))))
+        goto done;
     bool llama3 = !spm && (strcmp(s.pre, "llama3") == 0 || strcmp(s.pre, "llama-v3") == 0 ||
                            strcmp(s.pre, "llama-bpe") == 0 || strcmp(s.pre, "falcon3") == 0);
-    err = get_id(f, what, "tokenizer.ggml.bos_token_id", spm && n_tok > 1 ? 1 : -1, &s.bos);
+    err = get_id(f, what, "tokenizer.ggml.bos_token_id", spm && n_tok > 1 ? 1 : cls, &s.bos);
     if (!err)
-        err = get_id(f, what, "tokenizer.ggml.eos_token_id", spm && n_tok > 2 ? 2 : -1, &s.eos);
+        err = get_id(f, what, "tokenizer.ggml.eos_token_id", spm && n_tok > 2 ? 2 : sep, &s.eos);
     if (!err)
         err = get_id(f, what, "tokenizer.ggml.eot_token_id", -1, &s.eot);
     if (!err)
@@ -200,9 +209,9 @@ llmos_err tok_load_gguf(const gguf_file *f, const char *what, tokenizer **out)
     if (!err)
         err = get_id(f, what, "tokenizer.ggml.unknown_token_id", spm ? 0 : -1, &s.unk);
     if (!err)
-        err = get_flag(f, what, "tokenizer.ggml.add_bos_token", spm || llama3, &s.add_bos);
+        err = get_flag(f, what, "tokenizer.ggml.add_bos_token", spm || llama3 || wpm, &s.add_bos);
     if (!err)
-        err = get_flag(f, what, "tokenizer.ggml.add_eos_token", false, &s.add_eos);
+        err = get_flag(f, what, "tokenizer.ggml.add_eos_token", wpm, &s.add_eos);
     if (!err)
         err = get_flag(f, what, "tokenizer.ggml.add_space_prefix", spm, &s.add_space_prefix);
     if (err)

@@ -543,7 +543,7 @@ static llmos_err mark_typed(tokenizer *t)
 llmos_err tok_new(const tok_spec *s, tokenizer **out)
 {
     *out = NULL;
-    if (!s || (s->model != TOK_MODEL_SPM && s->model != TOK_MODEL_BPE))
+    if (!s || (s->model != TOK_MODEL_SPM && s->model != TOK_MODEL_BPE && s->model != TOK_MODEL_WPM))
         return llmos_fail(LLMOS_ERR_INVALID, "tok_new: no spec or unknown model");
     if (s->n_tokens == 0 || !s->tokens)
         return llmos_fail(LLMOS_ERR_FORMAT, "tokenizer: the vocabulary has no tokens");
@@ -563,7 +563,9 @@ llmos_err tok_new(const tok_spec *s, tokenizer **out)
     t->unk = s->unk;
     t->add_bos = s->add_bos;
     t->add_eos = s->add_eos;
-    t->add_space_prefix = s->model == TOK_MODEL_SPM && s->add_space_prefix;
+    /* WordPiece pieces that start a word carry U+2581 too, and decoding drops the first */
+    t->add_space_prefix = (s->model == TOK_MODEL_SPM && s->add_space_prefix) ||
+                          s->model == TOK_MODEL_WPM;
 
     llmos_err err = load_tokens(t, s);
     if (!err && s->model == TOK_MODEL_BPE)
@@ -578,6 +580,10 @@ llmos_err tok_new(const tok_spec *s, tokenizer **out)
         err = check_special(t, "padding", t->pad);
     if (!err)
         err = check_special(t, "unknown", t->unk);
+    if (!err && s->model == TOK_MODEL_WPM && t->unk < 0)
+        err = llmos_fail(LLMOS_ERR_FORMAT,
+                         "tokenizer: a WordPiece vocabulary needs an unknown token "
+                         "(tokenizer.ggml.unknown_token_id), for words it cannot spell");
     if (!err)
         err = build_specials(t);
     if (!err && s->model == TOK_MODEL_BPE)
@@ -587,6 +593,9 @@ llmos_err tok_new(const tok_spec *s, tokenizer **out)
         return err;
     }
     find_byte_tokens(t);
+    for (size_t i = 0; i < t->n_tokens; i++)
+        if (t->len[i] > t->max_token_len)
+            t->max_token_len = t->len[i];
     if (t->model == TOK_MODEL_SPM)
         t->spm_split_words = spm_words_independent(t);
     if (t->eos >= 0)
@@ -704,6 +713,8 @@ static llmos_err encode_fragment(const tokenizer *t, const char *text, size_t le
 {
     if (t->model == TOK_MODEL_SPM)
         return tok_spm_encode(t, text, len, prefix, out);
+    if (t->model == TOK_MODEL_WPM)
+        return tok_wpm_encode(t, text, len, out);
     return len ? tok_bpe_encode(t, text, len, out) : LLMOS_OK;
 }
 
@@ -794,7 +805,7 @@ llmos_err tok_token_bytes(const tokenizer *t, int32_t id, llmos_buf *out)
     uint8_t ty = t->types[id];
     if (ty == TOK_TYPE_CONTROL || ty == TOK_TYPE_UNKNOWN)
         return buf_append(out, s, n);
-    if (t->model == TOK_MODEL_SPM) {
+    if (t->model == TOK_MODEL_SPM || t->model == TOK_MODEL_WPM) {
         if (ty == TOK_TYPE_BYTE) {
             int b = parse_byte_piece(s, n);
             if (b >= 0)
@@ -855,7 +866,7 @@ static llmos_err decode_one(const tokenizer *t, int32_t id, bool special, llmos_
 
 llmos_err tok_decode(const tokenizer *t, const int32_t *ids, size_t n, bool special, llmos_buf *out)
 {
-    bool strip = t->model == TOK_MODEL_SPM && t->add_space_prefix;
+    bool strip = t->model != TOK_MODEL_BPE && t->add_space_prefix;
     for (size_t i = 0; i < n; i++) {
         size_t before = out->len;
         llmos_err err = decode_one(t, ids[i], special, out);
@@ -878,7 +889,7 @@ void tok_decoder_init(tok_decoder *d, const tokenizer *t, bool special, bool fir
     memset(d, 0, sizeof *d);
     d->t = t;
     d->special = special;
-    d->strip_space = first_piece && t->model == TOK_MODEL_SPM && t->add_space_prefix;
+    d->strip_space = first_piece && t->model != TOK_MODEL_BPE && t->add_space_prefix;
     buf_init(&d->pending);
 }
 
