@@ -2267,7 +2267,7 @@ llmos_err http_server_bind(const http_server_params *p, http_server **out)
         err = llmos_fail(LLMOS_ERR_UNSUPPORTED,
                          "serve: this libmicrohttpd was built without TLS; install one built with "
                          "GnuTLS (Debian's libmicrohttpd12 is)");
-    if (!err && p->tls_cert_pem &&
+    if (!err && p->tls_cert_pem && p->tls_key_pem &&
         (!(s->tls_cert = strdup(p->tls_cert_pem)) || !(s->tls_key = strdup(p->tls_key_pem))))
         err = llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
     /* Others on the network would read everything said, keys and passphrases included, or
