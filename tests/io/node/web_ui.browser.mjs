@@ -201,6 +201,25 @@ test('a passkey: added with the passphrase, then a login with it; its assertion 
   await ctx.close();
 });
 
+test('a tool call and its result are shown (a scripted model that calls the calculator)', async () => {
+  const turl = process.env.LLMOS_TOOL_URL;
+  const { ctx, page, problems } = await newPage();
+  await login(page, 'carol', 'carol-passphrase', turl);
+  await page.getByTestId('view-chat').waitFor();
+  await page.fill('[data-testid=chat-input]', 'What is six times seven?');
+  await page.click('[data-testid=chat-send]');
+  await page.getByTestId('turn-end').waitFor({ timeout: 60000 });
+  const call = await page.getByTestId('tool-call').first().textContent();
+  assert.match(call, /calculator\(\{"expression":"6\*7"\}\)/);
+  const result = await page.getByTestId('tool-result').first().textContent();
+  assert.match(result, /tool result/i);
+  assert.match(result, /42/);
+  await page.getByTestId('msg-assistant').getByText('The calculator says').waitFor();
+  await shot(page, '10-tool-call');
+  assert.deepEqual(problems.filter((p) => !p.includes(new URL(turl).host)), []);
+  await ctx.close();
+});
+
 test('the server audited the logins, the failure and the logout', async () => {
   const records = [];
   for (let from = 1; ;) {
