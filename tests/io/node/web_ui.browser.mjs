@@ -216,6 +216,30 @@ test('a tool call and its result are shown (a scripted model that calls the calc
   assert.match(result, /42/);
   await page.getByTestId('msg-assistant').getByText('The calculator says').waitFor();
   await shot(page, '10-tool-call');
+
+  // An untrusted result (a tool that read outside content: READ or EXEC, which these sessions
+  // do not grant, so the answer is stood in for here): marked as such, and its text, markup
+  // included, shown as text, never run
+  const ev = (name, data) => 'event: ' + name + '\ndata: ' + JSON.stringify(data) + '\n\n';
+  await page.route('**/v1/processes/*/messages', (route) => route.fulfill({
+    status: 200,
+    contentType: 'text/event-stream',
+    body: ev('tool_call', { pid: 1, name: 'read_file', call_id: 'c2', arguments: '{"path":"mail.txt"}' }) +
+      ev('tool_result', { pid: 1, name: 'read_file', call_id: 'c2', origin: 'untrusted', is_error: false,
+        text: '<img src=x onerror="window.__pwned=1">stored as $VAR1' }) +
+      ev('end', { pid: 1, state: 'done', reason: 'answered', used: { tokens: 0, tool_calls: 1, wall_s: 0 } }),
+  }));
+  await page.fill('[data-testid=chat-input]', 'Read my mail');
+  await page.click('[data-testid=chat-send]');
+  await page.locator('[data-testid=turn-end]').nth(1).waitFor();
+  const untrusted = page.locator('[data-testid=tool-result].untrusted');
+  assert.equal(await untrusted.count(), 1);
+  assert.match(await untrusted.textContent(), /untrusted result/);
+  assert.match(await untrusted.textContent(), /<img src=x/);
+  assert.equal(await page.locator('[data-testid=chat-log] img').count(), 0);
+  assert.equal(await page.evaluate(() => window.__pwned), undefined);
+  await page.unroute('**/v1/processes/*/messages');
+  await shot(page, '11-untrusted-result');
   assert.deepEqual(problems.filter((p) => !p.includes(new URL(turl).host)), []);
   await ctx.close();
 });
