@@ -96,10 +96,12 @@ struct http_server {
     kernel *k;
     voice_http *voice; /* the speech endpoints (src/io/voice_http.c) */
     const apikeys *keys;
-    auth_server *accounts;    /* logins with a passphrase; NULL = none */
-    char *tls_cert, *tls_key; /* PEM, when serving HTTPS */
-    char rp_id[256];          /* the WebAuthn RP ID passkeys are bound to */
-    ksession **sessions;      /* one per keys entry, or one for "local"; opened lazily */
+    auth_server *accounts;           /* logins with a passphrase; NULL = none */
+    char *tls_cert, *tls_key;        /* PEM, when serving HTTPS */
+    char rp_id[256];                 /* the WebAuthn RP ID passkeys are bound to */
+    json_t *(*apps_list)(void *ctx); /* the installed apps, from the program */
+    void *apps_ctx;
+    ksession **sessions; /* one per keys entry, or one for "local"; opened lazily */
     size_t n_sessions;
     size_t max_body;
     unsigned max_connections, max_per_address, idle_timeout_s;
@@ -1780,6 +1782,15 @@ static enum MHD_Result hs_ui(hs_req *r)
     return web_serve(r->c, path, r->s->tls_cert != NULL, &r->status);
 }
 
+/* GET /v1/apps: the apps installed on this server, as the program's app store lists them. */
+static enum MHD_Result hs_apps(hs_req *r)
+{
+    json_t *list = r->s->apps_list ? r->s->apps_list(r->s->apps_ctx) : json_array();
+    if (!list)
+        return hs_reply_failure(r, LLMOS_ERR_IO);
+    return hs_reply(r, 200, json_pack("{s:o}", "data", list));
+}
+
 /* GET /v1/memory/core: the principal's core memory blocks. */
 static enum MHD_Result hs_memory_core(hs_req *r)
 {
@@ -1837,9 +1848,8 @@ static enum MHD_Result hs_audio_answer(hs_req *r, llmos_err err, voice_http_answ
     hs_count(r->s, a->status);
     size_t len;
     char *data = buf_detach(&a->body, &len);
-    struct MHD_Response *resp =
-        MHD_create_response_from_buffer(len, data ? data : (char *)"", data ? MHD_RESPMEM_MUST_FREE
-                                                                           : MHD_RESPMEM_PERSISTENT);
+    struct MHD_Response *resp = MHD_create_response_from_buffer(
+        len, data ? data : (char *)"", data ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
     if (!resp) {
         free(data);
         return MHD_NO;
@@ -1891,6 +1901,7 @@ static const hs_route hs_routes[] = {
     {"GET", "/v1/memory/search", hs_memory_search, false},
     {"GET", "/v1/memory/core", hs_memory_core, false},
     {"GET", "/v1/memory/recall", hs_memory_recall, false},
+    {"GET", "/v1/apps", hs_apps, false},
     {"POST", "/auth/login", hs_login, true},
     {"POST", "/auth/logout", hs_logout, false},
     {"GET", "/auth/session", hs_whoami, false},
@@ -2247,6 +2258,8 @@ llmos_err http_server_bind(const http_server_params *p, http_server **out)
     snprintf(s->host, sizeof s->host, "%s", p->host && *p->host ? p->host : "127.0.0.1");
     s->keys = p->keys;
     s->accounts = p->accounts;
+    s->apps_list = p->apps_list;
+    s->apps_ctx = p->apps_ctx;
     snprintf(s->rp_id, sizeof s->rp_id, "%s", p->rp_id && *p->rp_id ? p->rp_id : "localhost");
     s->max_body = p->max_body ? p->max_body : d.max_body;
     s->max_connections = p->max_connections ? p->max_connections : d.max_connections;

@@ -118,6 +118,10 @@ test('alice chats, looks into memory, kills a process, checks the audit log and 
   await page.getByTestId('audit-verdict').getByText('chain intact').waitFor();
   await shot(page, '05-audit');
 
+  await page.getByTestId('tab-apps').click();
+  await page.getByTestId('apps-none').waitFor(); /* a fresh llmos home: none installed */
+  await shot(page, '06-apps');
+
   await page.getByTestId('tab-settings').click();
   await page.getByTestId('settings').getByText('alice').waitFor();
   await shot(page, '06-settings');
