@@ -6,7 +6,8 @@
 #   verify     `llmos verify NAME` (signature, then SHA-256 of the file) against `sha256sum`
 #              of the same file (target: the same speed).
 # Each is run REPS times (best of); the source file is read once first so that both sides
-# read it from the page cache. Prints one RESULT line per measure with MB/s and the ratio.
+# read it from the page cache. Prints one RESULT line per measure with MB/s and the ratio, and
+# the CPU seconds of the pull's client and of cp (on a loaded machine the ratio follows them).
 #
 # usage: bench/pull.sh [BUILD_DIR]     SIZE_MIB=1024 REPS=3 by default
 set -euo pipefail
@@ -37,14 +38,15 @@ SERVER=$!
 for _ in $(seq 50); do grep -q 'at http' "$WORK/server.out" 2>/dev/null && break; sleep 0.1; done
 URL=$(sed -n 's/.*at \(http[^ ]*\) .*/\1/p' "$WORK/server.out")
 
-pull_s=() cp_s=() ver_s=() sum_s=()
+pull_s=() cp_s=() ver_s=() sum_s=() pull_cpu=() cp_cpu=()
+cpu() { awk '{print $1 + $2}' "$WORK/cpu"; }  # user + system seconds of the last timed command
 for _ in $(seq "$REPS"); do
   "$LLMOS" rm bench >/dev/null 2>&1 || true
-  t0=$(now); "$LLMOS" pull bench --registry "$URL" >/dev/null 2>&1; t1=$(now)
-  pull_s+=("$(echo "$t1 - $t0" | bc -l)")
+  t0=$(now); /usr/bin/time -o "$WORK/cpu" -f '%U %S' "$LLMOS" pull bench --registry "$URL" >/dev/null 2>&1; t1=$(now)
+  pull_s+=("$(echo "$t1 - $t0" | bc -l)"); pull_cpu+=("$(cpu)")
   rm -f "$WORK/copy"
-  t0=$(now); cp "$WORK/model.gguf" "$WORK/copy"; sync "$WORK/copy"; t1=$(now)
-  cp_s+=("$(echo "$t1 - $t0" | bc -l)")
+  t0=$(now); /usr/bin/time -o "$WORK/cpu" -f '%U %S' sh -c 'cp "$1" "$2" && sync "$2"' sh "$WORK/model.gguf" "$WORK/copy"; t1=$(now)
+  cp_s+=("$(echo "$t1 - $t0" | bc -l)"); cp_cpu+=("$(cpu)")
   t0=$(now); "$LLMOS" verify bench >/dev/null; t1=$(now)
   ver_s+=("$(echo "$t1 - $t0" | bc -l)")
   t0=$(now); sha256sum "$WORK/copy" >/dev/null; t1=$(now)
@@ -52,9 +54,12 @@ for _ in $(seq "$REPS"); do
 done
 p=$(printf '%s\n' "${pull_s[@]}" | best); c=$(printf '%s\n' "${cp_s[@]}" | best)
 v=$(printf '%s\n' "${ver_s[@]}" | best); s=$(printf '%s\n' "${sum_s[@]}" | best)
+pc=$(printf '%s\n' "${pull_cpu[@]}" | best); cc=$(printf '%s\n' "${cp_cpu[@]}" | best)
 mb=$(echo "$SIZE_MIB * 1.048576" | bc -l)
 printf 'RESULT pull    %d MiB  llmos pull %.0f MB/s (%.2f s)  cp+sync %.0f MB/s (%.2f s)  ratio %.2f\n' \
   "$SIZE_MIB" "$(echo "$mb / $p" | bc -l)" "$p" "$(echo "$mb / $c" | bc -l)" "$c" "$(echo "$c / $p" | bc -l)"
+printf 'RESULT cpu     %d MiB  llmos pull %.2f CPU-s (the client; the server is another process)  cp+sync %.2f CPU-s\n' \
+  "$SIZE_MIB" "$pc" "$cc"
 printf 'RESULT verify  %d MiB  llmos verify %.0f MB/s (%.2f s/GiB)  sha256sum %.0f MB/s (%.2f s/GiB)  ratio %.2f\n' \
   "$SIZE_MIB" "$(echo "$mb / $v" | bc -l)" "$(echo "$v * 1024 / $SIZE_MIB" | bc -l)" \
   "$(echo "$mb / $s" | bc -l)" "$(echo "$s * 1024 / $SIZE_MIB" | bc -l)" "$(echo "$s / $v" | bc -l)"

@@ -200,6 +200,9 @@ LLMOS_API LLMOS_NODISCARD llmos_err apps_sig_verify(const apps_sig *sig, const a
  *   local-files allow|refuse                plain local files given as --model (default allow,
  *                                           audited as unsigned; refuse: only with
  *                                           --allow-unsigned)
+ *   grant APP CAP,CAP...                    capabilities the user grants specialist APP when it
+ *                                           is delegated to (it gets those its manifest also
+ *                                           asks for; compute always)
  */
 typedef struct apps_trusted_key {
     char publisher[APPS_NAME_MAX + 1];
@@ -214,6 +217,11 @@ typedef struct apps_policy {
     uint8_t (*revoked)[8];
     uint32_t unsigned_kinds; /* bit per apps_kind */
     bool local_files_refused;
+    size_t n_grants;
+    struct apps_grant {
+        char app[APPS_NAME_MAX + 1];
+        char caps[256]; /* comma-separated capability names */
+    } * grants;
 } apps_policy;
 
 LLMOS_API LLMOS_NODISCARD llmos_err apps_policy_parse(const char *text, size_t len,
@@ -222,6 +230,10 @@ LLMOS_API LLMOS_NODISCARD llmos_err apps_policy_parse(const char *text, size_t l
 LLMOS_API LLMOS_NODISCARD llmos_err apps_policy_load(const char *path, apps_policy **out);
 LLMOS_API void apps_policy_free(apps_policy *p);
 LLMOS_API bool apps_policy_revoked(const apps_policy *p, const uint8_t id[8]);
+/* The capabilities an app runs with: those of its manifest that the policy grants it, as a
+ * comma-separated list in out (empty when none). */
+LLMOS_API void apps_policy_granted(const apps_policy *p, const apps_manifest *m, char *out,
+                                   size_t size);
 
 /* What verification found, for the audit log and `llmos verify`. */
 typedef struct apps_verdict {
@@ -372,6 +384,18 @@ LLMOS_API LLMOS_NODISCARD llmos_err apps_publish(const char *registry_dir,
                                                  const char *const *paths, const char *const *names,
                                                  size_t n, const apps_seckey *k,
                                                  llmos_buf *manifest_out);
+
+/* ---- specialists ------------------------------------------------------------------------- */
+
+/* The delegate(app, task) system call, for the kernel's extra tools: offers the installed
+ * specialists (kind specialist, signature good now) by name, and runs each call as its own
+ * process, `program delegate APP` (the llmos program), the task on its standard input, which
+ * verifies the app again and runs it with only the capabilities its manifest asks for and the
+ * trust policy grants (docs/supply-chain.md, "Specialists"). Its output is untrusted. The
+ * descriptor is static (one per program); LLMOS_ERR_NOT_FOUND when no specialist is installed. */
+struct ktool;
+LLMOS_API LLMOS_NODISCARD llmos_err apps_delegate_tool(const apps_store *st, const char *program,
+                                                       const struct ktool **out);
 
 typedef struct apps_registry_server apps_registry_server;
 /* Serve registry folder dir over HTTP on host:port (port 0: any; the one bound in *bound):

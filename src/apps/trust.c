@@ -9,6 +9,7 @@
  *   revoke KEYID [REASON...]
  *   allow-unsigned KIND|all
  *   local-files allow|refuse
+ *   grant APP CAP,CAP...
  * A line that does not parse is an error naming the line: a policy half-read is worse than
  * none.
  *
@@ -32,6 +33,7 @@ void apps_policy_free(apps_policy *p)
         return;
     free(p->keys);
     free(p->revoked);
+    free(p->grants);
     free(p);
 }
 
@@ -123,6 +125,29 @@ static llmos_err add_rule(apps_policy *p, char *line, size_t lineno)
         p->unsigned_kinds |= kinds;
         return LLMOS_OK;
     }
+    if (strcmp(verb, "grant") == 0 && a && b && !c) {
+        struct apps_grant g;
+        bool ok = apps_name_check(a, "app") == LLMOS_OK && strlen(b) < sizeof g.caps;
+        char list[256];
+        snprintf(list, sizeof list, "%s", ok ? b : "");
+        for (char *sv = NULL, *t = strtok_r(list, ",", &sv); ok && t; t = strtok_r(NULL, ",", &sv))
+            ok = apps_name_check(t, "capability") == LLMOS_OK;
+        if (!ok) {
+            llmos_err_clear();
+            return llmos_fail(LLMOS_ERR_FORMAT,
+                              "trust policy line %zu: grant APP CAP,CAP... (names of an app and "
+                              "of capabilities)",
+                              lineno);
+        }
+        snprintf(g.app, sizeof g.app, "%s", a);
+        snprintf(g.caps, sizeof g.caps, "%s", b);
+        struct apps_grant *gs = realloc(p->grants, (p->n_grants + 1) * sizeof *gs);
+        if (!gs)
+            return llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
+        p->grants = gs;
+        p->grants[p->n_grants++] = g;
+        return LLMOS_OK;
+    }
     if (strcmp(verb, "local-files") == 0 && a && !b &&
         (strcmp(a, "allow") == 0 || strcmp(a, "refuse") == 0)) {
         p->local_files_refused = strcmp(a, "refuse") == 0;
@@ -199,6 +224,27 @@ bool apps_policy_revoked(const apps_policy *p, const uint8_t id[8])
         if (memcmp(p->revoked[i], id, 8) == 0)
             return true;
     return false;
+}
+
+void apps_policy_granted(const apps_policy *p, const apps_manifest *m, char *out, size_t size)
+{
+    assert(size > 0);
+    out[0] = '\0';
+    size_t used = 0;
+    for (size_t i = 0; i < m->n_caps; i++) {
+        bool granted = false;
+        for (size_t g = 0; g < p->n_grants && !granted; g++) {
+            if (strcmp(p->grants[g].app, m->name) != 0)
+                continue;
+            char list[256];
+            snprintf(list, sizeof list, "%s", p->grants[g].caps);
+            for (char *save = NULL, *t = strtok_r(list, ",", &save); t && !granted;
+                 t = strtok_r(NULL, ",", &save))
+                granted = strcmp(t, m->caps[i]) == 0;
+        }
+        if (granted && used + strlen(m->caps[i]) + 2 < size)
+            used += (size_t)snprintf(out + used, size - used, "%s%s", used ? "," : "", m->caps[i]);
+    }
 }
 
 static llmos_err refuse(apps_verdict *v, const char *check, llmos_err err)

@@ -61,6 +61,7 @@ struct memory;
 struct kernel;
 struct ksession;
 struct llm_backend;
+struct ktool;
 
 typedef struct cli_boot_params {
     const char *device;      /* "shell", "cli", "serve": in the audit's login record */
@@ -82,6 +83,9 @@ typedef struct cli_boot_params {
     size_t max_queue; /* model requests that may wait; 0 = the kernel's */
     const char *guard_file; /* the output guard's policy (--guard FILE); NULL = built-in */
     bool no_guard;          /* --no-guard: no output guard */
+    const struct ktool *extra_tools; /* more tools for the kernel (delegate): an array that
+                                        outlives the boot, or NULL */
+    size_t n_extra_tools;
 } cli_boot_params;
 
 typedef struct cli_boot {
@@ -169,9 +173,13 @@ int cmd_keys(int argc, char **argv);
 int cmd_publish(int argc, char **argv);
 int cmd_registry(int argc, char **argv);
 int cmd_run(int argc, char **argv);
+int cmd_delegate(int argc, char **argv);
+/* The delegate system call offered to the shell's and serve's model when specialists are
+ * installed (cli_apps.c): the tool in *out, or nothing (no specialist, no store). */
+void cli_delegate_tool(const struct ktool **out);
 extern const char cmd_pull_help[], cmd_list_help[], cmd_show_help[], cmd_rm_help[],
     cmd_verify_help[], cmd_sign_help[], cmd_keys_help[], cmd_publish_help[], cmd_registry_help[],
-    cmd_run_help[];
+    cmd_run_help[], cmd_delegate_help[];
 int cmd_user(int argc, char **argv);
 int cmd_voice(int argc, char **argv);
 

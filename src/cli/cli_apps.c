@@ -297,3 +297,23 @@ const char *cli_offer_default_model(void)
         return NULL;
     return name;
 }
+
+/* ---- specialists -------------------------------------------------------------------------- */
+
+void cli_delegate_tool(const struct ktool **out)
+{
+    *out = NULL;
+    char apps_dir[PATH_MAX], self[PATH_MAX];
+    snprintf(apps_dir, sizeof apps_dir, "%s/apps/manifests", cli_home());
+    struct stat sb;
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (stat(apps_dir, &sb) != 0 || n <= 0)
+        return; /* no store yet: nothing to offer */
+    self[n] = '\0';
+    apps_store *st = NULL;
+    if (apps_store_open(cli_home(), &st) == LLMOS_OK &&
+        apps_delegate_tool(st, self, out) != LLMOS_OK)
+        *out = NULL;
+    llmos_err_clear();
+    apps_store_free(st);
+}

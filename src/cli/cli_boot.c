@@ -65,6 +65,8 @@ llmos_err cli_boot_open(const cli_boot_params *p, cli_boot *out)
                             .keep_kv = !p->ephemeral,
                             .guard = out->guard,
                             .no_guard = p->no_guard};
+        kc.extra_tools = p->extra_tools;
+        kc.n_extra_tools = p->n_extra_tools;
         err = kernel_new(&kc, &out->k);
     }
     if (!err) {

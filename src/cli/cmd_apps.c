@@ -19,7 +19,10 @@
 
 #include "cli/cli.h"
 #include "llmos/apps.h"
+#include "llmos/backend.h"
 #include "llmos/json.h"
+#include "llmos/kernel.h"
+#include "llmos/memory.h"
 
 /* ---- shared helpers ----------------------------------------------------------------------- */
 
@@ -98,9 +101,6 @@ int cmd_pull(int argc, char **argv)
                           .progress = cli_progress,
                           .progress_ctx = &ps,
                           .cancel = cli_catch_sigint()};
-    const char *stop = getenv("LLMOS_PULL_STOP_AFTER"); /* tests: interrupt after N bytes */
-    if (stop)
-        p.stop_after_bytes = strtoull(stop, NULL, 10);
     apps_pull_result r;
     err = apps_pull(st, &p, &r);
     char label[160];
@@ -618,7 +618,7 @@ int cmd_keys(int argc, char **argv)
 const char cmd_publish_help[] =
     "usage: llmos publish REGISTRY_DIR --key SECKEY --name NAME --version V\n"
     "                     --publisher P [--kind KIND] [--caps LIST] [--description TEXT]\n"
-    "                     [--source URI] [--source-rev REV] [--builder URI]\n"
+    "                     [--source URI] [--source-rev REV] [--builder URI] [--system TEXT]\n"
     "                     FILE[=PATH]...\n\n"
     "Add an app to the registry folder REGISTRY_DIR (created when missing): each FILE\n"
     "is copied to blobs/sha256/<its SHA-256>, a manifest listing them (as PATH in the\n"
@@ -627,12 +627,13 @@ const char cmd_publish_help[] =
     "signed with SECKEY (minisign's format), and the app's latest tag moves to V when V\n"
     "is the newest. Serve the folder with llmos registry serve, or any web server.\n\n"
     "  --kind KIND   model (default), tool, mcp, prompts or specialist\n"
-    "  --caps LIST   capabilities the app needs, comma-separated (default compute)\n";
+    "  --caps LIST   capabilities the app needs, comma-separated (default compute)\n"
+    "  --system TEXT a specialist's system prompt\n";
 
 int cmd_publish(int argc, char **argv)
 {
     apps_manifest_params mp = {.kind = APPS_KIND_MODEL};
-    const char *dir = NULL, *key = NULL, *caps_arg = "compute", *kind = NULL;
+    const char *dir = NULL, *key = NULL, *caps_arg = "compute", *kind = NULL, *system = NULL;
     const char *paths[APPS_MAX_FILES], *names[APPS_MAX_FILES];
     char *owned[APPS_MAX_FILES];
     size_t n = 0;
@@ -649,6 +650,7 @@ int cmd_publish(int argc, char **argv)
                             : strcmp(a, "--source") == 0      ? &mp.source
                             : strcmp(a, "--source-rev") == 0  ? &mp.source_sha
                             : strcmp(a, "--builder") == 0     ? &mp.builder
+                            : strcmp(a, "--system") == 0      ? &system
                                                               : NULL;
         if (slot) {
             if (!v)
@@ -687,6 +689,8 @@ int cmd_publish(int argc, char **argv)
          t = strtok_r(NULL, ",", &save))
         caps[mp.n_caps++] = t;
     mp.caps = caps;
+    if (system) /* a specialist's system prompt: the manifest's app object */
+        mp.extra = json_pack("{s:s}", "system_prompt", system);
     llmos_err err = LLMOS_OK;
     if (!rc) {
         apps_seckey *k = NULL;
@@ -709,6 +713,7 @@ int cmd_publish(int argc, char **argv)
     }
     for (size_t i = 0; i < n; i++)
         free(owned[i]);
+    json_decref(mp.extra);
     if (!rc && err)
         rc = cli_report(err);
     return rc;
@@ -793,4 +798,110 @@ int cmd_run(int argc, char **argv)
     int rc = cmd_shell(k, av);
     free(av);
     return rc;
+}
+
+/* ---- delegate ----------------------------------------------------------------------------- */
+
+const char cmd_delegate_help[] =
+    "usage: llmos delegate APP[:TAG] [TASK...]\n\n"
+    "Run the installed specialist APP on TASK (else the task read from standard input)\n"
+    "and print its answer: what the delegate(app, task) system call runs, as a process\n"
+    "of its own, for the shell's model (which passes the task on standard input). APP is verified "
+    "first (signature, trust policy, every\n"
+    "file's SHA-256) and must be of kind specialist; it runs on a store in memory only\n"
+    "(none of your memory), with its manifest's system prompt, and its processes get\n"
+    "only the capabilities its manifest asks for that your trust policy grants it\n"
+    "('grant APP CAP,CAP' in $LLMOS_HOME/apps/trust), and compute.\n";
+
+int cmd_delegate(int argc, char **argv)
+{
+    if (argc < 2 || argv[1][0] == '-')
+        return cli_usage_error("delegate", "give APP[:TAG], then the task (or it on standard "
+                                           "input)");
+    apps_store *st = NULL;
+    char n[APPS_NAME_MAX + 1], v[64];
+    apps_manifest *m = NULL;
+    apps_verdict vd;
+    llmos_err err = open_store(&st);
+    if (!err)
+        err = resolve(st, argv[1], n, sizeof n, v, sizeof v);
+    if (!err)
+        err = apps_store_verify(st, n, v, true, cli_allow_unsigned, &m, &vd);
+    if (!err && m->kind != APPS_KIND_SPECIALIST)
+        err = llmos_fail(LLMOS_ERR_INVALID, "%s is a %s, not a specialist", n,
+                         apps_kind_name(m->kind));
+    const char *gguf = NULL;
+    for (size_t i = 0; !err && m && i < m->n_files && !gguf; i++) {
+        size_t l = strlen(m->files[i].path);
+        if (l > 5 && strcmp(m->files[i].path + l - 5, ".gguf") == 0)
+            gguf = m->files[i].sha256;
+    }
+    if (!err && !gguf)
+        err = llmos_fail(LLMOS_ERR_NOT_FOUND, "%s has no .gguf model file", n);
+    char label[160], caps_text[300] = "compute", granted[256], path[4400];
+    snprintf(label, sizeof label, "%s %s", n, v);
+    if (!err) {
+        apps_policy_granted(apps_store_policy(st), m, granted, sizeof granted);
+        if (granted[0] && strcmp(granted, "compute") != 0)
+            snprintf(caps_text, sizeof caps_text, "compute,%s", granted);
+        apps_store_blob_path(st, gguf, path, sizeof path);
+    }
+    uint32_t caps = 0;
+    if (!err && (err = kcap_parse(caps_text, &caps)))
+        llmos_fail_context(err, "%s: capabilities %s: ", label, caps_text);
+    apps_store_log(st, "delegate", label, &vd, err ? llmos_errmsg() : "verified");
+    llmos_buf task = {0};
+    char chunk[4096];
+    size_t got;
+    for (int i = 2; !err && i < argc; i++)
+        err = buf_printf(&task, "%s%s", i > 2 ? " " : "", argv[i]);
+    while (!err && argc == 2 && (got = fread(chunk, 1, sizeof chunk, stdin)) > 0)
+        if (task.len + got > (64u << 10))
+            err = llmos_fail(LLMOS_ERR_LIMIT, "the task is longer than 64 KiB");
+        else
+            err = buf_append(&task, chunk, got);
+    if (!err && !task.len)
+        err = llmos_fail(LLMOS_ERR_INVALID, "no task on standard input");
+    const json_t *app = json_object_get(m ? m->json : NULL, "app");
+    cli_boot_params bp = {.device = "delegate",
+                          .ephemeral = true,
+                          .embed = MEMORY_EMBED_NONE,
+                          .system_prompt = ljson_get_string(app, "system_prompt", NULL),
+                          .max_tokens = (int32_t)ljson_get_int(app, "max_tokens", 256),
+                          .caps = caps};
+    local_backend_params lp = local_backend_default_params();
+    if (!err)
+        err = local_backend_open(path, &lp, &bp.privileged);
+    if (!err)
+        err = local_backend_fork(bp.privileged, &bp.quarantined);
+    if (!err)
+        fprintf(stderr, "llmos delegate: %s verified (%s); capabilities %s\n", label,
+                vd.signed_by_trusted ? vd.publisher : "unsigned", caps_text);
+    cli_boot b = {0};
+    bool booted = false;
+    if (!err) {
+        err = cli_boot_open(&bp, &b); /* owns the backends from here on, also on failure */
+        booted = !err;
+        bp.privileged = bp.quarantined = NULL;
+    }
+    int64_t pid = 0;
+    char *answer = NULL;
+    kproc_state final;
+    if (!err)
+        err = ksession_spawn(b.s, 0, &pid);
+    if (!err)
+        err = ksession_send(b.s, pid, task.data, NULL, NULL, NULL, &final);
+    if (!err)
+        err = ksession_answer(b.s, pid, &answer);
+    if (!err)
+        printf("%s\n", answer);
+    free(answer);
+    if (booted)
+        cli_boot_close(&b);
+    llm_backend_free(bp.quarantined);
+    llm_backend_free(bp.privileged);
+    buf_free(&task);
+    apps_manifest_free(m);
+    apps_store_free(st);
+    return err ? cli_report(err) : CLI_OK;
 }

@@ -256,6 +256,8 @@ int cmd_shell(int argc, char **argv)
     } else {
         bp.create = true;
     }
+    cli_delegate_tool(&bp.extra_tools); /* installed specialists, as delegate(app, task) */
+    bp.n_extra_tools = bp.extra_tools ? 1 : 0;
     cli_boot b;
     err = cli_boot_open(&bp, &b);
     if (err) {

@@ -46,7 +46,8 @@ const cli_command cli_commands[] = {
      "model's window, older messages paged out to recall memory (docs/memory.md).\n"
      "Without a model (no --model, --api or $LLMOS_MODEL) it prints the doctor report\n"
      "and how to get a model, and exits 0.\n\n"
-     "  --model FILE         a local GGUF model (default: $LLMOS_MODEL)\n"
+     "  --model FILE         a local GGUF model, or NAME[:TAG] of one from the app store,\n"
+     "                       verified before it loads (default: $LLMOS_MODEL)\n"
      "  --api URL            an OpenAI-compatible server, e.g. http://host:8080/v1\n"
      "  --api-model NAME     the server's model name (required with --api)\n"
      "  --api-key-env VAR    read the API key from $VAR (default: LLMOS_API_KEY)\n"
@@ -91,8 +92,9 @@ const cli_command cli_commands[] = {
      "the continuation as it is generated. Timings (prompt and generation tokens/s)\n"
      "go to standard error. Generation stops after N tokens, at an end-of-generation\n"
      "token, or when the model's context is full.\n\n"
-     "  --model FILE         the local GGUF model (default: $LLMOS_MODEL, as for the\n"
-     "                       shell; neither is used with --api)\n"
+     "  --model FILE         the local GGUF model, or NAME[:TAG] from the app store\n"
+     "                       (default: $LLMOS_MODEL, as for the shell; neither is used\n"
+     "                       with --api)\n"
      "  --prompt TEXT        the text to continue\n"
      "  -n N                 tokens to generate (default 128)\n"
      "  --temp T             temperature; 0 = greedy (default 0.8)\n"
@@ -161,14 +163,12 @@ const cli_command cli_commands[] = {
     {"serve", "Serve llmos over HTTP: the OpenAI-compatible API and the process API",
      "usage: llmos serve --model FILE [--keys FILE] [--host H] [--port P] [options]\n"
      "       llmos serve --api URL --api-model NAME [...]   (a remote model behind llmos)\n\n"
-     "Serve the kernel over HTTP: GET /health, the OpenAI-compatible API (GET /v1/models,\n"
-     "POST /v1/chat/completions with streaming, tools and response_format,\n"
-     "POST /v1/completions, POST /v1/embeddings) and llmos's own API (/v1/processes,\n"
-     "/v1/audit, /v1/memory; docs/api.md), GET /metrics for Prometheus. Every request\n"
-     "runs through a kernel session of the API key's principal: its rights and limits\n"
-     "are checked, concurrent requests are batched and the rest wait their turn fairly\n"
-     "(a full queue: HTTP 503), and everything is audited. The\n"
-     "port is bound before the model loads. Stop with Ctrl-C.\n\n"
+     "Serve the kernel over HTTP: GET /health, GET /metrics, the OpenAI-compatible API\n"
+     "(models, chat with streaming and tools, completions, embeddings, audio) and\n"
+     "llmos's own (/v1/processes, /v1/audit, /v1/memory; docs/api.md). Every request\n"
+     "runs through a kernel session of its principal: rights and limits checked,\n"
+     "requests batched or queued fairly (a full queue: 503), all audited. The port is\n"
+     "bound before the model loads. Stop with Ctrl-C.\n\n"
      "Processes, memories and the audit log live in your encrypted store: the\n"
      "passphrase comes from LLMOS_PASSPHRASE or a prompt on the terminal; without\n"
      "either, serve stops and says so (or give --no-store).\n\n"
@@ -199,9 +199,7 @@ const cli_command cli_commands[] = {
      "  --max-per-address N connections at once from one address (default 16)\n"
      "  --idle-timeout S    close a connection silent this long, e.g. one that never\n"
      "                      finishes its headers (default 10; not while answering)\n"
-     "  --guard FILE        the output guard's policy (docs/security.md); answers,\n"
-     "                      streams and tool calls are checked before they are sent\n"
-     "                      (default: the built-in policy)\n"
+     "  --guard FILE        the output guard's policy (default: the built-in one)\n"
      "  --no-guard          no output guard\n"
      "  --no-store          keep processes, memories and the audit log in memory only\n"
      "  --api URL           serve a remote OpenAI-compatible server instead (its key\n"
@@ -371,6 +369,8 @@ const cli_command cli_commands[] = {
     {"verify", "Check installed apps' signatures and digests as a load does", cmd_verify_help,
      cmd_verify},
     {"run", "Chat with a model from the store by name", cmd_run_help, cmd_run},
+    {"delegate", "Run an installed specialist on a task (the delegate system call)",
+     cmd_delegate_help, cmd_delegate},
     {"sign", "Sign files in minisign's format", cmd_sign_help, cmd_sign},
     {"keys", "Make signing keys; trust, list and revoke publishers' keys", cmd_keys_help,
      cmd_keys},

@@ -253,6 +253,41 @@ static void test_sign(void **state)
     buf_free(&err);
 }
 
+/* A specialist runs apart with the capabilities its manifest asks for that the policy grants:
+ * compute always, message only after 'grant storyteller message'. */
+static void test_delegate_capabilities(void **state)
+{
+    (void)state;
+    tu_testdata_path(model, sizeof model, "models/stories260K.gguf");
+    llmos_buf out = {0}, err = {0};
+    /* a publisher of its own: acme's key was revoked above */
+    assert_int_equal(run(&out, &err, "keys new '%s/tales'", dir), 0);
+    assert_int_equal(run(&out, &err, "keys trust '%s/tales.pub' --publisher tales", dir), 0);
+    assert_int_equal(run(&out, &err,
+                         "publish '%s' --key '%s/tales.key' --name storyteller --version 1.0.0 "
+                         "--publisher tales --kind specialist --caps compute,message "
+                         "--system 'You tell stories.' '%s=model.gguf'",
+                         reg, dir, model),
+                     0);
+    assert_int_equal(run(&out, &err, "pull storyteller --registry %s", url), 0);
+    assert_int_equal(run(&out, &err, "delegate storyteller Once upon a time"), 0);
+    assert_non_null(strstr(err.data, "capabilities compute\n"));
+    assert_true(out.len > 0);
+    char trust[400];
+    snprintf(trust, sizeof trust, "%s/apps/trust", home);
+    FILE *f = fopen(trust, "a");
+    assert_non_null(f);
+    fputs("grant storyteller message,exec\n", f); /* exec: granted, but not asked for */
+    fclose(f);
+    assert_int_equal(run(&out, &err, "delegate storyteller Once upon a time"), 0);
+    assert_non_null(strstr(err.data, "capabilities compute,message\n"));
+    /* a model is not a specialist */
+    assert_int_equal(run(&out, &err, "--allow-unsigned delegate plain x"), 1);
+    assert_non_null(strstr(err.data, "not a specialist"));
+    buf_free(&out);
+    buf_free(&err);
+}
+
 /* `llmos` (and `make run`) with no model names the default model with its size, and where no
  * registry is set or reachable says in one line what to do; it never reads a stdin that is
  * not a terminal. */
@@ -280,6 +315,7 @@ int main(void)
         cmocka_unit_test(test_publish_pull_run),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_sign),
+        cmocka_unit_test(test_delegate_capabilities),
         cmocka_unit_test(test_no_model_offer),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
