@@ -190,6 +190,7 @@ const views = {
   memory: ['Memory', memoryView],
   processes: ['Processes', processesView],
   audit: ['Audit', auditView],
+  apps: ['Apps', appsView],
   settings: ['Settings', settingsView],
 };
 
@@ -411,6 +412,21 @@ function auditView(body) {
       list.append(el('tr', {}, el('td', { text: String(rec.seq) }), el('td', { text: when(rec.time) }),
         el('td', { text: rec.kind }), el('td', {}, el('code', { text: JSON.stringify(rec.payload) }))));
   })();
+}
+
+// ---- apps ----------------------------------------------------------------------------------
+
+function appsView(body) {
+  const table = el('table', { 'data-testid': 'apps' });
+  body.append(el('h2', { text: 'Installed apps' }), table,
+    el('p', { class: 'muted', text: 'Apps are installed on the server with `llmos pull` and checked against its signing keys (docs/supply-chain.md).' }));
+  api('GET', '/v1/apps').then((r) => {
+    table.append(el('tr', {}, ...['name', 'version', 'signature'].map((h) => el('th', { text: h }))));
+    for (const a of r.data)
+      table.append(el('tr', { 'data-testid': 'app-' + a.name }, el('td', { text: a.name }), el('td', { text: a.version }),
+        el('td', { text: a.signed ? 'signed' : 'unsigned (allowed by the policy)' })));
+    if (!r.data.length) table.append(el('tr', {}, el('td', { class: 'muted', colspan: '3', 'data-testid': 'apps-none', text: 'no apps installed' })));
+  }).catch((e) => errorLine(body, e));
 }
 
 // ---- settings ------------------------------------------------------------------------------

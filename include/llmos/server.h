@@ -122,10 +122,15 @@ typedef struct http_server_params {
                           the account's own kernel session */
     const char *tls_cert_pem; /* serve HTTPS with this certificate (chain) and key, both PEM */
     const char *tls_key_pem;  /*   text (copied); NULL = plain HTTP */
-    const char *rp_id;        /* the host name passkeys are bound to (WebAuthn's RP ID); the UI
-                                 must be opened under it; NULL = "localhost" */
-    bool insecure_bind;       /* listen on an address other than loopback without TLS or
-                                 without authentication (keys or accounts): refused otherwise */
+    /* The installed apps for GET /v1/apps (the web UI's Apps page): a JSON array of
+     * {"name", "version", "signed"} (a new reference), or NULL on failure with the thread's
+     * error set. The program supplies it from its app store; NULL: the route answers []. */
+    json_t *(*apps_list)(void *ctx);
+    void *apps_ctx;
+    const char *rp_id;  /* the host name passkeys are bound to (WebAuthn's RP ID); the UI
+                           must be opened under it; NULL = "localhost" */
+    bool insecure_bind; /* listen on an address other than loopback without TLS or
+                           without authentication (keys or accounts): refused otherwise */
 } http_server_params;
 
 LLMOS_API http_server_params http_server_default_params(void);

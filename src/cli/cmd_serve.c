@@ -42,6 +42,7 @@
 
 #include "cli/cli.h"
 #include "llmos/apikeys.h"
+#include "llmos/apps.h"
 #include "llmos/backend.h"
 #include "llmos/kernel.h"
 #include "llmos/memory.h"
@@ -311,8 +312,8 @@ static llmos_err serve_models(const serve_options *o, llm_backend **priv, llm_ba
     err = o->api ? serve_open_model(o->api, o->api_model, ca, &lp, conc, priv)
                  : serve_open_model(o->model, NULL, NULL, &lp, conc, priv);
     if (!err && o->quar)
-        err = serve_open_model(o->quar, o->quar_model ? o->quar_model : o->api_model, ca, &lp,
-                               conc, quar);
+        err = serve_open_model(o->quar, o->quar_model ? o->quar_model : o->api_model, ca, &lp, conc,
+                               quar);
     else if (!err && o->api)
         err = serve_open_model(o->api, o->api_model, ca, &lp, conc, quar);
     else if (!err)
@@ -440,6 +441,34 @@ static void serve_account_audit(void *ctx, const char *event, const char *accoun
                 llmos_errmsg());
 }
 
+/* http_server_params.apps_list: what `llmos apps list` shows, for the web UI. */
+static bool serve_app_one(const apps_entry *e, void *ctx)
+{
+    json_array_append_new(ctx, json_pack("{s:s, s:s, s:b}", "name", e->name, "version", e->version,
+                                         "signed", e->is_signed));
+    return true;
+}
+
+static json_t *serve_apps_list(void *ctx)
+{
+    (void)ctx;
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/apps", memory_home());
+    json_t *list = json_array();
+    if (!list || access(dir, F_OK) != 0)
+        return list; /* no app store yet: none installed */
+    apps_store *st = NULL;
+    llmos_err err = apps_store_open(memory_home(), &st);
+    if (!err)
+        err = apps_store_list(st, serve_app_one, list);
+    apps_store_free(st);
+    if (err) {
+        json_decref(list);
+        return NULL;
+    }
+    return list;
+}
+
 /* ---- TLS ------------------------------------------------------------------------------------ */
 
 /* The PEM texts of the certificate and key: the files given, or the self-signed certificate
@@ -548,6 +577,7 @@ int cmd_serve(int argc, char **argv)
     sp.tls_key_pem = tkey;
     sp.insecure_bind = o.insecure;
     sp.rp_id = o.rp_id;
+    sp.apps_list = serve_apps_list;
     sp.max_body = o.max_body;
     sp.model_name = o.name;
     sp.max_connections = (unsigned)o.max_conn;

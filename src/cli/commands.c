@@ -204,18 +204,12 @@ const cli_command cli_commands[] = {
      "  --no-store          keep processes, memories and the audit log in memory only\n"
      "  --api URL           serve a remote OpenAI-compatible server instead (its key\n"
      "                      from LLMOS_API_KEY); --api-model NAME its model\n"
-     "  --api-ca FILE       trust only the authorities in FILE (PEM) for an https://\n"
-     "                      --api (certificates are always verified)\n"
-     "  --accounts          the accounts of `llmos user add` log in (web UI at /, or\n"
-     "                      POST /auth/login), each on its own encrypted store\n"
-     "  --accounts-dir DIR  their folder (default <llmos home>/users)\n"
-     "  --rp-id NAME        the host name passkeys are bound to (default localhost);\n"
-     "                      open the UI under that name to use them\n"
-     "  --tls-cert FILE --tls-key FILE  serve HTTPS with this certificate and key (PEM)\n"
-     "  --tls-self-signed   serve HTTPS with a certificate for localhost, made once in\n"
-     "                      <llmos home>/tls (trust localhost.crt in your browser)\n"
-     "  --insecure          listen beyond loopback without TLS or authentication\n"
-     "                      (refused otherwise)\n",
+     "  --api-ca FILE       trust only FILE's authorities for an https:// --api\n"
+     "  --accounts [--accounts-dir DIR]  logins of `llmos user add` accounts (web UI\n"
+     "                      at /), each on its own store (DIR: <llmos home>/users)\n"
+     "  --rp-id NAME        the host name passkeys belong to (default localhost)\n"
+     "  --tls-cert F --tls-key F, or --tls-self-signed (localhost, in <home>/tls): HTTPS\n"
+     "  --insecure          listen beyond loopback without TLS and authentication\n",
      cmd_serve},
     {"key", "Make API keys for llmos serve and list who holds one",
      "usage: llmos key new PRINCIPAL --file FILE [--rights LIST] [--caps LIST]\n"

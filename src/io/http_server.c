@@ -11,6 +11,16 @@
  * function records (a read, a malformed body, a refusal by the limits) gets one "request"
  * record at its end, so each request is in the audit log once (docs/api.md, "Audit").
  *
+ * Logins. With accounts (llmos/auth.h), a session cookie stands for a logged-in account: its
+ * requests run through that account's own kernel session, on its own store, held (auth_ref)
+ * until the request completes. A change (any method but GET and HEAD) made with a cookie needs
+ * the session's CSRF token and this server's Origin. /auth/login and the passkey ceremonies
+ * under /auth/passkey are open routes; so are / and /ui/ (the web UI, src/io/web.c).
+ *
+ * Transport. With a certificate and key the daemon speaks TLS (libmicrohttpd's GnuTLS), every
+ * answer carries HSTS, and the cookie is __Host- and Secure. An address beyond loopback is
+ * refused at bind without TLS and authentication, unless the caller insists (insecure_bind).
+ *
  * Routes are one table (hs_routes): method, path pattern, handler. A path that exists with
  * another method is 405 with an Allow header; an unknown path 404, after authentication, so
  * that the routes are not probed without a key.
@@ -86,10 +96,12 @@ struct http_server {
     kernel *k;
     voice_http *voice; /* the speech endpoints (src/io/voice_http.c) */
     const apikeys *keys;
-    auth_server *accounts;    /* logins with a passphrase; NULL = none */
-    char *tls_cert, *tls_key; /* PEM, when serving HTTPS */
-    char rp_id[256];          /* the WebAuthn RP ID passkeys are bound to */
-    ksession **sessions;      /* one per keys entry, or one for "local"; opened lazily */
+    auth_server *accounts;           /* logins with a passphrase; NULL = none */
+    char *tls_cert, *tls_key;        /* PEM, when serving HTTPS */
+    char rp_id[256];                 /* the WebAuthn RP ID passkeys are bound to */
+    json_t *(*apps_list)(void *ctx); /* the installed apps, from the program */
+    void *apps_ctx;
+    ksession **sessions; /* one per keys entry, or one for "local"; opened lazily */
     size_t n_sessions;
     size_t max_body;
     unsigned max_connections, max_per_address, idle_timeout_s;
@@ -1770,6 +1782,15 @@ static enum MHD_Result hs_ui(hs_req *r)
     return web_serve(r->c, path, r->s->tls_cert != NULL, &r->status);
 }
 
+/* GET /v1/apps: the apps installed on this server, as the program's app store lists them. */
+static enum MHD_Result hs_apps(hs_req *r)
+{
+    json_t *list = r->s->apps_list ? r->s->apps_list(r->s->apps_ctx) : json_array();
+    if (!list)
+        return hs_reply_failure(r, LLMOS_ERR_IO);
+    return hs_reply(r, 200, json_pack("{s:o}", "data", list));
+}
+
 /* GET /v1/memory/core: the principal's core memory blocks. */
 static enum MHD_Result hs_memory_core(hs_req *r)
 {
@@ -1827,9 +1848,8 @@ static enum MHD_Result hs_audio_answer(hs_req *r, llmos_err err, voice_http_answ
     hs_count(r->s, a->status);
     size_t len;
     char *data = buf_detach(&a->body, &len);
-    struct MHD_Response *resp =
-        MHD_create_response_from_buffer(len, data ? data : (char *)"", data ? MHD_RESPMEM_MUST_FREE
-                                                                           : MHD_RESPMEM_PERSISTENT);
+    struct MHD_Response *resp = MHD_create_response_from_buffer(
+        len, data ? data : (char *)"", data ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
     if (!resp) {
         free(data);
         return MHD_NO;
@@ -1881,6 +1901,7 @@ static const hs_route hs_routes[] = {
     {"GET", "/v1/memory/search", hs_memory_search, false},
     {"GET", "/v1/memory/core", hs_memory_core, false},
     {"GET", "/v1/memory/recall", hs_memory_recall, false},
+    {"GET", "/v1/apps", hs_apps, false},
     {"POST", "/auth/login", hs_login, true},
     {"POST", "/auth/logout", hs_logout, false},
     {"GET", "/auth/session", hs_whoami, false},
@@ -2072,8 +2093,9 @@ static enum MHD_Result hs_precheck(http_server *s, struct MHD_Connection *c, hs_
     if (!hc->route && !allow[0]) {
         snprintf(msg, sizeof msg,
                  "Unknown URL %.200s %.200s; llmos serves GET /health, the OpenAI API under "
-                 "/v1 (models, chat/completions, completions, embeddings, audio) and /v1/processes, "
-                 "/v1/audit and /v1/memory (docs/api.md)",
+                 "/v1 (models, chat/completions, completions, embeddings, audio) and "
+                 "/v1/processes, /v1/audit and /v1/memory, logins under /auth and the web UI at "
+                 "/ (docs/api.md)",
                  method, url);
         return hs_refuse(s, c, hc, method, url, 404, "unknown_url", msg, NULL, NULL);
     }
@@ -2236,6 +2258,8 @@ llmos_err http_server_bind(const http_server_params *p, http_server **out)
     snprintf(s->host, sizeof s->host, "%s", p->host && *p->host ? p->host : "127.0.0.1");
     s->keys = p->keys;
     s->accounts = p->accounts;
+    s->apps_list = p->apps_list;
+    s->apps_ctx = p->apps_ctx;
     snprintf(s->rp_id, sizeof s->rp_id, "%s", p->rp_id && *p->rp_id ? p->rp_id : "localhost");
     s->max_body = p->max_body ? p->max_body : d.max_body;
     s->max_connections = p->max_connections ? p->max_connections : d.max_connections;
@@ -2256,7 +2280,7 @@ llmos_err http_server_bind(const http_server_params *p, http_server **out)
         err = llmos_fail(LLMOS_ERR_UNSUPPORTED,
                          "serve: this libmicrohttpd was built without TLS; install one built with "
                          "GnuTLS (Debian's libmicrohttpd12 is)");
-    if (!err && p->tls_cert_pem &&
+    if (!err && p->tls_cert_pem && p->tls_key_pem &&
         (!(s->tls_cert = strdup(p->tls_cert_pem)) || !(s->tls_key = strdup(p->tls_key_pem))))
         err = llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
     /* Others on the network would read everything said, keys and passphrases included, or

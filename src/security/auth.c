@@ -742,6 +742,7 @@ static llmos_err auth_enter(auth_server *a, const char *name, const char *peer,
             a->open = o;
         }
     } else {
+        assert(o); /* held above while the secret was checked */
         o->refs--;
     }
     o->sessions++;
@@ -1057,11 +1058,11 @@ llmos_err auth_passkey_options(auth_server *a, const char *token, const char *ac
         auth_state_clear(&st);
         err = auth_passkey_ids(a, name, handle, salt);
         if (!err && auth_state_read(a->dir, name, &st) == LLMOS_OK) {
-            size_t i;
-            json_t *pk;
-            json_array_foreach(ljson_get_array(st.doc, "passkeys"), i, pk)
-                json_array_append_new(creds, json_pack("{s:s, s:s}", "type", "public-key", "id",
-                                                       ljson_get_string(pk, "id", "")));
+            const json_t *list = ljson_get_array(st.doc, "passkeys");
+            for (size_t i = 0; i < json_array_size(list); i++)
+                json_array_append_new(
+                    creds, json_pack("{s:s, s:s}", "type", "public-key", "id",
+                                     ljson_get_string(json_array_get(list, i), "id", "")));
             auth_state_clear(&st);
         }
     }

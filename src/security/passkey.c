@@ -430,7 +430,7 @@ llmos_err passkey_verify_assertion(const passkey_expect *e, passkey_cred *c,
 {
     assert(e && c);
     llmos_err err = passkey_check_client_data(client_data, cd_len, "webauthn.get", e);
-    passkey_auth_data ad;
+    passkey_auth_data ad = {0};
     if (!err)
         err = passkey_parse_auth_data(auth_data, ad_len, &ad);
     if (!err)

@@ -104,6 +104,15 @@ static char *read_text(const char *path)
     return buf_detach(&b, NULL);
 }
 
+/* The program's app store, stood in for. */
+static json_t *two_apps(void *ctx)
+{
+    (void)ctx;
+    return json_loads("[{\"name\":\"summarizer\",\"version\":\"1.2.0\",\"signed\":true},"
+                      "{\"name\":\"qwen-tiny\",\"version\":\"0.1.0\",\"signed\":false}]",
+                      0, NULL);
+}
+
 /* A server over TLS (tls) or plain HTTP on loopback, with accounts alice and bob. */
 static fixture *start(bool tls)
 {
@@ -130,6 +139,7 @@ static fixture *start(bool tls)
     http_server_params p = http_server_default_params();
     p.port = 0;
     p.accounts = f->accounts;
+    p.apps_list = two_apps;
     char *cert = read_text(f->cert), *key = read_text(f->key);
     if (tls) {
         p.tls_cert_pem = cert;
@@ -313,6 +323,13 @@ static void test_login_csrf_isolation_and_logout(void **state)
     call(&a, "GET", "/auth/session", NULL, false, NULL, &r);
     assert_int_equal(r.status, 200);
     assert_string_equal(ljson_get_string(r.json, "account", ""), "alice");
+    reply_free(&r);
+    call(&a, "GET", "/v1/apps", NULL, false, NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(json_array_size(ljson_get_array(r.json, "data")), 2);
+    assert_string_equal(
+        ljson_get_string(json_array_get(ljson_get_array(r.json, "data"), 0), "name", ""),
+        "summarizer");
     reply_free(&r);
 
     /* a change needs the CSRF token, and from this origin */

@@ -118,6 +118,10 @@ test('alice chats, looks into memory, kills a process, checks the audit log and 
   await page.getByTestId('audit-verdict').getByText('chain intact').waitFor();
   await shot(page, '05-audit');
 
+  await page.getByTestId('tab-apps').click();
+  await page.getByTestId('apps-none').waitFor(); /* a fresh llmos home: none installed */
+  await shot(page, '06-apps');
+
   await page.getByTestId('tab-settings').click();
   await page.getByTestId('settings').getByText('alice').waitFor();
   await shot(page, '06-settings');
@@ -198,6 +202,49 @@ test('a passkey: added with the passphrase, then a login with it; its assertion 
   assert.equal((await other.cookies()).length, 0);
   await other.close();
   assert.deepEqual(problems, []);
+  await ctx.close();
+});
+
+test('a tool call and its result are shown (a scripted model that calls the calculator)', async () => {
+  const turl = process.env.LLMOS_TOOL_URL;
+  const { ctx, page, problems } = await newPage();
+  await login(page, 'carol', 'carol-passphrase', turl);
+  await page.getByTestId('view-chat').waitFor();
+  await page.fill('[data-testid=chat-input]', 'What is six times seven?');
+  await page.click('[data-testid=chat-send]');
+  await page.getByTestId('turn-end').waitFor({ timeout: 60000 });
+  const call = await page.getByTestId('tool-call').first().textContent();
+  assert.match(call, /calculator\(\{"expression":"6\*7"\}\)/);
+  const result = await page.getByTestId('tool-result').first().textContent();
+  assert.match(result, /tool result/i);
+  assert.match(result, /42/);
+  await page.getByTestId('msg-assistant').getByText('The calculator says').waitFor();
+  await shot(page, '10-tool-call');
+
+  // An untrusted result (a tool that read outside content: READ or EXEC, which these sessions
+  // do not grant, so the answer is stood in for here): marked as such, and its text, markup
+  // included, shown as text, never run
+  const ev = (name, data) => 'event: ' + name + '\ndata: ' + JSON.stringify(data) + '\n\n';
+  await page.route('**/v1/processes/*/messages', (route) => route.fulfill({
+    status: 200,
+    contentType: 'text/event-stream',
+    body: ev('tool_call', { pid: 1, name: 'read_file', call_id: 'c2', arguments: '{"path":"mail.txt"}' }) +
+      ev('tool_result', { pid: 1, name: 'read_file', call_id: 'c2', origin: 'untrusted', is_error: false,
+        text: '<img src=x onerror="window.__pwned=1">stored as $VAR1' }) +
+      ev('end', { pid: 1, state: 'done', reason: 'answered', used: { tokens: 0, tool_calls: 1, wall_s: 0 } }),
+  }));
+  await page.fill('[data-testid=chat-input]', 'Read my mail');
+  await page.click('[data-testid=chat-send]');
+  await page.locator('[data-testid=turn-end]').nth(1).waitFor();
+  const untrusted = page.locator('[data-testid=tool-result].untrusted');
+  assert.equal(await untrusted.count(), 1);
+  assert.match(await untrusted.textContent(), /untrusted result/);
+  assert.match(await untrusted.textContent(), /<img src=x/);
+  assert.equal(await page.locator('[data-testid=chat-log] img').count(), 0);
+  assert.equal(await page.evaluate(() => window.__pwned), undefined);
+  await page.unroute('**/v1/processes/*/messages');
+  await shot(page, '11-untrusted-result');
+  assert.deepEqual(problems.filter((p) => !p.includes(new URL(turl).host)), []);
   await ctx.close();
 });
 
