@@ -47,7 +47,7 @@ void kernel_kv_save(kernel *k, const char *principal)
     model_kv_header h = {0};
     char digest[2 * MODEL_DIGEST_BYTES + 1] = "";
     if (!err)
-        err = model_kv_parse((const uint8_t *)b.data, b.len, &h);
+        err = model_kv_peek((const uint8_t *)b.data, b.len, &h);
     if (!err) {
         llmos_hex_encode(digest, sizeof digest, h.digest, sizeof h.digest);
         kernel_lock(k);
