@@ -60,7 +60,7 @@ static const shape shapes[] = {
     {"gemma3-1b", "gemma3", 1152, 26, 4, 1, 6912, 262144, 32768, 1000000.0f, 1e-6f, true,
      .head_dim = 256, .window = 512},
     {"phi3-mini", "phi3", 3072, 32, 32, 32, 8192, 32064, 4096, 10000.0f, 1e-5f, false,
-     .head_dim = 0},
+     .head_dim = 0, .window = 2047},
     {"bge-small", "bert", 384, 12, 12, 12, 1536, 30522, 512, 0.0f, 1e-12f, false, .pooling = 2},
     {"nomic-embed-v1.5", "nomic-bert", 768, 12, 12, 12, 3072, 30522, 2048, 1000.0f, 1e-12f,
      false, .pooling = 1},
@@ -245,8 +245,13 @@ int cmd_model_random(int argc, char **argv)
     bool gemma = strncmp(sh.arch, "gemma", 5) == 0;
     bool qk_norm = strcmp(sh.arch, "qwen3") == 0 || strcmp(sh.arch, "gemma3") == 0;
     bool bias = strcmp(sh.arch, "qwen2") == 0 || (bert && !nomic);
-    if (tied_flag)
+    /* Gemma shares the token embedding with the output (its files have no output.weight,
+     * and llama.cpp's loader counts on that); Phi-3's files carry a sliding window, which
+     * llama.cpp's loader requires (llmos reads and ignores it, as llama.cpp's forward does) */
+    if (tied_flag || gemma)
         sh.tied = true;
+    if (phi3 && !sh.window)
+        sh.window = sh.ctx / 2 - 1;
     if (bert)
         sh.kv_heads = sh.heads;
     uint32_t head_dim = sh.head_dim ? sh.head_dim : sh.dim / sh.heads;
