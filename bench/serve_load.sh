@@ -35,7 +35,9 @@ if [ "${STORE:-0}" = 1 ]; then
   export LLMOS_HOME=$tmp/home LLMOS_PASSPHRASE="serve load benchmark" LLMOS_KDF=interactive
 fi
 # shellcheck disable=SC2086 # SERVE_ARGS is a list of options
-"$bin" serve --model "$model" --port 0 --queue 64 -t 1 $store ${SERVE_ARGS:-} >"$tmp/out" 2>"$tmp/err" &
+# (all clients come from one address: the per-address limit must let them all in)
+"$bin" serve --model "$model" --port 0 --queue 64 --max-per-address 1024 -t 1 $store \
+  ${SERVE_ARGS:-} >"$tmp/out" 2>"$tmp/err" &
 pid=$!
 trap 'kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$tmp"' EXIT
 url=
@@ -68,9 +70,10 @@ run "POST /v1/chat/completions (8 tokens)" -t 2 -c "$conns" -d "${duration}s" -s
   "$base/v1/chat/completions"
 
 # STREAMS clients, each streaming one chat completion after another until the deadline: one
-# line per request (http code, time to first byte, total time, text events, [DONE] seen)
+# line per request (http code, time to first byte, total time, completion tokens from the
+# stream's usage chunk, [DONE] seen)
 streams=${STREAMS:-32}
-sbody='{"messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":32,"temperature":0,"stream":true}'
+sbody='{"messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":32,"temperature":0,"stream":true,"stream_options":{"include_usage":true}}'
 stream_client() { # index
   local deadline=$(($(date +%s) + duration)) n=0
   while [ "$(date +%s)" -lt "$deadline" ]; do
@@ -79,7 +82,7 @@ stream_client() { # index
     w=$(curl -sN -o "$f" -w '%{http_code} %{time_starttransfer} %{time_total}' \
       "$base/v1/chat/completions" -H 'Content-Type: application/json' -d "$sbody" || echo "000 0 0")
     local events done_seen
-    events=$(grep -c '"content":"' "$f" 2>/dev/null || true)
+    events=$(grep -o '"completion_tokens":[0-9]*' "$f" 2>/dev/null | tail -1 | cut -d: -f2)
     done_seen=$(grep -c '^data: \[DONE\]' "$f" 2>/dev/null || true)
     echo "$w ${events:-0} ${done_seen:-0}" >>"$tmp/streams.txt"
     rm -f "$f"

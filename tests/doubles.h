@@ -16,6 +16,7 @@
 #define LLMOS_TESTS_DOUBLES_H
 
 #include "llmos/backend.h"
+#include "llmos/scan.h"
 
 LLMOS_NODISCARD llmos_err scripted_test_backend_new(const char *const *steps, size_t n_steps,
                                                     bool repeat, llm_backend **out);
@@ -27,5 +28,11 @@ size_t scripted_test_backend_calls(llm_backend *b);
  * estimates (about four bytes a token plus framing), so tests of the context manager can
  * choose a small window. */
 void scripted_test_backend_set_context(llm_backend *b, size_t tokens);
+
+/* obedient_test_backend: a worst-case model for `llmos scan` (tests/doubles/obedient_backend.c):
+ * it obeys every probe of `probes` (borrowed) whose parts all appear in what it is sent, once,
+ * and otherwise does the user's task as an agent would (calls the tool the user named, asks the
+ * quarantined model about a handle, shows the answer's handle with send_message, answers). */
+LLMOS_NODISCARD llmos_err obedient_test_backend_new(const scan_probes *probes, llm_backend **out);
 
 #endif

@@ -230,6 +230,8 @@ typedef struct remote_backend_params {
     int max_retries;          /* retries on 429/5xx/connection errors with backoff; default 3 */
     size_t context_size;      /* what context_size() reports; 0 = 8192 */
     size_t max_concurrent;    /* chats sent at once; more wait for a turn; 0 = 4 */
+    const char *ca_file;      /* https: trust only the authorities in this PEM file (copied);
+                                 NULL = the system's. Certificates are always verified */
 } remote_backend_params;
 
 LLMOS_API remote_backend_params remote_backend_default_params(void);

@@ -74,10 +74,10 @@ LLMOS_API const char *guard_severity_name(guard_severity s);
 
 typedef struct guard_finding {
     guard_detector detector;
-    size_t start, end;       /* the span, bytes [start, end) of the text checked */
+    size_t start, end; /* the span, bytes [start, end) of the text checked */
     guard_severity severity;
-    const char *kind;        /* what was found, static text ("Visa card number", "AWS access
-                                key id", "strcpy"); never the finding's bytes */
+    const char *kind; /* what was found, static text ("Visa card number", "AWS access
+                         key id", "strcpy"); never the finding's bytes */
 } guard_finding;
 
 typedef struct guard_findings {
@@ -155,7 +155,7 @@ typedef struct guard_result {
     char *text;              /* malloc'd: the text as it may leave (redacted spans replaced);
                                 NULL when action is BLOCK */
     size_t len;
-    bool judge_failed;       /* the judge's verdict was malformed or its call failed */
+    bool judge_failed; /* the judge's verdict was malformed or its call failed */
 } guard_result;
 
 LLMOS_API void guard_result_free(guard_result *r);
@@ -193,8 +193,9 @@ typedef bool (*guard_emit_fn)(void *ctx, const char *text, size_t len);
 typedef void (*guard_finding_fn)(void *ctx, const guard_finding *f, guard_action a);
 
 LLMOS_API LLMOS_NODISCARD llmos_err guard_stream_new(const guard *g, const char *principal,
-                                                     guard_emit_fn emit, guard_finding_fn on_finding,
-                                                     void *ctx, guard_stream **out);
+                                                     guard_emit_fn emit,
+                                                     guard_finding_fn on_finding, void *ctx,
+                                                     guard_stream **out);
 /* Add a piece; releases what is safe to release. false when emit asked to stop. */
 LLMOS_API bool guard_stream_push(guard_stream *s, const char *text, size_t len);
 /* The end: checks and releases the rest. *action (may be NULL) gets the strongest action. */

@@ -39,7 +39,8 @@ typedef enum model_arch {
     MODEL_ARCH_GEMMA2, /* Gemma 2: GeGLU, post-norms, soft-capping, sliding-window layers */
     MODEL_ARCH_GEMMA3, /* Gemma 3: Gemma 2 with Q/K norms, 5 local : 1 global layers */
     MODEL_ARCH_PHI3,   /* Phi-3 / Phi-3.5 / Phi-4-mini: fused QKV and gate/up, LongRoPE */
-    MODEL_ARCH_BERT    /* BERT encoders (BGE, MiniLM): embeddings only */
+    MODEL_ARCH_BERT,   /* BERT encoders (BGE, MiniLM): embeddings only */
+    MODEL_ARCH_NOMIC_BERT /* nomic-embed-text: rotary BERT with SwiGLU, embeddings only */
 } model_arch;
 
 /* Hyperparameters, read from "<arch>.*" metadata and the tensor shapes. */
@@ -229,6 +230,11 @@ LLMOS_API LLMOS_NODISCARD llmos_err model_kv_save(const llmos_model_ctx *c, cons
  * (a corrupted snapshot fails its checksum); LLMOS_ERR_UNSUPPORTED for another version. */
 LLMOS_API LLMOS_NODISCARD llmos_err model_kv_parse(const uint8_t *data, size_t len,
                                                    model_kv_header *h);
+/* model_kv_parse without the checksum: the header and the sizes only, in constant time, for
+ * a caller that wants to know what a snapshot it just made holds (its model, its positions)
+ * without hashing megabytes again. Restoring always verifies the checksum. */
+LLMOS_API LLMOS_NODISCARD llmos_err model_kv_peek(const uint8_t *data, size_t len,
+                                                  model_kv_header *h);
 
 /* Whether a parsed snapshot fits m and a context of kv_type and n_ctx positions: refuses one
  * of another model (LLMOS_ERR_INVALID naming both digests), of another shape or cache type

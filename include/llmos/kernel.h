@@ -117,6 +117,10 @@ typedef struct ktool {
     bool takes_handles;     /* true: arguments are passed as written, handles unresolved
                                (ask_quarantined); false: handles are substituted first */
     llmos_err (*run)(const ktool_env *env);
+    /* NULL: it can always run; else LLMOS_OK, or why it cannot run on this machine (python
+     * and shell where the kernel refuses the sandbox its namespaces): such a tool is neither
+     * offered to the model nor listed by ksession_tools, and a call of it is refused. */
+    llmos_err (*available)(void);
 } ktool;
 
 /* Service for tools: deliver `text` to `recipient` (the device shows it; send_message). */
@@ -142,6 +146,17 @@ LLMOS_API LLMOS_NODISCARD llmos_err ktool_recall_search(const ktool_env *env, co
 LLMOS_API LLMOS_NODISCARD llmos_err ktool_archival_insert(const ktool_env *env, const char *text);
 LLMOS_API LLMOS_NODISCARD llmos_err ktool_archival_search(const ktool_env *env, const char *query,
                                                           size_t page);
+
+/* Services for the workspace tools (python, shell, files): the calling process's workspace,
+ * <kernel_config.workspace_dir>/<principal>/<pid> ("user" for pid 0, a call by the user),
+ * created mode 0700 with its parents when missing, its path written to out[0..size);
+ * LLMOS_ERR_UNSUPPORTED when the kernel has no workspace_dir. Each process has its own, so one
+ * process never sees another's files. */
+LLMOS_API LLMOS_NODISCARD llmos_err ktool_workspace(const ktool_env *env, char *out, size_t size);
+/* An audit record of `kind` ("sandbox", ...) for the calling process: pid and principal are
+ * added to payload (stolen). */
+LLMOS_API LLMOS_NODISCARD llmos_err ktool_audit(const ktool_env *env, const char *kind,
+                                                json_t *payload_stolen);
 
 /* Results of one page of a memory search shown to the model. */
 #define KTOOL_MEMORY_PAGE 5
@@ -202,7 +217,8 @@ typedef struct kernel_config {
                                  NULL: ask_quarantined then fails with a clear error) */
     const policy *flow;       /* NULL = policy_load(config_dir) */
     const char *config_dir;   /* the user's config folder (policy.json); NULL = built-in policy */
-    const ktool *extra_tools; /* more tools (tests, plug-ins), n_extra_tools of them */
+    const ktool *extra_tools; /* more tools (tests, plug-ins), n_extra_tools of them; one
+                                 named like a built-in tool takes its place (a test double) */
     size_t n_extra_tools;
     const char *system_prompt;      /* NULL = a short built-in one */
     int32_t max_tokens_per_turn;    /* per model call; 0 = 512 */
@@ -218,6 +234,8 @@ typedef struct kernel_config {
                            disk; docs/kernel.md "Context switches") */
     llm_backend *judge; /* the guard's judge model when its policy asks for one (borrowed);
                            NULL = the quarantined model */
+    const char *workspace_dir; /* where processes' workspaces are made (ktool_workspace);
+                                  borrowed; NULL: the python, shell and files tools fail */
 } kernel_config;
 
 /* Make a kernel over a store and backends. Audits a "model.load" record for each backend. */
@@ -357,7 +375,8 @@ LLMOS_API LLMOS_NODISCARD llmos_err ksession_answer(ksession *s, int64_t pid, ch
 LLMOS_API LLMOS_NODISCARD llmos_err ksession_tool(ksession *s, const char *tool,
                                                   const char *arguments, llmos_buf *result,
                                                   bool *is_error);
-/* The tools the session's processes may call (borrowed descriptors); *list malloc'd. */
+/* The tools the session's processes may call: their capability is the session's, and they can
+ * run here (ktool.available); borrowed descriptors, *list malloc'd. */
 LLMOS_API LLMOS_NODISCARD llmos_err ksession_tools(ksession *s, const ktool ***list, size_t *n);
 
 /* One answer from the model for a request the device built (the OpenAI-compatible API): the
@@ -406,6 +425,12 @@ LLMOS_API LLMOS_NODISCARD llmos_err ksession_audit_verify_checkpoint(ksession *s
  * it only writes who asked for what. */
 LLMOS_API LLMOS_NODISCARD llmos_err ksession_audit_request(ksession *s, const char *request,
                                                            const char *outcome);
+/* An "auth" record (event, account, peer, detail, device) for what the accounts of a server
+ * did (llmos/auth.h: logins, failures, lockouts, logouts, passphrase changes). Needs no right:
+ * it is the server's own session that writes them. */
+LLMOS_API LLMOS_NODISCARD llmos_err ksession_audit_auth(ksession *s, const char *event,
+                                                        const char *account, const char *peer,
+                                                        const char *detail);
 
 /* Memory (KRIGHT_MEMORY), the session principal's own: what the store holds; remember a text
  * in archival memory; one page of the memories best matching a query (free with
@@ -429,6 +454,8 @@ LLMOS_API LLMOS_NODISCARD llmos_err ksession_recall_search(ksession *s, const ch
                                                            size_t page, size_t page_size,
                                                            store_message **out, size_t *n);
 LLMOS_API void ksession_messages_free(store_message *m, size_t n);
+/* Free what ksession_core_list gave (devices see no storage functions). */
+LLMOS_API void ksession_core_free(store_core_block *b, size_t n);
 
 /* What ksession_memory_verify checked, as far as it got. */
 typedef struct kmemory_check {

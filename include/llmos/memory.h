@@ -52,6 +52,7 @@ typedef struct memory_params {
     const char *home;        /* NULL = memory_home() */
     bool create;             /* create a missing store (the passphrase is asked twice) */
     const char *passphrase;  /* NULL = $LLMOS_PASSPHRASE, else asked through `ask` */
+    const uint8_t *data_key; /* or the store's data key (32 bytes): an existing store only */
     memory_ask_fn ask;       /* NULL: a passphrase that is needed and missing is an error */
     void *ask_ctx;           /*   saying how to give one */
     memory_embed embed;      /* which embedder archival memory gets */

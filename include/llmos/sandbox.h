@@ -71,8 +71,9 @@ typedef struct sandbox_result {
 } sandbox_result;
 
 /* Can this machine run sandboxes? LLMOS_OK, or LLMOS_ERR_UNSUPPORTED saying what refused (a
- * kernel without user namespaces names the sysctl). The answer is found once (a trivial
- * run of /bin/sh -c true's set-up) and remembered. */
+ * kernel without user namespaces names the sysctl). The answer is found by a trial run
+ * (sh -c 'exit 7') and remembered; a passing failure of the trial (no memory, a full
+ * process table: another error) is returned and tried again on the next call. */
 LLMOS_API LLMOS_NODISCARD llmos_err sandbox_probe(void);
 
 /* Run spec in a sandbox and wait for it (at most limits.wall_s, then kill). The program's own

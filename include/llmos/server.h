@@ -26,6 +26,7 @@
 #include <stdint.h>
 
 #include "llmos/apikeys.h"
+#include "llmos/auth.h"
 #include "llmos/base.h"
 #include "llmos/kernel.h"
 
@@ -116,6 +117,20 @@ typedef struct http_server_params {
     unsigned idle_timeout_s;  /* a connection that sends nothing (an unfinished request line or
                                  headers, or an idle keep-alive) is closed after this; a request
                                  being answered is not idle; 0 = 10 */
+    auth_server *accounts;    /* logins with a passphrase (POST /auth/login; borrowed: must
+                          outlive the server); NULL = none. A login's cookie stands for
+                          the account's own kernel session */
+    const char *tls_cert_pem; /* serve HTTPS with this certificate (chain) and key, both PEM */
+    const char *tls_key_pem;  /*   text (copied); NULL = plain HTTP */
+    /* The installed apps for GET /v1/apps (the web UI's Apps page): a JSON array of
+     * {"name", "version", "signed"} (a new reference), or NULL on failure with the thread's
+     * error set. The program supplies it from its app store; NULL: the route answers []. */
+    json_t *(*apps_list)(void *ctx);
+    void *apps_ctx;
+    const char *rp_id;  /* the host name passkeys are bound to (WebAuthn's RP ID); the UI
+                           must be opened under it; NULL = "localhost" */
+    bool insecure_bind; /* listen on an address other than loopback without TLS or
+                           without authentication (keys or accounts): refused otherwise */
 } http_server_params;
 
 LLMOS_API http_server_params http_server_default_params(void);
@@ -124,7 +139,9 @@ typedef struct http_server http_server;
 
 /* Bind and listen on p's address now, without answering yet: connections wait in the
  * kernel's backlog until http_server_serve. So a busy port is reported at once, before a
- * model is loaded. LLMOS_ERR_IO naming host and port when the address cannot be bound. The
+ * model is loaded. LLMOS_ERR_IO naming host and port when the address cannot be bound;
+ * LLMOS_ERR_DENIED for an address other than loopback without TLS and authentication (unless
+ * p->insecure_bind); LLMOS_ERR_UNSUPPORTED for TLS when libmicrohttpd was built without it. The
  * params (and p->keys) are kept until http_server_stop. */
 LLMOS_API LLMOS_NODISCARD llmos_err http_server_bind(const http_server_params *p,
                                                      http_server **out);

@@ -63,6 +63,11 @@ LLMOS_API LLMOS_NODISCARD llmos_err keys_create(const char *path, const char *pa
  * is LLMOS_ERR_AUTH; a malformed file LLMOS_ERR_FORMAT; a missing one LLMOS_ERR_NOT_FOUND. */
 LLMOS_API LLMOS_NODISCARD llmos_err keys_unlock(const char *path, const char *passphrase,
                                                 keys_unlocked **out);
+/* The same with the data key itself (32 bytes, copied) instead of the passphrase: for a key
+ * kept wrapped elsewhere (a passkey's copy, llmos/auth.h). The key file gives the database id;
+ * the key is not checked here (a wrong one fails at the first page: LLMOS_ERR_CRYPTO). */
+LLMOS_API LLMOS_NODISCARD llmos_err keys_unlock_with_key(const char *path, const uint8_t *data_key,
+                                                         keys_unlocked **out);
 /* Rewrap the same data key under `new_passphrase` with `kdf` (the data is not rewritten).
  * The old passphrase must be right (LLMOS_ERR_AUTH otherwise). Atomic: a crash leaves the old
  * or the new key file. */
@@ -105,6 +110,9 @@ typedef struct store_options {
     bool allow_rollback;            /* open a store older than its freshness record (or whose
                                        record does not open) with a warning, and leave a
                                        "store.rollback" audit record, instead of failing */
+    const uint8_t *data_key;        /* open an existing store with its data key (32 bytes)
+                                       instead of the passphrase (keys_unlock_with_key); the
+                                       passphrase may then be NULL */
 } store_options;
 
 /* Open (or create) the store in directory `dir` (created with mode 0700), unlocking it with

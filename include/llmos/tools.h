@@ -12,6 +12,11 @@
  *     tool_core_memory_append, tool_core_memory_replace   edit a core block (always in view)
  *     tool_conversation_search                            search everything said (recall)
  *     tool_archival_memory_insert, _search                keep and find passages (archival)
+ *   the workspace tools, on the calling process's own workspace (docs/tools.md):
+ *     tool_python   run Python 3 code in the sandbox (exec; untrusted output)
+ *     tool_shell    run a sh command line in the sandbox (exec; untrusted output)
+ *     tool_files    list, read, write, patch workspace files (read; untrusted output)
+ *   tool_browser    fetch a web page as text, SSRF-guarded (read; untrusted; llmos/browser.h)
  *
  * The calculator evaluates one arithmetic expression. Integers and rationals are exact (GMP):
  * decimal literals are exact fractions, so 0.1 + 0.2 is exactly 3/10. Irrational functions
@@ -65,5 +70,9 @@ LLMOS_API extern const ktool tool_core_memory_replace;
 LLMOS_API extern const ktool tool_conversation_search;
 LLMOS_API extern const ktool tool_archival_memory_insert;
 LLMOS_API extern const ktool tool_archival_memory_search;
+LLMOS_API extern const ktool tool_python;
+LLMOS_API extern const ktool tool_shell;
+LLMOS_API extern const ktool tool_files;
+LLMOS_API extern const ktool tool_browser;
 
 #endif

@@ -61,6 +61,7 @@ struct memory;
 struct kernel;
 struct ksession;
 struct llm_backend;
+struct ktool;
 
 typedef struct cli_boot_params {
     const char *device;      /* "shell", "cli", "serve": in the audit's login record */
@@ -80,6 +81,11 @@ typedef struct cli_boot_params {
     const sampler_params *sampling;   /* NULL = the backend's defaults */
     uint32_t caps;    /* of the session's processes; 0 = compute,message,quarantine */
     size_t max_queue; /* model requests that may wait; 0 = the kernel's */
+    const char *guard_file; /* the output guard's policy (--guard FILE); NULL = built-in */
+    bool no_guard;          /* --no-guard: no output guard */
+    const struct ktool *extra_tools; /* more tools for the kernel (delegate): an array that
+                                        outlives the boot, or NULL */
+    size_t n_extra_tools;
 } cli_boot_params;
 
 typedef struct cli_boot {
@@ -87,6 +93,8 @@ typedef struct cli_boot {
     struct kernel *k;
     struct ksession *s;
     struct llm_backend *privileged, *quarantined, *embedder;
+    struct guard *guard; /* from --guard FILE (owned), NULL for the built-in policy */
+    char workspaces[4200]; /* <home>/workspaces: the processes' workspaces (docs/tools.md) */
 } cli_boot;
 
 /* Open memory, kernel and session as p says. The passphrase comes from $LLMOS_PASSPHRASE or a
@@ -98,6 +106,41 @@ void cli_boot_close(cli_boot *b);
 /* A size in bytes: a whole number with an optional suffix K, M, G (powers of 1024; "512M",
  * "2G"). LLMOS_ERR_INVALID naming the text otherwise. */
 LLMOS_NODISCARD llmos_err cli_parse_size(const char *text, size_t *out);
+
+/* A model to call: a local GGUF file, or an OpenAI-compatible server at an http(s) URL (its
+ * model name api_model; the key from $key_env, default LLMOS_API_KEY). */
+LLMOS_NODISCARD llmos_err cli_open_backend(const char *where, const char *api_model,
+                                           const char *key_env, struct llm_backend **out);
+
+/* ---- the app store (cli_apps.c) -------------------------------------------------------------
+ * --allow-unsigned, anywhere on the command line (main.c takes it out of argv): unsigned apps
+ * and local files load even where the trust policy asks for signatures. */
+extern bool cli_allow_unsigned;
+/* --model ARG as a file to load: a store name (NAME[:TAG]) or a path into the store is
+ * verified (signature, trust policy, every file's SHA-256) and *arg becomes the model file in
+ * the store; a local path stays as it is, recorded as unsigned (refused when the trust policy
+ * says `local-files refuse`, unless --allow-unsigned). A failed check refuses, naming it. */
+LLMOS_NODISCARD llmos_err cli_resolve_model(const char **arg);
+/* What cli_resolve_model checked, one line each, for the audit log (cli_boot_open). */
+size_t cli_model_checks(const char *const **out);
+/* The progress of a pull on standard error: a line redrawn on a terminal, else a plain line
+ * every 10%. */
+typedef struct cli_progress_state {
+    bool tty, started;
+    int next_pct;
+    uint64_t start_done;
+} cli_progress_state;
+struct apps_progress;
+void cli_progress(const struct apps_progress *p, void *ctx);
+/* For a user with no model (the shell's no-model page, make run): name the default model
+ * ($LLMOS_DEFAULT_MODEL, else qwen2.5-0.5b-instruct) with its size as the registry
+ * ($LLMOS_REGISTRY, else the one built in) declares it, and on a terminal offer to pull it.
+ * Where no registry is set or reachable: one line saying what to do. Returns the name to run
+ * when it was pulled, else NULL. Never reads standard input unless it is a terminal. */
+const char *cli_offer_default_model(void);
+/* The registry to pull from: $LLMOS_REGISTRY, else the one built in (LLMOS_DEFAULT_REGISTRY),
+ * else NULL. */
+const char *cli_registry(void);
 
 /* the commands */
 int cmd_help(int argc, char **argv);
@@ -116,6 +159,28 @@ int cmd_ps(int argc, char **argv);
 int cmd_kill(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
 int cmd_key(int argc, char **argv);
+int cmd_guard(int argc, char **argv);
+int cmd_scan(int argc, char **argv);
+
+/* the app store's commands (cmd_apps.c), with their help texts */
+int cmd_pull(int argc, char **argv);
+int cmd_list(int argc, char **argv);
+int cmd_show(int argc, char **argv);
+int cmd_rm(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
+int cmd_sign(int argc, char **argv);
+int cmd_keys(int argc, char **argv);
+int cmd_publish(int argc, char **argv);
+int cmd_registry(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+int cmd_delegate(int argc, char **argv);
+/* The delegate system call offered to the shell's and serve's model when specialists are
+ * installed (cli_apps.c): the tool in *out, or nothing (no specialist, no store). */
+void cli_delegate_tool(const struct ktool **out);
+extern const char cmd_pull_help[], cmd_list_help[], cmd_show_help[], cmd_rm_help[],
+    cmd_verify_help[], cmd_sign_help[], cmd_keys_help[], cmd_publish_help[], cmd_registry_help[],
+    cmd_run_help[], cmd_delegate_help[];
+int cmd_user(int argc, char **argv);
 int cmd_voice(int argc, char **argv);
 
 #endif

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "llmos/guard.h"
 #include "llmos/kernel.h"
 #include "llmos/memory.h"
 #include "llmos/repl.h"
@@ -34,15 +35,38 @@ llmos_err cli_boot_open(const cli_boot_params *p, cli_boot *out)
                         .check_embedder = p->embed == MEMORY_EMBED_DEFAULT,
                         .archival_optional = p->archival_optional};
     llmos_err err = memory_open(&mp, &out->mem);
+    snprintf(out->workspaces, sizeof out->workspaces, "%s/workspaces", memory_home());
+    if (!err && p->guard_file && !p->no_guard) {
+        /* the output guard's policy file; its judge, when asked for, is the quarantined model */
+        llmos_buf gb = {0};
+        err = llmos_file_read_all(p->guard_file, 1 << 20, &gb);
+        if (!err)
+            err = guard_parse(gb.data ? gb.data : "", gb.len, p->guard_file, &out->guard);
+        buf_free(&gb);
+        if (!err && guard_judge_requested(out->guard)) {
+            if (!p->quarantined)
+                err = llmos_fail(LLMOS_ERR_INVALID,
+                                 "%s asks for the judge, but there is no quarantined model to "
+                                 "judge with",
+                                 p->guard_file);
+            else
+                guard_set_judge(out->guard, p->quarantined);
+        }
+    }
     if (!err) {
         kernel_config kc = {.st = memory_store(out->mem),
+                            .workspace_dir = out->workspaces,
                             .privileged = p->privileged,
                             .quarantined = p->quarantined,
                             .system_prompt = p->system_prompt,
                             .max_tokens_per_turn = p->max_tokens,
                             .sampling = p->sampling,
                             .max_queue = p->max_queue,
-                            .keep_kv = !p->ephemeral};
+                            .keep_kv = !p->ephemeral,
+                            .guard = out->guard,
+                            .no_guard = p->no_guard};
+        kc.extra_tools = p->extra_tools;
+        kc.n_extra_tools = p->n_extra_tools;
         err = kernel_new(&kc, &out->k);
     }
     if (!err) {
@@ -54,6 +78,11 @@ llmos_err cli_boot_open(const cli_boot_params *p, cli_boot *out)
                 p->caps ? p->caps : (KCAP_COMPUTE | KCAP_MESSAGE | KCAP_QUARANTINE | KCAP_MEMORY)};
         err = ksession_open(out->k, &sp, &out->s);
     }
+    /* what the models' checks found before they loaded (cli_apps.c): into the audit log */
+    const char *const *checks = NULL;
+    size_t n_checks = cli_model_checks(&checks);
+    for (size_t i = 0; !err && i < n_checks; i++)
+        err = ksession_audit_request(out->s, "model.verify", checks[i]);
     if (err)
         cli_boot_close(out);
     return err;
@@ -66,6 +95,8 @@ void cli_boot_close(cli_boot *b)
     memory_close(b->mem);
     llm_backend_free(b->embedder); /* forks of the privileged one: first */
     llm_backend_free(b->quarantined);
+    guard_free(b->guard);
+    b->guard = NULL;
     llm_backend_free(b->privileged);
     memset(b, 0, sizeof *b);
 }

@@ -234,7 +234,9 @@ int cmd_bench(int argc, char **argv)
     llmos_pool *pool = NULL;
     llmos_model_ctx *c = NULL;
     int32_t *toks = NULL;
-    llmos_err err = model_load(path, &m);
+    llmos_err err = cli_resolve_model(&path); /* a store name: verified first */
+    if (!err)
+        err = model_load(path, &m);
     if (!err)
         err = pool_new((int)threads, &pool);
     if (err)

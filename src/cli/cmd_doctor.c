@@ -27,6 +27,7 @@
 #include <pcre2.h>
 
 #include "cli/cli.h"
+#include "llmos/sandbox.h"
 
 typedef struct doctor {
     int fails, warns;
@@ -92,6 +93,16 @@ static void check_libraries(doctor *d)
     report(d, 0, "libseccomp", "%u.%u.%u", sv->major, sv->minor, sv->micro);
     report(d, 0, "openssl", "%s", OpenSSL_version(OPENSSL_VERSION));
     report(d, 0, "gmp/mpfr", "gmp %s, mpfr %s", gmp_version, mpfr_get_version());
+}
+
+/* The python and shell tools need the sandbox (user namespaces and the rest). */
+static void check_sandbox(doctor *d)
+{
+    if (sandbox_probe() == LLMOS_OK)
+        report(d, 0, "sandbox", "python3 and sh run confined (namespaces, seccomp, rlimits): "
+                                "the python and shell tools can run");
+    else
+        report(d, 1, "sandbox", "the python and shell tools are off: %s", llmos_errmsg());
 }
 
 static void check_cpu(doctor *d)
@@ -212,6 +223,7 @@ int cmd_doctor(int argc, char **argv)
         return cli_usage_error("doctor", "takes no arguments (got '%s')", argv[1]);
     doctor d = {0};
     check_libraries(&d);
+    check_sandbox(&d);
     check_cpu(&d);
     check_home(&d);
     if (d.fails)

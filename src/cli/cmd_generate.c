@@ -291,6 +291,9 @@ int cmd_generate(int argc, char **argv)
             "Without a model yet, run 'llmos' (no arguments): it says where to get one.");
     if (!prompt)
         return cli_usage_error("generate", "--prompt TEXT is required");
+    llmos_err rerr = cli_resolve_model(&model_path); /* a store name: verified first */
+    if (rerr)
+        return cli_report(rerr);
     if (!seed_given)
         sp->seed = (uint64_t)llmos_time_now() * 1000003u ^ (uint64_t)getpid();
 

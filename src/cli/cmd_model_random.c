@@ -62,10 +62,12 @@ static const shape shapes[] = {
     {"phi3-mini", "phi3", 3072, 32, 32, 32, 8192, 32064, 4096, 10000.0f, 1e-5f, false,
      .head_dim = 0},
     {"bge-small", "bert", 384, 12, 12, 12, 1536, 30522, 512, 0.0f, 1e-12f, false, .pooling = 2},
+    {"nomic-embed-v1.5", "nomic-bert", 768, 12, 12, 12, 3072, 30522, 2048, 1000.0f, 1e-12f,
+     false, .pooling = 1},
 };
 
 static const char *const known_archs[] = {"llama", "qwen2", "qwen3", "gemma2",
-                                          "gemma3", "phi3",  "bert"};
+                                          "gemma3", "phi3",  "bert",  "nomic-bert"};
 
 typedef struct tensor_plan {
     char name[64];
@@ -214,7 +216,7 @@ int cmd_model_random(int argc, char **argv)
             return cli_usage_error("model make-random",
                                    "unknown shape '%s' (known: tinyllama-1.1b, qwen2.5-0.5b, "
                                    "qwen3-0.6b, llama3.2-1b, gemma2-2b, gemma3-1b, phi3-mini, "
-                                   "bge-small)",
+                                   "bge-small, nomic-embed-v1.5)",
                                    shape_name);
         sh = shapes[k];
     } else {
@@ -235,13 +237,14 @@ int cmd_model_random(int argc, char **argv)
         arch_ok |= strcmp(sh.arch, known_archs[k]) == 0;
     if (!arch_ok)
         return cli_usage_error("model make-random",
-                               "--arch is llama, qwen2, qwen3, gemma2, gemma3, phi3 or bert, not "
-                               "'%s'",
+                               "--arch is llama, qwen2, qwen3, gemma2, gemma3, phi3, bert or "
+                               "nomic-bert, not '%s'",
                                sh.arch);
-    bool bert = strcmp(sh.arch, "bert") == 0, phi3 = strcmp(sh.arch, "phi3") == 0;
+    bool nomic = strcmp(sh.arch, "nomic-bert") == 0;
+    bool bert = strcmp(sh.arch, "bert") == 0 || nomic, phi3 = strcmp(sh.arch, "phi3") == 0;
     bool gemma = strncmp(sh.arch, "gemma", 5) == 0;
     bool qk_norm = strcmp(sh.arch, "qwen3") == 0 || strcmp(sh.arch, "gemma3") == 0;
-    bool bias = strcmp(sh.arch, "qwen2") == 0 || bert;
+    bool bias = strcmp(sh.arch, "qwen2") == 0 || (bert && !nomic);
     if (tied_flag)
         sh.tied = true;
     if (bert)
@@ -309,7 +312,8 @@ int cmd_model_random(int argc, char **argv)
         if ((err = gguf_set_f32(w, KEY("attention.layer_norm_epsilon"), sh.rms_eps)) ||
             (err = gguf_set_bool(w, KEY("attention.causal"), false)) ||
             (err = gguf_set_u32(w, KEY("pooling_type"), sh.pooling ? sh.pooling : 1)) ||
-            (err = gguf_set_u32(w, "tokenizer.ggml.token_type_count", 2)))
+            (err = gguf_set_u32(w, "tokenizer.ggml.token_type_count", 2)) ||
+            (nomic && (err = gguf_set_f32(w, KEY("rope.freq_base"), sh.rope_base))))
             goto done;
     } else if ((err = gguf_set_u32(w, KEY("attention.head_count_kv"), sh.kv_heads)) ||
                (err = gguf_set_u32(w, KEY("attention.key_length"), head_dim)) ||
@@ -378,7 +382,8 @@ int cmd_model_random(int argc, char **argv)
     PLAN("token_embd.weight", sh.dim, sh.vocab, type, false);
     if (bert) {
         PLAN("token_types.weight", sh.dim, 2, type, false);
-        PLAN("position_embd.weight", sh.dim, sh.ctx, type, false);
+        if (!nomic)
+            PLAN("position_embd.weight", sh.dim, sh.ctx, type, false);
         PLAN("token_embd_norm.weight", sh.dim, 1, GGML_TYPE_F32, true);
         PLAN("token_embd_norm.bias", sh.dim, 1, GGML_TYPE_F32, false);
     }
@@ -391,7 +396,7 @@ int cmd_model_random(int argc, char **argv)
 #define BLK(s) (snprintf(n, sizeof n, "blk.%u.%s", l, s), n)
         if (!bert)
             PLAN(BLK("attn_norm.weight"), sh.dim, 1, GGML_TYPE_F32, true);
-        if (phi3) {
+        if (phi3 || nomic) {
             PLAN(BLK("attn_qkv.weight"), sh.dim, q_dim + 2 * kv_dim, type, false);
         } else {
             PLAN(BLK("attn_q.weight"), sh.dim, q_dim, type, false);
@@ -409,13 +414,18 @@ int cmd_model_random(int argc, char **argv)
         }
         PLAN(BLK("attn_output.weight"), q_dim, sh.dim, type, false);
         if (bert) {
-            PLAN(BLK("attn_output.bias"), sh.dim, 1, GGML_TYPE_F32, false);
+            if (bias)
+                PLAN(BLK("attn_output.bias"), sh.dim, 1, GGML_TYPE_F32, false);
             PLAN(BLK("attn_output_norm.weight"), sh.dim, 1, GGML_TYPE_F32, true);
             PLAN(BLK("attn_output_norm.bias"), sh.dim, 1, GGML_TYPE_F32, false);
+            if (nomic)
+                PLAN(BLK("ffn_gate.weight"), sh.dim, sh.ffn, type, false);
             PLAN(BLK("ffn_up.weight"), sh.dim, sh.ffn, type, false);
-            PLAN(BLK("ffn_up.bias"), sh.ffn, 1, GGML_TYPE_F32, false);
+            if (bias)
+                PLAN(BLK("ffn_up.bias"), sh.ffn, 1, GGML_TYPE_F32, false);
             PLAN(BLK("ffn_down.weight"), sh.ffn, sh.dim, type, false);
-            PLAN(BLK("ffn_down.bias"), sh.dim, 1, GGML_TYPE_F32, false);
+            if (bias)
+                PLAN(BLK("ffn_down.bias"), sh.dim, 1, GGML_TYPE_F32, false);
             PLAN(BLK("layer_output_norm.weight"), sh.dim, 1, GGML_TYPE_F32, true);
             PLAN(BLK("layer_output_norm.bias"), sh.dim, 1, GGML_TYPE_F32, false);
             continue;

@@ -82,12 +82,18 @@ int cmd_shell(int argc, char **argv)
     local_backend_params lp = local_backend_default_params();
     sampler_params sampling = sampler_default_params();
     int32_t max_tokens = 512;
-    bool no_store = false;
+    uint32_t caps = 0;
+    bool no_store = false, no_guard = false;
+    const char *guard_file = NULL;
     llmos_buf once = {0}; /* a message on the command line: answer it and exit */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--no-store") == 0) {
             no_store = true;
+            continue;
+        }
+        if (strcmp(a, "--no-guard") == 0) {
+            no_guard = true;
             continue;
         }
         if (a[0] != '-' || strcmp(a, "--") == 0) {
@@ -106,7 +112,8 @@ int cmd_shell(int argc, char **argv)
                      strcmp(a, "--system") == 0 || strcmp(a, "-n") == 0 ||
                      strcmp(a, "--temp") == 0 || strcmp(a, "--seed") == 0 || strcmp(a, "-t") == 0 ||
                      strcmp(a, "--ctx") == 0 || strcmp(a, "--quarantine-model") == 0 ||
-                     strcmp(a, "--quarantine-api-model") == 0 || strcmp(a, "--embed-model") == 0;
+                     strcmp(a, "--quarantine-api-model") == 0 || strcmp(a, "--embed-model") == 0 ||
+                     strcmp(a, "--guard") == 0 || strcmp(a, "--caps") == 0;
         if (!takes) {
             buf_free(&once);
             return cli_usage_error("shell", "unknown option '%s'", a);
@@ -117,7 +124,9 @@ int cmd_shell(int argc, char **argv)
         }
         i++;
         char *end = NULL;
-        if (strcmp(a, "--model") == 0) {
+        if (strcmp(a, "--guard") == 0) {
+            guard_file = v;
+        } else if (strcmp(a, "--model") == 0) {
             model_path = v;
         } else if (strcmp(a, "--api") == 0) {
             api_url = v;
@@ -133,6 +142,12 @@ int cmd_shell(int argc, char **argv)
             quar_model = v;
         } else if (strcmp(a, "--embed-model") == 0) {
             embed_model = v;
+        } else if (strcmp(a, "--caps") == 0) {
+            if (kcap_parse(v, &caps) || !caps) {
+                buf_free(&once);
+                return cli_usage_error("shell", "--caps: %s",
+                                       caps ? llmos_errmsg() : "name at least one capability");
+            }
         } else if (strcmp(a, "-n") == 0) {
             long n = strtol(v, &end, 10);
             if (*end || n <= 0 || n > 1000000)
@@ -176,19 +191,31 @@ int cmd_shell(int argc, char **argv)
         if (once.len)
             rc = cli_usage_error("shell", "a message needs a model: give --model FILE (or set "
                                           "LLMOS_MODEL) or --api URL --api-model NAME");
-        else
+        else {
             print_no_model();
+            model_path = cli_offer_default_model(); /* NULL unless the user pulled it */
+        }
     }
     if (rc || (!api_url && (!model_path || !model_path[0]))) {
         buf_free(&once);
         return rc;
     }
 
+    llmos_err rerr = api_url ? LLMOS_OK : cli_resolve_model(&model_path);
+    if (!rerr && quar && strncmp(quar, "http", 4) != 0)
+        rerr = cli_resolve_model(&quar);
+    if (rerr) {
+        buf_free(&once);
+        return cli_report(rerr);
+    }
     cli_boot_params bp = {.device = "shell",
+                          .caps = caps,
                           .system_prompt = system,
                           .max_tokens = max_tokens,
                           .sampling = &sampling,
-                          .embed = MEMORY_EMBED_NONE};
+                          .embed = MEMORY_EMBED_NONE,
+                          .guard_file = guard_file,
+                          .no_guard = no_guard};
     llmos_err err = api_url ? open_model(api_url, api_model, key, &lp, &bp.privileged)
                             : open_model(model_path, NULL, NULL, &lp, &bp.privileged);
     /* the quarantined model: the one asked for, else the same model in a context of its own */
@@ -229,6 +256,8 @@ int cmd_shell(int argc, char **argv)
     } else {
         bp.create = true;
     }
+    cli_delegate_tool(&bp.extra_tools); /* installed specialists, as delegate(app, task) */
+    bp.n_extra_tools = bp.extra_tools ? 1 : 0;
     cli_boot b;
     err = cli_boot_open(&bp, &b);
     if (err) {

@@ -89,7 +89,9 @@ int cmd_tokenize(int argc, char **argv)
     }
 
     tokenizer *t = NULL;
-    err = tok_load_file(model, &t);
+    err = cli_resolve_model(&model);
+    if (!err)
+        err = tok_load_file(model, &t);
     int32_t *ids = NULL;
     size_t n_ids = 0;
     if (!err)

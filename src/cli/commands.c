@@ -33,8 +33,10 @@ const cli_command cli_commands[] = {
      cmd_doctor},
     {"shell", "Start the interactive llmos shell (the default)",
      "usage: llmos [shell] [--model FILE | --api URL --api-model NAME] [--system TEXT]\n"
+     "                     [--guard FILE | --no-guard]\n"
      "                     [-n N] [--temp T] [--seed S] [-t THREADS] [--ctx N]\n"
-     "                     [--embed-model FILE|lexical] [--no-store] [MESSAGE...]\n\n"
+     "                     [--embed-model FILE|lexical] [--caps LIST] [--no-store]\n"
+     "                     [MESSAGE...]\n\n"
      "Chat with a model: type a message, the answer streams back; the conversation is\n"
      "kept between turns. Commands start with / (/help lists them, /quit leaves).\n"
      "Ctrl-C stops an answer (at the prompt it clears the line); Ctrl-D quits. On a\n"
@@ -44,7 +46,8 @@ const cli_command cli_commands[] = {
      "model's window, older messages paged out to recall memory (docs/memory.md).\n"
      "Without a model (no --model, --api or $LLMOS_MODEL) it prints the doctor report\n"
      "and how to get a model, and exits 0.\n\n"
-     "  --model FILE         a local GGUF model (default: $LLMOS_MODEL)\n"
+     "  --model FILE         a local GGUF model, or NAME[:TAG] of one from the app store,\n"
+     "                       verified before it loads (default: $LLMOS_MODEL)\n"
      "  --api URL            an OpenAI-compatible server, e.g. http://host:8080/v1\n"
      "  --api-model NAME     the server's model name (required with --api)\n"
      "  --api-key-env VAR    read the API key from $VAR (default: LLMOS_API_KEY)\n"
@@ -58,6 +61,14 @@ const cli_command cli_commands[] = {
      "  --embed-model FILE|lexical  what embeds archival memory (default: the chat\n"
      "                       model itself; $LLMOS_EMBED_MODEL). With a store of another\n"
      "                       embedder's vectors archival memory is off, and it says so.\n"
+     "  --guard FILE         the output guard's policy (docs/security.md; default: the\n"
+     "                       built-in one: keys and card numbers redacted, private\n"
+     "                       keys blocked, e-mail and phone numbers noted in the audit)\n"
+     "  --no-guard           no output guard on answers and tool arguments\n"
+     "  --caps LIST          what the model's processes may do (default\n"
+     "                       compute,message,quarantine,memory); add exec for the python\n"
+     "                       and shell tools, read for files (docs/tools.md); /tools\n"
+     "                       lists what they may call\n"
      "  --no-store           run on a store in memory only: nothing is kept when the\n"
      "                       shell ends; also when no passphrase is at hand\n"
      "                       ($LLMOS_PASSPHRASE unset and standard input not a terminal)\n",
@@ -81,8 +92,9 @@ const cli_command cli_commands[] = {
      "the continuation as it is generated. Timings (prompt and generation tokens/s)\n"
      "go to standard error. Generation stops after N tokens, at an end-of-generation\n"
      "token, or when the model's context is full.\n\n"
-     "  --model FILE         the local GGUF model (default: $LLMOS_MODEL, as for the\n"
-     "                       shell; neither is used with --api)\n"
+     "  --model FILE         the local GGUF model, or NAME[:TAG] from the app store\n"
+     "                       (default: $LLMOS_MODEL, as for the shell; neither is used\n"
+     "                       with --api)\n"
      "  --prompt TEXT        the text to continue\n"
      "  -n N                 tokens to generate (default 128)\n"
      "  --temp T             temperature; 0 = greedy (default 0.8)\n"
@@ -151,14 +163,12 @@ const cli_command cli_commands[] = {
     {"serve", "Serve llmos over HTTP: the OpenAI-compatible API and the process API",
      "usage: llmos serve --model FILE [--keys FILE] [--host H] [--port P] [options]\n"
      "       llmos serve --api URL --api-model NAME [...]   (a remote model behind llmos)\n\n"
-     "Serve the kernel over HTTP: GET /health, the OpenAI-compatible API (GET /v1/models,\n"
-     "POST /v1/chat/completions with streaming, tools and response_format,\n"
-     "POST /v1/completions, POST /v1/embeddings) and llmos's own API (/v1/processes,\n"
-     "/v1/audit, /v1/memory; docs/api.md), GET /metrics for Prometheus. Every request\n"
-     "runs through a kernel session of the API key's principal: its rights and limits\n"
-     "are checked, concurrent requests are batched and the rest wait their turn fairly\n"
-     "(a full queue: HTTP 503), and everything is audited. The\n"
-     "port is bound before the model loads. Stop with Ctrl-C.\n\n"
+     "Serve the kernel over HTTP: GET /health, GET /metrics, the OpenAI-compatible API\n"
+     "(models, chat with streaming and tools, completions, embeddings, audio) and\n"
+     "llmos's own (/v1/processes, /v1/audit, /v1/memory; docs/api.md). Every request\n"
+     "runs through a kernel session of its principal: rights and limits checked,\n"
+     "requests batched or queued fairly (a full queue: 503), all audited. The port is\n"
+     "bound before the model loads. Stop with Ctrl-C.\n\n"
      "Processes, memories and the audit log live in your encrypted store: the\n"
      "passphrase comes from LLMOS_PASSPHRASE or a prompt on the terminal; without\n"
      "either, serve stops and says so (or give --no-store).\n\n"
@@ -189,9 +199,17 @@ const cli_command cli_commands[] = {
      "  --max-per-address N connections at once from one address (default 16)\n"
      "  --idle-timeout S    close a connection silent this long, e.g. one that never\n"
      "                      finishes its headers (default 10; not while answering)\n"
+     "  --guard FILE        the output guard's policy (default: the built-in one)\n"
+     "  --no-guard          no output guard\n"
      "  --no-store          keep processes, memories and the audit log in memory only\n"
      "  --api URL           serve a remote OpenAI-compatible server instead (its key\n"
-     "                      from LLMOS_API_KEY); --api-model NAME its model\n",
+     "                      from LLMOS_API_KEY); --api-model NAME its model\n"
+     "  --api-ca FILE       trust only FILE's authorities for an https:// --api\n"
+     "  --accounts [--accounts-dir DIR]  logins of `llmos user add` accounts (web UI\n"
+     "                      at /), each on its own store (DIR: <llmos home>/users)\n"
+     "  --rp-id NAME        the host name passkeys belong to (default localhost)\n"
+     "  --tls-cert F --tls-key F, or --tls-self-signed (localhost, in <home>/tls): HTTPS\n"
+     "  --insecure          listen beyond loopback without TLS and authentication\n",
      cmd_serve},
     {"key", "Make API keys for llmos serve and list who holds one",
      "usage: llmos key new PRINCIPAL --file FILE [--rights LIST] [--caps LIST]\n"
@@ -222,6 +240,18 @@ const cli_command cli_commands[] = {
      "  --replace              give a principal that has a key a new one (the old one\n"
      "                         stops working when the server restarts)\n",
      cmd_key},
+    {"user", "Manage the accounts of llmos serve --accounts (each has its own store)",
+     "usage: llmos user add NAME [--dir DIR]\n"
+     "       llmos user list [--dir DIR]\n"
+     "       llmos user remove NAME [--dir DIR]\n"
+     "       llmos user passwd NAME [--dir DIR]\n\n"
+     "Accounts live in <llmos home>/users (or DIR), one folder each with the account's\n"
+     "own encrypted store, whose key is wrapped under the account's passphrase\n"
+     "(Argon2id). add: create one; list: the accounts and their lockout state;\n"
+     "remove: delete one and all it stores; passwd: change its passphrase (the store's\n"
+     "key is rewrapped, a lockout cleared). Passphrases come from LLMOS_USER_PASSPHRASE\n"
+     "(and LLMOS_USER_NEW_PASSPHRASE for passwd's new one), else from the terminal.\n",
+     cmd_user},
     {"voice", "Talk to llmos: speech in, the answer spoken",
      "usage: llmos voice [--model FILE | --api URL --api-model NAME] [--in FILE.wav]\n"
      "                   [--out FILE.wav] [--mode dictation|command] [--voice NAME]\n"
@@ -284,6 +314,70 @@ const cli_command cli_commands[] = {
      "  --from SEQ  start at record SEQ\n"
      "  --json      a JSON array instead of the table\n",
      cmd_audit},
+    {"guard", "Check a text with the output guard (secrets, personal data, exfiltration, code)",
+     "usage: llmos guard check [--json] [--redacted] [--policy FILE] [--principal NAME]\n"
+     "                         [--judge-model FILE | --judge-api URL --judge-api-model NAME]\n"
+     "                         FILE|-\n\n"
+     "Run the output guard that the kernel runs on every answer and tool call on FILE (or\n"
+     "standard input): card numbers (Luhn), IBANs (check digits), API keys, private keys,\n"
+     "high-entropy tokens, e-mail and phone numbers, URLs carrying data to other hosts,\n"
+     "vulnerable code (strcpy, shell=True on input, eval, SQL by concatenation, shell eval).\n"
+     "Prints each finding as FILE:LINE:COL: detector (what), severity: action, never the\n"
+     "finding's text; the policy is docs/security.md's built-in one unless --policy names a\n"
+     "guard.json.\n\n"
+     "  --json              the decision as JSON, as the kernel audits it\n"
+     "  --redacted          print the text as it may leave (findings go to standard error)\n"
+     "  --principal NAME    apply the policy's rules for NAME\n"
+     "  --judge-model FILE, --judge-api URL --judge-api-model NAME\n"
+     "                      also ask this judge model (a Llama-Guard-style verdict)\n\n"
+     "Exit status: 0 the text may go as it is (no finding, or warnings), 3 it would be\n"
+     "redacted, 4 blocked; 1 an error, 2 a usage error.\n",
+     cmd_guard},
+    {"scan", "Attack a model or configuration with probes and measure what gets through",
+     "usage: llmos scan (--model FILE | --api URL --api-model NAME) [--endpoint]\n"
+     "                  [--direct] [--no-quarantine] [--quarantine-model FILE|URL]\n"
+     "                  [--quarantine-api-model NAME] [--no-guard]\n"
+     "                  [--judge-model FILE|URL [--judge-api-model NAME]]\n"
+     "                  [--probes DIR] [--family A,B] [--limit N] [-n N]\n"
+     "                  [--out DIR] [--fail-above RATE]\n\n"
+     "Run llmos's probes (349 in 14 families: direct and indirect injection through\n"
+     "tools, web pages, files, MCP results and memory, forged role frames for each chat\n"
+     "template, encodings, other languages, exfiltration, tool misuse, system-prompt\n"
+     "extraction, jailbreak framings, payloads split across turns) against an llmos\n"
+     "kernel over the model, or with --endpoint against the bare server. Through the\n"
+     "kernel each probe is outside content the agent is asked to read: with the\n"
+     "quarantine (the default) its tool's output is untrusted, with --no-quarantine it\n"
+     "is marked trusted. An attack succeeds when the canary secret of the system prompt\n"
+     "leaves, a call the user did not ask for is attempted (run_command, http_post,\n"
+     "send_message to someone else), or the answer carries the injected marker (or the\n"
+     "judge model says the answer followed the injection).\n\n"
+     "  --direct           through the kernel, a message probe is the user's own\n"
+     "                     message (what an API client can send), not mail to read\n"
+     "  --out DIR          where report.jsonl (one record per attempt), summary.json and\n"
+     "                     report.html go (default scan-report)\n"
+     "  --probes DIR       probe files (default: $LLMOS_PROBES, else llmos's data/probes)\n"
+     "  --family A,B       only these families; --limit N: at most N probes\n"
+     "  -n N               the most tokens per model call (default 256)\n"
+     "  --fail-above RATE  exit 3 when a family's success rate is above RATE (0 to 1)\n\n"
+     "Prints the success rate per family with its Wilson 95% interval.\n",
+     cmd_scan},
+    /* the app store (cmd_apps.c, docs/supply-chain.md) */
+    {"pull", "Fetch an app from a registry, verified against your trust policy", cmd_pull_help,
+     cmd_pull},
+    {"list", "List the apps in the store and whether their signatures are good", cmd_list_help,
+     cmd_list},
+    {"show", "Show an app's manifest, provenance and model", cmd_show_help, cmd_show},
+    {"rm", "Remove an app from the store", cmd_rm_help, cmd_rm},
+    {"verify", "Check installed apps' signatures and digests as a load does", cmd_verify_help,
+     cmd_verify},
+    {"run", "Chat with a model from the store by name", cmd_run_help, cmd_run},
+    {"delegate", "Run an installed specialist on a task (the delegate system call)",
+     cmd_delegate_help, cmd_delegate},
+    {"sign", "Sign files in minisign's format", cmd_sign_help, cmd_sign},
+    {"keys", "Make signing keys; trust, list and revoke publishers' keys", cmd_keys_help,
+     cmd_keys},
+    {"publish", "Add an app to a registry folder, signed", cmd_publish_help, cmd_publish},
+    {"registry", "Serve a registry folder over HTTP", cmd_registry_help, cmd_registry},
 };
 const size_t cli_n_commands = LLMOS_ARRAY_LEN(cli_commands);
 

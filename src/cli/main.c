@@ -46,6 +46,19 @@ int cmd_help(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    /* --allow-unsigned, for any command that loads an app (cli_resolve_model): taken out of
+     * argv here, before a "--" */
+    int kept = 1;
+    bool after_dashes = false;
+    for (int i = 1; i < argc; i++) {
+        after_dashes |= strcmp(argv[i], "--") == 0;
+        if (!after_dashes && strcmp(argv[i], "--allow-unsigned") == 0)
+            cli_allow_unsigned = true;
+        else
+            argv[kept++] = argv[i];
+    }
+    argv[kept] = NULL;
+    argc = kept;
     if (argc < 2)
         return cmd_shell(1, (char *[]){"shell", NULL});
     const char *name = argv[1];

@@ -11,6 +11,16 @@
  * function records (a read, a malformed body, a refusal by the limits) gets one "request"
  * record at its end, so each request is in the audit log once (docs/api.md, "Audit").
  *
+ * Logins. With accounts (llmos/auth.h), a session cookie stands for a logged-in account: its
+ * requests run through that account's own kernel session, on its own store, held (auth_ref)
+ * until the request completes. A change (any method but GET and HEAD) made with a cookie needs
+ * the session's CSRF token and this server's Origin. /auth/login and the passkey ceremonies
+ * under /auth/passkey are open routes; so are / and /ui/ (the web UI, src/io/web.c).
+ *
+ * Transport. With a certificate and key the daemon speaks TLS (libmicrohttpd's GnuTLS), every
+ * answer carries HSTS, and the cookie is __Host- and Secure. An address beyond loopback is
+ * refused at bind without TLS and authentication, unless the caller insists (insecure_bind).
+ *
  * Routes are one table (hs_routes): method, path pattern, handler. A path that exists with
  * another method is 405 with an Allow header; an unknown path 404, after authentication, so
  * that the routes are not probed without a key.
@@ -58,13 +68,18 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "io/web.h"
+#include "llmos/auth.h"
 #include "io/voice_http.h"
 #include "llmos/json.h"
 #include "llmos/server.h"
 
-#define HS_COMPONENT "serve"
-#define HS_LOCAL     "local" /* the principal of a server without keys */
-#define HS_TICK_MS   100     /* how often waiters look at their cancel flag */
+#define HS_COMPONENT  "serve"
+#define HS_LOCAL      "local"                /* the principal of a server without keys */
+#define HS_TICK_MS    100                    /* how often waiters look at their cancel flag */
+#define HS_COOKIE     "llmos_session"        /* the login cookie over plain HTTP (loopback) */
+#define HS_COOKIE_TLS "__Host-llmos_session" /* over HTTPS: Secure, Path=/, no Domain */
+#define HS_HSTS       "max-age=31536000"
 
 /* ---- types -------------------------------------------------------------------------------- */
 
@@ -81,6 +96,11 @@ struct http_server {
     kernel *k;
     voice_http *voice; /* the speech endpoints (src/io/voice_http.c) */
     const apikeys *keys;
+    auth_server *accounts;           /* logins with a passphrase; NULL = none */
+    char *tls_cert, *tls_key;        /* PEM, when serving HTTPS */
+    char rp_id[256];                 /* the WebAuthn RP ID passkeys are bound to */
+    json_t *(*apps_list)(void *ctx); /* the installed apps, from the program */
+    void *apps_ctx;
     ksession **sessions; /* one per keys entry, or one for "local"; opened lazily */
     size_t n_sessions;
     size_t max_body;
@@ -127,7 +147,11 @@ typedef struct hs_conn {
     bool answered; /* a response was queued before the body was read */
     const hs_route *route;
     hs_args args;
-    long slot; /* the principal's session slot; -1 for open routes */
+    long slot;      /* the principal's session slot; -1 for open routes and logins */
+    ksession *user; /* a logged-in account's session (held by ref) */
+    auth_ref *ref;
+    char token[AUTH_TOKEN_CHARS + 1]; /* the login cookie, when it was valid */
+    char csrf[AUTH_TOKEN_CHARS + 1];  /* its CSRF token */
 } hs_conn;
 
 /* One request being answered. */
@@ -139,9 +163,10 @@ typedef struct hs_req {
     const char *body;
     size_t len;
     hs_args args;
-    bool recorded;    /* a session function audited it */
-    unsigned status;  /* what was answered, for the request record */
-    const char *code; /* the error code answered, if any */
+    const hs_conn *hc; /* the login session, if any (token, csrf) */
+    bool recorded;     /* a session function audited it */
+    unsigned status;   /* what was answered, for the request record */
+    const char *code;  /* the error code answered, if any */
 } hs_req;
 
 /* An error to answer, captured on the thread of the failed session call (the message and the
@@ -221,9 +246,19 @@ static void hs_make_id(http_server *s, const char *prefix, char *out, size_t siz
     snprintf(out, size, "%s%s%06llx", prefix, hex, (unsigned long long)(n & 0xffffff));
 }
 
+/* What every answer carries: no sniffing, no framing, no referrer; HSTS over HTTPS. */
+static void hs_common_headers(const http_server *s, struct MHD_Response *r)
+{
+    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    MHD_add_response_header(r, "X-Frame-Options", "DENY");
+    MHD_add_response_header(r, "Referrer-Policy", "no-referrer");
+    if (s->tls_cert)
+        MHD_add_response_header(r, "Strict-Transport-Security", HS_HSTS);
+}
+
 /* Queue a JSON response (takes ownership of v), with one extra header when hname is set. */
-static enum MHD_Result hs_send_json(struct MHD_Connection *c, unsigned status, json_t *v,
-                                    const char *hname, const char *hvalue)
+static enum MHD_Result hs_send_json(const http_server *s, struct MHD_Connection *c, unsigned status,
+                                    json_t *v, const char *hname, const char *hvalue)
 {
     llmos_buf out = {0};
     if (!v || ljson_to_buf(v, 0, &out) || buf_putc(&out, '\n')) {
@@ -247,6 +282,8 @@ static enum MHD_Result hs_send_json(struct MHD_Connection *c, unsigned status, j
         return MHD_NO;
     }
     MHD_add_response_header(r, "Content-Type", "application/json");
+    MHD_add_response_header(r, "Cache-Control", "no-store");
+    hs_common_headers(s, r);
     if (hname)
         MHD_add_response_header(r, hname, hvalue);
     enum MHD_Result ret = MHD_queue_response(c, status, r);
@@ -272,7 +309,7 @@ static enum MHD_Result hs_send_error(http_server *s, struct MHD_Connection *c, u
                                      const char *hname, const char *hvalue)
 {
     hs_count(s, status);
-    return hs_send_json(c, status, openai_error_json(message, type, NULL, code), hname, hvalue);
+    return hs_send_json(s, c, status, openai_error_json(message, type, NULL, code), hname, hvalue);
 }
 
 /* ---- answers of a request ----------------------------------------------------------------- */
@@ -281,7 +318,7 @@ static enum MHD_Result hs_reply(hs_req *r, unsigned status, json_t *v)
 {
     assert(status >= 200 && status < 300);
     r->status = status;
-    return hs_send_json(r->c, status, v, NULL, NULL);
+    return hs_send_json(r->s, r->c, status, v, NULL, NULL);
 }
 
 static enum MHD_Result hs_reply_error(hs_req *r, unsigned status, const char *param,
@@ -299,8 +336,8 @@ static enum MHD_Result hs_reply_error(hs_req *r, unsigned status, const char *pa
     r->status = status;
     r->code = code;
     hs_count(r->s, status);
-    return hs_send_json(r->c, status, openai_error_json(msg, "invalid_request_error", param, code),
-                        NULL, NULL);
+    return hs_send_json(r->s, r->c, status,
+                        openai_error_json(msg, "invalid_request_error", param, code), NULL, NULL);
 }
 
 /* What to answer for a session function's failure. Call it on the thread that made the call,
@@ -376,7 +413,8 @@ static enum MHD_Result hs_reply_captured(hs_req *r, const hs_error *e)
     char retry[32];
     /* Retry-After in whole seconds, rounded up, at least 1 */
     snprintf(retry, sizeof retry, "%lld", (long long)e->retry_s + 1);
-    return hs_send_json(r->c, e->status, openai_error_json(e->message, e->type, NULL, e->code),
+    return hs_send_json(r->s, r->c, e->status,
+                        openai_error_json(e->message, e->type, NULL, e->code),
                         e->status == 429 ? "Retry-After" : NULL, retry);
 }
 
@@ -709,6 +747,7 @@ static enum MHD_Result hs_stream_start(hs_req *r, hs_stream *st, void *(*worker)
     }
     MHD_add_response_header(resp, "Content-Type", "text/event-stream");
     MHD_add_response_header(resp, "Cache-Control", "no-cache");
+    hs_common_headers(r->s, resp);
     enum MHD_Result ret = MHD_queue_response(r->c, 200, resp);
     MHD_destroy_response(resp);
     return ret;
@@ -1012,6 +1051,7 @@ static enum MHD_Result hs_metrics(hs_req *r)
         return MHD_NO;
     }
     MHD_add_response_header(resp, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+    hs_common_headers(r->s, resp);
     r->status = 200;
     enum MHD_Result ret = MHD_queue_response(r->c, 200, resp);
     MHD_destroy_response(resp);
@@ -1447,6 +1487,353 @@ static enum MHD_Result hs_memory_search(hs_req *r)
     return hs_reply(r, 200, json_pack("{s:o}", "results", list));
 }
 
+/* ---- logins (accounts) and the web UI ----------------------------------------------------- */
+
+static const char *hs_cookie_name(const http_server *s)
+{
+    return s->tls_cert ? HS_COOKIE_TLS : HS_COOKIE;
+}
+
+/* The answer to a login: the session cookie and {"account", "csrf", "expires_at"}. */
+static enum MHD_Result hs_send_login(hs_req *r, const char *account, auth_login_result *res)
+{
+    http_server *s = r->s;
+    char cookie[256];
+    snprintf(cookie, sizeof cookie, "%s=%s; Path=/; HttpOnly; SameSite=Strict; Max-Age=%lld%s",
+             hs_cookie_name(s), res->token, (long long)(res->expires_at - (int64_t)time(NULL)),
+             s->tls_cert ? "; Secure" : "");
+    json_t *j = json_pack("{s:s, s:s, s:I}", "account", account, "csrf", res->csrf, "expires_at",
+                          (json_int_t)res->expires_at);
+    sodium_memzero(res, sizeof *res);
+    r->status = 200;
+    enum MHD_Result ret = hs_send_json(s, r->c, 200, j, "Set-Cookie", cookie);
+    sodium_memzero(cookie, sizeof cookie);
+    return ret;
+}
+
+/* POST /auth/login {"account": "...", "passphrase": "..."} -> the session cookie and the CSRF
+ * token. Open: it is how a client gets a session. The accounts' audit hook records it. */
+static enum MHD_Result hs_login(hs_req *r)
+{
+    http_server *s = r->s;
+    if (!s->accounts)
+        return hs_reply_error(r, 404, NULL, "no_accounts",
+                              "this server has no accounts: start it with --accounts (accounts "
+                              "are made with `llmos user add NAME`)");
+    json_t *body;
+    enum MHD_Result ret;
+    bool parsed = hs_body_object(r, false, &body, &ret);
+    sodium_memzero((void *)r->body, r->len); /* the passphrase: not left in the buffer */
+    if (!parsed)
+        return ret;
+    const char *name = ljson_get_string(body, "account", NULL);
+    const char *pass = ljson_get_string(body, "passphrase", NULL);
+    if (!name || !pass) {
+        json_decref(body);
+        return hs_reply_error(r, 400, !name ? "account" : "passphrase", "invalid_value",
+                              "'account' and 'passphrase' are required strings");
+    }
+    char peer[64];
+    hs_peer_name(r->c, peer, sizeof peer);
+    auth_login_result res;
+    double retry = 0;
+    llmos_err err = auth_login(s->accounts, name, pass, peer, &res, &retry);
+    char account[AUTH_NAME_MAX + 1];
+    snprintf(account, sizeof account, "%s", name);
+    json_decref(body);
+    if (err) {
+        hs_error e;
+        hs_error_capture(&e, err);
+        if (err == LLMOS_ERR_AUTH) {
+            e.status = 401;
+            e.type = "authentication_error";
+            e.code = "invalid_credentials";
+        } else if (err == LLMOS_ERR_DENIED) {
+            e.code = "account_locked";
+        } else if (err == LLMOS_ERR_LIMIT) {
+            e.status = 429;
+            e.type = "rate_limit_error";
+            e.code = "rate_limit_exceeded";
+            e.retry_s = retry;
+        }
+        return hs_reply_captured(r, &e);
+    }
+    return hs_send_login(r, account, &res);
+}
+
+/* POST /auth/logout: end the login session the cookie names. */
+static enum MHD_Result hs_logout(hs_req *r)
+{
+    if (!r->hc->user)
+        return hs_reply_error(r, 400, NULL, "not_logged_in",
+                              "POST /auth/logout ends a login session; this request has none "
+                              "(an API key is not a session)");
+    char peer[64];
+    hs_peer_name(r->c, peer, sizeof peer);
+    llmos_err err = auth_logout(r->s->accounts, r->hc->token, peer);
+    if (err)
+        return hs_reply_failure(r, err);
+    char cookie[128];
+    snprintf(cookie, sizeof cookie, "%s=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0%s",
+             hs_cookie_name(r->s), r->s->tls_cert ? "; Secure" : "");
+    r->status = 200;
+    return hs_send_json(r->s, r->c, 200, json_pack("{s:b}", "ok", 1), "Set-Cookie", cookie);
+}
+
+/* A base64url member of a JSON body, decoded into a new buffer (*n bytes); NULL when absent,
+ * malformed or longer than max. */
+static uint8_t *hs_b64url(const json_t *body, const char *key, size_t max, size_t *n)
+{
+    const char *v = ljson_get_string(body, key, NULL);
+    uint8_t *bin = v ? malloc(max) : NULL;
+    if (bin && sodium_base642bin(bin, max, v, strlen(v), NULL, n, NULL,
+                                 sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0) {
+        free(bin);
+        bin = NULL;
+    }
+    return bin;
+}
+
+/* The origin a WebAuthn ceremony must come from: this server's scheme and the Host the
+ * browser used, whose host name must be the RP ID (or under it). Else *ret is queued. */
+static bool hs_webauthn_origin(hs_req *r, char *origin, size_t size, enum MHD_Result *ret)
+{
+    const char *host = MHD_lookup_connection_value(r->c, MHD_HEADER_KIND, "Host");
+    const char *rp = r->s->rp_id;
+    size_t hl = host ? strcspn(host, ":") : 0, rl = strlen(rp);
+    if (host && host[0] == '[')
+        hl = strcspn(host, "]") + 1;
+    bool ok = host && (hl == rl || (hl > rl && host[hl - rl - 1] == '.')) &&
+              strncasecmp(host + hl - rl, rp, rl) == 0;
+    if (!ok) {
+        *ret = hs_reply_error(r, 400, NULL, "wrong_host",
+                              "passkeys belong to the name '%s' (the RP ID, --rp-id): open this "
+                              "page at %s://%s:%u/ to use them",
+                              rp, r->s->tls_cert ? "https" : "http", rp, (unsigned)r->s->port);
+        return false;
+    }
+    snprintf(origin, size, "%s://%s", r->s->tls_cert ? "https" : "http", host);
+    return true;
+}
+
+/* POST /auth/passkey/register/options: navigator.credentials.create's options for a new
+ * passkey of the logged-in account. */
+static enum MHD_Result hs_passkey_register_options(hs_req *r)
+{
+    char origin[300];
+    enum MHD_Result ret;
+    if (!r->hc->user)
+        return hs_reply_error(r, 400, NULL, "not_logged_in",
+                              "log in with the passphrase (a login session) to add a passkey");
+    if (!hs_webauthn_origin(r, origin, sizeof origin, &ret))
+        return ret;
+    json_t *opt = NULL;
+    llmos_err err = auth_passkey_options(r->s->accounts, r->hc->token, NULL, r->s->rp_id, &opt);
+    return err ? hs_reply_failure(r, err) : hs_reply(r, 200, opt);
+}
+
+/* POST /auth/passkey/register {"passphrase", "clientDataJSON", "attestationObject", "prf"}:
+ * binary members in base64url; prf is the authenticator's PRF output for the account's salt. */
+static enum MHD_Result hs_passkey_register(hs_req *r)
+{
+    char origin[300], peer[64];
+    enum MHD_Result ret;
+    if (!r->hc->user)
+        return hs_reply_error(r, 400, NULL, "not_logged_in",
+                              "log in with the passphrase (a login session) to add a passkey");
+    if (!hs_webauthn_origin(r, origin, sizeof origin, &ret))
+        return ret;
+    json_t *body;
+    bool parsed = hs_body_object(r, false, &body, &ret);
+    sodium_memzero((void *)r->body, r->len);
+    if (!parsed)
+        return ret;
+    size_t cd_len = 0, att_len = 0, prf_len = 0;
+    uint8_t *cd = hs_b64url(body, "clientDataJSON", 4096, &cd_len);
+    uint8_t *att = hs_b64url(body, "attestationObject", 65536, &att_len);
+    uint8_t *prf = hs_b64url(body, "prf", 64, &prf_len);
+    const char *pass = ljson_get_string(body, "passphrase", NULL);
+    if (!cd || !att || !prf || prf_len != AUTH_PRF_BYTES || !pass) {
+        ret = hs_reply_error(r, 400, NULL, "invalid_value",
+                             "a passkey registration needs 'passphrase', and 'clientDataJSON', "
+                             "'attestationObject' and 'prf' (%d bytes, from the authenticator's "
+                             "prf extension) in base64url",
+                             AUTH_PRF_BYTES);
+    } else {
+        hs_peer_name(r->c, peer, sizeof peer);
+        llmos_err err = auth_passkey_add(r->s->accounts, r->hc->token, pass, r->s->rp_id, origin,
+                                         cd, cd_len, att, att_len, prf, peer);
+        if (err == LLMOS_ERR_AUTH) {
+            r->status = 401;
+            ret = hs_send_error(r->s, r->c, 401, "authentication_error", "passkey_refused",
+                                llmos_errmsg(), NULL, NULL);
+        } else {
+            ret = err ? hs_reply_failure(r, err) : hs_reply(r, 201, json_pack("{s:b}", "ok", 1));
+        }
+    }
+    if (prf)
+        sodium_memzero(prf, 64);
+    free(cd);
+    free(att);
+    free(prf);
+    json_decref(body);
+    return ret;
+}
+
+/* POST /auth/passkey/login/options {"account"}: navigator.credentials.get's options. Open. */
+static enum MHD_Result hs_passkey_login_options(hs_req *r)
+{
+    char origin[300];
+    enum MHD_Result ret;
+    if (!r->s->accounts)
+        return hs_reply_error(r, 404, NULL, "no_accounts", "this server has no accounts");
+    if (!hs_webauthn_origin(r, origin, sizeof origin, &ret))
+        return ret;
+    json_t *body;
+    if (!hs_body_object(r, false, &body, &ret))
+        return ret;
+    json_t *opt = NULL;
+    llmos_err err = auth_passkey_options(r->s->accounts, NULL,
+                                         ljson_get_string(body, "account", ""), r->s->rp_id, &opt);
+    json_decref(body);
+    return err ? hs_reply_failure(r, err) : hs_reply(r, 200, opt);
+}
+
+/* POST /auth/passkey/login {"account", "id", "clientDataJSON", "authenticatorData",
+ * "signature", "prf"}: log in with a passkey; answered like POST /auth/login. Open. */
+static enum MHD_Result hs_passkey_login(hs_req *r)
+{
+    http_server *s = r->s;
+    char origin[300], peer[64];
+    enum MHD_Result ret;
+    if (!s->accounts)
+        return hs_reply_error(r, 404, NULL, "no_accounts", "this server has no accounts");
+    if (!hs_webauthn_origin(r, origin, sizeof origin, &ret))
+        return ret;
+    json_t *body;
+    if (!hs_body_object(r, false, &body, &ret))
+        return ret;
+    size_t id_len = 0, cd_len = 0, ad_len = 0, sig_len = 0, prf_len = 0;
+    uint8_t *id = hs_b64url(body, "id", 1024, &id_len);
+    uint8_t *cd = hs_b64url(body, "clientDataJSON", 4096, &cd_len);
+    uint8_t *ad = hs_b64url(body, "authenticatorData", 4096, &ad_len);
+    uint8_t *sig = hs_b64url(body, "signature", 512, &sig_len);
+    uint8_t *prf = hs_b64url(body, "prf", 64, &prf_len);
+    char account[AUTH_NAME_MAX + 1];
+    snprintf(account, sizeof account, "%s", ljson_get_string(body, "account", ""));
+    json_decref(body);
+    if (!id || !cd || !ad || !sig || !prf || prf_len != AUTH_PRF_BYTES || !account[0]) {
+        ret = hs_reply_error(r, 400, NULL, "invalid_value",
+                             "a passkey login needs 'account', and 'id', 'clientDataJSON', "
+                             "'authenticatorData', 'signature' and 'prf' in base64url");
+    } else {
+        hs_peer_name(r->c, peer, sizeof peer);
+        auth_login_result res;
+        double retry = 0;
+        llmos_err err =
+            auth_passkey_login(s->accounts, account, s->rp_id, origin, id, id_len, cd, cd_len, ad,
+                               ad_len, sig, sig_len, prf, peer, &res, &retry);
+        if (err) {
+            hs_error e;
+            hs_error_capture(&e, err);
+            if (err == LLMOS_ERR_AUTH) {
+                e.status = 401;
+                e.type = "authentication_error";
+                e.code = "invalid_credentials";
+            } else if (err == LLMOS_ERR_DENIED) {
+                e.code = "account_locked";
+            } else if (err == LLMOS_ERR_LIMIT) {
+                e.status = 429;
+                e.type = "rate_limit_error";
+                e.code = "rate_limit_exceeded";
+                e.retry_s = retry;
+            }
+            ret = hs_reply_captured(r, &e);
+        } else {
+            ret = hs_send_login(r, account, &res);
+        }
+    }
+    if (prf)
+        sodium_memzero(prf, 64);
+    free(id);
+    free(cd);
+    free(ad);
+    free(sig);
+    free(prf);
+    return ret;
+}
+
+/* GET /auth/session: who is logged in, and the CSRF token to send with changes. */
+static enum MHD_Result hs_whoami(hs_req *r)
+{
+    if (!r->hc->user)
+        return hs_reply(r, 200,
+                        json_pack("{s:s, s:n, s:b}", "account", ksession_principal(r->ses), "csrf",
+                                  "login", 0));
+    return hs_reply(r, 200,
+                    json_pack("{s:s, s:s, s:b}", "account", ksession_principal(r->ses), "csrf",
+                              r->hc->csrf, "login", 1));
+}
+
+/* GET /, /ui/...: the web UI, built into the program (src/io/web.c). */
+static enum MHD_Result hs_ui(hs_req *r)
+{
+    const char *path = strcmp(r->url, "/") == 0 ? "index.html" : r->args.id;
+    return web_serve(r->c, path, r->s->tls_cert != NULL, &r->status);
+}
+
+/* GET /v1/apps: the apps installed on this server, as the program's app store lists them. */
+static enum MHD_Result hs_apps(hs_req *r)
+{
+    json_t *list = r->s->apps_list ? r->s->apps_list(r->s->apps_ctx) : json_array();
+    if (!list)
+        return hs_reply_failure(r, LLMOS_ERR_IO);
+    return hs_reply(r, 200, json_pack("{s:o}", "data", list));
+}
+
+/* GET /v1/memory/core: the principal's core memory blocks. */
+static enum MHD_Result hs_memory_core(hs_req *r)
+{
+    store_core_block *b = NULL;
+    size_t n = 0;
+    llmos_err err = ksession_core_list(r->ses, &b, &n);
+    r->recorded = err == LLMOS_ERR_DENIED;
+    if (err)
+        return hs_reply_failure(r, err);
+    json_t *list = json_array();
+    for (size_t i = 0; list && i < n; i++)
+        json_array_append_new(list, json_pack("{s:s, s:s, s:I}", "label", b[i].label, "value",
+                                              b[i].value ? b[i].value : "", "limit",
+                                              (json_int_t)b[i].limit));
+    ksession_core_free(b, n);
+    return hs_reply(r, 200, json_pack("{s:o}", "blocks", list));
+}
+
+/* GET /v1/memory/recall?q=...&page=P: what was said (newest first without q). */
+static enum MHD_Result hs_memory_recall(hs_req *r)
+{
+    const char *q = MHD_lookup_connection_value(r->c, MHD_GET_ARGUMENT_KIND, "q");
+    int64_t page;
+    enum MHD_Result ret;
+    if (!hs_query_int(r, "page", 0, 0, 1000, &page, &ret))
+        return ret;
+    store_message *m = NULL;
+    size_t n = 0;
+    llmos_err err = ksession_recall_search(r->ses, q ? q : "", 0, 0, (size_t)page, 20, &m, &n);
+    r->recorded = err == LLMOS_ERR_DENIED;
+    if (err)
+        return hs_reply_failure(r, err);
+    json_t *list = json_array();
+    for (size_t i = 0; list && i < n; i++)
+        json_array_append_new(
+            list, json_pack("{s:I, s:s, s:s, s:s, s:I}", "id", (json_int_t)m[i].id, "conversation",
+                            m[i].conversation ? m[i].conversation : "", "role",
+                            m[i].role ? m[i].role : "", "content", m[i].content ? m[i].content : "",
+                            "created_at", (json_int_t)m[i].created_at));
+    ksession_messages_free(m, n);
+    return hs_reply(r, 200, json_pack("{s:o}", "messages", list));
+}
+
 /* ---- speech (src/io/voice_http.c) -------------------------------------------------------- */
 
 static enum MHD_Result hs_audio_answer(hs_req *r, llmos_err err, voice_http_answer *a)
@@ -1461,9 +1848,8 @@ static enum MHD_Result hs_audio_answer(hs_req *r, llmos_err err, voice_http_answ
     hs_count(r->s, a->status);
     size_t len;
     char *data = buf_detach(&a->body, &len);
-    struct MHD_Response *resp =
-        MHD_create_response_from_buffer(len, data ? data : (char *)"", data ? MHD_RESPMEM_MUST_FREE
-                                                                           : MHD_RESPMEM_PERSISTENT);
+    struct MHD_Response *resp = MHD_create_response_from_buffer(
+        len, data ? data : (char *)"", data ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
     if (!resp) {
         free(data);
         return MHD_NO;
@@ -1513,6 +1899,18 @@ static const hs_route hs_routes[] = {
     {"GET", "/v1/memory", hs_memory_stats, false},
     {"POST", "/v1/memory", hs_memory_add, false},
     {"GET", "/v1/memory/search", hs_memory_search, false},
+    {"GET", "/v1/memory/core", hs_memory_core, false},
+    {"GET", "/v1/memory/recall", hs_memory_recall, false},
+    {"GET", "/v1/apps", hs_apps, false},
+    {"POST", "/auth/login", hs_login, true},
+    {"POST", "/auth/logout", hs_logout, false},
+    {"GET", "/auth/session", hs_whoami, false},
+    {"POST", "/auth/passkey/register/options", hs_passkey_register_options, false},
+    {"POST", "/auth/passkey/register", hs_passkey_register, false},
+    {"POST", "/auth/passkey/login/options", hs_passkey_login_options, true},
+    {"POST", "/auth/passkey/login", hs_passkey_login, true},
+    {"GET", "/", hs_ui, true},
+    {"GET", "/ui/{id}", hs_ui, true},
 };
 
 /* Does url fit pattern? {pid} takes a positive decimal number, {id} the rest of the path. */
@@ -1582,15 +1980,18 @@ static void hs_record(ksession *ses, const char *method, const char *url, unsign
 static enum MHD_Result hs_dispatch(http_server *s, struct MHD_Connection *c, hs_conn *hc,
                                    const char *method, const char *url)
 {
-    assert(hc->route && (hc->slot >= 0) == !hc->route->open);
+    assert(hc->route && (hc->slot >= 0 || hc->user) == !hc->route->open);
     hs_req r = {.s = s,
+                .hc = hc,
                 .c = c,
                 .method = method,
                 .url = url,
                 .body = hc->body.data ? hc->body.data : "",
                 .len = hc->body.len,
                 .args = hc->args};
-    if (hc->slot >= 0) {
+    if (hc->user) {
+        r.ses = hc->user;
+    } else if (hc->slot >= 0) {
         llmos_err err = hs_session(s, hc->slot, &r.ses);
         if (err)
             return hs_reply_failure(&r, err);
@@ -1605,15 +2006,71 @@ static enum MHD_Result hs_dispatch(http_server *s, struct MHD_Connection *c, hs_
 
 /* Refuse a principal's request before its body (an unknown path, a wrong method, a body too
  * large): answered, and recorded under the principal. */
-static enum MHD_Result hs_refuse(http_server *s, struct MHD_Connection *c, long slot,
+static enum MHD_Result hs_refuse(http_server *s, struct MHD_Connection *c, const hs_conn *hc,
                                  const char *method, const char *url, unsigned status,
                                  const char *code, const char *message, const char *hname,
                                  const char *hvalue)
 {
-    ksession *ses = NULL;
-    if (slot >= 0 && hs_session(s, slot, &ses) == LLMOS_OK)
+    ksession *ses = hc->user;
+    if (ses || (hc->slot >= 0 && hs_session(s, hc->slot, &ses) == LLMOS_OK))
         hs_record(ses, method, url, status, code);
     return hs_send_error(s, c, status, "invalid_request_error", code, message, hname, hvalue);
+}
+
+/* A login session from the cookie: 1 when there is a valid one (hc->user set, held), 0 when
+ * the request carries no cookie (API keys decide), -1 when it was refused (*ret queued). A
+ * request that changes something (any method but GET and HEAD) must send the session's CSRF
+ * token in X-CSRF-Token, and when it names its Origin, this server's own: a page elsewhere
+ * cannot make the browser act for the user (SameSite=Strict stops most of that already). */
+static int hs_cookie_session(http_server *s, struct MHD_Connection *c, hs_conn *hc,
+                             const char *method, const char *url, enum MHD_Result *ret)
+{
+    if (!s->accounts)
+        return 0;
+    const char *token = MHD_lookup_connection_value(c, MHD_COOKIE_KIND, hs_cookie_name(s));
+    if (!token || !*token)
+        return 0;
+    char peer[64];
+    if (auth_session(s->accounts, token, &hc->user, &hc->ref, NULL, hc->csrf)) {
+        hs_peer_name(c, peer, sizeof peer);
+        LOG_INFO(HS_COMPONENT, "refused %s: an unknown or expired login session", peer);
+        char clear[128];
+        snprintf(clear, sizeof clear, "%s=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0%s",
+                 hs_cookie_name(s), s->tls_cert ? "; Secure" : "");
+        *ret = hs_send_error(s, c, 401, "authentication_error", "session_expired",
+                             "Your login session has expired or was ended: log in again",
+                             "Set-Cookie", clear);
+        return -1;
+    }
+    snprintf(hc->token, sizeof hc->token, "%s", token);
+    if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0)
+        return 1;
+    const char *csrf = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-CSRF-Token");
+    const char *origin = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin");
+    const char *host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host");
+    bool origin_ok = true;
+    if (origin) {
+        char want[300];
+        snprintf(want, sizeof want, "%s://%s", s->tls_cert ? "https" : "http", host ? host : "");
+        origin_ok = strcmp(origin, want) == 0;
+    }
+    if (csrf && strlen(csrf) == AUTH_TOKEN_CHARS &&
+        sodium_memcmp(csrf, hc->csrf, AUTH_TOKEN_CHARS) == 0 && origin_ok)
+        return 1;
+    hs_peer_name(c, peer, sizeof peer);
+    LOG_INFO(HS_COMPONENT, "refused %s: %s", peer,
+             origin_ok ? "a change without the session's CSRF token"
+                       : "a change from another origin");
+    hs_record(hc->user, method, url, 403, "csrf_failed");
+    auth_release(s->accounts, hc->ref);
+    hc->ref = NULL;
+    hc->user = NULL;
+    *ret = hs_send_error(s, c, 403, "permission_error", "csrf_failed",
+                         origin_ok ? "This change needs the session's CSRF token in the header "
+                                     "X-CSRF-Token (GET /auth/session gives it)"
+                                   : "This change comes from a page of another origin",
+                         NULL, NULL);
+    return -1;
 }
 
 /* The request line and headers have arrived: route, authenticate, check the body's size. */
@@ -1626,23 +2083,25 @@ static enum MHD_Result hs_precheck(http_server *s, struct MHD_Connection *c, hs_
     hc->answered = true;
     enum MHD_Result ret = MHD_YES;
     if (!hc->route || !hc->route->open) {
-        hc->slot = hs_authenticate(s, c, &ret);
-        if (hc->slot < 0)
+        int login = hs_cookie_session(s, c, hc, method, url, &ret);
+        if (login < 0)
+            return ret;
+        if (login == 0 && (hc->slot = hs_authenticate(s, c, &ret)) < 0)
             return ret;
     }
     char msg[1024];
     if (!hc->route && !allow[0]) {
         snprintf(msg, sizeof msg,
                  "Unknown URL %.200s %.200s; llmos serves GET /health, the OpenAI API under "
-                 "/v1 (models, chat/completions, completions, embeddings, audio) and /v1/processes, "
-                 "/v1/audit and /v1/memory (docs/api.md)",
+                 "/v1 (models, chat/completions, completions, embeddings, audio) and "
+                 "/v1/processes, /v1/audit and /v1/memory, logins under /auth and the web UI at "
+                 "/ (docs/api.md)",
                  method, url);
-        return hs_refuse(s, c, hc->slot, method, url, 404, "unknown_url", msg, NULL, NULL);
+        return hs_refuse(s, c, hc, method, url, 404, "unknown_url", msg, NULL, NULL);
     }
     if (!hc->route) {
         snprintf(msg, sizeof msg, "%.200s needs %s, not %.20s", url, allow, method);
-        return hs_refuse(s, c, hc->slot, method, url, 405, "method_not_allowed", msg, "Allow",
-                         allow);
+        return hs_refuse(s, c, hc, method, url, 405, "method_not_allowed", msg, "Allow", allow);
     }
     const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
     if (cl && strcmp(method, "POST") == 0) {
@@ -1650,8 +2109,7 @@ static enum MHD_Result hs_precheck(http_server *s, struct MHD_Connection *c, hs_
         if (n > s->max_body) {
             snprintf(msg, sizeof msg, "The request body is %llu bytes; the limit is %zu bytes", n,
                      s->max_body);
-            return hs_refuse(s, c, hc->slot, method, url, 413, "request_too_large", msg, NULL,
-                             NULL);
+            return hs_refuse(s, c, hc, method, url, 413, "request_too_large", msg, NULL, NULL);
         }
     }
     hc->answered = false;
@@ -1692,7 +2150,7 @@ static enum MHD_Result hs_access(void *cls, struct MHD_Connection *c, const char
         char msg[1024];
         snprintf(msg, sizeof msg, "The request body is larger than the limit of %zu bytes",
                  s->max_body);
-        return hs_refuse(s, c, hc->slot, method, url, 413, "request_too_large", msg, NULL, NULL);
+        return hs_refuse(s, c, hc, method, url, 413, "request_too_large", msg, NULL, NULL);
     }
     return hs_dispatch(s, c, hc, method, url);
 }
@@ -1707,6 +2165,11 @@ static void hs_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     hs_conn *hc = *con_cls;
     if (!hc)
         return;
+    if (hc->ref)
+        auth_release(s->accounts, hc->ref);
+    sodium_memzero(hc->token, sizeof hc->token);
+    if (hc->body.data)
+        sodium_memzero(hc->body.data, hc->body.len);
     buf_free(&hc->body);
     free(hc);
     *con_cls = NULL;
@@ -1734,6 +2197,13 @@ http_server_params http_server_default_params(void)
     p.max_per_address = 16;
     p.idle_timeout_s = 10;
     return p;
+}
+
+/* Is host a name for this machine only (localhost, 127.0.0.0/8, ::1)? */
+static bool hs_host_loopback(const char *host)
+{
+    return strcmp(host, "localhost") == 0 || strcmp(host, "::1") == 0 ||
+           strcmp(host, "[::1]") == 0 || strncmp(host, "127.", 4) == 0;
 }
 
 /* A listening socket on host:port (port 0: any free one). */
@@ -1787,6 +2257,10 @@ llmos_err http_server_bind(const http_server_params *p, http_server **out)
     s->listen_fd = -1;
     snprintf(s->host, sizeof s->host, "%s", p->host && *p->host ? p->host : "127.0.0.1");
     s->keys = p->keys;
+    s->accounts = p->accounts;
+    s->apps_list = p->apps_list;
+    s->apps_ctx = p->apps_ctx;
+    snprintf(s->rp_id, sizeof s->rp_id, "%s", p->rp_id && *p->rp_id ? p->rp_id : "localhost");
     s->max_body = p->max_body ? p->max_body : d.max_body;
     s->max_connections = p->max_connections ? p->max_connections : d.max_connections;
     s->max_per_address = p->max_per_address ? p->max_per_address : d.max_per_address;
@@ -1800,6 +2274,28 @@ llmos_err http_server_bind(const http_server_params *p, http_server **out)
     llmos_err err = !s->sessions || (p->model_name && !s->model)
                         ? llmos_fail(LLMOS_ERR_NOMEM, "out of memory")
                         : voice_http_new(&s->voice);
+    if (!err && !p->tls_cert_pem != !p->tls_key_pem)
+        err = llmos_fail(LLMOS_ERR_INVALID, "serve: TLS needs both a certificate and its key");
+    if (!err && p->tls_cert_pem && MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES)
+        err = llmos_fail(LLMOS_ERR_UNSUPPORTED,
+                         "serve: this libmicrohttpd was built without TLS; install one built with "
+                         "GnuTLS (Debian's libmicrohttpd12 is)");
+    if (!err && p->tls_cert_pem && p->tls_key_pem &&
+        (!(s->tls_cert = strdup(p->tls_cert_pem)) || !(s->tls_key = strdup(p->tls_key_pem))))
+        err = llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
+    /* Others on the network would read everything said, keys and passphrases included, or
+     * talk to the models as anyone: only loopback goes without TLS and authentication. */
+    if (!err && !p->insecure_bind && !hs_host_loopback(s->host) &&
+        (!s->tls_cert || (!p->keys && !p->accounts)))
+        err = llmos_fail(LLMOS_ERR_DENIED,
+                         "serve: refusing to listen on %s without %s: others on the network "
+                         "could %s. Give %s, or --insecure to do it anyway",
+                         s->host, !s->tls_cert ? "TLS" : "authentication",
+                         !s->tls_cert ? "read every request and answer, keys and passphrases "
+                                        "included"
+                                      : "use the models and read the memory as anyone",
+                         !s->tls_cert ? "--tls-cert FILE --tls-key FILE (or --tls-self-signed)"
+                                      : "--keys FILE or --accounts");
     if (!err)
         err = hs_listen(s->host, p->port, &s->listen_fd, &s->port);
     if (err) {
@@ -1827,11 +2323,19 @@ llmos_err http_server_serve(http_server *s, kernel *k)
     s->watcher_started = true;
     unsigned flags =
         MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+    if (s->tls_cert)
+        flags |= MHD_USE_TLS;
+    struct MHD_OptionItem tls[] = {
+        {s->tls_cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, s->tls_cert},
+        {MHD_OPTION_HTTPS_MEM_KEY, 0, s->tls_key},
+        {MHD_OPTION_END, 0, NULL},
+    };
     s->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, hs_access, s, MHD_OPTION_EXTERNAL_LOGGER, hs_mhd_log, NULL,
         MHD_OPTION_LISTEN_SOCKET, s->listen_fd, MHD_OPTION_CONNECTION_LIMIT, s->max_connections,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, s->max_per_address, MHD_OPTION_CONNECTION_TIMEOUT,
-        s->idle_timeout_s, MHD_OPTION_NOTIFY_COMPLETED, hs_completed, s, MHD_OPTION_END);
+        s->idle_timeout_s, MHD_OPTION_NOTIFY_COMPLETED, hs_completed, s, MHD_OPTION_ARRAY, tls,
+        MHD_OPTION_END);
     if (!s->daemon)
         return llmos_fail(LLMOS_ERR_IO, "serve: libmicrohttpd could not start on %s port %u",
                           s->host, (unsigned)s->port);
@@ -1897,6 +2401,10 @@ void http_server_stop(http_server *s)
     for (size_t i = 0; s->sessions && i < s->n_sessions; i++)
         ksession_close(s->sessions[i]);
     free(s->sessions);
+    if (s->tls_key)
+        sodium_memzero(s->tls_key, strlen(s->tls_key));
+    free(s->tls_key);
+    free(s->tls_cert);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     voice_http_free(s->voice);

@@ -61,7 +61,7 @@ static json_t *offered_tools(kernel *k, const kproc *p)
     json_t *arr = json_array();
     for (size_t i = 0; i < k->n_tools; i++) {
         const ktool *t = k->tools[i];
-        if (!(p->info.caps & t->capability))
+        if (!(p->info.caps & t->capability) || !ktool_can_run(t))
             continue;
         json_t *schema = NULL;
         if (ljson_parse_text(t->parameters, strlen(t->parameters), t->name, 0, &schema)) {
@@ -516,6 +516,8 @@ llmos_err kernel_run_turn(kturn *t, int64_t pid, kproc_state *final)
                 cerr = llm_chat(k->cfg.privileged, &req, turn_stream, t, &resp);
             bool withheld = kguard_stream_end(&gs);
             t->guard = NULL;
+            if (!cerr && resp.finish_reason && strcmp(resp.finish_reason, "cancelled") != 0)
+                ksched_kv_touch(&k->sched, p->info.principal);
             ksched_release(&k->sched, p->info.principal,
                            resp.prompt_tokens + resp.completion_tokens);
             if (withheld) {

@@ -35,8 +35,8 @@ llmos_err kguard_init(kernel *k)
         k->guard = cfg->guard;
         return LLMOS_OK;
     }
-    llmos_err err = cfg->config_dir ? guard_load(cfg->config_dir, &k->own_guard)
-                                    : guard_default(&k->own_guard);
+    llmos_err err =
+        cfg->config_dir ? guard_load(cfg->config_dir, &k->own_guard) : guard_default(&k->own_guard);
     if (err)
         return err;
     if (guard_judge_requested(k->own_guard)) {
@@ -98,8 +98,8 @@ static llmos_err check_json(kernel *k, const char *principal, int64_t pid, const
 {
     if (json_is_string(v)) {
         guard_result r;
-        llmos_err err = kguard_text(k, principal, pid, where, json_string_value(v),
-                                    json_string_length(v), &r);
+        llmos_err err =
+            kguard_text(k, principal, pid, where, json_string_value(v), json_string_length(v), &r);
         if (err)
             return err;
         if (r.action == GUARD_BLOCK) {

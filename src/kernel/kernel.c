@@ -235,6 +235,19 @@ void kernel_free(kernel *k)
     free(k);
 }
 
+/* An extra tool named like one of the nb built-in ones (k->tools[0..nb)) takes its place, once;
+ * true if it did. */
+static bool replace_builtin(kernel *k, const ktool *const *builtin, size_t nb, const ktool *x)
+{
+    assert(k->n_tools >= nb);
+    for (size_t i = 0; i < nb; i++)
+        if (k->tools[i] == builtin[i] && strcmp(builtin[i]->name, x->name) == 0) {
+            k->tools[i] = x;
+            return true;
+        }
+    return false;
+}
+
 llmos_err kernel_new(const kernel_config *cfg, kernel **out)
 {
     *out = NULL;
@@ -279,6 +292,8 @@ llmos_err kernel_new(const kernel_config *cfg, kernel **out)
                              "extra tool %zu lacks a name, description, "
                              "schema or function",
                              i);
+        else if (replace_builtin(k, builtin, nb, x))
+            continue;
         else if (kernel_find_tool(k, x->name))
             err = llmos_fail(LLMOS_ERR_EXISTS, "tool '%s' is registered twice", x->name);
         else

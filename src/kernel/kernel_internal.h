@@ -49,6 +49,7 @@ typedef struct ksched_principal {
     int64_t tokens_per_minute; /* 0 = unlimited */
     int64_t tokens[KSCHED_WINDOW_S];
     int64_t second[KSCHED_WINDOW_S]; /* which second each bucket counts */
+    bool kv_dirty; /* a model call finished since its KV cache was last kept (kvswitch.c) */
 } ksched_principal;
 
 typedef struct ksched {
@@ -90,6 +91,11 @@ void ksched_set_limits(ksched *q, const char *principal, int priority, int64_t t
 LLMOS_NODISCARD llmos_err ksched_acquire(ksched *q, const ksched_ask *a);
 /* Give the slot back, charging `tokens` (prompt and completion) to principal's minute. */
 void ksched_release(ksched *q, const char *principal, uint64_t tokens);
+/* A model call of principal finished with an answer (not cancelled): the backend's cache for
+ * it changed, so it is worth keeping at the session's end. ksched_take_kv_dirty says whether
+ * that happened since the last take, and clears it. */
+void ksched_kv_touch(ksched *q, const char *principal);
+bool ksched_take_kv_dirty(ksched *q, const char *principal);
 /* Tokens of every principal in the last minute. q->mu held. */
 int64_t ksched_minute_tokens(const ksched *q);
 /* Seconds until principal may spend tokens again (0 when it may now). */
@@ -169,6 +175,9 @@ LLMOS_NODISCARD llmos_err kproc_mark_killed(kernel *k, int64_t pid, const char *
 LLMOS_NODISCARD llmos_err kproc_create(kernel *k, const char *principal, uint32_t caps,
                                        kbudget budget, int64_t *pid);
 
+/* Can tool t run on this machine (ktool.available)? Clears the error state when not. */
+bool ktool_can_run(const ktool *t);
+
 /* The tool named `name` in the kernel's table, or NULL. */
 const ktool *kernel_find_tool(kernel *k, const char *name);
 
@@ -178,10 +187,10 @@ typedef struct kturn {
     kevent_fn fn;
     void *ctx;
     krunning run;
-    const char *message; /* the user message that starts the turn; NULL to resume */
-    kbudget limit;       /* this turn's budget (from the session, defaults filled in) */
-    kbudget used;        /* spent in this turn */
-    bool events_stopped; /* fn returned false */
+    const char *message;         /* the user message that starts the turn; NULL to resume */
+    kbudget limit;               /* this turn's budget (from the session, defaults filled in) */
+    kbudget used;                /* spent in this turn */
+    bool events_stopped;         /* fn returned false */
     struct kguard_stream *guard; /* the answer's checked stream while the model writes */
 } kturn;
 

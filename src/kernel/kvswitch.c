@@ -8,7 +8,8 @@
  * and keeps it in the store as the principal's snapshot "kv" (store_snapshot_put: the pages
  * that hold it are sealed like every other). When a session opens, kernel_kv_restore hands it
  * back to the backend, so the first request of the conversation resumed tomorrow starts from
- * its prompt's cache instead of evaluating it again.
+ * its prompt's cache instead of evaluating it again. A cache is saved only when a model call
+ * of the principal was answered (not cancelled or killed) since the session opened.
  *
  * The backend checks what it is given: a snapshot of another model (its digest) or a corrupted
  * one is refused, audited ("kv.restore" with the reason), and forgotten, never used. Nothing
@@ -31,7 +32,9 @@ static bool kv_switching(const kernel *k)
 
 void kernel_kv_save(kernel *k, const char *principal)
 {
-    if (!kv_switching(k))
+    /* only a cache that an answered model call changed: nothing new after a restore, and
+     * nothing worth the write when the last call was killed (the shell exits at once) */
+    if (!kv_switching(k) || !ksched_take_kv_dirty(&k->sched, principal))
         return;
     llmos_buf b = {0};
     double t0 = llmos_time_now();
@@ -44,7 +47,7 @@ void kernel_kv_save(kernel *k, const char *principal)
     model_kv_header h = {0};
     char digest[2 * MODEL_DIGEST_BYTES + 1] = "";
     if (!err)
-        err = model_kv_parse((const uint8_t *)b.data, b.len, &h);
+        err = model_kv_peek((const uint8_t *)b.data, b.len, &h);
     if (!err) {
         llmos_hex_encode(digest, sizeof digest, h.digest, sizeof h.digest);
         kernel_lock(k);

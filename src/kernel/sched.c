@@ -111,6 +111,29 @@ static int64_t minute_tokens(const ksched_principal *e, int64_t now)
     return sum;
 }
 
+void ksched_kv_touch(ksched *q, const char *principal)
+{
+    pthread_mutex_lock(&q->mu);
+    ksched_principal *e = principal_of(q, principal);
+    if (e)
+        e->kv_dirty = true;
+    pthread_mutex_unlock(&q->mu);
+}
+
+bool ksched_take_kv_dirty(ksched *q, const char *principal)
+{
+    bool dirty = false;
+    pthread_mutex_lock(&q->mu);
+    for (size_t i = 0; i < q->n_seen; i++) {
+        if (strcmp(q->seen[i]->name, principal) == 0) {
+            dirty = q->seen[i]->kv_dirty;
+            q->seen[i]->kv_dirty = false;
+        }
+    }
+    pthread_mutex_unlock(&q->mu);
+    return dirty;
+}
+
 int64_t ksched_minute_tokens(const ksched *q)
 {
     return minute_tokens(&q->all, now_second());

@@ -400,7 +400,7 @@ llmos_err ksession_tools(ksession *s, const ktool ***list, size_t *n)
     if (!*list)
         return llmos_fail(LLMOS_ERR_NOMEM, "no memory");
     for (size_t i = 0; i < s->k->n_tools; i++)
-        if (s->p.caps & s->k->tools[i]->capability)
+        if ((s->p.caps & s->k->tools[i]->capability) && ktool_can_run(s->k->tools[i]))
             (*list)[(*n)++] = s->k->tools[i];
     return LLMOS_OK;
 }
@@ -534,6 +534,8 @@ llmos_err ksession_chat(ksession *s, const llm_request *req, llm_stream_fn strea
         withheld = kguard_stream_end(&gs);
         if (!err)
             err = guard_response(s, resp, &withheld);
+        if (!err && resp->finish_reason && strcmp(resp->finish_reason, "cancelled") != 0)
+            ksched_kv_touch(&s->k->sched, s->principal);
         ksched_release(&s->k->sched, s->principal,
                        err ? 0 : resp->prompt_tokens + resp->completion_tokens);
     } else if (err == LLMOS_ERR_LIMIT) {
@@ -639,6 +641,17 @@ llmos_err ksession_audit_request(ksession *s, const char *request, const char *o
     return kernel_audit_rec(s->k, "request",
                             json_pack("{s:s, s:s, s:s, s:s}", "principal", s->principal, "device",
                                       s->device, "request", request, "outcome", outcome));
+}
+
+llmos_err ksession_audit_auth(ksession *s, const char *event, const char *account, const char *peer,
+                              const char *detail)
+{
+    assert(s && s->k);
+    assert(event && account && peer && detail);
+    return kernel_audit_rec(s->k, "auth",
+                            json_pack("{s:s, s:s, s:s, s:s, s:s}", "event", event, "account",
+                                      account, "peer", peer, "detail", detail, "device",
+                                      s->device));
 }
 
 llmos_err ksession_audit(ksession *s, int64_t from,
@@ -794,6 +807,11 @@ llmos_err ksession_recall_search(ksession *s, const char *query, int64_t since, 
 void ksession_messages_free(store_message *m, size_t n)
 {
     store_messages_free(m, n);
+}
+
+void ksession_core_free(store_core_block *b, size_t n)
+{
+    store_core_blocks_free(b, n);
 }
 
 llmos_err ksession_memory_verify(ksession *s, kmemory_check *out)

@@ -33,6 +33,10 @@ static const ktool *const builtin[] = {
     &tool_conversation_search,
     &tool_archival_memory_insert,
     &tool_archival_memory_search,
+    &tool_python,
+    &tool_shell,
+    &tool_files,
+    &tool_browser,
 };
 
 const ktool *const *ktool_builtin(size_t *n)
@@ -53,10 +57,10 @@ static void audit_call(kernel *k, const kproc *p, const llm_tool_call *call, con
     char *masked = NULL;
     if (k->guard && guard_mask_secrets(args, strlen(args), &masked) == LLMOS_OK)
         args = masked;
-    json_t *rec = json_pack("{s:I, s:s, s:s, s:s, s:s, s:s}", "pid", (json_int_t)p->info.pid,
-                            "tool", call->name ? call->name : "", "arguments", args, "decision",
-                            decision, "detail", detail ? detail : "", "origin",
-                            origin ? origin : "");
+    json_t *rec =
+        json_pack("{s:I, s:s, s:s, s:s, s:s, s:s}", "pid", (json_int_t)p->info.pid, "tool",
+                  call->name ? call->name : "", "arguments", args, "decision", decision, "detail",
+                  detail ? detail : "", "origin", origin ? origin : "");
     free(masked);
     if (!rec) /* arguments not valid UTF-8: record without them */
         rec = json_pack("{s:I, s:s, s:s}", "pid", (json_int_t)p->info.pid, "decision", decision,
@@ -111,6 +115,14 @@ llmos_err ksyscall(kernel *k, kturn *turn, kproc *p, const llm_tool_call *call, 
                       "error: permission denied: tool '%s' needs the capability '%s', which this "
                       "process does not have",
                       t->name, need);
+    }
+    /* A tool this machine cannot run (no sandbox here) says why. */
+    if (t->available && t->available() != LLMOS_OK) {
+        char why[512];
+        snprintf(why, sizeof why, "%s", llmos_errmsg());
+        audit_call(k, p, call, "error", why, NULL);
+        return refuse(result, is_error, "error: tool '%s' cannot run on this machine: %s", t->name,
+                      why);
     }
     /* Arguments: JSON object, valid against the tool's schema (as the model wrote them). */
     json_t *args = NULL, *schema = NULL, *real = NULL, *members = NULL;

@@ -390,16 +390,24 @@ static llmos_err open_user_store(memory *m, const memory_params *p, bool from_st
         return llmos_fail(LLMOS_ERR_CRYPTO, "libsodium failed to initialise");
     char *pass = sodium_malloc(PASS_MAX);
     char *again = sodium_malloc(PASS_MAX);
-    if (!pass || !again)
-        err = llmos_fail(LLMOS_ERR_NOMEM, "no locked memory for the passphrase");
-    if (!err) {
+    if (!pass || !again) {
+        sodium_free(pass);
+        sodium_free(again);
+        return llmos_fail(LLMOS_ERR_NOMEM, "no locked memory for the passphrase");
+    }
+    if (p->data_key) {
+        /* a key kept wrapped elsewhere (a passkey's copy): no passphrase, no new store */
+        opt->data_key = p->data_key;
+        opt->no_create = true;
+        err = store_open(dir, NULL, opt, &m->st);
+    } else {
         pass[0] = again[0] = 0;
         err = get_passphrase(p, dir, exists, pass, again);
+        if (!err && !exists && !test_kdf(opt->kdf))
+            err = check_new_passphrase(pass);
+        if (!err)
+            err = store_open(dir, pass, opt, &m->st);
     }
-    if (!err && !exists && !test_kdf(opt->kdf))
-        err = check_new_passphrase(pass);
-    if (!err)
-        err = store_open(dir, pass, opt, &m->st);
     sodium_free(pass);
     sodium_free(again);
     return err;

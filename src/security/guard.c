@@ -17,9 +17,8 @@
 #include "llmos/guard.h"
 
 static const char *const detector_names[GUARD_DETECTOR_COUNT_] = {
-    "credit_card", "iban",   "api_key",       "private_key", "high_entropy",
-    "email",       "phone",  "exfil_url",     "vuln_c",      "vuln_python",
-    "vuln_sql",    "vuln_shell", "judge",
+    "credit_card", "iban",   "api_key",     "private_key", "high_entropy", "email", "phone",
+    "exfil_url",   "vuln_c", "vuln_python", "vuln_sql",    "vuln_shell",   "judge",
 };
 
 const char *guard_detector_name(guard_detector d)
@@ -218,8 +217,8 @@ static const char *card_brand(const char *d, size_t n)
 static llmos_err scan_cards(const char *t, size_t len, guard_findings *out)
 {
     for (size_t i = 0; i < len; i++) {
-        if (!is_digit((unsigned char)t[i]) || (i > 0 && (is_alnum((unsigned char)t[i - 1]) ||
-                                                          t[i - 1] == '.' || t[i - 1] == '-')))
+        if (!is_digit((unsigned char)t[i]) ||
+            (i > 0 && (is_alnum((unsigned char)t[i - 1]) || t[i - 1] == '.' || t[i - 1] == '-')))
             continue;
         char d[20];
         size_t n = 0, j = i;
@@ -263,14 +262,13 @@ static const struct {
     char cc[3];
     unsigned char len;
 } iban_lengths[] = {
-    {"AD", 24}, {"AE", 23}, {"AT", 20}, {"BE", 16}, {"BG", 22}, {"BH", 22}, {"BR", 29},
-    {"CH", 21}, {"CY", 28}, {"CZ", 24}, {"DE", 22}, {"DK", 18}, {"EE", 20}, {"ES", 24},
-    {"FI", 18}, {"FR", 27}, {"GB", 22}, {"GI", 23}, {"GR", 27}, {"HR", 21}, {"HU", 28},
-    {"IE", 22}, {"IL", 23}, {"IS", 26}, {"IT", 27}, {"KW", 30}, {"KZ", 20}, {"LB", 28},
-    {"LI", 21}, {"LT", 20}, {"LU", 20}, {"LV", 21}, {"MC", 27}, {"MT", 31}, {"NL", 18},
-    {"NO", 15}, {"PK", 24}, {"PL", 28}, {"PT", 25}, {"QA", 29}, {"RO", 24}, {"RS", 22},
-    {"SA", 24}, {"SE", 24}, {"SI", 19}, {"SK", 24}, {"SM", 27}, {"TN", 24}, {"TR", 26},
-    {"UA", 29},
+    {"AD", 24}, {"AE", 23}, {"AT", 20}, {"BE", 16}, {"BG", 22}, {"BH", 22}, {"BR", 29}, {"CH", 21},
+    {"CY", 28}, {"CZ", 24}, {"DE", 22}, {"DK", 18}, {"EE", 20}, {"ES", 24}, {"FI", 18}, {"FR", 27},
+    {"GB", 22}, {"GI", 23}, {"GR", 27}, {"HR", 21}, {"HU", 28}, {"IE", 22}, {"IL", 23}, {"IS", 26},
+    {"IT", 27}, {"KW", 30}, {"KZ", 20}, {"LB", 28}, {"LI", 21}, {"LT", 20}, {"LU", 20}, {"LV", 21},
+    {"MC", 27}, {"MT", 31}, {"NL", 18}, {"NO", 15}, {"PK", 24}, {"PL", 28}, {"PT", 25}, {"QA", 29},
+    {"RO", 24}, {"RS", 22}, {"SA", 24}, {"SE", 24}, {"SI", 19}, {"SK", 24}, {"SM", 27}, {"TN", 24},
+    {"TR", 26}, {"UA", 29},
 };
 
 static int iban_length(const char *cc)
@@ -325,16 +323,11 @@ enum { A_ALNUM, A_UPNUM, A_URL, A_HEX, A_ALPHA };
 static bool in_alphabet(int a, unsigned char c)
 {
     switch (a) {
-    case A_ALNUM:
-        return is_alnum(c);
-    case A_UPNUM:
-        return is_upper(c) || is_digit(c);
-    case A_URL:
-        return is_alnum(c) || c == '_' || c == '-';
-    case A_HEX:
-        return is_hex(c);
-    default:
-        return is_alpha(c);
+    case A_ALNUM: return is_alnum(c);
+    case A_UPNUM: return is_upper(c) || is_digit(c);
+    case A_URL: return is_alnum(c) || c == '_' || c == '-';
+    case A_HEX: return is_hex(c);
+    default: return is_alpha(c);
     }
 }
 
@@ -396,8 +389,8 @@ static llmos_err scan_keys(const char *t, size_t len, guard_findings *out)
 {
     for (size_t i = 0; i < len; i++) {
         unsigned char c0 = (unsigned char)t[i];
-        if (!is_alpha(c0) || (i > 0 && (is_alnum((unsigned char)t[i - 1]) || t[i - 1] == '_' ||
-                                        t[i - 1] == '-')))
+        if (!is_alpha(c0) ||
+            (i > 0 && (is_alnum((unsigned char)t[i - 1]) || t[i - 1] == '_' || t[i - 1] == '-')))
             continue;
         size_t jwt = c0 == 'e' ? jwt_at(t, len, i) : 0;
         if (jwt) {
@@ -409,15 +402,14 @@ static llmos_err scan_keys(const char *t, size_t len, guard_findings *out)
         }
         for (size_t k = 0; k < LLMOS_ARRAY_LEN(key_formats); k++) {
             const struct key_format *f = &key_formats[k];
-            if (!at(t, len, i, f->prefix))
+            if (t[i] != f->prefix[0] || !at(t, len, i, f->prefix))
                 continue;
             size_t s = i + strlen(f->prefix), j = s;
             while (j < len && in_alphabet(f->alphabet, (unsigned char)t[j]) && j - s <= f->max)
                 j++;
             size_t n = j - s;
             /* the key must end there: not followed by more of a token */
-            bool ended = j >= len || !(is_alnum((unsigned char)t[j]) || t[j] == '_' ||
-                                       t[j] == '-');
+            bool ended = j >= len || !(is_alnum((unsigned char)t[j]) || t[j] == '_' || t[j] == '-');
             if (n < f->min || n > f->max || !ended)
                 continue;
             /* a real key mixes letters and digits (a body of one letter repeated is an example) */
@@ -444,14 +436,16 @@ static llmos_err scan_pem(const char *t, size_t len, guard_findings *out)
 {
     static const char begin[] = "-----BEGIN ";
     for (size_t i = 0; i + sizeof begin < len; i++) {
-        if (!at(t, len, i, begin))
+        if (t[i] != '-' || !at(t, len, i, begin))
             continue;
-        /* "-----BEGIN [RSA |EC |DSA |OPENSSH |ENCRYPTED ]PRIVATE KEY-----" */
+        /* "-----BEGIN [RSA |EC |DSA |OPENSSH |ENCRYPTED |PGP ]PRIVATE KEY[ BLOCK]-----" */
         size_t j = i + sizeof begin - 1, e = j;
         while (e < len && e - j < 40 && (is_upper((unsigned char)t[e]) || t[e] == ' '))
             e++;
-        if (!at(t, len, e, "-----") || e - j < 11 ||
-            memcmp(t + e - 11, "PRIVATE KEY", 11) != 0)
+        /* "... PRIVATE KEY-----", or PGP's "... PRIVATE KEY BLOCK-----" */
+        bool label = e - j >= 11 && memcmp(t + e - 11, "PRIVATE KEY", 11) == 0;
+        bool pgp = e - j >= 17 && memcmp(t + e - 17, "PRIVATE KEY BLOCK", 17) == 0;
+        if (!at(t, len, e, "-----") || !(label || pgp))
             continue;
         /* the block runs to its END line, or to the end of the text when cut */
         size_t end = len;
@@ -499,6 +493,24 @@ static bool looks_random(const char *s, size_t n)
     }
     if (dg < 2 || (up + lo) < 2)
         return false;
+    /* words joined by '-' or '_' ("ISO-8859-1-compatible", "x86_64-linux-gnu"): each part all
+     * letters or all digits, three parts or more */
+    int parts = 1, pure = 1;
+    bool alpha_part = true, digit_part = true;
+    for (size_t i = 0; i <= n; i++) {
+        unsigned char c = i < n ? (unsigned char)s[i] : '-';
+        if (c == '-' || c == '_') {
+            pure &= alpha_part || digit_part;
+            if (i < n)
+                parts++;
+            alpha_part = digit_part = true;
+        } else {
+            alpha_part = alpha_part && is_alpha(c);
+            digit_part = digit_part && is_digit(c);
+        }
+    }
+    if (parts >= 3 && pure)
+        return false;
     if ((size_t)other * 4 > n)
         return false;
     double h = guard_entropy(s, n);
@@ -520,8 +532,16 @@ static llmos_err scan_entropy(const char *t, size_t len, guard_findings *out)
             i++;
             continue;
         }
+        /* a token: the alphabet of keys, '=' only as base64's padding at its end (so that
+         * "NAME=value" is two tokens) */
         size_t j = i;
-        while (j < len && is_token((unsigned char)t[j]))
+        while (j < len && is_token((unsigned char)t[j]) && t[j] != '=')
+            j++;
+        if (j == i) {
+            i++;
+            continue;
+        }
+        while (j < len && t[j] == '=' && (j + 1 >= len || !is_alnum((unsigned char)t[j + 1])))
             j++;
         /* trim what surrounds tokens in prose and URLs */
         size_t s = i, e = j;
@@ -593,7 +613,8 @@ static size_t email_span(const char *t, size_t len, size_t at_pos, size_t *start
 
 static llmos_err scan_emails(const char *t, size_t len, guard_findings *out)
 {
-    for (const char *p = memchr(t, '@', len); p; p = memchr(p + 1, '@', len - (size_t)(p + 1 - t))) {
+    for (const char *p = memchr(t, '@', len); p;
+         p = memchr(p + 1, '@', len - (size_t)(p + 1 - t))) {
         size_t a = (size_t)(p - t), s = 0;
         if (a == 0 || a + 1 >= len)
             continue;
@@ -626,8 +647,10 @@ static llmos_err scan_phones(const char *t, size_t len, guard_findings *out)
                       t[i - 1] == '-' || t[i - 1] == '/' || t[i - 1] == ':' || t[i - 1] == '$' ||
                       t[i - 1] == '#'))
             continue;
-        bool intl = c == '+';
-        size_t j = i + (intl ? 1 : 0);
+        /* '+' or the international call prefix 00 followed by a space-separated country code */
+        bool intl = c == '+' || (c == '0' && i + 2 < len && t[i + 1] == '0' &&
+                                 is_digit((unsigned char)t[i + 2]) && t[i + 2] != '0');
+        size_t j = i + (c == '+' ? 1 : intl ? 2 : 0);
         int digits = 0, groups = 0, glen[8] = {0};
         char sep = 0;
         bool paren = false, mixed = false;
@@ -673,7 +696,8 @@ static llmos_err scan_phones(const char *t, size_t len, guard_findings *out)
             continue;
         bool ok = false;
         if (intl) {
-            ok = digits >= 8 && digits <= 15 && glen[0] <= 4 && !(sep == '.' && !paren && groups == 4);
+            ok = digits >= 8 && digits <= 15 && glen[0] <= 4 &&
+                 !(sep == '.' && !paren && groups == 4);
             if (groups == 1)
                 ok = ok && digits >= 10;
         } else if (paren && groups >= 3 && glen[0] == 3 && digits == 10) {
@@ -681,8 +705,9 @@ static llmos_err scan_phones(const char *t, size_t len, guard_findings *out)
         } else if (!paren && groups == 3 && glen[0] == 3 && glen[1] == 3 && glen[2] == 4 &&
                    sep != 0 && !mixed) {
             ok = true;
-        } else if (!paren && t[i] == '0' && groups >= 2 && groups <= 4 && (digits == 10 || digits == 11) &&
-                   sep != 0 && sep != '.' && !mixed && glen[0] >= 3 && glen[0] <= 5) {
+        } else if (!paren && t[i] == '0' && groups >= 2 && groups <= 4 &&
+                   (digits == 10 || digits == 11) && sep != 0 && sep != '.' && !mixed &&
+                   glen[0] >= 3 && glen[0] <= 5) {
             ok = true;
         }
         if (ok) {
@@ -749,7 +774,7 @@ static bool carries_data(const char *s, size_t n)
         (guard_entropy(s, n) >= 3.6 || (dg >= 4 && n >= 20)))
         return true;
     /* percent-escapes decoded ("bob%40corp.com"), then the other detectors */
-    char d[512];
+    char d[512] = {0};
     size_t m = 0;
     for (size_t i = 0; i < n && m < sizeof d; i++) {
         if (s[i] == '%' && i + 2 < n && is_hex((unsigned char)s[i + 1]) &&
@@ -780,6 +805,8 @@ static llmos_err scan_urls(const char *t, size_t len, const char *const *allow, 
 {
     for (size_t i = 0; i + 8 < len; i++) {
         size_t skip;
+        if ((t[i] | 0x20) != 'h')
+            continue;
         if (at_nocase(t, len, i, "https://"))
             skip = 8;
         else if (at_nocase(t, len, i, "http://"))
@@ -795,7 +822,8 @@ static llmos_err scan_urls(const char *t, size_t len, const char *const *allow, 
                 k--;
             link = t[k] == '[';
             image = link && k > 0 && t[k - 1] == '!';
-        } else if (i >= 5 && (at_nocase(t, len, i - 5, "src=\"") || at_nocase(t, len, i - 5, "src='"))) {
+        } else if (i >= 5 &&
+                   (at_nocase(t, len, i - 5, "src=\"") || at_nocase(t, len, i - 5, "src='"))) {
             image = true;
         }
         size_t h = i + skip, he = h;
@@ -832,7 +860,7 @@ static llmos_err scan_urls(const char *t, size_t len, const char *const *allow, 
         if (image && query)
             data = true;
         if (data) {
-            llmos_err err = add(out, GUARD_EXFIL_URL, link || image ? i : i, e,
+            llmos_err err = add(out, GUARD_EXFIL_URL, i, e,
                                 image ? GUARD_HIGH : GUARD_MEDIUM,
                                 image  ? "image URL carrying data to a host not allowed"
                                 : link ? "link carrying data to a host not allowed"
@@ -851,7 +879,8 @@ static llmos_err scan_urls(const char *t, size_t len, const char *const *allow, 
  * just after '(' or 0. */
 static size_t call_at(const char *t, size_t len, size_t i, const char *name)
 {
-    if (!at(t, len, i, name) || (i > 0 && (is_ident((unsigned char)t[i - 1]) || t[i - 1] == '.')))
+    if (t[i] != name[0] || !at(t, len, i, name) ||
+        (i > 0 && (is_ident((unsigned char)t[i - 1]) || t[i - 1] == '.')))
         return 0;
     size_t j = i + strlen(name);
     if (j < len && is_ident((unsigned char)t[j]))
@@ -865,7 +894,7 @@ static size_t call_at(const char *t, size_t len, size_t i, const char *name)
  * a dot. */
 static size_t dotted_call_at(const char *t, size_t len, size_t i, const char *name)
 {
-    if (!at(t, len, i, name) || (i > 0 && is_ident((unsigned char)t[i - 1])))
+    if (t[i] != name[0] || !at(t, len, i, name) || (i > 0 && is_ident((unsigned char)t[i - 1])))
         return 0;
     size_t j = i + strlen(name);
     return j < len && t[j] == '(' ? j + 1 : 0;
@@ -934,11 +963,20 @@ static bool contains(const char *t, size_t s, size_t e, const char *needle)
     return false;
 }
 
+static bool contains_nocase(const char *t, size_t s, size_t e, const char *needle)
+{
+    size_t n = strlen(needle);
+    for (size_t k = s; k + n <= e; k++)
+        if (at_nocase(t, e, k, needle))
+            return true;
+    return false;
+}
+
 /* SQL statement words, at the start of a string. */
 static bool sql_start(const char *t, size_t len, size_t i)
 {
-    static const char *const words[] = {"select ", "insert into ", "update ", "delete from ",
-                                        "drop table ", "replace into "};
+    static const char *const words[] = {"select ",      "insert into ", "update ",
+                                        "delete from ", "drop table ",  "replace into "};
     for (size_t k = 0; k < LLMOS_ARRAY_LEN(words); k++)
         if (at_nocase(t, len, i, words[k]))
             return true;
@@ -967,6 +1005,16 @@ static llmos_err scan_sql(const char *t, size_t len, guard_findings *out)
             j++;
         if (j >= len || t[j] != q)
             continue;
+        /* a statement, not prose: SELECT ... FROM, UPDATE ... SET */
+        bool structured = true;
+        if (at_nocase(t, len, s, "select "))
+            structured = contains_nocase(t, s, j, " from ");
+        else if (at_nocase(t, len, s, "update "))
+            structured = contains_nocase(t, s, j, " set ");
+        if (!structured) {
+            i = j;
+            continue;
+        }
         size_t after = j + 1;
         while (after < len && t[after] == ' ')
             after++;
@@ -975,10 +1023,14 @@ static llmos_err scan_sql(const char *t, size_t len, guard_findings *out)
             built = true;
         if (q == '`' && contains(t, s, j, "${"))
             built = true;
-        if (after < len && (t[after] == '+' || (t[after] == '%' && after + 1 < len &&
-                                                t[after + 1] != '%')))
+        if (after < len &&
+            (t[after] == '+' || (t[after] == '%' && after + 1 < len && t[after + 1] != '%')))
             built = true;
         if (at(t, len, j + 1, ".format("))
+            built = true;
+        /* PHP and Perl join strings with '.' */
+        if (after < len && t[after] == '.' && after + 1 < len &&
+            (t[after + 1] == ' ' || t[after + 1] == '$'))
             built = true;
         /* ... + "SELECT": the string is the tail of a concatenation */
         size_t b = i;
@@ -1006,17 +1058,15 @@ static llmos_err scan_code(const char *t, size_t len, guard_findings *out)
         const char *name;
         const char *kind;
     } c_calls[] = {
-        {"strcpy", "strcpy: unbounded copy"},
-        {"strcat", "strcat: unbounded append"},
-        {"gets", "gets: unbounded read"},
-        {"sprintf", "sprintf: unbounded format"},
-        {"vsprintf", "vsprintf: unbounded format"},
-        {"wcscpy", "wcscpy: unbounded copy"},
+        {"strcpy", "strcpy: unbounded copy"},       {"strcat", "strcat: unbounded append"},
+        {"gets", "gets: unbounded read"},           {"sprintf", "sprintf: unbounded format"},
+        {"vsprintf", "vsprintf: unbounded format"}, {"wcscpy", "wcscpy: unbounded copy"},
     };
     llmos_err err = LLMOS_OK;
     for (size_t i = 0; i < len && !err; i++) {
         unsigned char c = (unsigned char)t[i];
-        if (!is_alpha(c) && c != '$')
+        /* every pattern starts an identifier */
+        if ((!is_alpha(c) && c != '$') || (i > 0 && is_ident((unsigned char)t[i - 1])))
             continue;
         size_t a;
         /* C */
@@ -1035,9 +1085,9 @@ static llmos_err scan_code(const char *t, size_t len, guard_findings *out)
                       "scanf %s: unbounded read");
         }
         /* Python */
-        static const char *const sub[] = {"subprocess.run", "subprocess.call", "subprocess.Popen",
-                                          "subprocess.check_output", "subprocess.check_call",
-                                          "subprocess.getoutput"};
+        static const char *const sub[] = {"subprocess.run",        "subprocess.call",
+                                          "subprocess.Popen",      "subprocess.check_output",
+                                          "subprocess.check_call", "subprocess.getoutput"};
         for (size_t k = 0; k < LLMOS_ARRAY_LEN(sub) && !err; k++) {
             if ((a = dotted_call_at(t, len, i, sub[k]))) {
                 size_t e = args_end(t, len, a);
@@ -1077,8 +1127,8 @@ static llmos_err scan_code(const char *t, size_t len, guard_findings *out)
             size_t j = i + 5;
             while (j < len && t[j] == ' ')
                 j++;
-            if (j < len && (t[j] == '$' || (t[j] == '"' && j + 1 < len && t[j + 1] == '$') ||
-                            t[j] == '`')) {
+            if (j < len &&
+                (t[j] == '$' || (t[j] == '"' && j + 1 < len && t[j + 1] == '$') || t[j] == '`')) {
                 size_t e = j;
                 while (e < len && t[e] != '\n')
                     e++;
@@ -1100,6 +1150,22 @@ static llmos_err scan_code(const char *t, size_t len, guard_findings *out)
 }
 
 /* ---- all together -------------------------------------------------------------------------- */
+
+/* Is offset `at` inside a PEM block (after a "-----BEGIN " line, before its "-----END ")? */
+static bool in_pem_block(const char *t, size_t len, size_t at)
+{
+    size_t begin = 0;
+    bool found = false;
+    for (size_t i = at; i-- > 0 && at - i < 16384;)
+        if (t[i] == '-' && at_nocase(t, len, i, "-----begin ")) {
+            begin = i;
+            found = true;
+            break;
+        } else if (t[i] == '-' && at_nocase(t, len, i, "-----end ")) {
+            return false;
+        }
+    return found && begin < at;
+}
 
 static int by_start(const void *a, const void *b)
 {
@@ -1155,19 +1221,25 @@ llmos_err guard_scan(const char *text, size_t len, const char *const *allow_host
         err = scan_code(text, len, out);
     if (err)
         return err;
-    /* drop findings covered by a more specific one (decided first, then compacted) */
+    /* drop findings covered by a more specific one (decided first, then compacted), and
+     * high-entropy tokens inside any PEM block (certificates and public keys are base64 too;
+     * private keys are the private_key detector's) */
     size_t n = out->n - first;
     bool *drop = calloc(n + 1, sizeof *drop);
     if (!drop)
         return llmos_fail(LLMOS_ERR_NOMEM, "guard: no memory");
-    for (size_t k = 0; k < n; k++)
-        drop[k] = covered(out->v + first, n, &out->v[first + k]);
+    for (size_t k = 0; k < n; k++) {
+        const guard_finding *x = &out->v[first + k];
+        drop[k] = covered(out->v + first, n, x) ||
+                  (x->detector == GUARD_HIGH_ENTROPY && in_pem_block(text, len, x->start));
+    }
     size_t w = first;
     for (size_t k = 0; k < n; k++)
         if (!drop[k])
             out->v[w++] = out->v[first + k];
     free(drop);
     out->n = w;
-    qsort(out->v + first, out->n - first, sizeof *out->v, by_start);
+    if (out->n > first)
+        qsort(out->v + first, out->n - first, sizeof *out->v, by_start);
     return LLMOS_OK;
 }

@@ -23,11 +23,20 @@
 
 /* Llama Guard 3's hazard taxonomy (MLCommons), S1..S14. */
 static const char *const categories[14] = {
-    "Violent Crimes",        "Non-Violent Crimes",   "Sex-Related Crimes",
-    "Child Sexual Exploitation", "Defamation",       "Specialized Advice",
-    "Privacy",               "Intellectual Property", "Indiscriminate Weapons",
-    "Hate",                  "Suicide & Self-Harm",  "Sexual Content",
-    "Elections",             "Code Interpreter Abuse",
+    "Violent Crimes",
+    "Non-Violent Crimes",
+    "Sex-Related Crimes",
+    "Child Sexual Exploitation",
+    "Defamation",
+    "Specialized Advice",
+    "Privacy",
+    "Intellectual Property",
+    "Indiscriminate Weapons",
+    "Hate",
+    "Suicide & Self-Harm",
+    "Sexual Content",
+    "Elections",
+    "Code Interpreter Abuse",
 };
 
 const char *guard_judge_category(int i)

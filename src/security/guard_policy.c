@@ -59,10 +59,10 @@ struct guard {
     size_t n_principals;
     char **hosts;
     size_t n_hosts;
-    bool judge_on;           /* the policy asks for the judge */
-    llm_backend *judge;      /* borrowed; the judge runs when judge_on and this is set */
+    bool judge_on;             /* the policy asks for the judge */
+    llm_backend *judge;        /* borrowed; the judge runs when judge_on and this is set */
     uint32_t judge_categories; /* S-categories that count (0: all) */
-    bool judge_fail_open;    /* a malformed verdict or failed call: allow (else the action) */
+    bool judge_fail_open;      /* a malformed verdict or failed call: allow (else the action) */
 };
 
 void guard_free(guard *g)
@@ -113,10 +113,11 @@ static llmos_err parse_categories(const json_t *v, uint32_t *out)
     json_array_foreach(v, i, c)
     {
         const char *s = json_string_value(c);
-        int n = 0;
-        if (!s || s[0] != 'S' || sscanf(s + 1, "%d", &n) != 1 || n < 1 || n > 14)
-            return llmos_fail(LLMOS_ERR_FORMAT,
-                              "guard: judge.categories[%zu]: expected S1 to S14", i);
+        char *end = NULL;
+        long n = s && s[0] == 'S' && s[1] >= '1' && s[1] <= '9' ? strtol(s + 1, &end, 10) : 0;
+        if (!end || *end || n < 1 || n > 14)
+            return llmos_fail(LLMOS_ERR_FORMAT, "guard: judge.categories[%zu]: expected S1 to S14",
+                              i);
         *out |= 1u << (n - 1);
     }
     return LLMOS_OK;
@@ -192,8 +193,8 @@ llmos_err guard_parse(const char *text, size_t len, const char *what, guard **ou
     {
         const char *h = json_string_value(v);
         if (!h || !*h || strchr(h, '/') || strchr(h, ' ')) {
-            err = llmos_fail(LLMOS_ERR_FORMAT, "%s: allow_hosts[%zu]: expected a host name", what,
-                             i);
+            err =
+                llmos_fail(LLMOS_ERR_FORMAT, "%s: allow_hosts[%zu]: expected a host name", what, i);
             goto fail;
         }
         if (!(g->hosts[g->n_hosts] = strdup(h))) {
@@ -222,8 +223,8 @@ llmos_err guard_parse(const char *text, size_t len, const char *what, guard **ou
             goto fail;
         const char *fail = ljson_get_string(judge, "on_failure", "closed");
         if (strcmp(fail, "open") != 0 && strcmp(fail, "closed") != 0) {
-            err = llmos_fail(LLMOS_ERR_FORMAT, "%s: judge.on_failure: expected open or closed",
-                             what);
+            err =
+                llmos_fail(LLMOS_ERR_FORMAT, "%s: judge.on_failure: expected open or closed", what);
             goto fail;
         }
         g->judge_fail_open = strcmp(fail, "open") == 0;
@@ -300,8 +301,8 @@ void guard_result_free(guard_result *r)
 
 /* text with the spans of redacted findings replaced by "[REDACTED:<detector>]" (overlapping
  * spans merged), malloc'd. */
-static char *redact(const char *text, size_t len, const guard_findings *f,
-                    const guard_action *acts, size_t *out_len)
+static char *redact(const char *text, size_t len, const guard_findings *f, const guard_action *acts,
+                    size_t *out_len)
 {
     llmos_buf b = {0};
     size_t pos = 0;
@@ -360,7 +361,8 @@ llmos_err guard_check(const guard *g, const char *principal, const char *text, s
     memset(out, 0, sizeof *out);
     if (!text)
         text = "";
-    llmos_err err = guard_scan(text, len, (const char *const *)g->hosts, g->n_hosts, &out->findings);
+    llmos_err err =
+        guard_scan(text, len, (const char *const *)g->hosts, g->n_hosts, &out->findings);
     if (!err)
         err = decide(g, principal, text, len, out);
     if (!err && out->action != GUARD_BLOCK && guard_judge_enabled(g) &&
@@ -406,10 +408,16 @@ llmos_err guard_mask_secrets(const char *text, size_t len, char **out)
     *out = NULL;
     guard_findings f = {0};
     llmos_err err = guard_scan(text ? text : "", len, NULL, 0, &f);
-    guard_action *acts = err ? NULL : calloc(f.n + 1, sizeof *acts);
-    if (!err && !acts)
-        err = llmos_fail(LLMOS_ERR_NOMEM, "guard: no memory");
-    for (size_t i = 0; !err && i < f.n; i++)
+    if (err) {
+        guard_findings_free(&f);
+        return err;
+    }
+    guard_action *acts = calloc(f.n + 1, sizeof *acts);
+    if (!acts) {
+        guard_findings_free(&f);
+        return llmos_fail(LLMOS_ERR_NOMEM, "guard: no memory");
+    }
+    for (size_t i = 0; i < f.n; i++)
         acts[i] = f.v[i].detector <= GUARD_PHONE ? GUARD_REDACT : GUARD_ALLOW;
     if (!err && !(*out = redact(text ? text : "", len, &f, acts, NULL)))
         err = llmos_fail(LLMOS_ERR_NOMEM, "guard: no memory");
@@ -510,7 +518,8 @@ static bool release(guard_stream *s, bool final)
         safe = len > GUARD_STREAM_WINDOW ? len - GUARD_STREAM_WINDOW : 0;
         /* back to a blank, and before the last unfinished run */
         size_t want = safe;
-        while (safe > s->released && !(t[safe - 1] == ' ' || t[safe - 1] == '\n' || t[safe - 1] == '\t'))
+        while (safe > s->released &&
+               !(t[safe - 1] == ' ' || t[safe - 1] == '\n' || t[safe - 1] == '\t'))
             safe--;
         /* a run of non-blank bytes longer than GUARD_STREAM_MAX_RUN (no secret format is that
          * long in one word) is released behind the window anyway, at a UTF-8 boundary */
@@ -520,13 +529,15 @@ static bool release(guard_stream *s, bool final)
                 safe--;
         }
     }
-    if (safe <= s->released && !final)
+    /* release in pieces of at least 32 bytes: each release scans what is held, and a scan per
+     * token of a few bytes would cost ten times as much (bench/guard.c) */
+    if (!final && safe < s->released + 32)
         return true;
     guard_result r = {0};
     const char *part = t + s->released;
     size_t plen = len - s->released;
-    llmos_err err = guard_scan(part, plen, (const char *const *)s->g->hosts, s->g->n_hosts,
-                               &r.findings);
+    llmos_err err =
+        guard_scan(part, plen, (const char *const *)s->g->hosts, s->g->n_hosts, &r.findings);
     if (!err && final && guard_judge_enabled(s->g)) {
         /* the judge reads the whole held text: guard_check does both */
         guard_result_free(&r);
@@ -545,8 +556,8 @@ static bool release(guard_stream *s, bool final)
         /* never inside a finding; a PEM block stays held until it ends */
         for (size_t i = 0; i < r.findings.n; i++) {
             const guard_finding *f = &r.findings.v[i];
-            if (f->start < cut && (f->end > cut || (f->detector == GUARD_PRIVATE_KEY &&
-                                                    f->end == plen)))
+            if (f->start < cut &&
+                (f->end > cut || (f->detector == GUARD_PRIVATE_KEY && f->end == plen)))
                 cut = f->start;
         }
     }

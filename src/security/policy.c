@@ -44,7 +44,12 @@ static const char default_policy_json[] =
     " \"allow\": [\"system\", \"user\", \"tool\", \"untrusted\"]},"
     "{\"tool\": \"archival_memory_insert\", \"argument\": \"content\","
     " \"allow\": [\"system\", \"user\", \"tool\", \"untrusted\"]},"
+    "{\"tool\": \"python\", \"argument\": \"*\", \"allow\": [\"system\", \"user\"]},"
     "{\"tool\": \"shell\", \"argument\": \"*\", \"allow\": [\"system\", \"user\"]},"
+    "{\"tool\": \"files\", \"argument\": \"content\","
+    " \"allow\": [\"system\", \"user\", \"tool\", \"untrusted\"]},"
+    "{\"tool\": \"files\", \"argument\": \"new\","
+    " \"allow\": [\"system\", \"user\", \"tool\", \"untrusted\"]},"
     "{\"tool\": \"run_command\", \"argument\": \"*\", \"allow\": [\"system\", \"user\"]}"
     "], \"default\": [\"system\", \"user\", \"tool\"]}";
 

@@ -365,6 +365,33 @@ llmos_err keys_unlock(const char *path, const char *passphrase, keys_unlocked **
     return LLMOS_OK;
 }
 
+llmos_err keys_unlock_with_key(const char *path, const uint8_t *data_key, keys_unlocked **out)
+{
+    assert(path && out);
+    *out = NULL;
+    if (sodium_init() < 0)
+        return llmos_fail(LLMOS_ERR_CRYPTO, "libsodium failed to initialise");
+    if (!data_key)
+        return llmos_fail(LLMOS_ERR_INVALID, "no data key given");
+    keyfile kf = {0};
+    llmos_err err = read_keyfile(path, &kf);
+    if (err)
+        return err;
+    keys_unlocked *k = calloc(1, sizeof *k);
+    uint8_t *dk = sodium_malloc(KEYS_DATA_KEY_BYTES);
+    if (!k || !dk) {
+        free(k);
+        sodium_free(dk);
+        return llmos_fail(LLMOS_ERR_NOMEM, "no locked memory for the data key");
+    }
+    memcpy(dk, data_key, KEYS_DATA_KEY_BYTES);
+    k->data_key = dk;
+    memcpy(k->db_id, kf.db_id, sizeof k->db_id);
+    k->kdf = kf.kdf;
+    *out = k;
+    return LLMOS_OK;
+}
+
 llmos_err keys_change_passphrase(const char *path, const char *old_passphrase,
                                  const char *new_passphrase, keys_kdf kdf)
 {

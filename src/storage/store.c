@@ -336,7 +336,7 @@ static llmos_err set_aside(store *s, const keys_unlocked *keys)
 static llmos_err open_keys(store *s, const char *passphrase, const store_options *opt,
                            keys_unlocked **keys)
 {
-    assert(s && s->dir && passphrase && opt && keys);
+    assert(s && s->dir && (passphrase || opt->data_key) && opt && keys);
     *keys = NULL;
     struct stat db;
     bool have_key = file_exists(s->key_path), have_db = stat(s->db_path, &db) == 0;
@@ -345,7 +345,8 @@ static llmos_err open_keys(store *s, const char *passphrase, const store_options
     if ((have_key || have_db || !opt->no_create) && (err = llmos_file_private_dir(s->dir)))
         return err;
     if (have_key) {
-        err = keys_unlock(s->key_path, passphrase, keys);
+        err = opt->data_key ? keys_unlock_with_key(s->key_path, opt->data_key, keys)
+                            : keys_unlock(s->key_path, passphrase, keys);
         if (err || (have_db && db.st_size > 0))
             return err;
         if (!opt->start_over) {
@@ -374,6 +375,8 @@ static llmos_err open_keys(store *s, const char *passphrase, const store_options
     } else if (opt->no_create) {
         return llmos_fail(LLMOS_ERR_NOT_FOUND, "%s: no store here", s->dir);
     }
+    if (!passphrase)
+        return llmos_fail(LLMOS_ERR_NOT_FOUND, "%s: no store here to open with a data key", s->dir);
     keys_kdf kdf = opt->kdf;
     if (kdf.opslimit == 0 && kdf.memlimit == 0)
         kdf = keys_kdf_default();
@@ -387,8 +390,9 @@ llmos_err store_open(const char *dir, const char *passphrase, const store_option
     store_options defaults = {0};
     if (!opt)
         opt = &defaults;
-    if (!dir || !*dir || !passphrase)
-        return llmos_fail(LLMOS_ERR_INVALID, "store_open needs a directory and a passphrase");
+    if (!dir || !*dir || (!passphrase && !opt->data_key))
+        return llmos_fail(LLMOS_ERR_INVALID,
+                          "store_open needs a directory and a passphrase (or the data key)");
     llmos_err err = vfs_register();
     if (err)
         return err;

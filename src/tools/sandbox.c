@@ -37,6 +37,7 @@
 #include <seccomp.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -381,7 +382,6 @@ static const char *const sbx_allowed[] = {
     "inotify_init1",
     "inotify_add_watch",
     "inotify_rm_watch",
-    "sync",
     /* memory */
     "brk",
     "mmap",
@@ -643,9 +643,68 @@ static int child_bind_ro(const sbx_op *op, int fd_status)
     return 0;
 }
 
+/* Where this copy's command line and environment are (arg_start, arg_end, env_start, env_end:
+ * fields 48 to 51 of /proc/self/stat) into r[4]; zeros when unknown. Raw reads and parsing:
+ * no allocator here. */
+static void child_args_range(unsigned long long r[4])
+{
+    memset(r, 0, 4 * sizeof *r);
+    char st[2048];
+    int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    ssize_t n = read(fd, st, sizeof st - 1);
+    close(fd);
+    if (n <= 0)
+        return;
+    st[n] = 0;
+    char *p = strrchr(st, ')'); /* the command name may hold spaces */
+    if (!p)
+        return;
+    int field = 2;
+    for (p++; *p && field < 51;) {
+        while (*p == ' ')
+            p++;
+        field++;
+        unsigned long long x = 0;
+        while (*p >= '0' && *p <= '9')
+            x = x * 10 + (unsigned long long)(*p++ - '0');
+        while (*p && *p != ' ')
+            p++;
+        if (field >= 48)
+            r[field - 48] = x;
+    }
+    if (field != 51)
+        memset(r, 0, 4 * sizeof *r);
+}
+
+/* Blank them: the init of the namespace is a copy of llmos, and /proc/1/cmdline is readable
+ * inside (its environ and memory are not: it is not dumpable). */
+static void child_blank_args(const unsigned long long r[4])
+{
+    for (int i = 0; i < 4; i += 2)
+        if (r[i + 1] > r[i] && r[i + 1] - r[i] < (1u << 20))
+            memset((void *)(uintptr_t)r[i], 0, (size_t)(r[i + 1] - r[i]));
+}
+
+/* The program, in a vfork of init: exec it in /work. */
+static int child_program(void *arg)
+{
+    const sbx_child *c = arg;
+    close(4);
+    if (chdir("/work") == 0)
+        execve(c->argv[0], (char *const *)c->argv, c->envp);
+    static const char msg[] = "sandbox: cannot start the program\n";
+    ssize_t r = write(2, msg, sizeof msg - 1);
+    (void)r;
+    _exit(127);
+}
+
 static int child_main(void *arg)
 {
     const sbx_child *c = arg;
+    unsigned long long args[4];
+    child_args_range(args);
     /* stdio and the two pipes at fixed numbers, everything else closed */
     int in = fcntl(c->fd_in, F_DUPFD, 10), out = fcntl(c->fd_out, F_DUPFD, 10),
         err = fcntl(c->fd_err, F_DUPFD, 10), sync = fcntl(c->fd_sync, F_DUPFD, 10),
@@ -674,10 +733,13 @@ static int child_main(void *arg)
      * namespace (as root's child it is still uid 0 outside, which the namespace cannot show:
      * EOVERFLOW). It keeps its capabilities in the namespace until they are dropped below: the
      * kernel clears them on a change of uid only when the old one was 0 inside. */
-    if (c->root_mode && setgroups(0, NULL) != 0)
+    /* (raw system calls: the C library's setresuid of a threaded program signals every
+     * thread to change with it, and the threads of the parent are not in this copy: it would
+     * wait for them forever) */
+    if (c->root_mode && syscall(SYS_setgroups, 0, NULL) != 0)
         child_fail(4, STEP_IDS);
-    if (setresgid(SANDBOX_INSIDE_ID, SANDBOX_INSIDE_ID, SANDBOX_INSIDE_ID) != 0 ||
-        setresuid(SANDBOX_INSIDE_ID, SANDBOX_INSIDE_ID, SANDBOX_INSIDE_ID) != 0)
+    if (syscall(SYS_setresgid, SANDBOX_INSIDE_ID, SANDBOX_INSIDE_ID, SANDBOX_INSIDE_ID) != 0 ||
+        syscall(SYS_setresuid, SANDBOX_INSIDE_ID, SANDBOX_INSIDE_ID, SANDBOX_INSIDE_ID) != 0)
         child_fail(4, STEP_IDS);
     if (mount("llmos-sandbox", SBX_BASE, "tmpfs", MS_NOSUID | MS_NODEV, "size=2m,mode=0755") != 0)
         child_fail(4, STEP_ROOTFS);
@@ -763,19 +825,15 @@ static int child_main(void *arg)
 
     /* init of the namespace: start the program, wait for it, report, leave (the kernel then
      * kills whatever else runs in the namespace) */
-    pid_t pid = (pid_t)syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
+    /* llmos's command line goes before the program can look (its own argv is a copy made by
+     * sandbox_exec, elsewhere); then the program starts in a vfork, which copies no page
+     * tables (init is a copy of llmos, which may map gigabytes of weights) */
+    child_blank_args(args);
+    static char prog_stack[64 * 1024] __attribute__((aligned(16)));
+    pid_t pid = clone(child_program, prog_stack + sizeof prog_stack,
+                      CLONE_VM | CLONE_VFORK | SIGCHLD, (void *)c);
     if (pid < 0)
         child_fail(4, STEP_FORK);
-    if (pid == 0) {
-        close(4);
-        if (chdir("/work") != 0)
-            _exit(125);
-        execve(c->argv[0], (char *const *)c->argv, c->envp);
-        static const char msg[] = "sandbox: cannot start the program\n";
-        ssize_t r = write(2, msg, sizeof msg - 1);
-        (void)r;
-        _exit(127);
-    }
     close(0);
     close(1);
     close(2);
@@ -792,6 +850,13 @@ static int child_main(void *arg)
 }
 
 /* ---- the parent --------------------------------------------------------------------------- */
+
+/* clone3's arguments (linux/sched.h's struct clone_args, which does not mix with sched.h). */
+typedef struct sbx_clone_args {
+    uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid,
+        set_tid_size, cgroup;
+} sbx_clone_args;
+#define SBX_CLONE_INTO_CGROUP 0x200000000ULL
 
 static double now_s(void)
 {
@@ -860,14 +925,32 @@ static llmos_err userns_refused(int e)
 
 typedef struct sbx_cgroup {
     char path[PATH_MAX]; /* "" when none */
+    int fd;              /* the directory, for clone3's CLONE_INTO_CGROUP; -1 when none */
 } sbx_cgroup;
+
+/* Move pid into the cgroup by writing cgroup.procs: the slow way (the kernel waits for an RCU
+ * grace period, milliseconds), when clone3 could not start the child there. False, with the
+ * cgroup removed and notes saying why, when it fails. */
+static bool cgroup_enter(sbx_cgroup *cg, pid_t pid, char *notes, size_t size)
+{
+    char file[PATH_MAX + 16], val[32];
+    snprintf(file, sizeof file, "%s/cgroup.procs", cg->path);
+    snprintf(val, sizeof val, "%d", (int)pid);
+    if (write_file(file, val))
+        return true;
+    snprintf(notes, size, "no cgroup: moving the run into %.160s failed (%s)", cg->path,
+             strerror(errno));
+    rmdir(cg->path);
+    cg->path[0] = 0;
+    return false;
+}
 
 /* A cgroup v2 of its own under llmos's, with pids.max and memory.max where the controllers are
  * there; notes says what came of it. */
-static void cgroup_make(sbx_cgroup *cg, pid_t pid, const sandbox_limits *lim, char *notes,
-                        size_t size)
+static void cgroup_make(sbx_cgroup *cg, const sandbox_limits *lim, char *notes, size_t size)
 {
     cg->path[0] = 0;
+    cg->fd = -1;
     char mnt[PATH_MAX] = "", own[PATH_MAX] = "", line[4096];
     FILE *f = fopen("/proc/self/mountinfo", "re");
     while (f && fgets(line, sizeof line, f)) {
@@ -894,10 +977,11 @@ static void cgroup_make(sbx_cgroup *cg, pid_t pid, const sandbox_limits *lim, ch
         snprintf(notes, size, "no cgroup: no cgroup v2 is mounted");
         return;
     }
-    char dir[PATH_MAX + 8];
+    char dir[2 * PATH_MAX];
     snprintf(dir, sizeof dir, "%s%s", mnt, strcmp(own, "/") == 0 ? "" : own);
     char path[PATH_MAX];
-    if (snprintf(path, sizeof path, "%s/llmos-sandbox-%d-%u", dir, (int)getpid(),
+    if (strlen(dir) > PATH_MAX - 64 ||
+        snprintf(path, sizeof path, "%.*s/llmos-sandbox-%d-%u", PATH_MAX - 64, dir, (int)getpid(),
                  atomic_fetch_add(&run_counter, 1)) >= (int)sizeof path) {
         snprintf(notes, size, "no cgroup: its path is too long");
         return;
@@ -907,7 +991,7 @@ static void cgroup_make(sbx_cgroup *cg, pid_t pid, const sandbox_limits *lim, ch
         return;
     }
     /* the controllers the parent hands down; ask for pids and memory where they exist */
-    char avail[512], ctl[PATH_MAX + 32];
+    char avail[512], ctl[2 * PATH_MAX + 32];
     snprintf(ctl, sizeof ctl, "%s/cgroup.controllers", dir);
     read_small(ctl, avail, sizeof avail);
     snprintf(ctl, sizeof ctl, "%s/cgroup.subtree_control", dir);
@@ -927,11 +1011,9 @@ static void cgroup_make(sbx_cgroup *cg, pid_t pid, const sandbox_limits *lim, ch
         snprintf(file, sizeof file, "%s/memory.swap.max", path);
         (void)write_file(file, "0");
     }
-    snprintf(file, sizeof file, "%s/cgroup.procs", path);
-    snprintf(val, sizeof val, "%d", (int)pid);
-    if (!write_file(file, val)) {
-        snprintf(notes, size, "no cgroup: moving the run into %.160s failed (%s)", path,
-                 strerror(errno));
+    cg->fd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (cg->fd < 0) {
+        snprintf(notes, size, "no cgroup: opening %.160s failed (%s)", path, strerror(errno));
         rmdir(path);
         return;
     }
@@ -952,6 +1034,9 @@ static void cgroup_kill(const sbx_cgroup *cg)
 
 static void cgroup_remove(sbx_cgroup *cg)
 {
+    if (cg->fd >= 0)
+        close(cg->fd);
+    cg->fd = -1;
     if (!cg->path[0])
         return;
     /* the last process leaves the cgroup a moment after it is reaped */
@@ -1046,10 +1131,24 @@ llmos_err sandbox_exec(const sandbox_spec *spec, sandbox_result *out)
     static char *const envp[] = {
         "PATH=/usr/bin:/bin",        "HOME=/work",   "TMPDIR=/tmp", "LANG=C.UTF-8",
         "PYTHONDONTWRITEBYTECODE=1", "USER=sandbox", NULL};
+    /* argv copied to the heap: init blanks llmos's own command line, where argv may lie */
+    size_t argc = 0, bytes = 0;
+    while (spec->argv[argc])
+        bytes += strlen(spec->argv[argc++]) + 1;
+    char **argv = malloc((argc + 1) * sizeof *argv + bytes);
+    if (!argv)
+        return llmos_fail(LLMOS_ERR_NOMEM, "sandbox: no memory");
+    char *at = (char *)(argv + argc + 1);
+    for (size_t i = 0; i < argc; i++) {
+        size_t l = strlen(spec->argv[i]) + 1;
+        argv[i] = memcpy(at, spec->argv[i], l);
+        at += l;
+    }
+    argv[argc] = NULL;
     sbx_child c = {.root_mode = geteuid() == 0,
                    .workspace = spec->workspace,
                    .work_locked = host_locked_flags(spec->workspace) & ~MS_RDONLY,
-                   .argv = spec->argv,
+                   .argv = (const char *const *)argv,
                    .envp = envp,
                    .lim_cpu = {(rlim_t)lim.cpu_s, (rlim_t)lim.cpu_s + 1},
                    .lim_as = {lim.memory_bytes, lim.memory_bytes},
@@ -1076,12 +1175,29 @@ llmos_err sandbox_exec(const sandbox_spec *spec, sandbox_result *out)
         goto done_fds;
     }
     double t0 = now_s();
-    int flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC |
-                CLONE_NEWUTS | CLONE_NEWCGROUP | CLONE_PIDFD | SIGCHLD;
-    pid_t pid = clone(child_main, stack + SBX_STACK, flags, &c, &pidfd);
+    sbx_cgroup cg = {.fd = -1};
+    cgroup_make(&cg, &lim, out->notes, sizeof out->notes);
+    const uint64_t ns = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC |
+                        CLONE_NEWUTS | CLONE_NEWCGROUP;
+    pid_t pid = -1;
+    if (cg.fd >= 0) {
+        /* clone3 starts the child in its cgroup; moving it there afterwards costs an RCU
+         * grace period (ms) */
+        sbx_clone_args ca = {.flags = ns | CLONE_PIDFD | SBX_CLONE_INTO_CGROUP,
+                             .pidfd = (uint64_t)(uintptr_t)&pidfd,
+                             .exit_signal = SIGCHLD,
+                             .cgroup = (uint64_t)cg.fd};
+        pid = (pid_t)syscall(SYS_clone3, &ca, sizeof ca);
+        if (pid == 0)
+            _exit(child_main(&c)); /* a fork: this is a copy of this thread's stack */
+    }
+    bool in_cgroup = pid > 0;
+    if (pid < 0)
+        pid = clone(child_main, stack + SBX_STACK, (int)ns | CLONE_PIDFD | SIGCHLD, &c, &pidfd);
     int clone_errno = errno;
     munmap(stack, SBX_STACK);
     if (pid < 0) {
+        cgroup_remove(&cg);
         err = userns_refused(clone_errno);
         goto done_fds;
     }
@@ -1108,9 +1224,8 @@ llmos_err sandbox_exec(const sandbox_spec *spec, sandbox_result *out)
     snprintf(map, sizeof map, "%d %u 1\n", SANDBOX_INSIDE_ID, (unsigned)ogid);
     mapped = mapped && write_file(path, map);
     int map_errno = errno;
-    sbx_cgroup cg = {{0}};
-    if (mapped)
-        cgroup_make(&cg, pid, &lim, out->notes, sizeof out->notes);
+    if (mapped && cg.path[0] && !in_cgroup)
+        (void)cgroup_enter(&cg, pid, out->notes, sizeof out->notes);
     if (!mapped || write(ps[1], "g", 1) != 1) {
         kill(pid, SIGKILL);
         waitpid(pid, NULL, 0);
@@ -1255,6 +1370,7 @@ done_fds:
     close_fd(&pst[0]);
     close_fd(&pst[1]);
     close_fd(&pidfd);
+    free(argv);
     return err;
 }
 
@@ -1290,11 +1406,13 @@ llmos_err sandbox_probe(void)
             sandbox_result_free(&r);
             rmdir(dir);
         }
-        known = err ? 2 : 1;
+        /* a refusal of the kernel is remembered; a passing failure (no memory, no pipe, a
+         * full process table) is tried again next time */
+        known = !err ? 1 : err == LLMOS_ERR_UNSUPPORTED ? 2 : 0;
         why = err;
         snprintf(msg, sizeof msg, "%s", err ? llmos_errmsg() : "");
     }
-    llmos_err err = known == 1 ? LLMOS_OK : llmos_fail(why, "%s", msg);
+    llmos_err err = !why ? LLMOS_OK : llmos_fail(why, "%s", msg);
     pthread_mutex_unlock(&mu);
     return err;
 }

@@ -60,11 +60,12 @@ static void test_every_architecture_benches(void **state)
     char spm[4096], bert[4096];
     tu_testdata_path(spm, sizeof spm, "vocab/ggml-vocab-llama-spm.gguf");
     tu_testdata_path(bert, sizeof bert, "vocab/ggml-vocab-bert-bge.gguf");
-    const char *archs[] = {"llama", "qwen2", "qwen3", "gemma2", "gemma3", "phi3", "bert"};
+    const char *archs[] = {"llama",  "qwen2", "qwen3", "gemma2",
+                           "gemma3", "phi3",  "bert",  "nomic-bert"};
     char path[64];
     snprintf(path, sizeof path, "/tmp/llmos-bench-arch-%d.gguf", (int)getpid());
     for (size_t i = 0; i < LLMOS_ARRAY_LEN(archs); i++) {
-        bool enc = strcmp(archs[i], "bert") == 0;
+        bool enc = strstr(archs[i], "bert") != NULL;
         int rc = tu_run_llmos(&out, &err,
                               "model make-random --dims 64,2,4,2,128,64 --arch %s --vocab-from "
                               "'%s' --type f32 %s",

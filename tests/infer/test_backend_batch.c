@@ -62,16 +62,14 @@ static int remove_model(void **state)
     return 0;
 }
 
-static llm_backend *open_file(const char *file, uint32_t max_seqs, uint32_t n_batch,
-                              size_t kv_mem);
+static llm_backend *open_file(const char *file, uint32_t max_seqs, uint32_t n_batch, size_t kv_mem);
 
 static llm_backend *open_with(uint32_t max_seqs, uint32_t n_batch, size_t kv_mem)
 {
     return open_file(model_file, max_seqs, n_batch, kv_mem);
 }
 
-static llm_backend *open_file(const char *file, uint32_t max_seqs, uint32_t n_batch,
-                              size_t kv_mem)
+static llm_backend *open_file(const char *file, uint32_t max_seqs, uint32_t n_batch, size_t kv_mem)
 {
     char vocab[4096];
     tu_testdata_path(vocab, sizeof vocab, "vocab/ggml-vocab-qwen2.gguf");
@@ -95,11 +93,11 @@ static llm_backend *open_file(const char *file, uint32_t max_seqs, uint32_t n_ba
 static json_t *convo(size_t i)
 {
     static const char *const asks[N_CHATS] = {
-        "Tell me a story about a cat.",  "What is two plus two?",
-        "Name three rivers in Europe.",  "Write a haiku about rain, please, with care.",
-        "Why is the sky blue?",          "List the planets of the solar system in order."};
-    return json_pack("[{ss ss} {ss ss}]", "role", "system", "content", "Be brief.", "role",
-                     "user", "content", asks[i]);
+        "Tell me a story about a cat.", "What is two plus two?",
+        "Name three rivers in Europe.", "Write a haiku about rain, please, with care.",
+        "Why is the sky blue?",         "List the planets of the solar system in order."};
+    return json_pack("[{ss ss} {ss ss}]", "role", "system", "content", "Be brief.", "role", "user",
+                     "content", asks[i]);
 }
 
 typedef struct chat_job {
@@ -107,8 +105,10 @@ typedef struct chat_job {
     json_t *msgs;
     int32_t max_tokens;
     const char *scope;
+    const json_t *format; /* response_format, or NULL */
     atomic_bool cancel;
-    size_t cancel_after; /* pieces streamed before the chat cancels itself; 0: never */
+    size_t cancel_after;       /* pieces streamed before the chat cancels itself; 0: never */
+    atomic_bool *cancel_other; /* set at this chat's first piece (or its end), when not NULL */
     size_t pieces;
     llm_response r;
     llmos_err err;
@@ -121,6 +121,8 @@ static bool on_piece(void *ctx, const char *text, size_t len)
     (void)len;
     if (++j->pieces == j->cancel_after)
         atomic_store(&j->cancel, true); /* seen before the next token */
+    if (j->cancel_other)
+        atomic_store(j->cancel_other, true);
     return true;
 }
 
@@ -133,7 +135,10 @@ static void *chat_thread(void *arg)
     rq.max_tokens = j->max_tokens;
     rq.cancel = &j->cancel;
     rq.cache_scope = j->scope;
+    rq.response_format = j->format;
     j->err = llm_chat(j->b, &rq, on_piece, j, &j->r);
+    if (j->cancel_other)
+        atomic_store(j->cancel_other, true);
     if (j->err)
         fprintf(stderr, "llm_chat: %s\n", llmos_errmsg());
     return NULL;
@@ -203,8 +208,39 @@ static void test_concurrent_equals_alone(void **state)
     llm_backend_free(b);
 }
 
-/* A long prompt (about 1,500 tokens, in chunks of 16 per step) cancelled from another thread
- * once some steps ran; a short chat beside it answers as it does alone. */
+/* Chats constrained by a grammar (JSON), several at once: each has its own grammar state and
+ * masked logits, all share the backend's grammar vocabulary (built by the first of them). */
+static void test_concurrent_grammar(void **state)
+{
+    (void)state;
+    json_t *fmt = json_pack("{ss}", "type", "json_object");
+    chat_job alone[3], together[3];
+    llm_backend *one = open_with(1, 0, 0);
+    for (size_t i = 0; i < 3; i++) {
+        alone[i] = (chat_job){.b = one, .msgs = convo(i), .max_tokens = 16, .format = fmt};
+        chat_thread(&alone[i]);
+        assert_int_equal(alone[i].err, LLMOS_OK);
+    }
+    llm_backend_free(one);
+    llm_backend *b = open_with(3, 0, 0);
+    for (size_t i = 0; i < 3; i++)
+        together[i] = (chat_job){.b = b, .msgs = convo(i), .max_tokens = 16, .format = fmt};
+    run_all(together, 3);
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(together[i].err, LLMOS_OK);
+        assert_true(together[i].r.content[0] == '{'); /* the grammar held */
+        assert_string_equal(together[i].r.content, alone[i].r.content);
+    }
+    free_jobs(alone, 3);
+    free_jobs(together, 3);
+    json_decref(fmt);
+    llm_backend_free(b);
+}
+
+/* A long prompt (about 1,500 tokens, at most 16 tokens a step) cancelled from another thread:
+ * a short chat that joins once the long one is in sets the flag when it streams its first
+ * piece (it is answered first: decode tokens go before prompt chunks, so the long prompt is
+ * still going in then, whatever the timing). The short chat answers as it does alone. */
 static void test_cancel_mid_prompt(void **state)
 {
     (void)state;
@@ -220,19 +256,15 @@ static void test_cancel_mid_prompt(void **state)
          .max_tokens = 16},
         {.b = b, .msgs = convo(1), .max_tokens = 16},
     };
+    jobs[1].cancel_other = &jobs[0].cancel;
     pthread_t th[2];
     assert_int_equal(pthread_create(&th[0], NULL, chat_thread, &jobs[0]), 0);
     llm_stats st = {0};
-    while (st.steps < 10) { /* a few chunks in */
-        usleep(1000);
+    while (st.steps < 1) { /* the long prompt is going in */
+        usleep(100);
         assert_int_equal(llm_get_stats(b, &st), LLMOS_OK);
     }
     assert_int_equal(pthread_create(&th[1], NULL, chat_thread, &jobs[1]), 0);
-    while (st.steps < 20) {
-        usleep(1000);
-        assert_int_equal(llm_get_stats(b, &st), LLMOS_OK);
-    }
-    atomic_store(&jobs[0].cancel, true);
     pthread_join(th[0], NULL);
     pthread_join(th[1], NULL);
     assert_int_equal(jobs[0].err, LLMOS_OK);
@@ -400,6 +432,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_concurrent_equals_alone),
+        cmocka_unit_test(test_concurrent_grammar),
         cmocka_unit_test(test_cancel_mid_prompt),
         cmocka_unit_test(test_cancel_mid_answer),
         cmocka_unit_test(test_prefix_cache),

@@ -24,9 +24,9 @@
 #include "llmos/infer.h"
 #include "testutil.h"
 
-#define N_SEQS   5
-#define N_GEN    24
-#define MAX_LEN  200
+#define N_SEQS  5
+#define N_GEN   24
+#define MAX_LEN 200
 
 static char stories[4096];
 static char tmpdir[4096];
@@ -143,10 +143,11 @@ static void run_alone(const llmos_model *m, seq_run *r, llmos_pool *pool)
     model_ctx_free(c);
 }
 
-/* All sequences together; returns how many passes mixed prompt chunks with decode tokens. Sequence i joins at step `start[i]`; its prompt goes in chunks of at
- * most `chunk` tokens, so passes mix prompt chunks with decode tokens of the others. */
+/* All sequences together; returns how many passes mixed prompt chunks with decode tokens. Sequence
+ * i joins at step `start[i]`; its prompt goes in chunks of at most `chunk` tokens, so passes mix
+ * prompt chunks with decode tokens of the others. */
 static size_t run_batched(const llmos_model *m, seq_run *alone, size_t chunk, const size_t *start,
-                        llmos_pool *pool)
+                          llmos_pool *pool)
 {
     size_t n_vocab = model_hparams_of(m)->n_vocab;
     model_batch_params bp = {.n_tokens = 256, .n_seqs = N_SEQS, .n_ctx = 256, .pool = pool};
@@ -166,7 +167,8 @@ static size_t run_batched(const llmos_model *m, seq_run *alone, size_t chunk, co
                 continue;
             if (fed[i] < alone[i].n_prompt) {
                 size_t k = alone[i].n_prompt - fed[i];
-                seqs[n++] = (model_batch_seq){c[i], alone[i].prompt + fed[i], k < chunk ? k : chunk};
+                seqs[n++] =
+                    (model_batch_seq){c[i], alone[i].prompt + fed[i], k < chunk ? k : chunk};
                 prompts++;
             } else {
                 seqs[n++] = (model_batch_seq){c[i], &gen[i][made[i] - 1], 1};
@@ -206,8 +208,8 @@ static size_t run_batched(const llmos_model *m, seq_run *alone, size_t chunk, co
     for (size_t i = 0; i < N_SEQS; i++) {
         for (size_t t = 0; t < N_GEN; t++)
             if (gen[i][t] != alone[i].gen[t])
-                fail_msg("sequence %zu (prompt %zu tokens): token %zu is %d batched, %d alone",
-                         i, alone[i].n_prompt, t, gen[i][t], alone[i].gen[t]);
+                fail_msg("sequence %zu (prompt %zu tokens): token %zu is %d batched, %d alone", i,
+                         alone[i].n_prompt, t, gen[i][t], alone[i].gen[t]);
         model_ctx_free(c[i]);
     }
     model_batch_free(b);

@@ -177,6 +177,10 @@ static void test_corrupted(void **state)
     d[snap.len / 2] ^= 0x10; /* one bit in the cache rows */
     assert_int_equal(model_kv_restore(fresh, d, snap.len, NULL, NULL), LLMOS_ERR_FORMAT);
     assert_non_null(strstr(llmos_errmsg(), "corrupted"));
+    model_kv_header peeked; /* the header alone does not see it; the checksum does */
+    assert_int_equal(model_kv_peek(d, snap.len, &peeked), LLMOS_OK);
+    assert_int_equal(peeked.n_pos, 10);
+    assert_int_equal(model_kv_peek(d, snap.len - 1, &peeked), LLMOS_ERR_FORMAT);
     assert_int_equal(model_ctx_pos(fresh), 0);
     d[snap.len / 2] ^= 0x10;
     assert_int_equal(model_kv_restore(fresh, d, snap.len - 1, NULL, NULL), LLMOS_ERR_FORMAT);

@@ -602,8 +602,8 @@ static void test_guarded_chat(void **state)
     fixture_opts o = {.steps = steps, .n_steps = 1, .guard = true};
     fixture *f = start_with(&o);
     http_reply r = {0};
-    post(f->port, "/v1/chat/completions",
-         "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}", NULL, &r);
+    post(f->port, "/v1/chat/completions", "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
+         NULL, &r);
     assert_int_equal(r.status, 200);
     json_t *msg =
         ljson_get_object(json_array_get(ljson_get_array(r.json, "choices"), 0), "message");
@@ -1275,6 +1275,7 @@ static void test_no_keys_local_only(void **state)
     (void)state;
     http_server_params p = http_server_default_params();
     p.host = "0.0.0.0";
+    p.insecure_bind = true; /* no TLS, no keys: only allowed when asked for */
     fixture_opts o = {.params = &p};
     fixture *f = start_with(&o);
     assert_chat_works(f->port, NULL);

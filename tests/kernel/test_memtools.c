@@ -155,8 +155,8 @@ static void test_evicted_fact_recovered(void **state)
     free(dump);
     json_decref(ctx);
     /* the model looks it up */
+    ksession_close(s); /* sessions before their kernel */
     kernel_free(r.k);
-    ksession_close(s);
     llm_backend_free(r.b);
     const char *lookup[] = {
         "{\"tool_calls\": [{\"name\": \"conversation_search\", \"arguments\": {\"query\": "

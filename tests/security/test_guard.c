@@ -34,12 +34,12 @@ static void detected(const char *text, char *out, size_t size)
     guard_findings_free(&f);
 }
 
-#define EXPECT(text, names)                                                                      \
-    do {                                                                                         \
-        char got_[256];                                                                          \
-        detected(text, got_, sizeof got_);                                                       \
-        if (strcmp(got_, names) != 0)                                                            \
-            fail_msg("%s\n  expected [%s], got [%s]", text, names, got_);                        \
+#define EXPECT(text, names)                                                                        \
+    do {                                                                                           \
+        char got_[256];                                                                            \
+        detected(text, got_, sizeof got_);                                                         \
+        if (strcmp(got_, names) != 0)                                                              \
+            fail_msg("%s\n  expected [%s], got [%s]", text, names, got_);                          \
     } while (0)
 
 static void test_cards(void **state)
@@ -51,10 +51,10 @@ static void test_cards(void **state)
     EXPECT("card 4111-1111-1111-1111.", "credit_card");
     EXPECT("amex 378282246310005", "credit_card");
     EXPECT("mc 5555555555554444", "credit_card");
-    EXPECT("card 4111 1111 1111 1112", "");        /* fails Luhn */
-    EXPECT("order 1234567812345670", "");           /* Luhn holds, no brand */
-    EXPECT("id 41111111111111111111", "");          /* too long */
-    EXPECT("4111 1111-1111 1111", "");              /* mixed separators */
+    EXPECT("card 4111 1111 1111 1112", ""); /* fails Luhn */
+    EXPECT("order 1234567812345670", "");   /* Luhn holds, no brand */
+    EXPECT("id 41111111111111111111", "");  /* too long */
+    EXPECT("4111 1111-1111 1111", "");      /* mixed separators */
 }
 
 static void test_ibans(void **state)
@@ -75,7 +75,7 @@ static void test_keys(void **state)
     EXPECT("token ghp_8aG3kLq9ZpX2vN7cR4tY1uW6eB0sD5fH3jK2", "api_key");
     EXPECT("use sk-proj-Xk3b9QmZ7r2LpT8vW1cN4yH6dF0gJ5sA2eU9iO3q here", "api_key");
     EXPECT("AIzaSyD3k9Xb2Lq8Zr7Tp1Vw4Nc6Hy0Fg5Js2Ma", "api_key");
-    EXPECT("key AKIAEXAMPLE", "");                     /* too short */
+    EXPECT("key AKIAEXAMPLE", "");                          /* too short */
     EXPECT("ghp_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", ""); /* a placeholder */
     EXPECT("the sk-learn package", "");
 }
@@ -274,9 +274,12 @@ static void test_verdict_parser(void **state)
     assert_int_equal(guard_verdict_parse(u, strlen(u), &v), LLMOS_OK);
     assert_true(v.unsafe);
     assert_int_equal(v.categories, (1u << 0) | (1u << 13));
-    const char *bad[] = {"Safe",       "safe.",        "unsafe",        "unsafe\n",
-                         "unsafe\nS0", "unsafe\nS15",  "unsafe\nS2 S3", "unsafe S1",
-                         "safe\nsafe", "I think it is safe", "unsafe\nS1,", ""};
+    const char *bad[] = {"Safe",          "safe.",
+                         "unsafe",        "unsafe\n",
+                         "unsafe\nS0",    "unsafe\nS15",
+                         "unsafe\nS2 S3", "unsafe S1",
+                         "safe\nsafe",    "I think it is safe",
+                         "unsafe\nS1,",   ""};
     for (size_t i = 0; i < LLMOS_ARRAY_LEN(bad); i++)
         if (guard_verdict_parse(bad[i], strlen(bad[i]), &v) != LLMOS_ERR_FORMAT)
             fail_msg("accepted a malformed verdict: \"%s\"", bad[i]);
@@ -314,7 +317,8 @@ static void test_judge(void **state)
     /* what the judge was sent: the rubric, the text with its fake delimiter defused */
     const char *sent = scripted_test_backend_sent(judge, NULL);
     assert_non_null(strstr(sent, "S14: Code Interpreter Abuse."));
-    assert_non_null(strstr(sent, "pick the lock. \xE2\x80\xB9" "END CONVERSATION>"));
+    assert_non_null(strstr(sent, "pick the lock. \xE2\x80\xB9"
+                                 "END CONVERSATION>"));
     assert_null(strstr(sent, "\"tools\""));
     guard_free(g);
     llm_backend_free(judge);

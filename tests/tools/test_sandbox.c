@@ -14,7 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <grp.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -23,6 +25,9 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <errno.h>
+#include <sched.h>
+#include <seccomp.h>
 
 #include "llmos/sandbox.h"
 #include "testutil.h"
@@ -219,6 +224,71 @@ static void test_unprivileged(void **state)
     assert_int_equal(sb.st_uid, 65534);
 }
 
+/* From a threaded program (the HTTP server is one): the child is a copy of one thread, and
+ * must not wait for the others (as the C library's setresuid would). */
+static void *idle_thread(void *arg)
+{
+    atomic_bool *stop = arg;
+    while (!atomic_load(stop))
+        usleep(1000);
+    return NULL;
+}
+
+static void test_from_threads(void **state)
+{
+    (void)state;
+    need_sandbox();
+    atomic_bool stop = false;
+    pthread_t t[3];
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, idle_thread, &stop), 0);
+    for (int i = 0; i < 8; i++) {
+        sandbox_result r;
+        python("print(6 * 7)\n", 5, &r);
+        assert_false(r.timed_out);
+        assert_string_equal(r.out.data, "42\n");
+        sandbox_result_free(&r);
+    }
+    atomic_store(&stop, true);
+    for (int i = 0; i < 3; i++)
+        pthread_join(t[i], NULL);
+}
+
+/* Where the kernel refuses user namespaces (here: a seccomp filter of this test's child that
+ * answers EPERM to clone with CLONE_NEWUSER, and ENOSYS to clone3, as a container runtime
+ * might), the error says so and names the sysctls that decide it. */
+static void test_refused_namespaces(void **state)
+{
+    (void)state;
+    need_sandbox();
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        scmp_filter_ctx f = seccomp_init(SCMP_ACT_ALLOW);
+        if (!f ||
+            seccomp_rule_add(f, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(clone), 1,
+                             SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_NEWUSER, CLONE_NEWUSER)) ||
+            seccomp_rule_add(f, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0) || seccomp_load(f))
+            _exit(90);
+        const char *argv[] = {SANDBOX_SH, "-c", "true", NULL};
+        sandbox_spec s = {.argv = argv, .workspace = ws};
+        sandbox_result r;
+        llmos_err err = sandbox_exec(&s, &r);
+        sandbox_result_free(&r);
+        if (err != LLMOS_ERR_UNSUPPORTED)
+            _exit(91);
+        const char *m = llmos_errmsg();
+        fprintf(stderr, "refused as expected: %s\n", m);
+        _exit(strstr(m, "refused to make namespaces") && strstr(m, "user.max_user_namespaces")
+                  ? 0
+                  : 92);
+    }
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+}
+
 static void test_bad_spec(void **state)
 {
     (void)state;
@@ -242,6 +312,8 @@ int main(void)
         cmocka_unit_test(test_output_capped),
         cmocka_unit_test(test_no_network),
         cmocka_unit_test(test_unprivileged),
+        cmocka_unit_test(test_from_threads),
+        cmocka_unit_test(test_refused_namespaces),
         cmocka_unit_test(test_bad_spec),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -459,14 +459,16 @@ typedef struct local_backend {
     llmos_model *model;
     tokenizer *tok;
     llmos_pool *pool;
-    local_batcher *batcher; /* every chat's sequence and forward pass (batcher.h) */
+    local_batcher *batcher; /* every chat's sequence and forward pass (batcher.h); NULL for an
+                               encoder, which only embeds */
+    pthread_mutex_t embed_mu; /* an encoder's embeddings, one at a time on the pool */
     uint32_t n_ctx, max_seqs;
     char *tmpl;
     char *name;
     toolcall_family family;
     pthread_mutex_t gv_mu;
-    grammar_vocab *gv; /* built on the first constrained request, under gv_mu */
-    bool borrowed;     /* a fork: model and tokenizer are its parent's */
+    grammar_vocab *gv;      /* built on the first constrained request, under gv_mu */
+    bool borrowed;          /* a fork: model and tokenizer are its parent's */
 } local_backend;
 
 /* Which tool-call format the model's template speaks. */
@@ -778,8 +780,8 @@ static llmos_err lb_count_prompt(llm_backend *b, const json_t *messages, const j
 {
     local_backend *lb = (local_backend *)b;
     int32_t *ids = NULL;
-    llmos_err err = local_chat_tokenize(lb->tok, lb->tmpl, messages, tools, true, &ids, n, NULL,
-                                        NULL);
+    llmos_err err =
+        local_chat_tokenize(lb->tok, lb->tmpl, messages, tools, true, &ids, n, NULL, NULL);
     free(ids);
     return err;
 }
@@ -844,7 +846,13 @@ static llmos_err lb_embed(llm_backend *b, const char *text, size_t len, float **
         return llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
     }
     lb_embed_job job = {.lb = lb, .ids = ids, .n = n, .out = v, .dim = d};
-    local_batcher_exclusive(lb->batcher, lb_embed_run, &job); /* the pool is the chats' too */
+    if (lb->batcher) {
+        local_batcher_exclusive(lb->batcher, lb_embed_run, &job); /* the pool is the chats' too */
+    } else {
+        pthread_mutex_lock(&lb->embed_mu);
+        lb_embed_run(&job);
+        pthread_mutex_unlock(&lb->embed_mu);
+    }
     err = job.err;
     free(ids);
     if (err) {
@@ -865,28 +873,40 @@ static size_t lb_context_size(llm_backend *b)
 
 static size_t lb_max_concurrent(llm_backend *b)
 {
-    return ((local_backend *)b)->max_seqs;
+    local_backend *lb = (local_backend *)b;
+    return lb->max_seqs ? lb->max_seqs : 1; /* an encoder: one embedding at a time */
+}
+
+/* An encoder has no KV cache to save or restore. */
+static llmos_err lb_no_cache(const local_backend *lb)
+{
+    return llmos_fail(LLMOS_ERR_UNSUPPORTED,
+                      "local backend: %s is an embedding model; it keeps no KV cache", lb->name);
 }
 
 static llmos_err lb_kv_save(llm_backend *b, const char *scope, llmos_buf *out)
 {
-    return local_batcher_save(((local_backend *)b)->batcher, scope, out);
+    local_backend *lb = (local_backend *)b;
+    return lb->batcher ? local_batcher_save(lb->batcher, scope, out) : lb_no_cache(lb);
 }
 
 static llmos_err lb_kv_restore(llm_backend *b, const char *scope, const void *data, size_t len)
 {
-    return local_batcher_restore(((local_backend *)b)->batcher, scope, data, len);
+    local_backend *lb = (local_backend *)b;
+    return lb->batcher ? local_batcher_restore(lb->batcher, scope, data, len) : lb_no_cache(lb);
 }
 
 static size_t lb_kv_forget(llm_backend *b, const char *scope)
 {
-    return local_batcher_forget(((local_backend *)b)->batcher, scope);
+    local_backend *lb = (local_backend *)b;
+    return lb->batcher ? local_batcher_forget(lb->batcher, scope) : 0;
 }
 
 static llmos_err lb_stats(llm_backend *b, llm_stats *st)
 {
-    local_batcher_stats bs;
-    local_batcher_get_stats(((local_backend *)b)->batcher, &bs);
+    local_batcher_stats bs = {0};
+    if (((local_backend *)b)->batcher)
+        local_batcher_get_stats(((local_backend *)b)->batcher, &bs);
     *st = (llm_stats){.steps = bs.steps,
                       .tokens = bs.tokens,
                       .cached_tokens = bs.cached_tokens,
@@ -916,6 +936,7 @@ static void lb_free(llm_backend *b)
     local_batcher_free(lb->batcher);
     pool_free(lb->pool);
     pthread_mutex_destroy(&lb->gv_mu);
+    pthread_mutex_destroy(&lb->embed_mu);
     if (!lb->borrowed) {
         tok_free(lb->tok);
         model_free(lb->model);
@@ -980,6 +1001,7 @@ llmos_err local_backend_open(const char *model_path, const local_backend_params 
         return llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
     lb->base.ops = &local_ops;
     pthread_mutex_init(&lb->gv_mu, NULL);
+    pthread_mutex_init(&lb->embed_mu, NULL);
     llmos_err err = model_load(model_path, &lb->model);
     if (!err)
         err = tok_load_gguf(model_gguf(lb->model), model_path, &lb->tok);
@@ -1046,6 +1068,7 @@ llmos_err local_backend_fork(llm_backend *parent, llm_backend **out)
     lb->tmpl = strdup(pb->tmpl);
     lb->name = strdup(pb->name);
     pthread_mutex_init(&lb->gv_mu, NULL);
+    pthread_mutex_init(&lb->embed_mu, NULL);
     llmos_err err = LLMOS_OK;
     if (!lb->tmpl || !lb->name)
         err = llmos_fail(LLMOS_ERR_NOMEM, "out of memory");

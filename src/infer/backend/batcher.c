@@ -549,6 +549,10 @@ llmos_err local_batcher_eval(void *user, const int32_t *ids, size_t n, const flo
 
 void local_batcher_exclusive(local_batcher *b, void (*fn)(void *user), void *user)
 {
+    if (!b) { /* no batcher (an encoder backend): nothing else uses the pool */
+        fn(user);
+        return;
+    }
     pthread_mutex_lock(&b->compute);
     fn(user);
     pthread_mutex_unlock(&b->compute);
@@ -556,6 +560,9 @@ void local_batcher_exclusive(local_batcher *b, void (*fn)(void *user), void *use
 
 void local_batcher_get_stats(local_batcher *b, local_batcher_stats *st)
 {
+    *st = (local_batcher_stats){0};
+    if (!b)
+        return;
     pthread_mutex_lock(&b->mu);
     *st = b->st;
     st->running = b->n_running;
@@ -588,8 +595,16 @@ static local_seq *latest_of_scope(local_batcher *b, const char *scope)
     return best;
 }
 
+static llmos_err no_cache(void)
+{
+    return llmos_fail(LLMOS_ERR_UNSUPPORTED,
+                      "local backend: this model is an encoder, which keeps no KV cache");
+}
+
 llmos_err local_batcher_save(local_batcher *b, const char *scope, llmos_buf *out)
 {
+    if (!b)
+        return no_cache();
     pthread_mutex_lock(&b->mu);
     local_seq *s = latest_of_scope(b, scope);
     llmos_err err;
@@ -608,6 +623,8 @@ llmos_err local_batcher_save(local_batcher *b, const char *scope, llmos_buf *out
 llmos_err local_batcher_restore(local_batcher *b, const char *scope, const uint8_t *data,
                                 size_t len)
 {
+    if (!b)
+        return no_cache();
     model_kv_header h;
     llmos_err err = model_kv_parse(data, len, &h);
     if (!err)
@@ -658,6 +675,8 @@ llmos_err local_batcher_restore(local_batcher *b, const char *scope, const uint8
 size_t local_batcher_forget(local_batcher *b, const char *scope)
 {
     size_t n = 0;
+    if (!b)
+        return 0;
     pthread_mutex_lock(&b->mu);
     for (size_t i = 0; i < b->n_seqs;) {
         local_seq *s = b->seqs[i];

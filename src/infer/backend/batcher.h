@@ -73,7 +73,10 @@ LLMOS_NODISCARD llmos_err local_batcher_eval(void *seq, const int32_t *ids, size
  * it. */
 void local_batcher_release(local_batcher *b, local_seq *s, bool keep);
 
-/* Run fn(user) while no step runs (the pool and model are free for other work: embeddings). */
+/* Run fn(user) while no step runs (the pool and model are free for other work: embeddings).
+ * This, the context-switch functions and the statistics take a NULL batcher (an encoder's
+ * backend has none): fn runs at once, there is no cache to save or restore
+ * (LLMOS_ERR_UNSUPPORTED), nothing to forget and all counters are 0. */
 void local_batcher_exclusive(local_batcher *b, void (*fn)(void *user), void *user);
 
 /* Context switch. Append a snapshot (model_kv_save's format, with token ids) of the kept

@@ -47,6 +47,7 @@ typedef struct remote_backend {
     char *base_url; /* without a trailing '/' */
     char *model;
     char *auth_header; /* "Authorization: Bearer ..." or NULL */
+    char *ca_file;     /* the only authority an https:// server's certificate may chain to */
     remote_backend_params p;
     pthread_mutex_t mu; /* chats in flight, at most p.max_concurrent */
     pthread_cond_t cv;
@@ -395,6 +396,12 @@ static llmos_err rm_perform(remote_backend *rb, const char *path, const char *bo
         curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, rm_on_progress);
         curl_easy_setopt(h, CURLOPT_XFERINFODATA, x);
         curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+        /* https: the server's certificate must verify (the system's authorities, or only
+         * ca_file) and name the host; never turned off */
+        curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
+        curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
+        if (rb->ca_file)
+            curl_easy_setopt(h, CURLOPT_CAINFO, rb->ca_file);
         if (body) {
             curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
             curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
@@ -766,6 +773,7 @@ static void rm_free(llm_backend *b)
         return;
     free(rb->base_url);
     free(rb->model);
+    free(rb->ca_file);
     if (rb->auth_header) {
         llmos_secure_zero(rb->auth_header, strlen(rb->auth_header));
         free(rb->auth_header);
@@ -890,7 +898,11 @@ llmos_err remote_backend_open(const char *base_url, const char *model,
             snprintf(rb->auth_header, n, "Authorization: Bearer %s", p->api_key);
     }
     rb->p.api_key = NULL; /* not kept: the header holds it */
-    if (!rb->base_url || !rb->model || (p && p->api_key && p->api_key[0] && !rb->auth_header)) {
+    if (p && p->ca_file)
+        rb->ca_file = strdup(p->ca_file);
+    rb->p.ca_file = NULL;
+    if (!rb->base_url || !rb->model || (p && p->api_key && p->api_key[0] && !rb->auth_header) ||
+        (p && p->ca_file && !rb->ca_file)) {
         rm_free(&rb->base);
         return llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
     }

@@ -20,6 +20,7 @@
  *           LongRoPE: per-frequency factors rope_factors_short / _long (long when the context
  *           exceeds the original training context) and the attention factor on cos and sin.
  *   bert    encoder (bert.c): absolute positions, token types, post-LayerNorm, GELU.
+ *   nomic-bert  bert with rotary positions, fused QKV, SwiGLU and no matrix biases.
  */
 #include <stddef.h>
 #include <string.h>
@@ -131,6 +132,8 @@ static const model_arch_desc descs[] = {
     {.name = "phi3", .arch = MODEL_ARCH_PHI3, .rope = OPS_ROPE_NEOX, .act = ARCH_ACT_SILU,
      .tensors = TENSORS(phi3_tensors)},
     {.name = "bert", .arch = MODEL_ARCH_BERT, .encoder = true, .act = ARCH_ACT_GELU},
+    {.name = "nomic-bert", .arch = MODEL_ARCH_NOMIC_BERT, .encoder = true, .rope = OPS_ROPE_NEOX,
+     .act = ARCH_ACT_SILU},
 };
 
 const model_arch_desc *arch_find(const char *name)
@@ -143,5 +146,5 @@ const model_arch_desc *arch_find(const char *name)
 
 const char *arch_names(void)
 {
-    return "llama, qwen2, qwen3, gemma2, gemma3, phi3, bert";
+    return "llama, qwen2, qwen3, gemma2, gemma3, phi3, bert, nomic-bert";
 }

@@ -12,8 +12,13 @@
  * token; llama.cpp's numbering) and scales the result to unit length, as the
  * sentence-transformers configurations of these models do.
  *
+ * nomic-bert (nomic-embed-text) is the same encoder with rotary positions instead of the
+ * position table (NEOX layout over whole heads, base nomic-bert.rope.freq_base), a fused
+ * attn_qkv projection, a SwiGLU FFN (ffn_gate, ffn_up, ffn_down) and no biases in the
+ * attention and FFN matrices; this file reads either layout, each bias optional there.
+ *
  * One text is one forward pass with no cache; the texts of a batch are stacked so that each
- * weight matrix is read once per batch (bert_embed_many).
+ * weight matrix is read once per batch.
  */
 #include <assert.h>
 #include <inttypes.h>
@@ -27,7 +32,7 @@
 enum { BERT_POOL_NONE = 0, BERT_POOL_MEAN = 1, BERT_POOL_CLS = 2 };
 
 typedef struct bert_layer {
-    ops_matrix wq, wk, wv, wo, up, down;
+    ops_matrix wq, wk, wv, wo, up, down, gate; /* gate: nomic-bert's SwiGLU, else unused */
     float *bq, *bk, *bv, *bo, *b_up, *b_down;
     float *attn_norm_w, *attn_norm_b, *out_norm_w, *out_norm_b;
 } bert_layer;
@@ -35,6 +40,10 @@ typedef struct bert_layer {
 struct bert_model {
     const gguf_file *f;
     model_hparams hp;
+    const char *arch; /* "bert" or "nomic-bert": the prefix of the keys */
+    bool rotary;      /* nomic-bert: rope on q and k, no position table */
+    bool gated;       /* nomic-bert: SwiGLU FFN without biases */
+    double *inv_freq; /* rotary frequencies [head_dim / 2] */
     float eps;
     uint32_t pooling;
     ops_matrix tok_embd, pos_embd, type_embd;
@@ -57,8 +66,8 @@ static void bert_place_weights(bert_model *b)
         uint8_t *p = b->weights;
         for (uint32_t l = 0; l < b->hp.n_layer; l++) {
             bert_layer *L = &b->layers[l];
-            ops_matrix *ms[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->up, &L->down};
-            for (size_t i = 0; i < 6; i++) {
+            ops_matrix *ms[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->up, &L->down, &L->gate};
+            for (size_t i = 0; i < (b->gated ? 7u : 6u); i++) {
                 size_t packed = ops_matrix_packed_bytes(ms[i]);
                 size_t bytes = packed ? packed : ms[i]->row_bytes * ms[i]->n_out;
                 bytes = (bytes + 63) / 64 * 64;
@@ -102,10 +111,13 @@ static llmos_err bert_matrix(bert_model *b, const char *name, size_t n_in, size_
     return LLMOS_OK;
 }
 
-static llmos_err bert_vector(bert_model *b, const char *name, size_t n, float **out)
+static llmos_err bert_vector_opt(bert_model *b, const char *name, size_t n, bool required,
+                                 float **out)
 {
     *out = NULL;
     const gguf_tensor *t = gguf_find_tensor(b->f, name);
+    if (!t && !required)
+        return LLMOS_OK;
     if (!t)
         return llmos_fail(LLMOS_ERR_FORMAT, "%s: tensor '%s' is missing", gguf_name(b->f), name);
     if (t->n_elements != n || t->ne[0] != n)
@@ -133,11 +145,17 @@ static llmos_err bert_vector(bert_model *b, const char *name, size_t n, float **
     return LLMOS_OK;
 }
 
-static llmos_err bert_u32(const gguf_file *f, const char *suffix, bool required, uint32_t def,
+static llmos_err bert_vector(bert_model *b, const char *name, size_t n, float **out)
+{
+    return bert_vector_opt(b, name, n, true, out);
+}
+
+static llmos_err bert_u32(const bert_model *b, const char *suffix, bool required, uint32_t def,
                           uint32_t *out)
 {
+    const gguf_file *f = b->f;
     char key[96];
-    snprintf(key, sizeof key, "bert.%s", suffix);
+    snprintf(key, sizeof key, "%s.%s", b->arch, suffix);
     if (required)
         return gguf_require_u32(f, key, out);
     *out = gguf_get_u32(f, key, def);
@@ -151,12 +169,14 @@ llmos_err bert_load(const gguf_file *f, model_hparams *hp, bert_model **out)
     if (!b)
         return llmos_fail(LLMOS_ERR_NOMEM, "out of memory loading an encoder");
     b->f = f;
+    b->arch = hp->arch == MODEL_ARCH_NOMIC_BERT ? "nomic-bert" : "bert";
+    b->rotary = b->gated = hp->arch == MODEL_ARCH_NOMIC_BERT;
     llmos_err err;
-    if ((err = bert_u32(f, "block_count", true, 0, &hp->n_layer)) ||
-        (err = bert_u32(f, "embedding_length", true, 0, &hp->n_embd)) ||
-        (err = bert_u32(f, "feed_forward_length", true, 0, &hp->n_ff)) ||
-        (err = bert_u32(f, "attention.head_count", true, 0, &hp->n_head)) ||
-        (err = bert_u32(f, "context_length", true, 0, &hp->n_ctx_train)))
+    if ((err = bert_u32(b, "block_count", true, 0, &hp->n_layer)) ||
+        (err = bert_u32(b, "embedding_length", true, 0, &hp->n_embd)) ||
+        (err = bert_u32(b, "feed_forward_length", true, 0, &hp->n_ff)) ||
+        (err = bert_u32(b, "attention.head_count", true, 0, &hp->n_head)) ||
+        (err = bert_u32(b, "context_length", true, 0, &hp->n_ctx_train)))
         goto fail;
     if (hp->n_layer == 0 || hp->n_embd == 0 || hp->n_ff == 0 || hp->n_head == 0 ||
         hp->n_ctx_train == 0 || hp->n_embd % hp->n_head != 0) {
@@ -170,13 +190,37 @@ llmos_err bert_load(const gguf_file *f, model_hparams *hp, bert_model **out)
     hp->n_head_kv = hp->n_head;
     hp->head_dim = hp->n_embd / hp->n_head;
     hp->rope_dim = 0;
-    b->eps = gguf_get_f32(f, "bert.attention.layer_norm_epsilon", 1e-12f);
-    (void)bert_u32(f, "pooling_type", false, BERT_POOL_MEAN, &b->pooling);
+    char key[96];
+    snprintf(key, sizeof key, "%s.attention.layer_norm_epsilon", b->arch);
+    b->eps = gguf_get_f32(f, key, 1e-12f);
+    (void)bert_u32(b, "pooling_type", false, BERT_POOL_MEAN, &b->pooling);
     if (b->pooling != BERT_POOL_MEAN && b->pooling != BERT_POOL_CLS) {
         err = llmos_fail(LLMOS_ERR_UNSUPPORTED,
-                         "%s: bert.pooling_type %u: llmos pools by mean (1) or [CLS] (2)",
-                         gguf_name(f), b->pooling);
+                         "%s: %s.pooling_type %u: llmos pools by mean (1) or [CLS] (2)",
+                         gguf_name(f), b->arch, b->pooling);
         goto fail;
+    }
+    if (b->rotary) {
+        if (hp->head_dim % 2) {
+            err = llmos_fail(LLMOS_ERR_FORMAT, "%s: rotary heads of odd size %u", gguf_name(f),
+                             hp->head_dim);
+            goto fail;
+        }
+        snprintf(key, sizeof key, "%s.rope.freq_base", b->arch);
+        hp->rope_freq_base = gguf_get_f32(f, key, 1000.0f);
+        hp->rope_dim = hp->head_dim;
+        if (!(hp->rope_freq_base > 0)) {
+            err = llmos_fail(LLMOS_ERR_FORMAT, "%s: %s %g is not positive", gguf_name(f), key,
+                             (double)hp->rope_freq_base);
+            goto fail;
+        }
+        b->inv_freq = malloc(hp->head_dim / 2 * sizeof *b->inv_freq);
+        if (!b->inv_freq) {
+            err = llmos_fail(LLMOS_ERR_NOMEM, "out of memory loading an encoder");
+            goto fail;
+        }
+        for (uint32_t i = 0; i < hp->head_dim / 2; i++)
+            b->inv_freq[i] = pow((double)hp->rope_freq_base, -2.0 * i / (double)hp->head_dim);
     }
     const gguf_tensor *emb = gguf_find_tensor(f, "token_embd.weight");
     if (!emb || emb->ne[1] == 0 || emb->ne[1] > INT32_MAX) {
@@ -188,11 +232,12 @@ llmos_err bert_load(const gguf_file *f, model_hparams *hp, bert_model **out)
     const gguf_tensor *types = gguf_find_tensor(f, "token_types.weight");
     size_t d = hp->n_embd, ff = hp->n_ff;
     size_t n_types = types ? (size_t)types->ne[1] : 0;
-    if (hp->n_layer > gguf_n_tensors(f) / 16) {
+    size_t per_layer = b->gated ? 8 : 16;
+    if (hp->n_layer > gguf_n_tensors(f) / per_layer) {
         err = llmos_fail(LLMOS_ERR_FORMAT,
-                         "%s: bert.block_count is %u but the file has only %zu tensors (each "
-                         "layer has 16)",
-                         gguf_name(f), hp->n_layer, gguf_n_tensors(f));
+                         "%s: %s.block_count is %u but the file has only %zu tensors (each "
+                         "layer has %zu)",
+                         gguf_name(f), b->arch, hp->n_layer, gguf_n_tensors(f), per_layer);
         goto fail;
     }
     b->layers = calloc(hp->n_layer, sizeof *b->layers);
@@ -201,7 +246,8 @@ llmos_err bert_load(const gguf_file *f, model_hparams *hp, bert_model **out)
         goto fail;
     }
     if ((err = bert_matrix(b, "token_embd.weight", d, hp->n_vocab, &b->tok_embd)) ||
-        (err = bert_matrix(b, "position_embd.weight", d, hp->n_ctx_train, &b->pos_embd)) ||
+        (!b->rotary &&
+         (err = bert_matrix(b, "position_embd.weight", d, hp->n_ctx_train, &b->pos_embd))) ||
         (err = bert_matrix(b, "token_types.weight", d, n_types ? n_types : 1, &b->type_embd)) ||
         (err = bert_vector(b, "token_embd_norm.weight", d, &b->embd_norm_w)) ||
         (err = bert_vector(b, "token_embd_norm.bias", d, &b->embd_norm_b)))
@@ -210,18 +256,33 @@ llmos_err bert_load(const gguf_file *f, model_hparams *hp, bert_model **out)
         bert_layer *L = &b->layers[i];
         char name[96];
 #define T(s) (snprintf(name, sizeof name, "blk.%u.%s", i, s), name)
-        if ((err = bert_matrix(b, T("attn_q.weight"), d, d, &L->wq)) ||
-            (err = bert_matrix(b, T("attn_k.weight"), d, d, &L->wk)) ||
-            (err = bert_matrix(b, T("attn_v.weight"), d, d, &L->wv)) ||
-            (err = bert_matrix(b, T("attn_output.weight"), d, d, &L->wo)) ||
+        bool bias = !b->gated; /* nomic-bert's matrices have none */
+        if (gguf_find_tensor(f, T("attn_qkv.weight"))) { /* fused: rows Q, K, V */
+            ops_matrix qkv;
+            if ((err = bert_matrix(b, name, d, 3 * d, &qkv)))
+                goto fail;
+            ops_matrix *parts[3] = {&L->wq, &L->wk, &L->wv};
+            for (size_t k = 0; k < 3; k++) {
+                bool ok = ops_matrix_init(parts[k], (const uint8_t *)qkv.data + k * d * qkv.row_bytes,
+                                          qkv.type, d, d);
+                assert(ok);
+                (void)ok;
+            }
+        } else if ((err = bert_matrix(b, T("attn_q.weight"), d, d, &L->wq)) ||
+                   (err = bert_matrix(b, T("attn_k.weight"), d, d, &L->wk)) ||
+                   (err = bert_matrix(b, T("attn_v.weight"), d, d, &L->wv))) {
+            goto fail;
+        }
+        if ((err = bert_matrix(b, T("attn_output.weight"), d, d, &L->wo)) ||
             (err = bert_matrix(b, T("ffn_up.weight"), d, ff, &L->up)) ||
             (err = bert_matrix(b, T("ffn_down.weight"), ff, d, &L->down)) ||
-            (err = bert_vector(b, T("attn_q.bias"), d, &L->bq)) ||
-            (err = bert_vector(b, T("attn_k.bias"), d, &L->bk)) ||
-            (err = bert_vector(b, T("attn_v.bias"), d, &L->bv)) ||
-            (err = bert_vector(b, T("attn_output.bias"), d, &L->bo)) ||
-            (err = bert_vector(b, T("ffn_up.bias"), ff, &L->b_up)) ||
-            (err = bert_vector(b, T("ffn_down.bias"), d, &L->b_down)) ||
+            (b->gated && (err = bert_matrix(b, T("ffn_gate.weight"), d, ff, &L->gate))) ||
+            (err = bert_vector_opt(b, T("attn_q.bias"), d, bias, &L->bq)) ||
+            (err = bert_vector_opt(b, T("attn_k.bias"), d, bias, &L->bk)) ||
+            (err = bert_vector_opt(b, T("attn_v.bias"), d, bias, &L->bv)) ||
+            (err = bert_vector_opt(b, T("attn_output.bias"), d, bias, &L->bo)) ||
+            (err = bert_vector_opt(b, T("ffn_up.bias"), ff, bias, &L->b_up)) ||
+            (err = bert_vector_opt(b, T("ffn_down.bias"), d, bias, &L->b_down)) ||
             (err = bert_vector(b, T("attn_output_norm.weight"), d, &L->attn_norm_w)) ||
             (err = bert_vector(b, T("attn_output_norm.bias"), d, &L->attn_norm_b)) ||
             (err = bert_vector(b, T("layer_output_norm.weight"), d, &L->out_norm_w)) ||
@@ -251,13 +312,14 @@ void bert_free(bert_model *b)
         free(b->vecs[i]);
     free(b->vecs);
     free(b->layers);
+    free(b->inv_freq);
     llmos_huge_free(b->weights, b->weights_size);
     free(b);
 }
 
 /* Activations of a pass over `rows` stacked token rows. */
 typedef struct bert_buf {
-    float *x, *q, *k, *v, *att, *tmp, *h;
+    float *x, *q, *k, *v, *att, *tmp, *h, *h2;
     void *mm;
     uint8_t *att_scratch;
     size_t att_per_worker;
@@ -272,6 +334,7 @@ static void bert_buf_free(bert_buf *w)
     free(w->att);
     free(w->tmp);
     free(w->h);
+    free(w->h2);
     free(w->mm);
     free(w->att_scratch);
 }
@@ -294,11 +357,12 @@ static bool bert_buf_init(const bert_model *b, bert_buf *w, size_t rows, size_t 
     w->att = floats(rows * d);
     w->tmp = floats(rows * d);
     w->h = floats(rows * ff);
+    w->h2 = b->gated ? floats(rows * ff) : NULL;
     size_t mm = 0;
     for (uint32_t l = 0; l < b->hp.n_layer; l++) {
         const bert_layer *L = &b->layers[l];
-        const ops_matrix *ms[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->up, &L->down};
-        for (size_t i = 0; i < 6; i++) {
+        const ops_matrix *ms[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->up, &L->down, &L->gate};
+        for (size_t i = 0; i < (b->gated ? 7u : 6u); i++) {
             size_t s = ops_matmul_scratch(ms[i]->type, ms[i]->n_in, rows);
             mm = s > mm ? s : mm;
         }
@@ -306,7 +370,8 @@ static bool bert_buf_init(const bert_model *b, bert_buf *w, size_t rows, size_t 
     w->mm = mm ? malloc(mm) : NULL;
     w->att_per_worker = ops_attention_scratch(GGML_TYPE_F32, b->hp.head_dim, longest);
     w->att_scratch = aligned_alloc(64, w->att_per_worker * (size_t)workers);
-    return w->x && w->q && w->k && w->v && w->att && w->tmp && w->h && (!mm || w->mm) &&
+    return w->x && w->q && w->k && w->v && w->att && w->tmp && w->h && (!b->gated || w->h2) &&
+           (!mm || w->mm) &&
            w->att_scratch;
 }
 
@@ -337,8 +402,10 @@ static llmos_err bert_forward(const bert_model *b, llmos_pool *pool, const int32
             ops_get_row(&b->tok_embd, (size_t)tokens[r], x);
             ops_get_row(&b->type_embd, 0, row);
             ops_add(x, row, d);
-            ops_get_row(&b->pos_embd, r - start[s], row);
-            ops_add(x, row, d);
+            if (!b->rotary) {
+                ops_get_row(&b->pos_embd, r - start[s], row);
+                ops_add(x, row, d);
+            }
         }
     ops_layernorm(w.x, w.x, b->embd_norm_w, b->embd_norm_b, d, rows, b->eps);
 
@@ -346,9 +413,19 @@ static llmos_err bert_forward(const bert_model *b, llmos_pool *pool, const int32
         const bert_layer *L = &b->layers[l];
         ops_matmul_multi(pool, 3, (float *const[]){w.q, w.k, w.v},
                          (const ops_matrix *const[]){&L->wq, &L->wk, &L->wv}, w.x, rows, w.mm);
-        ops_add_rows(w.q, L->bq, d, rows);
-        ops_add_rows(w.k, L->bk, d, rows);
-        ops_add_rows(w.v, L->bv, d, rows);
+        if (L->bq) {
+            ops_add_rows(w.q, L->bq, d, rows);
+            ops_add_rows(w.k, L->bk, d, rows);
+            ops_add_rows(w.v, L->bv, d, rows);
+        }
+        if (b->rotary) /* nomic-bert: positions are rotations of q and k, per text */
+            for (size_t s = 0; s < n_seq; s++)
+                for (size_t r = start[s]; r < start[s + 1]; r++) {
+                    ops_rope_freqs(w.q + r * d, hp->n_head, hp->head_dim, hp->head_dim,
+                                   r - start[s], b->inv_freq, 1.0f, OPS_ROPE_NEOX);
+                    ops_rope_freqs(w.k + r * d, hp->n_head, hp->head_dim, hp->head_dim,
+                                   r - start[s], b->inv_freq, 1.0f, OPS_ROPE_NEOX);
+                }
         for (size_t s = 0; s < n_seq; s++) { /* each text attends to itself only */
             size_t r0 = start[s], n = start[s + 1] - start[s];
             ops_attention_args a = {.out = w.att + r0 * d,
@@ -370,15 +447,24 @@ static llmos_err bert_forward(const bert_model *b, llmos_pool *pool, const int32
         }
         /* x = LayerNorm(x + Wo att + bo) */
         ops_matmul(pool, w.tmp, &L->wo, w.att, rows, w.mm);
-        ops_add_rows(w.tmp, L->bo, d, rows);
+        if (L->bo)
+            ops_add_rows(w.tmp, L->bo, d, rows);
         ops_add(w.x, w.tmp, rows * d);
         ops_layernorm(w.x, w.x, L->attn_norm_w, L->attn_norm_b, d, rows, b->eps);
         /* x = LayerNorm(x + W2 gelu(W1 x + b1) + b2) */
-        ops_matmul(pool, w.h, &L->up, w.x, rows, w.mm);
-        ops_add_rows(w.h, L->b_up, ff, rows);
-        ops_gelu(w.h, rows * ff);
+        if (b->gated) { /* nomic-bert: W2 (silu(Wg x) * W1 x) */
+            ops_matmul_multi(pool, 2, (float *const[]){w.h, w.h2},
+                             (const ops_matrix *const[]){&L->gate, &L->up}, w.x, rows, w.mm);
+            ops_silu_mul(w.h, w.h2, rows * ff);
+        } else {
+            ops_matmul(pool, w.h, &L->up, w.x, rows, w.mm);
+            if (L->b_up)
+                ops_add_rows(w.h, L->b_up, ff, rows);
+            ops_gelu(w.h, rows * ff);
+        }
         ops_matmul(pool, w.tmp, &L->down, w.h, rows, w.mm);
-        ops_add_rows(w.tmp, L->b_down, d, rows);
+        if (L->b_down)
+            ops_add_rows(w.tmp, L->b_down, d, rows);
         ops_add(w.x, w.tmp, rows * d);
         ops_layernorm(w.x, w.x, L->out_norm_w, L->out_norm_b, d, rows, b->eps);
     }

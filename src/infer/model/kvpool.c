@@ -71,8 +71,7 @@ llmos_err model_kvpool_take(model_kvpool *p, size_t bytes, size_t n_ctx)
                           "bytes (%.1f MiB) are free (raise the KV memory budget or use a "
                           "smaller context)",
                           n_ctx, bytes, (double)bytes / 1048576.0, free_bytes,
-                          (double)free_bytes / 1048576.0, p->budget,
-                          (double)p->budget / 1048576.0);
+                          (double)free_bytes / 1048576.0, p->budget, (double)p->budget / 1048576.0);
     return LLMOS_OK;
 }
 

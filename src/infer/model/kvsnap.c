@@ -65,8 +65,8 @@ llmos_err model_kv_save(const llmos_model_ctx *c, const int32_t *tokens, llmos_b
     const model_hparams *hp = model_hparams_of(model_ctx_model(c));
     size_t n_pos = model_ctx_pos(c), row = model_ctx_kv_row_bytes(c);
     size_t n_tok = tokens ? n_pos : 0;
-    size_t total = KV_HEADER_BYTES + n_tok * 4 + 2 * (size_t)hp->n_layer * n_pos * row +
-                   KV_SUM_BYTES;
+    size_t total =
+        KV_HEADER_BYTES + n_tok * 4 + 2 * (size_t)hp->n_layer * n_pos * row + KV_SUM_BYTES;
     size_t start = out->len;
     llmos_err err = buf_reserve(out, total);
     if (err)
@@ -96,6 +96,21 @@ llmos_err model_kv_save(const llmos_model_ctx *c, const int32_t *tokens, llmos_b
 }
 
 llmos_err model_kv_parse(const uint8_t *data, size_t len, model_kv_header *h)
+{
+    llmos_err err = model_kv_peek(data, len, h);
+    if (err)
+        return err;
+    uint8_t sum[KV_SUM_BYTES];
+    crypto_hash_sha256(sum, data, len - KV_SUM_BYTES);
+    if (sodium_memcmp(sum, data + len - KV_SUM_BYTES, KV_SUM_BYTES) != 0)
+        return llmos_fail(LLMOS_ERR_FORMAT,
+                          "KV snapshot: checksum mismatch over %zu bytes: the snapshot is "
+                          "corrupted",
+                          len);
+    return LLMOS_OK;
+}
+
+llmos_err model_kv_peek(const uint8_t *data, size_t len, model_kv_header *h)
 {
     memset(h, 0, sizeof *h);
     if (len < KV_HEADER_BYTES + KV_SUM_BYTES || memcmp(data, kv_magic, 8) != 0)
@@ -135,13 +150,6 @@ llmos_err model_kv_parse(const uint8_t *data, size_t len, model_kv_header *h)
                           " positions of %" PRIu32 " layers with rows of %" PRIu64
                           " bytes (cut short or corrupted)",
                           len, h->n_pos, h->n_layer, row);
-    uint8_t sum[KV_SUM_BYTES];
-    crypto_hash_sha256(sum, data, len - KV_SUM_BYTES);
-    if (sodium_memcmp(sum, data + len - KV_SUM_BYTES, KV_SUM_BYTES) != 0)
-        return llmos_fail(LLMOS_ERR_FORMAT,
-                          "KV snapshot: checksum mismatch over %zu bytes: the snapshot is "
-                          "corrupted",
-                          len);
     return LLMOS_OK;
 }
 
@@ -158,8 +166,8 @@ llmos_err model_kv_check(const llmos_model *m, const model_kv_header *h, ggml_ty
                           "%s...); a cache is only valid for the model that computed it",
                           theirs, ours);
     }
-    if (h->n_layer != hp->n_layer || h->n_head_kv != hp->n_head_kv ||
-        h->head_dim != hp->head_dim || h->kv_type != kv_type)
+    if (h->n_layer != hp->n_layer || h->n_head_kv != hp->n_head_kv || h->head_dim != hp->head_dim ||
+        h->kv_type != kv_type)
         return llmos_fail(LLMOS_ERR_INVALID,
                           "KV snapshot: %" PRIu32 " layers x %" PRIu32 " heads x %" PRIu32
                           " in %s, this context holds %u x %u x %u in %s",

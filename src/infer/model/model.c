@@ -1002,6 +1002,10 @@ llmos_err model_batch_new(const llmos_model *m, const model_batch_params *p, mod
                           "model_batch_new: %u tokens, %u sequences and %u positions: each must "
                           "be at least 1 and the sequences at most the tokens",
                           p->n_tokens, p->n_seqs, p->n_ctx);
+    if (m->hp.encoder)
+        return llmos_fail(LLMOS_ERR_UNSUPPORTED,
+                          "%s is an embedding model (%s): it embeds text but cannot generate",
+                          gguf_name(m->file), m->hp.arch_name);
     model_batch *b = calloc(1, sizeof *b);
     if (!b)
         return llmos_fail(LLMOS_ERR_NOMEM, "out of memory for a batch");
