@@ -774,7 +774,7 @@ void voice_result_free(voice_result *res)
  * digital silence (synthesised speech, a muted microphone, padding) give features far from any
  * it knows, and the decoder then loses words next to them. A faint, fixed noise floor (uniform,
  * +-NOISE_FLOOR of 32767: about -58 dB, below any real recording's) is added before decoding.
- * The generator is seeded the same each time, so recognition stays deterministic. */
+ * The generator is seeded the same each time. */
 #define NOISE_FLOOR 64
 
 static void add_noise_floor(voice_audio *a)
