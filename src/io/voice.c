@@ -24,6 +24,8 @@
 
 #include <espeak-ng/speak_lib.h>
 #include <pocketsphinx.h>
+#include <sphinxbase/fsg_model.h>
+#include <sphinxbase/jsgf.h>
 
 #include "llmos/voice.h"
 
@@ -114,8 +116,8 @@ llmos_err voice_speak(const voice_speech_params *pp, const char *text, voice_aud
         err = llmos_fail(LLMOS_ERR_INTERNAL, "espeak-ng refused rate %d or pitch %d", rate, pitch);
     if (!err && *text) {
         espeak_SetSynthCallback(es_callback);
-        if (espeak_Synth(text, strlen(text) + 1, 0, POS_CHARACTER, 0, espeakCHARS_UTF8, NULL,
-                         &c) != EE_OK)
+        if (espeak_Synth(text, strlen(text) + 1, 0, POS_CHARACTER, 0, espeakCHARS_UTF8, NULL, &c) !=
+            EE_OK)
             err = llmos_fail(LLMOS_ERR_INTERNAL, "espeak-ng could not speak the text");
         else if (espeak_Synchronize() != EE_OK)
             err = llmos_fail(LLMOS_ERR_INTERNAL, "espeak-ng failed while speaking");
@@ -141,7 +143,7 @@ static const char *const units[] = {"zero", "one", "two",   "three", "four",
                                     "five", "six", "seven", "eight", "nine"};
 static const char *const teens[] = {"ten",     "eleven",  "twelve",    "thirteen", "fourteen",
                                     "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"};
-static const char *const tens[] = {"", "", "twenty", "thirty", "forty",
+static const char *const tens[] = {"",      "",      "twenty",  "thirty", "forty",
                                    "fifty", "sixty", "seventy", "eighty", "ninety"};
 
 static int word_index(const char *w, const char *const *list, int n)
@@ -319,8 +321,8 @@ static const struct {
     const char *spoken;
     const char *op;
 } voice_ops[] = {
-    {"plus", "+"},        {"minus", "-"},      {"times", "*"},          {"multiplied by", "*"},
-    {"divided by", "/"},  {"over", "/"},       {"to the power of", "^"}, {"modulo", "%"},
+    {"plus", "+"},       {"minus", "-"}, {"times", "*"},           {"multiplied by", "*"},
+    {"divided by", "/"}, {"over", "/"},  {"to the power of", "^"}, {"modulo", "%"},
 };
 
 struct voice_grammar {
@@ -365,12 +367,15 @@ static llmos_err grammar_write(voice_grammar *g)
 {
     llmos_buf b = {0};
     llmos_err err = buf_puts(&b, "#JSGF V1.0;\ngrammar llmos;\n");
-    err = err ? err : buf_puts(&b, "<digit> = one | two | three | four | five | six | seven | "
-                                   "eight | nine;\n");
-    err = err ? err : buf_puts(&b, "<teen> = ten | eleven | twelve | thirteen | fourteen | "
-                                   "fifteen | sixteen | seventeen | eighteen | nineteen;\n");
-    err = err ? err : buf_puts(&b, "<tens> = twenty | thirty | forty | fifty | sixty | seventy | "
-                                   "eighty | ninety;\n");
+    err = err ? err
+              : buf_puts(&b, "<digit> = one | two | three | four | five | six | seven | "
+                             "eight | nine;\n");
+    err = err ? err
+              : buf_puts(&b, "<teen> = ten | eleven | twelve | thirteen | fourteen | "
+                             "fifteen | sixteen | seventeen | eighteen | nineteen;\n");
+    err = err ? err
+              : buf_puts(&b, "<tens> = twenty | thirty | forty | fifty | sixty | seventy | "
+                             "eighty | ninety;\n");
     err = err ? err : buf_puts(&b, "<n99> = <digit> | <teen> | <tens> [<digit>];\n");
     err = err ? err : buf_puts(&b, "<n999> = <n99> | <digit> hundred [[and] <n99>];\n");
     err = err ? err : buf_puts(&b, "<n999999> = <n999> [thousand [[and] <n999>]];\n");
@@ -380,7 +385,8 @@ static llmos_err grammar_write(voice_grammar *g)
     err = err ? err : buf_puts(&b, "<op> = ");
     for (size_t i = 0; !err && i < LLMOS_ARRAY_LEN(voice_ops); i++)
         err = buf_printf(&b, "%s%s", i ? " | " : "", voice_ops[i].spoken);
-    err = err ? err : buf_puts(&b, ";\n<expression> = <decimal> [<op> <decimal> [<op> <decimal>]];\n");
+    err = err ? err
+              : buf_puts(&b, ";\n<expression> = <decimal> [<op> <decimal> [<op> <decimal>]];\n");
     if (g->n_tools) {
         err = err ? err : buf_puts(&b, "<tool> = ");
         for (size_t i = 0; !err && i < g->n_tools; i++) {
@@ -755,7 +761,18 @@ llmos_err voice_recognizer_set_grammar(voice_recognizer *r, const voice_grammar 
                               "recognizer's dictionary",
                               g->tools[i], missing);
     }
-    if (ps_set_jsgf_string(r->ps, "grammar", g->jsgf) < 0)
+    /* parsed and built here rather than with ps_set_jsgf_string, which in pocketsphinx
+     * 5prealpha never frees the parsed grammar (a leak per grammar set) */
+    jsgf_t *jsgf = jsgf_parse_string(g->jsgf, NULL);
+    jsgf_rule_t *top = jsgf ? jsgf_get_public_rule(jsgf) : NULL;
+    fsg_model_t *fsg =
+        top ? jsgf_build_fsg(jsgf, top, ps_get_logmath(r->ps), cmd_ln_float32_r(r->config, "-lw"))
+            : NULL;
+    int rc = fsg ? ps_set_fsg(r->ps, "grammar", fsg) : -1;
+    fsg_model_free(fsg); /* the search keeps its own reference */
+    if (jsgf)
+        jsgf_grammar_free(jsgf);
+    if (rc < 0)
         return llmos_fail(LLMOS_ERR_INVALID, "pocketsphinx refused the command grammar");
     r->grammar = g;
     return LLMOS_OK;
@@ -788,14 +805,15 @@ static void add_noise_floor(voice_audio *a)
     }
 }
 
-/* Run the decoder's current search over s[0..n); the hypothesis (malloc'd, "" for none). */
-static llmos_err decode(voice_recognizer *r, const int16_t *s, size_t n, char **hyp)
+/* Run the decoder's current search over s[0..n); the hypothesis (malloc'd, "" for none).
+ * keyword: the search is the wake-phrase spotter (the caller says so: pocketsphinx 5prealpha's
+ * ps_get_search leaks the hash-table iterator it stops early). */
+static llmos_err decode(voice_recognizer *r, bool keyword, const int16_t *s, size_t n, char **hyp)
 {
     *hyp = NULL;
     if (ps_start_utt(r->ps) < 0)
         return llmos_fail(LLMOS_ERR_INTERNAL, "pocketsphinx could not start an utterance");
     /* in pieces of a second: the keyword spotter reports what it found along the way */
-    bool keyword = strcmp(ps_get_search(r->ps), "wake") == 0;
     const char *found = NULL;
     size_t piece = keyword ? VOICE_RATE : n; /* other searches take the utterance whole */
     for (size_t off = 0; off < n; off += piece) {
@@ -856,12 +874,13 @@ llmos_err voice_recognize(voice_recognizer *r, voice_mode m, const voice_audio *
         size_t start = segs[0].start, end = segs[n_segs - 1].end;
         if (m == VOICE_KEYWORD)
             start = 0, end = in->n;
-        const char *search = m == VOICE_DICTATION ? "dictation" : m == VOICE_GRAMMAR ? "grammar"
-                                                                                      : "wake";
+        const char *search = m == VOICE_DICTATION ? "dictation"
+                             : m == VOICE_GRAMMAR ? "grammar"
+                                                  : "wake";
         if (ps_set_search(r->ps, search) < 0)
             err = llmos_fail(LLMOS_ERR_INTERNAL, "pocketsphinx has no search '%s'", search);
         else
-            err = decode(r, in->samples + start, end - start, &hyp);
+            err = decode(r, m == VOICE_KEYWORD, in->samples + start, end - start, &hyp);
     }
     free(segs);
     voice_audio_free(&rs);
