@@ -241,8 +241,30 @@ static llmos_err mcp_set_nonblock(int fd)
     return LLMOS_OK;
 }
 
+/* The environment a server gets: only these of ours (what the reference SDKs pass too), so
+ * that LLMOS_PASSPHRASE, API keys and the like never reach outside code. */
+static const char *const mcp_env_kept[] = {"HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER",
+                                           "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "TZ"};
+
+static bool mcp_env_is_kept(const char *entry)
+{
+    for (size_t i = 0; i < LLMOS_ARRAY_LEN(mcp_env_kept); i++) {
+        size_t n = strlen(mcp_env_kept[i]);
+        if (strncmp(entry, mcp_env_kept[i], n) == 0 && entry[n] == '=')
+            return true;
+    }
+    return false;
+}
+
 static llmos_err mcp_spawn(mcp_client *c, const char *const *argv)
 {
+    const char *env[LLMOS_ARRAY_LEN(mcp_env_kept) + 1];
+    size_t n_env = 0;
+    for (char **e = environ; *e && n_env < LLMOS_ARRAY_LEN(mcp_env_kept); e++)
+        if (mcp_env_is_kept(*e))
+            env[n_env++] = *e;
+    env[n_env] = NULL;
+
     int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1};
     if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0) {
         llmos_err e = llmos_fail(LLMOS_ERR_IO, "MCP: pipe: %s", strerror(errno));
@@ -271,7 +293,8 @@ static llmos_err mcp_spawn(mcp_client *c, const char *const *argv)
     posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
                                         POSIX_SPAWN_SETSIGDEF);
     pid_t pid = 0;
-    int rc = posix_spawnp(&pid, argv[0], &fa, &attr, (char *const *)argv, environ);
+    int rc = posix_spawnp(&pid, argv[0], &fa, &attr, (char *const *)argv,
+                          (char *const *)env);
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&attr);
     close(in[0]);

@@ -5,7 +5,8 @@
  * its lock file by scripts/deps (nothing is downloaded here). Each is run with node: the
  * handshake, tools/list shows their tools, tools/call of everything's echo and get-sum and
  * of filesystem's read_text_file on a file in the folder it was given, and its refusal of a
- * file outside. Skips, saying why, when node or node_modules is absent.
+ * file outside; everything's get-env shows that a passphrase in llmos's environment does not
+ * reach the server. Skips, saying why, when node or node_modules is absent.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -51,6 +52,7 @@ static void test_server_everything(void **state)
     char js[4096];
     server_js(js, sizeof js, "server-everything");
     const char *argv[] = {"node", js, "stdio", NULL};
+    assert_int_equal(setenv("LLMOS_PASSPHRASE", "not-for-mcp-servers", 1), 0);
     mcp_client *c = NULL;
     llmos_err err = mcp_connect(argv, NULL, &c);
     if (err != LLMOS_OK)
@@ -75,6 +77,14 @@ static void test_server_everything(void **state)
     json_decref(args);
     assert_false(is_error);
     assert_string_equal(text.data, "Echo: hello from llmos");
+
+    /* the server sees none of llmos's secrets: get-env shows what it got */
+    buf_clear(&text);
+    assert_int_equal(mcp_call_tool(c, "get-env", NULL, &text, &is_error), LLMOS_OK);
+    assert_false(is_error);
+    assert_non_null(strstr(text.data, "PATH"));
+    assert_null(strstr(text.data, "LLMOS_PASSPHRASE"));
+    assert_null(strstr(text.data, "not-for-mcp-servers"));
 
     buf_clear(&text);
     args = json_pack("{s:i, s:i}", "a", 20, "b", 22);
