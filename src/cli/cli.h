@@ -161,6 +161,7 @@ int cmd_audit(int argc, char **argv);
 int cmd_key(int argc, char **argv);
 int cmd_guard(int argc, char **argv);
 int cmd_scan(int argc, char **argv);
+int cmd_mcp(int argc, char **argv); /* cmd_mcp.c: the user's MCP servers */
 
 /* the app store's commands (cmd_apps.c), with their help texts */
 int cmd_pull(int argc, char **argv);
