@@ -122,4 +122,26 @@ LLMOS_API LLMOS_NODISCARD llmos_err mcp_call_tool(mcp_client *c, const char *nam
  * the client. NULL is fine. */
 LLMOS_API void mcp_close(mcp_client *c);
 
+/* ---- the user's servers, and the `mcp` system call (src/tools/mcp_tool.c) ------------------ */
+
+#define MCP_SERVER_NAME_MAX 32 /* a configured server's name: 1..32 of [A-Za-z0-9_-] */
+
+LLMOS_API bool mcp_server_name_ok(const char *name);
+
+/* Read the servers file (<home>/mcp.json: {"servers": {"NAME": {"command": ["PROGRAM",
+ * "ARG", ...]}}}); a missing file is an empty configuration. Strict: a bad name or a command
+ * that is not a non-empty array of strings is LLMOS_ERR_FORMAT naming the file and server.
+ * *out: json_decref. */
+LLMOS_API LLMOS_NODISCARD llmos_err mcp_config_load(const char *path, json_t **out);
+
+struct ktool;
+/* The `mcp` system call over the servers of the file at config_path: arguments {"server",
+ * "tool", "arguments"}; without "tool" it lists the server's tools with their argument
+ * schemas. Each call starts the server, asks, and stops it. Capability exec (a server is a
+ * program of the user's, run for the model); output untrusted. *out is a descriptor of this
+ * module (one per program: a second call replaces the first), or NULL with
+ * LLMOS_ERR_NOT_FOUND when no server is configured. */
+LLMOS_API LLMOS_NODISCARD llmos_err mcp_syscall_tool(const char *config_path,
+                                                     const struct ktool **out);
+
 #endif

@@ -16,71 +16,12 @@
 
 #include "cli/cli.h"
 #include "llmos/json.h"
+#include "llmos/kernel.h"
 #include "llmos/mcp.h"
-
-#define MCP_CONFIG_MAX   (1u << 20)
-#define MCP_NAME_MAX_LEN 32
 
 static void mcp_config_path(char *out, size_t size)
 {
     snprintf(out, size, "%s/mcp.json", cli_home());
-}
-
-static bool mcp_server_name_ok(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > MCP_NAME_MAX_LEN)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char ch = s[i];
-        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-              ch == '_' || ch == '-'))
-            return false;
-    }
-    return true;
-}
-
-/* The config, or an empty one when the file does not exist. *out: json_decref. */
-static llmos_err mcp_config_load(const char *path, json_t **out)
-{
-    *out = NULL;
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        *out = json_pack("{s:{}}", "servers");
-        return *out ? LLMOS_OK : llmos_fail(LLMOS_ERR_NOMEM, "out of memory");
-    }
-    fclose(f);
-    llmos_buf b = {0};
-    llmos_err err = llmos_file_read_all(path, MCP_CONFIG_MAX, &b);
-    json_t *cfg = NULL;
-    if (err == LLMOS_OK)
-        err = ljson_parse_text(b.data ? b.data : "", b.len, path, 16, &cfg);
-    buf_free(&b);
-    if (err != LLMOS_OK)
-        return err;
-    json_t *servers = ljson_get_object(cfg, "servers");
-    if (!servers) {
-        json_decref(cfg);
-        return llmos_fail(LLMOS_ERR_FORMAT, "%s: no \"servers\" object", path);
-    }
-    const char *name;
-    json_t *srv;
-    json_object_foreach(servers, name, srv) {
-        json_t *cmd = ljson_get_array(srv, "command");
-        bool ok = mcp_server_name_ok(name) && cmd && json_array_size(cmd) > 0;
-        for (size_t i = 0; ok && i < json_array_size(cmd); i++)
-            ok = json_is_string(json_array_get(cmd, i));
-        if (!ok) {
-            llmos_err e = llmos_fail(LLMOS_ERR_FORMAT, "%s: server \"%.64s\": a name of 1..%d "
-                                                       "of [A-Za-z0-9_-] and a \"command\" array "
-                                                       "of strings are needed", path, name,
-                                     MCP_NAME_MAX_LEN);
-            json_decref(cfg);
-            return e;
-        }
-    }
-    *out = cfg;
-    return LLMOS_OK;
 }
 
 static llmos_err mcp_config_save(const char *path, const json_t *cfg)
@@ -104,7 +45,7 @@ static int mcp_add(int argc, char **argv)
     const char *name = argv[1];
     if (!mcp_server_name_ok(name))
         return cli_usage_error("mcp", "'%s' is not a server name (1..%d of A-Z a-z 0-9 _ -)",
-                               name, MCP_NAME_MAX_LEN);
+                               name, MCP_SERVER_NAME_MAX);
     char path[4200];
     mcp_config_path(path, sizeof path);
     json_t *cfg = NULL;
@@ -255,4 +196,27 @@ int cmd_mcp(int argc, char **argv)
         if (strcmp(argv[1], mcp_subcommands[i].name) == 0)
             return mcp_subcommands[i].run(argc - 1, argv + 1);
     return cli_usage_error("mcp", "no subcommand '%s' (add, list, rm, tools)", argv[1]);
+}
+
+/* The tools besides the kernel's own that the shell and serve offer: delegate (installed
+ * specialists) and mcp (configured servers), each only when there is something to offer. A
+ * servers file that cannot be read is said once on stderr, and the rest goes on without it. */
+void cli_extra_tools(const struct ktool **out, size_t *n)
+{
+    static ktool extra[2];
+    *n = 0;
+    const ktool *t = NULL;
+    cli_delegate_tool(&t);
+    if (t)
+        extra[(*n)++] = *t;
+    char path[4200];
+    mcp_config_path(path, sizeof path);
+    t = NULL;
+    llmos_err err = mcp_syscall_tool(path, &t);
+    if (err == LLMOS_OK)
+        extra[(*n)++] = *t;
+    else if (err != LLMOS_ERR_NOT_FOUND)
+        fprintf(stderr, "llmos: the MCP servers are not offered: %s\n", llmos_errmsg());
+    llmos_err_clear();
+    *out = *n ? extra : NULL;
 }

@@ -371,7 +371,9 @@ const cli_command cli_commands[] = {
      "one (rm), or start one and list the tools it offers (tools). The servers are kept in\n"
      "<home>/mcp.json, readable by you only. Everything a server says is untrusted: each\n"
      "request has a deadline, each message a size limit, and a server that breaks the\n"
-     "protocol is stopped (docs/tools.md, \"MCP\").\n",
+     "protocol is stopped. llmos shell and llmos serve offer the configured servers to the\n"
+     "model as the mcp system call (capability exec; its results untrusted)\n"
+     "(docs/tools.md, \"MCP\").\n",
      cmd_mcp},
     /* the app store (cmd_apps.c, docs/supply-chain.md) */
     {"pull", "Fetch an app from a registry, verified against your trust policy", cmd_pull_help,
