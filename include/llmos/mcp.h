@@ -19,6 +19,7 @@
  *   - requests the server sends us are answered: `ping` with an empty result, anything else
  *     with "method not found" (this client offers no roots, sampling or elicitation);
  *   - it runs in a process group of its own, and mcp_close kills the whole group;
+ *   - it inherits no file descriptor of llmos's but its three pipes;
  *   - it gets only a few variables of llmos's environment (HOME, LOGNAME, PATH, SHELL, TERM,
  *     USER, LANG, LC_ALL, LC_CTYPE, TMPDIR, TZ), never a passphrase or key held there.
  * A client whose server was killed answers every later call with LLMOS_ERR_IO.

@@ -283,6 +283,9 @@ static llmos_err mcp_spawn(mcp_client *c, const char *const *argv)
     posix_spawn_file_actions_adddup2(&fa, in[0], STDIN_FILENO);
     posix_spawn_file_actions_adddup2(&fa, out[1], STDOUT_FILENO);
     posix_spawn_file_actions_adddup2(&fa, err[1], STDERR_FILENO);
+    /* nothing else of ours: not the store, not serve's listening socket, not another
+       server's pipes, even where an fd lacks close-on-exec */
+    posix_spawn_file_actions_addclosefrom_np(&fa, STDERR_FILENO + 1);
     /* a group of its own, so that killing it takes what it started; default SIGPIPE etc. */
     sigset_t none, all;
     sigemptyset(&none);

@@ -3,7 +3,8 @@
 
 It speaks MCP over stdio (newline-delimited JSON-RPC 2.0) well or badly, as argv[1] says:
   good        initialize, tools/list in two pages (with a notification and a ping request of
-              its own before the answer), tools/call of echo / fail / unknown; it writes 1 MiB
+              its own before the answer), tools/call of echo / fail / fds (its open file
+              descriptors) / unknown; it writes 1 MiB
               to stderr before its first answer, to show that stderr is drained
   malformed   answers initialize with bytes that are not JSON
   huge        answers initialize with a 2 MiB line
@@ -105,6 +106,10 @@ for line in sys.stdin:
         elif name == "echo":
             result(req, {"content": [{"type": "text", "text": "Echo: " + args["message"]},
                                      {"type": "image", "mimeType": "image/png", "data": "AAAA"}]})
+        elif name == "fds":
+            import os
+            result(req, {"content": [{"type": "text",
+                                      "text": " ".join(sorted(os.listdir("/proc/self/fd")))}]})
         elif name == "fail":
             result(req, {"content": [{"type": "text", "text": "it failed"}], "isError": True})
         else:

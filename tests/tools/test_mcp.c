@@ -8,6 +8,7 @@
  * it, and the server is killed (its process gone, not a zombie).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -67,6 +68,10 @@ static double now_s(void)
 static void test_good_server(void **state)
 {
     (void)state;
+    /* an fd of ours without close-on-exec must not reach the server */
+    int leak = open("/dev/null", O_RDONLY);
+    assert_true(leak >= 0);
+    assert_int_equal(dup2(leak, 100), 100);
     mcp_client *c = NULL;
     assert_int_equal(start("good", NULL, &c), LLMOS_OK);
     assert_string_equal(mcp_server_name(c), "scripted-mcp");
@@ -94,6 +99,14 @@ static void test_good_server(void **state)
     json_decref(args);
     assert_false(is_error);
     assert_string_equal(text.data, "Echo: hello\nworld\n[image image/png, 4 bytes of base64]");
+
+    buf_clear(&text);
+    assert_int_equal(mcp_call_tool(c, "fds", NULL, &text, &is_error), LLMOS_OK);
+    print_message("the server's fds: %s\n", text.data);
+    assert_non_null(strstr(text.data, "0 1 2"));
+    assert_null(strstr(text.data, "100"));
+    close(100);
+    close(leak);
 
     buf_clear(&text);
     assert_int_equal(mcp_call_tool(c, "fail", NULL, &text, &is_error), LLMOS_OK);
