@@ -256,8 +256,34 @@ static bool mcp_env_is_kept(const char *entry)
     return false;
 }
 
+/* Whether `program` names an executable, itself (with a slash) or in PATH: said before the
+ * spawn, because where posix_spawnp forks (old C libraries, valgrind) a missing program is
+ * only a child that exits 127. */
+static bool mcp_program_exists(const char *program)
+{
+    if (strchr(program, '/'))
+        return access(program, X_OK) == 0;
+    const char *path = getenv("PATH");
+    if (!path)
+        path = "/usr/local/bin:/usr/bin:/bin";
+    char full[4096];
+    for (const char *p = path;; ) {
+        const char *end = strchr(p, ':');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        int w = snprintf(full, sizeof full, "%.*s/%s", (int)n, n ? p : ".", program);
+        if (w > 0 && (size_t)w < sizeof full && access(full, X_OK) == 0)
+            return true;
+        if (!end)
+            return false;
+        p = end + 1;
+    }
+}
+
 static llmos_err mcp_spawn(mcp_client *c, const char *const *argv)
 {
+    if (!mcp_program_exists(argv[0]))
+        return llmos_fail(LLMOS_ERR_NOT_FOUND, "MCP: cannot start %s: no such program%s",
+                          argv[0], strchr(argv[0], '/') ? "" : " in PATH");
     const char *env[LLMOS_ARRAY_LEN(mcp_env_kept) + 1];
     size_t n_env = 0;
     for (char **e = environ; *e && n_env < LLMOS_ARRAY_LEN(mcp_env_kept); e++)

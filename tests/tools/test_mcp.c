@@ -194,6 +194,10 @@ static void test_no_such_program(void **state)
     mcp_client *c = NULL;
     assert_int_equal(mcp_connect(argv, NULL, &c), LLMOS_ERR_NOT_FOUND);
     assert_null(c);
+    assert_non_null(strstr(llmos_errmsg(), "no such program"));
+    const char *bare[] = {"llmos-no-such-mcp-server", NULL};
+    assert_int_equal(mcp_connect(bare, NULL, &c), LLMOS_ERR_NOT_FOUND);
+    assert_non_null(strstr(llmos_errmsg(), "in PATH"));
     const char *empty[] = {NULL};
     assert_int_equal(mcp_connect(empty, NULL, &c), LLMOS_ERR_INVALID);
 }
