@@ -17,6 +17,8 @@
  *     tool_shell    run a sh command line in the sandbox (exec; untrusted output)
  *     tool_files    list, read, write, patch workspace files (read; untrusted output)
  *   tool_browser    fetch a web page as text, SSRF-guarded (read; untrusted; llmos/browser.h)
+ * and, made at run time from the user's servers file: mcp, the MCP servers' tools (exec;
+ * untrusted; llmos/mcp.h's mcp_syscall_tool).
  *
  * The calculator evaluates one arithmetic expression. Integers and rationals are exact (GMP):
  * decimal literals are exact fractions, so 0.1 + 0.2 is exactly 3/10. Irrational functions

@@ -161,6 +161,10 @@ int cmd_audit(int argc, char **argv);
 int cmd_key(int argc, char **argv);
 int cmd_guard(int argc, char **argv);
 int cmd_scan(int argc, char **argv);
+int cmd_mcp(int argc, char **argv); /* cmd_mcp.c: the user's MCP servers */
+/* The extra system calls of the shell and serve (cmd_mcp.c): delegate and mcp, those there is
+ * something to offer for; *out is a static array of *n (NULL when none). */
+void cli_extra_tools(const struct ktool **out, size_t *n);
 
 /* the app store's commands (cmd_apps.c), with their help texts */
 int cmd_pull(int argc, char **argv);

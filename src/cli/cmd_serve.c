@@ -626,8 +626,8 @@ int cmd_serve(int argc, char **argv)
         bp.create = true;
     }
     err = serve_models(&o, &bp.privileged, &bp.quarantined, &bp.embedder);
-    cli_delegate_tool(&bp.extra_tools); /* installed specialists, as delegate(app, task) */
-    bp.n_extra_tools = bp.extra_tools ? 1 : 0;
+    /* installed specialists, as delegate(app, task); configured MCP servers, as mcp(...) */
+    cli_extra_tools(&bp.extra_tools, &bp.n_extra_tools);
     cli_boot b;
     if (!err)
         err = cli_boot_open(&bp, &b); /* owns the models from here, also on failure */

@@ -256,8 +256,8 @@ int cmd_shell(int argc, char **argv)
     } else {
         bp.create = true;
     }
-    cli_delegate_tool(&bp.extra_tools); /* installed specialists, as delegate(app, task) */
-    bp.n_extra_tools = bp.extra_tools ? 1 : 0;
+    /* installed specialists, as delegate(app, task); configured MCP servers, as mcp(...) */
+    cli_extra_tools(&bp.extra_tools, &bp.n_extra_tools);
     cli_boot b;
     err = cli_boot_open(&bp, &b);
     if (err) {

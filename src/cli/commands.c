@@ -361,6 +361,20 @@ const cli_command cli_commands[] = {
      "  --fail-above RATE  exit 3 when a family's success rate is above RATE (0 to 1)\n\n"
      "Prints the success rate per family with its Wilson 95% interval.\n",
      cmd_scan},
+    {"mcp", "Configure MCP servers (Model Context Protocol) and list their tools",
+     "usage: llmos mcp add NAME -- COMMAND [ARGS...]\n"
+     "       llmos mcp list\n"
+     "       llmos mcp rm NAME\n"
+     "       llmos mcp tools NAME\n\n"
+     "Remember a Model Context Protocol server that llmos starts as COMMAND ARGS and\n"
+     "talks to over its stdin and stdout (add), show the servers remembered (list), forget\n"
+     "one (rm), or start one and list the tools it offers (tools). The servers are kept in\n"
+     "<home>/mcp.json, readable by you only. Everything a server says is untrusted: each\n"
+     "request has a deadline, each message a size limit, and a server that breaks the\n"
+     "protocol is stopped. llmos shell and llmos serve offer the configured servers to the\n"
+     "model as the mcp system call (capability exec; its results untrusted)\n"
+     "(docs/tools.md, \"MCP\").\n",
+     cmd_mcp},
     /* the app store (cmd_apps.c, docs/supply-chain.md) */
     {"pull", "Fetch an app from a registry, verified against your trust policy", cmd_pull_help,
      cmd_pull},

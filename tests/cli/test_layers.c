@@ -88,6 +88,7 @@ static const char *const prefixes[] = {
     "sandbox_",
     "browser_",
     "html_",
+    "mcp_",
     "apps_",
     "auth_",
     "web_",
